@@ -1,0 +1,118 @@
+import { readFileSync, existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { LineCounter, parseDocument, isMap, type Node as YamlNode } from 'yaml';
+import { z } from 'zod';
+import { AirlockError } from '../common/errors.ts';
+import { policySchema, type Policy } from './schema/index.ts';
+import { mergePolicies } from './merge.ts';
+import { canonicalJson } from '../audit/event.ts';
+
+export interface PolicySource {
+  /** 'builtin' | 'org' | 'repo' | 'cli' */
+  kind: string;
+  /** file path or a description such as `commit abc123:airlock.yaml` */
+  origin: string;
+  raw: Record<string, unknown>;
+}
+
+export interface LoadedPolicy {
+  policy: Policy;
+  sources: PolicySource[];
+  /** Where each leaf value came from, keyed by dotted path. */
+  provenance: Record<string, string>;
+  hash: string;
+}
+
+export interface PolicyIssue { origin: string; line: number | null; column: number | null; key: string; message: string }
+
+function locate(doc: ReturnType<typeof parseDocument>, lc: LineCounter, path: (string | number)[]): { line: number | null; column: number | null } {
+  // Walk down as far as the path exists; report the deepest node found (the offending key or its parent).
+  for (let n = path.length; n >= 0; n--) {
+    if (n === path.length && typeof path[n - 1] === 'string') {
+      const parent = doc.getIn(path.slice(0, n - 1), true) as YamlNode | undefined;
+      if (parent && isMap(parent)) {
+        const pair = parent.items.find((it) => (it.key as { value?: unknown })?.value === path[n - 1]);
+        const kr = (pair?.key as { range?: [number, number, number] } | undefined)?.range;
+        if (kr) { const p = lc.linePos(kr[0]); return { line: p.line, column: p.col }; }
+      }
+    }
+    const node = doc.getIn(path.slice(0, n), true) as YamlNode | undefined;
+    if (node && (node as { range?: [number, number, number] }).range) {
+      const off = (node as { range: [number, number, number] }).range[0];
+      const p = lc.linePos(off);
+      return { line: p.line, column: p.col };
+    }
+    if (n > 0 && typeof path[n - 1] === 'string') {
+      // locate the key itself inside its parent map
+      const parent = doc.getIn(path.slice(0, n - 1), true) as YamlNode | undefined;
+      if (parent && isMap(parent)) {
+        const pair = parent.items.find((it) => (it.key as { value?: unknown })?.value === path[n - 1]);
+        const kr = (pair?.key as { range?: [number, number, number] } | undefined)?.range;
+        if (kr) { const p = lc.linePos(kr[0]); return { line: p.line, column: p.col }; }
+      }
+    }
+  }
+  return { line: null, column: null };
+}
+
+function allowedHere(issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case 'unrecognized_keys': return ` (unknown key${issue.keys.length > 1 ? 's' : ''}: ${issue.keys.join(', ')}; see \`airlock policy schema\` for the allowed keys)`;
+    case 'invalid_value': return ` (allowed: ${issue.values.map((v) => JSON.stringify(v)).join(', ')})`;
+    default: return '';
+  }
+}
+
+export function formatIssues(issues: PolicyIssue[]): string {
+  return issues.map((i) => `${i.origin}${i.line ? `:${i.line}:${i.column}` : ''}: ${i.key || '(top level)'}: ${i.message}`).join('\n');
+}
+
+/** Parses and validates one policy document; throws POLICY_INVALID with file:line:key for every problem. */
+export function parsePolicyText(text: string, origin: string): Record<string, unknown> {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length) {
+    const issues = doc.errors.map((e) => {
+      const p = e.linePos?.[0];
+      return { origin, line: p?.line ?? null, column: p?.col ?? null, key: '', message: `YAML syntax: ${e.message.split('\n')[0]}` };
+    });
+    throw new AirlockError('POLICY_INVALID', `invalid policy\n${formatIssues(issues)}`, 'fix the YAML syntax at the line shown');
+  }
+  const raw = doc.toJS() ?? {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new AirlockError('POLICY_INVALID', `${origin}: the policy must be a YAML mapping (key: value)`, 'start from `airlock init`');
+  }
+  const res = policySchema.safeParse(raw);
+  if (!res.success) {
+    const issues: PolicyIssue[] = res.error.issues.map((iss) => {
+      let path = iss.path.filter((p): p is string | number => typeof p !== 'symbol');
+      let key = path.join('.');
+      if (iss.code === 'unrecognized_keys' && iss.keys.length) {
+        path = [...path, iss.keys[0]!];
+        key = path.join('.');
+      }
+      const loc = locate(doc, lc, path);
+      return { origin, ...loc, key, message: iss.message + allowedHere(iss) };
+    });
+    throw new AirlockError('POLICY_INVALID', `invalid policy\n${formatIssues(issues)}`, 'see `airlock policy schema` or the policy reference in README.md');
+  }
+  return raw as Record<string, unknown>;
+}
+
+export function readPolicyFile(path: string, kind: string): PolicySource {
+  if (!existsSync(path)) throw new AirlockError('NOT_FOUND', `policy file not found: ${path}`, 'check the path, or run `airlock init` to write one');
+  return { kind, origin: path, raw: parsePolicyText(readFileSync(path, 'utf8'), path) };
+}
+
+export const DEFAULT_ORG_POLICY = '/etc/airlock/policy.yaml';
+
+/** Resolves builtin defaults + org policy + repo policy (+ per-run grants) into the effective policy. */
+export function resolvePolicy(sources: PolicySource[]): LoadedPolicy {
+  const { policy, provenance } = mergePolicies(sources);
+  const hash = createHash('sha256').update(canonicalJson(policy)).digest('hex');
+  return { policy, sources, provenance, hash };
+}
+
+export function defaultPolicy(): Policy {
+  return policySchema.parse({});
+}

@@ -1,0 +1,32 @@
+import { z } from 'zod';
+import { merge } from './meta.ts';
+
+export const limitsSchema = z.strictObject({
+  memoryMB: merge(z.number().int().min(16).max(1 << 20).default(2048).describe('Memory limit for the whole sandbox in MiB.'), 'min'),
+  pids: merge(z.number().int().min(8).max(1 << 16).default(256).describe('Maximum number of processes/threads in the sandbox.'), 'min'),
+  cpuSeconds: merge(z.number().int().min(1).default(1800).describe('CPU time limit per process in seconds (RLIMIT_CPU).'), 'min'),
+  cpuPercent: merge(z.number().int().min(5).max(6400).default(200).describe('CPU share as percent of one core (cgroups only).'), 'min'),
+  wallSeconds: merge(z.number().int().min(1).default(3600).describe('Wall-clock limit for a session; the session is ended when it is reached.'), 'min'),
+  diskMB: merge(z.number().int().min(1).default(2048).describe('Cap on what the session may write to its workspace, /tmp and home, in MiB.'), 'min'),
+  fileSizeMB: merge(z.number().int().min(1).default(1024).describe('Largest single file the agent may write, in MiB (RLIMIT_FSIZE).'), 'min'),
+}).describe('Resource limits, enforced with cgroups where Airlock can create them, rlimits otherwise.');
+
+export const envSchema = z.strictObject({
+  allow: merge(z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name')).default([])
+    .describe('Extra host environment variables passed into the sandbox (on top of PATH, LANG, LC_*, TERM, TZ, COLORTERM, NO_COLOR). Names that look like credentials are refused: use credentials brokering.'), 'intersect'),
+  set: merge(z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string()).default({})
+    .describe('Fixed variables set inside the sandbox.'), 'org'),
+}).describe('The sandbox environment is built from an allowlist; nothing else of the host environment enters.');
+
+export const mountsSchema = z.strictObject({
+  readOnly: merge(z.array(z.string().startsWith('/', 'an absolute path')).default([]).describe('Host paths made visible read-only at the same path.'), 'intersect'),
+  readWrite: merge(z.array(z.string().startsWith('/', 'an absolute path')).default([]).describe('Host paths made visible read-write at the same path. Use sparingly: the agent can change them.'), 'intersect'),
+}).describe('Extra host paths; nothing of the host beyond the system directories is visible otherwise.');
+
+export const sandboxSchema = z.strictObject({
+  limits: limitsSchema.prefault({}),
+  env: envSchema.prefault({}),
+  mounts: mountsSchema.prefault({}),
+  traceProcesses: merge(z.boolean().default(true).describe('Record every process the agent starts (kernel-level, via ptrace/seccomp).'), 'or'),
+  baseRef: z.string().default('HEAD').describe('Commit the workspace snapshot is taken from unless --base is given.'),
+}).describe('The isolated execution environment.');
