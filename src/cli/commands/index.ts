@@ -1,0 +1,6 @@
+import type { Command } from 'commander';
+
+// Each module's commands live in their own file and register here, one line each.
+export type Register = (program: Command) => void;
+
+export const registrations: Register[] = [];

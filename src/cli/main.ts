@@ -1,0 +1,34 @@
+import { Command, CommanderError } from 'commander';
+import { registrations } from './commands/index.ts';
+import { printError } from './output.ts';
+import { ExitCode } from '../common/errors.ts';
+
+export async function main(argv: string[]): Promise<number> {
+  const program = new Command('airlock')
+    .description('Run untrusted coding agents in a sandbox: isolated execution, governed changes, egress filtering, tamper-evident audit, brokered credentials.')
+    .version('0.1.0')
+    .showHelpAfterError('(add --help for usage)')
+    .exitOverride();
+  program.configureOutput({ outputError: (s, write) => write(s) });
+  let code = 0;
+  for (const register of registrations) register(program);
+  program.hook('postAction', (_t, cmd) => {
+    const c = (cmd as unknown as { _airlockExit?: number })._airlockExit;
+    if (typeof c === 'number') code = c;
+  });
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return code;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
+      return ExitCode.USAGE;
+    }
+    return printError(e);
+  }
+}
+
+/** Commands set their exit status through this rather than calling process.exit. */
+export function setExit(cmd: Command, code: number): void {
+  (cmd as unknown as { _airlockExit?: number })._airlockExit = code;
+}

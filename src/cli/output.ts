@@ -1,0 +1,47 @@
+import { styleText } from 'node:util';
+import { AirlockError } from '../common/errors.ts';
+
+// Colours only when the stream is a TTY and NO_COLOR is unset (styleText checks both).
+type Style = Parameters<typeof styleText>[0];
+export function paint(style: Style, text: string, stream: NodeJS.WriteStream = process.stdout): string {
+  return styleText(style, text, { stream, validateStream: true });
+}
+export const ok = (t: string, s = process.stdout) => paint('green', t, s);
+export const bad = (t: string, s = process.stdout) => paint('red', t, s);
+export const warn = (t: string, s = process.stdout) => paint('yellow', t, s);
+export const dim = (t: string, s = process.stdout) => paint('dim', t, s);
+export const bold = (t: string, s = process.stdout) => paint('bold', t, s);
+
+export function printJson(v: unknown): void {
+  process.stdout.write(JSON.stringify(v, null, 2) + '\n');
+}
+
+/** Progress for long work goes to stderr, only on a TTY, so pipes and --json stay clean. */
+export function progress(msg: string): void {
+  if (process.stderr.isTTY) process.stderr.write(dim(`… ${msg}`, process.stderr) + '\n');
+}
+
+export function table(rows: string[][], header?: string[]): string {
+  const all = header ? [header, ...rows] : rows;
+  const widths: number[] = [];
+  for (const r of all) r.forEach((c, i) => { widths[i] = Math.max(widths[i] ?? 0, visibleLength(c)); });
+  const fmt = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : c + ' '.repeat((widths[i] ?? 0) - visibleLength(c)))).join('  ');
+  const lines = all.map(fmt);
+  if (header) lines[0] = bold(lines[0]!);
+  return lines.join('\n');
+}
+function visibleLength(s: string): number {
+  // eslint-disable-next-line no-control-regex
+  return s.replace(/\x1b\[[0-9;]*m/g, '').length;
+}
+
+export function printError(e: unknown): number {
+  if (e instanceof AirlockError) {
+    process.stderr.write(`${bad('airlock: error:', process.stderr)} ${e.message}\n`);
+    if (e.hint) process.stderr.write(`${dim('hint:', process.stderr)} ${e.hint}\n`);
+    return e.exitCode;
+  }
+  const msg = e instanceof Error ? e.stack ?? e.message : String(e);
+  process.stderr.write(`airlock: internal error (please report): ${msg}\n`);
+  return 70;
+}
