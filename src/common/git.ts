@@ -49,7 +49,7 @@ export function gitEnv(extra: Record<string, string | undefined> = {}): NodeJS.P
 
 export interface GitResult { status: number; stdout: string; stderr: string }
 
-export function git(args: string[], opts: { cwd?: string; env?: Record<string, string | undefined>; input?: string | Buffer; allowFail?: boolean; maxBuffer?: number } = {}): GitResult {
+export function git(args: string[], opts: { cwd?: string; env?: Record<string, string | undefined>; input?: string | Buffer; allowFail?: boolean; maxBuffer?: number; /** e.g. nsenter into a sandbox's mount namespace (trusted git, agent data) */ prefix?: string[] } = {}): GitResult {
   const o: SpawnSyncOptions = {
     cwd: opts.cwd ?? '/',
     env: gitEnv(opts.env),
@@ -57,7 +57,8 @@ export function git(args: string[], opts: { cwd?: string; env?: Record<string, s
     maxBuffer: opts.maxBuffer ?? 512 * 1024 * 1024,
     encoding: 'utf8',
   };
-  const r = spawnSync('git', [...HARDENING, ...args], o);
+  const argv = [...(opts.prefix ?? []), 'git', ...HARDENING, ...args];
+  const r = spawnSync(argv[0]!, argv.slice(1), o);
   if (r.error) throw new AirlockError('UNAVAILABLE', `cannot run git: ${r.error.message}`, 'install git (apt-get install git)');
   const res = { status: r.status ?? 128, stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? '') };
   if (res.status !== 0 && !opts.allowFail) {

@@ -1,0 +1,458 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, lstatSync, mkdirSync, openSync, readSync, closeSync, readlinkSync, statfsSync, writeFileSync, realpathSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { once } from 'node:events';
+import { AirlockError } from '../common/errors.ts';
+import type { ExecHandle, ExecOptions, ExecResult, Mechanisms, Sandbox, SandboxDriver, SandboxSpec } from './driver.ts';
+import { buildSeccompProgram } from './seccomp.ts';
+import { createCgroup, type CgroupHandle } from './limits.ts';
+import { TraceParser, TRACED_SYSCALLS, type TraceEvent } from './trace.ts';
+
+// Linux driver: bubblewrap inside a "holder" user+mount+network namespace.
+//
+//   supervisor ─spawn→ unshare(user,mount,net) → holder sh: tmpfs (disk cap) + overlay
+//   supervisor ─spawn→ sh(cgroup) → prlimit → nsenter(holder) → setpriv(pdeathsig)
+//                        → strace → [setpriv uid 1000] → bwrap(user,pid,ipc,uts,cgroup; seccomp) → agent
+//
+// The holder keeps the namespaces (workspace overlay, network) alive between commands,
+// so `exec` in a running session costs one bwrap, and the host reads the workspace for
+// capture through /proc/<holder>/root. When Airlock runs as root, the sandbox user maps
+// to an unprivileged host uid (100000), so host files owned by root are not the agent's.
+
+export const SANDBOX_UID = 1000;
+export const SANDBOX_HOME = '/home/agent';
+export const SANDBOX_WORKSPACE = '/workspace';
+export const HOST_UID_FOR_SANDBOX = 100000;
+
+function which(cmd: string): string | null {
+  for (const d of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
+    const p = join(d, cmd);
+    try { if (statSync(p).isFile()) return p; } catch { /* next */ }
+  }
+  return null;
+}
+
+function shq(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+export class BwrapDriver implements SandboxDriver {
+  readonly name = 'bubblewrap';
+
+  check(): { ok: true } | { ok: false; reason: string; fix: string } {
+    if (process.platform !== 'linux') return { ok: false, reason: 'the bubblewrap driver needs Linux', fix: 'run Airlock on Linux' };
+    for (const c of ['bwrap', 'unshare', 'nsenter', 'setpriv', 'prlimit', 'strace']) {
+      if (!which(c)) return { ok: false, reason: `${c} is not installed`, fix: 'run scripts/setup.sh (apt-get install bubblewrap strace util-linux)' };
+    }
+    if (process.arch !== 'x64') return { ok: false, reason: `no seccomp filter for ${process.arch} yet`, fix: 'run on x86_64' };
+    return { ok: true };
+  }
+
+  async start(spec: SandboxSpec): Promise<Sandbox> {
+    const c = this.check();
+    if (!c.ok) throw new AirlockError('UNAVAILABLE', c.reason, c.fix);
+    const sb = new BwrapSandbox(spec);
+    await sb.init();
+    return sb;
+  }
+}
+
+interface LiveExec { child: ChildProcess; traceFile: string | null; parser: TraceParser | null; offset: number; fd: number | null }
+
+class BwrapSandbox implements Sandbox {
+  readonly mechanisms: Mechanisms;
+  readonly limitHit: Promise<{ limit: string; detail: string }>;
+  private spec: SandboxSpec;
+  private holder!: ChildProcess;
+  private holderPid = 0;
+  private mnt: string;
+  private seccompFile: string;
+  private cgroup: CgroupHandle | null;
+  private rootMode: boolean;
+  private live = new Set<LiveExec>();
+  private execCount = 0;
+  private stopped = false;
+  private monitor: NodeJS.Timeout | null = null;
+  private wallTimer: NodeJS.Timeout | null = null;
+  private resolveLimit!: (v: { limit: string; detail: string }) => void;
+  private baseArgs: string[] = [];
+
+  constructor(spec: SandboxSpec) {
+    this.spec = spec;
+    this.rootMode = process.getuid?.() === 0 && spec.hostIds !== null;
+    this.mnt = join(spec.stateDir, 'mnt');
+    this.seccompFile = join(spec.stateDir, 'seccomp.bpf');
+    this.cgroup = this.rootMode ? createCgroup(spec.session, spec.limits) : null;
+    this.mechanisms = {
+      driver: 'bubblewrap',
+      limits: this.cgroup ? (this.cgroup.version === 1 ? 'cgroup-v1' : 'cgroup-v2') : 'rlimit',
+      uidMapping: this.rootMode ? 'unprivileged-host-uid' : 'invoking-user',
+      tracing: spec.trace ? 'strace-seccomp-bpf' : 'off',
+      network: spec.networkSetup ? 'gateway' : 'none',
+      seccomp: 'bpf-x86_64',
+    };
+    this.limitHit = new Promise((r) => { this.resolveLimit = r; });
+  }
+
+  async init(): Promise<void> {
+    const s = this.spec;
+    for (const l of s.lowerDirs) {
+      if (/[:,\\]/.test(l)) throw new AirlockError('UNAVAILABLE', `path not usable as an overlay layer: ${l}`, 'set AIRLOCK_HOME to a path without ":" "," or "\\"');
+    }
+    mkdirSync(this.mnt, { recursive: true, mode: 0o700 });
+    mkdirSync(join(s.stateDir, 'etc'), { recursive: true });
+    mkdirSync(join(s.stateDir, 'trace'), { recursive: true });
+    writeFileSync(this.seccompFile, buildSeccompProgram());
+    this.writeEtc();
+    this.baseArgs = this.buildBwrapArgs();
+
+    const own = this.rootMode ? `chown ${SANDBOX_UID}:${SANDBOX_UID} "$S/upper" "$S/tmp" "$S/vartmp" "$S/home"` : ':';
+    const script = [
+      'read go || exit 1',
+      'set -e',
+      `S=${shq(this.mnt)}`,
+      `mount -t tmpfs -o size=${s.limits.diskMB}m,mode=0755,nosuid,nodev tmpfs "$S"`,
+      'mkdir -p "$S/upper" "$S/work" "$S/merged" "$S/tmp" "$S/vartmp" "$S/home"',
+      'chmod 1777 "$S/tmp" "$S/vartmp"',
+      own,
+      `mount -t overlay overlay -o ${shq(`lowerdir=${s.lowerDirs.join(':')},upperdir=`)}"$S/upper",workdir="$S/work" "$S/merged"`,
+      'ip link set lo up 2>/dev/null || true',
+      s.networkSetup ?? ':',
+      'echo ready',
+      'set +e',
+      'read stop',
+    ].join('\n');
+    const unshareArgs = ['--user', '--mount', '--net', '--propagation', 'private'];
+    if (!this.rootMode) unshareArgs.push('--map-root-user');
+    this.holder = spawn('unshare', [...unshareArgs, '--', 'setpriv', '--pdeathsig', 'KILL', '--', 'sh', '-c', script], {
+      stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+    });
+    this.holderPid = this.holder.pid ?? 0;
+    let err = '';
+    this.holder.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+    const ready = new Promise<void>((res, rej) => {
+      let out = '';
+      this.holder.stdout!.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('ready\n')) res(); });
+      this.holder.once('exit', (code) => rej(new AirlockError('UNAVAILABLE', `sandbox setup failed (exit ${code}): ${err.trim() || 'no output'}`,
+        'check that user namespaces are enabled (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces>0) and overlayfs is available')));
+      this.holder.once('error', rej);
+    });
+    if (this.rootMode) {
+      // One write each, as the kernel requires: ns root stays ours, uid 1000 is an unprivileged host uid.
+      const ids = this.spec.hostIds!;
+      await waitFor(() => existsSync(`/proc/${this.holderPid}/uid_map`), 2000);
+      await waitFor(() => readlinkSafe(`/proc/${this.holderPid}/ns/user`) !== readlinkSafe('/proc/self/ns/user'), 2000);
+      writeFileSync(`/proc/${this.holderPid}/uid_map`, `0 0 1\n${SANDBOX_UID} ${ids.uid} 1\n`);
+      writeFileSync(`/proc/${this.holderPid}/gid_map`, `0 0 1\n${SANDBOX_UID} ${ids.gid} 1\n`);
+    }
+    this.holder.stdin!.write('go\n');
+    await ready;
+    this.startMonitor();
+  }
+
+  private writeEtc(): void {
+    const etc = join(this.spec.stateDir, 'etc');
+    writeFileSync(join(etc, 'passwd'), `root:x:0:0:root:/root:/usr/sbin/nologin\nagent:x:${SANDBOX_UID}:${SANDBOX_UID}:Airlock agent:${SANDBOX_HOME}:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n`);
+    writeFileSync(join(etc, 'group'), `root:x:0:\nagent:x:${SANDBOX_UID}:\nnogroup:x:65534:\n`);
+    writeFileSync(join(etc, 'hostname'), 'airlock\n');
+    writeFileSync(join(etc, 'hosts'), '127.0.0.1 localhost airlock\n::1 localhost ip6-localhost\n');
+    // No resolver inside: names are resolved by the gateway only.
+    writeFileSync(join(etc, 'resolv.conf'), '# Airlock: no DNS inside the sandbox; use the HTTP/SOCKS proxy (names resolve at the gateway)\nnameserver 127.0.0.1\noptions attempts:1 timeout:1\n');
+  }
+
+  private buildBwrapArgs(): string[] {
+    const s = this.spec;
+    const a: string[] = [
+      '--unshare-user', '--uid', String(SANDBOX_UID), '--gid', String(SANDBOX_UID),
+      '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try',
+      '--hostname', 'airlock', '--die-with-parent', '--new-session', '--cap-drop', 'ALL', '--clearenv',
+    ];
+    for (const d of ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc', '/opt']) {
+      let st;
+      try { st = lstatSync(d); } catch { continue; }
+      if (st.isSymbolicLink()) a.push('--symlink', readlinkSync(d), d);
+      else if (st.isDirectory()) a.push('--ro-bind', d, d);
+    }
+    const etc = join(s.stateDir, 'etc');
+    for (const f of ['passwd', 'group', 'hostname', 'hosts', 'resolv.conf']) a.push('--ro-bind', join(etc, f), `/etc/${f}`);
+    a.push('--proc', '/proc', '--dev', '/dev', '--dir', '/run', '--dir', '/var');
+    a.push('--bind', join(this.mnt, 'tmp'), '/tmp', '--bind', join(this.mnt, 'vartmp'), '/var/tmp');
+    a.push('--bind', join(this.mnt, 'home'), SANDBOX_HOME, '--bind', join(this.mnt, 'merged'), SANDBOX_WORKSPACE);
+    const forbidden = s.forbiddenMounts.map((p) => safeReal(p));
+    const check = (p: string) => {
+      const r = safeReal(p);
+      if (!existsSync(r)) throw new AirlockError('POLICY_INVALID', `sandbox.mounts: ${p} does not exist`, 'remove it from sandbox.mounts or create it');
+      if (r === '/' || forbidden.some((f) => r === f || r.startsWith(f + '/') || f.startsWith(r + '/'))) {
+        throw new AirlockError('POLICY_INVALID', `sandbox.mounts: ${p} would expose Airlock's own data (store, keys) or the whole host`, 'grant a narrower path');
+      }
+      return r;
+    };
+    for (const p of s.mounts.readOnly) a.push('--ro-bind', check(p), p);
+    for (const p of s.mounts.readWrite) a.push('--bind', check(p), p);
+    a.push('--remount-ro', '/');
+    return a;
+  }
+
+  private startMonitor(): void {
+    const tick = () => {
+      if (this.stopped) return;
+      if (this.cgroup) {
+        const c = this.cgroup.counters();
+        if (c.oomKills > 0) return this.hit('memory', `memory limit ${this.spec.limits.memoryMB} MiB reached (OOM kill)`);
+        if (c.pidsRefused > 0) return this.hit('pids', `process limit ${this.spec.limits.pids} reached`);
+      }
+      try {
+        const st = statfsSync(`/proc/${this.holderPid}/root${this.mnt}`);
+        if (st.bfree === 0 || st.bavail * st.bsize < 64 * 1024) return this.hit('disk', `workspace disk cap ${this.spec.limits.diskMB} MiB reached`);
+      } catch { /* holder gone */ }
+      this.drainTraces();
+    };
+    this.monitor = setInterval(tick, 200);
+    this.monitor.unref();
+    this.wallTimer = setTimeout(() => this.hit('wall', `wall-clock limit ${this.spec.limits.wallSeconds}s reached`), this.spec.limits.wallSeconds * 1000);
+    this.wallTimer.unref();
+  }
+
+  private hit(limit: string, detail: string): void {
+    if (this.stopped) return;
+    if (this.monitor) clearInterval(this.monitor);
+    this.monitor = null;
+    this.spec.record({ type: 'sandbox.limit', session: this.spec.session, severity: 'high', decision: 'deny', rule: `sandbox.limits.${limit === 'wall' ? 'wallSeconds' : limit === 'disk' ? 'diskMB' : limit === 'memory' ? 'memoryMB' : 'pids'}`, data: { limit, detail, mechanism: this.mechanisms.limits } });
+    this.resolveLimit({ limit, detail });
+    void this.killAll();
+  }
+
+  workspaceView(): string {
+    return `/proc/${this.holderPid}/root${this.mnt}/merged`;
+  }
+
+  trustedNs(): { prefix: string[]; path: string } {
+    return { prefix: ['nsenter', '-t', String(this.holderPid), '-U', '-m', '--'], path: join(this.mnt, 'merged') };
+  }
+
+  upperGitDir(): string {
+    return `/proc/${this.holderPid}/root${this.mnt}/upper/.git`;
+  }
+
+  /** Maps a path as the sandbox sees it to one the host can stat (for command lookup). */
+  private hostView(p: string): string | null {
+    const root = `/proc/${this.holderPid}/root`;
+    if (p === SANDBOX_WORKSPACE || p.startsWith(SANDBOX_WORKSPACE + '/')) return root + this.mnt + '/merged' + p.slice(SANDBOX_WORKSPACE.length);
+    if (p === SANDBOX_HOME || p.startsWith(SANDBOX_HOME + '/')) return root + this.mnt + '/home' + p.slice(SANDBOX_HOME.length);
+    if (p.startsWith('/tmp/')) return root + this.mnt + '/tmp' + p.slice(4);
+    for (const m of [...this.spec.mounts.readOnly, ...this.spec.mounts.readWrite]) if (p === m || p.startsWith(m + '/')) return p;
+    if (/^\/(usr|bin|sbin|lib|lib64|opt|etc)(\/|$)/.test(p)) return p;
+    return null;
+  }
+
+  private resolveCommand(cmd: string, env: Record<string, string>, cwd: string): string | null {
+    const exists = (p: string) => {
+      const h = this.hostView(p);
+      if (!h) return false;
+      try { const st = statSync(h); return st.isFile(); } catch { return false; }
+    };
+    if (cmd.includes('/')) return exists(cmd.startsWith('/') ? cmd : resolve(cwd, cmd)) ? cmd : null;
+    for (const d of (env.PATH ?? '/usr/bin:/bin').split(':')) if (d && exists(join(d, cmd))) return join(d, cmd);
+    return null;
+  }
+
+  exec(argv: string[], o: ExecOptions): ExecHandle {
+    if (this.stopped) throw new AirlockError('BAD_STATE', 'the sandbox has stopped', 'start a new session');
+    if (argv.length === 0) throw new AirlockError('USAGE', 'no command given', 'pass the command after --');
+    const env = { ...this.spec.env, ...(o.env ?? {}) };
+    const cwd = o.cwd ?? SANDBOX_WORKSPACE;
+    if (!this.resolveCommand(argv[0]!, env, cwd)) {
+      throw new AirlockError('COMMAND_NOT_FOUND', `command not found in the sandbox: ${argv[0]}`,
+        'check the name; the sandbox sees the host\'s /usr, /bin, /opt and the workspace (add tool paths with sandbox.mounts.readOnly)');
+    }
+    const id = ++this.execCount;
+    const traceFile = this.spec.trace ? join(this.spec.stateDir, 'trace', `${id}.log`) : null;
+    const l = this.spec.limits;
+    const bw = [...this.baseArgs, '--chdir', cwd, '--seccomp', '9'];
+    for (const [k, v] of Object.entries(env)) bw.push('--setenv', k, v);
+    const chain: string[] = [
+      'prlimit', `--cpu=${l.cpuSeconds}`, `--fsize=${l.fileSizeMB * 1024 * 1024}`, '--core=0', '--nofile=4096',
+      ...(this.cgroup ? [] : [`--nproc=${l.pids + userProcessCount()}`, `--as=${l.memoryMB * 1024 * 1024}`]),
+      '--', 'nsenter', '-t', String(this.holderPid), '-U', '-m', '-n', '--', 'setpriv', '--pdeathsig', 'KILL', '--',
+    ];
+    if (traceFile) {
+      chain.push('strace', '-f', '--seccomp-bpf', '-q', '-ttt', '-s', '4096', '--decode-pids=pidns', '-e', `trace=${TRACED_SYSCALLS.join(',')}`, '-e', 'signal=none', '-o', traceFile, '--');
+    }
+    if (this.rootMode) chain.push('setpriv', `--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_UID}`, '--clear-groups', '--');
+    chain.push('bwrap', ...bw, '--', ...argv);
+    // sh joins the session's cgroup before anything else runs, then hands the seccomp program to bwrap on fd 9 (dash: single-digit fds only).
+    // bash (not dash) because it can close multi-digit fds: nothing inherited reaches the sandbox.
+    const script = 'IFS=:; for f in $AIRLOCK_CG; do [ -n "$f" ] && { echo $$ > "$f" || exit 125; }; done; IFS=" "; '
+      + 'for f in /proc/$$/fd/*; do n=${f##*/}; case $n in 0|1|2) ;; *) eval "exec $n>&-" 2>/dev/null ;; esac; done; exec "$@" 9<"$AIRLOCK_SECCOMP"';
+    const child = spawn('bash', ['-c', script, 'airlock-exec', ...chain], {
+      stdio: o.stdio === 'inherit' ? 'inherit' : ['pipe', 'pipe', 'pipe'],
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', AIRLOCK_CG: this.cgroup?.procsFiles.join(':') ?? '', AIRLOCK_SECCOMP: this.seccompFile },
+    });
+    const live: LiveExec = { child, traceFile, parser: traceFile ? new TraceParser(cwd) : null, offset: 0, fd: null };
+    this.live.add(live);
+    const done = new Promise<ExecResult>((res) => {
+      child.once('error', () => res({ exitCode: null, signal: null, status: 126 }));
+      child.once('close', (code, signal) => {
+        this.drainTrace(live, true);
+        this.live.delete(live);
+        res({ exitCode: code, signal, status: code ?? 128 + (signal ? signalNumber(signal) : 0) });
+      });
+    });
+    return {
+      pid: child.pid ?? 0,
+      stdin: child.stdin, stdout: child.stdout, stderr: child.stderr,
+      done,
+      kill: (sig: NodeJS.Signals = 'SIGTERM') => { try { child.kill(sig); } catch { /* gone */ } },
+    };
+  }
+
+  private drainTraces(): void {
+    for (const l of this.live) this.drainTrace(l, false);
+  }
+
+  private drainTrace(l: LiveExec, final: boolean): void {
+    if (!l.traceFile || !l.parser) return;
+    try {
+      if (l.fd === null) { if (!existsSync(l.traceFile)) return; l.fd = openSync(l.traceFile, 'r'); }
+      const buf = Buffer.alloc(1 << 20);
+      for (;;) {
+        const n = readSync(l.fd, buf, 0, buf.length, l.offset);
+        if (n <= 0) break;
+        l.offset += n;
+        this.emitTrace(l.parser.push(buf.subarray(0, n).toString('utf8')));
+      }
+      if (final) { this.emitTrace(l.parser.flush()); closeSync(l.fd); l.fd = null; }
+    } catch (e) {
+      // Fail closed on telemetry: a broken tracer is itself an event.
+      this.spec.record({ type: 'sandbox.trace_error', session: this.spec.session, severity: 'high', data: { error: String(e) } });
+    }
+  }
+
+  // Agent processes: those that exec'd something other than our launch chain, and their
+  // descendants. Our chain (setpriv, bwrap setup) is not the agent's doing and not recorded.
+  private agentPids = new Set<number>();
+  private isAgent(pid: number, ppid: number | null): boolean {
+    if (this.agentPids.has(pid)) return true;
+    if (ppid !== null && this.agentPids.has(ppid)) { this.agentPids.add(pid); return true; }
+    return false;
+  }
+
+  private emitTrace(events: TraceEvent[]): void {
+    const out: Parameters<SandboxSpec['record']>[0][] = [];
+    for (const e of events) {
+      if (e.kind === 'exec') {
+        if (!this.isAgent(e.pid, e.ppid)) {
+          if (/\/(setpriv|bwrap)$/.test(e.path) || !e.ok) continue;
+          this.agentPids.add(e.pid);
+        }
+        out.push({ type: e.ok ? 'process.exec' : 'process.exec_failed', session: this.spec.session, data: { pid: e.pid, ppid: e.ppid, argv: e.argv, path: e.path, cwd: e.cwd, ts: e.ts, ...(e.error ? { error: e.error } : {}) } });
+      } else if (e.kind === 'exit') {
+        if (!this.isAgent(e.pid, e.ppid)) continue;
+        this.agentPids.delete(e.pid);
+        out.push({ type: 'process.exit', session: this.spec.session, data: { pid: e.pid, ppid: e.ppid, argv0: e.argv0, exitCode: e.exitCode, signal: e.signal, start: e.startTs, end: e.ts } });
+      } else {
+        if (!this.isAgent(e.pid, null)) continue;
+        const p = classifyProbe(e);
+        if (p) out.push({ type: 'sandbox.denied', session: this.spec.session, severity: p.severity, decision: 'deny', rule: p.rule, data: { pid: e.pid, argv0: e.argv0, syscall: e.syscall, target: e.target, error: e.error, reason: p.reason } });
+      }
+    }
+    for (const ev of out) this.spec.record(ev as Parameters<SandboxSpec['record']>[0]);
+  }
+
+  pause(): boolean {
+    if (this.cgroup?.freeze()) return true;
+    let any = false;
+    for (const l of this.live) for (const pid of descendants(l.child.pid ?? 0)) { try { process.kill(pid, 'SIGSTOP'); any = true; } catch { /* */ } }
+    return any;
+  }
+
+  resume(): boolean {
+    if (this.cgroup?.thaw()) return true;
+    let any = false;
+    for (const l of this.live) for (const pid of descendants(l.child.pid ?? 0)) { try { process.kill(pid, 'SIGCONT'); any = true; } catch { /* */ } }
+    return any;
+  }
+
+  async killAll(): Promise<void> {
+    this.cgroup?.thaw();
+    const waits: Promise<unknown>[] = [];
+    for (const l of this.live) {
+      for (const pid of descendants(l.child.pid ?? 0).reverse()) { try { process.kill(pid, 'SIGKILL'); } catch { /* */ } }
+      if (l.child.exitCode === null && l.child.signalCode === null) waits.push(once(l.child, 'close'));
+    }
+    if (this.cgroup) for (const pid of this.cgroup.pids()) { try { process.kill(pid, 'SIGKILL'); } catch { /* */ } }
+    await Promise.race([Promise.all(waits), new Promise((r) => setTimeout(r, 5000))]);
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    await this.killAll();
+    this.stopped = true;
+    if (this.monitor) clearInterval(this.monitor);
+    if (this.wallTimer) clearTimeout(this.wallTimer);
+    if (this.holder.exitCode === null) {
+      const exited = once(this.holder, 'exit');
+      this.holder.stdin!.end('stop\n');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
+      if (this.holder.exitCode === null) { this.holder.kill('SIGKILL'); await exited; }
+    }
+    this.cgroup?.remove();
+  }
+}
+
+function classifyProbe(e: Extract<TraceEvent, { kind: 'probe' }>): { rule: string; reason: string; severity: 'medium' | 'high' } | null {
+  const t = e.target;
+  if (e.syscall === 'connect') {
+    if (t.startsWith('unix:')) return { rule: 'builtin.no-host-sockets', reason: 'unix socket connection refused', severity: 'high' };
+    if (/^(127\.0\.0\.1|::1):3128$/.test(t)) return null;
+    return { rule: 'builtin.network-isolation', reason: `direct network connection to ${t} (${e.error})`, severity: 'high' };
+  }
+  if (e.error === 'EROFS') return { rule: 'builtin.read-only-system', reason: `write to read-only path ${t}`, severity: 'medium' };
+  if (e.error === 'EACCES' || e.error === 'EPERM') return { rule: 'builtin.permission', reason: `${e.syscall} ${t}: ${e.error}`, severity: 'medium' };
+  if (e.error === 'ENOENT' && /^\/(root|home\/(?!agent)[^/]+|proc\/(?!self|thread-self)\d+\/|run\/|var\/run\/|etc\/(shadow|sudoers|ssh\/))/.test(t)) {
+    return { rule: 'builtin.host-invisible', reason: `probe of host path ${t} (not visible in the sandbox)`, severity: 'high' };
+  }
+  if (/\/\.ssh\/|\/\.aws\/|\/\.config\/gcloud|\/\.kube\/|\/\.docker\/|\/\.netrc$/.test(t) && !t.startsWith(SANDBOX_WORKSPACE + '/')) {
+    return { rule: 'builtin.credential-probe', reason: `probe of credential path ${t}`, severity: 'high' };
+  }
+  return null;
+}
+
+function descendants(root: number): number[] {
+  if (!root) return [];
+  const r = spawnSync('ps', ['-e', '-o', 'pid=,ppid='], { encoding: 'utf8' });
+  const kids = new Map<number, number[]>();
+  for (const line of (r.stdout ?? '').split('\n')) {
+    const [p, pp] = line.trim().split(/\s+/).map(Number);
+    if (!p || pp === undefined) continue;
+    if (!kids.has(pp)) kids.set(pp, []);
+    kids.get(pp)!.push(p);
+  }
+  const out: number[] = [];
+  const stack = [root];
+  while (stack.length && out.length < 100_000) {
+    const p = stack.pop()!;
+    out.push(p);
+    for (const k of kids.get(p) ?? []) stack.push(k);
+  }
+  return out;
+}
+
+function userProcessCount(): number {
+  const r = spawnSync('ps', ['-U', String(process.getuid?.() ?? 0), '-L', '-o', 'lwp='], { encoding: 'utf8' });
+  return (r.stdout ?? '').split('\n').filter(Boolean).length;
+}
+
+const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGILL: 4, SIGTRAP: 5, SIGABRT: 6, SIGBUS: 7, SIGFPE: 8, SIGKILL: 9, SIGUSR1: 10, SIGSEGV: 11, SIGUSR2: 12, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15, SIGXCPU: 24, SIGXFSZ: 25 };
+export function signalNumber(s: string): number { return SIGNALS[s] ?? 0; }
+
+function readlinkSafe(p: string): string | null { try { return readlinkSync(p); } catch { return null; } }
+function safeReal(p: string): string { try { return realpathSync(p); } catch { return resolve(p); } }
+
+async function waitFor(cond: () => boolean, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new AirlockError('UNAVAILABLE', 'sandbox namespace did not come up in time', 'check that user namespaces are enabled');
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}

@@ -1,0 +1,77 @@
+import type { Readable, Writable } from 'node:stream';
+import type { AuditEventInput } from '../audit/index.ts';
+import type { Limits } from './limits.ts';
+
+// The supervisor talks to sandboxes only through this interface, so a second backend
+// (another OS, a microVM) is a new driver, not a set of ifs in shared code.
+
+export interface SandboxSpec {
+  session: string;
+  /** Host directory private to this session's sandbox plumbing (never mounted inside). */
+  stateDir: string;
+  /** Read-only layers of the workspace, top first. */
+  lowerDirs: string[];
+  limits: Limits;
+  /** The complete environment of sandboxed processes. */
+  env: Record<string, string>;
+  mounts: { readOnly: string[]; readWrite: string[] };
+  /** Paths that must never be mounted (Airlock's data dir). */
+  forbiddenMounts: string[];
+  /** Shell run as namespace root in the sandbox's network namespace before any agent process (egress bridges). */
+  networkSetup: string | null;
+  trace: boolean;
+  /** Host uid/gid the sandbox user maps to when Airlock runs as root. */
+  hostIds: { uid: number; gid: number } | null;
+  record: (e: AuditEventInput) => void;
+}
+
+export interface ExecOptions {
+  stdio: 'inherit' | 'pipe';
+  cwd?: string;
+  env?: Record<string, string>;
+}
+
+export interface ExecResult { exitCode: number | null; signal: NodeJS.Signals | null; status: number }
+
+export interface ExecHandle {
+  pid: number;
+  stdin: Writable | null;
+  stdout: Readable | null;
+  stderr: Readable | null;
+  done: Promise<ExecResult>;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+export interface Mechanisms {
+  driver: string;
+  limits: 'cgroup-v1' | 'cgroup-v2' | 'rlimit';
+  uidMapping: 'unprivileged-host-uid' | 'invoking-user';
+  tracing: 'strace-seccomp-bpf' | 'off';
+  network: 'none' | 'gateway';
+  seccomp: 'bpf-x86_64' | 'unavailable';
+}
+
+export interface Sandbox {
+  readonly mechanisms: Mechanisms;
+  exec(argv: string[], o: ExecOptions): ExecHandle;
+  /** The merged workspace as the host can read it (only while the sandbox runs). */
+  workspaceView(): string;
+  /** How to run a trusted host program (git) inside the sandbox's mount namespace, and where the workspace is there. */
+  trustedNs(): { prefix: string[]; path: string };
+  /** The overlay upper .git (only what the agent wrote in .git). */
+  upperGitDir(): string;
+  pause(): boolean;
+  resume(): boolean;
+  /** Kills every sandboxed process (the namespaces stay for capture). */
+  killAll(): Promise<void>;
+  /** Tears the namespaces down. Idempotent. */
+  stop(): Promise<void>;
+  /** Resolves when a limit ended the sandbox (or never). */
+  readonly limitHit: Promise<{ limit: string; detail: string }>;
+}
+
+export interface SandboxDriver {
+  readonly name: string;
+  check(): { ok: true } | { ok: false; reason: string; fix: string };
+  start(spec: SandboxSpec): Promise<Sandbox>;
+}

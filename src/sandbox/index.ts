@@ -1,0 +1,5 @@
+export type { Sandbox, SandboxDriver, SandboxSpec, ExecHandle, ExecOptions, ExecResult, Mechanisms } from './driver.ts';
+export { BwrapDriver, SANDBOX_HOME, SANDBOX_WORKSPACE, SANDBOX_UID, HOST_UID_FOR_SANDBOX, signalNumber } from './bwrap.ts';
+export { buildSandboxEnv, looksLikeCredential, BASE_ALLOWED } from './env.ts';
+export { BLOCKED_SYSCALLS, FILTERED_ARGUMENTS, buildSeccompProgram } from './seccomp.ts';
+export { type Limits } from './limits.ts';

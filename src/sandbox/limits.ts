@@ -1,0 +1,108 @@
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+// Resource limits: a cgroup per session when Airlock may create one (root, or a
+// delegated v2 subtree), rlimits otherwise. The mechanism in force is recorded.
+
+export interface Limits { memoryMB: number; pids: number; cpuSeconds: number; cpuPercent: number; wallSeconds: number; diskMB: number; fileSizeMB: number }
+
+export interface CgroupHandle {
+  version: 1 | 2;
+  /** cgroup.procs files the sandbox's first process writes its pid to */
+  procsFiles: string[];
+  dirs: string[];
+  freeze(): boolean;
+  thaw(): boolean;
+  pids(): number[];
+  /** Events the kernel counted (OOM kills, pids.max refusals) */
+  counters(): { oomKills: number; pidsRefused: number };
+  remove(): void;
+}
+
+const V1 = '/sys/fs/cgroup';
+
+function tryWrite(path: string, value: string): boolean {
+  try { writeFileSync(path, value); return true; } catch { return false; }
+}
+
+function readNum(path: string, key?: string): number {
+  try {
+    const t = readFileSync(path, 'utf8');
+    if (!key) return Number(t.trim()) || 0;
+    const m = new RegExp(`^${key} (\\d+)`, 'm').exec(t);
+    return m ? Number(m[1]) : 0;
+  } catch { return 0; }
+}
+
+export function createCgroup(session: string, l: Limits): CgroupHandle | null {
+  const name = `airlock/${session}`;
+  // cgroup v2 (unified hierarchy with controllers)
+  if (existsSync(join(V1, 'cgroup.controllers'))) {
+    const dir = join(V1, name);
+    try {
+      mkdirSync(join(V1, 'airlock'), { recursive: true });
+      tryWrite(join(V1, 'cgroup.subtree_control'), '+memory +pids +cpu');
+      tryWrite(join(V1, 'airlock', 'cgroup.subtree_control'), '+memory +pids +cpu');
+      mkdirSync(dir);
+    } catch { return null; }
+    const ok = tryWrite(join(dir, 'memory.max'), String(l.memoryMB * 1024 * 1024))
+      && tryWrite(join(dir, 'pids.max'), String(l.pids));
+    tryWrite(join(dir, 'memory.swap.max'), '0');
+    tryWrite(join(dir, 'cpu.max'), `${l.cpuPercent * 1000} 100000`);
+    if (!ok) { try { rmdirSync(dir); } catch { /* */ } return null; }
+    return {
+      version: 2, procsFiles: [join(dir, 'cgroup.procs')], dirs: [dir],
+      freeze: () => tryWrite(join(dir, 'cgroup.freeze'), '1'),
+      thaw: () => tryWrite(join(dir, 'cgroup.freeze'), '0'),
+      pids: () => readPids(join(dir, 'cgroup.procs')),
+      counters: () => ({ oomKills: readNum(join(dir, 'memory.events'), 'oom_kill'), pidsRefused: readNum(join(dir, 'pids.events'), 'max') }),
+      remove: () => removeDirs([dir]),
+    };
+  }
+  // cgroup v1: one directory per controller
+  const ctrl = (c: string) => join(V1, c, name);
+  const needed = ['memory', 'pids'];
+  if (!needed.every((c) => existsSync(join(V1, c)))) return null;
+  const dirs: string[] = [];
+  try {
+    for (const c of ['memory', 'pids', 'cpu', 'freezer']) {
+      if (!existsSync(join(V1, c))) continue;
+      mkdirSync(ctrl(c), { recursive: true });
+      dirs.push(ctrl(c));
+    }
+  } catch { removeDirs(dirs); return null; }
+  const ok = tryWrite(join(ctrl('memory'), 'memory.limit_in_bytes'), String(l.memoryMB * 1024 * 1024))
+    && tryWrite(join(ctrl('pids'), 'pids.max'), String(l.pids));
+  tryWrite(join(ctrl('memory'), 'memory.memsw.limit_in_bytes'), String(l.memoryMB * 1024 * 1024));
+  if (existsSync(ctrl('cpu'))) {
+    tryWrite(join(ctrl('cpu'), 'cpu.cfs_period_us'), '100000');
+    tryWrite(join(ctrl('cpu'), 'cpu.cfs_quota_us'), String(l.cpuPercent * 1000));
+  }
+  if (!ok) { removeDirs(dirs); return null; }
+  const freezer = existsSync(ctrl('freezer')) ? ctrl('freezer') : null;
+  return {
+    version: 1,
+    procsFiles: dirs.map((d) => join(d, 'cgroup.procs')),
+    dirs,
+    freeze: () => (freezer ? tryWrite(join(freezer, 'freezer.state'), 'FROZEN') : false),
+    thaw: () => (freezer ? tryWrite(join(freezer, 'freezer.state'), 'THAWED') : false),
+    pids: () => readPids(join(ctrl('pids'), 'cgroup.procs')),
+    counters: () => ({ oomKills: readNum(join(ctrl('memory'), 'memory.oom_control'), 'oom_kill'), pidsRefused: readNum(join(ctrl('pids'), 'pids.events'), 'max') }),
+    remove: () => removeDirs(dirs),
+  };
+}
+
+function readPids(file: string): number[] {
+  try { return readFileSync(file, 'utf8').split('\n').filter(Boolean).map(Number); } catch { return []; }
+}
+
+function removeDirs(dirs: string[]): void {
+  for (const d of dirs) {
+    for (let i = 0; i < 50; i++) {
+      try { rmdirSync(d); break; } catch {
+        for (const pid of readPids(join(d, 'cgroup.procs'))) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+      }
+    }
+  }
+}

@@ -1,0 +1,200 @@
+// Process telemetry from strace (ptrace + --seccomp-bpf, so only the traced syscalls
+// stop): exec of every program (also static binaries, os.execv, scripts exec'ing
+// others: the kernel reports them all), fork/clone for parentage, chdir for cwd,
+// exit status, failed opens and connects as escape/exfiltration probes. This file
+// turns strace's text into events; it never trusts it for anything but reporting.
+
+export interface ProcessExec { kind: 'exec'; pid: number; ppid: number | null; argv: string[]; path: string; cwd: string | null; ts: number; ok: boolean; error?: string }
+export interface ProcessExit { kind: 'exit'; pid: number; ppid: number | null; exitCode: number | null; signal: string | null; ts: number; startTs: number | null; argv0: string | null }
+export interface Probe { kind: 'probe'; pid: number; syscall: string; target: string; error: string; ts: number; argv0: string | null }
+export type TraceEvent = ProcessExec | ProcessExit | Probe;
+
+export const TRACED_SYSCALLS = ['execve', 'execveat', 'clone', 'clone3', 'fork', 'vfork', 'chdir', 'fchdir', 'connect', 'openat', 'open', 'unlinkat', 'mkdirat', 'symlinkat', 'linkat', 'renameat2'];
+
+/** Decodes one C-style string literal body as strace prints it. */
+export function unescapeC(s: string): string {
+  let out = '';
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i]!;
+    if (c !== '\\') { out += c; continue; }
+    const n = s[++i];
+    switch (n) {
+      case 'n': out += '\n'; break;
+      case 't': out += '\t'; break;
+      case 'r': out += '\r'; break;
+      case 'v': out += '\v'; break;
+      case 'f': out += '\f'; break;
+      case '"': out += '"'; break;
+      case '\\': out += '\\'; break;
+      case 'x': { const h = s.slice(i + 1, i + 3); out += String.fromCharCode(parseInt(h, 16)); i += 2; break; }
+      default: {
+        if (n !== undefined && /[0-7]/.test(n)) {
+          let j = i; let oct = '';
+          while (j < s.length && oct.length < 3 && /[0-7]/.test(s[j]!)) oct += s[j++];
+          out += String.fromCharCode(parseInt(oct, 8)); i = j - 1;
+        } else if (n !== undefined) out += n;
+      }
+    }
+  }
+  return out;
+}
+
+/** Reads consecutive "…" literals from position i; returns strings and the end index. */
+function readStrings(s: string, i: number, max: number): { values: string[]; end: number } {
+  const values: string[] = [];
+  while (i < s.length && values.length < max) {
+    while (s[i] === ' ' || s[i] === ',') i++;
+    if (s[i] !== '"') break;
+    let j = i + 1;
+    while (j < s.length && s[j] !== '"') { if (s[j] === '\\') j++; j++; }
+    let v = unescapeC(s.slice(i + 1, j));
+    i = j + 1;
+    if (s.startsWith('...', i)) { v += '…'; i += 3; }
+    values.push(v);
+  }
+  return { values, end: i };
+}
+
+const LINE = /^(\d+)\s+(\d+\.\d+)\s+(.*)$/;
+const EXIT = /^\+\+\+ (?:exited with (\d+)|killed by (SIG\w+)(?: \(core dumped\))?) \+\+\+$/;
+const RESULT = /\)\s+=\s+(-?\d+|\?)(?:\s+\/\* (\d+) in strace's PID NS \*\/)?(?:\s+(E\w+)(?:\s+\(([^)]*)\))?)?\s*$/;
+
+interface ProcState { ppid: number | null; cwd: string | null; startTs: number | null; argv0: string | null }
+
+export class TraceParser {
+  private pending = new Map<number, string>();
+  private procs = new Map<number, ProcState>();
+  private partial = '';
+  // exec lines can arrive before the parent's clone() returns: hold them until it does
+  private waiting: ProcessExec[] = [];
+  private release(out: TraceEvent[], all: boolean): void {
+    const keep: ProcessExec[] = [];
+    for (const e of this.waiting) {
+      const pp = this.procs.get(e.pid)?.ppid ?? null;
+      if (pp !== null) out.push({ ...e, ppid: pp });
+      else if (all) out.push(e);
+      else keep.push(e);
+    }
+    this.waiting = keep.length > 64 ? (out.push(...keep.splice(0, keep.length - 64)), keep) : keep;
+  }
+  constructor(initialCwd: string | null = null) { this.initialCwd = initialCwd; }
+  private initialCwd: string | null;
+
+  private proc(pid: number): ProcState {
+    let p = this.procs.get(pid);
+    if (!p) { p = { ppid: null, cwd: this.initialCwd, startTs: null, argv0: null }; this.procs.set(pid, p); }
+    return p;
+  }
+
+  /** Feed raw strace output; returns the events completed by it. */
+  push(chunk: string): TraceEvent[] {
+    const text = this.partial + chunk;
+    const lines = text.split('\n');
+    this.partial = lines.pop() ?? '';
+    const out: TraceEvent[] = [];
+    for (const l of lines) this.line(l, out);
+    return out;
+  }
+
+  flush(): TraceEvent[] {
+    const out: TraceEvent[] = [];
+    if (this.partial) { this.line(this.partial, out); this.partial = ''; }
+    this.release(out, true);
+    return out;
+  }
+
+  private line(raw: string, out: TraceEvent[]): void {
+    const m = LINE.exec(raw);
+    if (!m) return;
+    const pid = Number(m[1]);
+    const ts = Number(m[2]);
+    let body = m[3]!;
+    const ex = EXIT.exec(body);
+    if (ex) {
+      this.release(out, true);
+      const p = this.proc(pid);
+      out.push({ kind: 'exit', pid, ppid: p.ppid, exitCode: ex[1] !== undefined ? Number(ex[1]) : null, signal: ex[2] ?? null, ts, startTs: p.startTs, argv0: p.argv0 });
+      this.procs.delete(pid);
+      return;
+    }
+    if (body.endsWith('<unfinished ...>')) { this.pending.set(pid, body.slice(0, -'<unfinished ...>'.length)); return; }
+    const resumed = /^<\.\.\. (\w+) resumed>(.*)$/.exec(body);
+    if (resumed) {
+      const head = this.pending.get(pid);
+      this.pending.delete(pid);
+      if (!head) return;
+      body = head + resumed[2];
+    }
+    const call = /^(\w+)\((.*)$/.exec(body);
+    if (!call) return;
+    const name = call[1]!;
+    const rest = call[2]!;
+    const r = RESULT.exec(body);
+    // clone() returns the child's pid in the tracee's pid namespace; --decode-pids=pidns
+    // adds the pid as strace (and every line prefix) sees it.
+    const ret = r ? (r[2] ?? r[1]!) : '?';
+    const errno = r?.[3] ?? null;
+    const p = this.proc(pid);
+    switch (name) {
+      case 'execve':
+      case 'execveat': {
+        let i = 0;
+        if (name === 'execveat') { i = rest.indexOf(',') + 1; }
+        const path = readStrings(rest, i, 1);
+        const arr = rest.indexOf('[', path.end);
+        const argv = arr >= 0 ? readStrings(rest, arr + 1, 4096).values : [];
+        const ok = ret === '0';
+        if (ok) { p.startTs = ts; p.argv0 = argv[0] ?? path.values[0] ?? null; }
+        const ev: ProcessExec = { kind: 'exec', pid, ppid: p.ppid, argv, path: path.values[0] ?? '', cwd: p.cwd, ts, ok, ...(ok ? {} : { error: errno ?? 'failed' }) };
+        if (ev.ppid === null) this.waiting.push(ev); else out.push(ev);
+        return;
+      }
+      case 'clone': case 'clone3': case 'fork': case 'vfork': {
+        const child = Number(ret);
+        if (child > 0) {
+          const c = this.proc(child);
+          c.ppid = pid; c.cwd = c.cwd ?? p.cwd; c.argv0 = c.argv0 ?? p.argv0; c.startTs = c.startTs ?? ts;
+          this.release(out, false);
+        }
+        return;
+      }
+      case 'chdir': {
+        if (ret !== '0') return;
+        const d = readStrings(rest, 0, 1).values[0];
+        if (d) p.cwd = d.startsWith('/') ? d : joinPath(p.cwd ?? '/', d);
+        return;
+      }
+      case 'fchdir': {
+        if (ret !== '0') return;
+        const fd = /^\d+<([^>]*)>/.exec(rest);
+        if (fd) p.cwd = fd[1]!;
+        return;
+      }
+      default: {
+        if (ret !== '-1' || !errno) return;
+        let target = '';
+        if (name === 'connect') {
+          const addr = /sin6?_addr=inet_(?:pton|addr)\((?:AF_INET6?, )?"([^"]+)"/.exec(rest);
+          const port = /sin6?_port=htons\((\d+)\)/.exec(rest);
+          const un = /sun_path="([^"]*)"/.exec(rest);
+          target = un ? `unix:${un[1]}` : addr ? `${addr[1]}:${port?.[1] ?? '?'}` : 'unknown';
+        } else {
+          const strs = readStrings(rest, rest.indexOf('"'), 1).values;
+          target = strs[0] ?? '';
+          if (target && !target.startsWith('/')) target = joinPath(p.cwd ?? '/', target);
+        }
+        out.push({ kind: 'probe', pid, syscall: name, target, error: errno, ts, argv0: p.argv0 });
+      }
+    }
+  }
+}
+
+function joinPath(base: string, rel: string): string {
+  const parts = (base + '/' + rel).split('/');
+  const out: string[] = [];
+  for (const s of parts) {
+    if (!s || s === '.') continue;
+    if (s === '..') out.pop(); else out.push(s);
+  }
+  return '/' + out.join('/');
+}

@@ -1,0 +1,150 @@
+import { copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { git } from '../common/git.ts';
+import { WORK_BRANCH } from './snapshot.ts';
+
+// Turns what the agent left in its workspace into commits in a repository that Airlock
+// owns, without ever running anything the agent wrote: the agent's .git is read as
+// plain files (refs) and plain object files (copied after lstat: no symlinks followed);
+// its config, hooks, attributes-driven filters and fsmonitor are never consulted,
+// because every git command here runs on our own GIT_DIR with hardened settings.
+
+export interface CaptureResult {
+  resultRepo: string;
+  baseCommit: string;
+  headCommit: string;
+  commits: string[];
+  dirty: boolean;
+  filesChanged: number;
+  /** Problems met while reading agent-controlled data (recorded, never fatal). */
+  warnings: string[];
+}
+
+const SHA = /^[0-9a-f]{40}$/;
+const MAX_OBJECT_BYTES = 512 * 1024 * 1024;
+
+function isRegular(p: string): boolean {
+  try { return lstatSync(p).isFile(); } catch { return false; }
+}
+
+function copyObjects(fromObjects: string, toObjects: string, warnings: string[]): number {
+  let n = 0;
+  let entries: string[] = [];
+  try {
+    if (!lstatSync(fromObjects).isDirectory()) { warnings.push('.git/objects is not a directory (symlink?); ignored'); return 0; }
+    entries = readdirSync(fromObjects);
+  } catch { return 0; }
+  for (const d of entries) {
+    const dir = join(fromObjects, d);
+    if (/^[0-9a-f]{2}$/.test(d)) {
+      if (!lstatSync(dir).isDirectory()) continue;
+      for (const f of readdirSync(dir)) {
+        const src = join(dir, f);
+        if (!/^[0-9a-f]{38}$/.test(f) || !isRegular(src)) { warnings.push(`skipped odd object entry ${d}/${f}`); continue; }
+        if (lstatSync(src).size > MAX_OBJECT_BYTES) { warnings.push(`skipped oversized object ${d}${f}`); continue; }
+        mkdirSync(join(toObjects, d), { recursive: true });
+        if (!existsSync(join(toObjects, d, f))) { copyFileSync(src, join(toObjects, d, f)); n++; }
+      }
+    } else if (d === 'pack') {
+      if (!lstatSync(dir).isDirectory()) continue;
+      for (const f of readdirSync(dir)) {
+        const src = join(dir, f);
+        if (!/^pack-[0-9a-f]{40,64}\.(pack|idx)$/.test(f) || !isRegular(src)) continue;
+        mkdirSync(join(toObjects, 'pack'), { recursive: true });
+        if (!existsSync(join(toObjects, 'pack', f))) { copyFileSync(src, join(toObjects, 'pack', f)); n++; }
+      }
+    }
+    // info/alternates, info/http-alternates and anything else: ignored on purpose.
+  }
+  return n;
+}
+
+function readRef(gitDir: string, ref: string, warnings: string[]): string | null {
+  if (!/^refs\/[A-Za-z0-9._\/-]+$/.test(ref) || ref.includes('..')) { warnings.push(`HEAD points at an invalid ref name`); return null; }
+  const loose = join(gitDir, ref);
+  if (isRegular(loose)) {
+    const v = readFileSync(loose, 'utf8').trim();
+    return SHA.test(v) ? v : null;
+  }
+  const packed = join(gitDir, 'packed-refs');
+  if (isRegular(packed)) {
+    for (const line of readFileSync(packed, 'utf8').split('\n')) {
+      const [sha, name] = line.split(' ');
+      if (name === ref && sha && SHA.test(sha)) return sha;
+    }
+  }
+  return null;
+}
+
+function readHead(gitDir: string, warnings: string[]): string | null {
+  const head = join(gitDir, 'HEAD');
+  if (!isRegular(head)) { warnings.push('.git/HEAD missing or not a regular file'); return null; }
+  const v = readFileSync(head, 'utf8').slice(0, 4096).trim();
+  if (SHA.test(v)) return v;
+  const m = /^ref: (\S+)$/.exec(v);
+  if (!m) { warnings.push('.git/HEAD unreadable'); return null; }
+  return readRef(gitDir, m[1]!, warnings);
+}
+
+export function initResultRepo(path: string, mirror: string): void {
+  if (existsSync(join(path, 'HEAD'))) return;
+  git(['init', '--bare', '--quiet', '--template=', path]);
+  mkdirSync(join(path, 'objects', 'info'), { recursive: true });
+  // The base history comes from Airlock's own mirror (trusted), not from the agent.
+  writeFileSync(join(path, 'objects', 'info', 'alternates'), join(mirror, 'objects') + '\n');
+}
+
+/**
+ * @param workspace the merged workspace as the host can read it (e.g. /proc/PID/root/…/merged)
+ * @param upper the overlay upper dir (only what the agent wrote), for the object copy
+ */
+export function captureWorkspace(o: {
+  workspace: string; upperGitDir: string | null; resultRepo: string; mirror: string; baseCommit: string;
+  /** Where git should run to see the work tree: the sandbox's mount namespace (its mounts are invisible to the host's getcwd/realpath). */
+  workTreeNs?: { prefix: string[]; path: string };
+}): CaptureResult {
+  const warnings: string[] = [];
+  initResultRepo(o.resultRepo, o.mirror);
+  const env = { GIT_DIR: o.resultRepo };
+  copyObjects(join(o.upperGitDir ?? join(o.workspace, '.git'), 'objects'), join(o.resultRepo, 'objects'), warnings);
+
+  let head = readHead(join(o.workspace, '.git'), warnings) ?? o.baseCommit;
+  if (git(['cat-file', '-e', `${head}^{commit}`], { env, allowFail: true }).status !== 0) {
+    warnings.push(`agent HEAD ${head} is not a readable commit; using the base commit`);
+    head = o.baseCommit;
+  }
+  // Only history that descends from the base is a proposal; anything else is reported.
+  if (git(['merge-base', '--is-ancestor', o.baseCommit, head], { env, allowFail: true }).status !== 0) {
+    warnings.push(`agent HEAD ${head} does not descend from the base commit; its commits are not captured`);
+    head = o.baseCommit;
+  }
+
+  // Uncommitted work: hash the work tree into our own index. No filters can run: the
+  // only config consulted is ours.
+  const index = join(o.resultRepo, `capture-index-${process.pid}`);
+  const wenv = { GIT_DIR: o.resultRepo, GIT_WORK_TREE: o.workTreeNs?.path ?? o.workspace, GIT_INDEX_FILE: index };
+  const prefix = o.workTreeNs?.prefix;
+  let dirty = false;
+  try {
+    git(['read-tree', head], { env: wenv });
+    const add = git(['-c', 'core.bare=false', 'add', '--all', '--ignore-errors'], { env: wenv, cwd: '/', allowFail: true, prefix });
+    if (add.status !== 0) warnings.push(`some files could not be captured: ${add.stderr.trim().slice(0, 500)}`);
+    const tree = git(['write-tree'], { env: wenv }).stdout.trim();
+    const headTree = git(['rev-parse', `${head}^{tree}`], { env }).stdout.trim();
+    if (tree !== headTree) {
+      dirty = true;
+      head = git(['commit-tree', tree, '-p', head, '-m', 'airlock: uncommitted work'], {
+        env: { ...env, GIT_AUTHOR_NAME: 'Airlock', GIT_AUTHOR_EMAIL: 'airlock@localhost', GIT_COMMITTER_NAME: 'Airlock', GIT_COMMITTER_EMAIL: 'airlock@localhost' },
+      }).stdout.trim();
+    }
+  } finally {
+    rmSync(index, { force: true });
+  }
+  git(['update-ref', 'refs/airlock/base', o.baseCommit], { env });
+  git(['update-ref', 'refs/airlock/head', head], { env });
+  const commits = git(['rev-list', '--reverse', `${o.baseCommit}..${head}`], { env }).stdout.split('\n').filter(Boolean);
+  const changed = git(['diff-tree', '-r', '--no-renames', '--name-only', '--no-textconv', '--no-ext-diff', o.baseCommit, head], { env }).stdout.split('\n').filter(Boolean);
+  return { resultRepo: o.resultRepo, baseCommit: o.baseCommit, headCommit: head, commits, dirty, filesChanged: changed.length, warnings };
+}
+
+export { WORK_BRANCH };

@@ -1,0 +1,82 @@
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync, chownSync, readdirSync, lstatSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { git } from '../common/git.ts';
+import type { HostRepo } from './repo.ts';
+
+// A copy-on-write workspace is two read-only layers under the session's overlay:
+//   shared/<repo>/.git        a bare mirror of the host repo (objects, branches, tags)
+//   trees/<repo>/<commit>/    the checked-out files of one commit + a thin .git
+//                             (HEAD, config, index, work branch) that overrides the mirror's
+// Both are built once (per repo, per commit) and reused, so starting a session on a
+// 50k-file repo costs a mount, not a copy. The session's writes go to its own upper dir.
+
+export interface Snapshot {
+  commit: string;
+  /** overlay lowerdir, top first */
+  lowerDirs: string[];
+  /** bare mirror repo with the base history (trusted, Airlock-written config) */
+  mirror: string;
+  /** true when this call had to build the commit layer */
+  built: boolean;
+}
+
+export const WORK_BRANCH = 'airlock/work';
+
+function chownTree(path: string, uid: number, gid: number): void {
+  const st = lstatSync(path);
+  if (st.uid !== uid || st.gid !== gid) chownSync(path, uid, gid);
+  if (st.isDirectory()) for (const e of readdirSync(path)) chownTree(join(path, e), uid, gid);
+}
+
+function ensureMirror(cacheRoot: string, repo: HostRepo, commit: string, owner: { uid: number; gid: number } | null): string {
+  const base = join(cacheRoot, 'shared', repo.key);
+  const mirror = join(base, '.git');
+  if (!existsSync(join(mirror, 'HEAD'))) {
+    const tmp = join(cacheRoot, 'shared', `.build-${repo.key}-${randomBytes(4).toString('hex')}`);
+    mkdirSync(tmp, { recursive: true });
+    git(['init', '--bare', '--quiet', '--template=', join(tmp, '.git')]);
+    mkdirSync(join(tmp, '.git', 'refs', 'heads'), { recursive: true });
+    mkdirSync(join(tmp, '.git', 'refs', 'tags'), { recursive: true });
+    mkdirSync(base, { recursive: true });
+    try { renameSync(join(tmp, '.git'), mirror); } catch { /* another process won the race */ }
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  if (git(['cat-file', '-e', `${commit}^{commit}`], { env: { GIT_DIR: mirror }, allowFail: true }).status !== 0) {
+    // Objects only: a fetch runs no hooks of ours or the host's (hardened git).
+    git(['fetch', '--quiet', '--no-tags', '--no-write-fetch-head', repo.root,
+      '+refs/heads/*:refs/heads/*', '+refs/tags/*:refs/tags/*'], { env: { GIT_DIR: mirror } });
+    if (git(['cat-file', '-e', `${commit}^{commit}`], { env: { GIT_DIR: mirror }, allowFail: true }).status !== 0) {
+      git(['fetch', '--quiet', '--no-write-fetch-head', repo.root, commit], { env: { GIT_DIR: mirror } });
+    }
+    if (owner) chownTree(mirror, owner.uid, owner.gid);
+  }
+  return mirror;
+}
+
+/**
+ * Returns the read-only layers for a commit, building what is missing. `owner` is the
+ * host uid/gid the sandbox user maps to (the layers must be theirs so the overlay lets
+ * the agent write), or null when Airlock runs unprivileged and already owns them.
+ */
+export function prepareSnapshot(cacheRoot: string, repo: HostRepo, commit: string, owner: { uid: number; gid: number } | null): Snapshot {
+  const mirror = ensureMirror(cacheRoot, repo, commit, owner);
+  const treeDir = join(cacheRoot, 'trees', repo.key, commit);
+  let built = false;
+  if (!existsSync(join(treeDir, '.git', 'HEAD'))) {
+    const tmp = join(cacheRoot, 'trees', repo.key, `.build-${commit.slice(0, 12)}-${randomBytes(4).toString('hex')}`);
+    mkdirSync(join(tmp, '.git', 'refs', 'heads', 'airlock'), { recursive: true });
+    const env = { GIT_DIR: mirror, GIT_WORK_TREE: tmp, GIT_INDEX_FILE: join(tmp, '.git', 'index') };
+    git(['read-tree', commit], { env });
+    // checkout-index applies only built-in conversions: our config defines no filters.
+    git(['checkout-index', '--all', '--force'], { env, cwd: tmp });
+    writeFileSync(join(tmp, '.git', 'HEAD'), `ref: refs/heads/${WORK_BRANCH}\n`);
+    writeFileSync(join(tmp, '.git', 'refs', 'heads', 'airlock', 'work'), `${commit}\n`);
+    writeFileSync(join(tmp, '.git', 'config'), '[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = true\n');
+    writeFileSync(join(tmp, '.git', 'description'), 'Airlock session workspace\n');
+    if (owner) chownTree(tmp, owner.uid, owner.gid);
+    mkdirSync(join(cacheRoot, 'trees', repo.key), { recursive: true });
+    try { renameSync(tmp, treeDir); built = true; } catch { rmSync(tmp, { recursive: true, force: true }); }
+  }
+  return { commit, lowerDirs: [treeDir, join(cacheRoot, 'shared', repo.key)], mirror, built };
+}
