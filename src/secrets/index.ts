@@ -1,0 +1,8 @@
+// Secrets: one detection engine used everywhere (workspace scan, diff check, DLP, output
+// redaction), workspace sanitization and honeytokens. See docs/modules/secrets.md.
+export { type SecretFinding, type SecretSeverity, type ScanOptions, type AllowEntry, fingerprint } from './types.ts';
+export { scanText, redactText, applyRedactions, defaultMarker } from './engine.ts';
+export { scanPaths, scanPathsDetailed, readNoFollow, type ScanPathsOptions, type ScanPathsResult } from './files.ts';
+export { sanitizeTree, hideGlobFor } from './sanitize.ts';
+export { plantHoneytokens, matchHoneytokens, isHoneytoken, type Honeytoken } from './honeytokens.ts';
+export { isAllowed, documentedExample } from './allowlist.ts';
