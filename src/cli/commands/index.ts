@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
+import { registerSecrets } from './secrets.ts';
 
 // Each module's commands live in their own file and register here, one line each.
 export type Register = (program: Command) => void;
 
 export const registrations: Register[] = [];
+registrations.push(registerSecrets);
