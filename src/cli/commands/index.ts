@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { registerApprovals } from './approvals.ts';
 import { registerSecrets } from './secrets.ts';
 
 // Each module's commands live in their own file and register here, one line each.
@@ -6,3 +7,4 @@ export type Register = (program: Command) => void;
 
 export const registrations: Register[] = [];
 registrations.push(registerSecrets);
+registrations.push(registerApprovals);

@@ -1,0 +1,60 @@
+import type { Command } from 'commander';
+import { AirlockError } from '../../common/errors.ts';
+import { ensureHome } from '../../common/paths.ts';
+import { AuditStore } from '../../audit/index.ts';
+import { listAsks, answerAsk, assertOutsideSandbox, humanIdentity, type CommandAsk } from '../../commands/index.ts';
+import { bad, dim, ok, printJson, table, warn } from '../output.ts';
+
+// `airlock approvals [--json] [--all]` lists commands waiting for a human ("ask" rules);
+// `airlock approvals allow|deny N [--as NAME] [--reason TEXT]` answers one. Answers are
+// refused from inside a sandbox.
+
+export function openStore(): AuditStore {
+  return new AuditStore(ensureHome().auditDb);
+}
+
+export function parseId(s: string, what: string): number {
+  if (!/^[1-9][0-9]{0,15}$/.test(s)) throw new AirlockError('USAGE', `${what} must be a positive number, got "${s}"`, `list them first (e.g. \`airlock ${what === 'proposal id' ? 'review list' : 'approvals'}\`)`);
+  return Number(s);
+}
+
+function status(a: CommandAsk): string {
+  if (a.status === 'pending') return warn('pending');
+  if (a.status === 'allow') return ok(`allowed by ${a.answeredBy}`);
+  if (a.status === 'timeout') return dim('timed out (denied)');
+  return bad(`denied by ${a.answeredBy}`);
+}
+
+export function registerApprovals(program: Command): void {
+  const cmd = program.command('approvals')
+    .description('Commands a session is waiting to run ("ask" rules). Answer with `airlock approvals allow|deny N`.')
+    .option('--json', 'machine-readable output')
+    .option('--all', 'include answered and timed-out asks')
+    .action((opts: { json?: boolean; all?: boolean }) => {
+      const store = openStore();
+      try {
+        const asks = listAsks(store, { all: opts.all });
+        if (opts.json) { printJson(asks); return; }
+        if (!asks.length) { process.stdout.write(dim(opts.all ? 'no approvals recorded' : 'nothing is waiting for approval') + '\n'); return; }
+        process.stdout.write(table(asks.map((a) => [String(a.id), a.session, a.command.join(' ').slice(0, 80), a.rule, a.status === 'pending' ? `until ${a.expires}` : '', status(a)]),
+          ['id', 'session', 'command', 'rule', 'expires', 'status']) + '\n');
+      } finally { store.close(); }
+    });
+  for (const decision of ['allow', 'deny'] as const) {
+    cmd.command(decision)
+      .description(`${decision === 'allow' ? 'Allow' : 'Deny'} a waiting command (refused from inside a sandbox).`)
+      .argument('<id>', 'approval number from `airlock approvals`')
+      .option('--as <name>', 'your identity (default: git config user.email, else the OS user)')
+      .option('--reason <text>', 'why (recorded)')
+      .action((id: string, opts: { as?: string; reason?: string }) => {
+        const n = parseId(id, 'approval id');
+        const store = openStore();
+        try {
+          assertOutsideSandbox(store);
+          const who = humanIdentity(opts.as);
+          const a = answerAsk(store, n, decision, who.identity, opts.reason);
+          process.stdout.write(`#${a.id} ${a.command.join(' ')}: ${status(a)}\n`);
+        } finally { store.close(); }
+      });
+  }
+}

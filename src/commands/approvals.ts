@@ -1,0 +1,192 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { AirlockError } from '../common/errors.ts';
+import type { AuditStore } from '../audit/index.ts';
+
+// The "ask" queue: a command waiting for a human. Persisted in the audit database (own
+// append-only tables) so `airlock approvals allow|deny N` from another terminal answers
+// it. The first answer wins (primary key); a timeout is an answer too (deny). Every ask,
+// answer and timeout is an audit event.
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS command_asks (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  session TEXT NOT NULL,
+  command TEXT NOT NULL,
+  rule TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  created TEXT NOT NULL,
+  expires TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS command_answers (
+  ask_id INTEGER PRIMARY KEY REFERENCES command_asks(id),
+  decision TEXT NOT NULL CHECK (decision IN ('allow', 'deny')),
+  kind TEXT NOT NULL CHECK (kind IN ('human', 'prompt', 'timeout')),
+  by TEXT,
+  reason TEXT NOT NULL,
+  ts TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS command_asks_no_update BEFORE UPDATE ON command_asks BEGIN SELECT RAISE(ABORT, 'append-only'); END;
+CREATE TRIGGER IF NOT EXISTS command_asks_no_delete BEFORE DELETE ON command_asks BEGIN SELECT RAISE(ABORT, 'append-only'); END;
+CREATE TRIGGER IF NOT EXISTS command_answers_no_update BEFORE UPDATE ON command_answers BEGIN SELECT RAISE(ABORT, 'append-only'); END;
+CREATE TRIGGER IF NOT EXISTS command_answers_no_delete BEFORE DELETE ON command_answers BEGIN SELECT RAISE(ABORT, 'append-only'); END;
+`;
+
+const ready = new WeakSet<AuditStore>();
+function ensure(store: AuditStore): void {
+  if (ready.has(store)) return;
+  store.db.exec(SCHEMA);
+  ready.add(store);
+}
+
+export type AskStatus = 'pending' | 'allow' | 'deny' | 'timeout';
+
+export interface CommandAsk {
+  id: number;
+  session: string;
+  command: string[];
+  rule: string;
+  reason: string;
+  created: string;
+  expires: string;
+  status: AskStatus;
+  answeredBy: string | null;
+  answerReason: string | null;
+}
+
+export interface AnswerResult { decision: 'allow' | 'deny'; by: string | null; reason: string }
+
+export interface PromptInfo {
+  id: number;
+  session: string;
+  command: string[];
+  rule: string;
+  reason: string;
+  expiresAt: string;
+  /** aborted when the ask is answered elsewhere or times out */
+  signal: AbortSignal;
+}
+
+export interface ApprovalRequest {
+  session: string;
+  command: string[];
+  rule: string;
+  timeoutSeconds: number;
+  /** why the rule asks (shown to the human) */
+  reason?: string;
+  /**
+   * Optional terminal prompt. Resolve with an answer, or null to leave it to
+   * `airlock approvals` from another terminal. The first answer from either wins.
+   */
+  onPrompt?: (info: PromptInfo) => Promise<{ decision: 'allow' | 'deny'; by: string; reason?: string } | null>;
+  /** poll interval for answers from other processes (ms) */
+  pollMs?: number;
+}
+
+interface AskRow { id: number; session: string; command: string; rule: string; reason: string; created: string; expires: string;
+  decision: string | null; kind: string | null; by: string | null; answer_reason: string | null }
+
+function toAsk(r: AskRow): CommandAsk {
+  const status: AskStatus = r.decision === null ? 'pending' : r.kind === 'timeout' ? 'timeout' : (r.decision as 'allow' | 'deny');
+  return { id: r.id, session: r.session, command: JSON.parse(r.command) as string[], rule: r.rule, reason: r.reason,
+    created: r.created, expires: r.expires, status, answeredBy: r.by, answerReason: r.answer_reason };
+}
+
+const SELECT = `SELECT a.*, b.decision, b.kind, b.by, b.reason AS answer_reason FROM command_asks a LEFT JOIN command_answers b ON b.ask_id = a.id`;
+
+export function getAsk(store: AuditStore, id: number): CommandAsk | null {
+  ensure(store);
+  const r = store.db.prepare(`${SELECT} WHERE a.id = ?`).get(id) as AskRow | undefined;
+  return r ? toAsk(r) : null;
+}
+
+export function listAsks(store: AuditStore, opts: { all?: boolean; limit?: number } = {}): CommandAsk[] {
+  ensure(store);
+  expireOverdue(store);
+  const rows = store.db.prepare(`${SELECT} ${opts.all ? '' : 'WHERE b.decision IS NULL'} ORDER BY a.id DESC LIMIT ?`)
+    .all(Math.max(1, Math.min(opts.limit ?? 200, 10_000))) as unknown as AskRow[];
+  return rows.map(toAsk).reverse();
+}
+
+/** Inserts the answer unless one exists; returns whether this call's answer won. */
+function insertAnswer(store: AuditStore, id: number, a: { decision: 'allow' | 'deny'; kind: 'human' | 'prompt' | 'timeout'; by: string | null; reason: string }): boolean {
+  const r = store.db.prepare('INSERT OR IGNORE INTO command_answers (ask_id, decision, kind, by, reason, ts) VALUES (?, ?, ?, ?, ?, ?)')
+    .run(id, a.decision, a.kind, a.by, a.reason, new Date().toISOString());
+  return Number(r.changes) === 1;
+}
+
+function recordTimeout(store: AuditStore, ask: CommandAsk): void {
+  if (insertAnswer(store, ask.id, { decision: 'deny', kind: 'timeout', by: null, reason: 'no answer before the timeout; denied' })) {
+    store.append({ type: 'command.timeout', session: ask.session, severity: 'medium', decision: 'deny', rule: ask.rule,
+      data: { askId: ask.id, command: ask.command, expires: ask.expires } });
+  }
+}
+
+/** Asks whose deadline passed while nobody was waiting (e.g. the session died) are denied. */
+export function expireOverdue(store: AuditStore): void {
+  ensure(store);
+  const now = new Date().toISOString();
+  const rows = store.db.prepare(`${SELECT} WHERE b.decision IS NULL AND a.expires <= ? LIMIT 1000`).all(now) as unknown as AskRow[];
+  for (const r of rows) recordTimeout(store, toAsk(r));
+}
+
+/** A human's answer (CLI or console). Refuses unknown ids, answered and expired asks. */
+export function answerAsk(store: AuditStore, id: number, decision: 'allow' | 'deny', by: string, reason?: string, kind: 'human' | 'prompt' = 'human'): CommandAsk {
+  ensure(store);
+  const ask = getAsk(store, id);
+  if (!ask) throw new AirlockError('NOT_FOUND', `no pending approval #${id}`, 'list them with `airlock approvals`');
+  if (ask.status === 'pending' && ask.expires <= new Date().toISOString()) {
+    recordTimeout(store, ask);
+    throw new AirlockError('BAD_STATE', `approval #${id} timed out at ${ask.expires} and was denied`, 'the agent may run the command again to ask anew');
+  }
+  const text = reason?.trim() || `${decision} by ${by}`;
+  if (ask.status !== 'pending' || !insertAnswer(store, id, { decision, kind, by, reason: text })) {
+    const now = getAsk(store, id)!;
+    throw new AirlockError('BAD_STATE', `approval #${id} was already answered: ${now.status}${now.answeredBy ? ` by ${now.answeredBy}` : ''}`, 'nothing to do; see `airlock approvals --all`');
+  }
+  store.append({ type: 'command.answer', session: ask.session, severity: decision === 'allow' ? 'medium' : 'info', decision, rule: ask.rule,
+    data: { askId: id, command: ask.command, by, kind, reason: text } });
+  return getAsk(store, id)!;
+}
+
+/**
+ * Waits for a human to allow or deny a command; denies after `timeoutSeconds`. The ask
+ * is visible to `airlock approvals` in every terminal while it waits.
+ */
+export async function requestApproval(store: AuditStore, req: ApprovalRequest): Promise<AnswerResult> {
+  ensure(store);
+  if (!Number.isFinite(req.timeoutSeconds) || req.timeoutSeconds <= 0) throw new AirlockError('USAGE', 'timeoutSeconds must be a positive number', 'use commands.askTimeoutSeconds from the policy');
+  if (!Array.isArray(req.command) || req.command.length === 0) throw new AirlockError('USAGE', 'empty command', 'pass the argv the agent asked to run');
+  const created = new Date();
+  const expires = new Date(created.getTime() + req.timeoutSeconds * 1000);
+  const reason = req.reason ?? `rule ${req.rule} asks a human`;
+  const ins = store.db.prepare('INSERT INTO command_asks (session, command, rule, reason, created, expires) VALUES (?, ?, ?, ?, ?, ?)')
+    .run(req.session, JSON.stringify(req.command), req.rule, reason, created.toISOString(), expires.toISOString());
+  const id = Number(ins.lastInsertRowid);
+  store.append({ type: 'command.ask', session: req.session, severity: 'medium', decision: 'ask', rule: req.rule,
+    data: { askId: id, command: req.command, timeoutSeconds: req.timeoutSeconds, expires: expires.toISOString() } });
+
+  const done = new AbortController();
+  if (req.onPrompt) {
+    const info: PromptInfo = { id, session: req.session, command: req.command, rule: req.rule, reason, expiresAt: expires.toISOString(), signal: done.signal };
+    req.onPrompt(info).then((a) => {
+      if (!a || done.signal.aborted) return;
+      try { answerAsk(store, id, a.decision, a.by, a.reason, 'prompt'); } catch { /* answered elsewhere first */ }
+    }, () => { /* a failing prompt leaves the ask to other terminals or the timeout */ });
+  }
+  const poll = Math.max(20, req.pollMs ?? 250);
+  const maxIterations = Math.ceil((req.timeoutSeconds * 1000) / poll) + 2;
+  try {
+    for (let i = 0; i < maxIterations; i++) {
+      const a = getAsk(store, id)!;
+      if (a.status !== 'pending') return { decision: a.status === 'allow' ? 'allow' : 'deny', by: a.answeredBy, reason: a.answerReason ?? '' };
+      const left = expires.getTime() - Date.now();
+      if (left <= 0) break;
+      await sleep(Math.min(poll, left));
+    }
+    recordTimeout(store, getAsk(store, id)!);
+    const a = getAsk(store, id)!; // a human may have won the race against the timeout
+    return { decision: a.status === 'allow' ? 'allow' : 'deny', by: a.answeredBy, reason: a.answerReason ?? '' };
+  } finally {
+    done.abort();
+  }
+}

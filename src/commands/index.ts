@@ -1,0 +1,8 @@
+// Per-command allow/ask/deny for `airlock exec`, and the human approval queue for "ask".
+export { decideCommand, decideShell, decideParsed, commandFacts, ruleMatches } from './decide.ts';
+export { parseArgv, parseShell, type SimpleCommand, type ParsedCommand } from './parse.ts';
+export {
+  requestApproval, answerAsk, listAsks, getAsk, expireOverdue,
+  type ApprovalRequest, type AnswerResult, type CommandAsk, type PromptInfo, type AskStatus,
+} from './approvals.ts';
+export { humanIdentity, assertOutsideSandbox, type Identity } from './human.ts';
