@@ -3,14 +3,14 @@ import { AirlockError } from '../common/errors.ts';
 
 // Colours only when the stream is a TTY and NO_COLOR is unset (styleText checks both).
 type Style = Parameters<typeof styleText>[0];
-export function paint(style: Style, text: string, stream: NodeJS.WriteStream = process.stdout): string {
+export function paint(style: Style, text: string, stream: NodeJS.WriteStream = process.stdout as NodeJS.WriteStream): string {
   return styleText(style, text, { stream, validateStream: true });
 }
-export const ok = (t: string, s = process.stdout) => paint('green', t, s);
-export const bad = (t: string, s = process.stdout) => paint('red', t, s);
-export const warn = (t: string, s = process.stdout) => paint('yellow', t, s);
-export const dim = (t: string, s = process.stdout) => paint('dim', t, s);
-export const bold = (t: string, s = process.stdout) => paint('bold', t, s);
+export const ok = (t: string, s: NodeJS.WriteStream = process.stdout) => paint('green', t, s);
+export const bad = (t: string, s: NodeJS.WriteStream = process.stdout) => paint('red', t, s);
+export const warn = (t: string, s: NodeJS.WriteStream = process.stdout) => paint('yellow', t, s);
+export const dim = (t: string, s: NodeJS.WriteStream = process.stdout) => paint('dim', t, s);
+export const bold = (t: string, s: NodeJS.WriteStream = process.stdout) => paint('bold', t, s);
 
 export function printJson(v: unknown): void {
   process.stdout.write(JSON.stringify(v, null, 2) + '\n');

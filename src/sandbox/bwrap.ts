@@ -23,6 +23,7 @@ export const SANDBOX_UID = 1000;
 export const SANDBOX_HOME = '/home/agent';
 export const SANDBOX_WORKSPACE = '/workspace';
 export const HOST_UID_FOR_SANDBOX = 100000;
+const SANDBOX_MNT = '/mnt';
 
 function which(cmd: string): string | null {
   for (const d of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
@@ -80,7 +81,9 @@ class BwrapSandbox implements Sandbox {
   constructor(spec: SandboxSpec) {
     this.spec = spec;
     this.rootMode = process.getuid?.() === 0 && spec.hostIds !== null;
-    this.mnt = join(spec.stateDir, 'mnt');
+    // Inside the holder's private mount namespace the session tmpfs is mounted over /mnt:
+    // a path every sandbox uid can traverse (Airlock's data dir is 0700), invisible to the host.
+    this.mnt = SANDBOX_MNT;
     this.seccompFile = join(spec.stateDir, 'seccomp.bpf');
     this.cgroup = this.rootMode ? createCgroup(spec.session, spec.limits) : null;
     this.mechanisms = {
@@ -99,8 +102,7 @@ class BwrapSandbox implements Sandbox {
     for (const l of s.lowerDirs) {
       if (/[:,\\]/.test(l)) throw new AirlockError('UNAVAILABLE', `path not usable as an overlay layer: ${l}`, 'set AIRLOCK_HOME to a path without ":" "," or "\\"');
     }
-    mkdirSync(this.mnt, { recursive: true, mode: 0o700 });
-    mkdirSync(join(s.stateDir, 'etc'), { recursive: true });
+    mkdirSync(join(s.stateDir, 'etc'), { recursive: true, mode: 0o700 });
     mkdirSync(join(s.stateDir, 'trace'), { recursive: true });
     writeFileSync(this.seccompFile, buildSeccompProgram());
     this.writeEtc();
@@ -112,7 +114,8 @@ class BwrapSandbox implements Sandbox {
       'set -e',
       `S=${shq(this.mnt)}`,
       `mount -t tmpfs -o size=${s.limits.diskMB}m,mode=0755,nosuid,nodev tmpfs "$S"`,
-      'mkdir -p "$S/upper" "$S/work" "$S/merged" "$S/tmp" "$S/vartmp" "$S/home"',
+      'mkdir -p "$S/upper" "$S/work" "$S/merged" "$S/tmp" "$S/vartmp" "$S/home" "$S/etc"',
+      `cp ${shq(join(s.stateDir, 'etc'))}/* "$S/etc/"`,
       'chmod 1777 "$S/tmp" "$S/vartmp"',
       own,
       `mount -t overlay overlay -o ${shq(`lowerdir=${s.lowerDirs.join(':')},upperdir=`)}"$S/upper",workdir="$S/work" "$S/merged"`,
@@ -173,7 +176,7 @@ class BwrapSandbox implements Sandbox {
       if (st.isSymbolicLink()) a.push('--symlink', readlinkSync(d), d);
       else if (st.isDirectory()) a.push('--ro-bind', d, d);
     }
-    const etc = join(s.stateDir, 'etc');
+    const etc = join(this.mnt, 'etc');
     for (const f of ['passwd', 'group', 'hostname', 'hosts', 'resolv.conf']) a.push('--ro-bind', join(etc, f), `/etc/${f}`);
     a.push('--proc', '/proc', '--dev', '/dev', '--dir', '/run', '--dir', '/var');
     a.push('--bind', join(this.mnt, 'tmp'), '/tmp', '--bind', join(this.mnt, 'vartmp'), '/var/tmp');

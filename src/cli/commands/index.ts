@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+import { registerSession } from './session.ts';
+import { registerPolicy } from './policy.ts';
 import { registerApprovals } from './approvals.ts';
 import { registerSecrets } from './secrets.ts';
 
@@ -6,5 +8,7 @@ import { registerSecrets } from './secrets.ts';
 export type Register = (program: Command) => void;
 
 export const registrations: Register[] = [];
+registrations.push(registerPolicy);
+registrations.push(registerSession);
 registrations.push(registerSecrets);
 registrations.push(registerApprovals);

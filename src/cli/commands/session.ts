@@ -1,0 +1,135 @@
+import type { Command } from 'commander';
+import { AirlockError } from '../../common/errors.ts';
+import { ensureHome } from '../../common/paths.ts';
+import { AuditStore } from '../../audit/index.ts';
+import { Session, listSessions, type OpenSessionOptions, type SessionSummary } from '../../session/index.ts';
+import { request, startDetached } from '../../session/daemon.ts';
+import '../../session/layers.ts';
+import { setExit } from '../main.ts';
+import { bad, dim, ok, printJson, table, warn, progress } from '../output.ts';
+
+function collect(v: string, prev: string[]): string[] { return [...prev, v]; }
+
+function sessionOptions(cmd: Command): Command {
+  return cmd
+    .option('--repo <path>', 'repository to snapshot (default: current directory)')
+    .option('--base <ref>', 'commit, branch or tag the workspace starts from (default: HEAD)')
+    .option('--policy <file>', 'repo policy file to use instead of the base commit\'s airlock.yaml')
+    .option('--org-policy <file>', 'organisation policy (default: $AIRLOCK_ORG_POLICY or /etc/airlock/policy.yaml)')
+    .option('--allow-host <host[:port]>', 'grant one more destination for this session only (recorded); repeatable', collect, [])
+    .option('--agent <name>', 'agent identity recorded with the session', 'generic');
+}
+
+function toOptions(o: Record<string, unknown>, command?: string[]): OpenSessionOptions {
+  return {
+    repo: o.repo as string | undefined, base: o.base as string | undefined, policyFile: o.policy as string | undefined,
+    orgPolicy: o.orgPolicy as string | undefined, allowHosts: o.allowHost as string[], agent: o.agent as string, command,
+  };
+}
+
+function home(): string { return ensureHome().root; }
+
+function summarize(s: SessionSummary): string {
+  const st = s.state === 'stopped' ? (s.status === 0 ? ok('stopped', process.stderr) : warn(`stopped (${s.status ?? '?'})`, process.stderr)) : s.state;
+  return `${st}; ${s.events} events, ${s.denials} denied; result: ${s.commits ?? 0} commit(s)${s.dirty ? ' incl. uncommitted work' : ''}`;
+}
+
+export function registerSession(program: Command): void {
+  sessionOptions(program.command('run'))
+    .description('Run an agent command in a new sandboxed session; exits with the agent\'s status. The session id is printed on stderr.')
+    .argument('<command...>', 'the agent command (put it after --)')
+    .addHelpText('after', '\nExamples:\n  airlock run -- bash\n  airlock run --allow-host registry.npmjs.org -- npm test\n  airlock run --agent codex -- codex exec "fix the failing test"')
+    .action(async (command: string[], o: Record<string, unknown>, cmd: Command) => {
+      progress('preparing workspace snapshot');
+      const session = await Session.open(toOptions(o, command));
+      process.stderr.write(`${dim('airlock:', process.stderr)} session ${session.id} (base ${session.baseCommit.slice(0, 12)}, ${session.mechanisms.limits}, network: ${session.mechanisms.network})\n`);
+      let interrupted: NodeJS.Signals | null = null;
+      const onSignal = (sig: NodeJS.Signals) => { interrupted = sig; void session.stop(`interrupted by ${sig}`); };
+      for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, onSignal);
+      let status = 1;
+      try {
+        const h = await session.exec({ argv: command, stdio: 'inherit', via: 'run' });
+        const r = await Promise.race([h.done, session.limitHit.then(async () => h.done)]);
+        status = r.status;
+      } catch (e) {
+        await session.stop('command failed to start');
+        throw e;
+      }
+      const res = await session.stop(interrupted ? `interrupted by ${interrupted}` : 'agent exited');
+      const store = new AuditStore(session.home.auditDb);
+      const s = listSessions(store, session.id)[0];
+      store.close();
+      if (s) process.stderr.write(`${dim('airlock:', process.stderr)} session ${session.id} ${summarize(s)}\n`);
+      if (res.reason.startsWith('limit')) process.stderr.write(`${bad('airlock:', process.stderr)} ${res.reason}\n`);
+      process.stderr.write(`${dim('airlock:', process.stderr)} timeline: airlock audit show ${session.id}${res.result && res.result.commits.length ? `   change: airlock review list` : ''}\n`);
+      setExit(cmd, interrupted ? 130 : status);
+    });
+
+  const sess = program.command('session').description('Long-running sessions for agent frameworks that call tools one at a time');
+  sessionOptions(sess.command('start'))
+    .description('Start a session that stays up; prints its id')
+    .option('--json', 'print {"id": …} as JSON')
+    .action(async (o: Record<string, unknown>) => {
+      const id = await startDetached(toOptions(o, ['session', 'start']));
+      if (o.json) printJson({ id }); else process.stdout.write(id + '\n');
+    });
+  sess.command('stop')
+    .description('Stop a session: end its processes and capture its result')
+    .argument('<session>', 'session id')
+    .option('--json', 'print the result as JSON')
+    .action(async (id: string, o: { json?: boolean }) => {
+      const h = home();
+      assertKnown(h, id);
+      const r = await request(h, id, { t: 'stop' });
+      if (o.json) printJson(r.t === 'stopped' ? r.result : r);
+      else {
+        const res = (r as { result: { result: { commits: string[]; dirty: boolean } | null } }).result.result;
+        process.stdout.write(`stopped ${id}; result: ${res ? `${res.commits.length} commit(s)${res.dirty ? ' incl. uncommitted work' : ''}` : 'none (capture failed, see the audit log)'}\n`);
+      }
+    });
+  for (const [name, desc] of [['pause', 'Freeze every process of a session'], ['resume', 'Resume a paused session'], ['kill', 'End a session now (its result is still captured)']] as const) {
+    sess.command(name).description(desc).argument('<session>', 'session id').action(async (id: string) => {
+      const h = home();
+      assertKnown(h, id);
+      const r = await request(h, id, name === 'kill' ? { t: 'kill', reason: 'airlock session kill' } : name === 'pause' ? { t: 'pause' } : { t: 'resume' });
+      process.stdout.write(`${name}: ${JSON.stringify(r.t === 'ok' ? r.data : 'done')}\n`);
+    });
+  }
+
+  program.command('exec')
+    .description('Run a command in a running session\'s sandbox; output and exit status pass through')
+    .argument('<session>', 'session id')
+    .argument('<command...>', 'command (after --)')
+    .option('--cwd <dir>', 'working directory inside the sandbox (default /workspace)')
+    .action(async (id: string, command: string[], o: { cwd?: string }, cmd: Command) => {
+      const h = home();
+      assertKnown(h, id);
+      const r = await request(h, id, { t: 'exec', argv: command, cwd: o.cwd }, { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin.isTTY ? undefined : process.stdin });
+      setExit(cmd, r.t === 'exit' ? r.status : 1);
+    });
+
+  program.command('sessions')
+    .description('List sessions: id, command, base commit, start/end, exit status, counts of events and denials')
+    .option('--json', 'machine-readable output')
+    .action((o: { json?: boolean }) => {
+      const store = new AuditStore(ensureHome().auditDb);
+      const rows = listSessions(store);
+      store.close();
+      if (o.json) return printJson(rows);
+      if (!rows.length) { process.stdout.write('no sessions yet: start one with `airlock run -- <command>`\n'); return; }
+      process.stdout.write(table(rows.map((s) => [
+        s.id, s.state === 'stopped' ? String(s.status ?? '-') : s.state, (s.command ?? []).join(' ').slice(0, 40), (s.baseCommit ?? '').slice(0, 10),
+        s.start.replace('T', ' ').slice(0, 19), s.end ? s.end.replace('T', ' ').slice(11, 19) : '-', String(s.events), s.denials ? bad(String(s.denials)) : '0',
+      ]), ['SESSION', 'EXIT', 'COMMAND', 'BASE', 'START', 'END', 'EVENTS', 'DENIED']) + '\n');
+    });
+}
+
+function assertKnown(home: string, id: string): void {
+  const store = new AuditStore(ensureHome(home).auditDb);
+  try {
+    const s = listSessions(store, id)[0];
+    if (!s) throw new AirlockError('NOT_FOUND', `no such session: ${id}`, 'list sessions with `airlock sessions`');
+    if (s.state === 'stopped') throw new AirlockError('BAD_STATE', `session ${id} has already stopped`, `see its timeline with \`airlock audit show ${id}\``);
+    if (s.state === 'aborted' || s.state === 'failed') throw new AirlockError('BAD_STATE', `session ${id} is not running (${s.state})`, `see \`airlock audit show ${id}\``);
+  } finally { store.close(); }
+}

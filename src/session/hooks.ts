@@ -1,0 +1,18 @@
+import type { PolicyDecision } from '../policy/index.ts';
+import type { CaptureResult } from '../workspace/index.ts';
+import type { Session, ExecRequest } from './session.ts';
+
+// Extension points the other layers plug into (egress gateway, command rules,
+// secrets, telemetry). The session stays the same object whether or not a layer is
+// present, and each layer stays testable on its own. Wired in src/session/layers.ts.
+export interface SessionHooks {
+  /** Start the session's egress gateway; returns the in-sandbox setup and env. */
+  network?: (s: Session, env: NodeJS.ProcessEnv) => Promise<{ setup: string; env: Record<string, string>; close: () => Promise<void> } | null>;
+  /** Turn --allow-host values into a grant policy layer. */
+  grantsFor?: (hosts: string[]) => Promise<Record<string, unknown> | null>;
+  afterStart?: (s: Session) => Promise<void>;
+  decideCommand?: (s: Session, req: ExecRequest) => Promise<PolicyDecision | null>;
+  afterStop?: (s: Session, result: CaptureResult | null) => Promise<void>;
+}
+
+export const hooks: SessionHooks = {};

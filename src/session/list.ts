@@ -1,0 +1,51 @@
+import type { AuditStore } from '../audit/index.ts';
+
+export interface SessionSummary {
+  id: string;
+  command: string[] | null;
+  agent: string | null;
+  repo: string | null;
+  baseCommit: string | null;
+  start: string;
+  end: string | null;
+  status: number | null;
+  state: 'running' | 'stopped' | 'failed' | 'aborted';
+  events: number;
+  denials: number;
+  commits: number | null;
+  dirty: boolean | null;
+}
+
+function alive(pid: number): boolean {
+  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+}
+
+/** Sessions as the audit log tells them (the log is the only source of truth). */
+export function listSessions(store: AuditStore, only?: string): SessionSummary[] {
+  const rows = store.db.prepare(`
+    SELECT session AS id,
+      MIN(ts) AS start,
+      COUNT(*) AS events,
+      SUM(CASE WHEN decision = 'deny' THEN 1 ELSE 0 END) AS denials,
+      MAX(CASE WHEN type = 'session.start' THEN data END) AS startData,
+      MAX(CASE WHEN type = 'session.stop' THEN data END) AS stopData,
+      MAX(CASE WHEN type = 'session.stop' THEN ts END) AS end,
+      MAX(CASE WHEN type = 'session.result' THEN data END) AS resultData,
+      MAX(CASE WHEN type = 'session.failed' THEN data END) AS failData
+    FROM events WHERE session IS NOT NULL ${only ? 'AND session = ?' : ''}
+    GROUP BY session ORDER BY MIN(seq) ASC`).all(...(only ? [only] : [])) as Record<string, unknown>[];
+  return rows.map((r) => {
+    const sd = r.startData ? JSON.parse(String(r.startData)) as Record<string, unknown> : {};
+    const st = r.stopData ? JSON.parse(String(r.stopData)) as Record<string, unknown> : null;
+    const rd = r.resultData ? JSON.parse(String(r.resultData)) as Record<string, unknown> : null;
+    let state: SessionSummary['state'] = st ? 'stopped' : r.failData ? 'failed' : 'running';
+    if (state === 'running' && typeof sd.supervisorPid === 'number' && !alive(sd.supervisorPid)) state = 'aborted';
+    return {
+      id: String(r.id), command: (sd.command as string[] | null) ?? null, agent: (sd.agent as string) ?? null,
+      repo: (sd.repo as string) ?? null, baseCommit: (sd.baseCommit as string) ?? null,
+      start: String(r.start), end: (r.end as string | null) ?? null, status: (st?.status as number | null) ?? null, state,
+      events: Number(r.events), denials: Number(r.denials ?? 0),
+      commits: rd ? (rd.commits as unknown[]).length : null, dirty: rd ? Boolean(rd.dirty) : null,
+    };
+  });
+}

@@ -1,0 +1,43 @@
+import { existsSync } from 'node:fs';
+import { AirlockError } from '../common/errors.ts';
+import { parsePolicyText, readPolicyFile, resolvePolicy, DEFAULT_ORG_POLICY, type LoadedPolicy, type PolicySource } from '../policy/index.ts';
+import { readAtCommit, type HostRepo } from '../workspace/index.ts';
+
+export const REPO_POLICY_FILE = 'airlock.yaml';
+
+export interface PolicyChoice {
+  /** Explicit repo-level policy file (host path) instead of the base commit's airlock.yaml. */
+  policyFile?: string;
+  /** Org policy path; default AIRLOCK_ORG_POLICY or /etc/airlock/policy.yaml when present. */
+  orgPolicy?: string;
+  /** Per-run grants as a partial policy document (e.g. egress allow entries from --allow-host). */
+  grants?: Record<string, unknown> | null;
+}
+
+export function orgPolicyPath(c: PolicyChoice, env: NodeJS.ProcessEnv = process.env): string | null {
+  if (c.orgPolicy) return c.orgPolicy;
+  if (env.AIRLOCK_ORG_POLICY) return env.AIRLOCK_ORG_POLICY;
+  return existsSync(DEFAULT_ORG_POLICY) ? DEFAULT_ORG_POLICY : null;
+}
+
+/**
+ * The policy a session runs under is read from the host: the org file and the base
+ * commit's airlock.yaml (or a file the user names), never from the workspace the agent
+ * can edit. Without any file, the built-in defaults (the strictest settings) apply.
+ */
+export function sessionPolicy(repo: HostRepo | null, baseCommit: string | null, c: PolicyChoice, env: NodeJS.ProcessEnv = process.env): LoadedPolicy {
+  const sources: PolicySource[] = [];
+  const org = orgPolicyPath(c, env);
+  if (org) {
+    if (!existsSync(org)) throw new AirlockError('NOT_FOUND', `org policy not found: ${org}`, 'fix AIRLOCK_ORG_POLICY / --org-policy, or remove it');
+    sources.push(readPolicyFile(org, 'org'));
+  }
+  if (c.policyFile) sources.push(readPolicyFile(c.policyFile, 'repo'));
+  else if (repo && baseCommit) {
+    const text = readAtCommit(repo, baseCommit, REPO_POLICY_FILE);
+    const origin = `${REPO_POLICY_FILE}@${baseCommit.slice(0, 12)}`;
+    if (text !== null) sources.push({ kind: 'repo', origin, raw: parsePolicyText(text, origin) });
+  }
+  if (c.grants) sources.push({ kind: 'grant', origin: 'command line', raw: c.grants });
+  return resolvePolicy(sources);
+}

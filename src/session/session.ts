@@ -1,0 +1,263 @@
+import { mkdirSync, existsSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { userInfo } from 'node:os';
+import { AuditStore, type AuditEvent, type AuditEventInput } from '../audit/index.ts';
+import { AirlockError } from '../common/errors.ts';
+import { ensureHome, type HomeLayout } from '../common/paths.ts';
+import type { LoadedPolicy } from '../policy/index.ts';
+import {
+  BwrapDriver, buildSandboxEnv, HOST_UID_FOR_SANDBOX, SANDBOX_HOME, SANDBOX_WORKSPACE,
+  type ExecHandle, type Sandbox, type SandboxDriver,
+} from '../sandbox/index.ts';
+import { captureWorkspace, openHostRepo, prepareSnapshot, resolveCommit, type CaptureResult, type HostRepo, type Snapshot } from '../workspace/index.ts';
+import { sessionPolicy, type PolicyChoice } from './policy.ts';
+import { newSessionId } from './id.ts';
+import { hooks } from './hooks.ts';
+
+export interface OpenSessionOptions extends PolicyChoice {
+  /** Repository path (default: current directory). */
+  repo?: string;
+  /** Base ref (default: policy sandbox.baseRef, i.e. HEAD). */
+  base?: string;
+  /** Agent identity for baselines and approvals (default: "generic"). */
+  agent?: string;
+  /** What started the session, for the record (e.g. the run command). */
+  command?: string[];
+  /** AIRLOCK_HOME override. */
+  home?: string;
+  /** Host environment the allowlist picks from (default process.env). */
+  env?: NodeJS.ProcessEnv;
+  /** Extra fixed variables inside the sandbox (agent profiles). */
+  sandboxEnv?: Record<string, string>;
+  /** Extra read-only host paths (agent runtimes). */
+  readOnlyPaths?: string[];
+  /** --allow-host values: one more destination for this session only (recorded). */
+  allowHosts?: string[];
+  driver?: SandboxDriver;
+  /** Called with each audit event this session records. */
+  onEvent?: (e: AuditEvent) => void;
+}
+
+export interface ExecRequest {
+  argv: string[];
+  cwd?: string;
+  env?: Record<string, string>;
+  stdio?: 'inherit' | 'pipe';
+  /** Which path the command came through, for the record. */
+  via?: 'run' | 'exec' | 'mcp' | 'api';
+}
+
+export interface StopResult {
+  session: string;
+  result: CaptureResult | null;
+  status: number | null;
+  reason: string;
+}
+
+export type SessionState = 'running' | 'paused' | 'stopping' | 'stopped';
+
+/** One sandboxed agent session: its policy, workspace, sandbox, gateway and audit handle. */
+export class Session {
+  readonly id: string;
+  readonly repo: HostRepo;
+  readonly baseCommit: string;
+  readonly policy: LoadedPolicy;
+  readonly home: HomeLayout;
+  readonly store: AuditStore;
+  readonly stateDir: string;
+  readonly agent: string;
+  state: SessionState = 'running';
+  lastStatus: number | null = null;
+  private sandbox!: Sandbox;
+  private snapshot!: Snapshot;
+  private ownsStore: boolean;
+  private onEvent?: (e: AuditEvent) => void;
+  private cleanups: (() => Promise<void> | void)[] = [];
+  private stopPromise: Promise<StopResult> | null = null;
+  private stopReason: string | null = null;
+
+  private constructor(a: { id: string; repo: HostRepo; base: string; policy: LoadedPolicy; home: HomeLayout; store: AuditStore; ownsStore: boolean; agent: string; onEvent?: (e: AuditEvent) => void }) {
+    this.id = a.id; this.repo = a.repo; this.baseCommit = a.base; this.policy = a.policy; this.home = a.home;
+    this.store = a.store; this.ownsStore = a.ownsStore; this.agent = a.agent; this.onEvent = a.onEvent;
+    this.stateDir = join(this.home.sessions, this.id);
+  }
+
+  /** Records an event for this session; durable when it returns. */
+  record(e: AuditEventInput): AuditEvent {
+    const ev = this.store.append({ ...e, session: e.session ?? this.id });
+    this.onEvent?.(ev);
+    return ev;
+  }
+
+  static async open(o: OpenSessionOptions = {}, store?: AuditStore): Promise<Session> {
+    const env = o.env ?? process.env;
+    const home = ensureHome(o.home ?? env.AIRLOCK_HOME ?? undefined);
+    const repo = openHostRepo(resolve(o.repo ?? process.cwd()));
+    // Base first from the flag or HEAD, then read the policy as of that commit.
+    const base = resolveCommit(repo, o.base ?? 'HEAD');
+    const grants = o.allowHosts?.length ? await hooks.grantsFor?.(o.allowHosts) ?? null : null;
+    const policy = sessionPolicy(repo, base, { ...o, grants }, env);
+    const ownsStore = !store;
+    const st = store ?? new AuditStore(home.auditDb);
+    const s = new Session({ id: newSessionId(), repo, base, policy, home, store: st, ownsStore, agent: o.agent ?? 'generic', onEvent: o.onEvent });
+    try {
+      await s.start(o, env);
+    } catch (e) {
+      s.record({ type: 'session.failed', severity: 'high', data: { error: e instanceof Error ? e.message : String(e) } });
+      await s.teardown();
+      if (ownsStore) st.close();
+      throw e;
+    }
+    return s;
+  }
+
+  private async start(o: OpenSessionOptions, env: NodeJS.ProcessEnv): Promise<void> {
+    mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
+    const p = this.policy.policy;
+    const root = process.getuid?.() === 0;
+    const hostIds = root ? { uid: HOST_UID_FOR_SANDBOX, gid: HOST_UID_FOR_SANDBOX } : null;
+    this.snapshot = prepareSnapshot(this.home.cache, this.repo, this.baseCommit, hostIds);
+
+    const fixed: Record<string, string> = {
+      PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+      HOME: SANDBOX_HOME, USER: 'agent', LOGNAME: 'agent', SHELL: '/bin/bash', TMPDIR: '/tmp',
+      AIRLOCK_SANDBOX: '1', AIRLOCK_SESSION: this.id,
+      GIT_AUTHOR_NAME: 'Airlock agent', GIT_AUTHOR_EMAIL: 'agent@airlock.invalid',
+      GIT_COMMITTER_NAME: 'Airlock agent', GIT_COMMITTER_EMAIL: 'agent@airlock.invalid',
+      ...(o.sandboxEnv ?? {}),
+    };
+    if (!env.LANG) fixed.LANG = 'C.UTF-8';
+    // Layers that plug in (egress gateway, credential broker, honeytokens) contribute here.
+    const net = await hooks.network?.(this, env) ?? null;
+    if (net) { Object.assign(fixed, net.env); this.cleanups.push(net.close); }
+    const sandboxEnv = buildSandboxEnv({ hostEnv: env, allow: p.sandbox.env.allow, set: p.sandbox.env.set, fixed });
+
+    const driver = o.driver ?? new BwrapDriver();
+    this.sandbox = await driver.start({
+      session: this.id,
+      stateDir: join(this.stateDir, 'sandbox'),
+      lowerDirs: this.snapshot.lowerDirs,
+      limits: p.sandbox.limits,
+      env: sandboxEnv,
+      mounts: { readOnly: [...p.sandbox.mounts.readOnly, ...(o.readOnlyPaths ?? [])], readWrite: p.sandbox.mounts.readWrite },
+      forbiddenMounts: [this.home.root],
+      networkSetup: net?.setup ?? null,
+      trace: p.sandbox.traceProcesses,
+      hostIds,
+      record: (e) => { this.record(e); },
+    });
+    this.cleanups.push(() => this.sandbox.stop());
+    this.record({
+      type: 'session.start',
+      data: {
+        repo: this.repo.root, baseRef: o.base ?? 'HEAD', baseCommit: this.baseCommit, agent: this.agent,
+        command: o.command ?? null, policyHash: this.policy.hash,
+        policySources: this.policy.sources.map((s) => ({ kind: s.kind, origin: s.origin })),
+        mechanisms: this.sandbox.mechanisms, limits: p.sandbox.limits,
+        envNames: Object.keys(sandboxEnv).sort(), mounts: p.sandbox.mounts,
+        allowHosts: o.allowHosts ?? [], snapshotBuilt: this.snapshot.built,
+        startedBy: safeUser(), supervisorPid: process.pid, workspace: SANDBOX_WORKSPACE,
+      },
+    });
+    await hooks.afterStart?.(this);
+    void this.sandbox.limitHit.then((h) => {
+      if (this.state === 'running' || this.state === 'paused') this.stopReason = `limit: ${h.detail}`;
+    });
+  }
+
+  get mechanisms() { return this.sandbox.mechanisms; }
+
+  /** Where the agent's workspace can be read on the host while the session runs. */
+  workspaceView(): string { return this.sandbox.workspaceView(); }
+
+  /** Runs a command in the session's sandbox. Policy on the command applies (allow/ask/deny). */
+  async exec(req: ExecRequest): Promise<ExecHandle> {
+    if (this.state === 'stopping' || this.state === 'stopped') throw new AirlockError('BAD_STATE', `session ${this.id} has stopped`, 'start a new session');
+    const decision = await hooks.decideCommand?.(this, req) ?? null;
+    if (decision && decision.action !== 'allow') {
+      this.record({ type: 'command.denied', severity: 'medium', decision: 'deny', rule: decision.rule, data: { argv: req.argv, reason: decision.reason, via: req.via ?? 'api' } });
+      throw new AirlockError('DENIED', `command denied by ${decision.rule}: ${decision.reason}`, 'change the command or ask an admin to change the policy rule');
+    }
+    this.record({ type: 'command.exec', decision: 'allow', rule: decision?.rule ?? 'commands.default', data: { argv: req.argv, cwd: req.cwd ?? SANDBOX_WORKSPACE, via: req.via ?? 'api' } });
+    const h = this.sandbox.exec(req.argv, { stdio: req.stdio ?? 'pipe', cwd: req.cwd, env: req.env });
+    void h.done.then((r) => {
+      this.lastStatus = r.status;
+      this.record({ type: 'command.exit', data: { argv0: req.argv[0], status: r.status, signal: r.signal, via: req.via ?? 'api' } });
+    });
+    return h;
+  }
+
+  /** Convenience: run to completion, collecting output. */
+  async run(argv: string[], o: Omit<ExecRequest, 'argv' | 'stdio'> = {}): Promise<{ status: number; stdout: string; stderr: string }> {
+    const h = await this.exec({ ...o, argv, stdio: 'pipe' });
+    h.stdin?.end();
+    let stdout = ''; let stderr = '';
+    h.stdout?.on('data', (d: Buffer) => { stdout += d.toString(); });
+    h.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
+    const r = await h.done;
+    return { status: r.status, stdout, stderr };
+  }
+
+  pause(reason = 'requested'): boolean {
+    if (this.state !== 'running') return false;
+    const ok = this.sandbox.pause();
+    if (ok) { this.state = 'paused'; this.record({ type: 'session.paused', severity: 'medium', data: { reason } }); }
+    return ok;
+  }
+
+  resume(by = safeUser()): boolean {
+    if (this.state !== 'paused') return false;
+    const ok = this.sandbox.resume();
+    if (ok) { this.state = 'running'; this.record({ type: 'session.resumed', data: { by } }); }
+    return ok;
+  }
+
+  /** Resolves when a resource limit ends the session. */
+  get limitHit() { return this.sandbox.limitHit; }
+
+  /** Ends the session: stops processes, captures the result, tears the sandbox down. Idempotent. */
+  stop(reason = 'completed'): Promise<StopResult> {
+    if (!this.stopPromise) this.stopPromise = this.doStop(reason);
+    return this.stopPromise;
+  }
+
+  private async doStop(reason: string): Promise<StopResult> {
+    const why = this.stopReason ?? reason;
+    this.state = 'stopping';
+    await this.sandbox.killAll();
+    let result: CaptureResult | null = null;
+    try {
+      result = captureWorkspace({
+        workspace: this.sandbox.workspaceView(), upperGitDir: this.sandbox.upperGitDir(),
+        resultRepo: join(this.stateDir, 'result.git'), mirror: this.snapshot.mirror, baseCommit: this.baseCommit,
+        workTreeNs: this.sandbox.trustedNs(),
+      });
+      this.record({ type: 'session.result', data: { ...result } });
+    } catch (e) {
+      this.record({ type: 'session.capture_failed', severity: 'high', data: { error: e instanceof Error ? e.message : String(e) } });
+    }
+    await this.teardown();
+    this.state = 'stopped';
+    this.record({ type: 'session.stop', data: { reason: why, status: this.lastStatus, commits: result?.commits.length ?? 0, dirty: result?.dirty ?? false } });
+    try { await hooks.afterStop?.(this, result); } catch (e) {
+      this.record({ type: 'session.hook_failed', severity: 'high', data: { hook: 'afterStop', error: String(e) } });
+    }
+    if (this.ownsStore) this.store.close();
+    return { session: this.id, result, status: this.lastStatus, reason: why };
+  }
+
+  private async teardown(): Promise<void> {
+    for (const c of this.cleanups.reverse()) { try { await c(); } catch { /* best effort; recorded by the owner */ } }
+    this.cleanups = [];
+    // Sandbox plumbing (traces stay: they are evidence); mountpoints are empty dirs.
+  }
+}
+
+function safeUser(): string {
+  try { return userInfo().username; } catch { return String(process.getuid?.() ?? 'unknown'); }
+}
+
+export function writeSessionFile(dir: string, name: string, content: string): void {
+  if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
+  writeFileSync(join(dir, name), content, { mode: 0o600 });
+}
