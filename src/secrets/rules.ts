@@ -35,6 +35,11 @@ export function entropy(s: string): number {
   return h;
 }
 
+/** For fixed-format tokens: not a placeholder (ghp_xxxx…, sk_live_...) and random enough. */
+export function plausibleToken(v: string): boolean {
+  return !/(.)\1{7}/.test(v) && !PLACEHOLDER_WORDS.test(v) && entropy(v) > 3;
+}
+
 function charClasses(s: string): number {
   return (/[a-z]/.test(s) ? 1 : 0) + (/[A-Z]/.test(s) ? 1 : 0) + (/[0-9]/.test(s) ? 1 : 0) + (/[^A-Za-z0-9]/.test(s) ? 1 : 0);
 }
@@ -50,6 +55,12 @@ export function looksPlaceholder(v: string): boolean {
   return false;
 }
 
+/** A file path rather than base64 that happens to start with a slash. */
+function looksLikePath(v: string): boolean {
+  if (!/^(?:\.{0,2}|~)\/[A-Za-z0-9_.@/-]*$/.test(v)) return false;
+  return v.split('/').every((seg) => seg.length < 16 || /[-_.]/.test(seg) || /^[a-z0-9]+$/.test(seg));
+}
+
 function b64urlJson(seg: string): Record<string, unknown> | null {
   try {
     const o = JSON.parse(Buffer.from(seg, 'base64url').toString('utf8')) as unknown;
@@ -58,7 +69,7 @@ function b64urlJson(seg: string): Record<string, unknown> | null {
 }
 
 // Key names that hold a secret in an assignment. `secret` also covers client_secret etc.
-const KEYWORDS = String.raw`(?:api[_.-]?key|apikey|secret|token|passw(?:or)?d|passphrase|pwd|auth[_.-]?key|access[_.-]?key|private[_.-]?key|credential|signing[_.-]?key|encryption[_.-]?key|session[_.-]?key|master[_.-]?key)`;
+const KEYWORDS = String.raw`(?:api[_.-]?key|apikey|secret|token|passw(?:or)?d|passphrase|pwd|auth[_.-]?key|access[_.-]?key|private[_.-]?key|credential|signing[_.-]?key|encryption[_.-]?key|session[_.-]?key|master[_.-]?key|storage[_.-]?key|account[_.-]?key)`;
 // Key suffixes that name metadata about a secret, not the secret.
 const META_SUFFIX = /(?:url|uri|path|file|filename|name|type|endpoint|header|env|var|field|length|len|size|count|ttl|expiry|expires|expiration|prefix|suffix|policy|hint|label|format|regex|pattern|min|max|limit|mode|kind|version|provider|source|location|dir|enabled|required|rotation|id_field)$/i;
 const PASSWORD_KEY = /passw|pwd|passphrase/i;
@@ -76,7 +87,7 @@ function genericValidate(value: string, m: RegExpExecArray, text: string): boole
   if (quoted && m.groups?.q && next !== m.groups.q) return false; // value did not end at its quote
   if (looksPlaceholder(value)) return false;
   if (/^\d+$/.test(value)) return false;
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value) || /^[.~]?\//.test(value)) return false; // URL (see url-password) or path
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value) || looksLikePath(value)) return false; // URL (see url-password) or path
   if (!quoted && /^[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)+$/.test(value)) return false; // dotted reference
   if (/^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+$/.test(value)) return false; // ENV_VAR_NAME reference
   if (/^(?:sha\d+|md5)[-:]/i.test(value)) return false; // integrity/digest strings
@@ -211,7 +222,7 @@ export function ownRules(text: string): RawHit[] {
       const span = m.indices?.groups?.v ?? m.indices?.[0];
       if (!span) continue;
       const value = text.slice(span[0], span[1]);
-      if (r.validate && !r.validate(value, m, text)) {
+      if (r.validate ? !r.validate(value, m, text) : !plausibleToken(value)) {
         // Let a shorter overlapping match be found from the next position.
         r.re.lastIndex = m.index + 1;
         continue;

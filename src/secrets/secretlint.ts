@@ -56,6 +56,7 @@ export async function secretlintHits(text: string, path: string | undefined, opt
     if (m.type !== 'message') continue;
     const short = m.ruleId.replace(/^@secretlint\/secretlint-rule-/, '');
     const [start, end] = valueSpan(text, short, m.messageId, m.range[0], m.range[1]);
+    if (/(.)\1{7}|\.\.\./.test(text.slice(start, end))) continue; // ghp_xxxxxxxx… placeholders
     const severity: SecretSeverity = CRITICAL.has(short) ? 'critical' : 'high';
     out.push({ rule: `secretlint/${short}/${m.messageId}`, severity, message: `secretlint ${short}: ${m.messageId}`, start, end, priority: 1.5 });
   }
