@@ -1,5 +1,11 @@
 export { AuditStore, type EventQuery, type AppendListener } from './store.ts';
-export { verifyChain, type VerifyResult } from './verify.ts';
+export { verifyChain, verifyLog, verifyLogAsync, type VerifyResult, type VerifyOptions } from './verify.ts';
 export {
   type AuditEvent, type AuditEventInput, type Severity, type Decision, canonicalJson, GENESIS_HASH,
 } from './event.ts';
+export {
+  checkpoint, startCheckpointer, loadSigningKey, loadPublicKey, listCheckpoints, latestCheckpoint, checkpointText,
+  verifyCheckpointSignature, type Checkpoint, type CheckpointOptions, type CheckpointSchedule,
+} from './checkpoint.ts';
+export { proveEvent, verifyProof, PROOF_FORMAT, type InclusionProofDoc, type ProofCheck } from './proof.ts';
+export { MerkleFrontier, leafHash, nodeHash, inclusionProof, verifyInclusion, rootOf } from './merkle.ts';

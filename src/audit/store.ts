@@ -2,7 +2,7 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import {
-  type AuditEvent, type AuditEventInput, GENESIS_HASH, chainHash, eventBody, newEventId,
+  type AuditEvent, type AuditEventInput, GENESIS_HASH, canonicalJson, chainHashFast, eventBodyFromParts, newEventId,
 } from './event.ts';
 
 // Append-only, hash-chained event store in SQLite. One chain across all sessions, so a
@@ -85,16 +85,21 @@ export class AuditStore {
       const last = this.last.get() as { seq: number; hash: string } | undefined;
       let seq = last?.seq ?? 0;
       let prev = last?.hash ?? GENESIS_HASH;
+      const ts = new Date().toISOString(); // one commit, one time
       for (const input of inputs) {
         seq += 1;
         const base = {
-          seq, id: newEventId(), ts: new Date().toISOString(), type: input.type,
+          seq, id: newEventId(), ts, type: input.type,
           session: input.session ?? null, severity: input.severity ?? 'info',
           decision: input.decision ?? null, rule: input.rule ?? null, data: input.data ?? {},
         };
-        const hash = chainHash(prev, eventBody(base));
+        // data is stored as its canonical JSON, so verify can rebuild the hashed body
+        // from the columns without parsing (see eventBodyFromParts).
+        const dataText = canonicalJson(base.data);
+        const hash = chainHashFast(prev, eventBodyFromParts(base.seq, base.id, base.ts, base.type,
+          base.session, base.severity, base.decision, base.rule, dataText));
         this.insert.run(base.seq, base.id, base.ts, base.type, base.session, base.severity,
-          base.decision, base.rule, JSON.stringify(base.data), prev, hash);
+          base.decision, base.rule, dataText, prev, hash);
         out.push({ ...base, prevHash: prev, hash });
         prev = hash;
       }

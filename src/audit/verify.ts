@@ -1,52 +1,188 @@
 import { DatabaseSync } from 'node:sqlite';
-import { GENESIS_HASH, chainHash, eventBody } from './event.ts';
-import { rowToEvent } from './store.ts';
+import type { KeyObject } from 'node:crypto';
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { GENESIS_HASH } from './event.ts';
+import { MerkleFrontier } from './merkle.ts';
+import { type Checkpoint, listCheckpoints, verifyCheckpointSignature } from './checkpoint.ts';
+import { type BadEvent, type RangeResult, verifyRange } from './verify-range.ts';
 
 export interface VerifyResult {
   ok: boolean;
   events: number;
   /** First event that does not verify, and why. */
-  firstBad?: { seq: number; id: string | null; reason: string };
+  firstBad?: BadEvent;
   headHash: string;
+  /** RFC 6962 root over all events (hex), when the chain verified. */
+  root?: string;
+  /** Checkpoints whose signature and root were checked against the events. */
+  checkpointsChecked?: number;
+  /** False when checkpoints exist but no public key was given. */
+  signaturesChecked?: boolean;
+  /** Everything found wrong that is not an event (bad signatures, foreign checkpoints). */
+  problems?: string[];
 }
 
-// Recomputes the chain from genesis. Reads the file read-only and with its own
-// connection, so a tampered file (triggers dropped, rows edited) is judged as it is.
-export function verifyChain(dbPath: string): VerifyResult {
+export interface VerifyOptions {
+  /** Check signed checkpoints (default true). */
+  checkpoints?: boolean;
+  /** Key to check checkpoint signatures with; null/absent = signatures not checked. */
+  publicKey?: KeyObject | null;
+}
+
+const CHUNK = 65_536; // a power of two: ranges start at multiples of it (see RangeResult)
+
+// Recomputes the chain from genesis and the RFC 6962 tree alongside it, compares the tree
+// with every signed checkpoint and checks their signatures. Reads the file read-only with
+// its own connection, so a tampered file (triggers dropped, rows edited) is judged as is.
+class Verifier {
+  readonly cps: Checkpoint[];
+  readonly problems: string[] = [];
+  readonly pub: KeyObject | null;
+  private bySize = new Map<number, Checkpoint[]>();
+  private frontier = new MerkleFrontier();
+  private lastGoodCpSize = 0;
+  private cpChecked = 0;
+  private head = GENESIS_HASH;
+  maxSeq = 0;
+  early?: VerifyResult;
+
+  constructor(db: DatabaseSync, opts: VerifyOptions) {
+    this.cps = opts.checkpoints === false ? [] : listCheckpoints(db);
+    this.pub = opts.publicKey ?? null;
+    let logIdKv: string | undefined;
+    try { logIdKv = (db.prepare("SELECT v FROM kv WHERE k = 'audit.logId'").get() as { v: string } | undefined)?.v; } catch { /* no kv table */ }
+    for (const c of this.cps) {
+      if (this.pub && !verifyCheckpointSignature(c, this.pub)) this.problems.push(`checkpoint #${c.id} (size ${c.size}): signature does not verify (checkpoint altered, or signed by another key)`);
+      if (logIdKv && c.logId !== logIdKv) this.problems.push(`checkpoint #${c.id}: belongs to log ${c.logId}, not to this log (${logIdKv})`);
+      this.bySize.set(c.size, [...(this.bySize.get(c.size) ?? []), c]);
+    }
+    // Rows outside 1..n are not part of the chain but readers would show them.
+    const stray = db.prepare('SELECT seq, id FROM events WHERE seq <= 0 ORDER BY seq LIMIT 1').get() as { seq: number; id: string } | undefined;
+    if (stray) this.early = this.result({ seq: stray.seq, id: stray.id, reason: 'event with seq <= 0 inserted outside the chain' });
+    this.maxSeq = (db.prepare('SELECT MAX(seq) AS m FROM events').get() as { m: number | null }).m ?? 0;
+    const bad = this.checkAt(0, () => this.frontier.root());
+    if (!this.early && bad) this.early = this.result(bad);
+  }
+
+  private checkAt(n: number, rootOf: () => Buffer): BadEvent | undefined {
+    const list = this.bySize.get(n);
+    if (!list) return undefined;
+    const root = rootOf().toString('hex');
+    for (const c of list) {
+      if (c.root !== root) {
+        return { seq: this.lastGoodCpSize + 1, id: null,
+          reason: `events ${this.lastGoodCpSize + 1}..${n} do not match signed checkpoint #${c.id} (root differs: the log was rewritten and its chain recomputed)` };
+      }
+      this.cpChecked += 1;
+    }
+    this.lastGoodCpSize = n;
+    return undefined;
+  }
+
+  /** Checkpoint sizes inside [lo, hi], for the range verifier to take frontiers at. */
+  sizesIn(lo: number, hi: number): number[] {
+    return [...this.bySize.keys()].filter((n) => n >= lo && n <= hi);
+  }
+
+  /** Consumes one verified range, in order. Returns a final result when it found a bad event. */
+  take(r: RangeResult): VerifyResult | undefined {
+    for (const at of r.atSizes) {
+      const bad = this.checkAt(at.size, () => this.frontier.root(at.frontier.map((h) => Buffer.from(h, 'hex'))));
+      if (bad) return this.result(bad);
+    }
+    this.frontier.pushFrontier(r.count, r.frontier);
+    this.head = r.lastHash;
+    return r.firstBad ? this.result(r.firstBad) : undefined;
+  }
+
+  finish(): VerifyResult {
+    const beyond = this.cps.filter((c) => c.size > this.frontier.size).sort((a, b) => b.size - a.size)[0];
+    if (beyond) return this.result({ seq: this.frontier.size + 1, id: null, reason: `log truncated: checkpoint #${beyond.id} signed ${beyond.size} events, only ${this.frontier.size} present` });
+    return this.result(undefined);
+  }
+
+  result(firstBad: BadEvent | undefined): VerifyResult {
+    return {
+      ok: !firstBad && this.problems.length === 0, events: this.frontier.size, firstBad, headHash: this.head,
+      root: firstBad ? undefined : this.frontier.root().toString('hex'), checkpointsChecked: this.cpChecked,
+      signaturesChecked: this.cps.length === 0 || this.pub !== null, problems: this.problems,
+    };
+  }
+}
+
+/** Verifies in this thread. */
+export function verifyLog(dbPath: string, opts: VerifyOptions = {}): VerifyResult {
   const db = new DatabaseSync(dbPath, { readOnly: true });
   try {
-    const stmt = db.prepare('SELECT * FROM events WHERE rowid > ? ORDER BY rowid ASC LIMIT 5000');
-    let prev = GENESIS_HASH;
-    let expectSeq = 1;
-    let n = 0;
-    let after = 0;
-    for (;;) {
-      const rows = stmt.all(after) as unknown as Parameters<typeof rowToEvent>[0][];
-      if (rows.length === 0) break;
-      for (const r of rows) {
-        after = (r as unknown as { seq: number }).seq;
-        let e;
-        try { e = rowToEvent(r); } catch {
-          return { ok: false, events: n, firstBad: { seq: r.seq, id: r.id, reason: 'event data is not valid JSON' }, headHash: prev };
-        }
-        if (e.seq !== expectSeq) {
-          const reason = e.seq > expectSeq ? `events ${expectSeq}..${e.seq - 1} are missing (deleted)` : 'sequence out of order';
-          return { ok: false, events: n, firstBad: { seq: expectSeq, id: e.id, reason }, headHash: prev };
-        }
-        if (e.prevHash !== prev) {
-          return { ok: false, events: n, firstBad: { seq: e.seq, id: e.id, reason: 'previous-hash link broken (event inserted, deleted or reordered before it)' }, headHash: prev };
-        }
-        const h = chainHash(prev, eventBody(e));
-        if (h !== e.hash) {
-          return { ok: false, events: n, firstBad: { seq: e.seq, id: e.id, reason: 'content does not match its hash (event altered)' }, headHash: prev };
-        }
-        prev = h;
-        expectSeq += 1;
-        n += 1;
-      }
+    const v = new Verifier(db, opts);
+    if (v.early) return v.early;
+    for (let lo = 1; lo <= v.maxSeq; lo += CHUNK) {
+      const hi = Math.min(v.maxSeq, lo + CHUNK - 1);
+      const bad = v.take(verifyRange(db, lo, hi, v.sizesIn(lo, hi)));
+      if (bad) return bad;
     }
-    return { ok: true, events: n, headHash: prev };
+    return v.finish();
   } finally {
     db.close();
   }
+}
+
+/**
+ * Same result as verifyLog; large logs are split into ranges verified by worker threads
+ * (chain hashes and leaf hashes), while this thread folds the tree and checks checkpoints.
+ */
+export async function verifyLogAsync(dbPath: string, opts: VerifyOptions & { workers?: number } = {}): Promise<VerifyResult> {
+  const db = new DatabaseSync(dbPath, { readOnly: true });
+  let v: Verifier;
+  try { v = new Verifier(db, opts); } finally { db.close(); }
+  if (v.early) return v.early;
+  const nWorkers = Math.min(opts.workers ?? availableParallelism(), 8, Math.ceil(v.maxSeq / CHUNK));
+  if (nWorkers < 2) return verifyLog(dbPath, opts);
+  const ranges: [number, number][] = [];
+  for (let lo = 1; lo <= v.maxSeq; lo += CHUNK) ranges.push([lo, Math.min(v.maxSeq, lo + CHUNK - 1)]);
+  const workers = Array.from({ length: nWorkers }, () => new Worker(new URL('./verify-worker.ts', import.meta.url)));
+  try {
+    const results = new Map<number, RangeResult>();
+    let next = 0;
+    let wanted = 0;
+    let final: VerifyResult | undefined;
+    await new Promise<void>((resolve, reject) => {
+      const idle: Worker[] = [];
+      const feed = (w: Worker) => {
+        if (final || next >= ranges.length) return;
+        if (next - wanted >= nWorkers * 3) { idle.push(w); return; } // bound memory held in results
+        const [lo, hi] = ranges[next++]!;
+        w.postMessage({ dbPath, lo, hi, sizes: v.sizesIn(lo, hi) });
+      };
+      const drain = () => {
+        while (!final && wanted < ranges.length && results.has(wanted)) {
+          const r = results.get(wanted)!;
+          results.delete(wanted);
+          wanted += 1;
+          final = v.take(r);
+          while (idle.length && next - wanted < nWorkers * 3) feed(idle.shift()!);
+        }
+        if (final || wanted >= ranges.length) resolve();
+      };
+      for (const w of workers) {
+        w.on('message', (r: RangeResult & { error?: string }) => {
+          if (r.error) { reject(new Error(`verify worker: ${r.error}`)); return; }
+          results.set((r.lo - 1) / CHUNK, r);
+          feed(w);
+          drain();
+        });
+        w.on('error', reject);
+        feed(w);
+      }
+    });
+    return final ?? v.finish();
+  } finally {
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
+}
+
+/** Chain only (kept for callers of the original API). */
+export function verifyChain(dbPath: string): VerifyResult {
+  return verifyLog(dbPath, { checkpoints: false });
 }

@@ -1,0 +1,256 @@
+import {
+  createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, sign, verify as edVerify,
+  type KeyObject,
+} from 'node:crypto';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import type { DatabaseSync } from 'node:sqlite';
+import { AirlockError } from '../common/errors.ts';
+import { airlockHome, homeLayout } from '../common/paths.ts';
+import { MerkleFrontier, eventLeafHash } from './merkle.ts';
+import type { AuditStore } from './store.ts';
+
+// Signed checkpoints: every N events, every T seconds and at session end, Airlock signs
+// (Ed25519) the size and RFC 6962 root of the tree over all events so far. Checkpoints
+// live in their own append-only table and are also appended to the log as an
+// `audit.checkpoint` event, so every sink ships them to a system the host does not control.
+
+export const KEY_FILE = 'audit-ed25519.pem';
+export const PUBKEY_FILE = 'audit-ed25519.pub.pem';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+  id INTEGER PRIMARY KEY,
+  size INTEGER NOT NULL,
+  root TEXT NOT NULL,
+  ts TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  log_id TEXT NOT NULL,
+  key_id TEXT NOT NULL,
+  signature TEXT NOT NULL,
+  frontier TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+  BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only: update refused'); END;
+CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+  BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only: delete refused'); END;
+`;
+
+export interface Checkpoint {
+  id: number;
+  logId: string;
+  size: number;
+  /** hex RFC 6962 root over events 1..size */
+  root: string;
+  ts: string;
+  reason: string;
+  keyId: string;
+  /** base64 Ed25519 signature over checkpointText() */
+  signature: string;
+}
+
+/** The exact bytes that are signed. Rebuilt from fields by every verifier, never read from a file. */
+export function checkpointText(c: Pick<Checkpoint, 'logId' | 'size' | 'root' | 'ts'>): string {
+  return `airlock-audit-checkpoint v1\nlog ${c.logId}\nsize ${c.size}\nroot ${c.root}\ntime ${c.ts}\n`;
+}
+
+export function keyId(pub: KeyObject): string {
+  return createHash('sha256').update(pub.export({ type: 'spki', format: 'der' })).digest('hex').slice(0, 16);
+}
+
+export function keyDir(): string {
+  return homeLayout(airlockHome()).keys;
+}
+
+export interface SigningKey { privateKey: KeyObject; publicKey: KeyObject; keyId: string }
+
+/**
+ * Loads the checkpoint signing key, creating it (mode 0600, O_EXCL) on first use. Refuses
+ * a key file that group or others can read: a leaked key lets anyone forge checkpoints.
+ */
+export function loadSigningKey(dir = keyDir()): SigningKey {
+  const file = join(dir, KEY_FILE);
+  if (!existsSync(file)) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    try {
+      const fd = openSync(file, 'wx', 0o600);
+      try { writeSync(fd, privateKey.export({ type: 'pkcs8', format: 'pem' }) as string); } finally { closeSync(fd); }
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e; // another process won the race: use its key
+    }
+    try {
+      const fd = openSync(join(dir, PUBKEY_FILE), 'wx', 0o644);
+      try { writeSync(fd, publicKey.export({ type: 'spki', format: 'pem' }) as string); } finally { closeSync(fd); }
+    } catch { /* written by the race winner */ }
+  }
+  const fd = openSync(file, 'r');
+  let pem: string;
+  try {
+    const st = fstatSync(fd);
+    if ((st.mode & 0o077) !== 0) {
+      throw new AirlockError('BAD_STATE', `audit signing key ${file} is readable by group or others (mode ${(st.mode & 0o777).toString(8)})`,
+        `run: chmod 600 ${file} (and rotate the key if others may have read it)`);
+    }
+    pem = readFileSync(fd, 'utf8');
+  } finally { closeSync(fd); }
+  const privateKey = createPrivateKey(pem);
+  const publicKey = createPublicKey(privateKey);
+  return { privateKey, publicKey, keyId: keyId(publicKey) };
+}
+
+/** The public key alone: from the key dir (derived from the private key when only it exists) or a PEM file. */
+export function loadPublicKey(pemFile?: string, dir = keyDir()): KeyObject {
+  if (pemFile) {
+    if (!existsSync(pemFile)) throw new AirlockError('NOT_FOUND', `public key file not found: ${pemFile}`, 'get it with `airlock audit pubkey > audit.pub.pem` on the host that signed');
+    try { return createPublicKey(readFileSync(pemFile, 'utf8')); } catch {
+      throw new AirlockError('USAGE', `${pemFile} is not a PEM public key`, 'pass the output of `airlock audit pubkey`');
+    }
+  }
+  const pub = join(dir, PUBKEY_FILE);
+  if (existsSync(pub)) return createPublicKey(readFileSync(pub, 'utf8'));
+  if (existsSync(join(dir, KEY_FILE))) return loadSigningKey(dir).publicKey;
+  throw new AirlockError('NOT_FOUND', `no audit signing key in ${dir}`, 'a key is created at the first checkpoint; or pass --pubkey FILE');
+}
+
+export function verifyCheckpointSignature(c: Pick<Checkpoint, 'logId' | 'size' | 'root' | 'ts' | 'signature'>, pub: KeyObject): boolean {
+  try { return edVerify(null, Buffer.from(checkpointText(c)), pub, Buffer.from(c.signature, 'base64')); } catch { return false; }
+}
+
+export function ensureCheckpointSchema(db: DatabaseSync): void {
+  db.exec(SCHEMA);
+}
+
+export function logId(store: AuditStore): string {
+  let id = store.getKv('audit.logId');
+  if (!id) {
+    // INSERT OR IGNORE then read back: concurrent first writers agree on one id
+    store.db.prepare('INSERT OR IGNORE INTO kv (k, v) VALUES (?, ?)').run('audit.logId', randomUUID());
+    id = store.getKv('audit.logId')!;
+  }
+  return id;
+}
+
+interface CpRow { id: number; size: number; root: string; ts: string; reason: string; log_id: string; key_id: string; signature: string; frontier: string }
+const toCheckpoint = (r: CpRow): Checkpoint => ({
+  id: r.id, logId: r.log_id, size: r.size, root: r.root, ts: r.ts, reason: r.reason, keyId: r.key_id, signature: r.signature,
+});
+
+export function listCheckpoints(db: DatabaseSync): Checkpoint[] {
+  ensureCheckpointSchemaIfWritable(db);
+  try {
+    return (db.prepare('SELECT * FROM audit_checkpoints ORDER BY id ASC').all() as unknown as CpRow[]).map(toCheckpoint);
+  } catch { return []; }
+}
+function ensureCheckpointSchemaIfWritable(db: DatabaseSync): void {
+  try { ensureCheckpointSchema(db); } catch { /* read-only connection: table may be absent */ }
+}
+
+export function latestCheckpoint(db: DatabaseSync, minSize = 0): Checkpoint | undefined {
+  ensureCheckpointSchemaIfWritable(db);
+  const r = db.prepare('SELECT * FROM audit_checkpoints WHERE size >= ? ORDER BY id DESC LIMIT 1').get(minSize) as CpRow | undefined;
+  return r ? toCheckpoint(r) : undefined;
+}
+
+export interface CheckpointOptions {
+  /** Directory holding audit-ed25519.pem; default <AIRLOCK_HOME>/keys. */
+  keyDir?: string;
+  /** Sign even when no event was added since the last checkpoint (default false: return the last one). */
+  force?: boolean;
+}
+
+/**
+ * Signs a checkpoint over every event now in the log and records it (table + an
+ * `audit.checkpoint` event). Returns the new checkpoint, or the latest one when nothing
+ * was appended since (besides its own checkpoint event). Call at session end.
+ */
+export function checkpoint(store: AuditStore, reason: string, opts: CheckpointOptions = {}): Checkpoint {
+  const key = loadSigningKey(opts.keyDir ?? keyDir());
+  const db = store.db;
+  ensureCheckpointSchema(db);
+  const log = logId(store);
+  let made: Checkpoint | undefined;
+  db.exec('BEGIN IMMEDIATE');
+  try {
+    const last = db.prepare('SELECT * FROM audit_checkpoints ORDER BY id DESC LIMIT 1').get() as CpRow | undefined;
+    const head = db.prepare('SELECT seq, type FROM events ORDER BY seq DESC LIMIT 1').get() as { seq: number; type: string } | undefined;
+    const headSeq = head?.seq ?? 0;
+    const nothingNew = last && (headSeq === last.size || (headSeq === last.size + 1 && head?.type === 'audit.checkpoint'));
+    if (nothingNew && !opts.force) {
+      db.exec('COMMIT');
+      return toCheckpoint(last);
+    }
+    let f = new MerkleFrontier();
+    if (last) {
+      f = MerkleFrontier.from(last.size, JSON.parse(last.frontier) as string[]);
+      // Never build on a frontier that is not the one that was signed.
+      if (f.root().toString('hex') !== last.root) {
+        throw new AirlockError('TAMPERED', `checkpoint #${last.id}: stored frontier does not match its signed root`, 'run `airlock audit verify` to find the tampered record');
+      }
+    }
+    const stmt = db.prepare('SELECT seq, hash FROM events WHERE seq > ? ORDER BY seq ASC LIMIT 20000');
+    stmt.setReturnArrays(true);
+    let after = f.size;
+    for (;;) {
+      const rows = stmt.all(after) as unknown as [number, string][];
+      if (rows.length === 0) break;
+      for (const [seq, h] of rows) {
+        if (seq !== f.size + 1) throw new AirlockError('TAMPERED', `event ${f.size + 1} is missing from the log`, 'run `airlock audit verify`');
+        f.pushLeafHash(eventLeafHash(h));
+      }
+      after = rows[rows.length - 1]![0];
+    }
+    const ts = new Date().toISOString();
+    const root = f.root().toString('hex');
+    const signature = sign(null, Buffer.from(checkpointText({ logId: log, size: f.size, root, ts })), key.privateKey).toString('base64');
+    const res = db.prepare('INSERT INTO audit_checkpoints (size, root, ts, reason, log_id, key_id, signature, frontier) VALUES (?,?,?,?,?,?,?,?)')
+      .run(f.size, root, ts, reason, log, key.keyId, signature, JSON.stringify(f.toHex()));
+    made = { id: Number(res.lastInsertRowid), logId: log, size: f.size, root, ts, reason, keyId: key.keyId, signature };
+    db.exec('COMMIT');
+  } catch (e) {
+    if (db.isTransaction) db.exec('ROLLBACK');
+    throw e;
+  }
+  store.append({
+    type: 'audit.checkpoint', severity: 'info', rule: 'telemetry.checkpoint',
+    data: { checkpointId: made.id, logId: made.logId, size: made.size, root: made.root, time: made.ts, reason, keyId: made.keyId, signature: made.signature },
+  });
+  return made;
+}
+
+export interface CheckpointSchedule { everyEvents: number; everySeconds: number; keyDir?: string }
+
+/**
+ * Checkpoints every `everyEvents` appended events and every `everySeconds` when the log
+ * grew (also by other processes). Failures are recorded as `audit.checkpoint_failed`.
+ */
+export function startCheckpointer(store: AuditStore, sched: CheckpointSchedule): { stop(): void } {
+  let pending = 0;
+  let busy = false;
+  let scheduled = false;
+  const run = (reason: string) => {
+    if (busy) return;
+    busy = true;
+    try { checkpoint(store, reason, { keyDir: sched.keyDir }); pending = 0; } catch (e) {
+      try {
+        store.append({ type: 'audit.checkpoint_failed', severity: 'high', rule: 'telemetry.checkpoint', data: { error: e instanceof Error ? e.message : String(e) } });
+      } catch { /* store unavailable: nothing more to do here */ }
+    } finally { busy = false; }
+  };
+  const off = store.onAppend((e) => {
+    if (e.type.startsWith('audit.checkpoint')) return;
+    pending += 1;
+    if (pending >= sched.everyEvents && !scheduled) {
+      scheduled = true;
+      setImmediate(() => { scheduled = false; run('every-n-events'); });
+    }
+  });
+  const timer = setInterval(() => { if (store.db.prepare('SELECT 1 FROM events LIMIT 1').get()) run('interval'); }, Math.max(1, sched.everySeconds) * 1000);
+  timer.unref();
+  return { stop() { off(); clearInterval(timer); } };
+}
+
+export function keyFileMode(dir = keyDir()): number | undefined {
+  const f = join(dir, KEY_FILE);
+  return existsSync(f) ? statSync(f).mode & 0o777 : undefined;
+}
