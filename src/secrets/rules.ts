@@ -78,6 +78,9 @@ function genericValidate(value: string, m: RegExpExecArray, text: string): boole
   let from = m.index;
   while (from > 0 && m.index - from < 40 && /[A-Za-z0-9_.-]/.test(text[from - 1]!)) from--;
   const key = (text.slice(from, m.index) + (m.groups?.k ?? '')).toLowerCase();
+  if (text.slice(Math.max(0, from - 3), from) === '://') return false; // URL userinfo: see url-password
+  const before = text.slice(Math.max(0, from - 12), from);
+  if (before.endsWith('«REDACTED:') || /«REDACTED:[^»]*$/.test(text.slice(Math.max(0, m.index - 80), m.index))) return false; // our own marker
   if (META_SUFFIX.test(key.replace(/["']/g, ''))) return false;
   if (/tokeni[sz]|max[_-]?tokens?|tokens?[_-]?(?:count|used|limit)|csrf|xsrf/i.test(key)) return false;
   const end = (m.indices?.groups?.v?.[1]) ?? 0;

@@ -27,20 +27,28 @@ export const engineConfig: SecretLintCoreConfig = {
  * secretlint at all. Kept honest by a test comparing gated and ungated runs on the corpus. */
 export const SECRETLINT_ANCHORS = /A3T|AKIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|ASIA|secret|account|x-oauth-basic|_authToken|npm_|xox[a-z]-|xapp-|hooks\.slack|:\/\/|sk-|gsk_|hf_|lin_api_|ntn_|PRIVATE KEY|SG\.|shp(?:pa|ca|at|ss)_|[sr]k_(?:live|test)_|gh[pousr]_|github_pat_|glpat-|glc_|glsa_|ops_ey|mongodb|mysql|postgres|hv[sbr]\.|vc[piark]_|dapi|dckr_pat_|figd_|cf(?:k|ut|at)_|tskey-/i;
 
+const OUR_MARKER = /^«REDACTED:[a-z0-9-]+(?:\/[a-z0-9-]+\/[A-Za-z0-9_]+)?:[0-9a-f]{8}»$/;
 const CRITICAL = new Set(['aws', 'gcp', 'privatekey']);
 const TOKEN_CHARS = /[A-Za-z0-9+/=_.~%-]/;
 
 /** secretlint reports some ranges from the start of the whole match with the length of the
- * value (aws secret key, .npmrc _authToken, x-oauth-basic URLs): fix those so the span is
- * exactly the value, and extend every range to the end of its token so no tail survives. */
+ * value (aws secret key, .npmrc _authToken, x-oauth-basic URLs), and URL rules report the
+ * whole URL: narrow those to exactly the value, and extend every range to the end of its
+ * token so no tail survives. */
 function valueSpan(text: string, ruleShort: string, messageId: string, s: number, e: number): [number, number] {
   while (e < text.length && TOKEN_CHARS.test(text[e]!)) e++;
+  if (ruleShort === 'gcp') return [s, e]; // whole-file report for service account JSON
   let prefix: RegExpExecArray | null = null;
   const span = text.slice(s, e);
   if (ruleShort === 'aws' && messageId === 'AWSSecretAccessKey') prefix = /^["']?[A-Za-z_]*["']?\s*(?::|=>|=)\s*["']?/.exec(span);
   else if (messageId === 'Npmrc_authToken') prefix = /^_authToken=/.exec(span);
   else if (messageId === 'PackageJSON_xOauthToken') prefix = /^https?:\/\//.exec(span);
   if (prefix && prefix[0].length < span.length) s += prefix[0].length;
+  if (ruleShort === 'basicauth' || ruleShort === 'database-connection-string') {
+    // The rule reports the whole URL; the secret is its password.
+    const u = /^(?:jdbc:)?[a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:([^@/\s]+)@/i.exec(text.slice(s, e));
+    if (u) { const ps = s + u[0].length - 1 - u[1]!.length; return [ps, ps + u[1]!.length]; }
+  }
   return [s, e];
 }
 
@@ -56,7 +64,9 @@ export async function secretlintHits(text: string, path: string | undefined, opt
     if (m.type !== 'message') continue;
     const short = m.ruleId.replace(/^@secretlint\/secretlint-rule-/, '');
     const [start, end] = valueSpan(text, short, m.messageId, m.range[0], m.range[1]);
-    if (/(.)\1{7}|\.\.\./.test(text.slice(start, end))) continue; // ghp_xxxxxxxx… placeholders
+    const value = text.slice(start, end);
+    if (/(.)\1{7}|\.\.\./.test(value)) continue; // ghp_xxxxxxxx… placeholders
+    if (OUR_MARKER.test(value)) continue; // a password already replaced by our marker
     const severity: SecretSeverity = CRITICAL.has(short) ? 'critical' : 'high';
     out.push({ rule: `secretlint/${short}/${m.messageId}`, severity, message: `secretlint ${short}: ${m.messageId}`, start, end, priority: 1.5 });
   }
