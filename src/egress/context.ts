@@ -1,0 +1,122 @@
+import type { Socket } from 'node:net';
+import type { AuditEventInput, Severity } from '../audit/index.ts';
+import type { EgressRules } from './rules.ts';
+import type { Resolver } from './resolver.ts';
+import type { SessionLimits } from './limits.ts';
+
+// What every protocol handler of one gateway shares. One per gateway (= per session):
+// no module-level state, so one process can run many sessions with different policies.
+
+export interface Timeouts {
+  /** Time for a client to send its request line + headers, or its SOCKS handshake. */
+  handshakeMs: number;
+  /** Time to wait for a tunnel's first bytes (the TLS ClientHello). */
+  peekMs: number;
+  /** Time for the upstream TCP connection. */
+  connectMs: number;
+  /** An established connection idle this long is closed. */
+  idleMs: number;
+}
+
+export const DEFAULT_TIMEOUTS: Timeouts = { handshakeMs: 10_000, peekMs: 10_000, connectMs: 10_000, idleMs: 300_000 };
+
+export interface Stats { connections: number; bytesUp: number; bytesDown: number; denied: number; requests: number }
+
+export interface Ctx {
+  session: string;
+  rules: EgressRules;
+  resolver: Resolver;
+  limits: SessionLimits;
+  timeouts: Timeouts;
+  stats: Stats;
+  sockets: Set<Socket>;
+  /** Sockets accepted on a transparent listener, keyed to the original port. */
+  transparentPort: WeakMap<Socket, number>;
+  record: (e: AuditEventInput) => void;
+  closing: boolean;
+}
+
+export type Protocol = 'http' | 'connect' | 'socks5' | 'transparent-http' | 'transparent-tls' | 'unknown';
+
+export interface RequestInfo {
+  protocol: Protocol;
+  host?: string;
+  port?: number;
+  scheme?: string;
+  method?: string;
+  path?: string;
+  address?: string;
+  range?: string;
+}
+
+/**
+ * One request's audit record: opened when decided, closed once with bytes and duration.
+ * Denials are recorded at once; allowed requests get an `egress.open` event before any
+ * byte goes out (so a failing audit sink refuses the request) and `egress.request` at the end.
+ */
+export class Tracked {
+  readonly ctx: Ctx;
+  readonly info: RequestInfo;
+  readonly start = Date.now();
+  bytesUp = 0;
+  bytesDown = 0;
+  decision: 'allow' | 'deny' = 'deny';
+  rule = 'builtin.unfinished';
+  reason = '';
+  severity: Severity = 'info';
+  status: number | string | undefined;
+  error: string | undefined;
+  private done = false;
+
+  constructor(ctx: Ctx, info: RequestInfo) { this.ctx = ctx; this.info = info; }
+
+  private data(): Record<string, unknown> {
+    const i = this.info;
+    const d: Record<string, unknown> = {
+      protocol: i.protocol,
+      destination: i.host !== undefined && i.port !== undefined ? (i.host.includes(':') ? `[${i.host}]:${i.port}` : `${i.host}:${i.port}`) : null,
+      host: i.host ?? null, port: i.port ?? null, scheme: i.scheme ?? null,
+      method: i.method ?? null, path: i.path ?? null, address: i.address ?? null, range: i.range ?? null,
+      reason: this.reason, bytesUp: this.bytesUp, bytesDown: this.bytesDown, durationMs: Date.now() - this.start,
+    };
+    if (this.status !== undefined) d.status = this.status;
+    if (this.error) d.error = this.error;
+    return d;
+  }
+
+  /** Allowed: records `egress.open`. Throws when the audit sink fails (caller refuses). */
+  open(rule: string, reason: string): void {
+    this.decision = 'allow';
+    this.rule = rule;
+    this.reason = reason;
+    this.ctx.record({ type: 'egress.open', session: this.ctx.session, severity: 'info', decision: 'allow', rule, data: this.data() });
+  }
+
+  /** Denied: recorded now. */
+  deny(rule: string, reason: string, severity?: Severity): void {
+    if (this.done) return;
+    this.decision = 'deny';
+    this.rule = rule;
+    this.reason = reason;
+    this.severity = severity ?? severityFor(rule, this.info.range);
+    this.ctx.stats.denied++;
+    this.finish();
+  }
+
+  finish(extra?: { error?: string; status?: number | string }): void {
+    if (this.done) return;
+    this.done = true;
+    if (extra?.error) this.error = extra.error;
+    if (extra?.status !== undefined) this.status = extra.status;
+    try {
+      this.ctx.record({ type: 'egress.request', session: this.ctx.session, severity: this.severity, decision: this.decision, rule: this.rule, data: this.data() });
+    } catch { /* the sink already failed loudly; the connection is over either way */ }
+  }
+}
+
+export function severityFor(rule: string, range?: string): Severity {
+  if (rule === 'egress.limits.maxUploadBytes') return 'high';
+  if (range === 'metadata') return 'high';
+  if (rule === 'builtin.private-address' || rule === 'builtin.sni-mismatch' || rule === 'builtin.host-mismatch') return 'medium';
+  return 'low';
+}

@@ -1,0 +1,136 @@
+import { type PolicyDecision, allow, deny } from '../policy/decision.ts';
+import { hostPort, normalizeHost, HostError } from './host.ts';
+import { classifyAddress, describeClass, inCidr } from './ip.ts';
+import { hostMatches, pathMatches, type EgressRules, type HostRule, type Scheme } from './rules.ts';
+import type { Resolver } from './resolver.ts';
+
+// The one decision function, used by the gateway for every request and by
+// `airlock egress check`. Pure: resolution happens outside and its answer is passed in.
+
+export interface TargetQuery {
+  host: string;
+  port: number;
+  /** Unknown (undefined) before a tunnel's first bytes are seen. */
+  scheme?: Scheme;
+  method?: string;
+  path?: string;
+  /** Resolved addresses of a name; when given, every one must pass. */
+  addresses?: string[];
+}
+
+export interface TargetDecision extends PolicyDecision {
+  /** Normalised host (name or IP), or the raw text when it could not be normalised. */
+  host: string;
+  kind: 'name' | 'ip' | 'invalid';
+  port: number;
+  /** The address to connect to (IP literal, or the first resolved address), when allowed. */
+  address?: string;
+  /** Class of the address that decided (public, loopback, metadata...). */
+  range?: string;
+}
+
+const fmt = (xs: readonly (string | number)[]) => xs.join(', ');
+
+function allowRuleMatch(r: HostRule, q: TargetQuery): string | null {
+  if (!r.ports!.includes(q.port)) return `ports ${fmt(r.ports!)}`;
+  if (q.scheme && !r.schemes!.includes(q.scheme)) return `schemes ${fmt(r.schemes!)}`;
+  if (r.methods && (!q.method || !r.methods.includes(q.method))) return `methods ${fmt(r.methods)} over plain http`;
+  if (r.paths && (q.path === undefined || !pathMatches(r.paths, q.path))) return `paths ${fmt(r.paths)} over plain http`;
+  return null;
+}
+
+function denyRuleMatches(r: HostRule, q: TargetQuery): boolean {
+  if (r.ports && !r.ports.includes(q.port)) return false;
+  if (r.schemes) {
+    if (!q.scheme) return false; // decided again once the scheme is known
+    if (!r.schemes.includes(q.scheme)) return false;
+  }
+  if (r.methods || r.paths) {
+    if (!q.scheme) return false;
+    // methods/paths cannot be seen inside TLS, raw TCP or a tunnel: there the deny applies (fail closed)
+    if (q.scheme === 'http' && q.method !== undefined) {
+      if (r.methods && !(q.method && r.methods.includes(q.method))) return false;
+      if (r.paths && q.path !== undefined && !/%2f|%5c|\\/i.test(q.path) && !pathMatches(r.paths, q.path)) return false;
+    }
+  }
+  return true;
+}
+
+function checkAddress(rules: EgressRules, ip: string, port: number): PolicyDecision & { range: string } {
+  for (const c of rules.denyCidrs) {
+    if (inCidr(ip, c.cidr) && (!c.ports || c.ports.includes(port))) return { ...deny(c.id, `${ip} is in ${c.text}${c.reason ? ` (${c.reason})` : ''}`), range: classifyAddress(ip).range };
+  }
+  const cls = classifyAddress(ip);
+  const grant = rules.allowCidrs.find((c) => inCidr(ip, c.cidr) && c.ports!.includes(port));
+  if (grant) return { ...allow(grant.id, `${ip} granted by ${grant.text} port ${port}`), range: cls.range };
+  if (cls.special) {
+    const near = rules.allowCidrs.find((c) => inCidr(ip, c.cidr));
+    return {
+      ...deny('builtin.private-address', `${ip} is ${describeClass(cls)}${near ? `; ${near.id} grants ${near.text} only on ports ${fmt(near.ports!)}` : '; special-purpose addresses need an egress.allowCidrs rule'}`),
+      range: cls.range,
+    };
+  }
+  return { ...allow('builtin.public-address', `${ip} is public`), range: cls.range };
+}
+
+export function decideTarget(rules: EgressRules, q: TargetQuery): TargetDecision {
+  try {
+    return decideInner(rules, q);
+  } catch (e) {
+    return { ...deny('builtin.decision-error', `decision failed (${e instanceof Error ? e.message : String(e)}); denied`), host: String(q.host), kind: 'invalid', port: q.port };
+  }
+}
+
+function decideInner(rules: EgressRules, q: TargetQuery): TargetDecision {
+  let n;
+  try { n = normalizeHost(q.host); } catch (e) {
+    return { ...deny('builtin.bad-target', e instanceof HostError ? e.message : 'invalid host'), host: q.host, kind: 'invalid', port: q.port };
+  }
+  const base = { host: n.host, kind: n.kind, port: q.port } as const;
+  if (!Number.isInteger(q.port) || q.port < 1 || q.port > 65535) return { ...deny('builtin.bad-target', `bad port ${q.port}`), ...base };
+  const where = hostPort(n.host, q.port);
+
+  if (n.kind === 'ip') {
+    const a = checkAddress(rules, n.host, q.port);
+    if (a.action === 'allow' && a.rule === 'builtin.public-address') {
+      return { ...deny('builtin.ip-literal', `${where}: IP literals are refused unless an egress.allowCidrs rule grants them`), ...base, range: a.range };
+    }
+    return { ...a, ...base, address: a.action === 'allow' ? n.host : undefined };
+  }
+
+  const d = rules.deny.find((r) => hostMatches(r, n.host) && denyRuleMatches(r, q));
+  if (d) return { ...deny(d.id, `${where} is denied${d.reason ? ` (${d.reason})` : ''}`), ...base };
+
+  let near: { id: string; why: string } | undefined;
+  let grant: HostRule | undefined;
+  for (const r of rules.allow) {
+    if (!hostMatches(r, n.host)) continue;
+    const miss = allowRuleMatch(r, q);
+    if (!miss) { grant = r; break; }
+    near ??= { id: r.id, why: miss };
+  }
+  if (!grant) {
+    const what = `${q.scheme ? `${q.scheme} ` : ''}${q.method && q.scheme === 'http' ? `${q.method} ` : ''}${where}${q.path && q.scheme === 'http' ? q.path : ''}`;
+    return { ...deny('egress.default-deny', near ? `${what} is not allowed: ${near.id} allows this host only on ${near.why}` : `no egress rule allows ${what}`), ...base };
+  }
+  if (q.addresses === undefined) return { ...allow(grant.id, `${where} allowed by ${grant.id}${grant.reason ? ` (${grant.reason})` : ''}`), ...base };
+  if (q.addresses.length === 0) return { ...deny('builtin.resolve-failed', `${n.host} did not resolve to any address`), ...base };
+  let range = 'public';
+  for (const ip of q.addresses) {
+    const a = checkAddress(rules, ip, q.port);
+    if (a.action !== 'allow') return { ...a, reason: `${n.host} resolves to ${a.reason}`, ...base, range: a.range };
+    if (ip === q.addresses[0]) range = a.range;
+  }
+  return { ...allow(grant.id, `${where} allowed by ${grant.id}${grant.reason ? ` (${grant.reason})` : ''}; ${q.addresses[0]} ${range}`), ...base, address: q.addresses[0], range };
+}
+
+/** Name-level decision, then (for names) resolution and the address check. Never throws. */
+export async function resolveAndDecide(rules: EgressRules, q: TargetQuery, resolver: Resolver): Promise<TargetDecision> {
+  const first = decideTarget(rules, { ...q, addresses: undefined });
+  if (first.action !== 'allow' || first.kind !== 'name') return first;
+  let addresses: string[];
+  try { addresses = await resolver.resolve(first.host); } catch (e) {
+    return { ...deny('builtin.resolve-failed', `${first.host} did not resolve (${e instanceof Error ? (e as NodeJS.ErrnoException).code ?? e.message : String(e)})`), host: first.host, kind: 'name', port: q.port };
+  }
+  return decideTarget(rules, { ...q, addresses });
+}

@@ -1,0 +1,126 @@
+import { AirlockError } from '../common/errors.ts';
+import type { EgressPolicy, EgressHostRule, EgressCidrRule } from '../policy/schema/egress.ts';
+import { normalizeHost, splitAuthority, HostError } from './host.ts';
+import { parseCidr, type Cidr } from './ip.ts';
+import { PRESETS } from './presets.ts';
+
+// The egress section compiled into matchers: host patterns normalised once, defaults
+// applied, every rule carrying the id that decisions and audit events name.
+
+export type Scheme = 'http' | 'https' | 'tcp';
+export const DEFAULT_PORTS = [80, 443];
+const DEFAULT_SCHEMES: Scheme[] = ['http', 'https'];
+
+export interface HostRule {
+  id: string;
+  /** Normalised host; with wildcard, the parent domain (matches subdomains only). */
+  host: string;
+  wildcard: boolean;
+  /** null on deny rules without ports: every port. */
+  ports: number[] | null;
+  schemes: Scheme[] | null;
+  methods: string[] | null;
+  paths: string[] | null;
+  reason: string;
+}
+
+export interface CidrRule { id: string; cidr: Cidr; text: string; ports: number[] | null; reason: string }
+
+export interface EgressRules {
+  allow: HostRule[];
+  deny: HostRule[];
+  allowCidrs: CidrRule[];
+  denyCidrs: CidrRule[];
+  limits: EgressPolicy['limits'];
+  transparent: EgressPolicy['transparent'];
+  grants: string[];
+}
+
+function hostPattern(raw: string, where: string): { host: string; wildcard: boolean } {
+  const wildcard = raw.startsWith('*.');
+  try {
+    const n = normalizeHost(wildcard ? raw.slice(2) : raw);
+    if (n.kind === 'ip') throw new HostError('an IP address');
+    if (wildcard && !n.host.includes('.')) throw new HostError('a wildcard over a top-level domain');
+    return { host: n.host, wildcard };
+  } catch (e) {
+    throw new AirlockError('POLICY_INVALID', `${where}: host ${JSON.stringify(raw)} is ${e instanceof HostError ? e.message : 'invalid'}`,
+      'use a host name (example.com) or *.example.com; put IP addresses in egress.allowCidrs as 1.2.3.4/32');
+  }
+}
+
+function ruleId(section: string, i: number, id: string | undefined): string {
+  return id ? `egress.${section}.${id}` : `egress.${section}[${i}]`;
+}
+
+function hostRule(r: EgressHostRule, id: string, isDeny: boolean): HostRule {
+  const p = hostPattern(r.host, id);
+  return {
+    id, ...p,
+    ports: r.ports ?? (isDeny ? null : DEFAULT_PORTS),
+    schemes: r.schemes ?? (isDeny ? null : DEFAULT_SCHEMES),
+    methods: r.methods ?? null,
+    paths: r.paths?.map((x) => (x.length > 1 && x.endsWith('/') ? x.slice(0, -1) : x)) ?? null,
+    reason: r.reason ?? '',
+  };
+}
+
+function cidrRule(r: EgressCidrRule, id: string, isDeny: boolean): CidrRule {
+  let cidr: Cidr;
+  try { cidr = parseCidr(r.cidr); } catch {
+    throw new AirlockError('POLICY_INVALID', `${id}: ${JSON.stringify(r.cidr)} is not a CIDR`, 'write an address range such as 10.0.0.0/8, 127.0.0.1/32 or fd00::/8');
+  }
+  return { id, cidr, text: r.cidr, ports: r.ports ?? (isDeny ? null : DEFAULT_PORTS), reason: r.reason ?? '' };
+}
+
+/** Compiles the effective egress policy plus per-run `--allow-host HOST[:PORT]` grants. */
+export function compileEgress(egress: EgressPolicy, grants: string[] = []): EgressRules {
+  const allow: HostRule[] = [];
+  const allowCidrs: CidrRule[] = [];
+  for (const name of egress.presets) {
+    for (const host of PRESETS[name]) {
+      allow.push({ id: `egress.preset.${name}`, host, wildcard: false, ports: [443], schemes: ['https'], methods: null, paths: null, reason: `preset ${name}` });
+    }
+  }
+  egress.allow.forEach((r, i) => allow.push(hostRule(r, ruleId('allow', i, r.id), false)));
+  egress.allowCidrs.forEach((r, i) => allowCidrs.push(cidrRule(r, ruleId('allowCidrs', i, r.id), false)));
+  grants.forEach((g, i) => {
+    const id = `egress.grant[${i}]`;
+    let a: { host: string; port: number | undefined };
+    try {
+      const s = splitAuthority(g.startsWith('*.') ? g.slice(2) : g, 0);
+      a = { host: (g.startsWith('*.') ? '*.' : '') + s.host, port: s.port === 0 ? undefined : s.port };
+    } catch (e) {
+      throw new AirlockError('USAGE', `--allow-host ${JSON.stringify(g)}: ${e instanceof Error ? e.message : e}`, 'use --allow-host HOST or HOST:PORT, e.g. --allow-host api.example.com:8443');
+    }
+    const ports = a.port ? [a.port] : DEFAULT_PORTS;
+    let n;
+    try { n = a.host.startsWith('*.') ? null : normalizeHost(a.host); } catch (e) {
+      throw new AirlockError('USAGE', `--allow-host ${JSON.stringify(g)}: ${e instanceof Error ? e.message : e}`, 'use --allow-host HOST or HOST:PORT');
+    }
+    if (n?.kind === 'ip') {
+      allowCidrs.push({ id, cidr: parseCidr(`${n.host}/${n.family === 4 ? 32 : 128}`), text: n.host, ports, reason: `--allow-host ${g}` });
+    } else {
+      allow.push({ ...hostPattern(a.host, id), id, ports, schemes: ['http', 'https'], methods: null, paths: null, reason: `--allow-host ${g}` });
+    }
+  });
+  return {
+    allow,
+    allowCidrs,
+    deny: egress.deny.map((r, i) => hostRule(r, ruleId('deny', i, r.id), true)),
+    denyCidrs: egress.denyCidrs.map((r, i) => cidrRule(r, ruleId('denyCidrs', i, r.id), true)),
+    limits: egress.limits,
+    transparent: egress.transparent,
+    grants: [...grants],
+  };
+}
+
+export function hostMatches(r: HostRule, host: string): boolean {
+  return r.wildcard ? host.endsWith('.' + r.host) : host === r.host;
+}
+
+/** Segment-boundary prefix match on a path with dot segments already removed. */
+export function pathMatches(prefixes: string[], path: string): boolean {
+  if (/%2f|%5c|\\/i.test(path)) return false; // encoded separators: what the server sees is unknowable
+  return prefixes.some((p) => p === '/' || path === p || path.startsWith(p + '/'));
+}

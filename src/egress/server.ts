@@ -1,0 +1,246 @@
+import { createServer as createNetServer, type Server, type Socket } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
+import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
+import type { AuditEventInput } from '../audit/index.ts';
+import type { Policy } from '../policy/index.ts';
+import { AirlockError } from '../common/errors.ts';
+import { compileEgress } from './rules.ts';
+import { systemResolver, type Resolver } from './resolver.ts';
+import { SessionLimits } from './limits.ts';
+import { DEFAULT_TIMEOUTS, Tracked, type Ctx, type Timeouts } from './context.ts';
+import { onConnect, onRequest, refusalText, runTunnel } from './http.ts';
+import { onSocks } from './socks.ts';
+import { peekFirst, refuseInTunnel, connectUpstream, pipeBoth } from './tunnel.ts';
+import { resolveAndDecide } from './decide.ts';
+import { normalizeHost } from './host.ts';
+import { transparentSocketPath, TRANSPARENT_PORTS } from './network.ts';
+
+// One gateway per session: HTTP proxy, CONNECT and SOCKS5 on ONE listening socket,
+// told apart by the first byte (0x05 = SOCKS5, anything else = HTTP). With a unix
+// socket and transparent mode, one more socket per redirected port (80, 443).
+
+export interface GatewayOptions {
+  session: string;
+  /** The full effective policy (src/policy). */
+  policy: Policy;
+  /** `--allow-host HOST[:PORT]` values: extra destinations for this session, recorded as grants. */
+  grants?: string[];
+  audit: (e: AuditEventInput) => void;
+  listen: { unixPath: string } | { host: string; port: number };
+  resolver?: Resolver;
+  /** Also listen on `<unixPath>.80` / `<unixPath>.443` for transparent mode (default: policy egress.transparent == 'auto'). */
+  transparent?: boolean;
+  /** Mode of the unix sockets (default 0600: only the gateway's user). */
+  socketMode?: number;
+  timeouts?: Partial<Timeouts>;
+}
+
+export interface Gateway {
+  /** Unix socket path or host:port. */
+  address: string;
+  /** Transparent-mode sockets by original port (empty when off). */
+  transparentSockets: Record<number, string>;
+  close(): Promise<void>;
+  stats(): { connections: number; bytesUp: number; bytesDown: number; denied: number; active: number; requests: number };
+}
+
+const MAX_HEADERS = 200;
+
+function listenOn(server: Server, l: GatewayOptions['listen'], mode: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    server.once('error', (e) => reject(new AirlockError('UNAVAILABLE', `egress gateway cannot listen on ${'unixPath' in l ? l.unixPath : `${l.host}:${l.port}`}: ${(e as Error).message}`, 'pick a free port or a writable directory for the socket')));
+    if ('unixPath' in l) {
+      try {
+        if (lstatSync(l.unixPath, { throwIfNoEntry: false })?.isSocket()) unlinkSync(l.unixPath);
+      } catch { /* listen reports it */ }
+      server.listen({ path: l.unixPath }, () => { chmodSync(l.unixPath, mode); resolve(l.unixPath); });
+    } else {
+      server.listen({ host: l.host, port: l.port }, () => {
+        const a = server.address();
+        resolve(typeof a === 'object' && a ? (a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`) : String(a));
+      });
+    }
+  });
+}
+
+export async function startGateway(o: GatewayOptions): Promise<Gateway> {
+  const rules = compileEgress(o.policy.egress, o.grants ?? []);
+  const timeouts: Timeouts = { ...DEFAULT_TIMEOUTS, ...o.timeouts };
+  const ctx: Ctx = {
+    session: o.session, rules, resolver: o.resolver ?? systemResolver(), limits: new SessionLimits(rules.limits), timeouts,
+    stats: { connections: 0, bytesUp: 0, bytesDown: 0, denied: 0, requests: 0 },
+    sockets: new Set(), transparentPort: new WeakMap(), record: o.audit, closing: false,
+  };
+  const clientCap = rules.limits.maxConnections * 2 + 32;
+
+  const http = createHttpServer({
+    maxHeaderSize: 16 * 1024, headersTimeout: timeouts.handshakeMs, requestTimeout: 0, keepAliveTimeout: 5000,
+    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(timeouts.handshakeMs / 4))),
+    requireHostHeader: false, joinDuplicateHeaders: false,
+  });
+  http.maxHeadersCount = MAX_HEADERS + 1;
+  http.on('request', (req, res) => {
+    if (req.rawHeaders.length / 2 > MAX_HEADERS) {
+      const t = new Tracked(ctx, { protocol: 'http', method: req.method });
+      t.status = 431;
+      t.deny('builtin.bad-request', `more than ${MAX_HEADERS} headers`);
+      res.socket?.end(refusalText(431, 'builtin.bad-request', `more than ${MAX_HEADERS} headers`));
+      return;
+    }
+    onRequest(ctx, req, res).catch((e) => { res.destroy(); record500(ctx, e); });
+  });
+  http.on('connect', (req, socket, head) => {
+    if (ctx.transparentPort.has(socket as Socket)) { (socket as Socket).end(refusalText(400, 'builtin.bad-request', 'CONNECT on a transparent port')); return; }
+    onConnect(ctx, req, socket as Socket, head).catch((e) => { socket.destroy(); record500(ctx, e); });
+  });
+  http.on('upgrade', (req, socket) => {
+    const t = new Tracked(ctx, { protocol: 'http', method: req.method, path: undefined });
+    t.status = 400;
+    t.deny('builtin.bad-request', 'protocol upgrades over plain-http proxying are not supported (use https: CONNECT)');
+    socket.end(refusalText(400, 'builtin.bad-request', 'protocol upgrades are not proxied over plain http; use https'));
+  });
+  http.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    if (err.code === 'ECONNRESET' || socket.destroyed) { socket.destroy(); return; }
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'ERR_HTTP_HEADERS_TIMEOUT' ? 408 : 400;
+    const rule = status === 408 ? 'builtin.timeout' : 'builtin.bad-request';
+    const reason = status === 408 ? 'request headers not received in time' : status === 431 ? 'request headers too large' : `malformed HTTP (${err.code ?? err.message})`;
+    const t = new Tracked(ctx, { protocol: ctx.transparentPort.has(socket) ? 'transparent-http' : 'http' });
+    t.status = status;
+    t.deny(rule, reason);
+    if (socket.writable) socket.end(refusalText(status, rule, reason));
+    setTimeout(() => socket.destroy(), 1000).unref();
+  });
+
+  const track = (s: Socket): boolean => {
+    ctx.stats.connections++;
+    ctx.sockets.add(s);
+    s.once('close', () => ctx.sockets.delete(s));
+    s.on('error', () => s.destroy());
+    if (ctx.closing) { s.destroy(); return false; }
+    return true;
+  };
+
+  const main = createNetServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => {
+    if (!track(s)) return;
+    s.setTimeout(timeouts.handshakeMs, () => {
+      const t = new Tracked(ctx, { protocol: 'unknown' });
+      t.deny('builtin.timeout', 'client sent nothing in time');
+      s.destroy();
+    });
+    s.once('data', (first: Buffer) => {
+      s.pause();
+      s.setTimeout(0);
+      s.unshift(first);
+      const b0 = first[0];
+      if (ctx.sockets.size > clientCap) {
+        const t = new Tracked(ctx, { protocol: b0 === 0x05 ? 'socks5' : 'http' });
+        t.deny('egress.limits.maxConnections', `more than ${clientCap} client connections open`);
+        s.end(b0 === 0x05 ? Buffer.from([0x05, 0xff]) : refusalText(503, 'egress.limits.maxConnections', 'too many client connections'));
+        return;
+      }
+      if (b0 === 0x05) { onSocks(ctx, s).catch((e) => { s.destroy(); record500(ctx, e); }); return; }
+      if (b0 === 0x04) {
+        const t = new Tracked(ctx, { protocol: 'socks5' });
+        t.deny('builtin.bad-request', 'SOCKS4 is not supported; use SOCKS5 (socks5h://)');
+        s.end(Buffer.from([0x00, 0x5b, 0, 0, 0, 0, 0, 0]));
+        return;
+      }
+      http.emit('connection', s);
+      s.resume();
+    });
+    s.resume();
+  });
+
+  const servers: Server[] = [main];
+  const paths: string[] = [];
+  const mode = o.socketMode ?? 0o600;
+  const address = await listenOn(main, o.listen, mode);
+  if ('unixPath' in o.listen) paths.push(o.listen.unixPath);
+
+  const transparentSockets: Record<number, string> = {};
+  const wantTransparent = o.transparent ?? rules.transparent === 'auto';
+  if (wantTransparent && rules.transparent === 'auto' && 'unixPath' in o.listen) {
+    for (const port of TRANSPARENT_PORTS) {
+      const path = transparentSocketPath(o.listen.unixPath, port);
+      const srv = createNetServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => {
+        if (!track(s)) return;
+        ctx.transparentPort.set(s, port);
+        if (port === 443) { transparentTls(ctx, s).catch((e) => { s.destroy(); record500(ctx, e); }); return; }
+        http.emit('connection', s);
+        s.resume();
+      });
+      await listenOn(srv, { unixPath: path }, mode);
+      servers.push(srv);
+      paths.push(path);
+      transparentSockets[port] = path;
+    }
+  }
+
+  o.audit({
+    type: 'egress.gateway.start', session: o.session, severity: 'info', decision: null, rule: null,
+    data: {
+      address, mode: Object.keys(transparentSockets).length ? 'proxy+transparent' : 'proxy', transparentSockets,
+      resolver: ctx.resolver.description, presets: o.policy.egress.presets, allowRules: rules.allow.length, cidrRules: rules.allowCidrs.length,
+      limits: rules.limits, grants: rules.grants,
+    },
+  });
+  rules.grants.forEach((g, i) => o.audit({
+    type: 'egress.grant', session: o.session, severity: 'low', decision: 'allow', rule: `egress.grant[${i}]`,
+    data: { grant: g, via: '--allow-host', scope: 'this session only' },
+  }));
+
+  return {
+    address,
+    transparentSockets,
+    stats: () => ({ ...ctx.stats, active: ctx.limits.active }),
+    async close() {
+      if (ctx.closing) return;
+      ctx.closing = true;
+      const closed = Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+      http.closeAllConnections();
+      for (const s of ctx.sockets) s.destroy();
+      await closed;
+      for (const p of paths) { try { unlinkSync(p); } catch { /* already gone */ } }
+      o.audit({ type: 'egress.gateway.stop', session: o.session, severity: 'info', decision: null, rule: null, data: { ...ctx.stats } });
+    },
+  };
+}
+
+function record500(ctx: Ctx, e: unknown): void {
+  const t = new Tracked(ctx, { protocol: 'unknown' });
+  t.deny('builtin.internal-error', `gateway error: ${e instanceof Error ? e.message : String(e)}`, 'medium');
+}
+
+/** Transparent TLS (original port 443): the SNI names the destination. */
+async function transparentTls(ctx: Ctx, client: Socket): Promise<void> {
+  const t = new Tracked(ctx, { protocol: 'transparent-tls', port: 443, scheme: 'https' });
+  ctx.stats.requests++;
+  const p = await peekFirst(ctx, client, Buffer.alloc(0));
+  if (p.closed && !p.buf.length) return; // connected and left: nothing to record
+  if (p.bad || p.scheme !== 'https' || !p.sni) {
+    t.deny(p.bad ? 'builtin.bad-tls' : 'builtin.sni-mismatch', p.bad ?? (p.scheme !== 'https' ? 'non-TLS traffic to port 443' : 'no SNI: the destination is unknown'));
+    refuseInTunnel(client, p.scheme === 'https');
+    return;
+  }
+  let host: string;
+  try { host = normalizeHost(p.sni).host; } catch { t.info.host = p.sni.slice(0, 255); t.deny('builtin.bad-target', `SNI ${JSON.stringify(p.sni.slice(0, 100))} is not a host name`); refuseInTunnel(client, true); return; }
+  t.info.host = host;
+  const hit = ctx.limits.admit();
+  if (hit) { t.deny(hit.rule, hit.reason); refuseInTunnel(client, true); return; }
+  const d = await resolveAndDecide(ctx.rules, { host, port: 443, scheme: 'https' }, ctx.resolver);
+  Object.assign(t.info, { address: d.address, range: d.range });
+  if (d.action !== 'allow' || !d.address) { t.deny(d.rule, d.reason); refuseInTunnel(client, true); return; }
+  try { t.open(d.rule, d.reason); } catch (e) { t.deny('builtin.audit-failed', String(e)); refuseInTunnel(client, true); return; }
+  ctx.limits.active++;
+  let up: Socket;
+  try { up = await connectUpstream(ctx, d.address, 443); } catch (e) {
+    ctx.limits.active--;
+    t.finish({ error: (e as NodeJS.ErrnoException).code ?? (e as Error).message });
+    refuseInTunnel(client, true);
+    return;
+  }
+  up.once('close', () => { ctx.limits.active--; });
+  pipeBoth(ctx, client, up, t, p.buf);
+}
+
+export { runTunnel };
