@@ -221,6 +221,18 @@ export function generateCorpus(seed = DEFAULT_SEED, variants = 3): CorpusFile[] 
   return files;
 }
 
+/** Plain source files (no secrets) totalling about `bytes`, for throughput runs. */
+export function fillerCorpus(seed: number, bytes: number): CorpusFile[] {
+  const g = new Gen(seed);
+  const out: CorpusFile[] = [];
+  for (let n = 0, i = 0; n < bytes && i < 100_000; i++) {
+    const content = fillerSource(g, 16_000);
+    out.push({ path: `filler/m${i}.ts`, content, secrets: [], lookalikes: [] });
+    n += content.length;
+  }
+  return out;
+}
+
 /** Writes the corpus and labels.json (labels hold offsets, not values). */
 export function writeCorpus(dir: string, files = generateCorpus()): void {
   for (const f of files) {
