@@ -118,7 +118,7 @@ function decideInner(rules: EgressRules, q: TargetQuery): TargetDecision {
   let range = 'public';
   for (const ip of q.addresses) {
     const a = checkAddress(rules, ip, q.port);
-    if (a.action !== 'allow') return { ...a, reason: `${n.host} resolves to ${a.reason}`, ...base, range: a.range };
+    if (a.action !== 'allow') return { ...a, reason: `${n.host} resolves to ${ip}: ${a.reason}`, ...base, range: a.range };
     if (ip === q.addresses[0]) range = a.range;
   }
   return { ...allow(grant.id, `${where} allowed by ${grant.id}${grant.reason ? ` (${grant.reason})` : ''}; ${q.addresses[0]} ${range}`), ...base, address: q.addresses[0], range };

@@ -88,8 +88,10 @@ export function compileEgress(egress: EgressPolicy, grants: string[] = []): Egre
     const id = `egress.grant[${i}]`;
     let a: { host: string; port: number | undefined };
     try {
-      const s = splitAuthority(g.startsWith('*.') ? g.slice(2) : g, 0);
-      a = { host: (g.startsWith('*.') ? '*.' : '') + s.host, port: s.port === 0 ? undefined : s.port };
+      const bare = g.startsWith('*.') ? g.slice(2) : g;
+      const hasPort = /^[^:]*:\d*$|\]:\d*$/.test(bare);
+      const s = splitAuthority(bare, 443);
+      a = { host: (g.startsWith('*.') ? '*.' : '') + s.host, port: hasPort ? s.port : undefined };
     } catch (e) {
       throw new AirlockError('USAGE', `--allow-host ${JSON.stringify(g)}: ${e instanceof Error ? e.message : e}`, 'use --allow-host HOST or HOST:PORT, e.g. --allow-host api.example.com:8443');
     }

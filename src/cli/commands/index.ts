@@ -3,6 +3,7 @@ import { registerSession } from './session.ts';
 import { registerPolicy } from './policy.ts';
 import { registerApprovals } from './approvals.ts';
 import { registerSecrets } from './secrets.ts';
+import { registerEgress } from './egress.ts';
 
 // Each module's commands live in their own file and register here, one line each.
 export type Register = (program: Command) => void;
@@ -12,3 +13,4 @@ registrations.push(registerPolicy);
 registrations.push(registerSession);
 registrations.push(registerSecrets);
 registrations.push(registerApprovals);
+registrations.push(registerEgress);
