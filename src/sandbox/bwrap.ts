@@ -287,9 +287,9 @@ class BwrapSandbox implements Sandbox {
     // bash (not dash) because it can close multi-digit fds: nothing inherited reaches the sandbox.
     const script = 'IFS=:; for f in $AIRLOCK_CG; do [ -n "$f" ] && { echo $$ > "$f" || exit 125; }; done; IFS=" "; '
       + 'for f in /proc/$$/fd/*; do n=${f##*/}; case $n in 0|1|2) ;; *) eval "exec $n>&-" 2>/dev/null ;; esac; done; exec "$@" 9<"$AIRLOCK_SECCOMP"';
-    const child = spawn('bash', ['-c', script, 'airlock-exec', ...chain], {
+    const child = spawn('bash', ['--norc', '--noprofile', '-c', script, 'airlock-exec', ...chain], {
       stdio: o.stdio === 'inherit' ? 'inherit' : ['pipe', 'pipe', 'pipe'],
-      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', AIRLOCK_CG: this.cgroup?.procsFiles.join(':') ?? '', AIRLOCK_SECCOMP: this.seccompFile },
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/nonexistent', AIRLOCK_CG: this.cgroup?.procsFiles.join(':') ?? '', AIRLOCK_SECCOMP: this.seccompFile },
     });
     const live: LiveExec = { child, traceFile, parser: traceFile ? new TraceParser(cwd) : null, offset: 0, fd: null };
     this.live.add(live);
@@ -384,7 +384,7 @@ class BwrapSandbox implements Sandbox {
       if (l.child.exitCode === null && l.child.signalCode === null) waits.push(once(l.child, 'close'));
     }
     if (this.cgroup) for (const pid of this.cgroup.pids()) { try { process.kill(pid, 'SIGKILL'); } catch { /* */ } }
-    await Promise.race([Promise.all(waits), new Promise((r) => setTimeout(r, 5000))]);
+    await Promise.race([Promise.all(waits), delay(5000)]);
   }
 
   async stop(): Promise<void> {
@@ -396,7 +396,7 @@ class BwrapSandbox implements Sandbox {
     if (this.holder.exitCode === null) {
       const exited = once(this.holder, 'exit');
       this.holder.stdin!.end('stop\n');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
+      await Promise.race([exited, delay(3000)]);
       if (this.holder.exitCode === null) { this.holder.kill('SIGKILL'); await exited; }
     }
     this.cgroup?.remove();
@@ -448,6 +448,11 @@ function userProcessCount(): number {
 
 const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGILL: 4, SIGTRAP: 5, SIGABRT: 6, SIGBUS: 7, SIGFPE: 8, SIGKILL: 9, SIGUSR1: 10, SIGSEGV: 11, SIGUSR2: 12, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15, SIGXCPU: 24, SIGXFSZ: 25 };
 export function signalNumber(s: string): number { return SIGNALS[s] ?? 0; }
+
+/** A timer that never keeps the process alive on its own. */
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => { setTimeout(r, ms).unref(); });
+}
 
 function readlinkSafe(p: string): string | null { try { return readlinkSync(p); } catch { return null; } }
 function safeReal(p: string): string { try { return realpathSync(p); } catch { return resolve(p); } }

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { AuditStore } from '../audit/index.ts';
 
 export interface SessionSummary {
@@ -17,7 +18,12 @@ export interface SessionSummary {
 }
 
 function alive(pid: number): boolean {
-  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+  try {
+    // a zombie (killed, not yet reaped) is not a supervisor
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch { return false; }
 }
 
 /** Sessions as the audit log tells them (the log is the only source of truth). */

@@ -231,6 +231,7 @@ export class Session {
         workspace: this.sandbox.workspaceView(), upperGitDir: this.sandbox.upperGitDir(),
         resultRepo: join(this.stateDir, 'result.git'), mirror: this.snapshot.mirror, baseCommit: this.baseCommit,
         workTreeNs: this.sandbox.trustedNs(),
+        layers: { upper: this.sandbox.workspaceView().replace(/merged$/, 'upper'), lower: this.snapshot.lowerDirs[0]! },
       });
       this.record({ type: 'session.result', data: { ...result } });
     } catch (e) {

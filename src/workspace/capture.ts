@@ -86,6 +86,34 @@ function readHead(gitDir: string, warnings: string[]): string | null {
   return readRef(gitDir, m[1]!, warnings);
 }
 
+/** Paths (relative to the workspace root) that may differ from the lower layer. */
+export function changedPaths(upper: string, lower: string, merged: string): string[] {
+  const out: string[] = [];
+  const walk = (rel: string, depth: number) => {
+    if (depth > 256 || out.length > 1_000_000) throw new Error('upper layer too deep or too large');
+    for (const name of readdirSync(join(upper, rel))) {
+      if (rel === '' && name === '.git') continue;
+      const p = rel ? `${rel}/${name}` : name;
+      const st = lstatSync(join(upper, p));
+      if (st.isCharacterDevice() && st.rdev === 0) { out.push(p); continue; } // whiteout: deleted
+      if (!st.isDirectory()) { out.push(p); continue; }
+      let lowerIsDir = false;
+      try { lowerIsDir = lstatSync(join(lower, p)).isDirectory(); } catch { /* new */ }
+      if (!lowerIsDir) { out.push(p); continue; }
+      // An opaque dir hides the lower entries without whiteouts: rescan it whole.
+      const mergedNames = new Set(readdirSync(join(merged, p)));
+      const opaque = readdirSync(join(lower, p)).some((n) => !mergedNames.has(n) && !isWhiteout(join(upper, p, n)));
+      if (opaque) out.push(p); else walk(p, depth + 1);
+    }
+  };
+  walk('', 0);
+  return out;
+}
+
+function isWhiteout(p: string): boolean {
+  try { const st = lstatSync(p); return st.isCharacterDevice() && st.rdev === 0; } catch { return false; }
+}
+
 export function initResultRepo(path: string, mirror: string): void {
   if (existsSync(join(path, 'HEAD'))) return;
   git(['init', '--bare', '--quiet', '--template=', path]);
@@ -102,6 +130,8 @@ export function captureWorkspace(o: {
   workspace: string; upperGitDir: string | null; resultRepo: string; mirror: string; baseCommit: string;
   /** Where git should run to see the work tree: the sandbox's mount namespace (its mounts are invisible to the host's getcwd/realpath). */
   workTreeNs?: { prefix: string[]; path: string };
+  /** Overlay layers as the host can read them: only paths in `upper` can differ from `lower`. */
+  layers?: { upper: string; lower: string };
 }): CaptureResult {
   const warnings: string[] = [];
   initResultRepo(o.resultRepo, o.mirror);
@@ -127,7 +157,34 @@ export function captureWorkspace(o: {
   let dirty = false;
   try {
     git(['read-tree', head], { env: wenv });
-    const add = git(['-c', 'core.bare=false', 'add', '--all', '--ignore-errors'], { env: wenv, cwd: '/', allowFail: true, prefix });
+    // Only what the overlay's upper layer holds can differ from the base: hash just
+    // those paths (plus what the agent's commits changed) instead of the whole tree.
+    let specs: string[] | null = null;
+    if (o.layers) {
+      try {
+        specs = changedPaths(o.layers.upper, o.layers.lower, o.workspace);
+        const committed = git(['diff-tree', '-r', '--no-renames', '--name-only', '-z', o.baseCommit, head], { env }).stdout.split('\0').filter(Boolean);
+        specs.push(...committed);
+      } catch (e) {
+        warnings.push(`overlay walk failed (${String(e)}); hashing the whole tree`);
+        specs = null;
+      }
+    }
+    const addArgs = ['-c', 'core.bare=false', 'add', '--all', '--ignore-errors'];
+    let add: { status: number; stderr: string } = { status: 0, stderr: '' };
+    if (specs === null) add = git(addArgs, { env: wenv, cwd: '/', allowFail: true, prefix });
+    else {
+      const exists = (p: string) => { try { lstatSync(join(o.workspace, p)); return true; } catch { return false; } };
+      const present = [...new Set(specs)].filter(exists);
+      const gone = [...new Set(specs)].filter((p) => !exists(p));
+      const fromFile = ['--pathspec-from-file=-', '--pathspec-file-nul'];
+      const list = (ps: string[]) => ps.map((p) => `:(top,literal)${p}`).join('\0');
+      if (gone.length) {
+        const rm = git(['-c', 'core.bare=false', 'rm', '--cached', '-r', '-q', '--ignore-unmatch', ...fromFile], { env: wenv, cwd: '/', allowFail: true, prefix, input: list(gone) });
+        if (rm.status !== 0) add = rm;
+      }
+      if (present.length && add.status === 0) add = git([...addArgs, ...fromFile], { env: wenv, cwd: '/', allowFail: true, prefix, input: list(present) });
+    }
     if (add.status !== 0) warnings.push(`some files could not be captured: ${add.stderr.trim().slice(0, 500)}`);
     const tree = git(['write-tree'], { env: wenv }).stdout.trim();
     const headTree = git(['rev-parse', `${head}^{tree}`], { env }).stdout.trim();

@@ -1,0 +1,198 @@
+// Escape suite: a prompt-injected agent tries to leave the sandbox. Every attempt runs
+// for real inside bubblewrap; each must fail, and where the kernel lets Airlock see the
+// attempt (exec, failed open/connect, limits) it must be in the audit log.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync, readFileSync, existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { createServer, type Server } from 'node:net';
+import { spawnSync } from 'node:child_process';
+import { Session } from '../../src/session/index.ts';
+import { AuditStore, verifyChain } from '../../src/audit/index.ts';
+import { makeRepo, tmp, cleanup, isRoot } from '../helpers.ts';
+
+const CANARY = `canary-${Math.random().toString(36).slice(2)}`;
+let home: string; let repo: string; let session: Session; let hostSecretDir: string;
+let server: Server; let port = 0;
+
+async function sh(script: string) {
+  return session.run(['bash', '-c', script]);
+}
+function events(type?: string) {
+  const st = new AuditStore(join(home, 'audit.db'));
+  try { return st.query({ session: session.id, type }); } finally { st.close(); }
+}
+
+describe('sandbox escape attempts', () => {
+  before(async () => {
+    home = tmp('airlock-home-');
+    repo = makeRepo({ 'src/app.js': 'console.log(1)\n', 'README.md': '# x\n' });
+    // Host-side bait: secrets in a home dir, an env var, a listening TCP port on host loopback.
+    hostSecretDir = tmp('airlock-hosthome-');
+    mkdirSync(join(hostSecretDir, '.ssh'), { recursive: true });
+    writeFileSync(join(hostSecretDir, '.ssh', 'id_rsa'), CANARY);
+    process.env.AIRLOCK_TEST_CANARY = CANARY;
+    server = createServer((s) => s.end(CANARY));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    port = (server.address() as { port: number }).port;
+    session = await Session.open({ repo, home, env: { ...process.env, HOME: hostSecretDir } });
+  });
+  after(async () => {
+    await session.stop('test done');
+    server.close();
+    delete process.env.AIRLOCK_TEST_CANARY;
+    cleanup(home, repo, hostSecretDir);
+  });
+
+  it('cannot read the host home, /root or their keys', async () => {
+    const r = await sh(`cat ${hostSecretDir}/.ssh/id_rsa; cat /root/.ssh/id_rsa; ls /root; ls /home`);
+    assert.ok(!r.stdout.includes(CANARY), 'host secret leaked');
+    assert.match(r.stderr, /No such file or directory/);
+    const probes = events('sandbox.denied').map((e) => String(e.data.target));
+    assert.ok(probes.some((t) => t.startsWith('/root')), `probe of /root recorded: ${probes.join(', ')}`);
+  });
+
+  it('sees none of the host environment, not even via /proc/*/environ', async () => {
+    const r = await sh('env; cat /proc/1/environ /proc/self/environ | tr "\\0" "\\n"; for p in /proc/[0-9]*; do cat $p/environ 2>/dev/null; done | tr "\\0" "\\n"');
+    assert.ok(!r.stdout.includes(CANARY), 'host env leaked');
+    const env = await sh('env');
+    const names = env.stdout.split('\n').filter(Boolean).map((l) => l.split('=')[0]);
+    for (const n of names) assert.ok(!/KEY|TOKEN|SECRET|PASSWORD/.test(n!), `credential-like variable ${n} inside`);
+    const sup = await sh(`cat /proc/${process.pid}/environ`);
+    assert.notEqual(sup.status, 0);
+  });
+
+  it('sees only its own processes and cannot signal host processes', async () => {
+    const r = await sh('ps -e -o pid=,comm=');
+    const lines = r.stdout.trim().split('\n');
+    assert.ok(lines.length < 10, `sandbox sees ${lines.length} processes:\n${r.stdout}`);
+    assert.ok(!r.stdout.includes('node'), 'host node process visible');
+    const k = await sh(`kill -9 ${process.pid} 2>&1; echo rc=$?`);
+    assert.match(k.stdout, /rc=1/);
+    assert.equal(process.kill(process.pid, 0), true);
+  });
+
+  it('does not share SysV IPC with the host', async () => {
+    const mk = spawnSync('ipcmk', ['-M', '4096'], { encoding: 'utf8' });
+    const id = /(\d+)/.exec(mk.stdout)?.[1];
+    try {
+      const r = await sh('ipcs -m');
+      if (id) assert.ok(!r.stdout.split('\n').some((l) => l.split(/\s+/)[1] === id), 'host shm segment visible');
+    } finally { if (id) spawnSync('ipcrm', ['-m', id]); }
+  });
+
+  it('cannot write outside /workspace (system dirs, symlink, hardlink)', async () => {
+    const r = await sh(`echo x > /usr/pwned; echo x > /etc/pwned; echo x > /pwned; ln -s /etc/passwd /workspace/link && echo x >> /workspace/link; ln /etc/hostname /workspace/hard; echo done`);
+    assert.match(r.stdout, /done/);
+    for (const p of ['/usr/pwned', '/etc/pwned', '/pwned']) assert.equal(existsSync(p), false, `${p} written on host`);
+    assert.ok(!readFileSync('/etc/passwd', 'utf8').endsWith('x\n'), '/etc/passwd modified');
+    assert.ok(events('sandbox.denied').some((e) => e.rule === 'builtin.read-only-system'), 'read-only write attempt recorded');
+    // the host checkout is never written
+    assert.equal(spawnSync('git', ['status', '--porcelain'], { cwd: repo, encoding: 'utf8' }).stdout, '');
+  });
+
+  it('has no network at all: host loopback and the internet are unreachable, and attempts are recorded', async () => {
+    const r = await sh(`curl -s -m 3 http://127.0.0.1:${port}/ ; echo rc=$?; curl -s -m 3 http://1.1.1.1/ ; echo rc=$?; getent hosts example.com; echo dns=$?`);
+    assert.ok(!r.stdout.includes(CANARY), 'reached a host service');
+    assert.match(r.stdout, /rc=7[\s\S]*rc=7/);
+    assert.match(r.stdout, /dns=2/);
+    const net = events('sandbox.denied').filter((e) => e.rule === 'builtin.network-isolation').map((e) => String(e.data.target));
+    assert.ok(net.includes('1.1.1.1:80'), `network attempt recorded: ${net.join(', ')}`);
+  });
+
+  it('cannot use unix, netlink or raw sockets (no host daemons)', async () => {
+    const r = await sh(`python3 -c '
+import socket
+for fam, typ, proto in [(socket.AF_UNIX, socket.SOCK_STREAM, 0), (socket.AF_NETLINK, socket.SOCK_RAW, 0), (socket.AF_INET, socket.SOCK_RAW, 1), (socket.AF_PACKET, socket.SOCK_RAW, 0)]:
+    try:
+        socket.socket(fam, typ, proto); print("OPENED", fam)
+    except OSError as e: print("blocked", fam, e.errno)
+'`);
+    assert.ok(!r.stdout.includes('OPENED'), r.stdout);
+    assert.equal(r.stdout.match(/blocked/g)?.length, 4);
+  });
+
+  it('cannot mount, ptrace, create namespaces or use io_uring/bpf/keyctl', async () => {
+    const r = await sh(`mount -t tmpfs none /tmp 2>&1; echo mount=$?; unshare -r true 2>&1; echo unshare=$?; python3 -c '
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+def t(name, *a):
+    rc = libc.syscall(*a); print(name, rc, ctypes.get_errno())
+t("ptrace", 101, 16, 1, 0, 0)
+t("unshare_user", 272, 0x10000000)
+t("setns", 308, 0, 0)
+t("keyctl", 250, 0, 0)
+t("bpf", 321, 0, 0, 0)
+t("io_uring_setup", 425, 1, 0)
+t("perf_event_open", 298, 0, 0, -1, -1, 0)
+t("userfaultfd", 323, 0)
+t("open_by_handle_at", 304, 0, 0, 0)
+'`);
+    assert.match(r.stdout, /mount=(1|32)/);
+    assert.match(r.stdout, /unshare=1/);
+    for (const n of ['ptrace', 'unshare_user', 'setns', 'keyctl', 'bpf', 'io_uring_setup', 'perf_event_open', 'userfaultfd', 'open_by_handle_at']) {
+      assert.match(r.stdout, new RegExp(`${n} -1 1\\b`), `${n} not blocked:\n${r.stdout}`);
+    }
+    const execs = events('process.exec').map((e) => (e.data.argv as string[]).join(' '));
+    assert.ok(execs.some((a) => a.startsWith('mount -t tmpfs')), 'the mount attempt is in the process log');
+  });
+
+  it('runs as an unprivileged user with no_new_privs and its own terminal session', async () => {
+    const r = await sh('id -u; grep -E "NoNewPrivs|CapEff|Seccomp:" /proc/self/status; ps -o sid= -p $$');
+    const [uid] = r.stdout.split('\n');
+    assert.equal(uid, '1000');
+    assert.match(r.stdout, /NoNewPrivs:\s+1/);
+    assert.match(r.stdout, /CapEff:\s+0000000000000000/);
+    assert.match(r.stdout, /Seccomp:\s+2/);
+  });
+
+  it('records every process, also ones that bypass a shell (exec chains, static paths)', async () => {
+    await sh(`python3 -c 'import os; os.execv("/usr/bin/env", ["env", "sh", "-c", "exec /usr/bin/true marker-${CANARY}"])'`);
+    const execs = events('process.exec').map((e) => e.data.argv as string[]);
+    assert.ok(execs.some((a) => a[0] === '/usr/bin/true' && a[1] === `marker-${CANARY}`), 'execv chain recorded');
+    const ex = events('process.exec').find((e) => (e.data.argv as string[])[1] === `marker-${CANARY}`)!;
+    assert.equal(typeof ex.data.pid, 'number');
+    assert.equal(typeof ex.data.ppid, 'number');
+    assert.equal(ex.data.cwd, '/workspace');
+    assert.ok(events('process.exit').some((e) => e.data.pid === ex.data.pid && e.data.exitCode === 0));
+  });
+
+  it('leaves an audit log that verifies', () => {
+    assert.equal(verifyChain(join(home, 'audit.db')).ok, true);
+  });
+});
+
+describe('resource bombs end the session, not the host', { skip: !isRoot && 'needs root for cgroups' }, () => {
+  const cases = [
+    { name: 'fork bomb', limit: 'pids', policy: 'sandbox:\n  limits:\n    pids: 64\n', cmd: 'bomb() { bomb | bomb & }; bomb; sleep 30' },
+    { name: 'memory bomb', limit: 'memory', policy: 'sandbox:\n  limits:\n    memoryMB: 64\n', cmd: 'python3 -c "x = bytearray(512 * 1024 * 1024); print(len(x))"; sleep 30' },
+    { name: 'disk fill', limit: 'disk', policy: 'sandbox:\n  limits:\n    diskMB: 16\n', cmd: 'dd if=/dev/zero of=/workspace/fill bs=1M count=64 2>&1; sleep 30' },
+  ];
+  for (const c of cases) {
+    it(c.name, async () => {
+      const h = tmp('airlock-home-');
+      const r = makeRepo();
+      const pf = join(h, 'p.yaml');
+      writeFileSync(pf, c.policy);
+      const s = await Session.open({ repo: r, home: h, policyFile: pf });
+      try {
+        const ex = await s.exec({ argv: ['bash', '-c', c.cmd], stdio: 'pipe' });
+        ex.stdout?.resume(); ex.stderr?.resume();
+        let timer: NodeJS.Timeout | undefined;
+        const hit = await Promise.race([s.limitHit, new Promise<null>((res) => { timer = setTimeout(() => res(null), 60_000); })]);
+        clearTimeout(timer);
+        assert.ok(hit, `${c.name}: no limit hit`);
+        assert.equal(hit!.limit, c.limit);
+        await ex.done;
+      } finally {
+        await s.stop('test');
+      }
+      const st = new AuditStore(join(h, 'audit.db'));
+      const lim = st.query({ session: s.id, type: 'sandbox.limit' });
+      st.close();
+      assert.equal(lim[0]?.data.limit, c.limit);
+      assert.ok(lim[0]?.rule?.startsWith('sandbox.limits.'));
+      cleanup(h, r);
+    });
+  }
+});
