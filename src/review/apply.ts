@@ -1,0 +1,192 @@
+import { AirlockError } from '../common/errors.ts';
+import { git } from '../common/git.ts';
+import type { AuditStore } from '../audit/index.ts';
+import { assertOutsideSandbox, humanIdentity } from '../commands/human.ts';
+import { rgit } from './diff.ts';
+import { matchPath } from './checks/simple.ts';
+import { insertDecision, type Proposal } from './store.ts';
+import { proposalStatus, verifyProposal, type ProposalStatus } from './proposal.ts';
+import { requireProposal } from './decide.ts';
+import { openPullRequest, providerToken, pushUser, repositoryFromUrl } from './providers.ts';
+import type { Finding } from './types.ts';
+
+// Applying an approved proposal: rebuild its commits on the base commit with trailers
+// naming the session and the approvers (deterministic, so a retry makes the same ids),
+// push them from the TRUSTED result repo with hardened git to a new branch (never the
+// default or a protected branch; refused when the branch exists with other content),
+// then open a pull request through the provider. Failures are recorded and leave the
+// proposal approved and unapplied; nothing is lost and apply can be retried.
+
+export interface ApplyOptions { as?: string; env?: NodeJS.ProcessEnv; fetch?: typeof fetch }
+export interface ApplyResult { proposal: number; branch: string; commit: string; remote: string; url: string | null; alreadyPushed: boolean }
+
+export function redactUrl(u: string): string {
+  try { const x = new URL(u); x.username = ''; x.password = ''; return x.toString(); } catch { return u.replace(/\/\/[^@/]*@/, '//'); }
+}
+
+export function branchName(template: string, p: Proposal): string {
+  return template.replaceAll('<session>', p.session).replaceAll('<proposal>', String(p.id)).replaceAll('<hash>', p.hash.slice(0, 12));
+}
+
+function remoteUrl(p: Proposal): string {
+  const r = p.policy.review.apply.remote;
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(r) || r.startsWith('/') || /^[^@/]+@[^:/]+:/.test(r)) return r;
+  if (!p.repo) throw new AirlockError('BAD_STATE', `remote "${r}" is a name but the session recorded no host repository`, 'set review.apply.remote to a URL');
+  const res = git(['config', '--get', `remote.${r}.url`], { cwd: p.repo, allowFail: true });
+  const url = res.stdout.trim();
+  if (res.status !== 0 || !url) throw new AirlockError('NOT_FOUND', `remote "${r}" is not configured in ${p.repo}`, `add it (git remote add ${r} URL) or set review.apply.remote to a URL`);
+  return url;
+}
+
+interface Commit { tree: string; author: { name: string; email: string; date: string }; committerDate: string; message: string }
+
+function readCommit(repo: string, sha: string): Commit {
+  const raw = rgit(repo, ['cat-file', 'commit', sha]);
+  const split = raw.indexOf('\n\n');
+  const headers = (split < 0 ? raw : raw.slice(0, split)).split('\n');
+  const message = split < 0 ? '' : raw.slice(split + 2);
+  const h = (k: string) => headers.find((l) => l.startsWith(`${k} `))?.slice(k.length + 1) ?? '';
+  const who = (line: string) => {
+    const m = /^(.*) <([^>]*)> (\d+ [+-]\d{4})$/.exec(line);
+    return m ? { name: m[1]!, email: m[2]!, date: m[3]! } : { name: 'unknown', email: 'unknown@localhost', date: '0 +0000' };
+  };
+  return { tree: h('tree'), author: who(h('author')), committerDate: who(h('committer')).date, message };
+}
+
+export function trailers(p: Proposal, approvers: string[]): string {
+  return [`Airlock-Session: ${p.session}`, `Airlock-Proposal: ${p.id} sha256:${p.hash}`, ...approvers.map((a) => `Approved-by: ${a}`)].join('\n');
+}
+
+/** Rebuilds the proposal's commits on its base with trailers. Same input, same commit ids. */
+export function buildBranchCommits(p: Proposal, approvers: string[]): string {
+  let parent = p.base;
+  for (const sha of p.commits) {
+    const c = readCommit(p.resultRepo, sha);
+    const body = c.message.replace(/\s+$/, '').replace(/\0/g, '');
+    const msg = `${body || 'Airlock change'}\n\n${trailers(p, approvers)}\n`;
+    parent = git(['commit-tree', c.tree, '-p', parent, '-F', '-'], {
+      env: { GIT_DIR: p.resultRepo, GIT_AUTHOR_NAME: c.author.name, GIT_AUTHOR_EMAIL: c.author.email, GIT_AUTHOR_DATE: c.author.date,
+        GIT_COMMITTER_NAME: 'Airlock', GIT_COMMITTER_EMAIL: 'airlock@localhost', GIT_COMMITTER_DATE: c.committerDate },
+      input: msg,
+    }).stdout.trim();
+  }
+  return parent;
+}
+
+function pushEnv(p: Proposal, url: string, token: string | null): Record<string, string> {
+  const env: Record<string, string> = { GIT_DIR: p.resultRepo };
+  if (token && /^https?:\/\//i.test(url)) {
+    // in the environment, not on the command line (other users can read argv)
+    env.GIT_CONFIG_COUNT = '1';
+    env.GIT_CONFIG_KEY_0 = 'http.extraHeader';
+    env.GIT_CONFIG_VALUE_0 = `Authorization: Basic ${Buffer.from(`${pushUser(p.policy.review.apply.provider)}:${token}`).toString('base64')}`;
+  }
+  return env;
+}
+
+const NET = ['-c', 'http.followRedirects=false', '-c', 'http.lowSpeedLimit=1000', '-c', 'http.lowSpeedTime=30', '-c', 'push.default=nothing', '-c', 'push.gpgSign=false'];
+
+function scrub(s: string, token: string | null): string {
+  let out = s.replace(/\/\/[^@/\s]*@/g, '//');
+  if (token) out = out.split(token).join('***');
+  return out.trim().slice(0, 1000);
+}
+
+export function summaryMarkdown(p: Proposal, st: ProposalStatus): string {
+  const by: Record<string, number> = {};
+  for (const f of p.findings) by[f.severity] = (by[f.severity] ?? 0) + 1;
+  const counts = ['critical', 'high', 'medium', 'low', 'info'].filter((s) => by[s]).map((s) => `${by[s]} ${s}`).join(', ') || 'none';
+  const row = (f: Finding) => `| ${f.severity} | \`${f.rule}\` | \`${(f.file || '(change)').replace(/\|/g, '\\|')}${f.line ? `:${f.line}` : ''}\` | ${f.message.replace(/\|/g, '\\|').replace(/\n/g, ' ')} |`;
+  return [
+    `Proposed by an agent in Airlock session \`${p.session}\` (proposal ${p.id}, sha256 \`${p.hash}\`).`,
+    '',
+    `**Checks:** ${counts}. ${p.stats.files} files, +${p.stats.added}/-${p.stats.deleted} lines, ${p.stats.commits} commits.`,
+    `**Approved by:** ${st.approvers.join(', ')}`,
+    ...(st.overrides.length ? ['', '**Blocking findings overridden:**', ...st.overrides.map((o) => `- ${o.by}: ${o.reason}`)] : []),
+    ...(p.findings.length ? ['', '| severity | rule | where | finding |', '| --- | --- | --- | --- |', ...p.findings.slice(0, 100).map(row),
+      ...(p.findings.length > 100 ? [`| … | | | ${p.findings.length - 100} more (airlock review show ${p.id}) |`] : [])] : []),
+  ].join('\n');
+}
+
+function prTitle(p: Proposal): string {
+  for (const sha of p.commits) {
+    const subject = readCommit(p.resultRepo, sha).message.split('\n')[0]?.trim();
+    if (subject && subject !== 'airlock: uncommitted work') return subject.slice(0, 200);
+  }
+  return `Airlock session ${p.session}`;
+}
+
+export async function applyProposal(store: AuditStore, id: number, o: ApplyOptions = {}): Promise<ApplyResult> {
+  assertOutsideSandbox(store, o.env);
+  const p = requireProposal(store, id);
+  const st = proposalStatus(store, p);
+  if (st.state === 'applied') throw new AirlockError('BAD_STATE', `proposal ${p.id} was already applied to ${st.applied?.branch}${st.applied?.url ? ` (${st.applied.url})` : ''}`, 'nothing to do');
+  if (st.state === 'rejected') throw new AirlockError('BAD_STATE', `proposal ${p.id} was rejected by ${st.rejectedBy?.by}: ${st.rejectedBy?.reason}`, 'a rejected proposal is never applied');
+  if (st.state === 'superseded') throw new AirlockError('BAD_STATE', `proposal ${p.id} was superseded by a newer proposal for session ${p.session}`, 'apply the newest one');
+  if (st.state !== 'approved') throw new AirlockError('DENIED', `proposal ${p.id} is not approved yet: needs ${st.missing.join('; ')}`, `approve it with \`airlock review approve ${p.id}\``);
+  verifyProposal(store, p); // any change since the approvals voids them
+  const who = humanIdentity(o.as);
+  const cfg = p.policy.review.apply;
+  const env = o.env ?? process.env;
+
+  const fail = (stage: string, message: string, extra: Record<string, unknown> = {}): never => {
+    insertDecision(store, { proposalId: p.id, kind: 'apply_failed', by: who.identity, bySource: who.source, proposalHash: p.hash, reason: `${stage}: ${message}`, override: false, data: { stage, ...extra } });
+    store.append({ type: 'review.apply_failed', session: p.session, severity: 'medium', decision: 'deny', rule: `review.apply.${stage}`, data: { proposal: p.id, hash: p.hash, stage, error: message, ...extra } });
+    throw new AirlockError(stage === 'protected' ? 'DENIED' : stage === 'exists' ? 'BAD_STATE' : 'UNAVAILABLE', `apply of proposal ${p.id} failed at ${stage}: ${message}`,
+      stage === 'exists' ? 'choose another branch template (review.apply.branchTemplate) or delete the stale branch'
+        : stage === 'protected' ? 'change review.apply.branchTemplate; Airlock never pushes to the default or a protected branch'
+          : 'the proposal stays approved and unapplied; fix the cause and run `airlock review apply` again');
+  };
+
+  const branch = branchName(cfg.branchTemplate, p);
+  if (git(['check-ref-format', '--branch', branch], { allowFail: true }).status !== 0 || branch.startsWith('-')) fail('protected', `"${branch}" is not a valid branch name`);
+  const prot = cfg.protectedBranches.find((g) => matchPath(branch, g));
+  if (prot) fail('protected', `branch ${branch} matches protected branch "${prot}"`);
+  const url = remoteUrl(p);
+  const shown = redactUrl(url);
+  let token: string | null = null;
+  if (cfg.provider !== 'none') {
+    token = providerToken(cfg, env);
+    if (!token) fail('token', `no ${cfg.provider} token: set ${cfg.tokenEnv ? `the host environment variable ${cfg.tokenEnv}` : ''}${cfg.tokenEnv && cfg.tokenFile ? ' or ' : ''}${cfg.tokenFile ? `the file ${cfg.tokenFile}` : ''}${!cfg.tokenEnv && !cfg.tokenFile ? 'review.apply.tokenEnv or tokenFile in the policy' : ''}`);
+  }
+  const penv = pushEnv(p, url, token);
+
+  // What is on the remote now: its default branch and our branch, if any.
+  const ls = git([...NET, 'ls-remote', '--symref', url, 'HEAD', `refs/heads/${branch}`], { env: penv, allowFail: true });
+  if (ls.status !== 0) fail('remote', `cannot reach ${shown}: ${scrub(ls.stderr, token) || `git exit ${ls.status}`}`, { remote: shown });
+  const defaultBranch = /^ref: refs\/heads\/(\S+)\tHEAD$/m.exec(ls.stdout)?.[1] ?? null;
+  if (defaultBranch === branch) fail('protected', `branch ${branch} is the remote's default branch`);
+  const existing = new RegExp(`^([0-9a-f]{40})\\trefs/heads/${branch.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm').exec(ls.stdout)?.[1] ?? null;
+
+  const commit = buildBranchCommits(p, st.approvers);
+  git(['update-ref', `refs/airlock/apply/${p.id}`, commit], { env: { GIT_DIR: p.resultRepo } });
+  let alreadyPushed = false;
+  if (existing && existing !== commit) fail('exists', `branch ${branch} already exists on ${shown} with other content (${existing.slice(0, 12)})`, { remote: shown, branch });
+  if (existing === commit) alreadyPushed = true;
+  else {
+    // --force-with-lease=<ref>: (empty) = the branch must not exist: atomic on the remote
+    const push = git([...NET, 'push', '--porcelain', '--no-verify', `--force-with-lease=refs/heads/${branch}:`, url, `${commit}:refs/heads/${branch}`], { env: penv, allowFail: true });
+    if (push.status !== 0) {
+      const why = scrub(`${push.stderr}\n${push.stdout}`, token);
+      fail('push', /stale info|already exists|fetch first/.test(why) ? `branch ${branch} appeared on ${shown} meanwhile` : `push to ${shown} was rejected: ${why}`, { remote: shown, branch });
+    }
+  }
+  store.append({ type: 'review.pushed', session: p.session, severity: 'info', decision: 'allow', rule: 'review.apply', data: { proposal: p.id, hash: p.hash, remote: shown, branch, commit, alreadyPushed } });
+
+  let prUrl: string | null = null;
+  if (cfg.provider !== 'none') {
+    const base = cfg.baseBranch || (p.baseRef && p.baseRef !== 'HEAD' && !/^[0-9a-f]{7,40}$/.test(p.baseRef) ? p.baseRef.replace(/^refs\/heads\//, '') : null) || defaultBranch || 'main';
+    try {
+      const pr = await openPullRequest({ provider: cfg.provider, apiUrl: cfg.apiUrl, repository: cfg.repository || repositoryFromUrl(url), token: token!,
+        head: branch, base, title: prTitle(p), body: summaryMarkdown(p, st), draft: cfg.draft }, o.fetch);
+      prUrl = pr.url || null;
+    } catch (e) {
+      fail('pull-request', scrub(e instanceof Error ? e.message : String(e), token), { remote: shown, branch, commit });
+    }
+  }
+  insertDecision(store, { proposalId: p.id, kind: 'apply', by: who.identity, bySource: who.source, proposalHash: p.hash, reason: null, override: false,
+    data: { branch, commit, remote: shown, url: prUrl, provider: cfg.provider } });
+  store.append({ type: 'review.applied', session: p.session, severity: 'info', decision: 'allow', rule: 'review.apply',
+    data: { proposal: p.id, hash: p.hash, by: who.identity, remote: shown, branch, commit, url: prUrl, provider: cfg.provider, approvers: st.approvers } });
+  return { proposal: p.id, branch, commit, remote: shown, url: prUrl, alreadyPushed };
+}

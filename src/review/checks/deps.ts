@@ -1,0 +1,366 @@
+import { parse as parseToml } from 'smol-toml';
+import type { Policy } from '../../policy/index.ts';
+import type { ChangedFile, Finding } from '../types.ts';
+import type { Severity } from '../../audit/index.ts';
+import { POPULAR } from './popular.ts';
+
+// Dependency changes in manifests and lockfiles (npm, PyPI, Go, Cargo): every added
+// package is listed; denylisted names, likely typosquats (edit distance after folding
+// confusable characters), git/URL/file sources, new or changed install scripts,
+// loosened version ranges and registries other than the allowed ones are findings.
+
+type Eco = 'npm' | 'pypi' | 'cargo' | 'go';
+type Kind = 'registry' | 'git' | 'url' | 'file' | 'alias';
+interface Dep { name: string; spec: string; kind: Kind; section: string; alias?: string }
+interface Manifest { eco: Eco; deps: Map<string, Dep>; scripts: Map<string, string>; registries: string[]; lock: boolean }
+
+const key = (d: { section: string; name: string }) => `${d.section}\u0000${d.name}`;
+
+function npmKind(spec: string): { kind: Kind; alias?: string } {
+  const s = spec.trim();
+  if (/^npm:/.test(s)) return { kind: 'alias', alias: s.slice(4).replace(/@[^@]*$/, '') || s.slice(4) };
+  if (/^(git(\+[a-z]+)?:|git@|github:|gitlab:|bitbucket:|gist:)/i.test(s) || /^[\w.-]+\/[\w.-]+(#.*)?$/.test(s)) return { kind: 'git' };
+  if (/^https?:/i.test(s)) return { kind: 'url' };
+  if (/^(file:|link:|portal:|\.{0,2}\/|~\/)/.test(s)) return { kind: 'file' };
+  return { kind: 'registry' };
+}
+
+function parseNpm(text: string): Manifest {
+  const j = JSON.parse(text) as Record<string, unknown>;
+  const deps = new Map<string, Dep>();
+  for (const section of ['dependencies', 'devDependencies', 'optionalDependencies', 'peerDependencies', 'overrides', 'resolutions']) {
+    const o = j[section];
+    if (!o || typeof o !== 'object' || Array.isArray(o)) continue;
+    for (const [name, spec] of Object.entries(o as Record<string, unknown>)) {
+      if (typeof spec !== 'string') continue;
+      const d: Dep = { name, spec, section, ...npmKind(spec) };
+      deps.set(key(d), d);
+    }
+  }
+  const scripts = new Map<string, string>();
+  const s = j.scripts;
+  if (s && typeof s === 'object') {
+    for (const k of ['preinstall', 'install', 'postinstall', 'prepare', 'preprepare', 'postprepare', 'prepublish', 'prepack', 'postpack', 'dependencies']) {
+      const v = (s as Record<string, unknown>)[k];
+      if (typeof v === 'string') scripts.set(k, v);
+    }
+  }
+  const registries: string[] = [];
+  const pc = j.publishConfig as Record<string, unknown> | undefined;
+  if (pc && typeof pc.registry === 'string') registries.push(pc.registry);
+  return { eco: 'npm', deps, scripts, registries, lock: false };
+}
+
+function parseNpmLock(text: string): Manifest {
+  const j = JSON.parse(text) as { packages?: Record<string, { version?: string; resolved?: string }>; dependencies?: Record<string, { version?: string; resolved?: string }> };
+  const deps = new Map<string, Dep>();
+  const registries: string[] = [];
+  const entries = j.packages ? Object.entries(j.packages) : Object.entries(j.dependencies ?? {}).map(([k, v]) => [`node_modules/${k}`, v] as const);
+  for (const [path, v] of entries) {
+    if (!path) continue;
+    const i = path.lastIndexOf('node_modules/');
+    const name = i >= 0 ? path.slice(i + 'node_modules/'.length) : path;
+    const resolved = v.resolved ?? '';
+    const kind = resolved ? (npmKind(resolved).kind === 'registry' ? 'url' : npmKind(resolved).kind) : 'registry';
+    const d: Dep = { name, spec: v.version ?? '', kind: /^https?:/.test(resolved) ? 'registry' : kind, section: path };
+    deps.set(key(d), d);
+    if (/^https?:/.test(resolved)) registries.push(resolved);
+  }
+  return { eco: 'npm', deps, scripts: new Map(), registries, lock: true };
+}
+
+function pep508(line: string, section: string): Dep | null {
+  const s = line.replace(/\s*;.*$/, '').trim();
+  if (!s) return null;
+  const m = /^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(@\s*(\S+))?\s*(.*)$/.exec(s);
+  if (!m) return null;
+  const name = m[1]!;
+  if (m[4]) {
+    const u = m[4];
+    return { name, spec: u, section, kind: /^git\+/.test(u) ? 'git' : /^file:/.test(u) ? 'file' : 'url' };
+  }
+  return { name, spec: m[5]!.trim(), section, kind: 'registry' };
+}
+
+function parseRequirements(text: string): Manifest {
+  const deps = new Map<string, Dep>();
+  const registries: string[] = [];
+  for (const raw of text.split('\n')) {
+    const line = raw.replace(/(^|\s)#.*$/, '').trim();
+    if (!line) continue;
+    const opt = /^(-i|--index-url|--extra-index-url|-f|--find-links|--trusted-host)[\s=]+(\S+)/.exec(line);
+    if (opt) { registries.push(opt[2]!); continue; }
+    if (/^(-r|-c|--requirement|--constraint)\b/.test(line)) continue;
+    const editable = /^(-e|--editable)\s+(\S+)/.exec(line);
+    if (editable || /^(git\+|https?:|file:|\.{0,2}\/)/.test(line)) {
+      const spec = editable ? editable[2]! : line;
+      const egg = /#egg=([A-Za-z0-9._-]+)/.exec(spec);
+      const d: Dep = { name: egg?.[1] ?? spec, spec, section: 'requirements', kind: /git\+/.test(spec) ? 'git' : /^https?:/.test(spec) ? 'url' : 'file' };
+      deps.set(key(d), d);
+      continue;
+    }
+    const d = pep508(line, 'requirements');
+    if (d) deps.set(key(d), d);
+  }
+  return { eco: 'pypi', deps, scripts: new Map(), registries, lock: false };
+}
+
+function tomlTable(v: unknown): Record<string, unknown> {
+  return v && typeof v === 'object' && !Array.isArray(v) ? v as Record<string, unknown> : {};
+}
+
+function tableDeps(t: Record<string, unknown>, section: string, deps: Map<string, Dep>, registries: string[]): void {
+  for (const [name, v] of Object.entries(t)) {
+    if (typeof v === 'string') { const d: Dep = { name, spec: v, section, kind: 'registry' }; deps.set(key(d), d); continue; }
+    const o = tomlTable(v);
+    const real = typeof o.package === 'string' ? o.package : name;
+    let d: Dep;
+    if (typeof o.git === 'string') d = { name: real, spec: o.git, section, kind: 'git' };
+    else if (typeof o.path === 'string') d = { name: real, spec: o.path, section, kind: 'file' };
+    else if (typeof o.url === 'string') d = { name: real, spec: o.url, section, kind: 'url' };
+    else d = { name: real, spec: typeof o.version === 'string' ? o.version : '', section, kind: 'registry' };
+    if (typeof o.registry === 'string' && o.registry !== 'crates-io') registries.push(`registry "${o.registry}"`);
+    if (typeof o['registry-index'] === 'string') registries.push(o['registry-index']);
+    if (typeof o.source === 'string') registries.push(`source "${o.source}"`);
+    deps.set(key(d), d);
+  }
+}
+
+function parsePyproject(text: string): Manifest {
+  const t = parseToml(text) as Record<string, unknown>;
+  const deps = new Map<string, Dep>();
+  const registries: string[] = [];
+  const project = tomlTable(t.project);
+  const add = (list: unknown, section: string) => {
+    if (!Array.isArray(list)) return;
+    for (const s of list) if (typeof s === 'string') { const d = pep508(s, section); if (d) deps.set(key(d), d); }
+  };
+  add(project.dependencies, 'project.dependencies');
+  for (const [g, l] of Object.entries(tomlTable(project['optional-dependencies']))) add(l, `project.optional-dependencies.${g}`);
+  add(tomlTable(t['build-system']).requires, 'build-system.requires');
+  const tool = tomlTable(t.tool);
+  const poetry = tomlTable(tool.poetry);
+  const pd = { ...tomlTable(poetry.dependencies) };
+  delete pd.python;
+  tableDeps(pd, 'tool.poetry.dependencies', deps, registries);
+  for (const [g, grp] of Object.entries(tomlTable(poetry.group))) tableDeps(tomlTable(tomlTable(grp).dependencies), `tool.poetry.group.${g}`, deps, registries);
+  const sources = poetry.source;
+  if (Array.isArray(sources)) for (const s of sources) if (typeof tomlTable(s).url === 'string') registries.push(tomlTable(s).url as string);
+  const uv = tomlTable(tool.uv);
+  for (const k of ['index-url', 'extra-index-url']) { const v = uv[k]; if (typeof v === 'string') registries.push(v); }
+  if (Array.isArray(uv.index)) for (const s of uv.index) if (typeof tomlTable(s).url === 'string') registries.push(tomlTable(s).url as string);
+  for (const [name, v] of Object.entries(tomlTable(uv.sources))) {
+    const o = tomlTable(v);
+    const spec = String(o.git ?? o.url ?? o.path ?? '');
+    if (spec) { const d: Dep = { name, spec, section: 'tool.uv.sources', kind: o.git ? 'git' : o.url ? 'url' : 'file' }; deps.set(key(d), d); }
+  }
+  return { eco: 'pypi', deps, scripts: new Map(), registries, lock: false };
+}
+
+function parseCargo(text: string): Manifest {
+  const t = parseToml(text) as Record<string, unknown>;
+  const deps = new Map<string, Dep>();
+  const registries: string[] = [];
+  for (const s of ['dependencies', 'dev-dependencies', 'build-dependencies']) tableDeps(tomlTable(t[s]), s, deps, registries);
+  for (const [target, tt] of Object.entries(tomlTable(t.target))) {
+    for (const s of ['dependencies', 'dev-dependencies', 'build-dependencies']) tableDeps(tomlTable(tomlTable(tt)[s]), `target.${target}.${s}`, deps, registries);
+  }
+  for (const [src, pt] of Object.entries(tomlTable(t.patch))) tableDeps(tomlTable(pt), `patch.${src}`, deps, registries);
+  const scripts = new Map<string, string>();
+  const pkg = tomlTable(t.package);
+  if (typeof pkg.build === 'string' || pkg.build === true) scripts.set('build', String(pkg.build));
+  return { eco: 'cargo', deps, scripts, registries, lock: false };
+}
+
+function parseGoMod(text: string): Manifest {
+  const deps = new Map<string, Dep>();
+  let block: string | null = null;
+  for (const raw of text.split('\n')) {
+    const line = raw.replace(/\/\/.*$/, '').trim();
+    if (!line) continue;
+    if (block) { if (line === ')') { block = null; continue; } handle(block, line); continue; }
+    const m = /^(require|replace|exclude|retract|tool|ignore)\s*(\(?)\s*(.*)$/.exec(line);
+    if (!m) continue;
+    if (m[2] === '(') { block = m[1]!; continue; }
+    handle(m[1]!, m[3]!);
+  }
+  function handle(kind: string, line: string): void {
+    if (kind === 'require') {
+      const [name, version] = line.split(/\s+/);
+      if (name) { const d: Dep = { name, spec: version ?? '', section: 'require', kind: 'registry' }; deps.set(key(d), d); }
+    } else if (kind === 'replace') {
+      const [from, to] = line.split('=>').map((x) => x.trim());
+      if (from && to) {
+        const name = from.split(/\s+/)[0]!;
+        const target = to.split(/\s+/)[0]!;
+        const d: Dep = { name, spec: to, section: 'replace', kind: /^\.{0,2}\//.test(target) ? 'file' : 'url' };
+        deps.set(key(d), d);
+      }
+    }
+  }
+  return { eco: 'go', deps, scripts: new Map(), registries: [], lock: false };
+}
+
+function parseRc(text: string): Manifest {
+  const registries: string[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^\s*(?:@[\w-]+:)?(registry|npmRegistryServer)\s*[=:]\s*"?([^"\s]+)/.exec(line);
+    if (m) registries.push(m[2]!);
+  }
+  return { eco: 'npm', deps: new Map(), scripts: new Map(), registries, lock: false };
+}
+
+export function manifestParser(path: string): ((text: string) => Manifest) | null {
+  const base = path.slice(path.lastIndexOf('/') + 1);
+  if (base === 'package.json') return parseNpm;
+  if (base === 'package-lock.json' || base === 'npm-shrinkwrap.json') return parseNpmLock;
+  if (/^requirements[^/]*\.(txt|in)$/.test(base) || /^constraints[^/]*\.txt$/.test(base)) return parseRequirements;
+  if (base === 'pyproject.toml') return parsePyproject;
+  if (base === 'Cargo.toml') return parseCargo;
+  if (base === 'go.mod') return parseGoMod;
+  if (base === '.npmrc' || base === '.yarnrc' || base === '.yarnrc.yml') return parseRc;
+  return null;
+}
+
+// ---- names -----------------------------------------------------------------------
+
+function normName(eco: Eco, name: string): string {
+  const n = name.toLowerCase();
+  return eco === 'pypi' ? n.replace(/[-_.]+/g, '-') : n;
+}
+
+/** Folds characters that look alike so "1odash", "lodash" and "l0dash" meet. */
+export function foldConfusables(s: string): string {
+  return s.toLowerCase().normalize('NFKC').replace(/rn/g, 'm').replace(/vv/g, 'w').replace(/[0]/g, 'o').replace(/[1|!]/g, 'l')
+    .replace(/3/g, 'e').replace(/5/g, 's').replace(/\$/g, 's').replace(/[-_.]/g, '');
+}
+
+/** Optimal string alignment (Damerau-Levenshtein with adjacent transpositions), capped. */
+export function editDistance(a: string, b: string, cap = 4): number {
+  if (Math.abs(a.length - b.length) > cap) return cap + 1;
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
+  for (let j = 0; j <= b.length; j++) d[0]![j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    let rowMin = Infinity;
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = v;
+      rowMin = Math.min(rowMin, v);
+    }
+    if (rowMin > cap) return cap + 1;
+  }
+  return d[a.length]![b.length]!;
+}
+
+export function typosquatOf(eco: Eco, name: string, popular: readonly string[], maxDistance: number): { target: string; distance: number } | null {
+  const n = normName(eco, name);
+  const pop = popular.map((p) => normName(eco, p));
+  if (pop.includes(n)) return null;
+  const f = foldConfusables(n);
+  for (const p of pop) if (foldConfusables(p) === f) return { target: p, distance: 0 };
+  const bare = n.replace(/^@[^/]+\//, '');
+  const allowed = Math.min(maxDistance, bare.length < 5 ? 0 : bare.length < 9 ? 1 : 2);
+  if (allowed <= 0) return null;
+  let best: { target: string; distance: number } | null = null;
+  for (const p of pop) {
+    const d = editDistance(n, p, allowed);
+    if (d > 0 && d <= allowed && (!best || d < best.distance)) best = { target: p, distance: d };
+  }
+  return best;
+}
+
+function looseness(eco: Eco, spec: string): number {
+  const s = spec.trim();
+  if (eco === 'go') return 0;
+  if (eco === 'pypi') {
+    if (!s) return 4;
+    if (/^===?\s*[^*,]+$/.test(s)) return 0;
+    if (/^~=/.test(s)) return 1;
+    if (/^==.*\*/.test(s)) return 2;
+    if (/<|<=/.test(s)) return 2;
+    return 3;
+  }
+  if (!s || s === '*' || s === 'latest' || /^x$/i.test(s) || s === 'next') return 4;
+  if (/\|\||>|\s-\s/.test(s) && !/</.test(s)) return 3;
+  if (/^=?v?\d+\.\d+\.\d+(-[\w.]+)?(\+[\w.]+)?$/.test(s)) return eco === 'cargo' && !s.startsWith('=') ? 2 : 0;
+  if (/^~/.test(s)) return 1;
+  return 2; // ^, x-ranges, bare majors
+}
+
+function hostOf(u: string): string {
+  try { return new URL(u).hostname.toLowerCase(); } catch { return u; }
+}
+
+function lineOf(text: string | null, needle: string): number {
+  if (!text) return 0;
+  const i = text.indexOf(needle);
+  return i < 0 ? 0 : text.slice(0, i).split('\n').length;
+}
+
+export function dependenciesCheck(files: ChangedFile[], policy: Policy): Finding[] {
+  const cfg = policy.review.dependencies;
+  const out: Finding[] = [];
+  const deny = cfg.denylist.map((e) => {
+    const at = e.lastIndexOf('@');
+    return at > 0 ? { name: e.slice(0, at), version: e.slice(at + 1) } : { name: e, version: null };
+  });
+  for (const f of files) {
+    const parse = manifestParser(f.path);
+    if (!parse || f.status === 'deleted' || f.newText === null) continue;
+    const push = (rule: string, severity: Severity, line: number, message: string) =>
+      out.push({ check: 'dependencies', rule: `dependencies.${rule}`, severity, file: f.path, line, message });
+    let now: Manifest;
+    let before: Manifest | null = null;
+    try {
+      now = parse(f.newText);
+      if (f.oldText !== null) { try { before = parse(f.oldText); } catch { before = null; } }
+    } catch (e) {
+      push('unparseable', 'high', 0, `cannot parse this manifest (${e instanceof Error ? e.message.split('\n')[0] : String(e)}); its dependencies could not be checked`);
+      continue;
+    }
+    const popular = [...POPULAR[now.eco], ...cfg.popular];
+    const addedNames: string[] = [];
+    for (const [k, d] of now.deps) {
+      const old = before?.deps.get(k);
+      if (old && old.spec === d.spec && old.kind === d.kind) continue;
+      const line = lineOf(f.newText, now.eco === 'npm' ? `"${d.name}"` : d.name);
+      const label = `${now.eco} package "${d.name}"${d.spec && d.kind === 'registry' ? `@${d.spec}` : ''}`;
+      if (!old) {
+        if (now.lock) addedNames.push(`${d.name}@${d.spec}`);
+        else push('added', 'info', line, `adds ${label} (${d.section})`);
+      }
+      const names = [d.name, ...(d.alias ? [d.alias] : [])];
+      for (const n of names) {
+        const hit = deny.find((x) => normName(now.eco, x.name) === normName(now.eco, n) && (x.version === null || x.version === d.spec.replace(/^[=v^~]+/, '')));
+        if (hit) push('denylisted', 'critical', line, `${label} is on the denylist (review.dependencies.denylist: ${hit.name}${hit.version ? `@${hit.version}` : ''})`);
+        if (!old && cfg.typosquatDistance > 0) {
+          const t = typosquatOf(now.eco, n, popular, cfg.typosquatDistance);
+          if (t) push('typosquat', 'high', line, `"${n}" looks like the popular package "${t.target}" (${t.distance === 0 ? 'confusable characters' : `edit distance ${t.distance}`}): likely typosquat`);
+        }
+      }
+      if (d.kind === 'git' || d.kind === 'url' || d.kind === 'file') {
+        if (!(now.lock && d.kind === 'url')) push('source', 'high', line, `${label} comes from a ${d.kind === 'file' ? 'local path' : d.kind === 'git' ? 'git repository' : 'URL'} (${d.spec.slice(0, 200)}), not the registry: unpinned and unreviewed code`);
+      }
+      if (old && old.kind === 'registry' && d.kind === 'registry' && looseness(now.eco, d.spec) > looseness(now.eco, old.spec)) {
+        push('loosened', 'medium', line, `version range of "${d.name}" loosened from "${old.spec}" to "${d.spec}"`);
+      }
+    }
+    if (addedNames.length) push('added', 'info', 0, `lockfile adds ${addedNames.length} package${addedNames.length === 1 ? '' : 's'}: ${addedNames.slice(0, 500).join(', ')}${addedNames.length > 500 ? ', …' : ''}`);
+    for (const [name, cmd] of now.scripts) {
+      const old = before?.scripts.get(name);
+      if (old === cmd) continue;
+      push('install-script', 'high', lineOf(f.newText, now.eco === 'npm' ? `"${name}"` : 'build'),
+        `${old === undefined ? 'adds' : 'changes'} ${now.eco === 'cargo' ? 'build script' : `install-time script "${name}"`} (${cmd.slice(0, 120)}): runs on every install`);
+    }
+    const seen = new Set(before?.registries ?? []);
+    for (const r of now.registries) {
+      const h = hostOf(r);
+      if (seen.has(r)) continue;
+      if (!cfg.allowedRegistries.includes(h)) push('registry', 'high', lineOf(f.newText, r), `resolves packages from ${h} (${r.slice(0, 200)}), which is not an allowed registry (review.dependencies.allowedRegistries)`);
+      else if (!seen.has(r) && !now.lock) push('registry', 'medium', lineOf(f.newText, r), `changes the package registry to ${h}`);
+    }
+  }
+  return out;
+}

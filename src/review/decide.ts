@@ -1,0 +1,67 @@
+import { AirlockError } from '../common/errors.ts';
+import type { AuditStore } from '../audit/index.ts';
+import { assertOutsideSandbox, humanIdentity } from '../commands/human.ts';
+import { getProposal, insertDecision, decisionsFor, type Proposal } from './store.ts';
+import { proposalStatus, verifyProposal, inGroup, type ProposalStatus } from './proposal.ts';
+
+// Human decisions on a proposal. Each is bound to the proposal's content hash, recorded
+// append-only with the identity as given, and an audit event. Approvals are refused from
+// inside a sandbox; a blocking finding needs an override from a policy-named role with a
+// recorded reason.
+
+export function requireProposal(store: AuditStore, id: number): Proposal {
+  const p = getProposal(store, id);
+  if (!p) throw new AirlockError('NOT_FOUND', `unknown proposal: ${id}`, 'list proposals with `airlock review list`');
+  return p;
+}
+
+function refuseFinal(p: Proposal, st: ProposalStatus, what: string): void {
+  if (st.state === 'applied') throw new AirlockError('BAD_STATE', `proposal ${p.id} was already applied (branch ${st.applied?.branch})`, 'nothing to do');
+  if (st.state === 'rejected') throw new AirlockError('BAD_STATE', `proposal ${p.id} was rejected by ${st.rejectedBy?.by}: ${st.rejectedBy?.reason}; it cannot be ${what}`, `start a new session, or \`airlock propose ${p.session}\` after new work`);
+  if (st.state === 'superseded') throw new AirlockError('BAD_STATE', `proposal ${p.id} was superseded by a newer proposal for session ${p.session}`, 'review the newest one (`airlock review list`)');
+}
+
+export interface ApproveOptions { as?: string; overrideReason?: string; env?: NodeJS.ProcessEnv }
+
+export function approveProposal(store: AuditStore, id: number, o: ApproveOptions = {}): { proposal: Proposal; status: ProposalStatus; by: string } {
+  assertOutsideSandbox(store, o.env);
+  const p = requireProposal(store, id);
+  refuseFinal(p, proposalStatus(store, p), 'approved');
+  verifyProposal(store, p);
+  const who = humanIdentity(o.as);
+  const mine = decisionsFor(store, p.id).filter((d) => d.kind === 'approve' && d.proposalHash === p.hash && d.by?.toLowerCase() === who.identity.toLowerCase());
+  if (mine.length) throw new AirlockError('BAD_STATE', `${who.identity} already approved proposal ${p.id}`, 'a second approval must come from another reviewer');
+  const blocking = p.findings.filter((f) => f.blocking);
+  const reason = o.overrideReason?.trim() ?? '';
+  let override = false;
+  if (o.overrideReason !== undefined) {
+    if (!reason) throw new AirlockError('USAGE', '--override-reason needs a reason', 'say why the blocking findings are acceptable');
+    const roles = p.policy.review.overrideRoles;
+    if (!roles.some((r) => inGroup(p.policy, r, who.identity))) {
+      store.append({ type: 'review.override_denied', session: p.session, severity: 'high', decision: 'deny', rule: 'review.overrideRoles', data: { proposal: p.id, hash: p.hash, by: who.identity } });
+      throw new AirlockError('DENIED', `${who.identity} may not override blocking findings (review.overrideRoles: ${roles.length ? roles.join(', ') : 'none configured'})`, 'ask a member of an override role, or fix the findings in a new session');
+    }
+    override = true;
+  } else if (blocking.length) {
+    store.append({ type: 'review.approval_refused', session: p.session, severity: 'medium', decision: 'deny', rule: 'review.blockAt', data: { proposal: p.id, hash: p.hash, by: who.identity, blocking: blocking.length } });
+    const list = blocking.slice(0, 10).map((f) => `  ${f.file || '(change)'}${f.line ? `:${f.line}` : ''} ${f.rule} [${f.severity}]`).join('\n');
+    throw new AirlockError('DENIED', `proposal ${p.id} has ${blocking.length} blocking finding${blocking.length === 1 ? '' : 's'}:\n${list}`,
+      p.policy.review.overrideRoles.length ? `a member of ${p.policy.review.overrideRoles.join(', ')} may approve with --override-reason TEXT` : 'reject it, or fix the findings in a new session (no override role is configured)');
+  }
+  insertDecision(store, { proposalId: p.id, kind: 'approve', by: who.identity, bySource: who.source, proposalHash: p.hash, reason: override ? reason : null, override, data: {} });
+  const status = proposalStatus(store, p);
+  store.append({ type: 'review.approved', session: p.session, severity: override ? 'high' : 'info', decision: 'allow', rule: override ? 'review.overrideRoles' : 'review.approvals',
+    data: { proposal: p.id, hash: p.hash, by: who.identity, source: who.source, override, reason: override ? reason : null, state: status.state, missing: status.missing } });
+  return { proposal: p, status, by: who.identity };
+}
+
+export function rejectProposal(store: AuditStore, id: number, o: { as?: string; reason: string; env?: NodeJS.ProcessEnv }): { proposal: Proposal; by: string } {
+  if (!o.reason?.trim()) throw new AirlockError('USAGE', 'a rejection needs --reason TEXT', 'say what is wrong so the next session can fix it');
+  assertOutsideSandbox(store, o.env);
+  const p = requireProposal(store, id);
+  refuseFinal(p, proposalStatus(store, p), 'rejected');
+  const who = humanIdentity(o.as);
+  insertDecision(store, { proposalId: p.id, kind: 'reject', by: who.identity, bySource: who.source, proposalHash: p.hash, reason: o.reason.trim(), override: false, data: {} });
+  store.append({ type: 'review.rejected', session: p.session, severity: 'info', decision: 'deny', rule: 'review.human', data: { proposal: p.id, hash: p.hash, by: who.identity, source: who.source, reason: o.reason.trim() } });
+  return { proposal: p, by: who.identity };
+}

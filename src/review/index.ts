@@ -1,0 +1,13 @@
+// Governed changes: a session's captured result becomes a proposal, checks run on its
+// diff, humans approve or reject it (bound to its content hash), and an approved one is
+// pushed as a branch with a pull request.
+export { createProposal, sessionResult, reviewPolicy, proposalStatus, verifyProposal, orgPolicyFile,
+  type SessionResult, type ProposalStatus, type ProposalState, type ProposeOptions } from './proposal.ts';
+export { approveProposal, rejectProposal, requireProposal, type ApproveOptions } from './decide.ts';
+export { applyProposal, branchName, summaryMarkdown, type ApplyOptions, type ApplyResult } from './apply.ts';
+export { openPullRequest, providerToken, repositoryFromUrl, type PullRequestInput, type PullRequestResult } from './providers.ts';
+export { listProposals, getProposal, decisionsFor, proposalHash, type Proposal, type ReviewDecision } from './store.ts';
+export { loadChange } from './diff.ts';
+export { runChecks, isBlocking } from './checks/index.ts';
+export { toSarif } from './sarif.ts';
+export type { Finding, ChangeSet, ChangedFile, CheckId } from './types.ts';

@@ -1,0 +1,205 @@
+import { existsSync, realpathSync } from 'node:fs';
+import { join, sep } from 'node:path';
+import { AirlockError } from '../common/errors.ts';
+import { homeLayout, airlockHome } from '../common/paths.ts';
+import type { AuditStore } from '../audit/index.ts';
+import { parsePolicyText, readPolicyFile, resolvePolicy, DEFAULT_ORG_POLICY, type PolicySource, type LoadedPolicy } from '../policy/index.ts';
+import { loadChange, rgit } from './diff.ts';
+import { runChecks } from './checks/index.ts';
+import { insertProposal, proposalHash, latestProposalId, decisionsFor, type Proposal, type ReviewDecision } from './store.ts';
+import { SEVERITY_RANK, type Finding } from './types.ts';
+
+// A session's captured result becomes a proposal: the commits base..head of the TRUSTED
+// result repo Airlock wrote, the canonical diff, the findings of every check under the
+// policy the session ran under (org file + the BASE commit's airlock.yaml, never the
+// agent's edited copy), and a content hash every approval is bound to.
+
+export interface SessionResult {
+  session: string;
+  resultRepo: string;
+  baseCommit: string;
+  headCommit: string;
+  commits: string[];
+  repo: string | null;
+  baseRef: string | null;
+  startedBy: string | null;
+  policyHash: string | null;
+}
+
+const SHA = /^[0-9a-f]{40}$/;
+
+export function sessionResult(store: AuditStore, session: string, home = airlockHome()): SessionResult {
+  if (!/^[A-Za-z0-9._-]{1,128}$/.test(session)) throw new AirlockError('USAGE', `invalid session id: ${JSON.stringify(session)}`, 'list sessions with `airlock sessions`');
+  const results = store.query({ session, type: 'session.result' });
+  if (!results.length) {
+    const any = store.query({ session, limit: 1 }).length > 0;
+    throw new AirlockError('NOT_FOUND', any ? `session ${session} has no captured result (still running, or capture failed)` : `unknown session: ${session}`,
+      any ? 'stop the session first; a capture failure is in `airlock audit` for the session' : 'list sessions with `airlock sessions`');
+  }
+  const r = results[results.length - 1]!.data as { resultRepo?: string; baseCommit?: string; headCommit?: string; commits?: string[] };
+  const start = store.query({ session, type: 'session.start' })[0]?.data as { repo?: string; baseRef?: string; startedBy?: string; policyHash?: string } | undefined;
+  if (typeof r.resultRepo !== 'string' || !SHA.test(r.baseCommit ?? '') || !SHA.test(r.headCommit ?? '') || !Array.isArray(r.commits)) {
+    throw new AirlockError('BAD_STATE', `session ${session}: malformed session.result event`, 'capture the session again');
+  }
+  // The result repo must be the one Airlock wrote for this session, inside its home.
+  const expected = join(homeLayout(home).sessions, session, 'result.git');
+  let real: string;
+  try { real = realpathSync(r.resultRepo); } catch { throw new AirlockError('NOT_FOUND', `result repo of session ${session} is gone: ${r.resultRepo}`, 'the session directory was removed; nothing to review'); }
+  const expReal = existsSync(expected) ? realpathSync(expected) : expected;
+  if (real !== expReal && !real.startsWith(realpathSync(homeLayout(home).sessions) + sep)) {
+    throw new AirlockError('TAMPERED', `result repo ${r.resultRepo} is not inside Airlock's sessions directory`, 'refusing to review content from outside AIRLOCK_HOME');
+  }
+  return {
+    session, resultRepo: real, baseCommit: r.baseCommit!, headCommit: r.headCommit!, commits: r.commits.map(String),
+    repo: start?.repo ?? null, baseRef: start?.baseRef ?? null, startedBy: start?.startedBy ?? null, policyHash: start?.policyHash ?? null,
+  };
+}
+
+/** Org policy path: explicit, AIRLOCK_ORG_POLICY, or /etc/airlock/policy.yaml when present. */
+export function orgPolicyFile(explicit?: string, env: NodeJS.ProcessEnv = process.env): string | null {
+  if (explicit) return explicit;
+  if (env.AIRLOCK_ORG_POLICY) return env.AIRLOCK_ORG_POLICY;
+  return existsSync(DEFAULT_ORG_POLICY) ? DEFAULT_ORG_POLICY : null;
+}
+
+/** The policy a review runs under: org file + airlock.yaml at the base commit, read from the trusted result repo. */
+export function reviewPolicy(resultRepo: string, baseCommit: string, orgPolicy?: string): { loaded: LoadedPolicy; problems: Finding[] } {
+  const sources: PolicySource[] = [];
+  const problems: Finding[] = [];
+  const org = orgPolicyFile(orgPolicy);
+  if (org) sources.push(readPolicyFile(org, 'org'));
+  const r = (() => { try { return rgit(resultRepo, ['cat-file', 'blob', `${baseCommit}:airlock.yaml`]); } catch { return null; } })();
+  if (r !== null) {
+    const origin = `airlock.yaml@${baseCommit.slice(0, 12)}`;
+    try { sources.push({ kind: 'repo', origin, raw: parsePolicyText(r, origin) }); } catch (e) {
+      problems.push({ check: 'review', rule: 'review.policy-invalid', severity: 'high', file: 'airlock.yaml', line: 0,
+        message: `the base commit's airlock.yaml is invalid (${e instanceof Error ? e.message.split('\n').slice(0, 3).join('; ') : String(e)}); org policy and defaults apply` });
+    }
+  }
+  return { loaded: resolvePolicy(sources), problems };
+}
+
+/** Reads the current state of the result repo for a proposal's refs. */
+export function currentContent(resultRepo: string): { base: string; head: string; commits: string[] } {
+  const ref = (name: string) => rgit(resultRepo, ['rev-parse', '--verify', '--quiet', `${name}^{commit}`]).trim();
+  const base = ref('refs/airlock/base');
+  const head = ref('refs/airlock/head');
+  const commits = rgit(resultRepo, ['rev-list', '--reverse', `${base}..${head}`]).split('\n').filter(Boolean);
+  return { base, head, commits };
+}
+
+export interface ProposeOptions { orgPolicy?: string; home?: string }
+
+export async function createProposal(store: AuditStore, session: string, opts: ProposeOptions = {}): Promise<{ proposal: Proposal; created: boolean }> {
+  const res = sessionResult(store, session, opts.home);
+  let cur: { base: string; head: string; commits: string[] };
+  try { cur = currentContent(res.resultRepo); } catch (e) {
+    throw new AirlockError('BAD_STATE', `cannot read the result repo of session ${session}: ${e instanceof Error ? e.message : String(e)}`, 'the capture is damaged; start a new session');
+  }
+  if (cur.base !== res.baseCommit || cur.head !== res.headCommit || cur.commits.join() !== res.commits.join()) {
+    store.append({ type: 'review.tampered', session, severity: 'critical', decision: 'deny', rule: 'builtin.review.integrity',
+      data: { recorded: { base: res.baseCommit, head: res.headCommit, commits: res.commits.length }, found: { base: cur.base, head: cur.head, commits: cur.commits.length } } });
+    throw new AirlockError('TAMPERED', `the result repo of session ${session} no longer matches what was captured (head ${cur.head.slice(0, 12)}, recorded ${res.headCommit.slice(0, 12)})`, 'do not review it; investigate with `airlock audit verify`');
+  }
+  const change = loadChange(res.resultRepo, cur.base, cur.head, cur.commits);
+  const { loaded, problems } = reviewPolicy(res.resultRepo, cur.base, opts.orgPolicy);
+  const findings = [...problems, ...await runChecks(change, loaded.policy)];
+  for (const f of problems) f.blocking = SEVERITY_RANK[f.severity] >= SEVERITY_RANK[loaded.policy.review.blockAt];
+  const hash = proposalHash({ session, base: cur.base, head: cur.head, commits: cur.commits, diffSha256: change.diffSha256 });
+  const out = insertProposal(store, {
+    session, hash, resultRepo: res.resultRepo, base: cur.base, head: cur.head, commits: cur.commits, diffSha256: change.diffSha256,
+    repo: res.repo, baseRef: res.baseRef, startedBy: res.startedBy, policyHash: loaded.hash, policy: loaded.policy, findings,
+    stats: { files: change.files.length, added: change.addedLines, deleted: change.deletedLines, commits: cur.commits.length },
+  });
+  if (out.created) {
+    const p = out.proposal;
+    const bySeverity: Record<string, number> = {};
+    for (const f of findings) bySeverity[f.severity] = (bySeverity[f.severity] ?? 0) + 1;
+    store.appendMany([
+      { type: 'review.proposed', session, severity: findings.some((f) => f.blocking) ? 'high' : 'info', rule: 'review.checks',
+        data: { proposal: p.id, hash, base: p.base, head: p.head, commits: p.commits, stats: p.stats, policyHash: loaded.hash,
+          sessionPolicyHash: res.policyHash, findings: findings.length, bySeverity, blocking: findings.filter((f) => f.blocking).length } },
+      ...findings.map((f) => ({ type: 'review.finding', session, severity: f.severity, rule: f.rule,
+        data: { proposal: p.id, hash, check: f.check, file: f.file, line: f.line, column: f.column ?? null, message: f.message, fingerprint: f.fingerprint ?? null, blocking: !!f.blocking } })),
+    ]);
+  }
+  return out;
+}
+
+// ---- status -------------------------------------------------------------------------
+
+export type ProposalState = 'pending' | 'approved' | 'rejected' | 'applied' | 'superseded';
+
+export interface ProposalStatus {
+  state: ProposalState;
+  approvers: string[];
+  overrides: { by: string; reason: string }[];
+  required: number;
+  group: string | null;
+  escalated: boolean;
+  missing: string[];
+  blocking: Finding[];
+  rejectedBy: { by: string; reason: string } | null;
+  applied: { branch: string; commit: string; url: string | null; by: string | null } | null;
+  lastApplyError: string | null;
+}
+
+const norm = (s: string) => s.trim().toLowerCase();
+
+export function inGroup(policy: Proposal['policy'], group: string, who: string): boolean {
+  return (policy.review.approvals.groups[group] ?? []).some((m) => norm(m) === norm(who));
+}
+
+export function proposalStatus(store: AuditStore, p: Proposal, decisions: ReviewDecision[] = decisionsFor(store, p.id)): ProposalStatus {
+  const pol = p.policy.review;
+  const valid = decisions.filter((d) => d.proposalHash === p.hash); // any change to the proposal voids earlier decisions
+  const approvals = valid.filter((d) => d.kind === 'approve');
+  const approvers = [...new Map(approvals.map((d) => [norm(d.by ?? ''), d.by ?? ''])).values()];
+  const overrides = approvals.filter((d) => d.override).map((d) => ({ by: d.by ?? '', reason: d.reason ?? '' }));
+  const blocking = p.findings.filter((f) => f.blocking);
+  const escalated = p.findings.some((f) => SEVERITY_RANK[f.severity] >= SEVERITY_RANK[pol.approvals.escalateOn])
+    || (pol.approvals.escalateOnProtectedPaths && p.findings.some((f) => f.rule === 'protectedPaths.protected'));
+  let required = pol.approvals.required;
+  let group: string | null = null;
+  if (escalated) { required = Math.max(required, pol.approvals.escalated.required); group = pol.approvals.escalated.group || null; }
+  const missing: string[] = [];
+  if (pol.approvals.separationOfDuties) {
+    if (p.startedBy === null) required = Math.max(required, 2);
+    else if (approvers.length > 0 && approvers.every((a) => norm(a) === norm(p.startedBy!))) missing.push(`an approver other than ${p.startedBy}, who started the agent (separation of duties)`);
+  }
+  if (approvers.length < required) missing.push(`${required - approvers.length} more approval${required - approvers.length === 1 ? '' : 's'} (${required} required${escalated ? ', escalated' : ''})`);
+  if (group) {
+    if (!pol.approvals.groups[group]) missing.push(`an approver from group "${group}", which the org policy does not define`);
+    else if (!approvers.some((a) => inGroup(p.policy, group!, a))) missing.push(`an approver from group "${group}"`);
+  }
+  if (blocking.length && !approvals.some((d) => d.override && pol.overrideRoles.some((r) => inGroup(p.policy, r, d.by ?? '')))) {
+    missing.push(`an override of ${blocking.length} blocking finding${blocking.length === 1 ? '' : 's'} by a member of ${pol.overrideRoles.length ? pol.overrideRoles.join(', ') : '(no override role is configured)'}`);
+  }
+  const rej = valid.find((d) => d.kind === 'reject') ?? decisions.find((d) => d.kind === 'reject');
+  const app = [...valid].reverse().find((d) => d.kind === 'apply');
+  const fail = [...decisions].reverse().find((d) => d.kind === 'apply_failed');
+  let state: ProposalState = missing.length ? 'pending' : 'approved';
+  if (app) state = 'applied';
+  else if (rej) state = 'rejected';
+  else if ((latestProposalId(store, p.session) ?? p.id) > p.id) state = 'superseded';
+  return {
+    state, approvers, overrides, required, group, escalated, missing, blocking,
+    rejectedBy: rej ? { by: rej.by ?? '', reason: rej.reason ?? '' } : null,
+    applied: app ? { branch: String(app.data.branch ?? ''), commit: String(app.data.commit ?? ''), url: (app.data.url as string | null) ?? null, by: app.by } : null,
+    lastApplyError: fail && (!app || fail.seq > app.seq) ? String(fail.reason ?? '') : null,
+  };
+}
+
+/** Refuses a proposal whose stored record or result repo changed since it was made. */
+export function verifyProposal(store: AuditStore, p: Proposal): void {
+  const fail = (why: string) => {
+    store.append({ type: 'review.tampered', session: p.session, severity: 'critical', decision: 'deny', rule: 'builtin.review.integrity', data: { proposal: p.id, hash: p.hash, why } });
+    throw new AirlockError('TAMPERED', `proposal ${p.id} changed after it was made (${why}); earlier approvals do not apply`, `run \`airlock propose ${p.session}\` to make a new proposal and review it again`);
+  };
+  if (proposalHash(p) !== p.hash) fail('stored record does not match its hash');
+  let cur: { base: string; head: string; commits: string[] };
+  try { cur = currentContent(p.resultRepo); } catch { return fail('result repo unreadable'); }
+  if (cur.base !== p.base || cur.head !== p.head || cur.commits.join() !== p.commits.join()) fail(`result repo now at ${cur.head.slice(0, 12)}`);
+  const diff = loadChange(p.resultRepo, p.base, p.head, p.commits);
+  if (diff.diffSha256 !== p.diffSha256) fail('diff differs');
+}

@@ -1,0 +1,55 @@
+import type { Severity } from '../audit/index.ts';
+
+export const SEVERITY_RANK: Record<Severity, number> = { info: 0, low: 1, medium: 2, high: 3, critical: 4 };
+
+export type CheckId = 'secrets' | 'injection' | 'dependencies' | 'protectedPaths' | 'unicode' | 'size' | 'review';
+
+/** One problem a check found in the diff. Never carries a secret value. */
+export interface Finding {
+  check: CheckId;
+  /** rule id, `<check>.<rule>` (e.g. `secrets.aws-access-key-id`, `dependencies.typosquat`) */
+  rule: string;
+  severity: Severity;
+  file: string;
+  /** 1-based line in the new version of the file; 0 for the whole file */
+  line: number;
+  column?: number;
+  message: string;
+  /** set for secrets: first hex digits of the value's SHA-256 */
+  fingerprint?: string;
+  /** computed against the policy: blocks approval unless overridden */
+  blocking?: boolean;
+}
+
+export interface AddedLine { line: number; text: string }
+
+export interface ChangedFile {
+  path: string;
+  /** differs from path only for… nothing: renames are split into delete + add */
+  status: 'added' | 'modified' | 'deleted' | 'typechange';
+  oldMode: string;
+  newMode: string;
+  oldBlob: string;
+  newBlob: string;
+  binary: boolean;
+  /** bytes of the new version (0 when deleted) */
+  newSize: number;
+  added: AddedLine[];
+  deletedCount: number;
+  /** full new text (text files only, up to the size cap), else null */
+  newText: string | null;
+  /** full old text (text files only, up to the size cap), else null */
+  oldText: string | null;
+}
+
+export interface ChangeSet {
+  base: string;
+  head: string;
+  commits: string[];
+  files: ChangedFile[];
+  /** canonical diff (git diff --full-index -U3, no renames, no textconv) */
+  diff: string;
+  diffSha256: string;
+  addedLines: number;
+  deletedLines: number;
+}
