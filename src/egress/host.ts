@@ -1,5 +1,6 @@
 import { domainToASCII } from 'node:url';
 import ipaddr from 'ipaddr.js';
+import { parseIp } from './ip.ts';
 
 // Host normalisation: every spelling of a destination becomes one canonical form before
 // any rule sees it, so `GitHub.COM.`, `git%68ub.com` and `bücher.example` match like their
@@ -25,8 +26,10 @@ export function normalizeHost(raw: string): NormalHost {
   if (/[@/\\?#\s\x00-\x1f\x7f<>^|"'`{}]/.test(h)) throw new HostError(`not a host name: ${JSON.stringify(raw)}`);
   if (h.includes(':')) {
     if (h.includes('%')) throw new HostError('IPv6 zone identifiers are not allowed');
-    if (!ipaddr.IPv6.isValid(h)) throw new HostError(`not an IPv6 address: ${raw}`);
-    return { kind: 'ip', host: ipaddr.IPv6.parse(h).toString(), family: 6 };
+    let a;
+    try { a = parseIp(h); } catch { throw new HostError(`not an IPv6 address: ${raw}`); }
+    if (a.kind() !== 'ipv6') throw new HostError(`not an IPv6 address: ${raw}`);
+    return { kind: 'ip', host: a.toString(), family: 6 };
   }
   const ascii = domainToASCII(h); // WHATWG host parser: lower-cases, IDNA, numeric IPv4 forms
   if (!ascii) throw new HostError(`not a valid host name: ${JSON.stringify(raw)}`);

@@ -83,12 +83,22 @@ export function embeddedIpv4(a: ipaddr.IPv6, range: string): ipaddr.IPv4 | undef
   }
 }
 
+/**
+ * Parses an address. ipaddr.js reads every `::a.b.c.d` as IPv4-mapped; the trailing
+ * dotted quad is rewritten as two hex groups first so `::127.0.0.1` stays IPv4-compatible.
+ */
 export function parseIp(ip: string): Addr {
+  const m = /^(.*:)(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(ip);
+  if (m && ip.includes(':')) {
+    const b = m.slice(2, 6).map(Number);
+    if (b.some((x) => x > 255)) throw new Error(`bad embedded IPv4 in ${ip}`);
+    return ipaddr.IPv6.parse(`${m[1]}${((b[0]! << 8) | b[1]!).toString(16)}:${((b[2]! << 8) | b[3]!).toString(16)}`);
+  }
   return ipaddr.parse(ip);
 }
 
 export function classifyAddress(ip: string | Addr): AddressClass {
-  const a = typeof ip === 'string' ? ipaddr.parse(ip) : ip;
+  const a = typeof ip === 'string' ? parseIp(ip) : ip;
   if (a.kind() === 'ipv4') {
     const range = v4Range(a as ipaddr.IPv4);
     return { range, special: range !== 'public' };
@@ -103,7 +113,7 @@ export function classifyAddress(ip: string | Addr): AddressClass {
 
 /** The address to match CIDR rules against: an IPv4-mapped IPv6 address is its IPv4 address. */
 export function unmapped(ip: string): Addr {
-  const a = ipaddr.parse(ip);
+  const a = parseIp(ip);
   if (a.kind() === 'ipv6' && (a as ipaddr.IPv6).isIPv4MappedAddress()) return (a as ipaddr.IPv6).toIPv4Address();
   return a;
 }

@@ -1,6 +1,7 @@
 import { lookup } from 'node:dns/promises';
 import { Resolver as DnsResolver } from 'node:dns/promises';
 import ipaddr from 'ipaddr.js';
+import { parseIp } from './ip.ts';
 
 // The gateway resolves names itself, once per request, and connects to exactly the
 // address it checked. Resolvers are injectable: the system resolver, a fixed map (tests,
@@ -43,7 +44,7 @@ export function mapResolver(map: Record<string, string | string[]>, fallback?: R
   for (const [k, v] of Object.entries(map)) {
     const ips = (Array.isArray(v) ? v : [v]).map((x) => {
       if (!ipaddr.isValid(x)) throw new Error(`not an IP address: ${x}`);
-      return ipaddr.parse(x).toString();
+      return parseIp(x).toString();
     });
     m.set(k === '*' ? '*' : k.toLowerCase().replace(/\.$/, ''), ips);
   }
@@ -68,7 +69,7 @@ export function dnsServerResolver(server: string, timeoutMs = 3000): Resolver {
       const [a, aaaa] = await Promise.allSettled([r.resolve4(host), r.resolve6(host)]);
       const out = [...(a.status === 'fulfilled' ? a.value : []), ...(aaaa.status === 'fulfilled' ? aaaa.value : [])];
       if (!out.length) throw (a.status === 'rejected' ? a.reason : Object.assign(new Error(`${host} has no addresses`), { code: 'ENODATA' }));
-      return v4First(out.map((x) => ipaddr.parse(x).toString()));
+      return v4First(out.map((x) => parseIp(x).toString()));
     },
   };
 }
