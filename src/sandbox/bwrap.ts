@@ -286,9 +286,11 @@ class BwrapSandbox implements Sandbox {
     // sh joins the session's cgroup before anything else runs, then hands the seccomp program to bwrap on fd 9 (dash: single-digit fds only).
     // bash (not dash) because it can close multi-digit fds: nothing inherited reaches the sandbox.
     const script = 'IFS=:; for f in $AIRLOCK_CG; do [ -n "$f" ] && { echo $$ > "$f" || exit 125; }; done; IFS=" "; '
-      + 'for f in /proc/$$/fd/*; do n=${f##*/}; case $n in 0|1|2) ;; *) eval "exec $n>&-" 2>/dev/null ;; esac; done; exec "$@" 9<"$AIRLOCK_SECCOMP"';
+      + 'for f in /proc/$$/fd/*; do n=${f##*/}; case $n in 0|1|2) ;; *) eval "exec $n>&-" 2>/dev/null ;; esac; done; '
+      + 'exec 9<"$AIRLOCK_SECCOMP"; unset AIRLOCK_CG AIRLOCK_SECCOMP OLDPWD; exec "$@"';
     const child = spawn('bash', ['--norc', '--noprofile', '-c', script, 'airlock-exec', ...chain], {
       stdio: o.stdio === 'inherit' ? 'inherit' : ['pipe', 'pipe', 'pipe'],
+      cwd: '/',
       env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/nonexistent', AIRLOCK_CG: this.cgroup?.procsFiles.join(':') ?? '', AIRLOCK_SECCOMP: this.seccompFile },
     });
     const live: LiveExec = { child, traceFile, parser: traceFile ? new TraceParser(cwd) : null, offset: 0, fd: null };

@@ -28,5 +28,4 @@ export const sandboxSchema = z.strictObject({
   env: envSchema.prefault({}),
   mounts: mountsSchema.prefault({}),
   traceProcesses: merge(z.boolean().default(true).describe('Record every process the agent starts (kernel-level, via ptrace/seccomp).'), 'or'),
-  baseRef: z.string().default('HEAD').describe('Commit the workspace snapshot is taken from unless --base is given.'),
 }).describe('The isolated execution environment.');

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Sets up everything the tests need (system packages incl. rsyslog, PostgreSQL,
+# Chromium; Node 24; npm deps), type-checks, and runs the whole test suite.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+NODE_BIN="$(AIRLOCK_TEST_DEPS=1 bash "$ROOT/scripts/setup.sh" | tail -1)"
+export PATH="$NODE_BIN:$PATH"
+cd "$ROOT"
+echo "[test] node $(node --version), $(bwrap --version)"
+npx --no-install tsc -p tsconfig.json
+echo "[test] type-check ok"
+exec node --test --test-concurrency=1 --test-timeout=900000 'test/**/*.test.ts'
