@@ -1,0 +1,245 @@
+import { connect as netConnect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { createHash, createHmac } from 'node:crypto';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { hostname } from 'node:os';
+import { SeverityNumber } from '@opentelemetry/api';
+import { LoggerProvider, SimpleLogRecordProcessor, InMemoryLogRecordExporter } from '@opentelemetry/sdk-logs';
+import { OTLPLogExporter } from '@opentelemetry/exporter-logs-otlp-http';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { AirlockError } from '../../common/errors.ts';
+import type { SinkConfig } from '../../policy/schema/telemetry.ts';
+import type { AuditEvent, Severity } from '../event.ts';
+import { formatEvent, formatObject, octetFrame, syslogMessage, PRODUCT } from './formats.ts';
+
+// One transport per sink type. send() resolves only when the receiver acknowledged the
+// whole batch; then (and only then) the delivery loop moves the sink's cursor.
+
+export interface Sink {
+  send(events: AuditEvent[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+const TIMEOUT_MS = 30_000;
+
+type Tls = { ca?: string; servername?: string; cert?: string; key?: string } | undefined;
+function tlsFiles(t: Tls): { ca?: Buffer; cert?: Buffer; key?: Buffer } {
+  const read = (p?: string) => {
+    if (!p) return undefined;
+    if (!existsSync(p)) throw new AirlockError('NOT_FOUND', `TLS file not found: ${p}`, 'fix the path in telemetry.sinks[].tls');
+    return readFileSync(p);
+  };
+  return { ca: read(t?.ca), cert: read(t?.cert), key: read(t?.key) };
+}
+
+function secret(env: NodeJS.ProcessEnv, name: string, sink: string): string {
+  const v = env[name];
+  if (!v) throw new AirlockError('BAD_STATE', `sink ${sink}: environment variable ${name} is not set`, `export ${name}=... in the environment of the process that delivers (supervisor or \`airlock sinks flush\`)`);
+  return v;
+}
+
+/**
+ * Syslog over TCP/TLS. RFC 6587/5425 have no application-level acknowledgement, so a batch
+ * counts as delivered when the receiver has read all of it: we half-close after the
+ * batch and wait for the receiver to close its side cleanly (it does so only after
+ * reading to our EOF). A reset, error or timeout means "not delivered": the whole batch
+ * is sent again on the next attempt (at-least-once; ids and seq let the SIEM de-duplicate).
+ */
+function syslogSink(c: Extract<SinkConfig, { type: 'syslog' }>): Sink {
+  const files = c.tls ? tlsFiles(c.tls) : {};
+  return {
+    async send(events) {
+      const payload = events.map((e) => octetFrame(syslogMessage(e, formatEvent(e, c.format === 'json' ? 'json' : c.format), c.facility, c.appName))).join('');
+      await new Promise<void>((resolve, reject) => {
+        let sock: Socket;
+        let peerEnded = false;
+        let failed: Error | undefined;
+        const onConnect = () => { sock.end(payload); };
+        if (c.tls) {
+          sock = tlsConnect({ host: c.host, port: c.port, servername: c.tls.servername ?? c.host, ca: files.ca, cert: files.cert, key: files.key, rejectUnauthorized: true }, onConnect);
+        } else {
+          sock = netConnect({ host: c.host, port: c.port, allowHalfOpen: true }, onConnect);
+        }
+        sock.setTimeout(TIMEOUT_MS, () => { failed = new Error(`syslog ${c.host}:${c.port}: timed out`); sock.destroy(); });
+        sock.on('data', () => { /* receivers send nothing; ignore */ });
+        sock.on('end', () => { peerEnded = true; sock.end(); });
+        sock.on('error', (e) => { failed = e; });
+        sock.on('close', () => {
+          if (!failed && peerEnded) resolve();
+          else reject(failed ?? new Error(`syslog ${c.host}:${c.port}: connection closed before the receiver read the batch`));
+        });
+      });
+    },
+    async close() { /* one connection per batch: nothing held */ },
+  };
+}
+
+interface HttpResult { status: number; body: string }
+function post(url: string, headers: Record<string, string>, body: string, tls: Tls): Promise<HttpResult> {
+  const u = new URL(url);
+  const files = tlsFiles(tls);
+  const req = u.protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const r = req(u, {
+      method: 'POST', headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, timeout: TIMEOUT_MS,
+      ...(u.protocol === 'https:' ? { ca: files.ca, cert: files.cert, key: files.key, servername: tls?.servername, rejectUnauthorized: true } : {}),
+    }, (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (b: Buffer) => { size += b.length; if (size <= 1 << 20) chunks.push(b); });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    r.on('timeout', () => r.destroy(new Error(`${u.host}: request timed out`)));
+    r.on('error', reject);
+    r.end(body);
+  });
+}
+const httpFail = (what: string, r: HttpResult) => new Error(`${what}: HTTP ${r.status} ${r.body.slice(0, 300)}`);
+
+function hecSink(c: Extract<SinkConfig, { type: 'splunk-hec' }>, env: NodeJS.ProcessEnv): Sink {
+  const token = secret(env, c.tokenEnv, c.name);
+  // A stable channel per sink, as HEC with indexer acknowledgement requires.
+  const channel = createHash('sha256').update(`airlock-hec:${c.name}`).digest('hex').replace(/^(.{8})(.{4})(.{4})(.{4})(.{12}).*$/, '$1-$2-$3-$4-$5');
+  const host = hostname();
+  return {
+    async send(events) {
+      const body = events.map((e) => JSON.stringify({
+        time: Date.parse(e.ts) / 1000, host, source: 'airlock', sourcetype: c.sourcetype, ...(c.index ? { index: c.index } : {}),
+        event: formatObject(e, c.format), fields: { airlock_id: e.id, airlock_seq: e.seq, airlock_session: e.session ?? '' },
+      })).join('\n');
+      const r = await post(`${c.url.replace(/\/$/, '')}/services/collector/event`, {
+        authorization: `Splunk ${token}`, 'content-type': 'application/json', 'x-splunk-request-channel': channel,
+      }, body, c.tls);
+      let code: unknown;
+      try { code = (JSON.parse(r.body) as { code?: unknown }).code; } catch { /* judged by status below */ }
+      if (r.status !== 200 || (code !== undefined && code !== 0)) throw httpFail('splunk-hec', r);
+    },
+    async close() {},
+  };
+}
+
+function elasticSink(c: Extract<SinkConfig, { type: 'elastic' }>, env: NodeJS.ProcessEnv): Sink {
+  const apiKey = c.apiKeyEnv ? secret(env, c.apiKeyEnv, c.name) : undefined;
+  return {
+    async send(events) {
+      // `create` with the event id as _id: a batch sent twice creates each document once.
+      const body = events.map((e) => `${JSON.stringify({ create: { _index: c.index, _id: e.id } })}\n${JSON.stringify(formatObject(e, c.format))}\n`).join('');
+      const r = await post(`${c.url.replace(/\/$/, '')}/_bulk`, {
+        'content-type': 'application/x-ndjson', ...(apiKey ? { authorization: `ApiKey ${apiKey}` } : {}),
+      }, body, c.tls);
+      if (r.status !== 200) throw httpFail('elastic', r);
+      let res: { errors?: boolean; items?: { create?: { status?: number; error?: { type?: string; reason?: string } } }[] };
+      try { res = JSON.parse(r.body); } catch { throw httpFail('elastic (unreadable response)', r); }
+      if (!Array.isArray(res.items) || res.items.length !== events.length) throw new Error(`elastic: expected ${events.length} results, got ${res.items?.length ?? 'none'}`);
+      const bad = res.items.find((it) => { const s = it.create?.status ?? 0; return !(s >= 200 && s < 300) && s !== 409; });
+      if (bad) throw new Error(`elastic: document rejected: ${bad.create?.status} ${bad.create?.error?.type ?? ''} ${bad.create?.error?.reason ?? ''}`);
+    },
+    async close() {},
+  };
+}
+
+export const WEBHOOK_SIGNATURE_HEADER = 'x-airlock-signature';
+export const WEBHOOK_TIMESTAMP_HEADER = 'x-airlock-timestamp';
+export function webhookSignature(secretKey: string, timestamp: string, body: string): string {
+  return 'sha256=' + createHmac('sha256', secretKey).update(`${timestamp}.${body}`).digest('hex');
+}
+
+function webhookSink(c: Extract<SinkConfig, { type: 'webhook' }>, env: NodeJS.ProcessEnv): Sink {
+  const key = secret(env, c.secretEnv, c.name);
+  return {
+    async send(events) {
+      const body = JSON.stringify({ sink: c.name, product: PRODUCT, events: events.map((e) => formatObject(e, c.format)) });
+      const ts = String(Math.floor(Date.now() / 1000));
+      const r = await post(c.url, {
+        'content-type': 'application/json', [WEBHOOK_TIMESTAMP_HEADER]: ts, [WEBHOOK_SIGNATURE_HEADER]: webhookSignature(key, ts, body),
+        'idempotency-key': `${events[0]!.id}..${events[events.length - 1]!.id}`,
+      }, body, c.tls);
+      if (r.status < 200 || r.status >= 300) throw httpFail('webhook', r);
+    },
+    async close() {},
+  };
+}
+
+const OTEL_SEVERITY: Record<Severity, SeverityNumber> = {
+  info: SeverityNumber.INFO, low: SeverityNumber.INFO2, medium: SeverityNumber.WARN, high: SeverityNumber.ERROR, critical: SeverityNumber.FATAL,
+};
+
+/** OTLP/HTTP logs with the OpenTelemetry SDK: records are built by a LoggerProvider into memory, then exported as one request. */
+function otlpSink(c: Extract<SinkConfig, { type: 'otlp' }>, env: NodeJS.ProcessEnv): Sink {
+  const headers: Record<string, string> = {};
+  for (const [h, v] of Object.entries(c.headersEnv)) headers[h] = secret(env, v, c.name);
+  const exporter = new OTLPLogExporter({ url: c.url, headers, timeoutMillis: TIMEOUT_MS });
+  const memory = new InMemoryLogRecordExporter();
+  const provider = new LoggerProvider({
+    resource: resourceFromAttributes({ 'service.name': 'airlock', 'service.version': PRODUCT.version, 'host.name': hostname() }),
+    processors: [new SimpleLogRecordProcessor({ exporter: memory })],
+  });
+  const logger = provider.getLogger('airlock.audit', PRODUCT.version);
+  return {
+    async send(events) {
+      memory.reset();
+      for (const e of events) {
+        logger.emit({
+          timestamp: new Date(e.ts), observedTimestamp: new Date(e.ts), severityNumber: OTEL_SEVERITY[e.severity], severityText: e.severity,
+          eventName: e.type, body: JSON.stringify(e.data),
+          attributes: {
+            'event.id': e.id, 'event.name': e.type, 'airlock.seq': e.seq, 'airlock.session': e.session ?? '', 'airlock.rule': e.rule ?? '',
+            'airlock.decision': e.decision ?? '', 'airlock.hash': e.hash, 'airlock.prev_hash': e.prevHash,
+          },
+        });
+      }
+      const records = memory.getFinishedLogRecords();
+      if (records.length !== events.length) throw new Error(`otlp: ${records.length} of ${events.length} records built`);
+      await new Promise<void>((resolve, reject) => exporter.export([...records], (r) => {
+        if (r.code === 0) resolve(); else reject(r.error ?? new Error('otlp: export failed'));
+      }));
+      memory.reset();
+    },
+    async close() { await provider.shutdown().catch(() => {}); await exporter.shutdown().catch(() => {}); },
+  };
+}
+
+/** Appends one line per event, rotating by size; fsyncs before reporting success. */
+function fileSink(c: Extract<SinkConfig, { type: 'file' }>): Sink {
+  mkdirSync(dirname(c.path), { recursive: true, mode: 0o700 });
+  const rotate = () => {
+    for (let i = c.keep - 1; i >= 1; i--) if (existsSync(`${c.path}.${i}`)) renameSync(`${c.path}.${i}`, `${c.path}.${i + 1}`);
+    if (existsSync(c.path)) renameSync(c.path, `${c.path}.1`);
+  };
+  return {
+    async send(events) {
+      let size = existsSync(c.path) ? statSync(c.path).size : 0;
+      let buf = '';
+      const flush = () => {
+        if (!buf) return;
+        const fd = openSync(c.path, 'a', 0o600);
+        try { writeSync(fd, buf); fsyncSync(fd); } finally { closeSync(fd); }
+        buf = '';
+      };
+      for (const e of events) {
+        const line = formatEvent(e, c.format) + '\n';
+        const n = Buffer.byteLength(line);
+        if (size > 0 && size + n > c.maxBytes) { flush(); rotate(); size = 0; }
+        buf += line;
+        size += n;
+      }
+      flush();
+    },
+    async close() {},
+  };
+}
+
+export function createSink(c: SinkConfig, env: NodeJS.ProcessEnv = process.env): Sink {
+  switch (c.type) {
+    case 'syslog': return syslogSink(c);
+    case 'splunk-hec': return hecSink(c, env);
+    case 'elastic': return elasticSink(c, env);
+    case 'webhook': return webhookSink(c, env);
+    case 'otlp': return otlpSink(c, env);
+    case 'file': return fileSink(c);
+  }
+}
