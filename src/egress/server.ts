@@ -79,6 +79,9 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     requireHostHeader: false, joinDuplicateHeaders: false,
   });
   http.maxHeadersCount = MAX_HEADERS + 1;
+  // This server never listens itself (sockets are handed over after sniffing), so start
+  // its connection tracking by hand: headersTimeout (slowloris) is enforced by it.
+  http.emit('listening');
   http.on('request', (req, res) => {
     if (req.rawHeaders.length / 2 > MAX_HEADERS) {
       const t = new Tracked(ctx, { protocol: 'http', method: req.method });
@@ -198,6 +201,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       ctx.closing = true;
       const closed = Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
       http.closeAllConnections();
+      http.close();
       for (const s of ctx.sockets) s.destroy();
       await closed;
       for (const p of paths) { try { unlinkSync(p); } catch { /* already gone */ } }
