@@ -1,0 +1,219 @@
+import { matchesGlob } from 'node:path';
+import type { AuditEvent, Severity } from '../audit/event.ts';
+import type { AuditStore } from '../audit/store.ts';
+import type { Policy } from '../policy/index.ts';
+import type { DetectionRule } from '../policy/schema/telemetry.ts';
+import { eventPaths } from '../audit/sinks/formats.ts';
+import {
+  MEASURE_LABEL, SessionProfile, deviation, globMatch, knownSets, pastProfiles, programName, saveProfile,
+  type Measure, type StoredProfile,
+} from './profile.ts';
+
+export { SessionProfile, MEASURES, deviation, median, pastProfiles, saveProfile, type Measure, type Deviation } from './profile.ts';
+
+// Detection over a session's live event stream: policy rules (specific events, counts
+// over windows, honeytokens) and per-agent baselines. Each finding is an audit event
+// `detect.finding` (OCSF Detection Finding on export) naming its evidence event ids; the
+// response chosen for its severity (record | require-approver | pause | kill) is carried
+// out through the session's control and recorded as `detect.response`.
+
+export interface SessionControl {
+  pause(): Promise<void>;
+  resume(): Promise<void>;
+  kill(reason: string): Promise<void>;
+}
+
+export interface DetectorOptions {
+  store: AuditStore;
+  policy: Policy;
+  session: string;
+  /** Agent identity baselines are kept per (e.g. "codex@repo" or the agent profile name). */
+  agent: string;
+  control: SessionControl;
+  /** How often to look for events other processes appended (default 200 ms). */
+  pollMs?: number;
+}
+
+export interface Detector {
+  /** Drains pending events, records the session profile for future baselines, stops. */
+  stop(): void;
+  /** Resumes a paused session (for `airlock session resume`): calls control.resume() and records it. */
+  resume(by: string): Promise<void>;
+  paused(): boolean;
+  /** Settles when every response started so far has finished (tests, orderly shutdown). */
+  idle(): Promise<void>;
+}
+
+const MAX_FINDINGS_PER_RULE = 20; // an agent flooding one rule cannot flood the log
+const MAX_EVIDENCE = 50;
+
+function typeMatches(types: string[], t: string): boolean {
+  return types.some((p) => (p.endsWith('*') ? t.startsWith(p.slice(0, -1)) : t === p));
+}
+
+export function ruleMatches(r: DetectionRule, e: AuditEvent): boolean {
+  const m = r.match;
+  const d = e.data ?? {};
+  if (!typeMatches(m.types, e.type)) return false;
+  if (m.decision && e.decision !== m.decision) return false;
+  if (m.paths && !(e.type !== 'egress.request' && eventPaths(d).some((p) => globMatch(p, m.paths!)))) return false;
+  if (m.hosts && !(typeof d.host === 'string' && m.hosts.some((g) => matchesGlob(d.host as string, g)))) return false;
+  if (m.processNames) { const p = programName(d); if (!p || !m.processNames.includes(p)) return false; }
+  if (m.minBytesUp !== undefined && !(typeof d.bytesUp === 'number' && d.bytesUp >= m.minBytesUp)) return false;
+  return true;
+}
+
+/** Whether review must require one more approver for this session's proposal (a `require-approver` response was recorded). */
+export function extraApproverRequired(store: AuditStore, session: string): { required: boolean; findings: string[] } {
+  const findings = store.query({ session, type: 'detect.response' })
+    .filter((e) => e.data.action === 'require-approver').map((e) => String(e.data.findingId));
+  return { required: findings.length > 0, findings };
+}
+
+export function startDetector(o: DetectorOptions): Detector {
+  const { store, session, agent, control } = o;
+  const t = o.policy.telemetry;
+  const rules = t.detection.rules;
+  const honey = t.detection.honeytokens;
+  const bl = t.baselines;
+  let past: StoredProfile[] = [];
+  if (bl.enabled) {
+    try { past = pastProfiles(store, agent, session, bl.maxSessions); } catch (e) {
+      store.append({ type: 'detect.error', session, severity: 'medium', rule: 'detect.baselines', data: { error: e instanceof Error ? e.message : String(e) } });
+    }
+  }
+  const judging = bl.enabled && past.length >= bl.minSessions;
+  const profile = new SessionProfile(session, knownSets(past));
+  const firedMeasures = new Set<Measure>();
+  const windows = new Map<string, { t: number; id: string }[]>();
+  const fired = new Map<string, number>();
+  let lastSeq = 0;
+  let stopped = false;
+  let isPaused = false;
+  let killed = false;
+  let chain: Promise<void> = Promise.resolve();
+
+  const record = (input: Parameters<AuditStore['append']>[0]) => store.append({ session, ...input });
+
+  const respond = (finding: AuditEvent) => {
+    const action = t.responses[finding.severity];
+    chain = chain.then(async () => {
+      const base = { findingId: finding.id, findingRule: finding.rule, severity: finding.severity, agent };
+      if (killed) { record({ type: 'detect.response', severity: finding.severity, rule: `telemetry.responses.${finding.severity}`, data: { ...base, action, result: 'session already killed' } }); return; }
+      let result = 'done';
+      let taken = action;
+      try {
+        if (action === 'pause') {
+          if (isPaused) result = 'already paused';
+          else { await control.pause(); isPaused = true; }
+        } else if (action === 'kill') {
+          await control.kill(`detection: ${String(finding.data.title ?? finding.rule)}`);
+          killed = true;
+        }
+      } catch (e) {
+        // Fail closed: a session that cannot be paused is killed.
+        result = `${action} failed: ${e instanceof Error ? e.message : String(e)}`;
+        if (action === 'pause') {
+          try { await control.kill(`pause failed after finding ${finding.id}`); killed = true; taken = 'kill'; result += '; killed instead'; } catch (e2) {
+            result += `; kill failed too: ${e2 instanceof Error ? e2.message : String(e2)}`;
+          }
+        }
+      }
+      record({
+        type: 'detect.response', severity: finding.severity, rule: `telemetry.responses.${finding.severity}`,
+        decision: action === 'record' ? null : 'deny', data: { ...base, action: taken, result },
+      });
+    }).catch(() => { /* recorded above; the chain continues */ });
+  };
+
+  const finding = (rule: string, severity: Severity, title: string, explanation: string, evidence: string[], extra: Record<string, unknown> = {}) => {
+    const n = (fired.get(rule) ?? 0) + 1;
+    fired.set(rule, n);
+    if (n > MAX_FINDINGS_PER_RULE) return;
+    const f = record({
+      type: 'detect.finding', severity, rule,
+      data: { title, explanation, agent, evidence: evidence.slice(-MAX_EVIDENCE), ...(n === MAX_FINDINGS_PER_RULE ? { note: 'further findings of this rule in this session are not recorded' } : {}), ...extra },
+    });
+    respond(f);
+  };
+
+  const checkBaseline = (changed: Set<Measure>, e: AuditEvent) => {
+    if (!judging) return;
+    for (const m of changed) {
+      if (firedMeasures.has(m)) continue;
+      const dev = deviation(m, profile.value(m), past.map((p) => p.metrics[m] ?? 0));
+      if (dev.z <= bl.threshold) continue;
+      firedMeasures.add(m);
+      const items = m === 'newHosts' ? profile.newHosts : m === 'newAreas' ? profile.newAreas : m === 'newCommands' ? profile.newPrograms : undefined;
+      const names = items ? [...items.keys()] : [];
+      const explanation = `${MEASURE_LABEL[m]} = ${dev.value}${names.length ? ` (${names.slice(0, 10).join(', ')})` : ''}; usual range ${dev.min}–${dev.max} over ${dev.n} past sessions of ${agent} (median ${dev.median}, MAD ${dev.mad}); robust z ${dev.z.toFixed(1)} > ${bl.threshold}`;
+      finding(`detect.baseline.${m}`, bl.severity, `Session outside its baseline: ${MEASURE_LABEL[m]}`, explanation,
+        items ? [...items.values()] : [e.id], { kind: 'baseline', measure: m, value: dev.value, median: dev.median, mad: dev.mad, z: dev.z, usualMin: dev.min, usualMax: dev.max, sessions: dev.n, ...(names.length ? { items: names.slice(0, 50) } : {}) });
+    }
+  };
+
+  const onEvent = (e: AuditEvent) => {
+    if (e.type.startsWith('detect.') || e.type.startsWith('audit.')) return; // never judge our own output
+    for (const r of rules) {
+      let hit: boolean;
+      try { hit = ruleMatches(r, e); } catch (err) {
+        record({ type: 'detect.error', severity: 'medium', rule: `detect.${r.id}`, data: { error: String(err), event: e.id } });
+        continue;
+      }
+      if (!hit) continue;
+      if (!r.threshold) { finding(`detect.${r.id}`, r.severity, r.description || r.id, `event ${e.seq} (${e.type}) matched rule ${r.id}`, [e.id]); continue; }
+      const now = Date.parse(e.ts);
+      const w = (windows.get(r.id) ?? []).filter((x) => x.t > now - r.threshold!.windowSeconds * 1000);
+      w.push({ t: now, id: e.id });
+      if (w.length > r.threshold.moreThan) {
+        finding(`detect.${r.id}`, r.severity, r.description || r.id,
+          `${w.length} matching events within ${r.threshold.windowSeconds}s (more than ${r.threshold.moreThan})`, w.map((x) => x.id), { count: w.length, windowSeconds: r.threshold.windowSeconds });
+        windows.set(r.id, []);
+      } else windows.set(r.id, w);
+    }
+    if (honey.length && e.type !== 'egress.request') {
+      const hit = eventPaths(e.data ?? {}).find((p) => globMatch(p, honey));
+      if (hit) finding('detect.honeytoken', 'critical', 'Honeytoken touched', `event ${e.seq} (${e.type}) names honeytoken path ${hit}`, [e.id], { path: hit });
+    }
+    checkBaseline(profile.add(e), e);
+  };
+
+  const drain = () => {
+    for (let i = 0; i < 100; i++) { // bounded per tick; the timer continues
+      const batch = store.query({ session, afterSeq: lastSeq, limit: 1000 });
+      if (batch.length === 0) return;
+      for (const e of batch) { lastSeq = e.seq; onEvent(e); }
+    }
+  };
+
+  let scheduled = false;
+  const off = store.onAppend((e) => {
+    if (e.session !== session || scheduled || stopped) return;
+    scheduled = true;
+    setImmediate(() => { scheduled = false; if (!stopped) drain(); });
+  });
+  const timer = setInterval(() => { if (!stopped) drain(); }, o.pollMs ?? 200);
+  timer.unref();
+  drain();
+
+  return {
+    stop() {
+      if (stopped) return;
+      drain();
+      stopped = true;
+      off();
+      clearInterval(timer);
+      try { if (profile.firstTs !== undefined) saveProfile(store, agent, profile); } catch { /* best effort */ }
+    },
+    async resume(by: string) {
+      await chain;
+      if (!isPaused) return;
+      await control.resume();
+      isPaused = false;
+      record({ type: 'detect.resumed', severity: 'info', rule: 'telemetry.responses', data: { by, agent } });
+    },
+    paused: () => isPaused,
+    idle: () => chain,
+  };
+}
+
