@@ -4,6 +4,7 @@ import { registerPolicy } from './policy.ts';
 import { registerApprovals } from './approvals.ts';
 import { registerSecrets } from './secrets.ts';
 import { registerEgress } from './egress.ts';
+import { registerAudit } from './audit.ts';
 
 // Each module's commands live in their own file and register here, one line each.
 export type Register = (program: Command) => void;
@@ -14,3 +15,4 @@ registrations.push(registerSession);
 registrations.push(registerSecrets);
 registrations.push(registerApprovals);
 registrations.push(registerEgress);
+registrations.push(registerAudit);
