@@ -42,7 +42,8 @@ export function approveProposal(store: AuditStore, id: number, o: ApproveOptions
       throw new AirlockError('DENIED', `${who.identity} may not override blocking findings (review.overrideRoles: ${roles.length ? roles.join(', ') : 'none configured'})`, 'ask a member of an override role, or fix the findings in a new session');
     }
     override = true;
-  } else if (blocking.length) {
+  } else if (blocking.length && !decisionsFor(store, p.id).some((d) => d.kind === 'approve' && d.override && d.proposalHash === p.hash
+    && p.policy.review.overrideRoles.some((r) => inGroup(p.policy, r, d.by ?? '')))) {
     store.append({ type: 'review.approval_refused', session: p.session, severity: 'medium', decision: 'deny', rule: 'review.blockAt', data: { proposal: p.id, hash: p.hash, by: who.identity, blocking: blocking.length } });
     const list = blocking.slice(0, 10).map((f) => `  ${f.file || '(change)'}${f.line ? `:${f.line}` : ''} ${f.rule} [${f.severity}]`).join('\n');
     throw new AirlockError('DENIED', `proposal ${p.id} has ${blocking.length} blocking finding${blocking.length === 1 ? '' : 's'}:\n${list}`,

@@ -1,0 +1,208 @@
+import type { Command } from 'commander';
+import { spawnSync } from 'node:child_process';
+import { ExitCode } from '../../common/errors.ts';
+import type { AuditStore } from '../../audit/index.ts';
+import {
+  createProposal, listProposals, proposalStatus, approveProposal, rejectProposal, applyProposal, requireProposal,
+  toSarif, loadChange, decisionsFor, type Proposal, type Finding, type ProposalStatus,
+} from '../../review/index.ts';
+import { setExit } from '../main.ts';
+import { bad, bold, dim, ok, paint, printJson, progress, table, warn } from '../output.ts';
+import { openStore, parseId } from './approvals.ts';
+
+// airlock propose SESSION; airlock review list|show|approve|reject|apply. Output shows
+// agent-written text with control, bidi and invisible characters made visible, so the
+// diff a reviewer reads is the diff that would be applied.
+
+function withStore<T>(fn: (s: AuditStore) => T | Promise<T>): Promise<T> {
+  const s = openStore();
+  return Promise.resolve().then(() => fn(s)).finally(() => s.close());
+}
+
+/** Makes terminal-unsafe and invisible characters visible (never emits them raw). */
+export function visible(s: string): string {
+  // eslint-disable-next-line no-control-regex, no-misleading-character-class
+  return s.replace(/[\u0000-\u0008\u000B-\u001F\u007F-\u009F\u00AD\u061C\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2069\uFEFF\uFE00-\uFE0F\u3164\uFFA0\u{E0000}-\u{E01EF}]/gu,
+    (c) => `<U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}>`);
+}
+
+function sevColour(sev: Finding['severity'], t: string): string {
+  return sev === 'critical' || sev === 'high' ? bad(t) : sev === 'medium' ? warn(t) : dim(t);
+}
+
+function stateText(st: ProposalStatus): string {
+  switch (st.state) {
+    case 'approved': return ok('approved');
+    case 'applied': return ok(`applied → ${st.applied?.branch}`);
+    case 'rejected': return bad('rejected');
+    case 'superseded': return dim('superseded');
+    default: return warn('pending');
+  }
+}
+
+function summary(p: Proposal): string {
+  const by: Record<string, number> = {};
+  for (const f of p.findings) by[f.severity] = (by[f.severity] ?? 0) + 1;
+  const blocking = p.findings.filter((f) => f.blocking).length;
+  const parts = ['critical', 'high', 'medium', 'low', 'info'].filter((s) => by[s]).map((s) => `${by[s]} ${s}`);
+  return (parts.join(', ') || 'no findings') + (blocking ? ` (${blocking} blocking)` : '');
+}
+
+function jsonOf(p: Proposal, st: ProposalStatus): Record<string, unknown> {
+  return {
+    id: p.id, session: p.session, hash: p.hash, created: p.created, state: st.state, base: p.base, head: p.head, commits: p.commits,
+    stats: p.stats, startedBy: p.startedBy, approvers: st.approvers, required: st.required, escalated: st.escalated, missing: st.missing,
+    rejected: st.rejectedBy, applied: st.applied, lastApplyError: st.lastApplyError, findings: p.findings,
+  };
+}
+
+function findingLine(f: Finding): string {
+  return sevColour(f.severity, `  ▲ [${f.severity}${f.blocking ? ', blocking' : ''}] ${f.rule}: ${visible(f.message)}`);
+}
+
+function renderShow(p: Proposal, st: ProposalStatus): string {
+  const out: string[] = [];
+  out.push(bold(`proposal ${p.id}`) + `  session ${p.session}  ${stateText(st)}`);
+  out.push(dim(`hash sha256:${p.hash}  base ${p.base.slice(0, 12)}  head ${p.head.slice(0, 12)}  ${p.stats.commits} commits, ${p.stats.files} files, +${p.stats.added}/-${p.stats.deleted}`));
+  if (p.startedBy) out.push(dim(`agent started by ${p.startedBy}`));
+  out.push(`checks: ${summary(p)}`);
+  out.push(`approvals: ${st.approvers.length ? st.approvers.join(', ') : 'none'} (${st.required} required${st.escalated ? ', escalated' : ''}${st.group ? `, one from group ${st.group}` : ''})`);
+  for (const m of st.missing) if (st.state === 'pending') out.push(warn(`  needs ${m}`));
+  if (st.rejectedBy) out.push(bad(`rejected by ${st.rejectedBy.by}: ${visible(st.rejectedBy.reason)}`));
+  if (st.lastApplyError) out.push(bad(`last apply failed: ${visible(st.lastApplyError)}`));
+  const global = p.findings.filter((f) => !f.file);
+  for (const f of global) out.push(findingLine(f));
+  out.push('');
+  let change;
+  try { change = loadChange(p.resultRepo, p.base, p.head, p.commits); } catch (e) {
+    out.push(bad(`cannot read the diff: ${e instanceof Error ? e.message : String(e)}`));
+    return out.join('\n');
+  }
+  if (change.diffSha256 !== p.diffSha256) out.push(bad('WARNING: the diff no longer matches the proposal hash; it cannot be approved or applied'));
+  const byFile = new Map<string, Finding[]>();
+  for (const f of p.findings) if (f.file) byFile.set(f.file, [...(byFile.get(f.file) ?? []), f]);
+  let file = '';
+  let newLine = 0;
+  for (const line of change.diff.split('\n')) {
+    if (line.startsWith('diff --git ')) {
+      file = '';
+      out.push(bold(visible(line)));
+      continue;
+    }
+    if (line.startsWith('+++ ')) {
+      const path = line.slice(4) === '/dev/null' ? null : line.slice(6);
+      out.push(bold(visible(line)));
+      if (path) file = path;
+      for (const f of byFile.get(file) ?? []) if (f.line === 0) out.push(findingLine(f));
+      continue;
+    }
+    if (line.startsWith('--- ')) {
+      out.push(bold(visible(line)));
+      if (line.startsWith('--- a/')) file = line.slice(6);
+      continue;
+    }
+    const h = /^@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@/.exec(line);
+    if (h) { newLine = Number(h[1]); out.push(paint('cyan', visible(line))); continue; }
+    if (line.startsWith('+')) {
+      out.push(paint('green', visible(line)));
+      for (const f of byFile.get(file) ?? []) if (f.line === newLine) out.push(findingLine(f));
+      newLine++;
+      continue;
+    }
+    if (line.startsWith('-')) { out.push(paint('red', visible(line))); continue; }
+    if (line.startsWith(' ')) newLine++;
+    out.push(visible(line));
+  }
+  return out.join('\n');
+}
+
+function page(text: string): void {
+  if (process.stdout.isTTY) {
+    const r = spawnSync('less', ['-R', '-F', '-X'], { input: text + '\n', stdio: ['pipe', 'inherit', 'inherit'] });
+    if (!r.error && r.status === 0) return;
+  }
+  process.stdout.write(text + '\n');
+}
+
+export function registerReview(program: Command): void {
+  program.command('propose')
+    .description('Turn a finished session\'s captured result into a proposal: run the checks and record it for review.')
+    .argument('<session>', 'session id')
+    .option('--org-policy <file>', 'org policy file (default: AIRLOCK_ORG_POLICY or /etc/airlock/policy.yaml)')
+    .option('--json', 'machine-readable output')
+    .action((session: string, opts: { json?: boolean; orgPolicy?: string }, cmd: Command) => withStore(async (store) => {
+      progress(`checking session ${session}`);
+      const { proposal: p, created } = await createProposal(store, session, { orgPolicy: opts.orgPolicy });
+      const st = proposalStatus(store, p);
+      if (opts.json) { printJson({ ...jsonOf(p, st), created }); return; }
+      process.stdout.write(`${created ? 'proposal' : 'unchanged: proposal'} ${bold(String(p.id))} for session ${p.session}: ${p.stats.files} files, ${p.stats.commits} commits; checks: ${summary(p)}\n`);
+      process.stdout.write(dim(`review it with: airlock review show ${p.id}`) + '\n');
+      if (p.findings.some((f) => f.blocking)) setExit(cmd, ExitCode.FAILURE);
+    }));
+
+  const review = program.command('review').description('Review proposals: list, show (diff with findings), approve, reject, apply.');
+
+  review.command('list')
+    .description('Proposals waiting for review (with --all: every proposal).')
+    .option('--json', 'machine-readable output')
+    .option('--all', 'include applied, rejected and superseded proposals')
+    .action((opts: { json?: boolean; all?: boolean }) => withStore((store) => {
+      const rows = listProposals(store).map((p) => ({ p, st: proposalStatus(store, p) }))
+        .filter((r) => opts.all || r.st.state === 'pending' || r.st.state === 'approved');
+      if (opts.json) { printJson(rows.map((r) => jsonOf(r.p, r.st))); return; }
+      if (!rows.length) { process.stdout.write(dim(opts.all ? 'no proposals' : 'no proposals waiting for review') + '\n'); return; }
+      process.stdout.write(table(rows.map(({ p, st }) => [String(p.id), p.session, stateText(st), `${p.stats.files} files +${p.stats.added}/-${p.stats.deleted}`, summary(p), `${st.approvers.length}/${st.required}`]),
+        ['id', 'session', 'state', 'size', 'checks', 'approvals']) + '\n');
+    }));
+
+  review.command('show')
+    .description('Show a proposal: status, findings and the diff with findings inline (paged and coloured on a terminal).')
+    .argument('<id>', 'proposal id')
+    .option('--json', 'machine-readable output')
+    .option('--sarif', 'the findings as SARIF 2.1.0')
+    .action((id: string, opts: { json?: boolean; sarif?: boolean }) => withStore((store) => {
+      const p = requireProposal(store, parseId(id, 'proposal id'));
+      const st = proposalStatus(store, p);
+      if (opts.sarif) { printJson(toSarif(p)); return; }
+      if (opts.json) { printJson({ ...jsonOf(p, st), decisions: decisionsFor(store, p.id) }); return; }
+      page(renderShow(p, st));
+    }));
+
+  review.command('approve')
+    .description('Approve a proposal (bound to its content hash; refused from inside a sandbox).')
+    .argument('<id>', 'proposal id')
+    .option('--as <name>', 'your identity (default: git config user.email, else the OS user)')
+    .option('--override-reason <text>', 'approve despite blocking findings (only members of review.overrideRoles); recorded')
+    .action((id: string, opts: { as?: string; overrideReason?: string }) => withStore(async (store) => {
+      const r = approveProposal(store, parseId(id, 'proposal id'), { as: opts.as, overrideReason: opts.overrideReason });
+      process.stdout.write(`approved proposal ${r.proposal.id} as ${r.by}: ${stateText(r.status)}\n`);
+      for (const m of r.status.missing) process.stdout.write(warn(`  still needs ${m}`) + '\n');
+      if (r.status.state === 'approved' && r.proposal.policy.review.apply.onApproval) {
+        const a = await applyProposal(store, r.proposal.id, { as: opts.as });
+        process.stdout.write(`pushed ${a.branch} to ${a.remote}${a.url ? `; pull request: ${a.url}` : ''}\n`);
+      } else if (r.status.state === 'approved') {
+        process.stdout.write(dim(`apply it with: airlock review apply ${r.proposal.id}`) + '\n');
+      }
+    }));
+
+  review.command('reject')
+    .description('Reject a proposal with a reason (recorded).')
+    .argument('<id>', 'proposal id')
+    .requiredOption('--reason <text>', 'why')
+    .option('--as <name>', 'your identity (default: git config user.email, else the OS user)')
+    .action((id: string, opts: { as?: string; reason: string }) => withStore((store) => {
+      const r = rejectProposal(store, parseId(id, 'proposal id'), { as: opts.as, reason: opts.reason });
+      process.stdout.write(`rejected proposal ${r.proposal.id} as ${r.by}\n`);
+    }));
+
+  review.command('apply')
+    .description('Push an approved proposal as a new branch and open a pull request (per review.apply in the policy).')
+    .argument('<id>', 'proposal id')
+    .option('--as <name>', 'your identity (default: git config user.email, else the OS user)')
+    .option('--json', 'machine-readable output')
+    .action((id: string, opts: { as?: string; json?: boolean }) => withStore(async (store) => {
+      const a = await applyProposal(store, parseId(id, 'proposal id'), { as: opts.as });
+      if (opts.json) { printJson(a); return; }
+      process.stdout.write(`${a.alreadyPushed ? 'already on the remote' : 'pushed'}: ${a.branch} (${a.commit.slice(0, 12)}) to ${a.remote}${a.url ? `\npull request: ${a.url}` : ''}\n`);
+    }));
+}
