@@ -43,12 +43,14 @@ export function sandboxNetwork(gatewayUnixPath: string, opts: { transparent: boo
     lines.push(
       'command -v nft >/dev/null || { echo "airlock: nft is required for transparent egress (apt-get install nftables)" >&2; exit 1; }',
       // a default route so connect() reaches the nat hook instead of failing with ENETUNREACH
-      'ip link add airlock0 type dummy',
+      // (a veth pair with both ends inside: the dummy driver is not always available)
+      'ip link add airlock0 type veth peer name airlock1',
+      'ip link set airlock1 up',
       'ip addr add 192.0.2.1/32 dev airlock0',
       'ip link set airlock0 up',
       'ip route add default dev airlock0',
       ...TRANSPARENT_PORTS.map((p) => bridge(BRIDGE_PORT[p]!, transparentSocketPath(gatewayUnixPath, p))),
-      `if command -v dnsmasq >/dev/null; then dnsmasq --keep-in-foreground --no-resolv --no-hosts --no-poll --bind-interfaces --listen-address=127.0.0.1 --port=${DNS_PORT} --address=/#/${SYNTHETIC_ADDRESS} --user=root --pid-file= </dev/null >/dev/null 2>&1 & echo $! >> "$pids"; fi`,
+      `if command -v dnsmasq >/dev/null; then dnsmasq --keep-in-foreground --no-resolv --no-hosts --no-poll --bind-interfaces --listen-address=127.0.0.1 --port=${DNS_PORT} --address=/#/${SYNTHETIC_ADDRESS} --user=root --group=root --pid-file= </dev/null >/dev/null 2>&1 & echo $! >> "$pids"; fi`,
       `nft -f - <<'NFT'
 table inet airlock {
   chain nat_out {
@@ -63,6 +65,7 @@ table inet airlock {
   chain filter_out {
     type filter hook output priority 0; policy accept;
     oifname "lo" accept
+    ct status dnat accept
     meta l4proto tcp reject with tcp reset
     reject with icmpx type admin-prohibited
   }

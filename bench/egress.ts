@@ -1,0 +1,157 @@
+// Egress gateway benchmark: CONNECT tunnel throughput and added latency through the
+// gateway vs a direct loopback connection and vs squid with the same one-destination
+// allowlist, interleaved in one run; then 2,000 concurrent tunnels held through the
+// gateway with its peak RSS. The gateway runs in its own process (as squid does).
+//   node bench/egress.ts [--rounds N] [--mb N] [--tunnels N]
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { createServer, connect, type Socket } from 'node:net';
+import { mkdtempSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { writeSection, median, percentile } from './report.ts';
+
+const arg = (name: string, d: number) => { const i = process.argv.indexOf(name); return i > 0 ? Number(process.argv[i + 1]) : d; };
+
+if (process.argv[2] === '--serve-gateway') {
+  // child mode: one gateway, address on stdout
+  const { startGateway, mapResolver } = await import('../src/egress/index.ts');
+  const { policySchema } = await import('../src/policy/index.ts');
+  const port = Number(process.argv[3]);
+  const gw = await startGateway({
+    session: 'bench', audit: () => undefined, listen: { host: '127.0.0.1', port: 0 }, resolver: mapResolver({ 'up.test': '127.0.0.1' }),
+    policy: policySchema.parse({ egress: { allow: [{ host: 'up.test', ports: [port], schemes: ['tcp', 'https'] }], allowCidrs: [{ cidr: '127.0.0.1/32', ports: [port] }], limits: { maxConnections: 10_000, requestsPerMinute: 1_000_000, maxUploadBytes: 2 ** 40 } } }),
+  });
+  process.stdout.write(gw.address + '\n');
+  process.stdin.resume();
+  process.stdin.on('end', () => { void gw.close().then(() => process.exit(0)); });
+} else {
+  const ROUNDS = arg('--rounds', 7);
+  const MB = arg('--mb', 64);
+  const TUNNELS = arg('--tunnels', 2000);
+  const LAT_N = 200;
+  const chunk = Buffer.alloc(64 * 1024, 0x61);
+
+  // upstream: "go\n" → MB megabytes then close; "p" → "q" (latency ping)
+  const up = createServer((s) => {
+    s.on('error', () => undefined);
+    s.once('data', (d) => {
+      if (d[0] === 0x70) { s.write('q'); s.on('data', () => s.write('q')); return; }
+      let left = MB * 16;
+      const pump = () => { while (left > 0) { left--; if (!s.write(chunk)) { s.once('drain', pump); return; } } s.end(); };
+      pump();
+    });
+  });
+  await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
+  const upPort = (up.address() as { port: number }).port;
+
+  const gwProc = spawn(process.execPath, [import.meta.filename, '--serve-gateway', String(upPort)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const gwAddr = await new Promise<string>((r) => gwProc.stdout!.once('data', (d) => r(String(d).trim())));
+  const gwPort = Number(gwAddr.split(':')[1]);
+
+  // squid on loopback, allowing CONNECT to exactly the upstream
+  let squid: ChildProcess | null = null; let squidPort = 0; let squidNote = '';
+  const squidBin = ['/usr/sbin/squid'].find(existsSync);
+  if (squidBin) {
+    const dir = mkdtempSync(join(tmpdir(), 'airlock-bench-squid-'));
+    squidPort = 20000 + Math.floor(Math.random() * 20000);
+    writeFileSync(join(dir, 'squid.conf'), [
+      `http_port 127.0.0.1:${squidPort}`, `acl up dst 127.0.0.1`, `acl upport port ${upPort}`, 'acl CONNECT method CONNECT',
+      'http_access allow CONNECT up upport', 'http_access deny all', 'cache deny all', `pid_filename ${dir}/squid.pid`, `cache_log ${dir}/cache.log`,
+      'access_log none', `coredump_dir ${dir}`, 'max_filedescriptors 16384', 'workers 1', 'shutdown_lifetime 0 seconds',
+    ].join('\n') + '\n');
+    squid = spawn(squidBin, ['-N', '-f', join(dir, 'squid.conf')], { stdio: 'ignore' });
+    for (let i = 0; i < 100; i++) {
+      const okp = await new Promise<boolean>((r) => { const s = connect(squidPort, '127.0.0.1', () => { s.destroy(); r(true); }); s.on('error', () => r(false)); });
+      if (okp) break;
+      await new Promise((r) => setTimeout(r, 100));
+      if (i === 99) { squidNote = 'squid did not start'; squid?.kill(); squid = null; }
+    }
+  } else squidNote = 'squid not installed';
+
+  type Path = 'direct' | 'gateway' | 'squid';
+  const target = (p: Path) => (p === 'gateway' ? `up.test:${upPort}` : `127.0.0.1:${upPort}`);
+  function open(p: Path): Promise<Socket> {
+    return new Promise((resolve, reject) => {
+      if (p === 'direct') { const s = connect({ host: '127.0.0.1', port: upPort, noDelay: true }, () => resolve(s)); s.on('error', reject); return; }
+      const s = connect({ host: '127.0.0.1', port: p === 'gateway' ? gwPort : squidPort, noDelay: true }, () => s.write(`CONNECT ${target(p)} HTTP/1.1\r\nHost: ${target(p)}\r\n\r\n`));
+      s.on('error', reject);
+      let buf = '';
+      const onData = (d: Buffer) => {
+        buf += d.toString('latin1');
+        const end = buf.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        s.off('data', onData); s.pause();
+        if (!/^HTTP\/1\.[01] 200/.test(buf)) { reject(new Error(`${p}: ${buf.split('\r\n')[0]}`)); return; }
+        if (buf.length > end + 4) s.unshift(Buffer.from(buf.slice(end + 4), 'latin1'));
+        resolve(s);
+      };
+      s.on('data', onData);
+    });
+  }
+  async function throughput(p: Path): Promise<number> {
+    const s = await open(p);
+    const t0 = process.hrtime.bigint();
+    let n = 0;
+    await new Promise<void>((r) => { s.on('data', (d: Buffer) => { n += d.length; }); s.on('end', () => r()); s.on('close', () => r()); s.resume(); s.write('go\n'); });
+    s.destroy();
+    const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+    if (n !== MB * 1024 * 1024) throw new Error(`${p}: got ${n} bytes`);
+    return n / 1024 / 1024 / secs;
+  }
+  async function latency(p: Path): Promise<number> {
+    // new connection (and tunnel) + first round trip, in ms
+    const t0 = process.hrtime.bigint();
+    const s = await open(p);
+    await new Promise<void>((r) => { s.once('data', () => r()); s.resume(); s.write('p'); });
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    s.destroy();
+    return ms;
+  }
+  const paths: Path[] = squid ? ['direct', 'gateway', 'squid'] : ['direct', 'gateway'];
+  const tp: Record<string, number[]> = {}; const lat: Record<string, number[]> = {};
+  for (const p of paths) { tp[p] = []; lat[p] = []; }
+  for (let i = 0; i < 20; i++) for (const p of paths) await latency(p); // warm-up
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const p of paths) tp[p]!.push(await throughput(p));
+    for (let i = 0; i < LAT_N / ROUNDS; i++) for (const p of paths) lat[p]!.push(await latency(p));
+  }
+
+  // 2,000 concurrent tunnels through the gateway, each proven alive by a ping
+  const rssKb = (pid: number, key: string) => Number(/(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith(key))!)![1]);
+  const rssBefore = rssKb(gwProc.pid!, 'VmRSS:');
+  const held: Socket[] = [];
+  const t0 = Date.now();
+  for (let i = 0; i < TUNNELS; i += 200) {
+    const batch = await Promise.all(Array.from({ length: Math.min(200, TUNNELS - i) }, () => open('gateway')));
+    held.push(...batch);
+  }
+  let alive = 0;
+  await Promise.all(held.map((s) => new Promise<void>((r) => { s.once('data', () => { alive++; r(); }); s.resume(); s.write('p'); setTimeout(r, 20_000).unref(); })));
+  const openMs = Date.now() - t0;
+  const rssHeld = rssKb(gwProc.pid!, 'VmRSS:');
+  const peak = rssKb(gwProc.pid!, 'VmHWM:');
+  for (const s of held) s.destroy();
+
+  gwProc.stdin!.end();
+  squid?.kill('SIGTERM');
+  up.close();
+
+  const f1 = (x: number) => x.toFixed(1); const f2 = (x: number) => x.toFixed(2); const f3 = (x: number) => x.toFixed(3);
+  const mt = (p: string) => median(tp[p]!); const ml = (p: string) => median(lat[p]!);
+  const rows = paths.map((p) => `| ${p} | ${f1(mt(p))} | ${f2(mt(p) / mt('direct'))}× | ${f3(ml(p))} | ${f3(percentile(lat[p]!, 95))} | ${p === 'direct' ? '—' : f3(ml(p) - ml('direct'))} |`);
+  const md = [
+    'Command: `node bench/egress.ts` (options `--rounds 7 --mb 64 --tunnels 2000`). CONNECT tunnels over loopback to a local TCP server; the gateway (its own Node process, full policy decision, name resolution via an injected map, audit callback) vs a direct connection vs squid 5.7 allowing CONNECT to the same single destination. Rounds interleaved.',
+    '',
+    `| path | throughput MB/s (median of ${ROUNDS}, ${MB} MB each) | vs direct | connect + first round trip p50 ms | p95 ms | added p50 ms |`,
+    '| --- | --- | --- | --- | --- | --- |',
+    ...rows,
+    '',
+    `Targets: throughput ≥ 0.8× direct → **${f2(mt('gateway') / mt('direct'))}×**; added p50 latency ≤ 1 ms → **${f3(ml('gateway') - ml('direct'))} ms**${squid ? `; squid adds ${f3(ml('squid') - ml('direct'))} ms and reaches ${f2(mt('squid') / mt('direct'))}×` : ` (${squidNote})`}.`,
+    '',
+    `Concurrency: ${TUNNELS} tunnels opened in ${openMs} ms, ${alive} answered a ping while all were held; gateway RSS ${Math.round(rssBefore / 1024)} MiB idle → ${Math.round(rssHeld / 1024)} MiB holding them (peak ${Math.round(peak / 1024)} MiB, ≈ ${Math.round(((rssHeld - rssBefore) / TUNNELS) * 10) / 10} KiB per tunnel).`,
+  ].join('\n');
+  process.stdout.write(md + '\n');
+  if (!process.argv.includes('--no-write')) writeSection('egress', md);
+  void execFileSync;
+  process.exit(0);
+}
