@@ -144,7 +144,8 @@ export async function injectionCheck(files: ChangedFile[]): Promise<Finding[]> {
             message: `SQL built by ${first.type === 'identifier' ? `variable "${first.text}" (concatenated/interpolated)` : 'concatenation or interpolation'} is passed to ${callee}(): use bound parameters` });
           continue;
         }
-        const unresolvedVar = first.type === 'identifier' && !(L.assigns.get(first.text) ?? []).every((v) => isLiteral(v, L));
+        const values = first.type === 'identifier' ? L.assigns.get(first.text) ?? [] : [];
+        const unresolvedVar = first.type === 'identifier' && (values.length === 0 || !values.every((v) => isLiteral(v, L)));
         const built = dynamic || unresolvedVar || first.type === 'member_expression' || first.type === 'attribute' || first.type === 'subscript_expression' || first.type === 'subscript';
         if (!built) continue;
         let shell = false;
