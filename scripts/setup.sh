@@ -15,6 +15,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 pkgs=(bubblewrap strace util-linux iproute2 git socat ca-certificates curl)
 if [ "$WANT_TEST_DEPS" = 1 ]; then
   pkgs+=(rsyslog rsyslog-gnutls gnutls-bin nftables postgresql chromium squid-openssl dnsmasq-base openssl)
+  pkgs+=(sqlite3) # audit tamper tests edit the database with the sqlite3 CLI
 fi
 missing=()
 for p in "${pkgs[@]}"; do
