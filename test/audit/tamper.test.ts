@@ -93,8 +93,9 @@ test('tamper with the chain recomputed after the edit: the signed checkpoint sti
   db.exec('DROP TRIGGER events_no_update');
   db.exec(`UPDATE events SET data = '{"argv":["curl","evil"],"i":5}' WHERE seq = 5`);
   let prev = GENESIS_HASH;
-  for (const r of db.prepare('SELECT * FROM events ORDER BY seq').all() as Record<string, never>[]) {
-    const e = { seq: r.seq, id: r.id, ts: r.ts, type: r.type, session: r.session, severity: r.severity, decision: r.decision, rule: r.rule, data: JSON.parse(r.data) };
+  type Row = { seq: number; id: string; ts: string; type: string; session: string | null; severity: 'info'; decision: 'allow' | null; rule: string | null; data: string };
+  for (const r of db.prepare('SELECT * FROM events ORDER BY seq').all() as unknown as Row[]) {
+    const e = { seq: r.seq, id: r.id, ts: r.ts, type: r.type, session: r.session, severity: r.severity, decision: r.decision, rule: r.rule, data: JSON.parse(r.data) as Record<string, unknown> };
     const h = chainHash(prev, eventBody(e));
     db.prepare('UPDATE events SET prev_hash = ?, hash = ? WHERE seq = ?').run(prev, h, e.seq);
     prev = h;
