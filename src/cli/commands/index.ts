@@ -6,6 +6,7 @@ import { registerReview } from './review.ts';
 import { registerSecrets } from './secrets.ts';
 import { registerEgress } from './egress.ts';
 import { registerAudit } from './audit.ts';
+import { registerAgents } from './agents.ts';
 
 // Each module's commands live in their own file and register here, one line each.
 export type Register = (program: Command) => void;
@@ -18,3 +19,4 @@ registrations.push(registerApprovals);
 registrations.push(registerEgress);
 registrations.push(registerReview);
 registrations.push(registerAudit);
+registrations.push(registerAgents);

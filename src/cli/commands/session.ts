@@ -5,6 +5,7 @@ import { AuditStore } from '../../audit/index.ts';
 import { Session, listSessions, type OpenSessionOptions, type SessionSummary } from '../../session/index.ts';
 import { request, startDetached } from '../../session/daemon.ts';
 import '../../session/layers.ts';
+import { applyProfile } from '../../agents/index.ts';
 import { setExit } from '../main.ts';
 import { bad, dim, ok, printJson, table, warn, progress } from '../output.ts';
 
@@ -17,7 +18,7 @@ function sessionOptions(cmd: Command): Command {
     .option('--policy <file>', 'repo policy file to use instead of the base commit\'s airlock.yaml')
     .option('--org-policy <file>', 'organisation policy (default: $AIRLOCK_ORG_POLICY or /etc/airlock/policy.yaml)')
     .option('--allow-host <host[:port]>', 'grant one more destination for this session only (recorded); repeatable', collect, [])
-    .option('--agent <name>', 'agent identity recorded with the session', 'generic');
+    .option('--agent <name>', 'agent profile (`airlock agents` lists them): sets the agent up inside the sandbox and names it in the record', 'generic');
 }
 
 function toOptions(o: Record<string, unknown>, command?: string[]): OpenSessionOptions {
@@ -41,14 +42,16 @@ export function registerSession(program: Command): void {
     .addHelpText('after', '\nExamples:\n  airlock run -- bash\n  airlock run --allow-host registry.npmjs.org -- npm test\n  airlock run --agent codex -- codex exec "fix the failing test"')
     .action(async (command: string[], o: Record<string, unknown>, cmd: Command) => {
       progress('preparing workspace snapshot');
-      const session = await Session.open(toOptions(o, command));
+      const profile = applyProfile(o.agent as string, command, { session: toOptions(o, command) });
+      const session = await Session.open({ ...toOptions(o, command), ...profile.openOptions });
       process.stderr.write(`${dim('airlock:', process.stderr)} session ${session.id} (base ${session.baseCommit.slice(0, 12)}, ${session.mechanisms.limits}, network: ${session.mechanisms.network})\n`);
       let interrupted: NodeJS.Signals | null = null;
       const onSignal = (sig: NodeJS.Signals) => { interrupted = sig; void session.stop(`interrupted by ${sig}`); };
       for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, onSignal);
       let status = 1;
       try {
-        const h = await session.exec({ argv: command, stdio: 'inherit', via: 'run' });
+        await profile.prepare(session);
+        const h = await session.exec({ argv: profile.argv, stdio: 'inherit', via: 'run' });
         const r = await Promise.race([h.done, session.limitHit.then(async () => h.done)]);
         status = r.status;
       } catch (e) {

@@ -1,0 +1,76 @@
+import { AirlockError } from '../common/errors.ts';
+import { SANDBOX_HOME } from '../sandbox/index.ts';
+import type { OpenSessionOptions, Session } from '../session/index.ts';
+import { sessionPolicy } from '../session/index.ts';
+import { openHostRepo, resolveCommit } from '../workspace/index.ts';
+import { resolve } from 'node:path';
+import { getProfile } from './profiles.ts';
+import { agentArgv, fileDigest, resolveAgent, type ResolvedAgent, type ResolveOptions } from './resolve.ts';
+
+// `airlock run --agent NAME -- ARGS`: the profile becomes Session.open options (mounts,
+// fixed env with the key placeholder, model hosts as per-session grants) and a prepare
+// step that writes the agent's private config into the sandbox home, from inside the
+// sandbox, before the agent starts.
+
+export interface AppliedProfile {
+  /** The agent's command line inside the sandbox. */
+  argv: string[];
+  /** Merge into Session.open options. */
+  openOptions: Pick<OpenSessionOptions, 'agent' | 'sandboxEnv' | 'readOnlyPaths' | 'allowHosts'>;
+  agent: ResolvedAgent;
+  /** Writes the profile's files into the sandbox home; call after Session.open, before exec. */
+  prepare(session: Session): Promise<void>;
+}
+
+export interface ApplyOptions extends ResolveOptions {
+  /** Session options the profile is applied to (used to read the policy's agents section). */
+  session?: OpenSessionOptions;
+}
+
+/** Resolves profile `name` for the user's arguments `args`. */
+export function applyProfile(name: string, args: string[], o: ApplyOptions = {}): AppliedProfile {
+  const so = o.session ?? {};
+  // The policy (org + base commit's airlock.yaml, or --policy) may add or override profiles.
+  const repo = openHostRepo(resolve(so.repo ?? process.cwd()));
+  const base = resolveCommit(repo, so.base ?? 'HEAD');
+  const policy = sessionPolicy(repo, base, so, so.env ?? process.env).policy;
+  const profile = getProfile(name, policy);
+  const agent = resolveAgent(profile, o);
+  const argv = agentArgv(agent, args);
+  return {
+    argv, agent,
+    openOptions: {
+      agent: name,
+      sandboxEnv: { ...(so.sandboxEnv ?? {}), ...agent.env },
+      readOnlyPaths: [...(so.readOnlyPaths ?? []), ...agent.mounts],
+      allowHosts: [...new Set([...(so.allowHosts ?? []), ...agent.allowHosts])],
+    },
+    prepare: (s) => prepareAgent(s, agent),
+  };
+}
+
+const WRITE_SCRIPT = 'umask 077; f="$HOME/$1"; mkdir -p -- "$(dirname -- "$f")" && cat > "$f" && chmod "$2" -- "$f"';
+
+/** Writes a file under the sandbox home with a command run inside the sandbox (never a host write). */
+export async function writeHomeFile(s: Session, path: string, content: string, mode = 0o600): Promise<void> {
+  const h = await s.exec({ argv: ['/bin/sh', '-c', WRITE_SCRIPT, 'airlock-agent-setup', path, mode.toString(8)], via: 'api' });
+  let err = '';
+  h.stderr?.on('data', (d: Buffer) => { err += d.toString(); });
+  h.stdout?.resume();
+  h.stdin?.end(content);
+  const r = await h.done;
+  if (r.status !== 0) throw new AirlockError('UNAVAILABLE', `could not write ${SANDBOX_HOME}/${path} in the sandbox (exit ${r.status}): ${err.trim().slice(0, 300)}`, 'check the session\'s audit log; the command rules must allow /bin/sh for agent setup');
+}
+
+export async function prepareAgent(s: Session, a: ResolvedAgent): Promise<void> {
+  for (const f of a.files) await writeHomeFile(s, f.path, f.content, f.mode);
+  s.record({
+    type: 'agent.setup',
+    data: {
+      profile: a.profile.name, source: a.profile.source, executable: a.executable, mounts: a.mounts,
+      envNames: Object.keys(a.env).sort(), files: a.files.map((f) => ({ path: `${SANDBOX_HOME}/${f.path}`, sha256: fileDigest(f.content) })),
+      allowHosts: a.allowHosts, baseUrl: a.baseUrl,
+      credential: a.credential ? { id: a.credential.id, env: a.credential.env, hosts: a.credential.hosts, header: a.credential.header.name, source: a.credential.source } : null,
+    },
+  });
+}

@@ -1,0 +1,257 @@
+import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { randomBytes, createHash } from 'node:crypto';
+import { dirname, join, basename } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { AirlockError } from '../common/errors.ts';
+import { looksLikeCredential, SANDBOX_HOME } from '../sandbox/index.ts';
+import type { AgentProfile } from './profiles.ts';
+
+// From a profile (data) to a concrete launch: the executable's host path (mounted
+// read-only at the same path), the runtime to mount, the fixed environment, the private
+// config files for the sandbox home, the model hosts to grant and the credential the
+// gateway broker must inject. Nothing here touches the sandbox; see setup.ts.
+
+/** Airlock's own installation root (where its node_modules are). */
+export const AIRLOCK_ROOT = realpathSync(join(dirname(fileURLToPath(import.meta.url)), '..', '..'));
+
+const SYSTEM_PREFIXES = ['/usr/', '/bin/', '/sbin/', '/lib/', '/lib64/', '/etc/', '/opt/'];
+const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const MAX_PACKAGES = 400;
+
+/**
+ * A credential the gateway's broker injects. Shaped like one entry of the policy's
+ * `credentials:` section (issue "Credential sanitization"): where the real value comes
+ * from on the host, which destinations may receive it, how it is sent. Inside the
+ * sandbox `env` holds only `placeholder`.
+ */
+export interface BrokeredCredential {
+  /** Id named in audit events (agent.<profile>). */
+  id: string;
+  /** Variable inside the sandbox that holds the placeholder. */
+  env: string;
+  /** Random per-session stand-in; the broker swaps it for the real value on bound hosts only. */
+  placeholder: string;
+  /** Where the broker reads the real value on the host. */
+  source: { env: string } | { file: string };
+  /** Destinations that may receive it (host names; https on 443 unless the base URL says otherwise). */
+  hosts: string[];
+  /** How it is sent: a header and its template ({{value}} is replaced). */
+  header: { name: string; template: string };
+}
+
+export interface ResolvedAgent {
+  profile: AgentProfile;
+  /** Executable as the sandbox sees it (same path as on the host), or null for generic. */
+  executable: string | null;
+  /** Host paths mounted read-only at the same path. */
+  mounts: string[];
+  /** Fixed variables inside the sandbox (placeholder included, never the real key). */
+  env: Record<string, string>;
+  /** Files written under the sandbox home before the agent starts. */
+  files: { path: string; content: string; mode: number }[];
+  /** Destinations granted for this session (HOST or HOST:PORT, as --allow-host). */
+  allowHosts: string[];
+  credential: BrokeredCredential | null;
+  baseUrl: string | null;
+}
+
+export interface ResolveOptions {
+  /** Override the model base URL (e.g. a company model gateway). */
+  baseUrl?: string;
+  /** Where to look for agent packages (default: Airlock's own node_modules). */
+  root?: string;
+  /** Node runtime to mount (default: the one running Airlock). */
+  nodeExecPath?: string;
+}
+
+/** Host paths that a profile may never mount, even read-only: credential stores and host state. */
+export function refusedMount(p: string): string | null {
+  const segs = p.split('/').filter(Boolean);
+  if (segs.length === 0) return 'the whole host filesystem';
+  if (['proc', 'sys', 'dev', 'run', 'boot'].includes(segs[0]!) || (segs[0] === 'var' && segs[1] === 'run')) return 'host kernel/runtime state';
+  if ((segs[0] === 'home' && segs.length <= 2) || (segs[0] === 'root' && segs.length === 1)) return 'a whole home directory';
+  if (p === '/etc/shadow' || p === '/etc/gshadow' || p.startsWith('/etc/ssh')) return 'host authentication data';
+  const secret = ['.ssh', '.aws', '.gnupg', '.kube', '.docker', '.azure', '.netrc', '.git-credentials', '.npmrc', '.pypirc', '.config/gcloud', '.config/gh', '.codex', '.claude', '.claude.json', '.airlock'];
+  for (let i = 0; i < segs.length; i++) {
+    const rest = segs.slice(i).join('/');
+    if (secret.some((s) => rest === s || rest.startsWith(s + '/'))) return `a credential store (${segs[i]})`;
+  }
+  return null;
+}
+
+function findPackageDir(name: string, from: string): string | null {
+  let dir = from;
+  for (let i = 0; i < 64; i++) {
+    const cand = join(dir, 'node_modules', name);
+    if (existsSync(join(cand, 'package.json'))) return realpathSync(cand);
+    const up = dirname(dir);
+    if (up === dir) break;
+    dir = up;
+  }
+  return null;
+}
+
+function readPkg(dir: string): { name?: string; bin?: string | Record<string, string>; dependencies?: Record<string, string>; optionalDependencies?: Record<string, string> } {
+  return JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as ReturnType<typeof readPkg>;
+}
+
+/** A package's directory and those of its installed dependencies (optional ones included: platform binaries). */
+export function packageClosure(name: string, root: string): { dir: string; dirs: string[] } {
+  const dir = findPackageDir(name, root);
+  if (!dir) {
+    throw new AirlockError('NOT_FOUND', `agent package ${name} is not installed next to Airlock (${root})`,
+      `install it: npm install --save-exact ${name}  (or give the executable's path in the profile: executable.path)`);
+  }
+  const seen = new Set<string>([dir]);
+  const queue = [dir];
+  while (queue.length) {
+    const d = queue.shift()!;
+    const pkg = readPkg(d);
+    for (const dep of Object.keys({ ...(pkg.dependencies ?? {}), ...(pkg.optionalDependencies ?? {}) })) {
+      const dd = findPackageDir(dep, d);
+      if (!dd || seen.has(dd)) continue; // optional deps of other platforms are simply absent
+      seen.add(dd);
+      if (seen.size > MAX_PACKAGES) throw new AirlockError('UNAVAILABLE', `agent package ${name} has more than ${MAX_PACKAGES} installed dependencies`, 'install it into its own directory and give executable.path plus mounts');
+      queue.push(dd);
+    }
+  }
+  return { dir, dirs: [...seen] };
+}
+
+function binOf(dir: string, pkgName: string, bin?: string): string {
+  const pkg = readPkg(dir);
+  const bins = typeof pkg.bin === 'string' ? { [basename(pkgName)]: pkg.bin } : (pkg.bin ?? {});
+  const key = bin ?? Object.keys(bins)[0];
+  const rel = key ? bins[key] : undefined;
+  if (!rel) throw new AirlockError('POLICY_INVALID', `package ${pkgName} has no executable ${bin ?? ''} in its "bin" map`, `use one of: ${Object.keys(bins).join(', ') || '(none)'}`);
+  return realpathSync(join(dir, rel));
+}
+
+/** The Node runtime directory to mount (null when it already lives in a system directory the sandbox sees). */
+export function nodeRuntime(execPath = process.execPath): { mount: string | null; bin: string } {
+  const real = realpathSync(execPath);
+  const bin = dirname(real);
+  if (SYSTEM_PREFIXES.some((p) => real.startsWith(p))) return { mount: null, bin };
+  const top = basename(bin) === 'bin' ? dirname(bin) : bin;
+  return { mount: top, bin };
+}
+
+function fill(s: string, vars: Record<string, string>, where: string): string {
+  return s.replace(/\{\{(\w+)\}\}/g, (m, k: string) => {
+    if (k in vars) return vars[k]!;
+    throw new AirlockError('POLICY_INVALID', `${where}: unknown template ${m}`, `use one of ${Object.keys(vars).map((v) => `{{${v}}}`).join(', ')}`);
+  });
+}
+
+function hostPortOf(url: string): { host: string; grant: string } {
+  const u = new URL(url);
+  const defPort = u.protocol === 'https:' ? '443' : '80';
+  const port = u.port || defPort;
+  return { host: u.hostname, grant: port === '443' || port === '80' ? u.hostname : `${u.hostname}:${port}` };
+}
+
+export function newPlaceholder(profile: string): string {
+  return `airlock-placeholder-${profile}-${randomBytes(16).toString('hex')}`;
+}
+
+/** Turns a profile into mounts, env, files, grants and the brokered credential. */
+export function resolveAgent(profile: AgentProfile, o: ResolveOptions = {}): ResolvedAgent {
+  const where = `agent profile ${profile.name}`;
+  const root = o.root ?? AIRLOCK_ROOT;
+  const mounts: string[] = [];
+  let executable: string | null = null;
+  const ex = profile.executable;
+  if (ex?.package) {
+    const { dir, dirs } = packageClosure(ex.package, root);
+    executable = binOf(dir, ex.package, ex.bin);
+    mounts.push(...dirs);
+  } else if (ex?.path) {
+    let real: string;
+    try { real = realpathSync(ex.path); } catch { throw new AirlockError('NOT_FOUND', `${where}: executable ${ex.path} does not exist`, 'install the agent or fix executable.path'); }
+    if (!statSync(real).isFile()) throw new AirlockError('POLICY_INVALID', `${where}: executable ${ex.path} is not a file`, 'point executable.path at the program');
+    executable = real;
+    if (!SYSTEM_PREFIXES.some((p) => real.startsWith(p))) mounts.push(dirname(real));
+  }
+  for (const m of profile.mounts ?? []) mounts.push(m);
+  for (const m of mounts) {
+    const why = refusedMount(m);
+    if (why) throw new AirlockError('POLICY_INVALID', `${where}: refusing to mount ${m} into the sandbox: it is ${why}`, 'mount only the agent\'s program and runtime directories');
+  }
+
+  const model = profile.model ?? {};
+  const baseUrl = o.baseUrl ?? model.baseUrl ?? null;
+  if (o.baseUrl) {
+    try { const u = new URL(o.baseUrl); if (!/^https?:$/.test(u.protocol)) throw new Error('scheme'); } catch {
+      throw new AirlockError('USAGE', `invalid model base URL: ${o.baseUrl}`, 'give an http(s) URL such as https://llm-gateway.example.com/v1');
+    }
+  }
+  const hostGrants = new Set<string>(model.hosts ?? []);
+  const boundHosts = new Set<string>((model.hosts ?? []).map((h) => h.replace(/:\d+$/, '')));
+  if (baseUrl) { const hp = hostPortOf(baseUrl); hostGrants.add(hp.grant); boundHosts.add(hp.host); }
+  // A redirected base URL replaces the vendor hosts: the key goes only where the agent is pointed.
+  if (o.baseUrl) { hostGrants.clear(); boundHosts.clear(); const hp = hostPortOf(o.baseUrl); hostGrants.add(hp.grant); boundHosts.add(hp.host); }
+
+  let credential: BrokeredCredential | null = null;
+  const vars: Record<string, string> = {
+    home: SANDBOX_HOME, baseUrl: baseUrl ?? '', keyEnv: model.keyEnv ?? '', model: model.model ?? '',
+  };
+  const env: Record<string, string> = {};
+  if (profile.node) {
+    const rt = nodeRuntime(o.nodeExecPath);
+    if (rt.mount) mounts.push(rt.mount);
+    env.PATH = `${rt.bin}:${DEFAULT_PATH}`;
+  }
+  for (const [k, v] of Object.entries(profile.env ?? {})) {
+    if (looksLikeCredential(k)) {
+      throw new AirlockError('POLICY_INVALID', `${where}: env ${k} looks like a credential and is never set inside the sandbox`, 'declare it as model.keyEnv so the gateway brokers it');
+    }
+    env[k] = fill(v, vars, `${where} env ${k}`);
+  }
+  if (model.baseUrlEnv && baseUrl) env[model.baseUrlEnv] = baseUrl;
+  if (model.keyEnv) {
+    const placeholder = newPlaceholder(profile.name);
+    env[model.keyEnv] = placeholder;
+    const header = (model.keyHeader ?? 'authorization: Bearer {{value}}');
+    const i = header.indexOf(':');
+    credential = {
+      id: `agent.${profile.name}`, env: model.keyEnv, placeholder,
+      source: model.keySource?.file ? { file: model.keySource.file } : { env: model.keySource?.env ?? model.keyEnv },
+      hosts: [...boundHosts].sort(),
+      header: { name: header.slice(0, i).trim().toLowerCase(), template: header.slice(i + 1).trim() },
+    };
+  }
+  const files = (profile.files ?? []).map((f) => ({ path: f.path, content: fill(f.content, vars, `${where} file ${f.path}`), mode: f.mode ?? 0o600 }));
+  return { profile, executable, mounts: [...new Set(mounts)], env, files, allowHosts: [...hostGrants].sort(), credential, baseUrl };
+}
+
+/** The agent's argv from the user's arguments (non-interactive form, executable first). */
+export function agentArgv(a: Pick<ResolvedAgent, 'profile' | 'executable'>, userArgs: string[]): string[] {
+  const p = a.profile;
+  let args = [...userArgs];
+  if (a.executable === null) {
+    if (!args.length) throw new AirlockError('USAGE', 'no command given', 'pass the command after --, e.g. airlock run -- npm test');
+    return args;
+  }
+  const strip = p.args?.strip ?? [];
+  const names = new Set([...(p.commands ?? [])]);
+  if (args.length && names.has(args[0]!)) args.shift();
+  for (let i = 0; i < 8 && args.length && strip.includes(args[0]!) && !names.has(args[0]!); i++) args.shift();
+  const tpl = p.args?.template;
+  let out: string[];
+  if (!tpl) out = args;
+  else {
+    const given = new Set(args);
+    out = [];
+    for (const t of tpl) {
+      if (t === '{{args}}') out.push(...args);
+      else if (t.startsWith('-') && given.has(t)) continue;
+      else out.push(t);
+    }
+  }
+  return [a.executable, ...out];
+}
+
+/** Fingerprint of a file written into the sandbox home, for the audit record. */
+export function fileDigest(content: string): string {
+  return createHash('sha256').update(content).digest('hex');
+}
