@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import {
-  AuditStore, checkpoint, loadPublicKey, loadSigningKey, proveEvent, verifyLog, verifyLogAsync, verifyProof, type VerifyResult,
+  AuditStore, checkpoint, listCheckpoints, loadPublicKey, loadSigningKey, proveEvent, startCheckpointer, verifyLog, verifyLogAsync, verifyProof, type VerifyResult,
 } from '../../src/audit/index.ts';
 import { chainHash, eventBody, GENESIS_HASH } from '../../src/audit/event.ts';
 import { generateKeyPairSync } from 'node:crypto';
@@ -185,4 +185,19 @@ test('a missing event id and a missing log are user errors with distinct exit co
   assert.equal(cli(empty, ['audit', 'verify']).status, 66);
   assert.equal(cli(f.home, ['audit', 'export', '--format', 'xml']).status, 64);
   assert.equal(cli(f.home, ['audit', 'export', '--format', 'ocsf', '--since', 'yesterday-ish']).status, 64);
+});
+
+test('startCheckpointer signs every N events; the signed checkpoints verify and are in the log for sinks', async () => {
+  const home = mkdtempSync(join(tmpdir(), 'airlock-cp-'));
+  const s = new AuditStore(join(home, 'audit.db'));
+  const cp = startCheckpointer(s, { everyEvents: 10, everySeconds: 3600, keyDir: join(home, 'keys') });
+  for (let i = 0; i < 25; i++) { s.append({ type: 'process.exec', session: 's', data: { i } }); await new Promise((r) => setImmediate(r)); }
+  cp.stop();
+  const cps = listCheckpoints(s.db);
+  assert.equal(cps.length, 2);
+  assert.deepEqual(s.query({ type: 'audit.checkpoint' }).map((e) => e.data.size), cps.map((c) => c.size));
+  s.close();
+  const r = verifyLog(join(home, 'audit.db'), { publicKey: loadPublicKey(undefined, join(home, 'keys')) });
+  assert.equal(r.ok, true);
+  assert.equal(r.checkpointsChecked, 2);
 });
