@@ -32,7 +32,7 @@ mkdir -p "$WORK/fake-home/.ssh" && echo "-----FAKE HOST KEY $DEMO_API_KEY-----" 
 bold "== airlock run: a scripted agent on $WORK/repo"
 cd "$WORK/repo"
 set +e
-HOME="$WORK/fake-home" "$AIRLOCK" run --policy "$WORK/policy.yaml" --agent demo -- bash "$ROOT/examples/agent/demo-agent.sh"
+HOME="$WORK/fake-home" "$AIRLOCK" run --policy "$WORK/policy.yaml" -- bash "$ROOT/examples/agent/demo-agent.sh"
 status=$?
 set -e
 SESSION="$("$AIRLOCK" sessions --json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const r=JSON.parse(s);console.log(r[r.length-1].id)})')"

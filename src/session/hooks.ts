@@ -1,5 +1,5 @@
 import type { PolicyDecision } from '../policy/index.ts';
-import type { CaptureResult } from '../workspace/index.ts';
+import type { CaptureResult, SnapshotSanitizer } from '../workspace/index.ts';
 import type { Session, ExecRequest } from './session.ts';
 
 // Extension points the other layers plug into (egress gateway, command rules,
@@ -10,6 +10,8 @@ export interface SessionHooks {
   network?: (s: Session, env: NodeJS.ProcessEnv) => Promise<{ setup: string; env: Record<string, string>; close: () => Promise<void> } | null>;
   /** Turn --allow-host values into a grant policy layer. */
   grantsFor?: (hosts: string[]) => Promise<Record<string, unknown> | null>;
+  /** Rewrites the base tree before it becomes the workspace (secret redaction); cached per variant. */
+  sanitizer?: (s: Session) => Promise<SnapshotSanitizer | null>;
   afterStart?: (s: Session) => Promise<void>;
   decideCommand?: (s: Session, req: ExecRequest) => Promise<PolicyDecision | null>;
   afterStop?: (s: Session, result: CaptureResult | null) => Promise<void>;

@@ -1,4 +1,107 @@
-// Wires the optional layers into session hooks. Each import is one layer; a layer's
-// module registers its hooks when imported. Kept in one place so the session core
-// does not depend on any layer.
-export {};
+// Wires the other layers into session hooks: egress gateway, per-command rules and
+// approvals, workspace secret sanitization and honeytokens, anomaly detection, signed
+// checkpoints, SIEM delivery, and proposals. The session core depends on none of them;
+// each layer stays testable on its own. Importing this module turns them on.
+import { chownSync, lstatSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { hooks } from './hooks.ts';
+import type { Session } from './session.ts';
+import type { AuditEventInput } from '../audit/index.ts';
+import { checkpoint, startCheckpointer } from '../audit/index.ts';
+import { startDelivery } from '../audit/sinks/index.ts';
+import { startDetector, type Detector } from '../detect/index.ts';
+import { startGateway, sandboxNetwork } from '../egress/index.ts';
+import { decideCommand, requestApproval } from '../commands/index.ts';
+import { sanitizeTree, plantHoneytokens, type Honeytoken } from '../secrets/index.ts';
+import { createProposal } from '../review/index.ts';
+import { canonicalJson } from '../audit/event.ts';
+
+function egressWanted(s: Session): boolean {
+  const e = s.policy.policy.egress as unknown as Record<string, unknown[] | undefined>;
+  return s.allowHosts.length > 0 || ['presets', 'allow', 'allowCidrs'].some((k) => (e[k]?.length ?? 0) > 0);
+}
+
+// Network: only when the policy grants a destination. Otherwise the sandbox keeps an
+// empty network namespace (the strongest setting, and nothing to misconfigure).
+hooks.network = async (s) => {
+  if (!egressWanted(s)) return null;
+  const unixPath = join(s.home.run, `${s.id}.egress.sock`);
+  const gw = await startGateway({
+    session: s.id, policy: s.policy.policy, grants: s.allowHosts, listen: { unixPath },
+    audit: (e: AuditEventInput) => { s.record(e); },
+  });
+  const transparent = Object.keys(gw.transparentSockets).length > 0;
+  const net = sandboxNetwork(gw.address, { transparent });
+  return { setup: net.setup, env: net.env, close: () => gw.close() };
+};
+
+// Commands through `airlock exec`, MCP and the API meet the command rules; the
+// top-level `airlock run` command is the human's own choice and is recorded as such.
+hooks.decideCommand = async (s, req) => {
+  if (req.via === 'run') return null;
+  const d = decideCommand(req.argv, s.policy.policy);
+  if (d.action !== 'ask') return d;
+  const a = await requestApproval(s.store, {
+    session: s.id, command: req.argv, rule: d.rule, reason: d.reason,
+    timeoutSeconds: s.policy.policy.commands.askTimeoutSeconds,
+  });
+  return { action: a.decision, rule: d.rule, reason: a.decision === 'allow' ? `approved by ${a.by ?? 'a human'}` : a.reason };
+};
+
+// Secrets in the base tree are redacted (or the files hidden) before the agent sees
+// them; the sanitized tree is cached per commit and secrets policy.
+hooks.sanitizer = async (s) => {
+  const sp = s.policy.policy.secrets;
+  if (sp.workspace.mode === 'off') return null;
+  const variant = createHash('sha256').update(canonicalJson(sp)).digest('hex').slice(0, 12);
+  return {
+    variant,
+    run: async (dir: string) => {
+      const events: AuditEventInput[] = [];
+      const r = await sanitizeTree(dir, sp, (e) => { events.push(e); });
+      return { events, hidden: r.hidden.length, redacted: r.redacted.length };
+    },
+  };
+};
+
+function chownTree(path: string, ids: { uid: number; gid: number }): void {
+  const st = lstatSync(path);
+  chownSync(path, ids.uid, ids.gid);
+  if (st.isDirectory()) for (const e of readdirSync(path)) chownTree(join(path, e), ids);
+}
+
+hooks.afterStart = async (s) => {
+  const report = s.snapshotReport as { events?: AuditEventInput[] } | null;
+  for (const e of report?.events ?? []) s.record({ ...e, session: s.id });
+  const tokens: Honeytoken[] = plantHoneytokens(s.homeView(), null, s.policy.policy.secrets).tokens;
+  if (tokens.length) {
+    if (s.hostIds) chownTree(s.homeView(), s.hostIds);
+    s.layerState.set('honeytokens', tokens);
+    s.record({ type: 'secrets.honeytokens', data: { planted: tokens.map((t) => ({ kind: t.kind, path: t.path.replace(s.homeView(), '~'), fingerprint: t.fingerprint })) } });
+  }
+  const t = s.policy.policy.telemetry;
+  const detector: Detector = startDetector({
+    store: s.store, policy: s.policy.policy, session: s.id, agent: s.agent,
+    control: {
+      pause: async () => { if (!s.pause('detection response')) throw new Error('pause failed'); },
+      resume: async () => { s.resume('detection'); },
+      kill: async (reason: string) => { void s.stop(`killed by detection: ${reason}`); },
+    },
+  });
+  s.layerState.set('detector', detector);
+  s.layerState.set('checkpointer', startCheckpointer(s.store, t.checkpoint));
+  if (t.sinks.length) s.layerState.set('delivery', startDelivery(s.store, t.sinks));
+};
+
+hooks.afterStop = async (s, result) => {
+  (s.layerState.get('detector') as Detector | undefined)?.stop();
+  (s.layerState.get('checkpointer') as { stop(): void } | undefined)?.stop();
+  if (result && result.commits.length > 0) {
+    const { proposal } = await createProposal(s.store, s.id, { home: s.home.root });
+    s.record({ type: 'session.proposed', data: { proposal: proposal.id, hash: proposal.hash } });
+  }
+  checkpoint(s.store, `session ${s.id} end`, { keyDir: s.home.keys });
+  const delivery = s.layerState.get('delivery') as { stop(): Promise<void> } | undefined;
+  await delivery?.stop();
+};

@@ -70,6 +70,14 @@ export class Session {
   lastStatus: number | null = null;
   private sandbox!: Sandbox;
   private snapshot!: Snapshot;
+  /** What the snapshot sanitizer did to the base tree (cached with the tree). */
+  snapshotReport: unknown = null;
+  /** --allow-host grants for this session. */
+  allowHosts: string[] = [];
+  /** Host uid/gid the sandbox user maps to (root mode), or null. */
+  hostIds: { uid: number; gid: number } | null = null;
+  /** Layer state (gateway, detector, honeytokens…) keyed by layer name. */
+  readonly layerState = new Map<string, unknown>();
   private ownsStore: boolean;
   private onEvent?: (e: AuditEvent) => void;
   private cleanups: (() => Promise<void> | void)[] = [];
@@ -116,7 +124,12 @@ export class Session {
     const p = this.policy.policy;
     const root = process.getuid?.() === 0;
     const hostIds = root ? { uid: HOST_UID_FOR_SANDBOX, gid: HOST_UID_FOR_SANDBOX } : null;
-    this.snapshot = prepareSnapshot(this.home.cache, this.repo, this.baseCommit, hostIds);
+    this.hostIds = hostIds;
+    this.allowHosts = o.allowHosts ?? [];
+    const sanitizer = await hooks.sanitizer?.(this) ?? undefined;
+    const snap = await prepareSnapshot(this.home.cache, this.repo, this.baseCommit, hostIds, sanitizer);
+    this.snapshot = snap;
+    this.snapshotReport = snap.report;
 
     const fixed: Record<string, string> = {
       PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
@@ -169,6 +182,9 @@ export class Session {
 
   /** Where the agent's workspace can be read on the host while the session runs. */
   workspaceView(): string { return this.sandbox.workspaceView(); }
+
+  /** The sandbox HOME as the host can write it while the session runs. */
+  homeView(): string { return this.sandbox.workspaceView().replace(/merged$/, 'home'); }
 
   /** Runs a command in the session's sandbox. Policy on the command applies (allow/ask/deny). */
   async exec(req: ExecRequest): Promise<ExecHandle> {

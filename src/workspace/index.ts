@@ -1,3 +1,3 @@
 export { openHostRepo, resolveCommit, readAtCommit, type HostRepo } from './repo.ts';
-export { prepareSnapshot, WORK_BRANCH, type Snapshot } from './snapshot.ts';
+export { prepareSnapshot, WORK_BRANCH, type Snapshot, type SnapshotSanitizer } from './snapshot.ts';
 export { captureWorkspace, initResultRepo, type CaptureResult } from './capture.ts';

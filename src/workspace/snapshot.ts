@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync, chownSync, readdirSync, lstatSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync, readFileSync, chownSync, readdirSync, lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { git } from '../common/git.ts';
@@ -59,9 +59,17 @@ function ensureMirror(cacheRoot: string, repo: HostRepo, commit: string, owner: 
  * host uid/gid the sandbox user maps to (the layers must be theirs so the overlay lets
  * the agent write), or null when Airlock runs unprivileged and already owns them.
  */
-export function prepareSnapshot(cacheRoot: string, repo: HostRepo, commit: string, owner: { uid: number; gid: number } | null): Snapshot {
+export interface SnapshotSanitizer {
+  /** Names the variant (e.g. a hash of the secrets policy): differently sanitized trees are cached apart. */
+  variant: string;
+  /** Rewrites the checked-out files in place (before they are made read-only layers); returns a report kept with the tree. */
+  run: (dir: string) => Promise<unknown>;
+}
+
+export async function prepareSnapshot(cacheRoot: string, repo: HostRepo, commit: string, owner: { uid: number; gid: number } | null, sanitizer?: SnapshotSanitizer): Promise<Snapshot & { report: unknown }> {
   const mirror = ensureMirror(cacheRoot, repo, commit, owner);
-  const treeDir = join(cacheRoot, 'trees', repo.key, commit);
+  const treeDir = join(cacheRoot, 'trees', repo.key, sanitizer ? `${commit}-${sanitizer.variant}` : commit);
+  const reportFile = `${treeDir}.report.json`;
   let built = false;
   if (!existsSync(join(treeDir, '.git', 'HEAD'))) {
     const tmp = join(cacheRoot, 'trees', repo.key, `.build-${commit.slice(0, 12)}-${randomBytes(4).toString('hex')}`);
@@ -74,9 +82,17 @@ export function prepareSnapshot(cacheRoot: string, repo: HostRepo, commit: strin
     writeFileSync(join(tmp, '.git', 'refs', 'heads', 'airlock', 'work'), `${commit}\n`);
     writeFileSync(join(tmp, '.git', 'config'), '[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = true\n');
     writeFileSync(join(tmp, '.git', 'description'), 'Airlock session workspace\n');
+    if (sanitizer) writeFileSync(`${tmp}.report.json`, JSON.stringify(await sanitizer.run(tmp)));
     if (owner) chownTree(tmp, owner.uid, owner.gid);
     mkdirSync(join(cacheRoot, 'trees', repo.key), { recursive: true });
-    try { renameSync(tmp, treeDir); built = true; } catch { rmSync(tmp, { recursive: true, force: true }); }
+    try {
+      if (sanitizer) renameSync(`${tmp}.report.json`, reportFile);
+      renameSync(tmp, treeDir); built = true;
+    } catch { rmSync(tmp, { recursive: true, force: true }); }
   }
-  return { commit, lowerDirs: [treeDir, join(cacheRoot, 'shared', repo.key)], mirror, built };
+  let report: unknown = null;
+  if (sanitizer) {
+    try { report = JSON.parse(readFileSync(reportFile, 'utf8')); } catch { report = null; }
+  }
+  return { commit, lowerDirs: [treeDir, join(cacheRoot, 'shared', repo.key)], mirror, built, report };
 }
