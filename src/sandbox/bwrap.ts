@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, openSync, readSync, closeSync, readlinkSync, statfsSync, writeFileSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, openSync, readSync, closeSync, readlinkSync, readFileSync, statfsSync, writeFileSync, realpathSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { once } from 'node:events';
 import { AirlockError } from '../common/errors.ts';
@@ -10,9 +10,13 @@ import { TraceParser, TRACED_SYSCALLS, type TraceEvent } from './trace.ts';
 
 // Linux driver: bubblewrap inside a "holder" user+mount+network namespace.
 //
-//   supervisor ─spawn→ unshare(user,mount,net) → holder sh: tmpfs (disk cap) + overlay
-//   supervisor ─spawn→ sh(cgroup) → prlimit → nsenter(holder) → setpriv(pdeathsig)
-//                        → strace → [setpriv uid 1000] → bwrap(user,pid,ipc,uts,cgroup; seccomp) → agent
+//   supervisor ─spawn→ unshare(user,mount,net,pid) → holder sh = pid 1: tmpfs (disk cap) + overlay
+//   supervisor ─spawn→ bash(cgroup, ulimits, close fds) → nsenter(holder: user,mount,net,pid)
+//                        → [strace → setpriv uid 1000 | uid 1000] → bwrap(user,pid,ipc,uts,cgroup; seccomp) → agent
+//
+// Every command runs inside the holder's pid namespace, and the holder exits when its
+// stdin (a pipe from the supervisor) closes: a supervisor killed with SIGKILL takes pid 1
+// of that namespace with it, and the kernel kills everything the agent started.
 //
 // The holder keeps the namespaces (workspace overlay, network) alive between commands,
 // so `exec` in a running session costs one bwrap, and the host reads the workspace for
@@ -125,12 +129,12 @@ class BwrapSandbox implements Sandbox {
       'set +e',
       'read stop',
     ].join('\n');
-    const unshareArgs = ['--user', '--mount', '--net', '--propagation', 'private'];
+    const unshareArgs = ['--user', '--mount', '--net', '--pid', '--fork', '--kill-child', '--propagation', 'private'];
     if (!this.rootMode) unshareArgs.push('--map-root-user');
-    this.holder = spawn('unshare', [...unshareArgs, '--', 'setpriv', '--pdeathsig', 'KILL', '--', 'sh', '-c', script], {
-      stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+    this.holder = spawn('unshare', [...unshareArgs, '--', 'sh', '-c', script], {
+      stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' }, cwd: '/',
     });
-    this.holderPid = this.holder.pid ?? 0;
+    const unsharePid = this.holder.pid ?? 0;
     let err = '';
     this.holder.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
     const ready = new Promise<void>((res, rej) => {
@@ -143,11 +147,13 @@ class BwrapSandbox implements Sandbox {
     if (this.rootMode) {
       // One write each, as the kernel requires: ns root stays ours, uid 1000 is an unprivileged host uid.
       const ids = this.spec.hostIds!;
-      await waitFor(() => existsSync(`/proc/${this.holderPid}/uid_map`), 2000);
-      await waitFor(() => readlinkSafe(`/proc/${this.holderPid}/ns/user`) !== readlinkSafe('/proc/self/ns/user'), 2000);
-      writeFileSync(`/proc/${this.holderPid}/uid_map`, `0 0 1\n${SANDBOX_UID} ${ids.uid} 1\n`);
-      writeFileSync(`/proc/${this.holderPid}/gid_map`, `0 0 1\n${SANDBOX_UID} ${ids.gid} 1\n`);
+      await waitFor(() => readlinkSafe(`/proc/${unsharePid}/ns/user`) !== readlinkSafe('/proc/self/ns/user'), 2000);
+      writeFileSync(`/proc/${unsharePid}/uid_map`, `0 0 1\n${SANDBOX_UID} ${ids.uid} 1\n`);
+      writeFileSync(`/proc/${unsharePid}/gid_map`, `0 0 1\n${SANDBOX_UID} ${ids.gid} 1\n`);
     }
+    // The holder proper is unshare's child: pid 1 of the new pid namespace.
+    await waitFor(() => childOf(unsharePid) > 0, 2000);
+    this.holderPid = childOf(unsharePid);
     this.holder.stdin!.write('go\n');
     await ready;
     this.startMonitor();
@@ -273,19 +279,19 @@ class BwrapSandbox implements Sandbox {
     const l = this.spec.limits;
     const bw = [...this.baseArgs, '--chdir', cwd, '--seccomp', '9'];
     for (const [k, v] of Object.entries(env)) bw.push('--setenv', k, v);
-    const chain: string[] = [
-      'prlimit', `--cpu=${l.cpuSeconds}`, `--fsize=${l.fileSizeMB * 1024 * 1024}`, '--core=0', '--nofile=4096',
-      ...(this.cgroup ? [] : [`--nproc=${l.pids + userProcessCount()}`, `--as=${l.memoryMB * 1024 * 1024}`]),
-      '--', 'nsenter', '-t', String(this.holderPid), '-U', '-m', '-n', '--', 'setpriv', '--pdeathsig', 'KILL', '--',
-    ];
+    const ns = ['nsenter', '-t', String(this.holderPid), '-U', '-m', '-n', '-p'];
+    const chain: string[] = [];
     if (traceFile) {
-      chain.push('strace', '-f', '--seccomp-bpf', '-q', '-ttt', '-s', '4096', '--decode-pids=pidns', '-e', `trace=${TRACED_SYSCALLS.join(',')}`, '-e', 'signal=none', '-o', traceFile, '--');
+      chain.push(...ns, '--', 'strace', '-f', '--seccomp-bpf', '-q', '-ttt', '-s', '4096', '--decode-pids=pidns', '-e', `trace=${TRACED_SYSCALLS.join(',')}`, '-e', 'signal=none', '-o', traceFile, '--');
+      if (this.rootMode) chain.push('setpriv', `--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_UID}`, '--clear-groups', '--');
+    } else {
+      chain.push(...ns, ...(this.rootMode ? ['-S', String(SANDBOX_UID), '-G', String(SANDBOX_UID)] : []), '--');
     }
-    if (this.rootMode) chain.push('setpriv', `--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_UID}`, '--clear-groups', '--');
     chain.push('bwrap', ...bw, '--', ...argv);
     // sh joins the session's cgroup before anything else runs, then hands the seccomp program to bwrap on fd 9 (dash: single-digit fds only).
     // bash (not dash) because it can close multi-digit fds: nothing inherited reaches the sandbox.
-    const script = 'IFS=:; for f in $AIRLOCK_CG; do [ -n "$f" ] && { echo $$ > "$f" || exit 125; }; done; IFS=" "; '
+    const ulimits = `ulimit -t ${l.cpuSeconds} -f ${l.fileSizeMB * 1024} -c 0 -n 4096${this.cgroup ? '' : ` -u ${l.pids + userProcessCount()} -v ${l.memoryMB * 1024}`} || exit 125; `;
+    const script = ulimits + 'IFS=:; for f in $AIRLOCK_CG; do [ -n "$f" ] && { echo $$ > "$f" || exit 125; }; done; IFS=" "; '
       + 'for f in /proc/$$/fd/*; do n=${f##*/}; case $n in 0|1|2) ;; *) eval "exec $n>&-" 2>/dev/null ;; esac; done; '
       + 'exec 9<"$AIRLOCK_SECCOMP"; unset AIRLOCK_CG AIRLOCK_SECCOMP OLDPWD; exec "$@"';
     const child = spawn('bash', ['--norc', '--noprofile', '-c', script, 'airlock-exec', ...chain], {
@@ -307,7 +313,10 @@ class BwrapSandbox implements Sandbox {
       pid: child.pid ?? 0,
       stdin: child.stdin, stdout: child.stdout, stderr: child.stderr,
       done,
-      kill: (sig: NodeJS.Signals = 'SIGTERM') => { try { child.kill(sig); } catch { /* gone */ } },
+      // the whole chain: killing only the launcher would orphan strace and bwrap
+      kill: (sig: NodeJS.Signals = 'SIGTERM') => {
+        for (const pid of descendants(child.pid ?? 0).reverse()) { try { process.kill(pid, sig); } catch { /* gone */ } }
+      },
     };
   }
 
@@ -454,6 +463,10 @@ export function signalNumber(s: string): number { return SIGNALS[s] ?? 0; }
 /** A timer that never keeps the process alive on its own. */
 function delay(ms: number): Promise<void> {
   return new Promise((r) => { setTimeout(r, ms).unref(); });
+}
+
+function childOf(pid: number): number {
+  try { return Number(readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/)[0]) || 0; } catch { return 0; }
 }
 
 function readlinkSafe(p: string): string | null { try { return readlinkSync(p); } catch { return null; } }
