@@ -12,9 +12,9 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
-pkgs=(bubblewrap strace util-linux iproute2 git socat ca-certificates curl)
+pkgs=(bubblewrap strace util-linux iproute2 git socat ca-certificates curl procps)
 if [ "$WANT_TEST_DEPS" = 1 ]; then
-  pkgs+=(rsyslog rsyslog-gnutls gnutls-bin nftables postgresql chromium squid-openssl dnsmasq-base openssl)
+  pkgs+=(rsyslog rsyslog-gnutls gnutls-bin nftables squid-openssl dnsmasq-base openssl python3 time psmisc)
   pkgs+=(sqlite3) # audit tamper tests edit the database with the sqlite3 CLI
 fi
 missing=()

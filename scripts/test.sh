@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Sets up everything the tests need (system packages incl. rsyslog, PostgreSQL,
-# Chromium; Node 24; npm deps), type-checks, and runs the whole test suite.
+# Sets up everything the tests need (system packages incl. rsyslog, squid, nftables;
+# Node 24; npm deps), type-checks, and runs the whole test suite.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 NODE_BIN="$(AIRLOCK_TEST_DEPS=1 bash "$ROOT/scripts/setup.sh" | tail -1)"
