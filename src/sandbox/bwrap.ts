@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, openSync, readSync, closeSync, readlinkSync, readFileSync, statfsSync, writeFileSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, openSync, readSync, closeSync, readlinkSync, statfsSync, writeFileSync, realpathSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { once } from 'node:events';
 import { AirlockError } from '../common/errors.ts';
@@ -10,13 +10,15 @@ import { TraceParser, TRACED_SYSCALLS, type TraceEvent } from './trace.ts';
 
 // Linux driver: bubblewrap inside a "holder" user+mount+network namespace.
 //
-//   supervisor ─spawn→ unshare(user,mount,net,pid) → holder sh = pid 1: tmpfs (disk cap) + overlay
-//   supervisor ─spawn→ bash(cgroup, ulimits, close fds) → nsenter(holder: user,mount,net,pid)
-//                        → [strace → setpriv uid 1000 | uid 1000] → bwrap(user,pid,ipc,uts,cgroup; seccomp) → agent
+//   supervisor ─spawn→ unshare(user,mount,net) → setpriv(pdeathsig) → holder sh: tmpfs (disk cap) + overlay
+//   supervisor ─spawn→ bash(cgroup, ulimits, close fds) → nsenter(holder: user,mount,net)
+//                        → setpriv(pdeathsig[, uid 1000]) → [strace → setpriv uid 1000] → bwrap(user,pid,ipc,uts,cgroup; seccomp) → agent
 //
-// Every command runs inside the holder's pid namespace, and the holder exits when its
-// stdin (a pipe from the supervisor) closes: a supervisor killed with SIGKILL takes pid 1
-// of that namespace with it, and the kernel kills everything the agent started.
+// Every link of the chain is exec'd in one process whose parent is the supervisor, with
+// PR_SET_PDEATHSIG set after the last credential change; bwrap --die-with-parent carries
+// it into the sandbox: a supervisor killed with SIGKILL takes every agent process along.
+// (A holder that is pid 1 of its own pid namespace was tried: strace -f tracees then get
+// reparented to a pid 1 that does not reap, and bwrap can hang in wait.)
 //
 // The holder keeps the namespaces (workspace overlay, network) alive between commands,
 // so `exec` in a running session costs one bwrap, and the host reads the workspace for
@@ -129,9 +131,9 @@ class BwrapSandbox implements Sandbox {
       'set +e',
       'read stop',
     ].join('\n');
-    const unshareArgs = ['--user', '--mount', '--net', '--pid', '--fork', '--kill-child', '--propagation', 'private'];
+    const unshareArgs = ['--user', '--mount', '--net', '--propagation', 'private'];
     if (!this.rootMode) unshareArgs.push('--map-root-user');
-    this.holder = spawn('unshare', [...unshareArgs, '--', 'sh', '-c', script], {
+    this.holder = spawn('unshare', [...unshareArgs, '--', 'setpriv', '--pdeathsig', 'KILL', '--', 'sh', '-c', script], {
       stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' }, cwd: '/',
     });
     const unsharePid = this.holder.pid ?? 0;
@@ -151,9 +153,7 @@ class BwrapSandbox implements Sandbox {
       writeFileSync(`/proc/${unsharePid}/uid_map`, `0 0 1\n${SANDBOX_UID} ${ids.uid} 1\n`);
       writeFileSync(`/proc/${unsharePid}/gid_map`, `0 0 1\n${SANDBOX_UID} ${ids.gid} 1\n`);
     }
-    // The holder proper is unshare's child: pid 1 of the new pid namespace.
-    await waitFor(() => childOf(unsharePid) > 0, 2000);
-    this.holderPid = childOf(unsharePid);
+    this.holderPid = unsharePid;
     this.holder.stdin!.write('go\n');
     await ready;
     this.startMonitor();
@@ -279,13 +279,15 @@ class BwrapSandbox implements Sandbox {
     const l = this.spec.limits;
     const bw = [...this.baseArgs, '--chdir', cwd, '--seccomp', '9'];
     for (const [k, v] of Object.entries(env)) bw.push('--setenv', k, v);
-    const ns = ['nsenter', '-t', String(this.holderPid), '-U', '-m', '-n', '-p'];
+    const ns = ['nsenter', '-t', String(this.holderPid), '-U', '-m', '-n', '--'];
+    const dropUid = [`--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_UID}`, '--clear-groups'];
     const chain: string[] = [];
     if (traceFile) {
-      chain.push(...ns, '--', 'strace', '-f', '--seccomp-bpf', '-q', '-ttt', '-s', '4096', '--decode-pids=pidns', '-e', `trace=${TRACED_SYSCALLS.join(',')}`, '-e', 'signal=none', '-o', traceFile, '--');
-      if (this.rootMode) chain.push('setpriv', `--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_UID}`, '--clear-groups', '--');
+      chain.push(...ns, 'setpriv', '--pdeathsig', 'KILL', '--', 'strace', '-f', '--seccomp-bpf', '-q', '-ttt', '-s', '4096', '--decode-pids=pidns', '-e', `trace=${TRACED_SYSCALLS.join(',')}`, '-e', 'signal=none', '-o', traceFile, '--');
+      if (this.rootMode) chain.push('setpriv', ...dropUid, '--');
     } else {
-      chain.push(...ns, ...(this.rootMode ? ['-S', String(SANDBOX_UID), '-G', String(SANDBOX_UID)] : []), '--');
+      // setpriv applies the death signal after changing uid, so it survives
+      chain.push(...ns, 'setpriv', ...(this.rootMode ? dropUid : []), '--pdeathsig', 'KILL', '--');
     }
     chain.push('bwrap', ...bw, '--', ...argv);
     // sh joins the session's cgroup before anything else runs, then hands the seccomp program to bwrap on fd 9 (dash: single-digit fds only).
@@ -463,10 +465,6 @@ export function signalNumber(s: string): number { return SIGNALS[s] ?? 0; }
 /** A timer that never keeps the process alive on its own. */
 function delay(ms: number): Promise<void> {
   return new Promise((r) => { setTimeout(r, ms).unref(); });
-}
-
-function childOf(pid: number): number {
-  try { return Number(readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/)[0]) || 0; } catch { return 0; }
 }
 
 function readlinkSafe(p: string): string | null { try { return readlinkSync(p); } catch { return null; } }
