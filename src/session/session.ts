@@ -103,7 +103,9 @@ export class Session {
     const repo = openHostRepo(resolve(o.repo ?? process.cwd()));
     // Base first from the flag or HEAD, then read the policy as of that commit.
     const base = resolveCommit(repo, o.base ?? 'HEAD');
-    const grants = o.allowHosts?.length ? await hooks.grantsFor?.(o.allowHosts) ?? null : null;
+    const hostGrants = o.allowHosts?.length ? await hooks.grantsFor?.(o.allowHosts) ?? null : null;
+    // Caller grants (agent profiles: credentials.brokered) plus --allow-host grants; top-level sections must not overlap.
+    const grants = hostGrants && o.grants ? { ...o.grants, ...hostGrants } : hostGrants ?? o.grants ?? null;
     const policy = sessionPolicy(repo, base, { ...o, grants }, env);
     const ownsStore = !store;
     const st = store ?? new AuditStore(home.auditDb);
