@@ -11,7 +11,10 @@ export async function main(argv: string[]): Promise<number> {
     .exitOverride();
   program.configureOutput({ outputError: (s, write) => write(s) });
   let code = 0;
-  for (const register of registrations) register(program);
+  // Only the module that defines the command is loaded; help and unknown names load all.
+  const first = argv.find((a) => !a.startsWith('-'));
+  const wanted = registrations.filter((r) => first !== undefined && r.commands.includes(first));
+  for (const r of wanted.length ? wanted : registrations) (await r.load())(program);
   program.hook('postAction', (_t, cmd) => {
     const c = (cmd as unknown as { _airlockExit?: number })._airlockExit;
     if (typeof c === 'number') code = c;

@@ -9,13 +9,12 @@ import { hooks } from './hooks.ts';
 import type { Session } from './session.ts';
 import type { AuditEventInput } from '../audit/index.ts';
 import { checkpoint, startCheckpointer } from '../audit/index.ts';
-import { startDelivery } from '../audit/sinks/index.ts';
-import { startDetector, type Detector } from '../detect/index.ts';
-import { startGateway, sandboxNetwork } from '../egress/index.ts';
-import { decideCommand, requestApproval } from '../commands/index.ts';
-import { sanitizeTree, plantHoneytokens, type Honeytoken } from '../secrets/index.ts';
-import { createProposal } from '../review/index.ts';
+import type { Detector } from '../detect/index.ts';
+import type { Honeytoken } from '../secrets/index.ts';
 import { canonicalJson } from '../audit/event.ts';
+
+// Layers load on first use: a session that needs no gateway, no proposal and no sinks
+// does not pay for importing them (CLI start-up time is part of every `airlock run`).
 
 function egressWanted(s: Session): boolean {
   const e = s.policy.policy.egress as unknown as Record<string, unknown[] | undefined>;
@@ -26,6 +25,7 @@ function egressWanted(s: Session): boolean {
 // empty network namespace (the strongest setting, and nothing to misconfigure).
 hooks.network = async (s) => {
   if (!egressWanted(s)) return null;
+  const { startGateway, sandboxNetwork } = await import('../egress/index.ts');
   const unixPath = join(s.home.run, `${s.id}.egress.sock`);
   const gw = await startGateway({
     session: s.id, policy: s.policy.policy, grants: s.allowHosts, listen: { unixPath },
@@ -40,6 +40,7 @@ hooks.network = async (s) => {
 // top-level `airlock run` command is the human's own choice and is recorded as such.
 hooks.decideCommand = async (s, req) => {
   if (req.via === 'run') return null;
+  const { decideCommand, requestApproval } = await import('../commands/index.ts');
   const d = decideCommand(req.argv, s.policy.policy);
   if (d.action !== 'ask') return d;
   const a = await requestApproval(s.store, {
@@ -58,6 +59,7 @@ hooks.sanitizer = async (s) => {
   return {
     variant,
     run: async (dir: string) => {
+      const { sanitizeTree } = await import('../secrets/index.ts');
       const events: AuditEventInput[] = [];
       const r = await sanitizeTree(dir, sp, (e) => { events.push(e); });
       return { events, hidden: r.hidden.length, redacted: r.redacted.length };
@@ -74,13 +76,15 @@ function chownTree(path: string, ids: { uid: number; gid: number }): void {
 hooks.afterStart = async (s) => {
   const report = s.snapshotReport as { events?: AuditEventInput[] } | null;
   for (const e of report?.events ?? []) s.record({ ...e, session: s.id });
-  const tokens: Honeytoken[] = plantHoneytokens(s.homeView(), null, s.policy.policy.secrets).tokens;
+  const tokens: Honeytoken[] = s.policy.policy.secrets.honeytokens.enabled
+    ? (await import('../secrets/index.ts')).plantHoneytokens(s.homeView(), null, s.policy.policy.secrets).tokens : [];
   if (tokens.length) {
     if (s.hostIds) chownTree(s.homeView(), s.hostIds);
     s.layerState.set('honeytokens', tokens);
     s.record({ type: 'secrets.honeytokens', data: { planted: tokens.map((t) => ({ kind: t.kind, path: t.path.replace(s.homeView(), '~'), fingerprint: t.fingerprint })) } });
   }
   const t = s.policy.policy.telemetry;
+  const { startDetector } = await import('../detect/index.ts');
   const detector: Detector = startDetector({
     store: s.store, policy: s.policy.policy, session: s.id, agent: s.agent,
     control: {
@@ -91,13 +95,14 @@ hooks.afterStart = async (s) => {
   });
   s.layerState.set('detector', detector);
   s.layerState.set('checkpointer', startCheckpointer(s.store, t.checkpoint));
-  if (t.sinks.length) s.layerState.set('delivery', startDelivery(s.store, t.sinks));
+  if (t.sinks.length) s.layerState.set('delivery', (await import('../audit/sinks/index.ts')).startDelivery(s.store, t.sinks));
 };
 
 hooks.afterStop = async (s, result) => {
   (s.layerState.get('detector') as Detector | undefined)?.stop();
   (s.layerState.get('checkpointer') as { stop(): void } | undefined)?.stop();
   if (result && result.commits.length > 0) {
+    const { createProposal } = await import('../review/index.ts');
     const { proposal } = await createProposal(s.store, s.id, { home: s.home.root });
     s.record({ type: 'session.proposed', data: { proposal: proposal.id, hash: proposal.hash } });
   }

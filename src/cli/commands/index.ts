@@ -1,22 +1,20 @@
 import type { Command } from 'commander';
-import { registerSession } from './session.ts';
-import { registerPolicy } from './policy.ts';
-import { registerApprovals } from './approvals.ts';
-import { registerReview } from './review.ts';
-import { registerSecrets } from './secrets.ts';
-import { registerEgress } from './egress.ts';
-import { registerAudit } from './audit.ts';
-import { registerAgents } from './agents.ts';
 
-// Each module's commands live in their own file and register here, one line each.
+// Each module's commands live in their own file and register here, one entry each.
+// Loaded lazily: `airlock run` should not pay for importing review's parsers or the
+// OpenTelemetry exporter. `commands` lists the top-level names a file defines.
 export type Register = (program: Command) => void;
 
-export const registrations: Register[] = [];
-registrations.push(registerPolicy);
-registrations.push(registerSession);
-registrations.push(registerSecrets);
-registrations.push(registerApprovals);
-registrations.push(registerEgress);
-registrations.push(registerReview);
-registrations.push(registerAudit);
-registrations.push(registerAgents);
+export interface Registration { commands: string[]; load: () => Promise<Register> }
+
+export const registrations: Registration[] = [
+  { commands: ['init', 'policy'], load: async () => (await import('./policy.ts')).registerPolicy },
+  { commands: ['run', 'session', 'exec', 'sessions'], load: async () => (await import('./session.ts')).registerSession },
+  { commands: ['secrets'], load: async () => (await import('./secrets.ts')).registerSecrets },
+  { commands: ['approvals'], load: async () => (await import('./approvals.ts')).registerApprovals },
+  { commands: ['egress'], load: async () => (await import('./egress.ts')).registerEgress },
+  { commands: ['propose', 'review'], load: async () => (await import('./review.ts')).registerReview },
+  { commands: ['audit', 'sinks'], load: async () => (await import('./audit.ts')).registerAudit },
+  { commands: ['agents'], load: async () => (await import('./agents.ts')).registerAgents },
+  { commands: ['mcp'], load: async () => (await import('./mcp.ts')).registerMcp },
+];
