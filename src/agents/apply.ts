@@ -16,7 +16,7 @@ export interface AppliedProfile {
   /** The agent's command line inside the sandbox. */
   argv: string[];
   /** Merge into Session.open options. */
-  openOptions: Pick<OpenSessionOptions, 'agent' | 'sandboxEnv' | 'readOnlyPaths' | 'allowHosts'>;
+  openOptions: Pick<OpenSessionOptions, 'agent' | 'sandboxEnv' | 'readOnlyPaths' | 'allowHosts' | 'grants'>;
   agent: ResolvedAgent;
   /** Writes the profile's files into the sandbox home; call after Session.open, before exec. */
   prepare(session: Session): Promise<void>;
@@ -44,6 +44,8 @@ export function applyProfile(name: string, args: string[], o: ApplyOptions = {})
       sandboxEnv: { ...(so.sandboxEnv ?? {}), ...agent.env },
       readOnlyPaths: [...(so.readOnlyPaths ?? []), ...agent.mounts],
       allowHosts: [...new Set([...(so.allowHosts ?? []), ...agent.allowHosts])],
+      // The key as a per-run credentials.brokered grant: the broker swaps the placeholder on the model hosts only.
+      grants: agent.credential ? { ...(so.grants ?? {}), credentials: { brokered: [agent.credential] } } : so.grants ?? null,
     },
     prepare: (s) => prepareAgent(s, agent),
   };
@@ -70,7 +72,7 @@ export async function prepareAgent(s: Session, a: ResolvedAgent): Promise<void> 
       profile: a.profile.name, source: a.profile.source, executable: a.executable, mounts: a.mounts,
       envNames: Object.keys(a.env).sort(), files: a.files.map((f) => ({ path: `${SANDBOX_HOME}/${f.path}`, sha256: fileDigest(f.content) })),
       allowHosts: a.allowHosts, baseUrl: a.baseUrl,
-      credential: a.credential ? { id: a.credential.id, env: a.credential.env, hosts: a.credential.hosts, header: a.credential.header.name, source: a.credential.source } : null,
+      credential: a.credential ? { name: a.credential.name, destinations: a.credential.destinations, header: a.credential.inject.header, source: a.credential.source } : null,
     },
   });
 }

@@ -19,24 +19,18 @@ const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
 const MAX_PACKAGES = 400;
 
 /**
- * A credential the gateway's broker injects. Shaped like one entry of the policy's
- * `credentials:` section (issue "Credential sanitization"): where the real value comes
- * from on the host, which destinations may receive it, how it is sent. Inside the
- * sandbox `env` holds only `placeholder`.
+ * The credential the gateway's broker injects, as one entry of the policy's
+ * `credentials.brokered` list (src/policy/schema/credentials.ts): the profile's key is
+ * passed to the session as a per-run grant of that entry, so an org policy still bounds
+ * it (only entries the org lists identically apply when it lists any). Inside the
+ * sandbox `name` holds only a placeholder.
  */
-export interface BrokeredCredential {
-  /** Id named in audit events (agent.<profile>). */
-  id: string;
-  /** Variable inside the sandbox that holds the placeholder. */
-  env: string;
-  /** Random per-session stand-in; the broker swaps it for the real value on bound hosts only. */
-  placeholder: string;
-  /** Where the broker reads the real value on the host. */
+export interface ProfileCredential {
+  name: string;
   source: { env: string } | { file: string };
-  /** Destinations that may receive it (host names; https on 443 unless the base URL says otherwise). */
-  hosts: string[];
-  /** How it is sent: a header and its template ({{value}} is replaced). */
-  header: { name: string; template: string };
+  destinations: { host: string; port: number }[];
+  inject: { header: string; template: string };
+  description: string;
 }
 
 export interface ResolvedAgent {
@@ -51,7 +45,9 @@ export interface ResolvedAgent {
   files: { path: string; content: string; mode: number }[];
   /** Destinations granted for this session (HOST or HOST:PORT, as --allow-host). */
   allowHosts: string[];
-  credential: BrokeredCredential | null;
+  credential: ProfileCredential | null;
+  /** Placeholder set in the key variable until the broker sets its own (it then wins). */
+  placeholder: string | null;
   baseUrl: string | null;
 }
 
@@ -191,7 +187,8 @@ export function resolveAgent(profile: AgentProfile, o: ResolveOptions = {}): Res
   // A redirected base URL replaces the vendor hosts: the key goes only where the agent is pointed.
   if (o.baseUrl) { hostGrants.clear(); boundHosts.clear(); const hp = hostPortOf(o.baseUrl); hostGrants.add(hp.grant); boundHosts.add(hp.host); }
 
-  let credential: BrokeredCredential | null = null;
+  let credential: ProfileCredential | null = null;
+  let placeholder: string | null = null;
   const vars: Record<string, string> = {
     home: SANDBOX_HOME, baseUrl: baseUrl ?? '', keyEnv: model.keyEnv ?? '', model: model.model ?? '',
   };
@@ -209,19 +206,24 @@ export function resolveAgent(profile: AgentProfile, o: ResolveOptions = {}): Res
   }
   if (model.baseUrlEnv && baseUrl) env[model.baseUrlEnv] = baseUrl;
   if (model.keyEnv) {
-    const placeholder = newPlaceholder(profile.name);
+    placeholder = newPlaceholder(profile.name);
     env[model.keyEnv] = placeholder;
-    const header = (model.keyHeader ?? 'authorization: Bearer {{value}}');
+    const header = model.keyHeader ?? 'Authorization: Bearer {value}';
     const i = header.indexOf(':');
+    const ports = new Map<string, number>();
+    for (const h of model.hosts ?? []) ports.set(h.replace(/:\d+$/, ''), Number(/:(\d+)$/.exec(h)?.[1] ?? 443));
+    if (baseUrl) { const u = new URL(baseUrl); ports.set(u.hostname, Number(u.port || (u.protocol === 'https:' ? 443 : 80))); }
+    if (o.baseUrl) { ports.clear(); const u = new URL(o.baseUrl); ports.set(u.hostname, Number(u.port || (u.protocol === 'https:' ? 443 : 80))); }
     credential = {
-      id: `agent.${profile.name}`, env: model.keyEnv, placeholder,
+      name: model.keyEnv,
       source: model.keySource?.file ? { file: model.keySource.file } : { env: model.keySource?.env ?? model.keyEnv },
-      hosts: [...boundHosts].sort(),
-      header: { name: header.slice(0, i).trim().toLowerCase(), template: header.slice(i + 1).trim() },
+      destinations: [...ports].filter(([h]) => boundHosts.has(h)).map(([host, port]) => ({ host, port })).sort((a, b) => a.host.localeCompare(b.host)),
+      inject: { header: header.slice(0, i).trim(), template: header.slice(i + 1).trim() },
+      description: `model API key of agent profile ${profile.name}`,
     };
   }
   const files = (profile.files ?? []).map((f) => ({ path: f.path, content: fill(f.content, vars, `${where} file ${f.path}`), mode: f.mode ?? 0o600 }));
-  return { profile, executable, mounts: [...new Set(mounts)], env, files, allowHosts: [...hostGrants].sort(), credential, baseUrl };
+  return { profile, executable, mounts: [...new Set(mounts)], env, files, allowHosts: [...hostGrants].sort(), credential, placeholder, baseUrl };
 }
 
 /** The agent's argv from the user's arguments (non-interactive form, executable first). */

@@ -9,7 +9,7 @@ function summary(p: AgentProfile) {
   return {
     name: p.name, source: p.source, description: p.description ?? '',
     executable: p.executable?.package ? `npm:${p.executable.package}${p.executable.bin ? ` (${p.executable.bin})` : ''}` : p.executable?.path ?? null,
-    node: p.node ?? false, modelBaseUrl: p.model?.baseUrl ?? null, modelHosts: p.model?.hosts ?? [], keyEnv: p.model?.keyEnv ?? null,
+    node: p.node ?? false, modelBaseUrl: p.model?.baseUrl ?? null, modelHosts: [...new Set([...(p.model?.baseUrl ? [new URL(p.model.baseUrl).host] : []), ...(p.model?.hosts ?? [])])], keyEnv: p.model?.keyEnv ?? null,
     files: (p.files ?? []).map((f) => `~/${f.path}`), env: Object.keys(p.env ?? {}), args: p.args?.template ?? null,
     nestedSandbox: p.nestedSandbox ?? null,
   };

@@ -47,8 +47,8 @@ export const agentModelSchema = z.strictObject({
     env: envName.optional().describe('Host environment variable with the real key (default: keyEnv).'),
     file: absPath.optional().describe('Host file with the real key.'),
   }).optional().describe('Where the broker reads the real key on the host.'),
-  keyHeader: z.string().regex(/^[A-Za-z0-9-]+: .*\{\{value\}\}.*$/, 'a header template such as "authorization: Bearer {{value}}"').optional()
-    .describe('How the key is sent, as a header template (e.g. "authorization: Bearer {{value}}", "x-api-key: {{value}}").'),
+  keyHeader: z.string().regex(/^[A-Za-z0-9-]+: .*\{value\}.*$/, 'a header and template such as "Authorization: Bearer {value}"').optional()
+    .describe('How the broker sends the key: "Header: template" with {value} for the key (e.g. "Authorization: Bearer {value}", "x-api-key: {value}"), as credentials.brokered inject.'),
   model: z.string().max(128).optional().describe('Model name written into the agent\'s config (template {{model}}).'),
 }).describe('The agent\'s model API: endpoint, hosts to allow, and the brokered key.');
 

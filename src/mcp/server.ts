@@ -1,0 +1,211 @@
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { z } from 'zod';
+import { AuditStore, type AuditEvent } from '../audit/index.ts';
+import { AirlockError } from '../common/errors.ts';
+import { ensureHome } from '../common/paths.ts';
+import { redactText } from '../secrets/index.ts';
+import { Session, type OpenSessionOptions, type StopResult } from '../session/index.ts';
+import { SANDBOX_WORKSPACE } from '../sandbox/index.ts';
+import * as review from '../review/index.ts';
+import { applyWorkspacePatch } from './patch.ts';
+import { listWorkspace, PathDenied, readWorkspaceFile, runCaptured, workspacePath, writeWorkspaceFile } from './workspace-fs.ts';
+
+// The MCP server: a session's tools for an MCP client (agent framework, IDE) that has no
+// shell of its own. Every call goes through the session (so the command policy applies),
+// is recorded as an `mcp.call` audit event naming the deciding rule, and returns output
+// redacted by the secrets engine. A refused call is a tool error (isError) naming the rule.
+
+export const MCP_TOOLS = ['run_command', 'read_file', 'write_file', 'apply_patch', 'list_files', 'propose_change'] as const;
+export type McpToolName = (typeof MCP_TOOLS)[number];
+
+export interface AirlockMcpOptions {
+  /** Options for the session the server opens (repo, policy…); ignored when `session` is given. */
+  open?: OpenSessionOptions;
+  /** Use an already open session instead (the caller owns it). */
+  session?: Session;
+  /** Audit store for the session the server opens (default: AIRLOCK_HOME's). */
+  store?: AuditStore;
+  /** Called with every audit event of the session the server opens. */
+  onEvent?: (e: AuditEvent) => void;
+}
+
+export interface AirlockMcp {
+  server: McpServer;
+  /** The session (opened on first use when the server opens it). */
+  session(): Promise<Session>;
+  /** Stops the session (captures its result) and closes what the server opened. */
+  close(reason?: string): Promise<StopResult | null>;
+}
+
+type ToolResult = { content: { type: 'text'; text: string }[]; isError?: boolean };
+
+const CMD_RULE = /^command denied by (\S+): /;
+
+async function redact(s: string): Promise<string> {
+  return s ? (await redactText(s)).text : s;
+}
+
+function clip(s: string, n = 200): string { return s.length > n ? s.slice(0, n) + '…' : s; }
+
+/** Creates the MCP server over a session. Connect it to a transport (stdio in `airlock mcp`). */
+export function createAirlockMcpServer(o: AirlockMcpOptions = {}): AirlockMcp {
+  const server = new McpServer({ name: 'airlock', version: '0.1.0' }, {
+    instructions: `Tools run inside an Airlock sandbox on a copy of the repository at ${SANDBOX_WORKSPACE}. Paths are relative to it. Every call is checked against the policy and recorded. propose_change ends the session and submits the change for human review.`,
+  });
+  let lastCommandRule: string | null = null;
+  let ownStore: AuditStore | null = null;
+  let opened: Promise<Session> | null = o.session ? Promise.resolve(o.session) : null;
+  let stopped: StopResult | null = null;
+  const getSession = (): Promise<Session> => {
+    if (!opened) {
+      const home = ensureHome(o.open?.home ?? process.env.AIRLOCK_HOME ?? undefined);
+      ownStore = o.store ?? new AuditStore(home.auditDb);
+      opened = Session.open({
+        agent: 'mcp', command: ['airlock', 'mcp'], ...o.open,
+        onEvent: (e) => {
+          if (e.type === 'command.exec' || e.type === 'command.denied') lastCommandRule = e.rule ?? null;
+          o.onEvent?.(e); o.open?.onEvent?.(e);
+        },
+      }, ownStore);
+    }
+    return opened;
+  };
+
+  const record = (s: Session, tool: McpToolName, args: Record<string, unknown>, decision: 'allow' | 'deny' | 'error', rule: string, extra: Record<string, unknown> = {}) => {
+    s.record({ type: 'mcp.call', severity: decision === 'deny' ? 'medium' : 'info', decision: decision === 'error' ? undefined : decision, rule, data: { tool, args, ...extra } });
+  };
+
+  // One wrapper for every tool: session, audit record, redaction, errors as tool errors.
+  const handle = (tool: McpToolName, summarize: (a: Record<string, unknown>) => Promise<Record<string, unknown>>, fn: (s: Session, a: Record<string, unknown>) => Promise<{ text: string; rule: string; extra?: Record<string, unknown>; isError?: boolean }>) =>
+    async (a: Record<string, unknown>): Promise<ToolResult> => {
+      let s: Session;
+      try { s = await getSession(); } catch (e) {
+        return { isError: true, content: [{ type: 'text', text: `airlock: the session could not be opened: ${e instanceof Error ? e.message : String(e)}` }] };
+      }
+      const args = await summarize(a);
+      if (stopped || s.state === 'stopped' || s.state === 'stopping') {
+        return { isError: true, content: [{ type: 'text', text: `airlock: session ${s.id} has ended${stopped ? ' (propose_change was called)' : ''}; start a new one` }] };
+      }
+      lastCommandRule = null;
+      try {
+        const r = await fn(s, a);
+        try { record(s, tool, args, r.isError ? 'error' : 'allow', r.rule, r.extra); } catch { /* the caller's store closed with its session */ }
+        return { content: [{ type: 'text', text: await redact(r.text) }], ...(r.isError ? { isError: true } : {}) };
+      } catch (e) {
+        const msg = e instanceof Error ? e.message : String(e);
+        let rule = 'mcp.error';
+        let denied = false;
+        if (e instanceof PathDenied) { rule = e.rule; denied = true; } else if (e instanceof AirlockError && e.kind === 'DENIED') {
+          rule = CMD_RULE.exec(msg)?.[1] ?? lastCommandRule ?? 'commands'; denied = true;
+        }
+        try { record(s, tool, args, denied ? 'deny' : 'error', rule, { error: clip(await redact(msg), 500) }); } catch { /* store closed */ }
+        const hint = e instanceof AirlockError && e.hint ? `\nhint: ${e.hint}` : '';
+        const text = denied ? `denied by ${rule}: ${msg}${hint}` : `error: ${msg}${hint}`;
+        return { isError: true, content: [{ type: 'text', text: await redact(text) }] };
+      }
+    };
+
+  const pathArg = async (a: Record<string, unknown>) => ({ path: clip(String(a.path ?? '')) });
+
+  server.registerTool('run_command', {
+    title: 'Run a command in the sandbox',
+    description: `Runs a command in the sandboxed workspace (${SANDBOX_WORKSPACE}) under the session's command policy. Give argv (preferred) or a shell command line. Returns exit status, stdout and stderr (secrets redacted).`,
+    inputSchema: {
+      argv: z.array(z.string()).min(1).max(4096).optional().describe('Program and arguments, e.g. ["npm","test"].'),
+      command: z.string().min(1).max(65536).optional().describe('A shell command line, run with /bin/sh -c.'),
+      cwd: z.string().optional().describe('Working directory inside the workspace (default /workspace).'),
+      timeoutSeconds: z.number().int().min(1).max(3600).optional().describe('Kill the command after this many seconds (default 600).'),
+    },
+  }, handle('run_command', async (a) => ({ argv: a.argv ? await redact((a.argv as string[]).join(' ')).then((x) => clip(x, 500)) : null, command: a.command ? clip(await redact(String(a.command)), 500) : null, cwd: a.cwd ?? null }), async (s, a) => {
+    const argv = a.argv as string[] | undefined;
+    const cmd = a.command as string | undefined;
+    if (!argv === !cmd) throw new AirlockError('USAGE', 'give exactly one of argv or command', 'argv: ["npm","test"] or command: "npm test"');
+    const cwd = a.cwd ? workspacePath(a.cwd) : undefined;
+    const r = await runCaptured(s, argv ?? ['/bin/sh', '-c', cmd!], { cwd, via: 'mcp', timeoutMs: ((a.timeoutSeconds as number | undefined) ?? 600) * 1000 });
+    const text = `exit status: ${r.status}${r.timedOut ? ' (killed: timeout)' : ''}${r.truncated ? ' (output truncated)' : ''}\n--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr}`;
+    return { text, rule: lastCommandRule ?? 'commands.default', extra: { status: r.status, timedOut: r.timedOut }, isError: r.status !== 0 };
+  }));
+
+  server.registerTool('read_file', {
+    title: 'Read a workspace file',
+    description: 'Reads a file of the workspace (path relative to /workspace; symlinks leaving it are refused). Secrets are redacted.',
+    inputSchema: { path: z.string().describe('File path, relative to /workspace.') },
+  }, handle('read_file', pathArg, async (s, a) => {
+    const r = await readWorkspaceFile(s, a.path as string, { via: 'mcp' });
+    return { text: r.content + (r.truncated ? '\n[airlock: truncated]' : ''), rule: 'mcp.paths.workspace', extra: { bytes: Buffer.byteLength(r.content), truncated: r.truncated } };
+  }));
+
+  server.registerTool('write_file', {
+    title: 'Write a workspace file',
+    description: 'Creates or replaces a file of the workspace with the given content (parent directories are created; .git and paths leaving the workspace are refused).',
+    inputSchema: { path: z.string().describe('File path, relative to /workspace.'), content: z.string().max(16 * 1024 * 1024).describe('The complete new content.') },
+  }, handle('write_file', async (a) => ({ path: clip(String(a.path ?? '')), bytes: Buffer.byteLength(String(a.content ?? '')) }), async (s, a) => {
+    const r = await writeWorkspaceFile(s, a.path as string, a.content as string, { via: 'mcp' });
+    return { text: `wrote ${r.bytes} bytes to ${r.path}`, rule: 'mcp.paths.workspace', extra: { bytes: r.bytes } };
+  }));
+
+  server.registerTool('apply_patch', {
+    title: 'Apply a unified diff',
+    description: 'Applies a unified diff (diff -u / git diff) to the workspace. All hunks must apply or nothing is written.',
+    inputSchema: { patch: z.string().min(1).max(16 * 1024 * 1024).describe('The unified diff.') },
+  }, handle('apply_patch', async (a) => ({ bytes: Buffer.byteLength(String(a.patch ?? '')) }), async (s, a) => {
+    const r = await applyWorkspacePatch(s, a.patch as string, { via: 'mcp' });
+    return { text: r.files.map((f) => `${f.action} ${f.path}`).join('\n'), rule: 'mcp.paths.workspace', extra: { files: r.files } };
+  }));
+
+  server.registerTool('list_files', {
+    title: 'List workspace files',
+    description: 'Lists files under a workspace directory (default: the workspace root), .git skipped. One line per entry: type (f/d/l), size, path.',
+    inputSchema: {
+      path: z.string().optional().describe('Directory, relative to /workspace (default ".").'),
+      depth: z.number().int().min(1).max(32).optional().describe('How deep to descend (default 3).'),
+    },
+  }, handle('list_files', async (a) => ({ path: clip(String(a.path ?? '.')), depth: a.depth ?? 3 }), async (s, a) => {
+    const r = await listWorkspace(s, (a.path as string | undefined) ?? '.', { depth: a.depth as number | undefined, via: 'mcp' });
+    const short: Record<string, string> = { file: 'f', dir: 'd', symlink: 'l', other: '?' };
+    return { text: r.entries.map((e) => `${short[e.type]} ${e.size} ${e.path}`).join('\n') + (r.truncated ? '\n[airlock: truncated]' : ''), rule: 'mcp.paths.workspace', extra: { entries: r.entries.length } };
+  }));
+
+  server.registerTool('propose_change', {
+    title: 'Propose the change for review',
+    description: 'Ends the session: captures the workspace (commits and uncommitted work), runs the review checks and creates a proposal for human approval. No further tool calls are possible afterwards.',
+    inputSchema: { summary: z.string().max(4000).optional().describe('What the change does, for the reviewer (recorded).') },
+  }, handle('propose_change', async (a) => ({ summary: clip(String(a.summary ?? ''), 500) }), async (s, a) => {
+    s.record({ type: 'mcp.propose', data: { summary: clip(String(a.summary ?? ''), 4000) } });
+    const res = await stopSession(s, 'propose_change');
+    const cap = res.result;
+    if (!cap) return { text: 'the session ended but its result could not be captured (see the audit log)', rule: 'review.capture', isError: true };
+    if (!cap.commits.length) return { text: `session ${s.id} ended with no changes; nothing to propose`, rule: 'review.capture', extra: { commits: 0 } };
+    if (typeof review.createProposal !== 'function') {
+      return { text: JSON.stringify({ session: s.id, result: cap }, null, 2), rule: 'review.capture', extra: { commits: cap.commits.length } };
+    }
+    const { proposal } = await review.createProposal(s.store, s.id, { home: s.home.root });
+    const blocking = proposal.findings.filter((f) => f.blocking).length;
+    const text = [
+      `proposal ${proposal.id} for session ${s.id}: ${proposal.stats.files} file(s), +${proposal.stats.added} -${proposal.stats.deleted}, ${proposal.commits.length} commit(s)`,
+      `findings: ${proposal.findings.length} (${blocking} blocking)`,
+      ...proposal.findings.slice(0, 50).map((f) => `  [${f.severity}] ${f.rule} ${f.file}:${f.line} ${f.message}`),
+      `a human reviews it with: airlock review show ${proposal.id}`,
+    ].join('\n');
+    return { text, rule: 'review.checks', extra: { proposal: proposal.id, hash: proposal.hash, findings: proposal.findings.length, blocking } };
+  }));
+
+  const stopSession = async (s: Session, reason: string): Promise<StopResult> => {
+    stopped = await s.stop(reason);
+    return stopped;
+  };
+
+  return {
+    server,
+    session: getSession,
+    close: async (reason = 'mcp client disconnected') => {
+      let r: StopResult | null = stopped;
+      if (opened && !o.session) {
+        try { const s = await opened; r = await s.stop(reason); } catch { /* open failed: nothing to stop */ }
+      }
+      await server.close().catch(() => undefined);
+      if (ownStore && !o.store) { try { (ownStore as AuditStore).close(); } catch { /* closed */ } }
+      return r;
+    },
+  };
+}
