@@ -24,7 +24,7 @@ test('an MCP client drives a sandboxed session: tools work, refusals name their 
   });
   const home = tmp('airlock-mcp-home-');
   const policy = join(tmp('airlock-mcp-pol-'), 'policy.yaml');
-  writeFileSync(policy, 'version: 1\ncommands:\n  rules:\n    - id: no-curl\n      match: { command: curl }\n      action: deny\n      reason: no direct downloads\n');
+  writeFileSync(policy, 'version: 1\ncommands:\n  rules:\n    - id: no-curl\n      match: { command: curl }\n      action: deny\n      reason: no direct downloads\n    - id: no-rm-rf\n      match: { command: rm, flags: [-r, -f] }\n      action: deny\n');
   const client = new Client({ name: 'airlock-test', version: '1.0.0' });
   const transport = new StdioClientTransport({ command: BIN, args: ['mcp', '--repo', repo, '--policy', policy], env: { ...process.env as Record<string, string>, AIRLOCK_HOME: home, NO_COLOR: '1' }, stderr: 'pipe' });
   let stderr = '';
@@ -76,8 +76,9 @@ test('an MCP client drives a sandboxed session: tools work, refusals name their 
     const denied = await call('run_command', { command: 'curl -sS http://example.com/' });
     assert.equal(denied.isError, true);
     assert.match(text(denied), /denied by commands\.no-curl/);
-    const push = await call('run_command', { argv: ['git', 'push', 'origin', 'main'] });
-    assert.match(text(push), /denied by commands\.git-push/);
+    const ask = await call('run_command', { argv: ['rm', '-rf', 'docs'] });
+    assert.equal(ask.isError, true, 'flags are matched in any form (-rf = -r -f)');
+    assert.match(text(ask), /denied by commands\.no-rm-rf/);
 
     // Output is redacted: a token-shaped secret printed by a command does not come back.
     const token = 'ghp_' + randomBytes(18).toString('hex').slice(0, 36);
