@@ -3,6 +3,11 @@ import type { AuditEventInput, Severity } from '../audit/index.ts';
 import type { EgressRules } from './rules.ts';
 import type { Resolver } from './resolver.ts';
 import type { SessionLimits } from './limits.ts';
+import type { HostPattern } from './rules.ts';
+import type { Broker } from './broker.ts';
+import type { DlpConfig } from './dlp.ts';
+import type { GatewayCa } from './tls/ca.ts';
+import type { Honeytoken } from '../secrets/index.ts';
 
 // What every protocol handler of one gateway shares. One per gateway (= per session):
 // no module-level state, so one process can run many sessions with different policies.
@@ -34,9 +39,20 @@ export interface Ctx {
   transparentPort: WeakMap<Socket, number>;
   record: (e: AuditEventInput) => void;
   closing: boolean;
+  /** Hosts whose TLS is terminated (egress.intercept, credential destinations, model APIs unless DLP is off). */
+  intercept: HostPattern[];
+  /** Model API hosts (outbound DLP on intercepted requests). */
+  modelApis: HostPattern[];
+  /** Airlock's CA and the upstream trust store; null: interception unavailable (intercepted hosts are refused). */
+  tls: { ca: GatewayCa; upstreamCa: string[] } | null;
+  broker: Broker | null;
+  dlp: DlpConfig;
+  honeytokens: Honeytoken[];
+  /** Parses the HTTP inside intercepted TLS (set by the gateway when interception is possible). */
+  interceptServer: import('node:http').Server | null;
 }
 
-export type Protocol = 'http' | 'connect' | 'socks5' | 'transparent-http' | 'transparent-tls' | 'unknown';
+export type Protocol = 'http' | 'connect' | 'socks5' | 'transparent-http' | 'transparent-tls' | 'intercepted' | 'unknown';
 
 export interface RequestInfo {
   protocol: Protocol;
@@ -66,6 +82,8 @@ export class Tracked {
   severity: Severity = 'info';
   status: number | string | undefined;
   error: string | undefined;
+  /** Extra audit fields (credentials used, DLP outcome...); never secret values. */
+  extra: Record<string, unknown> = {};
   private done = false;
 
   constructor(ctx: Ctx, info: RequestInfo) { this.ctx = ctx; this.info = info; }
@@ -81,7 +99,7 @@ export class Tracked {
     };
     if (this.status !== undefined) d.status = this.status;
     if (this.error) d.error = this.error;
-    return d;
+    return { ...d, ...this.extra };
   }
 
   /** Allowed: records `egress.open`. Throws when the audit sink fails (caller refuses). */

@@ -14,6 +14,12 @@ export interface TargetQuery {
   scheme?: Scheme;
   method?: string;
   path?: string;
+  /**
+   * The host is intercepted (TLS terminated by the gateway), so each HTTP request inside
+   * is decided with its method and path. Without a method (the tunnel itself), method and
+   * path conditions are left to the per-request decision.
+   */
+  intercepted?: boolean;
   /** Resolved addresses of a name; when given, every one must pass. */
   addresses?: string[];
 }
@@ -34,8 +40,10 @@ const fmt = (xs: readonly (string | number)[]) => xs.join(', ');
 function allowRuleMatch(r: HostRule, q: TargetQuery): string | null {
   if (!r.ports!.includes(q.port)) return `ports ${fmt(r.ports!)}`;
   if (q.scheme && !r.schemes!.includes(q.scheme)) return `schemes ${fmt(r.schemes!)}`;
-  if (r.methods && (!q.method || !r.methods.includes(q.method))) return `methods ${fmt(r.methods)} over plain http`;
-  if (r.paths && (q.path === undefined || !pathMatches(r.paths, q.path))) return `paths ${fmt(r.paths)} over plain http`;
+  const later = q.intercepted && q.method === undefined; // decided per request inside the intercepted tunnel
+  const where = q.intercepted ? 'on intercepted requests' : 'over plain http';
+  if (r.methods && !later && (!q.method || !r.methods.includes(q.method))) return `methods ${fmt(r.methods)} ${where}`;
+  if (r.paths && !later && (q.path === undefined || !pathMatches(r.paths, q.path))) return `paths ${fmt(r.paths)} ${where}`;
   return null;
 }
 
@@ -47,8 +55,10 @@ function denyRuleMatches(r: HostRule, q: TargetQuery): boolean {
   }
   if (r.methods || r.paths) {
     if (!q.scheme) return false;
-    // methods/paths cannot be seen inside TLS, raw TCP or a tunnel: there the deny applies (fail closed)
-    if (q.scheme === 'http' && q.method !== undefined) {
+    // methods/paths cannot be seen inside TLS, raw TCP or a tunnel: there the deny applies (fail closed),
+    // except on an intercepted host, where each request is decided on its own
+    if (q.intercepted && q.method === undefined && q.scheme === 'https') return false;
+    if ((q.scheme === 'http' || q.intercepted) && q.method !== undefined) {
       if (r.methods && !(q.method && r.methods.includes(q.method))) return false;
       if (r.paths && q.path !== undefined && !/%2f|%5c|\\/i.test(q.path) && !pathMatches(r.paths, q.path)) return false;
     }
@@ -110,7 +120,8 @@ function decideInner(rules: EgressRules, q: TargetQuery): TargetDecision {
     near ??= { id: r.id, why: miss };
   }
   if (!grant) {
-    const what = `${q.scheme ? `${q.scheme} ` : ''}${q.method && q.scheme === 'http' ? `${q.method} ` : ''}${where}${q.path && q.scheme === 'http' ? q.path : ''}`;
+    const seen = q.scheme === 'http' || q.intercepted;
+    const what = `${q.scheme ? `${q.scheme} ` : ''}${q.method && seen ? `${q.method} ` : ''}${where}${q.path && seen ? q.path : ''}`;
     return { ...deny('egress.default-deny', near ? `${what} is not allowed: ${near.id} allows this host only on ${near.why}` : `no egress rule allows ${what}`), ...base };
   }
   if (q.addresses === undefined) return { ...allow(grant.id, `${where} allowed by ${grant.id}${grant.reason ? ` (${grant.reason})` : ''}`), ...base };

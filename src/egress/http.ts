@@ -4,6 +4,8 @@ import { resolveAndDecide, type TargetDecision } from './decide.ts';
 import { normalizeHost, splitAuthority, HostError, hostPort } from './host.ts';
 import { Tracked, type Ctx } from './context.ts';
 import { connectUpstream, peekFirst, decideTunnel, refuseInTunnel, pipeBoth } from './tunnel.ts';
+import { interceptTunnel, isIntercepted } from './intercept.ts';
+import { outboundScanner, recordHit, textHit } from './guard.ts';
 
 // HTTP side of the gateway: absolute-URI requests (plain HTTP proxy), origin-form
 // requests on the transparent port-80 listener (decided from Host), CONNECT tunnels, and
@@ -107,6 +109,9 @@ export async function onRequest(ctx: Ctx, req: IncomingMessage, res: ServerRespo
   const d = await resolveAndDecide(ctx.rules, { host, port, scheme: 'http', method: req.method, path: url.pathname }, ctx.resolver);
   Object.assign(t.info, { address: d.address, range: d.range });
   if (d.action !== 'allow' || !d.address) return refuse(res, t, 403, d.rule, d.reason);
+  const leak = textHit(ctx, `${rawUrl}\n${req.rawHeaders.join('\n')}`, 'url or headers');
+  if (leak) { const h = recordHit(ctx, t, leak); return refuse(res, t, 403, h.rule, h.reason); }
+  const scanner = outboundScanner(ctx);
   try { t.open(d.rule, d.reason); } catch (e) { return refuse(res, t, 503, 'builtin.audit-failed', `audit sink failed (${e instanceof Error ? e.message : e}); refused`); }
   ctx.limits.active++;
   let released = false;
@@ -144,6 +149,16 @@ export async function onRequest(ctx: Ctx, req: IncomingMessage, res: ServerRespo
     ctx.stats.bytesUp += c.length;
     const hit = ctx.limits.upload(c.length);
     if (hit) { ctx.stats.denied++; fail(403, hit.rule, hit.reason); return; }
+    const bad = scanner?.push(c);
+    if (bad) {
+      if (finished) return;
+      finished = true;
+      up.destroy();
+      const h = recordHit(ctx, t, bad);
+      refuse(res, t, 403, h.rule, h.reason);
+      req.socket.destroy();
+      return;
+    }
     if (!up.write(c)) req.pause();
   });
   up.on('drain', () => req.resume());
@@ -192,7 +207,7 @@ export async function onConnect(ctx: Ctx, req: IncomingMessage, client: Socket, 
   }
   const hit = ctx.limits.admit();
   if (hit) { if (hit.rule === 'egress.limits.maxUploadBytes') t.severity = 'high'; return deny(hit.rule === 'egress.limits.requestsPerMinute' ? 429 : 403, hit.rule, hit.reason); }
-  const d = await resolveAndDecide(ctx.rules, { host, port: target.port }, ctx.resolver);
+  const d = await resolveAndDecide(ctx.rules, { host, port: target.port, intercepted: isIntercepted(ctx, host) }, ctx.resolver);
   Object.assign(t.info, { address: d.address, range: d.range });
   if (d.action !== 'allow' || !d.address) return deny(403, d.rule, d.reason);
   await runTunnel(ctx, client, head, t, d, {
@@ -224,18 +239,27 @@ export async function runTunnel(ctx: Ctx, client: Socket, head: Buffer, t: Track
     t.finish({ error: code ?? (e as Error).message });
     return;
   }
-  upstream.once('close', () => { ctx.limits.active--; });
-  if (client.destroyed) { upstream.destroy(); t.finish({ error: 'client gone' }); return; }
+  let released = false;
+  const release = () => { if (!released) { released = true; ctx.limits.active--; } };
+  if (client.destroyed) { upstream.destroy(); release(); t.finish({ error: 'client gone' }); return; }
   hooks.ready();
   const p = await peekFirst(ctx, client, head);
   t.info.scheme = p.scheme;
   const second = decideTunnel(ctx, d, p);
   if (second.action !== 'allow') {
     upstream.destroy();
+    release();
     t.deny(second.rule, second.reason);
     refuseInTunnel(client, p.scheme === 'https');
     return;
   }
-  if (p.closed && !p.buf.length) { upstream.destroy(); t.finish({ error: 'client closed before sending' }); return; }
+  if (p.closed && !p.buf.length) { upstream.destroy(); release(); t.finish({ error: 'client closed before sending' }); return; }
+  if (p.scheme === 'https' && isIntercepted(ctx, d.host)) {
+    // the upstream TCP connection becomes the first upstream TLS connection
+    await interceptTunnel(ctx, ctx.interceptServer!, client, p.buf, t, d, upstream, release);
+    return;
+  }
+  upstream.once('close', release);
+  if (upstream.destroyed) release();
   pipeBoth(ctx, client, upstream, t, p.buf);
 }

@@ -34,9 +34,20 @@ export interface EgressRules {
   limits: EgressPolicy['limits'];
   transparent: EgressPolicy['transparent'];
   grants: string[];
+  /** Hosts whose TLS the gateway terminates (egress.intercept; the gateway adds credential destinations and model APIs). */
+  intercept: HostPattern[];
+  /** Model API hosts: intercepted requests to them get outbound DLP. */
+  modelApis: HostPattern[];
 }
 
-function hostPattern(raw: string, where: string): { host: string; wildcard: boolean } {
+export interface HostPattern { host: string; wildcard: boolean }
+
+/** A policy host pattern (name or *.name), normalised; AirlockError naming `where` when invalid. */
+export function hostPatternOf(raw: string, where: string): HostPattern {
+  return hostPattern(raw, where);
+}
+
+function hostPattern(raw: string, where: string): HostPattern {
   const wildcard = raw.startsWith('*.');
   try {
     const n = normalizeHost(wildcard ? raw.slice(2) : raw);
@@ -114,10 +125,12 @@ export function compileEgress(egress: EgressPolicy, grants: string[] = []): Egre
     limits: egress.limits,
     transparent: egress.transparent,
     grants: [...grants],
+    intercept: egress.intercept.map((h, i) => hostPattern(h, `egress.intercept[${i}]`)),
+    modelApis: egress.modelApis.map((h, i) => hostPattern(h, `egress.modelApis[${i}]`)),
   };
 }
 
-export function hostMatches(r: HostRule, host: string): boolean {
+export function hostMatches(r: HostPattern, host: string): boolean {
   return r.wildcard ? host.endsWith('.' + r.host) : host === r.host;
 }
 

@@ -14,6 +14,12 @@ import { peekFirst, refuseInTunnel, connectUpstream, pipeBoth } from './tunnel.t
 import { resolveAndDecide } from './decide.ts';
 import { normalizeHost } from './host.ts';
 import { transparentSocketPath, TRANSPARENT_PORTS } from './network.ts';
+import { interceptTunnel, isIntercepted, createInterceptServer } from './intercept.ts';
+import type { GatewayCa } from './tls/ca.ts';
+import { hostTrustStore } from './tls/bundle.ts';
+import type { Broker } from './broker.ts';
+import { DEFAULT_DLP_MAX_BYTES, type KnownSecret } from './dlp.ts';
+import type { Honeytoken } from '../secrets/index.ts';
 
 // One gateway per session: HTTP proxy, CONNECT and SOCKS5 on ONE listening socket,
 // told apart by the first byte (0x05 = SOCKS5, anything else = HTTP). With a unix
@@ -33,6 +39,14 @@ export interface GatewayOptions {
   /** Mode of the unix sockets (default 0600: only the gateway's user). */
   socketMode?: number;
   timeouts?: Partial<Timeouts>;
+  /** TLS interception: Airlock's CA (loadOrCreateCa) and the upstream trust store (default: the host's system roots). Without it, hosts that must be intercepted are refused. */
+  tls?: { ca: GatewayCa; upstreamCa?: string[] };
+  /** The session's credential broker (prepareCredentials). */
+  broker?: Broker;
+  /** Host secrets outbound DLP looks for besides what the engine finds: values and fingerprints. */
+  dlp?: { known?: KnownSecret[]; fingerprints?: string[]; maxBytes?: number };
+  /** Decoys planted in the sandbox: any attempt to send one out is refused and a critical finding. */
+  honeytokens?: Honeytoken[];
 }
 
 export interface Gateway {
@@ -42,6 +56,8 @@ export interface Gateway {
   transparentSockets: Record<number, string>;
   close(): Promise<void>;
   stats(): { connections: number; bytesUp: number; bytesDown: number; denied: number; active: number; requests: number };
+  /** Honeytokens planted after the gateway started (the gateway refuses to let them out). */
+  setHoneytokens(tokens: readonly Honeytoken[]): void;
 }
 
 const MAX_HEADERS = 200;
@@ -70,7 +86,21 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     session: o.session, rules, resolver: o.resolver ?? systemResolver(), limits: new SessionLimits(rules.limits), timeouts,
     stats: { connections: 0, bytesUp: 0, bytesDown: 0, denied: 0, requests: 0 },
     sockets: new Set(), transparentPort: new WeakMap(), record: o.audit, closing: false,
+    intercept: [...rules.intercept, ...(o.broker?.interceptPatterns() ?? []), ...(o.policy.secrets.dlp.mode !== 'off' ? rules.modelApis : [])],
+    modelApis: rules.modelApis,
+    tls: o.tls ? { ca: o.tls.ca, upstreamCa: o.tls.upstreamCa ?? hostTrustStore() } : null,
+    broker: o.broker ?? null,
+    dlp: {
+      mode: o.policy.secrets.dlp.mode,
+      allowlist: o.policy.secrets.workspace.allowlist,
+      known: [...(o.broker?.credentials.map((c) => ({ label: c.name, value: c.value })) ?? []), ...(o.dlp?.known ?? [])],
+      fingerprints: new Set(o.dlp?.fingerprints ?? []),
+      maxBytes: o.dlp?.maxBytes ?? DEFAULT_DLP_MAX_BYTES,
+    },
+    honeytokens: [...(o.honeytokens ?? [])],
+    interceptServer: null,
   };
+  if (ctx.tls) ctx.interceptServer = createInterceptServer(ctx, timeouts.handshakeMs);
   const clientCap = rules.limits.maxConnections * 2 + 32;
 
   const http = createHttpServer({
@@ -185,6 +215,11 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       address, mode: Object.keys(transparentSockets).length ? 'proxy+transparent' : 'proxy', transparentSockets,
       resolver: ctx.resolver.description, presets: o.policy.egress.presets, allowRules: rules.allow.length, cidrRules: rules.allowCidrs.length,
       limits: rules.limits, grants: rules.grants,
+      interception: {
+        available: ctx.tls !== null, caFingerprint: ctx.tls?.ca.fingerprint ?? null,
+        hosts: ctx.intercept.map((p) => (p.wildcard ? `*.${p.host}` : p.host)), dlp: ctx.dlp.mode,
+        credentials: ctx.broker?.describe() ?? [], knownSecrets: ctx.dlp.known.length + ctx.dlp.fingerprints.size,
+      },
     },
   });
   rules.grants.forEach((g, i) => o.audit({
@@ -196,12 +231,15 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     address,
     transparentSockets,
     stats: () => ({ ...ctx.stats, active: ctx.limits.active }),
+    setHoneytokens(tokens) { ctx.honeytokens = [...tokens]; },
     async close() {
       if (ctx.closing) return;
       ctx.closing = true;
       const closed = Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
       http.closeAllConnections();
       http.close();
+      ctx.interceptServer?.closeAllConnections();
+      ctx.interceptServer?.close();
       for (const s of ctx.sockets) s.destroy();
       await closed;
       for (const p of paths) { try { unlinkSync(p); } catch { /* already gone */ } }
@@ -231,11 +269,17 @@ async function transparentTls(ctx: Ctx, client: Socket): Promise<void> {
   t.info.host = host;
   const hit = ctx.limits.admit();
   if (hit) { t.deny(hit.rule, hit.reason); refuseInTunnel(client, true); return; }
-  const d = await resolveAndDecide(ctx.rules, { host, port: 443, scheme: 'https' }, ctx.resolver);
+  const intercepted = isIntercepted(ctx, host);
+  const d = await resolveAndDecide(ctx.rules, { host, port: 443, scheme: 'https', intercepted }, ctx.resolver);
   Object.assign(t.info, { address: d.address, range: d.range });
   if (d.action !== 'allow' || !d.address) { t.deny(d.rule, d.reason); refuseInTunnel(client, true); return; }
   try { t.open(d.rule, d.reason); } catch (e) { t.deny('builtin.audit-failed', String(e)); refuseInTunnel(client, true); return; }
   ctx.limits.active++;
+  if (intercepted) {
+    let released = false;
+    await interceptTunnel(ctx, ctx.interceptServer!, client, p.buf, t, d, null, () => { if (!released) { released = true; ctx.limits.active--; } });
+    return;
+  }
   let up: Socket;
   try { up = await connectUpstream(ctx, d.address, 443); } catch (e) {
     ctx.limits.active--;

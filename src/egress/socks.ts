@@ -3,6 +3,7 @@ import { resolveAndDecide } from './decide.ts';
 import { normalizeHost, HostError } from './host.ts';
 import { Tracked, type Ctx } from './context.ts';
 import { runTunnel } from './http.ts';
+import { isIntercepted } from './intercept.ts';
 
 // SOCKS5 (RFC 1928), CONNECT only, no authentication. Domain names (socks5h) are
 // resolved by the gateway like every other name; IP address types are IP literals.
@@ -114,7 +115,7 @@ export async function onSocks(ctx: Ctx, client: Socket): Promise<void> {
     if (port === 0) return refuse(SOCKS_REPLY.notAllowed, 'builtin.bad-target', 'port 0');
     const hit = ctx.limits.admit();
     if (hit) return refuse(SOCKS_REPLY.notAllowed, hit.rule, hit.reason);
-    const d = await resolveAndDecide(ctx.rules, { host: normal, port }, ctx.resolver);
+    const d = await resolveAndDecide(ctx.rules, { host: normal, port, intercepted: isIntercepted(ctx, normal) }, ctx.resolver);
     Object.assign(t.info, { address: d.address, range: d.range });
     if (d.action !== 'allow' || !d.address) {
       return refuse(d.rule === 'builtin.resolve-failed' ? SOCKS_REPLY.hostUnreachable : SOCKS_REPLY.notAllowed, d.rule, d.reason);

@@ -4,6 +4,8 @@ import { normalizeHost } from './host.ts';
 import { parseClientHello, MAX_HELLO_BYTES, TLS_ACCESS_DENIED_ALERT } from './sni.ts';
 import type { Ctx, Tracked } from './context.ts';
 import type { Scheme } from './rules.ts';
+import { hostMatches } from './rules.ts';
+import { outboundScanner, recordHit } from './guard.ts';
 
 // Byte pipes shared by CONNECT, SOCKS5 and transparent TLS: connect to exactly the
 // checked address, read the client's first bytes (ClientHello → SNI), re-decide with the
@@ -74,7 +76,8 @@ export function decideTunnel(ctx: Ctx, first: TargetDecision, p: Peeked): { acti
       if (sni !== first.host) return { action: 'deny', rule: 'builtin.sni-mismatch', reason: `SNI ${sni} differs from the tunnel target ${first.host}` };
     }
   }
-  const d = decideTarget(ctx.rules, { host: first.host, port: first.port, scheme: p.scheme });
+  const intercepted = p.scheme === 'https' && ctx.intercept.some((x) => hostMatches(x, first.host));
+  const d = decideTarget(ctx.rules, { host: first.host, port: first.port, scheme: p.scheme, intercepted });
   return { action: d.action === 'allow' ? 'allow' : 'deny', rule: d.rule, reason: d.reason };
 }
 
@@ -111,12 +114,21 @@ export function pipeBoth(ctx: Ctx, client: Socket, upstream: Socket, t: Tracked,
     return true;
   };
   if (client.destroyed) { finish('client gone'); return; }
+  // bytes in the clear (plain HTTP or raw TCP in a tunnel) are checked for placeholders and
+  // honeytokens; TLS bytes are ciphertext and not scanned
+  const scanner = t.info.scheme === 'https' ? null : outboundScanner(ctx);
+  const clean = (d: Buffer): boolean => {
+    const hit = scanner?.push(d);
+    if (!hit) return true;
+    if (!finished) { finished = true; recordHit(ctx, t, hit); client.destroy(); upstream.destroy(); }
+    return false;
+  };
   if (first.length) {
-    if (!up(first.length)) return;
+    if (!clean(first) || !up(first.length)) return;
     upstream.write(first);
   }
   client.on('data', (d: Buffer) => {
-    if (!up(d.length)) return;
+    if (!clean(d) || !up(d.length)) return;
     if (!upstream.write(d)) client.pause();
   });
   upstream.on('drain', () => client.resume());

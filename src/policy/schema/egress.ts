@@ -8,10 +8,16 @@ import { merge } from './meta.ts';
 
 export const EGRESS_PRESETS = ['npm', 'pypi', 'github', 'goproxy', 'crates', 'openai', 'anthropic', 'google'] as const;
 export const EGRESS_SCHEMES = ['http', 'https', 'tcp'] as const;
+/** Model API hosts whose request bodies get outbound DLP by default (egress.modelApis). */
+export const MODEL_API_HOSTS = [
+  'api.openai.com', 'chatgpt.com', 'api.anthropic.com', 'generativelanguage.googleapis.com', 'aiplatform.googleapis.com',
+  'api.mistral.ai', 'api.cohere.com', 'api.cohere.ai', 'api.groq.com', 'api.deepseek.com', 'api.together.xyz',
+  'openrouter.ai', 'api.x.ai', 'api.perplexity.ai', 'api.fireworks.ai', '*.openai.azure.com', '*.services.ai.azure.com',
+] as const;
 
 const ruleId = z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9_.-]*$/, 'letters, digits, _ . -')
   .describe('Rule id, named in every decision and audit event as egress.allow.<id> (egress.deny.<id>); without one the position is used (egress.allow[2]).');
-const hostPattern = z.string().min(1).max(255)
+export const hostPattern = z.string().min(1).max(255)
   .regex(/^(\*\.)?[A-Za-z0-9\u00a0-\uffff_.%-]+$/, 'a host name (example.com) or a subdomain wildcard (*.example.com); IP addresses go in allowCidrs')
   .describe('Host name, matched exactly after normalisation (case, trailing dot, IDN/punycode, percent-encoding), or *.example.com for any subdomain (not example.com itself).');
 const ports = z.array(z.number().int().min(1).max(65535)).min(1)
@@ -19,9 +25,9 @@ const ports = z.array(z.number().int().min(1).max(65535)).min(1)
 const schemes = z.array(z.enum(EGRESS_SCHEMES)).min(1)
   .describe('Protocols seen by the gateway: http (plain HTTP, method and path visible), https (TLS with an SNI equal to the host), tcp (anything else inside a CONNECT/SOCKS tunnel). Default: http and https.');
 const methods = z.array(z.string().regex(/^[A-Z][A-Z0-9_-]*$/, 'an upper-case HTTP method')).min(1)
-  .describe('HTTP methods granted. Only plain HTTP shows the method, so a rule with methods never matches an https tunnel (fail closed).');
+  .describe('HTTP methods granted. Only plain HTTP and intercepted hosts (egress.intercept) show the method: on any other https tunnel an allow rule with methods never matches and a deny rule with methods always does (fail closed).');
 const paths = z.array(z.string().startsWith('/', 'a path starting with /')).min(1)
-  .describe('Path prefixes granted, matched on segment boundaries after dot-segment removal (/api grants /api and /api/x, not /apix). Plain HTTP only, like methods.');
+  .describe('Path prefixes granted, matched on segment boundaries after dot-segment removal (/api grants /api and /api/x, not /apix). Plain HTTP and intercepted hosts only, like methods.');
 
 export const egressHostRuleSchema = z.strictObject({
   id: ruleId.optional(),
@@ -64,6 +70,10 @@ export const egressSchema = z.strictObject({
   denyCidrs: merge(z.array(egressCidrRuleSchema).default([])
     .describe('Address ranges refused even when an allow rule matches the name. Both policies\' lists apply.'), 'union'),
   limits: egressLimitsSchema.prefault({}),
+  intercept: merge(z.array(hostPattern).default([])
+    .describe('Hosts whose TLS the gateway terminates (with Airlock\'s own CA, which the sandbox is made to trust) so that every HTTP request inside is decided on its own: method and path rules of allow/deny entries, credential brokering, outbound DLP. Hosts bound to a brokered credential (credentials.brokered[].destinations) and, unless secrets.dlp.mode is off, the modelApis hosts are intercepted too. Every other host stays an end-to-end TLS tunnel. Both policies\' lists apply.'), 'union'),
+  modelApis: merge(z.array(hostPattern).default([...MODEL_API_HOSTS])
+    .describe('Model API hosts (OpenAI, Anthropic, Google, ...): requests to them are intercepted and their bodies scanned for secrets per secrets.dlp.mode (redact in flight, block, or only record). Both policies\' lists apply.'), 'union'),
   transparent: merge(z.enum(['auto', 'off']).default('auto')
     .describe('auto: where Airlock can program the sandbox network namespace, TCP to ports 80 and 443 from programs that ignore proxy settings is redirected to the gateway and decided from the Host header or TLS SNI by the same rules. off: only proxy-aware programs get network. off wins.'), { stricter: ['off', 'auto'] }),
 }).describe('Egress: what the sandbox may reach through the gateway. Nothing is allowed unless a rule grants it.');

@@ -1,0 +1,373 @@
+import { Agent, createServer as createHttpServer, request as httpRequest, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import { Duplex } from 'node:stream';
+import { TLSSocket, connect as tlsConnect } from 'node:tls';
+import { decideTarget, type TargetDecision } from './decide.ts';
+import { hostMatches } from './rules.ts';
+import { hostPort, normalizeHost, splitAuthority } from './host.ts';
+import { Tracked, type Ctx } from './context.ts';
+import { refuseInTunnel } from './tunnel.ts';
+import { inspectBody } from './dlp.ts';
+import { StreamReplacer, type Credential } from './broker.ts';
+import { outboundScanner, recordHit, textHit } from './guard.ts';
+
+// Opt-in TLS interception. For an intercepted host the gateway completes the client's TLS
+// handshake itself with a leaf minted by Airlock's CA for exactly the CONNECT/SNI host,
+// parses the HTTP/1.1 requests inside (node:http: keep-alive, chunked bodies), decides each
+// request on its own (method and path rules, credential broker, outbound DLP), and sends it
+// on over a second TLS connection to the checked address, verifying the upstream certificate
+// against the host trust store. A failed upstream verification is a denial, never ignored.
+
+const HOP_BY_HOP = new Set(['connection', 'proxy-connection', 'keep-alive', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host']);
+const SINGLE = ['host', 'content-length', 'transfer-encoding', 'authorization'];
+
+interface Conn {
+  host: string;
+  port: number;
+  address: string;
+  range?: string;
+  agent: Agent;
+  tunnel: Tracked;
+  requests: number;
+}
+
+export function isIntercepted(ctx: Ctx, host: string): boolean {
+  return ctx.intercept.some((p) => hostMatches(p, host));
+}
+
+export function isModelApi(ctx: Ctx, host: string): boolean {
+  return ctx.modelApis.some((p) => hostMatches(p, host));
+}
+
+const conns = new WeakMap<object, Conn>();
+
+/** A TLS verification or handshake failure (as opposed to a refused or reset connection). */
+export function isTlsFailure(e: NodeJS.ErrnoException): boolean {
+  return /^(ERR_TLS_|ERR_SSL_|ERR_OSSL|CERT_|UNABLE_TO_|DEPTH_ZERO|SELF_SIGNED|HOSTNAME_MISMATCH|INVALID_CA|INVALID_PURPOSE|CERT_UNTRUSTED)/.test(e.code ?? '')
+    || /certificate|SSL routines|handshake/i.test(e.message ?? '');
+}
+
+function safe(s: string): string {
+  // eslint-disable-next-line no-control-regex
+  return s.replace(/[^\x20-\x7e]/g, '?').slice(0, 512);
+}
+
+function refuse(res: ServerResponse, t: Tracked, status: number, rule: string, reason: string, severity?: Parameters<Tracked['deny']>[2], already = false): void {
+  if (!already) t.deny(rule, reason, severity);
+  t.status = status;
+  if (res.headersSent) { res.destroy(); return; }
+  const body = `airlock egress: denied by ${rule}: ${reason}\n`;
+  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'x-airlock-rule': safe(rule), 'x-airlock-reason': safe(reason), 'content-length': Buffer.byteLength(body), connection: 'close' });
+  res.end(body);
+}
+
+/** The per-gateway HTTP server that parses requests inside intercepted TLS connections. */
+export function createInterceptServer(ctx: Ctx, handshakeMs: number): Server {
+  const srv = createHttpServer({
+    maxHeaderSize: 32 * 1024, headersTimeout: handshakeMs, requestTimeout: 0, keepAliveTimeout: 30_000,
+    requireHostHeader: false, joinDuplicateHeaders: false,
+  });
+  srv.maxHeadersCount = 201;
+  srv.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const c = conns.get(req.socket);
+    if (!c) { res.destroy(); return; }
+    onIntercepted(ctx, c, req, res).catch((e) => {
+      const t = new Tracked(ctx, { protocol: 'intercepted', host: c.host, port: c.port, method: req.method });
+      refuse(res, t, 500, 'builtin.internal-error', `gateway error: ${e instanceof Error ? e.message : String(e)}`, 'medium');
+    });
+  });
+  const noTunnel = (req: IncomingMessage, socket: Duplex) => {
+    const c = conns.get(socket);
+    const t = new Tracked(ctx, { protocol: 'intercepted', host: c?.host, port: c?.port, scheme: 'https', method: req.method });
+    const reason = req.method === 'CONNECT' ? 'CONNECT inside an intercepted connection' : 'protocol upgrades (WebSocket) are not supported on intercepted hosts';
+    t.status = 501;
+    t.deny('builtin.intercept-unsupported', reason);
+    socket.end(`HTTP/1.1 501 Not Implemented\r\nX-Airlock-Rule: builtin.intercept-unsupported\r\nX-Airlock-Reason: ${reason}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+  };
+  srv.on('connect', noTunnel);
+  srv.on('upgrade', noTunnel);
+  srv.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    const c = conns.get(socket);
+    if (err.code === 'ECONNRESET' || socket.destroyed) { socket.destroy(); return; }
+    if (c && c.requests === 0 && !(socket as TLSSocket).encrypted) { socket.destroy(); return; }
+    const t = new Tracked(ctx, { protocol: 'intercepted', host: c?.host, port: c?.port, scheme: 'https' });
+    const code = err.code ?? '';
+    if (/SSL|TLS|ERR_OSSL/.test(code) || /SSL|certificate|alert/i.test(err.message)) {
+      // the client refused our leaf: most often it does not trust Airlock's CA
+      t.deny('builtin.intercept-handshake', `client TLS handshake failed (${code || err.message}); does the client trust Airlock's CA bundle?`);
+      socket.destroy();
+      return;
+    }
+    const status = code === 'HPE_HEADER_OVERFLOW' ? 431 : code === 'ERR_HTTP_REQUEST_TIMEOUT' || code === 'ERR_HTTP_HEADERS_TIMEOUT' ? 408 : 400;
+    t.status = status;
+    t.deny(status === 408 ? 'builtin.timeout' : 'builtin.bad-request', `malformed HTTP inside intercepted TLS (${code || err.message})`);
+    if (socket.writable) socket.end(`HTTP/1.1 ${status} Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+    setTimeout(() => socket.destroy(), 1000).unref();
+  });
+  return srv;
+}
+
+/**
+ * Takes over an allowed https tunnel to an intercepted host. `first` holds the client's
+ * bytes read so far (its ClientHello); `pre` an upstream TCP connection already open (or null).
+ */
+export async function interceptTunnel(ctx: Ctx, server: Server, client: Socket, first: Buffer, t: Tracked, d: TargetDecision, pre: Socket | null, release: () => void): Promise<void> {
+  const host = d.host;
+  const port = d.port;
+  if (!ctx.tls) {
+    pre?.destroy();
+    release();
+    t.deny('builtin.intercept-unavailable', `${host} must be intercepted (egress.intercept, a brokered credential or a model API under DLP) but this gateway has no CA; refused`, 'medium');
+    refuseInTunnel(client, true);
+    return;
+  }
+  let leaf;
+  try { leaf = await ctx.tls.ca.leaf(host); } catch (e) {
+    pre?.destroy();
+    release();
+    t.deny('builtin.internal-error', `cannot mint a certificate for ${host}: ${e instanceof Error ? e.message : e}`, 'medium');
+    refuseInTunnel(client, true);
+    return;
+  }
+  t.info.scheme = 'https';
+  t.extra.intercepted = true;
+  const upstreamCa = ctx.tls.upstreamCa;
+  // A duplex over the client socket that first replays the bytes already read (a TLSSocket
+  // over a net.Socket would read its handle directly and miss them).
+  const duplex = new Duplex({
+    read() { client.resume(); },
+    write(chunk: Buffer, _e, cb) { if (client.write(chunk)) cb(); else client.once('drain', () => cb()); },
+    final(cb) { client.end(); cb(); },
+    destroy(err, cb) { client.destroy(); cb(err); },
+  });
+  if (first.length) duplex.push(first);
+  client.on('data', (b: Buffer) => { if (!duplex.push(b)) client.pause(); });
+  client.on('end', () => duplex.push(null));
+  client.on('close', () => duplex.destroy());
+  client.on('error', () => duplex.destroy());
+  client.setTimeout(ctx.timeouts.idleMs, () => client.destroy());
+
+  let preSock = pre;
+  const agent = new Agent({ keepAlive: true, maxSockets: 8, maxFreeSockets: 2, timeout: ctx.timeouts.idleMs });
+  (agent as unknown as { createConnection: (o: unknown) => Duplex }).createConnection = () => {
+    const raw = preSock ?? connect({ host: d.address!, port, noDelay: true });
+    preSock = null;
+    ctx.sockets.add(raw);
+    raw.once('close', () => ctx.sockets.delete(raw));
+    if (raw.connecting) {
+      const timer = setTimeout(() => raw.destroy(Object.assign(new Error('upstream connect timed out'), { code: 'ETIMEDOUT' })), ctx.timeouts.connectMs);
+      raw.once('connect', () => clearTimeout(timer));
+      raw.once('close', () => clearTimeout(timer));
+    }
+    return tlsConnect({ socket: raw, servername: host, ca: upstreamCa, ALPNProtocols: ['http/1.1'], minVersion: 'TLSv1.2', rejectUnauthorized: true });
+  };
+  const tls = new TLSSocket(duplex, { isServer: true, secureContext: leaf.context, ALPNProtocols: ['http/1.1'] });
+  const c: Conn = { host, port, address: d.address!, range: d.range, agent, tunnel: t, requests: 0 };
+  conns.set(tls, c);
+  let closed = false;
+  const done = () => {
+    if (closed) return;
+    closed = true;
+    agent.destroy();
+    preSock?.destroy();
+    release();
+    t.extra.requests = c.requests;
+    t.finish();
+  };
+  tls.once('close', done);
+  client.once('close', () => { tls.destroy(); done(); });
+  server.emit('connection', tls);
+}
+
+function headerMap(pairs: [string, string][]): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [k0, v] of pairs) {
+    const k = k0.toLowerCase();
+    const cur = out[k];
+    if (cur === undefined) out[k] = v;
+    else if (Array.isArray(cur)) cur.push(v);
+    else out[k] = [cur, v];
+  }
+  return out;
+}
+
+async function onIntercepted(ctx: Ctx, c: Conn, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const method = req.method ?? 'GET';
+  const t = new Tracked(ctx, { protocol: 'intercepted', host: c.host, port: c.port, scheme: 'https', method, address: c.address, range: c.range });
+  ctx.stats.requests++;
+  c.requests++;
+  const raw = req.rawHeaders;
+  const seen = new Set<string>();
+  for (let i = 0; i < raw.length; i += 2) {
+    const k = raw[i]!.toLowerCase();
+    if (SINGLE.includes(k)) { if (seen.has(k)) return refuse(res, t, 400, 'builtin.bad-request', `duplicated ${k} header`); seen.add(k); }
+  }
+  if (raw.length / 2 > 200) return refuse(res, t, 431, 'builtin.bad-request', 'more than 200 headers');
+  if (req.headers['content-length'] !== undefined && req.headers['transfer-encoding'] !== undefined) return refuse(res, t, 400, 'builtin.bad-request', 'both Content-Length and Transfer-Encoding');
+  const rawUrl = req.url ?? '';
+  if (!rawUrl.startsWith('/')) return refuse(res, t, 400, 'builtin.bad-request', 'an intercepted request must use an origin-form target (/path)');
+  let url: URL;
+  try { url = new URL(`https://${hostPort(c.host, c.port)}${rawUrl}`); } catch { return refuse(res, t, 400, 'builtin.bad-target', 'unparseable request target'); }
+  if (url.hostname !== c.host && normalizeHost(url.hostname).host !== c.host) return refuse(res, t, 400, 'builtin.bad-target', 'request target names another host');
+  t.info.path = url.pathname;
+  const hh = req.headers.host;
+  if (!hh) return refuse(res, t, 400, 'builtin.host-mismatch', 'no Host header');
+  try {
+    const a = splitAuthority(hh, 443);
+    if (normalizeHost(a.host).host !== c.host || a.port !== c.port) return refuse(res, t, 403, 'builtin.host-mismatch', `Host ${safe(hh)} differs from the intercepted host ${hostPort(c.host, c.port)}`);
+  } catch { return refuse(res, t, 403, 'builtin.host-mismatch', `Host ${safe(hh)} is not a host`); }
+  const hit = ctx.limits.admit();
+  if (hit) return refuse(res, t, hit.rule === 'egress.limits.requestsPerMinute' ? 429 : 403, hit.rule, hit.reason, hit.rule === 'egress.limits.maxUploadBytes' ? 'high' : undefined);
+
+  const d = decideTarget(ctx.rules, { host: c.host, port: c.port, scheme: 'https', method, path: url.pathname, intercepted: true, addresses: [c.address] });
+  if (d.action !== 'allow') return refuse(res, t, 403, d.rule, d.reason);
+
+  // credentials: placeholders swapped where bound, injected per policy; misuse refused
+  let pairs: [string, string][] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) pairs.push([raw[i]!, raw[i + 1]!]);
+  let target = rawUrl;
+  let injected: Credential[] = [];
+  if (ctx.broker) {
+    const r = ctx.broker.rewrite({ host: c.host, port: c.port, method, path: url.pathname, rawHeaders: raw, url: rawUrl });
+    if ('misuse' in r) {
+      const h = recordHit(ctx, t, { kind: 'placeholder', credential: r.misuse.credential, where: r.misuse.where });
+      return refuse(res, t, 403, h.rule, h.reason, undefined, true);
+    }
+    pairs = r.headers;
+    target = r.url;
+    injected = r.injected;
+  }
+  const honey = textHit({ ...ctx, broker: null }, `${rawUrl}\n${raw.join('\n')}`, 'url or headers');
+  if (honey) { const h = recordHit(ctx, t, honey); return refuse(res, t, 403, h.rule, h.reason, undefined, true); }
+  if (injected.length) t.extra.credentials = injected.map((x) => ({ name: x.name, fingerprint: x.fingerprint }));
+  try { t.open(d.rule, d.reason); } catch (e) { return refuse(res, t, 503, 'builtin.audit-failed', `audit sink failed (${e instanceof Error ? e.message : e}); refused`); }
+
+  const listed = new Set(String(req.headers.connection ?? '').toLowerCase().split(',').map((s) => s.trim()).filter(Boolean));
+  const headers = headerMap(pairs.filter(([k]) => !HOP_BY_HOP.has(k.toLowerCase()) && !listed.has(k.toLowerCase())));
+  headers.host = c.port === 443 ? c.host : hostPort(c.host, c.port);
+  if (injected.length) headers['accept-encoding'] = 'identity'; // so an echoed value can be scrubbed from the response
+
+  const hasBody = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) > 0 : req.headers['transfer-encoding'] !== undefined;
+  const scanner = outboundScanner(ctx);
+  const dlpHere = isModelApi(ctx, c.host);
+  const count = (n: number): boolean => {
+    t.bytesUp += n;
+    ctx.stats.bytesUp += n;
+    const h = ctx.limits.upload(n);
+    if (h) { refuse(res, t, 403, h.rule, h.reason, 'high'); return false; }
+    return true;
+  };
+
+  let buffered: Buffer | null = null;
+  if (hasBody && dlpHere) {
+    // model API: read the whole body (bounded), then scan it
+    const chunks: Buffer[] = [];
+    let n = 0;
+    let over = false;
+    const ok = await new Promise<boolean>((resolve) => {
+      req.on('data', (b: Buffer) => {
+        if (!count(b.length)) { resolve(false); return; }
+        n += b.length;
+        if (n > ctx.dlp.maxBytes) over = true; else chunks.push(b);
+      });
+      req.on('end', () => resolve(true));
+      req.on('error', () => resolve(false));
+      req.on('close', () => resolve(!req.complete ? false : true));
+    });
+    if (!ok) { if (!res.headersSent) refuse(res, t, 400, 'builtin.bad-request', 'client aborted the request body'); return; }
+    if (over && ctx.dlp.mode !== 'off') return refuse(res, t, 413, 'secrets.dlp.mode', `request body larger than ${ctx.dlp.maxBytes} bytes cannot be inspected`, 'medium');
+    buffered = Buffer.concat(chunks);
+    const ph = scanner?.push(buffered) ?? null;
+    if (ph) { const h = recordHit(ctx, t, ph); return refuse(res, t, 403, h.rule, h.reason, undefined, true); }
+    if (!over) {
+      const r = await inspectBody(buffered, req.headers['content-type'], req.headers['content-encoding'], ctx.dlp, ctx.honeytokens);
+      if (r.honeytoken) { const h = recordHit(ctx, t, { kind: 'honeytoken', token: r.honeytoken, where: 'body' }); return refuse(res, t, 403, h.rule, h.reason, undefined, true); }
+      if (r.findings.length || r.action !== 'pass') {
+        const sev = r.action === 'blocked' ? 'high' : r.findings.some((f) => f.severity === 'critical') ? 'high' : 'medium';
+        try {
+          ctx.record({
+            type: 'egress.dlp', session: ctx.session, severity: sev, decision: r.action === 'blocked' ? 'deny' : 'allow', rule: 'secrets.dlp.mode',
+            data: { host: c.host, port: c.port, method, path: url.pathname, mode: ctx.dlp.mode, action: r.action, reason: r.reason, findings: r.findings },
+          });
+        } catch (e) { return refuse(res, t, 503, 'builtin.audit-failed', `audit sink failed (${e instanceof Error ? e.message : e}); refused`); }
+        t.extra.dlp = { action: r.action, findings: r.findings.length };
+      }
+      if (r.action === 'blocked') return refuse(res, t, 403, 'secrets.dlp.mode', r.reason, 'high');
+      if (r.decoded) { buffered = r.body; delete headers['content-encoding']; }
+    }
+    headers['content-length'] = String(buffered.length);
+    delete headers['transfer-encoding'];
+  }
+
+  const up = httpRequest({ agent: c.agent, method, path: target, headers, setHost: false, timeout: ctx.timeouts.idleMs });
+  let finished = false;
+  const fail = (e: NodeJS.ErrnoException | null, why: string, status = 502) => {
+    if (finished) return;
+    finished = true;
+    up.destroy();
+    if (e && isTlsFailure(e)) {
+      t.decision = 'deny';
+      refuse(res, t, 502, 'builtin.upstream-tls', `upstream ${hostPort(c.host, c.port)} failed TLS verification (${e.code ?? e.message}); refused`, 'medium');
+      return;
+    }
+    if (!res.headersSent) res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'x-airlock-rule': safe(d.rule), 'x-airlock-reason': safe(why), connection: 'close' });
+    res.end(`airlock egress: upstream ${hostPort(c.host, c.port)} failed: ${why}\n`);
+    t.finish({ error: why, status });
+  };
+  up.on('error', (e) => fail(e as NodeJS.ErrnoException, (e as NodeJS.ErrnoException).code ?? e.message));
+  up.on('timeout', () => fail(null, 'upstream timed out', 504));
+  res.once('close', () => { if (!finished) { finished = true; up.destroy(); t.finish({ error: 'client closed' }); } });
+
+  if (buffered) {
+    up.end(buffered);
+  } else if (hasBody) {
+    req.on('data', (b: Buffer) => {
+      if (finished) return;
+      if (!count(b.length)) { finished = true; up.destroy(); return; }
+      const ph = scanner?.push(b) ?? null;
+      if (ph) { finished = true; up.destroy(); const h = recordHit(ctx, t, ph); refuse(res, t, 403, h.rule, h.reason, undefined, true); req.socket.destroy(); return; }
+      if (!up.write(b)) req.pause();
+    });
+    up.on('drain', () => req.resume());
+    req.on('end', () => up.end());
+  } else {
+    req.resume();
+    up.end();
+  }
+
+  up.on('response', (ur) => {
+    const scrub = injected.length && ctx.broker ? new StreamReplacer(ctx.broker.scrubPairs(injected)) : null;
+    const rh: Record<string, string | string[]> = {};
+    const rlisted = new Set(String(ur.headers.connection ?? '').toLowerCase().split(',').map((s) => s.trim()).filter(Boolean));
+    for (const [k, v] of Object.entries(ur.headers)) {
+      if (v === undefined || HOP_BY_HOP.has(k) || rlisted.has(k)) continue;
+      rh[k] = scrub ? (Array.isArray(v) ? v.map((x) => scrubText(ctx, injected, x)) : scrubText(ctx, injected, v)) : v;
+    }
+    const noBody = method === 'HEAD' || ur.statusCode === 204 || ur.statusCode === 304;
+    if (scrub && !noBody) delete rh['content-length']; // replaced bytes change the length: send chunked
+    res.writeHead(ur.statusCode ?? 502, rh);
+    t.status = ur.statusCode;
+    const out = (b: Buffer) => {
+      if (!b.length) return;
+      t.bytesDown += b.length;
+      ctx.stats.bytesDown += b.length;
+      if (!res.write(b)) ur.pause();
+    };
+    ur.on('data', (b: Buffer) => out(scrub ? scrub.push(b) : b));
+    res.on('drain', () => ur.resume());
+    ur.on('end', () => {
+      if (finished) return;
+      finished = true;
+      if (scrub) out(scrub.end());
+      res.end();
+      t.finish({ status: ur.statusCode });
+    });
+    ur.on('error', (e) => fail(e as NodeJS.ErrnoException, e.message));
+  });
+}
+
+function scrubText(ctx: Ctx, cs: Credential[], v: string): string {
+  let out = v;
+  for (const [a, b] of ctx.broker!.scrubPairs(cs)) out = out.split(a).join(b);
+  return out;
+}
