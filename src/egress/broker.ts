@@ -7,6 +7,10 @@ import { AirlockError } from '../common/errors.ts';
 import { fingerprint, type Honeytoken } from '../secrets/index.ts';
 import type { BrokeredCredential } from '../policy/schema/credentials.ts';
 import { hostMatches, pathMatches, hostPatternOf, type HostPattern } from './rules.ts';
+import type { Policy } from '../policy/index.ts';
+import { homeLayout } from '../common/paths.ts';
+import { loadOrCreateCa, type GatewayCa } from './tls/ca.ts';
+import { writeCaBundle, caEnv, SANDBOX_CA_BUNDLE } from './tls/bundle.ts';
 
 // The credential broker. Per session, each declared credential gets a random placeholder
 // (the only thing the sandbox sees, in the named variable). The real value is read on the
@@ -315,4 +319,38 @@ export class StreamReplacer {
     return all.subarray(0, cut);
   }
   end(): Buffer { const t = this.tail; this.tail = Buffer.alloc(0); return t; }
+}
+
+export interface PreparedCredentials {
+  /** Variables the sandbox gets (Airlock-controlled, win over everything): each credential's placeholder and the CA variables. */
+  sandboxEnv: Record<string, string>;
+  /** Host path of the CA bundle (system roots + Airlock's CA; public). Mount it read-only at `caBundleSandboxPath`. */
+  caBundlePath: string;
+  /** Where the bundle must appear inside the sandbox (over the distribution's bundle). */
+  caBundleSandboxPath: string;
+  /** The session's broker (null when the policy declares no credential). */
+  broker: Broker | null;
+  /** Spread into startGateway's options: `startGateway({ ...prepared.gateway, session, policy, ... })`. */
+  gateway: { tls: { ca: GatewayCa }; broker?: Broker };
+}
+
+/**
+ * Everything a session needs for brokered credentials and TLS interception: loads (or creates)
+ * the gateway CA under `<home>/keys`, writes the CA bundle under `<home>/tls`, reads the real
+ * values on the host and makes the per-session placeholders. Throws AirlockError when a
+ * credential cannot be read (the session must not start).
+ */
+export async function prepareCredentials(policy: Policy, hostEnv: NodeJS.ProcessEnv, sessionId: string, home: string): Promise<PreparedCredentials> {
+  const layout = homeLayout(home);
+  const ca = await loadOrCreateCa({ keysDir: layout.keys });
+  const caBundlePath = writeCaBundle(ca, join(layout.root, 'tls'));
+  const list = policy.credentials.brokered;
+  const broker = list.length ? new Broker(list, hostEnv, { session: sessionId }) : null;
+  return {
+    sandboxEnv: { ...caEnv(SANDBOX_CA_BUNDLE), ...(broker?.sandboxEnv() ?? {}) },
+    caBundlePath,
+    caBundleSandboxPath: SANDBOX_CA_BUNDLE,
+    broker,
+    gateway: broker ? { tls: { ca }, broker } : { tls: { ca } },
+  };
 }
