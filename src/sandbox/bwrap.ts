@@ -124,7 +124,8 @@ class BwrapSandbox implements Sandbox {
       `cp ${shq(join(s.stateDir, 'etc'))}/* "$S/etc/"`,
       'chmod 1777 "$S/tmp" "$S/vartmp"',
       own,
-      `mount -t overlay overlay -o ${shq(`lowerdir=${s.lowerDirs.join(':')},upperdir=`)}"$S/upper",workdir="$S/work" "$S/merged"`,
+      // userxattr: inside a user namespace, opaque dirs (rm -r of a base dir) need user.* xattrs
+      `mount -t overlay overlay -o ${shq(`lowerdir=${s.lowerDirs.join(':')},upperdir=`)}"$S/upper",workdir="$S/work",userxattr "$S/merged"`,
       'ip link set lo up 2>/dev/null || true',
       s.networkSetup ?? ':',
       'echo ready',

@@ -150,6 +150,10 @@ export async function request(home: string, id: string, f: Frame, io?: { stdout?
       else last = g;
     });
     sock.on('close', () => {
+      // stop forwarding stdin: an open pipe must not keep the client alive after the command ended
+      const input = io?.stdin as (NodeJS.ReadableStream & { destroy?: () => void }) | undefined;
+      input?.removeAllListeners('data');
+      input?.destroy?.();
       if (!last) rej(new AirlockError('BAD_STATE', `session ${id} closed the connection`, 'see `airlock sessions`'));
       else if (last.t === 'error') rej(new AirlockError(last.kind as never, last.message, last.hint));
       else res(last);
