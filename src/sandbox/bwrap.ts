@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, openSync, readSync, closeSync, readlinkSync, statfsSync, writeFileSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, openSync, readSync, closeSync, readlinkSync, readFileSync, readdirSync, statfsSync, writeFileSync, realpathSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { once } from 'node:events';
 import { AirlockError } from '../common/errors.ts';
@@ -287,17 +287,22 @@ class BwrapSandbox implements Sandbox {
       chain.push(...ns, 'setpriv', '--pdeathsig', 'KILL', '--', 'strace', '-f', '--seccomp-bpf', '-q', '-ttt', '-s', '4096', '--decode-pids=pidns', '-e', `trace=${TRACED_SYSCALLS.join(',')}`, '-e', 'signal=none', '-o', traceFile, '--');
       if (this.rootMode) chain.push('setpriv', ...dropUid, '--');
     } else {
-      // setpriv applies the death signal after changing uid, so it survives
-      chain.push(...ns, 'setpriv', ...(this.rootMode ? dropUid : []), '--pdeathsig', 'KILL', '--');
+      // bwrap --die-with-parent sets the death signal on bwrap itself (its parent is the
+      // supervisor: every link before it is an exec in the same process)
+      ns.pop();
+      chain.push(...ns, ...(this.rootMode ? ['-S', String(SANDBOX_UID), '-G', String(SANDBOX_UID)] : []), '--');
     }
     chain.push('bwrap', ...bw, '--', ...argv);
-    // sh joins the session's cgroup before anything else runs, then hands the seccomp program to bwrap on fd 9 (dash: single-digit fds only).
-    // bash (not dash) because it can close multi-digit fds: nothing inherited reaches the sandbox.
-    const ulimits = `ulimit -t ${l.cpuSeconds} -f ${l.fileSizeMB * 1024} -c 0 -n 4096${this.cgroup ? '' : ` -u ${l.pids + userProcessCount()} -v ${l.memoryMB * 1024}`} || exit 125; `;
-    const script = ulimits + 'IFS=:; for f in $AIRLOCK_CG; do [ -n "$f" ] && { echo $$ > "$f" || exit 125; }; done; IFS=" "; '
-      + 'for f in /proc/$$/fd/*; do n=${f##*/}; case $n in 0|1|2) ;; *) eval "exec $n>&-" 2>/dev/null ;; esac; done; '
-      + 'exec 9<"$AIRLOCK_SECCOMP"; unset AIRLOCK_CG AIRLOCK_SECCOMP OLDPWD; exec "$@"';
-    const child = spawn('bash', ['--norc', '--noprofile', '-c', script, 'airlock-exec', ...chain], {
+    // dash: the cheapest shell that can join the cgroup, set rlimits and open the seccomp
+    // program on fd 9 before exec. Inherited descriptors were closed at startup.
+    closeInheritedDescriptors();
+    // dash's ulimit takes one resource per call (sizes in KiB; -p is processes)
+    const lim: [string, number][] = [['-t', l.cpuSeconds], ['-f', l.fileSizeMB * 1024], ['-c', 0], ['-n', 4096]];
+    if (!this.cgroup) lim.push(['-p', l.pids + userProcessCount()], ['-v', l.memoryMB * 1024]);
+    const ulimits = lim.map(([f, v]) => `ulimit ${f} ${v} || exit 125; `).join('');
+    const script = ulimits + 'IFS=:; for f in $AIRLOCK_CG; do [ -n "$f" ] && { echo $$ > "$f" || exit 125; }; done; '
+      + 'exec 9<"$AIRLOCK_SECCOMP"; unset AIRLOCK_CG AIRLOCK_SECCOMP; exec "$@"';
+    const child = spawn('/bin/sh', ['-c', script, 'airlock-exec', ...chain], {
       stdio: o.stdio === 'inherit' ? 'inherit' : ['pipe', 'pipe', 'pipe'],
       cwd: '/',
       env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/nonexistent', AIRLOCK_CG: this.cgroup?.procsFiles.join(':') ?? '', AIRLOCK_SECCOMP: this.seccompFile },
@@ -462,6 +467,28 @@ function userProcessCount(): number {
 
 const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGILL: 4, SIGTRAP: 5, SIGABRT: 6, SIGBUS: 7, SIGFPE: 8, SIGKILL: 9, SIGUSR1: 10, SIGSEGV: 11, SIGUSR2: 12, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15, SIGXCPU: 24, SIGXFSZ: 25 };
 export function signalNumber(s: string): number { return SIGNALS[s] ?? 0; }
+
+let inheritedClosed = false;
+/**
+ * Closes descriptors this process inherited without close-on-exec (a parent's leaked
+ * pipes and sockets), so no spawned sandbox chain can pass them to the agent. Everything
+ * Node and SQLite open themselves is O_CLOEXEC, so only inherited descriptors qualify.
+ */
+export function closeInheritedDescriptors(): void {
+  if (inheritedClosed) return;
+  inheritedClosed = true;
+  let fds: string[] = [];
+  try { fds = readdirSync('/proc/self/fd'); } catch { return; }
+  for (const f of fds) {
+    const fd = Number(f);
+    if (!(fd > 2)) continue;
+    try {
+      const info = readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
+      const flags = parseInt(/^flags:\s+([0-7]+)/m.exec(info)?.[1] ?? '0', 8);
+      if ((flags & 0o2000000) === 0) closeSync(fd);
+    } catch { /* already gone */ }
+  }
+}
 
 /** A timer that never keeps the process alive on its own. */
 function delay(ms: number): Promise<void> {

@@ -54,8 +54,16 @@ export async function superviseSession(opts: OpenSessionOptions, ready: (id: str
   const path = socketPath(session.home.root, session.id);
   rmSync(path, { force: true });
   const server = createServer((sock) => {
-    frames(sock, (f) => void handle(sock, f));
+    // stdin frames can arrive before the command has started (policy checks and asks are
+    // async): queue them per connection until the exec handle exists.
+    const input: { queue: Frame[]; sink: ((f: Frame) => void) | null } = { queue: [], sink: null };
+    inputs.set(sock, input);
+    frames(sock, (f) => {
+      if (f.t === 'in' || f.t === 'eof') { if (input.sink) input.sink(f); else input.queue.push(f); return; }
+      void handle(sock, f);
+    });
   });
+  const inputs = new WeakMap<Socket, { queue: Frame[]; sink: ((f: Frame) => void) | null }>();
   let running = 0;
   const stopAndExit = async (reason: string, sock?: Socket) => {
     const r = await session.stop(reason);
@@ -72,10 +80,12 @@ export async function superviseSession(opts: OpenSessionOptions, ready: (id: str
           const h = await session.exec({ argv: f.argv, cwd: f.cwd, env: f.env, stdio: 'pipe', via: 'exec' });
           h.stdout?.on('data', (d: Buffer) => send(sock, { t: 'out', d: d.toString('base64') }));
           h.stderr?.on('data', (d: Buffer) => send(sock, { t: 'err', d: d.toString('base64') }));
-          frames(sock, (g) => {
+          const input = inputs.get(sock)!;
+          input.sink = (g) => {
             if (g.t === 'in') h.stdin?.write(Buffer.from(g.d, 'base64'));
             else if (g.t === 'eof') h.stdin?.end();
-          });
+          };
+          for (const g of input.queue.splice(0)) input.sink(g);
           sock.on('close', () => h.kill('SIGKILL'));
           const r = await h.done;
           running--;
