@@ -146,6 +146,7 @@ export async function interceptTunnel(ctx: Ctx, server: Server, client: Socket, 
   client.on('close', () => duplex.destroy());
   client.on('error', () => duplex.destroy());
   client.setTimeout(ctx.timeouts.idleMs, () => client.destroy());
+  client.setNoDelay(true); // small TLS records both ways: Nagle + delayed ACK would add ~40 ms per exchange
 
   let preSock = pre;
   const agent = new Agent({ keepAlive: true, maxSockets: 8, maxFreeSockets: 2, timeout: ctx.timeouts.idleMs });
