@@ -247,6 +247,8 @@ class BwrapSandbox implements Sandbox {
   /** Maps a path as the sandbox sees it to one the host can stat (for command lookup). */
   private hostView(p: string): string | null {
     const root = `/proc/${this.holderPid}/root`;
+    // explicit mounts first: they sit on top of /tmp, HOME and the rest
+    for (const m of [...this.spec.mounts.readOnly, ...this.spec.mounts.readWrite]) if (p === m || p.startsWith(m + '/')) return p;
     if (p === SANDBOX_WORKSPACE || p.startsWith(SANDBOX_WORKSPACE + '/')) return root + this.mnt + '/merged' + p.slice(SANDBOX_WORKSPACE.length);
     if (p === SANDBOX_HOME || p.startsWith(SANDBOX_HOME + '/')) return root + this.mnt + '/home' + p.slice(SANDBOX_HOME.length);
     if (p.startsWith('/tmp/')) return root + this.mnt + '/tmp' + p.slice(4);
