@@ -167,7 +167,7 @@ export class Broker {
       return {
         name: c.name, index: i, value, fingerprint: fingerprint(value), placeholder: placeholderFor(c.name), inject: c.inject,
         destinations: c.destinations.map((d, j) => ({
-          pattern: hostPatternOf(d.host, `${where}.destinations[${j}]`),
+          pattern: hostPatternOf(d.host, `${where}.destinations[${j}]`, { allowIp: true }),
           port: d.port,
           paths: d.paths?.map((x) => (x.length > 1 && x.endsWith('/') ? x.slice(0, -1) : x)) ?? null,
           methods: d.methods ?? null,

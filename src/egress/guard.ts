@@ -9,8 +9,12 @@ import type { Ctx, Tracked } from './context.ts';
 // high for a placeholder, critical for a honeytoken. Never the value.
 
 /** Streaming scanner over outgoing bytes; null when there is nothing to look for. */
-export function outboundScanner(ctx: Ctx): NeedleScanner<Hit> | null {
-  const needles = ctx.broker?.needles(ctx.honeytokens) ?? [];
+export function outboundScanner(ctx: Ctx, dest?: { host: string; port: number; method: string; path: string }): NeedleScanner<Hit> | null {
+  // A placeholder in a body sent to a destination its credential is bound to is harmless
+  // (it is worthless, and bodies are never rewritten): e.g. an agent quoting its own
+  // environment to its model. Anywhere else it is misuse.
+  const needles = (ctx.broker?.needles(ctx.honeytokens) ?? []).filter((n) =>
+    !(dest && n.tag.kind === 'placeholder' && ctx.broker!.bound(n.tag.credential, dest)));
   if (!ctx.broker) for (const t of ctx.honeytokens) for (const n of needlesOf(t.value)) needles.push({ text: n, tag: { kind: 'honeytoken', token: t, where: 'body' } });
   return needles.length ? new NeedleScanner(needles) : null;
 }

@@ -109,9 +109,36 @@ export async function onRequest(ctx: Ctx, req: IncomingMessage, res: ServerRespo
   const d = await resolveAndDecide(ctx.rules, { host, port, scheme: 'http', method: req.method, path: url.pathname }, ctx.resolver);
   Object.assign(t.info, { address: d.address, range: d.range });
   if (d.action !== 'allow' || !d.address) return refuse(res, t, 403, d.rule, d.reason);
-  const leak = textHit(ctx, `${rawUrl}\n${req.rawHeaders.join('\n')}`, 'url or headers');
+  // Brokered credentials on plain HTTP: only to a destination the policy binds by host
+  // AND port (e.g. an internal model gateway on http://host:8080); anywhere else the
+  // placeholder is misuse. The real value is added here, never seen by the sandbox.
+  let outHeaders = forwardHeaders(req.headers);
+  let outPath = url.pathname + url.search;
+  let injected: { name: string; fingerprint: string }[] = [];
+  if (ctx.broker) {
+    const r = ctx.broker.rewrite({ host, port, method: req.method ?? 'GET', path: url.pathname, rawHeaders: req.rawHeaders, url: rawUrl });
+    if ('misuse' in r) {
+      const h = recordHit(ctx, t, { kind: 'placeholder', credential: r.misuse.credential, where: r.misuse.where });
+      return refuse(res, t, 403, h.rule, h.reason);
+    }
+    if (r.injected.length || r.url !== rawUrl) {
+      const hdrs: Record<string, string | string[]> = {};
+      for (const [k, v] of r.headers) {
+        const key = k.toLowerCase();
+        if (HOP_BY_HOP.has(key) || key === 'host') continue;
+        const prev = hdrs[key];
+        hdrs[key] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+      }
+      outHeaders = hdrs;
+      const u = new URL(r.url, `http://${hostPort(host, port)}`);
+      outPath = u.pathname + u.search;
+      injected = r.injected.map((x) => ({ name: x.name, fingerprint: x.fingerprint }));
+      t.extra.credentials = injected;
+    }
+  }
+  const leak = textHit(injected.length ? { ...ctx, broker: null } : ctx, `${rawUrl}\n${req.rawHeaders.join('\n')}`, 'url or headers');
   if (leak) { const h = recordHit(ctx, t, leak); return refuse(res, t, 403, h.rule, h.reason); }
-  const scanner = outboundScanner(ctx);
+  const scanner = outboundScanner(ctx, { host, port, method: req.method ?? 'GET', path: url.pathname });
   try { t.open(d.rule, d.reason); } catch (e) { return refuse(res, t, 503, 'builtin.audit-failed', `audit sink failed (${e instanceof Error ? e.message : e}); refused`); }
   ctx.limits.active++;
   let released = false;
@@ -124,8 +151,8 @@ export async function onRequest(ctx: Ctx, req: IncomingMessage, res: ServerRespo
   if (early) { t.severity = 'high'; return refuse(res, t, 403, early.rule, early.reason); }
 
   const up = httpRequest({
-    host: d.address, port, method: req.method, path: url.pathname + url.search, setHost: false,
-    headers: { ...forwardHeaders(req.headers), host: url.host }, agent: false, timeout: ctx.timeouts.idleMs,
+    host: d.address, port, method: req.method, path: outPath, setHost: false,
+    headers: { ...outHeaders, host: url.host }, agent: false, timeout: ctx.timeouts.idleMs,
     lookup: undefined,
   });
   let finished = false;

@@ -249,7 +249,7 @@ async function onIntercepted(ctx: Ctx, c: Conn, req: IncomingMessage, res: Serve
   if (injected.length) headers['accept-encoding'] = 'identity'; // so an echoed value can be scrubbed from the response
 
   const hasBody = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) > 0 : req.headers['transfer-encoding'] !== undefined;
-  const scanner = outboundScanner(ctx);
+  const scanner = outboundScanner(ctx, { host: c.host, port: c.port, method, path: url.pathname });
   const dlpHere = isModelApi(ctx, c.host);
   const count = (n: number): boolean => {
     t.bytesUp += n;

@@ -43,15 +43,17 @@ export interface EgressRules {
 export interface HostPattern { host: string; wildcard: boolean }
 
 /** A policy host pattern (name or *.name), normalised; AirlockError naming `where` when invalid. */
-export function hostPatternOf(raw: string, where: string): HostPattern {
-  return hostPattern(raw, where);
+export function hostPatternOf(raw: string, where: string, o: { allowIp?: boolean } = {}): HostPattern {
+  return hostPattern(raw, where, o.allowIp ?? false);
 }
 
-function hostPattern(raw: string, where: string): HostPattern {
+// Egress allow rules never take IP literals (CIDR rules do, with their classification);
+// a brokered credential may be bound to one exact address (e.g. an internal model gateway).
+function hostPattern(raw: string, where: string, allowIp = false): HostPattern {
   const wildcard = raw.startsWith('*.');
   try {
     const n = normalizeHost(wildcard ? raw.slice(2) : raw);
-    if (n.kind === 'ip') throw new HostError('an IP address');
+    if (n.kind === 'ip' && (!allowIp || wildcard)) throw new HostError('an IP address');
     if (wildcard && !n.host.includes('.')) throw new HostError('a wildcard over a top-level domain');
     return { host: n.host, wildcard };
   } catch (e) {

@@ -18,22 +18,32 @@ import { canonicalJson } from '../audit/event.ts';
 
 function egressWanted(s: Session): boolean {
   const e = s.policy.policy.egress as unknown as Record<string, unknown[] | undefined>;
-  return s.allowHosts.length > 0 || ['presets', 'allow', 'allowCidrs'].some((k) => (e[k]?.length ?? 0) > 0);
+  return s.allowHosts.length > 0 || s.policy.policy.credentials.brokered.length > 0
+    || ['presets', 'allow', 'allowCidrs'].some((k) => (e[k]?.length ?? 0) > 0);
 }
 
-// Network: only when the policy grants a destination. Otherwise the sandbox keeps an
-// empty network namespace (the strongest setting, and nothing to misconfigure).
-hooks.network = async (s) => {
+// Network: only when the policy grants a destination or brokers a credential. Otherwise
+// the sandbox keeps an empty network namespace (the strongest setting, nothing to
+// misconfigure). With it: Airlock's CA (for opted-in TLS interception), the broker's
+// placeholders in the sandbox env (real values stay on the host), and the CA bundle
+// mounted over the system one.
+hooks.network = async (s, env) => {
   if (!egressWanted(s)) return null;
-  const { startGateway, sandboxNetwork } = await import('../egress/index.ts');
+  const { startGateway, sandboxNetwork, prepareCredentials } = await import('../egress/index.ts');
+  const prep = await prepareCredentials(s.policy.policy, env, s.id, s.home.root);
   const unixPath = join(s.home.run, `${s.id}.egress.sock`);
   const gw = await startGateway({
+    ...prep.gateway,
     session: s.id, policy: s.policy.policy, grants: s.allowHosts, listen: { unixPath },
     audit: (e: AuditEventInput) => { s.record(e); },
   });
+  s.layerState.set('gateway', gw);
   const transparent = Object.keys(gw.transparentSockets).length > 0;
   const net = sandboxNetwork(gw.address, { transparent });
-  return { setup: net.setup, env: net.env, close: () => gw.close() };
+  return {
+    setup: net.setup, env: { ...net.env, ...prep.sandboxEnv }, close: () => gw.close(),
+    files: [{ source: prep.caBundlePath, target: prep.caBundleSandboxPath }],
+  };
 };
 
 // Commands through `airlock exec`, MCP and the API meet the command rules; the
@@ -76,12 +86,15 @@ function chownTree(path: string, ids: { uid: number; gid: number }): void {
 hooks.afterStart = async (s) => {
   const report = s.snapshotReport as { events?: AuditEventInput[] } | null;
   for (const e of report?.events ?? []) s.record({ ...e, session: s.id });
-  const tokens: Honeytoken[] = s.policy.policy.secrets.honeytokens.enabled
+  const planted: Honeytoken[] = s.policy.policy.secrets.honeytokens.enabled
     ? (await import('../secrets/index.ts')).plantHoneytokens(s.homeView(), null, s.policy.policy.secrets).tokens : [];
+  // name them as the agent sees them
+  const tokens = planted.map((t) => ({ ...t, path: t.path.replace(s.homeView(), '/home/agent') }));
   if (tokens.length) {
     if (s.hostIds) chownTree(s.homeView(), s.hostIds);
     s.layerState.set('honeytokens', tokens);
-    s.record({ type: 'secrets.honeytokens', data: { planted: tokens.map((t) => ({ kind: t.kind, path: t.path.replace(s.homeView(), '~'), fingerprint: t.fingerprint })) } });
+    (s.layerState.get('gateway') as { setHoneytokens?: (t: Honeytoken[]) => void } | undefined)?.setHoneytokens?.(tokens);
+    s.record({ type: 'secrets.honeytokens', data: { planted: tokens.map((t) => ({ kind: t.kind, path: t.path, fingerprint: t.fingerprint })) } });
   }
   const t = s.policy.policy.telemetry;
   const { startDetector } = await import('../detect/index.ts');

@@ -157,6 +157,7 @@ export class Session {
       mounts: { readOnly: [...p.sandbox.mounts.readOnly, ...(o.readOnlyPaths ?? [])], readWrite: p.sandbox.mounts.readWrite },
       forbiddenMounts: [this.home.root],
       networkSetup: net?.setup ?? null,
+      files: net?.files ?? [],
       trace: p.sandbox.traceProcesses,
       hostIds,
       record: (e) => { this.record(e); },

@@ -93,7 +93,10 @@ for (const c of CASES) {
       'lib.sh': 'value() {\n  echo broken\n}\n',
       'test.sh': '. ./lib.sh\n[ "$(value)" = fixed ] && echo "TESTS PASS" || { echo "TESTS FAIL"; exit 1; }\n',
       // The company-gateway feature: the repo policy points the agent at another base URL.
-      'airlock.yaml': `version: 1\nagents:\n  profiles:\n    ${c.profile}:\n      model:\n        baseUrl: ${c.baseUrl(model.url)}\n`,
+      // Honeytokens off here: with them on, the scripted `cat ~/.ssh/id_*` reads a decoy and the
+      // gateway (rightly) blocks the model call that carries it, ending the script early; that
+      // path is covered by the egress broker tests.
+      'airlock.yaml': `version: 1\nagents:\n  profiles:\n    ${c.profile}:\n      model:\n        baseUrl: ${c.baseUrl(model.url)}\nsecrets:\n  honeytokens:\n    enabled: false\n`,
     });
     const home = tmp('airlock-agent-home-');
     try {

@@ -93,7 +93,7 @@ curl -sS --max-time 5 -o /dev/null -w '%{http_code}' --data "t=$GH_TOKEN" http:/
     const findings = s.events.filter((e) => e.type === 'detect.finding');
     assert.equal(findings.length, 5, JSON.stringify(findings.map((f) => f.data)));
     assert.ok(findings.every((f) => f.severity === 'high' && f.rule === 'detect.credential-misuse' && (f.data as { credential: string }).credential === 'GH_TOKEN'));
-    assert.deepEqual(findings.map((f) => (f.data as { where: string }).where).sort(), ['body', 'body', 'header authorization', 'header authorization', 'url or headers']);
+    assert.deepEqual(findings.map((f) => (f.data as { where: string }).where).sort(), ['body', 'body', 'header authorization', 'header authorization', 'url']);
     const denied = requests(s.events).filter((e) => e.rule === 'credentials.brokered.GH_TOKEN');
     assert.equal(denied.length, 5);
     assert.ok(denied.every((e) => e.decision === 'deny' && e.severity === 'high'));
