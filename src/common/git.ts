@@ -3,7 +3,7 @@ import { AirlockError } from './errors.ts';
 
 // Host-side git on anything the agent touched runs through here. Principle: the host
 // never runs what the agent wrote. No system/global config, no hooks, no fsmonitor, no
-// filters or textconv from any config, no external diff, no credential helpers, no
+// filters, textconv or external diff from any config we did not write, no credential helpers, no
 // prompts; config that could run a program is overridden on the command line (highest
 // priority). Callers must point GIT_DIR at a repository whose config Airlock wrote.
 const HARDENING = [
@@ -15,7 +15,6 @@ const HARDENING = [
   '-c', 'core.editor=false',
   '-c', 'core.askPass=false',
   '-c', 'credential.helper=',
-  '-c', 'diff.external=',
   '-c', 'protocol.file.allow=user',
   '-c', 'protocol.ext.allow=never',
   '-c', 'safe.directory=*',

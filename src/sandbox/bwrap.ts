@@ -122,6 +122,7 @@ class BwrapSandbox implements Sandbox {
       `mount -t tmpfs -o size=${s.limits.diskMB}m,mode=0755,nosuid,nodev tmpfs "$S"`,
       'mkdir -p "$S/upper" "$S/work" "$S/merged" "$S/tmp" "$S/vartmp" "$S/home" "$S/etc"',
       `cp ${shq(join(s.stateDir, 'etc'))}/* "$S/etc/"`,
+      ...(s.files ?? []).map((f, i) => `cp ${shq(f.source)} "$S/etc/file-${i}"`),
       'chmod 1777 "$S/tmp" "$S/vartmp"',
       own,
       // userxattr: inside a user namespace, opaque dirs (rm -r of a base dir) need user.* xattrs
@@ -185,6 +186,7 @@ class BwrapSandbox implements Sandbox {
     }
     const etc = join(this.mnt, 'etc');
     for (const f of ['passwd', 'group', 'hostname', 'hosts', 'resolv.conf']) a.push('--ro-bind', join(etc, f), `/etc/${f}`);
+    (s.files ?? []).forEach((f, i) => a.push('--ro-bind', join(this.mnt, 'etc', `file-${i}`), f.target));
     a.push('--proc', '/proc', '--dev', '/dev', '--dir', '/run', '--dir', '/var');
     a.push('--bind', join(this.mnt, 'tmp'), '/tmp', '--bind', join(this.mnt, 'vartmp'), '/var/tmp');
     a.push('--bind', join(this.mnt, 'home'), SANDBOX_HOME, '--bind', join(this.mnt, 'merged'), SANDBOX_WORKSPACE);

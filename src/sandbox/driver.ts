@@ -20,6 +20,8 @@ export interface SandboxSpec {
   /** Shell run as namespace root in the sandbox's network namespace before any agent process (egress bridges). */
   networkSetup: string | null;
   trace: boolean;
+  /** Public files Airlock provides read-only inside (e.g. its CA bundle over the system one); copied in, so their host location may be private. */
+  files?: { source: string; target: string }[];
   /** Host uid/gid the sandbox user maps to when Airlock runs as root. */
   hostIds: { uid: number; gid: number } | null;
   record: (e: AuditEventInput) => void;

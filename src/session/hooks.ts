@@ -13,6 +13,8 @@ export interface SessionHooks {
   /** Rewrites the base tree before it becomes the workspace (secret redaction); cached per variant. */
   sanitizer?: (s: Session) => Promise<SnapshotSanitizer | null>;
   afterStart?: (s: Session) => Promise<void>;
+  /** Marker → original value per redacted file, to restore what the agent did not change (values never stored). */
+  restoreSecrets?: (s: Session) => Promise<Record<string, [string, string][]>>;
   decideCommand?: (s: Session, req: ExecRequest) => Promise<PolicyDecision | null>;
   afterStop?: (s: Session, result: CaptureResult | null) => Promise<void>;
 }

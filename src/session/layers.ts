@@ -72,9 +72,25 @@ hooks.sanitizer = async (s) => {
       const { sanitizeTree } = await import('../secrets/index.ts');
       const events: AuditEventInput[] = [];
       const r = await sanitizeTree(dir, sp, (e) => { events.push(e); });
-      return { events, hidden: r.hidden.length, redacted: r.redacted.length };
+      return { changed: r.hidden.length + r.redacted.length > 0, report: { events, hidden: r.hidden.length, redacted: r.redacted.length } };
     },
   };
+};
+
+hooks.restoreSecrets = async (s) => {
+  const report = s.snapshotReport as { events?: AuditEventInput[] } | null;
+  const files = new Set((report?.events ?? []).filter((e) => e.type === 'secrets.redacted').map((e) => String(e.data?.file)));
+  if (!files.size) return {};
+  const { scanText, defaultMarker } = await import('../secrets/index.ts');
+  const { git } = await import('../common/git.ts');
+  const out: Record<string, [string, string][]> = {};
+  for (const f of files) {
+    const r = git(['cat-file', 'blob', `${s.baseCommit}:${f}`], { env: { GIT_DIR: s.mirror }, allowFail: true });
+    if (r.status !== 0) continue;
+    const findings = await scanText(r.stdout, { path: f });
+    out[f] = findings.map((x) => [defaultMarker(x), r.stdout.slice(x.start, x.end)]);
+  }
+  return out;
 };
 
 function chownTree(path: string, ids: { uid: number; gid: number }): void {

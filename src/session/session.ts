@@ -70,6 +70,8 @@ export class Session {
   lastStatus: number | null = null;
   private sandbox!: Sandbox;
   private snapshot!: Snapshot;
+  /** Set when secrets were redacted from the base: the workspace starts from this synthetic root commit. */
+  syntheticBase: string | null = null;
   /** What the snapshot sanitizer did to the base tree (cached with the tree). */
   snapshotReport: unknown = null;
   /** --allow-host grants for this session. */
@@ -132,6 +134,7 @@ export class Session {
     const snap = await prepareSnapshot(this.home.cache, this.repo, this.baseCommit, hostIds, sanitizer);
     this.snapshot = snap;
     this.snapshotReport = snap.report;
+    this.syntheticBase = snap.syntheticBase;
 
     const fixed: Record<string, string> = {
       PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
@@ -172,6 +175,7 @@ export class Session {
         mechanisms: this.sandbox.mechanisms, limits: p.sandbox.limits,
         envNames: Object.keys(sandboxEnv).sort(), mounts: p.sandbox.mounts,
         allowHosts: o.allowHosts ?? [], snapshotBuilt: this.snapshot.built,
+        historyHidden: this.syntheticBase !== null, syntheticBase: this.syntheticBase,
         startedBy: safeUser(), supervisorPid: process.pid, workspace: SANDBOX_WORKSPACE,
       },
     });
@@ -182,6 +186,9 @@ export class Session {
   }
 
   get mechanisms() { return this.sandbox.mechanisms; }
+
+  /** The mirror repository with the real base history (host-side, trusted). */
+  get mirror(): string { return this.snapshot.mirror; }
 
   /** Where the agent's workspace can be read on the host while the session runs. */
   workspaceView(): string { return this.sandbox.workspaceView(); }
@@ -246,11 +253,13 @@ export class Session {
     await this.sandbox.killAll();
     let result: CaptureResult | null = null;
     try {
+      const restore = this.syntheticBase ? await hooks.restoreSecrets?.(this) ?? {} : {};
       result = captureWorkspace({
         workspace: this.sandbox.workspaceView(), upperGitDir: this.sandbox.upperGitDir(),
         resultRepo: join(this.stateDir, 'result.git'), mirror: this.snapshot.mirror, baseCommit: this.baseCommit,
         workTreeNs: this.sandbox.trustedNs(),
         layers: { upper: this.sandbox.workspaceView().replace(/merged$/, 'upper'), lower: this.snapshot.lowerDirs[0]! },
+        synthetic: this.syntheticBase ? { commit: this.syntheticBase, objects: join(this.snapshot.lowerDirs[0]!, '.git', 'objects'), restore } : null,
       });
       this.record({ type: 'session.result', data: { ...result } });
     } catch (e) {

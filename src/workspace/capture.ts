@@ -114,12 +114,63 @@ function isWhiteout(p: string): boolean {
   try { const st = lstatSync(p); return st.isCharacterDevice() && st.rdev === 0; } catch { return false; }
 }
 
-export function initResultRepo(path: string, mirror: string): void {
+export function initResultRepo(path: string, mirror: string, extraObjects: string[] = []): void {
   if (existsSync(join(path, 'HEAD'))) return;
   git(['init', '--bare', '--quiet', '--template=', path]);
   mkdirSync(join(path, 'objects', 'info'), { recursive: true });
   // The base history comes from Airlock's own mirror (trusted), not from the agent.
-  writeFileSync(join(path, 'objects', 'info', 'alternates'), join(mirror, 'objects') + '\n');
+  writeFileSync(join(path, 'objects', 'info', 'alternates'), [join(mirror, 'objects'), ...extraObjects].join('\n') + '\n');
+}
+
+/** Per path: [marker, original value] pairs to put back (values kept in memory only). */
+export type Restore = Record<string, [string, string][]>;
+
+/**
+ * Replays commits made on top of a synthetic (sanitized) base onto the real base: each
+ * commit keeps its message and author and carries exactly the paths it changed; paths
+ * the agent never touched keep the real base's content (secrets included, as before).
+ */
+function transplant(env: Record<string, string>, synthetic: string, realBase: string, commits: string[], restore: Restore): string {
+  let prev = realBase;
+  let parentOf = synthetic;
+  const index = join(env.GIT_DIR!, `transplant-index-${process.pid}`);
+  try {
+    for (const c of commits) {
+      const ienv = { ...env, GIT_INDEX_FILE: index };
+      git(['read-tree', prev], { env: ienv });
+      const raw = git(['diff-tree', '-r', '-z', '--no-renames', '--raw', parentOf, c], { env }).stdout.split('\0');
+      const lines: string[] = [];
+      for (let i = 0; i + 1 < raw.length; i += 2) {
+        const meta = raw[i]!.replace(/^:/, '').split(' ');
+        const path = raw[i + 1]!;
+        const [, newMode, , newSha, status] = meta;
+        if (status === 'D') { lines.push(`0 ${'0'.repeat(40)}\t${path}`); continue; }
+        let sha = newSha!;
+        const pairs = restore[path];
+        if (pairs?.length && newMode !== '120000') {
+          // the agent edited a file whose secrets it only saw as markers: put the real
+          // values back where the markers still stand, so the change edits only its lines
+          let text = git(['cat-file', 'blob', sha], { env }).stdout;
+          for (const [marker, value] of pairs) text = text.split(marker).join(value);
+          sha = git(['hash-object', '-w', '--no-filters', '--stdin'], { env, input: text }).stdout.trim();
+        }
+        lines.push(`${newMode} ${sha}\t${path}`);
+      }
+      if (lines.length) git(['update-index', '--index-info'], { env: ienv, input: lines.join('\n') + '\n' });
+      const tree = git(['write-tree'], { env: ienv }).stdout.trim();
+      const hdr = git(['cat-file', 'commit', c], { env }).stdout;
+      const who = (k: string) => /^(.*) <(.*)> (\d+ [+-]\d{4})$/.exec(new RegExp(`^${k} (.*)$`, 'm').exec(hdr)?.[1] ?? '');
+      const a = who('author'); const cm = who('committer');
+      const msg = hdr.slice(hdr.indexOf('\n\n') + 2);
+      prev = git(['commit-tree', tree, '-p', prev, '-F', '-'], {
+        env: { ...env, GIT_AUTHOR_NAME: a?.[1] ?? 'agent', GIT_AUTHOR_EMAIL: a?.[2] ?? '', GIT_AUTHOR_DATE: a?.[3] ?? '',
+          GIT_COMMITTER_NAME: cm?.[1] ?? 'agent', GIT_COMMITTER_EMAIL: cm?.[2] ?? '', GIT_COMMITTER_DATE: cm?.[3] ?? '' },
+        input: msg,
+      }).stdout.trim();
+      parentOf = c;
+    }
+  } finally { rmSync(index, { force: true }); }
+  return prev;
 }
 
 /**
@@ -132,21 +183,24 @@ export function captureWorkspace(o: {
   workTreeNs?: { prefix: string[]; path: string };
   /** Overlay layers as the host can read them: only paths in `upper` can differ from `lower`. */
   layers?: { upper: string; lower: string };
+  /** The workspace started from a sanitized synthetic root commit (objects in `syntheticObjects`), not from baseCommit. */
+  synthetic?: { commit: string; objects: string; restore?: Restore } | null;
 }): CaptureResult {
   const warnings: string[] = [];
-  initResultRepo(o.resultRepo, o.mirror);
+  initResultRepo(o.resultRepo, o.mirror, o.synthetic ? [o.synthetic.objects] : []);
+  const start = o.synthetic?.commit ?? o.baseCommit;
   const env = { GIT_DIR: o.resultRepo };
   copyObjects(join(o.upperGitDir ?? join(o.workspace, '.git'), 'objects'), join(o.resultRepo, 'objects'), warnings);
 
-  let head = readHead(join(o.workspace, '.git'), warnings) ?? o.baseCommit;
+  let head = readHead(join(o.workspace, '.git'), warnings) ?? start;
   if (git(['cat-file', '-e', `${head}^{commit}`], { env, allowFail: true }).status !== 0) {
     warnings.push(`agent HEAD ${head} is not a readable commit; using the base commit`);
-    head = o.baseCommit;
+    head = start;
   }
   // Only history that descends from the base is a proposal; anything else is reported.
-  if (git(['merge-base', '--is-ancestor', o.baseCommit, head], { env, allowFail: true }).status !== 0) {
+  if (git(['merge-base', '--is-ancestor', start, head], { env, allowFail: true }).status !== 0) {
     warnings.push(`agent HEAD ${head} does not descend from the base commit; its commits are not captured`);
-    head = o.baseCommit;
+    head = start;
   }
 
   // Uncommitted work: hash the work tree into our own index. No filters can run: the
@@ -163,7 +217,7 @@ export function captureWorkspace(o: {
     if (o.layers) {
       try {
         specs = changedPaths(o.layers.upper, o.layers.lower, o.workspace);
-        const committed = git(['diff-tree', '-r', '--no-renames', '--name-only', '-z', o.baseCommit, head], { env }).stdout.split('\0').filter(Boolean);
+        const committed = git(['diff-tree', '-r', '--no-renames', '--name-only', '-z', start, head], { env }).stdout.split('\0').filter(Boolean);
         specs.push(...committed);
       } catch (e) {
         warnings.push(`overlay walk failed (${String(e)}); hashing the whole tree`);
@@ -197,6 +251,10 @@ export function captureWorkspace(o: {
   } finally {
     rmSync(index, { force: true });
   }
+  if (o.synthetic && head !== start) {
+    const onSynthetic = git(['rev-list', '--reverse', '--first-parent', `${start}..${head}`], { env }).stdout.split('\n').filter(Boolean);
+    head = transplant(env, start, o.baseCommit, onSynthetic, o.synthetic.restore ?? {});
+  } else if (o.synthetic) head = o.baseCommit;
   git(['update-ref', 'refs/airlock/base', o.baseCommit], { env });
   git(['update-ref', 'refs/airlock/head', head], { env });
   const commits = git(['rev-list', '--reverse', `${o.baseCommit}..${head}`], { env }).stdout.split('\n').filter(Boolean);

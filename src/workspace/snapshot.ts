@@ -62,11 +62,22 @@ function ensureMirror(cacheRoot: string, repo: HostRepo, commit: string, owner: 
 export interface SnapshotSanitizer {
   /** Names the variant (e.g. a hash of the secrets policy): differently sanitized trees are cached apart. */
   variant: string;
-  /** Rewrites the checked-out files in place (before they are made read-only layers); returns a report kept with the tree. */
-  run: (dir: string) => Promise<unknown>;
+  /** Rewrites the checked-out files in place (before they are made read-only layers); returns whether anything changed and a report kept with the tree. */
+  run: (dir: string) => Promise<{ changed: boolean; report: unknown }>;
 }
 
-export async function prepareSnapshot(cacheRoot: string, repo: HostRepo, commit: string, owner: { uid: number; gid: number } | null, sanitizer?: SnapshotSanitizer): Promise<Snapshot & { report: unknown }> {
+const SYNTHETIC_ENV = {
+  GIT_AUTHOR_NAME: 'Airlock', GIT_AUTHOR_EMAIL: 'airlock@localhost', GIT_AUTHOR_DATE: '1970-01-01T00:00:00Z',
+  GIT_COMMITTER_NAME: 'Airlock', GIT_COMMITTER_EMAIL: 'airlock@localhost', GIT_COMMITTER_DATE: '1970-01-01T00:00:00Z',
+};
+
+/**
+ * When sanitization changed the base tree, the workspace must not carry the history
+ * that still holds the secrets: its .git then has one synthetic root commit of the
+ * sanitized tree (`syntheticBase`) and no mirror layer. Capture transplants the agent's
+ * commits from that root back onto the real base.
+ */
+export async function prepareSnapshot(cacheRoot: string, repo: HostRepo, commit: string, owner: { uid: number; gid: number } | null, sanitizer?: SnapshotSanitizer): Promise<Snapshot & { report: unknown; syntheticBase: string | null }> {
   const mirror = ensureMirror(cacheRoot, repo, commit, owner);
   const treeDir = join(cacheRoot, 'trees', repo.key, sanitizer ? `${commit}-${sanitizer.variant}` : commit);
   const reportFile = `${treeDir}.report.json`;
@@ -82,7 +93,22 @@ export async function prepareSnapshot(cacheRoot: string, repo: HostRepo, commit:
     writeFileSync(join(tmp, '.git', 'refs', 'heads', 'airlock', 'work'), `${commit}\n`);
     writeFileSync(join(tmp, '.git', 'config'), '[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = true\n');
     writeFileSync(join(tmp, '.git', 'description'), 'Airlock session workspace\n');
-    if (sanitizer) writeFileSync(`${tmp}.report.json`, JSON.stringify(await sanitizer.run(tmp)));
+    if (sanitizer) {
+      const r = await sanitizer.run(tmp);
+      let synthetic: string | null = null;
+      if (r.changed) {
+        // A fresh object store holding only the sanitized tree: no history, no originals.
+        const gd = join(tmp, '.git');
+        const senv = { GIT_DIR: gd, GIT_WORK_TREE: tmp, GIT_INDEX_FILE: join(gd, 'index'), ...SYNTHETIC_ENV };
+        mkdirSync(join(gd, 'objects'), { recursive: true });
+        git(['read-tree', '--empty'], { env: senv });
+        git(['-c', 'core.bare=false', 'add', '--all', '--force'], { env: senv, cwd: '/' });
+        const tree = git(['write-tree'], { env: senv }).stdout.trim();
+        synthetic = git(['commit-tree', tree, '-m', `Airlock: base ${commit} with secrets redacted (history not shown)`], { env: senv }).stdout.trim();
+        writeFileSync(join(gd, 'refs', 'heads', 'airlock', 'work'), `${synthetic}\n`);
+      }
+      writeFileSync(`${tmp}.report.json`, JSON.stringify({ report: r.report, syntheticBase: synthetic }));
+    }
     if (owner) chownTree(tmp, owner.uid, owner.gid);
     mkdirSync(join(cacheRoot, 'trees', repo.key), { recursive: true });
     try {
@@ -91,8 +117,13 @@ export async function prepareSnapshot(cacheRoot: string, repo: HostRepo, commit:
     } catch { rmSync(tmp, { recursive: true, force: true }); }
   }
   let report: unknown = null;
+  let syntheticBase: string | null = null;
   if (sanitizer) {
-    try { report = JSON.parse(readFileSync(reportFile, 'utf8')); } catch { report = null; }
+    // Fail closed: an unreadable report could hide that the history must stay out.
+    const saved = JSON.parse(readFileSync(reportFile, 'utf8')) as { report: unknown; syntheticBase: string | null };
+    report = saved.report;
+    syntheticBase = saved.syntheticBase;
   }
-  return { commit, lowerDirs: [treeDir, join(cacheRoot, 'shared', repo.key)], mirror, built, report };
+  const lowerDirs = syntheticBase ? [treeDir] : [treeDir, join(cacheRoot, 'shared', repo.key)];
+  return { commit, lowerDirs, mirror, built, report, syntheticBase };
 }
