@@ -6,3 +6,4 @@ export { scanPaths, scanPathsDetailed, readNoFollow, type ScanPathsOptions, type
 export { sanitizeTree, hideGlobFor } from './sanitize.ts';
 export { plantHoneytokens, matchHoneytokens, isHoneytoken, type Honeytoken } from './honeytokens.ts';
 export { isAllowed, documentedExample } from './allowlist.ts';
+export { redactTextSync, redactDeep } from './sync.ts';

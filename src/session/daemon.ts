@@ -21,6 +21,26 @@ export type Frame =
   | { t: 'pause' } | { t: 'resume'; by?: string } | { t: 'kill'; reason?: string } | { t: 'status' }
   | { t: 'ok'; data?: unknown } | { t: 'error'; kind: string; message: string; hint?: string };
 
+function redactedStream(stream: NodeJS.ReadableStream | null, emit: (b: Buffer) => void): Promise<void> {
+  if (!stream) return Promise.resolve();
+  let pending = '';
+  let chain: Promise<void> = Promise.resolve();
+  const flush = (text: string) => {
+    chain = chain.then(async () => {
+      const { redactText } = await import('../secrets/index.ts');
+      let out = text;
+      try { out = (await redactText(text)).text; } catch { out = '[airlock: output withheld: the secret scanner failed]\n'; }
+      emit(Buffer.from(out));
+    });
+  };
+  stream.on('data', (d: Buffer) => {
+    pending += d.toString('utf8');
+    const cut = pending.length > 65536 ? pending.length : pending.lastIndexOf('\n') + 1;
+    if (cut > 0) { flush(pending.slice(0, cut)); pending = pending.slice(cut); }
+  });
+  return new Promise((res) => stream.on('end', () => { if (pending) flush(pending); pending = ''; void chain.then(res); }));
+}
+
 export function socketPath(home: string, id: string): string {
   return join(home, 'run', `${id}.sock`);
 }
@@ -78,8 +98,10 @@ export async function superviseSession(opts: OpenSessionOptions, ready: (id: str
         case 'exec': {
           running++;
           const h = await session.exec({ argv: f.argv, cwd: f.cwd, env: f.env, stdio: 'pipe', via: 'exec' });
-          h.stdout?.on('data', (d: Buffer) => send(sock, { t: 'out', d: d.toString('base64') }));
-          h.stderr?.on('data', (d: Buffer) => send(sock, { t: 'err', d: d.toString('base64') }));
+          // Output leaves the sandbox redacted, a line at a time (secrets never span a
+          // line in practice; a long line is cut at 64 KiB).
+          const outDone = redactedStream(h.stdout, (b) => send(sock, { t: 'out', d: b.toString('base64') }));
+          const errDone = redactedStream(h.stderr, (b) => send(sock, { t: 'err', d: b.toString('base64') }));
           const input = inputs.get(sock)!;
           input.sink = (g) => {
             if (g.t === 'in') h.stdin?.write(Buffer.from(g.d, 'base64'));
@@ -88,6 +110,7 @@ export async function superviseSession(opts: OpenSessionOptions, ready: (id: str
           for (const g of input.queue.splice(0)) input.sink(g);
           sock.on('close', () => h.kill('SIGKILL'));
           const r = await h.done;
+          await Promise.all([outDone, errDone]);
           running--;
           send(sock, { t: 'exit', status: r.status });
           sock.end();
