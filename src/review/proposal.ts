@@ -8,6 +8,7 @@ import { loadChange, rgit } from './diff.ts';
 import { runChecks } from './checks/index.ts';
 import { insertProposal, proposalHash, latestProposalId, decisionsFor, type Proposal, type ReviewDecision } from './store.ts';
 import { SEVERITY_RANK, type Finding } from './types.ts';
+import { extraApproverRequired } from '../detect/index.ts';
 
 // A session's captured result becomes a proposal: the commits base..head of the TRUSTED
 // result repo Airlock wrote, the canonical diff, the findings of every check under the
@@ -163,11 +164,14 @@ export function proposalStatus(store: AuditStore, p: Proposal, decisions: Review
   let group: string | null = null;
   if (escalated) { required = Math.max(required, pol.approvals.escalated.required); group = pol.approvals.escalated.group || null; }
   const missing: string[] = [];
+  // anomaly detection can demand one more approver for this session's change
+  const extra = extraApproverRequired(store, p.session);
+  if (extra.required) required += 1;
   if (pol.approvals.separationOfDuties) {
     if (p.startedBy === null) required = Math.max(required, 2);
     else if (approvers.length > 0 && approvers.every((a) => norm(a) === norm(p.startedBy!))) missing.push(`an approver other than ${p.startedBy}, who started the agent (separation of duties)`);
   }
-  if (approvers.length < required) missing.push(`${required - approvers.length} more approval${required - approvers.length === 1 ? '' : 's'} (${required} required${escalated ? ', escalated' : ''})`);
+  if (approvers.length < required) missing.push(`${required - approvers.length} more approval${required - approvers.length === 1 ? '' : 's'} (${required} required${escalated ? ', escalated' : ''}${extra.required ? ', +1 for anomaly findings' : ''})`);
   if (group) {
     if (!pol.approvals.groups[group]) missing.push(`an approver from group "${group}", which the org policy does not define`);
     else if (!approvers.some((a) => inGroup(p.policy, group!, a))) missing.push(`an approver from group "${group}"`);

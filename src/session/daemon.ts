@@ -119,7 +119,14 @@ export async function superviseSession(opts: OpenSessionOptions, ready: (id: str
         case 'stop': return await stopAndExit(f.reason ?? 'stopped by user', sock);
         case 'kill': return await stopAndExit(`killed: ${f.reason ?? 'by user'}`, sock);
         case 'pause': send(sock, { t: 'ok', data: { paused: session.pause('requested by user') } }); sock.end(); return;
-        case 'resume': send(sock, { t: 'ok', data: { resumed: session.resume(f.by) } }); sock.end(); return;
+        case 'resume': {
+          // through the detector when it paused the session, so its state and record agree
+          const d = session.layerState.get('detector') as { paused(): boolean; resume(by: string): Promise<void> } | undefined;
+          const by = f.by ?? process.env.USER ?? 'unknown';
+          if (d?.paused()) { await d.resume(by); send(sock, { t: 'ok', data: { resumed: true } }); } else send(sock, { t: 'ok', data: { resumed: session.resume(by) } });
+          sock.end();
+          return;
+        }
         case 'status': send(sock, { t: 'ok', data: { id: session.id, state: session.state, running } }); sock.end(); return;
         default: return;
       }

@@ -1,0 +1,81 @@
+// The policy file: one schema, clear errors with file:line:key, org/repo merging that
+// only tightens, provenance, a generated reference that stays in sync, and the init
+// template that must validate.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parsePolicyText, resolvePolicy, policyJsonSchema, defaultPolicy, type PolicySource } from '../../src/policy/index.ts';
+import { INIT_TEMPLATE } from '../../src/policy/template.ts';
+import { renderPolicyReference } from '../../scripts/gen-policy-docs.ts';
+import { AirlockError } from '../../src/common/errors.ts';
+import { airlock, makeRepo, tmp, cleanup, ROOT } from '../helpers.ts';
+
+const src = (kind: string, text: string): PolicySource => ({ kind, origin: `${kind}.yaml`, raw: parsePolicyText(text, `${kind}.yaml`) });
+
+describe('policy', () => {
+  it('defaults are the strictest sensible settings: no network, bounded resources, tracing on', () => {
+    const p = defaultPolicy();
+    assert.equal(p.sandbox.traceProcesses, true);
+    assert.deepEqual(p.egress.allow, []);
+    assert.deepEqual(p.egress.presets, []);
+    assert.ok(p.sandbox.limits.memoryMB <= 4096 && p.sandbox.limits.pids <= 1024);
+    assert.deepEqual(p.credentials.brokered, []);
+  });
+
+  it('a repo policy can only tighten the org policy', () => {
+    const org = src('org', 'sandbox:\n  limits:\n    memoryMB: 1024\n  env:\n    allow: [LANG_X, FOO]\negress:\n  presets: [npm, pypi]\n  transparent: "off"\n');
+    const repo = src('repo', 'sandbox:\n  limits:\n    memoryMB: 8192\n    pids: 64\n  env:\n    allow: [FOO, BAR]\negress:\n  presets: [npm, github]\n  transparent: auto\n');
+    const r = resolvePolicy([org, repo]);
+    assert.equal(r.policy.sandbox.limits.memoryMB, 1024, 'repo cannot raise memory');
+    assert.equal(r.policy.sandbox.limits.pids, 64, 'repo may lower pids');
+    assert.deepEqual(r.policy.sandbox.env.allow, ['FOO'], 'grants intersect');
+    assert.deepEqual(r.policy.egress.presets, ['npm'], 'presets intersect');
+    assert.equal(r.policy.egress.transparent, 'off', 'stricter enum wins');
+    assert.match(r.provenance['sandbox.limits.memoryMB']!, /repo\.yaml within org\.yaml/);
+    assert.equal(r.provenance['sandbox.limits.pids'], 'repo.yaml');
+    const alone = resolvePolicy([repo]);
+    assert.equal(alone.policy.sandbox.limits.memoryMB, 8192, 'without an org policy the repo sets its own values');
+    assert.notEqual(alone.hash, r.hash);
+  });
+
+  it('errors name file, line, column, key and what is allowed', () => {
+    const bad = (text: string): string => { try { parsePolicyText(text, 'airlock.yaml'); } catch (e) { assert.ok(e instanceof AirlockError); assert.equal(e.exitCode, 65); return e.message; } throw new Error('no error'); };
+    assert.match(bad('sandbox:\n  limits:\n    memoryMB: many\n'), /airlock\.yaml:3:5: sandbox\.limits\.memoryMB: .*expected number/);
+    assert.match(bad('sandbox:\n  limitz: {}\n'), /airlock\.yaml:2:3: sandbox\.limitz: .*unknown key: limitz/);
+    assert.match(bad('egress:\n  transparent: sometimes\n'), /airlock\.yaml:2:\d+: egress\.transparent: .*allowed: "auto", "off"/);
+    assert.match(bad('sandbox: [\n'), /airlock\.yaml:\d+:\d+: .*YAML syntax/);
+    assert.match(bad('- a\n- b\n'), /must be a YAML mapping/);
+    assert.match(bad('sandbox:\n  limits: {}\nsandbox: {}\n'), /YAML syntax.*(unique|duplicate)/i);
+  });
+
+  it('exports a JSON Schema with descriptions and defaults', () => {
+    const s = policyJsonSchema() as { properties: Record<string, { properties?: Record<string, unknown> }> };
+    assert.ok(s.properties.sandbox?.properties?.limits);
+    assert.match(JSON.stringify(s), /"description":"Memory limit for the whole sandbox in MiB\."/);
+  });
+
+  it('the init template validates, and the generated reference is up to date', () => {
+    parsePolicyText(INIT_TEMPLATE, 'template');
+    assert.equal(readFileSync(join(ROOT, 'docs', 'policy-reference.md'), 'utf8'), renderPolicyReference(), 'run: node scripts/gen-policy-docs.ts');
+  });
+
+  it('CLI: init, check, explain, schema; a credential-looking env name is refused with a pointer to brokering', () => {
+    const home = tmp('airlock-home-'); const repo = makeRepo();
+    assert.equal(airlock(['init'], { cwd: repo, home }).status, 0);
+    assert.equal(airlock(['init'], { cwd: repo, home }).status, 75, 'no silent overwrite');
+    const chk = airlock(['policy', 'check'], { cwd: repo, home });
+    assert.equal(chk.status, 0, chk.stderr);
+    assert.match(chk.stdout, /airlock\.yaml \(repo\) is valid/);
+    const ex = JSON.parse(airlock(['policy', 'explain', '--json'], { cwd: repo, home }).stdout) as { provenance: Record<string, string> };
+    assert.match(ex.provenance['sandbox.limits.memoryMB']!, /airlock\.yaml/);
+    assert.equal(JSON.parse(airlock(['policy', 'schema'], { home }).stdout).title, 'Airlock policy');
+    const pf = join(home, 'p.yaml');
+    writeFileSync(pf, 'sandbox:\n  env:\n    allow: [AWS_SECRET_ACCESS_KEY]\n');
+    const r = airlock(['run', '--policy', pf, '--', 'true'], { cwd: repo, home });
+    assert.equal(r.status, 65);
+    assert.match(r.stderr, /AWS_SECRET_ACCESS_KEY looks like a credential/);
+    assert.match(r.stderr, /credentials/);
+    cleanup(home, repo);
+  });
+});
