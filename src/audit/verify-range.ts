@@ -1,6 +1,6 @@
-import type { DatabaseSync } from 'node:sqlite';
+import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { hash } from 'node:crypto';
-import { MerkleFrontier } from './merkle.ts';
+import { EventFrontier } from './merkle.ts';
 import { GENESIS_HASH, chainHash, chainHashFast, eventBody, eventBodyFromParts } from './event.ts';
 
 // Verifies the hash chain over one seq range [lo, hi] and returns the RFC 6962 leaf hashes
@@ -21,46 +21,80 @@ export interface RangeResult {
 
 type RowArr = [number, string, string, string, string | null, string, string | null, string | null, string, string, string];
 
-/** Fast path over the stored canonical data text; then the parse-and-canonicalize path
- * for rows written before data was stored canonically. Both compare the full hash. */
-function rowHashMatches(prev: string, r: RowArr): boolean | 'bad-json' {
-  if (chainHashFast(prev, eventBodyFromParts(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8])) === r[10]) return true;
+// Fast path: SQLite assembles `prev_hash + "\n" + eventBodyFromParts(columns)` itself, so a
+// row costs one string and one hash. The fast path accepts a row only when that string is
+// exactly the one the full check (checkRow) would hash, so it never accepts a row the full
+// check refuses: prev_hash must equal the running hash (compared as its own column); every
+// column must have the type the store writes (TEXT, or NULL where allowed), otherwise the
+// string is NULL; json_quote() of valid UTF-8 text is JSON.stringify of it (tested in
+// test/audit/verify-fast.test.ts); and the string must hold no U+FFFD, the mark of invalid
+// UTF-8 that would decode differently column by column than concatenated. Every other row
+// (legacy non-canonical data, an edit, a strange type) is judged by the full check.
+const Q = (col: string) => `CASE typeof(${col}) WHEN 'text' THEN json_quote(${col}) END`;
+const QN = (col: string) => `CASE typeof(${col}) WHEN 'text' THEN json_quote(${col}) WHEN 'null' THEN 'null' END`;
+export const HASHED_TEXT_SQL = `CASE typeof(prev_hash) WHEN 'text' THEN prev_hash END || char(10) || '{"data":' || `
+  + `CASE typeof(data) WHEN 'text' THEN data END || ',"decision":' || ${QN('decision')} || ',"id":' || ${Q('id')} `
+  + `|| ',"rule":' || ${QN('rule')} || ',"seq":' || seq || ',"session":' || ${QN('session')} || ',"severity":' || ${Q('severity')} `
+  + `|| ',"ts":' || ${Q('ts')} || ',"type":' || ${Q('type')} || '}'`;
+const BATCH = 4096;
+
+/** Full check of one row: link, then the column-built body, then parse + canonicalize
+ * (rows written before data was stored canonically). */
+function checkRow(prev: string, r: RowArr): BadEvent | undefined {
+  const seq = r[0];
+  if (r[9] !== prev) return { seq, id: r[1], reason: 'previous-hash link broken (event inserted, deleted or reordered before it)' };
+  if (chainHashFast(prev, eventBodyFromParts(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8])) === r[10]) return undefined;
   let data: Record<string, unknown>;
-  try { data = JSON.parse(r[8]) as Record<string, unknown>; } catch { return 'bad-json'; }
-  return chainHash(prev, eventBody({
+  try { data = JSON.parse(r[8]) as Record<string, unknown>; } catch { return { seq, id: r[1], reason: 'event data is not valid JSON (event altered)' }; }
+  const ok = chainHash(prev, eventBody({
     seq: r[0], id: r[1], ts: r[2], type: r[3], session: r[4], severity: r[5] as 'info', decision: r[6] as null, rule: r[7], data,
   })) === r[10];
+  return ok ? undefined : { seq, id: r[1], reason: 'content does not match its hash (event altered)' };
+}
+
+const stmts = new WeakMap<DatabaseSync, { fast: StatementSync; full: StatementSync; prev: StatementSync }>();
+function statements(db: DatabaseSync) {
+  let s = stmts.get(db);
+  if (!s) {
+    const fast = db.prepare(`SELECT seq, hash, prev_hash, ${HASHED_TEXT_SQL} FROM events WHERE seq >= ? AND seq <= ? ORDER BY seq ASC LIMIT ${BATCH}`);
+    fast.setReturnArrays(true);
+    const full = db.prepare('SELECT seq,id,ts,type,session,severity,decision,rule,data,prev_hash,hash FROM events WHERE seq = ?');
+    full.setReturnArrays(true);
+    s = { fast, full, prev: db.prepare('SELECT hash FROM events WHERE seq = ?') };
+    stmts.set(db, s);
+  }
+  return s;
 }
 
 export function verifyRange(db: DatabaseSync, lo: number, hi: number, sizes: number[] = []): RangeResult {
-  const f = new MerkleFrontier();
+  const st = statements(db);
+  const f = new EventFrontier();
   const want = new Set(sizes);
   const atSizes: RangeResult['atSizes'] = [];
-  const leafIn = Buffer.allocUnsafe(33);
-  leafIn[0] = 0;
   let prev = GENESIS_HASH;
   if (lo > 1) {
-    const r = db.prepare('SELECT hash FROM events WHERE seq = ?').get(lo - 1) as { hash: string } | undefined;
+    const r = st.prev.get(lo - 1) as { hash: string } | undefined;
     prev = r?.hash ?? ''; // a missing predecessor is reported by the range that should hold it
   }
-  const stmt = db.prepare('SELECT seq,id,ts,type,session,severity,decision,rule,data,prev_hash,hash FROM events WHERE seq >= ? AND seq <= ? ORDER BY seq ASC LIMIT 20000');
-  stmt.setReturnArrays(true);
   let expect = lo;
   const done = (firstBad?: BadEvent): RangeResult => ({ lo, hi, count: expect - lo, lastHash: prev, firstBad, frontier: f.toHex(), atSizes });
+  const idOf = (seq: number) => (st.full.get(seq) as unknown as RowArr | undefined)?.[1] ?? null;
   for (;;) {
-    const rows = stmt.all(expect, hi) as unknown as RowArr[];
+    const rows = st.fast.all(expect, hi) as unknown as [number, string, unknown, string | null][];
     if (rows.length === 0) break;
     for (const r of rows) {
       const seq = r[0];
       if (seq !== expect) {
-        return done({ seq: expect, id: r[1], reason: seq > expect ? `events ${expect}..${seq - 1} are missing (deleted)` : 'sequence out of order' });
+        return done({ seq: expect, id: idOf(seq), reason: seq > expect ? `events ${expect}..${seq - 1} are missing (deleted)` : 'sequence out of order' });
       }
-      if (r[9] !== prev) return done({ seq, id: r[1], reason: 'previous-hash link broken (event inserted, deleted or reordered before it)' });
-      const m = rowHashMatches(prev, r);
-      if (m !== true) return done({ seq, id: r[1], reason: m === 'bad-json' ? 'event data is not valid JSON (event altered)' : 'content does not match its hash (event altered)' });
-      prev = r[10];
-      if (leafIn.write(prev, 1, 'hex') !== 32) return done({ seq, id: r[1], reason: 'stored hash is not 32 bytes of hex (event altered)' });
-      f.pushLeafHash(hash('sha256', leafIn, 'buffer'));
+      const text = r[3];
+      if (r[2] !== prev || text === null || text.includes('\uFFFD') || hash('sha256', text, 'hex') !== r[1]) {
+        const full = st.full.get(seq) as unknown as RowArr | undefined;
+        const bad = full ? checkRow(prev, full) : { seq, id: null, reason: 'event vanished while verifying' };
+        if (bad) return done(bad);
+      }
+      if (!f.pushEventHash(r[1])) return done({ seq, id: idOf(seq), reason: 'stored hash is not 32 bytes of hex (event altered)' });
+      prev = r[1];
       if (want.has(seq)) atSizes.push({ size: seq, frontier: f.toHex() });
       expect += 1;
     }

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { leafHash, rootOf, inclusionProof, verifyInclusion, MerkleFrontier } from '../../src/audit/merkle.ts';
+import { leafHash, rootOf, inclusionProof, verifyInclusion, MerkleFrontier, EventFrontier } from '../../src/audit/merkle.ts';
+import { createHash } from 'node:crypto';
 
 // Test vectors of the Certificate Transparency reference implementation (RFC 6962):
 // leaf inputs and the tree roots for sizes 1..8, and the audit path of leaf 0 in tree 8.
@@ -60,4 +61,18 @@ test('a frontier resumed from its stored form continues the same tree', () => {
   for (const l of L.slice(37)) g.pushLeafHash(l);
   assert.equal(g.root().toString('hex'), rootOf(L).toString('hex'));
   assert.throws(() => MerkleFrontier.from(37, f.toHex().slice(1)));
+});
+
+test('EventFrontier (string hashes, used by verify) builds the same tree as MerkleFrontier at every size up to 300', () => {
+  const hexes = Array.from({ length: 300 }, (_, i) => createHash('sha256').update(String(i)).digest('hex'));
+  const e = new EventFrontier();
+  const m = new MerkleFrontier();
+  for (const h of hexes) {
+    assert.equal(e.pushEventHash(h), true);
+    m.pushLeafHash(leafHash(Buffer.from(h, 'hex')));
+    assert.deepEqual(e.toHex(), m.toHex(), `size ${m.size}`);
+  }
+  assert.equal(MerkleFrontier.from(e.size, e.toHex()).root().toString('hex'), rootOf(hexes.map((h) => leafHash(Buffer.from(h, 'hex')))).toString('hex'));
+  for (const bad of ['', 'zz'.repeat(32), hexes[0]!.slice(1), hexes[0]! + '00']) assert.equal(e.pushEventHash(bad), false, JSON.stringify(bad));
+  assert.equal(e.size, 300, 'a refused hash appends nothing');
 });
