@@ -229,3 +229,5 @@ export async function flushSinks(store: AuditStore, sinksConfig: SinkConfig[] | 
   await Promise.all(workers.map((w) => w.done));
   return sinkStatus(store, list).map((s) => ({ ...s, lastError: workers.find((w) => w.cfg.name === s.name)?.lastError ?? s.lastError }));
 }
+
+export { sessionSinks, planSessionSinks, type SessionSinkPlan, type RefusedSink } from './select.ts';

@@ -6,6 +6,8 @@ import { merge } from './meta.ts';
 // what the org set. Secrets used by sinks are named by environment variable only, and
 // only variables prefixed AIRLOCK_SINK_ may be named, so a policy cannot point a sink's
 // auth header at some other host credential (AWS_SECRET_ACCESS_KEY, ...).
+// Sinks still merge by union (a repo cannot remove the org's), but sessions deliver only to
+// the org's unless the org sets allowRepoSinks (see sessionSinks in src/audit/sinks).
 
 const severity = z.enum(['info', 'low', 'medium', 'high', 'critical']);
 const sinkSecretEnv = z.string().regex(/^AIRLOCK_SINK_[A-Z0-9_]+$/, 'an environment variable named AIRLOCK_SINK_*');
@@ -115,6 +117,7 @@ export const telemetrySchema = z.strictObject({
     everySeconds: merge(z.number().int().min(1).max(86_400).default(60).describe('Sign a checkpoint at least this often while events arrive.'), 'min'),
   }).prefault({}).describe('Signed checkpoints (Ed25519 over the RFC 6962 root); one is also signed at every session end.'),
   sinks: merge(z.array(sinkSchema).default([]).describe('SIEM sinks; each keeps a durable cursor. Org sinks cannot be removed by a repo.'), 'union'),
+  allowRepoSinks: merge(z.boolean().default(false).describe('Whether sessions also deliver to sinks a repo policy (or a per-run grant) adds. Off: only the org policy\'s sinks run, since anyone who can commit airlock.yaml, the agent included, could otherwise send the audit stream where they like. Read from the org policy only.'), 'org'),
   detection: z.strictObject({
     rules: merge(z.array(detectionRuleSchema).default(() => DEFAULT_DETECTION_RULES.map((r) => detectionRuleSchema.parse(r))).describe('Detection rules; a repo may add rules, never remove the org\'s.'), 'union'),
     honeytokens: merge(z.array(z.string().min(1)).default([]).describe('Paths (globs) that no legitimate work touches; any event naming one is a critical finding.'), 'union'),
