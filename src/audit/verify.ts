@@ -57,9 +57,14 @@ class Verifier {
       if (logIdKv && c.logId !== logIdKv) this.problems.push(`checkpoint #${c.id}: belongs to log ${c.logId}, not to this log (${logIdKv})`);
       this.bySize.set(c.size, [...(this.bySize.get(c.size) ?? []), c]);
     }
-    // Rows outside 1..n are not part of the chain but readers would show them.
-    const stray = db.prepare('SELECT seq, id FROM events WHERE seq <= 0 ORDER BY seq LIMIT 1').get() as { seq: number; id: string } | undefined;
-    if (stray) this.early = this.result({ seq: stray.seq, id: stray.id, reason: 'event with seq <= 0 inserted outside the chain' });
+    // Rows outside 1..n are not part of the chain but readers would show them. seq is read
+    // as text: beyond 2^53 node:sqlite would throw instead of letting verify name the row.
+    const stray = db.prepare(`SELECT CAST(seq AS TEXT) AS s, id FROM events WHERE seq <= 0 OR seq > ${Number.MAX_SAFE_INTEGER} ORDER BY seq LIMIT 1`).get() as { s: string; id: string } | undefined;
+    if (stray) {
+      const low = stray.s.startsWith('-') || stray.s === '0';
+      this.early = this.result({ seq: Number(stray.s), id: stray.id, reason: `event with seq ${low ? '<= 0' : `${stray.s} (beyond 2^53)`} inserted outside the chain` });
+    }
+    if (this.early) return;
     this.maxSeq = (db.prepare('SELECT MAX(seq) AS m FROM events').get() as { m: number | null }).m ?? 0;
     const bad = this.checkAt(0, () => this.frontier.root());
     if (!this.early && bad) this.early = this.result(bad);

@@ -128,3 +128,12 @@ test('a row whose prev_hash was edited is named at its own seq even when its has
   assert.equal(r.firstBad?.seq, 9, JSON.stringify(r.firstBad));
   assert.match(r.firstBad!.reason, /link broken/);
 });
+
+test('a row with a seq beyond 2^53 is named as outside the chain instead of crashing verify', () => {
+  const f = storeWithTrickyEvents(5);
+  execFileSync('sqlite3', [f.db, "INSERT INTO events (seq,id,ts,type,session,severity,decision,rule,data,prev_hash,hash) VALUES (9007199254740993,'big','t','x',NULL,'info',NULL,NULL,'{}','a','b');"]);
+  const r = verifyLog(f.db);
+  assert.equal(r.ok, false);
+  assert.equal(r.firstBad?.id, 'big');
+  assert.match(r.firstBad!.reason, /9007199254740993 \(beyond 2\^53\) inserted outside the chain/);
+});
