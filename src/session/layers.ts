@@ -124,7 +124,14 @@ hooks.afterStart = async (s) => {
   });
   s.layerState.set('detector', detector);
   s.layerState.set('checkpointer', startCheckpointer(s.store, t.checkpoint));
-  if (t.sinks.length) s.layerState.set('delivery', (await import('../audit/sinks/index.ts')).startDelivery(s.store, t.sinks));
+  if (t.sinks.length) {
+    // only the org policy's sinks run unless the org opts in: a repo must not be able to
+    // send the audit stream somewhere of its choosing
+    const m = await import('../audit/sinks/index.ts');
+    const plan = m.planSessionSinks(s.policy);
+    for (const r of plan.refused) s.record({ type: 'telemetry.sink_refused', severity: 'medium', decision: 'deny', rule: 'telemetry.allowRepoSinks', data: { ...r } });
+    if (plan.run.length) s.layerState.set('delivery', m.startDelivery(s.store, plan.run));
+  }
 };
 
 hooks.afterStop = async (s, result) => {

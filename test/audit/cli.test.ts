@@ -68,17 +68,20 @@ test('audit tail follows events appended after it started, filtered by type and 
   store.close();
 });
 
-test('sinks status and flush use the policy\'s sinks; flush exits 69 while a sink is unreachable', () => {
+test('sinks status and flush use the org policy\'s sinks (a checkout\'s airlock.yaml cannot add one); flush exits 69 while a sink is unreachable', () => {
   const { home: h, store } = home();
   store.append({ type: 'session.start', session: 's' });
   store.close();
   const dir = mkdtempSync(join(tmpdir(), 'airlock-pol-'));
-  writeFileSync(join(dir, 'airlock.yaml'), `telemetry:\n  sinks:\n    - {type: file, name: local, path: ${dir}/out.jsonl}\n    - {type: syslog, name: soc, host: 127.0.0.1, port: 1}\n`);
-  const f = run(h, ['sinks', 'flush'], dir);
+  writeFileSync(join(dir, 'org.yaml'), `telemetry:\n  sinks:\n    - {type: file, name: local, path: ${dir}/out.jsonl}\n    - {type: syslog, name: soc, host: 127.0.0.1, port: 1}\n`);
+  writeFileSync(join(dir, 'airlock.yaml'), `telemetry:\n  sinks:\n    - {type: file, name: repo-chosen, path: ${dir}/repo.jsonl}\n`);
+  const runOrg = (args: string[]) => spawnSync(process.execPath, [CLI, ...args], { env: { ...process.env, AIRLOCK_HOME: h, NO_COLOR: '1', AIRLOCK_ORG_POLICY: join(dir, 'org.yaml') }, encoding: 'utf8', cwd: dir });
+  const f = runOrg(['sinks', 'flush']);
   assert.equal(f.status, 69, f.stdout + f.stderr);
-  const st = JSON.parse(run(h, ['sinks', 'status', '--json'], dir).stdout);
+  const st = JSON.parse(runOrg(['sinks', 'status', '--json']).stdout);
   const byName = Object.fromEntries(st.map((s: { name: string }) => [s.name, s]));
   assert.equal(byName.local.lag, 0);
   assert.equal(byName.soc.lag, 1);
+  assert.equal(byName['repo-chosen'], undefined, 'a repo sink never runs');
   assert.match(byName.soc.lastError, /ECONNREFUSED/);
 });

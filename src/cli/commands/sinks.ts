@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { ExitCode } from '../../common/errors.ts';
 import { DEFAULT_ORG_POLICY, readPolicyFile, resolvePolicy, type PolicySource } from '../../policy/index.ts';
 import type { SinkConfig } from '../../policy/schema/telemetry.ts';
-import { flushSinks, sinkStatus, type SinkStatus } from '../../audit/sinks/index.ts';
+import { flushSinks, sinkStatus, sessionSinks, type SinkStatus } from '../../audit/sinks/index.ts';
 import { openStore } from './audit.ts';
 import { setExit } from '../main.ts';
 import { bad, dim, ok, printJson, table, warn } from '../output.ts';
@@ -17,7 +17,8 @@ export function configuredSinks(policyFile?: string): SinkConfig[] {
   if (existsSync(org)) sources.push(readPolicyFile(org, 'org'));
   const repo = policyFile ?? (existsSync('airlock.yaml') ? 'airlock.yaml' : undefined);
   if (repo) sources.push(readPolicyFile(repo, 'repo'));
-  return resolvePolicy(sources).policy.telemetry.sinks;
+  // the same sinks a session may run: a checkout's airlock.yaml cannot add a destination
+  return sessionSinks(resolvePolicy(sources));
 }
 
 function render(list: SinkStatus[]): string {
