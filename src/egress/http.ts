@@ -258,7 +258,8 @@ export async function runTunnel(ctx: Ctx, client: Socket, head: Buffer, t: Track
   ctx.limits.active++;
   let upstream;
   try {
-    upstream = await connectUpstream(ctx, d.address!, d.port);
+    // an upstream that may become intercepted TLS keeps plain reads (the TLS layer takes it over)
+    upstream = await connectUpstream(ctx, d.address!, d.port, { relay: !isIntercepted(ctx, d.host) });
   } catch (e) {
     ctx.limits.active--;
     const code = (e as NodeJS.ErrnoException).code;

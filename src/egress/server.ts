@@ -153,7 +153,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     return true;
   };
 
-  const main = createNetServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => {
+  const main = createNetServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (s) => {
     if (!track(s)) return;
     s.setTimeout(timeouts.handshakeMs, () => {
       const t = new Tracked(ctx, { protocol: 'unknown' });
@@ -195,7 +195,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   if (wantTransparent && rules.transparent === 'auto' && 'unixPath' in o.listen) {
     for (const port of TRANSPARENT_PORTS) {
       const path = transparentSocketPath(o.listen.unixPath, port);
-      const srv = createNetServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => {
+      const srv = createNetServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (s) => {
         if (!track(s)) return;
         ctx.transparentPort.set(s, port);
         if (port === 443) { transparentTls(ctx, s).catch((e) => { s.destroy(); record500(ctx, e); }); return; }
@@ -281,7 +281,7 @@ async function transparentTls(ctx: Ctx, client: Socket): Promise<void> {
     return;
   }
   let up: Socket;
-  try { up = await connectUpstream(ctx, d.address, 443); } catch (e) {
+  try { up = await connectUpstream(ctx, d.address, 443, { relay: true }); } catch (e) {
     ctx.limits.active--;
     t.finish({ error: (e as NodeJS.ErrnoException).code ?? (e as Error).message });
     refuseInTunnel(client, true);

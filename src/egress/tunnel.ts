@@ -11,9 +11,34 @@ import { outboundScanner, recordHit } from './guard.ts';
 // checked address, read the client's first bytes (ClientHello → SNI), re-decide with the
 // scheme now known, then copy both ways, counting bytes against the session limits.
 
-export function connectUpstream(ctx: Ctx, address: string, port: number): Promise<Socket> {
+/**
+ * Download fast path: an upstream socket opened with `relay` reads into one buffer of its
+ * own (`onread`, RELAY_BUFFER bytes: fewer, larger reads and no allocation per chunk) and
+ * hands each chunk to the tunnel's sink, which writes it to the client and stops reading
+ * until that write is done (the buffer is reused by the next read). Bytes that arrive
+ * before the tunnel is piped (a server speaking first) are copied and held.
+ */
+export const RELAY_BUFFER = 256 * 1024;
+interface Relay { sink: ((chunk: Buffer) => boolean) | null; pending: Buffer[] }
+const relays = new WeakMap<Socket, Relay>();
+
+/** Upload side: bytes queued towards the upstream before the client is paused (fewer pause/resume cycles than the 16 KiB default). */
+const UPSTREAM_WRITE_HWM = 256 * 1024;
+
+export function connectUpstream(ctx: Ctx, address: string, port: number, opts: { relay?: boolean } = {}): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const s = connect({ host: address, port, noDelay: true, allowHalfOpen: true });
+    const r: Relay = { sink: null, pending: [] };
+    const onread = opts.relay
+      ? { buffer: Buffer.allocUnsafe(RELAY_BUFFER), callback: (n: number, b: Uint8Array): boolean => {
+        const chunk = Buffer.from(b.buffer, b.byteOffset, n);
+        if (r.sink) return r.sink(chunk);
+        r.pending.push(Buffer.from(chunk)); // a copy: the read buffer is reused
+        return false;
+      } }
+      : undefined;
+    // writableHighWaterMark is a stream.Duplex option net.Socket passes through (not in @types/node's NetConnectOpts)
+    const s = connect({ host: address, port, noDelay: true, allowHalfOpen: true, ...(onread ? { onread } : {}), ...({ writableHighWaterMark: UPSTREAM_WRITE_HWM } as object) });
+    if (onread) relays.set(s, r);
     const t = setTimeout(() => { s.destroy(); reject(Object.assign(new Error('upstream connect timed out'), { code: 'ETIMEDOUT' })); }, ctx.timeouts.connectMs);
     s.once('connect', () => { clearTimeout(t); s.removeAllListeners('error'); ctx.sockets.add(s); s.once('close', () => ctx.sockets.delete(s)); resolve(s); });
     s.once('error', (e) => { clearTimeout(t); s.destroy(); reject(e); });
@@ -132,12 +157,30 @@ export function pipeBoth(ctx: Ctx, client: Socket, upstream: Socket, t: Tracked,
     if (!upstream.write(d)) client.pause();
   });
   upstream.on('drain', () => client.resume());
-  upstream.on('data', (d: Buffer) => {
-    t.bytesDown += d.length;
-    ctx.stats.bytesDown += d.length;
-    if (!client.write(d)) upstream.pause();
-  });
-  client.on('drain', () => upstream.resume());
+  const down = (n: number) => { t.bytesDown += n; ctx.stats.bytesDown += n; };
+  const relay = relays.get(upstream);
+  if (relay) {
+    // one write in flight at a time: a chunk is a view of the relay buffer, so the next
+    // read waits until the kernel has taken this one (at once in the common case)
+    let waiting = 0;
+    let seq = 0;
+    relay.sink = (chunk) => {
+      down(chunk.length);
+      const mine = ++seq;
+      client.write(chunk, () => { if (waiting === mine) { waiting = 0; if (!finished) upstream.resume(); } });
+      if (client.writableLength === 0) return true;
+      waiting = mine;
+      return false;
+    };
+    for (const d of relay.pending) { down(d.length); client.write(d); }
+    relay.pending = [];
+  } else {
+    upstream.on('data', (d: Buffer) => {
+      down(d.length);
+      if (!client.write(d)) upstream.pause();
+    });
+    client.on('drain', () => upstream.resume());
+  }
   client.on('end', () => upstream.end());
   upstream.on('end', () => client.end());
   client.on('close', () => finish());
