@@ -14,7 +14,11 @@ export const TRANSPARENT_PORTS = [80, 443] as const;
 export const BRIDGE_PORT: Record<number, number> = { 80: 3180, 443: 3443 };
 /** What every name resolves to inside a transparent-mode sandbox (benchmarking range; never routed). */
 export const SYNTHETIC_ADDRESS = '198.18.0.1';
-const DNS_PORT = 3153;
+/** dnsmasq inside a transparent-mode sandbox: loopback only, every name → SYNTHETIC_ADDRESS, nothing forwarded. */
+export const DNSMASQ_ARGS = [
+  '--conf-file=/dev/null', '--keep-in-foreground', '--no-resolv', '--no-hosts', '--no-poll', '--bind-interfaces',
+  '--listen-address=127.0.0.1', '--port=53', `--address=/#/${SYNTHETIC_ADDRESS}`, '--user=root', '--group=', '--pid-file=', '--local-ttl=1',
+] as const;
 
 export function transparentSocketPath(unixPath: string, port: number): string {
   return `${unixPath}.${port}`;
@@ -50,13 +54,16 @@ export function sandboxNetwork(gatewayUnixPath: string, opts: { transparent: boo
       'ip link set airlock0 up',
       'ip route add default dev airlock0',
       ...TRANSPARENT_PORTS.map((p) => bridge(BRIDGE_PORT[p]!, transparentSocketPath(gatewayUnixPath, p))),
-      `if command -v dnsmasq >/dev/null; then dnsmasq --keep-in-foreground --no-resolv --no-hosts --no-poll --bind-interfaces --listen-address=127.0.0.1 --port=${DNS_PORT} --address=/#/${SYNTHETIC_ADDRESS} --user=root --group=root --pid-file= </dev/null >/dev/null 2>&1 & echo $! >> "$pids"; fi`,
+      // Names: a non-forwarding dnsmasq on 127.0.0.1:53 (the sandbox's resolv.conf says
+      // `nameserver 127.0.0.1`) answers every A query with the synthetic address and has no
+      // upstream server: a lookup never leaves, whatever name it carries. No user/group
+      // change (setgroups is denied in a user namespace) and no host config (/etc/dnsmasq.conf
+      // could name upstream servers). Without dnsmasq names do not resolve (fail fast).
+      `if command -v dnsmasq >/dev/null; then dnsmasq ${DNSMASQ_ARGS.join(' ')} </dev/null >/dev/null 2>&1 & echo $! >> "$pids"; else echo "airlock: dnsmasq not installed: names do not resolve inside the sandbox in transparent mode (apt-get install dnsmasq-base)" >&2; fi`,
       `nft -f - <<'NFT'
 table inet airlock {
   chain nat_out {
     type nat hook output priority -100; policy accept;
-    meta nfproto ipv4 udp dport 53 redirect to :${DNS_PORT}
-    meta nfproto ipv4 tcp dport 53 redirect to :${DNS_PORT}
     ip daddr 127.0.0.0/8 return
     ip6 daddr ::1 return
     meta nfproto ipv4 tcp dport 80 redirect to :${BRIDGE_PORT[80]}
@@ -75,6 +82,10 @@ NFT`,
   }
   lines.push(waitListen(PROXY_PORT));
   if (opts.transparent) for (const p of TRANSPARENT_PORTS) lines.push(waitListen(BRIDGE_PORT[p]!));
+  if (opts.transparent) {
+    // dnsmasq binds before it serves; a failure here leaves names unresolved (nothing leaves either way)
+    lines.push(`if command -v dnsmasq >/dev/null; then i=0; until grep -q ':0035 00000000:0000 0A' /proc/net/tcp; do i=$((i+1)); [ $i -le 200 ] || { echo "airlock: dnsmasq did not start: names do not resolve inside the sandbox" >&2; break; }; sleep 0.01; done; fi`);
+  }
   const proxy = `http://127.0.0.1:${PROXY_PORT}`;
   const socks = `socks5h://127.0.0.1:${PROXY_PORT}`;
   const noProxy = 'localhost,127.0.0.1,::1';
