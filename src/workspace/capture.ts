@@ -210,7 +210,6 @@ export function captureWorkspace(o: {
   const prefix = o.workTreeNs?.prefix;
   let dirty = false;
   try {
-    git(['read-tree', head], { env: wenv });
     // Only what the overlay's upper layer holds can differ from the base: hash just
     // those paths (plus what the agent's commits changed) instead of the whole tree.
     let specs: string[] | null = null;
@@ -224,9 +223,12 @@ export function captureWorkspace(o: {
         specs = null;
       }
     }
+    const untouched = specs !== null && specs.length === 0;
+    // nothing in the upper layer: no index to build (a 50k-file read-tree is most of a short session's stop)
+    if (!untouched) git(['read-tree', head], { env: wenv });
     const addArgs = ['-c', 'core.bare=false', 'add', '--all', '--ignore-errors'];
     let add: { status: number; stderr: string } = { status: 0, stderr: '' };
-    if (specs === null) add = git(addArgs, { env: wenv, cwd: '/', allowFail: true, prefix });
+    if (untouched) { /* nothing to hash */ } else if (specs === null) add = git(addArgs, { env: wenv, cwd: '/', allowFail: true, prefix });
     else {
       const exists = (p: string) => { try { lstatSync(join(o.workspace, p)); return true; } catch { return false; } };
       const present = [...new Set(specs)].filter(exists);
@@ -240,8 +242,8 @@ export function captureWorkspace(o: {
       if (present.length && add.status === 0) add = git([...addArgs, ...fromFile], { env: wenv, cwd: '/', allowFail: true, prefix, input: list(present) });
     }
     if (add.status !== 0) warnings.push(`some files could not be captured: ${add.stderr.trim().slice(0, 500)}`);
-    const tree = git(['write-tree'], { env: wenv }).stdout.trim();
     const headTree = git(['rev-parse', `${head}^{tree}`], { env }).stdout.trim();
+    const tree = untouched ? headTree : git(['write-tree'], { env: wenv }).stdout.trim();
     if (tree !== headTree) {
       dirty = true;
       head = git(['commit-tree', tree, '-p', head, '-m', 'airlock: uncommitted work'], {
