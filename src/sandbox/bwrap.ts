@@ -239,7 +239,7 @@ class BwrapSandbox implements Sandbox {
   }
 
   trustedNs(): { prefix: string[]; path: string } {
-    return { prefix: ['nsenter', '-t', String(this.holderPid), '-U', '-m', '--'], path: join(this.mnt, 'merged') };
+    return { prefix: ['nsenter', '-t', String(this.holderPid), '-U', '-m', ...(this.rootMode ? [] : ['--preserve-credentials']), '--'], path: join(this.mnt, 'merged') };
   }
 
   upperGitDir(): string {
@@ -284,7 +284,8 @@ class BwrapSandbox implements Sandbox {
     const l = this.spec.limits;
     const bw = [...this.baseArgs, '--chdir', cwd, '--seccomp', '9'];
     for (const [k, v] of Object.entries(env)) bw.push('--setenv', k, v);
-    const ns = ['nsenter', '-t', String(this.holderPid), '-U', '-m', '-n', '--'];
+    // unprivileged: the user namespace denies setgroups, so keep our (already mapped) ids
+    const ns = ['nsenter', '-t', String(this.holderPid), '-U', '-m', '-n', ...(this.rootMode ? [] : ['--preserve-credentials']), '--'];
     const dropUid = [`--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_UID}`, '--clear-groups'];
     const chain: string[] = [];
     if (traceFile) {
