@@ -55,8 +55,12 @@ describe('policy', () => {
     assert.match(JSON.stringify(s), /"description":"Memory limit for the whole sandbox in MiB\."/);
   });
 
-  it('the init template validates, and the generated reference is up to date', () => {
+  it('the init template and the README example validate, and the generated reference is up to date', () => {
     parsePolicyText(INIT_TEMPLATE, 'template');
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const example = /A typical repo policy:\n\n```yaml\n([\s\S]*?)```/.exec(readme)?.[1];
+    assert.ok(example, 'README has the policy example');
+    resolvePolicy([{ kind: 'repo', origin: 'README.md', raw: parsePolicyText(example!, 'README.md') }]);
     assert.equal(readFileSync(join(ROOT, 'docs', 'policy-reference.md'), 'utf8'), renderPolicyReference(), 'run: node scripts/gen-policy-docs.ts');
   });
 
