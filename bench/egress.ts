@@ -9,6 +9,7 @@ import { mkdtempSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeSection, median, percentile } from './report.ts';
+import { cpus } from 'node:os';
 
 const arg = (name: string, d: number) => { const i = process.argv.indexOf(name); return i > 0 ? Number(process.argv[i + 1]) : d; };
 
@@ -147,6 +148,8 @@ if (process.argv[2] === '--serve-gateway') {
     ...rows,
     '',
     `Targets: throughput ≥ 0.8× direct → **${f2(mt('gateway') / mt('direct'))}×**; added p50 latency ≤ 1 ms → **${f3(ml('gateway') - ml('direct'))} ms**${squid ? `; squid adds ${f3(ml('squid') - ml('direct'))} ms and reaches ${f2(mt('squid') / mt('direct'))}×` : ` (${squidNote})`}.`,
+    '',
+    `Why the ratio sits near 2/3 on this machine (${cpus().length} cores): the direct path keeps two processes busy (client, server); a relaying proxy adds a third that copies every byte through user space (read + write), so with all three CPU-bound on two cores the ceiling is about 2/3 of direct, for squid as for Airlock. More cores or zero-copy relaying (splice, not available to Node without a native addon) lift it.`,
     '',
     `Concurrency: ${TUNNELS} tunnels opened in ${openMs} ms, ${alive} answered a ping while all were held; gateway RSS ${Math.round(rssBefore / 1024)} MiB idle → ${Math.round(rssHeld / 1024)} MiB holding them (peak ${Math.round(peak / 1024)} MiB, ≈ ${Math.round(((rssHeld - rssBefore) / TUNNELS) * 10) / 10} KiB per tunnel).`,
   ].join('\n');
