@@ -169,7 +169,12 @@ export function proposalStatus(store: AuditStore, p: Proposal, decisions: Review
   if (extra.required) required += 1;
   if (pol.approvals.separationOfDuties) {
     if (p.startedBy === null) required = Math.max(required, 2);
-    else if (approvers.length > 0 && approvers.every((a) => norm(a) === norm(p.startedBy!))) missing.push(`an approver other than ${p.startedBy}, who started the agent (separation of duties)`);
+    else {
+      // the starter may appear as their OS user, git email or git name: all count as them
+      const start = store.query({ session: p.session, type: 'session.start' })[0]?.data as { startedByIdentities?: string[] } | undefined;
+      const starter = new Set([p.startedBy, ...(start?.startedByIdentities ?? [])].filter(Boolean).map((x) => norm(x!)));
+      if (approvers.length > 0 && approvers.every((a) => starter.has(norm(a)))) missing.push(`an approver other than ${p.startedBy}, who started the agent (separation of duties)`);
+    }
   }
   if (approvers.length < required) missing.push(`${required - approvers.length} more approval${required - approvers.length === 1 ? '' : 's'} (${required} required${escalated ? ', escalated' : ''}${extra.required ? ', +1 for anomaly findings' : ''})`);
   if (group) {

@@ -1,6 +1,7 @@
 import { mkdirSync, existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { userInfo } from 'node:os';
+import { spawnSync } from 'node:child_process';
 import { AuditStore, type AuditEvent, type AuditEventInput } from '../audit/index.ts';
 import { AirlockError } from '../common/errors.ts';
 import { ensureHome, type HomeLayout } from '../common/paths.ts';
@@ -178,7 +179,7 @@ export class Session {
         envNames: Object.keys(sandboxEnv).sort(), mounts: p.sandbox.mounts,
         allowHosts: o.allowHosts ?? [], snapshotBuilt: this.snapshot.built,
         historyHidden: this.syntheticBase !== null, syntheticBase: this.syntheticBase,
-        startedBy: safeUser(), supervisorPid: process.pid, workspace: SANDBOX_WORKSPACE,
+        startedBy: safeUser(), startedByIdentities: hostIdentities(), supervisorPid: process.pid, workspace: SANDBOX_WORKSPACE,
       },
     });
     await hooks.afterStart?.(this);
@@ -282,6 +283,16 @@ export class Session {
     this.cleanups = [];
     // Sandbox plumbing (traces stay: they are evidence); mountpoints are empty dirs.
   }
+}
+
+/** The starter's other names (git identity from the human's own config), for separation of duties. */
+function hostIdentities(): string[] {
+  const out = [safeUser()];
+  for (const k of ['user.email', 'user.name']) {
+    const r = spawnSync('git', ['config', '--global', '--get', k], { encoding: 'utf8', timeout: 2000 });
+    if (r.status === 0 && r.stdout.trim()) out.push(r.stdout.trim());
+  }
+  return out;
 }
 
 function safeUser(): string {
