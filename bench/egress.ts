@@ -149,7 +149,7 @@ if (process.argv[2] === '--serve-gateway') {
     '',
     `Targets: throughput ≥ 0.8× direct → **${f2(mt('gateway') / mt('direct'))}×**; added p50 latency ≤ 1 ms → **${f3(ml('gateway') - ml('direct'))} ms**${squid ? `; squid adds ${f3(ml('squid') - ml('direct'))} ms and reaches ${f2(mt('squid') / mt('direct'))}×` : ` (${squidNote})`}.`,
     '',
-    `Why the ratio sits near 2/3 on this machine (${cpus().length} cores): the direct path keeps two processes busy (client, server); a relaying proxy adds a third that copies every byte through user space (read + write), so with all three CPU-bound on two cores the ceiling is about 2/3 of direct, for squid as for Airlock. More cores or zero-copy relaying (splice, not available to Node without a native addon) lift it.`,
+    `Why the ratio stays below 1 on this machine (${cpus().length} cores): a relaying proxy moves every byte through user space (a read and a write, two extra kernel copies) in its own process, which competes for the two cores with the benchmark's client/server process and the kernel's loopback work. squid, doing the same copies in C, lands at the same ratio; zero-copy relaying (splice, which Node reaches only through a native addon) would remove those copies.`,
     '',
     `Concurrency: ${TUNNELS} tunnels opened in ${openMs} ms, ${alive} answered a ping while all were held; gateway RSS ${Math.round(rssBefore / 1024)} MiB idle → ${Math.round(rssHeld / 1024)} MiB holding them (peak ${Math.round(peak / 1024)} MiB, ≈ ${Math.round(((rssHeld - rssBefore) / TUNNELS) * 10) / 10} KiB per tunnel).`,
   ].join('\n');
