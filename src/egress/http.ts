@@ -93,7 +93,8 @@ export async function onRequest(ctx: Ctx, req: IncomingMessage, res: ServerRespo
   } else {
     return refuse(res, t, 400, 'builtin.bad-request', 'not a proxy request: send an absolute URI (http://host/path) or CONNECT host:port');
   }
-  const port = url.port ? Number(url.port) : 80;
+  // on a transparent port the connection's own port wins when Host names none
+  const port = url.port ? Number(url.port) : (tport ?? 80);
   let host: string;
   try { host = normalizeHost(url.hostname).host; } catch (e) { return refuse(res, t, 400, 'builtin.bad-target', e instanceof HostError ? e.message : 'bad host'); }
   Object.assign(t.info, { host, port, path: url.pathname });

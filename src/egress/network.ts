@@ -20,6 +20,17 @@ export const DNSMASQ_ARGS = [
   '--listen-address=127.0.0.1', '--port=53', `--address=/#/${SYNTHETIC_ADDRESS}`, '--user=root', '--group=', '--pid-file=', '--local-ttl=1',
 ] as const;
 
+/** Transparent ports: 80 and 443 always, plus ports the policy grants (at most 64). */
+export function transparentPortList(extra: readonly number[] = []): number[] {
+  return [...new Set([...TRANSPARENT_PORTS, ...extra])].filter((p) => Number.isInteger(p) && p > 0 && p < 65536).sort((a, b) => a - b).slice(0, 64);
+}
+
+/** Where inside the sandbox the bridge for an original destination port listens. */
+export function bridgePortFor(port: number, all: readonly number[]): number {
+  if (BRIDGE_PORT[port]) return BRIDGE_PORT[port]!;
+  return 41000 + all.filter((p) => !BRIDGE_PORT[p]).indexOf(port);
+}
+
 export function transparentSocketPath(unixPath: string, port: number): string {
   return `${unixPath}.${port}`;
 }
@@ -35,7 +46,8 @@ function waitListen(port: number): string {
   return `i=0; until grep -q ':${hex} 00000000:0000 0A' /proc/net/tcp; do i=$((i+1)); [ $i -le 200 ] || { echo "airlock: egress bridge on 127.0.0.1:${port} did not start" >&2; exit 1; }; sleep 0.01; done`;
 }
 
-export function sandboxNetwork(gatewayUnixPath: string, opts: { transparent: boolean; pidFile?: string }): { setup: string; env: Record<string, string> } {
+export function sandboxNetwork(gatewayUnixPath: string, opts: { transparent: boolean; pidFile?: string; /** the gateway's transparent ports (default 80, 443) */ ports?: number[] }): { setup: string; env: Record<string, string> } {
+  const tports = transparentPortList(opts.ports ?? []);
   const lines = [
     'set -eu',
     `pids=${q(opts.pidFile ?? '/dev/null')}`,
@@ -53,7 +65,7 @@ export function sandboxNetwork(gatewayUnixPath: string, opts: { transparent: boo
       'ip addr add 192.0.2.1/32 dev airlock0',
       'ip link set airlock0 up',
       'ip route add default dev airlock0',
-      ...TRANSPARENT_PORTS.map((p) => bridge(BRIDGE_PORT[p]!, transparentSocketPath(gatewayUnixPath, p))),
+      ...tports.map((p) => bridge(bridgePortFor(p, tports), transparentSocketPath(gatewayUnixPath, p))),
       // Names: a non-forwarding dnsmasq on 127.0.0.1:53 (the sandbox's resolv.conf says
       // `nameserver 127.0.0.1`) answers every A query with the synthetic address and has no
       // upstream server: a lookup never leaves, whatever name it carries. No user/group
@@ -66,8 +78,7 @@ table inet airlock {
     type nat hook output priority -100; policy accept;
     ip daddr 127.0.0.0/8 return
     ip6 daddr ::1 return
-    meta nfproto ipv4 tcp dport 80 redirect to :${BRIDGE_PORT[80]}
-    meta nfproto ipv4 tcp dport 443 redirect to :${BRIDGE_PORT[443]}
+${tports.map((p) => `    meta nfproto ipv4 tcp dport ${p} redirect to :${bridgePortFor(p, tports)}`).join('\n')}
   }
   chain filter_out {
     type filter hook output priority 0; policy accept;
@@ -81,7 +92,7 @@ NFT`,
     );
   }
   lines.push(waitListen(PROXY_PORT));
-  if (opts.transparent) for (const p of TRANSPARENT_PORTS) lines.push(waitListen(BRIDGE_PORT[p]!));
+  if (opts.transparent) for (const p of tports) lines.push(waitListen(bridgePortFor(p, tports)));
   if (opts.transparent) {
     // dnsmasq binds before it serves; a failure here leaves names unresolved (nothing leaves either way)
     lines.push(`if command -v dnsmasq >/dev/null; then i=0; until grep -q ':0035 00000000:0000 0A' /proc/net/tcp; do i=$((i+1)); [ $i -le 200 ] || { echo "airlock: dnsmasq did not start: names do not resolve inside the sandbox" >&2; break; }; sleep 0.01; done; fi`);

@@ -13,7 +13,7 @@ import { onSocks } from './socks.ts';
 import { peekFirst, refuseInTunnel, connectUpstream, pipeBoth } from './tunnel.ts';
 import { resolveAndDecide } from './decide.ts';
 import { normalizeHost } from './host.ts';
-import { transparentSocketPath, TRANSPARENT_PORTS } from './network.ts';
+import { transparentSocketPath, transparentPortList } from './network.ts';
 import { interceptTunnel, isIntercepted, createInterceptServer } from './intercept.ts';
 import type { GatewayCa } from './tls/ca.ts';
 import { hostTrustStore } from './tls/bundle.ts';
@@ -193,13 +193,20 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   const transparentSockets: Record<number, string> = {};
   const wantTransparent = o.transparent ?? rules.transparent === 'auto';
   if (wantTransparent && rules.transparent === 'auto' && 'unixPath' in o.listen) {
-    for (const port of TRANSPARENT_PORTS) {
+    // 80 and 443, plus every port an allow rule grants: a program that ignores the proxy
+    // reaches a granted port through the gateway too, decided by Host or SNI.
+    const granted = [...rules.allow, ...rules.allowCidrs].flatMap((r) => (r as { ports?: number[] | null }).ports ?? []);
+    for (const port of transparentPortList(granted)) {
       const path = transparentSocketPath(o.listen.unixPath, port);
       const srv = createNetServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (s) => {
         if (!track(s)) return;
         ctx.transparentPort.set(s, port);
-        if (port === 443) { transparentTls(ctx, s).catch((e) => { s.destroy(); record500(ctx, e); }); return; }
-        http.emit('connection', s);
+        const tls = () => { transparentTls(ctx, s, port).catch((e) => { s.destroy(); record500(ctx, e); }); };
+        const plain = () => { http.emit('connection', s); s.resume(); };
+        if (port === 443) return tls();
+        if (port === 80) return plain();
+        // other ports: the first byte tells TLS (a handshake record) from HTTP
+        s.once('data', (b: Buffer) => { s.pause(); s.unshift(b); if (b[0] === 0x16) tls(); else plain(); });
         s.resume();
       });
       await listenOn(srv, { unixPath: path }, mode);
@@ -253,14 +260,14 @@ function record500(ctx: Ctx, e: unknown): void {
   t.deny('builtin.internal-error', `gateway error: ${e instanceof Error ? e.message : String(e)}`, 'medium');
 }
 
-/** Transparent TLS (original port 443): the SNI names the destination. */
-async function transparentTls(ctx: Ctx, client: Socket): Promise<void> {
-  const t = new Tracked(ctx, { protocol: 'transparent-tls', port: 443, scheme: 'https' });
+/** Transparent TLS (original port 443, or another granted port): the SNI names the destination. */
+async function transparentTls(ctx: Ctx, client: Socket, port = 443): Promise<void> {
+  const t = new Tracked(ctx, { protocol: 'transparent-tls', port, scheme: 'https' });
   ctx.stats.requests++;
   const p = await peekFirst(ctx, client, Buffer.alloc(0));
   if (p.closed && !p.buf.length) return; // connected and left: nothing to record
   if (p.bad || p.scheme !== 'https' || !p.sni) {
-    t.deny(p.bad ? 'builtin.bad-tls' : 'builtin.sni-mismatch', p.bad ?? (p.scheme !== 'https' ? 'non-TLS traffic to port 443' : 'no SNI: the destination is unknown'));
+    t.deny(p.bad ? 'builtin.bad-tls' : 'builtin.sni-mismatch', p.bad ?? (p.scheme !== 'https' ? `non-TLS traffic to port ${port}` : 'no SNI: the destination is unknown'));
     refuseInTunnel(client, p.scheme === 'https');
     return;
   }
@@ -270,7 +277,7 @@ async function transparentTls(ctx: Ctx, client: Socket): Promise<void> {
   const hit = ctx.limits.admit();
   if (hit) { t.deny(hit.rule, hit.reason); refuseInTunnel(client, true); return; }
   const intercepted = isIntercepted(ctx, host);
-  const d = await resolveAndDecide(ctx.rules, { host, port: 443, scheme: 'https', intercepted }, ctx.resolver);
+  const d = await resolveAndDecide(ctx.rules, { host, port, scheme: 'https', intercepted }, ctx.resolver);
   Object.assign(t.info, { address: d.address, range: d.range });
   if (d.action !== 'allow' || !d.address) { t.deny(d.rule, d.reason); refuseInTunnel(client, true); return; }
   try { t.open(d.rule, d.reason); } catch (e) { t.deny('builtin.audit-failed', String(e)); refuseInTunnel(client, true); return; }
@@ -281,7 +288,7 @@ async function transparentTls(ctx: Ctx, client: Socket): Promise<void> {
     return;
   }
   let up: Socket;
-  try { up = await connectUpstream(ctx, d.address, 443, { relay: true }); } catch (e) {
+  try { up = await connectUpstream(ctx, d.address, port, { relay: true }); } catch (e) {
     ctx.limits.active--;
     t.finish({ error: (e as NodeJS.ErrnoException).code ?? (e as Error).message });
     refuseInTunnel(client, true);

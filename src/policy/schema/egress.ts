@@ -75,7 +75,7 @@ export const egressSchema = z.strictObject({
   modelApis: merge(z.array(hostPattern).default([...MODEL_API_HOSTS])
     .describe('Model API hosts (OpenAI, Anthropic, Google, ...): requests to them are intercepted and their bodies scanned for secrets per secrets.dlp.mode (redact in flight, block, or only record). Both policies\' lists apply.'), 'union'),
   transparent: merge(z.enum(['auto', 'off']).default('auto')
-    .describe('auto: where Airlock can program the sandbox network namespace, TCP to ports 80 and 443 from programs that ignore proxy settings is redirected to the gateway and decided from the Host header or TLS SNI by the same rules. off: only proxy-aware programs get network. off wins.'), { stricter: ['off', 'auto'] }),
+    .describe('auto: where Airlock can program the sandbox network namespace, TCP to ports 80, 443 and every port an allow rule grants from programs that ignore proxy settings is redirected to the gateway and decided from the Host header or TLS SNI by the same rules. off: only proxy-aware programs get network. off wins.'), { stricter: ['off', 'auto'] }),
 }).describe('Egress: what the sandbox may reach through the gateway. Nothing is allowed unless a rule grants it.');
 
 export type EgressPolicy = z.output<typeof egressSchema>;
