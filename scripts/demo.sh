@@ -56,6 +56,9 @@ git --git-dir "$RESULT" diff --stat refs/airlock/base refs/airlock/head
 echo "  host checkout untouched: $(git -C "$WORK/repo" status --porcelain | wc -l) changed files, HEAD $(git -C "$WORK/repo" log --oneline -1)"
 "$AIRLOCK" review list 2>/dev/null || true
 echo
+bold "== the proposal a human reviews (airlock review show 1): checks, then the diff"
+"$AIRLOCK" review show 1 2>/dev/null | head -40 || true
+echo
 bold "== tamper-evidence"
 "$AIRLOCK" audit verify 2>/dev/null || node -e "import('$ROOT/src/audit/index.ts').then(m=>{const r=m.verifyChain('$AIRLOCK_HOME/audit.db');console.log(r.ok?'  audit log intact: '+r.events+' events':'  TAMPERED: '+JSON.stringify(r.firstBad))})"
 echo
