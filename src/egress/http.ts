@@ -4,7 +4,7 @@ import { resolveAndDecide, type TargetDecision } from './decide.ts';
 import { normalizeHost, splitAuthority, HostError, hostPort } from './host.ts';
 import { Tracked, type Ctx } from './context.ts';
 import { connectUpstream, peekFirst, decideTunnel, refuseInTunnel, pipeBoth } from './tunnel.ts';
-import { interceptTunnel, isIntercepted } from './intercept.ts';
+import { interceptTunnel, isIntercepted, isModelApi } from './intercept.ts';
 import { outboundScanner, recordHit, textHit } from './guard.ts';
 
 // HTTP side of the gateway: absolute-URI requests (plain HTTP proxy), origin-form
@@ -110,6 +110,8 @@ export async function onRequest(ctx: Ctx, req: IncomingMessage, res: ServerRespo
   const d = await resolveAndDecide(ctx.rules, { host, port, scheme: 'http', method: req.method, path: url.pathname }, ctx.resolver);
   Object.assign(t.info, { address: d.address, range: d.range });
   if (d.action !== 'allow' || !d.address) return refuse(res, t, 403, d.rule, d.reason);
+  // outbound DLP inspects model-API bodies inside intercepted TLS only: refuse plain HTTP rather than pass it uninspected
+  if (ctx.dlp.mode !== 'off' && isModelApi(ctx, host)) return refuse(res, t, 403, 'secrets.dlp.mode', `${host} is a model API under outbound DLP: plain-http requests cannot be inspected; use https`);
   // Brokered credentials on plain HTTP: only to a destination the policy binds by host
   // AND port (e.g. an internal model gateway on http://host:8080); anywhere else the
   // placeholder is misuse. The real value is added here, never seen by the sandbox.

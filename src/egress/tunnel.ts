@@ -101,6 +101,11 @@ export function decideTunnel(ctx: Ctx, first: TargetDecision, p: Peeked): { acti
       if (sni !== first.host) return { action: 'deny', rule: 'builtin.sni-mismatch', reason: `SNI ${sni} differs from the tunnel target ${first.host}` };
     }
   }
+  // outbound DLP inspects model-API requests inside intercepted TLS only: plain HTTP or raw
+  // TCP in a tunnel to a model API would pass uninspected, so it is refused (unless DLP is off)
+  if (p.scheme !== 'https' && ctx.dlp.mode !== 'off' && ctx.modelApis.some((x) => hostMatches(x, first.host))) {
+    return { action: 'deny', rule: 'secrets.dlp.mode', reason: `${first.host} is a model API under outbound DLP: ${p.scheme} traffic cannot be inspected; use https` };
+  }
   const intercepted = p.scheme === 'https' && ctx.intercept.some((x) => hostMatches(x, first.host));
   const d = decideTarget(ctx.rules, { host: first.host, port: first.port, scheme: p.scheme, intercepted });
   return { action: d.action === 'allow' ? 'allow' : 'deny', rule: d.rule, reason: d.reason };

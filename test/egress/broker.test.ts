@@ -192,3 +192,25 @@ test('a credential whose source cannot be read refuses preparation with an error
   assert.throws(() => policySchema.parse({ credentials: { brokered: [{ name: 'A', source: { env: 'B' }, destinations: [] }] } }));
   assert.throws(() => policySchema.parse({ credentials: { brokered: [{ name: 'A', source: { env: 'B' }, destinations: [{ host: 'x.test' }], inject: { header: 'X', template: 'no value' } }] } }));
 });
+
+test('outbound DLP: plain HTTP to a model API (proxied or inside a CONNECT tunnel) is refused, never forwarded uninspected', async () => {
+  const seen: string[] = [];
+  const model = createServer((q, res) => { let b = ''; q.on('data', (c) => { b += c; }); q.on('end', () => { seen.push(b); res.end('ok'); }); });
+  await new Promise<void>((r) => model.listen(0, '127.0.0.1', r));
+  const port = (model.address() as { port: number }).port;
+  const s = await start({
+    egress: { allow: [{ host: 'model.test', ports: [port] }], allowCidrs: [{ cidr: '127.0.0.1/32', ports: [port] }], modelApis: ['model.test'] },
+    secrets: { dlp: { mode: 'block' } },
+  }, { 'model.test': '127.0.0.1' }, { host: '127.0.0.1', port: 0 }, { home: home(), hostEnv: {}, upstreamCa: [] });
+  try {
+    const w = workspaceSecretBody();
+    const r = await curl(['-x', s.url, '-H', 'content-type: application/json', '--data-binary', w.body, `http://model.test:${port}/v1/messages`]);
+    assert.equal(r.status, 403);
+    assert.equal(r.headers['x-airlock-rule'], 'secrets.dlp.mode');
+    const tunnelled = await curl(['-p', '-x', s.url, '-H', 'content-type: application/json', '--data-binary', w.body, `http://model.test:${port}/v1/messages`]);
+    assert.notEqual(tunnelled.code, 0, 'the tunnel is closed without an answer');
+    const denied = await waitFor(() => { const d = requests(s.events).filter((e) => e.rule === 'secrets.dlp.mode' && e.decision === 'deny'); return d.length === 2 && d; }, 'both refusals');
+    assert.deepEqual(denied.map((e) => (e.data as { protocol: string }).protocol).sort(), ['connect', 'http']);
+    assert.equal(seen.length, 0, 'the model API received nothing');
+  } finally { await s.gw.close(); model.close(); }
+});
