@@ -53,6 +53,12 @@ class Verifier {
     let logIdKv: string | undefined;
     try { logIdKv = (db.prepare("SELECT v FROM kv WHERE k = 'audit.logId'").get() as { v: string } | undefined)?.v; } catch { /* no kv table */ }
     for (const c of this.cps) {
+      // Typed as the store writes them: a size read back as text ('30') would still sign as
+      // "size 30" but never match the numeric tree size, so the checkpoint would go unchecked.
+      if (!Number.isSafeInteger(c.size) || c.size < 0 || typeof c.root !== 'string' || !/^[0-9a-f]{64}$/.test(c.root)) {
+        this.problems.push(`checkpoint #${c.id}: size or root is not of the type Airlock writes (checkpoint table altered); it cannot be checked against the events`);
+        continue;
+      }
       if (this.pub && !verifyCheckpointSignature(c, this.pub)) this.problems.push(`checkpoint #${c.id} (size ${c.size}): signature does not verify (checkpoint altered, or signed by another key)`);
       if (logIdKv && c.logId !== logIdKv) this.problems.push(`checkpoint #${c.id}: belongs to log ${c.logId}, not to this log (${logIdKv})`);
       this.bySize.set(c.size, [...(this.bySize.get(c.size) ?? []), c]);

@@ -201,3 +201,28 @@ test('startCheckpointer signs every N events; the signed checkpoints verify and 
   assert.equal(r.ok, true);
   assert.equal(r.checkpointsChecked, 2);
 });
+
+test('tamper with the chain recomputed and the checkpoint size retyped as text: the checkpoint is still compared (or named)', () => {
+  const f = fixture();
+  const db = new DatabaseSync(f.db);
+  db.exec('DROP TRIGGER events_no_update');
+  db.exec(`UPDATE events SET data = '{"argv":["curl","evil"],"i":5}' WHERE seq = 5`);
+  let prev = GENESIS_HASH;
+  type Row = { seq: number; id: string; ts: string; type: string; session: string | null; severity: 'info'; decision: 'allow' | null; rule: string | null; data: string };
+  for (const r of db.prepare('SELECT * FROM events ORDER BY seq').all() as unknown as Row[]) {
+    const e = { seq: r.seq, id: r.id, ts: r.ts, type: r.type, session: r.session, severity: r.severity, decision: r.decision, rule: r.rule, data: JSON.parse(r.data) as Record<string, unknown> };
+    const h = chainHash(prev, eventBody(e));
+    db.prepare('UPDATE events SET prev_hash = ?, hash = ? WHERE seq = ?').run(prev, h, e.seq);
+    prev = h;
+  }
+  // A table without column types keeps '30' as text; the signed text "size 30" is unchanged.
+  db.exec(`DROP TRIGGER audit_checkpoints_no_delete; DROP TRIGGER audit_checkpoints_no_update;
+    CREATE TABLE cp2 (id, size, root, ts, reason, log_id, key_id, signature, frontier);
+    INSERT INTO cp2 SELECT id, CAST(size AS TEXT), root, ts, reason, log_id, key_id, signature, frontier FROM audit_checkpoints;
+    DROP TABLE audit_checkpoints; ALTER TABLE cp2 RENAME TO audit_checkpoints;`);
+  assert.equal((db.prepare('SELECT typeof(size) AS t FROM audit_checkpoints').get() as { t: string }).t, 'text');
+  db.close();
+  const r = verify(f);
+  assert.equal(r.ok, false, JSON.stringify(r));
+  assert.match([r.firstBad?.reason ?? '', ...(r.problems ?? [])].join('\n'), /checkpoint #1/);
+});
