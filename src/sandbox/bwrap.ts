@@ -1,7 +1,8 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, openSync, readSync, closeSync, readlinkSync, readFileSync, readdirSync, statfsSync, writeFileSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, rmSync, openSync, readSync, closeSync, readlinkSync, readFileSync, readdirSync, statfsSync, writeFileSync, realpathSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { once } from 'node:events';
+import { StringDecoder } from 'node:string_decoder';
 import { AirlockError } from '../common/errors.ts';
 import type { ExecHandle, ExecOptions, ExecResult, Mechanisms, Sandbox, SandboxDriver, SandboxSpec } from './driver.ts';
 import { buildSeccompProgram } from './seccomp.ts';
@@ -30,6 +31,8 @@ export const SANDBOX_HOME = '/home/agent';
 export const SANDBOX_WORKSPACE = '/workspace';
 export const HOST_UID_FOR_SANDBOX = 100000;
 const SANDBOX_MNT = '/mnt';
+/** Which policy key each enforced limit comes from (named in the limit's audit event). */
+const LIMIT_KEY = { wall: 'wallSeconds', disk: 'diskMB', memory: 'memoryMB', pids: 'pids' } as const;
 
 function which(cmd: string): string | null {
   for (const d of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
@@ -64,7 +67,7 @@ export class BwrapDriver implements SandboxDriver {
   }
 }
 
-interface LiveExec { child: ChildProcess; traceFile: string | null; parser: TraceParser | null; offset: number; fd: number | null }
+interface LiveExec { child: ChildProcess; traceFile: string | null; parser: TraceParser | null; offset: number; fd: number | null; decoder: StringDecoder }
 
 class BwrapSandbox implements Sandbox {
   readonly mechanisms: Mechanisms;
@@ -225,11 +228,11 @@ class BwrapSandbox implements Sandbox {
     this.wallTimer.unref();
   }
 
-  private hit(limit: string, detail: string): void {
+  private hit(limit: keyof typeof LIMIT_KEY, detail: string): void {
     if (this.stopped) return;
     if (this.monitor) clearInterval(this.monitor);
     this.monitor = null;
-    this.spec.record({ type: 'sandbox.limit', session: this.spec.session, severity: 'high', decision: 'deny', rule: `sandbox.limits.${limit === 'wall' ? 'wallSeconds' : limit === 'disk' ? 'diskMB' : limit === 'memory' ? 'memoryMB' : 'pids'}`, data: { limit, detail, mechanism: this.mechanisms.limits } });
+    this.spec.record({ type: 'sandbox.limit', session: this.spec.session, severity: 'high', decision: 'deny', rule: `sandbox.limits.${LIMIT_KEY[limit]}`, data: { limit, detail, mechanism: this.mechanisms.limits } });
     this.resolveLimit({ limit, detail });
     void this.killAll();
   }
@@ -312,7 +315,7 @@ class BwrapSandbox implements Sandbox {
       cwd: '/',
       env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/nonexistent', AIRLOCK_CG: this.cgroup?.procsFiles.join(':') ?? '', AIRLOCK_SECCOMP: this.seccompFile },
     });
-    const live: LiveExec = { child, traceFile, parser: traceFile ? new TraceParser(cwd) : null, offset: 0, fd: null };
+    const live: LiveExec = { child, traceFile, parser: traceFile ? new TraceParser(cwd) : null, offset: 0, fd: null, decoder: new StringDecoder('utf8') };
     this.live.add(live);
     const done = new Promise<ExecResult>((res) => {
       child.once('error', () => res({ exitCode: null, signal: null, status: 126 }));
@@ -337,26 +340,34 @@ class BwrapSandbox implements Sandbox {
     for (const l of this.live) this.drainTrace(l, false);
   }
 
+  private readBuf = Buffer.allocUnsafe(1 << 20); // one read buffer for every trace drain
+
   private drainTrace(l: LiveExec, final: boolean): void {
     if (!l.traceFile || !l.parser) return;
     try {
       if (l.fd === null) { if (!existsSync(l.traceFile)) return; l.fd = openSync(l.traceFile, 'r'); }
-      const buf = Buffer.alloc(1 << 20);
       for (;;) {
-        const n = readSync(l.fd, buf, 0, buf.length, l.offset);
+        const n = readSync(l.fd, this.readBuf, 0, this.readBuf.length, l.offset);
         if (n <= 0) break;
         l.offset += n;
-        this.emitTrace(l.parser.push(buf.subarray(0, n).toString('utf8')));
+        this.emitTrace(l.parser.push(l.decoder.write(this.readBuf.subarray(0, n))), l.parser.rootPid);
       }
-      if (final) { this.emitTrace(l.parser.flush()); closeSync(l.fd); l.fd = null; }
+      if (final) {
+        this.emitTrace([...l.parser.push(l.decoder.end()), ...l.parser.flush()], l.parser.rootPid);
+        closeSync(l.fd); l.fd = null;
+        // everything in it is now in the (redacted) audit log; the raw trace holds argv unredacted
+        rmSync(l.traceFile, { force: true });
+      }
     } catch (e) {
-      // Fail closed on telemetry: a broken tracer is itself an event.
-      this.spec.record({ type: 'sandbox.trace_error', session: this.spec.session, severity: 'high', data: { error: String(e) } });
+      // Fail closed: a command whose processes can no longer be recorded does not go on.
+      this.spec.record({ type: 'sandbox.trace_error', session: this.spec.session, severity: 'high', decision: 'deny', rule: 'builtin.telemetry-required', data: { error: String(e) } });
+      for (const pid of descendants(l.child.pid ?? 0).reverse()) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
     }
   }
 
-  // Agent processes: those that exec'd something other than our launch chain, and their
-  // descendants. Our chain (setpriv, bwrap setup) is not the agent's doing and not recorded.
+  // Agent processes: every process of the trace except the first one (Airlock's own
+  // chain, setpriv → bwrap, identified by position, not by name an agent could copy)
+  // and its non-exec'ing helpers; plus every descendant of an agent process.
   private agentPids = new Set<number>();
   private isAgent(pid: number, ppid: number | null): boolean {
     if (this.agentPids.has(pid)) return true;
@@ -364,21 +375,20 @@ class BwrapSandbox implements Sandbox {
     return false;
   }
 
-  private emitTrace(events: TraceEvent[]): void {
+  private emitTrace(events: TraceEvent[], rootPid: number | null): void {
     const out: Parameters<SandboxSpec['record']>[0][] = [];
     for (const e of events) {
       if (e.kind === 'exec') {
-        if (!this.isAgent(e.pid, e.ppid)) {
-          if (/\/(setpriv|bwrap)$/.test(e.path) || !e.ok) continue;
-          this.agentPids.add(e.pid);
-        }
+        if (e.pid === rootPid) continue;
+        if (e.ok) this.agentPids.add(e.pid);
+        else if (!this.isAgent(e.pid, e.ppid)) continue; // bwrap's own PATH lookups before the agent starts
         out.push({ type: e.ok ? 'process.exec' : 'process.exec_failed', session: this.spec.session, data: { pid: e.pid, ppid: e.ppid, argv: e.argv, path: e.path, cwd: e.cwd, ts: e.ts, ...(e.error ? { error: e.error } : {}) } });
       } else if (e.kind === 'exit') {
         if (!this.isAgent(e.pid, e.ppid)) continue;
         this.agentPids.delete(e.pid);
         out.push({ type: 'process.exit', session: this.spec.session, data: { pid: e.pid, ppid: e.ppid, argv0: e.argv0, exitCode: e.exitCode, signal: e.signal, start: e.startTs, end: e.ts } });
       } else {
-        if (!this.isAgent(e.pid, null)) continue;
+        if (!this.isAgent(e.pid, e.ppid)) continue;
         const p = classifyProbe(e);
         if (p) out.push({ type: 'sandbox.denied', session: this.spec.session, severity: p.severity, decision: 'deny', rule: p.rule, data: { pid: e.pid, argv0: e.argv0, syscall: e.syscall, target: e.target, error: e.error, reason: p.reason } });
       }

@@ -6,7 +6,7 @@
 
 export interface ProcessExec { kind: 'exec'; pid: number; ppid: number | null; argv: string[]; path: string; cwd: string | null; ts: number; ok: boolean; error?: string }
 export interface ProcessExit { kind: 'exit'; pid: number; ppid: number | null; exitCode: number | null; signal: string | null; ts: number; startTs: number | null; argv0: string | null }
-export interface Probe { kind: 'probe'; pid: number; syscall: string; target: string; error: string; ts: number; argv0: string | null }
+export interface Probe { kind: 'probe'; pid: number; ppid: number | null; syscall: string; target: string; error: string; ts: number; argv0: string | null }
 export type TraceEvent = ProcessExec | ProcessExit | Probe;
 
 export const TRACED_SYSCALLS = ['execve', 'execveat', 'clone', 'clone3', 'fork', 'vfork', 'chdir', 'fchdir', 'connect', 'openat', 'open', 'unlinkat', 'mkdirat', 'symlinkat', 'linkat', 'renameat2'];
@@ -65,6 +65,8 @@ export class TraceParser {
   private pending = new Map<number, string>();
   private procs = new Map<number, ProcState>();
   private partial = '';
+  /** The first process in the trace: Airlock's own launch chain (setpriv → bwrap), never the agent. */
+  rootPid: number | null = null;
   // exec lines can arrive before the parent's clone() returns: hold them until it does
   private waiting: ProcessExec[] = [];
   private release(out: TraceEvent[], all: boolean): void {
@@ -107,6 +109,7 @@ export class TraceParser {
     const m = LINE.exec(raw);
     if (!m) return;
     const pid = Number(m[1]);
+    this.rootPid ??= pid;
     const ts = Number(m[2]);
     let body = m[3]!;
     const ex = EXIT.exec(body);
@@ -183,7 +186,7 @@ export class TraceParser {
           target = strs[0] ?? '';
           if (target && !target.startsWith('/')) target = joinPath(p.cwd ?? '/', target);
         }
-        out.push({ kind: 'probe', pid, syscall: name, target, error: errno, ts, argv0: p.argv0 });
+        out.push({ kind: 'probe', pid, ppid: p.ppid, syscall: name, target, error: errno, ts, argv0: p.argv0 });
       }
     }
   }

@@ -148,7 +148,11 @@ t("open_by_handle_at", 304, 0, 0, 0)
 
   it('records every process, also ones that bypass a shell (exec chains, static paths)', async () => {
     await sh(`python3 -c 'import os; os.execv("/usr/bin/env", ["env", "sh", "-c", "exec /usr/bin/true marker-${CANARY}"])'`);
+    // a program named like Airlock's own launch chain is still the agent's
+    await sh(`mkdir -p /tmp/x && cp /usr/bin/true /tmp/x/bwrap && cp /usr/bin/true /tmp/x/setpriv && /tmp/x/bwrap disguised-${CANARY} && /tmp/x/setpriv disguised2-${CANARY}`);
     const execs = events('process.exec').map((e) => e.data.argv as string[]);
+    assert.ok(execs.some((a) => a[0] === '/tmp/x/bwrap' && a[1] === `disguised-${CANARY}`), 'a binary named bwrap is recorded');
+    assert.ok(execs.some((a) => a[0] === '/tmp/x/setpriv' && a[1] === `disguised2-${CANARY}`), 'a binary named setpriv is recorded');
     assert.ok(execs.some((a) => a[0] === '/usr/bin/true' && a[1] === `marker-${CANARY}`), 'execv chain recorded');
     const ex = events('process.exec').find((e) => (e.data.argv as string[])[1] === `marker-${CANARY}`)!;
     assert.equal(typeof ex.data.pid, 'number');
