@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { runChecks, createProposal } from '../../src/review/index.ts';
 import { resolvePolicy, defaultPolicy, type Policy } from '../../src/policy/index.ts';
 import type { ChangeSet, ChangedFile } from '../../src/review/types.ts';
-import { setup, agentSession } from './fixture.ts';
+import { setup, agentSession, BASE_FILES } from './fixture.ts';
+import { TEXT_CAP } from '../../src/review/diff.ts';
 
 // Table tests per check on hand-built change sets (what an attacker's diff would add),
 // plus diffs through git for what only git can show (attributes, binaries, symlinks).
@@ -143,4 +144,21 @@ test('an agent-written .gitattributes cannot hide a file from the diff; the poli
     assert.ok(rules.includes('protectedPaths.protected@airlock.yaml'));
     assert.ok(!rules.some((r) => r.startsWith('size.binary')), 'the JS file is still text to the review');
   } finally { env.done(); }
+});
+
+test('a manifest the review could not load (its old version over the text cap) is a blocking finding, not a silent pass', async () => {
+  // The agent shrinks a huge package.json to one that pulls code from a git repository:
+  // whole texts are only loaded when both versions fit TEXT_CAP, so the new text is absent.
+  const big = JSON.stringify({ name: 'x', description: 'a'.repeat(TEXT_CAP + 1024), dependencies: {} });
+  const env = setup('', { ...BASE_FILES, 'package.json': big });
+  try {
+    agentSession(env, 's-bigmanifest', { 'package.json': JSON.stringify({ name: 'x', dependencies: { helper: 'github:someone/helper' } }, null, 2) });
+    const p = (await createProposal(env.store, 's-bigmanifest', { home: env.home, orgPolicy: undefined })).proposal;
+    const f = p.findings.find((x) => x.rule === 'dependencies.unparseable' && x.file === 'package.json');
+    assert.ok(f, p.findings.map((x) => x.rule).join(', '));
+    assert.equal(f.blocking, true);
+  } finally { env.done(); }
+  // same for a manifest git sees as binary
+  const found = await runChecks(change([file('package.json', null, { binary: true, added: [] })]), defaultPolicy());
+  assert.ok(found.some((x) => x.rule === 'dependencies.unparseable' && x.blocking), found.map((x) => x.rule).join(', '));
 });

@@ -308,9 +308,14 @@ export function dependenciesCheck(files: ChangedFile[], policy: Policy): Finding
   });
   for (const f of files) {
     const parse = manifestParser(f.path);
-    if (!parse || f.status === 'deleted' || f.newText === null) continue;
+    if (!parse || f.status === 'deleted') continue;
     const push = (rule: string, severity: Severity, line: number, message: string) =>
       out.push({ check: 'dependencies', rule: `dependencies.${rule}`, severity, file: f.path, line, message });
+    if (f.newText === null) {
+      // binary, or either version over the text cap: not loaded, so not checked (fail closed)
+      push('unparseable', 'high', 0, `this manifest could not be read for review (${f.binary ? 'binary' : 'too large'}); its dependencies could not be checked`);
+      continue;
+    }
     let now: Manifest;
     let before: Manifest | null = null;
     try {
