@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { randomBytes, createHash } from 'node:crypto';
-import { dirname, join, basename } from 'node:path';
+import { dirname, join, basename, posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AirlockError } from '../common/errors.ts';
 import { looksLikeCredential, SANDBOX_HOME } from '../sandbox/index.ts';
@@ -60,8 +60,20 @@ export interface ResolveOptions {
   nodeExecPath?: string;
 }
 
-/** Host paths that a profile may never mount, even read-only: credential stores and host state. */
+/** Host paths that a profile may never mount, even read-only: credential stores and host state.
+ * Judged on the normalised path and, when it exists, on where its symlinks lead
+ * (`/home/dev/.` or a link to ~/.ssh is what it resolves to). */
 export function refusedMount(p: string): string | null {
+  let real: string | null = null;
+  try { real = realpathSync(p); } catch { /* absent: the mount itself fails later */ }
+  for (const c of [posix.resolve('/', p), ...(real ? [real] : [])]) {
+    const why = refusedPath(c);
+    if (why) return why;
+  }
+  return null;
+}
+
+function refusedPath(p: string): string | null {
   const segs = p.split('/').filter(Boolean);
   if (segs.length === 0) return 'the whole host filesystem';
   if (['proc', 'sys', 'dev', 'run', 'boot'].includes(segs[0]!) || (segs[0] === 'var' && segs[1] === 'run')) return 'host kernel/runtime state';

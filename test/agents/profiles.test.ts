@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { allProfiles, applyProfile, agentArgv, getProfile, refusedMount, resolveAgent } from '../../src/agents/index.ts';
 import { policySchema } from '../../src/policy/index.ts';
@@ -85,9 +86,17 @@ test('a policy adds an agent (no code change), overrides a built-in field-wise, 
 });
 
 test('a profile cannot smuggle host credentials or secrets into the sandbox', () => {
-  for (const m of ['/root/.ssh', '/home/dev/.aws/credentials', '/home/dev', '/proc/1', '/run/docker.sock', '/', '/home/dev/.config/gcloud/x', '/root']) {
+  for (const m of ['/root/.ssh', '/home/dev/.aws/credentials', '/home/dev', '/proc/1', '/run/docker.sock', '/', '/home/dev/.config/gcloud/x', '/root',
+    '/home/dev/.', '/home/./dev', '/./root', '/root/./.ssh', '//proc/1']) {
     assert.ok(refusedMount(m), `${m} must be refused`);
   }
+  // a symlink that leads into a credential store is judged by its target
+  const linkDir = mkdtempSync(join(tmpdir(), 'airlock-mount-'));
+  try {
+    mkdirSync(join(linkDir, 'fakehome', '.ssh'), { recursive: true });
+    symlinkSync(join(linkDir, 'fakehome', '.ssh'), join(linkDir, 'runtime'));
+    assert.match(refusedMount(join(linkDir, 'runtime')) ?? '', /credential store/);
+  } finally { rmSync(linkDir, { recursive: true, force: true }); }
   for (const m of ['/opt/aider', '/home/dev/.local/lib/aider', '/work/main/node_modules/@openai/codex']) assert.equal(refusedMount(m), null, m);
   const bad = pol({ profiles: { x: { executable: { path: '/usr/bin/env' }, mounts: ['/root/.ssh'] } } });
   assert.throws(() => resolveAgent(getProfile('x', bad)), /refusing to mount \/root\/\.ssh/);
