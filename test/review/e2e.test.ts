@@ -24,6 +24,14 @@ async function withRemote<T>(fn: (srv: GitHttp, remoteRoot: string) => Promise<T
   try { return await fn(srv, root); } finally { await srv.close(); rmSync(root, { recursive: true, force: true }); }
 }
 
+/** An environment whose org policy pushes to a fresh HTTP remote (remote.git); both cleaned up after. */
+async function withRemoteEnv(fn: (env: Env, remote: string, srv: GitHttp) => Promise<void>): Promise<void> {
+  await withRemote(async (srv, root) => {
+    const env = setup(org(`${srv.url}/remote.git`));
+    try { await fn(env, makeRemote(env, root), srv); } finally { env.done(); }
+  });
+}
+
 function rules(p: { findings: { rule: string }[] }): string[] {
   return p.findings.map((f) => f.rule).sort();
 }
@@ -72,40 +80,36 @@ test('each scripted agent change yields exactly its expected findings', async ()
 });
 
 test('approval yields a branch on the HTTP remote with the right content and trailers', async () => {
-  await withRemote(async (srv, root) => {
-    const env = setup(org(`${srv.url}/remote.git`));
-    try {
-      const remote = makeRemote(env, root);
-      const p = await propose(env, 's1', { 'src/app.js': "const express = require('express');\nconst app = express();\napp.get('/', (_q, r) => r.send('hi'));\nmodule.exports = app;\n" });
-      // the identity that started the agent cannot be the only approver
-      approveProposal(env.store, p.id, { as: 'bob@example.com', env: {} });
-      let st = proposalStatus(env.store, p);
-      assert.equal(st.state, 'pending');
-      assert.match(st.missing.join(), /other than bob@example.com/);
-      await assert.rejects(applyProposal(env.store, p.id, { as: 'bob@example.com', env: {} }), (e: unknown) => e instanceof AirlockError && e.kind === 'DENIED');
-      approveProposal(env.store, p.id, { as: 'alice@example.com', env: {} });
-      st = proposalStatus(env.store, p);
-      assert.equal(st.state, 'approved');
+  await withRemoteEnv(async (env, remote, srv) => {
+    const p = await propose(env, 's1', { 'src/app.js': "const express = require('express');\nconst app = express();\napp.get('/', (_q, r) => r.send('hi'));\nmodule.exports = app;\n" });
+    // the identity that started the agent cannot be the only approver
+    approveProposal(env.store, p.id, { as: 'bob@example.com', env: {} });
+    let st = proposalStatus(env.store, p);
+    assert.equal(st.state, 'pending');
+    assert.match(st.missing.join(), /other than bob@example.com/);
+    await assert.rejects(applyProposal(env.store, p.id, { as: 'bob@example.com', env: {} }), (e: unknown) => e instanceof AirlockError && e.kind === 'DENIED');
+    approveProposal(env.store, p.id, { as: 'alice@example.com', env: {} });
+    st = proposalStatus(env.store, p);
+    assert.equal(st.state, 'approved');
 
-      const r = await applyProposal(env.store, p.id, { as: 'alice@example.com', env: {} });
-      assert.equal(r.branch, 'airlock/s1');
-      const pushed = () => srv.requests.some((q) => q.method === 'POST' && q.path.endsWith('/git-receive-pack'));
-      for (let i = 0; i < 100 && !pushed(); i++) await new Promise((res) => setTimeout(res, 20)); // the server's log arrives asynchronously
-      assert.ok(pushed(), 'pushed over HTTP');
-      const onRemote = sh(remote, 'rev-parse', 'refs/heads/airlock/s1');
-      assert.equal(onRemote, r.commit);
-      assert.equal(sh(remote, 'rev-parse', 'refs/heads/main'), env.base, 'main untouched');
-      assert.equal(sh(remote, 'show', `${r.commit}:src/app.js`), sh(join(env.home, 'sessions', 's1', 'result.git'), 'show', `${p.head}:src/app.js`));
-      assert.equal(sh(remote, 'rev-parse', `${r.commit}^`), env.base, 'built on the base commit');
-      const msg = sh(remote, 'log', '-1', '--format=%B', r.commit);
-      assert.match(msg, /^agent change\n\nAirlock-Session: s1\nAirlock-Proposal: \d+ sha256:[0-9a-f]{64}\nApproved-by: bob@example.com\nApproved-by: alice@example.com$/);
-      assert.equal(sh(remote, 'log', '-1', '--format=%an <%ae>', r.commit), 'Test <test@example.com>', 'agent authorship kept');
-      assert.equal(proposalStatus(env.store, p).state, 'applied');
-      const types = env.store.query({ session: 's1', type: 'review.*' }).map((e) => e.type);
-      assert.deepEqual(types, ['review.proposed', 'review.approved', 'review.approved', 'review.pushed', 'review.applied']);
-      // applying twice is refused
-      await assert.rejects(applyProposal(env.store, p.id, { as: 'alice@example.com', env: {} }), /already applied/);
-    } finally { env.done(); }
+    const r = await applyProposal(env.store, p.id, { as: 'alice@example.com', env: {} });
+    assert.equal(r.branch, 'airlock/s1');
+    const pushed = () => srv.requests.some((q) => q.method === 'POST' && q.path.endsWith('/git-receive-pack'));
+    for (let i = 0; i < 100 && !pushed(); i++) await new Promise((res) => setTimeout(res, 20)); // the server's log arrives asynchronously
+    assert.ok(pushed(), 'pushed over HTTP');
+    const onRemote = sh(remote, 'rev-parse', 'refs/heads/airlock/s1');
+    assert.equal(onRemote, r.commit);
+    assert.equal(sh(remote, 'rev-parse', 'refs/heads/main'), env.base, 'main untouched');
+    assert.equal(sh(remote, 'show', `${r.commit}:src/app.js`), sh(join(env.home, 'sessions', 's1', 'result.git'), 'show', `${p.head}:src/app.js`));
+    assert.equal(sh(remote, 'rev-parse', `${r.commit}^`), env.base, 'built on the base commit');
+    const msg = sh(remote, 'log', '-1', '--format=%B', r.commit);
+    assert.match(msg, /^agent change\n\nAirlock-Session: s1\nAirlock-Proposal: \d+ sha256:[0-9a-f]{64}\nApproved-by: bob@example.com\nApproved-by: alice@example.com$/);
+    assert.equal(sh(remote, 'log', '-1', '--format=%an <%ae>', r.commit), 'Test <test@example.com>', 'agent authorship kept');
+    assert.equal(proposalStatus(env.store, p).state, 'applied');
+    const types = env.store.query({ session: 's1', type: 'review.*' }).map((e) => e.type);
+    assert.deepEqual(types, ['review.proposed', 'review.approved', 'review.approved', 'review.pushed', 'review.applied']);
+    // applying twice is refused
+    await assert.rejects(applyProposal(env.store, p.id, { as: 'alice@example.com', env: {} }), /already applied/);
   });
 });
 
@@ -134,50 +138,42 @@ test('protected paths escalate to two approvals; blocking findings need an overr
 });
 
 test('a proposal modified after approval cannot be applied', async () => {
-  await withRemote(async (srv, root) => {
-    const env = setup(org(`${srv.url}/remote.git`));
-    try {
-      const remote = makeRemote(env, root);
-      const { resultRepo } = agentSession(env, 's-mod', { 'src/app.js': 'module.exports = 1;\n' });
-      const p = (await createProposal(env.store, 's-mod', { orgPolicy: env.orgPolicy, home: env.home })).proposal;
-      approveProposal(env.store, p.id, { as: 'alice@example.com', env: {} });
-      // after approval, the result repo's head moves to a different commit (sneaking more in)
-      const evil = sh(resultRepo, 'commit-tree', `${env.base}^{tree}`, '-p', p.head, '-m', 'more');
-      sh(resultRepo, 'update-ref', 'refs/airlock/head', evil);
-      await assert.rejects(applyProposal(env.store, p.id, { as: 'alice@example.com', env: {} }), (e: unknown) => e instanceof AirlockError && e.kind === 'TAMPERED');
-      assert.equal(sh(remote, 'for-each-ref', '--format=%(refname)', 'refs/heads/airlock'), '', 'nothing pushed');
-      assert.equal(env.store.query({ session: 's-mod', type: 'review.tampered' }).length, 1);
-      // a new proposal for the changed content does not inherit the approval
-      sh(resultRepo, 'update-ref', 'refs/airlock/head', p.head);
-      env.store.append({ type: 'session.result', session: 's-mod', data: { resultRepo, baseCommit: env.base, headCommit: evil, commits: [p.head, evil], dirty: false, filesChanged: 1 } });
-      sh(resultRepo, 'update-ref', 'refs/airlock/head', evil);
-      const p2 = (await createProposal(env.store, 's-mod', { orgPolicy: env.orgPolicy, home: env.home })).proposal;
-      assert.notEqual(p2.hash, p.hash);
-      assert.equal(proposalStatus(env.store, p2).state, 'pending');
-      assert.deepEqual(proposalStatus(env.store, p2).approvers, []);
-      assert.equal(proposalStatus(env.store, getProposal(env.store, p.id)!).state, 'superseded');
-    } finally { env.done(); }
+  await withRemoteEnv(async (env, remote) => {
+    const { resultRepo } = agentSession(env, 's-mod', { 'src/app.js': 'module.exports = 1;\n' });
+    const p = (await createProposal(env.store, 's-mod', { orgPolicy: env.orgPolicy, home: env.home })).proposal;
+    approveProposal(env.store, p.id, { as: 'alice@example.com', env: {} });
+    // after approval, the result repo's head moves to a different commit (sneaking more in)
+    const evil = sh(resultRepo, 'commit-tree', `${env.base}^{tree}`, '-p', p.head, '-m', 'more');
+    sh(resultRepo, 'update-ref', 'refs/airlock/head', evil);
+    await assert.rejects(applyProposal(env.store, p.id, { as: 'alice@example.com', env: {} }), (e: unknown) => e instanceof AirlockError && e.kind === 'TAMPERED');
+    assert.equal(sh(remote, 'for-each-ref', '--format=%(refname)', 'refs/heads/airlock'), '', 'nothing pushed');
+    assert.equal(env.store.query({ session: 's-mod', type: 'review.tampered' }).length, 1);
+    // a new proposal for the changed content does not inherit the approval
+    sh(resultRepo, 'update-ref', 'refs/airlock/head', p.head);
+    env.store.append({ type: 'session.result', session: 's-mod', data: { resultRepo, baseCommit: env.base, headCommit: evil, commits: [p.head, evil], dirty: false, filesChanged: 1 } });
+    sh(resultRepo, 'update-ref', 'refs/airlock/head', evil);
+    const p2 = (await createProposal(env.store, 's-mod', { orgPolicy: env.orgPolicy, home: env.home })).proposal;
+    assert.notEqual(p2.hash, p.hash);
+    assert.equal(proposalStatus(env.store, p2).state, 'pending');
+    assert.deepEqual(proposalStatus(env.store, p2).approvers, []);
+    assert.equal(proposalStatus(env.store, getProposal(env.store, p.id)!).state, 'superseded');
   });
 });
 
 test('push rejected by the remote, unreachable remote, existing branch, protected branch: clear errors, nothing lost', async () => {
-  await withRemote(async (srv, root) => {
-    const env = setup(org(`${srv.url}/remote.git`));
-    try {
-      const remote = makeRemote(env, root);
-      const p = await propose(env, 's-push', { 'src/app.js': 'module.exports = 2;\n' });
-      approveProposal(env.store, p.id, { as: 'alice@example.com', env: {} });
+  await withRemoteEnv(async (env, remote) => {
+    const p = await propose(env, 's-push', { 'src/app.js': 'module.exports = 2;\n' });
+    approveProposal(env.store, p.id, { as: 'alice@example.com', env: {} });
 
-      rejectingHook(remote, 'policy: pushes from bots are reviewed by hand');
-      await assert.rejects(applyProposal(env.store, p.id, { as: 'alice@example.com', env: {} }),
-        (e: unknown) => e instanceof AirlockError && e.kind === 'UNAVAILABLE' && /rejected: .*pushes from bots are reviewed by hand/s.test(e.message));
-      let st = proposalStatus(env.store, p);
-      assert.equal(st.state, 'approved', 'still approved, not applied');
-      assert.match(st.lastApplyError ?? '', /pushes from bots/);
-      rmSync(join(remote, 'hooks', 'pre-receive'));
-      const ok = await applyProposal(env.store, p.id, { as: 'alice@example.com', env: {} });
-      assert.equal(sh(remote, 'rev-parse', 'refs/heads/airlock/s-push'), ok.commit, 'retry after the fix succeeds');
-    } finally { env.done(); }
+    rejectingHook(remote, 'policy: pushes from bots are reviewed by hand');
+    await assert.rejects(applyProposal(env.store, p.id, { as: 'alice@example.com', env: {} }),
+      (e: unknown) => e instanceof AirlockError && e.kind === 'UNAVAILABLE' && /rejected: .*pushes from bots are reviewed by hand/s.test(e.message));
+    let st = proposalStatus(env.store, p);
+    assert.equal(st.state, 'approved', 'still approved, not applied');
+    assert.match(st.lastApplyError ?? '', /pushes from bots/);
+    rmSync(join(remote, 'hooks', 'pre-receive'));
+    const ok = await applyProposal(env.store, p.id, { as: 'alice@example.com', env: {} });
+    assert.equal(sh(remote, 'rev-parse', 'refs/heads/airlock/s-push'), ok.commit, 'retry after the fix succeeds');
   });
 
   // unreachable remote (nothing listens on the port)
