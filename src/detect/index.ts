@@ -172,7 +172,11 @@ export function startDetector(o: DetectorOptions): Detector {
       } else windows.set(r.id, w);
     }
     if (honey.length && e.type !== 'egress.request') {
-      const hit = eventPaths(e.data ?? {}).find((p) => globMatch(p, honey));
+      let hit: string | undefined;
+      try { hit = eventPaths(e.data ?? {}).find((p) => globMatch(p, honey)); } catch (err) {
+        // e.g. a glob too long to compile: recorded, and the baseline below still runs
+        record({ type: 'detect.error', severity: 'medium', rule: 'detect.honeytoken', data: { error: String(err), event: e.id } });
+      }
       if (hit) finding('detect.honeytoken', 'critical', 'Honeytoken touched', `event ${e.seq} (${e.type}) names honeytoken path ${hit}`, [e.id], { path: hit });
     }
     checkBaseline(profile.add(e), e);
@@ -182,7 +186,13 @@ export function startDetector(o: DetectorOptions): Detector {
     for (let i = 0; i < 100; i++) { // bounded per tick; the timer continues
       const batch = store.query({ session, afterSeq: lastSeq, limit: 1000 });
       if (batch.length === 0) return;
-      for (const e of batch) { lastSeq = e.seq; onEvent(e); }
+      for (const e of batch) {
+        lastSeq = e.seq;
+        // An exception here would leave the event unjudged with no trace (and escape the timer).
+        try { onEvent(e); } catch (err) {
+          record({ type: 'detect.error', severity: 'high', rule: 'detect', data: { error: err instanceof Error ? err.message : String(err), event: e.id } });
+        }
+      }
     }
   };
 

@@ -184,3 +184,23 @@ test('robust statistics: median/MAD z-score, with a floor for identical historie
   assert.ok(deviation('durationSeconds', 700, [600, 660, 540, 620, 580]).z < 3.5);
   assert.ok(deviation('durationSeconds', 6000, [600, 660, 540, 620, 580]).z > 3.5);
 });
+
+test('a honeytoken glob that cannot be compiled is recorded as detect.error per event, and detection keeps running', async () => {
+  const store = fresh();
+  const { control } = recorder();
+  // minimatch refuses patterns over 64 KiB; a repo policy can add honeytokens (union).
+  const d = startDetector({ store, policy: policy(`telemetry:\n  detection:\n    honeytokens: ["${'a'.repeat(70_000)}", "/home/*/.aws/credentials"]\n`), session: 's', agent: 'a', control });
+  const first = store.append({ type: 'file.write', session: 's', data: { path: '/workspace/src/x.ts' } });
+  await until(() => store.query({ session: 's', type: 'detect.error' }).length >= 1);
+  const second = store.append({ type: 'file.write', session: 's', data: { path: '/workspace/.github/workflows/release.yml' } });
+  await until(() => store.query({ session: 's', type: 'detect.finding' }).length >= 1);
+  await d.idle();
+  d.stop();
+  const errors = store.query({ session: 's', type: 'detect.error' });
+  assert.deepEqual(errors.map((e) => [e.rule, e.data.event]), [['detect.honeytoken', first.id], ['detect.honeytoken', second.id]]);
+  assert.match(String(errors[0]!.data.error), /too long/);
+  const f = store.query({ session: 's', type: 'detect.finding' });
+  assert.equal(f.length, 1, 'the later event is still judged by the rules');
+  assert.deepEqual(f[0]!.data.evidence, [second.id]);
+  store.close();
+});
