@@ -125,18 +125,17 @@ class Verifier {
 /** Verifies in this thread. */
 export function verifyLog(dbPath: string, opts: VerifyOptions = {}): VerifyResult {
   const db = new DatabaseSync(dbPath, { readOnly: true });
-  try {
-    const v = new Verifier(db, opts);
-    if (v.early) return v.early;
-    for (let lo = 1; lo <= v.maxSeq; lo += CHUNK) {
-      const hi = Math.min(v.maxSeq, lo + CHUNK - 1);
-      const bad = v.take(verifyRange(db, lo, hi, v.sizesIn(lo, hi)));
-      if (bad) return bad;
-    }
-    return v.finish();
-  } finally {
-    db.close();
+  try { return verifyInThread(db, new Verifier(db, opts)); } finally { db.close(); }
+}
+
+function verifyInThread(db: DatabaseSync, v: Verifier): VerifyResult {
+  if (v.early) return v.early;
+  for (let lo = 1; lo <= v.maxSeq; lo += CHUNK) {
+    const hi = Math.min(v.maxSeq, lo + CHUNK - 1);
+    const bad = v.take(verifyRange(db, lo, hi, v.sizesIn(lo, hi)));
+    if (bad) return bad;
   }
+  return v.finish();
 }
 
 /**
@@ -146,10 +145,13 @@ export function verifyLog(dbPath: string, opts: VerifyOptions = {}): VerifyResul
 export async function verifyLogAsync(dbPath: string, opts: VerifyOptions & { workers?: number } = {}): Promise<VerifyResult> {
   const db = new DatabaseSync(dbPath, { readOnly: true });
   let v: Verifier;
-  try { v = new Verifier(db, opts); } finally { db.close(); }
-  if (v.early) return v.early;
-  const nWorkers = Math.min(opts.workers ?? availableParallelism(), 8, Math.ceil(v.maxSeq / CHUNK));
-  if (nWorkers < 2) return verifyLog(dbPath, opts);
+  let nWorkers: number;
+  try {
+    v = new Verifier(db, opts);
+    nWorkers = Math.min(opts.workers ?? availableParallelism(), 8, Math.ceil(v.maxSeq / CHUNK));
+    // small log: same thread, same connection and checkpoints (signatures checked once)
+    if (v.early || nWorkers < 2) return verifyInThread(db, v);
+  } finally { db.close(); }
   const ranges: [number, number][] = [];
   for (let lo = 1; lo <= v.maxSeq; lo += CHUNK) ranges.push([lo, Math.min(v.maxSeq, lo + CHUNK - 1)]);
   const workers = Array.from({ length: nWorkers }, () => new Worker(new URL('./verify-worker.ts', import.meta.url)));
