@@ -8,8 +8,6 @@ import type { Session, ExecRequest } from './session.ts';
 export interface SessionHooks {
   /** Start the session's egress gateway; returns the in-sandbox setup and env. */
   network?: (s: Session, env: NodeJS.ProcessEnv) => Promise<{ setup: string; env: Record<string, string>; close: () => Promise<void>; /** public files Airlock provides inside (CA bundle) */ files?: { source: string; target: string }[] } | null>;
-  /** Turn --allow-host values into a grant policy layer. */
-  grantsFor?: (hosts: string[]) => Promise<Record<string, unknown> | null>;
   /** Rewrites the base tree before it becomes the workspace (secret redaction); cached per variant. */
   sanitizer?: (s: Session) => Promise<SnapshotSanitizer | null>;
   afterStart?: (s: Session) => Promise<void>;

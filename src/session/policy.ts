@@ -10,7 +10,7 @@ export interface PolicyChoice {
   policyFile?: string;
   /** Org policy path; default AIRLOCK_ORG_POLICY or /etc/airlock/policy.yaml when present. */
   orgPolicy?: string;
-  /** Per-run grants as a partial policy document (e.g. egress allow entries from --allow-host). */
+  /** Per-run grants as a partial policy document (e.g. an agent profile's brokered credential). */
   grants?: Record<string, unknown> | null;
 }
 

@@ -108,10 +108,8 @@ export class Session {
     const repo = openHostRepo(resolve(o.repo ?? process.cwd()));
     // Base first from the flag or HEAD, then read the policy as of that commit.
     const base = resolveCommit(repo, o.base ?? 'HEAD');
-    const hostGrants = o.allowHosts?.length ? await hooks.grantsFor?.(o.allowHosts) ?? null : null;
-    // Caller grants (agent profiles: credentials.brokered) plus --allow-host grants; top-level sections must not overlap.
-    const grants = hostGrants && o.grants ? { ...o.grants, ...hostGrants } : hostGrants ?? o.grants ?? null;
-    const policy = sessionPolicy(repo, base, { ...o, grants }, env);
+    // Caller grants (agent profiles: credentials.brokered); --allow-host values go to the gateway as grants.
+    const policy = sessionPolicy(repo, base, o, env);
     const ownsStore = !store;
     const st = store ?? new AuditStore(home.auditDb);
     const s = new Session({ id: newSessionId(), repo, base, policy, home, store: st, ownsStore, agent: o.agent ?? 'generic', onEvent: o.onEvent });
@@ -207,7 +205,8 @@ export class Session {
       this.record({ type: 'command.denied', severity: 'medium', decision: 'deny', rule: decision.rule, data: { argv: req.argv, reason: decision.reason, via: req.via ?? 'api' } });
       throw new AirlockError('DENIED', `command denied by ${decision.rule}: ${decision.reason}`, 'change the command or ask an admin to change the policy rule');
     }
-    this.record({ type: 'command.exec', decision: 'allow', rule: decision?.rule ?? 'commands.default', data: { argv: req.argv, cwd: req.cwd ?? SANDBOX_WORKSPACE, via: req.via ?? 'api' } });
+    // `airlock run`'s command is the human's own choice; everything else met the command rules
+    this.record({ type: 'command.exec', decision: 'allow', rule: decision?.rule ?? (req.via === 'run' ? 'builtin.human-command' : 'commands.default'), data: { argv: req.argv, cwd: req.cwd ?? SANDBOX_WORKSPACE, via: req.via ?? 'api' } });
     const h = this.sandbox.exec(req.argv, { stdio: req.stdio ?? 'pipe', cwd: req.cwd, env: req.env });
     void h.done.then((r) => {
       this.lastStatus = r.status;
@@ -256,7 +255,13 @@ export class Session {
     await this.sandbox.killAll();
     let result: CaptureResult | null = null;
     try {
-      const restore = this.syntheticBase ? await hooks.restoreSecrets?.(this) ?? {} : {};
+      let restore: Record<string, [string, string][]> = {};
+      if (this.syntheticBase) {
+        // convenience, not safety: without it the markers simply stay in the proposal
+        try { restore = await hooks.restoreSecrets?.(this) ?? {}; } catch (e) {
+          this.record({ type: 'session.capture_warning', severity: 'low', data: { warning: `redacted values not restored: ${e instanceof Error ? e.message : String(e)}` } });
+        }
+      }
       result = captureWorkspace({
         workspace: this.sandbox.workspaceView(), upperGitDir: this.sandbox.upperGitDir(),
         resultRepo: join(this.stateDir, 'result.git'), mirror: this.snapshot.mirror, baseCommit: this.baseCommit,
