@@ -12,7 +12,7 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
-pkgs=(bubblewrap strace util-linux iproute2 git socat ca-certificates curl procps)
+pkgs=(bubblewrap strace util-linux iproute2 git socat ca-certificates curl procps gcc libc6-dev)
 if [ "$WANT_TEST_DEPS" = 1 ]; then
   pkgs+=(rsyslog rsyslog-gnutls gnutls-bin nftables squid-openssl dnsmasq-base openssl python3 time psmisc)
   pkgs+=(sqlite3) # audit tamper tests edit the database with the sqlite3 CLI
@@ -51,4 +51,6 @@ if [ ! -d "$ROOT/node_modules" ] || [ "$ROOT/package-lock.json" -nt "$ROOT/node_
   log "npm ci"
   (cd "$ROOT" && npm ci --silent --no-audit --no-fund >/dev/null)
 fi
+# the gateway's native tunnel relay (optional: without it tunnels relay in Node)
+bash "$ROOT/scripts/build-native.sh" || log "native relay not built: tunnels relay in Node"
 echo "$NODE_BIN"

@@ -8,6 +8,7 @@ import type { Broker } from './broker.ts';
 import type { DlpConfig } from './dlp.ts';
 import type { GatewayCa } from './tls/ca.ts';
 import type { Honeytoken } from '../secrets/index.ts';
+import type { TunnelRelay } from './relay/index.ts';
 
 // What every protocol handler of one gateway shares. One per gateway (= per session):
 // no module-level state, so one process can run many sessions with different policies.
@@ -50,6 +51,8 @@ export interface Ctx {
   honeytokens: Honeytoken[];
   /** Parses the HTTP inside intercepted TLS (set by the gateway when interception is possible). */
   interceptServer: import('node:http').Server | null;
+  /** The native download relay thread for tunnels; null: tunnels relay in Node (relayMode() says why). */
+  relay: TunnelRelay | null;
 }
 
 export type Protocol = 'http' | 'connect' | 'socks5' | 'transparent-http' | 'transparent-tls' | 'intercepted' | 'unknown';

@@ -11,3 +11,4 @@ export type { Timeouts } from './context.ts';
 export { prepareCredentials, Broker, type PreparedCredentials, type Credential } from './broker.ts';
 export { inspectBody, type DlpConfig, type DlpResult, type KnownSecret } from './dlp.ts';
 export { loadOrCreateCa, writeCaBundle, caEnv, hostTrustStore, SANDBOX_CA_BUNDLE, CA_KEY_FILE, type GatewayCa } from './tls/index.ts';
+export { relayMode, type RelayMode } from './relay/index.ts';

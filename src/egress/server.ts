@@ -20,6 +20,7 @@ import { hostTrustStore } from './tls/bundle.ts';
 import type { Broker } from './broker.ts';
 import { DEFAULT_DLP_MAX_BYTES, type KnownSecret } from './dlp.ts';
 import type { Honeytoken } from '../secrets/index.ts';
+import { TunnelRelay, relayMode } from './relay/index.ts';
 
 // One gateway per session: HTTP proxy, CONNECT and SOCKS5 on ONE listening socket,
 // told apart by the first byte (0x05 = SOCKS5, anything else = HTTP). With a unix
@@ -47,6 +48,8 @@ export interface GatewayOptions {
   dlp?: { known?: KnownSecret[]; fingerprints?: string[]; maxBytes?: number };
   /** Decoys planted in the sandbox: any attempt to send one out is refused and a critical finding. */
   honeytokens?: Honeytoken[];
+  /** Relay tunnel downloads on the native thread when it is built (default true; false: on the event loop). */
+  nativeRelay?: boolean;
 }
 
 export interface Gateway {
@@ -99,6 +102,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     },
     honeytokens: [...(o.honeytokens ?? [])],
     interceptServer: null,
+    relay: o.nativeRelay === false ? null : TunnelRelay.create(),
   };
   if (ctx.tls) ctx.interceptServer = createInterceptServer(ctx, timeouts.handshakeMs);
   const clientCap = rules.limits.maxConnections * 2 + 32;
@@ -220,7 +224,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     type: 'egress.gateway.start', session: o.session, severity: 'info', decision: null, rule: null,
     data: {
       address, mode: Object.keys(transparentSockets).length ? 'proxy+transparent' : 'proxy', transparentSockets,
-      resolver: ctx.resolver.description, presets: o.policy.egress.presets, allowRules: rules.allow.length, cidrRules: rules.allowCidrs.length,
+      resolver: ctx.resolver.description, relay: ctx.relay ? relayMode() : { mode: 'node', why: 'nativeRelay: false' }, presets: o.policy.egress.presets, allowRules: rules.allow.length, cidrRules: rules.allowCidrs.length,
       limits: rules.limits, grants: rules.grants,
       interception: {
         available: ctx.tls !== null, caFingerprint: ctx.tls?.ca.fingerprint ?? null,
@@ -249,6 +253,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       ctx.interceptServer?.close();
       for (const s of ctx.sockets) s.destroy();
       await closed;
+      ctx.relay?.close();
       for (const p of paths) { try { unlinkSync(p); } catch { /* already gone */ } }
       o.audit({ type: 'egress.gateway.stop', session: o.session, severity: 'info', decision: null, rule: null, data: { ...ctx.stats } });
     },

@@ -6,6 +6,7 @@ import type { Ctx, Tracked } from './context.ts';
 import type { Scheme } from './rules.ts';
 import { hostMatches } from './rules.ts';
 import { outboundScanner, recordHit } from './guard.ts';
+import { socketFd } from './relay/index.ts';
 
 // Byte pipes shared by CONNECT, SOCKS5 and transparent TLS: connect to exactly the
 // checked address, read the client's first bytes (ClientHello → SNI), re-decide with the
@@ -118,15 +119,26 @@ export function refuseInTunnel(client: Socket, tls: boolean): void {
   setTimeout(() => client.destroy(), 1000).unref();
 }
 
-/** Copies both ways until either side closes; counts bytes; enforces the upload limit and idle timeout. */
+/**
+ * Copies both ways until either side closes; counts bytes; enforces the upload limit and
+ * idle timeout. Downloads go through the native relay thread (ctx.relay) when the upstream
+ * was opened with `relay` and both sockets expose descriptors; otherwise through Node.
+ * Uploads always pass through here: they are counted against the session budget exactly
+ * and, in the clear, scanned for placeholders and honeytokens.
+ */
 export function pipeBoth(ctx: Ctx, client: Socket, upstream: Socket, t: Tracked, first: Buffer): void {
   let finished = false;
+  /** Set while the native thread relays the download: stops it and waits for its last byte count. */
+  let stopNative: ((onFinal: () => void) => void) | null = null;
+  const halt = (then: () => void) => {
+    client.destroy();
+    upstream.destroy();
+    if (stopNative) stopNative(then); else then();
+  };
   const finish = (error?: string) => {
     if (finished) return;
     finished = true;
-    client.destroy();
-    upstream.destroy();
-    t.finish(error ? { error } : undefined);
+    halt(() => t.finish(error ? { error } : undefined));
   };
   const up = (n: number): boolean => {
     t.bytesUp += n;
@@ -150,7 +162,7 @@ export function pipeBoth(ctx: Ctx, client: Socket, upstream: Socket, t: Tracked,
   const clean = (d: Buffer): boolean => {
     const hit = scanner?.push(d);
     if (!hit) return true;
-    if (!finished) { finished = true; recordHit(ctx, t, hit); client.destroy(); upstream.destroy(); }
+    if (!finished) { finished = true; recordHit(ctx, t, hit); halt(() => undefined); }
     return false;
   };
   if (first.length) {
@@ -163,36 +175,75 @@ export function pipeBoth(ctx: Ctx, client: Socket, upstream: Socket, t: Tracked,
   });
   upstream.on('drain', () => client.resume());
   const down = (n: number) => { t.bytesDown += n; ctx.stats.bytesDown += n; };
-  const relay = relays.get(upstream);
-  if (relay) {
-    // one write in flight at a time: a chunk is a view of the relay buffer, so the next
-    // read waits until the kernel has taken this one (at once in the common case)
-    let waiting = 0;
-    let seq = 0;
-    relay.sink = (chunk) => {
-      down(chunk.length);
-      const mine = ++seq;
-      client.write(chunk, () => { if (waiting === mine) { waiting = 0; if (!finished) upstream.resume(); } });
-      if (client.writableLength === 0) return true;
-      waiting = mine;
-      return false;
+  const reader = relays.get(upstream);
+  const nodeDown = () => {
+    t.extra.relay = 'node';
+    if (reader) {
+      // one write in flight at a time: a chunk is a view of the relay buffer, so the next
+      // read waits until the kernel has taken this one (at once in the common case)
+      let waiting = 0;
+      let seq = 0;
+      reader.sink = (chunk) => {
+        down(chunk.length);
+        const mine = ++seq;
+        client.write(chunk, () => { if (waiting === mine) { waiting = 0; if (!finished) upstream.resume(); } });
+        if (client.writableLength === 0) return true;
+        waiting = mine;
+        return false;
+      };
+      for (const d of reader.pending) { down(d.length); client.write(d); }
+      reader.pending = [];
+    } else {
+      upstream.on('data', (d: Buffer) => {
+        down(d.length);
+        if (!client.write(d)) upstream.pause();
+      });
+      client.on('drain', () => upstream.resume());
+    }
+    upstream.on('end', () => client.end());
+    upstream.resume();
+  };
+  const nativeDown = (): boolean => {
+    const src = socketFd(upstream);
+    const dst = socketFd(client);
+    if (!reader || !ctx.relay || src === null || dst === null) return false;
+    upstream.pause(); // an `onread` socket stops reading at once: from here the relay thread reads it
+    const begin = () => {
+      if (finished) return;
+      try {
+        stopNative = ctx.relay!.start(src, dst, {
+          progress: (n) => {
+            down(n);
+            // the client socket sees no download traffic of its own: keep its idle timer fresh
+            // (reports come at most every 200 ms per tunnel)
+            client.setTimeout(ctx.timeouts.idleMs);
+          },
+          end: () => { stopNative = null; if (!finished) client.end(); },
+          error: (message) => { stopNative = null; finish(message); },
+        });
+        t.extra.relay = 'native';
+      } catch {
+        nodeDown(); // descriptors exhausted: this tunnel relays in Node
+      }
     };
-    for (const d of relay.pending) { down(d.length); client.write(d); }
-    relay.pending = [];
-  } else {
-    upstream.on('data', (d: Buffer) => {
-      down(d.length);
-      if (!client.write(d)) upstream.pause();
-    });
-    client.on('drain', () => upstream.resume());
-  }
+    // bytes the server sent before the tunnel was piped go first, through the socket
+    const early = reader.pending;
+    reader.pending = [];
+    reader.sink = null;
+    if (!early.length) begin();
+    else {
+      const b = Buffer.concat(early);
+      down(b.length);
+      client.write(b, begin);
+    }
+    return true;
+  };
+  if (!nativeDown()) nodeDown();
   client.on('end', () => upstream.end());
-  upstream.on('end', () => client.end());
   client.on('close', () => finish());
   upstream.on('close', () => finish());
   client.on('error', (e) => finish(e.message));
   upstream.on('error', (e) => finish(`upstream: ${e.message}`));
   client.setTimeout(ctx.timeouts.idleMs, () => finish('idle timeout'));
   client.resume();
-  upstream.resume();
 }

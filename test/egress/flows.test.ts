@@ -97,7 +97,7 @@ test('curl reaches a local HTTPS server by name through CONNECT, verified by the
   const ev = await waitFor(() => requests(g.events).find((e) => (e.data as { host: string }).host === 'secure.test' && e.decision === 'allow'), 'tunnel event');
   assert.ok(ev, 'allowed request recorded');
   const d = ev.data as Record<string, unknown>;
-  assert.equal(d.scheme, 'https'); assert.equal(d.address, '127.0.0.1'); assert.equal(d.port, httpsPort); assert.equal(d.protocol, 'connect');
+  assert.equal(d.scheme, 'https'); assert.equal(d.address, '127.0.0.1'); assert.equal(d.port, httpsPort); assert.equal(d.protocol, 'connect'); assert.equal(d.relay, 'native');
   assert.ok((d.bytesUp as number) > 100 && (d.bytesDown as number) > 100);
   assert.equal(typeof d.durationMs, 'number');
   // the same through SOCKS5 (socks5h: the gateway resolves the name)

@@ -128,3 +128,23 @@ export async function dnsServer(zone: Record<string, string>): Promise<{ address
   await new Promise<void>((r) => sock.bind(0, '127.0.0.1', r));
   return { address: `127.0.0.1:${sock.address().port}`, queries, close: () => sock.close() };
 }
+
+/** A CONNECT tunnel through the gateway, resolved once the 200 arrived (bytes after it are kept). */
+export function connectTunnel(port: number, target: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: '127.0.0.1', port }, () => s.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`));
+    s.on('error', reject);
+    let buf = Buffer.alloc(0);
+    const onData = (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      const end = buf.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      s.off('data', onData);
+      s.pause();
+      if (!/^HTTP\/1\.1 200/.test(buf.toString('latin1'))) { reject(new Error(buf.toString('latin1'))); return; }
+      if (buf.length > end + 4) s.unshift(buf.subarray(end + 4));
+      resolve(s);
+    };
+    s.on('data', onData);
+  });
+}

@@ -1,31 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, connect, type Socket } from 'node:net';
+import { createServer } from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
-import { gateway, requests, waitFor } from './helpers.ts';
+import { gateway, requests, waitFor, connectTunnel } from './helpers.ts';
 
 // The tunnel copy path (tunnel.ts relay: one reused read buffer per upstream, one write in
 // flight): bytes arrive intact and in order under client backpressure, a banner the server
 // sends before the client speaks is delivered, and the audit counts are exact.
 
-function connectTunnel(port: number, target: string): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const s = connect({ host: '127.0.0.1', port }, () => s.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`));
-    s.on('error', reject);
-    let buf = Buffer.alloc(0);
-    const onData = (d: Buffer) => {
-      buf = Buffer.concat([buf, d]);
-      const end = buf.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      s.off('data', onData);
-      s.pause();
-      if (!/^HTTP\/1\.1 200/.test(buf.toString('latin1'))) { reject(new Error(buf.toString('latin1'))); return; }
-      if (buf.length > end + 4) s.unshift(buf.subarray(end + 4));
-      resolve(s);
-    };
-    s.on('data', onData);
-  });
-}
 
 test('a tunnel relays a server-first banner and 8 MiB intact to a slow reader; bytes recorded exactly', async () => {
   const payload = randomBytes(8 << 20);
