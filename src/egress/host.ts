@@ -11,6 +11,7 @@ export type NormalHost = { kind: 'name'; host: string } | { kind: 'ip'; host: st
 
 export class HostError extends Error {}
 
+const FOUR_PART = /^(0|[1-9]\d*)(\.(0|[1-9]\d*)){3}$/;
 const LABEL = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/;
 
 /** Canonical host or throws HostError. Accepts [v6], percent-encoding, IDN, numeric IPv4 forms. */
@@ -34,7 +35,8 @@ export function normalizeHost(raw: string): NormalHost {
   const ascii = domainToASCII(h); // WHATWG host parser: lower-cases, IDNA, numeric IPv4 forms
   if (!ascii) throw new HostError(`not a valid host name: ${JSON.stringify(raw)}`);
   let name = ascii.endsWith('.') ? ascii.slice(0, -1) : ascii;
-  if (ipaddr.IPv4.isValidFourPartDecimal(name)) return { kind: 'ip', host: name, family: 4 };
+  // the shape first: ipaddr's isValid throws (and builds a stack trace) for every non-IP name
+  if (FOUR_PART.test(name) && ipaddr.IPv4.isValidFourPartDecimal(name)) return { kind: 'ip', host: name, family: 4 };
   name = name.toLowerCase();
   if (name.length === 0 || name.length > 253) throw new HostError('host name too long or empty');
   const labels = name.split('.');
