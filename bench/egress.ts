@@ -29,7 +29,7 @@ if (process.argv[2] === '--serve-gateway') {
   const ROUNDS = arg('--rounds', 31);
   const MB = arg('--mb', 64);
   const TUNNELS = arg('--tunnels', 2000);
-  const LAT_N = 200;
+  const LAT_N = 600;
   const chunk = Buffer.alloc(64 * 1024, 0x61);
 
   // upstream: "go\n" → MB megabytes then close; "p" → "q" (latency ping)
@@ -129,6 +129,8 @@ if (process.argv[2] === '--serve-gateway') {
   const tp: Record<string, number[]> = {}; const lat: Record<string, number[]> = {};
   for (const p of paths) { tp[p] = []; lat[p] = []; }
   for (let i = 0; i < 20; i++) for (const p of paths) await latency(p); // warm-up
+  // latency first, on its own: samples taken between throughput rounds pay for their garbage
+  for (let i = 0; i < LAT_N; i++) for (const p of paths) lat[p]!.push(await latency(p));
   // per round: every path once, in an order that rotates (no path always runs first or
   // right after another); the ratio to direct is taken within each round, then the median
   const ratio: Record<string, number[]> = {};
@@ -137,7 +139,6 @@ if (process.argv[2] === '--serve-gateway') {
     const got: Record<string, number> = {};
     for (const p of order) { got[p] = await throughput(p); tp[p]!.push(got[p]!); }
     for (const p of paths) (ratio[p] ??= []).push(got[p]! / got.direct!);
-    for (let i = 0; i < LAT_N / ROUNDS; i++) for (const p of paths) lat[p]!.push(await latency(p));
   }
 
   // 2,000 concurrent tunnels through the gateway, each proven alive by a ping
