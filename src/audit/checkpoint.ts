@@ -181,9 +181,14 @@ export function checkpoint(store: AuditStore, reason: string, opts: CheckpointOp
       return toCheckpoint(last);
     }
     let f = new MerkleFrontier();
-    if (last) {
+    // Build on the last checkpoint only when it is provably ours: signed by this key over
+    // this root, and its stored frontier hashes to that root. A checkpoint signed by an
+    // earlier key cannot be checked here, so the tree is rebuilt from the events instead.
+    if (last && last.key_id === key.keyId) {
+      if (!verifyCheckpointSignature(toCheckpoint(last), key.publicKey) || last.log_id !== log) {
+        throw new AirlockError('TAMPERED', `checkpoint #${last.id}: its signature does not verify with this host's key`, 'run `airlock audit verify` to find the tampered record');
+      }
       f = MerkleFrontier.from(last.size, JSON.parse(last.frontier) as string[]);
-      // Never build on a frontier that is not the one that was signed.
       if (f.root().toString('hex') !== last.root) {
         throw new AirlockError('TAMPERED', `checkpoint #${last.id}: stored frontier does not match its signed root`, 'run `airlock audit verify` to find the tampered record');
       }

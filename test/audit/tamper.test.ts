@@ -226,3 +226,32 @@ test('tamper with the chain recomputed and the checkpoint size retyped as text: 
   assert.equal(r.ok, false, JSON.stringify(r));
   assert.match([r.firstBad?.reason ?? '', ...(r.problems ?? [])].join('\n'), /checkpoint #1/);
 });
+
+test('a new checkpoint is never built on a stored checkpoint whose signature fails: refused as tampering, nothing signed', () => {
+  const f = fixture(40, 20);
+  // an attacker rewrites the last checkpoint row (here: its signature, as after swapping in a forged root and frontier)
+  sql(f.db, `UPDATE audit_checkpoints SET signature = '${Buffer.alloc(64, 7).toString('base64')}' WHERE id = 1;`);
+  const s = new AuditStore(f.db);
+  try {
+    s.append({ type: 'process.exec', session: 's1', decision: 'allow', rule: 'r', data: { i: 41 } });
+    assert.throws(() => checkpoint(s, 'after tamper', { keyDir: join(f.home, 'keys') }), (e: Error & { kind?: string }) => /signature does not verify/.test(e.message));
+    assert.equal(listCheckpoints(s.db).length, 1, 'no checkpoint signed over the tampered one');
+  } finally { s.close(); }
+});
+
+test('after a key rotation the next checkpoint is rebuilt from the events and verifies with the new key', () => {
+  const f = fixture(30, 10);
+  const s = new AuditStore(f.db);
+  const newKeys = join(f.home, 'keys2');
+  try {
+    s.append({ type: 'process.exec', session: 's1', decision: 'allow', rule: 'r', data: { i: 31 } });
+    const c = checkpoint(s, 'rotated', { keyDir: newKeys });
+    assert.equal(c.size, 32);
+    assert.notEqual(c.keyId, listCheckpoints(s.db)[0]!.keyId);
+    const r = verifyLog(f.db, { publicKey: loadPublicKey(undefined, newKeys) });
+    assert.equal(r.checkpointsChecked, 2);
+    // checkpoint #2 (rebuilt) matches the tree of the events; with only the new public key,
+    // the checkpoint of the old key is the one reported
+    assert.deepEqual((r.problems ?? []).map((x) => /checkpoint #(\d+)/.exec(x)?.[1]), ['1']);
+  } finally { s.close(); }
+});
