@@ -63,6 +63,7 @@ class Verifier {
       if (logIdKv && c.logId !== logIdKv) this.problems.push(`checkpoint #${c.id}: belongs to log ${c.logId}, not to this log (${logIdKv})`);
       this.bySize.set(c.size, [...(this.bySize.get(c.size) ?? []), c]);
     }
+    if (opts.checkpoints !== false) this.crossCheckChain(db);
     // Rows outside 1..n are not part of the chain but readers would show them. seq is read
     // as text: beyond 2^53 node:sqlite would throw instead of letting verify name the row.
     const stray = db.prepare(`SELECT CAST(seq AS TEXT) AS s, id FROM events WHERE seq <= 0 OR seq > ${Number.MAX_SAFE_INTEGER} ORDER BY seq LIMIT 1`).get() as { s: string; id: string } | undefined;
@@ -74,6 +75,31 @@ class Verifier {
     this.maxSeq = (db.prepare('SELECT MAX(seq) AS m FROM events').get() as { m: number | null }).m ?? 0;
     const bad = this.checkAt(0, () => this.frontier.root());
     if (!this.early && bad) this.early = this.result(bad);
+  }
+
+  /**
+   * Every checkpoint is also an `audit.checkpoint` event in the chain. A table row that is
+   * missing or differs from its event (a dropped or rewritten table) is a problem, and the
+   * event's own signed (size, root) is checked against the events instead. The event rows
+   * are trustworthy once the chain verifies; if they were edited, the chain names them.
+   */
+  private crossCheckChain(db: DatabaseSync): void {
+    let rows: { seq: number; data: string }[] = [];
+    try { rows = db.prepare("SELECT seq, data FROM events WHERE type = 'audit.checkpoint' ORDER BY seq").all() as unknown as { seq: number; data: string }[]; } catch { return; }
+    const byId = new Map(this.cps.map((c) => [c.id, c]));
+    for (const row of rows) {
+      let d: Record<string, unknown>;
+      try { d = JSON.parse(row.data) as Record<string, unknown>; } catch { continue; }
+      const id = d.checkpointId;
+      if (typeof id !== 'number') continue;
+      const c = byId.get(id);
+      if (c && c.size === d.size && c.root === d.root) continue;
+      this.problems.push(`checkpoint #${id} recorded in the chain (event ${row.seq}) is ${c ? 'different in' : 'missing from'} the checkpoint table (table altered or dropped)`);
+      const cp: Checkpoint = { id, logId: String(d.logId), size: d.size as number, root: d.root as string, ts: String(d.time), reason: String(d.reason), keyId: String(d.keyId), signature: String(d.signature) };
+      if (!Number.isSafeInteger(cp.size) || cp.size < 0 || typeof cp.root !== 'string' || !/^[0-9a-f]{64}$/.test(cp.root)) continue;
+      if (this.pub && !verifyCheckpointSignature(cp, this.pub)) { this.problems.push(`checkpoint #${id} in the chain (event ${row.seq}): signature does not verify`); continue; }
+      this.bySize.set(cp.size, [...(this.bySize.get(cp.size) ?? []), cp]);
+    }
   }
 
   private checkAt(n: number, rootOf: () => Buffer): BadEvent | undefined {

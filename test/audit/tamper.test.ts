@@ -28,6 +28,18 @@ function fixture(n = 60, cpAt = 30): { home: string; db: string; ids: string[] }
   s.close();
   return { home, db, ids };
 }
+/** What an attacker with write access does after editing rows: recompute every link of the chain. */
+function recomputeChain(db: DatabaseSync): void {
+  let prev = GENESIS_HASH;
+  type Row = { seq: number; id: string; ts: string; type: string; session: string | null; severity: 'info'; decision: 'allow' | null; rule: string | null; data: string };
+  for (const r of db.prepare('SELECT * FROM events ORDER BY seq').all() as unknown as Row[]) {
+    const e = { seq: r.seq, id: r.id, ts: r.ts, type: r.type, session: r.session, severity: r.severity, decision: r.decision, rule: r.rule, data: JSON.parse(r.data) as Record<string, unknown> };
+    const h = chainHash(prev, eventBody(e));
+    db.prepare('UPDATE events SET prev_hash = ?, hash = ? WHERE seq = ?').run(prev, h, e.seq);
+    prev = h;
+  }
+}
+
 const sql = (db: string, script: string) => execFileSync('sqlite3', [db, `DROP TRIGGER IF EXISTS events_no_update; DROP TRIGGER IF EXISTS events_no_delete; DROP TRIGGER IF EXISTS audit_checkpoints_no_update; ${script}`]);
 const verify = (f: { home: string; db: string }): VerifyResult => verifyLog(f.db, { publicKey: loadPublicKey(undefined, join(f.home, 'keys')) });
 const cli = (home: string, args: string[]) => spawnSync(process.execPath, [CLI, ...args], { env: { ...process.env, AIRLOCK_HOME: home, NO_COLOR: '1' }, encoding: 'utf8' });
@@ -92,14 +104,7 @@ test('tamper with the chain recomputed after the edit: the signed checkpoint sti
   const db = new DatabaseSync(f.db);
   db.exec('DROP TRIGGER events_no_update');
   db.exec(`UPDATE events SET data = '{"argv":["curl","evil"],"i":5}' WHERE seq = 5`);
-  let prev = GENESIS_HASH;
-  type Row = { seq: number; id: string; ts: string; type: string; session: string | null; severity: 'info'; decision: 'allow' | null; rule: string | null; data: string };
-  for (const r of db.prepare('SELECT * FROM events ORDER BY seq').all() as unknown as Row[]) {
-    const e = { seq: r.seq, id: r.id, ts: r.ts, type: r.type, session: r.session, severity: r.severity, decision: r.decision, rule: r.rule, data: JSON.parse(r.data) as Record<string, unknown> };
-    const h = chainHash(prev, eventBody(e));
-    db.prepare('UPDATE events SET prev_hash = ?, hash = ? WHERE seq = ?').run(prev, h, e.seq);
-    prev = h;
-  }
+  recomputeChain(db);
   db.close();
   assert.equal(verifyLog(f.db, { checkpoints: false }).ok, true, 'the chain alone is fooled');
   const r = verify(f);
@@ -207,14 +212,7 @@ test('tamper with the chain recomputed and the checkpoint size retyped as text: 
   const db = new DatabaseSync(f.db);
   db.exec('DROP TRIGGER events_no_update');
   db.exec(`UPDATE events SET data = '{"argv":["curl","evil"],"i":5}' WHERE seq = 5`);
-  let prev = GENESIS_HASH;
-  type Row = { seq: number; id: string; ts: string; type: string; session: string | null; severity: 'info'; decision: 'allow' | null; rule: string | null; data: string };
-  for (const r of db.prepare('SELECT * FROM events ORDER BY seq').all() as unknown as Row[]) {
-    const e = { seq: r.seq, id: r.id, ts: r.ts, type: r.type, session: r.session, severity: r.severity, decision: r.decision, rule: r.rule, data: JSON.parse(r.data) as Record<string, unknown> };
-    const h = chainHash(prev, eventBody(e));
-    db.prepare('UPDATE events SET prev_hash = ?, hash = ? WHERE seq = ?').run(prev, h, e.seq);
-    prev = h;
-  }
+  recomputeChain(db);
   // A table without column types keeps '30' as text; the signed text "size 30" is unchanged.
   db.exec(`DROP TRIGGER audit_checkpoints_no_delete; DROP TRIGGER audit_checkpoints_no_update;
     CREATE TABLE cp2 (id, size, root, ts, reason, log_id, key_id, signature, frontier);
@@ -254,4 +252,27 @@ test('after a key rotation the next checkpoint is rebuilt from the events and ve
     // the checkpoint of the old key is the one reported
     assert.deepEqual((r.problems ?? []).map((x) => /checkpoint #(\d+)/.exec(x)?.[1]), ['1']);
   } finally { s.close(); }
+});
+
+test('the checkpoint table dropped after a rewrite with the chain recomputed: the checkpoint events in the chain still catch it', () => {
+  const f = fixture();
+  const db = new DatabaseSync(f.db);
+  db.exec('DROP TRIGGER events_no_update');
+  db.exec(`UPDATE events SET data = '{"argv":["curl","evil"],"i":5}' WHERE seq = 5`);
+  recomputeChain(db);
+  db.exec('DROP TABLE audit_checkpoints');
+  db.close();
+  const r = verify(f);
+  assert.equal(r.ok, false, 'a dropped checkpoint table must not read as "no checkpoints"');
+  assert.ok(r.problems?.some((p) => /checkpoint #1 recorded in the chain \(event 31\) is missing from the checkpoint table/.test(p)), JSON.stringify(r.problems));
+  assert.match(r.firstBad?.reason ?? '', /do not match signed checkpoint #1/);
+});
+
+test('the checkpoint table dropped alone is reported, the events themselves verify against the chain-borne checkpoint', () => {
+  const f = fixture();
+  sql(f.db, 'DROP TRIGGER IF EXISTS audit_checkpoints_no_delete; DROP TABLE audit_checkpoints;');
+  const r = verify(f);
+  assert.equal(r.ok, false);
+  assert.equal(r.firstBad, undefined, 'no event is blamed');
+  assert.equal(r.checkpointsChecked, 1, 'the chain-borne checkpoint was compared with the tree');
 });
