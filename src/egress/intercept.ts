@@ -250,7 +250,8 @@ async function onIntercepted(ctx: Ctx, c: Conn, req: IncomingMessage, res: Serve
 
   const hasBody = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) > 0 : req.headers['transfer-encoding'] !== undefined;
   const scanner = outboundScanner(ctx, { host: c.host, port: c.port, method, path: url.pathname });
-  const dlpHere = isModelApi(ctx, c.host);
+  // with DLP off a model API body streams like any other (buffering it would only cap it)
+  const dlpHere = ctx.dlp.mode !== 'off' && isModelApi(ctx, c.host);
   const count = (n: number): boolean => {
     t.bytesUp += n;
     ctx.stats.bytesUp += n;
@@ -276,7 +277,7 @@ async function onIntercepted(ctx: Ctx, c: Conn, req: IncomingMessage, res: Serve
       req.on('close', () => resolve(!req.complete ? false : true));
     });
     if (!ok) { if (!res.headersSent) refuse(res, t, 400, 'builtin.bad-request', 'client aborted the request body'); return; }
-    if (over && ctx.dlp.mode !== 'off') return refuse(res, t, 413, 'secrets.dlp.mode', `request body larger than ${ctx.dlp.maxBytes} bytes cannot be inspected`, 'medium');
+    if (over) return refuse(res, t, 413, 'secrets.dlp.mode', `request body larger than ${ctx.dlp.maxBytes} bytes cannot be inspected`, 'medium');
     buffered = Buffer.concat(chunks);
     const ph = scanner?.push(buffered) ?? null;
     if (ph) { const h = recordHit(ctx, t, ph); return refuse(res, t, 403, h.rule, h.reason, undefined, true); }

@@ -1,4 +1,5 @@
 import { test } from 'node:test';
+import { createHash } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
@@ -161,6 +162,22 @@ test('outbound DLP, redact: a workspace secret sent to the stand-in model API is
     assert.ok(!got2.body.includes(REAL));
     assert.equal(got2.headers['content-encoding'], undefined, 'sent decoded');
     assert.match(got2.body, /«REDACTED:known-secret\/MODEL_KEY:/);
+  } finally { await s.gw.close(); await model.close(); }
+});
+
+test('DLP off: a model API body larger than the inspection cap is forwarded whole, byte for byte, with the brokered key', async () => {
+  const { model, s, caFile } = await modelSetup('off');
+  try {
+    const big = Buffer.alloc(17 << 20, 0x61); // over the 16 MiB inspection cap
+    big.write('{"input":"', 0); big.write('"}', big.length - 2);
+    const f = join(mkdtempSync(join(tmpdir(), 'airlock-dlp-big-')), 'body.json');
+    writeFileSync(f, big);
+    const r = await curl(['-x', s.url, '--cacert', caFile, '-H', 'content-type: application/json', '--data-binary', `@${f}`, `https://model.test:${model.port}/v1/responses`]);
+    assert.equal(r.status, 200, r.stderr);
+    const got = model.seen[0]!;
+    assert.equal(Buffer.byteLength(got.body), big.length, 'nothing cut off');
+    assert.equal(createHash('sha256').update(got.body).digest('hex'), createHash('sha256').update(big).digest('hex'));
+    assert.equal(got.headers.authorization, `Bearer ${REAL}`);
   } finally { await s.gw.close(); await model.close(); }
 });
 
