@@ -18,6 +18,8 @@ const DIFF_TEXT = ['--no-color', '--no-ext-diff', '--no-textconv', '--no-renames
 const ZERO = '0'.repeat(40);
 /** Files larger than this are not loaded whole (they are a size finding anyway). */
 export const TEXT_CAP = 4 * 1024 * 1024;
+// eslint-disable-next-line no-control-regex
+const PRINTABLE_RUN = /[\x20-\x7e\t\r\n]{8,}/g;
 
 export function rgit(repo: string, args: string[], input?: string): string {
   try {
@@ -78,7 +80,7 @@ export function loadChange(repo: string, base: string, head: string, commits: st
     const [oldMode, newMode, oldBlob, newBlob, st] = meta.slice(1).split(' ');
     const status = st === 'A' ? 'added' : st === 'D' ? 'deleted' : st === 'T' ? 'typechange' : 'modified';
     files.push({ path: raw[i + 1]!, status, oldMode: oldMode!, newMode: newMode!, oldBlob: oldBlob!, newBlob: newBlob!,
-      binary: false, newSize: 0, added: [], deletedCount: 0, newText: null, oldText: null });
+      binary: false, newSize: 0, added: [], deletedCount: 0, newText: null, oldText: null, binaryStrings: null });
   }
   const byPath = new Map(files.map((f) => [f.path, f]));
 
@@ -136,6 +138,12 @@ export function loadChange(repo: string, base: string, head: string, commits: st
       f.newText = f.status === 'deleted' ? null : t.newText;
       f.oldText = f.status === 'added' ? null : t.oldText;
     }
+  }
+  // 6. binaries: a secret in a blob is as live as one in a text file (read as UTF-8, the
+  // ASCII runs where credentials live come through intact)
+  for (const f of files) {
+    if (!f.binary || f.newBlob === ZERO || f.newMode === '160000' || f.newSize > TEXT_CAP) continue;
+    f.binaryStrings = (rgit(repo, ['cat-file', 'blob', f.newBlob]).match(PRINTABLE_RUN) ?? []).join('\n');
   }
   return { base, head, commits, files, diff, diffSha256: createHash('sha256').update(diff).digest('hex'), addedLines, deletedLines };
 }

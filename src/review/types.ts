@@ -40,6 +40,8 @@ export interface ChangedFile {
   newText: string | null;
   /** full old text (text files only, up to the size cap), else null */
   oldText: string | null;
+  /** printable runs (8+ characters) of a binary file's new version, for the secrets check; null for text files, deletions and binaries over the size cap */
+  binaryStrings: string | null;
 }
 
 export interface ChangeSet {

@@ -5,6 +5,7 @@ import { resolvePolicy, defaultPolicy, type Policy } from '../../src/policy/inde
 import type { ChangeSet, ChangedFile } from '../../src/review/types.ts';
 import { setup, agentSession, BASE_FILES } from './fixture.ts';
 import { TEXT_CAP } from '../../src/review/diff.ts';
+import { checksummedToken } from '../../src/secrets/honeytokens.ts';
 
 // Table tests per check on hand-built change sets (what an attacker's diff would add),
 // plus diffs through git for what only git can show (attributes, binaries, symlinks).
@@ -13,7 +14,7 @@ function file(path: string, newText: string | null, opts: Partial<ChangedFile> &
   const lines = (newText ?? '').split('\n');
   const added = (opts.addedLines ?? lines.map((_, i) => i + 1)).map((n) => ({ line: n, text: lines[n - 1] ?? '' }));
   return { path, status: opts.oldText != null ? 'modified' : 'added', oldMode: '100644', newMode: '100644', oldBlob: '0'.repeat(40), newBlob: '1'.repeat(40),
-    binary: false, newSize: (newText ?? '').length, added, deletedCount: 0, newText, oldText: null, ...opts };
+    binary: false, newSize: (newText ?? '').length, added, deletedCount: 0, newText, oldText: null, binaryStrings: null, ...opts };
 }
 
 function change(files: ChangedFile[]): ChangeSet {
@@ -161,4 +162,21 @@ test('a manifest the review could not load (its old version over the text cap) i
   // same for a manifest git sees as binary
   const found = await runChecks(change([file('package.json', null, { binary: true, added: [] })]), defaultPolicy());
   assert.ok(found.some((x) => x.rule === 'dependencies.unparseable' && x.blocking), found.map((x) => x.rule).join(', '));
+});
+
+test('a secret inside a binary file is found even where the policy allows binaries; a binary too large to scan is named', async () => {
+  const env = setup('version: 1\nreview:\n  limits:\n    allowBinary: true\n');
+  try {
+    const token = checksummedToken('ghp_');
+    agentSession(env, 's-binsecret', { 'assets/logo.bin': `\u0000\u0001PNGish\u0000\u0002${token}\u0000\u00ff\u0000tail` });
+    const p = (await createProposal(env.store, 's-binsecret', { home: env.home, orgPolicy: env.orgPolicy })).proposal;
+    const rules = p.findings.map((f) => `${f.rule}@${f.file}`);
+    assert.ok(!rules.some((r) => r.startsWith('size.binary')), `binaries are allowed by this policy: ${rules.join(', ')}`);
+    const hit = p.findings.find((f) => f.check === 'secrets' && f.file === 'assets/logo.bin');
+    assert.ok(hit, `the token inside the binary is found: ${rules.join(', ')}`);
+    assert.match(hit.message, /inside a binary file/);
+    assert.ok(!JSON.stringify(p.findings).includes(token), 'the finding names a fingerprint, not the value');
+  } finally { env.done(); }
+  const over = await runChecks(change([file('blob.bin', null, { binary: true, added: [], newSize: TEXT_CAP + 1 })]), defaultPolicy());
+  assert.ok(over.some((f) => f.rule === 'secrets.unscanned-binary' && f.file === 'blob.bin'));
 });

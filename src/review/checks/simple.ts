@@ -19,7 +19,21 @@ export function globAny(globs: readonly string[], path: string): string | null {
 export async function secretsCheck(files: ChangedFile[]): Promise<Finding[]> {
   const out: Finding[] = [];
   for (const f of files) {
-    if (f.binary || f.added.length === 0) continue;
+    if (f.binary) {
+      if (f.binaryStrings) {
+        for (const s of await scanText(f.binaryStrings, { path: f.path })) {
+          out.push({
+            check: 'secrets', rule: `secrets.${s.rule}`, severity: s.severity, file: f.path, line: 0, column: 0,
+            message: `${s.message} inside a binary file (fingerprint ${s.fingerprint}); remove it and rotate the credential`, fingerprint: s.fingerprint,
+          });
+        }
+      } else if (f.status !== 'deleted' && f.newMode !== '160000' && f.newSize > 0) {
+        out.push({ check: 'secrets', rule: 'secrets.unscanned-binary', severity: 'medium', file: f.path, line: 0,
+          message: `binary file of ${f.newSize} bytes is too large to scan for secrets; review it by hand` });
+      }
+      continue;
+    }
+    if (f.added.length === 0) continue;
     const text = f.added.map((a) => a.text).join('\n');
     for (const s of await scanText(text, { path: f.path })) {
       const at = f.added[s.line - 1];
