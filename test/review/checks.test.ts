@@ -180,3 +180,11 @@ test('a secret inside a binary file is found even where the policy allows binari
   const over = await runChecks(change([file('blob.bin', null, { binary: true, added: [], newSize: TEXT_CAP + 1 })]), defaultPolicy());
   assert.ok(over.some((f) => f.rule === 'secrets.unscanned-binary' && f.file === 'blob.bin'));
 });
+
+test('a source file the injection check could not load is named, not silently skipped', async () => {
+  const big = file('src/huge.js', null, { added: [{ line: 1, text: 'db.query("SELECT " + x)' }], newSize: TEXT_CAP + 1 });
+  const rules = await rulesOf([big]);
+  assert.ok(rules.includes('injection.unchecked@src/huge.js:0'), rules.join(', '));
+  // a loaded file with nothing wrong gets no such finding
+  assert.ok(!(await rulesOf([file('src/ok.js', "db.query('SELECT 1');")])).some((r) => r.startsWith('injection.unchecked')));
+});

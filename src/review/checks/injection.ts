@@ -121,9 +121,14 @@ export async function injectionCheck(files: ChangedFile[]): Promise<Finding[]> {
   const out: Finding[] = [];
   for (const f of files) {
     const g = grammarOf(f.path);
-    if (!g || f.newText === null || f.added.length === 0) continue;
+    if (!g || f.added.length === 0) continue;
+    // a source file the review could not load or parse was not checked: say so (a reviewer
+    // must not read silence as "no injection")
+    const unchecked = (why: string) => out.push({ check: 'injection', rule: 'injection.unchecked', severity: 'medium', file: f.path, line: 0,
+      message: `${why}: SQL and shell construction in it could not be checked; review it by hand` });
+    if (f.newText === null) { if (f.status !== 'deleted') unchecked(f.binary ? 'binary file' : 'file too large to load for review'); continue; }
     const tree = (await parser(g)).parse(f.newText);
-    if (!tree) continue;
+    if (!tree) { unchecked('the parser gave no tree'); continue; }
     try {
       const py = g === 'python';
       const L: Lang = { py, assigns: collectAssignments(tree.rootNode, py) };
