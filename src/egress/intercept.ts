@@ -61,6 +61,16 @@ function refuse(res: ServerResponse, t: Tracked, status: number, rule: string, r
   res.end(body);
 }
 
+/**
+ * Refused mid-body: the rest of the body is never forwarded, but the client must still get
+ * its 403, so the connection closes once the response is flushed (destroying it at once
+ * raced the TLS write and left curl with an empty reply), at the latest after 2 s.
+ */
+function closeAfterRefusal(req: IncomingMessage, res: ServerResponse): void {
+  res.once('finish', () => req.socket.end());
+  setTimeout(() => req.socket.destroy(), 2000).unref();
+}
+
 /** The per-gateway HTTP server that parses requests inside intercepted TLS connections. */
 export function createInterceptServer(ctx: Ctx, handshakeMs: number): Server {
   const srv = createHttpServer({
@@ -327,7 +337,7 @@ async function onIntercepted(ctx: Ctx, c: Conn, req: IncomingMessage, res: Serve
       if (finished) return;
       if (!count(b.length)) { finished = true; up.destroy(); return; }
       const ph = scanner?.push(b) ?? null;
-      if (ph) { finished = true; up.destroy(); const h = recordHit(ctx, t, ph); refuse(res, t, 403, h.rule, h.reason, undefined, true); req.socket.destroy(); return; }
+      if (ph) { finished = true; up.destroy(); const h = recordHit(ctx, t, ph); refuse(res, t, 403, h.rule, h.reason, undefined, true); closeAfterRefusal(req, res); return; }
       if (!up.write(b)) req.pause();
     });
     up.on('drain', () => req.resume());
