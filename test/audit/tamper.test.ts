@@ -40,6 +40,15 @@ function recomputeChain(db: DatabaseSync): void {
   }
 }
 
+/** Event 5 rewritten and the whole chain recomputed, as an attacker would; the caller closes the db. */
+function rewriteWithChainRecomputed(path: string): DatabaseSync {
+  const db = new DatabaseSync(path);
+  db.exec('DROP TRIGGER events_no_update');
+  db.exec(`UPDATE events SET data = '{"argv":["curl","evil"],"i":5}' WHERE seq = 5`);
+  recomputeChain(db);
+  return db;
+}
+
 const sql = (db: string, script: string) => execFileSync('sqlite3', [db, `DROP TRIGGER IF EXISTS events_no_update; DROP TRIGGER IF EXISTS events_no_delete; DROP TRIGGER IF EXISTS audit_checkpoints_no_update; ${script}`]);
 const verify = (f: { home: string; db: string }): VerifyResult => verifyLog(f.db, { publicKey: loadPublicKey(undefined, join(f.home, 'keys')) });
 const cli = (home: string, args: string[]) => spawnSync(process.execPath, [CLI, ...args], { env: { ...process.env, AIRLOCK_HOME: home, NO_COLOR: '1' }, encoding: 'utf8' });
@@ -101,10 +110,7 @@ test('tamper (insert with a correctly hashed forged event): the next event\'s li
 
 test('tamper with the chain recomputed after the edit: the signed checkpoint still catches it', () => {
   const f = fixture();
-  const db = new DatabaseSync(f.db);
-  db.exec('DROP TRIGGER events_no_update');
-  db.exec(`UPDATE events SET data = '{"argv":["curl","evil"],"i":5}' WHERE seq = 5`);
-  recomputeChain(db);
+  const db = rewriteWithChainRecomputed(f.db);
   db.close();
   assert.equal(verifyLog(f.db, { checkpoints: false }).ok, true, 'the chain alone is fooled');
   const r = verify(f);
@@ -209,10 +215,7 @@ test('startCheckpointer signs every N events; the signed checkpoints verify and 
 
 test('tamper with the chain recomputed and the checkpoint size retyped as text: the checkpoint is still compared (or named)', () => {
   const f = fixture();
-  const db = new DatabaseSync(f.db);
-  db.exec('DROP TRIGGER events_no_update');
-  db.exec(`UPDATE events SET data = '{"argv":["curl","evil"],"i":5}' WHERE seq = 5`);
-  recomputeChain(db);
+  const db = rewriteWithChainRecomputed(f.db);
   // A table without column types keeps '30' as text; the signed text "size 30" is unchanged.
   db.exec(`DROP TRIGGER audit_checkpoints_no_delete; DROP TRIGGER audit_checkpoints_no_update;
     CREATE TABLE cp2 (id, size, root, ts, reason, log_id, key_id, signature, frontier);
@@ -256,10 +259,7 @@ test('after a key rotation the next checkpoint is rebuilt from the events and ve
 
 test('the checkpoint table dropped after a rewrite with the chain recomputed: the checkpoint events in the chain still catch it', () => {
   const f = fixture();
-  const db = new DatabaseSync(f.db);
-  db.exec('DROP TRIGGER events_no_update');
-  db.exec(`UPDATE events SET data = '{"argv":["curl","evil"],"i":5}' WHERE seq = 5`);
-  recomputeChain(db);
+  const db = rewriteWithChainRecomputed(f.db);
   db.exec('DROP TABLE audit_checkpoints');
   db.close();
   const r = verify(f);
