@@ -42,7 +42,8 @@ export interface DlpResult {
 
 export const DEFAULT_DLP_MAX_BYTES = 16 * 1024 * 1024;
 
-function decode(body: Buffer, encoding: string | undefined, max: number): Buffer {
+/** Undoes Content-Encoding (gzip, deflate, br, zstd; stacked), output capped at max + 1 bytes. Throws on anything else. */
+export function decodeBody(body: Buffer, encoding: string | undefined, max: number): Buffer {
   const encs = (encoding ?? '').toLowerCase().split(',').map((s) => s.trim()).filter((s) => s && s !== 'identity');
   let out = body;
   for (const e of encs.reverse()) {
@@ -99,7 +100,7 @@ export async function inspectBody(body: Buffer, contentType: string | undefined,
     ({ action: cfg.mode === 'off' && !honeytoken ? 'pass' : 'blocked', body, decoded: false, findings, reason, honeytoken });
   if (body.length === 0) return { action: 'pass', body, decoded: false, findings: [], reason: 'empty body', honeytoken: null };
   let plain: Buffer;
-  try { plain = decode(body, contentEncoding, cfg.maxBytes); } catch (e) { return refuse(`body cannot be decoded for inspection (${e instanceof Error ? e.message : e})`); }
+  try { plain = decodeBody(body, contentEncoding, cfg.maxBytes); } catch (e) { return refuse(`body cannot be decoded for inspection (${e instanceof Error ? e.message : e})`); }
   if (plain.length > cfg.maxBytes) return refuse(`body larger than ${cfg.maxBytes} bytes cannot be inspected`);
   const text = plain.toString('utf8');
   const hits = honeytokens.length ? matchHoneytokens(text, honeytokens) : [];

@@ -7,7 +7,7 @@ import { hostMatches } from './rules.ts';
 import { hostPort, normalizeHost, splitAuthority } from './host.ts';
 import { Tracked, type Ctx } from './context.ts';
 import { refuseInTunnel } from './tunnel.ts';
-import { inspectBody } from './dlp.ts';
+import { inspectBody, decodeBody } from './dlp.ts';
 import { StreamReplacer, type Credential } from './broker.ts';
 import { outboundScanner, recordHit, textHit } from './guard.ts';
 
@@ -270,9 +270,14 @@ async function onIntercepted(ctx: Ctx, c: Conn, req: IncomingMessage, res: Serve
     return true;
   };
 
+  // an encoded (gzip…) body would hide placeholders and honeytokens from the streaming
+  // scanner: such a body is read whole (bounded) and scanned decoded, then sent as it came
+  const encoding = req.headers['content-encoding'];
+  const encoded = encoding !== undefined && encoding.split(',').some((e) => e.trim() !== '' && e.trim().toLowerCase() !== 'identity');
+  const scanDecoded = scanner !== null && encoded;
   let buffered: Buffer | null = null;
-  if (hasBody && dlpHere) {
-    // model API: read the whole body (bounded), then scan it
+  if (hasBody && (dlpHere || scanDecoded)) {
+    // model API or encoded body: read the whole body (bounded), then scan it
     const chunks: Buffer[] = [];
     let n = 0;
     let over = false;
@@ -287,11 +292,17 @@ async function onIntercepted(ctx: Ctx, c: Conn, req: IncomingMessage, res: Serve
       req.on('close', () => resolve(!req.complete ? false : true));
     });
     if (!ok) { if (!res.headersSent) refuse(res, t, 400, 'builtin.bad-request', 'client aborted the request body'); return; }
-    if (over) return refuse(res, t, 413, 'secrets.dlp.mode', `request body larger than ${ctx.dlp.maxBytes} bytes cannot be inspected`, 'medium');
+    const uninspectable = dlpHere ? 'secrets.dlp.mode' : 'builtin.encoded-body';
+    if (over) return refuse(res, t, 413, uninspectable, `request body larger than ${ctx.dlp.maxBytes} bytes cannot be inspected`, 'medium');
     buffered = Buffer.concat(chunks);
-    const ph = scanner?.push(buffered) ?? null;
+    let plain = buffered;
+    if (scanDecoded) {
+      try { plain = decodeBody(buffered, encoding, ctx.dlp.maxBytes); } catch (e) { return refuse(res, t, 415, uninspectable, `request body cannot be decoded for inspection (${e instanceof Error ? e.message : e})`, 'medium'); }
+      if (plain.length > ctx.dlp.maxBytes) return refuse(res, t, 413, uninspectable, `decoded request body larger than ${ctx.dlp.maxBytes} bytes cannot be inspected`, 'medium');
+    }
+    const ph = scanner?.push(plain) ?? null;
     if (ph) { const h = recordHit(ctx, t, ph); return refuse(res, t, 403, h.rule, h.reason, undefined, true); }
-    if (!over) {
+    if (dlpHere) {
       const r = await inspectBody(buffered, req.headers['content-type'], req.headers['content-encoding'], ctx.dlp, ctx.honeytokens);
       if (r.honeytoken) { const h = recordHit(ctx, t, { kind: 'honeytoken', token: r.honeytoken, where: 'body' }); return refuse(res, t, 403, h.rule, h.reason, undefined, true); }
       if (r.findings.length || r.action !== 'pass') {

