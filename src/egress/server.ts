@@ -224,7 +224,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     type: 'egress.gateway.start', session: o.session, severity: 'info', decision: null, rule: null,
     data: {
       address, mode: Object.keys(transparentSockets).length ? 'proxy+transparent' : 'proxy', transparentSockets,
-      resolver: ctx.resolver.description, relay: ctx.relay ? relayMode() : { mode: 'node', why: 'nativeRelay: false' }, presets: o.policy.egress.presets, allowRules: rules.allow.length, cidrRules: rules.allowCidrs.length,
+      resolver: ctx.resolver.description, relay: o.nativeRelay === false ? { mode: 'node', why: 'nativeRelay: false' } : relayMode(), presets: o.policy.egress.presets, allowRules: rules.allow.length, cidrRules: rules.allowCidrs.length,
       limits: rules.limits, grants: rules.grants,
       interception: {
         available: ctx.tls !== null, caFingerprint: ctx.tls?.ca.fingerprint ?? null,

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { relayMode } from '../../src/egress/index.ts';
 import { gateway, requests, waitFor, connectTunnel, type TestGateway } from './helpers.ts';
 
@@ -121,4 +122,16 @@ test('native relay: a client that leaves mid-download and an upstream that reset
     await waitFor(() => openFds() <= before, `descriptors back to ${before} (now ${openFds()})`);
   } finally { await g.gw.close(); server.close(); }
   await waitFor(() => openFds() <= atStart, `descriptors after close back to ${atStart} (now ${openFds()})`);
+});
+
+test('without the native relay the gateway records the real reason (here AIRLOCK_RELAY=node), not the option', () => {
+  const script = `
+    const { startGateway, mapResolver } = await import(${JSON.stringify(new URL('../../src/egress/index.ts', import.meta.url).href)});
+    const { policySchema } = await import(${JSON.stringify(new URL('../../src/policy/index.ts', import.meta.url).href)});
+    const events = [];
+    const gw = await startGateway({ session: 't', policy: policySchema.parse({}), audit: (e) => events.push(e), listen: { host: '127.0.0.1', port: 0 }, resolver: mapResolver({}) });
+    await gw.close();
+    process.stdout.write(JSON.stringify(events.find((e) => e.type === 'egress.gateway.start').data.relay));`;
+  const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, AIRLOCK_RELAY: 'node' }, encoding: 'utf8' });
+  assert.deepEqual(JSON.parse(out), { mode: 'node', why: 'AIRLOCK_RELAY=node' });
 });
