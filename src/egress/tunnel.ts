@@ -224,8 +224,9 @@ export function pipeBoth(ctx: Ctx, client: Socket, upstream: Socket, t: Tracked,
           error: (message) => { stopNative = null; finish(message); },
         });
         t.extra.relay = 'native';
-      } catch {
-        nodeDown(); // descriptors exhausted: this tunnel relays in Node
+      } catch (e) {
+        t.extra.relayFallback = (e as Error).message; // e.g. descriptors exhausted: this tunnel relays in Node
+        nodeDown();
       }
     };
     // bytes the server sent before the tunnel was piped go first, through the socket

@@ -83,7 +83,7 @@ export class TunnelRelay {
    * Moves bytes from `src` to `dst` on the relay thread until src ends or either side fails.
    * Returns a stop function: it ends the relaying and calls `onFinal` once every byte moved
    * has been reported (at once when the tunnel had already ended). Throws when the relay
-   * cannot take the pair (descriptors, pipes): the caller relays in Node instead.
+   * cannot take the pair (descriptors exhausted, relay closed or its thread stopped): the caller relays in Node instead.
    */
   start(src: number, dst: number, h: RelayHandlers): (onFinal: () => void) => void {
     const id = this.relay.add(src, dst);

@@ -67,7 +67,7 @@ typedef struct relay {
   pthread_t thread;
   pthread_mutex_t mu;
   cmd *head, *tail;
-  int quit, closed;
+  int quit, closed, dead; // dead: the loop itself failed (set by the thread, under mu)
   napi_threadsafe_function tsfn;
   tunnel *live; // thread-owned list
   char *scratch; // the thread's read buffer: a tunnel keeps a copy only of what the client did not take
@@ -187,9 +187,10 @@ static void run_commands(relay *r) {
 static void *loop(void *arg) {
   relay *r = arg;
   struct epoll_event ev[MAX_EVENTS];
+  int died = 0;
   for (;;) {
     int n = epoll_wait(r->ep, ev, MAX_EVENTS, 250);
-    if (n < 0 && errno != EINTR) break;
+    if (n < 0 && errno != EINTR) { died = errno; break; }
     int wake = 0;
     for (int i = 0; i < n; i++) {
       if (ev[i].data.ptr == NULL) { uint64_t v; if (read(r->wake, &v, sizeof v) < 0) { /* drained */ } wake = 1; continue; }
@@ -207,8 +208,20 @@ static void *loop(void *arg) {
     pthread_mutex_unlock(&r->mu);
     if (quit) break;
   }
+  if (died) {
+    // the loop cannot go on: refuse new tunnels, and end the live ones as errors so the
+    // gateway closes them and writes their records (a silent stop would leave them hanging)
+    pthread_mutex_lock(&r->mu);
+    r->dead = 1;
+    pthread_mutex_unlock(&r->mu);
+  }
   run_commands(r);
-  while (r->live) { tunnel *t = r->live; r->live = t->next; if (!t->over) { t->over = 1; close_fds(r, t); emit(r, t, R_STOPPED, 0, 0); } free(t); }
+  while (r->live) {
+    tunnel *t = r->live;
+    r->live = t->next;
+    if (!t->over) { if (died) end_tunnel(r, t, R_ERROR, died, 'r'); else { t->over = 1; close_fds(r, t); emit(r, t, R_STOPPED, 0, 0); } }
+    free(t);
+  }
   napi_release_threadsafe_function(r->tsfn, napi_tsfn_release);
   return NULL;
 }
@@ -259,13 +272,16 @@ static napi_value throw_errno(napi_env env, const char *what, int e) {
   return NULL;
 }
 
-// relay.add(srcFd, dstFd) -> id. Throws (nothing registered) when the dups or pipe fail.
+// relay.add(srcFd, dstFd) -> id. Throws (nothing registered) when the relay is closed or dead or the dups fail.
 static napi_value js_add(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
   relay *r = unwrap(env, info, &argc, argv);
   if (!r) return NULL;
-  if (r->closed) { napi_throw_error(env, NULL, "relay closed"); return NULL; }
+  pthread_mutex_lock(&r->mu);
+  int dead = r->dead;
+  pthread_mutex_unlock(&r->mu);
+  if (r->closed || dead) { napi_throw_error(env, NULL, dead ? "relay thread stopped" : "relay closed"); return NULL; }
   int32_t src, dst;
   if (argc < 2 || napi_get_value_int32(env, argv[0], &src) != napi_ok || napi_get_value_int32(env, argv[1], &dst) != napi_ok || src < 0 || dst < 0) {
     napi_throw_type_error(env, NULL, "add(srcFd, dstFd) takes two descriptors");
@@ -364,8 +380,8 @@ static napi_value js_new(napi_env env, napi_callback_info info) {
   }
   // the sockets keep the process alive, not the relay
   napi_unref_threadsafe_function(env, r->tsfn);
-  if (pthread_create(&r->thread, NULL, loop, r) != 0) {
-    int e = errno;
+  int e = pthread_create(&r->thread, NULL, loop, r); // returns the error, does not set errno
+  if (e != 0) {
     napi_release_threadsafe_function(r->tsfn, napi_tsfn_abort);
     close(r->ep); close(r->wake); free(r->scratch); free(r);
     return throw_errno(env, "relay thread", e);
