@@ -48,13 +48,13 @@ export function gitEnv(extra: Record<string, string | undefined> = {}): NodeJS.P
 
 export interface GitResult { status: number; stdout: string; stderr: string }
 
-export function git(args: string[], opts: { cwd?: string; env?: Record<string, string | undefined>; input?: string | Buffer; allowFail?: boolean; maxBuffer?: number; /** e.g. nsenter into a sandbox's mount namespace (trusted git, agent data) */ prefix?: string[] } = {}): GitResult {
+export function git(args: string[], opts: { cwd?: string; env?: Record<string, string | undefined>; input?: string | Buffer; allowFail?: boolean; maxBuffer?: number; /** e.g. nsenter into a sandbox's mount namespace (trusted git, agent data) */ prefix?: string[]; /** latin1: one character per byte, for binary output split by byte counts */ encoding?: 'utf8' | 'latin1' } = {}): GitResult {
   const o: SpawnSyncOptions = {
     cwd: opts.cwd ?? '/',
     env: gitEnv(opts.env),
     input: opts.input,
     maxBuffer: opts.maxBuffer ?? 512 * 1024 * 1024,
-    encoding: 'utf8',
+    encoding: opts.encoding ?? 'utf8',
   };
   const argv = [...(opts.prefix ?? []), 'git', ...HARDENING, ...args];
   const r = spawnSync(argv[0]!, argv.slice(1), o);

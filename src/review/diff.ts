@@ -21,9 +21,9 @@ export const TEXT_CAP = 4 * 1024 * 1024;
 // eslint-disable-next-line no-control-regex
 const PRINTABLE_RUN = /[\x20-\x7e\t\r\n]{8,}/g;
 
-export function rgit(repo: string, args: string[], input?: string): string {
+export function rgit(repo: string, args: string[], input?: string, encoding?: 'utf8' | 'latin1'): string {
   try {
-    return git([...CFG, ...args], { env: { GIT_DIR: repo }, input }).stdout;
+    return git([...CFG, ...args], { env: { GIT_DIR: repo }, input, encoding }).stdout;
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
     if (/ENOBUFS|maxBuffer/i.test(msg)) throw new AirlockError('BAD_STATE', 'the change is too large to read for review', 'split the work into smaller sessions');
@@ -139,11 +139,20 @@ export function loadChange(repo: string, base: string, head: string, commits: st
       f.oldText = f.status === 'added' ? null : t.oldText;
     }
   }
-  // 6. binaries: a secret in a blob is as live as one in a text file (read as UTF-8, the
-  // ASCII runs where credentials live come through intact)
-  for (const f of files) {
-    if (!f.binary || f.newBlob === ZERO || f.newMode === '160000' || f.newSize > TEXT_CAP) continue;
-    f.binaryStrings = (rgit(repo, ['cat-file', 'blob', f.newBlob]).match(PRINTABLE_RUN) ?? []).join('\n');
+  // 6. binaries: a secret in a blob is as live as one in a text file. One cat-file for all
+  // of them, read as latin1 (a character per byte) so each blob is cut out by its size.
+  const bins = files.filter((f) => f.binary && f.newBlob !== ZERO && f.newMode !== '160000' && f.newSize <= TEXT_CAP);
+  if (bins.length) {
+    const out = rgit(repo, ['cat-file', '--batch'], bins.map((f) => f.newBlob).join('\n') + '\n', 'latin1');
+    let at = 0;
+    for (const f of bins) {
+      const nl = out.indexOf('\n', at);
+      const [, type, n] = out.slice(at, nl).split(' ');
+      if (type !== 'blob') throw new AirlockError('BAD_STATE', `blob ${f.newBlob} of ${f.path} cannot be read for review`, 'the result repository is damaged: propose again');
+      const blob = out.slice(nl + 1, nl + 1 + Number(n));
+      f.binaryStrings = (blob.match(PRINTABLE_RUN) ?? []).join('\n');
+      at = nl + 1 + Number(n) + 1; // content, then a newline
+    }
   }
   return { base, head, commits, files, diff, diffSha256: createHash('sha256').update(diff).digest('hex'), addedLines, deletedLines };
 }

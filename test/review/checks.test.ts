@@ -168,7 +168,10 @@ test('a secret inside a binary file is found even where the policy allows binari
   const env = setup('version: 1\nreview:\n  limits:\n    allowBinary: true\n');
   try {
     const token = checksummedToken('ghp_');
-    agentSession(env, 's-binsecret', { 'assets/logo.bin': `\u0000\u0001PNGish\u0000\u0002${token}\u0000\u00ff\u0000tail` });
+    agentSession(env, 's-binsecret', {
+      'assets/blank.bin': '\u0000\u0001\u0002\u0003\u0000\u0004', // no printable run at all: scanned, nothing found
+      'assets/logo.bin': `\u0000\u0001PNGish\u0000\u0002${token}\u0000\u00ff\u0000tail`,
+    });
     const p = (await createProposal(env.store, 's-binsecret', { home: env.home, orgPolicy: env.orgPolicy })).proposal;
     const rules = p.findings.map((f) => `${f.rule}@${f.file}`);
     assert.ok(!rules.some((r) => r.startsWith('size.binary')), `binaries are allowed by this policy: ${rules.join(', ')}`);
@@ -176,6 +179,8 @@ test('a secret inside a binary file is found even where the policy allows binari
     assert.ok(hit, `the token inside the binary is found: ${rules.join(', ')}`);
     assert.match(hit.message, /inside a binary file/);
     assert.ok(!JSON.stringify(p.findings).includes(token), 'the finding names a fingerprint, not the value');
+    assert.ok(!rules.some((r) => r.startsWith('secrets.unscanned-binary')), `both binaries were scanned: ${rules.join(', ')}`);
+    assert.ok(!rules.some((r) => r.endsWith('@assets/blank.bin') && r.startsWith('secrets.')), 'a binary without secrets has no secrets finding');
   } finally { env.done(); }
   const over = await runChecks(change([file('blob.bin', null, { binary: true, added: [], newSize: TEXT_CAP + 1 })]), defaultPolicy());
   assert.ok(over.some((f) => f.rule === 'secrets.unscanned-binary' && f.file === 'blob.bin'));

@@ -20,7 +20,7 @@ export async function secretsCheck(files: ChangedFile[]): Promise<Finding[]> {
   const out: Finding[] = [];
   for (const f of files) {
     if (f.binary) {
-      if (f.binaryStrings) {
+      if (f.binaryStrings !== null) {
         for (const s of await scanText(f.binaryStrings, { path: f.path })) {
           out.push({
             check: 'secrets', rule: `secrets.${s.rule}`, severity: s.severity, file: f.path, line: 0, column: 0,
