@@ -185,8 +185,9 @@ export function checkpoint(store: AuditStore, reason: string, opts: CheckpointOp
     // this root, and its stored frontier hashes to that root. A checkpoint signed by an
     // earlier key cannot be checked here, so the tree is rebuilt from the events instead.
     if (last && last.key_id === key.keyId) {
-      if (!verifyCheckpointSignature(toCheckpoint(last), key.publicKey) || last.log_id !== log) {
-        throw new AirlockError('TAMPERED', `checkpoint #${last.id}: its signature does not verify with this host's key`, 'run `airlock audit verify` to find the tampered record');
+      if (last.log_id !== log || !verifyCheckpointSignature(toCheckpoint(last), key.publicKey)) {
+        const why = last.log_id !== log ? `belongs to log ${last.log_id}, not to this log` : 'its signature does not verify with this host\'s key';
+        throw new AirlockError('TAMPERED', `checkpoint #${last.id}: ${why}`, 'run `airlock audit verify` to find the tampered record');
       }
       f = MerkleFrontier.from(last.size, JSON.parse(last.frontier) as string[]);
       if (f.root().toString('hex') !== last.root) {
