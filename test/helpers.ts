@@ -41,3 +41,24 @@ export function cleanup(...paths: string[]): void {
 }
 
 export const isRoot = process.getuid?.() === 0;
+
+/**
+ * For tests that need root or namespaces: the reason to skip, or false to run. In CI
+ * (`AIRLOCK_TEST_REQUIRE_PRIVILEGED=1`, set by .ci/run) a missing privilege is a failure,
+ * never a skip: a suite that silently skipped its isolation tests would pass green.
+ */
+export function privilegedSkip(why: string | false): string | false {
+  if (why && process.env.AIRLOCK_TEST_REQUIRE_PRIVILEGED === '1') {
+    throw new Error(`required in CI (AIRLOCK_TEST_REQUIRE_PRIVILEGED=1) but not possible here: ${why}`);
+  }
+  return why;
+}
+
+/** Inside a test: skip for a missing privilege, or fail in CI (see privilegedSkip). */
+export async function unshareOrSkip(t: { skip(why: string): void }, flags: string): Promise<boolean> {
+  const probe = spawnSync('unshare', [flags, 'true']);
+  if (probe.status === 0) return true;
+  const why = privilegedSkip(`unshare ${flags} not permitted here`);
+  if (why) t.skip(why);
+  return false;
+}

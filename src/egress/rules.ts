@@ -1,5 +1,5 @@
 import { AirlockError } from '../common/errors.ts';
-import type { EgressPolicy, EgressHostRule, EgressCidrRule } from '../policy/schema/egress.ts';
+import { isPublicSuffixWildcard, type EgressPolicy, type EgressHostRule, type EgressCidrRule } from '../policy/schema/egress.ts';
 import { normalizeHost, splitAuthority, HostError } from './host.ts';
 import { parseCidr, type Cidr } from './ip.ts';
 import { PRESETS } from './presets.ts';
@@ -107,6 +107,9 @@ export function compileEgress(egress: EgressPolicy, grants: string[] = []): Egre
       a = { host: (g.startsWith('*.') ? '*.' : '') + s.host, port: hasPort ? s.port : undefined };
     } catch (e) {
       throw new AirlockError('USAGE', `--allow-host ${JSON.stringify(g)}: ${e instanceof Error ? e.message : e}`, 'use --allow-host HOST or HOST:PORT, e.g. --allow-host api.example.com:8443');
+    }
+    if (isPublicSuffixWildcard(a.host)) {
+      throw new AirlockError('USAGE', `--allow-host ${JSON.stringify(g)}: a wildcard over a public suffix grants hosts anyone can register`, 'name the domain (--allow-host \'*.example.com\') or the exact host');
     }
     const ports = a.port ? [a.port] : DEFAULT_PORTS;
     let n;

@@ -2,6 +2,7 @@ import { createServer, createConnection, type Socket } from 'node:net';
 import { existsSync, rmSync, chmodSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
+import { StringDecoder } from 'node:string_decoder';
 import { fileURLToPath } from 'node:url';
 import { AirlockError } from '../common/errors.ts';
 import { ensureHome } from '../common/paths.ts';
@@ -24,6 +25,7 @@ export type Frame =
 function redactedStream(stream: NodeJS.ReadableStream | null, emit: (b: Buffer) => void): Promise<void> {
   if (!stream) return Promise.resolve();
   let pending = '';
+  const decoder = new StringDecoder('utf8'); // a character split across two reads stays whole
   let chain: Promise<void> = Promise.resolve();
   const flush = (text: string) => {
     chain = chain.then(async () => {
@@ -34,11 +36,11 @@ function redactedStream(stream: NodeJS.ReadableStream | null, emit: (b: Buffer) 
     });
   };
   stream.on('data', (d: Buffer) => {
-    pending += d.toString('utf8');
+    pending += decoder.write(d);
     const cut = pending.length > 65536 ? pending.length : pending.lastIndexOf('\n') + 1;
     if (cut > 0) { flush(pending.slice(0, cut)); pending = pending.slice(cut); }
   });
-  return new Promise((res) => stream.on('end', () => { if (pending) flush(pending); pending = ''; void chain.then(res); }));
+  return new Promise((res) => stream.on('end', () => { pending += decoder.end(); if (pending) flush(pending); pending = ''; void chain.then(res); }));
 }
 
 export function socketPath(home: string, id: string): string {
@@ -51,8 +53,9 @@ function send(sock: Socket, f: Frame): void {
 
 function frames(sock: Socket, on: (f: Frame) => void): void {
   let buf = '';
+  const decoder = new StringDecoder('utf8'); // a character split across two reads stays whole
   sock.on('data', (d: Buffer) => {
-    buf += d.toString();
+    buf += decoder.write(d);
     let i;
     while ((i = buf.indexOf('\n')) >= 0) {
       const line = buf.slice(0, i); buf = buf.slice(i + 1);

@@ -13,6 +13,7 @@ import { fingerprint } from '../../src/secrets/index.ts';
 import { checksummedToken, awsKeyPair } from '../../src/secrets/honeytokens.ts';
 import type { AuditEventInput } from '../../src/audit/index.ts';
 import { curl, requests, waitFor } from './helpers.ts';
+import { unshareOrSkip } from '../helpers.ts';
 import { testPki, httpsServer } from './pki.ts';
 
 // The credential broker and outbound DLP, end to end through the real gateway: the sandbox
@@ -38,8 +39,7 @@ async function start(policy: PolicyInput, map: Record<string, string>, listen: {
 }
 
 test('placeholder in the sandbox, real value only at the bound destination; misuse anywhere else is refused and flagged (curl in a network namespace)', async (t) => {
-  const probe = spawn('unshare', ['-rn', 'true']);
-  if ((await new Promise((r) => probe.on('close', r))) !== 0) { t.skip('unshare -rn not permitted here'); return; }
+  if (!(await unshareOrSkip(t, '-rn'))) return;
   const pki = await testPki();
   const api = await httpsServer(await pki.leaf(['api.test']));
   const other = await httpsServer(await pki.leaf(['other.test']));

@@ -38,3 +38,11 @@ test('bad input: exit 64 with a hint, no stack trace', async () => {
     assert.doesNotMatch(r.stderr, /\n\s+at /);
   }
 });
+
+test('--allow-host over a public suffix is a usage error naming why', async () => {
+  for (const host of ['*.com', '*.co.uk', '*.github.io']) {
+    const r = await check(['--allow-host', host, 'a.com:443']);
+    assert.equal(r.code, 64, `${host}: ${r.stderr}`);
+    assert.match(r.stderr, /public suffix/);
+  }
+});

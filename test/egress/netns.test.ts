@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { spawn } from 'node:child_process';
+import { privilegedSkip, unshareOrSkip } from '../helpers.ts';
 import { mkdtempSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,8 +20,7 @@ function killSetup(pidFile: string): void {
 }
 
 test('inside a fresh network namespace: proxy and transparent paths reach only what the policy grants', async (t) => {
-  const probe = spawn('unshare', ['-rn', 'true']);
-  if ((await new Promise((r) => probe.on('close', r))) !== 0) { t.skip('unshare -rn not permitted here'); return; }
+  if (!(await unshareOrSkip(t, '-rn'))) return;
   const up = createServer((q, s) => s.end(`via ${q.headers.host}`));
   await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
   const port = (up.address() as { port: number }).port;
@@ -68,13 +68,12 @@ env -u HTTP_PROXY -u http_proxy curl -sS --max-time 5 --noproxy '*' -H 'Host: si
 // the gateway, which decides by Host; DNS to an outside resolver gets nothing out (the
 // namespace's only non-loopback route ends in a reject: the failure is local and immediate).
 test('transparent mode: names resolve inside to the synthetic address; the gateway decides; outside DNS is refused locally', async (t) => {
-  const probe = spawn('unshare', ['-rnm', 'true']);
-  if ((await new Promise((r) => probe.on('close', r))) !== 0) { t.skip('unshare -rnm not permitted here'); return; }
+  if (!(await unshareOrSkip(t, '-rnm'))) return;
   const missing = ['dnsmasq', 'nft', 'socat'].filter((b) => !['/usr/sbin/', '/usr/bin/', '/sbin/'].some((d) => existsSync(d + b)));
-  if (missing.length) { t.skip(`not installed: ${missing.join(', ')}`); return; }
+  if (missing.length) { assert.fail(`not installed: ${missing.join(', ')} (scripts/setup.sh installs them with AIRLOCK_TEST_DEPS=1)`); }
   const up80 = createServer((q, s) => s.end(`via ${q.headers.host}`));
   const have80 = await new Promise<boolean>((r) => { up80.once('error', () => r(false)); up80.listen(80, '127.0.0.1', () => r(true)); });
-  if (!have80) { t.skip('cannot listen on 127.0.0.1:80 (the gateway connects to the granted name on port 80)'); return; }
+  if (!have80) { const why = privilegedSkip('cannot listen on 127.0.0.1:80 (the gateway connects to the granted name on port 80)'); if (why) t.skip(why); return; }
   const dir = mkdtempSync(join(tmpdir(), 'airlock-egress-dns-'));
   const events: AuditEventInput[] = [];
   const gw = await startGateway({

@@ -49,6 +49,15 @@ describe('policy', () => {
     assert.match(bad('sandbox:\n  limits: {}\nsandbox: {}\n'), /YAML syntax.*(unique|duplicate)/i);
   });
 
+  it('a grant over a public suffix (*.com, *.co.uk, *.github.io) is refused; a domain wildcard, a deny rule and an unlisted TLD are not', () => {
+    const bad = (text: string): string => { try { parsePolicyText(text, 'airlock.yaml'); } catch (e) { assert.ok(e instanceof AirlockError); assert.equal(e.exitCode, 65); return e.message; } throw new Error(`no error for ${text}`); };
+    assert.match(bad('egress:\n  allow:\n    - host: "*.com"\n'), /airlock\.yaml:3:\d+: egress\.allow\.0\.host: .*public suffix/);
+    assert.match(bad('egress:\n  allow:\n    - host: "*.co.uk"\n'), /public suffix/);
+    assert.match(bad('egress:\n  intercept: ["*.github.io"]\n'), /egress\.intercept\.0: .*public suffix/);
+    assert.match(bad('credentials:\n  brokered:\n    - name: T\n      source: { env: T }\n      destinations: [{ host: "*.s3.amazonaws.com" }]\n'), /public suffix/);
+    parsePolicyText('egress:\n  allow:\n    - host: "*.example.com"\n    - host: "*.internal.test"\n    - host: "*.corp"\n  deny:\n    - host: "*.ru"\n', 'airlock.yaml');
+  });
+
   it('exports a JSON Schema with descriptions and defaults', () => {
     const s = policyJsonSchema() as { properties: Record<string, { properties?: Record<string, unknown> }> };
     assert.ok(s.properties.sandbox?.properties?.limits);

@@ -9,7 +9,7 @@ import { createServer, type Server } from 'node:net';
 import { spawnSync } from 'node:child_process';
 import { Session } from '../../src/session/index.ts';
 import { AuditStore, verifyChain } from '../../src/audit/index.ts';
-import { makeRepo, tmp, cleanup, isRoot } from '../helpers.ts';
+import { makeRepo, tmp, cleanup, isRoot, privilegedSkip } from '../helpers.ts';
 
 const CANARY = `canary-${Math.random().toString(36).slice(2)}`;
 let home: string; let repo: string; let session: Session; let hostSecretDir: string;
@@ -166,7 +166,7 @@ t("open_by_handle_at", 304, 0, 0, 0)
   });
 });
 
-describe('resource bombs end the session, not the host', { skip: !isRoot && 'needs root for cgroups' }, () => {
+describe('resource bombs end the session, not the host', { skip: privilegedSkip(!isRoot && 'needs root for cgroups') }, () => {
   const cases = [
     { name: 'fork bomb', limit: 'pids', policy: 'sandbox:\n  limits:\n    pids: 64\n', cmd: 'bomb() { bomb | bomb & }; bomb; sleep 30' },
     { name: 'memory bomb', limit: 'memory', policy: 'sandbox:\n  limits:\n    memoryMB: 64\n', cmd: 'python3 -c "x = bytearray(512 * 1024 * 1024); print(len(x))"; sleep 30' },

@@ -7,14 +7,14 @@ import { spawnSync } from 'node:child_process';
 import { chownSync, mkdtempSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { BIN, ROOT, cleanup, isRoot } from '../helpers.ts';
+import { BIN, ROOT, cleanup, isRoot, privilegedSkip } from '../helpers.ts';
 
 const NOBODY = 65534;
 const asNobody = (cmd: string[], env: Record<string, string>, cwd: string) => spawnSync('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--', ...cmd], { cwd, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, encoding: 'utf8', timeout: 120_000 });
 
 const reachable = isRoot && asNobody(['test', '-x', BIN], {}, '/').status === 0 && asNobody(['test', '-r', join(ROOT, 'package.json')], {}, '/').status === 0;
 
-describe('without root', { skip: !isRoot ? 'run as root to drop to an unprivileged user' : !reachable ? `the checkout (${ROOT}) is not readable by an unprivileged user` : false }, () => {
+describe('without root', { skip: privilegedSkip(!isRoot && 'run as root to drop to an unprivileged user') || !reachable ? `the checkout (${ROOT}) is not readable by an unprivileged user` : false }, () => {
   it('runs the agent as uid 1000 in its own namespaces, with rlimits, and captures its work', () => {
     const dir = mkdtempSync(join(tmpdir(), 'airlock-unpriv-'));
     chmodSync(dir, 0o755);

@@ -7,9 +7,9 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { AuditStore } from '../../src/audit/index.ts';
-import { airlock, BIN, makeRepo, tmp, cleanup, isRoot } from '../helpers.ts';
+import { airlock, BIN, makeRepo, tmp, cleanup, isRoot, privilegedSkip } from '../helpers.ts';
 
-describe('anomaly response in a live session', { skip: !isRoot && 'the freezer needs cgroups (root)' }, () => {
+describe('anomaly response in a live session', { skip: privilegedSkip(!isRoot && 'the freezer needs cgroups (root)') }, () => {
   it('a relay tool pauses the session; resume lets it finish', async () => {
     const home = tmp('airlock-home-'); const repo = makeRepo();
     const pf = join(home, 'p.yaml');

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { merge } from './meta.ts';
-import { hostPattern } from './egress.ts';
+import { grantedHostPattern } from './egress.ts';
 
 // Brokered credentials: the agent may USE a credential but never holds it. Inside the
 // sandbox the named variable holds a random per-session placeholder; the egress gateway
@@ -24,7 +24,7 @@ export const credentialSourceSchema = z.union([
 ]).describe('Where the real value comes from, on the host only.');
 
 export const credentialDestinationSchema = z.strictObject({
-  host: hostPattern,
+  host: grantedHostPattern,
   port: z.number().int().min(1).max(65535).default(443).describe('Destination port (HTTPS only; default 443).'),
   paths: z.array(z.string().startsWith('/', 'a path starting with /')).min(1).optional()
     .describe('Path prefixes that may receive the credential, matched on segment boundaries (/v1 covers /v1 and /v1/x, not /v1x). Default: every path.'),

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parse as parseDomain } from 'tldts';
 import { merge } from './meta.ts';
 
 // Egress: what the sandbox may reach through the gateway. Nothing is allowed unless a
@@ -20,6 +21,21 @@ const ruleId = z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9_.-]*$/, 'letters, digi
 export const hostPattern = z.string().min(1).max(255)
   .regex(/^(\*\.)?[A-Za-z0-9\u00a0-\uffff_.%-]+$/, 'a host name (example.com) or a subdomain wildcard (*.example.com); IP addresses go in allowCidrs')
   .describe('Host name, matched exactly after normalisation (case, trailing dot, IDN/punycode, percent-encoding), or *.example.com for any subdomain (not example.com itself).');
+/**
+ * A wildcard over a public suffix (`*.com`, `*.co.uk`, `*.github.io`, `*.s3.amazonaws.com`)
+ * grants hosts anyone can register or publish under, so it is no grant at all. The Public
+ * Suffix List (ICANN and private sections, via tldts) decides; names the list does not know
+ * (`*.test`, `*.internal`) stay allowed.
+ */
+export function isPublicSuffixWildcard(pattern: string): boolean {
+  if (!pattern.startsWith('*.')) return false;
+  const parsed = parseDomain(pattern.slice(2), { allowPrivateDomains: true });
+  return parsed.domain === null && (parsed.isIcann === true || parsed.isPrivate === true);
+}
+/** A host pattern that grants something: never a wildcard over a public suffix. */
+export const grantedHostPattern = hostPattern.refine((p) => !isPublicSuffixWildcard(p), {
+  message: 'a wildcard over a public suffix grants hosts anyone can register; name the domain (*.example.com) or the exact hosts',
+});
 const ports = z.array(z.number().int().min(1).max(65535)).min(1)
   .describe('Destination ports this rule grants (default: 80 and 443).');
 const schemes = z.array(z.enum(EGRESS_SCHEMES)).min(1)
@@ -29,15 +45,16 @@ const methods = z.array(z.string().regex(/^[A-Z][A-Z0-9_-]*$/, 'an upper-case HT
 const paths = z.array(z.string().startsWith('/', 'a path starting with /')).min(1)
   .describe('Path prefixes granted, matched on segment boundaries after dot-segment removal (/api grants /api and /api/x, not /apix). Plain HTTP and intercepted hosts only, like methods.');
 
-export const egressHostRuleSchema = z.strictObject({
+const hostRuleFields = {
   id: ruleId.optional(),
-  host: hostPattern,
   ports: ports.optional(),
   schemes: schemes.optional(),
   methods: methods.optional(),
   paths: paths.optional(),
   reason: z.string().optional().describe('Why the rule exists; shown when it decides.'),
-}).describe('A destination by host name.');
+};
+export const egressHostRuleSchema = z.strictObject({ host: hostPattern, ...hostRuleFields }).describe('A destination by host name.');
+const egressAllowRuleSchema = z.strictObject({ host: grantedHostPattern, ...hostRuleFields }).describe('A destination by host name.');
 
 const cidr = z.string().min(3).max(64).regex(/^[0-9A-Fa-f.:]+\/\d{1,3}$/, 'a CIDR such as 10.0.0.0/8 or fd00::/8')
   .describe('Address range in CIDR notation (a single address is /32 or /128).');
@@ -61,7 +78,7 @@ export const egressLimitsSchema = z.strictObject({
 export const egressSchema = z.strictObject({
   presets: merge(z.array(z.enum(EGRESS_PRESETS)).default([])
     .describe('Named destination sets (https on 443 only): npm (registry.npmjs.org, registry.yarnpkg.com), pypi, github, goproxy, crates, openai, anthropic, google. Only presets both org and repo list apply.'), 'intersect'),
-  allow: merge(z.array(egressHostRuleSchema).default([])
+  allow: merge(z.array(egressAllowRuleSchema).default([])
     .describe('Destinations by host name. Only entries both org and repo list apply (the org list is the ceiling).'), 'intersect'),
   allowCidrs: merge(z.array(egressCidrRuleSchema).default([])
     .describe('Destinations by address range: needed for IP literals, for names resolving into special ranges, and for the host loopback (e.g. a local dev server on 127.0.0.1/32, ports [3000]). Only entries both policies list apply.'), 'intersect'),
@@ -70,7 +87,7 @@ export const egressSchema = z.strictObject({
   denyCidrs: merge(z.array(egressCidrRuleSchema).default([])
     .describe('Address ranges refused even when an allow rule matches the name. Both policies\' lists apply.'), 'union'),
   limits: egressLimitsSchema.prefault({}),
-  intercept: merge(z.array(hostPattern).default([])
+  intercept: merge(z.array(grantedHostPattern).default([])
     .describe('Hosts whose TLS the gateway terminates (with Airlock\'s own CA, which the sandbox is made to trust) so that every HTTP request inside is decided on its own: method and path rules of allow/deny entries, credential brokering, outbound DLP. Hosts bound to a brokered credential (credentials.brokered[].destinations) and, unless secrets.dlp.mode is off, the modelApis hosts are intercepted too. Every other host stays an end-to-end TLS tunnel. Both policies\' lists apply.'), 'union'),
   modelApis: merge(z.array(hostPattern).default([...MODEL_API_HOSTS])
     .describe('Model API hosts (OpenAI, Anthropic, Google, ...): requests to them are intercepted and their bodies scanned for secrets per secrets.dlp.mode (redact in flight, block, or only record). Both policies\' lists apply.'), 'union'),
