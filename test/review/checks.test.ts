@@ -93,6 +93,17 @@ test('dependencies: sources, scripts, ranges, registries, denylist and typosquat
   assert.deepEqual(benign.filter((r) => !r.startsWith('dependencies.added')), []);
 });
 
+test('dependencies: npm specs read as npm reads them (a bare tarball path is a file, not a registry package); ranges by semver', async () => {
+  const pkg = JSON.stringify({ dependencies: { a: 'evil.tgz', b: 'git+ssh://git@example.com/x.git', c: 'npm:@evil/pkg@1.0.0', d: 'link:../d', e: 'weird:thing', f: '1.2.3' } });
+  const found = await rulesOf([file('package.json', pkg)]);
+  const sources = found.filter((x) => x.startsWith('dependencies.source@package.json')).length;
+  assert.equal(sources, 4, `a, b, d, e are not from the registry: ${found.join(', ')}`);
+  const old = JSON.stringify({ dependencies: { x: '~1.2.3', y: '^1.2.3', z: '1.2.3' } });
+  const wider = JSON.stringify({ dependencies: { x: '>=1.2.3 <1.3.0', y: '>=1.2.3', z: '1.2.3 || 1.2.4' } });
+  const loosened = (await rulesOf([file('package.json', wider, { oldText: old })])).filter((x) => x.startsWith('dependencies.loosened'));
+  assert.equal(loosened.length, 2, `y (^ → open-ended) and z (pinned → two versions) loosened, x is the same range: ${loosened.join(', ')}`);
+});
+
 test('Trojan Source: invisible and confusable characters; ordinary non-Latin text is fine', async () => {
   const found = await rulesOf([file('x.js', [
     'const ok = "Привет, мир";',            // Cyrillic text in a string: fine

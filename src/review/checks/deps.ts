@@ -1,4 +1,6 @@
 import { parse as parseToml } from 'smol-toml';
+import npa from 'npm-package-arg';
+import semver from 'semver';
 import type { Policy } from '../../policy/index.ts';
 import type { ChangedFile, Finding } from '../types.ts';
 import type { Severity } from '../../audit/index.ts';
@@ -16,13 +18,25 @@ interface Manifest { eco: Eco; deps: Map<string, Dep>; scripts: Map<string, stri
 
 const key = (d: { section: string; name: string }) => `${d.section}\u0000${d.name}`;
 
-function npmKind(spec: string): { kind: Kind; alias?: string } {
+/**
+ * What an npm dependency spec points at, as npm itself reads it (npm-package-arg): a
+ * hand-written regex called `"x": "evil.tgz"` a registry package, npm installs the file.
+ * Protocols npm does not know are yarn/pnpm's local forms (link:, portal:, workspace:,
+ * file-like) or something unknown, which counts as a URL: never as the registry.
+ */
+function npmKind(name: string, spec: string): { kind: Kind; alias?: string } {
   const s = spec.trim();
-  if (/^npm:/.test(s)) return { kind: 'alias', alias: s.slice(4).replace(/@[^@]*$/, '') || s.slice(4) };
-  if (/^(git(\+[a-z]+)?:|git@|github:|gitlab:|bitbucket:|gist:)/i.test(s) || /^[\w.-]+\/[\w.-]+(#.*)?$/.test(s)) return { kind: 'git' };
-  if (/^https?:/i.test(s)) return { kind: 'url' };
-  if (/^(file:|link:|portal:|\.{0,2}\/|~\/)/.test(s)) return { kind: 'file' };
-  return { kind: 'registry' };
+  let parsed: npa.Result;
+  try { parsed = npa.resolve(name, s, '/nonexistent'); } catch {
+    return /^(link|portal|workspace|patch):/.test(s) ? { kind: 'file' } : { kind: 'url' };
+  }
+  switch (parsed.type) {
+    case 'alias': return { kind: 'alias', alias: (parsed as npa.AliasResult).subSpec.name ?? s.slice(4) };
+    case 'git': return { kind: 'git' };
+    case 'remote': return { kind: 'url' };
+    case 'file': case 'directory': return { kind: 'file' };
+    default: return { kind: 'registry' }; // version, range, tag
+  }
 }
 
 function parseNpm(text: string): Manifest {
@@ -33,7 +47,7 @@ function parseNpm(text: string): Manifest {
     if (!o || typeof o !== 'object' || Array.isArray(o)) continue;
     for (const [name, spec] of Object.entries(o as Record<string, unknown>)) {
       if (typeof spec !== 'string') continue;
-      const d: Dep = { name, spec, section, ...npmKind(spec) };
+      const d: Dep = { name, spec, section, ...npmKind(name, spec) };
       deps.set(key(d), d);
     }
   }
@@ -61,7 +75,8 @@ function parseNpmLock(text: string): Manifest {
     const i = path.lastIndexOf('node_modules/');
     const name = i >= 0 ? path.slice(i + 'node_modules/'.length) : path;
     const resolved = v.resolved ?? '';
-    const kind = resolved ? (npmKind(resolved).kind === 'registry' ? 'url' : npmKind(resolved).kind) : 'registry';
+    const resolvedKind = resolved ? npmKind(name, resolved).kind : 'registry';
+    const kind = resolvedKind === 'registry' && resolved ? 'url' : resolvedKind;
     const d: Dep = { name, spec: v.version ?? '', kind: /^https?:/.test(resolved) ? 'registry' : kind, section: path };
     deps.set(key(d), d);
     if (/^https?:/.test(resolved)) registries.push(resolved);
@@ -282,11 +297,31 @@ function looseness(eco: Eco, spec: string): number {
     if (/<|<=/.test(s)) return 2;
     return 3;
   }
-  if (!s || s === '*' || s === 'latest' || /^x$/i.test(s) || s === 'next') return 4;
-  if (/\|\||>|\s-\s/.test(s) && !/</.test(s)) return 3;
-  if (/^=?v?\d+\.\d+\.\d+(-[\w.]+)?(\+[\w.]+)?$/.test(s)) return eco === 'cargo' && !s.startsWith('=') ? 2 : 0;
+  if (eco === 'cargo') return cargoLooseness(s);
+  return npmLooseness(s);
+}
+
+/** npm ranges as npm reads them (semver): how many versions a spec admits, in steps. */
+function npmLooseness(s: string): number {
+  if (semver.valid(s)) return 0; // one exact version
+  const range = semver.validRange(s);
+  if (range === null) return 4; // a tag (latest, next) or nothing npm can bound
+  if (range === '*' || range === '') return 4;
+  const low = semver.minVersion(range);
+  if (!low || !semver.intersects(range, `>=${semver.inc(low, 'major')}`)) {
+    // bounded below the next major: ~ (patch range) or ^ / x-range within a major
+    return low && !semver.intersects(range, `>=${semver.inc(low, 'minor')}`) ? 1 : 2;
+  }
+  return 3; // open upward past a major (>=, ||, hyphen ranges reaching further)
+}
+
+/** Cargo: a bare version means ^ (caret), "=x.y.z" pins. */
+function cargoLooseness(s: string): number {
+  if (!s || s === '*') return 4;
+  if (/^=\s*\d+\.\d+\.\d+/.test(s)) return 0;
   if (/^~/.test(s)) return 1;
-  return 2; // ^, x-ranges, bare majors
+  if (/>|\|\|/.test(s) && !/</.test(s)) return 3;
+  return 2;
 }
 
 function hostOf(u: string): string {
