@@ -14,7 +14,6 @@ import { captureWorkspace, openHostRepo, prepareSnapshot, resolveCommit, type Ca
 import { sessionPolicy, type PolicyChoice } from './policy.ts';
 import { newSessionId } from './id.ts';
 import { hooks } from './hooks.ts';
-import { redactDeep } from '../secrets/sync.ts';
 
 export interface OpenSessionOptions extends PolicyChoice {
   /** Repository path (default: current directory). */
@@ -96,8 +95,8 @@ export class Session {
 
   /** Records an event for this session; durable when it returns. */
   record(e: AuditEventInput): AuditEvent {
-    // Nothing secret is stored: argv, paths, reasons… pass the synchronous redactor first.
-    const ev = this.store.append({ ...e, data: e.data ? redactDeep(e.data) : e.data, session: e.session ?? this.id });
+    // The store redacts argv, paths, reasons… whoever appends (see src/audit/redact.ts).
+    const ev = this.store.append({ ...e, session: e.session ?? this.id });
     this.onEvent?.(ev);
     return ev;
   }
