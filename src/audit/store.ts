@@ -94,9 +94,9 @@ const NEVER = new Set([sqlite.SQLITE_ATTACH, sqlite.SQLITE_DETACH, sqlite.SQLITE
 function tablesAuthorizer(action: number, a1: string | null, a2: string | null): number {
   if (NEVER.has(action)) return sqlite.SQLITE_DENY;
   if (!WRITES.has(action)) return sqlite.SQLITE_OK;
-  // the table is a1 for row writes and DROP/ALTER TABLE, a2 for trigger and index DDL
-  const table = action === sqlite.SQLITE_CREATE_TRIGGER || action === sqlite.SQLITE_DROP_TRIGGER
-    || action === sqlite.SQLITE_CREATE_INDEX || action === sqlite.SQLITE_DROP_INDEX ? a2 : a1;
+  // the table is a1 for row writes and DROP TABLE, a2 for ALTER TABLE and trigger/index DDL
+  const table = action === sqlite.SQLITE_INSERT || action === sqlite.SQLITE_UPDATE || action === sqlite.SQLITE_DELETE
+    || action === sqlite.SQLITE_DROP_TABLE ? a1 : a2;
   return table !== null && STORE_TABLES.has(table.toLowerCase()) ? sqlite.SQLITE_DENY : sqlite.SQLITE_OK;
 }
 
