@@ -82,7 +82,7 @@ export function loadSigningKey(dir = keyDir()): SigningKey {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e; // another process won the race: use its key
     }
     try {
-      const fd = openSync(join(dir, PUBKEY_FILE), 'wx', 0o644);
+      const fd = openSync(join(dir, PUBKEY_FILE), 'wx', 0o600); // public, but the data dir is private throughout
       try { writeSync(fd, publicKey.export({ type: 'spki', format: 'pem' }) as string); } finally { closeSync(fd); }
     } catch { /* written by the race winner */ }
   }

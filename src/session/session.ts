@@ -4,7 +4,7 @@ import { userInfo } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { AuditStore, type AuditEvent, type AuditEventInput } from '../audit/index.ts';
 import { AirlockError } from '../common/errors.ts';
-import { ensureHome, type HomeLayout } from '../common/paths.ts';
+import { ensureHome, makePrivateTree, type HomeLayout } from '../common/paths.ts';
 import type { LoadedPolicy } from '../policy/index.ts';
 import {
   BwrapDriver, buildSandboxEnv, HOST_UID_FOR_SANDBOX, SANDBOX_HOME, SANDBOX_WORKSPACE,
@@ -273,6 +273,7 @@ export class Session {
       this.record({ type: 'session.capture_failed', severity: 'high', data: { error: e instanceof Error ? e.message : String(e) } });
     }
     await this.teardown();
+    makePrivateTree(this.stateDir); // result.git, traces: git and strace create them with the umask's modes
     this.state = 'stopped';
     this.record({ type: 'session.stop', data: { reason: why, status: this.lastStatus, commits: result?.commits.length ?? 0, dirty: result?.dirty ?? false } });
     try { await hooks.afterStop?.(this, result); } catch (e) {

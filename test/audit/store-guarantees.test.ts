@@ -4,7 +4,7 @@
 // store writes the event chain.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -107,5 +107,17 @@ test('no caller reaches the raw database: tables cannot write the chain, its tri
     // and the store itself still appends after its tables were used
     store.append({ type: 'session.stop', session: 's1' });
     assert.deepEqual(store.query().map((e) => e.type), ['session.start', 'session.stop']);
+  } finally { store.close(); rmSync(home, { recursive: true, force: true }); }
+});
+
+test('audit.db, its WAL and shared memory are 0600 while open, also when the file existed 0644', () => {
+  const home = mkdtempSync(join(tmpdir(), 'airlock-mode-'));
+  const db = join(home, 'audit.db');
+  writeFileSync(db, '');
+  chmodSync(db, 0o644);
+  const store = new AuditStore(db);
+  try {
+    store.append({ type: 'session.start', session: 's1' });
+    for (const f of [db, `${db}-wal`, `${db}-shm`]) assert.equal((statSync(f).mode & 0o777).toString(8), '600', f);
   } finally { store.close(); rmSync(home, { recursive: true, force: true }); }
 });
