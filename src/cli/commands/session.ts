@@ -4,7 +4,6 @@ import { ensureHome } from '../../common/paths.ts';
 import { AuditStore } from '../../audit/index.ts';
 import { Session, listSessions, type OpenSessionOptions, type SessionSummary } from '../../session/index.ts';
 import { request, startDetached } from '../../session/daemon.ts';
-import '../../session/layers.ts';
 import { applyProfile } from '../../agents/index.ts';
 import { setExit } from '../main.ts';
 import { bad, dim, ok, printJson, table, warn, progress } from '../output.ts';
