@@ -64,7 +64,8 @@ export function resolveLayers(given: Partial<Record<LayerName, SessionLayer | nu
   const unknown = Object.keys(given).filter((k) => !(LAYER_NAMES as readonly string[]).includes(k));
   if (unknown.length) throw new TypeError(`unknown session layer(s): ${unknown.join(', ')} (known: ${LAYER_NAMES.join(', ')})`);
   const defaults = defaultLayers();
-  const layers = Object.fromEntries(LAYER_NAMES.map((n) => [n, n in given ? given[n] ?? null : defaults[n]])) as Record<LayerName, SessionLayer | null>;
+  // only null leaves a layer out; undefined (e.g. an options object spread from elsewhere) keeps the default
+  const layers = Object.fromEntries(LAYER_NAMES.map((n) => [n, given[n] === undefined ? defaults[n] : given[n]])) as Record<LayerName, SessionLayer | null>;
   return { layers: Object.freeze(layers), disabled: LAYER_NAMES.filter((n) => layers[n] === null) };
 }
 
