@@ -125,10 +125,10 @@ if (haveRsyslog) {
   const rates: Record<string, number> = {};
   try {
     const s = new AuditStore(keep);
-    ensureSinkSchema(s.db);
+    ensureSinkSchema(s.tables);
     for (const format of ['json', 'cef'] as const) {
       const sink = sinkSchema.parse({ type: 'syslog', name: `bench-${format}`, host: '127.0.0.1', port, format, batchSize: 5000 });
-      s.db.prepare('INSERT OR REPLACE INTO sink_state (name, type, cursor) VALUES (?, ?, ?)').run(sink.name, 'syslog', N + 1 - D);
+      s.tables.prepare('INSERT OR REPLACE INTO sink_state (name, type, cursor) VALUES (?, ?, ?)').run(sink.name, 'syslog', N + 1 - D);
       const t = performance.now();
       const st = await flushSinks(s, [sink]);
       rates[format] = (st[0]!.delivered) / ((performance.now() - t) / 1000);

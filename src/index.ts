@@ -3,14 +3,15 @@
 //
 //   import { openSession, readWorkspaceFile, createProposal } from 'airlock';
 //
-// Importing this module also wires the optional layers (egress gateway, command rules,
-// secrets sanitization, detection, proposals) into sessions, as the CLI does.
-import './session/layers.ts';
+// Every session opened through this API runs all security layers (egress gateway,
+// command rules, secrets sanitization, detection, proposals, checkpoints and sinks)
+// unless the caller leaves one out explicitly (`layers: { name: null }`, recorded).
 
 // Sessions: open on a repo with a policy, exec (streaming), stop and capture.
 export {
-  Session, hooks, listSessions, sessionPolicy, orgPolicyPath, REPO_POLICY_FILE,
-  type OpenSessionOptions, type ExecRequest, type StopResult, type SessionState, type SessionHooks, type SessionSummary, type PolicyChoice,
+  Session, listSessions, sessionPolicy, orgPolicyPath, REPO_POLICY_FILE, defaultLayers, LAYER_NAMES,
+  type OpenSessionOptions, type ExecRequest, type StopResult, type SessionState, type SessionLayer, type SessionLayers, type LayerName,
+  type SessionSummary, type PolicyChoice,
 } from './session/index.ts';
 export type { ExecHandle, ExecResult, Mechanisms } from './sandbox/index.ts';
 export { SANDBOX_WORKSPACE, SANDBOX_HOME } from './sandbox/index.ts';

@@ -4,11 +4,13 @@ import {
 } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import type { DatabaseSync } from 'node:sqlite';
 import { AirlockError } from '../common/errors.ts';
 import { airlockHome, homeLayout } from '../common/paths.ts';
 import { MerkleFrontier, eventLeafHash } from './merkle.ts';
-import type { AuditStore } from './store.ts';
+import type { AuditStore, AuditTables } from './store.ts';
+
+/** The audit store's `tables`, or a read-only connection of the verifier. */
+type Sql = Pick<AuditTables, 'exec' | 'prepare'>;
 
 // Signed checkpoints: every N events, every T seconds and at session end, Airlock signs
 // (Ed25519) the size and RFC 6962 root of the tree over all events so far. Checkpoints
@@ -80,7 +82,7 @@ export function loadSigningKey(dir = keyDir()): SigningKey {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e; // another process won the race: use its key
     }
     try {
-      const fd = openSync(join(dir, PUBKEY_FILE), 'wx', 0o644);
+      const fd = openSync(join(dir, PUBKEY_FILE), 'wx', 0o600); // public, but the data dir is private throughout
       try { writeSync(fd, publicKey.export({ type: 'spki', format: 'pem' }) as string); } finally { closeSync(fd); }
     } catch { /* written by the race winner */ }
   }
@@ -117,18 +119,13 @@ export function verifyCheckpointSignature(c: Pick<Checkpoint, 'logId' | 'size' |
   try { return edVerify(null, Buffer.from(checkpointText(c)), pub, Buffer.from(c.signature, 'base64')); } catch { return false; }
 }
 
-export function ensureCheckpointSchema(db: DatabaseSync): void {
+export function ensureCheckpointSchema(db: Sql): void {
   db.exec(SCHEMA);
 }
 
 export function logId(store: AuditStore): string {
-  let id = store.getKv('audit.logId');
-  if (!id) {
-    // INSERT OR IGNORE then read back: concurrent first writers agree on one id
-    store.db.prepare('INSERT OR IGNORE INTO kv (k, v) VALUES (?, ?)').run('audit.logId', randomUUID());
-    id = store.getKv('audit.logId')!;
-  }
-  return id;
+  // set once, then read back: concurrent first writers agree on one id
+  return store.getKv('audit.logId') ?? store.setKvOnce('audit.logId', randomUUID());
 }
 
 interface CpRow { id: number; size: number; root: string; ts: string; reason: string; log_id: string; key_id: string; signature: string; frontier: string }
@@ -136,17 +133,17 @@ const toCheckpoint = (r: CpRow): Checkpoint => ({
   id: r.id, logId: r.log_id, size: r.size, root: r.root, ts: r.ts, reason: r.reason, keyId: r.key_id, signature: r.signature,
 });
 
-export function listCheckpoints(db: DatabaseSync): Checkpoint[] {
+export function listCheckpoints(db: Sql): Checkpoint[] {
   ensureCheckpointSchemaIfWritable(db);
   try {
     return (db.prepare('SELECT * FROM audit_checkpoints ORDER BY id ASC').all() as unknown as CpRow[]).map(toCheckpoint);
   } catch { return []; }
 }
-function ensureCheckpointSchemaIfWritable(db: DatabaseSync): void {
+function ensureCheckpointSchemaIfWritable(db: Sql): void {
   try { ensureCheckpointSchema(db); } catch { /* read-only connection: table may be absent */ }
 }
 
-export function latestCheckpoint(db: DatabaseSync, minSize = 0): Checkpoint | undefined {
+export function latestCheckpoint(db: Sql, minSize = 0): Checkpoint | undefined {
   ensureCheckpointSchemaIfWritable(db);
   const r = db.prepare('SELECT * FROM audit_checkpoints WHERE size >= ? ORDER BY id DESC LIMIT 1').get(minSize) as CpRow | undefined;
   return r ? toCheckpoint(r) : undefined;
@@ -166,7 +163,7 @@ export interface CheckpointOptions {
  */
 export function checkpoint(store: AuditStore, reason: string, opts: CheckpointOptions = {}): Checkpoint {
   const key = loadSigningKey(opts.keyDir ?? keyDir());
-  const db = store.db;
+  const db = store.tables;
   ensureCheckpointSchema(db);
   const log = logId(store);
   let made: Checkpoint | undefined;
@@ -251,7 +248,7 @@ export function startCheckpointer(store: AuditStore, sched: CheckpointSchedule):
       setImmediate(() => { scheduled = false; run('every-n-events'); });
     }
   });
-  const timer = setInterval(() => { if (store.db.prepare('SELECT 1 FROM events LIMIT 1').get()) run('interval'); }, Math.max(1, sched.everySeconds) * 1000);
+  const timer = setInterval(() => { if (store.tables.prepare('SELECT 1 FROM events LIMIT 1').get()) run('interval'); }, Math.max(1, sched.everySeconds) * 1000);
   timer.unref();
   return { stop() { off(); clearInterval(timer); } };
 }

@@ -1,4 +1,4 @@
-export { AuditStore, type EventQuery, type AppendListener } from './store.ts';
+export { AuditStore, type EventQuery, type AppendListener, type AuditTables, type TableStatement, type AuditSync } from './store.ts';
 export { verifyChain, verifyLog, verifyLogAsync, type VerifyResult, type VerifyOptions } from './verify.ts';
 export {
   type AuditEvent, type AuditEventInput, type Severity, type Decision, canonicalJson, GENESIS_HASH,

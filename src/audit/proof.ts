@@ -29,14 +29,14 @@ export interface InclusionProofDoc {
 }
 
 export function proveEvent(store: AuditStore, eventId: string, opts: CheckpointOptions = {}): InclusionProofDoc {
-  const row = store.db.prepare('SELECT * FROM events WHERE id = ?').get(eventId);
+  const row = store.tables.prepare('SELECT * FROM events WHERE id = ?').get(eventId);
   if (!row) throw new AirlockError('NOT_FOUND', `no audit event with id ${eventId}`, 'find ids with `airlock audit show SESSION --json`');
   const event = rowToEvent(row as unknown as Parameters<typeof rowToEvent>[0]);
   if (chainHash(event.prevHash, eventBody(event)) !== event.hash) {
     throw new AirlockError('TAMPERED', `event ${event.seq} (${event.id}) does not match its hash: it was altered after it was written`, 'run `airlock audit verify` for the full report');
   }
-  const cp = latestCheckpoint(store.db, event.seq) ?? checkpoint(store, 'prove', opts);
-  const stmt = store.db.prepare('SELECT seq, hash FROM events WHERE seq > ? AND seq <= ? ORDER BY seq ASC LIMIT 20000');
+  const cp = latestCheckpoint(store.tables, event.seq) ?? checkpoint(store, 'prove', opts);
+  const stmt = store.tables.prepare('SELECT seq, hash FROM events WHERE seq > ? AND seq <= ? ORDER BY seq ASC LIMIT 20000');
   stmt.setReturnArrays(true);
   const leaves: Buffer[] = [];
   for (let after = 0; after < cp.size;) {

@@ -1,13 +1,24 @@
-import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import {
+  DatabaseSync, constants as sqlite, type SQLInputValue, type SQLOutputValue, type StatementResultingChanges, type StatementSync,
+} from 'node:sqlite';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import {
   type AuditEvent, type AuditEventInput, GENESIS_HASH, canonicalJson, chainHashFast, eventBodyFromParts, newEventId,
 } from './event.ts';
+import { redactEventInput, redactSqlParams } from './redact.ts';
+import { makePrivateFile } from '../common/paths.ts';
 
 // Append-only, hash-chained event store in SQLite. One chain across all sessions, so a
 // deleted session is as detectable as a deleted event. Writers in several processes
 // serialize through BEGIN IMMEDIATE; the triggers make UPDATE/DELETE fail at the engine.
+//
+// Guarantees that do not depend on the caller: every event is redacted here, whichever
+// module appends it; the database handle is private, and other modules' tables (approval
+// queue, sink cursors, proposals, profiles, checkpoints) are reached through `tables`,
+// whose statements cannot write the event chain and whose string parameters are redacted
+// too; the file, its WAL and shared memory are 0600; a commit is fsynced (synchronous=FULL)
+// before append returns.
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS events (
@@ -54,22 +65,85 @@ export function rowToEvent(r: Row): AuditEvent {
 
 export type AppendListener = (e: AuditEvent) => void;
 
+/** A statement over the audit database: what the other modules' tables need, nothing more. */
+export interface TableStatement {
+  run(...params: SQLInputValue[]): StatementResultingChanges;
+  get(...params: SQLInputValue[]): Record<string, SQLOutputValue> | undefined;
+  all(...params: SQLInputValue[]): Record<string, SQLOutputValue>[];
+  iterate(...params: SQLInputValue[]): Iterator<Record<string, SQLOutputValue>>;
+  setReturnArrays(enabled: boolean): void;
+}
+
+/** SQL for a module's own tables in the audit database (never a write to the event chain). */
+export interface AuditTables {
+  exec(sql: string): void;
+  prepare(sql: string): TableStatement;
+  readonly isTransaction: boolean;
+}
+
+/** Durability of a commit: FULL fsyncs the WAL at every commit (see docs/benchmarks.md). */
+export type AuditSync = 'FULL' | 'NORMAL';
+
+// Tables only the store writes: the chain and its key-value side (log id, namespaces).
+const STORE_TABLES = new Set(['events', 'kv']);
+const WRITES = new Set([sqlite.SQLITE_INSERT, sqlite.SQLITE_UPDATE, sqlite.SQLITE_DELETE, sqlite.SQLITE_DROP_TABLE,
+  sqlite.SQLITE_ALTER_TABLE, sqlite.SQLITE_CREATE_TRIGGER, sqlite.SQLITE_DROP_TRIGGER, sqlite.SQLITE_CREATE_INDEX, sqlite.SQLITE_DROP_INDEX]);
+const NEVER = new Set([sqlite.SQLITE_ATTACH, sqlite.SQLITE_DETACH, sqlite.SQLITE_PRAGMA, sqlite.SQLITE_CREATE_VTABLE]);
+
+/** SQLite authorizer for `tables` statements: reads anywhere, writes only outside the store's own tables. */
+function tablesAuthorizer(action: number, a1: string | null, a2: string | null): number {
+  if (NEVER.has(action)) return sqlite.SQLITE_DENY;
+  if (!WRITES.has(action)) return sqlite.SQLITE_OK;
+  // the table is a1 for row writes and DROP TABLE, a2 for ALTER TABLE and trigger/index DDL
+  const table = action === sqlite.SQLITE_INSERT || action === sqlite.SQLITE_UPDATE || action === sqlite.SQLITE_DELETE
+    || action === sqlite.SQLITE_DROP_TABLE ? a1 : a2;
+  return table !== null && STORE_TABLES.has(table.toLowerCase()) ? sqlite.SQLITE_DENY : sqlite.SQLITE_OK;
+}
+
 export class AuditStore {
   readonly path: string;
-  readonly db: DatabaseSync;
-  private insert: StatementSync;
-  private last: StatementSync;
-  private listeners = new Set<AppendListener>();
+  readonly #db: DatabaseSync;
+  readonly #insert: StatementSync;
+  readonly #last: StatementSync;
+  readonly #listeners = new Set<AppendListener>();
+  /** Other modules' tables in this database (approval queue, sink cursors, proposals…). */
+  readonly tables: AuditTables;
 
-  constructor(path: string) {
+  constructor(path: string, opts: { sync?: AuditSync } = {}) {
     this.path = path;
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    this.db = new DatabaseSync(path, { timeout: 10_000 });
-    this.db.exec('PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;');
-    this.db.exec(SCHEMA);
-    this.insert = this.db.prepare(
+    // SQLite gives -wal and -shm the database file's mode, so 0600 here covers all three.
+    makePrivateFile(path);
+    this.#db = new DatabaseSync(path, { timeout: 10_000 });
+    this.#db.exec(`PRAGMA journal_mode=WAL; PRAGMA synchronous=${opts.sync ?? 'FULL'}; PRAGMA foreign_keys=ON;`);
+    for (const f of [`${path}-wal`, `${path}-shm`]) makePrivateFile(f, { create: false });
+    this.#db.exec(SCHEMA);
+    this.#insert = this.#db.prepare(
       'INSERT INTO events (seq,id,ts,type,session,severity,decision,rule,data,prev_hash,hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)');
-    this.last = this.db.prepare('SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1');
+    this.#last = this.#db.prepare('SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1');
+    this.tables = this.#tablesHandle();
+  }
+
+  #tablesHandle(): AuditTables {
+    const db = this.#db;
+    const confined = <T>(compile: () => T): T => {
+      db.setAuthorizer(tablesAuthorizer);
+      try { return compile(); } finally { db.setAuthorizer(null); }
+    };
+    return {
+      exec: (sql) => confined(() => db.exec(sql)),
+      prepare: (sql) => {
+        const st = confined(() => db.prepare(sql));
+        return {
+          run: (...p) => st.run(...redactSqlParams(p)),
+          get: (...p) => st.get(...redactSqlParams(p)),
+          all: (...p) => st.all(...redactSqlParams(p)),
+          iterate: (...p) => st.iterate(...redactSqlParams(p)),
+          setReturnArrays: (on) => st.setReturnArrays(on),
+        };
+      },
+      get isTransaction() { return db.isTransaction; },
+    };
   }
 
   /** Appends and commits before returning: the event is durable when this returns. */
@@ -80,13 +154,14 @@ export class AuditStore {
   /** Group commit: one transaction, one chain extension. */
   appendMany(inputs: AuditEventInput[]): AuditEvent[] {
     const out: AuditEvent[] = [];
-    this.db.exec('BEGIN IMMEDIATE');
+    const clean = inputs.map(redactEventInput); // before the transaction: redaction can be slow on big data
+    this.#db.exec('BEGIN IMMEDIATE');
     try {
-      const last = this.last.get() as { seq: number; hash: string } | undefined;
+      const last = this.#last.get() as { seq: number; hash: string } | undefined;
       let seq = last?.seq ?? 0;
       let prev = last?.hash ?? GENESIS_HASH;
       const ts = new Date().toISOString(); // one commit, one time
-      for (const input of inputs) {
+      for (const input of clean) {
         seq += 1;
         const base = {
           seq, id: newEventId(), ts, type: input.type,
@@ -98,17 +173,17 @@ export class AuditStore {
         const dataText = canonicalJson(base.data);
         const hash = chainHashFast(prev, eventBodyFromParts(base.seq, base.id, base.ts, base.type,
           base.session, base.severity, base.decision, base.rule, dataText));
-        this.insert.run(base.seq, base.id, base.ts, base.type, base.session, base.severity,
+        this.#insert.run(base.seq, base.id, base.ts, base.type, base.session, base.severity,
           base.decision, base.rule, dataText, prev, hash);
         out.push({ ...base, prevHash: prev, hash });
         prev = hash;
       }
-      this.db.exec('COMMIT');
+      this.#db.exec('COMMIT');
     } catch (e) {
-      this.db.exec('ROLLBACK');
+      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
       throw e;
     }
-    for (const e of out) for (const l of this.listeners) {
+    for (const e of out) for (const l of this.#listeners) {
       try { l(e); } catch { /* a listener never breaks the writer */ }
     }
     return out;
@@ -116,8 +191,8 @@ export class AuditStore {
 
   /** In-process subscription to events this store instance appends. */
   onAppend(l: AppendListener): () => void {
-    this.listeners.add(l);
-    return () => this.listeners.delete(l);
+    this.#listeners.add(l);
+    return () => this.#listeners.delete(l);
   }
 
   query(q: EventQuery = {}): AuditEvent[] {
@@ -131,12 +206,12 @@ export class AuditStore {
     if (q.afterSeq !== undefined) { where.push('seq > ?'); args.push(q.afterSeq); }
     const sql = `SELECT * FROM events ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq ASC`
       + (q.limit ? ` LIMIT ${Math.floor(q.limit)}` : '');
-    return (this.db.prepare(sql).all(...args) as unknown as Row[]).map(rowToEvent);
+    return (this.#db.prepare(sql).all(...args) as unknown as Row[]).map(rowToEvent);
   }
 
   /** Iterates the whole log in order without loading it at once. */
   *iterate(afterSeq = 0, batch = 5000): Generator<AuditEvent> {
-    const stmt = this.db.prepare('SELECT * FROM events WHERE seq > ? ORDER BY seq ASC LIMIT ?');
+    const stmt = this.#db.prepare('SELECT * FROM events WHERE seq > ? ORDER BY seq ASC LIMIT ?');
     let after = afterSeq;
     for (;;) {
       const rows = stmt.all(after, batch) as unknown as Row[];
@@ -147,19 +222,38 @@ export class AuditStore {
   }
 
   count(): number {
-    return (this.db.prepare('SELECT COUNT(*) AS n FROM events').get() as { n: number }).n;
+    return (this.#db.prepare('SELECT COUNT(*) AS n FROM events').get() as { n: number }).n;
+  }
+
+  /** The highest sequence number in the log (0 when empty). */
+  headSeq(): number {
+    return ((this.#last.get() as { seq: number } | undefined)?.seq) ?? 0;
+  }
+
+  /** One event by id, as stored (for inclusion proofs). */
+  eventById(id: string): AuditEvent | undefined {
+    const r = this.#db.prepare('SELECT * FROM events WHERE id = ?').get(id) as Row | undefined;
+    return r ? rowToEvent(r) : undefined;
   }
 
   getKv(k: string): string | undefined {
-    const r = this.db.prepare('SELECT v FROM kv WHERE k = ?').get(k) as { v: string } | undefined;
+    const r = this.#db.prepare('SELECT v FROM kv WHERE k = ?').get(k) as { v: string } | undefined;
     return r?.v;
   }
 
   setKv(k: string, v: string): void {
-    this.db.prepare('INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v').run(k, v);
+    this.#db.prepare('INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v').run(...redactSqlParams([k, v]));
   }
 
+  /** Sets k unless it is set; returns the value that holds (concurrent first writers agree). */
+  setKvOnce(k: string, v: string): string {
+    this.#db.prepare('INSERT OR IGNORE INTO kv (k, v) VALUES (?, ?)').run(...redactSqlParams([k, v]));
+    return this.getKv(k)!;
+  }
+
+  get isOpen(): boolean { return this.#db.isOpen; }
+
   close(): void {
-    this.db.close();
+    this.#db.close();
   }
 }

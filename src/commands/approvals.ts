@@ -34,7 +34,7 @@ CREATE TRIGGER IF NOT EXISTS command_answers_no_delete BEFORE DELETE ON command_
 const ready = new WeakSet<AuditStore>();
 function ensure(store: AuditStore): void {
   if (ready.has(store)) return;
-  store.db.exec(SCHEMA);
+  store.tables.exec(SCHEMA);
   ready.add(store);
 }
 
@@ -95,21 +95,21 @@ const SELECT = `SELECT a.*, b.decision, b.kind, b.by, b.reason AS answer_reason 
 
 export function getAsk(store: AuditStore, id: number): CommandAsk | null {
   ensure(store);
-  const r = store.db.prepare(`${SELECT} WHERE a.id = ?`).get(id) as AskRow | undefined;
+  const r = store.tables.prepare(`${SELECT} WHERE a.id = ?`).get(id) as AskRow | undefined;
   return r ? toAsk(r) : null;
 }
 
 export function listAsks(store: AuditStore, opts: { all?: boolean; limit?: number } = {}): CommandAsk[] {
   ensure(store);
   expireOverdue(store);
-  const rows = store.db.prepare(`${SELECT} ${opts.all ? '' : 'WHERE b.decision IS NULL'} ORDER BY a.id DESC LIMIT ?`)
+  const rows = store.tables.prepare(`${SELECT} ${opts.all ? '' : 'WHERE b.decision IS NULL'} ORDER BY a.id DESC LIMIT ?`)
     .all(Math.max(1, Math.min(opts.limit ?? 200, 10_000))) as unknown as AskRow[];
   return rows.map(toAsk).reverse();
 }
 
 /** Inserts the answer unless one exists; returns whether this call's answer won. */
 function insertAnswer(store: AuditStore, id: number, a: { decision: 'allow' | 'deny'; kind: 'human' | 'prompt' | 'timeout'; by: string | null; reason: string }): boolean {
-  const r = store.db.prepare('INSERT OR IGNORE INTO command_answers (ask_id, decision, kind, by, reason, ts) VALUES (?, ?, ?, ?, ?, ?)')
+  const r = store.tables.prepare('INSERT OR IGNORE INTO command_answers (ask_id, decision, kind, by, reason, ts) VALUES (?, ?, ?, ?, ?, ?)')
     .run(id, a.decision, a.kind, a.by, a.reason, new Date().toISOString());
   return Number(r.changes) === 1;
 }
@@ -125,7 +125,7 @@ function recordTimeout(store: AuditStore, ask: CommandAsk): void {
 export function expireOverdue(store: AuditStore): void {
   ensure(store);
   const now = new Date().toISOString();
-  const rows = store.db.prepare(`${SELECT} WHERE b.decision IS NULL AND a.expires <= ? LIMIT 1000`).all(now) as unknown as AskRow[];
+  const rows = store.tables.prepare(`${SELECT} WHERE b.decision IS NULL AND a.expires <= ? LIMIT 1000`).all(now) as unknown as AskRow[];
   for (const r of rows) recordTimeout(store, toAsk(r));
 }
 
@@ -159,7 +159,7 @@ export async function requestApproval(store: AuditStore, req: ApprovalRequest): 
   const created = new Date();
   const expires = new Date(created.getTime() + req.timeoutSeconds * 1000);
   const reason = req.reason ?? `rule ${req.rule} asks a human`;
-  const ins = store.db.prepare('INSERT INTO command_asks (session, command, rule, reason, created, expires) VALUES (?, ?, ?, ?, ?, ?)')
+  const ins = store.tables.prepare('INSERT INTO command_asks (session, command, rule, reason, created, expires) VALUES (?, ?, ?, ?, ?, ?)')
     .run(req.session, JSON.stringify(req.command), req.rule, reason, created.toISOString(), expires.toISOString());
   const id = Number(ins.lastInsertRowid);
   store.append({ type: 'command.ask', session: req.session, severity: 'medium', decision: 'ask', rule: req.rule,

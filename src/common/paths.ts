@@ -1,6 +1,6 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, lstatSync, mkdirSync, openSync, readdirSync } from 'node:fs';
 import { AirlockError } from './errors.ts';
 
 // Airlock's data dir holds the audit store, keys and caches. It is never mounted into a
@@ -31,14 +31,48 @@ export function homeLayout(root = airlockHome()): HomeLayout {
   };
 }
 
+// Everything under the data dir is private to its owner (0700 dirs, 0600 files), also
+// when the directory existed before with looser modes: mkdir's mode applies only to what
+// it creates, so existing directories are chmodded.
 export function ensureHome(root = airlockHome()): HomeLayout {
   const l = homeLayout(root);
   for (const d of [l.root, l.keys, l.cache, l.sessions, l.run]) {
-    try { mkdirSync(d, { recursive: true, mode: 0o700 }); } catch (e) {
+    try {
+      mkdirSync(d, { recursive: true, mode: 0o700 });
+      chmodSync(d, 0o700);
+    } catch (e) {
       const code = (e as NodeJS.ErrnoException).code ?? 'error';
-      throw new AirlockError('UNAVAILABLE', `cannot create Airlock's data directory ${d} (${code})`,
-        'set AIRLOCK_HOME to a directory you can write, e.g. export AIRLOCK_HOME=$HOME/.local/share/airlock');
+      throw new AirlockError('UNAVAILABLE', `cannot create Airlock's data directory ${d} with mode 0700 (${code})`,
+        'set AIRLOCK_HOME to a directory you own, e.g. export AIRLOCK_HOME=$HOME/.local/share/airlock');
     }
   }
   return l;
+}
+
+/** Creates `path` as an empty 0600 file unless it exists, and makes an existing one 0600. */
+export function makePrivateFile(path: string, o: { create?: boolean } = {}): void {
+  try {
+    if (o.create !== false) closeSync(openSync(path, 'a', 0o600));
+    chmodSync(path, 0o600);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT' && o.create === false) return;
+    throw e;
+  }
+}
+
+/**
+ * Removes group and other permissions from every entry of a tree Airlock wrote (session
+ * results, cache entries). Never follows a symlink (lstat; chmod on a link would change
+ * its target); bounded by `maxEntries`.
+ */
+export function makePrivateTree(path: string, maxEntries = 1_000_000): void {
+  const stack = [path];
+  for (let n = 0; stack.length && n < maxEntries; n++) {
+    const p = stack.pop()!;
+    let st;
+    try { st = lstatSync(p); } catch { continue; }
+    if (st.isSymbolicLink()) continue;
+    if ((st.mode & 0o077) !== 0) chmodSync(p, st.mode & 0o7700);
+    if (st.isDirectory()) for (const e of readdirSync(p)) stack.push(join(p, e));
+  }
 }

@@ -1,5 +1,5 @@
 import { basename, matchesGlob } from 'node:path';
-import type { DatabaseSync } from 'node:sqlite';
+import type { AuditTables } from '../audit/index.ts';
 import type { AuditEvent } from '../audit/event.ts';
 import type { AuditStore } from '../audit/store.ts';
 import { eventPaths } from '../audit/sinks/formats.ts';
@@ -151,19 +151,19 @@ CREATE INDEX IF NOT EXISTS detect_profiles_agent ON detect_profiles(agent, start
 
 export interface StoredProfile { session: string; agent: string; started: string; metrics: Record<Measure, number>; sets: { hosts: string[]; areas: string[]; programs: string[] } }
 
-export function ensureProfileSchema(db: DatabaseSync): void { db.exec(SCHEMA); }
+export function ensureProfileSchema(db: AuditTables): void { db.exec(SCHEMA); }
 
 export function saveProfile(store: AuditStore, agent: string, p: SessionProfile): void {
-  ensureProfileSchema(store.db);
-  store.db.prepare('INSERT OR REPLACE INTO detect_profiles (session, agent, started, metrics, sets) VALUES (?,?,?,?,?)').run(
+  ensureProfileSchema(store.tables);
+  store.tables.prepare('INSERT OR REPLACE INTO detect_profiles (session, agent, started, metrics, sets) VALUES (?,?,?,?,?)').run(
     p.session, agent, p.started ?? new Date().toISOString(), JSON.stringify(p.metrics()),
     JSON.stringify({ hosts: [...p.hosts], areas: [...p.areas], programs: [...p.programs] }));
 }
 
 /** Profiles of the agent's past sessions, oldest first; sessions in the log without a profile are profiled now. */
 export function pastProfiles(store: AuditStore, agent: string, exclude: string, max: number): StoredProfile[] {
-  ensureProfileSchema(store.db);
-  const db = store.db;
+  ensureProfileSchema(store.tables);
+  const db = store.tables;
   const missing = db.prepare(`SELECT DISTINCT e.session AS s, MIN(e.ts) AS t FROM events e
     WHERE e.type = 'session.start' AND json_extract(e.data, '$.agent') = ? AND e.session IS NOT NULL AND e.session != ?
       AND NOT EXISTS (SELECT 1 FROM detect_profiles p WHERE p.session = e.session) GROUP BY e.session ORDER BY t`).all(agent, exclude) as { s: string }[];
@@ -177,7 +177,7 @@ export function pastProfiles(store: AuditStore, agent: string, exclude: string, 
   return loadProfiles(db, agent, exclude, max);
 }
 
-function loadProfiles(db: DatabaseSync, agent: string, exclude: string, max: number): StoredProfile[] {
+function loadProfiles(db: AuditTables, agent: string, exclude: string, max: number): StoredProfile[] {
   const rows = db.prepare('SELECT * FROM detect_profiles WHERE agent = ? AND session != ? ORDER BY started DESC LIMIT ?').all(agent, exclude, max) as
     { session: string; agent: string; started: string; metrics: string; sets: string }[];
   return rows.reverse().map((r) => ({ session: r.session, agent: r.agent, started: r.started, metrics: JSON.parse(r.metrics), sets: JSON.parse(r.sets) }));

@@ -50,7 +50,7 @@ CREATE TRIGGER IF NOT EXISTS review_decisions_no_delete BEFORE DELETE ON review_
 const ready = new WeakSet<AuditStore>();
 export function ensureReviewTables(store: AuditStore): void {
   if (ready.has(store)) return;
-  store.db.exec(SCHEMA);
+  store.tables.exec(SCHEMA);
   ready.add(store);
 }
 
@@ -109,9 +109,9 @@ function toProposal(r: PRow): Proposal {
 
 export function insertProposal(store: AuditStore, p: Omit<Proposal, 'id' | 'created'>): { proposal: Proposal; created: boolean } {
   ensureReviewTables(store);
-  const existing = store.db.prepare('SELECT * FROM review_proposals WHERE session = ? AND hash = ?').get(p.session, p.hash) as PRow | undefined;
+  const existing = store.tables.prepare('SELECT * FROM review_proposals WHERE session = ? AND hash = ?').get(p.session, p.hash) as PRow | undefined;
   if (existing) return { proposal: toProposal(existing), created: false };
-  const r = store.db.prepare(`INSERT INTO review_proposals (session, hash, created, result_repo, base, head, commits, diff_sha256, repo, base_ref, started_by, policy_hash, policy, findings, stats)
+  const r = store.tables.prepare(`INSERT INTO review_proposals (session, hash, created, result_repo, base, head, commits, diff_sha256, repo, base_ref, started_by, policy_hash, policy, findings, stats)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
     p.session, p.hash, new Date().toISOString(), p.resultRepo, p.base, p.head, JSON.stringify(p.commits), p.diffSha256, p.repo, p.baseRef, p.startedBy,
     p.policyHash, JSON.stringify(p.policy), JSON.stringify(p.findings), JSON.stringify(p.stats));
@@ -120,18 +120,18 @@ export function insertProposal(store: AuditStore, p: Omit<Proposal, 'id' | 'crea
 
 export function getProposal(store: AuditStore, id: number): Proposal | null {
   ensureReviewTables(store);
-  const r = store.db.prepare('SELECT * FROM review_proposals WHERE id = ?').get(id) as PRow | undefined;
+  const r = store.tables.prepare('SELECT * FROM review_proposals WHERE id = ?').get(id) as PRow | undefined;
   return r ? toProposal(r) : null;
 }
 
 export function listProposals(store: AuditStore, limit = 500): Proposal[] {
   ensureReviewTables(store);
-  return (store.db.prepare('SELECT * FROM review_proposals ORDER BY id DESC LIMIT ?').all(limit) as unknown as PRow[]).map(toProposal).reverse();
+  return (store.tables.prepare('SELECT * FROM review_proposals ORDER BY id DESC LIMIT ?').all(limit) as unknown as PRow[]).map(toProposal).reverse();
 }
 
 export function latestProposalId(store: AuditStore, session: string): number | null {
   ensureReviewTables(store);
-  const r = store.db.prepare('SELECT MAX(id) AS id FROM review_proposals WHERE session = ?').get(session) as { id: number | null };
+  const r = store.tables.prepare('SELECT MAX(id) AS id FROM review_proposals WHERE session = ?').get(session) as { id: number | null };
   return r.id;
 }
 
@@ -139,7 +139,7 @@ interface DRow { seq: number; proposal_id: number; kind: string; by: string | nu
 
 export function decisionsFor(store: AuditStore, proposalId: number): ReviewDecision[] {
   ensureReviewTables(store);
-  return (store.db.prepare('SELECT * FROM review_decisions WHERE proposal_id = ? ORDER BY seq').all(proposalId) as unknown as DRow[]).map((r) => ({
+  return (store.tables.prepare('SELECT * FROM review_decisions WHERE proposal_id = ? ORDER BY seq').all(proposalId) as unknown as DRow[]).map((r) => ({
     seq: r.seq, proposalId: r.proposal_id, kind: r.kind as DecisionKind, by: r.by, bySource: r.by_source, proposalHash: r.proposal_hash,
     reason: r.reason, override: r.override === 1, data: JSON.parse(r.data) as Record<string, unknown>, ts: r.ts,
   }));
@@ -147,6 +147,6 @@ export function decisionsFor(store: AuditStore, proposalId: number): ReviewDecis
 
 export function insertDecision(store: AuditStore, d: Omit<ReviewDecision, 'seq' | 'ts'>): void {
   ensureReviewTables(store);
-  store.db.prepare('INSERT INTO review_decisions (proposal_id, kind, by, by_source, proposal_hash, reason, override, data, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+  store.tables.prepare('INSERT INTO review_decisions (proposal_id, kind, by, by_source, proposal_hash, reason, override, data, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
     .run(d.proposalId, d.kind, d.by, d.bySource, d.proposalHash, d.reason, d.override ? 1 : 0, JSON.stringify(d.data), new Date().toISOString());
 }

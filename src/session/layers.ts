@@ -1,20 +1,73 @@
-// Wires the other layers into session hooks: egress gateway, per-command rules and
-// approvals, workspace secret sanitization and honeytokens, anomaly detection, signed
-// checkpoints, SIEM delivery, and proposals. The session core depends on none of them;
-// each layer stays testable on its own. Importing this module turns them on.
+// The security layers a session runs with: egress gateway, per-command rules and
+// approvals, workspace secret sanitization and honeytokens, anomaly detection, proposals,
+// signed checkpoints and SIEM delivery. `Session.open` takes them as a typed object and
+// fills every layer the caller did not name with its default, so whoever opens a session
+// (CLI, daemon, SDK, MCP, a program importing src/session) gets all of them; leaving one
+// out takes an explicit `null` and is recorded. No module state: each call builds fresh
+// layer objects. Each layer loads its module on first use, so a session that needs no
+// gateway, proposal or sinks does not pay for importing them.
 import { chownSync, lstatSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
-import { hooks } from './hooks.ts';
-import type { Session } from './session.ts';
+import type { Session, ExecRequest } from './session.ts';
 import type { AuditEventInput } from '../audit/index.ts';
-import { checkpoint, startCheckpointer } from '../audit/index.ts';
+import { canonicalJson, checkpoint, startCheckpointer } from '../audit/index.ts';
 import type { Detector } from '../detect/index.ts';
 import type { Honeytoken } from '../secrets/index.ts';
-import { canonicalJson } from '../audit/event.ts';
+import type { PolicyDecision } from '../policy/index.ts';
+import type { CaptureResult, SnapshotSanitizer } from '../workspace/index.ts';
 
-// Layers load on first use: a session that needs no gateway, no proposal and no sinks
-// does not pay for importing them (CLI start-up time is part of every `airlock run`).
+export interface NetworkSetup {
+  /** shell run in the holder to bridge the gateway into the sandbox's network namespace */
+  setup: string;
+  env: Record<string, string>;
+  close: () => Promise<void>;
+  /** public files Airlock provides inside (CA bundle) */
+  files?: { source: string; target: string }[];
+}
+
+/** What a layer may contribute to a session; every part is optional. */
+export interface SessionLayer {
+  /** Starts the session's egress gateway; returns the in-sandbox setup and env. */
+  network?: (s: Session, env: NodeJS.ProcessEnv) => Promise<NetworkSetup | null>;
+  /** Rewrites the base tree before it becomes the workspace (secret redaction); cached per variant. */
+  sanitizer?: (s: Session) => Promise<SnapshotSanitizer | null>;
+  afterStart?: (s: Session) => Promise<void>;
+  /** Marker → original value per redacted file, to restore what the agent did not change (values never stored). */
+  restoreSecrets?: (s: Session) => Promise<Record<string, [string, string][]>>;
+  /** allow / ask / deny for a command through exec, MCP or the API (null: no opinion). */
+  decideCommand?: (s: Session, req: ExecRequest) => Promise<PolicyDecision | null>;
+  afterStop?: (s: Session, result: CaptureResult | null) => Promise<void>;
+}
+
+/** In the order they start and stop (telemetry last: its checkpoint covers the others' events). */
+export const LAYER_NAMES = ['egress', 'commands', 'secrets', 'detection', 'review', 'telemetry'] as const;
+export type LayerName = typeof LAYER_NAMES[number];
+
+/** Every layer by name; `null` is a layer left out (recorded as `session.layer_disabled`). */
+export type SessionLayers = { readonly [K in LayerName]: SessionLayer | null };
+
+/** All layers, freshly built. */
+export function defaultLayers(): SessionLayers {
+  return {
+    egress: egressLayer(), commands: commandsLayer(), secrets: secretsLayer(),
+    detection: detectionLayer(), review: reviewLayer(), telemetry: telemetryLayer(),
+  };
+}
+
+/**
+ * The caller's layers completed with the defaults: a name that is absent gets its
+ * default, `null` leaves it out. Unknown names are refused (a typo must not silently
+ * leave a layer on its default while the caller believes it replaced it).
+ */
+export function resolveLayers(given: Partial<Record<LayerName, SessionLayer | null>> = {}): { layers: SessionLayers; disabled: LayerName[] } {
+  const unknown = Object.keys(given).filter((k) => !(LAYER_NAMES as readonly string[]).includes(k));
+  if (unknown.length) throw new TypeError(`unknown session layer(s): ${unknown.join(', ')} (known: ${LAYER_NAMES.join(', ')})`);
+  const defaults = defaultLayers();
+  // only null leaves a layer out; undefined (e.g. an options object spread from elsewhere) keeps the default
+  const layers = Object.fromEntries(LAYER_NAMES.map((n) => [n, given[n] === undefined ? defaults[n] : given[n]])) as Record<LayerName, SessionLayer | null>;
+  return { layers: Object.freeze(layers), disabled: LAYER_NAMES.filter((n) => layers[n] === null) };
+}
 
 function egressWanted(s: Session): boolean {
   const e = s.policy.policy.egress as unknown as Record<string, unknown[] | undefined>;
@@ -27,57 +80,76 @@ function egressWanted(s: Session): boolean {
 // misconfigure). With it: Airlock's CA (for opted-in TLS interception), the broker's
 // placeholders in the sandbox env (real values stay on the host), and the CA bundle
 // mounted over the system one.
-hooks.network = async (s, env) => {
-  if (!egressWanted(s)) return null;
-  const { startGateway, sandboxNetwork, prepareCredentials } = await import('../egress/index.ts');
-  const prep = await prepareCredentials(s.policy.policy, env, s.id, s.home.root);
-  const unixPath = join(s.home.run, `${s.id}.egress.sock`);
-  const gw = await startGateway({
-    ...prep.gateway,
-    session: s.id, policy: s.policy.policy, grants: s.allowHosts, listen: { unixPath },
-    audit: (e: AuditEventInput) => { s.record(e); },
-  });
-  s.layerState.set('gateway', gw);
-  const transparent = Object.keys(gw.transparentSockets).length > 0;
-  const net = sandboxNetwork(gw.address, { transparent, ports: Object.keys(gw.transparentSockets).map(Number) });
+function egressLayer(): SessionLayer {
   return {
-    setup: net.setup, env: { ...net.env, ...prep.sandboxEnv }, close: () => gw.close(),
-    files: [{ source: prep.caBundlePath, target: prep.caBundleSandboxPath }],
+    network: async (s, env) => {
+      if (!egressWanted(s)) return null;
+      const { startGateway, sandboxNetwork, prepareCredentials } = await import('../egress/index.ts');
+      const prep = await prepareCredentials(s.policy.policy, env, s.id, s.home.root);
+      const unixPath = join(s.home.run, `${s.id}.egress.sock`);
+      const gw = await startGateway({
+        ...prep.gateway,
+        session: s.id, policy: s.policy.policy, grants: s.allowHosts, listen: { unixPath },
+        audit: (e: AuditEventInput) => { s.record(e); },
+      });
+      s.layerState.set('gateway', gw);
+      const transparent = Object.keys(gw.transparentSockets).length > 0;
+      const net = sandboxNetwork(gw.address, { transparent, ports: Object.keys(gw.transparentSockets).map(Number) });
+      return {
+        setup: net.setup, env: { ...net.env, ...prep.sandboxEnv }, close: () => gw.close(),
+        files: [{ source: prep.caBundlePath, target: prep.caBundleSandboxPath }],
+      };
+    },
   };
-};
+}
 
 // Commands through `airlock exec`, MCP and the API meet the command rules; the
 // top-level `airlock run` command is the human's own choice and is recorded as such.
-hooks.decideCommand = async (s, req) => {
-  if (req.via === 'run') return null;
-  const { decideCommand, requestApproval } = await import('../commands/index.ts');
-  const d = decideCommand(req.argv, s.policy.policy);
-  if (d.action !== 'ask') return d;
-  const a = await requestApproval(s.store, {
-    session: s.id, command: req.argv, rule: d.rule, reason: d.reason,
-    timeoutSeconds: s.policy.policy.commands.askTimeoutSeconds,
-  });
-  return { action: a.decision, rule: d.rule, reason: a.decision === 'allow' ? `approved by ${a.by ?? 'a human'}` : a.reason };
-};
-
-// Secrets in the base tree are redacted (or the files hidden) before the agent sees
-// them; the sanitized tree is cached per commit and secrets policy.
-hooks.sanitizer = async (s) => {
-  const sp = s.policy.policy.secrets;
-  if (sp.workspace.mode === 'off') return null;
-  const variant = createHash('sha256').update(canonicalJson(sp)).digest('hex').slice(0, 12);
+function commandsLayer(): SessionLayer {
   return {
-    variant,
-    run: async (dir: string) => {
-      const { sanitizeTree } = await import('../secrets/index.ts');
-      const events: AuditEventInput[] = [];
-      const r = await sanitizeTree(dir, sp, (e) => { events.push(e); });
-      return { changed: r.hidden.length + r.redacted.length > 0, report: { events, hidden: r.hidden.length, redacted: r.redacted.length } };
+    decideCommand: async (s, req) => {
+      if (req.via === 'run') return null;
+      const { decideCommand, requestApproval } = await import('../commands/index.ts');
+      const d = decideCommand(req.argv, s.policy.policy);
+      if (d.action !== 'ask') return d;
+      const a = await requestApproval(s.store, {
+        session: s.id, command: req.argv, rule: d.rule, reason: d.reason,
+        timeoutSeconds: s.policy.policy.commands.askTimeoutSeconds,
+      });
+      return { action: a.decision, rule: d.rule, reason: a.decision === 'allow' ? `approved by ${a.by ?? 'a human'}` : a.reason };
     },
   };
-};
+}
 
-hooks.restoreSecrets = async (s) => {
+// Secrets in the base tree are redacted (or the files hidden) before the agent sees
+// them; the sanitized tree is cached per commit and secrets policy. Honeytokens are
+// planted in the sandbox home and handed to the gateway.
+function secretsLayer(): SessionLayer {
+  return {
+    sanitizer: async (s) => {
+      const sp = s.policy.policy.secrets;
+      if (sp.workspace.mode === 'off') return null;
+      const variant = createHash('sha256').update(canonicalJson(sp)).digest('hex').slice(0, 12);
+      return {
+        variant,
+        run: async (dir: string) => {
+          const { sanitizeTree } = await import('../secrets/index.ts');
+          const events: AuditEventInput[] = [];
+          const r = await sanitizeTree(dir, sp, (e) => { events.push(e); });
+          return { changed: r.hidden.length + r.redacted.length > 0, report: { events, hidden: r.hidden.length, redacted: r.redacted.length } };
+        },
+      };
+    },
+    restoreSecrets: restoreRedacted,
+    afterStart: async (s) => {
+      const report = s.snapshotReport as { events?: AuditEventInput[] } | null;
+      for (const e of report?.events ?? []) s.record({ ...e, session: s.id });
+      if (s.policy.policy.secrets.honeytokens.enabled) await plantHoneytokens(s);
+    },
+  };
+}
+
+async function restoreRedacted(s: Session): Promise<Record<string, [string, string][]>> {
   const report = s.snapshotReport as { events?: AuditEventInput[] } | null;
   const files = new Set((report?.events ?? []).filter((e) => e.type === 'secrets.redacted').map((e) => String(e.data?.file)));
   if (!files.size) return {};
@@ -91,7 +163,7 @@ hooks.restoreSecrets = async (s) => {
     out[f] = findings.map((x) => [defaultMarker(x), r.stdout.slice(x.start, x.end)]);
   }
   return out;
-};
+}
 
 function chownTree(path: string, ids: { uid: number; gid: number }): void {
   const st = lstatSync(path);
@@ -99,50 +171,64 @@ function chownTree(path: string, ids: { uid: number; gid: number }): void {
   if (st.isDirectory()) for (const e of readdirSync(path)) chownTree(join(path, e), ids);
 }
 
-hooks.afterStart = async (s) => {
-  const report = s.snapshotReport as { events?: AuditEventInput[] } | null;
-  for (const e of report?.events ?? []) s.record({ ...e, session: s.id });
-  const planted: Honeytoken[] = s.policy.policy.secrets.honeytokens.enabled
-    ? (await import('../secrets/index.ts')).plantHoneytokens(s.homeView(), null, s.policy.policy.secrets).tokens : [];
+async function plantHoneytokens(s: Session): Promise<void> {
+  const planted: Honeytoken[] = (await import('../secrets/index.ts')).plantHoneytokens(s.homeView(), null, s.policy.policy.secrets).tokens;
   // name them as the agent sees them
   const tokens = planted.map((t) => ({ ...t, path: t.path.replace(s.homeView(), '/home/agent') }));
-  if (tokens.length) {
-    if (s.hostIds) chownTree(s.homeView(), s.hostIds);
-    s.layerState.set('honeytokens', tokens);
-    (s.layerState.get('gateway') as { setHoneytokens?: (t: Honeytoken[]) => void } | undefined)?.setHoneytokens?.(tokens);
-    s.record({ type: 'secrets.honeytokens', data: { planted: tokens.map((t) => ({ kind: t.kind, path: t.path, fingerprint: t.fingerprint })) } });
-  }
-  const t = s.policy.policy.telemetry;
-  const { startDetector } = await import('../detect/index.ts');
-  const detector: Detector = startDetector({
-    store: s.store, policy: s.policy.policy, session: s.id, agent: s.agent,
-    control: {
-      pause: async () => { if (!s.pause('detection response')) throw new Error('pause failed'); },
-      resume: async () => { s.resume('detection'); },
-      kill: async (reason: string) => { void s.stop(`killed by detection: ${reason}`); },
-    },
-  });
-  s.layerState.set('detector', detector);
-  s.layerState.set('checkpointer', startCheckpointer(s.store, t.checkpoint));
-  if (t.sinks.length) {
-    // only the org policy's sinks run unless the org opts in: a repo must not be able to
-    // send the audit stream somewhere of its choosing
-    const m = await import('../audit/sinks/index.ts');
-    const plan = m.planSessionSinks(s.policy);
-    for (const r of plan.refused) s.record({ type: 'telemetry.sink_refused', severity: 'medium', decision: 'deny', rule: 'telemetry.allowRepoSinks', data: { ...r } });
-    if (plan.run.length) s.layerState.set('delivery', m.startDelivery(s.store, plan.run));
-  }
-};
+  if (!tokens.length) return;
+  if (s.hostIds) chownTree(s.homeView(), s.hostIds);
+  s.layerState.set('honeytokens', tokens);
+  (s.layerState.get('gateway') as { setHoneytokens?: (t: Honeytoken[]) => void } | undefined)?.setHoneytokens?.(tokens);
+  s.record({ type: 'secrets.honeytokens', data: { planted: tokens.map((t) => ({ kind: t.kind, path: t.path, fingerprint: t.fingerprint })) } });
+}
 
-hooks.afterStop = async (s, result) => {
-  (s.layerState.get('detector') as Detector | undefined)?.stop();
-  (s.layerState.get('checkpointer') as { stop(): void } | undefined)?.stop();
-  if (result && result.commits.length > 0) {
-    const { createProposal } = await import('../review/index.ts');
-    const { proposal } = await createProposal(s.store, s.id, { home: s.home.root });
-    s.record({ type: 'session.proposed', data: { proposal: proposal.id, hash: proposal.hash } });
-  }
-  checkpoint(s.store, `session ${s.id} end`, { keyDir: s.home.keys });
-  const delivery = s.layerState.get('delivery') as { stop(): Promise<void> } | undefined;
-  await delivery?.stop();
-};
+function detectionLayer(): SessionLayer {
+  return {
+    afterStart: async (s) => {
+      const { startDetector } = await import('../detect/index.ts');
+      const detector: Detector = startDetector({
+        store: s.store, policy: s.policy.policy, session: s.id, agent: s.agent,
+        control: {
+          pause: async () => { if (!s.pause('detection response')) throw new Error('pause failed'); },
+          resume: async () => { s.resume('detection'); },
+          kill: async (reason: string) => { void s.stop(`killed by detection: ${reason}`); },
+        },
+      });
+      s.layerState.set('detector', detector);
+    },
+    afterStop: async (s) => { (s.layerState.get('detector') as Detector | undefined)?.stop(); },
+  };
+}
+
+function reviewLayer(): SessionLayer {
+  return {
+    afterStop: async (s, result) => {
+      if (!result || result.commits.length === 0) return;
+      const { createProposal } = await import('../review/index.ts');
+      const { proposal } = await createProposal(s.store, s.id, { home: s.home.root });
+      s.record({ type: 'session.proposed', data: { proposal: proposal.id, hash: proposal.hash } });
+    },
+  };
+}
+
+// Signed checkpoints while the session runs and at its end; SIEM delivery. Only the org
+// policy's sinks run unless the org opts in: a repo must not be able to send the audit
+// stream somewhere of its choosing.
+function telemetryLayer(): SessionLayer {
+  return {
+    afterStart: async (s) => {
+      const t = s.policy.policy.telemetry;
+      s.layerState.set('checkpointer', startCheckpointer(s.store, { ...t.checkpoint, keyDir: s.home.keys }));
+      if (!t.sinks.length) return;
+      const m = await import('../audit/sinks/index.ts');
+      const plan = m.planSessionSinks(s.policy);
+      for (const r of plan.refused) s.record({ type: 'telemetry.sink_refused', severity: 'medium', decision: 'deny', rule: 'telemetry.allowRepoSinks', data: { ...r } });
+      if (plan.run.length) s.layerState.set('delivery', m.startDelivery(s.store, plan.run));
+    },
+    afterStop: async (s) => {
+      (s.layerState.get('checkpointer') as { stop(): void } | undefined)?.stop();
+      checkpoint(s.store, `session ${s.id} end`, { keyDir: s.home.keys });
+      await (s.layerState.get('delivery') as { stop(): Promise<void> } | undefined)?.stop();
+    },
+  };
+}

@@ -28,7 +28,7 @@ function alive(pid: number): boolean {
 
 /** Sessions as the audit log tells them (the log is the only source of truth). */
 export function listSessions(store: AuditStore, only?: string): SessionSummary[] {
-  const rows = store.db.prepare(`
+  const rows = store.tables.prepare(`
     SELECT session AS id,
       MIN(ts) AS start,
       COUNT(*) AS events,

@@ -4,8 +4,8 @@ import { userInfo } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { AuditStore, type AuditEvent, type AuditEventInput } from '../audit/index.ts';
 import { AirlockError } from '../common/errors.ts';
-import { ensureHome, type HomeLayout } from '../common/paths.ts';
-import type { LoadedPolicy } from '../policy/index.ts';
+import { ensureHome, makePrivateTree, type HomeLayout } from '../common/paths.ts';
+import type { LoadedPolicy, PolicyDecision } from '../policy/index.ts';
 import {
   BwrapDriver, buildSandboxEnv, HOST_UID_FOR_SANDBOX, SANDBOX_HOME, SANDBOX_WORKSPACE,
   type ExecHandle, type Sandbox, type SandboxDriver,
@@ -13,8 +13,7 @@ import {
 import { captureWorkspace, openHostRepo, prepareSnapshot, resolveCommit, type CaptureResult, type HostRepo, type Snapshot } from '../workspace/index.ts';
 import { sessionPolicy, type PolicyChoice } from './policy.ts';
 import { newSessionId } from './id.ts';
-import { hooks } from './hooks.ts';
-import { redactDeep } from '../secrets/sync.ts';
+import { resolveLayers, LAYER_NAMES, type LayerName, type NetworkSetup, type SessionLayer, type SessionLayers } from './layers.ts';
 
 export interface OpenSessionOptions extends PolicyChoice {
   /** Repository path (default: current directory). */
@@ -36,6 +35,12 @@ export interface OpenSessionOptions extends PolicyChoice {
   /** --allow-host values: one more destination for this session only (recorded). */
   allowHosts?: string[];
   driver?: SandboxDriver;
+  /**
+   * Security layers by name (egress, commands, secrets, detection, review, telemetry).
+   * Every layer not named runs with its default; `null` leaves one out, and the session
+   * records that as a high-severity `session.layer_disabled` event.
+   */
+  layers?: Partial<Record<LayerName, SessionLayer | null>>;
   /** Called with each audit event this session records. */
   onEvent?: (e: AuditEvent) => void;
 }
@@ -82,22 +87,26 @@ export class Session {
   hostIds: { uid: number; gid: number } | null = null;
   /** Layer state (gateway, detector, honeytokens…) keyed by layer name. */
   readonly layerState = new Map<string, unknown>();
+  /** The layers this session runs with (left-out ones are null). */
+  readonly layers: SessionLayers;
+  private readonly disabledLayers: LayerName[];
   private ownsStore: boolean;
   private onEvent?: (e: AuditEvent) => void;
   private cleanups: (() => Promise<void> | void)[] = [];
   private stopPromise: Promise<StopResult> | null = null;
   private stopReason: string | null = null;
 
-  private constructor(a: { id: string; repo: HostRepo; base: string; policy: LoadedPolicy; home: HomeLayout; store: AuditStore; ownsStore: boolean; agent: string; onEvent?: (e: AuditEvent) => void }) {
+  private constructor(a: { id: string; repo: HostRepo; base: string; policy: LoadedPolicy; home: HomeLayout; store: AuditStore; ownsStore: boolean; agent: string; layers: SessionLayers; disabledLayers: LayerName[]; onEvent?: (e: AuditEvent) => void }) {
     this.id = a.id; this.repo = a.repo; this.baseCommit = a.base; this.policy = a.policy; this.home = a.home;
+    this.layers = a.layers; this.disabledLayers = a.disabledLayers;
     this.store = a.store; this.ownsStore = a.ownsStore; this.agent = a.agent; this.onEvent = a.onEvent;
     this.stateDir = join(this.home.sessions, this.id);
   }
 
   /** Records an event for this session; durable when it returns. */
   record(e: AuditEventInput): AuditEvent {
-    // Nothing secret is stored: argv, paths, reasons… pass the synchronous redactor first.
-    const ev = this.store.append({ ...e, data: e.data ? redactDeep(e.data) : e.data, session: e.session ?? this.id });
+    // The store redacts argv, paths, reasons… whoever appends (see src/audit/redact.ts).
+    const ev = this.store.append({ ...e, session: e.session ?? this.id });
     this.onEvent?.(ev);
     return ev;
   }
@@ -110,9 +119,10 @@ export class Session {
     const base = resolveCommit(repo, o.base ?? 'HEAD');
     // Caller grants (agent profiles: credentials.brokered); --allow-host values go to the gateway as grants.
     const policy = sessionPolicy(repo, base, o, env);
+    const { layers, disabled } = resolveLayers(o.layers);
     const ownsStore = !store;
     const st = store ?? new AuditStore(home.auditDb);
-    const s = new Session({ id: newSessionId(), repo, base, policy, home, store: st, ownsStore, agent: o.agent ?? 'generic', onEvent: o.onEvent });
+    const s = new Session({ id: newSessionId(), repo, base, policy, home, store: st, ownsStore, agent: o.agent ?? 'generic', layers, disabledLayers: disabled, onEvent: o.onEvent });
     try {
       await s.start(o, env);
     } catch (e) {
@@ -131,7 +141,7 @@ export class Session {
     const hostIds = root ? { uid: HOST_UID_FOR_SANDBOX, gid: HOST_UID_FOR_SANDBOX } : null;
     this.hostIds = hostIds;
     this.allowHosts = o.allowHosts ?? [];
-    const sanitizer = await hooks.sanitizer?.(this) ?? undefined;
+    const sanitizer = await this.firstOf((l) => l.sanitizer?.(this)) ?? undefined;
     const snap = await prepareSnapshot(this.home.cache, this.repo, this.baseCommit, hostIds, sanitizer);
     this.snapshot = snap;
     this.snapshotReport = snap.report;
@@ -147,7 +157,7 @@ export class Session {
     };
     if (!env.LANG) fixed.LANG = 'C.UTF-8';
     // Layers that plug in (egress gateway, credential broker, honeytokens) contribute here.
-    const net = await hooks.network?.(this, env) ?? null;
+    const net: NetworkSetup | null = await this.firstOf((l) => l.network?.(this, env));
     if (net) { Object.assign(fixed, net.env); this.cleanups.push(net.close); }
     const sandboxEnv = buildSandboxEnv({ hostEnv: env, allow: p.sandbox.env.allow, set: p.sandbox.env.set, fixed });
 
@@ -178,9 +188,13 @@ export class Session {
         allowHosts: o.allowHosts ?? [], snapshotBuilt: this.snapshot.built,
         historyHidden: this.syntheticBase !== null, syntheticBase: this.syntheticBase,
         startedBy: safeUser(), startedByIdentities: hostIdentities(), supervisorPid: process.pid, workspace: SANDBOX_WORKSPACE,
+        layers: Object.fromEntries(LAYER_NAMES.map((n) => [n, this.layers[n] ? 'on' : 'off'])),
       },
     });
-    await hooks.afterStart?.(this);
+    for (const layer of this.disabledLayers) {
+      this.record({ type: 'session.layer_disabled', severity: 'high', rule: 'builtin.session.layers', data: { layer, by: 'caller', reason: 'left out when the session was opened' } });
+    }
+    for (const l of this.activeLayers()) await l.afterStart?.(this);
     void this.sandbox.limitHit.then((h) => {
       if (this.state === 'running' || this.state === 'paused') this.stopReason = `limit: ${h.detail}`;
     });
@@ -200,7 +214,7 @@ export class Session {
   /** Runs a command in the session's sandbox. Policy on the command applies (allow/ask/deny). */
   async exec(req: ExecRequest): Promise<ExecHandle> {
     if (this.state === 'stopping' || this.state === 'stopped') throw new AirlockError('BAD_STATE', `session ${this.id} has stopped`, 'start a new session');
-    const decision = await hooks.decideCommand?.(this, req) ?? null;
+    const decision = await this.decideCommand(req);
     if (decision && decision.action !== 'allow') {
       this.record({ type: 'command.denied', severity: 'medium', decision: 'deny', rule: decision.rule, data: { argv: req.argv, reason: decision.reason, via: req.via ?? 'api' } });
       throw new AirlockError('DENIED', `command denied by ${decision.rule}: ${decision.reason}`, 'change the command or ask an admin to change the policy rule');
@@ -258,7 +272,7 @@ export class Session {
       let restore: Record<string, [string, string][]> = {};
       if (this.syntheticBase) {
         // convenience, not safety: without it the markers simply stay in the proposal
-        try { restore = await hooks.restoreSecrets?.(this) ?? {}; } catch (e) {
+        try { restore = await this.restoreSecrets(); } catch (e) {
           this.record({ type: 'session.capture_warning', severity: 'low', data: { warning: `redacted values not restored: ${e instanceof Error ? e.message : String(e)}` } });
         }
       }
@@ -274,13 +288,48 @@ export class Session {
       this.record({ type: 'session.capture_failed', severity: 'high', data: { error: e instanceof Error ? e.message : String(e) } });
     }
     await this.teardown();
+    makePrivateTree(this.stateDir); // result.git, traces: git and strace create them with the umask's modes
     this.state = 'stopped';
     this.record({ type: 'session.stop', data: { reason: why, status: this.lastStatus, commits: result?.commits.length ?? 0, dirty: result?.dirty ?? false } });
-    try { await hooks.afterStop?.(this, result); } catch (e) {
-      this.record({ type: 'session.hook_failed', severity: 'high', data: { hook: 'afterStop', error: String(e) } });
+    for (const [name, l] of this.namedLayers()) {
+      try { await l.afterStop?.(this, result); } catch (e) {
+        this.record({ type: 'session.hook_failed', severity: 'high', data: { hook: 'afterStop', layer: name, error: String(e) } });
+      }
     }
     if (this.ownsStore) this.store.close();
     return { session: this.id, result, status: this.lastStatus, reason: why };
+  }
+
+  private namedLayers(): [LayerName, SessionLayer][] {
+    return LAYER_NAMES.flatMap((n) => { const l = this.layers[n]; return l ? [[n, l] as [LayerName, SessionLayer]] : []; });
+  }
+
+  private activeLayers(): SessionLayer[] { return this.namedLayers().map(([, l]) => l); }
+
+  /** The first non-null contribution of a layer, in layer order. */
+  private async firstOf<T>(pick: (l: SessionLayer) => Promise<T | null> | undefined): Promise<T | null> {
+    for (const l of this.activeLayers()) {
+      const v = await pick(l);
+      if (v) return v;
+    }
+    return null;
+  }
+
+  /** Every layer with an opinion decides; the first that does not allow wins, else the last allow (null: none had one). */
+  private async decideCommand(req: ExecRequest): Promise<PolicyDecision | null> {
+    let allow: PolicyDecision | null = null;
+    for (const l of this.activeLayers()) {
+      const d = await l.decideCommand?.(this, req) ?? null;
+      if (d && d.action !== 'allow') return d;
+      allow = d ?? allow;
+    }
+    return allow;
+  }
+
+  private async restoreSecrets(): Promise<Record<string, [string, string][]>> {
+    const out: Record<string, [string, string][]> = {};
+    for (const l of this.activeLayers()) Object.assign(out, await l.restoreSecrets?.(this) ?? {});
+    return out;
   }
 
   private async teardown(): Promise<void> {

@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync, readFileSync,
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { git } from '../common/git.ts';
+import { makePrivateTree } from '../common/paths.ts';
 import type { HostRepo } from './repo.ts';
 
 // A copy-on-write workspace is two read-only layers under the session's overlay:
@@ -34,11 +35,11 @@ function ensureMirror(cacheRoot: string, repo: HostRepo, commit: string, owner: 
   const mirror = join(base, '.git');
   if (!existsSync(join(mirror, 'HEAD'))) {
     const tmp = join(cacheRoot, 'shared', `.build-${repo.key}-${randomBytes(4).toString('hex')}`);
-    mkdirSync(tmp, { recursive: true });
+    mkdirSync(tmp, { recursive: true, mode: 0o700 });
     git(['init', '--bare', '--quiet', '--template=', join(tmp, '.git')]);
     mkdirSync(join(tmp, '.git', 'refs', 'heads'), { recursive: true });
     mkdirSync(join(tmp, '.git', 'refs', 'tags'), { recursive: true });
-    mkdirSync(base, { recursive: true });
+    mkdirSync(base, { recursive: true, mode: 0o700 });
     try { renameSync(join(tmp, '.git'), mirror); } catch { /* another process won the race */ }
     rmSync(tmp, { recursive: true, force: true });
   }
@@ -50,6 +51,7 @@ function ensureMirror(cacheRoot: string, repo: HostRepo, commit: string, owner: 
       git(['fetch', '--quiet', '--no-write-fetch-head', repo.root, commit], { env: { GIT_DIR: mirror } });
     }
     if (owner) chownTree(mirror, owner.uid, owner.gid);
+    makePrivateTree(mirror);
   }
   return mirror;
 }
@@ -84,7 +86,7 @@ export async function prepareSnapshot(cacheRoot: string, repo: HostRepo, commit:
   let built = false;
   if (!existsSync(join(treeDir, '.git', 'HEAD'))) {
     const tmp = join(cacheRoot, 'trees', repo.key, `.build-${commit.slice(0, 12)}-${randomBytes(4).toString('hex')}`);
-    mkdirSync(join(tmp, '.git', 'refs', 'heads', 'airlock'), { recursive: true });
+    mkdirSync(join(tmp, '.git', 'refs', 'heads', 'airlock'), { recursive: true, mode: 0o700 });
     const env = { GIT_DIR: mirror, GIT_WORK_TREE: tmp, GIT_INDEX_FILE: join(tmp, '.git', 'index') };
     git(['read-tree', commit], { env });
     // checkout-index applies only built-in conversions: our config defines no filters.
@@ -107,10 +109,12 @@ export async function prepareSnapshot(cacheRoot: string, repo: HostRepo, commit:
         synthetic = git(['commit-tree', tree, '-m', `Airlock: base ${commit} with secrets redacted (history not shown)`], { env: senv }).stdout.trim();
         writeFileSync(join(gd, 'refs', 'heads', 'airlock', 'work'), `${synthetic}\n`);
       }
-      writeFileSync(`${tmp}.report.json`, JSON.stringify({ report: r.report, syntheticBase: synthetic }));
+      writeFileSync(`${tmp}.report.json`, JSON.stringify({ report: r.report, syntheticBase: synthetic }), { mode: 0o600 });
     }
     if (owner) chownTree(tmp, owner.uid, owner.gid);
-    mkdirSync(join(cacheRoot, 'trees', repo.key), { recursive: true });
+    // private to its owner, the sandbox user (root mode) or the invoking user (who is the sandbox user)
+    makePrivateTree(tmp);
+    mkdirSync(join(cacheRoot, 'trees', repo.key), { recursive: true, mode: 0o700 });
     try {
       if (sanitizer) renameSync(`${tmp}.report.json`, reportFile);
       renameSync(tmp, treeDir); built = true;

@@ -117,7 +117,7 @@ test('Elastic _bulk: ApiKey auth, NDJSON create actions with the event id as _id
     assert.equal(doc.rule.id, 'egress.default');
     assert.equal(JSON.parse(lines[1]!).process.args.join(' '), 'git status');
     // The same batch again (as after a crash before the cursor moved): 409s are success.
-    store.db.exec("UPDATE sink_state SET cursor = 0 WHERE name = 'es'");
+    store.tables.exec("UPDATE sink_state SET cursor = 0 WHERE name = 'es'");
     const again = await flushSinks(store, [sink], { env });
     assert.equal(again[0]!.lag, 0, String(again[0]!.lastError));
     assert.equal(seen.size, 4);

@@ -204,7 +204,7 @@ test('startCheckpointer signs every N events; the signed checkpoints verify and 
   const cp = startCheckpointer(s, { everyEvents: 10, everySeconds: 3600, keyDir: join(home, 'keys') });
   for (let i = 0; i < 25; i++) { s.append({ type: 'process.exec', session: 's', data: { i } }); await new Promise((r) => setImmediate(r)); }
   cp.stop();
-  const cps = listCheckpoints(s.db);
+  const cps = listCheckpoints(s.tables);
   assert.equal(cps.length, 2);
   assert.deepEqual(s.query({ type: 'audit.checkpoint' }).map((e) => e.data.size), cps.map((c) => c.size));
   s.close();
@@ -236,7 +236,7 @@ test('a new checkpoint is never built on a stored checkpoint whose signature fai
   try {
     s.append({ type: 'process.exec', session: 's1', decision: 'allow', rule: 'r', data: { i: 41 } });
     assert.throws(() => checkpoint(s, 'after tamper', { keyDir: join(f.home, 'keys') }), (e: Error & { kind?: string }) => /signature does not verify/.test(e.message));
-    assert.equal(listCheckpoints(s.db).length, 1, 'no checkpoint signed over the tampered one');
+    assert.equal(listCheckpoints(s.tables).length, 1, 'no checkpoint signed over the tampered one');
   } finally { s.close(); }
 });
 
@@ -248,7 +248,7 @@ test('after a key rotation the next checkpoint is rebuilt from the events and ve
     s.append({ type: 'process.exec', session: 's1', decision: 'allow', rule: 'r', data: { i: 31 } });
     const c = checkpoint(s, 'rotated', { keyDir: newKeys });
     assert.equal(c.size, 32);
-    assert.notEqual(c.keyId, listCheckpoints(s.db)[0]!.keyId);
+    assert.notEqual(c.keyId, listCheckpoints(s.tables)[0]!.keyId);
     const r = verifyLog(f.db, { publicKey: loadPublicKey(undefined, newKeys) });
     assert.equal(r.checkpointsChecked, 2);
     // checkpoint #2 (rebuilt) matches the tree of the events; with only the new public key,

@@ -9,7 +9,6 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Session } from '../../src/session/index.ts';
-import '../../src/session/layers.ts';
 import { makeRepo, tmp, cleanup } from '../helpers.ts';
 
 const REAL = `ghp_${randomBytes(18).toString('hex')}`;

@@ -7,7 +7,6 @@ import { createServer, type Server } from 'node:http';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Session } from '../../src/session/index.ts';
-import '../../src/session/layers.ts';
 import { makeRepo, tmp, cleanup } from '../helpers.ts';
 
 let home: string; let repo: string; let server: Server; let port = 0; let other: Server; let otherPort = 0;

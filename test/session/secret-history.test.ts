@@ -4,7 +4,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Session } from '../../src/session/index.ts';
-import '../../src/session/layers.ts';
 import { git } from '../../src/common/git.ts';
 import { makeRepo, tmp, cleanup } from '../helpers.ts';
 

@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import type { DatabaseSync } from 'node:sqlite';
+import type { AuditTables } from '../store.ts';
 import type { SinkConfig } from '../../policy/schema/telemetry.ts';
 import type { AuditEvent, Severity } from '../event.ts';
 import type { AuditStore } from '../store.ts';
@@ -48,19 +48,19 @@ export interface SinkStatus {
 
 interface StateRow { name: string; type: string; cursor: number; delivered: number; last_ok_at: string | null; last_error: string | null; last_error_at: string | null; failures: number; owner: string | null; lease_until: number }
 
-export function ensureSinkSchema(db: DatabaseSync): void {
+export function ensureSinkSchema(db: AuditTables): void {
   db.exec(SCHEMA);
 }
 
-function headSeq(db: DatabaseSync): number {
+function headSeq(db: AuditTables): number {
   return (db.prepare('SELECT MAX(seq) AS m FROM events').get() as { m: number | null }).m ?? 0;
 }
 
 /** Lag, cursor and last error of every sink that is configured or has state in this database. */
 export function sinkStatus(store: AuditStore, sinks: SinkConfig[] = []): SinkStatus[] {
-  ensureSinkSchema(store.db);
-  const head = headSeq(store.db);
-  const rows = new Map((store.db.prepare('SELECT * FROM sink_state ORDER BY name').all() as unknown as StateRow[]).map((r) => [r.name, r]));
+  ensureSinkSchema(store.tables);
+  const head = headSeq(store.tables);
+  const rows = new Map((store.tables.prepare('SELECT * FROM sink_state ORDER BY name').all() as unknown as StateRow[]).map((r) => [r.name, r]));
   const names = [...new Set([...sinks.map((s) => s.name), ...rows.keys()])];
   return names.map((name) => {
     const r = rows.get(name);
@@ -115,7 +115,7 @@ class SinkWorker {
     this.store = store;
     this.cfg = cfg;
     this.opts = { pollMs: 500, maxBackoffMs: 30_000, leaseMs: 30_000, ...opts };
-    store.db.prepare('INSERT OR IGNORE INTO sink_state (name, type) VALUES (?, ?)').run(cfg.name, cfg.type);
+    store.tables.prepare('INSERT OR IGNORE INTO sink_state (name, type) VALUES (?, ?)').run(cfg.name, cfg.type);
     this.done = this.loop();
   }
 
@@ -131,7 +131,7 @@ class SinkWorker {
 
   /** Takes or renews the lease; false when another live process delivers this sink. */
   private lease(): boolean {
-    const db = this.store.db;
+    const db = this.store.tables;
     const now = Date.now();
     const r = db.prepare('SELECT owner, lease_until FROM sink_state WHERE name = ?').get(this.cfg.name) as { owner: string | null; lease_until: number };
     if (r.owner && r.owner !== ME && r.lease_until > now && ownerAlive(r.owner)) return false;
@@ -141,11 +141,11 @@ class SinkWorker {
   }
 
   private release(): void {
-    try { this.store.db.prepare('UPDATE sink_state SET lease_until = 0 WHERE name = ? AND owner = ?').run(this.cfg.name, ME); } catch { /* closing */ }
+    try { this.store.tables.prepare('UPDATE sink_state SET lease_until = 0 WHERE name = ? AND owner = ?').run(this.cfg.name, ME); } catch { /* closing */ }
   }
 
   private cursor(): number {
-    return (this.store.db.prepare('SELECT cursor FROM sink_state WHERE name = ?').get(this.cfg.name) as { cursor: number }).cursor;
+    return (this.store.tables.prepare('SELECT cursor FROM sink_state WHERE name = ?').get(this.cfg.name) as { cursor: number }).cursor;
   }
 
   private async loop(): Promise<void> {
@@ -165,14 +165,14 @@ class SinkWorker {
             await this.sink.send(selected);
           }
           // Never backwards, and only from the cursor this batch started at.
-          this.store.db.prepare(`UPDATE sink_state SET cursor = ?, delivered = delivered + ?, last_ok_at = ?, failures = 0
+          this.store.tables.prepare(`UPDATE sink_state SET cursor = ?, delivered = delivered + ?, last_ok_at = ?, failures = 0
             WHERE name = ? AND cursor = ?`).run(last, selected.length, new Date().toISOString(), this.cfg.name, cursor);
           backoff = 250;
           this.lastError = undefined;
         } catch (e) {
           const msg = e instanceof Error ? e.message : String(e);
           this.lastError = msg;
-          this.store.db.prepare('UPDATE sink_state SET last_error = ?, last_error_at = ?, failures = failures + 1 WHERE name = ?')
+          this.store.tables.prepare('UPDATE sink_state SET last_error = ?, last_error_at = ?, failures = failures + 1 WHERE name = ?')
             .run(msg.slice(0, 1000), new Date().toISOString(), this.cfg.name);
           if (this.opts.until !== undefined) return;
           await this.sleep(backoff);
@@ -207,7 +207,7 @@ function sinkList(cfg: SinkConfig[] | { sinks: SinkConfig[] }): SinkConfig[] {
  */
 export function startDelivery(store: AuditStore, sinksConfig: SinkConfig[] | { sinks: SinkConfig[] }, opts: DeliveryOptions = {}): Delivery {
   const list = sinkList(sinksConfig);
-  ensureSinkSchema(store.db);
+  ensureSinkSchema(store.tables);
   const workers = list.map((c) => new SinkWorker(store, c, { ...opts, until: undefined }));
   const off = store.onAppend(() => { for (const w of workers) w.wake(); });
   return {
@@ -223,8 +223,8 @@ export function startDelivery(store: AuditStore, sinksConfig: SinkConfig[] | { s
 /** Delivers everything pending now (up to the current head), once per sink; returns the status after. */
 export async function flushSinks(store: AuditStore, sinksConfig: SinkConfig[] | { sinks: SinkConfig[] }, opts: DeliveryOptions = {}): Promise<SinkStatus[]> {
   const list = sinkList(sinksConfig);
-  ensureSinkSchema(store.db);
-  const until = headSeq(store.db);
+  ensureSinkSchema(store.tables);
+  const until = headSeq(store.tables);
   const workers = list.map((c) => new SinkWorker(store, c, { ...opts, until }));
   await Promise.all(workers.map((w) => w.done));
   return sinkStatus(store, list).map((s) => ({ ...s, lastError: workers.find((w) => w.cfg.name === s.name)?.lastError ?? s.lastError }));

@@ -138,7 +138,7 @@ export const registerAudit = (program: Command): void => {
     .action((opts: { json?: boolean }) => {
       const store = openStore();
       try {
-        const cps = listCheckpoints(store.db);
+        const cps = listCheckpoints(store.tables);
         if (opts.json) printJson(cps);
         else process.stdout.write(table(cps.map((c) => [String(c.id), c.ts, String(c.size), c.root.slice(0, 16) + '…', c.keyId, c.reason]), ['#', 'time', 'size', 'root', 'key', 'reason']) + '\n');
       } finally { store.close(); }
@@ -161,7 +161,7 @@ export const registerAudit = (program: Command): void => {
       process.once('SIGINT', onSig);
       process.once('SIGTERM', onSig);
       try {
-        let after = opts.fromStart ? 0 : (store.db.prepare('SELECT MAX(seq) AS m FROM events').get() as { m: number | null }).m ?? 0;
+        let after = opts.fromStart ? 0 : (store.tables.prepare('SELECT MAX(seq) AS m FROM events').get() as { m: number | null }).m ?? 0;
         let shown = 0;
         while (!stop && shown < max) {
           const batch = store.query({ session: opts.session, afterSeq: after, limit: 1000 });

@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
-import '../../session/layers.ts';
 import { createAirlockMcpServer } from '../../mcp/index.ts';
 
 export function registerMcp(program: Command): void {

@@ -4,7 +4,6 @@ import { ensureHome } from '../../common/paths.ts';
 import { AuditStore } from '../../audit/index.ts';
 import { Session, listSessions, type OpenSessionOptions, type SessionSummary } from '../../session/index.ts';
 import { request, startDetached } from '../../session/daemon.ts';
-import '../../session/layers.ts';
 import { applyProfile } from '../../agents/index.ts';
 import { setExit } from '../main.ts';
 import { bad, dim, ok, printJson, table, warn, progress } from '../output.ts';
@@ -62,8 +61,8 @@ export function registerSession(program: Command): void {
       const store = new AuditStore(session.home.auditDb);
       const s = listSessions(store, session.id)[0];
       // what was blocked, by rule: the first thing a reviewer wants to know
-      const denied = store.db.prepare("SELECT rule, COUNT(*) AS n FROM events WHERE session = ? AND decision = 'deny' GROUP BY rule ORDER BY n DESC").all(session.id) as { rule: string | null; n: number }[];
-      const findings = store.db.prepare("SELECT COUNT(*) AS n FROM events WHERE session = ? AND type = 'detect.finding'").get(session.id) as { n: number };
+      const denied = store.tables.prepare("SELECT rule, COUNT(*) AS n FROM events WHERE session = ? AND decision = 'deny' GROUP BY rule ORDER BY n DESC").all(session.id) as { rule: string | null; n: number }[];
+      const findings = store.tables.prepare("SELECT COUNT(*) AS n FROM events WHERE session = ? AND type = 'detect.finding'").get(session.id) as { n: number };
       store.close();
       if (s) process.stderr.write(`${dim('airlock:', process.stderr)} session ${session.id} ${summarize(s)}\n`);
       if (denied.length) process.stderr.write(`${dim('airlock:', process.stderr)} blocked: ${denied.map((d) => `${d.rule ?? 'unnamed'} ×${d.n}`).join(', ')}\n`);
