@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { spawnSync } from 'node:child_process';
 import { ExitCode } from '../../common/errors.ts';
+import { escapeForTerminal } from '../../common/terminal.ts';
 import type { AuditStore } from '../../audit/index.ts';
 import {
   createProposal, listProposals, proposalStatus, approveProposal, rejectProposal, applyProposal, requireProposal,
@@ -20,11 +21,7 @@ function withStore<T>(fn: (s: AuditStore) => T | Promise<T>): Promise<T> {
 }
 
 /** Makes terminal-unsafe and invisible characters visible (never emits them raw). */
-export function visible(s: string): string {
-  // eslint-disable-next-line no-control-regex, no-misleading-character-class
-  return s.replace(/[\u0000-\u0008\u000B-\u001F\u007F-\u009F\u00AD\u061C\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2069\uFEFF\uFE00-\uFE0F\u3164\uFFA0\u{E0000}-\u{E01EF}]/gu,
-    (c) => `<U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}>`);
-}
+export const visible = (s: string): string => escapeForTerminal(s);
 
 function sevColour(sev: Finding['severity'], t: string): string {
   return sev === 'critical' || sev === 'high' ? bad(t) : sev === 'medium' ? warn(t) : dim(t);
