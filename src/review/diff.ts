@@ -65,7 +65,7 @@ function rawEntries(repo: string, base: string, head: string): ChangedFile[] {
  * parsed back out of the patch text, so quoting (backslash, quote, TAB, control or
  * non-UTF-8 bytes) cannot make a file miss its checks.
  */
-function sections(diff: string, files: ChangedFile[]): { file: ChangedFile; text: string }[] {
+export function diffSections(diff: string, files: ChangedFile[]): { file: ChangedFile; text: string }[] {
   const starts: number[] = [];
   for (const m of diff.matchAll(/^diff --git /gm)) starts.push(m.index);
   const parts = starts.map((s, i) => diff.slice(s, starts[i + 1] ?? diff.length));
@@ -130,7 +130,7 @@ export function loadChange(repo: string, base: string, head: string, commits: st
   const diff = diffBytes.toString('utf8');
   let addedLines = 0;
   let deletedLines = 0;
-  for (const { file: f, text } of sections(diff, files)) {
+  for (const { file: f, text } of diffSections(diff, files)) {
     const head = text.slice(0, (text.search(/^@@ /m) + 1 || text.length + 1) - 1);
     if (/^(Binary files |GIT binary patch)/m.test(head)) { f.binary = true; continue; }
     for (const pf of parseDiff(text)) for (const ch of pf.chunks) for (const c of ch.changes) {

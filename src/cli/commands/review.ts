@@ -5,7 +5,7 @@ import { escapeForTerminal } from '../../common/terminal.ts';
 import type { AuditStore } from '../../audit/index.ts';
 import {
   createProposal, listProposals, proposalStatus, approveProposal, rejectProposal, applyProposal, requireProposal,
-  toSarif, loadChange, decisionsFor, type Proposal, type Finding, type ProposalStatus,
+  toSarif, loadChange, diffSections, decisionsFor, type Proposal, type Finding, type ProposalStatus,
 } from '../../review/index.ts';
 import { setExit } from '../main.ts';
 import { bad, bold, dim, ok, paint, printJson, progress, table, warn } from '../output.ts';
@@ -78,37 +78,26 @@ function renderShow(p: Proposal, st: ProposalStatus): string {
   if (change.diffSha256 !== p.diffSha256) out.push(bad('WARNING: the diff no longer matches the proposal hash; it cannot be approved or applied'));
   const byFile = new Map<string, Finding[]>();
   for (const f of p.findings) if (f.file) byFile.set(f.file, [...(byFile.get(f.file) ?? []), f]);
-  let file = '';
-  let newLine = 0;
-  for (const line of change.diff.split('\n')) {
-    if (line.startsWith('diff --git ')) {
-      file = '';
-      out.push(bold(visible(line)));
-      continue;
+  for (const { file, text } of diffSections(change.diff, change.files)) {
+    const here = byFile.get(file.path) ?? [];
+    out.push(bold(`── ${visible(file.path)}${file.pathHex ? ` (name bytes ${file.pathHex})` : ''} (${file.status})`));
+    for (const f of here) if (f.line === 0) out.push(findingLine(f));
+    let newLine = 0;
+    let inHunk = false;
+    for (const line of text.replace(/\n$/, '').split('\n')) {
+      const h = /^@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@/.exec(line);
+      if (h) { inHunk = true; newLine = Number(h[1]); out.push(paint('cyan', visible(line))); continue; }
+      if (!inHunk) { out.push(bold(visible(line))); continue; }
+      if (line.startsWith('+')) {
+        out.push(paint('green', visible(line)));
+        for (const f of here) if (f.line === newLine) out.push(findingLine(f));
+        newLine++;
+        continue;
+      }
+      if (line.startsWith('-')) { out.push(paint('red', visible(line))); continue; }
+      if (line.startsWith(' ')) newLine++;
+      out.push(visible(line));
     }
-    if (line.startsWith('+++ ')) {
-      const path = line.slice(4) === '/dev/null' ? null : line.slice(6);
-      out.push(bold(visible(line)));
-      if (path) file = path;
-      for (const f of byFile.get(file) ?? []) if (f.line === 0) out.push(findingLine(f));
-      continue;
-    }
-    if (line.startsWith('--- ')) {
-      out.push(bold(visible(line)));
-      if (line.startsWith('--- a/')) file = line.slice(6);
-      continue;
-    }
-    const h = /^@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@/.exec(line);
-    if (h) { newLine = Number(h[1]); out.push(paint('cyan', visible(line))); continue; }
-    if (line.startsWith('+')) {
-      out.push(paint('green', visible(line)));
-      for (const f of byFile.get(file) ?? []) if (f.line === newLine) out.push(findingLine(f));
-      newLine++;
-      continue;
-    }
-    if (line.startsWith('-')) { out.push(paint('red', visible(line))); continue; }
-    if (line.startsWith(' ')) newLine++;
-    out.push(visible(line));
   }
   return out.join('\n');
 }
