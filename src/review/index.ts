@@ -11,3 +11,4 @@ export { loadChange, diffSections } from './diff.ts';
 export { runChecks, isBlocking } from './checks/index.ts';
 export { toSarif } from './sarif.ts';
 export type { Finding, ChangeSet, ChangedFile, CheckId } from './types.ts';
+export { readAgentCommits, commitsJson, commitFindings, type AgentCommit } from './commits.ts';

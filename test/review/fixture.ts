@@ -14,8 +14,15 @@ export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /** Plain git for the fixture itself (the test plays the human and the agent here). */
 export function sh(cwd: string, ...args: string[]): string {
+  return shAs({}, cwd, ...args);
+}
+
+/** The identity the sandbox gives an agent's commits (src/session/session.ts). */
+export const AGENT_IDENTITY = { GIT_AUTHOR_NAME: 'Airlock agent', GIT_AUTHOR_EMAIL: 'agent@airlock.invalid', GIT_COMMITTER_NAME: 'Airlock agent', GIT_COMMITTER_EMAIL: 'agent@airlock.invalid' };
+
+export function shAs(who: Record<string, string>, cwd: string, ...args: string[]): string {
   const r = spawnSync('git', args, { cwd, encoding: 'utf8', env: { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null', GIT_CONFIG_NOSYSTEM: '1',
-    GIT_AUTHOR_NAME: 'Test', GIT_AUTHOR_EMAIL: 'test@example.com', GIT_COMMITTER_NAME: 'Test', GIT_COMMITTER_EMAIL: 'test@example.com' } });
+    GIT_AUTHOR_NAME: 'Test', GIT_AUTHOR_EMAIL: 'test@example.com', GIT_COMMITTER_NAME: 'Test', GIT_COMMITTER_EMAIL: 'test@example.com', ...who } });
   if (r.status !== 0) throw new Error(`git ${args.join(' ')}: ${r.stderr}`);
   return r.stdout.trim();
 }
@@ -60,7 +67,7 @@ export function agentSession(env: Env, session: string, work: Record<string, str
     writeFileSync(join(wt, p), c);
   }
   sh(wt, 'add', '-A');
-  sh(wt, 'commit', '-q', '-m', message);
+  shAs(AGENT_IDENTITY, wt, 'commit', '-q', '-m', message);
   const head = sh(wt, 'rev-parse', 'HEAD');
   const resultRepo = join(env.home, 'sessions', session, 'result.git');
   mkdirSync(dirname(resultRepo), { recursive: true });
@@ -129,7 +136,7 @@ export interface AgentCommit { message: string; author?: [name: string, email: s
 
 function plumb(repo: string, args: string[], input?: Buffer | string, env: Record<string, string> = {}): string {
   const r = spawnSync('git', args, { input, encoding: 'utf8', maxBuffer: 1 << 30, env: { ...process.env, GIT_DIR: repo, GIT_CONFIG_GLOBAL: '/dev/null', GIT_CONFIG_NOSYSTEM: '1',
-    GIT_COMMITTER_NAME: 'Airlock agent', GIT_COMMITTER_EMAIL: 'agent@airlock.invalid', GIT_AUTHOR_NAME: 'Airlock agent', GIT_AUTHOR_EMAIL: 'agent@airlock.invalid', ...env } });
+    ...AGENT_IDENTITY, ...env } });
   if (r.status !== 0) throw new Error(`git ${args.join(' ')}: ${r.stderr}`);
   return r.stdout.trim();
 }

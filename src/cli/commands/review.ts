@@ -5,7 +5,7 @@ import { escapeForTerminal } from '../../common/terminal.ts';
 import type { AuditStore } from '../../audit/index.ts';
 import {
   createProposal, listProposals, proposalStatus, approveProposal, rejectProposal, applyProposal, requireProposal,
-  toSarif, loadChange, diffSections, decisionsFor, type Proposal, type Finding, type ProposalStatus,
+  toSarif, loadChange, diffSections, decisionsFor, readAgentCommits, commitsJson, type Proposal, type Finding, type ProposalStatus,
 } from '../../review/index.ts';
 import { setExit } from '../main.ts';
 import { bad, bold, dim, ok, paint, printJson, progress, table, warn } from '../output.ts';
@@ -61,14 +61,22 @@ function renderShow(p: Proposal, st: ProposalStatus): string {
   const out: string[] = [];
   out.push(bold(`proposal ${p.id}`) + `  session ${p.session}  ${stateText(st)}`);
   out.push(dim(`hash sha256:${p.hash}  base ${p.base.slice(0, 12)}  head ${p.head.slice(0, 12)}  ${p.stats.commits} commits, ${p.stats.files} files, +${p.stats.added}/-${p.stats.deleted}`));
-  if (p.startedBy) out.push(dim(`agent started by ${p.startedBy}`));
+  if (p.startedBy) out.push(dim(`agent started by ${visible(p.startedBy)}`));
   out.push(`checks: ${summary(p)}`);
-  out.push(`approvals: ${st.approvers.length ? st.approvers.join(', ') : 'none'} (${st.required} required${st.escalated ? ', escalated' : ''}${st.group ? `, one from group ${st.group}` : ''})`);
+  out.push(`approvals: ${st.approvers.length ? visible(st.approvers.join(', ')) : 'none'} (${st.required} required${st.escalated ? ', escalated' : ''}${st.group ? `, one from group ${st.group}` : ''})`);
   for (const m of st.missing) if (st.state === 'pending') out.push(warn(`  needs ${m}`));
-  if (st.rejectedBy) out.push(bad(`rejected by ${st.rejectedBy.by}: ${visible(st.rejectedBy.reason)}`));
+  if (st.rejectedBy) out.push(bad(`rejected by ${visible(st.rejectedBy.by)}: ${visible(st.rejectedBy.reason)}`));
   if (st.lastApplyError) out.push(bad(`last apply failed: ${visible(st.lastApplyError)}`));
   const global = p.findings.filter((f) => !f.file);
   for (const f of global) out.push(findingLine(f));
+  out.push('', bold(`agent commits (${p.commits.length}; not pushed: apply pushes one commit Airlock builds from the reviewed tree)`));
+  try {
+    for (const c of readAgentCommits(p.resultRepo, p.commits)) {
+      out.push(`  ${paint('yellow', c.sha.slice(0, 12))} author ${visible(`${c.author.name} <${c.author.email}>`)}  committer ${visible(`${c.committer.name} <${c.committer.email}>`)}`);
+      for (const l of c.message.replace(/\s+$/, '').split('\n')) out.push(`      ${visible(l)}`);
+      if (c.truncated) out.push(dim('      … (message cut at 64 KiB)'));
+    }
+  } catch (e) { out.push(bad(`cannot read the agent's commits: ${visible(e instanceof Error ? e.message : String(e))}`)); }
   out.push('');
   let change;
   try { change = loadChange(p.resultRepo, p.base, p.head, p.commits); } catch (e) {
@@ -149,8 +157,8 @@ export function registerReview(program: Command): void {
     .action((id: string, opts: { json?: boolean; sarif?: boolean }) => withStore((store) => {
       const p = requireProposal(store, parseId(id, 'proposal id'));
       const st = proposalStatus(store, p);
-      if (opts.sarif) { printJson(toSarif(p)); return; }
-      if (opts.json) { printJson({ ...jsonOf(p, st), decisions: decisionsFor(store, p.id) }); return; }
+      if (opts.sarif) { printJson(toSarif(p, readAgentCommits(p.resultRepo, p.commits))); return; }
+      if (opts.json) { printJson({ ...jsonOf(p, st), agentCommits: commitsJson(readAgentCommits(p.resultRepo, p.commits)), decisions: decisionsFor(store, p.id) }); return; }
       page(renderShow(p, st));
     }));
 
