@@ -12,8 +12,17 @@ export const warn = (t: string, s: NodeJS.WriteStream = process.stdout) => paint
 export const dim = (t: string, s: NodeJS.WriteStream = process.stdout) => paint('dim', t, s);
 export const bold = (t: string, s: NodeJS.WriteStream = process.stdout) => paint('bold', t, s);
 
+// JSON.stringify escapes C0 controls but leaves C1 (0x9b is CSI on 8-bit terminals),
+// bidi and line separators raw; those can only stand inside strings, so \u-escaping them
+// keeps the JSON identical in meaning and safe to print.
+// eslint-disable-next-line no-control-regex, no-misleading-character-class
+const JSON_UNSAFE = /[\u007F-\u009F\u00AD\u061C\u180E\u200B-\u200F\u2028-\u202E\u2060-\u2069\uFEFF\uFFF9-\uFFFB]/g;
+export function jsonText(v: unknown, indent = 2): string {
+  return JSON.stringify(v, null, indent).replace(JSON_UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 export function printJson(v: unknown): void {
-  process.stdout.write(JSON.stringify(v, null, 2) + '\n');
+  process.stdout.write(jsonText(v) + '\n');
 }
 
 /** Progress for long work goes to stderr, only on a TTY, so pipes and --json stay clean. */

@@ -14,6 +14,8 @@ export const ExitCode = {
   BAD_STATE: 75,
   DENIED: 77,
   TAMPERED: 78,
+  /** a change or agent-made git data over Airlock's hard bounds: refused, never truncated */
+  TOO_LARGE: 79,
   COMMAND_NOT_FOUND: 127,
 } as const;
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];

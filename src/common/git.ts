@@ -48,20 +48,68 @@ export function gitEnv(extra: Record<string, string | undefined> = {}): NodeJS.P
 
 export interface GitResult { status: number; stdout: string; stderr: string }
 
-export function git(args: string[], opts: { cwd?: string; env?: Record<string, string | undefined>; input?: string | Buffer; allowFail?: boolean; maxBuffer?: number; /** e.g. nsenter into a sandbox's mount namespace (trusted git, agent data) */ prefix?: string[]; /** latin1: one character per byte, for binary output split by byte counts */ encoding?: 'utf8' | 'latin1' } = {}): GitResult {
+/** Bounds for git on agent-made data: it runs as root outside the sandbox's cgroup. */
+export interface GitBounds { memoryBytes: number; cpuSeconds: number; timeoutMs: number }
+export const AGENT_DATA_BOUNDS: GitBounds = { memoryBytes: 3 * 1024 ** 3, cpuSeconds: 600, timeoutMs: 900_000 };
+// Keeps git's pack mmaps and caches well inside the address-space limit.
+const BOUNDED_CONFIG = ['-c', 'core.packedGitLimit=512m', '-c', 'core.packedGitWindowSize=32m', '-c', 'core.deltaBaseCacheLimit=64m', '-c', 'pack.threads=1'];
+
+export interface GitOptions {
+  cwd?: string; env?: Record<string, string | undefined>; input?: string | Buffer; allowFail?: boolean; maxBuffer?: number;
+  /** e.g. nsenter into a sandbox's mount namespace (trusted git, agent data) */ prefix?: string[];
+  /** latin1: one character per byte, for binary output split by byte counts */ encoding?: 'utf8' | 'latin1';
+  /** rlimits (address space, CPU) and a wall-clock timeout: for git reading what an agent made */ bounds?: GitBounds;
+}
+
+function spawnGit(args: string[], opts: GitOptions, encoding: BufferEncoding | 'buffer') {
   const o: SpawnSyncOptions = {
     cwd: opts.cwd ?? '/',
     env: gitEnv(opts.env),
-    input: opts.input,
+    input: encoding === 'buffer' && typeof opts.input === 'string' ? Buffer.from(opts.input) : opts.input,
     maxBuffer: opts.maxBuffer ?? 512 * 1024 * 1024,
-    encoding: opts.encoding ?? 'utf8',
+    ...(encoding === 'buffer' ? {} : { encoding }),
+    ...(opts.bounds ? { timeout: opts.bounds.timeoutMs, killSignal: 'SIGKILL' as const } : {}),
   };
-  const argv = [...(opts.prefix ?? []), 'git', ...HARDENING, ...args];
+  const limits = opts.bounds ? ['prlimit', `--as=${opts.bounds.memoryBytes}`, `--cpu=${opts.bounds.cpuSeconds}`, '--core=0', '--'] : [];
+  const argv = [...limits, ...(opts.prefix ?? []), 'git', ...HARDENING, ...(opts.bounds ? BOUNDED_CONFIG : []), ...args];
   const r = spawnSync(argv[0]!, argv.slice(1), o);
-  if (r.error) throw new AirlockError('UNAVAILABLE', `cannot run git: ${r.error.message}`, 'install git (apt-get install git)');
+  if (r.error) throw spawnError(r.error as NodeJS.ErrnoException, args, opts);
+  if (opts.bounds && (r.signal === 'SIGKILL' || r.signal === 'SIGXCPU')) {
+    throw new AirlockError('TOO_LARGE', `git ${args[0]} on agent-made data hit its ${r.signal === 'SIGXCPU' ? 'CPU' : 'time or memory'} limit`, 'the change is too large or too deep to process: split the work into smaller sessions');
+  }
+  if (opts.bounds && r.status !== 0 && /out of memory|cannot allocate|mmap failed/i.test(String(r.stderr ?? ''))) {
+    throw new AirlockError('TOO_LARGE', `git ${args[0]} on agent-made data ran out of its ${opts.bounds.memoryBytes}-byte memory limit`, 'the change is too large to process: split the work into smaller sessions');
+  }
+  return r;
+}
+
+function spawnError(e: NodeJS.ErrnoException, args: string[], opts: GitOptions): AirlockError {
+  const sub = args.find((a) => !a.startsWith('-') && !a.includes('=')) ?? 'git';
+  if (e.code === 'ENOBUFS') return new AirlockError('TOO_LARGE', `git ${sub} produced more than ${opts.maxBuffer ?? 512 * 1024 * 1024} bytes of output`, 'the change is too large to process: split the work into smaller sessions');
+  if (e.code === 'E2BIG') return new AirlockError('TOO_LARGE', `git ${sub}: argument list too long`, 'the change is too large to process: split the work into smaller sessions');
+  if (e.code === 'ETIMEDOUT') return new AirlockError('TOO_LARGE', `git ${sub} on agent-made data did not finish within ${Math.round((opts.bounds?.timeoutMs ?? 0) / 1000)} s`, 'the change is too large to process: split the work into smaller sessions');
+  if (e.code === 'ENOENT') return new AirlockError('UNAVAILABLE', `cannot run git: ${e.message}`, `install git${opts.bounds ? ' and util-linux (prlimit)' : ''} (apt-get install git util-linux)`);
+  return new AirlockError('INTERNAL', `cannot run git ${sub}: ${e.message}`, 'please report this');
+}
+
+export function git(args: string[], opts: GitOptions = {}): GitResult {
+  const r = spawnGit(args, opts, opts.encoding ?? 'utf8');
   const res = { status: r.status ?? 128, stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? '') };
   if (res.status !== 0 && !opts.allowFail) {
     throw new Error(`git ${args.join(' ')} failed (${res.status}): ${res.stderr.trim()}`);
   }
   return res;
+}
+
+/** git with raw bytes out (names and contents the agent chose need not be UTF-8). */
+export function gitBytes(args: string[], opts: Omit<GitOptions, 'encoding'> = {}): { status: number; stdout: Buffer; stderr: string } {
+  const r = spawnGit(args, opts, 'buffer');
+  const res = { status: r.status ?? 128, stdout: (r.stdout as Buffer | null) ?? Buffer.alloc(0), stderr: String(r.stderr ?? '') };
+  if (res.status !== 0 && !opts.allowFail) throw new Error(`git ${args.join(' ')} failed (${res.status}): ${res.stderr.trim()}`);
+  return res;
+}
+
+/** The hardened argv (without `git`) for callers that stream from git asynchronously. */
+export function hardenedArgs(args: string[], bounds?: GitBounds): string[] {
+  return [...HARDENING, ...(bounds ? BOUNDED_CONFIG : []), ...args];
 }

@@ -3,6 +3,8 @@ import { git } from '../common/git.ts';
 import type { AuditStore } from '../audit/index.ts';
 import { assertOutsideSandbox, humanIdentity } from '../commands/human.ts';
 import { rgit } from './diff.ts';
+import { readAgentCommits, type AgentCommit } from './commits.ts';
+import { escapeForTerminal } from '../common/terminal.ts';
 import { matchPath } from './checks/simple.ts';
 import { insertDecision, type Proposal } from './store.ts';
 import { proposalStatus, verifyProposal, type ProposalStatus } from './proposal.ts';
@@ -10,9 +12,9 @@ import { requireProposal } from './decide.ts';
 import { openPullRequest, providerToken, pushUser, repositoryFromUrl } from './providers.ts';
 import type { Finding } from './types.ts';
 
-// Applying an approved proposal: rebuild its commits on the base commit with trailers
-// naming the session and the approvers (deterministic, so a retry makes the same ids),
-// push them from the TRUSTED result repo with hardened git to a new branch (never the
+// Applying an approved proposal: build ONE commit from the reviewed tree on the base
+// commit, with trailers naming the session, the proposal hash and the approvers
+// (deterministic, so a retry makes the same id); the agent's commits never leave. Push it from the TRUSTED result repo with hardened git to a new branch (never the
 // default or a protected branch; refused when the branch exists with other content),
 // then open a pull request through the provider. Failures are recorded and leave the
 // proposal approved and unapplied; nothing is lost and apply can be retried.
@@ -38,39 +40,51 @@ function remoteUrl(p: Proposal): string {
   return url;
 }
 
-interface Commit { tree: string; author: { name: string; email: string; date: string }; committerDate: string; message: string }
-
-function readCommit(repo: string, sha: string): Commit {
-  const raw = rgit(repo, ['cat-file', 'commit', sha]);
-  const split = raw.indexOf('\n\n');
-  const headers = (split < 0 ? raw : raw.slice(0, split)).split('\n');
-  const message = split < 0 ? '' : raw.slice(split + 2);
-  const h = (k: string) => headers.find((l) => l.startsWith(`${k} `))?.slice(k.length + 1) ?? '';
-  const who = (line: string) => {
-    const m = /^(.*) <([^>]*)> (\d+ [+-]\d{4})$/.exec(line);
-    return m ? { name: m[1]!, email: m[2]!, date: m[3]! } : { name: 'unknown', email: 'unknown@localhost', date: '0 +0000' };
-  };
-  return { tree: h('tree'), author: who(h('author')), committerDate: who(h('committer')).date, message };
-}
-
 export function trailers(p: Proposal, approvers: string[]): string {
-  return [`Airlock-Session: ${p.session}`, `Airlock-Proposal: ${p.id} sha256:${p.hash}`, ...approvers.map((a) => `Approved-by: ${a}`)].join('\n');
+  return [`Airlock-Session: ${p.session}`, `Airlock-Proposal: ${p.id} sha256:${p.hash}`, ...approvers.map((a) => `Approved-by: ${escapeForTerminal(a)}`)].join('\n');
 }
 
-/** Rebuilds the proposal's commits on its base with trailers. Same input, same commit ids. */
-export function buildBranchCommits(p: Proposal, approvers: string[]): string {
-  let parent = p.base;
-  for (const sha of p.commits) {
-    const c = readCommit(p.resultRepo, sha);
-    const body = c.message.replace(/\s+$/, '').replace(/\0/g, '');
-    const msg = `${body || 'Airlock change'}\n\n${trailers(p, approvers)}\n`;
-    parent = git(['commit-tree', c.tree, '-p', parent, '-F', '-'], {
-      env: { GIT_DIR: p.resultRepo, GIT_AUTHOR_NAME: c.author.name, GIT_AUTHOR_EMAIL: c.author.email, GIT_AUTHOR_DATE: c.author.date,
-        GIT_COMMITTER_NAME: 'Airlock', GIT_COMMITTER_EMAIL: 'airlock@localhost', GIT_COMMITTER_DATE: c.committerDate },
-      input: msg,
-    }).stdout.trim();
+const AIRLOCK = { name: 'Airlock', email: 'airlock@localhost' };
+const QUOTED_LINES = 200;
+
+/** The agent's commits as quoted, escaped text: shown in the pushed message and the PR body, never as trailers. */
+export function quotedCommits(commits: AgentCommit[], prefix: string): string[] {
+  const out: string[] = [];
+  for (const c of commits) {
+    out.push(`${prefix}commit ${c.sha} by ${escapeForTerminal(`${c.author.name} <${c.author.email}>`)}`);
+    const lines = c.message.replace(/\s+$/, '').split('\n');
+    for (const l of lines.slice(0, QUOTED_LINES)) out.push(`${prefix}    ${escapeForTerminal(l)}`.trimEnd());
+    if (lines.length > QUOTED_LINES || c.truncated) out.push(`${prefix}    … (cut; the whole message is in \`airlock review show\`)`);
   }
-  return parent;
+  return out;
+}
+
+/**
+ * The one commit apply pushes: the reviewed tree on the base, Airlock as author and
+ * committer at the proposal's time (a retry makes the same id), Airlock's message with
+ * the agent's messages quoted and escaped, trailers naming the session, the proposal
+ * hash and the approvers. Everything in it is covered by the approved hash.
+ */
+export function buildApplyCommit(p: Proposal, approvers: string[]): string {
+  const tree = rgit(p.resultRepo, ['rev-parse', `${p.head}^{tree}`]).trim();
+  const agent = readAgentCommits(p.resultRepo, p.commits);
+  const msg = [
+    `Airlock: agent change from session ${p.session} (proposal ${p.id})`, '',
+    `The reviewed tree of proposal ${p.id}, built by Airlock. The agent's own ${agent.length} commit(s) are not pushed;`,
+    'their messages follow, quoted and escaped:', '',
+    ...quotedCommits(agent, '> '), '',
+    trailers(p, approvers), '',
+  ].join('\n');
+  const date = new Date(p.created).toISOString();
+  const commit = git(['commit-tree', tree, '-p', p.base, '-F', '-'], {
+    env: { GIT_DIR: p.resultRepo, GIT_AUTHOR_NAME: AIRLOCK.name, GIT_AUTHOR_EMAIL: AIRLOCK.email, GIT_AUTHOR_DATE: date,
+      GIT_COMMITTER_NAME: AIRLOCK.name, GIT_COMMITTER_EMAIL: AIRLOCK.email, GIT_COMMITTER_DATE: date },
+    input: msg,
+  }).stdout.trim();
+  // what leaves is what was reviewed: the reviewed tree, on the base, nothing else
+  const [t, parents] = rgit(p.resultRepo, ['show', '-s', '--format=%T%n%P', commit]).split('\n');
+  if (t !== tree || parents !== p.base) throw new AirlockError('INTERNAL', `the commit built for proposal ${p.id} is not the reviewed tree on its base`, 'please report this');
+  return commit;
 }
 
 function pushEnv(p: Proposal, url: string, token: string | null): Record<string, string> {
@@ -96,7 +110,9 @@ export function summaryMarkdown(p: Proposal, st: ProposalStatus): string {
   const by: Record<string, number> = {};
   for (const f of p.findings) by[f.severity] = (by[f.severity] ?? 0) + 1;
   const counts = ['critical', 'high', 'medium', 'low', 'info'].filter((s) => by[s]).map((s) => `${by[s]} ${s}`).join(', ') || 'none';
-  const row = (f: Finding) => `| ${f.severity} | \`${f.rule}\` | \`${(f.file || '(change)').replace(/\|/g, '\\|')}${f.line ? `:${f.line}` : ''}\` | ${f.message.replace(/\|/g, '\\|').replace(/\n/g, ' ')} |`;
+  const cell = (t: string) => escapeForTerminal(t).replace(/[|`<>*_[\]\\]/g, (c) => `&#${c.charCodeAt(0)};`);
+  const row = (f: Finding) => `| ${f.severity} | \`${f.rule}\` | ${cell(f.file || '(change)')}${f.line ? `:${f.line}` : ''} | ${cell(f.message)} |`;
+  const agent = readAgentCommits(p.resultRepo, p.commits);
   return [
     `Proposed by an agent in Airlock session \`${p.session}\` (proposal ${p.id}, sha256 \`${p.hash}\`).`,
     '',
@@ -105,15 +121,13 @@ export function summaryMarkdown(p: Proposal, st: ProposalStatus): string {
     ...(st.overrides.length ? ['', '**Blocking findings overridden:**', ...st.overrides.map((o) => `- ${o.by}: ${o.reason}`)] : []),
     ...(p.findings.length ? ['', '| severity | rule | where | finding |', '| --- | --- | --- | --- |', ...p.findings.slice(0, 100).map(row),
       ...(p.findings.length > 100 ? [`| … | | | ${p.findings.length - 100} more (airlock review show ${p.id}) |`] : [])] : []),
+    ...(agent.length ? ['', `**The agent's commits** (not pushed; this branch has one commit built by Airlock from the reviewed tree), quoted and escaped:`, '',
+      ...quotedCommits(agent, '    ')] : []),
   ].join('\n');
 }
 
 function prTitle(p: Proposal): string {
-  for (const sha of p.commits) {
-    const subject = readCommit(p.resultRepo, sha).message.split('\n')[0]?.trim();
-    if (subject && subject !== 'airlock: uncommitted work') return subject.slice(0, 200);
-  }
-  return `Airlock session ${p.session}`;
+  return `Airlock: agent change from session ${p.session} (proposal ${p.id})`;
 }
 
 export async function applyProposal(store: AuditStore, id: number, o: ApplyOptions = {}): Promise<ApplyResult> {
@@ -158,7 +172,7 @@ export async function applyProposal(store: AuditStore, id: number, o: ApplyOptio
   if (defaultBranch === branch) fail('protected', `branch ${branch} is the remote's default branch`);
   const existing = new RegExp(`^([0-9a-f]{40})\\trefs/heads/${branch.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm').exec(ls.stdout)?.[1] ?? null;
 
-  const commit = buildBranchCommits(p, st.approvers);
+  const commit = buildApplyCommit(p, st.approvers);
   git(['update-ref', `refs/airlock/apply/${p.id}`, commit], { env: { GIT_DIR: p.resultRepo } });
   let alreadyPushed = false;
   if (existing && existing !== commit) fail('exists', `branch ${branch} already exists on ${shown} with other content (${existing.slice(0, 12)})`, { remote: shown, branch });

@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
 import parseDiff from 'parse-diff';
-import { git } from '../common/git.ts';
+import { AGENT_DATA_BOUNDS, git, gitBytes } from '../common/git.ts';
+import { countTreePaths, DEFAULT_TREE_LIMITS } from '../workspace/bounds.ts';
 import { AirlockError } from '../common/errors.ts';
-import type { AddedLine, ChangeSet, ChangedFile } from './types.ts';
+import type { ChangeSet, ChangedFile } from './types.ts';
 
 // The change under review, read from the TRUSTED result repo with hardened git: no
 // textconv, no external diff, no renames (a rename is a delete and an add, so nothing
@@ -22,78 +23,94 @@ export const TEXT_CAP = 4 * 1024 * 1024;
 const PRINTABLE_RUN = /[\x20-\x7e\t\r\n]{8,}/g;
 
 export function rgit(repo: string, args: string[], input?: string, encoding?: 'utf8' | 'latin1'): string {
-  try {
-    return git([...CFG, ...args], { env: { GIT_DIR: repo }, input, encoding }).stdout;
-  } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e);
-    if (/ENOBUFS|maxBuffer/i.test(msg)) throw new AirlockError('BAD_STATE', 'the change is too large to read for review', 'split the work into smaller sessions');
-    throw e;
-  }
+  return git([...CFG, ...args], { env: { GIT_DIR: repo }, input, encoding, bounds: AGENT_DATA_BOUNDS }).stdout;
 }
 
-/** C-style unquoting of a path git printed in quotes. */
-export function cUnquote(s: string): string {
-  if (!s.startsWith('"') || !s.endsWith('"')) return s;
-  const body = s.slice(1, -1);
-  const bytes: number[] = [];
-  const esc: Record<string, number> = { n: 10, t: 9, r: 13, a: 7, b: 8, f: 12, v: 11, '\\': 92, '"': 34 };
-  for (let i = 0; i < body.length; i++) {
-    const c = body[i]!;
-    if (c === '\\' && i + 1 < body.length) {
-      const n = body[i + 1]!;
-      if (/[0-7]/.test(n)) { bytes.push(parseInt(body.slice(i + 1, i + 4), 8)); i += 3; continue; }
-      bytes.push(esc[n] ?? n.charCodeAt(0)); i += 1; continue;
+const lineText = (content: string): string => content.slice(1);
+
+/** Most paths one proposal may change: past this Airlock refuses (TOO_LARGE) rather than truncating. */
+export const MAX_CHANGED_PATHS = 50_000;
+/** Most bytes of the canonical diff, and of whole texts loaded for the parsers. */
+export const MAX_DIFF_BYTES = 256 * 1024 * 1024;
+const MAX_TEXT_BYTES = 512 * 1024 * 1024;
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/** A name as git stored it: UTF-8 when it is, else lossy (U+FFFD) with the bytes kept in hex. */
+function decodePath(b: Buffer): { path: string; pathHex: string | null } {
+  try { return { path: UTF8.decode(b), pathHex: null }; } catch { return { path: b.toString('utf8'), pathHex: b.toString('hex') }; }
+}
+
+function rawEntries(repo: string, base: string, head: string): ChangedFile[] {
+  const out = gitBytes([...CFG, 'diff', '--raw', '-z', '--no-renames', '--no-abbrev', '--ignore-submodules=none', base, head],
+    { env: { GIT_DIR: repo }, bounds: AGENT_DATA_BOUNDS, maxBuffer: MAX_CHANGED_PATHS * 8192 }).stdout;
+  const files: ChangedFile[] = [];
+  let at = 0;
+  while (at < out.length) {
+    const a = out.indexOf(0, at);
+    const b = out.indexOf(0, a + 1);
+    if (a < 0 || b < 0 || out[at] !== 0x3a) throw new AirlockError('BAD_STATE', 'unexpected output from git diff --raw', 'please report this');
+    const [oldMode, newMode, oldBlob, newBlob, st] = out.toString('latin1', at + 1, a).split(' ');
+    const status = st === 'A' ? 'added' : st === 'D' ? 'deleted' : st === 'T' ? 'typechange' : 'modified';
+    files.push({ ...decodePath(out.subarray(a + 1, b)), status, oldMode: oldMode!, newMode: newMode!, oldBlob: oldBlob!, newBlob: newBlob!,
+      binary: false, large: false, newSize: 0, added: [], deletedCount: 0, newText: null, oldText: null, binaryStrings: null });
+    at = b + 1;
+  }
+  return files;
+}
+
+/**
+ * Splits the canonical diff into its per-file sections and pairs them with the raw
+ * entries BY POSITION (git emits both in the same order; a typechange is two sections),
+ * checking each pairing against the full blob ids of its `index` line. Names are never
+ * parsed back out of the patch text, so quoting (backslash, quote, TAB, control or
+ * non-UTF-8 bytes) cannot make a file miss its checks.
+ */
+export function diffSections(diff: string, files: ChangedFile[]): { file: ChangedFile; text: string }[] {
+  const starts: number[] = [];
+  for (const m of diff.matchAll(/^diff --git /gm)) starts.push(m.index);
+  const parts = starts.map((s, i) => diff.slice(s, starts[i + 1] ?? diff.length));
+  const out: { file: ChangedFile; text: string }[] = [];
+  let i = 0;
+  for (const f of files) {
+    const n = f.status === 'typechange' && f.oldMode !== '160000' && f.newMode !== '160000' ? 2 : 1;
+    for (let k = 0; k < n; k++) {
+      const text = parts[i++];
+      if (text === undefined) throw new AirlockError('BAD_STATE', 'the diff has fewer file sections than git listed changes', 'please report this');
+      const idx = /^index ([0-9a-f]{40})\.\.([0-9a-f]{40})/m.exec(text.slice(0, text.search(/^@@ |^Binary files |^---/m) >>> 0));
+      const [ob, nb] = n === 2 ? (k === 0 ? [f.oldBlob, ZERO] : [ZERO, f.newBlob]) : [f.oldBlob, f.newBlob];
+      if (idx && (idx[1] !== ob || idx[2] !== nb)) throw new AirlockError('BAD_STATE', 'a diff section does not match the change git listed at its position', 'please report this');
+      out.push({ file: f, text });
     }
-    for (const b of Buffer.from(c, 'utf8')) bytes.push(b);
   }
-  return Buffer.from(bytes).toString('utf8');
+  if (i !== parts.length) throw new AirlockError('BAD_STATE', 'the diff has more file sections than git listed changes', 'please report this');
+  return out;
 }
 
-function fileKey(f: parseDiff.File): string {
-  const to = f.to && f.to !== '/dev/null' ? f.to : f.from ?? '';
-  return cUnquote(to);
-}
-
-function lineText(content: string): string {
-  return content.slice(1);
-}
-
-function texts(f: parseDiff.File): { newText: string; oldText: string } {
-  const n: string[] = [];
-  const o: string[] = [];
-  for (const ch of f.chunks) for (const c of ch.changes) {
-    if (c.content.startsWith('\\')) continue; // "\ No newline at end of file"
-    if (c.type === 'normal') { n.push(lineText(c.content)); o.push(lineText(c.content)); }
-    else if (c.type === 'add') n.push(lineText(c.content));
-    else o.push(lineText(c.content));
+/** Blob contents in one `cat-file --batch` (sizes known beforehand), as bytes. */
+function readBlobs(repo: string, oids: string[], size: Map<string, number>): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
+  if (!oids.length) return out;
+  const total = oids.reduce((n, o) => n + (size.get(o) ?? 0) + 64, 1024);
+  const buf = gitBytes([...CFG, 'cat-file', '--batch'], { env: { GIT_DIR: repo }, input: oids.join('\n') + '\n', bounds: AGENT_DATA_BOUNDS, maxBuffer: total }).stdout;
+  let at = 0;
+  for (const oid of oids) {
+    const nl = buf.indexOf(0x0a, at);
+    const [, type, n] = buf.toString('latin1', at, nl).split(' ');
+    if (type !== 'blob') throw new AirlockError('BAD_STATE', `blob ${oid} cannot be read for review`, 'the result repository is damaged: propose again');
+    out.set(oid, buf.subarray(nl + 1, nl + 1 + Number(n)));
+    at = nl + 1 + Number(n) + 1; // content, then a newline
   }
-  return { newText: n.join('\n'), oldText: o.join('\n') };
+  return out;
 }
 
 export function loadChange(repo: string, base: string, head: string, commits: string[]): ChangeSet {
-  // 1. what changed, with modes and blob ids
-  const raw = rgit(repo, ['diff', '--raw', '-z', '--no-renames', '--no-abbrev', '--ignore-submodules=none', base, head]).split('\0');
-  const files: ChangedFile[] = [];
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    const meta = raw[i]!;
-    if (!meta.startsWith(':')) break;
-    const [oldMode, newMode, oldBlob, newBlob, st] = meta.slice(1).split(' ');
-    const status = st === 'A' ? 'added' : st === 'D' ? 'deleted' : st === 'T' ? 'typechange' : 'modified';
-    files.push({ path: raw[i + 1]!, status, oldMode: oldMode!, newMode: newMode!, oldBlob: oldBlob!, newBlob: newBlob!,
-      binary: false, newSize: 0, added: [], deletedCount: 0, newText: null, oldText: null, binaryStrings: null });
-  }
-  const byPath = new Map(files.map((f) => [f.path, f]));
+  // 0. bounded before anything is expanded: a tree bomb is refused here, having read only trees
+  countTreePaths(repo, rgit(repo, ['rev-parse', `${base}^{tree}`]).trim(), rgit(repo, ['rev-parse', `${head}^{tree}`]).trim(),
+    { ...DEFAULT_TREE_LIMITS, maxPaths: MAX_CHANGED_PATHS });
+  // 1. what changed, with modes and blob ids, names as bytes
+  const files = rawEntries(repo, base, head);
 
-  // 2. binary or not (git's own heuristic; no attributes can change it, see CFG)
-  const num = rgit(repo, ['diff', '--numstat', '-z', '--no-renames', base, head]).split('\0');
-  for (const entry of num) {
-    const m = /^(-|\d+)\t(-|\d+)\t([\s\S]*)$/.exec(entry);
-    if (!m) continue;
-    const f = byPath.get(m[3]!);
-    if (f && m[1] === '-') f.binary = true;
-  }
-
-  // 3. sizes of both versions, one git process
+  // 2. sizes of both versions, one git process
   const blobs = new Set<string>();
   for (const f of files) {
     if (f.newBlob !== ZERO && f.newMode !== '160000') blobs.add(f.newBlob);
@@ -108,51 +125,43 @@ export function loadChange(repo: string, base: string, head: string, commits: st
   }
   for (const f of files) f.newSize = f.newBlob === ZERO ? 0 : size.get(f.newBlob) ?? 0;
 
-  // 4. the canonical diff: what is hashed, shown and scanned
-  const diff = rgit(repo, ['diff', ...DIFF_TEXT, '-U3', base, head]);
+  // 3. the canonical diff: what is hashed (as bytes), shown and scanned
+  const diffBytes = gitBytes([...CFG, 'diff', ...DIFF_TEXT, '-U3', base, head], { env: { GIT_DIR: repo }, bounds: AGENT_DATA_BOUNDS, maxBuffer: MAX_DIFF_BYTES }).stdout;
+  const diff = diffBytes.toString('utf8');
   let addedLines = 0;
   let deletedLines = 0;
-  for (const pf of parseDiff(diff)) {
-    const f = byPath.get(fileKey(pf));
-    if (!f) continue;
-    const added: AddedLine[] = [];
-    for (const ch of pf.chunks) for (const c of ch.changes) {
-      if (c.type === 'add') added.push({ line: c.ln, text: lineText(c.content) });
-      else if (c.type === 'del') f.deletedCount++;
+  for (const { file: f, text } of diffSections(diff, files)) {
+    const head = text.slice(0, (text.search(/^@@ /m) + 1 || text.length + 1) - 1);
+    if (/^(Binary files |GIT binary patch)/m.test(head)) { f.binary = true; continue; }
+    for (const pf of parseDiff(text)) for (const ch of pf.chunks) for (const c of ch.changes) {
+      if (c.type === 'add') { f.added.push({ line: c.ln, text: lineText(c.content) }); addedLines++; }
+      else if (c.type === 'del') { f.deletedCount++; deletedLines++; }
     }
-    f.added = added;
-    addedLines += added.length;
-    deletedLines += f.deletedCount;
   }
 
-  // 5. whole texts of changed text files (for parsers and manifests): one diff with
-  // unlimited context carries both versions of every file in it
-  const whole = files.filter((f) => !f.binary && f.newMode !== '160000' && f.oldMode !== '160000'
-    && (size.get(f.newBlob) ?? 0) <= TEXT_CAP && (size.get(f.oldBlob) ?? 0) <= TEXT_CAP);
-  if (whole.length) {
-    const full = rgit(repo, ['diff', ...DIFF_TEXT, '-U2147483647', base, head, '--', ...whole.map((f) => `:(literal)${f.path}`)]);
-    for (const pf of parseDiff(full)) {
-      const f = byPath.get(fileKey(pf));
-      if (!f) continue;
-      const t = texts(pf);
-      f.newText = f.status === 'deleted' ? null : t.newText;
-      f.oldText = f.status === 'added' ? null : t.oldText;
-    }
+  // 4. whole texts (parsers, manifests, symlink targets) and binaries' printable runs
+  // (a secret in a blob is as live as one in a text file), read from the blobs themselves
+  const want: string[] = [];
+  let budget = 0;
+  const take = (oid: string) => {
+    const n = size.get(oid) ?? 0;
+    if (oid === ZERO || n > TEXT_CAP || budget + n > MAX_TEXT_BYTES) return false;
+    budget += n; want.push(oid); return true;
+  };
+  for (const f of files) {
+    if (f.newMode === '160000' && f.oldMode === '160000') continue;
+    if (f.binary) { if (f.status !== 'deleted' && f.newMode !== '160000' && !take(f.newBlob)) f.large = true; continue; }
+    // both versions or neither: a parser comparing them must not see half the story
+    if (f.newMode === '160000' || f.oldMode === '160000' || (size.get(f.newBlob) ?? 0) > TEXT_CAP || (size.get(f.oldBlob) ?? 0) > TEXT_CAP) continue;
+    take(f.newBlob); take(f.oldBlob);
   }
-  // 6. binaries: a secret in a blob is as live as one in a text file. One cat-file for all
-  // of them, read as latin1 (a character per byte) so each blob is cut out by its size.
-  const bins = files.filter((f) => f.binary && f.newBlob !== ZERO && f.newMode !== '160000' && f.newSize <= TEXT_CAP);
-  if (bins.length) {
-    const out = rgit(repo, ['cat-file', '--batch'], bins.map((f) => f.newBlob).join('\n') + '\n', 'latin1');
-    let at = 0;
-    for (const f of bins) {
-      const nl = out.indexOf('\n', at);
-      const [, type, n] = out.slice(at, nl).split(' ');
-      if (type !== 'blob') throw new AirlockError('BAD_STATE', `blob ${f.newBlob} of ${f.path} cannot be read for review`, 'the result repository is damaged: propose again');
-      const blob = out.slice(nl + 1, nl + 1 + Number(n));
-      f.binaryStrings = (blob.match(PRINTABLE_RUN) ?? []).join('\n');
-      at = nl + 1 + Number(n) + 1; // content, then a newline
-    }
+  const content = readBlobs(repo, [...new Set(want)], size);
+  for (const f of files) {
+    const nb = content.get(f.newBlob);
+    const ob = content.get(f.oldBlob);
+    if (f.binary) { if (nb) f.binaryStrings = (nb.toString('latin1').match(PRINTABLE_RUN) ?? []).join('\n'); continue; }
+    f.newText = f.status === 'deleted' || !nb ? null : nb.toString('utf8');
+    f.oldText = f.status === 'added' || !ob ? null : ob.toString('utf8');
   }
-  return { base, head, commits, files, diff, diffSha256: createHash('sha256').update(diff).digest('hex'), addedLines, deletedLines };
+  return { base, head, commits, files, diff, diffSha256: createHash('sha256').update(diffBytes).digest('hex'), addedLines, deletedLines, repo };
 }

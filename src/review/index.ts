@@ -7,7 +7,8 @@ export { approveProposal, rejectProposal, requireProposal, type ApproveOptions }
 export { applyProposal, branchName, summaryMarkdown, type ApplyOptions, type ApplyResult } from './apply.ts';
 export { openPullRequest, providerToken, repositoryFromUrl, type PullRequestInput, type PullRequestResult } from './providers.ts';
 export { listProposals, getProposal, decisionsFor, proposalHash, type Proposal, type ReviewDecision } from './store.ts';
-export { loadChange } from './diff.ts';
+export { loadChange, diffSections } from './diff.ts';
 export { runChecks, isBlocking } from './checks/index.ts';
 export { toSarif } from './sarif.ts';
 export type { Finding, ChangeSet, ChangedFile, CheckId } from './types.ts';
+export { readAgentCommits, commitsJson, commitFindings, type AgentCommit } from './commits.ts';

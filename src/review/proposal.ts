@@ -7,7 +7,8 @@ import { parsePolicyText, readPolicyFile, resolvePolicy, DEFAULT_ORG_POLICY, typ
 import { loadChange, rgit } from './diff.ts';
 import { runChecks } from './checks/index.ts';
 import { insertProposal, proposalHash, latestProposalId, decisionsFor, type Proposal, type ReviewDecision } from './store.ts';
-import { SEVERITY_RANK, type Finding } from './types.ts';
+import { SEVERITY_RANK, type ChangeSet, type Finding } from './types.ts';
+import { commitFindings, readAgentCommits, type AgentCommit } from './commits.ts';
 import { extraApproverRequired } from '../detect/index.ts';
 
 // A session's captured result becomes a proposal: the commits base..head of the TRUSTED
@@ -25,6 +26,8 @@ export interface SessionResult {
   baseRef: string | null;
   startedBy: string | null;
   policyHash: string | null;
+  /** what capture refused to read (a .git symlink or gitfile, alternates, nested repositories…), as findings */
+  refusals: Finding[];
 }
 
 const SHA = /^[0-9a-f]{40}$/;
@@ -37,7 +40,7 @@ export function sessionResult(store: AuditStore, session: string, home = airlock
     throw new AirlockError('NOT_FOUND', any ? `session ${session} has no captured result (still running, or capture failed)` : `unknown session: ${session}`,
       any ? 'stop the session first; a capture failure is in `airlock audit` for the session' : 'list sessions with `airlock sessions`');
   }
-  const r = results[results.length - 1]!.data as { resultRepo?: string; baseCommit?: string; headCommit?: string; commits?: string[] };
+  const r = results[results.length - 1]!.data as { resultRepo?: string; baseCommit?: string; headCommit?: string; commits?: string[]; refusals?: { rule?: string; path?: string; message?: string }[] };
   const start = store.query({ session, type: 'session.start' })[0]?.data as { repo?: string; baseRef?: string; startedBy?: string; policyHash?: string } | undefined;
   if (typeof r.resultRepo !== 'string' || !SHA.test(r.baseCommit ?? '') || !SHA.test(r.headCommit ?? '') || !Array.isArray(r.commits)) {
     throw new AirlockError('BAD_STATE', `session ${session}: malformed session.result event`, 'capture the session again');
@@ -53,6 +56,8 @@ export function sessionResult(store: AuditStore, session: string, home = airlock
   return {
     session, resultRepo: real, baseCommit: r.baseCommit!, headCommit: r.headCommit!, commits: r.commits.map(String),
     repo: start?.repo ?? null, baseRef: start?.baseRef ?? null, startedBy: start?.startedBy ?? null, policyHash: start?.policyHash ?? null,
+    refusals: (Array.isArray(r.refusals) ? r.refusals : []).map((x) => ({ check: 'review' as const, rule: `capture.${String(x.rule ?? 'refused').replace(/^capture\./, '')}`,
+      severity: 'high' as const, file: '', line: 0, message: `capture refused ${JSON.stringify(String(x.path ?? ''))}: ${String(x.message ?? '')}` })),
   };
 }
 
@@ -102,8 +107,19 @@ export async function createProposal(store: AuditStore, session: string, opts: P
       data: { recorded: { base: res.baseCommit, head: res.headCommit, commits: res.commits.length }, found: { base: cur.base, head: cur.head, commits: cur.commits.length } } });
     throw new AirlockError('TAMPERED', `the result repo of session ${session} no longer matches what was captured (head ${cur.head.slice(0, 12)}, recorded ${res.headCommit.slice(0, 12)})`, 'do not review it; investigate with `airlock audit verify`');
   }
-  const change = loadChange(res.resultRepo, cur.base, cur.head, cur.commits);
+  let change: ChangeSet;
+  let agentCommits: AgentCommit[];
+  try {
+    change = loadChange(res.resultRepo, cur.base, cur.head, cur.commits);
+    agentCommits = readAgentCommits(res.resultRepo, cur.commits);
+  } catch (e) {
+    if (e instanceof AirlockError && e.kind === 'TOO_LARGE') {
+      store.append({ type: 'review.refused', session, severity: 'high', decision: 'deny', rule: 'builtin.review.bounds', data: { reason: e.message, head: cur.head } });
+    }
+    throw e;
+  }
   const { loaded, problems } = reviewPolicy(res.resultRepo, cur.base, opts.orgPolicy);
+  problems.push(...res.refusals, ...commitFindings(agentCommits, loaded.policy, res.startedBy));
   const findings = [...problems, ...await runChecks(change, loaded.policy)];
   for (const f of problems) f.blocking = SEVERITY_RANK[f.severity] >= SEVERITY_RANK[loaded.policy.review.blockAt];
   const hash = proposalHash({ session, base: cur.base, head: cur.head, commits: cur.commits, diffSha256: change.diffSha256 });

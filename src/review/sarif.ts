@@ -1,12 +1,14 @@
 import type { Proposal } from './store.ts';
 import type { Finding } from './types.ts';
+import { commitsJson, type AgentCommit } from './commits.ts';
 
 // SARIF 2.1.0 export of a proposal's findings, for code-scanning UIs and SIEMs.
 
 const LEVEL: Record<Finding['severity'], 'error' | 'warning' | 'note'> = { critical: 'error', high: 'error', medium: 'warning', low: 'note', info: 'note' };
 const SCORE: Record<Finding['severity'], string> = { critical: '9.5', high: '8.0', medium: '5.5', low: '3.0', info: '0.0' };
 
-export function toSarif(p: Proposal): Record<string, unknown> {
+/** `agentCommits`: the agent's commits (escaped in the output), shown beside the findings. */
+export function toSarif(p: Proposal, agentCommits: AgentCommit[] = []): Record<string, unknown> {
   const rules = [...new Map(p.findings.map((f) => [f.rule, f])).values()].map((f) => ({
     id: f.rule,
     name: f.rule.replace(/[^A-Za-z0-9]+(.)?/g, (_m, c: string | undefined) => (c ? c.toUpperCase() : '')),
@@ -22,7 +24,7 @@ export function toSarif(p: Proposal): Record<string, unknown> {
       tool: { driver: { name: 'airlock-review', informationUri: 'https://airlock.dev', version: '0.1.0', rules } },
       automationDetails: { id: `airlock/session/${p.session}/proposal/${p.id}` },
       versionControlProvenance: p.repo ? [{ repositoryUri: `file://${p.repo}`, revisionId: p.head }] : undefined,
-      properties: { proposal: p.id, hash: p.hash, session: p.session, base: p.base, head: p.head },
+      properties: { proposal: p.id, hash: p.hash, session: p.session, base: p.base, head: p.head, agentCommits: commitsJson(agentCommits) },
       results: p.findings.map((f) => ({
         ruleId: f.rule,
         ruleIndex: ruleIndex.get(f.rule),

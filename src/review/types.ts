@@ -24,7 +24,10 @@ export interface Finding {
 export interface AddedLine { line: number; text: string }
 
 export interface ChangedFile {
+  /** the name as git stored it, decoded as UTF-8 (invalid bytes as U+FFFD; then pathHex holds the bytes) */
   path: string;
+  /** set when the name is not valid UTF-8: its bytes in hex */
+  pathHex?: string | null;
   /** differs from path only for… nothing: renames are split into delete + add */
   status: 'added' | 'modified' | 'deleted' | 'typechange';
   oldMode: string;
@@ -40,6 +43,8 @@ export interface ChangedFile {
   newText: string | null;
   /** full old text (text files only, up to the size cap), else null */
   oldText: string | null;
+  /** a binary too large to load whole: its content is scanned streaming (secrets check) */
+  large?: boolean;
   /** printable runs (8+ characters) of a binary file's new version, for the secrets check; null for text files, deletions and binaries over the size cap */
   binaryStrings: string | null;
 }
@@ -54,4 +59,6 @@ export interface ChangeSet {
   diffSha256: string;
   addedLines: number;
   deletedLines: number;
+  /** the trusted result repo the change was read from (streaming scans of large blobs) */
+  repo?: string;
 }

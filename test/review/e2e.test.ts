@@ -103,8 +103,8 @@ test('approval yields a branch on the HTTP remote with the right content and tra
     assert.equal(sh(remote, 'show', `${r.commit}:src/app.js`), sh(join(env.home, 'sessions', 's1', 'result.git'), 'show', `${p.head}:src/app.js`));
     assert.equal(sh(remote, 'rev-parse', `${r.commit}^`), env.base, 'built on the base commit');
     const msg = sh(remote, 'log', '-1', '--format=%B', r.commit);
-    assert.match(msg, /^agent change\n\nAirlock-Session: s1\nAirlock-Proposal: \d+ sha256:[0-9a-f]{64}\nApproved-by: bob@example.com\nApproved-by: alice@example.com$/);
-    assert.equal(sh(remote, 'log', '-1', '--format=%an <%ae>', r.commit), 'Test <test@example.com>', 'agent authorship kept');
+    assert.match(msg, /^Airlock: agent change from session s1 \(proposal \d+\)\n[\s\S]*^> {5}agent change\n\nAirlock-Session: s1\nAirlock-Proposal: \d+ sha256:[0-9a-f]{64}\nApproved-by: bob@example.com\nApproved-by: alice@example.com$/m);
+    assert.equal(sh(remote, 'log', '-1', '--format=%an <%ae>', r.commit), 'Airlock <airlock@localhost>', 'Airlock builds the pushed commit; the agent\'s is quoted');
     assert.equal(proposalStatus(env.store, p).state, 'applied');
     const types = env.store.query({ session: 's1', type: 'review.*' }).map((e) => e.type);
     assert.deepEqual(types, ['review.proposed', 'review.approved', 'review.approved', 'review.pushed', 'review.applied']);

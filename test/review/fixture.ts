@@ -14,8 +14,15 @@ export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /** Plain git for the fixture itself (the test plays the human and the agent here). */
 export function sh(cwd: string, ...args: string[]): string {
+  return shAs({}, cwd, ...args);
+}
+
+/** The identity the sandbox gives an agent's commits (src/session/session.ts). */
+export const AGENT_IDENTITY = { GIT_AUTHOR_NAME: 'Airlock agent', GIT_AUTHOR_EMAIL: 'agent@airlock.invalid', GIT_COMMITTER_NAME: 'Airlock agent', GIT_COMMITTER_EMAIL: 'agent@airlock.invalid' };
+
+export function shAs(who: Record<string, string>, cwd: string, ...args: string[]): string {
   const r = spawnSync('git', args, { cwd, encoding: 'utf8', env: { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null', GIT_CONFIG_NOSYSTEM: '1',
-    GIT_AUTHOR_NAME: 'Test', GIT_AUTHOR_EMAIL: 'test@example.com', GIT_COMMITTER_NAME: 'Test', GIT_COMMITTER_EMAIL: 'test@example.com' } });
+    GIT_AUTHOR_NAME: 'Test', GIT_AUTHOR_EMAIL: 'test@example.com', GIT_COMMITTER_NAME: 'Test', GIT_COMMITTER_EMAIL: 'test@example.com', ...who } });
   if (r.status !== 0) throw new Error(`git ${args.join(' ')}: ${r.stderr}`);
   return r.stdout.trim();
 }
@@ -60,7 +67,7 @@ export function agentSession(env: Env, session: string, work: Record<string, str
     writeFileSync(join(wt, p), c);
   }
   sh(wt, 'add', '-A');
-  sh(wt, 'commit', '-q', '-m', message);
+  shAs(AGENT_IDENTITY, wt, 'commit', '-q', '-m', message);
   const head = sh(wt, 'rev-parse', 'HEAD');
   const resultRepo = join(env.home, 'sessions', session, 'result.git');
   mkdirSync(dirname(resultRepo), { recursive: true });
@@ -122,4 +129,49 @@ export function runCli(args: string[], env: Record<string, string>, input?: stri
     p.stdin.end(input ?? '');
     p.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
   });
+}
+
+/** One commit an agent makes with plumbing: names may be any bytes (Buffer), content null deletes, mode 120000 is a symlink. */
+export interface AgentCommit { message: string; author?: [name: string, email: string]; files: [name: string | Buffer, content: string | Buffer | null, mode?: string][] }
+
+function plumb(repo: string, args: string[], input?: Buffer | string, env: Record<string, string> = {}): string {
+  const r = spawnSync('git', args, { input, encoding: 'utf8', maxBuffer: 1 << 30, env: { ...process.env, GIT_DIR: repo, GIT_CONFIG_GLOBAL: '/dev/null', GIT_CONFIG_NOSYSTEM: '1',
+    ...AGENT_IDENTITY, ...env } });
+  if (r.status !== 0) throw new Error(`git ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+/** Records a result repo (as capture writes it) for a session whose head is `head`. */
+export function recordResult(env: Env, session: string, resultRepo: string, head: string, startedBy = 'bob@example.com'): string[] {
+  plumb(resultRepo, ['update-ref', 'refs/airlock/base', env.base]);
+  plumb(resultRepo, ['update-ref', 'refs/airlock/head', head]);
+  const commits = plumb(resultRepo, ['rev-list', '--reverse', `${env.base}..${head}`]).split('\n').filter(Boolean);
+  env.store.append({ type: 'session.start', session, data: { repo: env.host, baseRef: 'main', baseCommit: env.base, policyHash: 'x', startedBy } });
+  env.store.append({ type: 'session.result', session, data: { resultRepo, baseCommit: env.base, headCommit: head, commits, dirty: false, filesChanged: 0 } });
+  return commits;
+}
+
+/** A session's result repo holding the base plus the given agent commits, made with plumbing (hostile names and authors allowed). */
+export function agentHistory(env: Env, session: string, history: AgentCommit[], startedBy = 'bob@example.com'): { resultRepo: string; head: string; commits: string[] } {
+  const resultRepo = join(env.home, 'sessions', session, 'result.git');
+  mkdirSync(dirname(resultRepo), { recursive: true });
+  sh(env.dir, 'init', '-q', '--bare', resultRepo);
+  sh(env.host, 'push', '-q', resultRepo, `${env.base}:refs/airlock/base`);
+  const index = join(env.dir, `index-${session}`);
+  let head = env.base;
+  for (const c of history) {
+    const ienv = { GIT_INDEX_FILE: index };
+    plumb(resultRepo, ['read-tree', head], undefined, ienv);
+    const lines: Buffer[] = [];
+    for (const [name, content, mode] of c.files) {
+      const sha = content === null ? '0'.repeat(40) : plumb(resultRepo, ['hash-object', '-w', '--stdin'], Buffer.from(content));
+      lines.push(Buffer.concat([Buffer.from(`${content === null ? '0' : mode ?? '100644'} ${sha}\t`), Buffer.from(name), Buffer.from([0])]));
+    }
+    plumb(resultRepo, ['update-index', '-z', '--index-info'], Buffer.concat(lines), ienv);
+    const tree = plumb(resultRepo, ['write-tree'], undefined, ienv);
+    const [an, ae] = c.author ?? ['Airlock agent', 'agent@airlock.invalid'];
+    head = plumb(resultRepo, ['commit-tree', tree, '-p', head, '-F', '-'], c.message, { GIT_AUTHOR_NAME: an, GIT_AUTHOR_EMAIL: ae });
+  }
+  rmSync(index, { force: true });
+  return { resultRepo, head, commits: recordResult(env, session, resultRepo, head, startedBy) };
 }

@@ -3,6 +3,7 @@ import { AirlockError } from '../../common/errors.ts';
 import { ensureHome } from '../../common/paths.ts';
 import { AuditStore } from '../../audit/index.ts';
 import { listAsks, answerAsk, assertOutsideSandbox, humanIdentity, type CommandAsk } from '../../commands/index.ts';
+import { escapeForTerminal as esc } from '../../common/terminal.ts';
 import { bad, dim, ok, printJson, table, warn } from '../output.ts';
 
 // `airlock approvals [--json] [--all]` lists commands waiting for a human ("ask" rules);
@@ -20,9 +21,9 @@ export function parseId(s: string, what: string): number {
 
 function status(a: CommandAsk): string {
   if (a.status === 'pending') return warn('pending');
-  if (a.status === 'allow') return ok(`allowed by ${a.answeredBy}`);
+  if (a.status === 'allow') return ok(`allowed by ${esc(a.answeredBy ?? '')}`);
   if (a.status === 'timeout') return dim('timed out (denied)');
-  return bad(`denied by ${a.answeredBy}`);
+  return bad(`denied by ${esc(a.answeredBy ?? '')}`);
 }
 
 export function registerApprovals(program: Command): void {
@@ -36,7 +37,7 @@ export function registerApprovals(program: Command): void {
         const asks = listAsks(store, { all: opts.all });
         if (opts.json) { printJson(asks); return; }
         if (!asks.length) { process.stdout.write(dim(opts.all ? 'no approvals recorded' : 'nothing is waiting for approval') + '\n'); return; }
-        process.stdout.write(table(asks.map((a) => [String(a.id), a.session, a.command.join(' ').slice(0, 80), a.rule, a.status === 'pending' ? `until ${a.expires}` : '', status(a)]),
+        process.stdout.write(table(asks.map((a) => [String(a.id), esc(a.session), esc(a.command.join(' ').slice(0, 80)), esc(a.rule), a.status === 'pending' ? `until ${a.expires}` : '', status(a)]),
           ['id', 'session', 'command', 'rule', 'expires', 'status']) + '\n');
       } finally { store.close(); }
     });
@@ -53,7 +54,7 @@ export function registerApprovals(program: Command): void {
           assertOutsideSandbox(store);
           const who = humanIdentity(opts.as);
           const a = answerAsk(store, n, decision, who.identity, opts.reason);
-          process.stdout.write(`#${a.id} ${a.command.join(' ')}: ${status(a)}\n`);
+          process.stdout.write(`#${a.id} ${esc(a.command.join(' '))}: ${status(a)}\n`);
         } finally { store.close(); }
       });
   }

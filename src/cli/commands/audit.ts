@@ -9,7 +9,7 @@ import { formatEvent, type EventFormat } from '../../audit/sinks/formats.ts';
 import { sanitizeForTerminal, summarize } from '../../audit/summary.ts';
 import { setExit } from '../main.ts';
 import { registerSinks } from './sinks.ts';
-import { bad, dim, ok, printJson, table, warn } from '../output.ts';
+import { bad, dim, jsonText, ok, printJson, table, warn } from '../output.ts';
 
 // `airlock audit …`: read, verify, prove and export the tamper-evident audit log.
 
@@ -169,7 +169,7 @@ export const registerAudit = (program: Command): void => {
             after = e.seq;
             if (!typeMatch(opts.type, e.type)) continue;
             if (min && SEVERITIES.indexOf(e.severity) < SEVERITIES.indexOf(min)) continue;
-            process.stdout.write(opts.json ? JSON.stringify(e) + '\n' : timelineRow(e).join('  ') + (opts.session ? '' : dim(`  [${e.session ?? '-'}]`)) + '\n');
+            process.stdout.write(opts.json ? jsonText(e, 0) + '\n' : timelineRow(e).join('  ') + (opts.session ? '' : dim(`  [${sanitizeForTerminal(e.session ?? '-')}]`)) + '\n');
             if (++shown >= max) break;
           }
           if (batch.length < 1000 && shown < max && !stop) await new Promise((r) => setTimeout(r, interval));

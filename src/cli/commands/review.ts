@@ -1,10 +1,11 @@
 import type { Command } from 'commander';
 import { spawnSync } from 'node:child_process';
 import { ExitCode } from '../../common/errors.ts';
+import { escapeForTerminal } from '../../common/terminal.ts';
 import type { AuditStore } from '../../audit/index.ts';
 import {
   createProposal, listProposals, proposalStatus, approveProposal, rejectProposal, applyProposal, requireProposal,
-  toSarif, loadChange, decisionsFor, type Proposal, type Finding, type ProposalStatus,
+  toSarif, loadChange, diffSections, decisionsFor, readAgentCommits, commitsJson, type Proposal, type Finding, type ProposalStatus,
 } from '../../review/index.ts';
 import { setExit } from '../main.ts';
 import { bad, bold, dim, ok, paint, printJson, progress, table, warn } from '../output.ts';
@@ -20,11 +21,7 @@ function withStore<T>(fn: (s: AuditStore) => T | Promise<T>): Promise<T> {
 }
 
 /** Makes terminal-unsafe and invisible characters visible (never emits them raw). */
-export function visible(s: string): string {
-  // eslint-disable-next-line no-control-regex, no-misleading-character-class
-  return s.replace(/[\u0000-\u0008\u000B-\u001F\u007F-\u009F\u00AD\u061C\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2069\uFEFF\uFE00-\uFE0F\u3164\uFFA0\u{E0000}-\u{E01EF}]/gu,
-    (c) => `<U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}>`);
-}
+export const visible = (s: string): string => escapeForTerminal(s);
 
 function sevColour(sev: Finding['severity'], t: string): string {
   return sev === 'critical' || sev === 'high' ? bad(t) : sev === 'medium' ? warn(t) : dim(t);
@@ -64,14 +61,22 @@ function renderShow(p: Proposal, st: ProposalStatus): string {
   const out: string[] = [];
   out.push(bold(`proposal ${p.id}`) + `  session ${p.session}  ${stateText(st)}`);
   out.push(dim(`hash sha256:${p.hash}  base ${p.base.slice(0, 12)}  head ${p.head.slice(0, 12)}  ${p.stats.commits} commits, ${p.stats.files} files, +${p.stats.added}/-${p.stats.deleted}`));
-  if (p.startedBy) out.push(dim(`agent started by ${p.startedBy}`));
+  if (p.startedBy) out.push(dim(`agent started by ${visible(p.startedBy)}`));
   out.push(`checks: ${summary(p)}`);
-  out.push(`approvals: ${st.approvers.length ? st.approvers.join(', ') : 'none'} (${st.required} required${st.escalated ? ', escalated' : ''}${st.group ? `, one from group ${st.group}` : ''})`);
+  out.push(`approvals: ${st.approvers.length ? visible(st.approvers.join(', ')) : 'none'} (${st.required} required${st.escalated ? ', escalated' : ''}${st.group ? `, one from group ${st.group}` : ''})`);
   for (const m of st.missing) if (st.state === 'pending') out.push(warn(`  needs ${m}`));
-  if (st.rejectedBy) out.push(bad(`rejected by ${st.rejectedBy.by}: ${visible(st.rejectedBy.reason)}`));
+  if (st.rejectedBy) out.push(bad(`rejected by ${visible(st.rejectedBy.by)}: ${visible(st.rejectedBy.reason)}`));
   if (st.lastApplyError) out.push(bad(`last apply failed: ${visible(st.lastApplyError)}`));
   const global = p.findings.filter((f) => !f.file);
   for (const f of global) out.push(findingLine(f));
+  out.push('', bold(`agent commits (${p.commits.length}; not pushed: apply pushes one commit Airlock builds from the reviewed tree)`));
+  try {
+    for (const c of readAgentCommits(p.resultRepo, p.commits)) {
+      out.push(`  ${paint('yellow', c.sha.slice(0, 12))} author ${visible(`${c.author.name} <${c.author.email}>`)}  committer ${visible(`${c.committer.name} <${c.committer.email}>`)}`);
+      for (const l of c.message.replace(/\s+$/, '').split('\n')) out.push(`      ${visible(l)}`);
+      if (c.truncated) out.push(dim('      … (message cut at 64 KiB)'));
+    }
+  } catch (e) { out.push(bad(`cannot read the agent's commits: ${visible(e instanceof Error ? e.message : String(e))}`)); }
   out.push('');
   let change;
   try { change = loadChange(p.resultRepo, p.base, p.head, p.commits); } catch (e) {
@@ -81,37 +86,26 @@ function renderShow(p: Proposal, st: ProposalStatus): string {
   if (change.diffSha256 !== p.diffSha256) out.push(bad('WARNING: the diff no longer matches the proposal hash; it cannot be approved or applied'));
   const byFile = new Map<string, Finding[]>();
   for (const f of p.findings) if (f.file) byFile.set(f.file, [...(byFile.get(f.file) ?? []), f]);
-  let file = '';
-  let newLine = 0;
-  for (const line of change.diff.split('\n')) {
-    if (line.startsWith('diff --git ')) {
-      file = '';
-      out.push(bold(visible(line)));
-      continue;
+  for (const { file, text } of diffSections(change.diff, change.files)) {
+    const here = byFile.get(file.path) ?? [];
+    out.push(bold(`── ${visible(file.path)}${file.pathHex ? ` (name bytes ${file.pathHex})` : ''} (${file.status})`));
+    for (const f of here) if (f.line === 0) out.push(findingLine(f));
+    let newLine = 0;
+    let inHunk = false;
+    for (const line of text.replace(/\n$/, '').split('\n')) {
+      const h = /^@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@/.exec(line);
+      if (h) { inHunk = true; newLine = Number(h[1]); out.push(paint('cyan', visible(line))); continue; }
+      if (!inHunk) { out.push(bold(visible(line))); continue; }
+      if (line.startsWith('+')) {
+        out.push(paint('green', visible(line)));
+        for (const f of here) if (f.line === newLine) out.push(findingLine(f));
+        newLine++;
+        continue;
+      }
+      if (line.startsWith('-')) { out.push(paint('red', visible(line))); continue; }
+      if (line.startsWith(' ')) newLine++;
+      out.push(visible(line));
     }
-    if (line.startsWith('+++ ')) {
-      const path = line.slice(4) === '/dev/null' ? null : line.slice(6);
-      out.push(bold(visible(line)));
-      if (path) file = path;
-      for (const f of byFile.get(file) ?? []) if (f.line === 0) out.push(findingLine(f));
-      continue;
-    }
-    if (line.startsWith('--- ')) {
-      out.push(bold(visible(line)));
-      if (line.startsWith('--- a/')) file = line.slice(6);
-      continue;
-    }
-    const h = /^@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@/.exec(line);
-    if (h) { newLine = Number(h[1]); out.push(paint('cyan', visible(line))); continue; }
-    if (line.startsWith('+')) {
-      out.push(paint('green', visible(line)));
-      for (const f of byFile.get(file) ?? []) if (f.line === newLine) out.push(findingLine(f));
-      newLine++;
-      continue;
-    }
-    if (line.startsWith('-')) { out.push(paint('red', visible(line))); continue; }
-    if (line.startsWith(' ')) newLine++;
-    out.push(visible(line));
   }
   return out.join('\n');
 }
@@ -163,8 +157,8 @@ export function registerReview(program: Command): void {
     .action((id: string, opts: { json?: boolean; sarif?: boolean }) => withStore((store) => {
       const p = requireProposal(store, parseId(id, 'proposal id'));
       const st = proposalStatus(store, p);
-      if (opts.sarif) { printJson(toSarif(p)); return; }
-      if (opts.json) { printJson({ ...jsonOf(p, st), decisions: decisionsFor(store, p.id) }); return; }
+      if (opts.sarif) { printJson(toSarif(p, readAgentCommits(p.resultRepo, p.commits))); return; }
+      if (opts.json) { printJson({ ...jsonOf(p, st), agentCommits: commitsJson(readAgentCommits(p.resultRepo, p.commits)), decisions: decisionsFor(store, p.id) }); return; }
       page(renderShow(p, st));
     }));
 

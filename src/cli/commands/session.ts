@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { AirlockError } from '../../common/errors.ts';
 import { ensureHome } from '../../common/paths.ts';
+import { escapeForTerminal as esc } from '../../common/terminal.ts';
 import { AuditStore } from '../../audit/index.ts';
 import { Session, listSessions, type OpenSessionOptions, type SessionSummary } from '../../session/index.ts';
 import { request, startDetached } from '../../session/daemon.ts';
@@ -65,7 +66,7 @@ export function registerSession(program: Command): void {
       const findings = store.tables.prepare("SELECT COUNT(*) AS n FROM events WHERE session = ? AND type = 'detect.finding'").get(session.id) as { n: number };
       store.close();
       if (s) process.stderr.write(`${dim('airlock:', process.stderr)} session ${session.id} ${summarize(s)}\n`);
-      if (denied.length) process.stderr.write(`${dim('airlock:', process.stderr)} blocked: ${denied.map((d) => `${d.rule ?? 'unnamed'} ×${d.n}`).join(', ')}\n`);
+      if (denied.length) process.stderr.write(`${dim('airlock:', process.stderr)} blocked: ${denied.map((d) => `${esc(d.rule ?? 'unnamed')} ×${d.n}`).join(', ')}\n`);
       if (findings.n) process.stderr.write(`${warn('airlock:', process.stderr)} ${findings.n} detection finding(s) (see airlock audit show ${session.id})\n`);
       if (res.reason.startsWith('limit')) process.stderr.write(`${bad('airlock:', process.stderr)} ${res.reason}\n`);
       process.stderr.write(`${dim('airlock:', process.stderr)} timeline: airlock audit show ${session.id}${res.result && res.result.commits.length ? `   change: airlock review list` : ''}\n`);
@@ -125,7 +126,7 @@ export function registerSession(program: Command): void {
       if (o.json) return printJson(rows);
       if (!rows.length) { process.stdout.write('no sessions yet: start one with `airlock run -- <command>`\n'); return; }
       process.stdout.write(table(rows.map((s) => [
-        s.id, s.state === 'stopped' ? String(s.status ?? '-') : s.state, (s.command ?? []).join(' ').slice(0, 40), (s.baseCommit ?? '').slice(0, 10),
+        esc(s.id), s.state === 'stopped' ? String(s.status ?? '-') : s.state, esc((s.command ?? []).join(' ').slice(0, 40)), esc((s.baseCommit ?? '').slice(0, 10)),
         s.start.replace('T', ' ').slice(0, 19), s.end ? s.end.replace('T', ' ').slice(11, 19) : '-', String(s.events), s.denials ? bad(String(s.denials)) : '0',
       ]), ['SESSION', 'EXIT', 'COMMAND', 'BASE', 'START', 'END', 'EVENTS', 'DENIED']) + '\n');
     });

@@ -69,9 +69,26 @@ function cp(ch: string): string {
   return `U+${n.toString(16).toUpperCase().padStart(4, '0')}${NAMES[n] ? ` ${NAMES[n]}` : ''}`;
 }
 
+// eslint-disable-next-line no-control-regex
+const NAME_CONTROL = /[\u0000-\u001F\u007F-\u009F]/u;
+
+/** A name git must quote, or one that hides or reorders characters, is a finding of its own. */
+function pathFinding(f: ChangedFile): Finding | null {
+  const shown = JSON.stringify(f.path).replace(/[^\x20-\x7e]/g, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`);
+  const bad = f.pathHex ? `bytes that are not UTF-8 (hex ${f.pathHex.slice(0, 200)})`
+    : NAME_CONTROL.test(f.path) ? `a control character ${cp(NAME_CONTROL.exec(f.path)![0])}`
+      : BIDI.test(f.path) ? `a bidirectional control ${cp(BIDI.exec(f.path)![0])}`
+        : INVISIBLE.test(f.path) ? `an invisible character ${cp(INVISIBLE.exec(f.path)![0])}` : null;
+  if (bad) return { check: 'unicode', rule: 'unicode.path', severity: 'high', file: f.path, line: 0, message: `file name ${shown} contains ${bad}: it can hide what it is or break tools that read it` };
+  if (/["\\]/.test(f.path)) return { check: 'unicode', rule: 'unicode.path', severity: 'medium', file: f.path, line: 0, message: `file name ${shown} contains a quote or backslash (a path separator on Windows)` };
+  return null;
+}
+
 export function unicodeCheck(files: ChangedFile[]): Finding[] {
   const out: Finding[] = [];
   for (const f of files) {
+    const named = pathFinding(f);
+    if (named) out.push(named);
     if (f.binary) continue;
     for (const a of f.added) {
       let t = a.text;
