@@ -110,7 +110,7 @@ export function decideTunnel(ctx: Ctx, first: TargetDecision, p: Peeked): { acti
     return { action: 'deny', rule: 'secrets.dlp.mode', reason: `${first.host} is a model API under outbound DLP: ${p.scheme} traffic cannot be inspected; use https` };
   }
   const intercepted = p.scheme === 'https' && ctx.intercept.some((x) => hostMatches(x, first.host));
-  const d = decideTarget(ctx.rules, { host: first.host, port: first.port, scheme: p.scheme, intercepted });
+  const d = decideTarget(ctx.rules, { host: first.host, port: first.port, scheme: p.scheme, intercepted, tunnel: true });
   return { action: d.action === 'allow' ? 'allow' : 'deny', rule: d.rule, reason: d.reason };
 }
 
