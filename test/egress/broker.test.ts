@@ -91,10 +91,10 @@ curl -sS --max-time 5 -o /dev/null -w '%{http_code}' --data "t=$GH_TOKEN" http:/
     assert.deepEqual(api.seen.map((x) => [x.url, x.headers.authorization]), [['/v1/user', `token ${REAL}`], ['/v1/implicit', `token ${REAL}`]]);
     assert.equal(other.seen.length, 0, 'the other host received nothing');
     assert.equal(plainSeen.length, 0, 'the plain-http host received nothing');
-    const all = s.events.filter((e) => e.type === 'detect.finding');
+    const everyFinding = s.events.filter((e) => e.type === 'detect.finding');
     // the echo server reflects the injected value: each echo is a `credential reflected` finding
-    assert.equal(all.filter((f) => f.rule === 'detect.credential-reflected').length, 2, JSON.stringify(all.map((f) => f.data)));
-    const findings = all.filter((f) => f.rule !== 'detect.credential-reflected');
+    assert.equal(everyFinding.filter((f) => f.rule === 'detect.credential-reflected').length, 2, JSON.stringify(everyFinding.map((f) => f.data)));
+    const findings = everyFinding.filter((f) => f.rule !== 'detect.credential-reflected');
     assert.equal(findings.length, 5, JSON.stringify(findings.map((f) => f.data)));
     assert.ok(findings.every((f) => f.severity === 'high' && f.rule === 'detect.credential-misuse' && (f.data as { credential: string }).credential === 'GH_TOKEN'));
     assert.deepEqual(findings.map((f) => (f.data as { where: string }).where).sort(), ['body', 'body', 'header authorization', 'header authorization', 'url']);
