@@ -61,7 +61,7 @@ export interface Ctx {
   relay: TunnelRelay | null;
 }
 
-export type Protocol = 'http' | 'connect' | 'socks5' | 'transparent-http' | 'transparent-tls' | 'tunnel-http' | 'intercepted' | 'unknown';
+export type Protocol = 'http' | 'connect' | 'socks5' | 'transparent-http' | 'transparent-tls' | 'tunnel-http' | 'host-loopback' | 'intercepted' | 'unknown';
 
 export interface RequestInfo {
   protocol: Protocol;

@@ -15,8 +15,9 @@ export interface TargetQuery {
   method?: string;
   path?: string;
   /**
-   * The host is intercepted (TLS terminated by the gateway), so each HTTP request inside
-   * is decided with its method and path. Without a method (the tunnel itself), method and
+   * The host is intercepted (TLS terminated by the gateway), or the tunnel carries plain
+   * HTTP that the gateway parses, so each HTTP request inside is decided with its method
+   * and path. Without a method (the tunnel itself), method and
    * path conditions are left to the per-request decision.
    */
   intercepted?: boolean;
@@ -62,7 +63,7 @@ function denyRuleMatches(r: HostRule, q: TargetQuery): boolean {
     if (!q.scheme) return false;
     // methods/paths cannot be seen inside TLS, raw TCP or a tunnel: there the deny applies (fail closed),
     // except on an intercepted host, where each request is decided on its own
-    if (q.intercepted && q.method === undefined && q.scheme === 'https') return false;
+    if (q.intercepted && q.method === undefined && q.scheme !== 'tcp') return false;
     if ((q.scheme === 'http' || q.intercepted) && q.method !== undefined) {
       if (r.methods && !(q.method && r.methods.includes(q.method))) return false;
       if (r.paths && q.path !== undefined && !/%2f|%5c|\\/i.test(q.path) && !pathMatches(r.paths, q.path, r.pathFold)) return false;
@@ -123,7 +124,8 @@ function decideInner(rules: EgressRules, q: TargetQuery): TargetDecision {
     if (!hostMatches(r, n.host)) continue;
     const miss = allowRuleMatch(r, q);
     if (!miss) { grant = r; break; }
-    near ??= { id: r.id, why: miss };
+    // the closest miss: a rule that at least grants the port explains best
+    if (!near || (near.why.startsWith('ports ') && !miss.startsWith('ports '))) near = { id: r.id, why: miss };
   }
   if (!grant) {
     const seen = q.scheme === 'http' || q.intercepted;

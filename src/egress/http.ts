@@ -90,11 +90,14 @@ export async function onRequest(ctx: Ctx, req: IncomingMessage, res: ServerRespo
   let rp: RequestPath;
   try { rp = requestPath(target.origin); } catch (e) { return refuse(res, t, 400, 'builtin.ambiguous-path', `${e instanceof Error ? e.message : e}: the upstream could read another path than the one decided`); }
   Object.assign(t.info, { host, port, path: rp.match });
+  // on a host-loopback listener the client may name the loopback by name
+  const alias = (h: string) => (tunnel?.tunnel.info.protocol === 'host-loopback' && (h === 'localhost' || h === '127.0.0.1') ? tunnel.host : h);
+  host = alias(host);
   if (tunnel && (host !== tunnel.host || port !== tunnel.port)) return refuse(res, t, 403, 'builtin.host-mismatch', `Host ${hostPort(host, port)} differs from the tunnel target ${hostPort(tunnel.host, tunnel.port)}`);
   if (!hostHeader) return refuse(res, t, 400, 'builtin.host-mismatch', 'no Host header');
   try {
     const hh = splitAuthority(hostHeader, 80);
-    const hn = normalizeHost(hh.host).host;
+    const hn = alias(normalizeHost(hh.host).host);
     if (hn !== host || hh.port !== port) return refuse(res, t, 403, 'builtin.host-mismatch', `Host header ${hostPort(hn, hh.port)} differs from the request target ${hostPort(host, port)}`);
   } catch (e) {
     return refuse(res, t, 403, 'builtin.host-mismatch', `Host header ${JSON.stringify(hostHeader.slice(0, 200))} is not a host (${e instanceof Error ? e.message : e})`);

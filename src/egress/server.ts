@@ -15,6 +15,7 @@ import { decideAndResolve } from './names.ts';
 import { normalizeHost } from './host.ts';
 import { transparentSocketPath, transparentPortList } from './network.ts';
 import { interceptTunnel, isIntercepted, createInterceptServer } from './intercept.ts';
+import { HOST_LOOPBACK, hostLoopbackGrants, hostLoopbackSocketPath, onHostLoopback } from './loopback.ts';
 import type { GatewayCa } from './tls/ca.ts';
 import { hostTrustStore } from './tls/bundle.ts';
 import type { Broker } from './broker.ts';
@@ -57,6 +58,8 @@ export interface Gateway {
   address: string;
   /** Transparent-mode sockets by original port (empty when off). */
   transparentSockets: Record<number, string>;
+  /** Host-loopback grants: gateway socket per port, for a sandbox listener on 127.0.0.1:port (sandboxNetwork's hostLoopback). */
+  hostLoopbackSockets: Record<number, string>;
   close(): Promise<void>;
   stats(): { connections: number; bytesUp: number; bytesDown: number; denied: number; active: number; requests: number };
   /** Honeytokens planted after the gateway started (the gateway refuses to let them out). */
@@ -221,6 +224,22 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     }
   }
 
+  const hostLoopbackSockets: Record<number, string> = {};
+  const loopback = hostLoopbackGrants(rules);
+  if ('unixPath' in o.listen) {
+    for (const g of loopback.filter((x) => x.usable)) {
+      const path = hostLoopbackSocketPath(o.listen.unixPath, g.port);
+      const srv = createNetServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (s) => {
+        if (!track(s)) return;
+        onHostLoopback(ctx, s, g.port).catch((e) => { s.destroy(); record500(ctx, e); });
+      });
+      await listenOn(srv, { unixPath: path }, mode);
+      servers.push(srv);
+      paths.push(path);
+      hostLoopbackSockets[g.port] = path;
+    }
+  }
+
   o.audit({
     type: 'egress.gateway.start', session: o.session, severity: 'info', decision: null, rule: null,
     data: {
@@ -234,6 +253,13 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       },
     },
   });
+  // host-loopback grants are recorded one by one: they open the host's own loopback port
+  for (const g of loopback) {
+    o.audit({
+      type: 'egress.grant', session: o.session, severity: 'medium', decision: g.usable ? 'allow' : 'deny', rule: g.rule,
+      data: { grant: `${HOST_LOOPBACK}:${g.port}`, via: 'host-loopback', scope: 'this session only', sandboxListener: g.usable && hostLoopbackSockets[g.port] ? `${HOST_LOOPBACK}:${g.port}` : null, ...(g.why ? { why: g.why } : {}) },
+    });
+  }
   rules.grants.forEach((g, i) => o.audit({
     type: 'egress.grant', session: o.session, severity: 'low', decision: 'allow', rule: `egress.grant[${i}]`,
     data: { grant: g, via: '--allow-host', scope: 'this session only' },
@@ -242,6 +268,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   return {
     address,
     transparentSockets,
+    hostLoopbackSockets,
     stats: () => ({ ...ctx.stats, active: ctx.limits.active }),
     setHoneytokens(tokens) { ctx.honeytokens = [...tokens]; },
     async close() {

@@ -110,7 +110,8 @@ export function decideTunnel(ctx: Ctx, first: TargetDecision, p: Peeked): { acti
   if (p.scheme !== 'https' && ctx.dlp.mode !== 'off' && ctx.modelApis.some((x) => hostMatches(x, first.host))) {
     return { action: 'deny', rule: 'secrets.dlp.mode', reason: `${first.host} is a model API under outbound DLP: ${p.scheme} traffic cannot be inspected; use https` };
   }
-  const intercepted = p.scheme === 'https' && ctx.intercept.some((x) => hostMatches(x, first.host));
+  // plain HTTP in a tunnel is parsed and decided per request (http.ts), like an intercepted host
+  const intercepted = p.scheme === 'http' || (p.scheme === 'https' && ctx.intercept.some((x) => hostMatches(x, first.host)));
   const d = decideTarget(ctx.rules, { host: first.host, port: first.port, scheme: p.scheme, intercepted, tunnel: true });
   return { action: d.action === 'allow' ? 'allow' : 'deny', rule: d.rule, reason: d.reason };
 }
