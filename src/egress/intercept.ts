@@ -11,6 +11,7 @@ import { inspectBody, inspectText, type DlpResult } from './dlp.ts';
 import type { Credential } from './broker.ts';
 import { outboundScanner, recordHit, requestText, textHit } from './guard.ts';
 import { requestPath, type RequestPath } from './path.ts';
+import { textViews } from './views.ts';
 import { duplicatedHeader, headerObject, headerSafe, isEncoded, readWhole, refuse, relayResponse, scanWholeBody } from './exchange.ts';
 
 // Opt-in TLS interception. For an intercepted host the gateway completes the client's TLS
@@ -330,7 +331,8 @@ function recordDlp(ctx: Ctx, t: Tracked, res: ServerResponse, c: Conn, method: s
  * be cut out cleanly, so it is refused unless the mode is off. Placeholders are not secrets.
  */
 async function headOk(ctx: Ctx, t: Tracked, res: ServerResponse, c: Conn, method: string, path: string, head: string): Promise<boolean> {
-  let text = head;
+  // every reading a server may apply (percent-decoding, double encoding), placeholders left out
+  let text = textViews(head).join('\n');
   for (const cr of ctx.broker?.credentials ?? []) text = text.split(cr.placeholder).join('');
   const r = await inspectText(text, ctx.dlp);
   if (r.honeytoken) { const h = recordHit(ctx, t, { kind: 'honeytoken', token: r.honeytoken, where: 'url or headers' }); refuse(res, t, 403, h.rule, h.reason, undefined, true); return false; }
