@@ -9,6 +9,7 @@ import type { BrokeredCredential } from '../policy/schema/credentials.ts';
 import { hostMatches, pathMatches, hostPatternOf, type HostPattern } from './rules.ts';
 import type { Policy } from '../policy/index.ts';
 import { homeLayout } from '../common/paths.ts';
+import { textViews } from './views.ts';
 import { loadOrCreateCa, type GatewayCa } from './tls/ca.ts';
 import { writeCaBundle, caEnv, SANDBOX_CA_BUNDLE } from './tls/bundle.ts';
 
@@ -228,19 +229,21 @@ export class Broker {
     for (const c of this.credentials) {
       const isBound = this.bound(c, r);
       const forms = needlesOf(c.placeholder);
-      // URL (raw and percent-decoded)
-      let decodedUrl = url;
-      try { decodedUrl = decodeURIComponent(url); } catch { /* keep raw */ }
-      if (forms.some((n) => url.includes(n) || decodedUrl.includes(n))) {
+      // URL (raw and every percent-decoded reading)
+      const urlViews = textViews(url);
+      if (forms.some((n) => urlViews.some((v) => v.includes(n)))) {
         if (!isBound) return { misuse: { credential: c, where: 'url' } };
         if (!url.includes(c.placeholder) && !url.includes(encodeURIComponent(c.placeholder))) return { misuse: { credential: c, where: 'url (encoded)' } };
         url = url.split(c.placeholder).join(encodeURIComponent(c.value)).split(encodeURIComponent(c.placeholder)).join(encodeURIComponent(c.value));
         used.add(c);
       }
       for (const h of headers) {
+        // a header name is never rewritten: a placeholder there only carries it somewhere
+        if (forms.some((n) => textViews(h[0]).some((v) => v.includes(n)))) return { misuse: { credential: c, where: 'header name' } };
+        const hv = textViews(h[1]);
         const basic = /^basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(h[1]);
         const decoded = basic ? Buffer.from(basic[1]!, 'base64').toString('utf8') : '';
-        const inPlain = forms.some((n) => h[1].includes(n));
+        const inPlain = forms.some((n) => hv.some((v) => v.includes(n)));
         const inBasic = decoded.includes(c.placeholder);
         if (!inPlain && !inBasic) continue;
         if (!isBound) return { misuse: { credential: c, where: `header ${h[0].toLowerCase()}` } };
@@ -269,17 +272,6 @@ export class Broker {
     return { headers, url, injected: [...used] };
   }
 
-  /** Pairs to scrub from responses of requests that carried real values: value forms → placeholder. */
-  scrubPairs(cs: readonly Credential[]): [string, string][] {
-    const out: [string, string][] = [];
-    for (const c of cs) {
-      out.push([c.value, c.placeholder]);
-      const enc = encodeURIComponent(c.value);
-      if (enc !== c.value) out.push([enc, c.placeholder]);
-    }
-    return out;
-  }
-
   toString(): string { return `Broker(${this.session}, ${this.credentials.length} credentials)`; }
 }
 
@@ -295,7 +287,9 @@ export class StreamReplacer {
   private readonly pairs: [Buffer, Buffer][];
   private readonly keep: number;
   private tail = Buffer.alloc(0);
-  constructor(pairs: [string, string][]) {
+  private readonly onReplace: (to: string) => void;
+  constructor(pairs: [string, string][], onReplace: (to: string) => void = () => undefined) {
+    this.onReplace = onReplace;
     this.pairs = pairs.filter(([a]) => a.length > 0).map(([a, b]) => [Buffer.from(a), Buffer.from(b)]);
     this.keep = Math.max(0, ...this.pairs.map(([a]) => a.length - 1));
   }
@@ -303,6 +297,7 @@ export class StreamReplacer {
     let out = buf;
     for (const [a, b] of this.pairs) {
       if (out.indexOf(a) < 0) continue;
+      this.onReplace(b.toString());
       const parts: Buffer[] = [];
       let pos = 0;
       for (let i = out.indexOf(a); i >= 0; i = out.indexOf(a, pos)) { parts.push(out.subarray(pos, i), b); pos = i + a.length; }

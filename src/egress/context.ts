@@ -38,6 +38,12 @@ export interface Ctx {
   sockets: Set<Socket>;
   /** Sockets accepted on a transparent listener, keyed to the original port. */
   transparentPort: WeakMap<Socket, number>;
+  /** Client sockets of tunnels that turned out to carry plain HTTP: parsed per request, bound to the tunnel's target. */
+  tunnelTarget: WeakMap<object, { host: string; port: number; tunnel: Tracked }>;
+  /** Distinct names resolved per wildcard allow rule (egress.limits.maxNamesPerWildcard). */
+  wildcardNames: Map<string, Set<string>>;
+  /** The plain-HTTP request parser (absolute-URI proxying, transparent port 80, HTTP inside tunnels). */
+  httpServer: import('node:http').Server | null;
   record: (e: AuditEventInput) => void;
   closing: boolean;
   /** Hosts whose TLS is terminated (egress.intercept, credential destinations, model APIs unless DLP is off). */
@@ -55,7 +61,7 @@ export interface Ctx {
   relay: TunnelRelay | null;
 }
 
-export type Protocol = 'http' | 'connect' | 'socks5' | 'transparent-http' | 'transparent-tls' | 'intercepted' | 'unknown';
+export type Protocol = 'http' | 'connect' | 'socks5' | 'transparent-http' | 'transparent-tls' | 'tunnel-http' | 'host-loopback' | 'intercepted' | 'unknown';
 
 export interface RequestInfo {
   protocol: Protocol;

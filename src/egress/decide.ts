@@ -15,13 +15,16 @@ export interface TargetQuery {
   method?: string;
   path?: string;
   /**
-   * The host is intercepted (TLS terminated by the gateway), so each HTTP request inside
-   * is decided with its method and path. Without a method (the tunnel itself), method and
+   * The host is intercepted (TLS terminated by the gateway), or the tunnel carries plain
+   * HTTP that the gateway parses, so each HTTP request inside is decided with its method
+   * and path. Without a method (the tunnel itself), method and
    * path conditions are left to the per-request decision.
    */
   intercepted?: boolean;
   /** Resolved addresses of a name; when given, every one must pass. */
   addresses?: string[];
+  /** An opaque tunnel (CONNECT, SOCKS, https:// URL): to port 80 it needs a rule naming port 80 for tcp. */
+  tunnel?: boolean;
 }
 
 export interface TargetDecision extends PolicyDecision {
@@ -39,11 +42,14 @@ const fmt = (xs: readonly (string | number)[]) => xs.join(', ');
 
 function allowRuleMatch(r: HostRule, q: TargetQuery): string | null {
   if (!r.ports!.includes(q.port)) return `ports ${fmt(r.ports!)}`;
+  // a tunnel to port 80 is plaintext HTTP around the proxy's request inspection: only a rule
+  // that names port 80 for raw tunnels (ports: [80], schemes: [tcp]) grants it
+  if (q.tunnel && q.port === 80 && !(r.explicitPorts && r.schemes!.includes('tcp'))) return 'plain-http proxying on port 80 (a tunnel to port 80 needs ports: [80] and schemes: [tcp])';
   if (q.scheme && !r.schemes!.includes(q.scheme)) return `schemes ${fmt(r.schemes!)}`;
   const later = q.intercepted && q.method === undefined; // decided per request inside the intercepted tunnel
   const where = q.intercepted ? 'on intercepted requests' : 'over plain http';
   if (r.methods && !later && (!q.method || !r.methods.includes(q.method))) return `methods ${fmt(r.methods)} ${where}`;
-  if (r.paths && !later && (q.path === undefined || !pathMatches(r.paths, q.path))) return `paths ${fmt(r.paths)} ${where}`;
+  if (r.paths && !later && (q.path === undefined || !pathMatches(r.paths, q.path, r.pathFold))) return `paths ${fmt(r.paths)} ${where}`;
   return null;
 }
 
@@ -57,21 +63,22 @@ function denyRuleMatches(r: HostRule, q: TargetQuery): boolean {
     if (!q.scheme) return false;
     // methods/paths cannot be seen inside TLS, raw TCP or a tunnel: there the deny applies (fail closed),
     // except on an intercepted host, where each request is decided on its own
-    if (q.intercepted && q.method === undefined && q.scheme === 'https') return false;
+    if (q.intercepted && q.method === undefined && q.scheme !== 'tcp') return false;
     if ((q.scheme === 'http' || q.intercepted) && q.method !== undefined) {
       if (r.methods && !(q.method && r.methods.includes(q.method))) return false;
-      if (r.paths && q.path !== undefined && !/%2f|%5c|\\/i.test(q.path) && !pathMatches(r.paths, q.path)) return false;
+      if (r.paths && q.path !== undefined && !/%2f|%5c|\\/i.test(q.path) && !pathMatches(r.paths, q.path, r.pathFold)) return false;
     }
   }
   return true;
 }
 
-function checkAddress(rules: EgressRules, ip: string, port: number): PolicyDecision & { range: string } {
+function checkAddress(rules: EgressRules, ip: string, port: number, tunnel = false): PolicyDecision & { range: string } {
   for (const c of rules.denyCidrs) {
     if (inCidr(ip, c.cidr) && (!c.ports || c.ports.includes(port))) return { ...deny(c.id, `${ip} is in ${c.text}${c.reason ? ` (${c.reason})` : ''}`), range: classifyAddress(ip).range };
   }
   const cls = classifyAddress(ip);
-  const grant = rules.allowCidrs.find((c) => inCidr(ip, c.cidr) && c.ports!.includes(port));
+  // a raw tunnel to port 80 only where the rule lists port 80 itself (see allowRuleMatch)
+  const grant = rules.allowCidrs.find((c) => inCidr(ip, c.cidr) && c.ports!.includes(port) && !(tunnel && port === 80 && !c.explicitPorts));
   if (grant) return { ...allow(grant.id, `${ip} granted by ${grant.text} port ${port}`), range: cls.range };
   if (cls.special) {
     const near = rules.allowCidrs.find((c) => inCidr(ip, c.cidr));
@@ -101,7 +108,7 @@ function decideInner(rules: EgressRules, q: TargetQuery): TargetDecision {
   const where = hostPort(n.host, q.port);
 
   if (n.kind === 'ip') {
-    const a = checkAddress(rules, n.host, q.port);
+    const a = checkAddress(rules, n.host, q.port, q.tunnel);
     if (a.action === 'allow' && a.rule === 'builtin.public-address') {
       return { ...deny('builtin.ip-literal', `${where}: IP literals are refused unless an egress.allowCidrs rule grants them`), ...base, range: a.range };
     }
@@ -117,7 +124,8 @@ function decideInner(rules: EgressRules, q: TargetQuery): TargetDecision {
     if (!hostMatches(r, n.host)) continue;
     const miss = allowRuleMatch(r, q);
     if (!miss) { grant = r; break; }
-    near ??= { id: r.id, why: miss };
+    // the closest miss: a rule that at least grants the port explains best
+    if (!near || (near.why.startsWith('ports ') && !miss.startsWith('ports '))) near = { id: r.id, why: miss };
   }
   if (!grant) {
     const seen = q.scheme === 'http' || q.intercepted;
@@ -128,17 +136,22 @@ function decideInner(rules: EgressRules, q: TargetQuery): TargetDecision {
   if (q.addresses.length === 0) return { ...deny('builtin.resolve-failed', `${n.host} did not resolve to any address`), ...base };
   let range = 'public';
   for (const ip of q.addresses) {
-    const a = checkAddress(rules, ip, q.port);
+    const a = checkAddress(rules, ip, q.port, q.tunnel);
     if (a.action !== 'allow') return { ...a, reason: `${n.host} resolves to ${ip}: ${a.reason}`, ...base, range: a.range };
     if (ip === q.addresses[0]) range = a.range;
   }
   return { ...allow(grant.id, `${where} allowed by ${grant.id}${grant.reason ? ` (${grant.reason})` : ''}; ${q.addresses[0]} ${range}`), ...base, address: q.addresses[0], range };
 }
 
-/** Name-level decision, then (for names) resolution and the address check. Never throws. */
-export async function resolveAndDecide(rules: EgressRules, q: TargetQuery, resolver: Resolver): Promise<TargetDecision> {
+/**
+ * Name-level decision, then (for names) resolution and the address check. Never throws.
+ * `beforeResolve` may still refuse an allowed name before any DNS query is sent.
+ */
+export async function resolveAndDecide(rules: EgressRules, q: TargetQuery, resolver: Resolver, beforeResolve?: (first: TargetDecision) => TargetDecision | null): Promise<TargetDecision> {
   const first = decideTarget(rules, { ...q, addresses: undefined });
   if (first.action !== 'allow' || first.kind !== 'name') return first;
+  const stop = beforeResolve?.(first);
+  if (stop) return stop;
   let addresses: string[];
   try { addresses = await resolver.resolve(first.host); } catch (e) {
     return { ...deny('builtin.resolve-failed', `${first.host} did not resolve (${e instanceof Error ? (e as NodeJS.ErrnoException).code ?? e.message : String(e)})`), host: first.host, kind: 'name', port: q.port };

@@ -59,17 +59,18 @@ export function decodeBody(body: Buffer, encoding: string | undefined, max: numb
 
 interface Span { start: number; end: number; rule: string; fingerprint: string }
 
-/** Strings of a JSON value in walk order (values only, not keys). */
+/** Strings of a JSON value in walk order: object keys as well as values (a secret used as a key is still a secret). */
 function collectStrings(v: unknown, out: string[]): void {
   if (typeof v === 'string') out.push(v);
   else if (Array.isArray(v)) for (const x of v) collectStrings(x, out);
-  else if (v && typeof v === 'object') for (const x of Object.values(v)) collectStrings(x, out);
+  else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) { out.push(k); collectStrings(x, out); }
 }
 
+/** Rebuilds a JSON value with each string (keys included, same walk order) replaced by next(). */
 function replaceStrings(v: unknown, next: () => string): unknown {
   if (typeof v === 'string') return next();
   if (Array.isArray(v)) return v.map((x) => replaceStrings(x, next));
-  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, replaceStrings(x, next)]));
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([, x]) => [next(), replaceStrings(x, next)]));
   return v;
 }
 
@@ -93,6 +94,11 @@ function cut(text: string, spans: Span[]): string {
 }
 
 const TOKEN = /[A-Za-z0-9+/=_\-.~:@!$*]{12,512}/g;
+
+/** Inspects request text that cannot be redacted in place (URL, headers): findings only, as if the mode were block. */
+export function inspectText(text: string, cfg: DlpConfig, honeytokens: readonly Honeytoken[] = []): Promise<DlpResult> {
+  return inspectBody(Buffer.from(text, 'utf8'), 'text/plain', undefined, { ...cfg, mode: 'block', maxBytes: Math.max(cfg.maxBytes, text.length * 4) }, honeytokens);
+}
 
 /** Inspects one request body. Never throws: an inspection failure is a refusal (unless mode is off). */
 export async function inspectBody(body: Buffer, contentType: string | undefined, contentEncoding: string | undefined, cfg: DlpConfig, honeytokens: readonly Honeytoken[] = []): Promise<DlpResult> {

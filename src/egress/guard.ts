@@ -1,6 +1,7 @@
 import { fingerprint, matchHoneytokens } from '../secrets/index.ts';
 import { NeedleScanner, needlesOf, type Hit } from './broker.ts';
 import type { Ctx, Tracked } from './context.ts';
+import { textViews } from './views.ts';
 
 // Things that must never leave, checked on every path out of the gateway that shows
 // bytes in the clear (plain HTTP, HTTP or raw TCP inside a tunnel, intercepted TLS): a
@@ -19,12 +20,54 @@ export function outboundScanner(ctx: Ctx, dest?: { host: string; port: number; m
   return needles.length ? new NeedleScanner(needles) : null;
 }
 
-/** A hit in text (URL, header values) that is never allowed on this path. */
+/** A hit in text (URL path and query, header names and values) that is never allowed on this path. */
 export function textHit(ctx: Ctx, text: string, where: string): Hit | null {
-  const c = ctx.broker?.placeholderIn(text);
-  if (c) return { kind: 'placeholder', credential: c, where };
-  const h = ctx.honeytokens.length ? matchHoneytokens(text, ctx.honeytokens) : [];
-  return h.length ? { kind: 'honeytoken', token: h[0]!, where } : null;
+  for (const v of textViews(text)) {
+    const c = ctx.broker?.placeholderIn(v);
+    if (c) return { kind: 'placeholder', credential: c, where };
+    const h = ctx.honeytokens.length ? matchHoneytokens(v, ctx.honeytokens) : [];
+    if (h.length) return { kind: 'honeytoken', token: h[0]!, where };
+  }
+  return null;
+}
+
+/** The request line and every header (names and values) as one text to scan. */
+export function requestText(url: string, rawHeaders: readonly string[]): string {
+  return `${url}\n${rawHeaders.join('\n')}`;
+}
+
+/**
+ * A host name that carries a placeholder or a honeytoken: it must never be resolved (the
+ * DNS query alone would carry it out). Names are case-folded and may split a value over
+ * labels, so the comparison is on lower-case letters and digits only.
+ */
+export function nameHit(ctx: Ctx, host: string): Hit | null {
+  const squash = (s: string) => s.toLowerCase().replace(/[^a-z0-9]/g, '');
+  const name = squash(host);
+  const carries = (value: string) => {
+    const v = squash(value);
+    const hex = Buffer.from(value, 'utf8').toString('hex');
+    // a long value's distinctive core (labels are at most 63 characters)
+    const core = v.length > 40 ? v.slice(0, 40) : v;
+    return (core.length >= 12 && name.includes(core)) || (hex.length >= 24 && name.includes(hex.slice(0, 48)));
+  };
+  for (const c of ctx.broker?.credentials ?? []) if (carries(c.placeholder.slice(c.placeholder.lastIndexOf('-') + 1)) || carries(c.placeholder)) return { kind: 'placeholder', credential: c, where: 'host name' };
+  for (const t of ctx.honeytokens) {
+    const firstLine = t.value.split('\n').find((l) => l.length >= 12 && !l.startsWith('-----')) ?? t.value;
+    if (carries(firstLine)) return { kind: 'honeytoken', token: t, where: 'host name' };
+  }
+  return null;
+}
+
+/** Records a `detect.finding` (never throws: the request is decided either way). */
+export function recordFinding(ctx: Ctx, t: Tracked, severity: 'medium' | 'high' | 'critical', rule: string, finding: Record<string, unknown>): void {
+  const i = t.info;
+  try {
+    ctx.record({
+      type: 'detect.finding', session: ctx.session, severity, decision: t.decision, rule,
+      data: { ...finding, host: i.host ?? null, port: i.port ?? null, method: i.method ?? null, path: i.path ?? null, protocol: i.protocol, evidence: [] },
+    });
+  } catch { /* the request is refused either way */ }
 }
 
 /** Refuses (records the request as denied) and records the finding. */
@@ -50,11 +93,6 @@ export function recordHit(ctx: Ctx, t: Tracked, hit: Hit): { rule: string; reaso
     finding = { title: 'Honeytoken sent out', explanation: reason, kind: 'honeytoken', honeytoken: hit.token.kind, fingerprint: hit.token.fingerprint, where: hit.where };
     t.deny(rule, reason, 'critical');
   }
-  try {
-    ctx.record({
-      type: 'detect.finding', session: ctx.session, severity: hit.kind === 'placeholder' ? 'high' : 'critical', decision: 'deny', rule: hit.kind === 'placeholder' ? 'detect.credential-misuse' : 'detect.honeytoken',
-      data: { ...finding, host: i.host ?? null, port: i.port ?? null, method: i.method ?? null, path: i.path ?? null, protocol: i.protocol, evidence: [] },
-    });
-  } catch { /* the request is refused either way */ }
+  recordFinding(ctx, t, hit.kind === 'placeholder' ? 'high' : 'critical', hit.kind === 'placeholder' ? 'detect.credential-misuse' : 'detect.honeytoken', finding);
   return { rule, reason };
 }

@@ -1,47 +1,27 @@
-import { request as httpRequest, type IncomingMessage, type ServerResponse, type IncomingHttpHeaders } from 'node:http';
+import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { resolveAndDecide, type TargetDecision } from './decide.ts';
+import type { TargetDecision } from './decide.ts';
 import { normalizeHost, splitAuthority, HostError, hostPort } from './host.ts';
 import { Tracked, type Ctx } from './context.ts';
 import { connectUpstream, peekFirst, decideTunnel, refuseInTunnel, pipeBoth } from './tunnel.ts';
 import { interceptTunnel, isIntercepted, isModelApi } from './intercept.ts';
-import { outboundScanner, recordHit, textHit } from './guard.ts';
+import { outboundScanner, recordHit, requestText, textHit } from './guard.ts';
+import { decideAndResolve } from './names.ts';
+import { requestPath, type RequestPath } from './path.ts';
+import type { Credential } from './broker.ts';
+import { duplicatedHeader, forwardHeaders, headerObject, headerSafe, isEncoded, readWhole, refuse, relayResponse, scanWholeBody } from './exchange.ts';
 
 // HTTP side of the gateway: absolute-URI requests (plain HTTP proxy), origin-form
 // requests on the transparent port-80 listener (decided from Host), CONNECT tunnels, and
 // the answer to malformed input. Every refusal is an HTTP status with X-Airlock-Rule and
 // X-Airlock-Reason headers and a one-line body, and an audit event.
 
-const HOP_BY_HOP = new Set(['connection', 'proxy-connection', 'keep-alive', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 const SINGLE = ['host', 'content-length', 'transfer-encoding', 'proxy-authorization'];
-
-function headerSafe(s: string): string {
-  // eslint-disable-next-line no-control-regex
-  return s.replace(/[^\x20-\x7e]/g, '?').slice(0, 512);
-}
 
 export function refusalText(status: number, rule: string, reason: string, close = true): string {
   const body = `airlock egress: denied by ${rule}: ${reason}\n`;
   const phrase: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 408: 'Request Timeout', 429: 'Too Many Requests', 431: 'Request Header Fields Too Large', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
   return `HTTP/1.1 ${status} ${phrase[status] ?? 'Error'}\r\nContent-Type: text/plain; charset=utf-8\r\nX-Airlock-Rule: ${headerSafe(rule)}\r\nX-Airlock-Reason: ${headerSafe(reason)}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${close ? 'Connection: close\r\n' : ''}\r\n${body}`;
-}
-
-function refuse(res: ServerResponse, t: Tracked, status: number, rule: string, reason: string): void {
-  t.deny(rule, reason);
-  t.status = status;
-  if (res.headersSent) { res.destroy(); return; }
-  const body = `airlock egress: denied by ${rule}: ${reason}\n`;
-  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'x-airlock-rule': headerSafe(rule), 'x-airlock-reason': headerSafe(reason), 'content-length': Buffer.byteLength(body), connection: 'close' });
-  res.end(body);
-}
-
-function duplicated(raw: string[]): string | null {
-  const seen = new Set<string>();
-  for (let i = 0; i < raw.length; i += 2) {
-    const k = raw[i]!.toLowerCase();
-    if (SINGLE.includes(k)) { if (seen.has(k)) return k; seen.add(k); }
-  }
-  return null;
 }
 
 function headerBytes(req: IncomingMessage): number {
@@ -50,64 +30,80 @@ function headerBytes(req: IncomingMessage): number {
   return n;
 }
 
-function forwardHeaders(h: IncomingHttpHeaders): Record<string, string | string[]> {
-  const listed = new Set(String(h.connection ?? '').toLowerCase().split(',').map((s) => s.trim()).filter(Boolean));
-  const out: Record<string, string | string[]> = {};
-  for (const [k, v] of Object.entries(h)) {
-    if (v === undefined || HOP_BY_HOP.has(k) || listed.has(k)) continue;
-    out[k] = v;
-  }
-  return out;
-}
-
 function admitOr(ctx: Ctx, res: ServerResponse, t: Tracked): boolean {
   const hit = ctx.limits.admit();
   if (!hit) return true;
-  refuse(res, t, hit.rule === 'egress.limits.requestsPerMinute' ? 429 : 403, hit.rule, hit.reason);
-  if (hit.rule === 'egress.limits.maxUploadBytes') t.severity = 'high';
+  refuse(res, t, hit.rule === 'egress.limits.requestsPerMinute' ? 429 : 403, hit.rule, hit.reason, hit.rule === 'egress.limits.maxUploadBytes' ? 'high' : undefined);
   return false;
 }
 
-/** Absolute-URI proxy requests, and origin-form requests on the transparent port-80 listener. */
+type Target = { url: URL; port: number; origin: string } | { status: number; rule: string; reason: string };
+
+/** The request target: an absolute URI (proxy), or origin-form on a transparent port or inside a plain-HTTP tunnel. */
+function requestTarget(ctx: Ctx, req: IncomingMessage): Target {
+  const rawUrl = req.url ?? '';
+  const hostHeader = req.headers.host;
+  const tport = ctx.transparentPort.get(req.socket);
+  const tunnel = ctx.tunnelTarget.get(req.socket);
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(rawUrl)) {
+    if (tport || tunnel) return { status: 400, rule: 'builtin.bad-request', reason: 'an absolute URI on a transparent port or inside a tunnel' };
+    if (!/^http:\/\//i.test(rawUrl)) return { status: 400, rule: 'builtin.bad-request', reason: `only http:// absolute URIs are proxied (use CONNECT for https): ${rawUrl.slice(0, 80)}` };
+    let url: URL;
+    try { url = new URL(rawUrl); } catch { return { status: 400, rule: 'builtin.bad-target', reason: `unparseable URL ${rawUrl.slice(0, 200)}` }; }
+    // userinfo hides the real host from a casual reader (allowed.com@evil.com): refuse it
+    if (url.username || url.password || /^http:\/\/[^/?#]*@/i.test(rawUrl)) return { status: 400, rule: 'builtin.bad-target', reason: 'userinfo in the request URI' };
+    const slash = rawUrl.indexOf('/', 'http://'.length);
+    const q = rawUrl.indexOf('?', 'http://'.length);
+    const origin = slash >= 0 && (q < 0 || slash < q) ? rawUrl.slice(slash) : `/${q >= 0 ? rawUrl.slice(q) : ''}`;
+    return { url, port: url.port ? Number(url.port) : 80, origin };
+  }
+  if ((tport || tunnel) && rawUrl.startsWith('/')) {
+    if (!hostHeader) return { status: 400, rule: 'builtin.bad-request', reason: 'no Host header' };
+    const port = tunnel ? tunnel.port : tport!;
+    let url: URL;
+    try { url = new URL(`http://${hostHeader}${rawUrl}`); } catch { return { status: 400, rule: 'builtin.bad-target', reason: `bad Host header ${hostHeader.slice(0, 200)}` }; }
+    if (url.username || url.password || (url.port && Number(url.port) !== port)) return { status: 400, rule: 'builtin.host-mismatch', reason: `Host ${hostHeader} does not name port ${port}` };
+    // on a transparent port or in a tunnel the connection's own port wins when Host names none
+    return { url, port, origin: rawUrl };
+  }
+  return { status: 400, rule: 'builtin.bad-request', reason: 'not a proxy request: send an absolute URI (http://host/path) or CONNECT host:port' };
+}
+
+/** Absolute-URI proxy requests, origin-form requests on the transparent port-80 listener and inside plain-HTTP tunnels. */
 export async function onRequest(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const tport = ctx.transparentPort.get(req.socket);
-  const t = new Tracked(ctx, { protocol: tport ? 'transparent-http' : 'http', method: req.method, scheme: 'http' });
+  const tunnel = ctx.tunnelTarget.get(req.socket);
+  const t = new Tracked(ctx, { protocol: tport ? 'transparent-http' : tunnel ? 'tunnel-http' : 'http', method: req.method, scheme: 'http' });
   ctx.stats.requests++;
-  const dup = duplicated(req.rawHeaders);
+  const dup = duplicatedHeader(req.rawHeaders, SINGLE);
   if (dup) return refuse(res, t, 400, 'builtin.bad-request', `duplicated ${dup} header`);
   if (req.headers['content-length'] !== undefined && req.headers['transfer-encoding'] !== undefined) {
     return refuse(res, t, 400, 'builtin.bad-request', 'both Content-Length and Transfer-Encoding');
   }
   const rawUrl = req.url ?? '';
-  let url: URL;
   const hostHeader = req.headers.host;
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(rawUrl)) {
-    if (!/^http:\/\//i.test(rawUrl)) return refuse(res, t, 400, 'builtin.bad-request', `only http:// absolute URIs are proxied (use CONNECT for https): ${rawUrl.slice(0, 80)}`);
-    try { url = new URL(rawUrl); } catch { return refuse(res, t, 400, 'builtin.bad-target', `unparseable URL ${rawUrl.slice(0, 200)}`); }
-    // userinfo hides the real host from a casual reader (allowed.com@evil.com): refuse it
-    if (url.username || url.password || /^http:\/\/[^/?#]*@/i.test(rawUrl)) return refuse(res, t, 400, 'builtin.bad-target', 'userinfo in the request URI');
-  } else if (tport && rawUrl.startsWith('/')) {
-    if (!hostHeader) return refuse(res, t, 400, 'builtin.bad-request', 'no Host header');
-    try { url = new URL(`http://${hostHeader}${rawUrl}`); } catch { return refuse(res, t, 400, 'builtin.bad-target', `bad Host header ${hostHeader.slice(0, 200)}`); }
-    if (url.username || url.password || (url.port && Number(url.port) !== tport)) return refuse(res, t, 400, 'builtin.host-mismatch', `Host ${hostHeader} does not name port ${tport}`);
-  } else {
-    return refuse(res, t, 400, 'builtin.bad-request', 'not a proxy request: send an absolute URI (http://host/path) or CONNECT host:port');
-  }
-  // on a transparent port the connection's own port wins when Host names none
-  const port = url.port ? Number(url.port) : (tport ?? 80);
+  const target = requestTarget(ctx, req);
+  if ('status' in target) return refuse(res, t, target.status, target.rule, target.reason);
+  const { url, port } = target;
   let host: string;
   try { host = normalizeHost(url.hostname).host; } catch (e) { return refuse(res, t, 400, 'builtin.bad-target', e instanceof HostError ? e.message : 'bad host'); }
-  Object.assign(t.info, { host, port, path: url.pathname });
+  let rp: RequestPath;
+  try { rp = requestPath(target.origin); } catch (e) { return refuse(res, t, 400, 'builtin.ambiguous-path', `${e instanceof Error ? e.message : e}: the upstream could read another path than the one decided`); }
+  Object.assign(t.info, { host, port, path: rp.match });
+  // on a host-loopback listener the client may name the loopback by name
+  const alias = (h: string) => (tunnel?.tunnel.info.protocol === 'host-loopback' && (h === 'localhost' || h === '127.0.0.1') ? tunnel.host : h);
+  host = alias(host);
+  if (tunnel && (host !== tunnel.host || port !== tunnel.port)) return refuse(res, t, 403, 'builtin.host-mismatch', `Host ${hostPort(host, port)} differs from the tunnel target ${hostPort(tunnel.host, tunnel.port)}`);
   if (!hostHeader) return refuse(res, t, 400, 'builtin.host-mismatch', 'no Host header');
   try {
     const hh = splitAuthority(hostHeader, 80);
-    const hn = normalizeHost(hh.host).host;
+    const hn = alias(normalizeHost(hh.host).host);
     if (hn !== host || hh.port !== port) return refuse(res, t, 403, 'builtin.host-mismatch', `Host header ${hostPort(hn, hh.port)} differs from the request target ${hostPort(host, port)}`);
   } catch (e) {
     return refuse(res, t, 403, 'builtin.host-mismatch', `Host header ${JSON.stringify(hostHeader.slice(0, 200))} is not a host (${e instanceof Error ? e.message : e})`);
   }
   if (!admitOr(ctx, res, t)) return;
-  const d = await resolveAndDecide(ctx.rules, { host, port, scheme: 'http', method: req.method, path: url.pathname }, ctx.resolver);
+  const d = await decideAndResolve(ctx, t, { host, port, scheme: 'http', method: req.method, path: rp.match });
   Object.assign(t.info, { address: d.address, range: d.range });
   if (d.action !== 'allow' || !d.address) return refuse(res, t, 403, d.rule, d.reason);
   // outbound DLP inspects model-API bodies inside intercepted TLS only: refuse plain HTTP rather than pass it uninspected
@@ -116,32 +112,25 @@ export async function onRequest(ctx: Ctx, req: IncomingMessage, res: ServerRespo
   // AND port (e.g. an internal model gateway on http://host:8080); anywhere else the
   // placeholder is misuse. The real value is added here, never seen by the sandbox.
   let outHeaders = forwardHeaders(req.headers);
-  let outPath = url.pathname + url.search;
-  let injected: { name: string; fingerprint: string }[] = [];
+  let outPath = rp.forward;
+  let injected: Credential[] = [];
   if (ctx.broker) {
-    const r = ctx.broker.rewrite({ host, port, method: req.method ?? 'GET', path: url.pathname, rawHeaders: req.rawHeaders, url: rawUrl });
+    const r = ctx.broker.rewrite({ host, port, method: req.method ?? 'GET', path: rp.match, rawHeaders: req.rawHeaders, url: rp.forward });
     if ('misuse' in r) {
       const h = recordHit(ctx, t, { kind: 'placeholder', credential: r.misuse.credential, where: r.misuse.where });
-      return refuse(res, t, 403, h.rule, h.reason);
+      return refuse(res, t, 403, h.rule, h.reason, undefined, true);
     }
-    if (r.injected.length || r.url !== rawUrl) {
-      const hdrs: Record<string, string | string[]> = {};
-      for (const [k, v] of r.headers) {
-        const key = k.toLowerCase();
-        if (HOP_BY_HOP.has(key) || key === 'host') continue;
-        const prev = hdrs[key];
-        hdrs[key] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
-      }
-      outHeaders = hdrs;
-      const u = new URL(r.url, `http://${hostPort(host, port)}`);
-      outPath = u.pathname + u.search;
-      injected = r.injected.map((x) => ({ name: x.name, fingerprint: x.fingerprint }));
-      t.extra.credentials = injected;
+    if (r.injected.length) {
+      outHeaders = headerObject(r.headers, req.headers.connection);
+      outPath = r.url;
+      injected = r.injected;
+      t.extra.credentials = injected.map((x) => ({ name: x.name, fingerprint: x.fingerprint }));
+      outHeaders['accept-encoding'] = 'identity'; // so an echoed value can be scrubbed from the response
     }
   }
-  const leak = textHit(injected.length ? { ...ctx, broker: null } : ctx, `${rawUrl}\n${req.rawHeaders.join('\n')}`, 'url or headers');
-  if (leak) { const h = recordHit(ctx, t, leak); return refuse(res, t, 403, h.rule, h.reason); }
-  const scanner = outboundScanner(ctx, { host, port, method: req.method ?? 'GET', path: url.pathname });
+  const leak = textHit(injected.length ? { ...ctx, broker: null } : ctx, requestText(rawUrl, req.rawHeaders), 'url or headers');
+  if (leak) { const h = recordHit(ctx, t, leak); return refuse(res, t, 403, h.rule, h.reason, undefined, true); }
+  const scanner = outboundScanner(ctx, { host, port, method: req.method ?? 'GET', path: rp.match });
   try { t.open(d.rule, d.reason); } catch (e) { return refuse(res, t, 503, 'builtin.audit-failed', `audit sink failed (${e instanceof Error ? e.message : e}); refused`); }
   ctx.limits.active++;
   let released = false;
@@ -151,7 +140,31 @@ export async function onRequest(ctx: Ctx, req: IncomingMessage, res: ServerRespo
   t.bytesUp += first;
   ctx.stats.bytesUp += first;
   const early = ctx.limits.upload(first);
-  if (early) { t.severity = 'high'; return refuse(res, t, 403, early.rule, early.reason); }
+  if (early) return refuse(res, t, 403, early.rule, early.reason, 'high');
+  const count = (n: number): boolean => {
+    t.bytesUp += n;
+    ctx.stats.bytesUp += n;
+    const hit = ctx.limits.upload(n);
+    if (hit) { refuse(res, t, 403, hit.rule, hit.reason, 'high'); req.socket.destroy(); return false; }
+    return true;
+  };
+
+  // an encoded (gzip…) body would hide placeholders and honeytokens from the streaming
+  // scanner: it is read whole (bounded), scanned decoded, and sent as it came
+  let buffered: Buffer | null = null;
+  if (scanner && isEncoded(req.headers['content-encoding'])) {
+    const r = await readWhole(req, ctx.dlp.maxBytes, count);
+    if (!r.ok) { if (!res.headersSent) refuse(res, t, 400, 'builtin.bad-request', 'client aborted the request body'); return; }
+    if (r.over) return refuse(res, t, 413, 'builtin.encoded-body', `encoded request body larger than ${ctx.dlp.maxBytes} bytes cannot be inspected`, 'medium');
+    const v = scanWholeBody(r.body, req.headers['content-encoding'], scanner, ctx.dlp.maxBytes, 'builtin.encoded-body');
+    if (!v.ok) {
+      if (v.hit) { const h = recordHit(ctx, t, v.hit); return refuse(res, t, 403, h.rule, h.reason, undefined, true); }
+      return refuse(res, t, v.status, v.rule, v.reason, v.severity);
+    }
+    buffered = r.body;
+    outHeaders['content-length'] = String(buffered.length);
+    delete outHeaders['transfer-encoding'];
+  }
 
   const up = httpRequest({
     host: d.address, port, method: req.method, path: outPath, setHost: false,
@@ -169,45 +182,36 @@ export async function onRequest(ctx: Ctx, req: IncomingMessage, res: ServerRespo
       res.end(`airlock egress: upstream ${hostPort(host, port)} failed: ${why}\n`);
       t.finish({ error: why, status });
     } else {
-      t.decision = 'deny';
-      refuse(res, Object.assign(t, { severity: 'high' }), status, rule, why);
+      refuse(res, t, status, rule, why, 'high');
       req.socket.destroy();
     }
   };
-  req.on('data', (c: Buffer) => {
-    t.bytesUp += c.length;
-    ctx.stats.bytesUp += c.length;
-    const hit = ctx.limits.upload(c.length);
-    if (hit) { ctx.stats.denied++; fail(403, hit.rule, hit.reason); return; }
-    const bad = scanner?.push(c);
-    if (bad) {
+  if (buffered) up.end(buffered);
+  else {
+    req.on('data', (c: Buffer) => {
       if (finished) return;
-      finished = true;
-      up.destroy();
-      const h = recordHit(ctx, t, bad);
-      refuse(res, t, 403, h.rule, h.reason);
-      req.socket.destroy();
-      return;
-    }
-    if (!up.write(c)) req.pause();
-  });
-  up.on('drain', () => req.resume());
-  req.on('end', () => up.end());
+      if (!count(c.length)) { finished = true; up.destroy(); return; }
+      const bad = scanner?.push(c);
+      if (bad) {
+        finished = true;
+        up.destroy();
+        const h = recordHit(ctx, t, bad);
+        refuse(res, t, 403, h.rule, h.reason, undefined, true);
+        req.socket.destroy();
+        return;
+      }
+      if (!up.write(c)) req.pause();
+    });
+    up.on('drain', () => req.resume());
+    req.on('end', () => up.end());
+  }
   req.on('error', () => fail(400, d.rule, 'client aborted'));
   up.on('timeout', () => fail(504, d.rule, 'upstream timed out'));
   up.on('error', (e) => fail(502, d.rule, (e as NodeJS.ErrnoException).code ?? e.message));
-  up.on('response', (ur) => {
-    const headers = forwardHeaders(ur.headers);
-    res.writeHead(ur.statusCode ?? 502, headers);
-    ur.on('data', (c: Buffer) => {
-      t.bytesDown += c.length;
-      ctx.stats.bytesDown += c.length;
-      if (!res.write(c)) ur.pause();
-    });
-    res.on('drain', () => ur.resume());
-    ur.on('end', () => { if (!finished) { finished = true; res.end(); t.finish({ status: ur.statusCode }); } });
-    ur.on('error', (e) => fail(502, d.rule, e.message));
-  });
+  up.on('response', (ur) => relayResponse(ctx, t, req.method ?? 'GET', ur, res, injected, {
+    end: (status) => { if (!finished) { finished = true; t.finish({ status }); } },
+    error: (e) => fail(502, d.rule, e.message),
+  }));
   res.once('close', () => { if (!finished) { finished = true; up.destroy(); t.finish({ error: 'client closed' }); } });
 }
 
@@ -227,7 +231,7 @@ export async function onConnect(ctx: Ctx, req: IncomingMessage, client: Socket, 
   let host: string;
   try { host = normalizeHost(target.host).host; } catch (e) { return deny(400, 'builtin.bad-target', `bad CONNECT target: ${e instanceof Error ? e.message : e}`); }
   Object.assign(t.info, { host, port: target.port });
-  const dup = duplicated(req.rawHeaders);
+  const dup = duplicatedHeader(req.rawHeaders, SINGLE);
   if (dup) return deny(400, 'builtin.bad-request', `duplicated ${dup} header`);
   if (req.headers.host !== undefined) {
     try {
@@ -237,7 +241,7 @@ export async function onConnect(ctx: Ctx, req: IncomingMessage, client: Socket, 
   }
   const hit = ctx.limits.admit();
   if (hit) { if (hit.rule === 'egress.limits.maxUploadBytes') t.severity = 'high'; return deny(hit.rule === 'egress.limits.requestsPerMinute' ? 429 : 403, hit.rule, hit.reason); }
-  const d = await resolveAndDecide(ctx.rules, { host, port: target.port, intercepted: isIntercepted(ctx, host) }, ctx.resolver);
+  const d = await decideAndResolve(ctx, t, { host, port: target.port, intercepted: isIntercepted(ctx, host), tunnel: true });
   Object.assign(t.info, { address: d.address, range: d.range });
   if (d.action !== 'allow' || !d.address) return deny(403, d.rule, d.reason);
   await runTunnel(ctx, client, head, t, d, {
@@ -290,7 +294,25 @@ export async function runTunnel(ctx: Ctx, client: Socket, head: Buffer, t: Track
     await interceptTunnel(ctx, ctx.interceptServer!, client, p.buf, t, d, upstream, release);
     return;
   }
+  if (p.scheme === 'http') {
+    // plain HTTP inside the tunnel: parsed and decided per request like proxied HTTP (method,
+    // path, Host, brokered credentials, encoded bodies), each request on its own upstream
+    upstream.destroy();
+    release();
+    handOverToHttp(ctx, client, p.buf, t, d);
+    return;
+  }
   upstream.once('close', release);
   if (upstream.destroyed) release();
   pipeBoth(ctx, client, upstream, t, p.buf);
+}
+
+function handOverToHttp(ctx: Ctx, client: Socket, first: Buffer, t: Tracked, d: TargetDecision): void {
+  t.extra.inspected = 'per-request';
+  ctx.tunnelTarget.set(client, { host: d.host, port: d.port, tunnel: t });
+  client.once('close', () => t.finish());
+  client.setTimeout(ctx.timeouts.idleMs, () => client.destroy());
+  if (first.length) client.unshift(first);
+  ctx.httpServer!.emit('connection', client);
+  client.resume();
 }

@@ -5,6 +5,7 @@ export { compileEgress, type EgressRules, type Scheme } from './rules.ts';
 export { sandboxNetwork, transparentSocketPath, PROXY_PORT, SYNTHETIC_ADDRESS } from './network.ts';
 export { systemResolver, mapResolver, dnsServerResolver, type Resolver } from './resolver.ts';
 export { normalizeHost, splitAuthority } from './host.ts';
+export { requestPath, AmbiguousPath, type RequestPath } from './path.ts';
 export { classifyAddress, type AddressClass } from './ip.ts';
 export { PRESETS } from './presets.ts';
 export type { Timeouts } from './context.ts';

@@ -7,9 +7,12 @@ import { hostMatches } from './rules.ts';
 import { hostPort, normalizeHost, splitAuthority } from './host.ts';
 import { Tracked, type Ctx } from './context.ts';
 import { refuseInTunnel } from './tunnel.ts';
-import { inspectBody, decodeBody } from './dlp.ts';
-import { StreamReplacer, type Credential } from './broker.ts';
-import { outboundScanner, recordHit, textHit } from './guard.ts';
+import { inspectBody, inspectText, type DlpResult } from './dlp.ts';
+import type { Credential } from './broker.ts';
+import { outboundScanner, recordHit, requestText, textHit } from './guard.ts';
+import { requestPath, type RequestPath } from './path.ts';
+import { textViews } from './views.ts';
+import { duplicatedHeader, headerObject, headerSafe, isEncoded, readWhole, refuse, relayResponse, scanWholeBody } from './exchange.ts';
 
 // Opt-in TLS interception. For an intercepted host the gateway completes the client's TLS
 // handshake itself with a leaf minted by Airlock's CA for exactly the CONNECT/SNI host,
@@ -18,7 +21,6 @@ import { outboundScanner, recordHit, textHit } from './guard.ts';
 // on over a second TLS connection to the checked address, verifying the upstream certificate
 // against the host trust store. A failed upstream verification is a denial, never ignored.
 
-const HOP_BY_HOP = new Set(['connection', 'proxy-connection', 'keep-alive', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host']);
 const SINGLE = ['host', 'content-length', 'transfer-encoding', 'authorization'];
 
 interface Conn {
@@ -45,20 +47,6 @@ const conns = new WeakMap<object, Conn>();
 export function isTlsFailure(e: NodeJS.ErrnoException): boolean {
   return /^(ERR_TLS_|ERR_SSL_|ERR_OSSL|CERT_|UNABLE_TO_|DEPTH_ZERO|SELF_SIGNED|HOSTNAME_MISMATCH|INVALID_CA|INVALID_PURPOSE|CERT_UNTRUSTED)/.test(e.code ?? '')
     || /certificate|SSL routines|handshake/i.test(e.message ?? '');
-}
-
-function safe(s: string): string {
-  // eslint-disable-next-line no-control-regex
-  return s.replace(/[^\x20-\x7e]/g, '?').slice(0, 512);
-}
-
-function refuse(res: ServerResponse, t: Tracked, status: number, rule: string, reason: string, severity?: Parameters<Tracked['deny']>[2], already = false): void {
-  if (!already) t.deny(rule, reason, severity);
-  t.status = status;
-  if (res.headersSent) { res.destroy(); return; }
-  const body = `airlock egress: denied by ${rule}: ${reason}\n`;
-  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'x-airlock-rule': safe(rule), 'x-airlock-reason': safe(reason), 'content-length': Buffer.byteLength(body), connection: 'close' });
-  res.end(body);
 }
 
 /**
@@ -190,56 +178,40 @@ export async function interceptTunnel(ctx: Ctx, server: Server, client: Socket, 
   server.emit('connection', tls);
 }
 
-function headerMap(pairs: [string, string][]): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  for (const [k0, v] of pairs) {
-    const k = k0.toLowerCase();
-    const cur = out[k];
-    if (cur === undefined) out[k] = v;
-    else if (Array.isArray(cur)) cur.push(v);
-    else out[k] = [cur, v];
-  }
-  return out;
-}
-
 async function onIntercepted(ctx: Ctx, c: Conn, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const method = req.method ?? 'GET';
   const t = new Tracked(ctx, { protocol: 'intercepted', host: c.host, port: c.port, scheme: 'https', method, address: c.address, range: c.range });
   ctx.stats.requests++;
   c.requests++;
   const raw = req.rawHeaders;
-  const seen = new Set<string>();
-  for (let i = 0; i < raw.length; i += 2) {
-    const k = raw[i]!.toLowerCase();
-    if (SINGLE.includes(k)) { if (seen.has(k)) return refuse(res, t, 400, 'builtin.bad-request', `duplicated ${k} header`); seen.add(k); }
-  }
+  const dup = duplicatedHeader(raw, SINGLE);
+  if (dup) return refuse(res, t, 400, 'builtin.bad-request', `duplicated ${dup} header`);
   if (raw.length / 2 > 200) return refuse(res, t, 431, 'builtin.bad-request', 'more than 200 headers');
   if (req.headers['content-length'] !== undefined && req.headers['transfer-encoding'] !== undefined) return refuse(res, t, 400, 'builtin.bad-request', 'both Content-Length and Transfer-Encoding');
   const rawUrl = req.url ?? '';
   if (!rawUrl.startsWith('/')) return refuse(res, t, 400, 'builtin.bad-request', 'an intercepted request must use an origin-form target (/path)');
-  let url: URL;
-  try { url = new URL(`https://${hostPort(c.host, c.port)}${rawUrl}`); } catch { return refuse(res, t, 400, 'builtin.bad-target', 'unparseable request target'); }
-  if (url.hostname !== c.host && normalizeHost(url.hostname).host !== c.host) return refuse(res, t, 400, 'builtin.bad-target', 'request target names another host');
-  t.info.path = url.pathname;
+  let rp: RequestPath;
+  try { rp = requestPath(rawUrl); } catch (e) { return refuse(res, t, 400, 'builtin.ambiguous-path', `${e instanceof Error ? e.message : e}: the upstream could read another path than the one decided`); }
+  t.info.path = rp.match;
   const hh = req.headers.host;
   if (!hh) return refuse(res, t, 400, 'builtin.host-mismatch', 'no Host header');
   try {
     const a = splitAuthority(hh, 443);
-    if (normalizeHost(a.host).host !== c.host || a.port !== c.port) return refuse(res, t, 403, 'builtin.host-mismatch', `Host ${safe(hh)} differs from the intercepted host ${hostPort(c.host, c.port)}`);
-  } catch { return refuse(res, t, 403, 'builtin.host-mismatch', `Host ${safe(hh)} is not a host`); }
+    if (normalizeHost(a.host).host !== c.host || a.port !== c.port) return refuse(res, t, 403, 'builtin.host-mismatch', `Host ${headerSafe(hh)} differs from the intercepted host ${hostPort(c.host, c.port)}`);
+  } catch { return refuse(res, t, 403, 'builtin.host-mismatch', `Host ${headerSafe(hh)} is not a host`); }
   const hit = ctx.limits.admit();
   if (hit) return refuse(res, t, hit.rule === 'egress.limits.requestsPerMinute' ? 429 : 403, hit.rule, hit.reason, hit.rule === 'egress.limits.maxUploadBytes' ? 'high' : undefined);
 
-  const d = decideTarget(ctx.rules, { host: c.host, port: c.port, scheme: 'https', method, path: url.pathname, intercepted: true, addresses: [c.address] });
+  const d = decideTarget(ctx.rules, { host: c.host, port: c.port, scheme: 'https', method, path: rp.match, intercepted: true, addresses: [c.address] });
   if (d.action !== 'allow') return refuse(res, t, 403, d.rule, d.reason);
 
   // credentials: placeholders swapped where bound, injected per policy; misuse refused
   let pairs: [string, string][] = [];
   for (let i = 0; i + 1 < raw.length; i += 2) pairs.push([raw[i]!, raw[i + 1]!]);
-  let target = rawUrl;
+  let target = rp.forward;
   let injected: Credential[] = [];
   if (ctx.broker) {
-    const r = ctx.broker.rewrite({ host: c.host, port: c.port, method, path: url.pathname, rawHeaders: raw, url: rawUrl });
+    const r = ctx.broker.rewrite({ host: c.host, port: c.port, method, path: rp.match, rawHeaders: raw, url: rp.forward });
     if ('misuse' in r) {
       const h = recordHit(ctx, t, { kind: 'placeholder', credential: r.misuse.credential, where: r.misuse.where });
       return refuse(res, t, 403, h.rule, h.reason, undefined, true);
@@ -248,20 +220,21 @@ async function onIntercepted(ctx: Ctx, c: Conn, req: IncomingMessage, res: Serve
     target = r.url;
     injected = r.injected;
   }
-  const honey = textHit({ ...ctx, broker: null }, `${rawUrl}\n${raw.join('\n')}`, 'url or headers');
+  const head = requestText(rawUrl, raw);
+  const honey = textHit({ ...ctx, broker: null }, head, 'url or headers');
   if (honey) { const h = recordHit(ctx, t, honey); return refuse(res, t, 403, h.rule, h.reason, undefined, true); }
   if (injected.length) t.extra.credentials = injected.map((x) => ({ name: x.name, fingerprint: x.fingerprint }));
+  // with DLP off a model API body streams like any other (buffering it would only cap it)
+  const dlpHere = ctx.dlp.mode !== 'off' && isModelApi(ctx, c.host);
+  if (dlpHere && !(await headOk(ctx, t, res, c, method, rp.match, head))) return;
   try { t.open(d.rule, d.reason); } catch (e) { return refuse(res, t, 503, 'builtin.audit-failed', `audit sink failed (${e instanceof Error ? e.message : e}); refused`); }
 
-  const listed = new Set(String(req.headers.connection ?? '').toLowerCase().split(',').map((s) => s.trim()).filter(Boolean));
-  const headers = headerMap(pairs.filter(([k]) => !HOP_BY_HOP.has(k.toLowerCase()) && !listed.has(k.toLowerCase())));
+  const headers = headerObject(pairs, req.headers.connection);
   headers.host = c.port === 443 ? c.host : hostPort(c.host, c.port);
   if (injected.length) headers['accept-encoding'] = 'identity'; // so an echoed value can be scrubbed from the response
 
   const hasBody = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) > 0 : req.headers['transfer-encoding'] !== undefined;
-  const scanner = outboundScanner(ctx, { host: c.host, port: c.port, method, path: url.pathname });
-  // with DLP off a model API body streams like any other (buffering it would only cap it)
-  const dlpHere = ctx.dlp.mode !== 'off' && isModelApi(ctx, c.host);
+  const scanner = outboundScanner(ctx, { host: c.host, port: c.port, method, path: rp.match });
   const count = (n: number): boolean => {
     t.bytesUp += n;
     ctx.stats.bytesUp += n;
@@ -273,50 +246,25 @@ async function onIntercepted(ctx: Ctx, c: Conn, req: IncomingMessage, res: Serve
   // an encoded (gzip…) body would hide placeholders and honeytokens from the streaming
   // scanner: such a body is read whole (bounded) and scanned decoded, then sent as it came
   const encoding = req.headers['content-encoding'];
-  const encoded = encoding !== undefined && encoding.split(',').some((e) => e.trim() !== '' && e.trim().toLowerCase() !== 'identity');
-  const scanDecoded = scanner !== null && encoded;
+  const scanDecoded = scanner !== null && isEncoded(encoding);
   let buffered: Buffer | null = null;
   if (hasBody && (dlpHere || scanDecoded)) {
-    // model API or encoded body: read the whole body (bounded), then scan it
-    const chunks: Buffer[] = [];
-    let n = 0;
-    let over = false;
-    const ok = await new Promise<boolean>((resolve) => {
-      req.on('data', (b: Buffer) => {
-        if (!count(b.length)) { resolve(false); return; }
-        n += b.length;
-        if (n > ctx.dlp.maxBytes) over = true; else chunks.push(b);
-      });
-      req.on('end', () => resolve(true));
-      req.on('error', () => resolve(false));
-      req.on('close', () => resolve(!req.complete ? false : true));
-    });
-    if (!ok) { if (!res.headersSent) refuse(res, t, 400, 'builtin.bad-request', 'client aborted the request body'); return; }
+    const r = await readWhole(req, ctx.dlp.maxBytes, count);
+    if (!r.ok) { if (!res.headersSent) refuse(res, t, 400, 'builtin.bad-request', 'client aborted the request body'); return; }
     const uninspectable = dlpHere ? 'secrets.dlp.mode' : 'builtin.encoded-body';
-    if (over) return refuse(res, t, 413, uninspectable, `request body larger than ${ctx.dlp.maxBytes} bytes cannot be inspected`, 'medium');
-    buffered = Buffer.concat(chunks);
-    let plain = buffered;
-    if (scanDecoded) {
-      try { plain = decodeBody(buffered, encoding, ctx.dlp.maxBytes); } catch (e) { return refuse(res, t, 415, uninspectable, `request body cannot be decoded for inspection (${e instanceof Error ? e.message : e})`, 'medium'); }
-      if (plain.length > ctx.dlp.maxBytes) return refuse(res, t, 413, uninspectable, `decoded request body larger than ${ctx.dlp.maxBytes} bytes cannot be inspected`, 'medium');
+    if (r.over) return refuse(res, t, 413, uninspectable, `request body larger than ${ctx.dlp.maxBytes} bytes cannot be inspected`, 'medium');
+    buffered = r.body;
+    const v = scanWholeBody(buffered, scanDecoded ? encoding : undefined, scanner, ctx.dlp.maxBytes, uninspectable);
+    if (!v.ok) {
+      if (v.hit) { const h = recordHit(ctx, t, v.hit); return refuse(res, t, 403, h.rule, h.reason, undefined, true); }
+      return refuse(res, t, v.status, v.rule, v.reason, v.severity);
     }
-    const ph = scanner?.push(plain) ?? null;
-    if (ph) { const h = recordHit(ctx, t, ph); return refuse(res, t, 403, h.rule, h.reason, undefined, true); }
     if (dlpHere) {
-      const r = await inspectBody(buffered, req.headers['content-type'], req.headers['content-encoding'], ctx.dlp, ctx.honeytokens);
-      if (r.honeytoken) { const h = recordHit(ctx, t, { kind: 'honeytoken', token: r.honeytoken, where: 'body' }); return refuse(res, t, 403, h.rule, h.reason, undefined, true); }
-      if (r.findings.length || r.action !== 'pass') {
-        const sev = r.action === 'blocked' ? 'high' : r.findings.some((f) => f.severity === 'critical') ? 'high' : 'medium';
-        try {
-          ctx.record({
-            type: 'egress.dlp', session: ctx.session, severity: sev, decision: r.action === 'blocked' ? 'deny' : 'allow', rule: 'secrets.dlp.mode',
-            data: { host: c.host, port: c.port, method, path: url.pathname, mode: ctx.dlp.mode, action: r.action, reason: r.reason, findings: r.findings },
-          });
-        } catch (e) { return refuse(res, t, 503, 'builtin.audit-failed', `audit sink failed (${e instanceof Error ? e.message : e}); refused`); }
-        t.extra.dlp = { action: r.action, findings: r.findings.length };
-      }
-      if (r.action === 'blocked') return refuse(res, t, 403, 'secrets.dlp.mode', r.reason, 'high');
-      if (r.decoded) { buffered = r.body; delete headers['content-encoding']; }
+      const r2 = await inspectBody(buffered, req.headers['content-type'], req.headers['content-encoding'], ctx.dlp, ctx.honeytokens);
+      if (r2.honeytoken) { const h = recordHit(ctx, t, { kind: 'honeytoken', token: r2.honeytoken, where: 'body' }); return refuse(res, t, 403, h.rule, h.reason, undefined, true); }
+      if (!recordDlp(ctx, t, res, c, method, rp.match, r2)) return;
+      if (r2.action === 'blocked') return refuse(res, t, 403, 'secrets.dlp.mode', r2.reason, 'high');
+      if (r2.decoded) { buffered = r2.body; delete headers['content-encoding']; }
     }
     headers['content-length'] = String(buffered.length);
     delete headers['transfer-encoding'];
@@ -333,7 +281,7 @@ async function onIntercepted(ctx: Ctx, c: Conn, req: IncomingMessage, res: Serve
       refuse(res, t, 502, 'builtin.upstream-tls', `upstream ${hostPort(c.host, c.port)} failed TLS verification (${e.code ?? e.message}); refused`, 'medium');
       return;
     }
-    if (!res.headersSent) res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'x-airlock-rule': safe(d.rule), 'x-airlock-reason': safe(why), connection: 'close' });
+    if (!res.headersSent) res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'x-airlock-rule': headerSafe(d.rule), 'x-airlock-reason': headerSafe(why), connection: 'close' });
     res.end(`airlock egress: upstream ${hostPort(c.host, c.port)} failed: ${why}\n`);
     t.finish({ error: why, status });
   };
@@ -358,39 +306,40 @@ async function onIntercepted(ctx: Ctx, c: Conn, req: IncomingMessage, res: Serve
     up.end();
   }
 
-  up.on('response', (ur) => {
-    const scrub = injected.length && ctx.broker ? new StreamReplacer(ctx.broker.scrubPairs(injected)) : null;
-    const rh: Record<string, string | string[]> = {};
-    const rlisted = new Set(String(ur.headers.connection ?? '').toLowerCase().split(',').map((s) => s.trim()).filter(Boolean));
-    for (const [k, v] of Object.entries(ur.headers)) {
-      if (v === undefined || HOP_BY_HOP.has(k) || rlisted.has(k)) continue;
-      rh[k] = scrub ? (Array.isArray(v) ? v.map((x) => scrubText(ctx, injected, x)) : scrubText(ctx, injected, v)) : v;
-    }
-    const noBody = method === 'HEAD' || ur.statusCode === 204 || ur.statusCode === 304;
-    if (scrub && !noBody) delete rh['content-length']; // replaced bytes change the length: send chunked
-    res.writeHead(ur.statusCode ?? 502, rh);
-    t.status = ur.statusCode;
-    const out = (b: Buffer) => {
-      if (!b.length) return;
-      t.bytesDown += b.length;
-      ctx.stats.bytesDown += b.length;
-      if (!res.write(b)) ur.pause();
-    };
-    ur.on('data', (b: Buffer) => out(scrub ? scrub.push(b) : b));
-    res.on('drain', () => ur.resume());
-    ur.on('end', () => {
-      if (finished) return;
-      finished = true;
-      if (scrub) out(scrub.end());
-      res.end();
-      t.finish({ status: ur.statusCode });
-    });
-    ur.on('error', (e) => fail(e as NodeJS.ErrnoException, e.message));
-  });
+  up.on('response', (ur) => relayResponse(ctx, t, method, ur, res, injected, {
+    end: (status) => { if (!finished) { finished = true; t.finish({ status }); } },
+    error: (e) => fail(e, e.message),
+  }));
 }
 
-function scrubText(ctx: Ctx, cs: Credential[], v: string): string {
-  let out = v;
-  for (const [a, b] of ctx.broker!.scrubPairs(cs)) out = out.split(a).join(b);
-  return out;
+/** Records an `egress.dlp` event for findings; false (and refused) when the audit sink fails. */
+function recordDlp(ctx: Ctx, t: Tracked, res: ServerResponse, c: Conn, method: string, path: string, r: DlpResult): boolean {
+  if (!r.findings.length && r.action === 'pass') return true;
+  const sev = r.action === 'blocked' ? 'high' : r.findings.some((f) => f.severity === 'critical') ? 'high' : 'medium';
+  try {
+    ctx.record({
+      type: 'egress.dlp', session: ctx.session, severity: sev, decision: r.action === 'blocked' ? 'deny' : 'allow', rule: 'secrets.dlp.mode',
+      data: { host: c.host, port: c.port, method, path, mode: ctx.dlp.mode, action: r.action, reason: r.reason, findings: r.findings },
+    });
+  } catch (e) { refuse(res, t, 503, 'builtin.audit-failed', `audit sink failed (${e instanceof Error ? e.message : e}); refused`); return false; }
+  t.extra.dlp = { action: r.action, findings: r.findings.length };
+  return true;
+}
+
+/**
+ * DLP on a model API request's URL and headers (names and values): a secret there cannot
+ * be cut out cleanly, so it is refused unless the mode is off. Placeholders are not secrets.
+ */
+async function headOk(ctx: Ctx, t: Tracked, res: ServerResponse, c: Conn, method: string, path: string, head: string): Promise<boolean> {
+  // every reading a server may apply (percent-decoding, double encoding), placeholders left out
+  let text = textViews(head).join('\n');
+  for (const cr of ctx.broker?.credentials ?? []) text = text.split(cr.placeholder).join('');
+  const r = await inspectText(text, ctx.dlp);
+  if (r.honeytoken) { const h = recordHit(ctx, t, { kind: 'honeytoken', token: r.honeytoken, where: 'url or headers' }); refuse(res, t, 403, h.rule, h.reason, undefined, true); return false; }
+  if (!r.findings.length) return true;
+  const blocked = ctx.dlp.mode !== 'off';
+  const result: DlpResult = { ...r, action: blocked ? 'blocked' : 'pass', reason: `${r.findings.length} secret(s) in the URL or headers of a request to a model API${blocked ? '' : ' (recorded only: secrets.dlp.mode off)'}` };
+  if (!recordDlp(ctx, t, res, c, method, path, result)) return false;
+  if (blocked) { refuse(res, t, 403, 'secrets.dlp.mode', result.reason, 'high'); return false; }
+  return true;
 }

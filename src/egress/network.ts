@@ -46,7 +46,7 @@ function waitListen(port: number): string {
   return `i=0; until grep -q ':${hex} 00000000:0000 0A' /proc/net/tcp; do i=$((i+1)); [ $i -le 200 ] || { echo "airlock: egress bridge on 127.0.0.1:${port} did not start" >&2; exit 1; }; sleep 0.01; done`;
 }
 
-export function sandboxNetwork(gatewayUnixPath: string, opts: { transparent: boolean; pidFile?: string; /** the gateway's transparent ports (default 80, 443) */ ports?: number[] }): { setup: string; env: Record<string, string> } {
+export function sandboxNetwork(gatewayUnixPath: string, opts: { transparent: boolean; pidFile?: string; /** the gateway's transparent ports (default 80, 443) */ ports?: number[]; /** host-loopback grants: the sandbox's 127.0.0.1:port leads to this gateway socket (Gateway.hostLoopbackSockets) */ hostLoopback?: Record<number, string> }): { setup: string; env: Record<string, string> } {
   const tports = transparentPortList(opts.ports ?? []);
   const lines = [
     'set -eu',
@@ -91,7 +91,10 @@ ${tports.map((p) => `    meta nfproto ipv4 tcp dport ${p} redirect to :${bridgeP
 NFT`,
     );
   }
+  const loopback = Object.entries(opts.hostLoopback ?? {}).map(([p, path]) => [Number(p), path] as const);
+  for (const [port, path] of loopback) lines.push(bridge(port, path));
   lines.push(waitListen(PROXY_PORT));
+  for (const [port] of loopback) lines.push(waitListen(port));
   if (opts.transparent) for (const p of tports) lines.push(waitListen(bridgePortFor(p, tports)));
   if (opts.transparent) {
     // dnsmasq binds before it serves; a failure here leaves names unresolved (nothing leaves either way)

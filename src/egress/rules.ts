@@ -21,10 +21,14 @@ export interface HostRule {
   schemes: Scheme[] | null;
   methods: string[] | null;
   paths: string[] | null;
+  /** Compare paths without case (deny rules by default). */
+  pathFold: boolean;
+  /** The rule lists its ports itself (not the 80/443 default): needed for a raw tunnel to port 80. */
+  explicitPorts: boolean;
   reason: string;
 }
 
-export interface CidrRule { id: string; cidr: Cidr; text: string; ports: number[] | null; reason: string }
+export interface CidrRule { id: string; cidr: Cidr; text: string; ports: number[] | null; /** ports listed by the rule itself */ explicitPorts: boolean; reason: string }
 
 export interface EgressRules {
   allow: HostRule[];
@@ -74,6 +78,8 @@ function hostRule(r: EgressHostRule, id: string, isDeny: boolean): HostRule {
     schemes: r.schemes ?? (isDeny ? null : DEFAULT_SCHEMES),
     methods: r.methods ?? null,
     paths: r.paths?.map((x) => (x.length > 1 && x.endsWith('/') ? x.slice(0, -1) : x)) ?? null,
+    pathFold: (r.pathCase ?? (isDeny ? 'insensitive' : 'sensitive')) === 'insensitive',
+    explicitPorts: r.ports !== undefined,
     reason: r.reason ?? '',
   };
 }
@@ -83,7 +89,7 @@ function cidrRule(r: EgressCidrRule, id: string, isDeny: boolean): CidrRule {
   try { cidr = parseCidr(r.cidr); } catch {
     throw new AirlockError('POLICY_INVALID', `${id}: ${JSON.stringify(r.cidr)} is not a CIDR`, 'write an address range such as 10.0.0.0/8, 127.0.0.1/32 or fd00::/8');
   }
-  return { id, cidr, text: r.cidr, ports: r.ports ?? (isDeny ? null : DEFAULT_PORTS), reason: r.reason ?? '' };
+  return { id, cidr, text: r.cidr, ports: r.ports ?? (isDeny ? null : DEFAULT_PORTS), explicitPorts: r.ports !== undefined, reason: r.reason ?? '' };
 }
 
 /** Compiles the effective egress policy plus per-run `--allow-host HOST[:PORT]` grants. */
@@ -92,7 +98,7 @@ export function compileEgress(egress: EgressPolicy, grants: string[] = []): Egre
   const allowCidrs: CidrRule[] = [];
   for (const name of egress.presets) {
     for (const host of PRESETS[name]) {
-      allow.push({ id: `egress.preset.${name}`, host, wildcard: false, ports: [443], schemes: ['https'], methods: null, paths: null, reason: `preset ${name}` });
+      allow.push({ id: `egress.preset.${name}`, host, wildcard: false, ports: [443], schemes: ['https'], methods: null, paths: null, pathFold: false, explicitPorts: false, reason: `preset ${name}` });
     }
   }
   egress.allow.forEach((r, i) => allow.push(hostRule(r, ruleId('allow', i, r.id), false)));
@@ -117,9 +123,9 @@ export function compileEgress(egress: EgressPolicy, grants: string[] = []): Egre
       throw new AirlockError('USAGE', `--allow-host ${JSON.stringify(g)}: ${e instanceof Error ? e.message : e}`, 'use --allow-host HOST or HOST:PORT');
     }
     if (n?.kind === 'ip') {
-      allowCidrs.push({ id, cidr: parseCidr(`${n.host}/${n.family === 4 ? 32 : 128}`), text: n.host, ports, reason: `--allow-host ${g}` });
+      allowCidrs.push({ id, cidr: parseCidr(`${n.host}/${n.family === 4 ? 32 : 128}`), text: n.host, ports, explicitPorts: a.port !== undefined, reason: `--allow-host ${g}` });
     } else {
-      allow.push({ ...hostPattern(a.host, id), id, ports, schemes: ['http', 'https'], methods: null, paths: null, reason: `--allow-host ${g}` });
+      allow.push({ ...hostPattern(a.host, id), id, ports, schemes: ['http', 'https'], methods: null, paths: null, pathFold: false, explicitPorts: false, reason: `--allow-host ${g}` });
     }
   });
   return {
@@ -139,8 +145,9 @@ export function hostMatches(r: HostPattern, host: string): boolean {
   return r.wildcard ? host.endsWith('.' + r.host) : host === r.host;
 }
 
-/** Segment-boundary prefix match on a path with dot segments already removed. */
-export function pathMatches(prefixes: string[], path: string): boolean {
+/** Segment-boundary prefix match on a normal-form path (egress/path.ts), optionally without case. */
+export function pathMatches(prefixes: string[], path: string, fold = false): boolean {
   if (/%2f|%5c|\\/i.test(path)) return false; // encoded separators: what the server sees is unknowable
-  return prefixes.some((p) => p === '/' || path === p || path.startsWith(p + '/'));
+  const p0 = fold ? path.toLowerCase() : path;
+  return prefixes.some((p1) => { const p = fold ? p1.toLowerCase() : p1; return p === '/' || p0 === p || p0.startsWith(p + '/'); });
 }

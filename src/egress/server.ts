@@ -11,10 +11,11 @@ import { DEFAULT_TIMEOUTS, Tracked, type Ctx, type Timeouts } from './context.ts
 import { onConnect, onRequest, refusalText, runTunnel } from './http.ts';
 import { onSocks } from './socks.ts';
 import { peekFirst, refuseInTunnel, connectUpstream, pipeBoth } from './tunnel.ts';
-import { resolveAndDecide } from './decide.ts';
+import { decideAndResolve } from './names.ts';
 import { normalizeHost } from './host.ts';
 import { transparentSocketPath, transparentPortList } from './network.ts';
 import { interceptTunnel, isIntercepted, createInterceptServer } from './intercept.ts';
+import { HOST_LOOPBACK, hostLoopbackGrants, hostLoopbackSocketPath, onHostLoopback } from './loopback.ts';
 import type { GatewayCa } from './tls/ca.ts';
 import { hostTrustStore } from './tls/bundle.ts';
 import type { Broker } from './broker.ts';
@@ -57,6 +58,8 @@ export interface Gateway {
   address: string;
   /** Transparent-mode sockets by original port (empty when off). */
   transparentSockets: Record<number, string>;
+  /** Host-loopback grants: gateway socket per port, for a sandbox listener on 127.0.0.1:port (sandboxNetwork's hostLoopback). */
+  hostLoopbackSockets: Record<number, string>;
   close(): Promise<void>;
   stats(): { connections: number; bytesUp: number; bytesDown: number; denied: number; active: number; requests: number };
   /** Honeytokens planted after the gateway started (the gateway refuses to let them out). */
@@ -88,7 +91,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   const ctx: Ctx = {
     session: o.session, rules, resolver: o.resolver ?? systemResolver(), limits: new SessionLimits(rules.limits), timeouts,
     stats: { connections: 0, bytesUp: 0, bytesDown: 0, denied: 0, requests: 0 },
-    sockets: new Set(), transparentPort: new WeakMap(), record: o.audit, closing: false,
+    sockets: new Set(), transparentPort: new WeakMap(), tunnelTarget: new WeakMap(), wildcardNames: new Map(), httpServer: null, record: o.audit, closing: false,
     intercept: [...rules.intercept, ...(o.broker?.interceptPatterns() ?? []), ...(o.policy.secrets.dlp.mode !== 'off' ? rules.modelApis : [])],
     modelApis: rules.modelApis,
     tls: o.tls ? { ca: o.tls.ca, upstreamCa: o.tls.upstreamCa ?? hostTrustStore() } : null,
@@ -113,6 +116,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     requireHostHeader: false, joinDuplicateHeaders: false,
   });
   http.maxHeadersCount = MAX_HEADERS + 1;
+  ctx.httpServer = http;
   // This server never listens itself (sockets are handed over after sniffing), so start
   // its connection tracking by hand: headersTimeout (slowloris) is enforced by it.
   http.emit('listening');
@@ -127,7 +131,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     onRequest(ctx, req, res).catch((e) => { res.destroy(); record500(ctx, e); });
   });
   http.on('connect', (req, socket, head) => {
-    if (ctx.transparentPort.has(socket as Socket)) { (socket as Socket).end(refusalText(400, 'builtin.bad-request', 'CONNECT on a transparent port')); return; }
+    if (ctx.transparentPort.has(socket as Socket) || ctx.tunnelTarget.has(socket)) { (socket as Socket).end(refusalText(400, 'builtin.bad-request', 'CONNECT on a transparent port or inside a tunnel')); return; }
     onConnect(ctx, req, socket as Socket, head).catch((e) => { socket.destroy(); record500(ctx, e); });
   });
   http.on('upgrade', (req, socket) => {
@@ -141,7 +145,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'ERR_HTTP_HEADERS_TIMEOUT' ? 408 : 400;
     const rule = status === 408 ? 'builtin.timeout' : 'builtin.bad-request';
     const reason = status === 408 ? 'request headers not received in time' : status === 431 ? 'request headers too large' : `malformed HTTP (${err.code ?? err.message})`;
-    const t = new Tracked(ctx, { protocol: ctx.transparentPort.has(socket) ? 'transparent-http' : 'http' });
+    const t = new Tracked(ctx, { protocol: ctx.transparentPort.has(socket) ? 'transparent-http' : ctx.tunnelTarget.has(socket) ? 'tunnel-http' : 'http' });
     t.status = status;
     t.deny(rule, reason);
     if (socket.writable) socket.end(refusalText(status, rule, reason));
@@ -220,6 +224,22 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     }
   }
 
+  const hostLoopbackSockets: Record<number, string> = {};
+  const loopback = hostLoopbackGrants(rules);
+  if ('unixPath' in o.listen) {
+    for (const g of loopback.filter((x) => x.usable)) {
+      const path = hostLoopbackSocketPath(o.listen.unixPath, g.port);
+      const srv = createNetServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (s) => {
+        if (!track(s)) return;
+        onHostLoopback(ctx, s, g.port).catch((e) => { s.destroy(); record500(ctx, e); });
+      });
+      await listenOn(srv, { unixPath: path }, mode);
+      servers.push(srv);
+      paths.push(path);
+      hostLoopbackSockets[g.port] = path;
+    }
+  }
+
   o.audit({
     type: 'egress.gateway.start', session: o.session, severity: 'info', decision: null, rule: null,
     data: {
@@ -233,6 +253,13 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       },
     },
   });
+  // host-loopback grants are recorded one by one: they open the host's own loopback port
+  for (const g of loopback) {
+    o.audit({
+      type: 'egress.grant', session: o.session, severity: 'medium', decision: g.usable ? 'allow' : 'deny', rule: g.rule,
+      data: { grant: `${HOST_LOOPBACK}:${g.port}`, via: 'host-loopback', scope: 'this session only', sandboxListener: g.usable && hostLoopbackSockets[g.port] ? `${HOST_LOOPBACK}:${g.port}` : null, ...(g.why ? { why: g.why } : {}) },
+    });
+  }
   rules.grants.forEach((g, i) => o.audit({
     type: 'egress.grant', session: o.session, severity: 'low', decision: 'allow', rule: `egress.grant[${i}]`,
     data: { grant: g, via: '--allow-host', scope: 'this session only' },
@@ -241,6 +268,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   return {
     address,
     transparentSockets,
+    hostLoopbackSockets,
     stats: () => ({ ...ctx.stats, active: ctx.limits.active }),
     setHoneytokens(tokens) { ctx.honeytokens = [...tokens]; },
     async close() {
@@ -282,7 +310,7 @@ async function transparentTls(ctx: Ctx, client: Socket, port = 443): Promise<voi
   const hit = ctx.limits.admit();
   if (hit) { t.deny(hit.rule, hit.reason); refuseInTunnel(client, true); return; }
   const intercepted = isIntercepted(ctx, host);
-  const d = await resolveAndDecide(ctx.rules, { host, port, scheme: 'https', intercepted }, ctx.resolver);
+  const d = await decideAndResolve(ctx, t, { host, port, scheme: 'https', intercepted });
   Object.assign(t.info, { address: d.address, range: d.range });
   if (d.action !== 'allow' || !d.address) { t.deny(d.rule, d.reason); refuseInTunnel(client, true); return; }
   try { t.open(d.rule, d.reason); } catch (e) { t.deny('builtin.audit-failed', String(e)); refuseInTunnel(client, true); return; }

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { resolveAndDecide } from './decide.ts';
+import { decideAndResolve } from './names.ts';
 import { normalizeHost, HostError } from './host.ts';
 import { Tracked, type Ctx } from './context.ts';
 import { runTunnel } from './http.ts';
@@ -115,7 +115,7 @@ export async function onSocks(ctx: Ctx, client: Socket): Promise<void> {
     if (port === 0) return refuse(SOCKS_REPLY.notAllowed, 'builtin.bad-target', 'port 0');
     const hit = ctx.limits.admit();
     if (hit) return refuse(SOCKS_REPLY.notAllowed, hit.rule, hit.reason);
-    const d = await resolveAndDecide(ctx.rules, { host: normal, port, intercepted: isIntercepted(ctx, normal) }, ctx.resolver);
+    const d = await decideAndResolve(ctx, t, { host: normal, port, intercepted: isIntercepted(ctx, normal), tunnel: true });
     Object.assign(t.info, { address: d.address, range: d.range });
     if (d.action !== 'allow' || !d.address) {
       return refuse(d.rule === 'builtin.resolve-failed' ? SOCKS_REPLY.hostUnreachable : SOCKS_REPLY.notAllowed, d.rule, d.reason);

@@ -7,6 +7,7 @@ import type { Scheme } from './rules.ts';
 import { hostMatches } from './rules.ts';
 import { outboundScanner, recordHit } from './guard.ts';
 import { socketFd } from './relay/index.ts';
+import { TlsRecordStream } from './tlsrecords.ts';
 
 // Byte pipes shared by CONNECT, SOCKS5 and transparent TLS: connect to exactly the
 // checked address, read the client's first bytes (ClientHello → SNI), re-decide with the
@@ -109,8 +110,9 @@ export function decideTunnel(ctx: Ctx, first: TargetDecision, p: Peeked): { acti
   if (p.scheme !== 'https' && ctx.dlp.mode !== 'off' && ctx.modelApis.some((x) => hostMatches(x, first.host))) {
     return { action: 'deny', rule: 'secrets.dlp.mode', reason: `${first.host} is a model API under outbound DLP: ${p.scheme} traffic cannot be inspected; use https` };
   }
-  const intercepted = p.scheme === 'https' && ctx.intercept.some((x) => hostMatches(x, first.host));
-  const d = decideTarget(ctx.rules, { host: first.host, port: first.port, scheme: p.scheme, intercepted });
+  // plain HTTP in a tunnel is parsed and decided per request (http.ts), like an intercepted host
+  const intercepted = p.scheme === 'http' || (p.scheme === 'https' && ctx.intercept.some((x) => hostMatches(x, first.host)));
+  const d = decideTarget(ctx.rules, { host: first.host, port: first.port, scheme: p.scheme, intercepted, tunnel: true });
   return { action: d.action === 'allow' ? 'allow' : 'deny', rule: d.rule, reason: d.reason };
 }
 
@@ -161,7 +163,27 @@ export function pipeBoth(ctx: Ctx, client: Socket, upstream: Socket, t: Tracked,
   // bytes in the clear (plain HTTP or raw TCP in a tunnel) are checked for placeholders and
   // honeytokens; TLS bytes are ciphertext and not scanned
   const scanner = t.info.scheme === 'https' ? null : outboundScanner(ctx);
+  // a tunnel granted for https carries TLS records: uploads always; downloads until the
+  // server's first application data (then the native relay, if any, takes over)
+  const tlsUp = t.info.scheme === 'https' ? new TlsRecordStream() : null;
+  let tlsDown = t.info.scheme === 'https' ? new TlsRecordStream() : null;
+  const notTls = (direction: string, why: string): false => {
+    if (!finished) {
+      finished = true;
+      t.deny('builtin.not-tls', `${direction}: ${why}; a tunnel granted for https carries TLS records only`, 'medium');
+      halt(() => undefined);
+    }
+    return false;
+  };
+  const tlsDownOk = (d: Buffer): boolean => {
+    const bad = tlsDown?.push(d);
+    return bad ? notTls('upstream to client', bad) : true;
+  };
+  /** Download validated far enough to leave the rest to the native relay. */
+  const settled = () => tlsDown !== null && (tlsDown.applicationData || tlsDown.bytes > 64 * 1024);
   const clean = (d: Buffer): boolean => {
+    const bad = tlsUp?.push(d);
+    if (bad) return notTls('client to upstream', bad);
     const hit = scanner?.push(d);
     if (!hit) return true;
     if (!finished) { finished = true; recordHit(ctx, t, hit); halt(() => undefined); }
@@ -186,17 +208,24 @@ export function pipeBoth(ctx: Ctx, client: Socket, upstream: Socket, t: Tracked,
       let waiting = 0;
       let seq = 0;
       reader.sink = (chunk) => {
+        if (!tlsDownOk(chunk)) return false;
         down(chunk.length);
         const mine = ++seq;
-        client.write(chunk, () => { if (waiting === mine) { waiting = 0; if (!finished) upstream.resume(); } });
+        const handOff = ctx.relay !== null && settled();
+        client.write(chunk, () => {
+          if (handOff) { tlsDown = null; if (!finished && !nativeDown()) nodeDown(); return; }
+          if (waiting === mine) { waiting = 0; if (!finished) upstream.resume(); }
+        });
+        if (handOff) { reader.sink = null; return false; } // nothing more is read until the thread takes over
         if (client.writableLength === 0) return true;
         waiting = mine;
         return false;
       };
-      for (const d of reader.pending) { down(d.length); client.write(d); }
+      for (const d of reader.pending) { if (!tlsDownOk(d)) return; down(d.length); client.write(d); }
       reader.pending = [];
     } else {
       upstream.on('data', (d: Buffer) => {
+        if (!tlsDownOk(d)) return;
         down(d.length);
         if (!client.write(d)) upstream.pause();
       });
@@ -241,7 +270,8 @@ export function pipeBoth(ctx: Ctx, client: Socket, upstream: Socket, t: Tracked,
     }
     return true;
   };
-  if (!nativeDown()) nodeDown();
+  // https: the download starts in Node, where its TLS records are checked (see settled)
+  if (tlsDown || !nativeDown()) nodeDown();
   client.on('end', () => upstream.end());
   client.on('close', () => finish());
   upstream.on('close', () => finish());

@@ -94,7 +94,7 @@ function egressLayer(): SessionLayer {
       });
       s.layerState.set('gateway', gw);
       const transparent = Object.keys(gw.transparentSockets).length > 0;
-      const net = sandboxNetwork(gw.address, { transparent, ports: Object.keys(gw.transparentSockets).map(Number) });
+      const net = sandboxNetwork(gw.address, { transparent, ports: Object.keys(gw.transparentSockets).map(Number), hostLoopback: gw.hostLoopbackSockets });
       return {
         setup: net.setup, env: { ...net.env, ...prep.sandboxEnv }, close: () => gw.close(),
         files: [{ source: prep.caBundlePath, target: prep.caBundleSandboxPath }],

@@ -1,12 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { AuditStore, type AuditEvent } from '../../src/audit/index.ts';
 import { BIN, cleanup, makeRepo, tmp } from '../helpers.ts';
 import { startModelServer, type ToolStep } from './model-server.ts';
+import { runAirlock } from './airlock-run.ts';
 
 // The real agents, unmodified (the npm packages @openai/codex and @anthropic-ai/claude-code),
 // run under `airlock run --agent NAME`, scripted by a stand-in model server (no model API is
@@ -27,17 +28,6 @@ function hostPrivateKeys(): string[] {
     try { for (const f of readdirSync(dir)) if (/^id_/.test(f) && !f.endsWith('.pub')) out.push(readFileSync(join(dir, f), 'utf8')); } catch { /* none */ }
   }
   return out;
-}
-
-function runAirlock(args: string[], env: Record<string, string>, timeoutMs: number): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(BIN, args, { env: { ...process.env as Record<string, string>, NO_COLOR: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = ''; let stderr = '';
-    p.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    p.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    const t = setTimeout(() => p.kill('SIGTERM'), timeoutMs);
-    p.on('close', (status) => { clearTimeout(t); resolve({ status, stdout, stderr }); });
-  });
 }
 
 interface Case {

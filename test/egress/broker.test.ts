@@ -91,7 +91,10 @@ curl -sS --max-time 5 -o /dev/null -w '%{http_code}' --data "t=$GH_TOKEN" http:/
     assert.deepEqual(api.seen.map((x) => [x.url, x.headers.authorization]), [['/v1/user', `token ${REAL}`], ['/v1/implicit', `token ${REAL}`]]);
     assert.equal(other.seen.length, 0, 'the other host received nothing');
     assert.equal(plainSeen.length, 0, 'the plain-http host received nothing');
-    const findings = s.events.filter((e) => e.type === 'detect.finding');
+    const everyFinding = s.events.filter((e) => e.type === 'detect.finding');
+    // the echo server reflects the injected value: each echo is a `credential reflected` finding
+    assert.equal(everyFinding.filter((f) => f.rule === 'detect.credential-reflected').length, 2, JSON.stringify(everyFinding.map((f) => f.data)));
+    const findings = everyFinding.filter((f) => f.rule !== 'detect.credential-reflected');
     assert.equal(findings.length, 5, JSON.stringify(findings.map((f) => f.data)));
     assert.ok(findings.every((f) => f.severity === 'high' && f.rule === 'detect.credential-misuse' && (f.data as { credential: string }).credential === 'GH_TOKEN'));
     assert.deepEqual(findings.map((f) => (f.data as { where: string }).where).sort(), ['body', 'body', 'header authorization', 'header authorization', 'url']);
@@ -260,4 +263,63 @@ test('outbound DLP: plain HTTP to a model API (proxied or inside a CONNECT tunne
     assert.deepEqual(denied.map((e) => (e.data as { protocol: string }).protocol).sort(), ['connect', 'http']);
     assert.equal(seen.length, 0, 'the model API received nothing');
   } finally { await s.gw.close(); model.close(); }
+});
+
+test('intercepted TLS: an upstream that ignores identity and echoes the injected value gzip-compressed or base64-encoded hands nothing real to the client; each echo is a `credential reflected` finding', async () => {
+  const pki = await testPki();
+  const api = await httpsServer(await pki.leaf(['api.test']), (s, res) => {
+    const token = String(s.headers.authorization ?? '').replace(/^token /, '');
+    if (s.url === '/gzip') { res.writeHead(200, { 'content-encoding': 'gzip' }); res.end(gzipSync(`echo ${token}`)); return; }
+    res.writeHead(200, { 'x-echo': Buffer.from(token).toString('hex') });
+    res.end(`b64=${Buffer.from(token).toString('base64')} json="${[...token].map((c) => `\\u00${c.charCodeAt(0).toString(16)}`).join('')}"`);
+  });
+  const s = await start({
+    egress: { allow: [{ host: 'api.test', ports: [api.port] }], allowCidrs: [{ cidr: '127.0.0.1/32', ports: [api.port] }] },
+    credentials: { brokered: [{ name: 'GH_TOKEN', source: { env: 'HOST_GH_TOKEN' }, destinations: [{ host: 'api.test', port: api.port }], inject: { header: 'Authorization', template: 'token {value}' } }] },
+  }, { 'api.test': '127.0.0.1' }, { host: '127.0.0.1', port: 0 }, { home: home(), hostEnv: { HOST_GH_TOKEN: REAL }, upstreamCa: [pki.caPem] });
+  const caFile = join(mkdtempSync(join(tmpdir(), 'airlock-reflect-')), 'ca.pem');
+  writeFileSync(caFile, s.prepared.gateway.tls.ca.certPem);
+  try {
+    const gz = await curl(['-x', s.url, '--cacert', caFile, `https://api.test:${api.port}/gzip`]);
+    const enc = await curl(['-x', s.url, '--cacert', caFile, `https://api.test:${api.port}/encoded`]);
+    assert.equal(gz.status, 200, gz.stderr);
+    assert.equal(enc.status, 200, enc.stderr);
+    const seenByClient = `${JSON.stringify(gz)}${JSON.stringify(enc)}`;
+    for (const form of [REAL, Buffer.from(REAL).toString('base64').slice(0, 20), Buffer.from(REAL).toString('hex').slice(0, 20), '\\u0067\\u0068\\u0070']) {
+      assert.ok(!seenByClient.includes(form), `the client saw the real value (${form.slice(0, 8)}…)`);
+    }
+    assert.match(gz.body, /^echo airlock-ph-GH_TOKEN-/, 'the decoded echo carries the placeholder');
+    assert.equal(gz.headers['content-encoding'], undefined, 'sent decoded');
+    assert.equal(api.seen.length, 2);
+    assert.ok(api.seen.every((x) => x.headers['accept-encoding'] === 'identity' && x.headers.authorization === `token ${REAL}`));
+    const f = s.events.filter((e) => e.type === 'detect.finding' && e.rule === 'detect.credential-reflected');
+    assert.equal(f.length, 2);
+  } finally { await s.gw.close(); await api.close(); }
+});
+
+test('intercepted TLS: the placeholder as a header name or %-encoded behind a bad escape in the query is refused; on a model API a secret used as a JSON key, in a header or in the query is refused', async () => {
+  const { model, s, caFile } = await modelSetup('block');
+  try {
+    const ph = s.prepared.sandboxEnv.MODEL_KEY!;
+    const w = workspaceSecretBody();
+    const enc = (v: string) => [...Buffer.from(v)].map((c) => `%${c.toString(16)}`).join('');
+    const url = `https://model.test:${model.port}/v1/responses`;
+    const cases: [string, string[]][] = [
+      ['json key', ['-H', 'content-type: application/json', '--data-binary', JSON.stringify({ input: 'x', [w.gh]: 1 }), url]],
+      ['header value', ['-H', `x-note: ${w.gh}`, '--data-binary', '{"input":"hello"}', url]],
+      ['query', ['--data-binary', '{"input":"hello"}', `${url}?k=${enc(w.gh)}`]],
+    ];
+    for (const [what, args] of cases) {
+      const r = await curl(['-x', s.url, '--cacert', caFile, ...args]);
+      assert.equal(r.status, 403, `${what}: ${r.status} ${r.body}`);
+      assert.equal(r.headers['x-airlock-rule'], 'secrets.dlp.mode', what);
+    }
+    assert.equal(model.seen.length, 0, 'the model received none of them');
+    // the placeholder is bound to model.test: in a header name it is still refused (names are never rewritten)
+    const name = await curl(['-x', s.url, '--cacert', caFile, '-H', `${ph}: 1`, '--data-binary', '{"input":"hello"}', url]);
+    assert.equal(name.status, 403);
+    assert.equal(name.headers['x-airlock-rule'], 'credentials.brokered.MODEL_KEY');
+    const ok = await curl(['-x', s.url, '--cacert', caFile, '--data-binary', '{"input":"hello"}', url]);
+    assert.equal(ok.status, 200, 'a clean request passes');
+  } finally { await s.gw.close(); await model.close(); }
 });

@@ -4,33 +4,58 @@ import { join } from 'node:path';
 import { AirlockError, ExitCode } from '../../common/errors.ts';
 import { readPolicyFile, resolvePolicy, type PolicySource } from '../../policy/index.ts';
 import { orgPolicyPath, REPO_POLICY_FILE } from '../../session/index.ts';
-import { compileEgress, resolveAndDecide, mapResolver, systemResolver, splitAuthority, type Resolver, type TargetQuery } from '../../egress/index.ts';
+import { compileEgress, resolveAndDecide, mapResolver, systemResolver, splitAuthority, requestPath, type Resolver, type TargetQuery } from '../../egress/index.ts';
 import { printJson, ok, bad, table } from '../output.ts';
 import { setExit } from '../main.ts';
 
 // `airlock egress check`: the gateway's own decision for each target, offline (names are
 // resolved, nothing is connected), so a policy can be tested before use and in CI.
-// Exit status: 0 when every target is allowed, 77 (DENIED) when any is denied,
-// 64 for a malformed target or option, 65 for an invalid policy.
+// Every target gets a decision (one the gateway cannot parse is a deny naming
+// builtin.bad-target). Exit status: 0 when every target is allowed, 77 (DENIED) when any
+// is denied, 64 for a malformed option, 65 for an invalid policy.
 
-function parseTarget(raw: string): TargetQuery & { target: string; refused?: string } {
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(raw)) {
+type Parsed = TargetQuery & { target: string; refused?: { rule: string; reason: string }; note?: string };
+
+/** Ports and protocols of URL schemes that travel as a CONNECT/SOCKS tunnel. */
+const TUNNEL_SCHEMES: Record<string, { port: number; scheme: 'https' | 'tcp' }> = {
+  https: { port: 443, scheme: 'https' }, wss: { port: 443, scheme: 'https' }, ssh: { port: 22, scheme: 'tcp' }, git: { port: 9418, scheme: 'tcp' },
+};
+
+function refusedTarget(raw: string, rule: string, reason: string): Parsed {
+  return { target: raw, host: raw, port: 0, refused: { rule, reason } };
+}
+
+/**
+ * A target as the live gateway would see it on the wire. Never throws: what the gateway
+ * would refuse to parse is a denial naming builtin.bad-target, like the gateway's own.
+ * Userinfo is not part of the destination: clients send it as credentials (inside TLS for
+ * https), so `https://user:tok@github.com/` is a CONNECT to github.com:443.
+ */
+function parseTarget(raw: string): Parsed {
+  const m = /^([a-z][a-z0-9+.-]*):\/\//i.exec(raw);
+  if (m) {
     let u: URL;
-    try { u = new URL(raw); } catch { throw new AirlockError('USAGE', `not a URL: ${raw}`, 'write a URL (https://host/path) or HOST:PORT'); }
-    const scheme = u.protocol.replace(/:$/, '').toLowerCase();
-    if (scheme !== 'http' && scheme !== 'https') throw new AirlockError('USAGE', `unsupported scheme ${scheme} in ${raw}`, 'use http:// or https:// URLs, or HOST:PORT for a tunnel');
-    // the gateway refuses userinfo in a request URI (allowed.com@evil.com); show that denial
-    if (u.username || u.password || /^[a-z]+:\/\/[^/?#]*@/i.test(raw)) return { target: raw, host: u.hostname, port: 0, refused: 'userinfo in the request URI' };
-    const port = u.port ? Number(u.port) : scheme === 'http' ? 80 : 443;
-    return scheme === 'http'
-      ? { target: raw, host: u.hostname, port, scheme: 'http', method: 'GET', path: u.pathname }
-      : { target: raw, host: u.hostname, port, scheme: 'https' };
+    try { u = new URL(raw); } catch { return refusedTarget(raw, 'builtin.bad-target', `unparseable URL ${raw.slice(0, 200)}`); }
+    const scheme = m[1]!.toLowerCase();
+    const note = u.username || u.password ? 'userinfo is sent as credentials, not to another host' : undefined;
+    const host = u.hostname;
+    if (scheme === 'http') {
+      const rest = raw.slice(m[0].length);
+      const cut = rest.search(/[/?#]/);
+      const origin = cut < 0 ? '/' : rest[cut] === '/' ? rest.slice(cut) : `/${rest.slice(cut)}`;
+      let path: string;
+      try { path = requestPath(origin).match; } catch (e) { return { ...refusedTarget(raw, 'builtin.ambiguous-path', `${e instanceof Error ? e.message : e}: the upstream could read another path than the one decided`), host }; }
+      return { target: raw, host, port: u.port ? Number(u.port) : 80, scheme: 'http', method: 'GET', path, note };
+    }
+    const tun = TUNNEL_SCHEMES[scheme];
+    if (!tun) return refusedTarget(raw, 'builtin.bad-target', `the gateway carries http:// requests and CONNECT/SOCKS tunnels (https, ssh, git…), not ${scheme}://`);
+    return { target: raw, host, port: u.port ? Number(u.port) : tun.port, scheme: tun.scheme, tunnel: true, note };
   }
   try {
     const a = splitAuthority(raw);
-    return { target: raw, host: a.host, port: a.port };
+    return { target: raw, host: a.host, port: a.port, tunnel: true };
   } catch (e) {
-    throw new AirlockError('USAGE', `bad target ${JSON.stringify(raw)}: ${e instanceof Error ? e.message : e}`, 'write a URL (https://host/path) or HOST:PORT ([::1]:443 for IPv6)');
+    return refusedTarget(raw, 'builtin.bad-target', `bad CONNECT target: ${e instanceof Error ? e.message : e}`);
   }
 }
 
@@ -55,8 +80,8 @@ const collect = (v: string, prev: string[]) => [...prev, v];
 export function registerEgress(program: Command): void {
   const egress = program.command('egress').description('Egress gateway tools');
   egress.command('check')
-    .description('Show the decision and deciding rule for each URL or HOST:PORT under a policy, without connecting. Exit 0: all allowed; 77: some denied; 64: bad input; 65: invalid policy.')
-    .argument('<targets...>', 'URLs (http://host/path, https://host) or HOST:PORT (a CONNECT/SOCKS tunnel)')
+    .description('Show the decision and deciding rule for each URL or HOST:PORT under a policy, without connecting. Every target gets a decision (unparseable ones are denied, as the gateway would). Exit 0: all allowed; 77: some denied; 64: bad option; 65: invalid policy.')
+    .argument('<targets...>', 'URLs (http://host/path; https://, wss://, ssh://, git:// are tunnels) or HOST:PORT (a CONNECT/SOCKS tunnel)')
     .option('--policy <file>', 'repo policy file (default: airlock.yaml in the current directory when present; without any policy nothing is allowed)')
     .option('--org-policy <file>', 'org policy (default: AIRLOCK_ORG_POLICY or /etc/airlock/policy.yaml when present)')
     .option('--allow-host <host[:port]>', 'per-run grant, as `airlock run --allow-host` (repeatable)', collect, [])
@@ -75,10 +100,10 @@ export function registerEgress(program: Command): void {
       const results = [];
       for (const q of queries) {
         const d = q.refused
-          ? { action: 'deny', rule: 'builtin.bad-target', reason: q.refused, host: q.host, port: q.port, address: undefined, range: undefined }
+          ? { action: 'deny', rule: q.refused.rule, reason: q.refused.reason, host: q.host, port: q.port, address: undefined, range: undefined }
           : await resolveAndDecide(rules, q, resolver);
         results.push({
-          target: q.target, decision: d.action, rule: d.rule, reason: d.reason, host: d.host, port: d.port,
+          target: q.target, decision: d.action, rule: d.rule, reason: q.note ? `${d.reason} (${q.note})` : d.reason, host: d.host, port: d.port,
           scheme: q.scheme ?? 'tunnel', address: d.address ?? null, range: d.range ?? null,
         });
       }

@@ -43,7 +43,7 @@ const schemes = z.array(z.enum(EGRESS_SCHEMES)).min(1)
 const methods = z.array(z.string().regex(/^[A-Z][A-Z0-9_-]*$/, 'an upper-case HTTP method')).min(1)
   .describe('HTTP methods granted. Only plain HTTP and intercepted hosts (egress.intercept) show the method: on any other https tunnel an allow rule with methods never matches and a deny rule with methods always does (fail closed).');
 const paths = z.array(z.string().startsWith('/', 'a path starting with /')).min(1)
-  .describe('Path prefixes granted, matched on segment boundaries after dot-segment removal (/api grants /api and /api/x, not /apix). Plain HTTP and intercepted hosts only, like methods.');
+  .describe('Path prefixes, matched on segment boundaries against one normal form of the request path: percent-escapes decoded, duplicate slashes collapsed, dot segments removed, matrix parameters (;x=1) cut; case per pathCase (/api grants /api and /api/x, not /apix). A doubly encoded path or a dot segment with parameters is refused as ambiguous; the upstream receives the normalised path. Plain HTTP and intercepted hosts only, like methods.');
 
 const hostRuleFields = {
   id: ruleId.optional(),
@@ -51,6 +51,8 @@ const hostRuleFields = {
   schemes: schemes.optional(),
   methods: methods.optional(),
   paths: paths.optional(),
+  pathCase: z.enum(['sensitive', 'insensitive']).optional()
+    .describe('How paths compare: insensitive (/ADMIN matches /admin) or sensitive. Default: insensitive on deny rules, sensitive on allow rules, so that either way the stricter reading wins.'),
   reason: z.string().optional().describe('Why the rule exists; shown when it decides.'),
 };
 export const egressHostRuleSchema = z.strictObject({ host: hostPattern, ...hostRuleFields }).describe('A destination by host name.');
@@ -71,6 +73,8 @@ export const egressLimitsSchema = z.strictObject({
     .describe('Concurrent connections (tunnels and proxied requests) per session; more are refused and recorded. The smaller wins.'), 'min'),
   maxUploadBytes: merge(z.number().int().min(0).default(256 * 1024 * 1024)
     .describe('Total bytes the session may send out (request bodies and tunnel bytes up), an exfiltration tripwire. Reaching it closes the connection, refuses new ones and records a high-severity event. The smaller wins.'), 'min'),
+  maxNamesPerWildcard: merge(z.number().int().min(1).max(100_000).default(100)
+    .describe('Distinct host names one wildcard allow rule (*.example.com) may resolve per session: each new name is a DNS query the gateway sends, a channel out. Beyond it names are refused and a finding recorded. The smaller wins.'), 'min'),
   requestsPerMinute: merge(z.number().int().min(1).max(1_000_000).default(1200)
     .describe('Requests (HTTP requests, tunnels, SOCKS connections) per rolling minute per session; more are refused (HTTP 429) and recorded. The smaller wins.'), 'min'),
 }).describe('Per-session limits enforced by the gateway.');

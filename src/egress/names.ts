@@ -1,0 +1,59 @@
+import { deny } from '../policy/decision.ts';
+import { resolveAndDecide, type TargetDecision, type TargetQuery } from './decide.ts';
+import { hostMatches } from './rules.ts';
+import { nameHit, recordFinding, recordHit } from './guard.ts';
+import type { Ctx, Tracked } from './context.ts';
+
+// DNS is a channel too: every name the gateway resolves is a query that leaves the host.
+// A name that carries a placeholder or a honeytoken is refused before any lookup (and is a
+// finding); under a wildcard grant (*.example.com) a session may resolve only so many
+// distinct names, and a label that looks like encoded data is a finding.
+
+/** Shannon entropy in bits per character. */
+function entropy(s: string): number {
+  const counts = new Map<string, number>();
+  for (const c of s) counts.set(c, (counts.get(c) ?? 0) + 1);
+  let h = 0;
+  for (const n of counts.values()) { const p = n / s.length; h -= p * Math.log2(p); }
+  return h;
+}
+
+/** Labels that look like encoded data (hex, base32/64 chunks) rather than a name someone chose. */
+export function looksEncoded(labels: string): boolean {
+  const s = labels.replace(/[.-]/g, '');
+  if (s.length < 16) return false;
+  return /[0-9a-f]{24,}/.test(s) || /[a-z0-9]{40,}/.test(s) || (entropy(s) >= 3.6 && /\d/.test(s));
+}
+
+function wildcardBudget(ctx: Ctx, t: Tracked, first: TargetDecision): TargetDecision | null {
+  const rule = ctx.rules.allow.find((r) => r.id === first.rule && r.wildcard && hostMatches(r, first.host));
+  if (!rule) return null;
+  let seen = ctx.wildcardNames.get(rule.id);
+  if (!seen) { seen = new Set(); ctx.wildcardNames.set(rule.id, seen); }
+  if (seen.has(first.host)) return null;
+  const max = ctx.rules.limits.maxNamesPerWildcard;
+  const labels = first.host.slice(0, -(rule.host.length + 1));
+  if (seen.size >= max) {
+    const reason = `${rule.id} (*.${rule.host}) already resolved ${max} distinct names this session; ${first.host} is not looked up (DNS names can carry data out)`;
+    recordFinding(ctx, t, 'medium', 'detect.dns-exfiltration', { title: 'Many distinct names under one wildcard', explanation: reason, kind: 'dns-exfiltration', wildcard: `*.${rule.host}`, names: seen.size });
+    return { ...deny('egress.limits.maxNamesPerWildcard', reason), host: first.host, kind: 'name', port: first.port };
+  }
+  seen.add(first.host);
+  if (looksEncoded(labels)) {
+    recordFinding(ctx, t, 'medium', 'detect.dns-exfiltration', {
+      title: 'Encoded-looking name under a wildcard grant', kind: 'dns-exfiltration', wildcard: `*.${rule.host}`,
+      explanation: `${first.host}: the labels under *.${rule.host} look like encoded data (a DNS exfiltration pattern)`,
+    });
+  }
+  return null;
+}
+
+/** The gateway's decision for a target, with the name checks above; never throws. */
+export async function decideAndResolve(ctx: Ctx, t: Tracked, q: TargetQuery): Promise<TargetDecision> {
+  const hit = nameHit(ctx, q.host);
+  if (hit) {
+    const h = recordHit(ctx, t, hit);
+    return { ...deny(h.rule, `${h.reason}; the name was not resolved`), host: q.host, kind: 'name', port: q.port };
+  }
+  return resolveAndDecide(ctx.rules, q, ctx.resolver, (first) => wildcardBudget(ctx, t, first));
+}
