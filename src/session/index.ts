@@ -3,3 +3,4 @@ export { sessionPolicy, orgPolicyPath, REPO_POLICY_FILE, type PolicyChoice } fro
 export { newSessionId, SESSION_ID } from './id.ts';
 export { hooks, type SessionHooks } from './hooks.ts';
 export { listSessions, type SessionSummary } from './list.ts';
+export { recoverSessions, type RecoveredSession } from './recover.ts';

@@ -137,12 +137,17 @@ hooks.afterStart = async (s) => {
 hooks.afterStop = async (s, result) => {
   (s.layerState.get('detector') as Detector | undefined)?.stop();
   (s.layerState.get('checkpointer') as { stop(): void } | undefined)?.stop();
-  if (result && result.commits.length > 0) {
-    const { createProposal } = await import('../review/index.ts');
-    const { proposal } = await createProposal(s.store, s.id, { home: s.home.root });
-    s.record({ type: 'session.proposed', data: { proposal: proposal.id, hash: proposal.hash } });
-  }
-  checkpoint(s.store, `session ${s.id} end`, { keyDir: s.home.keys });
   const delivery = s.layerState.get('delivery') as { stop(): Promise<void> } | undefined;
-  await delivery?.stop();
+  try {
+    if (result && result.commits.length > 0 && !s.recordingFailure) {
+      const { createProposal } = await import('../review/index.ts');
+      const { proposal } = await createProposal(s.store, s.id, { home: s.home.root });
+      s.record({ type: 'session.proposed', data: { proposal: proposal.id, hash: proposal.hash } });
+    }
+    checkpoint(s.store, `session ${s.id} end`, { keyDir: s.home.keys });
+  } finally {
+    // the session's tail (session.stop, the checkpoint) goes out within stop's bounded flush;
+    // a SIEM that is down or stalls never holds the session's end (it stays spooled)
+    await delivery?.stop();
+  }
 };
