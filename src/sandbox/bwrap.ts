@@ -311,7 +311,7 @@ class BwrapSandbox implements Sandbox {
     // The trace file gets 4 MiB allocated up front (fallocate --keep-size; strace appends into
     // it): when AIRLOCK_HOME fills, strace still has room while the session is frozen and
     // ended (src/session/recording.ts), instead of losing the agent's last execs.
-    const prealloc = '[ -z "$AIRLOCK_TRACE" ] || fallocate -n -l 4MiB "$AIRLOCK_TRACE" 2>/dev/null || true; ';
+    const prealloc = '[ -z "$AIRLOCK_TRACE" ] || { : >> "$AIRLOCK_TRACE" && fallocate -n -l 4MiB "$AIRLOCK_TRACE" 2>/dev/null; } || true; ';
     const script = prealloc + ulimits + 'IFS=:; for f in $AIRLOCK_CG; do [ -n "$f" ] && { echo $$ > "$f" || exit 125; }; done; '
       + 'exec 9<"$AIRLOCK_SECCOMP"; unset AIRLOCK_CG AIRLOCK_SECCOMP AIRLOCK_TRACE; exec "$@"';
     const child = spawn('/bin/sh', ['-c', script, 'airlock-exec', ...chain], {
@@ -395,13 +395,16 @@ class BwrapSandbox implements Sandbox {
   }
 
   async killAll(): Promise<void> {
-    this.cgroup?.thaw();
+    // SIGKILL first, thaw after: a frozen agent wakes only to die, it never runs another
+    // instruction (thawing first let it go on, unrecorded, while the kills were being sent)
     const waits: Promise<unknown>[] = [];
     for (const l of this.live) {
       for (const pid of descendants(l.child.pid ?? 0).reverse()) { try { process.kill(pid, 'SIGKILL'); } catch { /* */ } }
       if (l.child.exitCode === null && l.child.signalCode === null) waits.push(once(l.child, 'close'));
     }
     if (this.cgroup) for (const pid of this.cgroup.pids()) { try { process.kill(pid, 'SIGKILL'); } catch { /* */ } }
+    this.cgroup?.thaw();
+    for (const l of this.live) for (const pid of descendants(l.child.pid ?? 0)) { try { process.kill(pid, 'SIGCONT'); } catch { /* */ } }
     await Promise.race([Promise.all(waits), delay(5000)]);
   }
 
