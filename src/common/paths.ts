@@ -1,7 +1,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
-import { AirlockError } from './errors.ts';
+import { AirlockError, cannotRecord, isRecordingFailure } from './errors.ts';
 
 // Airlock's data dir holds the audit store, keys and caches. It is never mounted into a
 // sandbox; the sandbox driver also refuses to run when the workspace lies inside it.
@@ -35,6 +35,7 @@ export function ensureHome(root = airlockHome()): HomeLayout {
   const l = homeLayout(root);
   for (const d of [l.root, l.keys, l.cache, l.sessions, l.run]) {
     try { mkdirSync(d, { recursive: true, mode: 0o700 }); } catch (e) {
+      if (isRecordingFailure(e)) throw cannotRecord(e, `creating Airlock's data directory ${d}`);
       const code = (e as NodeJS.ErrnoException).code ?? 'error';
       throw new AirlockError('UNAVAILABLE', `cannot create Airlock's data directory ${d} (${code})`,
         'set AIRLOCK_HOME to a directory you can write, e.g. export AIRLOCK_HOME=$HOME/.local/share/airlock');

@@ -1,4 +1,4 @@
-import { existsSync, lstatSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AuditEventInput, AuditStore } from '../audit/index.ts';
 import type { HomeLayout } from '../common/paths.ts';
@@ -32,10 +32,25 @@ function recordedKeys(store: AuditStore, session: string): Map<string, number> {
   return keys;
 }
 
+/** Raw traces left in a session's trace dir, also those a recovery that died had claimed. */
 function traceFiles(dir: string): string[] {
   if (!existsSync(dir)) return [];
-  return readdirSync(dir).filter((f) => /^\d{1,9}\.log$/.test(f)).sort((a, b) => parseInt(a, 10) - parseInt(b, 10))
+  return readdirSync(dir).filter((f) => /^\d{1,9}\.log(\.recovering-\d+)?$/.test(f) && !claimedByLiveProcess(f))
+    .sort((a, b) => parseInt(a, 10) - parseInt(b, 10))
     .map((f) => join(dir, f)).filter((p) => lstatSync(p).isFile()); // Airlock's own files: never a link
+}
+
+function claimedByLiveProcess(name: string): boolean {
+  const pid = Number(/\.recovering-(\d+)$/.exec(name)?.[1] ?? 0);
+  if (!pid || pid === process.pid) return false;
+  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+}
+
+/** Claims a trace by renaming it (atomic): two recoveries at once never record it twice. */
+function claim(file: string): string | null {
+  const to = `${file.replace(/\.recovering-\d+$/, '')}.recovering-${process.pid}`;
+  if (to === file) return file;
+  try { renameSync(file, to); return to; } catch { return null; } // another process took it
 }
 
 /** The events of one trace that the log does not hold yet (redacted, as the live path stores them). */
@@ -58,11 +73,13 @@ function recoverOne(store: AuditStore, home: HomeLayout, id: string, state: stri
   const files = traceFiles(join(home.sessions, id, 'sandbox', 'trace'));
   const keys = recordedKeys(store, id);
   const out: RecoveredSession = { session: id, traces: files.length, recovered: 0, alreadyRecorded: 0, cgroups: 0, aborted: state === 'aborted' };
-  for (const file of files) {
+  for (const found of files) {
+    const file = claim(found);
+    if (!file) continue;
     const r = missingEvents(file, id, keys);
     store.appendMany([...r.missing, {
       type: 'sandbox.trace_recovered', session: id, severity: r.missing.length ? 'medium' : 'info',
-      data: { file: file.slice(home.root.length + 1), recovered: r.missing.length, alreadyRecorded: r.already, truncated: r.truncated },
+      data: { file: found.slice(home.root.length + 1).replace(/\.recovering-\d+$/, ''), recovered: r.missing.length, alreadyRecorded: r.already, truncated: r.truncated },
     }]);
     rmSync(file, { force: true }); // now in the (redacted) log; the raw trace holds argv unredacted
     out.recovered += r.missing.length;
