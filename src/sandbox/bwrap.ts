@@ -403,8 +403,7 @@ class BwrapSandbox implements Sandbox {
       if (l.child.exitCode === null && l.child.signalCode === null) waits.push(once(l.child, 'close'));
     }
     if (this.cgroup) for (const pid of this.cgroup.pids()) { try { process.kill(pid, 'SIGKILL'); } catch { /* */ } }
-    this.cgroup?.thaw();
-    for (const l of this.live) for (const pid of descendants(l.child.pid ?? 0)) { try { process.kill(pid, 'SIGCONT'); } catch { /* */ } }
+    this.cgroup?.thaw(); // (a SIGSTOPped process needs no SIGCONT: SIGKILL ends it as it is)
     await Promise.race([Promise.all(waits), delay(5000)]);
   }
 

@@ -16,8 +16,7 @@ import { newSessionId } from './id.ts';
 import { hooks } from './hooks.ts';
 import { redactDeep } from '../secrets/sync.ts';
 import { recoverSessions } from './recover.ts';
-import { holdBallast, recordingReserve, watchRecordingSpace } from './recording.ts';
-import { statfsSync } from 'node:fs';
+import { assertRoomToRecord, holdBallast, watchRecordingSpace } from './recording.ts';
 
 export interface OpenSessionOptions extends PolicyChoice {
   /** Repository path (default: current directory). */
@@ -356,17 +355,6 @@ export class Session {
     for (const c of this.cleanups.reverse()) { try { await c(); } catch { /* best effort; recorded by the owner */ } }
     this.cleanups = [];
     // Sandbox plumbing (traces stay: they are evidence); mountpoints are empty dirs.
-  }
-}
-
-/** Refuses to start a session Airlock could not record: AIRLOCK_HOME's file system is (nearly) full. */
-function assertRoomToRecord(root: string): void {
-  let st;
-  try { st = statfsSync(root); } catch { return; }
-  const free = st.bavail * st.bsize;
-  const reserve = recordingReserve(st.blocks * st.bsize);
-  if (free < reserve) {
-    throw cannotRecord(new Error(`${Math.floor(free / 1024)} KiB free, Airlock keeps ${Math.floor(reserve / 1024)} KiB to record a session`), `the file system of ${root} is full`);
   }
 }
 
