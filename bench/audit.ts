@@ -127,7 +127,7 @@ if (haveRsyslog) {
     const s = new AuditStore(keep);
     ensureSinkSchema(s.tables);
     for (const format of ['json', 'cef'] as const) {
-      const sink = sinkSchema.parse({ type: 'syslog', name: `bench-${format}`, host: '127.0.0.1', port, format, batchSize: 5000 });
+      const sink = sinkSchema.parse({ type: 'syslog', name: `bench-${format}`, host: '127.0.0.1', port, protocol: 'tcp', format, batchSize: 5000 });
       s.tables.prepare('INSERT OR REPLACE INTO sink_state (name, type, cursor) VALUES (?, ?, ?)').run(sink.name, 'syslog', N + 1 - D);
       const t = performance.now();
       const st = await flushSinks(s, [sink]);

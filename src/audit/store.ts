@@ -3,6 +3,7 @@ import {
 } from 'node:sqlite';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { cannotRecord, isRecordingFailure } from '../common/errors.ts';
 import {
   type AuditEvent, type AuditEventInput, GENESIS_HASH, canonicalJson, chainHashFast, eventBodyFromParts, newEventId,
 } from './event.ts';
@@ -111,13 +112,17 @@ export class AuditStore {
 
   constructor(path: string, opts: { sync?: AuditSync } = {}) {
     this.path = path;
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    // SQLite gives -wal and -shm the database file's mode, so 0600 here covers all three.
-    makePrivateFile(path);
-    this.#db = new DatabaseSync(path, { timeout: 10_000 });
-    this.#db.exec(`PRAGMA journal_mode=WAL; PRAGMA synchronous=${opts.sync ?? 'FULL'}; PRAGMA foreign_keys=ON;`);
-    for (const f of [`${path}-wal`, `${path}-shm`]) makePrivateFile(f, { create: false });
-    this.#db.exec(SCHEMA);
+    try {
+      mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+      // SQLite gives -wal and -shm the database file's mode, so 0600 here covers all three.
+      makePrivateFile(path);
+      this.#db = new DatabaseSync(path, { timeout: 10_000 });
+      this.#db.exec(`PRAGMA journal_mode=WAL; PRAGMA synchronous=${opts.sync ?? 'FULL'}; PRAGMA foreign_keys=ON;`);
+      for (const f of [`${path}-wal`, `${path}-shm`]) makePrivateFile(f, { create: false });
+      this.#db.exec(SCHEMA);
+    } catch (e) {
+      throw isRecordingFailure(e) ? cannotRecord(e, `the audit log ${path}`) : e;
+    }
     this.#insert = this.#db.prepare(
       'INSERT INTO events (seq,id,ts,type,session,severity,decision,rule,data,prev_hash,hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)');
     this.#last = this.#db.prepare('SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1');
@@ -180,8 +185,10 @@ export class AuditStore {
       }
       this.#db.exec('COMMIT');
     } catch (e) {
-      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
-      throw e;
+      // SQLite rolls a transaction back by itself on SQLITE_FULL/IOERR; a second ROLLBACK
+      // would throw "cannot rollback - no transaction is active" and hide the real error.
+      if (this.#db.isTransaction) { try { this.#db.exec('ROLLBACK'); } catch { /* already rolled back */ } }
+      throw isRecordingFailure(e) ? cannotRecord(e, `the audit log ${this.path}`) : e;
     }
     for (const e of out) for (const l of this.#listeners) {
       try { l(e); } catch { /* a listener never breaks the writer */ }

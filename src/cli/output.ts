@@ -1,5 +1,5 @@
 import { styleText } from 'node:util';
-import { AirlockError } from '../common/errors.ts';
+import { AirlockError, cannotRecord, isRecordingFailure } from '../common/errors.ts';
 
 // Colours only when the stream is a TTY and NO_COLOR is unset (styleText checks both).
 type Style = Parameters<typeof styleText>[0];
@@ -45,6 +45,8 @@ function visibleLength(s: string): number {
 }
 
 export function printError(e: unknown): number {
+  // a full disk anywhere (data dir, audit store) is the user's to fix, not a bug
+  if (!(e instanceof AirlockError) && isRecordingFailure(e)) e = cannotRecord(e, 'Airlock\'s data directory');
   if (e instanceof AirlockError) {
     process.stderr.write(`${bad('airlock: error:', process.stderr)} ${e.message}\n`);
     if (e.hint) process.stderr.write(`${dim('hint:', process.stderr)} ${e.hint}\n`);

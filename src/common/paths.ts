@@ -1,7 +1,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { chmodSync, closeSync, lstatSync, mkdirSync, openSync, readdirSync } from 'node:fs';
-import { AirlockError } from './errors.ts';
+import { AirlockError, cannotRecord, isRecordingFailure } from './errors.ts';
 
 // Airlock's data dir holds the audit store, keys and caches. It is never mounted into a
 // sandbox; the sandbox driver also refuses to run when the workspace lies inside it.
@@ -41,6 +41,7 @@ export function ensureHome(root = airlockHome()): HomeLayout {
       mkdirSync(d, { recursive: true, mode: 0o700 });
       chmodSync(d, 0o700);
     } catch (e) {
+      if (isRecordingFailure(e)) throw cannotRecord(e, `creating Airlock's data directory ${d}`);
       const code = (e as NodeJS.ErrnoException).code ?? 'error';
       throw new AirlockError('UNAVAILABLE', `cannot create Airlock's data directory ${d} with mode 0700 (${code})`,
         'set AIRLOCK_HOME to a directory you own, e.g. export AIRLOCK_HOME=$HOME/.local/share/airlock');

@@ -7,7 +7,7 @@ import { AirlockError } from '../common/errors.ts';
 import type { ExecHandle, ExecOptions, ExecResult, Mechanisms, Sandbox, SandboxDriver, SandboxSpec } from './driver.ts';
 import { buildSeccompProgram } from './seccomp.ts';
 import { createCgroup, type CgroupHandle } from './limits.ts';
-import { TraceParser, TRACED_SYSCALLS, type TraceEvent } from './trace.ts';
+import { TraceAuditor, TraceParser, TRACED_SYSCALLS } from './trace.ts';
 
 // Linux driver: bubblewrap inside a "holder" user+mount+network namespace.
 //
@@ -67,7 +67,7 @@ export class BwrapDriver implements SandboxDriver {
   }
 }
 
-interface LiveExec { child: ChildProcess; traceFile: string | null; parser: TraceParser | null; offset: number; fd: number | null; decoder: StringDecoder }
+interface LiveExec { child: ChildProcess; traceFile: string | null; parser: TraceParser | null; offset: number; fd: number | null; decoder: StringDecoder; incomplete: boolean }
 
 class BwrapSandbox implements Sandbox {
   readonly mechanisms: Mechanisms;
@@ -292,7 +292,7 @@ class BwrapSandbox implements Sandbox {
     const dropUid = [`--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_UID}`, '--clear-groups'];
     const chain: string[] = [];
     if (traceFile) {
-      chain.push(...ns, 'setpriv', '--pdeathsig', 'KILL', '--', 'strace', '-f', '--seccomp-bpf', '-q', '-ttt', '-s', '4096', '--decode-pids=pidns', '-e', `trace=${TRACED_SYSCALLS.join(',')}`, '-e', 'signal=none', '-o', traceFile, '--');
+      chain.push(...ns, 'setpriv', '--pdeathsig', 'KILL', '--', 'strace', '-f', '--seccomp-bpf', '-q', '-ttt', '-s', '4096', '--decode-pids=pidns', '-e', `trace=${TRACED_SYSCALLS.join(',')}`, '-e', 'signal=none', '-A', '-o', traceFile, '--');
       if (this.rootMode) chain.push('setpriv', ...dropUid, '--');
     } else {
       // bwrap --die-with-parent sets the death signal on bwrap itself (its parent is the
@@ -308,14 +308,18 @@ class BwrapSandbox implements Sandbox {
     const lim: [string, number][] = [['-t', l.cpuSeconds], ['-f', l.fileSizeMB * 1024], ['-c', 0], ['-n', 4096]];
     if (!this.cgroup) lim.push(['-p', l.pids + userProcessCount()], ['-v', l.memoryMB * 1024]);
     const ulimits = lim.map(([f, v]) => `ulimit ${f} ${v} || exit 125; `).join('');
-    const script = ulimits + 'IFS=:; for f in $AIRLOCK_CG; do [ -n "$f" ] && { echo $$ > "$f" || exit 125; }; done; '
-      + 'exec 9<"$AIRLOCK_SECCOMP"; unset AIRLOCK_CG AIRLOCK_SECCOMP; exec "$@"';
+    // The trace file gets 4 MiB allocated up front (fallocate --keep-size; strace appends into
+    // it): when AIRLOCK_HOME fills, strace still has room while the session is frozen and
+    // ended (src/session/recording.ts), instead of losing the agent's last execs.
+    const prealloc = '[ -z "$AIRLOCK_TRACE" ] || { : >> "$AIRLOCK_TRACE" && fallocate -n -l 4MiB "$AIRLOCK_TRACE" 2>/dev/null; } || true; ';
+    const script = prealloc + ulimits + 'IFS=:; for f in $AIRLOCK_CG; do [ -n "$f" ] && { echo $$ > "$f" || exit 125; }; done; '
+      + 'exec 9<"$AIRLOCK_SECCOMP"; unset AIRLOCK_CG AIRLOCK_SECCOMP AIRLOCK_TRACE; exec "$@"';
     const child = spawn('/bin/sh', ['-c', script, 'airlock-exec', ...chain], {
       stdio: o.stdio === 'inherit' ? 'inherit' : ['pipe', 'pipe', 'pipe'],
       cwd: '/',
-      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/nonexistent', AIRLOCK_CG: this.cgroup?.procsFiles.join(':') ?? '', AIRLOCK_SECCOMP: this.seccompFile },
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/nonexistent', AIRLOCK_CG: this.cgroup?.procsFiles.join(':') ?? '', AIRLOCK_SECCOMP: this.seccompFile, AIRLOCK_TRACE: traceFile ?? '' },
     });
-    const live: LiveExec = { child, traceFile, parser: traceFile ? new TraceParser(cwd) : null, offset: 0, fd: null, decoder: new StringDecoder('utf8') };
+    const live: LiveExec = { child, traceFile, parser: traceFile ? new TraceParser(cwd) : null, offset: 0, fd: null, decoder: new StringDecoder('utf8'), incomplete: false };
     this.live.add(live);
     const done = new Promise<ExecResult>((res) => {
       child.once('error', () => res({ exitCode: null, signal: null, status: 126 }));
@@ -355,45 +359,25 @@ class BwrapSandbox implements Sandbox {
       if (final) {
         this.emitTrace([...l.parser.push(l.decoder.end()), ...l.parser.flush()], l.parser.rootPid);
         closeSync(l.fd); l.fd = null;
-        // everything in it is now in the (redacted) audit log; the raw trace holds argv unredacted
-        rmSync(l.traceFile, { force: true });
+        // everything in it is now in the (redacted) audit log; the raw trace holds argv unredacted.
+        // A trace some of whose events could not be recorded stays for recovery (src/session/recover.ts).
+        if (!l.incomplete) rmSync(l.traceFile, { force: true });
       }
     } catch (e) {
+      l.incomplete = true;
+      if (final && l.fd !== null) { try { closeSync(l.fd); } catch { /* */ } l.fd = null; }
       // Fail closed: a command whose processes can no longer be recorded does not go on.
-      this.spec.record({ type: 'sandbox.trace_error', session: this.spec.session, severity: 'high', decision: 'deny', rule: 'builtin.telemetry-required', data: { error: String(e) } });
       for (const pid of descendants(l.child.pid ?? 0).reverse()) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+      try {
+        this.spec.record({ type: 'sandbox.trace_error', session: this.spec.session, severity: 'high', decision: 'deny', rule: 'builtin.telemetry-required', data: { error: String(e) } });
+      } catch { /* the store itself failed: the session handles that (it freezes and ends) */ }
     }
   }
 
-  // Agent processes: every process of the trace except the first one (Airlock's own
-  // chain, setpriv → bwrap, identified by position, not by name an agent could copy)
-  // and its non-exec'ing helpers; plus every descendant of an agent process.
-  private agentPids = new Set<number>();
-  private isAgent(pid: number, ppid: number | null): boolean {
-    if (this.agentPids.has(pid)) return true;
-    if (ppid !== null && this.agentPids.has(ppid)) { this.agentPids.add(pid); return true; }
-    return false;
-  }
-
-  private emitTrace(events: TraceEvent[], rootPid: number | null): void {
-    const out: Parameters<SandboxSpec['record']>[0][] = [];
-    for (const e of events) {
-      if (e.kind === 'exec') {
-        if (e.pid === rootPid) continue;
-        if (e.ok) this.agentPids.add(e.pid);
-        else if (!this.isAgent(e.pid, e.ppid)) continue; // bwrap's own PATH lookups before the agent starts
-        out.push({ type: e.ok ? 'process.exec' : 'process.exec_failed', session: this.spec.session, data: { pid: e.pid, ppid: e.ppid, argv: e.argv, path: e.path, cwd: e.cwd, ts: e.ts, ...(e.error ? { error: e.error } : {}) } });
-      } else if (e.kind === 'exit') {
-        if (!this.isAgent(e.pid, e.ppid)) continue;
-        this.agentPids.delete(e.pid);
-        out.push({ type: 'process.exit', session: this.spec.session, data: { pid: e.pid, ppid: e.ppid, argv0: e.argv0, exitCode: e.exitCode, signal: e.signal, start: e.startTs, end: e.ts } });
-      } else {
-        if (!this.isAgent(e.pid, e.ppid)) continue;
-        const p = classifyProbe(e);
-        if (p) out.push({ type: 'sandbox.denied', session: this.spec.session, severity: p.severity, decision: 'deny', rule: p.rule, data: { pid: e.pid, argv0: e.argv0, syscall: e.syscall, target: e.target, error: e.error, reason: p.reason } });
-      }
-    }
-    for (const ev of out) this.spec.record(ev as Parameters<SandboxSpec['record']>[0]);
+  private auditor: TraceAuditor | null = null;
+  private emitTrace(events: Parameters<TraceAuditor['convert']>[0], rootPid: number | null): void {
+    this.auditor ??= new TraceAuditor(this.spec.session);
+    for (const ev of this.auditor.convert(events, rootPid)) this.spec.record(ev);
   }
 
   pause(): boolean {
@@ -411,13 +395,15 @@ class BwrapSandbox implements Sandbox {
   }
 
   async killAll(): Promise<void> {
-    this.cgroup?.thaw();
+    // SIGKILL first, thaw after: a frozen agent wakes only to die, it never runs another
+    // instruction (thawing first let it go on, unrecorded, while the kills were being sent)
     const waits: Promise<unknown>[] = [];
     for (const l of this.live) {
       for (const pid of descendants(l.child.pid ?? 0).reverse()) { try { process.kill(pid, 'SIGKILL'); } catch { /* */ } }
       if (l.child.exitCode === null && l.child.signalCode === null) waits.push(once(l.child, 'close'));
     }
     if (this.cgroup) for (const pid of this.cgroup.pids()) { try { process.kill(pid, 'SIGKILL'); } catch { /* */ } }
+    this.cgroup?.thaw(); // (a SIGSTOPped process needs no SIGCONT: SIGKILL ends it as it is)
     await Promise.race([Promise.all(waits), delay(5000)]);
   }
 
@@ -435,24 +421,6 @@ class BwrapSandbox implements Sandbox {
     }
     this.cgroup?.remove();
   }
-}
-
-function classifyProbe(e: Extract<TraceEvent, { kind: 'probe' }>): { rule: string; reason: string; severity: 'medium' | 'high' } | null {
-  const t = e.target;
-  if (e.syscall === 'connect') {
-    if (t.startsWith('unix:')) return { rule: 'builtin.no-host-sockets', reason: 'unix socket connection refused', severity: 'high' };
-    if (/^(127\.0\.0\.1|::1):3128$/.test(t)) return null;
-    return { rule: 'builtin.network-isolation', reason: `direct network connection to ${t} (${e.error})`, severity: 'high' };
-  }
-  if (e.error === 'EROFS') return { rule: 'builtin.read-only-system', reason: `write to read-only path ${t}`, severity: 'medium' };
-  if (e.error === 'EACCES' || e.error === 'EPERM') return { rule: 'builtin.permission', reason: `${e.syscall} ${t}: ${e.error}`, severity: 'medium' };
-  if (e.error === 'ENOENT' && /^\/(root|home\/(?!agent)[^/]+|proc\/(?!self|thread-self)\d+\/|run\/|var\/run\/|etc\/(shadow|sudoers|ssh\/))/.test(t)) {
-    return { rule: 'builtin.host-invisible', reason: `probe of host path ${t} (not visible in the sandbox)`, severity: 'high' };
-  }
-  if (/\/\.ssh\/|\/\.aws\/|\/\.config\/gcloud|\/\.kube\/|\/\.docker\/|\/\.netrc$/.test(t) && !t.startsWith(SANDBOX_WORKSPACE + '/')) {
-    return { rule: 'builtin.credential-probe', reason: `probe of credential path ${t}`, severity: 'high' };
-  }
-  return null;
 }
 
 function descendants(root: number): number[] {

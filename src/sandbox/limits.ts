@@ -106,3 +106,16 @@ function removeDirs(dirs: string[]): void {
     }
   }
 }
+
+/**
+ * Removes the cgroup directories of a session whose supervisor died (kill -9): thawed,
+ * whatever is left in them killed, then removed. Returns the directories that existed.
+ */
+export function removeSessionCgroups(session: string): string[] {
+  const name = `airlock/${session}`;
+  const dirs = [join(V1, name), ...['memory', 'pids', 'cpu', 'freezer'].map((c) => join(V1, c, name))]
+    .filter((d) => existsSync(join(d, 'cgroup.procs')));
+  for (const d of dirs) { tryWrite(join(d, 'cgroup.freeze'), '0'); tryWrite(join(d, 'freezer.state'), 'THAWED'); }
+  removeDirs(dirs);
+  return dirs;
+}

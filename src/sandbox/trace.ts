@@ -3,8 +3,14 @@
 // others: the kernel reports them all), fork/clone for parentage, chdir for cwd,
 // exit status, failed opens and connects as escape/exfiltration probes. This file
 // turns strace's text into events; it never trusts it for anything but reporting.
+// It also reads back the raw trace a session left behind (supervisor killed, disk full):
+// recoverTrace() gives the audit events it holds, for the recovery on the next start.
 
-export interface ProcessExec { kind: 'exec'; pid: number; ppid: number | null; argv: string[]; path: string; cwd: string | null; ts: number; ok: boolean; error?: string }
+import { closeSync, openSync, readSync } from 'node:fs';
+import { StringDecoder } from 'node:string_decoder';
+import type { AuditEventInput } from '../audit/index.ts';
+
+export interface ProcessExec { kind: 'exec'; pid: number; ppid: number | null; argv: string[]; path: string; cwd: string | null; ts: number; ok: boolean; error?: string; /** the trace ended inside the call (strace killed): outcome unknown */ unfinished?: boolean }
 export interface ProcessExit { kind: 'exit'; pid: number; ppid: number | null; exitCode: number | null; signal: string | null; ts: number; startTs: number | null; argv0: string | null }
 export interface Probe { kind: 'probe'; pid: number; ppid: number | null; syscall: string; target: string; error: string; ts: number; argv0: string | null }
 export type TraceEvent = ProcessExec | ProcessExit | Probe;
@@ -62,7 +68,7 @@ const RESULT = /\)\s+=\s+(-?\d+|\?)(?:\s+\/\* (\d+) in strace's PID NS \*\/)?(?:
 interface ProcState { ppid: number | null; cwd: string | null; startTs: number | null; argv0: string | null }
 
 export class TraceParser {
-  private pending = new Map<number, string>();
+  private pending = new Map<number, { head: string; ts: number }>();
   private procs = new Map<number, ProcState>();
   private partial = '';
   /** The first process in the trace: Airlock's own launch chain (setpriv → bwrap), never the agent. */
@@ -98,9 +104,26 @@ export class TraceParser {
     return out;
   }
 
+  /**
+   * End of the trace. A last line cut off mid-write and calls still "<unfinished ...>" mean
+   * strace died inside them (supervisor killed): an exec among them was attempted by an agent
+   * process, so it is reported (unfinished: outcome unknown) rather than dropped.
+   */
   flush(): TraceEvent[] {
     const out: TraceEvent[] = [];
-    if (this.partial) { this.line(this.partial, out); this.partial = ''; }
+    if (this.partial) {
+      const last = this.partial;
+      this.partial = '';
+      this.line(RESULT.test(last) || / \+\+\+$/.test(last) ? last : `${last} <unfinished ...>`, out);
+    }
+    for (const [pid, { head, ts }] of this.pending) {
+      const call = /^(execve|execveat)\((.*)$/.exec(head);
+      if (!call) continue;
+      const p = this.proc(pid);
+      const { argv, path } = execArgs(call[1]!, call[2]!);
+      this.waiting.push({ kind: 'exec', pid, ppid: p.ppid, argv, path, cwd: p.cwd, ts, ok: true, unfinished: true });
+    }
+    this.pending.clear();
     this.release(out, true);
     return out;
   }
@@ -120,10 +143,10 @@ export class TraceParser {
       this.procs.delete(pid);
       return;
     }
-    if (body.endsWith('<unfinished ...>')) { this.pending.set(pid, body.slice(0, -'<unfinished ...>'.length)); return; }
+    if (body.endsWith('<unfinished ...>')) { this.pending.set(pid, { head: body.slice(0, -'<unfinished ...>'.length), ts }); return; }
     const resumed = /^<\.\.\. (\w+) resumed>(.*)$/.exec(body);
     if (resumed) {
-      const head = this.pending.get(pid);
+      const head = this.pending.get(pid)?.head;
       this.pending.delete(pid);
       if (!head) return;
       body = head + resumed[2];
@@ -141,14 +164,10 @@ export class TraceParser {
     switch (name) {
       case 'execve':
       case 'execveat': {
-        let i = 0;
-        if (name === 'execveat') { i = rest.indexOf(',') + 1; }
-        const path = readStrings(rest, i, 1);
-        const arr = rest.indexOf('[', path.end);
-        const argv = arr >= 0 ? readStrings(rest, arr + 1, 4096).values : [];
+        const { argv, path } = execArgs(name, rest);
         const ok = ret === '0';
-        if (ok) { p.startTs = ts; p.argv0 = argv[0] ?? path.values[0] ?? null; }
-        const ev: ProcessExec = { kind: 'exec', pid, ppid: p.ppid, argv, path: path.values[0] ?? '', cwd: p.cwd, ts, ok, ...(ok ? {} : { error: errno ?? 'failed' }) };
+        if (ok) { p.startTs = ts; p.argv0 = argv[0] ?? path ?? null; }
+        const ev: ProcessExec = { kind: 'exec', pid, ppid: p.ppid, argv, path, cwd: p.cwd, ts, ok, ...(ok ? {} : { error: errno ?? 'failed' }) };
         if (ev.ppid === null) this.waiting.push(ev); else out.push(ev);
         return;
       }
@@ -192,6 +211,14 @@ export class TraceParser {
   }
 }
 
+/** Program path and argv of an execve/execveat call's arguments text. */
+function execArgs(name: string, rest: string): { argv: string[]; path: string } {
+  const i = name === 'execveat' ? rest.indexOf(',') + 1 : 0;
+  const path = readStrings(rest, i, 1);
+  const arr = rest.indexOf('[', path.end);
+  return { argv: arr >= 0 ? readStrings(rest, arr + 1, 4096).values : [], path: path.values[0] ?? '' };
+}
+
 function joinPath(base: string, rel: string): string {
   const parts = (base + '/' + rel).split('/');
   const out: string[] = [];
@@ -200,4 +227,102 @@ function joinPath(base: string, rel: string): string {
     if (s === '..') out.pop(); else out.push(s);
   }
   return '/' + out.join('/');
+}
+
+const WORKSPACE = '/workspace';
+
+function classifyProbe(e: Probe): { rule: string; reason: string; severity: 'medium' | 'high' } | null {
+  const t = e.target;
+  if (e.syscall === 'connect') {
+    if (t.startsWith('unix:')) return { rule: 'builtin.no-host-sockets', reason: 'unix socket connection refused', severity: 'high' };
+    if (/^(127\.0\.0\.1|::1):3128$/.test(t)) return null;
+    return { rule: 'builtin.network-isolation', reason: `direct network connection to ${t} (${e.error})`, severity: 'high' };
+  }
+  if (e.error === 'EROFS') return { rule: 'builtin.read-only-system', reason: `write to read-only path ${t}`, severity: 'medium' };
+  if (e.error === 'EACCES' || e.error === 'EPERM') return { rule: 'builtin.permission', reason: `${e.syscall} ${t}: ${e.error}`, severity: 'medium' };
+  if (e.error === 'ENOENT' && /^\/(root|home\/(?!agent)[^/]+|proc\/(?!self|thread-self)\d+\/|run\/|var\/run\/|etc\/(shadow|sudoers|ssh\/))/.test(t)) {
+    return { rule: 'builtin.host-invisible', reason: `probe of host path ${t} (not visible in the sandbox)`, severity: 'high' };
+  }
+  if (/\/\.ssh\/|\/\.aws\/|\/\.config\/gcloud|\/\.kube\/|\/\.docker\/|\/\.netrc$/.test(t) && !t.startsWith(WORKSPACE + '/')) {
+    return { rule: 'builtin.credential-probe', reason: `probe of credential path ${t}`, severity: 'high' };
+  }
+  return null;
+}
+
+/**
+ * Turns trace events into audit events for one command. Agent processes: every process of
+ * the trace except the first one (Airlock's own chain, setpriv → bwrap, identified by
+ * position, not by a name an agent could copy) and its non-exec'ing helpers; plus every
+ * descendant of an agent process.
+ */
+export class TraceAuditor {
+  private session: string;
+  private agentPids = new Set<number>();
+  constructor(session: string) { this.session = session; }
+
+  private isAgent(pid: number, ppid: number | null): boolean {
+    if (this.agentPids.has(pid)) return true;
+    if (ppid !== null && this.agentPids.has(ppid)) { this.agentPids.add(pid); return true; }
+    return false;
+  }
+
+  convert(events: TraceEvent[], rootPid: number | null): AuditEventInput[] {
+    const out: AuditEventInput[] = [];
+    const session = this.session;
+    for (const e of events) {
+      if (e.kind === 'exec') {
+        if (e.pid === rootPid) continue;
+        if (e.ok) this.agentPids.add(e.pid);
+        else if (!this.isAgent(e.pid, e.ppid)) continue; // bwrap's own PATH lookups before the agent starts
+        out.push({ type: e.ok ? 'process.exec' : 'process.exec_failed', session, data: { pid: e.pid, ppid: e.ppid, argv: e.argv, path: e.path, cwd: e.cwd, ts: e.ts, ...(e.error ? { error: e.error } : {}), ...(e.unfinished ? { unfinished: true } : {}) } });
+      } else if (e.kind === 'exit') {
+        if (!this.isAgent(e.pid, e.ppid)) continue;
+        this.agentPids.delete(e.pid);
+        out.push({ type: 'process.exit', session, data: { pid: e.pid, ppid: e.ppid, argv0: e.argv0, exitCode: e.exitCode, signal: e.signal, start: e.startTs, end: e.ts } });
+      } else {
+        if (!this.isAgent(e.pid, e.ppid)) continue;
+        const p = classifyProbe(e);
+        if (p) out.push({ type: 'sandbox.denied', session, severity: p.severity, decision: 'deny', rule: p.rule, data: { pid: e.pid, argv0: e.argv0, syscall: e.syscall, target: e.target, error: e.error, reason: p.reason } });
+      }
+    }
+    return out;
+  }
+}
+
+/** Longest raw trace recovery reads (a bound on hostile input: the agent chooses what strace prints). */
+export const MAX_RECOVERED_TRACE_BYTES = 256 * 1024 * 1024;
+
+/** Every audit event a raw trace file holds, read from its start (bounded), as the live reader would have made them. */
+export function recoverTrace(file: string, session: string): { events: AuditEventInput[]; truncated: boolean } {
+  const parser = new TraceParser(WORKSPACE);
+  const auditor = new TraceAuditor(session);
+  const decoder = new StringDecoder('utf8');
+  const buf = Buffer.allocUnsafe(1 << 20);
+  const events: AuditEventInput[] = [];
+  const fd = openSync(file, 'r');
+  let offset = 0;
+  try {
+    for (;;) {
+      const n = readSync(fd, buf, 0, Math.min(buf.length, MAX_RECOVERED_TRACE_BYTES - offset), offset);
+      if (n <= 0) break;
+      offset += n;
+      events.push(...auditor.convert(parser.push(decoder.write(buf.subarray(0, n))), parser.rootPid));
+    }
+  } finally { closeSync(fd); }
+  events.push(...auditor.convert([...parser.push(decoder.end()), ...parser.flush()], parser.rootPid));
+  return { events, truncated: offset >= MAX_RECOVERED_TRACE_BYTES };
+}
+
+/**
+ * What identifies a traced event in the log, to tell the ones the live reader already
+ * recorded from the ones only the raw trace still holds (counted as a multiset).
+ */
+export function traceEventKey(e: { type: string; data?: Record<string, unknown> | null }): string | null {
+  const d = e.data ?? {};
+  switch (e.type) {
+    case 'process.exec': case 'process.exec_failed': return `${e.type}|${String(d.pid)}|${String(d.ts)}`;
+    case 'process.exit': return `${e.type}|${String(d.pid)}|${String(d.end)}`;
+    case 'sandbox.denied': return `${e.type}|${String(d.pid)}|${String(d.syscall)}|${String(d.target)}|${String(d.error)}`;
+    default: return null;
+  }
 }

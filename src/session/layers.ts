@@ -203,7 +203,7 @@ function detectionLayer(): SessionLayer {
 function reviewLayer(): SessionLayer {
   return {
     afterStop: async (s, result) => {
-      if (!result || result.commits.length === 0) return;
+      if (!result || result.commits.length === 0 || s.recordingFailure) return;
       const { createProposal } = await import('../review/index.ts');
       const { proposal } = await createProposal(s.store, s.id, { home: s.home.root });
       s.record({ type: 'session.proposed', data: { proposal: proposal.id, hash: proposal.hash } });
@@ -227,8 +227,13 @@ function telemetryLayer(): SessionLayer {
     },
     afterStop: async (s) => {
       (s.layerState.get('checkpointer') as { stop(): void } | undefined)?.stop();
-      checkpoint(s.store, `session ${s.id} end`, { keyDir: s.home.keys });
-      await (s.layerState.get('delivery') as { stop(): Promise<void> } | undefined)?.stop();
+      try {
+        checkpoint(s.store, `session ${s.id} end`, { keyDir: s.home.keys });
+      } finally {
+        // the session's tail (session.stop, the checkpoint) goes out within stop's bounded flush;
+        // a SIEM that is down or stalls never holds the session's end (it stays spooled)
+        await (s.layerState.get('delivery') as { stop(): Promise<void> } | undefined)?.stop();
+      }
     },
   };
 }

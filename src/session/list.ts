@@ -15,6 +15,8 @@ export interface SessionSummary {
   denials: number;
   commits: number | null;
   dirty: boolean | null;
+  /** pid of the process that ran the session (from session.start) */
+  supervisorPid: number | null;
 }
 
 function alive(pid: number): boolean {
@@ -52,6 +54,7 @@ export function listSessions(store: AuditStore, only?: string): SessionSummary[]
       start: String(r.start), end: (r.end as string | null) ?? null, status: (st?.status as number | null) ?? null, state,
       events: Number(r.events), denials: Number(r.denials ?? 0),
       commits: rd ? (rd.commits as unknown[]).length : null, dirty: rd ? Boolean(rd.dirty) : null,
+      supervisorPid: typeof sd.supervisorPid === 'number' ? sd.supervisorPid : null,
     };
   });
 }

@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import { userInfo } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { AuditStore, type AuditEvent, type AuditEventInput } from '../audit/index.ts';
-import { AirlockError } from '../common/errors.ts';
+import { AirlockError, cannotRecord, isRecordingFailure } from '../common/errors.ts';
 import { ensureHome, makePrivateTree, type HomeLayout } from '../common/paths.ts';
 import type { LoadedPolicy, PolicyDecision } from '../policy/index.ts';
 import {
@@ -14,6 +14,8 @@ import { captureWorkspace, openHostRepo, prepareSnapshot, resolveCommit, type Ca
 import { sessionPolicy, type PolicyChoice } from './policy.ts';
 import { newSessionId } from './id.ts';
 import { resolveLayers, LAYER_NAMES, type LayerName, type NetworkSetup, type SessionLayer, type SessionLayers } from './layers.ts';
+import { recoverSessions } from './recover.ts';
+import { assertRoomToRecord, holdBallast, watchRecordingSpace } from './recording.ts';
 
 export interface OpenSessionOptions extends PolicyChoice {
   /** Repository path (default: current directory). */
@@ -59,6 +61,8 @@ export interface StopResult {
   result: CaptureResult | null;
   status: number | null;
   reason: string;
+  /** Set when Airlock could not record (disk full): the agent was frozen and ended. */
+  recordingFailure: string | null;
 }
 
 export type SessionState = 'running' | 'paused' | 'stopping' | 'stopped';
@@ -95,6 +99,12 @@ export class Session {
   private cleanups: (() => Promise<void> | void)[] = [];
   private stopPromise: Promise<StopResult> | null = null;
   private stopReason: string | null = null;
+  /** Why Airlock could not record, once it could not; the session is then frozen and ended. */
+  recordingFailure: string | null = null;
+  /** Events the store refused (disk full), retried in order as soon as it takes them again. */
+  private unrecorded: AuditEventInput[] = [];
+  /** Frees the session's ballast in AIRLOCK_HOME (room to record why it stops). */
+  private releaseBallast: () => void = () => {};
 
   private constructor(a: { id: string; repo: HostRepo; base: string; policy: LoadedPolicy; home: HomeLayout; store: AuditStore; ownsStore: boolean; agent: string; layers: SessionLayers; disabledLayers: LayerName[]; onEvent?: (e: AuditEvent) => void }) {
     this.id = a.id; this.repo = a.repo; this.baseCommit = a.base; this.policy = a.policy; this.home = a.home;
@@ -103,12 +113,63 @@ export class Session {
     this.stateDir = join(this.home.sessions, this.id);
   }
 
-  /** Records an event for this session; durable when it returns. */
+  /**
+   * Records an event for this session; durable when it returns. When the store cannot take
+   * it (disk full), the session is frozen and ended (cannotRecordNow) and this throws.
+   */
   record(e: AuditEventInput): AuditEvent {
     // The store redacts argv, paths, reasons… whoever appends (see src/audit/redact.ts).
-    const ev = this.store.append({ ...e, session: e.session ?? this.id });
-    this.onEvent?.(ev);
-    return ev;
+    const input = { ...e, session: e.session ?? this.id };
+    if (this.unrecorded.length && !this.retryUnrecorded()) {
+      this.keep(input);
+      throw cannotRecord(new Error(this.recordingFailure ?? 'the store refused earlier events'), `the audit log ${this.store.path}`);
+    }
+    try {
+      const ev = this.store.append(input);
+      this.onEvent?.(ev);
+      return ev;
+    } catch (err) {
+      if (!isRecordingFailure(err) && !(err instanceof AirlockError && err.kind === 'CANNOT_RECORD')) throw err;
+      this.keep(input);
+      this.cannotRecordNow(err instanceof Error ? err.message : String(err));
+      throw err;
+    }
+  }
+
+  /** Records if it can; a failure is already handled by record() (freeze, end, keep the event). */
+  private note(e: AuditEventInput): void {
+    try { this.record(e); } catch { /* kept in `unrecorded`, retried */ }
+  }
+
+  private keep(e: AuditEventInput): void {
+    if (this.unrecorded.length < 10_000) this.unrecorded.push(e);
+  }
+
+  /** Appends what the store refused before, in order; false while it still refuses. */
+  private retryUnrecorded(): boolean {
+    try {
+      for (const ev of this.store.appendMany(this.unrecorded)) this.onEvent?.(ev);
+      this.unrecorded = [];
+      return true;
+    } catch { return false; }
+  }
+
+  /**
+   * Airlock cannot record: the agent must not go on unrecorded. Freeze it at once, record
+   * why as soon as the store takes it (first in line), and end the session.
+   */
+  cannotRecordNow(detail: string): void {
+    if (this.recordingFailure) return;
+    this.recordingFailure = detail;
+    try { this.sandbox?.pause(); } catch { /* ending it below either way */ }
+    this.stopReason = `cannot record: ${detail}`;
+    this.releaseBallast();
+    this.unrecorded.unshift({
+      type: 'telemetry.recording_failed', session: this.id, severity: 'critical', decision: 'deny', rule: 'builtin.telemetry-required',
+      data: { detail, action: 'froze the agent and ended the session' },
+    });
+    this.retryUnrecorded();
+    if (this.state === 'running' || this.state === 'paused') void this.stop(this.stopReason);
   }
 
   static async open(o: OpenSessionOptions = {}, store?: AuditStore): Promise<Session> {
@@ -120,22 +181,27 @@ export class Session {
     // Caller grants (agent profiles: credentials.brokered); --allow-host values go to the gateway as grants.
     const policy = sessionPolicy(repo, base, o, env);
     const { layers, disabled } = resolveLayers(o.layers);
+    assertRoomToRecord(home.root);
     const ownsStore = !store;
     const st = store ?? new AuditStore(home.auditDb);
+    // what a killed or starved session left behind (raw trace, cgroups) goes into the log first
+    try { recoverSessions(st, home); } catch { /* left in place for the next attempt */ }
     const s = new Session({ id: newSessionId(), repo, base, policy, home, store: st, ownsStore, agent: o.agent ?? 'generic', layers, disabledLayers: disabled, onEvent: o.onEvent });
     try {
       await s.start(o, env);
     } catch (e) {
-      s.record({ type: 'session.failed', severity: 'high', data: { error: e instanceof Error ? e.message : String(e) } });
+      s.note({ type: 'session.failed', severity: 'high', data: { error: e instanceof Error ? e.message : String(e) } });
       await s.teardown();
       if (ownsStore) st.close();
-      throw e;
+      throw isRecordingFailure(e) ? cannotRecord(e, 'starting the session') : e;
     }
     return s;
   }
 
   private async start(o: OpenSessionOptions, env: NodeJS.ProcessEnv): Promise<void> {
     mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
+    this.releaseBallast = holdBallast(join(this.stateDir, 'recording-ballast'));
+    this.cleanups.push(() => this.releaseBallast());
     const p = this.policy.policy;
     const root = process.getuid?.() === 0;
     const hostIds = root ? { uid: HOST_UID_FOR_SANDBOX, gid: HOST_UID_FOR_SANDBOX } : null;
@@ -195,6 +261,7 @@ export class Session {
       this.record({ type: 'session.layer_disabled', severity: 'high', rule: 'builtin.session.layers', data: { layer, by: 'caller', reason: 'left out when the session was opened' } });
     }
     for (const l of this.activeLayers()) await l.afterStart?.(this);
+    this.cleanups.push(watchRecordingSpace(this.home.root, (detail) => this.cannotRecordNow(detail)));
     void this.sandbox.limitHit.then((h) => {
       if (this.state === 'running' || this.state === 'paused') this.stopReason = `limit: ${h.detail}`;
     });
@@ -224,7 +291,7 @@ export class Session {
     const h = this.sandbox.exec(req.argv, { stdio: req.stdio ?? 'pipe', cwd: req.cwd, env: req.env });
     void h.done.then((r) => {
       this.lastStatus = r.status;
-      this.record({ type: 'command.exit', data: { argv0: req.argv[0], status: r.status, signal: r.signal, via: req.via ?? 'api' } });
+      this.note({ type: 'command.exit', data: { argv0: req.argv[0], status: r.status, signal: r.signal, via: req.via ?? 'api' } });
     });
     return h;
   }
@@ -273,7 +340,7 @@ export class Session {
       if (this.syntheticBase) {
         // convenience, not safety: without it the markers simply stay in the proposal
         try { restore = await this.restoreSecrets(); } catch (e) {
-          this.record({ type: 'session.capture_warning', severity: 'low', data: { warning: `redacted values not restored: ${e instanceof Error ? e.message : String(e)}` } });
+          this.note({ type: 'session.capture_warning', severity: 'low', data: { warning: `redacted values not restored: ${e instanceof Error ? e.message : String(e)}` } });
         }
       }
       result = captureWorkspace({
@@ -283,21 +350,22 @@ export class Session {
         layers: { upper: this.sandbox.workspaceView().replace(/merged$/, 'upper'), lower: this.snapshot.lowerDirs[0]! },
         synthetic: this.syntheticBase ? { commit: this.syntheticBase, objects: join(this.snapshot.lowerDirs[0]!, '.git', 'objects'), restore } : null,
       });
-      this.record({ type: 'session.result', data: { ...result } });
+      this.note({ type: 'session.result', data: { ...result } });
     } catch (e) {
-      this.record({ type: 'session.capture_failed', severity: 'high', data: { error: e instanceof Error ? e.message : String(e) } });
+      this.note({ type: 'session.capture_failed', severity: 'high', data: { error: e instanceof Error ? e.message : String(e) } });
     }
     await this.teardown();
     makePrivateTree(this.stateDir); // result.git, traces: git and strace create them with the umask's modes
     this.state = 'stopped';
-    this.record({ type: 'session.stop', data: { reason: why, status: this.lastStatus, commits: result?.commits.length ?? 0, dirty: result?.dirty ?? false } });
+    this.note({ type: 'session.stop', data: { reason: why, status: this.lastStatus, commits: result?.commits.length ?? 0, dirty: result?.dirty ?? false } });
     for (const [name, l] of this.namedLayers()) {
       try { await l.afterStop?.(this, result); } catch (e) {
-        this.record({ type: 'session.hook_failed', severity: 'high', data: { hook: 'afterStop', layer: name, error: String(e) } });
+        this.note({ type: 'session.hook_failed', severity: 'high', data: { hook: 'afterStop', layer: name, error: String(e) } });
       }
     }
+    this.retryUnrecorded();
     if (this.ownsStore) this.store.close();
-    return { session: this.id, result, status: this.lastStatus, reason: why };
+    return { session: this.id, result, status: this.lastStatus, reason: this.stopReason ?? why, recordingFailure: this.recordingFailure };
   }
 
   private namedLayers(): [LayerName, SessionLayer][] {

@@ -66,7 +66,8 @@ test('Splunk HEC: token auth, channel header, one JSON event object per event; a
       assert.equal(o.index, 'sec');
       assert.equal(o.sourcetype, 'airlock:audit');
       assert.equal(typeof o.time, 'number');
-      assert.equal(o.fields.airlock_id, events[i]!.id);
+      assert.equal(o.fields.airlock_id, events[i]!.id, 'de-duplication field (docs/modules/audit.md)');
+      assert.equal(o.fields.airlock_seq, events[i]!.seq);
       assert.equal(o.event.metadata.uid, events[i]!.id, 'OCSF event by default');
     }
     assert.equal(objs[0].event.class_uid, 1007);
@@ -164,7 +165,8 @@ test('OTLP/HTTP logs with the OpenTelemetry exporter: JSON resourceLogs with one
     const recs = rl.scopeLogs.flatMap((s: { logRecords: unknown[] }) => s.logRecords) as { attributes: { key: string; value: { stringValue?: string } }[]; severityNumber: number; timeUnixNano: string; body: { stringValue: string } }[];
     assert.equal(recs.length, 6);
     const attr = (r: (typeof recs)[0], k: string) => r.attributes.find((a) => a.key === k)?.value;
-    assert.equal(attr(recs[1]!, 'event.id')!.stringValue, events[1]!.id);
+    assert.equal(attr(recs[1]!, 'event.id')!.stringValue, events[1]!.id, 'de-duplication field (docs/modules/audit.md)');
+    assert.equal(Number((attr(recs[1]!, 'airlock.seq') as { intValue?: string | number })!.intValue), events[1]!.seq);
     assert.equal(recs[1]!.severityNumber, 13, 'medium -> WARN');
     assert.equal(BigInt(recs[0]!.timeUnixNano) / 1_000_000n, BigInt(Date.parse(events[0]!.ts)));
     assert.deepEqual(JSON.parse(recs[0]!.body.stringValue), events[0]!.data);

@@ -3,9 +3,10 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { join } from 'node:path';
 
-// A real rsyslogd (Debian packages rsyslog + rsyslog-gnutls) on loopback with its own
-// config, work dir and pid file; never the system instance. It writes each received
-// message twice: the raw RFC 5424 message and its parsed parts (msgid, SD, msg).
+// A real rsyslogd (Debian packages rsyslog + rsyslog-gnutls + rsyslog-relp) on loopback with
+// its own config, work dir and pid file; never the system instance. It listens with imtcp
+// (plain or TLS) or imrelp, and writes each received message twice: the raw RFC 5424
+// message and its parsed parts (msgid, SD, msg).
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -15,9 +16,9 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export interface TestCa { dir: string; ca: string; cert: string; key: string }
+export interface TestCa { dir: string; ca: string; cert: string; key: string; clientCert: string; clientKey: string }
 
-/** Test CA and a server certificate for 127.0.0.1/localhost, made with the openssl CLI. */
+/** Test CA, a server certificate for 127.0.0.1/localhost and a client certificate, made with the openssl CLI. */
 export function makeTestCa(dir: string): TestCa {
   mkdirSync(dir, { recursive: true });
   const f = (n: string) => join(dir, n);
@@ -27,7 +28,10 @@ export function makeTestCa(dir: string): TestCa {
   run(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('server.key'), '-out', f('server.csr'), '-subj', '/CN=localhost']);
   writeFileSync(f('ext.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\nbasicConstraints=CA:FALSE\n');
   run(['x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('server.pem'), '-days', '2', '-extfile', f('ext.cnf')]);
-  return { dir, ca: f('ca.pem'), cert: f('server.pem'), key: f('server.key') };
+  run(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('client.key'), '-out', f('client.csr'), '-subj', '/CN=airlock-client']);
+  writeFileSync(f('client.cnf'), 'extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\nbasicConstraints=CA:FALSE\n');
+  run(['x509', '-req', '-in', f('client.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('client.pem'), '-days', '2', '-extfile', f('client.cnf')]);
+  return { dir, ca: f('ca.pem'), cert: f('server.pem'), key: f('server.key'), clientCert: f('client.pem'), clientKey: f('client.key') };
 }
 
 export class Rsyslog {
@@ -38,20 +42,26 @@ export class Rsyslog {
   private proc: ChildProcess | undefined;
   private conf: string;
 
-  constructor(dir: string, port: number, tls?: TestCa) {
+  constructor(dir: string, port: number, tls?: TestCa, input: 'imtcp' | 'imrelp' = 'imtcp') {
     this.dir = dir;
     this.port = port;
     mkdirSync(join(dir, 'work'), { recursive: true });
     this.rawFile = join(dir, 'raw.log');
     this.parsedFile = join(dir, 'parsed.log');
     this.conf = join(dir, 'rsyslog.conf');
-    const g = tls
-      ? `global(workDirectory="${dir}/work" maxMessageSize="256k" DefaultNetstreamDriver="gtls" DefaultNetstreamDriverCAFile="${tls.ca}" DefaultNetstreamDriverCertFile="${tls.cert}" DefaultNetstreamDriverKeyFile="${tls.key}")
-module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="anon")`
-      : `global(workDirectory="${dir}/work" maxMessageSize="256k")
-module(load="imtcp")`;
+    const relpTls = tls ? ` tls="on" tls.cacert="${tls.ca}" tls.mycert="${tls.cert}" tls.myprivkey="${tls.key}" tls.authmode="certvalid"` : ''; // librelp's x509 mode wants a client certificate
+    const g = input === 'imrelp'
+      ? `global(workDirectory="${dir}/work" maxMessageSize="256k")
+module(load="imrelp")
+input(type="imrelp" port="${port}" address="127.0.0.1" ruleset="airlock"${relpTls})`
+      : tls
+        ? `global(workDirectory="${dir}/work" maxMessageSize="256k" DefaultNetstreamDriver="gtls" DefaultNetstreamDriverCAFile="${tls.ca}" DefaultNetstreamDriverCertFile="${tls.cert}" DefaultNetstreamDriverKeyFile="${tls.key}")
+module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="anon")
+input(type="imtcp" port="${port}" address="127.0.0.1" ruleset="airlock")`
+        : `global(workDirectory="${dir}/work" maxMessageSize="256k")
+module(load="imtcp")
+input(type="imtcp" port="${port}" address="127.0.0.1" ruleset="airlock")`;
     writeFileSync(this.conf, `${g}
-input(type="imtcp" port="${port}" address="127.0.0.1" ruleset="airlock")
 template(name="raw" type="string" string="%rawmsg%\\n")
 template(name="parsed" type="list") { property(name="msgid") constant(value="\\t") property(name="app-name") constant(value="\\t") property(name="syslogseverity") constant(value="\\t") property(name="structured-data") constant(value="\\t") property(name="msg" droplastlf="on") constant(value="\\n") }
 ruleset(name="airlock") {
@@ -78,7 +88,10 @@ ruleset(name="airlock") {
     if (!p || p.exitCode !== null) return;
     const exited = new Promise((r) => p.once('exit', r));
     p.kill('SIGTERM');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+    // the fallback timer is cleared: a pending 10 s timer kept every test file alive 10 s longer
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([exited, new Promise((r) => { timer = setTimeout(r, 10_000); })]);
+    clearTimeout(timer);
     if (p.exitCode === null && p.signalCode === null) { p.kill('SIGKILL'); await exited; }
   }
 

@@ -12,7 +12,8 @@ import { Rsyslog, freePort, makeTestCa } from './rsyslog.ts';
 // own config and work dir. We read back what rsyslog wrote to check framing and payloads.
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'airlock-syslog-'));
-const syslogSink = (port: number, extra: Record<string, unknown> = {}): SinkConfig => sinkSchema.parse({ type: 'syslog', name: 'soc', host: '127.0.0.1', port, ...extra });
+// plain RFC 6587/5425 syslog (imtcp): no acknowledgement; RELP is tested in relp.test.ts
+const syslogSink = (port: number, extra: Record<string, unknown> = {}): SinkConfig => sinkSchema.parse({ type: 'syslog', name: 'soc', host: '127.0.0.1', port, protocol: 'tcp', ...extra });
 
 async function until(cond: () => boolean, ms = 60_000): Promise<boolean> {
   const end = Date.now() + ms;

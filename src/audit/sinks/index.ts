@@ -1,18 +1,22 @@
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { AuditTables } from '../store.ts';
 import type { SinkConfig } from '../../policy/schema/telemetry.ts';
 import type { AuditEvent, Severity } from '../event.ts';
 import type { AuditStore } from '../store.ts';
-import { createSink, type Sink } from './transports.ts';
+import { acknowledgementOf, createSink, DEFAULT_TIMEOUT_MS, type Acknowledgement, type Sink } from './transports.ts';
+import { PartialDelivery } from './relp.ts';
 
-export { createSink, webhookSignature, WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMESTAMP_HEADER, type Sink } from './transports.ts';
+export { createSink, acknowledgementOf, webhookSignature, WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMESTAMP_HEADER, type Sink, type Acknowledgement } from './transports.ts';
+export { RelpClient, PartialDelivery } from './relp.ts';
 export * from './formats.ts';
 
 // Delivery: each sink has a durable cursor (last delivered seq) in the audit database.
 // The log itself is the spool: a sink that is down simply falls behind and later
 // catches up from its cursor, in seq order. The cursor moves only after the receiver
-// acknowledged a batch, and never backwards, so an acknowledged event is never re-sent;
-// an unacknowledged batch is re-sent whole (at-least-once, stable event ids).
+// acknowledged (a RELP "200", an HTTP 2xx, an fsync), never on a clean close, and never
+// backwards, so an acknowledged event is never re-sent; an unacknowledged batch is re-sent
+// (at-least-once: every record carries its event id and seq for the SIEM to de-duplicate).
 // One process at a time delivers a sink: a lease in the same row keeps a supervisor and
 // `airlock sinks flush` from sending the same batch twice.
 
@@ -33,6 +37,8 @@ CREATE TABLE IF NOT EXISTS sink_state (
 export interface SinkStatus {
   name: string;
   type: string;
+  /** What counts as delivered for this sink; 'none' (plain syslog TCP/TLS): the cursor means "sent", not delivered. */
+  ack: Acknowledgement | null;
   cursor: number;
   head: number;
   lag: number;
@@ -42,6 +48,7 @@ export interface SinkStatus {
   lastErrorAt: string | null;
   /** consecutive failed attempts */
   failures: number;
+  /** the live process delivering this sink now (a dead holder's lease is not shown) */
   owner: string | null;
   configured: boolean;
 }
@@ -56,20 +63,40 @@ function headSeq(db: AuditTables): number {
   return (db.prepare('SELECT MAX(seq) AS m FROM events').get() as { m: number | null }).m ?? 0;
 }
 
+const ME = `${hostname()}:${process.pid}`;
+/** A lease holder on this host is alive while its pid is (not a zombie); another host's lease is trusted until it expires. */
+function ownerAlive(owner: string | null): boolean {
+  if (!owner) return false;
+  const i = owner.lastIndexOf(':');
+  const host = owner.slice(0, i);
+  const pid = Number(owner.slice(i + 1));
+  if (host !== hostname()) return true;
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  if (pid === process.pid) return true;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+  }
+}
+
 /** Lag, cursor and last error of every sink that is configured or has state in this database. */
 export function sinkStatus(store: AuditStore, sinks: SinkConfig[] = []): SinkStatus[] {
   ensureSinkSchema(store.tables);
   const head = headSeq(store.tables);
   const rows = new Map((store.tables.prepare('SELECT * FROM sink_state ORDER BY name').all() as unknown as StateRow[]).map((r) => [r.name, r]));
   const names = [...new Set([...sinks.map((s) => s.name), ...rows.keys()])];
+  const now = Date.now();
   return names.map((name) => {
     const r = rows.get(name);
     const cfg = sinks.find((s) => s.name === name);
     const cursor = r?.cursor ?? 0;
     return {
-      name, type: cfg?.type ?? r?.type ?? '?', cursor, head, lag: Math.max(0, head - cursor), delivered: r?.delivered ?? 0,
+      name, type: cfg?.type ?? r?.type ?? '?', ack: cfg ? acknowledgementOf(cfg) : null, cursor, head, lag: Math.max(0, head - cursor), delivered: r?.delivered ?? 0,
       lastOkAt: r?.last_ok_at ?? null, lastError: r?.last_error ?? null, lastErrorAt: r?.last_error_at ?? null, failures: r?.failures ?? 0,
-      owner: r && r.lease_until > Date.now() ? r.owner : null, configured: Boolean(cfg),
+      owner: r && r.lease_until > now && ownerAlive(r.owner) ? r.owner : null, configured: Boolean(cfg),
     };
   });
 }
@@ -89,16 +116,20 @@ export interface DeliveryOptions {
   /** Lease length; a lease held by a dead process on this host is taken over at once (default 30 s). */
   leaseMs?: number;
   env?: NodeJS.ProcessEnv;
+  /** How long to wait for a receiver's connect, acknowledgement or response (default 30 s). */
+  timeoutMs?: number;
   /** For flush: stop each sink when it reached this seq or failed once. */
   until?: number;
 }
 
-const ME = `${hostname()}:${process.pid}`;
-function ownerAlive(owner: string | null): boolean {
-  if (!owner) return false;
-  const [host, pid] = owner.split(':');
-  if (host !== hostname()) return true; // another host: trust its lease
-  try { process.kill(Number(pid), 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+export interface StopOptions {
+  /**
+   * How long stop() keeps delivering what was recorded before it (the session's tail:
+   * command.exit, session.stop, audit.checkpoint) before it gives up; default 2000 ms.
+   * Then any request in flight is aborted; what is left stays spooled in the log for the
+   * next deliverer (`airlock sinks serve`, the next session, `airlock sinks flush`).
+   */
+  flushMs?: number;
 }
 
 class SinkWorker {
@@ -106,7 +137,12 @@ class SinkWorker {
   private store: AuditStore;
   private sink: Sink | undefined;
   private opts: Required<Omit<DeliveryOptions, 'until' | 'env'>> & DeliveryOptions;
-  private stopped = false;
+  /** Aborted when the worker must end now: in-flight sends and sleeps return at once. */
+  private abort = new AbortController();
+  /** Set by stop(): deliver up to this head, then end. */
+  private stopAt: number | null = null;
+  private deadline: NodeJS.Timeout | undefined;
+  private woken = false;
   private wakeUp: (() => void) | undefined;
   done: Promise<void>;
   lastError: string | undefined;
@@ -114,18 +150,28 @@ class SinkWorker {
   constructor(store: AuditStore, cfg: SinkConfig, opts: DeliveryOptions) {
     this.store = store;
     this.cfg = cfg;
-    this.opts = { pollMs: 500, maxBackoffMs: 30_000, leaseMs: 30_000, ...opts };
+    this.opts = { pollMs: 500, maxBackoffMs: 30_000, leaseMs: 30_000, timeoutMs: DEFAULT_TIMEOUT_MS, ...opts };
     store.tables.prepare('INSERT OR IGNORE INTO sink_state (name, type) VALUES (?, ?)').run(cfg.name, cfg.type);
     this.done = this.loop();
   }
 
-  wake(): void { const w = this.wakeUp; this.wakeUp = undefined; w?.(); }
-  stop(): void { this.stopped = true; this.wake(); }
+  wake(): void { this.woken = true; const w = this.wakeUp; this.wakeUp = undefined; w?.(); }
+
+  /** Delivers up to `head` for at most flushMs, then aborts whatever is in flight. */
+  stop(head: number, flushMs: number): void {
+    this.stopAt = head;
+    this.deadline = setTimeout(() => this.abort.abort(), Math.max(0, flushMs));
+    this.deadline.unref();
+    this.wake();
+  }
 
   private sleep(ms: number): Promise<void> {
+    if (this.woken || this.abort.signal.aborted) { this.woken = false; return Promise.resolve(); }
     return new Promise((resolve) => {
-      const t = setTimeout(() => { this.wakeUp = undefined; resolve(); }, ms);
-      this.wakeUp = () => { clearTimeout(t); resolve(); };
+      const done = () => { clearTimeout(t); this.abort.signal.removeEventListener('abort', done); this.wakeUp = undefined; this.woken = false; resolve(); };
+      const t = setTimeout(done, ms);
+      this.wakeUp = done;
+      this.abort.signal.addEventListener('abort', done, { once: true });
     });
   }
 
@@ -148,38 +194,75 @@ class SinkWorker {
     return (this.store.tables.prepare('SELECT cursor FROM sink_state WHERE name = ?').get(this.cfg.name) as { cursor: number }).cursor;
   }
 
+  /** Moves the cursor from `from` to `to` (never backwards, never from a cursor someone else moved). */
+  private advance(from: number, to: number, count: number): void {
+    if (to <= from) return;
+    this.store.tables.prepare(`UPDATE sink_state SET cursor = ?, delivered = delivered + ?, last_ok_at = ?, failures = 0
+      WHERE name = ? AND cursor = ?`).run(to, count, new Date().toISOString(), this.cfg.name, from);
+  }
+
+  private fail(e: unknown): void {
+    const msg = e instanceof Error ? e.message : String(e);
+    this.lastError = msg;
+    this.store.tables.prepare('UPDATE sink_state SET last_error = ?, last_error_at = ?, failures = failures + 1 WHERE name = ?')
+      .run(msg.slice(0, 1000), new Date().toISOString(), this.cfg.name);
+  }
+
+  private finished(cursor: number): boolean {
+    if (this.abort.signal.aborted) return true;
+    if (this.stopAt !== null && cursor >= this.stopAt) return true;
+    return this.opts.until !== undefined && cursor >= this.opts.until;
+  }
+
+  /** Sends one batch after the cursor; true when there was nothing to send. */
+  private async deliverOnce(cursor: number): Promise<boolean> {
+    const batch = this.store.query({ afterSeq: cursor, limit: this.cfg.batchSize });
+    if (batch.length === 0) return true;
+    const last = batch[batch.length - 1]!.seq;
+    const selected = batch.filter((e) => selects(this.cfg, e));
+    try {
+      if (selected.length) {
+        this.sink ??= createSink(this.cfg, this.opts.env, this.opts.timeoutMs);
+        await this.sink.send(selected, this.abort.signal);
+      }
+      this.advance(cursor, last, selected.length);
+      this.lastError = undefined;
+    } catch (e) {
+      // A receiver that acknowledged the first k messages (RELP) moves the cursor past them only.
+      const acked = e instanceof PartialDelivery ? Math.min(e.acked, selected.length) : 0;
+      if (acked > 0) this.advance(cursor, acked === selected.length ? last : selected[acked]!.seq - 1, acked);
+      throw e;
+    }
+    return false;
+  }
+
   private async loop(): Promise<void> {
     let backoff = 250;
     try {
-      while (!this.stopped) {
-        if (!this.lease()) { await this.sleep(Math.min(this.opts.leaseMs, 1000)); if (this.opts.until !== undefined) return; continue; }
+      for (;;) {
+        if (this.abort.signal.aborted) return;
+        if (!this.lease()) {
+          // another live process delivers this sink: stopping or flushing leaves it to them
+          if (this.opts.until !== undefined || this.stopAt !== null) return;
+          await this.sleep(Math.min(this.opts.leaseMs, 1000));
+          continue;
+        }
         const cursor = this.cursor();
-        if (this.opts.until !== undefined && cursor >= this.opts.until) return;
-        const batch = this.store.query({ afterSeq: cursor, limit: this.cfg.batchSize });
-        if (batch.length === 0) { await this.sleep(this.opts.pollMs); continue; }
-        const last = batch[batch.length - 1]!.seq;
-        const selected = batch.filter((e) => selects(this.cfg, e));
+        if (this.finished(cursor)) return;
         try {
-          if (selected.length) {
-            this.sink ??= createSink(this.cfg, this.opts.env);
-            await this.sink.send(selected);
-          }
-          // Never backwards, and only from the cursor this batch started at.
-          this.store.tables.prepare(`UPDATE sink_state SET cursor = ?, delivered = delivered + ?, last_ok_at = ?, failures = 0
-            WHERE name = ? AND cursor = ?`).run(last, selected.length, new Date().toISOString(), this.cfg.name, cursor);
+          const idle = await this.deliverOnce(cursor);
           backoff = 250;
-          this.lastError = undefined;
+          if (idle) { if (this.stopAt !== null) return; await this.sleep(this.opts.pollMs); }
         } catch (e) {
-          const msg = e instanceof Error ? e.message : String(e);
-          this.lastError = msg;
-          this.store.tables.prepare('UPDATE sink_state SET last_error = ?, last_error_at = ?, failures = failures + 1 WHERE name = ?')
-            .run(msg.slice(0, 1000), new Date().toISOString(), this.cfg.name);
+          if (this.abort.signal.aborted) return; // aborted at stop: not a receiver failure
+          this.fail(e);
           if (this.opts.until !== undefined) return;
           await this.sleep(backoff);
           backoff = Math.min(backoff * 2, this.opts.maxBackoffMs);
         }
       }
     } finally {
+      clearTimeout(this.deadline);
       this.release();
       await this.sink?.close().catch(() => {});
     }
@@ -187,7 +270,8 @@ class SinkWorker {
 }
 
 export interface Delivery {
-  stop(): Promise<void>;
+  /** Delivers the tail recorded so far for at most `flushMs`, then ends; never waits longer on a SIEM. */
+  stop(opts?: StopOptions): Promise<void>;
   status(): SinkStatus[];
 }
 
@@ -203,7 +287,7 @@ function sinkList(cfg: SinkConfig[] | { sinks: SinkConfig[] }): SinkConfig[] {
 
 /**
  * Starts delivering to every sink until stop(). Run it inside a long-running process (the
- * session supervisor). Pass the policy's `telemetry` section or the sinks list.
+ * session supervisor, `airlock sinks serve`). Pass the policy's `telemetry` section or the sinks list.
  */
 export function startDelivery(store: AuditStore, sinksConfig: SinkConfig[] | { sinks: SinkConfig[] }, opts: DeliveryOptions = {}): Delivery {
   const list = sinkList(sinksConfig);
@@ -211,9 +295,10 @@ export function startDelivery(store: AuditStore, sinksConfig: SinkConfig[] | { s
   const workers = list.map((c) => new SinkWorker(store, c, { ...opts, until: undefined }));
   const off = store.onAppend(() => { for (const w of workers) w.wake(); });
   return {
-    async stop() {
+    async stop(o: StopOptions = {}) {
       off();
-      for (const w of workers) w.stop();
+      const head = headSeq(store.tables);
+      for (const w of workers) w.stop(head, o.flushMs ?? 2000);
       await Promise.all(workers.map((w) => w.done));
     },
     status: () => sinkStatus(store, list),

@@ -8,22 +8,39 @@ import { dirname } from 'node:path';
 import { hostname } from 'node:os';
 import { SeverityNumber } from '@opentelemetry/api';
 import { LoggerProvider, SimpleLogRecordProcessor, InMemoryLogRecordExporter } from '@opentelemetry/sdk-logs';
-import { OTLPLogExporter } from '@opentelemetry/exporter-logs-otlp-http';
+import { JsonLogsSerializer } from '@opentelemetry/otlp-transformer';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { AirlockError } from '../../common/errors.ts';
 import type { SinkConfig } from '../../policy/schema/telemetry.ts';
 import type { AuditEvent, Severity } from '../event.ts';
 import { formatEvent, formatObject, octetFrame, syslogMessage, PRODUCT } from './formats.ts';
+import { RelpClient } from './relp.ts';
 
 // One transport per sink type. send() resolves only when the receiver acknowledged the
-// whole batch; then (and only then) the delivery loop moves the sink's cursor.
+// whole batch; then (and only then) the delivery loop moves the sink's cursor. A send that
+// got part of the batch acknowledged throws PartialDelivery (relp.ts) with the count.
+// Every send takes an AbortSignal: ending a session never waits on a SIEM.
+
+/**
+ * What "delivered" means for a sink: the receiver's answer (RELP "200", HTTP 2xx/HEC code 0,
+ * Elastic per-item status), a local fsync, or nothing at all (plain syslog over TCP/TLS:
+ * RFC 6587/5425 have no acknowledgement, so such a sink reports "sent", never "delivered").
+ */
+export type Acknowledgement = 'relp' | 'http' | 'fsync' | 'none';
 
 export interface Sink {
-  send(events: AuditEvent[]): Promise<void>;
+  readonly ack: Acknowledgement;
+  send(events: AuditEvent[], signal: AbortSignal): Promise<void>;
   close(): Promise<void>;
 }
 
-const TIMEOUT_MS = 30_000;
+export function acknowledgementOf(c: SinkConfig): Acknowledgement {
+  if (c.type === 'syslog') return c.protocol === 'relp' ? 'relp' : 'none';
+  return c.type === 'file' ? 'fsync' : 'http';
+}
+
+/** Default wait for a receiver's answer (connect, acknowledgement, HTTP response). */
+export const DEFAULT_TIMEOUT_MS = 30_000;
 
 type Tls = { ca?: string; servername?: string; cert?: string; key?: string } | undefined;
 function tlsFiles(t: Tls): { ca?: Buffer; cert?: Buffer; key?: Buffer } {
@@ -42,17 +59,18 @@ function secret(env: NodeJS.ProcessEnv, name: string, sink: string): string {
 }
 
 /**
- * Syslog over TCP/TLS. RFC 6587/5425 have no application-level acknowledgement, so a batch
- * counts as delivered when the receiver has read all of it: we half-close after the
- * batch and wait for the receiver to close its side cleanly (it does so only after
- * reading to our EOF). A reset, error or timeout means "not delivered": the whole batch
- * is sent again on the next attempt (at-least-once; ids and seq let the SIEM de-duplicate).
+ * Syslog over plain TCP/TLS (RFC 6587 octet counting / RFC 5425): no acknowledgement exists.
+ * We half-close after the batch and wait for the receiver to close its side; a reset, error
+ * or timeout re-sends the batch. A clean close only says the peer (or a relay in between)
+ * read the bytes, not that the SIEM kept them, so this sink is marked `ack: none` and its
+ * status says "sent, unacknowledged". Use protocol: relp for acknowledged delivery.
  */
-function syslogSink(c: Extract<SinkConfig, { type: 'syslog' }>): Sink {
+function syslogTcpSink(c: Extract<SinkConfig, { type: 'syslog' }>, payloadOf: (events: AuditEvent[]) => string[], timeoutMs: number): Sink {
   const files = c.tls ? tlsFiles(c.tls) : {};
   return {
-    async send(events) {
-      const payload = events.map((e) => octetFrame(syslogMessage(e, formatEvent(e, c.format === 'json' ? 'json' : c.format), c.facility, c.appName))).join('');
+    ack: 'none',
+    async send(events, signal) {
+      const payload = payloadOf(events).map(octetFrame).join('');
       await new Promise<void>((resolve, reject) => {
         let sock: Socket;
         let peerEnded = false;
@@ -63,11 +81,14 @@ function syslogSink(c: Extract<SinkConfig, { type: 'syslog' }>): Sink {
         } else {
           sock = netConnect({ host: c.host, port: c.port, allowHalfOpen: true }, onConnect);
         }
-        sock.setTimeout(TIMEOUT_MS, () => { failed = new Error(`syslog ${c.host}:${c.port}: timed out`); sock.destroy(); });
+        const onAbort = () => { failed = new Error('aborted'); sock.destroy(); };
+        signal.addEventListener('abort', onAbort, { once: true });
+        sock.setTimeout(timeoutMs, () => { failed = new Error(`syslog ${c.host}:${c.port}: timed out`); sock.destroy(); });
         sock.on('data', () => { /* receivers send nothing; ignore */ });
         sock.on('end', () => { peerEnded = true; sock.end(); });
         sock.on('error', (e) => { failed = e; });
         sock.on('close', () => {
+          signal.removeEventListener('abort', onAbort);
           if (!failed && peerEnded) resolve();
           else reject(failed ?? new Error(`syslog ${c.host}:${c.port}: connection closed before the receiver read the batch`));
         });
@@ -77,14 +98,35 @@ function syslogSink(c: Extract<SinkConfig, { type: 'syslog' }>): Sink {
   };
 }
 
+/** Syslog over RELP (rsyslog imrelp): each message is acknowledged by the receiver. */
+function syslogRelpSink(c: Extract<SinkConfig, { type: 'syslog' }>, payloadOf: (events: AuditEvent[]) => string[], timeoutMs: number): Sink {
+  const files = c.tls ? tlsFiles(c.tls) : {};
+  const client = new RelpClient({
+    host: c.host, port: c.port, timeoutMs,
+    tls: c.tls ? { servername: c.tls.servername ?? c.host, ca: files.ca, cert: files.cert, key: files.key, rejectUnauthorized: true } : undefined,
+  });
+  return {
+    ack: 'relp',
+    send: (events, signal) => client.send(payloadOf(events), signal),
+    close: () => client.close(),
+  };
+}
+
+function syslogSink(c: Extract<SinkConfig, { type: 'syslog' }>, timeoutMs: number): Sink {
+  const payloadOf = (events: AuditEvent[]) => events.map((e) => syslogMessage(e, formatEvent(e, c.format === 'json' ? 'json' : c.format), c.facility, c.appName));
+  return c.protocol === 'relp' ? syslogRelpSink(c, payloadOf, timeoutMs) : syslogTcpSink(c, payloadOf, timeoutMs);
+}
+
 interface HttpResult { status: number; body: string }
-function post(url: string, headers: Record<string, string>, body: string, tls: Tls): Promise<HttpResult> {
+interface PostOptions { tls: Tls; signal: AbortSignal; timeoutMs: number }
+function post(url: string, headers: Record<string, string>, body: string | Uint8Array, o: PostOptions): Promise<HttpResult> {
+  const { tls, signal, timeoutMs } = o;
   const u = new URL(url);
   const files = tlsFiles(tls);
   const req = u.protocol === 'https:' ? httpsRequest : httpRequest;
   return new Promise((resolve, reject) => {
     const r = req(u, {
-      method: 'POST', headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, timeout: TIMEOUT_MS,
+      method: 'POST', headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, timeout: timeoutMs, signal,
       ...(u.protocol === 'https:' ? { ca: files.ca, cert: files.cert, key: files.key, servername: tls?.servername, rejectUnauthorized: true } : {}),
     }, (res) => {
       const chunks: Buffer[] = [];
@@ -100,20 +142,21 @@ function post(url: string, headers: Record<string, string>, body: string, tls: T
 }
 const httpFail = (what: string, r: HttpResult) => new Error(`${what}: HTTP ${r.status} ${r.body.slice(0, 300)}`);
 
-function hecSink(c: Extract<SinkConfig, { type: 'splunk-hec' }>, env: NodeJS.ProcessEnv): Sink {
+function hecSink(c: Extract<SinkConfig, { type: 'splunk-hec' }>, env: NodeJS.ProcessEnv, timeoutMs: number): Sink {
   const token = secret(env, c.tokenEnv, c.name);
   // A stable channel per sink, as HEC with indexer acknowledgement requires.
   const channel = createHash('sha256').update(`airlock-hec:${c.name}`).digest('hex').replace(/^(.{8})(.{4})(.{4})(.{4})(.{12}).*$/, '$1-$2-$3-$4-$5');
   const host = hostname();
   return {
-    async send(events) {
+    ack: 'http',
+    async send(events, signal) {
       const body = events.map((e) => JSON.stringify({
         time: Date.parse(e.ts) / 1000, host, source: 'airlock', sourcetype: c.sourcetype, ...(c.index ? { index: c.index } : {}),
         event: formatObject(e, c.format), fields: { airlock_id: e.id, airlock_seq: e.seq, airlock_session: e.session ?? '' },
       })).join('\n');
       const r = await post(`${c.url.replace(/\/$/, '')}/services/collector/event`, {
         authorization: `Splunk ${token}`, 'content-type': 'application/json', 'x-splunk-request-channel': channel,
-      }, body, c.tls);
+      }, body, { tls: c.tls, signal, timeoutMs });
       let code: unknown;
       try { code = (JSON.parse(r.body) as { code?: unknown }).code; } catch { /* judged by status below */ }
       if (r.status !== 200 || (code !== undefined && code !== 0)) throw httpFail('splunk-hec', r);
@@ -122,15 +165,16 @@ function hecSink(c: Extract<SinkConfig, { type: 'splunk-hec' }>, env: NodeJS.Pro
   };
 }
 
-function elasticSink(c: Extract<SinkConfig, { type: 'elastic' }>, env: NodeJS.ProcessEnv): Sink {
+function elasticSink(c: Extract<SinkConfig, { type: 'elastic' }>, env: NodeJS.ProcessEnv, timeoutMs: number): Sink {
   const apiKey = c.apiKeyEnv ? secret(env, c.apiKeyEnv, c.name) : undefined;
   return {
-    async send(events) {
+    ack: 'http',
+    async send(events, signal) {
       // `create` with the event id as _id: a batch sent twice creates each document once.
       const body = events.map((e) => `${JSON.stringify({ create: { _index: c.index, _id: e.id } })}\n${JSON.stringify(formatObject(e, c.format))}\n`).join('');
       const r = await post(`${c.url.replace(/\/$/, '')}/_bulk`, {
         'content-type': 'application/x-ndjson', ...(apiKey ? { authorization: `ApiKey ${apiKey}` } : {}),
-      }, body, c.tls);
+      }, body, { tls: c.tls, signal, timeoutMs });
       if (r.status !== 200) throw httpFail('elastic', r);
       let res: { errors?: boolean; items?: { create?: { status?: number; error?: { type?: string; reason?: string } } }[] };
       try { res = JSON.parse(r.body); } catch { throw httpFail('elastic (unreadable response)', r); }
@@ -148,16 +192,17 @@ export function webhookSignature(secretKey: string, timestamp: string, body: str
   return 'sha256=' + createHmac('sha256', secretKey).update(`${timestamp}.${body}`).digest('hex');
 }
 
-function webhookSink(c: Extract<SinkConfig, { type: 'webhook' }>, env: NodeJS.ProcessEnv): Sink {
+function webhookSink(c: Extract<SinkConfig, { type: 'webhook' }>, env: NodeJS.ProcessEnv, timeoutMs: number): Sink {
   const key = secret(env, c.secretEnv, c.name);
   return {
-    async send(events) {
+    ack: 'http',
+    async send(events, signal) {
       const body = JSON.stringify({ sink: c.name, product: PRODUCT, events: events.map((e) => formatObject(e, c.format)) });
       const ts = String(Math.floor(Date.now() / 1000));
       const r = await post(c.url, {
         'content-type': 'application/json', [WEBHOOK_TIMESTAMP_HEADER]: ts, [WEBHOOK_SIGNATURE_HEADER]: webhookSignature(key, ts, body),
         'idempotency-key': `${events[0]!.id}..${events[events.length - 1]!.id}`,
-      }, body, c.tls);
+      }, body, { tls: c.tls, signal, timeoutMs });
       if (r.status < 200 || r.status >= 300) throw httpFail('webhook', r);
     },
     async close() {},
@@ -168,11 +213,14 @@ const OTEL_SEVERITY: Record<Severity, SeverityNumber> = {
   info: SeverityNumber.INFO, low: SeverityNumber.INFO2, medium: SeverityNumber.WARN, high: SeverityNumber.ERROR, critical: SeverityNumber.FATAL,
 };
 
-/** OTLP/HTTP logs with the OpenTelemetry SDK: records are built by a LoggerProvider into memory, then exported as one request. */
-function otlpSink(c: Extract<SinkConfig, { type: 'otlp' }>, env: NodeJS.ProcessEnv): Sink {
+/**
+ * OTLP/HTTP logs: records are built by the OpenTelemetry SDK's LoggerProvider into memory and
+ * serialized by its JSON serializer, then POSTed by us, so the request can be aborted when a
+ * session ends (the SDK exporter cannot be) and a partial success counts as a failure.
+ */
+function otlpSink(c: Extract<SinkConfig, { type: 'otlp' }>, env: NodeJS.ProcessEnv, timeoutMs: number): Sink {
   const headers: Record<string, string> = {};
   for (const [h, v] of Object.entries(c.headersEnv)) headers[h] = secret(env, v, c.name);
-  const exporter = new OTLPLogExporter({ url: c.url, headers, timeoutMillis: TIMEOUT_MS });
   const memory = new InMemoryLogRecordExporter();
   const provider = new LoggerProvider({
     resource: resourceFromAttributes({ 'service.name': 'airlock', 'service.version': PRODUCT.version, 'host.name': hostname() }),
@@ -180,7 +228,8 @@ function otlpSink(c: Extract<SinkConfig, { type: 'otlp' }>, env: NodeJS.ProcessE
   });
   const logger = provider.getLogger('airlock.audit', PRODUCT.version);
   return {
-    async send(events) {
+    ack: 'http',
+    async send(events, signal) {
       memory.reset();
       for (const e of events) {
         logger.emit({
@@ -193,13 +242,17 @@ function otlpSink(c: Extract<SinkConfig, { type: 'otlp' }>, env: NodeJS.ProcessE
         });
       }
       const records = memory.getFinishedLogRecords();
-      if (records.length !== events.length) throw new Error(`otlp: ${records.length} of ${events.length} records built`);
-      await new Promise<void>((resolve, reject) => exporter.export([...records], (r) => {
-        if (r.code === 0) resolve(); else reject(r.error ?? new Error('otlp: export failed'));
-      }));
       memory.reset();
+      if (records.length !== events.length) throw new Error(`otlp: ${records.length} of ${events.length} records built`);
+      const body = JsonLogsSerializer.serializeRequest([...records]);
+      if (!body) throw new Error('otlp: records could not be serialized');
+      const r = await post(c.url, { ...headers, 'content-type': 'application/json' }, body, { tls: undefined, signal, timeoutMs });
+      if (r.status < 200 || r.status >= 300) throw httpFail('otlp', r);
+      let rejected = 0;
+      try { rejected = Number((JSON.parse(r.body || '{}') as { partialSuccess?: { rejectedLogRecords?: unknown } }).partialSuccess?.rejectedLogRecords ?? 0); } catch { /* a 2xx without a body is success */ }
+      if (rejected > 0) throw httpFail(`otlp: ${rejected} records rejected`, r);
     },
-    async close() { await provider.shutdown().catch(() => {}); await exporter.shutdown().catch(() => {}); },
+    async close() { await provider.shutdown().catch(() => {}); },
   };
 }
 
@@ -211,6 +264,7 @@ function fileSink(c: Extract<SinkConfig, { type: 'file' }>): Sink {
     if (existsSync(c.path)) renameSync(c.path, `${c.path}.1`);
   };
   return {
+    ack: 'fsync',
     async send(events) {
       let size = existsSync(c.path) ? statSync(c.path).size : 0;
       let buf = '';
@@ -233,13 +287,13 @@ function fileSink(c: Extract<SinkConfig, { type: 'file' }>): Sink {
   };
 }
 
-export function createSink(c: SinkConfig, env: NodeJS.ProcessEnv = process.env): Sink {
+export function createSink(c: SinkConfig, env: NodeJS.ProcessEnv = process.env, timeoutMs = DEFAULT_TIMEOUT_MS): Sink {
   switch (c.type) {
-    case 'syslog': return syslogSink(c);
-    case 'splunk-hec': return hecSink(c, env);
-    case 'elastic': return elasticSink(c, env);
-    case 'webhook': return webhookSink(c, env);
-    case 'otlp': return otlpSink(c, env);
+    case 'syslog': return syslogSink(c, timeoutMs);
+    case 'splunk-hec': return hecSink(c, env, timeoutMs);
+    case 'elastic': return elasticSink(c, env, timeoutMs);
+    case 'webhook': return webhookSink(c, env, timeoutMs);
+    case 'otlp': return otlpSink(c, env, timeoutMs);
     case 'file': return fileSink(c);
   }
 }

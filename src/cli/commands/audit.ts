@@ -77,6 +77,12 @@ export const registerAudit = (program: Command): void => {
     .action(async (opts: { json?: boolean; pubkey?: string }, cmd: Command) => {
       const path = auditDbPath();
       if (!existsSync(path)) throw new AirlockError('NOT_FOUND', `no audit log at ${path}`, 'set AIRLOCK_HOME to the data dir that holds audit.db');
+      // what crashed sessions left in their raw traces belongs in the log being verified
+      if (existsSync(homeLayout().sessions)) {
+        const { recoverAndReport } = await import('./session.ts');
+        const store = new AuditStore(path);
+        try { recoverAndReport(store, homeLayout()); } finally { store.close(); }
+      }
       let pub = null;
       try { pub = loadPublicKey(opts.pubkey); } catch (e) { if (opts.pubkey) throw e; }
       const r = await verifyLogAsync(path, { publicKey: pub });

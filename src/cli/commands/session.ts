@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
-import { AirlockError } from '../../common/errors.ts';
-import { ensureHome } from '../../common/paths.ts';
+import { AirlockError, ExitCode } from '../../common/errors.ts';
+import { ensureHome, type HomeLayout } from '../../common/paths.ts';
 import { escapeForTerminal as esc } from '../../common/terminal.ts';
 import { AuditStore } from '../../audit/index.ts';
-import { Session, listSessions, type OpenSessionOptions, type SessionSummary } from '../../session/index.ts';
+import { Session, listSessions, recoverSessions, type OpenSessionOptions, type SessionSummary } from '../../session/index.ts';
 import { request, startDetached } from '../../session/daemon.ts';
 import { applyProfile } from '../../agents/index.ts';
 import { setExit } from '../main.ts';
@@ -29,6 +29,22 @@ function toOptions(o: Record<string, unknown>, command?: string[]): OpenSessionO
 }
 
 function home(): string { return ensureHome().root; }
+
+/**
+ * Records what crashed or starved sessions left behind (raw traces, a missing end) and says
+ * so on stderr; a store that still cannot take it leaves everything for the next time.
+ */
+export function recoverAndReport(store: AuditStore, layout: HomeLayout): void {
+  let rec;
+  try { rec = recoverSessions(store, layout, true); } catch (e) {
+    process.stderr.write(`${warn('airlock:', process.stderr)} could not recover crashed sessions yet: ${e instanceof Error ? e.message : String(e)}\n`);
+    return;
+  }
+  for (const r of rec) {
+    const what = [r.recovered ? `${r.recovered} event(s) recovered from its raw trace` : '', r.aborted ? 'recorded as aborted' : '', r.cgroups ? `${r.cgroups} cgroup dir(s) removed` : ''].filter(Boolean);
+    if (what.length) process.stderr.write(`${warn('airlock:', process.stderr)} session ${r.session} ended without finishing its record: ${what.join(', ')}\n`);
+  }
+}
 
 function summarize(s: SessionSummary): string {
   const st = s.state === 'stopped' ? (s.status === 0 ? ok('stopped', process.stderr) : warn(`stopped (${s.status ?? '?'})`, process.stderr)) : s.state;
@@ -69,8 +85,12 @@ export function registerSession(program: Command): void {
       if (denied.length) process.stderr.write(`${dim('airlock:', process.stderr)} blocked: ${denied.map((d) => `${esc(d.rule ?? 'unnamed')} ×${d.n}`).join(', ')}\n`);
       if (findings.n) process.stderr.write(`${warn('airlock:', process.stderr)} ${findings.n} detection finding(s) (see airlock audit show ${session.id})\n`);
       if (res.reason.startsWith('limit')) process.stderr.write(`${bad('airlock:', process.stderr)} ${res.reason}\n`);
+      if (res.recordingFailure) {
+        process.stderr.write(`${bad('airlock:', process.stderr)} Airlock could not record, so it froze and ended the agent: ${res.recordingFailure}\n`);
+        process.stderr.write(`${dim('hint:', process.stderr)} free space where AIRLOCK_HOME lives (df -h "$AIRLOCK_HOME"); what could not be recorded then is recovered by the next airlock run or \`airlock sessions\`\n`);
+      }
       process.stderr.write(`${dim('airlock:', process.stderr)} timeline: airlock audit show ${session.id}${res.result && res.result.commits.length ? `   change: airlock review list` : ''}\n`);
-      setExit(cmd, interrupted ? 130 : status);
+      setExit(cmd, res.recordingFailure ? ExitCode.CANNOT_RECORD : interrupted ? 130 : status);
     });
 
   const sess = program.command('session').description('Long-running sessions for agent frameworks that call tools one at a time');
@@ -120,7 +140,9 @@ export function registerSession(program: Command): void {
     .description('List sessions: id, command, base commit, start/end, exit status, counts of events and denials')
     .option('--json', 'machine-readable output')
     .action((o: { json?: boolean }) => {
-      const store = new AuditStore(ensureHome().auditDb);
+      const layout = ensureHome();
+      const store = new AuditStore(layout.auditDb);
+      recoverAndReport(store, layout);
       const rows = listSessions(store);
       store.close();
       if (o.json) return printJson(rows);

@@ -31,13 +31,14 @@ const tlsSchema = z.strictObject({
 export const sinkSchema = z.discriminatedUnion('type', [
   z.strictObject({
     type: z.literal('syslog'), ...common,
+    protocol: z.enum(['relp', 'tcp']).default('relp').describe('relp: RELP (rsyslog imrelp), every message acknowledged by the receiver, so nothing is counted delivered that the receiver did not take. tcp: RFC 6587 octet counting / RFC 5425 TLS, which have no acknowledgement: events are "sent, unacknowledged", and a receiver or relay that drops them after reading loses them silently.'),
     host: z.string().min(1).describe('Receiver host name or address.'),
-    port: z.number().int().min(1).max(65535).default(6514).describe('Receiver TCP port (514/601 plain, 6514 TLS).'),
-    tls: tlsSchema.optional().describe('Use TLS (RFC 5425). Absent = plain TCP (RFC 6587 octet counting).'),
+    port: z.number().int().min(1).max(65535).default(6514).describe('Receiver TCP port (tcp: 514/601 plain, 6514 TLS; relp: the imrelp port, often 2514).'),
+    tls: tlsSchema.optional().describe('Use TLS (RFC 5425 for tcp; imrelp tls="on" for relp). Absent = plain TCP.'),
     format: z.enum(['cef', 'json', 'ocsf', 'ecs']).default('cef').describe('Payload in the syslog MSG: CEF, Airlock JSON, OCSF JSON or ECS JSON.'),
     facility: z.number().int().min(0).max(23).default(13).describe('Syslog facility (13 = log audit).'),
     appName: z.string().regex(/^[!-~]{1,48}$/).default('airlock').describe('RFC 5424 APP-NAME.'),
-  }).describe('Syslog RFC 5424 over TCP with octet counting (RFC 6587) or over TLS (RFC 5425).'),
+  }).describe('Syslog RFC 5424 over RELP (acknowledged), or over TCP with octet counting (RFC 6587) / TLS (RFC 5425), unacknowledged.'),
   z.strictObject({
     type: z.literal('splunk-hec'), ...common,
     url: httpUrl.describe('HEC base URL, e.g. https://splunk:8088 (the /services/collector/event path is added).'),
