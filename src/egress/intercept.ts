@@ -1,6 +1,6 @@
 import { Agent, createServer as createHttpServer, request as httpRequest, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import { Duplex } from 'node:stream';
+import { Duplex, Readable } from 'node:stream';
 import { TLSSocket, connect as tlsConnect } from 'node:tls';
 import { decideTarget, type TargetDecision } from './decide.ts';
 import { hostMatches } from './rules.ts';
@@ -10,6 +10,7 @@ import { refuseInTunnel } from './tunnel.ts';
 import { inspectBody, decodeBody } from './dlp.ts';
 import { StreamReplacer, type Credential } from './broker.ts';
 import { outboundScanner, recordHit, textHit } from './guard.ts';
+import { upstreamVia, type Admission, type Answer } from './packages/index.ts';
 
 // Opt-in TLS interception. For an intercepted host the gateway completes the client's TLS
 // handshake itself with a leaf minted by Airlock's CA for exactly the CONNECT/SNI host,
@@ -251,12 +252,16 @@ async function onIntercepted(ctx: Ctx, c: Conn, req: IncomingMessage, res: Serve
   const honey = textHit({ ...ctx, broker: null }, `${rawUrl}\n${raw.join('\n')}`, 'url or headers');
   if (honey) { const h = recordHit(ctx, t, honey); return refuse(res, t, 403, h.rule, h.reason, undefined, true); }
   if (injected.length) t.extra.credentials = injected.map((x) => ({ name: x.name, fingerprint: x.fingerprint }));
+  const pkg = await admitPackage(ctx, c, method, url.pathname, req.headers.accept);
+  if (pkg.kind === 'deny') { if (pkg.pkg) t.extra.package = pkg.pkg; return refuse(res, t, 403, pkg.verdict.rule, pkg.verdict.reason); }
+  if (pkg.kind !== 'pass') t.extra.package = pkg.kind === 'allow' ? { ...pkg.pkg, rule: pkg.verdict.rule } : pkg.pkg;
   try { t.open(d.rule, d.reason); } catch (e) { return refuse(res, t, 503, 'builtin.audit-failed', `audit sink failed (${e instanceof Error ? e.message : e}); refused`); }
 
   const listed = new Set(String(req.headers.connection ?? '').toLowerCase().split(',').map((s) => s.trim()).filter(Boolean));
   const headers = headerMap(pairs.filter(([k]) => !HOP_BY_HOP.has(k.toLowerCase()) && !listed.has(k.toLowerCase())));
   headers.host = c.port === 443 ? c.host : hostPort(c.host, c.port);
   if (injected.length) headers['accept-encoding'] = 'identity'; // so an echoed value can be scrubbed from the response
+  if (pkg.kind === 'filter') pkg.prepare(headers); // metadata the package firewall reads whole and filters
 
   const hasBody = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) > 0 : req.headers['transfer-encoding'] !== undefined;
   const scanner = outboundScanner(ctx, { host: c.host, port: c.port, method, path: url.pathname });
@@ -359,6 +364,19 @@ async function onIntercepted(ctx: Ctx, c: Conn, req: IncomingMessage, res: Serve
   }
 
   up.on('response', (ur) => {
+    if (pkg.kind !== 'filter') { relay(ur); return; }
+    pkg.respond(ur).then((a) => {
+      if (finished) return;
+      if (a.kind === 'pass') relay(ur);
+      else if (a.kind === 'replace') relay(answerStream(a));
+      else { finished = true; refuse(res, t, 403, a.verdict.rule, a.verdict.reason); }
+    }, (e) => {
+      if (finished) return;
+      finished = true;
+      refuse(res, t, 403, 'egress.packages.unparseable', `registry answer cannot be checked (${e instanceof Error ? e.message : e}); refused`);
+    });
+  });
+  const relay = (ur: UpstreamAnswer) => {
     const scrub = injected.length && ctx.broker ? new StreamReplacer(ctx.broker.scrubPairs(injected)) : null;
     const rh: Record<string, string | string[]> = {};
     const rlisted = new Set(String(ur.headers.connection ?? '').toLowerCase().split(',').map((s) => s.trim()).filter(Boolean));
@@ -386,7 +404,23 @@ async function onIntercepted(ctx: Ctx, c: Conn, req: IncomingMessage, res: Serve
       t.finish({ status: ur.statusCode });
     });
     ur.on('error', (e) => fail(e as NodeJS.ErrnoException, e.message));
-  });
+  };
+}
+
+type UpstreamAnswer = Readable & { statusCode?: number; headers: IncomingMessage['headers'] };
+
+/** The package firewall's decision for one intercepted request (pass when it is off or not a package fetch); a firewall error is a denial. */
+async function admitPackage(ctx: Ctx, c: Conn, method: string, pathname: string, accept: string | undefined): Promise<Admission> {
+  if (!ctx.packages) return { kind: 'pass' };
+  try {
+    return await ctx.packages.admit({ host: c.host, method, pathname, accept, upstream: upstreamVia(c.agent, c.port === 443 ? c.host : hostPort(c.host, c.port), ctx.timeouts.idleMs) });
+  } catch (e) {
+    return { kind: 'deny', verdict: { action: 'deny', rule: 'egress.packages.error', reason: `package firewall failed (${e instanceof Error ? e.message : e}); refused` } };
+  }
+}
+
+function answerStream(a: Extract<Answer, { kind: 'replace' }>): UpstreamAnswer {
+  return Object.assign(Readable.from([a.body]), { statusCode: a.status, headers: a.headers });
 }
 
 function scrubText(ctx: Ctx, cs: Credential[], v: string): string {
