@@ -10,7 +10,7 @@ import { refuseInTunnel } from './tunnel.ts';
 import { inspectBody, decodeBody } from './dlp.ts';
 import { StreamReplacer, type Credential } from './broker.ts';
 import { outboundScanner, recordHit, textHit } from './guard.ts';
-import { upstreamVia, type Admission, type Answer } from './packages/index.ts';
+import { upstreamVia, packageDenial, type Admission, type Answer, type Verdict } from './packages/index.ts';
 
 // Opt-in TLS interception. For an intercepted host the gateway completes the client's TLS
 // handshake itself with a leaf minted by Airlock's CA for exactly the CONNECT/SNI host,
@@ -253,7 +253,7 @@ async function onIntercepted(ctx: Ctx, c: Conn, req: IncomingMessage, res: Serve
   if (honey) { const h = recordHit(ctx, t, honey); return refuse(res, t, 403, h.rule, h.reason, undefined, true); }
   if (injected.length) t.extra.credentials = injected.map((x) => ({ name: x.name, fingerprint: x.fingerprint }));
   const pkg = await admitPackage(ctx, c, method, url.pathname, req.headers.accept);
-  if (pkg.kind === 'deny') { if (pkg.pkg) t.extra.package = pkg.pkg; return refuse(res, t, 403, pkg.verdict.rule, pkg.verdict.reason); }
+  if (pkg.kind === 'deny') { if (pkg.pkg) t.extra.package = pkg.pkg; return refusePackage(res, t, pkg.verdict); }
   if (pkg.kind !== 'pass') t.extra.package = pkg.kind === 'allow' ? { ...pkg.pkg, rule: pkg.verdict.rule } : pkg.pkg;
   try { t.open(d.rule, d.reason); } catch (e) { return refuse(res, t, 503, 'builtin.audit-failed', `audit sink failed (${e instanceof Error ? e.message : e}); refused`); }
 
@@ -369,11 +369,11 @@ async function onIntercepted(ctx: Ctx, c: Conn, req: IncomingMessage, res: Serve
       if (finished) return;
       if (a.kind === 'pass') relay(ur);
       else if (a.kind === 'replace') relay(answerStream(a));
-      else { finished = true; refuse(res, t, 403, a.verdict.rule, a.verdict.reason); }
+      else { finished = true; refusePackage(res, t, a.verdict); }
     }, (e) => {
       if (finished) return;
       finished = true;
-      refuse(res, t, 403, 'egress.packages.unparseable', `registry answer cannot be checked (${e instanceof Error ? e.message : e}); refused`);
+      refusePackage(res, t, { action: 'deny', rule: 'egress.packages.unparseable', reason: `registry answer cannot be checked (${e instanceof Error ? e.message : e}); refused` });
     });
   });
   const relay = (ur: UpstreamAnswer) => {
@@ -405,6 +405,15 @@ async function onIntercepted(ctx: Ctx, c: Conn, req: IncomingMessage, res: Serve
     });
     ur.on('error', (e) => fail(e as NodeJS.ErrnoException, e.message));
   };
+}
+
+function refusePackage(res: ServerResponse, t: Tracked, v: Verdict): void {
+  t.status = 403;
+  t.deny(v.rule, v.reason);
+  if (res.headersSent) { res.destroy(); return; }
+  const d = packageDenial(v);
+  res.writeHead(403, d.statusMessage, d.headers);
+  res.end(d.body);
 }
 
 type UpstreamAnswer = Readable & { statusCode?: number; headers: IncomingMessage['headers'] };

@@ -35,6 +35,7 @@ hooks.network = async (s, env) => {
   const gw = await startGateway({
     ...prep.gateway,
     session: s.id, policy: s.policy.policy, grants: s.allowHosts, listen: { unixPath },
+    resolver: s.egressUpstream.resolver, tls: { ca: prep.gateway.tls.ca, upstreamCa: s.egressUpstream.upstreamCa },
     audit: (e: AuditEventInput) => { s.record(e); },
   });
   s.layerState.set('gateway', gw);

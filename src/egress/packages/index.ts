@@ -213,6 +213,21 @@ export class PackageFirewall {
   }
 }
 
+/**
+ * The 403 a client gets for a denied package: the rule and reason in the status line (pip
+ * prints the reason phrase), in a JSON body's "error" (npm prints it) and in headers.
+ */
+export function packageDenial(v: Verdict): { statusMessage: string; headers: Record<string, string>; body: string } {
+  const text = `airlock egress: denied by ${v.rule}: ${v.reason}`;
+  const ascii = (s: string, n: number) => s.replace(/[^\x20-\x7e]/g, '?').slice(0, n);
+  const body = `${JSON.stringify({ error: text, rule: v.rule, reason: v.reason })}\n`;
+  return {
+    statusMessage: ascii(`Forbidden by ${v.rule}: ${v.reason}`, 400),
+    headers: { 'content-type': 'application/json; charset=utf-8', 'x-airlock-rule': ascii(v.rule, 200), 'x-airlock-reason': ascii(v.reason, 512), 'content-length': String(Buffer.byteLength(body)), 'cache-control': 'no-store' },
+    body,
+  };
+}
+
 function replace(ur: IncomingMessage, contentType: string, body: string): Extract<Answer, { kind: 'replace' }> {
   const headers: Record<string, string | string[]> = {};
   for (const [k, v] of Object.entries(ur.headers)) if (v !== undefined && !DROP_RESPONSE.has(k)) headers[k] = v;
