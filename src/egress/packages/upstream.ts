@@ -16,7 +16,7 @@ export function readBody(res: IncomingMessage, max: number): Promise<Buffer> {
     let n = 0;
     res.on('data', (b: Buffer) => {
       n += b.length;
-      if (n > max) { res.destroy(); reject(new TooLarge(`larger than ${max} bytes`)); return; }
+      if (n > max) { reject(new TooLarge(`larger than ${max} bytes`)); res.destroy(); return; } // reject first: destroy emits 'aborted' at once
       chunks.push(b);
     });
     res.on('end', () => {
