@@ -3,17 +3,17 @@
 // curl: a registry answering something that cannot be parsed, or too much, is refused.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { policySchema, type PolicyInput } from '../../src/policy/index.ts';
 import { mergePolicies } from '../../src/policy/merge.ts';
-import { loadOrCreateCa } from '../../src/egress/index.ts';
+import { loadOrCreateCa, systemResolver } from '../../src/egress/index.ts';
 import { PackageRules, loadMaliciousLists } from '../../src/egress/packages/index.ts';
 import { classifyNpm, filterPackument } from '../../src/egress/packages/npm.ts';
 import { distOfFilename, filterIndex, parseIndex, prefersJson } from '../../src/egress/packages/pypi.ts';
 import { AirlockError } from '../../src/common/errors.ts';
-import { curl, gateway, requests } from './helpers.ts';
+import { curl, gateway, requests, run } from './helpers.ts';
 import { testPki, httpsServer } from './pki.ts';
 
 const NOW = Date.parse('2026-12-01T00:00:00Z');
@@ -234,4 +234,32 @@ test('with mode: off the registry is a plain tunnel again (nothing decided, noth
     assert.equal(r.status, 200);
     assert.equal(r.body, 'not json');
   } finally { await g.gw.close(); await up.close(); }
+});
+
+test('the real npm registry through the firewall, when this machine reaches it: install passes, a denied range is filtered', async (t) => {
+  const probe = await run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '8', 'https://registry.npmjs.org/is-number']);
+  if (probe.code !== 0 || probe.stdout !== '200') {
+    const why = `registry.npmjs.org not reachable from this machine (${probe.stderr.trim() || probe.stdout})`;
+    process.stdout.write(`# skipped: ${why}\n`);
+    t.skip(why);
+    return;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'airlock-pkg-real-'));
+  const ca = await loadOrCreateCa({ keysDir: join(dir, 'keys') });
+  writeFileSync(join(dir, 'ca.pem'), ca.certPem);
+  const g = await gateway({
+    presets: ['npm'], allowCidrs: [{ id: 'registry-net', cidr: '203.0.113.0/24', ports: [443] }],
+    packages: { deny: [{ id: 'no-7', ecosystem: 'npm', name: 'is-number', versions: '>=7' }] },
+  }, { resolver: systemResolver(), tls: { ca } });
+  try {
+    const proj = join(dir, 'p'); mkdirSync(proj);
+    writeFileSync(join(proj, 'package.json'), JSON.stringify({ name: 'p', version: '1.0.0', private: true }));
+    const npm = (spec: string) => run('npm', ['install', spec, '--registry=https://registry.npmjs.org/', `--proxy=${g.url}`, `--https-proxy=${g.url}`, `--cafile=${join(dir, 'ca.pem')}`, '--no-audit', '--no-fund', '--fetch-retries=0', '--cache', join(dir, 'cache'), '--userconfig', join(dir, 'npmrc')], { cwd: proj, timeout: 120_000 });
+    const r = await npm('is-number');
+    assert.equal(r.code, 0, r.stderr);
+    const v = (JSON.parse(readFileSync(join(proj, 'node_modules', 'is-number', 'package.json'), 'utf8')) as { version: string }).version;
+    assert.match(v, /^6\./, 'latest (7.x) was filtered: the newest allowed version installed');
+    const ev = g.events.find((e) => e.type === 'egress.package');
+    assert.equal(ev?.rule, 'egress.packages.deny.no-7');
+  } finally { await g.gw.close(); }
 });
