@@ -13,7 +13,7 @@ import { PackageRules, loadMaliciousLists } from '../../src/egress/packages/inde
 import { classifyNpm, filterPackument } from '../../src/egress/packages/npm.ts';
 import { distOfFilename, filterIndex, parseIndex, prefersJson } from '../../src/egress/packages/pypi.ts';
 import { AirlockError } from '../../src/common/errors.ts';
-import { curl, gateway, requests, run } from './helpers.ts';
+import { curl, gateway, realRegistryReachable, requests, run } from './helpers.ts';
 import { testPki, httpsServer } from './pki.ts';
 
 const NOW = Date.parse('2026-12-01T00:00:00Z');
@@ -237,13 +237,7 @@ test('with mode: off the registry is a plain tunnel again (nothing decided, noth
 });
 
 test('the real npm registry through the firewall, when this machine reaches it: install passes, a denied range is filtered', async (t) => {
-  const probe = await run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '8', 'https://registry.npmjs.org/is-number']);
-  if (probe.code !== 0 || probe.stdout !== '200') {
-    const why = `registry.npmjs.org not reachable from this machine (${probe.stderr.trim() || probe.stdout})`;
-    process.stdout.write(`# skipped: ${why}\n`);
-    t.skip(why);
-    return;
-  }
+  if (!await realRegistryReachable(t)) return;
   const dir = mkdtempSync(join(tmpdir(), 'airlock-pkg-real-'));
   const ca = await loadOrCreateCa({ keysDir: join(dir, 'keys') });
   writeFileSync(join(dir, 'ca.pem'), ca.certPem);
