@@ -252,7 +252,7 @@ async function onIntercepted(ctx: Ctx, c: Conn, req: IncomingMessage, res: Serve
   const honey = textHit({ ...ctx, broker: null }, `${rawUrl}\n${raw.join('\n')}`, 'url or headers');
   if (honey) { const h = recordHit(ctx, t, honey); return refuse(res, t, 403, h.rule, h.reason, undefined, true); }
   if (injected.length) t.extra.credentials = injected.map((x) => ({ name: x.name, fingerprint: x.fingerprint }));
-  const pkg = await admitPackage(ctx, c, method, url.pathname, req.headers.accept);
+  const pkg = await admitPackage(ctx, c, method, rawUrl, url.pathname, req.headers.accept);
   if (pkg.kind === 'deny') { if (pkg.pkg) t.extra.package = pkg.pkg; return refusePackage(res, t, pkg.verdict); }
   if (pkg.kind !== 'pass') t.extra.package = pkg.kind === 'allow' ? { ...pkg.pkg, rule: pkg.verdict.rule } : pkg.pkg;
   try { t.open(d.rule, d.reason); } catch (e) { return refuse(res, t, 503, 'builtin.audit-failed', `audit sink failed (${e instanceof Error ? e.message : e}); refused`); }
@@ -419,9 +419,13 @@ function refusePackage(res: ServerResponse, t: Tracked, v: Verdict): void {
 type UpstreamAnswer = Readable & { statusCode?: number; headers: IncomingMessage['headers'] };
 
 /** The package firewall's decision for one intercepted request (pass when it is off or not a package fetch); a firewall error is a denial. */
-async function admitPackage(ctx: Ctx, c: Conn, method: string, pathname: string, accept: string | undefined): Promise<Admission> {
+async function admitPackage(ctx: Ctx, c: Conn, method: string, rawUrl: string, pathname: string, accept: string | undefined): Promise<Admission> {
   if (!ctx.packages) return { kind: 'pass' };
   try {
+    // the upstream gets the raw target: it must be the path that is decided (no dot segments, no re-encoding)
+    if (ctx.packages.covers(c.host) && rawUrl.split('?')[0] !== pathname) {
+      return { kind: 'deny', verdict: { action: 'deny', rule: 'egress.packages.unrecognized', reason: 'ambiguous registry path (dot segments or characters the URL parser re-encodes); refused' } };
+    }
     return await ctx.packages.admit({ host: c.host, method, pathname, accept, upstream: upstreamVia(c.agent, c.port === 443 ? c.host : hostPort(c.host, c.port), ctx.timeouts.idleMs) });
   } catch (e) {
     return { kind: 'deny', verdict: { action: 'deny', rule: 'egress.packages.error', reason: `package firewall failed (${e instanceof Error ? e.message : e}); refused` } };

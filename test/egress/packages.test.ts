@@ -197,7 +197,7 @@ async function fixture(answer: (res: import('node:http').ServerResponse) => void
   const caFile = join(dir, 'ca.pem');
   writeFileSync(caFile, ca.certPem);
   const get = (path: string) => curl(['-x', g.url, '--cacert', caFile, `https://registry.npmjs.org:${up.port}${path}`]);
-  return { g, up, get, close: async () => { await g.gw.close(); await up.close(); } };
+  return { g, up, get, dir, close: async () => { await g.gw.close(); await up.close(); } };
 }
 
 test('fail closed through the gateway: metadata that is not JSON, too large, or the wrong package is refused with the rule', async () => {
@@ -256,4 +256,16 @@ test('the real npm registry through the firewall, when this machine reaches it: 
     const ev = g.events.find((e) => e.type === 'egress.package');
     assert.equal(ev?.rule, 'egress.packages.deny.no-7');
   } finally { await g.gw.close(); }
+});
+
+test('a registry path that is not the one decided (dot segments, re-encoded characters) is refused, never forwarded', async () => {
+  const f = await fixture((res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end(JSON.stringify({ name: 'safe-lib', versions: {} })); }, { deny: [{ ecosystem: 'npm', name: 'evil-pkg' }] });
+  try {
+    for (const p of ['/evil-pkg/../safe-lib', '/safe-lib/./x/..', '/safe-lib/%2e%2e/evil-pkg', '/evil-pkg/-/evil-pkg-1.0.0.tgz/../../../safe-lib']) {
+      const r = await curl(['-x', f.g.url, '--path-as-is', '--cacert', join(f.dir, 'ca.pem'), `https://registry.npmjs.org:${f.up.port}${p}`]);
+      assert.equal(r.status, 403, p);
+      assert.match(r.headers['x-airlock-rule'] ?? '', /^egress\.packages\.(unrecognized|deny\[0\])$/, p);
+    }
+    assert.equal(f.up.seen.length, 0, 'nothing reached the registry');
+  } finally { await f.close(); }
 });

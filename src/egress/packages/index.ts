@@ -74,6 +74,9 @@ export class PackageFirewall {
   /** Hosts the gateway must intercept for the firewall to see their requests. */
   get intercept(): HostPattern[] { return [...this.npmHosts, ...this.indexHosts, ...this.fileHosts]; }
 
+  /** Is this host one of the registries the firewall decides? */
+  covers(host: string): boolean { return this.intercept.some((p) => hostMatches(p, host)); }
+
   /** Decides one intercepted request; `pass` for hosts and paths that are not package fetches. */
   async admit(q: PackageQuery): Promise<Admission> {
     const on = (ps: HostPattern[]) => ps.some((p) => hostMatches(p, q.host));
