@@ -10,7 +10,7 @@ import { refuseInTunnel } from './tunnel.ts';
 import { inspectBody, decodeBody } from './dlp.ts';
 import { StreamReplacer, type Credential } from './broker.ts';
 import { outboundScanner, recordHit, textHit } from './guard.ts';
-import { upstreamVia, packageDenial, type Admission, type Answer, type Verdict } from './packages/index.ts';
+import { upstreamVia, upstreamAt, packageDenial, type Admission, type Answer, type Verdict } from './packages/index.ts';
 
 // Opt-in TLS interception. For an intercepted host the gateway completes the client's TLS
 // handshake itself with a leaf minted by Airlock's CA for exactly the CONNECT/SNI host,
@@ -426,7 +426,11 @@ async function admitPackage(ctx: Ctx, c: Conn, method: string, rawUrl: string, p
     if (ctx.packages.covers(c.host) && rawUrl.split('?')[0] !== pathname) {
       return { kind: 'deny', verdict: { action: 'deny', rule: 'egress.packages.unrecognized', reason: 'ambiguous registry path (dot segments or characters the URL parser re-encodes); refused' } };
     }
-    return await ctx.packages.admit({ host: c.host, method, pathname, accept, upstream: upstreamVia(c.agent, c.port === 443 ? c.host : hostPort(c.host, c.port), ctx.timeouts.idleMs) });
+    return await ctx.packages.admit({
+      host: c.host, method, pathname, accept,
+      upstream: upstreamVia(c.agent, c.port === 443 ? c.host : hostPort(c.host, c.port), ctx.timeouts.idleMs),
+      upstreamAt: (host) => upstreamAt(ctx, host, c.port),
+    });
   } catch (e) {
     return { kind: 'deny', verdict: { action: 'deny', rule: 'egress.packages.error', reason: `package firewall failed (${e instanceof Error ? e.message : e}); refused` } };
   }

@@ -234,6 +234,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
         hosts: ctx.intercept.map((p) => (p.wildcard ? `*.${p.host}` : p.host)), dlp: ctx.dlp.mode,
         credentials: ctx.broker?.describe() ?? [], knownSecrets: ctx.dlp.known.length + ctx.dlp.fingerprints.size,
       },
+      packages: packages?.describe() ?? { mode: 'off' },
     },
   });
   rules.grants.forEach((g, i) => o.audit({

@@ -89,6 +89,8 @@ describe('package firewall: npm install inside a sandbox against verdaccio', () 
     const denied = events('egress.request').filter((e) => e.rule === 'egress.packages.malicious');
     assert.ok(denied.length > 0 && denied.every((e) => e.decision === 'deny'));
     assert.equal((denied[0]!.data as { package: { name: string } }).package.name, 'evil-pkg');
+    const start = events('egress.gateway.start')[0]?.data as { packages: { mode: string; maliciousEntries: number; minimumReleaseAgeHours: number } };
+    assert.deepEqual([start.packages.mode, start.packages.maliciousEntries, start.packages.minimumReleaseAgeHours], ['enforce', 1, 48], 'the start record says how the firewall is set');
   });
 
   it('a typosquat of a popular name is refused', async () => {

@@ -41,6 +41,7 @@ describe('package firewall: pip install inside a sandbox against a simple index'
       buildWheel(dir, 'safe-py', '1.0', old), buildWheel(dir, 'safe-py', '1.1', new Date()),
       buildWheel(dir, 'pinned-py', '2.0.0', old), buildWheel(dir, 'pinned-py', '2.0.1', old),
       buildWheel(dir, 'evil-py', '0.1', old), buildWheel(dir, 'reqeusts', '2.31.0', old),
+      buildWheel(dir, 'direct-py', '1.0', old), buildWheel(dir, 'direct-py', '1.1', new Date()),
     ];
     let port = 0;
     index = await simpleIndex(await pki.leaf(['pypi.org', 'files.pythonhosted.org']), wheels, () => `https://files.pythonhosted.org:${port}`);
@@ -121,5 +122,16 @@ describe('package firewall: pip install inside a sandbox against a simple index'
     const ok = await pip('lock-ok', ['pinned-py==2.0.0']);
     assert.equal(ok.status, 0, ok.out);
     assert.equal(await installedVersion('lock-ok', 'pinned_py'), '2.0.0');
+  });
+
+  it('a file fetched by URL without its index page: the gateway reads the upload time from the index itself', async () => {
+    const young = await pip('direct-young', [`${files}/direct_py-1.1-py3-none-any.whl`]);
+    assert.notEqual(young.status, 0, young.out);
+    assert.match(young.out, /egress\.packages\.minimumReleaseAgeHours/, young.out);
+    const oldEnough = await pip('direct-old', [`${files}/direct_py-1.0-py3-none-any.whl`]);
+    assert.equal(oldEnough.status, 0, oldEnough.out);
+    assert.equal(await installedVersion('direct-old', 'direct_py'), '1.0');
+    assert.ok(index.seen.some((s) => s.startsWith('pypi.org:') && s.endsWith('/simple/direct-py/')), 'the index page was read by the gateway');
+    assert.ok(!index.seen.some((s) => s.endsWith('direct_py-1.1-py3-none-any.whl')), 'the young file never left the registry');
   });
 });

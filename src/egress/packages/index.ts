@@ -5,7 +5,7 @@ import { hostMatches, hostPatternOf, type HostPattern } from '../rules.ts';
 import { PackageRules, type Verdict } from './policy.ts';
 import { loadMaliciousLists } from './osv.ts';
 import { CORGI, classifyNpm, filterPackument, decideManifest, publishTimes, type DeniedVersion } from './npm.ts';
-import { UPSTREAM_ACCEPT, classifyIndex, distOfFilename, filterIndex, parseIndex, prefersJson } from './pypi.ts';
+import { UPSTREAM_ACCEPT, classifyIndex, distOfFilename, filterIndex, parseIndex, prefersJson, uploadsOf, type Upload } from './pypi.ts';
 import { readBody, TooLarge, type Upstream } from './upstream.ts';
 import type { Ecosystem } from './versions.ts';
 
@@ -17,11 +17,17 @@ import type { Ecosystem } from './versions.ts';
 
 export { PackageRules, type Verdict } from './policy.ts';
 export { loadMaliciousLists, maliciousMatch } from './osv.ts';
-export { upstreamVia, type Upstream } from './upstream.ts';
+export { upstreamVia, upstreamAt, type Upstream } from './upstream.ts';
 
 export interface PackageRef { ecosystem: Ecosystem; name: string; version?: string; kind: string; filtered?: { version: string; rule: string }[]; filteredCount?: number }
 
-export interface PackageQuery { host: string; method: string; pathname: string; accept: string | undefined; upstream: Upstream }
+export interface PackageQuery {
+  host: string; method: string; pathname: string; accept: string | undefined;
+  /** The same upstream the request goes to. */
+  upstream: Upstream;
+  /** Another registry host on the same port (a PyPI index for a file host). */
+  upstreamAt(host: string): Upstream;
+}
 
 /** A replacement response; `pass` relays the upstream answer untouched (non-200s carry no package data). */
 export type Answer = { kind: 'deny'; verdict: Verdict } | { kind: 'replace'; status: number; headers: Record<string, string | string[]>; body: Buffer } | { kind: 'pass' };
@@ -55,16 +61,19 @@ export class PackageFirewall {
   /** npm publish times by package (from packuments seen or looked up this session). */
   private readonly npmTimes = new Map<string, Map<string, number>>();
   /** PyPI files seen in index pages this session: project, version, upload time. */
-  private readonly pypiFiles = new Map<string, { name: string; version: string; uploaded: number | null }>();
+  private readonly pypiFiles = new Map<string, Upload>();
 
   /** null when egress.packages.mode is off. Throws AirlockError when a malicious-list file is unusable. */
   static create(p: PackagesPolicy, record: (e: AuditEventInput) => void, session: string, now?: () => number): PackageFirewall | null {
     if (p.mode === 'off') return null;
-    return new PackageFirewall(p, new PackageRules(p, loadMaliciousLists(p.malicious), now), record, session);
+    const malicious = loadMaliciousLists(p.malicious);
+    return new PackageFirewall(p, new PackageRules(p, malicious, now), record, session, malicious.length);
   }
 
-  private constructor(p: PackagesPolicy, rules: PackageRules, record: (e: AuditEventInput) => void, session: string) {
-    this.p = p; this.rules = rules; this.record = record; this.session = session;
+  private readonly maliciousCount: number;
+
+  private constructor(p: PackagesPolicy, rules: PackageRules, record: (e: AuditEventInput) => void, session: string, maliciousCount: number) {
+    this.p = p; this.rules = rules; this.record = record; this.session = session; this.maliciousCount = maliciousCount;
     const hosts = (xs: string[], key: string) => xs.map((h, i) => hostPatternOf(h, `egress.packages.${key}[${i}]`));
     this.npmHosts = hosts(p.npmRegistries, 'npmRegistries');
     this.indexHosts = hosts(p.pypiIndexes, 'pypiIndexes');
@@ -73,6 +82,15 @@ export class PackageFirewall {
 
   /** Hosts the gateway must intercept for the firewall to see their requests. */
   get intercept(): HostPattern[] { return [...this.npmHosts, ...this.indexHosts, ...this.fileHosts]; }
+
+  /** What the gateway start record says about the firewall. */
+  describe(): Record<string, unknown> {
+    const p = this.p;
+    return {
+      mode: p.mode, npmRegistries: p.npmRegistries, pypiIndexes: p.pypiIndexes, pypiFiles: p.pypiFiles, denyRules: p.deny.length, allowRules: p.allow.length,
+      unlisted: p.unlisted, minimumReleaseAgeHours: p.minimumReleaseAgeHours, typosquat: p.typosquat.mode, maliciousFiles: p.malicious, maliciousEntries: this.maliciousCount,
+    };
+  }
 
   /** Is this host one of the registries the firewall decides? */
   covers(host: string): boolean { return this.intercept.some((p) => hostMatches(p, host)); }
@@ -155,15 +173,33 @@ export class PackageFirewall {
     };
   }
 
-  private pypiFile(q: PackageQuery, read: boolean): Admission {
-    const file = lastSegment(q.pathname);
+  private async pypiFile(q: PackageQuery, read: boolean): Promise<Admission> {
+    const file = lastSegment(q.pathname).replace(/\.metadata$/, '');
     if (!read) return deny(`${R}.mode`, `only reads (GET, HEAD) of packages pass the package firewall; ${q.method} refused`);
-    const seen = this.pypiFiles.get(file.replace(/\.metadata$/, ''));
+    let seen = this.pypiFiles.get(file);
     const dist = seen ?? distOfFilename(file);
     if (!dist) return deny(`${R}.unrecognized`, `${JSON.stringify(file.slice(0, 100))} is not a Python distribution file name; refused (the package firewall decides every file)`);
     const pkg: PackageRef = { ecosystem: 'pypi', name: dist.name, version: dist.version, kind: 'file' };
+    const whole = this.rules.decideName('pypi', dist.name);
+    if (whole) return { kind: 'deny', verdict: whole, pkg };
+    if (this.ageMatters && !seen) seen = await this.pypiLookup(q, dist.name, file);
     const v = this.rules.decideVersion('pypi', dist.name, dist.version, this.ageMatters ? seen?.uploaded ?? null : undefined);
     return v.action === 'deny' ? { kind: 'deny', verdict: v, pkg } : { kind: 'allow', verdict: v, pkg };
+  }
+
+  /** A file fetched by URL: its upload time from the project's index page on the first index host that answers. */
+  private async pypiLookup(q: PackageQuery, project: string, file: string): Promise<Upload | undefined> {
+    for (const h of this.indexHosts.filter((p) => !p.wildcard).slice(0, 3)) {
+      try {
+        const r = await q.upstreamAt(h.host).get(`/simple/${encodeURIComponent(project.toLowerCase().replace(/[-_.]+/g, '-'))}/`, UPSTREAM_ACCEPT, this.p.maxMetadataBytes);
+        if (r.status !== 200) continue;
+        const uploads = uploadsOf(parseIndex(r.body, String(r.headers['content-type'] ?? '')), project);
+        for (const [name, u] of uploads) boundedSet(this.pypiFiles, name, u);
+        const hit = uploads.get(file);
+        if (hit) return hit;
+      } catch { /* next index; none: the time stays unknown (refused) */ }
+    }
+    return undefined;
   }
 
   private get ageMatters(): boolean { return this.rules.minimumAgeHours > 0; }

@@ -83,7 +83,7 @@ export class PackageRules {
     if (!a && this.p.unlisted === 'deny') return deny(`${R}.unlisted`, `${what} is outside every approved range (egress.packages.allow) and unlisted versions are denied`);
     const minAge = this.p.minimumReleaseAgeHours;
     if (minAge > 0 && published !== undefined) {
-      if (published === null || !Number.isFinite(published)) return deny(`${R}.minimumReleaseAgeHours`, `${what}: its publish time is unknown (the registry's metadata gives none, or a PyPI file was fetched without its index page this session), so its age (minimum ${minAge} h) cannot be checked`);
+      if (published === null || !Number.isFinite(published)) return deny(`${R}.minimumReleaseAgeHours`, `${what}: its publish time is unknown (the registry's metadata gives none), so its age (minimum ${minAge} h) cannot be checked`);
       const ageH = (this.now() - published) / HOUR;
       if (ageH < minAge) return deny(`${R}.minimumReleaseAgeHours`, `${what} was published ${new Date(published).toISOString()} (${ageH.toFixed(1)} h ago), less than the minimum release age of ${minAge} h`);
     }

@@ -104,7 +104,21 @@ function jsonToAttrs(f: IndexFile): Record<string, string> {
   return out;
 }
 
-export interface PypiFiltered { body: string; contentType: string; denied: DeniedVersion[]; kept: number; uploads: Map<string, { name: string; version: string; uploaded: number | null }> }
+export interface Upload { name: string; version: string; uploaded: number | null }
+
+/** Every file of the project on an index page with its version and upload time (PEP 700; null when absent). */
+export function uploadsOf(parsed: ParsedIndex, project: string): Map<string, Upload> {
+  const out = new Map<string, Upload>();
+  for (const f of parsed.files) {
+    const dist = distOfFilename(f.filename);
+    if (!dist || normPackageName('pypi', dist.name) !== normPackageName('pypi', project)) continue;
+    const t = typeof f.json?.['upload-time'] === 'string' ? Date.parse(f.json['upload-time'] as string) : NaN;
+    out.set(f.filename, { name: project, version: dist.version, uploaded: Number.isFinite(t) ? t : null });
+  }
+  return out;
+}
+
+export interface PypiFiltered { body: string; contentType: string; denied: DeniedVersion[]; kept: number; uploads: Map<string, Upload> }
 
 /**
  * Removes the files of denied versions from an index page and answers in the format the
@@ -113,20 +127,19 @@ export interface PypiFiltered { body: string; contentType: string; denied: Denie
 export function filterIndex(parsed: ParsedIndex, project: string, rules: PackageRules, wantJson: boolean): PypiFiltered {
   const denied = new Map<string, DeniedVersion>();
   const kept: IndexFile[] = [];
-  const uploads = new Map<string, { name: string; version: string; uploaded: number | null }>();
+  const all = uploadsOf(parsed, project);
+  const uploads = new Map<string, Upload>();
   const ageMatters = rules.minimumAgeHours > 0;
   for (const f of parsed.files) {
-    const dist = distOfFilename(f.filename);
-    if (!dist || normPackageName('pypi', dist.name) !== normPackageName('pypi', project)) {
+    const u = all.get(f.filename);
+    if (!u) {
       denied.set(f.filename, { version: f.filename, rule: 'egress.packages.unrecognized', reason: `file ${JSON.stringify(f.filename.slice(0, 100))} does not name a version of ${project}` });
       continue;
     }
-    const t = typeof f.json?.['upload-time'] === 'string' ? Date.parse(f.json['upload-time'] as string) : NaN;
-    const uploaded = Number.isFinite(t) ? t : null;
-    const d = rules.decideVersion('pypi', project, dist.version, ageMatters ? uploaded : undefined);
-    if (d.action === 'deny') { if (!denied.has(dist.version)) denied.set(dist.version, { version: dist.version, rule: d.rule, reason: d.reason }); continue; }
+    const d = rules.decideVersion('pypi', project, u.version, ageMatters ? u.uploaded : undefined);
+    if (d.action === 'deny') { if (!denied.has(u.version)) denied.set(u.version, { version: u.version, rule: d.rule, reason: d.reason }); continue; }
     kept.push(f);
-    uploads.set(f.filename, { name: project, version: dist.version, uploaded });
+    uploads.set(f.filename, u);
   }
   let body: string;
   if (wantJson) {

@@ -47,7 +47,7 @@ export const packagesSchema = z.strictObject({
   unlisted: merge(z.enum(['allow', 'deny']).default('allow')
     .describe('What happens to a package no allow rule names: allow (subject to the other checks) or deny (an allowlist of approved dependencies). deny wins.'), { stricter: ['deny', 'allow'] }),
   minimumReleaseAgeHours: merge(z.number().min(0).max(24 * 3650).default(0)
-    .describe('A version published less than this many hours ago (npm "time", PyPI "upload-time" from the registry\'s own metadata) is refused; so is a version whose publish time is unknown (the registry gives none; a PyPI file fetched by URL without its index page this session). 0: no minimum. The larger wins.'), 'max'),
+    .describe('A version published less than this many hours ago (npm "time", PyPI "upload-time" from the registry\'s own metadata) is refused; so is a version whose publish time is unknown (the registry\'s metadata gives none). 0: no minimum. The larger wins.'), 'max'),
   typosquat: typosquatSchema.prefault({}),
   malicious: merge(z.array(z.string().min(2).max(4096).startsWith('/', 'an absolute path on the host')).default([])
     .describe('Files of known-malicious (or otherwise banned) package versions the organisation maintains, in OSV JSON (one record, an array, or {"vulns": [...]}; ecosystems npm and PyPI; affected versions, SEMVER/ECOSYSTEM ranges, or none for every version). Read on the host when the gateway starts; an unreadable or malformed file stops the session. Only the org policy may set this (a repo policy must not name host files).'), 'org'),
