@@ -234,6 +234,8 @@ export class PackageFirewall {
   }
 
   private filtered(pkg: PackageRef, denied: DeniedVersion[], kept: number, ur: IncomingMessage, contentType: string, body: string): Answer {
+    // versions come from the registry's document: bounded before they reach the audit log
+    denied = denied.map((d) => ({ version: d.version.slice(0, 100), rule: d.rule, reason: d.reason.slice(0, 300) }));
     if (denied.length) {
       pkg.filtered = denied.slice(0, 50).map((d) => ({ version: d.version, rule: d.rule }));
       pkg.filteredCount = denied.length;
