@@ -15,6 +15,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 pkgs=(bubblewrap strace util-linux iproute2 git socat ca-certificates curl procps gcc libc6-dev)
 if [ "$WANT_TEST_DEPS" = 1 ]; then
   pkgs+=(rsyslog rsyslog-gnutls rsyslog-relp gnutls-bin nftables squid-openssl dnsmasq-base openssl python3 time psmisc)
+  pkgs+=(python3-pip) # the package firewall tests run the real pip inside a sandbox
   pkgs+=(sqlite3) # audit tamper tests edit the database with the sqlite3 CLI
 fi
 missing=()

@@ -9,6 +9,7 @@ import type { DlpConfig } from './dlp.ts';
 import type { GatewayCa } from './tls/ca.ts';
 import type { Honeytoken } from '../secrets/index.ts';
 import type { TunnelRelay } from './relay/index.ts';
+import type { PackageFirewall } from './packages/index.ts';
 
 // What every protocol handler of one gateway shares. One per gateway (= per session):
 // no module-level state, so one process can run many sessions with different policies.
@@ -59,6 +60,8 @@ export interface Ctx {
   interceptServer: import('node:http').Server | null;
   /** The native download relay thread for tunnels; null: tunnels relay in Node (relayMode() says why). */
   relay: TunnelRelay | null;
+  /** The package firewall on intercepted npm/PyPI hosts (egress.packages); null when off. */
+  packages: PackageFirewall | null;
 }
 
 export type Protocol = 'http' | 'connect' | 'socks5' | 'transparent-http' | 'transparent-tls' | 'tunnel-http' | 'host-loopback' | 'intercepted' | 'unknown';

@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Tracked, Ctx } from './context.ts';
 import type { Credential, Hit, NeedleScanner } from './broker.ts';
@@ -72,7 +73,7 @@ export function isEncoded(encoding: string | undefined): boolean {
 }
 
 /** Reads a whole body, at most `max` bytes kept; `count` may refuse each chunk (upload budget). */
-export function readWhole(req: IncomingMessage, max: number, count: (n: number) => boolean): Promise<{ ok: true; body: Buffer; over: boolean } | { ok: false }> {
+export function readWhole(req: Readable & { complete?: boolean }, max: number, count: (n: number) => boolean): Promise<{ ok: true; body: Buffer; over: boolean } | { ok: false }> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let n = 0;
@@ -126,7 +127,10 @@ function noteReflections(ctx: Ctx, t: Tracked, s: ReflectionScrubber): void {
  * encoded body is read whole (bounded), decoded and scrubbed (sent without
  * Content-Encoding), or refused when it cannot be decoded.
  */
-export function relayResponse(ctx: Ctx, t: Tracked, method: string, ur: IncomingMessage, res: ServerResponse, injected: readonly Credential[], hooks: ResponseHooks): void {
+/** An upstream response, or a body the gateway made itself (a filtered registry document). */
+export type UpstreamAnswer = Readable & { statusCode?: number; headers: IncomingMessage['headers'] };
+
+export function relayResponse(ctx: Ctx, t: Tracked, method: string, ur: UpstreamAnswer, res: ServerResponse, injected: readonly Credential[], hooks: ResponseHooks): void {
   const scrub = injected.length ? new ReflectionScrubber(injected) : null;
   const rh = forwardHeaders(ur.headers, scrub ? (v) => scrub.text(v) : undefined);
   const noBody = method === 'HEAD' || ur.statusCode === 204 || ur.statusCode === 304;

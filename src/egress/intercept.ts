@@ -1,6 +1,6 @@
 import { Agent, createServer as createHttpServer, request as httpRequest, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import { Duplex } from 'node:stream';
+import { Duplex, Readable } from 'node:stream';
 import { TLSSocket, connect as tlsConnect } from 'node:tls';
 import { decideTarget, type TargetDecision } from './decide.ts';
 import { hostMatches } from './rules.ts';
@@ -12,7 +12,8 @@ import type { Credential } from './broker.ts';
 import { outboundScanner, recordHit, requestText, textHit } from './guard.ts';
 import { requestPath, type RequestPath } from './path.ts';
 import { textViews } from './views.ts';
-import { duplicatedHeader, headerObject, headerSafe, isEncoded, readWhole, refuse, relayResponse, scanWholeBody } from './exchange.ts';
+import { duplicatedHeader, headerObject, headerSafe, isEncoded, readWhole, refuse, relayResponse, scanWholeBody, type UpstreamAnswer } from './exchange.ts';
+import { upstreamVia, upstreamAt, packageDenial, type Admission, type Answer, type Verdict } from './packages/index.ts';
 
 // Opt-in TLS interception. For an intercepted host the gateway completes the client's TLS
 // handshake itself with a leaf minted by Airlock's CA for exactly the CONNECT/SNI host,
@@ -227,11 +228,16 @@ async function onIntercepted(ctx: Ctx, c: Conn, req: IncomingMessage, res: Serve
   // with DLP off a model API body streams like any other (buffering it would only cap it)
   const dlpHere = ctx.dlp.mode !== 'off' && isModelApi(ctx, c.host);
   if (dlpHere && !(await headOk(ctx, t, res, c, method, rp.match, head))) return;
+  // the package firewall decides on the path the upstream will receive
+  const pkg = await admitPackage(ctx, c, method, rp.forward, new URL(rp.forward, 'https://registry.invalid').pathname, req.headers.accept);
+  if (pkg.kind === 'deny') { if (pkg.pkg) t.extra.package = pkg.pkg; return refusePackage(res, t, pkg.verdict); }
+  if (pkg.kind !== 'pass') t.extra.package = pkg.kind === 'allow' ? { ...pkg.pkg, rule: pkg.verdict.rule } : pkg.pkg;
   try { t.open(d.rule, d.reason); } catch (e) { return refuse(res, t, 503, 'builtin.audit-failed', `audit sink failed (${e instanceof Error ? e.message : e}); refused`); }
 
   const headers = headerObject(pairs, req.headers.connection);
   headers.host = c.port === 443 ? c.host : hostPort(c.host, c.port);
   if (injected.length) headers['accept-encoding'] = 'identity'; // so an echoed value can be scrubbed from the response
+  if (pkg.kind === 'filter') pkg.prepare(headers); // metadata the package firewall reads whole and filters
 
   const hasBody = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) > 0 : req.headers['transfer-encoding'] !== undefined;
   const scanner = outboundScanner(ctx, { host: c.host, port: c.port, method, path: rp.match });
@@ -306,10 +312,55 @@ async function onIntercepted(ctx: Ctx, c: Conn, req: IncomingMessage, res: Serve
     up.end();
   }
 
-  up.on('response', (ur) => relayResponse(ctx, t, method, ur, res, injected, {
+  up.on('response', (ur) => {
+    if (pkg.kind !== 'filter') { relay(ur); return; }
+    pkg.respond(ur).then((a) => {
+      if (finished) return;
+      if (a.kind === 'pass') relay(ur);
+      else if (a.kind === 'replace') relay(answerStream(a));
+      else { finished = true; refusePackage(res, t, a.verdict); }
+    }, (e) => {
+      if (finished) return;
+      finished = true;
+      refusePackage(res, t, { action: 'deny', rule: 'egress.packages.unparseable', reason: `registry answer cannot be checked (${e instanceof Error ? e.message : e}); refused` });
+    });
+  });
+  const relay = (ur: UpstreamAnswer) => relayResponse(ctx, t, method, ur, res, injected, {
     end: (status) => { if (!finished) { finished = true; t.finish({ status }); } },
     error: (e) => fail(e, e.message),
-  }));
+  });
+}
+
+function refusePackage(res: ServerResponse, t: Tracked, v: Verdict): void {
+  t.status = 403;
+  t.deny(v.rule, v.reason);
+  if (res.headersSent) { res.destroy(); return; }
+  const d = packageDenial(v);
+  res.writeHead(403, d.statusMessage, d.headers);
+  res.end(d.body);
+}
+
+
+/** The package firewall's decision for one intercepted request (pass when it is off or not a package fetch); a firewall error is a denial. */
+async function admitPackage(ctx: Ctx, c: Conn, method: string, rawUrl: string, pathname: string, accept: string | undefined): Promise<Admission> {
+  if (!ctx.packages) return { kind: 'pass' };
+  try {
+    // the upstream gets the raw target: it must be the path that is decided (no dot segments, no re-encoding)
+    if (ctx.packages.covers(c.host) && rawUrl.split('?')[0] !== pathname) {
+      return { kind: 'deny', verdict: { action: 'deny', rule: 'egress.packages.unrecognized', reason: 'ambiguous registry path (dot segments or characters the URL parser re-encodes); refused' } };
+    }
+    return await ctx.packages.admit({
+      host: c.host, method, pathname, accept,
+      upstream: upstreamVia(c.agent, c.port === 443 ? c.host : hostPort(c.host, c.port), ctx.timeouts.idleMs),
+      upstreamAt: (host) => upstreamAt(ctx, host, c.port),
+    });
+  } catch (e) {
+    return { kind: 'deny', verdict: { action: 'deny', rule: 'egress.packages.error', reason: `package firewall failed (${e instanceof Error ? e.message : e}); refused` } };
+  }
+}
+
+function answerStream(a: Extract<Answer, { kind: 'replace' }>): UpstreamAnswer {
+  return Object.assign(Readable.from([a.body]), { statusCode: a.status, headers: a.headers });
 }
 
 /** Records an `egress.dlp` event for findings; false (and refused) when the audit sink fails. */

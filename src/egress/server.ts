@@ -22,6 +22,7 @@ import type { Broker } from './broker.ts';
 import { DEFAULT_DLP_MAX_BYTES, type KnownSecret } from './dlp.ts';
 import type { Honeytoken } from '../secrets/index.ts';
 import { TunnelRelay, relayMode } from './relay/index.ts';
+import { PackageFirewall } from './packages/index.ts';
 
 // One gateway per session: HTTP proxy, CONNECT and SOCKS5 on ONE listening socket,
 // told apart by the first byte (0x05 = SOCKS5, anything else = HTTP). With a unix
@@ -88,11 +89,12 @@ function listenOn(server: Server, l: GatewayOptions['listen'], mode: number): Pr
 export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   const rules = compileEgress(o.policy.egress, o.grants ?? []);
   const timeouts: Timeouts = { ...DEFAULT_TIMEOUTS, ...o.timeouts };
+  const packages = PackageFirewall.create(o.policy.egress.packages, o.audit, o.session);
   const ctx: Ctx = {
     session: o.session, rules, resolver: o.resolver ?? systemResolver(), limits: new SessionLimits(rules.limits), timeouts,
     stats: { connections: 0, bytesUp: 0, bytesDown: 0, denied: 0, requests: 0 },
     sockets: new Set(), transparentPort: new WeakMap(), tunnelTarget: new WeakMap(), wildcardNames: new Map(), httpServer: null, record: o.audit, closing: false,
-    intercept: [...rules.intercept, ...(o.broker?.interceptPatterns() ?? []), ...(o.policy.secrets.dlp.mode !== 'off' ? rules.modelApis : [])],
+    intercept: [...rules.intercept, ...(o.broker?.interceptPatterns() ?? []), ...(packages?.intercept ?? []), ...(o.policy.secrets.dlp.mode !== 'off' ? rules.modelApis : [])],
     modelApis: rules.modelApis,
     tls: o.tls ? { ca: o.tls.ca, upstreamCa: o.tls.upstreamCa ?? hostTrustStore() } : null,
     broker: o.broker ?? null,
@@ -106,6 +108,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     honeytokens: [...(o.honeytokens ?? [])],
     interceptServer: null,
     relay: o.nativeRelay === false ? null : TunnelRelay.create(),
+    packages,
   };
   if (ctx.tls) ctx.interceptServer = createInterceptServer(ctx, timeouts.handshakeMs);
   const clientCap = rules.limits.maxConnections * 2 + 32;
@@ -251,6 +254,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
         hosts: ctx.intercept.map((p) => (p.wildcard ? `*.${p.host}` : p.host)), dlp: ctx.dlp.mode,
         credentials: ctx.broker?.describe() ?? [], knownSecrets: ctx.dlp.known.length + ctx.dlp.fingerprints.size,
       },
+      packages: packages?.describe() ?? { mode: 'off' },
     },
   });
   // host-loopback grants are recorded one by one: they open the host's own loopback port

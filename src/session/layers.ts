@@ -90,6 +90,7 @@ function egressLayer(): SessionLayer {
       const gw = await startGateway({
         ...prep.gateway,
         session: s.id, policy: s.policy.policy, grants: s.allowHosts, listen: { unixPath },
+        resolver: s.egressUpstream.resolver, tls: { ca: prep.gateway.tls.ca, upstreamCa: s.egressUpstream.upstreamCa },
         audit: (e: AuditEventInput) => { s.record(e); },
       });
       s.layerState.set('gateway', gw);

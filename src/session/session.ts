@@ -36,6 +36,8 @@ export interface OpenSessionOptions extends PolicyChoice {
   readOnlyPaths?: string[];
   /** --allow-host values: one more destination for this session only (recorded). */
   allowHosts?: string[];
+  /** Where the gateway resolves names and which CAs it trusts upstream (default: the host's resolver and trust store); e.g. a registry mirror, or a test's loopback servers. */
+  egressUpstream?: EgressUpstream;
   driver?: SandboxDriver;
   /**
    * Security layers by name (egress, commands, secrets, detection, review, telemetry).
@@ -45,6 +47,11 @@ export interface OpenSessionOptions extends PolicyChoice {
   layers?: Partial<Record<LayerName, SessionLayer | null>>;
   /** Called with each audit event this session records. */
   onEvent?: (e: AuditEvent) => void;
+}
+
+export interface EgressUpstream {
+  resolver?: { resolve(host: string): Promise<string[]>; readonly description: string };
+  upstreamCa?: string[];
 }
 
 export interface ExecRequest {
@@ -87,6 +94,8 @@ export class Session {
   snapshotReport: unknown = null;
   /** --allow-host grants for this session. */
   allowHosts: string[] = [];
+  /** Resolver and upstream trust store overrides for the gateway (OpenSessionOptions.egressUpstream). */
+  egressUpstream: EgressUpstream = {};
   /** Host uid/gid the sandbox user maps to (root mode), or null. */
   hostIds: { uid: number; gid: number } | null = null;
   /** Layer state (gateway, detector, honeytokens…) keyed by layer name. */
@@ -207,6 +216,7 @@ export class Session {
     const hostIds = root ? { uid: HOST_UID_FOR_SANDBOX, gid: HOST_UID_FOR_SANDBOX } : null;
     this.hostIds = hostIds;
     this.allowHosts = o.allowHosts ?? [];
+    this.egressUpstream = o.egressUpstream ?? {};
     const sanitizer = await this.firstOf((l) => l.sanitizer?.(this)) ?? undefined;
     const snap = await prepareSnapshot(this.home.cache, this.repo, this.baseCommit, hostIds, sanitizer);
     this.snapshot = snap;

@@ -148,3 +148,13 @@ export function connectTunnel(port: number, target: string): Promise<Socket> {
     s.on('data', onData);
   });
 }
+
+/** Whether the public npm registry answers from this machine; skips the test (saying why) when not. */
+export async function realRegistryReachable(t: { skip(why: string): void }): Promise<boolean> {
+  const probe = await run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '8', 'https://registry.npmjs.org/is-number']);
+  if (probe.code === 0 && probe.stdout === '200') return true;
+  const why = `registry.npmjs.org not reachable from this machine (${probe.stderr.trim() || probe.stdout})`;
+  process.stdout.write(`# skipped: ${why}\n`);
+  t.skip(why);
+  return false;
+}

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parse as parseDomain } from 'tldts';
 import { merge } from './meta.ts';
+import { packagesSchema } from './packages.ts';
 
 // Egress: what the sandbox may reach through the gateway. Nothing is allowed unless a
 // rule grants it (no policy file = no network). Deny rules beat allow rules. Special
@@ -91,6 +92,7 @@ export const egressSchema = z.strictObject({
   denyCidrs: merge(z.array(egressCidrRuleSchema).default([])
     .describe('Address ranges refused even when an allow rule matches the name. Both policies\' lists apply.'), 'union'),
   limits: egressLimitsSchema.prefault({}),
+  packages: packagesSchema.prefault({}),
   intercept: merge(z.array(grantedHostPattern).default([])
     .describe('Hosts whose TLS the gateway terminates (with Airlock\'s own CA, which the sandbox is made to trust) so that every HTTP request inside is decided on its own: method and path rules of allow/deny entries, credential brokering, outbound DLP. Hosts bound to a brokered credential (credentials.brokered[].destinations) and, unless secrets.dlp.mode is off, the modelApis hosts are intercepted too. Every other host stays an end-to-end TLS tunnel. Both policies\' lists apply.'), 'union'),
   modelApis: merge(z.array(hostPattern).default([...MODEL_API_HOSTS])

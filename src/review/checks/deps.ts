@@ -4,14 +4,16 @@ import semver from 'semver';
 import type { Policy } from '../../policy/index.ts';
 import type { ChangedFile, Finding } from '../types.ts';
 import type { Severity } from '../../audit/index.ts';
-import { POPULAR } from './popular.ts';
+import type { Ecosystem } from '../../common/typosquat.ts';
+import { POPULAR } from '../../common/popular-packages.ts';
+import { typosquatOf, normPackageName as normName } from '../../common/typosquat.ts';
 
 // Dependency changes in manifests and lockfiles (npm, PyPI, Go, Cargo): every added
 // package is listed; denylisted names, likely typosquats (edit distance after folding
 // confusable characters), git/URL/file sources, new or changed install scripts,
 // loosened version ranges and registries other than the allowed ones are findings.
 
-type Eco = 'npm' | 'pypi' | 'cargo' | 'go';
+type Eco = Ecosystem;
 type Kind = 'registry' | 'git' | 'url' | 'file' | 'alias';
 interface Dep { name: string; spec: string; kind: Kind; section: string; alias?: string }
 interface Manifest { eco: Eco; deps: Map<string, Dep>; scripts: Map<string, string>; registries: string[]; lock: boolean }
@@ -235,55 +237,6 @@ export function manifestParser(path: string): ((text: string) => Manifest) | nul
   if (base === 'go.mod') return parseGoMod;
   if (base === '.npmrc' || base === '.yarnrc' || base === '.yarnrc.yml') return parseRc;
   return null;
-}
-
-// ---- names -----------------------------------------------------------------------
-
-function normName(eco: Eco, name: string): string {
-  const n = name.toLowerCase();
-  return eco === 'pypi' ? n.replace(/[-_.]+/g, '-') : n;
-}
-
-/** Folds characters that look alike so "1odash", "lodash" and "l0dash" meet. */
-export function foldConfusables(s: string): string {
-  return s.toLowerCase().normalize('NFKC').replace(/rn/g, 'm').replace(/vv/g, 'w').replace(/[0]/g, 'o').replace(/[1|!]/g, 'l')
-    .replace(/3/g, 'e').replace(/5/g, 's').replace(/\$/g, 's').replace(/[-_.]/g, '');
-}
-
-/** Optimal string alignment (Damerau-Levenshtein with adjacent transpositions), capped. */
-export function editDistance(a: string, b: string, cap = 4): number {
-  if (Math.abs(a.length - b.length) > cap) return cap + 1;
-  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
-  for (let j = 0; j <= b.length; j++) d[0]![j] = j;
-  for (let i = 1; i <= a.length; i++) {
-    let rowMin = Infinity;
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1);
-      d[i]![j] = v;
-      rowMin = Math.min(rowMin, v);
-    }
-    if (rowMin > cap) return cap + 1;
-  }
-  return d[a.length]![b.length]!;
-}
-
-export function typosquatOf(eco: Eco, name: string, popular: readonly string[], maxDistance: number): { target: string; distance: number } | null {
-  const n = normName(eco, name);
-  const pop = popular.map((p) => normName(eco, p));
-  if (pop.includes(n)) return null;
-  const f = foldConfusables(n);
-  for (const p of pop) if (foldConfusables(p) === f) return { target: p, distance: 0 };
-  const bare = n.replace(/^@[^/]+\//, '');
-  const allowed = Math.min(maxDistance, bare.length < 5 ? 0 : bare.length < 9 ? 1 : 2);
-  if (allowed <= 0) return null;
-  let best: { target: string; distance: number } | null = null;
-  for (const p of pop) {
-    const d = editDistance(n, p, allowed);
-    if (d > 0 && d <= allowed && (!best || d < best.distance)) best = { target: p, distance: d };
-  }
-  return best;
 }
 
 function looseness(eco: Eco, spec: string): number {

@@ -1,4 +1,5 @@
-// Well-known package names that new dependencies are compared with for typosquats.
+// Well-known package names that new dependencies (review) and fetched packages (the
+// gateway's package firewall) are compared with for typosquats.
 // Policy (review.dependencies.popular) adds to these. Sources: the most depended-upon
 // packages of each registry; a list, not a download feed, so review works offline.
 
