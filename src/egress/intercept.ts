@@ -229,7 +229,7 @@ async function onIntercepted(ctx: Ctx, c: Conn, req: IncomingMessage, res: Serve
   const dlpHere = ctx.dlp.mode !== 'off' && isModelApi(ctx, c.host);
   if (dlpHere && !(await headOk(ctx, t, res, c, method, rp.match, head))) return;
   // the package firewall decides on the path the upstream will receive
-  const pkg = await admitPackage(ctx, c, method, rp.forward, new URL(rp.forward, 'https://registry.invalid').pathname, req.headers.accept);
+  const pkg = await admitPackage(ctx, c, method, rawUrl, rp.forward, req.headers.accept);
   if (pkg.kind === 'deny') { if (pkg.pkg) t.extra.package = pkg.pkg; return refusePackage(res, t, pkg.verdict); }
   if (pkg.kind !== 'pass') t.extra.package = pkg.kind === 'allow' ? { ...pkg.pkg, rule: pkg.verdict.rule } : pkg.pkg;
   try { t.open(d.rule, d.reason); } catch (e) { return refuse(res, t, 503, 'builtin.audit-failed', `audit sink failed (${e instanceof Error ? e.message : e}); refused`); }
@@ -342,11 +342,13 @@ function refusePackage(res: ServerResponse, t: Tracked, v: Verdict): void {
 
 
 /** The package firewall's decision for one intercepted request (pass when it is off or not a package fetch); a firewall error is a denial. */
-async function admitPackage(ctx: Ctx, c: Conn, method: string, rawUrl: string, pathname: string, accept: string | undefined): Promise<Admission> {
+async function admitPackage(ctx: Ctx, c: Conn, method: string, rawUrl: string, forward: string, accept: string | undefined): Promise<Admission> {
   if (!ctx.packages) return { kind: 'pass' };
   try {
-    // the upstream gets the raw target: it must be the path that is decided (no dot segments, no re-encoding)
-    if (ctx.packages.covers(c.host) && rawUrl.split('?')[0] !== pathname) {
+    // on a registry only the canonical spelling passes: what the client sent, what is
+    // decided and what the upstream gets are one path (no dot segments, no re-encoding)
+    const pathname = new URL(forward, 'https://registry.invalid').pathname;
+    if (ctx.packages.covers(c.host) && (rawUrl !== forward || forward.split('?')[0] !== pathname)) {
       return { kind: 'deny', verdict: { action: 'deny', rule: 'egress.packages.unrecognized', reason: 'ambiguous registry path (dot segments or characters the URL parser re-encodes); refused' } };
     }
     return await ctx.packages.admit({

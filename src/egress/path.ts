@@ -67,8 +67,10 @@ export function requestPath(target: string): RequestPath {
     segs.push(seg);
   });
   const last = raw[raw.length - 1];
-  const trailing = (last === '' || last === '.' || last === '..') && segs.length > 0 && segs[segs.length - 1] !== '';
-  const forwardPath = '/' + segs.filter((s) => s !== '').join('/') + (trailing ? '/' : '');
-  const match = '/' + segs.filter((s) => s !== '').map((s) => decodeExceptSeparators(s.split(';')[0]!)).join('/') + (trailing ? '/' : '');
+  const named = segs.filter((s) => s !== '');
+  // a trailing slash is part of the path (/simple/pkg/ is not /simple/pkg)
+  const trailing = (last === '' || last === '.' || last === '..') && named.length > 0;
+  const forwardPath = '/' + named.join('/') + (trailing ? '/' : '');
+  const match = '/' + named.map((s) => decodeExceptSeparators(s.split(';')[0]!)).join('/') + (trailing ? '/' : '');
   return { forward: forwardPath + (q >= 0 ? `?${query}` : ''), match, query };
 }

@@ -119,3 +119,12 @@ test('ClientHello parser finds the SNI, across split records, and refuses junk',
   const rec = (b: Buffer) => Buffer.concat([Buffer.from([0x16, 0x03, 0x01, b.length >> 8, b.length & 0xff]), b]);
   assert.deepEqual(parseClientHello(Buffer.concat([rec(body.subarray(0, 30)), rec(body.subarray(30))])), { status: 'ok', sni: 'Registry.npmjs.org' });
 });
+
+test('request paths: one normal form; a trailing slash is kept (it names another resource)', async () => {
+  const { requestPath } = await import('../../src/egress/path.ts');
+  const cases: [string, string][] = [
+    ['/simple/pkg/', '/simple/pkg/'], ['/simple/pkg', '/simple/pkg'], ['/', '/'], ['//', '/'],
+    ['/a/./', '/a/'], ['/a/b/..', '/a/'], ['/a//b/', '/a/b/'], ['/%61/b?x=1', '/a/b?x=1'],
+  ];
+  for (const [raw, forward] of cases) assert.equal(requestPath(raw).forward, forward, raw);
+});
