@@ -245,6 +245,14 @@ class BwrapSandbox implements Sandbox {
     return { prefix: ['nsenter', '-t', String(this.holderPid), '-U', '-m', ...(this.rootMode ? [] : ['--preserve-credentials']), '--'], path: join(this.mnt, 'merged') };
   }
 
+  namespaces(): Record<string, string | null> {
+    return Object.fromEntries(['user', 'mnt', 'net'].map((n) => [n, readlinkSafe(`/proc/${this.holderPid}/ns/${n}`)]));
+  }
+
+  networkNs(): string[] {
+    return ['nsenter', '-t', String(this.holderPid), '-U', '-n', ...(this.rootMode ? [] : ['--preserve-credentials']), '--', 'setpriv', '--pdeathsig', 'KILL', '--'];
+  }
+
   upperGitDir(): string {
     return `/proc/${this.holderPid}/root${this.mnt}/upper/.git`;
   }

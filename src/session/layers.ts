@@ -29,7 +29,7 @@ function egressWanted(s: Session): boolean {
 // mounted over the system one.
 hooks.network = async (s, env) => {
   if (!egressWanted(s)) return null;
-  const { startGateway, sandboxNetwork, prepareCredentials } = await import('../egress/index.ts');
+  const { startGateway, sandboxNetwork, startBridge, prepareCredentials } = await import('../egress/index.ts');
   const prep = await prepareCredentials(s.policy.policy, env, s.id, s.home.root);
   const unixPath = join(s.home.run, `${s.id}.egress.sock`);
   const gw = await startGateway({
@@ -39,9 +39,10 @@ hooks.network = async (s, env) => {
   });
   s.layerState.set('gateway', gw);
   const transparent = Object.keys(gw.transparentSockets).length > 0;
-  const net = sandboxNetwork(gw.address, { transparent, ports: Object.keys(gw.transparentSockets).map(Number) });
+  const net = sandboxNetwork(gw.address, { transparent, ports: Object.keys(gw.transparentSockets).map(Number), maxConnections: s.policy.policy.egress.limits.maxConnections });
   return {
     setup: net.setup, env: { ...net.env, ...prep.sandboxEnv }, close: () => gw.close(),
+    attach: async (enter) => { const b = await startBridge(net.bridge, { enter, record: (e) => { s.record(e); } }); return () => b.close(); },
     files: [{ source: prep.caBundlePath, target: prep.caBundleSandboxPath }],
   };
 };

@@ -167,13 +167,15 @@ export class Session {
       record: (e) => { this.record(e); },
     });
     this.cleanups.push(() => this.sandbox.stop());
+    // the bridges live in this process: no agent connection becomes a host process
+    if (net?.attach) this.cleanups.push(await net.attach(this.sandbox.networkNs()));
     this.record({
       type: 'session.start',
       data: {
         repo: this.repo.root, baseRef: o.base ?? 'HEAD', baseCommit: this.baseCommit, agent: this.agent,
         command: o.command ?? null, policyHash: this.policy.hash,
         policySources: this.policy.sources.map((s) => ({ kind: s.kind, origin: s.origin })),
-        mechanisms: this.sandbox.mechanisms, limits: p.sandbox.limits,
+        mechanisms: this.sandbox.mechanisms, namespaces: this.sandbox.namespaces(), limits: p.sandbox.limits,
         envNames: Object.keys(sandboxEnv).sort(), mounts: p.sandbox.mounts,
         allowHosts: o.allowHosts ?? [], snapshotBuilt: this.snapshot.built,
         historyHidden: this.syntheticBase !== null, syntheticBase: this.syntheticBase,
