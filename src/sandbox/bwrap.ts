@@ -139,7 +139,9 @@ class BwrapSandbox implements Sandbox {
     const unshareArgs = ['--user', '--mount', '--net', '--propagation', 'private'];
     if (!this.rootMode) unshareArgs.push('--map-root-user');
     this.holder = spawn('unshare', [...unshareArgs, '--', 'setpriv', '--pdeathsig', 'KILL', '--', 'sh', '-c', script], {
-      stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' }, cwd: '/',
+      // own process group: a Ctrl-C at the terminal reaches the supervisor only, which stops
+      // the session in order (capture needs the holder); the death signal still binds it to us
+      stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', AIRLOCK_SESSION: s.session }, cwd: '/', detached: true,
     });
     const unsharePid = this.holder.pid ?? 0;
     let err = '';
@@ -321,7 +323,8 @@ class BwrapSandbox implements Sandbox {
     const child = spawn('/bin/sh', ['-c', script, 'airlock-exec', ...chain], {
       stdio: o.stdio === 'inherit' ? 'inherit' : ['pipe', 'pipe', 'pipe'],
       cwd: '/',
-      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/nonexistent', AIRLOCK_CG: this.cgroup?.procsFiles.join(':') ?? '', AIRLOCK_SECCOMP: this.seccompFile },
+      detached: true, // as the holder: terminal signals go to the supervisor, which ends the chain itself
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/nonexistent', AIRLOCK_SESSION: this.spec.session, AIRLOCK_CG: this.cgroup?.procsFiles.join(':') ?? '', AIRLOCK_SECCOMP: this.seccompFile },
     });
     const live: LiveExec = { child, traceFile, parser: traceFile ? new TraceParser(cwd) : null, offset: 0, fd: null, decoder: new StringDecoder('utf8') };
     this.live.add(live);

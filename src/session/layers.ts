@@ -56,7 +56,7 @@ hooks.decideCommand = async (s, req) => {
   if (d.action !== 'ask') return d;
   const a = await requestApproval(s.store, {
     session: s.id, command: req.argv, rule: d.rule, reason: d.reason,
-    timeoutSeconds: s.policy.policy.commands.askTimeoutSeconds,
+    timeoutSeconds: s.policy.policy.commands.askTimeoutSeconds, sessionEnded: s.endedSignal,
   });
   return { action: a.decision, rule: d.rule, reason: a.decision === 'allow' ? `approved by ${a.by ?? 'a human'}` : a.reason };
 };

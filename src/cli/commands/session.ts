@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { constants as osConstants } from 'node:os';
 import { AirlockError } from '../../common/errors.ts';
 import { ensureHome } from '../../common/paths.ts';
 import { AuditStore } from '../../audit/index.ts';
@@ -45,8 +46,18 @@ export function registerSession(program: Command): void {
       const profile = applyProfile(o.agent as string, command, { session: toOptions(o, command) });
       const session = await Session.open({ ...toOptions(o, command), ...profile.openOptions });
       process.stderr.write(`${dim('airlock:', process.stderr)} session ${session.id} (base ${session.baseCommit.slice(0, 12)}, ${session.mechanisms.limits}, network: ${session.mechanisms.network})\n`);
+      // First signal: stop the agent, capture, record; a second one forces the end at once.
       let interrupted: NodeJS.Signals | null = null;
-      const onSignal = (sig: NodeJS.Signals) => { interrupted = sig; void session.stop(`interrupted by ${sig}`); };
+      const onSignal = (sig: NodeJS.Signals) => {
+        if (interrupted) {
+          process.stderr.write(`${bad('airlock:', process.stderr)} ${sig} again: ending session ${session.id} now, without capture\n`);
+          session.abandon(`interrupted by ${interrupted}; forced by a second ${sig}`);
+          process.exit(signalExitCode(sig));
+        }
+        interrupted = sig;
+        process.stderr.write(`${dim('airlock:', process.stderr)} ${sig}: stopping the agent and capturing its work (send it again to force)\n`);
+        void session.stop(`interrupted by ${sig}`);
+      };
       for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, onSignal);
       let status = 1;
       try {
@@ -70,7 +81,7 @@ export function registerSession(program: Command): void {
       if (findings.n) process.stderr.write(`${warn('airlock:', process.stderr)} ${findings.n} detection finding(s) (see airlock audit show ${session.id})\n`);
       if (res.reason.startsWith('limit')) process.stderr.write(`${bad('airlock:', process.stderr)} ${res.reason}\n`);
       process.stderr.write(`${dim('airlock:', process.stderr)} timeline: airlock audit show ${session.id}${res.result && res.result.commits.length ? `   change: airlock review list` : ''}\n`);
-      setExit(cmd, interrupted ? 130 : status);
+      setExit(cmd, interrupted ? signalExitCode(interrupted) : status);
     });
 
   const sess = program.command('session').description('Long-running sessions for agent frameworks that call tools one at a time');
@@ -130,6 +141,11 @@ export function registerSession(program: Command): void {
         s.start.replace('T', ' ').slice(0, 19), s.end ? s.end.replace('T', ' ').slice(11, 19) : '-', String(s.events), s.denials ? bad(String(s.denials)) : '0',
       ]), ['SESSION', 'EXIT', 'COMMAND', 'BASE', 'START', 'END', 'EVENTS', 'DENIED']) + '\n');
     });
+}
+
+/** The shell convention: 128 + the signal's number (130 for SIGINT, 143 for SIGTERM). */
+function signalExitCode(sig: NodeJS.Signals): number {
+  return 128 + (osConstants.signals[sig] ?? 0);
 }
 
 function assertKnown(home: string, id: string): void {
