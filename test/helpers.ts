@@ -5,14 +5,14 @@ import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { sessionsIn, waitGone } from './leftovers.ts';
+import { sessionsIn, waitGone, type SessionNs } from './leftovers.ts';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const BIN = join(ROOT, 'bin', 'airlock');
 
 export function tmp(prefix = 'airlock-test-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
-  tracked.set(dir, { verified: new Set(), ids: new Set(), namespaces: new Set(), gone: false });
+  tracked.set(dir, { verified: new Set(), ids: new Set(), namespaces: new Map(), gone: false });
   return dir;
 }
 
@@ -20,21 +20,21 @@ export function tmp(prefix = 'airlock-test-'): string {
 // that ended there (or everything that named a directory the test removed) must have left
 // no process, namespace or mount; after the file, every session at all. What was checked
 // goes to the suite's ledger (test/global-hooks.ts checks it once more at the very end).
-interface Tracked { verified: Set<string>; ids: Set<string>; namespaces: Set<string>; gone: boolean }
+interface Tracked { verified: Set<string>; ids: Set<string>; namespaces: Map<string, SessionNs>; gone: boolean }
 const tracked = new Map<string, Tracked>();
 
 async function checkSessions(final: boolean): Promise<void> {
-  const markers: string[] = []; const namespaces: string[] = []; const pending: (() => void)[] = [];
+  const markers: string[] = []; const namespaces: SessionNs[] = []; const pending: (() => void)[] = [];
   for (const [dir, t] of tracked) {
     if (!existsSync(dir)) {
       if (t.gone) continue;
       markers.push(dir, ...[...t.ids].filter((id) => !t.verified.has(id)));
-      namespaces.push(...t.namespaces);
+      namespaces.push(...t.namespaces.values());
       pending.push(() => { t.gone = true; });
       continue;
     }
     for (const s of sessionsIn(dir)) {
-      t.ids.add(s.id); for (const n of s.namespaces) t.namespaces.add(n);
+      t.ids.add(s.id); for (const n of s.namespaces) t.namespaces.set(n.ns, n);
       if (t.verified.has(s.id) || !(s.ended || final)) continue;
       markers.push(s.id); namespaces.push(...s.namespaces);
       pending.push(() => { t.verified.add(s.id); });

@@ -7,7 +7,9 @@ import { DatabaseSync } from 'node:sqlite';
 // cgroup, and no mount names it. Scoped to what the test's own sessions created (their
 // ids, home dirs and namespaces), because other suites may run on the same machine.
 
-export interface SessionTrace { id: string; home: string; ended: boolean; namespaces: string[] }
+/** A namespace of a session, and when the session's record ends: a process that entered it later is not the session's (inode numbers are reused). */
+export interface SessionNs { ns: string; until: number }
+export interface SessionTrace { id: string; home: string; ended: boolean; namespaces: SessionNs[] }
 
 /** Sessions recorded in a home's audit log (none when the home is gone). */
 export function sessionsIn(home: string): SessionTrace[] {
@@ -17,11 +19,12 @@ export function sessionsIn(home: string): SessionTrace[] {
   try {
     h = new DatabaseSync(db, { readOnly: true });
     const rows = h.prepare(`SELECT session, MAX(CASE WHEN type = 'session.start' THEN data END) AS start,
-      SUM(CASE WHEN type IN ('session.stop', 'session.failed') THEN 1 ELSE 0 END) AS ended
-      FROM events WHERE session IS NOT NULL GROUP BY session`).all() as { session: string; start: string | null; ended: number }[];
+      SUM(CASE WHEN type IN ('session.stop', 'session.failed') THEN 1 ELSE 0 END) AS ended, MAX(ts) AS last
+      FROM events WHERE session IS NOT NULL GROUP BY session`).all() as { session: string; start: string | null; ended: number; last: string }[];
     return rows.map((r) => {
       const ns = r.start ? (JSON.parse(r.start) as { namespaces?: Record<string, string | null> }).namespaces ?? {} : {};
-      return { id: r.session, home, ended: r.ended > 0, namespaces: Object.values(ns).filter((v): v is string => !!v) };
+      const until = r.ended > 0 ? Date.parse(r.last) : Date.now();
+      return { id: r.session, home, ended: r.ended > 0, namespaces: Object.values(ns).filter((v): v is string => !!v).map((n) => ({ ns: n, until })) };
     });
   } catch { return []; } finally { h?.close(); }
 }
@@ -40,10 +43,19 @@ function ownLineage(): Set<number> {
   return out;
 }
 
+const CLK_TCK = 100; // USER_HZ on Linux
+const BOOT_MS = Number(/^btime (\d+)/m.exec(read('/proc/stat'))?.[1] ?? 0) * 1000;
+
+/** When a process started (ms since the epoch, 10 ms resolution). */
+function startedAt(stat: string): number {
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return BOOT_MS + (Number(f[19]) / CLK_TCK) * 1000;
+}
+
 /** What remains of the given sessions (and of processes naming the given paths): one line each. */
-export function leftovers(o: { markers: string[]; namespaces: string[] }): string[] {
+export function leftovers(o: { markers: string[]; namespaces: SessionNs[] }): string[] {
   const markers = o.markers.filter((m) => m.length >= 8);
-  const nsSet = new Set(o.namespaces);
+  const nsUntil = new Map(o.namespaces.map((n) => [n.ns, n.until]));
   const skip = ownLineage();
   const found: string[] = [];
   for (const e of readdirSync('/proc')) {
@@ -57,7 +69,8 @@ export function leftovers(o: { markers: string[]; namespaces: string[] }): strin
     if (m) { found.push(`process ${pid} (${cmd}) names ${m}`); continue; }
     for (const n of ['net', 'mnt', 'user']) {
       const l = link(`/proc/${pid}/ns/${n}`);
-      if (nsSet.has(l)) { found.push(`process ${pid} (${cmd}) is in the session's ${l}`); break; }
+      const until = nsUntil.get(l);
+      if (until !== undefined && startedAt(stat) <= until) { found.push(`process ${pid} (${cmd}) is in the session's ${l}`); break; }
     }
   }
   const mounts = read('/proc/self/mountinfo').split('\n');
@@ -66,7 +79,7 @@ export function leftovers(o: { markers: string[]; namespaces: string[] }): strin
 }
 
 /** Waits (bounded) for the given sessions to leave nothing behind; returns what still remains. */
-export async function waitGone(o: { markers: string[]; namespaces: string[] }, ms = 10_000): Promise<string[]> {
+export async function waitGone(o: { markers: string[]; namespaces: SessionNs[] }, ms = 10_000): Promise<string[]> {
   const end = Date.now() + ms;
   for (;;) {
     const l = leftovers(o);

@@ -140,10 +140,10 @@ export interface Bridge {
  * Opens the plan's listeners inside a network namespace (`enter`: argv prefix that runs a
  * program as that namespace's root) and serves them from this process until close().
  */
-export async function startBridge(plan: BridgePlan, o: { enter: string[]; record: (e: AuditEventInput) => void; timeoutMs?: number }): Promise<Bridge> {
+export async function startBridge(plan: BridgePlan, o: { enter: string[]; record: (e: AuditEventInput) => void; /** names the helper process (its environment) */ session?: string; timeoutMs?: number }): Promise<Bridge> {
   const child = spawn(o.enter[0]!, [...o.enter.slice(1), process.execPath, '-e', BRIDGE_HELPER], {
     stdio: ['ignore', 'ignore', 'pipe', 'ipc'], cwd: '/',
-    env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', AIRLOCK_BRIDGE_TCP: plan.tcp.map((t) => t.port).join(','), AIRLOCK_BRIDGE_DNS: plan.dns ? '1' : '0' },
+    env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', AIRLOCK_SESSION: o.session ?? '', AIRLOCK_BRIDGE_TCP: plan.tcp.map((t) => t.port).join(','), AIRLOCK_BRIDGE_DNS: plan.dns ? '1' : '0' },
   });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => { if (stderr.length < 4096) stderr += d.toString(); });

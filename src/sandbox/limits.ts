@@ -70,12 +70,12 @@ function createV2(base: string, session: string, l: Limits): CgroupHandle | null
     tryWrite(join(base, 'cgroup.subtree_control'), '+memory +pids +cpu');
     tryWrite(join(parent, 'cgroup.subtree_control'), '+memory +pids +cpu');
     mkdirSync(dir);
-  } catch { return null; }
+  } catch { try { rmdirSync(parent); } catch { /* in use by other sessions */ } return null; }
   const ok = tryWrite(join(dir, 'memory.max'), String(l.memoryMB * 1024 * 1024))
     && tryWrite(join(dir, 'pids.max'), String(l.pids));
   tryWrite(join(dir, 'memory.swap.max'), '0');
   tryWrite(join(dir, 'cpu.max'), `${l.cpuPercent * 1000} 100000`);
-  if (!ok) { try { rmdirSync(dir); } catch { /* */ } return null; }
+  if (!ok) { removeDirs([dir]); try { rmdirSync(parent); } catch { /* other sessions use it */ } return null; }
   return {
     version: 2, procsFiles: [join(dir, 'cgroup.procs')], dirs: [dir],
     freeze: () => tryWrite(join(dir, 'cgroup.freeze'), '1'),

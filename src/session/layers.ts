@@ -42,7 +42,7 @@ hooks.network = async (s, env) => {
   const net = sandboxNetwork(gw.address, { transparent, ports: Object.keys(gw.transparentSockets).map(Number), maxConnections: s.policy.policy.egress.limits.maxConnections });
   return {
     setup: net.setup, env: { ...net.env, ...prep.sandboxEnv }, close: () => gw.close(),
-    attach: async (enter) => { const b = await startBridge(net.bridge, { enter, record: (e) => { s.record(e); } }); return () => b.close(); },
+    attach: async (enter) => { const b = await startBridge(net.bridge, { enter, session: s.id, record: (e) => { s.record(e); } }); return () => b.close(); },
     files: [{ source: prep.caBundlePath, target: prep.caBundleSandboxPath }],
   };
 };
