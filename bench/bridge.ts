@@ -1,12 +1,11 @@
 // Egress bridge into the sandbox's network namespace: the previous per-connection
 // forking root socat (baseline) vs the bridge served from the supervisor's own process
 // (candidate), interleaved in one run. A client inside a fresh user+network namespace
-// downloads MB megabytes through 127.0.0.1:3128 from a unix-socket server (standing in
-// for the gateway), then measures ping-pong round trips; also how many host processes
+// downloads MB megabytes through 127.0.0.1:3128 from a unix-socket server in its own
+// process (standing in for the gateway), then measures ping-pong round trips; also how many host processes
 // 200 held connections cost.
 //   node bench/bridge.ts [--rounds N] [--mb N]
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,20 +17,17 @@ const ROUNDS = arg('--rounds', 11);
 const MB = arg('--mb', 128);
 const dir = mkdtempSync(join(tmpdir(), 'airlock-bench-bridge-'));
 const sock = join(dir, 'gw.sock');
-const chunk = Buffer.alloc(64 * 1024, 0x61);
 
-// "gateway": 'g' → MB megabytes then close; 'p' → 'q' per byte; 'h' → hold
-const gw = createServer((s) => {
-  s.on('error', () => undefined);
-  s.once('data', (d) => {
-    if (d[0] === 0x70) { s.write('q'); s.on('data', (x) => s.write(Buffer.alloc(x.length, 0x71))); return; }
-    if (d[0] === 0x68) return;
-    let left = MB * 16;
-    const pump = () => { while (left > 0) { left--; if (!s.write(chunk)) { s.once('drain', pump); return; } } s.end(); };
-    pump();
-  });
-});
-await new Promise<void>((r) => gw.listen(sock, r));
+// "gateway" (its own process, as the gateway's relay thread is not the bridge's event loop):
+// 'g' → MB megabytes then close; 'p' → 'q' per byte; 'h' → hold
+const SERVER = `const net = require('node:net'); const chunk = Buffer.alloc(64 * 1024, 0x61); const MB = Number(process.argv[2]);
+net.createServer((s) => { s.on('error', () => undefined); s.once('data', (d) => {
+  if (d[0] === 0x70) { s.write('q'); s.on('data', (x) => s.write(Buffer.alloc(x.length, 0x71))); return; }
+  if (d[0] === 0x68) return;
+  let left = MB * 16; const pump = () => { while (left > 0) { left--; if (!s.write(chunk)) { s.once('drain', pump); return; } } s.end(); }; pump();
+}); }).listen(process.argv[1], () => console.log('up'));`;
+const gw = spawn(process.execPath, ['-e', SERVER, sock, String(MB)], { stdio: ['ignore', 'pipe', 'inherit'] });
+await new Promise<void>((r) => gw.stdout!.on('data', () => r()));
 
 const holder = spawn('unshare', ['-rn', 'sh', '-c', 'ip link set lo up; echo ready; read x'], { stdio: ['pipe', 'pipe', 'inherit'] });
 await new Promise<void>((r) => holder.stdout.on('data', (d: Buffer) => { if (d.toString().includes('ready')) r(); }));
@@ -102,12 +98,12 @@ for (const k of ['socat', 'bridge'] as Kind[]) {
   });
 }
 holder.stdin.end('x\n');
-gw.close();
+gw.kill();
 rmSync(dir, { recursive: true, force: true });
 
 const f = (x: number) => x.toFixed(1);
 const md = `## Egress bridge into the sandbox namespace
-Command: \`node bench/bridge.ts\` (options \`--rounds ${ROUNDS} --mb ${MB}\`). A client in a fresh user+network namespace downloads ${MB} MB through 127.0.0.1:3128 from a unix-socket server (standing in for the gateway), then times 300 one-byte round trips. Baseline: the previous bridge, \`socat TCP-LISTEN:3128,fork\` started inside the namespace (one root process per connection). Candidate: \`startBridge\` (listener opened inside by a helper, served from this process). Rounds alternate the order; "ratio" is the median of per-round throughput ratios.
+Command: \`node bench/bridge.ts\` (options \`--rounds ${ROUNDS} --mb ${MB}\`). A client in a fresh user+network namespace downloads ${MB} MB through 127.0.0.1:3128 from a unix-socket server in its own process (standing in for the gateway), then times 300 one-byte round trips. Baseline: the previous bridge, \`socat TCP-LISTEN:3128,fork\` started inside the namespace (one root process per connection). Candidate: \`startBridge\` (listener opened inside by a helper, served from this process). Rounds alternate the order; "ratio" is the median of per-round throughput ratios.
 
 | measure | socat (before) | in-process bridge | ratio |
 | --- | ---: | ---: | ---: |
