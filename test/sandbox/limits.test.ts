@@ -6,12 +6,12 @@
 // fail are recorded with their address (IPv6 and UDP too).
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Session } from '../../src/session/index.ts';
 import { AuditStore, type AuditEvent } from '../../src/audit/index.ts';
 import { policySchema } from '../../src/policy/index.ts';
-import { starterCgroups } from '../../src/sandbox/limits.ts';
+import { createCgroup, starterCgroups } from '../../src/sandbox/limits.ts';
 import { socketTarget } from '../../src/sandbox/trace.ts';
 import { makeRepo, tmp, cleanup, isRoot } from '../helpers.ts';
 import { leftovers } from '../leftovers.ts';
@@ -103,6 +103,22 @@ describe('cgroups nest under the starter', { skip: !isRoot && 'needs root for cg
         const base = mine.get(c) ?? '';
         assert.ok(p.startsWith(base ? `${base}/` : ''), `${c || 'unified'}: ${p} is not below the starter's ${base || '/'}`);
       }
+    }
+  });
+
+  it('v1 and v2: the session cgroup is created below the starter path of each hierarchy (a stand-in cgroupfs)', () => {
+    for (const v2 of [false, true]) {
+      const root = tmp('airlock-cgroupfs-');
+      try {
+        if (v2) writeFileSync(join(root, 'cgroup.controllers'), 'memory pids cpu\n');
+        else for (const c of ['memory', 'pids', 'cpu', 'freezer']) mkdirSync(join(root, c));
+        const self = starterCgroups(v2 ? '0::/ci.slice/job-7.scope\n' : '4:memory:/ci/job-7\n3:pids:/ci/job-7\n2:cpu,cpuacct:/\n1:freezer:/\n');
+        const cg = createCgroup('ses-x', policySchema.parse({}).sandbox.limits, { root, self })!;
+        assert.ok(cg, 'created');
+        const expected = v2 ? [join(root, 'ci.slice/job-7.scope/airlock/ses-x')]
+          : [join(root, 'memory/ci/job-7/airlock/ses-x'), join(root, 'pids/ci/job-7/airlock/ses-x'), join(root, 'cpu/airlock/ses-x'), join(root, 'freezer/airlock/ses-x')];
+        assert.deepEqual(cg.dirs, expected);
+      } finally { cleanup(root); }
     }
   });
 
