@@ -11,7 +11,11 @@ export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const BIN = join(ROOT, 'bin', 'airlock');
 
 export function tmp(prefix = 'airlock-test-'): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return track(mkdtempSync(join(tmpdir(), prefix)));
+}
+
+/** Marks a directory (an AIRLOCK_HOME) whose sessions must leave nothing behind; returns it. */
+export function track(dir: string): string {
   tracked.set(dir, { verified: new Set(), ids: new Set(), namespaces: new Map(), gone: false });
   return dir;
 }
