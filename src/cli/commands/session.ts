@@ -154,6 +154,6 @@ function assertKnown(home: string, id: string): void {
     const s = listSessions(store, id)[0];
     if (!s) throw new AirlockError('NOT_FOUND', `no such session: ${id}`, 'list sessions with `airlock sessions`');
     if (s.state === 'stopped') throw new AirlockError('BAD_STATE', `session ${id} has already stopped`, `see its timeline with \`airlock audit show ${id}\``);
-    if (s.state === 'aborted' || s.state === 'failed') throw new AirlockError('BAD_STATE', `session ${id} is not running (${s.state})`, `see \`airlock audit show ${id}\``);
+    if (s.state === 'aborted' || s.state === 'failed' || s.state === 'interrupted') throw new AirlockError('BAD_STATE', `session ${id} is not running (${s.state})`, `see \`airlock audit show ${id}\``);
   } finally { store.close(); }
 }
