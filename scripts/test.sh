@@ -9,4 +9,4 @@ cd "$ROOT"
 echo "[test] node $(node --version), $(bwrap --version)"
 npx --no-install tsc -p tsconfig.json
 echo "[test] type-check ok"
-exec node --test --test-concurrency=1 --test-timeout=900000 'test/**/*.test.ts'
+exec node --test --test-concurrency=1 --test-timeout=900000 --test-global-setup=test/global-hooks.ts 'test/**/*.test.ts'

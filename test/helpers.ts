@@ -1,15 +1,58 @@
-import { mkdtempSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, mkdirSync, rmSync, existsSync, appendFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { after, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { sessionsIn, waitGone, type SessionNs } from './leftovers.ts';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const BIN = join(ROOT, 'bin', 'airlock');
 
 export function tmp(prefix = 'airlock-test-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  return track(mkdtempSync(join(tmpdir(), prefix)));
 }
+
+/** Marks a directory (an AIRLOCK_HOME) whose sessions must leave nothing behind; returns it. */
+export function track(dir: string): string {
+  tracked.set(dir, { verified: new Set(), ids: new Set(), namespaces: new Map(), gone: false });
+  return dir;
+}
+
+// Every directory a test made may become an AIRLOCK_HOME. After each test, the sessions
+// that ended there (or everything that named a directory the test removed) must have left
+// no process, namespace or mount; after the file, every session at all. What was checked
+// goes to the suite's ledger (test/global-hooks.ts checks it once more at the very end).
+interface Tracked { verified: Set<string>; ids: Set<string>; namespaces: Map<string, SessionNs>; gone: boolean }
+const tracked = new Map<string, Tracked>();
+
+async function checkSessions(final: boolean): Promise<void> {
+  const markers: string[] = []; const namespaces: SessionNs[] = []; const pending: (() => void)[] = [];
+  for (const [dir, t] of tracked) {
+    if (!existsSync(dir)) {
+      if (t.gone) continue;
+      markers.push(dir, ...[...t.ids].filter((id) => !t.verified.has(id)));
+      namespaces.push(...t.namespaces.values());
+      pending.push(() => { t.gone = true; });
+      continue;
+    }
+    for (const s of sessionsIn(dir)) {
+      t.ids.add(s.id); for (const n of s.namespaces) t.namespaces.set(n.ns, n);
+      if (t.verified.has(s.id) || !(s.ended || final)) continue;
+      markers.push(s.id); namespaces.push(...s.namespaces);
+      pending.push(() => { t.verified.add(s.id); });
+    }
+  }
+  if (!markers.length) return;
+  const left = await waitGone({ markers, namespaces });
+  if (process.env.AIRLOCK_TEST_LEDGER) appendFileSync(process.env.AIRLOCK_TEST_LEDGER, JSON.stringify({ markers, namespaces }) + '\n');
+  assert.deepEqual(left, [], 'a session left something behind');
+  for (const p of pending) p();
+}
+
+afterEach(() => checkSessions(false));
+after(() => checkSessions(true));
 
 /** A real git repository with one commit of the given files. */
 export function makeRepo(files: Record<string, string> = { 'README.md': '# demo\n' }, dir = tmp('airlock-repo-')): string {

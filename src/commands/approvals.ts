@@ -80,6 +80,8 @@ export interface ApprovalRequest {
   onPrompt?: (info: PromptInfo) => Promise<{ decision: 'allow' | 'deny'; by: string; reason?: string } | null>;
   /** poll interval for answers from other processes (ms) */
   pollMs?: number;
+  /** aborted when the session ends: the ask is closed as expired with it */
+  sessionEnded?: AbortSignal;
 }
 
 interface AskRow { id: number; session: string; command: string; rule: string; reason: string; created: string; expires: string;
@@ -114,10 +116,11 @@ function insertAnswer(store: AuditStore, id: number, a: { decision: 'allow' | 'd
   return Number(r.changes) === 1;
 }
 
-function recordTimeout(store: AuditStore, ask: CommandAsk): void {
-  if (insertAnswer(store, ask.id, { decision: 'deny', kind: 'timeout', by: null, reason: 'no answer before the timeout; denied' })) {
+function recordTimeout(store: AuditStore, ask: CommandAsk, cause: 'timeout' | 'session-ended' = 'timeout'): void {
+  const reason = cause === 'timeout' ? 'no answer before the timeout; denied' : 'the session ended before an answer; denied';
+  if (insertAnswer(store, ask.id, { decision: 'deny', kind: 'timeout', by: null, reason })) {
     store.append({ type: 'command.timeout', session: ask.session, severity: 'medium', decision: 'deny', rule: ask.rule,
-      data: { askId: ask.id, command: ask.command, expires: ask.expires } });
+      data: { askId: ask.id, command: ask.command, expires: ask.expires, cause } });
   }
 }
 
@@ -180,10 +183,10 @@ export async function requestApproval(store: AuditStore, req: ApprovalRequest): 
       const a = getAsk(store, id)!;
       if (a.status !== 'pending') return { decision: a.status === 'allow' ? 'allow' : 'deny', by: a.answeredBy, reason: a.answerReason ?? '' };
       const left = expires.getTime() - Date.now();
-      if (left <= 0) break;
-      await sleep(Math.min(poll, left));
+      if (left <= 0 || req.sessionEnded?.aborted) break;
+      await sleep(Math.min(poll, left), undefined, { signal: req.sessionEnded }).catch(() => { /* the session ended */ });
     }
-    recordTimeout(store, getAsk(store, id)!);
+    recordTimeout(store, getAsk(store, id)!, req.sessionEnded?.aborted ? 'session-ended' : 'timeout');
     const a = getAsk(store, id)!; // a human may have won the race against the timeout
     return { decision: a.status === 'allow' ? 'allow' : 'deny', by: a.answeredBy, reason: a.answerReason ?? '' };
   } finally {

@@ -2,7 +2,7 @@
 export { startGateway, type Gateway, type GatewayOptions } from './server.ts';
 export { decideTarget, resolveAndDecide, type TargetQuery, type TargetDecision } from './decide.ts';
 export { compileEgress, type EgressRules, type Scheme } from './rules.ts';
-export { sandboxNetwork, transparentSocketPath, PROXY_PORT, SYNTHETIC_ADDRESS } from './network.ts';
+export { sandboxNetwork, startBridge, synthesizeAnswer, type Bridge, type BridgePlan, transparentSocketPath, PROXY_PORT, SYNTHETIC_ADDRESS } from './network.ts';
 export { systemResolver, mapResolver, dnsServerResolver, type Resolver } from './resolver.ts';
 export { normalizeHost, splitAuthority } from './host.ts';
 export { requestPath, AmbiguousPath, type RequestPath } from './path.ts';

@@ -1,12 +1,25 @@
-import quote from 'shell-quote';
+import { spawn } from 'node:child_process';
+import { connect, type Server, type Socket } from 'node:net';
+import type { Socket as UdpSocket } from 'node:dgram';
+import dnsPacket from 'dns-packet';
+import { AirlockError } from '../common/errors.ts';
+import type { AuditEventInput } from '../audit/index.ts';
 
 // The sandbox side of egress. The sandbox runs in its own, empty network namespace:
 // only loopback, no route out. `setup` (POSIX sh, run as namespace root before the agent
-// starts) brings lo up and bridges 127.0.0.1:3128 to the gateway's unix socket with
-// socat. In transparent mode it also gives the namespace a dummy default route, redirects
-// TCP to ports 80/443 (nftables) to bridges on 3180/3443 that reach the gateway's
-// per-port sockets, answers DNS locally with one fixed synthetic address (dnsmasq, never
-// forwarding: a lookup cannot carry data out) and rejects everything else at once.
+// starts) brings lo up; in transparent mode it also gives the namespace a dummy default
+// route and redirects TCP to ports 80/443 (nftables) to bridge ports 3180/3443, and
+// rejects everything else at once.
+//
+// The bridges themselves run inside Airlock's own process: a short-lived helper, started
+// in the namespace, opens the listening sockets (127.0.0.1:3128, the transparent ports,
+// 127.0.0.1:53/udp) and hands them to the supervisor over its IPC channel (SCM_RIGHTS),
+// then exits. A socket keeps the namespace it was created in, so the supervisor accepts
+// the sandbox's connections without a process of its own: nothing can multiply per
+// connection (the earlier socat `fork` bridge made one root process per connection,
+// outside every limit) and nothing outlives the supervisor (its descriptors close with
+// it). DNS is answered here too: every A query gets one fixed synthetic address, nothing
+// is forwarded, so a lookup cannot carry data out.
 
 export const PROXY_PORT = 3128;
 export const TRANSPARENT_PORTS = [80, 443] as const;
@@ -14,12 +27,6 @@ export const TRANSPARENT_PORTS = [80, 443] as const;
 export const BRIDGE_PORT: Record<number, number> = { 80: 3180, 443: 3443 };
 /** What every name resolves to inside a transparent-mode sandbox (benchmarking range; never routed). */
 export const SYNTHETIC_ADDRESS = '198.18.0.1';
-/** dnsmasq inside a transparent-mode sandbox: loopback only, every name → SYNTHETIC_ADDRESS, nothing forwarded. */
-export const DNSMASQ_ARGS = [
-  '--conf-file=/dev/null', '--keep-in-foreground', '--no-resolv', '--no-hosts', '--no-poll', '--bind-interfaces',
-  '--listen-address=127.0.0.1', '--port=53', `--address=/#/${SYNTHETIC_ADDRESS}`, '--user=root', '--group=', '--pid-file=', '--local-ttl=1',
-] as const;
-
 /** Transparent ports: 80 and 443 always, plus ports the policy grants (at most 64). */
 export function transparentPortList(extra: readonly number[] = []): number[] {
   return [...new Set([...TRANSPARENT_PORTS, ...extra])].filter((p) => Number.isInteger(p) && p > 0 && p < 65536).sort((a, b) => a - b).slice(0, 64);
@@ -35,26 +42,21 @@ export function transparentSocketPath(unixPath: string, port: number): string {
   return `${unixPath}.${port}`;
 }
 
-const q = (s: string) => quote.quote([s]);
-
-function bridge(port: number, path: string): string {
-  return `socat TCP-LISTEN:${port},bind=127.0.0.1,fork,reuseaddr,backlog=512 UNIX-CONNECT:${q(path)} </dev/null >/dev/null 2>&1 &\necho $! >> "$pids"`;
+/** What the supervisor listens on inside the sandbox's namespace, and where each listener leads. */
+export interface BridgePlan {
+  tcp: { port: number; target: string }[];
+  /** answer DNS on 127.0.0.1:53/udp with SYNTHETIC_ADDRESS (transparent mode) */
+  dns: boolean;
+  /** concurrent bridged connections; more are refused and recorded (counted like the gateway's own client cap) */
+  maxConnections: number;
 }
 
-function waitListen(port: number): string {
-  const hex = port.toString(16).toUpperCase().padStart(4, '0');
-  return `i=0; until grep -q ':${hex} 00000000:0000 0A' /proc/net/tcp; do i=$((i+1)); [ $i -le 200 ] || { echo "airlock: egress bridge on 127.0.0.1:${port} did not start" >&2; exit 1; }; sleep 0.01; done`;
-}
+export interface SandboxNetwork { setup: string; env: Record<string, string>; bridge: BridgePlan }
 
-export function sandboxNetwork(gatewayUnixPath: string, opts: { transparent: boolean; pidFile?: string; /** the gateway's transparent ports (default 80, 443) */ ports?: number[]; /** host-loopback grants: the sandbox's 127.0.0.1:port leads to this gateway socket (Gateway.hostLoopbackSockets) */ hostLoopback?: Record<number, string> }): { setup: string; env: Record<string, string> } {
+export function sandboxNetwork(gatewayUnixPath: string, opts: { transparent: boolean; /** the gateway's transparent ports (default 80, 443) */ ports?: number[]; /** egress.limits.maxConnections */ maxConnections?: number; /** host-loopback grants: the sandbox's 127.0.0.1:port leads to this gateway socket (Gateway.hostLoopbackSockets) */ hostLoopback?: Record<number, string> }): SandboxNetwork {
   const tports = transparentPortList(opts.ports ?? []);
-  const lines = [
-    'set -eu',
-    `pids=${q(opts.pidFile ?? '/dev/null')}`,
-    'command -v socat >/dev/null || { echo "airlock: socat is required for the egress bridge (apt-get install socat)" >&2; exit 1; }',
-    'ip link set lo up',
-    bridge(PROXY_PORT, gatewayUnixPath),
-  ];
+  const lines = ['set -eu', 'ip link set lo up'];
+  const tcp = [{ port: PROXY_PORT, target: gatewayUnixPath }];
   if (opts.transparent) {
     lines.push(
       'command -v nft >/dev/null || { echo "airlock: nft is required for transparent egress (apt-get install nftables)" >&2; exit 1; }',
@@ -65,13 +67,6 @@ export function sandboxNetwork(gatewayUnixPath: string, opts: { transparent: boo
       'ip addr add 192.0.2.1/32 dev airlock0',
       'ip link set airlock0 up',
       'ip route add default dev airlock0',
-      ...tports.map((p) => bridge(bridgePortFor(p, tports), transparentSocketPath(gatewayUnixPath, p))),
-      // Names: a non-forwarding dnsmasq on 127.0.0.1:53 (the sandbox's resolv.conf says
-      // `nameserver 127.0.0.1`) answers every A query with the synthetic address and has no
-      // upstream server: a lookup never leaves, whatever name it carries. No user/group
-      // change (setgroups is denied in a user namespace) and no host config (/etc/dnsmasq.conf
-      // could name upstream servers). Without dnsmasq names do not resolve (fail fast).
-      `if command -v dnsmasq >/dev/null; then dnsmasq ${DNSMASQ_ARGS.join(' ')} </dev/null >/dev/null 2>&1 & echo $! >> "$pids"; else echo "airlock: dnsmasq not installed: names do not resolve inside the sandbox in transparent mode (apt-get install dnsmasq-base)" >&2; fi`,
       `nft -f - <<'NFT'
 table inet airlock {
   chain nat_out {
@@ -90,16 +85,15 @@ ${tports.map((p) => `    meta nfproto ipv4 tcp dport ${p} redirect to :${bridgeP
 }
 NFT`,
     );
+    for (const p of tports) tcp.push({ port: bridgePortFor(p, tports), target: transparentSocketPath(gatewayUnixPath, p) });
   }
-  const loopback = Object.entries(opts.hostLoopback ?? {}).map(([p, path]) => [Number(p), path] as const);
-  for (const [port, path] of loopback) lines.push(bridge(port, path));
-  lines.push(waitListen(PROXY_PORT));
-  for (const [port] of loopback) lines.push(waitListen(port));
-  if (opts.transparent) for (const p of tports) lines.push(waitListen(bridgePortFor(p, tports)));
-  if (opts.transparent) {
-    // dnsmasq binds before it serves; a failure here leaves names unresolved (nothing leaves either way)
-    lines.push(`if command -v dnsmasq >/dev/null; then i=0; until grep -q ':0035 00000000:0000 0A' /proc/net/tcp; do i=$((i+1)); [ $i -le 200 ] || { echo "airlock: dnsmasq did not start: names do not resolve inside the sandbox" >&2; break; }; sleep 0.01; done; fi`);
-  }
+  for (const [port, target] of Object.entries(opts.hostLoopback ?? {})) tcp.push({ port: Number(port), target });
+  // the gateway admits up to maxConnections*2+32 clients per socket before refusing them itself
+  const maxConnections = (opts.maxConnections ?? 128) * 2 + 64;
+  return { setup: lines.join('\n') + '\n', env: proxyEnv(opts.transparent), bridge: { tcp, dns: opts.transparent, maxConnections } };
+}
+
+function proxyEnv(transparent: boolean): Record<string, string> {
   const proxy = `http://127.0.0.1:${PROXY_PORT}`;
   const socks = `socks5h://127.0.0.1:${PROXY_PORT}`;
   const noProxy = 'localhost,127.0.0.1,::1';
@@ -115,7 +109,145 @@ NFT`,
     GIT_CONFIG_KEY_1: 'https.proxy', GIT_CONFIG_VALUE_1: proxy,
     JAVA_TOOL_OPTIONS: `-Dhttp.proxyHost=127.0.0.1 -Dhttp.proxyPort=${PROXY_PORT} -Dhttps.proxyHost=127.0.0.1 -Dhttps.proxyPort=${PROXY_PORT} -Dhttp.nonProxyHosts=localhost|127.0.0.1`,
     AIRLOCK_EGRESS_PROXY: proxy,
-    AIRLOCK_EGRESS_MODE: opts.transparent ? 'proxy+transparent' : 'proxy',
+    AIRLOCK_EGRESS_MODE: transparent ? 'proxy+transparent' : 'proxy',
   };
-  return { setup: lines.join('\n') + '\n', env };
+  return env;
+}
+
+// Runs in the sandbox's network namespace as its root (trusted code, fixed text): opens
+// the listeners, hands each to the supervisor, exits. It never touches agent data.
+const BRIDGE_HELPER = `'use strict';
+const net = require('node:net'), dgram = require('node:dgram');
+const fail = (e) => { process.send({ t: 'error', error: String((e && e.message) || e) }, () => process.exit(1)); };
+const ports = (process.env.AIRLOCK_BRIDGE_TCP || '').split(',').filter(Boolean).map(Number);
+for (const port of ports) {
+  const s = net.createServer();
+  s.on('error', fail);
+  s.listen({ port, host: '127.0.0.1', backlog: 512 }, () => process.send({ t: 'tcp', port }, s, () => s.close()));
+}
+if (process.env.AIRLOCK_BRIDGE_DNS === '1') {
+  const u = dgram.createSocket('udp4');
+  u.on('error', fail);
+  u.bind(53, '127.0.0.1', () => process.send({ t: 'udp' }, u, () => u.close()));
+}`;
+
+export interface Bridge {
+  /** connections open right now */
+  readonly active: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the plan's listeners inside a network namespace (`enter`: argv prefix that runs a
+ * program as that namespace's root) and serves them from this process until close().
+ */
+export async function startBridge(plan: BridgePlan, o: { enter: string[]; record: (e: AuditEventInput) => void; /** names the helper process (its environment) */ session?: string; timeoutMs?: number }): Promise<Bridge> {
+  const child = spawn(o.enter[0]!, [...o.enter.slice(1), process.execPath, '-e', BRIDGE_HELPER], {
+    stdio: ['ignore', 'ignore', 'pipe', 'ipc'], cwd: '/',
+    env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', AIRLOCK_SESSION: o.session ?? '', AIRLOCK_BRIDGE_TCP: plan.tcp.map((t) => t.port).join(','), AIRLOCK_BRIDGE_DNS: plan.dns ? '1' : '0' },
+  });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => { if (stderr.length < 4096) stderr += d.toString(); });
+  let received = 0;
+  const want = plan.tcp.length + (plan.dns ? 1 : 0);
+  const bridge = new LiveBridge(plan, o.record);
+  try {
+    await new Promise<void>((res, rej) => {
+      const timer = setTimeout(() => rej(new Error('timed out')), o.timeoutMs ?? 15_000);
+      const got = () => { if (++received === want) { clearTimeout(timer); res(); } };
+      child.on('message', (m: { t: string; port?: number; error?: string }, handle: unknown) => {
+        const target = plan.tcp.find((t) => t.port === m.port)?.target;
+        if (m.t === 'tcp' && handle && target) bridge.serve(handle as Server, target);
+        else if (m.t === 'udp' && handle) bridge.answerDns(handle as UdpSocket);
+        else { clearTimeout(timer); rej(new Error(m.error ?? `unexpected message ${String(m.t)}`)); return; }
+        got();
+      });
+      child.once('exit', (code) => { if (received < want) { clearTimeout(timer); rej(new Error(`helper exited (${code})`)); } });
+      child.once('error', (e) => { clearTimeout(timer); rej(e); });
+    });
+  } catch (e) {
+    child.kill('SIGKILL');
+    await bridge.close();
+    throw new AirlockError('UNAVAILABLE', `the egress bridge into the sandbox did not start: ${e instanceof Error ? e.message : String(e)}${stderr ? ` (${stderr.trim()})` : ''}`,
+      'check that nsenter (util-linux) is installed and network namespaces work here');
+  }
+  if (child.connected) child.disconnect();
+  return bridge;
+}
+
+class LiveBridge implements Bridge {
+  active = 0;
+  private refused = 0;
+  private servers: Server[] = [];
+  private udp: UdpSocket | null = null;
+  private sockets = new Set<Socket>();
+  private plan: BridgePlan;
+  private record: (e: AuditEventInput) => void;
+  constructor(plan: BridgePlan, record: (e: AuditEventInput) => void) { this.plan = plan; this.record = record; }
+
+  serve(server: Server, target: string): void {
+    this.servers.push(server);
+    // half-close passes through (a client may shut down its side and still read the answer)
+    (server as Server & { allowHalfOpen: boolean }).allowHalfOpen = true;
+    server.on('connection', (down: Socket) => this.relay(down, target));
+    server.on('error', () => { /* accept errors (EMFILE) refuse that one connection only */ });
+  }
+
+  private relay(down: Socket, target: string): void {
+    if (this.active >= this.plan.maxConnections) {
+      if (this.refused++ === 0) {
+        this.record({ type: 'sandbox.limit', severity: 'high', decision: 'deny', rule: 'egress.limits.maxConnections',
+          data: { limit: 'connections', detail: `${this.active} bridged connections open; the limit is ${this.plan.maxConnections}; further ones refused` } });
+      }
+      down.destroy();
+      return;
+    }
+    this.active++;
+    const up = connect({ path: target, allowHalfOpen: true });
+    this.sockets.add(down); this.sockets.add(up);
+    let done = false;
+    const end = () => {
+      if (done) return;
+      done = true;
+      this.active--;
+      this.sockets.delete(down); this.sockets.delete(up);
+      down.destroy(); up.destroy();
+    };
+    for (const s of [down, up]) { s.on('error', end); s.on('close', end); }
+    down.pipe(up); up.pipe(down);
+  }
+
+  answerDns(udp: UdpSocket): void {
+    this.udp = udp;
+    udp.on('error', () => { /* a bad peer address: nothing to answer */ });
+    udp.on('message', (msg, peer) => {
+      const answer = synthesizeAnswer(msg);
+      if (answer) udp.send(answer, peer.port, peer.address);
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.servers) s.close();
+    for (const s of this.sockets) s.destroy();
+    this.sockets.clear();
+    try { this.udp?.close(); } catch { /* already closed */ }
+    if (this.refused > 1) {
+      this.record({ type: 'sandbox.limit', severity: 'high', decision: 'deny', rule: 'egress.limits.maxConnections',
+        data: { limit: 'connections', detail: `${this.refused} bridged connections refused in all`, refused: this.refused } });
+    }
+  }
+}
+
+/** Every A question gets SYNTHETIC_ADDRESS; other types get an empty answer; garbage gets nothing. */
+export function synthesizeAnswer(query: Buffer): Buffer | null {
+  if (query.length < 12 || query.length > 4096) return null;
+  let q: dnsPacket.Packet;
+  try { q = dnsPacket.decode(query); } catch { return null; }
+  if (q.type !== 'query' || !q.questions?.length || q.questions.length > 4) return null;
+  try {
+    return dnsPacket.encode({
+      id: q.id, type: 'response', flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE, questions: q.questions,
+      answers: q.questions.filter((x) => x.type === 'A' && x.class === 'IN').map((x) => ({ type: 'A' as const, class: 'IN' as const, name: x.name, ttl: 1, data: SYNTHETIC_ADDRESS })),
+    });
+  } catch { return null; }
 }

@@ -32,7 +32,16 @@ export const SANDBOX_WORKSPACE = '/workspace';
 export const HOST_UID_FOR_SANDBOX = 100000;
 const SANDBOX_MNT = '/mnt';
 /** Which policy key each enforced limit comes from (named in the limit's audit event). */
-const LIMIT_KEY = { wall: 'wallSeconds', disk: 'diskMB', memory: 'memoryMB', pids: 'pids' } as const;
+const LIMIT_KEY = { wall: 'wallSeconds', disk: 'diskMB', memory: 'memoryMB', pids: 'pids', fileSize: 'fileSizeMB' } as const;
+/**
+ * Signals strace reports: every one that can end a process, so "+++ killed by SIGXFSZ/SIGKILL +++"
+ * reaches the record (strace prints a kill only for signals in this set); not the chatty harmless ones.
+ */
+const TRACED_SIGNALS = 'signal=!SIGCHLD,SIGWINCH,SIGURG,SIGCONT,SIGALRM,SIGVTALRM,SIGPROF,SIGIO';
+/** The agent's side of each launch chain: first in line for the OOM killer. */
+const AGENT_OOM = ['choom', '-n', '1000', '--'];
+/** Airlock's own side (supervisor, holder, tracer), when it may lower it (root): last in line. */
+const SUPERVISOR_OOM_SCORE_ADJ = -500;
 
 function which(cmd: string): string | null {
   for (const d of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
@@ -51,7 +60,7 @@ export class BwrapDriver implements SandboxDriver {
 
   check(): { ok: true } | { ok: false; reason: string; fix: string } {
     if (process.platform !== 'linux') return { ok: false, reason: 'the bubblewrap driver needs Linux', fix: 'run Airlock on Linux' };
-    for (const c of ['bwrap', 'unshare', 'nsenter', 'setpriv', 'prlimit', 'strace']) {
+    for (const c of ['bwrap', 'unshare', 'nsenter', 'setpriv', 'prlimit', 'strace', 'choom']) {
       if (!which(c)) return { ok: false, reason: `${c} is not installed`, fix: 'run scripts/setup.sh (apt-get install bubblewrap strace util-linux)' };
     }
     if (process.arch !== 'x64') return { ok: false, reason: `no seccomp filter for ${process.arch} yet`, fix: 'run on x86_64' };
@@ -61,6 +70,8 @@ export class BwrapDriver implements SandboxDriver {
   async start(spec: SandboxSpec): Promise<Sandbox> {
     const c = this.check();
     if (!c.ok) throw new AirlockError('UNAVAILABLE', c.reason, c.fix);
+    // inherited by the holder and the tracer; the agent's side raises its own to 1000
+    if (process.getuid?.() === 0) { try { writeFileSync('/proc/self/oom_score_adj', String(SUPERVISOR_OOM_SCORE_ADJ)); } catch { /* not permitted here */ } }
     const sb = new BwrapSandbox(spec);
     await sb.init();
     return sb;
@@ -123,10 +134,10 @@ class BwrapSandbox implements Sandbox {
       'set -e',
       `S=${shq(this.mnt)}`,
       `mount -t tmpfs -o size=${s.limits.diskMB}m,mode=0755,nosuid,nodev tmpfs "$S"`,
-      'mkdir -p "$S/upper" "$S/work" "$S/merged" "$S/tmp" "$S/vartmp" "$S/home" "$S/etc"',
+      'mkdir -p "$S/upper" "$S/work" "$S/merged" "$S/tmp" "$S/vartmp" "$S/shm" "$S/home" "$S/etc"',
       `cp ${shq(join(s.stateDir, 'etc'))}/* "$S/etc/"`,
       ...(s.files ?? []).map((f, i) => `cp ${shq(f.source)} "$S/etc/file-${i}"`),
-      'chmod 1777 "$S/tmp" "$S/vartmp"',
+      'chmod 1777 "$S/tmp" "$S/vartmp" "$S/shm"',
       own,
       // userxattr: inside a user namespace, opaque dirs (rm -r of a base dir) need user.* xattrs
       `mount -t overlay overlay -o ${shq(`lowerdir=${s.lowerDirs.join(':')},upperdir=`)}"$S/upper",workdir="$S/work",userxattr "$S/merged"`,
@@ -139,7 +150,9 @@ class BwrapSandbox implements Sandbox {
     const unshareArgs = ['--user', '--mount', '--net', '--propagation', 'private'];
     if (!this.rootMode) unshareArgs.push('--map-root-user');
     this.holder = spawn('unshare', [...unshareArgs, '--', 'setpriv', '--pdeathsig', 'KILL', '--', 'sh', '-c', script], {
-      stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' }, cwd: '/',
+      // own process group: a Ctrl-C at the terminal reaches the supervisor only, which stops
+      // the session in order (capture needs the holder); the death signal still binds it to us
+      stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', AIRLOCK_SESSION: s.session }, cwd: '/', detached: true,
     });
     const unsharePid = this.holder.pid ?? 0;
     let err = '';
@@ -190,7 +203,8 @@ class BwrapSandbox implements Sandbox {
     const etc = join(this.mnt, 'etc');
     for (const f of ['passwd', 'group', 'hostname', 'hosts', 'resolv.conf']) a.push('--ro-bind', join(etc, f), `/etc/${f}`);
     (s.files ?? []).forEach((f, i) => a.push('--ro-bind', join(this.mnt, 'etc', `file-${i}`), f.target));
-    a.push('--proc', '/proc', '--dev', '/dev', '--dir', '/run', '--dir', '/var');
+    // bwrap's /dev is a tmpfs of its own, sized by host RAM: /dev/shm goes to the session tmpfs (the disk cap)
+    a.push('--proc', '/proc', '--dev', '/dev', '--bind', join(this.mnt, 'shm'), '/dev/shm', '--dir', '/run', '--dir', '/var');
     a.push('--bind', join(this.mnt, 'tmp'), '/tmp', '--bind', join(this.mnt, 'vartmp'), '/var/tmp');
     a.push('--bind', join(this.mnt, 'home'), SANDBOX_HOME, '--bind', join(this.mnt, 'merged'), SANDBOX_WORKSPACE);
     const forbidden = s.forbiddenMounts.map((p) => safeReal(p));
@@ -208,19 +222,28 @@ class BwrapSandbox implements Sandbox {
     return a;
   }
 
+  /**
+   * Looks for a limit the kernel enforced since the last look. Runs every 200 ms and once
+   * more whenever a command ends and before the sandbox stops, so a limit hit just before
+   * an exit (fill the disk, then exit at once) is recorded too.
+   */
+  private checkLimits(): void {
+    if (this.stopped) return;
+    if (this.cgroup) {
+      const c = this.cgroup.counters();
+      if (c.oomKills > 0) return this.hit('memory', `memory limit ${this.spec.limits.memoryMB} MiB reached (OOM kill of ${c.oomKills} process(es))`);
+      if (c.pidsRefused > 0) return this.hit('pids', `process limit ${this.spec.limits.pids} reached`);
+    }
+    try {
+      const st = statfsSync(`/proc/${this.holderPid}/root${this.mnt}`);
+      if (st.bfree === 0 || st.bavail * st.bsize < 64 * 1024) return this.hit('disk', `workspace disk cap ${this.spec.limits.diskMB} MiB reached`);
+    } catch { /* holder gone */ }
+  }
+
   private startMonitor(): void {
     const tick = () => {
-      if (this.stopped) return;
-      if (this.cgroup) {
-        const c = this.cgroup.counters();
-        if (c.oomKills > 0) return this.hit('memory', `memory limit ${this.spec.limits.memoryMB} MiB reached (OOM kill)`);
-        if (c.pidsRefused > 0) return this.hit('pids', `process limit ${this.spec.limits.pids} reached`);
-      }
-      try {
-        const st = statfsSync(`/proc/${this.holderPid}/root${this.mnt}`);
-        if (st.bfree === 0 || st.bavail * st.bsize < 64 * 1024) return this.hit('disk', `workspace disk cap ${this.spec.limits.diskMB} MiB reached`);
-      } catch { /* holder gone */ }
-      this.drainTraces();
+      this.checkLimits();
+      if (!this.stopped) this.drainTraces();
     };
     this.monitor = setInterval(tick, 200);
     this.monitor.unref();
@@ -228,13 +251,25 @@ class BwrapSandbox implements Sandbox {
     this.wallTimer.unref();
   }
 
+  private limitEnded = false;
+  /** A limit that ends the session: recorded once, then every sandbox process is killed. */
   private hit(limit: keyof typeof LIMIT_KEY, detail: string): void {
-    if (this.stopped) return;
-    if (this.monitor) clearInterval(this.monitor);
-    this.monitor = null;
-    this.spec.record({ type: 'sandbox.limit', session: this.spec.session, severity: 'high', decision: 'deny', rule: `sandbox.limits.${LIMIT_KEY[limit]}`, data: { limit, detail, mechanism: this.mechanisms.limits } });
+    if (this.stopped || this.limitEnded) return;
+    this.limitEnded = true;
+    this.recordLimit(limit, detail);
     this.resolveLimit({ limit, detail });
     void this.killAll();
+  }
+
+  private limitNotes = 0;
+  private recordLimit(limit: keyof typeof LIMIT_KEY, detail: string, data: Record<string, unknown> = {}): void {
+    this.spec.record({ type: 'sandbox.limit', session: this.spec.session, severity: 'high', decision: 'deny', rule: `sandbox.limits.${LIMIT_KEY[limit]}`, data: { limit, detail, mechanism: this.mechanisms.limits, ...data } });
+  }
+
+  /** A limit that stopped one process (the session goes on); bounded so a loop cannot flood the log. */
+  private noteLimit(limit: keyof typeof LIMIT_KEY, detail: string, data: Record<string, unknown>): void {
+    if (++this.limitNotes > 100) return;
+    this.recordLimit(limit, detail, data);
   }
 
   workspaceView(): string {
@@ -243,6 +278,14 @@ class BwrapSandbox implements Sandbox {
 
   trustedNs(): { prefix: string[]; path: string } {
     return { prefix: ['nsenter', '-t', String(this.holderPid), '-U', '-m', ...(this.rootMode ? [] : ['--preserve-credentials']), '--'], path: join(this.mnt, 'merged') };
+  }
+
+  namespaces(): Record<string, string | null> {
+    return Object.fromEntries(['user', 'mnt', 'net'].map((n) => [n, readlinkSafe(`/proc/${this.holderPid}/ns/${n}`)]));
+  }
+
+  networkNs(): string[] {
+    return ['nsenter', '-t', String(this.holderPid), '-U', '-n', ...(this.rootMode ? [] : ['--preserve-credentials']), '--', 'setpriv', '--pdeathsig', 'KILL', '--'];
   }
 
   upperGitDir(): string {
@@ -292,20 +335,22 @@ class BwrapSandbox implements Sandbox {
     const dropUid = [`--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_UID}`, '--clear-groups'];
     const chain: string[] = [];
     if (traceFile) {
-      chain.push(...ns, 'setpriv', '--pdeathsig', 'KILL', '--', 'strace', '-f', '--seccomp-bpf', '-q', '-ttt', '-s', '4096', '--decode-pids=pidns', '-e', `trace=${TRACED_SYSCALLS.join(',')}`, '-e', 'signal=none', '-A', '-o', traceFile, '--');
+      chain.push(...ns, 'setpriv', '--pdeathsig', 'KILL', '--', 'strace', '-f', '--seccomp-bpf', '-q', '-ttt', '-s', '4096', '--decode-pids=pidns', '-e', `trace=${TRACED_SYSCALLS.join(',')}`, '-e', TRACED_SIGNALS, '-A', '-o', traceFile, '--');
+      // below strace: the OOM killer takes the agent, never the tracer (or the supervisor)
+      chain.push(...AGENT_OOM);
       if (this.rootMode) chain.push('setpriv', ...dropUid, '--');
     } else {
       // bwrap --die-with-parent sets the death signal on bwrap itself (its parent is the
       // supervisor: every link before it is an exec in the same process)
       ns.pop();
-      chain.push(...ns, ...(this.rootMode ? ['-S', String(SANDBOX_UID), '-G', String(SANDBOX_UID)] : []), '--');
+      chain.push(...ns, ...(this.rootMode ? ['-S', String(SANDBOX_UID), '-G', String(SANDBOX_UID)] : []), '--', ...AGENT_OOM);
     }
     chain.push('bwrap', ...bw, '--', ...argv);
     // dash: the cheapest shell that can join the cgroup, set rlimits and open the seccomp
     // program on fd 9 before exec. Inherited descriptors were closed at startup.
     closeInheritedDescriptors();
-    // dash's ulimit takes one resource per call (sizes in KiB; -p is processes)
-    const lim: [string, number][] = [['-t', l.cpuSeconds], ['-f', l.fileSizeMB * 1024], ['-c', 0], ['-n', 4096]];
+    // dash's ulimit takes one resource per call: -f counts 512-byte blocks, -v KiB, -p processes
+    const lim: [string, number][] = [['-t', l.cpuSeconds], ['-f', l.fileSizeMB * 2048], ['-c', 0], ['-n', 4096]];
     if (!this.cgroup) lim.push(['-p', l.pids + userProcessCount()], ['-v', l.memoryMB * 1024]);
     const ulimits = lim.map(([f, v]) => `ulimit ${f} ${v} || exit 125; `).join('');
     // The trace file gets 4 MiB allocated up front (fallocate --keep-size; strace appends into
@@ -317,7 +362,8 @@ class BwrapSandbox implements Sandbox {
     const child = spawn('/bin/sh', ['-c', script, 'airlock-exec', ...chain], {
       stdio: o.stdio === 'inherit' ? 'inherit' : ['pipe', 'pipe', 'pipe'],
       cwd: '/',
-      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/nonexistent', AIRLOCK_CG: this.cgroup?.procsFiles.join(':') ?? '', AIRLOCK_SECCOMP: this.seccompFile, AIRLOCK_TRACE: traceFile ?? '' },
+      detached: true, // as the holder: terminal signals go to the supervisor, which ends the chain itself
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/nonexistent', AIRLOCK_SESSION: this.spec.session, AIRLOCK_CG: this.cgroup?.procsFiles.join(':') ?? '', AIRLOCK_SECCOMP: this.seccompFile, AIRLOCK_TRACE: traceFile ?? '' },
     });
     const live: LiveExec = { child, traceFile, parser: traceFile ? new TraceParser(cwd) : null, offset: 0, fd: null, decoder: new StringDecoder('utf8'), incomplete: false };
     this.live.add(live);
@@ -325,6 +371,8 @@ class BwrapSandbox implements Sandbox {
       child.once('error', () => res({ exitCode: null, signal: null, status: 126 }));
       child.once('close', (code, signal) => {
         this.drainTrace(live, true);
+        if (signal === 'SIGXFSZ') this.noteLimit('fileSize', `file size limit ${l.fileSizeMB} MiB exceeded (SIGXFSZ)`, { argv0: argv[0] });
+        this.checkLimits();
         this.live.delete(live);
         res({ exitCode: code, signal, status: code ?? 128 + (signal ? signalNumber(signal) : 0) });
       });
@@ -377,7 +425,13 @@ class BwrapSandbox implements Sandbox {
   private auditor: TraceAuditor | null = null;
   private emitTrace(events: Parameters<TraceAuditor['convert']>[0], rootPid: number | null): void {
     this.auditor ??= new TraceAuditor(this.spec.session);
-    for (const ev of this.auditor.convert(events, rootPid)) this.spec.record(ev);
+    for (const ev of this.auditor.convert(events, rootPid)) {
+      const d = ev.data as { signal?: string; pid?: number; argv0?: string } | undefined;
+      if (ev.type === 'process.exit' && d?.signal === 'SIGXFSZ') {
+        this.noteLimit('fileSize', `file size limit ${this.spec.limits.fileSizeMB} MiB exceeded (SIGXFSZ)`, { pid: d.pid, argv0: d.argv0 });
+      }
+      this.spec.record(ev);
+    }
   }
 
   pause(): boolean {
@@ -409,6 +463,7 @@ class BwrapSandbox implements Sandbox {
 
   async stop(): Promise<void> {
     if (this.stopped) return;
+    this.checkLimits();
     await this.killAll();
     this.stopped = true;
     if (this.monitor) clearInterval(this.monitor);

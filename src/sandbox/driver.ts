@@ -60,6 +60,10 @@ export interface Sandbox {
   workspaceView(): string;
   /** How to run a trusted host program (git) inside the sandbox's mount namespace, and where the workspace is there. */
   trustedNs(): { prefix: string[]; path: string };
+  /** The holder's namespaces (`net:[4026…]`…): recorded, so anyone can check later that none outlived the session. */
+  namespaces(): Record<string, string | null>;
+  /** Argv prefix that runs a trusted host program as root of the sandbox's network namespace (egress bridge setup); it dies with the supervisor. */
+  networkNs(): string[];
   /** The overlay upper .git (only what the agent wrote in .git). */
   upperGitDir(): string;
   pause(): boolean;

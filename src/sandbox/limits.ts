@@ -19,7 +19,7 @@ export interface CgroupHandle {
   remove(): void;
 }
 
-const V1 = '/sys/fs/cgroup';
+const CGROUP_ROOT = '/sys/fs/cgroup';
 
 function tryWrite(path: string, value: string): boolean {
   try { writeFileSync(path, value); return true; } catch { return false; }
@@ -34,39 +34,66 @@ function readNum(path: string, key?: string): number {
   } catch { return 0; }
 }
 
-export function createCgroup(session: string, l: Limits): CgroupHandle | null {
-  const name = `airlock/${session}`;
-  // cgroup v2 (unified hierarchy with controllers)
-  if (existsSync(join(V1, 'cgroup.controllers'))) {
-    const dir = join(V1, name);
-    try {
-      mkdirSync(join(V1, 'airlock'), { recursive: true });
-      tryWrite(join(V1, 'cgroup.subtree_control'), '+memory +pids +cpu');
-      tryWrite(join(V1, 'airlock', 'cgroup.subtree_control'), '+memory +pids +cpu');
-      mkdirSync(dir);
-    } catch { return null; }
-    const ok = tryWrite(join(dir, 'memory.max'), String(l.memoryMB * 1024 * 1024))
-      && tryWrite(join(dir, 'pids.max'), String(l.pids));
-    tryWrite(join(dir, 'memory.swap.max'), '0');
-    tryWrite(join(dir, 'cpu.max'), `${l.cpuPercent * 1000} 100000`);
-    if (!ok) { try { rmdirSync(dir); } catch { /* */ } return null; }
-    return {
-      version: 2, procsFiles: [join(dir, 'cgroup.procs')], dirs: [dir],
-      freeze: () => tryWrite(join(dir, 'cgroup.freeze'), '1'),
-      thaw: () => tryWrite(join(dir, 'cgroup.freeze'), '0'),
-      pids: () => readPids(join(dir, 'cgroup.procs')),
-      counters: () => ({ oomKills: readNum(join(dir, 'memory.events'), 'oom_kill'), pidsRefused: readNum(join(dir, 'pids.events'), 'max') }),
-      remove: () => removeDirs([dir]),
-    };
+/**
+ * Where the starting process sits in each hierarchy (`/proc/self/cgroup`): controller
+ * (or '' for the v2 unified hierarchy) → path. The session's cgroup is created below it,
+ * so an outer limit (a systemd scope, a container, a CI job) still binds the sandbox.
+ */
+export function starterCgroups(text = readSafe('/proc/self/cgroup')): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const m = /^\d+:([^:]*):(\/.*)$/.exec(line.trim());
+    if (!m) continue;
+    const path = m[2]!.split('/').filter((x) => x && x !== '.' && x !== '..').join('/');
+    for (const c of m[1]!.split(',')) out.set(c, path);
   }
-  // cgroup v1: one directory per controller
-  const ctrl = (c: string) => join(V1, c, name);
-  const needed = ['memory', 'pids'];
-  if (!needed.every((c) => existsSync(join(V1, c)))) return null;
+  return out;
+}
+
+function readSafe(p: string): string { try { return readFileSync(p, 'utf8'); } catch { return ''; } }
+
+export function createCgroup(session: string, l: Limits, o: { root?: string; self?: Map<string, string> } = {}): CgroupHandle | null {
+  const root = o.root ?? CGROUP_ROOT;
+  const self = o.self ?? starterCgroups();
+  // cgroup v2 (unified hierarchy with controllers)
+  if (existsSync(join(root, 'cgroup.controllers'))) return createV2(join(root, self.get('') ?? ''), session, l);
+  return createV1(root, self, session, l);
+}
+
+function createV2(base: string, session: string, l: Limits): CgroupHandle | null {
+  const parent = join(base, 'airlock');
+  const dir = join(parent, session);
+  try {
+    mkdirSync(parent, { recursive: true });
+    // Fails (EBUSY) when the starter's own cgroup holds processes and is not the root: then
+    // no per-session controllers, and the sandbox stays in the starter's cgroup (rlimits).
+    tryWrite(join(base, 'cgroup.subtree_control'), '+memory +pids +cpu');
+    tryWrite(join(parent, 'cgroup.subtree_control'), '+memory +pids +cpu');
+    mkdirSync(dir);
+  } catch { try { rmdirSync(parent); } catch { /* in use by other sessions */ } return null; }
+  const ok = tryWrite(join(dir, 'memory.max'), String(l.memoryMB * 1024 * 1024))
+    && tryWrite(join(dir, 'pids.max'), String(l.pids));
+  tryWrite(join(dir, 'memory.swap.max'), '0');
+  tryWrite(join(dir, 'cpu.max'), `${l.cpuPercent * 1000} 100000`);
+  if (!ok) { removeDirs([dir]); try { rmdirSync(parent); } catch { /* other sessions use it */ } return null; }
+  return {
+    version: 2, procsFiles: [join(dir, 'cgroup.procs')], dirs: [dir],
+    freeze: () => tryWrite(join(dir, 'cgroup.freeze'), '1'),
+    thaw: () => tryWrite(join(dir, 'cgroup.freeze'), '0'),
+    pids: () => readPids(join(dir, 'cgroup.procs')),
+    counters: () => ({ oomKills: readNum(join(dir, 'memory.events'), 'oom_kill'), pidsRefused: readNum(join(dir, 'pids.events'), 'max') }),
+    remove: () => removeDirs([dir]),
+  };
+}
+
+// cgroup v1: one directory per controller, each below the starter's cgroup in that hierarchy
+function createV1(root: string, self: Map<string, string>, session: string, l: Limits): CgroupHandle | null {
+  const ctrl = (c: string) => join(root, c, self.get(c) ?? '', 'airlock', session);
+  if (!['memory', 'pids'].every((c) => existsSync(join(root, c)))) return null;
   const dirs: string[] = [];
   try {
     for (const c of ['memory', 'pids', 'cpu', 'freezer']) {
-      if (!existsSync(join(V1, c))) continue;
+      if (!existsSync(join(root, c))) continue;
       mkdirSync(ctrl(c), { recursive: true });
       dirs.push(ctrl(c));
     }
@@ -111,9 +138,12 @@ function removeDirs(dirs: string[]): void {
  * Removes the cgroup directories of a session whose supervisor died (kill -9): thawed,
  * whatever is left in them killed, then removed. Returns the directories that existed.
  */
-export function removeSessionCgroups(session: string): string[] {
-  const name = `airlock/${session}`;
-  const dirs = [join(V1, name), ...['memory', 'pids', 'cpu', 'freezer'].map((c) => join(V1, c, name))]
+export function removeSessionCgroups(session: string, o: { root?: string; self?: Map<string, string> } = {}): string[] {
+  const root = o.root ?? CGROUP_ROOT;
+  const self = o.self ?? starterCgroups();
+  // below this process's cgroup (where a session started by the same kind of starter nests) and at the root
+  const under = (ctrl: string) => [join(root, ctrl, self.get(ctrl === '' ? '' : ctrl) ?? '', 'airlock', session), join(root, ctrl, 'airlock', session)];
+  const dirs = [...new Set([...under(''), ...['memory', 'pids', 'cpu', 'freezer'].flatMap(under)])]
     .filter((d) => existsSync(join(d, 'cgroup.procs')));
   for (const d of dirs) { tryWrite(join(d, 'cgroup.freeze'), '0'); tryWrite(join(d, 'freezer.state'), 'THAWED'); }
   removeDirs(dirs);

@@ -60,7 +60,8 @@ export const BLOCKED_SYSCALLS: Record<string, { nr: number; why: string }> = {
 };
 
 const NR = { socket: 41, ioctl: 16, clone: 56, clone3: 435 };
-const AF = { UNIX: 1, NETLINK: 16, PACKET: 17 };
+/** The only socket families a sandbox gets (an allowlist): IP to the proxy bridge. AF_UNIX (host daemons), AF_NETLINK, AF_PACKET, AF_VSOCK (not confined by the network namespace), AF_ALG… are refused. */
+export const ALLOWED_SOCKET_FAMILIES = { AF_INET: 2, AF_INET6: 10 } as const;
 const SOCK_RAW = 3;
 const SOCK_PACKET = 10;
 const TIOCSTI = 0x5412;
@@ -69,7 +70,7 @@ const TIOCLINUX = 0x541c;
 const CLONE_NEW_MASK = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000 | 0x00000080;
 
 export const FILTERED_ARGUMENTS = [
-  'socket(AF_UNIX | AF_NETLINK | AF_PACKET): no host daemons over unix sockets, no netlink (routing, audit), no packet sockets',
+  'socket(family other than AF_INET | AF_INET6): EAFNOSUPPORT (an allowlist: no host daemons over AF_UNIX, no netlink, packet, vsock or kernel crypto sockets)',
   'socket(type SOCK_RAW | SOCK_PACKET): no raw IP (ICMP tunnels, spoofing)',
   'ioctl(TIOCSTI | TIOCLINUX): no typing into the controlling terminal',
   'clone(CLONE_NEW*): no new namespaces via clone',
@@ -113,9 +114,9 @@ export function buildSeccompProgram(): Buffer {
   ins(RET_K, RET_ALLOW);
   p.push({ label: 'socket' });
   ins(LD_W_ABS, off.argLo(0));
-  ins(JEQ_K, AF.UNIX, 'eafnosupport', 0);
-  ins(JEQ_K, AF.NETLINK, 'eafnosupport', 0);
-  ins(JEQ_K, AF.PACKET, 'eafnosupport', 0);
+  ins(JEQ_K, ALLOWED_SOCKET_FAMILIES.AF_INET, 'socket_type', 0);
+  ins(JEQ_K, ALLOWED_SOCKET_FAMILIES.AF_INET6, 'socket_type', 'eafnosupport');
+  p.push({ label: 'socket_type' });
   ins(LD_W_ABS, off.argLo(1));
   ins(AND_K, 0xf);
   ins(JEQ_K, SOCK_RAW, 'eperm', 0);

@@ -15,7 +15,7 @@ export interface ProcessExit { kind: 'exit'; pid: number; ppid: number | null; e
 export interface Probe { kind: 'probe'; pid: number; ppid: number | null; syscall: string; target: string; error: string; ts: number; argv0: string | null }
 export type TraceEvent = ProcessExec | ProcessExit | Probe;
 
-export const TRACED_SYSCALLS = ['execve', 'execveat', 'clone', 'clone3', 'fork', 'vfork', 'chdir', 'fchdir', 'connect', 'openat', 'open', 'unlinkat', 'mkdirat', 'symlinkat', 'linkat', 'renameat2'];
+export const TRACED_SYSCALLS = ['execve', 'execveat', 'clone', 'clone3', 'fork', 'vfork', 'chdir', 'fchdir', 'connect', 'sendto', 'sendmsg', 'sendmmsg', 'openat', 'open', 'unlinkat', 'mkdirat', 'symlinkat', 'linkat', 'renameat2'];
 
 /** Decodes one C-style string literal body as strace prints it. */
 export function unescapeC(s: string): string {
@@ -195,11 +195,8 @@ export class TraceParser {
       default: {
         if (ret !== '-1' || !errno) return;
         let target = '';
-        if (name === 'connect') {
-          const addr = /sin6?_addr=inet_(?:pton|addr)\((?:AF_INET6?, )?"([^"]+)"/.exec(rest);
-          const port = /sin6?_port=htons\((\d+)\)/.exec(rest);
-          const un = /sun_path="([^"]*)"/.exec(rest);
-          target = un ? `unix:${un[1]}` : addr ? `${addr[1]}:${port?.[1] ?? '?'}` : 'unknown';
+        if (NETWORK_SYSCALLS.has(name)) {
+          target = socketTarget(rest);
         } else {
           const strs = readStrings(rest, rest.indexOf('"'), 1).values;
           target = strs[0] ?? '';
@@ -219,6 +216,28 @@ function execArgs(name: string, rest: string): { argv: string[]; path: string } 
   return { argv: arr >= 0 ? readStrings(rest, arr + 1, 4096).values : [], path: path.values[0] ?? '' };
 }
 
+/** Syscalls whose failure is a network attempt (the target is a socket address). */
+const NETWORK_SYSCALLS = new Set(['connect', 'sendto', 'sendmsg', 'sendmmsg']);
+
+/**
+ * The address a failed connect/send went to, as `1.2.3.4:53`, `[2001:db8::1]:443` or
+ * `unix:/path`. Quoted payloads are dropped first: a sent buffer must not be able to
+ * spell an address of its choosing.
+ */
+export function socketTarget(args: string): string {
+  // keep only literals that strace itself wrote as addresses; every other literal (payload) becomes ""
+  const a = args.replace(/"(?:[^"\\]|\\.)*"(?:\.\.\.)?/g, (lit, at: number) =>
+    (/(?:inet_addr\(|inet_pton\(AF_INET6?, |sun_path=)$/.test(args.slice(Math.max(0, at - 24), at)) ? lit : '""'));
+  const un = /sun_path="([^"]*)"/.exec(a);
+  if (un) return `unix:${un[1]}`;
+  const port = /sin6?_port=htons\((\d+)\)/.exec(a)?.[1] ?? '?';
+  const v6 = /inet_pton\(AF_INET6, "([^"]*)"/.exec(a);
+  if (v6) return `[${v6[1]}]:${port}`;
+  const v4 = /sin_addr=inet_addr\("([^"]*)"\)/.exec(a);
+  if (v4) return `${v4[1]}:${port}`;
+  return 'unknown';
+}
+
 function joinPath(base: string, rel: string): string {
   const parts = (base + '/' + rel).split('/');
   const out: string[] = [];
@@ -233,10 +252,11 @@ const WORKSPACE = '/workspace';
 
 function classifyProbe(e: Probe): { rule: string; reason: string; severity: 'medium' | 'high' } | null {
   const t = e.target;
-  if (e.syscall === 'connect') {
+  if (NETWORK_SYSCALLS.has(e.syscall)) {
     if (t.startsWith('unix:')) return { rule: 'builtin.no-host-sockets', reason: 'unix socket connection refused', severity: 'high' };
-    if (/^(127\.0\.0\.1|::1):3128$/.test(t)) return null;
-    return { rule: 'builtin.network-isolation', reason: `direct network connection to ${t} (${e.error})`, severity: 'high' };
+    if (/^(127\.0\.0\.1|\[::1\]):3128$/.test(t)) return null;
+    const what = e.syscall === 'connect' ? 'direct network connection' : 'datagram (UDP) sent';
+    return { rule: 'builtin.network-isolation', reason: `${what} to ${t} (${e.error})`, severity: 'high' };
   }
   if (e.error === 'EROFS') return { rule: 'builtin.read-only-system', reason: `write to read-only path ${t}`, severity: 'medium' };
   if (e.error === 'EACCES' || e.error === 'EPERM') return { rule: 'builtin.permission', reason: `${e.syscall} ${t}: ${e.error}`, severity: 'medium' };

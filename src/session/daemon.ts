@@ -142,7 +142,7 @@ export async function superviseSession(opts: OpenSessionOptions, ready: (id: str
   await new Promise<void>((res) => server.listen(path, res));
   chmodSync(path, 0o600);
   void session.limitHit.then(() => stopAndExit('limit reached'));
-  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => void stopAndExit(`supervisor got ${sig}`));
+  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => void stopAndExit(`interrupted by ${sig} (to the session supervisor)`));
   ready(session.id);
 }
 

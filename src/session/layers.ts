@@ -24,6 +24,8 @@ export interface NetworkSetup {
   close: () => Promise<void>;
   /** public files Airlock provides inside (CA bundle) */
   files?: { source: string; target: string }[];
+  /** serves the namespace's bridges from this process (`enter`: argv prefix into the sandbox's network namespace); returns their close */
+  attach?: (enter: string[]) => Promise<() => Promise<void>>;
 }
 
 /** What a layer may contribute to a session; every part is optional. */
@@ -84,7 +86,7 @@ function egressLayer(): SessionLayer {
   return {
     network: async (s, env) => {
       if (!egressWanted(s)) return null;
-      const { startGateway, sandboxNetwork, prepareCredentials } = await import('../egress/index.ts');
+      const { startGateway, sandboxNetwork, startBridge, prepareCredentials } = await import('../egress/index.ts');
       const prep = await prepareCredentials(s.policy.policy, env, s.id, s.home.root);
       const unixPath = join(s.home.run, `${s.id}.egress.sock`);
       const gw = await startGateway({
@@ -95,9 +97,13 @@ function egressLayer(): SessionLayer {
       });
       s.layerState.set('gateway', gw);
       const transparent = Object.keys(gw.transparentSockets).length > 0;
-      const net = sandboxNetwork(gw.address, { transparent, ports: Object.keys(gw.transparentSockets).map(Number), hostLoopback: gw.hostLoopbackSockets });
+      const net = sandboxNetwork(gw.address, {
+        transparent, ports: Object.keys(gw.transparentSockets).map(Number), hostLoopback: gw.hostLoopbackSockets,
+        maxConnections: s.policy.policy.egress.limits.maxConnections,
+      });
       return {
         setup: net.setup, env: { ...net.env, ...prep.sandboxEnv }, close: () => gw.close(),
+        attach: async (enter) => { const b = await startBridge(net.bridge, { enter, session: s.id, record: (e) => { s.record(e); } }); return () => b.close(); },
         files: [{ source: prep.caBundlePath, target: prep.caBundleSandboxPath }],
       };
     },
@@ -115,7 +121,7 @@ function commandsLayer(): SessionLayer {
       if (d.action !== 'ask') return d;
       const a = await requestApproval(s.store, {
         session: s.id, command: req.argv, rule: d.rule, reason: d.reason,
-        timeoutSeconds: s.policy.policy.commands.askTimeoutSeconds,
+        timeoutSeconds: s.policy.policy.commands.askTimeoutSeconds, sessionEnded: s.endedSignal,
       });
       return { action: a.decision, rule: d.rule, reason: a.decision === 'allow' ? `approved by ${a.by ?? 'a human'}` : a.reason };
     },

@@ -10,7 +10,8 @@ export interface SessionSummary {
   start: string;
   end: string | null;
   status: number | null;
-  state: 'running' | 'stopped' | 'failed' | 'aborted';
+  /** interrupted: ended by a signal to its supervisor; aborted: the supervisor died without recording an end */
+  state: 'running' | 'stopped' | 'interrupted' | 'failed' | 'aborted';
   events: number;
   denials: number;
   commits: number | null;
@@ -46,7 +47,7 @@ export function listSessions(store: AuditStore, only?: string): SessionSummary[]
     const sd = r.startData ? JSON.parse(String(r.startData)) as Record<string, unknown> : {};
     const st = r.stopData ? JSON.parse(String(r.stopData)) as Record<string, unknown> : null;
     const rd = r.resultData ? JSON.parse(String(r.resultData)) as Record<string, unknown> : null;
-    let state: SessionSummary['state'] = st ? 'stopped' : r.failData ? 'failed' : 'running';
+    let state: SessionSummary['state'] = st ? (String(st.reason ?? '').startsWith('interrupted') ? 'interrupted' : 'stopped') : r.failData ? 'failed' : 'running';
     if (state === 'running' && typeof sd.supervisorPid === 'number' && !alive(sd.supervisorPid)) state = 'aborted';
     return {
       id: String(r.id), command: (sd.command as string[] | null) ?? null, agent: (sd.agent as string) ?? null,

@@ -114,6 +114,9 @@ export class Session {
   private unrecorded: AuditEventInput[] = [];
   /** Frees the session's ballast in AIRLOCK_HOME (room to record why it stops). */
   private releaseBallast: () => void = () => {};
+  private endedController = new AbortController();
+  /** Aborted when the session starts to end: whatever waits for it (an "ask") gives up. */
+  get endedSignal(): AbortSignal { return this.endedController.signal; }
 
   private constructor(a: { id: string; repo: HostRepo; base: string; policy: LoadedPolicy; home: HomeLayout; store: AuditStore; ownsStore: boolean; agent: string; layers: SessionLayers; disabledLayers: LayerName[]; onEvent?: (e: AuditEvent) => void }) {
     this.id = a.id; this.repo = a.repo; this.baseCommit = a.base; this.policy = a.policy; this.home = a.home;
@@ -253,13 +256,15 @@ export class Session {
       record: (e) => { this.record(e); },
     });
     this.cleanups.push(() => this.sandbox.stop());
+    // the bridges live in this process: no agent connection becomes a host process
+    if (net?.attach) this.cleanups.push(await net.attach(this.sandbox.networkNs()));
     this.record({
       type: 'session.start',
       data: {
         repo: this.repo.root, baseRef: o.base ?? 'HEAD', baseCommit: this.baseCommit, agent: this.agent,
         command: o.command ?? null, policyHash: this.policy.hash,
         policySources: this.policy.sources.map((s) => ({ kind: s.kind, origin: s.origin })),
-        mechanisms: this.sandbox.mechanisms, limits: p.sandbox.limits,
+        mechanisms: this.sandbox.mechanisms, namespaces: this.sandbox.namespaces(), limits: p.sandbox.limits,
         envNames: Object.keys(sandboxEnv).sort(), mounts: p.sandbox.mounts,
         allowHosts: o.allowHosts ?? [], snapshotBuilt: this.snapshot.built,
         historyHidden: this.syntheticBase !== null, syntheticBase: this.syntheticBase,
@@ -292,6 +297,9 @@ export class Session {
   async exec(req: ExecRequest): Promise<ExecHandle> {
     if (this.state === 'stopping' || this.state === 'stopped') throw new AirlockError('BAD_STATE', `session ${this.id} has stopped`, 'start a new session');
     const decision = await this.decideCommand(req);
+    if (this.endedSignal.aborted) {
+      throw new AirlockError('BAD_STATE', `session ${this.id} ended while the command waited for a decision`, 'start a new session');
+    }
     if (decision && decision.action !== 'allow') {
       this.record({ type: 'command.denied', severity: 'medium', decision: 'deny', rule: decision.rule, data: { argv: req.argv, reason: decision.reason, via: req.via ?? 'api' } });
       throw new AirlockError('DENIED', `command denied by ${decision.rule}: ${decision.reason}`, 'change the command or ask an admin to change the policy rule');
@@ -340,9 +348,29 @@ export class Session {
     return this.stopPromise;
   }
 
+  /**
+   * Ends the session at once, without capture (a second Ctrl-C): records the end and
+   * kills the sandbox's processes; the caller exits right after, and the holder, bridges
+   * and gateway end with this process.
+   */
+  abandon(reason: string): void {
+    if (this.state === 'stopped') return;
+    this.state = 'stopped';
+    this.endedController.abort();
+    void this.sandbox.killAll();
+    this.record({ type: 'session.stop', severity: 'medium', data: { reason, status: this.lastStatus, forced: true, commits: 0, dirty: false } });
+  }
+
   private async doStop(reason: string): Promise<StopResult> {
     const why = this.stopReason ?? reason;
     this.state = 'stopping';
+    this.endedController.abort();
+    // children's handles can all be gone while capture still runs: keep the process up until the end is recorded
+    const keepAlive = setInterval(() => { /* nothing */ }, 60_000);
+    try { return await this.stopAndCapture(why); } finally { clearInterval(keepAlive); }
+  }
+
+  private async stopAndCapture(why: string): Promise<StopResult> {
     await this.sandbox.killAll();
     let result: CaptureResult | null = null;
     try {

@@ -14,6 +14,7 @@ import { checksummedToken, awsKeyPair } from '../../src/secrets/honeytokens.ts';
 import type { AuditEventInput } from '../../src/audit/index.ts';
 import { curl, requests, waitFor } from './helpers.ts';
 import { unshareOrSkip } from '../helpers.ts';
+import { inSandboxNetns } from './netns-helper.ts';
 import { testPki, httpsServer } from './pki.ts';
 
 // The credential broker and outbound DLP, end to end through the real gateway: the sandbox
@@ -64,7 +65,7 @@ test('placeholder in the sandbox, real value only at the bound destination; misu
     const net = sandboxNetwork(s.gw.address, { transparent: false });
     // the netns shares the host's mounts, so the bundle is named by its host path here (a session mounts it at /etc/ssl/certs)
     const env = { ...process.env, ...net.env, ...s.prepared.sandboxEnv, ...caEnv(s.prepared.caBundlePath), HOST_GH_TOKEN: '', HOME_DIR: dir };
-    const script = `${net.setup}\nset +e
+    const script = `set +e
 echo "env=$GH_TOKEN"
 x=$(curl -sS --max-time 5 -D "$HOME_DIR/h" -H "Authorization: token $GH_TOKEN" https://api.test:${api.port}/v1/user); echo "$x rc=$?"
 grep -i '^x-echo-auth' "$HOME_DIR/h"
@@ -75,10 +76,7 @@ curl -sS --max-time 5 -o /dev/null -w '%{http_code}' --data "t=$GH_TOKEN" https:
 curl -sS --max-time 5 -o /dev/null -w '%{http_code}' "http://plain.test:${plainPort}/?q=$GH_TOKEN"; echo " rc=$?"
 curl -sS --max-time 5 -o /dev/null -w '%{http_code}' --data "t=$GH_TOKEN" http://plain.test:${plainPort}/body; echo " rc=$?"
 `;
-    const p = spawn('unshare', ['-rn', 'sh', '-c', script], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    p.stdout.on('data', (d) => { out += d; }); p.stderr.on('data', (d) => { out += d; });
-    await new Promise((r) => p.on('close', r));
+    const { out } = await inSandboxNetns(net, script, { env });
     assert.ok(out.includes(`env=${ph}`), 'the brokered variable holds the placeholder');
     assert.ok(!out.includes(REAL), 'nothing the sandbox saw holds the real value (the echoed header is scrubbed)');
     const lines = out.split('\n').filter((l) => / rc=\d+$/.test(l));

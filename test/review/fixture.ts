@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AuditStore } from '../../src/audit/index.ts';
+import { track } from '../helpers.ts';
 
 // Test fixtures: a host repo, a scripted "agent" whose work lands in a result repo laid
 // out exactly as Airlock's capture writes it (<home>/sessions/<id>/result.git with
@@ -39,7 +40,7 @@ export const BASE_FILES: Record<string, string> = {
 
 export function setup(orgPolicy: string, files: Record<string, string> = BASE_FILES): Env {
   const dir = mkdtempSync(join(tmpdir(), 'airlock-review-'));
-  const home = join(dir, 'home');
+  const home = track(join(dir, 'home'));
   mkdirSync(join(home, 'sessions'), { recursive: true });
   const host = join(dir, 'host');
   mkdirSync(host);

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { chownSync, mkdtempSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { BIN, ROOT, cleanup, isRoot, privilegedSkip } from '../helpers.ts';
+import { BIN, ROOT, cleanup, isRoot, privilegedSkip, track } from '../helpers.ts';
 
 const NOBODY = 65534;
 const asNobody = (cmd: string[], env: Record<string, string>, cwd: string) => spawnSync('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--', ...cmd], { cwd, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, encoding: 'utf8', timeout: 120_000 });
@@ -19,7 +19,7 @@ describe('without root', { skip: privilegedSkip(!isRoot && 'run as root to drop 
     const dir = mkdtempSync(join(tmpdir(), 'airlock-unpriv-'));
     chmodSync(dir, 0o755);
     chownSync(dir, NOBODY, NOBODY);
-    const env = { HOME: dir, AIRLOCK_HOME: join(dir, 'home'), NO_COLOR: '1', GIT_CONFIG_GLOBAL: '/dev/null' };
+    const env = { HOME: dir, AIRLOCK_HOME: track(join(dir, 'home')), NO_COLOR: '1', GIT_CONFIG_GLOBAL: '/dev/null' };
     const repo = join(dir, 'repo');
     const g = (...a: string[]) => asNobody(['git', ...a], env, dir);
     assert.equal(g('init', '-q', repo).status, 0);

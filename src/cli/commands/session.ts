@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { constants as osConstants } from 'node:os';
 import { AirlockError, ExitCode } from '../../common/errors.ts';
 import { ensureHome, type HomeLayout } from '../../common/paths.ts';
 import { escapeForTerminal as esc } from '../../common/terminal.ts';
@@ -61,8 +62,18 @@ export function registerSession(program: Command): void {
       const profile = applyProfile(o.agent as string, command, { session: toOptions(o, command) });
       const session = await Session.open({ ...toOptions(o, command), ...profile.openOptions });
       process.stderr.write(`${dim('airlock:', process.stderr)} session ${session.id} (base ${session.baseCommit.slice(0, 12)}, ${session.mechanisms.limits}, network: ${session.mechanisms.network})\n`);
+      // First signal: stop the agent, capture, record; a second one forces the end at once.
       let interrupted: NodeJS.Signals | null = null;
-      const onSignal = (sig: NodeJS.Signals) => { interrupted = sig; void session.stop(`interrupted by ${sig}`); };
+      const onSignal = (sig: NodeJS.Signals) => {
+        if (interrupted) {
+          process.stderr.write(`${bad('airlock:', process.stderr)} ${sig} again: ending session ${session.id} now, without capture\n`);
+          session.abandon(`interrupted by ${interrupted}; forced by a second ${sig}`);
+          process.exit(signalExitCode(sig));
+        }
+        interrupted = sig;
+        process.stderr.write(`${dim('airlock:', process.stderr)} ${sig}: stopping the agent and capturing its work (send it again to force)\n`);
+        void session.stop(`interrupted by ${sig}`);
+      };
       for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, onSignal);
       let status = 1;
       try {
@@ -90,7 +101,7 @@ export function registerSession(program: Command): void {
         process.stderr.write(`${dim('hint:', process.stderr)} free space where AIRLOCK_HOME lives (df -h "$AIRLOCK_HOME"); what could not be recorded then is recovered by the next airlock run or \`airlock sessions\`\n`);
       }
       process.stderr.write(`${dim('airlock:', process.stderr)} timeline: airlock audit show ${session.id}${res.result && res.result.commits.length ? `   change: airlock review list` : ''}\n`);
-      setExit(cmd, res.recordingFailure ? ExitCode.CANNOT_RECORD : interrupted ? 130 : status);
+      setExit(cmd, res.recordingFailure ? ExitCode.CANNOT_RECORD : interrupted ? signalExitCode(interrupted) : status);
     });
 
   const sess = program.command('session').description('Long-running sessions for agent frameworks that call tools one at a time');
@@ -154,12 +165,17 @@ export function registerSession(program: Command): void {
     });
 }
 
+/** The shell convention: 128 + the signal's number (130 for SIGINT, 143 for SIGTERM). */
+function signalExitCode(sig: NodeJS.Signals): number {
+  return 128 + (osConstants.signals[sig] ?? 0);
+}
+
 function assertKnown(home: string, id: string): void {
   const store = new AuditStore(ensureHome(home).auditDb);
   try {
     const s = listSessions(store, id)[0];
     if (!s) throw new AirlockError('NOT_FOUND', `no such session: ${id}`, 'list sessions with `airlock sessions`');
     if (s.state === 'stopped') throw new AirlockError('BAD_STATE', `session ${id} has already stopped`, `see its timeline with \`airlock audit show ${id}\``);
-    if (s.state === 'aborted' || s.state === 'failed') throw new AirlockError('BAD_STATE', `session ${id} is not running (${s.state})`, `see \`airlock audit show ${id}\``);
+    if (s.state === 'aborted' || s.state === 'failed' || s.state === 'interrupted') throw new AirlockError('BAD_STATE', `session ${id} is not running (${s.state})`, `see \`airlock audit show ${id}\``);
   } finally { store.close(); }
 }

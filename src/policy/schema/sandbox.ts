@@ -5,7 +5,7 @@ export const limitsSchema = z.strictObject({
   memoryMB: merge(z.number().int().min(16).max(1 << 20).default(2048).describe('Memory limit for the whole sandbox in MiB.'), 'min'),
   pids: merge(z.number().int().min(8).max(1 << 16).default(256).describe('Maximum number of processes/threads in the sandbox.'), 'min'),
   cpuSeconds: merge(z.number().int().min(1).default(1800).describe('CPU time limit per process in seconds (RLIMIT_CPU).'), 'min'),
-  cpuPercent: merge(z.number().int().min(5).max(6400).default(200).describe('CPU share as percent of one core (cgroups only).'), 'min'),
+  cpuPercent: merge(z.number().int().min(5).max(6400).default(100).describe('CPU share as percent of one core (cgroups only). The default, one core, leaves the rest of a multi-core host to everything else.'), 'min'),
   wallSeconds: merge(z.number().int().min(1).default(3600).describe('Wall-clock limit for a session; the session is ended when it is reached.'), 'min'),
   diskMB: merge(z.number().int().min(1).default(2048).describe('Cap on what the session may write to its workspace, /tmp and home, in MiB.'), 'min'),
   fileSizeMB: merge(z.number().int().min(1).default(1024).describe('Largest single file the agent may write, in MiB (RLIMIT_FSIZE).'), 'min'),
