@@ -227,7 +227,7 @@ async function onIntercepted(ctx: Ctx, c: Conn, req: IncomingMessage, res: Serve
   if (injected.length) t.extra.credentials = injected.map((x) => ({ name: x.name, fingerprint: x.fingerprint }));
   // with DLP off a model API body streams like any other (buffering it would only cap it)
   const dlpHere = ctx.dlp.mode !== 'off' && isModelApi(ctx, c.host);
-  if (dlpHere && !(await headOk(ctx, t, res, c, method, rp.match, head))) return;
+  if (dlpHere && !(await headOk(ctx, t, res, c, method, rp.match, requestText(rawUrl, withoutApiAuth(raw))))) return;
   // the package firewall decides on the path the upstream will receive
   const pkg = await admitPackage(ctx, c, method, rawUrl, rp.forward, req.headers.accept);
   if (pkg.kind === 'deny') { if (pkg.pkg) t.extra.package = pkg.pkg; return refusePackage(res, t, pkg.verdict); }
@@ -377,6 +377,15 @@ function recordDlp(ctx: Ctx, t: Tracked, res: ServerResponse, c: Conn, method: s
   } catch (e) { refuse(res, t, 503, 'builtin.audit-failed', `audit sink failed (${e instanceof Error ? e.message : e}); refused`); return false; }
   t.extra.dlp = { action: r.action, findings: r.findings.length };
   return true;
+}
+
+/** Headers that carry the model API's own credential (a login token belongs there) are left out of header DLP. */
+const API_AUTH = new Set(['authorization', 'x-api-key', 'api-key', 'x-goog-api-key', 'cookie']);
+
+function withoutApiAuth(raw: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) out.push(raw[i]!, API_AUTH.has(raw[i]!.toLowerCase()) ? '' : raw[i + 1]!);
+  return out;
 }
 
 /**

@@ -167,23 +167,24 @@ test('SOCKS5: IP literals, forbidden names, BIND/UDP and unknown address types g
 test('DNS as a channel: a name carrying a honeytoken is never resolved; a wildcard grant resolves only so many distinct names; encoded-looking labels are a finding', async () => {
   const token = { kind: 'aws-access-key-id', path: '/home/agent/.aws/credentials', fingerprint: 'fp', value: 'AKIAQWERTYUIOPASDFGH' };
   const d = await dnsServer({ 'a.wild.test': '127.0.0.1' });
-  const w = await gateway({ allow: [{ id: 'wild', host: '*.wild.test', ports: [443] }], limits: { maxNamesPerWildcard: 3 } }, { resolver: dnsServerResolver(d.address), honeytokens: [token] });
+  let w: TestGateway | undefined;
   try {
-    const connect = async (host: string) => (await raw(w.port, `CONNECT ${host}:443 HTTP/1.1\r\nHost: ${host}:443\r\n\r\n`, 3000)).toString().split('\r\n')[0] ?? '';
+    const g2 = w = await gateway({ allow: [{ id: 'wild', host: '*.wild.test', ports: [443] }], limits: { maxNamesPerWildcard: 3 } }, { resolver: dnsServerResolver(d.address), honeytokens: [token] });
+    const connect = async (host: string) => (await raw(g2.port, `CONNECT ${host}:443 HTTP/1.1\r\nHost: ${host}:443\r\n\r\n`, 3000)).toString().split('\r\n')[0] ?? '';
     assert.match(await connect(`${token.value.toLowerCase()}.wild.test`), / 403 /);
     assert.match(await connect('akiaqwertyu.iopasdfgh.wild.test'), / 403 /, 'split over labels');
     assert.deepEqual(d.queries.filter((q) => q.includes('akia')), [], 'no DNS query carried the honeytoken');
-    const honey = requests(w.events).filter((e) => e.rule === 'secrets.honeytokens');
+    const honey = requests(g2.events).filter((e) => e.rule === 'secrets.honeytokens');
     assert.equal(honey.length, 2);
-    assert.equal(w.events.filter((e) => e.type === 'detect.finding' && e.rule === 'detect.honeytoken').length, 2);
+    assert.equal(g2.events.filter((e) => e.type === 'detect.finding' && e.rule === 'detect.honeytoken').length, 2);
     // the budget: three distinct names resolve (or fail to), the fourth is refused unresolved
     for (const n of ['b.wild.test', 'c.wild.test', '4f6a9c2e81b35d07e9a1c4f2.wild.test']) await connect(n);
     const before = d.queries.length;
     assert.match(await connect('e.wild.test'), / 403 /);
     assert.equal(d.queries.length, before, 'the name over the budget was not looked up');
-    assert.ok(requests(w.events).some((e) => e.rule === 'egress.limits.maxNamesPerWildcard'));
-    const exfil = w.events.filter((e) => e.type === 'detect.finding' && e.rule === 'detect.dns-exfiltration');
+    assert.ok(requests(g2.events).some((e) => e.rule === 'egress.limits.maxNamesPerWildcard'));
+    const exfil = g2.events.filter((e) => e.type === 'detect.finding' && e.rule === 'detect.dns-exfiltration');
     assert.ok(exfil.some((e) => /encoded/i.test(String((e.data as { title: string }).title))), 'the hex label is a finding');
     assert.ok(exfil.some((e) => /Many distinct names/.test(String((e.data as { title: string }).title))));
-  } finally { await w.gw.close(); d.close(); }
+  } finally { await w?.gw.close(); d.close(); }
 });
