@@ -227,8 +227,9 @@ function telemetryLayer(): SessionLayer {
     },
     afterStop: async (s) => {
       (s.layerState.get('checkpointer') as { stop(): void } | undefined)?.stop();
-      checkpoint(s.store, `session ${s.id} end`, { keyDir: s.home.keys });
-      await (s.layerState.get('delivery') as { stop(): Promise<void> } | undefined)?.stop();
+      try { checkpoint(s.store, `session ${s.id} end`, { keyDir: s.home.keys }); } finally {
+        await (s.layerState.get('delivery') as { stop(): Promise<void> } | undefined)?.stop();
+      }
     },
   };
 }
