@@ -393,7 +393,10 @@ export class Session {
       this.note({ type: 'session.capture_failed', severity: 'high', data: { error: e instanceof Error ? e.message : String(e) } });
     }
     await this.teardown();
-    makePrivateTree(this.stateDir); // result.git, traces: git and strace create them with the umask's modes
+    // result.git, traces: git and strace create them with the umask's modes
+    try { makePrivateTree(this.stateDir); } catch (e) {
+      this.record({ type: 'session.capture_warning', severity: 'medium', data: { warning: `session files not made private: ${e instanceof Error ? e.message : String(e)}` } });
+    }
     this.state = 'stopped';
     this.note({ type: 'session.stop', data: { reason: why, status: this.lastStatus, commits: result?.commits.length ?? 0, dirty: result?.dirty ?? false } });
     for (const [name, l] of this.namedLayers()) {

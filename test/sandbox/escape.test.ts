@@ -178,7 +178,8 @@ describe('resource bombs end the session, not the host', { skip: privilegedSkip(
       const r = makeRepo();
       const pf = join(h, 'p.yaml');
       writeFileSync(pf, c.policy);
-      const s = await Session.open({ repo: r, home: h, policyFile: pf });
+      // the sandbox's limits alone (dd would wait for a human under the command rules)
+      const s = await Session.open({ repo: r, home: h, policyFile: pf, layers: { commands: null } });
       try {
         const ex = await s.exec({ argv: ['bash', '-c', c.cmd], stdio: 'pipe' });
         ex.stdout?.resume(); ex.stderr?.resume();

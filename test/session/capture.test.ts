@@ -11,7 +11,8 @@ describe('result capture', () => {
   it('captures edits, new files, deleted files and dirs, replaced dirs, and commits', async () => {
     const home = tmp('airlock-home-');
     const repo = makeRepo({ 'a.txt': 'a\n', 'gone/x.txt': 'x\n', 'swap/old.txt': 'o\n', 'keep/k.txt': 'k\n', 'edit.txt': '1\n' });
-    const s = await Session.open({ repo, home });
+    // the test's own rm -rf would wait for a human under the command rules: this tests capture alone
+    const s = await Session.open({ repo, home, layers: { commands: null } });
     const r = await s.run(['bash', '-c', `set -e
       echo committed > c.txt && git add c.txt && git commit -qm "agent commit"
       rm a.txt; rm -rf gone; rm -rf swap && mkdir swap && echo n > swap/new.txt

@@ -18,7 +18,9 @@ describe('host-side git never runs agent-planted code', () => {
     // host writes there. Every planted program writes the same marker prefix.
     const markers = tmp('airlock-markers-');
     const pwn = (name: string) => `#!/bin/sh\ntouch ${markers}/${name}\n`;
-    const s = await Session.open({ repo, home });
+    // host-side git hardening alone: the command rules would refuse `git config core.hooksPath`
+    // before it runs, but an agent can write .git/config directly
+    const s = await Session.open({ repo, home, layers: { commands: null } });
     const script = `
 set -e
 cd /workspace
