@@ -126,7 +126,7 @@ export interface StopOptions {
   /**
    * How long stop() keeps delivering what was recorded before it (the session's tail:
    * command.exit, session.stop, audit.checkpoint) before it gives up; default 2000 ms.
-   * Then any request in flight is aborted; what is left stays spooled in the log for the
+   * A failed attempt ends it sooner. Then any request in flight is aborted; what is left stays spooled in the log for the
    * next deliverer (`airlock sinks serve`, the next session, `airlock sinks flush`).
    */
   flushMs?: number;
@@ -256,7 +256,8 @@ class SinkWorker {
         } catch (e) {
           if (this.abort.signal.aborted) return; // aborted at stop: not a receiver failure
           this.fail(e);
-          if (this.opts.until !== undefined) return;
+          // flushing or stopping: one failed attempt is enough, the rest stays spooled
+          if (this.opts.until !== undefined || this.stopAt !== null) return;
           await this.sleep(backoff);
           backoff = Math.min(backoff * 2, this.opts.maxBackoffMs);
         }
