@@ -16,48 +16,72 @@ interface CliFlag {
 interface CliRule {
   id: string;
   tool: string;
-  /** Matches the command before the flag (its program, and subcommand where it matters). */
-  command: RegExp;
+  /** Program names (lower case) the flags belong to; empty: any program (the flag itself
+   * says "password"). */
+  commands: string[];
+  /** Must appear between the program and the flag (`docker … login … -p`). */
+  subcommand?: RegExp;
   flags: CliFlag[];
   /** `user:pass` (curl, httpie), `user%pass` (smbclient), `pass:` (openssl) or the password. */
   value: 'userpass' | 'user%pass' | 'openssl' | 'password';
 }
 
 const CLI_RULES: CliRule[] = [
-  { id: 'cli-curl-user', tool: 'curl', command: /(?:^|[\s;|&(`$])curl(?:\.exe)?\s/, value: 'userpass',
+  { id: 'cli-curl-user', tool: 'curl', commands: ['curl'], value: 'userpass',
     flags: [{ flag: '-u', sep: 'any' }, { flag: '--user', sep: 'space' }, { flag: '-U', sep: 'any' }, { flag: '--proxy-user', sep: 'space' }] },
-  { id: 'cli-httpie-auth', tool: 'httpie', command: /(?:^|[\s;|&(`$])(?:http|https|httpie|xh|xhs)\s/, value: 'userpass',
+  { id: 'cli-httpie-auth', tool: 'httpie', commands: ['http', 'https', 'httpie', 'xh', 'xhs'], value: 'userpass',
     flags: [{ flag: '-a', sep: 'any' }, { flag: '--auth', sep: 'both' }] },
-  { id: 'cli-registry-login', tool: 'docker login', command: /(?:^|[\s;|&(`$])(?:docker|podman|nerdctl|buildah|finch|helm\s+registry|oras|skopeo|crane\s+auth)\b[^\n]*?\slogin\s/, value: 'password',
+  { id: 'cli-registry-login', tool: 'docker login', commands: ['docker', 'podman', 'nerdctl', 'buildah', 'finch', 'helm', 'oras', 'skopeo', 'crane'], subcommand: /\slogin\s/, value: 'password',
     flags: [{ flag: '-p', sep: 'any' }, { flag: '--password', sep: 'both' }] },
-  { id: 'cli-mysql-password', tool: 'mysql', command: /(?:^|[\s;|&(`$])(?:mysql|mysqldump|mysqladmin|mysqlimport|mysqlshow|mysqlcheck|mysqlsh|mysqlpump|mariadb(?:-dump|-admin)?)\s/, value: 'password',
+  { id: 'cli-mysql-password', tool: 'mysql', commands: ['mysql', 'mysqldump', 'mysqladmin', 'mysqlimport', 'mysqlshow', 'mysqlcheck', 'mysqlsh', 'mysqlpump', 'mariadb', 'mariadb-dump', 'mariadb-admin'], value: 'password',
     flags: [{ flag: '-p', sep: 'attached' }, { flag: '--password', sep: 'eq' }] },
-  { id: 'cli-sshpass', tool: 'sshpass', command: /(?:^|[\s;|&(`$])sshpass\s/, value: 'password', flags: [{ flag: '-p', sep: 'any' }] },
-  { id: 'cli-redis-password', tool: 'redis-cli', command: /(?:^|[\s;|&(`$])redis-cli\s/, value: 'password', flags: [{ flag: '-a', sep: 'space' }, { flag: '--pass', sep: 'space' }] },
-  { id: 'cli-sqlcmd-password', tool: 'sqlcmd', command: /(?:^|[\s;|&(`$])(?:sqlcmd|bcp|osql|isql)(?:\.exe)?\s/, value: 'password', flags: [{ flag: '-P', sep: 'any' }] },
-  { id: 'cli-ldap-password', tool: 'ldap tools', command: /(?:^|[\s;|&(`$])ldap(?:search|add|modify|delete|passwd|whoami|compare|modrdn)\s/, value: 'password', flags: [{ flag: '-w', sep: 'space' }] },
-  { id: 'cli-smbclient-user', tool: 'smbclient', command: /(?:^|[\s;|&(`$])(?:smbclient|rpcclient|smbmap|net\s+rpc)\s/, value: 'user%pass', flags: [{ flag: '-U', sep: 'any' }, { flag: '--user', sep: 'both' }] },
-  { id: 'cli-openssl-pass', tool: 'openssl', command: /(?:^|[\s;|&(`$])openssl\s/, value: 'openssl', flags: [{ flag: '-passin', sep: 'space' }, { flag: '-passout', sep: 'space' }, { flag: '-pass', sep: 'space' }] },
-  { id: 'cli-password-flag', tool: 'a command', command: /\S/, value: 'password',
+  { id: 'cli-sshpass', tool: 'sshpass', commands: ['sshpass'], value: 'password', flags: [{ flag: '-p', sep: 'any' }] },
+  { id: 'cli-redis-password', tool: 'redis-cli', commands: ['redis-cli'], value: 'password', flags: [{ flag: '-a', sep: 'space' }, { flag: '--pass', sep: 'space' }] },
+  { id: 'cli-sqlcmd-password', tool: 'sqlcmd', commands: ['sqlcmd', 'bcp', 'osql', 'isql'], value: 'password', flags: [{ flag: '-P', sep: 'any' }] },
+  { id: 'cli-ldap-password', tool: 'ldap tools', commands: ['ldapsearch', 'ldapadd', 'ldapmodify', 'ldapdelete', 'ldappasswd', 'ldapwhoami', 'ldapcompare', 'ldapmodrdn'], value: 'password', flags: [{ flag: '-w', sep: 'space' }] },
+  { id: 'cli-smbclient-user', tool: 'smbclient', commands: ['smbclient', 'rpcclient', 'smbmap'], value: 'user%pass', flags: [{ flag: '-U', sep: 'any' }, { flag: '--user', sep: 'both' }] },
+  { id: 'cli-openssl-pass', tool: 'openssl', commands: ['openssl'], value: 'openssl', flags: [{ flag: '-passin', sep: 'space' }, { flag: '-passout', sep: 'space' }, { flag: '-pass', sep: 'space' }] },
+  { id: 'cli-password-flag', tool: 'a program', commands: [], value: 'password',
     flags: [{ flag: '--password', sep: 'both' }, { flag: '--passwd', sep: 'both' }, { flag: '--http-password', sep: 'both' }, { flag: '--ftp-password', sep: 'both' },
       { flag: '--proxy-password', sep: 'both' }, { flag: '--db-password', sep: 'both' }, { flag: '--admin-password', sep: 'both' }, { flag: '--root-password', sep: 'both' },
       { flag: '-storepass', sep: 'space' }, { flag: '-keypass', sep: 'space' }, { flag: '-srcstorepass', sep: 'space' }, { flag: '-deststorepass', sep: 'space' }] },
 ];
 
-const MYSQL = /(?:^|[\s;|&(`$])(?:mysql|mysqldump|mysqladmin|mariadb)\S*\s/;
+// `mysql --password <db>` (a space, no value) prompts: the next word is not a password.
+const MYSQL_FAMILY = ['mysql', 'mariadb'];
+const MAX_COMMAND = 4096;
+const CONTINUED = /[\\`^][ \t]*\r?$/;
 
-/** Start of the logical command line holding `pos` (backslash, backtick or caret
- * continuations joined), bounded to 20 lines. */
-function commandStart(text: string, pos: number): number {
-  let start = text.lastIndexOf('\n', pos - 1) + 1;
-  for (let i = 0; i < 20 && start > 0; i++) {
-    const prevEnd = start - 1;
-    const prevStart = text.lastIndexOf('\n', prevEnd - 1) + 1;
-    if (!/[\\`^][ \t]*\r?$/.test(text.slice(prevStart, prevEnd))) break;
-    start = prevStart;
+/** End of the logical command line starting at `from` (continuation lines joined),
+ * bounded to `limit`. */
+function commandEnd(text: string, from: number, limit: number): number {
+  let end = from;
+  while (end < limit) {
+    const rel = text.slice(end, limit).indexOf('\n'); // bounded: never scans past the window
+    if (rel < 0) return limit;
+    const nl = end + rel;
+    if (!CONTINUED.test(text.slice(Math.max(end, nl - 4), nl))) return nl;
+    end = nl + 1;
   }
-  return start;
+  return limit;
 }
+
+/** A program name at `at` stands as a command word: after start, space, ; | & ( ` $ or /,
+ * before space or ".exe". */
+function isCommandWord(text: string, at: number, name: string): boolean {
+  if (at > 0 && !/[\s;|&(`$/"']/.test(text[at - 1]!)) return false;
+  return /^(?:\.exe)?\s/.test(text.slice(at + name.length, at + name.length + 5));
+}
+
+/** Whether the sorted offsets hold one in [lo, hi) (binary search). */
+function anyIn(sorted: number[], lo: number, hi: number): boolean {
+  let a = 0;
+  let b = sorted.length;
+  while (a < b) { const m = (a + b) >> 1; if (sorted[m]! < lo) a = m + 1; else b = m; }
+  return a < sorted.length && sorted[a]! < hi;
+}
+
+const sortedHits = (r: RuleRun, words: readonly string[]) => words.flatMap((w) => r.anchors.at.get(w) ?? []).sort((a, b) => a - b);
 
 /** Reads one shell word at `i`: quotes removed, its raw end returned. */
 function shellWord(text: string, i: number): { value: string; end: number } {
@@ -115,28 +139,57 @@ function valueStart(text: string, at: number, f: CliFlag): number | undefined {
   return undefined;
 }
 
+function judgeFlag(r: RuleRun, rule: CliRule, f: CliFlag, p: number): void {
+  const { text } = r;
+  if (!text.startsWith(f.flag, p) || !/[\s"'(]/.test(text[p - 1] ?? '')) return;
+  const vs = valueStart(text, p + f.flag.length, f);
+  if (vs === undefined) return;
+  const w = shellWord(text, vs);
+  if (!w.value) return;
+  const j = judge(rule, w.value);
+  if (!j.secret) { suppress(r, rule.id, vs, w.end, j.reason ?? 'not a password'); return; }
+  const raw = text.slice(vs, w.end);
+  const off = raw.lastIndexOf(j.secret);
+  const start = off >= 0 ? vs + off : vs;
+  const end = off >= 0 ? start + j.secret.length : w.end;
+  const where = rule.commands.length ? `a ${rule.tool} command line` : 'a command line';
+  r.out.push({ rule: rule.id, severity: 'high', message: `password passed on the command line (${rule.tool === 'a program' ? f.flag : `${rule.tool} ${f.flag}`})`, start, end, priority: 2,
+    why: `value of ${f.flag} in ${where}` });
+}
+
+function flagPositions(r: RuleRun, f: CliFlag): number[] {
+  return r.anchors.complete ? r.anchors.at.get(f.flag.toLowerCase()) ?? [] : allIndexes(r.text, f.flag);
+}
+
+/** Each program occurrence owns the flags up to the end of its logical line (or the next
+ * occurrence, or 4 KiB): every flag is judged once, so the rule stays linear. */
 function runCliRule(r: RuleRun, rule: CliRule): void {
   const { text } = r;
-  for (const f of rule.flags) {
-    const positions = r.anchors.complete ? r.anchors.at.get(f.flag.toLowerCase()) ?? [] : allIndexes(text, f.flag);
-    for (const p of positions) {
-      if (!text.startsWith(f.flag, p) || !/[\s"'(]/.test(text[p - 1] ?? '')) continue;
-      const vs = valueStart(text, p + f.flag.length, f);
-      if (vs === undefined) continue;
-      const cmd = text.slice(commandStart(text, p), p);
-      if (!rule.command.test(cmd)) continue;
-      if (rule.id === 'cli-password-flag' && text[p + f.flag.length] !== '=' && MYSQL.test(cmd)) continue; // mysql --password <db>: prompts
-      const w = shellWord(text, vs);
-      if (!w.value) continue;
-      const j = judge(rule, w.value);
-      const raw = text.slice(vs, w.end);
-      if (!j.secret) { suppress(r, rule.id, vs, w.end, j.reason ?? 'not a password'); continue; }
-      const off = raw.lastIndexOf(j.secret);
-      const start = off >= 0 ? vs + off : vs;
-      const end = off >= 0 ? start + j.secret.length : w.end;
-      r.out.push({ rule: rule.id, severity: 'high', message: `password passed to ${rule.tool} on the command line (${f.flag})`, start, end, priority: 2,
-        why: `value of ${f.flag} in a ${rule.tool} command line` });
+  if (!rule.commands.length) {
+    const mysql = sortedHits(r, MYSQL_FAMILY);
+    for (const f of rule.flags) {
+      for (const p of flagPositions(r, f)) {
+        if (text[p + f.flag.length] !== '=' && mysql.length) {
+          const lineStart = Math.max(p - MAX_COMMAND, text.lastIndexOf('\n', p) + 1);
+          if (anyIn(mysql, lineStart, p)) continue;
+        }
+        judgeFlag(r, rule, f, p);
+      }
     }
+    return;
+  }
+  const starts = rule.commands.flatMap((c) => (r.anchors.at.get(c) ?? []).filter((at) => isCommandWord(text, at, c)).map((at) => ({ at, c }))).sort((a, b) => a.at - b.at);
+  if (!starts.length) return;
+  const flags = rule.flags.flatMap((f) => flagPositions(r, f).map((p) => ({ p, f }))).sort((a, b) => a.p - b.p);
+  let fi = 0;
+  for (let i = 0; i < starts.length; i++) {
+    const { at, c } = starts[i]!;
+    const limit = Math.min(starts[i + 1]?.at ?? text.length, at + MAX_COMMAND);
+    const end = commandEnd(text, at, limit);
+    const sub = rule.subcommand ? rule.subcommand.exec(text.slice(at + c.length - 1, end)) : null;
+    const from = rule.subcommand ? (sub ? at + c.length - 1 + sub.index : end) : at;
+    while (fi < flags.length && flags[fi]!.p < at) fi++;
+    for (; fi < flags.length && flags[fi]!.p < end; fi++) if (flags[fi]!.p > from) judgeFlag(r, rule, flags[fi]!.f, flags[fi]!.p);
   }
 }
 
@@ -146,9 +199,11 @@ function allIndexes(text: string, s: string): number[] {
   return out;
 }
 
-/** The anchors are the flags themselves (lower-cased): the prefilter finds them once. */
+/** The prefilter finds programs and flags in its one pass; a rule runs when its program
+ * (or, for program-independent flags, the flag) occurs. */
 export const cliPasswordRules: FunctionRule[] = CLI_RULES.map((rule) => ({
   id: rule.id,
-  anchors: rule.flags.map((f) => f.flag.toLowerCase()),
+  anchors: rule.commands.length ? rule.commands : rule.flags.map((f) => f.flag.toLowerCase()),
+  positions: [...rule.flags.map((f) => f.flag.toLowerCase()), ...(rule.commands.length ? [] : MYSQL_FAMILY)],
   run: (r: RuleRun) => runCliRule(r, rule),
 }));

@@ -2,7 +2,7 @@ import { ownRules, OWN_ANCHORS } from './rules.ts';
 import { secretlintHits, SECRETLINT_ANCHORS } from './secretlint.ts';
 import { allowedReason } from './allowlist.ts';
 import { compilePrefilter } from './prefilter.ts';
-import { entropy } from './values.ts';
+import { entropy, printable } from './values.ts';
 import type { RawHit, Suppressed } from './hits.ts';
 import { fingerprint, type AllowEntry, type ScanOptions, type ScanResult, type SecretFinding, type SecretSeverity, type SecretSuppression } from './types.ts';
 
@@ -84,7 +84,7 @@ export function mergeHits(text: string, raw: RawHit[], allowlist: readonly Allow
       message: primary.message,
       severity: sev,
       start, end,
-      why: primary.why,
+      why: printable(primary.why),
       entropy: Math.round(entropy(value) * 100) / 100,
       ...(rules.size ? { alsoMatched: [...rules] } : {}),
     });
@@ -122,7 +122,7 @@ export async function scanTextExplained(text: string, opts: ScanOptions = {}): P
     if (seen.has(key)) continue;
     seen.add(key);
     const p = at(x.start);
-    suppressed.push({ rule: x.rule, ...(opts.path !== undefined ? { file: opts.path } : {}), line: p.line, column: p.column, fingerprint: fingerprint(text.slice(x.start, x.end)), reason: x.reason });
+    suppressed.push({ rule: x.rule, ...(opts.path !== undefined ? { file: opts.path } : {}), line: p.line, column: p.column, fingerprint: fingerprint(text.slice(x.start, x.end)), reason: printable(x.reason) });
   }
   return { findings, suppressed };
 }

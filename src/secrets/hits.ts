@@ -42,5 +42,7 @@ export interface FunctionRule {
   id: string;
   /** Lower-case literals: the rule runs only when one occurs in the text. */
   anchors: readonly string[];
+  /** More literals whose offsets the rule reads (found in the same prefilter pass). */
+  positions?: readonly string[];
   run(r: RuleRun): void;
 }

@@ -1,6 +1,6 @@
 import type { SecretSeverity } from './types.ts';
 import { suppress, type FunctionRule, type RawHit, type RuleRun } from './hits.ts';
-import { charClasses, entropy, isUuid, notSecretReason, placeholderReason } from './values.ts';
+import { charClasses, entropy, isUuid, notSecretReason, placeholderReason, referenceReason } from './values.ts';
 import { privateKeyRule, dockerConfigRule, dockerConfigJsonRule, k8sSecretDataRule } from './structured.ts';
 import { cliPasswordRules } from './cmdline.ts';
 import { compilePrefilter, type AnchorHits } from './prefilter.ts';
@@ -82,6 +82,12 @@ function genericValidate(value: string, m: RegExpExecArray, text: string): strin
   const op = m.groups?.op ?? '=';
   if (text.slice(Math.max(0, from - 3), from) === '://') return 'URL user info (the url-password rule judges it)';
   if (/«REDACTED:[^»]*$/.test(text.slice(Math.max(0, m.index - 80), m.index))) return 'our own redaction marker';
+  // the key is itself inside a reference (arn:aws:secretsmanager:…:secret:name, vault:secret/…)
+  let t0 = from;
+  while (t0 > 0 && from - t0 < 200 && !/[\s"'\x60=,;()]/.test(text[t0 - 1]!)) t0--;
+  const token = text.slice(t0, from);
+  const inRef = token && referenceReason(token + text.slice(from, m.indices?.groups?.v?.[1] ?? m.index));
+  if (inRef) return inRef;
   if (META_SUFFIX.test(key.replace(/\W+$/, '')) || META_KEY.test(key)) return `key "${key.slice(0, 40)}" names metadata about a secret, not the secret`;
   const span = m.indices?.groups?.v;
   const vs = span?.[0] ?? 0;
@@ -144,7 +150,7 @@ const E = String.raw`(?![A-Za-z0-9_-])`;
 const fixed = (prefix: string) => (v: string) => tokenReason(v, prefix.length);
 
 // Quoted values may hold any non-space character; bare values stop at punctuation.
-const VALUE = String.raw`(?:"(?<v>[^"\s\\]{4,512})"|'(?<v>[^'\s\\]{4,512})'|\x60(?<v>[^\x60\s\\]{4,512})\x60|(?<v>[^\s"'\x60,;<>(){}\[\]\\]{6,512}))`;
+const VALUE = String.raw`(?:(?<v>\$\{\{[^}\n]{1,200}\}\}|<[^<>\s]{1,60}>)|"(?<v>[^"\s\\]{4,512})"|'(?<v>[^'\s\\]{4,512})'|\x60(?<v>[^\x60\s\\]{4,512})\x60|(?<v>[^\s"'\x60,;<>(){}\[\]\\]{6,512}))`;
 const TYPE_ANNOTATION = String.raw`(?:\s{1,4}(?:string|String|str|\[\]byte)\b|\s{0,4}:\s{0,4}(?:String|string|str)\??(?=\s{0,4}=))?`;
 const OPERATOR = String.raw`(?<op>:::=|::=|:=|=>|\?\?=|\|\|=|\?=|\.=|===|!==|==|!=|[:=](?!=)|,|\()`;
 
@@ -309,7 +315,7 @@ export const REGEX_RULES: RegexRule[] = [
 export const FUNCTION_RULES: FunctionRule[] = [privateKeyRule, dockerConfigRule, dockerConfigJsonRule, k8sSecretDataRule, ...cliPasswordRules];
 
 /** Every anchor of our rules, for the prefilter (secretlint.ts adds its rules' anchors). */
-export const OWN_ANCHORS: readonly string[] = [...REGEX_RULES.flatMap((r) => r.anchors), ...FUNCTION_RULES.flatMap((r) => r.anchors)];
+export const OWN_ANCHORS: readonly string[] = [...REGEX_RULES.flatMap((r) => r.anchors), ...FUNCTION_RULES.flatMap((r) => [...r.anchors, ...(r.positions ?? [])])];
 
 const STICKY = new Map(REGEX_RULES.map((r) => [r, new RegExp(r.re.source, r.re.flags.replace('g', '') + 'y')]));
 const MAX_MATCHES = 100_000;

@@ -12,10 +12,21 @@ const BREAK = /\r?\n|(?:\\{1,3}r)?\\{1,3}n/;
 // JSON escapes some encoders apply inside a base64 body: \/ (PHP, Jackson), \u002b (.NET).
 const unescapeBody = (s: string) => s.replace(/\\{1,3}\//g, '/').replace(/\\{1,3}u002[bB]/g, '+').replace(/\\{1,3}u003[dD]/g, '=');
 
-function pemBody(text: string, bodyStart: number): { end: number; body: string } {
-  PEM_END.lastIndex = bodyStart;
-  const e = PEM_END.exec(text);
-  if (e && e.index - bodyStart <= 65536) return { end: e.index + e[0].length, body: text.slice(bodyStart, e.index) };
+/** Every END line, found once: each BEGIN then looks its END up by binary search, so a
+ * text of many BEGIN lines without END lines stays linear. */
+function pemEnds(text: string): { at: number; len: number }[] {
+  const out: { at: number; len: number }[] = [];
+  PEM_END.lastIndex = 0;
+  for (let e = PEM_END.exec(text); e && out.length < 100_000; e = PEM_END.exec(text)) out.push({ at: e.index, len: e[0].length });
+  return out;
+}
+
+function pemBody(text: string, bodyStart: number, ends: { at: number; len: number }[]): { end: number; body: string } {
+  let a = 0;
+  let b = ends.length;
+  while (a < b) { const m = (a + b) >> 1; if (ends[m]!.at < bodyStart) a = m + 1; else b = m; }
+  const e = ends[a];
+  if (e && e.at - bodyStart <= 65536) return { end: e.at + e.len, body: text.slice(bodyStart, e.at) };
   // No END line (truncated): the key runs as far as base64, whitespace and escapes go.
   const run = /^(?:[A-Za-z0-9+/=]|\s|\\{1,3}[nr/]|\\{1,3}u00(?:2[bB]|3[dD]))+/.exec(text.slice(bodyStart, bodyStart + 65536));
   const body = run ? run[0] : '';
@@ -29,11 +40,12 @@ export const privateKeyRule: FunctionRule = {
   anchors: ['private key'],
   run(r: RuleRun): void {
     const { text } = r;
+    const ends = pemEnds(text);
     PEM_BEGIN.lastIndex = 0;
     for (let m = PEM_BEGIN.exec(text); m; m = PEM_BEGIN.exec(text)) {
       const start = m.index;
       const bodyStart = start + m[0].length;
-      const { end, body } = pemBody(text, bodyStart);
+      const { end, body } = pemBody(text, bodyStart, ends);
       const escaped = /\\{1,3}n/.test(body);
       const lines = unescapeBody(body).split(BREAK).filter((l) => !/^[A-Za-z-]+:/.test(l.trim())); // Proc-Type:, DEK-Info:, Comment:
       const b64 = lines.join('').replace(/\s+/g, '').replace(/^=+/, '');

@@ -62,7 +62,11 @@ function repeatedUnit(v: string): number {
 
 /** Why a candidate secret is a placeholder (angle-bracketed, descriptive, sequential or
  * repeated characters), or undefined. `body` is the part after a fixed vendor prefix. */
-export function placeholderReason(v: string, body = v): string | undefined {
+export function placeholderReason(full: string, whole = full): string | undefined {
+  // Patterns are judged on the first 128 characters: a placeholder shows itself there, and
+  // a megabyte of decoys costs the same per candidate as a short one.
+  const v = full.length > 128 ? full.slice(0, 128) : full;
+  const body = whole.length > 128 ? whole.slice(0, 128) : whole;
   if (/^<[^<>]*>$|^\[[A-Za-z _-]*\]$|^\{[A-Za-z _-]*\}$|^%[A-Za-z_]+%$|^__[A-Z0-9_]+__$/.test(v)) return 'placeholder: a bracketed name, not a value';
   if (/<[A-Za-z][\w .:-]*>/.test(v)) return 'placeholder: contains an angle-bracketed name';
   const word = PLACEHOLDER_WORDS.exec(v);
@@ -72,7 +76,7 @@ export function placeholderReason(v: string, body = v): string | undefined {
   const unit = repeatedUnit(body);
   if (body.length >= 8 && unit && unit * 2 <= body.length) return `placeholder: a ${unit}-character pattern repeated`;
   const rep = /(.{4,16})\1{2,}/i.exec(body);
-  if (rep && rep[0].length * 2 >= body.length) return `placeholder: "${rep[1]!.length > 8 ? rep[1]!.slice(0, 4) + '…' : rep[1]}" repeated`;
+  if (rep && rep[0].length * 2 >= body.length) return `placeholder: a ${rep[1]!.length}-character unit repeated`;
   const distinct = new Set(body).size;
   if (body.length >= 16 && distinct <= 4) return `placeholder: only ${distinct} distinct characters`;
   const seq = longestSequence(body);
@@ -96,7 +100,8 @@ const REFERENCES: [RegExp, string][] = [
 ];
 
 /** Why a value is a reference to a secret (not the secret), or undefined. */
-export function referenceReason(v: string): string | undefined {
+export function referenceReason(full: string): string | undefined {
+  const v = full.length > 256 ? full.slice(0, 256) : full;
   for (const [re, why] of REFERENCES) if (re.test(v)) return why;
   return undefined;
 }
@@ -104,7 +109,7 @@ export function referenceReason(v: string): string | undefined {
 /** Why a password-like value is an obvious dummy, or undefined. */
 export function dummyReason(v: string): string | undefined {
   const low = v.toLowerCase();
-  if (DUMMY_PASSWORDS.has(low)) return `test dummy: "${v.length > 12 ? v.slice(0, 3) + '…' : v}" is a well-known default password`;
+  if (DUMMY_PASSWORDS.has(low)) return 'test dummy: a well-known default or example password';
   if (/^(?:test|dummy|fake|mock|sample|example|demo|local|dev)[_-]?(?:pass(?:word)?|pwd|secret|token|key)?[_-]?\d{0,4}$/i.test(v)) return 'test dummy: names itself a test value';
   return undefined;
 }
@@ -115,4 +120,11 @@ export const isUuid = (v: string): boolean => UUID.test(v);
 /** Everything that makes a value not a secret, checked in order; undefined when it may be one. */
 export function notSecretReason(v: string, opts: { body?: string; password?: boolean } = {}): string | undefined {
   return referenceReason(v) ?? placeholderReason(v, opts.body) ?? (opts.password ? dummyReason(v) : undefined);
+}
+
+/** Explanations quote key names from the scanned text: keep them printable and short. */
+export function printable(s: string, max = 200): string {
+  // eslint-disable-next-line no-control-regex
+  const clean = s.replace(/[^\x20-\x7e]/g, '?');
+  return clean.length > max ? clean.slice(0, max) + '…' : clean;
 }
