@@ -4,6 +4,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { creator as presetCreator } from '@secretlint/secretlint-rule-preset-recommend';
 import { scanText, scanTextExplained, redactText } from '../../src/secrets/index.ts';
 import { secretlintBaseline, secretlintHits } from '../../src/secrets/secretlint.ts';
@@ -182,4 +187,36 @@ test('on every peer corpus (data we did not write): recall >= 0.98 and precision
     assert.ok(sc.recall >= 0.98, `${peer} recall ${sc.recall.toFixed(3)}; missed e.g. ${sc.missed.slice(0, 5).join(', ')}`);
     assert.ok(sc.precision >= 0.95, `${peer} precision ${sc.precision.toFixed(3)}; false alarms e.g. ${sc.falseAlarms.slice(0, 5).join(', ')}`);
   }
+});
+
+test('airlock secrets scan --json --explain: every finding says why, every suppression says why, no value printed', () => {
+  const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+  const dir = mkdtempSync(join(tmpdir(), 'airlock-explain-'));
+  try {
+    const pw = password();
+    const escape = 'ab\x1b[2Jcd';
+    writeFileSync(join(dir, 'deploy.sh'), `#!/bin/sh\nmysql -u root -p${pw} app\ncurl -u "$USER:$PASS" https://x\n`);
+    writeFileSync(join(dir, 'values.yaml'), `password: \${{ secrets.DB_PASSWORD }}\napi_key: <your-api-key>\n`);
+    writeFileSync(join(dir, 'app.config'), `<add key="${escape}Password" value="changeme" />\n`);
+    const run = (args: string[]) => spawnSync(process.execPath, [join(ROOT, 'src', 'cli', 'run.ts'), 'secrets', 'scan', ...args, dir], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, NO_COLOR: '1' } });
+    const js = run(['--json', '--explain']);
+    assert.equal(js.status, 1, js.stderr);
+    const out = JSON.parse(js.stdout) as { findings: { rule: string; why: string; entropy: number }[]; suppressed: { file: string; line: number; rule: string; reason: string; fingerprint: string }[] };
+    assert.deepEqual(out.findings.map((f) => f.rule), ['cli-mysql-password']);
+    assert.match(out.findings[0]!.why, /-p in a mysql command line/);
+    assert.ok(out.findings[0]!.entropy > 2);
+    const reasons = out.suppressed.map((s) => s.reason).join('\n');
+    assert.match(reasons, /reference: a shell or template variable/);
+    assert.match(reasons, /GitHub Actions/);
+    assert.match(reasons, /placeholder/);
+    assert.ok(!js.stdout.includes(pw), 'password printed');
+    assert.ok(!js.stdout.includes('\x1b'), 'escape from the scanned file printed raw');
+    const plain = run([]);
+    assert.equal(plain.status, 1);
+    assert.ok(!plain.stdout.includes('not a secret'), 'suppressions only with --explain');
+    const human = run(['--explain']);
+    assert.match(human.stdout, /not a secret/);
+    assert.match(human.stdout, /-p in a mysql command line/);
+    assert.ok(!human.stdout.includes(pw) && !human.stdout.includes('\x1b'));
+  } finally { rmSync(dir, { recursive: true, force: true }); }
 });
