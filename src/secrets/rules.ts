@@ -108,6 +108,7 @@ function genericValidate(value: string, m: RegExpExecArray, text: string): strin
   if (!PASSWORD_KEY.test(key) && /^[a-z]+(?:[A-Z][a-z]+)+\d{0,2}$|^(?:[A-Z][a-z]+){2,}\d{0,2}$/.test(value) && value.length < 40) return 'camelCase words: an identifier';
   if (/^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+$/.test(value)) return 'an ENV_VAR_NAME reference';
   if (/^[a-z]+(?:[_-][a-z]+)+$/.test(value) && value.length < 40) return 'words joined by _ or -: an identifier';
+  if (/^\d{20,}$/.test(value)) return entropy(value) >= 3 ? undefined : 'a long number with low entropy'; // 20+ random digits: a secret
   if (/^(?:sha\d+|md5)[-:]/i.test(value)) return 'an integrity digest';
   const h = entropy(value);
   if (PASSWORD_KEY.test(key)) {
@@ -264,7 +265,7 @@ export const REGEX_RULES: RegexRule[] = [
   { id: 'flyio-token', severity: 'high', message: 'Fly.io access token', atAnchor: true, anchors: ['fo1_', 'fm1a_', 'fm1r_', 'fm2_'],
     re: re(String.raw`${B}(?<v>fo1_[\w-]{43}|fm1[ar]_[A-Za-z0-9+/]{100,}={0,3}|fm2_[A-Za-z0-9+/]{100,}={0,3})(?![A-Za-z0-9+/=_-])`), validate: (v) => tokenReason(v, 5) },
   { id: 'flutterwave-key', severity: 'high', message: 'Flutterwave API key', atAnchor: true, anchors: ['flwseck', 'flwpubk'],
-    re: re(String.raw`${B}(?<v>FLW(?:SECK|PUBK)_TEST-[a-h0-9]{32}-X|FLWSECK_TEST-?[a-h0-9]{12}|FLW(?:SECK|PUBK)-[a-h0-9]{32}-X)${E}`), validate: (v) => tokenReason(v, 13) },
+    re: re(String.raw`${B}(?<v>FLW(?:SECK|PUBK)_TEST-[a-h0-9]{32}-X|FLWSECK_TEST-?[a-h0-9]{12}|FLW(?:SECK|PUBK)-[a-h0-9]{32}-X)${E}`), validate: (v) => placeholderReason(v, v.slice(13)) },
   { id: 'twitter-bearer-token', severity: 'high', message: 'X (Twitter) app bearer token', atAnchor: true, anchors: ['aaaaaaaaaaaaaaaaaaaaa'],
     re: re(String.raw`${B}(?<v>A{21,22}[A-Za-z0-9%]{30,})(?![A-Za-z0-9%])`), validate: (v) => tokenReason(v.replace(/^A+/, '')),
     why: () => 'app-only bearer token format (a run of A then URL-encoded base64)' },
