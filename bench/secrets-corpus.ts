@@ -137,6 +137,30 @@ export const FAMILIES: Family[] = [
   { family: 'authorization-header', make: (g) => g.tok(B62 + '._-', 48),
     contexts: [(v) => ({ path: 'scripts/call.sh', text: `curl -s -H "Authorization: Bearer ${v}" https://api.internal/v1/jobs\n` }),
       (v) => ({ path: 'logs/http.log', text: `2026-11-02T10:00:02Z DEBUG request headers {"accept":"application/json","authorization":"Bearer ${v}"}\n` })] },
+  // Families from issue 15 (missed on independently written data).
+  { family: 'gcp-service-account-escaped-slash', make: (g) => pem('', 'MIIEvQIBADANBgkqhkiG9w0BAQEFAASC' + g.str(B64, 1590) + '==').replace(/\n/g, '\\n').replace(/\//g, '\\/'),
+    contexts: [(v, g) => ({ path: 'gcp/service-account.json.bak', text: `{"type":"service_account","project_id":"billing-prod","private_key_id":"${g.str(HEX, 40)}","private_key":"${v}\\n","client_email":"ci@billing-prod.iam.gserviceaccount.com"}\n` })] },
+  { family: 'docker-config-auth', make: (g) => Buffer.from(`${g.pick(['ci', 'deploy', '_json_key', 'AWS'])}:${g.pw()}`).toString('base64'),
+    contexts: [(v) => ({ path: '.docker/config.json', text: `{\n  "auths": {\n    "registry.example.com": {\n      "auth": "${v}"\n    }\n  },\n  "credsStore": ""\n}\n` })] },
+  { family: 'k8s-dockerconfigjson', make: (g) => Buffer.from(JSON.stringify({ auths: { 'ghcr.io': { username: 'ci', password: g.pw(), auth: Buffer.from(`ci:${g.pw()}`).toString('base64') } } })).toString('base64'),
+    contexts: [(v) => ({ path: 'k8s/pull-secret.yaml', text: `apiVersion: v1\nkind: Secret\nmetadata:\n  name: regcred\ntype: kubernetes.io/dockerconfigjson\ndata:\n  .dockerconfigjson: ${v}\n` })] },
+  { family: 'cli-password', make: (g) => g.pw(),
+    contexts: [(v) => ({ path: 'scripts/backup.sh', text: `#!/bin/sh\nset -eu\nmysqldump -h db.internal -u backup -p${v} app > /backup/app.sql\n` }),
+      (v) => ({ path: 'scripts/release.sh', text: `echo building\ndocker login -u ci -p '${v}' registry.example.com\ndocker push registry.example.com/app\n` }),
+      (v) => ({ path: 'docs/api.md', text: `Call it:\n\n    curl -sS -X POST \\\n      -H 'Content-Type: application/json' \\\n      -u admin:${v} https://api.internal/v1/jobs\n` }),
+      (v) => ({ path: 'ops/deploy.sh', text: `sshpass -p "${v}" ssh deploy@web-1 'sudo systemctl restart app'\n` }),
+      (v) => ({ path: 'ops/fetch.sh', text: `wget --http-user=ci --http-password=${v} https://artifacts.internal/app.tgz\n` }),
+      (v) => ({ path: 'ops/http.sh', text: `http -a ci:${v} POST https://api.internal/v1/deploy\n` })] },
+  { family: 'terraform-cloud-token', make: (g) => g.tok(B62, 14) + '.atlas' + 'v1.' + g.tok(B62, 67),
+    contexts: [(v) => ({ path: 'logs/ci.log', text: `2026-11-02T10:00:02Z DEBUG remote backend ready with ${v}\n` }), (v) => ({ path: '.terraformrc', text: `credentials "app.terraform.io" {\n  token = "${v}"\n}\n` })] },
+  { family: 'doppler-token', make: (g) => 'dp.' + g.pick(['pt', 'st.prd', 'sa', 'ct']) + '.' + g.tok(B62, 43),
+    contexts: [env('DOPPLER_TOKEN'), log()] },
+  { family: 'age-secret-key', make: (g) => 'AGE-SECRET-' + 'KEY-1' + g.str('QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L', 58),
+    contexts: [(v) => ({ path: 'keys.txt', text: `# created: 2026-11-02T10:00:00Z\n# public key: age1${g0()}\n${v}\n` })] },
+  { family: 'fernet-key', make: (g) => Buffer.from(g.str(B62, 32)).toString('base64url').slice(0, 43) + '=',
+    contexts: [(v) => ({ path: 'app/crypto.py', text: `from cryptography.fernet import Fernet\n\nf = Fernet(b"${v}")\n` }), env('FERNET_KEY')] },
+  { family: 'framework-secret-key', make: (g) => 'django-insecure-' + g.str(LO + DIG + '!@#$%^&*(-_=+)', 50),
+    contexts: [(v) => ({ path: 'app/settings.py', text: `import os\n\nDEBUG = False\nSECRET_KEY = '${v}'\nALLOWED_HOSTS = ["*"]\n` })] },
   // Hard cases kept in on purpose: no key name, no prefix, or split in source. Neither
   // engine is expected to find them; they keep recall honest.
   { family: 'hard-bare-random-string', make: (g) => g.tok(B62, 40),
@@ -144,6 +168,8 @@ export const FAMILIES: Family[] = [
   { family: 'hard-split-literal', make: (g) => g.tok(B62, 20),
     contexts: [(v, g) => ({ path: 'src/legacy.js', text: `const k = "${v}" + "${g.tok(B62, 20)}";\nfetch(url, { headers: { 'X-Api': k } });\n` })] },
 ];
+
+const g0 = () => 'qyzr9x8gf2tvdw0s3jn54khce6mua7lqpzry9x8gf2tvdw0s3jn54k';
 
 /** Look-alikes: token-shaped strings that are not secrets. Any finding on them is a false positive. */
 export const LOOKALIKES: { family: string; make: (g: Gen) => { path: string; text: string } }[] = [
@@ -165,6 +191,11 @@ export const LOOKALIKES: { family: string; make: (g: Gen) => { path: string; tex
   { family: 'k8s-and-ci-references', make: () => ({ path: '.github/workflows/ci.yml', text: `env:\n  GITHUB_TOKEN: \${{ secrets.GITHUB_TOKEN }}\n  NPM_TOKEN: \${{ secrets.NPM_TOKEN }}\n---\nenv:\n  - name: DB_PASSWORD\n    valueFrom:\n      secretKeyRef:\n        name: db-credentials\n        key: password\nsecretName: tls-cert\n` }) },
   { family: 'stripe-publishable', make: (g) => ({ path: 'web/config.js', text: `export const STRIPE_PUBLISHABLE_KEY = 'pk' + '_live_${g.tok(B62, 24)}';\nexport const stripePk = "pk_live_${g.tok(B62, 24)}";\n` }) },
   { family: 'random-identifiers', make: (g) => ({ path: 'dist/app.min.js', text: `var a=${g.int(1e6)},b="${g.str(B62, 24)}",c={k:"${g.str(B62, 16)}"};function ${g.str(LO, 6)}(e){return e.${g.str(LO, 8)}}\n/* build ${g.str(HEX, 12)} */\n` }) },
+  // Look-alikes from issue 15: references, placeholders and dummies, and command lines whose flags are not passwords.
+  { family: 'secret-references', make: () => ({ path: 'deploy/values.yaml', text: `db:\n  password: \${{ secrets.DB_PASSWORD }}\n  api_key: vault:secret/data/billing#api_key\n  token: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/billing-token-AbCdEf"\n  client_secret: "{{resolve:secretsmanager:prod/billing:SecretString:client_secret}}"\n  signing_key: op://Billing/Stripe/signing-key\nstage('deploy') {\n  withCredentials([usernamePassword(credentialsId: 'b3e1c0de-4f2a-4c1b-9d7e-6a5f4e3d2c1b', usernameVariable: 'U', passwordVariable: 'P')]) {}\n}\nsecret_id: 7d9c0b8e-3f4a-4b2c-8d1e-5f6a7b8c9d0e\n` }) },
+  { family: 'placeholders-issue15', make: () => ({ path: 'README.md', text: `export API_TOKEN=<your-token>\napi_key: your-api-key-here\nDB_PASSWORD=changeme\nSTRIPE_KEY=sk_live_` + 'A'.repeat(24) + `\nGITHUB_TOKEN=ghp_` + 'abcdefghijklmnopqrstuvwxyz0123456789' + `\nsecret = "1234567890123456"\naws_secret_access_key = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"\n` }) },
+  { family: 'test-dummy-passwords', make: () => ({ path: 'test/fixtures/users.yaml', text: `users:\n  - name: alice\n    password: "password123"\n  - name: bob\n    password: hunter2\n  - name: root\n    password: "P@ssw0rd"\ndb_password = "testpass"\nspring.datasource.password=secret\n` }) },
+  { family: 'cli-not-passwords', make: () => ({ path: 'scripts/run.sh', text: `docker run -p 8080:80 -u 1000 nginx\nssh -p 2222 deploy@host\nmysql -u root -p app\ncurl -u "$API_USER:$API_PASSWORD" https://api.internal\ncurl -u admin https://api.internal\nsshpass -p "$SSH_PASS" ssh host\nwget --password="\${WGET_PASSWORD}" https://x\n` }) },
   { family: 'urls-without-credentials', make: () => ({ path: 'README.md', text: `See https://example.com/docs and git@github.com:acme/app.git or ssh://git@host:22/repo.\nhttp://localhost:3000/api?token_type=bearer\nhttps://user@github.com/acme/app\npostgres://localhost:5432/app\n` }) },
 ];
 

@@ -1,6 +1,8 @@
-// Secrets engine vs secretlint alone, on the same labelled corpus in one run:
-// precision/recall per family, and scan throughput (interleaved rounds), plus the pinned
-// secretlint CLI as a second baseline. Reproduce: node bench/secrets.ts
+// Secrets engine vs secretlint alone in one run: precision/recall per family on our own
+// corpus and, kept apart, on each peer corpus (bench/corpora: gitleaks, detect-secrets and
+// secretlint test data), and scan throughput (interleaved rounds) on our corpus + plain
+// source and on the peer samples, plus the pinned secretlint CLI as a second baseline.
+// Reproduce: node bench/secrets.ts
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,6 +13,7 @@ import { generateCorpus, writeCorpus, fillerCorpus, DEFAULT_SEED, type CorpusFil
 import { scanText } from '../src/secrets/index.ts';
 import { secretlintBaseline } from '../src/secrets/secretlint.ts';
 import { median, writeSection } from './report.ts';
+import { loadPeer, scorePeer, PEERS, type PeerSample, type Score } from './corpora/load.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const ROUNDS = Number(process.env.ROUNDS ?? 7);
@@ -60,6 +63,45 @@ function cliRun(dir: string): { ms: number; ok: boolean } {
 }
 
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+const r3 = (x: number) => x.toFixed(3);
+
+const asFile = (x: PeerSample): CorpusFile => ({ path: x.path ?? 'sample.txt', content: x.text, secrets: [], lookalikes: [] });
+
+/** Our engine and secretlint alone on one peer corpus: adjudicated and as labelled. */
+async function peerSection(peer: string): Promise<{ md: string; ours: Score }> {
+  const { samples, disputes } = loadPeer(peer);
+  const none = new Map<string, string>();
+  const runOurs = (x: PeerSample) => ours(asFile(x));
+  const runSl = (x: PeerSample) => secretlintAlone(asFile(x));
+  const [o, sl, oRaw, slRaw] = [await scorePeer(samples, disputes, runOurs), await scorePeer(samples, disputes, runSl), await scorePeer(samples, none, runOurs), await scorePeer(samples, none, runSl)];
+  const row = (name: string, a: Score, b: Score) => `| ${name} | ${r3(a.recall)} | ${r3(a.precision)} | ${a.tp}/${a.tp + a.fn} | ${a.fp} | ${r3(b.recall)} | ${r3(b.precision)} |`;
+  const fams = [...o.byFamily].sort((a, b) => a[0].localeCompare(b[0]));
+  const famRow = ([k, f]: [string, { secret: number; found: number; clean: number; flagged: number }]) => {
+    const s2 = sl.byFamily.get(k);
+    return `| ${k} | ${f.found}/${f.secret} | ${f.flagged}/${f.clean} | ${s2 ? `${s2.found}/${s2.secret}` : '-'} | ${s2 ? `${s2.flagged}/${s2.clean}` : '-'} |`;
+  };
+  const weak = fams.filter(([, f]) => f.found < f.secret || f.flagged > 0);
+  const head = '| family | Airlock found | Airlock false alarms | secretlint found | secretlint false alarms |\n| --- | --- | --- | --- | --- |';
+  const md = `### ${peer}: ${samples.length} samples (${samples.filter((x) => x.label === 'secret').length} secret, ${samples.filter((x) => x.label === 'clean').length} clean), ${new Set(samples.map((x) => x.family)).size} families, ${disputes.size} left out by adjudication
+
+| score | Airlock recall | Airlock precision | found | false alarms | secretlint recall | secretlint precision |
+| --- | --- | --- | --- | --- | --- | --- |
+${row('adjudicated', o, sl)}
+${row('as labelled', oRaw, slRaw)}
+
+Families where Airlock misses or false-alarms (adjudicated):
+
+${weak.length ? `${head}\n${weak.map(famRow).join('\n')}` : '(none)'}
+
+<details><summary>All ${fams.length} families</summary>
+
+${head}
+${fams.map(famRow).join('\n')}
+
+</details>
+`;
+  return { md, ours: o };
+}
 
 async function main(): Promise<void> {
   const corpus = generateCorpus();
@@ -79,6 +121,20 @@ async function main(): Promise<void> {
   }
   const mbsOurs = mb / (median(tOurs) / 1000);
   const mbsSl = mb / (median(tSl) / 1000);
+
+  // Second workload: every peer sample (dense in secrets and near-misses).
+  const peerFiles = PEERS.flatMap((p) => loadPeer(p).samples.map(asFile));
+  const peerMb = peerFiles.reduce((n, f) => n + Buffer.byteLength(f.content), 0) / 1e6;
+  await throughput(peerFiles, ours); await throughput(peerFiles, secretlintAlone);
+  const pOurs: number[] = [], pSl: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    if (r % 2) { pSl.push(await throughput(peerFiles, secretlintAlone)); pOurs.push(await throughput(peerFiles, ours)); }
+    else { pOurs.push(await throughput(peerFiles, ours)); pSl.push(await throughput(peerFiles, secretlintAlone)); }
+  }
+  const peerOurs = peerMb / (median(pOurs) / 1000);
+  const peerSl = peerMb / (median(pSl) / 1000);
+  const peerMd: string[] = [];
+  for (const p of PEERS) peerMd.push((await peerSection(p)).md);
 
   // The secretlint CLI on the same files written to disk (includes Node start-up and globbing).
   const tmp = mkdtempSync(join(tmpdir(), 'airlock-bench-secrets-'));
@@ -105,7 +161,8 @@ Corpus: ${corpus.length} files, ${q.ours.total} labelled secrets in ${q.ours.fam
 pattern engine should find are kept in to keep recall honest), ${corpus.filter((f) => f.lookalikes.length).length} look-alike files.
 A detection counts as a true positive when it overlaps a labelled secret, else a false positive.
 Baseline: \`@secretlint/core\` 13.0.7 with \`secretlint-rule-preset-recommend\` at its defaults, as users run it.
-Caveat: the corpus was written by the same team as the rules; read recall on it as "covers these formats", not as field recall.
+Caveat: this corpus was written by the same team as the rules; read recall on it as "covers these formats", not as field recall.
+The peer corpora below were not.
 
 | engine | precision | recall | TP | FP | found/labelled |
 | --- | --- | --- | --- | --- | --- |
@@ -122,16 +179,33 @@ False positives by file family:
 | --- | --- | --- |
 ${fpRows.join('\n') || '| (none) | 0 | 0 |'}
 
-Throughput on ${mb.toFixed(2)} MB (the corpus plus plain source), in process, median of ${ROUNDS} interleaved rounds:
+## Peer corpora (data we did not write)
 
-| engine | MB/s |
-| --- | --- |
-| Airlock engine | ${mbsOurs.toFixed(1)} |
-| secretlint alone (core + preset) | ${mbsSl.toFixed(1)} |
-| secretlint CLI | ${cli} |
+Reproduce: \`node bench/secrets.ts\` (samples: \`bench/corpora/<peer>/samples.jsonl\`, built by \`bench/corpora/extract.ts\`;
+provenance, licenses and adjudication rules: \`bench/corpora/README.md\`). Kept apart from our own corpus above.
+Scores are per sample: a \`secret\` sample is found when a finding overlaps its labelled span (any finding when the peer
+gives none); any finding in a \`clean\` sample is a false alarm. "Adjudicated" leaves out placeholder fixtures labelled
+secret (xxxx…, AAAA…, abcd1234 repeated, aBcDeF…, …EXAMPLE: issue 15 asks us to suppress exactly these) and the labels in
+each \`disputed.json\` (with reasons); "as labelled" counts every sample as the peer labels it. Goal: recall ≥ 0.98 and
+precision ≥ 0.95 on every corpus (adjudicated); \`test/secrets/families.test.ts\` enforces it.
 
-Ratio Airlock / secretlint alone: **${(mbsOurs / mbsSl).toFixed(2)}×** (our rules run on every file; secretlint runs only
-on text containing one of its rules' literal anchors, which the test suite checks never changes its result).`;
+${peerMd.join('\n')}
+## Throughput
+
+Median of ${ROUNDS} interleaved rounds, in process, same run:
+
+| workload | Airlock MB/s | secretlint alone MB/s | ratio |
+| --- | --- | --- | --- |
+| our corpus + plain source, ${mb.toFixed(2)} MB | ${mbsOurs.toFixed(1)} | ${mbsSl.toFixed(1)} | **${(mbsOurs / mbsSl).toFixed(2)}×** |
+| all peer samples, ${peerMb.toFixed(2)} MB in ${peerFiles.length} small files | ${peerOurs.toFixed(1)} | ${peerSl.toFixed(1)} | **${(peerOurs / peerSl).toFixed(2)}×** |
+
+secretlint CLI on the first workload: ${cli}.
+
+How: one Aho–Corasick pass (src/secrets/prefilter.ts) finds every rule's literal anchors; a rule runs only when its
+anchors occur, rules that start with their anchor run only at those offsets, and secretlint is handed only the preset
+rules whose anchors occur (the tests check that this never changes what secretlint reports, on every corpus). Before
+issue 15 the ratio on the first workload was 0.49×. Absolute MB/s move with the load of this shared 2-core machine;
+the ratio is measured within one run.`;
   writeSection('secrets', md);
   process.stdout.write(md + '\n');
 }

@@ -1,11 +1,18 @@
-import { ownRules, type RawHit } from './rules.ts';
-import { secretlintHits } from './secretlint.ts';
-import { isAllowed } from './allowlist.ts';
-import { fingerprint, type AllowEntry, type ScanOptions, type SecretFinding, type SecretSeverity } from './types.ts';
+import { ownRules, OWN_ANCHORS } from './rules.ts';
+import { secretlintHits, SECRETLINT_ANCHORS } from './secretlint.ts';
+import { allowedReason } from './allowlist.ts';
+import { compilePrefilter } from './prefilter.ts';
+import { entropy, printable } from './values.ts';
+import type { RawHit, Suppressed } from './hits.ts';
+import { fingerprint, type AllowEntry, type ScanOptions, type ScanResult, type SecretFinding, type SecretSeverity, type SecretSuppression } from './types.ts';
 
 // The one detection engine: secretlint's recommended preset plus our rules, known example
 // values allowlisted, overlapping detections merged into one finding whose span covers
 // everything any rule flagged (so redaction never leaves a piece of a secret behind).
+// One prefilter pass finds every rule's anchor literals first; rules (ours and secretlint's)
+// run only when their anchors occur.
+
+const PREFILTER = compilePrefilter([...OWN_ANCHORS, ...SECRETLINT_ANCHORS]);
 
 const SEV_RANK: Record<SecretSeverity, number> = { medium: 0, high: 1, critical: 2 };
 
@@ -33,11 +40,14 @@ function better(a: RawHit, b: RawHit): RawHit {
 }
 
 /** Merges raw hits: drop allowlisted values (and wider hits containing one), then one
- * finding per cluster of overlapping spans. */
-export function mergeHits(text: string, raw: RawHit[], allowlist: readonly AllowEntry[] | undefined, path?: string): SecretFinding[] {
+ * finding per cluster of overlapping spans. Dropped hits go to `suppressed` when given. */
+export function mergeHits(text: string, raw: RawHit[], allowlist: readonly AllowEntry[] | undefined, path?: string, suppressed?: Suppressed[]): SecretFinding[] {
   const allowed: RawHit[] = [];
   const kept: RawHit[] = [];
-  for (const h of raw) (isAllowed(text.slice(h.start, h.end), allowlist) ? allowed : kept).push(h);
+  for (const h of raw) {
+    const why = allowedReason(text.slice(h.start, h.end), allowlist);
+    if (why) { allowed.push(h); suppressed?.push({ rule: h.rule, start: h.start, end: h.end, reason: why }); } else kept.push(h);
+  }
   const live = allowed.length
     ? kept.filter((h) => !allowed.some((a) => a.start >= h.start && a.end <= h.end))
     : kept;
@@ -51,37 +61,70 @@ export function mergeHits(text: string, raw: RawHit[], allowlist: readonly Allow
     let start = primary.start;
     let end = primary.end;
     let sev = primary.severity;
+    const rules = new Set([primary.rule]);
     let j = i + 1;
     while (j < live.length && live[j]!.start < end) {
       const h = live[j]!;
       end = Math.max(end, h.end);
       if (SEV_RANK[h.severity] > SEV_RANK[sev]) sev = h.severity;
       primary = better(primary, h);
+      rules.add(h.rule);
       j++;
     }
     start = Math.min(start, primary.start);
     const s = at(start);
     const e = at(end);
+    const value = text.slice(primary.start, primary.end);
+    rules.delete(primary.rule);
     out.push({
       rule: primary.rule,
       ...(path !== undefined ? { file: path } : {}),
       line: s.line, column: s.column, endLine: e.line, endColumn: e.column,
-      fingerprint: fingerprint(text.slice(primary.start, primary.end)),
+      fingerprint: fingerprint(value),
       message: primary.message,
       severity: sev,
       start, end,
+      why: printable(primary.why),
+      entropy: Math.round(entropy(value) * 100) / 100,
+      ...(rules.size ? { alsoMatched: [...rules] } : {}),
     });
     i = j;
   }
   return out;
 }
 
+async function scan(text: string, opts: ScanOptions, suppressed?: Suppressed[]): Promise<SecretFinding[]> {
+  const anchors = PREFILTER.scan(text);
+  const raw = ownRules(text, { anchors, ...(suppressed ? { suppressed } : {}) });
+  if (anchors.at.size || opts.path?.endsWith('.p12')) raw.push(...await secretlintHits(text, opts.path, { anchors, ...(suppressed ? { suppressed } : {}) }));
+  if (!raw.length) return [];
+  return mergeHits(text, raw, opts.allowlist, opts.path, suppressed);
+}
+
 /** Finds secrets in text. Throws if a rule fails: callers must treat that as "cannot tell"
  * and fail closed (hide the file, block the request). */
 export async function scanText(text: string, opts: ScanOptions = {}): Promise<SecretFinding[]> {
-  const raw = ownRules(text);
-  raw.push(...await secretlintHits(text, opts.path));
-  return mergeHits(text, raw, opts.allowlist, opts.path);
+  return scan(text, opts);
+}
+
+/** scanText plus every candidate a rule matched and rejected, with the reason (placeholder,
+ * reference, test dummy, low entropy, allowlisted…): what `secrets scan --explain` shows.
+ * A rejected candidate inside a reported finding is not listed. */
+export async function scanTextExplained(text: string, opts: ScanOptions = {}): Promise<ScanResult> {
+  const sup: Suppressed[] = [];
+  const findings = await scan(text, opts, sup);
+  const at = locator(text);
+  const seen = new Set<string>();
+  const suppressed: SecretSuppression[] = [];
+  for (const x of sup.sort((a, b) => a.start - b.start)) {
+    if (findings.some((f) => x.start < f.end && x.end > f.start)) continue;
+    const key = `${x.start}:${x.end}:${x.reason}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    const p = at(x.start);
+    suppressed.push({ rule: x.rule, ...(opts.path !== undefined ? { file: opts.path } : {}), line: p.line, column: p.column, fingerprint: fingerprint(text.slice(x.start, x.end)), reason: printable(x.reason) });
+  }
+  return { findings, suppressed };
 }
 
 export function defaultMarker(f: SecretFinding): string {

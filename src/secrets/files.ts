@@ -1,8 +1,8 @@
 import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { AirlockError } from '../common/errors.ts';
-import { scanText } from './engine.ts';
-import type { AllowEntry, SecretFinding } from './types.ts';
+import { scanText, scanTextExplained } from './engine.ts';
+import type { AllowEntry, SecretFinding, SecretSuppression } from './types.ts';
 
 // File access for the scanner. Symlinks are never followed: directories are walked with
 // lstat/readdir, files are opened with O_NOFOLLOW and checked with fstat, so a link to
@@ -73,10 +73,14 @@ export interface ScanPathsOptions {
   maxFileBytes?: number;
   /** Called for each file not scanned (binary, too large, symlink, unreadable). */
   onSkip?: (file: string, reason: string) => void;
+  /** Also collect what rules matched and rejected, with the reason (`--explain`). */
+  explain?: boolean;
 }
 
 export interface ScanPathsResult {
   findings: SecretFinding[];
+  /** Only with `explain`: candidates judged not secret, and why. */
+  suppressed: SecretSuppression[];
   skipped: { file: string; reason: string }[];
   files: number;
   bytes: number;
@@ -86,7 +90,7 @@ export interface ScanPathsResult {
  * limit, each reported in `skipped`). A path that does not exist is a user error. */
 export async function scanPathsDetailed(paths: string[], opts: ScanPathsOptions = {}): Promise<ScanPathsResult> {
   const max = opts.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
-  const res: ScanPathsResult = { findings: [], skipped: [], files: 0, bytes: 0 };
+  const res: ScanPathsResult = { findings: [], suppressed: [], skipped: [], files: 0, bytes: 0 };
   const skip = (file: string, reason: string) => { res.skipped.push({ file, reason }); opts.onSkip?.(file, reason); };
   const scanFile = async (file: string) => {
     const r = readNoFollow(file, max);
@@ -94,7 +98,11 @@ export async function scanPathsDetailed(paths: string[], opts: ScanPathsOptions 
     if (r.binary) { skip(file, 'binary'); return; }
     res.files++;
     res.bytes += r.size;
-    res.findings.push(...await scanText(r.text, { path: file, allowlist: opts.allowlist }));
+    const scanOpts = { path: file, allowlist: opts.allowlist };
+    if (!opts.explain) { res.findings.push(...await scanText(r.text, scanOpts)); return; }
+    const scanned = await scanTextExplained(r.text, scanOpts);
+    res.findings.push(...scanned.findings);
+    res.suppressed.push(...scanned.suppressed);
   };
   for (const p of paths) {
     let st;

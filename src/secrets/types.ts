@@ -20,6 +20,24 @@ export interface SecretFinding {
   /** Offsets (UTF-16 code units) of the span to redact: every overlapping detection merged. */
   start: number;
   end: number;
+  /** Why this is a secret: the context the rule saw (format, key name, command flag…). */
+  why?: string;
+  /** Shannon entropy of the value, bits per character (2 decimals). */
+  entropy?: number;
+  /** Other rules that flagged an overlapping span (merged into this finding). */
+  alsoMatched?: string[];
+}
+
+/** A candidate a rule matched and then judged not to be a secret, with the reason. Like a
+ * finding, it never carries the value. */
+export interface SecretSuppression {
+  rule: string;
+  file?: string;
+  line: number;
+  column: number;
+  fingerprint: string;
+  /** e.g. "placeholder: contains \"your-api-key\"", "reference: a GitHub Actions expression". */
+  reason: string;
 }
 
 export type AllowEntry = SecretsAllowEntry;
@@ -30,6 +48,12 @@ export interface ScanOptions {
   path?: string;
   /** Extra allowed values (the org policy's secrets.workspace.allowlist). */
   allowlist?: readonly AllowEntry[];
+}
+
+export interface ScanResult {
+  findings: SecretFinding[];
+  /** What rules matched and rejected, and why (bounded; `--explain`). */
+  suppressed: SecretSuppression[];
 }
 
 export const FINGERPRINT_HEX = 32;
