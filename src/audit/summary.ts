@@ -1,4 +1,3 @@
-import { escapeForTerminal } from '../common/terminal.ts';
 import type { AuditEvent } from './event.ts';
 
 // One-line human summaries of events, shared by `airlock audit show`, CEF names and
@@ -15,7 +14,8 @@ export function truncate(s: string, n: number): string {
   return s.length > n ? s.slice(0, n - 1) + '…' : s;
 }
 
-export function summarize(e: Pick<AuditEvent, 'type' | 'data' | 'decision' | 'rule'>, max = 160): string {
+/** `clean` makes the agent-controlled text safe for where it goes (the CLI passes `escapeForTerminal`). */
+export function summarize(e: Pick<AuditEvent, 'type' | 'data' | 'decision' | 'rule'>, max = 160, clean: (s: string) => string = sanitizeForTerminal): string {
   const d = e.data ?? {};
   let s: string;
   switch (true) {
@@ -35,10 +35,11 @@ export function summarize(e: Pick<AuditEvent, 'type' | 'data' | 'decision' | 'ru
     case typeof d.reason === 'string': s = str(d.reason); break;
     default: s = Object.keys(d).length ? JSON.stringify(d) : '';
   }
-  return truncate(sanitizeForTerminal(s), max);
+  return truncate(clean(s), max);
 }
 
 /** Agent-controlled text never reaches a terminal with control, C1 or bidi characters (no escape-sequence spoofing). */
 export function sanitizeForTerminal(s: string): string {
-  return escapeForTerminal(s);
+  // eslint-disable-next-line no-control-regex
+  return s.replace(/[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/g, ' ');
 }

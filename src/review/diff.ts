@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import parseDiff from 'parse-diff';
-import { AGENT_DATA_BOUNDS, git, gitBytes } from '../common/git.ts';
+import { spawn } from 'node:child_process';
+import { AGENT_DATA_BOUNDS, git, gitBytes, gitEnv, hardenedArgs } from '../common/git.ts';
 import { countTreePaths, DEFAULT_TREE_LIMITS } from '../workspace/bounds.ts';
 import { AirlockError } from '../common/errors.ts';
 import type { ChangeSet, ChangedFile } from './types.ts';
@@ -164,4 +165,35 @@ export function loadChange(repo: string, base: string, head: string, commits: st
     f.oldText = f.status === 'added' || !ob ? null : ob.toString('utf8');
   }
   return { base, head, commits, files, diff, diffSha256: createHash('sha256').update(diffBytes).digest('hex'), addedLines, deletedLines, repo };
+}
+
+/** Most bytes of one blob the streaming secrets scan reads; past it the file is a blocking finding. */
+export const MAX_STREAM_BYTES = 4 * 1024 ** 3;
+const WINDOW = 8 * 1024 * 1024;
+const OVERLAP = 64 * 1024;
+
+/**
+ * A large blob's printable runs in overlapping windows of ~8 MiB, read streaming from a
+ * bounded `git cat-file` (memory stays flat whatever the size): a file git calls binary
+ * (NUL bytes, or over core.bigFileThreshold like a 700 MB text file) is still scanned.
+ * Returns false when the blob is over MAX_STREAM_BYTES or git failed.
+ */
+export async function streamPrintable(repo: string, oid: string, onWindow: (text: string) => Promise<void>): Promise<boolean> {
+  const b = AGENT_DATA_BOUNDS;
+  const child = spawn('prlimit', [`--as=${b.memoryBytes}`, `--cpu=${b.cpuSeconds}`, '--core=0', '--', 'git', ...hardenedArgs(['cat-file', 'blob', oid], b)],
+    { env: gitEnv({ GIT_DIR: repo }), stdio: ['ignore', 'pipe', 'ignore'], timeout: b.timeoutMs, killSignal: 'SIGKILL' });
+  const exited = new Promise<number | null>((r) => { child.once('close', (code) => r(code)); child.once('error', () => r(null)); });
+  let buf = '';
+  let total = 0;
+  for await (const chunk of child.stdout as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > MAX_STREAM_BYTES) { child.kill('SIGKILL'); await exited; return false; }
+    buf += chunk.toString('latin1');
+    if (buf.length >= WINDOW) {
+      await onWindow((buf.match(PRINTABLE_RUN) ?? []).join('\n'));
+      buf = buf.slice(-OVERLAP); // a secret cut by the window edge is whole in the next one
+    }
+  }
+  if (buf) await onWindow((buf.match(PRINTABLE_RUN) ?? []).join('\n'));
+  return (await exited) === 0;
 }

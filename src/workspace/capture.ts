@@ -1,6 +1,8 @@
 import { copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { git } from '../common/git.ts';
+import { AirlockError } from '../common/errors.ts';
+import { AGENT_DATA_BOUNDS, git, type GitOptions } from '../common/git.ts';
+import { countTreePaths, DEFAULT_TREE_LIMITS } from './bounds.ts';
 import { WORK_BRANCH } from './snapshot.ts';
 
 // Turns what the agent left in its workspace into commits in a repository that Airlock
@@ -18,6 +20,95 @@ export interface CaptureResult {
   filesChanged: number;
   /** Problems met while reading agent-controlled data (recorded, never fatal). */
   warnings: string[];
+  /** What capture refused to read or follow; each becomes a finding on the proposal. */
+  refusals: Refusal[];
+}
+
+/** Something in the workspace capture would not follow: named, and a finding on the proposal. */
+export interface Refusal { rule: 'git-symlink' | 'gitfile' | 'git-not-directory' | 'git-link-inside' | 'alternates' | 'commondir' | 'nested-repository' | 'too-large'; path: string; message: string }
+
+/** Most paths capture materialises in an index (the agent's HEAD tree, expanded). */
+export const CAPTURE_MAX_PATHS = 2_000_000;
+/** Most agent commits capture walks. */
+export const CAPTURE_MAX_COMMITS = 10_000;
+
+/** git on agent-made data: hardened (always) and bounded in memory and time. */
+function agit(args: string[], opts: GitOptions = {}) {
+  return git(args, { bounds: AGENT_DATA_BOUNDS, ...opts });
+}
+
+/**
+ * Resolves `rel` under `root` one component at a time with lstat: null when any component
+ * is a symlink or missing, so nothing the agent links ever leads out of the session.
+ */
+export function insideOnly(root: string, rel: string, want: 'file' | 'dir'): string | null {
+  let p = root;
+  const parts = rel.split('/').filter(Boolean);
+  for (const [i, part] of parts.entries()) {
+    p = join(p, part);
+    let st;
+    try { st = lstatSync(p); } catch { return null; }
+    const last = i === parts.length - 1;
+    if (st.isSymbolicLink()) return null;
+    if (!last && !st.isDirectory()) return null;
+    if (last && (want === 'dir' ? !st.isDirectory() : !st.isFile())) return null;
+  }
+  return p;
+}
+
+function kindOf(p: string): 'missing' | 'symlink' | 'file' | 'dir' | 'other' {
+  try {
+    const st = lstatSync(p);
+    return st.isSymbolicLink() ? 'symlink' : st.isFile() ? 'file' : st.isDirectory() ? 'dir' : 'other';
+  } catch { return 'missing'; }
+}
+
+/**
+ * Checks the agent's .git (as the merged view and as the overlay's upper layer) before
+ * anything in it is read. A .git that is a symlink or a gitfile, links inside it,
+ * alternates and commondir are refused with a refusal naming them: they can only point
+ * at repositories outside the session (the host's, another user's).
+ */
+function inspectGitDir(gitDirs: string[]): Refusal[] {
+  const out: Refusal[] = [];
+  for (const dir of [...new Set(gitDirs)]) {
+    const k = kindOf(dir);
+    if (k === 'missing') continue;
+    if (k === 'symlink') { out.push({ rule: 'git-symlink', path: '.git', message: '.git is a symbolic link: it would lead capture into another repository (e.g. the host\'s); the agent\'s commits are not captured' }); continue; }
+    if (k === 'file') { out.push({ rule: 'gitfile', path: '.git', message: '.git is a gitfile pointing elsewhere; the agent\'s commits are not captured' }); continue; }
+    if (k !== 'dir') { out.push({ rule: 'git-not-directory', path: '.git', message: '.git is not a directory; the agent\'s commits are not captured' }); continue; }
+    for (const rel of ['HEAD', 'packed-refs', 'refs', 'objects', 'objects/pack', 'objects/info']) {
+      if (kindOf(join(dir, rel)) === 'symlink') out.push({ rule: 'git-link-inside', path: `.git/${rel}`, message: `.git/${rel} is a symbolic link out of the repository; not followed, the agent's commits are not captured` });
+    }
+    for (const rel of ['objects/info/alternates', 'objects/info/http-alternates']) {
+      if (kindOf(join(dir, rel)) !== 'missing') out.push({ rule: 'alternates', path: `.git/${rel}`, message: `.git/${rel} would borrow objects from another repository; ignored, the agent's commits are not captured` });
+    }
+    if (kindOf(join(dir, 'commondir')) !== 'missing') out.push({ rule: 'commondir', path: '.git/commondir', message: '.git/commondir would share refs and objects with another repository; the agent\'s commits are not captured' });
+  }
+  return out.filter((r, i, a) => a.findIndex((x) => x.rule === r.rule && x.path === r.path) === i);
+}
+
+/** Directories below the root holding a `.git` of any kind: nested repositories git would read through. */
+function nestedRepos(root: string, under: string[] | null): string[] {
+  const found: string[] = [];
+  let seen = 0;
+  const walk = (rel: string, depth: number) => {
+    if (depth > 256 || ++seen > 2_000_000) throw new AirlockError('TOO_LARGE', 'the workspace has too many entries to capture', 'split the work into smaller sessions');
+    const abs = rel ? join(root, rel) : root;
+    let names: string[];
+    try { if (!lstatSync(abs).isDirectory()) return; names = readdirSync(abs); } catch { return; }
+    for (const n of names) {
+      const p = rel ? `${rel}/${n}` : n;
+      if (n === '.git') { if (rel) found.push(rel); continue; }
+      walk(p, depth + 1);
+    }
+  };
+  if (under === null) walk('', 0);
+  else for (const p of under) {
+    if (p.split('/').includes('.git')) found.push(p.slice(0, p.lastIndexOf('.git')).replace(/\/$/, ''));
+    else if (insideOnly(root, p, 'dir')) walk(p, p.split('/').length);
+  }
+  return [...new Set(found.filter(Boolean))];
 }
 
 const SHA = /^[0-9a-f]{40}$/;
@@ -27,13 +118,12 @@ function isRegular(p: string): boolean {
   try { return lstatSync(p).isFile(); } catch { return false; }
 }
 
-function copyObjects(fromObjects: string, toObjects: string, warnings: string[]): number {
+function copyObjects(gitDir: string, toObjects: string, warnings: string[]): number {
   let n = 0;
   let entries: string[] = [];
-  try {
-    if (!lstatSync(fromObjects).isDirectory()) { warnings.push('.git/objects is not a directory (symlink?); ignored'); return 0; }
-    entries = readdirSync(fromObjects);
-  } catch { return 0; }
+  const fromObjects = insideOnly(gitDir, 'objects', 'dir');
+  if (!fromObjects) { if (kindOf(join(gitDir, 'objects')) !== 'missing') warnings.push('.git/objects is not a directory (symlink?); ignored'); return 0; }
+  try { entries = readdirSync(fromObjects); } catch { return 0; }
   for (const d of entries) {
     const dir = join(fromObjects, d);
     if (/^[0-9a-f]{2}$/.test(d)) {
@@ -61,13 +151,13 @@ function copyObjects(fromObjects: string, toObjects: string, warnings: string[])
 
 function readRef(gitDir: string, ref: string, warnings: string[]): string | null {
   if (!/^refs\/[A-Za-z0-9._\/-]+$/.test(ref) || ref.includes('..')) { warnings.push(`HEAD points at an invalid ref name`); return null; }
-  const loose = join(gitDir, ref);
-  if (isRegular(loose)) {
-    const v = readFileSync(loose, 'utf8').trim();
+  const loose = insideOnly(gitDir, ref, 'file');
+  if (loose) {
+    const v = readFileSync(loose, 'utf8').slice(0, 4096).trim();
     return SHA.test(v) ? v : null;
   }
-  const packed = join(gitDir, 'packed-refs');
-  if (isRegular(packed)) {
+  const packed = insideOnly(gitDir, 'packed-refs', 'file');
+  if (packed && lstatSync(packed).size <= 64 * 1024 * 1024) {
     for (const line of readFileSync(packed, 'utf8').split('\n')) {
       const [sha, name] = line.split(' ');
       if (name === ref && sha && SHA.test(sha)) return sha;
@@ -77,8 +167,8 @@ function readRef(gitDir: string, ref: string, warnings: string[]): string | null
 }
 
 function readHead(gitDir: string, warnings: string[]): string | null {
-  const head = join(gitDir, 'HEAD');
-  if (!isRegular(head)) { warnings.push('.git/HEAD missing or not a regular file'); return null; }
+  const head = insideOnly(gitDir, 'HEAD', 'file');
+  if (!head) { warnings.push('.git/HEAD missing or not a regular file'); return null; }
   const v = readFileSync(head, 'utf8').slice(0, 4096).trim();
   if (SHA.test(v)) return v;
   const m = /^ref: (\S+)$/.exec(v);
@@ -136,9 +226,12 @@ function transplant(env: Record<string, string>, synthetic: string, realBase: st
   const index = join(env.GIT_DIR!, `transplant-index-${process.pid}`);
   try {
     for (const c of commits) {
+      // each agent commit is bounded before git expands it (an intermediate tree bomb)
+      const trees = agit(['rev-parse', `${parentOf}^{tree}`, `${c}^{tree}`], { env }).stdout.trim().split('\n');
+      countTreePaths(env.GIT_DIR!, trees[0]!, trees[1]!, { ...DEFAULT_TREE_LIMITS, maxPaths: CAPTURE_MAX_PATHS });
       const ienv = { ...env, GIT_INDEX_FILE: index };
-      git(['read-tree', prev], { env: ienv });
-      const raw = git(['diff-tree', '-r', '-z', '--no-renames', '--raw', parentOf, c], { env }).stdout.split('\0');
+      agit(['read-tree', prev], { env: ienv });
+      const raw = agit(['diff-tree', '-r', '-z', '--no-renames', '--raw', parentOf, c], { env }).stdout.split('\0');
       const lines: string[] = [];
       for (let i = 0; i + 1 < raw.length; i += 2) {
         const meta = raw[i]!.replace(/^:/, '').split(' ');
@@ -150,19 +243,19 @@ function transplant(env: Record<string, string>, synthetic: string, realBase: st
         if (pairs?.length && newMode !== '120000') {
           // the agent edited a file whose secrets it only saw as markers: put the real
           // values back where the markers still stand, so the change edits only its lines
-          let text = git(['cat-file', 'blob', sha], { env }).stdout;
+          let text = agit(['cat-file', 'blob', sha], { env }).stdout;
           for (const [marker, value] of pairs) text = text.split(marker).join(value);
-          sha = git(['hash-object', '-w', '--no-filters', '--stdin'], { env, input: text }).stdout.trim();
+          sha = agit(['hash-object', '-w', '--no-filters', '--stdin'], { env, input: text }).stdout.trim();
         }
         lines.push(`${newMode} ${sha}\t${path}`);
       }
-      if (lines.length) git(['update-index', '--index-info'], { env: ienv, input: lines.join('\n') + '\n' });
-      const tree = git(['write-tree'], { env: ienv }).stdout.trim();
-      const hdr = git(['cat-file', 'commit', c], { env }).stdout;
+      if (lines.length) agit(['update-index', '--index-info'], { env: ienv, input: lines.join('\n') + '\n' });
+      const tree = agit(['write-tree'], { env: ienv }).stdout.trim();
+      const hdr = agit(['cat-file', 'commit', c], { env }).stdout;
       const who = (k: string) => /^(.*) <(.*)> (\d+ [+-]\d{4})$/.exec(new RegExp(`^${k} (.*)$`, 'm').exec(hdr)?.[1] ?? '');
       const a = who('author'); const cm = who('committer');
       const msg = hdr.slice(hdr.indexOf('\n\n') + 2);
-      prev = git(['commit-tree', tree, '-p', prev, '-F', '-'], {
+      prev = agit(['commit-tree', tree, '-p', prev, '-F', '-'], {
         env: { ...env, GIT_AUTHOR_NAME: a?.[1] ?? 'agent', GIT_AUTHOR_EMAIL: a?.[2] ?? '', GIT_AUTHOR_DATE: a?.[3] ?? '',
           GIT_COMMITTER_NAME: cm?.[1] ?? 'agent', GIT_COMMITTER_EMAIL: cm?.[2] ?? '', GIT_COMMITTER_DATE: cm?.[3] ?? '' },
         input: msg,
@@ -190,17 +283,12 @@ export function captureWorkspace(o: {
   initResultRepo(o.resultRepo, o.mirror, o.synthetic ? [o.synthetic.objects] : []);
   const start = o.synthetic?.commit ?? o.baseCommit;
   const env = { GIT_DIR: o.resultRepo };
-  copyObjects(join(o.upperGitDir ?? join(o.workspace, '.git'), 'objects'), join(o.resultRepo, 'objects'), warnings);
-
-  let head = readHead(join(o.workspace, '.git'), warnings) ?? start;
-  if (git(['cat-file', '-e', `${head}^{commit}`], { env, allowFail: true }).status !== 0) {
-    warnings.push(`agent HEAD ${head} is not a readable commit; using the base commit`);
-    head = start;
-  }
-  // Only history that descends from the base is a proposal; anything else is reported.
-  if (git(['merge-base', '--is-ancestor', start, head], { env, allowFail: true }).status !== 0) {
-    warnings.push(`agent HEAD ${head} does not descend from the base commit; its commits are not captured`);
-    head = start;
+  const gitDir = join(o.workspace, '.git');
+  const refusals = inspectGitDir([gitDir, ...(o.upperGitDir ? [o.upperGitDir] : [])]);
+  let head = start;
+  if (!refusals.length) {
+    copyObjects(o.upperGitDir ?? gitDir, join(o.resultRepo, 'objects'), warnings);
+    head = agentHead(env, gitDir, start, warnings, refusals);
   }
 
   // Uncommitted work: hash the work tree into our own index. No filters can run: the
@@ -216,37 +304,43 @@ export function captureWorkspace(o: {
     if (o.layers) {
       try {
         specs = changedPaths(o.layers.upper, o.layers.lower, o.workspace);
-        const committed = git(['diff-tree', '-r', '--no-renames', '--name-only', '-z', start, head], { env }).stdout.split('\0').filter(Boolean);
+        const committed = agit(['diff-tree', '-r', '--no-renames', '--name-only', '-z', start, head], { env }).stdout.split('\0').filter(Boolean);
         specs.push(...committed);
       } catch (e) {
+        if (e instanceof AirlockError && e.kind === 'TOO_LARGE') throw e;
         warnings.push(`overlay walk failed (${String(e)}); hashing the whole tree`);
         specs = null;
       }
     }
+    // nested repositories (sub/.git of any kind): git would read through them, possibly
+    // into a host repository; they are left out and named
+    const nested = nestedRepos(o.workspace, specs === null ? null : [...new Set(specs)]);
+    for (const n of nested) refusals.push({ rule: 'nested-repository', path: `${n}/.git`, message: `${n}/.git makes ${n} a nested repository (a gitfile or repository git would read through); ${n} is not captured` });
+    const excludes = nested.map((n) => `:(exclude,top,literal)${n}`);
     const untouched = specs !== null && specs.length === 0;
     // nothing in the upper layer: no index to build (a 50k-file read-tree is most of a short session's stop)
-    if (!untouched) git(['read-tree', head], { env: wenv });
+    if (!untouched) agit(['read-tree', head], { env: wenv });
     const addArgs = ['-c', 'core.bare=false', 'add', '--all', '--ignore-errors'];
+    const fromFile = ['--pathspec-from-file=-', '--pathspec-file-nul'];
+    const list = (ps: string[]) => [...ps.map((p) => `:(top,literal)${p}`), ...excludes].join('\0');
     let add: { status: number; stderr: string } = { status: 0, stderr: '' };
-    if (untouched) { /* nothing to hash */ } else if (specs === null) add = git(addArgs, { env: wenv, cwd: '/', allowFail: true, prefix });
+    if (untouched) { /* nothing to hash */ } else if (specs === null) add = agit([...addArgs, ...fromFile], { env: wenv, cwd: '/', allowFail: true, prefix, input: [':(top)', ...excludes].join('\0') });
     else {
       const exists = (p: string) => { try { lstatSync(join(o.workspace, p)); return true; } catch { return false; } };
       const present = [...new Set(specs)].filter(exists);
       const gone = [...new Set(specs)].filter((p) => !exists(p));
-      const fromFile = ['--pathspec-from-file=-', '--pathspec-file-nul'];
-      const list = (ps: string[]) => ps.map((p) => `:(top,literal)${p}`).join('\0');
       if (gone.length) {
-        const rm = git(['-c', 'core.bare=false', 'rm', '--cached', '-r', '-q', '--ignore-unmatch', ...fromFile], { env: wenv, cwd: '/', allowFail: true, prefix, input: list(gone) });
+        const rm = agit(['-c', 'core.bare=false', 'rm', '--cached', '-r', '-q', '--ignore-unmatch', ...fromFile], { env: wenv, cwd: '/', allowFail: true, prefix, input: list(gone) });
         if (rm.status !== 0) add = rm;
       }
-      if (present.length && add.status === 0) add = git([...addArgs, ...fromFile], { env: wenv, cwd: '/', allowFail: true, prefix, input: list(present) });
+      if (present.length && add.status === 0) add = agit([...addArgs, ...fromFile], { env: wenv, cwd: '/', allowFail: true, prefix, input: list(present) });
     }
     if (add.status !== 0) warnings.push(`some files could not be captured: ${add.stderr.trim().slice(0, 500)}`);
-    const headTree = git(['rev-parse', `${head}^{tree}`], { env }).stdout.trim();
-    const tree = untouched ? headTree : git(['write-tree'], { env: wenv }).stdout.trim();
+    const headTree = agit(['rev-parse', `${head}^{tree}`], { env }).stdout.trim();
+    const tree = untouched ? headTree : agit(['write-tree'], { env: wenv }).stdout.trim();
     if (tree !== headTree) {
       dirty = true;
-      head = git(['commit-tree', tree, '-p', head, '-m', 'airlock: uncommitted work'], {
+      head = agit(['commit-tree', tree, '-p', head, '-m', 'airlock: uncommitted work'], {
         env: { ...env, GIT_AUTHOR_NAME: 'Airlock', GIT_AUTHOR_EMAIL: 'airlock@localhost', GIT_COMMITTER_NAME: 'Airlock', GIT_COMMITTER_EMAIL: 'airlock@localhost' },
       }).stdout.trim();
     }
@@ -254,14 +348,42 @@ export function captureWorkspace(o: {
     rmSync(index, { force: true });
   }
   if (o.synthetic && head !== start) {
-    const onSynthetic = git(['rev-list', '--reverse', '--first-parent', `${start}..${head}`], { env }).stdout.split('\n').filter(Boolean);
+    const onSynthetic = agit(['rev-list', '--reverse', '--first-parent', `${start}..${head}`], { env }).stdout.split('\n').filter(Boolean);
     head = transplant(env, start, o.baseCommit, onSynthetic, o.synthetic.restore ?? {});
   } else if (o.synthetic) head = o.baseCommit;
-  git(['update-ref', 'refs/airlock/base', o.baseCommit], { env });
-  git(['update-ref', 'refs/airlock/head', head], { env });
-  const commits = git(['rev-list', '--reverse', `${o.baseCommit}..${head}`], { env }).stdout.split('\n').filter(Boolean);
-  const changed = git(['diff-tree', '-r', '--no-renames', '--name-only', '--no-textconv', '--no-ext-diff', o.baseCommit, head], { env }).stdout.split('\n').filter(Boolean);
-  return { resultRepo: o.resultRepo, baseCommit: o.baseCommit, headCommit: head, commits, dirty, filesChanged: changed.length, warnings };
+  agit(['update-ref', 'refs/airlock/base', o.baseCommit], { env });
+  agit(['update-ref', 'refs/airlock/head', head], { env });
+  const commits = agit(['rev-list', '--reverse', `${o.baseCommit}..${head}`], { env }).stdout.split('\n').filter(Boolean);
+  const changed = agit(['diff-tree', '-r', '-z', '--no-renames', '--name-only', o.baseCommit, head], { env }).stdout.split('\0').filter(Boolean);
+  return { resultRepo: o.resultRepo, baseCommit: o.baseCommit, headCommit: head, commits, dirty, filesChanged: changed.length, warnings, refusals };
+}
+
+/**
+ * The agent's HEAD, if it is a commit descending from the start with a bounded history
+ * and a tree that expands to a bounded number of paths; else the start (and why).
+ */
+function agentHead(env: Record<string, string>, gitDir: string, start: string, warnings: string[], refusals: Refusal[]): string {
+  const head = readHead(gitDir, warnings) ?? start;
+  if (head === start) return start;
+  if (agit(['cat-file', '-e', `${head}^{commit}`], { env, allowFail: true }).status !== 0) {
+    warnings.push(`agent HEAD ${head} is not a readable commit; using the base commit`);
+    return start;
+  }
+  // Only history that descends from the base is a proposal; anything else is reported.
+  if (agit(['merge-base', '--is-ancestor', start, head], { env, allowFail: true }).status !== 0) {
+    warnings.push(`agent HEAD ${head} does not descend from the base commit; its commits are not captured`);
+    return start;
+  }
+  try {
+    const n = Number(agit(['rev-list', '--count', `${start}..${head}`], { env }).stdout.trim());
+    if (n > CAPTURE_MAX_COMMITS) throw new AirlockError('TOO_LARGE', `${n} commits, over the limit of ${CAPTURE_MAX_COMMITS}`, '');
+    countTreePaths(env.GIT_DIR!, null, agit(['rev-parse', `${head}^{tree}`], { env }).stdout.trim(), { ...DEFAULT_TREE_LIMITS, maxPaths: CAPTURE_MAX_PATHS });
+  } catch (e) {
+    if (!(e instanceof AirlockError && e.kind === 'TOO_LARGE')) throw e;
+    refusals.push({ rule: 'too-large', path: head, message: `the agent's HEAD ${head.slice(0, 12)} is too large to capture (${e.message}); its commits are not captured` });
+    return start;
+  }
+  return head;
 }
 
 export { WORK_BRANCH };

@@ -164,8 +164,11 @@ export function agentHistory(env: Env, session: string, history: AgentCommit[], 
     const ienv = { GIT_INDEX_FILE: index };
     plumb(resultRepo, ['read-tree', head], undefined, ienv);
     const lines: Buffer[] = [];
+    const blobs = new Map<string, string>();
     for (const [name, content, mode] of c.files) {
-      const sha = content === null ? '0'.repeat(40) : plumb(resultRepo, ['hash-object', '-w', '--stdin'], Buffer.from(content));
+      const key = content === null ? '' : Buffer.from(content).toString('latin1');
+      if (content !== null && !blobs.has(key)) blobs.set(key, plumb(resultRepo, ['hash-object', '-w', '--stdin'], Buffer.from(content)));
+      const sha = content === null ? '0'.repeat(40) : blobs.get(key)!;
       lines.push(Buffer.concat([Buffer.from(`${content === null ? '0' : mode ?? '100644'} ${sha}\t`), Buffer.from(name), Buffer.from([0])]));
     }
     plumb(resultRepo, ['update-index', '-z', '--index-info'], Buffer.concat(lines), ienv);

@@ -6,7 +6,8 @@ import {
   AuditStore, checkpoint, listCheckpoints, loadPublicKey, proveEvent, verifyLogAsync, verifyProof, type AuditEvent, type Severity,
 } from '../../audit/index.ts';
 import { formatEvent, type EventFormat } from '../../audit/sinks/formats.ts';
-import { sanitizeForTerminal, summarize } from '../../audit/summary.ts';
+import { summarize } from '../../audit/summary.ts';
+import { escapeForTerminal as sanitizeForTerminal } from '../../common/terminal.ts';
 import { setExit } from '../main.ts';
 import { registerSinks } from './sinks.ts';
 import { bad, dim, jsonText, ok, printJson, table, warn } from '../output.ts';
@@ -49,7 +50,7 @@ function decisionColour(d: string | null): string {
 
 function timelineRow(e: AuditEvent): string[] {
   return [dim(e.ts.replace('T', ' ').replace('Z', '')), sevColour(e.severity, sanitizeForTerminal(e.type)), decisionColour(e.decision),
-    e.rule ? sanitizeForTerminal(e.rule) : dim('-'), summarize(e)];
+    e.rule ? sanitizeForTerminal(e.rule) : dim('-'), summarize(e, 160, sanitizeForTerminal)];
 }
 
 function typeMatch(pattern: string | undefined, t: string): boolean {

@@ -11,7 +11,7 @@ import { dependenciesCheck } from './deps.ts';
 
 type CheckName = keyof Policy['review']['checks'];
 const CHECKS: Record<CheckName, (change: ChangeSet, files: ChangedFile[], policy: Policy) => Finding[] | Promise<Finding[]>> = {
-  secrets: (_c, files) => secretsCheck(files),
+  secrets: (c, files) => secretsCheck(files, c.repo),
   injection: (_c, files) => injectionCheck(files),
   dependencies: (_c, files, p) => dependenciesCheck(files, p),
   protectedPaths: (_c, files, p) => protectedPathsCheck(files, p),
