@@ -348,7 +348,8 @@ async function admitPackage(ctx: Ctx, c: Conn, method: string, rawUrl: string, f
     // on a registry only the canonical spelling passes: what the client sent, what is
     // decided and what the upstream gets are one path (no dot segments, no re-encoding)
     const pathname = new URL(forward, 'https://registry.invalid').pathname;
-    if (ctx.packages.covers(c.host) && (rawUrl !== forward || forward.split('?')[0] !== pathname)) {
+    const sent = rawUrl.replace(/%[0-9a-f]{2}/gi, (m) => m.toUpperCase()); // %2f and %2F are one spelling (RFC 3986 §6.2.2.1)
+    if (ctx.packages.covers(c.host) && (sent !== forward || forward.split('?')[0] !== pathname)) {
       return { kind: 'deny', verdict: { action: 'deny', rule: 'egress.packages.unrecognized', reason: 'ambiguous registry path (dot segments or characters the URL parser re-encodes); refused' } };
     }
     return await ctx.packages.admit({
