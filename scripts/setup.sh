@@ -12,9 +12,10 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
-pkgs=(bubblewrap strace util-linux iproute2 git socat ca-certificates curl procps gcc libc6-dev)
+pkgs=(bubblewrap strace util-linux iproute2 git ca-certificates curl procps gcc libc6-dev)
 if [ "$WANT_TEST_DEPS" = 1 ]; then
-  pkgs+=(rsyslog rsyslog-gnutls rsyslog-relp gnutls-bin nftables squid-openssl dnsmasq-base openssl python3 time psmisc)
+  pkgs+=(rsyslog rsyslog-gnutls rsyslog-relp gnutls-bin nftables squid-openssl openssl python3 time psmisc)
+  pkgs+=(socat) # an agent command in the detection tests; the baseline of bench/bridge.ts
   pkgs+=(python3-pip) # the package firewall tests run the real pip inside a sandbox
   pkgs+=(sqlite3) # audit tamper tests edit the database with the sqlite3 CLI
 fi
