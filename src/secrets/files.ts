@@ -18,7 +18,7 @@ export type ReadResult =
 
 /** Reads a regular file without following a symlink at its last component. Binary files
  * (a NUL in the first 8 KiB) are decoded as latin1 so every byte maps to one char. */
-export function readNoFollow(path: string, maxBytes: number): ReadResult {
+export function readNoFollow(path: string | Buffer, maxBytes: number): ReadResult {
   let fd: number;
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);

@@ -2,7 +2,7 @@
 // approvals, workspace secret sanitization and honeytokens, anomaly detection, signed
 // checkpoints, SIEM delivery, and proposals. The session core depends on none of them;
 // each layer stays testable on its own. Importing this module turns them on.
-import { chownSync, lstatSync, readdirSync } from 'node:fs';
+import { chownTreeNoFollow } from '../common/fs.ts';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { hooks } from './hooks.ts';
@@ -68,11 +68,9 @@ hooks.sanitizer = async (s) => {
   const variant = createHash('sha256').update(canonicalJson(sp)).digest('hex').slice(0, 12);
   return {
     variant,
-    run: async (dir: string) => {
-      const { sanitizeTree } = await import('../secrets/index.ts');
-      const events: AuditEventInput[] = [];
-      const r = await sanitizeTree(dir, sp, (e) => { events.push(e); });
-      return { changed: r.hidden.length + r.redacted.length > 0, report: { events, hidden: r.hidden.length, redacted: r.redacted.length } };
+    run: async (input) => {
+      const { sanitizeSnapshot } = await import('../secrets/index.ts');
+      return sanitizeSnapshot(input, sp, { cacheDir: join(s.home.cache, 'scan') });
     },
   };
 };
@@ -93,12 +91,6 @@ hooks.restoreSecrets = async (s) => {
   return out;
 };
 
-function chownTree(path: string, ids: { uid: number; gid: number }): void {
-  const st = lstatSync(path);
-  chownSync(path, ids.uid, ids.gid);
-  if (st.isDirectory()) for (const e of readdirSync(path)) chownTree(join(path, e), ids);
-}
-
 hooks.afterStart = async (s) => {
   const report = s.snapshotReport as { events?: AuditEventInput[] } | null;
   for (const e of report?.events ?? []) s.record({ ...e, session: s.id });
@@ -107,7 +99,7 @@ hooks.afterStart = async (s) => {
   // name them as the agent sees them
   const tokens = planted.map((t) => ({ ...t, path: t.path.replace(s.homeView(), '/home/agent') }));
   if (tokens.length) {
-    if (s.hostIds) chownTree(s.homeView(), s.hostIds);
+    if (s.hostIds) chownTreeNoFollow(s.homeView(), s.hostIds);
     s.layerState.set('honeytokens', tokens);
     (s.layerState.get('gateway') as { setHoneytokens?: (t: Honeytoken[]) => void } | undefined)?.setHoneytokens?.(tokens);
     s.record({ type: 'secrets.honeytokens', data: { planted: tokens.map((t) => ({ kind: t.kind, path: t.path, fingerprint: t.fingerprint })) } });
