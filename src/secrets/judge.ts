@@ -43,6 +43,17 @@ export type Verdict =
 
 const summary = (fs: SecretFinding[]): FindingSummary[] => fs.map((f) => ({ line: f.line, rule: f.rule, fingerprint: f.fingerprint }));
 
+/** Length of the printable text at the end of `s`, at most `max`. */
+function printableTail(s: string, max: number): number {
+  let n = 0;
+  while (n < max && n < s.length) {
+    const c = s.charCodeAt(s.length - 1 - n);
+    if (!((c >= 0x20 && c <= 0x7e) || c === 9 || c === 10 || c === 13)) break;
+    n++;
+  }
+  return n;
+}
+
 export function printableRuns(latin1: string): string {
   return (latin1.match(PRINTABLE_RUN) ?? []).join('\n');
 }
@@ -103,9 +114,9 @@ async function judgeStream(abs: Buffer, job: JudgeJob): Promise<Verdict> {
       pos += n;
       const s = carry + buf.toString('latin1', 0, n);
       const runs = s.match(PRINTABLE_RUN) ?? [];
-      const last = runs.at(-1);
-      // a run touching the chunk's end may continue: keep its tail for the next round
-      carry = last !== undefined && s.endsWith(last) ? last.slice(-OVERLAP) : '';
+      // printable text touching the chunk's end may continue (even when still shorter
+      // than a run): keep its tail for the next round
+      carry = s.slice(s.length - printableTail(s, OVERLAP));
       for (const run of runs) { batch.push(run); batchLen += run.length; }
       if (batchLen >= BATCH) await flush();
       if (found.length) break;
