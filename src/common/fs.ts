@@ -38,10 +38,13 @@ export function* walkBytes(root: string, opts: { skip?: (rel: PathBytes) => bool
 }
 
 /** chown of a whole tree with lchown: a link's own owner changes, its target (absent, or a
- * host file such as /etc/shadow) is never touched. */
-export function chownTreeNoFollow(root: string, ids: { uid: number; gid: number }): void {
+ * host file such as /etc/shadow) is never touched. With `keepShared`, a read-only file with
+ * other hard links (a pack shared with the user's own repository) keeps its owner: every
+ * user can read it, and its other name is not ours to change. */
+export function chownTreeNoFollow(root: string, ids: { uid: number; gid: number }, opts: { keepShared?: boolean } = {}): void {
   const fix = (p: PathBytes | string) => {
     const st = lstatSync(p);
+    if (opts.keepShared && st.isFile() && st.nlink > 1 && (st.mode & 0o777) === 0o444) return;
     if (st.uid !== ids.uid || st.gid !== ids.gid) lchownSync(p, ids.uid, ids.gid);
   };
   fix(root);

@@ -10,7 +10,8 @@ export interface JudgePool {
   close(): Promise<void>;
 }
 
-const IN_FLIGHT_PER_WORKER = 4;
+/** One file at a time per worker: a file's bytes and text are its memory (10 MiB files, 256 MiB goal). */
+const IN_FLIGHT_PER_WORKER = 1;
 
 const failed = (why: string): Verdict => ({ v: 'hide', reason: 'scan-error', rule: 'secrets.workspace.mode', extra: { error: why } });
 

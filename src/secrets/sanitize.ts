@@ -24,8 +24,9 @@ import type { SecretFinding } from './types.ts';
 const TEMPLATE = /^\.env\.(?:example|sample|template|dist|defaults)$|^example\.env$/i;
 /** Above this many bytes to scan, worker threads pay for their start-up (each loads the engine). */
 const WORKER_THRESHOLD_BYTES = 32 << 20;
-/** Files judged at once per pool: bounds the file contents held in memory. */
-const CONCURRENCY = 8;
+/** Files handed to the pool at once: enough to keep the workers fed, few enough to bound
+ * the file contents held in memory (inline, each one is read whole). */
+const CONCURRENCY = { inline: 1, workers: 2 };
 
 function globMatch(rel: string, glob: string): boolean {
   const g = glob.toLowerCase();
@@ -80,14 +81,16 @@ async function mapLimited<T>(items: T[], limit: number, fn: (t: T) => Promise<vo
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
 }
 
-function choosePool(entries: SanitizeEntry[], opts: SanitizeOptions): JudgePool {
+function choosePool(entries: SanitizeEntry[], opts: SanitizeOptions): { pool: JudgePool; lanes: number } {
   let use = opts.workers;
   if (use === undefined) {
     let bytes = 0;
     for (const e of entries) { try { bytes += lstatSync(e.abs).size; } catch { /* gone: judged as such */ } if (bytes > WORKER_THRESHOLD_BYTES) break; }
     use = bytes > WORKER_THRESHOLD_BYTES;
   }
-  return use ? workerPool(Math.max(1, Math.min(4, availableParallelism()))) : inlinePool();
+  if (!use) return { pool: inlinePool(), lanes: CONCURRENCY.inline };
+  const size = Math.max(1, Math.min(4, availableParallelism()));
+  return { pool: workerPool(size), lanes: size * CONCURRENCY.workers };
 }
 
 /** Sanitizes the given entries of `dir` in place. Records one event per action and returns what it did. */
@@ -105,9 +108,9 @@ export async function sanitizeEntries(entries: SanitizeEntry[], policy: SecretsP
     if (hit) { actions.set(e, hit); res.cached++; continue; }
     toJudge.push(e);
   }
-  const pool = choosePool(toJudge, opts);
+  const { pool, lanes } = choosePool(toJudge, opts);
   try {
-    await mapLimited(toJudge, CONCURRENCY, async (e) => {
+    await mapLimited(toJudge, lanes, async (e) => {
       const job: JudgeJob = {
         abs: e.abs, rel: e.rel, mode: ws.mode === 'hide' ? 'hide' : 'redact', maxBytes: ws.maxFileKB * 1024,
         streamLarge: ws.binaryPaths.some((g) => globMatch(e.rel, g)), allowlist: ws.allowlist,

@@ -1,6 +1,7 @@
-import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync, readFileSync, unlinkSync, rmdirSync, readdirSync, linkSync, lstatSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync, readFileSync, unlinkSync, rmdirSync, readdirSync, linkSync, lstatSync, lchownSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import { git } from '../common/git.ts';
 import { chownTreeNoFollow, joinBytes, linkTree } from '../common/fs.ts';
 import type { HostRepo } from './repo.ts';
@@ -92,6 +93,7 @@ function ensureMirror(cacheRoot: string, repo: HostRepo, commit: string, owner: 
     rmSync(tmp, { recursive: true, force: true });
   }
   if (git(['cat-file', '-e', `${commit}^{commit}`], { env: { GIT_DIR: mirror }, allowFail: true }).status !== 0) {
+    linkHostPacks(repo, mirror);
     // Objects only: a fetch runs no hooks of ours or the host's (hardened git). Fast zlib:
     // the mirror is a cache, and compressing a gigabyte at the default level costs more than it saves.
     const fetch = ['-c', 'pack.compression=1', '-c', 'core.compression=1', 'fetch', '--quiet', '--no-write-fetch-head', repo.root];
@@ -99,9 +101,43 @@ function ensureMirror(cacheRoot: string, repo: HostRepo, commit: string, owner: 
     if (git(['cat-file', '-e', `${commit}^{commit}`], { env: { GIT_DIR: mirror }, allowFail: true }).status !== 0) {
       git([...fetch, commit], { env: { GIT_DIR: mirror } });
     }
-    if (owner) chownTreeNoFollow(mirror, owner);
+    if (owner) chownTreeNoFollow(mirror, owner, { keepShared: true });
   }
   return mirror;
+}
+
+/**
+ * Hard-links the host repository's pack files into the mirror when they hold nothing but
+ * what a fetch would bring (objects reachable from branches and tags): a gigabyte is then
+ * mirrored in milliseconds instead of re-indexed by a fetch. A pack with anything else in
+ * it (a stash, dropped commits, remote-tracking history) is left to the fetch, which
+ * copies only the reachable objects; so is every pack on another filesystem.
+ */
+function linkHostPacks(repo: HostRepo, mirror: string): void {
+  const common = git(['rev-parse', '--path-format=absolute', '--git-common-dir'], { cwd: repo.root, allowFail: true });
+  if (common.status !== 0) return;
+  const packDir = join(common.stdout.trim(), 'objects', 'pack');
+  let idxs: string[];
+  try { idxs = readdirSync(packDir).filter((f) => /^pack-[0-9a-f]+\.idx$/.test(f) && !existsSync(join(packDir, f.replace(/\.idx$/, '.promisor')))); } catch { return; }
+  const target = join(mirror, 'objects', 'pack');
+  idxs = idxs.filter((f) => !existsSync(join(target, f)));
+  if (!idxs.length) return;
+  const reachable = new Set(git(['rev-list', '--objects', '--branches', '--tags'], { cwd: repo.root, encoding: 'latin1' }).stdout.split('\n').map((l) => l.split(' ', 1)[0]!));
+  for (const idx of idxs) {
+    const ids = git(['show-index'], { input: readFileSync(join(packDir, idx)) }).stdout.split('\n').filter(Boolean).map((l) => l.split(' ')[1]!);
+    if (!ids.every((id) => reachable.has(id))) continue;
+    const pack = idx.replace(/\.idx$/, '.pack');
+    mkdirSync(target, { recursive: true });
+    try {
+      linkSync(join(packDir, pack), join(target, `.tmp-${pack}`)); // the .pack first, its .idx last: git sees a pack only once both are there
+      linkSync(join(packDir, idx), join(target, `.tmp-${idx}`));
+      renameSync(join(target, `.tmp-${pack}`), join(target, pack));
+      renameSync(join(target, `.tmp-${idx}`), join(target, idx));
+    } catch {
+      rmSync(join(target, `.tmp-${pack}`), { force: true });
+      rmSync(join(target, `.tmp-${idx}`), { force: true });
+    }
+  }
 }
 
 /** The files of the index, with their blob ids (byte-exact names). */
@@ -169,7 +205,6 @@ function checkout(tmp: string, env: Record<string, string>, prev: PreviousLayer 
     return { files: all, changed: null };
   }
   const changed = changedPaths(mirror, prev.commit, commit);
-  linkTree(prev.dir, tmp, (rel) => rel.length === 4 && rel.toString('latin1') === '.git');
   const root = Buffer.from(tmp);
   // shortest first, so a link that became a directory goes before anything under it
   for (const key of [...changed].sort((a, b) => a.length - b.length)) {
@@ -204,13 +239,20 @@ function syntheticCommit(tmp: string, mirror: string, commit: string, touched: s
   }
   const tree = git(['write-tree'], { env }).stdout.trim();
   const synthetic = git(['commit-tree', tree, '-m', `Airlock: base ${commit} with secrets redacted (history not shown)`], { env }).stdout.trim();
-  const revs = [synthetic];
+  // every object of the sanitized commit, minus those the previous layer's packs hold
+  // (the commits are unrelated roots, so `^previous` would not exclude its blobs)
+  let objects = git(['rev-list', '--objects', synthetic], { env, encoding: 'latin1' }).stdout.split('\n').filter(Boolean).map((l) => l.split(' ', 1)[0]!);
   if (prev?.syntheticBase) {
+    const have = new Set<string>();
     const prevPacks = join(prev.dir, '.git', 'objects', 'pack');
-    for (const f of readdirSync(prevPacks)) if (/^pack-[0-9a-f]+\.(pack|idx)$/.test(f)) linkSync(join(prevPacks, f), join(packDir, f));
-    revs.push(`^${prev.syntheticBase}`);
+    for (const f of readdirSync(prevPacks)) {
+      if (!/^pack-[0-9a-f]+\.idx$/.test(f)) continue;
+      for (const name of [f, f.replace(/\.idx$/, '.pack')]) linkSync(join(prevPacks, name), join(packDir, name));
+      for (const line of git(['show-index'], { env, input: readFileSync(join(prevPacks, f)) }).stdout.split('\n')) have.add(line.split(' ')[1] ?? '');
+    }
+    objects = objects.filter((o) => !have.has(o));
   }
-  git(['pack-objects', '--revs', '--quiet', join(packDir, 'pack')], { env, input: revs.join('\n') + '\n' });
+  git(['pack-objects', '--quiet', join(packDir, 'pack')], { env, input: objects.join('\n') + '\n' });
   unlinkSync(alternates);
   for (const d of readdirSync(join(gd, 'objects'))) if (/^[0-9a-f]{2}$/.test(d)) rmSync(join(gd, 'objects', d), { recursive: true, force: true });
   return synthetic;
@@ -223,16 +265,45 @@ function writeThinGit(tmp: string, head: string): void {
   writeFileSync(join(tmp, '.git', 'description'), 'Airlock session workspace\n');
 }
 
-async function buildLayer(tmp: string, mirror: string, commit: string, sanitizer: SnapshotSanitizer | undefined, prev: PreviousLayer | null): Promise<{ report: unknown; syntheticBase: string | null }> {
+/** The previous layer's files as hard links (owners and modes kept): `cp -al` in C, or the
+ * same in JS where cp refuses (another filesystem, a link count limit). */
+function linkPrevious(prev: string, tmp: string): void {
+  const cp = spawnSync('cp', ['-a', '--link', '--no-target-directory', '--', prev, tmp], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 600_000 });
+  if (cp.status === 0) { rmSync(join(tmp, '.git'), { recursive: true, force: true }); return; }
+  rmSync(tmp, { recursive: true, force: true });
+  linkTree(prev, tmp, (rel) => rel.length === 4 && rel.toString('latin1') === '.git');
+}
+
+/** Gives the layer to the sandbox user: all of it on a full build; on one built from a
+ * previous layer only what is new (the links kept their owners). */
+function chownLayer(tmp: string, owner: { uid: number; gid: number }, changed: ReadonlySet<string> | null): void {
+  if (!changed) return chownTreeNoFollow(tmp, owner);
+  chownTreeNoFollow(join(tmp, '.git'), owner);
+  const root = Buffer.from(tmp);
+  const done = new Set<string>();
+  for (const key of changed) {
+    const parts = key.split('/');
+    for (let n = parts.length; n > 0; n--) {
+      const rel = parts.slice(0, n).join('/');
+      if (done.has(rel)) break;
+      done.add(rel);
+      try { lchownSync(joinBytes(root, Buffer.from(rel, 'latin1')), owner.uid, owner.gid); } catch { /* removed or hidden */ }
+    }
+  }
+  lchownSync(tmp, owner.uid, owner.gid);
+}
+
+async function buildLayer(tmp: string, mirror: string, commit: string, sanitizer: SnapshotSanitizer | undefined, prev: PreviousLayer | null): Promise<{ report: unknown; syntheticBase: string | null; changed: ReadonlySet<string> | null }> {
+  if (prev) linkPrevious(prev.dir, tmp);
   mkdirSync(join(tmp, '.git', 'refs', 'heads', 'airlock'), { recursive: true });
   const env = { GIT_DIR: mirror, GIT_WORK_TREE: tmp, GIT_INDEX_FILE: join(tmp, '.git', 'index') };
   const { files, changed } = checkout(tmp, env, prev, mirror, commit);
   writeThinGit(tmp, commit);
-  if (!sanitizer) return { report: null, syntheticBase: null };
+  if (!sanitizer) return { report: null, syntheticBase: null, changed };
   const r = await sanitizer.run({ dir: tmp, files, previous: prev && changed ? { report: prev.report, changed } : null });
   const syntheticBase = r.changed ? syntheticCommit(tmp, mirror, commit, r.touched, prev) : null;
   if (syntheticBase) writeFileSync(join(tmp, '.git', 'refs', 'heads', 'airlock', 'work'), `${syntheticBase}\n`);
-  return { report: r.report, syntheticBase };
+  return { report: r.report, syntheticBase, changed };
 }
 
 /**
@@ -257,9 +328,9 @@ export async function prepareSnapshot(cacheRoot: string, repo: HostRepo, commit:
     const tmp = join(layers, `.build-${commit.slice(0, 12)}-${randomBytes(4).toString('hex')}`);
     try {
       const prev = previousLayer(cacheRoot, repo, variant, commit);
-      const saved = await buildLayer(tmp, mirror, commit, sanitizer, prev);
+      const { changed, ...saved } = await buildLayer(tmp, mirror, commit, sanitizer, prev);
       writeFileSync(`${tmp}.report.json`, JSON.stringify(saved));
-      if (owner) chownTreeNoFollow(tmp, owner);
+      if (owner) chownLayer(tmp, owner, changed);
       renameSync(`${tmp}.report.json`, reportFile);
       renameSync(tmp, treeDir);
       writeFileSync(latestFile(cacheRoot, repo, variant), `${commit}\n`);

@@ -13,7 +13,7 @@ import { defaultPolicy, parsePolicyText, resolvePolicy, type PolicySource } from
 import type { SecretsPolicy } from '../../src/policy/schema/secrets.ts';
 import { walkBytes } from '../../src/common/fs.ts';
 import { binaryBytes, repoGit } from '../fixtures/real-repo.ts';
-import { cleanup, tmp } from '../helpers.ts';
+import { cleanup, isRoot, tmp } from '../helpers.ts';
 
 const AWS_ID = 'AKIA' + 'Q3EGRKZ7XHP5WN2B';
 const AWS_SECRET = 'aB3dE5fG7hJ9kL1mN3pQ' + '5rS7tU9vW1xY3zA5bC7d';
@@ -76,10 +76,15 @@ describe('snapshot layers', () => {
     const p = policy();
     const hostRepo = openHostRepo(repo);
     const incr = join(root, 'cache-incr');
-    const first = await prepareSnapshot(incr, hostRepo, c1, null, sanitizer(p, join(incr, 'scan')));
+    const owner = isRoot ? { uid: 100000, gid: 100000 } : null; // as sessions run: layers belong to the sandbox user
+    const first = await prepareSnapshot(incr, hostRepo, c1, owner, sanitizer(p, join(incr, 'scan')));
     assert.equal(first.build, 'full');
-    const second = await prepareSnapshot(incr, hostRepo, c2, null, sanitizer(p, join(incr, 'scan')));
+    const second = await prepareSnapshot(incr, hostRepo, c2, owner, sanitizer(p, join(incr, 'scan')));
     assert.equal(second.build, 'incremental');
+    if (owner) {
+      const foreign = [...walkBytes(second.lowerDirs[0]!)].filter((e) => lstatSync(e.abs).uid !== owner.uid).map((e) => e.rel.toString());
+      assert.deepEqual(foreign, [], 'every entry of the new layer belongs to the sandbox user');
+    }
     const full = join(root, 'cache-full');
     const whole = await prepareSnapshot(full, hostRepo, c2, null, sanitizer(p, join(full, 'scan')));
     assert.equal(whole.build, 'full');
@@ -144,6 +149,35 @@ describe('snapshot layers', () => {
     assert.deepEqual(existsSync(layers) ? readdirNames(layers) : [], [], 'no .build-* left');
     const ok = await prepareSnapshot(cache, hostRepo, c1, null, sanitizer(policy(), join(root, 'scan')));
     assert.equal(ok.build, 'full');
+    cleanup(root);
+  });
+});
+
+describe('the mirror of a packed repository', () => {
+  it('links the host packs only when they hold nothing but branches and tags, and never changes their owner', async () => {
+    const root = tmp('airlock-mirror-');
+    const repo = join(root, 'repo');
+    mkdirSync(repo);
+    repoGit(repo, ['init', '-q', '-b', 'main']);
+    const c1 = write(repo, { 'a.txt': 'alpha\n' });
+    repoGit(repo, ['repack', '-adq']);
+    const packs = join(repo, '.git', 'objects', 'pack');
+    const hostPack = [...walkBytes(packs)].find((e) => e.rel.toString().endsWith('.pack'))!.abs;
+    const before = lstatSync(hostPack);
+    const owner = isRoot ? { uid: 100000, gid: 100000 } : null;
+    const clean = await prepareSnapshot(join(root, 'c1'), openHostRepo(repo), c1, owner);
+    const linked = [...walkBytes(join(clean.mirror, 'objects', 'pack'))].filter((e) => e.rel.toString().endsWith('.pack'));
+    assert.equal(linked.length, 1);
+    assert.equal(lstatSync(linked[0]!.abs).ino, before.ino, 'the packed repository is linked, not re-indexed');
+    assert.equal(lstatSync(hostPack).uid, before.uid, 'the user\'s pack kept its owner');
+    // a stash (not a branch or tag) holding a secret: that pack must not be linked
+    writeFileSync(join(repo, 'a.txt'), `key = ${AWS_ID}\n`);
+    repoGit(repo, ['stash', '-q']);
+    const stashBlob = repoGit(repo, ['rev-parse', 'stash@{0}:a.txt']).trim();
+    repoGit(repo, ['repack', '-adq']);
+    const stashed = await prepareSnapshot(join(root, 'c2'), openHostRepo(repo), c1, owner);
+    assert.notEqual(spawnSync('git', ['--git-dir', stashed.mirror, 'cat-file', '-e', stashBlob]).status, 0, 'the stash reached the mirror');
+    assert.equal(spawnSync('git', ['--git-dir', stashed.mirror, 'cat-file', '-e', `${c1}:a.txt`]).status, 0);
     cleanup(root);
   });
 });
