@@ -91,8 +91,8 @@ function makeRepo(): string[] {
 
 interface Run { openMs: number; totalMs: number; hwmKiB: number }
 
-function session(src: string, home: string, base: string): Run {
-  const r = spawnSync(process.execPath, [join(ROOT, 'bench', 'workspace-session.ts'), src, home, REPO, base], { encoding: 'utf8', timeout: 900_000 });
+function session(src: string, home: string, base: string, repo = REPO): Run {
+  const r = spawnSync(process.execPath, [join(ROOT, 'bench', 'workspace-session.ts'), src, home, repo, base], { encoding: 'utf8', timeout: 900_000 });
   if (r.status !== 0) throw new Error(`session failed (${src}): ${r.stderr.slice(-2000)}`);
   return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Run;
 }
@@ -128,6 +128,19 @@ for (const c of later) {
   }
 }
 
+// the size-independent part of a session start: the same measurement on a one-file repository
+const tiny = mkdtempSync(join(tmpdir(), 'airlock-bench-tiny-'));
+git(tiny, 'init', '-q', '-b', 'main');
+writeFileSync(join(tiny, 'README.md'), '# tiny\n');
+git(tiny, 'add', '-A');
+git(tiny, 'commit', '-qm', 'tiny');
+const tinyHome = mkdtempSync(join(tmpdir(), 'airlock-bench-home-'));
+const tinyRuns: Run[] = [];
+for (let i = 0; i <= WARM_ROUNDS; i++) tinyRuns.push(session(ROOT, tinyHome, git(tiny, 'rev-parse', 'HEAD'), tiny));
+const tinyWarm = median(tinyRuns.slice(1).map((x) => x.openMs));
+rmSync(tiny, { recursive: true, force: true });
+rmSync(tinyHome, { recursive: true, force: true });
+
 const rows: string[] = [];
 for (const [name, r] of res) {
   const warm = median(r.warm.map((x) => x.openMs));
@@ -145,6 +158,8 @@ const md = `## Workspace preparation on a 1 GB repository
 | implementation | first session | peak memory | later session (median ${WARM_ROUNDS}) | new commit, 10 files changed (median ${NEW_COMMITS}) | more than unchanged | later session incl. \`true\` + stop |
 | --- | --- | --- | --- | --- | --- | --- |
 ${rows.join('\n')}
+
+The same later session on a one-file repository (candidate): ${s(tinyWarm)} — the part of a session start that does not depend on the repository (policy, sandbox holder, overlay, audit), so the repository's own share of a later session is ${s(Math.max(0, median(cand.warm.map((x) => x.openMs)) - tinyWarm))}.
 
 ${ratio}`;
 process.stdout.write(md + '\n');

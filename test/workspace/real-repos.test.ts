@@ -127,6 +127,25 @@ describe('real repository shapes', () => {
   });
 });
 
+describe('a link to a host file', () => {
+  it('never hands the host file to the sandbox user (chown followed links: /etc/shadow would have become the agent\'s)', () => {
+    const root = tmp('airlock-abslink-');
+    const target = hostTarget(root);
+    const before = statSync(target);
+    const repo = join(root, 'repo');
+    mkdirSync(repo);
+    repoGit(repo, ['init', '-q']);
+    repoGit(repo, ['update-index', '--add', '--cacheinfo', `120000,${repoGit(repo, ['hash-object', '-w', '--stdin'], target).trim()},host-link`]);
+    repoGit(repo, ['commit', '-qm', 'link']);
+    const r = airlock(['run', '--', 'sh', '-c', 'readlink host-link; cat host-link 2>/dev/null || echo unreadable'], { cwd: repo, home: join(root, 'home') });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, `${target}\nunreadable\n`);
+    const after = statSync(target);
+    assert.deepEqual([after.uid, after.gid, after.mode], [before.uid, before.gid, before.mode]);
+    cleanup(root);
+  });
+});
+
 describe('a dangling symlink alone', () => {
   it('does not stop a session (it killed every one with ENOENT)', () => {
     const root = tmp('airlock-dangling-');
