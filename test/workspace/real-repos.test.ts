@@ -89,7 +89,9 @@ describe('real repository shapes', () => {
       const edit = await s.run(['bash', '-c', [
         'set -e', `echo "More." >> ${SHAPES.chain}`, `echo "module.exports = () => 'v2';" > ${SHAPES.dirLink}/index.js`,
         'ln -s src/util.js new-link', `rm ${SHAPES.dangling}`, 'chmod +x src/util.js', "printf 'edited\\n' > non-*.txt",
-        `ln -sfn ../README.md ${SHAPES.bigNativeLink}`, 'git add -A', 'git commit -qm "agent change"',
+        `ln -sfn ../README.md ${SHAPES.bigNativeLink}`,
+        // over review's size limit (1 MiB) and its whole-text cap (4 MiB)
+        "head -c 5000000 /dev/zero | tr '\\0' a > big-new.txt", 'git add -A', 'git commit -qm "agent change"',
       ].join('\n')]);
       assert.equal(edit.status, 0, edit.stderr);
     } finally { res = await s.stop('test'); }
@@ -99,7 +101,7 @@ describe('real repository shapes', () => {
     const got = change.files.map((f) => `${f.status} ${f.path}`).sort();
     const nonUtf8 = repoGit(repo, ['-c', 'core.quotePath=false', 'ls-files', '--', 'non-*']).trim();
     assert.deepEqual(got, [
-      `deleted ${SHAPES.dangling}`, 'added new-link', `modified ${SHAPES.bigNativeLink}`, 'modified README.md', 'modified src/index.js', 'modified src/util.js',
+      `deleted ${SHAPES.dangling}`, 'added new-link', 'added big-new.txt', `modified ${SHAPES.bigNativeLink}`, 'modified README.md', 'modified src/index.js', 'modified src/util.js',
       `modified ${Buffer.from(nonUtf8, 'latin1').toString('utf8')}`,
     ].sort(), 'exactly the agent\'s change: hidden files are not deleted, links are changes of their own');
     const show = (p: string) => repoGit(repo, ['--git-dir', r.resultRepo, 'show', `${r.headCommit}:${p}`]);
@@ -110,7 +112,8 @@ describe('real repository shapes', () => {
     const store = new AuditStore(join(home, 'audit.db'));
     try {
       const { proposal } = await createProposal(store, s.id, { home });
-      assert.equal(proposal.stats.files, 7);
+      assert.equal(proposal.stats.files, 8);
+      assert.deepEqual(proposal.findings.filter((f) => f.rule === 'size.file').map((f) => f.file), ['big-new.txt'], 'the oversized file is named in review');
     } finally { store.close(); }
     cleanup(root);
   });
