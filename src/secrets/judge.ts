@@ -1,7 +1,7 @@
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { basename } from 'node:path';
 import { scanText } from './engine.ts';
-import { readNoFollow } from './files.ts';
+import { readNoFollowBytes } from './files.ts';
 import type { AllowEntry, SecretFinding } from './types.ts';
 
 // The verdict on one workspace file, computed without touching the tree (the caller hides
@@ -47,11 +47,25 @@ const summary = (fs: SecretFinding[]): FindingSummary[] => fs.map((f) => ({ line
 function printableTail(s: string, max: number): number {
   let n = 0;
   while (n < max && n < s.length) {
-    const c = s.charCodeAt(s.length - 1 - n);
-    if (!((c >= 0x20 && c <= 0x7e) || c === 9 || c === 10 || c === 13)) break;
+    if (!isPrintable(s.charCodeAt(s.length - 1 - n))) break;
     n++;
   }
   return n;
+}
+
+const isPrintable = (c: number) => (c >= 0x20 && c <= 0x7e) || c === 9 || c === 10 || c === 13;
+
+/** Printable runs of a binary, joined by newlines, read straight from the bytes (no
+ * string of the whole file: a megabyte of machine code becomes a few kilobytes). */
+export function printableRunsOf(buf: Buffer): string {
+  const runs: string[] = [];
+  let start = -1;
+  for (let i = 0; i <= buf.length; i++) {
+    if (i < buf.length && isPrintable(buf[i]!)) { if (start < 0) start = i; continue; }
+    if (start >= 0 && i - start >= 8) runs.push(buf.toString('latin1', start, i));
+    start = -1;
+  }
+  return runs.join('\n');
 }
 
 export function printableRuns(latin1: string): string {
@@ -60,13 +74,13 @@ export function printableRuns(latin1: string): string {
 
 export async function judgeFile(job: JudgeJob): Promise<Verdict> {
   const abs = Buffer.from(job.abs.buffer, job.abs.byteOffset, job.abs.byteLength);
-  const r = readNoFollow(abs, job.maxBytes);
+  const r = readNoFollowBytes(abs, job.maxBytes);
   if (r.kind === 'skip') {
     if (r.reason === 'symlink' || r.reason === 'not-a-regular-file') return { v: 'skip' };
     if (r.reason === 'too-large' && job.streamLarge) return judgeStream(abs, job);
     return { v: 'hide', reason: r.reason, rule: r.reason === 'too-large' ? 'secrets.workspace.maxFileKB' : 'secrets.workspace.mode', extra: r.size ? { size: r.size } : {} };
   }
-  const text = r.binary ? printableRuns(r.text) : r.text;
+  const text = r.binary ? printableRunsOf(r.data) : r.data.toString('utf8');
   if (r.binary && !text) return { v: 'clean', scanned: 0, binary: true }; // nothing printable: cannot hold a secret
   let findings: SecretFinding[];
   try {

@@ -13,6 +13,11 @@ export interface JudgePool {
 /** One file at a time per worker: a file's bytes and text are its memory (10 MiB files, 256 MiB goal). */
 const IN_FLIGHT_PER_WORKER = 1;
 
+/** Heap bounds per worker: V8 otherwise lets each heap grow with the garbage of a gigabyte
+ * scan (the supervisor's peak memory goal is 256 MiB). Ample for one 10 MiB file at a time;
+ * a worker that still runs out dies, and its files fail closed. */
+const WORKER_HEAP = { maxYoungGenerationSizeMb: 8, maxOldGenerationSizeMb: 96 };
+
 const failed = (why: string): Verdict => ({ v: 'hide', reason: 'scan-error', rule: 'secrets.workspace.mode', extra: { error: why } });
 
 export function inlinePool(): JudgePool {
@@ -42,7 +47,7 @@ export function workerPool(size: number): JudgePool {
     pump();
   };
   for (let i = 0; i < size; i++) {
-    const worker = new Worker(new URL('./scan-worker.ts', import.meta.url));
+    const worker = new Worker(new URL('./scan-worker.ts', import.meta.url), { resourceLimits: WORKER_HEAP });
     const slot: Slot = { worker, pending: new Map(), dead: false };
     worker.on('message', (m: { id: number; verdict: Verdict }) => {
       const done = slot.pending.get(m.id);
