@@ -66,13 +66,16 @@ export function makePrivateFile(path: string, o: { create?: boolean } = {}): voi
  * results, cache entries). Never follows a symlink (lstat; chmod on a link would change
  * its target); bounded by `maxEntries`.
  */
-export function makePrivateTree(path: string, maxEntries = 1_000_000): void {
+export function makePrivateTree(path: string, maxEntries = 1_000_000, opts: { keepShared?: boolean } = {}): void {
   const stack = [path];
   for (let n = 0; stack.length && n < maxEntries; n++) {
     const p = stack.pop()!;
     let st;
     try { st = lstatSync(p); } catch { continue; }
     if (st.isSymbolicLink()) continue;
+    // a read-only file with other hard links (a pack shared with the user's own repository):
+    // its other name is not ours to change; the 0700 directories above keep it private
+    if (opts.keepShared && st.isFile() && st.nlink > 1 && (st.mode & 0o777) === 0o444) continue;
     if ((st.mode & 0o077) !== 0) chmodSync(p, st.mode & 0o7700);
     if (st.isDirectory()) for (const e of readdirSync(p)) stack.push(join(p, e));
   }

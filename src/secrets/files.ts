@@ -16,9 +16,20 @@ export type ReadResult =
   | { kind: 'text'; text: string; binary: boolean; size: number; mode: number }
   | { kind: 'skip'; reason: 'symlink' | 'not-a-regular-file' | 'too-large' | 'unreadable'; size?: number };
 
+export type ReadBytesResult =
+  | { kind: 'bytes'; data: Buffer; binary: boolean; size: number; mode: number }
+  | Extract<ReadResult, { kind: 'skip' }>;
+
 /** Reads a regular file without following a symlink at its last component. Binary files
  * (a NUL in the first 8 KiB) are decoded as latin1 so every byte maps to one char. */
-export function readNoFollow(path: string, maxBytes: number): ReadResult {
+export function readNoFollow(path: string | Buffer, maxBytes: number): ReadResult {
+  const r = readNoFollowBytes(path, maxBytes);
+  if (r.kind === 'skip') return r;
+  return { kind: 'text', text: r.data.toString(r.binary ? 'latin1' : 'utf8'), binary: r.binary, size: r.size, mode: r.mode };
+}
+
+/** The same, as bytes (a binary need not become a string to be judged). */
+export function readNoFollowBytes(path: string | Buffer, maxBytes: number): ReadBytesResult {
   let fd: number;
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
@@ -34,8 +45,7 @@ export function readNoFollow(path: string, maxBytes: number): ReadResult {
     let off = 0;
     for (let n = 1; off < st.size && n > 0;) { n = readSync(fd, buf, off, st.size - off, off); off += n; }
     const data = buf.subarray(0, off);
-    const binary = data.subarray(0, 8192).includes(0);
-    return { kind: 'text', text: data.toString(binary ? 'latin1' : 'utf8'), binary, size: off, mode: st.mode & 0o7777 };
+    return { kind: 'bytes', data, binary: data.subarray(0, 8192).includes(0), size: off, mode: st.mode & 0o7777 };
   } finally {
     closeSync(fd);
   }

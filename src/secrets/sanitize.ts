@@ -1,10 +1,15 @@
-import { closeSync, constants, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
-import { basename, dirname, join, matchesGlob } from 'node:path';
+import { closeSync, constants, fsyncSync, lstatSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
+import { basename, matchesGlob } from 'node:path';
 import type { AuditEventInput } from '../audit/index.ts';
 import type { SecretsPolicy } from '../policy/schema/secrets.ts';
-import { scanText, applyRedactions } from './engine.ts';
-import { readNoFollow, walk } from './files.ts';
+import { joinBytes, walkBytes } from '../common/fs.ts';
+import { applyRedactions } from './engine.ts';
+import { readNoFollow } from './files.ts';
+import type { JudgeJob, Verdict } from './judge.ts';
+import { inlinePool, workerPool, type JudgePool } from './pool.ts';
+import { openScanCache, type ScanCache } from './scan-cache.ts';
 import type { SecretFinding } from './types.ts';
 
 // Workspace sanitization, run on a plain directory before the agent starts. Key files and
@@ -12,12 +17,16 @@ import type { SecretFinding } from './types.ts';
 // each secret replaced by a marker (or removed, in hide mode). Anything that cannot be
 // checked (too large, unreadable, a scan error, a binary with a secret) is removed: fail
 // closed. Each action is recorded with file, line, rule and fingerprint, never the value.
+// Files over the size limit that the policy names in `binaryPaths` are checked by their
+// printable runs instead of hidden. Verdicts are cached by blob id when the caller knows it.
 
 /** Template files that document variable names; scanned and redacted, not hidden. */
 const TEMPLATE = /^\.env\.(?:example|sample|template|dist|defaults)$|^example\.env$/i;
-/** Package-manager configs hidden only when they hold a credential. */
-const CREDENTIAL_CONFIGS = new Set(['.npmrc', '.yarnrc', '.yarnrc.yml', '.pypirc', '.gemrc', 'pip.conf', '.condarc', 'settings.xml', '.cargo-credentials', 'credentials.toml']);
-const CREDENTIAL_HINT = /_auth|authtoken|password|passwd|token\s*[=:]|npmauthtoken/i;
+/** Above this many bytes to scan, worker threads pay for their start-up (each loads the engine). */
+const WORKER_THRESHOLD_BYTES = 32 << 20;
+/** Files handed to the pool at once: enough to keep the workers fed, few enough to bound
+ * the file contents held in memory (inline, each one is read whole). */
+const CONCURRENCY = { inline: 1, workers: 2 };
 
 function globMatch(rel: string, glob: string): boolean {
   const g = glob.toLowerCase();
@@ -31,10 +40,15 @@ export function hideGlobFor(rel: string, globs: readonly string[]): string | und
   return globs.find((g) => globMatch(rel, g));
 }
 
+function parentOf(path: Buffer): Buffer {
+  const i = path.lastIndexOf(0x2f);
+  return i <= 0 ? Buffer.from('/') : path.subarray(0, i);
+}
+
 /** Writes next to the target and renames over it: the rename replaces a directory entry,
  * so even a symlink planted at the path is replaced, never written through. */
-function atomicWrite(path: string, text: string, mode: number): void {
-  const tmp = join(dirname(path), `.airlock-redact-${randomBytes(6).toString('hex')}`);
+function atomicWrite(path: Buffer, text: string, mode: number): void {
+  const tmp = joinBytes(parentOf(path), `.airlock-redact-${randomBytes(6).toString('hex')}`);
   const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode & 0o777);
   try {
     const buf = Buffer.from(text, 'utf8');
@@ -46,79 +60,185 @@ function atomicWrite(path: string, text: string, mode: number): void {
 
 type RecordFn = (e: AuditEventInput) => void;
 
+/** One entry to look at: a regular file or a symlink, with its blob id when it came from git. */
+export interface SanitizeEntry { abs: Buffer; rel: string; kind: 'file' | 'symlink'; blob?: string; key?: string }
+
+/** A file removed from the agent's view, and the rule that removed it. */
+export interface HiddenFile { file: string; reason: string; rule: string; size?: number; /** exact path bytes (latin1) */ key?: string }
+
+export interface SanitizeResult { hidden: HiddenFile[]; redacted: SecretFinding[]; scanned: number; cached: number }
+
+export interface SanitizeOptions {
+  /** verdict cache directory (blob ids must be given on the entries) */
+  cacheDir?: string;
+  /** force worker threads on (true) or off (false); by default they start for large scans */
+  workers?: boolean;
+}
+
+async function mapLimited<T>(items: T[], limit: number, fn: (t: T) => Promise<void>): Promise<void> {
+  let i = 0;
+  const lane = async () => { while (i < items.length) await fn(items[i++]!); };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+}
+
+function choosePool(entries: SanitizeEntry[], opts: SanitizeOptions): { pool: JudgePool; lanes: number } {
+  let use = opts.workers;
+  if (use === undefined) {
+    let bytes = 0;
+    for (const e of entries) { try { bytes += lstatSync(e.abs).size; } catch { /* gone: judged as such */ } if (bytes > WORKER_THRESHOLD_BYTES) break; }
+    use = bytes > WORKER_THRESHOLD_BYTES;
+  }
+  if (!use) return { pool: inlinePool(), lanes: CONCURRENCY.inline };
+  const size = Math.max(1, Math.min(4, availableParallelism()));
+  return { pool: workerPool(size), lanes: size * CONCURRENCY.workers };
+}
+
+/** Sanitizes the given entries of `dir` in place. Records one event per action and returns what it did. */
+export async function sanitizeEntries(entries: SanitizeEntry[], policy: SecretsPolicy, record: (e: AuditEventInput, entry: SanitizeEntry) => void, opts: SanitizeOptions = {}): Promise<SanitizeResult> {
+  const ws = policy.workspace;
+  const res: SanitizeResult = { hidden: [], redacted: [], scanned: 0, cached: 0 };
+  const actions = new Map<SanitizeEntry, Verdict | { v: 'glob'; glob: string }>();
+  const toJudge: SanitizeEntry[] = [];
+  const cache: ScanCache | null = opts.cacheDir ? openScanCache(opts.cacheDir, scanVariant(policy)) : null;
+  for (const e of entries) {
+    const glob = hideGlobFor(e.rel, ws.hide);
+    if (glob) { actions.set(e, { v: 'glob', glob }); continue; }
+    if (e.kind === 'symlink') continue; // never read through a link
+    const hit = e.blob ? cache?.get(e.blob, e.rel) : undefined;
+    if (hit) { actions.set(e, hit); res.cached++; continue; }
+    toJudge.push(e);
+  }
+  const { pool, lanes } = choosePool(toJudge, opts);
+  try {
+    await mapLimited(toJudge, lanes, async (e) => {
+      const job: JudgeJob = {
+        abs: e.abs, rel: e.rel, mode: ws.mode === 'hide' ? 'hide' : 'redact', maxBytes: ws.maxFileKB * 1024,
+        streamLarge: ws.binaryPaths.some((g) => globMatch(e.rel, g)), allowlist: ws.allowlist,
+      };
+      const v = await pool.judge(job);
+      if (v.v === 'clean' || v.v === 'redact') res.scanned++;
+      if (e.blob) cache?.put(e.blob, e.rel, v);
+      actions.set(e, v);
+    });
+  } finally {
+    await pool.close();
+    cache?.flush();
+  }
+  for (const e of entries) {
+    const a = actions.get(e);
+    if (a) apply(e, a, (ev) => record(ev, e), res);
+  }
+  return res;
+}
+
+function apply(e: SanitizeEntry, a: Verdict | { v: 'glob'; glob: string }, record: RecordFn, res: SanitizeResult): void {
+  const hide = (reason: string, rule: string, extra: Record<string, unknown>) => {
+    try { unlinkSync(e.abs); } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err; } // the entry itself, never a link's target
+    res.hidden.push({ file: e.rel, reason, rule, ...(typeof extra.size === 'number' ? { size: extra.size } : {}), ...(e.key !== undefined ? { key: e.key } : {}) });
+    record({ type: 'secrets.hidden', severity: reason === 'glob' ? 'info' : 'medium', decision: 'deny', rule, data: { file: e.rel, reason, ...extra } });
+  };
+  if (a.v === 'glob') return hide('glob', 'secrets.workspace.hide', { glob: a.glob, ...(e.kind === 'symlink' ? { symlink: true } : {}) });
+  if (a.v === 'hide') return hide(a.reason, a.rule, a.extra);
+  if (a.v !== 'redact') return;
+  const r = readNoFollow(e.abs, Number.MAX_SAFE_INTEGER);
+  if (r.kind !== 'text') return hide('unreadable', 'secrets.workspace.mode', {});
+  atomicWrite(e.abs, applyRedactions(r.text, a.findings), r.mode);
+  for (const f of a.findings) {
+    res.redacted.push({ ...f, file: e.rel });
+    record({
+      type: 'secrets.redacted', severity: f.severity === 'medium' ? 'low' : 'medium', decision: null, rule: 'secrets.workspace.mode',
+      data: { file: e.rel, line: f.line, column: f.column, rule: f.rule, fingerprint: f.fingerprint },
+    });
+  }
+}
+
+/** The part of the secrets policy a verdict depends on (cache namespace). */
+export function scanVariant(policy: SecretsPolicy): string {
+  const ws = policy.workspace;
+  return createHash('sha256').update(JSON.stringify([ws.mode, ws.maxFileKB, [...ws.binaryPaths].sort(), ws.allowlist])).digest('hex').slice(0, 16);
+}
+
+/** Sanitizes a plain directory (all of it; `.git` only for its config's remote URLs). */
 export async function sanitizeTree(
   dir: string,
   policy: SecretsPolicy,
   record: RecordFn,
+  opts: SanitizeOptions = {},
 ): Promise<{ hidden: string[]; redacted: SecretFinding[] }> {
   const ws = policy.workspace;
-  const hidden: string[] = [];
-  const redacted: SecretFinding[] = [];
-  let files = 0;
   if (ws.mode === 'off') {
     record({ type: 'secrets.sanitize', severity: 'low', rule: 'secrets.workspace.mode', data: { mode: 'off', files: 0, hidden: 0, redacted: 0 } });
-    return { hidden, redacted };
+    return { hidden: [], redacted: [] };
   }
-  const maxBytes = ws.maxFileKB * 1024;
-  const hide = (abs: string, rel: string, reason: string, rule: string, extra: Record<string, unknown> = {}) => {
-    unlinkSync(abs); // unlink removes the entry itself, never a symlink's target
-    hidden.push(rel);
-    record({ type: 'secrets.hidden', severity: reason === 'glob' ? 'info' : 'medium', decision: 'deny', rule, data: { file: rel, reason, ...extra } });
-  };
-  const summary = (fs: SecretFinding[]) => fs.map((f) => ({ line: f.line, rule: f.rule, fingerprint: f.fingerprint }));
+  const entries: SanitizeEntry[] = [];
+  const gitConfig = joinBytes(dir, '.git/config');
+  try { if (lstatSync(gitConfig).isFile()) entries.push({ abs: gitConfig, rel: '.git/config', kind: 'file' }); } catch { /* no .git/config */ }
+  for (const e of walkBytes(dir, { skip: (rel) => rel.toString('latin1') === '.git' })) {
+    if (e.kind === 'file' || e.kind === 'symlink') entries.push({ abs: e.abs, rel: e.rel.toString('utf8'), kind: e.kind });
+  }
+  const r = await sanitizeEntries(entries, policy, (ev) => record(ev), opts);
+  recordSummary(record, ws.mode, r.scanned, r.hidden, r.redacted.length);
+  return { hidden: r.hidden.map((h) => h.file), redacted: r.redacted };
+}
 
-  // .git: only its config is looked at (remote URLs with tokens); history is not rewritten.
-  const entries = walk(dir, (rel) => rel === '.git' || rel.startsWith('.git/'));
-  const gitConfig = { abs: join(dir, '.git', 'config'), rel: '.git/config', type: 'file' as const };
-  for (const e of [gitConfig, ...entries]) {
-    if (e.type === 'dir' || e.type === 'other') continue;
-    const glob = e === gitConfig ? undefined : hideGlobFor(e.rel, ws.hide);
-    if (e.type === 'symlink') {
-      if (glob) hide(e.abs, e.rel, 'glob', 'secrets.workspace.hide', { glob, symlink: true });
-      continue; // never read through a link
-    }
-    if (glob) { hide(e.abs, e.rel, 'glob', 'secrets.workspace.hide', { glob }); continue; }
-    const r = readNoFollow(e.abs, maxBytes);
-    if (r.kind === 'skip') {
-      if (e === gitConfig && r.reason === 'unreadable') continue; // no .git/config
-      if (r.reason === 'symlink') continue; // replaced by a link since the walk: not ours to read
-      if (r.reason === 'not-a-regular-file') continue;
-      hide(e.abs, e.rel, r.reason, r.reason === 'too-large' ? 'secrets.workspace.maxFileKB' : 'secrets.workspace.mode', r.size ? { size: r.size } : {});
-      continue;
-    }
-    files++;
-    let findings: SecretFinding[];
-    try {
-      findings = await scanText(r.text, { path: e.rel, allowlist: ws.allowlist });
-    } catch (err) {
-      hide(e.abs, e.rel, 'scan-error', 'secrets.workspace.mode', { error: err instanceof Error ? err.name : 'error' });
-      continue;
-    }
-    const name = basename(e.rel).toLowerCase();
-    if (CREDENTIAL_CONFIGS.has(name) && (findings.length || CREDENTIAL_HINT.test(r.text))) {
-      hide(e.abs, e.rel, 'credential-config', 'secrets.workspace.hide', { findings: summary(findings) });
-      continue;
-    }
-    if (!findings.length) continue;
-    const keyOnly = findings.some((f) => f.rule === 'private-key') && r.text.trim().startsWith('-----BEGIN');
-    if (ws.mode === 'hide' || r.binary || keyOnly) {
-      const reason = ws.mode === 'hide' ? 'secret' : r.binary ? 'binary-with-secret' : 'private-key-file';
-      hide(e.abs, e.rel, reason, 'secrets.workspace.mode', { findings: summary(findings) });
-      continue;
-    }
-    atomicWrite(e.abs, applyRedactions(r.text, findings), r.mode);
-    for (const f of findings) {
-      const withFile = { ...f, file: e.rel };
-      redacted.push(withFile);
-      record({
-        type: 'secrets.redacted', severity: f.severity === 'medium' ? 'low' : 'medium', decision: null, rule: 'secrets.workspace.mode',
-        data: { file: e.rel, line: f.line, column: f.column, rule: f.rule, fingerprint: f.fingerprint },
-      });
-    }
-  }
+/** The closing summary: counts, and the hidden files by reason with how to let them in. */
+export function recordSummary(record: RecordFn, mode: string, files: number, hidden: readonly HiddenFile[], redacted: number): void {
+  const tooLarge = hidden.filter((h) => h.reason === 'too-large').map((h) => h.file);
   record({
-    type: 'secrets.sanitize', severity: 'info', rule: 'secrets.workspace.mode',
-    data: { mode: ws.mode, files, hidden: hidden.length, redacted: redacted.length },
+    type: 'secrets.sanitize', severity: hidden.length ? 'low' : 'info', rule: 'secrets.workspace.mode',
+    data: {
+      mode, files, hidden: hidden.length, redacted,
+      hiddenFiles: hidden.slice(0, 200).map((h) => ({ file: h.file, reason: h.reason, rule: h.rule })),
+      ...(tooLarge.length ? { hint: 'files over secrets.workspace.maxFileKB are hidden; raise it, or name them in secrets.workspace.binaryPaths to check their printable text instead' } : {}),
+    },
   });
-  return { hidden, redacted };
+}
+
+/** What a snapshot layer's sanitization did; kept with the cached layer. `eventKeys[i]`
+ * is the exact path (latin1 of its bytes) `events[i]` is about, '' for the summary. */
+export interface SnapshotReport {
+  events: AuditEventInput[];
+  eventKeys: string[];
+  hidden: HiddenFile[];
+  redacted: number;
+  /** paths hidden or rewritten (keys) */
+  touched: string[];
+  scanned: number;
+  cached: number;
+}
+
+interface SnapshotFile { abs: Buffer; rel: string; key: string; mode: string; blob: string }
+
+/** Sanitizes a snapshot layer: the given files, plus what the previous layer's report says
+ * about the paths that did not change (their sanitized files were carried over as they are). */
+export async function sanitizeSnapshot(
+  input: { files: SnapshotFile[]; previous: { report: unknown; changed: ReadonlySet<string> } | null },
+  policy: SecretsPolicy,
+  opts: SanitizeOptions = {},
+): Promise<{ changed: boolean; report: SnapshotReport; touched: string[] }> {
+  const report: SnapshotReport = { events: [], eventKeys: [], hidden: [], redacted: 0, touched: [], scanned: 0, cached: 0 };
+  const prev = input.previous?.report as SnapshotReport | undefined;
+  const touched = new Set<string>();
+  if (prev && input.previous) {
+    const changed = input.previous.changed;
+    prev.events.forEach((ev, i) => {
+      const key = prev.eventKeys[i] ?? '';
+      if (!key || changed.has(key)) return;
+      report.events.push(ev); report.eventKeys.push(key);
+    });
+    report.hidden.push(...prev.hidden.filter((h) => !changed.has(h.key ?? '')));
+    for (const k of prev.touched) if (!changed.has(k)) touched.add(k);
+  }
+  const entries: SanitizeEntry[] = input.files.filter((f) => f.mode !== '160000')
+    .map((f) => ({ abs: f.abs, rel: f.rel, key: f.key, blob: f.blob, kind: f.mode === '120000' ? 'symlink' : 'file' }));
+  const r = await sanitizeEntries(entries, policy, (ev, e) => {
+    report.events.push(ev); report.eventKeys.push(e.key ?? '');
+    if (ev.type === 'secrets.hidden' || ev.type === 'secrets.redacted') touched.add(e.key ?? '');
+  }, opts);
+  for (const h of r.hidden) report.hidden.push(h);
+  report.touched = [...touched].filter(Boolean).sort();
+  report.redacted = report.events.filter((e) => e.type === 'secrets.redacted').length;
+  report.scanned = r.scanned; report.cached = r.cached;
+  recordSummary((ev) => { report.events.push(ev); report.eventKeys.push(''); }, policy.workspace.mode, r.scanned, report.hidden, report.redacted);
+  return { changed: report.touched.length > 0, report, touched: report.touched };
 }

@@ -6,7 +6,7 @@
 // out takes an explicit `null` and is recorded. No module state: each call builds fresh
 // layer objects. Each layer loads its module on first use, so a session that needs no
 // gateway, proposal or sinks does not pay for importing them.
-import { chownSync, lstatSync, readdirSync } from 'node:fs';
+import { chownTreeNoFollow } from '../common/fs.ts';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import type { Session, ExecRequest } from './session.ts';
@@ -139,11 +139,9 @@ function secretsLayer(): SessionLayer {
       const variant = createHash('sha256').update(canonicalJson(sp)).digest('hex').slice(0, 12);
       return {
         variant,
-        run: async (dir: string) => {
-          const { sanitizeTree } = await import('../secrets/index.ts');
-          const events: AuditEventInput[] = [];
-          const r = await sanitizeTree(dir, sp, (e) => { events.push(e); });
-          return { changed: r.hidden.length + r.redacted.length > 0, report: { events, hidden: r.hidden.length, redacted: r.redacted.length } };
+        run: async (input) => {
+          const { sanitizeSnapshot } = await import('../secrets/index.ts');
+          return sanitizeSnapshot(input, sp, { cacheDir: join(s.home.cache, 'scan') });
         },
       };
     },
@@ -172,18 +170,12 @@ async function restoreRedacted(s: Session): Promise<Record<string, [string, stri
   return out;
 }
 
-function chownTree(path: string, ids: { uid: number; gid: number }): void {
-  const st = lstatSync(path);
-  chownSync(path, ids.uid, ids.gid);
-  if (st.isDirectory()) for (const e of readdirSync(path)) chownTree(join(path, e), ids);
-}
-
 async function plantHoneytokens(s: Session): Promise<void> {
   const planted: Honeytoken[] = (await import('../secrets/index.ts')).plantHoneytokens(s.homeView(), null, s.policy.policy.secrets).tokens;
   // name them as the agent sees them
   const tokens = planted.map((t) => ({ ...t, path: t.path.replace(s.homeView(), '/home/agent') }));
   if (!tokens.length) return;
-  if (s.hostIds) chownTree(s.homeView(), s.hostIds);
+  if (s.hostIds) chownTreeNoFollow(s.homeView(), s.hostIds);
   s.layerState.set('honeytokens', tokens);
   (s.layerState.get('gateway') as { setHoneytokens?: (t: Honeytoken[]) => void } | undefined)?.setHoneytokens?.(tokens);
   s.record({ type: 'secrets.honeytokens', data: { planted: tokens.map((t) => ({ kind: t.kind, path: t.path, fingerprint: t.fingerprint })) } });

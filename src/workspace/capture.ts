@@ -231,7 +231,8 @@ function transplant(env: Record<string, string>, synthetic: string, realBase: st
       countTreePaths(env.GIT_DIR!, trees[0]!, trees[1]!, { ...DEFAULT_TREE_LIMITS, maxPaths: CAPTURE_MAX_PATHS });
       const ienv = { ...env, GIT_INDEX_FILE: index };
       agit(['read-tree', prev], { env: ienv });
-      const raw = agit(['diff-tree', '-r', '-z', '--no-renames', '--raw', parentOf, c], { env }).stdout.split('\0');
+      // latin1: one char per byte, so a non-UTF-8 name is written back byte for byte
+      const raw = agit(['diff-tree', '-r', '-z', '--no-renames', '--raw', parentOf, c], { env, encoding: 'latin1' }).stdout.split('\0');
       const lines: string[] = [];
       for (let i = 0; i + 1 < raw.length; i += 2) {
         const meta = raw[i]!.replace(/^:/, '').split(' ');
@@ -239,7 +240,7 @@ function transplant(env: Record<string, string>, synthetic: string, realBase: st
         const [, newMode, , newSha, status] = meta;
         if (status === 'D') { lines.push(`0 ${'0'.repeat(40)}\t${path}`); continue; }
         let sha = newSha!;
-        const pairs = restore[path];
+        const pairs = restore[Buffer.from(path, 'latin1').toString('utf8')];
         if (pairs?.length && newMode !== '120000') {
           // the agent edited a file whose secrets it only saw as markers: put the real
           // values back where the markers still stand, so the change edits only its lines
@@ -249,7 +250,7 @@ function transplant(env: Record<string, string>, synthetic: string, realBase: st
         }
         lines.push(`${newMode} ${sha}\t${path}`);
       }
-      if (lines.length) agit(['update-index', '--index-info'], { env: ienv, input: lines.join('\n') + '\n' });
+      if (lines.length) agit(['update-index', '-z', '--index-info'], { env: ienv, input: Buffer.from(lines.join('\0') + '\0', 'latin1') });
       const tree = agit(['write-tree'], { env: ienv }).stdout.trim();
       const hdr = agit(['cat-file', 'commit', c], { env }).stdout;
       const who = (k: string) => /^(.*) <(.*)> (\d+ [+-]\d{4})$/.exec(new RegExp(`^${k} (.*)$`, 'm').exec(hdr)?.[1] ?? '');

@@ -52,6 +52,24 @@ function summarize(s: SessionSummary): string {
   return `${st}; ${s.events} events, ${s.denials} denied; result: ${s.commits ?? 0} commit(s)${s.dirty ? ' incl. uncommitted work' : ''}`;
 }
 
+const HIDDEN_SHOWN = 10;
+const HIDDEN_HOW: Record<string, string> = {
+  'too-large': 'over secrets.workspace.maxFileKB: raise it, or name them in secrets.workspace.binaryPaths to check their printable text instead',
+  glob: 'matched secrets.workspace.hide',
+  'binary-with-secret': 'a binary holding a secret',
+};
+
+/** Files sanitization removed from the agent's view, by reason, with how to let them in. */
+function hiddenFiles(store: AuditStore, session: string): string[] {
+  const rows = store.tables.prepare("SELECT json_extract(data, '$.file') AS file, json_extract(data, '$.reason') AS reason FROM events WHERE session = ? AND type = 'secrets.hidden' ORDER BY seq").all(session) as { file: string; reason: string }[];
+  const byReason = new Map<string, string[]>();
+  for (const r of rows) byReason.set(r.reason, [...(byReason.get(r.reason) ?? []), r.file]);
+  return [...byReason].map(([reason, files]) => {
+    const names = files.slice(0, HIDDEN_SHOWN).map((f) => esc(JSON.stringify(f))).join(', ') + (files.length > HIDDEN_SHOWN ? `, … (${files.length - HIDDEN_SHOWN} more)` : '');
+    return `${files.length} file(s) hidden from the agent (${reason}; ${HIDDEN_HOW[reason] ?? 'see the audit log'}): ${names}`;
+  });
+}
+
 export function registerSession(program: Command): void {
   sessionOptions(program.command('run'))
     .description('Run an agent command in a new sandboxed session; exits with the agent\'s status. The session id is printed on stderr.')
@@ -91,9 +109,11 @@ export function registerSession(program: Command): void {
       // what was blocked, by rule: the first thing a reviewer wants to know
       const denied = store.tables.prepare("SELECT rule, COUNT(*) AS n FROM events WHERE session = ? AND decision = 'deny' GROUP BY rule ORDER BY n DESC").all(session.id) as { rule: string | null; n: number }[];
       const findings = store.tables.prepare("SELECT COUNT(*) AS n FROM events WHERE session = ? AND type = 'detect.finding'").get(session.id) as { n: number };
+      const hidden = hiddenFiles(store, session.id);
       store.close();
       if (s) process.stderr.write(`${dim('airlock:', process.stderr)} session ${session.id} ${summarize(s)}\n`);
       if (denied.length) process.stderr.write(`${dim('airlock:', process.stderr)} blocked: ${denied.map((d) => `${esc(d.rule ?? 'unnamed')} ×${d.n}`).join(', ')}\n`);
+      for (const line of hidden) process.stderr.write(`${warn('airlock:', process.stderr)} ${line}\n`);
       if (findings.n) process.stderr.write(`${warn('airlock:', process.stderr)} ${findings.n} detection finding(s) (see airlock audit show ${session.id})\n`);
       if (res.reason.startsWith('limit')) process.stderr.write(`${bad('airlock:', process.stderr)} ${res.reason}\n`);
       if (res.recordingFailure) {

@@ -42,7 +42,9 @@ export const secretsSchema = z.strictObject({
     allowlist: merge(z.array(allowEntry).default([]), 'org')
       .describe('Values that are known not to be secrets (test fixtures, public keys); only the org policy may set this.'),
     maxFileKB: merge(z.number().int().positive().max(1024 * 1024).default(10240), 'min')
-      .describe('Largest file scanned, in KiB. A larger file cannot be checked, so it is hidden (fail closed). The smaller of org and repo wins.'),
+      .describe('Largest file scanned whole, in KiB. A larger file cannot be checked, so it is hidden (fail closed) unless `binaryPaths` names it. The smaller of org and repo wins.'),
+    binaryPaths: merge(z.array(z.string().min(1)).default([]), 'intersect')
+      .describe('Globs (same matching as `hide`) of large files that stay in the workspace whatever their size, e.g. native modules or assets (`**/*.node`, `*.wasm`): instead of being hidden, their printable runs (8+ characters) are scanned as a stream, as review does for binaries, and a file with a secret is still hidden. Loosens `maxFileKB`, so a path must be named by both org and repo policy when both set it (a missing org list means the repo list).'),
   }).prefault({}).describe('Scan and sanitize the workspace snapshot before the agent sees it.'),
   honeytokens: z.strictObject({
     enabled: merge(z.boolean().default(true), 'or')
