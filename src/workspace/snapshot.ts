@@ -363,7 +363,7 @@ export async function prepareSnapshot(cacheRoot: string, repo: HostRepo, commit:
       privateLayer(tmp, changed);
       renameSync(`${tmp}.report.json`, reportFile);
       renameSync(tmp, treeDir);
-      writeFileSync(latestFile(cacheRoot, repo, variant), `${commit}\n`);
+      writeFileSync(latestFile(cacheRoot, repo, variant), `${commit}\n`, { mode: 0o600 });
       build = prev ? 'incremental' : 'full';
     } catch (e) {
       if (!existsSync(join(treeDir, '.git', 'HEAD'))) throw e; // else another process built it first
