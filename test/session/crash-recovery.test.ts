@@ -11,7 +11,7 @@ import { AuditStore, verifyChain } from '../../src/audit/index.ts';
 import { airlock, makeRepo, tmp, cleanup, BIN, isRoot } from '../helpers.ts';
 
 let home: string; let repo: string;
-const SECRET = 'ghp_abcdefghijklmnopqrstuvwxyz0123456789AB'; // caught by the synchronous redactor
+const SECRET = 'ghp_' + 'Ab3De5Gh7Jk9Lm1Np3Qr5St7Uv9Wx1Yz3Ab5C'; // caught by the synchronous redactor (a sequential one reads as a placeholder)
 
 function traceFiles(id: string): string[] {
   const d = join(home, 'sessions', id, 'sandbox', 'trace');
