@@ -20,15 +20,17 @@ function org(remote: string): string {
 
 interface World { env: Env; remote: string; ci: string; commit: string; pubFile: string; original: DsseEnvelope; statement: ProvenanceStatement }
 
-async function applied(fn: (w: World) => Promise<void>): Promise<void> {
+type Approval = [who: string, overrideReason?: string];
+const CLEAN = { 'src/app.js': "module.exports = () => 'provenance';\n" };
+
+async function applied(fn: (w: World) => Promise<void>, work: Record<string, string> = CLEAN, approvals: Approval[] = [['bob@example.com'], ['alice@example.com']]): Promise<void> {
   const root = mkdtempSync(join(tmpdir(), 'airlock-prov-remote-'));
   const env = setup(org(join(root, 'remote.git')));
   try {
     const remote = makeRemote(env, root);
-    agentSession(env, 's-prov', { 'src/app.js': "module.exports = () => 'provenance';\n" });
+    agentSession(env, 's-prov', work);
     const p = (await createProposal(env.store, 's-prov', { orgPolicy: env.orgPolicy, home: env.home })).proposal;
-    approveProposal(env.store, p.id, { as: 'bob@example.com', env: {} });
-    approveProposal(env.store, p.id, { as: 'alice@example.com', env: {} });
+    for (const [as, overrideReason] of approvals) approveProposal(env.store, p.id, { as, overrideReason, env: {} });
     const r = await applyProposal(env.store, p.id, { as: 'alice@example.com', env: {} });
     // CI in the target repository: a clone of the remote plus the notes ref
     const ci = join(env.dir, 'ci');
@@ -184,4 +186,25 @@ test('an inclusion proof from another log, or an altered proof, is refused even 
     assert.equal(r.code, 78);
     assert.match(r.failed, /^inclusion: proof 1: inclusion proof does not hold: audit path does not lead to the signed root/m);
   });
+});
+
+const AWS_KEY = 'AKIA' + 'Z7QH3KXW2M4PL9TB'; // built here so this file holds no key literal
+
+test('findings travel as rule, severity and place, never the secret; a dropped override is refused', async () => {
+  await applied(async (w) => {
+    assert.ok(!Buffer.from(w.original.payload, 'base64').toString('utf8').includes(AWS_KEY), 'the statement never carries the key');
+    assert.deepEqual(w.statement.predicate.findings, [{ rule: 'secrets.secretlint/aws/AWSAccessKeyID', severity: 'critical', file: 'src/config.js', line: 1, blocking: true }]);
+    assert.equal(w.statement.predicate.policy.review.blockingFindings, 1);
+    assert.deepEqual(w.statement.predicate.policy.review.overrideMembers, ['sec@example.com']);
+    assert.equal((await verify(w)).code, 0);
+
+    // a signer that hides the override (the approval then no longer matches its proven event)
+    const st = clone(w.statement);
+    const sec = st.predicate.approvals.find((a) => a.by === 'sec@example.com')!;
+    sec.override = false;
+    setNote(w, w.commit, resigned(w, st));
+    const r = await verify(w);
+    assert.equal(r.code, 78);
+    assert.match(r.failed, /^inclusion: approval by sec@example.com does not match its recorded event/m);
+  }, { 'src/config.js': `module.exports = { accessKeyId: '${AWS_KEY}' };\n` }, [['sec@example.com', 'test fixture key, rotated'], ['alice@example.com']]);
 });
