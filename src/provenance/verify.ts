@@ -63,7 +63,10 @@ export function verifyChange(repo: string, commit: string, pub: KeyObject): Veri
     checks.push({ check: 'statement', ok: false, message: `the envelope does not hold an in-toto ${STATEMENT_TYPE} statement of type ${PREDICATE_TYPE}` });
     return { commit: c.sha, verified: false, statement: null, checks };
   }
-  checks.push(...checkStatement(st, c));
+  try { checks.push(...checkStatement(st, c)); } catch (e) {
+    // unsigned content is read before the signature is known to hold: a malformed field is a refusal, never a crash
+    checks.push({ check: 'statement', ok: false, message: `the statement is malformed (${e instanceof Error ? e.message.slice(0, 200) : 'unreadable'})` });
+  }
   return { commit: c.sha, verified: checks.every((x) => x.ok), checks, statement: st };
 }
 

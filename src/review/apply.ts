@@ -194,7 +194,7 @@ export async function applyProposal(store: AuditStore, id: number, o: ApplyOptio
     const f = git([...NET, 'fetch', '--no-tags', '--no-write-fetch-head', url, `+${NOTES_REF}:refs/airlock/remote-notes`], { env: penv, allowFail: true });
     if (f.status !== 0) fail('push', `cannot fetch ${NOTES_REF} from ${shown}: ${scrub(f.stderr, token)}`, { remote: shown, branch });
   }
-  writeNote(p.resultRepo, commit, envelope, remoteNotes);
+  try { writeNote(p.resultRepo, commit, envelope, remoteNotes); } catch (e) { fail('provenance', `cannot write the provenance note: ${e instanceof Error ? e.message : String(e)}`); }
   // one atomic push: the branch must not exist (unless already pushed), the notes ref must be as we read it
   const refspecs = [...(alreadyPushed ? [] : [`${commit}:refs/heads/${branch}`]), `${NOTES_REF}:${NOTES_REF}`];
   const leases = [...(alreadyPushed ? [] : [`--force-with-lease=refs/heads/${branch}:`]), `--force-with-lease=${NOTES_REF}:${remoteNotes ?? ''}`];

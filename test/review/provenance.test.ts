@@ -1,10 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { generateKeyPairSync, createPublicKey } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createProposal, approveProposal, applyProposal } from '../../src/review/index.ts';
+import { createProposal, approveProposal, applyProposal, proposalStatus } from '../../src/review/index.ts';
+import { AirlockError } from '../../src/common/errors.ts';
 import { checkpoint, proveEvent, readSigningKey, keyId, type InclusionProofDoc } from '../../src/audit/index.ts';
 import { signEnvelope, IN_TOTO_PAYLOAD_TYPE, NOTES_REF, type DsseEnvelope, type ProvenanceStatement } from '../../src/provenance/index.ts';
 import { setup, agentSession, makeRemote, sh, runCli, type Env } from './fixture.ts';
@@ -146,6 +147,14 @@ test('an edited envelope payload and a signature from a wrong key are refused by
     assert.equal(r.code, 78);
     assert.match(r.failed, new RegExp(`^signature: wrong key: the envelope is signed by key ${wrongKey.keyId}, not by the given key`, 'm'));
 
+    // a malformed statement signed with the org key is a refusal, not a crash
+    const broken = clone(w.statement) as unknown as { predicate: { approvals: unknown[] } };
+    broken.predicate.approvals = [null];
+    setNote(w, w.commit, resigned(w, broken as unknown as ProvenanceStatement));
+    r = await verify(w);
+    assert.equal(r.code, 78, r.stderr);
+    assert.match(r.failed, /^statement: the statement is malformed/m);
+
     // the genuine note checked with another public key
     setNote(w, w.commit, w.original);
     const other = join(w.env.dir, 'other.pub.pem');
@@ -207,4 +216,30 @@ test('findings travel as rule, severity and place, never the secret; a dropped o
     assert.equal(r.code, 78);
     assert.match(r.failed, /^inclusion: approval by sec@example.com does not match its recorded event/m);
   }, { 'src/config.js': `module.exports = { accessKeyId: '${AWS_KEY}' };\n` }, [['sec@example.com', 'test fixture key, rotated'], ['alice@example.com']]);
+});
+
+test('an organisation key from AIRLOCK_PROVENANCE_KEY signs; one others can read is refused and nothing is pushed', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'airlock-prov-remote-'));
+  const env = setup(org(join(root, 'remote.git')));
+  try {
+    const remote = makeRemote(env, root);
+    agentSession(env, 's-key', CLEAN);
+    const p = (await createProposal(env.store, 's-key', { orgPolicy: env.orgPolicy, home: env.home })).proposal;
+    approveProposal(env.store, p.id, { as: 'bob@example.com', env: {} });
+    approveProposal(env.store, p.id, { as: 'alice@example.com', env: {} });
+    const k = generateKeyPairSync('ed25519');
+    const keyFile = join(env.dir, 'org-provenance.pem');
+    writeFileSync(keyFile, k.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o644 });
+    await assert.rejects(applyProposal(env.store, p.id, { as: 'alice@example.com', env: { AIRLOCK_PROVENANCE_KEY: keyFile } }),
+      (e: unknown) => e instanceof AirlockError && /failed at provenance: .*readable by group or others/.test(e.message));
+    assert.equal(sh(remote, 'for-each-ref', 'refs/heads/airlock', 'refs/notes'), '', 'no signature, no push');
+    assert.equal(proposalStatus(env.store, p).state, 'approved');
+
+    chmodSync(keyFile, 0o600);
+    const r = await applyProposal(env.store, p.id, { as: 'alice@example.com', env: { AIRLOCK_PROVENANCE_KEY: keyFile } });
+    const pubFile = join(env.dir, 'org.pub.pem');
+    writeFileSync(pubFile, k.publicKey.export({ type: 'spki', format: 'pem' }) as string);
+    const ok = await runCli(['verify-change', r.commit, '--repo', remote, '--key', pubFile], { AIRLOCK_HOME: join(env.dir, 'empty-home') });
+    assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+  } finally { env.done(); rmSync(root, { recursive: true, force: true }); }
 });
