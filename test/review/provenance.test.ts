@@ -4,7 +4,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { generateKeyPairSync, createPublicKey } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createProposal, approveProposal, applyProposal, proposalStatus } from '../../src/review/index.ts';
+import { createProposal, approveProposal, applyProposal, proposalStatus, type Proposal } from '../../src/review/index.ts';
 import { AirlockError } from '../../src/common/errors.ts';
 import { checkpoint, proveEvent, readSigningKey, keyId, type InclusionProofDoc } from '../../src/audit/index.ts';
 import { signEnvelope, IN_TOTO_PAYLOAD_TYPE, NOTES_REF, type DsseEnvelope, type ProvenanceStatement } from '../../src/provenance/index.ts';
@@ -24,7 +24,10 @@ interface World { env: Env; remote: string; ci: string; commit: string; pubFile:
 type Approval = [who: string, overrideReason?: string];
 const CLEAN = { 'src/app.js': "module.exports = () => 'provenance';\n" };
 
-async function applied(fn: (w: World) => Promise<void>, work: Record<string, string> = CLEAN, approvals: Approval[] = [['bob@example.com'], ['alice@example.com']]): Promise<void> {
+const TWO: Approval[] = [['bob@example.com'], ['alice@example.com']];
+
+/** An approved proposal of a scripted agent session (started by bob) and a bare remote for it; both removed after `fn`. */
+async function approved(work: Record<string, string>, approvals: Approval[], fn: (env: Env, remote: string, p: Proposal) => Promise<void>): Promise<void> {
   const root = mkdtempSync(join(tmpdir(), 'airlock-prov-remote-'));
   const env = setup(org(join(root, 'remote.git')));
   try {
@@ -32,6 +35,12 @@ async function applied(fn: (w: World) => Promise<void>, work: Record<string, str
     agentSession(env, 's-prov', work);
     const p = (await createProposal(env.store, 's-prov', { orgPolicy: env.orgPolicy, home: env.home })).proposal;
     for (const [as, overrideReason] of approvals) approveProposal(env.store, p.id, { as, overrideReason, env: {} });
+    await fn(env, remote, p);
+  } finally { env.done(); rmSync(root, { recursive: true, force: true }); }
+}
+
+async function applied(fn: (w: World) => Promise<void>, work: Record<string, string> = CLEAN, approvals: Approval[] = TWO): Promise<void> {
+  await approved(work, approvals, async (env, remote, p) => {
     const r = await applyProposal(env.store, p.id, { as: 'alice@example.com', env: {} });
     // CI in the target repository: a clone of the remote plus the notes ref
     const ci = join(env.dir, 'ci');
@@ -44,7 +53,7 @@ async function applied(fn: (w: World) => Promise<void>, work: Record<string, str
     const original = JSON.parse(sh(ci, 'notes', `--ref=${NOTES_REF}`, 'show', r.commit)) as DsseEnvelope;
     const statement = JSON.parse(Buffer.from(original.payload, 'base64').toString('utf8')) as ProvenanceStatement;
     await fn({ env, remote, ci, commit: r.commit, pubFile, original, statement });
-  } finally { env.done(); rmSync(root, { recursive: true, force: true }); }
+  });
 }
 
 /** Verifies in a fresh process, as CI would (no AIRLOCK_HOME with keys: the public key file alone). */
@@ -219,14 +228,7 @@ test('findings travel as rule, severity and place, never the secret; a dropped o
 });
 
 test('an organisation key from AIRLOCK_PROVENANCE_KEY signs; one others can read is refused and nothing is pushed', async () => {
-  const root = mkdtempSync(join(tmpdir(), 'airlock-prov-remote-'));
-  const env = setup(org(join(root, 'remote.git')));
-  try {
-    const remote = makeRemote(env, root);
-    agentSession(env, 's-key', CLEAN);
-    const p = (await createProposal(env.store, 's-key', { orgPolicy: env.orgPolicy, home: env.home })).proposal;
-    approveProposal(env.store, p.id, { as: 'bob@example.com', env: {} });
-    approveProposal(env.store, p.id, { as: 'alice@example.com', env: {} });
+  await approved(CLEAN, TWO, async (env, remote, p) => {
     const k = generateKeyPairSync('ed25519');
     const keyFile = join(env.dir, 'org-provenance.pem');
     writeFileSync(keyFile, k.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o644 });
@@ -241,5 +243,5 @@ test('an organisation key from AIRLOCK_PROVENANCE_KEY signs; one others can read
     writeFileSync(pubFile, k.publicKey.export({ type: 'spki', format: 'pem' }) as string);
     const ok = await runCli(['verify-change', r.commit, '--repo', remote, '--key', pubFile], { AIRLOCK_HOME: join(env.dir, 'empty-home') });
     assert.equal(ok.code, 0, ok.stdout + ok.stderr);
-  } finally { env.done(); rmSync(root, { recursive: true, force: true }); }
+  });
 });
