@@ -66,12 +66,16 @@ export function keyDir(): string {
 
 export interface SigningKey { privateKey: KeyObject; publicKey: KeyObject; keyId: string }
 
+/** Which key a directory holds: the audit checkpoint key, or another Ed25519 key kept the same way. */
+export interface KeyFiles { key: string; pub: string; what: string }
+export const AUDIT_KEY_FILES: KeyFiles = { key: KEY_FILE, pub: PUBKEY_FILE, what: 'audit signing key' };
+
 /**
- * Loads the checkpoint signing key, creating it (mode 0600, O_EXCL) on first use. Refuses
- * a key file that group or others can read: a leaked key lets anyone forge checkpoints.
+ * Loads an Ed25519 signing key from `dir`, creating it (mode 0600, O_EXCL) on first use.
+ * Refuses a key file that group or others can read: a leaked key lets anyone forge signatures.
  */
-export function loadSigningKey(dir = keyDir()): SigningKey {
-  const file = join(dir, KEY_FILE);
+export function loadSigningKey(dir = keyDir(), files: KeyFiles = AUDIT_KEY_FILES): SigningKey {
+  const file = join(dir, files.key);
   if (!existsSync(file)) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const { privateKey, publicKey } = generateKeyPairSync('ed25519');
@@ -82,21 +86,31 @@ export function loadSigningKey(dir = keyDir()): SigningKey {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e; // another process won the race: use its key
     }
     try {
-      const fd = openSync(join(dir, PUBKEY_FILE), 'wx', 0o600); // public, but the data dir is private throughout
+      const fd = openSync(join(dir, files.pub), 'wx', 0o600); // public, but the data dir is private throughout
       try { writeSync(fd, publicKey.export({ type: 'spki', format: 'pem' }) as string); } finally { closeSync(fd); }
     } catch { /* written by the race winner */ }
   }
-  const fd = openSync(file, 'r');
+  return readSigningKey(file, files.what);
+}
+
+/** Reads an Ed25519 private key PEM that only its owner can read. */
+export function readSigningKey(file: string, what: string): SigningKey {
+  let fd: number;
+  try { fd = openSync(file, 'r'); } catch {
+    throw new AirlockError('NOT_FOUND', `${what} ${file} cannot be read`, 'check the path, or unset it to use the key Airlock keeps under AIRLOCK_HOME/keys');
+  }
   let pem: string;
   try {
     const st = fstatSync(fd);
     if ((st.mode & 0o077) !== 0) {
-      throw new AirlockError('BAD_STATE', `audit signing key ${file} is readable by group or others (mode ${(st.mode & 0o777).toString(8)})`,
+      throw new AirlockError('BAD_STATE', `${what} ${file} is readable by group or others (mode ${(st.mode & 0o777).toString(8)})`,
         `run: chmod 600 ${file} (and rotate the key if others may have read it)`);
     }
     pem = readFileSync(fd, 'utf8');
   } finally { closeSync(fd); }
-  const privateKey = createPrivateKey(pem);
+  let privateKey: KeyObject;
+  try { privateKey = createPrivateKey(pem); } catch { throw new AirlockError('USAGE', `${what} ${file} is not a PEM private key`, 'use an Ed25519 key in PKCS#8 PEM (openssl genpkey -algorithm ed25519)'); }
+  if (privateKey.asymmetricKeyType !== 'ed25519') throw new AirlockError('USAGE', `${what} ${file} is a ${privateKey.asymmetricKeyType} key, not Ed25519`, 'use an Ed25519 key (openssl genpkey -algorithm ed25519)');
   const publicKey = createPublicKey(privateKey);
   return { privateKey, publicKey, keyId: keyId(publicKey) };
 }

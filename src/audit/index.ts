@@ -4,7 +4,7 @@ export {
   type AuditEvent, type AuditEventInput, type Severity, type Decision, canonicalJson, GENESIS_HASH,
 } from './event.ts';
 export {
-  checkpoint, startCheckpointer, loadSigningKey, loadPublicKey, listCheckpoints, latestCheckpoint, checkpointText,
+  checkpoint, startCheckpointer, loadSigningKey, readSigningKey, keyId, AUDIT_KEY_FILES, type KeyFiles, type SigningKey, loadPublicKey, listCheckpoints, latestCheckpoint, checkpointText,
   verifyCheckpointSignature, type Checkpoint, type CheckpointOptions, type CheckpointSchedule,
 } from './checkpoint.ts';
 export { proveEvent, verifyProof, PROOF_FORMAT, type InclusionProofDoc, type ProofCheck } from './proof.ts';

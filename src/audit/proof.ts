@@ -28,14 +28,16 @@ export interface InclusionProofDoc {
   checkpoint: Checkpoint;
 }
 
-export function proveEvent(store: AuditStore, eventId: string, opts: CheckpointOptions = {}): InclusionProofDoc {
+/** Proves one event under the latest checkpoint that covers it, or under `under` (several proofs then share one checkpoint). */
+export function proveEvent(store: AuditStore, eventId: string, opts: CheckpointOptions & { under?: Checkpoint } = {}): InclusionProofDoc {
   const row = store.tables.prepare('SELECT * FROM events WHERE id = ?').get(eventId);
   if (!row) throw new AirlockError('NOT_FOUND', `no audit event with id ${eventId}`, 'find ids with `airlock audit show SESSION --json`');
   const event = rowToEvent(row as unknown as Parameters<typeof rowToEvent>[0]);
   if (chainHash(event.prevHash, eventBody(event)) !== event.hash) {
     throw new AirlockError('TAMPERED', `event ${event.seq} (${event.id}) does not match its hash: it was altered after it was written`, 'run `airlock audit verify` for the full report');
   }
-  const cp = latestCheckpoint(store.tables, event.seq) ?? checkpoint(store, 'prove', opts);
+  if (opts.under && opts.under.size < event.seq) throw new AirlockError('BAD_STATE', `checkpoint #${opts.under.id} does not cover event ${event.seq}`, 'take a checkpoint first');
+  const cp = opts.under ?? latestCheckpoint(store.tables, event.seq) ?? checkpoint(store, 'prove', opts);
   const stmt = store.tables.prepare('SELECT seq, hash FROM events WHERE seq > ? AND seq <= ? ORDER BY seq ASC LIMIT 20000');
   stmt.setReturnArrays(true);
   const leaves: Buffer[] = [];

@@ -11,6 +11,9 @@ import { proposalStatus, verifyProposal, type ProposalStatus } from './proposal.
 import { requireProposal } from './decide.ts';
 import { openPullRequest, providerToken, pushUser, repositoryFromUrl } from './providers.ts';
 import type { Finding } from './types.ts';
+import { NOTES_REF } from '../provenance/index.ts';
+import { signProvenance, writeNote, provenanceMarkdown } from './provenance.ts';
+import { dirname, join } from 'node:path';
 
 // Applying an approved proposal: build ONE commit from the reviewed tree on the base
 // commit, with trailers naming the session, the proposal hash and the approvers
@@ -19,7 +22,11 @@ import type { Finding } from './types.ts';
 // then open a pull request through the provider. Failures are recorded and leave the
 // proposal approved and unapplied; nothing is lost and apply can be retried.
 
-export interface ApplyOptions { as?: string; env?: NodeJS.ProcessEnv; fetch?: typeof fetch }
+export interface ApplyOptions {
+  as?: string; env?: NodeJS.ProcessEnv; fetch?: typeof fetch;
+  /** where the audit and provenance keys live; default: keys/ next to the audit log */
+  keyDir?: string;
+}
 export interface ApplyResult { proposal: number; branch: string; commit: string; remote: string; url: string | null; alreadyPushed: boolean }
 
 export function redactUrl(u: string): string {
@@ -166,7 +173,7 @@ export async function applyProposal(store: AuditStore, id: number, o: ApplyOptio
   const penv = pushEnv(p, url, token);
 
   // What is on the remote now: its default branch and our branch, if any.
-  const ls = git([...NET, 'ls-remote', '--symref', url, 'HEAD', `refs/heads/${branch}`], { env: penv, allowFail: true });
+  const ls = git([...NET, 'ls-remote', '--symref', url, 'HEAD', `refs/heads/${branch}`, NOTES_REF], { env: penv, allowFail: true });
   if (ls.status !== 0) fail('remote', `cannot reach ${shown}: ${scrub(ls.stderr, token) || `git exit ${ls.status}`}`, { remote: shown });
   const defaultBranch = /^ref: refs\/heads\/(\S+)\tHEAD$/m.exec(ls.stdout)?.[1] ?? null;
   if (defaultBranch === branch) fail('protected', `branch ${branch} is the remote's default branch`);
@@ -174,25 +181,37 @@ export async function applyProposal(store: AuditStore, id: number, o: ApplyOptio
 
   const commit = buildApplyCommit(p, st.approvers);
   git(['update-ref', `refs/airlock/apply/${p.id}`, commit], { env: { GIT_DIR: p.resultRepo } });
-  let alreadyPushed = false;
   if (existing && existing !== commit) fail('exists', `branch ${branch} already exists on ${shown} with other content (${existing.slice(0, 12)})`, { remote: shown, branch });
-  if (existing === commit) alreadyPushed = true;
-  else {
-    // --force-with-lease=<ref>: (empty) = the branch must not exist: atomic on the remote
-    const push = git([...NET, 'push', '--porcelain', '--no-verify', `--force-with-lease=refs/heads/${branch}:`, url, `${commit}:refs/heads/${branch}`], { env: penv, allowFail: true });
-    if (push.status !== 0) {
-      const why = scrub(`${push.stderr}\n${push.stdout}`, token);
-      fail('push', /stale info|already exists|fetch first/.test(why) ? `branch ${branch} appeared on ${shown} meanwhile` : `push to ${shown} was rejected: ${why}`, { remote: shown, branch });
-    }
+  const alreadyPushed = existing === commit;
+
+  // Signed provenance travels with the commit as a git note; no signature, no push (fail closed).
+  let envelope: ReturnType<typeof signProvenance>['envelope'];
+  try {
+    envelope = signProvenance({ store, p, st, commit, appliedBy: who.identity, keyDir: o.keyDir ?? join(dirname(store.path), 'keys'), env }).envelope;
+  } catch (e) { return fail('provenance', e instanceof Error ? e.message : String(e)); }
+  const remoteNotes = new RegExp(`^([0-9a-f]{40})\t${NOTES_REF}$`, 'm').exec(ls.stdout)?.[1] ?? null;
+  if (remoteNotes) {
+    const f = git([...NET, 'fetch', '--no-tags', '--no-write-fetch-head', url, `+${NOTES_REF}:refs/airlock/remote-notes`], { env: penv, allowFail: true });
+    if (f.status !== 0) fail('push', `cannot fetch ${NOTES_REF} from ${shown}: ${scrub(f.stderr, token)}`, { remote: shown, branch });
   }
-  store.append({ type: 'review.pushed', session: p.session, severity: 'info', decision: 'allow', rule: 'review.apply', data: { proposal: p.id, hash: p.hash, remote: shown, branch, commit, alreadyPushed } });
+  try { writeNote(p.resultRepo, commit, envelope, remoteNotes); } catch (e) { fail('provenance', `cannot write the provenance note: ${e instanceof Error ? e.message : String(e)}`); }
+  // one atomic push: the branch must not exist (unless already pushed), the notes ref must be as we read it
+  const refspecs = [...(alreadyPushed ? [] : [`${commit}:refs/heads/${branch}`]), `${NOTES_REF}:${NOTES_REF}`];
+  const leases = [...(alreadyPushed ? [] : [`--force-with-lease=refs/heads/${branch}:`]), `--force-with-lease=${NOTES_REF}:${remoteNotes ?? ''}`];
+  const push = git([...NET, 'push', '--porcelain', '--no-verify', '--atomic', ...leases, url, ...refspecs], { env: penv, allowFail: true });
+  if (push.status !== 0) {
+    const why = scrub(`${push.stderr}\n${push.stdout}`, token);
+    fail('push', /stale info|already exists|fetch first/.test(why) ? `branch ${branch} or ${NOTES_REF} changed on ${shown} meanwhile` : `push to ${shown} was rejected: ${why}`, { remote: shown, branch });
+  }
+  store.append({ type: 'review.pushed', session: p.session, severity: 'info', decision: 'allow', rule: 'review.apply',
+    data: { proposal: p.id, hash: p.hash, remote: shown, branch, commit, alreadyPushed, provenance: { notesRef: NOTES_REF, keyId: envelope.signatures[0]!.keyid } } });
 
   let prUrl: string | null = null;
   if (cfg.provider !== 'none') {
     const base = cfg.baseBranch || (p.baseRef && p.baseRef !== 'HEAD' && !/^[0-9a-f]{7,40}$/.test(p.baseRef) ? p.baseRef.replace(/^refs\/heads\//, '') : null) || defaultBranch || 'main';
     try {
       const pr = await openPullRequest({ provider: cfg.provider, apiUrl: cfg.apiUrl, repository: cfg.repository || repositoryFromUrl(url), token: token!,
-        head: branch, base, title: prTitle(p), body: summaryMarkdown(p, st), draft: cfg.draft }, o.fetch);
+        head: branch, base, title: prTitle(p), body: summaryMarkdown(p, st) + '\n' + provenanceMarkdown(commit, envelope), draft: cfg.draft }, o.fetch);
       prUrl = pr.url || null;
     } catch (e) {
       fail('pull-request', scrub(e instanceof Error ? e.message : String(e), token), { remote: shown, branch, commit });

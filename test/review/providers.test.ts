@@ -91,6 +91,13 @@ for (const c of CASES) {
       assert.match(String(last.text), new RegExp(`Airlock session \`${session}\``));
       assert.match(String(last.text), /\*\*Checks:\*\* none/);
       assert.match(String(last.text), /\*\*Approved by:\*\* alice@example.com/);
+      // the signed provenance travels in the request body and as the pushed commit's git note
+      const envelope = /```json\n(\{.*\})\n```/.exec(String(last.text))?.[1];
+      assert.ok(envelope, 'the body carries the DSSE envelope');
+      const statement = JSON.parse(Buffer.from((JSON.parse(envelope) as { payload: string }).payload, 'base64').toString('utf8')) as { subject: { digest: { gitCommit?: string } }[] };
+      assert.equal(statement.subject[0]!.digest.gitCommit, pushedCommit);
+      assert.match(String(last.text), /airlock verify-change [0-9a-f]{40} --key/);
+      assert.equal(JSON.parse(sh(remote, 'notes', '--ref=refs/notes/airlock-provenance', 'show', pushedCommit)).payloadType, 'application/vnd.in-toto+json');
       assert.equal(proposalStatus(env.store, p).state, 'applied');
       const applied = env.store.query({ session, type: 'review.applied' })[0]!;
       assert.equal((applied.data as { url: string }).url, c.url);

@@ -16,5 +16,6 @@ export const registrations: Registration[] = [
   { commands: ['propose', 'review'], load: async () => (await import('./review.ts')).registerReview },
   { commands: ['audit', 'sinks'], load: async () => (await import('./audit.ts')).registerAudit },
   { commands: ['agents'], load: async () => (await import('./agents.ts')).registerAgents },
+  { commands: ['verify-change', 'provenance'], load: async () => (await import('./provenance.ts')).registerProvenance },
   { commands: ['mcp'], load: async () => (await import('./mcp.ts')).registerMcp },
 ];

@@ -1,0 +1,38 @@
+import type { Command } from 'commander';
+import { resolve } from 'node:path';
+import { ExitCode } from '../../common/errors.ts';
+import { airlockHome, homeLayout } from '../../common/paths.ts';
+import { escapeForTerminal } from '../../common/terminal.ts';
+import { loadProvenanceKey, loadProvenancePublicKey, verifyChange, NOTES_REF } from '../../provenance/index.ts';
+import { setExit } from '../main.ts';
+import { bad, ok, printJson } from '../output.ts';
+
+// `airlock verify-change COMMIT`: offline check of a pushed change's signed provenance with
+// the organisation's public key alone (for CI in the target repo). `airlock provenance
+// pubkey` prints that key.
+
+export function registerProvenance(program: Command): void {
+  program.command('verify-change')
+    .description(`Verify the signed provenance (git note ${NOTES_REF}) of a commit Airlock applied: signature, approved tree, approvals against the policy in force, audit inclusion proofs. Exit ${ExitCode.OK} verified, ${ExitCode.TAMPERED} a check failed, ${ExitCode.NOT_FOUND} no provenance.`)
+    .argument('<commit>', 'commit id or ref')
+    .option('--repo <path>', 'repository holding the commit and its notes', '.')
+    .option('--key <file>', 'provenance public key PEM (`airlock provenance pubkey`); default: the one under AIRLOCK_HOME/keys')
+    .option('--json', 'print the result as JSON')
+    .action((commit: string, opts: { repo: string; key?: string; json?: boolean }, cmd: Command) => {
+      const pub = loadProvenancePublicKey(opts.key, homeLayout(airlockHome()).keys);
+      const r = verifyChange(resolve(opts.repo), commit, pub);
+      if (opts.json) printJson({ commit: r.commit, verified: r.verified, checks: r.checks, statement: r.statement });
+      else {
+        for (const c of r.checks) process.stdout.write(`${c.ok ? ok('ok') : bad('FAILED')} ${c.check}: ${escapeForTerminal(c.message)}\n`);
+        process.stdout.write(r.verified ? `${ok('verified')}: commit ${r.commit}\n`
+          : `${bad('REFUSED')}: commit ${r.commit}: ${r.checks.filter((c) => !c.ok).map((c) => c.check).join(', ')} failed\n`);
+      }
+      setExit(cmd, r.verified ? ExitCode.OK : ExitCode.TAMPERED);
+    });
+
+  program.command('provenance').description('The provenance signing key.')
+    .command('pubkey').description('Print the provenance public key (PEM) for `airlock verify-change --key`.')
+    .action(() => {
+      process.stdout.write(loadProvenanceKey(homeLayout(airlockHome()).keys).publicKey.export({ type: 'spki', format: 'pem' }) as string);
+    });
+}
