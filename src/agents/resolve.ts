@@ -2,7 +2,7 @@ import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { randomBytes, createHash } from 'node:crypto';
 import { dirname, join, basename, posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AirlockError } from '../common/errors.ts';
+import { AirlockError } from '../common/index.ts';
 import { looksLikeCredential, SANDBOX_HOME } from '../sandbox/index.ts';
 import type { AgentProfile } from './profiles.ts';
 

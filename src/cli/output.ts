@@ -1,5 +1,6 @@
 import { styleText } from 'node:util';
-import { AirlockError, cannotRecord, isRecordingFailure } from '../common/errors.ts';
+import type { Command } from 'commander';
+import { AirlockError, cannotRecord, isRecordingFailure } from '../common/index.ts';
 
 // Colours only when the stream is a TTY and NO_COLOR is unset (styleText checks both).
 type Style = Parameters<typeof styleText>[0];
@@ -55,4 +56,9 @@ export function printError(e: unknown): number {
   const msg = e instanceof Error ? e.stack ?? e.message : String(e);
   process.stderr.write(`airlock: internal error (please report): ${msg}\n`);
   return 70;
+}
+
+/** Commands set their exit status through this rather than calling process.exit (main reads it). */
+export function setExit(cmd: Command, code: number): void {
+  (cmd as unknown as { _airlockExit?: number })._airlockExit = code;
 }

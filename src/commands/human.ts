@@ -1,7 +1,7 @@
 import { readlinkSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { userInfo } from 'node:os';
-import { AirlockError } from '../common/errors.ts';
+import { AirlockError } from '../common/index.ts';
 import type { AuditStore } from '../audit/index.ts';
 
 // Who is answering (a human approving a proposal or a command), and proof-ish that they

@@ -1,9 +1,8 @@
 import { createHash } from 'node:crypto';
 import parseDiff from 'parse-diff';
 import { spawn } from 'node:child_process';
-import { AGENT_DATA_BOUNDS, git, gitBytes, gitEnv, hardenedArgs } from '../common/git.ts';
-import { countTreePaths, DEFAULT_TREE_LIMITS } from '../workspace/bounds.ts';
-import { AirlockError } from '../common/errors.ts';
+import { AGENT_DATA_BOUNDS, git, gitBytes, gitEnv, hardenedArgs, AirlockError } from '../common/index.ts';
+import { countTreePaths, DEFAULT_TREE_LIMITS } from '../workspace/index.ts';
 import type { ChangeSet, ChangedFile } from './types.ts';
 
 // The change under review, read from the TRUSTED result repo with hardened git: no

@@ -2,7 +2,7 @@ import { closeSync, constants, fsyncSync, openSync, renameSync, unlinkSync, writ
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join, matchesGlob } from 'node:path';
 import type { AuditEventInput } from '../audit/index.ts';
-import type { SecretsPolicy } from '../policy/schema/secrets.ts';
+import type { SecretsPolicy } from '../policy/index.ts';
 import { scanText, applyRedactions } from './engine.ts';
 import { readNoFollow, walk } from './files.ts';
 import type { SecretFinding } from './types.ts';

@@ -4,8 +4,7 @@ import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { StringDecoder } from 'node:string_decoder';
 import { fileURLToPath } from 'node:url';
-import { AirlockError } from '../common/errors.ts';
-import { ensureHome } from '../common/paths.ts';
+import { AirlockError, ensureHome } from '../common/index.ts';
 import { Session, type OpenSessionOptions } from './session.ts';
 
 // A long-running session for agent frameworks that call tools one at a time: a detached

@@ -1,7 +1,6 @@
 import { copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { AirlockError } from '../common/errors.ts';
-import { AGENT_DATA_BOUNDS, git, type GitOptions } from '../common/git.ts';
+import { AirlockError, AGENT_DATA_BOUNDS, git, type GitOptions } from '../common/index.ts';
 import { countTreePaths, DEFAULT_TREE_LIMITS } from './bounds.ts';
 import { WORK_BRANCH } from './snapshot.ts';
 

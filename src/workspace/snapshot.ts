@@ -1,8 +1,7 @@
 import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync, readFileSync, chownSync, readdirSync, lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { git } from '../common/git.ts';
-import { makePrivateTree } from '../common/paths.ts';
+import { git, makePrivateTree } from '../common/index.ts';
 import type { HostRepo } from './repo.ts';
 
 // A copy-on-write workspace is two read-only layers under the session's overlay:
