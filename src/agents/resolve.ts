@@ -241,7 +241,7 @@ export function resolveAgent(profile: AgentProfile, o: ResolveOptions = {}): Res
 /** The agent's argv from the user's arguments (non-interactive form, executable first). */
 export function agentArgv(a: Pick<ResolvedAgent, 'profile' | 'executable'>, userArgs: string[]): string[] {
   const p = a.profile;
-  let args = [...userArgs];
+  const args = [...userArgs];
   if (a.executable === null) {
     if (!args.length) throw new AirlockError('USAGE', 'no command given', 'pass the command after --, e.g. airlock run -- npm test');
     return args;

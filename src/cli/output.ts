@@ -16,7 +16,6 @@ export const bold = (t: string, s: NodeJS.WriteStream = process.stdout) => paint
 // JSON.stringify escapes C0 controls but leaves C1 (0x9b is CSI on 8-bit terminals),
 // bidi and line separators raw; those can only stand inside strings, so \u-escaping them
 // keeps the JSON identical in meaning and safe to print.
-// eslint-disable-next-line no-control-regex, no-misleading-character-class
 const JSON_UNSAFE = /[\u007F-\u009F\u00AD\u061C\u180E\u200B-\u200F\u2028-\u202E\u2060-\u2069\uFEFF\uFFF9-\uFFFB]/g;
 export function jsonText(v: unknown, indent = 2): string {
   return JSON.stringify(v, null, indent).replace(JSON_UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
@@ -41,7 +40,6 @@ export function table(rows: string[][], header?: string[]): string {
   return lines.join('\n');
 }
 function visibleLength(s: string): number {
-  // eslint-disable-next-line no-control-regex
   return s.replace(/\x1b\[[0-9;]*m/g, '').length;
 }
 

@@ -93,7 +93,6 @@ export function readCredentialValue(c: BrokeredCredential, hostEnv: NodeJS.Proce
   }
   const v = raw.trim();
   if (!v) throw new AirlockError('NOT_FOUND', `${where}: the source gave an empty value`, 'check the source holds the credential');
-  // eslint-disable-next-line no-control-regex
   if (/[\x00-\x1f\x7f]/.test(v)) throw new AirlockError('POLICY_INVALID', `${where}: the value contains control characters or several lines`, 'a brokered credential is one line (a token or key)');
   if (v.length < 8) throw new AirlockError('POLICY_INVALID', `${where}: the value is shorter than 8 characters`, 'a brokered credential must be long enough to be told apart from ordinary text');
   return v;

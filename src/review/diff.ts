@@ -19,7 +19,6 @@ const DIFF_TEXT = ['--no-color', '--no-ext-diff', '--no-textconv', '--no-renames
 const ZERO = '0'.repeat(40);
 /** Files larger than this are not loaded whole (they are a size finding anyway). */
 export const TEXT_CAP = 4 * 1024 * 1024;
-// eslint-disable-next-line no-control-regex
 const PRINTABLE_RUN = /[\x20-\x7e\t\r\n]{8,}/g;
 
 export function rgit(repo: string, args: string[], input?: string, encoding?: 'utf8' | 'latin1'): string {

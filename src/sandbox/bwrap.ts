@@ -515,7 +515,7 @@ let inheritedClosed = false;
 export function closeInheritedDescriptors(): void {
   if (inheritedClosed) return;
   inheritedClosed = true;
-  let fds: string[] = [];
+  let fds: string[];
   try { fds = readdirSync('/proc/self/fd'); } catch { return; }
   for (const f of fds) {
     const fd = Number(f);

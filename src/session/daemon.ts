@@ -29,7 +29,7 @@ function redactedStream(stream: NodeJS.ReadableStream | null, emit: (b: Buffer) 
   const flush = (text: string) => {
     chain = chain.then(async () => {
       const { redactText } = await import('../secrets/index.ts');
-      let out = text;
+      let out: string;
       try { out = (await redactText(text)).text; } catch { out = '[airlock: output withheld: the secret scanner failed]\n'; }
       emit(Buffer.from(out));
     });

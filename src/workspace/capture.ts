@@ -119,7 +119,7 @@ function isRegular(p: string): boolean {
 
 function copyObjects(gitDir: string, toObjects: string, warnings: string[]): number {
   let n = 0;
-  let entries: string[] = [];
+  let entries: string[];
   const fromObjects = insideOnly(gitDir, 'objects', 'dir');
   if (!fromObjects) { if (kindOf(join(gitDir, 'objects')) !== 'missing') warnings.push('.git/objects is not a directory (symlink?); ignored'); return 0; }
   try { entries = readdirSync(fromObjects); } catch { return 0; }
@@ -149,7 +149,7 @@ function copyObjects(gitDir: string, toObjects: string, warnings: string[]): num
 }
 
 function readRef(gitDir: string, ref: string, warnings: string[]): string | null {
-  if (!/^refs\/[A-Za-z0-9._\/-]+$/.test(ref) || ref.includes('..')) { warnings.push(`HEAD points at an invalid ref name`); return null; }
+  if (!/^refs\/[A-Za-z0-9._/-]+$/.test(ref) || ref.includes('..')) { warnings.push(`HEAD points at an invalid ref name`); return null; }
   const loose = insideOnly(gitDir, ref, 'file');
   if (loose) {
     const v = readFileSync(loose, 'utf8').slice(0, 4096).trim();

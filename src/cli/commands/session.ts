@@ -73,7 +73,7 @@ export function registerSession(program: Command): void {
         void session.stop(`interrupted by ${sig}`);
       };
       for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, onSignal);
-      let status = 1;
+      let status: number;
       try {
         await profile.prepare(session);
         const h = await session.exec({ argv: profile.argv, stdio: 'inherit', via: 'run' });
