@@ -1,4 +1,4 @@
-import { AirlockError } from '../common/errors.ts';
+import { AirlockError } from '../common/index.ts';
 import { SANDBOX_HOME } from '../sandbox/index.ts';
 import type { OpenSessionOptions, Session } from '../session/index.ts';
 import { sessionPolicy } from '../session/index.ts';

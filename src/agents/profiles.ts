@@ -2,9 +2,8 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { AirlockError } from '../common/errors.ts';
-import { agentProfileSchema, PROFILE_NAME, type AgentProfileSpec } from '../policy/schema/agents.ts';
-import type { Policy } from '../policy/index.ts';
+import { AirlockError } from '../common/index.ts';
+import { agentProfileSchema, PROFILE_NAME, type AgentProfileSpec, type Policy } from '../policy/index.ts';
 
 // Profiles are data: the built-in file (profiles.yaml, next to this module) plus the
 // policy's `agents.profiles`. A policy profile with a built-in's name, or with `extends`,

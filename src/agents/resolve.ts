@@ -2,7 +2,7 @@ import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { randomBytes, createHash } from 'node:crypto';
 import { dirname, join, basename, posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AirlockError } from '../common/errors.ts';
+import { AirlockError } from '../common/index.ts';
 import { looksLikeCredential, SANDBOX_HOME } from '../sandbox/index.ts';
 import type { AgentProfile } from './profiles.ts';
 
@@ -241,7 +241,7 @@ export function resolveAgent(profile: AgentProfile, o: ResolveOptions = {}): Res
 /** The agent's argv from the user's arguments (non-interactive form, executable first). */
 export function agentArgv(a: Pick<ResolvedAgent, 'profile' | 'executable'>, userArgs: string[]): string[] {
   const p = a.profile;
-  let args = [...userArgs];
+  const args = [...userArgs];
   if (a.executable === null) {
     if (!args.length) throw new AirlockError('USAGE', 'no command given', 'pass the command after --, e.g. airlock run -- npm test');
     return args;

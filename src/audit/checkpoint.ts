@@ -4,8 +4,7 @@ import {
 } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { AirlockError } from '../common/errors.ts';
-import { airlockHome, homeLayout } from '../common/paths.ts';
+import { AirlockError, airlockHome, homeLayout } from '../common/index.ts';
 import { MerkleFrontier, eventLeafHash } from './merkle.ts';
 import type { AuditStore, AuditTables } from './store.ts';
 

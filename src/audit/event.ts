@@ -1,8 +1,5 @@
 import { createHash, hash, randomUUID } from 'node:crypto';
-import canonicalizeModule from 'canonicalize';
-
-// The package is CommonJS exporting the function itself; its typings claim a default export.
-const canonicalize = canonicalizeModule as unknown as (v: unknown) => string | undefined;
+import { canonicalJson } from '../common/index.ts';
 
 export type Severity = 'info' | 'low' | 'medium' | 'high' | 'critical';
 export type Decision = 'allow' | 'deny' | 'ask';
@@ -34,12 +31,6 @@ export interface AuditEvent {
 }
 
 export const GENESIS_HASH = '0'.repeat(64);
-
-export function canonicalJson(v: unknown): string {
-  const s = canonicalize(v);
-  if (s === undefined) throw new Error('value cannot be canonicalized');
-  return s;
-}
 
 /** The hashed body: everything but the hashes themselves (RFC 8785 canonical JSON). */
 export function eventBody(e: Omit<AuditEvent, 'hash' | 'prevHash'>): string {

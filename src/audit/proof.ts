@@ -1,5 +1,5 @@
 import type { KeyObject } from 'node:crypto';
-import { AirlockError } from '../common/errors.ts';
+import { AirlockError } from '../common/index.ts';
 import { type AuditEvent, chainHash, eventBody } from './event.ts';
 import { eventLeafHash, inclusionProof, rootOf, verifyInclusion } from './merkle.ts';
 import { type Checkpoint, type CheckpointOptions, checkpoint, latestCheckpoint, verifyCheckpointSignature } from './checkpoint.ts';

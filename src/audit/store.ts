@@ -3,12 +3,11 @@ import {
 } from 'node:sqlite';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { cannotRecord, isRecordingFailure } from '../common/errors.ts';
+import { canonicalJson, cannotRecord, isRecordingFailure, makePrivateFile } from '../common/index.ts';
 import {
-  type AuditEvent, type AuditEventInput, GENESIS_HASH, canonicalJson, chainHashFast, eventBodyFromParts, newEventId,
+  type AuditEvent, type AuditEventInput, GENESIS_HASH, chainHashFast, eventBodyFromParts, newEventId,
 } from './event.ts';
 import { redactEventInput, redactSqlParams } from './redact.ts';
-import { makePrivateFile } from '../common/paths.ts';
 
 // Append-only, hash-chained event store in SQLite. One chain across all sessions, so a
 // deleted session is as detectable as a deleted event. Writers in several processes

@@ -40,6 +40,5 @@ export function summarize(e: Pick<AuditEvent, 'type' | 'data' | 'decision' | 'ru
 
 /** Agent-controlled text never reaches a terminal with control, C1 or bidi characters (no escape-sequence spoofing). */
 export function sanitizeForTerminal(s: string): string {
-  // eslint-disable-next-line no-control-regex
   return s.replace(/[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/g, ' ');
 }

@@ -84,7 +84,7 @@ class Verifier {
    * are trustworthy once the chain verifies; if they were edited, the chain names them.
    */
   private crossCheckChain(db: DatabaseSync): void {
-    let rows: { seq: number; data: string }[] = [];
+    let rows: { seq: number; data: string }[];
     try { rows = db.prepare("SELECT seq, data FROM events WHERE type = 'audit.checkpoint' ORDER BY seq").all() as unknown as { seq: number; data: string }[]; } catch { return; }
     const byId = new Map(this.cps.map((c) => [c.id, c]));
     for (const row of rows) {

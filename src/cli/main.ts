@@ -1,7 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { registrations } from './commands/index.ts';
 import { printError } from './output.ts';
-import { ExitCode } from '../common/errors.ts';
+import { ExitCode } from '../common/index.ts';
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('airlock')
@@ -29,9 +29,4 @@ export async function main(argv: string[]): Promise<number> {
     }
     return printError(e);
   }
-}
-
-/** Commands set their exit status through this rather than calling process.exit. */
-export function setExit(cmd: Command, code: number): void {
-  (cmd as unknown as { _airlockExit?: number })._airlockExit = code;
 }

@@ -1,5 +1,6 @@
 import { styleText } from 'node:util';
-import { AirlockError, cannotRecord, isRecordingFailure } from '../common/errors.ts';
+import type { Command } from 'commander';
+import { AirlockError, cannotRecord, isRecordingFailure } from '../common/index.ts';
 
 // Colours only when the stream is a TTY and NO_COLOR is unset (styleText checks both).
 type Style = Parameters<typeof styleText>[0];
@@ -15,7 +16,6 @@ export const bold = (t: string, s: NodeJS.WriteStream = process.stdout) => paint
 // JSON.stringify escapes C0 controls but leaves C1 (0x9b is CSI on 8-bit terminals),
 // bidi and line separators raw; those can only stand inside strings, so \u-escaping them
 // keeps the JSON identical in meaning and safe to print.
-// eslint-disable-next-line no-control-regex, no-misleading-character-class
 const JSON_UNSAFE = /[\u007F-\u009F\u00AD\u061C\u180E\u200B-\u200F\u2028-\u202E\u2060-\u2069\uFEFF\uFFF9-\uFFFB]/g;
 export function jsonText(v: unknown, indent = 2): string {
   return JSON.stringify(v, null, indent).replace(JSON_UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
@@ -40,7 +40,6 @@ export function table(rows: string[][], header?: string[]): string {
   return lines.join('\n');
 }
 function visibleLength(s: string): number {
-  // eslint-disable-next-line no-control-regex
   return s.replace(/\x1b\[[0-9;]*m/g, '').length;
 }
 
@@ -55,4 +54,9 @@ export function printError(e: unknown): number {
   const msg = e instanceof Error ? e.stack ?? e.message : String(e);
   process.stderr.write(`airlock: internal error (please report): ${msg}\n`);
   return 70;
+}
+
+/** Commands set their exit status through this rather than calling process.exit (main reads it). */
+export function setExit(cmd: Command, code: number): void {
+  (cmd as unknown as { _airlockExit?: number })._airlockExit = code;
 }

@@ -2,7 +2,7 @@ import { main } from './main.ts';
 
 if (process.argv[2] === '__supervise') {
   // Detached session supervisor (started by `airlock session start`).
-  const { superviseSession } = await import('../session/daemon.ts');
+  const { superviseSession } = await import('../session/index.ts');
   process.once('message', (opts) => {
     void superviseSession(opts as never, (id, err) => {
       process.send?.(err ? { id: null, error: { kind: err.kind, message: err.message, hint: err.hint } } : { id });

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AirlockError } from '../common/errors.ts';
+import { AirlockError } from '../common/index.ts';
 import type { AuditStore } from '../audit/index.ts';
 
 // The "ask" queue: a command waiting for a human. Persisted in the audit database (own

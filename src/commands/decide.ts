@@ -1,5 +1,4 @@
-import type { Policy } from '../policy/index.ts';
-import { type PolicyDecision, type Action, deny, failClosed } from '../policy/decision.ts';
+import { type Policy, type PolicyDecision, type Action, deny, failClosed } from '../policy/index.ts';
 import { parseArgv, parseShell, basename, type SimpleCommand, type ParsedCommand } from './parse.ts';
 
 // decideCommand: the per-command allow/ask/deny for `airlock exec`. Every simple command

@@ -1,7 +1,7 @@
 import { readlinkSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { userInfo } from 'node:os';
-import { AirlockError } from '../common/errors.ts';
+import { AirlockError } from '../common/index.ts';
 import type { AuditStore } from '../audit/index.ts';
 
 // Who is answering (a human approving a proposal or a command), and proof-ish that they
@@ -13,7 +13,6 @@ export interface Identity { identity: string; source: 'flag' | 'git-config' | 'o
 
 function cleanIdentity(s: string, what: string): string {
   const v = s.trim();
-  // eslint-disable-next-line no-control-regex
   if (!v || v.length > 200 || /[\u0000-\u001f\u007f\u200b-\u200f\u202a-\u202e\u2066-\u2069]/.test(v)) {
     throw new AirlockError('USAGE', `invalid reviewer identity from ${what}`, 'pass --as NAME with printable text (an e-mail or user name, at most 200 characters)');
   }

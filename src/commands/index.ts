@@ -6,3 +6,4 @@ export {
   type ApprovalRequest, type AnswerResult, type CommandAsk, type PromptInfo, type AskStatus,
 } from './approvals.ts';
 export { humanIdentity, assertOutsideSandbox, type Identity } from './human.ts';
+export { parserFor, type Grammar } from './grammar.ts';

@@ -1,9 +1,6 @@
 import { matchesGlob } from 'node:path';
-import type { AuditEvent, Severity } from '../audit/event.ts';
-import type { AuditStore } from '../audit/store.ts';
-import type { Policy } from '../policy/index.ts';
-import type { DetectionRule } from '../policy/schema/telemetry.ts';
-import { eventPaths } from '../audit/sinks/formats.ts';
+import { type AuditEvent, type Severity, type AuditStore, eventPaths } from '../audit/index.ts';
+import type { Policy, DetectionRule } from '../policy/index.ts';
 import {
   MEASURE_LABEL, SessionProfile, deviation, globMatch, knownSets, pastProfiles, programName, saveProfile,
   type Measure, type StoredProfile,

@@ -1,9 +1,5 @@
 import { basename, matchesGlob } from 'node:path';
-import type { AuditTables } from '../audit/index.ts';
-import type { AuditEvent } from '../audit/event.ts';
-import type { AuditStore } from '../audit/store.ts';
-import { eventPaths } from '../audit/sinks/formats.ts';
-import { argvOf } from '../audit/summary.ts';
+import { type AuditTables, type AuditEvent, type AuditStore, eventPaths, argvOf } from '../audit/index.ts';
 
 // A session's behaviour profile, built from its events: what it contacted, touched,
 // changed and ran. Baselines compare a session's profile with the same agent's past ones.

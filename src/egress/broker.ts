@@ -3,12 +3,10 @@ import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { randomInt } from 'node:crypto';
 import { homedir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
-import { AirlockError } from '../common/errors.ts';
+import { AirlockError, homeLayout } from '../common/index.ts';
 import { fingerprint, type Honeytoken } from '../secrets/index.ts';
-import type { BrokeredCredential } from '../policy/schema/credentials.ts';
+import type { BrokeredCredential, Policy } from '../policy/index.ts';
 import { hostMatches, pathMatches, hostPatternOf, type HostPattern } from './rules.ts';
-import type { Policy } from '../policy/index.ts';
-import { homeLayout } from '../common/paths.ts';
 import { textViews } from './views.ts';
 import { loadOrCreateCa, type GatewayCa } from './tls/ca.ts';
 import { writeCaBundle, caEnv, SANDBOX_CA_BUNDLE } from './tls/bundle.ts';
@@ -95,7 +93,6 @@ export function readCredentialValue(c: BrokeredCredential, hostEnv: NodeJS.Proce
   }
   const v = raw.trim();
   if (!v) throw new AirlockError('NOT_FOUND', `${where}: the source gave an empty value`, 'check the source holds the credential');
-  // eslint-disable-next-line no-control-regex
   if (/[\x00-\x1f\x7f]/.test(v)) throw new AirlockError('POLICY_INVALID', `${where}: the value contains control characters or several lines`, 'a brokered credential is one line (a token or key)');
   if (v.length < 8) throw new AirlockError('POLICY_INVALID', `${where}: the value is shorter than 8 characters`, 'a brokered credential must be long enough to be told apart from ordinary text');
   return v;

@@ -1,4 +1,4 @@
-import { type PolicyDecision, allow, deny } from '../policy/decision.ts';
+import { type PolicyDecision, allow, deny } from '../policy/index.ts';
 import { hostPort, normalizeHost, HostError } from './host.ts';
 import { classifyAddress, describeClass, inCidr } from './ip.ts';
 import { hostMatches, pathMatches, type EgressRules, type HostRule, type Scheme } from './rules.ts';

@@ -15,7 +15,6 @@ export const HOP_BY_HOP = new Set(['connection', 'proxy-connection', 'keep-alive
 
 /** Header-safe text (printable ASCII, bounded). */
 export function headerSafe(s: string): string {
-  // eslint-disable-next-line no-control-regex
   return s.replace(/[^\x20-\x7e]/g, '?').slice(0, 512);
 }
 

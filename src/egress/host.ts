@@ -23,7 +23,6 @@ export function normalizeHost(raw: string): NormalHost {
   }
   if (h.startsWith('[') && h.endsWith(']')) h = h.slice(1, -1);
   // userinfo, paths, ports, whitespace and control characters have no place in a host
-  // eslint-disable-next-line no-control-regex
   if (/[@/\\?#\s\x00-\x1f\x7f<>^|"'`{}]/.test(h)) throw new HostError(`not a host name: ${JSON.stringify(raw)}`);
   if (h.includes(':')) {
     if (h.includes('%')) throw new HostError('IPv6 zone identifiers are not allowed');

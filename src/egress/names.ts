@@ -1,4 +1,4 @@
-import { deny } from '../policy/decision.ts';
+import { deny } from '../policy/index.ts';
 import { resolveAndDecide, type TargetDecision, type TargetQuery } from './decide.ts';
 import { hostMatches } from './rules.ts';
 import { nameHit, recordFinding, recordHit } from './guard.ts';

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { connect, type Server, type Socket } from 'node:net';
 import type { Socket as UdpSocket } from 'node:dgram';
 import dnsPacket from 'dns-packet';
-import { AirlockError } from '../common/errors.ts';
+import { AirlockError } from '../common/index.ts';
 import type { AuditEventInput } from '../audit/index.ts';
 
 // The sandbox side of egress. The sandbox runs in its own, empty network namespace:

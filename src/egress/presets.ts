@@ -1,4 +1,4 @@
-import type { EGRESS_PRESETS } from '../policy/schema/egress.ts';
+import type { EGRESS_PRESETS } from '../policy/index.ts';
 
 // Named destination sets. HTTPS on 443 only: a preset never opens plain HTTP or another
 // port. Upload endpoints that are not needed to install or to call a model API

@@ -1,5 +1,7 @@
-import { AirlockError } from '../common/errors.ts';
-import { isPublicSuffixWildcard, type EgressPolicy, type EgressHostRule, type EgressCidrRule } from '../policy/schema/egress.ts';
+import { AirlockError } from '../common/index.ts';
+import {
+  isPublicSuffixWildcard, type EgressPolicy, type EgressHostRule, type EgressCidrRule,
+} from '../policy/index.ts';
 import { normalizeHost, splitAuthority, HostError } from './host.ts';
 import { parseCidr, type Cidr } from './ip.ts';
 import { PRESETS } from './presets.ts';

@@ -3,7 +3,7 @@ import { createServer as createHttpServer } from 'node:http';
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import type { AuditEventInput } from '../audit/index.ts';
 import type { Policy } from '../policy/index.ts';
-import { AirlockError } from '../common/errors.ts';
+import { AirlockError } from '../common/index.ts';
 import { compileEgress } from './rules.ts';
 import { systemResolver, type Resolver } from './resolver.ts';
 import { SessionLimits } from './limits.ts';

@@ -1,5 +1,5 @@
 import { applyPatch, parsePatch } from 'diff';
-import { AirlockError } from '../common/errors.ts';
+import { AirlockError } from '../common/index.ts';
 import type { ExecRequest, Session } from '../session/index.ts';
 import { deleteWorkspaceFile, readWorkspaceFile, workspacePath, writeWorkspaceFile, MAX_READ_BYTES } from './workspace-fs.ts';
 

@@ -1,8 +1,7 @@
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { z } from 'zod';
 import { AuditStore, type AuditEvent } from '../audit/index.ts';
-import { AirlockError } from '../common/errors.ts';
-import { ensureHome } from '../common/paths.ts';
+import { AirlockError, ensureHome } from '../common/index.ts';
 import { redactText } from '../secrets/index.ts';
 import { Session, type OpenSessionOptions, type StopResult } from '../session/index.ts';
 import { SANDBOX_WORKSPACE } from '../sandbox/index.ts';

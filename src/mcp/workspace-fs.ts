@@ -1,4 +1,4 @@
-import { AirlockError } from '../common/errors.ts';
+import { AirlockError } from '../common/index.ts';
 import { SANDBOX_WORKSPACE } from '../sandbox/index.ts';
 import type { ExecRequest, Session } from '../session/index.ts';
 

@@ -1,7 +1,14 @@
 export { policySchema, policyJsonSchema, type Policy, type PolicyInput } from './schema/index.ts';
 export {
   parsePolicyText, readPolicyFile, resolvePolicy, defaultPolicy, formatIssues, DEFAULT_ORG_POLICY,
-  type PolicySource, type LoadedPolicy,
+  type LoadedPolicy,
 } from './load.ts';
-export { mergePolicies, policyLeaves } from './merge.ts';
+export { mergePolicies, policyLeaves, type PolicySource } from './merge.ts';
 export { type PolicyDecision, type Action, allow, deny, ask, failClosed } from './decision.ts';
+export { isPublicSuffixWildcard, type EGRESS_PRESETS, type EgressPolicy, type EgressHostRule, type EgressCidrRule } from './schema/egress.ts';
+export { type PackagesPolicy, type PackageRule } from './schema/packages.ts';
+export { type BrokeredCredential } from './schema/credentials.ts';
+export { type SecretsPolicy, type SecretsAllowEntry } from './schema/secrets.ts';
+export { sinkSchema, type SinkConfig, type DetectionRule } from './schema/telemetry.ts';
+export { agentProfileSchema, PROFILE_NAME, type AgentProfileSpec } from './schema/agents.ts';
+export { INIT_TEMPLATE } from './template.ts';

@@ -2,18 +2,10 @@ import { readFileSync, existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { LineCounter, parseDocument, isMap, type Node as YamlNode } from 'yaml';
 import { z } from 'zod';
-import { AirlockError } from '../common/errors.ts';
+import { canonicalJson, AirlockError } from '../common/index.ts';
 import { policySchema, type Policy } from './schema/index.ts';
-import { mergePolicies } from './merge.ts';
-import { canonicalJson } from '../audit/event.ts';
+import { mergePolicies, type PolicySource } from './merge.ts';
 
-export interface PolicySource {
-  /** 'builtin' | 'org' | 'repo' | 'cli' */
-  kind: string;
-  /** file path or a description such as `commit abc123:airlock.yaml` */
-  origin: string;
-  raw: Record<string, unknown>;
-}
 
 export interface LoadedPolicy {
   policy: Policy;

@@ -1,8 +1,15 @@
 import { z } from 'zod';
+import { canonicalJson } from '../common/index.ts';
 import { policySchema, type Policy } from './schema/index.ts';
 import type { MergeRule } from './schema/meta.ts';
-import type { PolicySource } from './load.ts';
-import { canonicalJson } from '../audit/event.ts';
+
+export interface PolicySource {
+  /** 'builtin' | 'org' | 'repo' | 'cli' */
+  kind: string;
+  /** file path or a description such as `commit abc123:airlock.yaml` */
+  origin: string;
+  raw: Record<string, unknown>;
+}
 
 // Layers, in order: builtin defaults, the org policy (the ceiling), the repo policy
 // (replaces defaults, but only tightens what the org set), per-run grants from the

@@ -1,7 +1,7 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AirlockError } from '../common/errors.ts';
+import { AirlockError } from '../common/index.ts';
 import { loadSigningKey, readSigningKey, type KeyFiles, type SigningKey } from '../audit/index.ts';
 
 // The provenance signing key is the organisation's: a file it names (AIRLOCK_PROVENANCE_KEY,

@@ -1,6 +1,6 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import { AirlockError } from '../common/errors.ts';
-import { git } from '../common/git.ts';
+import { AirlockError } from '../common/index.ts';
+import { git } from '../common/index.ts';
 import { keyId, verifyCheckpointSignature, verifyProof, type InclusionProofDoc } from '../audit/index.ts';
 import { verifyEnvelope, IN_TOTO_PAYLOAD_TYPE, type DsseEnvelope } from './dsse.ts';
 import { NOTES_REF, PREDICATE_TYPE, STATEMENT_TYPE, type ProvenancePredicate, type ProvenanceStatement } from './statement.ts';

@@ -1,10 +1,8 @@
-import { AirlockError } from '../common/errors.ts';
-import { git } from '../common/git.ts';
+import { AirlockError, git, escapeForTerminal } from '../common/index.ts';
 import type { AuditStore } from '../audit/index.ts';
-import { assertOutsideSandbox, humanIdentity } from '../commands/human.ts';
+import { assertOutsideSandbox, humanIdentity } from '../commands/index.ts';
 import { rgit } from './diff.ts';
 import { readAgentCommits, type AgentCommit } from './commits.ts';
-import { escapeForTerminal } from '../common/terminal.ts';
 import { matchPath } from './checks/simple.ts';
 import { insertDecision, type Proposal } from './store.ts';
 import { proposalStatus, verifyProposal, type ProposalStatus } from './proposal.ts';

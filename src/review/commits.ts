@@ -1,6 +1,4 @@
-import { AirlockError } from '../common/errors.ts';
-import { AGENT_DATA_BOUNDS, gitBytes } from '../common/git.ts';
-import { escapeForTerminal, hasTerminalControls } from '../common/terminal.ts';
+import { AirlockError, AGENT_DATA_BOUNDS, gitBytes, escapeForTerminal, hasTerminalControls } from '../common/index.ts';
 import type { Policy } from '../policy/index.ts';
 import type { Finding } from './types.ts';
 

@@ -1,9 +1,8 @@
 import { createHash } from 'node:crypto';
 import parseDiff from 'parse-diff';
 import { spawn } from 'node:child_process';
-import { AGENT_DATA_BOUNDS, git, gitBytes, gitEnv, hardenedArgs } from '../common/git.ts';
-import { countTreePaths, DEFAULT_TREE_LIMITS } from '../workspace/bounds.ts';
-import { AirlockError } from '../common/errors.ts';
+import { AGENT_DATA_BOUNDS, git, gitBytes, gitEnv, hardenedArgs, AirlockError } from '../common/index.ts';
+import { countTreePaths, DEFAULT_TREE_LIMITS } from '../workspace/index.ts';
 import type { ChangeSet, ChangedFile } from './types.ts';
 
 // The change under review, read from the TRUSTED result repo with hardened git: no
@@ -20,7 +19,6 @@ const DIFF_TEXT = ['--no-color', '--no-ext-diff', '--no-textconv', '--no-renames
 const ZERO = '0'.repeat(40);
 /** Files larger than this are not loaded whole (they are a size finding anyway). */
 export const TEXT_CAP = 4 * 1024 * 1024;
-// eslint-disable-next-line no-control-regex
 const PRINTABLE_RUN = /[\x20-\x7e\t\r\n]{8,}/g;
 
 export function rgit(repo: string, args: string[], input?: string, encoding?: 'utf8' | 'latin1'): string {

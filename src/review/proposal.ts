@@ -1,7 +1,6 @@
 import { existsSync, realpathSync } from 'node:fs';
 import { join, sep } from 'node:path';
-import { AirlockError } from '../common/errors.ts';
-import { homeLayout, airlockHome } from '../common/paths.ts';
+import { AirlockError, homeLayout, airlockHome } from '../common/index.ts';
 import type { AuditStore } from '../audit/index.ts';
 import { parsePolicyText, readPolicyFile, resolvePolicy, DEFAULT_ORG_POLICY, type PolicySource, type LoadedPolicy } from '../policy/index.ts';
 import { loadChange, rgit } from './diff.ts';

@@ -1,4 +1,4 @@
-import { git } from '../common/git.ts';
+import { git } from '../common/index.ts';
 import { checkpoint, loadSigningKey, proveEvent, type AuditStore } from '../audit/index.ts';
 import {
   signEnvelope, loadProvenanceKey, IN_TOTO_PAYLOAD_TYPE, NOTES_REF, PREDICATE_TYPE, STATEMENT_TYPE,

@@ -1,6 +1,6 @@
 import { readFileSync, statSync } from 'node:fs';
 import { Octokit } from '@octokit/rest';
-import { AirlockError } from '../common/errors.ts';
+import { AirlockError } from '../common/index.ts';
 import type { Policy } from '../policy/index.ts';
 
 // Opening the pull/merge request after the branch is pushed: GitHub (Octokit), GitLab and

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { AuditStore } from '../audit/index.ts';
-import { canonicalJson } from '../audit/index.ts';
+import { canonicalJson } from '../common/index.ts';
 import type { Policy } from '../policy/index.ts';
 import type { Finding } from './types.ts';
 

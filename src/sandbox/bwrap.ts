@@ -3,7 +3,7 @@ import { existsSync, lstatSync, mkdirSync, rmSync, openSync, readSync, closeSync
 import { join, resolve } from 'node:path';
 import { once } from 'node:events';
 import { StringDecoder } from 'node:string_decoder';
-import { AirlockError } from '../common/errors.ts';
+import { AirlockError } from '../common/index.ts';
 import type { ExecHandle, ExecOptions, ExecResult, Mechanisms, Sandbox, SandboxDriver, SandboxSpec } from './driver.ts';
 import { buildSeccompProgram } from './seccomp.ts';
 import { createCgroup, type CgroupHandle } from './limits.ts';
@@ -515,7 +515,7 @@ let inheritedClosed = false;
 export function closeInheritedDescriptors(): void {
   if (inheritedClosed) return;
   inheritedClosed = true;
-  let fds: string[] = [];
+  let fds: string[];
   try { fds = readdirSync('/proc/self/fd'); } catch { return; }
   for (const f of fds) {
     const fd = Number(f);

@@ -1,4 +1,4 @@
-import { AirlockError } from '../common/errors.ts';
+import { AirlockError } from '../common/index.ts';
 
 // The sandbox environment is built, never inherited: a short allowlist of harmless
 // host variables, what the policy adds, and Airlock's own. Credential-looking names

@@ -194,7 +194,7 @@ export class TraceParser {
       }
       default: {
         if (ret !== '-1' || !errno) return;
-        let target = '';
+        let target: string;
         if (NETWORK_SYSCALLS.has(name)) {
           target = socketTarget(rest);
         } else {

@@ -1,6 +1,6 @@
 import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, readSync } from 'node:fs';
 import { join } from 'node:path';
-import { AirlockError } from '../common/errors.ts';
+import { AirlockError } from '../common/index.ts';
 import { scanText, scanTextExplained } from './engine.ts';
 import type { AllowEntry, SecretFinding, SecretSuppression } from './types.ts';
 

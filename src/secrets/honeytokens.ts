@@ -2,7 +2,7 @@ import { closeSync, constants, lstatSync, mkdirSync, openSync, writeSync } from 
 import { generateKeyPairSync, randomBytes, randomInt } from 'node:crypto';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import type { SecretsPolicy } from '../policy/schema/secrets.ts';
+import type { SecretsPolicy } from '../policy/index.ts';
 import { fingerprint } from './types.ts';
 
 // Decoy credentials planted in the sandbox: random per session, shaped like the real thing

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { SecretsPolicy, SecretsAllowEntry } from '../policy/schema/secrets.ts';
+import type { SecretsPolicy, SecretsAllowEntry } from '../policy/index.ts';
 
 export type SecretSeverity = 'critical' | 'high' | 'medium';
 

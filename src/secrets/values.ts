@@ -40,7 +40,7 @@ function longestSequence(v: string): number {
   let best = 0;
   for (let i = 0; i < s.length; i++) {
     for (const seq of SEQUENCES) {
-      let k = seq.indexOf(s[i]!);
+      const k = seq.indexOf(s[i]!);
       if (k < 0) continue;
       let n = 1;
       while (i + n < s.length && seq[k + n] === s[i + n]) n++;
@@ -124,7 +124,6 @@ export function notSecretReason(v: string, opts: { body?: string; password?: boo
 
 /** Explanations quote key names from the scanned text: keep them printable and short. */
 export function printable(s: string, max = 200): string {
-  // eslint-disable-next-line no-control-regex
   const clean = s.replace(/[^\x20-\x7e]/g, '?');
   return clean.length > max ? clean.slice(0, max) + '…' : clean;
 }

@@ -4,8 +4,7 @@ import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { StringDecoder } from 'node:string_decoder';
 import { fileURLToPath } from 'node:url';
-import { AirlockError } from '../common/errors.ts';
-import { ensureHome } from '../common/paths.ts';
+import { AirlockError, ensureHome } from '../common/index.ts';
 import { Session, type OpenSessionOptions } from './session.ts';
 
 // A long-running session for agent frameworks that call tools one at a time: a detached
@@ -30,7 +29,7 @@ function redactedStream(stream: NodeJS.ReadableStream | null, emit: (b: Buffer) 
   const flush = (text: string) => {
     chain = chain.then(async () => {
       const { redactText } = await import('../secrets/index.ts');
-      let out = text;
+      let out: string;
       try { out = (await redactText(text)).text; } catch { out = '[airlock: output withheld: the secret scanner failed]\n'; }
       emit(Buffer.from(out));
     });

@@ -6,12 +6,12 @@
 // out takes an explicit `null` and is recorded. No module state: each call builds fresh
 // layer objects. Each layer loads its module on first use, so a session that needs no
 // gateway, proposal or sinks does not pay for importing them.
-import { chownTreeNoFollow } from '../common/fs.ts';
+import { chownTreeNoFollow } from '../common/index.ts';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import type { Session, ExecRequest } from './session.ts';
-import type { AuditEventInput } from '../audit/index.ts';
-import { canonicalJson, checkpoint, startCheckpointer } from '../audit/index.ts';
+import { type AuditEventInput, checkpoint, startCheckpointer } from '../audit/index.ts';
+import { canonicalJson } from '../common/index.ts';
 import type { Detector } from '../detect/index.ts';
 import type { Honeytoken } from '../secrets/index.ts';
 import type { PolicyDecision } from '../policy/index.ts';
@@ -159,7 +159,7 @@ async function restoreRedacted(s: Session): Promise<Record<string, [string, stri
   const files = new Set((report?.events ?? []).filter((e) => e.type === 'secrets.redacted').map((e) => String(e.data?.file)));
   if (!files.size) return {};
   const { scanText, defaultMarker } = await import('../secrets/index.ts');
-  const { git } = await import('../common/git.ts');
+  const { git } = await import('../common/index.ts');
   const out: Record<string, [string, string][]> = {};
   for (const f of files) {
     const r = git(['cat-file', 'blob', `${s.baseCommit}:${f}`], { env: { GIT_DIR: s.mirror }, allowFail: true });

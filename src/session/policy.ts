@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { AirlockError } from '../common/errors.ts';
+import { AirlockError } from '../common/index.ts';
 import { parsePolicyText, readPolicyFile, resolvePolicy, DEFAULT_ORG_POLICY, type LoadedPolicy, type PolicySource } from '../policy/index.ts';
 import { readAtCommit, type HostRepo } from '../workspace/index.ts';
 

@@ -1,5 +1,5 @@
 import { rmSync, statfsSync, writeFileSync } from 'node:fs';
-import { cannotRecord } from '../common/errors.ts';
+import { cannotRecord } from '../common/index.ts';
 
 // Airlock records everything an agent does on the file system that holds AIRLOCK_HOME (the
 // audit store, the raw process trace). When that file system fills, strace's writes and

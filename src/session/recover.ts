@@ -1,9 +1,9 @@
 import { existsSync, lstatSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AuditEventInput, AuditStore } from '../audit/index.ts';
-import type { HomeLayout } from '../common/paths.ts';
+import type { HomeLayout } from '../common/index.ts';
 import { recoverTrace, removeSessionCgroups, traceEventKey } from '../sandbox/index.ts';
-import { redactDeep } from '../secrets/sync.ts';
+import { redactDeep } from '../secrets/index.ts';
 import { SESSION_ID } from './id.ts';
 import { listSessions } from './list.ts';
 

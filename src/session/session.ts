@@ -3,8 +3,9 @@ import { join, resolve } from 'node:path';
 import { userInfo } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { AuditStore, type AuditEvent, type AuditEventInput } from '../audit/index.ts';
-import { AirlockError, cannotRecord, isRecordingFailure } from '../common/errors.ts';
-import { ensureHome, makePrivateTree, type HomeLayout } from '../common/paths.ts';
+import {
+  AirlockError, cannotRecord, isRecordingFailure, ensureHome, makePrivateTree, type HomeLayout,
+} from '../common/index.ts';
 import type { LoadedPolicy, PolicyDecision } from '../policy/index.ts';
 import {
   BwrapDriver, buildSandboxEnv, HOST_UID_FOR_SANDBOX, SANDBOX_HOME, SANDBOX_WORKSPACE,

@@ -1,5 +1,4 @@
-import { AirlockError } from '../common/errors.ts';
-import { AGENT_DATA_BOUNDS, gitBytes } from '../common/git.ts';
+import { AirlockError, AGENT_DATA_BOUNDS, gitBytes } from '../common/index.ts';
 
 // Counts what a tree (or the difference of two trees) expands to BEFORE any git command
 // materialises it. A tree bomb of ~100 KB (three levels of 1000 entries, each pointing at

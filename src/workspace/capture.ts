@@ -1,7 +1,6 @@
 import { copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { AirlockError } from '../common/errors.ts';
-import { AGENT_DATA_BOUNDS, git, type GitOptions } from '../common/git.ts';
+import { AirlockError, AGENT_DATA_BOUNDS, git, type GitOptions } from '../common/index.ts';
 import { countTreePaths, DEFAULT_TREE_LIMITS } from './bounds.ts';
 import { WORK_BRANCH } from './snapshot.ts';
 
@@ -120,7 +119,7 @@ function isRegular(p: string): boolean {
 
 function copyObjects(gitDir: string, toObjects: string, warnings: string[]): number {
   let n = 0;
-  let entries: string[] = [];
+  let entries: string[];
   const fromObjects = insideOnly(gitDir, 'objects', 'dir');
   if (!fromObjects) { if (kindOf(join(gitDir, 'objects')) !== 'missing') warnings.push('.git/objects is not a directory (symlink?); ignored'); return 0; }
   try { entries = readdirSync(fromObjects); } catch { return 0; }
@@ -150,7 +149,7 @@ function copyObjects(gitDir: string, toObjects: string, warnings: string[]): num
 }
 
 function readRef(gitDir: string, ref: string, warnings: string[]): string | null {
-  if (!/^refs\/[A-Za-z0-9._\/-]+$/.test(ref) || ref.includes('..')) { warnings.push(`HEAD points at an invalid ref name`); return null; }
+  if (!/^refs\/[A-Za-z0-9._/-]+$/.test(ref) || ref.includes('..')) { warnings.push(`HEAD points at an invalid ref name`); return null; }
   const loose = insideOnly(gitDir, ref, 'file');
   if (loose) {
     const v = readFileSync(loose, 'utf8').slice(0, 4096).trim();

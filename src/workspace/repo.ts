@@ -1,7 +1,6 @@
 import { existsSync, realpathSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { AirlockError } from '../common/errors.ts';
-import { git } from '../common/git.ts';
+import { AirlockError, git } from '../common/index.ts';
 
 export interface HostRepo {
   /** Absolute real path of the repository's top-level directory. */

@@ -2,9 +2,7 @@ import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync, readFileSync,
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { git } from '../common/git.ts';
-import { chownTreeNoFollow, joinBytes, linkTree } from '../common/fs.ts';
-import { makePrivateTree } from '../common/paths.ts';
+import { git, makePrivateTree, chownTreeNoFollow, joinBytes, linkTree } from '../common/index.ts';
 import type { HostRepo } from './repo.ts';
 
 // A copy-on-write workspace is two read-only layers under the session's overlay:

@@ -5,7 +5,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { AuditStore, type AuditEvent } from '../../src/audit/index.ts';
-import { BIN, cleanup, makeRepo, tmp } from '../helpers.ts';
+import { cleanup, makeRepo, tmp } from '../helpers.ts';
 import { startModelServer, type ToolStep } from './model-server.ts';
 import { runAirlock } from './airlock-run.ts';
 

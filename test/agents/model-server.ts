@@ -157,7 +157,7 @@ export async function startModelServer(o: ModelServerOptions): Promise<ModelServ
   const server: Server = createServer((req, res) => {
     void (async () => {
       const text = await readBody(req);
-      let body: Record<string, unknown> = {};
+      let body: Record<string, unknown>;
       try { body = text ? JSON.parse(text) as Record<string, unknown> : {}; } catch { body = { _raw: text.slice(0, 2000) }; }
       const path = req.url ?? '/';
       const pathname = path.split('?')[0]!;

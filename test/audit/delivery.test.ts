@@ -50,7 +50,7 @@ function seed(n: number): { store: AuditStore; events: AuditEvent[]; dir: string
   const events = store.appendMany(Array.from({ length: n }, (_, i) => ({ type: 'process.exec', session: 's', data: { pid: i, argv: ['x'] } })));
   return { store, events, dir };
 }
-const within = <T>(p: Promise<T>, ms: number) => Promise.race([p.then(() => true), new Promise<boolean>((r) => { const t = setTimeout(() => r(false), ms); p.finally(() => clearTimeout(t)); })]);
+const within = <T>(p: Promise<T>, ms: number) => Promise.race([p.then(() => true), new Promise<boolean>((r) => { const t = setTimeout(() => r(false), ms); void p.finally(() => clearTimeout(t)); })]);
 async function until(cond: () => boolean, ms = 20_000): Promise<boolean> {
   const end = Date.now() + ms;
   while (Date.now() < end) { if (cond()) return true; await new Promise((r) => setTimeout(r, 25)); }

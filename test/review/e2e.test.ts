@@ -168,7 +168,7 @@ test('push rejected by the remote, unreachable remote, existing branch, protecte
     rejectingHook(remote, 'policy: pushes from bots are reviewed by hand');
     await assert.rejects(applyProposal(env.store, p.id, { as: 'alice@example.com', env: {} }),
       (e: unknown) => e instanceof AirlockError && e.kind === 'UNAVAILABLE' && /rejected: .*pushes from bots are reviewed by hand/s.test(e.message));
-    let st = proposalStatus(env.store, p);
+    const st = proposalStatus(env.store, p);
     assert.equal(st.state, 'approved', 'still approved, not applied');
     assert.match(st.lastApplyError ?? '', /pushes from bots/);
     rmSync(join(remote, 'hooks', 'pre-receive'));

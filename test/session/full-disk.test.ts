@@ -6,7 +6,7 @@
 // raw trace of what could not be recorded is recovered once there is room again.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { AuditStore, verifyChain } from '../../src/audit/index.ts';

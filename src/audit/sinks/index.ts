@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { AuditTables } from '../store.ts';
-import type { SinkConfig } from '../../policy/schema/telemetry.ts';
+import type { SinkConfig } from '../../policy/index.ts';
 import type { AuditEvent, Severity } from '../event.ts';
 import type { AuditStore } from '../store.ts';
 import { acknowledgementOf, createSink, DEFAULT_TIMEOUT_MS, type Acknowledgement, type Sink } from './transports.ts';

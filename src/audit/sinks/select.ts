@@ -1,7 +1,6 @@
-import { AirlockError } from '../../common/errors.ts';
-import type { LoadedPolicy } from '../../policy/index.ts';
-import { sinkSchema, type SinkConfig } from '../../policy/schema/telemetry.ts';
-import { canonicalJson } from '../event.ts';
+import { AirlockError } from '../../common/index.ts';
+import { type LoadedPolicy, sinkSchema, type SinkConfig } from '../../policy/index.ts';
+import { canonicalJson } from '../../common/index.ts';
 
 // Which sinks a session delivers to. A sink is a host-side destination for the whole audit
 // stream (every command, request, path and finding), so choosing one is the org's call: the

@@ -1,18 +1,12 @@
 import type { Command } from 'commander';
-import { AirlockError } from '../../common/errors.ts';
-import { ensureHome } from '../../common/paths.ts';
-import { AuditStore } from '../../audit/index.ts';
+import { AirlockError, escapeForTerminal as esc } from '../../common/index.ts';
 import { listAsks, answerAsk, assertOutsideSandbox, humanIdentity, type CommandAsk } from '../../commands/index.ts';
-import { escapeForTerminal as esc } from '../../common/terminal.ts';
+import { openOrCreateStore } from '../store.ts';
 import { bad, dim, ok, printJson, table, warn } from '../output.ts';
 
 // `airlock approvals [--json] [--all]` lists commands waiting for a human ("ask" rules);
 // `airlock approvals allow|deny N [--as NAME] [--reason TEXT]` answers one. Answers are
 // refused from inside a sandbox.
-
-export function openStore(): AuditStore {
-  return new AuditStore(ensureHome().auditDb);
-}
 
 export function parseId(s: string, what: string): number {
   if (!/^[1-9][0-9]{0,15}$/.test(s)) throw new AirlockError('USAGE', `${what} must be a positive number, got "${s}"`, `list them first (e.g. \`airlock ${what === 'proposal id' ? 'review list' : 'approvals'}\`)`);
@@ -32,7 +26,7 @@ export function registerApprovals(program: Command): void {
     .option('--json', 'machine-readable output')
     .option('--all', 'include answered and timed-out asks')
     .action((opts: { json?: boolean; all?: boolean }) => {
-      const store = openStore();
+      const store = openOrCreateStore();
       try {
         const asks = listAsks(store, { all: opts.all });
         if (opts.json) { printJson(asks); return; }
@@ -49,7 +43,7 @@ export function registerApprovals(program: Command): void {
       .option('--reason <text>', 'why (recorded)')
       .action((id: string, opts: { as?: string; reason?: string }) => {
         const n = parseId(id, 'approval id');
-        const store = openStore();
+        const store = openOrCreateStore();
         try {
           assertOutsideSandbox(store);
           const who = humanIdentity(opts.as);

@@ -1,30 +1,16 @@
 import { existsSync, readFileSync, writeFileSync, createWriteStream } from 'node:fs';
 import type { Command } from 'commander';
-import { AirlockError, ExitCode } from '../../common/errors.ts';
-import { homeLayout } from '../../common/paths.ts';
+import { AirlockError, ExitCode, homeLayout, escapeForTerminal as sanitizeForTerminal } from '../../common/index.ts';
 import {
-  AuditStore, checkpoint, listCheckpoints, loadPublicKey, proveEvent, verifyLogAsync, verifyProof, type AuditEvent, type Severity,
+  AuditStore, checkpoint, listCheckpoints, loadPublicKey, proveEvent, verifyLogAsync, verifyProof, type AuditEvent, type Severity, formatEvent, type EventFormat, summarize,
 } from '../../audit/index.ts';
-import { formatEvent, type EventFormat } from '../../audit/sinks/formats.ts';
-import { summarize } from '../../audit/summary.ts';
-import { escapeForTerminal as sanitizeForTerminal } from '../../common/terminal.ts';
-import { setExit } from '../main.ts';
 import { registerSinks } from './sinks.ts';
-import { bad, dim, jsonText, ok, printJson, table, warn } from '../output.ts';
+import { auditDbPath, openStore } from '../store.ts';
+import { bad, dim, jsonText, ok, printJson, table, warn, setExit } from '../output.ts';
 
 // `airlock audit …`: read, verify, prove and export the tamper-evident audit log.
 
 const SEVERITIES: Severity[] = ['info', 'low', 'medium', 'high', 'critical'];
-
-export function auditDbPath(): string {
-  return homeLayout().auditDb;
-}
-
-export function openStore(mustExist = true): AuditStore {
-  const p = auditDbPath();
-  if (mustExist && !existsSync(p)) throw new AirlockError('NOT_FOUND', `no audit log at ${p}`, 'run a session first, or set AIRLOCK_HOME to the data dir that holds audit.db');
-  return new AuditStore(p);
-}
 
 /** ISO time or a relative age: 30s, 15m, 2h, 7d. */
 export function parseSince(v: string): string {

@@ -1,12 +1,11 @@
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { AirlockError, ExitCode } from '../../common/errors.ts';
+import { AirlockError, ExitCode } from '../../common/index.ts';
 import { readPolicyFile, resolvePolicy, type PolicySource } from '../../policy/index.ts';
 import { orgPolicyPath, REPO_POLICY_FILE } from '../../session/index.ts';
 import { compileEgress, resolveAndDecide, mapResolver, systemResolver, splitAuthority, requestPath, type Resolver, type TargetQuery } from '../../egress/index.ts';
-import { printJson, ok, bad, table } from '../output.ts';
-import { setExit } from '../main.ts';
+import { printJson, ok, bad, table, setExit } from '../output.ts';
 
 // `airlock egress check`: the gateway's own decision for each target, offline (names are
 // resolved, nothing is connected), so a policy can be tested before use and in CI.

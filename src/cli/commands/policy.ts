@@ -1,11 +1,12 @@
 import type { Command } from 'commander';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { AirlockError } from '../../common/errors.ts';
-import { policyJsonSchema, readPolicyFile, resolvePolicy, type PolicySource } from '../../policy/index.ts';
+import { AirlockError } from '../../common/index.ts';
+import {
+  policyJsonSchema, readPolicyFile, resolvePolicy, type PolicySource, INIT_TEMPLATE,
+} from '../../policy/index.ts';
 import { orgPolicyPath, REPO_POLICY_FILE } from '../../session/index.ts';
 import { printJson, ok, dim } from '../output.ts';
-import { INIT_TEMPLATE } from '../../policy/template.ts';
 
 function gitRoot(dir: string): string {
   let d = resolve(dir);

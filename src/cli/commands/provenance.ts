@@ -1,11 +1,10 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import { ExitCode } from '../../common/errors.ts';
-import { airlockHome, homeLayout } from '../../common/paths.ts';
-import { escapeForTerminal } from '../../common/terminal.ts';
+import { ExitCode } from '../../common/index.ts';
+import { airlockHome, homeLayout } from '../../common/index.ts';
+import { escapeForTerminal } from '../../common/index.ts';
 import { loadProvenanceKey, loadProvenancePublicKey, verifyChange, NOTES_REF } from '../../provenance/index.ts';
-import { setExit } from '../main.ts';
-import { bad, ok, printJson } from '../output.ts';
+import { bad, ok, printJson, setExit } from '../output.ts';
 
 // `airlock verify-change COMMIT`: offline check of a pushed change's signed provenance with
 // the organisation's public key alone (for CI in the target repo). `airlock provenance

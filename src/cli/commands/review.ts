@@ -1,22 +1,21 @@
 import type { Command } from 'commander';
 import { spawnSync } from 'node:child_process';
-import { ExitCode } from '../../common/errors.ts';
-import { escapeForTerminal } from '../../common/terminal.ts';
+import { ExitCode, escapeForTerminal } from '../../common/index.ts';
 import type { AuditStore } from '../../audit/index.ts';
 import {
   createProposal, listProposals, proposalStatus, approveProposal, rejectProposal, applyProposal, requireProposal,
   toSarif, loadChange, diffSections, decisionsFor, readAgentCommits, commitsJson, type Proposal, type Finding, type ProposalStatus,
 } from '../../review/index.ts';
-import { setExit } from '../main.ts';
-import { bad, bold, dim, ok, paint, printJson, progress, table, warn } from '../output.ts';
-import { openStore, parseId } from './approvals.ts';
+import { bad, bold, dim, ok, paint, printJson, progress, table, warn, setExit } from '../output.ts';
+import { parseId } from './approvals.ts';
+import { openOrCreateStore } from '../store.ts';
 
 // airlock propose SESSION; airlock review list|show|approve|reject|apply. Output shows
 // agent-written text with control, bidi and invisible characters made visible, so the
 // diff a reviewer reads is the diff that would be applied.
 
 function withStore<T>(fn: (s: AuditStore) => T | Promise<T>): Promise<T> {
-  const s = openStore();
+  const s = openOrCreateStore();
   return Promise.resolve().then(() => fn(s)).finally(() => s.close());
 }
 

@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
-import { AirlockError, ExitCode } from '../../common/errors.ts';
-import { setExit } from '../main.ts';
-import { bad, dim, ok, printJson, progress, table, warn } from '../output.ts';
+import { AirlockError, ExitCode } from '../../common/index.ts';
+import { bad, dim, ok, printJson, progress, table, warn, setExit } from '../output.ts';
 import { scanPathsDetailed } from '../../secrets/index.ts';
 
 // `airlock secrets scan PATH… [--json]`: reports where secrets are (file, line, column,

@@ -1,14 +1,12 @@
 import type { Command } from 'commander';
 import { constants as osConstants } from 'node:os';
-import { AirlockError, ExitCode } from '../../common/errors.ts';
-import { ensureHome, type HomeLayout } from '../../common/paths.ts';
-import { escapeForTerminal as esc } from '../../common/terminal.ts';
+import { AirlockError, ExitCode, ensureHome, type HomeLayout, escapeForTerminal as esc } from '../../common/index.ts';
 import { AuditStore } from '../../audit/index.ts';
-import { Session, listSessions, recoverSessions, type OpenSessionOptions, type SessionSummary } from '../../session/index.ts';
-import { request, startDetached } from '../../session/daemon.ts';
+import {
+  Session, listSessions, recoverSessions, type OpenSessionOptions, type SessionSummary, request, startDetached,
+} from '../../session/index.ts';
 import { applyProfile } from '../../agents/index.ts';
-import { setExit } from '../main.ts';
-import { bad, dim, ok, printJson, table, warn, progress } from '../output.ts';
+import { bad, dim, ok, printJson, table, warn, progress, setExit } from '../output.ts';
 
 function collect(v: string, prev: string[]): string[] { return [...prev, v]; }
 
@@ -93,7 +91,7 @@ export function registerSession(program: Command): void {
         void session.stop(`interrupted by ${sig}`);
       };
       for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, onSignal);
-      let status = 1;
+      let status: number;
       try {
         await profile.prepare(session);
         const h = await session.exec({ argv: profile.argv, stdio: 'inherit', via: 'run' });

@@ -1,12 +1,12 @@
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
-import { AirlockError, ExitCode } from '../../common/errors.ts';
-import { DEFAULT_ORG_POLICY, readPolicyFile, resolvePolicy, type PolicySource } from '../../policy/index.ts';
-import type { SinkConfig } from '../../policy/schema/telemetry.ts';
+import { AirlockError, ExitCode } from '../../common/index.ts';
+import {
+  DEFAULT_ORG_POLICY, readPolicyFile, resolvePolicy, type PolicySource, type SinkConfig,
+} from '../../policy/index.ts';
 import { flushSinks, sinkStatus, sessionSinks, startDelivery, type SinkStatus } from '../../audit/sinks/index.ts';
-import { openStore } from './audit.ts';
-import { setExit } from '../main.ts';
-import { bad, dim, ok, printJson, table, warn } from '../output.ts';
+import { openStore } from '../store.ts';
+import { bad, dim, ok, printJson, table, warn, setExit } from '../output.ts';
 
 // `airlock sinks status|flush|serve`: SIEM delivery lag and errors; deliver what is pending;
 // a delivery service that keeps delivering what sessions left behind (deploy/airlock-sinks.service).

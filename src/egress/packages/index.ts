@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { AuditEventInput } from '../../audit/index.ts';
-import type { PackagesPolicy } from '../../policy/schema/packages.ts';
+import type { PackagesPolicy } from '../../policy/index.ts';
 import { hostMatches, hostPatternOf, type HostPattern } from '../rules.ts';
 import { PackageRules, type Verdict } from './policy.ts';
 import { loadMaliciousLists } from './osv.ts';

@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { AirlockError } from '../../common/errors.ts';
-import { normPackageName } from '../../common/typosquat.ts';
+import { AirlockError, normPackageName } from '../../common/index.ts';
 import { compareVersions, type Ecosystem } from './versions.ts';
 
 // The organisation's known-malicious list: OSV records (https://ossf.github.io/osv-schema/)

@@ -1,7 +1,6 @@
 import { minimatch } from 'minimatch';
-import type { PackagesPolicy, PackageRule } from '../../policy/schema/packages.ts';
-import { normPackageName, typosquatOf } from '../../common/typosquat.ts';
-import { POPULAR } from '../../common/popular-packages.ts';
+import type { PackagesPolicy, PackageRule } from '../../policy/index.ts';
+import { normPackageName, typosquatOf, POPULAR } from '../../common/index.ts';
 import { inRange, type Ecosystem } from './versions.ts';
 import { maliciousMatch, type MaliciousEntry } from './osv.ts';
 

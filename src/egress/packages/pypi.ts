@@ -1,5 +1,5 @@
 import { Parser } from 'htmlparser2';
-import { normPackageName } from '../../common/typosquat.ts';
+import { normPackageName } from '../../common/index.ts';
 import { validVersion } from './versions.ts';
 import type { PackageRules } from './policy.ts';
 import type { DeniedVersion } from './npm.ts';

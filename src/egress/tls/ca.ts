@@ -5,7 +5,7 @@ import { createPrivateKey, randomBytes, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { join } from 'node:path';
-import { AirlockError } from '../../common/errors.ts';
+import { AirlockError } from '../../common/index.ts';
 
 // Airlock's own certificate authority for the gateway's opt-in TLS interception. Created on
 // first use with a maintained X.509 library (@peculiar/x509 over WebCrypto, ECDSA P-256):

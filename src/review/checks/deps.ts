@@ -4,9 +4,7 @@ import semver from 'semver';
 import type { Policy } from '../../policy/index.ts';
 import type { ChangedFile, Finding } from '../types.ts';
 import type { Severity } from '../../audit/index.ts';
-import type { Ecosystem } from '../../common/typosquat.ts';
-import { POPULAR } from '../../common/popular-packages.ts';
-import { typosquatOf, normPackageName as normName } from '../../common/typosquat.ts';
+import { type Ecosystem, POPULAR, typosquatOf, normPackageName as normName } from '../../common/index.ts';
 
 // Dependency changes in manifests and lockfiles (npm, PyPI, Go, Cargo): every added
 // package is listed; denylisted names, likely typosquats (edit distance after folding

@@ -62,7 +62,6 @@ export async function secretsCheck(files: ChangedFile[], repo?: string): Promise
 const BIDI = /[\u202A-\u202E\u2066-\u2069\u200E\u200F\u061C]/u;
 // eslint-disable-next-line no-misleading-character-class
 const INVISIBLE = /[\u200B-\u200D\u2060-\u2064\u00AD\u180E\u3164\u115F\u1160\uFFA0\u034F\uFEFF\u2028\u2029\u{E0000}-\u{E007F}\u{E0100}-\u{E01EF}\uFE00-\uFE0E]/u;
-// eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]/u;
 const WORD = /[\p{L}\p{M}\p{N}_$]+/gu;
 const NON_LATIN_LOOKALIKE = /[\p{Script=Cyrillic}\p{Script=Greek}\p{Script=Armenian}\p{Script=Cherokee}\p{Script=Coptic}]/u;
@@ -82,7 +81,6 @@ function cp(ch: string): string {
   return `U+${n.toString(16).toUpperCase().padStart(4, '0')}${NAMES[n] ? ` ${NAMES[n]}` : ''}`;
 }
 
-// eslint-disable-next-line no-control-regex
 const NAME_CONTROL = /[\u0000-\u001F\u007F-\u009F]/u;
 
 /** A name git must quote, or one that hides or reorders characters, is a finding of its own. */
