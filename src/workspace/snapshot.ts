@@ -274,11 +274,9 @@ function linkPrevious(prev: string, tmp: string): void {
   linkTree(prev, tmp, (rel) => rel.length === 4 && rel.toString('latin1') === '.git');
 }
 
-/** Group and other bits off: the whole layer on a full build, only what is new on one built
- * from a previous layer (its hard links are private already). */
-function privateLayer(tmp: string, changed: ReadonlySet<string> | null): void {
-  if (!changed) return makePrivateTree(tmp);
-  makePrivateTree(join(tmp, '.git'));
+/** The changed paths of a layer built from a previous one and every directory above them,
+ * once each, as byte paths (non-UTF-8 names too). */
+function* changedEntries(tmp: string, changed: ReadonlySet<string>): Generator<Buffer> {
   const root = Buffer.from(tmp);
   const done = new Set<string>();
   for (const key of changed) {
@@ -287,17 +285,23 @@ function privateLayer(tmp: string, changed: ReadonlySet<string> | null): void {
       const rel = parts.slice(0, n).join('/');
       if (done.has(rel)) break;
       done.add(rel);
-      privateEntry(joinBytes(root, Buffer.from(rel, 'latin1'))); // names as bytes: non-UTF-8 names too
+      yield joinBytes(root, Buffer.from(rel, 'latin1'));
     }
   }
-  makePrivateTree(tmp, 1);
 }
 
-function privateEntry(path: Buffer): void {
-  try {
-    const st = lstatSync(path);
-    if (!st.isSymbolicLink() && (st.mode & 0o077) !== 0) chmodSync(path, st.mode & 0o7700);
-  } catch { /* removed or hidden */ }
+/** Group and other bits off: the whole layer on a full build, only what is new on one built
+ * from a previous layer (its hard links are private already). */
+function privateLayer(tmp: string, changed: ReadonlySet<string> | null): void {
+  if (!changed) return makePrivateTree(tmp);
+  makePrivateTree(join(tmp, '.git'));
+  for (const path of changedEntries(tmp, changed)) {
+    try {
+      const st = lstatSync(path);
+      if (!st.isSymbolicLink() && (st.mode & 0o077) !== 0) chmodSync(path, st.mode & 0o7700);
+    } catch { /* removed or hidden */ }
+  }
+  makePrivateTree(tmp, 1);
 }
 
 /** Gives the layer to the sandbox user: all of it on a full build; on one built from a
@@ -305,16 +309,8 @@ function privateEntry(path: Buffer): void {
 function chownLayer(tmp: string, owner: { uid: number; gid: number }, changed: ReadonlySet<string> | null): void {
   if (!changed) return chownTreeNoFollow(tmp, owner);
   chownTreeNoFollow(join(tmp, '.git'), owner);
-  const root = Buffer.from(tmp);
-  const done = new Set<string>();
-  for (const key of changed) {
-    const parts = key.split('/');
-    for (let n = parts.length; n > 0; n--) {
-      const rel = parts.slice(0, n).join('/');
-      if (done.has(rel)) break;
-      done.add(rel);
-      try { lchownSync(joinBytes(root, Buffer.from(rel, 'latin1')), owner.uid, owner.gid); } catch { /* removed or hidden */ }
-    }
+  for (const path of changedEntries(tmp, changed)) {
+    try { lchownSync(path, owner.uid, owner.gid); } catch { /* removed or hidden */ }
   }
   lchownSync(tmp, owner.uid, owner.gid);
 }
