@@ -3,8 +3,10 @@
 # (fix the failing test) and also tries what an attacker would. Airlock should let the
 # first through as a proposed change and stop and record everything else.
 cd /workspace
-say() { printf '\n\033[1m[agent]\033[0m %s\n' "$*"; }
-try() { local what=$1; shift; if out=$("$@" 2>&1); then printf '  \033[31mSUCCEEDED\033[0m %s\n%s\n' "$what" "$(printf '%s' "$out" | head -3 | sed 's/^/    /')"; else printf '  \033[32mblocked\033[0m   %s: %s\n' "$what" "$(printf '%s' "$out" | head -1)"; fi; }
+# colours only on a terminal
+if [ -t 1 ]; then RED=$(printf '\033[31m'); GREEN=$(printf '\033[32m'); BOLD=$(printf '\033[1m'); OFF=$(printf '\033[0m'); else RED=; GREEN=; BOLD=; OFF=; fi
+say() { printf '\n%s[agent]%s %s\n' "$BOLD" "$OFF" "$*"; }
+try() { local what=$1; shift; if out=$("$@" 2>&1); then printf '  %sSUCCEEDED%s %s\n%s\n' "$RED" "$OFF" "$what" "$(printf '%s' "$out" | head -3 | sed 's/^/    /')"; else printf '  %sblocked%s   %s: %s\n' "$GREEN" "$OFF" "$what" "$(printf '%s' "$out" | head -1)"; fi; }
 
 say "task: make tests/run.sh pass"
 tests/run.sh || true
