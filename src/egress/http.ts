@@ -1,6 +1,6 @@
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import type { TargetDecision } from './decide.ts';
+import type { TargetDecision } from './decide-egress.ts';
 import { normalizeHost, splitAuthority, HostError, hostPort } from './host.ts';
 import { Tracked, type Ctx } from './context.ts';
 import { connectUpstream, peekFirst, decideTunnel, refuseInTunnel, pipeBoth } from './tunnel.ts';

@@ -2,7 +2,7 @@ import { Agent, createServer as createHttpServer, request as httpRequest, type I
 import { connect, type Socket } from 'node:net';
 import { Duplex, Readable } from 'node:stream';
 import { TLSSocket, connect as tlsConnect } from 'node:tls';
-import { decideTarget, type TargetDecision } from './decide.ts';
+import { decideTarget, type TargetDecision } from './decide-egress.ts';
 import { hostMatches } from './rules.ts';
 import { hostPort, normalizeHost, splitAuthority } from './host.ts';
 import { Tracked, type Ctx } from './context.ts';

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { decideTarget } from './decide.ts';
+import { decideTarget } from './decide-egress.ts';
 import { inCidr } from './ip.ts';
 import { Tracked, type Ctx } from './context.ts';
 import type { EgressRules } from './rules.ts';

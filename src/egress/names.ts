@@ -1,5 +1,5 @@
 import { deny } from '../policy/index.ts';
-import { resolveAndDecide, type TargetDecision, type TargetQuery } from './decide.ts';
+import { resolveAndDecide, type TargetDecision, type TargetQuery } from './decide-egress.ts';
 import { hostMatches } from './rules.ts';
 import { nameHit, recordFinding, recordHit } from './guard.ts';
 import type { Ctx, Tracked } from './context.ts';

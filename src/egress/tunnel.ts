@@ -1,5 +1,5 @@
 import { connect, type Socket } from 'node:net';
-import { decideTarget, type TargetDecision } from './decide.ts';
+import { decideTarget, type TargetDecision } from './decide-egress.ts';
 import { normalizeHost } from './host.ts';
 import { parseClientHello, MAX_HELLO_BYTES, TLS_ACCESS_DENIED_ALERT } from './sni.ts';
 import type { Ctx, Tracked } from './context.ts';

@@ -1,12 +1,12 @@
 import { AirlockError, git, escapeForTerminal } from '../common/index.ts';
 import type { AuditStore } from '../audit/index.ts';
-import { assertOutsideSandbox, humanIdentity } from '../commands/index.ts';
+import { assertOutsideSandbox, humanIdentity } from '../command-rules/index.ts';
 import { rgit } from './diff.ts';
 import { readAgentCommits, type AgentCommit } from './commits.ts';
 import { matchPath } from './checks/simple.ts';
 import { insertDecision, type Proposal } from './store.ts';
 import { proposalStatus, verifyProposal, type ProposalStatus } from './proposal.ts';
-import { requireProposal } from './decide.ts';
+import { requireProposal } from './review-decisions.ts';
 import { openPullRequest, providerToken, pushUser, repositoryFromUrl } from './providers.ts';
 import type { Finding } from './types.ts';
 import { NOTES_REF } from '../provenance/index.ts';

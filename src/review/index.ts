@@ -3,7 +3,7 @@
 // pushed as a branch with a pull request.
 export { createProposal, sessionResult, reviewPolicy, proposalStatus, verifyProposal, orgPolicyFile,
   type SessionResult, type ProposalStatus, type ProposalState, type ProposeOptions } from './proposal.ts';
-export { approveProposal, rejectProposal, requireProposal, type ApproveOptions } from './decide.ts';
+export { approveProposal, rejectProposal, requireProposal, type ApproveOptions } from './review-decisions.ts';
 export { applyProposal, branchName, summaryMarkdown, type ApplyOptions, type ApplyResult } from './apply.ts';
 export { openPullRequest, providerToken, repositoryFromUrl, type PullRequestInput, type PullRequestResult } from './providers.ts';
 export { listProposals, getProposal, decisionsFor, proposalHash, type Proposal, type ReviewDecision } from './store.ts';

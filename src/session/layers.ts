@@ -116,7 +116,7 @@ function commandsLayer(): SessionLayer {
   return {
     decideCommand: async (s, req) => {
       if (req.via === 'run') return null;
-      const { decideCommand, requestApproval } = await import('../commands/index.ts');
+      const { decideCommand, requestApproval } = await import('../command-rules/index.ts');
       const d = decideCommand(req.argv, s.policy.policy);
       if (d.action !== 'ask') return d;
       const a = await requestApproval(s.store, {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { AuditStore, checkpoint, verifyLog } from '../../src/audit/index.ts';
-import { answerAsk, requestApproval } from '../../src/commands/index.ts';
+import { answerAsk, requestApproval } from '../../src/command-rules/index.ts';
 import { saveProfile, SessionProfile } from '../../src/detect/profile.ts';
 
 const TOKEN = 'ghp_' + 'Zq8Wx2Ec4Rv6Tb8Yn0Um2Ik4Ol6Pa8Sd0Fg1';

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { AuditStore } from '../../src/audit/index.ts';
-import { requestApproval } from '../../src/commands/index.ts';
+import { requestApproval } from '../../src/command-rules/index.ts';
 import { escapeForTerminal } from '../../src/common/terminal.ts';
 import { airlock, tmp, cleanup } from '../helpers.ts';
 

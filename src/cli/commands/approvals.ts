@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { AirlockError, escapeForTerminal as esc } from '../../common/index.ts';
-import { listAsks, answerAsk, assertOutsideSandbox, humanIdentity, type CommandAsk } from '../../commands/index.ts';
+import { listAsks, answerAsk, assertOutsideSandbox, humanIdentity, type CommandAsk } from '../../command-rules/index.ts';
 import { openOrCreateStore } from '../store.ts';
 import { bad, dim, ok, printJson, table, warn } from '../output.ts';
 

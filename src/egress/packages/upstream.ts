@@ -1,7 +1,7 @@
 import { request, type Agent, type IncomingMessage, type RequestOptions } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { decodeBody } from '../dlp.ts';
-import { resolveAndDecide } from '../decide.ts';
+import { resolveAndDecide } from '../decide-egress.ts';
 import { hostPort } from '../host.ts';
 import type { Ctx } from '../context.ts';
 

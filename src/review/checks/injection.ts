@@ -1,5 +1,5 @@
 import type { Node, Parser } from 'web-tree-sitter';
-import { parserFor, type Grammar } from '../../commands/index.ts';
+import { parserFor, type Grammar } from '../../command-rules/index.ts';
 import type { ChangedFile, Finding } from '../types.ts';
 
 // Injection patterns in ADDED code, found on the syntax tree (tree-sitter), not by line

@@ -6,7 +6,7 @@ import { join, dirname } from 'node:path';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { AuditStore } from '../../src/audit/index.ts';
-import { requestApproval, answerAsk, listAsks, assertOutsideSandbox } from '../../src/commands/index.ts';
+import { requestApproval, answerAsk, listAsks, assertOutsideSandbox } from '../../src/command-rules/index.ts';
 import { AirlockError } from '../../src/common/errors.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decideCommand, decideShell } from '../../src/commands/index.ts';
+import { decideCommand, decideShell } from '../../src/command-rules/index.ts';
 import { resolvePolicy, defaultPolicy } from '../../src/policy/index.ts';
 
 // Table tests: the same rule must meet every spelling of the same command. These are the

@@ -1,9 +1,9 @@
 // Per-command allow/ask/deny for `airlock exec`, and the human approval queue for "ask".
-export { decideCommand, decideShell, decideParsed, commandFacts, ruleMatches } from './decide.ts';
+export { decideCommand, decideShell, decideParsed, commandFacts, ruleMatches } from './decide-command.ts';
 export { parseArgv, parseShell, type SimpleCommand, type ParsedCommand } from './parse.ts';
 export {
   requestApproval, answerAsk, listAsks, getAsk, expireOverdue,
   type ApprovalRequest, type AnswerResult, type CommandAsk, type PromptInfo, type AskStatus,
-} from './approvals.ts';
+} from './asks.ts';
 export { humanIdentity, assertOutsideSandbox, type Identity } from './human.ts';
 export { parserFor, type Grammar } from './grammar.ts';

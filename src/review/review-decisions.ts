@@ -1,6 +1,6 @@
 import { AirlockError } from '../common/index.ts';
 import type { AuditStore } from '../audit/index.ts';
-import { assertOutsideSandbox, humanIdentity } from '../commands/index.ts';
+import { assertOutsideSandbox, humanIdentity } from '../command-rules/index.ts';
 import { getProposal, insertDecision, decisionsFor, type Proposal } from './store.ts';
 import { proposalStatus, verifyProposal, inGroup, type ProposalStatus } from './proposal.ts';
 
