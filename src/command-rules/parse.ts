@@ -1,5 +1,6 @@
 import type { Node } from 'web-tree-sitter';
 import { parserFor } from './grammar.ts';
+import { shellQuote } from '../common/index.ts';
 
 // Turns what `airlock exec` is asked to run into the simple commands that would really
 // execute: wrappers (env, sudo, nice, timeout, xargs, ...) are unwrapped, shell scripts
@@ -252,8 +253,4 @@ function expand(argv: (string | null)[], via: string[], depth: number, out: Simp
   // xargs appends input words to the command: unknown words at the end
   const inner = base === 'xargs' ? [...rest, null] : rest;
   expand(inner, [...via, base], depth + 1, out);
-}
-
-function shellQuote(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
 }
