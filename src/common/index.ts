@@ -1,6 +1,6 @@
 // The shared core every module may use; it depends on no other module (.dependency-cruiser.cjs).
 export {
-  ExitCode, AirlockError, isAirlockError, isRecordingFailure, cannotRecord, type ExitCodeValue,
+  ExitCode, AirlockError, isRecordingFailure, cannotRecord, type ExitCodeValue,
 } from './errors.ts';
 export {
   git, gitBytes, gitEnv, hardenedArgs, AGENT_DATA_BOUNDS, type GitResult, type GitBounds, type GitOptions,
@@ -10,5 +10,5 @@ export { airlockHome, homeLayout, ensureHome, makePrivateFile, makePrivateTree, 
 export { POPULAR } from './popular-packages.ts';
 export { escapeForTerminal, hasTerminalControls } from './terminal.ts';
 export { shellQuote } from './shell.ts';
-export { typosquatOf, normPackageName, foldConfusables, editDistance, type Ecosystem } from './typosquat.ts';
+export { typosquatOf, normPackageName, type Ecosystem } from './typosquat.ts';
 export { chownTreeNoFollow, joinBytes, linkTree, walkBytes, type PathBytes } from './fs.ts';

@@ -6,7 +6,7 @@ import {
   type Measure, type StoredProfile,
 } from './profile.ts';
 
-export { SessionProfile, MEASURES, deviation, median, pastProfiles, saveProfile, type Measure, type Deviation } from './profile.ts';
+export { deviation, type Measure, type Deviation } from './profile.ts';
 
 // Detection over a session's live event stream: policy rules (specific events, counts
 // over windows, honeytokens) and per-agent baselines. Each finding is an audit event

@@ -8,7 +8,7 @@ import { compileEgress } from './rules.ts';
 import { systemResolver, type Resolver } from './resolver.ts';
 import { SessionLimits } from './limits.ts';
 import { DEFAULT_TIMEOUTS, Tracked, type Ctx, type Timeouts } from './context.ts';
-import { onConnect, onRequest, refusalText, runTunnel } from './http.ts';
+import { onConnect, onRequest, refusalText } from './http.ts';
 import { onSocks } from './socks.ts';
 import { peekFirst, refuseInTunnel, connectUpstream, pipeBoth } from './tunnel.ts';
 import { decideAndResolve } from './names.ts';
@@ -335,4 +335,3 @@ async function transparentTls(ctx: Ctx, client: Socket, port = 443): Promise<voi
   pipeBoth(ctx, client, up, t, p.buf);
 }
 
-export { runTunnel };

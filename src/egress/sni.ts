@@ -9,11 +9,6 @@ export type HelloResult =
 
 export const MAX_HELLO_BYTES = 64 * 1024;
 
-/** True when the first byte looks like a TLS handshake record. */
-export function looksLikeTls(b: Buffer): boolean {
-  return b.length > 0 && b[0] === 0x16;
-}
-
 export function parseClientHello(buf: Buffer): HelloResult {
   if (buf.length === 0) return { status: 'more' };
   if (buf[0] !== 0x16) return { status: 'not-tls' };

@@ -1,4 +1,4 @@
-import { mkdirSync, existsSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { userInfo } from 'node:os';
 import { spawnSync } from 'node:child_process';
@@ -463,7 +463,3 @@ function safeUser(): string {
   try { return userInfo().username; } catch { return String(process.getuid?.() ?? 'unknown'); }
 }
 
-export function writeSessionFile(dir: string, name: string, content: string): void {
-  if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
-  writeFileSync(join(dir, name), content, { mode: 0o600 });
-}

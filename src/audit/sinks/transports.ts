@@ -186,8 +186,8 @@ function elasticSink(c: Extract<SinkConfig, { type: 'elastic' }>, env: NodeJS.Pr
   };
 }
 
-export const WEBHOOK_SIGNATURE_HEADER = 'x-airlock-signature';
-export const WEBHOOK_TIMESTAMP_HEADER = 'x-airlock-timestamp';
+const WEBHOOK_SIGNATURE_HEADER = 'x-airlock-signature';
+const WEBHOOK_TIMESTAMP_HEADER = 'x-airlock-timestamp';
 export function webhookSignature(secretKey: string, timestamp: string, body: string): string {
   return 'sha256=' + createHmac('sha256', secretKey).update(`${timestamp}.${body}`).digest('hex');
 }

@@ -16,7 +16,7 @@ import type { Ecosystem } from './versions.ts';
 // be parsed is refused (fail closed). One instance per gateway: its caches are per session.
 
 export { PackageRules, type Verdict } from './policy.ts';
-export { loadMaliciousLists, maliciousMatch } from './osv.ts';
+export { loadMaliciousLists } from './osv.ts';
 export { upstreamVia, upstreamAt, type Upstream } from './upstream.ts';
 
 export interface PackageRef { ecosystem: Ecosystem; name: string; version?: string; kind: string; filtered?: { version: string; rule: string }[]; filteredCount?: number }
