@@ -6,6 +6,7 @@ export {
   git, gitBytes, gitEnv, hardenedArgs, AGENT_DATA_BOUNDS, type GitResult, type GitBounds, type GitOptions,
 } from './git.ts';
 export { canonicalJson } from './json.ts';
+export type { AuditEventInput, Decision, Severity } from './event.ts';
 export { airlockHome, homeLayout, ensureHome, makePrivateFile, makePrivateTree, type HomeLayout } from './paths.ts';
 export { POPULAR } from './popular-packages.ts';
 export { escapeForTerminal, hasTerminalControls } from './terminal.ts';

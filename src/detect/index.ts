@@ -1,5 +1,6 @@
 import { matchesGlob } from 'node:path';
-import { type AuditEvent, type Severity, type AuditStore, eventPaths } from '../audit/index.ts';
+import { type AuditEvent, type AuditStore, eventPaths } from '../audit/index.ts';
+import type { Severity } from '../common/index.ts';
 import type { Policy, DetectionRule } from '../policy/index.ts';
 import {
   MEASURE_LABEL, SessionProfile, deviation, globMatch, knownSets, pastProfiles, programName, saveProfile,

@@ -1,9 +1,8 @@
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { createServer as createHttpServer } from 'node:http';
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
-import type { AuditEventInput } from '../audit/index.ts';
 import type { Policy } from '../policy/index.ts';
-import { AirlockError } from '../common/index.ts';
+import { AirlockError, type AuditEventInput } from '../common/index.ts';
 import { compileEgress } from './rules.ts';
 import { systemResolver, type Resolver } from './resolver.ts';
 import { SessionLimits } from './limits.ts';

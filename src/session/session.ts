@@ -2,9 +2,9 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { userInfo } from 'node:os';
 import { spawnSync } from 'node:child_process';
-import { AuditStore, type AuditEvent, type AuditEventInput } from '../audit/index.ts';
+import { AuditStore, type AuditEvent } from '../audit/index.ts';
 import {
-  AirlockError, cannotRecord, isRecordingFailure, ensureHome, makePrivateTree, type HomeLayout,
+  AirlockError, cannotRecord, isRecordingFailure, ensureHome, makePrivateTree, type HomeLayout, type AuditEventInput,
 } from '../common/index.ts';
 import type { LoadedPolicy, PolicyDecision } from '../policy/index.ts';
 import {

@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import type { AuditEventInput } from '../../audit/index.ts';
+import type { AuditEventInput } from '../../common/index.ts';
 import type { PackagesPolicy } from '../../policy/index.ts';
 import { hostMatches, hostPatternOf, type HostPattern } from '../rules.ts';
 import { PackageRules, type Verdict } from './policy.ts';
