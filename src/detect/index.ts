@@ -68,12 +68,12 @@ export function extraApproverRequired(store: AuditStore, session: string): { req
   return { required: findings.length > 0, findings };
 }
 
-export function startDetector(o: DetectorOptions): Detector {
-  const { store, session, agent, control } = o;
-  const t = o.policy.telemetry;
-  const rules = t.detection.rules;
-  const honey = t.detection.honeytokens;
-  const bl = t.baselines;
+export function startDetector(opts: DetectorOptions): Detector {
+  const { store, session, agent, control } = opts;
+  const telemetry = opts.policy.telemetry;
+  const rules = telemetry.detection.rules;
+  const honey = telemetry.detection.honeytokens;
+  const bl = telemetry.baselines;
   let past: StoredProfile[] = [];
   if (bl.enabled) {
     try { past = pastProfiles(store, agent, session, bl.maxSessions); } catch (e) {
@@ -94,7 +94,7 @@ export function startDetector(o: DetectorOptions): Detector {
   const record = (input: Parameters<AuditStore['append']>[0]) => store.append({ session, ...input });
 
   const respond = (finding: AuditEvent) => {
-    const action = t.responses[finding.severity];
+    const action = telemetry.responses[finding.severity];
     chain = chain.then(async () => {
       const base = { findingId: finding.id, findingRule: finding.rule, severity: finding.severity, agent };
       if (killed) { record({ type: 'detect.response', severity: finding.severity, rule: `telemetry.responses.${finding.severity}`, data: { ...base, action, result: 'session already killed' } }); return; }
@@ -129,7 +129,7 @@ export function startDetector(o: DetectorOptions): Detector {
     fired.set(rule, n);
     // The cap limits log volume, never enforcement: a finding whose response would pause
     // or kill is always recorded and acted on (20 harmless hits must not buy a free pass).
-    const action = t.responses[severity];
+    const action = telemetry.responses[severity];
     if (n > MAX_FINDINGS_PER_RULE && action !== 'pause' && action !== 'kill') return;
     const f = record({
       type: 'detect.finding', severity, rule,
@@ -153,34 +153,34 @@ export function startDetector(o: DetectorOptions): Detector {
     }
   };
 
-  const onEvent = (e: AuditEvent) => {
-    if (e.type.startsWith('detect.') || e.type.startsWith('audit.')) return; // never judge our own output
+  const onEvent = (event: AuditEvent) => {
+    if (event.type.startsWith('detect.') || event.type.startsWith('audit.')) return; // never judge our own output
     for (const r of rules) {
       let hit: boolean;
-      try { hit = ruleMatches(r, e); } catch (err) {
-        record({ type: 'detect.error', severity: 'medium', rule: `detect.${r.id}`, data: { error: String(err), event: e.id } });
+      try { hit = ruleMatches(r, event); } catch (err) {
+        record({ type: 'detect.error', severity: 'medium', rule: `detect.${r.id}`, data: { error: String(err), event: event.id } });
         continue;
       }
       if (!hit) continue;
-      if (!r.threshold) { finding(`detect.${r.id}`, r.severity, r.description || r.id, `event ${e.seq} (${e.type}) matched rule ${r.id}`, [e.id]); continue; }
-      const now = Date.parse(e.ts);
+      if (!r.threshold) { finding(`detect.${r.id}`, r.severity, r.description || r.id, `event ${event.seq} (${event.type}) matched rule ${r.id}`, [event.id]); continue; }
+      const now = Date.parse(event.ts);
       const w = (windows.get(r.id) ?? []).filter((x) => x.t > now - r.threshold!.windowSeconds * 1000);
-      w.push({ t: now, id: e.id });
+      w.push({ t: now, id: event.id });
       if (w.length > r.threshold.moreThan) {
         finding(`detect.${r.id}`, r.severity, r.description || r.id,
           `${w.length} matching events within ${r.threshold.windowSeconds}s (more than ${r.threshold.moreThan})`, w.map((x) => x.id), { count: w.length, windowSeconds: r.threshold.windowSeconds });
         windows.set(r.id, []);
       } else windows.set(r.id, w);
     }
-    if (honey.length && e.type !== 'egress.request') {
+    if (honey.length && event.type !== 'egress.request') {
       let hit: string | undefined;
-      try { hit = eventPaths(e.data ?? {}).find((p) => globMatch(p, honey)); } catch (err) {
+      try { hit = eventPaths(event.data ?? {}).find((p) => globMatch(p, honey)); } catch (err) {
         // e.g. a glob too long to compile: recorded, and the baseline below still runs
-        record({ type: 'detect.error', severity: 'medium', rule: 'detect.honeytoken', data: { error: String(err), event: e.id } });
+        record({ type: 'detect.error', severity: 'medium', rule: 'detect.honeytoken', data: { error: String(err), event: event.id } });
       }
-      if (hit) finding('detect.honeytoken', 'critical', 'Honeytoken touched', `event ${e.seq} (${e.type}) names honeytoken path ${hit}`, [e.id], { path: hit });
+      if (hit) finding('detect.honeytoken', 'critical', 'Honeytoken touched', `event ${event.seq} (${event.type}) names honeytoken path ${hit}`, [event.id], { path: hit });
     }
-    checkBaseline(profile.add(e), e);
+    checkBaseline(profile.add(event), event);
   };
 
   const drain = () => {
@@ -203,7 +203,7 @@ export function startDetector(o: DetectorOptions): Detector {
     scheduled = true;
     setImmediate(() => { scheduled = false; if (!stopped) drain(); });
   });
-  const timer = setInterval(() => { if (!stopped) drain(); }, o.pollMs ?? 200);
+  const timer = setInterval(() => { if (!stopped) drain(); }, opts.pollMs ?? 200);
   timer.unref();
   drain();
 

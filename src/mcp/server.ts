@@ -47,23 +47,23 @@ async function redact(s: string): Promise<string> {
 function clip(s: string, n = 200): string { return s.length > n ? s.slice(0, n) + '…' : s; }
 
 /** Creates the MCP server over a session. Connect it to a transport (stdio in `airlock mcp`). */
-export function createAirlockMcpServer(o: AirlockMcpOptions = {}): AirlockMcp {
+export function createAirlockMcpServer(opts: AirlockMcpOptions = {}): AirlockMcp {
   const server = new McpServer({ name: 'airlock', version: '0.1.0' }, {
     instructions: `Tools run inside an Airlock sandbox on a copy of the repository at ${SANDBOX_WORKSPACE}. Paths are relative to it. Every call is checked against the policy and recorded. propose_change ends the session and submits the change for human review.`,
   });
   let lastCommandRule: string | null = null;
   let ownStore: AuditStore | null = null;
-  let opened: Promise<Session> | null = o.session ? Promise.resolve(o.session) : null;
+  let opened: Promise<Session> | null = opts.session ? Promise.resolve(opts.session) : null;
   let stopped: StopResult | null = null;
   const getSession = (): Promise<Session> => {
     if (!opened) {
-      const home = ensureHome(o.open?.home ?? process.env.AIRLOCK_HOME ?? undefined);
-      ownStore = o.store ?? new AuditStore(home.auditDb);
+      const home = ensureHome(opts.open?.home ?? process.env.AIRLOCK_HOME ?? undefined);
+      ownStore = opts.store ?? new AuditStore(home.auditDb);
       opened = Session.open({
-        agent: 'mcp', command: ['airlock', 'mcp'], ...o.open,
+        agent: 'mcp', command: ['airlock', 'mcp'], ...opts.open,
         onEvent: (e) => {
           if (e.type === 'command.exec' || e.type === 'command.denied') lastCommandRule = e.rule ?? null;
-          o.onEvent?.(e); o.open?.onEvent?.(e);
+          opts.onEvent?.(e); opts.open?.onEvent?.(e);
         },
       }, ownStore);
     }
@@ -199,11 +199,11 @@ export function createAirlockMcpServer(o: AirlockMcpOptions = {}): AirlockMcp {
     session: getSession,
     close: async (reason = 'mcp client disconnected') => {
       let r: StopResult | null = stopped;
-      if (opened && !o.session) {
+      if (opened && !opts.session) {
         try { const s = await opened; r = await s.stop(reason); } catch { /* open failed: nothing to stop */ }
       }
       await server.close().catch(() => undefined);
-      if (ownStore && !o.store) { try { (ownStore as AuditStore).close(); } catch { /* closed */ } }
+      if (ownStore && !opts.store) { try { (ownStore as AuditStore).close(); } catch { /* closed */ } }
       return r;
     },
   };
