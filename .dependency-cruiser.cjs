@@ -17,6 +17,9 @@ const INWARD = [
     toNot: '^src/secrets/sync\\.ts$',
   },
   { name: 'nothing-depends-on-cli', from: '^src/(?!cli/)', to: '^src/cli/' },
+  // The layers that produce events hand an AuditEventInput (common) to a callback; the
+  // session wires that to the store. They never hold the store themselves.
+  { name: 'event-producers-do-not-depend-on-audit', from: '^src/(sandbox|secrets|egress|workspace)/', to: '^src/audit/' },
 ];
 
 /** @type {import('dependency-cruiser').IConfiguration} */

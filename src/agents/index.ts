@@ -1,8 +1,8 @@
 // Agent profiles: run real agents (Codex CLI, Claude Code, any command) unmodified inside
 // the sandbox, set up from data. See docs/modules/agents.md.
-export { builtinProfiles, allProfiles, getProfile, BUILTIN_PROFILES_FILE, type AgentProfile } from './profiles.ts';
+export { builtinProfiles, allProfiles, getProfile, type AgentProfile } from './profiles.ts';
 export {
-  resolveAgent, agentArgv, packageClosure, nodeRuntime, refusedMount, newPlaceholder, AIRLOCK_ROOT,
+  resolveAgent, agentArgv, refusedMount,
   type ResolvedAgent, type ResolveOptions, type ProfileCredential,
 } from './resolve.ts';
-export { applyProfile, prepareAgent, writeHomeFile, type AppliedProfile, type ApplyOptions } from './apply.ts';
+export { applyProfile, prepareAgent, type AppliedProfile, type ApplyOptions } from './apply.ts';

@@ -163,9 +163,9 @@ export function newPlaceholder(profile: string): string {
 }
 
 /** Turns a profile into mounts, env, files, grants and the brokered credential. */
-export function resolveAgent(profile: AgentProfile, o: ResolveOptions = {}): ResolvedAgent {
+export function resolveAgent(profile: AgentProfile, opts: ResolveOptions = {}): ResolvedAgent {
   const where = `agent profile ${profile.name}`;
-  const root = o.root ?? AIRLOCK_ROOT;
+  const root = opts.root ?? AIRLOCK_ROOT;
   const mounts: string[] = [];
   let executable: string | null = null;
   const ex = profile.executable;
@@ -187,17 +187,17 @@ export function resolveAgent(profile: AgentProfile, o: ResolveOptions = {}): Res
   }
 
   const model = profile.model ?? {};
-  const baseUrl = o.baseUrl ?? model.baseUrl ?? null;
-  if (o.baseUrl) {
-    try { const u = new URL(o.baseUrl); if (!/^https?:$/.test(u.protocol)) throw new Error('scheme'); } catch {
-      throw new AirlockError('USAGE', `invalid model base URL: ${o.baseUrl}`, 'give an http(s) URL such as https://llm-gateway.example.com/v1');
+  const baseUrl = opts.baseUrl ?? model.baseUrl ?? null;
+  if (opts.baseUrl) {
+    try { const u = new URL(opts.baseUrl); if (!/^https?:$/.test(u.protocol)) throw new Error('scheme'); } catch {
+      throw new AirlockError('USAGE', `invalid model base URL: ${opts.baseUrl}`, 'give an http(s) URL such as https://llm-gateway.example.com/v1');
     }
   }
   const hostGrants = new Set<string>(model.hosts ?? []);
   const boundHosts = new Set<string>((model.hosts ?? []).map((h) => h.replace(/:\d+$/, '')));
   if (baseUrl) { const hp = hostPortOf(baseUrl); hostGrants.add(hp.grant); boundHosts.add(hp.host); }
   // A redirected base URL replaces the vendor hosts: the key goes only where the agent is pointed.
-  if (o.baseUrl) { hostGrants.clear(); boundHosts.clear(); const hp = hostPortOf(o.baseUrl); hostGrants.add(hp.grant); boundHosts.add(hp.host); }
+  if (opts.baseUrl) { hostGrants.clear(); boundHosts.clear(); const hp = hostPortOf(opts.baseUrl); hostGrants.add(hp.grant); boundHosts.add(hp.host); }
 
   let credential: ProfileCredential | null = null;
   let placeholder: string | null = null;
@@ -206,7 +206,7 @@ export function resolveAgent(profile: AgentProfile, o: ResolveOptions = {}): Res
   };
   const env: Record<string, string> = {};
   if (profile.node) {
-    const rt = nodeRuntime(o.nodeExecPath);
+    const rt = nodeRuntime(opts.nodeExecPath);
     if (rt.mount) mounts.push(rt.mount);
     env.PATH = `${rt.bin}:${DEFAULT_PATH}`;
   }
@@ -225,7 +225,7 @@ export function resolveAgent(profile: AgentProfile, o: ResolveOptions = {}): Res
     const ports = new Map<string, number>();
     for (const h of model.hosts ?? []) ports.set(h.replace(/:\d+$/, ''), Number(/:(\d+)$/.exec(h)?.[1] ?? 443));
     if (baseUrl) { const u = new URL(baseUrl); ports.set(u.hostname, Number(u.port || (u.protocol === 'https:' ? 443 : 80))); }
-    if (o.baseUrl) { ports.clear(); const u = new URL(o.baseUrl); ports.set(u.hostname, Number(u.port || (u.protocol === 'https:' ? 443 : 80))); }
+    if (opts.baseUrl) { ports.clear(); const u = new URL(opts.baseUrl); ports.set(u.hostname, Number(u.port || (u.protocol === 'https:' ? 443 : 80))); }
     credential = {
       name: model.keyEnv,
       source: model.keySource?.file ? { file: model.keySource.file } : { env: model.keySource?.env ?? model.keyEnv },

@@ -2,7 +2,7 @@ import {
   createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, sign, verify as edVerify,
   type KeyObject,
 } from 'node:crypto';
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { AirlockError, airlockHome, homeLayout } from '../common/index.ts';
 import { MerkleFrontier, eventLeafHash } from './merkle.ts';
@@ -266,7 +266,3 @@ export function startCheckpointer(store: AuditStore, sched: CheckpointSchedule):
   return { stop() { off(); clearInterval(timer); } };
 }
 
-export function keyFileMode(dir = keyDir()): number | undefined {
-  const f = join(dir, KEY_FILE);
-  return existsSync(f) ? statSync(f).mode & 0o777 : undefined;
-}

@@ -1,19 +1,7 @@
 import { createHash, hash, randomUUID } from 'node:crypto';
-import { canonicalJson } from '../common/index.ts';
+import { canonicalJson, type Decision, type Severity } from '../common/index.ts';
 
-export type Severity = 'info' | 'low' | 'medium' | 'high' | 'critical';
-export type Decision = 'allow' | 'deny' | 'ask';
-
-/** What a producer hands to the log. */
-export interface AuditEventInput {
-  type: string; // dotted: session.start, process.exec, egress.request, policy.denied, ...
-  session?: string | null;
-  severity?: Severity;
-  decision?: Decision | null;
-  /** Policy rule id that made the decision (every decision names one). */
-  rule?: string | null;
-  data?: Record<string, unknown>;
-}
+export type { AuditEventInput, Decision, Severity } from '../common/index.ts';
 
 /** What the log holds: the input plus identity, order, time and the hash chain. */
 export interface AuditEvent {

@@ -1,14 +1,13 @@
 export { AuditStore, type EventQuery, type AppendListener, type AuditTables, type TableStatement, type AuditSync } from './store.ts';
 export { verifyChain, verifyLog, verifyLogAsync, type VerifyResult, type VerifyOptions } from './verify.ts';
 export {
-  type AuditEvent, type AuditEventInput, type Severity, type Decision, GENESIS_HASH,
+  type AuditEvent, type AuditEventInput, type Severity, type Decision,
 } from './event.ts';
 export {
-  checkpoint, startCheckpointer, loadSigningKey, readSigningKey, keyId, AUDIT_KEY_FILES, type KeyFiles, type SigningKey, loadPublicKey, listCheckpoints, latestCheckpoint, checkpointText,
+  checkpoint, startCheckpointer, loadSigningKey, readSigningKey, keyId, type KeyFiles, type SigningKey, loadPublicKey, listCheckpoints,
   verifyCheckpointSignature, type Checkpoint, type CheckpointOptions, type CheckpointSchedule,
 } from './checkpoint.ts';
-export { proveEvent, verifyProof, PROOF_FORMAT, type InclusionProofDoc, type ProofCheck } from './proof.ts';
-export { MerkleFrontier, leafHash, nodeHash, inclusionProof, verifyInclusion, rootOf } from './merkle.ts';
+export { proveEvent, verifyProof, type InclusionProofDoc, type ProofCheck } from './proof.ts';
 export { argvOf, summarize } from './summary.ts';
 // The formats only: the delivery side (src/audit/sinks/index.ts) is loaded on demand by whoever runs sinks.
 export { eventPaths, formatEvent, type EventFormat } from './sinks/formats.ts';

@@ -170,16 +170,16 @@ function verifyInThread(db: DatabaseSync, v: Verifier): VerifyResult {
  */
 export async function verifyLogAsync(dbPath: string, opts: VerifyOptions & { workers?: number } = {}): Promise<VerifyResult> {
   const db = new DatabaseSync(dbPath, { readOnly: true });
-  let v: Verifier;
+  let verifier: Verifier;
   let nWorkers: number;
   try {
-    v = new Verifier(db, opts);
-    nWorkers = Math.min(opts.workers ?? availableParallelism(), 8, Math.ceil(v.maxSeq / CHUNK));
+    verifier = new Verifier(db, opts);
+    nWorkers = Math.min(opts.workers ?? availableParallelism(), 8, Math.ceil(verifier.maxSeq / CHUNK));
     // small log: same thread, same connection and checkpoints (signatures checked once)
-    if (v.early || nWorkers < 2) return verifyInThread(db, v);
+    if (verifier.early || nWorkers < 2) return verifyInThread(db, verifier);
   } finally { db.close(); }
   const ranges: [number, number][] = [];
-  for (let lo = 1; lo <= v.maxSeq; lo += CHUNK) ranges.push([lo, Math.min(v.maxSeq, lo + CHUNK - 1)]);
+  for (let lo = 1; lo <= verifier.maxSeq; lo += CHUNK) ranges.push([lo, Math.min(verifier.maxSeq, lo + CHUNK - 1)]);
   const workers = Array.from({ length: nWorkers }, () => new Worker(new URL('./verify-worker.ts', import.meta.url)));
   try {
     const results = new Map<number, RangeResult>();
@@ -192,14 +192,14 @@ export async function verifyLogAsync(dbPath: string, opts: VerifyOptions & { wor
         if (final || next >= ranges.length) return;
         if (next - wanted >= nWorkers * 3) { idle.push(w); return; } // bound memory held in results
         const [lo, hi] = ranges[next++]!;
-        w.postMessage({ dbPath, lo, hi, sizes: v.sizesIn(lo, hi) });
+        w.postMessage({ dbPath, lo, hi, sizes: verifier.sizesIn(lo, hi) });
       };
       const drain = () => {
         while (!final && wanted < ranges.length && results.has(wanted)) {
           const r = results.get(wanted)!;
           results.delete(wanted);
           wanted += 1;
-          final = v.take(r);
+          final = verifier.take(r);
           while (idle.length && next - wanted < nWorkers * 3) feed(idle.shift()!);
         }
         if (final || wanted >= ranges.length) resolve();
@@ -215,7 +215,7 @@ export async function verifyLogAsync(dbPath: string, opts: VerifyOptions & { wor
         feed(w);
       }
     });
-    return final ?? v.finish();
+    return final ?? verifier.finish();
   } finally {
     await Promise.all(workers.map((w) => w.terminate()));
   }

@@ -1,8 +1,8 @@
 // Per-command allow/ask/deny for `airlock exec`, and the human approval queue for "ask".
-export { decideCommand, decideShell, decideParsed, commandFacts, ruleMatches } from './decide-command.ts';
+export { decideCommand, decideShell } from './decide-command.ts';
 export { parseArgv, parseShell, type SimpleCommand, type ParsedCommand } from './parse.ts';
 export {
-  requestApproval, answerAsk, listAsks, getAsk, expireOverdue,
+  requestApproval, answerAsk, listAsks,
   type ApprovalRequest, type AnswerResult, type CommandAsk, type PromptInfo, type AskStatus,
 } from './asks.ts';
 export { humanIdentity, assertOutsideSandbox, type Identity } from './human.ts';

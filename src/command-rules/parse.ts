@@ -1,5 +1,6 @@
 import type { Node } from 'web-tree-sitter';
 import { parserFor } from './grammar.ts';
+import { shellQuote } from '../common/index.ts';
 
 // Turns what `airlock exec` is asked to run into the simple commands that would really
 // execute: wrappers (env, sudo, nice, timeout, xargs, ...) are unwrapped, shell scripts
@@ -213,31 +214,31 @@ function expand(argv: (string | null)[], via: string[], depth: number, out: Simp
   if (!spec) return;
   // `command -v x` / `command -V x` only look a name up
   if (base === 'command' && args.some((a) => a === '-v' || a === '-V')) return;
-  let i = 0;
+  let pos = 0;
   let positional = spec.positional ?? 0;
-  for (; i < args.length; i++) {
-    const a = args[i];
+  for (; pos < args.length; pos++) {
+    const a = args[pos];
     if (a === undefined) break;
     if (a === null) {
       // an unknown word where the wrapped program or an option should be: cannot tell
       throw new ParseError(`${base}: argument only known at run time`);
     }
-    if (a === '--') { i++; break; }
+    if (a === '--') { pos++; break; }
     if (a.startsWith('-') && a.length > 1 && positional === (spec.positional ?? 0)) {
       const o = optName(a);
       if (base === 'env' && (o === '-S' || o === '--split-string')) {
-        const v = a.includes('=') ? a.slice(a.indexOf('=') + 1) : (a.length > 2 && !a.startsWith('--') ? a.slice(2) : args[++i]);
+        const v = a.includes('=') ? a.slice(a.indexOf('=') + 1) : (a.length > 2 && !a.startsWith('--') ? a.slice(2) : args[++pos]);
         if (v === null || v === undefined) throw new ParseError('env -S without a static string');
-        shellInto([v, ...args.slice(i + 1).map((x) => (x === null ? '"$__unknown"' : shellQuote(x)))].join(' '), [...via, 'env -S'], depth + 1, out);
+        shellInto([v, ...args.slice(pos + 1).map((x) => (x === null ? '"$__unknown"' : shellQuote(x)))].join(' '), [...via, 'env -S'], depth + 1, out);
         return;
       }
       if (base === 'flock' && (o === '-c' || o === '--command')) {
-        const v = args[i + 1];
+        const v = args[pos + 1];
         if (typeof v !== 'string') throw new ParseError('flock -c without a static command');
         shellInto(v, [...via, 'flock -c'], depth + 1, out);
         return;
       }
-      if (spec.withValue.includes(o) && !a.includes('=')) i++;
+      if (spec.withValue.includes(o) && !a.includes('=')) pos++;
       // short option clusters with a value glued on (-n10, -uroot) need nothing more
       continue;
     }
@@ -245,15 +246,11 @@ function expand(argv: (string | null)[], via: string[], depth: number, out: Simp
     if (positional > 0) { positional--; continue; }
     break;
   }
-  const rest = args.slice(i);
+  const rest = args.slice(pos);
   if (rest.length === 0) return;
   // taskset takes a mask first unless -c/-p was given
   if (base === 'taskset' && rest.length > 1 && /^(0x)?[0-9a-fA-F,-]+$/.test(rest[0] ?? '')) { expand(rest.slice(1), [...via, base], depth + 1, out); return; }
   // xargs appends input words to the command: unknown words at the end
   const inner = base === 'xargs' ? [...rest, null] : rest;
   expand(inner, [...via, base], depth + 1, out);
-}
-
-function shellQuote(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
 }

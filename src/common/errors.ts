@@ -11,6 +11,8 @@ export const ExitCode = {
   BAD_REF: 68,
   UNAVAILABLE: 69,
   INTERNAL: 70,
+  /** git failed on a repository (a missing object, a dangling ref, a damaged pack): git's message says which */
+  GIT_FAILED: 71,
   /** Airlock cannot record (its data directory is full or unwritable): nothing runs unrecorded. */
   CANNOT_RECORD: 74,
   BAD_STATE: 75,

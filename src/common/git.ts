@@ -1,5 +1,6 @@
 import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
-import { AirlockError } from './errors.ts';
+import { AirlockError, cannotRecord, isRecordingFailure } from './errors.ts';
+import { escapeForTerminal } from './terminal.ts';
 
 // Host-side git on anything the agent touched runs through here. Principle: the host
 // never runs what the agent wrote. No system/global config, no hooks, no fsmonitor, no
@@ -59,6 +60,7 @@ export interface GitOptions {
   /** e.g. nsenter into a sandbox's mount namespace (trusted git, agent data) */ prefix?: string[];
   /** latin1: one character per byte, for binary output split by byte counts */ encoding?: 'utf8' | 'latin1';
   /** rlimits (address space, CPU) and a wall-clock timeout: for git reading what an agent made */ bounds?: GitBounds;
+  /** what git works on, named in its failure (e.g. `the repository /src/app`) */ about?: string;
 }
 
 function spawnGit(args: string[], opts: GitOptions, encoding: BufferEncoding | 'buffer') {
@@ -83,8 +85,12 @@ function spawnGit(args: string[], opts: GitOptions, encoding: BufferEncoding | '
   return r;
 }
 
+function subcommandOf(args: string[]): string {
+  return args.find((a) => !a.startsWith('-') && !a.includes('=')) ?? 'git';
+}
+
 function spawnError(e: NodeJS.ErrnoException, args: string[], opts: GitOptions): AirlockError {
-  const sub = args.find((a) => !a.startsWith('-') && !a.includes('=')) ?? 'git';
+  const sub = subcommandOf(args);
   if (e.code === 'ENOBUFS') return new AirlockError('TOO_LARGE', `git ${sub} produced more than ${opts.maxBuffer ?? 512 * 1024 * 1024} bytes of output`, 'the change is too large to process: split the work into smaller sessions');
   if (e.code === 'E2BIG') return new AirlockError('TOO_LARGE', `git ${sub}: argument list too long`, 'the change is too large to process: split the work into smaller sessions');
   if (e.code === 'ETIMEDOUT') return new AirlockError('TOO_LARGE', `git ${sub} on agent-made data did not finish within ${Math.round((opts.bounds?.timeoutMs ?? 0) / 1000)} s`, 'the change is too large to process: split the work into smaller sessions');
@@ -92,12 +98,27 @@ function spawnError(e: NodeJS.ErrnoException, args: string[], opts: GitOptions):
   return new AirlockError('INTERNAL', `cannot run git ${sub}: ${e.message}`, 'please report this');
 }
 
+// git's last words name what is wrong; earlier lines are progress. Bounded: stderr can be long.
+const MAX_STDERR_LINES = 12;
+const MAX_STDERR_CHARS = 2000;
+
+/**
+ * A git command that exited non-zero, as the user's error: which git command, its exit status
+ * and git's own message (escaped: it can quote ref and file names the agent chose), never a
+ * stack trace. A full disk stays a recording failure.
+ */
+function gitFailure(args: string[], opts: GitOptions, status: number, stderr: string): AirlockError {
+  const sub = `${subcommandOf(args)}${opts.about ? ` on ${opts.about}` : ''}`;
+  const said = stderr.trim().split('\n').slice(-MAX_STDERR_LINES).join('\n').slice(-MAX_STDERR_CHARS);
+  if (isRecordingFailure({ message: said })) return cannotRecord(new Error(said), `git ${sub}`);
+  return new AirlockError('GIT_FAILED', `git ${sub} failed (exit ${status}): ${escapeForTerminal(said, { keepNewlines: true }) || 'no message'}`,
+    'git could not read a repository: a missing object, a ref that points at nothing, or a damaged pack. Run `git fsck` in the repository and fix or remove what it names');
+}
+
 export function git(args: string[], opts: GitOptions = {}): GitResult {
   const r = spawnGit(args, opts, opts.encoding ?? 'utf8');
   const res = { status: r.status ?? 128, stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? '') };
-  if (res.status !== 0 && !opts.allowFail) {
-    throw new Error(`git ${args.join(' ')} failed (${res.status}): ${res.stderr.trim()}`);
-  }
+  if (res.status !== 0 && !opts.allowFail) throw gitFailure(args, opts, res.status, res.stderr);
   return res;
 }
 
@@ -105,7 +126,7 @@ export function git(args: string[], opts: GitOptions = {}): GitResult {
 export function gitBytes(args: string[], opts: Omit<GitOptions, 'encoding'> = {}): { status: number; stdout: Buffer; stderr: string } {
   const r = spawnGit(args, opts, 'buffer');
   const res = { status: r.status ?? 128, stdout: (r.stdout as Buffer | null) ?? Buffer.alloc(0), stderr: String(r.stderr ?? '') };
-  if (res.status !== 0 && !opts.allowFail) throw new Error(`git ${args.join(' ')} failed (${res.status}): ${res.stderr.trim()}`);
+  if (res.status !== 0 && !opts.allowFail) throw gitFailure(args, opts, res.status, res.stderr);
   return res;
 }
 

@@ -1,12 +1,13 @@
 import { matchesGlob } from 'node:path';
-import { type AuditEvent, type Severity, type AuditStore, eventPaths } from '../audit/index.ts';
+import { type AuditEvent, type AuditStore, eventPaths } from '../audit/index.ts';
+import type { Severity } from '../common/index.ts';
 import type { Policy, DetectionRule } from '../policy/index.ts';
 import {
   MEASURE_LABEL, SessionProfile, deviation, globMatch, knownSets, pastProfiles, programName, saveProfile,
   type Measure, type StoredProfile,
 } from './profile.ts';
 
-export { SessionProfile, MEASURES, deviation, median, pastProfiles, saveProfile, type Measure, type Deviation } from './profile.ts';
+export { deviation, type Measure, type Deviation } from './profile.ts';
 
 // Detection over a session's live event stream: policy rules (specific events, counts
 // over windows, honeytokens) and per-agent baselines. Each finding is an audit event
@@ -67,163 +68,206 @@ export function extraApproverRequired(store: AuditStore, session: string): { req
   return { required: findings.length > 0, findings };
 }
 
-export function startDetector(o: DetectorOptions): Detector {
-  const { store, session, agent, control } = o;
-  const t = o.policy.telemetry;
-  const rules = t.detection.rules;
-  const honey = t.detection.honeytokens;
-  const bl = t.baselines;
-  let past: StoredProfile[] = [];
-  if (bl.enabled) {
-    try { past = pastProfiles(store, agent, session, bl.maxSessions); } catch (e) {
-      store.append({ type: 'detect.error', session, severity: 'medium', rule: 'detect.baselines', data: { error: e instanceof Error ? e.message : String(e) } });
+export function startDetector(opts: DetectorOptions): Detector {
+  const { store, session } = opts;
+  const detector = new SessionDetector(opts);
+  let scheduled = false;
+  const off = store.onAppend((e) => {
+    if (e.session !== session || scheduled || detector.stopped) return;
+    scheduled = true;
+    setImmediate(() => { scheduled = false; if (!detector.stopped) detector.drain(); });
+  });
+  const timer = setInterval(() => { if (!detector.stopped) detector.drain(); }, opts.pollMs ?? 200);
+  timer.unref();
+  detector.drain();
+
+  return {
+    stop() {
+      if (detector.stopped) return;
+      detector.drain();
+      detector.stopped = true;
+      off();
+      clearInterval(timer);
+      detector.saveBaselineProfile();
+    },
+    resume: (by: string) => detector.resume(by),
+    paused: () => detector.isPaused,
+    idle: () => detector.chain,
+  };
+}
+
+type Telemetry = Policy['telemetry'];
+
+/** One session's detection state: its rules' windows and counts, its baseline profile, its responses so far. */
+class SessionDetector {
+  private readonly store: AuditStore;
+  private readonly session: string;
+  private readonly agent: string;
+  private readonly control: SessionControl;
+  private readonly telemetry: Telemetry;
+  private readonly past: StoredProfile[];
+  private readonly judging: boolean;
+  private readonly profile: SessionProfile;
+  private readonly firedMeasures = new Set<Measure>();
+  private readonly windows = new Map<string, { t: number; id: string }[]>();
+  private readonly fired = new Map<string, number>();
+  private lastSeq = 0;
+  private killed = false;
+  stopped = false;
+  isPaused = false;
+  chain: Promise<void> = Promise.resolve();
+
+  constructor(opts: DetectorOptions) {
+    this.store = opts.store;
+    this.session = opts.session;
+    this.agent = opts.agent;
+    this.control = opts.control;
+    this.telemetry = opts.policy.telemetry;
+    const baselines = this.telemetry.baselines;
+    this.past = baselines.enabled ? this.loadPast(baselines.maxSessions) : [];
+    this.judging = baselines.enabled && this.past.length >= baselines.minSessions;
+    this.profile = new SessionProfile(this.session, knownSets(this.past));
+  }
+
+  private loadPast(maxSessions: number): StoredProfile[] {
+    try { return pastProfiles(this.store, this.agent, this.session, maxSessions); } catch (e) {
+      this.store.append({ type: 'detect.error', session: this.session, severity: 'medium', rule: 'detect.baselines', data: { error: e instanceof Error ? e.message : String(e) } });
+      return [];
     }
   }
-  const judging = bl.enabled && past.length >= bl.minSessions;
-  const profile = new SessionProfile(session, knownSets(past));
-  const firedMeasures = new Set<Measure>();
-  const windows = new Map<string, { t: number; id: string }[]>();
-  const fired = new Map<string, number>();
-  let lastSeq = 0;
-  let stopped = false;
-  let isPaused = false;
-  let killed = false;
-  let chain: Promise<void> = Promise.resolve();
 
-  const record = (input: Parameters<AuditStore['append']>[0]) => store.append({ session, ...input });
+  private record(input: Parameters<AuditStore['append']>[0]): AuditEvent {
+    return this.store.append({ session: this.session, ...input });
+  }
 
-  const respond = (finding: AuditEvent) => {
-    const action = t.responses[finding.severity];
-    chain = chain.then(async () => {
-      const base = { findingId: finding.id, findingRule: finding.rule, severity: finding.severity, agent };
-      if (killed) { record({ type: 'detect.response', severity: finding.severity, rule: `telemetry.responses.${finding.severity}`, data: { ...base, action, result: 'session already killed' } }); return; }
-      let result = 'done';
-      let taken = action;
-      try {
-        if (action === 'pause') {
-          if (isPaused) result = 'already paused';
-          else { await control.pause(); isPaused = true; }
-        } else if (action === 'kill') {
-          await control.kill(`detection: ${String(finding.data.title ?? finding.rule)}`);
-          killed = true;
-        }
-      } catch (e) {
-        // Fail closed: a session that cannot be paused is killed.
-        result = `${action} failed: ${e instanceof Error ? e.message : String(e)}`;
-        if (action === 'pause') {
-          try { await control.kill(`pause failed after finding ${finding.id}`); killed = true; taken = 'kill'; result += '; killed instead'; } catch (e2) {
-            result += `; kill failed too: ${e2 instanceof Error ? e2.message : String(e2)}`;
-          }
-        }
-      }
-      record({
+  private respond(finding: AuditEvent): void {
+    const action = this.telemetry.responses[finding.severity];
+    this.chain = this.chain.then(async () => {
+      const base = { findingId: finding.id, findingRule: finding.rule, severity: finding.severity, agent: this.agent };
+      if (this.killed) { this.record({ type: 'detect.response', severity: finding.severity, rule: `telemetry.responses.${finding.severity}`, data: { ...base, action, result: 'session already killed' } }); return; }
+      const { taken, result } = await this.carryOut(action, finding);
+      this.record({
         type: 'detect.response', severity: finding.severity, rule: `telemetry.responses.${finding.severity}`,
         decision: action === 'record' ? null : 'deny', data: { ...base, action: taken, result },
       });
     }).catch(() => { /* recorded above; the chain continues */ });
-  };
+  }
 
-  const finding = (rule: string, severity: Severity, title: string, explanation: string, evidence: string[], extra: Record<string, unknown> = {}) => {
-    const n = (fired.get(rule) ?? 0) + 1;
-    fired.set(rule, n);
-    // The cap limits log volume, never enforcement: a finding whose response would pause
-    // or kill is always recorded and acted on (20 harmless hits must not buy a free pass).
-    const action = t.responses[severity];
-    if (n > MAX_FINDINGS_PER_RULE && action !== 'pause' && action !== 'kill') return;
-    const f = record({
-      type: 'detect.finding', severity, rule,
-      data: { title, explanation, agent, evidence: evidence.slice(-MAX_EVIDENCE), ...(n === MAX_FINDINGS_PER_RULE ? { note: 'further findings of this rule in this session are not recorded' } : {}), ...extra },
-    });
-    respond(f);
-  };
-
-  const checkBaseline = (changed: Set<Measure>, e: AuditEvent) => {
-    if (!judging) return;
-    for (const m of changed) {
-      if (firedMeasures.has(m)) continue;
-      const dev = deviation(m, profile.value(m), past.map((p) => p.metrics[m] ?? 0));
-      if (dev.z <= bl.threshold) continue;
-      firedMeasures.add(m);
-      const items = m === 'newHosts' ? profile.newHosts : m === 'newAreas' ? profile.newAreas : m === 'newCommands' ? profile.newPrograms : undefined;
-      const names = items ? [...items.keys()] : [];
-      const explanation = `${MEASURE_LABEL[m]} = ${dev.value}${names.length ? ` (${names.slice(0, 10).join(', ')})` : ''}; usual range ${dev.min}–${dev.max} over ${dev.n} past sessions of ${agent} (median ${dev.median}, MAD ${dev.mad}); robust z ${dev.z.toFixed(1)} > ${bl.threshold}`;
-      finding(`detect.baseline.${m}`, bl.severity, `Session outside its baseline: ${MEASURE_LABEL[m]}`, explanation,
-        items ? [...items.values()] : [e.id], { kind: 'baseline', measure: m, value: dev.value, median: dev.median, mad: dev.mad, z: dev.z, usualMin: dev.min, usualMax: dev.max, sessions: dev.n, ...(names.length ? { items: names.slice(0, 50) } : {}) });
-    }
-  };
-
-  const onEvent = (e: AuditEvent) => {
-    if (e.type.startsWith('detect.') || e.type.startsWith('audit.')) return; // never judge our own output
-    for (const r of rules) {
-      let hit: boolean;
-      try { hit = ruleMatches(r, e); } catch (err) {
-        record({ type: 'detect.error', severity: 'medium', rule: `detect.${r.id}`, data: { error: String(err), event: e.id } });
-        continue;
+  /** Pauses or kills as the response says; fails closed: a session that cannot be paused is killed. */
+  private async carryOut(action: Telemetry['responses'][Severity], finding: AuditEvent): Promise<{ taken: typeof action; result: string }> {
+    let result = 'done';
+    let taken = action;
+    try {
+      if (action === 'pause') {
+        if (this.isPaused) result = 'already paused';
+        else { await this.control.pause(); this.isPaused = true; }
+      } else if (action === 'kill') {
+        await this.control.kill(`detection: ${String(finding.data.title ?? finding.rule)}`);
+        this.killed = true;
       }
-      if (!hit) continue;
-      if (!r.threshold) { finding(`detect.${r.id}`, r.severity, r.description || r.id, `event ${e.seq} (${e.type}) matched rule ${r.id}`, [e.id]); continue; }
-      const now = Date.parse(e.ts);
-      const w = (windows.get(r.id) ?? []).filter((x) => x.t > now - r.threshold!.windowSeconds * 1000);
-      w.push({ t: now, id: e.id });
-      if (w.length > r.threshold.moreThan) {
-        finding(`detect.${r.id}`, r.severity, r.description || r.id,
-          `${w.length} matching events within ${r.threshold.windowSeconds}s (more than ${r.threshold.moreThan})`, w.map((x) => x.id), { count: w.length, windowSeconds: r.threshold.windowSeconds });
-        windows.set(r.id, []);
-      } else windows.set(r.id, w);
-    }
-    if (honey.length && e.type !== 'egress.request') {
-      let hit: string | undefined;
-      try { hit = eventPaths(e.data ?? {}).find((p) => globMatch(p, honey)); } catch (err) {
-        // e.g. a glob too long to compile: recorded, and the baseline below still runs
-        record({ type: 'detect.error', severity: 'medium', rule: 'detect.honeytoken', data: { error: String(err), event: e.id } });
-      }
-      if (hit) finding('detect.honeytoken', 'critical', 'Honeytoken touched', `event ${e.seq} (${e.type}) names honeytoken path ${hit}`, [e.id], { path: hit });
-    }
-    checkBaseline(profile.add(e), e);
-  };
-
-  const drain = () => {
-    for (let i = 0; i < 100; i++) { // bounded per tick; the timer continues
-      const batch = store.query({ session, afterSeq: lastSeq, limit: 1000 });
-      if (batch.length === 0) return;
-      for (const e of batch) {
-        lastSeq = e.seq;
-        // An exception here would leave the event unjudged with no trace (and escape the timer).
-        try { onEvent(e); } catch (err) {
-          record({ type: 'detect.error', severity: 'high', rule: 'detect', data: { error: err instanceof Error ? err.message : String(err), event: e.id } });
+    } catch (e) {
+      result = `${action} failed: ${e instanceof Error ? e.message : String(e)}`;
+      if (action === 'pause') {
+        try { await this.control.kill(`pause failed after finding ${finding.id}`); this.killed = true; taken = 'kill'; result += '; killed instead'; } catch (e2) {
+          result += `; kill failed too: ${e2 instanceof Error ? e2.message : String(e2)}`;
         }
       }
     }
-  };
+    return { taken, result };
+  }
 
-  let scheduled = false;
-  const off = store.onAppend((e) => {
-    if (e.session !== session || scheduled || stopped) return;
-    scheduled = true;
-    setImmediate(() => { scheduled = false; if (!stopped) drain(); });
-  });
-  const timer = setInterval(() => { if (!stopped) drain(); }, o.pollMs ?? 200);
-  timer.unref();
-  drain();
+  private finding(rule: string, severity: Severity, title: string, explanation: string, evidence: string[], extra: Record<string, unknown> = {}): void {
+    const count = (this.fired.get(rule) ?? 0) + 1;
+    this.fired.set(rule, count);
+    // The cap limits log volume, never enforcement: a finding whose response would pause
+    // or kill is always recorded and acted on (20 harmless hits must not buy a free pass).
+    const action = this.telemetry.responses[severity];
+    if (count > MAX_FINDINGS_PER_RULE && action !== 'pause' && action !== 'kill') return;
+    const recorded = this.record({
+      type: 'detect.finding', severity, rule,
+      data: { title, explanation, agent: this.agent, evidence: evidence.slice(-MAX_EVIDENCE), ...(count === MAX_FINDINGS_PER_RULE ? { note: 'further findings of this rule in this session are not recorded' } : {}), ...extra },
+    });
+    this.respond(recorded);
+  }
 
-  return {
-    stop() {
-      if (stopped) return;
-      drain();
-      stopped = true;
-      off();
-      clearInterval(timer);
-      try { if (profile.firstTs !== undefined) saveProfile(store, agent, profile); } catch { /* best effort */ }
-    },
-    async resume(by: string) {
-      await chain;
-      if (!isPaused) return;
-      await control.resume();
-      isPaused = false;
-      record({ type: 'detect.resumed', severity: 'info', rule: 'telemetry.responses', data: { by, agent } });
-    },
-    paused: () => isPaused,
-    idle: () => chain,
-  };
+  private checkBaseline(changed: Set<Measure>, e: AuditEvent): void {
+    if (!this.judging) return;
+    const bl = this.telemetry.baselines;
+    const profile = this.profile;
+    for (const m of changed) {
+      if (this.firedMeasures.has(m)) continue;
+      const dev = deviation(m, profile.value(m), this.past.map((p) => p.metrics[m] ?? 0));
+      if (dev.z <= bl.threshold) continue;
+      this.firedMeasures.add(m);
+      const items = m === 'newHosts' ? profile.newHosts : m === 'newAreas' ? profile.newAreas : m === 'newCommands' ? profile.newPrograms : undefined;
+      const names = items ? [...items.keys()] : [];
+      const explanation = `${MEASURE_LABEL[m]} = ${dev.value}${names.length ? ` (${names.slice(0, 10).join(', ')})` : ''}; usual range ${dev.min}–${dev.max} over ${dev.n} past sessions of ${this.agent} (median ${dev.median}, MAD ${dev.mad}); robust z ${dev.z.toFixed(1)} > ${bl.threshold}`;
+      this.finding(`detect.baseline.${m}`, bl.severity, `Session outside its baseline: ${MEASURE_LABEL[m]}`, explanation,
+        items ? [...items.values()] : [e.id], { kind: 'baseline', measure: m, value: dev.value, median: dev.median, mad: dev.mad, z: dev.z, usualMin: dev.min, usualMax: dev.max, sessions: dev.n, ...(names.length ? { items: names.slice(0, 50) } : {}) });
+    }
+  }
+
+  private checkRules(event: AuditEvent): void {
+    for (const r of this.telemetry.detection.rules) {
+      let hit: boolean;
+      try { hit = ruleMatches(r, event); } catch (err) {
+        this.record({ type: 'detect.error', severity: 'medium', rule: `detect.${r.id}`, data: { error: String(err), event: event.id } });
+        continue;
+      }
+      if (!hit) continue;
+      if (!r.threshold) { this.finding(`detect.${r.id}`, r.severity, r.description || r.id, `event ${event.seq} (${event.type}) matched rule ${r.id}`, [event.id]); continue; }
+      const now = Date.parse(event.ts);
+      const w = (this.windows.get(r.id) ?? []).filter((x) => x.t > now - r.threshold!.windowSeconds * 1000);
+      w.push({ t: now, id: event.id });
+      if (w.length > r.threshold.moreThan) {
+        this.finding(`detect.${r.id}`, r.severity, r.description || r.id,
+          `${w.length} matching events within ${r.threshold.windowSeconds}s (more than ${r.threshold.moreThan})`, w.map((x) => x.id), { count: w.length, windowSeconds: r.threshold.windowSeconds });
+        this.windows.set(r.id, []);
+      } else this.windows.set(r.id, w);
+    }
+  }
+
+  private checkHoneytokens(event: AuditEvent): void {
+    const honey = this.telemetry.detection.honeytokens;
+    if (!honey.length || event.type === 'egress.request') return;
+    let hit: string | undefined;
+    try { hit = eventPaths(event.data ?? {}).find((p) => globMatch(p, honey)); } catch (err) {
+      // e.g. a glob too long to compile: recorded, and the baseline still runs
+      this.record({ type: 'detect.error', severity: 'medium', rule: 'detect.honeytoken', data: { error: String(err), event: event.id } });
+    }
+    if (hit) this.finding('detect.honeytoken', 'critical', 'Honeytoken touched', `event ${event.seq} (${event.type}) names honeytoken path ${hit}`, [event.id], { path: hit });
+  }
+
+  private onEvent(event: AuditEvent): void {
+    if (event.type.startsWith('detect.') || event.type.startsWith('audit.')) return; // never judge our own output
+    this.checkRules(event);
+    this.checkHoneytokens(event);
+    this.checkBaseline(this.profile.add(event), event);
+  }
+
+  drain(): void {
+    for (let i = 0; i < 100; i++) { // bounded per tick; the timer continues
+      const batch = this.store.query({ session: this.session, afterSeq: this.lastSeq, limit: 1000 });
+      if (batch.length === 0) return;
+      for (const e of batch) {
+        this.lastSeq = e.seq;
+        // An exception here would leave the event unjudged with no trace (and escape the timer).
+        try { this.onEvent(e); } catch (err) {
+          this.record({ type: 'detect.error', severity: 'high', rule: 'detect', data: { error: err instanceof Error ? err.message : String(err), event: e.id } });
+        }
+      }
+    }
+  }
+
+  async resume(by: string): Promise<void> {
+    await this.chain;
+    if (!this.isPaused) return;
+    await this.control.resume();
+    this.isPaused = false;
+    this.record({ type: 'detect.resumed', severity: 'info', rule: 'telemetry.responses', data: { by, agent: this.agent } });
+  }
+
+  saveBaselineProfile(): void {
+    try { if (this.profile.firstTs !== undefined) saveProfile(this.store, this.agent, this.profile); } catch { /* best effort */ }
+  }
 }
-

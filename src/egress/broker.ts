@@ -218,13 +218,13 @@ export class Broker {
    * credentials are injected per policy when the request does not carry them. Returns the
    * misuse when a placeholder appears where its credential is not bound.
    */
-  rewrite(r: RequestView): Rewritten | { misuse: Misuse } {
+  rewrite(request: RequestView): Rewritten | { misuse: Misuse } {
     const headers: [string, string][] = [];
-    for (let i = 0; i + 1 < r.rawHeaders.length; i += 2) headers.push([r.rawHeaders[i]!, r.rawHeaders[i + 1]!]);
-    let url = r.url;
+    for (let i = 0; i + 1 < request.rawHeaders.length; i += 2) headers.push([request.rawHeaders[i]!, request.rawHeaders[i + 1]!]);
+    let url = request.url;
     const used = new Set<Credential>();
     for (const c of this.credentials) {
-      const isBound = this.bound(c, r);
+      const isBound = this.bound(c, request);
       const forms = needlesOf(c.placeholder);
       // URL (raw and every percent-decoded reading)
       const urlViews = textViews(url);
@@ -252,7 +252,7 @@ export class Broker {
     }
     // inject bound credentials the request does not carry
     for (const c of this.credentials) {
-      if (used.has(c) || !this.bound(c, r)) continue;
+      if (used.has(c) || !this.bound(c, request)) continue;
       const inj = c.inject;
       if ('query' in inj) {
         const q = url.indexOf('?');

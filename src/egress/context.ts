@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import type { AuditEventInput, Severity } from '../audit/index.ts';
+import type { AuditEventInput, Severity } from '../common/index.ts';
 import type { EgressRules } from './rules.ts';
 import type { Resolver } from './resolver.ts';
 import type { SessionLimits } from './limits.ts';

@@ -129,14 +129,14 @@ function noteReflections(ctx: Ctx, t: Tracked, s: ReflectionScrubber): void {
 /** An upstream response, or a body the gateway made itself (a filtered registry document). */
 export type UpstreamAnswer = Readable & { statusCode?: number; headers: IncomingMessage['headers'] };
 
-export function relayResponse(ctx: Ctx, t: Tracked, method: string, ur: UpstreamAnswer, res: ServerResponse, injected: readonly Credential[], hooks: ResponseHooks): void {
+export function relayResponse(ctx: Ctx, tracked: Tracked, method: string, ur: UpstreamAnswer, res: ServerResponse, injected: readonly Credential[], hooks: ResponseHooks): void {
   const scrub = injected.length ? new ReflectionScrubber(injected) : null;
   const rh = forwardHeaders(ur.headers, scrub ? (v) => scrub.text(v) : undefined);
   const noBody = method === 'HEAD' || ur.statusCode === 204 || ur.statusCode === 304;
-  t.status = ur.statusCode;
+  tracked.status = ur.statusCode;
   const out = (b: Buffer) => {
     if (!b.length) return;
-    t.bytesDown += b.length;
+    tracked.bytesDown += b.length;
     ctx.stats.bytesDown += b.length;
     if (!res.write(b)) ur.pause();
   };
@@ -146,7 +146,7 @@ export function relayResponse(ctx: Ctx, t: Tracked, method: string, ur: Upstream
     // the upstream ignored Accept-Encoding: identity: decode the whole body, then scrub it
     const first = injected[0]!;
     void readWhole(ur, ctx.dlp.maxBytes, () => true).then((r) => {
-      const refuseWith = (why: string) => { ur.destroy(); refuse(res, t, 502, `credentials.brokered.${first.name}`, `${why}; refused so the real value cannot reach the sandbox`, 'high'); hooks.end(502); };
+      const refuseWith = (why: string) => { ur.destroy(); refuse(res, tracked, 502, `credentials.brokered.${first.name}`, `${why}; refused so the real value cannot reach the sandbox`, 'high'); hooks.end(502); };
       if (!r.ok) { hooks.error(Object.assign(new Error('upstream response aborted'), { code: 'ECONNRESET' })); return; }
       if (r.over) return refuseWith(`encoded response larger than ${ctx.dlp.maxBytes} bytes cannot be checked for the credential`);
       let plain: Buffer;
@@ -155,7 +155,7 @@ export function relayResponse(ctx: Ctx, t: Tracked, method: string, ur: Upstream
       const clean = scrub.all(plain);
       delete rh['content-encoding'];
       rh['content-length'] = String(clean.length);
-      noteReflections(ctx, t, scrub);
+      noteReflections(ctx, tracked, scrub);
       res.writeHead(ur.statusCode ?? 502, rh);
       out(clean);
       res.end();
@@ -167,7 +167,7 @@ export function relayResponse(ctx: Ctx, t: Tracked, method: string, ur: Upstream
   res.writeHead(ur.statusCode ?? 502, rh);
   ur.on('data', (b: Buffer) => out(scrub ? scrub.push(b) : b));
   ur.on('end', () => {
-    if (scrub) { out(scrub.end()); noteReflections(ctx, t, scrub); }
+    if (scrub) { out(scrub.end()); noteReflections(ctx, tracked, scrub); }
     res.end();
     hooks.end(ur.statusCode);
   });

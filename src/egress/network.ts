@@ -2,8 +2,7 @@ import { spawn } from 'node:child_process';
 import { connect, type Server, type Socket } from 'node:net';
 import type { Socket as UdpSocket } from 'node:dgram';
 import dnsPacket from 'dns-packet';
-import { AirlockError } from '../common/index.ts';
-import type { AuditEventInput } from '../audit/index.ts';
+import { AirlockError, type AuditEventInput } from '../common/index.ts';
 
 // The sandbox side of egress. The sandbox runs in its own, empty network namespace:
 // only loopback, no route out. `setup` (POSIX sh, run as namespace root before the agent

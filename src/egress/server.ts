@@ -1,14 +1,13 @@
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { createServer as createHttpServer } from 'node:http';
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
-import type { AuditEventInput } from '../audit/index.ts';
 import type { Policy } from '../policy/index.ts';
-import { AirlockError } from '../common/index.ts';
+import { AirlockError, type AuditEventInput } from '../common/index.ts';
 import { compileEgress } from './rules.ts';
 import { systemResolver, type Resolver } from './resolver.ts';
 import { SessionLimits } from './limits.ts';
 import { DEFAULT_TIMEOUTS, Tracked, type Ctx, type Timeouts } from './context.ts';
-import { onConnect, onRequest, refusalText, runTunnel } from './http.ts';
+import { onConnect, onRequest, refusalText } from './http.ts';
 import { onSocks } from './socks.ts';
 import { peekFirst, refuseInTunnel, connectUpstream, pipeBoth } from './tunnel.ts';
 import { decideAndResolve } from './names.ts';
@@ -335,4 +334,3 @@ async function transparentTls(ctx: Ctx, client: Socket, port = 443): Promise<voi
   pipeBoth(ctx, client, up, t, p.buf);
 }
 
-export { runTunnel };

@@ -9,11 +9,6 @@ export type HelloResult =
 
 export const MAX_HELLO_BYTES = 64 * 1024;
 
-/** True when the first byte looks like a TLS handshake record. */
-export function looksLikeTls(b: Buffer): boolean {
-  return b.length > 0 && b[0] === 0x16;
-}
-
 export function parseClientHello(buf: Buffer): HelloResult {
   if (buf.length === 0) return { status: 'more' };
   if (buf[0] !== 0x16) return { status: 'not-tls' };
@@ -49,29 +44,29 @@ export function parseClientHello(buf: Buffer): HelloResult {
 }
 
 function readSni(h: Buffer): string | null {
-  let p = 0;
-  const need = (n: number) => { if (p + n > h.length) throw new Error('truncated ClientHello'); };
-  need(2 + 32); p += 2 + 32; // client_version, random
-  need(1); p += 1 + h[p]!; // session id
-  need(2); p += 2 + h.readUInt16BE(p); // cipher suites
-  need(1); p += 1 + h[p]!; // compression methods
-  if (p === h.length) return null; // no extensions
+  let pos = 0;
+  const need = (n: number) => { if (pos + n > h.length) throw new Error('truncated ClientHello'); };
+  need(2 + 32); pos += 2 + 32; // client_version, random
+  need(1); pos += 1 + h[pos]!; // session id
+  need(2); pos += 2 + h.readUInt16BE(pos); // cipher suites
+  need(1); pos += 1 + h[pos]!; // compression methods
+  if (pos === h.length) return null; // no extensions
   need(2);
-  const end = p + 2 + h.readUInt16BE(p);
-  p += 2;
+  const end = pos + 2 + h.readUInt16BE(pos);
+  pos += 2;
   if (end > h.length) throw new Error('truncated extensions');
   let sni: string | null = null;
   let seen = false;
-  while (p < end) {
+  while (pos < end) {
     need(4);
-    const type = h.readUInt16BE(p);
-    const len = h.readUInt16BE(p + 2);
-    p += 4;
+    const type = h.readUInt16BE(pos);
+    const len = h.readUInt16BE(pos + 2);
+    pos += 4;
     need(len);
     if (type === 0) {
       if (seen) throw new Error('duplicate server_name extension');
       seen = true;
-      const ext = h.subarray(p, p + len);
+      const ext = h.subarray(pos, pos + len);
       if (ext.length < 2) throw new Error('bad server_name');
       const listEnd = 2 + ext.readUInt16BE(0);
       if (listEnd > ext.length) throw new Error('bad server_name list');
@@ -89,7 +84,7 @@ function readSni(h: Buffer): string | null {
         q += nl;
       }
     }
-    p += len;
+    pos += len;
   }
   return sni;
 }

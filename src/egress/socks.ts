@@ -63,74 +63,74 @@ function errnoToReply(code: string | undefined): number {
 }
 
 export async function onSocks(ctx: Ctx, client: Socket): Promise<void> {
-  const t = new Tracked(ctx, { protocol: 'socks5' });
+  const tracked = new Tracked(ctx, { protocol: 'socks5' });
   ctx.stats.requests++;
-  const r = new Reader(client);
+  const reader = new Reader(client);
   const deadline = Date.now() + ctx.timeouts.handshakeMs;
   const refuse = (code: number, rule: string, reason: string) => {
-    r.detach();
-    t.status = `socks-${code}`;
-    t.deny(rule, reason);
+    reader.detach();
+    tracked.status = `socks-${code}`;
+    tracked.deny(rule, reason);
     if (!client.destroyed) client.end(reply(code));
     setTimeout(() => client.destroy(), 1000).unref();
   };
   let stage = 'greeting';
   try {
-    const [ver, nmethods] = await r.take(2, deadline);
+    const [ver, nmethods] = await reader.take(2, deadline);
     if (ver !== 0x05) throw new Error(`not SOCKS5 (version ${ver})`);
     if (nmethods === 0) throw new Error('no authentication methods offered');
-    const methods = await r.take(nmethods!, deadline);
+    const methods = await reader.take(nmethods!, deadline);
     if (!methods.includes(0x00)) {
-      r.detach();
-      t.status = 'socks-no-acceptable-method';
-      t.deny('builtin.bad-request', 'SOCKS5 client offers no "no authentication" method');
+      reader.detach();
+      tracked.status = 'socks-no-acceptable-method';
+      tracked.deny('builtin.bad-request', 'SOCKS5 client offers no "no authentication" method');
       client.end(Buffer.from([0x05, 0xff]));
       return;
     }
     client.write(Buffer.from([0x05, 0x00]));
     stage = 'request';
-    const [v2, cmd, rsv, atyp] = await r.take(4, deadline);
+    const [v2, cmd, rsv, atyp] = await reader.take(4, deadline);
     if (v2 !== 0x05 || rsv !== 0x00) throw new Error('bad SOCKS5 request header');
     let host: string;
-    if (atyp === 0x01) host = [...(await r.take(4, deadline))].join('.');
+    if (atyp === 0x01) host = [...(await reader.take(4, deadline))].join('.');
     else if (atyp === 0x04) {
-      const b = await r.take(16, deadline);
+      const b = await reader.take(16, deadline);
       host = Array.from({ length: 8 }, (_, i) => b.readUInt16BE(i * 2).toString(16)).join(':');
     } else if (atyp === 0x03) {
-      const [len] = await r.take(1, deadline);
+      const [len] = await reader.take(1, deadline);
       if (!len) throw new Error('empty domain name');
-      host = (await r.take(len, deadline)).toString('latin1');
+      host = (await reader.take(len, deadline)).toString('latin1');
     } else {
-      await r.take(2, deadline).catch(() => undefined);
+      await reader.take(2, deadline).catch(() => undefined);
       return refuse(SOCKS_REPLY.addressTypeNotSupported, 'builtin.bad-target', `SOCKS5 address type ${atyp} not supported`);
     }
-    const port = (await r.take(2, deadline)).readUInt16BE(0);
+    const port = (await reader.take(2, deadline)).readUInt16BE(0);
     let normal: string;
     try { normal = normalizeHost(host).host; } catch (e) {
-      t.info.host = host.slice(0, 255);
+      tracked.info.host = host.slice(0, 255);
       return refuse(SOCKS_REPLY.notAllowed, 'builtin.bad-target', e instanceof HostError ? e.message : 'bad host');
     }
-    Object.assign(t.info, { host: normal, port, method: cmd === 1 ? 'CONNECT' : cmd === 2 ? 'BIND' : cmd === 3 ? 'UDP ASSOCIATE' : `cmd-${cmd}` });
-    if (cmd !== 0x01) return refuse(SOCKS_REPLY.commandNotSupported, 'builtin.socks-command', `SOCKS5 ${t.info.method} is not supported (CONNECT only; no UDP leaves the sandbox)`);
+    Object.assign(tracked.info, { host: normal, port, method: cmd === 1 ? 'CONNECT' : cmd === 2 ? 'BIND' : cmd === 3 ? 'UDP ASSOCIATE' : `cmd-${cmd}` });
+    if (cmd !== 0x01) return refuse(SOCKS_REPLY.commandNotSupported, 'builtin.socks-command', `SOCKS5 ${tracked.info.method} is not supported (CONNECT only; no UDP leaves the sandbox)`);
     if (port === 0) return refuse(SOCKS_REPLY.notAllowed, 'builtin.bad-target', 'port 0');
     const hit = ctx.limits.admit();
     if (hit) return refuse(SOCKS_REPLY.notAllowed, hit.rule, hit.reason);
-    const d = await decideAndResolve(ctx, t, { host: normal, port, intercepted: isIntercepted(ctx, normal), tunnel: true });
-    Object.assign(t.info, { address: d.address, range: d.range });
+    const d = await decideAndResolve(ctx, tracked, { host: normal, port, intercepted: isIntercepted(ctx, normal), tunnel: true });
+    Object.assign(tracked.info, { address: d.address, range: d.range });
     if (d.action !== 'allow' || !d.address) {
       return refuse(d.rule === 'builtin.resolve-failed' ? SOCKS_REPLY.hostUnreachable : SOCKS_REPLY.notAllowed, d.rule, d.reason);
     }
-    const head = r.detach();
-    await runTunnel(ctx, client, head, t, d, {
+    const head = reader.detach();
+    await runTunnel(ctx, client, head, tracked, d, {
       ready: () => client.write(reply(SOCKS_REPLY.succeeded)),
-      failed: (why, code) => { t.status = `socks-${errnoToReply(code)}`; client.end(reply(errnoToReply(code))); void why; },
+      failed: (why, code) => { tracked.status = `socks-${errnoToReply(code)}`; client.end(reply(errnoToReply(code))); void why; },
       auditFailed: (why) => refuse(SOCKS_REPLY.generalFailure, 'builtin.audit-failed', why),
     });
   } catch (e) {
     const why = e instanceof Error ? e.message : String(e);
-    r.detach();
-    t.status = stage === 'greeting' ? 'socks-bad-greeting' : `socks-${SOCKS_REPLY.generalFailure}`;
-    t.deny(why.includes('timed out') ? 'builtin.timeout' : 'builtin.bad-request', `SOCKS5 ${stage}: ${why}`);
+    reader.detach();
+    tracked.status = stage === 'greeting' ? 'socks-bad-greeting' : `socks-${SOCKS_REPLY.generalFailure}`;
+    tracked.deny(why.includes('timed out') ? 'builtin.timeout' : 'builtin.bad-request', `SOCKS5 ${stage}: ${why}`);
     if (!client.destroyed) client.end(stage === 'greeting' ? Buffer.from([0x05, 0xff]) : reply(SOCKS_REPLY.generalFailure));
     setTimeout(() => client.destroy(), 1000).unref();
   }

@@ -3,6 +3,6 @@
 export { createAirlockMcpServer, MCP_TOOLS, type AirlockMcp, type AirlockMcpOptions, type McpToolName } from './server.ts';
 export {
   readWorkspaceFile, writeWorkspaceFile, deleteWorkspaceFile, listWorkspace, runCaptured, workspacePath, PathDenied,
-  MAX_READ_BYTES, MAX_OUTPUT_BYTES, type CapturedRun, type ListEntry,
+  type CapturedRun, type ListEntry,
 } from './workspace-fs.ts';
 export { applyWorkspacePatch, type PatchResult } from './patch.ts';

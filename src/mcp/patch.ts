@@ -17,7 +17,7 @@ function stripPrefix(name: string | undefined): string | null {
 
 export interface PatchResult { files: { path: string; action: 'modified' | 'created' | 'deleted' }[] }
 
-export async function applyWorkspacePatch(s: Session, patch: string, o: { via?: ExecRequest['via'] } = {}): Promise<PatchResult> {
+export async function applyWorkspacePatch(session: Session, patch: string, opts: { via?: ExecRequest['via'] } = {}): Promise<PatchResult> {
   let parsed;
   try { parsed = parsePatch(patch); } catch (e) {
     throw new AirlockError('USAGE', `patch does not parse: ${e instanceof Error ? e.message : String(e)}`, 'send a unified diff (diff -u or git diff output)');
@@ -34,7 +34,7 @@ export async function applyWorkspacePatch(s: Session, patch: string, o: { via?: 
     // Lexical confinement first (throws PathDenied with its rule); the write re-checks in the sandbox.
     workspacePath(target, { write: true });
     if (oldName && newName && oldName !== newName) workspacePath(oldName, { write: true });
-    const source = oldName ? (await readWorkspaceFile(s, oldName, { via: o.via })) : { content: '', truncated: false };
+    const source = oldName ? (await readWorkspaceFile(session, oldName, { via: opts.via })) : { content: '', truncated: false };
     if (source.truncated) throw new AirlockError('USAGE', `${oldName} is larger than ${MAX_READ_BYTES} bytes`, 'edit it with run_command');
     const result = applyPatch(source.content, p);
     if (result === false) throw new AirlockError('FAILURE', `patch does not apply to ${target}: a hunk does not match the current content`, 'read the file again and regenerate the patch');
@@ -45,8 +45,8 @@ export async function applyWorkspacePatch(s: Session, patch: string, o: { via?: 
     }
   }
   for (const f of plan) {
-    if (f.content === null) await deleteWorkspaceFile(s, f.path, { via: o.via });
-    else await writeWorkspaceFile(s, f.path, f.content, { via: o.via });
+    if (f.content === null) await deleteWorkspaceFile(session, f.path, { via: opts.via });
+    else await writeWorkspaceFile(session, f.path, f.content, { via: opts.via });
   }
   return { files: plan.map(({ path, action }) => ({ path, action })) };
 }

@@ -46,66 +46,100 @@ async function redact(s: string): Promise<string> {
 
 function clip(s: string, n = 200): string { return s.length > n ? s.slice(0, n) + '…' : s; }
 
+type ToolOutcome = { text: string; rule: string; extra?: Record<string, unknown>; isError?: boolean };
+type ToolArgs = Record<string, unknown>;
+type ToolBody = (s: Session, a: ToolArgs) => Promise<ToolOutcome>;
+type Handle = (tool: McpToolName, summarize: (a: ToolArgs) => Promise<ToolArgs>, fn: ToolBody) => (a: ToolArgs) => Promise<ToolResult>;
+
+/** One server's state: its session (opened on first use), the rule of its last command, whether it was stopped. */
+interface McpState {
+  opts: AirlockMcpOptions;
+  lastCommandRule: string | null;
+  ownStore: AuditStore | null;
+  opened: Promise<Session> | null;
+  stopped: StopResult | null;
+}
+
 /** Creates the MCP server over a session. Connect it to a transport (stdio in `airlock mcp`). */
-export function createAirlockMcpServer(o: AirlockMcpOptions = {}): AirlockMcp {
+export function createAirlockMcpServer(opts: AirlockMcpOptions = {}): AirlockMcp {
   const server = new McpServer({ name: 'airlock', version: '0.1.0' }, {
     instructions: `Tools run inside an Airlock sandbox on a copy of the repository at ${SANDBOX_WORKSPACE}. Paths are relative to it. Every call is checked against the policy and recorded. propose_change ends the session and submits the change for human review.`,
   });
-  let lastCommandRule: string | null = null;
-  let ownStore: AuditStore | null = null;
-  let opened: Promise<Session> | null = o.session ? Promise.resolve(o.session) : null;
-  let stopped: StopResult | null = null;
-  const getSession = (): Promise<Session> => {
-    if (!opened) {
-      const home = ensureHome(o.open?.home ?? process.env.AIRLOCK_HOME ?? undefined);
-      ownStore = o.store ?? new AuditStore(home.auditDb);
-      opened = Session.open({
-        agent: 'mcp', command: ['airlock', 'mcp'], ...o.open,
-        onEvent: (e) => {
-          if (e.type === 'command.exec' || e.type === 'command.denied') lastCommandRule = e.rule ?? null;
-          o.onEvent?.(e); o.open?.onEvent?.(e);
-        },
-      }, ownStore);
-    }
-    return opened;
-  };
+  const state: McpState = { opts, lastCommandRule: null, ownStore: null, opened: opts.session ? Promise.resolve(opts.session) : null, stopped: null };
+  const handle: Handle = (tool, summarize, fn) => (a) => callTool(state, tool, a, summarize, fn);
+  registerWorkspaceTools(server, handle, state);
+  registerProposeTool(server, handle, state);
+  return { server, session: () => getSession(state), close: (reason = 'mcp client disconnected') => closeServer(server, state, reason) };
+}
 
-  const record = (s: Session, tool: McpToolName, args: Record<string, unknown>, decision: 'allow' | 'deny' | 'error', rule: string, extra: Record<string, unknown> = {}) => {
-    s.record({ type: 'mcp.call', severity: decision === 'deny' ? 'medium' : 'info', decision: decision === 'error' ? undefined : decision, rule, data: { tool, args, ...extra } });
-  };
+function getSession(state: McpState): Promise<Session> {
+  const { opts } = state;
+  if (!state.opened) {
+    const home = ensureHome(opts.open?.home ?? process.env.AIRLOCK_HOME ?? undefined);
+    state.ownStore = opts.store ?? new AuditStore(home.auditDb);
+    state.opened = Session.open({
+      agent: 'mcp', command: ['airlock', 'mcp'], ...opts.open,
+      onEvent: (e) => {
+        if (e.type === 'command.exec' || e.type === 'command.denied') state.lastCommandRule = e.rule ?? null;
+        opts.onEvent?.(e); opts.open?.onEvent?.(e);
+      },
+    }, state.ownStore);
+  }
+  return state.opened;
+}
 
-  // One wrapper for every tool: session, audit record, redaction, errors as tool errors.
-  const handle = (tool: McpToolName, summarize: (a: Record<string, unknown>) => Promise<Record<string, unknown>>, fn: (s: Session, a: Record<string, unknown>) => Promise<{ text: string; rule: string; extra?: Record<string, unknown>; isError?: boolean }>) =>
-    async (a: Record<string, unknown>): Promise<ToolResult> => {
-      let s: Session;
-      try { s = await getSession(); } catch (e) {
-        return { isError: true, content: [{ type: 'text', text: `airlock: the session could not be opened: ${e instanceof Error ? e.message : String(e)}` }] };
-      }
-      const args = await summarize(a);
-      if (stopped || s.state === 'stopped' || s.state === 'stopping') {
-        return { isError: true, content: [{ type: 'text', text: `airlock: session ${s.id} has ended${stopped ? ' (propose_change was called)' : ''}; start a new one` }] };
-      }
-      lastCommandRule = null;
-      try {
-        const r = await fn(s, a);
-        try { record(s, tool, args, r.isError ? 'error' : 'allow', r.rule, r.extra); } catch { /* the caller's store closed with its session */ }
-        return { content: [{ type: 'text', text: await redact(r.text) }], ...(r.isError ? { isError: true } : {}) };
-      } catch (e) {
-        const msg = e instanceof Error ? e.message : String(e);
-        let rule = 'mcp.error';
-        let denied = false;
-        if (e instanceof PathDenied) { rule = e.rule; denied = true; } else if (e instanceof AirlockError && e.kind === 'DENIED') {
-          rule = CMD_RULE.exec(msg)?.[1] ?? lastCommandRule ?? 'commands'; denied = true;
-        }
-        try { record(s, tool, args, denied ? 'deny' : 'error', rule, { error: clip(await redact(msg), 500) }); } catch { /* store closed */ }
-        const hint = e instanceof AirlockError && e.hint ? `\nhint: ${e.hint}` : '';
-        const text = denied ? `denied by ${rule}: ${msg}${hint}` : `error: ${msg}${hint}`;
-        return { isError: true, content: [{ type: 'text', text: await redact(text) }] };
-      }
-    };
+function recordCall(s: Session, tool: McpToolName, args: ToolArgs, decision: 'allow' | 'deny' | 'error', rule: string, extra: Record<string, unknown> = {}): void {
+  s.record({ type: 'mcp.call', severity: decision === 'deny' ? 'medium' : 'info', decision: decision === 'error' ? undefined : decision, rule, data: { tool, args, ...extra } });
+}
 
-  const pathArg = async (a: Record<string, unknown>) => ({ path: clip(String(a.path ?? '')) });
+// One wrapper for every tool: session, audit record, redaction, errors as tool errors.
+async function callTool(state: McpState, tool: McpToolName, a: ToolArgs, summarize: (a: ToolArgs) => Promise<ToolArgs>, fn: ToolBody): Promise<ToolResult> {
+  let session: Session;
+  try { session = await getSession(state); } catch (e) {
+    return { isError: true, content: [{ type: 'text', text: `airlock: the session could not be opened: ${e instanceof Error ? e.message : String(e)}` }] };
+  }
+  const args = await summarize(a);
+  if (state.stopped || session.state === 'stopped' || session.state === 'stopping') {
+    return { isError: true, content: [{ type: 'text', text: `airlock: session ${session.id} has ended${state.stopped ? ' (propose_change was called)' : ''}; start a new one` }] };
+  }
+  state.lastCommandRule = null;
+  try {
+    const outcome = await fn(session, a);
+    try { recordCall(session, tool, args, outcome.isError ? 'error' : 'allow', outcome.rule, outcome.extra); } catch { /* the caller's store closed with its session */ }
+    return { content: [{ type: 'text', text: await redact(outcome.text) }], ...(outcome.isError ? { isError: true } : {}) };
+  } catch (e) {
+    return refusedCall(state, session, tool, args, e);
+  }
+}
 
+/** A tool that threw: a denial names its rule (path rule, or the command rule that refused), anything else is an error. */
+async function refusedCall(state: McpState, session: Session, tool: McpToolName, args: ToolArgs, e: unknown): Promise<ToolResult> {
+  const msg = e instanceof Error ? e.message : String(e);
+  let rule = 'mcp.error';
+  let denied = false;
+  if (e instanceof PathDenied) { rule = e.rule; denied = true; } else if (e instanceof AirlockError && e.kind === 'DENIED') {
+    rule = CMD_RULE.exec(msg)?.[1] ?? state.lastCommandRule ?? 'commands'; denied = true;
+  }
+  try { recordCall(session, tool, args, denied ? 'deny' : 'error', rule, { error: clip(await redact(msg), 500) }); } catch { /* store closed */ }
+  const hint = e instanceof AirlockError && e.hint ? `\nhint: ${e.hint}` : '';
+  const text = denied ? `denied by ${rule}: ${msg}${hint}` : `error: ${msg}${hint}`;
+  return { isError: true, content: [{ type: 'text', text: await redact(text) }] };
+}
+
+async function closeServer(server: McpServer, state: McpState, reason: string): Promise<StopResult | null> {
+  let result: StopResult | null = state.stopped;
+  if (state.opened && !state.opts.session) {
+    try { const s = await state.opened; result = await s.stop(reason); } catch { /* open failed: nothing to stop */ }
+  }
+  await server.close().catch(() => undefined);
+  if (state.ownStore && !state.opts.store) { try { state.ownStore.close(); } catch { /* closed */ } }
+  return result;
+}
+
+const pathArg = async (a: ToolArgs) => ({ path: clip(String(a.path ?? '')) });
+
+/** The tools that work on the workspace: run_command, read_file, write_file, apply_patch, list_files. */
+function registerWorkspaceTools(server: McpServer, handle: Handle, state: McpState): void {
   server.registerTool('run_command', {
     title: 'Run a command in the sandbox',
     description: `Runs a command in the sandboxed workspace (${SANDBOX_WORKSPACE}) under the session's command policy. Give argv (preferred) or a shell command line. Returns exit status, stdout and stderr (secrets redacted).`,
@@ -122,7 +156,7 @@ export function createAirlockMcpServer(o: AirlockMcpOptions = {}): AirlockMcp {
     const cwd = a.cwd ? workspacePath(a.cwd) : undefined;
     const r = await runCaptured(s, argv ?? ['/bin/sh', '-c', cmd!], { cwd, via: 'mcp', timeoutMs: ((a.timeoutSeconds as number | undefined) ?? 600) * 1000 });
     const text = `exit status: ${r.status}${r.timedOut ? ' (killed: timeout)' : ''}${r.truncated ? ' (output truncated)' : ''}\n--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr}`;
-    return { text, rule: lastCommandRule ?? 'commands.default', extra: { status: r.status, timedOut: r.timedOut }, isError: r.status !== 0 };
+    return { text, rule: state.lastCommandRule ?? 'commands.default', extra: { status: r.status, timedOut: r.timedOut }, isError: r.status !== 0 };
   }));
 
   server.registerTool('read_file', {
@@ -165,14 +199,18 @@ export function createAirlockMcpServer(o: AirlockMcpOptions = {}): AirlockMcp {
     return { text: r.entries.map((e) => `${short[e.type]} ${e.size} ${e.path}`).join('\n') + (r.truncated ? '\n[airlock: truncated]' : ''), rule: 'mcp.paths.workspace', extra: { entries: r.entries.length } };
   }));
 
+}
+
+/** propose_change: ends the session and turns its captured result into a proposal for review. */
+function registerProposeTool(server: McpServer, handle: Handle, state: McpState): void {
   server.registerTool('propose_change', {
     title: 'Propose the change for review',
     description: 'Ends the session: captures the workspace (commits and uncommitted work), runs the review checks and creates a proposal for human approval. No further tool calls are possible afterwards.',
     inputSchema: { summary: z.string().max(4000).optional().describe('What the change does, for the reviewer (recorded).') },
   }, handle('propose_change', async (a) => ({ summary: clip(String(a.summary ?? ''), 500) }), async (s, a) => {
     s.record({ type: 'mcp.propose', data: { summary: clip(String(a.summary ?? ''), 4000) } });
-    const res = await stopSession(s, 'propose_change');
-    const cap = res.result;
+    state.stopped = await s.stop('propose_change');
+    const cap = state.stopped.result;
     if (!cap) return { text: 'the session ended but its result could not be captured (see the audit log)', rule: 'review.capture', isError: true };
     if (!cap.commits.length) return { text: `session ${s.id} ended with no changes; nothing to propose`, rule: 'review.capture', extra: { commits: 0 } };
     if (typeof review.createProposal !== 'function') {
@@ -188,23 +226,4 @@ export function createAirlockMcpServer(o: AirlockMcpOptions = {}): AirlockMcp {
     ].join('\n');
     return { text, rule: 'review.checks', extra: { proposal: proposal.id, hash: proposal.hash, findings: proposal.findings.length, blocking } };
   }));
-
-  const stopSession = async (s: Session, reason: string): Promise<StopResult> => {
-    stopped = await s.stop(reason);
-    return stopped;
-  };
-
-  return {
-    server,
-    session: getSession,
-    close: async (reason = 'mcp client disconnected') => {
-      let r: StopResult | null = stopped;
-      if (opened && !o.session) {
-        try { const s = await opened; r = await s.stop(reason); } catch { /* open failed: nothing to stop */ }
-      }
-      await server.close().catch(() => undefined);
-      if (ownStore && !o.store) { try { (ownStore as AuditStore).close(); } catch { /* closed */ } }
-      return r;
-    },
-  };
 }

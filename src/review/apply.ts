@@ -135,40 +135,40 @@ function prTitle(p: Proposal): string {
   return `Airlock: agent change from session ${p.session} (proposal ${p.id})`;
 }
 
-export async function applyProposal(store: AuditStore, id: number, o: ApplyOptions = {}): Promise<ApplyResult> {
-  assertOutsideSandbox(store, o.env);
-  const p = requireProposal(store, id);
-  const st = proposalStatus(store, p);
-  if (st.state === 'applied') throw new AirlockError('BAD_STATE', `proposal ${p.id} was already applied to ${st.applied?.branch}${st.applied?.url ? ` (${st.applied.url})` : ''}`, 'nothing to do');
-  if (st.state === 'rejected') throw new AirlockError('BAD_STATE', `proposal ${p.id} was rejected by ${st.rejectedBy?.by}: ${st.rejectedBy?.reason}`, 'a rejected proposal is never applied');
-  if (st.state === 'superseded') throw new AirlockError('BAD_STATE', `proposal ${p.id} was superseded by a newer proposal for session ${p.session}`, 'apply the newest one');
-  if (st.state !== 'approved') throw new AirlockError('DENIED', `proposal ${p.id} is not approved yet: needs ${st.missing.join('; ')}`, `approve it with \`airlock review approve ${p.id}\``);
-  verifyProposal(store, p); // any change since the approvals voids them
-  const who = humanIdentity(o.as);
-  const cfg = p.policy.review.apply;
-  const env = o.env ?? process.env;
+export async function applyProposal(store: AuditStore, id: number, opts: ApplyOptions = {}): Promise<ApplyResult> {
+  assertOutsideSandbox(store, opts.env);
+  const proposal = requireProposal(store, id);
+  const st = proposalStatus(store, proposal);
+  if (st.state === 'applied') throw new AirlockError('BAD_STATE', `proposal ${proposal.id} was already applied to ${st.applied?.branch}${st.applied?.url ? ` (${st.applied.url})` : ''}`, 'nothing to do');
+  if (st.state === 'rejected') throw new AirlockError('BAD_STATE', `proposal ${proposal.id} was rejected by ${st.rejectedBy?.by}: ${st.rejectedBy?.reason}`, 'a rejected proposal is never applied');
+  if (st.state === 'superseded') throw new AirlockError('BAD_STATE', `proposal ${proposal.id} was superseded by a newer proposal for session ${proposal.session}`, 'apply the newest one');
+  if (st.state !== 'approved') throw new AirlockError('DENIED', `proposal ${proposal.id} is not approved yet: needs ${st.missing.join('; ')}`, `approve it with \`airlock review approve ${proposal.id}\``);
+  verifyProposal(store, proposal); // any change since the approvals voids them
+  const who = humanIdentity(opts.as);
+  const cfg = proposal.policy.review.apply;
+  const env = opts.env ?? process.env;
 
   const fail = (stage: string, message: string, extra: Record<string, unknown> = {}): never => {
-    insertDecision(store, { proposalId: p.id, kind: 'apply_failed', by: who.identity, bySource: who.source, proposalHash: p.hash, reason: `${stage}: ${message}`, override: false, data: { stage, ...extra } });
-    store.append({ type: 'review.apply_failed', session: p.session, severity: 'medium', decision: 'deny', rule: `review.apply.${stage}`, data: { proposal: p.id, hash: p.hash, stage, error: message, ...extra } });
-    throw new AirlockError(stage === 'protected' ? 'DENIED' : stage === 'exists' ? 'BAD_STATE' : 'UNAVAILABLE', `apply of proposal ${p.id} failed at ${stage}: ${message}`,
+    insertDecision(store, { proposalId: proposal.id, kind: 'apply_failed', by: who.identity, bySource: who.source, proposalHash: proposal.hash, reason: `${stage}: ${message}`, override: false, data: { stage, ...extra } });
+    store.append({ type: 'review.apply_failed', session: proposal.session, severity: 'medium', decision: 'deny', rule: `review.apply.${stage}`, data: { proposal: proposal.id, hash: proposal.hash, stage, error: message, ...extra } });
+    throw new AirlockError(stage === 'protected' ? 'DENIED' : stage === 'exists' ? 'BAD_STATE' : 'UNAVAILABLE', `apply of proposal ${proposal.id} failed at ${stage}: ${message}`,
       stage === 'exists' ? 'choose another branch template (review.apply.branchTemplate) or delete the stale branch'
         : stage === 'protected' ? 'change review.apply.branchTemplate; Airlock never pushes to the default or a protected branch'
           : 'the proposal stays approved and unapplied; fix the cause and run `airlock review apply` again');
   };
 
-  const branch = branchName(cfg.branchTemplate, p);
+  const branch = branchName(cfg.branchTemplate, proposal);
   if (git(['check-ref-format', '--branch', branch], { allowFail: true }).status !== 0 || branch.startsWith('-')) fail('protected', `"${branch}" is not a valid branch name`);
   const prot = cfg.protectedBranches.find((g) => matchPath(branch, g));
   if (prot) fail('protected', `branch ${branch} matches protected branch "${prot}"`);
-  const url = remoteUrl(p);
+  const url = remoteUrl(proposal);
   const shown = redactUrl(url);
   let token: string | null = null;
   if (cfg.provider !== 'none') {
     token = providerToken(cfg, env);
     if (!token) fail('token', `no ${cfg.provider} token: set ${cfg.tokenEnv ? `the host environment variable ${cfg.tokenEnv}` : ''}${cfg.tokenEnv && cfg.tokenFile ? ' or ' : ''}${cfg.tokenFile ? `the file ${cfg.tokenFile}` : ''}${!cfg.tokenEnv && !cfg.tokenFile ? 'review.apply.tokenEnv or tokenFile in the policy' : ''}`);
   }
-  const penv = pushEnv(p, url, token);
+  const penv = pushEnv(proposal, url, token);
 
   // What is on the remote now: its default branch and our branch, if any.
   const ls = git([...NET, 'ls-remote', '--symref', url, 'HEAD', `refs/heads/${branch}`, NOTES_REF], { env: penv, allowFail: true });
@@ -177,22 +177,22 @@ export async function applyProposal(store: AuditStore, id: number, o: ApplyOptio
   if (defaultBranch === branch) fail('protected', `branch ${branch} is the remote's default branch`);
   const existing = new RegExp(`^([0-9a-f]{40})\\trefs/heads/${branch.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm').exec(ls.stdout)?.[1] ?? null;
 
-  const commit = buildApplyCommit(p, st.approvers);
-  git(['update-ref', `refs/airlock/apply/${p.id}`, commit], { env: { GIT_DIR: p.resultRepo } });
+  const commit = buildApplyCommit(proposal, st.approvers);
+  git(['update-ref', `refs/airlock/apply/${proposal.id}`, commit], { env: { GIT_DIR: proposal.resultRepo } });
   if (existing && existing !== commit) fail('exists', `branch ${branch} already exists on ${shown} with other content (${existing.slice(0, 12)})`, { remote: shown, branch });
   const alreadyPushed = existing === commit;
 
   // Signed provenance travels with the commit as a git note; no signature, no push (fail closed).
   let envelope: ReturnType<typeof signProvenance>['envelope'];
   try {
-    envelope = signProvenance({ store, p, st, commit, appliedBy: who.identity, keyDir: o.keyDir ?? join(dirname(store.path), 'keys'), env }).envelope;
+    envelope = signProvenance({ store, p: proposal, st, commit, appliedBy: who.identity, keyDir: opts.keyDir ?? join(dirname(store.path), 'keys'), env }).envelope;
   } catch (e) { return fail('provenance', e instanceof Error ? e.message : String(e)); }
   const remoteNotes = new RegExp(`^([0-9a-f]{40})\t${NOTES_REF}$`, 'm').exec(ls.stdout)?.[1] ?? null;
   if (remoteNotes) {
     const f = git([...NET, 'fetch', '--no-tags', '--no-write-fetch-head', url, `+${NOTES_REF}:refs/airlock/remote-notes`], { env: penv, allowFail: true });
     if (f.status !== 0) fail('push', `cannot fetch ${NOTES_REF} from ${shown}: ${scrub(f.stderr, token)}`, { remote: shown, branch });
   }
-  try { writeNote(p.resultRepo, commit, envelope, remoteNotes); } catch (e) { fail('provenance', `cannot write the provenance note: ${e instanceof Error ? e.message : String(e)}`); }
+  try { writeNote(proposal.resultRepo, commit, envelope, remoteNotes); } catch (e) { fail('provenance', `cannot write the provenance note: ${e instanceof Error ? e.message : String(e)}`); }
   // one atomic push: the branch must not exist (unless already pushed), the notes ref must be as we read it
   const refspecs = [...(alreadyPushed ? [] : [`${commit}:refs/heads/${branch}`]), `${NOTES_REF}:${NOTES_REF}`];
   const leases = [...(alreadyPushed ? [] : [`--force-with-lease=refs/heads/${branch}:`]), `--force-with-lease=${NOTES_REF}:${remoteNotes ?? ''}`];
@@ -201,23 +201,23 @@ export async function applyProposal(store: AuditStore, id: number, o: ApplyOptio
     const why = scrub(`${push.stderr}\n${push.stdout}`, token);
     fail('push', /stale info|already exists|fetch first/.test(why) ? `branch ${branch} or ${NOTES_REF} changed on ${shown} meanwhile` : `push to ${shown} was rejected: ${why}`, { remote: shown, branch });
   }
-  store.append({ type: 'review.pushed', session: p.session, severity: 'info', decision: 'allow', rule: 'review.apply',
-    data: { proposal: p.id, hash: p.hash, remote: shown, branch, commit, alreadyPushed, provenance: { notesRef: NOTES_REF, keyId: envelope.signatures[0]!.keyid } } });
+  store.append({ type: 'review.pushed', session: proposal.session, severity: 'info', decision: 'allow', rule: 'review.apply',
+    data: { proposal: proposal.id, hash: proposal.hash, remote: shown, branch, commit, alreadyPushed, provenance: { notesRef: NOTES_REF, keyId: envelope.signatures[0]!.keyid } } });
 
   let prUrl: string | null = null;
   if (cfg.provider !== 'none') {
-    const base = cfg.baseBranch || (p.baseRef && p.baseRef !== 'HEAD' && !/^[0-9a-f]{7,40}$/.test(p.baseRef) ? p.baseRef.replace(/^refs\/heads\//, '') : null) || defaultBranch || 'main';
+    const base = cfg.baseBranch || (proposal.baseRef && proposal.baseRef !== 'HEAD' && !/^[0-9a-f]{7,40}$/.test(proposal.baseRef) ? proposal.baseRef.replace(/^refs\/heads\//, '') : null) || defaultBranch || 'main';
     try {
       const pr = await openPullRequest({ provider: cfg.provider, apiUrl: cfg.apiUrl, repository: cfg.repository || repositoryFromUrl(url), token: token!,
-        head: branch, base, title: prTitle(p), body: summaryMarkdown(p, st) + '\n' + provenanceMarkdown(commit, envelope), draft: cfg.draft }, o.fetch);
+        head: branch, base, title: prTitle(proposal), body: summaryMarkdown(proposal, st) + '\n' + provenanceMarkdown(commit, envelope), draft: cfg.draft }, opts.fetch);
       prUrl = pr.url || null;
     } catch (e) {
       fail('pull-request', scrub(e instanceof Error ? e.message : String(e), token), { remote: shown, branch, commit });
     }
   }
-  insertDecision(store, { proposalId: p.id, kind: 'apply', by: who.identity, bySource: who.source, proposalHash: p.hash, reason: null, override: false,
+  insertDecision(store, { proposalId: proposal.id, kind: 'apply', by: who.identity, bySource: who.source, proposalHash: proposal.hash, reason: null, override: false,
     data: { branch, commit, remote: shown, url: prUrl, provider: cfg.provider } });
-  store.append({ type: 'review.applied', session: p.session, severity: 'info', decision: 'allow', rule: 'review.apply',
-    data: { proposal: p.id, hash: p.hash, by: who.identity, remote: shown, branch, commit, url: prUrl, provider: cfg.provider, approvers: st.approvers } });
-  return { proposal: p.id, branch, commit, remote: shown, url: prUrl, alreadyPushed };
+  store.append({ type: 'review.applied', session: proposal.session, severity: 'info', decision: 'allow', rule: 'review.apply',
+    data: { proposal: proposal.id, hash: proposal.hash, by: who.identity, remote: shown, branch, commit, url: prUrl, provider: cfg.provider, approvers: st.approvers } });
+  return { proposal: proposal.id, branch, commit, remote: shown, url: prUrl, alreadyPushed };
 }

@@ -62,15 +62,15 @@ async function call(fetchImpl: Fetch, url: string, headers: Record<string, strin
   try { return JSON.parse(text) as Record<string, unknown>; } catch { throw new AirlockError('UNAVAILABLE', `${new URL(url).origin} answered with non-JSON`, 'check review.apply.apiUrl'); }
 }
 
-export async function openPullRequest(i: PullRequestInput, fetchImpl: Fetch = fetch): Promise<PullRequestResult> {
-  const api = i.apiUrl.replace(/\/+$/, '');
-  switch (i.provider) {
+export async function openPullRequest(input: PullRequestInput, fetchImpl: Fetch = fetch): Promise<PullRequestResult> {
+  const api = input.apiUrl.replace(/\/+$/, '');
+  switch (input.provider) {
     case 'github': {
-      const [owner, repo] = i.repository.split('/');
-      if (!owner || !repo) throw new AirlockError('POLICY_INVALID', `GitHub repository must be owner/name, got "${i.repository}"`, 'set review.apply.repository');
-      const kit = new Octokit({ auth: i.token, baseUrl: api || 'https://api.github.com', userAgent: 'airlock', request: { fetch: fetchImpl } });
+      const [owner, repo] = input.repository.split('/');
+      if (!owner || !repo) throw new AirlockError('POLICY_INVALID', `GitHub repository must be owner/name, got "${input.repository}"`, 'set review.apply.repository');
+      const kit = new Octokit({ auth: input.token, baseUrl: api || 'https://api.github.com', userAgent: 'airlock', request: { fetch: fetchImpl } });
       try {
-        const r = await kit.rest.pulls.create({ owner, repo, head: i.head, base: i.base, title: i.title, body: i.body, draft: i.draft });
+        const r = await kit.rest.pulls.create({ owner, repo, head: input.head, base: input.base, title: input.title, body: input.body, draft: input.draft });
         return { url: r.data.html_url, number: r.data.number };
       } catch (e) {
         const status = (e as { status?: number }).status;
@@ -79,16 +79,16 @@ export async function openPullRequest(i: PullRequestInput, fetchImpl: Fetch = fe
     }
     case 'gitlab': {
       if (!api) throw new AirlockError('POLICY_INVALID', 'GitLab needs review.apply.apiUrl (e.g. https://gitlab.example.com/api/v4)', 'set it in the org policy');
-      const r = await call(fetchImpl, `${api}/projects/${encodeURIComponent(i.repository)}/merge_requests`, { 'PRIVATE-TOKEN': i.token },
-        { source_branch: i.head, target_branch: i.base, title: i.draft ? `Draft: ${i.title}` : i.title, description: i.body, remove_source_branch: false });
+      const r = await call(fetchImpl, `${api}/projects/${encodeURIComponent(input.repository)}/merge_requests`, { 'PRIVATE-TOKEN': input.token },
+        { source_branch: input.head, target_branch: input.base, title: input.draft ? `Draft: ${input.title}` : input.title, description: input.body, remove_source_branch: false });
       return { url: String(r.web_url ?? ''), number: Number(r.iid ?? 0) };
     }
     case 'gitea': {
       if (!api) throw new AirlockError('POLICY_INVALID', 'Gitea/Forgejo needs review.apply.apiUrl (e.g. https://git.example.com/api/v1)', 'set it in the org policy');
-      const [owner, repo] = i.repository.split('/');
-      if (!owner || !repo) throw new AirlockError('POLICY_INVALID', `Gitea repository must be owner/name, got "${i.repository}"`, 'set review.apply.repository');
-      const r = await call(fetchImpl, `${api}/repos/${encodeURIComponent(owner)}/${encodeURIComponent(repo)}/pulls`, { authorization: `token ${i.token}` },
-        { head: i.head, base: i.base, title: i.draft ? `WIP: ${i.title}` : i.title, body: i.body });
+      const [owner, repo] = input.repository.split('/');
+      if (!owner || !repo) throw new AirlockError('POLICY_INVALID', `Gitea repository must be owner/name, got "${input.repository}"`, 'set review.apply.repository');
+      const r = await call(fetchImpl, `${api}/repos/${encodeURIComponent(owner)}/${encodeURIComponent(repo)}/pulls`, { authorization: `token ${input.token}` },
+        { head: input.head, base: input.base, title: input.draft ? `WIP: ${input.title}` : input.title, body: input.body });
       return { url: String(r.html_url ?? ''), number: Number(r.number ?? 0) };
     }
     case 'none': return { url: '', number: 0 };

@@ -25,35 +25,35 @@ export interface ApproveOptions { as?: string; overrideReason?: string; env?: No
 
 export function approveProposal(store: AuditStore, id: number, o: ApproveOptions = {}): { proposal: Proposal; status: ProposalStatus; by: string } {
   assertOutsideSandbox(store, o.env);
-  const p = requireProposal(store, id);
-  refuseFinal(p, proposalStatus(store, p), 'approved');
-  verifyProposal(store, p);
+  const proposal = requireProposal(store, id);
+  refuseFinal(proposal, proposalStatus(store, proposal), 'approved');
+  verifyProposal(store, proposal);
   const who = humanIdentity(o.as);
-  const mine = decisionsFor(store, p.id).filter((d) => d.kind === 'approve' && d.proposalHash === p.hash && d.by?.toLowerCase() === who.identity.toLowerCase());
-  if (mine.length) throw new AirlockError('BAD_STATE', `${who.identity} already approved proposal ${p.id}`, 'a second approval must come from another reviewer');
-  const blocking = p.findings.filter((f) => f.blocking);
+  const mine = decisionsFor(store, proposal.id).filter((d) => d.kind === 'approve' && d.proposalHash === proposal.hash && d.by?.toLowerCase() === who.identity.toLowerCase());
+  if (mine.length) throw new AirlockError('BAD_STATE', `${who.identity} already approved proposal ${proposal.id}`, 'a second approval must come from another reviewer');
+  const blocking = proposal.findings.filter((f) => f.blocking);
   const reason = o.overrideReason?.trim() ?? '';
   let override = false;
   if (o.overrideReason !== undefined) {
     if (!reason) throw new AirlockError('USAGE', '--override-reason needs a reason', 'say why the blocking findings are acceptable');
-    const roles = p.policy.review.overrideRoles;
-    if (!roles.some((r) => inGroup(p.policy, r, who.identity))) {
-      store.append({ type: 'review.override_denied', session: p.session, severity: 'high', decision: 'deny', rule: 'review.overrideRoles', data: { proposal: p.id, hash: p.hash, by: who.identity } });
+    const roles = proposal.policy.review.overrideRoles;
+    if (!roles.some((r) => inGroup(proposal.policy, r, who.identity))) {
+      store.append({ type: 'review.override_denied', session: proposal.session, severity: 'high', decision: 'deny', rule: 'review.overrideRoles', data: { proposal: proposal.id, hash: proposal.hash, by: who.identity } });
       throw new AirlockError('DENIED', `${who.identity} may not override blocking findings (review.overrideRoles: ${roles.length ? roles.join(', ') : 'none configured'})`, 'ask a member of an override role, or fix the findings in a new session');
     }
     override = true;
-  } else if (blocking.length && !decisionsFor(store, p.id).some((d) => d.kind === 'approve' && d.override && d.proposalHash === p.hash
-    && p.policy.review.overrideRoles.some((r) => inGroup(p.policy, r, d.by ?? '')))) {
-    store.append({ type: 'review.approval_refused', session: p.session, severity: 'medium', decision: 'deny', rule: 'review.blockAt', data: { proposal: p.id, hash: p.hash, by: who.identity, blocking: blocking.length } });
+  } else if (blocking.length && !decisionsFor(store, proposal.id).some((d) => d.kind === 'approve' && d.override && d.proposalHash === proposal.hash
+    && proposal.policy.review.overrideRoles.some((r) => inGroup(proposal.policy, r, d.by ?? '')))) {
+    store.append({ type: 'review.approval_refused', session: proposal.session, severity: 'medium', decision: 'deny', rule: 'review.blockAt', data: { proposal: proposal.id, hash: proposal.hash, by: who.identity, blocking: blocking.length } });
     const list = blocking.slice(0, 10).map((f) => `  ${f.file || '(change)'}${f.line ? `:${f.line}` : ''} ${f.rule} [${f.severity}]`).join('\n');
-    throw new AirlockError('DENIED', `proposal ${p.id} has ${blocking.length} blocking finding${blocking.length === 1 ? '' : 's'}:\n${list}`,
-      p.policy.review.overrideRoles.length ? `a member of ${p.policy.review.overrideRoles.join(', ')} may approve with --override-reason TEXT` : 'reject it, or fix the findings in a new session (no override role is configured)');
+    throw new AirlockError('DENIED', `proposal ${proposal.id} has ${blocking.length} blocking finding${blocking.length === 1 ? '' : 's'}:\n${list}`,
+      proposal.policy.review.overrideRoles.length ? `a member of ${proposal.policy.review.overrideRoles.join(', ')} may approve with --override-reason TEXT` : 'reject it, or fix the findings in a new session (no override role is configured)');
   }
-  insertDecision(store, { proposalId: p.id, kind: 'approve', by: who.identity, bySource: who.source, proposalHash: p.hash, reason: override ? reason : null, override, data: {} });
-  const status = proposalStatus(store, p);
-  store.append({ type: 'review.approved', session: p.session, severity: override ? 'high' : 'info', decision: 'allow', rule: override ? 'review.overrideRoles' : 'review.approvals',
-    data: { proposal: p.id, hash: p.hash, by: who.identity, source: who.source, override, reason: override ? reason : null, state: status.state, missing: status.missing } });
-  return { proposal: p, status, by: who.identity };
+  insertDecision(store, { proposalId: proposal.id, kind: 'approve', by: who.identity, bySource: who.source, proposalHash: proposal.hash, reason: override ? reason : null, override, data: {} });
+  const status = proposalStatus(store, proposal);
+  store.append({ type: 'review.approved', session: proposal.session, severity: override ? 'high' : 'info', decision: 'allow', rule: override ? 'review.overrideRoles' : 'review.approvals',
+    data: { proposal: proposal.id, hash: proposal.hash, by: who.identity, source: who.source, override, reason: override ? reason : null, state: status.state, missing: status.missing } });
+  return { proposal: proposal, status, by: who.identity };
 }
 
 export function rejectProposal(store: AuditStore, id: number, o: { as?: string; reason: string; env?: NodeJS.ProcessEnv }): { proposal: Proposal; by: string } {

@@ -3,7 +3,7 @@ import { existsSync, lstatSync, mkdirSync, rmSync, openSync, readSync, closeSync
 import { join, resolve } from 'node:path';
 import { once } from 'node:events';
 import { StringDecoder } from 'node:string_decoder';
-import { AirlockError } from '../common/index.ts';
+import { AirlockError, shellQuote } from '../common/index.ts';
 import type { ExecHandle, ExecOptions, ExecResult, Mechanisms, Sandbox, SandboxDriver, SandboxSpec } from './driver.ts';
 import { buildSeccompProgram } from './seccomp.ts';
 import { createCgroup, type CgroupHandle } from './limits.ts';
@@ -49,10 +49,6 @@ function which(cmd: string): string | null {
     try { if (statSync(p).isFile()) return p; } catch { /* next */ }
   }
   return null;
-}
-
-function shq(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
 export class BwrapDriver implements SandboxDriver {
@@ -132,15 +128,15 @@ class BwrapSandbox implements Sandbox {
     const script = [
       'read go || exit 1',
       'set -e',
-      `S=${shq(this.mnt)}`,
+      `S=${shellQuote(this.mnt)}`,
       `mount -t tmpfs -o size=${s.limits.diskMB}m,mode=0755,nosuid,nodev tmpfs "$S"`,
       'mkdir -p "$S/upper" "$S/work" "$S/merged" "$S/tmp" "$S/vartmp" "$S/shm" "$S/home" "$S/etc"',
-      `cp ${shq(join(s.stateDir, 'etc'))}/* "$S/etc/"`,
-      ...(s.files ?? []).map((f, i) => `cp ${shq(f.source)} "$S/etc/file-${i}"`),
+      `cp ${shellQuote(join(s.stateDir, 'etc'))}/* "$S/etc/"`,
+      ...(s.files ?? []).map((f, i) => `cp ${shellQuote(f.source)} "$S/etc/file-${i}"`),
       'chmod 1777 "$S/tmp" "$S/vartmp" "$S/shm"',
       own,
       // userxattr: inside a user namespace, opaque dirs (rm -r of a base dir) need user.* xattrs
-      `mount -t overlay overlay -o ${shq(`lowerdir=${s.lowerDirs.join(':')},upperdir=`)}"$S/upper",workdir="$S/work",userxattr "$S/merged"`,
+      `mount -t overlay overlay -o ${shellQuote(`lowerdir=${s.lowerDirs.join(':')},upperdir=`)}"$S/upper",workdir="$S/work",userxattr "$S/merged"`,
       'ip link set lo up 2>/dev/null || true',
       s.networkSetup ?? ':',
       'echo ready',

@@ -1,5 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
-import type { AuditEventInput } from '../audit/index.ts';
+import type { AuditEventInput } from '../common/index.ts';
 import type { Limits } from './limits.ts';
 
 // The supervisor talks to sandboxes only through this interface, so a second backend

@@ -69,14 +69,13 @@ const TIOCLINUX = 0x541c;
 // CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET|NEWTIME
 const CLONE_NEW_MASK = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000 | 0x00000080;
 
-export const FILTERED_ARGUMENTS = [
-  'socket(family other than AF_INET | AF_INET6): EAFNOSUPPORT (an allowlist: no host daemons over AF_UNIX, no netlink, packet, vsock or kernel crypto sockets)',
-  'socket(type SOCK_RAW | SOCK_PACKET): no raw IP (ICMP tunnels, spoofing)',
-  'ioctl(TIOCSTI | TIOCLINUX): no typing into the controlling terminal',
-  'clone(CLONE_NEW*): no new namespaces via clone',
-  'clone3: ENOSYS (its flags are in memory seccomp cannot read; libc falls back to clone)',
-  'any x32 syscall number and any non-x86_64 architecture: killed',
-];
+// Filtered on their arguments (not in BLOCKED_SYSCALLS):
+// - socket(family other than AF_INET | AF_INET6): EAFNOSUPPORT (an allowlist: no host daemons over AF_UNIX, no netlink, packet, vsock or kernel crypto sockets)
+// - socket(type SOCK_RAW | SOCK_PACKET): no raw IP (ICMP tunnels, spoofing)
+// - ioctl(TIOCSTI | TIOCLINUX): no typing into the controlling terminal
+// - clone(CLONE_NEW*): no new namespaces via clone
+// - clone3: ENOSYS (its flags are in memory seccomp cannot read; libc falls back to clone)
+// - any x32 syscall number and any non-x86_64 architecture: killed
 
 const AUDIT_ARCH_X86_64 = 0xc000003e;
 const X32_SYSCALL_BIT = 0x40000000;

@@ -8,7 +8,7 @@
 
 import { closeSync, openSync, readSync } from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
-import type { AuditEventInput } from '../audit/index.ts';
+import type { AuditEventInput } from '../common/index.ts';
 
 export interface ProcessExec { kind: 'exec'; pid: number; ppid: number | null; argv: string[]; path: string; cwd: string | null; ts: number; ok: boolean; error?: string; /** the trace ended inside the call (strace killed): outcome unknown */ unfinished?: boolean }
 export interface ProcessExit { kind: 'exit'; pid: number; ppid: number | null; exitCode: number | null; signal: string | null; ts: number; startTs: number | null; argv0: string | null }

@@ -163,24 +163,24 @@ function flagPositions(r: RuleRun, f: CliFlag): number[] {
 
 /** Each program occurrence owns the flags up to the end of its logical line (or the next
  * occurrence, or 4 KiB): every flag is judged once, so the rule stays linear. */
-function runCliRule(r: RuleRun, rule: CliRule): void {
-  const { text } = r;
+function runCliRule(run: RuleRun, rule: CliRule): void {
+  const { text } = run;
   if (!rule.commands.length) {
-    const mysql = sortedHits(r, MYSQL_FAMILY);
+    const mysql = sortedHits(run, MYSQL_FAMILY);
     for (const f of rule.flags) {
-      for (const p of flagPositions(r, f)) {
+      for (const p of flagPositions(run, f)) {
         if (text[p + f.flag.length] !== '=' && mysql.length) {
           const lineStart = Math.max(p - MAX_COMMAND, text.lastIndexOf('\n', p) + 1);
           if (anyIn(mysql, lineStart, p)) continue;
         }
-        judgeFlag(r, rule, f, p);
+        judgeFlag(run, rule, f, p);
       }
     }
     return;
   }
-  const starts = rule.commands.flatMap((c) => (r.anchors.at.get(c) ?? []).filter((at) => isCommandWord(text, at, c)).map((at) => ({ at, c }))).sort((a, b) => a.at - b.at);
+  const starts = rule.commands.flatMap((c) => (run.anchors.at.get(c) ?? []).filter((at) => isCommandWord(text, at, c)).map((at) => ({ at, c }))).sort((a, b) => a.at - b.at);
   if (!starts.length) return;
-  const flags = rule.flags.flatMap((f) => flagPositions(r, f).map((p) => ({ p, f }))).sort((a, b) => a.p - b.p);
+  const flags = rule.flags.flatMap((f) => flagPositions(run, f).map((p) => ({ p, f }))).sort((a, b) => a.p - b.p);
   let fi = 0;
   for (let i = 0; i < starts.length; i++) {
     const { at, c } = starts[i]!;
@@ -189,7 +189,7 @@ function runCliRule(r: RuleRun, rule: CliRule): void {
     const sub = rule.subcommand ? rule.subcommand.exec(text.slice(at + c.length - 1, end)) : null;
     const from = rule.subcommand ? (sub ? at + c.length - 1 + sub.index : end) : at;
     while (fi < flags.length && flags[fi]!.p < at) fi++;
-    for (; fi < flags.length && flags[fi]!.p < end; fi++) if (flags[fi]!.p > from) judgeFlag(r, rule, flags[fi]!.f, flags[fi]!.p);
+    for (; fi < flags.length && flags[fi]!.p < end; fi++) if (flags[fi]!.p > from) judgeFlag(run, rule, flags[fi]!.f, flags[fi]!.p);
   }
 }
 

@@ -55,21 +55,21 @@ export function mergeHits(text: string, raw: RawHit[], allowlist: readonly Allow
   live.sort((a, b) => a.start - b.start || b.end - a.end);
   const at = locator(text);
   const out: SecretFinding[] = [];
-  let i = 0;
-  while (i < live.length) {
-    let primary = live[i]!;
+  let clusterStart = 0;
+  while (clusterStart < live.length) {
+    let primary = live[clusterStart]!;
     let start = primary.start;
     let end = primary.end;
     let sev = primary.severity;
     const rules = new Set([primary.rule]);
-    let j = i + 1;
-    while (j < live.length && live[j]!.start < end) {
-      const h = live[j]!;
+    let clusterEnd = clusterStart + 1;
+    while (clusterEnd < live.length && live[clusterEnd]!.start < end) {
+      const h = live[clusterEnd]!;
       end = Math.max(end, h.end);
       if (SEV_RANK[h.severity] > SEV_RANK[sev]) sev = h.severity;
       primary = better(primary, h);
       rules.add(h.rule);
-      j++;
+      clusterEnd++;
     }
     start = Math.min(start, primary.start);
     const s = at(start);
@@ -88,7 +88,7 @@ export function mergeHits(text: string, raw: RawHit[], allowlist: readonly Allow
       entropy: Math.round(entropy(value) * 100) / 100,
       ...(rules.size ? { alsoMatched: [...rules] } : {}),
     });
-    i = j;
+    clusterStart = clusterEnd;
   }
   return out;
 }

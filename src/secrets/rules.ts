@@ -6,7 +6,6 @@ import { cliPasswordRules } from './cmdline.ts';
 import { compilePrefilter, type AnchorHits } from './prefilter.ts';
 
 export type { RawHit, Suppressed } from './hits.ts';
-export { entropy } from './values.ts';
 
 // Our own rules: what secretlint's recommended preset lacks or reports with an imprecise
 // range. Each yields the exact span of the secret VALUE (not the key name), so redaction

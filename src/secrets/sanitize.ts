@@ -2,9 +2,8 @@ import { closeSync, constants, fsyncSync, lstatSync, openSync, renameSync, unlin
 import { createHash, randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { basename, matchesGlob } from 'node:path';
-import type { AuditEventInput } from '../audit/index.ts';
 import type { SecretsPolicy } from '../policy/index.ts';
-import { joinBytes, walkBytes } from '../common/index.ts';
+import { joinBytes, walkBytes, type AuditEventInput } from '../common/index.ts';
 import { applyRedactions } from './engine.ts';
 import { readNoFollow } from './files.ts';
 import type { JudgeJob, Verdict } from './judge.ts';

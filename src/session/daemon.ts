@@ -94,12 +94,12 @@ export async function superviseSession(opts: OpenSessionOptions, ready: (id: str
     rmSync(path, { force: true });
     setTimeout(() => process.exit(0), 50).unref();
   };
-  const handle = async (sock: Socket, f: Frame) => {
+  const handle = async (sock: Socket, frame: Frame) => {
     try {
-      switch (f.t) {
+      switch (frame.t) {
         case 'exec': {
           running++;
-          const h = await session.exec({ argv: f.argv, cwd: f.cwd, env: f.env, stdio: 'pipe', via: 'exec' });
+          const h = await session.exec({ argv: frame.argv, cwd: frame.cwd, env: frame.env, stdio: 'pipe', via: 'exec' });
           // Output leaves the sandbox redacted, a line at a time (secrets never span a
           // line in practice; a long line is cut at 64 KiB).
           const outDone = redactedStream(h.stdout, (b) => send(sock, { t: 'out', d: b.toString('base64') }));
@@ -118,13 +118,13 @@ export async function superviseSession(opts: OpenSessionOptions, ready: (id: str
           sock.end();
           return;
         }
-        case 'stop': return await stopAndExit(f.reason ?? 'stopped by user', sock);
-        case 'kill': return await stopAndExit(`killed: ${f.reason ?? 'by user'}`, sock);
+        case 'stop': return await stopAndExit(frame.reason ?? 'stopped by user', sock);
+        case 'kill': return await stopAndExit(`killed: ${frame.reason ?? 'by user'}`, sock);
         case 'pause': send(sock, { t: 'ok', data: { paused: session.pause('requested by user') } }); sock.end(); return;
         case 'resume': {
           // through the detector when it paused the session, so its state and record agree
           const d = session.layerState.get('detector') as { paused(): boolean; resume(by: string): Promise<void> } | undefined;
-          const by = f.by ?? process.env.USER ?? 'unknown';
+          const by = frame.by ?? process.env.USER ?? 'unknown';
           if (d?.paused()) { await d.resume(by); send(sock, { t: 'ok', data: { resumed: true } }); } else send(sock, { t: 'ok', data: { resumed: session.resume(by) } });
           sock.end();
           return;

@@ -6,11 +6,11 @@
 // out takes an explicit `null` and is recorded. No module state: each call builds fresh
 // layer objects. Each layer loads its module on first use, so a session that needs no
 // gateway, proposal or sinks does not pay for importing them.
-import { chownTreeNoFollow } from '../common/index.ts';
+import { chownTreeNoFollow, type AuditEventInput } from '../common/index.ts';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import type { Session, ExecRequest } from './session.ts';
-import { type AuditEventInput, checkpoint, startCheckpointer } from '../audit/index.ts';
+import { checkpoint, startCheckpointer } from '../audit/index.ts';
 import { canonicalJson } from '../common/index.ts';
 import type { Detector } from '../detect/index.ts';
 import type { Honeytoken } from '../secrets/index.ts';

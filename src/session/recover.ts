@@ -1,7 +1,7 @@
 import { existsSync, lstatSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AuditEventInput, AuditStore } from '../audit/index.ts';
-import type { HomeLayout } from '../common/index.ts';
+import type { AuditStore } from '../audit/index.ts';
+import type { AuditEventInput, HomeLayout } from '../common/index.ts';
 import { recoverTrace, removeSessionCgroups, traceEventKey } from '../sandbox/index.ts';
 import { redactDeep } from '../secrets/index.ts';
 import { SESSION_ID } from './id.ts';

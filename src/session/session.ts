@@ -1,10 +1,10 @@
-import { mkdirSync, existsSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { userInfo } from 'node:os';
 import { spawnSync } from 'node:child_process';
-import { AuditStore, type AuditEvent, type AuditEventInput } from '../audit/index.ts';
+import { AuditStore, type AuditEvent } from '../audit/index.ts';
 import {
-  AirlockError, cannotRecord, isRecordingFailure, ensureHome, makePrivateTree, type HomeLayout,
+  AirlockError, cannotRecord, isRecordingFailure, ensureHome, makePrivateTree, type HomeLayout, type AuditEventInput,
 } from '../common/index.ts';
 import type { LoadedPolicy, PolicyDecision } from '../policy/index.ts';
 import {
@@ -463,7 +463,3 @@ function safeUser(): string {
   try { return userInfo().username; } catch { return String(process.getuid?.() ?? 'unknown'); }
 }
 
-export function writeSessionFile(dir: string, name: string, content: string): void {
-  if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
-  writeFileSync(join(dir, name), content, { mode: 0o600 });
-}

@@ -2,7 +2,6 @@ import { copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSy
 import { join } from 'node:path';
 import { AirlockError, AGENT_DATA_BOUNDS, git, type GitOptions } from '../common/index.ts';
 import { countTreePaths, DEFAULT_TREE_LIMITS } from './bounds.ts';
-import { WORK_BRANCH } from './snapshot.ts';
 
 // Turns what the agent left in its workspace into commits in a repository that Airlock
 // owns, without ever running anything the agent wrote: the agent's .git is read as
@@ -386,4 +385,3 @@ function agentHead(env: Record<string, string>, gitDir: string, start: string, w
   return head;
 }
 
-export { WORK_BRANCH };

@@ -96,9 +96,10 @@ function ensureMirror(cacheRoot: string, repo: HostRepo, commit: string, owner: 
     // Objects only: a fetch runs no hooks of ours or the host's (hardened git). Fast zlib:
     // the mirror is a cache, and compressing a gigabyte at the default level costs more than it saves.
     const fetch = ['-c', 'pack.compression=1', '-c', 'core.compression=1', 'fetch', '--quiet', '--no-write-fetch-head', repo.root];
-    git([...fetch, '--no-tags', '+refs/heads/*:refs/heads/*', '+refs/tags/*:refs/tags/*'], { env: { GIT_DIR: mirror } });
+    const about = `the repository ${repo.root}`;
+    git([...fetch, '--no-tags', '+refs/heads/*:refs/heads/*', '+refs/tags/*:refs/tags/*'], { env: { GIT_DIR: mirror }, about });
     if (git(['cat-file', '-e', `${commit}^{commit}`], { env: { GIT_DIR: mirror }, allowFail: true }).status !== 0) {
-      git([...fetch, commit], { env: { GIT_DIR: mirror } });
+      git([...fetch, commit], { env: { GIT_DIR: mirror }, about });
     }
     if (owner) chownTreeNoFollow(mirror, owner, { keepShared: true });
     makePrivateTree(mirror, undefined, { keepShared: true });

@@ -11,6 +11,7 @@ import { Session } from '../../src/session/index.ts';
 import '../../src/session/layers.ts';
 import { mapResolver } from '../../src/egress/index.ts';
 import { makeRepo, tmp, cleanup } from '../helpers.ts';
+import { shellQuote } from '../../src/common/index.ts';
 import { testPki } from './pki.ts';
 import { startVerdaccio, publishNpm, type Verdaccio } from './registries.ts';
 
@@ -19,7 +20,7 @@ let home: string; let repo: string; let reg: Verdaccio; let session: Session; le
 
 /** npm inside the sandbox, in a fresh project dir; returns status and combined output. */
 async function npm(project: string, args: string[], files: Record<string, string> = {}): Promise<{ status: number; out: string }> {
-  const setup = Object.entries(files).map(([f, text]) => `printf '%s' '${text.replace(/'/g, `'\\''`)}' > ${f}`).join('; ');
+  const setup = Object.entries(files).map(([f, text]) => `printf '%s' ${shellQuote(text)} > ${f}`).join('; ');
   const script = `set -e; mkdir -p /tmp/${project}; cd /tmp/${project}; printf '{"name":"p","version":"1.0.0","private":true}' > package.json; ${setup}
 npm ${args.join(' ')} --registry=${registry} --no-audit --no-fund --no-update-notifier --fetch-retries=0 --loglevel=error 2>&1`;
   const r = await session.run(['bash', '-c', script]);

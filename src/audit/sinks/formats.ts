@@ -16,7 +16,7 @@ const SEVERITY_ID: Record<Severity, number> = { info: 1, low: 2, medium: 3, high
 const SEVERITY_CAPTION: Record<Severity, string> = { info: 'Informational', low: 'Low', medium: 'Medium', high: 'High', critical: 'Critical' };
 
 const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
-const s = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+const asString = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 const clean = <T extends Record<string, unknown>>(o: T): T => {
   for (const k of Object.keys(o)) if (o[k] === undefined) delete o[k];
   return o;
@@ -46,115 +46,115 @@ function unmapped(e: AuditEvent): Record<string, unknown> {
 const HTTP_ACTIVITY: Record<string, number> = { CONNECT: 1, DELETE: 2, GET: 3, HEAD: 4, OPTIONS: 5, POST: 6, PUT: 7, TRACE: 8 };
 
 /** OCSF 1.3 event (class chosen by event type; everything Airlock-specific under `unmapped`). */
-export function toOcsf(e: AuditEvent): Record<string, unknown> {
-  const d = e.data;
-  const denied = e.decision === 'deny';
+export function toOcsf(event: AuditEvent): Record<string, unknown> {
+  const data = event.data;
+  const denied = event.decision === 'deny';
   let category_uid = 0;
   let class_uid = 0;
   let activity_id = 99;
   const extra: Record<string, unknown> = {};
-  if (e.type === 'process.exec' || e.type === 'process.exit' || e.type === 'command.decision') {
-    category_uid = 1; class_uid = 1007; activity_id = e.type === 'process.exit' ? 2 : 1;
-    const argv = argvOf(d);
+  if (event.type === 'process.exec' || event.type === 'process.exit' || event.type === 'command.decision') {
+    category_uid = 1; class_uid = 1007; activity_id = event.type === 'process.exit' ? 2 : 1;
+    const argv = argvOf(data);
     extra.process = clean({
-      pid: num(d.pid), name: argv[0]?.split('/').pop(), cmd_line: argv.join(' ') || undefined, file: argv[0] ? { path: argv[0], name: argv[0].split('/').pop() } : undefined,
-      parent_process: num(d.ppid) !== undefined ? { pid: num(d.ppid) } : undefined, created_time: s(d.start) ? Date.parse(s(d.start)!) : undefined,
-      terminated_time: s(d.end) ? Date.parse(s(d.end)!) : undefined,
+      pid: num(data.pid), name: argv[0]?.split('/').pop(), cmd_line: argv.join(' ') || undefined, file: argv[0] ? { path: argv[0], name: argv[0].split('/').pop() } : undefined,
+      parent_process: num(data.ppid) !== undefined ? { pid: num(data.ppid) } : undefined, created_time: asString(data.start) ? Date.parse(asString(data.start)!) : undefined,
+      terminated_time: asString(data.end) ? Date.parse(asString(data.end)!) : undefined,
     });
-    if (num(d.exitCode) !== undefined) extra.exit_code = num(d.exitCode);
-    extra.actor = { app_name: 'airlock-sandbox', session: e.session ? { uid: e.session } : undefined };
-  } else if (e.type === 'egress.request') {
-    const method = s(d.method)?.toUpperCase();
+    if (num(data.exitCode) !== undefined) extra.exit_code = num(data.exitCode);
+    extra.actor = { app_name: 'airlock-sandbox', session: event.session ? { uid: event.session } : undefined };
+  } else if (event.type === 'egress.request') {
+    const method = asString(data.method)?.toUpperCase();
     category_uid = 4;
-    extra.dst_endpoint = clean({ hostname: s(d.host), ip: s(d.address), port: num(d.port) });
-    extra.traffic = clean({ bytes_out: num(d.bytesUp), bytes_in: num(d.bytesDown) });
-    if (num(d.durationMs) !== undefined) extra.duration = num(d.durationMs);
+    extra.dst_endpoint = clean({ hostname: asString(data.host), ip: asString(data.address), port: num(data.port) });
+    extra.traffic = clean({ bytes_out: num(data.bytesUp), bytes_in: num(data.bytesDown) });
+    if (num(data.durationMs) !== undefined) extra.duration = num(data.durationMs);
     if (method) {
       class_uid = 4002; activity_id = HTTP_ACTIVITY[method] ?? 99;
-      extra.http_request = clean({ http_method: method, url: clean({ hostname: s(d.host), path: s(d.path), port: num(d.port), scheme: s(d.scheme) }) });
+      extra.http_request = clean({ http_method: method, url: clean({ hostname: asString(data.host), path: asString(data.path), port: num(data.port), scheme: asString(data.scheme) }) });
     } else {
       class_uid = 4001; activity_id = denied ? 5 : 1; // Refuse / Open
     }
-  } else if (e.type === 'detect.finding') {
+  } else if (event.type === 'detect.finding') {
     category_uid = 2; class_uid = 2004; activity_id = 1;
     extra.finding_info = clean({
-      uid: e.id, title: s(d.title) ?? e.rule ?? 'finding', desc: s(d.explanation), types: [s(d.kind) ?? 'rule'],
-      analytic: { uid: e.rule ?? undefined, name: e.rule ?? undefined, type_id: d.kind === 'baseline' ? 2 : 1, type: d.kind === 'baseline' ? 'Behavioral' : 'Rule' },
-      related_events: Array.isArray(d.evidence) ? (d.evidence as unknown[]).map((uid) => ({ uid: String(uid) })) : undefined,
+      uid: event.id, title: asString(data.title) ?? event.rule ?? 'finding', desc: asString(data.explanation), types: [asString(data.kind) ?? 'rule'],
+      analytic: { uid: event.rule ?? undefined, name: event.rule ?? undefined, type_id: data.kind === 'baseline' ? 2 : 1, type: data.kind === 'baseline' ? 'Behavioral' : 'Rule' },
+      related_events: Array.isArray(data.evidence) ? (data.evidence as unknown[]).map((uid) => ({ uid: String(uid) })) : undefined,
     });
     extra.is_alert = true;
-    extra.risk_level_id = SEVERITY_ID[e.severity] - 1;
-  } else if (eventPaths(d).length > 0 && (e.type.startsWith('file.') || e.type.startsWith('sandbox.'))) {
+    extra.risk_level_id = SEVERITY_ID[event.severity] - 1;
+  } else if (eventPaths(data).length > 0 && (event.type.startsWith('file.') || event.type.startsWith('sandbox.'))) {
     category_uid = 1; class_uid = 1001;
-    const op = s(d.op) ?? s(d.operation) ?? e.type.split('.')[1];
+    const op = asString(data.op) ?? asString(data.operation) ?? event.type.split('.')[1];
     activity_id = ({ create: 1, read: 2, write: 3, update: 3, delete: 4, rename: 5 } as Record<string, number>)[op ?? ''] ?? 99;
-    const p = eventPaths(d)[0]!;
+    const p = eventPaths(data)[0]!;
     extra.file = { path: p, name: p.split('/').pop(), type_id: 1 };
     extra.actor = { app_name: 'airlock-sandbox' };
-  } else if (e.type.startsWith('session.')) {
-    category_uid = 6; class_uid = 6002; activity_id = e.type === 'session.start' ? 3 : e.type === 'session.stop' ? 4 : 99;
-    extra.app = { name: 'airlock-session', uid: e.session ?? undefined };
+  } else if (event.type.startsWith('session.')) {
+    category_uid = 6; class_uid = 6002; activity_id = event.type === 'session.start' ? 3 : event.type === 'session.stop' ? 4 : 99;
+    extra.app = { name: 'airlock-session', uid: event.session ?? undefined };
   }
   return clean({
     category_uid, class_uid, activity_id, type_uid: class_uid * 100 + activity_id,
-    time: Date.parse(e.ts), severity_id: SEVERITY_ID[e.severity], severity: SEVERITY_CAPTION[e.severity],
-    message: summarize(e, 1000) || e.type,
+    time: Date.parse(event.ts), severity_id: SEVERITY_ID[event.severity], severity: SEVERITY_CAPTION[event.severity],
+    message: summarize(event, 1000) || event.type,
     status_id: denied ? 2 : 1, status: denied ? 'Failure' : 'Success',
-    action_id: e.decision === 'allow' ? 1 : denied ? 2 : undefined,
-    disposition_id: e.decision === 'allow' ? 1 : denied ? 2 : undefined,
-    metadata: clean({ version: OCSF_VERSION, uid: e.id, product: PRODUCT, log_name: 'airlock-audit', sequence: e.seq, correlation_uid: e.session ?? undefined, labels: e.rule ? [`rule:${e.rule}`] : undefined }),
+    action_id: event.decision === 'allow' ? 1 : denied ? 2 : undefined,
+    disposition_id: event.decision === 'allow' ? 1 : denied ? 2 : undefined,
+    metadata: clean({ version: OCSF_VERSION, uid: event.id, product: PRODUCT, log_name: 'airlock-audit', sequence: event.seq, correlation_uid: event.session ?? undefined, labels: event.rule ? [`rule:${event.rule}`] : undefined }),
     device: { hostname: hostname(), type_id: 0 },
     ...extra,
-    unmapped: unmapped(e),
+    unmapped: unmapped(event),
   });
 }
 
 /** Elastic Common Schema 8 document. */
-export function toEcs(e: AuditEvent): Record<string, unknown> {
-  const d = e.data;
-  const denied = e.decision === 'deny';
+export function toEcs(event: AuditEvent): Record<string, unknown> {
+  const data = event.data;
+  const denied = event.decision === 'deny';
   const category: string[] = [];
   const type: string[] = [];
   const doc: Record<string, unknown> = {};
-  if (e.type.startsWith('process.') || e.type === 'command.decision') {
-    category.push('process'); type.push(e.type === 'process.exit' ? 'end' : 'start');
-    const argv = argvOf(d);
+  if (event.type.startsWith('process.') || event.type === 'command.decision') {
+    category.push('process'); type.push(event.type === 'process.exit' ? 'end' : 'start');
+    const argv = argvOf(data);
     doc.process = clean({
-      pid: num(d.pid), parent: num(d.ppid) !== undefined ? { pid: num(d.ppid) } : undefined, args: argv.length ? argv : undefined,
-      name: argv[0]?.split('/').pop(), executable: argv[0], working_directory: s(d.cwd), exit_code: num(d.exitCode), start: s(d.start), end: s(d.end),
+      pid: num(data.pid), parent: num(data.ppid) !== undefined ? { pid: num(data.ppid) } : undefined, args: argv.length ? argv : undefined,
+      name: argv[0]?.split('/').pop(), executable: argv[0], working_directory: asString(data.cwd), exit_code: num(data.exitCode), start: asString(data.start), end: asString(data.end),
     });
-  } else if (e.type === 'egress.request') {
+  } else if (event.type === 'egress.request') {
     category.push('network'); type.push('connection');
-    if (d.method) { category.push('web'); type.push('access'); }
-    doc.destination = clean({ domain: s(d.host), address: s(d.address) ?? s(d.host), ip: s(d.address), port: num(d.port), bytes: num(d.bytesDown) });
-    doc.source = clean({ bytes: num(d.bytesUp) });
-    if (d.method) doc.http = { request: clean({ method: s(d.method), bytes: num(d.bytesUp) }), response: clean({ bytes: num(d.bytesDown) }) };
-    if (s(d.host)) doc.url = clean({ domain: s(d.host), path: s(d.path), port: num(d.port) });
-  } else if (e.type === 'detect.finding') {
+    if (data.method) { category.push('web'); type.push('access'); }
+    doc.destination = clean({ domain: asString(data.host), address: asString(data.address) ?? asString(data.host), ip: asString(data.address), port: num(data.port), bytes: num(data.bytesDown) });
+    doc.source = clean({ bytes: num(data.bytesUp) });
+    if (data.method) doc.http = { request: clean({ method: asString(data.method), bytes: num(data.bytesUp) }), response: clean({ bytes: num(data.bytesDown) }) };
+    if (asString(data.host)) doc.url = clean({ domain: asString(data.host), path: asString(data.path), port: num(data.port) });
+  } else if (event.type === 'detect.finding') {
     category.push('intrusion_detection'); type.push('indicator');
-  } else if (e.type.startsWith('session.')) {
-    category.push('session'); type.push(e.type === 'session.start' ? 'start' : e.type === 'session.stop' ? 'end' : 'info');
-  } else if (eventPaths(d).length) {
-    category.push('file'); type.push(e.type.endsWith('read') ? 'access' : 'change');
-    doc.file = { path: eventPaths(d)[0] };
+  } else if (event.type.startsWith('session.')) {
+    category.push('session'); type.push(event.type === 'session.start' ? 'start' : event.type === 'session.stop' ? 'end' : 'info');
+  } else if (eventPaths(data).length) {
+    category.push('file'); type.push(event.type.endsWith('read') ? 'access' : 'change');
+    doc.file = { path: eventPaths(data)[0] };
   }
-  if (denied) type.push('denied'); else if (e.decision === 'allow') type.push('allowed');
+  if (denied) type.push('denied'); else if (event.decision === 'allow') type.push('allowed');
   return clean({
-    '@timestamp': e.ts,
-    message: summarize(e, 1000) || e.type,
+    '@timestamp': event.ts,
+    message: summarize(event, 1000) || event.type,
     ecs: { version: ECS_VERSION },
     event: clean({
-      id: e.id, kind: e.type === 'detect.finding' ? 'alert' : 'event', category: category.length ? category : undefined, type: type.length ? type : ['info'],
-      action: e.type, outcome: denied ? 'failure' : e.decision === 'allow' ? 'success' : 'unknown', severity: SEVERITY_ID[e.severity],
-      sequence: e.seq, dataset: 'airlock.audit', module: 'airlock', provider: 'airlock', hash: e.hash,
-      duration: num(d.durationMs) !== undefined ? num(d.durationMs)! * 1e6 : undefined,
+      id: event.id, kind: event.type === 'detect.finding' ? 'alert' : 'event', category: category.length ? category : undefined, type: type.length ? type : ['info'],
+      action: event.type, outcome: denied ? 'failure' : event.decision === 'allow' ? 'success' : 'unknown', severity: SEVERITY_ID[event.severity],
+      sequence: event.seq, dataset: 'airlock.audit', module: 'airlock', provider: 'airlock', hash: event.hash,
+      duration: num(data.durationMs) !== undefined ? num(data.durationMs)! * 1e6 : undefined,
     }),
-    rule: e.rule ? { id: e.rule, name: e.rule } : undefined,
-    labels: e.session ? { airlock_session: e.session } : undefined,
+    rule: event.rule ? { id: event.rule, name: event.rule } : undefined,
+    labels: event.session ? { airlock_session: event.session } : undefined,
     host: { hostname: hostname() },
     observer: { product: PRODUCT.name, vendor: PRODUCT.vendor_name, version: PRODUCT.version, type: 'sandbox' },
     ...doc,
-    airlock: { session: e.session, seq: e.seq, decision: e.decision, rule: e.rule, prev_hash: e.prevHash, hash: e.hash, type: e.type, data: e.data },
+    airlock: { session: event.session, seq: event.seq, decision: event.decision, rule: event.rule, prev_hash: event.prevHash, hash: event.hash, type: event.type, data: event.data },
   });
 }
 
@@ -172,8 +172,8 @@ export function toCef(e: AuditEvent): string {
     ['act', e.decision ?? undefined], ['cs3Label', 'hash'], ['cs3', e.hash], ['cat', e.type],
   ];
   if (e.type === 'egress.request') {
-    ext.push(['dhost', s(d.host)], ['dst', s(d.address)], ['dpt', num(d.port)], ['requestMethod', s(d.method)], ['out', num(d.bytesUp)], ['in', num(d.bytesDown)]);
-    if (s(d.host) && s(d.path)) ext.push(['request', `${s(d.host)}${s(d.path)}`]);
+    ext.push(['dhost', asString(d.host)], ['dst', asString(d.address)], ['dpt', num(d.port)], ['requestMethod', asString(d.method)], ['out', num(d.bytesUp)], ['in', num(d.bytesDown)]);
+    if (asString(d.host) && asString(d.path)) ext.push(['request', `${asString(d.host)}${asString(d.path)}`]);
   }
   if (e.type.startsWith('process.')) {
     const argv = argvOf(d);

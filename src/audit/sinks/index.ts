@@ -7,8 +7,7 @@ import type { AuditStore } from '../store.ts';
 import { acknowledgementOf, createSink, DEFAULT_TIMEOUT_MS, type Acknowledgement, type Sink } from './transports.ts';
 import { PartialDelivery } from './relp.ts';
 
-export { createSink, acknowledgementOf, webhookSignature, WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMESTAMP_HEADER, type Sink, type Acknowledgement } from './transports.ts';
-export { RelpClient, PartialDelivery } from './relp.ts';
+export { type Sink, type Acknowledgement } from './transports.ts';
 export * from './formats.ts';
 
 // Delivery: each sink has a durable cursor (last delivered seq) in the audit database.

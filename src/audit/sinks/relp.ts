@@ -83,35 +83,35 @@ export class RelpClient {
     if (this.sock && !this.sock.destroyed) return this.sock;
     this.reader = new FrameReader();
     this.txnr = 0;
-    const t = this.target;
+    const target = this.target;
     const sock = await new Promise<Socket>((resolve, reject) => {
       const onAbort = () => { s.destroy(); reject(new Error('aborted')); };
       const done = () => { signal.removeEventListener('abort', onAbort); s.off('error', onError); resolve(s); };
       const onError = (e: Error) => { signal.removeEventListener('abort', onAbort); reject(e); };
-      const s: Socket = t.tls ? tlsConnect({ host: t.host, port: t.port, ...t.tls }, done) : netConnect({ host: t.host, port: t.port }, done);
+      const s: Socket = target.tls ? tlsConnect({ host: target.host, port: target.port, ...target.tls }, done) : netConnect({ host: target.host, port: target.port }, done);
       s.once('error', onError);
-      s.setTimeout(t.timeoutMs, () => s.destroy(new Error(`RELP ${t.host}:${t.port}: connect timed out`)));
+      s.setTimeout(target.timeoutMs, () => s.destroy(new Error(`RELP ${target.host}:${target.port}: connect timed out`)));
       signal.addEventListener('abort', onAbort, { once: true });
     });
     this.sock = sock;
     sock.setNoDelay(true);
-    sock.setTimeout(t.timeoutMs, () => this.fail(new Error(`RELP ${t.host}:${t.port}: no answer for ${t.timeoutMs} ms`)));
+    sock.setTimeout(target.timeoutMs, () => this.fail(new Error(`RELP ${target.host}:${target.port}: no answer for ${target.timeoutMs} ms`)));
     sock.on('data', (b: Buffer) => {
       let frames: Frame[];
       try { frames = this.reader.push(b); } catch (e) { this.fail(e as Error); return; }
       for (const f of frames) {
-        if (f.command === 'serverclose') { this.fail(new Error(`RELP ${t.host}:${t.port}: the receiver closed the session`)); return; }
+        if (f.command === 'serverclose') { this.fail(new Error(`RELP ${target.host}:${target.port}: the receiver closed the session`)); return; }
         const w = this.waiters.get(f.txnr);
         if (w) { this.waiters.delete(f.txnr); w(f); }
       }
     });
     sock.on('error', (e) => this.fail(e));
-    sock.on('end', () => this.fail(new Error(`RELP ${t.host}:${t.port}: the receiver closed the connection (a close is not an acknowledgement)`)));
-    sock.on('close', () => this.fail(new Error(`RELP ${t.host}:${t.port}: connection closed`)));
+    sock.on('end', () => this.fail(new Error(`RELP ${target.host}:${target.port}: the receiver closed the connection (a close is not an acknowledgement)`)));
+    sock.on('close', () => this.fail(new Error(`RELP ${target.host}:${target.port}: connection closed`)));
     const rsp = await this.request('open', 'relp_version=0\nrelp_software=airlock\ncommands=syslog', signal);
     const text = rsp.data.toString('utf8');
-    if (!text.startsWith('200')) throw new Error(`RELP ${t.host}:${t.port}: session refused: ${text.slice(0, 200)}`);
-    if (!/^commands=.*\bsyslog\b/m.test(text)) throw new Error(`RELP ${t.host}:${t.port}: the receiver does not offer the syslog command`);
+    if (!text.startsWith('200')) throw new Error(`RELP ${target.host}:${target.port}: session refused: ${text.slice(0, 200)}`);
+    if (!/^commands=.*\bsyslog\b/m.test(text)) throw new Error(`RELP ${target.host}:${target.port}: the receiver does not offer the syslog command`);
     return sock;
   }
 

@@ -186,8 +186,8 @@ function elasticSink(c: Extract<SinkConfig, { type: 'elastic' }>, env: NodeJS.Pr
   };
 }
 
-export const WEBHOOK_SIGNATURE_HEADER = 'x-airlock-signature';
-export const WEBHOOK_TIMESTAMP_HEADER = 'x-airlock-timestamp';
+const WEBHOOK_SIGNATURE_HEADER = 'x-airlock-signature';
+const WEBHOOK_TIMESTAMP_HEADER = 'x-airlock-timestamp';
 export function webhookSignature(secretKey: string, timestamp: string, body: string): string {
   return 'sha256=' + createHmac('sha256', secretKey).update(`${timestamp}.${body}`).digest('hex');
 }
@@ -218,9 +218,9 @@ const OTEL_SEVERITY: Record<Severity, SeverityNumber> = {
  * serialized by its JSON serializer, then POSTed by us, so the request can be aborted when a
  * session ends (the SDK exporter cannot be) and a partial success counts as a failure.
  */
-function otlpSink(c: Extract<SinkConfig, { type: 'otlp' }>, env: NodeJS.ProcessEnv, timeoutMs: number): Sink {
+function otlpSink(config: Extract<SinkConfig, { type: 'otlp' }>, env: NodeJS.ProcessEnv, timeoutMs: number): Sink {
   const headers: Record<string, string> = {};
-  for (const [h, v] of Object.entries(c.headersEnv)) headers[h] = secret(env, v, c.name);
+  for (const [h, v] of Object.entries(config.headersEnv)) headers[h] = secret(env, v, config.name);
   const memory = new InMemoryLogRecordExporter();
   const provider = new LoggerProvider({
     resource: resourceFromAttributes({ 'service.name': 'airlock', 'service.version': PRODUCT.version, 'host.name': hostname() }),
@@ -246,7 +246,7 @@ function otlpSink(c: Extract<SinkConfig, { type: 'otlp' }>, env: NodeJS.ProcessE
       if (records.length !== events.length) throw new Error(`otlp: ${records.length} of ${events.length} records built`);
       const body = JsonLogsSerializer.serializeRequest([...records]);
       if (!body) throw new Error('otlp: records could not be serialized');
-      const r = await post(c.url, { ...headers, 'content-type': 'application/json' }, body, { tls: undefined, signal, timeoutMs });
+      const r = await post(config.url, { ...headers, 'content-type': 'application/json' }, body, { tls: undefined, signal, timeoutMs });
       if (r.status < 200 || r.status >= 300) throw httpFail('otlp', r);
       let rejected = 0;
       try { rejected = Number((JSON.parse(r.body || '{}') as { partialSuccess?: { rejectedLogRecords?: unknown } }).partialSuccess?.rejectedLogRecords ?? 0); } catch { /* a 2xx without a body is success */ }

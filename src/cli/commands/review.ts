@@ -56,21 +56,21 @@ function findingLine(f: Finding): string {
   return sevColour(f.severity, `  ▲ [${f.severity}${f.blocking ? ', blocking' : ''}] ${f.rule}: ${visible(f.message)}`);
 }
 
-function renderShow(p: Proposal, st: ProposalStatus): string {
+function renderShow(proposal: Proposal, st: ProposalStatus): string {
   const out: string[] = [];
-  out.push(bold(`proposal ${p.id}`) + `  session ${p.session}  ${stateText(st)}`);
-  out.push(dim(`hash sha256:${p.hash}  base ${p.base.slice(0, 12)}  head ${p.head.slice(0, 12)}  ${p.stats.commits} commits, ${p.stats.files} files, +${p.stats.added}/-${p.stats.deleted}`));
-  if (p.startedBy) out.push(dim(`agent started by ${visible(p.startedBy)}`));
-  out.push(`checks: ${summary(p)}`);
+  out.push(bold(`proposal ${proposal.id}`) + `  session ${proposal.session}  ${stateText(st)}`);
+  out.push(dim(`hash sha256:${proposal.hash}  base ${proposal.base.slice(0, 12)}  head ${proposal.head.slice(0, 12)}  ${proposal.stats.commits} commits, ${proposal.stats.files} files, +${proposal.stats.added}/-${proposal.stats.deleted}`));
+  if (proposal.startedBy) out.push(dim(`agent started by ${visible(proposal.startedBy)}`));
+  out.push(`checks: ${summary(proposal)}`);
   out.push(`approvals: ${st.approvers.length ? visible(st.approvers.join(', ')) : 'none'} (${st.required} required${st.escalated ? ', escalated' : ''}${st.group ? `, one from group ${st.group}` : ''})`);
   for (const m of st.missing) if (st.state === 'pending') out.push(warn(`  needs ${m}`));
   if (st.rejectedBy) out.push(bad(`rejected by ${visible(st.rejectedBy.by)}: ${visible(st.rejectedBy.reason)}`));
   if (st.lastApplyError) out.push(bad(`last apply failed: ${visible(st.lastApplyError)}`));
-  const global = p.findings.filter((f) => !f.file);
+  const global = proposal.findings.filter((f) => !f.file);
   for (const f of global) out.push(findingLine(f));
-  out.push('', bold(`agent commits (${p.commits.length}; not pushed: apply pushes one commit Airlock builds from the reviewed tree)`));
+  out.push('', bold(`agent commits (${proposal.commits.length}; not pushed: apply pushes one commit Airlock builds from the reviewed tree)`));
   try {
-    for (const c of readAgentCommits(p.resultRepo, p.commits)) {
+    for (const c of readAgentCommits(proposal.resultRepo, proposal.commits)) {
       out.push(`  ${paint('yellow', c.sha.slice(0, 12))} author ${visible(`${c.author.name} <${c.author.email}>`)}  committer ${visible(`${c.committer.name} <${c.committer.email}>`)}`);
       for (const l of c.message.replace(/\s+$/, '').split('\n')) out.push(`      ${visible(l)}`);
       if (c.truncated) out.push(dim('      … (message cut at 64 KiB)'));
@@ -78,13 +78,13 @@ function renderShow(p: Proposal, st: ProposalStatus): string {
   } catch (e) { out.push(bad(`cannot read the agent's commits: ${visible(e instanceof Error ? e.message : String(e))}`)); }
   out.push('');
   let change;
-  try { change = loadChange(p.resultRepo, p.base, p.head, p.commits); } catch (e) {
+  try { change = loadChange(proposal.resultRepo, proposal.base, proposal.head, proposal.commits); } catch (e) {
     out.push(bad(`cannot read the diff: ${e instanceof Error ? e.message : String(e)}`));
     return out.join('\n');
   }
-  if (change.diffSha256 !== p.diffSha256) out.push(bad('WARNING: the diff no longer matches the proposal hash; it cannot be approved or applied'));
+  if (change.diffSha256 !== proposal.diffSha256) out.push(bad('WARNING: the diff no longer matches the proposal hash; it cannot be approved or applied'));
   const byFile = new Map<string, Finding[]>();
-  for (const f of p.findings) if (f.file) byFile.set(f.file, [...(byFile.get(f.file) ?? []), f]);
+  for (const f of proposal.findings) if (f.file) byFile.set(f.file, [...(byFile.get(f.file) ?? []), f]);
   for (const { file, text } of diffSections(change.diff, change.files)) {
     const here = byFile.get(file.path) ?? [];
     out.push(bold(`── ${visible(file.path)}${file.pathHex ? ` (name bytes ${file.pathHex})` : ''} (${file.status})`));

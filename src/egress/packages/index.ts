@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import type { AuditEventInput } from '../../audit/index.ts';
+import type { AuditEventInput } from '../../common/index.ts';
 import type { PackagesPolicy } from '../../policy/index.ts';
 import { hostMatches, hostPatternOf, type HostPattern } from '../rules.ts';
 import { PackageRules, type Verdict } from './policy.ts';
@@ -16,7 +16,7 @@ import type { Ecosystem } from './versions.ts';
 // be parsed is refused (fail closed). One instance per gateway: its caches are per session.
 
 export { PackageRules, type Verdict } from './policy.ts';
-export { loadMaliciousLists, maliciousMatch } from './osv.ts';
+export { loadMaliciousLists } from './osv.ts';
 export { upstreamVia, upstreamAt, type Upstream } from './upstream.ts';
 
 export interface PackageRef { ecosystem: Ecosystem; name: string; version?: string; kind: string; filtered?: { version: string; rule: string }[]; filteredCount?: number }
@@ -38,7 +38,7 @@ export type Admission =
   | { kind: 'allow'; verdict: Verdict; pkg: PackageRef }
   | { kind: 'filter'; pkg: PackageRef; prepare(headers: Record<string, string | string[]>): void; respond(ur: IncomingMessage): Promise<Answer> };
 
-const R = 'egress.packages';
+const RULE = 'egress.packages';
 const CACHE_CAP = 5000;
 const DROP_REQUEST = ['if-none-match', 'if-modified-since', 'if-match', 'if-range', 'range'];
 const DROP_RESPONSE = new Set(['content-length', 'content-encoding', 'content-type', 'etag', 'last-modified', 'content-md5', 'digest', 'accept-ranges', 'content-range']);
@@ -103,30 +103,30 @@ export class PackageFirewall {
     if (on(this.indexHosts)) {
       const c = classifyIndex(q.pathname);
       if (c.kind === 'index' && q.method === 'HEAD') return { kind: 'pass' };
-      if (c.kind === 'index') return read ? this.pypiIndex(q, c.name) : deny(`${R}.mode`, 'only reads (GET, HEAD) of packages pass the package firewall');
-      if (c.kind === 'bad') return deny(`${R}.unrecognized`, c.reason);
+      if (c.kind === 'index') return read ? this.pypiIndex(q, c.name) : deny(`${RULE}.mode`, 'only reads (GET, HEAD) of packages pass the package firewall');
+      if (c.kind === 'bad') return deny(`${RULE}.unrecognized`, c.reason);
       return distOfFilename(lastSegment(q.pathname)) ? this.pypiFile(q, read) : { kind: 'pass' };
     }
     if (on(this.fileHosts)) return this.pypiFile(q, read);
     return { kind: 'pass' };
   }
 
-  private async npm(q: PackageQuery, read: boolean): Promise<Admission> {
-    const c = classifyNpm(q.pathname);
-    if (c.kind === 'api') return { kind: 'pass' };
-    if (c.kind === 'bad') return deny(`${R}.unrecognized`, `${c.reason}; refused (the package firewall decides every package path)`);
-    if (!read) return deny(`${R}.mode`, `only reads (GET, HEAD) of packages pass the package firewall; ${q.method} ${c.name} refused (publishing from a sandbox is not allowed)`);
-    const pkg: PackageRef = { ecosystem: 'npm', name: c.name, kind: c.kind };
-    const whole = this.rules.decideName('npm', c.name);
+  private async npm(query: PackageQuery, read: boolean): Promise<Admission> {
+    const classified = classifyNpm(query.pathname);
+    if (classified.kind === 'api') return { kind: 'pass' };
+    if (classified.kind === 'bad') return deny(`${RULE}.unrecognized`, `${classified.reason}; refused (the package firewall decides every package path)`);
+    if (!read) return deny(`${RULE}.mode`, `only reads (GET, HEAD) of packages pass the package firewall; ${query.method} ${classified.name} refused (publishing from a sandbox is not allowed)`);
+    const pkg: PackageRef = { ecosystem: 'npm', name: classified.name, kind: classified.kind };
+    const whole = this.rules.decideName('npm', classified.name);
     if (whole) return { kind: 'deny', verdict: whole, pkg };
-    if (c.kind === 'tarball') {
-      pkg.version = c.version;
-      const published = this.ageMatters ? await this.npmPublished(q.upstream, c.name, c.version) : undefined;
-      const v = this.rules.decideVersion('npm', c.name, c.version, published);
+    if (classified.kind === 'tarball') {
+      pkg.version = classified.version;
+      const published = this.ageMatters ? await this.npmPublished(query.upstream, classified.name, classified.version) : undefined;
+      const v = this.rules.decideVersion('npm', classified.name, classified.version, published);
       return v.action === 'deny' ? { kind: 'deny', verdict: v, pkg } : { kind: 'allow', verdict: v, pkg };
     }
-    if (q.method === 'HEAD') return { kind: 'pass' }; // no body: nothing to filter
-    const corgi = (q.accept ?? '').includes(CORGI);
+    if (query.method === 'HEAD') return { kind: 'pass' }; // no body: nothing to filter
+    const corgi = (query.accept ?? '').includes(CORGI);
     return {
       kind: 'filter', pkg,
       prepare: (h) => {
@@ -138,14 +138,14 @@ export class PackageFirewall {
       respond: async (ur) => {
         const doc = await this.readJson(ur);
         if ('kind' in doc) return doc;
-        if (c.kind === 'manifest') {
-          const published = this.ageMatters ? await this.npmPublished(q.upstream, c.name, String((doc.value as { version?: unknown })?.version ?? '')) : undefined;
-          const v = decideManifest(doc.value, c.name, this.rules, published);
+        if (classified.kind === 'manifest') {
+          const published = this.ageMatters ? await this.npmPublished(query.upstream, classified.name, String((doc.value as { version?: unknown })?.version ?? '')) : undefined;
+          const v = decideManifest(doc.value, classified.name, this.rules, published);
           pkg.version = String((doc.value as { version?: unknown }).version);
           return v.action === 'deny' ? { kind: 'deny', verdict: v } : replace(ur, 'application/json', JSON.stringify(doc.value));
         }
-        const f = filterPackument(doc.value, c.name, this.rules, corgi);
-        boundedSet(this.npmTimes, c.name.toLowerCase(), publishTimes(doc.value as Record<string, unknown>));
+        const f = filterPackument(doc.value, classified.name, this.rules, corgi);
+        boundedSet(this.npmTimes, classified.name.toLowerCase(), publishTimes(doc.value as Record<string, unknown>));
         return this.filtered(pkg, f.denied, f.kept, ur, corgi ? CORGI : 'application/json', JSON.stringify(f.doc));
       },
     };
@@ -165,7 +165,7 @@ export class PackageFirewall {
         try { body = await readBody(ur, this.p.maxMetadataBytes); } catch (e) { return this.unreadable(e); }
         let f;
         try { f = filterIndex(parseIndex(body, String(ur.headers['content-type'] ?? '')), name, this.rules, wantJson); } catch (e) {
-          return deny(`${R}.unparseable`, `the index page for ${name} cannot be parsed (${errText(e)}); refused`);
+          return deny(`${RULE}.unparseable`, `the index page for ${name} cannot be parsed (${errText(e)}); refused`);
         }
         for (const [file, u] of f.uploads) boundedSet(this.pypiFiles, file, u);
         return this.filtered(pkg, f.denied, f.kept, ur, f.contentType, f.body);
@@ -175,10 +175,10 @@ export class PackageFirewall {
 
   private async pypiFile(q: PackageQuery, read: boolean): Promise<Admission> {
     const file = lastSegment(q.pathname).replace(/\.metadata$/, '');
-    if (!read) return deny(`${R}.mode`, `only reads (GET, HEAD) of packages pass the package firewall; ${q.method} refused`);
+    if (!read) return deny(`${RULE}.mode`, `only reads (GET, HEAD) of packages pass the package firewall; ${q.method} refused`);
     let seen = this.pypiFiles.get(file);
     const dist = seen ?? distOfFilename(file);
-    if (!dist) return deny(`${R}.unrecognized`, `${JSON.stringify(file.slice(0, 100))} is not a Python distribution file name; refused (the package firewall decides every file)`);
+    if (!dist) return deny(`${RULE}.unrecognized`, `${JSON.stringify(file.slice(0, 100))} is not a Python distribution file name; refused (the package firewall decides every file)`);
     const pkg: PackageRef = { ecosystem: 'pypi', name: dist.name, version: dist.version, kind: 'file' };
     const whole = this.rules.decideName('pypi', dist.name);
     if (whole) return { kind: 'deny', verdict: whole, pkg };
@@ -209,14 +209,14 @@ export class PackageFirewall {
     let body: Buffer;
     try { body = await readBody(ur, this.p.maxMetadataBytes); } catch (e) { return this.unreadable(e); }
     try { return { value: JSON.parse(body.toString('utf8')) as unknown }; } catch (e) {
-      return deny(`${R}.unparseable`, `registry metadata is not JSON (${errText(e)}); refused`);
+      return deny(`${RULE}.unparseable`, `registry metadata is not JSON (${errText(e)}); refused`);
     }
   }
 
   private unreadable(e: unknown): Answer {
     return e instanceof TooLarge
-      ? deny(`${R}.maxMetadataBytes`, `registry metadata ${e.message} (egress.packages.maxMetadataBytes); it cannot be checked, refused`)
-      : deny(`${R}.unparseable`, `registry metadata cannot be read (${errText(e)}); refused`);
+      ? deny(`${RULE}.maxMetadataBytes`, `registry metadata ${e.message} (egress.packages.maxMetadataBytes); it cannot be checked, refused`)
+      : deny(`${RULE}.unparseable`, `registry metadata cannot be read (${errText(e)}); refused`);
   }
 
   /** Publish time of one npm version: from a packument seen this session, else looked up; null when unknown. */

@@ -10,11 +10,11 @@ import { maliciousMatch, type MaliciousEntry } from './osv.ts';
 
 export interface Verdict { action: 'allow' | 'deny'; rule: string; reason: string }
 
-const R = 'egress.packages';
+const RULE = 'egress.packages';
 const HOUR = 3_600_000;
 
 function ruleId(kind: 'allow' | 'deny', r: PackageRule, i: number): string {
-  return r.id ? `${R}.${kind}.${r.id}` : `${R}.${kind}[${i}]`;
+  return r.id ? `${RULE}.${kind}.${r.id}` : `${RULE}.${kind}[${i}]`;
 }
 
 function label(eco: Ecosystem, name: string, version?: string | null): string {
@@ -58,13 +58,13 @@ export class PackageRules {
     const d = this.firstRule('deny', eco, name, null);
     if (d) return deny(d.id, `${label(eco, name)} is denied${d.rule.reason ? `: ${d.rule.reason}` : ''}`);
     const m = maliciousMatch(this.malicious, eco, name, null);
-    if (m) return deny(`${R}.malicious`, `${label(eco, name)} is on the known-malicious list (${m.id}${m.summary ? `: ${m.summary}` : ''})`);
+    if (m) return deny(`${RULE}.malicious`, `${label(eco, name)} is on the known-malicious list (${m.id}${m.summary ? `: ${m.summary}` : ''})`);
     if (this.p.typosquat.mode === 'deny' && !this.p.typosquat.ignore.some((x) => normPackageName(eco, x) === normPackageName(eco, name))) {
       const t = typosquatOf(eco, name, [...POPULAR[eco], ...this.p.typosquat.popular], 2);
-      if (t) return deny(`${R}.typosquat`, `${label(eco, name)} looks like the popular package ${JSON.stringify(t.target)} (${t.distance === 0 ? 'confusable characters' : `edit distance ${t.distance}`}): likely typosquat`);
+      if (t) return deny(`${RULE}.typosquat`, `${label(eco, name)} looks like the popular package ${JSON.stringify(t.target)} (${t.distance === 0 ? 'confusable characters' : `edit distance ${t.distance}`}): likely typosquat`);
     }
     if (this.p.unlisted === 'deny' && !this.p.allow.some((r) => this.nameMatches(eco, r, name))) {
-      return deny(`${R}.unlisted`, `${label(eco, name)} is not on the approved list (egress.packages.allow) and unlisted packages are denied`);
+      return deny(`${RULE}.unlisted`, `${label(eco, name)} is not on the approved list (egress.packages.allow) and unlisted packages are denied`);
     }
     return null;
   }
@@ -77,16 +77,16 @@ export class PackageRules {
     const d = this.firstRule('deny', eco, name, version);
     if (d) return deny(d.id, `${what} is denied (${d.rule.versions ?? 'every version'})${d.rule.reason ? `: ${d.rule.reason}` : ''}`);
     const m = maliciousMatch(this.malicious, eco, name, version);
-    if (m) return deny(`${R}.malicious`, `${what} is on the known-malicious list (${m.id}${m.summary ? `: ${m.summary}` : ''})`);
+    if (m) return deny(`${RULE}.malicious`, `${what} is on the known-malicious list (${m.id}${m.summary ? `: ${m.summary}` : ''})`);
     const a = this.firstRule('allow', eco, name, version);
-    if (!a && this.p.unlisted === 'deny') return deny(`${R}.unlisted`, `${what} is outside every approved range (egress.packages.allow) and unlisted versions are denied`);
+    if (!a && this.p.unlisted === 'deny') return deny(`${RULE}.unlisted`, `${what} is outside every approved range (egress.packages.allow) and unlisted versions are denied`);
     const minAge = this.p.minimumReleaseAgeHours;
     if (minAge > 0 && published !== undefined) {
-      if (published === null || !Number.isFinite(published)) return deny(`${R}.minimumReleaseAgeHours`, `${what}: its publish time is unknown (the registry's metadata gives none), so its age (minimum ${minAge} h) cannot be checked`);
+      if (published === null || !Number.isFinite(published)) return deny(`${RULE}.minimumReleaseAgeHours`, `${what}: its publish time is unknown (the registry's metadata gives none), so its age (minimum ${minAge} h) cannot be checked`);
       const ageH = (this.now() - published) / HOUR;
-      if (ageH < minAge) return deny(`${R}.minimumReleaseAgeHours`, `${what} was published ${new Date(published).toISOString()} (${ageH.toFixed(1)} h ago), less than the minimum release age of ${minAge} h`);
+      if (ageH < minAge) return deny(`${RULE}.minimumReleaseAgeHours`, `${what} was published ${new Date(published).toISOString()} (${ageH.toFixed(1)} h ago), less than the minimum release age of ${minAge} h`);
     }
-    return a ? { action: 'allow', rule: a.id, reason: `${what} is approved` } : { action: 'allow', rule: `${R}.default`, reason: `${what} passed the package checks` };
+    return a ? { action: 'allow', rule: a.id, reason: `${what} is approved` } : { action: 'allow', rule: `${RULE}.default`, reason: `${what} passed the package checks` };
   }
 
   get minimumAgeHours(): number { return this.p.minimumReleaseAgeHours; }

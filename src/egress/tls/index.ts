@@ -1,3 +1,3 @@
 // Airlock's gateway CA and what a sandbox needs to trust it. See docs/modules/broker.md.
 export { loadOrCreateCa, CA_KEY_FILE, type GatewayCa, type Leaf, type CaOptions } from './ca.ts';
-export { writeCaBundle, caEnv, hostTrustStore, systemRoots, SANDBOX_CA_BUNDLE, SYSTEM_CA_BUNDLE, BUNDLE_FILE } from './bundle.ts';
+export { writeCaBundle, caEnv, hostTrustStore, SANDBOX_CA_BUNDLE } from './bundle.ts';

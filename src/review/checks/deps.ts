@@ -292,21 +292,21 @@ export function dependenciesCheck(files: ChangedFile[], policy: Policy): Finding
     const at = e.lastIndexOf('@');
     return at > 0 ? { name: e.slice(0, at), version: e.slice(at + 1) } : { name: e, version: null };
   });
-  for (const f of files) {
-    const parse = manifestParser(f.path);
-    if (!parse || f.status === 'deleted') continue;
+  for (const file of files) {
+    const parse = manifestParser(file.path);
+    if (!parse || file.status === 'deleted') continue;
     const push = (rule: string, severity: Severity, line: number, message: string) =>
-      out.push({ check: 'dependencies', rule: `dependencies.${rule}`, severity, file: f.path, line, message });
-    if (f.newText === null) {
+      out.push({ check: 'dependencies', rule: `dependencies.${rule}`, severity, file: file.path, line, message });
+    if (file.newText === null) {
       // binary, or either version over the text cap: not loaded, so not checked (fail closed)
-      push('unparseable', 'high', 0, `this manifest could not be read for review (${f.binary ? 'binary' : 'too large'}); its dependencies could not be checked`);
+      push('unparseable', 'high', 0, `this manifest could not be read for review (${file.binary ? 'binary' : 'too large'}); its dependencies could not be checked`);
       continue;
     }
     let now: Manifest;
     let before: Manifest | null = null;
     try {
-      now = parse(f.newText);
-      if (f.oldText !== null) { try { before = parse(f.oldText); } catch { before = null; } }
+      now = parse(file.newText);
+      if (file.oldText !== null) { try { before = parse(file.oldText); } catch { before = null; } }
     } catch (e) {
       push('unparseable', 'high', 0, `cannot parse this manifest (${e instanceof Error ? e.message.split('\n')[0] : String(e)}); its dependencies could not be checked`);
       continue;
@@ -316,7 +316,7 @@ export function dependenciesCheck(files: ChangedFile[], policy: Policy): Finding
     for (const [k, d] of now.deps) {
       const old = before?.deps.get(k);
       if (old && old.spec === d.spec && old.kind === d.kind) continue;
-      const line = lineOf(f.newText, now.eco === 'npm' ? `"${d.name}"` : d.name);
+      const line = lineOf(file.newText, now.eco === 'npm' ? `"${d.name}"` : d.name);
       const label = `${now.eco} package "${d.name}"${d.spec && d.kind === 'registry' ? `@${d.spec}` : ''}`;
       if (!old) {
         if (now.lock) addedNames.push(`${d.name}@${d.spec}`);
@@ -342,15 +342,15 @@ export function dependenciesCheck(files: ChangedFile[], policy: Policy): Finding
     for (const [name, cmd] of now.scripts) {
       const old = before?.scripts.get(name);
       if (old === cmd) continue;
-      push('install-script', 'high', lineOf(f.newText, now.eco === 'npm' ? `"${name}"` : 'build'),
+      push('install-script', 'high', lineOf(file.newText, now.eco === 'npm' ? `"${name}"` : 'build'),
         `${old === undefined ? 'adds' : 'changes'} ${now.eco === 'cargo' ? 'build script' : `install-time script "${name}"`} (${cmd.slice(0, 120)}): runs on every install`);
     }
     const seen = new Set(before?.registries ?? []);
     for (const r of now.registries) {
       const h = hostOf(r);
       if (seen.has(r)) continue;
-      if (!cfg.allowedRegistries.includes(h)) push('registry', 'high', lineOf(f.newText, r), `resolves packages from ${h} (${r.slice(0, 200)}), which is not an allowed registry (review.dependencies.allowedRegistries)`);
-      else if (!seen.has(r) && !now.lock) push('registry', 'medium', lineOf(f.newText, r), `changes the package registry to ${h}`);
+      if (!cfg.allowedRegistries.includes(h)) push('registry', 'high', lineOf(file.newText, r), `resolves packages from ${h} (${r.slice(0, 200)}), which is not an allowed registry (review.dependencies.allowedRegistries)`);
+      else if (!seen.has(r) && !now.lock) push('registry', 'medium', lineOf(file.newText, r), `changes the package registry to ${h}`);
     }
   }
   return out;

@@ -119,20 +119,20 @@ async function parser(g: Grammar): Promise<Parser> {
 
 export async function injectionCheck(files: ChangedFile[]): Promise<Finding[]> {
   const out: Finding[] = [];
-  for (const f of files) {
-    const g = grammarOf(f.path);
-    if (!g || f.added.length === 0) continue;
+  for (const file of files) {
+    const g = grammarOf(file.path);
+    if (!g || file.added.length === 0) continue;
     // a source file the review could not load or parse was not checked: say so (a reviewer
     // must not read silence as "no injection")
-    const unchecked = (why: string) => out.push({ check: 'injection', rule: 'injection.unchecked', severity: 'medium', file: f.path, line: 0,
+    const unchecked = (why: string) => out.push({ check: 'injection', rule: 'injection.unchecked', severity: 'medium', file: file.path, line: 0,
       message: `${why}: SQL and shell construction in it could not be checked; review it by hand` });
-    if (f.newText === null) { if (f.status !== 'deleted') unchecked(f.binary ? 'binary file' : 'file too large to load for review'); continue; }
-    const tree = (await parser(g)).parse(f.newText);
+    if (file.newText === null) { if (file.status !== 'deleted') unchecked(file.binary ? 'binary file' : 'file too large to load for review'); continue; }
+    const tree = (await parser(g)).parse(file.newText);
     if (!tree) { unchecked('the parser gave no tree'); continue; }
     try {
       const py = g === 'python';
-      const L: Lang = { py, assigns: collectAssignments(tree.rootNode, py) };
-      const added = new Set(f.added.map((a) => a.line));
+      const lang: Lang = { py, assigns: collectAssignments(tree.rootNode, py) };
+      const added = new Set(file.added.map((a) => a.line));
       for (const call of tree.rootNode.descendantsOfType(py ? 'call' : 'call_expression')) {
         if (!call) continue;
         const line = touchesAdded(call, added);
@@ -143,14 +143,14 @@ export async function injectionCheck(files: ChangedFile[]): Promise<Finding[]> {
         const first = args[0];
         if (!first || first.type === 'keyword_argument') continue;
         const callee = object ? `${object}.${name}` : name;
-        const dynamic = isDynamic(first, L);
-        if (SQL_SINKS.has(name) && dynamic && SQL_WORDS.test(sqlText(first, L))) {
-          out.push({ check: 'injection', rule: 'injection.sql', severity: 'high', file: f.path, line, column: call.startPosition.column + 1,
+        const dynamic = isDynamic(first, lang);
+        if (SQL_SINKS.has(name) && dynamic && SQL_WORDS.test(sqlText(first, lang))) {
+          out.push({ check: 'injection', rule: 'injection.sql', severity: 'high', file: file.path, line, column: call.startPosition.column + 1,
             message: `SQL built by ${first.type === 'identifier' ? `variable "${first.text}" (concatenated/interpolated)` : 'concatenation or interpolation'} is passed to ${callee}(): use bound parameters` });
           continue;
         }
-        const values = first.type === 'identifier' ? L.assigns.get(first.text) ?? [] : [];
-        const unresolvedVar = first.type === 'identifier' && (values.length === 0 || !values.every((v) => isLiteral(v, L)));
+        const values = first.type === 'identifier' ? lang.assigns.get(first.text) ?? [] : [];
+        const unresolvedVar = first.type === 'identifier' && (values.length === 0 || !values.every((v) => isLiteral(v, lang)));
         const built = dynamic || unresolvedVar || first.type === 'member_expression' || first.type === 'attribute' || first.type === 'subscript_expression' || first.type === 'subscript';
         if (!built) continue;
         let shell = false;
@@ -158,11 +158,11 @@ export async function injectionCheck(files: ChangedFile[]): Promise<Finding[]> {
           if (PY_SHELL_ALWAYS.has(name) && (object === 'os' || object === 'subprocess' || object === 'commands' || object === '')) shell = true;
           else if (PY_SUBPROCESS.has(name) && hasShellTrue(args, true)) shell = true;
         } else {
-          if (JS_SHELL.has(name) && !SQL_WORDS.test(sqlText(first, L))) shell = true;
+          if (JS_SHELL.has(name) && !SQL_WORDS.test(sqlText(first, lang))) shell = true;
           else if (JS_SPAWN.has(name) && hasShellTrue(args, false)) shell = true;
           else if ((name === 'execaCommand' || name === 'execaCommandSync')) shell = true;
         }
-        if (shell) out.push({ check: 'injection', rule: 'injection.shell', severity: 'high', file: f.path, line, column: call.startPosition.column + 1,
+        if (shell) out.push({ check: 'injection', rule: 'injection.shell', severity: 'high', file: file.path, line, column: call.startPosition.column + 1,
           message: `shell command built from a variable is run by ${callee}(): pass an argument array without a shell` });
       }
     } finally {

@@ -97,35 +97,35 @@ function pathFinding(f: ChangedFile): Finding | null {
 
 export function unicodeCheck(files: ChangedFile[]): Finding[] {
   const out: Finding[] = [];
-  for (const f of files) {
-    const named = pathFinding(f);
+  for (const file of files) {
+    const named = pathFinding(file);
     if (named) out.push(named);
-    if (f.binary) continue;
-    for (const a of f.added) {
+    if (file.binary) continue;
+    for (const a of file.added) {
       let t = a.text;
       if (a.line === 1 && t.startsWith('\uFEFF')) t = ' ' + t.slice(1); // a BOM at the start of a file is fine
       if (t.endsWith('\r')) t = t.slice(0, -1);
       let m = BIDI.exec(t);
-      if (m) out.push({ check: 'unicode', rule: 'unicode.bidi', severity: 'critical', file: f.path, line: a.line, column: m.index + 1,
+      if (m) out.push({ check: 'unicode', rule: 'unicode.bidi', severity: 'critical', file: file.path, line: a.line, column: m.index + 1,
         message: `bidirectional control ${cp(m[0])}: the code shown to a reviewer differs from what the compiler reads (Trojan Source, CVE-2021-42574)` });
       m = INVISIBLE.exec(t);
-      if (m) out.push({ check: 'unicode', rule: 'unicode.invisible', severity: 'high', file: f.path, line: a.line, column: m.index + 1,
+      if (m) out.push({ check: 'unicode', rule: 'unicode.invisible', severity: 'high', file: file.path, line: a.line, column: m.index + 1,
         message: `invisible character ${cp(m[0])}: can hide or split identifiers and strings` });
       m = CONTROL.exec(t);
-      if (m) out.push({ check: 'unicode', rule: 'unicode.control', severity: 'medium', file: f.path, line: a.line, column: m.index + 1,
+      if (m) out.push({ check: 'unicode', rule: 'unicode.control', severity: 'medium', file: file.path, line: a.line, column: m.index + 1,
         message: `control character ${cp(m[0])} in source text` });
       if (/[^\x00-\x7f]/.test(t)) {
         for (const w of t.matchAll(WORD)) {
           const word = w[0];
           if (LATIN.test(word) && NON_LATIN_LOOKALIKE.test(word)) {
             const bad = [...word].find((c) => NON_LATIN_LOOKALIKE.test(c))!;
-            out.push({ check: 'unicode', rule: 'unicode.confusable', severity: 'high', file: f.path, line: a.line, column: (w.index ?? 0) + 1,
+            out.push({ check: 'unicode', rule: 'unicode.confusable', severity: 'high', file: file.path, line: a.line, column: (w.index ?? 0) + 1,
               message: `identifier mixes Latin with lookalike ${cp(bad)}: "${word.replace(/[^\x20-\x7e]/g, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`)}" is not the name it appears to be` });
             break;
           }
         }
         const fw = FULLWIDTH.exec(t);
-        if (fw) out.push({ check: 'unicode', rule: 'unicode.confusable', severity: 'medium', file: f.path, line: a.line, column: fw.index + 1,
+        if (fw) out.push({ check: 'unicode', rule: 'unicode.confusable', severity: 'medium', file: file.path, line: a.line, column: fw.index + 1,
           message: `fullwidth character ${cp(fw[0])} looks like ASCII punctuation or letters` });
       }
     }
