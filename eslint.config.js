@@ -22,4 +22,14 @@ export default tseslint.config(
       'no-control-regex': 'off',
     },
   },
+  // The console's one browser script (plain JS, served as is; no type information).
+  {
+    files: ['src/console/static/**/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      parserOptions: { projectService: false },
+      sourceType: 'script',
+      globals: { document: 'readonly', location: 'readonly', EventSource: 'readonly', setInterval: 'readonly' },
+    },
+  },
 );
