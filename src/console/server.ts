@@ -14,6 +14,8 @@ import { registerProposalPages } from './pages/proposals.ts';
 import { registerApprovalPages } from './pages/approvals.ts';
 import { registerSessionPages } from './pages/sessions.ts';
 import { registerStream } from './stream.ts';
+import { registerAuditPages } from './pages/audit.ts';
+import { registerPolicyPage } from './pages/policy.ts';
 
 // `airlock console`: server-rendered pages over the same module functions the CLI calls
 // (review, command-rules, session, audit); no decision is made here twice. Hono, because
@@ -118,15 +120,18 @@ interface AppInput { store: AuditStore; home: string; env: NodeJS.ProcessEnv; cl
 function buildApp(i: AppInput): { app: Hono<ConsoleEnv>; deps: ConsoleDeps & { allowedHosts: Set<string> } } {
   const app = new Hono<ConsoleEnv>();
   const allowedHosts = new Set<string>();
+  const alreadyRecorded = new WeakSet<Error>();
+  const recorded = (e: AirlockError) => { alreadyRecorded.add(e); return e; };
   const record: ConsoleDeps['record'] = (c, action, r) => {
     const login = c.get('login') as LoginSession | undefined;
     i.store.append({ type: `console.${action}`, session: r.session ?? null, severity: r.severity ?? 'info', decision: r.decision ?? 'allow', rule: `console.${action}`,
-      data: { by: login?.user.identity ?? null, via: login?.user.via ?? null, roles: login?.user.roles ?? [], path: c.req.path, target: r.target ?? null, outcome: r.outcome ?? 'done' } });
+      data: { by: login?.user.identity ?? null, via: login?.user.via ?? null, roles: login?.user.roles ?? [], url: c.req.path, target: r.target ?? null, outcome: r.outcome ?? 'done',
+        summary: `${login?.user.identity ?? 'anonymous'}: ${c.req.method} ${c.req.path}: ${r.outcome ?? 'done'}` } });
   };
   const need: ConsoleDeps['need'] = (c, what) => {
     if (can(c.get('login').user, what)) return;
     record(c, 'denied', { severity: 'medium', decision: 'deny', outcome: `needs permission ${what}` });
-    throw new AirlockError('DENIED', `${c.get('login').user.identity} may not do this: it needs a role with "${what}" (your roles: ${c.get('login').user.roles.join(', ')})`, 'ask an admin for the reviewer role');
+    throw recorded(new AirlockError('DENIED', `${c.get('login').user.identity} may not do this: it needs a role with "${what}" (your roles: ${c.get('login').user.roles.join(', ')})`, 'ask an admin for the reviewer role'));
   };
   const deps = { store: i.store, home: i.home, env: i.env, closing: i.closing, record, need, allowedHosts };
 
@@ -143,6 +148,10 @@ function buildApp(i: AppInput): { app: Hono<ConsoleEnv>; deps: ConsoleDeps & { a
   app.use('*', hostCheck(allowedHosts));
   app.use('*', bodyLimit({ maxSize: 64 * 1024, onError: (c) => c.html(errorPage('Request too large', 'the request body is over 64 KiB'), 413) }));
   app.onError((e, c) => {
+    // a refused state change is an action too: recorded with who tried and why it failed
+    if (c.req.method === 'POST' && c.get('login') && !alreadyRecorded.has(e)) {
+      try { record(c, 'refused', { severity: 'medium', decision: 'deny', outcome: e.message.slice(0, 500) }); } catch { /* the response below still says it failed */ }
+    }
     if (isAirlockError(e)) return c.html(errorPage(e.kind === 'DENIED' ? 'Forbidden' : 'Refused', e.message, e.hint), statusOf(e));
     process.stderr.write(`airlock console: ${e instanceof Error ? e.message : String(e)}\n`);
     return c.html(errorPage('Internal error', 'the console failed on this request; the server log has the reason'), 500);
@@ -156,7 +165,7 @@ function buildApp(i: AppInput): { app: Hono<ConsoleEnv>; deps: ConsoleDeps & { a
 
   app.get('/login', (c) => {
     if (!sameSecret(c.req.query('token'), i.devToken)) {
-      i.store.append({ type: 'console.login_refused', severity: 'medium', decision: 'deny', rule: 'console.dev-user', data: { path: c.req.path } });
+      i.store.append({ type: 'console.login_refused', severity: 'medium', decision: 'deny', rule: 'console.dev-user', data: { summary: 'a login without the printed secret' } });
       return c.html(errorPage('Log in', 'this console runs in dev-user mode: open the login link `airlock console` printed'), 401);
     }
     const s = i.logins.open(i.devUser);
@@ -185,6 +194,8 @@ function buildApp(i: AppInput): { app: Hono<ConsoleEnv>; deps: ConsoleDeps & { a
   registerProposalPages(app, deps);
   registerApprovalPages(app, deps);
   registerSessionPages(app, deps);
+  registerAuditPages(app, deps);
+  registerPolicyPage(app, deps);
   registerStream(app, deps);
   return { app, deps };
 }

@@ -7,10 +7,11 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import type { Browser } from 'playwright-core';
 import { createProposal, proposalStatus, getProposal } from '../../src/review/index.ts';
+import { verifyProof, loadPublicKey } from '../../src/audit/index.ts';
 import { setup, agentHistory, runCli, type Env } from '../review/fixture.ts';
 import { startConsoleProcess, launchBrowser, loggedInPage, type RunningConsole } from './harness.ts';
 import { ROOT } from '../helpers.ts';
@@ -29,7 +30,7 @@ let hostile: number;
 
 describe('console: proposals', () => {
   before(async () => {
-    env = setup('review:\n  blockAt: critical\n');
+    env = setup('review:\n  blockAt: critical\ntelemetry:\n  sinks:\n    - {type: syslog, name: soc, host: 127.0.0.1, port: 1}\n');
     agentHistory(env, 's-plain', [{ message: 'add a query helper\n\nwith a body', files: [['src/helper.js', 'module.exports = (a) => a + 1;\n'],
       ['src/db.py', 'def find(c, name):\n    return c.execute("SELECT * FROM users WHERE name = \'" + name + "\'")\n']] }]);
     agentHistory(env, 's-hostile', [{ message: XSS_MESSAGE, author: ['<b onmouseover="window.__pwned=4">mallory</b>', 'm@example.com'],
@@ -147,5 +148,32 @@ describe('console: proposals', () => {
     const off = await runCli(['console', '--listen', '0.0.0.0:0', '--dev-user', 'alice'], { AIRLOCK_HOME: env.home });
     assert.equal(off.code, 64, off.stderr);
     assert.match(off.stderr, /refused on a non-loopback address/);
+  });
+
+  it('an auditor searches the audit log by type, severity and decision, downloads an inclusion proof that verifies, sees verify status, sink lag and the policy with its provenance', async () => {
+    const { page, problems } = await loggedInPage(browser, auditor);
+    await page.goto(`${auditor.url}/audit?type=console.*&decision=deny&severity=medium`);
+    const types = await page.locator('#events tbody tr td:nth-child(3)').allTextContents();
+    assert.ok(types.length > 0 && types.every((t) => t.startsWith('console.')), `only console events: ${types.join(',')}`);
+    assert.ok(types.includes('console.csrf_refused') && types.includes('console.denied'), types.join(','));
+    const lag = await page.locator('table.sinks tbody tr').first().textContent() ?? '';
+    assert.match(lag, /soc/, 'the org policy\'s sink is listed with its lag');
+    await page.screenshot({ path: join(SHOTS, 'audit.png') });
+    await page.goto(`${auditor.url}/audit?type=review.approved`);
+    const [download] = await Promise.all([page.waitForEvent('download'), page.locator('a.proof').first().click()]);
+    const proof = JSON.parse(readFileSync(await download.path(), 'utf8')) as { event: { type: string } };
+    assert.equal(proof.event.type, 'review.approved');
+    const check = verifyProof(proof, loadPublicKey(undefined, join(env.home, 'keys')));
+    assert.ok(check.ok, check.reason);
+    await page.goto(`${auditor.url}/audit/verify`);
+    assert.equal(await page.locator('#verify-status').textContent(), 'verified');
+    await page.goto(`${auditor.url}/policy?proposal=${plain}`);
+    const row = await page.locator('table.policy tr', { hasText: 'review.blockAt' }).textContent() ?? '';
+    assert.match(row, /"critical"/);
+    assert.ok(row.includes(env.orgPolicy), `the value names the org file it came from: ${row}`);
+    await page.screenshot({ path: join(SHOTS, 'policy.png') });
+    await page.goto(`${auditor.url}/audit?rule=${encodeURIComponent('"><script>window.__pwned=9</script>')}`);
+    assert.equal(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned), undefined);
+    assert.deepEqual(problems, []);
   });
 });

@@ -1,6 +1,8 @@
 import type { Context } from 'hono';
 import { AirlockError } from '../../common/index.ts';
 import { summarize, type AuditStore, type AuditEvent } from '../../audit/index.ts';
+import { readPolicyFile, resolvePolicy, type LoadedPolicy } from '../../policy/index.ts';
+import { orgPolicyFile } from '../../review/index.ts';
 import { h, agentText, severityClass, type Html } from '../html.ts';
 import type { ConsoleEnv } from '../server.ts';
 
@@ -31,7 +33,7 @@ export function safeHref(u: string | null | undefined): string | null {
 const CONTEXT_LIMIT = 200;
 
 /** What the agent was, what it was told, and what it did: from the session's audit events. */
-export function sessionContext(store: AuditStore, session: string, startedBy: string | null, policyHash: string | null): Html {
+export function sessionContext(store: AuditStore, session: string, startedBy: string | null, policyHash: string | null, policyLink?: string): Html {
   const start = store.query({ session, type: 'session.start', limit: 1 })[0]?.data ?? {};
   const execs = store.query({ session, type: 'process.exec', limit: CONTEXT_LIMIT });
   const requests = store.query({ session, type: 'egress.*', limit: CONTEXT_LIMIT });
@@ -39,18 +41,27 @@ export function sessionContext(store: AuditStore, session: string, startedBy: st
   const argv = Array.isArray(start.command) ? (start.command as unknown[]).map(String).join(' ') : '';
   return h`<dl class="context"><dt>agent</dt><dd>${agentText(String(start.agent ?? '—'))}</dd>
 <dt>command</dt><dd><code>${agentText(argv || '—')}</code></dd><dt>task</dt><dd>${agentText(String(start.task ?? '—'))}</dd>
-<dt>started by</dt><dd>${agentText(startedBy ?? '—')}</dd><dt>policy hash</dt><dd><code>${agentText(policyHash ?? String(start.policyHash ?? '—'))}</code></dd></dl>
+<dt>started by</dt><dd>${agentText(startedBy ?? '—')}</dd><dt>policy hash</dt><dd><code>${agentText(policyHash ?? String(start.policyHash ?? '—'))}</code>${policyLink ? h` <a href="${policyLink}">explain</a>` : ''}</dd></dl>
 <details><summary>${execs.length} commands run</summary>${eventTable(execs)}</details>
 <details><summary>${requests.length} requests made</summary>${eventTable(requests)}</details>
 <details ${denials.length ? 'open' : ''}><summary>${denials.length} denials</summary>${eventTable(denials)}</details>`;
 }
 
-export function eventRow(e: AuditEvent): Html {
-  return h`<tr data-seq="${e.seq}" class="${severityClass(e.severity)}"><td>${e.seq}</td><td>${e.ts}</td><td>${e.type}</td><td>${e.severity}</td>
-<td>${e.decision ?? ''}</td><td><code>${agentText(e.rule ?? '')}</code></td><td>${summarize(e, 300, agentText)}</td></tr>`;
+export interface EventTableOptions { id?: string; proofs?: boolean }
+
+export function eventRow(e: AuditEvent, o: EventTableOptions = {}): Html {
+  return h`<tr data-seq="${e.seq}" class="${severityClass(e.severity)}"><td>${e.seq}</td><td>${e.ts}</td><td>${agentText(e.type)}</td><td>${e.severity}</td>
+<td>${e.decision ?? ''}</td><td><code>${agentText(e.rule ?? '')}</code></td><td class="what">${e.session ? h`<a href="/sessions/${encodeURIComponent(e.session)}">${agentText(e.session)}</a> ` : ''}${summarize(e, 300, agentText)}</td>
+${o.proofs ? h`<td><a class="proof" href="/audit/events/${encodeURIComponent(e.id)}/proof" download>proof</a></td>` : ''}</tr>`;
 }
 
-export function eventTable(events: AuditEvent[], id?: string): Html {
-  return h`<table class="list events"${id ? h` id="${id}"` : ''}><thead><tr><th>seq</th><th>time</th><th>type</th><th>severity</th><th>decision</th><th>rule</th><th>what</th></tr></thead>
-<tbody>${events.map(eventRow)}</tbody></table>`;
+export function eventTable(events: AuditEvent[], o: EventTableOptions = {}): Html {
+  return h`<table class="list events"${o.id ? h` id="${o.id}"` : ''}><thead><tr><th>seq</th><th>time</th><th>type</th><th>severity</th><th>decision</th><th>rule</th><th>what</th>${o.proofs ? h`<th></th>` : ''}</tr></thead>
+<tbody>${events.map((e) => eventRow(e, o))}</tbody></table>`;
+}
+
+/** The organisation's policy (AIRLOCK_ORG_POLICY or /etc/airlock/policy.yaml) over the built-in defaults. */
+export function orgPolicy(env: NodeJS.ProcessEnv): LoadedPolicy {
+  const file = orgPolicyFile(undefined, env);
+  return resolvePolicy(file ? [readPolicyFile(file, 'org')] : []);
 }

@@ -103,7 +103,7 @@ ${st.rejectedBy ? h`<p class="error">rejected by ${agentText(st.rejectedBy.by)}:
 ${st.lastApplyError ? h`<p class="error">last apply failed: ${agentText(st.lastApplyError)}</p>` : ''}
 ${actions(ctx, p, st)}
 ${global.map(findingRow)}
-<h2>Session context</h2>${sessionContext(deps.store, p.session, p.startedBy, p.policyHash)}
+<h2>Session context</h2>${sessionContext(deps.store, p.session, p.startedBy, p.policyHash, `/policy?proposal=${p.id}`)}
 <h2>Agent commits (${p.commits.length}; apply pushes one commit Airlock builds from the reviewed tree)</h2>${commitsHtml(p)}
 <h2>Decisions</h2>${decisionsFor(deps.store, p.id).map((d) => h`<p>${d.kind} by ${agentText(d.by ?? '')}${d.reason ? h`: ${agentText(d.reason)}` : ''}</p>`)}
 <h2>Diff</h2>${diffHtml(p)}`);

@@ -41,7 +41,7 @@ export function registerSessionPages(app: Hono<ConsoleEnv>, deps: ConsoleDeps): 
     const last = events.at(-1)?.seq ?? 0;
     return c.html(layout(c.get('page'), `Session ${agentText(id)}`, h`<p><span class="state state-${s.state}" id="session-state">${s.state}</span>
 · ${s.events} events · ${s.denials} denials · started ${s.start}${s.end ? ` · ended ${s.end}` : ''}</p>${controls(c.get('page'), s)}
-<h2>Timeline</h2><div data-stream="/stream?session=${encodeURIComponent(id)}&amp;after=${last}" data-target="timeline">${eventTable(events, 'timeline')}</div>`));
+<h2>Timeline</h2><div data-stream="/stream?session=${encodeURIComponent(id)}&amp;after=${last}" data-target="timeline">${eventTable(events, { id: 'timeline' })}</div>`));
   });
   for (const verb of Object.keys(FRAMES)) {
     app.post(`/sessions/:id/${verb}`, async (c) => {

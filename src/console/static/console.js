@@ -23,6 +23,7 @@ function appendEvent(table, e) {
   row.dataset.seq = String(e.seq);
   row.className = `sev-${String(e.severity).replace(/[^a-z]/g, '')}`;
   for (const v of [e.seq, e.ts, e.type, e.severity, e.decision, e.rule, e.what]) cell(row, String(v));
+  row.lastChild.className = 'what';
   body.appendChild(row);
   if (e.type === 'session.paused' || e.type === 'session.resumed' || e.type === 'session.stop') {
     const state = document.getElementById('session-state');
