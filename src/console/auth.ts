@@ -1,4 +1,5 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { isIP } from 'node:net';
 
 // Who is logged in to the console, and what they may do. Login sessions live in the
 // console server object (never module state); the cookie carries only a random id, the
@@ -31,6 +32,19 @@ export function parseRoles(text: string): Role[] {
   const bad = roles.filter((r) => !(ROLES as readonly string[]).includes(r));
   if (bad.length || !roles.length) throw new Error(`unknown role ${JSON.stringify(bad[0] ?? text)} (roles: ${ROLES.join(', ')})`);
   return roles as Role[];
+}
+
+/** Roles from the org policy's console.roles: an entry is an e-mail (compared case-insensitively) or group:NAME. */
+export function rolesFor(map: Record<Role, string[]>, email: string | null, groups: string[]): Role[] {
+  const mail = email?.toLowerCase();
+  const held = new Set(groups.map((g) => `group:${g}`));
+  return ROLES.filter((r) => map[r].some((m) => (m.startsWith('group:') ? held.has(m) : m.toLowerCase() === mail)));
+}
+
+const LOOPBACK_NAMES = new Set(['localhost', '127.0.0.1', '::1']);
+
+export function isLoopbackHost(host: string): boolean {
+  return LOOPBACK_NAMES.has(host) || (isIP(host) === 4 && host.startsWith('127.'));
 }
 
 export const token = (): string => randomBytes(32).toString('base64url');

@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { serve, type ServerType } from '@hono/node-server';
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
@@ -8,7 +7,7 @@ import { secureHeaders } from 'hono/secure-headers';
 import { bodyLimit } from 'hono/body-limit';
 import { AirlockError, airlockHome, ensureHome, isAirlockError } from '../common/index.ts';
 import { AuditStore, type Severity } from '../audit/index.ts';
-import { Logins, can, sameSecret, token, type ConsoleUser, type LoginSession, type Permission, type Role } from './auth.ts';
+import { Logins, can, isLoopbackHost, sameSecret, token, type ConsoleUser, type LoginSession, type Permission, type Role } from './auth.ts';
 import { errorPage, type PageContext } from './html.ts';
 import { registerProposalPages } from './pages/proposals.ts';
 import { registerApprovalPages } from './pages/approvals.ts';
@@ -16,6 +15,8 @@ import { registerSessionPages } from './pages/sessions.ts';
 import { registerStream } from './stream.ts';
 import { registerAuditPages } from './pages/audit.ts';
 import { registerPolicyPage } from './pages/policy.ts';
+import { orgPolicy } from './pages/common.ts';
+import { registerOidcLogin, checkOidcPolicy, type OidcSetup } from './oidc.ts';
 
 // `airlock console`: server-rendered pages over the same module functions the CLI calls
 // (review, command-rules, session, audit); no decision is made here twice. Hono, because
@@ -30,8 +31,10 @@ export interface ConsoleOptions {
   devUser?: string;
   devRoles?: Role[];
   home?: string;
-  /** environment the review functions check (inside-a-sandbox refusal) */
+  /** environment the review functions check (inside-a-sandbox refusal) and the org policy's location */
   env?: NodeJS.ProcessEnv;
+  /** where browsers reach the console, when behind a proxy (OIDC redirect URI base); default: the listen address */
+  publicUrl?: string;
 }
 
 export interface ConsoleServer { url: string; loginUrl: string | null; close(): Promise<void> }
@@ -49,12 +52,7 @@ export interface ConsoleDeps {
 export type ConsoleEnv = { Variables: { login: LoginSession; page: PageContext } };
 
 const COOKIE = 'airlock_console';
-const LOOPBACK_NAMES = new Set(['localhost', '127.0.0.1', '::1']);
 const STATIC_DIR = new URL('./static/', import.meta.url);
-
-export function isLoopbackHost(host: string): boolean {
-  return LOOPBACK_NAMES.has(host) || (isIP(host) === 4 && host.startsWith('127.'));
-}
 
 export function parseListen(text: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text.trim());
@@ -82,27 +80,28 @@ function staticFile(name: string, type: string): { body: string; type: string } 
 export async function startConsole(o: ConsoleOptions = {}): Promise<ConsoleServer> {
   const { host, port } = parseListen(o.listen ?? '127.0.0.1:7010');
   const loopback = isLoopbackHost(host);
-  if (!o.devUser) throw new AirlockError('USAGE', 'the console needs a login method', 'pass --dev-user NAME for a single user on this machine (loopback only)');
-  if (!loopback) throw new AirlockError('USAGE', `--dev-user is refused on a non-loopback address (${host})`, 'listen on 127.0.0.1 (or ::1) in dev-user mode; anyone who can reach the port would act as that user');
-  const devUser: ConsoleUser = { identity: o.devUser, roles: o.devRoles?.length ? o.devRoles : ['admin'], via: 'dev-user' };
-  const home = o.home ?? airlockHome(o.env);
+  const env = o.env ?? process.env;
+  const login = loginMethod(o, loopback, env);
+  const home = o.home ?? airlockHome(env);
   const store = new AuditStore(ensureHome(home).auditDb);
   const closing = new AbortController();
-  const logins = new Logins();
-  const devToken = token();
-  const { app, deps } = buildApp({ store, home, env: o.env ?? process.env, closing: closing.signal, logins, devToken, devUser, secure: !loopback });
+  const { app, deps } = buildApp({ store, home, env, closing: closing.signal, logins: new Logins(), login, secure: !loopback || o.publicUrl?.startsWith('https:') === true });
   const server = await listen(app, host, port);
   const addr = server.address() as AddressInfo;
-  const origin = `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}`;
-  deps.allowedHosts.add(`${host.includes(':') ? `[${host}]` : host}:${addr.port}`).add(`localhost:${addr.port}`);
-  store.append({ type: 'console.start', severity: 'info', decision: 'allow', rule: 'console.dev-user', data: { listen: origin, devUser: devUser.identity, roles: devUser.roles } });
+  const hostPort = `${host.includes(':') ? `[${host}]` : host}:${addr.port}`;
+  const origin = `http://${hostPort}`;
+  deps.allowedHosts.add(hostPort).add(`localhost:${addr.port}`);
+  if (o.publicUrl) deps.allowedHosts.add(new URL(o.publicUrl).host);
+  if (login.kind === 'oidc') login.setup.publicUrl = o.publicUrl ?? origin;
+  store.append({ type: 'console.start', severity: 'info', decision: 'allow', rule: `console.${login.kind}`,
+    data: { listen: origin, login: login.kind, devUser: login.kind === 'dev-user' ? login.user.identity : null, roles: login.kind === 'dev-user' ? login.user.roles : null } });
   return {
     url: origin,
-    loginUrl: `${origin}/login?token=${devToken}`,
+    loginUrl: login.kind === 'dev-user' ? `${origin}/login?token=${login.token}` : `${o.publicUrl ?? origin}/login`,
     close: async () => {
       closing.abort();
       await new Promise<void>((res) => { server.close(() => res()); (server as { closeAllConnections?: () => void }).closeAllConnections?.(); });
-      store.append({ type: 'console.stop', severity: 'info', rule: 'console.dev-user', data: { listen: origin } });
+      store.append({ type: 'console.stop', severity: 'info', rule: `console.${login.kind}`, data: { listen: origin } });
       store.close();
     },
   };
@@ -115,7 +114,20 @@ function listen(app: Hono<ConsoleEnv>, hostname: string, port: number): Promise<
   });
 }
 
-interface AppInput { store: AuditStore; home: string; env: NodeJS.ProcessEnv; closing: AbortSignal; logins: Logins; devToken: string; devUser: ConsoleUser; secure: boolean }
+type LoginMethod = { kind: 'dev-user'; token: string; user: ConsoleUser } | { kind: 'oidc'; setup: Omit<OidcSetup, 'logins' | 'secure' | 'sessionCookie'> };
+
+/** --dev-user (loopback only, a printed secret) or OIDC from the org policy; nothing else logs anyone in. */
+function loginMethod(o: ConsoleOptions, loopback: boolean, env: NodeJS.ProcessEnv): LoginMethod {
+  if (o.devUser !== undefined) {
+    if (!loopback) throw new AirlockError('USAGE', `--dev-user is refused on a non-loopback address (${parseListen(o.listen ?? '').host})`, 'listen on 127.0.0.1 (or ::1) in dev-user mode; anyone who can reach the port would act as that user');
+    return { kind: 'dev-user', token: token(), user: { identity: o.devUser, roles: o.devRoles?.length ? o.devRoles : ['admin'], via: 'dev-user' } };
+  }
+  const policy = orgPolicy(env).policy.console;
+  checkOidcPolicy(policy);
+  return { kind: 'oidc', setup: { policy, publicUrl: '', env } };
+}
+
+interface AppInput { store: AuditStore; home: string; env: NodeJS.ProcessEnv; closing: AbortSignal; logins: Logins; login: LoginMethod; secure: boolean }
 
 function buildApp(i: AppInput): { app: Hono<ConsoleEnv>; deps: ConsoleDeps & { allowedHosts: Set<string> } } {
   const app = new Hono<ConsoleEnv>();
@@ -163,21 +175,15 @@ function buildApp(i: AppInput): { app: Hono<ConsoleEnv>; deps: ConsoleDeps & { a
   app.get('/static/console.js', (c) => c.body(js.body, 200, { 'content-type': js.type }));
   app.get('/static/console.css', (c) => c.body(css.body, 200, { 'content-type': css.type }));
 
-  app.get('/login', (c) => {
-    if (!sameSecret(c.req.query('token'), i.devToken)) {
-      i.store.append({ type: 'console.login_refused', severity: 'medium', decision: 'deny', rule: 'console.dev-user', data: { summary: 'a login without the printed secret' } });
-      return c.html(errorPage('Log in', 'this console runs in dev-user mode: open the login link `airlock console` printed'), 401);
-    }
-    const s = i.logins.open(i.devUser);
-    setCookie(c, COOKIE, s.id, { httpOnly: true, sameSite: 'Strict', path: '/', secure: i.secure });
-    c.set('login', s);
-    record(c, 'login', { outcome: 'logged in' });
-    return c.redirect('/proposals', 303);
-  });
+  if (i.login.kind === 'oidc') registerOidcLogin(app, deps, Object.assign(i.login.setup, { logins: i.logins, secure: i.secure, sessionCookie: COOKIE }));
+  else registerDevLogin(app, i, record, i.login);
 
   app.use('*', async (c, next) => {
     const s = i.logins.get(getCookie(c, COOKIE));
-    if (!s) return c.html(errorPage('Log in', 'you are not logged in to this console', 'open the login link `airlock console` printed'), 401);
+    if (!s) {
+      if (i.login.kind === 'oidc' && c.req.method === 'GET' && !c.req.path.startsWith('/stream')) return c.redirect('/login', 302);
+      return c.html(errorPage('Log in', 'you are not logged in to this console', i.login.kind === 'oidc' ? 'log in at /login' : 'open the login link `airlock console` printed'), 401);
+    }
     c.set('login', s);
     c.set('page', { user: s.user, csrf: s.csrf });
     await next();
@@ -198,6 +204,21 @@ function buildApp(i: AppInput): { app: Hono<ConsoleEnv>; deps: ConsoleDeps & { a
   registerPolicyPage(app, deps);
   registerStream(app, deps);
   return { app, deps };
+}
+
+/** --dev-user: the printed link's secret is the only way in; whoever opens it is that user. */
+function registerDevLogin(app: Hono<ConsoleEnv>, i: AppInput, record: ConsoleDeps['record'], dev: Extract<LoginMethod, { kind: 'dev-user' }>): void {
+  app.get('/login', (c) => {
+    if (!sameSecret(c.req.query('token'), dev.token)) {
+      i.store.append({ type: 'console.login_refused', severity: 'medium', decision: 'deny', rule: 'console.dev-user', data: { summary: 'a login without the printed secret' } });
+      return c.html(errorPage('Log in', 'this console runs in dev-user mode: open the login link `airlock console` printed'), 401);
+    }
+    const s = i.logins.open(dev.user);
+    setCookie(c, COOKIE, s.id, { httpOnly: true, sameSite: 'Strict', path: '/', secure: i.secure });
+    c.set('login', s);
+    record(c, 'login', { outcome: 'logged in' });
+    return c.redirect('/proposals', 303);
+  });
 }
 
 /** DNS rebinding: a page on another name must not reach the loopback console with our cookie-less origin. */
