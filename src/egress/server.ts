@@ -7,7 +7,7 @@ import { AirlockError } from '../common/index.ts';
 import { compileEgress } from './rules.ts';
 import { systemResolver, type Resolver } from './resolver.ts';
 import { SessionLimits } from './limits.ts';
-import { DEFAULT_TIMEOUTS, Tracked, type Ctx, type Timeouts } from './context.ts';
+import { DEFAULT_TIMEOUTS, Tracked, type Ctx, type EgressAsker, type Timeouts } from './context.ts';
 import { onConnect, onRequest, refusalText, runTunnel } from './http.ts';
 import { onSocks } from './socks.ts';
 import { peekFirst, refuseInTunnel, connectUpstream, pipeBoth } from './tunnel.ts';
@@ -52,6 +52,8 @@ export interface GatewayOptions {
   honeytokens?: Honeytoken[];
   /** Relay tunnel downloads on the native thread when it is built (default true; false: on the event loop). */
   nativeRelay?: boolean;
+  /** Asks a human about `egress.ask` destinations (the session's approval queue); absent: an ask is a deny. */
+  ask?: EgressAsker;
 }
 
 export interface Gateway {
@@ -109,6 +111,8 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     interceptServer: null,
     relay: o.nativeRelay === false ? null : TunnelRelay.create(),
     packages,
+    ask: o.ask ?? null,
+    pendingAsks: new Map(),
   };
   if (ctx.tls) ctx.interceptServer = createInterceptServer(ctx, timeouts.handshakeMs);
   const clientCap = rules.limits.maxConnections * 2 + 32;

@@ -74,7 +74,7 @@ export function resolveLayers(given: Partial<Record<LayerName, SessionLayer | nu
 function egressWanted(s: Session): boolean {
   const e = s.policy.policy.egress as unknown as Record<string, unknown[] | undefined>;
   return s.allowHosts.length > 0 || s.policy.policy.credentials.brokered.length > 0
-    || ['presets', 'allow', 'allowCidrs'].some((k) => (e[k]?.length ?? 0) > 0);
+    || ['presets', 'allow', 'allowCidrs', 'ask'].some((k) => (e[k]?.length ?? 0) > 0);
 }
 
 // Network: only when the policy grants a destination or brokers a credential. Otherwise
@@ -94,6 +94,14 @@ function egressLayer(): SessionLayer {
         session: s.id, policy: s.policy.policy, grants: s.allowHosts, listen: { unixPath },
         resolver: s.egressUpstream.resolver, tls: { ca: prep.gateway.tls.ca, upstreamCa: s.egressUpstream.upstreamCa },
         audit: (e: AuditEventInput) => { s.record(e); },
+        // an egress.ask destination waits in the same queue as command asks (`airlock approvals`, the console)
+        ask: async (r) => {
+          const { requestApproval } = await import('../command-rules/index.ts');
+          return requestApproval(s.store, {
+            session: s.id, command: ['egress', `${r.host}:${r.port}`], rule: r.rule, reason: r.reason,
+            timeoutSeconds: s.policy.policy.egress.askTimeoutSeconds, sessionEnded: s.endedSignal,
+          });
+        },
       });
       s.layerState.set('gateway', gw);
       const transparent = Object.keys(gw.transparentSockets).length > 0;

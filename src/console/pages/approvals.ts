@@ -8,6 +8,9 @@ import { formText, idParam } from './common.ts';
 // queue and the answer are command-rules' own (the same as `airlock approvals`): the
 // first answer wins, a timeout is a deny. The page reloads when the queue changes (SSE).
 
+/** An egress.ask waits in the same queue as a command, as ['egress', 'host:port'] under an egress.ask.* rule. */
+const isDestination = (a: CommandAsk) => a.command.length === 2 && a.command[0] === 'egress' && a.rule.startsWith('egress.ask.');
+
 function askRow(ctx: PageContext, a: CommandAsk): Html {
   const answer = a.status === 'pending'
     ? h`<span class="countdown" data-expires="${a.expires}">until ${a.expires}</span>
@@ -15,12 +18,12 @@ function askRow(ctx: PageContext, a: CommandAsk): Html {
 <form method="post" action="/approvals/${a.id}/deny" class="inline">${csrfField(ctx)}<button class="deny">Deny</button></form>`
     : h`${a.status}${a.answeredBy ? h` by ${agentText(a.answeredBy)}` : ''}`;
   return h`<tr data-ask="${a.id}"><td>${a.id}</td><td><a href="/sessions/${encodeURIComponent(a.session)}">${agentText(a.session)}</a></td>
-<td><code class="command">${agentText(a.command.join(' '))}</code></td><td><code>${agentText(a.rule)}</code></td><td>${agentText(a.reason)}</td><td>${answer}</td></tr>`;
+<td>${isDestination(a) ? h`<span class="badge">destination</span> <code class="command">${agentText(a.command[1]!)}</code>` : h`<code class="command">${agentText(a.command.join(' '))}</code>`}</td><td><code>${agentText(a.rule)}</code></td><td>${agentText(a.reason)}</td><td>${answer}</td></tr>`;
 }
 
 function asksTable(ctx: PageContext, asks: CommandAsk[], empty: string): Html {
   if (!asks.length) return h`<p class="muted">${empty}</p>`;
-  return h`<table class="list asks"><thead><tr><th>#</th><th>session</th><th>command</th><th>rule</th><th>why</th><th>answer</th></tr></thead>
+  return h`<table class="list asks"><thead><tr><th>#</th><th>session</th><th>command / destination</th><th>rule</th><th>why</th><th>answer</th></tr></thead>
 <tbody>${asks.map((a) => askRow(ctx, a))}</tbody></table>`;
 }
 
