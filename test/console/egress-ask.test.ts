@@ -9,10 +9,10 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { Session } from '../../src/session/index.ts';
-import { makeRepo, tmp, cleanup, airlock, ROOT } from '../helpers.ts';
-import { startConsoleProcess, launchBrowser, loggedInPage, type RunningConsole } from './harness.ts';
+import { makeRepo, tmp, cleanup, airlock } from '../helpers.ts';
+import { startConsoleProcess, launchBrowser, loggedInPage, screenshotDir, dropScreenshots, type RunningConsole } from './harness.ts';
 
-const SHOTS = join(ROOT, 'docs', 'console');
+const SHOTS = screenshotDir();
 
 let home: string; let repo: string; let server: Server; let port = 0; let denied: Server; let deniedPort = 0;
 const hits: string[] = [];
@@ -52,6 +52,7 @@ describe('console: egress ask at run time', () => {
     await session?.stop('test');
     server?.close(); denied?.close();
     cleanup(home, repo);
+    dropScreenshots(SHOTS);
   });
 
   it('the agent\'s request waits; the reviewer allows it in the console; it goes through, and later ones need no answer', async () => {

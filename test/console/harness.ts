@@ -1,4 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { ROOT } from '../helpers.ts';
@@ -7,6 +9,24 @@ import { ROOT } from '../helpers.ts';
 // its pid) and Debian's chromium-headless-shell driven by playwright-core.
 
 export const CHROMIUM = '/usr/bin/chromium-headless-shell';
+
+/**
+ * Where the tests' screenshots go: docs/console/ (the pictures docs/console.md shows) with
+ * AIRLOCK_UPDATE_SCREENSHOTS=1, else a scratch directory, so a test run leaves the tree clean.
+ */
+export function screenshotDir(): string {
+  if (process.env.AIRLOCK_UPDATE_SCREENSHOTS === '1') {
+    const d = join(ROOT, 'docs', 'console');
+    mkdirSync(d, { recursive: true });
+    return d;
+  }
+  return mkdtempSync(join(tmpdir(), 'airlock-console-shots-'));
+}
+
+/** Removes a scratch screenshot directory (never docs/console). */
+export function dropScreenshots(dir: string): void {
+  if (dir.startsWith(tmpdir())) rmSync(dir, { recursive: true, force: true });
+}
 
 export interface RunningConsole { url: string; loginUrl: string; child: ChildProcess; stderr: () => string; stop: () => Promise<void> }
 

@@ -9,10 +9,10 @@ import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
 import type { Browser } from 'playwright-core';
 import { AuditStore } from '../../src/audit/index.ts';
-import { airlock, BIN, makeRepo, tmp, cleanup, ROOT } from '../helpers.ts';
-import { startConsoleProcess, launchBrowser, loggedInPage, type RunningConsole } from './harness.ts';
+import { airlock, BIN, makeRepo, tmp, cleanup } from '../helpers.ts';
+import { startConsoleProcess, launchBrowser, loggedInPage, screenshotDir, dropScreenshots, type RunningConsole } from './harness.ts';
 
-const SHOTS = join(ROOT, 'docs', 'console');
+const SHOTS = screenshotDir();
 
 let home: string; let repo: string; let id: string;
 let browser: Browser;
@@ -47,6 +47,7 @@ describe('console: live approvals and sessions', () => {
     await analyst?.stop();
     airlock(['session', 'stop', id], { home });
     cleanup(home, repo);
+    dropScreenshots(SHOTS);
   });
 
   it('the agent asks for a command; the Approvals page shows it live with a countdown; Allow lets the waiting command run', async () => {

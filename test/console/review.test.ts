@@ -7,16 +7,15 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import type { Browser } from 'playwright-core';
 import { createProposal, proposalStatus, getProposal } from '../../src/review/index.ts';
 import { verifyProof, loadPublicKey } from '../../src/audit/index.ts';
 import { setup, agentHistory, runCli, type Env } from '../review/fixture.ts';
-import { startConsoleProcess, launchBrowser, loggedInPage, type RunningConsole } from './harness.ts';
-import { ROOT } from '../helpers.ts';
+import { startConsoleProcess, launchBrowser, loggedInPage, screenshotDir, dropScreenshots, type RunningConsole } from './harness.ts';
 
-const SHOTS = join(ROOT, 'docs', 'console');
+const SHOTS = screenshotDir();
 const AWS_KEY = 'AKIA' + 'Z7QH3KXW2M4PL9TB';
 const XSS_NAME = '<img src=x onerror="window.__pwned=1">.js';
 const XSS_MESSAGE = '<script>window.__pwned=2</script> fix\n\u202Egnp.exe\u202C and \u001b[2Kerased';
@@ -37,7 +36,6 @@ describe('console: proposals', () => {
       files: [[XSS_NAME, `const k = '${AWS_KEY}'; // <script>window.__pwned=5</script>\n`]] }]);
     plain = (await createProposal(env.store, 's-plain', { orgPolicy: env.orgPolicy, home: env.home })).proposal.id;
     hostile = (await createProposal(env.store, 's-hostile', { orgPolicy: env.orgPolicy, home: env.home })).proposal.id;
-    mkdirSync(SHOTS, { recursive: true });
     const policyEnv = { AIRLOCK_ORG_POLICY: env.orgPolicy };
     reviewer = await startConsoleProcess(env.home, ['--dev-user', 'alice@example.com', '--dev-roles', 'reviewer'], policyEnv);
     auditor = await startConsoleProcess(env.home, ['--dev-user', 'audrey@example.com', '--dev-roles', 'auditor'], policyEnv);
@@ -48,6 +46,7 @@ describe('console: proposals', () => {
     await reviewer?.stop();
     await auditor?.stop();
     env?.done();
+    dropScreenshots(SHOTS);
   });
 
   it('a reviewer logs in, opens a proposal with findings and approves it; a second reviewer completes it; each approval is bound to the hash and audited with the identity', async () => {
