@@ -7,12 +7,13 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { request } from 'node:http';
 import type { Browser } from 'playwright-core';
 import { createProposal, proposalStatus, getProposal } from '../../src/review/index.ts';
 import { verifyProof, loadPublicKey } from '../../src/audit/index.ts';
-import { setup, agentHistory, runCli, type Env } from '../review/fixture.ts';
+import { setup, agentHistory, runCli, gitHttpServer, makeRemote, sh, type Env, type GitHttp } from '../review/fixture.ts';
 import { startConsoleProcess, launchBrowser, loggedInPage, screenshotDir, dropScreenshots, type RunningConsole } from './harness.ts';
 
 const SHOTS = screenshotDir();
@@ -21,6 +22,8 @@ const XSS_NAME = '<img src=x onerror="window.__pwned=1">.js';
 const XSS_MESSAGE = '<script>window.__pwned=2</script> fix\n\u202Egnp.exe\u202C and \u001b[2Kerased';
 
 let env: Env;
+let remoteRoot: string;
+let git: GitHttp;
 let browser: Browser;
 let reviewer: RunningConsole;
 let auditor: RunningConsole;
@@ -29,7 +32,10 @@ let hostile: number;
 
 describe('console: proposals', () => {
   before(async () => {
-    env = setup('review:\n  blockAt: critical\ntelemetry:\n  sinks:\n    - {type: syslog, name: soc, host: 127.0.0.1, port: 1}\n');
+    remoteRoot = mkdtempSync(join(tmpdir(), 'airlock-remote-'));
+    git = await gitHttpServer(remoteRoot);
+    env = setup(`review:\n  blockAt: critical\n  apply:\n    remote: ${git.url}/remote.git\ntelemetry:\n  sinks:\n    - {type: syslog, name: soc, host: 127.0.0.1, port: 1}\n`);
+    makeRemote(env, remoteRoot);
     agentHistory(env, 's-plain', [{ message: 'add a query helper\n\nwith a body', files: [['src/helper.js', 'module.exports = (a) => a + 1;\n'],
       ['src/db.py', 'def find(c, name):\n    return c.execute("SELECT * FROM users WHERE name = \'" + name + "\'")\n']] }]);
     agentHistory(env, 's-hostile', [{ message: XSS_MESSAGE, author: ['<b onmouseover="window.__pwned=4">mallory</b>', 'm@example.com'],
@@ -46,10 +52,12 @@ describe('console: proposals', () => {
     await reviewer?.stop();
     await auditor?.stop();
     env?.done();
+    await git?.close();
+    if (remoteRoot) rmSync(remoteRoot, { recursive: true, force: true });
     dropScreenshots(SHOTS);
   });
 
-  it('a reviewer logs in, opens a proposal with findings and approves it; a second reviewer completes it; each approval is bound to the hash and audited with the identity', async () => {
+  it('a reviewer logs in, opens a proposal with findings and approves it; a second reviewer completes it and applies it; each step is bound to the hash and audited with the identity', async () => {
     const { page, problems } = await loggedInPage(browser, reviewer);
     assert.match(page.url(), /\/proposals$/);
     assert.match(await page.locator('table.list').textContent() ?? '', /escalated/);
@@ -70,8 +78,12 @@ describe('console: proposals', () => {
       await carol.goto(`${second.url}/proposals/${plain}`);
       await Promise.all([carol.waitForURL(new RegExp(`/proposals/${plain}$`)), carol.click('button.approve')]);
       assert.match(await carol.locator('.state').first().textContent() ?? '', /approved/);
+      await Promise.all([carol.waitForURL(new RegExp(`/proposals/${plain}$`)), carol.click('button.apply')]);
+      assert.match(await carol.locator('main').textContent() ?? '', /Applied to airlock\/s-plain/);
     } finally { await second.stop(); }
-    assert.equal(proposalStatus(env.store, p).state, 'approved');
+    assert.match(sh(env.dir, 'ls-remote', join(remoteRoot, 'remote.git')), /refs\/heads\/airlock\/s-plain/, 'the approved change is on the remote');
+    assert.equal(env.store.query({ type: 'console.proposal_applied' }).at(-1)?.data.by, 'carol@example.com');
+    assert.equal(proposalStatus(env.store, p).state, 'applied');
     const approvals = env.store.query({ type: 'review.approved' }).filter((e) => e.data.proposal === plain);
     assert.deepEqual(approvals.map((e) => [e.data.by, e.data.hash]), [['alice@example.com', p.hash], ['carol@example.com', p.hash]]);
     const actions = env.store.query({ type: 'console.proposal_approved' });
