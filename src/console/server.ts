@@ -120,6 +120,9 @@ type LoginMethod = { kind: 'dev-user'; token: string; user: ConsoleUser } | { ki
 function loginMethod(o: ConsoleOptions, loopback: boolean, env: NodeJS.ProcessEnv): LoginMethod {
   if (o.devUser !== undefined) {
     if (!loopback) throw new AirlockError('USAGE', `--dev-user is refused on a non-loopback address (${parseListen(o.listen ?? '').host})`, 'listen on 127.0.0.1 (or ::1) in dev-user mode; anyone who can reach the port would act as that user');
+    if (!/^[^\p{C}\s][^\p{C}]{0,199}$/u.test(o.devUser)) {
+      throw new AirlockError('USAGE', '--dev-user must be printable text of at most 200 characters', 'pass your e-mail or user name, e.g. --dev-user you@example.com');
+    }
     return { kind: 'dev-user', token: token(), user: { identity: o.devUser, roles: o.devRoles?.length ? o.devRoles : ['admin'], via: 'dev-user' } };
   }
   const policy = orgPolicy(env).policy.console;

@@ -159,6 +159,8 @@ describe('console: proposals', () => {
     const off = await runCli(['console', '--listen', '0.0.0.0:0', '--dev-user', 'alice'], { AIRLOCK_HOME: env.home });
     assert.equal(off.code, 64, off.stderr);
     assert.match(off.stderr, /refused on a non-loopback address/);
+    const escapes = await runCli(['console', '--listen', '127.0.0.1:0', '--dev-user', 'eve\u001b[2J\u202Eadmin'], { AIRLOCK_HOME: env.home });
+    assert.equal(escapes.code, 64, 'an identity with terminal escapes or bidi controls is refused');
   });
 
   it('an auditor searches the audit log by type, severity and decision, downloads an inclusion proof that verifies, sees verify status, sink lag and the policy with its provenance', async () => {
