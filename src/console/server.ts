@@ -81,12 +81,15 @@ export async function startConsole(o: ConsoleOptions = {}): Promise<ConsoleServe
   const { host, port } = parseListen(o.listen ?? '127.0.0.1:7010');
   const loopback = isLoopbackHost(host);
   const env = o.env ?? process.env;
+  if (o.publicUrl !== undefined && !/^https?:\/\/[^/?#\s]+\/?$/.test(o.publicUrl)) {
+    throw new AirlockError('USAGE', `--public-url must be an http(s) origin such as https://airlock.example.com, got ${JSON.stringify(o.publicUrl)}`, 'give the scheme and host (and port) browsers use, without a path');
+  }
   const login = loginMethod(o, loopback, env);
   const home = o.home ?? airlockHome(env);
   const store = new AuditStore(ensureHome(home).auditDb);
   const closing = new AbortController();
   const { app, deps } = buildApp({ store, home, env, closing: closing.signal, logins: new Logins(), login, secure: !loopback || o.publicUrl?.startsWith('https:') === true });
-  const server = await listen(app, host, port);
+  const server = await listen(app, host, port).catch((e: unknown) => { store.close(); throw e; });
   const addr = server.address() as AddressInfo;
   const hostPort = `${host.includes(':') ? `[${host}]` : host}:${addr.port}`;
   const origin = `http://${hostPort}`;
