@@ -6,7 +6,7 @@
 const LIGHT_ENTRY_POINTS = ['^src/secrets/sync\\.ts$', '^src/audit/sinks/index\\.ts$'];
 
 // Dependencies point inward: common is the core; policy (the settings every layer reads)
-// sits on it; nothing imports the CLI, which is the outermost shell.
+// sits on it; nothing imports the CLI, which is the outermost shell, and only the CLI the console.
 const INWARD = [
   { name: 'common-is-the-core', from: '^src/common/', to: '^src/(?!common/)[^/]+/' },
   { name: 'policy-depends-only-on-common', from: '^src/policy/', to: '^src/(?!(common|policy)/)[^/]+/' },
@@ -20,6 +20,8 @@ const INWARD = [
   // The layers that produce events hand an AuditEventInput (common) to a callback; the
   // session wires that to the store. They never hold the store themselves.
   { name: 'event-producers-do-not-depend-on-audit', from: '^src/(sandbox|secrets|egress|workspace)/', to: '^src/audit/' },
+  // the console is an outer shell like the CLI: only the CLI starts it
+  { name: 'only-cli-depends-on-console', from: '^src/(?!(cli|console)/)', to: '^src/console/' },
 ];
 
 /** @type {import('dependency-cruiser').IConfiguration} */

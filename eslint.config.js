@@ -58,4 +58,14 @@ export default tseslint.config(
     plugins: { local },
     rules: { 'local/long-lived-names': ['error', { maxLines: 25 }] },
   },
+  // The console's one browser script (plain JS, served as is; no type information).
+  {
+    files: ['src/console/static/**/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      parserOptions: { projectService: false },
+      sourceType: 'script',
+      globals: { document: 'readonly', location: 'readonly', EventSource: 'readonly', setInterval: 'readonly' },
+    },
+  },
 );

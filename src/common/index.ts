@@ -1,6 +1,6 @@
 // The shared core every module may use; it depends on no other module (.dependency-cruiser.cjs).
 export {
-  ExitCode, AirlockError, isRecordingFailure, cannotRecord, type ExitCodeValue,
+  ExitCode, AirlockError, isAirlockError, isRecordingFailure, cannotRecord, type ExitCodeValue,
 } from './errors.ts';
 export {
   git, gitBytes, gitEnv, hardenedArgs, AGENT_DATA_BOUNDS, type GitResult, type GitBounds, type GitOptions,

@@ -62,7 +62,16 @@ export interface Ctx {
   relay: TunnelRelay | null;
   /** The package firewall on intercepted npm/PyPI hosts (egress.packages); null when off. */
   packages: PackageFirewall | null;
+  /** Asks a human about an `egress.ask` destination; null: nobody can answer, so an ask is a deny. */
+  ask: EgressAsker | null;
+  /** Open questions by host:port: concurrent connections to one destination share one ask. */
+  pendingAsks: Map<string, Promise<EgressAnswer>>;
 }
+
+export interface EgressAskRequest { host: string; port: number; rule: string; reason: string }
+export interface EgressAnswer { decision: 'allow' | 'deny'; by: string | null; reason: string }
+/** Resolves with the human's answer (a timeout is a deny); held connections wait on it. */
+export type EgressAsker = (r: EgressAskRequest) => Promise<EgressAnswer>;
 
 export type Protocol = 'http' | 'connect' | 'socks5' | 'transparent-http' | 'transparent-tls' | 'tunnel-http' | 'host-loopback' | 'intercepted' | 'unknown';
 

@@ -1,4 +1,4 @@
-import { type PolicyDecision, allow, deny } from '../policy/index.ts';
+import { type PolicyDecision, allow, ask, deny } from '../policy/index.ts';
 import { hostPort, normalizeHost, HostError } from './host.ts';
 import { classifyAddress, describeClass, inCidr } from './ip.ts';
 import { hostMatches, pathMatches, type EgressRules, type HostRule, type Scheme } from './rules.ts';
@@ -130,6 +130,8 @@ function decideInner(rules: EgressRules, q: TargetQuery): TargetDecision {
   if (!grant) {
     const seen = q.scheme === 'http' || q.intercepted;
     const what = `${q.scheme ? `${q.scheme} ` : ''}${q.method && seen ? `${q.method} ` : ''}${where}${q.path && seen ? q.path : ''}`;
+    const asking = rules.ask.find((r) => hostMatches(r, n.host) && !allowRuleMatch(r, q));
+    if (asking) return { ...ask(asking.id, `${what} needs a human's answer${asking.reason ? ` (${asking.reason})` : ''}`), ...base };
     return { ...deny('egress.default-deny', near ? `${what} is not allowed: ${near.id} allows this host only on ${near.why}` : `no egress rule allows ${what}`), ...base };
   }
   if (q.addresses === undefined) return { ...allow(grant.id, `${where} allowed by ${grant.id}${grant.reason ? ` (${grant.reason})` : ''}`), ...base };

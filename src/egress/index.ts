@@ -8,7 +8,7 @@ export { normalizeHost, splitAuthority } from './host.ts';
 export { requestPath, AmbiguousPath, type RequestPath } from './path.ts';
 export { classifyAddress, type AddressClass } from './ip.ts';
 export { PRESETS } from './presets.ts';
-export type { Timeouts } from './context.ts';
+export type { Timeouts, EgressAsker, EgressAskRequest, EgressAnswer } from './context.ts';
 export { prepareCredentials, Broker, type PreparedCredentials, type Credential } from './broker.ts';
 export { inspectBody, type DlpConfig, type DlpResult, type KnownSecret } from './dlp.ts';
 export { loadOrCreateCa, writeCaBundle, caEnv, hostTrustStore, SANDBOX_CA_BUNDLE, CA_KEY_FILE, type GatewayCa } from './tls/index.ts';

@@ -1,8 +1,8 @@
-import { deny } from '../policy/index.ts';
+import { deny, allow } from '../policy/index.ts';
 import { resolveAndDecide, type TargetDecision, type TargetQuery } from './decide-egress.ts';
 import { hostMatches } from './rules.ts';
 import { nameHit, recordFinding, recordHit } from './guard.ts';
-import type { Ctx, Tracked } from './context.ts';
+import type { Ctx, EgressAnswer, Tracked } from './context.ts';
 
 // DNS is a channel too: every name the gateway resolves is a query that leaves the host.
 // A name that carries a placeholder or a honeytoken is refused before any lookup (and is a
@@ -55,5 +55,33 @@ export async function decideAndResolve(ctx: Ctx, t: Tracked, q: TargetQuery): Pr
     const h = recordHit(ctx, t, hit);
     return { ...deny(h.rule, `${h.reason}; the name was not resolved`), host: q.host, kind: 'name', port: q.port };
   }
-  return resolveAndDecide(ctx.rules, q, ctx.resolver, (first) => wildcardBudget(ctx, t, first));
+  const d = await resolveAndDecide(ctx.rules, q, ctx.resolver, (first) => wildcardBudget(ctx, t, first));
+  return d.action === 'ask' ? askHuman(ctx, q, d) : d;
+}
+
+/**
+ * An `egress.ask` destination: the connection is held while a human answers (bounded by
+ * egress.askTimeoutSeconds, enforced by the asker). Allowed, the exact host:port is granted
+ * for the rest of the session and the target decided again (address checks still apply);
+ * denied, unanswered or failing: deny, naming the ask rule.
+ */
+async function askHuman(ctx: Ctx, q: TargetQuery, d: TargetDecision): Promise<TargetDecision> {
+  const refuse = (why: string): TargetDecision => ({ ...deny(d.rule, `${d.reason}; ${why}`), host: d.host, kind: d.kind, port: d.port });
+  if (!ctx.ask) return refuse('nobody can answer here (no approval queue), denied');
+  const key = `${d.host}:${d.port}`;
+  let pending = ctx.pendingAsks.get(key);
+  if (!pending) {
+    pending = ctx.ask({ host: d.host, port: d.port, rule: d.rule, reason: d.reason })
+      .catch((e: unknown): EgressAnswer => ({ decision: 'deny', by: null, reason: `the approval queue failed (${e instanceof Error ? e.message : String(e)})` }))
+      .finally(() => ctx.pendingAsks.delete(key));
+    ctx.pendingAsks.set(key, pending);
+  }
+  const a = await pending;
+  if (a.decision !== 'allow') return refuse(a.by ? `denied by ${a.by}` : a.reason || 'no answer in time, denied');
+  if (!ctx.rules.allow.some((r) => r.id === `${d.rule}.answered` && r.host === d.host && r.ports?.includes(d.port))) {
+    const granted = allow(`${d.rule}.answered`, `${key} allowed for this session by ${a.by ?? 'a human'}`);
+    ctx.rules.allow.push({ id: granted.rule, host: d.host, wildcard: false, ports: [d.port], schemes: ['http', 'https', 'tcp'], methods: null, paths: null, pathFold: false, explicitPorts: true, reason: granted.reason });
+    ctx.record({ type: 'egress.ask_answered', session: ctx.session, severity: 'medium', decision: 'allow', rule: d.rule, data: { host: d.host, port: d.port, by: a.by, scope: 'session' } });
+  }
+  return resolveAndDecide(ctx.rules, q, ctx.resolver);
 }

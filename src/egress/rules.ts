@@ -34,6 +34,8 @@ export interface CidrRule { id: string; cidr: Cidr; text: string; ports: number[
 
 export interface EgressRules {
   allow: HostRule[];
+  /** destinations a human may allow at run time (egress.ask) */
+  ask: HostRule[];
   deny: HostRule[];
   allowCidrs: CidrRule[];
   denyCidrs: CidrRule[];
@@ -132,6 +134,7 @@ export function compileEgress(egress: EgressPolicy, grants: string[] = []): Egre
   });
   return {
     allow,
+    ask: egress.ask.map((r, i) => hostRule(r, ruleId('ask', i, r.id), false)),
     allowCidrs,
     deny: egress.deny.map((r, i) => hostRule(r, ruleId('deny', i, r.id), true)),
     denyCidrs: egress.denyCidrs.map((r, i) => cidrRule(r, ruleId('denyCidrs', i, r.id), true)),

@@ -6,7 +6,7 @@ import { AirlockError, type AuditEventInput } from '../common/index.ts';
 import { compileEgress } from './rules.ts';
 import { systemResolver, type Resolver } from './resolver.ts';
 import { SessionLimits } from './limits.ts';
-import { DEFAULT_TIMEOUTS, Tracked, type Ctx, type Timeouts } from './context.ts';
+import { DEFAULT_TIMEOUTS, Tracked, type Ctx, type EgressAsker, type Timeouts } from './context.ts';
 import { onConnect, onRequest, refusalText } from './http.ts';
 import { onSocks } from './socks.ts';
 import { peekFirst, refuseInTunnel, connectUpstream, pipeBoth } from './tunnel.ts';
@@ -51,6 +51,8 @@ export interface GatewayOptions {
   honeytokens?: Honeytoken[];
   /** Relay tunnel downloads on the native thread when it is built (default true; false: on the event loop). */
   nativeRelay?: boolean;
+  /** Asks a human about `egress.ask` destinations (the session's approval queue); absent: an ask is a deny. */
+  ask?: EgressAsker;
 }
 
 export interface Gateway {
@@ -108,6 +110,8 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     interceptServer: null,
     relay: o.nativeRelay === false ? null : TunnelRelay.create(),
     packages,
+    ask: o.ask ?? null,
+    pendingAsks: new Map(),
   };
   if (ctx.tls) ctx.interceptServer = createInterceptServer(ctx, timeouts.handshakeMs);
   const clientCap = rules.limits.maxConnections * 2 + 32;

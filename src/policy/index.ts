@@ -4,6 +4,7 @@ export {
   type LoadedPolicy,
 } from './load.ts';
 export { mergePolicies, policyLeaves, type PolicySource } from './merge.ts';
+export { explainPolicy, type ExplainedValue } from './explain.ts';
 export { type PolicyDecision, type Action, allow, deny, ask, failClosed } from './decision.ts';
 export { isPublicSuffixWildcard, type EGRESS_PRESETS, type EgressPolicy, type EgressHostRule, type EgressCidrRule } from './schema/egress.ts';
 export { type PackagesPolicy, type PackageRule } from './schema/packages.ts';

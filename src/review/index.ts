@@ -2,6 +2,7 @@
 // diff, humans approve or reject it (bound to its content hash), and an approved one is
 // pushed as a branch with a pull request.
 export { createProposal, sessionResult, proposalStatus,
+  orgPolicyFile, reviewPolicy,
   type SessionResult, type ProposalStatus, type ProposalState, type ProposeOptions } from './proposal.ts';
 export { approveProposal, rejectProposal, requireProposal, type ApproveOptions } from './review-decisions.ts';
 export { applyProposal, type ApplyOptions, type ApplyResult } from './apply.ts';

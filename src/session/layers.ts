@@ -74,7 +74,7 @@ export function resolveLayers(given: Partial<Record<LayerName, SessionLayer | nu
 function egressWanted(s: Session): boolean {
   const e = s.policy.policy.egress as unknown as Record<string, unknown[] | undefined>;
   return s.allowHosts.length > 0 || s.policy.policy.credentials.brokered.length > 0
-    || ['presets', 'allow', 'allowCidrs'].some((k) => (e[k]?.length ?? 0) > 0);
+    || ['presets', 'allow', 'allowCidrs', 'ask'].some((k) => (e[k]?.length ?? 0) > 0);
 }
 
 // Network: only when the policy grants a destination or brokers a credential. Otherwise
@@ -84,26 +84,34 @@ function egressWanted(s: Session): boolean {
 // mounted over the system one.
 function egressLayer(): SessionLayer {
   return {
-    network: async (s, env) => {
-      if (!egressWanted(s)) return null;
+    network: async (session, env) => {
+      if (!egressWanted(session)) return null;
       const { startGateway, sandboxNetwork, startBridge, prepareCredentials } = await import('../egress/index.ts');
-      const prep = await prepareCredentials(s.policy.policy, env, s.id, s.home.root);
-      const unixPath = join(s.home.run, `${s.id}.egress.sock`);
+      const prep = await prepareCredentials(session.policy.policy, env, session.id, session.home.root);
+      const unixPath = join(session.home.run, `${session.id}.egress.sock`);
       const gw = await startGateway({
         ...prep.gateway,
-        session: s.id, policy: s.policy.policy, grants: s.allowHosts, listen: { unixPath },
-        resolver: s.egressUpstream.resolver, tls: { ca: prep.gateway.tls.ca, upstreamCa: s.egressUpstream.upstreamCa },
-        audit: (e: AuditEventInput) => { s.record(e); },
+        session: session.id, policy: session.policy.policy, grants: session.allowHosts, listen: { unixPath },
+        resolver: session.egressUpstream.resolver, tls: { ca: prep.gateway.tls.ca, upstreamCa: session.egressUpstream.upstreamCa },
+        audit: (e: AuditEventInput) => { session.record(e); },
+        // an egress.ask destination waits in the same queue as command asks (`airlock approvals`, the console)
+        ask: async (r) => {
+          const { requestApproval } = await import('../command-rules/index.ts');
+          return requestApproval(session.store, {
+            session: session.id, command: ['egress', `${r.host}:${r.port}`], rule: r.rule, reason: r.reason,
+            timeoutSeconds: session.policy.policy.egress.askTimeoutSeconds, sessionEnded: session.endedSignal,
+          });
+        },
       });
-      s.layerState.set('gateway', gw);
+      session.layerState.set('gateway', gw);
       const transparent = Object.keys(gw.transparentSockets).length > 0;
       const net = sandboxNetwork(gw.address, {
         transparent, ports: Object.keys(gw.transparentSockets).map(Number), hostLoopback: gw.hostLoopbackSockets,
-        maxConnections: s.policy.policy.egress.limits.maxConnections,
+        maxConnections: session.policy.policy.egress.limits.maxConnections,
       });
       return {
         setup: net.setup, env: { ...net.env, ...prep.sandboxEnv }, close: () => gw.close(),
-        attach: async (enter) => { const b = await startBridge(net.bridge, { enter, session: s.id, record: (e) => { s.record(e); } }); return () => b.close(); },
+        attach: async (enter) => { const b = await startBridge(net.bridge, { enter, session: session.id, record: (e) => { session.record(e); } }); return () => b.close(); },
         files: [{ source: prep.caBundlePath, target: prep.caBundleSandboxPath }],
       };
     },

@@ -128,3 +128,13 @@ test('request paths: one normal form; a trailing slash is kept (it names another
   ];
   for (const [raw, forward] of cases) assert.equal(requestPath(raw).forward, forward, raw);
 });
+
+test('egress.ask: a matching destination no rule allows is an ask naming its rule; a deny or an allow rule still decides first; other ports and schemes stay denied', () => {
+  const r = rules({ ask: [{ id: 'docs', host: '*.docs.example', ports: [443] }], allow: [{ host: 'api.docs.example' }], deny: [{ host: 'evil.docs.example' }] });
+  const d = (host: string, port = 443, scheme?: 'https' | 'http') => decideTarget(r, { host, port, scheme });
+  assert.deepEqual([d('www.docs.example').action, d('www.docs.example').rule], ['ask', 'egress.ask.docs']);
+  assert.equal(d('api.docs.example').action, 'allow', 'an allow rule needs nobody');
+  assert.deepEqual([d('evil.docs.example').action, d('evil.docs.example').rule], ['deny', 'egress.deny[0]']);
+  assert.equal(d('www.docs.example', 8443).action, 'deny', 'a port the ask rule does not list');
+  assert.equal(d('other.example').action, 'deny');
+});

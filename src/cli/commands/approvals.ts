@@ -22,7 +22,7 @@ function status(a: CommandAsk): string {
 
 export function registerApprovals(program: Command): void {
   const cmd = program.command('approvals')
-    .description('Commands a session is waiting to run ("ask" rules). Answer with `airlock approvals allow|deny N`.')
+    .description('Commands a session is waiting to run and destinations it is waiting to reach ("ask" rules). Answer with `airlock approvals allow|deny N`.')
     .option('--json', 'machine-readable output')
     .option('--all', 'include answered and timed-out asks')
     .action((opts: { json?: boolean; all?: boolean }) => {

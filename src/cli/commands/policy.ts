@@ -3,7 +3,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { AirlockError } from '../../common/index.ts';
 import {
-  policyJsonSchema, readPolicyFile, resolvePolicy, type PolicySource, INIT_TEMPLATE,
+  policyJsonSchema, readPolicyFile, resolvePolicy, explainPolicy, type PolicySource, INIT_TEMPLATE,
 } from '../../policy/index.ts';
 import { orgPolicyPath, REPO_POLICY_FILE } from '../../session/index.ts';
 import { printJson, ok, dim } from '../output.ts';
@@ -25,13 +25,6 @@ function loadSources(file: string | undefined, org: string | undefined): PolicyS
   const repoFile = file ?? join(gitRoot(process.cwd()), REPO_POLICY_FILE);
   if (file || existsSync(repoFile)) sources.push(readPolicyFile(repoFile, 'repo'));
   return sources;
-}
-
-function flatten(o: unknown, prefix = '', out: [string, unknown][] = []): [string, unknown][] {
-  if (o && typeof o === 'object' && !Array.isArray(o) && Object.keys(o).length) {
-    for (const [k, v] of Object.entries(o)) flatten(v, prefix ? `${prefix}.${k}` : k, out);
-  } else out.push([prefix, o]);
-  return out;
 }
 
 export function registerPolicy(program: Command): void {
@@ -66,10 +59,7 @@ export function registerPolicy(program: Command): void {
     .action((o: { policy?: string; orgPolicy?: string; json?: boolean }) => {
       const r = resolvePolicy(loadSources(o.policy, o.orgPolicy));
       if (o.json) return printJson({ hash: r.hash, policy: r.policy, provenance: r.provenance });
-      for (const [k, v] of flatten(r.policy)) {
-        const from = r.provenance[k] ?? Object.entries(r.provenance).find(([p]) => k.startsWith(p + '.'))?.[1] ?? 'default';
-        process.stdout.write(`${k} = ${JSON.stringify(v)}  ${dim(`# ${from}`)}\n`);
-      }
+      for (const { key, value, from } of explainPolicy(r)) process.stdout.write(`${key} = ${JSON.stringify(value)}  ${dim(`# ${from}`)}\n`);
     });
   pol.command('schema')
     .description('Print the policy JSON Schema (for editor completion: yaml-language-server)')

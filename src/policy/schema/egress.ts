@@ -87,6 +87,10 @@ export const egressSchema = z.strictObject({
     .describe('Destinations by host name. Only entries both org and repo list apply (the org list is the ceiling).'), 'intersect'),
   allowCidrs: merge(z.array(egressCidrRuleSchema).default([])
     .describe('Destinations by address range: needed for IP literals, for names resolving into special ranges, and for the host loopback (e.g. a local dev server on 127.0.0.1/32, ports [3000]). Only entries both policies list apply.'), 'intersect'),
+  ask: merge(z.array(egressAllowRuleSchema).default([])
+    .describe('Destinations by host name that no rule allows but a human may: the connection waits (up to askTimeoutSeconds) while someone answers in `airlock approvals` or the console; allowed, the destination is granted for the rest of the session; unanswered, it is denied. Only entries both org and repo list apply.'), 'intersect'),
+  askTimeoutSeconds: merge(z.number().int().min(1).max(600).default(60)
+    .describe('How long a connection to an `ask` destination waits for a human before it is denied. The smaller wins.'), 'min'),
   deny: merge(z.array(egressHostRuleSchema).default([])
     .describe('Destinations by host name that are refused even when an allow rule or preset matches. Both policies\' lists apply.'), 'union'),
   denyCidrs: merge(z.array(egressCidrRuleSchema).default([])
