@@ -76,7 +76,7 @@ export function reviewPolicy(resultRepo: string, baseCommit: string, orgPolicy?:
   const r = (() => { try { return rgit(resultRepo, ['cat-file', 'blob', `${baseCommit}:airlock.yaml`]); } catch { return null; } })();
   if (r !== null) {
     const origin = `airlock.yaml@${baseCommit.slice(0, 12)}`;
-    try { sources.push({ kind: 'repo', origin, raw: parsePolicyText(r, origin) }); } catch (e) {
+    try { sources.push({ kind: 'repo', origin, raw: parsePolicyText(r, origin), text: r }); } catch (e) {
       problems.push({ check: 'review', rule: 'review.policy-invalid', severity: 'high', file: 'airlock.yaml', line: 0,
         message: `the base commit's airlock.yaml is invalid (${e instanceof Error ? e.message.split('\n').slice(0, 3).join('; ') : String(e)}); org policy and defaults apply` });
     }

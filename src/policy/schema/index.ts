@@ -7,6 +7,7 @@ import { secretsSchema } from './secrets.ts';
 import { credentialsSchema } from './credentials.ts';
 import { telemetrySchema } from './telemetry.ts';
 import { agentsSchema } from './agents.ts';
+import { modesSchema } from './modes.ts';
 
 // The one source of truth for airlock.yaml: shape, defaults (the strictest sensible
 // settings), documentation (describe) and org/repo merge rules (meta.merge).
@@ -20,6 +21,7 @@ export const policySchema = z.strictObject({
   credentials: credentialsSchema.prefault({}),
   telemetry: telemetrySchema.prefault({}),
   agents: agentsSchema.prefault({}),
+  modes: modesSchema.prefault({}),
 }).describe('Airlock policy (airlock.yaml).');
 
 export type Policy = z.output<typeof policySchema>;
