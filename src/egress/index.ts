@@ -1,6 +1,6 @@
 // Egress gateway: the only way out of a sandbox. Public surface.
 export { startGateway, type Gateway, type GatewayOptions } from './server.ts';
-export { decideTarget, resolveAndDecide, type TargetQuery, type TargetDecision } from './decide-egress.ts';
+export { decideTarget, resolveAndDecide, queryOfEvent, type TargetQuery, type TargetDecision, type RecordedQuery } from './decide-egress.ts';
 export { compileEgress, type EgressRules, type Scheme } from './rules.ts';
 export { sandboxNetwork, startBridge, synthesizeAnswer, type Bridge, type BridgePlan, transparentSocketPath, PROXY_PORT, SYNTHETIC_ADDRESS } from './network.ts';
 export { systemResolver, mapResolver, dnsServerResolver, type Resolver } from './resolver.ts';

@@ -203,7 +203,8 @@ async function onIntercepted(ctx: Ctx, c: Conn, req: IncomingMessage, res: Serve
   const hit = ctx.limits.admit();
   if (hit) return refuse(res, t, hit.rule === 'egress.limits.requestsPerMinute' ? 429 : 403, hit.rule, hit.reason, hit.rule === 'egress.limits.maxUploadBytes' ? 'high' : undefined);
 
-  const d = decideTarget(ctx.rules, { host: c.host, port: c.port, scheme: 'https', method, path: rp.match, intercepted: true, addresses: [c.address] });
+  t.decided = { host: c.host, port: c.port, scheme: 'https', method, path: rp.match, intercepted: true };
+  const d = decideTarget(ctx.rules, { ...t.decided, addresses: [c.address] });
   if (d.action !== 'allow') return refuse(res, t, 403, d.rule, d.reason);
 
   // credentials: placeholders swapped where bound, injected per policy; misuse refused

@@ -4,10 +4,10 @@ import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import type { AuditEventInput } from '../audit/index.ts';
 import type { Policy } from '../policy/index.ts';
 import { AirlockError } from '../common/index.ts';
-import { compileEgress } from './rules.ts';
+import { compileEgress, recordModeRules, type EgressRules } from './rules.ts';
 import { systemResolver, type Resolver } from './resolver.ts';
 import { SessionLimits } from './limits.ts';
-import { DEFAULT_TIMEOUTS, Tracked, type Ctx, type Timeouts } from './context.ts';
+import { DEFAULT_TIMEOUTS, Tracked, type Ctx, type ObservedRules, type Timeouts } from './context.ts';
 import { onConnect, onRequest, refusalText, runTunnel } from './http.ts';
 import { onSocks } from './socks.ts';
 import { peekFirst, refuseInTunnel, connectUpstream, pipeBoth } from './tunnel.ts';
@@ -32,6 +32,8 @@ export interface GatewayOptions {
   session: string;
   /** The full effective policy (src/policy). */
   policy: Policy;
+  /** Shadow mode: the candidate policy whose egress decisions are recorded beside the enforced ones. */
+  candidate?: Policy;
   /** `--allow-host HOST[:PORT]` values: extra destinations for this session, recorded as grants. */
   grants?: string[];
   audit: (e: AuditEventInput) => void;
@@ -86,8 +88,18 @@ function listenOn(server: Server, l: GatewayOptions['listen'], mode: number): Pr
   });
 }
 
+/** The rules the gateway enforces and, in shadow or record mode (modes.egress), the ones it records beside them. */
+function modeRules(o: GatewayOptions): { rules: EgressRules; observe: ObservedRules | null } {
+  const own = compileEgress(o.policy.egress, o.grants ?? []);
+  switch (o.policy.modes.egress) {
+    case 'record': return { rules: recordModeRules(own), observe: { mode: 'record', rules: own } };
+    case 'shadow': return { rules: own, observe: o.candidate ? { mode: 'shadow', rules: compileEgress(o.candidate.egress, o.grants ?? []) } : null };
+    default: return { rules: own, observe: null };
+  }
+}
+
 export async function startGateway(o: GatewayOptions): Promise<Gateway> {
-  const rules = compileEgress(o.policy.egress, o.grants ?? []);
+  const { rules, observe } = modeRules(o);
   const timeouts: Timeouts = { ...DEFAULT_TIMEOUTS, ...o.timeouts };
   const packages = PackageFirewall.create(o.policy.egress.packages, o.audit, o.session);
   const ctx: Ctx = {
@@ -109,6 +121,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     interceptServer: null,
     relay: o.nativeRelay === false ? null : TunnelRelay.create(),
     packages,
+    observe,
   };
   if (ctx.tls) ctx.interceptServer = createInterceptServer(ctx, timeouts.handshakeMs);
   const clientCap = rules.limits.maxConnections * 2 + 32;
