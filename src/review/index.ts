@@ -12,3 +12,4 @@ export { runChecks, isBlocking } from './checks/index.ts';
 export { toSarif } from './sarif.ts';
 export type { Finding, ChangeSet, ChangedFile, CheckId } from './types.ts';
 export { readAgentCommits, commitsJson, commitFindings, type AgentCommit } from './commits.ts';
+export { proposeAuthoredChange, type AuthoredChange } from './authored.ts';

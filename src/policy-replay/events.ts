@@ -1,0 +1,93 @@
+import { AirlockError } from '../common/index.ts';
+import type { AuditEvent, AuditStore } from '../audit/index.ts';
+import type { PolicyDecision } from '../policy/index.ts';
+import { queryOfEvent, type TargetQuery } from '../egress/index.ts';
+
+// The recorded decisions replay and learn read back: egress requests (with the query the
+// gateway decided) and commands run through the command rules. What each event says the
+// policy decided: in record mode the would-be decision, else the enforced one.
+
+export type ReplayLayer = 'egress' | 'commands';
+
+export interface RecordedDecision {
+  event: Pick<AuditEvent, 'seq' | 'id' | 'ts' | 'session'>;
+  layer: ReplayLayer;
+  /** What the policy in force decided (record mode: what it would have). */
+  before: Pick<PolicyDecision, 'action' | 'rule'>;
+  /** What the session let happen (differs from `before` only in record mode). */
+  enforced: Pick<PolicyDecision, 'action' | 'rule'>;
+  egress?: { query: TargetQuery; grants: string[] };
+  command?: string[];
+}
+
+export interface ReplayScope {
+  sessions?: string[];
+  /** Only events at or after this time (ISO 8601). */
+  since?: string;
+}
+
+const DURATION = /^(\d{1,6})([smhdw])$/;
+const UNIT_MS: Record<string, number> = { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3, w: 604800e3 };
+
+/** `30d`, `12h`, `2w` → the ISO time that long ago. */
+export function sinceTime(text: string, now = Date.now()): string {
+  const m = DURATION.exec(text.trim());
+  if (!m) throw new AirlockError('USAGE', `--since ${JSON.stringify(text)}: not a duration`, 'use a number and a unit: 30d, 12h, 90m, 2w');
+  return new Date(now - Number(m[1]) * UNIT_MS[m[2]!]!).toISOString();
+}
+
+function asDecision(x: unknown): Pick<PolicyDecision, 'action' | 'rule'> | null {
+  const d = x as { action?: unknown; rule?: unknown } | null;
+  if (!d || typeof d.rule !== 'string' || !['allow', 'deny', 'ask'].includes(String(d.action))) return null;
+  return { action: d.action as PolicyDecision['action'], rule: d.rule };
+}
+
+function policyOutcome(e: AuditEvent): { before: Pick<PolicyDecision, 'action' | 'rule'>; enforced: Pick<PolicyDecision, 'action' | 'rule'> } | null {
+  const enforced = asDecision({ action: e.decision, rule: e.rule });
+  if (!enforced) return null;
+  const wouldBe = e.data.mode === 'record' ? asDecision(e.data.wouldBe) : null;
+  return { before: wouldBe ?? enforced, enforced };
+}
+
+/** One recorded decision, or null for events that are not decisions replay can repeat. */
+export function recordedDecision(e: AuditEvent, grants: string[] = []): RecordedDecision | null {
+  const out = policyOutcome(e);
+  if (!out) return null;
+  const ref = { seq: e.seq, id: e.id, ts: e.ts, session: e.session };
+  if (e.type === 'egress.request') {
+    const query = queryOfEvent(e.data);
+    return query ? { event: ref, layer: 'egress', ...out, egress: { query, grants } } : null;
+  }
+  if ((e.type === 'command.exec' || e.type === 'command.denied') && e.data.via !== 'run') {
+    const argv = e.data.argv;
+    if (!Array.isArray(argv) || !argv.every((a) => typeof a === 'string')) return null;
+    return { event: ref, layer: 'commands', ...out, command: argv };
+  }
+  return null;
+}
+
+/** Every recorded decision in scope, oldest first, with each session's per-run egress grants. */
+export function recordedDecisions(store: AuditStore, scope: ReplayScope): RecordedDecision[] {
+  const grants = new Map<string, string[]>();
+  const out: RecordedDecision[] = [];
+  const take = (e: AuditEvent) => {
+    if (e.type === 'session.start' && e.session) {
+      const a = e.data.allowHosts;
+      grants.set(e.session, Array.isArray(a) ? a.map(String) : []);
+      return;
+    }
+    if (scope.since && e.ts < scope.since) return;
+    const d = recordedDecision(e, grants.get(e.session ?? '') ?? []);
+    if (d) out.push(d);
+  };
+  if (scope.sessions?.length) {
+    for (const s of scope.sessions) {
+      const evs = store.query({ session: s });
+      if (!evs.length) throw new AirlockError('NOT_FOUND', `unknown session: ${s}`, 'list sessions with `airlock sessions`');
+      evs.forEach(take);
+    }
+  } else {
+    for (const e of store.iterate()) take(e);
+  }
+  return out;
+}
