@@ -30,13 +30,16 @@ function issue(src: PolicySource, path: string[], message: string): PolicyIssue 
   return { origin: src.origin, ...locateKey(src.text, path), key: path.join('.'), message };
 }
 
-/** Refuses a policy that uses a mode its org does not allow, or a repo that sets modes.allowed. */
+/** Keys a repo file must not set even without an org file: what it may do, and a host key file. */
+const ORG_ONLY = [['modes', 'allowed'], ['provenance', 'key']];
+
+/** Refuses a policy that uses a mode its org does not allow, or a repo that sets an org-only key. */
 export function checkModes(sources: PolicySource[], policy: Policy): void {
   const allowed = allowedModes(sources);
   const problems: PolicyIssue[] = [];
   for (const s of sources) {
-    if (s.kind !== 'org' && raw(s, ['modes', 'allowed']) !== undefined) {
-      problems.push(issue(s, ['modes', 'allowed'], 'only the organisation policy may set modes.allowed; remove it from this file'));
+    for (const path of ORG_ONLY) {
+      if (s.kind !== 'org' && raw(s, path) !== undefined) problems.push(issue(s, path, `only the organisation policy may set ${path.join('.')}; remove it from this file`));
     }
     for (const layer of MODE_LAYERS) {
       const m = raw(s, ['modes', layer]);
@@ -46,7 +49,7 @@ export function checkModes(sources: PolicySource[], policy: Policy): void {
     }
   }
   if (problems.length) {
-    throw new AirlockError('POLICY_INVALID', `policy mode refused\n${formatIssues(problems)}`,
+    throw new AirlockError('POLICY_INVALID', `policy refused\n${formatIssues(problems)}`,
       'use mode enforce (or shadow), or ask the owners of the organisation policy to add the mode to modes.allowed');
   }
   // the effective list says what the org allows, whatever a repo file wrote

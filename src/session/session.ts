@@ -25,6 +25,8 @@ export interface OpenSessionOptions extends PolicyChoice {
   base?: string;
   /** Agent identity for baselines and approvals (default: "generic"). */
   agent?: string;
+  /** The agent's version when its profile knows it (recorded in session.start; signed provenance names it). */
+  agentVersion?: string | null;
   /** What started the session, for the record (e.g. the run command). */
   command?: string[];
   /** AIRLOCK_HOME override. */
@@ -262,7 +264,7 @@ export class Session {
     this.record({
       type: 'session.start',
       data: {
-        repo: this.repo.root, baseRef: o.base ?? 'HEAD', baseCommit: this.baseCommit, agent: this.agent,
+        repo: this.repo.root, baseRef: o.base ?? 'HEAD', baseCommit: this.baseCommit, agent: this.agent, agentVersion: o.agentVersion ?? null,
         command: o.command ?? null, policyHash: this.policy.hash,
         policySources: this.policy.sources.map((s) => ({ kind: s.kind, origin: s.origin })),
         modes: { egress: p.modes.egress, commands: p.modes.commands, packages: p.modes.packages },

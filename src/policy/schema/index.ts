@@ -8,6 +8,7 @@ import { credentialsSchema } from './credentials.ts';
 import { telemetrySchema } from './telemetry.ts';
 import { agentsSchema } from './agents.ts';
 import { modesSchema } from './modes.ts';
+import { provenanceSchema } from './provenance.ts';
 
 // The one source of truth for airlock.yaml: shape, defaults (the strictest sensible
 // settings), documentation (describe) and org/repo merge rules (meta.merge).
@@ -22,6 +23,7 @@ export const policySchema = z.strictObject({
   telemetry: telemetrySchema.prefault({}),
   agents: agentsSchema.prefault({}),
   modes: modesSchema.prefault({}),
+  provenance: provenanceSchema.prefault({}),
 }).describe('Airlock policy (airlock.yaml).');
 
 export type Policy = z.output<typeof policySchema>;
