@@ -65,6 +65,8 @@ export interface Ctx {
   packages: PackageFirewall | null;
   /** Shadow or record mode (modes.egress): the rules whose decision is recorded beside the enforced one; null in enforce mode. */
   observe: ObservedRules | null;
+  /** Shadow or record mode (modes.packages): the firewall whose verdict on each package fetch is recorded beside the enforced one. */
+  packagesObserve: { mode: 'record' | 'shadow'; firewall: PackageFirewall } | null;
 }
 
 export interface ObservedRules {

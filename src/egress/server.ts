@@ -22,7 +22,7 @@ import type { Broker } from './broker.ts';
 import { DEFAULT_DLP_MAX_BYTES, type KnownSecret } from './dlp.ts';
 import type { Honeytoken } from '../secrets/index.ts';
 import { TunnelRelay, relayMode } from './relay/index.ts';
-import { PackageFirewall } from './packages/index.ts';
+import { PackageFirewall, recordModePackages } from './packages/index.ts';
 
 // One gateway per session: HTTP proxy, CONNECT and SOCKS5 on ONE listening socket,
 // told apart by the first byte (0x05 = SOCKS5, anything else = HTTP). With a unix
@@ -98,10 +98,21 @@ function modeRules(o: GatewayOptions): { rules: EgressRules; observe: ObservedRu
   }
 }
 
+/** The package firewall that enforces and, in shadow or record mode (modes.packages), the one whose verdicts are recorded beside it. */
+function modePackages(o: GatewayOptions): { packages: PackageFirewall | null; packagesObserve: Ctx['packagesObserve'] } {
+  const own = o.policy.egress.packages;
+  const create = (p: typeof own) => PackageFirewall.create(p, o.audit, o.session);
+  switch (o.policy.modes.packages) {
+    case 'record': { const f = create(own); return { packages: create(recordModePackages(own)), packagesObserve: f && { mode: 'record', firewall: f } }; }
+    case 'shadow': { const f = o.candidate ? create(o.candidate.egress.packages) : null; return { packages: create(own), packagesObserve: f && { mode: 'shadow', firewall: f } }; }
+    default: return { packages: create(own), packagesObserve: null };
+  }
+}
+
 export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   const { rules, observe } = modeRules(o);
   const timeouts: Timeouts = { ...DEFAULT_TIMEOUTS, ...o.timeouts };
-  const packages = PackageFirewall.create(o.policy.egress.packages, o.audit, o.session);
+  const { packages, packagesObserve } = modePackages(o);
   const ctx: Ctx = {
     session: o.session, rules, resolver: o.resolver ?? systemResolver(), limits: new SessionLimits(rules.limits), timeouts,
     stats: { connections: 0, bytesUp: 0, bytesDown: 0, denied: 0, requests: 0 },
@@ -122,6 +133,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     relay: o.nativeRelay === false ? null : TunnelRelay.create(),
     packages,
     observe,
+    packagesObserve,
   };
   if (ctx.tls) ctx.interceptServer = createInterceptServer(ctx, timeouts.handshakeMs);
   const clientCap = rules.limits.maxConnections * 2 + 32;
