@@ -13,3 +13,4 @@ export { prepareCredentials, Broker, type PreparedCredentials, type Credential }
 export { inspectBody, type DlpConfig, type DlpResult, type KnownSecret } from './dlp.ts';
 export { loadOrCreateCa, writeCaBundle, caEnv, hostTrustStore, SANDBOX_CA_BUNDLE, CA_KEY_FILE, type GatewayCa } from './tls/index.ts';
 export { relayMode, type RelayMode } from './relay/index.ts';
+export { packageJudge } from './packages/index.ts';

@@ -7,7 +7,7 @@ import { queryOfEvent, type TargetQuery } from '../egress/index.ts';
 // gateway decided) and commands run through the command rules. What each event says the
 // policy decided: in record mode the would-be decision, else the enforced one.
 
-export type ReplayLayer = 'egress' | 'commands';
+export type ReplayLayer = 'egress' | 'commands' | 'packages';
 
 export interface RecordedDecision {
   event: Pick<AuditEvent, 'seq' | 'id' | 'ts' | 'session'>;
@@ -18,6 +18,7 @@ export interface RecordedDecision {
   enforced: Pick<PolicyDecision, 'action' | 'rule'>;
   egress?: { query: TargetQuery; grants: string[] };
   command?: string[];
+  package?: { ecosystem: 'npm' | 'pypi'; name: string; version?: string };
 }
 
 export interface ReplayScope {
@@ -49,6 +50,24 @@ function policyOutcome(e: AuditEvent): { before: Pick<PolicyDecision, 'action' |
   return { before: wouldBe ?? enforced, enforced };
 }
 
+/** A package the firewall decided (a file, or the whole package by name): its verdict before, as recorded. */
+function packageDecision(e: AuditEvent, ref: RecordedDecision['event']): RecordedDecision | null {
+  const p = e.data.package as { ecosystem?: unknown; name?: unknown; version?: unknown; rule?: unknown; mode?: unknown; wouldBe?: unknown } | undefined;
+  if (!p || (p.ecosystem !== 'npm' && p.ecosystem !== 'pypi') || typeof p.name !== 'string') return null;
+  const enforced = e.decision === 'deny' && e.rule?.startsWith('egress.packages.') ? { action: 'deny' as const, rule: e.rule }
+    : e.decision === 'allow' && typeof p.rule === 'string' ? { action: 'allow' as const, rule: p.rule } : null;
+  if (!enforced) return null;
+  const wouldBe = p.mode === 'record' ? asDecision(p.wouldBe) : null;
+  return { event: ref, layer: 'packages', before: wouldBe ?? enforced, enforced, package: { ecosystem: p.ecosystem, name: p.name, ...(typeof p.version === 'string' ? { version: p.version } : {}) } };
+}
+
+/** The recorded decisions of one event (an intercepted package fetch is two: its request and its package). */
+export function recordedDecisionsOf(e: AuditEvent, grants: string[] = []): RecordedDecision[] {
+  const d = recordedDecision(e, grants);
+  const pkg = e.type === 'egress.request' ? packageDecision(e, { seq: e.seq, id: e.id, ts: e.ts, session: e.session }) : null;
+  return [...(d ? [d] : []), ...(pkg ? [pkg] : [])];
+}
+
 /** One recorded decision, or null for events that are not decisions replay can repeat. */
 export function recordedDecision(e: AuditEvent, grants: string[] = []): RecordedDecision | null {
   const out = policyOutcome(e);
@@ -77,8 +96,7 @@ export function recordedDecisions(store: AuditStore, scope: ReplayScope): Record
       return;
     }
     if (scope.since && e.ts < scope.since) return;
-    const d = recordedDecision(e, grants.get(e.session ?? '') ?? []);
-    if (d) out.push(d);
+    out.push(...recordedDecisionsOf(e, grants.get(e.session ?? '') ?? []));
   };
   if (scope.sessions?.length) {
     for (const s of scope.sessions) {

@@ -1,4 +1,4 @@
-import { compileEgress, decideTarget, type EgressRules } from '../egress/index.ts';
+import { compileEgress, decideTarget, packageJudge, type EgressRules } from '../egress/index.ts';
 import { decideCommand } from '../command-rules/index.ts';
 import type { Policy, PolicyDecision } from '../policy/index.ts';
 import type { RecordedDecision, ReplayLayer } from './events.ts';
@@ -48,6 +48,7 @@ function describe(d: RecordedDecision): { target: string; what: string } {
     const hp = q.host.includes(':') ? `[${q.host}]:${q.port}` : `${q.host}:${q.port}`;
     return { target: q.host, what: [q.scheme, q.method, `${hp}${q.path ?? ''}`].filter(Boolean).join(' ') };
   }
+  if (d.package) return { target: d.package.name, what: `${d.package.ecosystem} ${d.package.name}${d.package.version ? `@${d.package.version}` : ''}` };
   const argv = d.command ?? [];
   return { target: (argv[0] ?? '').split('/').pop() ?? '', what: argv.join(' ') };
 }
@@ -72,7 +73,12 @@ export function decider(policy: Policy): (d: RecordedDecision) => PolicyDecision
     if (!r) { r = compileEgress(policy.egress, grants); compiled.set(k, r); }
     return r;
   };
+  let judge: ReturnType<typeof packageJudge> | undefined;
   return (d) => {
+    if (d.package) {
+      judge ??= packageJudge(policy.egress.packages);
+      return judge ? judge(d.package) : { action: 'allow', rule: 'egress.packages.mode', reason: 'the package firewall is off' };
+    }
     if (d.egress) return TARGET_RULE.test(d.before.rule) ? decideTarget(rulesFor(d.egress.grants), d.egress.query) : null;
     if (d.command) return decideCommand(d.command, policy);
     return null;
@@ -101,7 +107,8 @@ const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? o
 
 /** One line per destination or program: "would have allowed 12 requests to gist.github.com". */
 export function replaySentences(r: ReplayReport, period: string): string[] {
-  const noun = (g: ReplayGroup) => (g.layer === 'egress' ? `${plural(g.count, 'request')} to ${g.target}` : `${plural(g.count, 'command')} running ${g.target}`);
+  const noun = (g: ReplayGroup) => (g.layer === 'egress' ? `${plural(g.count, 'request')} to ${g.target}`
+    : g.layer === 'packages' ? `${plural(g.count, 'fetch', 'fetches')} of the package ${g.target}` : `${plural(g.count, 'command')} running ${g.target}`);
   return [
     ...r.allowedBy.map((g) => `this change would have allowed ${noun(g)} ${period}`),
     ...r.deniedBy.map((g) => `this change would have denied ${noun(g)} ${period}`),

@@ -13,6 +13,7 @@ import { PackageRules, loadMaliciousLists } from '../../src/egress/packages/inde
 import { classifyNpm, filterPackument } from '../../src/egress/packages/npm.ts';
 import { distOfFilename, filterIndex, parseIndex, prefersJson } from '../../src/egress/packages/pypi.ts';
 import { AirlockError } from '../../src/common/errors.ts';
+import { recordedDecisionsOf, replayDecisions } from '../../src/policy-replay/index.ts';
 import { curl, gateway, realRegistryReachable, requests, run, waitFor } from './helpers.ts';
 import { testPki, httpsServer } from './pki.ts';
 
@@ -301,5 +302,10 @@ test('modes.packages: record lets an unlisted package through with its would-be 
     assert.equal(r.headers['x-airlock-rule'], 'egress.packages.unlisted');
     const shadowed = await pkgOf(sh, 0);
     assert.deepEqual([shadowed.mode, shadowed.wouldBe?.rule, shadowed.wouldBe?.policy], ['shadow', 'egress.packages.deny.no-pad', 'candidate']);
+    // replay: the recorded fetches decided again by the package rules of another policy
+    const stored = requests(rec.events).map((e, i) => ({ ...e, seq: i + 1, id: `ev-${i}`, ts: new Date().toISOString(), session: 'test', severity: e.severity ?? 'info', decision: e.decision ?? null, rule: e.rule ?? null, data: e.data ?? {}, prevHash: '', hash: '' }));
+    const rep = replayDecisions(stored.flatMap((e) => recordedDecisionsOf(e)), policySchema.parse({ egress: egress({}) }));
+    assert.deepEqual(rep.newlyAllowed.filter((c) => c.layer === 'packages').map((c) => [c.what, c.before.rule, c.after.rule]),
+      [['npm left-pad@1.3.0', 'egress.packages.unlisted', 'egress.packages.default'], ['npm evil', 'egress.packages.deny.bad', 'egress.packages.default']]);
   } finally { await rec.gw.close(); await sh.gw.close(); await up.close(); }
 });

@@ -309,3 +309,9 @@ function errText(e: unknown): string { return (e instanceof Error ? e.message : 
 export function recordModePackages(p: PackagesPolicy): PackagesPolicy {
   return { ...p, unlisted: 'allow', minimumReleaseAgeHours: 0, typosquat: { ...p.typosquat, mode: 'off' } };
 }
+
+/** The verdict function of a package policy, for replaying recorded fetches (null: the firewall is off). */
+export function packageJudge(p: PackagesPolicy): ((pkg: { ecosystem: Ecosystem; name: string; version?: string }) => Verdict) | null {
+  const f = PackageFirewall.create(p, () => undefined, 'replay');
+  return f ? (pkg) => f.verdictFor(pkg) : null;
+}
