@@ -47,7 +47,9 @@ function policyOutcome(e: AuditEvent): { before: Pick<PolicyDecision, 'action' |
   const enforced = asDecision({ action: e.decision, rule: e.rule });
   if (!enforced) return null;
   const wouldBe = e.data.mode === 'record' ? asDecision(e.data.wouldBe) : null;
-  return { before: wouldBe ?? enforced, enforced };
+  // a command a human answered: the policy's own decision was the ask
+  const asked = e.data.asked === true && e.rule ? { action: 'ask' as const, rule: e.rule } : null;
+  return { before: wouldBe ?? asked ?? enforced, enforced };
 }
 
 /** A package the firewall decided (a file, or the whole package by name): its verdict before, as recorded. */

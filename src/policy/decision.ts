@@ -28,7 +28,11 @@ export interface ModeNote {
   policy: 'effective' | 'candidate';
 }
 
-export interface ModalDecision extends PolicyDecision { modeNote?: ModeNote }
+export interface ModalDecision extends PolicyDecision {
+  modeNote?: ModeNote;
+  /** The policy asked and a human answered: replay must compare with an ask, not with the answer. */
+  asked?: boolean;
+}
 
 /**
  * Record mode: `lifted` is the decision of the same function under the policy with its

@@ -124,7 +124,7 @@ function commandsLayer(): SessionLayer {
         session: s.id, command: req.argv, rule: d.rule, reason: d.reason,
         timeoutSeconds: s.policy.policy.commands.askTimeoutSeconds, sessionEnded: s.endedSignal,
       });
-      return { action: a.decision, rule: d.rule, reason: a.decision === 'allow' ? `approved by ${a.by ?? 'a human'}` : a.reason, modeNote: d.modeNote };
+      return { action: a.decision, rule: d.rule, reason: a.decision === 'allow' ? `approved by ${a.by ?? 'a human'}` : a.reason, modeNote: d.modeNote, asked: true };
     },
   };
 }

@@ -460,7 +460,8 @@ export class Session {
 
 /** A decision made in shadow or record mode says so in its event: the mode and the would-be decision. */
 function modeData(d: ModalDecision | null): Record<string, unknown> {
-  return d?.modeNote ? { mode: d.modeNote.mode, wouldBe: { ...d.modeNote.wouldBe, policy: d.modeNote.policy } } : {};
+  const asked = d?.asked ? { asked: true } : {};
+  return d?.modeNote ? { ...asked, mode: d.modeNote.mode, wouldBe: { ...d.modeNote.wouldBe, policy: d.modeNote.policy } } : asked;
 }
 
 /** The starter's other names (git identity from the human's own config), for separation of duties. */

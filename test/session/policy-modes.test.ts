@@ -37,6 +37,15 @@ describe('policy modes, replay and learn on a real session', () => {
   });
   after(() => { granted.close(); other.close(); cleanup(home, repo); });
 
+  it('shadow mode and a candidate policy go together: either alone is a usage error before anything starts', async () => {
+    const cand = join(home, 'cand.yaml');
+    writeFileSync(cand, 'version: 1\n');
+    await assert.rejects(Session.open({ repo, home, orgPolicy: org, shadowPolicy: cand }), /--shadow-policy .*: no layer is in shadow mode/);
+    const shadowOnly = join(home, 'shadow-only.yaml');
+    writeFileSync(shadowOnly, 'modes:\n  egress: shadow\n');
+    await assert.rejects(Session.open({ repo, home, policyFile: shadowOnly }), (e: unknown) => e instanceof AirlockError && e.kind === 'USAGE' && /modes\.egress is shadow but no candidate policy/.test(e.message));
+  });
+
   it('without the org allowing record mode the session does not start, naming the file, line and key', async () => {
     const strict = join(home, 'org-strict.yaml');
     writeFileSync(strict, 'modes:\n  allowed: [enforce]\n');
