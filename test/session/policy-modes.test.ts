@@ -60,7 +60,7 @@ describe('policy modes, replay and learn on a real session', () => {
     const s = await Session.open({ repo, home, orgPolicy: org });
     id = s.id;
     try {
-      const r = await s.run(['sh', '-c', `curl -sS -m 10 --noproxy '' http://localhost:${otherPort}/v1/items/7; curl -s -m 10 --noproxy '' -o /dev/null -w '%{http_code}\\n' http://169.254.169.254/latest/meta-data/; curl -sS -m 10 --noproxy '' http://localhost:${port}/api/x`]);
+      const r = await s.run(['sh', '-c', `curl -sS -m 10 --noproxy '' http://localhost:${otherPort}/v1/items/7; curl -s -m 10 --noproxy '' -o /dev/null -w '%{http_code}\\n' http://169.254.169.254/latest/meta-data/; curl -sS -m 10 --noproxy '' http://localhost:${port}/api/x; true '\x1b]0;pwned\x07'`]);
       assert.match(r.stdout, /other\n403\ngranted\n/, r.stderr);
     } finally { await s.stop('test'); }
     assert.ok(hits.includes('other GET /v1/items/7'));
@@ -79,7 +79,7 @@ describe('policy modes, replay and learn on a real session', () => {
 
   it('replay decides every recorded event again under another policy and names the events', () => {
     const next = join(home, 'next.yaml');
-    writeFileSync(next, `commands:\n  rules:\n    - { id: sh, match: { command: sh }, action: allow }\n    - { id: curl, match: { command: curl }, action: allow }\n  default: deny\negress:\n  allow:\n    - id: items\n      host: localhost\n      ports: [${otherPort}]\n  allowCidrs:\n    - id: loopback\n      cidr: 127.0.0.1/32\n      ports: [${otherPort}]\n`);
+    writeFileSync(next, `commands:\n  rules:\n    - { id: sh, match: { command: sh }, action: allow }\n    - { id: curl, match: { command: curl }, action: allow }\n    - { id: allow-true, match: { command: 'true' }, action: allow }\n  default: deny\negress:\n  allow:\n    - id: items\n      host: localhost\n      ports: [${otherPort}]\n  allowCidrs:\n    - id: loopback\n      cidr: 127.0.0.1/32\n      ports: [${otherPort}]\n`);
     const r = airlock(['policy', 'replay', '--policy', next, '--org-policy', org, '--json', id], { home });
     assert.equal(r.status, 0, r.stderr);
     const rep = JSON.parse(r.stdout) as { newlyAllowed: { seq: number; id: string; target: string; what: string; before: { rule: string }; after: { rule: string } }[]; newlyDenied: { target: string; what: string; after: { rule: string } }[]; summary: string[] };
@@ -94,6 +94,7 @@ describe('policy modes, replay and learn on a real session', () => {
     const text = airlock(['policy', 'replay', '--policy', next, '--org-policy', org, id], { home });
     assert.match(text.stdout, /newly allowed/);
     assert.match(text.stdout, new RegExp(`#${items.seq} `));
+    assert.doesNotMatch(text.stdout, /[\x1b\x07]/, 'agent text (the command line) is escaped before it is printed');
   });
 
   it('learn proposes the narrowest policy, leaves out what the org denies, and the proposal shows the replay report', () => {
@@ -110,7 +111,7 @@ describe('policy modes, replay and learn on a real session', () => {
     assert.match(out.text, /methods:[\s\S]*GET/);
     assert.match(out.text, /paths:[\s\S]*\/api/);
     assert.doesNotMatch(out.text, /: record|modes:/, 'the learned policy is enforced');
-    assert.deepEqual(out.programs, ['curl', 'sh']);
+    assert.deepEqual(out.programs, ['curl', 'sh', 'true']);
     assert.match(out.text, /id: git-push/, 'learning keeps the deny and ask rules');
     const st = new AuditStore(join(home, 'audit.db'));
     try {
