@@ -20,6 +20,7 @@ export interface LearnResult {
   text: string;
   hosts: string[];
   programs: string[];
+  packages: string[];
   leftOut: LeftOut[];
   /** Learned decisions the proposed policy (with the org's) allows, of all learned. */
   covered: number;
@@ -81,6 +82,40 @@ interface Learned {
   hosts: Map<string, HostUse>; cidrs: Map<string, Set<number>>; programs: Set<string>; leftOut: LeftOut[]; used: RecordedDecision[];
   /** Entries of the org's own allow lists, taken verbatim (a repo list only applies where it repeats an org entry). */
   orgAllow: Map<number, unknown>; orgCidrs: Map<number, unknown>;
+  /** Package files fetched, by ecosystem and name: their exact versions become egress.packages.allow. */
+  packages: Map<string, { ecosystem: 'npm' | 'pypi'; name: string; versions: Set<string> }>;
+}
+
+const PLAIN_PACKAGE = /^(@[a-z0-9][a-z0-9._-]{0,100}\/)?[A-Za-z0-9][A-Za-z0-9._-]{0,213}$/;
+const PLAIN_VERSION = /^[0-9][0-9A-Za-z.+-]{0,63}$/;
+
+/**
+ * A package the session fetched becomes an approved exact version (the allowlist, with
+ * unlisted: deny, is the narrowest package policy). A fetch the policy would have refused for
+ * another reason than the allowlist (typosquat, release age, a deny rule) is not learned:
+ * those are protections, not missing grants.
+ */
+function learnPackage(d: RecordedDecision, org: Policy, l: Learned): void {
+  const p = d.package!;
+  const what = `${p.ecosystem} ${p.name}${p.version ? `@${p.version}` : ''}`;
+  if (d.before.action !== 'allow' && d.before.rule !== 'egress.packages.unlisted') { l.leftOut.push({ what, why: `the policy refuses it (${d.before.rule}); learning lifts no protection` }); return; }
+  if (!p.version) return; // a name-level decision: the files fetched name the versions
+  if (!PLAIN_PACKAGE.test(p.name) || !PLAIN_VERSION.test(p.version)) { l.leftOut.push({ what: JSON.stringify(what.slice(0, 120)), why: 'not a plain package name and version' }); return; }
+  if (org.egress.packages.allow.length) { l.leftOut.push({ what, why: 'the organisation policy\'s egress.packages.allow is the ceiling: approve it there' }); return; }
+  const k = `${p.ecosystem}\0${p.name}`;
+  if (!l.packages.has(k) && l.packages.size >= MAX_ENTRIES) { l.leftOut.push({ what, why: `more than ${MAX_ENTRIES} packages` }); return; }
+  const e = l.packages.get(k) ?? { ecosystem: p.ecosystem, name: p.name, versions: new Set<string>() };
+  e.versions.add(p.version);
+  l.packages.set(k, e);
+  l.used.push(d);
+}
+
+function packageRules(l: Learned): Record<string, unknown>[] {
+  const reason = 'learned from recorded sessions';
+  // npm ranges take "a || b"; PEP 440 specifiers cannot say "or", so one rule per PyPI version
+  return [...l.packages.values()].sort((a, b) => a.name.localeCompare(b.name)).flatMap((p) => (p.ecosystem === 'npm'
+    ? [{ ecosystem: p.ecosystem, name: p.name, versions: [...p.versions].sort().join(' || '), reason }]
+    : [...p.versions].sort().map((v) => ({ ecosystem: p.ecosystem, name: p.name, versions: `==${v}`, reason }))));
 }
 
 const orgEntryIndex = (section: string, list: { id?: string }[], rule: string) => list.findIndex((r, i) => rule === (r.id ? `egress.${section}.${r.id}` : `egress.${section}[${i}]`));
@@ -150,9 +185,13 @@ function learnCommand(d: RecordedDecision, l: Learned): void {
 function proposedText(current: string | null, l: Learned, currentPolicy: Policy, sessions: string[]): string {
   const doc = parseDocument(current ?? 'version: 1\n');
   doc.commentBefore = ` Learned by \`airlock policy learn\` from ${sessions.join(', ')}: the narrowest grants that\n would have allowed what those sessions did. Review it like any change.${doc.commentBefore ? `\n${doc.commentBefore}` : ''}`;
-  doc.deleteIn(['egress', 'presets']);
+  if (doc.hasIn(['egress', 'presets'])) doc.deleteIn(['egress', 'presets']);
   doc.setIn(['egress', 'allow'], [...l.orgAllow.values(), ...[...l.hosts.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([h, u]) => hostRule(h, u))]);
   doc.setIn(['egress', 'allowCidrs'], [...l.orgCidrs.values(), ...[...l.cidrs.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([cidr, ports], i) => ({ id: `learned-cidr-${i + 1}`, cidr, ports: [...ports].sort((a, b) => a - b) }))]);
+  if (l.packages.size) {
+    doc.setIn(['egress', 'packages', 'unlisted'], 'deny');
+    doc.setIn(['egress', 'packages', 'allow'], packageRules(l));
+  }
   if (l.programs.size) {
     const kept = currentPolicy.commands.rules.filter((r) => r.action !== 'allow');
     const learned = [...l.programs].sort().map((p) => ({ id: `learned-${p.replace(/[^A-Za-z0-9_.-]/g, '-')}`, match: { command: p }, action: 'allow', reason: 'learned from recorded sessions' }));
@@ -170,11 +209,12 @@ function proposedText(current: string | null, l: Learned, currentPolicy: Policy,
 export function learnPolicy(decisions: RecordedDecision[], o: { org: PolicySource[]; current: string | null; sessions: string[] }): LearnResult {
   const org = o.org.length ? resolvePolicy(o.org).policy : defaultPolicy();
   const currentPolicy = resolvePolicy([...o.org, ...(o.current ? [{ kind: 'repo', origin: 'airlock.yaml', raw: parsePolicyText(o.current, 'airlock.yaml'), text: o.current }] : [])]).policy;
-  const l: Learned = { hosts: new Map(), cidrs: new Map(), programs: new Set(), leftOut: [], used: [], orgAllow: new Map(), orgCidrs: new Map() };
+  const l: Learned = { hosts: new Map(), cidrs: new Map(), programs: new Set(), leftOut: [], used: [], orgAllow: new Map(), orgCidrs: new Map(), packages: new Map() };
   for (const d of decisions) {
     if (d.enforced.action !== 'allow') continue;
     if (d.egress) learnEgress(d, org, l);
     else if (d.command) learnCommand(d, l);
+    else if (d.package) learnPackage(d, org, l);
   }
   const text = proposedText(o.current, l, currentPolicy, o.sessions);
   const proposed = resolvePolicy([...o.org, { kind: 'repo', origin: 'learned airlock.yaml', raw: parsePolicyText(text, 'learned airlock.yaml'), text }]).policy;
@@ -186,7 +226,7 @@ export function learnPolicy(decisions: RecordedDecision[], o: { org: PolicySourc
     const what = d.egress ? `${d.egress.query.host}:${d.egress.query.port}` : (d.command ?? []).join(' ').slice(0, 120);
     l.leftOut.push({ what, why: `still ${after.action} under the org policy and the learned one (${after.rule})` });
   }
-  return { text, hosts: [...l.hosts.keys()].sort(), programs: [...l.programs].sort(), leftOut: dedupe(l.leftOut), covered, total: l.used.length };
+  return { text, hosts: [...l.hosts.keys()].sort(), programs: [...l.programs].sort(), packages: [...l.packages.values()].map((p) => `${p.ecosystem} ${p.name}`).sort(), leftOut: dedupe(l.leftOut), covered, total: l.used.length };
 }
 
 function dedupe(xs: LeftOut[]): LeftOut[] {

@@ -13,7 +13,8 @@ import { PackageRules, loadMaliciousLists } from '../../src/egress/packages/inde
 import { classifyNpm, filterPackument } from '../../src/egress/packages/npm.ts';
 import { distOfFilename, filterIndex, parseIndex, prefersJson } from '../../src/egress/packages/pypi.ts';
 import { AirlockError } from '../../src/common/errors.ts';
-import { recordedDecisionsOf, replayDecisions } from '../../src/policy-replay/index.ts';
+import { recordedDecisionsOf, replayDecisions, learnPolicy } from '../../src/policy-replay/index.ts';
+import { parse as parseYaml } from 'yaml';
 import { curl, gateway, realRegistryReachable, requests, run, waitFor } from './helpers.ts';
 import { testPki, httpsServer } from './pki.ts';
 
@@ -307,5 +308,12 @@ test('modes.packages: record lets an unlisted package through with its would-be 
     const rep = replayDecisions(stored.flatMap((e) => recordedDecisionsOf(e)), policySchema.parse({ egress: egress({}) }));
     assert.deepEqual(rep.newlyAllowed.filter((c) => c.layer === 'packages').map((c) => [c.what, c.before.rule, c.after.rule]),
       [['npm left-pad@1.3.0', 'egress.packages.unlisted', 'egress.packages.default'], ['npm evil', 'egress.packages.deny.bad', 'egress.packages.default']]);
+    // learn: the package the record session fetched becomes an approved exact version; the denied one is not learned
+    const learned = learnPolicy(stored.flatMap((e) => recordedDecisionsOf(e)), { org: [], current: null, sessions: ['test'] });
+    assert.deepEqual(learned.packages, ['npm left-pad']);
+    const pkgPolicy = policySchema.parse(parseYaml(learned.text)).egress.packages;
+    assert.equal(pkgPolicy.unlisted, 'deny');
+    assert.deepEqual(pkgPolicy.allow.map((r) => [r.ecosystem, r.name, r.versions]), [['npm', 'left-pad', '1.3.0']]);
+    assert.ok(!learned.text.includes('evil'));
   } finally { await rec.gw.close(); await sh.gw.close(); await up.close(); }
 });

@@ -26,14 +26,14 @@ function sessionRepo(store: AuditStore, sessions: string[]): string {
 function message(r: LearnResult, sessions: string[]): string {
   return [
     `airlock.yaml: policy learned from ${sessions.join(', ')}`, '',
-    `Hosts: ${r.hosts.join(', ') || 'none'}`, `Programs: ${r.programs.join(', ') || 'none'}`,
+    `Hosts: ${r.hosts.join(', ') || 'none'}`, `Programs: ${r.programs.join(', ') || 'none'}`, `Packages: ${r.packages.join(', ') || 'none'}`,
     `Covered: ${r.covered} of ${r.total} recorded decisions.`,
     ...(r.leftOut.length ? ['Left out:', ...r.leftOut.slice(0, 50).map((x) => `- ${x.what}: ${x.why}`)] : []), '',
   ].join('\n');
 }
 
 function printLearned(r: LearnResult, proposal: number | null): void {
-  process.stdout.write(`${ok('learned')} ${r.hosts.length} host(s), ${r.programs.length} program(s); ${r.covered} of ${r.total} recorded decisions covered\n`);
+  process.stdout.write(`${ok('learned')} ${r.hosts.length} host(s), ${r.programs.length} program(s), ${r.packages.length} package(s); ${r.covered} of ${r.total} recorded decisions covered\n`);
   for (const x of r.leftOut) process.stdout.write(`${warn('left out')} ${esc(x.what)}: ${esc(x.why)}\n`);
   if (proposal !== null) process.stdout.write(`${ok('proposed')} as proposal ${proposal} ${dim(`(airlock review show ${proposal}; approve it like any change)`)}\n`);
   else process.stdout.write(esc(r.text, { keepNewlines: true }));
