@@ -16,7 +16,7 @@ export interface AppliedProfile {
   /** The agent's command line inside the sandbox. */
   argv: string[];
   /** Merge into Session.open options. */
-  openOptions: Pick<OpenSessionOptions, 'agent' | 'sandboxEnv' | 'readOnlyPaths' | 'allowHosts' | 'grants'>;
+  openOptions: Pick<OpenSessionOptions, 'agent' | 'agentVersion' | 'sandboxEnv' | 'readOnlyPaths' | 'allowHosts' | 'grants'>;
   agent: ResolvedAgent;
   /** Writes the profile's files into the sandbox home; call after Session.open, before exec. */
   prepare(session: Session): Promise<void>;
@@ -41,6 +41,7 @@ export function applyProfile(name: string, args: string[], o: ApplyOptions = {})
     argv, agent,
     openOptions: {
       agent: name,
+      agentVersion: agent.version,
       sandboxEnv: { ...(so.sandboxEnv ?? {}), ...agent.env },
       readOnlyPaths: [...(so.readOnlyPaths ?? []), ...agent.mounts],
       allowHosts: [...new Set([...(so.allowHosts ?? []), ...agent.allowHosts])],
@@ -69,7 +70,7 @@ export async function prepareAgent(s: Session, a: ResolvedAgent): Promise<void> 
   s.record({
     type: 'agent.setup',
     data: {
-      profile: a.profile.name, source: a.profile.source, executable: a.executable, mounts: a.mounts,
+      profile: a.profile.name, source: a.profile.source, executable: a.executable, version: a.version, mounts: a.mounts,
       envNames: Object.keys(a.env).sort(), files: a.files.map((f) => ({ path: `${SANDBOX_HOME}/${f.path}`, sha256: fileDigest(f.content) })),
       allowHosts: a.allowHosts, baseUrl: a.baseUrl,
       credential: a.credential ? { name: a.credential.name, destinations: a.credential.destinations, header: a.credential.inject.header, source: a.credential.source } : null,

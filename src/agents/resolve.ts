@@ -37,6 +37,8 @@ export interface ResolvedAgent {
   profile: AgentProfile;
   /** Executable as the sandbox sees it (same path as on the host), or null for generic. */
   executable: string | null;
+  /** The agent's version when Airlock can know it (the installed package's package.json), else null. */
+  version: string | null;
   /** Host paths mounted read-only at the same path. */
   mounts: string[];
   /** Fixed variables inside the sandbox (placeholder included, never the real key). */
@@ -99,7 +101,7 @@ function findPackageDir(name: string, from: string): string | null {
   return null;
 }
 
-function readPkg(dir: string): { name?: string; bin?: string | Record<string, string>; dependencies?: Record<string, string>; optionalDependencies?: Record<string, string> } {
+function readPkg(dir: string): { name?: string; version?: string; bin?: string | Record<string, string>; dependencies?: Record<string, string>; optionalDependencies?: Record<string, string> } {
   return JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as ReturnType<typeof readPkg>;
 }
 
@@ -168,10 +170,13 @@ export function resolveAgent(profile: AgentProfile, opts: ResolveOptions = {}): 
   const root = opts.root ?? AIRLOCK_ROOT;
   const mounts: string[] = [];
   let executable: string | null = null;
+  let version: string | null = null;
   const ex = profile.executable;
   if (ex?.package) {
     const { dir, dirs } = packageClosure(ex.package, root);
     executable = binOf(dir, ex.package, ex.bin);
+    const v = readPkg(dir).version;
+    version = typeof v === 'string' && /^[0-9A-Za-z.+-]{1,64}$/.test(v) ? v : null;
     mounts.push(...dirs);
   } else if (ex?.path) {
     let real: string;
@@ -235,7 +240,7 @@ export function resolveAgent(profile: AgentProfile, opts: ResolveOptions = {}): 
     };
   }
   const files = (profile.files ?? []).map((f) => ({ path: f.path, content: fill(f.content, vars, `${where} file ${f.path}`), mode: f.mode ?? 0o600 }));
-  return { profile, executable, mounts: [...new Set(mounts)], env, files, allowHosts: [...hostGrants].sort(), credential, placeholder, baseUrl };
+  return { profile, executable, version, mounts: [...new Set(mounts)], env, files, allowHosts: [...hostGrants].sort(), credential, placeholder, baseUrl };
 }
 
 /** The agent's argv from the user's arguments (non-interactive form, executable first). */

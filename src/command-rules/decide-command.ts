@@ -1,4 +1,4 @@
-import { type Policy, type PolicyDecision, type Action, deny, failClosed } from '../policy/index.ts';
+import { type Policy, type PolicyDecision, type ModalDecision, type Action, deny, failClosed, recordMode, shadowMode } from '../policy/index.ts';
 import { parseArgv, parseShell, basename, type SimpleCommand, type ParsedCommand } from './parse.ts';
 
 // decideCommand: the per-command allow/ask/deny for `airlock exec`. Every simple command
@@ -137,4 +137,23 @@ export function decideCommand(argv: string[], policy: Policy): PolicyDecision {
 /** Same for a shell command line (as `sh -c LINE` would run it). */
 export function decideShell(line: string, policy: Policy): PolicyDecision {
   return failClosed('commands.engine', () => decideParsed(parseShell(line), policy));
+}
+
+/** Record mode's policy: the default and every ask become allow; explicit deny rules stay. */
+function liftedPolicy(p: Policy): Policy {
+  return { ...p, commands: { ...p.commands, default: 'allow', rules: p.commands.rules.map((r) => (r.action === 'ask' ? { ...r, action: 'allow' as const } : r)) } };
+}
+
+/**
+ * The decision under the policy's commands mode (modes.commands): enforce as is; record
+ * lets a liftable refusal through and keeps the would-be decision; shadow adds the
+ * candidate policy's decision. The same decideCommand decides every time.
+ */
+export function decideCommandInMode(argv: string[], policy: Policy, candidate?: Policy): ModalDecision {
+  const d = decideCommand(argv, policy);
+  switch (policy.modes.commands) {
+    case 'record': return recordMode('commands', d, decideCommand(argv, liftedPolicy(policy)));
+    case 'shadow': return candidate ? shadowMode(d, decideCommand(argv, candidate)) : d;
+    default: return d;
+  }
 }

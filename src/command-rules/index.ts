@@ -1,5 +1,5 @@
 // Per-command allow/ask/deny for `airlock exec`, and the human approval queue for "ask".
-export { decideCommand, decideShell } from './decide-command.ts';
+export { decideCommand, decideCommandInMode, decideShell, commandFacts } from './decide-command.ts';
 export { parseArgv, parseShell, type SimpleCommand, type ParsedCommand } from './parse.ts';
 export {
   requestApproval, answerAsk, listAsks,

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import type { AuditEventInput, Severity } from '../common/index.ts';
 import type { EgressRules } from './rules.ts';
+import { decideTarget, recordedQuery, type TargetQuery } from './decide-egress.ts';
 import type { Resolver } from './resolver.ts';
 import type { SessionLimits } from './limits.ts';
 import type { HostPattern } from './rules.ts';
@@ -66,6 +67,16 @@ export interface Ctx {
   ask: EgressAsker | null;
   /** Open questions by host:port: concurrent connections to one destination share one ask. */
   pendingAsks: Map<string, Promise<EgressAnswer>>;
+  /** Shadow or record mode (modes.egress): the rules whose decision is recorded beside the enforced one; null in enforce mode. */
+  observe: ObservedRules | null;
+  /** Shadow or record mode (modes.packages): the firewall whose verdict on each package fetch is recorded beside the enforced one. */
+  packagesObserve: { mode: 'record' | 'shadow'; firewall: PackageFirewall } | null;
+}
+
+export interface ObservedRules {
+  mode: 'record' | 'shadow';
+  /** record: the policy's own rules (the gateway enforces them plus a catch-all); shadow: the candidate policy's. */
+  rules: EgressRules;
 }
 
 export interface EgressAskRequest { host: string; port: number; rule: string; reason: string }
@@ -105,6 +116,8 @@ export class Tracked {
   error: string | undefined;
   /** Extra audit fields (credentials used, DLP outcome...); never secret values. */
   extra: Record<string, unknown> = {};
+  /** The last query decideTarget decided for this request: recorded, so replay and the modes decide it again. */
+  decided: TargetQuery | undefined;
   private done = false;
 
   constructor(ctx: Ctx, info: RequestInfo) { this.ctx = ctx; this.info = info; }
@@ -120,7 +133,16 @@ export class Tracked {
     };
     if (this.status !== undefined) d.status = this.status;
     if (this.error) d.error = this.error;
+    if (this.decided) Object.assign(d, { query: recordedQuery(this.decided), ...this.observed(this.decided) });
     return { ...d, ...this.extra };
+  }
+
+  /** Shadow/record mode: what the observed rules decide for the same query (the same decideTarget). */
+  private observed(q: TargetQuery): Record<string, unknown> {
+    const o = this.ctx.observe;
+    if (!o) return {};
+    const w = decideTarget(o.rules, { ...q, addresses: this.info.address ? [this.info.address] : undefined });
+    return { mode: o.mode, wouldBe: { action: w.action, rule: w.rule, reason: w.reason, policy: o.mode === 'record' ? 'effective' : 'candidate' } };
   }
 
   /** Allowed: records `egress.open`. Throws when the audit sink fails (caller refuses). */

@@ -41,6 +41,7 @@ export interface TargetDecision extends PolicyDecision {
 const fmt = (xs: readonly (string | number)[]) => xs.join(', ');
 
 function allowRuleMatch(r: HostRule, q: TargetQuery): string | null {
+  if (r.any) return null; // record mode's catch-all
   if (!r.ports!.includes(q.port)) return `ports ${fmt(r.ports!)}`;
   // a tunnel to port 80 is plaintext HTTP around the proxy's request inspection: only a rule
   // that names port 80 for raw tunnels (ports: [80], schemes: [tcp]) grants it
@@ -159,4 +160,26 @@ export async function resolveAndDecide(rules: EgressRules, q: TargetQuery, resol
     return { ...deny('builtin.resolve-failed', `${first.host} did not resolve (${e instanceof Error ? (e as NodeJS.ErrnoException).code ?? e.message : String(e)})`), host: first.host, kind: 'name', port: q.port };
   }
   return decideTarget(rules, { ...q, addresses });
+}
+
+/** What an event records of the query it was decided on: replay decides it again from this. */
+export interface RecordedQuery { host: string; port: number; scheme: Scheme | null; method: string | null; path: string | null; intercepted: boolean; tunnel: boolean }
+
+export function recordedQuery(q: TargetQuery): RecordedQuery {
+  return { host: q.host, port: q.port, scheme: q.scheme ?? null, method: q.method ?? null, path: q.path ?? null, intercepted: !!q.intercepted, tunnel: !!q.tunnel };
+}
+
+/**
+ * The query of a recorded egress event (`data.query`, with the address it resolved to), so
+ * the same decideTarget decides it again under another policy. Null when the event never
+ * reached a decision (refused before its target was known).
+ */
+export function queryOfEvent(data: Record<string, unknown>): TargetQuery | null {
+  const q = data.query as Partial<RecordedQuery> | undefined;
+  if (!q || typeof q.host !== 'string' || typeof q.port !== 'number') return null;
+  const address = typeof data.address === 'string' ? data.address : undefined;
+  return {
+    host: q.host, port: q.port, scheme: q.scheme ?? undefined, method: q.method ?? undefined, path: q.path ?? undefined,
+    intercepted: q.intercepted === true, tunnel: q.tunnel === true, addresses: address ? [address] : undefined,
+  };
 }

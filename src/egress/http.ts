@@ -280,7 +280,7 @@ export async function runTunnel(ctx: Ctx, client: Socket, head: Buffer, t: Track
   hooks.ready();
   const p = await peekFirst(ctx, client, head);
   t.info.scheme = p.scheme;
-  const second = decideTunnel(ctx, d, p);
+  const second = decideTunnel(ctx, d, p, t);
   if (second.action !== 'allow') {
     upstream.destroy();
     release();

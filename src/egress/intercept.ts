@@ -13,7 +13,7 @@ import { outboundScanner, recordHit, requestText, textHit } from './guard.ts';
 import { requestPath, type RequestPath } from './path.ts';
 import { textViews } from './views.ts';
 import { duplicatedHeader, headerObject, headerSafe, isEncoded, readWhole, refuse, relayResponse, scanWholeBody, type UpstreamAnswer } from './exchange.ts';
-import { upstreamVia, upstreamAt, packageDenial, type Admission, type Answer, type Verdict } from './packages/index.ts';
+import { upstreamVia, upstreamAt, packageDenial, type Admission, type Answer, type Verdict, type PackageRef } from './packages/index.ts';
 
 // Opt-in TLS interception. For an intercepted host the gateway completes the client's TLS
 // handshake itself with a leaf minted by Airlock's CA for exactly the CONNECT/SNI host,
@@ -203,7 +203,8 @@ async function onIntercepted(ctx: Ctx, c: Conn, req: IncomingMessage, res: Serve
   const hit = ctx.limits.admit();
   if (hit) return refuse(res, t, hit.rule === 'egress.limits.requestsPerMinute' ? 429 : 403, hit.rule, hit.reason, hit.rule === 'egress.limits.maxUploadBytes' ? 'high' : undefined);
 
-  const d = decideTarget(ctx.rules, { host: c.host, port: c.port, scheme: 'https', method, path: rp.match, intercepted: true, addresses: [c.address] });
+  t.decided = { host: c.host, port: c.port, scheme: 'https', method, path: rp.match, intercepted: true };
+  const d = decideTarget(ctx.rules, { ...t.decided, addresses: [c.address] });
   if (d.action !== 'allow') return refuse(res, t, 403, d.rule, d.reason);
 
   // credentials: placeholders swapped where bound, injected per policy; misuse refused
@@ -230,8 +231,8 @@ async function onIntercepted(ctx: Ctx, c: Conn, req: IncomingMessage, res: Serve
   if (dlpHere && !(await headOk(ctx, t, res, c, method, rp.match, requestText(rawUrl, withoutApiAuth(raw))))) return;
   // the package firewall decides on the path the upstream will receive
   const pkg = await admitPackage(ctx, c, method, rawUrl, rp.forward, req.headers.accept);
-  if (pkg.kind === 'deny') { if (pkg.pkg) t.extra.package = pkg.pkg; return refusePackage(res, t, pkg.verdict); }
-  if (pkg.kind !== 'pass') t.extra.package = pkg.kind === 'allow' ? { ...pkg.pkg, rule: pkg.verdict.rule } : pkg.pkg;
+  if (pkg.kind === 'deny') { if (pkg.pkg) t.extra.package = observePackage(ctx, pkg.pkg); return refusePackage(res, t, pkg.verdict); }
+  if (pkg.kind !== 'pass') t.extra.package = observePackage(ctx, pkg.kind === 'allow' ? { ...pkg.pkg, rule: pkg.verdict.rule } : pkg.pkg);
   try { t.open(d.rule, d.reason); } catch (e) { return refuse(res, t, 503, 'builtin.audit-failed', `audit sink failed (${e instanceof Error ? e.message : e}); refused`); }
 
   const headers = headerObject(pairs, req.headers.connection);
@@ -342,6 +343,14 @@ function refusePackage(res: ServerResponse, t: Tracked, v: Verdict): void {
 
 
 /** The package firewall's decision for one intercepted request (pass when it is off or not a package fetch); a firewall error is a denial. */
+/** Shadow/record mode for packages: the other firewall's verdict on the same package, beside the enforced one. */
+function observePackage<T extends PackageRef>(ctx: Ctx, pkg: T): T | (T & { mode: string; wouldBe: Verdict & { policy: string } }) {
+  const o = ctx.packagesObserve;
+  if (!o) return pkg;
+  const v = o.firewall.verdictFor(pkg);
+  return { ...pkg, mode: o.mode, wouldBe: { ...v, policy: o.mode === 'record' ? 'effective' : 'candidate' } };
+}
+
 async function admitPackage(ctx: Ctx, c: Conn, method: string, rawUrl: string, forward: string, accept: string | undefined): Promise<Admission> {
   if (!ctx.packages) return { kind: 'pass' };
   try {

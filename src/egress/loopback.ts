@@ -45,7 +45,8 @@ export async function onHostLoopback(ctx: Ctx, client: Socket, port: number): Pr
   const close = (rule: string, reason: string) => { t.deny(rule, reason); client.destroy(); };
   const hit = ctx.limits.admit();
   if (hit) return close(hit.rule, hit.reason);
-  const d = decideTarget(ctx.rules, { host: HOST_LOOPBACK, port, tunnel: true });
+  t.decided = { host: HOST_LOOPBACK, port, tunnel: true };
+  const d = decideTarget(ctx.rules, t.decided);
   Object.assign(t.info, { address: d.address, range: d.range });
   if (d.action !== 'allow' || !d.address) return close(d.rule, d.reason);
   await runTunnel(ctx, client, Buffer.alloc(0), t, d, {

@@ -32,7 +32,8 @@ function wildcardBudget(ctx: Ctx, t: Tracked, first: TargetDecision): TargetDeci
   if (!seen) { seen = new Set(); ctx.wildcardNames.set(rule.id, seen); }
   if (seen.has(first.host)) return null;
   const max = ctx.rules.limits.maxNamesPerWildcard;
-  const labels = first.host.slice(0, -(rule.host.length + 1));
+  // record mode's catch-all counts as one wildcard over every name: its DNS queries are budgeted too
+  const labels = rule.any ? first.host : first.host.slice(0, -(rule.host.length + 1));
   if (seen.size >= max) {
     const reason = `${rule.id} (*.${rule.host}) already resolved ${max} distinct names this session; ${first.host} is not looked up (DNS names can carry data out)`;
     recordFinding(ctx, t, 'medium', 'detect.dns-exfiltration', { title: 'Many distinct names under one wildcard', explanation: reason, kind: 'dns-exfiltration', wildcard: `*.${rule.host}`, names: seen.size });
@@ -50,6 +51,7 @@ function wildcardBudget(ctx: Ctx, t: Tracked, first: TargetDecision): TargetDeci
 
 /** The gateway's decision for a target, with the name checks above; never throws. */
 export async function decideAndResolve(ctx: Ctx, t: Tracked, q: TargetQuery): Promise<TargetDecision> {
+  t.decided = q;
   const hit = nameHit(ctx, q.host);
   if (hit) {
     const h = recordHit(ctx, t, hit);

@@ -28,6 +28,8 @@ export interface HostRule {
   /** The rule lists its ports itself (not the 80/443 default): needed for a raw tunnel to port 80. */
   explicitPorts: boolean;
   reason: string;
+  /** Record mode's catch-all grant: every name, port and scheme (never an address a builtin refuses). */
+  any?: boolean;
 }
 
 export interface CidrRule { id: string; cidr: Cidr; text: string; ports: number[] | null; /** ports listed by the rule itself */ explicitPorts: boolean; reason: string }
@@ -146,8 +148,23 @@ export function compileEgress(egress: EgressPolicy, grants: string[] = []): Egre
   };
 }
 
-export function hostMatches(r: HostPattern, host: string): boolean {
+export function hostMatches(r: HostPattern & { any?: boolean }, host: string): boolean {
+  if (r.any) return true;
   return r.wildcard ? host.endsWith('.' + r.host) : host === r.host;
+}
+
+/**
+ * Record mode (modes.egress: record): the policy's rules plus a last catch-all grant named
+ * `modes.egress`. Deny rules are checked before any grant and addresses after it, so an
+ * explicit deny, a special-purpose address, an IP literal and every builtin check still refuse;
+ * what only the default deny refused goes through, and the gateway records the would-be decision.
+ */
+export function recordModeRules(rules: EgressRules): EgressRules {
+  const catchAll: HostRule = {
+    id: 'modes.egress', host: '', wildcard: true, any: true, ports: [...DEFAULT_PORTS], schemes: ['http', 'https', 'tcp'],
+    methods: null, paths: null, pathFold: false, explicitPorts: true, reason: 'record mode: what the policy would refuse is let through and recorded',
+  };
+  return { ...rules, allow: [...rules.allow, catchAll] };
 }
 
 /** Segment-boundary prefix match on a normal-form path (egress/path.ts), optionally without case. */

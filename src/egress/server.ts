@@ -3,10 +3,10 @@ import { createServer as createHttpServer } from 'node:http';
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import type { Policy } from '../policy/index.ts';
 import { AirlockError, type AuditEventInput } from '../common/index.ts';
-import { compileEgress } from './rules.ts';
+import { compileEgress, recordModeRules, type EgressRules } from './rules.ts';
 import { systemResolver, type Resolver } from './resolver.ts';
 import { SessionLimits } from './limits.ts';
-import { DEFAULT_TIMEOUTS, Tracked, type Ctx, type EgressAsker, type Timeouts } from './context.ts';
+import { DEFAULT_TIMEOUTS, Tracked, type Ctx, type EgressAsker, type ObservedRules, type Timeouts } from './context.ts';
 import { onConnect, onRequest, refusalText } from './http.ts';
 import { onSocks } from './socks.ts';
 import { peekFirst, refuseInTunnel, connectUpstream, pipeBoth } from './tunnel.ts';
@@ -21,7 +21,7 @@ import type { Broker } from './broker.ts';
 import { DEFAULT_DLP_MAX_BYTES, type KnownSecret } from './dlp.ts';
 import type { Honeytoken } from '../secrets/index.ts';
 import { TunnelRelay, relayMode } from './relay/index.ts';
-import { PackageFirewall } from './packages/index.ts';
+import { PackageFirewall, recordModePackages } from './packages/index.ts';
 
 // One gateway per session: HTTP proxy, CONNECT and SOCKS5 on ONE listening socket,
 // told apart by the first byte (0x05 = SOCKS5, anything else = HTTP). With a unix
@@ -31,6 +31,8 @@ export interface GatewayOptions {
   session: string;
   /** The full effective policy (src/policy). */
   policy: Policy;
+  /** Shadow mode: the candidate policy whose egress decisions are recorded beside the enforced ones. */
+  candidate?: Policy;
   /** `--allow-host HOST[:PORT]` values: extra destinations for this session, recorded as grants. */
   grants?: string[];
   audit: (e: AuditEventInput) => void;
@@ -87,10 +89,31 @@ function listenOn(server: Server, l: GatewayOptions['listen'], mode: number): Pr
   });
 }
 
+/** The rules the gateway enforces and, in shadow or record mode (modes.egress), the ones it records beside them. */
+function modeRules(o: GatewayOptions): { rules: EgressRules; observe: ObservedRules | null } {
+  const own = compileEgress(o.policy.egress, o.grants ?? []);
+  switch (o.policy.modes.egress) {
+    case 'record': return { rules: recordModeRules(own), observe: { mode: 'record', rules: own } };
+    case 'shadow': return { rules: own, observe: o.candidate ? { mode: 'shadow', rules: compileEgress(o.candidate.egress, o.grants ?? []) } : null };
+    default: return { rules: own, observe: null };
+  }
+}
+
+/** The package firewall that enforces and, in shadow or record mode (modes.packages), the one whose verdicts are recorded beside it. */
+function modePackages(o: GatewayOptions): { packages: PackageFirewall | null; packagesObserve: Ctx['packagesObserve'] } {
+  const own = o.policy.egress.packages;
+  const create = (p: typeof own) => PackageFirewall.create(p, o.audit, o.session);
+  switch (o.policy.modes.packages) {
+    case 'record': { const f = create(own); return { packages: create(recordModePackages(own)), packagesObserve: f && { mode: 'record', firewall: f } }; }
+    case 'shadow': { const f = o.candidate ? create(o.candidate.egress.packages) : null; return { packages: create(own), packagesObserve: f && { mode: 'shadow', firewall: f } }; }
+    default: return { packages: create(own), packagesObserve: null };
+  }
+}
+
 export async function startGateway(o: GatewayOptions): Promise<Gateway> {
-  const rules = compileEgress(o.policy.egress, o.grants ?? []);
+  const { rules, observe } = modeRules(o);
   const timeouts: Timeouts = { ...DEFAULT_TIMEOUTS, ...o.timeouts };
-  const packages = PackageFirewall.create(o.policy.egress.packages, o.audit, o.session);
+  const { packages, packagesObserve } = modePackages(o);
   const ctx: Ctx = {
     session: o.session, rules, resolver: o.resolver ?? systemResolver(), limits: new SessionLimits(rules.limits), timeouts,
     stats: { connections: 0, bytesUp: 0, bytesDown: 0, denied: 0, requests: 0 },
@@ -112,6 +135,8 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     packages,
     ask: o.ask ?? null,
     pendingAsks: new Map(),
+    observe,
+    packagesObserve,
   };
   if (ctx.tls) ctx.interceptServer = createInterceptServer(ctx, timeouts.handshakeMs);
   const clientCap = rules.limits.maxConnections * 2 + 32;

@@ -93,7 +93,7 @@ export function peekFirst(ctx: Ctx, client: Socket, head: Buffer): Promise<Peeke
 }
 
 /** Second decision once the first bytes are known: scheme rules and SNI == target host. */
-export function decideTunnel(ctx: Ctx, first: TargetDecision, p: Peeked): { action: 'allow' | 'deny'; rule: string; reason: string } {
+export function decideTunnel(ctx: Ctx, first: TargetDecision, p: Peeked, t?: Tracked): { action: 'allow' | 'deny'; rule: string; reason: string } {
   if (p.bad) return { action: 'deny', rule: 'builtin.bad-tls', reason: `malformed TLS: ${p.bad}` };
   if (p.scheme === 'https') {
     if (first.kind === 'ip') {
@@ -112,7 +112,9 @@ export function decideTunnel(ctx: Ctx, first: TargetDecision, p: Peeked): { acti
   }
   // plain HTTP in a tunnel is parsed and decided per request (http.ts), like an intercepted host
   const intercepted = p.scheme === 'http' || (p.scheme === 'https' && ctx.intercept.some((x) => hostMatches(x, first.host)));
-  const d = decideTarget(ctx.rules, { host: first.host, port: first.port, scheme: p.scheme, intercepted, tunnel: true });
+  const q = { host: first.host, port: first.port, scheme: p.scheme, intercepted, tunnel: true };
+  if (t) t.decided = q;
+  const d = decideTarget(ctx.rules, q);
   return { action: d.action === 'allow' ? 'allow' : 'deny', rule: d.rule, reason: d.reason };
 }
 

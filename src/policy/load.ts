@@ -1,10 +1,14 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { LineCounter, parseDocument, isMap, type Node as YamlNode } from 'yaml';
+import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
 import { canonicalJson, AirlockError } from '../common/index.ts';
 import { policySchema, type Policy } from './schema/index.ts';
 import { mergePolicies, type PolicySource } from './merge.ts';
+import { locate, formatIssues, type PolicyIssue } from './locate.ts';
+import { checkModes } from './modes.ts';
+
+export { formatIssues };
 
 
 export interface LoadedPolicy {
@@ -13,38 +17,8 @@ export interface LoadedPolicy {
   /** Where each leaf value came from, keyed by dotted path. */
   provenance: Record<string, string>;
   hash: string;
-}
-
-export interface PolicyIssue { origin: string; line: number | null; column: number | null; key: string; message: string }
-
-function locate(doc: ReturnType<typeof parseDocument>, lc: LineCounter, path: (string | number)[]): { line: number | null; column: number | null } {
-  // Walk down as far as the path exists; report the deepest node found (the offending key or its parent).
-  for (let n = path.length; n >= 0; n--) {
-    if (n === path.length && typeof path[n - 1] === 'string') {
-      const parent = doc.getIn(path.slice(0, n - 1), true) as YamlNode | undefined;
-      if (parent && isMap(parent)) {
-        const pair = parent.items.find((it) => (it.key as { value?: unknown })?.value === path[n - 1]);
-        const kr = (pair?.key as { range?: [number, number, number] } | undefined)?.range;
-        if (kr) { const p = lc.linePos(kr[0]); return { line: p.line, column: p.col }; }
-      }
-    }
-    const node = doc.getIn(path.slice(0, n), true) as YamlNode | undefined;
-    if (node && (node as { range?: [number, number, number] }).range) {
-      const off = (node as { range: [number, number, number] }).range[0];
-      const p = lc.linePos(off);
-      return { line: p.line, column: p.col };
-    }
-    if (n > 0 && typeof path[n - 1] === 'string') {
-      // locate the key itself inside its parent map
-      const parent = doc.getIn(path.slice(0, n - 1), true) as YamlNode | undefined;
-      if (parent && isMap(parent)) {
-        const pair = parent.items.find((it) => (it.key as { value?: unknown })?.value === path[n - 1]);
-        const kr = (pair?.key as { range?: [number, number, number] } | undefined)?.range;
-        if (kr) { const p = lc.linePos(kr[0]); return { line: p.line, column: p.col }; }
-      }
-    }
-  }
-  return { line: null, column: null };
+  /** Shadow mode: the candidate policy (same org policy, another repo file) whose decisions are recorded beside the enforced ones. */
+  candidate?: LoadedPolicy;
 }
 
 function allowedHere(issue: z.core.$ZodIssue): string {
@@ -53,10 +27,6 @@ function allowedHere(issue: z.core.$ZodIssue): string {
     case 'invalid_value': return ` (allowed: ${issue.values.map((v) => JSON.stringify(v)).join(', ')})`;
     default: return '';
   }
-}
-
-export function formatIssues(issues: PolicyIssue[]): string {
-  return issues.map((i) => `${i.origin}${i.line ? `:${i.line}:${i.column}` : ''}: ${i.key || '(top level)'}: ${i.message}`).join('\n');
 }
 
 /** Parses and validates one policy document; throws POLICY_INVALID with file:line:key for every problem. */
@@ -93,7 +63,8 @@ export function parsePolicyText(text: string, origin: string): Record<string, un
 
 export function readPolicyFile(path: string, kind: string): PolicySource {
   if (!existsSync(path)) throw new AirlockError('NOT_FOUND', `policy file not found: ${path}`, 'check the path, or run `airlock init` to write one');
-  return { kind, origin: path, raw: parsePolicyText(readFileSync(path, 'utf8'), path) };
+  const text = readFileSync(path, 'utf8');
+  return { kind, origin: path, raw: parsePolicyText(text, path), text };
 }
 
 export const DEFAULT_ORG_POLICY = '/etc/airlock/policy.yaml';
@@ -101,6 +72,7 @@ export const DEFAULT_ORG_POLICY = '/etc/airlock/policy.yaml';
 /** Resolves builtin defaults + org policy + repo policy (+ per-run grants) into the effective policy. */
 export function resolvePolicy(sources: PolicySource[]): LoadedPolicy {
   const { policy, provenance } = mergePolicies(sources);
+  checkModes(sources, policy);
   const hash = createHash('sha256').update(canonicalJson(policy)).digest('hex');
   return { policy, sources, provenance, hash };
 }

@@ -9,6 +9,8 @@ export interface PolicySource {
   /** file path or a description such as `commit abc123:airlock.yaml` */
   origin: string;
   raw: Record<string, unknown>;
+  /** The file's text when it came from one: errors found after parsing can still name the line. */
+  text?: string;
 }
 
 // Layers, in order: builtin defaults, the org policy (the ceiling), the repo policy

@@ -4,13 +4,16 @@ import { join } from 'node:path';
 import { AirlockError } from '../common/index.ts';
 import { loadSigningKey, readSigningKey, type KeyFiles, type SigningKey } from '../audit/index.ts';
 
-// The provenance signing key is the organisation's: a file it names (AIRLOCK_PROVENANCE_KEY,
-// owner-only) or one Airlock creates under AIRLOCK_HOME/keys (0600, like the audit key).
+// The provenance signing key is the organisation's: a file its policy names (provenance.key)
+// or the operator names (AIRLOCK_PROVENANCE_KEY), owner-only, or one Airlock creates under
+// AIRLOCK_HOME/keys (0600, like the audit key).
 // Neither is ever mounted into a sandbox, and apply refuses to run inside one.
 
 export const PROVENANCE_KEY_FILES: KeyFiles = { key: 'provenance-ed25519.pem', pub: 'provenance-ed25519.pub.pem', what: 'provenance signing key' };
 
-export function loadProvenanceKey(keyDir: string, env: NodeJS.ProcessEnv = process.env): SigningKey {
+/** The signing key: the one the org policy names (provenance.key), else AIRLOCK_PROVENANCE_KEY, else Airlock's own. */
+export function loadProvenanceKey(keyDir: string, env: NodeJS.ProcessEnv = process.env, orgKey?: string): SigningKey {
+  if (orgKey) return readSigningKey(orgKey, 'provenance signing key (org policy provenance.key)');
   const file = env.AIRLOCK_PROVENANCE_KEY;
   return file ? readSigningKey(file, `provenance signing key (AIRLOCK_PROVENANCE_KEY)`) : loadSigningKey(keyDir, PROVENANCE_KEY_FILES);
 }

@@ -13,3 +13,4 @@ export { runChecks } from './checks/index.ts';
 export { toSarif } from './sarif.ts';
 export type { Finding, ChangeSet, ChangedFile, CheckId } from './types.ts';
 export { readAgentCommits, commitsJson, type AgentCommit } from './commits.ts';
+export { proposeAuthoredChange, type AuthoredChange } from './authored.ts';

@@ -9,6 +9,7 @@ import { insertProposal, proposalHash, latestProposalId, decisionsFor, type Prop
 import { SEVERITY_RANK, type ChangeSet, type Finding } from './types.ts';
 import { commitFindings, readAgentCommits, type AgentCommit } from './commits.ts';
 import { extraApproverRequired } from '../detect/index.ts';
+import { policyReplayFindings } from './policy-replay.ts';
 
 // A session's captured result becomes a proposal: the commits base..head of the TRUSTED
 // result repo Airlock wrote, the canonical diff, the findings of every check under the
@@ -76,7 +77,7 @@ export function reviewPolicy(resultRepo: string, baseCommit: string, orgPolicy?:
   const r = (() => { try { return rgit(resultRepo, ['cat-file', 'blob', `${baseCommit}:airlock.yaml`]); } catch { return null; } })();
   if (r !== null) {
     const origin = `airlock.yaml@${baseCommit.slice(0, 12)}`;
-    try { sources.push({ kind: 'repo', origin, raw: parsePolicyText(r, origin) }); } catch (e) {
+    try { sources.push({ kind: 'repo', origin, raw: parsePolicyText(r, origin), text: r }); } catch (e) {
       problems.push({ check: 'review', rule: 'review.policy-invalid', severity: 'high', file: 'airlock.yaml', line: 0,
         message: `the base commit's airlock.yaml is invalid (${e instanceof Error ? e.message.split('\n').slice(0, 3).join('; ') : String(e)}); org policy and defaults apply` });
     }
@@ -119,6 +120,7 @@ export async function createProposal(store: AuditStore, session: string, opts: P
   }
   const { loaded, problems } = reviewPolicy(res.resultRepo, cur.base, opts.orgPolicy);
   problems.push(...res.refusals, ...commitFindings(agentCommits, loaded.policy, res.startedBy));
+  problems.push(...policyReplayFindings(store, change, loaded.sources.filter((s) => s.kind === 'org')));
   const findings = [...problems, ...await runChecks(change, loaded.policy)];
   for (const f of problems) f.blocking = SEVERITY_RANK[f.severity] >= SEVERITY_RANK[loaded.policy.review.blockAt];
   const hash = proposalHash({ session, base: cur.base, head: cur.head, commits: cur.commits, diffSha256: change.diffSha256 });

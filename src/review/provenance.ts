@@ -64,7 +64,8 @@ export function buildStatement(i: ProvenanceInput): ProvenanceStatement {
 /** Signs the statement with the organisation's provenance key. */
 export function signProvenance(i: ProvenanceInput): { envelope: DsseEnvelope; statement: ProvenanceStatement } {
   const statement = buildStatement(i);
-  const key = loadProvenanceKey(i.keyDir, i.env);
+  // proposals made before the provenance block existed carry no such key
+  const key = loadProvenanceKey(i.keyDir, i.env, (i.p.policy as { provenance?: { key?: string } }).provenance?.key);
   return { envelope: signEnvelope(Buffer.from(JSON.stringify(statement)), IN_TOTO_PAYLOAD_TYPE, key), statement };
 }
 

@@ -14,7 +14,7 @@ import { checkpoint, startCheckpointer } from '../audit/index.ts';
 import { canonicalJson } from '../common/index.ts';
 import type { Detector } from '../detect/index.ts';
 import type { Honeytoken } from '../secrets/index.ts';
-import type { PolicyDecision } from '../policy/index.ts';
+import type { ModalDecision } from '../policy/index.ts';
 import type { CaptureResult, SnapshotSanitizer } from '../workspace/index.ts';
 
 export interface NetworkSetup {
@@ -38,7 +38,7 @@ export interface SessionLayer {
   /** Marker → original value per redacted file, to restore what the agent did not change (values never stored). */
   restoreSecrets?: (s: Session) => Promise<Record<string, [string, string][]>>;
   /** allow / ask / deny for a command through exec, MCP or the API (null: no opinion). */
-  decideCommand?: (s: Session, req: ExecRequest) => Promise<PolicyDecision | null>;
+  decideCommand?: (s: Session, req: ExecRequest) => Promise<ModalDecision | null>;
   afterStop?: (s: Session, result: CaptureResult | null) => Promise<void>;
 }
 
@@ -73,7 +73,8 @@ export function resolveLayers(given: Partial<Record<LayerName, SessionLayer | nu
 
 function egressWanted(s: Session): boolean {
   const e = s.policy.policy.egress as unknown as Record<string, unknown[] | undefined>;
-  return s.allowHosts.length > 0 || s.policy.policy.credentials.brokered.length > 0
+  // record and shadow mode want to see what the agent tries, so the gateway runs even without a grant
+  return s.allowHosts.length > 0 || s.policy.policy.credentials.brokered.length > 0 || s.policy.policy.modes.egress !== 'enforce'
     || ['presets', 'allow', 'allowCidrs', 'ask'].some((k) => (e[k]?.length ?? 0) > 0);
 }
 
@@ -91,7 +92,7 @@ function egressLayer(): SessionLayer {
       const unixPath = join(session.home.run, `${session.id}.egress.sock`);
       const gw = await startGateway({
         ...prep.gateway,
-        session: session.id, policy: session.policy.policy, grants: session.allowHosts, listen: { unixPath },
+        session: session.id, policy: session.policy.policy, candidate: session.policy.candidate?.policy, grants: session.allowHosts, listen: { unixPath },
         resolver: session.egressUpstream.resolver, tls: { ca: prep.gateway.tls.ca, upstreamCa: session.egressUpstream.upstreamCa },
         audit: (e: AuditEventInput) => { session.record(e); },
         // an egress.ask destination waits in the same queue as command asks (`airlock approvals`, the console)
@@ -124,14 +125,14 @@ function commandsLayer(): SessionLayer {
   return {
     decideCommand: async (s, req) => {
       if (req.via === 'run') return null;
-      const { decideCommand, requestApproval } = await import('../command-rules/index.ts');
-      const d = decideCommand(req.argv, s.policy.policy);
+      const { decideCommandInMode, requestApproval } = await import('../command-rules/index.ts');
+      const d = decideCommandInMode(req.argv, s.policy.policy, s.policy.candidate?.policy);
       if (d.action !== 'ask') return d;
       const a = await requestApproval(s.store, {
         session: s.id, command: req.argv, rule: d.rule, reason: d.reason,
         timeoutSeconds: s.policy.policy.commands.askTimeoutSeconds, sessionEnded: s.endedSignal,
       });
-      return { action: a.decision, rule: d.rule, reason: a.decision === 'allow' ? `approved by ${a.by ?? 'a human'}` : a.reason };
+      return { action: a.decision, rule: d.rule, reason: a.decision === 'allow' ? `approved by ${a.by ?? 'a human'}` : a.reason, modeNote: d.modeNote, asked: true };
     },
   };
 }

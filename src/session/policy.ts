@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { AirlockError } from '../common/index.ts';
-import { parsePolicyText, readPolicyFile, resolvePolicy, DEFAULT_ORG_POLICY, type LoadedPolicy, type PolicySource } from '../policy/index.ts';
+import { parsePolicyText, readPolicyFile, resolvePolicy, DEFAULT_ORG_POLICY, MODE_LAYERS, type LoadedPolicy, type PolicySource } from '../policy/index.ts';
 import { readAtCommit, type HostRepo } from '../workspace/index.ts';
 
 export const REPO_POLICY_FILE = 'airlock.yaml';
@@ -12,6 +12,8 @@ export interface PolicyChoice {
   orgPolicy?: string;
   /** Per-run grants as a partial policy document (e.g. an agent profile's brokered credential). */
   grants?: Record<string, unknown> | null;
+  /** Shadow mode's candidate: a repo-level policy file (host path) merged with the same org policy. */
+  shadowPolicy?: string;
 }
 
 export function orgPolicyPath(c: PolicyChoice, env: NodeJS.ProcessEnv = process.env): string | null {
@@ -36,8 +38,22 @@ export function sessionPolicy(repo: HostRepo | null, baseCommit: string | null, 
   else if (repo && baseCommit) {
     const text = readAtCommit(repo, baseCommit, REPO_POLICY_FILE);
     const origin = `${REPO_POLICY_FILE}@${baseCommit.slice(0, 12)}`;
-    if (text !== null) sources.push({ kind: 'repo', origin, raw: parsePolicyText(text, origin) });
+    if (text !== null) sources.push({ kind: 'repo', origin, raw: parsePolicyText(text, origin), text });
   }
   if (c.grants) sources.push({ kind: 'grant', origin: 'command line', raw: c.grants });
-  return resolvePolicy(sources);
+  const loaded = resolvePolicy(sources);
+  return withCandidate(loaded, c.shadowPolicy);
+}
+
+/** Shadow mode needs a candidate, and a candidate needs a layer in shadow mode: either alone is a mistake. */
+function withCandidate(loaded: LoadedPolicy, file: string | undefined): LoadedPolicy {
+  const shadowed = MODE_LAYERS.filter((l) => loaded.policy.modes[l] === 'shadow');
+  if (!file) {
+    if (shadowed.length) throw new AirlockError('USAGE', `modes.${shadowed[0]} is shadow but no candidate policy was given`, 'pass --shadow-policy FILE (the policy to compare with), or set the mode to enforce');
+    return loaded;
+  }
+  if (!shadowed.length) throw new AirlockError('USAGE', `--shadow-policy ${file}: no layer is in shadow mode`, 'set modes.egress (or commands, packages) to shadow in airlock.yaml, or leave out --shadow-policy');
+  const base = loaded.sources.filter((s) => s.kind !== 'repo');
+  const candidate = resolvePolicy([...base.filter((s) => s.kind === 'org'), readPolicyFile(file, 'repo'), ...base.filter((s) => s.kind === 'grant')]);
+  return { ...loaded, candidate };
 }

@@ -6,7 +6,7 @@ import { AuditStore, type AuditEvent } from '../audit/index.ts';
 import {
   AirlockError, cannotRecord, isRecordingFailure, ensureHome, makePrivateTree, type HomeLayout, type AuditEventInput,
 } from '../common/index.ts';
-import type { LoadedPolicy, PolicyDecision } from '../policy/index.ts';
+import { MODE_LAYERS, type LoadedPolicy, type ModalDecision } from '../policy/index.ts';
 import {
   BwrapDriver, buildSandboxEnv, HOST_UID_FOR_SANDBOX, SANDBOX_HOME, SANDBOX_WORKSPACE,
   type ExecHandle, type Sandbox, type SandboxDriver,
@@ -25,6 +25,8 @@ export interface OpenSessionOptions extends PolicyChoice {
   base?: string;
   /** Agent identity for baselines and approvals (default: "generic"). */
   agent?: string;
+  /** The agent's version when its profile knows it (recorded in session.start; signed provenance names it). */
+  agentVersion?: string | null;
   /** What started the session, for the record (e.g. the run command). */
   command?: string[];
   /** AIRLOCK_HOME override. */
@@ -262,9 +264,11 @@ export class Session {
     this.record({
       type: 'session.start',
       data: {
-        repo: this.repo.root, baseRef: o.base ?? 'HEAD', baseCommit: this.baseCommit, agent: this.agent,
+        repo: this.repo.root, baseRef: o.base ?? 'HEAD', baseCommit: this.baseCommit, agent: this.agent, agentVersion: o.agentVersion ?? null,
         command: o.command ?? null, policyHash: this.policy.hash,
         policySources: this.policy.sources.map((s) => ({ kind: s.kind, origin: s.origin })),
+        modes: { egress: p.modes.egress, commands: p.modes.commands, packages: p.modes.packages },
+        candidatePolicy: this.policy.candidate ? { hash: this.policy.candidate.hash, sources: this.policy.candidate.sources.map((s) => ({ kind: s.kind, origin: s.origin })) } : null,
         mechanisms: this.sandbox.mechanisms, namespaces: this.sandbox.namespaces(), limits: p.sandbox.limits,
         envNames: Object.keys(sandboxEnv).sort(), mounts: p.sandbox.mounts,
         allowHosts: o.allowHosts ?? [], snapshotBuilt: this.snapshot.built,
@@ -275,6 +279,11 @@ export class Session {
     });
     for (const layer of this.disabledLayers) {
       this.record({ type: 'session.layer_disabled', severity: 'high', rule: 'builtin.session.layers', data: { layer, by: 'caller', reason: 'left out when the session was opened' } });
+    }
+    for (const layer of MODE_LAYERS.filter((l) => p.modes[l] !== 'enforce')) {
+      // record mode lifts refusals: the defenders see it as loudly as a disabled layer
+      const mode = p.modes[layer];
+      this.record({ type: 'session.mode', severity: mode === 'record' ? 'medium' : 'info', rule: `modes.${layer}`, data: { layer, mode, allowed: p.modes.allowed, candidateHash: this.policy.candidate?.hash ?? null } });
     }
     for (const l of this.activeLayers()) await l.afterStart?.(this);
     this.cleanups.push(watchRecordingSpace(this.home.root, (detail) => this.cannotRecordNow(detail)));
@@ -302,11 +311,11 @@ export class Session {
       throw new AirlockError('BAD_STATE', `session ${this.id} ended while the command waited for a decision`, 'start a new session');
     }
     if (decision && decision.action !== 'allow') {
-      this.record({ type: 'command.denied', severity: 'medium', decision: 'deny', rule: decision.rule, data: { argv: req.argv, reason: decision.reason, via: req.via ?? 'api' } });
+      this.record({ type: 'command.denied', severity: 'medium', decision: 'deny', rule: decision.rule, data: { argv: req.argv, reason: decision.reason, via: req.via ?? 'api', ...modeData(decision) } });
       throw new AirlockError('DENIED', `command denied by ${decision.rule}: ${decision.reason}`, 'change the command or ask an admin to change the policy rule');
     }
     // `airlock run`'s command is the human's own choice; everything else met the command rules
-    this.record({ type: 'command.exec', decision: 'allow', rule: decision?.rule ?? (req.via === 'run' ? 'builtin.human-command' : 'commands.default'), data: { argv: req.argv, cwd: req.cwd ?? SANDBOX_WORKSPACE, via: req.via ?? 'api' } });
+    this.record({ type: 'command.exec', decision: 'allow', rule: decision?.rule ?? (req.via === 'run' ? 'builtin.human-command' : 'commands.default'), data: { argv: req.argv, cwd: req.cwd ?? SANDBOX_WORKSPACE, via: req.via ?? 'api', ...modeData(decision) } });
     const h = this.sandbox.exec(req.argv, { stdio: req.stdio ?? 'pipe', cwd: req.cwd, env: req.env });
     void h.done.then((r) => {
       this.lastStatus = r.status;
@@ -426,8 +435,8 @@ export class Session {
   }
 
   /** Every layer with an opinion decides; the first that does not allow wins, else the last allow (null: none had one). */
-  private async decideCommand(req: ExecRequest): Promise<PolicyDecision | null> {
-    let allow: PolicyDecision | null = null;
+  private async decideCommand(req: ExecRequest): Promise<ModalDecision | null> {
+    let allow: ModalDecision | null = null;
     for (const l of this.activeLayers()) {
       const d = await l.decideCommand?.(this, req) ?? null;
       if (d && d.action !== 'allow') return d;
@@ -447,6 +456,12 @@ export class Session {
     this.cleanups = [];
     // Sandbox plumbing (traces stay: they are evidence); mountpoints are empty dirs.
   }
+}
+
+/** A decision made in shadow or record mode says so in its event: the mode and the would-be decision. */
+function modeData(d: ModalDecision | null): Record<string, unknown> {
+  const asked = d?.asked ? { asked: true } : {};
+  return d?.modeNote ? { ...asked, mode: d.modeNote.mode, wouldBe: { ...d.modeNote.wouldBe, policy: d.modeNote.policy } } : asked;
 }
 
 /** The starter's other names (git identity from the human's own config), for separation of duties. */

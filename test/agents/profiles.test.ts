@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { allProfiles, applyProfile, agentArgv, getProfile, refusedMount, resolveAgent } from '../../src/agents/index.ts';
 import { policySchema } from '../../src/policy/index.ts';
 import { AirlockError } from '../../src/common/errors.ts';
-import { airlock, cleanup, makeRepo, tmp } from '../helpers.ts';
+import { airlock, cleanup, makeRepo, tmp, ROOT } from '../helpers.ts';
 
 // Profiles are data: the built-ins resolve to the real installed agents, a policy adds or
 // overrides profiles without code, and what a profile may put into the sandbox is bounded.
@@ -113,6 +113,10 @@ test('applyProfile reads the repo policy at the base commit and turns the key in
     assert.equal(a.argv[1], 'exec');
     assert.deepEqual(a.openOptions.allowHosts, ['registry.npmjs.org', '192.0.2.2:9999']);
     assert.equal(a.openOptions.agent, 'codex');
+    // the agent's version, for session.start and the signed provenance (issue 20): the installed package's
+    const installed = JSON.parse(readFileSync(join(ROOT, 'node_modules', '@openai', 'codex', 'package.json'), 'utf8')).version;
+    assert.equal(a.openOptions.agentVersion, installed);
+    assert.equal(resolveAgent(getProfile('generic')).version, null, 'unknown for a plain command');
     assert.ok(a.openOptions.readOnlyPaths!.includes(a.agent.executable!.replace(/\/bin\/codex\.js$/, '')));
     assert.deepEqual((a.openOptions.grants as { credentials: { brokered: unknown[] } }).credentials.brokered, [a.agent.credential]);
     assert.deepEqual(a.agent.credential!.destinations, [{ host: '192.0.2.2', port: 9999 }]);

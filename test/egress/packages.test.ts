@@ -13,7 +13,9 @@ import { PackageRules, loadMaliciousLists } from '../../src/egress/packages/inde
 import { classifyNpm, filterPackument } from '../../src/egress/packages/npm.ts';
 import { distOfFilename, filterIndex, parseIndex, prefersJson } from '../../src/egress/packages/pypi.ts';
 import { AirlockError } from '../../src/common/errors.ts';
-import { curl, gateway, realRegistryReachable, requests, run } from './helpers.ts';
+import { recordedDecisionsOf, replayDecisions, learnPolicy } from '../../src/policy-replay/index.ts';
+import { parse as parseYaml } from 'yaml';
+import { curl, gateway, realRegistryReachable, requests, run, waitFor } from './helpers.ts';
 import { testPki, httpsServer } from './pki.ts';
 
 const NOW = Date.parse('2026-12-01T00:00:00Z');
@@ -268,4 +270,50 @@ test('a registry path that is not the one decided (dot segments, re-encoded char
     }
     assert.equal(f.up.seen.length, 0, 'nothing reached the registry');
   } finally { await f.close(); }
+});
+
+test('modes.packages: record lets an unlisted package through with its would-be verdict, an explicit deny rule still refuses; shadow records the candidate', async () => {
+  const pki = await testPki();
+  const up = await httpsServer(await pki.leaf(['registry.npmjs.org']), (_s, res) => { res.writeHead(200, { 'content-type': 'application/octet-stream' }); res.end('tarball'); });
+  const dir = mkdtempSync(join(tmpdir(), 'airlock-pkg-modes-'));
+  const ca = await loadOrCreateCa({ keysDir: join(dir, 'keys') });
+  const caFile = join(dir, 'ca.pem');
+  writeFileSync(caFile, ca.certPem);
+  const egress = (packages: NonNullable<PolicyInput['egress']>['packages']) => ({ allow: [{ host: 'registry.npmjs.org', ports: [up.port] }], allowCidrs: [{ cidr: '127.0.0.1/32', ports: [up.port] }], packages });
+  const strict = { unlisted: 'deny' as const, deny: [{ id: 'bad', ecosystem: 'npm' as const, name: 'evil' }] };
+  const start = (modes: Record<string, string>, candidate?: unknown) => gateway(undefined, {
+    map: { 'registry.npmjs.org': '127.0.0.1' }, tls: { ca, upstreamCa: [pki.caPem] },
+    policy: policySchema.parse({ egress: egress(strict), modes }), candidate: candidate ? policySchema.parse(candidate) : undefined,
+  });
+  const rec = await start({ packages: 'record' });
+  const sh = await start({ packages: 'shadow' }, { egress: egress({ deny: [{ id: 'no-pad', ecosystem: 'npm', name: 'left-pad' }] }) });
+  try {
+    const get = (g: typeof rec, path: string) => curl(['-x', g.url, '--cacert', caFile, `https://registry.npmjs.org:${up.port}${path}`]);
+    type Pkg = { mode?: string; wouldBe?: { action: string; rule: string; policy: string } };
+    const pkgOf = async (g: typeof rec, n: number) => (await waitFor(() => requests(g.events).filter((e) => e.data?.package)[n], 'the package event')).data!.package as Pkg;
+    let r = await get(rec, '/left-pad/-/left-pad-1.3.0.tgz');
+    assert.equal(r.status, 200, r.headers['x-airlock-reason']);
+    const lifted = await pkgOf(rec, 0);
+    assert.deepEqual([lifted.mode, lifted.wouldBe?.action, lifted.wouldBe?.rule, lifted.wouldBe?.policy], ['record', 'deny', 'egress.packages.unlisted', 'effective']);
+    r = await get(rec, '/evil/-/evil-1.0.0.tgz');
+    assert.equal(r.status, 403);
+    assert.equal(r.headers['x-airlock-rule'], 'egress.packages.deny.bad', 'an explicit deny rule holds in record mode');
+    r = await get(sh, '/left-pad/-/left-pad-1.3.0.tgz');
+    assert.equal(r.status, 403, 'shadow mode enforces the current policy');
+    assert.equal(r.headers['x-airlock-rule'], 'egress.packages.unlisted');
+    const shadowed = await pkgOf(sh, 0);
+    assert.deepEqual([shadowed.mode, shadowed.wouldBe?.rule, shadowed.wouldBe?.policy], ['shadow', 'egress.packages.deny.no-pad', 'candidate']);
+    // replay: the recorded fetches decided again by the package rules of another policy
+    const stored = requests(rec.events).map((e, i) => ({ ...e, seq: i + 1, id: `ev-${i}`, ts: new Date().toISOString(), session: 'test', severity: e.severity ?? 'info', decision: e.decision ?? null, rule: e.rule ?? null, data: e.data ?? {}, prevHash: '', hash: '' }));
+    const rep = replayDecisions(stored.flatMap((e) => recordedDecisionsOf(e)), policySchema.parse({ egress: egress({}) }));
+    assert.deepEqual(rep.newlyAllowed.filter((c) => c.layer === 'packages').map((c) => [c.what, c.before.rule, c.after.rule]),
+      [['npm left-pad@1.3.0', 'egress.packages.unlisted', 'egress.packages.default'], ['npm evil', 'egress.packages.deny.bad', 'egress.packages.default']]);
+    // learn: the package the record session fetched becomes an approved exact version; the denied one is not learned
+    const learned = learnPolicy(stored.flatMap((e) => recordedDecisionsOf(e)), { org: [], current: null, sessions: ['test'] });
+    assert.deepEqual(learned.packages, ['npm left-pad']);
+    const pkgPolicy = policySchema.parse(parseYaml(learned.text)).egress.packages;
+    assert.equal(pkgPolicy.unlisted, 'deny');
+    assert.deepEqual(pkgPolicy.allow.map((r) => [r.ecosystem, r.name, r.versions]), [['npm', 'left-pad', '1.3.0']]);
+    assert.ok(!learned.text.includes('evil'));
+  } finally { await rec.gw.close(); await sh.gw.close(); await up.close(); }
 });

@@ -27,9 +27,9 @@ const CLEAN = { 'src/app.js': "module.exports = () => 'provenance';\n" };
 const TWO: Approval[] = [['bob@example.com'], ['alice@example.com']];
 
 /** An approved proposal of a scripted agent session (started by bob) and a bare remote for it; both removed after `fn`. */
-async function approved(work: Record<string, string>, approvals: Approval[], fn: (env: Env, remote: string, p: Proposal) => Promise<void>): Promise<void> {
+async function approved(work: Record<string, string>, approvals: Approval[], fn: (env: Env, remote: string, p: Proposal) => Promise<void>, orgExtra = ''): Promise<void> {
   const root = mkdtempSync(join(tmpdir(), 'airlock-prov-remote-'));
-  const env = setup(org(join(root, 'remote.git')));
+  const env = setup(org(join(root, 'remote.git')) + orgExtra);
   try {
     const remote = makeRemote(env, root);
     agentSession(env, 's-prov', work);
@@ -244,4 +244,31 @@ test('an organisation key from AIRLOCK_PROVENANCE_KEY signs; one others can read
     const ok = await runCli(['verify-change', r.commit, '--repo', remote, '--key', pubFile], { AIRLOCK_HOME: join(env.dir, 'empty-home') });
     assert.equal(ok.code, 0, ok.stdout + ok.stderr);
   });
+});
+
+test('the org policy names the provenance key (provenance.key): it signs even when AIRLOCK_PROVENANCE_KEY names another, pubkey prints it, and a repo file cannot set it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'airlock-prov-orgkey-'));
+  try {
+    const k = generateKeyPairSync('ed25519');
+    const keyFile = join(dir, 'org-provenance.pem');
+    writeFileSync(keyFile, k.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600 });
+    const other = generateKeyPairSync('ed25519');
+    const otherFile = join(dir, 'operator.pem');
+    writeFileSync(otherFile, other.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600 });
+    await approved(CLEAN, TWO, async (env, remote, p) => {
+      const r = await applyProposal(env.store, p.id, { as: 'alice@example.com', env: { AIRLOCK_PROVENANCE_KEY: otherFile } });
+      const pub = await runCli(['provenance', 'pubkey', '--org-policy', env.orgPolicy!], { AIRLOCK_HOME: env.home });
+      assert.equal(pub.code, 0, pub.stderr);
+      assert.equal(pub.stdout, k.publicKey.export({ type: 'spki', format: 'pem' }));
+      const pubFile = join(dir, 'org.pub.pem');
+      writeFileSync(pubFile, pub.stdout);
+      const ok = await runCli(['verify-change', r.commit, '--repo', remote, '--key', pubFile], { AIRLOCK_HOME: join(dir, 'empty-home') });
+      assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+    }, `provenance:\n  key: ${keyFile}\n`);
+    const repoFile = join(dir, 'airlock.yaml');
+    writeFileSync(repoFile, `version: 1\nprovenance:\n  key: ${otherFile}\n`);
+    const bad = await runCli(['policy', 'check', repoFile], { AIRLOCK_HOME: join(dir, 'home'), AIRLOCK_ORG_POLICY: '' });
+    assert.equal(bad.code, 65, bad.stderr);
+    assert.match(bad.stderr, /airlock\.yaml:3:\d+: provenance\.key: only the organisation policy may set provenance\.key/);
+  } finally { rmSync(dir, { recursive: true, force: true }); }
 });

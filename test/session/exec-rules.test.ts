@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { AuditStore } from '../../src/audit/index.ts';
+import { recordedDecision } from '../../src/policy-replay/index.ts';
 import { airlock, BIN, makeRepo, tmp, cleanup } from '../helpers.ts';
 
 let home: string; let repo: string; let id: string;
@@ -51,7 +52,11 @@ describe('command rules on airlock exec', () => {
     assert.match(out, /removed/);
     const st = new AuditStore(join(home, 'audit.db'));
     const types = st.query({ session: id }).map((e) => e.type);
+    // the answered ask is recorded as one, so replay compares a new policy with the ask, not the answer
+    const ran = st.query({ session: id, type: 'command.exec' }).find((e) => (e.data.argv as string[]).join(' ').includes('rm -fr keep'))!;
     st.close();
+    assert.equal(ran.data.asked, true);
+    assert.deepEqual(recordedDecision(ran)?.before, { action: 'ask', rule: 'commands.rm-recursive-force' });
     assert.ok(types.some((t) => t.startsWith('approval') || t.startsWith('command.ask')), `ask recorded: ${[...new Set(types)].join(',')}`);
     assert.ok(types.includes('command.denied'));
   });

@@ -7,6 +7,8 @@ import {
 } from '../../policy/index.ts';
 import { orgPolicyPath, REPO_POLICY_FILE } from '../../session/index.ts';
 import { printJson, ok, dim } from '../output.ts';
+import { registerPolicyReplay } from './policy-replay.ts';
+import { registerPolicyLearn } from './policy-learn.ts';
 
 function gitRoot(dir: string): string {
   let d = resolve(dir);
@@ -38,7 +40,7 @@ export function registerPolicy(program: Command): void {
       process.stdout.write(`${ok('wrote')} ${path}\n${dim('check it with `airlock policy check`; commit it so sessions use it (they read the base commit\'s copy)')}\n`);
     });
 
-  const pol = program.command('policy').description('Validate, explain and export the policy schema');
+  const pol = program.command('policy').description('Validate, explain, replay and learn policies; export the policy schema');
   pol.command('check')
     .description('Validate a policy file (default: airlock.yaml of this repository) merged with the org policy')
     .argument('[file]', 'policy file')
@@ -61,6 +63,8 @@ export function registerPolicy(program: Command): void {
       if (o.json) return printJson({ hash: r.hash, policy: r.policy, provenance: r.provenance });
       for (const { key, value, from } of explainPolicy(r)) process.stdout.write(`${key} = ${JSON.stringify(value)}  ${dim(`# ${from}`)}\n`);
     });
+  registerPolicyReplay(pol);
+  registerPolicyLearn(pol);
   pol.command('schema')
     .description('Print the policy JSON Schema (for editor completion: yaml-language-server)')
     .action(() => printJson(policyJsonSchema()));

@@ -4,6 +4,8 @@ import { ExitCode } from '../../common/index.ts';
 import { airlockHome, homeLayout } from '../../common/index.ts';
 import { escapeForTerminal } from '../../common/index.ts';
 import { loadProvenanceKey, loadProvenancePublicKey, verifyChange, NOTES_REF } from '../../provenance/index.ts';
+import { readPolicyFile, resolvePolicy } from '../../policy/index.ts';
+import { orgPolicyPath } from '../../session/index.ts';
 import { bad, ok, printJson, setExit } from '../output.ts';
 
 // `airlock verify-change COMMIT`: offline check of a pushed change's signed provenance with
@@ -31,7 +33,10 @@ export function registerProvenance(program: Command): void {
 
   program.command('provenance').description('The provenance signing key.')
     .command('pubkey').description('Print the provenance public key (PEM) for `airlock verify-change --key`.')
-    .action(() => {
-      process.stdout.write(loadProvenanceKey(homeLayout(airlockHome()).keys).publicKey.export({ type: 'spki', format: 'pem' }) as string);
+    .option('--org-policy <file>', 'organisation policy whose provenance.key signs (default: $AIRLOCK_ORG_POLICY or /etc/airlock/policy.yaml)')
+    .action((o: { orgPolicy?: string }) => {
+      const org = orgPolicyPath({ orgPolicy: o.orgPolicy });
+      const orgKey = org ? resolvePolicy([readPolicyFile(org, 'org')]).policy.provenance.key : undefined;
+      process.stdout.write(loadProvenanceKey(homeLayout(airlockHome()).keys, process.env, orgKey).publicKey.export({ type: 'spki', format: 'pem' }) as string);
     });
 }

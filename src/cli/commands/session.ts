@@ -16,6 +16,7 @@ function sessionOptions(cmd: Command): Command {
     .option('--base <ref>', 'commit, branch or tag the workspace starts from (default: HEAD)')
     .option('--policy <file>', 'repo policy file to use instead of the base commit\'s airlock.yaml')
     .option('--org-policy <file>', 'organisation policy (default: $AIRLOCK_ORG_POLICY or /etc/airlock/policy.yaml)')
+    .option('--shadow-policy <file>', 'candidate policy for layers in shadow mode (modes.*: shadow): its decisions are recorded beside the enforced ones')
     .option('--allow-host <host[:port]>', 'grant one more destination for this session only (recorded); repeatable', collect, [])
     .option('--agent <name>', 'agent profile (`airlock agents` lists them): sets the agent up inside the sandbox and names it in the record', 'generic');
 }
@@ -23,7 +24,7 @@ function sessionOptions(cmd: Command): Command {
 function toOptions(o: Record<string, unknown>, command?: string[]): OpenSessionOptions {
   return {
     repo: o.repo as string | undefined, base: o.base as string | undefined, policyFile: o.policy as string | undefined,
-    orgPolicy: o.orgPolicy as string | undefined, allowHosts: o.allowHost as string[], agent: o.agent as string, command,
+    orgPolicy: o.orgPolicy as string | undefined, shadowPolicy: o.shadowPolicy as string | undefined, allowHosts: o.allowHost as string[], agent: o.agent as string, command,
   };
 }
 

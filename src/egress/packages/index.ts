@@ -80,6 +80,17 @@ export class PackageFirewall {
     this.fileHosts = hosts(p.pypiFiles, 'pypiFiles');
   }
 
+  /**
+   * The verdict these rules give one fetched package (shadow/record mode: what another policy
+   * would decide). The release age is left out: it needs the registry's publish time, which
+   * only the enforcing firewall reads.
+   */
+  verdictFor(pkg: { ecosystem: Ecosystem; name: string; version?: string }): Verdict {
+    const whole = this.rules.decideName(pkg.ecosystem, pkg.name);
+    if (whole) return whole;
+    return pkg.version ? this.rules.decideVersion(pkg.ecosystem, pkg.name, pkg.version, undefined) : { action: 'allow', rule: `${RULE}.default`, reason: `${pkg.ecosystem} package ${JSON.stringify(pkg.name)} passed the package checks` };
+  }
+
   /** Hosts the gateway must intercept for the firewall to see their requests. */
   get intercept(): HostPattern[] { return [...this.npmHosts, ...this.indexHosts, ...this.fileHosts]; }
 
@@ -289,3 +300,18 @@ function lastSegment(pathname: string): string {
 }
 
 function errText(e: unknown): string { return (e instanceof Error ? e.message : String(e)).split('\n')[0]!.slice(0, 200); }
+
+/**
+ * Record mode (modes.packages: record): the firewall enforces only what record mode never
+ * lifts, the explicit deny rules and the organisation's known-malicious lists; typosquats,
+ * the allowlist and the minimum release age are recorded as would-be verdicts instead.
+ */
+export function recordModePackages(p: PackagesPolicy): PackagesPolicy {
+  return { ...p, unlisted: 'allow', minimumReleaseAgeHours: 0, typosquat: { ...p.typosquat, mode: 'off' } };
+}
+
+/** The verdict function of a package policy, for replaying recorded fetches (null: the firewall is off). */
+export function packageJudge(p: PackagesPolicy): ((pkg: { ecosystem: Ecosystem; name: string; version?: string }) => Verdict) | null {
+  const f = PackageFirewall.create(p, () => undefined, 'replay');
+  return f ? (pkg) => f.verdictFor(pkg) : null;
+}

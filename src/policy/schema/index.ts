@@ -8,6 +8,8 @@ import { credentialsSchema } from './credentials.ts';
 import { telemetrySchema } from './telemetry.ts';
 import { agentsSchema } from './agents.ts';
 import { consoleSchema } from './console.ts';
+import { modesSchema } from './modes.ts';
+import { provenanceSchema } from './provenance.ts';
 
 // The one source of truth for airlock.yaml: shape, defaults (the strictest sensible
 // settings), documentation (describe) and org/repo merge rules (meta.merge).
@@ -22,6 +24,8 @@ export const policySchema = z.strictObject({
   telemetry: telemetrySchema.prefault({}),
   agents: agentsSchema.prefault({}),
   console: consoleSchema.prefault({}),
+  modes: modesSchema.prefault({}),
+  provenance: provenanceSchema.prefault({}),
 }).describe('Airlock policy (airlock.yaml).');
 
 export type Policy = z.output<typeof policySchema>;
