@@ -9,5 +9,6 @@ export { canonicalJson } from './json.ts';
 export { airlockHome, homeLayout, ensureHome, makePrivateFile, makePrivateTree, type HomeLayout } from './paths.ts';
 export { POPULAR } from './popular-packages.ts';
 export { escapeForTerminal, hasTerminalControls } from './terminal.ts';
+export { phase, type PhaseMark } from './phase.ts';
 export { typosquatOf, normPackageName, foldConfusables, editDistance, type Ecosystem } from './typosquat.ts';
 export { chownTreeNoFollow, joinBytes, linkTree, walkBytes, type PathBytes } from './fs.ts';

@@ -4,7 +4,7 @@ import { userInfo } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { AuditStore, type AuditEvent, type AuditEventInput } from '../audit/index.ts';
 import {
-  AirlockError, cannotRecord, isRecordingFailure, ensureHome, makePrivateTree, type HomeLayout,
+  AirlockError, cannotRecord, isRecordingFailure, ensureHome, makePrivateTree, phase, type HomeLayout,
 } from '../common/index.ts';
 import type { LoadedPolicy, PolicyDecision } from '../policy/index.ts';
 import {
@@ -193,12 +193,15 @@ export class Session {
     const base = resolveCommit(repo, o.base ?? 'HEAD');
     // Caller grants (agent profiles: credentials.brokered); --allow-host values go to the gateway as grants.
     const policy = sessionPolicy(repo, base, o, env);
+    phase('session.policy');
     const { layers, disabled } = resolveLayers(o.layers);
     assertRoomToRecord(home.root);
     const ownsStore = !store;
     const st = store ?? new AuditStore(home.auditDb);
+    phase('session.audit-open');
     // what a killed or starved session left behind (raw trace, cgroups) goes into the log first
     try { recoverSessions(st, home); } catch { /* left in place for the next attempt */ }
+    phase('session.recover');
     const s = new Session({ id: newSessionId(), repo, base, policy, home, store: st, ownsStore, agent: o.agent ?? 'generic', layers, disabledLayers: disabled, onEvent: o.onEvent });
     try {
       await s.start(o, env);
@@ -226,6 +229,7 @@ export class Session {
     this.snapshot = snap;
     this.snapshotReport = snap.report;
     this.syntheticBase = snap.syntheticBase;
+    phase('session.snapshot');
 
     const fixed: Record<string, string> = {
       PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
@@ -257,6 +261,7 @@ export class Session {
       record: (e) => { this.record(e); },
     });
     this.cleanups.push(() => this.sandbox.stop());
+    phase('session.sandbox');
     // the bridges live in this process: no agent connection becomes a host process
     if (net?.attach) this.cleanups.push(await net.attach(this.sandbox.networkNs()));
     this.record({
@@ -281,6 +286,7 @@ export class Session {
     void this.sandbox.limitHit.then((h) => {
       if (this.state === 'running' || this.state === 'paused') this.stopReason = `limit: ${h.detail}`;
     });
+    phase('session.started');
   }
 
   get mechanisms() { return this.sandbox.mechanisms; }
@@ -373,6 +379,7 @@ export class Session {
 
   private async stopAndCapture(why: string): Promise<StopResult> {
     await this.sandbox.killAll();
+    phase('stop.kill');
     let result: CaptureResult | null = null;
     try {
       let restore: Record<string, [string, string][]> = {};
@@ -393,7 +400,9 @@ export class Session {
     } catch (e) {
       this.note({ type: 'session.capture_failed', severity: 'high', data: { error: e instanceof Error ? e.message : String(e) } });
     }
+    phase('stop.capture');
     await this.teardown();
+    phase('stop.teardown');
     // result.git, traces: git and strace create them with the umask's modes
     try { makePrivateTree(this.stateDir); } catch (e) {
       this.record({ type: 'session.capture_warning', severity: 'medium', data: { warning: `session files not made private: ${e instanceof Error ? e.message : String(e)}` } });
@@ -407,6 +416,7 @@ export class Session {
     }
     this.retryUnrecorded();
     if (this.ownsStore) this.store.close();
+    phase('stop.layers');
     return { session: this.id, result, status: this.lastStatus, reason: this.stopReason ?? why, recordingFailure: this.recordingFailure };
   }
 

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { constants as osConstants } from 'node:os';
-import { AirlockError, ExitCode, ensureHome, type HomeLayout, escapeForTerminal as esc } from '../../common/index.ts';
+import { AirlockError, ExitCode, ensureHome, phase, type HomeLayout, escapeForTerminal as esc } from '../../common/index.ts';
 import { AuditStore } from '../../audit/index.ts';
 import {
   Session, listSessions, recoverSessions, type OpenSessionOptions, type SessionSummary, request, startDetached,
@@ -76,6 +76,7 @@ export function registerSession(program: Command): void {
     .action(async (command: string[], o: Record<string, unknown>, cmd: Command) => {
       progress('preparing workspace snapshot');
       const profile = applyProfile(o.agent as string, command, { session: toOptions(o, command) });
+      phase('run.profile');
       const session = await Session.open({ ...toOptions(o, command), ...profile.openOptions });
       process.stderr.write(`${dim('airlock:', process.stderr)} session ${session.id} (base ${session.baseCommit.slice(0, 12)}, ${session.mechanisms.limits}, network: ${session.mechanisms.network})\n`);
       // First signal: stop the agent, capture, record; a second one forces the end at once.
@@ -97,6 +98,7 @@ export function registerSession(program: Command): void {
         const h = await session.exec({ argv: profile.argv, stdio: 'inherit', via: 'run' });
         const r = await Promise.race([h.done, session.limitHit.then(async () => h.done)]);
         status = r.status;
+        phase('run.command');
       } catch (e) {
         await session.stop('command failed to start');
         throw e;
@@ -119,6 +121,7 @@ export function registerSession(program: Command): void {
         process.stderr.write(`${dim('hint:', process.stderr)} free space where AIRLOCK_HOME lives (df -h "$AIRLOCK_HOME"); what could not be recorded then is recovered by the next airlock run or \`airlock sessions\`\n`);
       }
       process.stderr.write(`${dim('airlock:', process.stderr)} timeline: airlock audit show ${session.id}${res.result && res.result.commits.length ? `   change: airlock review list` : ''}\n`);
+      phase('run.report');
       setExit(cmd, res.recordingFailure ? ExitCode.CANNOT_RECORD : interrupted ? signalExitCode(interrupted) : status);
     });
 
