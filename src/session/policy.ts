@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { AirlockError } from '../common/index.ts';
 import { parsePolicyText, readPolicyFile, resolvePolicy, DEFAULT_ORG_POLICY, type LoadedPolicy, type PolicySource } from '../policy/index.ts';
-import { readAtCommit, type HostRepo } from '../workspace/index.ts';
+import { openHostRepo, readAtCommit, resolveCommit, type HostRepo } from '../workspace/index.ts';
 
 export const REPO_POLICY_FILE = 'airlock.yaml';
 
@@ -21,11 +22,33 @@ export function orgPolicyPath(c: PolicyChoice, env: NodeJS.ProcessEnv = process.
 }
 
 /**
+ * Where a session starts, read once from the host: the repository, the base commit and the
+ * policy files (org, then the base commit's airlock.yaml or --policy). `airlock run` reads
+ * it for the agent profile and hands it to Session.open, which then reads nothing twice.
+ */
+export interface SessionOrigin { repo: HostRepo; base: string; sources: PolicySource[] }
+
+export function readSessionOrigin(o: PolicyChoice & { repo?: string; base?: string }, env: NodeJS.ProcessEnv = process.env): SessionOrigin {
+  const repo = openHostRepo(resolve(o.repo ?? process.cwd()));
+  const base = resolveCommit(repo, o.base ?? 'HEAD');
+  return { repo, base, sources: policySources(repo, base, o, env) };
+}
+
+/** The policy of a session that starts at `origin`, with the caller's grants on top. */
+export function policyAt(origin: Pick<SessionOrigin, 'sources'>, grants: PolicyChoice['grants']): LoadedPolicy {
+  return resolvePolicy(grants ? [...origin.sources, { kind: 'grant', origin: 'command line', raw: grants }] : origin.sources);
+}
+
+/**
  * The policy a session runs under is read from the host: the org file and the base
  * commit's airlock.yaml (or a file the user names), never from the workspace the agent
  * can edit. Without any file, the built-in defaults (the strictest settings) apply.
  */
 export function sessionPolicy(repo: HostRepo | null, baseCommit: string | null, c: PolicyChoice, env: NodeJS.ProcessEnv = process.env): LoadedPolicy {
+  return policyAt({ sources: policySources(repo, baseCommit, c, env) }, c.grants);
+}
+
+function policySources(repo: HostRepo | null, baseCommit: string | null, c: PolicyChoice, env: NodeJS.ProcessEnv): PolicySource[] {
   const sources: PolicySource[] = [];
   const org = orgPolicyPath(c, env);
   if (org) {
@@ -38,6 +61,5 @@ export function sessionPolicy(repo: HostRepo | null, baseCommit: string | null, 
     const origin = `${REPO_POLICY_FILE}@${baseCommit.slice(0, 12)}`;
     if (text !== null) sources.push({ kind: 'repo', origin, raw: parsePolicyText(text, origin) });
   }
-  if (c.grants) sources.push({ kind: 'grant', origin: 'command line', raw: c.grants });
-  return resolvePolicy(sources);
+  return sources;
 }

@@ -1,7 +1,8 @@
 import { mkdirSync, existsSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { userInfo } from 'node:os';
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { AuditStore, type AuditEvent, type AuditEventInput } from '../audit/index.ts';
 import {
   AirlockError, cannotRecord, isRecordingFailure, ensureHome, makePrivateTree, phase, type HomeLayout,
@@ -11,18 +12,22 @@ import {
   BwrapDriver, buildSandboxEnv, HOST_UID_FOR_SANDBOX, SANDBOX_HOME, SANDBOX_WORKSPACE,
   type ExecHandle, type Sandbox, type SandboxDriver,
 } from '../sandbox/index.ts';
-import { captureWorkspace, openHostRepo, prepareSnapshot, resolveCommit, type CaptureResult, type HostRepo, type Snapshot } from '../workspace/index.ts';
-import { sessionPolicy, type PolicyChoice } from './policy.ts';
+import { captureWorkspace, prepareSnapshot, type CaptureResult, type HostRepo, type Snapshot } from '../workspace/index.ts';
+import { policyAt, readSessionOrigin, type PolicyChoice, type SessionOrigin } from './policy.ts';
 import { newSessionId } from './id.ts';
 import { resolveLayers, LAYER_NAMES, type LayerName, type NetworkSetup, type SessionLayer, type SessionLayers } from './layers.ts';
 import { recoverSessions } from './recover.ts';
 import { assertRoomToRecord, holdBallast, watchRecordingSpace } from './recording.ts';
+
+const execFileAsync = promisify(execFile);
 
 export interface OpenSessionOptions extends PolicyChoice {
   /** Repository path (default: current directory). */
   repo?: string;
   /** Base ref (default: policy sandbox.baseRef, i.e. HEAD). */
   base?: string;
+  /** Repository, base commit and policy files already read (applyProfile); then `repo`, `base` and the policy files are not read again. */
+  origin?: SessionOrigin;
   /** Agent identity for baselines and approvals (default: "generic"). */
   agent?: string;
   /** What started the session, for the record (e.g. the run command). */
@@ -188,11 +193,10 @@ export class Session {
   static async open(o: OpenSessionOptions = {}, store?: AuditStore): Promise<Session> {
     const env = o.env ?? process.env;
     const home = ensureHome(o.home ?? env.AIRLOCK_HOME ?? undefined);
-    const repo = openHostRepo(resolve(o.repo ?? process.cwd()));
     // Base first from the flag or HEAD, then read the policy as of that commit.
-    const base = resolveCommit(repo, o.base ?? 'HEAD');
+    const { repo, base, sources } = o.origin ?? readSessionOrigin(o, env);
     // Caller grants (agent profiles: credentials.brokered); --allow-host values go to the gateway as grants.
-    const policy = sessionPolicy(repo, base, o, env);
+    const policy = policyAt({ sources }, o.grants);
     phase('session.policy');
     const { layers, disabled } = resolveLayers(o.layers);
     assertRoomToRecord(home.root);
@@ -216,6 +220,7 @@ export class Session {
 
   private async start(o: OpenSessionOptions, env: NodeJS.ProcessEnv): Promise<void> {
     mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
+    const identities = hostIdentities();
     this.releaseBallast = holdBallast(join(this.stateDir, 'recording-ballast'));
     this.cleanups.push(() => this.releaseBallast());
     const p = this.policy.policy;
@@ -274,7 +279,7 @@ export class Session {
         envNames: Object.keys(sandboxEnv).sort(), mounts: p.sandbox.mounts,
         allowHosts: o.allowHosts ?? [], snapshotBuilt: this.snapshot.built,
         historyHidden: this.syntheticBase !== null, syntheticBase: this.syntheticBase,
-        startedBy: safeUser(), startedByIdentities: hostIdentities(), supervisorPid: process.pid, workspace: SANDBOX_WORKSPACE,
+        startedBy: safeUser(), startedByIdentities: await identities, supervisorPid: process.pid, workspace: SANDBOX_WORKSPACE,
         layers: Object.fromEntries(LAYER_NAMES.map((n) => [n, this.layers[n] ? 'on' : 'off'])),
       },
     });
@@ -459,14 +464,15 @@ export class Session {
   }
 }
 
-/** The starter's other names (git identity from the human's own config), for separation of duties. */
-function hostIdentities(): string[] {
-  const out = [safeUser()];
-  for (const k of ['user.email', 'user.name']) {
-    const r = spawnSync('git', ['config', '--global', '--get', k], { encoding: 'utf8', timeout: 2000 });
-    if (r.status === 0 && r.stdout.trim()) out.push(r.stdout.trim());
-  }
-  return out;
+/**
+ * The starter's other names (git identity from the human's own config), for separation of
+ * duties. Asked while the sandbox starts (both at once), not before it.
+ */
+async function hostIdentities(): Promise<string[]> {
+  const ask = (key: string) => execFileAsync('git', ['config', '--global', '--get', key], { encoding: 'utf8', timeout: 2000 })
+    .then((r) => r.stdout.trim(), () => '');
+  const names = await Promise.all(['user.email', 'user.name'].map(ask));
+  return [safeUser(), ...names.filter(Boolean)];
 }
 
 function safeUser(): string {
