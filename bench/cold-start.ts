@@ -73,18 +73,33 @@ for (const [name, c] of Object.entries(commands)) {
   if (r.code !== 0) throw new Error(`${name} failed to run (exit ${r.code}); srt needs bwrap, socat and ripgrep (scripts/setup.sh test deps)`);
 }
 
+// where the time goes: phase marks of extra runs with the probe loaded (it costs a few ms),
+// one per round, in the rotation like the others (so they meet the same load)
+const probe = join(ROOT, 'bench', 'phase-probe.ts');
+const phaseSamples: Record<string, number[]> = {};
+async function probedRun(): Promise<void> {
+  const out = join(work, 'phases.json');
+  const c = commands['airlock run -- true']!;
+  await timed(c.argv, { ...c.env, NODE_OPTIONS: `--import=${probe}`, AIRLOCK_PHASES_OUT: out });
+  const marks = JSON.parse(readFileSync(out, 'utf8')) as PhaseMark[];
+  let prev = 0;
+  for (const m of marks) { (phaseSamples[m.name] ??= []).push(m.at - prev); prev = m.at; }
+}
+
 const names = Object.keys(commands);
 const samples: Record<string, Timed[]> = Object.fromEntries(names.map((n) => [n, []]));
+const PROBED = '(phase probe)';
 for (let round = 0; round < ROUNDS; round++) {
-  for (let k = 0; k < names.length; k++) {
-    const name = names[(round + k) % names.length]!;
-    samples[name]!.push(await timed(commands[name]!.argv, commands[name]!.env));
+  const order = [...names, PROBED];
+  for (let k = 0; k < order.length; k++) {
+    const name = order[(round + k) % order.length]!;
+    if (name === PROBED) await probedRun();
+    else samples[name]!.push(await timed(commands[name]!.argv, commands[name]!.env));
   }
 }
 const perRound = (a: string, b: string) => median(samples[a]!.map((x, i) => x.ms / samples[b]![i]!.ms));
 const med = (n: string, k: 'ms' | 'cpuMs') => median(samples[n]!.map((x) => x[k]));
 
-// where the time goes: phase marks of extra runs (the probe itself costs a few ms)
 const PHASES: [string, string][] = [
   ['node.boot', 'Node start (process start → first module of the CLI)'],
   ['cli.loaded', 'loading the CLI and the `run` command\'s modules'],
@@ -103,29 +118,21 @@ const PHASES: [string, string][] = [
   ['run.report', 'summary printed (audit queries)'],
   ['exit', 'exit'],
 ];
-const probe = join(ROOT, 'bench', 'phase-probe.ts');
-const phaseSamples: Record<string, number[]> = {};
-for (let i = 0; i < Math.max(5, Math.ceil(ROUNDS / 2)); i++) {
-  const out = join(work, 'phases.json');
-  const c = commands['airlock run -- true']!;
-  await timed(c.argv, { ...c.env, NODE_OPTIONS: `--import=${probe}`, AIRLOCK_PHASES_OUT: out });
-  const marks = JSON.parse(readFileSync(out, 'utf8')) as PhaseMark[];
-  let prev = 0;
-  for (const m of marks) { (phaseSamples[m.name] ??= []).push(m.at - prev); prev = m.at; }
-}
-
 const fmt = (x: number) => x.toFixed(0);
 const rows = names.map((n) => `| ${n} | ${fmt(med(n, 'ms'))} | ${fmt(med(n, 'cpuMs'))} | ${perRound(n, 'srt true').toFixed(2)}× |`);
 const runVsSrt = perRound('airlock run -- true', 'srt true');
-const phaseRows = PHASES.filter(([k]) => phaseSamples[k]).map(([k, what]) => `| ${what} | ${median(phaseSamples[k]!).toFixed(1)} |`);
 const phaseTotal = PHASES.reduce((a, [k]) => a + (phaseSamples[k] ? median(phaseSamples[k]!) : 0), 0);
+const phaseRows = PHASES.filter(([k]) => phaseSamples[k]).map(([k, what]) => {
+  const ms = median(phaseSamples[k]!);
+  return `| ${what} | ${ms.toFixed(1)} | ${((ms / phaseTotal) * 100).toFixed(0)}% |`;
+});
 const md = [
   '## Cold start: `airlock run -- true` vs `srt true`', '',
   `Command: \`node bench/cold-start.ts --rounds ${ROUNDS}${BEFORE ? ' --before DIR' : ''}\`. A repository of 1,000 committed files; each command is a fresh process started from a shell-less spawn in that repository, wrapped in /usr/bin/time for CPU (user + system, children included). The Airlock workspace snapshot of the commit is cached (warm-up run), as for every session after a commit's first; srt (\`@anthropic-ai/sandbox-runtime\` ${srtVersion()}, default settings: bwrap, socat bridges, seccomp, a ripgrep scan for dangerous files) has no cache. Airlock runs with its default policy: process telemetry on (strace), no network, every layer. ${ROUNDS} rounds, each runs every command once in a rotating order; "vs srt" is the median of per-round ratios.${BEFORE ? ' "before" is the tree before issue 16\'s CLI and start/stop changes, same machine, same rounds.' : ''}`, '',
   '| command | wall ms (median) | CPU ms (median) | vs srt true |', '| --- | ---: | ---: | ---: |', ...rows, '',
   `Target: \`airlock run -- true\` ≤ 0.5× \`srt true\` → **${runVsSrt.toFixed(2)}×**.`, '',
-  `Where the time of \`airlock run -- true\` goes (median of ${phaseSamples.exit?.length ?? 0} runs with the phase probe loaded; ms from the end of the previous phase; sum of medians ${fmt(phaseTotal)} ms):`, '',
-  '| phase | ms |', '| --- | ---: |', ...phaseRows,
+  `Where the time of \`airlock run -- true\` goes (median of ${phaseSamples.exit?.length ?? 0} runs with the phase probe loaded, one per round; ms from the end of the previous phase; sum of medians ${fmt(phaseTotal)} ms; the shares move less with the machine's load than the milliseconds):`, '',
+  '| phase | ms | share |', '| --- | ---: | ---: |', ...phaseRows,
 ].join('\n');
 console.log(md);
 if (!process.argv.includes('--no-write')) writeSection('cold-start', md);
