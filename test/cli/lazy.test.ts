@@ -5,7 +5,7 @@ import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { registrations } from '../../src/cli/commands/index.ts';
-import { airlock, tmp, cleanup, ROOT } from '../helpers.ts';
+import { airlock, tmp, cleanup, makeRepo, ROOT } from '../helpers.ts';
 
 // Issue 16: the CLI's start is paid by every command (and ~70 times by this suite).
 // `--version` and `--help` load no command module, a command loads only the file that
@@ -19,22 +19,23 @@ registerHooks({ load(url, context, next) { loaded.push(url); return next(url, co
 process.on('exit', () => writeFileSync(process.env.AIRLOCK_TEST_LOADED, loaded.join('\\n')));
 `;
 
-/** The project files (relative to the repo root) that `airlock ARGS` loaded, and its result. */
-function loadedBy(args: string[]): { files: string[]; status: number | null; stdout: string; stderr: string } {
+/** The project files (relative to the repo root: src/…, node_modules/…) that `airlock ARGS` loaded, and its result. */
+function loadedBy(args: string[], cwd?: string, home?: string): { files: string[]; status: number | null; stdout: string; stderr: string } {
   const dir = tmp('airlock-lazy-');
   const hook = join(dir, 'hook.mjs');
   const out = join(dir, 'loaded.txt');
   writeFileSync(hook, HOOK);
   try {
-    const r = airlock(args, { home: join(dir, 'home'), env: { NODE_OPTIONS: `--import=${hook}`, AIRLOCK_TEST_LOADED: out } });
+    const r = airlock(args, { cwd, home: home ?? join(dir, 'home'), env: { NODE_OPTIONS: `--import=${hook}`, AIRLOCK_TEST_LOADED: out } });
     const files = readFileSync(out, 'utf8').split('\n').filter((u) => u.startsWith('file:'))
-      .map((u) => relative(ROOT, fileURLToPath(u))).filter((p) => p.startsWith('src/'));
+      .map((u) => relative(ROOT, fileURLToPath(u))).filter((p) => !p.startsWith('..'));
     return { files, status: r.status, stdout: r.stdout, stderr: r.stderr };
   } finally { cleanup(dir); }
 }
 
+const sources = (files: string[]) => files.filter((f) => f.startsWith('src/'));
 const commandModules = (files: string[]) => files.filter((f) => f.startsWith('src/cli/commands/') && f !== 'src/cli/commands/index.ts');
-const outsideCliAndCommon = (files: string[]) => files.filter((f) => !/^src\/(cli|common)\//.test(f));
+const outsideCliAndCommon = (files: string[]) => sources(files).filter((f) => !/^src\/(cli|common)\//.test(f));
 
 test('--version, -V, --help, help, no command and an unknown command load no command module and no other layer', () => {
   for (const args of [['--version'], ['-V'], ['--help'], ['help'], [], ['rnu']]) {
@@ -80,4 +81,17 @@ test('the lazy table names exactly the top-level commands (with their arguments)
     })].join(' '));
     assert.deepEqual(defined.sort(), Object.keys(r.commands).sort());
   }
+});
+
+test('a later airlock run -- true on a commit loads neither secretlint nor the full detection engine (it scans nothing)', () => {
+  const repo = makeRepo();
+  const home = tmp('airlock-lazy-home-');
+  try {
+    // the commit's first session scans the base tree for secrets (and caches the result)
+    assert.equal(airlock(['run', '--', 'true'], { cwd: repo, home }).status, 0);
+    const r = loadedBy(['run', '--', 'true'], repo, home);
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(r.files.includes('src/session/session.ts'), 'the hook saw the session');
+    assert.deepEqual(r.files.filter((f) => f.includes('@secretlint/') || f === 'src/secrets/index.ts' || f === 'src/secrets/engine.ts'), []);
+  } finally { cleanup(repo, home); }
 });
