@@ -26,12 +26,7 @@ export async function main(argv: string[]): Promise<number> {
   // Only the module that defines the command is loaded; the rest of the time none is.
   const name = requestedCommand(argv);
   const wanted = name === undefined ? undefined : registrationOf(name);
-  if (wanted) {
-    // One parse per schema per process: zod's JIT (new Function per object schema) costs
-    // more on a first parse than it saves on a CLI's few (policy, profiles: ~12 ms each).
-    (await import('zod')).z.config({ jitless: true });
-    (await wanted.load())(program);
-  }
+  if (wanted) (await wanted.load())(program);
   else addCommandStubs(program);
   phase('cli.loaded');
   program.hook('postAction', (_t, cmd) => {

@@ -4,4 +4,5 @@ export { newSessionId, SESSION_ID } from './id.ts';
 export { defaultLayers, resolveLayers, LAYER_NAMES, type SessionLayer, type SessionLayers, type LayerName, type NetworkSetup } from './layers.ts';
 export { listSessions, type SessionSummary } from './list.ts';
 export { recoverSessions, type RecoveredSession } from './recover.ts';
-export { superviseSession, startDetached, request, type Frame } from './daemon.ts';
+export { superviseSession } from './daemon.ts';
+export { startDetached, request, type Frame } from './client.ts';

@@ -95,3 +95,12 @@ test('a later airlock run -- true on a commit loads neither secretlint nor the f
     assert.deepEqual(r.files.filter((f) => f.includes('@secretlint/') || f === 'src/secrets/index.ts' || f === 'src/secrets/engine.ts'), []);
   } finally { cleanup(repo, home); }
 });
+
+test('the commands that reach a running session or read the record load neither the session core nor the policy engine', () => {
+  for (const args of [['sessions', '--json'], ['exec', 'ses-none', '--', 'true'], ['session', 'stop', 'ses-none']]) {
+    const r = loadedBy(args);
+    assert.ok(r.files.includes('src/session/client.ts'), `airlock ${args.join(' ')} went through the client entry`);
+    assert.deepEqual(r.files.filter((f) => f.startsWith('node_modules/zod/') || f.startsWith('node_modules/yaml/') || f.startsWith('src/policy/') || f === 'src/session/session.ts'), [], `airlock ${args.join(' ')}`);
+  }
+  assert.match(loadedBy(['exec', 'ses-none', '--', 'true']).stderr, /no such session: ses-none/);
+});

@@ -2,11 +2,12 @@ import type { Command } from 'commander';
 import { constants as osConstants } from 'node:os';
 import { AirlockError, ExitCode, ensureHome, phase, type HomeLayout, escapeForTerminal as esc } from '../../common/index.ts';
 import { AuditStore } from '../../audit/index.ts';
-import {
-  Session, listSessions, recoverSessions, type OpenSessionOptions, type SessionSummary, request, startDetached,
-} from '../../session/index.ts';
-import { applyProfile } from '../../agents/index.ts';
+// The client entry only: `exec`, `session stop` and friends talk to a running supervisor
+// and must not pay for the session core and the policy engine; `run` loads them itself.
+import { listSessions, recoverSessions, type SessionSummary, request, startDetached } from '../../session/client.ts';
+import type { OpenSessionOptions } from '../../session/index.ts';
 import { bad, dim, ok, printJson, table, warn, progress, setExit } from '../output.ts';
+import { preferInterpretedSchemas } from '../schemas.ts';
 
 function collect(v: string, prev: string[]): string[] { return [...prev, v]; }
 
@@ -75,6 +76,8 @@ export function registerSession(program: Command): void {
     .addHelpText('after', '\nExamples:\n  airlock run -- bash\n  airlock run --allow-host registry.npmjs.org -- npm test\n  airlock run --agent codex -- codex exec "fix the failing test"')
     .action(async (command: string[], o: Record<string, unknown>, cmd: Command) => {
       progress('preparing workspace snapshot');
+      const [{ Session }, { applyProfile }] = await Promise.all([import('../../session/index.ts'), import('../../agents/index.ts')]);
+      await preferInterpretedSchemas();
       const profile = applyProfile(o.agent as string, command, { session: toOptions(o, command) });
       phase('run.profile');
       const session = await Session.open({ ...toOptions(o, command), ...profile.openOptions });
