@@ -102,7 +102,8 @@ const med = (n: string, k: 'ms' | 'cpuMs') => median(samples[n]!.map((x) => x[k]
 
 const PHASES: [string, string][] = [
   ['node.boot', 'Node start (process start → first module of the CLI)'],
-  ['cli.loaded', 'loading the CLI and the `run` command\'s modules'],
+  ['cli.loaded', 'loading the CLI and the `run` command\'s file'],
+  ['run.modules', 'loading the session core, the policy engine and the agent profiles'],
   ['run.profile', 'agent profile: repository, base commit, policy files, profile'],
   ['session.policy', 'policy resolved (org ⊕ repo ⊕ grants)'],
   ['session.audit-open', 'audit store opened'],

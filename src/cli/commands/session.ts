@@ -78,6 +78,7 @@ export function registerSession(program: Command): void {
       progress('preparing workspace snapshot');
       const [{ Session }, { applyProfile }] = await Promise.all([import('../../session/index.ts'), import('../../agents/index.ts')]);
       await preferInterpretedSchemas();
+      phase('run.modules');
       const profile = applyProfile(o.agent as string, command, { session: toOptions(o, command) });
       phase('run.profile');
       const session = await Session.open({ ...toOptions(o, command), ...profile.openOptions });
