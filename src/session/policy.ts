@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { AirlockError } from '../common/index.ts';
 import { parsePolicyText, readPolicyFile, resolvePolicy, DEFAULT_ORG_POLICY, type LoadedPolicy, type PolicySource } from '../policy/index.ts';
-import { openHostRepo, readAtCommit, resolveCommit, type HostRepo } from '../workspace/index.ts';
+import { openHostRepoAt, readAtCommit, type HostRepo } from '../workspace/index.ts';
 
 export const REPO_POLICY_FILE = 'airlock.yaml';
 
@@ -29,8 +29,7 @@ export function orgPolicyPath(c: PolicyChoice, env: NodeJS.ProcessEnv = process.
 export interface SessionOrigin { repo: HostRepo; base: string; sources: PolicySource[] }
 
 export function readSessionOrigin(o: PolicyChoice & { repo?: string; base?: string }, env: NodeJS.ProcessEnv = process.env): SessionOrigin {
-  const repo = openHostRepo(resolve(o.repo ?? process.cwd()));
-  const base = resolveCommit(repo, o.base ?? 'HEAD');
+  const { repo, commit: base } = openHostRepoAt(resolve(o.repo ?? process.cwd()), o.base ?? 'HEAD');
   return { repo, base, sources: policySources(repo, base, o, env) };
 }
 
