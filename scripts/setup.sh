@@ -19,6 +19,7 @@ if [ "$WANT_TEST_DEPS" = 1 ]; then
   pkgs+=(python3-pip) # the package firewall tests run the real pip inside a sandbox
   pkgs+=(sqlite3) # audit tamper tests edit the database with the sqlite3 CLI
   pkgs+=(chromium-headless-shell) # the console's tests drive a real browser (playwright-core)
+  pkgs+=(ripgrep) # srt (@anthropic-ai/sandbox-runtime), the baseline of bench/cold-start.ts, refuses to start without rg
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,9 +1,7 @@
 import { AirlockError } from '../common/index.ts';
 import { SANDBOX_HOME } from '../sandbox/index.ts';
 import type { OpenSessionOptions, Session } from '../session/index.ts';
-import { sessionPolicy } from '../session/index.ts';
-import { openHostRepo, resolveCommit } from '../workspace/index.ts';
-import { resolve } from 'node:path';
+import { policyAt, readSessionOrigin } from '../session/index.ts';
 import { getProfile } from './profiles.ts';
 import { agentArgv, fileDigest, resolveAgent, type ResolvedAgent, type ResolveOptions } from './resolve.ts';
 
@@ -16,7 +14,7 @@ export interface AppliedProfile {
   /** The agent's command line inside the sandbox. */
   argv: string[];
   /** Merge into Session.open options. */
-  openOptions: Pick<OpenSessionOptions, 'agent' | 'agentVersion' | 'sandboxEnv' | 'readOnlyPaths' | 'allowHosts' | 'grants'>;
+  openOptions: Pick<OpenSessionOptions, 'agent' | 'agentVersion' | 'origin' | 'sandboxEnv' | 'readOnlyPaths' | 'allowHosts' | 'grants'>;
   agent: ResolvedAgent;
   /** Writes the profile's files into the sandbox home; call after Session.open, before exec. */
   prepare(session: Session): Promise<void>;
@@ -31,16 +29,15 @@ export interface ApplyOptions extends ResolveOptions {
 export function applyProfile(name: string, args: string[], o: ApplyOptions = {}): AppliedProfile {
   const so = o.session ?? {};
   // The policy (org + base commit's airlock.yaml, or --policy) may add or override profiles.
-  const repo = openHostRepo(resolve(so.repo ?? process.cwd()));
-  const base = resolveCommit(repo, so.base ?? 'HEAD');
-  const policy = sessionPolicy(repo, base, so, so.env ?? process.env).policy;
+  const origin = so.origin ?? readSessionOrigin(so, so.env ?? process.env);
+  const policy = policyAt(origin, so.grants).policy;
   const profile = getProfile(name, policy);
   const agent = resolveAgent(profile, o);
   const argv = agentArgv(agent, args);
   return {
     argv, agent,
     openOptions: {
-      agent: name,
+      agent: name, origin,
       agentVersion: agent.version,
       sandboxEnv: { ...(so.sandboxEnv ?? {}), ...agent.env },
       readOnlyPaths: [...(so.readOnlyPaths ?? []), ...agent.mounts],

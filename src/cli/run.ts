@@ -3,6 +3,7 @@ import { main } from './main.ts';
 if (process.argv[2] === '__supervise') {
   // Detached session supervisor (started by `airlock session start`).
   const { superviseSession } = await import('../session/index.ts');
+  await (await import('./schemas.ts')).preferInterpretedSchemas();
   process.once('message', (opts) => {
     void superviseSession(opts as never, (id, err) => {
       process.send?.(err ? { id: null, error: { kind: err.kind, message: err.message, hint: err.hint } } : { id });

@@ -130,7 +130,3 @@ export async function scanPathsDetailed(paths: string[], opts: ScanPathsOptions 
   }
   return res;
 }
-
-export async function scanPaths(paths: string[], opts: ScanPathsOptions = {}): Promise<SecretFinding[]> {
-  return (await scanPathsDetailed(paths, opts)).findings;
-}

@@ -68,10 +68,6 @@ export function printableRunsOf(buf: Buffer): string {
   return runs.join('\n');
 }
 
-export function printableRuns(latin1: string): string {
-  return (latin1.match(PRINTABLE_RUN) ?? []).join('\n');
-}
-
 export async function judgeFile(job: JudgeJob): Promise<Verdict> {
   const abs = Buffer.from(job.abs.buffer, job.abs.byteOffset, job.abs.byteLength);
   const r = readNoFollowBytes(abs, job.maxBytes);

@@ -180,7 +180,8 @@ async function restoreRedacted(s: Session): Promise<Record<string, [string, stri
 }
 
 async function plantHoneytokens(s: Session): Promise<void> {
-  const planted: Honeytoken[] = (await import('../secrets/index.ts')).plantHoneytokens(s.homeView(), null, s.policy.policy.secrets).tokens;
+  // the light entry: planting needs no detection engine (secretlint, the prefilter)
+  const planted: Honeytoken[] = (await import('../secrets/honeytokens.ts')).plantHoneytokens(s.homeView(), null, s.policy.policy.secrets).tokens;
   // name them as the agent sees them
   const tokens = planted.map((t) => ({ ...t, path: t.path.replace(s.homeView(), '/home/agent') }));
   if (!tokens.length) return;

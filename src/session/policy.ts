@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { AirlockError } from '../common/index.ts';
 import { parsePolicyText, readPolicyFile, resolvePolicy, DEFAULT_ORG_POLICY, MODE_LAYERS, type LoadedPolicy, type PolicySource } from '../policy/index.ts';
-import { readAtCommit, type HostRepo } from '../workspace/index.ts';
+import { openHostRepoAt, readAtCommit, type HostRepo } from '../workspace/index.ts';
 
 export const REPO_POLICY_FILE = 'airlock.yaml';
 
@@ -23,26 +24,21 @@ export function orgPolicyPath(c: PolicyChoice, env: NodeJS.ProcessEnv = process.
 }
 
 /**
- * The policy a session runs under is read from the host: the org file and the base
- * commit's airlock.yaml (or a file the user names), never from the workspace the agent
- * can edit. Without any file, the built-in defaults (the strictest settings) apply.
+ * Where a session starts, read once from the host: the repository, the base commit and the
+ * policy files (org, then the base commit's airlock.yaml or --policy). `airlock run` reads
+ * it for the agent profile and hands it to Session.open, which then reads nothing twice.
  */
-export function sessionPolicy(repo: HostRepo | null, baseCommit: string | null, c: PolicyChoice, env: NodeJS.ProcessEnv = process.env): LoadedPolicy {
-  const sources: PolicySource[] = [];
-  const org = orgPolicyPath(c, env);
-  if (org) {
-    if (!existsSync(org)) throw new AirlockError('NOT_FOUND', `org policy not found: ${org}`, 'fix AIRLOCK_ORG_POLICY / --org-policy, or remove it');
-    sources.push(readPolicyFile(org, 'org'));
-  }
-  if (c.policyFile) sources.push(readPolicyFile(c.policyFile, 'repo'));
-  else if (repo && baseCommit) {
-    const text = readAtCommit(repo, baseCommit, REPO_POLICY_FILE);
-    const origin = `${REPO_POLICY_FILE}@${baseCommit.slice(0, 12)}`;
-    if (text !== null) sources.push({ kind: 'repo', origin, raw: parsePolicyText(text, origin), text });
-  }
-  if (c.grants) sources.push({ kind: 'grant', origin: 'command line', raw: c.grants });
-  const loaded = resolvePolicy(sources);
-  return withCandidate(loaded, c.shadowPolicy);
+export interface SessionOrigin { repo: HostRepo; base: string; sources: PolicySource[] }
+
+export function readSessionOrigin(o: PolicyChoice & { repo?: string; base?: string }, env: NodeJS.ProcessEnv = process.env): SessionOrigin {
+  const { repo, commit: base } = openHostRepoAt(resolve(o.repo ?? process.cwd()), o.base ?? 'HEAD');
+  return { repo, base, sources: policySources(repo, base, o, env) };
+}
+
+/** The policy of a session that starts at `origin`, with the caller's grants on top (and shadow mode's candidate). */
+export function policyAt(origin: Pick<SessionOrigin, 'sources'>, grants: PolicyChoice['grants'], shadowPolicy?: string): LoadedPolicy {
+  const loaded = resolvePolicy(grants ? [...origin.sources, { kind: 'grant', origin: 'command line', raw: grants }] : origin.sources);
+  return withCandidate(loaded, shadowPolicy);
 }
 
 /** Shadow mode needs a candidate, and a candidate needs a layer in shadow mode: either alone is a mistake. */
@@ -56,4 +52,29 @@ function withCandidate(loaded: LoadedPolicy, file: string | undefined): LoadedPo
   const base = loaded.sources.filter((s) => s.kind !== 'repo');
   const candidate = resolvePolicy([...base.filter((s) => s.kind === 'org'), readPolicyFile(file, 'repo'), ...base.filter((s) => s.kind === 'grant')]);
   return { ...loaded, candidate };
+}
+
+/**
+ * The policy a session runs under is read from the host: the org file and the base
+ * commit's airlock.yaml (or a file the user names), never from the workspace the agent
+ * can edit. Without any file, the built-in defaults (the strictest settings) apply.
+ */
+export function sessionPolicy(repo: HostRepo | null, baseCommit: string | null, c: PolicyChoice, env: NodeJS.ProcessEnv = process.env): LoadedPolicy {
+  return policyAt({ sources: policySources(repo, baseCommit, c, env) }, c.grants, c.shadowPolicy);
+}
+
+function policySources(repo: HostRepo | null, baseCommit: string | null, c: PolicyChoice, env: NodeJS.ProcessEnv): PolicySource[] {
+  const sources: PolicySource[] = [];
+  const org = orgPolicyPath(c, env);
+  if (org) {
+    if (!existsSync(org)) throw new AirlockError('NOT_FOUND', `org policy not found: ${org}`, 'fix AIRLOCK_ORG_POLICY / --org-policy, or remove it');
+    sources.push(readPolicyFile(org, 'org'));
+  }
+  if (c.policyFile) sources.push(readPolicyFile(c.policyFile, 'repo'));
+  else if (repo && baseCommit) {
+    const text = readAtCommit(repo, baseCommit, REPO_POLICY_FILE);
+    const origin = `${REPO_POLICY_FILE}@${baseCommit.slice(0, 12)}`;
+    if (text !== null) sources.push({ kind: 'repo', origin, raw: parsePolicyText(text, origin), text });
+  }
+  return sources;
 }

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { AuditStore } from '../audit/index.ts';
 import type { AuditEventInput, HomeLayout } from '../common/index.ts';
 import { recoverTrace, removeSessionCgroups, traceEventKey } from '../sandbox/index.ts';
-import { redactDeep } from '../secrets/index.ts';
+import { redactDeep } from '../secrets/sync.ts';
 import { SESSION_ID } from './id.ts';
 import { listSessions } from './list.ts';
 

@@ -1,28 +1,33 @@
 import { mkdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { userInfo } from 'node:os';
-import { spawnSync } from 'node:child_process';
-import { AuditStore, type AuditEvent } from '../audit/index.ts';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { AuditStore, type AuditEvent, type AuditEventInput } from '../audit/index.ts';
 import {
-  AirlockError, cannotRecord, isRecordingFailure, ensureHome, makePrivateTree, type HomeLayout, type AuditEventInput,
+  AirlockError, cannotRecord, isRecordingFailure, ensureHome, makePrivateTree, phase, type HomeLayout,
 } from '../common/index.ts';
 import { MODE_LAYERS, type LoadedPolicy, type ModalDecision } from '../policy/index.ts';
 import {
   BwrapDriver, buildSandboxEnv, HOST_UID_FOR_SANDBOX, SANDBOX_HOME, SANDBOX_WORKSPACE,
   type ExecHandle, type Sandbox, type SandboxDriver,
 } from '../sandbox/index.ts';
-import { captureWorkspace, openHostRepo, prepareSnapshot, resolveCommit, type CaptureResult, type HostRepo, type Snapshot } from '../workspace/index.ts';
-import { sessionPolicy, type PolicyChoice } from './policy.ts';
+import { captureWorkspace, prepareSnapshot, type CaptureResult, type HostRepo, type Snapshot } from '../workspace/index.ts';
+import { policyAt, readSessionOrigin, type PolicyChoice, type SessionOrigin } from './policy.ts';
 import { newSessionId } from './id.ts';
 import { resolveLayers, LAYER_NAMES, type LayerName, type NetworkSetup, type SessionLayer, type SessionLayers } from './layers.ts';
 import { recoverSessions } from './recover.ts';
 import { assertRoomToRecord, holdBallast, watchRecordingSpace } from './recording.ts';
+
+const execFileAsync = promisify(execFile);
 
 export interface OpenSessionOptions extends PolicyChoice {
   /** Repository path (default: current directory). */
   repo?: string;
   /** Base ref (default: policy sandbox.baseRef, i.e. HEAD). */
   base?: string;
+  /** Repository, base commit and policy files already read (applyProfile); then `repo`, `base` and the policy files are not read again. */
+  origin?: SessionOrigin;
   /** Agent identity for baselines and approvals (default: "generic"). */
   agent?: string;
   /** The agent's version when its profile knows it (recorded in session.start; signed provenance names it). */
@@ -190,17 +195,19 @@ export class Session {
   static async open(o: OpenSessionOptions = {}, store?: AuditStore): Promise<Session> {
     const env = o.env ?? process.env;
     const home = ensureHome(o.home ?? env.AIRLOCK_HOME ?? undefined);
-    const repo = openHostRepo(resolve(o.repo ?? process.cwd()));
     // Base first from the flag or HEAD, then read the policy as of that commit.
-    const base = resolveCommit(repo, o.base ?? 'HEAD');
+    const { repo, base, sources } = o.origin ?? readSessionOrigin(o, env);
     // Caller grants (agent profiles: credentials.brokered); --allow-host values go to the gateway as grants.
-    const policy = sessionPolicy(repo, base, o, env);
+    const policy = policyAt({ sources }, o.grants, o.shadowPolicy);
+    phase('session.policy');
     const { layers, disabled } = resolveLayers(o.layers);
     assertRoomToRecord(home.root);
     const ownsStore = !store;
     const st = store ?? new AuditStore(home.auditDb);
+    phase('session.audit-open');
     // what a killed or starved session left behind (raw trace, cgroups) goes into the log first
     try { recoverSessions(st, home); } catch { /* left in place for the next attempt */ }
+    phase('session.recover');
     const s = new Session({ id: newSessionId(), repo, base, policy, home, store: st, ownsStore, agent: o.agent ?? 'generic', layers, disabledLayers: disabled, onEvent: o.onEvent });
     try {
       await s.start(o, env);
@@ -215,6 +222,7 @@ export class Session {
 
   private async start(o: OpenSessionOptions, env: NodeJS.ProcessEnv): Promise<void> {
     mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
+    const identities = hostIdentities();
     this.releaseBallast = holdBallast(join(this.stateDir, 'recording-ballast'));
     this.cleanups.push(() => this.releaseBallast());
     const p = this.policy.policy;
@@ -228,6 +236,7 @@ export class Session {
     this.snapshot = snap;
     this.snapshotReport = snap.report;
     this.syntheticBase = snap.syntheticBase;
+    phase('session.snapshot');
 
     const fixed: Record<string, string> = {
       PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
@@ -259,6 +268,7 @@ export class Session {
       record: (e) => { this.record(e); },
     });
     this.cleanups.push(() => this.sandbox.stop());
+    phase('session.sandbox');
     // the bridges live in this process: no agent connection becomes a host process
     if (net?.attach) this.cleanups.push(await net.attach(this.sandbox.networkNs()));
     this.record({
@@ -273,7 +283,7 @@ export class Session {
         envNames: Object.keys(sandboxEnv).sort(), mounts: p.sandbox.mounts,
         allowHosts: o.allowHosts ?? [], snapshotBuilt: this.snapshot.built,
         historyHidden: this.syntheticBase !== null, syntheticBase: this.syntheticBase,
-        startedBy: safeUser(), startedByIdentities: hostIdentities(), supervisorPid: process.pid, workspace: SANDBOX_WORKSPACE,
+        startedBy: safeUser(), startedByIdentities: await identities, supervisorPid: process.pid, workspace: SANDBOX_WORKSPACE,
         layers: Object.fromEntries(LAYER_NAMES.map((n) => [n, this.layers[n] ? 'on' : 'off'])),
       },
     });
@@ -290,6 +300,7 @@ export class Session {
     void this.sandbox.limitHit.then((h) => {
       if (this.state === 'running' || this.state === 'paused') this.stopReason = `limit: ${h.detail}`;
     });
+    phase('session.started');
   }
 
   get mechanisms() { return this.sandbox.mechanisms; }
@@ -382,6 +393,7 @@ export class Session {
 
   private async stopAndCapture(why: string): Promise<StopResult> {
     await this.sandbox.killAll();
+    phase('stop.kill');
     let result: CaptureResult | null = null;
     try {
       let restore: Record<string, [string, string][]> = {};
@@ -402,7 +414,9 @@ export class Session {
     } catch (e) {
       this.note({ type: 'session.capture_failed', severity: 'high', data: { error: e instanceof Error ? e.message : String(e) } });
     }
+    phase('stop.capture');
     await this.teardown();
+    phase('stop.teardown');
     // result.git, traces: git and strace create them with the umask's modes
     try { makePrivateTree(this.stateDir); } catch (e) {
       this.record({ type: 'session.capture_warning', severity: 'medium', data: { warning: `session files not made private: ${e instanceof Error ? e.message : String(e)}` } });
@@ -416,6 +430,7 @@ export class Session {
     }
     this.retryUnrecorded();
     if (this.ownsStore) this.store.close();
+    phase('stop.layers');
     return { session: this.id, result, status: this.lastStatus, reason: this.stopReason ?? why, recordingFailure: this.recordingFailure };
   }
 
@@ -464,14 +479,15 @@ function modeData(d: ModalDecision | null): Record<string, unknown> {
   return d?.modeNote ? { ...asked, mode: d.modeNote.mode, wouldBe: { ...d.modeNote.wouldBe, policy: d.modeNote.policy } } : asked;
 }
 
-/** The starter's other names (git identity from the human's own config), for separation of duties. */
-function hostIdentities(): string[] {
-  const out = [safeUser()];
-  for (const k of ['user.email', 'user.name']) {
-    const r = spawnSync('git', ['config', '--global', '--get', k], { encoding: 'utf8', timeout: 2000 });
-    if (r.status === 0 && r.stdout.trim()) out.push(r.stdout.trim());
-  }
-  return out;
+/**
+ * The starter's other names (git identity from the human's own config), for separation of
+ * duties. Asked while the sandbox starts (both at once), not before it.
+ */
+async function hostIdentities(): Promise<string[]> {
+  const ask = (key: string) => execFileAsync('git', ['config', '--global', '--get', key], { encoding: 'utf8', timeout: 2000 })
+    .then((r) => r.stdout.trim(), () => '');
+  const names = await Promise.all(['user.email', 'user.name'].map(ask));
+  return [safeUser(), ...names.filter(Boolean)];
 }
 
 function safeUser(): string {

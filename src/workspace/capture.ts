@@ -303,8 +303,7 @@ export function captureWorkspace(o: {
     if (o.layers) {
       try {
         specs = changedPaths(o.layers.upper, o.layers.lower, o.workspace);
-        const committed = agit(['diff-tree', '-r', '--no-renames', '--name-only', '-z', start, head], { env }).stdout.split('\0').filter(Boolean);
-        specs.push(...committed);
+        if (head !== start) specs.push(...changedBetween(env, start, head));
       } catch (e) {
         if (e instanceof AirlockError && e.kind === 'TOO_LARGE') throw e;
         warnings.push(`overlay walk failed (${String(e)}); hashing the whole tree`);
@@ -335,11 +334,12 @@ export function captureWorkspace(o: {
       if (present.length && add.status === 0) add = agit([...addArgs, ...fromFile], { env: wenv, cwd: '/', allowFail: true, prefix, input: list(present) });
     }
     if (add.status !== 0) warnings.push(`some files could not be captured: ${add.stderr.trim().slice(0, 500)}`);
-    const headTree = agit(['rev-parse', `${head}^{tree}`], { env }).stdout.trim();
-    const tree = untouched ? headTree : agit(['write-tree'], { env: wenv }).stdout.trim();
+    // untouched: the work tree is the head's tree, nothing to compare
+    const headTree = untouched ? null : agit(['rev-parse', `${head}^{tree}`], { env }).stdout.trim();
+    const tree = untouched ? null : agit(['write-tree'], { env: wenv }).stdout.trim();
     if (tree !== headTree) {
       dirty = true;
-      head = agit(['commit-tree', tree, '-p', head, '-m', 'airlock: uncommitted work'], {
+      head = agit(['commit-tree', tree!, '-p', head, '-m', 'airlock: uncommitted work'], {
         env: { ...env, GIT_AUTHOR_NAME: 'Airlock', GIT_AUTHOR_EMAIL: 'airlock@localhost', GIT_COMMITTER_NAME: 'Airlock', GIT_COMMITTER_EMAIL: 'airlock@localhost' },
       }).stdout.trim();
     }
@@ -350,11 +350,17 @@ export function captureWorkspace(o: {
     const onSynthetic = agit(['rev-list', '--reverse', '--first-parent', `${start}..${head}`], { env }).stdout.split('\n').filter(Boolean);
     head = transplant(env, start, o.baseCommit, onSynthetic, o.synthetic.restore ?? {});
   } else if (o.synthetic) head = o.baseCommit;
-  agit(['update-ref', 'refs/airlock/base', o.baseCommit], { env });
-  agit(['update-ref', 'refs/airlock/head', head], { env });
-  const commits = agit(['rev-list', '--reverse', `${o.baseCommit}..${head}`], { env }).stdout.split('\n').filter(Boolean);
-  const changed = agit(['diff-tree', '-r', '-z', '--no-renames', '--name-only', o.baseCommit, head], { env }).stdout.split('\0').filter(Boolean);
+  agit(['update-ref', '--stdin'], { env, input: `update refs/airlock/base ${o.baseCommit}\nupdate refs/airlock/head ${head}\n` });
+  // nothing was committed or left uncommitted: no history or paths to list (most short sessions)
+  const same = head === o.baseCommit;
+  const commits = same ? [] : agit(['rev-list', '--reverse', `${o.baseCommit}..${head}`], { env }).stdout.split('\n').filter(Boolean);
+  const changed = same ? [] : changedBetween(env, o.baseCommit, head);
   return { resultRepo: o.resultRepo, baseCommit: o.baseCommit, headCommit: head, commits, dirty, filesChanged: changed.length, warnings, refusals };
+}
+
+/** Paths that differ between two commits (no rename detection: every path is named). */
+function changedBetween(env: Record<string, string>, from: string, to: string): string[] {
+  return agit(['diff-tree', '-r', '-z', '--no-renames', '--name-only', from, to], { env }).stdout.split('\0').filter(Boolean);
 }
 
 /**

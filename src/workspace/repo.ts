@@ -17,8 +17,27 @@ export function openHostRepo(path: string): HostRepo {
   if (r.status !== 0) {
     throw new AirlockError('NOT_A_REPO', `not a git repository: ${path}`, 'run `git init` and commit first, or pass --repo PATH of a git checkout');
   }
-  const root = realpathSync(r.stdout.trim());
+  return hostRepoAt(r.stdout.trim());
+}
+
+function hostRepoAt(top: string): HostRepo {
+  const root = realpathSync(top);
   return { root, key: createHash('sha256').update(root).digest('hex').slice(0, 16) };
+}
+
+/**
+ * openHostRepo and resolveCommit in one git call (a session's start path); when that call
+ * fails or says anything unexpected, the two separate calls run and name the problem.
+ */
+export function openHostRepoAt(path: string, ref: string): { repo: HostRepo; commit: string } {
+  if (!ref.startsWith('-') && existsSync(path) && statSync(path).isDirectory()) {
+    const r = git(['rev-parse', '--show-toplevel', '--verify', '--quiet', '--end-of-options', `${ref}^{commit}`], { cwd: path, allowFail: true });
+    const lines = r.stdout.split('\n').filter(Boolean);
+    // a top-level path with a newline in it gives more lines: the separate calls handle it
+    if (r.status === 0 && lines.length === 2 && /^[0-9a-f]{40}([0-9a-f]{24})?$/.test(lines[1]!)) return { repo: hostRepoAt(lines[0]!), commit: lines[1]! };
+  }
+  const repo = openHostRepo(path);
+  return { repo, commit: resolveCommit(repo, ref) };
 }
 
 export function resolveCommit(repo: HostRepo, ref: string): string {

@@ -1,12 +1,13 @@
 import type { Command } from 'commander';
 import { constants as osConstants } from 'node:os';
-import { AirlockError, ExitCode, ensureHome, type HomeLayout, escapeForTerminal as esc } from '../../common/index.ts';
+import { AirlockError, ExitCode, ensureHome, phase, type HomeLayout, escapeForTerminal as esc } from '../../common/index.ts';
 import { AuditStore } from '../../audit/index.ts';
-import {
-  Session, listSessions, recoverSessions, type OpenSessionOptions, type SessionSummary, request, startDetached,
-} from '../../session/index.ts';
-import { applyProfile } from '../../agents/index.ts';
+// The client entry only: `exec`, `session stop` and friends talk to a running supervisor
+// and must not pay for the session core and the policy engine; `run` loads them itself.
+import { listSessions, recoverSessions, type SessionSummary, request, startDetached } from '../../session/client.ts';
+import type { OpenSessionOptions } from '../../session/index.ts';
 import { bad, dim, ok, printJson, table, warn, progress, setExit } from '../output.ts';
+import { preferInterpretedSchemas } from '../schemas.ts';
 
 function collect(v: string, prev: string[]): string[] { return [...prev, v]; }
 
@@ -76,7 +77,11 @@ export function registerSession(program: Command): void {
     .addHelpText('after', '\nExamples:\n  airlock run -- bash\n  airlock run --allow-host registry.npmjs.org -- npm test\n  airlock run --agent codex -- codex exec "fix the failing test"')
     .action(async (command: string[], o: Record<string, unknown>, cmd: Command) => {
       progress('preparing workspace snapshot');
+      const [{ Session }, { applyProfile }] = await Promise.all([import('../../session/index.ts'), import('../../agents/index.ts')]);
+      await preferInterpretedSchemas();
+      phase('run.modules');
       const profile = applyProfile(o.agent as string, command, { session: toOptions(o, command) });
+      phase('run.profile');
       const session = await Session.open({ ...toOptions(o, command), ...profile.openOptions });
       process.stderr.write(`${dim('airlock:', process.stderr)} session ${session.id} (base ${session.baseCommit.slice(0, 12)}, ${session.mechanisms.limits}, network: ${session.mechanisms.network})\n`);
       // First signal: stop the agent, capture, record; a second one forces the end at once.
@@ -98,6 +103,7 @@ export function registerSession(program: Command): void {
         const h = await session.exec({ argv: profile.argv, stdio: 'inherit', via: 'run' });
         const r = await Promise.race([h.done, session.limitHit.then(async () => h.done)]);
         status = r.status;
+        phase('run.command');
       } catch (e) {
         await session.stop('command failed to start');
         throw e;
@@ -120,6 +126,7 @@ export function registerSession(program: Command): void {
         process.stderr.write(`${dim('hint:', process.stderr)} free space where AIRLOCK_HOME lives (df -h "$AIRLOCK_HOME"); what could not be recorded then is recovered by the next airlock run or \`airlock sessions\`\n`);
       }
       process.stderr.write(`${dim('airlock:', process.stderr)} timeline: airlock audit show ${session.id}${res.result && res.result.commits.length ? `   change: airlock review list` : ''}\n`);
+      phase('run.report');
       setExit(cmd, res.recordingFailure ? ExitCode.CANNOT_RECORD : interrupted ? signalExitCode(interrupted) : status);
     });
 
