@@ -8,6 +8,7 @@ import {
   type AuditEvent, type AuditEventInput, GENESIS_HASH, chainHashFast, eventBodyFromParts, newEventId,
 } from './event.ts';
 import { redactEventInput, redactSqlParams } from './redact.ts';
+import { migrateSqlite } from './schema.ts';
 
 // Append-only, hash-chained event store in SQLite. One chain across all sessions, so a
 // deleted session is as detectable as a deleted event. Writers in several processes
@@ -17,31 +18,9 @@ import { redactEventInput, redactSqlParams } from './redact.ts';
 // module appends it; the database handle is private, and other modules' tables (approval
 // queue, sink cursors, proposals, profiles, checkpoints) are reached through `tables`,
 // whose statements cannot write the event chain and whose string parameters are redacted
-// too; the file, its WAL and shared memory are 0600; a commit is fsynced (synchronous=FULL)
+// too; its schema is versioned (schema.ts: one list of migrations for every module's
+// tables, PRAGMA user_version); the file, its WAL and shared memory are 0600; a commit is fsynced (synchronous=FULL)
 // before append returns.
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS events (
-  seq INTEGER PRIMARY KEY,
-  id TEXT NOT NULL UNIQUE,
-  ts TEXT NOT NULL,
-  type TEXT NOT NULL,
-  session TEXT,
-  severity TEXT NOT NULL,
-  decision TEXT,
-  rule TEXT,
-  data TEXT NOT NULL,
-  prev_hash TEXT NOT NULL,
-  hash TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_session ON events(session, seq);
-CREATE INDEX IF NOT EXISTS events_type ON events(type, seq);
-CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
-  BEGIN SELECT RAISE(ABORT, 'audit log is append-only: update refused'); END;
-CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
-  BEGIN SELECT RAISE(ABORT, 'audit log is append-only: delete refused'); END;
-CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL);
-`;
 
 export interface EventQuery {
   session?: string;
@@ -118,7 +97,7 @@ export class AuditStore {
       this.#db = new DatabaseSync(path, { timeout: 10_000 });
       this.#db.exec(`PRAGMA journal_mode=WAL; PRAGMA synchronous=${opts.sync ?? 'FULL'}; PRAGMA foreign_keys=ON;`);
       for (const f of [`${path}-wal`, `${path}-shm`]) makePrivateFile(f, { create: false });
-      this.#db.exec(SCHEMA);
+      migrateSqlite(this.#db, `the audit database ${path}`);
     } catch (e) {
       throw isRecordingFailure(e) ? cannotRecord(e, `the audit log ${path}`) : e;
     }
