@@ -18,6 +18,7 @@ if [ "$WANT_TEST_DEPS" = 1 ]; then
   pkgs+=(socat) # an agent command in the detection tests; the baseline of bench/bridge.ts
   pkgs+=(python3-pip) # the package firewall tests run the real pip inside a sandbox
   pkgs+=(sqlite3) # audit tamper tests edit the database with the sqlite3 CLI
+  pkgs+=(postgresql) # the shared store tests initdb a real PostgreSQL 15 cluster (test/store/pg-cluster.ts)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

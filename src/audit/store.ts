@@ -9,6 +9,7 @@ import {
 } from './event.ts';
 import { redactEventInput, redactSqlParams } from './redact.ts';
 import { migrateSqlite } from './schema.ts';
+import type { RowArr as RawEventRow } from './verify-range.ts';
 
 // Append-only, hash-chained event store in SQLite. One chain across all sessions, so a
 // deleted session is as detectable as a deleted event. Writers in several processes
@@ -41,6 +42,9 @@ export function rowToEvent(r: Row): AuditEvent {
     rule: r.rule, data: JSON.parse(r.data) as Record<string, unknown>, prevHash: r.prev_hash, hash: r.hash,
   };
 }
+
+/** An event row as stored, in column order (what a shipper copies byte for byte). */
+export type { RowArr as RawEventRow } from './verify-range.ts';
 
 export type AppendListener = (e: AuditEvent) => void;
 
@@ -204,6 +208,13 @@ export class AuditStore {
       for (const r of rows) yield rowToEvent(r);
       after = rows[rows.length - 1]!.seq;
     }
+  }
+
+  /** Events after `afterSeq` as stored (data as its canonical JSON text), at most `limit`, in order. */
+  rawRows(afterSeq: number, limit: number): RawEventRow[] {
+    const st = this.#db.prepare('SELECT seq,id,ts,type,session,severity,decision,rule,data,prev_hash,hash FROM events WHERE seq > ? ORDER BY seq ASC LIMIT ?');
+    st.setReturnArrays(true);
+    return st.all(afterSeq, Math.max(1, Math.floor(limit))) as unknown as RawEventRow[];
   }
 
   count(): number {

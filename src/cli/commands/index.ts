@@ -17,5 +17,6 @@ export const registrations: Registration[] = [
   { commands: ['audit', 'sinks'], load: async () => (await import('./audit.ts')).registerAudit },
   { commands: ['agents'], load: async () => (await import('./agents.ts')).registerAgents },
   { commands: ['verify-change', 'provenance'], load: async () => (await import('./provenance.ts')).registerProvenance },
+  { commands: ['db'], load: async () => (await import('./shared.ts')).registerDb },
   { commands: ['mcp'], load: async () => (await import('./mcp.ts')).registerMcp },
 ];
