@@ -31,3 +31,20 @@ export async function connectShared(url: string): Promise<pg.Client> {
   }
   return c;
 }
+
+/** A PostgreSQL error (permission, constraint, lost connection) as the user's error: message, hint, exit 69. */
+export function sharedStoreError(e: unknown, url: string): unknown {
+  if (e instanceof AirlockError || !(e instanceof Error)) return e;
+  const code = (e as { code?: unknown }).code;
+  if (typeof code !== 'string' && !/connect|terminat|Connection/i.test(e.message)) return e;
+  const hint = code === '42501'
+    ? 'the role in AIRLOCK_DATABASE_URL lacks a grant: hosts log in as a member of airlock_writer, `airlock db migrate` runs as the owner'
+    : 'check that PostgreSQL runs and AIRLOCK_DATABASE_URL is right; events stay spooled in the local audit.db meanwhile';
+  return new AirlockError('UNAVAILABLE', `the shared store ${redactedUrl(url)}: ${e.message}`, hint);
+}
+
+/** Connects, runs `fn`, always closes; PostgreSQL errors become AirlockErrors. */
+export async function withSharedStore<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = await connectShared(url);
+  try { return await fn(c); } catch (e) { throw sharedStoreError(e, url); } finally { await c.end().catch(() => { /* already closed */ }); }
+}

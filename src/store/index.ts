@@ -4,4 +4,4 @@ export { PG_MIGRATIONS, PG_SCHEMA_VERSION, migratePg, requireCurrentSchema } fro
 export { shipOnce, startShipper, type ShipOptions, type ShipResult, type Shipper, type ShipperOptions } from './ship.ts';
 export { verifySharedStore, type SharedVerifyResult, type SharedVerifyOptions, type HostVerdict, type BadSharedEvent } from './verify.ts';
 export { checkpointLeaf } from './global-log.ts';
-export { databaseUrl, connectShared, redactedUrl } from './connect.ts';
+export { databaseUrl, connectShared, redactedUrl, sharedStoreError, withSharedStore } from './connect.ts';

@@ -56,6 +56,7 @@ CREATE TABLE airlock.global_log (
   UNIQUE (log_id, checkpoint_id));
 ${TABLES_V1.map(appendOnly).join('\n')}
 ${grants(TABLES_V1)}
+GRANT SELECT ON airlock.schema_migrations TO airlock_writer, airlock_reader;
 `;
 
 export const PG_MIGRATIONS: readonly Migration[] = [

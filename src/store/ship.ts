@@ -99,6 +99,8 @@ export interface ShipperOptions extends ShipOptions {
   pollMs?: number;
   /** longest wait between retries while PostgreSQL is unreachable (default 5 s) */
   maxBackoffMs?: number;
+  /** run on every new connection before shipping (e.g. the schema version check) */
+  onConnect?: (c: pg.Client) => Promise<void>;
   /** called after each failed attempt (the shipper retries; nothing is dropped) */
   onError?: (e: unknown) => void;
 }
@@ -124,7 +126,10 @@ export function startShipper(local: AuditStore, connectionString: string, opts: 
     if (!client) {
       const c = new pg.Client({ connectionString, connectionTimeoutMillis: 5000 });
       c.on('error', () => { if (client === c) drop(); }); // a server restart: reconnect on the next attempt
-      await c.connect();
+      try {
+        await c.connect();
+        await opts.onConnect?.(c);
+      } catch (e) { await c.end().catch(() => { /* not connected */ }); throw e; }
       client = c;
     }
     last = await shipOnce(local, client, opts);

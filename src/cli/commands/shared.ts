@@ -4,7 +4,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { AirlockError, ExitCode, escapeForTerminal } from '../../common/index.ts';
 import {
-  PG_SCHEMA_VERSION, connectShared, databaseUrl, migratePg, redactedUrl, requireCurrentSchema, shipOnce, startShipper,
+  PG_SCHEMA_VERSION, databaseUrl, withSharedStore, migratePg, redactedUrl, requireCurrentSchema, shipOnce, startShipper,
   verifySharedStore, type SharedVerifyResult,
 } from '../../store/index.ts';
 import { openStore } from '../store.ts';
@@ -25,18 +25,14 @@ export const registerDb = (program: Command): void => {
     .description('Bring the shared store\'s schema to this Airlock\'s version (run once, as the database owner).')
     .action(async (opts: { database?: string; json?: boolean }) => {
       const url = requireUrl(opts.database);
-      const c = await connectShared(url);
-      try {
-        const version = await migratePg(c, `the shared store ${redactedUrl(url)}`);
-        if (opts.json) printJson({ version }); else process.stdout.write(`${ok('schema')} at version ${version}\n`);
-      } finally { await c.end(); }
+      const version = await withSharedStore(url, (c) => migratePg(c, `the shared store ${redactedUrl(url)}`));
+      if (opts.json) printJson({ version }); else process.stdout.write(`${ok('schema')} at version ${version}\n`);
     });
   db.command('status').option('--database <url>', 'postgres:// URL (default: AIRLOCK_DATABASE_URL)').option('--json', 'print the result as JSON')
     .description('Schema version and, per host, how many events the shared store holds.')
     .action(async (opts: { database?: string; json?: boolean }) => {
       const url = requireUrl(opts.database);
-      const c = await connectShared(url);
-      try {
+      await withSharedStore(url, async (c) => {
         await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`);
         const hosts = (await c.query<{ log_id: string; hostname: string; events: string; head: string | null }>(`SELECT h.log_id, h.hostname,
           (SELECT count(*) FROM airlock.events e WHERE e.log_id = h.log_id) AS events,
@@ -45,7 +41,7 @@ export const registerDb = (program: Command): void => {
         if (opts.json) { printJson({ version: PG_SCHEMA_VERSION, hosts }); return; }
         process.stdout.write(`schema version ${PG_SCHEMA_VERSION}, ${hosts.length} host(s)\n`);
         for (const h of hosts) process.stdout.write(`  ${escapeForTerminal(h.hostname)} ${dim(escapeForTerminal(h.logId))}: ${h.events} events, head ${h.head}\n`);
-      } finally { await c.end(); }
+      });
     });
 };
 
@@ -56,9 +52,11 @@ export async function ship(opts: { database?: string; follow?: boolean; json?: b
   if (!Number.isInteger(batch) || batch < 1 || batch > 100_000) throw new AirlockError('USAGE', '--batch must be an integer 1..100000', 'the default, 5000, suits most hosts');
   const store = openStore(false);
   try {
-    const c = await connectShared(url);
-    try { await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`); } finally { if (opts.follow) await c.end(); }
-    const r = opts.follow ? await follow(store, url, batch) : await shipOnce(store, c, { batch }).finally(() => c.end());
+    // --follow starts even while PostgreSQL is down: the local log spools until it is back
+    const r = opts.follow ? await follow(store, url, batch) : await withSharedStore(url, async (c) => {
+      await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`);
+      return shipOnce(store, c, { batch });
+    });
     if (opts.json) printJson(r ?? null);
     else if (r) process.stdout.write(`${ok('shipped')} ${r.events} events, ${r.checkpoints} checkpoints; the shared store holds this host's log up to ${r.shippedSeq} of ${r.localSeq}\n`);
   } finally { store.close(); }
@@ -68,6 +66,7 @@ async function follow(store: ReturnType<typeof openStore>, url: string, batch: n
   let said = '';
   const shipper = startShipper(store, url, {
     batch,
+    onConnect: (c) => requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`),
     onError: (e) => {
       const m = e instanceof Error ? e.message : String(e);
       if (m !== said) process.stderr.write(`${warn('airlock: shared store unreachable, events stay spooled:', process.stderr)} ${escapeForTerminal(m)}\n`);
@@ -106,11 +105,10 @@ function printShared(r: SharedVerifyResult): void {
 /** `airlock audit verify` when a shared store is configured. */
 export async function verifyShared(opts: { database?: string; json?: boolean; hostKeys?: string }, cmd: Command): Promise<void> {
   const url = requireUrl(opts.database);
-  const c = await connectShared(url);
-  try {
+  const r = await withSharedStore(url, async (c) => {
     await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`);
-    const r = await verifySharedStore(c, { trustedKeys: trustedKeys(opts.hostKeys) });
-    if (opts.json) printJson(r); else printShared(r);
-    setExit(cmd, r.ok ? ExitCode.OK : ExitCode.TAMPERED);
-  } finally { await c.end(); }
+    return verifySharedStore(c, { trustedKeys: trustedKeys(opts.hostKeys) });
+  });
+  if (opts.json) printJson(r); else printShared(r);
+  setExit(cmd, r.ok ? ExitCode.OK : ExitCode.TAMPERED);
 }
