@@ -59,8 +59,23 @@ ${grants(TABLES_V1)}
 GRANT SELECT ON airlock.schema_migrations TO airlock_writer, airlock_reader;
 `;
 
+// Answers given on any host to an ask waiting on another: the first row per ask wins (primary
+// key), and every insert wakes the asking host's shipper (NOTIFY airlock_answers).
+const V2 = `
+CREATE TABLE airlock.answers (
+  log_id text NOT NULL REFERENCES airlock.hosts, ask_id bigint NOT NULL,
+  decision text NOT NULL CHECK (decision IN ('allow', 'deny')), by text NOT NULL, reason text NOT NULL,
+  ts timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (log_id, ask_id));
+CREATE FUNCTION airlock.notify_answer() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_notify('airlock_answers', NEW.log_id); RETURN NULL; END $$;
+CREATE TRIGGER answers_notify AFTER INSERT ON airlock.answers FOR EACH ROW EXECUTE FUNCTION airlock.notify_answer();
+${appendOnly('answers')}
+${grants(['answers'])}
+`;
+
 export const PG_MIGRATIONS: readonly Migration[] = [
   { version: 1, what: 'hosts, their keys, events, checkpoints and the global log; append-only; writer and reader roles', sql: V1 },
+  { version: 2, what: 'answers to asks across hosts (first answer wins; NOTIFY wakes the asking host)', sql: V2 },
 ];
 
 export const PG_SCHEMA_VERSION = latestVersion(PG_MIGRATIONS);

@@ -5,6 +5,7 @@ import {
   type AuditStore, type Checkpoint, type RawEventRow, keyId, listCheckpoints, loadPublicKey, logId,
 } from '../audit/index.ts';
 import { checkpointLeaf } from './global-log.ts';
+import { ANSWERS_CHANNEL, relayAnswers } from './queue.ts';
 
 // The shipper: a host's local SQLite log is the durable spool; this copies it to the shared
 // PostgreSQL store. Where it stands is read from PostgreSQL itself (the highest seq of this
@@ -101,6 +102,8 @@ export interface ShipperOptions extends ShipOptions {
   maxBackoffMs?: number;
   /** run on every new connection before shipping (e.g. the schema version check) */
   onConnect?: (c: pg.Client) => Promise<void>;
+  /** answers given on other hosts are applied to this host's waiting asks through these */
+  relay?: { pendingLocal: () => number[]; answer: (id: number, decision: 'allow' | 'deny', by: string, reason: string) => void };
   /** called after each failed attempt (the shipper retries; nothing is dropped) */
   onError?: (e: unknown) => void;
 }
@@ -129,10 +132,16 @@ export function startShipper(local: AuditStore, connectionString: string, opts: 
       try {
         await c.connect();
         await opts.onConnect?.(c);
+        if (opts.relay) {
+          const log = logId(local);
+          c.on('notification', (n) => { if (n.payload === log) wake.abort(); });
+          await c.query(`LISTEN ${ANSWERS_CHANNEL}`);
+        }
       } catch (e) { await c.end().catch(() => { /* not connected */ }); throw e; }
       client = c;
     }
     last = await shipOnce(local, client, opts);
+    if (opts.relay) await relayAnswers(local, client, opts.relay.pendingLocal(), opts.relay.answer);
     lastError = null;
   };
 

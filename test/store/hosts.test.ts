@@ -4,40 +4,20 @@
 // loses nothing; a shipper killed with SIGKILL mid-batch duplicates nothing.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
 import { AuditStore, checkpoint } from '../../src/audit/index.ts';
-import { migratePg } from '../../src/store/index.ts';
 import { BIN, ROOT, tmp } from '../helpers.ts';
-import { PgCluster } from './pg-cluster.ts';
+import { type PgCluster, Procs, sharedStoreCluster } from './pg-cluster.ts';
 
 let cluster: PgCluster;
-const children = new Set<ChildProcess>();
+const procs = new Procs();
 
-before(async () => {
-  cluster = await PgCluster.create();
-  const c = new pg.Client({ connectionString: cluster.url() });
-  await c.connect();
-  try { await migratePg(c, 'test'); await c.query('CREATE ROLE host_writer LOGIN IN ROLE airlock_writer'); } finally { await c.end(); }
-});
-after(async () => {
-  for (const p of children) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
-  await cluster?.stop();
-});
+before(async () => { cluster = await sharedStoreCluster(); });
+after(async () => { procs.killAll(); await cluster?.stop(); });
 
 const hostEnv = (home: string) => ({ ...process.env, AIRLOCK_HOME: home, AIRLOCK_DATABASE_URL: cluster.url('host_writer') });
-
-function start(cmd: string, args: string[], env: NodeJS.ProcessEnv): ChildProcess & { done: Promise<number | null>; out: string[] } {
-  const p = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] }) as ChildProcess & { done: Promise<number | null>; out: string[] };
-  p.out = [];
-  p.stdout!.on('data', (d: Buffer) => p.out.push(d.toString()));
-  p.stderr!.on('data', (d: Buffer) => p.out.push(d.toString()));
-  p.done = new Promise((resolve) => p.on('exit', (code) => { children.delete(p); resolve(code); }));
-  children.add(p);
-  return p;
-}
 
 async function remoteCount(logId?: string): Promise<number> {
   const rows = await cluster.sql<{ n: string }>(logId ? 'SELECT count(*) AS n FROM airlock.events WHERE log_id = $1' : 'SELECT count(*) AS n FROM airlock.events', logId ? [logId] : []);
@@ -64,17 +44,17 @@ async function assertShippedExactly(home: string): Promise<void> {
 
 test('4 hosts × 2 concurrent sessions ship to one PostgreSQL that is stopped and restarted mid-run: nothing lost, nothing twice, all verify', async () => {
   const homes = Array.from({ length: 4 }, () => tmp('airlock-host-'));
-  const shippers = homes.map((h) => start(BIN, ['audit', 'ship', '--follow', '--batch', '50'], hostEnv(h)));
+  const shippers = homes.map((h) => procs.start(BIN, ['audit', 'ship', '--follow', '--batch', '50'], hostEnv(h)));
   await sleep(300);
-  const sessions = homes.flatMap((h, i) => [0, 1].map((k) => start(process.execPath, [join(ROOT, 'test/store/append-events.ts'), `h${i}-s${k}`, '1500'], hostEnv(h))));
+  const sessions = homes.flatMap((h, i) => [0, 1].map((k) => procs.start(process.execPath, [join(ROOT, 'test/store/append-events.ts'), `h${i}-s${k}`, '1500'], hostEnv(h))));
   await waitFor('the first shipped events', async () => (await remoteCount()) > 200);
   await cluster.stopServer();
   await sleep(1500); // the sessions go on appending into their local spools meanwhile
   await cluster.start();
-  for (const s of sessions) assert.equal(await s.done, 0, s.out.join(''));
-  for (const s of shippers) s.kill('SIGTERM');
-  for (const s of shippers) assert.equal(await s.done, 0, s.out.join(''));
-  assert.ok(shippers.some((s) => /shared store unreachable, events stay spooled/.test(s.out.join(''))), 'a shipper saw the outage');
+  for (const s of sessions) assert.equal(await s.done, 0, s.out());
+  for (const s of shippers) s.p.kill('SIGTERM');
+  for (const s of shippers) assert.equal(await s.done, 0, s.out());
+  assert.ok(shippers.some((s) => /shared store unreachable, events stay spooled/.test(s.out())), 'a shipper saw the outage');
   for (const h of homes) await assertShippedExactly(h);
   const v = spawnSync(BIN, ['audit', 'verify', '--json'], { env: hostEnv(homes[0]!), encoding: 'utf8', timeout: 120_000 });
   assert.equal(v.status, 0, v.stdout + v.stderr);
@@ -92,9 +72,9 @@ test('a shipper killed with SIGKILL mid-batch: the next one resumes where Postgr
   store.close();
   for (let round = 0; round < 3; round++) {
     const before = await remoteCount(log);
-    const shipper = start(BIN, ['audit', 'ship', '--follow', '--batch', '300'], hostEnv(home));
+    const shipper = procs.start(BIN, ['audit', 'ship', '--follow', '--batch', '300'], hostEnv(home));
     await waitFor('the shipper to make progress', async () => (await remoteCount(log)) > before + 1000);
-    shipper.kill('SIGKILL');
+    shipper.p.kill('SIGKILL');
     await shipper.done;
     const now = await remoteCount(log);
     assert.ok(now < 40_001, `round ${round}: killed before the end (${now})`);

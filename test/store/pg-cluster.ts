@@ -2,7 +2,7 @@
 // socket in that dir only (no TCP), stopped and removed by stop(). As root, initdb and pg_ctl
 // must run as `postgres` on a directory it owns. Local connections are trusted (a test
 // cluster); what the roles may do is enforced by grants and triggers, which the tests check.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -72,3 +72,34 @@ export class PgCluster {
   }
 }
 
+
+/** A cluster at the latest schema with a login role `host_writer` in airlock_writer, for a test file. */
+export async function sharedStoreCluster(): Promise<PgCluster> {
+  const { migratePg } = await import('../../src/store/index.ts');
+  const cluster = await PgCluster.create();
+  const c = new pg.Client({ connectionString: cluster.url() });
+  await c.connect();
+  try { await migratePg(c, 'test'); await c.query('CREATE ROLE host_writer LOGIN IN ROLE airlock_writer'); } finally { await c.end(); }
+  return cluster;
+}
+
+export interface Proc { p: ChildProcess; out: () => string; done: Promise<number | null> }
+
+/** The processes a test file starts (hosts' shippers and sessions); killAll() in its after-hook. */
+export class Procs {
+  private live = new Set<ChildProcess>();
+
+  start(cmd: string, args: string[], env: NodeJS.ProcessEnv): Proc {
+    const p = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.live.add(p);
+    let out = '';
+    p.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+    p.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+    const done = new Promise<number | null>((resolve) => p.on('exit', (code) => { this.live.delete(p); resolve(code); }));
+    return { p, out: () => out, done };
+  }
+
+  killAll(): void {
+    for (const p of this.live) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+  }
+}

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { AuditStore, checkpoint } from '../../src/audit/index.ts';
 import { AirlockError } from '../../src/common/index.ts';
-import { PG_SCHEMA_VERSION, migratePg, shipOnce, verifySharedStore, type SharedVerifyResult } from '../../src/store/index.ts';
+import { PG_MIGRATIONS, PG_SCHEMA_VERSION, migratePg, shipOnce, verifySharedStore, type SharedVerifyResult } from '../../src/store/index.ts';
 import { tmp } from '../helpers.ts';
 import { PgCluster } from './pg-cluster.ts';
 
@@ -80,6 +80,24 @@ test('migrations: a fresh database reaches the latest version, a second run does
     await assert.rejects(migratePg(c, 'the shared store'), (e: unknown) => e instanceof AirlockError && e.kind === 'BAD_STATE'
       && e.message.includes('schema version 99, newer than this Airlock knows'));
   } finally { await c.end(); }
+});
+
+test('migrations: a store at an older version is brought forward in place, keeping what it holds', async () => {
+  const name = `t${++dbs}`;
+  await cluster.sql(`CREATE DATABASE ${name}`);
+  const su = await client(name);
+  try {
+    assert.equal(await migratePg(su, name, PG_MIGRATIONS.slice(0, 1)), 1);
+    await cluster.sql('GRANT airlock_writer TO host_writer');
+    const h = host();
+    try {
+      const shipped = await shipAs(name, h);
+      assert.equal(await migratePg(su, name), PG_SCHEMA_VERSION);
+      assert.equal(Number((await su.query('SELECT count(*) AS n FROM airlock.events')).rows[0].n), shipped.events);
+      assert.equal((await su.query("SELECT to_regclass('airlock.answers')::text AS t")).rows[0].t, 'airlock.answers');
+      assert.equal((await verify(name)).ok, true);
+    } finally { h.store.close(); }
+  } finally { await su.end(); }
 });
 
 test('shipping copies a host\'s log byte for byte; shipping again adds nothing; the store verifies', async () => {

@@ -5,8 +5,9 @@ import { join } from 'node:path';
 import { AirlockError, ExitCode, escapeForTerminal } from '../../common/index.ts';
 import {
   PG_SCHEMA_VERSION, databaseUrl, withSharedStore, migratePg, redactedUrl, requireCurrentSchema, shipOnce, startShipper,
-  verifySharedStore, type SharedVerifyResult,
+  verifySharedStore, type SharedVerifyResult, pendingSharedAsks, answerSharedAsk, type SharedAsk,
 } from '../../store/index.ts';
+import { logId } from '../../audit/index.ts';
 import { openStore } from '../store.ts';
 import { bad, dim, ok, printJson, setExit, warn } from '../output.ts';
 
@@ -64,8 +65,13 @@ export async function ship(opts: { database?: string; follow?: boolean; json?: b
 
 async function follow(store: ReturnType<typeof openStore>, url: string, batch: number) {
   let said = '';
+  const { answerAsk, listAsks } = await import('../../command-rules/index.ts');
   const shipper = startShipper(store, url, {
     batch,
+    relay: {
+      pendingLocal: () => listAsks(store).map((a) => a.id),
+      answer: (id, decision, by, reason) => { answerAsk(store, id, decision, by, reason); },
+    },
     onConnect: (c) => requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`),
     onError: (e) => {
       const m = e instanceof Error ? e.message : String(e);
@@ -111,4 +117,21 @@ export async function verifyShared(opts: { database?: string; json?: boolean; ho
   });
   if (opts.json) printJson(r); else printShared(r);
   setExit(cmd, r.ok ? ExitCode.OK : ExitCode.TAMPERED);
+}
+
+/** With a shared store: the asks waiting on every other host (undefined without one). */
+export async function otherHostsAsks(store: ReturnType<typeof openStore>): Promise<SharedAsk[] | undefined> {
+  const url = databaseUrl();
+  if (!url) return undefined;
+  const here = logId(store);
+  return withSharedStore(url, async (c) => (await pendingSharedAsks(c)).filter((a) => a.logId !== here));
+}
+
+/** `airlock approvals allow|deny N@HOST`: answers an ask waiting on another host. */
+export async function answerOtherHost(ref: string, decision: 'allow' | 'deny', by: string, reason?: string): Promise<SharedAsk> {
+  const url = requireUrl(undefined);
+  return withSharedStore(url, async (c) => {
+    await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`);
+    return answerSharedAsk(c, ref, decision, by, reason);
+  });
 }

@@ -1,0 +1,94 @@
+import type pg from 'pg';
+import { type AuditStore, logId } from '../audit/index.ts';
+import { AirlockError } from '../common/index.ts';
+
+// Work queues across hosts. An ask is an event of the asking host's chain (`command.ask`),
+// so every host sees it once shipped; an answer given elsewhere is a row of airlock.answers
+// (insert-only, first answer wins by primary key) whose insert NOTIFYs the asking host. That
+// host's shipper claims it and answers the ask in its own local queue, where the session
+// waits; the local answer is a `command.answer` event naming who answered, shipped back.
+//
+// Claiming uses pg_try_advisory_xact_lock per ask rather than SELECT … FOR UPDATE SKIP
+// LOCKED: row locks need UPDATE privilege, which the append-only writer role never has.
+// The effect is the same: two relays of one host never apply the same answer at once.
+
+export const ANSWERS_CHANNEL = 'airlock_answers';
+
+export interface SharedAsk {
+  /** `<id>@<host log id prefix>`: what `airlock approvals allow|deny` takes on any host */
+  ref: string;
+  logId: string;
+  hostname: string;
+  askId: number;
+  session: string | null;
+  command: string[];
+  rule: string | null;
+  expires: string;
+  ts: string;
+}
+
+const PENDING = `SELECT e.log_id, h.hostname, e.session, e.rule, e.data, e.ts FROM airlock.events e JOIN airlock.hosts h USING (log_id)
+  WHERE e.type = 'command.ask'
+    AND NOT EXISTS (SELECT 1 FROM airlock.events b WHERE b.log_id = e.log_id AND b.type IN ('command.answer', 'command.timeout')
+      AND b.session IS NOT DISTINCT FROM e.session AND (b.data::jsonb ->> 'askId') = (e.data::jsonb ->> 'askId'))
+    AND NOT EXISTS (SELECT 1 FROM airlock.answers x WHERE x.log_id = e.log_id AND x.ask_id::text = (e.data::jsonb ->> 'askId'))
+  ORDER BY e.ts LIMIT 1000`;
+
+const PREFIX = 8;
+const refOf = (askId: number, log: string) => `${askId}@${log.slice(0, PREFIX)}`;
+
+/** Asks still waiting on any host (not answered there, not answered here, not expired). */
+export async function pendingSharedAsks(c: pg.ClientBase, now = new Date()): Promise<SharedAsk[]> {
+  const rows = (await c.query<{ log_id: string; hostname: string; session: string | null; rule: string | null; data: string; ts: string }>(PENDING)).rows;
+  return rows.flatMap((r) => {
+    const d = JSON.parse(r.data) as { askId?: unknown; command?: unknown; expires?: unknown };
+    if (typeof d.askId !== 'number' || typeof d.expires !== 'string' || d.expires <= now.toISOString()) return [];
+    const command = Array.isArray(d.command) ? d.command.map(String) : [];
+    return [{ ref: refOf(d.askId, r.log_id), logId: r.log_id, hostname: r.hostname, askId: d.askId, session: r.session, command, rule: r.rule, expires: d.expires, ts: r.ts }];
+  });
+}
+
+/** Parses `ID@HOSTPREFIX`; null for a plain local id. */
+export function parseSharedRef(ref: string): { askId: number; host: string } | null {
+  const m = /^(\d{1,15})@([0-9a-f-]{4,36})$/i.exec(ref);
+  return m ? { askId: Number(m[1]), host: m[2]!.toLowerCase() } : null;
+}
+
+/** Answers an ask waiting on another host; the first answer wins. */
+export async function answerSharedAsk(c: pg.ClientBase, ref: string, decision: 'allow' | 'deny', by: string, reason?: string): Promise<SharedAsk> {
+  const parsed = parseSharedRef(ref);
+  if (!parsed) throw new AirlockError('USAGE', `${JSON.stringify(ref)} is not an ask on another host`, 'use the id shown by `airlock approvals`, such as 3@1a2b3c4d');
+  const pending = await pendingSharedAsks(c);
+  const ask = pending.find((a) => a.askId === parsed.askId && a.logId.startsWith(parsed.host));
+  if (!ask) throw new AirlockError('NOT_FOUND', `no pending approval ${ref}`, 'it may have been answered or timed out; list them with `airlock approvals`');
+  const text = reason?.trim() || `${decision} by ${by}`;
+  const r = await c.query('INSERT INTO airlock.answers (log_id, ask_id, decision, by, reason) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING',
+    [ask.logId, ask.askId, decision, by, text]);
+  if (r.rowCount !== 1) throw new AirlockError('BAD_STATE', `approval ${ref} was already answered`, 'nothing to do; see `airlock approvals`');
+  return ask;
+}
+
+/**
+ * Applies answers given elsewhere to this host's waiting asks (run by the host's shipper).
+ * `answerLocally` is the local queue's answer function (command-rules' answerAsk).
+ */
+export async function relayAnswers(
+  local: AuditStore, c: pg.ClientBase, pendingLocal: number[],
+  answerLocally: (id: number, decision: 'allow' | 'deny', by: string, reason: string) => void,
+): Promise<number> {
+  if (pendingLocal.length === 0) return 0;
+  const log = logId(local);
+  const rows = (await c.query<{ ask_id: string; decision: 'allow' | 'deny'; by: string; reason: string }>(
+    'SELECT ask_id, decision, by, reason FROM airlock.answers WHERE log_id = $1 AND ask_id = ANY($2::bigint[]) ORDER BY ts', [log, pendingLocal])).rows;
+  let applied = 0;
+  for (const a of rows) {
+    await c.query('BEGIN');
+    try {
+      const claimed = (await c.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock(hashtext($1), $2::int) AS ok', [log, Number(a.ask_id) % 2 ** 31])).rows[0]?.ok;
+      if (claimed) {
+        try { answerLocally(Number(a.ask_id), a.decision, a.by, a.reason); applied += 1; } catch { /* answered here first, or timed out: the local queue decided */ }
+      }
+    } finally { await c.query('COMMIT'); }
+  }
+  return applied;
+}
