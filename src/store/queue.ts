@@ -92,3 +92,13 @@ export async function relayAnswers(
   }
   return applied;
 }
+
+/**
+ * Per-session rows of every other host's log, with `columns` (the session module's
+ * aggregate SQL, the same one its SQLite listing runs) plus the host's name and log id.
+ */
+export async function otherHostsSessionRows(c: pg.ClientBase, columns: string, exceptLogId: string, limit = 5000): Promise<Record<string, unknown>[]> {
+  return (await c.query(`SELECT e.session AS id, e.log_id AS "logId", h.hostname, ${columns}
+    FROM airlock.events e JOIN airlock.hosts h USING (log_id) WHERE e.session IS NOT NULL AND e.log_id <> $1
+    GROUP BY e.log_id, h.hostname, e.session ORDER BY MIN(e.ts) LIMIT $2`, [exceptLogId, limit])).rows;
+}

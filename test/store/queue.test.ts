@@ -51,6 +51,14 @@ test('an approval given on host B releases the session waiting on host A; a late
   assert.equal(answer[0]!.data.by, 'bob@example.com');
   const shipped = await cluster.sql("SELECT data FROM airlock.events WHERE type = 'command.answer'");
   assert.equal(shipped.length, 1);
+  // `airlock sessions` on host B lists host A's session, named by its host
+  const sessions = spawnSync(BIN, ['sessions', '--json'], { env: env(b), encoding: 'utf8', timeout: 60_000 });
+  assert.equal(sessions.status, 0, sessions.stderr);
+  const onA = (JSON.parse(sessions.stdout) as { id: string; host?: string; events: number }[]).find((x) => x.id === 'session-on-a');
+  assert.ok(onA?.host, sessions.stdout);
+  assert.equal(onA.events, 2, 'its ask and the answer');
+  const plain = spawnSync(BIN, ['sessions'], { env: env(b), encoding: 'utf8', timeout: 60_000 });
+  assert.match(plain.stdout, /HOST\s+SESSION[\s\S]*session-on-a/);
   const v = spawnSync(BIN, ['audit', 'verify'], { env: env(c), encoding: 'utf8', timeout: 60_000 });
   assert.equal(v.status, 0, v.stdout + v.stderr);
 });

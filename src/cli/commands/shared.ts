@@ -5,9 +5,10 @@ import { join } from 'node:path';
 import { AirlockError, ExitCode, escapeForTerminal } from '../../common/index.ts';
 import {
   PG_SCHEMA_VERSION, databaseUrl, withSharedStore, migratePg, redactedUrl, requireCurrentSchema, shipOnce, startShipper,
-  verifySharedStore, type SharedVerifyResult, pendingSharedAsks, answerSharedAsk, type SharedAsk,
+  verifySharedStore, type SharedVerifyResult, pendingSharedAsks, answerSharedAsk, otherHostsSessionRows, type SharedAsk,
 } from '../../store/index.ts';
 import { logId } from '../../audit/index.ts';
+import type { SessionSummary } from '../../session/index.ts';
 import { openStore } from '../store.ts';
 import { bad, dim, ok, printJson, setExit, warn } from '../output.ts';
 
@@ -134,4 +135,14 @@ export async function answerOtherHost(ref: string, decision: 'allow' | 'deny', b
     await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`);
     return answerSharedAsk(c, ref, decision, by, reason);
   });
+}
+
+/** With a shared store: every other host's sessions, each with its host (undefined without one). */
+export async function otherHostsSessions(store: ReturnType<typeof openStore>): Promise<(SessionSummary & { host: string; logId: string })[] | undefined> {
+  const url = databaseUrl();
+  if (!url) return undefined;
+  const { SESSION_COLUMNS, sessionFromRow } = await import('../../session/index.ts');
+  const here = logId(store);
+  const rows = await withSharedStore(url, (c) => otherHostsSessionRows(c, SESSION_COLUMNS, here));
+  return rows.map((r) => ({ ...sessionFromRow(r, false), host: String(r.hostname), logId: String(r.logId) }));
 }
