@@ -115,13 +115,16 @@ async function hostKeys(c: pg.ClientBase, logId: string, trusted: KeyObject | un
 async function verifyHost(c: pg.ClientBase, logId: string, hostname: string | null, cps: Checkpoint[], opts: SharedVerifyOptions): Promise<HostVerdict> {
   const check = new HostCheck(logId, hostname, cps, await hostKeys(c, logId, opts.trustedKeys?.get(logId)));
   const batch = opts.batch ?? 20_000;
-  let after = 0;
-  for (;;) {
-    const r = await c.query<RawEventRow>({ text: EVENTS, values: [logId, after, batch], rowMode: 'array' });
+  const fetch = (after: number) => c.query<RawEventRow>({ text: EVENTS, values: [logId, after, batch], rowMode: 'array' });
+  // the next batch is read while this one is hashed: the server's work overlaps ours
+  let next = fetch(0);
+  for (let i = 0; i < 1e7; i++) {
+    const rows = (await next).rows;
+    const more = rows.length === batch;
+    if (more) next = fetch(rows[rows.length - 1]![0]);
     let going = true;
-    for (const row of r.rows) if (!(going = check.push(row))) break;
-    if (!going || r.rows.length < batch) break;
-    after = r.rows[r.rows.length - 1]![0];
+    for (const row of rows) if (!(going = check.push(row))) break;
+    if (!going || !more) { if (more) await next; break; }
   }
   check.finish();
   return check.v;
