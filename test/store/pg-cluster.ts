@@ -23,13 +23,15 @@ export class PgCluster {
   readonly dir: string;
   readonly data: string;
   readonly port = 5432; // only names the socket file: the cluster listens on no TCP port
+  durable = false;
 
   private constructor(dir: string) {
     this.dir = dir;
     this.data = join(dir, 'data');
   }
 
-  static async create(): Promise<PgCluster> {
+  /** `durable`: fsync on (what a benchmark must measure); tests run with fsync off. */
+  static async create(opts: { durable?: boolean } = {}): Promise<PgCluster> {
     const dir = mkdtempSync(join(tmpdir(), 'airlock-pg-'));
     if (process.getuid?.() === 0) {
       const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
@@ -37,6 +39,7 @@ export class PgCluster {
       chownSync(dir, uid, gid);
     }
     const c = new PgCluster(dir);
+    c.durable = opts.durable ?? false;
     asOwner('initdb', ['-D', c.data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync']);
     await c.start();
     return c;
@@ -49,7 +52,7 @@ export class PgCluster {
 
   async start(): Promise<void> {
     asOwner('pg_ctl', ['-D', this.data, '-l', join(this.dir, 'log'), '-w', '-t', '60', '-o',
-      `-c listen_addresses= -c unix_socket_directories=${this.dir} -p ${this.port} -c fsync=off -c max_connections=60`, 'start']);
+      `-c listen_addresses= -c unix_socket_directories=${this.dir} -p ${this.port} -c fsync=${this.durable ? 'on' : 'off'} -c max_connections=60`, 'start']);
   }
 
   /** Stops the server (fast: open connections are terminated, as in a real outage). */
