@@ -157,3 +157,11 @@ export async function requestApproval(store: AuditStore, req: ApprovalRequest): 
     done.abort();
   }
 }
+
+/** This host's queue as the shared store's relay needs it: pending ids, and how to answer one (an answer given on another host). */
+export function localAskRelay(store: AuditStore): { pendingLocal: () => number[]; answer: (id: number, decision: 'allow' | 'deny', by: string, reason: string) => void } {
+  return {
+    pendingLocal: () => listAsks(store).map((a) => a.id),
+    answer: (id, decision, by, reason) => { answerAsk(store, id, decision, by, reason); },
+  };
+}

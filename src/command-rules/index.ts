@@ -2,7 +2,7 @@
 export { decideCommand, decideShell, decideParsed, commandFacts, ruleMatches } from './decide-command.ts';
 export { parseArgv, parseShell, type SimpleCommand, type ParsedCommand } from './parse.ts';
 export {
-  requestApproval, answerAsk, listAsks, getAsk, expireOverdue,
+  requestApproval, answerAsk, listAsks, getAsk, expireOverdue, localAskRelay,
   type ApprovalRequest, type AnswerResult, type CommandAsk, type PromptInfo, type AskStatus,
 } from './asks.ts';
 export { humanIdentity, assertOutsideSandbox, type Identity } from './human.ts';

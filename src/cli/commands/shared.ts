@@ -66,13 +66,10 @@ export async function ship(opts: { database?: string; follow?: boolean; json?: b
 
 async function follow(store: ReturnType<typeof openStore>, url: string, batch: number) {
   let said = '';
-  const { answerAsk, listAsks } = await import('../../command-rules/index.ts');
+  const { localAskRelay } = await import('../../command-rules/index.ts');
   const shipper = startShipper(store, url, {
     batch,
-    relay: {
-      pendingLocal: () => listAsks(store).map((a) => a.id),
-      answer: (id, decision, by, reason) => { answerAsk(store, id, decision, by, reason); },
-    },
+    relay: localAskRelay(store),
     onConnect: (c) => requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`),
     onError: (e) => {
       const m = e instanceof Error ? e.message : String(e);
