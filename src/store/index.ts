@@ -5,4 +5,4 @@ export { shipOnce, startShipper, type ShipOptions, type ShipResult, type Shipper
 export { verifySharedStore, type SharedVerifyResult, type SharedVerifyOptions, type HostVerdict, type BadSharedEvent } from './verify.ts';
 export { checkpointLeaf } from './global-log.ts';
 export { databaseUrl, connectShared, redactedUrl, sharedStoreError, withSharedStore } from './connect.ts';
-export { otherHostsSessionRows, pendingSharedAsks, answerSharedAsk, parseSharedRef, relayAnswers, ANSWERS_CHANNEL, type SharedAsk } from './queue.ts';
+export { otherHostsProposals, type SharedProposal, otherHostsSessionRows, pendingSharedAsks, answerSharedAsk, parseSharedRef, relayAnswers, ANSWERS_CHANNEL, type SharedAsk } from './queue.ts';

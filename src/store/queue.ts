@@ -102,3 +102,44 @@ export async function otherHostsSessionRows(c: pg.ClientBase, columns: string, e
     FROM airlock.events e JOIN airlock.hosts h USING (log_id) WHERE e.session IS NOT NULL AND e.log_id <> $1
     GROUP BY e.log_id, h.hostname, e.session ORDER BY MIN(e.ts) LIMIT $2`, [exceptLogId, limit])).rows;
 }
+
+/** A proposal made on another host, as its shipped review events tell it. */
+export interface SharedProposal {
+  /** `<proposal id>@<host log id prefix>` */
+  ref: string;
+  logId: string;
+  hostname: string;
+  id: number;
+  session: string | null;
+  created: string;
+  state: 'pending' | 'approved' | 'rejected' | 'applied' | 'superseded';
+  approvals: string[];
+  stats: { files: number; added: number; deleted: number; commits: number } | null;
+  findings: number;
+  blocking: number;
+}
+
+const PROPOSALS = `SELECT e.log_id, h.hostname, e.session, e.ts, e.data,
+    coalesce((SELECT json_agg(json_build_array(b.type, b.data::jsonb ->> 'by') ORDER BY b.seq) FROM airlock.events b
+      WHERE b.log_id = e.log_id AND b.session IS NOT DISTINCT FROM e.session AND b.type IN ('review.approved', 'review.rejected', 'review.applied')
+        AND (b.data::jsonb ->> 'proposal') = (e.data::jsonb ->> 'proposal') AND (b.data::jsonb ->> 'hash') = (e.data::jsonb ->> 'hash')), '[]') AS decisions
+  FROM airlock.events e JOIN airlock.hosts h USING (log_id) WHERE e.type = 'review.proposed' AND e.log_id <> $1 ORDER BY e.ts LIMIT $2`;
+
+/** Proposals of every other host, their state from the review events (a later proposal of the same session supersedes an open one). */
+export async function otherHostsProposals(c: pg.ClientBase, exceptLogId: string, limit = 2000): Promise<SharedProposal[]> {
+  const rows = (await c.query<{ log_id: string; hostname: string; session: string | null; ts: string; data: string; decisions: [string, string | null][] }>(PROPOSALS, [exceptLogId, limit])).rows;
+  const latest = new Map<string, number>();
+  const out = rows.flatMap<SharedProposal>((r) => {
+    const d = JSON.parse(r.data) as { proposal?: unknown; stats?: SharedProposal['stats']; findings?: unknown; blocking?: unknown };
+    if (typeof d.proposal !== 'number') return [];
+    const key = `${r.log_id}\n${r.session}`;
+    latest.set(key, Math.max(latest.get(key) ?? 0, d.proposal));
+    const kinds = r.decisions.map((x) => x[0]);
+    const approvals = r.decisions.filter((x) => x[0] === 'review.approved').map((x) => String(x[1] ?? ''));
+    const state: SharedProposal['state'] = kinds.includes('review.applied') ? 'applied' : kinds.includes('review.rejected') ? 'rejected' : approvals.length ? 'approved' : 'pending';
+    return [{ ref: refOf(d.proposal, r.log_id), logId: r.log_id, hostname: r.hostname, id: d.proposal, session: r.session, created: r.ts, state, approvals,
+      stats: d.stats ?? null, findings: Number(d.findings ?? 0), blocking: Number(d.blocking ?? 0) }];
+  });
+  for (const p of out) if ((p.state === 'pending' || p.state === 'approved') && (latest.get(`${p.logId}\n${p.session}`) ?? 0) > p.id) p.state = 'superseded';
+  return out;
+}

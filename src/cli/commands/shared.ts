@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { AirlockError, ExitCode, escapeForTerminal } from '../../common/index.ts';
 import {
   PG_SCHEMA_VERSION, databaseUrl, withSharedStore, migratePg, redactedUrl, requireCurrentSchema, shipOnce, startShipper,
-  verifySharedStore, type SharedVerifyResult, pendingSharedAsks, answerSharedAsk, otherHostsSessionRows, type SharedAsk,
+  verifySharedStore, type SharedVerifyResult, pendingSharedAsks, answerSharedAsk, otherHostsSessionRows, otherHostsProposals, type SharedAsk, type SharedProposal,
 } from '../../store/index.ts';
 import { logId } from '../../audit/index.ts';
 import type { SessionSummary } from '../../session/index.ts';
@@ -142,4 +142,12 @@ export async function otherHostsSessions(store: ReturnType<typeof openStore>): P
   const here = logId(store);
   const rows = await withSharedStore(url, (c) => otherHostsSessionRows(c, SESSION_COLUMNS, here));
   return rows.map((r) => ({ ...sessionFromRow(r, false), host: String(r.hostname), logId: String(r.logId) }));
+}
+
+/** With a shared store: every other host's proposals (undefined without one). */
+export async function otherHostsReview(store: ReturnType<typeof openStore>): Promise<SharedProposal[] | undefined> {
+  const url = databaseUrl();
+  if (!url) return undefined;
+  const here = logId(store);
+  return withSharedStore(url, (c) => otherHostsProposals(c, here));
 }
