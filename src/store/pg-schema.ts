@@ -62,6 +62,9 @@ GRANT SELECT ON airlock.schema_migrations TO airlock_writer, airlock_reader;
 // Answers given on any host to an ask waiting on another: the first row per ask wins (primary
 // key), and every insert wakes the asking host's shipper (NOTIFY airlock_answers).
 const V2 = `
+-- a host's data text as jsonb, or NULL when it is not JSON: one hostile row must not break every host's listing
+CREATE FUNCTION airlock.try_jsonb(t text) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN RETURN t::jsonb; EXCEPTION WHEN others THEN RETURN NULL; END $$;
 CREATE TABLE airlock.answers (
   log_id text NOT NULL REFERENCES airlock.hosts, ask_id bigint NOT NULL,
   decision text NOT NULL CHECK (decision IN ('allow', 'deny')), by text NOT NULL, reason text NOT NULL,

@@ -30,18 +30,28 @@ export interface SharedAsk {
 const PENDING = `SELECT e.log_id, h.hostname, e.session, e.rule, e.data, e.ts FROM airlock.events e JOIN airlock.hosts h USING (log_id)
   WHERE e.type = 'command.ask'
     AND NOT EXISTS (SELECT 1 FROM airlock.events b WHERE b.log_id = e.log_id AND b.type IN ('command.answer', 'command.timeout')
-      AND b.session IS NOT DISTINCT FROM e.session AND (b.data::jsonb ->> 'askId') = (e.data::jsonb ->> 'askId'))
-    AND NOT EXISTS (SELECT 1 FROM airlock.answers x WHERE x.log_id = e.log_id AND x.ask_id::text = (e.data::jsonb ->> 'askId'))
+      AND b.session IS NOT DISTINCT FROM e.session AND (airlock.try_jsonb(b.data) ->> 'askId') = (airlock.try_jsonb(e.data) ->> 'askId'))
+    AND NOT EXISTS (SELECT 1 FROM airlock.answers x WHERE x.log_id = e.log_id AND x.ask_id::text = (airlock.try_jsonb(e.data) ->> 'askId'))
   ORDER BY e.ts LIMIT 1000`;
 
 const PREFIX = 8;
+const isStats = (v: unknown): v is SharedProposal['stats'] => v !== null && typeof v === 'object'
+  && ['files', 'added', 'deleted', 'commits'].every((k) => typeof (v as Record<string, unknown>)[k] === 'number');
+
+/** A host's event data; {} when it is not a JSON object (verify reports such a row, listings skip it). */
+function parseData(text: string): Record<string, unknown> {
+  try {
+    const v: unknown = JSON.parse(text);
+    return v !== null && typeof v === 'object' && !Array.isArray(v) ? v as Record<string, unknown> : {};
+  } catch { return {}; }
+}
 const refOf = (askId: number, log: string) => `${askId}@${log.slice(0, PREFIX)}`;
 
 /** Asks still waiting on any host (not answered there, not answered here, not expired). */
 export async function pendingSharedAsks(c: pg.ClientBase, now = new Date()): Promise<SharedAsk[]> {
   const rows = (await c.query<{ log_id: string; hostname: string; session: string | null; rule: string | null; data: string; ts: string }>(PENDING)).rows;
   return rows.flatMap((r) => {
-    const d = JSON.parse(r.data) as { askId?: unknown; command?: unknown; expires?: unknown };
+    const d = parseData(r.data) as { askId?: unknown; command?: unknown; expires?: unknown };
     if (typeof d.askId !== 'number' || typeof d.expires !== 'string' || d.expires <= now.toISOString()) return [];
     const command = Array.isArray(d.command) ? d.command.map(String) : [];
     return [{ ref: refOf(d.askId, r.log_id), logId: r.log_id, hostname: r.hostname, askId: d.askId, session: r.session, command, rule: r.rule, expires: d.expires, ts: r.ts }];
@@ -120,9 +130,9 @@ export interface SharedProposal {
 }
 
 const PROPOSALS = `SELECT e.log_id, h.hostname, e.session, e.ts, e.data,
-    coalesce((SELECT json_agg(json_build_array(b.type, b.data::jsonb ->> 'by') ORDER BY b.seq) FROM airlock.events b
+    coalesce((SELECT json_agg(json_build_array(b.type, airlock.try_jsonb(b.data) ->> 'by') ORDER BY b.seq) FROM airlock.events b
       WHERE b.log_id = e.log_id AND b.session IS NOT DISTINCT FROM e.session AND b.type IN ('review.approved', 'review.rejected', 'review.applied')
-        AND (b.data::jsonb ->> 'proposal') = (e.data::jsonb ->> 'proposal') AND (b.data::jsonb ->> 'hash') = (e.data::jsonb ->> 'hash')), '[]') AS decisions
+        AND (airlock.try_jsonb(b.data) ->> 'proposal') = (airlock.try_jsonb(e.data) ->> 'proposal') AND (airlock.try_jsonb(b.data) ->> 'hash') = (airlock.try_jsonb(e.data) ->> 'hash')), '[]') AS decisions
   FROM airlock.events e JOIN airlock.hosts h USING (log_id) WHERE e.type = 'review.proposed' AND e.log_id <> $1 ORDER BY e.ts LIMIT $2`;
 
 /** Proposals of every other host, their state from the review events (a later proposal of the same session supersedes an open one). */
@@ -130,7 +140,7 @@ export async function otherHostsProposals(c: pg.ClientBase, exceptLogId: string,
   const rows = (await c.query<{ log_id: string; hostname: string; session: string | null; ts: string; data: string; decisions: [string, string | null][] }>(PROPOSALS, [exceptLogId, limit])).rows;
   const latest = new Map<string, number>();
   const out = rows.flatMap<SharedProposal>((r) => {
-    const d = JSON.parse(r.data) as { proposal?: unknown; stats?: SharedProposal['stats']; findings?: unknown; blocking?: unknown };
+    const d = parseData(r.data) as { proposal?: unknown; stats?: SharedProposal['stats']; findings?: unknown; blocking?: unknown };
     if (typeof d.proposal !== 'number') return [];
     const key = `${r.log_id}\n${r.session}`;
     latest.set(key, Math.max(latest.get(key) ?? 0, d.proposal));
@@ -138,7 +148,7 @@ export async function otherHostsProposals(c: pg.ClientBase, exceptLogId: string,
     const approvals = r.decisions.filter((x) => x[0] === 'review.approved').map((x) => String(x[1] ?? ''));
     const state: SharedProposal['state'] = kinds.includes('review.applied') ? 'applied' : kinds.includes('review.rejected') ? 'rejected' : approvals.length ? 'approved' : 'pending';
     return [{ ref: refOf(d.proposal, r.log_id), logId: r.log_id, hostname: r.hostname, id: d.proposal, session: r.session, created: r.ts, state, approvals,
-      stats: d.stats ?? null, findings: Number(d.findings ?? 0), blocking: Number(d.blocking ?? 0) }];
+      stats: isStats(d.stats) ? d.stats : null, findings: Number(d.findings ?? 0), blocking: Number(d.blocking ?? 0) }];
   });
   for (const p of out) if ((p.state === 'pending' || p.state === 'approved') && (latest.get(`${p.logId}\n${p.session}`) ?? 0) > p.id) p.state = 'superseded';
   return out;

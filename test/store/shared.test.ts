@@ -8,7 +8,9 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { AuditStore, checkpoint } from '../../src/audit/index.ts';
 import { AirlockError } from '../../src/common/index.ts';
-import { PG_MIGRATIONS, PG_SCHEMA_VERSION, migratePg, shipOnce, verifySharedStore, type SharedVerifyResult } from '../../src/store/index.ts';
+import {
+  PG_MIGRATIONS, PG_SCHEMA_VERSION, migratePg, otherHostsProposals, pendingSharedAsks, shipOnce, verifySharedStore, type SharedVerifyResult,
+} from '../../src/store/index.ts';
 import { tmp } from '../helpers.ts';
 import { PgCluster } from './pg-cluster.ts';
 
@@ -204,5 +206,28 @@ test('an edited checkpoint fails its signature and no longer matches the global 
     assert.equal(v.ok, false);
     assert.ok(v.hosts[0]!.problems.some((p) => /checkpoint #1: signature does not verify/.test(p)), JSON.stringify(v.hosts[0]));
     assert.ok(v.global.problems.some((p) => /global log entry 1: does not match checkpoint #1/.test(p)));
+  } finally { h.store.close(); }
+});
+
+test('a hostile host\'s rows that are not JSON do not break the other hosts\' listings; verify names the row', async () => {
+  const db = await freshDb();
+  const h = host();
+  try {
+    await shipAs(db, h);
+    const w = await client(db, 'host_writer');
+    try {
+      await w.query("INSERT INTO airlock.hosts (log_id, hostname) VALUES ('evil', 'evil\u001b[2Jhost')");
+      for (const [seq, type, data] of [[1, 'command.ask', 'not json'], [2, 'review.proposed', '[1,2'], [3, 'command.answer', '{"askId":'], [4, 'review.proposed', '{"proposal":1,"stats":"x"}']] as const) {
+        await w.query(`INSERT INTO airlock.events (log_id, seq, id, ts, type, session, severity, data, prev_hash, hash)
+          VALUES ('evil', $1, $2, '2026-01-01T00:00:00Z', $3, 's', 'info', $4, 'x', 'y')`, [seq, `evil-${seq}`, type, data]);
+      }
+      assert.deepEqual(await pendingSharedAsks(w), []);
+      const proposals = await otherHostsProposals(w, 'none');
+      assert.deepEqual(proposals.map((p) => [p.ref, p.stats]), [['1@evil', null]]);
+    } finally { await w.end(); }
+    const v = await verify(db);
+    const evil = v.hosts.find((x) => x.logId === 'evil')!;
+    assert.equal(evil.firstBad?.seq, 1);
+    assert.equal(v.hosts.find((x) => x.logId !== 'evil')!.firstBad, undefined);
   } finally { h.store.close(); }
 });
