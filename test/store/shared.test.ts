@@ -52,6 +52,13 @@ function host(): { store: AuditStore; keyDir: string } {
   return { store, keyDir };
 }
 
+/** A fresh database holding one host's shipped log, for `fn`; the host's store is closed after. */
+async function withShipped(fn: (db: string, h: ReturnType<typeof host>) => Promise<void>): Promise<void> {
+  const db = await freshDb();
+  const h = host();
+  try { await shipAs(db, h); await fn(db, h); } finally { h.store.close(); }
+}
+
 async function shipAs(db: string, h: { store: AuditStore; keyDir: string }, batch = 7) {
   const c = await client(db, 'host_writer');
   try { return await shipOnce(h.store, c, { batch, keyDir: h.keyDir }); } finally { await c.end(); }
@@ -125,10 +132,7 @@ test('shipping copies a host\'s log byte for byte; shipping again adds nothing; 
 });
 
 test('the writer role may only insert; triggers refuse UPDATE, DELETE and TRUNCATE even to a superuser in replica mode', async () => {
-  const db = await freshDb();
-  const h = host();
-  try {
-    await shipAs(db, h);
+  await withShipped(async (db) => {
     const w = await client(db, 'host_writer');
     try {
       for (const sql of ["UPDATE airlock.events SET data = '{}' WHERE seq = 3", 'DELETE FROM airlock.events WHERE seq = 3', 'TRUNCATE airlock.events',
@@ -145,7 +149,7 @@ test('the writer role may only insert; triggers refuse UPDATE, DELETE and TRUNCA
       }
     } finally { await su.end(); }
     assert.equal((await verify(db)).ok, true);
-  } finally { h.store.close(); }
+  });
 });
 
 // LOG stands for the tampered host's log id (a second host's rows stay untouched)
@@ -185,35 +189,26 @@ for (const t of TAMPERING) {
 }
 
 test('a truncated shared store (events, checkpoints and all) does not pass as intact against its global log', async () => {
-  const db = await freshDb();
-  const h = host();
-  try {
-    await shipAs(db, h);
+  await withShipped(async (db) => {
     await tamper(db, 'ALTER TABLE airlock.global_log DISABLE TRIGGER ALL; DELETE FROM airlock.events; DELETE FROM airlock.checkpoints');
     const v = await verify(db);
     assert.equal(v.ok, false);
     assert.ok(v.global.problems.some((p) => /checkpoint #1 of host log .* is missing/.test(p)), JSON.stringify(v.global));
-  } finally { h.store.close(); }
+  });
 });
 
 test('an edited checkpoint fails its signature and no longer matches the global log', async () => {
-  const db = await freshDb();
-  const h = host();
-  try {
-    await shipAs(db, h);
+  await withShipped(async (db) => {
     await tamper(db, `UPDATE airlock.checkpoints SET root = repeat('a', 64) WHERE id = 1`);
     const v = await verify(db);
     assert.equal(v.ok, false);
     assert.ok(v.hosts[0]!.problems.some((p) => /checkpoint #1: signature does not verify/.test(p)), JSON.stringify(v.hosts[0]));
     assert.ok(v.global.problems.some((p) => /global log entry 1: does not match checkpoint #1/.test(p)));
-  } finally { h.store.close(); }
+  });
 });
 
 test('a hostile host\'s rows that are not JSON do not break the other hosts\' listings; verify names the row', async () => {
-  const db = await freshDb();
-  const h = host();
-  try {
-    await shipAs(db, h);
+  await withShipped(async (db) => {
     const w = await client(db, 'host_writer');
     try {
       await w.query("INSERT INTO airlock.hosts (log_id, hostname) VALUES ('evil', 'evil\u001b[2Jhost')");
@@ -229,5 +224,5 @@ test('a hostile host\'s rows that are not JSON do not break the other hosts\' li
     const evil = v.hosts.find((x) => x.logId === 'evil')!;
     assert.equal(evil.firstBad?.seq, 1);
     assert.equal(v.hosts.find((x) => x.logId !== 'evil')!.firstBad, undefined);
-  } finally { h.store.close(); }
+  });
 });
