@@ -92,7 +92,8 @@ function combine(rule: MergeRule, org: unknown, repo: unknown): { value: unknown
     }
     case 'and': return { value: Boolean(org) && Boolean(repo) };
     case 'or': return { value: Boolean(org) || Boolean(repo) };
-    case 'org': return { value: org, note: 'only the org policy may set this; repo value ignored' };
+    case 'org':
+    case 'orgOnly': return { value: org, note: 'only the org policy may set this; repo value ignored' };
   }
 }
 
@@ -108,6 +109,7 @@ export function mergePolicies(sources: PolicySource[]): { policy: Policy; proven
       const v = getIn(src.raw, leaf.path);
       if (v === undefined) continue;
       if (src.kind === 'org') { value = orgValue = v; from = src.origin; continue; }
+      if (leaf.rule === 'orgOnly' && src.kind !== 'builtin') { from = `${from} (${src.origin}'s value ignored: org policy only)`; continue; }
       if (src.kind === 'grant') {
         // per-run grants add to lists; a scalar grant only applies when org has not set it
         if (Array.isArray(v)) {

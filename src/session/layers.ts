@@ -218,7 +218,7 @@ function telemetryLayer(): SessionLayer {
     afterStart: async (s) => {
       const t = s.policy.policy.telemetry;
       s.layerState.set('checkpointer', startCheckpointer(s.store, { ...t.checkpoint, keyDir: s.home.keys }));
-      const shared = process.env.AIRLOCK_DATABASE_URL;
+      const shared = process.env.AIRLOCK_DATABASE_URL || t.sharedStore;
       if (shared) s.layerState.set('shipper', await startSessionShipper(s, shared));
       if (!t.sinks.length) return;
       const m = await import('../audit/sinks/index.ts');
