@@ -29,7 +29,9 @@ describe('policy', () => {
     assert.equal(resolvePolicy([org, repo]).policy.telemetry.sharedStore, 'postgres://airlock@db.example.com/audit');
     assert.equal(resolvePolicy([src('org', 'telemetry: {}\n'), repo]).policy.telemetry.sharedStore, undefined);
     assert.throws(() => resolvePolicy([src('org', 'telemetry:\n  sharedStore: postgres://airlock:hunter2@db.example.com/audit\n')]), /no password in a policy file/);
+    assert.throws(() => resolvePolicy([src('org', 'telemetry:\n  sharedStore: postgres://db.example.com/audit?user=a&password=hunter2\n')]), /no password/);
     assert.throws(() => resolvePolicy([src('org', 'telemetry:\n  sharedStore: mysql://db/audit\n')]), /postgres:\/\//);
+    assert.equal(resolvePolicy([src('org', 'telemetry:\n  sharedStore: postgres://airlock@/audit?host=/run/postgresql\n')]).policy.telemetry.sharedStore, 'postgres://airlock@/audit?host=/run/postgresql');
   });
 
   it('a repo policy can only tighten the org policy', () => {

@@ -4,6 +4,7 @@
 // recorded is shipped later from the local spool.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { AuditStore } from '../../src/audit/index.ts';
@@ -67,4 +68,17 @@ test('with PostgreSQL down the session runs and ends; its events ship later from
     await shipOnce(store, c, { keyDir: join(home, 'keys') });
     assert.deepEqual(await sessionTypes(id), store.query({ session: id }).map((e) => e.type));
   } finally { await c.end(); store.close(); cleanup(home, repo); }
+});
+
+test('the org policy\'s telemetry.sharedStore makes sessions ship without AIRLOCK_DATABASE_URL', async () => {
+  const home = tmp('airlock-home-');
+  const repo = makeRepo();
+  const org = join(home, 'org.yaml');
+  writeFileSync(org, `telemetry:\n  sharedStore: ${cluster.url('host_writer')}\n`);
+  delete process.env.AIRLOCK_DATABASE_URL;
+  try {
+    const s = await Session.open({ repo, home, orgPolicy: org, layers: { commands: null } });
+    await s.stop('test');
+    assert.ok((await sessionTypes(s.id)).includes('session.start'));
+  } finally { cleanup(home, repo); }
 });
