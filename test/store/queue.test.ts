@@ -62,3 +62,12 @@ test('an approval given on host B releases the session waiting on host A; a late
   const v = spawnSync(BIN, ['audit', 'verify'], { env: env(c), encoding: 'utf8', timeout: 60_000 });
   assert.equal(v.status, 0, v.stdout + v.stderr);
 });
+
+test('with the shared store unreachable, the listings show this host\'s work and say other hosts are missing', () => {
+  const home = tmp('airlock-host-');
+  for (const args of [['sessions'], ['approvals'], ['review', 'list']]) {
+    const r = spawnSync(BIN, args, { env: { ...process.env, AIRLOCK_HOME: home, AIRLOCK_DATABASE_URL: `postgres://nobody@/x?host=${home}/nowhere` }, encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 0, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, /other hosts not shown: cannot reach the shared store/);
+  }
+});

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import type pg from 'pg';
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -122,7 +123,7 @@ export async function otherHostsAsks(store: ReturnType<typeof openStore>): Promi
   const url = databaseUrl();
   if (!url) return undefined;
   const here = logId(store);
-  return withSharedStore(url, async (c) => (await pendingSharedAsks(c)).filter((a) => a.logId !== here));
+  return otherHostsView(url, async (c) => (await pendingSharedAsks(c)).filter((a) => a.logId !== here));
 }
 
 /** `airlock approvals allow|deny N@HOST`: answers an ask waiting on another host. */
@@ -140,8 +141,8 @@ export async function otherHostsSessions(store: ReturnType<typeof openStore>): P
   if (!url) return undefined;
   const { SESSION_COLUMNS, sessionFromRow } = await import('../../session/index.ts');
   const here = logId(store);
-  const rows = await withSharedStore(url, (c) => otherHostsSessionRows(c, SESSION_COLUMNS, here));
-  return rows.map((r) => ({ ...sessionFromRow(r, false), host: String(r.hostname), logId: String(r.logId) }));
+  const rows = await otherHostsView(url, (c) => otherHostsSessionRows(c, SESSION_COLUMNS, here));
+  return rows?.map((r) => ({ ...sessionFromRow(r, false), host: String(r.hostname), logId: String(r.logId) }));
 }
 
 /** With a shared store: every other host's proposals (undefined without one). */
@@ -149,5 +150,19 @@ export async function otherHostsReview(store: ReturnType<typeof openStore>): Pro
   const url = databaseUrl();
   if (!url) return undefined;
   const here = logId(store);
-  return withSharedStore(url, (c) => otherHostsProposals(c, here));
+  return otherHostsView(url, (c) => otherHostsProposals(c, here));
+}
+
+/**
+ * Other hosts' part of a listing: with the shared store unreachable, a warning and this host's
+ * part alone (undefined), rather than no listing at all.
+ */
+async function otherHostsView<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T | undefined> {
+  try {
+    return await withSharedStore(url, fn);
+  } catch (e) {
+    if (!(e instanceof AirlockError) || e.kind !== 'UNAVAILABLE') throw e;
+    process.stderr.write(`${warn('airlock: other hosts not shown:', process.stderr)} ${escapeForTerminal(e.message)}\n`);
+    return undefined;
+  }
 }
