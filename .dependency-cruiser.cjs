@@ -18,6 +18,9 @@ const INWARD = [
     to: '^src/(?!(common|policy|audit)/)[^/]+/',
     toNot: '^src/secrets/sync\\.ts$',
   },
+  // the shared PostgreSQL store sits on the audit log alone: callers hand it what it needs
+  // from other modules (the local ask queue's answer function, the session listing's SQL)
+  { name: 'store-depends-only-on-common-policy-and-audit', from: '^src/store/', to: '^src/(?!(common|policy|audit|store)/)[^/]+/' },
   { name: 'nothing-depends-on-cli', from: '^src/(?!cli/)', to: '^src/cli/' },
   // The layers that produce events hand an AuditEventInput (common) to a callback; the
   // session wires that to the store. They never hold the store themselves.

@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { AuditStore, verifyLog, verifyLogAsync, checkpoint, loadPublicKey, type AuditEventInput } from '../src/audit/index.ts';
 import { GENESIS_HASH, chainHashFast, eventBodyFromParts, newEventId } from '../src/audit/event.ts';
 import { MerkleFrontier, eventLeafHash } from '../src/audit/merkle.ts';
-import { flushSinks, ensureSinkSchema } from '../src/audit/sinks/index.ts';
+import { flushSinks } from '../src/audit/sinks/index.ts';
 import { sinkSchema } from '../src/policy/schema/telemetry.ts';
 import { Rsyslog, freePort } from '../test/audit/rsyslog.ts';
 import { median, writeSection } from './report.ts';
@@ -125,7 +125,6 @@ if (haveRsyslog) {
   const rates: Record<string, number> = {};
   try {
     const s = new AuditStore(keep);
-    ensureSinkSchema(s.tables);
     for (const format of ['json', 'cef'] as const) {
       const sink = sinkSchema.parse({ type: 'syslog', name: `bench-${format}`, host: '127.0.0.1', port, protocol: 'tcp', format, batchSize: 5000 });
       s.tables.prepare('INSERT OR REPLACE INTO sink_state (name, type, cursor) VALUES (?, ?, ?)').run(sink.name, 'syslog', N + 1 - D);

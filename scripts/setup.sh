@@ -20,6 +20,7 @@ if [ "$WANT_TEST_DEPS" = 1 ]; then
   pkgs+=(sqlite3) # audit tamper tests edit the database with the sqlite3 CLI
   pkgs+=(chromium-headless-shell) # the console's tests drive a real browser (playwright-core)
   pkgs+=(ripgrep) # srt (@anthropic-ai/sandbox-runtime), the baseline of bench/cold-start.ts, refuses to start without rg
+  pkgs+=(postgresql) # the shared store tests initdb a real PostgreSQL 15 cluster (test/store/pg-cluster.ts)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -19,23 +19,6 @@ type Sql = Pick<AuditTables, 'exec' | 'prepare'>;
 export const KEY_FILE = 'audit-ed25519.pem';
 export const PUBKEY_FILE = 'audit-ed25519.pub.pem';
 
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS audit_checkpoints (
-  id INTEGER PRIMARY KEY,
-  size INTEGER NOT NULL,
-  root TEXT NOT NULL,
-  ts TEXT NOT NULL,
-  reason TEXT NOT NULL,
-  log_id TEXT NOT NULL,
-  key_id TEXT NOT NULL,
-  signature TEXT NOT NULL,
-  frontier TEXT NOT NULL
-);
-CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
-  BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only: update refused'); END;
-CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
-  BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only: delete refused'); END;
-`;
 
 export interface Checkpoint {
   id: number;
@@ -132,10 +115,6 @@ export function verifyCheckpointSignature(c: Pick<Checkpoint, 'logId' | 'size' |
   try { return edVerify(null, Buffer.from(checkpointText(c)), pub, Buffer.from(c.signature, 'base64')); } catch { return false; }
 }
 
-export function ensureCheckpointSchema(db: Sql): void {
-  db.exec(SCHEMA);
-}
-
 export function logId(store: AuditStore): string {
   // set once, then read back: concurrent first writers agree on one id
   return store.getKv('audit.logId') ?? store.setKvOnce('audit.logId', randomUUID());
@@ -147,17 +126,12 @@ const toCheckpoint = (r: CpRow): Checkpoint => ({
 });
 
 export function listCheckpoints(db: Sql): Checkpoint[] {
-  ensureCheckpointSchemaIfWritable(db);
   try {
     return (db.prepare('SELECT * FROM audit_checkpoints ORDER BY id ASC').all() as unknown as CpRow[]).map(toCheckpoint);
   } catch { return []; }
 }
-function ensureCheckpointSchemaIfWritable(db: Sql): void {
-  try { ensureCheckpointSchema(db); } catch { /* read-only connection: table may be absent */ }
-}
 
 export function latestCheckpoint(db: Sql, minSize = 0): Checkpoint | undefined {
-  ensureCheckpointSchemaIfWritable(db);
   const r = db.prepare('SELECT * FROM audit_checkpoints WHERE size >= ? ORDER BY id DESC LIMIT 1').get(minSize) as CpRow | undefined;
   return r ? toCheckpoint(r) : undefined;
 }
@@ -177,7 +151,6 @@ export interface CheckpointOptions {
 export function checkpoint(store: AuditStore, reason: string, opts: CheckpointOptions = {}): Checkpoint {
   const key = loadSigningKey(opts.keyDir ?? keyDir());
   const db = store.tables;
-  ensureCheckpointSchema(db);
   const log = logId(store);
   let made: Checkpoint | undefined;
   db.exec('BEGIN IMMEDIATE');

@@ -8,6 +8,8 @@ import {
   type AuditEvent, type AuditEventInput, GENESIS_HASH, chainHashFast, eventBodyFromParts, newEventId,
 } from './event.ts';
 import { redactEventInput, redactSqlParams } from './redact.ts';
+import { migrateSqlite } from './schema.ts';
+import type { RowArr as RawEventRow } from './verify-range.ts';
 
 // Append-only, hash-chained event store in SQLite. One chain across all sessions, so a
 // deleted session is as detectable as a deleted event. Writers in several processes
@@ -17,31 +19,9 @@ import { redactEventInput, redactSqlParams } from './redact.ts';
 // module appends it; the database handle is private, and other modules' tables (approval
 // queue, sink cursors, proposals, profiles, checkpoints) are reached through `tables`,
 // whose statements cannot write the event chain and whose string parameters are redacted
-// too; the file, its WAL and shared memory are 0600; a commit is fsynced (synchronous=FULL)
+// too; its schema is versioned (schema.ts: one list of migrations for every module's
+// tables, PRAGMA user_version); the file, its WAL and shared memory are 0600; a commit is fsynced (synchronous=FULL)
 // before append returns.
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS events (
-  seq INTEGER PRIMARY KEY,
-  id TEXT NOT NULL UNIQUE,
-  ts TEXT NOT NULL,
-  type TEXT NOT NULL,
-  session TEXT,
-  severity TEXT NOT NULL,
-  decision TEXT,
-  rule TEXT,
-  data TEXT NOT NULL,
-  prev_hash TEXT NOT NULL,
-  hash TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_session ON events(session, seq);
-CREATE INDEX IF NOT EXISTS events_type ON events(type, seq);
-CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
-  BEGIN SELECT RAISE(ABORT, 'audit log is append-only: update refused'); END;
-CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
-  BEGIN SELECT RAISE(ABORT, 'audit log is append-only: delete refused'); END;
-CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL);
-`;
 
 export interface EventQuery {
   session?: string;
@@ -62,6 +42,9 @@ export function rowToEvent(r: Row): AuditEvent {
     rule: r.rule, data: JSON.parse(r.data) as Record<string, unknown>, prevHash: r.prev_hash, hash: r.hash,
   };
 }
+
+/** An event row as stored, in column order (what a shipper copies byte for byte). */
+export type { RowArr as RawEventRow } from './verify-range.ts';
 
 export type AppendListener = (e: AuditEvent) => void;
 
@@ -118,7 +101,7 @@ export class AuditStore {
       this.#db = new DatabaseSync(path, { timeout: 10_000 });
       this.#db.exec(`PRAGMA journal_mode=WAL; PRAGMA synchronous=${opts.sync ?? 'FULL'}; PRAGMA foreign_keys=ON;`);
       for (const f of [`${path}-wal`, `${path}-shm`]) makePrivateFile(f, { create: false });
-      this.#db.exec(SCHEMA);
+      migrateSqlite(this.#db, `the audit database ${path}`);
     } catch (e) {
       throw isRecordingFailure(e) ? cannotRecord(e, `the audit log ${path}`) : e;
     }
@@ -225,6 +208,13 @@ export class AuditStore {
       for (const r of rows) yield rowToEvent(r);
       after = rows[rows.length - 1]!.seq;
     }
+  }
+
+  /** Events after `afterSeq` as stored (data as its canonical JSON text), at most `limit`, in order. */
+  rawRows(afterSeq: number, limit: number): RawEventRow[] {
+    const st = this.#db.prepare('SELECT seq,id,ts,type,session,severity,decision,rule,data,prev_hash,hash FROM events WHERE seq > ? ORDER BY seq ASC LIMIT ?');
+    st.setReturnArrays(true);
+    return st.all(afterSeq, Math.max(1, Math.floor(limit))) as unknown as RawEventRow[];
   }
 
   count(): number {

@@ -19,11 +19,12 @@ export interface RangeResult {
   frontier: string[]; atSizes: { size: number; frontier: string[] }[];
 }
 
-type RowArr = [number, string, string, string, string | null, string, string | null, string | null, string, string, string];
+/** seq, id, ts, type, session, severity, decision, rule, data (canonical JSON text), prev_hash, hash */
+export type RowArr = [number, string, string, string, string | null, string, string | null, string | null, string, string, string];
 
 // Fast path: SQLite assembles `prev_hash + "\n" + eventBodyFromParts(columns)` itself, so a
 // row costs one string and one hash. The fast path accepts a row only when that string is
-// exactly the one the full check (checkRow) would hash, so it never accepts a row the full
+// exactly the one the full check (checkEventRow) would hash, so it never accepts a row the full
 // check refuses: prev_hash must equal the running hash (compared as its own column); every
 // column must have the type the store writes (TEXT, or NULL where allowed), otherwise the
 // string is NULL; json_quote() of valid UTF-8 text is JSON.stringify of it (tested in
@@ -40,7 +41,7 @@ const BATCH = 4096;
 
 /** Full check of one row: link, then the column-built body, then parse + canonicalize
  * (rows written before data was stored canonically). */
-function checkRow(prev: string, r: RowArr): BadEvent | undefined {
+export function checkEventRow(prev: string, r: RowArr): BadEvent | undefined {
   const seq = r[0];
   if (r[9] !== prev) return { seq, id: r[1], reason: 'previous-hash link broken (event inserted, deleted or reordered before it)' };
   if (chainHashFast(prev, eventBodyFromParts(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8])) === r[10]) return undefined;
@@ -90,7 +91,7 @@ export function verifyRange(db: DatabaseSync, lo: number, hi: number, sizes: num
       const text = r[3];
       if (r[2] !== prev || text === null || text.includes('\uFFFD') || hash('sha256', text, 'hex') !== r[1]) {
         const full = st.full.get(seq) as unknown as RowArr | undefined;
-        const bad = full ? checkRow(prev, full) : { seq, id: null, reason: 'event vanished while verifying' };
+        const bad = full ? checkEventRow(prev, full) : { seq, id: null, reason: 'event vanished while verifying' };
         if (bad) return done(bad);
       }
       if (!f.pushEventHash(r[1])) return done({ seq, id: idOf(seq), reason: 'stored hash is not 32 bytes of hex (event altered)' });

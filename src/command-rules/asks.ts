@@ -3,40 +3,9 @@ import { AirlockError } from '../common/index.ts';
 import type { AuditStore } from '../audit/index.ts';
 
 // The "ask" queue: a command waiting for a human. Persisted in the audit database (own
-// append-only tables) so `airlock approvals allow|deny N` from another terminal answers
+// append-only tables, created by the audit schema's migrations) so `airlock approvals allow|deny N` from another terminal answers
 // it. The first answer wins (primary key); a timeout is an answer too (deny). Every ask,
 // answer and timeout is an audit event.
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS command_asks (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  session TEXT NOT NULL,
-  command TEXT NOT NULL,
-  rule TEXT NOT NULL,
-  reason TEXT NOT NULL,
-  created TEXT NOT NULL,
-  expires TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS command_answers (
-  ask_id INTEGER PRIMARY KEY REFERENCES command_asks(id),
-  decision TEXT NOT NULL CHECK (decision IN ('allow', 'deny')),
-  kind TEXT NOT NULL CHECK (kind IN ('human', 'prompt', 'timeout')),
-  by TEXT,
-  reason TEXT NOT NULL,
-  ts TEXT NOT NULL
-);
-CREATE TRIGGER IF NOT EXISTS command_asks_no_update BEFORE UPDATE ON command_asks BEGIN SELECT RAISE(ABORT, 'append-only'); END;
-CREATE TRIGGER IF NOT EXISTS command_asks_no_delete BEFORE DELETE ON command_asks BEGIN SELECT RAISE(ABORT, 'append-only'); END;
-CREATE TRIGGER IF NOT EXISTS command_answers_no_update BEFORE UPDATE ON command_answers BEGIN SELECT RAISE(ABORT, 'append-only'); END;
-CREATE TRIGGER IF NOT EXISTS command_answers_no_delete BEFORE DELETE ON command_answers BEGIN SELECT RAISE(ABORT, 'append-only'); END;
-`;
-
-const ready = new WeakSet<AuditStore>();
-function ensure(store: AuditStore): void {
-  if (ready.has(store)) return;
-  store.tables.exec(SCHEMA);
-  ready.add(store);
-}
 
 export type AskStatus = 'pending' | 'allow' | 'deny' | 'timeout';
 
@@ -96,13 +65,11 @@ function toAsk(r: AskRow): CommandAsk {
 const SELECT = `SELECT a.*, b.decision, b.kind, b.by, b.reason AS answer_reason FROM command_asks a LEFT JOIN command_answers b ON b.ask_id = a.id`;
 
 export function getAsk(store: AuditStore, id: number): CommandAsk | null {
-  ensure(store);
   const r = store.tables.prepare(`${SELECT} WHERE a.id = ?`).get(id) as AskRow | undefined;
   return r ? toAsk(r) : null;
 }
 
 export function listAsks(store: AuditStore, opts: { all?: boolean; limit?: number } = {}): CommandAsk[] {
-  ensure(store);
   expireOverdue(store);
   const rows = store.tables.prepare(`${SELECT} ${opts.all ? '' : 'WHERE b.decision IS NULL'} ORDER BY a.id DESC LIMIT ?`)
     .all(Math.max(1, Math.min(opts.limit ?? 200, 10_000))) as unknown as AskRow[];
@@ -126,7 +93,6 @@ function recordTimeout(store: AuditStore, ask: CommandAsk, cause: 'timeout' | 's
 
 /** Asks whose deadline passed while nobody was waiting (e.g. the session died) are denied. */
 export function expireOverdue(store: AuditStore): void {
-  ensure(store);
   const now = new Date().toISOString();
   const rows = store.tables.prepare(`${SELECT} WHERE b.decision IS NULL AND a.expires <= ? LIMIT 1000`).all(now) as unknown as AskRow[];
   for (const r of rows) recordTimeout(store, toAsk(r));
@@ -134,7 +100,6 @@ export function expireOverdue(store: AuditStore): void {
 
 /** A human's answer (CLI or console). Refuses unknown ids, answered and expired asks. */
 export function answerAsk(store: AuditStore, id: number, decision: 'allow' | 'deny', by: string, reason?: string, kind: 'human' | 'prompt' = 'human'): CommandAsk {
-  ensure(store);
   const ask = getAsk(store, id);
   if (!ask) throw new AirlockError('NOT_FOUND', `no pending approval #${id}`, 'list them with `airlock approvals`');
   if (ask.status === 'pending' && ask.expires <= new Date().toISOString()) {
@@ -156,7 +121,6 @@ export function answerAsk(store: AuditStore, id: number, decision: 'allow' | 'de
  * is visible to `airlock approvals` in every terminal while it waits.
  */
 export async function requestApproval(store: AuditStore, req: ApprovalRequest): Promise<AnswerResult> {
-  ensure(store);
   if (!Number.isFinite(req.timeoutSeconds) || req.timeoutSeconds <= 0) throw new AirlockError('USAGE', 'timeoutSeconds must be a positive number', 'use commands.askTimeoutSeconds from the policy');
   if (!Array.isArray(req.command) || req.command.length === 0) throw new AirlockError('USAGE', 'empty command', 'pass the argv the agent asked to run');
   const created = new Date();
@@ -192,4 +156,12 @@ export async function requestApproval(store: AuditStore, req: ApprovalRequest): 
   } finally {
     done.abort();
   }
+}
+
+/** This host's queue as the shared store's relay needs it: pending ids, and how to answer one (an answer given on another host). */
+export function localAskRelay(store: AuditStore): { pendingLocal: () => number[]; answer: (id: number, decision: 'allow' | 'deny', by: string, reason: string) => void } {
+  return {
+    pendingLocal: () => listAsks(store).map((a) => a.id),
+    answer: (id, decision, by, reason) => { answerAsk(store, id, decision, by, reason); },
+  };
 }

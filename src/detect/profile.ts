@@ -134,23 +134,11 @@ export class SessionProfile {
   }
 }
 
-// Profiles of finished sessions are kept in their own table, so baselines do not rescan the log.
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS detect_profiles (
-  session TEXT PRIMARY KEY,
-  agent TEXT NOT NULL,
-  started TEXT NOT NULL,
-  metrics TEXT NOT NULL,
-  sets TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS detect_profiles_agent ON detect_profiles(agent, started);`;
+// Profiles of finished sessions are kept in their own table (src/audit/schema.ts), so baselines do not rescan the log.
 
 export interface StoredProfile { session: string; agent: string; started: string; metrics: Record<Measure, number>; sets: { hosts: string[]; areas: string[]; programs: string[] } }
 
-export function ensureProfileSchema(db: AuditTables): void { db.exec(SCHEMA); }
-
 export function saveProfile(store: AuditStore, agent: string, p: SessionProfile): void {
-  ensureProfileSchema(store.tables);
   store.tables.prepare('INSERT OR REPLACE INTO detect_profiles (session, agent, started, metrics, sets) VALUES (?,?,?,?,?)').run(
     p.session, agent, p.started ?? new Date().toISOString(), JSON.stringify(p.metrics()),
     JSON.stringify({ hosts: [...p.hosts], areas: [...p.areas], programs: [...p.programs] }));
@@ -158,7 +146,6 @@ export function saveProfile(store: AuditStore, agent: string, p: SessionProfile)
 
 /** Profiles of the agent's past sessions, oldest first; sessions in the log without a profile are profiled now. */
 export function pastProfiles(store: AuditStore, agent: string, exclude: string, max: number): StoredProfile[] {
-  ensureProfileSchema(store.tables);
   const db = store.tables;
   const missing = db.prepare(`SELECT DISTINCT e.session AS s, MIN(e.ts) AS t FROM events e
     WHERE e.type = 'session.start' AND json_extract(e.data, '$.agent') = ? AND e.session IS NOT NULL AND e.session != ?

@@ -94,7 +94,8 @@ function combine(rule: MergeRule, org: unknown, repo: unknown): { value: unknown
     }
     case 'and': return { value: Boolean(org) && Boolean(repo) };
     case 'or': return { value: Boolean(org) || Boolean(repo) };
-    case 'org': return { value: org, note: 'only the org policy may set this; repo value ignored' };
+    case 'org':
+    case 'orgOnly': return { value: org, note: 'only the org policy may set this; repo value ignored' };
   }
 }
 
@@ -102,7 +103,7 @@ export function mergePolicies(sources: PolicySource[]): { policy: Policy; proven
   const merged: Record<string, unknown> = {};
   const provenance: Record<string, string> = {};
   for (const leaf of policyLeaves()) {
-    const p = leaf.path.join('.');
+    const leafPath = leaf.path.join('.');
     let value: unknown;
     let orgValue: unknown;
     let from = 'default';
@@ -110,6 +111,7 @@ export function mergePolicies(sources: PolicySource[]): { policy: Policy; proven
       const v = getIn(src.raw, leaf.path);
       if (v === undefined) continue;
       if (src.kind === 'org') { value = orgValue = v; from = src.origin; continue; }
+      if (leaf.rule === 'orgOnly' && src.kind !== 'builtin') { from = `${from} (${src.origin}'s value ignored: org policy only)`; continue; }
       if (src.kind === 'grant') {
         // per-run grants add to lists; a scalar grant only applies when org has not set it
         if (Array.isArray(v)) {
@@ -127,7 +129,7 @@ export function mergePolicies(sources: PolicySource[]): { policy: Policy; proven
       from = c.note ? `${from} (${c.note})` : `${src.origin} within ${from}`;
     }
     if (value !== undefined) setIn(merged, leaf.path, value);
-    provenance[p] = from;
+    provenance[leafPath] = from;
   }
   return { policy: policySchema.parse(merged), provenance };
 }

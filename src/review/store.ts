@@ -5,54 +5,8 @@ import type { Policy } from '../policy/index.ts';
 import type { Finding } from './types.ts';
 
 // Proposals and the decisions on them live in the audit database, in tables of their own
-// that refuse UPDATE and DELETE (append-only, like the event log). Status is derived
+// (created by the audit schema's migrations, src/audit/schema.ts) that refuse UPDATE and DELETE (append-only, like the event log). Status is derived
 // from the decisions, never stored, so there is no state to tamper with but the log.
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS review_proposals (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  session TEXT NOT NULL,
-  hash TEXT NOT NULL,
-  created TEXT NOT NULL,
-  result_repo TEXT NOT NULL,
-  base TEXT NOT NULL,
-  head TEXT NOT NULL,
-  commits TEXT NOT NULL,
-  diff_sha256 TEXT NOT NULL,
-  repo TEXT,
-  base_ref TEXT,
-  started_by TEXT,
-  policy_hash TEXT NOT NULL,
-  policy TEXT NOT NULL,
-  findings TEXT NOT NULL,
-  stats TEXT NOT NULL,
-  UNIQUE (session, hash)
-);
-CREATE TABLE IF NOT EXISTS review_decisions (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT,
-  proposal_id INTEGER NOT NULL REFERENCES review_proposals(id),
-  kind TEXT NOT NULL CHECK (kind IN ('approve', 'reject', 'apply', 'apply_failed')),
-  by TEXT,
-  by_source TEXT,
-  proposal_hash TEXT NOT NULL,
-  reason TEXT,
-  override INTEGER NOT NULL DEFAULT 0,
-  data TEXT NOT NULL DEFAULT '{}',
-  ts TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS review_decisions_p ON review_decisions(proposal_id, seq);
-CREATE TRIGGER IF NOT EXISTS review_proposals_no_update BEFORE UPDATE ON review_proposals BEGIN SELECT RAISE(ABORT, 'append-only'); END;
-CREATE TRIGGER IF NOT EXISTS review_proposals_no_delete BEFORE DELETE ON review_proposals BEGIN SELECT RAISE(ABORT, 'append-only'); END;
-CREATE TRIGGER IF NOT EXISTS review_decisions_no_update BEFORE UPDATE ON review_decisions BEGIN SELECT RAISE(ABORT, 'append-only'); END;
-CREATE TRIGGER IF NOT EXISTS review_decisions_no_delete BEFORE DELETE ON review_decisions BEGIN SELECT RAISE(ABORT, 'append-only'); END;
-`;
-
-const ready = new WeakSet<AuditStore>();
-export function ensureReviewTables(store: AuditStore): void {
-  if (ready.has(store)) return;
-  store.tables.exec(SCHEMA);
-  ready.add(store);
-}
 
 export interface ProposalStats { files: number; added: number; deleted: number; commits: number }
 
@@ -108,7 +62,6 @@ function toProposal(r: PRow): Proposal {
 }
 
 export function insertProposal(store: AuditStore, p: Omit<Proposal, 'id' | 'created'>): { proposal: Proposal; created: boolean } {
-  ensureReviewTables(store);
   const existing = store.tables.prepare('SELECT * FROM review_proposals WHERE session = ? AND hash = ?').get(p.session, p.hash) as PRow | undefined;
   if (existing) return { proposal: toProposal(existing), created: false };
   const r = store.tables.prepare(`INSERT INTO review_proposals (session, hash, created, result_repo, base, head, commits, diff_sha256, repo, base_ref, started_by, policy_hash, policy, findings, stats)
@@ -119,18 +72,15 @@ export function insertProposal(store: AuditStore, p: Omit<Proposal, 'id' | 'crea
 }
 
 export function getProposal(store: AuditStore, id: number): Proposal | null {
-  ensureReviewTables(store);
   const r = store.tables.prepare('SELECT * FROM review_proposals WHERE id = ?').get(id) as PRow | undefined;
   return r ? toProposal(r) : null;
 }
 
 export function listProposals(store: AuditStore, limit = 500): Proposal[] {
-  ensureReviewTables(store);
   return (store.tables.prepare('SELECT * FROM review_proposals ORDER BY id DESC LIMIT ?').all(limit) as unknown as PRow[]).map(toProposal).reverse();
 }
 
 export function latestProposalId(store: AuditStore, session: string): number | null {
-  ensureReviewTables(store);
   const r = store.tables.prepare('SELECT MAX(id) AS id FROM review_proposals WHERE session = ?').get(session) as { id: number | null };
   return r.id;
 }
@@ -138,7 +88,6 @@ export function latestProposalId(store: AuditStore, session: string): number | n
 interface DRow { seq: number; proposal_id: number; kind: string; by: string | null; by_source: string | null; proposal_hash: string; reason: string | null; override: number; data: string; ts: string }
 
 export function decisionsFor(store: AuditStore, proposalId: number): ReviewDecision[] {
-  ensureReviewTables(store);
   return (store.tables.prepare('SELECT * FROM review_decisions WHERE proposal_id = ? ORDER BY seq').all(proposalId) as unknown as DRow[]).map((r) => ({
     seq: r.seq, proposalId: r.proposal_id, kind: r.kind as DecisionKind, by: r.by, bySource: r.by_source, proposalHash: r.proposal_hash,
     reason: r.reason, override: r.override === 1, data: JSON.parse(r.data) as Record<string, unknown>, ts: r.ts,
@@ -146,7 +95,6 @@ export function decisionsFor(store: AuditStore, proposalId: number): ReviewDecis
 }
 
 export function insertDecision(store: AuditStore, d: Omit<ReviewDecision, 'seq' | 'ts'>): void {
-  ensureReviewTables(store);
   store.tables.prepare('INSERT INTO review_decisions (proposal_id, kind, by, by_source, proposal_hash, reason, override, data, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
     .run(d.proposalId, d.kind, d.by, d.bySource, d.proposalHash, d.reason, d.override ? 1 : 0, JSON.stringify(d.data), new Date().toISOString());
 }

@@ -228,6 +228,8 @@ function telemetryLayer(): SessionLayer {
     afterStart: async (s) => {
       const t = s.policy.policy.telemetry;
       s.layerState.set('checkpointer', startCheckpointer(s.store, { ...t.checkpoint, keyDir: s.home.keys }));
+      const shared = process.env.AIRLOCK_DATABASE_URL || t.sharedStore;
+      if (shared) s.layerState.set('shipper', await startSessionShipper(s, shared));
       if (!t.sinks.length) return;
       const m = await import('../audit/sinks/index.ts');
       const plan = m.planSessionSinks(s.policy);
@@ -242,7 +244,24 @@ function telemetryLayer(): SessionLayer {
         // the session's tail (session.stop, the checkpoint) goes out within stop's bounded flush;
         // a SIEM that is down or stalls never holds the session's end (it stays spooled)
         await (s.layerState.get('delivery') as { stop(): Promise<void> } | undefined)?.stop();
+        // likewise the shared store: what it cannot take now stays spooled in the local log
+        await (s.layerState.get('shipper') as { stop(flushMs: number): Promise<unknown> } | undefined)?.stop(2000);
       }
     },
   };
+}
+
+/**
+ * With AIRLOCK_DATABASE_URL, the session ships its host's log to the shared store while it runs
+ * and takes answers to its asks given on other hosts (docs/modules/store.md).
+ */
+async function startSessionShipper(s: Session, url: string) {
+  const store = await import('../store/index.ts');
+  const { localAskRelay } = await import('../command-rules/index.ts');
+  const where = `the shared store ${store.redactedUrl(url)}`;
+  return store.startShipper(s.store, store.databaseUrl(url)!, {
+    keyDir: s.home.keys,
+    onConnect: (c) => store.requireCurrentSchema(c, where),
+    relay: localAskRelay(s.store),
+  });
 }

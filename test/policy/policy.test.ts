@@ -23,6 +23,17 @@ describe('policy', () => {
     assert.deepEqual(p.credentials.brokered, []);
   });
 
+  it('the shared store is the org\'s to choose: a repo\'s is ignored, and no policy may hold its password', () => {
+    const org = src('org', 'telemetry:\n  sharedStore: postgres://airlock@db.example.com/audit\n');
+    const repo = src('repo', 'telemetry:\n  sharedStore: postgres://evil@203.0.113.9/steal\n');
+    assert.equal(resolvePolicy([org, repo]).policy.telemetry.sharedStore, 'postgres://airlock@db.example.com/audit');
+    assert.equal(resolvePolicy([src('org', 'telemetry: {}\n'), repo]).policy.telemetry.sharedStore, undefined);
+    assert.throws(() => resolvePolicy([src('org', 'telemetry:\n  sharedStore: postgres://airlock:hunter2@db.example.com/audit\n')]), /no password in a policy file/);
+    assert.throws(() => resolvePolicy([src('org', 'telemetry:\n  sharedStore: postgres://db.example.com/audit?user=a&password=hunter2\n')]), /no password/);
+    assert.throws(() => resolvePolicy([src('org', 'telemetry:\n  sharedStore: mysql://db/audit\n')]), /postgres:\/\//);
+    assert.equal(resolvePolicy([src('org', 'telemetry:\n  sharedStore: postgres://airlock@/audit?host=/run/postgresql\n')]).policy.telemetry.sharedStore, 'postgres://airlock@/audit?host=/run/postgresql');
+  });
+
   it('a repo policy can only tighten the org policy', () => {
     const org = src('org', 'sandbox:\n  limits:\n    memoryMB: 1024\n  env:\n    allow: [LANG_X, FOO]\negress:\n  presets: [npm, pypi]\n  transparent: "off"\n');
     const repo = src('repo', 'sandbox:\n  limits:\n    memoryMB: 8192\n    pids: 64\n  env:\n    allow: [FOO, BAR]\negress:\n  presets: [npm, github]\n  transparent: auto\n');

@@ -19,19 +19,6 @@ export * from './formats.ts';
 // One process at a time delivers a sink: a lease in the same row keeps a supervisor and
 // `airlock sinks flush` from sending the same batch twice.
 
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS sink_state (
-  name TEXT PRIMARY KEY,
-  type TEXT NOT NULL,
-  cursor INTEGER NOT NULL DEFAULT 0,
-  delivered INTEGER NOT NULL DEFAULT 0,
-  last_ok_at TEXT,
-  last_error TEXT,
-  last_error_at TEXT,
-  failures INTEGER NOT NULL DEFAULT 0,
-  owner TEXT,
-  lease_until INTEGER NOT NULL DEFAULT 0
-);`;
 
 export interface SinkStatus {
   name: string;
@@ -53,10 +40,6 @@ export interface SinkStatus {
 }
 
 interface StateRow { name: string; type: string; cursor: number; delivered: number; last_ok_at: string | null; last_error: string | null; last_error_at: string | null; failures: number; owner: string | null; lease_until: number }
-
-export function ensureSinkSchema(db: AuditTables): void {
-  db.exec(SCHEMA);
-}
 
 function headSeq(db: AuditTables): number {
   return (db.prepare('SELECT MAX(seq) AS m FROM events').get() as { m: number | null }).m ?? 0;
@@ -83,7 +66,6 @@ function ownerAlive(owner: string | null): boolean {
 
 /** Lag, cursor and last error of every sink that is configured or has state in this database. */
 export function sinkStatus(store: AuditStore, sinks: SinkConfig[] = []): SinkStatus[] {
-  ensureSinkSchema(store.tables);
   const head = headSeq(store.tables);
   const rows = new Map((store.tables.prepare('SELECT * FROM sink_state ORDER BY name').all() as unknown as StateRow[]).map((r) => [r.name, r]));
   const names = [...new Set([...sinks.map((s) => s.name), ...rows.keys()])];
@@ -291,7 +273,6 @@ function sinkList(cfg: SinkConfig[] | { sinks: SinkConfig[] }): SinkConfig[] {
  */
 export function startDelivery(store: AuditStore, sinksConfig: SinkConfig[] | { sinks: SinkConfig[] }, opts: DeliveryOptions = {}): Delivery {
   const list = sinkList(sinksConfig);
-  ensureSinkSchema(store.tables);
   const workers = list.map((c) => new SinkWorker(store, c, { ...opts, until: undefined }));
   const off = store.onAppend(() => { for (const w of workers) w.wake(); });
   return {
@@ -308,7 +289,6 @@ export function startDelivery(store: AuditStore, sinksConfig: SinkConfig[] | { s
 /** Delivers everything pending now (up to the current head), once per sink; returns the status after. */
 export async function flushSinks(store: AuditStore, sinksConfig: SinkConfig[] | { sinks: SinkConfig[] }, opts: DeliveryOptions = {}): Promise<SinkStatus[]> {
   const list = sinkList(sinksConfig);
-  ensureSinkSchema(store.tables);
   const until = headSeq(store.tables);
   const workers = list.map((c) => new SinkWorker(store, c, { ...opts, until }));
   await Promise.all(workers.map((w) => w.done));

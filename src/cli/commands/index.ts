@@ -53,6 +53,7 @@ export const registrations: Registration[] = [
     },
     load: async () => (await import('./provenance.ts')).registerProvenance,
   },
+  { commands: { db: 'The shared PostgreSQL store (AIRLOCK_DATABASE_URL): schema versions.' }, load: async () => (await import('./shared.ts')).registerDb },
   { commands: { console: 'Serve the review and security console (web UI): proposals, approvals, sessions, audit.' }, load: async () => (await import('./console.ts')).registerConsole },
   { commands: { mcp: 'Serve a sandboxed session\'s tools over the Model Context Protocol on stdio' }, load: async () => (await import('./mcp.ts')).registerMcp },
 ];

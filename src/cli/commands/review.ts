@@ -139,13 +139,21 @@ export function registerReview(program: Command): void {
     .description('Proposals waiting for review (with --all: every proposal).')
     .option('--json', 'machine-readable output')
     .option('--all', 'include applied, rejected and superseded proposals')
-    .action((opts: { json?: boolean; all?: boolean }) => withStore((store) => {
+    .action((opts: { json?: boolean; all?: boolean }) => withStore(async (store) => {
       const rows = listProposals(store).map((p) => ({ p, st: proposalStatus(store, p) }))
         .filter((r) => opts.all || r.st.state === 'pending' || r.st.state === 'approved');
-      if (opts.json) { printJson(rows.map((r) => jsonOf(r.p, r.st))); return; }
-      if (!rows.length) { process.stdout.write(dim(opts.all ? 'no proposals' : 'no proposals waiting for review') + '\n'); return; }
-      process.stdout.write(table(rows.map(({ p, st }) => [String(p.id), p.session, stateText(st), `${p.stats.files} files +${p.stats.added}/-${p.stats.deleted}`, summary(p), `${st.approvers.length}/${st.required}`]),
-        ['id', 'session', 'state', 'size', 'checks', 'approvals']) + '\n');
+      // with a shared store, every other host's proposals too (review them on their host)
+      const remote = process.env.AIRLOCK_DATABASE_URL
+        ? ((await (await import('./shared.ts')).otherHostsReview(store)) ?? []).filter((p) => opts.all || p.state === 'pending' || p.state === 'approved')
+        : undefined;
+      if (opts.json) { printJson([...rows.map((r) => jsonOf(r.p, r.st)), ...(remote ?? [])]); return; }
+      if (!rows.length && !remote?.length) { process.stdout.write(dim(opts.all ? 'no proposals' : 'no proposals waiting for review') + '\n'); return; }
+      const lines = rows.map(({ p, st }) => [...(remote ? [dim('this host')] : []), String(p.id), visible(p.session), stateText(st), `${p.stats.files} files +${p.stats.added}/-${p.stats.deleted}`, summary(p), `${st.approvers.length}/${st.required}`]);
+      for (const p of remote ?? []) {
+        lines.push([visible(p.hostname), visible(p.ref), visible(p.session ?? ''), p.state, p.stats ? `${p.stats.files} files +${p.stats.added}/-${p.stats.deleted}` : '-',
+          p.findings ? `${p.findings} findings${p.blocking ? `, ${p.blocking} blocking` : ''}` : 'clean', String(p.approvals.length)]);
+      }
+      process.stdout.write(table(lines, [...(remote ? ['host'] : []), 'id', 'session', 'state', 'size', 'checks', 'approvals']) + '\n');
     }));
 
   review.command('show')

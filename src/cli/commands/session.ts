@@ -176,18 +176,24 @@ export function registerSession(program: Command): void {
   program.command('sessions')
     .description('List sessions: id, command, base commit, start/end, exit status, counts of events and denials')
     .option('--json', 'machine-readable output')
-    .action((o: { json?: boolean }) => {
+    .action(async (o: { json?: boolean }) => {
       const layout = ensureHome();
       const store = new AuditStore(layout.auditDb);
-      recoverAndReport(store, layout);
-      const rows = listSessions(store);
-      store.close();
+      let rows: (SessionSummary & { host?: string })[];
+      try {
+        recoverAndReport(store, layout);
+        rows = listSessions(store);
+        // with a shared store, every other host's sessions too (this host's are read fresh from its own log)
+        if (process.env.AIRLOCK_DATABASE_URL) rows = [...rows, ...(await (await import('./shared.ts')).otherHostsSessions(store)) ?? []];
+      } finally { store.close(); }
       if (o.json) return printJson(rows);
       if (!rows.length) { process.stdout.write('no sessions yet: start one with `airlock run -- <command>`\n'); return; }
+      const shared = rows.some((s) => s.host !== undefined);
       process.stdout.write(table(rows.map((s) => [
+        ...(shared ? [s.host === undefined ? 'this host' : esc(s.host)] : []),
         esc(s.id), s.state === 'stopped' ? String(s.status ?? '-') : s.state, esc((s.command ?? []).join(' ').slice(0, 40)), esc((s.baseCommit ?? '').slice(0, 10)),
         s.start.replace('T', ' ').slice(0, 19), s.end ? s.end.replace('T', ' ').slice(11, 19) : '-', String(s.events), s.denials ? bad(String(s.denials)) : '0',
-      ]), ['SESSION', 'EXIT', 'COMMAND', 'BASE', 'START', 'END', 'EVENTS', 'DENIED']) + '\n');
+      ]), [...(shared ? ['HOST'] : []), 'SESSION', 'EXIT', 'COMMAND', 'BASE', 'START', 'END', 'EVENTS', 'DENIED']) + '\n');
     });
 }
 

@@ -10,7 +10,8 @@ export type MergeRule =
   | 'intersect'    // lists of grants: only what both grant (org list absent = repo list)
   | 'and'          // booleans that grant something: both must say true
   | 'or'           // booleans that restrict something: either may say true
-  | 'org'          // only the org policy may set it
+  | 'org'          // only the org policy may set it (without an org policy, the repo's value applies)
+  | 'orgOnly'      // only the org policy may set it, ever: a repo's or a grant's value never applies
   | { stricter: readonly string[] }; // enums ordered strictest first
 
 export function merge<T extends z.ZodType>(schema: T, rule: MergeRule): T {

@@ -118,6 +118,9 @@ export const telemetrySchema = z.strictObject({
     everySeconds: merge(z.number().int().min(1).max(86_400).default(60).describe('Sign a checkpoint at least this often while events arrive.'), 'min'),
   }).prefault({}).describe('Signed checkpoints (Ed25519 over the RFC 6962 root); one is also signed at every session end.'),
   sinks: merge(z.array(sinkSchema).default([]).describe('SIEM sinks; each keeps a durable cursor. Org sinks cannot be removed by a repo.'), 'union'),
+  sharedStore: merge(z.string().max(2000).regex(/^postgres(ql)?:\/\/\S+$/, 'a postgres:// or postgresql:// URL')
+    .refine((u) => !/^postgres(ql)?:\/\/[^/@?#]*:[^/@?#]*@/.test(u) && !/[?&]password=/i.test(u), 'no password in a policy file: give it to the hosts as PGPASSWORD or in ~/.pgpass')
+    .optional().describe('The shared PostgreSQL store every session ships its host\'s audit log to (AIRLOCK_DATABASE_URL overrides it on a host). Read from the org policy only: a repo, the agent included, must not choose where the audit stream goes. No password here.'), 'orgOnly'),
   allowRepoSinks: merge(z.boolean().default(false).describe('Whether sessions also deliver to sinks a repo policy (or a per-run grant) adds. Off: only the org policy\'s sinks run, since anyone who can commit airlock.yaml, the agent included, could otherwise send the audit stream where they like. Read from the org policy only.'), 'org'),
   detection: z.strictObject({
     rules: merge(z.array(detectionRuleSchema).default(() => DEFAULT_DETECTION_RULES.map((r) => detectionRuleSchema.parse(r))).describe('Detection rules; a repo may add rules, never remove the org\'s.'), 'union'),

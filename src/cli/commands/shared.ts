@@ -1,0 +1,168 @@
+import type { Command } from 'commander';
+import type pg from 'pg';
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { AirlockError, ExitCode, escapeForTerminal } from '../../common/index.ts';
+import {
+  PG_SCHEMA_VERSION, databaseUrl, withSharedStore, migratePg, redactedUrl, requireCurrentSchema, shipOnce, startShipper,
+  verifySharedStore, type SharedVerifyResult, pendingSharedAsks, answerSharedAsk, otherHostsSessionRows, otherHostsProposals, type SharedAsk, type SharedProposal,
+} from '../../store/index.ts';
+import { logId } from '../../audit/index.ts';
+import type { SessionSummary } from '../../session/index.ts';
+import { openStore } from '../store.ts';
+import { bad, dim, ok, printJson, setExit, warn } from '../output.ts';
+
+// The shared PostgreSQL store from the CLI: `airlock db migrate|status` (its owner),
+// `airlock audit ship [--follow]` (each host), `airlock audit verify` against it.
+
+function requireUrl(flag: string | undefined): string {
+  const url = databaseUrl(flag);
+  if (!url) throw new AirlockError('USAGE', 'no shared store configured', 'set AIRLOCK_DATABASE_URL=postgres://… or pass --database URL');
+  return url;
+}
+
+export const registerDb = (program: Command): void => {
+  const db = program.command('db').description('The shared PostgreSQL store (AIRLOCK_DATABASE_URL): schema versions.');
+  db.command('migrate').option('--database <url>', 'postgres:// URL (default: AIRLOCK_DATABASE_URL)').option('--json', 'print the result as JSON')
+    .description('Bring the shared store\'s schema to this Airlock\'s version (run once, as the database owner).')
+    .action(async (opts: { database?: string; json?: boolean }) => {
+      const url = requireUrl(opts.database);
+      const version = await withSharedStore(url, (c) => migratePg(c, `the shared store ${redactedUrl(url)}`));
+      if (opts.json) printJson({ version }); else process.stdout.write(`${ok('schema')} at version ${version}\n`);
+    });
+  db.command('status').option('--database <url>', 'postgres:// URL (default: AIRLOCK_DATABASE_URL)').option('--json', 'print the result as JSON')
+    .description('Schema version and, per host, how many events the shared store holds.')
+    .action(async (opts: { database?: string; json?: boolean }) => {
+      const url = requireUrl(opts.database);
+      await withSharedStore(url, async (c) => {
+        await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`);
+        const hosts = (await c.query<{ log_id: string; hostname: string; events: string; head: string | null }>(`SELECT h.log_id, h.hostname,
+          (SELECT count(*) FROM airlock.events e WHERE e.log_id = h.log_id) AS events,
+          (SELECT max(seq) FROM airlock.events e WHERE e.log_id = h.log_id) AS head FROM airlock.hosts h ORDER BY h.hostname, h.log_id`)).rows
+          .map((h) => ({ logId: h.log_id, hostname: h.hostname, events: Number(h.events), head: Number(h.head ?? 0) }));
+        if (opts.json) { printJson({ version: PG_SCHEMA_VERSION, hosts }); return; }
+        process.stdout.write(`schema version ${PG_SCHEMA_VERSION}, ${hosts.length} host(s)\n`);
+        for (const h of hosts) process.stdout.write(`  ${escapeForTerminal(h.hostname)} ${dim(escapeForTerminal(h.logId))}: ${h.events} events, head ${h.head}\n`);
+      });
+    });
+};
+
+/** `airlock audit ship`: copies this host's local log to the shared store (once, or until a signal with --follow). */
+export async function ship(opts: { database?: string; follow?: boolean; json?: boolean; batch: string }): Promise<void> {
+  const url = requireUrl(opts.database);
+  const batch = Number(opts.batch);
+  if (!Number.isInteger(batch) || batch < 1 || batch > 100_000) throw new AirlockError('USAGE', '--batch must be an integer 1..100000', 'the default, 5000, suits most hosts');
+  const store = openStore(false);
+  try {
+    // --follow starts even while PostgreSQL is down: the local log spools until it is back
+    const r = opts.follow ? await follow(store, url, batch) : await withSharedStore(url, async (c) => {
+      await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`);
+      return shipOnce(store, c, { batch });
+    });
+    if (opts.json) printJson(r ?? null);
+    else if (r) process.stdout.write(`${ok('shipped')} ${r.events} events, ${r.checkpoints} checkpoints; the shared store holds this host's log up to ${r.shippedSeq} of ${r.localSeq}\n`);
+  } finally { store.close(); }
+}
+
+async function follow(store: ReturnType<typeof openStore>, url: string, batch: number) {
+  let said = '';
+  const { localAskRelay } = await import('../../command-rules/index.ts');
+  const shipper = startShipper(store, url, {
+    batch,
+    relay: localAskRelay(store),
+    onConnect: (c) => requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`),
+    onError: (e) => {
+      const m = e instanceof Error ? e.message : String(e);
+      if (m !== said) process.stderr.write(`${warn('airlock: shared store unreachable, events stay spooled:', process.stderr)} ${escapeForTerminal(m)}\n`);
+      said = m;
+    },
+  });
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  return shipper.stop();
+}
+
+/** Trusted host keys from a directory of `<log id>.pem` files (`airlock audit pubkey` of each host). */
+function trustedKeys(dir: string | undefined): Map<string, KeyObject> | undefined {
+  if (!dir) return undefined;
+  const m = new Map<string, KeyObject>();
+  for (const f of readdirSync(dir).filter((n) => n.endsWith('.pem'))) m.set(f.slice(0, -4), createPublicKey(readFileSync(join(dir, f), 'utf8')));
+  return m;
+}
+
+function printShared(r: SharedVerifyResult): void {
+  for (const h of r.hosts) {
+    const name = `${escapeForTerminal(h.hostname ?? '?')} ${dim(escapeForTerminal(h.logId))}`;
+    if (!h.firstBad && h.problems.length === 0) {
+      process.stdout.write(`${ok('intact')}: ${name}: ${h.events} events, ${h.checkpointsChecked} signed checkpoints verified\n`);
+      continue;
+    }
+    if (h.firstBad) process.stdout.write(`${bad('TAMPERED')}: ${name}: first bad event seq ${h.firstBad.seq}${h.firstBad.id ? ` (${escapeForTerminal(h.firstBad.id)})` : ''}: ${h.firstBad.reason}\n`);
+    for (const p of h.problems) process.stdout.write(`${bad('TAMPERED')}: ${name}: ${escapeForTerminal(p)}\n`);
+  }
+  for (const p of r.global.problems) process.stdout.write(`${bad('TAMPERED')}: ${escapeForTerminal(p)}\n`);
+  process.stdout.write(`global log: ${r.global.size} checkpoints, root ${r.global.root}\n`);
+}
+
+/** `airlock audit verify` when a shared store is configured. */
+export async function verifyShared(opts: { database?: string; json?: boolean; hostKeys?: string }, cmd: Command): Promise<void> {
+  const url = requireUrl(opts.database);
+  const r = await withSharedStore(url, async (c) => {
+    await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`);
+    return verifySharedStore(c, { trustedKeys: trustedKeys(opts.hostKeys) });
+  });
+  if (opts.json) printJson(r); else printShared(r);
+  setExit(cmd, r.ok ? ExitCode.OK : ExitCode.TAMPERED);
+}
+
+/** With a shared store: the asks waiting on every other host (undefined without one). */
+export async function otherHostsAsks(store: ReturnType<typeof openStore>): Promise<SharedAsk[] | undefined> {
+  const url = databaseUrl();
+  if (!url) return undefined;
+  const here = logId(store);
+  return otherHostsView(url, async (c) => (await pendingSharedAsks(c)).filter((a) => a.logId !== here));
+}
+
+/** `airlock approvals allow|deny N@HOST`: answers an ask waiting on another host. */
+export async function answerOtherHost(ref: string, decision: 'allow' | 'deny', by: string, reason?: string): Promise<SharedAsk> {
+  const url = requireUrl(undefined);
+  return withSharedStore(url, async (c) => {
+    await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`);
+    return answerSharedAsk(c, ref, decision, by, reason);
+  });
+}
+
+/** With a shared store: every other host's sessions, each with its host (undefined without one). */
+export async function otherHostsSessions(store: ReturnType<typeof openStore>): Promise<(SessionSummary & { host: string; logId: string })[] | undefined> {
+  const url = databaseUrl();
+  if (!url) return undefined;
+  const { SESSION_COLUMNS, sessionFromRow } = await import('../../session/index.ts');
+  const here = logId(store);
+  const rows = await otherHostsView(url, (c) => otherHostsSessionRows(c, SESSION_COLUMNS, here));
+  return rows?.map((r) => ({ ...sessionFromRow(r, false), host: String(r.hostname), logId: String(r.logId) }));
+}
+
+/** With a shared store: every other host's proposals (undefined without one). */
+export async function otherHostsReview(store: ReturnType<typeof openStore>): Promise<SharedProposal[] | undefined> {
+  const url = databaseUrl();
+  if (!url) return undefined;
+  const here = logId(store);
+  return otherHostsView(url, (c) => otherHostsProposals(c, here));
+}
+
+/**
+ * Other hosts' part of a listing: with the shared store unreachable, a warning and this host's
+ * part alone (undefined), rather than no listing at all.
+ */
+async function otherHostsView<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T | undefined> {
+  try {
+    return await withSharedStore(url, fn);
+  } catch (e) {
+    if (!(e instanceof AirlockError) || e.kind !== 'UNAVAILABLE') throw e;
+    process.stderr.write(`${warn('airlock: other hosts not shown:', process.stderr)} ${escapeForTerminal(e.message)}\n`);
+    return undefined;
+  }
+}

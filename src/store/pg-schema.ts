@@ -1,0 +1,125 @@
+import type pg from 'pg';
+import { type Migration, latestVersion, pendingMigrations } from '../audit/index.ts';
+import { AirlockError } from '../common/index.ts';
+
+// The shared PostgreSQL store's schema, versioned like the SQLite one (src/audit/schema.ts):
+// one list, applied in one transaction under an advisory lock, its version the highest row
+// of airlock.schema_migrations. Everything lives in the schema `airlock`.
+//
+// Append-only by construction: every table's rows are refused UPDATE, DELETE and TRUNCATE by
+// triggers that fire ALWAYS (also with session_replication_role = replica), and the role
+// the hosts log in with (a member of airlock_writer) may only SELECT and INSERT. Even the
+// work queues are insert-only: an answer to an ask is a row whose primary key makes the
+// first answer win. A superuser can still disable the triggers; `verifySharedStore` is
+// what catches that.
+
+const TABLES_V1 = ['hosts', 'host_keys', 'events', 'checkpoints', 'global_log'];
+
+const appendOnly = (t: string) => `
+CREATE TRIGGER ${t}_append_only BEFORE UPDATE OR DELETE ON airlock.${t} FOR EACH ROW EXECUTE FUNCTION airlock.refuse_change();
+CREATE TRIGGER ${t}_no_truncate BEFORE TRUNCATE ON airlock.${t} FOR EACH STATEMENT EXECUTE FUNCTION airlock.refuse_change();
+ALTER TABLE airlock.${t} ENABLE ALWAYS TRIGGER ${t}_append_only;
+ALTER TABLE airlock.${t} ENABLE ALWAYS TRIGGER ${t}_no_truncate;`;
+
+const grants = (tables: string[]) => `
+REVOKE ALL ON ${tables.map((t) => `airlock.${t}`).join(', ')} FROM PUBLIC;
+GRANT SELECT, INSERT ON ${tables.map((t) => `airlock.${t}`).join(', ')} TO airlock_writer;
+GRANT SELECT ON ${tables.map((t) => `airlock.${t}`).join(', ')} TO airlock_reader;`;
+
+const V1 = `
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'airlock_writer') THEN CREATE ROLE airlock_writer NOLOGIN; END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'airlock_reader') THEN CREATE ROLE airlock_reader NOLOGIN; END IF;
+END $$;
+GRANT USAGE ON SCHEMA airlock TO airlock_writer, airlock_reader;
+CREATE FUNCTION airlock.refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'airlock.% is append-only: % refused', TG_TABLE_NAME, TG_OP USING ERRCODE = 'insufficient_privilege'; END $$;
+
+-- one row per host's log (its audit.logId), and the public keys its checkpoints are signed with
+CREATE TABLE airlock.hosts (log_id text PRIMARY KEY, hostname text NOT NULL, first_seen timestamptz NOT NULL DEFAULT now());
+CREATE TABLE airlock.host_keys (
+  log_id text NOT NULL REFERENCES airlock.hosts, key_id text NOT NULL, public_key text NOT NULL,
+  PRIMARY KEY (log_id, key_id));
+-- each host's hash chain, exactly as its local SQLite holds it (data is the canonical JSON text)
+CREATE TABLE airlock.events (
+  log_id text NOT NULL, seq bigint NOT NULL, id text NOT NULL UNIQUE, ts text NOT NULL, type text NOT NULL,
+  session text, severity text NOT NULL, decision text, rule text, data text NOT NULL,
+  prev_hash text NOT NULL, hash text NOT NULL, PRIMARY KEY (log_id, seq));
+CREATE INDEX events_session ON airlock.events (session, log_id, seq);
+CREATE INDEX events_type ON airlock.events (type, log_id, seq);
+CREATE TABLE airlock.checkpoints (
+  log_id text NOT NULL, id bigint NOT NULL, size bigint NOT NULL, root text NOT NULL, ts text NOT NULL,
+  reason text NOT NULL, key_id text NOT NULL, signature text NOT NULL, PRIMARY KEY (log_id, id));
+-- the global log: one leaf per host checkpoint, in the order they reached the shared store
+CREATE TABLE airlock.global_log (
+  gseq bigint PRIMARY KEY, log_id text NOT NULL, checkpoint_id bigint NOT NULL, leaf text NOT NULL,
+  UNIQUE (log_id, checkpoint_id));
+${TABLES_V1.map(appendOnly).join('\n')}
+${grants(TABLES_V1)}
+GRANT SELECT ON airlock.schema_migrations TO airlock_writer, airlock_reader;
+`;
+
+// Answers given on any host to an ask waiting on another: the first row per ask wins (primary
+// key), and every insert wakes the asking host's shipper (NOTIFY airlock_answers).
+const V2 = `
+-- a host's data text as jsonb, or NULL when it is not JSON: one hostile row must not break every host's listing
+CREATE FUNCTION airlock.try_jsonb(t text) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN RETURN t::jsonb; EXCEPTION WHEN others THEN RETURN NULL; END $$;
+CREATE TABLE airlock.answers (
+  log_id text NOT NULL REFERENCES airlock.hosts, ask_id bigint NOT NULL,
+  decision text NOT NULL CHECK (decision IN ('allow', 'deny')), by text NOT NULL, reason text NOT NULL,
+  ts timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (log_id, ask_id));
+CREATE FUNCTION airlock.notify_answer() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_notify('airlock_answers', NEW.log_id); RETURN NULL; END $$;
+CREATE TRIGGER answers_notify AFTER INSERT ON airlock.answers FOR EACH ROW EXECUTE FUNCTION airlock.notify_answer();
+${appendOnly('answers')}
+${grants(['answers'])}
+`;
+
+export const PG_MIGRATIONS: readonly Migration[] = [
+  { version: 1, what: 'hosts, their keys, events, checkpoints and the global log; append-only; writer and reader roles', sql: V1 },
+  { version: 2, what: 'answers to asks across hosts (first answer wins; NOTIFY wakes the asking host)', sql: V2 },
+];
+
+export const PG_SCHEMA_VERSION = latestVersion(PG_MIGRATIONS);
+
+async function currentVersion(c: pg.ClientBase): Promise<number> {
+  const t = await c.query<{ t: string | null }>("SELECT to_regclass('airlock.schema_migrations')::text AS t");
+  if (!t.rows[0]?.t) return 0;
+  const r = await c.query<{ v: number | null }>('SELECT max(version) AS v FROM airlock.schema_migrations');
+  return Number(r.rows[0]?.v ?? 0);
+}
+
+/**
+ * Brings the shared store to the latest version (run by its owner: `airlock db migrate`);
+ * refuses a database newer than this Airlock knows. Concurrent migrators serialize on an
+ * advisory lock; the second finds nothing to do.
+ */
+export async function migratePg(c: pg.ClientBase, where: string, migrations: readonly Migration[] = PG_MIGRATIONS): Promise<number> {
+  if (pendingMigrations(migrations, await currentVersion(c), where).length === 0) return currentVersion(c);
+  await c.query('BEGIN');
+  try {
+    await c.query("SELECT pg_advisory_xact_lock(hashtext('airlock.migrate'))");
+    await c.query(`CREATE SCHEMA IF NOT EXISTS airlock;
+      CREATE TABLE IF NOT EXISTS airlock.schema_migrations (version integer PRIMARY KEY, what text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+    for (const m of pendingMigrations(migrations, await currentVersion(c), where)) {
+      await c.query(m.sql);
+      await c.query('INSERT INTO airlock.schema_migrations (version, what) VALUES ($1, $2)', [m.version, m.what]);
+    }
+    await c.query('COMMIT');
+  } catch (e) {
+    await c.query('ROLLBACK').catch(() => { /* the connection is gone: the server rolled back */ });
+    throw e;
+  }
+  return currentVersion(c);
+}
+
+/** Refuses to use a store that is behind (needs its owner to migrate) or ahead (needs a newer Airlock). */
+export async function requireCurrentSchema(c: pg.ClientBase, where: string): Promise<void> {
+  const v = await currentVersion(c);
+  pendingMigrations(PG_MIGRATIONS, v, where); // throws when newer
+  if (v < PG_SCHEMA_VERSION) {
+    throw new AirlockError('BAD_STATE', `${where} has schema version ${v}; this Airlock needs ${PG_SCHEMA_VERSION}`,
+      'run `airlock db migrate` once as the database owner (the hosts\' writer role may only insert)');
+  }
+}
