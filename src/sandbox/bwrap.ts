@@ -6,6 +6,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { AirlockError } from '../common/index.ts';
 import type { ExecHandle, ExecOptions, ExecResult, Mechanisms, Sandbox, SandboxDriver, SandboxSpec } from './driver.ts';
 import { buildSeccompProgram } from './seccomp.ts';
+import { chooseTracer, notifyTracerChain, type TracerChoice } from './tracers.ts';
 import { createCgroup, type CgroupHandle } from './limits.ts';
 import { TraceAuditor, TraceParser, TRACED_SYSCALLS } from './trace.ts';
 
@@ -14,6 +15,8 @@ import { TraceAuditor, TraceParser, TRACED_SYSCALLS } from './trace.ts';
 //   supervisor ─spawn→ unshare(user,mount,net) → setpriv(pdeathsig) → holder sh: tmpfs (disk cap) + overlay
 //   supervisor ─spawn→ bash(cgroup, ulimits, close fds) → nsenter(holder: user,mount,net)
 //                        → setpriv(pdeathsig[, uid 1000]) → [strace → setpriv uid 1000] → bwrap(user,pid,ipc,uts,cgroup; seccomp) → agent
+//   traced as root:        → setpriv(pdeathsig) → airlock-tracer ┬ (supervises: seccomp notifications, proc connector)
+//                                                              └ filter installed → nsenter → setpriv(pdeathsig) → choom → setpriv(uid) → bwrap → agent
 //
 // Every link of the chain is exec'd in one process whose parent is the supervisor, with
 // PR_SET_PDEATHSIG set after the last credential change; bwrap --die-with-parent carries
@@ -88,6 +91,7 @@ class BwrapSandbox implements Sandbox {
   private holderPid = 0;
   private mnt: string;
   private seccompFile: string;
+  private tracer: TracerChoice;
   private cgroup: CgroupHandle | null;
   private rootMode: boolean;
   private live = new Set<LiveExec>();
@@ -106,11 +110,13 @@ class BwrapSandbox implements Sandbox {
     this.mnt = SANDBOX_MNT;
     this.seccompFile = join(spec.stateDir, 'seccomp.bpf');
     this.cgroup = this.rootMode ? createCgroup(spec.session, spec.limits) : null;
+    this.tracer = chooseTracer({ wanted: spec.trace, root: this.rootMode });
     this.mechanisms = {
       driver: 'bubblewrap',
       limits: this.cgroup ? (this.cgroup.version === 1 ? 'cgroup-v1' : 'cgroup-v2') : 'rlimit',
       uidMapping: this.rootMode ? 'unprivileged-host-uid' : 'invoking-user',
-      tracing: spec.trace ? 'strace-seccomp-bpf' : 'off',
+      tracing: this.tracer.kind,
+      ...(this.tracer.fallbackReason ? { tracingFallback: this.tracer.fallbackReason } : {}),
       network: spec.networkSetup ? 'gateway' : 'none',
       seccomp: 'bpf-x86_64',
     };
@@ -124,7 +130,8 @@ class BwrapSandbox implements Sandbox {
     }
     mkdirSync(join(s.stateDir, 'etc'), { recursive: true, mode: 0o700 });
     mkdirSync(join(s.stateDir, 'trace'), { recursive: true });
-    writeFileSync(this.seccompFile, buildSeccompProgram());
+    // with the notify tracer, refused socket families reach it (it records and refuses them, EAFNOSUPPORT)
+    writeFileSync(this.seccompFile, buildSeccompProgram({ socketFamiliesRefusedBySupervisor: this.tracer.kind === 'seccomp-notify' }));
     this.writeEtc();
     this.baseArgs = this.buildBwrapArgs();
 
@@ -334,7 +341,9 @@ class BwrapSandbox implements Sandbox {
     const ns = ['nsenter', '-t', String(this.holderPid), '-U', '-m', '-n', ...(this.rootMode ? [] : ['--preserve-credentials']), '--'];
     const dropUid = [`--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_UID}`, '--clear-groups'];
     const chain: string[] = [];
-    if (traceFile) {
+    if (traceFile && this.tracer.kind === 'seccomp-notify') {
+      chain.push(...notifyTracerChain(this.tracer.binary, traceFile), ...ns, 'setpriv', '--pdeathsig', 'KILL', '--', ...AGENT_OOM, 'setpriv', ...dropUid, '--');
+    } else if (traceFile) {
       chain.push(...ns, 'setpriv', '--pdeathsig', 'KILL', '--', 'strace', '-f', '--seccomp-bpf', '-q', '-ttt', '-s', '4096', '--decode-pids=pidns', '-e', `trace=${TRACED_SYSCALLS.join(',')}`, '-e', TRACED_SIGNALS, '-A', '-o', traceFile, '--');
       // below strace: the OOM killer takes the agent, never the tracer (or the supervisor)
       chain.push(...AGENT_OOM);

@@ -48,7 +48,10 @@ export interface Mechanisms {
   driver: string;
   limits: 'cgroup-v1' | 'cgroup-v2' | 'rlimit';
   uidMapping: 'unprivileged-host-uid' | 'invoking-user';
-  tracing: 'strace-seccomp-bpf' | 'off';
+  /** the process tracer this session got (src/sandbox/tracers.ts) */
+  tracing: 'seccomp-notify' | 'strace-seccomp-bpf' | 'off';
+  /** tracing on, but not with seccomp-notify: why */
+  tracingFallback?: string;
   network: 'none' | 'gateway';
   seccomp: 'bpf-x86_64' | 'unavailable';
 }
