@@ -110,7 +110,7 @@ class BwrapSandbox implements Sandbox {
     this.mnt = SANDBOX_MNT;
     this.seccompFile = join(spec.stateDir, 'seccomp.bpf');
     this.cgroup = this.rootMode ? createCgroup(spec.session, spec.limits) : null;
-    this.tracer = chooseTracer({ wanted: spec.trace, root: this.rootMode });
+    this.tracer = chooseTracer({ wanted: spec.trace, fileProbes: spec.traceFileProbes ?? false, root: this.rootMode });
     this.mechanisms = {
       driver: 'bubblewrap',
       limits: this.cgroup ? (this.cgroup.version === 1 ? 'cgroup-v1' : 'cgroup-v2') : 'rlimit',

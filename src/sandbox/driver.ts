@@ -20,6 +20,8 @@ export interface SandboxSpec {
   /** Shell run as namespace root in the sandbox's network namespace before any agent process (egress bridges). */
   networkSetup: string | null;
   trace: boolean;
+  /** Record failed opens too (only the strace tracer sees a call's outcome). */
+  traceFileProbes?: boolean;
   /** Public files Airlock provides read-only inside (e.g. its CA bundle over the system one); copied in, so their host location may be private. */
   files?: { source: string; target: string }[];
   /** Host uid/gid the sandbox user maps to when Airlock runs as root. */

@@ -28,11 +28,13 @@ function notifyUnavailable(root: boolean, binary: string): string | null {
   return null;
 }
 
-export function chooseTracer(o: { wanted: boolean; root: boolean; env?: NodeJS.ProcessEnv; binary?: string }): TracerChoice {
+export function chooseTracer(o: { wanted: boolean; fileProbes?: boolean; root: boolean; env?: NodeJS.ProcessEnv; binary?: string }): TracerChoice {
   const binary = o.binary ?? TRACER_BINARY;
   if (!o.wanted) return { kind: 'off', binary, fallbackReason: null };
   const forced = (o.env ?? process.env).AIRLOCK_TRACER;
   if (forced === 'strace') return { kind: 'strace-seccomp-bpf', binary, fallbackReason: 'AIRLOCK_TRACER=strace' };
+  // a failed open's outcome is seen only by ptrace: the notify tracer sees calls, not results
+  if (o.fileProbes) return { kind: 'strace-seccomp-bpf', binary, fallbackReason: 'sandbox.traceFileProbes: true (failed opens are seen by strace only)' };
   const why = notifyUnavailable(o.root, binary);
   if (why === null) return { kind: 'seccomp-notify', binary, fallbackReason: null };
   if (forced === 'seccomp-notify') throw new AirlockError('UNAVAILABLE', `AIRLOCK_TRACER=seccomp-notify, but ${why}`, 'run as root after bash scripts/setup.sh, or unset AIRLOCK_TRACER to fall back to strace');

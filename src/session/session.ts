@@ -253,6 +253,7 @@ export class Session {
       networkSetup: net?.setup ?? null,
       files: net?.files ?? [],
       trace: p.sandbox.traceProcesses,
+      traceFileProbes: p.sandbox.traceProcesses && p.sandbox.traceFileProbes,
       hostIds,
       record: (e) => { this.record(e); },
     });

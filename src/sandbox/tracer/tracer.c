@@ -94,7 +94,7 @@ static void line_start(int pid) {
 }
 /* One write per line (O_APPEND): a reader never sees half of someone else's line. */
 static void line_end(void) {
-  put("\n", 1);
+  line[line_len++] = '\n'; /* put() keeps 64 bytes free: the newline always fits */
   size_t off = 0;
   while (off < line_len) {
     ssize_t w = write(out_fd, line + off, line_len - off);
@@ -179,7 +179,8 @@ static int put_exec_args(int mem, uint64_t path_addr, uint64_t argv_addr) {
   put_quoted(strbuf, (size_t)n, trunc);
   puts_(", [");
   for (int i = 0; argv_addr; i++) {
-    if (i == MAX_ARGS) { puts_(", ..."); break; }
+    /* bounded in count and in bytes, so the line always ends with its outcome */
+    if (i == MAX_ARGS || line_len > MAX_LINE / 2) { puts_(", ..."); break; }
     uint64_t p;
     if (pread(mem, &p, sizeof p, (off_t)(argv_addr + 8 * (uint64_t)i)) != (ssize_t)sizeof p || !p) break;
     n = read_str(mem, p, strbuf, &trunc);
