@@ -342,7 +342,7 @@ class BwrapSandbox implements Sandbox {
     const dropUid = [`--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_UID}`, '--clear-groups'];
     const chain: string[] = [];
     if (traceFile && this.tracer.kind === 'seccomp-notify') {
-      chain.push(...notifyTracerChain(this.tracer.binary, traceFile), ...ns, 'setpriv', '--pdeathsig', 'KILL', '--', ...AGENT_OOM, 'setpriv', ...dropUid, '--');
+      chain.push(...notifyTracerChain(this.tracer.binary, traceFile, this.spec.redirectedPorts), ...ns, 'setpriv', '--pdeathsig', 'KILL', '--', ...AGENT_OOM, 'setpriv', ...dropUid, '--');
     } else if (traceFile) {
       chain.push(...ns, 'setpriv', '--pdeathsig', 'KILL', '--', 'strace', '-f', '--seccomp-bpf', '-q', '-ttt', '-s', '4096', '--decode-pids=pidns', '-e', `trace=${TRACED_SYSCALLS.join(',')}`, '-e', TRACED_SIGNALS, '-A', '-o', traceFile, '--');
       // below strace: the OOM killer takes the agent, never the tracer (or the supervisor)

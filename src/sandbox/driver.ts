@@ -19,6 +19,8 @@ export interface SandboxSpec {
   forbiddenMounts: string[];
   /** Shell run as namespace root in the sandbox's network namespace before any agent process (egress bridges). */
   networkSetup: string | null;
+  /** TCP ports `networkSetup` redirects to the gateway from any address: connects to them are not direct connections (the gateway records them). */
+  redirectedPorts?: number[];
   trace: boolean;
   /** Record failed opens too (only the strace tracer sees a call's outcome). */
   traceFileProbes?: boolean;

@@ -251,6 +251,7 @@ export class Session {
       mounts: { readOnly: [...p.sandbox.mounts.readOnly, ...(o.readOnlyPaths ?? [])], readWrite: p.sandbox.mounts.readWrite },
       forbiddenMounts: [this.home.root],
       networkSetup: net?.setup ?? null,
+      redirectedPorts: net?.redirectedPorts ?? [],
       files: net?.files ?? [],
       trace: p.sandbox.traceProcesses,
       traceFileProbes: p.sandbox.traceProcesses && p.sandbox.traceFileProbes,

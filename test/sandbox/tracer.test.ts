@@ -153,6 +153,30 @@ socket.socket(socket.AF_INET, socket.SOCK_STREAM).close(); print("AF_INET OPENED
   });
 });
 
+describe('seccomp-notify tracer with transparent egress', { skip }, () => {
+  it('a connect the namespace redirects to the gateway is not a direct connection; any other port is', async () => {
+    const home = tmp('airlock-home-'); const repo = makeRepo();
+    const pf = join(home, 'p.yaml');
+    writeFileSync(pf, 'egress:\n  transparent: auto\n  allow:\n    - host: allowed.example\n      ports: [443]\n');
+    try {
+      const s = await Session.open({ repo, home, policyFile: pf, layers: { commands: null } });
+      try {
+        await s.run(['python3', '-c', `import socket
+for port in (443, 25):
+    try: socket.create_connection(("198.51.100.9", port), timeout=3).close()
+    except OSError as e: print(port, e)`]);
+      } finally { await s.stop('test'); }
+      const ev = events(home, s.id);
+      const start = ofType(ev, 'session.start')[0]!.data as { mechanisms: { network: string; tracing: string } };
+      assert.equal(start.mechanisms.network, 'gateway');
+      assert.equal(start.mechanisms.tracing, 'seccomp-notify');
+      const direct = ofType(ev, 'sandbox.denied').filter((e) => e.rule === 'builtin.network-isolation').map((e) => String((e.data as { target: string }).target));
+      assert.ok(direct.includes('198.51.100.9:25'), `the unredirected port is recorded: ${direct.join(', ')}`);
+      assert.ok(!direct.includes('198.51.100.9:443'), 'the redirected port is the gateway\'s to record, not a direct connection');
+    } finally { cleanup(home, repo); }
+  });
+});
+
 describe('seccomp-notify tracer under a fork bomb', { skip }, () => {
   it('keeps recording while the pids limit stops the bomb, and the session ends clean', async () => {
     const home = tmp('airlock-home-'); const repo = makeRepo();

@@ -1,6 +1,6 @@
 // airlock-tracer: process telemetry without ptrace (seccomp user notification + proc connector).
 //
-//   airlock-tracer -o TRACE_FILE -- PROGRAM ARGS...
+//   airlock-tracer -o TRACE_FILE [--redirected-ports 80,443] -- PROGRAM ARGS...
 //
 // The tracer forks. The child installs a seccomp filter (SECCOMP_FILTER_FLAG_NEW_LISTENER)
 // that turns execve/execveat, socket() of a family outside the sandbox's allowlist, and
@@ -223,8 +223,32 @@ static const char *family_name(int f) {
   }
 }
 
-/* A sockaddr as strace prints it; returns 0 when it is loopback (the proxy, the agent's own servers) or unreadable. */
-static int put_sockaddr(int mem, uint64_t addr, uint64_t len) {
+/* TCP ports the sandbox's namespace redirects to the gateway from any address (transparent egress). */
+#define MAX_REDIRECTED 64
+static unsigned redirected[MAX_REDIRECTED];
+static int nredirected;
+static int is_redirected(unsigned port) {
+  for (int i = 0; i < nredirected; i++) if (redirected[i] == port) return 1;
+  return 0;
+}
+static int parse_ports(const char *s) {
+  while (*s) {
+    char *end;
+    unsigned long p = strtoul(s, &end, 10);
+    if (end == s || p == 0 || p > 65535 || nredirected == MAX_REDIRECTED) return -1;
+    redirected[nredirected++] = (unsigned)p;
+    s = *end == ',' ? end + 1 : end;
+    if (*end && *end != ',') return -1;
+  }
+  return 0;
+}
+
+/*
+ * A sockaddr as strace prints it; returns 0 when it is not a direct attempt to leave:
+ * loopback (the proxy, the agent's own servers), a connect the namespace redirects to the
+ * gateway (which records it), or unreadable memory.
+ */
+static int put_sockaddr(int mem, uint64_t addr, uint64_t len, int is_connect) {
   struct sockaddr_storage sa;
   memset(&sa, 0, sizeof sa);
   if (!addr || len < sizeof(sa_family_t)) return 0;
@@ -233,7 +257,7 @@ static int put_sockaddr(int mem, uint64_t addr, uint64_t len) {
   char ip[INET6_ADDRSTRLEN];
   if (sa.ss_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
     struct sockaddr_in *a = (struct sockaddr_in *)&sa;
-    if ((ntohl(a->sin_addr.s_addr) >> 24) == 127) return 0;
+    if ((ntohl(a->sin_addr.s_addr) >> 24) == 127 || (is_connect && is_redirected(ntohs(a->sin_port)))) return 0;
     inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
     putf("{sa_family=AF_INET, sin_port=htons(%u), sin_addr=inet_addr(\"%s\")}, %u", ntohs(a->sin_port), ip, (unsigned)len);
     return 1;
@@ -272,8 +296,8 @@ static void handle_notification(int listener, struct seccomp_notif *n) {
   int ok;
   if (n->data.nr == __NR_execve) { puts_("execve("); ok = put_exec_args(mem, a[0], a[1]); }
   else if (n->data.nr == __NR_execveat) { putf("execveat(%d, ", (int)a[0]); ok = put_exec_args(mem, a[1], a[2]); }
-  else if (n->data.nr == __NR_connect) { putf("connect(%d, ", (int)a[0]); ok = put_sockaddr(mem, a[1], a[2]); }
-  else { putf("sendto(%d, \"\", %llu, %d, ", (int)a[0], (unsigned long long)a[2], (int)a[3]); ok = put_sockaddr(mem, a[4], a[5]); }
+  else if (n->data.nr == __NR_connect) { putf("connect(%d, ", (int)a[0]); ok = put_sockaddr(mem, a[1], a[2], 1); }
+  else { putf("sendto(%d, \"\", %llu, %d, ", (int)a[0], (unsigned long long)a[2], (int)a[3]); ok = put_sockaddr(mem, a[4], a[5], 0); }
   close(mem);
   /* the memory read belongs to this call only if the notification is still live (seccomp_unotify(2)) */
   if (!notif_valid(listener, n->id)) return;
@@ -478,7 +502,7 @@ static void launcher(int sock, char **argv) {
 /* ---------- supervisor side ---------- */
 
 static int usage(void) {
-  dprintf(2, "usage: airlock-tracer -o TRACE_FILE -- PROGRAM [ARGS...]\n"
+  dprintf(2, "usage: airlock-tracer -o TRACE_FILE [--redirected-ports P,P...] -- PROGRAM [ARGS...]\n"
              "       airlock-tracer --check   (exit 0 when this kernel and these privileges support it)\n");
   return 2;
 }
@@ -543,6 +567,7 @@ int main(int argc, char **argv) {
   }
   for (; i < argc; i++) {
     if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) out = argv[++i];
+    else if (strcmp(argv[i], "--redirected-ports") == 0 && i + 1 < argc) { if (parse_ports(argv[++i]) < 0) return usage(); }
     else if (strcmp(argv[i], "--") == 0) { i++; break; }
     else return usage();
   }
