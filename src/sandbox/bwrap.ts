@@ -434,12 +434,16 @@ class BwrapSandbox implements Sandbox {
   private auditor: TraceAuditor | null = null;
   private emitTrace(events: Parameters<TraceAuditor['convert']>[0], rootPid: number | null): void {
     this.auditor ??= new TraceAuditor(this.spec.session);
-    for (const ev of this.auditor.convert(events, rootPid)) {
+    const batch = this.auditor.convert(events, rootPid);
+    if (batch.length === 0) return;
+    // one group commit per drain: a loop of short processes is thousands of events
+    if (this.spec.recordMany) this.spec.recordMany(batch);
+    else for (const ev of batch) this.spec.record(ev);
+    for (const ev of batch) {
       const d = ev.data as { signal?: string; pid?: number; argv0?: string } | undefined;
       if (ev.type === 'process.exit' && d?.signal === 'SIGXFSZ') {
         this.noteLimit('fileSize', `file size limit ${this.spec.limits.fileSizeMB} MiB exceeded (SIGXFSZ)`, { pid: d.pid, argv0: d.argv0 });
       }
-      this.spec.record(ev);
     }
   }
 

@@ -29,6 +29,8 @@ export interface SandboxSpec {
   /** Host uid/gid the sandbox user maps to when Airlock runs as root. */
   hostIds: { uid: number; gid: number } | null;
   record: (e: AuditEventInput) => void;
+  /** Several events in one group commit (a drained process trace); record() one by one when absent. */
+  recordMany?: (es: AuditEventInput[]) => void;
 }
 
 export interface ExecOptions {

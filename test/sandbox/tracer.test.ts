@@ -10,6 +10,7 @@ import { chmodSync, writeFileSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { Session } from '../../src/session/index.ts';
+import { recoverTrace } from '../../src/sandbox/index.ts';
 import { AuditStore, type AuditEvent } from '../../src/audit/index.ts';
 import { makeRepo, tmp, cleanup, isRoot, privilegedSkip } from '../helpers.ts';
 
@@ -32,6 +33,18 @@ function events(home: string, session: string): AuditEvent[] {
 }
 const execs = (ev: AuditEvent[]) => ev.filter((e) => e.type === 'process.exec').map((e) => e.data as { pid: number; ppid: number; argv: string[]; path: string; cwd: string });
 const ofType = (ev: AuditEvent[], type: string) => ev.filter((e) => e.type === type);
+
+/** A session with the given policy for `fn`, stopped after; its events. */
+async function withSession(policy: string, fn: (s: Session) => Promise<unknown>): Promise<AuditEvent[]> {
+  const home = tmp('airlock-home-'); const repo = makeRepo();
+  const pf = join(home, 'p.yaml');
+  writeFileSync(pf, policy);
+  try {
+    const s = await Session.open({ repo, home, policyFile: pf, layers: { commands: null } });
+    try { await fn(s); } finally { await s.stop('test'); }
+    return events(home, s.id);
+  } finally { cleanup(home, repo); }
+}
 
 describe('seccomp-notify tracer', { skip }, () => {
   let home: string; let repo: string; let tools: string; let session: Session;
@@ -144,54 +157,39 @@ socket.socket(socket.AF_INET, socket.SOCK_STREAM).close(); print("AF_INET OPENED
   it('fails closed: killing the tracer ends the command and every agent process', async () => {
     const h = await session.exec({ argv: ['bash', '-c', 'sleep 300 & sleep 300; echo survived'] });
     const tracer = await waitForTracer(h.pid);
+    const sleepers = await waitForSleepers(h.pid);
     process.kill(tracer, 'SIGKILL');
     const timeout = new Promise<'hung'>((r) => { setTimeout(() => r('hung'), 20_000).unref(); });
     const res = await Promise.race([h.done, timeout]);
     assert.notEqual(res, 'hung', 'the command outlived its tracer');
-    const left = spawnSync('ps', ['-e', '-o', 'args='], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l === 'sleep 300');
+    await new Promise((r) => setTimeout(r, 200));
+    const left = sleepers.filter((pid) => { try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8') === 'sleep\x00300\x00'; } catch { return false; } });
     assert.deepEqual(left, [], 'no agent process outlives the tracer');
   });
 });
 
 describe('seccomp-notify tracer with transparent egress', { skip }, () => {
   it('a connect the namespace redirects to the gateway is not a direct connection; any other port is', async () => {
-    const home = tmp('airlock-home-'); const repo = makeRepo();
-    const pf = join(home, 'p.yaml');
-    writeFileSync(pf, 'egress:\n  transparent: auto\n  allow:\n    - host: allowed.example\n      ports: [443]\n');
-    try {
-      const s = await Session.open({ repo, home, policyFile: pf, layers: { commands: null } });
-      try {
-        await s.run(['python3', '-c', `import socket
+    const ev = await withSession('egress:\n  transparent: auto\n  allow:\n    - host: allowed.example\n      ports: [443]\n', (s) => s.run(['python3', '-c', `import socket
 for port in (443, 25):
     try: socket.create_connection(("198.51.100.9", port), timeout=3).close()
-    except OSError as e: print(port, e)`]);
-      } finally { await s.stop('test'); }
-      const ev = events(home, s.id);
-      const start = ofType(ev, 'session.start')[0]!.data as { mechanisms: { network: string; tracing: string } };
-      assert.equal(start.mechanisms.network, 'gateway');
-      assert.equal(start.mechanisms.tracing, 'seccomp-notify');
-      const direct = ofType(ev, 'sandbox.denied').filter((e) => e.rule === 'builtin.network-isolation').map((e) => String((e.data as { target: string }).target));
-      assert.ok(direct.includes('198.51.100.9:25'), `the unredirected port is recorded: ${direct.join(', ')}`);
-      assert.ok(!direct.includes('198.51.100.9:443'), 'the redirected port is the gateway\'s to record, not a direct connection');
-    } finally { cleanup(home, repo); }
+    except OSError as e: print(port, e)`]));
+    const start = ofType(ev, 'session.start')[0]!.data as { mechanisms: { network: string; tracing: string } };
+    assert.equal(start.mechanisms.network, 'gateway');
+    assert.equal(start.mechanisms.tracing, 'seccomp-notify');
+    const direct = ofType(ev, 'sandbox.denied').filter((e) => e.rule === 'builtin.network-isolation').map((e) => String((e.data as { target: string }).target));
+    assert.ok(direct.includes('198.51.100.9:25'), `the unredirected port is recorded: ${direct.join(', ')}`);
+    assert.ok(!direct.includes('198.51.100.9:443'), 'the redirected port is the gateway\'s to record, not a direct connection');
   });
 });
 
 describe('seccomp-notify tracer under a fork bomb', { skip }, () => {
   it('keeps recording while the pids limit stops the bomb, and the session ends clean', async () => {
-    const home = tmp('airlock-home-'); const repo = makeRepo();
-    const pf = join(home, 'p.yaml');
-    writeFileSync(pf, 'sandbox:\n  limits:\n    pids: 64\n    wallSeconds: 60\n');
-    try {
-      const s = await Session.open({ repo, home, policyFile: pf, layers: { commands: null } });
-      try {
-        await s.run(['bash', '-c', 'timeout 5 bash -c \'b() { b | b & }; b\' 2>/dev/null; /bin/echo after-bomb']);
-      } finally { await s.stop('test'); }
-      const ev = events(home, s.id);
-      assert.ok(ofType(ev, 'sandbox.limit').some((e) => e.rule === 'sandbox.limits.pids'), 'the pids limit is recorded');
-      assert.ok(execs(ev).some((e) => e.argv[0] === 'timeout'), 'execs before the bomb are recorded');
-      assert.ok(ofType(ev, 'process.exit').length > 0, 'exits are recorded');
-    } finally { cleanup(home, repo); }
+    const ev = await withSession('sandbox:\n  limits:\n    pids: 64\n    wallSeconds: 60\n',
+      (s) => s.run(['bash', '-c', 'timeout 5 bash -c \'b() { b | b & }; b\' 2>/dev/null; /bin/echo after-bomb']));
+    assert.ok(ofType(ev, 'sandbox.limit').some((e) => e.rule === 'sandbox.limits.pids'), 'the pids limit is recorded');
+    assert.ok(execs(ev).some((e) => e.argv[0] === 'timeout'), 'execs before the bomb are recorded');
+    assert.ok(ofType(ev, 'process.exit').length > 0, 'exits are recorded');
   });
 });
 
@@ -204,6 +202,16 @@ async function waitForTracer(root: number): Promise<number> {
     await new Promise((r) => setTimeout(r, 25));
   }
   throw new Error('no airlock-tracer below the command');
+}
+
+/** The two `sleep 300` agent processes below a command's launcher, once both run (bounded wait). */
+async function waitForSleepers(root: number): Promise<number[]> {
+  for (let i = 0; i < 200; i++) {
+    const pids = treeOf(root).filter((pid) => { try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8') === 'sleep\x00300\x00'; } catch { return false; } });
+    if (pids.length === 2) return pids;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error('the agent\'s sleep processes did not start');
 }
 
 function treeOf(root: number): number[] {
@@ -219,4 +227,33 @@ function treeOf(root: number): number[] {
   while (stack.length && out.length < 10_000) { const p = stack.pop()!; out.push(p); stack.push(...(kids.get(p) ?? [])); }
   return out;
 }
+
+describe('notify trace lines (the parser both tracers share)', () => {
+  it('an exec resolved by the proc connector, a refused family and dropped kernel events all reach the log', () => {
+    const dir = tmp('airlock-trace-');
+    const file = join(dir, '1.log');
+    writeFileSync(file, [
+      '10 1.000001 execve("airlock-tracer-launcher", [], 0x0) = 0',
+      '10 1.000002 clone(child_stack=NULL, flags=SIGCHLD) = 11',
+      '11 1.000003 chdir("/workspace/sub") = 0',
+      '11 1.000004 execve("/bin/sh", ["sh", "-c", "x\\x1b"], 0x0 /* environment not recorded */) <unfinished ...>',
+      '11 1.000005 <... execve resumed>) = 0',
+      '11 1.000006 socket(AF_VSOCK, 1, 0) = -1 EAFNOSUPPORT (Address family not supported by protocol)',
+      '11 1.000007 execve("/nope", ["nope"], 0x0 /* environment not recorded */) <unfinished ...>',
+      '11 1.000008 <... execve resumed>) = -1 EFAILED (exec did not happen; errno not observed)',
+      '11 1.000009 +++ killed by SIGKILL +++',
+      '10 1.000010 airlock_tracer_lost_events() = -1 ENOBUFS (the kernel dropped process events)',
+      '',
+    ].join('\n'));
+    try {
+      const { events: ev } = recoverTrace(file, 's');
+      const types = ev.map((e) => e.type);
+      assert.deepEqual(types, ['process.exec', 'sandbox.denied', 'process.exec_failed', 'process.exit', 'sandbox.trace_error']);
+      assert.deepEqual((ev[0]!.data as { argv: string[]; cwd: string }).argv, ['sh', '-c', 'x\x1b'], 'escapes decoded to the bytes the kernel had');
+      assert.equal((ev[0]!.data as { cwd: string }).cwd, '/workspace/sub');
+      assert.equal(ev[1]!.rule, 'builtin.socket-families');
+      assert.equal((ev[3]!.data as { signal: string }).signal, 'SIGKILL');
+    } finally { cleanup(dir); }
+  });
+});
 
