@@ -12,6 +12,7 @@ import { spawnSync } from 'node:child_process';
 import { Session } from '../../src/session/index.ts';
 import { recoverTrace } from '../../src/sandbox/index.ts';
 import { AuditStore, type AuditEvent } from '../../src/audit/index.ts';
+import { withSession } from './with-session.ts';
 import { makeRepo, tmp, cleanup, isRoot, privilegedSkip } from '../helpers.ts';
 
 const skip = privilegedSkip(isRoot ? false : 'the seccomp-notify tracer needs root (proc connector)');
@@ -34,17 +35,6 @@ function events(home: string, session: string): AuditEvent[] {
 const execs = (ev: AuditEvent[]) => ev.filter((e) => e.type === 'process.exec').map((e) => e.data as { pid: number; ppid: number; argv: string[]; path: string; cwd: string });
 const ofType = (ev: AuditEvent[], type: string) => ev.filter((e) => e.type === type);
 
-/** A session with the given policy for `fn`, stopped after; its events. */
-async function withSession(policy: string, fn: (s: Session) => Promise<unknown>): Promise<AuditEvent[]> {
-  const home = tmp('airlock-home-'); const repo = makeRepo();
-  const pf = join(home, 'p.yaml');
-  writeFileSync(pf, policy);
-  try {
-    const s = await Session.open({ repo, home, policyFile: pf, layers: { commands: null } });
-    try { await fn(s); } finally { await s.stop('test'); }
-    return events(home, s.id);
-  } finally { cleanup(home, repo); }
-}
 
 describe('seccomp-notify tracer', { skip }, () => {
   let home: string; let repo: string; let tools: string; let session: Session;
