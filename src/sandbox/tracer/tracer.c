@@ -40,6 +40,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -110,9 +111,11 @@ static void line_end(void) {
 /* ---------- tracked processes (from the proc connector) ---------- */
 
 /* cwd_hash: the cwd last written for this process (the parser carries it across forks, as we do) */
-struct proc { int pid; int ppid; int exec_pending; uint64_t cwd_hash; };
+/* agent: exec'd a program (not the launch chain) or descends from one that did: its exit is awaited */
+struct proc { int pid; int ppid; int exec_pending; int agent; uint64_t cwd_hash; };
 static struct proc procs[MAX_PROCS];
 static int nprocs;
+static int live_agents;
 
 static struct proc *find(int pid) {
   for (int i = 0; i < nprocs; i++) if (procs[i].pid == pid) return &procs[i];
@@ -123,11 +126,11 @@ static struct proc *add(int pid, int ppid) {
   if (p) return p;
   if (nprocs >= MAX_PROCS) return NULL;
   p = &procs[nprocs++];
-  p->pid = pid; p->ppid = ppid; p->exec_pending = 0; p->cwd_hash = 0;
+  p->pid = pid; p->ppid = ppid; p->exec_pending = 0; p->agent = 0; p->cwd_hash = 0;
   return p;
 }
 static void drop(int pid) {
-  for (int i = 0; i < nprocs; i++) if (procs[i].pid == pid) { procs[i] = procs[--nprocs]; return; }
+  for (int i = 0; i < nprocs; i++) if (procs[i].pid == pid) { live_agents -= procs[i].agent; procs[i] = procs[--nprocs]; return; }
 }
 
 /* ---------- reading the caller's memory ---------- */
@@ -367,7 +370,7 @@ static void handle_proc_event(struct proc_event *ev) {
       struct proc *c = add(f->child_tgid, f->parent_tgid);
       if (!c) { lost_events = 1; return; }
       struct proc *parent = find(f->parent_tgid);
-      if (parent) c->cwd_hash = parent->cwd_hash;
+      if (parent) { c->cwd_hash = parent->cwd_hash; c->agent = parent->agent; live_agents += c->agent; }
       line_start(f->parent_tgid);
       putf("clone(child_stack=NULL, flags=SIGCHLD) = %d", f->child_tgid);
       line_end();
@@ -377,6 +380,7 @@ static void handle_proc_event(struct proc_event *ev) {
       struct proc *p = find(ev->event_data.exec.process_tgid);
       if (!p || !p->exec_pending) return;
       p->exec_pending = 0;
+      if (!p->agent && p->pid != root_pid) { p->agent = 1; live_agents++; }
       line_start(p->pid);
       puts_("<... execve resumed>) = 0");
       line_end();
@@ -512,16 +516,19 @@ static int serve(int listener, int conn, int child_pidfd, int child) {
   if (syscall(__NR_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sizes) < 0) return -1;
   struct seccomp_notif *n = calloc(1, sizes.seccomp_notif > sizeof *n ? sizes.seccomp_notif : sizeof *n);
   if (!n) return -1;
-  int status = 0, ended = 0;
+  int status = 0, ended = 0, listener_gone = 0;
   struct timespec end_at = {0};
   for (;;) {
-    struct pollfd p[3] = { { listener, POLLIN, 0 }, { conn, POLLIN, 0 }, { child_pidfd, POLLIN, 0 } };
+    /* a listener no filtered task holds any more hangs up for good: stop polling it (it would spin) */
+    struct pollfd p[3] = { { listener_gone ? -1 : listener, POLLIN, 0 }, { conn, POLLIN, 0 }, { child_pidfd, POLLIN, 0 } };
     int timeout = -1;
+    /* the chain has ended and no filtered task is left: done once every tracked exit is in */
+    if (ended && listener_gone && live_agents == 0) break;
     if (ended) {
       struct timespec now;
       clock_gettime(CLOCK_MONOTONIC, &now);
       long ms = (end_at.tv_sec - now.tv_sec) * 1000 + (end_at.tv_nsec - now.tv_nsec) / 1000000;
-      if (ms <= 0 || nprocs == 0) break;
+      if (ms <= 0) break;
       timeout = (int)ms;
     }
     int r = poll(p, ended ? 2 : 3, timeout);
@@ -529,7 +536,8 @@ static int serve(int listener, int conn, int child_pidfd, int child) {
     if (r < 0) break;
     /* connector first: a fork or exec outcome precedes any later call of that process */
     if (p[1].revents & POLLIN) drain_connector(conn);
-    if (p[0].revents & POLLIN) {
+    if (p[0].revents & (POLLHUP | POLLERR)) listener_gone = 1;
+    else if (p[0].revents & POLLIN) {
       memset(n, 0, sizes.seccomp_notif);
       if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, n) == 0) {
         drain_connector(conn);
@@ -585,6 +593,8 @@ int main(int argc, char **argv) {
   if (child < 0) return 125;
   if (child == 0) { close(sv[0]); close(conn); launcher(sv[1], argv + i); }
   close(sv[1]);
+  /* every traced call waits until this loop runs: on a busy host, be scheduled first (root only; best effort) */
+  (void)setpriority(PRIO_PROCESS, 0, -10);
   root_pid = child;
   add(child, getpid());
   int listener = recv_fd(sv[0]);
