@@ -21,7 +21,7 @@ build() {
   echo "[build] built $out" >&2
 }
 
-build "$ROOT/build/airlock-tracer" "$ROOT/src/sandbox/tracer/tracer.c"
+build "$ROOT/build/airlock-tracer" "$ROOT/src/sandbox/tracer/tracer.c" || echo "[build] airlock-tracer failed to build: processes are traced with strace" >&2
 
 HDR="$ROOT/node_modules/node-api-headers/include"
 if [ ! -f "$HDR/node_api.h" ]; then echo "[build] node-api-headers missing (run npm ci): tunnels relay in Node" >&2; exit 0; fi
