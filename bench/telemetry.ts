@@ -2,12 +2,15 @@
 //  1. `true` in a running session: tracing off / seccomp-notify (default as root) / strace,
 //     each against bare `bwrap --unshare-all true` measured between them
 //  2. a shell loop of 1,000 short processes in a session: notify and strace against tracing off
+//  3. the tracer alone, outside any session: bare bwrap and the 1,000-process loop, with and
+//     without build/airlock-tracer around them (no session chain, no audit log)
 // Run as root: node bench/telemetry.ts [--quick]
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Session } from '../src/session/index.ts';
+import { TRACER_BINARY } from '../src/sandbox/tracers.ts';
 import { median, writeSection } from './report.ts';
 
 const quick = process.argv.includes('--quick');
@@ -67,6 +70,21 @@ const loops = Object.fromEntries(names.map((k) => [k, [] as number[]])) as Recor
 for (let r = 0; r < ROUNDS; r++) for (const v of names) loops[v].push(await timedExec(sessions[v], loop));
 for (const v of names) await sessions[v].stop('bench');
 
+// 3. the tracer alone (interleaved)
+const traceOut = join(work, 'alone.trace');
+const alone = { bwrap: [] as number[], bwrapTraced: [] as number[], loop: [] as number[], loopTraced: [] as number[] };
+const loopScript = ['-c', 'for i in $(seq 1000); do /bin/true; done'];
+for (let i = 0; i < N; i++) {
+  alone.bwrap.push(await timed('bwrap', bareArgs));
+  alone.bwrapTraced.push(await timed(TRACER_BINARY, ['-o', traceOut, '--', 'bwrap', ...bareArgs]));
+  rmSync(traceOut, { force: true });
+}
+for (let r = 0; r < ROUNDS; r++) {
+  alone.loop.push(await timed('bash', loopScript));
+  alone.loopTraced.push(await timed(TRACER_BINARY, ['-o', traceOut, '--', 'bash', ...loopScript]));
+  rmSync(traceOut, { force: true });
+}
+
 const m = (xs: number[]) => median(xs);
 const bare = m(perCmd.bare);
 const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
@@ -82,6 +100,8 @@ const lines = [
   `| \`true\` in a running session, strace (fallback, file probes) | ${m(perCmd.strace).toFixed(1)} ms | bare bwrap ${bare.toFixed(1)} ms | ${ratio(m(perCmd.strace), bare)} | — |`,
   `| 1,000 short processes, seccomp-notify vs off (median of ${ROUNDS}) | ${m(loops.notify).toFixed(0)} ms | ${m(loops.off).toFixed(0)} ms | ${ratio(m(loops.notify), m(loops.off))} | ≤ 1.3× |`,
   `| 1,000 short processes, strace vs off | ${m(loops.strace).toFixed(0)} ms | ${m(loops.off).toFixed(0)} ms | ${ratio(m(loops.strace), m(loops.off))} | — |`,
+  `| the tracer alone: \`airlock-tracer -- bwrap --unshare-all true\` (median of ${N}) | ${m(alone.bwrapTraced).toFixed(1)} ms | bare bwrap ${m(alone.bwrap).toFixed(1)} ms | ${ratio(m(alone.bwrapTraced), m(alone.bwrap))} | — |`,
+  `| the tracer alone: 1,000 short processes on the host (median of ${ROUNDS}) | ${m(alone.loopTraced).toFixed(0)} ms | ${m(alone.loop).toFixed(0)} ms | ${ratio(m(alone.loopTraced), m(alone.loop))} | — |`,
   '',
   'The notify tracer stops a process only at execve/execveat, connect, sendto with an address and refused socket()',
   'families (one round trip to the tracer each); forks and exits are read from the proc connector without stopping',

@@ -40,7 +40,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -291,6 +290,8 @@ static void handle_notification(int listener, struct seccomp_notif *n) {
     line_end();
     return;
   }
+  /* the launch chain's own execs (nsenter → setpriv → choom → bwrap) are Airlock's, never recorded */
+  if (pid == root_pid) { reply(listener, n->id, 0); return; }
   int mem = mem_open(pid);
   if (mem < 0) { reply(listener, n->id, 0); return; }
   int is_exec = n->data.nr == __NR_execve || n->data.nr == __NR_execveat;
@@ -593,8 +594,6 @@ int main(int argc, char **argv) {
   if (child < 0) return 125;
   if (child == 0) { close(sv[0]); close(conn); launcher(sv[1], argv + i); }
   close(sv[1]);
-  /* every traced call waits until this loop runs: on a busy host, be scheduled first (root only; best effort) */
-  (void)setpriority(PRIO_PROCESS, 0, -10);
   root_pid = child;
   add(child, getpid());
   int listener = recv_fd(sv[0]);
