@@ -292,20 +292,24 @@ static void handle_notification(int listener, struct seccomp_notif *n) {
   }
   /* the launch chain's own execs (nsenter → setpriv → choom → bwrap) are Airlock's, never recorded */
   if (pid == root_pid) { reply(listener, n->id, 0); return; }
-  int mem = mem_open(pid);
-  if (mem < 0) { reply(listener, n->id, 0); return; }
   int is_exec = n->data.nr == __NR_execve || n->data.nr == __NR_execveat;
+  int mem = mem_open(pid);
+  if (mem < 0 && !is_exec) { reply(listener, n->id, 0); return; }
   if (is_exec) put_chdir_line(pid);
   line_start(pid);
-  int ok;
-  if (n->data.nr == __NR_execve) { puts_("execve("); ok = put_exec_args(mem, a[0], a[1]); }
-  else if (n->data.nr == __NR_execveat) { putf("execveat(%d, ", (int)a[0]); ok = put_exec_args(mem, a[1], a[2]); }
+  int ok = 0;
+  if (n->data.nr == __NR_execve) { puts_("execve("); ok = mem >= 0 && put_exec_args(mem, a[0], a[1]); }
+  else if (n->data.nr == __NR_execveat) { putf("execveat(%d, ", (int)a[0]); ok = mem >= 0 && put_exec_args(mem, a[1], a[2]); }
   else if (n->data.nr == __NR_connect) { putf("connect(%d, ", (int)a[0]); ok = put_sockaddr(mem, a[1], a[2], 1); }
   else { putf("sendto(%d, \"\", %llu, %d, ", (int)a[0], (unsigned long long)a[2], (int)a[3]); ok = put_sockaddr(mem, a[4], a[5], 0); }
-  close(mem);
+  if (mem >= 0) close(mem);
   /* the memory read belongs to this call only if the notification is still live (seccomp_unotify(2)) */
   if (!notif_valid(listener, n->id)) return;
-  if (!ok) { reply(listener, n->id, 0); return; }
+  if (!ok && is_exec) {
+    /* an exec is recorded even when its arguments cannot be read (the kernel will likely refuse it: EFAULT) */
+    line_start(pid);
+    puts_("execve(\"\", [], 0x0 /* arguments unreadable */");
+  } else if (!ok) { reply(listener, n->id, 0); return; }
   if (is_exec) {
     /* the outcome arrives from the proc connector (PROC_EVENT_EXEC) or never (failed) */
     puts_(") <unfinished ...>");
