@@ -15,7 +15,7 @@ import { TraceAuditor, TraceParser, TRACED_SYSCALLS } from './trace.ts';
 //   supervisor ─spawn→ unshare(user,mount,net) → setpriv(pdeathsig) → holder sh: tmpfs (disk cap) + overlay
 //   supervisor ─spawn→ bash(cgroup, ulimits, close fds) → nsenter(holder: user,mount,net)
 //                        → setpriv(pdeathsig[, uid 1000]) → [strace → setpriv uid 1000] → bwrap(user,pid,ipc,uts,cgroup; seccomp) → agent
-//   traced as root:        → setpriv(pdeathsig) → airlock-tracer ┬ (supervises: seccomp notifications, proc connector)
+//   traced as root:        → airlock-tracer(pdeathsig) ┬ (supervises: seccomp notifications, proc connector)
 //                                                              └ filter installed → nsenter → setpriv(pdeathsig) → choom → setpriv(uid) → bwrap → agent
 //
 // Every link of the chain is exec'd in one process whose parent is the supervisor, with
@@ -362,6 +362,7 @@ class BwrapSandbox implements Sandbox {
     const lim: [string, number][] = [['-t', l.cpuSeconds], ['-f', l.fileSizeMB * 2048], ['-c', 0], ['-n', 4096]];
     if (!this.cgroup) lim.push(['-p', l.pids + userProcessCount()], ['-v', l.memoryMB * 1024]);
     const ulimits = lim.map(([f, v]) => `ulimit ${f} ${v} || exit 125; `).join('');
+    // (airlock-tracer preallocates its own file: one exec less per command)
     // The trace file gets 4 MiB allocated up front (fallocate --keep-size; strace appends into
     // it): when AIRLOCK_HOME fills, strace still has room while the session is frozen and
     // ended (src/session/recording.ts), instead of losing the agent's last execs.
@@ -372,7 +373,7 @@ class BwrapSandbox implements Sandbox {
       stdio: o.stdio === 'inherit' ? 'inherit' : ['pipe', 'pipe', 'pipe'],
       cwd: '/',
       detached: true, // as the holder: terminal signals go to the supervisor, which ends the chain itself
-      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/nonexistent', AIRLOCK_SESSION: this.spec.session, AIRLOCK_CG: this.cgroup?.procsFiles.join(':') ?? '', AIRLOCK_SECCOMP: this.seccompFile, AIRLOCK_TRACE: traceFile ?? '' },
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/nonexistent', AIRLOCK_SESSION: this.spec.session, AIRLOCK_CG: this.cgroup?.procsFiles.join(':') ?? '', AIRLOCK_SECCOMP: this.seccompFile, AIRLOCK_TRACE: (this.tracer.kind === 'strace-seccomp-bpf' ? traceFile : null) ?? '' },
     });
     const live: LiveExec = { child, traceFile, parser: traceFile ? new TraceParser(cwd) : null, offset: 0, fd: null, decoder: new StringDecoder('utf8'), incomplete: false };
     this.live.add(live);

@@ -1,6 +1,6 @@
 // airlock-tracer: process telemetry without ptrace (seccomp user notification + proc connector).
 //
-//   airlock-tracer -o TRACE_FILE [--redirected-ports 80,443] -- PROGRAM ARGS...
+//   airlock-tracer [--die-with-parent] -o TRACE_FILE [--redirected-ports 80,443] -- PROGRAM ARGS...
 //
 // The tracer forks. The child installs a seccomp filter (SECCOMP_FILTER_FLAG_NEW_LISTENER)
 // that turns execve/execveat, socket() of a family outside the sandbox's allowlist, and
@@ -51,6 +51,7 @@
 #define MAX_STR 4096           /* bytes recorded per string */
 #define MAX_LINE (1 << 20)     /* one exec line, escapes included */
 #define MAX_PROCS 65536        /* processes tracked at once */
+#define PREALLOC_BYTES (4 << 20) /* trace file space reserved up front */
 #define DRAIN_MS 300           /* after the chain ends: how long exit events may still arrive */
 
 /* ---------- output ---------- */
@@ -511,7 +512,7 @@ static void launcher(int sock, char **argv) {
 /* ---------- supervisor side ---------- */
 
 static int usage(void) {
-  dprintf(2, "usage: airlock-tracer -o TRACE_FILE [--redirected-ports P,P...] -- PROGRAM [ARGS...]\n"
+  dprintf(2, "usage: airlock-tracer [--die-with-parent] -o TRACE_FILE [--redirected-ports P,P...] -- PROGRAM [ARGS...]\n"
              "       airlock-tracer --check   (exit 0 when this kernel and these privileges support it)\n");
   return 2;
 }
@@ -580,6 +581,10 @@ int main(int argc, char **argv) {
   }
   for (; i < argc; i++) {
     if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) out = argv[++i];
+    else if (strcmp(argv[i], "--die-with-parent") == 0) {
+      /* bound to the supervisor like every link of the chain (one exec of setpriv less) */
+      if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) return 125;
+    }
     else if (strcmp(argv[i], "--redirected-ports") == 0 && i + 1 < argc) { if (parse_ports(argv[++i]) < 0) return usage(); }
     else if (strcmp(argv[i], "--") == 0) { i++; break; }
     else return usage();
@@ -589,6 +594,9 @@ int main(int argc, char **argv) {
   if (!line) return 125;
   out_fd = open(out, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (out_fd < 0) { dprintf(2, "airlock-tracer: %s: %s\n", out, strerror(errno)); return 125; }
+  /* room kept for the trace: when AIRLOCK_HOME fills, the session is frozen and ended while
+     this file can still take the agent's last execs (src/session/recording.ts) */
+  (void)fallocate(out_fd, FALLOC_FL_KEEP_SIZE, 0, PREALLOC_BYTES);
   int conn = connector_open();
   if (conn < 0) { dprintf(2, "airlock-tracer: proc connector unavailable (needs root): %s\n", strerror(errno)); return 125; }
   int sv[2];
