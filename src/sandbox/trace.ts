@@ -252,8 +252,11 @@ function joinPath(base: string, rel: string): string {
 
 const WORKSPACE = '/workspace';
 
-/** A line the notify tracer writes when the kernel dropped process events (its netlink buffer overflowed). */
-export const LOST_EVENTS_CALL = 'airlock_tracer_lost_events';
+/** Lines the notify tracer writes about its own record: kernel events dropped (netlink buffer full), refusals no longer recorded one by one. */
+const TRACER_NOTES: Record<string, string> = {
+  airlock_tracer_lost_events: 'the kernel dropped process events (proc connector buffer full): some forks, execs or exits may be missing',
+  airlock_tracer_suppressed: 'more than 1,000 refused socket() calls in one command: later ones were refused but not recorded one by one',
+};
 
 function classifyProbe(e: Probe): { rule: string; reason: string; severity: 'medium' | 'high' } | null {
   const t = e.target;
@@ -305,8 +308,8 @@ export class TraceAuditor {
         if (!this.isAgent(e.pid, e.ppid)) continue;
         this.agentPids.delete(e.pid);
         out.push({ type: 'process.exit', session, data: { pid: e.pid, ppid: e.ppid, argv0: e.argv0, exitCode: e.exitCode, signal: e.signal, start: e.startTs, end: e.ts } });
-      } else if (e.syscall === LOST_EVENTS_CALL) {
-        out.push({ type: 'sandbox.trace_error', session, severity: 'high', rule: 'builtin.telemetry-required', data: { error: 'the kernel dropped process events (proc connector buffer full): some forks, execs or exits may be missing' } });
+      } else if (Object.hasOwn(TRACER_NOTES, e.syscall)) {
+        out.push({ type: 'sandbox.trace_error', session, severity: 'high', rule: 'builtin.telemetry-required', data: { error: TRACER_NOTES[e.syscall] } });
       } else {
         if (!this.isAgent(e.pid, e.ppid)) continue;
         const p = classifyProbe(e);

@@ -144,6 +144,21 @@ socket.socket(socket.AF_INET, socket.SOCK_STREAM).close(); print("AF_INET OPENED
     for (const f of ['AF_VSOCK', 'AF_PACKET', 'AF_NETLINK', 'AF_ALG', 'AF_UNIX']) assert.ok(denied.includes(f), `${f} recorded: ${denied.join(', ')}`);
   });
 
+  it('a loop of refused sockets is refused every time but recorded a bounded number of times', async () => {
+    const before = ofType(events(home, session.id), 'sandbox.denied').length;
+    const r = await session.run(['python3', '-c', `import socket
+n = 0
+for i in range(3000):
+    try: socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
+    except OSError: n += 1
+print("refused", n)`]);
+    assert.match(r.stdout, /refused 3000/);
+    const ev = events(home, session.id);
+    const recorded = ofType(ev, 'sandbox.denied').length - before;
+    assert.ok(recorded >= 1000 && recorded <= 1001, `bounded: ${recorded}`);
+    assert.ok(ofType(ev, 'sandbox.trace_error').some((e) => /later ones were refused/.test(String((e.data as { error: string }).error))), 'the bound is recorded');
+  });
+
   it('fails closed: killing the tracer ends the command and every agent process', async () => {
     const h = await session.exec({ argv: ['bash', '-c', 'sleep 300 & sleep 300; echo survived'] });
     const tracer = await waitForTracer(h.pid);

@@ -51,6 +51,7 @@
 #define MAX_STR 4096           /* bytes recorded per string */
 #define MAX_LINE (1 << 20)     /* one exec line, escapes included */
 #define MAX_PROCS 65536        /* processes tracked at once */
+#define MAX_REFUSALS 1000      /* refused socket() calls recorded per command (a loop must not flood the log) */
 #define PREALLOC_BYTES (4 << 20) /* trace file space reserved up front */
 #define DRAIN_MS 300           /* after the chain ends: how long exit events may still arrive */
 
@@ -283,6 +284,16 @@ static void handle_notification(int listener, struct seccomp_notif *n) {
   if (n->data.nr == __NR_socket) {
     /* Airlock's own chain (nsenter, bwrap) is not the agent; every other caller is refused */
     if (pid == root_pid) { reply(listener, n->id, 0); return; }
+    static int refusals;
+    if (++refusals > MAX_REFUSALS) {
+      reply(listener, n->id, EAFNOSUPPORT);
+      if (refusals == MAX_REFUSALS + 1) {
+        line_start(pid);
+        putf("airlock_tracer_suppressed() = -1 EDQUOT (more than %d refused socket calls: later ones refused unrecorded)", MAX_REFUSALS);
+        line_end();
+      }
+      return;
+    }
     const char *name = family_name((int)a[0]);
     line_start(pid);
     if (name) putf("socket(%s, %d, %d) = -1 EAFNOSUPPORT (Address family not supported by protocol)", name, (int)a[1], (int)a[2]);
