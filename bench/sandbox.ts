@@ -100,7 +100,7 @@ lines.push('## Sandbox (sessions, per-command overhead, telemetry)', '',
   `| \`airlock run -- true\` on ${files.toLocaleString('en')} files, first session on the commit | ${first.ms.toFixed(0)} ms | — | — | — |`,
   `| \`airlock run -- true\` on ${files.toLocaleString('en')} files, later sessions (median of ${starts.length}) | ${median(starts).toFixed(0)} ms, peak RSS ${median(rss).toFixed(0)} MiB | — | — | ≤ 300 ms |`,
   `| 1,000 short processes, traced vs untraced (median of ${tl.traced!.length}) | ${median(tl.traced!).toFixed(0)} ms | ${median(tl.untraced!).toFixed(0)} ms | ${(median(tl.traced!) / median(tl.untraced!)).toFixed(2)}× | — |`,
-  '', 'The per-command path is dash (cgroup join, rlimits, seccomp fd) → nsenter into the session\'s namespaces (setting the unprivileged uid) → bwrap; tracing adds strace (ptrace with a seccomp-bpf filter, so only exec/fork/chdir/connect/open-family syscalls stop).');
+  '', 'The per-command path is dash (cgroup join, rlimits, seccomp fd) → nsenter into the session\'s namespaces (setting the unprivileged uid) → bwrap; tracing adds the process tracer (seccomp-notify as root, strace otherwise; both compared in the "Process telemetry" section, bench/telemetry.ts).');
 writeSection('sandbox', lines.join('\n'));
 console.log(lines.join('\n'));
 rmSync(work, { recursive: true, force: true });

@@ -57,5 +57,5 @@ if [ ! -d "$ROOT/node_modules" ] || [ "$ROOT/package-lock.json" -nt "$ROOT/node_
   (cd "$ROOT" && npm ci --silent --no-audit --no-fund >/dev/null)
 fi
 # the gateway's native tunnel relay (optional: without it tunnels relay in Node)
-bash "$ROOT/scripts/build-native.sh" || log "native relay not built: tunnels relay in Node"
+bash "$ROOT/scripts/build-native.sh" || log "native parts not built: tunnels relay in Node, processes are traced with strace"
 echo "$NODE_BIN"

@@ -50,7 +50,7 @@ export interface BridgePlan {
   maxConnections: number;
 }
 
-export interface SandboxNetwork { setup: string; env: Record<string, string>; bridge: BridgePlan }
+export interface SandboxNetwork { setup: string; env: Record<string, string>; bridge: BridgePlan; /** TCP ports whose connects to any address the namespace redirects to the gateway (transparent mode) */ redirectedPorts: number[] }
 
 export function sandboxNetwork(gatewayUnixPath: string, opts: { transparent: boolean; /** the gateway's transparent ports (default 80, 443) */ ports?: number[]; /** egress.limits.maxConnections */ maxConnections?: number; /** host-loopback grants: the sandbox's 127.0.0.1:port leads to this gateway socket (Gateway.hostLoopbackSockets) */ hostLoopback?: Record<number, string> }): SandboxNetwork {
   const tports = transparentPortList(opts.ports ?? []);
@@ -89,7 +89,7 @@ NFT`,
   for (const [port, target] of Object.entries(opts.hostLoopback ?? {})) tcp.push({ port: Number(port), target });
   // the gateway admits up to maxConnections*2+32 clients per socket before refusing them itself
   const maxConnections = (opts.maxConnections ?? 128) * 2 + 64;
-  return { setup: lines.join('\n') + '\n', env: proxyEnv(opts.transparent), bridge: { tcp, dns: opts.transparent, maxConnections } };
+  return { setup: lines.join('\n') + '\n', env: proxyEnv(opts.transparent), bridge: { tcp, dns: opts.transparent, maxConnections }, redirectedPorts: opts.transparent ? tports : [] };
 }
 
 function proxyEnv(transparent: boolean): Record<string, string> {

@@ -6,6 +6,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { AirlockError, shellQuote } from '../common/index.ts';
 import type { ExecHandle, ExecOptions, ExecResult, Mechanisms, Sandbox, SandboxDriver, SandboxSpec } from './driver.ts';
 import { buildSeccompProgram } from './seccomp.ts';
+import { chooseTracer, notifyTracerChain, type TracerChoice } from './tracers.ts';
 import { createCgroup, type CgroupHandle } from './limits.ts';
 import { TraceAuditor, TraceParser, TRACED_SYSCALLS } from './trace.ts';
 
@@ -14,6 +15,8 @@ import { TraceAuditor, TraceParser, TRACED_SYSCALLS } from './trace.ts';
 //   supervisor ─spawn→ unshare(user,mount,net) → setpriv(pdeathsig) → holder sh: tmpfs (disk cap) + overlay
 //   supervisor ─spawn→ bash(cgroup, ulimits, close fds) → nsenter(holder: user,mount,net)
 //                        → setpriv(pdeathsig[, uid 1000]) → [strace → setpriv uid 1000] → bwrap(user,pid,ipc,uts,cgroup; seccomp) → agent
+//   traced as root:        → airlock-tracer(pdeathsig) ┬ (supervises: seccomp notifications, proc connector)
+//                                                              └ filter installed → nsenter → setpriv(pdeathsig) → choom → setpriv(uid) → bwrap → agent
 //
 // Every link of the chain is exec'd in one process whose parent is the supervisor, with
 // PR_SET_PDEATHSIG set after the last credential change; bwrap --die-with-parent carries
@@ -84,6 +87,7 @@ class BwrapSandbox implements Sandbox {
   private holderPid = 0;
   private mnt: string;
   private seccompFile: string;
+  private tracer: TracerChoice;
   private cgroup: CgroupHandle | null;
   private rootMode: boolean;
   private live = new Set<LiveExec>();
@@ -102,11 +106,13 @@ class BwrapSandbox implements Sandbox {
     this.mnt = SANDBOX_MNT;
     this.seccompFile = join(spec.stateDir, 'seccomp.bpf');
     this.cgroup = this.rootMode ? createCgroup(spec.session, spec.limits) : null;
+    this.tracer = chooseTracer({ wanted: spec.trace, fileProbes: spec.traceFileProbes ?? false, root: this.rootMode });
     this.mechanisms = {
       driver: 'bubblewrap',
       limits: this.cgroup ? (this.cgroup.version === 1 ? 'cgroup-v1' : 'cgroup-v2') : 'rlimit',
       uidMapping: this.rootMode ? 'unprivileged-host-uid' : 'invoking-user',
-      tracing: spec.trace ? 'strace-seccomp-bpf' : 'off',
+      tracing: this.tracer.kind,
+      ...(this.tracer.fallbackReason ? { tracingFallback: this.tracer.fallbackReason } : {}),
       network: spec.networkSetup ? 'gateway' : 'none',
       seccomp: 'bpf-x86_64',
     };
@@ -120,7 +126,8 @@ class BwrapSandbox implements Sandbox {
     }
     mkdirSync(join(s.stateDir, 'etc'), { recursive: true, mode: 0o700 });
     mkdirSync(join(s.stateDir, 'trace'), { recursive: true });
-    writeFileSync(this.seccompFile, buildSeccompProgram());
+    // with the notify tracer, refused socket families reach it (it records and refuses them, EAFNOSUPPORT)
+    writeFileSync(this.seccompFile, buildSeccompProgram({ socketFamiliesRefusedBySupervisor: this.tracer.kind === 'seccomp-notify' }));
     this.writeEtc();
     this.baseArgs = this.buildBwrapArgs();
 
@@ -330,7 +337,9 @@ class BwrapSandbox implements Sandbox {
     const ns = ['nsenter', '-t', String(this.holderPid), '-U', '-m', '-n', ...(this.rootMode ? [] : ['--preserve-credentials']), '--'];
     const dropUid = [`--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_UID}`, '--clear-groups'];
     const chain: string[] = [];
-    if (traceFile) {
+    if (traceFile && this.tracer.kind === 'seccomp-notify') {
+      chain.push(...notifyTracerChain(this.tracer.binary, traceFile, this.spec.redirectedPorts), ...ns, 'setpriv', '--pdeathsig', 'KILL', '--', ...AGENT_OOM, 'setpriv', ...dropUid, '--');
+    } else if (traceFile) {
       chain.push(...ns, 'setpriv', '--pdeathsig', 'KILL', '--', 'strace', '-f', '--seccomp-bpf', '-q', '-ttt', '-s', '4096', '--decode-pids=pidns', '-e', `trace=${TRACED_SYSCALLS.join(',')}`, '-e', TRACED_SIGNALS, '-A', '-o', traceFile, '--');
       // below strace: the OOM killer takes the agent, never the tracer (or the supervisor)
       chain.push(...AGENT_OOM);
@@ -349,6 +358,7 @@ class BwrapSandbox implements Sandbox {
     const lim: [string, number][] = [['-t', l.cpuSeconds], ['-f', l.fileSizeMB * 2048], ['-c', 0], ['-n', 4096]];
     if (!this.cgroup) lim.push(['-p', l.pids + userProcessCount()], ['-v', l.memoryMB * 1024]);
     const ulimits = lim.map(([f, v]) => `ulimit ${f} ${v} || exit 125; `).join('');
+    // (airlock-tracer preallocates its own file: one exec less per command)
     // The trace file gets 4 MiB allocated up front (fallocate --keep-size; strace appends into
     // it): when AIRLOCK_HOME fills, strace still has room while the session is frozen and
     // ended (src/session/recording.ts), instead of losing the agent's last execs.
@@ -359,7 +369,7 @@ class BwrapSandbox implements Sandbox {
       stdio: o.stdio === 'inherit' ? 'inherit' : ['pipe', 'pipe', 'pipe'],
       cwd: '/',
       detached: true, // as the holder: terminal signals go to the supervisor, which ends the chain itself
-      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/nonexistent', AIRLOCK_SESSION: this.spec.session, AIRLOCK_CG: this.cgroup?.procsFiles.join(':') ?? '', AIRLOCK_SECCOMP: this.seccompFile, AIRLOCK_TRACE: traceFile ?? '' },
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/nonexistent', AIRLOCK_SESSION: this.spec.session, AIRLOCK_CG: this.cgroup?.procsFiles.join(':') ?? '', AIRLOCK_SECCOMP: this.seccompFile, AIRLOCK_TRACE: (this.tracer.kind === 'strace-seccomp-bpf' ? traceFile : null) ?? '' },
     });
     const live: LiveExec = { child, traceFile, parser: traceFile ? new TraceParser(cwd) : null, offset: 0, fd: null, decoder: new StringDecoder('utf8'), incomplete: false };
     this.live.add(live);
@@ -421,12 +431,16 @@ class BwrapSandbox implements Sandbox {
   private auditor: TraceAuditor | null = null;
   private emitTrace(events: Parameters<TraceAuditor['convert']>[0], rootPid: number | null): void {
     this.auditor ??= new TraceAuditor(this.spec.session);
-    for (const ev of this.auditor.convert(events, rootPid)) {
+    const batch = this.auditor.convert(events, rootPid);
+    if (batch.length === 0) return;
+    // one group commit per drain: a loop of short processes is thousands of events
+    if (this.spec.recordMany) this.spec.recordMany(batch);
+    else for (const ev of batch) this.spec.record(ev);
+    for (const ev of batch) {
       const d = ev.data as { signal?: string; pid?: number; argv0?: string } | undefined;
       if (ev.type === 'process.exit' && d?.signal === 'SIGXFSZ') {
         this.noteLimit('fileSize', `file size limit ${this.spec.limits.fileSizeMB} MiB exceeded (SIGXFSZ)`, { pid: d.pid, argv0: d.argv0 });
       }
-      this.spec.record(ev);
     }
   }
 

@@ -19,12 +19,18 @@ export interface SandboxSpec {
   forbiddenMounts: string[];
   /** Shell run as namespace root in the sandbox's network namespace before any agent process (egress bridges). */
   networkSetup: string | null;
+  /** TCP ports `networkSetup` redirects to the gateway from any address: connects to them are not direct connections (the gateway records them). */
+  redirectedPorts?: number[];
   trace: boolean;
+  /** Record failed opens too (only the strace tracer sees a call's outcome). */
+  traceFileProbes?: boolean;
   /** Public files Airlock provides read-only inside (e.g. its CA bundle over the system one); copied in, so their host location may be private. */
   files?: { source: string; target: string }[];
   /** Host uid/gid the sandbox user maps to when Airlock runs as root. */
   hostIds: { uid: number; gid: number } | null;
   record: (e: AuditEventInput) => void;
+  /** Several events in one group commit (a drained process trace); record() one by one when absent. */
+  recordMany?: (es: AuditEventInput[]) => void;
 }
 
 export interface ExecOptions {
@@ -48,7 +54,10 @@ export interface Mechanisms {
   driver: string;
   limits: 'cgroup-v1' | 'cgroup-v2' | 'rlimit';
   uidMapping: 'unprivileged-host-uid' | 'invoking-user';
-  tracing: 'strace-seccomp-bpf' | 'off';
+  /** the process tracer this session got (src/sandbox/tracers.ts) */
+  tracing: 'seccomp-notify' | 'strace-seccomp-bpf' | 'off';
+  /** tracing on, but not with seccomp-notify: why */
+  tracingFallback?: string;
   network: 'none' | 'gateway';
   seccomp: 'bpf-x86_64' | 'unavailable';
 }

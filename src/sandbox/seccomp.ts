@@ -98,7 +98,14 @@ type Ins = { code: number; jt: number | string; jf: number | string; k: number }
 
 const off = { nr: 0, arch: 4, argLo: (i: number) => 16 + 8 * i };
 
-export function buildSeccompProgram(): Buffer {
+/**
+ * The sandbox's filter. With `socketFamiliesRefusedBySupervisor` (the seccomp-notify tracer
+ * runs), socket() of a family outside the allowlist passes this filter to reach the tracer's,
+ * which records the attempt and refuses it with the same EAFNOSUPPORT (an ERRNO here would
+ * win over its notification, and the attempt would go unrecorded). Without a listener the
+ * kernel fails a notifying call with ENOSYS: still refused.
+ */
+export function buildSeccompProgram(o: { socketFamiliesRefusedBySupervisor?: boolean } = {}): Buffer {
   const p: Ins[] = [];
   const ins = (code: number, k: number, jt: number | string = 0, jf: number | string = 0) => p.push({ code, jt, jf, k });
   ins(LD_W_ABS, off.arch);
@@ -114,7 +121,7 @@ export function buildSeccompProgram(): Buffer {
   p.push({ label: 'socket' });
   ins(LD_W_ABS, off.argLo(0));
   ins(JEQ_K, ALLOWED_SOCKET_FAMILIES.AF_INET, 'socket_type', 0);
-  ins(JEQ_K, ALLOWED_SOCKET_FAMILIES.AF_INET6, 'socket_type', 'eafnosupport');
+  ins(JEQ_K, ALLOWED_SOCKET_FAMILIES.AF_INET6, 'socket_type', o.socketFamiliesRefusedBySupervisor ? 'allow' : 'eafnosupport');
   p.push({ label: 'socket_type' });
   ins(LD_W_ABS, off.argLo(1));
   ins(AND_K, 0xf);
@@ -129,6 +136,8 @@ export function buildSeccompProgram(): Buffer {
   p.push({ label: 'clone' });
   ins(LD_W_ABS, off.argLo(0));
   ins(JSET_K, CLONE_NEW_MASK, 'eperm', 0);
+  ins(RET_K, RET_ALLOW);
+  p.push({ label: 'allow' });
   ins(RET_K, RET_ALLOW);
   p.push({ label: 'eperm' });
   ins(RET_K, RET_ERRNO | EPERM);

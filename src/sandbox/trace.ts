@@ -195,7 +195,9 @@ export class TraceParser {
       default: {
         if (ret !== '-1' || !errno) return;
         let target: string;
-        if (NETWORK_SYSCALLS.has(name)) {
+        if (name === 'socket') {
+          target = /^\s*(\w+)/.exec(rest)?.[1] ?? 'unknown';
+        } else if (NETWORK_SYSCALLS.has(name)) {
           target = socketTarget(rest);
         } else {
           const strs = readStrings(rest, rest.indexOf('"'), 1).values;
@@ -250,8 +252,15 @@ function joinPath(base: string, rel: string): string {
 
 const WORKSPACE = '/workspace';
 
+/** Lines the notify tracer writes about its own record: kernel events dropped (netlink buffer full), refusals no longer recorded one by one. */
+const TRACER_NOTES: Record<string, string> = {
+  airlock_tracer_lost_events: 'the kernel dropped process events (proc connector buffer full): some forks, execs or exits may be missing',
+  airlock_tracer_suppressed: 'more than 1,000 refused socket() calls in one command: later ones were refused but not recorded one by one',
+};
+
 function classifyProbe(e: Probe): { rule: string; reason: string; severity: 'medium' | 'high' } | null {
   const t = e.target;
+  if (e.syscall === 'socket') return { rule: 'builtin.socket-families', reason: `socket family ${t} refused (only AF_INET and AF_INET6 are allowed)`, severity: 'high' };
   if (NETWORK_SYSCALLS.has(e.syscall)) {
     if (t.startsWith('unix:')) return { rule: 'builtin.no-host-sockets', reason: 'unix socket connection refused', severity: 'high' };
     if (/^(127\.0\.0\.1|\[::1\]):3128$/.test(t)) return null;
@@ -299,6 +308,8 @@ export class TraceAuditor {
         if (!this.isAgent(e.pid, e.ppid)) continue;
         this.agentPids.delete(e.pid);
         out.push({ type: 'process.exit', session, data: { pid: e.pid, ppid: e.ppid, argv0: e.argv0, exitCode: e.exitCode, signal: e.signal, start: e.startTs, end: e.ts } });
+      } else if (Object.hasOwn(TRACER_NOTES, e.syscall)) {
+        out.push({ type: 'sandbox.trace_error', session, severity: 'high', rule: 'builtin.telemetry-required', data: { error: TRACER_NOTES[e.syscall] } });
       } else {
         if (!this.isAgent(e.pid, e.ppid)) continue;
         const p = classifyProbe(e);

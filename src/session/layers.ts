@@ -24,6 +24,8 @@ export interface NetworkSetup {
   close: () => Promise<void>;
   /** public files Airlock provides inside (CA bundle) */
   files?: { source: string; target: string }[];
+  /** TCP ports whose connects to any address reach the gateway (transparent mode): not a direct connection */
+  redirectedPorts?: number[];
   /** serves the namespace's bridges from this process (`enter`: argv prefix into the sandbox's network namespace); returns their close */
   attach?: (enter: string[]) => Promise<() => Promise<void>>;
 }
@@ -114,6 +116,7 @@ function egressLayer(): SessionLayer {
         setup: net.setup, env: { ...net.env, ...prep.sandboxEnv }, close: () => gw.close(),
         attach: async (enter) => { const b = await startBridge(net.bridge, { enter, session: session.id, record: (e) => { session.record(e); } }); return () => b.close(); },
         files: [{ source: prep.caBundlePath, target: prep.caBundleSandboxPath }],
+        redirectedPorts: net.redirectedPorts,
       };
     },
   };

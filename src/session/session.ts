@@ -138,19 +138,27 @@ export class Session {
    * it (disk full), the session is frozen and ended (cannotRecordNow) and this throws.
    */
   record(e: AuditEventInput): AuditEvent {
+    return this.recordMany([e])[0]!;
+  }
+
+  /**
+   * Records events in one group commit (one fsync for all: a process trace drained at once),
+   * in order; durable when it returns, or none of them is and all are kept to retry.
+   */
+  recordMany(es: AuditEventInput[]): AuditEvent[] {
     // The store redacts argv, paths, reasons… whoever appends (see src/audit/redact.ts).
-    const input = { ...e, session: e.session ?? this.id };
+    const inputs = es.map((e) => ({ ...e, session: e.session ?? this.id }));
     if (this.unrecorded.length && !this.retryUnrecorded()) {
-      this.keep(input);
+      for (const i of inputs) this.keep(i);
       throw cannotRecord(new Error(this.recordingFailure ?? 'the store refused earlier events'), `the audit log ${this.store.path}`);
     }
     try {
-      const ev = this.store.append(input);
-      this.onEvent?.(ev);
-      return ev;
+      const evs = this.store.appendMany(inputs);
+      for (const ev of evs) this.onEvent?.(ev);
+      return evs;
     } catch (err) {
       if (!isRecordingFailure(err) && !(err instanceof AirlockError && err.kind === 'CANNOT_RECORD')) throw err;
-      this.keep(input);
+      for (const i of inputs) this.keep(i);
       this.cannotRecordNow(err instanceof Error ? err.message : String(err));
       throw err;
     }
@@ -262,10 +270,13 @@ export class Session {
       mounts: { readOnly: [...p.sandbox.mounts.readOnly, ...(o.readOnlyPaths ?? [])], readWrite: p.sandbox.mounts.readWrite },
       forbiddenMounts: [this.home.root],
       networkSetup: net?.setup ?? null,
+      redirectedPorts: net?.redirectedPorts ?? [],
       files: net?.files ?? [],
       trace: p.sandbox.traceProcesses,
+      traceFileProbes: p.sandbox.traceProcesses && p.sandbox.traceFileProbes,
       hostIds,
       record: (e) => { this.record(e); },
+      recordMany: (es) => { this.recordMany(es); },
     });
     this.cleanups.push(() => this.sandbox.stop());
     phase('session.sandbox');

@@ -35,7 +35,11 @@ describe('sandbox escape attempts', () => {
     server = createServer((s) => s.end(CANARY));
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
     port = (server.address() as { port: number }).port;
-    session = await Session.open({ repo, home, env: { ...process.env, HOME: hostSecretDir } });
+    // failed opens (probes of host paths) are recorded only by the strace tracer: this suite
+    // asks for them; the seccomp-notify tracer is attacked in tracer.test.ts
+    const policyFile = join(home, 'probes.yaml');
+    writeFileSync(policyFile, 'sandbox:\n  traceFileProbes: true\n');
+    session = await Session.open({ repo, home, policyFile, env: { ...process.env, HOME: hostSecretDir } });
   });
   after(async () => {
     await session.stop('test done');

@@ -8,27 +8,14 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Session } from '../../src/session/index.ts';
-import { AuditStore, type AuditEvent } from '../../src/audit/index.ts';
+import type { AuditEvent } from '../../src/audit/index.ts';
 import { policySchema } from '../../src/policy/index.ts';
 import { createCgroup, starterCgroups } from '../../src/sandbox/limits.ts';
 import { socketTarget } from '../../src/sandbox/trace.ts';
-import { makeRepo, tmp, cleanup, isRoot } from '../helpers.ts';
+import { withSession } from './with-session.ts';
+import { tmp, cleanup, isRoot } from '../helpers.ts';
 import { leftovers } from '../leftovers.ts';
 
-/** Opens a session with the given policy, runs `fn`, stops it, returns its events. */
-async function withSession(policy: string, fn: (s: Session) => Promise<void>): Promise<AuditEvent[]> {
-  const home = tmp('airlock-home-'); const repo = makeRepo();
-  const pf = join(home, 'p.yaml');
-  writeFileSync(pf, policy);
-  try {
-    // the sandbox's limits alone: dd and friends would wait for a human under the command rules
-    const s = await Session.open({ repo, home, policyFile: pf, layers: { commands: null } });
-    try { await fn(s); } finally { await s.stop('test'); }
-    const st = new AuditStore(join(home, 'audit.db'));
-    try { return st.query({ session: s.id }); } finally { st.close(); }
-  } finally { cleanup(home, repo); }
-}
 
 const limits = (ev: AuditEvent[], rule: string) => ev.filter((e) => e.type === 'sandbox.limit' && e.rule === rule);
 

@@ -27,5 +27,6 @@ export const sandboxSchema = z.strictObject({
   limits: limitsSchema.prefault({}),
   env: envSchema.prefault({}),
   mounts: mountsSchema.prefault({}),
-  traceProcesses: merge(z.boolean().default(true).describe('Record every process the agent starts (kernel-level, via ptrace/seccomp).'), 'or'),
+  traceProcesses: merge(z.boolean().default(true).describe('Record every process the agent starts (kernel-level: seccomp user notification as root, strace otherwise).'), 'or'),
+  traceFileProbes: merge(z.boolean().default(false).describe('Also record failed file opens and writes (probes of host paths, credential files, read-only system dirs). Needs the strace tracer (ptrace): several times slower on process-heavy work.'), 'or'),
 }).describe('The isolated execution environment.');
