@@ -152,3 +152,21 @@ test('repo policy hide globs add to the defaults', async () => {
     assert.deepEqual(res.hidden, ['vault/notes.txt']);
   } finally { rmSync(root, { recursive: true, force: true }); }
 });
+
+test('hide and binaryPaths globs, compiled once per run, decide exactly as path.matchesGlob did', async () => {
+  const { compileGlob } = await import('../../src/secrets/sanitize.ts');
+  const { matchesGlob, basename } = await import('node:path');
+  const before = (rel: string, glob: string) => { // the per-file check this replaced
+    const g = glob.toLowerCase();
+    if (g.includes('/')) return matchesGlob(rel.toLowerCase(), g) || matchesGlob(rel.toLowerCase(), `**/${g}`);
+    const name = basename(rel).toLowerCase();
+    return matchesGlob(name, g) || (name.startsWith('.') && matchesGlob(name.slice(1), g));
+  };
+  const globs = [...policy().workspace.hide, 'vendor/**/*.node', 'build/Release/*', '*.{pem,key}', '[!a]*.bin', 'a?c.txt', '**/secrets/**', '#x', '!neg'];
+  const paths = ['.env', '.ENV', 'config/.env.local', 'id_rsa', 'deep/dir/id_ed25519', 'server.PEM', 'a/b/c.key', 'vendor/x/y/addon.node', 'build/Release/a.node',
+    'x/build/Release/b.node', 'z.bin', 'a.bin', 'abc.txt', 'a/b/secrets/c', 'secrets', '#x', '!neg', 'neg', '.npmrc', 'credentials.json', 'src/main.ts', 'é/ü.pem', '.ssh/id_rsa'];
+  for (const g of globs) {
+    const c = compileGlob(g);
+    for (const p of paths) assert.equal(c.test(p), before(p, g), `${g} vs ${p}`);
+  }
+});
