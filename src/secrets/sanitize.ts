@@ -31,7 +31,7 @@ const CONCURRENCY = { inline: 1, workers: 2 };
 
 /** path.matchesGlob's own minimatch options (Node 24, POSIX), so a compiled glob decides
  * exactly as it did; compiled once per run instead of once per file and glob. */
-const GLOB_OPTIONS: MinimatchOptions = { windowsPathsNoEscape: true, nonegate: true, nocomment: true, optimizationLevel: 2, platform: 'posix', nocaseMagicOnly: true };
+const GLOB_OPTIONS: MinimatchOptions = { windowsPathsNoEscape: true, nonegate: true, nocomment: true, optimizationLevel: 2, platform: 'linux', nocaseMagicOnly: true };
 
 export interface PathGlob { glob: string; test(rel: string): boolean }
 
