@@ -170,3 +170,21 @@ test('hide and binaryPaths globs, compiled once per run, decide exactly as path.
     for (const p of paths) assert.equal(c.test(p), before(p, g), `${g} vs ${p}`);
   }
 });
+
+test('scan verdicts cached by blob id are dropped when any engine source changes (values.ts, command-line rules, prefilter…)', async () => {
+  const { engineTag } = await import('../../src/secrets/scan-cache.ts');
+  const { cpSync } = await import('node:fs');
+  const src = new URL('../../src/secrets/', import.meta.url).pathname;
+  const copy = mkdtempSync(join(tmpdir(), 'airlock-engine-'));
+  try {
+    cpSync(src, copy, { recursive: true });
+    const before = engineTag(copy);
+    assert.equal(before, engineTag(src), 'the tag is a function of the sources');
+    for (const f of ['values.ts', 'cmdline.ts', 'structured.ts', 'prefilter.ts', 'hits.ts']) {
+      const text = readFileSync(join(copy, f), 'utf8');
+      writeFileSync(join(copy, f), text + '\n// a new rule\n');
+      assert.notEqual(engineTag(copy), before, `a change to ${f} must start a new verdict cache`);
+      writeFileSync(join(copy, f), text);
+    }
+  } finally { rmSync(copy, { recursive: true, force: true }); }
+});
