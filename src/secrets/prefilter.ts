@@ -135,11 +135,16 @@ export function compilePrefilter(anchors: Iterable<string>): Prefilter {
   const { delta, classes, out, classCount } = buildAutomaton(words);
   const { start, flat } = flatten(out);
   const lengths = Int32Array.from(words, (w) => w.length);
-  // reused by every scan (synchronous, one thread): no allocation per text
-  const pairs = new Int32Array(2 * MAX_HITS);
+  // reused by every scan (synchronous, one thread); grown (and the text rescanned) only for
+  // texts with many anchors, so an engine in every worker does not hold 1.6 MB per automaton
+  let pairs = new Int32Array(8192);
   return {
     scan(text: string): AnchorHits {
-      const n = runDfa(text, delta, classes, pairs);
+      let n = runDfa(text, delta, classes, pairs);
+      while (n < 0 && pairs.length < 2 * MAX_HITS) {
+        pairs = new Int32Array(Math.min(2 * MAX_HITS, pairs.length * 4));
+        n = runDfa(text, delta, classes, pairs);
+      }
       const complete = n >= 0;
       const byWord: (number[] | undefined)[] = new Array<number[] | undefined>(words.length);
       const end = complete ? n : pairs.length;
