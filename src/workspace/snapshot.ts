@@ -289,7 +289,9 @@ function syntheticCommit(tmp: string, mirror: string, commit: string, touched: s
     }
     objects = objects.filter((o) => !have.has(o));
   }
-  git(['pack-objects', '--quiet', join(packDir, 'pack')], { env, input: objects.join('\n') + '\n' });
+  // --window=0: no new delta search. The kept blobs are reused as the mirror stores them;
+  // searching 600 MB of them for deltas cost ~10% of the pack's CPU for a few bytes saved.
+  git(['pack-objects', '--quiet', '--window=0', join(packDir, 'pack')], { env, input: objects.join('\n') + '\n' });
   unlinkSync(alternates);
   for (const d of readdirSync(join(gd, 'objects'))) if (/^[0-9a-f]{2}$/.test(d)) rmSync(join(gd, 'objects', d), { recursive: true, force: true });
   return synthetic;
