@@ -28,13 +28,8 @@ export function readNoFollow(path: string | Buffer, maxBytes: number): ReadResul
   return { kind: 'text', text: r.data.toString(r.binary ? 'latin1' : 'utf8'), binary: r.binary, size: r.size, mode: r.mode };
 }
 
-/** A read buffer reused across files by one reader (a scan worker): `data` then points
- * into it and is valid until the next read. Saves an allocation per file, which in a
- * worker with a small heap meant a garbage collection every few files. */
-export interface Scratch { buf: Buffer }
-
 /** The same, as bytes (a binary need not become a string to be judged). */
-export function readNoFollowBytes(path: string | Buffer, maxBytes: number, scratch?: Scratch): ReadBytesResult {
+export function readNoFollowBytes(path: string | Buffer, maxBytes: number): ReadBytesResult {
   let fd: number;
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
@@ -46,8 +41,7 @@ export function readNoFollowBytes(path: string | Buffer, maxBytes: number, scrat
     const st = fstatSync(fd);
     if (!st.isFile()) return { kind: 'skip', reason: 'not-a-regular-file' };
     if (st.size > maxBytes) return { kind: 'skip', reason: 'too-large', size: st.size };
-    if (scratch && scratch.buf.length < st.size) scratch.buf = Buffer.allocUnsafeSlow(Math.max(st.size, scratch.buf.length * 2));
-    const buf = scratch ? scratch.buf : Buffer.alloc(st.size);
+    const buf = Buffer.alloc(st.size);
     let off = 0;
     for (let n = 1; off < st.size && n > 0;) { n = readSync(fd, buf, off, st.size - off, off); off += n; }
     const data = buf.subarray(0, off);

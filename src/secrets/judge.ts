@@ -1,7 +1,7 @@
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { basename } from 'node:path';
 import { scanText } from './engine.ts';
-import { readNoFollowBytes, type Scratch } from './files.ts';
+import { readNoFollowBytes } from './files.ts';
 import type { AllowEntry, SecretFinding } from './types.ts';
 
 // The verdict on one workspace file, computed without touching the tree (the caller hides
@@ -85,16 +85,9 @@ export function printableRuns(latin1: string): string {
   return (latin1.match(PRINTABLE_RUN) ?? []).join('\n');
 }
 
-/** A judge with its own read buffer (one per worker or inline pool): file bytes are copied
- * out (decoded or reduced to printable runs) before the next read reuses it. */
-export function createJudge(): (job: JudgeJob) => Promise<Verdict> {
-  const scratch: Scratch = { buf: Buffer.allocUnsafeSlow(1 << 20) };
-  return (job) => judgeFile(job, scratch);
-}
-
-export async function judgeFile(job: JudgeJob, scratch?: Scratch): Promise<Verdict> {
+export async function judgeFile(job: JudgeJob): Promise<Verdict> {
   const abs = Buffer.from(job.abs.buffer, job.abs.byteOffset, job.abs.byteLength);
-  const r = readNoFollowBytes(abs, job.maxBytes, scratch);
+  const r = readNoFollowBytes(abs, job.maxBytes);
   if (r.kind === 'skip') {
     if (r.reason === 'symlink' || r.reason === 'not-a-regular-file') return { v: 'skip' };
     if (r.reason === 'too-large' && job.streamLarge) return judgeStream(abs, job);

@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import { createJudge, type JudgeJob, type Verdict } from './judge.ts';
+import { judgeFile, type JudgeJob, type Verdict } from './judge.ts';
 
 // Runs file verdicts on worker threads when there is enough to scan to pay for starting
 // them (each loads the detection engine), inline otherwise. A worker that dies fails its
@@ -21,7 +21,7 @@ const WORKER_HEAP = { maxYoungGenerationSizeMb: 8, maxOldGenerationSizeMb: 96 };
 const failed = (why: string): Verdict => ({ v: 'hide', reason: 'scan-error', rule: 'secrets.workspace.mode', extra: { error: why } });
 
 export function inlinePool(): JudgePool {
-  return { judge: createJudge(), close: async () => {} };
+  return { judge: judgeFile, close: async () => {} };
 }
 
 interface Slot { worker: Worker; pending: Map<number, (v: Verdict) => void>; dead: boolean }
