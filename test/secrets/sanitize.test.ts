@@ -188,3 +188,17 @@ test('scan verdicts cached by blob id are dropped when any engine source changes
     }
   } finally { rmSync(copy, { recursive: true, force: true }); }
 });
+
+test('printable runs of a binary, found by looking ahead, are exactly the runs the regex finds', async () => {
+  const { printableRunsOf, printableRuns } = await import('../../src/secrets/judge.ts');
+  const { mulberry32 } = await import('../../bench/secrets-corpus.ts');
+  const next = mulberry32(0x22b1);
+  const bytes = [0, 0xff, 0x1f, 0x7f, 9, 10, 13, 0x20, 0x7e, 0x41, 0x80];
+  for (let k = 0; k < 3000; k++) {
+    const n = Math.floor(next() * 300);
+    const printable = next(); // from mostly binary to mostly text
+    const b = Buffer.alloc(n);
+    for (let i = 0; i < n; i++) b[i] = next() < printable ? 0x21 + Math.floor(next() * 94) : bytes[Math.floor(next() * bytes.length)]!;
+    assert.equal(printableRunsOf(b), printableRuns(b.toString('latin1')), `buffer ${k}: ${b.toString('hex').slice(0, 80)}`);
+  }
+});
