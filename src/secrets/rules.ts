@@ -16,14 +16,22 @@ export type { RawHit, Suppressed } from './hits.ts';
 /** A validator returns why a candidate is NOT a secret, or undefined to accept it. */
 type Validate = (value: string, m: RegExpExecArray, text: string) => string | undefined;
 
-interface RegexRule {
+export interface RegexRule {
   id: string;
   severity: SecretSeverity;
   message: string;
-  /** Lower-case literals, one of which every match contains; empty: runs on every text. */
+  /** Lower-case literals, one of which every match contains (the gate). */
   anchors: readonly string[];
-  /** The match starts exactly at an anchor: run only there (sticky). */
+  /** Where a match can start, so the rule runs (sticky) only there; every rule says one:
+   * - `atAnchor`: exactly at an anchor;
+   * - `lead: [min, max]`: that many characters before an anchor;
+   * - `startOf(text, at)`: computed from an anchor at `at` (undefined: no match can use it);
+   * - `unanchored`: the format has no literal, so the rule makes one linear pass over every
+   *   text (bounded quantifiers, no nested repetition), and says why. */
   atAnchor?: boolean;
+  lead?: readonly [number, number];
+  startOf?: (text: string, at: number) => number | undefined;
+  unanchored?: string;
   /** g and d flags; the value is group `v` when present, else the match. */
   re: RegExp;
   validate?: Validate;
@@ -145,6 +153,45 @@ function urlPasswordValidate(value: string, m: RegExpExecArray): string | undefi
 }
 
 const re = (src: string, flags = 'gd') => new RegExp(src, flags);
+
+// Where a match can start, walked back from an anchor (the sticky regex then decides). Each
+// returns a superset of the real starts: it checks only the characters the regex requires.
+const WORD_DOT = /[\w.$]/;
+const CMP_GAP = /[\s=!]/;
+const VALUE_CHAR = /[^"'\s\\]/;
+const XML_NAME = /[\w:.-]/;
+const HOST_CHAR = /[a-z0-9-]/i;
+
+/** Steps back from `from` over characters matching `cls`, at most `max`; the index of the first one. */
+function backOver(text: string, from: number, cls: RegExp, max: number): number {
+  let i = from;
+  while (i > 0 && from - i < max && cls.test(text[i - 1]!)) i--;
+  return i;
+}
+
+/** `"value" == key` with the keyword at `at`: back over the name, the operator and
+ * spaces to the closing quote, then over the value to its opening quote. */
+function comparedLiteralStart(text: string, at: number): number | undefined {
+  const name = backOver(text, at, WORD_DOT, 40);
+  if (name > 0 && WORD_DOT.test(text[name - 1]!)) return undefined; // a name longer than 40
+  const close = backOver(text, name, CMP_GAP, 11) - 1;
+  if (close < 0 || (text[close] !== '"' && text[close] !== "'")) return undefined;
+  const open = backOver(text, close, VALUE_CHAR, 512) - 1;
+  return open >= 0 && (text[open] === '"' || text[open] === "'") ? open : undefined;
+}
+
+/** `<…keyword…>` with the keyword at `at`: back over the element name to its `<`. */
+function xmlElementStart(text: string, at: number): number | undefined {
+  const lt = backOver(text, at, XML_NAME, 40) - 1;
+  return lt >= 0 && text[lt] === '<' ? lt : undefined;
+}
+
+/** `https://<tenant>.webhook.office.com` with the anchor at `at`. */
+function teamsWebhookStart(text: string, at: number): number | undefined {
+  if (text[at - 1] !== '.') return undefined;
+  const host = backOver(text, at - 1, HOST_CHAR, text.length);
+  return host >= 8 && text.slice(host - 8, host).toLowerCase() === 'https://' ? host - 8 : undefined;
+}
 const B = String.raw`(?<![A-Za-z0-9_])`; // left boundary without \b's word-char quirks
 const E = String.raw`(?![A-Za-z0-9_-])`;
 const fixed = (prefix: string) => (v: string) => tokenReason(v, prefix.length);
@@ -171,10 +218,10 @@ export const REGEX_RULES: RegexRule[] = [
   { id: 'azure-storage-key', severity: 'critical', message: 'Azure storage/service bus access key', atAnchor: true, anchors: ['accountkey=', 'accesskey='],
     re: re(String.raw`(?:AccountKey|AccessKey)=(?<v>[A-Za-z0-9+/]{40,100}={0,2})(?![A-Za-z0-9+/=])`),
     validate: (v) => placeholderReason(v) ?? (entropy(v) > 4 ? undefined : 'low entropy') },
-  { id: 'azure-client-secret', severity: 'high', message: 'Azure AD (Entra ID) client secret', anchors: ['q~'],
+  { id: 'azure-client-secret', severity: 'high', message: 'Azure AD (Entra ID) client secret', anchors: ['q~'], lead: [4, 4],
     re: re(String.raw`(?<![A-Za-z0-9_~.-])(?<v>[A-Za-z0-9_~.-]{3}\dQ~[A-Za-z0-9_~.-]{31,34})(?![A-Za-z0-9_~.-])`),
     validate: (v) => placeholderReason(v) ?? (entropy(v) > 3.5 ? undefined : 'low entropy') },
-  { id: 'azure-sas-signature', severity: 'high', message: 'Azure shared access signature', anchors: ['sig='],
+  { id: 'azure-sas-signature', severity: 'high', message: 'Azure shared access signature', atAnchor: true, anchors: ['?sv=', '&sv='],
     re: re(String.raw`[?&]sv=\d{4}-\d\d-\d\d[^\s"'<>]{0,400}?[?&]sig=(?<v>[A-Za-z0-9%+/]{40,120}(?:%3D|=){0,2})`) },
   { id: 'alibaba-access-key-id', severity: 'high', message: 'Alibaba Cloud access key id', atAnchor: true, anchors: ['ltai'],
     re: re(String.raw`${B}(?<v>LTAI[A-Za-z0-9]{12,20})(?![A-Za-z0-9])`), validate: fixed('LTAI') },
@@ -206,9 +253,9 @@ export const REGEX_RULES: RegexRule[] = [
     re: re(String.raw`${B}(?<v>pypi-(?:AgEIcHlwaS5vcmc|AgENdGVzdC5weXBpLm9yZw)[A-Za-z0-9_-]{70,})${E}`) },
   { id: 'slack-webhook', severity: 'high', message: 'Slack incoming webhook URL', atAnchor: true, anchors: ['hooks.slack.com'],
     re: re(String.raw`hooks\.slack\.com/(?:services|workflows|triggers)/(?<v>[A-Za-z0-9+/_-]{20,120})`), validate: (v) => tokenReason(v.replace(/\//g, '')) },
-  { id: 'discord-webhook', severity: 'high', message: 'Discord webhook URL', anchors: ['/api/webhooks/'],
+  { id: 'discord-webhook', severity: 'high', message: 'Discord webhook URL', anchors: ['/api/webhooks/'], lead: [19, 29],
     re: re(String.raw`https://(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/\d{5,30}/(?<v>[A-Za-z0-9_-]{60,100})`) },
-  { id: 'telegram-bot-token', severity: 'high', message: 'Telegram bot token', anchors: [':a'],
+  { id: 'telegram-bot-token', severity: 'high', message: 'Telegram bot token', anchors: [':a'], lead: [8, 10],
     re: re(String.raw`(?<![0-9])(?<v>\d{8,10}:A[0-9A-Za-z_-]{34})${E}`), validate: (v) => tokenReason(v, v.indexOf(':') + 1) },
   { id: 'sendgrid-key', severity: 'high', message: 'SendGrid API key', atAnchor: true, anchors: ['sg.'],
     re: re(String.raw`${B}(?<v>SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43})${E}`), validate: fixed('SG.') },
@@ -228,7 +275,7 @@ export const REGEX_RULES: RegexRule[] = [
     re: re(String.raw`authorization["']?\s{0,4}[:=]\s{0,4}["']?(?:(?:bearer|basic|token|bot|digest|api-token|apikey|api-key|sso-key|key)\s+)?(?<v>[A-Za-z0-9._~+/-]{8,}=*)`, 'gdi'),
     validate: (v) => notSecretReason(v) ?? (entropy(v) > 3 && charClasses(v) >= 2 ? undefined : 'low entropy'), why: () => 'credential after an Authorization header scheme', priority: 1 },
   // Vendors without a secretlint rule.
-  { id: 'terraform-cloud-token', severity: 'high', message: 'Terraform Cloud / HCP Terraform API token', anchors: ['.atlasv1.'],
+  { id: 'terraform-cloud-token', severity: 'high', message: 'Terraform Cloud / HCP Terraform API token', anchors: ['.atlasv1.'], lead: [14, 14],
     re: re(String.raw`${B}(?<v>[A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_=-]{60,70})${E}`), validate: (v) => tokenReason(v.replace('.atlasv1.', '')),
     why: () => 'Terraform Cloud token format (14 chars + ".atlasv1." + 60-70 chars)' },
   { id: 'doppler-token', severity: 'high', message: 'Doppler token', atAnchor: true, anchors: ['dp.pt.', 'dp.st.', 'dp.sa.', 'dp.ct.', 'dp.scim.', 'dp.audit.'],
@@ -249,9 +296,9 @@ export const REGEX_RULES: RegexRule[] = [
     re: re(String.raw`${B}(?<v>(?:pat|sat)\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9]{24}\.[A-Za-z0-9]{20})${E}`), validate: fixed('sat.') },
   { id: 'dynatrace-token', severity: 'high', message: 'Dynatrace API token', atAnchor: true, anchors: ['dt0c01.'],
     re: re(String.raw`${B}(?<v>dt0c01\.[A-Za-z0-9]{24}\.[A-Za-z0-9]{64})${E}`), validate: fixed('dt0c01.') },
-  { id: 'authress-key', severity: 'high', message: 'Authress service client access key', anchors: ['.acc_', '.acc-'],
+  { id: 'authress-key', severity: 'high', message: 'Authress service client access key', anchors: ['.acc_', '.acc-'], lead: [13, 46],
     re: re(String.raw`${B}(?<v>(?:sc|ext|scauth|authress)_[a-z0-9]{5,30}\.[a-z0-9]{4,6}\.acc[_-][a-z0-9-]{10,32}\.[a-z0-9+/_=-]{30,120})${E}`, 'gdi'), validate: (v) => tokenReason(v) },
-  { id: 'airtable-pat', severity: 'high', message: 'Airtable personal access token', anchors: ['pat'],
+  { id: 'airtable-pat', severity: 'high', message: 'Airtable personal access token', atAnchor: true, anchors: ['pat'],
     re: re(String.raw`${B}(?<v>pat[A-Za-z0-9]{14}\.[a-f0-9]{64})${E}`), validate: fixed('pat') },
   { id: 'facebook-access-token', severity: 'high', message: 'Facebook / Meta access token', atAnchor: true, anchors: ['eaam', 'eaac'],
     re: re(String.raw`${B}(?<v>EAA[MC][A-Za-z0-9]{100,})${E}`), validate: fixed('EAAM') },
@@ -268,26 +315,26 @@ export const REGEX_RULES: RegexRule[] = [
   { id: 'twitter-bearer-token', severity: 'high', message: 'X (Twitter) app bearer token', atAnchor: true, anchors: ['aaaaaaaaaaaaaaaaaaaaa'],
     re: re(String.raw`${B}(?<v>A{21,22}[A-Za-z0-9%]{30,})(?![A-Za-z0-9%])`), validate: (v) => tokenReason(v.replace(/^A+/, '')),
     why: () => 'app-only bearer token format (a run of A then URL-encoded base64)' },
-  { id: 'mailchimp-api-key', severity: 'high', message: 'Mailchimp API key', anchors: ['-us'],
+  { id: 'mailchimp-api-key', severity: 'high', message: 'Mailchimp API key', anchors: ['-us'], lead: [32, 32],
     re: re(String.raw`(?<![A-Za-z0-9])(?<v>[0-9a-f]{32}-us\d{1,2})(?![A-Za-z0-9])`), validate: (v) => tokenReason(v.slice(0, 32)) },
-  // No literal anchor exists for this format: it runs over every text (one regex pass).
   { id: 'discord-bot-token', severity: 'high', message: 'Discord bot token', anchors: [],
+    unanchored: 'no literal in the format (user-id segment . timestamp . HMAC); one pass, bounded quantifiers',
     re: re(String.raw`(?<![A-Za-z0-9_-])(?<v>[MNOA][A-Za-z\d_-]{23,25}\.[A-Za-z\d_-]{6}\.[A-Za-z\d_-]{27,38})(?![A-Za-z0-9_-])`),
     validate: (v) => tokenReason(v.split('.')[0]!) ?? tokenReason(v.split('.')[2]!),
     why: () => 'Discord bot token shape (user-id segment . timestamp . HMAC)' },
   { id: 'sidekiq-credential', severity: 'high', message: 'Sidekiq Enterprise / Pro gem credential', atAnchor: true, anchors: ['bundle_enterprise__contribsys__com', 'bundle_gems__contribsys__com'],
     re: re(String.raw`BUNDLE_(?:ENTERPRISE|GEMS)__CONTRIBSYS__COM["']?\s{0,4}[:=]\s{0,4}["']?(?<v>[a-f0-9]{8}:[a-f0-9]{8})(?![a-f0-9])`, 'gdi'), validate: () => undefined,
     why: () => 'bundler credential for the contribsys gem server' },
-  { id: 'xml-key-value-secret', severity: 'medium', message: 'secret in a key/value XML element (app.config, NuGet.config)', anchors: ['value='],
+  { id: 'xml-key-value-secret', severity: 'medium', message: 'secret in a key/value XML element (app.config, NuGet.config)', atAnchor: true, anchors: ['<add'],
     re: re(String.raw`<add\s{1,8}key\s{0,2}=\s{0,2}"(?<k>[^"]{0,40}${KEYWORDS}[^"]{0,40})"\s{1,8}value\s{0,2}=\s{0,2}"(?<v>[^"\s]{4,512})"`, 'gdi'),
     validate: (v, m) => keyedValueReason(v, m.groups!.k!), why: (_v, m) => `value of the <add key="${m.groups?.k}"> setting` },
-  { id: 'facebook-app-token', severity: 'high', message: 'Facebook app access token (app id|secret)', anchors: ['|', '%7c'],
+  { id: 'facebook-app-token', severity: 'high', message: 'Facebook app access token (app id|secret)', anchors: ['|', '%7c'], lead: [15, 16],
     re: re(String.raw`(?<![0-9])(?<v>\d{15,16}(?:\||%7C)[A-Za-z0-9_-]{27})${E}`, 'gdi'), validate: (v) => tokenReason(v.slice(v.search(/\||%7C/i) + 1)) },
   { id: 'square-token', severity: 'high', message: 'Square OAuth secret / access token', atAnchor: true, anchors: ['sq0csp-', 'sq0atp-', 'sq0idp-'],
     re: re(String.raw`${B}(?<v>sq0(?:csp|atp|idp)-[0-9A-Za-z_-]{22,60})${E}`), validate: fixed('sq0csp-') },
   { id: 'openshift-token', severity: 'high', message: 'OpenShift user token', atAnchor: true, anchors: ['sha256~'],
     re: re(String.raw`${B}(?<v>sha256~[\w-]{43})(?![\w-])`), validate: fixed('sha256~') },
-  { id: 'teams-webhook', severity: 'high', message: 'Microsoft Teams incoming webhook URL', anchors: ['webhook.office.com'],
+  { id: 'teams-webhook', severity: 'high', message: 'Microsoft Teams incoming webhook URL', anchors: ['webhook.office.com'], startOf: teamsWebhookStart,
     re: re(String.raw`https://[a-z0-9-]+\.webhook\.office\.com/webhookb2/(?<v>[a-z0-9-]{36}@[a-z0-9-]{36}/IncomingWebhook/[a-z0-9]{32}/[a-z0-9-]{36})`, 'gdi'), validate: () => undefined,
     why: () => 'Teams webhook path (tenant, connector and HMAC ids)' },
   { id: 'adobe-client-secret', severity: 'high', message: 'Adobe client secret', atAnchor: true, anchors: ['p8e-'],
@@ -302,11 +349,11 @@ export const REGEX_RULES: RegexRule[] = [
   { id: 'generic-secret-assignment', severity: 'medium', message: 'high-entropy value assigned to a secret-like name', atAnchor: true, anchors: KEYWORD_ANCHORS,
     re: re(String.raw`(?<k>${KEYWORDS}[A-Za-z0-9_.-]{0,40})(?<kq>["'\]]{0,2})(?:\[\d{0,4}\])?${TYPE_ANNOTATION}[ \t]{0,4}${OPERATOR}[ \t]{0,4}(?:[@bBrRuUfF]{1,2}(?=["'\x60]))?${VALUE}`, 'gdi'),
     validate: genericValidate, why: genericWhy, priority: 0 },
-  { id: 'generic-secret-assignment', severity: 'medium', message: 'high-entropy value compared with a secret-like name', anchors: KEYWORD_ANCHORS,
+  { id: 'generic-secret-assignment', severity: 'medium', message: 'high-entropy value compared with a secret-like name', anchors: KEYWORD_ANCHORS, startOf: comparedLiteralStart,
     re: re(String.raw`(?<q>["'])(?<v>[^"'\s\\]{6,512})\k<q>\s{0,4}(?<op>===?|!==?)\s{0,4}[\w.$]{0,40}?(?<k>${KEYWORDS}\w{0,40})`, 'gdi'),
     validate: (v, m) => keyedValueReason(v, m.groups!.k!),
     why: (_v, m) => `literal compared with "${m.groups?.k}"`, priority: 0 },
-  { id: 'generic-secret-assignment', severity: 'medium', message: 'high-entropy value in a secret-named XML element', anchors: KEYWORD_ANCHORS,
+  { id: 'generic-secret-assignment', severity: 'medium', message: 'high-entropy value in a secret-named XML element', anchors: KEYWORD_ANCHORS, startOf: xmlElementStart,
     re: re(String.raw`<(?<k>[\w:.-]{0,40}${KEYWORDS}[\w.-]{0,40})>\s{0,200}(?<v>[^<>\s]{6,512})\s{0,200}</\k<k>>`, 'gdi'),
     validate: (v, m) => keyedValueReason(v, m.groups!.k!),
     why: (_v, m) => `text of the XML element <${m.groups?.k}>`, priority: 0 },
@@ -331,9 +378,25 @@ function report(run: RuleRun, r: RegexRule, m: RegExpExecArray, seen: Set<number
     why: r.why ? r.why(value, m, run.text) : `${r.message} format` });
 }
 
+/** The offsets where the rule's match can start, from its anchors' offsets; null to scan the
+ * whole text (an unanchored rule, or a text with so many anchors that offsets were not kept). */
+function startOffsets(r: RegexRule, run: RuleRun): number[] | null {
+  if (r.unanchored !== undefined || !run.anchors.complete) return null;
+  const at = r.anchors.flatMap((a) => run.anchors.at.get(a) ?? []);
+  if (r.atAnchor) return at;
+  const out = new Set<number>();
+  if (r.lead) {
+    const [min, max] = r.lead;
+    for (const a of at) for (let d = min; d <= max && a - d >= 0; d++) out.add(a - d);
+  } else {
+    for (const a of at) { const s = r.startOf!(run.text, a); if (s !== undefined) out.add(s); }
+  }
+  return [...out];
+}
+
 function runRegexRule(run: RuleRun, r: RegexRule): void {
   const seen = new Set<number>();
-  const offsets = r.atAnchor && run.anchors.complete ? r.anchors.flatMap((a) => run.anchors.at.get(a) ?? []) : null;
+  const offsets = startOffsets(r, run);
   if (offsets) {
     const sticky = STICKY.get(r)!;
     for (const at of offsets) {
@@ -353,6 +416,25 @@ function runRegexRule(run: RuleRun, r: RegexRule): void {
     if (run.out.length === before) r.re.lastIndex = m.index + 1;
     else if (m[0].length === 0) r.re.lastIndex++;
   }
+}
+
+/** Every rule declares exactly one way to find where it can start, and an anchored rule
+ * has anchors: a rule added without a gate fails at load, not silently slow or blind. */
+function checkGates(rules: readonly RegexRule[]): void {
+  for (const r of rules) {
+    const ways = [r.atAnchor, r.lead, r.startOf, r.unanchored].filter((w) => w !== undefined && w !== false).length;
+    if (ways !== 1) throw new Error(`rule ${r.id}: declare exactly one of atAnchor, lead, startOf, unanchored`);
+    if ((r.unanchored === undefined) !== (r.anchors.length > 0)) throw new Error(`rule ${r.id}: anchored rules need anchors, unanchored ones none`);
+  }
+}
+checkGates(REGEX_RULES);
+
+/** One regex rule's hits on a text, with the given anchors (the gate tests run each rule
+ * with its own anchors only, and with none known). */
+export function regexRuleHits(r: RegexRule, text: string, anchors: AnchorHits): RawHit[] {
+  const run: RuleRun = { text, anchors, out: [] };
+  runRegexRule(run, r);
+  return run.out;
 }
 
 const OWN_PREFILTER = compilePrefilter(OWN_ANCHORS);

@@ -1,7 +1,8 @@
 import { closeSync, constants, fsyncSync, lstatSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { basename, matchesGlob } from 'node:path';
+import { basename } from 'node:path';
+import { Minimatch, type MinimatchOptions } from 'minimatch';
 import type { SecretsPolicy } from '../policy/index.ts';
 import { joinBytes, walkBytes, type AuditEventInput } from '../common/index.ts';
 import { applyRedactions } from './engine.ts';
@@ -27,16 +28,28 @@ const WORKER_THRESHOLD_BYTES = 32 << 20;
  * the file contents held in memory (inline, each one is read whole). */
 const CONCURRENCY = { inline: 1, workers: 2 };
 
-function globMatch(rel: string, glob: string): boolean {
+/** path.matchesGlob's own minimatch options (Node 24, POSIX), so a compiled glob decides
+ * exactly as it did; compiled once per run instead of once per file and glob. */
+const GLOB_OPTIONS: MinimatchOptions = { windowsPathsNoEscape: true, nonegate: true, nocomment: true, optimizationLevel: 2, platform: 'linux', nocaseMagicOnly: true };
+
+export interface PathGlob { glob: string; test(rel: string): boolean }
+
+/** A policy glob, case-insensitive: with a `/` against the relative path (anywhere in the
+ * tree), otherwise against the basename (a dotfile also without its dot). */
+export function compileGlob(glob: string): PathGlob {
   const g = glob.toLowerCase();
-  if (g.includes('/')) return matchesGlob(rel.toLowerCase(), g) || matchesGlob(rel.toLowerCase(), `**/${g}`);
-  const name = basename(rel).toLowerCase();
-  return matchesGlob(name, g) || (name.startsWith('.') && matchesGlob(name.slice(1), g));
+  if (g.includes('/')) {
+    const here = new Minimatch(g, GLOB_OPTIONS);
+    const anywhere = new Minimatch(`**/${g}`, GLOB_OPTIONS);
+    return { glob, test: (rel) => { const r = rel.toLowerCase(); return here.match(r) || anywhere.match(r); } };
+  }
+  const m = new Minimatch(g, GLOB_OPTIONS);
+  return { glob, test: (rel) => { const name = basename(rel).toLowerCase(); return m.match(name) || (name.startsWith('.') && m.match(name.slice(1))); } };
 }
 
-export function hideGlobFor(rel: string, globs: readonly string[]): string | undefined {
+export function hideGlobFor(rel: string, globs: readonly PathGlob[]): string | undefined {
   if (TEMPLATE.test(basename(rel))) return undefined;
-  return globs.find((g) => globMatch(rel, g));
+  return globs.find((g) => g.test(rel))?.glob;
 }
 
 function parentOf(path: Buffer): Buffer {
@@ -60,7 +73,7 @@ function atomicWrite(path: Buffer, text: string, mode: number): void {
 type RecordFn = (e: AuditEventInput) => void;
 
 /** One entry to look at: a regular file or a symlink, with its blob id when it came from git. */
-export interface SanitizeEntry { abs: Buffer; rel: string; kind: 'file' | 'symlink'; blob?: string; key?: string }
+export interface SanitizeEntry { abs: Buffer; rel: string; kind: 'file' | 'symlink'; blob?: string; key?: string; /** blob size, when known before reading */ size?: number }
 
 /** A file removed from the agent's view, and the rule that removed it. */
 export interface HiddenFile { file: string; reason: string; rule: string; size?: number; /** exact path bytes (latin1) */ key?: string }
@@ -72,6 +85,44 @@ export interface SanitizeOptions {
   cacheDir?: string;
   /** force worker threads on (true) or off (false); by default they start for large scans */
   workers?: boolean;
+  /** The entries are not on disk yet: writes the given ones. Called in batches, the next
+   * batch written while the last is judged; entries hidden unread (globs, cached hidden
+   * verdicts, sizes over the limit) are never written. */
+  materialize?: (batch: SanitizeEntry[]) => Promise<void>;
+}
+
+/** Files written and judged per batch: enough to keep git and the workers busy, small
+ * enough that judging starts soon after the first write. */
+const BATCH = { files: 512, bytes: 48 << 20 };
+
+function batches(entries: SanitizeEntry[]): SanitizeEntry[][] {
+  const out: SanitizeEntry[][] = [];
+  let cur: SanitizeEntry[] = [];
+  let bytes = 0;
+  for (const e of entries) {
+    cur.push(e);
+    bytes += e.size ?? 0;
+    if (cur.length >= BATCH.files || bytes >= BATCH.bytes) { out.push(cur); cur = []; bytes = 0; }
+  }
+  if (cur.length) out.push(cur);
+  return out;
+}
+
+/** Writes batch k + 1 while batch k is judged; `rest` (links, cached clean files) last. */
+async function judgeAsWritten(toJudge: SanitizeEntry[], rest: SanitizeEntry[], materialize: (b: SanitizeEntry[]) => Promise<void>, judge: (b: SanitizeEntry[]) => Promise<void>): Promise<void> {
+  const groups = batches(toJudge).map((b) => ({ b, judge: true }));
+  if (rest.length) groups.push({ b: rest, judge: false });
+  const start = (b: SanitizeEntry[]) => { const w = materialize(b); w.catch(() => undefined); return w; }; // awaited below
+  let writing = groups.length ? start(groups[0]!.b) : Promise.resolve();
+  try {
+    for (let k = 0; k < groups.length; k++) {
+      await writing;
+      if (k + 1 < groups.length) writing = start(groups[k + 1]!.b);
+      if (groups[k]!.judge) await judge(groups[k]!.b);
+    }
+  } finally {
+    await writing.catch(() => undefined); // never leave git writing into a layer being removed
+  }
 }
 
 async function mapLimited<T>(items: T[], limit: number, fn: (t: T) => Promise<void>): Promise<void> {
@@ -80,11 +131,16 @@ async function mapLimited<T>(items: T[], limit: number, fn: (t: T) => Promise<vo
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
 }
 
+function sizeOf(e: SanitizeEntry): number {
+  if (e.size !== undefined) return e.size;
+  try { return lstatSync(e.abs).size; } catch { return 0; } // gone: judged as such
+}
+
 function choosePool(entries: SanitizeEntry[], opts: SanitizeOptions): { pool: JudgePool; lanes: number } {
   let use = opts.workers;
   if (use === undefined) {
     let bytes = 0;
-    for (const e of entries) { try { bytes += lstatSync(e.abs).size; } catch { /* gone: judged as such */ } if (bytes > WORKER_THRESHOLD_BYTES) break; }
+    for (const e of entries) { bytes += sizeOf(e); if (bytes > WORKER_THRESHOLD_BYTES) break; }
     use = bytes > WORKER_THRESHOLD_BYTES;
   }
   if (!use) return { pool: inlinePool(), lanes: CONCURRENCY.inline };
@@ -98,27 +154,38 @@ export async function sanitizeEntries(entries: SanitizeEntry[], policy: SecretsP
   const res: SanitizeResult = { hidden: [], redacted: [], scanned: 0, cached: 0 };
   const actions = new Map<SanitizeEntry, Verdict | { v: 'glob'; glob: string }>();
   const toJudge: SanitizeEntry[] = [];
+  /** kept without being judged: links (never read through), files with a clean cached verdict */
+  const keep: SanitizeEntry[] = [];
   const cache: ScanCache | null = opts.cacheDir ? openScanCache(opts.cacheDir, scanVariant(policy)) : null;
+  const hide = ws.hide.map(compileGlob);
+  const binaryPaths = ws.binaryPaths.map(compileGlob);
+  const maxBytes = ws.maxFileKB * 1024;
+  const streamLarge = (e: SanitizeEntry) => binaryPaths.some((g) => g.test(e.rel));
   for (const e of entries) {
-    const glob = hideGlobFor(e.rel, ws.hide);
+    const glob = hideGlobFor(e.rel, hide);
     if (glob) { actions.set(e, { v: 'glob', glob }); continue; }
-    if (e.kind === 'symlink') continue; // never read through a link
+    if (e.kind === 'symlink') { keep.push(e); continue; }
     const hit = e.blob ? cache?.get(e.blob, e.rel) : undefined;
-    if (hit) { actions.set(e, hit); res.cached++; continue; }
+    if (hit) { actions.set(e, hit); res.cached++; if (hit.v === 'clean') keep.push(e); continue; }
+    if (e.size !== undefined && e.size > maxBytes && !streamLarge(e)) { // hidden whatever it holds: never read (nor written)
+      const v: Verdict = { v: 'hide', reason: 'too-large', rule: 'secrets.workspace.maxFileKB', extra: { size: e.size } };
+      actions.set(e, v);
+      if (e.blob) cache?.put(e.blob, e.rel, v);
+      continue;
+    }
     toJudge.push(e);
   }
   const { pool, lanes } = choosePool(toJudge, opts);
+  const judge = (list: SanitizeEntry[]) => mapLimited(list, lanes, async (e) => {
+    const job: JudgeJob = { abs: e.abs, rel: e.rel, mode: ws.mode === 'hide' ? 'hide' : 'redact', maxBytes, streamLarge: streamLarge(e), allowlist: ws.allowlist };
+    const v = await pool.judge(job);
+    if (v.v === 'clean' || v.v === 'redact') res.scanned++;
+    if (e.blob) cache?.put(e.blob, e.rel, v);
+    actions.set(e, v);
+  });
   try {
-    await mapLimited(toJudge, lanes, async (e) => {
-      const job: JudgeJob = {
-        abs: e.abs, rel: e.rel, mode: ws.mode === 'hide' ? 'hide' : 'redact', maxBytes: ws.maxFileKB * 1024,
-        streamLarge: ws.binaryPaths.some((g) => globMatch(e.rel, g)), allowlist: ws.allowlist,
-      };
-      const v = await pool.judge(job);
-      if (v.v === 'clean' || v.v === 'redact') res.scanned++;
-      if (e.blob) cache?.put(e.blob, e.rel, v);
-      actions.set(e, v);
-    });
+    if (opts.materialize) await judgeAsWritten(toJudge, keep, opts.materialize, judge);
+    else await judge(toJudge);
   } finally {
     await pool.close();
     cache?.flush();
@@ -206,12 +273,17 @@ export interface SnapshotReport {
   cached: number;
 }
 
-interface SnapshotFile { abs: Buffer; rel: string; key: string; mode: string; blob: string }
+interface SnapshotFile { abs: Buffer; rel: string; key: string; mode: string; blob: string; size?: number }
 
 /** Sanitizes a snapshot layer: the given files, plus what the previous layer's report says
  * about the paths that did not change (their sanitized files were carried over as they are). */
 export async function sanitizeSnapshot(
-  input: { files: SnapshotFile[]; previous: { report: unknown; changed: ReadonlySet<string> } | null },
+  input: {
+    files: SnapshotFile[];
+    previous: { report: unknown; changed: ReadonlySet<string> } | null;
+    /** the files are not in the layer yet: writes the given paths (keys) */
+    write?: (keys: string[]) => Promise<void>;
+  },
   policy: SecretsPolicy,
   opts: SanitizeOptions = {},
 ): Promise<{ changed: boolean; report: SnapshotReport; touched: string[] }> {
@@ -229,11 +301,12 @@ export async function sanitizeSnapshot(
     for (const k of prev.touched) if (!changed.has(k)) touched.add(k);
   }
   const entries: SanitizeEntry[] = input.files.filter((f) => f.mode !== '160000')
-    .map((f) => ({ abs: f.abs, rel: f.rel, key: f.key, blob: f.blob, kind: f.mode === '120000' ? 'symlink' : 'file' }));
+    .map((f) => ({ abs: f.abs, rel: f.rel, key: f.key, blob: f.blob, kind: f.mode === '120000' ? 'symlink' : 'file', ...(f.size !== undefined ? { size: f.size } : {}) }));
+  const write = input.write;
   const r = await sanitizeEntries(entries, policy, (ev, e) => {
     report.events.push(ev); report.eventKeys.push(e.key ?? '');
     if (ev.type === 'secrets.hidden' || ev.type === 'secrets.redacted') touched.add(e.key ?? '');
-  }, opts);
+  }, write ? { ...opts, materialize: (batch) => write(batch.map((e) => e.key!)) } : opts);
   for (const h of r.hidden) report.hidden.push(h);
   report.touched = [...touched].filter(Boolean).sort();
   report.redacted = report.events.filter((e) => e.type === 'secrets.redacted').length;

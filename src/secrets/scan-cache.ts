@@ -1,4 +1,4 @@
-import { appendFileSync, existsSync, mkdirSync, readFileSync, statSync, unlinkSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,7 +14,6 @@ import type { Verdict } from './judge.ts';
 // Airlock's private data dir; git's collision-detecting SHA-1 keeps blob ids honest.
 
 const MAX_CACHE_BYTES = 64 << 20;
-const ENGINE_SOURCES = ['engine.ts', 'rules.ts', 'secretlint.ts', 'judge.ts', 'allowlist.ts', 'sync.ts'];
 const UNCACHEABLE = new Set(['scan-error', 'unreadable']);
 
 type Cached = Extract<Verdict, { v: 'clean' } | { v: 'hide' }>;
@@ -26,10 +25,12 @@ export interface ScanCache {
   flush(): void;
 }
 
-function engineTag(): string {
-  const here = dirname(fileURLToPath(import.meta.url));
+/** Every source of the module, not a hand-kept list: a verdict depends on the rules, the
+ * value judgements (values.ts), the structured and command-line rules and the prefilter
+ * alike, and a list that missed one would reuse "clean" after that file learned a secret. */
+export function engineTag(dir = dirname(fileURLToPath(import.meta.url))): string {
   const h = createHash('sha256');
-  for (const f of ENGINE_SOURCES) h.update(readFileSync(join(here, f)));
+  for (const f of readdirSync(dir).filter((n) => n.endsWith('.ts')).sort()) h.update(f).update('\0').update(readFileSync(join(dir, f)));
   const req = createRequire(import.meta.url);
   for (const pkg of ['@secretlint/core/package.json', '@secretlint/secretlint-rule-preset-recommend/package.json']) {
     h.update((JSON.parse(readFileSync(req.resolve(pkg), 'utf8')) as { version: string }).version);

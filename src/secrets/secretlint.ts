@@ -24,16 +24,32 @@ export const engineConfig: SecretLintCoreConfig = {
   })),
 };
 
+type Confirm = (text: string, anchors: AnchorHits) => boolean;
+
+/** A confirm that holds when `re` (sticky, a superset of what the rule matches there)
+ * matches at an offset of one of `anchors`; always when offsets were not all kept. */
+function stickyAt(anchors: readonly string[], re: RegExp): Confirm {
+  const y = new RegExp(re.source, re.flags.replace('g', '') + 'y');
+  return (text, hits) => !hits.complete || anchors.some((a) => (hits.at.get(a) ?? []).some((at) => { y.lastIndex = at; return y.test(text); }));
+}
+
+const AWS_ID_ANCHORS = ['a3t', 'akia', 'agpa', 'aida', 'aroa', 'aipa', 'anpa', 'anva', 'asia'];
+// secretlint's aws rule: key ids (the prefixes), `secret_?access_?key <sep> 40 chars`, and
+// `account_?(id)? <sep> 12 digits`; its regexes run over the whole text, so the gate checks
+// the last form where its anchor is (a bare "account" is everywhere in code).
+const AWS_ACCOUNT = /account_?(?:id)?["']?\s*(?::|=>|=)\s*["']?\d{4}-?\d{4}-?\d{4}/i;
+const awsAccountAt = stickyAt(['account'], AWS_ACCOUNT);
+
 /** Per preset rule: the literals (case-insensitive) it cannot report without, and for the
  * rules that look for structure rather than a prefix, a cheap check that must also hold.
  * Only the rules whose gate passes are handed to secretlint, so most text never reaches
  * it. Kept honest by a test comparing gated and ungated runs on every corpus. */
-export const SECRETLINT_GATES: Record<string, { anchors: readonly string[]; confirm?: RegExp }> = {
-  aws: { anchors: ['a3t', 'akia', 'agpa', 'aida', 'aroa', 'aipa', 'anpa', 'anva', 'asia', 'secret', 'account'], confirm: /A3T|AKIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|ASIA|secret|\d{4}-?\d{4}-?\d{4}/i },
+export const SECRETLINT_GATES: Record<string, { anchors: readonly string[]; confirm?: Confirm }> = {
+  aws: { anchors: [...AWS_ID_ANCHORS, 'secretaccess', 'secret_access', 'account'], confirm: (t, a) => a.any(AWS_ID_ANCHORS) || a.any(['secretaccess', 'secret_access']) || awsAccountAt(t, a) },
   gcp: { anchors: ['private_key_id'] },
   npm: { anchors: ['_authtoken', 'npm_', 'x-oauth-basic'] },
   slack: { anchors: ['xoxb-', 'xoxp-', 'xapp-', 'xoxa-', 'xoxo-', 'xoxr-', 'hooks.slack.com'] },
-  basicauth: { anchors: ['://'], confirm: /:\/\/[-\w]{1,256}:[-\w]{1,256}@/ },
+  basicauth: { anchors: ['://'], confirm: stickyAt(['://'], /:\/\/[-\w]{1,256}:[-\w]{1,256}@/) },
   openai: { anchors: ['sk-'] },
   anthropic: { anchors: ['sk-ant-'] },
   groq: { anchors: ['gsk_'] },
@@ -48,7 +64,7 @@ export const SECRETLINT_GATES: Record<string, { anchors: readonly string[]; conf
   gitlab: { anchors: ['glpat-'] },
   grafana: { anchors: ['glc_', 'glsa_'] },
   '1password': { anchors: ['ops_ey'] },
-  'database-connection-string': { anchors: ['mongodb', 'mysql', 'postgres'], confirm: /:\/\// },
+  'database-connection-string': { anchors: ['mongodb', 'mysql', 'postgres'], confirm: (_t, a) => a.has('://') },
   'hashicorp-vault': { anchors: ['hvs.', 'hvb.', 'hvr.'] },
   vercel: { anchors: ['vcp_', 'vci_', 'vca_', 'vcr_', 'vck_'] },
   databricks: { anchors: ['dapi'] },
@@ -67,7 +83,7 @@ function gatedRules(text: string, ext: string, anchors: AnchorHits): SecretLintC
   if (ext === '.p12') return engineConfig.rules;
   return engineConfig.rules.filter((r) => {
     const g = SECRETLINT_GATES[shortId(r.id)];
-    return !g || (anchors.any(g.anchors) && (!g.confirm || g.confirm.test(text)));
+    return !g || (anchors.any(g.anchors) && (!g.confirm || g.confirm(text, anchors)));
   });
 }
 

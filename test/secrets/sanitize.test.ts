@@ -152,3 +152,53 @@ test('repo policy hide globs add to the defaults', async () => {
     assert.deepEqual(res.hidden, ['vault/notes.txt']);
   } finally { rmSync(root, { recursive: true, force: true }); }
 });
+
+test('hide and binaryPaths globs, compiled once per run, decide exactly as path.matchesGlob did', async () => {
+  const { compileGlob } = await import('../../src/secrets/sanitize.ts');
+  const { matchesGlob, basename } = await import('node:path');
+  const before = (rel: string, glob: string) => { // the per-file check this replaced
+    const g = glob.toLowerCase();
+    if (g.includes('/')) return matchesGlob(rel.toLowerCase(), g) || matchesGlob(rel.toLowerCase(), `**/${g}`);
+    const name = basename(rel).toLowerCase();
+    return matchesGlob(name, g) || (name.startsWith('.') && matchesGlob(name.slice(1), g));
+  };
+  const globs = [...policy().workspace.hide, 'vendor/**/*.node', 'build/Release/*', '*.{pem,key}', '[!a]*.bin', 'a?c.txt', '**/secrets/**', '#x', '!neg'];
+  const paths = ['.env', '.ENV', 'config/.env.local', 'id_rsa', 'deep/dir/id_ed25519', 'server.PEM', 'a/b/c.key', 'vendor/x/y/addon.node', 'build/Release/a.node',
+    'x/build/Release/b.node', 'z.bin', 'a.bin', 'abc.txt', 'a/b/secrets/c', 'secrets', '#x', '!neg', 'neg', '.npmrc', 'credentials.json', 'src/main.ts', 'é/ü.pem', '.ssh/id_rsa'];
+  for (const g of globs) {
+    const c = compileGlob(g);
+    for (const p of paths) assert.equal(c.test(p), before(p, g), `${g} vs ${p}`);
+  }
+});
+
+test('scan verdicts cached by blob id are dropped when any engine source changes (values.ts, command-line rules, prefilter…)', async () => {
+  const { engineTag } = await import('../../src/secrets/scan-cache.ts');
+  const { cpSync } = await import('node:fs');
+  const src = new URL('../../src/secrets/', import.meta.url).pathname;
+  const copy = mkdtempSync(join(tmpdir(), 'airlock-engine-'));
+  try {
+    cpSync(src, copy, { recursive: true });
+    const before = engineTag(copy);
+    assert.equal(before, engineTag(src), 'the tag is a function of the sources');
+    for (const f of ['values.ts', 'cmdline.ts', 'structured.ts', 'prefilter.ts', 'hits.ts']) {
+      const text = readFileSync(join(copy, f), 'utf8');
+      writeFileSync(join(copy, f), text + '\n// a new rule\n');
+      assert.notEqual(engineTag(copy), before, `a change to ${f} must start a new verdict cache`);
+      writeFileSync(join(copy, f), text);
+    }
+  } finally { rmSync(copy, { recursive: true, force: true }); }
+});
+
+test('printable runs of a binary, found by looking ahead, are exactly the runs the regex finds', async () => {
+  const { printableRunsOf, printableRuns } = await import('../../src/secrets/judge.ts');
+  const { mulberry32 } = await import('../../bench/secrets-corpus.ts');
+  const next = mulberry32(0x22b1);
+  const bytes = [0, 0xff, 0x1f, 0x7f, 9, 10, 13, 0x20, 0x7e, 0x41, 0x80];
+  for (let k = 0; k < 3000; k++) {
+    const n = Math.floor(next() * 300);
+    const printable = next(); // from mostly binary to mostly text
+    const b = Buffer.alloc(n);
+    for (let i = 0; i < n; i++) b[i] = next() < printable ? 0x21 + Math.floor(next() * 94) : bytes[Math.floor(next() * bytes.length)]!;
+    assert.equal(printableRunsOf(b), printableRuns(b.toString('latin1')), `buffer ${k}: ${b.toString('hex').slice(0, 80)}`);
+  }
+});
