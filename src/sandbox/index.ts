@@ -4,3 +4,5 @@ export { buildSandboxEnv, looksLikeCredential, BASE_ALLOWED } from './env.ts';
 export { BLOCKED_SYSCALLS, FILTERED_ARGUMENTS, buildSeccompProgram } from './seccomp.ts';
 export { type Limits, removeSessionCgroups } from './limits.ts';
 export { recoverTrace, traceEventKey, MAX_RECOVERED_TRACE_BYTES } from './trace.ts';
+export { GvisorDriver } from './gvisor/driver.ts';
+export { SANDBOX_RUNTIME_DRIVERS, driverFor } from './runtime.ts';

@@ -238,7 +238,7 @@ export function socketTarget(args: string): string {
   return 'unknown';
 }
 
-function joinPath(base: string, rel: string): string {
+export function joinPath(base: string, rel: string): string {
   const parts = (base + '/' + rel).split('/');
   const out: string[] = [];
   for (const s of parts) {
@@ -250,7 +250,7 @@ function joinPath(base: string, rel: string): string {
 
 const WORKSPACE = '/workspace';
 
-function classifyProbe(e: Probe): { rule: string; reason: string; severity: 'medium' | 'high' } | null {
+export function classifyProbe(e: Probe): { rule: string; reason: string; severity: 'medium' | 'high' } | null {
   const t = e.target;
   if (NETWORK_SYSCALLS.has(e.syscall)) {
     if (t.startsWith('unix:')) return { rule: 'builtin.no-host-sockets', reason: 'unix socket connection refused', severity: 'high' };

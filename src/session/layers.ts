@@ -24,6 +24,8 @@ export interface NetworkSetup {
   close: () => Promise<void>;
   /** public files Airlock provides inside (CA bundle) */
   files?: { source: string; target: string }[];
+  /** what the sandbox's 127.0.0.1 must offer (drivers that bridge inside the sandbox themselves use it) */
+  bridge?: { tcp: { port: number; target: string }[]; dns: boolean };
   /** serves the namespace's bridges from this process (`enter`: argv prefix into the sandbox's network namespace); returns their close */
   attach?: (enter: string[]) => Promise<() => Promise<void>>;
 }
@@ -102,7 +104,7 @@ function egressLayer(): SessionLayer {
         maxConnections: s.policy.policy.egress.limits.maxConnections,
       });
       return {
-        setup: net.setup, env: { ...net.env, ...prep.sandboxEnv }, close: () => gw.close(),
+        setup: net.setup, env: { ...net.env, ...prep.sandboxEnv }, close: () => gw.close(), bridge: { tcp: net.bridge.tcp, dns: net.bridge.dns },
         attach: async (enter) => { const b = await startBridge(net.bridge, { enter, session: s.id, record: (e) => { s.record(e); } }); return () => b.close(); },
         files: [{ source: prep.caBundlePath, target: prep.caBundleSandboxPath }],
       };

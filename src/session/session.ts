@@ -8,7 +8,7 @@ import {
 } from '../common/index.ts';
 import type { LoadedPolicy, PolicyDecision } from '../policy/index.ts';
 import {
-  BwrapDriver, buildSandboxEnv, HOST_UID_FOR_SANDBOX, SANDBOX_HOME, SANDBOX_WORKSPACE,
+  driverFor, buildSandboxEnv, HOST_UID_FOR_SANDBOX, SANDBOX_HOME, SANDBOX_WORKSPACE,
   type ExecHandle, type Sandbox, type SandboxDriver,
 } from '../sandbox/index.ts';
 import { captureWorkspace, openHostRepo, prepareSnapshot, resolveCommit, type CaptureResult, type HostRepo, type Snapshot } from '../workspace/index.ts';
@@ -241,7 +241,8 @@ export class Session {
     if (net) { Object.assign(fixed, net.env); this.cleanups.push(net.close); }
     const sandboxEnv = buildSandboxEnv({ hostEnv: env, allow: p.sandbox.env.allow, set: p.sandbox.env.set, fixed });
 
-    const driver = o.driver ?? new BwrapDriver();
+    // the policy's runtime (the org may require a stronger one); a caller's driver is recorded as what ran
+    const driver = o.driver ?? driverFor(p.sandbox.runtime);
     this.sandbox = await driver.start({
       session: this.id,
       stateDir: join(this.stateDir, 'sandbox'),
@@ -251,6 +252,7 @@ export class Session {
       mounts: { readOnly: [...p.sandbox.mounts.readOnly, ...(o.readOnlyPaths ?? [])], readWrite: p.sandbox.mounts.readWrite },
       forbiddenMounts: [this.home.root],
       networkSetup: net?.setup ?? null,
+      gateway: net?.bridge ?? null,
       files: net?.files ?? [],
       trace: p.sandbox.traceProcesses,
       hostIds,
@@ -258,14 +260,14 @@ export class Session {
     });
     this.cleanups.push(() => this.sandbox.stop());
     // the bridges live in this process: no agent connection becomes a host process
-    if (net?.attach) this.cleanups.push(await net.attach(this.sandbox.networkNs()));
+    if (net?.attach && !this.sandbox.bridgesGateway) this.cleanups.push(await net.attach(this.sandbox.networkNs()));
     this.record({
       type: 'session.start',
       data: {
         repo: this.repo.root, baseRef: o.base ?? 'HEAD', baseCommit: this.baseCommit, agent: this.agent,
         command: o.command ?? null, policyHash: this.policy.hash,
         policySources: this.policy.sources.map((s) => ({ kind: s.kind, origin: s.origin })),
-        mechanisms: this.sandbox.mechanisms, namespaces: this.sandbox.namespaces(), limits: p.sandbox.limits,
+        runtime: this.sandbox.mechanisms.driver, mechanisms: this.sandbox.mechanisms, namespaces: this.sandbox.namespaces(), limits: p.sandbox.limits,
         envNames: Object.keys(sandboxEnv).sort(), mounts: p.sandbox.mounts,
         allowHosts: o.allowHosts ?? [], snapshotBuilt: this.snapshot.built,
         historyHidden: this.syntheticBase !== null, syntheticBase: this.syntheticBase,
