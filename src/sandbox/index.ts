@@ -5,4 +5,4 @@ export { BLOCKED_SYSCALLS, FILTERED_ARGUMENTS, buildSeccompProgram } from './sec
 export { type Limits, removeSessionCgroups } from './limits.ts';
 export { recoverTrace, traceEventKey, MAX_RECOVERED_TRACE_BYTES } from './trace.ts';
 export { GvisorDriver } from './gvisor/driver.ts';
-export { SANDBOX_RUNTIME_DRIVERS, driverFor } from './runtime.ts';
+export { SANDBOX_RUNTIME_DRIVERS, driverFor, runtimeOfDriver } from './runtime.ts';

@@ -15,3 +15,6 @@ export function driverFor(runtime: string): SandboxDriver {
   }
   return make();
 }
+
+/** The policy's name (sandbox.runtime) of the driver a session ran under. */
+export function runtimeOfDriver(driver: string): string { return driver === 'bubblewrap' ? 'bwrap' : driver; }

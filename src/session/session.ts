@@ -8,7 +8,7 @@ import {
 } from '../common/index.ts';
 import type { LoadedPolicy, PolicyDecision } from '../policy/index.ts';
 import {
-  driverFor, buildSandboxEnv, HOST_UID_FOR_SANDBOX, SANDBOX_HOME, SANDBOX_WORKSPACE,
+  driverFor, runtimeOfDriver, buildSandboxEnv, HOST_UID_FOR_SANDBOX, SANDBOX_HOME, SANDBOX_WORKSPACE,
   type ExecHandle, type Sandbox, type SandboxDriver,
 } from '../sandbox/index.ts';
 import { captureWorkspace, openHostRepo, prepareSnapshot, resolveCommit, type CaptureResult, type HostRepo, type Snapshot } from '../workspace/index.ts';
@@ -267,7 +267,7 @@ export class Session {
         repo: this.repo.root, baseRef: o.base ?? 'HEAD', baseCommit: this.baseCommit, agent: this.agent,
         command: o.command ?? null, policyHash: this.policy.hash,
         policySources: this.policy.sources.map((s) => ({ kind: s.kind, origin: s.origin })),
-        runtime: this.sandbox.mechanisms.driver, mechanisms: this.sandbox.mechanisms, namespaces: this.sandbox.namespaces(), limits: p.sandbox.limits,
+        runtime: this.runtime, mechanisms: this.sandbox.mechanisms, namespaces: this.sandbox.namespaces(), limits: p.sandbox.limits,
         envNames: Object.keys(sandboxEnv).sort(), mounts: p.sandbox.mounts,
         allowHosts: o.allowHosts ?? [], snapshotBuilt: this.snapshot.built,
         historyHidden: this.syntheticBase !== null, syntheticBase: this.syntheticBase,
@@ -286,6 +286,9 @@ export class Session {
   }
 
   get mechanisms() { return this.sandbox.mechanisms; }
+
+  /** The sandbox runtime this session runs under, by its policy name (sandbox.runtime). */
+  get runtime(): string { return runtimeOfDriver(this.sandbox.mechanisms.driver); }
 
   /** The mirror repository with the real base history (host-side, trusted). */
   get mirror(): string { return this.snapshot.mirror; }

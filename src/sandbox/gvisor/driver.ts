@@ -46,12 +46,14 @@ export class GvisorDriver implements SandboxDriver {
   async start(spec: SandboxSpec): Promise<Sandbox> {
     const c = this.check();
     if (!c.ok) throw new AirlockError('UNAVAILABLE', c.reason, c.fix);
-    if (spec.gateway?.dns) {
-      throw new AirlockError('UNAVAILABLE', 'transparent egress (nftables redirect, synthetic DNS) is not available under the gVisor runtime',
-        'use the gateway as an explicit proxy (the default), or sandbox.runtime: bwrap for transparent mode');
-    }
     const sb = new GvisorSandbox(spec);
     try { await sb.init(); } catch (e) { await sb.stop(); throw e; }
+    if (spec.gateway?.dns) {
+      // Nothing is weaker for it: a direct connection still finds no network at all. It only
+      // means programs that ignore the proxy variables fail instead of being redirected.
+      spec.record({ type: 'sandbox.degraded', session: spec.session, severity: 'low', rule: 'sandbox.runtime',
+        data: { feature: 'transparent egress', reason: 'the gVisor sentry has no nftables: connections to ports 80/443 are not redirected and names do not resolve inside; proxy-aware tools reach the gateway as usual' } });
+    }
     return sb;
   }
 }
@@ -101,11 +103,14 @@ class GvisorSandbox implements Sandbox {
 
   private runscArgs(): string[] {
     // --ignore-cgroups: runsc would otherwise move the sandbox into cgroups of its own at the hierarchy's root (named after the container, left behind); the session's cgroup, joined before runsc starts, binds it instead
-    const a = ['runsc', `--root=${join(this.spec.stateDir, 'runsc')}`, '--network=none', '--ignore-cgroups', `--debug-log=${join(this.spec.stateDir, 'log')}/`];
+    const a = ['runsc', `--root=${this.runscRoot()}`, '--network=none', '--ignore-cgroups', '--debug-log-format=json', `--debug-log=${join(this.spec.stateDir, 'log')}/`];
     if (this.layout.gatewaySockets.length) a.push('--host-uds=open');
     if (this.spec.trace) a.push('--strace', `--strace-syscalls=${GVISOR_TRACED_SYSCALLS.join(',')}`, '--strace-log-size=4096');
     return a;
   }
+
+  /** runsc's state: in the holder's tmpfs, so it vanishes with the holder even when the supervisor is killed */
+  private runscRoot(): string { return join(this.layout.mnt, 'runsc'); }
 
   /** argv prefix: a program in the holder's mount and pid namespaces (nsenter forks into the pid namespace). */
   private inHolder(): string[] {
@@ -117,7 +122,7 @@ class GvisorSandbox implements Sandbox {
     for (const l of s.lowerDirs) {
       if (/[:,\\]/.test(l)) throw new AirlockError('UNAVAILABLE', `path not usable as an overlay layer: ${l}`, 'set AIRLOCK_HOME to a path without ":" "," or "\\"');
     }
-    for (const d of ['runsc', 'log', 'proc', 'bundle', 'mnt']) mkdirSync(join(s.stateDir, d), { recursive: true, mode: 0o700 });
+    for (const d of ['log', 'proc', 'bundle', 'mnt']) mkdirSync(join(s.stateDir, d), { recursive: true, mode: 0o700 });
     this.writeEtc();
     this.writeRootfs();
     await this.startHolder();
@@ -151,7 +156,8 @@ class GvisorSandbox implements Sandbox {
       'mount -t proc -o nosuid,nodev,noexec proc /proc',
       `S=${shq(this.layout.mnt)}`,
       `mount -t tmpfs -o size=${s.limits.diskMB}m,mode=0755,nosuid,nodev tmpfs "$S"`,
-      'mkdir -p "$S/upper" "$S/work" "$S/merged" "$S/tmp" "$S/vartmp" "$S/shm" "$S/home"',
+      'mkdir -p "$S/upper" "$S/work" "$S/merged" "$S/tmp" "$S/vartmp" "$S/shm" "$S/home" "$S/runsc"',
+      'chmod 0700 "$S/runsc"',
       'chmod 1777 "$S/tmp" "$S/vartmp" "$S/shm"',
       `chown ${uid}:${gid} "$S/upper" "$S/tmp" "$S/vartmp" "$S/home"`,
       `mount -t overlay overlay -o ${shq(`lowerdir=${s.lowerDirs.join(':')},upperdir=`)}"$S/upper",workdir="$S/work" "$S/merged"`,
@@ -312,10 +318,15 @@ class GvisorSandbox implements Sandbox {
     const pidFile = join(this.spec.stateDir, 'proc', `${n}.pid`);
     writeFileSync(procFile, JSON.stringify(ociProcess(this.spec, this.layout, argv, env, cwd)), { mode: 0o600 });
     closeInheritedDescriptors();
-    const child = spawn(this.inHolder()[0]!, [...this.inHolder().slice(1), ...this.runscArgs(), 'exec', '--process', procFile, '--internal-pid-file', pidFile, this.id], {
-      stdio: o.stdio === 'inherit' ? 'inherit' : ['pipe', 'pipe', 'pipe'], cwd: '/', detached: true,
-      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', AIRLOCK_SESSION: this.spec.session },
-    });
+    const stdio = o.stdio === 'inherit' ? ownedStdio() : ['pipe', 'pipe', 'pipe'] as const;
+    let child: ChildProcess;
+    try {
+      child = spawn(this.inHolder()[0]!, [...this.inHolder().slice(1), ...this.runscArgs(), 'exec', '--process', procFile, '--internal-pid-file', pidFile, this.id], {
+        stdio: [...stdio], cwd: '/', detached: true,
+        env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', AIRLOCK_SESSION: this.spec.session },
+      });
+    } finally { for (const fd of stdio) if (typeof fd === 'number') closeSync(fd); }
+    if (o.stdio === 'inherit') relayStdio(child);
     const live: LiveExec = { child, pidFile, internalPid: null, argv, path, cwd, announced: false };
     this.live.add(live);
     const done = new Promise<ExecResult>((res) => {
@@ -346,7 +357,7 @@ class GvisorSandbox implements Sandbox {
   /** One runsc control command in the holder (bounded: a wedged sandbox must not hang the supervisor). */
   private runsc(args: string[]): boolean {
     if (!this.holderPid) return false;
-    const r = spawnSync(this.inHolder()[0]!, [...this.inHolder().slice(1), 'runsc', `--root=${join(this.spec.stateDir, 'runsc')}`, ...args], { stdio: 'ignore', timeout: 10_000 });
+    const r = spawnSync(this.inHolder()[0]!, [...this.inHolder().slice(1), 'runsc', `--root=${this.runscRoot()}`, ...args], { stdio: 'ignore', timeout: 10_000 });
     return r.status === 0;
   }
 
@@ -386,4 +397,21 @@ class GvisorSandbox implements Sandbox {
 
 function signalName(n: number): string {
   return Object.entries(constants.signals).find(([, v]) => v === n)?.[0] ?? `signal ${n}`;
+}
+
+/**
+ * The supervisor's stdin/stdout/stderr reopened as new open file descriptions: runsc donates
+ * the descriptors it gets to the sandbox and makes them non-blocking, which on shared ones
+ * would make the supervisor's own later writes fail with EAGAIN. A descriptor that cannot be
+ * reopened (a socket) becomes a pipe relayed by relayStdio.
+ */
+function ownedStdio(): (number | 'pipe')[] {
+  return [0, 1, 2].map((n) => { try { return openSync(`/proc/self/fd/${n}`, n === 0 ? 'r' : 'a'); } catch { return 'pipe' as const; } });
+}
+
+/** Where a descriptor could not be reopened (a socket, as Node's own children get), its bytes are relayed instead. */
+function relayStdio(child: ChildProcess): void {
+  if (child.stdin) { process.stdin.pipe(child.stdin); child.once('close', () => process.stdin.unpipe(child.stdin!)); }
+  child.stdout?.pipe(process.stdout, { end: false });
+  child.stderr?.pipe(process.stderr, { end: false });
 }

@@ -3,21 +3,45 @@ import type { AuditEventInput } from '../../audit/index.ts';
 import { classifyProbe, joinPath } from '../trace.ts';
 
 // Process telemetry from gVisor itself: the sentry's strace (`runsc --strace
-// --strace-syscalls=…`) writes one line per traced syscall entry (E) and exit (X) into the
-// sandbox's debug log. Read here into the same events as the bubblewrap driver's strace:
-// process.exec / process.exec_failed / process.exit / sandbox.denied. The agent chooses
-// what these lines contain (argv, paths): everything is bounded and parsed, never run.
+// --strace-syscalls=…`) writes one message per traced syscall entry (E) and exit (X) into
+// the sandbox's debug log, read here into the same events as the bubblewrap driver's
+// strace: process.exec / process.exec_failed / process.exit / sandbox.denied.
 //
-//   I1203 12:44:51.877 9111 strace.go:605] [  14:  14] sh X execve(0x55 /usr/bin/curl, 0x55 ["curl", "-s"], 0x55 [...]) = 0 (0x0) (680µs)
-//   … [  14:  14] curl X connect(0x5 socket:[13], 0x56 {Family: AF_INET, Addr: 1.1.1.1, Port: 80}, 0x10) = 0 (0x0) errno=113 (no route to host) (13µs)
+// The agent chooses much of what these messages contain (argv, paths, its task name), and
+// the sentry prints paths and task names raw, newlines included. So the log is written as
+// JSON (`--debug-log-format=json`: one message per line, escaped), and within a message the
+// task name is told from the rest by position (see splitMessage). Everything is bounded.
+//
+//   {"msg":"[  14:  14] sh X execve(0x55 /usr/bin/curl, 0x55 [\"curl\", \"-s\"], 0x55 [...]) = 0 (0x0) (680µs)","time":"…"}
+//   {"msg":"[  14:  14] curl X connect(0x5 socket:[13], 0x56 {Family: AF_INET, Addr: 1.1.1.1, Port: 80}, 0x10) = 0 (0x0) errno=113 (no route to host) (13µs)", …}
 
 /** Syscalls the sentry traces for Airlock (exec, process tree, exits, failed opens and connects). */
 export const GVISOR_TRACED_SYSCALLS = ['execve', 'execveat', 'clone', 'fork', 'vfork', 'exit_group', 'chdir', 'fchdir', 'connect', 'openat', 'open', 'creat', 'mkdirat', 'unlinkat'];
 
-const LINE = /^[IWE](\d{2})(\d{2}) (\d{2}):(\d{2}):(\d{2})\.(\d+)\s+\d+ strace\.go:\d+\] \[\s*(\d+):\s*(\d+)\] (.{0,64}?) ([EX]) (\w+)\((.*)$/;
+const HEADER = /^\[\s*(\d+):\s*(\d+)\] /;
 const RESULT = / = (-?\d+) \(0x[0-9a-f]+\)(?: errno=(\d+) \([^)]*\))? \([\d.]+[a-zµ]*s\)$/;
+/** Longest task name (TASK_COMM_LEN - 1 bytes): a marker further in lies inside the arguments. */
+const MAX_COMM_BYTES = 15;
+
+/**
+ * `[pid:tid] COMM E|X syscall(ARGS` → its parts. COMM is the agent's (prctl, file names) and
+ * may itself hold " X execve(": the real marker is the last one that leaves COMM within 15
+ * bytes (every marker inside the arguments comes after at least `syscall(0x10000 `, past that).
+ */
+export function splitMessage(msg: string): { pid: number; comm: string; phase: 'E' | 'X'; syscall: string; rest: string } | null {
+  const h = HEADER.exec(msg);
+  if (!h) return null;
+  const body = msg.slice(h[0].length);
+  let best: RegExpExecArray | null = null;
+  for (const m of body.matchAll(/(?:^| )([EX]) (\w+)\(/g)) {
+    if (Buffer.byteLength(body.slice(0, m.index)) > MAX_COMM_BYTES) break;
+    best = m;
+  }
+  if (!best) return null;
+  return { pid: Number(h[1]), comm: body.slice(0, best.index), phase: best[1] as 'E' | 'X', syscall: best[2]!, rest: body.slice(best.index + best[0].length) };
+}
 /** Longest line parsed (the agent chooses argv; strace-log-size bounds each argument, this the rest). */
-const MAX_LINE = 64 * 1024;
+const MAX_LINE = 1024 * 1024;
 /** Processes whose parent and argv0 are remembered at once (a fork loop cannot grow these without bound). */
 const MAX_TRACKED = 65_536;
 
@@ -34,9 +58,15 @@ export function goStrings(text: string): string[] {
   return out;
 }
 
-function timestamp(mo: string, d: string, h: string, mi: string, s: string, frac: string, now = new Date()): number {
-  const t = new Date(now.getFullYear(), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s));
-  return t.getTime() / 1000 + Number(`0.${frac}`);
+/** A log line's message and time (seconds), or null for anything that is not one JSON log record. */
+function record(line: string): { msg: string; ts: number } | null {
+  if (!line.startsWith('{"msg":"[')) return null;
+  try {
+    const r = JSON.parse(line) as { msg?: unknown; time?: unknown };
+    if (typeof r.msg !== 'string') return null;
+    const t = typeof r.time === 'string' ? Date.parse(r.time) : NaN;
+    return { msg: r.msg, ts: Number.isNaN(t) ? Date.now() / 1000 : t / 1000 };
+  } catch { return null; }
 }
 
 /** `{Family: AF_INET, Addr: 1.1.1.1, Port: 80}` → `1.1.1.1:80`; unix → `unix:PATH`. */
@@ -89,21 +119,21 @@ export class GvisorTraceReader {
   }
 
   private line(l: string): AuditEventInput[] {
-    if (l.length > MAX_LINE || !l.includes('strace.go')) return [];
-    const m = LINE.exec(l);
-    if (!m) return [];
-    const [, mo, d, h, mi, s, frac, tg, , comm, phase, syscall, rest] = m;
-    const pid = Number(tg);
+    if (l.length > MAX_LINE) return [];
+    const rec = record(l);
+    const m = rec && splitMessage(rec.msg);
+    if (!rec || !m) return [];
+    const { pid, comm, phase, syscall, rest } = m;
     if (pid === 1) return []; // Airlock's bridge (the container's init)
-    const ts = timestamp(mo!, d!, h!, mi!, s!, frac!);
+    const ts = rec.ts;
     const ppid = this.parent.get(pid) ?? null;
     const session = this.session;
     if (phase === 'E') {
       if (syscall !== 'exit_group') return [];
-      const code = parseInt(/^(0x[0-9a-f]+)/.exec(rest!)?.[1] ?? 'NaN', 16);
-      return [{ type: 'process.exit', session, data: { pid, ppid, argv0: this.argv0.get(pid) ?? comm!.trim(), exitCode: Number.isNaN(code) ? null : code & 0xff, signal: null, start: null, end: ts } }];
+      const code = parseInt(/^(0x[0-9a-f]+)/.exec(rest)?.[1] ?? 'NaN', 16);
+      return [{ type: 'process.exit', session, data: { pid, ppid, argv0: this.argv0.get(pid) ?? comm, exitCode: Number.isNaN(code) ? null : code & 0xff, signal: null, start: null, end: ts } }];
     }
-    const r = RESULT.exec(rest!);
+    const r = RESULT.exec(rest);
     if (!r) return [];
     const ret = Number(r[1]); const errno = r[2] ? Number(r[2]) : null;
     const error = errno === null ? null : ERRNO_NAMES.get(errno) ?? `errno ${errno}`;
@@ -116,23 +146,23 @@ export class GvisorTraceReader {
     }
     if (syscall === 'chdir' || syscall === 'fchdir') {
       // chdir prints the path it was given, fchdir the directory of the fd
-      const dir = (syscall === 'chdir' ? /^0x[0-9a-f]+ ([^,)]*)/ : /^0x[0-9a-f]+ (\/[^,)]*)/).exec(rest!)?.[1];
+      const dir = (syscall === 'chdir' ? /^0x[0-9a-f]+ ([^,)]*)/ : /^0x[0-9a-f]+ (\/[^,)]*)/).exec(rest)?.[1];
       if (errno === null && dir) this.remember(this.cwd, pid, dir.startsWith('/') ? dir : joinPath(this.cwd.get(pid) ?? '/', dir));
       return [];
     }
     if (syscall === 'execve' || syscall === 'execveat') {
-      const lists = [...rest!.matchAll(/\[((?:"(?:[^"\\]|\\.)*"(?:, )?)*)\]/g)];
+      const lists = [...rest.matchAll(/\[((?:"(?:[^"\\]|\\.)*"(?:, )?)*)\]/g)];
       const argv = goStrings(lists[0]?.[1] ?? '');
-      const path = /^0x[0-9a-f]+ ([^,]*)/.exec(syscall === 'execveat' ? rest!.slice(rest!.indexOf(', ') + 2) : rest!)?.[1] ?? argv[0] ?? '';
+      const path = /^0x[0-9a-f]+ ([^,]*)/.exec(syscall === 'execveat' ? rest.slice(rest.indexOf(', ') + 2) : rest)?.[1] ?? argv[0] ?? '';
       if (!error) this.remember(this.argv0, pid, argv[0] ?? path);
       return [{ type: error ? 'process.exec_failed' : 'process.exec', session, data: { pid, ppid, argv, path, cwd: this.cwd.get(pid) ?? null, ts, ...(error ? { error } : {}) } }];
     }
     if (!error || error === 'EINPROGRESS' || error === 'EAGAIN') return [];
-    const argv0 = this.argv0.get(pid) ?? comm!.trim();
-    const target = syscall === 'connect' ? gvisorSocketTarget(rest!) : openTarget(syscall!, rest!);
+    const argv0 = this.argv0.get(pid) ?? comm;
+    const target = syscall === 'connect' ? gvisorSocketTarget(rest) : openTarget(syscall, rest);
     // glibc asks nscd on every name lookup: an absent socket is noise, not a probe
     if (target.startsWith('unix:') && error === 'ENOENT') return [];
-    const p = classifyProbe({ kind: 'probe', pid, ppid, syscall: syscall!, target, error, ts, argv0 });
+    const p = classifyProbe({ kind: 'probe', pid, ppid, syscall: syscall, target, error, ts, argv0 });
     if (!p) return [];
     return [{ type: 'sandbox.denied', session, severity: p.severity, decision: 'deny', rule: p.rule, data: { pid, argv0, syscall, target, error, reason: p.reason } }];
   }
