@@ -380,7 +380,8 @@ class GvisorSandbox implements Sandbox {
     this.stopped = true;
     if (this.monitor) clearInterval(this.monitor);
     if (this.wallTimer) clearTimeout(this.wallTimer);
-    if (this.holderPid) this.runsc(['delete', '--force', this.id]);
+    // no `runsc delete`: it waits seconds for the sentry to wind down; ending the holder ends its
+    // pid namespace (sentry, gofer: SIGKILL from the kernel) and its tmpfs (runsc's state)
     const h = this.holder;
     if (h && h.exitCode === null && h.signalCode === null) {
       const exited = once(h, 'exit');
