@@ -6,7 +6,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AuditStore } from '../../src/audit/index.ts';
 import { Session } from '../../src/session/index.ts';
@@ -45,7 +45,8 @@ describe('gVisor runtime', { skip }, () => {
     const pf = join(home, 'p.yaml');
     writeFileSync(pf, 'sandbox:\n  runtime: gvisor\n');
     try {
-      const child = spawn(BIN, ['run', '--repo', repo, '--policy', pf, '--', 'sh', '-c', 'echo AGENT-READY; exec sleep 300'], { env: { ...process.env, AIRLOCK_HOME: home, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+      const canary = `argv-canary-${Date.now()}`;
+      const child = spawn(BIN, ['run', '--repo', repo, '--policy', pf, '--', 'sh', '-c', 'echo AGENT-READY; exec sleep 300', 'sh', canary], { env: { ...process.env, AIRLOCK_HOME: home, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
       let out = '';
       child.stdout!.on('data', (d) => { out += d; }); child.stderr!.on('data', (d) => { out += d; });
       const exited = new Promise((r) => child.once('exit', r));
@@ -60,6 +61,9 @@ describe('gVisor runtime', { skip }, () => {
       assert.deepEqual(await waitGone({ markers: [id, home], namespaces: s.namespaces }), []);
       const v = airlock(['audit', 'verify'], { home });
       assert.equal(v.status, 0, v.stdout + v.stderr);
+      // the sentry's log and the commands' process.json (argv unredacted) died with the holder's tmpfs
+      const files = (readdirSync(join(home, 'sessions', id), { recursive: true }) as string[]).map((f) => join(home, 'sessions', id, f)).filter((f) => lstatSync(f).isFile());
+      assert.deepEqual(files.filter((f) => readFileSync(f, 'latin1').includes(canary)), []);
     } finally { cleanup(home, repo); }
   });
 

@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statfsSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statfsSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { once } from 'node:events';
 import { StringDecoder } from 'node:string_decoder';
@@ -103,7 +103,7 @@ class GvisorSandbox implements Sandbox {
 
   private runscArgs(): string[] {
     // --ignore-cgroups: runsc would otherwise move the sandbox into cgroups of its own at the hierarchy's root (named after the container, left behind); the session's cgroup, joined before runsc starts, binds it instead
-    const a = ['runsc', `--root=${this.runscRoot()}`, '--network=none', '--ignore-cgroups', '--debug-log-format=json', `--debug-log=${join(this.spec.stateDir, 'log')}/`];
+    const a = ['runsc', `--root=${this.runscRoot()}`, '--network=none', '--ignore-cgroups', '--debug-log-format=json', `--debug-log=${join(this.layout.mnt, 'log')}/`];
     if (this.layout.gatewaySockets.length) a.push('--host-uds=open');
     if (this.spec.trace) a.push('--strace', `--strace-syscalls=${GVISOR_TRACED_SYSCALLS.join(',')}`, '--strace-log-size=4096');
     return a;
@@ -122,7 +122,7 @@ class GvisorSandbox implements Sandbox {
     for (const l of s.lowerDirs) {
       if (/[:,\\]/.test(l)) throw new AirlockError('UNAVAILABLE', `path not usable as an overlay layer: ${l}`, 'set AIRLOCK_HOME to a path without ":" "," or "\\"');
     }
-    for (const d of ['log', 'proc', 'bundle', 'mnt']) mkdirSync(join(s.stateDir, d), { recursive: true, mode: 0o700 });
+    for (const d of ['bundle', 'mnt']) mkdirSync(join(s.stateDir, d), { recursive: true, mode: 0o700 });
     this.writeEtc();
     this.writeRootfs();
     await this.startHolder();
@@ -156,8 +156,9 @@ class GvisorSandbox implements Sandbox {
       'mount -t proc -o nosuid,nodev,noexec proc /proc',
       `S=${shq(this.layout.mnt)}`,
       `mount -t tmpfs -o size=${s.limits.diskMB}m,mode=0755,nosuid,nodev tmpfs "$S"`,
-      'mkdir -p "$S/upper" "$S/work" "$S/merged" "$S/tmp" "$S/vartmp" "$S/shm" "$S/home" "$S/runsc"',
-      'chmod 0700 "$S/runsc"',
+      'mkdir -p "$S/upper" "$S/work" "$S/merged" "$S/tmp" "$S/vartmp" "$S/shm" "$S/home" "$S/runsc" "$S/log" "$S/proc"',
+      // runsc's state and the sentry's log (argv and paths unredacted) live and die with the holder
+      'chmod 0700 "$S/runsc" "$S/log" "$S/proc"',
       'chmod 1777 "$S/tmp" "$S/vartmp" "$S/shm"',
       `chown ${uid}:${gid} "$S/upper" "$S/tmp" "$S/vartmp" "$S/home"`,
       `mount -t overlay overlay -o ${shq(`lowerdir=${s.lowerDirs.join(':')},upperdir=`)}"$S/upper",workdir="$S/work" "$S/merged"`,
@@ -203,13 +204,13 @@ class GvisorSandbox implements Sandbox {
     const [code] = await once(child, 'exit') as [number | null];
     if (code !== 0) {
       throw new AirlockError('UNAVAILABLE', `runsc could not start the sandbox (exit ${code}): ${err.trim().split('\n').slice(-3).join(' ') || 'no output'}`,
-        `see the runsc logs in ${join(this.spec.stateDir, 'log')}; check that runsc works here (runsc --version) and that Airlock runs as root`);
+        'check that runsc works here (runsc --version) and that Airlock runs as root');
     }
     let timer: NodeJS.Timeout | undefined;
     const ok = await Promise.race([listening.then(() => true), new Promise<boolean>((r) => { timer = setTimeout(() => r(false), GATEWAY_CONNECT_TIMEOUT_MS); })]);
     clearTimeout(timer);
     child.stdout!.on('data', () => { /* keep draining: the bridge must never block on a full pipe */ });
-    if (!ok) throw new AirlockError('UNAVAILABLE', 'the egress bridge inside the gVisor sandbox did not start', `see the runsc logs in ${join(this.spec.stateDir, 'log')}`);
+    if (!ok) throw new AirlockError('UNAVAILABLE', 'the egress bridge inside the gVisor sandbox did not start', 'check that the gateway socket exists and runsc supports --host-uds=open');
   }
 
   private startMonitor(): void {
@@ -244,9 +245,10 @@ class GvisorSandbox implements Sandbox {
     for (const l of this.live) this.announce(l);
     try {
       if (!this.log.file) {
-        const f = readdirSync(join(this.spec.stateDir, 'log')).find((n) => n.endsWith('.boot.txt'));
+        const dir = `/proc/${this.holderPid}/root${join(this.layout.mnt, 'log')}`;
+        const f = readdirSync(dir).find((n) => n.endsWith('.boot.txt'));
         if (!f) return;
-        this.log.file = join(this.spec.stateDir, 'log', f);
+        this.log.file = join(dir, f);
       }
       const fd = openSync(this.log.file, 'r');
       const buf = Buffer.allocUnsafe(1 << 20);
@@ -314,9 +316,11 @@ class GvisorSandbox implements Sandbox {
         'check the name; the sandbox sees the host\'s /usr, /bin, /opt and the workspace (add tool paths with sandbox.mounts.readOnly)');
     }
     const n = ++this.execCount;
-    const procFile = join(this.spec.stateDir, 'proc', `${n}.json`);
-    const pidFile = join(this.spec.stateDir, 'proc', `${n}.pid`);
-    writeFileSync(procFile, JSON.stringify(ociProcess(this.spec, this.layout, argv, env, cwd)), { mode: 0o600 });
+    // in the holder's tmpfs (argv unredacted): runsc reads them there, the host through /proc/<holder>/root
+    const procFile = join(this.layout.mnt, 'proc', `${n}.json`);
+    const pidFile = join(this.layout.mnt, 'proc', `${n}.pid`);
+    const hostView = (p: string) => `/proc/${this.holderPid}/root${p}`;
+    writeFileSync(hostView(procFile), JSON.stringify(ociProcess(this.spec, this.layout, argv, env, cwd)), { mode: 0o600 });
     closeInheritedDescriptors();
     const stdio = o.stdio === 'inherit' ? ownedStdio() : ['pipe', 'pipe', 'pipe'] as const;
     let child: ChildProcess;
@@ -327,7 +331,7 @@ class GvisorSandbox implements Sandbox {
       });
     } finally { for (const fd of stdio) if (typeof fd === 'number') closeSync(fd); }
     if (o.stdio === 'inherit') relayStdio(child);
-    const live: LiveExec = { child, pidFile, internalPid: null, argv, path, cwd, announced: false };
+    const live: LiveExec = { child, pidFile: hostView(pidFile), internalPid: null, argv, path, cwd, announced: false };
     this.live.add(live);
     const done = new Promise<ExecResult>((res) => {
       child.once('error', () => res({ exitCode: null, signal: null, status: 126 }));
@@ -340,7 +344,7 @@ class GvisorSandbox implements Sandbox {
         if (live.internalPid && sig) {
           this.spec.record({ type: 'process.exit', session: this.spec.session, data: { pid: live.internalPid, ppid: 0, argv0: argv[0], exitCode: null, signal: signalName(sig), start: null, end: Date.now() / 1000 } });
         }
-        rmSync(procFile, { force: true }); rmSync(pidFile, { force: true });
+        rmSync(hostView(procFile), { force: true }); rmSync(hostView(pidFile), { force: true });
         this.checkLimits();
         res({ exitCode: code, signal, status: code ?? 128 });
       });
@@ -390,9 +394,6 @@ class GvisorSandbox implements Sandbox {
       if (h.exitCode === null && h.signalCode === null) { h.kill('SIGKILL'); await exited; }
     }
     this.cgroup?.remove();
-    // the sentry's log holds argv and environments unredacted; everything in it is now in the (redacted) audit log
-    rmSync(join(this.spec.stateDir, 'log'), { recursive: true, force: true });
-    if (existsSync(join(this.spec.stateDir, 'proc'))) rmSync(join(this.spec.stateDir, 'proc'), { recursive: true, force: true });
   }
 }
 
