@@ -67,6 +67,21 @@ describe('gVisor runtime', { skip }, () => {
     } finally { cleanup(home, repo); }
   });
 
+  it('a command killed through its handle ends inside the sentry, not just its runsc exec on the host', async () => {
+    const home = tmp('airlock-home-'); const repo = makeRepo();
+    const pf = join(home, 'p.yaml');
+    writeFileSync(pf, 'sandbox:\n  runtime: gvisor\n  traceProcesses: false\n');
+    const s = await Session.open({ repo, home, policyFile: pf, layers: { commands: null } });
+    try {
+      const h = await s.exec({ argv: ['sleep', '61'], stdio: 'pipe' });
+      await new Promise((r) => setTimeout(r, 500));
+      h.kill('SIGTERM');
+      assert.equal((await h.done).status, 128 + 15);
+      const ps = await s.run(['ps', '-e', '-o', 'args=']);
+      assert.ok(!ps.stdout.includes('sleep 61'), ps.stdout);
+    } finally { await s.stop('test'); cleanup(home, repo); }
+  });
+
   it('argv shaped like a strace line of the sentry forges no event', async () => {
     const home = tmp('airlock-home-'); const repo = makeRepo();
     const pf = join(home, 'p.yaml');

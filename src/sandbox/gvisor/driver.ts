@@ -270,7 +270,7 @@ class GvisorSandbox implements Sandbox {
   /** Records a command's first process once runsc exec has written its pid inside the sandbox. */
   private announce(l: LiveExec): void {
     if (l.announced) return;
-    try { l.internalPid = Number(readFileSync(l.pidFile, 'utf8').trim()) || null; } catch { return; }
+    l.internalPid ??= readPid(l.pidFile);
     if (!l.internalPid) return;
     l.announced = true;
     this.reader.noteRoot(l.internalPid, l.argv[0] ?? '', l.cwd);
@@ -352,6 +352,8 @@ class GvisorSandbox implements Sandbox {
     return {
       pid: child.pid ?? 0, stdin: child.stdin, stdout: child.stdout, stderr: child.stderr, done,
       kill: (sig: NodeJS.Signals = 'SIGTERM') => {
+        // the command runs inside the sentry: signalling runsc exec on the host would not reach it
+        live.internalPid ??= readPid(live.pidFile);
         if (live.internalPid) this.runsc(['kill', '--pid', String(live.internalPid), this.id, sig.replace(/^SIG/, '')]);
         else try { child.kill(sig); } catch { /* gone */ }
       },
@@ -416,4 +418,9 @@ function relayStdio(child: ChildProcess): void {
   if (child.stdin) { process.stdin.pipe(child.stdin); child.once('close', () => process.stdin.unpipe(child.stdin!)); }
   child.stdout?.pipe(process.stdout, { end: false });
   child.stderr?.pipe(process.stderr, { end: false });
+}
+
+/** The pid inside the sandbox runsc exec wrote (--internal-pid-file), once it has. */
+function readPid(file: string): number | null {
+  try { return Number(readFileSync(file, 'utf8').trim()) || null; } catch { return null; }
 }
