@@ -13,6 +13,7 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 pkgs=(bubblewrap strace util-linux iproute2 git ca-certificates curl procps gcc libc6-dev)
+pkgs+=(runsc) # sandbox.runtime: gvisor (gVisor, a user-space kernel between the agent and the host kernel)
 if [ "$WANT_TEST_DEPS" = 1 ]; then
   pkgs+=(rsyslog rsyslog-gnutls rsyslog-relp gnutls-bin nftables squid-openssl openssl python3 time psmisc)
   pkgs+=(socat) # an agent command in the detection tests; the baseline of bench/bridge.ts

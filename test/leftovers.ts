@@ -67,7 +67,7 @@ export function leftovers(o: { markers: string[]; namespaces: SessionNs[] }): st
     const cmd = read(`/proc/${pid}/cmdline`).replace(/\0/g, ' ').slice(0, 160);
     const m = markers.find((x) => text.includes(x));
     if (m) { found.push(`process ${pid} (${cmd}) names ${m}`); continue; }
-    for (const n of ['net', 'mnt', 'user']) {
+    for (const n of ['net', 'mnt', 'user', 'pid']) {
       const l = link(`/proc/${pid}/ns/${n}`);
       const until = nsUntil.get(l);
       if (until !== undefined && startedAt(stat) <= until) { found.push(`process ${pid} (${cmd}) is in the session's ${l}`); break; }
@@ -75,6 +75,26 @@ export function leftovers(o: { markers: string[]; namespaces: SessionNs[] }): st
   }
   const mounts = read('/proc/self/mountinfo').split('\n');
   for (const l of mounts) { const m = markers.find((x) => l.includes(x)); if (m) found.push(`mount names ${m}: ${l.slice(0, 200)}`); }
+  found.push(...runscLeftovers(markers));
+  return found;
+}
+
+/**
+ * gVisor sessions: a runsc container whose state outlived its session (`runsc --root
+ * <home>/sessions/<id>/sandbox/runsc list` would still show it), or a cgroup named after a
+ * session at a hierarchy's root (where runsc puts containers it manages itself).
+ */
+function runscLeftovers(markers: string[]): string[] {
+  const found: string[] = [];
+  const controllers = list('/sys/fs/cgroup');
+  for (const m of markers) {
+    for (const c of ['', ...controllers]) if (/^ses-/.test(m) && existsSync(join('/sys/fs/cgroup', c, m, 'cgroup.procs'))) found.push(`cgroup ${join(c, m)} outlived the session`);
+    if (!m.startsWith('/')) continue;
+    for (const id of list(join(m, 'sessions'))) {
+      const state = list(join(m, 'sessions', id, 'sandbox', 'runsc'));
+      if (state.length) found.push(`runsc container state of ${id} left: ${state.join(', ')}`);
+    }
+  }
   return found;
 }
 
@@ -87,3 +107,5 @@ export async function waitGone(o: { markers: string[]; namespaces: SessionNs[] }
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+function list(dir: string): string[] { try { return readdirSync(dir); } catch { return []; } }

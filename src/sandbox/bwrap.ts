@@ -46,7 +46,7 @@ const AGENT_OOM = ['choom', '-n', '1000', '--'];
 /** Airlock's own side (supervisor, holder, tracer), when it may lower it (root): last in line. */
 const SUPERVISOR_OOM_SCORE_ADJ = -500;
 
-function which(cmd: string): string | null {
+export function which(cmd: string): string | null {
   for (const d of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
     const p = join(d, cmd);
     try { if (statSync(p).isFile()) return p; } catch { /* next */ }
@@ -539,11 +539,11 @@ export function closeInheritedDescriptors(): void {
 }
 
 /** A timer that never keeps the process alive on its own. */
-function delay(ms: number): Promise<void> {
+export function delay(ms: number): Promise<void> {
   return new Promise((r) => { setTimeout(r, ms).unref(); });
 }
 
-function readlinkSafe(p: string): string | null { try { return readlinkSync(p); } catch { return null; } }
+export function readlinkSafe(p: string): string | null { try { return readlinkSync(p); } catch { return null; } }
 function safeReal(p: string): string { try { return realpathSync(p); } catch { return resolve(p); } }
 
 async function waitFor(cond: () => boolean, ms: number): Promise<void> {

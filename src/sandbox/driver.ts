@@ -26,6 +26,8 @@ export interface SandboxSpec {
   traceFileProbes?: boolean;
   /** Public files Airlock provides read-only inside (e.g. its CA bundle over the system one); copied in, so their host location may be private. */
   files?: { source: string; target: string }[];
+  /** The gateway listeners the sandbox's 127.0.0.1 must offer, for drivers that bridge inside the sandbox themselves (gVisor). */
+  gateway?: { tcp: { port: number; target: string }[]; dns: boolean } | null;
   /** Host uid/gid the sandbox user maps to when Airlock runs as root. */
   hostIds: { uid: number; gid: number } | null;
   record: (e: AuditEventInput) => void;
@@ -55,15 +57,17 @@ export interface Mechanisms {
   limits: 'cgroup-v1' | 'cgroup-v2' | 'rlimit';
   uidMapping: 'unprivileged-host-uid' | 'invoking-user';
   /** the process tracer this session got (src/sandbox/tracers.ts) */
-  tracing: 'seccomp-notify' | 'strace-seccomp-bpf' | 'off';
+  tracing: 'seccomp-notify' | 'strace-seccomp-bpf' | 'gvisor-strace' | 'off';
   /** tracing on, but not with seccomp-notify: why */
   tracingFallback?: string;
   network: 'none' | 'gateway';
-  seccomp: 'bpf-x86_64' | 'unavailable';
+  seccomp: 'bpf-x86_64' | 'gvisor-sentry' | 'unavailable';
 }
 
 export interface Sandbox {
   readonly mechanisms: Mechanisms;
+  /** True when the driver serves spec.gateway inside the sandbox itself (then networkNs() is not used). */
+  readonly bridgesGateway?: boolean;
   exec(argv: string[], o: ExecOptions): ExecHandle;
   /** The merged workspace as the host can read it (only while the sandbox runs). */
   workspaceView(): string;

@@ -240,7 +240,7 @@ export function socketTarget(args: string): string {
   return 'unknown';
 }
 
-function joinPath(base: string, rel: string): string {
+export function joinPath(base: string, rel: string): string {
   const parts = (base + '/' + rel).split('/');
   const out: string[] = [];
   for (const s of parts) {
@@ -258,7 +258,7 @@ const TRACER_NOTES: Record<string, string> = {
   airlock_tracer_suppressed: 'more than 1,000 refused socket() calls in one command: later ones were refused but not recorded one by one',
 };
 
-function classifyProbe(e: Probe): { rule: string; reason: string; severity: 'medium' | 'high' } | null {
+export function classifyProbe(e: Probe): { rule: string; reason: string; severity: 'medium' | 'high' } | null {
   const t = e.target;
   if (e.syscall === 'socket') return { rule: 'builtin.socket-families', reason: `socket family ${t} refused (only AF_INET and AF_INET6 are allowed)`, severity: 'high' };
   if (NETWORK_SYSCALLS.has(e.syscall)) {

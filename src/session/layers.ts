@@ -26,6 +26,8 @@ export interface NetworkSetup {
   files?: { source: string; target: string }[];
   /** TCP ports whose connects to any address reach the gateway (transparent mode): not a direct connection */
   redirectedPorts?: number[];
+  /** what the sandbox's 127.0.0.1 must offer (drivers that bridge inside the sandbox themselves use it) */
+  bridge?: { tcp: { port: number; target: string }[]; dns: boolean };
   /** serves the namespace's bridges from this process (`enter`: argv prefix into the sandbox's network namespace); returns their close */
   attach?: (enter: string[]) => Promise<() => Promise<void>>;
 }
@@ -113,7 +115,7 @@ function egressLayer(): SessionLayer {
         maxConnections: session.policy.policy.egress.limits.maxConnections,
       });
       return {
-        setup: net.setup, env: { ...net.env, ...prep.sandboxEnv }, close: () => gw.close(),
+        setup: net.setup, env: { ...net.env, ...prep.sandboxEnv }, close: () => gw.close(), bridge: { tcp: net.bridge.tcp, dns: net.bridge.dns },
         attach: async (enter) => { const b = await startBridge(net.bridge, { enter, session: session.id, record: (e) => { session.record(e); } }); return () => b.close(); },
         files: [{ source: prep.caBundlePath, target: prep.caBundleSandboxPath }],
         redirectedPorts: net.redirectedPorts,

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { AuditStore } from '../audit/index.ts';
+import { runtimeOfDriver } from '../sandbox/index.ts';
 
 export interface SessionSummary {
   id: string;
@@ -18,6 +19,8 @@ export interface SessionSummary {
   dirty: boolean | null;
   /** pid of the process that ran the session (from session.start) */
   supervisorPid: number | null;
+  /** the sandbox runtime it ran under (sandbox.runtime: bwrap, gvisor), from session.start */
+  runtime: string | null;
 }
 
 function alive(pid: number): boolean {
@@ -65,5 +68,12 @@ export function sessionFromRow(r: Record<string, unknown>, local: boolean): Sess
     events: Number(r.events), denials: Number(r.denials ?? 0),
     commits: rd ? (rd.commits as unknown[]).length : null, dirty: rd ? Boolean(rd.dirty) : null,
     supervisorPid: typeof sd.supervisorPid === 'number' ? sd.supervisorPid : null,
+    runtime: runtimeOf(sd),
   };
+}
+
+/** sandbox.runtime of a session.start (sessions recorded before runtimes existed ran under bubblewrap). */
+function runtimeOf(start: Record<string, unknown>): string | null {
+  const d = (start.runtime ?? (start.mechanisms as { driver?: unknown } | undefined)?.driver) as string | undefined;
+  return d === undefined ? null : runtimeOfDriver(String(d));
 }

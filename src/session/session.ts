@@ -9,7 +9,7 @@ import {
 } from '../common/index.ts';
 import { MODE_LAYERS, type LoadedPolicy, type ModalDecision } from '../policy/index.ts';
 import {
-  BwrapDriver, buildSandboxEnv, HOST_UID_FOR_SANDBOX, SANDBOX_HOME, SANDBOX_WORKSPACE,
+  driverFor, runtimeOfDriver, buildSandboxEnv, HOST_UID_FOR_SANDBOX, SANDBOX_HOME, SANDBOX_WORKSPACE,
   type ExecHandle, type Sandbox, type SandboxDriver,
 } from '../sandbox/index.ts';
 import { captureWorkspace, prepareSnapshot, type CaptureResult, type HostRepo, type Snapshot } from '../workspace/index.ts';
@@ -260,7 +260,8 @@ export class Session {
     if (net) { Object.assign(fixed, net.env); this.cleanups.push(net.close); }
     const sandboxEnv = buildSandboxEnv({ hostEnv: env, allow: p.sandbox.env.allow, set: p.sandbox.env.set, fixed });
 
-    const driver = o.driver ?? new BwrapDriver();
+    // the policy's runtime (the org may require a stronger one); a caller's driver is recorded as what ran
+    const driver = o.driver ?? driverFor(p.sandbox.runtime);
     this.sandbox = await driver.start({
       session: this.id,
       stateDir: join(this.stateDir, 'sandbox'),
@@ -271,6 +272,7 @@ export class Session {
       forbiddenMounts: [this.home.root],
       networkSetup: net?.setup ?? null,
       redirectedPorts: net?.redirectedPorts ?? [],
+      gateway: net?.bridge ?? null,
       files: net?.files ?? [],
       trace: p.sandbox.traceProcesses,
       traceFileProbes: p.sandbox.traceProcesses && p.sandbox.traceFileProbes,
@@ -281,7 +283,7 @@ export class Session {
     this.cleanups.push(() => this.sandbox.stop());
     phase('session.sandbox');
     // the bridges live in this process: no agent connection becomes a host process
-    if (net?.attach) this.cleanups.push(await net.attach(this.sandbox.networkNs()));
+    if (net?.attach && !this.sandbox.bridgesGateway) this.cleanups.push(await net.attach(this.sandbox.networkNs()));
     this.record({
       type: 'session.start',
       data: {
@@ -290,7 +292,7 @@ export class Session {
         policySources: this.policy.sources.map((s) => ({ kind: s.kind, origin: s.origin })),
         modes: { egress: p.modes.egress, commands: p.modes.commands, packages: p.modes.packages },
         candidatePolicy: this.policy.candidate ? { hash: this.policy.candidate.hash, sources: this.policy.candidate.sources.map((s) => ({ kind: s.kind, origin: s.origin })) } : null,
-        mechanisms: this.sandbox.mechanisms, namespaces: this.sandbox.namespaces(), limits: p.sandbox.limits,
+        runtime: this.runtime, mechanisms: this.sandbox.mechanisms, namespaces: this.sandbox.namespaces(), limits: p.sandbox.limits,
         envNames: Object.keys(sandboxEnv).sort(), mounts: p.sandbox.mounts,
         allowHosts: o.allowHosts ?? [], snapshotBuilt: this.snapshot.built,
         historyHidden: this.syntheticBase !== null, syntheticBase: this.syntheticBase,
@@ -315,6 +317,9 @@ export class Session {
   }
 
   get mechanisms() { return this.sandbox.mechanisms; }
+
+  /** The sandbox runtime this session runs under, by its policy name (sandbox.runtime). */
+  get runtime(): string { return runtimeOfDriver(this.sandbox.mechanisms.driver); }
 
   /** The mirror repository with the real base history (host-side, trusted). */
   get mirror(): string { return this.snapshot.mirror; }

@@ -1,4 +1,4 @@
-// Red team from inside a real sandbox session (bubblewrap, the session's own gateway, its
+// Red team from inside a real sandbox session (bubblewrap and gVisor, the session's own gateway, its
 // broker and honeytokens): each case is an attempt that once got through (issue 13) and
 // must now be refused or neutralised, with the rule on record. Only loopback servers the
 // test starts; the agent's tools are the system's curl, gzip and python3.
@@ -13,7 +13,7 @@ import { gzipSync } from 'node:zlib';
 import { Session } from '../../src/session/index.ts';
 import '../../src/session/layers.ts';
 import type { AuditEvent } from '../../src/audit/index.ts';
-import { makeRepo, tmp, cleanup } from '../helpers.ts';
+import { makeRepo, tmp, cleanup, isRoot, privilegedSkip } from '../helpers.ts';
 import { run } from './helpers.ts';
 
 const REAL = `ghp_${randomBytes(18).toString('hex')}`;
@@ -56,8 +56,10 @@ function events(type = 'egress.*'): AuditEvent[] {
   return session.store.query({ session: session.id, type });
 }
 
-describe('egress red team inside a sandbox (issue 13)', () => {
+for (const runtime of ['bwrap', 'gvisor'] as const) {
+describe(`egress red team inside a sandbox (issue 13, ${runtime})`, { skip: runtime === 'gvisor' && privilegedSkip(!isRoot && 'gVisor (runsc) needs root') }, () => {
   before(async () => {
+    seen.length = 0; rawSeen.length = 0; // each runtime's upstreams see only its own session
     home = tmp('airlock-home-'); repo = makeRepo();
     api = createServer((req, res) => {
       const chunks: Buffer[] = [];
@@ -85,7 +87,9 @@ describe('egress red team inside a sandbox (issue 13)', () => {
     await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
     PT = (raw.address() as { port: number }).port;
     policyFile = join(home, 'policy.yaml');
-    writeFileSync(policyFile, `egress:
+    writeFileSync(policyFile, `sandbox:
+  runtime: ${runtime}
+egress:
   allow:
     - { id: api, host: localhost, ports: [${P}], schemes: [http] }
     - { id: tls-only, host: localhost, ports: [${PT}], schemes: [https] }
@@ -245,3 +249,4 @@ curl -s -m 10 --noproxy '' -x ${PROXY} -o /dev/null -w '%{http_connect}\\n' http
     assert.deepEqual(offline.map((x) => x.rule), ['egress.allow.tls-only', 'builtin.bad-target', 'builtin.bad-target', 'egress.default-deny']);
   });
 });
+}

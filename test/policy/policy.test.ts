@@ -50,6 +50,17 @@ describe('policy', () => {
     assert.notEqual(alone.hash, r.hash);
   });
 
+  it('sandbox.runtime: the org may require a stronger runtime; a repo may only choose a stronger one', () => {
+    const rt = (org: string | null, repo: string) => resolvePolicy([...(org ? [src('org', `sandbox:\n  runtime: ${org}\n`)] : []), src('repo', `sandbox:\n  runtime: ${repo}\n`)]).policy.sandbox.runtime;
+    assert.equal(rt('gvisor', 'bwrap'), 'gvisor', 'a repo cannot step back to bwrap');
+    assert.equal(rt('bwrap', 'gvisor'), 'gvisor', 'a repo may ask for gVisor');
+    assert.equal(rt('gvisor', 'kubernetes'), 'kubernetes');
+    assert.equal(rt('kubernetes', 'gvisor'), 'kubernetes');
+    assert.equal(rt(null, 'bwrap'), 'bwrap');
+    assert.equal(defaultPolicy().sandbox.runtime, 'bwrap');
+    assert.throws(() => parsePolicyText('sandbox:\n  runtime: docker\n', 'airlock.yaml'), /airlock\.yaml:2:\d+: sandbox\.runtime/);
+  });
+
   it('errors name file, line, column, key and what is allowed', () => {
     const bad = (text: string): string => { try { parsePolicyText(text, 'airlock.yaml'); } catch (e) { assert.ok(e instanceof AirlockError); assert.equal(e.exitCode, 65); return e.message; } throw new Error('no error'); };
     assert.match(bad('sandbox:\n  limits:\n    memoryMB: many\n'), /airlock\.yaml:3:5: sandbox\.limits\.memoryMB: .*expected number/);

@@ -29,7 +29,7 @@ describe('without root', { skip: privilegedSkip(!isRoot && 'run as root to drop 
     assert.equal(asNobody(['git', '-C', repo, '-c', 'user.name=n', '-c', 'user.email=n@n', 'commit', '-qm', 'init'], env, dir).status, 0);
     const r = asNobody([BIN, 'run', '--', 'sh', '-c', 'id -u; echo b >> a.txt; cat /etc/shadow 2>&1; ps -e | wc -l; exit 5'], env, repo);
     assert.equal(r.status, 5, r.stderr);
-    assert.match(r.stderr, /session ses-\w+ \(base \w+, rlimit, network: none\)/);
+    assert.match(r.stderr, /session ses-\w+ \(base \w+, runtime: bwrap, rlimit, network: none\)/);
     const [uid, shadow, procs] = r.stdout.trim().split('\n');
     assert.equal(uid, '1000');
     assert.match(shadow!, /Permission denied/);

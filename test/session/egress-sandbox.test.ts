@@ -1,19 +1,21 @@
-// The egress gateway wired into a real session: from inside bubblewrap, proxy-aware
-// tools reach exactly what the policy grants; everything else is refused with the
-// rule, and every attempt is in the audit log. Only loopback servers the test starts.
+// The egress gateway wired into a real session: from inside the sandbox (bubblewrap, and
+// gVisor, whose in-sandbox bridge reaches the gateway's unix socket), proxy-aware tools
+// reach exactly what the policy grants; everything else is refused with the rule, and
+// every attempt is in the audit log. Only loopback servers the test starts.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Session } from '../../src/session/index.ts';
-import { makeRepo, tmp, cleanup } from '../helpers.ts';
+import { makeRepo, tmp, cleanup, isRoot, privilegedSkip } from '../helpers.ts';
 
 let home: string; let repo: string; let server: Server; let port = 0; let other: Server; let otherPort = 0;
 const hits: string[] = [];
 let session: Session;
 
-describe('egress from inside a sandbox session', () => {
+for (const runtime of ['bwrap', 'gvisor'] as const) {
+describe(`egress from inside a sandbox session (${runtime})`, { skip: runtime === 'gvisor' && privilegedSkip(!isRoot && 'gVisor (runsc) needs root') }, () => {
   before(async () => {
     home = tmp('airlock-home-'); repo = makeRepo();
     server = createServer((req, res) => { hits.push(`${req.method} ${req.url}`); res.end('hello from the granted host\n'); });
@@ -23,13 +25,14 @@ describe('egress from inside a sandbox session', () => {
     port = (server.address() as { port: number }).port;
     otherPort = (other.address() as { port: number }).port;
     const pf = join(home, 'policy.yaml');
-    writeFileSync(pf, `egress:\n  allow:\n    - id: local-dev\n      host: localhost\n      ports: [${port}]\n      schemes: [http]\n  allowCidrs:\n    - id: loopback-dev\n      cidr: 127.0.0.1/32\n      ports: [${port}]\n`);
+    writeFileSync(pf, `sandbox:\n  runtime: ${runtime}\negress:\n  allow:\n    - id: local-dev\n      host: localhost\n      ports: [${port}]\n      schemes: [http]\n  allowCidrs:\n    - id: loopback-dev\n      cidr: 127.0.0.1/32\n      ports: [${port}]\n`);
     session = await Session.open({ repo, home, policyFile: pf });
   });
   after(async () => { await session.stop('test'); server.close(); other.close(); cleanup(home, repo); });
 
   it('the network mode is recorded as gateway', () => {
     assert.equal(session.mechanisms.network, 'gateway');
+    assert.equal(session.mechanisms.driver, runtime === 'bwrap' ? 'bubblewrap' : 'gvisor');
   });
 
   it('a granted host is reachable through the proxy', async () => {
@@ -56,3 +59,4 @@ describe('egress from inside a sandbox session', () => {
     assert.ok(!hits.includes('OTHER /direct'));
   });
 });
+}

@@ -83,7 +83,7 @@ export function registerSession(program: Command): void {
       const profile = applyProfile(o.agent as string, command, { session: toOptions(o, command) });
       phase('run.profile');
       const session = await Session.open({ ...toOptions(o, command), ...profile.openOptions });
-      process.stderr.write(`${dim('airlock:', process.stderr)} session ${session.id} (base ${session.baseCommit.slice(0, 12)}, ${session.mechanisms.limits}, network: ${session.mechanisms.network})\n`);
+      process.stderr.write(`${dim('airlock:', process.stderr)} session ${session.id} (base ${session.baseCommit.slice(0, 12)}, runtime: ${session.runtime}, ${session.mechanisms.limits}, network: ${session.mechanisms.network})\n`);
       // First signal: stop the agent, capture, record; a second one forces the end at once.
       let interrupted: NodeJS.Signals | null = null;
       const onSignal = (sig: NodeJS.Signals) => {
@@ -192,8 +192,8 @@ export function registerSession(program: Command): void {
       process.stdout.write(table(rows.map((s) => [
         ...(shared ? [s.host === undefined ? 'this host' : esc(s.host)] : []),
         esc(s.id), s.state === 'stopped' ? String(s.status ?? '-') : s.state, esc((s.command ?? []).join(' ').slice(0, 40)), esc((s.baseCommit ?? '').slice(0, 10)),
-        s.start.replace('T', ' ').slice(0, 19), s.end ? s.end.replace('T', ' ').slice(11, 19) : '-', String(s.events), s.denials ? bad(String(s.denials)) : '0',
-      ]), [...(shared ? ['HOST'] : []), 'SESSION', 'EXIT', 'COMMAND', 'BASE', 'START', 'END', 'EVENTS', 'DENIED']) + '\n');
+        s.runtime ?? '-', s.start.replace('T', ' ').slice(0, 19), s.end ? s.end.replace('T', ' ').slice(11, 19) : '-', String(s.events), s.denials ? bad(String(s.denials)) : '0',
+      ]), [...(shared ? ['HOST'] : []), 'SESSION', 'EXIT', 'COMMAND', 'BASE', 'RUNTIME', 'START', 'END', 'EVENTS', 'DENIED']) + '\n');
     });
 }
 

@@ -23,7 +23,11 @@ export const mountsSchema = z.strictObject({
   readWrite: merge(z.array(z.string().startsWith('/', 'an absolute path')).default([]).describe('Host paths made visible read-write at the same path. Use sparingly: the agent can change them.'), 'intersect'),
 }).describe('Extra host paths; nothing of the host beyond the system directories is visible otherwise.');
 
+/** Sandbox runtimes, strongest first (the merge order: a repo policy may only move up this list). */
+export const SANDBOX_RUNTIMES = ['kubernetes', 'gvisor', 'bwrap'] as const;
+
 export const sandboxSchema = z.strictObject({
+  runtime: merge(z.enum(SANDBOX_RUNTIMES).default('bwrap').describe('Where the agent runs: bwrap (namespaces + seccomp on the host kernel), gvisor (runsc: a user-space kernel between the agent and the host kernel; needs root and the runsc package) or kubernetes (a SandboxClaim of kubernetes-sigs/agent-sandbox in a cluster, isolated by a RuntimeClass). The org policy may require a stronger one; a repo policy may only choose a stronger one.'), { stricter: SANDBOX_RUNTIMES }),
   limits: limitsSchema.prefault({}),
   env: envSchema.prefault({}),
   mounts: mountsSchema.prefault({}),
