@@ -317,3 +317,15 @@ test('modes.packages: record lets an unlisted package through with its would-be 
     assert.ok(!learned.text.includes('evil'));
   } finally { await rec.gw.close(); await sh.gw.close(); await up.close(); }
 });
+
+test('policy merge: without an org policy, a repo policy still cannot name host files or excuse typosquats', () => {
+  // 'org' merge rules let a repo value apply when no org file exists; these keys say "only the
+  // org policy", so a repo's (the agent can propose airlock.yaml edits) value never applies.
+  const repo = { egress: { packages: { malicious: ['/etc/shadow'], typosquat: { ignore: ['expresss'] } } }, review: { approvals: { groups: { sec: ['agent@x'] } }, overrideRoles: ['sec'] } };
+  const merged = mergePolicies([{ kind: 'repo', origin: 'airlock.yaml', raw: repo }]);
+  assert.deepEqual(merged.policy.egress.packages.malicious, [], 'a repo names no host file');
+  assert.deepEqual(merged.policy.egress.packages.typosquat.ignore, []);
+  assert.deepEqual(merged.policy.review.approvals.groups, {});
+  assert.deepEqual(merged.policy.review.overrideRoles, []);
+  assert.match(merged.provenance['egress.packages.malicious']!, /org policy only/);
+});

@@ -26,7 +26,7 @@ const typosquatSchema = z.strictObject({
   mode: merge(z.enum(['deny', 'off']).default('deny')
     .describe('deny: a package whose name folds to a popular name (confusable characters: rn/m, 0/o, 1/l, separators) or is one or two edits away from one is refused. deny wins.'), { stricter: ['deny', 'off'] }),
   ignore: merge(z.array(z.string().min(1).max(214)).default([])
-    .describe('Names that look like a popular one but are legitimate (exact names). Only the org policy may set this.'), 'org'),
+    .describe('Names that look like a popular one but are legitimate (exact names). Only the org policy may set this.'), 'orgOnly'),
   popular: merge(z.array(z.string().min(1).max(214)).default([])
     .describe('More popular names to protect, besides the shipped list (the most depended-upon npm and PyPI packages). Both policies\' lists apply.'), 'union'),
 }).describe('Typosquats of popular package names.');
@@ -50,7 +50,7 @@ export const packagesSchema = z.strictObject({
     .describe('A version published less than this many hours ago (npm "time", PyPI "upload-time" from the registry\'s own metadata) is refused; so is a version whose publish time is unknown (the registry\'s metadata gives none). 0: no minimum. The larger wins.'), 'max'),
   typosquat: typosquatSchema.prefault({}),
   malicious: merge(z.array(z.string().min(2).max(4096).startsWith('/', 'an absolute path on the host')).default([])
-    .describe('Files of known-malicious (or otherwise banned) package versions the organisation maintains, in OSV JSON (one record, an array, or {"vulns": [...]}; ecosystems npm and PyPI; affected versions, SEMVER/ECOSYSTEM ranges, or none for every version). Read on the host when the gateway starts; an unreadable or malformed file stops the session. Only the org policy may set this (a repo policy must not name host files).'), 'org'),
+    .describe('Files of known-malicious (or otherwise banned) package versions the organisation maintains, in OSV JSON (one record, an array, or {"vulns": [...]}; ecosystems npm and PyPI; affected versions, SEMVER/ECOSYSTEM ranges, or none for every version). Read on the host when the gateway starts; an unreadable or malformed file stops the session. Only the org policy may set this (a repo policy must not name host files).'), 'orgOnly'),
   maxMetadataBytes: merge(z.number().int().min(1024).max(1024 * 1024 * 1024).default(64 * 1024 * 1024)
     .describe('Largest registry metadata document (packument, simple index page) the gateway reads to filter; a larger one is refused (it could not be checked). The smaller wins.'), 'min'),
 }).describe('The package firewall: npm and PyPI fetches through intercepted registries are decided by package name and version.');

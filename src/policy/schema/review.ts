@@ -65,7 +65,7 @@ export const approvalRuleSchema = z.strictObject({
 export const approvalsSchema = z.strictObject({
   required: merge(z.number().int().min(1).max(10).default(1).describe('Distinct approvals every proposal needs. The larger wins.'), 'max'),
   groups: merge(z.record(z.string().min(1), z.array(z.string().min(1))).default({})
-    .describe('Named groups of reviewer identities (as recorded: e-mail or user name, compared case-insensitively). Only the org policy may define groups.'), 'org'),
+    .describe('Named groups of reviewer identities (as recorded: e-mail or user name, compared case-insensitively). Only the org policy may define groups.'), 'orgOnly'),
   separationOfDuties: merge(z.boolean().default(true).describe('The identity that started the agent cannot be the only approver (an unknown starter then needs two approvers).'), 'or'),
   escalateOn: merge(z.enum(SEVERITIES).default('high').describe('Findings at or above this severity trigger the escalated approval rule. The lower threshold wins.'), { stricter: SEVERITIES }),
   escalateOnProtectedPaths: merge(z.boolean().default(true).describe('Changes to protected paths trigger the escalated approval rule.'), 'or'),
@@ -93,7 +93,7 @@ export const reviewSchema = z.strictObject({
     .describe('Globs of files whose change is a protected-path finding and escalates approval. Both policies\' lists apply.'), 'union'),
   blockAt: merge(z.enum(SEVERITIES).default('high').describe('Findings at or above this severity block approval unless overridden. The lower threshold wins.'), { stricter: SEVERITIES }),
   overrideRoles: merge(z.array(z.string().min(1)).default([])
-    .describe('Groups (approvals.groups) whose members may approve despite blocking findings, with a recorded reason. Empty: nobody can. Only the org policy sets it.'), 'org'),
+    .describe('Groups (approvals.groups) whose members may approve despite blocking findings, with a recorded reason. Empty: nobody can. Only the org policy sets it.'), 'orgOnly'),
   limits: limitsSchema.prefault({}),
   dependencies: dependenciesSchema.prefault({}),
   approvals: approvalsSchema.prefault({}),
