@@ -15,8 +15,8 @@ import { TraceAuditor, TraceParser, TRACED_SYSCALLS } from './trace.ts';
 //   supervisor ─spawn→ unshare(user,mount,net) → setpriv(pdeathsig) → holder sh: tmpfs (disk cap) + overlay
 //   supervisor ─spawn→ bash(cgroup, ulimits, close fds) → nsenter(holder: user,mount,net)
 //                        → setpriv(pdeathsig[, uid 1000]) → [strace → setpriv uid 1000] → bwrap(user,pid,ipc,uts,cgroup; seccomp) → agent
-//   traced as root:        → airlock-tracer(pdeathsig) ┬ (supervises: seccomp notifications, proc connector)
-//                                                              └ filter installed → nsenter → setpriv(pdeathsig) → choom → setpriv(uid) → bwrap → agent
+//   traced as root:  supervisor ─spawn→ airlock-tracer(pdeathsig, rlimits, cgroup) ┬ (supervises: seccomp notifications, proc connector)
+//                       └ filter installed → fd 9, setns(holder), oom_score_adj, uid drop, pdeathsig (in C) → bwrap → agent
 //
 // Every link of the chain is exec'd in one process whose parent is the supervisor, with
 // PR_SET_PDEATHSIG set after the last credential change; bwrap --die-with-parent carries
