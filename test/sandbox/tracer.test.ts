@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { Session } from '../../src/session/index.ts';
 import { recoverTrace } from '../../src/sandbox/index.ts';
+import { TRACER_BINARY } from '../../src/sandbox/tracers.ts';
 import { AuditStore, type AuditEvent } from '../../src/audit/index.ts';
 import { withSession } from './with-session.ts';
 import { makeRepo, tmp, cleanup, isRoot, privilegedSkip } from '../helpers.ts';
@@ -259,6 +260,33 @@ function treeOf(root: number): number[] {
   while (stack.length && out.length < 10_000) { const p = stack.pop()!; out.push(p); stack.push(...(kids.get(p) ?? [])); }
   return out;
 }
+
+describe('airlock-tracer as the launcher: a step that fails ends it before the program runs', { skip }, () => {
+  let dir: string;
+  before(() => { dir = tmp('airlock-launch-'); });
+  after(() => cleanup(dir));
+  const launch = (opts: string[]) => spawnSync(TRACER_BINARY, ['-o', join(dir, 't.log'), ...opts, '--', '/bin/sh', '-c', 'echo RAN'], { encoding: 'utf8', timeout: 20_000 });
+
+  for (const [what, opts] of [
+    ['namespaces of a process that does not exist', ['--join-ns', '2147483646']],
+    ['a cgroup it cannot join', ['--cgroup', '/nonexistent/cgroup.procs']],
+    ['a seccomp program it cannot open', ['--fd9', '/nonexistent/seccomp.bpf']],
+  ] as const) {
+    it(`exits 125 on ${what}`, () => {
+      const r = launch([...opts]);
+      assert.equal(r.status, 125, r.stderr);
+      assert.doesNotMatch(r.stdout, /RAN/, 'the program never ran');
+    });
+  }
+
+  it('refuses a malformed launch option with its usage (exit 2), running nothing', () => {
+    for (const bad of [['--uid', '-1'], ['--oom-score-adj', '5000'], ['--rlimit', 'bogus=1'], ['--join-ns', '12x']]) {
+      const r = launch(bad);
+      assert.equal(r.status, 2, `${bad.join(' ')}: ${r.stderr}`);
+      assert.doesNotMatch(r.stdout, /RAN/);
+    }
+  });
+});
 
 describe('notify trace lines (the parser both tracers share)', () => {
   it('an exec resolved by the proc connector, a refused family and dropped kernel events all reach the log', () => {
