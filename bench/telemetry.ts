@@ -111,9 +111,12 @@ const lines = [
   'session and on the bare host alike (last row): each exec hands the CPU to the tracer and back with a direct',
   'wake-up (seccomp user notification switches synchronously on current kernels), which keeps the traced loop',
   'on-CPU while untraced forks and waits queue behind other load; on a quiet host the two are within noise. The',
-  'per-command cost of telemetry is the tracer\'s own start (two more execs, a fork, the connector subscription)',
-  'plus one group commit of the command\'s process events; the untraced chain (dash → nsenter → choom → bwrap)',
-  'is itself above 1.5× bare bwrap under load, so the per-command target is not met on this machine.',
+  'per-command cost of telemetry is the tracer\'s own start (a fork, the filter, the connector subscription)',
+  'plus one group commit of the command\'s process events. The traced chain is two execs (airlock-tracer, which',
+  'does rlimits, cgroup, setns, OOM score and uid drop itself, then bwrap); the untraced one is four (dash →',
+  'nsenter → choom → bwrap). What is left above bare bwrap is mostly the session\'s side of a command (the',
+  'command rules, the fsynced `command.exec` event before the command starts, spawning from Node), which the',
+  'tracing-off row pays as well.',
 ];
 writeSection('telemetry', lines.join('\n'));
 console.log(lines.join('\n'));

@@ -15,8 +15,8 @@ import { TraceAuditor, TraceParser, TRACED_SYSCALLS } from './trace.ts';
 //   supervisor ─spawn→ unshare(user,mount,net) → setpriv(pdeathsig) → holder sh: tmpfs (disk cap) + overlay
 //   supervisor ─spawn→ bash(cgroup, ulimits, close fds) → nsenter(holder: user,mount,net)
 //                        → setpriv(pdeathsig[, uid 1000]) → [strace → setpriv uid 1000] → bwrap(user,pid,ipc,uts,cgroup; seccomp) → agent
-//   traced as root:        → airlock-tracer(pdeathsig) ┬ (supervises: seccomp notifications, proc connector)
-//                                                              └ filter installed → nsenter → setpriv(pdeathsig) → choom → setpriv(uid) → bwrap → agent
+//   traced as root:  supervisor ─spawn→ airlock-tracer(pdeathsig, rlimits, cgroup) ┬ (supervises: seccomp notifications, proc connector)
+//                       └ filter installed → fd 9, setns(holder), oom_score_adj, uid drop, pdeathsig (in C) → bwrap → agent
 //
 // Every link of the chain is exec'd in one process whose parent is the supervisor, with
 // PR_SET_PDEATHSIG set after the last credential change; bwrap --die-with-parent carries
@@ -42,7 +42,8 @@ const LIMIT_KEY = { wall: 'wallSeconds', disk: 'diskMB', memory: 'memoryMB', pid
  */
 const TRACED_SIGNALS = 'signal=!SIGCHLD,SIGWINCH,SIGURG,SIGCONT,SIGALRM,SIGVTALRM,SIGPROF,SIGIO';
 /** The agent's side of each launch chain: first in line for the OOM killer. */
-const AGENT_OOM = ['choom', '-n', '1000', '--'];
+const AGENT_OOM_SCORE_ADJ = 1000;
+const AGENT_OOM = ['choom', '-n', String(AGENT_OOM_SCORE_ADJ), '--'];
 /** Airlock's own side (supervisor, holder, tracer), when it may lower it (root): last in line. */
 const SUPERVISOR_OOM_SCORE_ADJ = -500;
 
@@ -336,40 +337,16 @@ class BwrapSandbox implements Sandbox {
     // unprivileged: the user namespace denies setgroups, so keep our (already mapped) ids
     const ns = ['nsenter', '-t', String(this.holderPid), '-U', '-m', '-n', ...(this.rootMode ? [] : ['--preserve-credentials']), '--'];
     const dropUid = [`--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_UID}`, '--clear-groups'];
-    const chain: string[] = [];
-    if (traceFile && this.tracer.kind === 'seccomp-notify') {
-      chain.push(...notifyTracerChain(this.tracer.binary, traceFile, this.spec.redirectedPorts), ...ns, 'setpriv', '--pdeathsig', 'KILL', '--', ...AGENT_OOM, 'setpriv', ...dropUid, '--');
-    } else if (traceFile) {
-      chain.push(...ns, 'setpriv', '--pdeathsig', 'KILL', '--', 'strace', '-f', '--seccomp-bpf', '-q', '-ttt', '-s', '4096', '--decode-pids=pidns', '-e', `trace=${TRACED_SYSCALLS.join(',')}`, '-e', TRACED_SIGNALS, '-A', '-o', traceFile, '--');
-      // below strace: the OOM killer takes the agent, never the tracer (or the supervisor)
-      chain.push(...AGENT_OOM);
-      if (this.rootMode) chain.push('setpriv', ...dropUid, '--');
-    } else {
-      // bwrap --die-with-parent sets the death signal on bwrap itself (its parent is the
-      // supervisor: every link before it is an exec in the same process)
-      ns.pop();
-      chain.push(...ns, ...(this.rootMode ? ['-S', String(SANDBOX_UID), '-G', String(SANDBOX_UID)] : []), '--', ...AGENT_OOM);
-    }
-    chain.push('bwrap', ...bw, '--', ...argv);
-    // dash: the cheapest shell that can join the cgroup, set rlimits and open the seccomp
-    // program on fd 9 before exec. Inherited descriptors were closed at startup.
+    const spawnEnv = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/nonexistent', AIRLOCK_SESSION: this.spec.session };
+    const launch = traceFile && this.tracer.kind === 'seccomp-notify'
+      ? this.notifyLaunch(traceFile, [...bw, '--', ...argv])
+      : this.shellLaunch(traceFile, ns, dropUid, [...bw, '--', ...argv]);
     closeInheritedDescriptors();
-    // dash's ulimit takes one resource per call: -f counts 512-byte blocks, -v KiB, -p processes
-    const lim: [string, number][] = [['-t', l.cpuSeconds], ['-f', l.fileSizeMB * 2048], ['-c', 0], ['-n', 4096]];
-    if (!this.cgroup) lim.push(['-p', l.pids + userProcessCount()], ['-v', l.memoryMB * 1024]);
-    const ulimits = lim.map(([f, v]) => `ulimit ${f} ${v} || exit 125; `).join('');
-    // (airlock-tracer preallocates its own file: one exec less per command)
-    // The trace file gets 4 MiB allocated up front (fallocate --keep-size; strace appends into
-    // it): when AIRLOCK_HOME fills, strace still has room while the session is frozen and
-    // ended (src/session/recording.ts), instead of losing the agent's last execs.
-    const prealloc = '[ -z "$AIRLOCK_TRACE" ] || { : >> "$AIRLOCK_TRACE" && fallocate -n -l 4MiB "$AIRLOCK_TRACE" 2>/dev/null; } || true; ';
-    const script = prealloc + ulimits + 'IFS=:; for f in $AIRLOCK_CG; do [ -n "$f" ] && { echo $$ > "$f" || exit 125; }; done; '
-      + 'exec 9<"$AIRLOCK_SECCOMP"; unset AIRLOCK_CG AIRLOCK_SECCOMP AIRLOCK_TRACE; exec "$@"';
-    const child = spawn('/bin/sh', ['-c', script, 'airlock-exec', ...chain], {
+    const child = spawn(launch.file, launch.args, {
       stdio: o.stdio === 'inherit' ? 'inherit' : ['pipe', 'pipe', 'pipe'],
       cwd: '/',
       detached: true, // as the holder: terminal signals go to the supervisor, which ends the chain itself
-      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/nonexistent', AIRLOCK_SESSION: this.spec.session, AIRLOCK_CG: this.cgroup?.procsFiles.join(':') ?? '', AIRLOCK_SECCOMP: this.seccompFile, AIRLOCK_TRACE: (this.tracer.kind === 'strace-seccomp-bpf' ? traceFile : null) ?? '' },
+      env: { ...spawnEnv, ...launch.env },
     });
     const live: LiveExec = { child, traceFile, parser: traceFile ? new TraceParser(cwd) : null, offset: 0, fd: null, decoder: new StringDecoder('utf8'), incomplete: false };
     this.live.add(live);
@@ -392,6 +369,61 @@ class BwrapSandbox implements Sandbox {
         for (const pid of descendants(child.pid ?? 0).reverse()) { try { process.kill(pid, sig); } catch { /* gone */ } }
       },
     };
+  }
+
+
+  /** Untraced, or traced by strace: a dash script does limits, cgroup and fd 9, then the exec chain. */
+  private shellLaunch(traceFile: string | null, ns: string[], dropUid: string[], bwrapArgs: string[]): { file: string; args: string[]; env: Record<string, string> } {
+    const chain: string[] = [];
+    if (traceFile) {
+      chain.push(...ns, 'setpriv', '--pdeathsig', 'KILL', '--', 'strace', '-f', '--seccomp-bpf', '-q', '-ttt', '-s', '4096', '--decode-pids=pidns', '-e', `trace=${TRACED_SYSCALLS.join(',')}`, '-e', TRACED_SIGNALS, '-A', '-o', traceFile, '--');
+      // below strace: the OOM killer takes the agent, never the tracer (or the supervisor)
+      chain.push(...AGENT_OOM);
+      if (this.rootMode) chain.push('setpriv', ...dropUid, '--');
+    } else {
+      // bwrap --die-with-parent sets the death signal on bwrap itself (its parent is the
+      // supervisor: every link before it is an exec in the same process)
+      ns.pop();
+      chain.push(...ns, ...(this.rootMode ? ['-S', String(SANDBOX_UID), '-G', String(SANDBOX_UID)] : []), '--', ...AGENT_OOM);
+    }
+    chain.push('bwrap', ...bwrapArgs);
+    // dash: the cheapest shell that can join the cgroup, set rlimits and open the seccomp
+    // program on fd 9 before exec. Its ulimit takes one resource per call: -f counts
+    // 512-byte blocks, -v KiB (rlimits() is in bytes)
+    const flag: Record<string, string> = { cpu: '-t', fsize: '-f', core: '-c', nofile: '-n', nproc: '-p', as: '-v' };
+    const unit: Record<string, number> = { fsize: 512, as: 1024 };
+    const ulimits = this.rlimits().map(([k, v]) => `ulimit ${flag[k]} ${v / (unit[k] ?? 1)} || exit 125; `).join('');
+    // The trace file gets 4 MiB allocated up front (fallocate --keep-size; strace appends into
+    // it): when AIRLOCK_HOME fills, strace still has room while the session is frozen and
+    // ended (src/session/recording.ts), instead of losing the agent's last execs.
+    const prealloc = '[ -z "$AIRLOCK_TRACE" ] || { : >> "$AIRLOCK_TRACE" && fallocate -n -l 4MiB "$AIRLOCK_TRACE" 2>/dev/null; } || true; ';
+    const script = prealloc + ulimits + 'IFS=:; for f in $AIRLOCK_CG; do [ -n "$f" ] && { echo $$ > "$f" || exit 125; }; done; '
+      + 'exec 9<"$AIRLOCK_SECCOMP"; unset AIRLOCK_CG AIRLOCK_SECCOMP AIRLOCK_TRACE; exec "$@"';
+        return { file: '/bin/sh', args: ['-c', script, 'airlock-exec', ...chain], env: { AIRLOCK_CG: this.cgroup?.procsFiles.join(':') ?? '', AIRLOCK_SECCOMP: this.seccompFile, AIRLOCK_TRACE: traceFile ?? '' } };
+  }
+
+  /** Process limits in the kernel's units (cgroup present: memory and pids are the cgroup's). */
+  private rlimits(): [string, number][] {
+    const l = this.spec.limits;
+    const r: [string, number][] = [['cpu', l.cpuSeconds], ['fsize', Math.floor(l.fileSizeMB * 1024 * 1024)], ['core', 0], ['nofile', 4096]];
+    if (!this.cgroup) r.push(['nproc', l.pids + userProcessCount()], ['as', Math.floor(l.memoryMB * 1024 * 1024)]);
+    return r;
+  }
+
+  /**
+   * Traced as root: airlock-tracer does the whole chain itself (limits, cgroup, seccomp fd,
+   * setns into the holder, OOM score, uid drop, death signal) and execs bwrap: two execs per
+   * command instead of six (dash → tracer → nsenter → setpriv → choom → setpriv → bwrap).
+   */
+  private notifyLaunch(traceFile: string, bwrapArgs: string[]): { file: string; args: string[]; env: Record<string, string> } {
+    const opts = [
+      ...this.rlimits().flatMap(([k, v]) => ['--rlimit', `${k}=${v}`]),
+      ...(this.cgroup?.procsFiles ?? []).flatMap((f) => ['--cgroup', f]),
+      '--fd9', this.seccompFile, '--join-ns', String(this.holderPid), '--oom-score-adj', String(AGENT_OOM_SCORE_ADJ),
+      '--gid', String(SANDBOX_UID), '--uid', String(SANDBOX_UID),
+    ];
+    const [file, ...args] = notifyTracerChain(this.tracer.binary, traceFile, this.spec.redirectedPorts, opts);
+    return { file: file!, args: [...args, 'bwrap', ...bwrapArgs], env: {} };
   }
 
   private drainTraces(): void {

@@ -42,7 +42,7 @@ export function chooseTracer(o: { wanted: boolean; fileProbes?: boolean; root: b
 }
 
 /** The launch-chain links that run the rest of the chain under the notify tracer (bound to the supervisor by a death signal). */
-export function notifyTracerChain(binary: string, traceFile: string, redirectedPorts: readonly number[] = []): string[] {
+export function notifyTracerChain(binary: string, traceFile: string, redirectedPorts: readonly number[] = [], launchOptions: readonly string[] = []): string[] {
   const ports = redirectedPorts.length ? ['--redirected-ports', redirectedPorts.join(',')] : [];
-  return [binary, '--die-with-parent', '-o', traceFile, ...ports, '--'];
+  return [binary, '--die-with-parent', '-o', traceFile, ...ports, ...launchOptions, '--'];
 }

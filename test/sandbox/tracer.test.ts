@@ -6,11 +6,12 @@
 // falls back to strace as root is a failure, not a skip.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, writeFileSync, readFileSync, readdirSync } from 'node:fs';
+import { chmodSync, writeFileSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { Session } from '../../src/session/index.ts';
 import { recoverTrace } from '../../src/sandbox/index.ts';
+import { TRACER_BINARY } from '../../src/sandbox/tracers.ts';
 import { AuditStore, type AuditEvent } from '../../src/audit/index.ts';
 import { withSession } from './with-session.ts';
 import { makeRepo, tmp, cleanup, isRoot, privilegedSkip } from '../helpers.ts';
@@ -159,6 +160,33 @@ print("refused", n)`]);
     assert.ok(ofType(ev, 'sandbox.trace_error').some((e) => /later ones were refused/.test(String((e.data as { error: string }).error))), 'the bound is recorded');
   });
 
+  it('launches bwrap straight from the tracer (no shell, nsenter, setpriv or choom) and keeps the chain\'s properties', async () => {
+    const h = await session.exec({ argv: ['bash', '-c', 'sleep 300 & sleep 300'] });
+    try {
+      const sleepers = await waitForSleepers(h.pid);
+      const proc = (pid: number, f: string) => readFileSync(`/proc/${pid}/${f}`, 'utf8');
+      // the command's own process is the tracer (no shell left in it); what it runs is bwrap itself
+      assert.equal(proc(h.pid, 'comm').trim(), 'airlock-tracer');
+      const args = proc(h.pid, 'cmdline').split('\0');
+      const program = args.slice(args.indexOf('--') + 1);
+      assert.equal(program[0], 'bwrap', `the launcher execs: ${program.slice(0, 8).join(' ')}`);
+      for (const link of ['nsenter', 'setpriv', 'choom', 'sh', '/bin/sh']) assert.ok(!args.includes(link), `${link} in the chain: ${args.join(' ')}`);
+      for (const pid of sleepers) {
+        const status = proc(pid, 'status');
+        assert.equal(proc(pid, 'oom_score_adj').trim(), '1000', 'the agent goes first to the OOM killer');
+        assert.ok(!/^(Uid|Gid):.*\b0\b/m.test(status), `no root ids: ${/^Uid:.*$/m.exec(status)?.[0]}`);
+        assert.match(status, /^Groups:\s*$/m, 'supplementary groups cleared');
+        assert.match(status, /^NoNewPrivs:\s+1$/m);
+        assert.ok(Number(/^Seccomp_filters:\s+(\d+)/m.exec(status)?.[1]) >= 2, 'the tracer\'s filter and the sandbox\'s');
+        assert.notEqual(readlinkSync(`/proc/${pid}/ns/net`), readlinkSync('/proc/self/ns/net'), 'in the holder\'s network namespace, not the host\'s');
+        assert.notEqual(readlinkSync(`/proc/${pid}/ns/user`), readlinkSync('/proc/self/ns/user'));
+      }
+    } finally {
+      h.kill('SIGKILL');
+      await h.done;
+    }
+  });
+
   it('fails closed: killing the tracer ends the command and every agent process', async () => {
     const h = await session.exec({ argv: ['bash', '-c', 'sleep 300 & sleep 300; echo survived'] });
     const tracer = await waitForTracer(h.pid);
@@ -232,6 +260,33 @@ function treeOf(root: number): number[] {
   while (stack.length && out.length < 10_000) { const p = stack.pop()!; out.push(p); stack.push(...(kids.get(p) ?? [])); }
   return out;
 }
+
+describe('airlock-tracer as the launcher: a step that fails ends it before the program runs', { skip }, () => {
+  let dir: string;
+  before(() => { dir = tmp('airlock-launch-'); });
+  after(() => cleanup(dir));
+  const launch = (opts: string[]) => spawnSync(TRACER_BINARY, ['-o', join(dir, 't.log'), ...opts, '--', '/bin/sh', '-c', 'echo RAN'], { encoding: 'utf8', timeout: 20_000 });
+
+  for (const [what, opts] of [
+    ['namespaces of a process that does not exist', ['--join-ns', '2147483646']],
+    ['a cgroup it cannot join', ['--cgroup', '/nonexistent/cgroup.procs']],
+    ['a seccomp program it cannot open', ['--fd9', '/nonexistent/seccomp.bpf']],
+  ] as const) {
+    it(`exits 125 on ${what}`, () => {
+      const r = launch([...opts]);
+      assert.equal(r.status, 125, r.stderr);
+      assert.doesNotMatch(r.stdout, /RAN/, 'the program never ran');
+    });
+  }
+
+  it('refuses a malformed launch option with its usage (exit 2), running nothing', () => {
+    for (const bad of [['--uid', '-1'], ['--oom-score-adj', '5000'], ['--rlimit', 'bogus=1'], ['--join-ns', '12x']]) {
+      const r = launch(bad);
+      assert.equal(r.status, 2, `${bad.join(' ')}: ${r.stderr}`);
+      assert.doesNotMatch(r.stdout, /RAN/);
+    }
+  });
+});
 
 describe('notify trace lines (the parser both tracers share)', () => {
   it('an exec resolved by the proc connector, a refused family and dropped kernel events all reach the log', () => {

@@ -1,6 +1,19 @@
 // airlock-tracer: process telemetry without ptrace (seccomp user notification + proc connector).
 //
-//   airlock-tracer [--die-with-parent] -o TRACE_FILE [--redirected-ports 80,443] -- PROGRAM ARGS...
+//   airlock-tracer [--die-with-parent] -o TRACE_FILE [--redirected-ports 80,443] [LAUNCH OPTIONS] -- PROGRAM ARGS...
+//
+// Launch options (the per-command chain of Airlock's bwrap driver, done here instead of in
+// dash → nsenter → setpriv → choom → setpriv: four execs less per command):
+//   before the fork (the tracer is bound by them too, as it was under the shell):
+//     --rlimit RES=N     soft and hard limit; RES: cpu (s), fsize (bytes), core, nofile, nproc, as (bytes)
+//     --cgroup FILE      write our pid into a cgroup.procs file (repeatable)
+//   in the launcher, after the filter is installed, in this order:
+//     --fd9 FILE         open FILE read-only on fd 9 (bwrap --seccomp 9 reads the sandbox's filter)
+//     --join-ns PID      join the user, mount and network namespaces of PID (the holder)
+//     --oom-score-adj N  the agent's side goes first to the OOM killer
+//     --gid N --uid N    drop to these ids, supplementary groups cleared
+//   then PR_SET_PDEATHSIG (after the last credential change, which clears it) and exec PROGRAM.
+// Any step that fails ends the tracer with 125 before PROGRAM runs (fail closed).
 //
 // The tracer forks. The child installs a seccomp filter (SECCOMP_FILTER_FLAG_NEW_LISTENER)
 // that turns execve/execveat, socket() of a family outside the sandbox's allowlist, and
@@ -31,6 +44,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdarg.h>
@@ -39,7 +53,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <grp.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -506,7 +522,103 @@ static int recv_fd(int sock) {
   return fd;
 }
 
-static void launcher(int sock, char **argv) {
+/* ---------- launch options ---------- */
+
+#define MAX_CGROUPS 8
+#define MAX_RLIMITS 8
+struct launch {
+  const char *fd9, *cgroups[MAX_CGROUPS];
+  int ncgroups, join_pid, oom_adj, has_oom, uid, gid; /* uid/gid -1: keep */
+  struct { int res; rlim_t v; } rl[MAX_RLIMITS];
+  int nrl;
+};
+
+static int parse_uint(const char *s, unsigned long long max, unsigned long long *out) {
+  char *end;
+  errno = 0;
+  if (!*s || *s == '-') return -1;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || *end || v > max) return -1;
+  *out = v;
+  return 0;
+}
+
+static int parse_rlimit(struct launch *l, const char *s) {
+  static const struct { const char *name; int res; } names[] = {
+    { "cpu", RLIMIT_CPU }, { "fsize", RLIMIT_FSIZE }, { "core", RLIMIT_CORE },
+    { "nofile", RLIMIT_NOFILE }, { "nproc", RLIMIT_NPROC }, { "as", RLIMIT_AS },
+  };
+  const char *eq = strchr(s, '=');
+  unsigned long long v;
+  if (!eq || l->nrl >= MAX_RLIMITS || parse_uint(eq + 1, ~0ULL, &v) < 0) return -1;
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    if (strlen(names[i].name) == (size_t)(eq - s) && strncmp(names[i].name, s, (size_t)(eq - s)) == 0) {
+      l->rl[l->nrl].res = names[i].res; l->rl[l->nrl].v = (rlim_t)v; l->nrl++;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+/* rlimits and cgroups: applied to the tracer before it forks, inherited by the whole chain */
+static int apply_process_limits(const struct launch *l) {
+  for (int i = 0; i < l->nrl; i++) {
+    struct rlimit r = { l->rl[i].v, l->rl[i].v };
+    if (setrlimit(l->rl[i].res, &r) < 0) { dprintf(2, "airlock-tracer: setrlimit: %s\n", strerror(errno)); return -1; }
+  }
+  for (int i = 0; i < l->ncgroups; i++) {
+    int fd = open(l->cgroups[i], O_WRONLY | O_CLOEXEC);
+    char pid[16];
+    int n = snprintf(pid, sizeof pid, "%d", (int)getpid());
+    if (fd < 0 || write(fd, pid, (size_t)n) != n) { dprintf(2, "airlock-tracer: cannot join cgroup %s: %s\n", l->cgroups[i], strerror(errno)); if (fd >= 0) close(fd); return -1; }
+    close(fd);
+  }
+  return 0;
+}
+
+/* the holder's namespaces, opened before joining any (the mount namespace changes what /proc is) */
+static int join_namespaces(int pid) {
+  static const char *const ns[] = { "user", "mnt", "net" };
+  int fds[3];
+  for (int i = 0; i < 3; i++) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/ns/%s", pid, ns[i]);
+    fds[i] = open(path, O_RDONLY | O_CLOEXEC);
+    if (fds[i] < 0) { dprintf(2, "airlock-tracer: %s: %s\n", path, strerror(errno)); return -1; }
+  }
+  for (int i = 0; i < 3; i++) {
+    if (setns(fds[i], 0) < 0) { dprintf(2, "airlock-tracer: setns %s: %s\n", ns[i], strerror(errno)); return -1; }
+    close(fds[i]);
+  }
+  return 0;
+}
+
+static int drop_ids(const struct launch *l) {
+  if (l->gid >= 0 && (setgroups(0, NULL) < 0 || setresgid((gid_t)l->gid, (gid_t)l->gid, (gid_t)l->gid) < 0)) return -1;
+  if (l->uid >= 0 && setresuid((uid_t)l->uid, (uid_t)l->uid, (uid_t)l->uid) < 0) return -1;
+  return 0;
+}
+
+/* the launcher's part of the chain, after the filter: every failure is fatal before exec */
+static void launch_steps(const struct launch *l, pid_t tracer) {
+  if (l->fd9) {
+    int fd = open(l->fd9, O_RDONLY);
+    if (fd < 0 || (fd != 9 && (dup2(fd, 9) < 0 || close(fd) < 0))) { dprintf(2, "airlock-tracer: %s: %s\n", l->fd9, strerror(errno)); _exit(125); }
+  }
+  if (l->join_pid > 0 && join_namespaces(l->join_pid) < 0) _exit(125);
+  if (l->has_oom) {
+    int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    char v[16];
+    int n = snprintf(v, sizeof v, "%d", l->oom_adj);
+    if (fd < 0 || write(fd, v, (size_t)n) != n) { dprintf(2, "airlock-tracer: oom_score_adj: %s\n", strerror(errno)); _exit(125); }
+    close(fd);
+  }
+  if (drop_ids(l) < 0) { dprintf(2, "airlock-tracer: dropping to uid %d gid %d: %s\n", l->uid, l->gid, strerror(errno)); _exit(125); }
+  /* after the last credential change (which clears it); a tracer already gone: never run */
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != tracer) _exit(125);
+}
+
+static void launcher(int sock, char **argv, const struct launch *l, pid_t tracer) {
   int listener = install_filter();
   if (listener < 0) { dprintf(2, "airlock-tracer: seccomp user notification unavailable: %s\n", strerror(errno)); _exit(125); }
   send_fd(sock, listener);
@@ -515,6 +627,7 @@ static void launcher(int sock, char **argv) {
   /* the parent answers once it listens on both sources: no event of ours precedes it */
   if (read(sock, &go, 1) != 1) _exit(125);
   close(sock);
+  launch_steps(l, tracer);
   execvp(argv[0], argv);
   dprintf(2, "airlock-tracer: exec %s: %s\n", argv[0], strerror(errno));
   _exit(127);
@@ -523,7 +636,9 @@ static void launcher(int sock, char **argv) {
 /* ---------- supervisor side ---------- */
 
 static int usage(void) {
-  dprintf(2, "usage: airlock-tracer [--die-with-parent] -o TRACE_FILE [--redirected-ports P,P...] -- PROGRAM [ARGS...]\n"
+  dprintf(2, "usage: airlock-tracer [--die-with-parent] -o TRACE_FILE [--redirected-ports P,P...]\n"
+             "         [--rlimit RES=N]... [--cgroup FILE]... [--fd9 FILE] [--join-ns PID] [--oom-score-adj N] [--gid N] [--uid N]\n"
+             "         -- PROGRAM [ARGS...]\n"
              "       airlock-tracer --check   (exit 0 when this kernel and these privileges support it)\n");
   return 2;
 }
@@ -581,8 +696,27 @@ static int serve(int listener, int conn, int child_pidfd, int child) {
   return status;
 }
 
+/* 0: NAME VALUE was a launch option and is stored; -1: not one (or a bad value: usage) */
+static int parse_launch_option(struct launch *l, const char *name, const char *value) {
+  unsigned long long v;
+  if (strcmp(name, "--rlimit") == 0) return parse_rlimit(l, value);
+  if (strcmp(name, "--cgroup") == 0) { if (l->ncgroups >= MAX_CGROUPS) return -1; l->cgroups[l->ncgroups++] = value; return 0; }
+  if (strcmp(name, "--fd9") == 0) { l->fd9 = value; return 0; }
+  if (strcmp(name, "--join-ns") == 0) { if (parse_uint(value, 0x7fffffff, &v) < 0 || v == 0) return -1; l->join_pid = (int)v; return 0; }
+  if (strcmp(name, "--uid") == 0) { if (parse_uint(value, 0x7fffffff, &v) < 0) return -1; l->uid = (int)v; return 0; }
+  if (strcmp(name, "--gid") == 0) { if (parse_uint(value, 0x7fffffff, &v) < 0) return -1; l->gid = (int)v; return 0; }
+  if (strcmp(name, "--oom-score-adj") == 0) {
+    char *end;
+    long a = strtol(value, &end, 10);
+    if (!*value || *end || a < -1000 || a > 1000) return -1;
+    l->oom_adj = (int)a; l->has_oom = 1; return 0;
+  }
+  return -1;
+}
+
 int main(int argc, char **argv) {
   const char *out = NULL;
+  struct launch l = { .uid = -1, .gid = -1 };
   int i = 1;
   if (argc == 2 && strcmp(argv[1], "--check") == 0) {
     int c = connector_open();
@@ -597,10 +731,12 @@ int main(int argc, char **argv) {
       if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) return 125;
     }
     else if (strcmp(argv[i], "--redirected-ports") == 0 && i + 1 < argc) { if (parse_ports(argv[++i]) < 0) return usage(); }
+    else if (i + 1 < argc && parse_launch_option(&l, argv[i], argv[i + 1]) == 0) i++;
     else if (strcmp(argv[i], "--") == 0) { i++; break; }
     else return usage();
   }
   if (!out || i >= argc) return usage();
+  if (apply_process_limits(&l) < 0) return 125;
   line = malloc(MAX_LINE);
   if (!line) return 125;
   out_fd = open(out, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
@@ -613,9 +749,10 @@ int main(int argc, char **argv) {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return 125;
   /* the launcher's pid is the trace's first: Airlock's own chain, never the agent */
+  pid_t self = getpid();
   pid_t child = fork();
   if (child < 0) return 125;
-  if (child == 0) { close(sv[0]); close(conn); launcher(sv[1], argv + i); }
+  if (child == 0) { close(sv[0]); close(conn); launcher(sv[1], argv + i, &l, self); }
   close(sv[1]);
   root_pid = child;
   add(child, getpid());
