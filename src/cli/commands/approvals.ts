@@ -80,7 +80,8 @@ function registerPropose(cmd: Command): void {
     .option('--as <name>', 'your identity (default: git config user.email, else the OS user)')
     .option('--reason <text>', 'why (recorded)')
     .option('--json', 'machine-readable output')
-    .action(async (id: string, opts: { once?: boolean; as?: string; reason?: string; json?: boolean }) => {
+    .action(async (id: string, opts: { once?: boolean; as?: string; reason?: string; json?: boolean }, sub: Command) => {
+      const json = Boolean((sub.optsWithGlobals() as { json?: boolean }).json); // --json also parses as the parent's option
       const store = openOrCreateStore();
       try {
         assertOutsideSandbox(store);
@@ -88,7 +89,7 @@ function registerPropose(cmd: Command): void {
         const { proposeAskedDestination } = await import('../../review/index.ts');
         const { newSessionId } = await import('../../session/index.ts');
         const r = await proposeAskedDestination(store, parseId(id, 'approval id'), who.identity, { session: newSessionId(), once: opts.once, reason: opts.reason });
-        if (opts.json) { printJson({ ask: r.ask, proposal: r.proposal.id, host: r.host, port: r.port }); return; }
+        if (json) { printJson({ ask: r.ask, proposal: r.proposal.id, host: r.host, port: r.port }); return; }
         process.stdout.write(`#${r.ask.id} ${esc(`${r.host}:${r.port}`)}: ${status(r.ask)}\n${ok('proposed')} as proposal ${r.proposal.id} ${dim(`(airlock review show ${r.proposal.id}; approve it like any change)`)}\n`);
       } finally { store.close(); }
     });
