@@ -132,7 +132,7 @@ describe('console: egress ask at run time', () => {
     assert.deepEqual(problems, []);
   });
 
-  it('`airlock approvals allow N --once` is the CLI\'s same verb; --session on a command ask is refused', async () => {
+  it('`airlock approvals allow N --once` is the CLI\'s same verb; --once with --session is refused', async () => {
     const waiting = curlTo(oncePort, '/three');
     const id = await waitForPendingAsk(`localhost:${oncePort}`);
     const both = airlock(['approvals', 'allow', String(id), '--once', '--session'], { home });
