@@ -134,8 +134,16 @@ CREATE TABLE IF NOT EXISTS detect_profiles (
 CREATE INDEX IF NOT EXISTS detect_profiles_agent ON detect_profiles(agent, started);
 `;
 
+// Version 2 (issue 17): an allow answer names its scope. A destination allowed 'once' lets
+// one connection through, 'session' grants it for the rest of the session; a command ask
+// always allows one run ('once'). NULL: a deny, or an answer given before scopes existed.
+const V2 = `
+ALTER TABLE command_answers ADD COLUMN scope TEXT CHECK (scope IS NULL OR scope IN ('once', 'session'));
+`;
+
 export const SQLITE_MIGRATIONS: readonly Migration[] = [
   { version: 1, what: 'the tables of the event chain, checkpoints, sinks, review, command asks and detection', sql: V1 },
+  { version: 2, what: 'the scope of an allow answer (once or for the session)', sql: V2 },
 ];
 
 /** The version a list brings a database to. */

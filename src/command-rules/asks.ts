@@ -8,6 +8,8 @@ import type { AuditStore } from '../audit/index.ts';
 // answer and timeout is an audit event.
 
 export type AskStatus = 'pending' | 'allow' | 'deny' | 'timeout';
+/** What an allow covers: one connection (a command ask: one run), or a destination for the rest of the session. */
+export type AnswerScope = 'once' | 'session';
 
 export interface CommandAsk {
   id: number;
@@ -20,9 +22,11 @@ export interface CommandAsk {
   status: AskStatus;
   answeredBy: string | null;
   answerReason: string | null;
+  /** an allow's scope; null for a deny, a timeout, or an answer from before scopes */
+  scope: AnswerScope | null;
 }
 
-export interface AnswerResult { decision: 'allow' | 'deny'; by: string | null; reason: string }
+export interface AnswerResult { decision: 'allow' | 'deny'; by: string | null; reason: string; scope?: AnswerScope }
 
 export interface PromptInfo {
   id: number;
@@ -54,15 +58,16 @@ export interface ApprovalRequest {
 }
 
 interface AskRow { id: number; session: string; command: string; rule: string; reason: string; created: string; expires: string;
-  decision: string | null; kind: string | null; by: string | null; answer_reason: string | null }
+  decision: string | null; kind: string | null; by: string | null; answer_reason: string | null; scope: string | null }
 
 function toAsk(r: AskRow): CommandAsk {
   const status: AskStatus = r.decision === null ? 'pending' : r.kind === 'timeout' ? 'timeout' : (r.decision as 'allow' | 'deny');
   return { id: r.id, session: r.session, command: JSON.parse(r.command) as string[], rule: r.rule, reason: r.reason,
-    created: r.created, expires: r.expires, status, answeredBy: r.by, answerReason: r.answer_reason };
+    created: r.created, expires: r.expires, status, answeredBy: r.by, answerReason: r.answer_reason,
+    scope: r.scope === 'once' || r.scope === 'session' ? r.scope : null };
 }
 
-const SELECT = `SELECT a.*, b.decision, b.kind, b.by, b.reason AS answer_reason FROM command_asks a LEFT JOIN command_answers b ON b.ask_id = a.id`;
+const SELECT = `SELECT a.*, b.decision, b.kind, b.by, b.reason AS answer_reason, b.scope FROM command_asks a LEFT JOIN command_answers b ON b.ask_id = a.id`;
 
 export function getAsk(store: AuditStore, id: number): CommandAsk | null {
   const r = store.tables.prepare(`${SELECT} WHERE a.id = ?`).get(id) as AskRow | undefined;
@@ -76,10 +81,14 @@ export function listAsks(store: AuditStore, opts: { all?: boolean; limit?: numbe
   return rows.map(toAsk).reverse();
 }
 
+/** An egress.ask waits in this queue as ['egress', 'host:port'] under an egress.ask.* rule. */
+export const isDestinationAsk = (a: Pick<CommandAsk, 'command' | 'rule'>): boolean =>
+  a.command.length === 2 && a.command[0] === 'egress' && a.rule.startsWith('egress.ask.');
+
 /** Inserts the answer unless one exists; returns whether this call's answer won. */
-function insertAnswer(store: AuditStore, id: number, a: { decision: 'allow' | 'deny'; kind: 'human' | 'prompt' | 'timeout'; by: string | null; reason: string }): boolean {
-  const r = store.tables.prepare('INSERT OR IGNORE INTO command_answers (ask_id, decision, kind, by, reason, ts) VALUES (?, ?, ?, ?, ?, ?)')
-    .run(id, a.decision, a.kind, a.by, a.reason, new Date().toISOString());
+function insertAnswer(store: AuditStore, id: number, a: { decision: 'allow' | 'deny'; kind: 'human' | 'prompt' | 'timeout'; by: string | null; reason: string; scope?: AnswerScope }): boolean {
+  const r = store.tables.prepare('INSERT OR IGNORE INTO command_answers (ask_id, decision, kind, by, reason, ts, scope) VALUES (?, ?, ?, ?, ?, ?, ?)')
+    .run(id, a.decision, a.kind, a.by, a.reason, new Date().toISOString(), a.decision === 'allow' ? a.scope ?? 'once' : null);
   return Number(r.changes) === 1;
 }
 
@@ -98,22 +107,34 @@ export function expireOverdue(store: AuditStore): void {
   for (const r of rows) recordTimeout(store, toAsk(r));
 }
 
-/** A human's answer (CLI or console). Refuses unknown ids, answered and expired asks. */
-export function answerAsk(store: AuditStore, id: number, decision: 'allow' | 'deny', by: string, reason?: string, kind: 'human' | 'prompt' = 'human'): CommandAsk {
+/**
+ * A human's answer (CLI or console). Refuses unknown ids, answered and expired asks. An
+ * allow is for one connection (or one run) unless `scope` is 'session', which only a
+ * destination can have: the narrower grant is the default.
+ */
+export function answerAsk(store: AuditStore, id: number, decision: 'allow' | 'deny', by: string, reason?: string, kind: 'human' | 'prompt' = 'human', scope: AnswerScope = 'once'): CommandAsk {
   const ask = getAsk(store, id);
   if (!ask) throw new AirlockError('NOT_FOUND', `no pending approval #${id}`, 'list them with `airlock approvals`');
+  if (decision === 'allow' && scope === 'session' && !isDestinationAsk(ask)) {
+    throw new AirlockError('USAGE', `approval #${id} is a command: an allow runs it once`, 'leave out --session (only a destination can be allowed for the session)');
+  }
   if (ask.status === 'pending' && ask.expires <= new Date().toISOString()) {
     recordTimeout(store, ask);
     throw new AirlockError('BAD_STATE', `approval #${id} timed out at ${ask.expires} and was denied`, 'the agent may run the command again to ask anew');
   }
   const text = reason?.trim() || `${decision} by ${by}`;
-  if (ask.status !== 'pending' || !insertAnswer(store, id, { decision, kind, by, reason: text })) {
+  if (ask.status !== 'pending' || !insertAnswer(store, id, { decision, kind, by, reason: text, scope })) {
     const now = getAsk(store, id)!;
     throw new AirlockError('BAD_STATE', `approval #${id} was already answered: ${now.status}${now.answeredBy ? ` by ${now.answeredBy}` : ''}`, 'nothing to do; see `airlock approvals --all`');
   }
   store.append({ type: 'command.answer', session: ask.session, severity: decision === 'allow' ? 'medium' : 'info', decision, rule: ask.rule,
-    data: { askId: id, command: ask.command, by, kind, reason: text } });
+    data: { askId: id, command: ask.command, by, kind, reason: text, ...(decision === 'allow' ? { scope } : {}) } });
   return getAsk(store, id)!;
+}
+
+function toResult(a: CommandAsk): AnswerResult {
+  if (a.status !== 'allow') return { decision: 'deny', by: a.answeredBy, reason: a.answerReason ?? '' };
+  return { decision: 'allow', by: a.answeredBy, reason: a.answerReason ?? '', scope: a.scope ?? 'once' };
 }
 
 /**
@@ -145,14 +166,13 @@ export async function requestApproval(store: AuditStore, req: ApprovalRequest): 
   try {
     for (let i = 0; i < maxIterations; i++) {
       const a = getAsk(store, id)!;
-      if (a.status !== 'pending') return { decision: a.status === 'allow' ? 'allow' : 'deny', by: a.answeredBy, reason: a.answerReason ?? '' };
+      if (a.status !== 'pending') return toResult(a);
       const left = expires.getTime() - Date.now();
       if (left <= 0 || req.sessionEnded?.aborted) break;
       await sleep(Math.min(poll, left), undefined, { signal: req.sessionEnded }).catch(() => { /* the session ended */ });
     }
     recordTimeout(store, getAsk(store, id)!, req.sessionEnded?.aborted ? 'session-ended' : 'timeout');
-    const a = getAsk(store, id)!; // a human may have won the race against the timeout
-    return { decision: a.status === 'allow' ? 'allow' : 'deny', by: a.answeredBy, reason: a.answerReason ?? '' };
+    return toResult(getAsk(store, id)!); // a human may have won the race against the timeout
   } finally {
     done.abort();
   }

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { AuditEventInput, Severity } from '../common/index.ts';
-import type { EgressRules } from './rules.ts';
+import type { EgressRules, HostRule } from './rules.ts';
 import { decideTarget, recordedQuery, type TargetQuery } from './decide-egress.ts';
 import type { Resolver } from './resolver.ts';
 import type { SessionLimits } from './limits.ts';
@@ -66,7 +66,7 @@ export interface Ctx {
   /** Asks a human about an `egress.ask` destination; null: nobody can answer, so an ask is a deny. */
   ask: EgressAsker | null;
   /** Open questions by host:port: concurrent connections to one destination share one ask. */
-  pendingAsks: Map<string, Promise<EgressAnswer>>;
+  pendingAsks: Map<string, PendingAsk>;
   /** Shadow or record mode (modes.egress): the rules whose decision is recorded beside the enforced one; null in enforce mode. */
   observe: ObservedRules | null;
   /** Shadow or record mode (modes.packages): the firewall whose verdict on each package fetch is recorded beside the enforced one. */
@@ -80,7 +80,10 @@ export interface ObservedRules {
 }
 
 export interface EgressAskRequest { host: string; port: number; rule: string; reason: string }
-export interface EgressAnswer { decision: 'allow' | 'deny'; by: string | null; reason: string }
+/** An allow is for this one connection unless its scope is 'session' (absent: once, the narrower). */
+export interface EgressAnswer { decision: 'allow' | 'deny'; by: string | null; reason: string; scope?: 'once' | 'session' }
+/** One question that concurrent connections wait on; a 'once' allow goes to the first that takes it. */
+export interface PendingAsk { answer: Promise<EgressAnswer>; onceTaken: boolean }
 /** Resolves with the human's answer (a timeout is a deny); held connections wait on it. */
 export type EgressAsker = (r: EgressAskRequest) => Promise<EgressAnswer>;
 
@@ -118,6 +121,8 @@ export class Tracked {
   extra: Record<string, unknown> = {};
   /** The last query decideTarget decided for this request: recorded, so replay and the modes decide it again. */
   decided: TargetQuery | undefined;
+  /** A destination a human allowed once: for this connection only (a tunnel's inner requests inherit it). */
+  onceGrant: HostRule | undefined;
   private done = false;
 
   constructor(ctx: Ctx, info: RequestInfo) { this.ctx = ctx; this.info = info; }
@@ -180,4 +185,9 @@ export function severityFor(rule: string, range?: string): Severity {
   if (range === 'metadata') return 'high';
   if (rule === 'builtin.private-address' || rule === 'builtin.sni-mismatch' || rule === 'builtin.host-mismatch') return 'medium';
   return 'low';
+}
+
+/** The rules one connection is decided by: the session's, plus what a human allowed once for exactly this connection. */
+export function connectionRules(ctx: Ctx, t: Tracked | undefined): EgressRules {
+  return t?.onceGrant ? { ...ctx.rules, allow: [...ctx.rules.allow, t.onceGrant] } : ctx.rules;
 }

@@ -74,6 +74,7 @@ export async function onRequest(ctx: Ctx, req: IncomingMessage, res: ServerRespo
   const tport = ctx.transparentPort.get(req.socket);
   const tunnel = ctx.tunnelTarget.get(req.socket);
   const t = new Tracked(ctx, { protocol: tport ? 'transparent-http' : tunnel ? 'tunnel-http' : 'http', method: req.method, scheme: 'http' });
+  t.onceGrant = tunnel?.tunnel.onceGrant; // a request inside a tunnel allowed once rides its tunnel's grant
   ctx.stats.requests++;
   const dup = duplicatedHeader(req.rawHeaders, SINGLE);
   if (dup) return refuse(res, t, 400, 'builtin.bad-request', `duplicated ${dup} header`);

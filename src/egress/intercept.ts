@@ -5,7 +5,7 @@ import { TLSSocket, connect as tlsConnect } from 'node:tls';
 import { decideTarget, type TargetDecision } from './decide-egress.ts';
 import { hostMatches } from './rules.ts';
 import { hostPort, normalizeHost, splitAuthority } from './host.ts';
-import { Tracked, type Ctx } from './context.ts';
+import { Tracked, connectionRules, type Ctx } from './context.ts';
 import { refuseInTunnel } from './tunnel.ts';
 import { inspectBody, inspectText, type DlpResult } from './dlp.ts';
 import type { Credential } from './broker.ts';
@@ -204,7 +204,7 @@ async function onIntercepted(ctx: Ctx, c: Conn, req: IncomingMessage, res: Serve
   if (hit) return refuse(res, t, hit.rule === 'egress.limits.requestsPerMinute' ? 429 : 403, hit.rule, hit.reason, hit.rule === 'egress.limits.maxUploadBytes' ? 'high' : undefined);
 
   t.decided = { host: c.host, port: c.port, scheme: 'https', method, path: rp.match, intercepted: true };
-  const d = decideTarget(ctx.rules, { ...t.decided, addresses: [c.address] });
+  const d = decideTarget(connectionRules(ctx, c.tunnel), { ...t.decided, addresses: [c.address] });
   if (d.action !== 'allow') return refuse(res, t, 403, d.rule, d.reason);
 
   // credentials: placeholders swapped where bound, injected per policy; misuse refused

@@ -1,8 +1,8 @@
-import { deny, allow } from '../policy/index.ts';
+import { deny } from '../policy/index.ts';
 import { resolveAndDecide, type TargetDecision, type TargetQuery } from './decide-egress.ts';
-import { hostMatches } from './rules.ts';
+import { hostMatches, type HostRule } from './rules.ts';
 import { nameHit, recordFinding, recordHit } from './guard.ts';
-import type { Ctx, EgressAnswer, Tracked } from './context.ts';
+import { connectionRules, type Ctx, type EgressAnswer, type EgressAsker, type PendingAsk, type Tracked } from './context.ts';
 
 // DNS is a channel too: every name the gateway resolves is a query that leaves the host.
 // A name that carries a placeholder or a honeytoken is refused before any lookup (and is a
@@ -57,33 +57,67 @@ export async function decideAndResolve(ctx: Ctx, t: Tracked, q: TargetQuery): Pr
     const h = recordHit(ctx, t, hit);
     return { ...deny(h.rule, `${h.reason}; the name was not resolved`), host: q.host, kind: 'name', port: q.port };
   }
-  const d = await resolveAndDecide(ctx.rules, q, ctx.resolver, (first) => wildcardBudget(ctx, t, first));
-  return d.action === 'ask' ? askHuman(ctx, q, d) : d;
+  const d = await resolveAndDecide(connectionRules(ctx, t), q, ctx.resolver, (first) => wildcardBudget(ctx, t, first));
+  return d.action === 'ask' ? askHuman(ctx, t, q, d) : d;
 }
 
-/**
- * An `egress.ask` destination: the connection is held while a human answers (bounded by
- * egress.askTimeoutSeconds, enforced by the asker). Allowed, the exact host:port is granted
- * for the rest of the session and the target decided again (address checks still apply);
- * denied, unanswered or failing: deny, naming the ask rule.
- */
-async function askHuman(ctx: Ctx, q: TargetQuery, d: TargetDecision): Promise<TargetDecision> {
-  const refuse = (why: string): TargetDecision => ({ ...deny(d.rule, `${d.reason}; ${why}`), host: d.host, kind: d.kind, port: d.port });
-  if (!ctx.ask) return refuse('nobody can answer here (no approval queue), denied');
+/** A grant for exactly host:port under `id`, whatever the scheme (the ask rule already matched the request). */
+function exactGrant(id: string, d: TargetDecision, reason: string): HostRule {
+  return { id, host: d.host, wildcard: false, ports: [d.port], schemes: ['http', 'https', 'tcp'], methods: null, paths: null, pathFold: false, explicitPorts: true, reason };
+}
+
+/** The question concurrent connections to host:port share; asked anew once answered. */
+function pendingAsk(ctx: Ctx, ask: EgressAsker, d: TargetDecision): PendingAsk {
   const key = `${d.host}:${d.port}`;
   let pending = ctx.pendingAsks.get(key);
   if (!pending) {
-    pending = ctx.ask({ host: d.host, port: d.port, rule: d.rule, reason: d.reason })
+    const answer = ask({ host: d.host, port: d.port, rule: d.rule, reason: d.reason })
       .catch((e: unknown): EgressAnswer => ({ decision: 'deny', by: null, reason: `the approval queue failed (${e instanceof Error ? e.message : String(e)})` }))
-      .finally(() => ctx.pendingAsks.delete(key));
+      .finally(() => { if (ctx.pendingAsks.get(key) === pending) ctx.pendingAsks.delete(key); });
+    pending = { answer, onceTaken: false };
     ctx.pendingAsks.set(key, pending);
   }
-  const a = await pending;
-  if (a.decision !== 'allow') return refuse(a.by ? `denied by ${a.by}` : a.reason || 'no answer in time, denied');
-  if (!ctx.rules.allow.some((r) => r.id === `${d.rule}.answered` && r.host === d.host && r.ports?.includes(d.port))) {
-    const granted = allow(`${d.rule}.answered`, `${key} allowed for this session by ${a.by ?? 'a human'}`);
-    ctx.rules.allow.push({ id: granted.rule, host: d.host, wildcard: false, ports: [d.port], schemes: ['http', 'https', 'tcp'], methods: null, paths: null, pathFold: false, explicitPorts: true, reason: granted.reason });
-    ctx.record({ type: 'egress.ask_answered', session: ctx.session, severity: 'medium', decision: 'allow', rule: d.rule, data: { host: d.host, port: d.port, by: a.by, scope: 'session' } });
+  return pending;
+}
+
+/** How many times a connection asks again when another waiting connection took a 'once' allow. */
+const MAX_ASK_ROUNDS = 3;
+
+/**
+ * An `egress.ask` destination: the connection is held while a human answers (bounded by
+ * egress.askTimeoutSeconds, enforced by the asker). Allowed for the session, the exact
+ * host:port is granted for the rest of the session; allowed once, this connection alone
+ * gets it (the first of the waiting ones; the others ask again). Either way the target is
+ * decided again (address checks still apply). Denied, unanswered or failing: deny, naming
+ * the ask rule.
+ */
+async function askHuman(ctx: Ctx, t: Tracked, q: TargetQuery, d: TargetDecision): Promise<TargetDecision> {
+  const refuse = (why: string): TargetDecision => ({ ...deny(d.rule, `${d.reason}; ${why}`), host: d.host, kind: d.kind, port: d.port });
+  if (!ctx.ask) return refuse('nobody can answer here (no approval queue), denied');
+  for (let round = 0; round < MAX_ASK_ROUNDS; round++) {
+    const pending = pendingAsk(ctx, ctx.ask, d);
+    const a = await pending.answer;
+    if (a.decision !== 'allow') return refuse(a.by ? `denied by ${a.by}` : a.reason || 'no answer in time, denied');
+    if (a.scope === 'session') return grantForSession(ctx, t, q, d, a);
+    if (!pending.onceTaken) {
+      pending.onceTaken = true;
+      t.onceGrant = exactGrant(`${d.rule}.once`, d, `${d.host}:${d.port} allowed for this connection by ${a.by ?? 'a human'}`);
+      recordGrant(ctx, d, a, 'once');
+      return resolveAndDecide(connectionRules(ctx, t), q, ctx.resolver);
+    }
   }
-  return resolveAndDecide(ctx.rules, q, ctx.resolver);
+  return refuse(`allowed once for another connection; this one asked ${MAX_ASK_ROUNDS} times, denied`);
+}
+
+function recordGrant(ctx: Ctx, d: TargetDecision, a: EgressAnswer, scope: 'once' | 'session'): void {
+  ctx.record({ type: 'egress.ask_answered', session: ctx.session, severity: 'medium', decision: 'allow', rule: d.rule, data: { host: d.host, port: d.port, by: a.by, scope } });
+}
+
+function grantForSession(ctx: Ctx, t: Tracked, q: TargetQuery, d: TargetDecision, a: EgressAnswer): Promise<TargetDecision> {
+  const id = `${d.rule}.answered`;
+  if (!ctx.rules.allow.some((r) => r.id === id && r.host === d.host && r.ports?.includes(d.port))) {
+    ctx.rules.allow.push(exactGrant(id, d, `${d.host}:${d.port} allowed for this session by ${a.by ?? 'a human'}`));
+    recordGrant(ctx, d, a, 'session');
+  }
+  return resolveAndDecide(connectionRules(ctx, t), q, ctx.resolver);
 }

@@ -2,7 +2,7 @@ import { connect, type Socket } from 'node:net';
 import { decideTarget, type TargetDecision } from './decide-egress.ts';
 import { normalizeHost } from './host.ts';
 import { parseClientHello, MAX_HELLO_BYTES, TLS_ACCESS_DENIED_ALERT } from './sni.ts';
-import type { Ctx, Tracked } from './context.ts';
+import { connectionRules, type Ctx, type Tracked } from './context.ts';
 import type { Scheme } from './rules.ts';
 import { hostMatches } from './rules.ts';
 import { outboundScanner, recordHit } from './guard.ts';
@@ -114,7 +114,7 @@ export function decideTunnel(ctx: Ctx, first: TargetDecision, p: Peeked, t?: Tra
   const intercepted = p.scheme === 'http' || (p.scheme === 'https' && ctx.intercept.some((x) => hostMatches(x, first.host)));
   const q = { host: first.host, port: first.port, scheme: p.scheme, intercepted, tunnel: true };
   if (t) t.decided = q;
-  const d = decideTarget(ctx.rules, q);
+  const d = decideTarget(connectionRules(ctx, t), q);
   return { action: d.action === 'allow' ? 'allow' : 'deny', rule: d.rule, reason: d.reason };
 }
 

@@ -14,3 +14,4 @@ export { toSarif } from './sarif.ts';
 export type { Finding, ChangeSet, ChangedFile, CheckId } from './types.ts';
 export { readAgentCommits, commitsJson, type AgentCommit } from './commits.ts';
 export { proposeAuthoredChange, type AuthoredChange } from './authored.ts';
+export { proposeAskedDestination, type AskProposal, type ProposeAskOptions } from './asked-destination.ts';

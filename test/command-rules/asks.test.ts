@@ -116,3 +116,23 @@ test('answers are refused from inside a sandbox', async () => {
     assert.match(r.stderr, /inside a sandbox/);
   } finally { store.close(); h.done(); }
 });
+
+test('an allow is stored with its scope: once by default; --session only for a destination, refused for a command', async () => {
+  const h = home();
+  const store = new AuditStore(h.db);
+  try {
+    const cmd = requestApproval(store, { session: 's1', command: ['rm', '-rf', 'build'], rule: 'commands.rm', timeoutSeconds: 60, pollMs: 20 });
+    const dest = requestApproval(store, { session: 's1', command: ['egress', 'api.example.com:443'], rule: 'egress.ask.api', timeoutSeconds: 60, pollMs: 20 });
+    const [c, d] = listAsks(store);
+    const refused = await runCli(['approvals', 'allow', String(c!.id), '--session', '--as', 'rita@example.com'], { AIRLOCK_HOME: h.dir });
+    assert.equal(refused.code, 64, refused.stderr);
+    assert.match(refused.stderr, /is a command: an allow runs it once/);
+    assert.equal(answerAsk(store, c!.id, 'allow', 'rita@example.com').scope, 'once');
+    const r = await runCli(['approvals', 'allow', String(d!.id), '--session', '--as', 'rita@example.com'], { AIRLOCK_HOME: h.dir });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /allowed for the session by rita@example\.com/);
+    assert.deepEqual(await Promise.all([cmd, dest]).then((x) => x.map((a) => a.scope)), ['once', 'session']);
+    const answers = store.query({ type: 'command.answer' });
+    assert.deepEqual(answers.map((e) => [e.data.by, e.data.scope]), [['rita@example.com', 'once'], ['rita@example.com', 'session']]);
+  } finally { store.close(); h.done(); }
+});

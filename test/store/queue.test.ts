@@ -37,7 +37,7 @@ test('an approval given on host B releases the session waiting on host A; a late
   const allow = spawnSync(BIN, ['approvals', 'allow', ref, '--as', 'bob@example.com', '--reason', 'cleaning the build dir is fine'], { env: env(b), encoding: 'utf8', timeout: 60_000 });
   assert.equal(allow.status, 0, allow.stdout + allow.stderr);
   assert.equal(await waiting.done, 0, waiting.out());
-  assert.deepEqual(JSON.parse(waiting.out()), { decision: 'allow', by: 'bob@example.com', reason: 'cleaning the build dir is fine' });
+  assert.deepEqual(JSON.parse(waiting.out()), { decision: 'allow', by: 'bob@example.com', reason: 'cleaning the build dir is fine', scope: 'once' }, 'an answer from another host is for one run or connection');
   const late = spawnSync(BIN, ['approvals', 'deny', ref, '--as', 'carol@example.com'], { env: env(c), encoding: 'utf8', timeout: 60_000 });
   assert.notEqual(late.status, 0);
   assert.match(late.stderr, /no pending approval|already answered/);

@@ -5,7 +5,10 @@ import { openOrCreateStore } from '../store.ts';
 import { bad, dim, ok, printJson, table, warn } from '../output.ts';
 
 // `airlock approvals [--json] [--all]` lists commands waiting for a human ("ask" rules);
-// `airlock approvals allow|deny N [--as NAME] [--reason TEXT]` answers one. Answers are
+// `airlock approvals allow|deny N [--as NAME] [--reason TEXT]` answers one; a destination is
+// allowed `--once` (the default: one connection, the narrowest grant a human can give by
+// mistake) or `--session`; `airlock approvals propose N` turns a destination into a proposed
+// airlock.yaml change (the connection is denied, or let through `--once`). Answers are
 // refused from inside a sandbox.
 
 export function parseId(s: string, what: string): number {
@@ -15,7 +18,7 @@ export function parseId(s: string, what: string): number {
 
 function status(a: CommandAsk): string {
   if (a.status === 'pending') return warn('pending');
-  if (a.status === 'allow') return ok(`allowed by ${esc(a.answeredBy ?? '')}`);
+  if (a.status === 'allow') return ok(`allowed ${a.scope === 'session' ? 'for the session' : 'once'} by ${esc(a.answeredBy ?? '')}`);
   if (a.status === 'timeout') return dim('timed out (denied)');
   return bad(`denied by ${esc(a.answeredBy ?? '')}`);
 }
@@ -39,26 +42,55 @@ export function registerApprovals(program: Command): void {
       } finally { store.close(); }
     });
   for (const decision of ['allow', 'deny'] as const) {
-    cmd.command(decision)
-      .description(`${decision === 'allow' ? 'Allow' : 'Deny'} a waiting command (refused from inside a sandbox).`)
+    const sub = cmd.command(decision)
+      .description(decision === 'allow'
+        ? 'Allow a waiting command (one run) or destination (--once, the default: this one connection; --session: for the rest of the session). Refused from inside a sandbox.'
+        : 'Deny a waiting command or destination (refused from inside a sandbox).')
       .argument('<id>', 'approval number from `airlock approvals` (N@HOST for an ask waiting on another host)')
       .option('--as <name>', 'your identity (default: git config user.email, else the OS user)')
-      .option('--reason <text>', 'why (recorded)')
-      .action(async (id: string, opts: { as?: string; reason?: string }) => {
+      .option('--reason <text>', 'why (recorded)');
+    if (decision === 'allow') sub.option('--once', 'this one connection only (the default)').option('--session', 'the destination for the rest of the session');
+    sub.action(async (id: string, opts: { as?: string; reason?: string; once?: boolean; session?: boolean }) => {
         const store = openOrCreateStore();
         try {
           assertOutsideSandbox(store);
           const who = humanIdentity(opts.as);
+          if (opts.once && opts.session) throw new AirlockError('USAGE', '--once and --session exclude each other', 'pick one: --once (this connection) or --session (the rest of the session)');
           if (id.includes('@')) {
+            if (opts.session) throw new AirlockError('USAGE', 'an ask on another host is allowed once only', 'leave out --session, or answer it on its own host');
             const { answerOtherHost } = await import('./shared.ts');
             const a = await answerOtherHost(id, decision, who.identity, opts.reason);
             process.stdout.write(`${esc(a.ref)} ${esc(a.command.join(' '))} on ${esc(a.hostname)}: ${decision === 'allow' ? ok(`allowed by ${esc(who.identity)}`) : bad(`denied by ${esc(who.identity)}`)}\n`);
             return;
           }
           const n = parseId(id, 'approval id');
-          const a = answerAsk(store, n, decision, who.identity, opts.reason);
+          const a = answerAsk(store, n, decision, who.identity, opts.reason, 'human', opts.session ? 'session' : 'once');
           process.stdout.write(`#${a.id} ${esc(a.command.join(' '))}: ${status(a)}\n`);
         } finally { store.close(); }
       });
   }
+  registerPropose(cmd);
+}
+
+function registerPropose(cmd: Command): void {
+  cmd.command('propose')
+    .description('Turn a waiting destination into a proposed airlock.yaml change (egress.allow gains exactly that host and port) that goes through review; the waiting connection is denied unless --once.')
+    .argument('<id>', 'approval number of a destination, from `airlock approvals`')
+    .option('--once', 'also let the waiting connection through, once')
+    .option('--as <name>', 'your identity (default: git config user.email, else the OS user)')
+    .option('--reason <text>', 'why (recorded)')
+    .option('--json', 'machine-readable output')
+    .action(async (id: string, opts: { once?: boolean; as?: string; reason?: string; json?: boolean }, sub: Command) => {
+      const json = Boolean((sub.optsWithGlobals() as { json?: boolean }).json); // --json also parses as the parent's option
+      const store = openOrCreateStore();
+      try {
+        assertOutsideSandbox(store);
+        const who = humanIdentity(opts.as);
+        const { proposeAskedDestination } = await import('../../review/index.ts');
+        const { newSessionId } = await import('../../session/index.ts');
+        const r = await proposeAskedDestination(store, parseId(id, 'approval id'), who.identity, { session: newSessionId(), once: opts.once, reason: opts.reason });
+        if (json) { printJson({ ask: r.ask, proposal: r.proposal.id, host: r.host, port: r.port }); return; }
+        process.stdout.write(`#${r.ask.id} ${esc(`${r.host}:${r.port}`)}: ${status(r.ask)}\n${ok('proposed')} as proposal ${r.proposal.id} ${dim(`(airlock review show ${r.proposal.id}; approve it like any change)`)}\n`);
+      } finally { store.close(); }
+    });
 }

@@ -1,5 +1,7 @@
 import type { Hono } from 'hono';
-import { listAsks, answerAsk, assertOutsideSandbox, type CommandAsk } from '../../command-rules/index.ts';
+import { listAsks, answerAsk, assertOutsideSandbox, isDestinationAsk as isDestination, type AnswerScope, type CommandAsk } from '../../command-rules/index.ts';
+import { proposeAskedDestination } from '../../review/index.ts';
+import { newSessionId } from '../../session/index.ts';
 import { markup, layout, agentText, csrfField, type Html, type PageContext } from '../html.ts';
 import type { ConsoleDeps, ConsoleEnv } from '../server.ts';
 import { formText, idParam } from './common.ts';
@@ -7,16 +9,27 @@ import { formText, idParam } from './common.ts';
 // Approvals: commands waiting on an "ask" rule, with the time left; allow / deny. The
 // queue and the answer are command-rules' own (the same as `airlock approvals`): the
 // first answer wins, a timeout is a deny. The page reloads when the queue changes (SSE).
+// A destination (egress.ask) is allowed once or for the session, or turned into a proposed
+// airlock.yaml change (its connection denied), like `airlock approvals allow|propose`.
 
-/** An egress.ask waits in the same queue as a command, as ['egress', 'host:port'] under an egress.ask.* rule. */
-const isDestination = (a: CommandAsk) => a.command.length === 2 && a.command[0] === 'egress' && a.rule.startsWith('egress.ask.');
+const button = (ctx: PageContext, a: CommandAsk, action: string, cls: string, label: string): Html =>
+  markup`<form method="post" action="/approvals/${a.id}/${action}" class="inline">${csrfField(ctx)}<button class="${cls}">${label}</button></form>`;
+
+function answerButtons(ctx: PageContext, a: CommandAsk): Html {
+  if (!isDestination(a)) return markup`${button(ctx, a, 'allow', 'allow', 'Allow')}${button(ctx, a, 'deny', 'deny', 'Deny')}`;
+  return markup`${button(ctx, a, 'allow', 'allow', 'Allow once')}${button(ctx, a, 'allow-session', 'allow-session', 'Allow for the session')}${button(ctx, a, 'deny', 'deny', 'Deny')}${button(ctx, a, 'propose', 'propose', 'Propose policy change')}`;
+}
+
+function answerText(a: CommandAsk): Html {
+  if (a.status !== 'allow') return markup`${a.status}${a.answeredBy ? markup` by ${agentText(a.answeredBy)}` : ''}`;
+  return markup`allowed ${a.scope === 'session' ? 'for the session' : 'once'}${a.answeredBy ? markup` by ${agentText(a.answeredBy)}` : ''}`;
+}
 
 function askRow(ctx: PageContext, a: CommandAsk): Html {
   const answer = a.status === 'pending'
     ? markup`<span class="countdown" data-expires="${a.expires}">until ${a.expires}</span>
-<form method="post" action="/approvals/${a.id}/allow" class="inline">${csrfField(ctx)}<button class="allow">Allow</button></form>
-<form method="post" action="/approvals/${a.id}/deny" class="inline">${csrfField(ctx)}<button class="deny">Deny</button></form>`
-    : markup`${a.status}${a.answeredBy ? markup` by ${agentText(a.answeredBy)}` : ''}`;
+${answerButtons(ctx, a)}`
+    : answerText(a);
   return markup`<tr data-ask="${a.id}"><td>${a.id}</td><td><a href="/sessions/${encodeURIComponent(a.session)}">${agentText(a.session)}</a></td>
 <td>${isDestination(a) ? markup`<span class="badge">destination</span> <code class="command">${agentText(a.command[1]!)}</code>` : markup`<code class="command">${agentText(a.command.join(' '))}</code>`}</td><td><code>${agentText(a.rule)}</code></td><td>${agentText(a.reason)}</td><td>${answer}</td></tr>`;
 }
@@ -36,13 +49,22 @@ export function registerApprovalPages(app: Hono<ConsoleEnv>, deps: ConsoleDeps):
 <h2>Waiting</h2>${asksTable(ctx, pending, 'Nothing is waiting for a human.')}
 <h2>Answered recently</h2>${asksTable(ctx, answered, 'No answers yet.')}</div>`));
   });
-  for (const decision of ['allow', 'deny'] as const) {
-    app.post(`/approvals/:id/${decision}`, async (c) => {
+  const answers: [string, 'allow' | 'deny', AnswerScope][] = [['allow', 'allow', 'once'], ['allow-session', 'allow', 'session'], ['deny', 'deny', 'once']];
+  for (const [action, decision, scope] of answers) {
+    app.post(`/approvals/:id/${action}`, async (c) => {
       deps.need(c, 'answer');
       assertOutsideSandbox(deps.store, deps.env);
-      const a = answerAsk(deps.store, idParam(c.req.param('id'), 'approval id'), decision, c.get('login').user.identity, (await formText(c, 'reason')) || undefined);
-      deps.record(c, decision === 'allow' ? 'ask_allowed' : 'ask_denied', { session: a.session, target: { ask: a.id, rule: a.rule } });
+      const a = answerAsk(deps.store, idParam(c.req.param('id'), 'approval id'), decision, c.get('login').user.identity, (await formText(c, 'reason')) || undefined, 'human', scope);
+      deps.record(c, decision === 'allow' ? 'ask_allowed' : 'ask_denied', { session: a.session, target: { ask: a.id, rule: a.rule, ...(decision === 'allow' ? { scope } : {}) } });
       return c.redirect('/approvals', 303);
     });
   }
+  app.post('/approvals/:id/propose', async (c) => {
+    deps.need(c, 'answer');
+    assertOutsideSandbox(deps.store, deps.env);
+    const r = await proposeAskedDestination(deps.store, idParam(c.req.param('id'), 'approval id'), c.get('login').user.identity,
+      { session: newSessionId(), reason: (await formText(c, 'reason')) || undefined, home: deps.home, env: deps.env });
+    deps.record(c, 'ask_proposed', { session: r.ask.session, target: { ask: r.ask.id, rule: r.ask.rule, proposal: r.proposal.id } });
+    return c.redirect(`/proposals/${r.proposal.id}`, 303);
+  });
 }

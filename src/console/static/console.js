@@ -41,6 +41,8 @@ function follow() {
   const reload = document.querySelector('[data-reload-on]');
   if (reload) {
     const source = new EventSource(`/stream?type=${encodeURIComponent(reload.dataset.reloadOn)}&after=${Number(reload.dataset.after) || 0}`);
+    // a form being submitted navigates anyway: a reload now would drop its answer (a proposal's page)
+    document.addEventListener('submit', () => source.close());
     source.addEventListener('audit', () => { source.close(); location.reload(); });
   }
 }
