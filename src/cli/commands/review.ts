@@ -3,10 +3,10 @@ import { spawnSync } from 'node:child_process';
 import { ExitCode, escapeForTerminal } from '../../common/index.ts';
 import type { AuditStore } from '../../audit/index.ts';
 import {
-  createProposal, listProposals, proposalStatus, approveProposal, rejectProposal, applyProposal, requireProposal,
+  createProposal, proposalStatus, approveProposal, rejectProposal, applyProposal, requireProposal,
   toSarif, loadChange, diffSections, decisionsFor, readAgentCommits, commitsJson, type Proposal, type Finding, type ProposalStatus,
 } from '../../review/index.ts';
-import { bad, bold, dim, ok, paint, printJson, progress, table, warn, setExit } from '../output.ts';
+import { bad, bold, dim, ok, otherHostsNotShown, paint, printJson, progress, table, warn, setExit } from '../output.ts';
 import { parseId } from './approvals.ts';
 import { openOrCreateStore } from '../store.ts';
 
@@ -140,20 +140,18 @@ export function registerReview(program: Command): void {
     .option('--json', 'machine-readable output')
     .option('--all', 'include applied, rejected and superseded proposals')
     .action((opts: { json?: boolean; all?: boolean }) => withStore(async (store) => {
-      const rows = listProposals(store).map((p) => ({ p, st: proposalStatus(store, p) }))
-        .filter((r) => opts.all || r.st.state === 'pending' || r.st.state === 'approved');
-      // with a shared store, every other host's proposals too (review them on their host)
-      const remote = process.env.AIRLOCK_DATABASE_URL
-        ? ((await (await import('./shared.ts')).otherHostsReview(store)) ?? []).filter((p) => opts.all || p.state === 'pending' || p.state === 'approved')
-        : undefined;
-      if (opts.json) { printJson([...rows.map((r) => jsonOf(r.p, r.st)), ...(remote ?? [])]); return; }
-      if (!rows.length && !remote?.length) { process.stdout.write(dim(opts.all ? 'no proposals' : 'no proposals waiting for review') + '\n'); return; }
-      const lines = rows.map(({ p, st }) => [...(remote ? [dim('this host')] : []), String(p.id), visible(p.session), stateText(st), `${p.stats.files} files +${p.stats.added}/-${p.stats.deleted}`, summary(p), `${st.approvers.length}/${st.required}`]);
-      for (const p of remote ?? []) {
-        lines.push([visible(p.hostname), visible(p.ref), visible(p.session ?? ''), p.state, p.stats ? `${p.stats.files} files +${p.stats.added}/-${p.stats.deleted}` : '-',
-          p.findings ? `${p.findings} findings${p.blocking ? `, ${p.blocking} blocking` : ''}` : 'clean', String(p.approvals.length)]);
-      }
-      process.stdout.write(table(lines, [...(remote ? ['host'] : []), 'id', 'session', 'state', 'size', 'checks', 'approvals']) + '\n');
+      // with a shared store (the sessions' resolution), every other host's proposals too, in one shape
+      const { workView } = await import('../../hosts/index.ts');
+      const view = workView(store, { onUnavailable: otherHostsNotShown });
+      const rows = await view.proposals({ all: opts.all });
+      if (opts.json) { printJson(rows.map(({ local: _, ...p }) => p)); return; }
+      if (!rows.length) { process.stdout.write(dim(opts.all ? 'no proposals' : 'no proposals waiting for review') + '\n'); return; }
+      const shared = view.sharedUrl !== undefined;
+      const lines = rows.map((p) => [...(shared ? [p.thisHost ? dim('this host') : visible(p.host)] : []), visible(p.ref), visible(p.session ?? ''),
+        p.local ? stateText(p.local.status) : p.state, p.stats ? `${p.stats.files} files +${p.stats.added}/-${p.stats.deleted}` : '-',
+        p.local ? summary(p.local.proposal) : p.findingCount ? `${p.findingCount} findings${p.blockingCount ? `, ${p.blockingCount} blocking` : ''}` : 'clean',
+        `${p.approvers.length}${p.required === null ? '' : `/${p.required}`}`]);
+      process.stdout.write(table(lines, [...(shared ? ['host'] : []), 'id', 'session', 'state', 'size', 'checks', 'approvals']) + '\n');
     }));
 
   review.command('show')

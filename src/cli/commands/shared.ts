@@ -1,15 +1,12 @@
 import type { Command } from 'commander';
-import type pg from 'pg';
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { AirlockError, ExitCode, escapeForTerminal } from '../../common/index.ts';
 import {
-  PG_SCHEMA_VERSION, databaseUrl, withSharedStore, migratePg, redactedUrl, requireCurrentSchema, shipOnce, startShipper,
-  verifySharedStore, type SharedVerifyResult, pendingSharedAsks, answerSharedAsk, otherHostsSessionRows, otherHostsProposals, type SharedAsk, type SharedProposal,
+  PG_SCHEMA_VERSION, sharedStoreUrl, withSharedStore, migratePg, redactedUrl, requireCurrentSchema, shipOnce, startShipper,
+  verifySharedStore, type SharedVerifyResult,
 } from '../../store/index.ts';
-import { logId } from '../../audit/index.ts';
-import type { SessionSummary } from '../../session/index.ts';
 import { openStore } from '../store.ts';
 import { bad, dim, ok, printJson, setExit, warn } from '../output.ts';
 
@@ -17,8 +14,8 @@ import { bad, dim, ok, printJson, setExit, warn } from '../output.ts';
 // `airlock audit ship [--follow]` (each host), `airlock audit verify` against it.
 
 function requireUrl(flag: string | undefined): string {
-  const url = databaseUrl(flag);
-  if (!url) throw new AirlockError('USAGE', 'no shared store configured', 'set AIRLOCK_DATABASE_URL=postgres://… or pass --database URL');
+  const url = sharedStoreUrl({ flag });
+  if (!url) throw new AirlockError('USAGE', 'no shared store configured', 'set AIRLOCK_DATABASE_URL=postgres://…, telemetry.sharedStore in the org policy, or pass --database URL');
   return url;
 }
 
@@ -116,53 +113,4 @@ export async function verifyShared(opts: { database?: string; json?: boolean; ho
   });
   if (opts.json) printJson(r); else printShared(r);
   setExit(cmd, r.ok ? ExitCode.OK : ExitCode.TAMPERED);
-}
-
-/** With a shared store: the asks waiting on every other host (undefined without one). */
-export async function otherHostsAsks(store: ReturnType<typeof openStore>): Promise<SharedAsk[] | undefined> {
-  const url = databaseUrl();
-  if (!url) return undefined;
-  const here = logId(store);
-  return otherHostsView(url, async (c) => (await pendingSharedAsks(c)).filter((a) => a.logId !== here));
-}
-
-/** `airlock approvals allow|deny N@HOST`: answers an ask waiting on another host. */
-export async function answerOtherHost(ref: string, decision: 'allow' | 'deny', by: string, reason?: string): Promise<SharedAsk> {
-  const url = requireUrl(undefined);
-  return withSharedStore(url, async (c) => {
-    await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`);
-    return answerSharedAsk(c, ref, decision, by, reason);
-  });
-}
-
-/** With a shared store: every other host's sessions, each with its host (undefined without one). */
-export async function otherHostsSessions(store: ReturnType<typeof openStore>): Promise<(SessionSummary & { host: string; logId: string })[] | undefined> {
-  const url = databaseUrl();
-  if (!url) return undefined;
-  const { SESSION_COLUMNS, sessionFromRow } = await import('../../session/index.ts');
-  const here = logId(store);
-  const rows = await otherHostsView(url, (c) => otherHostsSessionRows(c, SESSION_COLUMNS, here));
-  return rows?.map((r) => ({ ...sessionFromRow(r, false), host: String(r.hostname), logId: String(r.logId) }));
-}
-
-/** With a shared store: every other host's proposals (undefined without one). */
-export async function otherHostsReview(store: ReturnType<typeof openStore>): Promise<SharedProposal[] | undefined> {
-  const url = databaseUrl();
-  if (!url) return undefined;
-  const here = logId(store);
-  return otherHostsView(url, (c) => otherHostsProposals(c, here));
-}
-
-/**
- * Other hosts' part of a listing: with the shared store unreachable, a warning and this host's
- * part alone (undefined), rather than no listing at all.
- */
-async function otherHostsView<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T | undefined> {
-  try {
-    return await withSharedStore(url, fn);
-  } catch (e) {
-    if (!(e instanceof AirlockError) || e.kind !== 'UNAVAILABLE') throw e;
-    process.stderr.write(`${warn('airlock: other hosts not shown:', process.stderr)} ${escapeForTerminal(e.message)}\n`);
-    return undefined;
-  }
 }

@@ -1,0 +1,142 @@
+import { hostname } from 'node:os';
+import type pg from 'pg';
+import { type AuditStore, logId } from '../audit/index.ts';
+import { AirlockError } from '../common/index.ts';
+import { answerAsk, listAsks, type CommandAsk } from '../command-rules/index.ts';
+import { listProposals, proposalStatus, type Proposal, type ProposalStatus } from '../review/index.ts';
+import { SESSION_COLUMNS, listSessions, sessionFromRow, type SessionSummary } from '../session/index.ts';
+import {
+  answerSharedAsk, otherHostsProposals, otherHostsSessionRows, pendingSharedAsks, redactedUrl, requireCurrentSchema, sharedStoreUrl,
+  withSharedStore, type SharedAsk, type SharedProposal,
+} from '../store/index.ts';
+
+// One store interface for every entry point (CLI, SDK, console): sessions, proposals and asks
+// of this host (its SQLite) and, when a shared store is configured (the same resolution the
+// sessions use: --database, AIRLOCK_DATABASE_URL, the org policy's telemetry.sharedStore),
+// of every other host, each entry in ONE shape whichever host it comes from.
+
+/** Where an entry lives: `ref` is what `approvals allow` / the console take on any host. */
+export interface HostOf {
+  /** `N` for this host's entries, `N@<log id prefix>` for another host's */
+  ref: string;
+  host: string;
+  logId: string;
+  thisHost: boolean;
+}
+
+export type HostSession = SessionSummary & HostOf;
+
+/** A proposal on any host. Fields only its own host knows (diff, findings' detail) are null elsewhere. */
+export interface HostProposal extends HostOf {
+  id: number;
+  session: string | null;
+  created: string;
+  state: string;
+  hash: string | null;
+  approvers: string[];
+  required: number | null;
+  stats: { files: number; added: number; deleted: number; commits: number } | null;
+  findingCount: number;
+  blockingCount: number;
+}
+
+/** An ask on any host. */
+export interface HostAsk extends HostOf {
+  id: number;
+  session: string | null;
+  command: string[];
+  rule: string | null;
+  reason: string | null;
+  created: string;
+  expires: string;
+  status: CommandAsk['status'];
+  answeredBy: string | null;
+  answerReason: string | null;
+}
+
+export interface WorkViewOptions {
+  /** --database */
+  database?: string;
+  /** the org policy's telemetry.sharedStore when the caller already holds it */
+  orgSetting?: string | null;
+  /** told when the shared store cannot be reached: the listing then holds this host's part alone */
+  onUnavailable?: (message: string) => void;
+}
+
+export interface WorkView {
+  /** the shared store's URL, or undefined when this host's SQLite is the whole store */
+  readonly sharedUrl: string | undefined;
+  sessions(): Promise<HostSession[]>;
+  proposals(o?: { all?: boolean }): Promise<(HostProposal & { local?: { proposal: Proposal; status: ProposalStatus } })[]>;
+  asks(o?: { all?: boolean }): Promise<HostAsk[]>;
+  answerAsk(ref: string, decision: 'allow' | 'deny', by: string, reason?: string): Promise<HostAsk>;
+}
+
+const open = (state: string) => state === 'pending' || state === 'approved';
+
+/** The work of this host and, with a shared store, of every host. */
+export function workView(store: AuditStore, o: WorkViewOptions = {}): WorkView {
+  const url = sharedStoreUrl({ flag: o.database, orgSetting: o.orgSetting });
+  const here = (): HostOf & { logId: string } => ({ ref: '', host: hostname(), logId: logId(store), thisHost: true });
+  const others = async <T>(fn: (c: pg.Client, self: string) => Promise<T[]>): Promise<T[]> => {
+    if (!url) return [];
+    try {
+      return await withSharedStore(url, (c) => fn(c, logId(store)));
+    } catch (e) {
+      if (!(e instanceof AirlockError) || e.kind !== 'UNAVAILABLE') throw e;
+      o.onUnavailable?.(e.message);
+      return [];
+    }
+  };
+  return {
+    sharedUrl: url,
+    sessions: async () => [
+      ...listSessions(store).map((s) => ({ ...s, ...here(), ref: s.id })),
+      ...await others(async (c, self) => (await otherHostsSessionRows(c, SESSION_COLUMNS, self)).map((r) => ({
+        ...sessionFromRow(r, false), ref: String(r.id), host: String(r.hostname), logId: String(r.logId), thisHost: false,
+      }))),
+    ],
+    proposals: async (q = {}) => [
+      ...listProposals(store).map((p) => localProposal(p, proposalStatus(store, p), here())).filter((p) => q.all || open(p.state)),
+      ...(await others((c, self) => otherHostsProposals(c, self))).map(remoteProposal).filter((p) => q.all || open(p.state)),
+    ],
+    asks: async (q = {}) => [
+      ...listAsks(store, { all: q.all }).map((a) => ({ ...a, ...here(), ref: String(a.id) })),
+      ...(await others(async (c, self) => (await pendingSharedAsks(c)).filter((a) => a.logId !== self))).map(remoteAsk),
+    ],
+    answerAsk: async (ref, decision, by, reason) => {
+      if (!ref.includes('@')) {
+        const n = Number(ref);
+        if (!/^\d{1,15}$/.test(ref)) throw new AirlockError('USAGE', `approval id must be a number or N@HOST, not ${JSON.stringify(ref)}`, 'use the id shown by `airlock approvals`');
+        return { ...answerAsk(store, n, decision, by, reason), ...here(), ref };
+      }
+      if (!url) throw new AirlockError('USAGE', 'no shared store configured', 'set AIRLOCK_DATABASE_URL=postgres://… or telemetry.sharedStore in the org policy');
+      return remoteAsk(await withSharedStore(url, async (c) => {
+        await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`);
+        return answerSharedAsk(c, ref, decision, by, reason);
+      }));
+    },
+  };
+}
+
+function localProposal(p: Proposal, st: ProposalStatus, host: HostOf): HostProposal & { local: { proposal: Proposal; status: ProposalStatus } } {
+  return {
+    ...host, ref: String(p.id), id: p.id, session: p.session, created: p.created, state: st.state, hash: p.hash, approvers: st.approvers,
+    required: st.required, stats: p.stats, findingCount: p.findings.length, blockingCount: p.findings.filter((f) => f.blocking).length,
+    local: { proposal: p, status: st },
+  };
+}
+
+function remoteProposal(p: SharedProposal): HostProposal {
+  return {
+    ref: p.ref, host: p.hostname, logId: p.logId, thisHost: false, id: p.id, session: p.session, created: p.created, state: p.state, hash: p.hash,
+    approvers: p.approvals, required: null, stats: p.stats, findingCount: p.findings, blockingCount: p.blocking,
+  };
+}
+
+function remoteAsk(a: SharedAsk): HostAsk {
+  return {
+    ref: a.ref, host: a.hostname, logId: a.logId, thisHost: false, id: a.askId, session: a.session, command: a.command, rule: a.rule, reason: null,
+    created: a.ts, expires: a.expires, status: 'pending', answeredBy: null, answerReason: null,
+  };
+}

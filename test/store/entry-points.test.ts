@@ -1,0 +1,86 @@
+// Every entry point on either store (issue 18): the CLI listings find the shared store the same
+// way the sessions do (the org policy's telemetry.sharedStore, no AIRLOCK_DATABASE_URL), show
+// every host's sessions and proposals in ONE JSON shape, and the SDK's workView lists them too.
+// Two hosts = two AIRLOCK_HOMEs with their own logs, real proposals, a real PostgreSQL.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { BIN } from '../helpers.ts';
+import { agentSession, runCli, setup, type Env } from '../review/fixture.ts';
+import { type PgCluster, sharedStoreCluster } from './pg-cluster.ts';
+import { AuditStore, workView } from '../../src/index.ts';
+
+let cluster: PgCluster;
+let a: Env;
+let b: Env;
+before(async () => {
+  cluster = await sharedStoreCluster();
+  const org = `review:\n  approvals:\n    required: 1\ntelemetry:\n  sharedStore: ${JSON.stringify(cluster.url('host_writer'))}\n`;
+  a = setup(org);
+  b = setup(org);
+  for (const [h, s] of [[a, 's-a1'], [b, 's-b1']] as const) {
+    agentSession(h, s, { [`src/${s}.js`]: 'module.exports = 1;\n' });
+    const p = await runCli(['propose', s, '--json'], envOf(h));
+    assert.equal(p.code, 0, p.stderr);
+  }
+  const ship = airlock(a, ['audit', 'ship']);
+  assert.equal(ship.status, 0, `host A ships with only the org policy naming the store: ${ship.stderr}`);
+});
+after(async () => { a?.done(); b?.done(); await cluster?.stop(); });
+
+/** A host's environment: its home and its org policy, and NO AIRLOCK_DATABASE_URL. */
+function envOf(h: Env): Record<string, string> {
+  return { AIRLOCK_HOME: h.home, AIRLOCK_ORG_POLICY: h.orgPolicy };
+}
+
+function airlock(h: Env, args: string[]) {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...envOf(h) };
+  delete env.AIRLOCK_DATABASE_URL;
+  return spawnSync(BIN, args, { env, encoding: 'utf8', timeout: 60_000 });
+}
+
+function listJson<T>(h: Env, args: string[]): T[] {
+  const r = airlock(h, [...args, '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout) as T[];
+}
+
+const keys = (o: object) => Object.keys(o).sort();
+
+interface Listed { ref: string; host: string; logId: string; thisHost: boolean; session: string; state: string; hash: string | null; id: string | number }
+
+test('`review list --json` on host B, configured only by the org policy, lists host A\'s proposal in the same shape as its own', () => {
+  const rows = listJson<Listed>(b, ['review', 'list']);
+  const mine = rows.find((p) => p.session === 's-b1');
+  const theirs = rows.find((p) => p.session === 's-a1');
+  assert.ok(mine && theirs, JSON.stringify(rows));
+  assert.equal(mine.thisHost, true);
+  assert.equal(mine.ref, String(mine.id));
+  assert.equal(theirs.thisHost, false);
+  assert.match(theirs.ref, /^1@[0-9a-f]{8}$/);
+  assert.equal(theirs.state, 'pending');
+  assert.equal(theirs.hash, (a.store.tables.prepare('SELECT hash FROM review_proposals WHERE session = ?').get('s-a1') as { hash: string }).hash);
+  assert.deepEqual(keys(theirs), keys(mine), 'one shape for local and remote entries');
+});
+
+test('`sessions --json` on host B lists host A\'s sessions in the same shape as its own', () => {
+  const rows = listJson<Listed & { id: string }>(b, ['sessions']);
+  const mine = rows.find((s) => s.id === 's-b1');
+  const theirs = rows.find((s) => s.id === 's-a1');
+  assert.ok(mine && theirs, JSON.stringify(rows));
+  assert.equal(mine.thisHost, true);
+  assert.equal(theirs.thisHost, false);
+  assert.notEqual(theirs.logId, mine.logId);
+  assert.deepEqual(keys(theirs), keys(mine));
+});
+
+test('the SDK\'s workView lists other hosts\' sessions and proposals', async () => {
+  const store = new AuditStore(`${b.home}/audit.db`);
+  try {
+    const view = workView(store, { database: cluster.url('host_writer') });
+    assert.ok((await view.sessions()).some((s) => s.id === 's-a1' && !s.thisHost));
+    assert.ok((await view.proposals()).some((p) => p.session === 's-a1' && p.ref.startsWith('1@')));
+    const alone = workView(store, { orgSetting: null, database: undefined });
+    if (!process.env.AIRLOCK_DATABASE_URL) assert.ok(!(await alone.sessions()).some((s) => s.id === 's-a1'), 'without a shared store: this host alone');
+  } finally { store.close(); }
+});
