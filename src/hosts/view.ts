@@ -2,11 +2,11 @@ import { hostname } from 'node:os';
 import type pg from 'pg';
 import { type AuditStore, logId } from '../audit/index.ts';
 import { AirlockError } from '../common/index.ts';
-import { answerAsk, listAsks, type CommandAsk } from '../command-rules/index.ts';
+import { answerAsk, assertOutsideSandbox, humanIdentity, listAsks, type CommandAsk } from '../command-rules/index.ts';
 import { listProposals, proposalStatus, type Proposal, type ProposalStatus } from '../review/index.ts';
 import { SESSION_COLUMNS, listSessions, sessionFromRow, type SessionSummary } from '../session/index.ts';
 import {
-  answerSharedAsk, otherHostsProposals, otherHostsSessionRows, pendingSharedAsks, redactedUrl, requireCurrentSchema, sharedStoreUrl,
+  answerSharedAsk, approveSharedProposal, otherHostsProposals, otherHostsSessionRows, pendingSharedAsks, redactedUrl, requireCurrentSchema, sharedStoreUrl,
   withSharedStore, type SharedAsk, type SharedProposal,
 } from '../store/index.ts';
 
@@ -70,6 +70,12 @@ export interface WorkView {
   proposals(o?: { all?: boolean }): Promise<(HostProposal & { local?: { proposal: Proposal; status: ProposalStatus } })[]>;
   asks(o?: { all?: boolean }): Promise<HostAsk[]>;
   answerAsk(ref: string, decision: 'allow' | 'deny', by: string, reason?: string): Promise<HostAsk>;
+  /**
+   * Approves another host's proposal (`N@HOST`), bound to the content hash the shared store
+   * holds; its host applies it under its own review rules when its shipper next runs.
+   * Refused from inside a sandbox; recorded here as review.approval_sent.
+   */
+  approveRemote(ref: string, o?: { as?: string; reason?: string; env?: NodeJS.ProcessEnv }): Promise<HostProposal & { by: string }>;
 }
 
 const open = (state: string) => state === 'pending' || state === 'approved';
@@ -104,6 +110,18 @@ export function workView(store: AuditStore, o: WorkViewOptions = {}): WorkView {
       ...listAsks(store, { all: q.all }).map((a) => ({ ...a, ...here(), ref: String(a.id) })),
       ...(await others(async (c, self) => (await pendingSharedAsks(c)).filter((a) => a.logId !== self))).map(remoteAsk),
     ],
+    approveRemote: async (ref, a = {}) => {
+      assertOutsideSandbox(store, a.env);
+      const who = humanIdentity(a.as);
+      if (!url) throw new AirlockError('USAGE', 'no shared store configured', 'set AIRLOCK_DATABASE_URL=postgres://… or telemetry.sharedStore in the org policy');
+      const p = await withSharedStore(url, async (c) => {
+        await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`);
+        return approveSharedProposal(c, ref, who.identity, logId(store), a.reason);
+      });
+      store.append({ type: 'review.approval_sent', session: null, decision: 'allow', rule: 'review.approvals',
+        data: { ref: p.ref, logId: p.logId, host: p.hostname, proposal: p.id, hash: p.hash, by: who.identity, source: who.source } });
+      return { ...remoteProposal(p), by: who.identity };
+    },
     answerAsk: async (ref, decision, by, reason) => {
       if (!ref.includes('@')) {
         const n = Number(ref);

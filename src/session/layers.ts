@@ -267,5 +267,6 @@ async function startSessionShipper(s: Session, url: string) {
     keyDir: s.home.keys,
     onConnect: (c) => store.requireCurrentSchema(c, where),
     relay: localAskRelay(s.store),
+    approvals: (await import('../review/index.ts')).localApprovalRelay(s.store),
   });
 }

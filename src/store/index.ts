@@ -5,3 +5,4 @@ export { shipOnce, startShipper, type ShipOptions, type ShipResult, type Shipper
 export { verifySharedStore, type SharedVerifyResult, type SharedVerifyOptions, type HostVerdict, type BadSharedEvent } from './verify.ts';
 export { databaseUrl, sharedStoreUrl, redactedUrl, withSharedStore } from './connect.ts';
 export { otherHostsProposals, type SharedProposal, otherHostsSessionRows, pendingSharedAsks, answerSharedAsk, type SharedAsk } from './queue.ts';
+export { approveSharedProposal, relayApprovals, type RelayedApproval } from './review-queue.ts';

@@ -5,19 +5,24 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { BIN } from '../helpers.ts';
-import { agentSession, runCli, setup, type Env } from '../review/fixture.ts';
+import { BIN, tmp } from '../helpers.ts';
+import { agentSession, gitHttpServer, makeRemote, runCli, setup, sh, type Env, type GitHttp } from '../review/fixture.ts';
 import { type PgCluster, sharedStoreCluster } from './pg-cluster.ts';
 import { AuditStore, workView } from '../../src/index.ts';
 
 let cluster: PgCluster;
 let a: Env;
 let b: Env;
+let srv: GitHttp;
+let remote: string;
 before(async () => {
   cluster = await sharedStoreCluster();
-  const org = `review:\n  approvals:\n    required: 1\ntelemetry:\n  sharedStore: ${JSON.stringify(cluster.url('host_writer'))}\n`;
+  const root = tmp('airlock-remote-');
+  srv = await gitHttpServer(root);
+  const org = `review:\n  approvals:\n    required: 1\n  apply:\n    remote: ${srv.url}/remote.git\ntelemetry:\n  sharedStore: ${JSON.stringify(cluster.url('host_writer'))}\n`;
   a = setup(org);
   b = setup(org);
+  remote = makeRemote(a, root);
   for (const [h, s] of [[a, 's-a1'], [b, 's-b1']] as const) {
     agentSession(h, s, { [`src/${s}.js`]: 'module.exports = 1;\n' });
     const p = await runCli(['propose', s, '--json'], envOf(h));
@@ -26,7 +31,7 @@ before(async () => {
   const ship = airlock(a, ['audit', 'ship']);
   assert.equal(ship.status, 0, `host A ships with only the org policy naming the store: ${ship.stderr}`);
 });
-after(async () => { a?.done(); b?.done(); await cluster?.stop(); });
+after(async () => { a?.done(); b?.done(); await srv?.close(); await cluster?.stop(); });
 
 /** A host's environment: its home and its org policy, and NO AIRLOCK_DATABASE_URL. */
 function envOf(h: Env): Record<string, string> {
@@ -83,4 +88,46 @@ test('the SDK\'s workView lists other hosts\' sessions and proposals', async () 
     const alone = workView(store, { orgSetting: null, database: undefined });
     if (!process.env.AIRLOCK_DATABASE_URL) assert.ok(!(await alone.sessions()).some((s) => s.id === 's-a1'), 'without a shared store: this host alone');
   } finally { store.close(); }
+});
+
+interface Event { type: string; data: Record<string, unknown> }
+const events = (h: Env, type: string) => h.store.query({ type }) as unknown as Event[];
+const stateOnA = () => listJson<Listed & { approvers: string[] }>(a, ['review', 'list', '--all']).find((p) => p.session === 's-a1' && p.thisHost)!;
+
+test('a review approval given on host B reaches host A\'s proposal, bound to its hash and under A\'s separation of duties; A then applies it', async () => {
+  const ref = listJson<Listed>(b, ['review', 'list']).find((p) => p.session === 's-a1')!.ref;
+  const hash = stateOnA().hash!;
+
+  // the agent's starter (bob) approving from another host is still the starter: not enough
+  let r = airlock(b, ['review', 'approve', ref, '--as', 'bob@example.com']);
+  assert.equal(r.status, 0, r.stderr);
+  // a row forged straight into the shared store for content A does not have is refused by A
+  await cluster.sql('INSERT INTO airlock.review_approvals (log_id, proposal_id, hash, by, from_log_id) SELECT log_id, 1, $1, $2, $3 FROM airlock.hosts WHERE log_id LIKE $4',
+    ['0'.repeat(64), 'mallory@example.com', 'forged', `${ref.split('@')[1]}%`], 'host_writer');
+  assert.equal(airlock(a, ['audit', 'ship']).status, 0);
+  let st = stateOnA();
+  assert.equal(st.state, 'pending', 'the starter alone does not approve (separation of duties)');
+  assert.deepEqual(st.approvers, ['bob@example.com']);
+  const refused = events(a, 'review.relay_refused');
+  assert.ok(refused.some((e) => e.data.by === 'mallory@example.com' && /is not the proposal/.test(String(e.data.reason))), JSON.stringify(refused));
+  assert.ok(!st.approvers.includes('mallory@example.com'));
+
+  r = airlock(b, ['review', 'approve', ref, '--as', 'carol@example.com']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /approved proposal 1@[0-9a-f]{8}/);
+  assert.ok(events(b, 'review.approval_sent').some((e) => e.data.by === 'carol@example.com' && e.data.hash === hash), 'audited on the approving host');
+  r = airlock(b, ['review', 'approve', ref, '--as', 'carol@example.com']);
+  assert.equal(r.status, 75, 'the same reviewer twice is refused');
+
+  assert.equal(airlock(a, ['audit', 'ship']).status, 0);
+  st = stateOnA();
+  assert.equal(st.state, 'approved');
+  assert.deepEqual(st.approvers.sort(), ['bob@example.com', 'carol@example.com']);
+  const approved = events(a, 'review.approved').find((e) => e.data.by === 'carol@example.com');
+  assert.equal(approved?.data.hash, hash);
+  assert.equal(typeof approved?.data.via, 'string', 'A records which host the approval came from');
+
+  const apply = await runCli(['review', 'apply', '1', '--as', 'carol@example.com'], envOf(a));
+  assert.equal(apply.code, 0, apply.stdout + apply.stderr);
+  assert.ok(sh(remote, 'rev-parse', 'refs/heads/airlock/s-a1'));
 });

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { spawnSync } from 'node:child_process';
-import { ExitCode, escapeForTerminal } from '../../common/index.ts';
+import { AirlockError, ExitCode, escapeForTerminal } from '../../common/index.ts';
 import type { AuditStore } from '../../audit/index.ts';
 import {
   createProposal, proposalStatus, approveProposal, rejectProposal, applyProposal, requireProposal,
@@ -169,10 +169,18 @@ export function registerReview(program: Command): void {
 
   review.command('approve')
     .description('Approve a proposal (bound to its content hash; refused from inside a sandbox).')
-    .argument('<id>', 'proposal id')
+    .argument('<id>', 'proposal id (N@HOST for a proposal on another host)')
     .option('--as <name>', 'your identity (default: git config user.email, else the OS user)')
     .option('--override-reason <text>', 'approve despite blocking findings (only members of review.overrideRoles); recorded')
     .action((id: string, opts: { as?: string; overrideReason?: string }) => withStore(async (store) => {
+      if (id.includes('@')) {
+        // another host's proposal: queued in the shared store, applied by its host under its own rules
+        if (opts.overrideReason !== undefined) throw new AirlockError('USAGE', 'an override of blocking findings is given on the proposal\'s own host', `run \`airlock review approve ${id.split('@')[0]} --override-reason …\` there`);
+        const { workView } = await import('../../hosts/index.ts');
+        const p = await workView(store).approveRemote(id, { as: opts.as });
+        process.stdout.write(`approved proposal ${visible(p.ref)} on ${visible(p.host)} as ${visible(p.by)} (content ${p.hash?.slice(0, 12)}); its host applies it when it next ships\n`);
+        return;
+      }
       const r = approveProposal(store, parseId(id, 'proposal id'), { as: opts.as, overrideReason: opts.overrideReason });
       process.stdout.write(`approved proposal ${r.proposal.id} as ${r.by}: ${stateText(r.status)}\n`);
       for (const m of r.status.missing) process.stdout.write(warn(`  still needs ${m}`) + '\n');

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { AirlockError, ExitCode, escapeForTerminal } from '../../common/index.ts';
 import {
   PG_SCHEMA_VERSION, sharedStoreUrl, withSharedStore, migratePg, redactedUrl, requireCurrentSchema, shipOnce, startShipper,
-  verifySharedStore, type SharedVerifyResult,
+  verifySharedStore, type SharedVerifyResult, relayApprovals,
 } from '../../store/index.ts';
 import { openStore } from '../store.ts';
 import { bad, dim, ok, printJson, setExit, warn } from '../output.ts';
@@ -55,7 +55,11 @@ export async function ship(opts: { database?: string; follow?: boolean; json?: b
     // --follow starts even while PostgreSQL is down: the local log spools until it is back
     const r = opts.follow ? await follow(store, url, batch) : await withSharedStore(url, async (c) => {
       await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`);
-      return shipOnce(store, c, { batch });
+      const r = await shipOnce(store, c, { batch });
+      // approvals given on other hosts for this host's proposals: applied here, the outcome shipped
+      const { localApprovalRelay } = await import('../../review/index.ts');
+      if (await relayApprovals(store, c, localApprovalRelay(store), new Set()) > 0) return shipOnce(store, c, { batch });
+      return r;
     });
     if (opts.json) printJson(r ?? null);
     else if (r) process.stdout.write(`${ok('shipped')} ${r.events} events, ${r.checkpoints} checkpoints; the shared store holds this host's log up to ${r.shippedSeq} of ${r.localSeq}\n`);
@@ -68,6 +72,7 @@ async function follow(store: ReturnType<typeof openStore>, url: string, batch: n
   const shipper = startShipper(store, url, {
     batch,
     relay: localAskRelay(store),
+    approvals: (await import('../../review/index.ts')).localApprovalRelay(store),
     onConnect: (c) => requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`),
     onError: (e) => {
       const m = e instanceof Error ? e.message : String(e);
