@@ -59,6 +59,8 @@ export interface WorkViewOptions {
   database?: string;
   /** the org policy's telemetry.sharedStore when the caller already holds it */
   orgSetting?: string | null;
+  /** the environment to resolve the store from (default process.env) */
+  env?: NodeJS.ProcessEnv;
   /** told when the shared store cannot be reached: the listing then holds this host's part alone */
   onUnavailable?: (message: string) => void;
 }
@@ -75,14 +77,14 @@ export interface WorkView {
    * holds; its host applies it under its own review rules when its shipper next runs.
    * Refused from inside a sandbox; recorded here as review.approval_sent.
    */
-  approveRemote(ref: string, o?: { as?: string; reason?: string; env?: NodeJS.ProcessEnv }): Promise<HostProposal & { by: string }>;
+  approveRemote(ref: string, o?: { as?: string; reason?: string; env?: NodeJS.ProcessEnv; expectHash?: string }): Promise<HostProposal & { by: string }>;
 }
 
 const open = (state: string) => state === 'pending' || state === 'approved';
 
 /** The work of this host and, with a shared store, of every host. */
 export function workView(store: AuditStore, o: WorkViewOptions = {}): WorkView {
-  const url = sharedStoreUrl({ flag: o.database, orgSetting: o.orgSetting });
+  const url = sharedStoreUrl({ flag: o.database, orgSetting: o.orgSetting, env: o.env });
   const here = (): HostOf & { logId: string } => ({ ref: '', host: hostname(), logId: logId(store), thisHost: true });
   const others = async <T>(fn: (c: pg.Client, self: string) => Promise<T[]>): Promise<T[]> => {
     if (!url) return [];
@@ -116,7 +118,7 @@ export function workView(store: AuditStore, o: WorkViewOptions = {}): WorkView {
       if (!url) throw new AirlockError('USAGE', 'no shared store configured', 'set AIRLOCK_DATABASE_URL=postgres://… or telemetry.sharedStore in the org policy');
       const p = await withSharedStore(url, async (c) => {
         await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`);
-        return approveSharedProposal(c, ref, who.identity, logId(store), a.reason);
+        return approveSharedProposal(c, ref, who.identity, logId(store), { reason: a.reason, expectHash: a.expectHash });
       });
       store.append({ type: 'review.approval_sent', session: null, decision: 'allow', rule: 'review.approvals',
         data: { ref: p.ref, logId: p.logId, host: p.hostname, proposal: p.id, hash: p.hash, by: who.identity, source: who.source } });
