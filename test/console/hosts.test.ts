@@ -3,49 +3,35 @@
 // approval under its own review rules when it ships, and then applies the change to a real remote.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import type { Browser } from 'playwright-core';
-import { BIN, tmp } from '../helpers.ts';
-import { agentSession, gitHttpServer, makeRemote, runCli, setup, sh, type Env, type GitHttp } from '../review/fixture.ts';
+import { agentSession, runCli, sh, type Env } from '../review/fixture.ts';
 import { type PgCluster, sharedStoreCluster } from '../store/pg-cluster.ts';
+import { type TwoHosts, airlockAs as airlock, envOf, twoHosts } from '../store/two-hosts.ts';
 import { launchBrowser, loggedInPage, startConsoleProcess, type RunningConsole } from './harness.ts';
 
 let cluster: PgCluster;
+let hosts: TwoHosts;
 let a: Env;
 let b: Env;
-let srv: GitHttp;
 let remote: string;
 let browser: Browser;
 let consoleB: RunningConsole;
 
-const envOf = (h: Env) => ({ AIRLOCK_HOME: h.home, AIRLOCK_ORG_POLICY: h.orgPolicy });
-function airlock(h: Env, args: string[]) {
-  const env: NodeJS.ProcessEnv = { ...process.env, ...envOf(h) };
-  delete env.AIRLOCK_DATABASE_URL;
-  return spawnSync(BIN, args, { env, encoding: 'utf8', timeout: 60_000 });
-}
-
 before(async () => {
   cluster = await sharedStoreCluster();
-  const root = tmp('airlock-remote-');
-  srv = await gitHttpServer(root);
-  const org = `review:\n  approvals:\n    required: 1\n  apply:\n    remote: ${srv.url}/remote.git\ntelemetry:\n  sharedStore: ${JSON.stringify(cluster.url('host_writer'))}\n`;
-  a = setup(org);
-  b = setup(org);
-  remote = makeRemote(a, root);
+  hosts = await twoHosts(cluster);
+  ({ a, b, remote } = hosts);
   agentSession(a, 's-a1', { 'src/feature.js': 'module.exports = 42;\n' });
   const p = await runCli(['propose', 's-a1', '--json'], envOf(a));
   assert.equal(p.code, 0, p.stderr);
   assert.equal(airlock(a, ['audit', 'ship']).status, 0);
-  const env: Record<string, string> = { AIRLOCK_ORG_POLICY: b.orgPolicy };
-  consoleB = await startConsoleProcess(b.home, ['--dev-user', 'carol@example.com', '--dev-roles', 'reviewer'], env);
+  consoleB = await startConsoleProcess(b.home, ['--dev-user', 'carol@example.com', '--dev-roles', 'reviewer'], { AIRLOCK_ORG_POLICY: b.orgPolicy });
   browser = await launchBrowser();
 });
 after(async () => {
   await browser?.close();
   await consoleB?.stop();
-  a?.done(); b?.done();
-  await srv?.close();
+  await hosts?.done();
   await cluster?.stop();
 });
 

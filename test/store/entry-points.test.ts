@@ -4,25 +4,20 @@
 // Two hosts = two AIRLOCK_HOMEs with their own logs, real proposals, a real PostgreSQL.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { BIN, tmp } from '../helpers.ts';
-import { agentSession, gitHttpServer, makeRemote, runCli, setup, sh, type Env, type GitHttp } from '../review/fixture.ts';
+import { runCli, agentSession, sh, type Env } from '../review/fixture.ts';
 import { type PgCluster, sharedStoreCluster } from './pg-cluster.ts';
+import { type TwoHosts, airlockAs as airlock, envOf, twoHosts } from './two-hosts.ts';
 import { AuditStore, workView } from '../../src/index.ts';
 
 let cluster: PgCluster;
+let hosts: TwoHosts;
 let a: Env;
 let b: Env;
-let srv: GitHttp;
 let remote: string;
 before(async () => {
   cluster = await sharedStoreCluster();
-  const root = tmp('airlock-remote-');
-  srv = await gitHttpServer(root);
-  const org = `review:\n  approvals:\n    required: 1\n  apply:\n    remote: ${srv.url}/remote.git\ntelemetry:\n  sharedStore: ${JSON.stringify(cluster.url('host_writer'))}\n`;
-  a = setup(org);
-  b = setup(org);
-  remote = makeRemote(a, root);
+  hosts = await twoHosts(cluster);
+  ({ a, b, remote } = hosts);
   for (const [h, s] of [[a, 's-a1'], [b, 's-b1']] as const) {
     agentSession(h, s, { [`src/${s}.js`]: 'module.exports = 1;\n' });
     const p = await runCli(['propose', s, '--json'], envOf(h));
@@ -31,18 +26,7 @@ before(async () => {
   const ship = airlock(a, ['audit', 'ship']);
   assert.equal(ship.status, 0, `host A ships with only the org policy naming the store: ${ship.stderr}`);
 });
-after(async () => { a?.done(); b?.done(); await srv?.close(); await cluster?.stop(); });
-
-/** A host's environment: its home and its org policy, and NO AIRLOCK_DATABASE_URL. */
-function envOf(h: Env): Record<string, string> {
-  return { AIRLOCK_HOME: h.home, AIRLOCK_ORG_POLICY: h.orgPolicy };
-}
-
-function airlock(h: Env, args: string[]) {
-  const env: NodeJS.ProcessEnv = { ...process.env, ...envOf(h) };
-  delete env.AIRLOCK_DATABASE_URL;
-  return spawnSync(BIN, args, { env, encoding: 'utf8', timeout: 60_000 });
-}
+after(async () => { await hosts?.done(); await cluster?.stop(); });
 
 function listJson<T>(h: Env, args: string[]): T[] {
   const r = airlock(h, [...args, '--json']);
