@@ -212,7 +212,7 @@ export const registerAudit = (program: Command): void => {
     });
 
   registerSinks(program); // `airlock sinks …` belongs to the same module
-  audit.command('ship').option('--database <url>', 'postgres:// URL (default: AIRLOCK_DATABASE_URL)')
+  audit.command('ship').option('--database <url>', 'postgres:// URL (default: AIRLOCK_DATABASE_URL, else the org policy\'s telemetry.sharedStore)')
     .option('--follow', 'keep shipping until SIGINT/SIGTERM (retries while PostgreSQL is down)').option('--json', 'print the result as JSON')
     .option('--batch <n>', 'events per insert', '5000')
     .description('Ship this host\'s audit events and checkpoints to the shared store, idempotent by event id.')

@@ -21,14 +21,14 @@ function requireUrl(flag: string | undefined): string {
 
 export const registerDb = (program: Command): void => {
   const db = program.command('db').description('The shared PostgreSQL store (AIRLOCK_DATABASE_URL): schema versions.');
-  db.command('migrate').option('--database <url>', 'postgres:// URL (default: AIRLOCK_DATABASE_URL)').option('--json', 'print the result as JSON')
+  db.command('migrate').option('--database <url>', 'postgres:// URL (default: AIRLOCK_DATABASE_URL, else the org policy\'s telemetry.sharedStore)').option('--json', 'print the result as JSON')
     .description('Bring the shared store\'s schema to this Airlock\'s version (run once, as the database owner).')
     .action(async (opts: { database?: string; json?: boolean }) => {
       const url = requireUrl(opts.database);
       const version = await withSharedStore(url, (c) => migratePg(c, `the shared store ${redactedUrl(url)}`));
       if (opts.json) printJson({ version }); else process.stdout.write(`${ok('schema')} at version ${version}\n`);
     });
-  db.command('status').option('--database <url>', 'postgres:// URL (default: AIRLOCK_DATABASE_URL)').option('--json', 'print the result as JSON')
+  db.command('status').option('--database <url>', 'postgres:// URL (default: AIRLOCK_DATABASE_URL, else the org policy\'s telemetry.sharedStore)').option('--json', 'print the result as JSON')
     .description('Schema version and, per host, how many events the shared store holds.')
     .action(async (opts: { database?: string; json?: boolean }) => {
       const url = requireUrl(opts.database);
