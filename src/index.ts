@@ -33,6 +33,10 @@ export {
   type Proposal, type ProposalStatus, type Finding, type SessionResult,
 } from './review/index.ts';
 
+// Every host's work through one interface: this host's SQLite and, with a shared store
+// (AIRLOCK_DATABASE_URL or the org policy's telemetry.sharedStore), every other host's.
+export { workView, type WorkView, type WorkViewOptions, type HostOf, type HostSession, type HostProposal, type HostAsk } from './hosts/index.ts';
+
 // Secrets: detection and redaction (the engine used for tool output and audit data).
 export { scanText, redactText, type SecretFinding } from './secrets/index.ts';
 

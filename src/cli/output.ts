@@ -1,6 +1,6 @@
 import { styleText } from 'node:util';
 import type { Command } from 'commander';
-import { AirlockError, cannotRecord, isRecordingFailure } from '../common/index.ts';
+import { AirlockError, cannotRecord, escapeForTerminal, isRecordingFailure } from '../common/index.ts';
 
 // Colours only when the stream is a TTY and NO_COLOR is unset (styleText checks both).
 type Style = Parameters<typeof styleText>[0];
@@ -59,4 +59,9 @@ export function printError(e: unknown): number {
 /** Commands set their exit status through this rather than calling process.exit (main reads it). */
 export function setExit(cmd: Command, code: number): void {
   (cmd as unknown as { _airlockExit?: number })._airlockExit = code;
+}
+
+/** With a shared store that cannot be reached: a warning, and this host's part of the listing alone. */
+export function otherHostsNotShown(message: string): void {
+  process.stderr.write(`${warn('airlock: other hosts not shown:', process.stderr)} ${escapeForTerminal(message)}\n`);
 }

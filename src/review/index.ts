@@ -4,7 +4,7 @@
 export { createProposal, sessionResult, proposalStatus,
   orgPolicyFile, reviewPolicy,
   type SessionResult, type ProposalStatus, type ProposalState, type ProposeOptions } from './proposal.ts';
-export { approveProposal, rejectProposal, requireProposal, type ApproveOptions } from './review-decisions.ts';
+export { approveProposal, rejectProposal, requireProposal, localApprovalRelay, type ApproveOptions } from './review-decisions.ts';
 export { applyProposal, type ApplyOptions, type ApplyResult } from './apply.ts';
 export { type PullRequestInput, type PullRequestResult } from './providers.ts';
 export { listProposals, getProposal, decisionsFor, type Proposal, type ReviewDecision } from './store.ts';

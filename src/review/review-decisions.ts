@@ -21,20 +21,24 @@ function refuseFinal(p: Proposal, st: ProposalStatus, what: string): void {
   if (st.state === 'superseded') throw new AirlockError('BAD_STATE', `proposal ${p.id} was superseded by a newer proposal for session ${p.session}`, 'review the newest one (`airlock review list`)');
 }
 
-export interface ApproveOptions { as?: string; overrideReason?: string; env?: NodeJS.ProcessEnv }
+export interface ApproveOptions {
+  as?: string; overrideReason?: string; env?: NodeJS.ProcessEnv;
+  /** the log id of the host the approval was given on, when it came through the shared store */
+  via?: string;
+}
 
-export function approveProposal(store: AuditStore, id: number, o: ApproveOptions = {}): { proposal: Proposal; status: ProposalStatus; by: string } {
-  assertOutsideSandbox(store, o.env);
+export function approveProposal(store: AuditStore, id: number, opts: ApproveOptions = {}): { proposal: Proposal; status: ProposalStatus; by: string } {
+  assertOutsideSandbox(store, opts.env);
   const proposal = requireProposal(store, id);
   refuseFinal(proposal, proposalStatus(store, proposal), 'approved');
   verifyProposal(store, proposal);
-  const who = humanIdentity(o.as);
+  const who = humanIdentity(opts.as);
   const mine = decisionsFor(store, proposal.id).filter((d) => d.kind === 'approve' && d.proposalHash === proposal.hash && d.by?.toLowerCase() === who.identity.toLowerCase());
   if (mine.length) throw new AirlockError('BAD_STATE', `${who.identity} already approved proposal ${proposal.id}`, 'a second approval must come from another reviewer');
   const blocking = proposal.findings.filter((f) => f.blocking);
-  const reason = o.overrideReason?.trim() ?? '';
+  const reason = opts.overrideReason?.trim() ?? '';
   let override = false;
-  if (o.overrideReason !== undefined) {
+  if (opts.overrideReason !== undefined) {
     if (!reason) throw new AirlockError('USAGE', '--override-reason needs a reason', 'say why the blocking findings are acceptable');
     const roles = proposal.policy.review.overrideRoles;
     if (!roles.some((r) => inGroup(proposal.policy, r, who.identity))) {
@@ -52,8 +56,28 @@ export function approveProposal(store: AuditStore, id: number, o: ApproveOptions
   insertDecision(store, { proposalId: proposal.id, kind: 'approve', by: who.identity, bySource: who.source, proposalHash: proposal.hash, reason: override ? reason : null, override, data: {} });
   const status = proposalStatus(store, proposal);
   store.append({ type: 'review.approved', session: proposal.session, severity: override ? 'high' : 'info', decision: 'allow', rule: override ? 'review.overrideRoles' : 'review.approvals',
-    data: { proposal: proposal.id, hash: proposal.hash, by: who.identity, source: who.source, override, reason: override ? reason : null, state: status.state, missing: status.missing } });
+    data: { proposal: proposal.id, hash: proposal.hash, by: who.identity, source: who.source, override, reason: override ? reason : null, state: status.state, missing: status.missing,
+      ...(opts.via ? { via: opts.via } : {}) } });
   return { proposal: proposal, status, by: who.identity };
+}
+
+/**
+ * The shipper's relay for an approval given on another host: the same rules as one given
+ * here (content hash, separation of duties, blocking findings), the outcome recorded either
+ * way: review.approved (with `via`), or review.relay_refused naming why.
+ */
+export function localApprovalRelay(store: AuditStore): (a: { proposal: number; hash: string; by: string; fromLogId: string }) => void {
+  return (a) => {
+    const p = getProposal(store, a.proposal);
+    try {
+      if (!p) throw new AirlockError('NOT_FOUND', `unknown proposal: ${a.proposal}`, '');
+      if (p.hash !== a.hash) throw new AirlockError('DENIED', `approved content ${a.hash.slice(0, 12)} is not the proposal's ${p.hash.slice(0, 12)}`, '');
+      approveProposal(store, a.proposal, { as: a.by, via: a.fromLogId });
+    } catch (e) {
+      store.append({ type: 'review.relay_refused', session: p?.session ?? null, severity: 'medium', decision: 'deny', rule: 'review.relay',
+        data: { proposal: a.proposal, hash: a.hash, by: a.by, via: a.fromLogId, reason: e instanceof Error ? e.message : String(e) } });
+    }
+  };
 }
 
 export function rejectProposal(store: AuditStore, id: number, o: { as?: string; reason: string; env?: NodeJS.ProcessEnv }): { proposal: Proposal; by: string } {

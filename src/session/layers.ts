@@ -233,7 +233,8 @@ function telemetryLayer(): SessionLayer {
     afterStart: async (s) => {
       const t = s.policy.policy.telemetry;
       s.layerState.set('checkpointer', startCheckpointer(s.store, { ...t.checkpoint, keyDir: s.home.keys }));
-      const shared = process.env.AIRLOCK_DATABASE_URL || t.sharedStore;
+      const { sharedStoreUrl } = await import('../store/index.ts');
+      const shared = sharedStoreUrl({ orgSetting: t.sharedStore ?? null });
       if (shared) s.layerState.set('shipper', await startSessionShipper(s, shared));
       if (!t.sinks.length) return;
       const m = await import('../audit/sinks/index.ts');
@@ -264,9 +265,10 @@ async function startSessionShipper(s: Session, url: string) {
   const store = await import('../store/index.ts');
   const { localAskRelay } = await import('../command-rules/index.ts');
   const where = `the shared store ${store.redactedUrl(url)}`;
-  return store.startShipper(s.store, store.databaseUrl(url)!, {
+  return store.startShipper(s.store, url, {
     keyDir: s.home.keys,
     onConnect: (c) => store.requireCurrentSchema(c, where),
     relay: localAskRelay(s.store),
+    approvals: (await import('../review/index.ts')).localApprovalRelay(s.store),
   });
 }

@@ -1,5 +1,7 @@
+import { existsSync } from 'node:fs';
 import pg from 'pg';
 import { AirlockError } from '../common/index.ts';
+import { DEFAULT_ORG_POLICY, readPolicyFile, resolvePolicy } from '../policy/index.ts';
 
 // Where the shared store is: --database, else AIRLOCK_DATABASE_URL. Without either, SQLite
 // (AIRLOCK_HOME/audit.db) is the whole store, as before.
@@ -12,6 +14,27 @@ export function databaseUrl(flag?: string, env: NodeJS.ProcessEnv = process.env)
       'set AIRLOCK_DATABASE_URL=postgres://USER@HOST/DB (or ?host=/socket/dir), or pass --database');
   }
   return url;
+}
+
+/**
+ * The one resolution every entry point uses (sessions, CLI listings, the SDK): --database, else
+ * AIRLOCK_DATABASE_URL, else the org policy's telemetry.sharedStore. `orgSetting` is that
+ * setting when the caller already holds the resolved policy (a session); otherwise the org
+ * policy file (AIRLOCK_ORG_POLICY, else /etc/airlock/policy.yaml) is read for it. Only the org
+ * policy is read: a repo, the agent included, must not choose where the audit stream goes.
+ */
+export function sharedStoreUrl(o: { flag?: string; orgSetting?: string | null; env?: NodeJS.ProcessEnv } = {}): string | undefined {
+  const env = o.env ?? process.env;
+  const direct = databaseUrl(o.flag, env);
+  if (direct) return direct;
+  const org = o.orgSetting !== undefined ? o.orgSetting : orgSharedStore(env);
+  return org ? databaseUrl(org, {}) : undefined;
+}
+
+function orgSharedStore(env: NodeJS.ProcessEnv): string | undefined {
+  const path = env.AIRLOCK_ORG_POLICY || DEFAULT_ORG_POLICY;
+  if (!env.AIRLOCK_ORG_POLICY && !existsSync(path)) return undefined;
+  return resolvePolicy([readPolicyFile(path, 'org')]).policy.telemetry.sharedStore;
 }
 
 /** The URL without its password, for messages. */

@@ -3,5 +3,6 @@
 export { PG_MIGRATIONS, PG_SCHEMA_VERSION, migratePg, requireCurrentSchema } from './pg-schema.ts';
 export { shipOnce, startShipper, type ShipOptions, type ShipResult, type Shipper, type ShipperOptions } from './ship.ts';
 export { verifySharedStore, type SharedVerifyResult, type SharedVerifyOptions, type HostVerdict, type BadSharedEvent } from './verify.ts';
-export { databaseUrl, redactedUrl, withSharedStore } from './connect.ts';
+export { databaseUrl, sharedStoreUrl, redactedUrl, withSharedStore } from './connect.ts';
 export { otherHostsProposals, type SharedProposal, otherHostsSessionRows, pendingSharedAsks, answerSharedAsk, type SharedAsk } from './queue.ts';
+export { approveSharedProposal, relayApprovals, type RelayedApproval } from './review-queue.ts';

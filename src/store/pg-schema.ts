@@ -76,9 +76,23 @@ ${appendOnly('answers')}
 ${grants(['answers'])}
 `;
 
+// Review approvals given on one host for a proposal on another: insert-only, one row per
+// (proposal, content hash, approver), bound to the hash the approver saw. The proposal's host
+// applies it through its own review rules (hash, separation of duties, blocking findings) and
+// records the outcome in its chain; the insert wakes that host's shipper like an answer does.
+const V3 = `
+CREATE TABLE airlock.review_approvals (
+  log_id text NOT NULL REFERENCES airlock.hosts, proposal_id bigint NOT NULL, hash text NOT NULL, by text NOT NULL,
+  from_log_id text NOT NULL, reason text, ts timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (log_id, proposal_id, hash, by));
+CREATE TRIGGER review_approvals_notify AFTER INSERT ON airlock.review_approvals FOR EACH ROW EXECUTE FUNCTION airlock.notify_answer();
+${appendOnly('review_approvals')}
+${grants(['review_approvals'])}
+`;
+
 export const PG_MIGRATIONS: readonly Migration[] = [
   { version: 1, what: 'hosts, their keys, events, checkpoints and the global log; append-only; writer and reader roles', sql: V1 },
   { version: 2, what: 'answers to asks across hosts (first answer wins; NOTIFY wakes the asking host)', sql: V2 },
+  { version: 3, what: 'review approvals across hosts (bound to the proposal hash; NOTIFY wakes the proposal\'s host)', sql: V3 },
 ];
 
 export const PG_SCHEMA_VERSION = latestVersion(PG_MIGRATIONS);

@@ -122,6 +122,8 @@ export interface SharedProposal {
   id: number;
   session: string | null;
   created: string;
+  /** the proposal's content hash (approvals are bound to it), null when the event lacks it */
+  hash: string | null;
   state: 'pending' | 'approved' | 'rejected' | 'applied' | 'superseded';
   approvals: string[];
   stats: { files: number; added: number; deleted: number; commits: number } | null;
@@ -140,14 +142,14 @@ export async function otherHostsProposals(c: pg.ClientBase, exceptLogId: string,
   const rows = (await c.query<{ log_id: string; hostname: string; session: string | null; ts: string; data: string; decisions: [string, string | null][] }>(PROPOSALS, [exceptLogId, limit])).rows;
   const latest = new Map<string, number>();
   const out = rows.flatMap<SharedProposal>((r) => {
-    const d = parseData(r.data) as { proposal?: unknown; stats?: SharedProposal['stats']; findings?: unknown; blocking?: unknown };
+    const d = parseData(r.data) as { proposal?: unknown; hash?: unknown; stats?: SharedProposal['stats']; findings?: unknown; blocking?: unknown };
     if (typeof d.proposal !== 'number') return [];
     const key = `${r.log_id}\n${r.session}`;
     latest.set(key, Math.max(latest.get(key) ?? 0, d.proposal));
     const kinds = r.decisions.map((x) => x[0]);
     const approvals = r.decisions.filter((x) => x[0] === 'review.approved').map((x) => String(x[1] ?? ''));
     const state: SharedProposal['state'] = kinds.includes('review.applied') ? 'applied' : kinds.includes('review.rejected') ? 'rejected' : approvals.length ? 'approved' : 'pending';
-    return [{ ref: refOf(d.proposal, r.log_id), logId: r.log_id, hostname: r.hostname, id: d.proposal, session: r.session, created: r.ts, state, approvals,
+    return [{ ref: refOf(d.proposal, r.log_id), logId: r.log_id, hostname: r.hostname, id: d.proposal, session: r.session, created: r.ts, hash: typeof d.hash === 'string' ? d.hash : null, state, approvals,
       stats: isStats(d.stats) ? d.stats : null, findings: Number(d.findings ?? 0), blocking: Number(d.blocking ?? 0) }];
   });
   for (const p of out) if ((p.state === 'pending' || p.state === 'approved') && (latest.get(`${p.logId}\n${p.session}`) ?? 0) > p.id) p.state = 'superseded';

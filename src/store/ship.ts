@@ -6,6 +6,7 @@ import {
 } from '../audit/index.ts';
 import { checkpointLeaf } from './global-log.ts';
 import { ANSWERS_CHANNEL, relayAnswers } from './queue.ts';
+import { type RelayedApproval, relayApprovals } from './review-queue.ts';
 
 // The shipper: a host's local SQLite log is the durable spool; this copies it to the shared
 // PostgreSQL store. Where it stands is read from PostgreSQL itself (the highest seq of this
@@ -104,6 +105,8 @@ export interface ShipperOptions extends ShipOptions {
   onConnect?: (c: pg.Client) => Promise<void>;
   /** answers given on other hosts are applied to this host's waiting asks through these */
   relay?: { pendingLocal: () => number[]; answer: (id: number, decision: 'allow' | 'deny', by: string, reason: string) => void };
+  /** approvals of this host's proposals given on other hosts are applied through this (the review module's relay) */
+  approvals?: (a: RelayedApproval) => void;
   /** called after each failed attempt (the shipper retries; nothing is dropped) */
   onError?: (e: unknown) => void;
 }
@@ -122,6 +125,7 @@ export function startShipper(local: AuditStore, connectionString: string, opts: 
   let lastError: string | null = null;
   let last: ShipResult | undefined;
   let wake = new AbortController();
+  const seenApprovals = new Set<string>();
   const off = local.onAppend(() => wake.abort());
   const drop = () => { const c = client; client = undefined; c?.end().catch(() => { /* already closed */ }); };
 
@@ -132,7 +136,7 @@ export function startShipper(local: AuditStore, connectionString: string, opts: 
       try {
         await c.connect();
         await opts.onConnect?.(c);
-        if (opts.relay) {
+        if (opts.relay || opts.approvals) {
           const log = logId(local);
           c.on('notification', (n) => { if (n.payload === log) wake.abort(); });
           await c.query(`LISTEN ${ANSWERS_CHANNEL}`);
@@ -142,6 +146,7 @@ export function startShipper(local: AuditStore, connectionString: string, opts: 
     }
     last = await shipOnce(local, client, opts);
     if (opts.relay) await relayAnswers(local, client, opts.relay.pendingLocal(), opts.relay.answer);
+    if (opts.approvals) await relayApprovals(local, client, opts.approvals, seenApprovals);
     lastError = null;
   };
 

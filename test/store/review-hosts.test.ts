@@ -12,7 +12,7 @@ let cluster: PgCluster;
 before(async () => { cluster = await sharedStoreCluster(); });
 after(async () => { await cluster?.stop(); });
 
-interface Listed { ref?: string; host?: string; hostname?: string; session: string; state: string; approvals?: string[]; findings?: number }
+interface Listed { ref?: string; host?: string; session: string; state: string; approvers?: string[]; findingCount?: number }
 
 test('a proposal made on host A is listed by `airlock review list` on host B, and its approval follows', async () => {
   const a = setup('review:\n  approvals:\n    required: 1\n');
@@ -38,7 +38,7 @@ test('a proposal made on host A is listed by `airlock review list` on host B, an
     assert.equal(ship().status, 0);
     const after = listOnB();
     assert.equal(after?.state, 'approved');
-    assert.deepEqual(after?.approvals, ['alice@example.com']);
+    assert.deepEqual(after?.approvers, ['alice@example.com']);
     const plain = spawnSync(BIN, ['review', 'list'], { env: { ...process.env, AIRLOCK_HOME: b, AIRLOCK_DATABASE_URL: url }, encoding: 'utf8', timeout: 60_000 });
     assert.match(plain.stdout, /host\s+id\s+session[\s\S]*1@[0-9a-f]{8}\s+s-a1\s+approved/);
   } finally { a.done(); }

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { AirlockError, escapeForTerminal as esc } from '../../common/index.ts';
-import { listAsks, answerAsk, assertOutsideSandbox, humanIdentity, type CommandAsk } from '../../command-rules/index.ts';
+import { assertOutsideSandbox, humanIdentity, type CommandAsk } from '../../command-rules/index.ts';
 import { openOrCreateStore } from '../store.ts';
-import { bad, dim, ok, printJson, table, warn } from '../output.ts';
+import { bad, dim, ok, otherHostsNotShown, printJson, table, warn } from '../output.ts';
 
 // `airlock approvals [--json] [--all]` lists commands waiting for a human ("ask" rules);
 // `airlock approvals allow|deny N [--as NAME] [--reason TEXT]` answers one; a destination is
@@ -16,7 +16,7 @@ export function parseId(s: string, what: string): number {
   return Number(s);
 }
 
-function status(a: CommandAsk): string {
+function status(a: Pick<CommandAsk, 'status' | 'answeredBy' | 'scope'>): string {
   if (a.status === 'pending') return warn('pending');
   if (a.status === 'allow') return ok(`allowed ${a.scope === 'session' ? 'for the session' : 'once'} by ${esc(a.answeredBy ?? '')}`);
   if (a.status === 'timeout') return dim('timed out (denied)');
@@ -31,13 +31,14 @@ export function registerApprovals(program: Command): void {
     .action(async (opts: { json?: boolean; all?: boolean }) => {
       const store = openOrCreateStore();
       try {
-        const asks = listAsks(store, { all: opts.all });
-        // with a shared store, asks waiting on every other host too (answer them by their id@host)
-        const remote = process.env.AIRLOCK_DATABASE_URL ? await (await import('./shared.ts')).otherHostsAsks(store) : undefined;
-        if (opts.json) { printJson(remote ? [...asks, ...remote] : asks); return; }
-        if (!asks.length && !remote?.length) { process.stdout.write(dim(opts.all ? 'no approvals recorded' : 'nothing is waiting for approval') + '\n'); return; }
-        const rows = asks.map((a) => [String(a.id), dim('this host'), esc(a.session), esc(a.command.join(' ').slice(0, 80)), esc(a.rule), a.status === 'pending' ? `until ${a.expires}` : '', status(a)]);
-        for (const a of remote ?? []) rows.push([esc(a.ref), esc(a.hostname), esc(a.session ?? ''), esc(a.command.join(' ').slice(0, 80)), esc(a.rule ?? ''), `until ${esc(a.expires)}`, warn('pending')]);
+        // with a shared store (the sessions' resolution), asks waiting on every other host too, in one shape
+        const { workView } = await import('../../hosts/index.ts');
+        const view = workView(store, { onUnavailable: otherHostsNotShown });
+        const asks = await view.asks({ all: opts.all });
+        if (opts.json) { printJson(asks); return; }
+        if (!asks.length) { process.stdout.write(dim(opts.all ? 'no approvals recorded' : 'nothing is waiting for approval') + '\n'); return; }
+        const rows = asks.map((a) => [esc(a.ref), a.thisHost ? dim('this host') : esc(a.host), esc(a.session ?? ''), esc(a.command.join(' ').slice(0, 80)), esc(a.rule ?? ''),
+          a.status === 'pending' ? `until ${esc(a.expires)}` : '', status(a)]);
         process.stdout.write(table(rows, ['id', 'host', 'session', 'command', 'rule', 'expires', 'status']) + '\n');
       } finally { store.close(); }
     });
@@ -56,16 +57,12 @@ export function registerApprovals(program: Command): void {
           assertOutsideSandbox(store);
           const who = humanIdentity(opts.as);
           if (opts.once && opts.session) throw new AirlockError('USAGE', '--once and --session exclude each other', 'pick one: --once (this connection) or --session (the rest of the session)');
-          if (id.includes('@')) {
-            if (opts.session) throw new AirlockError('USAGE', 'an ask on another host is allowed once only', 'leave out --session, or answer it on its own host');
-            const { answerOtherHost } = await import('./shared.ts');
-            const a = await answerOtherHost(id, decision, who.identity, opts.reason);
-            process.stdout.write(`${esc(a.ref)} ${esc(a.command.join(' '))} on ${esc(a.hostname)}: ${decision === 'allow' ? ok(`allowed by ${esc(who.identity)}`) : bad(`denied by ${esc(who.identity)}`)}\n`);
-            return;
-          }
-          const n = parseId(id, 'approval id');
-          const a = answerAsk(store, n, decision, who.identity, opts.reason, 'human', opts.session ? 'session' : 'once');
-          process.stdout.write(`#${a.id} ${esc(a.command.join(' '))}: ${status(a)}\n`);
+          if (!id.includes('@')) parseId(id, 'approval id');
+          const { workView } = await import('../../hosts/index.ts');
+          const a = await workView(store).answerAsk(id, decision, who.identity, opts.reason, opts.session ? 'session' : 'once');
+          const answered = a.thisHost ? status(a) : decision === 'allow' ? ok(`allowed by ${esc(who.identity)}`) : bad(`denied by ${esc(who.identity)}`);
+          process.stdout.write(`${a.thisHost ? '#' : ''}${esc(a.ref)} ${esc(a.command.join(' '))}${a.thisHost ? '' : ` on ${esc(a.host)}`}: ${answered}
+`);
         } finally { store.close(); }
       });
   }

@@ -60,12 +60,12 @@ export const registerAudit = (program: Command): void => {
     });
 
   audit.command('verify').option('--json', 'print the result as JSON').option('--pubkey <file>', 'public key PEM to check checkpoint signatures with (default: the key in AIRLOCK_HOME)')
-    .option('--database <url>', 'verify every host\'s log in this shared store (default: AIRLOCK_DATABASE_URL when set)')
+    .option('--database <url>', 'verify every host\'s log in this shared store (default: AIRLOCK_DATABASE_URL, else the org policy\'s telemetry.sharedStore)')
     .option('--host-keys <dir>', 'shared store: trust only these host keys, one `<log id>.pem` per host (default: the keys the store holds)')
-    .option('--local', 'verify this host\'s audit.db even when AIRLOCK_DATABASE_URL is set')
+    .option('--local', 'verify this host\'s audit.db even when a shared store is configured')
     .description(`Check the hash chain, the Merkle tree and every signed checkpoint. Exit ${ExitCode.TAMPERED} when tampered, naming the first bad event.`)
     .action(async (opts: { json?: boolean; pubkey?: string; database?: string; hostKeys?: string; local?: boolean }, cmd: Command) => {
-      if (!opts.local && (opts.database || process.env.AIRLOCK_DATABASE_URL)) {
+      if (!opts.local && (await import('../../store/index.ts')).sharedStoreUrl({ flag: opts.database })) {
         const { verifyShared } = await import('./shared.ts');
         await verifyShared(opts, cmd);
         return;
@@ -212,7 +212,7 @@ export const registerAudit = (program: Command): void => {
     });
 
   registerSinks(program); // `airlock sinks …` belongs to the same module
-  audit.command('ship').option('--database <url>', 'postgres:// URL (default: AIRLOCK_DATABASE_URL)')
+  audit.command('ship').option('--database <url>', 'postgres:// URL (default: AIRLOCK_DATABASE_URL, else the org policy\'s telemetry.sharedStore)')
     .option('--follow', 'keep shipping until SIGINT/SIGTERM (retries while PostgreSQL is down)').option('--json', 'print the result as JSON')
     .option('--batch <n>', 'events per insert', '5000')
     .description('Ship this host\'s audit events and checkpoints to the shared store, idempotent by event id.')

@@ -1,12 +1,12 @@
 import type { Command } from 'commander';
 import { spawnSync } from 'node:child_process';
-import { ExitCode, escapeForTerminal } from '../../common/index.ts';
+import { AirlockError, ExitCode, escapeForTerminal } from '../../common/index.ts';
 import type { AuditStore } from '../../audit/index.ts';
 import {
-  createProposal, listProposals, proposalStatus, approveProposal, rejectProposal, applyProposal, requireProposal,
+  createProposal, proposalStatus, approveProposal, rejectProposal, applyProposal, requireProposal,
   toSarif, loadChange, diffSections, decisionsFor, readAgentCommits, commitsJson, type Proposal, type Finding, type ProposalStatus,
 } from '../../review/index.ts';
-import { bad, bold, dim, ok, paint, printJson, progress, table, warn, setExit } from '../output.ts';
+import { bad, bold, dim, ok, otherHostsNotShown, paint, printJson, progress, table, warn, setExit } from '../output.ts';
 import { parseId } from './approvals.ts';
 import { openOrCreateStore } from '../store.ts';
 
@@ -140,20 +140,18 @@ export function registerReview(program: Command): void {
     .option('--json', 'machine-readable output')
     .option('--all', 'include applied, rejected and superseded proposals')
     .action((opts: { json?: boolean; all?: boolean }) => withStore(async (store) => {
-      const rows = listProposals(store).map((p) => ({ p, st: proposalStatus(store, p) }))
-        .filter((r) => opts.all || r.st.state === 'pending' || r.st.state === 'approved');
-      // with a shared store, every other host's proposals too (review them on their host)
-      const remote = process.env.AIRLOCK_DATABASE_URL
-        ? ((await (await import('./shared.ts')).otherHostsReview(store)) ?? []).filter((p) => opts.all || p.state === 'pending' || p.state === 'approved')
-        : undefined;
-      if (opts.json) { printJson([...rows.map((r) => jsonOf(r.p, r.st)), ...(remote ?? [])]); return; }
-      if (!rows.length && !remote?.length) { process.stdout.write(dim(opts.all ? 'no proposals' : 'no proposals waiting for review') + '\n'); return; }
-      const lines = rows.map(({ p, st }) => [...(remote ? [dim('this host')] : []), String(p.id), visible(p.session), stateText(st), `${p.stats.files} files +${p.stats.added}/-${p.stats.deleted}`, summary(p), `${st.approvers.length}/${st.required}`]);
-      for (const p of remote ?? []) {
-        lines.push([visible(p.hostname), visible(p.ref), visible(p.session ?? ''), p.state, p.stats ? `${p.stats.files} files +${p.stats.added}/-${p.stats.deleted}` : '-',
-          p.findings ? `${p.findings} findings${p.blocking ? `, ${p.blocking} blocking` : ''}` : 'clean', String(p.approvals.length)]);
-      }
-      process.stdout.write(table(lines, [...(remote ? ['host'] : []), 'id', 'session', 'state', 'size', 'checks', 'approvals']) + '\n');
+      // with a shared store (the sessions' resolution), every other host's proposals too, in one shape
+      const { workView } = await import('../../hosts/index.ts');
+      const view = workView(store, { onUnavailable: otherHostsNotShown });
+      const rows = await view.proposals({ all: opts.all });
+      if (opts.json) { printJson(rows.map(({ local: _, ...p }) => p)); return; }
+      if (!rows.length) { process.stdout.write(dim(opts.all ? 'no proposals' : 'no proposals waiting for review') + '\n'); return; }
+      const shared = view.sharedUrl !== undefined;
+      const lines = rows.map((p) => [...(shared ? [p.thisHost ? dim('this host') : visible(p.host)] : []), visible(p.ref), visible(p.session ?? ''),
+        p.local ? stateText(p.local.status) : p.state, p.stats ? `${p.stats.files} files +${p.stats.added}/-${p.stats.deleted}` : '-',
+        p.local ? summary(p.local.proposal) : p.findingCount ? `${p.findingCount} findings${p.blockingCount ? `, ${p.blockingCount} blocking` : ''}` : 'clean',
+        `${p.approvers.length}${p.required === null ? '' : `/${p.required}`}`]);
+      process.stdout.write(table(lines, [...(shared ? ['host'] : []), 'id', 'session', 'state', 'size', 'checks', 'approvals']) + '\n');
     }));
 
   review.command('show')
@@ -171,10 +169,18 @@ export function registerReview(program: Command): void {
 
   review.command('approve')
     .description('Approve a proposal (bound to its content hash; refused from inside a sandbox).')
-    .argument('<id>', 'proposal id')
+    .argument('<id>', 'proposal id (N@HOST for a proposal on another host)')
     .option('--as <name>', 'your identity (default: git config user.email, else the OS user)')
     .option('--override-reason <text>', 'approve despite blocking findings (only members of review.overrideRoles); recorded')
     .action((id: string, opts: { as?: string; overrideReason?: string }) => withStore(async (store) => {
+      if (id.includes('@')) {
+        // another host's proposal: queued in the shared store, applied by its host under its own rules
+        if (opts.overrideReason !== undefined) throw new AirlockError('USAGE', 'an override of blocking findings is given on the proposal\'s own host', `run \`airlock review approve ${id.split('@')[0]} --override-reason …\` there`);
+        const { workView } = await import('../../hosts/index.ts');
+        const p = await workView(store).approveRemote(id, { as: opts.as });
+        process.stdout.write(`approved proposal ${visible(p.ref)} on ${visible(p.host)} as ${visible(p.by)} (content ${p.hash?.slice(0, 12)}); its host applies it when it next ships\n`);
+        return;
+      }
       const r = approveProposal(store, parseId(id, 'proposal id'), { as: opts.as, overrideReason: opts.overrideReason });
       process.stdout.write(`approved proposal ${r.proposal.id} as ${r.by}: ${stateText(r.status)}\n`);
       for (const m of r.status.missing) process.stdout.write(warn(`  still needs ${m}`) + '\n');

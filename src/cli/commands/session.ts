@@ -6,7 +6,8 @@ import { AuditStore } from '../../audit/index.ts';
 // and must not pay for the session core and the policy engine; `run` loads them itself.
 import { listSessions, recoverSessions, type SessionSummary, request, startDetached } from '../../session/client.ts';
 import type { OpenSessionOptions } from '../../session/index.ts';
-import { bad, dim, ok, printJson, table, warn, progress, setExit } from '../output.ts';
+import { bad, dim, ok, otherHostsNotShown, printJson, table, warn, progress, setExit } from '../output.ts';
+import type { HostSession } from '../../hosts/index.ts';
 import { preferInterpretedSchemas } from '../schemas.ts';
 
 function collect(v: string, prev: string[]): string[] { return [...prev, v]; }
@@ -179,18 +180,20 @@ export function registerSession(program: Command): void {
     .action(async (o: { json?: boolean }) => {
       const layout = ensureHome();
       const store = new AuditStore(layout.auditDb);
-      let rows: (SessionSummary & { host?: string })[];
+      let rows: HostSession[];
+      let shared: boolean;
       try {
         recoverAndReport(store, layout);
-        rows = listSessions(store);
-        // with a shared store, every other host's sessions too (this host's are read fresh from its own log)
-        if (process.env.AIRLOCK_DATABASE_URL) rows = [...rows, ...(await (await import('./shared.ts')).otherHostsSessions(store)) ?? []];
+        // with a shared store (the sessions' own resolution), every other host's sessions too, in one shape
+        const { workView } = await import('../../hosts/index.ts');
+        const view = workView(store, { onUnavailable: otherHostsNotShown });
+        rows = await view.sessions();
+        shared = view.sharedUrl !== undefined;
       } finally { store.close(); }
       if (o.json) return printJson(rows);
       if (!rows.length) { process.stdout.write('no sessions yet: start one with `airlock run -- <command>`\n'); return; }
-      const shared = rows.some((s) => s.host !== undefined);
       process.stdout.write(table(rows.map((s) => [
-        ...(shared ? [s.host === undefined ? 'this host' : esc(s.host)] : []),
+        ...(shared ? [s.thisHost ? 'this host' : esc(s.host)] : []),
         esc(s.id), s.state === 'stopped' ? String(s.status ?? '-') : s.state, esc((s.command ?? []).join(' ').slice(0, 40)), esc((s.baseCommit ?? '').slice(0, 10)),
         s.runtime ?? '-', s.start.replace('T', ' ').slice(0, 19), s.end ? s.end.replace('T', ' ').slice(11, 19) : '-', String(s.events), s.denials ? bad(String(s.denials)) : '0',
       ]), [...(shared ? ['HOST'] : []), 'SESSION', 'EXIT', 'COMMAND', 'BASE', 'RUNTIME', 'START', 'END', 'EVENTS', 'DENIED']) + '\n');

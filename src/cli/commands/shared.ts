@@ -1,15 +1,12 @@
 import type { Command } from 'commander';
-import type pg from 'pg';
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { AirlockError, ExitCode, escapeForTerminal } from '../../common/index.ts';
 import {
-  PG_SCHEMA_VERSION, databaseUrl, withSharedStore, migratePg, redactedUrl, requireCurrentSchema, shipOnce, startShipper,
-  verifySharedStore, type SharedVerifyResult, pendingSharedAsks, answerSharedAsk, otherHostsSessionRows, otherHostsProposals, type SharedAsk, type SharedProposal,
+  PG_SCHEMA_VERSION, sharedStoreUrl, withSharedStore, migratePg, redactedUrl, requireCurrentSchema, shipOnce, startShipper,
+  verifySharedStore, type SharedVerifyResult, relayApprovals,
 } from '../../store/index.ts';
-import { logId } from '../../audit/index.ts';
-import type { SessionSummary } from '../../session/index.ts';
 import { openStore } from '../store.ts';
 import { bad, dim, ok, printJson, setExit, warn } from '../output.ts';
 
@@ -17,21 +14,21 @@ import { bad, dim, ok, printJson, setExit, warn } from '../output.ts';
 // `airlock audit ship [--follow]` (each host), `airlock audit verify` against it.
 
 function requireUrl(flag: string | undefined): string {
-  const url = databaseUrl(flag);
-  if (!url) throw new AirlockError('USAGE', 'no shared store configured', 'set AIRLOCK_DATABASE_URL=postgres://… or pass --database URL');
+  const url = sharedStoreUrl({ flag });
+  if (!url) throw new AirlockError('USAGE', 'no shared store configured', 'set AIRLOCK_DATABASE_URL=postgres://…, telemetry.sharedStore in the org policy, or pass --database URL');
   return url;
 }
 
 export const registerDb = (program: Command): void => {
   const db = program.command('db').description('The shared PostgreSQL store (AIRLOCK_DATABASE_URL): schema versions.');
-  db.command('migrate').option('--database <url>', 'postgres:// URL (default: AIRLOCK_DATABASE_URL)').option('--json', 'print the result as JSON')
+  db.command('migrate').option('--database <url>', 'postgres:// URL (default: AIRLOCK_DATABASE_URL, else the org policy\'s telemetry.sharedStore)').option('--json', 'print the result as JSON')
     .description('Bring the shared store\'s schema to this Airlock\'s version (run once, as the database owner).')
     .action(async (opts: { database?: string; json?: boolean }) => {
       const url = requireUrl(opts.database);
       const version = await withSharedStore(url, (c) => migratePg(c, `the shared store ${redactedUrl(url)}`));
       if (opts.json) printJson({ version }); else process.stdout.write(`${ok('schema')} at version ${version}\n`);
     });
-  db.command('status').option('--database <url>', 'postgres:// URL (default: AIRLOCK_DATABASE_URL)').option('--json', 'print the result as JSON')
+  db.command('status').option('--database <url>', 'postgres:// URL (default: AIRLOCK_DATABASE_URL, else the org policy\'s telemetry.sharedStore)').option('--json', 'print the result as JSON')
     .description('Schema version and, per host, how many events the shared store holds.')
     .action(async (opts: { database?: string; json?: boolean }) => {
       const url = requireUrl(opts.database);
@@ -58,7 +55,11 @@ export async function ship(opts: { database?: string; follow?: boolean; json?: b
     // --follow starts even while PostgreSQL is down: the local log spools until it is back
     const r = opts.follow ? await follow(store, url, batch) : await withSharedStore(url, async (c) => {
       await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`);
-      return shipOnce(store, c, { batch });
+      const r = await shipOnce(store, c, { batch });
+      // approvals given on other hosts for this host's proposals: applied here, the outcome shipped
+      const { localApprovalRelay } = await import('../../review/index.ts');
+      if (await relayApprovals(store, c, localApprovalRelay(store), new Set()) > 0) return shipOnce(store, c, { batch });
+      return r;
     });
     if (opts.json) printJson(r ?? null);
     else if (r) process.stdout.write(`${ok('shipped')} ${r.events} events, ${r.checkpoints} checkpoints; the shared store holds this host's log up to ${r.shippedSeq} of ${r.localSeq}\n`);
@@ -71,6 +72,7 @@ async function follow(store: ReturnType<typeof openStore>, url: string, batch: n
   const shipper = startShipper(store, url, {
     batch,
     relay: localAskRelay(store),
+    approvals: (await import('../../review/index.ts')).localApprovalRelay(store),
     onConnect: (c) => requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`),
     onError: (e) => {
       const m = e instanceof Error ? e.message : String(e);
@@ -116,53 +118,4 @@ export async function verifyShared(opts: { database?: string; json?: boolean; ho
   });
   if (opts.json) printJson(r); else printShared(r);
   setExit(cmd, r.ok ? ExitCode.OK : ExitCode.TAMPERED);
-}
-
-/** With a shared store: the asks waiting on every other host (undefined without one). */
-export async function otherHostsAsks(store: ReturnType<typeof openStore>): Promise<SharedAsk[] | undefined> {
-  const url = databaseUrl();
-  if (!url) return undefined;
-  const here = logId(store);
-  return otherHostsView(url, async (c) => (await pendingSharedAsks(c)).filter((a) => a.logId !== here));
-}
-
-/** `airlock approvals allow|deny N@HOST`: answers an ask waiting on another host. */
-export async function answerOtherHost(ref: string, decision: 'allow' | 'deny', by: string, reason?: string): Promise<SharedAsk> {
-  const url = requireUrl(undefined);
-  return withSharedStore(url, async (c) => {
-    await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`);
-    return answerSharedAsk(c, ref, decision, by, reason);
-  });
-}
-
-/** With a shared store: every other host's sessions, each with its host (undefined without one). */
-export async function otherHostsSessions(store: ReturnType<typeof openStore>): Promise<(SessionSummary & { host: string; logId: string })[] | undefined> {
-  const url = databaseUrl();
-  if (!url) return undefined;
-  const { SESSION_COLUMNS, sessionFromRow } = await import('../../session/index.ts');
-  const here = logId(store);
-  const rows = await otherHostsView(url, (c) => otherHostsSessionRows(c, SESSION_COLUMNS, here));
-  return rows?.map((r) => ({ ...sessionFromRow(r, false), host: String(r.hostname), logId: String(r.logId) }));
-}
-
-/** With a shared store: every other host's proposals (undefined without one). */
-export async function otherHostsReview(store: ReturnType<typeof openStore>): Promise<SharedProposal[] | undefined> {
-  const url = databaseUrl();
-  if (!url) return undefined;
-  const here = logId(store);
-  return otherHostsView(url, (c) => otherHostsProposals(c, here));
-}
-
-/**
- * Other hosts' part of a listing: with the shared store unreachable, a warning and this host's
- * part alone (undefined), rather than no listing at all.
- */
-async function otherHostsView<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T | undefined> {
-  try {
-    return await withSharedStore(url, fn);
-  } catch (e) {
-    if (!(e instanceof AirlockError) || e.kind !== 'UNAVAILABLE') throw e;
-    process.stderr.write(`${warn('airlock: other hosts not shown:', process.stderr)} ${escapeForTerminal(e.message)}\n`);
-    return undefined;
-  }
 }

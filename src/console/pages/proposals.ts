@@ -6,6 +6,7 @@ import {
 } from '../../review/index.ts';
 import { markup, layout, agentText, csrfField, severityClass, type Html, type PageContext } from '../html.ts';
 import type { ConsoleDeps, ConsoleEnv } from '../server.ts';
+import { workView, type HostProposal } from '../../hosts/index.ts';
 import { formText, idParam, safeHref, sessionContext } from './common.ts';
 
 // Proposals: the queue, and one proposal with its diff, findings inline, the agent's
@@ -27,14 +28,26 @@ function stateBadge(st: ProposalStatus): Html {
   return markup`<span class="state state-${st.state}">${agentText(text)}</span>`;
 }
 
-function queue(ctx: PageContext, rows: { p: Proposal; st: ProposalStatus }[]): Html {
-  if (!rows.length) return layout(ctx, 'Proposals', markup`<p class="muted">No proposals yet.</p>`);
+function queue(ctx: PageContext, rows: { p: Proposal; st: ProposalStatus }[], remote: HostProposal[]): Html {
+  if (!rows.length) return layout(ctx, 'Proposals', markup`<p class="muted">No proposals yet.</p>${otherHosts(ctx, remote)}`);
   return layout(ctx, 'Proposals', markup`<table class="list"><thead><tr><th>#</th><th>session</th><th>state</th><th>size</th><th>findings</th><th>approvals</th><th>still needed</th></tr></thead><tbody>
 ${rows.map(({ p, st }) => markup`<tr><td><a href="/proposals/${p.id}">${p.id}</a></td><td><a href="/sessions/${encodeURIComponent(p.session)}">${agentText(p.session)}</a></td>
 <td>${stateBadge(st)}${st.escalated ? markup` <span class="badge sev-high">escalated</span>` : ''}</td>
 <td>${p.stats.files} files <span class="add">+${p.stats.added}</span>/<span class="del">-${p.stats.deleted}</span></td>
 <td>${findingCounts(p)}</td><td>${st.approvers.length}/${st.required}</td><td>${st.state === 'pending' ? st.missing.map((m) => agentText(m)).join('; ') : ''}</td></tr>`)}
-</tbody></table>`);
+</tbody></table>${otherHosts(ctx, remote)}`);
+}
+
+/** Other hosts' open proposals (with a shared store): approve here, bound to the shipped hash; review detail and apply stay on their host. */
+function otherHosts(ctx: PageContext, rows: HostProposal[]): Html {
+  if (!rows.length) return markup``;
+  return markup`<h2>Other hosts</h2><table class="list remote"><thead><tr><th>#</th><th>host</th><th>session</th><th>state</th><th>size</th><th>findings</th><th>approvers</th><th></th></tr></thead><tbody>
+${rows.map((p) => markup`<tr><td>${agentText(p.ref)}</td><td>${agentText(p.host)}</td><td>${agentText(p.session ?? '')}</td><td><span class="state state-${p.state}">${agentText(p.state)}</span></td>
+<td>${p.stats ? markup`${p.stats.files} files <span class="add">+${p.stats.added}</span>/<span class="del">-${p.stats.deleted}</span>` : ''}</td>
+<td>${p.findingCount}${p.blockingCount ? markup` <span class="badge blocking">${p.blockingCount} blocking</span>` : ''}</td><td>${agentText(p.approvers.join(', '))}</td>
+<td>${p.hash && !p.blockingCount ? markup`<form method="post" action="/proposals/remote/${encodeURIComponent(p.ref)}/approve">${csrfField(ctx)}<input type="hidden" name="hash" value="${p.hash}">
+<button class="approve">Approve sha256:${p.hash.slice(0, 12)}</button></form>` : ''}</td></tr>`)}
+</tbody></table>`;
 }
 
 function findingRow(f: Finding): Html {
@@ -121,7 +134,18 @@ async function boundProposal(c: Context<ConsoleEnv>, deps: ConsoleDeps): Promise
 }
 
 export function registerProposalPages(app: Hono<ConsoleEnv>, deps: ConsoleDeps): void {
-  app.get('/proposals', (c) => c.html(queue(c.get('page'), listProposals(deps.store).reverse().map((p) => ({ p, st: proposalStatus(deps.store, p) })))));
+  app.get('/proposals', async (c) => {
+    const remote = (await view(deps).proposals()).filter((p) => !p.thisHost);
+    return c.html(queue(c.get('page'), listProposals(deps.store).reverse().map((p) => ({ p, st: proposalStatus(deps.store, p) })), remote));
+  });
+  app.post('/proposals/remote/:ref/approve', async (c) => {
+    deps.need(c, 'review');
+    const ref = c.req.param('ref');
+    const hash = await formText(c, 'hash');
+    const r = await view(deps).approveRemote(ref, { as: c.get('login').user.identity, env: deps.env, expectHash: hash });
+    deps.record(c, 'proposal_approved', { session: r.session, target: { proposal: r.ref, host: r.host, logId: r.logId, hash: r.hash }, outcome: 'sent to its host' });
+    return c.redirect('/proposals', 303);
+  });
   app.get('/proposals/:id', (c) => c.html(proposalPage(deps, c.get('page'), requireProposal(deps.store, idParam(c.req.param('id'), 'proposal id')))));
 
   app.post('/proposals/:id/approve', async (c) => {
@@ -147,6 +171,11 @@ export function registerProposalPages(app: Hono<ConsoleEnv>, deps: ConsoleDeps):
     await apply(c, deps, p);
     return c.redirect(`/proposals/${p.id}`, 303);
   });
+}
+
+/** Every host's proposals, the store found the way sessions find it (the console's environment and org policy). */
+function view(deps: ConsoleDeps) {
+  return workView(deps.store, { env: deps.env, onUnavailable: () => { /* the page shows this host's queue alone */ } });
 }
 
 async function apply(c: Context<ConsoleEnv>, deps: ConsoleDeps, p: Proposal): Promise<void> {
