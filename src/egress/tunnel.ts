@@ -132,7 +132,7 @@ export function refuseInTunnel(client: Socket, tls: boolean): void {
  * Uploads always pass through here: they are counted against the session budget exactly
  * and, in the clear, scanned for placeholders and honeytokens.
  */
-export function pipeBoth(ctx: Ctx, client: Socket, upstream: Socket, t: Tracked, first: Buffer): void {
+export function pipeBoth(ctx: Ctx, client: Socket, upstream: Socket, tracked: Tracked, first: Buffer): void {
   let finished = false;
   /** Set while the native thread relays the download: stops it and waits for its last byte count. */
   let stopNative: ((onFinal: () => void) => void) | null = null;
@@ -144,17 +144,17 @@ export function pipeBoth(ctx: Ctx, client: Socket, upstream: Socket, t: Tracked,
   const finish = (error?: string) => {
     if (finished) return;
     finished = true;
-    halt(() => t.finish(error ? { error } : undefined));
+    halt(() => tracked.finish(error ? { error } : undefined));
   };
   const up = (n: number): boolean => {
-    t.bytesUp += n;
+    tracked.bytesUp += n;
     ctx.stats.bytesUp += n;
     const hit = ctx.limits.upload(n);
     if (hit) {
-      t.severity = 'high';
-      t.rule = hit.rule;
-      t.decision = 'deny';
-      t.reason = hit.reason;
+      tracked.severity = 'high';
+      tracked.rule = hit.rule;
+      tracked.decision = 'deny';
+      tracked.reason = hit.reason;
       ctx.stats.denied++;
       finish('upload limit reached');
       return false;
@@ -164,15 +164,15 @@ export function pipeBoth(ctx: Ctx, client: Socket, upstream: Socket, t: Tracked,
   if (client.destroyed) { finish('client gone'); return; }
   // bytes in the clear (plain HTTP or raw TCP in a tunnel) are checked for placeholders and
   // honeytokens; TLS bytes are ciphertext and not scanned
-  const scanner = t.info.scheme === 'https' ? null : outboundScanner(ctx);
+  const scanner = tracked.info.scheme === 'https' ? null : outboundScanner(ctx);
   // a tunnel granted for https carries TLS records: uploads always; downloads until the
   // server's first application data (then the native relay, if any, takes over)
-  const tlsUp = t.info.scheme === 'https' ? new TlsRecordStream() : null;
-  let tlsDown = t.info.scheme === 'https' ? new TlsRecordStream() : null;
+  const tlsUp = tracked.info.scheme === 'https' ? new TlsRecordStream() : null;
+  let tlsDown = tracked.info.scheme === 'https' ? new TlsRecordStream() : null;
   const notTls = (direction: string, why: string): false => {
     if (!finished) {
       finished = true;
-      t.deny('builtin.not-tls', `${direction}: ${why}; a tunnel granted for https carries TLS records only`, 'medium');
+      tracked.deny('builtin.not-tls', `${direction}: ${why}; a tunnel granted for https carries TLS records only`, 'medium');
       halt(() => undefined);
     }
     return false;
@@ -188,7 +188,7 @@ export function pipeBoth(ctx: Ctx, client: Socket, upstream: Socket, t: Tracked,
     if (bad) return notTls('client to upstream', bad);
     const hit = scanner?.push(d);
     if (!hit) return true;
-    if (!finished) { finished = true; recordHit(ctx, t, hit); halt(() => undefined); }
+    if (!finished) { finished = true; recordHit(ctx, tracked, hit); halt(() => undefined); }
     return false;
   };
   if (first.length) {
@@ -200,10 +200,10 @@ export function pipeBoth(ctx: Ctx, client: Socket, upstream: Socket, t: Tracked,
     if (!upstream.write(d)) client.pause();
   });
   upstream.on('drain', () => client.resume());
-  const down = (n: number) => { t.bytesDown += n; ctx.stats.bytesDown += n; };
+  const down = (n: number) => { tracked.bytesDown += n; ctx.stats.bytesDown += n; };
   const reader = relays.get(upstream);
   const nodeDown = () => {
-    t.extra.relay = 'node';
+    tracked.extra.relay = 'node';
     if (reader) {
       // one write in flight at a time: a chunk is a view of the relay buffer, so the next
       // read waits until the kernel has taken this one (at once in the common case)
@@ -254,9 +254,9 @@ export function pipeBoth(ctx: Ctx, client: Socket, upstream: Socket, t: Tracked,
           end: () => { stopNative = null; if (!finished) client.end(); },
           error: (message) => { stopNative = null; finish(message); },
         });
-        t.extra.relay = 'native';
+        tracked.extra.relay = 'native';
       } catch (e) {
-        t.extra.relayFallback = (e as Error).message; // e.g. descriptors exhausted: this tunnel relays in Node
+        tracked.extra.relayFallback = (e as Error).message; // e.g. descriptors exhausted: this tunnel relays in Node
         nodeDown();
       }
     };
