@@ -11,7 +11,7 @@ const NAMES_PENDING = ['src/sandbox/bwrap.ts', 'src/session/session.ts'];
 // action 150, registerSession 109: in files issues 16, 18 and 20 are changing (#14).
 const SPLITS_PENDING = [
   'src/egress/server.ts', 'src/egress/intercept.ts', 'src/egress/http.ts',
-  'src/cli/commands/audit.ts', 'src/cli/commands/session.ts',
+  'src/cli/commands/audit.ts',
 ];
 
 export default tseslint.config(
