@@ -185,46 +185,19 @@ async function onIntercepted(ctx: Ctx, conn: Conn, req: IncomingMessage, res: Se
   ctx.stats.requests++;
   conn.requests++;
   const raw = req.rawHeaders;
-  const dup = duplicatedHeader(raw, SINGLE);
-  if (dup) return refuse(res, tracked, 400, 'builtin.bad-request', `duplicated ${dup} header`);
-  if (raw.length / 2 > 200) return refuse(res, tracked, 431, 'builtin.bad-request', 'more than 200 headers');
-  if (req.headers['content-length'] !== undefined && req.headers['transfer-encoding'] !== undefined) return refuse(res, tracked, 400, 'builtin.bad-request', 'both Content-Length and Transfer-Encoding');
-  const rawUrl = req.url ?? '';
-  if (!rawUrl.startsWith('/')) return refuse(res, tracked, 400, 'builtin.bad-request', 'an intercepted request must use an origin-form target (/path)');
-  let rp: RequestPath;
-  try { rp = requestPath(rawUrl); } catch (e) { return refuse(res, tracked, 400, 'builtin.ambiguous-path', `${e instanceof Error ? e.message : e}: the upstream could read another path than the one decided`); }
-  tracked.info.path = rp.match;
-  const hh = req.headers.host;
-  if (!hh) return refuse(res, tracked, 400, 'builtin.host-mismatch', 'no Host header');
-  try {
-    const a = splitAuthority(hh, 443);
-    if (normalizeHost(a.host).host !== conn.host || a.port !== conn.port) return refuse(res, tracked, 403, 'builtin.host-mismatch', `Host ${headerSafe(hh)} differs from the intercepted host ${hostPort(conn.host, conn.port)}`);
-  } catch { return refuse(res, tracked, 403, 'builtin.host-mismatch', `Host ${headerSafe(hh)} is not a host`); }
-  const hit = ctx.limits.admit();
-  if (hit) return refuse(res, tracked, hit.rule === 'egress.limits.requestsPerMinute' ? 429 : 403, hit.rule, hit.reason, hit.rule === 'egress.limits.maxUploadBytes' ? 'high' : undefined);
-
+  const rp = checkedInterceptedRequest(ctx, conn, req, res, tracked);
+  if (!rp) return;
   tracked.decided = { host: conn.host, port: conn.port, scheme: 'https', method, path: rp.match, intercepted: true };
   const decision = decideTarget(ctx.rules, { ...tracked.decided, addresses: [conn.address] });
   if (decision.action !== 'allow') return refuse(res, tracked, 403, decision.rule, decision.reason);
 
-  // credentials: placeholders swapped where bound, injected per policy; misuse refused
-  let pairs: [string, string][] = [];
-  for (let i = 0; i + 1 < raw.length; i += 2) pairs.push([raw[i]!, raw[i + 1]!]);
-  let target = rp.forward;
-  let injected: Credential[] = [];
-  if (ctx.broker) {
-    const r = ctx.broker.rewrite({ host: conn.host, port: conn.port, method, path: rp.match, rawHeaders: raw, url: rp.forward });
-    if ('misuse' in r) {
-      const h = recordHit(ctx, tracked, { kind: 'placeholder', credential: r.misuse.credential, where: r.misuse.where });
-      return refuse(res, tracked, 403, h.rule, h.reason, undefined, true);
-    }
-    pairs = r.headers;
-    target = r.url;
-    injected = r.injected;
-  }
+  const outbound = brokeredIntercept(ctx, conn, req, res, tracked, rp);
+  if (!outbound) return;
+  const rawUrl = req.url ?? '';
   const head = requestText(rawUrl, raw);
   const honey = textHit({ ...ctx, broker: null }, head, 'url or headers');
   if (honey) { const h = recordHit(ctx, tracked, honey); return refuse(res, tracked, 403, h.rule, h.reason, undefined, true); }
+  const { injected } = outbound;
   if (injected.length) tracked.extra.credentials = injected.map((x) => ({ name: x.name, fingerprint: x.fingerprint }));
   // with DLP off a model API body streams like any other (buffering it would only cap it)
   const dlpHere = ctx.dlp.mode !== 'off' && isModelApi(ctx, conn.host);
@@ -235,7 +208,7 @@ async function onIntercepted(ctx: Ctx, conn: Conn, req: IncomingMessage, res: Se
   if (pkg.kind !== 'pass') tracked.extra.package = observePackage(ctx, pkg.kind === 'allow' ? { ...pkg.pkg, rule: pkg.verdict.rule } : pkg.pkg);
   try { tracked.open(decision.rule, decision.reason); } catch (e) { return refuse(res, tracked, 503, 'builtin.audit-failed', `audit sink failed (${e instanceof Error ? e.message : e}); refused`); }
 
-  const headers = headerObject(pairs, req.headers.connection);
+  const headers = headerObject(outbound.pairs, req.headers.connection);
   headers.host = conn.port === 443 ? conn.host : hostPort(conn.host, conn.port);
   if (injected.length) headers['accept-encoding'] = 'identity'; // so an echoed value can be scrubbed from the response
   if (pkg.kind === 'filter') pkg.prepare(headers); // metadata the package firewall reads whole and filters
@@ -249,34 +222,103 @@ async function onIntercepted(ctx: Ctx, conn: Conn, req: IncomingMessage, res: Se
     if (h) { refuse(res, tracked, 403, h.rule, h.reason, 'high'); return false; }
     return true;
   };
+  const buffered = hasBody ? await readInspectedBody(ctx, conn, req, res, tracked, { path: rp.match, headers, scanner, count, dlpHere }) : null;
+  if (buffered === false) return;
+  forwardIntercepted(ctx, conn, req, res, tracked, { decision, target: outbound.target, headers, injected, pkg, hasBody, buffered, scanner, count });
+}
 
-  // an encoded (gzip…) body would hide placeholders and honeytokens from the streaming
-  // scanner: such a body is read whole (bounded) and scanned decoded, then sent as it came
+/**
+ * The request line and headers, checked before any decision: no duplicated single headers,
+ * no smuggling, an origin-form path the upstream reads as decided, a Host naming the
+ * intercepted host, the session's rate limits. Null when refused.
+ */
+function checkedInterceptedRequest(ctx: Ctx, conn: Conn, req: IncomingMessage, res: ServerResponse, tracked: Tracked): RequestPath | null {
+  const no = (status: number, rule: string, reason: string): null => { refuse(res, tracked, status, rule, reason); return null; };
+  const raw = req.rawHeaders;
+  const dup = duplicatedHeader(raw, SINGLE);
+  if (dup) return no(400, 'builtin.bad-request', `duplicated ${dup} header`);
+  if (raw.length / 2 > 200) return no(431, 'builtin.bad-request', 'more than 200 headers');
+  if (req.headers['content-length'] !== undefined && req.headers['transfer-encoding'] !== undefined) return no(400, 'builtin.bad-request', 'both Content-Length and Transfer-Encoding');
+  const rawUrl = req.url ?? '';
+  if (!rawUrl.startsWith('/')) return no(400, 'builtin.bad-request', 'an intercepted request must use an origin-form target (/path)');
+  let rp: RequestPath;
+  try { rp = requestPath(rawUrl); } catch (e) { return no(400, 'builtin.ambiguous-path', `${e instanceof Error ? e.message : e}: the upstream could read another path than the one decided`); }
+  tracked.info.path = rp.match;
+  const hh = req.headers.host;
+  if (!hh) return no(400, 'builtin.host-mismatch', 'no Host header');
+  try {
+    const a = splitAuthority(hh, 443);
+    if (normalizeHost(a.host).host !== conn.host || a.port !== conn.port) return no(403, 'builtin.host-mismatch', `Host ${headerSafe(hh)} differs from the intercepted host ${hostPort(conn.host, conn.port)}`);
+  } catch { return no(403, 'builtin.host-mismatch', `Host ${headerSafe(hh)} is not a host`); }
+  const hit = ctx.limits.admit();
+  if (hit) { refuse(res, tracked, hit.rule === 'egress.limits.requestsPerMinute' ? 429 : 403, hit.rule, hit.reason, hit.rule === 'egress.limits.maxUploadBytes' ? 'high' : undefined); return null; }
+  return rp;
+}
+
+/** Credentials: placeholders swapped where bound, injected per policy; misuse refused (null). */
+function brokeredIntercept(ctx: Ctx, conn: Conn, req: IncomingMessage, res: ServerResponse, tracked: Tracked, rp: RequestPath): { pairs: [string, string][]; target: string; injected: Credential[] } | null {
+  const raw = req.rawHeaders;
+  const pairs: [string, string][] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) pairs.push([raw[i]!, raw[i + 1]!]);
+  if (!ctx.broker) return { pairs, target: rp.forward, injected: [] };
+  const r = ctx.broker.rewrite({ host: conn.host, port: conn.port, method: req.method ?? 'GET', path: rp.match, rawHeaders: raw, url: rp.forward });
+  if ('misuse' in r) {
+    const h = recordHit(ctx, tracked, { kind: 'placeholder', credential: r.misuse.credential, where: r.misuse.where });
+    refuse(res, tracked, 403, h.rule, h.reason, undefined, true);
+    return null;
+  }
+  return { pairs: r.headers, target: r.url, injected: r.injected };
+}
+
+interface BodyInspection {
+  path: string; headers: Record<string, string | string[] | undefined>;
+  scanner: ReturnType<typeof outboundScanner>; count: (n: number) => boolean; dlpHere: boolean;
+}
+
+/**
+ * A body that must be seen whole before it is sent: a model API's under DLP, or an encoded
+ * (gzip…) one, which would hide placeholders and honeytokens from the streaming scanner. It is
+ * read whole (bounded) and scanned decoded, then sent as it came. Null when the body streams;
+ * false when refused.
+ */
+async function readInspectedBody(ctx: Ctx, conn: Conn, req: IncomingMessage, res: ServerResponse, tracked: Tracked, body: BodyInspection): Promise<Buffer | null | false> {
+  const { headers, scanner, count, dlpHere } = body;
   const encoding = req.headers['content-encoding'];
   const scanDecoded = scanner !== null && isEncoded(encoding);
-  let buffered: Buffer | null = null;
-  if (hasBody && (dlpHere || scanDecoded)) {
-    const r = await readWhole(req, ctx.dlp.maxBytes, count);
-    if (!r.ok) { if (!res.headersSent) refuse(res, tracked, 400, 'builtin.bad-request', 'client aborted the request body'); return; }
-    const uninspectable = dlpHere ? 'secrets.dlp.mode' : 'builtin.encoded-body';
-    if (r.over) return refuse(res, tracked, 413, uninspectable, `request body larger than ${ctx.dlp.maxBytes} bytes cannot be inspected`, 'medium');
-    buffered = r.body;
-    const v = scanWholeBody(buffered, scanDecoded ? encoding : undefined, scanner, ctx.dlp.maxBytes, uninspectable);
-    if (!v.ok) {
-      if (v.hit) { const h = recordHit(ctx, tracked, v.hit); return refuse(res, tracked, 403, h.rule, h.reason, undefined, true); }
-      return refuse(res, tracked, v.status, v.rule, v.reason, v.severity);
-    }
-    if (dlpHere) {
-      const r2 = await inspectBody(buffered, req.headers['content-type'], req.headers['content-encoding'], ctx.dlp, ctx.honeytokens);
-      if (r2.honeytoken) { const h = recordHit(ctx, tracked, { kind: 'honeytoken', token: r2.honeytoken, where: 'body' }); return refuse(res, tracked, 403, h.rule, h.reason, undefined, true); }
-      if (!recordDlp(ctx, tracked, res, conn, method, rp.match, r2)) return;
-      if (r2.action === 'blocked') return refuse(res, tracked, 403, 'secrets.dlp.mode', r2.reason, 'high');
-      if (r2.decoded) { buffered = r2.body; delete headers['content-encoding']; }
-    }
-    headers['content-length'] = String(buffered.length);
-    delete headers['transfer-encoding'];
+  if (!dlpHere && !scanDecoded) return null;
+  const r = await readWhole(req, ctx.dlp.maxBytes, count);
+  if (!r.ok) { if (!res.headersSent) refuse(res, tracked, 400, 'builtin.bad-request', 'client aborted the request body'); return false; }
+  const uninspectable = dlpHere ? 'secrets.dlp.mode' : 'builtin.encoded-body';
+  if (r.over) { refuse(res, tracked, 413, uninspectable, `request body larger than ${ctx.dlp.maxBytes} bytes cannot be inspected`, 'medium'); return false; }
+  let buffered = r.body;
+  const v = scanWholeBody(buffered, scanDecoded ? encoding : undefined, scanner, ctx.dlp.maxBytes, uninspectable);
+  if (!v.ok) {
+    if (v.hit) { const h = recordHit(ctx, tracked, v.hit); refuse(res, tracked, 403, h.rule, h.reason, undefined, true); return false; }
+    refuse(res, tracked, v.status, v.rule, v.reason, v.severity);
+    return false;
   }
+  if (dlpHere) {
+    const r2 = await inspectBody(buffered, req.headers['content-type'], req.headers['content-encoding'], ctx.dlp, ctx.honeytokens);
+    if (r2.honeytoken) { const h = recordHit(ctx, tracked, { kind: 'honeytoken', token: r2.honeytoken, where: 'body' }); refuse(res, tracked, 403, h.rule, h.reason, undefined, true); return false; }
+    if (!recordDlp(ctx, tracked, res, conn, req.method ?? 'GET', body.path, r2)) return false;
+    if (r2.action === 'blocked') { refuse(res, tracked, 403, 'secrets.dlp.mode', r2.reason, 'high'); return false; }
+    if (r2.decoded) { buffered = r2.body; delete headers['content-encoding']; }
+  }
+  headers['content-length'] = String(buffered.length);
+  delete headers['transfer-encoding'];
+  return buffered;
+}
 
+interface InterceptedForward {
+  decision: TargetDecision; target: string; headers: Record<string, string | string[] | undefined>; injected: Credential[];
+  pkg: Admission; hasBody: boolean; buffered: Buffer | null;
+  scanner: ReturnType<typeof outboundScanner>; count: (n: number) => boolean;
+}
+
+/** Sends the request upstream over the connection's verified TLS agent; the answer goes through the package firewall when it filters. */
+function forwardIntercepted(ctx: Ctx, conn: Conn, req: IncomingMessage, res: ServerResponse, tracked: Tracked, fwd: InterceptedForward): void {
+  const { decision, target, headers, injected, pkg, hasBody, buffered, scanner, count } = fwd;
+  const method = req.method ?? 'GET';
   const up = httpRequest({ agent: conn.agent, method, path: target, headers, setHost: false, timeout: ctx.timeouts.idleMs });
   let finished = false;
   const fail = (e: NodeJS.ErrnoException | null, why: string, status = 502) => {
@@ -329,8 +371,7 @@ async function onIntercepted(ctx: Ctx, conn: Conn, req: IncomingMessage, res: Se
   const relay = (ur: UpstreamAnswer) => relayResponse(ctx, tracked, method, ur, res, injected, {
     end: (status) => { if (!finished) { finished = true; tracked.finish({ status }); } },
     error: (e) => fail(e, e.message),
-  });
-}
+  });}
 
 function refusePackage(res: ServerResponse, t: Tracked, v: Verdict): void {
   t.status = 403;
