@@ -1,5 +1,5 @@
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
-import { createServer as createHttpServer } from 'node:http';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import type { Policy } from '../policy/index.ts';
 import { AirlockError, type AuditEventInput } from '../common/index.ts';
@@ -111,6 +111,32 @@ function modePackages(o: GatewayOptions): { packages: PackageFirewall | null; pa
 }
 
 export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
+  const ctx = gatewayContext(opts);
+  if (ctx.tls) ctx.interceptServer = createInterceptServer(ctx, ctx.timeouts.handshakeMs);
+  const http = proxyHttpServer(ctx);
+  const main = mainServer(ctx, http, ctx.rules.limits.maxConnections * 2 + 32);
+  const listeners: Listeners = { servers: [main], paths: [], mode: opts.socketMode ?? 0o600 };
+  const address = await listenOn(main, opts.listen, listeners.mode);
+  if ('unixPath' in opts.listen) listeners.paths.push(opts.listen.unixPath);
+  const transparentSockets = await listenTransparent(ctx, opts, http, listeners);
+  const loopback = hostLoopbackGrants(ctx.rules);
+  const hostLoopbackSockets = await listenHostLoopback(ctx, opts, loopback, listeners);
+  recordGatewayStart(ctx, opts, { address, transparentSockets, hostLoopbackSockets, loopback });
+  return {
+    address,
+    transparentSockets,
+    hostLoopbackSockets,
+    stats: () => ({ ...ctx.stats, active: ctx.limits.active }),
+    setHoneytokens(tokens) { ctx.honeytokens = [...tokens]; },
+    async close() { await closeGateway(ctx, opts, http, listeners); },
+  };
+}
+
+/** The servers a gateway listens with and the socket files it must remove on close. */
+interface Listeners { servers: Server[]; paths: string[]; mode: number }
+
+/** The state every handler of one gateway shares: its rules in their mode, limits, TLS, broker, DLP, package firewall. */
+function gatewayContext(opts: GatewayOptions): Ctx {
   const { rules, observe } = modeRules(opts);
   const timeouts: Timeouts = { ...DEFAULT_TIMEOUTS, ...opts.timeouts };
   const { packages, packagesObserve } = modePackages(opts);
@@ -138,12 +164,14 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     observe,
     packagesObserve,
   };
-  if (ctx.tls) ctx.interceptServer = createInterceptServer(ctx, timeouts.handshakeMs);
-  const clientCap = rules.limits.maxConnections * 2 + 32;
+  return ctx;
+}
 
+/** The HTTP parser every plain-HTTP connection is handed to (proxy requests, CONNECT, transparent port 80, plain-HTTP tunnels). */
+function proxyHttpServer(ctx: Ctx): HttpServer {
   const http = createHttpServer({
-    maxHeaderSize: 16 * 1024, headersTimeout: timeouts.handshakeMs, requestTimeout: 0, keepAliveTimeout: 5000,
-    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(timeouts.handshakeMs / 4))),
+    maxHeaderSize: 16 * 1024, headersTimeout: ctx.timeouts.handshakeMs, requestTimeout: 0, keepAliveTimeout: 5000,
+    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(ctx.timeouts.handshakeMs / 4))),
     requireHostHeader: false, joinDuplicateHeaders: false,
   });
   http.maxHeadersCount = MAX_HEADERS + 1;
@@ -182,19 +210,24 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     if (socket.writable) socket.end(refusalText(status, rule, reason));
     setTimeout(() => socket.destroy(), 1000).unref();
   });
+  return http;
+}
 
-  const track = (s: Socket): boolean => {
-    ctx.stats.connections++;
-    ctx.sockets.add(s);
-    s.once('close', () => ctx.sockets.delete(s));
-    s.on('error', () => s.destroy());
-    if (ctx.closing) { s.destroy(); return false; }
-    return true;
-  };
+/** Counts and tracks a client socket; false (and the socket destroyed) once the gateway is closing. */
+function trackSocket(ctx: Ctx, s: Socket): boolean {
+  ctx.stats.connections++;
+  ctx.sockets.add(s);
+  s.once('close', () => ctx.sockets.delete(s));
+  s.on('error', () => s.destroy());
+  if (ctx.closing) { s.destroy(); return false; }
+  return true;
+}
 
-  const main = createNetServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (socket) => {
-    if (!track(socket)) return;
-    socket.setTimeout(timeouts.handshakeMs, () => {
+/** The one listening socket for HTTP proxy, CONNECT and SOCKS5: the first byte tells them apart. */
+function mainServer(ctx: Ctx, http: HttpServer, clientCap: number): Server {
+  return createNetServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (socket) => {
+    if (!trackSocket(ctx, socket)) return;
+    socket.setTimeout(ctx.timeouts.handshakeMs, () => {
       const t = new Tracked(ctx, { protocol: 'unknown' });
       t.deny('builtin.timeout', 'client sent nothing in time');
       socket.destroy();
@@ -223,22 +256,22 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     socket.resume();
   });
 
-  const servers: Server[] = [main];
-  const paths: string[] = [];
-  const mode = opts.socketMode ?? 0o600;
-  const address = await listenOn(main, opts.listen, mode);
-  if ('unixPath' in opts.listen) paths.push(opts.listen.unixPath);
+}
 
+/**
+ * Transparent mode: 80 and 443, plus every port an allow rule grants: a program that ignores
+ * the proxy reaches a granted port through the gateway too, decided by Host or SNI.
+ */
+async function listenTransparent(ctx: Ctx, opts: GatewayOptions, http: HttpServer, listeners: Listeners): Promise<Record<number, string>> {
+  const rules = ctx.rules;
   const transparentSockets: Record<number, string> = {};
   const wantTransparent = opts.transparent ?? rules.transparent === 'auto';
   if (wantTransparent && rules.transparent === 'auto' && 'unixPath' in opts.listen) {
-    // 80 and 443, plus every port an allow rule grants: a program that ignores the proxy
-    // reaches a granted port through the gateway too, decided by Host or SNI.
     const granted = [...rules.allow, ...rules.allowCidrs].flatMap((r) => (r as { ports?: number[] | null }).ports ?? []);
     for (const port of transparentPortList(granted)) {
       const path = transparentSocketPath(opts.listen.unixPath, port);
       const srv = createNetServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (s) => {
-        if (!track(s)) return;
+        if (!trackSocket(ctx, s)) return;
         ctx.transparentPort.set(s, port);
         const tls = () => { transparentTls(ctx, s, port).catch((e) => { s.destroy(); record500(ctx, e); }); };
         const plain = () => { http.emit('connection', s); s.resume(); };
@@ -248,41 +281,51 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
         s.once('data', (b: Buffer) => { s.pause(); s.unshift(b); if (b[0] === 0x16) tls(); else plain(); });
         s.resume();
       });
-      await listenOn(srv, { unixPath: path }, mode);
-      servers.push(srv);
-      paths.push(path);
+      await listenOn(srv, { unixPath: path }, listeners.mode);
+      listeners.servers.push(srv);
+      listeners.paths.push(path);
       transparentSockets[port] = path;
     }
   }
+  return transparentSockets;
+}
 
+/** Host-loopback grants: one socket per usable port, for a sandbox listener on 127.0.0.1:port. */
+async function listenHostLoopback(ctx: Ctx, opts: GatewayOptions, loopback: ReturnType<typeof hostLoopbackGrants>, listeners: Listeners): Promise<Record<number, string>> {
   const hostLoopbackSockets: Record<number, string> = {};
-  const loopback = hostLoopbackGrants(rules);
   if ('unixPath' in opts.listen) {
     for (const g of loopback.filter((x) => x.usable)) {
       const path = hostLoopbackSocketPath(opts.listen.unixPath, g.port);
       const srv = createNetServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (s) => {
-        if (!track(s)) return;
+        if (!trackSocket(ctx, s)) return;
         onHostLoopback(ctx, s, g.port).catch((e) => { s.destroy(); record500(ctx, e); });
       });
-      await listenOn(srv, { unixPath: path }, mode);
-      servers.push(srv);
-      paths.push(path);
+      await listenOn(srv, { unixPath: path }, listeners.mode);
+      listeners.servers.push(srv);
+      listeners.paths.push(path);
       hostLoopbackSockets[g.port] = path;
     }
   }
+  return hostLoopbackSockets;
+}
 
+interface Started { address: string; transparentSockets: Record<number, string>; hostLoopbackSockets: Record<number, string>; loopback: ReturnType<typeof hostLoopbackGrants> }
+
+/** The gateway's start on record, then each grant it opened. */
+function recordGatewayStart(ctx: Ctx, opts: GatewayOptions, started: Started): void {
+  const { address, transparentSockets, hostLoopbackSockets, loopback } = started;
   opts.audit({
     type: 'egress.gateway.start', session: opts.session, severity: 'info', decision: null, rule: null,
     data: {
       address, mode: Object.keys(transparentSockets).length ? 'proxy+transparent' : 'proxy', transparentSockets,
-      resolver: ctx.resolver.description, relay: opts.nativeRelay === false ? { mode: 'node', why: 'nativeRelay: false' } : relayMode(), presets: opts.policy.egress.presets, allowRules: rules.allow.length, cidrRules: rules.allowCidrs.length,
-      limits: rules.limits, grants: rules.grants,
+      resolver: ctx.resolver.description, relay: opts.nativeRelay === false ? { mode: 'node', why: 'nativeRelay: false' } : relayMode(), presets: opts.policy.egress.presets, allowRules: ctx.rules.allow.length, cidrRules: ctx.rules.allowCidrs.length,
+      limits: ctx.rules.limits, grants: ctx.rules.grants,
       interception: {
         available: ctx.tls !== null, caFingerprint: ctx.tls?.ca.fingerprint ?? null,
         hosts: ctx.intercept.map((p) => (p.wildcard ? `*.${p.host}` : p.host)), dlp: ctx.dlp.mode,
         credentials: ctx.broker?.describe() ?? [], knownSecrets: ctx.dlp.known.length + ctx.dlp.fingerprints.size,
       },
-      packages: packages?.describe() ?? { mode: 'off' },
+      packages: ctx.packages?.describe() ?? { mode: 'off' },
     },
   });
   // host-loopback grants are recorded one by one: they open the host's own loopback port
@@ -292,32 +335,26 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       data: { grant: `${HOST_LOOPBACK}:${g.port}`, via: 'host-loopback', scope: 'this session only', sandboxListener: g.usable && hostLoopbackSockets[g.port] ? `${HOST_LOOPBACK}:${g.port}` : null, ...(g.why ? { why: g.why } : {}) },
     });
   }
-  rules.grants.forEach((g, i) => opts.audit({
+  ctx.rules.grants.forEach((g, i) => opts.audit({
     type: 'egress.grant', session: opts.session, severity: 'low', decision: 'allow', rule: `egress.grant[${i}]`,
     data: { grant: g, via: '--allow-host', scope: 'this session only' },
   }));
+}
 
-  return {
-    address,
-    transparentSockets,
-    hostLoopbackSockets,
-    stats: () => ({ ...ctx.stats, active: ctx.limits.active }),
-    setHoneytokens(tokens) { ctx.honeytokens = [...tokens]; },
-    async close() {
-      if (ctx.closing) return;
-      ctx.closing = true;
-      const closed = Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
-      http.closeAllConnections();
-      http.close();
-      ctx.interceptServer?.closeAllConnections();
-      ctx.interceptServer?.close();
-      for (const s of ctx.sockets) s.destroy();
-      await closed;
-      ctx.relay?.close();
-      for (const p of paths) { try { unlinkSync(p); } catch { /* already gone */ } }
-      opts.audit({ type: 'egress.gateway.stop', session: opts.session, severity: 'info', decision: null, rule: null, data: { ...ctx.stats } });
-    },
-  };
+async function closeGateway(ctx: Ctx, opts: GatewayOptions, http: HttpServer, listeners: Listeners): Promise<void> {
+  const { servers, paths } = listeners;
+  if (ctx.closing) return;
+  ctx.closing = true;
+  const closed = Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+  http.closeAllConnections();
+  http.close();
+  ctx.interceptServer?.closeAllConnections();
+  ctx.interceptServer?.close();
+  for (const s of ctx.sockets) s.destroy();
+  await closed;
+  ctx.relay?.close();
+  for (const p of paths) { try { unlinkSync(p); } catch { /* already gone */ } }
+  opts.audit({ type: 'egress.gateway.stop', session: opts.session, severity: 'info', decision: null, rule: null, data: { ...ctx.stats } });
 }
 
 function record500(ctx: Ctx, e: unknown): void {
