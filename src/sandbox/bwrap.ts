@@ -120,12 +120,12 @@ class BwrapSandbox implements Sandbox {
   }
 
   async init(): Promise<void> {
-    const s = this.spec;
-    for (const l of s.lowerDirs) {
+    const spec = this.spec;
+    for (const l of spec.lowerDirs) {
       if (/[:,\\]/.test(l)) throw new AirlockError('UNAVAILABLE', `path not usable as an overlay layer: ${l}`, 'set AIRLOCK_HOME to a path without ":" "," or "\\"');
     }
-    mkdirSync(join(s.stateDir, 'etc'), { recursive: true, mode: 0o700 });
-    mkdirSync(join(s.stateDir, 'trace'), { recursive: true });
+    mkdirSync(join(spec.stateDir, 'etc'), { recursive: true, mode: 0o700 });
+    mkdirSync(join(spec.stateDir, 'trace'), { recursive: true });
     // with the notify tracer, refused socket families reach it (it records and refuses them, EAFNOSUPPORT)
     writeFileSync(this.seccompFile, buildSeccompProgram({ socketFamiliesRefusedBySupervisor: this.tracer.kind === 'seccomp-notify' }));
     this.writeEtc();
@@ -136,16 +136,16 @@ class BwrapSandbox implements Sandbox {
       'read go || exit 1',
       'set -e',
       `S=${shellQuote(this.mnt)}`,
-      `mount -t tmpfs -o size=${s.limits.diskMB}m,mode=0755,nosuid,nodev tmpfs "$S"`,
+      `mount -t tmpfs -o size=${spec.limits.diskMB}m,mode=0755,nosuid,nodev tmpfs "$S"`,
       'mkdir -p "$S/upper" "$S/work" "$S/merged" "$S/tmp" "$S/vartmp" "$S/shm" "$S/home" "$S/etc"',
-      `cp ${shellQuote(join(s.stateDir, 'etc'))}/* "$S/etc/"`,
-      ...(s.files ?? []).map((f, i) => `cp ${shellQuote(f.source)} "$S/etc/file-${i}"`),
+      `cp ${shellQuote(join(spec.stateDir, 'etc'))}/* "$S/etc/"`,
+      ...(spec.files ?? []).map((f, i) => `cp ${shellQuote(f.source)} "$S/etc/file-${i}"`),
       'chmod 1777 "$S/tmp" "$S/vartmp" "$S/shm"',
       own,
       // userxattr: inside a user namespace, opaque dirs (rm -r of a base dir) need user.* xattrs
-      `mount -t overlay overlay -o ${shellQuote(`lowerdir=${s.lowerDirs.join(':')},upperdir=`)}"$S/upper",workdir="$S/work",userxattr "$S/merged"`,
+      `mount -t overlay overlay -o ${shellQuote(`lowerdir=${spec.lowerDirs.join(':')},upperdir=`)}"$S/upper",workdir="$S/work",userxattr "$S/merged"`,
       'ip link set lo up 2>/dev/null || true',
-      s.networkSetup ?? ':',
+      spec.networkSetup ?? ':',
       'echo ready',
       'set +e',
       'read stop',
@@ -155,7 +155,7 @@ class BwrapSandbox implements Sandbox {
     this.holder = spawn('unshare', [...unshareArgs, '--', 'setpriv', '--pdeathsig', 'KILL', '--', 'sh', '-c', script], {
       // own process group: a Ctrl-C at the terminal reaches the supervisor only, which stops
       // the session in order (capture needs the holder); the death signal still binds it to us
-      stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', AIRLOCK_SESSION: s.session }, cwd: '/', detached: true,
+      stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', AIRLOCK_SESSION: spec.session }, cwd: '/', detached: true,
     });
     const unsharePid = this.holder.pid ?? 0;
     let err = '';
@@ -191,8 +191,8 @@ class BwrapSandbox implements Sandbox {
   }
 
   private buildBwrapArgs(): string[] {
-    const s = this.spec;
-    const a: string[] = [
+    const spec = this.spec;
+    const args: string[] = [
       '--unshare-user', '--uid', String(SANDBOX_UID), '--gid', String(SANDBOX_UID),
       '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try',
       '--hostname', 'airlock', '--die-with-parent', '--new-session', '--cap-drop', 'ALL', '--clearenv',
@@ -200,17 +200,17 @@ class BwrapSandbox implements Sandbox {
     for (const d of ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc', '/opt']) {
       let st;
       try { st = lstatSync(d); } catch { continue; }
-      if (st.isSymbolicLink()) a.push('--symlink', readlinkSync(d), d);
-      else if (st.isDirectory()) a.push('--ro-bind', d, d);
+      if (st.isSymbolicLink()) args.push('--symlink', readlinkSync(d), d);
+      else if (st.isDirectory()) args.push('--ro-bind', d, d);
     }
     const etc = join(this.mnt, 'etc');
-    for (const f of ['passwd', 'group', 'hostname', 'hosts', 'resolv.conf']) a.push('--ro-bind', join(etc, f), `/etc/${f}`);
-    (s.files ?? []).forEach((f, i) => a.push('--ro-bind', join(this.mnt, 'etc', `file-${i}`), f.target));
+    for (const f of ['passwd', 'group', 'hostname', 'hosts', 'resolv.conf']) args.push('--ro-bind', join(etc, f), `/etc/${f}`);
+    (spec.files ?? []).forEach((f, i) => args.push('--ro-bind', join(this.mnt, 'etc', `file-${i}`), f.target));
     // bwrap's /dev is a tmpfs of its own, sized by host RAM: /dev/shm goes to the session tmpfs (the disk cap)
-    a.push('--proc', '/proc', '--dev', '/dev', '--bind', join(this.mnt, 'shm'), '/dev/shm', '--dir', '/run', '--dir', '/var');
-    a.push('--bind', join(this.mnt, 'tmp'), '/tmp', '--bind', join(this.mnt, 'vartmp'), '/var/tmp');
-    a.push('--bind', join(this.mnt, 'home'), SANDBOX_HOME, '--bind', join(this.mnt, 'merged'), SANDBOX_WORKSPACE);
-    const forbidden = s.forbiddenMounts.map((p) => safeReal(p));
+    args.push('--proc', '/proc', '--dev', '/dev', '--bind', join(this.mnt, 'shm'), '/dev/shm', '--dir', '/run', '--dir', '/var');
+    args.push('--bind', join(this.mnt, 'tmp'), '/tmp', '--bind', join(this.mnt, 'vartmp'), '/var/tmp');
+    args.push('--bind', join(this.mnt, 'home'), SANDBOX_HOME, '--bind', join(this.mnt, 'merged'), SANDBOX_WORKSPACE);
+    const forbidden = spec.forbiddenMounts.map((p) => safeReal(p));
     const check = (p: string) => {
       const r = safeReal(p);
       if (!existsSync(r)) throw new AirlockError('POLICY_INVALID', `sandbox.mounts: ${p} does not exist`, 'remove it from sandbox.mounts or create it');
@@ -219,10 +219,10 @@ class BwrapSandbox implements Sandbox {
       }
       return r;
     };
-    for (const p of s.mounts.readOnly) a.push('--ro-bind', check(p), p);
-    for (const p of s.mounts.readWrite) a.push('--bind', check(p), p);
-    a.push('--remount-ro', '/');
-    return a;
+    for (const p of spec.mounts.readOnly) args.push('--ro-bind', check(p), p);
+    for (const p of spec.mounts.readWrite) args.push('--bind', check(p), p);
+    args.push('--remount-ro', '/');
+    return args;
   }
 
   /**
@@ -319,18 +319,18 @@ class BwrapSandbox implements Sandbox {
     return null;
   }
 
-  exec(argv: string[], o: ExecOptions): ExecHandle {
+  exec(argv: string[], opts: ExecOptions): ExecHandle {
     if (this.stopped) throw new AirlockError('BAD_STATE', 'the sandbox has stopped', 'start a new session');
     if (argv.length === 0) throw new AirlockError('USAGE', 'no command given', 'pass the command after --');
-    const env = { ...this.spec.env, ...(o.env ?? {}) };
-    const cwd = o.cwd ?? SANDBOX_WORKSPACE;
+    const env = { ...this.spec.env, ...(opts.env ?? {}) };
+    const cwd = opts.cwd ?? SANDBOX_WORKSPACE;
     if (!this.resolveCommand(argv[0]!, env, cwd)) {
       throw new AirlockError('COMMAND_NOT_FOUND', `command not found in the sandbox: ${argv[0]}`,
         'check the name; the sandbox sees the host\'s /usr, /bin, /opt and the workspace (add tool paths with sandbox.mounts.readOnly)');
     }
     const id = ++this.execCount;
     const traceFile = this.spec.trace ? join(this.spec.stateDir, 'trace', `${id}.log`) : null;
-    const l = this.spec.limits;
+    const limits = this.spec.limits;
     const bw = [...this.baseArgs, '--chdir', cwd, '--seccomp', '9'];
     for (const [k, v] of Object.entries(env)) bw.push('--setenv', k, v);
     // unprivileged: the user namespace denies setgroups, so keep our (already mapped) ids
@@ -355,8 +355,8 @@ class BwrapSandbox implements Sandbox {
     // program on fd 9 before exec. Inherited descriptors were closed at startup.
     closeInheritedDescriptors();
     // dash's ulimit takes one resource per call: -f counts 512-byte blocks, -v KiB, -p processes
-    const lim: [string, number][] = [['-t', l.cpuSeconds], ['-f', l.fileSizeMB * 2048], ['-c', 0], ['-n', 4096]];
-    if (!this.cgroup) lim.push(['-p', l.pids + userProcessCount()], ['-v', l.memoryMB * 1024]);
+    const lim: [string, number][] = [['-t', limits.cpuSeconds], ['-f', limits.fileSizeMB * 2048], ['-c', 0], ['-n', 4096]];
+    if (!this.cgroup) lim.push(['-p', limits.pids + userProcessCount()], ['-v', limits.memoryMB * 1024]);
     const ulimits = lim.map(([f, v]) => `ulimit ${f} ${v} || exit 125; `).join('');
     // (airlock-tracer preallocates its own file: one exec less per command)
     // The trace file gets 4 MiB allocated up front (fallocate --keep-size; strace appends into
@@ -366,7 +366,7 @@ class BwrapSandbox implements Sandbox {
     const script = prealloc + ulimits + 'IFS=:; for f in $AIRLOCK_CG; do [ -n "$f" ] && { echo $$ > "$f" || exit 125; }; done; '
       + 'exec 9<"$AIRLOCK_SECCOMP"; unset AIRLOCK_CG AIRLOCK_SECCOMP AIRLOCK_TRACE; exec "$@"';
     const child = spawn('/bin/sh', ['-c', script, 'airlock-exec', ...chain], {
-      stdio: o.stdio === 'inherit' ? 'inherit' : ['pipe', 'pipe', 'pipe'],
+      stdio: opts.stdio === 'inherit' ? 'inherit' : ['pipe', 'pipe', 'pipe'],
       cwd: '/',
       detached: true, // as the holder: terminal signals go to the supervisor, which ends the chain itself
       env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/nonexistent', AIRLOCK_SESSION: this.spec.session, AIRLOCK_CG: this.cgroup?.procsFiles.join(':') ?? '', AIRLOCK_SECCOMP: this.seccompFile, AIRLOCK_TRACE: (this.tracer.kind === 'strace-seccomp-bpf' ? traceFile : null) ?? '' },
@@ -377,7 +377,7 @@ class BwrapSandbox implements Sandbox {
       child.once('error', () => res({ exitCode: null, signal: null, status: 126 }));
       child.once('close', (code, signal) => {
         this.drainTrace(live, true);
-        if (signal === 'SIGXFSZ') this.noteLimit('fileSize', `file size limit ${l.fileSizeMB} MiB exceeded (SIGXFSZ)`, { argv0: argv[0] });
+        if (signal === 'SIGXFSZ') this.noteLimit('fileSize', `file size limit ${limits.fileSizeMB} MiB exceeded (SIGXFSZ)`, { argv0: argv[0] });
         this.checkLimits();
         this.live.delete(live);
         res({ exitCode: code, signal, status: code ?? 128 + (signal ? signalNumber(signal) : 0) });
