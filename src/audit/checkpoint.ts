@@ -163,7 +163,7 @@ export function checkpoint(store: AuditStore, reason: string, opts: CheckpointOp
       db.exec('COMMIT');
       return toCheckpoint(last);
     }
-    let f = new MerkleFrontier();
+    let frontier = new MerkleFrontier();
     // Build on the last checkpoint only when it is provably ours: signed by this key over
     // this root, and its stored frontier hashes to that root. A checkpoint signed by an
     // earlier key cannot be checked here, so the tree is rebuilt from the events instead.
@@ -172,29 +172,29 @@ export function checkpoint(store: AuditStore, reason: string, opts: CheckpointOp
         const why = last.log_id !== log ? `belongs to log ${last.log_id}, not to this log` : 'its signature does not verify with this host\'s key';
         throw new AirlockError('TAMPERED', `checkpoint #${last.id}: ${why}`, 'run `airlock audit verify` to find the tampered record');
       }
-      f = MerkleFrontier.from(last.size, JSON.parse(last.frontier) as string[]);
-      if (f.root().toString('hex') !== last.root) {
+      frontier = MerkleFrontier.from(last.size, JSON.parse(last.frontier) as string[]);
+      if (frontier.root().toString('hex') !== last.root) {
         throw new AirlockError('TAMPERED', `checkpoint #${last.id}: stored frontier does not match its signed root`, 'run `airlock audit verify` to find the tampered record');
       }
     }
     const stmt = db.prepare('SELECT seq, hash FROM events WHERE seq > ? ORDER BY seq ASC LIMIT 20000');
     stmt.setReturnArrays(true);
-    let after = f.size;
+    let after = frontier.size;
     for (;;) {
       const rows = stmt.all(after) as unknown as [number, string][];
       if (rows.length === 0) break;
       for (const [seq, h] of rows) {
-        if (seq !== f.size + 1) throw new AirlockError('TAMPERED', `event ${f.size + 1} is missing from the log`, 'run `airlock audit verify`');
-        f.pushLeafHash(eventLeafHash(h));
+        if (seq !== frontier.size + 1) throw new AirlockError('TAMPERED', `event ${frontier.size + 1} is missing from the log`, 'run `airlock audit verify`');
+        frontier.pushLeafHash(eventLeafHash(h));
       }
       after = rows[rows.length - 1]![0];
     }
     const ts = new Date().toISOString();
-    const root = f.root().toString('hex');
-    const signature = sign(null, Buffer.from(checkpointText({ logId: log, size: f.size, root, ts })), key.privateKey).toString('base64');
+    const root = frontier.root().toString('hex');
+    const signature = sign(null, Buffer.from(checkpointText({ logId: log, size: frontier.size, root, ts })), key.privateKey).toString('base64');
     const res = db.prepare('INSERT INTO audit_checkpoints (size, root, ts, reason, log_id, key_id, signature, frontier) VALUES (?,?,?,?,?,?,?,?)')
-      .run(f.size, root, ts, reason, log, key.keyId, signature, JSON.stringify(f.toHex()));
-    made = { id: Number(res.lastInsertRowid), logId: log, size: f.size, root, ts, reason, keyId: key.keyId, signature };
+      .run(frontier.size, root, ts, reason, log, key.keyId, signature, JSON.stringify(frontier.toHex()));
+    made = { id: Number(res.lastInsertRowid), logId: log, size: frontier.size, root, ts, reason, keyId: key.keyId, signature };
     db.exec('COMMIT');
   } catch (e) {
     if (db.isTransaction) db.exec('ROLLBACK');

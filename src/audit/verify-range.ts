@@ -69,7 +69,7 @@ function statements(db: DatabaseSync) {
 
 export function verifyRange(db: DatabaseSync, lo: number, hi: number, sizes: number[] = []): RangeResult {
   const st = statements(db);
-  const f = new EventFrontier();
+  const frontier = new EventFrontier();
   const want = new Set(sizes);
   const atSizes: RangeResult['atSizes'] = [];
   let prev = GENESIS_HASH;
@@ -78,7 +78,7 @@ export function verifyRange(db: DatabaseSync, lo: number, hi: number, sizes: num
     prev = r?.hash ?? ''; // a missing predecessor is reported by the range that should hold it
   }
   let expect = lo;
-  const done = (firstBad?: BadEvent): RangeResult => ({ lo, hi, count: expect - lo, lastHash: prev, firstBad, frontier: f.toHex(), atSizes });
+  const done = (firstBad?: BadEvent): RangeResult => ({ lo, hi, count: expect - lo, lastHash: prev, firstBad, frontier: frontier.toHex(), atSizes });
   const idOf = (seq: number) => (st.full.get(seq) as unknown as RowArr | undefined)?.[1] ?? null;
   for (;;) {
     const rows = st.fast.all(expect, hi) as unknown as [number, string, unknown, string | null][];
@@ -94,9 +94,9 @@ export function verifyRange(db: DatabaseSync, lo: number, hi: number, sizes: num
         const bad = full ? checkEventRow(prev, full) : { seq, id: null, reason: 'event vanished while verifying' };
         if (bad) return done(bad);
       }
-      if (!f.pushEventHash(r[1])) return done({ seq, id: idOf(seq), reason: 'stored hash is not 32 bytes of hex (event altered)' });
+      if (!frontier.pushEventHash(r[1])) return done({ seq, id: idOf(seq), reason: 'stored hash is not 32 bytes of hex (event altered)' });
       prev = r[1];
-      if (want.has(seq)) atSizes.push({ size: seq, frontier: f.toHex() });
+      if (want.has(seq)) atSizes.push({ size: seq, frontier: frontier.toHex() });
       expect += 1;
     }
   }

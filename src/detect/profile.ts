@@ -62,42 +62,42 @@ export class SessionProfile {
     this.known = known;
   }
 
-  add(e: AuditEvent): Set<Measure> {
+  add(event: AuditEvent): Set<Measure> {
     const changed = new Set<Measure>();
-    const t = Date.parse(e.ts);
-    if (this.firstTs === undefined) { this.firstTs = t; this.started = e.ts; }
+    const t = Date.parse(event.ts);
+    if (this.firstTs === undefined) { this.firstTs = t; this.started = event.ts; }
     if (this.lastTs === undefined || t > this.lastTs) { this.lastTs = t; changed.add('durationSeconds'); }
-    const d = e.data ?? {};
-    if (e.decision === 'deny') { this.denials += 1; changed.add('denials'); }
-    if (e.type === 'egress.request' && typeof d.host === 'string') {
-      const h = d.host.toLowerCase();
+    const data = event.data ?? {};
+    if (event.decision === 'deny') { this.denials += 1; changed.add('denials'); }
+    if (event.type === 'egress.request' && typeof data.host === 'string') {
+      const h = data.host.toLowerCase();
       if (!this.hosts.has(h) && this.hosts.size < SET_CAP) {
         this.hosts.add(h); changed.add('hosts');
-        if (!this.known.hosts.has(h)) { this.newHosts.set(h, e.id); changed.add('newHosts'); }
+        if (!this.known.hosts.has(h)) { this.newHosts.set(h, event.id); changed.add('newHosts'); }
       }
     }
-    if (e.type === 'process.exec') {
+    if (event.type === 'process.exec') {
       this.commands += 1; changed.add('commands');
-      const p = programName(d);
+      const p = programName(data);
       if (p && !this.programs.has(p) && this.programs.size < SET_CAP) {
         this.programs.add(p);
-        if (!this.known.programs.has(p)) { this.newPrograms.set(p, e.id); changed.add('newCommands'); }
+        if (!this.known.programs.has(p)) { this.newPrograms.set(p, event.id); changed.add('newCommands'); }
       }
     }
-    if (PATH_TYPES(e.type)) {
-      for (const p of eventPaths(d)) {
+    if (PATH_TYPES(event.type)) {
+      for (const p of eventPaths(data)) {
         const rp = relPath(p);
         if (this.paths.has(rp) || this.paths.size >= SET_CAP) continue;
         this.paths.add(rp); changed.add('paths');
         const a = areaOf(rp);
         if (!this.areas.has(a)) {
           this.areas.add(a);
-          if (!this.known.areas.has(a)) { this.newAreas.set(a, e.id); changed.add('newAreas'); }
+          if (!this.known.areas.has(a)) { this.newAreas.set(a, event.id); changed.add('newAreas'); }
         }
       }
     }
-    if (e.type === 'review.proposal' || e.type === 'review.captured') {
-      const files = Array.isArray(d.files) ? d.files as unknown[] : [];
+    if (event.type === 'review.proposal' || event.type === 'review.captured') {
+      const files = Array.isArray(data.files) ? data.files as unknown[] : [];
       let lines = 0;
       for (const f of files) {
         if (f && typeof f === 'object') {
@@ -105,9 +105,9 @@ export class SessionProfile {
           lines += (Number(o.additions) || 0) + (Number(o.deletions) || 0);
         }
       }
-      if (typeof d.additions === 'number' || typeof d.deletions === 'number') lines = (Number(d.additions) || 0) + (Number(d.deletions) || 0);
-      if (typeof d.linesChanged === 'number') lines = d.linesChanged;
-      this.filesChanged = Math.max(this.filesChanged, typeof d.filesChanged === 'number' ? d.filesChanged : files.length);
+      if (typeof data.additions === 'number' || typeof data.deletions === 'number') lines = (Number(data.additions) || 0) + (Number(data.deletions) || 0);
+      if (typeof data.linesChanged === 'number') lines = data.linesChanged;
+      this.filesChanged = Math.max(this.filesChanged, typeof data.filesChanged === 'number' ? data.filesChanged : files.length);
       this.linesChanged = Math.max(this.linesChanged, lines);
       changed.add('filesChanged'); changed.add('linesChanged');
     }

@@ -99,51 +99,51 @@ export function decideTarget(rules: EgressRules, q: TargetQuery): TargetDecision
   }
 }
 
-function decideInner(rules: EgressRules, q: TargetQuery): TargetDecision {
-  let n;
-  try { n = normalizeHost(q.host); } catch (e) {
-    return { ...deny('builtin.bad-target', e instanceof HostError ? e.message : 'invalid host'), host: q.host, kind: 'invalid', port: q.port };
+function decideInner(rules: EgressRules, query: TargetQuery): TargetDecision {
+  let normalized;
+  try { normalized = normalizeHost(query.host); } catch (e) {
+    return { ...deny('builtin.bad-target', e instanceof HostError ? e.message : 'invalid host'), host: query.host, kind: 'invalid', port: query.port };
   }
-  const base = { host: n.host, kind: n.kind, port: q.port } as const;
-  if (!Number.isInteger(q.port) || q.port < 1 || q.port > 65535) return { ...deny('builtin.bad-target', `bad port ${q.port}`), ...base };
-  const where = hostPort(n.host, q.port);
+  const base = { host: normalized.host, kind: normalized.kind, port: query.port } as const;
+  if (!Number.isInteger(query.port) || query.port < 1 || query.port > 65535) return { ...deny('builtin.bad-target', `bad port ${query.port}`), ...base };
+  const where = hostPort(normalized.host, query.port);
 
-  if (n.kind === 'ip') {
-    const a = checkAddress(rules, n.host, q.port, q.tunnel);
+  if (normalized.kind === 'ip') {
+    const a = checkAddress(rules, normalized.host, query.port, query.tunnel);
     if (a.action === 'allow' && a.rule === 'builtin.public-address') {
       return { ...deny('builtin.ip-literal', `${where}: IP literals are refused unless an egress.allowCidrs rule grants them`), ...base, range: a.range };
     }
-    return { ...a, ...base, address: a.action === 'allow' ? n.host : undefined };
+    return { ...a, ...base, address: a.action === 'allow' ? normalized.host : undefined };
   }
 
-  const d = rules.deny.find((r) => hostMatches(r, n.host) && denyRuleMatches(r, q));
+  const d = rules.deny.find((r) => hostMatches(r, normalized.host) && denyRuleMatches(r, query));
   if (d) return { ...deny(d.id, `${where} is denied${d.reason ? ` (${d.reason})` : ''}`), ...base };
 
   let near: { id: string; why: string } | undefined;
   let grant: HostRule | undefined;
   for (const r of rules.allow) {
-    if (!hostMatches(r, n.host)) continue;
-    const miss = allowRuleMatch(r, q);
+    if (!hostMatches(r, normalized.host)) continue;
+    const miss = allowRuleMatch(r, query);
     if (!miss) { grant = r; break; }
     // the closest miss: a rule that at least grants the port explains best
     if (!near || (near.why.startsWith('ports ') && !miss.startsWith('ports '))) near = { id: r.id, why: miss };
   }
   if (!grant) {
-    const seen = q.scheme === 'http' || q.intercepted;
-    const what = `${q.scheme ? `${q.scheme} ` : ''}${q.method && seen ? `${q.method} ` : ''}${where}${q.path && seen ? q.path : ''}`;
-    const asking = rules.ask.find((r) => hostMatches(r, n.host) && !allowRuleMatch(r, q));
+    const seen = query.scheme === 'http' || query.intercepted;
+    const what = `${query.scheme ? `${query.scheme} ` : ''}${query.method && seen ? `${query.method} ` : ''}${where}${query.path && seen ? query.path : ''}`;
+    const asking = rules.ask.find((r) => hostMatches(r, normalized.host) && !allowRuleMatch(r, query));
     if (asking) return { ...ask(asking.id, `${what} needs a human's answer${asking.reason ? ` (${asking.reason})` : ''}`), ...base };
     return { ...deny('egress.default-deny', near ? `${what} is not allowed: ${near.id} allows this host only on ${near.why}` : `no egress rule allows ${what}`), ...base };
   }
-  if (q.addresses === undefined) return { ...allow(grant.id, `${where} allowed by ${grant.id}${grant.reason ? ` (${grant.reason})` : ''}`), ...base };
-  if (q.addresses.length === 0) return { ...deny('builtin.resolve-failed', `${n.host} did not resolve to any address`), ...base };
+  if (query.addresses === undefined) return { ...allow(grant.id, `${where} allowed by ${grant.id}${grant.reason ? ` (${grant.reason})` : ''}`), ...base };
+  if (query.addresses.length === 0) return { ...deny('builtin.resolve-failed', `${normalized.host} did not resolve to any address`), ...base };
   let range = 'public';
-  for (const ip of q.addresses) {
-    const a = checkAddress(rules, ip, q.port, q.tunnel);
-    if (a.action !== 'allow') return { ...a, reason: `${n.host} resolves to ${ip}: ${a.reason}`, ...base, range: a.range };
-    if (ip === q.addresses[0]) range = a.range;
+  for (const ip of query.addresses) {
+    const a = checkAddress(rules, ip, query.port, query.tunnel);
+    if (a.action !== 'allow') return { ...a, reason: `${normalized.host} resolves to ${ip}: ${a.reason}`, ...base, range: a.range };
+    if (ip === query.addresses[0]) range = a.range;
   }
-  return { ...allow(grant.id, `${where} allowed by ${grant.id}${grant.reason ? ` (${grant.reason})` : ''}; ${q.addresses[0]} ${range}`), ...base, address: q.addresses[0], range };
+  return { ...allow(grant.id, `${where} allowed by ${grant.id}${grant.reason ? ` (${grant.reason})` : ''}; ${query.addresses[0]} ${range}`), ...base, address: query.addresses[0], range };
 }
 
 /**

@@ -69,107 +69,148 @@ function requestTarget(ctx: Ctx, req: IncomingMessage): Target {
   return { status: 400, rule: 'builtin.bad-request', reason: 'not a proxy request: send an absolute URI (http://host/path) or CONNECT host:port' };
 }
 
+/** A plain-HTTP request's checked target. */
+interface HttpTarget { url: URL; host: string; port: number; rp: RequestPath }
+/** What goes upstream once the broker has had its say. */
+interface Outbound { headers: Record<string, string | string[] | undefined>; path: string; injected: Credential[] }
+
 /** Absolute-URI proxy requests, origin-form requests on the transparent port-80 listener and inside plain-HTTP tunnels. */
 export async function onRequest(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const tport = ctx.transparentPort.get(req.socket);
   const tunnel = ctx.tunnelTarget.get(req.socket);
-  const t = new Tracked(ctx, { protocol: tport ? 'transparent-http' : tunnel ? 'tunnel-http' : 'http', method: req.method, scheme: 'http' });
-  t.onceGrant = tunnel?.tunnel.onceGrant; // a request inside a tunnel allowed once rides its tunnel's grant
+  const tracked = new Tracked(ctx, { protocol: tport ? 'transparent-http' : tunnel ? 'tunnel-http' : 'http', method: req.method, scheme: 'http' });
+  tracked.onceGrant = tunnel?.tunnel.onceGrant; // a request inside a tunnel allowed once rides its tunnel's grant
   ctx.stats.requests++;
-  const dup = duplicatedHeader(req.rawHeaders, SINGLE);
-  if (dup) return refuse(res, t, 400, 'builtin.bad-request', `duplicated ${dup} header`);
-  if (req.headers['content-length'] !== undefined && req.headers['transfer-encoding'] !== undefined) {
-    return refuse(res, t, 400, 'builtin.bad-request', 'both Content-Length and Transfer-Encoding');
-  }
-  const rawUrl = req.url ?? '';
-  const hostHeader = req.headers.host;
-  const target = requestTarget(ctx, req);
-  if ('status' in target) return refuse(res, t, target.status, target.rule, target.reason);
-  const { url, port } = target;
-  let host: string;
-  try { host = normalizeHost(url.hostname).host; } catch (e) { return refuse(res, t, 400, 'builtin.bad-target', e instanceof HostError ? e.message : 'bad host'); }
-  let rp: RequestPath;
-  try { rp = requestPath(target.origin); } catch (e) { return refuse(res, t, 400, 'builtin.ambiguous-path', `${e instanceof Error ? e.message : e}: the upstream could read another path than the one decided`); }
-  Object.assign(t.info, { host, port, path: rp.match });
-  // on a host-loopback listener the client may name the loopback by name
-  const alias = (h: string) => (tunnel?.tunnel.info.protocol === 'host-loopback' && (h === 'localhost' || h === '127.0.0.1') ? tunnel.host : h);
-  host = alias(host);
-  if (tunnel && (host !== tunnel.host || port !== tunnel.port)) return refuse(res, t, 403, 'builtin.host-mismatch', `Host ${hostPort(host, port)} differs from the tunnel target ${hostPort(tunnel.host, tunnel.port)}`);
-  if (!hostHeader) return refuse(res, t, 400, 'builtin.host-mismatch', 'no Host header');
-  try {
-    const hh = splitAuthority(hostHeader, 80);
-    const hn = alias(normalizeHost(hh.host).host);
-    if (hn !== host || hh.port !== port) return refuse(res, t, 403, 'builtin.host-mismatch', `Host header ${hostPort(hn, hh.port)} differs from the request target ${hostPort(host, port)}`);
-  } catch (e) {
-    return refuse(res, t, 403, 'builtin.host-mismatch', `Host header ${JSON.stringify(hostHeader.slice(0, 200))} is not a host (${e instanceof Error ? e.message : e})`);
-  }
-  if (!admitOr(ctx, res, t)) return;
-  const d = await decideAndResolve(ctx, t, { host, port, scheme: 'http', method: req.method, path: rp.match });
-  Object.assign(t.info, { address: d.address, range: d.range });
-  if (d.action !== 'allow' || !d.address) return refuse(res, t, 403, d.rule, d.reason);
+  const target = checkedTarget(ctx, req, res, tracked);
+  if (!target) return;
+  const { host, port, rp } = target;
+  if (!admitOr(ctx, res, tracked)) return;
+  const decision = await decideAndResolve(ctx, tracked, { host, port, scheme: 'http', method: req.method, path: rp.match });
+  Object.assign(tracked.info, { address: decision.address, range: decision.range });
+  if (decision.action !== 'allow' || !decision.address) return refuse(res, tracked, 403, decision.rule, decision.reason);
   // outbound DLP inspects model-API bodies inside intercepted TLS only: refuse plain HTTP rather than pass it uninspected
-  if (ctx.dlp.mode !== 'off' && isModelApi(ctx, host)) return refuse(res, t, 403, 'secrets.dlp.mode', `${host} is a model API under outbound DLP: plain-http requests cannot be inspected; use https`);
-  // Brokered credentials on plain HTTP: only to a destination the policy binds by host
-  // AND port (e.g. an internal model gateway on http://host:8080); anywhere else the
-  // placeholder is misuse. The real value is added here, never seen by the sandbox.
-  let outHeaders = forwardHeaders(req.headers);
-  let outPath = rp.forward;
-  let injected: Credential[] = [];
-  if (ctx.broker) {
-    const r = ctx.broker.rewrite({ host, port, method: req.method ?? 'GET', path: rp.match, rawHeaders: req.rawHeaders, url: rp.forward });
-    if ('misuse' in r) {
-      const h = recordHit(ctx, t, { kind: 'placeholder', credential: r.misuse.credential, where: r.misuse.where });
-      return refuse(res, t, 403, h.rule, h.reason, undefined, true);
-    }
-    if (r.injected.length) {
-      outHeaders = headerObject(r.headers, req.headers.connection);
-      outPath = r.url;
-      injected = r.injected;
-      t.extra.credentials = injected.map((x) => ({ name: x.name, fingerprint: x.fingerprint }));
-      outHeaders['accept-encoding'] = 'identity'; // so an echoed value can be scrubbed from the response
-    }
-  }
-  const leak = textHit(injected.length ? { ...ctx, broker: null } : ctx, requestText(rawUrl, req.rawHeaders), 'url or headers');
-  if (leak) { const h = recordHit(ctx, t, leak); return refuse(res, t, 403, h.rule, h.reason, undefined, true); }
+  if (ctx.dlp.mode !== 'off' && isModelApi(ctx, host)) return refuse(res, tracked, 403, 'secrets.dlp.mode', `${host} is a model API under outbound DLP: plain-http requests cannot be inspected; use https`);
+  const outbound = brokered(ctx, req, res, tracked, target);
+  if (!outbound) return;
+  const leak = textHit(outbound.injected.length ? { ...ctx, broker: null } : ctx, requestText(req.url ?? '', req.rawHeaders), 'url or headers');
+  if (leak) { const h = recordHit(ctx, tracked, leak); return refuse(res, tracked, 403, h.rule, h.reason, undefined, true); }
   const scanner = outboundScanner(ctx, { host, port, method: req.method ?? 'GET', path: rp.match });
-  try { t.open(d.rule, d.reason); } catch (e) { return refuse(res, t, 503, 'builtin.audit-failed', `audit sink failed (${e instanceof Error ? e.message : e}); refused`); }
+  try { tracked.open(decision.rule, decision.reason); } catch (e) { return refuse(res, tracked, 503, 'builtin.audit-failed', `audit sink failed (${e instanceof Error ? e.message : e}); refused`); }
   ctx.limits.active++;
   let released = false;
   const release = () => { if (!released) { released = true; ctx.limits.active--; } };
   res.once('close', release);
   const first = headerBytes(req);
-  t.bytesUp += first;
+  tracked.bytesUp += first;
   ctx.stats.bytesUp += first;
   const early = ctx.limits.upload(first);
-  if (early) return refuse(res, t, 403, early.rule, early.reason, 'high');
+  if (early) return refuse(res, tracked, 403, early.rule, early.reason, 'high');
   const count = (n: number): boolean => {
-    t.bytesUp += n;
+    tracked.bytesUp += n;
     ctx.stats.bytesUp += n;
     const hit = ctx.limits.upload(n);
-    if (hit) { refuse(res, t, 403, hit.rule, hit.reason, 'high'); req.socket.destroy(); return false; }
+    if (hit) { refuse(res, tracked, 403, hit.rule, hit.reason, 'high'); req.socket.destroy(); return false; }
     return true;
   };
-
   // an encoded (gzip…) body would hide placeholders and honeytokens from the streaming
   // scanner: it is read whole (bounded), scanned decoded, and sent as it came
   let buffered: Buffer | null = null;
   if (scanner && isEncoded(req.headers['content-encoding'])) {
-    const r = await readWhole(req, ctx.dlp.maxBytes, count);
-    if (!r.ok) { if (!res.headersSent) refuse(res, t, 400, 'builtin.bad-request', 'client aborted the request body'); return; }
-    if (r.over) return refuse(res, t, 413, 'builtin.encoded-body', `encoded request body larger than ${ctx.dlp.maxBytes} bytes cannot be inspected`, 'medium');
-    const v = scanWholeBody(r.body, req.headers['content-encoding'], scanner, ctx.dlp.maxBytes, 'builtin.encoded-body');
-    if (!v.ok) {
-      if (v.hit) { const h = recordHit(ctx, t, v.hit); return refuse(res, t, 403, h.rule, h.reason, undefined, true); }
-      return refuse(res, t, v.status, v.rule, v.reason, v.severity);
-    }
-    buffered = r.body;
-    outHeaders['content-length'] = String(buffered.length);
-    delete outHeaders['transfer-encoding'];
+    const whole = await readEncodedBody(ctx, req, res, tracked, scanner, count);
+    if (!whole) return;
+    buffered = whole;
+    outbound.headers['content-length'] = String(buffered.length);
+    delete outbound.headers['transfer-encoding'];
   }
+  forwardRequest(ctx, req, res, tracked, { target, decision, outbound, scanner, buffered, count });
+}
 
+/**
+ * The request's target, checked: no duplicated single headers, no request smuggling, a host
+ * name, a path the upstream reads as decided, the tunnel's own target, a Host header that
+ * agrees. Null when refused (the refusal is answered and recorded).
+ */
+function checkedTarget(ctx: Ctx, req: IncomingMessage, res: ServerResponse, tracked: Tracked): HttpTarget | null {
+  const tunnel = ctx.tunnelTarget.get(req.socket);
+  const no = (status: number, rule: string, reason: string): null => { refuse(res, tracked, status, rule, reason); return null; };
+  const dup = duplicatedHeader(req.rawHeaders, SINGLE);
+  if (dup) return no(400, 'builtin.bad-request', `duplicated ${dup} header`);
+  if (req.headers['content-length'] !== undefined && req.headers['transfer-encoding'] !== undefined) {
+    return no(400, 'builtin.bad-request', 'both Content-Length and Transfer-Encoding');
+  }
+  const hostHeader = req.headers.host;
+  const target = requestTarget(ctx, req);
+  if ('status' in target) return no(target.status, target.rule, target.reason);
+  const { url, port } = target;
+  let host: string;
+  try { host = normalizeHost(url.hostname).host; } catch (e) { return no(400, 'builtin.bad-target', e instanceof HostError ? e.message : 'bad host'); }
+  let rp: RequestPath;
+  try { rp = requestPath(target.origin); } catch (e) { return no(400, 'builtin.ambiguous-path', `${e instanceof Error ? e.message : e}: the upstream could read another path than the one decided`); }
+  Object.assign(tracked.info, { host, port, path: rp.match });
+  // on a host-loopback listener the client may name the loopback by name
+  const alias = (h: string) => (tunnel?.tunnel.info.protocol === 'host-loopback' && (h === 'localhost' || h === '127.0.0.1') ? tunnel.host : h);
+  host = alias(host);
+  if (tunnel && (host !== tunnel.host || port !== tunnel.port)) return no(403, 'builtin.host-mismatch', `Host ${hostPort(host, port)} differs from the tunnel target ${hostPort(tunnel.host, tunnel.port)}`);
+  if (!hostHeader) return no(400, 'builtin.host-mismatch', 'no Host header');
+  try {
+    const hh = splitAuthority(hostHeader, 80);
+    const hn = alias(normalizeHost(hh.host).host);
+    if (hn !== host || hh.port !== port) return no(403, 'builtin.host-mismatch', `Host header ${hostPort(hn, hh.port)} differs from the request target ${hostPort(host, port)}`);
+  } catch (e) {
+    return no(403, 'builtin.host-mismatch', `Host header ${JSON.stringify(hostHeader.slice(0, 200))} is not a host (${e instanceof Error ? e.message : e})`);
+  }
+  return { url, host, port, rp };
+}
+
+/**
+ * Brokered credentials on plain HTTP: only to a destination the policy binds by host AND
+ * port (e.g. an internal model gateway on http://host:8080); anywhere else the placeholder
+ * is misuse. The real value is added here, never seen by the sandbox. Null when refused.
+ */
+function brokered(ctx: Ctx, req: IncomingMessage, res: ServerResponse, tracked: Tracked, target: HttpTarget): Outbound | null {
+  const outbound: Outbound = { headers: forwardHeaders(req.headers), path: target.rp.forward, injected: [] };
+  if (!ctx.broker) return outbound;
+  const r = ctx.broker.rewrite({ host: target.host, port: target.port, method: req.method ?? 'GET', path: target.rp.match, rawHeaders: req.rawHeaders, url: target.rp.forward });
+  if ('misuse' in r) {
+    const h = recordHit(ctx, tracked, { kind: 'placeholder', credential: r.misuse.credential, where: r.misuse.where });
+    refuse(res, tracked, 403, h.rule, h.reason, undefined, true);
+    return null;
+  }
+  if (r.injected.length) {
+    outbound.headers = headerObject(r.headers, req.headers.connection);
+    outbound.path = r.url;
+    outbound.injected = r.injected;
+    tracked.extra.credentials = r.injected.map((x) => ({ name: x.name, fingerprint: x.fingerprint }));
+    outbound.headers['accept-encoding'] = 'identity'; // so an echoed value can be scrubbed from the response
+  }
+  return outbound;
+}
+
+/** An encoded request body read whole (bounded) and scanned decoded; null when refused. */
+async function readEncodedBody(ctx: Ctx, req: IncomingMessage, res: ServerResponse, tracked: Tracked, scanner: NonNullable<ReturnType<typeof outboundScanner>>, count: (n: number) => boolean): Promise<Buffer | null> {
+  const r = await readWhole(req, ctx.dlp.maxBytes, count);
+  if (!r.ok) { if (!res.headersSent) refuse(res, tracked, 400, 'builtin.bad-request', 'client aborted the request body'); return null; }
+  if (r.over) { refuse(res, tracked, 413, 'builtin.encoded-body', `encoded request body larger than ${ctx.dlp.maxBytes} bytes cannot be inspected`, 'medium'); return null; }
+  const v = scanWholeBody(r.body, req.headers['content-encoding'], scanner, ctx.dlp.maxBytes, 'builtin.encoded-body');
+  if (!v.ok) {
+    if (v.hit) { const h = recordHit(ctx, tracked, v.hit); refuse(res, tracked, 403, h.rule, h.reason, undefined, true); return null; }
+    refuse(res, tracked, v.status, v.rule, v.reason, v.severity);
+    return null;
+  }
+  return r.body;
+}
+
+interface Forward {
+  target: HttpTarget; decision: TargetDecision; outbound: Outbound;
+  scanner: ReturnType<typeof outboundScanner>; buffered: Buffer | null; count: (n: number) => boolean;
+}
+
+/** Sends the allowed request to exactly the checked address and relays the answer; the body is counted and scanned on its way. */
+function forwardRequest(ctx: Ctx, req: IncomingMessage, res: ServerResponse, tracked: Tracked, fwd: Forward): void {
+  const { target: { host, port, url }, decision, outbound, scanner, buffered, count } = fwd;
   const up = httpRequest({
-    host: d.address, port, method: req.method, path: outPath, setHost: false,
-    headers: { ...outHeaders, host: url.host }, agent: false, timeout: ctx.timeouts.idleMs,
+    host: decision.address, port, method: req.method, path: outbound.path, setHost: false,
+    headers: { ...outbound.headers, host: url.host }, agent: false, timeout: ctx.timeouts.idleMs,
     lookup: undefined,
   });
   let finished = false;
@@ -177,13 +218,13 @@ export async function onRequest(ctx: Ctx, req: IncomingMessage, res: ServerRespo
     if (finished) return;
     finished = true;
     up.destroy();
-    if (rule === d.rule) {
+    if (rule === decision.rule) {
       // allowed but the upstream failed: answer 502/504, keep the allow decision on record
       if (!res.headersSent) res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'x-airlock-rule': headerSafe(rule), 'x-airlock-reason': headerSafe(why), connection: 'close' });
       res.end(`airlock egress: upstream ${hostPort(host, port)} failed: ${why}\n`);
-      t.finish({ error: why, status });
+      tracked.finish({ error: why, status });
     } else {
-      refuse(res, t, status, rule, why, 'high');
+      refuse(res, tracked, status, rule, why, 'high');
       req.socket.destroy();
     }
   };
@@ -196,8 +237,8 @@ export async function onRequest(ctx: Ctx, req: IncomingMessage, res: ServerRespo
       if (bad) {
         finished = true;
         up.destroy();
-        const h = recordHit(ctx, t, bad);
-        refuse(res, t, 403, h.rule, h.reason, undefined, true);
+        const h = recordHit(ctx, tracked, bad);
+        refuse(res, tracked, 403, h.rule, h.reason, undefined, true);
         req.socket.destroy();
         return;
       }
@@ -206,14 +247,14 @@ export async function onRequest(ctx: Ctx, req: IncomingMessage, res: ServerRespo
     up.on('drain', () => req.resume());
     req.on('end', () => up.end());
   }
-  req.on('error', () => fail(400, d.rule, 'client aborted'));
-  up.on('timeout', () => fail(504, d.rule, 'upstream timed out'));
-  up.on('error', (e) => fail(502, d.rule, (e as NodeJS.ErrnoException).code ?? e.message));
-  up.on('response', (ur) => relayResponse(ctx, t, req.method ?? 'GET', ur, res, injected, {
-    end: (status) => { if (!finished) { finished = true; t.finish({ status }); } },
-    error: (e) => fail(502, d.rule, e.message),
+  req.on('error', () => fail(400, decision.rule, 'client aborted'));
+  up.on('timeout', () => fail(504, decision.rule, 'upstream timed out'));
+  up.on('error', (e) => fail(502, decision.rule, (e as NodeJS.ErrnoException).code ?? e.message));
+  up.on('response', (ur) => relayResponse(ctx, tracked, req.method ?? 'GET', ur, res, outbound.injected, {
+    end: (status) => { if (!finished) { finished = true; tracked.finish({ status }); } },
+    error: (e) => fail(502, decision.rule, e.message),
   }));
-  res.once('close', () => { if (!finished) { finished = true; up.destroy(); t.finish({ error: 'client closed' }); } });
+  res.once('close', () => { if (!finished) { finished = true; up.destroy(); tracked.finish({ error: 'client closed' }); } });
 }
 
 function writeRefusal(socket: Socket, status: number, rule: string, reason: string): void {
@@ -261,51 +302,51 @@ export interface TunnelHooks {
 }
 
 /** Shared by CONNECT and SOCKS5 after the first decision allowed `d`. */
-export async function runTunnel(ctx: Ctx, client: Socket, head: Buffer, t: Tracked, d: TargetDecision, hooks: TunnelHooks): Promise<void> {
-  try { t.open(d.rule, d.reason); } catch (e) { hooks.auditFailed(`audit sink failed (${e instanceof Error ? e.message : e}); refused`); return; }
+export async function runTunnel(ctx: Ctx, client: Socket, head: Buffer, tracked: Tracked, decision: TargetDecision, hooks: TunnelHooks): Promise<void> {
+  try { tracked.open(decision.rule, decision.reason); } catch (e) { hooks.auditFailed(`audit sink failed (${e instanceof Error ? e.message : e}); refused`); return; }
   ctx.limits.active++;
   let upstream;
   try {
     // an upstream that may become intercepted TLS keeps plain reads (the TLS layer takes it over)
-    upstream = await connectUpstream(ctx, d.address!, d.port, { relay: !isIntercepted(ctx, d.host) });
+    upstream = await connectUpstream(ctx, decision.address!, decision.port, { relay: !isIntercepted(ctx, decision.host) });
   } catch (e) {
     ctx.limits.active--;
     const code = (e as NodeJS.ErrnoException).code;
     hooks.failed(code ?? (e as Error).message, code);
-    t.finish({ error: code ?? (e as Error).message });
+    tracked.finish({ error: code ?? (e as Error).message });
     return;
   }
   let released = false;
   const release = () => { if (!released) { released = true; ctx.limits.active--; } };
-  if (client.destroyed) { upstream.destroy(); release(); t.finish({ error: 'client gone' }); return; }
+  if (client.destroyed) { upstream.destroy(); release(); tracked.finish({ error: 'client gone' }); return; }
   hooks.ready();
-  const p = await peekFirst(ctx, client, head);
-  t.info.scheme = p.scheme;
-  const second = decideTunnel(ctx, d, p, t);
+  const peeked = await peekFirst(ctx, client, head);
+  tracked.info.scheme = peeked.scheme;
+  const second = decideTunnel(ctx, decision, peeked, tracked);
   if (second.action !== 'allow') {
     upstream.destroy();
     release();
-    t.deny(second.rule, second.reason);
-    refuseInTunnel(client, p.scheme === 'https');
+    tracked.deny(second.rule, second.reason);
+    refuseInTunnel(client, peeked.scheme === 'https');
     return;
   }
-  if (p.closed && !p.buf.length) { upstream.destroy(); release(); t.finish({ error: 'client closed before sending' }); return; }
-  if (p.scheme === 'https' && isIntercepted(ctx, d.host)) {
+  if (peeked.closed && !peeked.buf.length) { upstream.destroy(); release(); tracked.finish({ error: 'client closed before sending' }); return; }
+  if (peeked.scheme === 'https' && isIntercepted(ctx, decision.host)) {
     // the upstream TCP connection becomes the first upstream TLS connection
-    await interceptTunnel(ctx, ctx.interceptServer!, client, p.buf, t, d, upstream, release);
+    await interceptTunnel(ctx, ctx.interceptServer!, client, peeked.buf, tracked, decision, upstream, release);
     return;
   }
-  if (p.scheme === 'http') {
+  if (peeked.scheme === 'http') {
     // plain HTTP inside the tunnel: parsed and decided per request like proxied HTTP (method,
     // path, Host, brokered credentials, encoded bodies), each request on its own upstream
     upstream.destroy();
     release();
-    handOverToHttp(ctx, client, p.buf, t, d);
+    handOverToHttp(ctx, client, peeked.buf, tracked, decision);
     return;
   }
   upstream.once('close', release);
   if (upstream.destroyed) release();
-  pipeBoth(ctx, client, upstream, t, p.buf);
+  pipeBoth(ctx, client, upstream, tracked, peeked.buf);
 }
 
 function handOverToHttp(ctx: Ctx, client: Socket, first: Buffer, t: Tracked, d: TargetDecision): void {

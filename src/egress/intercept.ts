@@ -110,13 +110,13 @@ export function createInterceptServer(ctx: Ctx, handshakeMs: number): Server {
  * Takes over an allowed https tunnel to an intercepted host. `first` holds the client's
  * bytes read so far (its ClientHello); `pre` an upstream TCP connection already open (or null).
  */
-export async function interceptTunnel(ctx: Ctx, server: Server, client: Socket, first: Buffer, t: Tracked, d: TargetDecision, pre: Socket | null, release: () => void): Promise<void> {
-  const host = d.host;
-  const port = d.port;
+export async function interceptTunnel(ctx: Ctx, server: Server, client: Socket, first: Buffer, tracked: Tracked, decision: TargetDecision, pre: Socket | null, release: () => void): Promise<void> {
+  const host = decision.host;
+  const port = decision.port;
   if (!ctx.tls) {
     pre?.destroy();
     release();
-    t.deny('builtin.intercept-unavailable', `${host} must be intercepted (egress.intercept, a brokered credential or a model API under DLP) but this gateway has no CA; refused`, 'medium');
+    tracked.deny('builtin.intercept-unavailable', `${host} must be intercepted (egress.intercept, a brokered credential or a model API under DLP) but this gateway has no CA; refused`, 'medium');
     refuseInTunnel(client, true);
     return;
   }
@@ -124,12 +124,12 @@ export async function interceptTunnel(ctx: Ctx, server: Server, client: Socket, 
   try { leaf = await ctx.tls.ca.leaf(host); } catch (e) {
     pre?.destroy();
     release();
-    t.deny('builtin.internal-error', `cannot mint a certificate for ${host}: ${e instanceof Error ? e.message : e}`, 'medium');
+    tracked.deny('builtin.internal-error', `cannot mint a certificate for ${host}: ${e instanceof Error ? e.message : e}`, 'medium');
     refuseInTunnel(client, true);
     return;
   }
-  t.info.scheme = 'https';
-  t.extra.intercepted = true;
+  tracked.info.scheme = 'https';
+  tracked.extra.intercepted = true;
   const upstreamCa = ctx.tls.upstreamCa;
   // A duplex over the client socket that first replays the bytes already read (a TLSSocket
   // over a net.Socket would read its handle directly and miss them).
@@ -150,7 +150,7 @@ export async function interceptTunnel(ctx: Ctx, server: Server, client: Socket, 
   let preSock = pre;
   const agent = new Agent({ keepAlive: true, maxSockets: 8, maxFreeSockets: 2, timeout: ctx.timeouts.idleMs });
   (agent as unknown as { createConnection: (o: unknown) => Duplex }).createConnection = () => {
-    const raw = preSock ?? connect({ host: d.address!, port, noDelay: true });
+    const raw = preSock ?? connect({ host: decision.address!, port, noDelay: true });
     preSock = null;
     ctx.sockets.add(raw);
     raw.once('close', () => ctx.sockets.delete(raw));
@@ -162,7 +162,7 @@ export async function interceptTunnel(ctx: Ctx, server: Server, client: Socket, 
     return tlsConnect({ socket: raw, servername: host, ca: upstreamCa, ALPNProtocols: ['http/1.1'], minVersion: 'TLSv1.2', rejectUnauthorized: true });
   };
   const tls = new TLSSocket(duplex, { isServer: true, secureContext: leaf.context, ALPNProtocols: ['http/1.1'] });
-  const c: Conn = { host, port, address: d.address!, range: d.range, agent, tunnel: t, requests: 0 };
+  const c: Conn = { host, port, address: decision.address!, range: decision.range, agent, tunnel: tracked, requests: 0 };
   conns.set(tls, c);
   let closed = false;
   const done = () => {
@@ -171,130 +171,172 @@ export async function interceptTunnel(ctx: Ctx, server: Server, client: Socket, 
     agent.destroy();
     preSock?.destroy();
     release();
-    t.extra.requests = c.requests;
-    t.finish();
+    tracked.extra.requests = c.requests;
+    tracked.finish();
   };
   tls.once('close', done);
   client.once('close', () => { tls.destroy(); done(); });
   server.emit('connection', tls);
 }
 
-async function onIntercepted(ctx: Ctx, c: Conn, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function onIntercepted(ctx: Ctx, conn: Conn, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const method = req.method ?? 'GET';
-  const t = new Tracked(ctx, { protocol: 'intercepted', host: c.host, port: c.port, scheme: 'https', method, address: c.address, range: c.range });
+  const tracked = new Tracked(ctx, { protocol: 'intercepted', host: conn.host, port: conn.port, scheme: 'https', method, address: conn.address, range: conn.range });
   ctx.stats.requests++;
-  c.requests++;
+  conn.requests++;
   const raw = req.rawHeaders;
-  const dup = duplicatedHeader(raw, SINGLE);
-  if (dup) return refuse(res, t, 400, 'builtin.bad-request', `duplicated ${dup} header`);
-  if (raw.length / 2 > 200) return refuse(res, t, 431, 'builtin.bad-request', 'more than 200 headers');
-  if (req.headers['content-length'] !== undefined && req.headers['transfer-encoding'] !== undefined) return refuse(res, t, 400, 'builtin.bad-request', 'both Content-Length and Transfer-Encoding');
+  const rp = checkedInterceptedRequest(ctx, conn, req, res, tracked);
+  if (!rp) return;
+  tracked.decided = { host: conn.host, port: conn.port, scheme: 'https', method, path: rp.match, intercepted: true };
+  const decision = decideTarget(connectionRules(ctx, conn.tunnel), { ...tracked.decided, addresses: [conn.address] });
+  if (decision.action !== 'allow') return refuse(res, tracked, 403, decision.rule, decision.reason);
+
+  const outbound = brokeredIntercept(ctx, conn, req, res, tracked, rp);
+  if (!outbound) return;
   const rawUrl = req.url ?? '';
-  if (!rawUrl.startsWith('/')) return refuse(res, t, 400, 'builtin.bad-request', 'an intercepted request must use an origin-form target (/path)');
-  let rp: RequestPath;
-  try { rp = requestPath(rawUrl); } catch (e) { return refuse(res, t, 400, 'builtin.ambiguous-path', `${e instanceof Error ? e.message : e}: the upstream could read another path than the one decided`); }
-  t.info.path = rp.match;
-  const hh = req.headers.host;
-  if (!hh) return refuse(res, t, 400, 'builtin.host-mismatch', 'no Host header');
-  try {
-    const a = splitAuthority(hh, 443);
-    if (normalizeHost(a.host).host !== c.host || a.port !== c.port) return refuse(res, t, 403, 'builtin.host-mismatch', `Host ${headerSafe(hh)} differs from the intercepted host ${hostPort(c.host, c.port)}`);
-  } catch { return refuse(res, t, 403, 'builtin.host-mismatch', `Host ${headerSafe(hh)} is not a host`); }
-  const hit = ctx.limits.admit();
-  if (hit) return refuse(res, t, hit.rule === 'egress.limits.requestsPerMinute' ? 429 : 403, hit.rule, hit.reason, hit.rule === 'egress.limits.maxUploadBytes' ? 'high' : undefined);
-
-  t.decided = { host: c.host, port: c.port, scheme: 'https', method, path: rp.match, intercepted: true };
-  const d = decideTarget(connectionRules(ctx, c.tunnel), { ...t.decided, addresses: [c.address] });
-  if (d.action !== 'allow') return refuse(res, t, 403, d.rule, d.reason);
-
-  // credentials: placeholders swapped where bound, injected per policy; misuse refused
-  let pairs: [string, string][] = [];
-  for (let i = 0; i + 1 < raw.length; i += 2) pairs.push([raw[i]!, raw[i + 1]!]);
-  let target = rp.forward;
-  let injected: Credential[] = [];
-  if (ctx.broker) {
-    const r = ctx.broker.rewrite({ host: c.host, port: c.port, method, path: rp.match, rawHeaders: raw, url: rp.forward });
-    if ('misuse' in r) {
-      const h = recordHit(ctx, t, { kind: 'placeholder', credential: r.misuse.credential, where: r.misuse.where });
-      return refuse(res, t, 403, h.rule, h.reason, undefined, true);
-    }
-    pairs = r.headers;
-    target = r.url;
-    injected = r.injected;
-  }
   const head = requestText(rawUrl, raw);
   const honey = textHit({ ...ctx, broker: null }, head, 'url or headers');
-  if (honey) { const h = recordHit(ctx, t, honey); return refuse(res, t, 403, h.rule, h.reason, undefined, true); }
-  if (injected.length) t.extra.credentials = injected.map((x) => ({ name: x.name, fingerprint: x.fingerprint }));
+  if (honey) { const h = recordHit(ctx, tracked, honey); return refuse(res, tracked, 403, h.rule, h.reason, undefined, true); }
+  const { injected } = outbound;
+  if (injected.length) tracked.extra.credentials = injected.map((x) => ({ name: x.name, fingerprint: x.fingerprint }));
   // with DLP off a model API body streams like any other (buffering it would only cap it)
-  const dlpHere = ctx.dlp.mode !== 'off' && isModelApi(ctx, c.host);
-  if (dlpHere && !(await headOk(ctx, t, res, c, method, rp.match, requestText(rawUrl, withoutApiAuth(raw))))) return;
+  const dlpHere = ctx.dlp.mode !== 'off' && isModelApi(ctx, conn.host);
+  if (dlpHere && !(await headOk(ctx, tracked, res, conn, method, rp.match, requestText(rawUrl, withoutApiAuth(raw))))) return;
   // the package firewall decides on the path the upstream will receive
-  const pkg = await admitPackage(ctx, c, method, rawUrl, rp.forward, req.headers.accept);
-  if (pkg.kind === 'deny') { if (pkg.pkg) t.extra.package = observePackage(ctx, pkg.pkg); return refusePackage(res, t, pkg.verdict); }
-  if (pkg.kind !== 'pass') t.extra.package = observePackage(ctx, pkg.kind === 'allow' ? { ...pkg.pkg, rule: pkg.verdict.rule } : pkg.pkg);
-  try { t.open(d.rule, d.reason); } catch (e) { return refuse(res, t, 503, 'builtin.audit-failed', `audit sink failed (${e instanceof Error ? e.message : e}); refused`); }
+  const pkg = await admitPackage(ctx, conn, method, rawUrl, rp.forward, req.headers.accept);
+  if (pkg.kind === 'deny') { if (pkg.pkg) tracked.extra.package = observePackage(ctx, pkg.pkg); return refusePackage(res, tracked, pkg.verdict); }
+  if (pkg.kind !== 'pass') tracked.extra.package = observePackage(ctx, pkg.kind === 'allow' ? { ...pkg.pkg, rule: pkg.verdict.rule } : pkg.pkg);
+  try { tracked.open(decision.rule, decision.reason); } catch (e) { return refuse(res, tracked, 503, 'builtin.audit-failed', `audit sink failed (${e instanceof Error ? e.message : e}); refused`); }
 
-  const headers = headerObject(pairs, req.headers.connection);
-  headers.host = c.port === 443 ? c.host : hostPort(c.host, c.port);
+  const headers = headerObject(outbound.pairs, req.headers.connection);
+  headers.host = conn.port === 443 ? conn.host : hostPort(conn.host, conn.port);
   if (injected.length) headers['accept-encoding'] = 'identity'; // so an echoed value can be scrubbed from the response
   if (pkg.kind === 'filter') pkg.prepare(headers); // metadata the package firewall reads whole and filters
 
   const hasBody = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) > 0 : req.headers['transfer-encoding'] !== undefined;
-  const scanner = outboundScanner(ctx, { host: c.host, port: c.port, method, path: rp.match });
+  const scanner = outboundScanner(ctx, { host: conn.host, port: conn.port, method, path: rp.match });
   const count = (n: number): boolean => {
-    t.bytesUp += n;
+    tracked.bytesUp += n;
     ctx.stats.bytesUp += n;
     const h = ctx.limits.upload(n);
-    if (h) { refuse(res, t, 403, h.rule, h.reason, 'high'); return false; }
+    if (h) { refuse(res, tracked, 403, h.rule, h.reason, 'high'); return false; }
     return true;
   };
+  const buffered = hasBody ? await readInspectedBody(ctx, conn, req, res, tracked, { path: rp.match, headers, scanner, count, dlpHere }) : null;
+  if (buffered === false) return;
+  forwardIntercepted(ctx, conn, req, res, tracked, { decision, target: outbound.target, headers, injected, pkg, hasBody, buffered, scanner, count });
+}
 
-  // an encoded (gzip…) body would hide placeholders and honeytokens from the streaming
-  // scanner: such a body is read whole (bounded) and scanned decoded, then sent as it came
+/**
+ * The request line and headers, checked before any decision: no duplicated single headers,
+ * no smuggling, an origin-form path the upstream reads as decided, a Host naming the
+ * intercepted host, the session's rate limits. Null when refused.
+ */
+function checkedInterceptedRequest(ctx: Ctx, conn: Conn, req: IncomingMessage, res: ServerResponse, tracked: Tracked): RequestPath | null {
+  const no = (status: number, rule: string, reason: string): null => { refuse(res, tracked, status, rule, reason); return null; };
+  const raw = req.rawHeaders;
+  const dup = duplicatedHeader(raw, SINGLE);
+  if (dup) return no(400, 'builtin.bad-request', `duplicated ${dup} header`);
+  if (raw.length / 2 > 200) return no(431, 'builtin.bad-request', 'more than 200 headers');
+  if (req.headers['content-length'] !== undefined && req.headers['transfer-encoding'] !== undefined) return no(400, 'builtin.bad-request', 'both Content-Length and Transfer-Encoding');
+  const rawUrl = req.url ?? '';
+  if (!rawUrl.startsWith('/')) return no(400, 'builtin.bad-request', 'an intercepted request must use an origin-form target (/path)');
+  let rp: RequestPath;
+  try { rp = requestPath(rawUrl); } catch (e) { return no(400, 'builtin.ambiguous-path', `${e instanceof Error ? e.message : e}: the upstream could read another path than the one decided`); }
+  tracked.info.path = rp.match;
+  const hh = req.headers.host;
+  if (!hh) return no(400, 'builtin.host-mismatch', 'no Host header');
+  try {
+    const a = splitAuthority(hh, 443);
+    if (normalizeHost(a.host).host !== conn.host || a.port !== conn.port) return no(403, 'builtin.host-mismatch', `Host ${headerSafe(hh)} differs from the intercepted host ${hostPort(conn.host, conn.port)}`);
+  } catch { return no(403, 'builtin.host-mismatch', `Host ${headerSafe(hh)} is not a host`); }
+  const hit = ctx.limits.admit();
+  if (hit) { refuse(res, tracked, hit.rule === 'egress.limits.requestsPerMinute' ? 429 : 403, hit.rule, hit.reason, hit.rule === 'egress.limits.maxUploadBytes' ? 'high' : undefined); return null; }
+  return rp;
+}
+
+/** Credentials: placeholders swapped where bound, injected per policy; misuse refused (null). */
+function brokeredIntercept(ctx: Ctx, conn: Conn, req: IncomingMessage, res: ServerResponse, tracked: Tracked, rp: RequestPath): { pairs: [string, string][]; target: string; injected: Credential[] } | null {
+  const raw = req.rawHeaders;
+  const pairs: [string, string][] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) pairs.push([raw[i]!, raw[i + 1]!]);
+  if (!ctx.broker) return { pairs, target: rp.forward, injected: [] };
+  const r = ctx.broker.rewrite({ host: conn.host, port: conn.port, method: req.method ?? 'GET', path: rp.match, rawHeaders: raw, url: rp.forward });
+  if ('misuse' in r) {
+    const h = recordHit(ctx, tracked, { kind: 'placeholder', credential: r.misuse.credential, where: r.misuse.where });
+    refuse(res, tracked, 403, h.rule, h.reason, undefined, true);
+    return null;
+  }
+  return { pairs: r.headers, target: r.url, injected: r.injected };
+}
+
+interface BodyInspection {
+  path: string; headers: Record<string, string | string[] | undefined>;
+  scanner: ReturnType<typeof outboundScanner>; count: (n: number) => boolean; dlpHere: boolean;
+}
+
+/**
+ * A body that must be seen whole before it is sent: a model API's under DLP, or an encoded
+ * (gzip…) one, which would hide placeholders and honeytokens from the streaming scanner. It is
+ * read whole (bounded) and scanned decoded, then sent as it came. Null when the body streams;
+ * false when refused.
+ */
+async function readInspectedBody(ctx: Ctx, conn: Conn, req: IncomingMessage, res: ServerResponse, tracked: Tracked, body: BodyInspection): Promise<Buffer | null | false> {
+  const { headers, scanner, count, dlpHere } = body;
   const encoding = req.headers['content-encoding'];
   const scanDecoded = scanner !== null && isEncoded(encoding);
-  let buffered: Buffer | null = null;
-  if (hasBody && (dlpHere || scanDecoded)) {
-    const r = await readWhole(req, ctx.dlp.maxBytes, count);
-    if (!r.ok) { if (!res.headersSent) refuse(res, t, 400, 'builtin.bad-request', 'client aborted the request body'); return; }
-    const uninspectable = dlpHere ? 'secrets.dlp.mode' : 'builtin.encoded-body';
-    if (r.over) return refuse(res, t, 413, uninspectable, `request body larger than ${ctx.dlp.maxBytes} bytes cannot be inspected`, 'medium');
-    buffered = r.body;
-    const v = scanWholeBody(buffered, scanDecoded ? encoding : undefined, scanner, ctx.dlp.maxBytes, uninspectable);
-    if (!v.ok) {
-      if (v.hit) { const h = recordHit(ctx, t, v.hit); return refuse(res, t, 403, h.rule, h.reason, undefined, true); }
-      return refuse(res, t, v.status, v.rule, v.reason, v.severity);
-    }
-    if (dlpHere) {
-      const r2 = await inspectBody(buffered, req.headers['content-type'], req.headers['content-encoding'], ctx.dlp, ctx.honeytokens);
-      if (r2.honeytoken) { const h = recordHit(ctx, t, { kind: 'honeytoken', token: r2.honeytoken, where: 'body' }); return refuse(res, t, 403, h.rule, h.reason, undefined, true); }
-      if (!recordDlp(ctx, t, res, c, method, rp.match, r2)) return;
-      if (r2.action === 'blocked') return refuse(res, t, 403, 'secrets.dlp.mode', r2.reason, 'high');
-      if (r2.decoded) { buffered = r2.body; delete headers['content-encoding']; }
-    }
-    headers['content-length'] = String(buffered.length);
-    delete headers['transfer-encoding'];
+  if (!dlpHere && !scanDecoded) return null;
+  const r = await readWhole(req, ctx.dlp.maxBytes, count);
+  if (!r.ok) { if (!res.headersSent) refuse(res, tracked, 400, 'builtin.bad-request', 'client aborted the request body'); return false; }
+  const uninspectable = dlpHere ? 'secrets.dlp.mode' : 'builtin.encoded-body';
+  if (r.over) { refuse(res, tracked, 413, uninspectable, `request body larger than ${ctx.dlp.maxBytes} bytes cannot be inspected`, 'medium'); return false; }
+  let buffered = r.body;
+  const v = scanWholeBody(buffered, scanDecoded ? encoding : undefined, scanner, ctx.dlp.maxBytes, uninspectable);
+  if (!v.ok) {
+    if (v.hit) { const h = recordHit(ctx, tracked, v.hit); refuse(res, tracked, 403, h.rule, h.reason, undefined, true); return false; }
+    refuse(res, tracked, v.status, v.rule, v.reason, v.severity);
+    return false;
   }
+  if (dlpHere) {
+    const r2 = await inspectBody(buffered, req.headers['content-type'], req.headers['content-encoding'], ctx.dlp, ctx.honeytokens);
+    if (r2.honeytoken) { const h = recordHit(ctx, tracked, { kind: 'honeytoken', token: r2.honeytoken, where: 'body' }); refuse(res, tracked, 403, h.rule, h.reason, undefined, true); return false; }
+    if (!recordDlp(ctx, tracked, res, conn, req.method ?? 'GET', body.path, r2)) return false;
+    if (r2.action === 'blocked') { refuse(res, tracked, 403, 'secrets.dlp.mode', r2.reason, 'high'); return false; }
+    if (r2.decoded) { buffered = r2.body; delete headers['content-encoding']; }
+  }
+  headers['content-length'] = String(buffered.length);
+  delete headers['transfer-encoding'];
+  return buffered;
+}
 
-  const up = httpRequest({ agent: c.agent, method, path: target, headers, setHost: false, timeout: ctx.timeouts.idleMs });
+interface InterceptedForward {
+  decision: TargetDecision; target: string; headers: Record<string, string | string[] | undefined>; injected: Credential[];
+  pkg: Admission; hasBody: boolean; buffered: Buffer | null;
+  scanner: ReturnType<typeof outboundScanner>; count: (n: number) => boolean;
+}
+
+/** Sends the request upstream over the connection's verified TLS agent; the answer goes through the package firewall when it filters. */
+function forwardIntercepted(ctx: Ctx, conn: Conn, req: IncomingMessage, res: ServerResponse, tracked: Tracked, fwd: InterceptedForward): void {
+  const { decision, target, headers, injected, pkg, hasBody, buffered, scanner, count } = fwd;
+  const method = req.method ?? 'GET';
+  const up = httpRequest({ agent: conn.agent, method, path: target, headers, setHost: false, timeout: ctx.timeouts.idleMs });
   let finished = false;
   const fail = (e: NodeJS.ErrnoException | null, why: string, status = 502) => {
     if (finished) return;
     finished = true;
     up.destroy();
     if (e && isTlsFailure(e)) {
-      t.decision = 'deny';
-      refuse(res, t, 502, 'builtin.upstream-tls', `upstream ${hostPort(c.host, c.port)} failed TLS verification (${e.code ?? e.message}); refused`, 'medium');
+      tracked.decision = 'deny';
+      refuse(res, tracked, 502, 'builtin.upstream-tls', `upstream ${hostPort(conn.host, conn.port)} failed TLS verification (${e.code ?? e.message}); refused`, 'medium');
       return;
     }
-    if (!res.headersSent) res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'x-airlock-rule': headerSafe(d.rule), 'x-airlock-reason': headerSafe(why), connection: 'close' });
-    res.end(`airlock egress: upstream ${hostPort(c.host, c.port)} failed: ${why}\n`);
-    t.finish({ error: why, status });
+    if (!res.headersSent) res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'x-airlock-rule': headerSafe(decision.rule), 'x-airlock-reason': headerSafe(why), connection: 'close' });
+    res.end(`airlock egress: upstream ${hostPort(conn.host, conn.port)} failed: ${why}\n`);
+    tracked.finish({ error: why, status });
   };
   up.on('error', (e) => fail(e as NodeJS.ErrnoException, (e as NodeJS.ErrnoException).code ?? e.message));
   up.on('timeout', () => fail(null, 'upstream timed out', 504));
-  res.once('close', () => { if (!finished) { finished = true; up.destroy(); t.finish({ error: 'client closed' }); } });
+  res.once('close', () => { if (!finished) { finished = true; up.destroy(); tracked.finish({ error: 'client closed' }); } });
 
   if (buffered) {
     up.end(buffered);
@@ -303,7 +345,7 @@ async function onIntercepted(ctx: Ctx, c: Conn, req: IncomingMessage, res: Serve
       if (finished) return;
       if (!count(b.length)) { finished = true; up.destroy(); return; }
       const ph = scanner?.push(b) ?? null;
-      if (ph) { finished = true; up.destroy(); const h = recordHit(ctx, t, ph); refuse(res, t, 403, h.rule, h.reason, undefined, true); closeAfterRefusal(req, res); return; }
+      if (ph) { finished = true; up.destroy(); const h = recordHit(ctx, tracked, ph); refuse(res, tracked, 403, h.rule, h.reason, undefined, true); closeAfterRefusal(req, res); return; }
       if (!up.write(b)) req.pause();
     });
     up.on('drain', () => req.resume());
@@ -319,18 +361,17 @@ async function onIntercepted(ctx: Ctx, c: Conn, req: IncomingMessage, res: Serve
       if (finished) return;
       if (a.kind === 'pass') relay(ur);
       else if (a.kind === 'replace') relay(answerStream(a));
-      else { finished = true; refusePackage(res, t, a.verdict); }
+      else { finished = true; refusePackage(res, tracked, a.verdict); }
     }, (e) => {
       if (finished) return;
       finished = true;
-      refusePackage(res, t, { action: 'deny', rule: 'egress.packages.unparseable', reason: `registry answer cannot be checked (${e instanceof Error ? e.message : e}); refused` });
+      refusePackage(res, tracked, { action: 'deny', rule: 'egress.packages.unparseable', reason: `registry answer cannot be checked (${e instanceof Error ? e.message : e}); refused` });
     });
   });
-  const relay = (ur: UpstreamAnswer) => relayResponse(ctx, t, method, ur, res, injected, {
-    end: (status) => { if (!finished) { finished = true; t.finish({ status }); } },
+  const relay = (ur: UpstreamAnswer) => relayResponse(ctx, tracked, method, ur, res, injected, {
+    end: (status) => { if (!finished) { finished = true; tracked.finish({ status }); } },
     error: (e) => fail(e, e.message),
-  });
-}
+  });}
 
 function refusePackage(res: ServerResponse, t: Tracked, v: Verdict): void {
   t.status = 403;

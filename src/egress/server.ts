@@ -1,5 +1,5 @@
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
-import { createServer as createHttpServer } from 'node:http';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import type { Policy } from '../policy/index.ts';
 import { AirlockError, type AuditEventInput } from '../common/index.ts';
@@ -110,40 +110,68 @@ function modePackages(o: GatewayOptions): { packages: PackageFirewall | null; pa
   }
 }
 
-export async function startGateway(o: GatewayOptions): Promise<Gateway> {
-  const { rules, observe } = modeRules(o);
-  const timeouts: Timeouts = { ...DEFAULT_TIMEOUTS, ...o.timeouts };
-  const { packages, packagesObserve } = modePackages(o);
+export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
+  const ctx = gatewayContext(opts);
+  if (ctx.tls) ctx.interceptServer = createInterceptServer(ctx, ctx.timeouts.handshakeMs);
+  const http = proxyHttpServer(ctx);
+  const main = mainServer(ctx, http, ctx.rules.limits.maxConnections * 2 + 32);
+  const listeners: Listeners = { servers: [main], paths: [], mode: opts.socketMode ?? 0o600 };
+  const address = await listenOn(main, opts.listen, listeners.mode);
+  if ('unixPath' in opts.listen) listeners.paths.push(opts.listen.unixPath);
+  const transparentSockets = await listenTransparent(ctx, opts, http, listeners);
+  const loopback = hostLoopbackGrants(ctx.rules);
+  const hostLoopbackSockets = await listenHostLoopback(ctx, opts, loopback, listeners);
+  recordGatewayStart(ctx, opts, { address, transparentSockets, hostLoopbackSockets, loopback });
+  return {
+    address,
+    transparentSockets,
+    hostLoopbackSockets,
+    stats: () => ({ ...ctx.stats, active: ctx.limits.active }),
+    setHoneytokens(tokens) { ctx.honeytokens = [...tokens]; },
+    async close() { await closeGateway(ctx, opts, http, listeners); },
+  };
+}
+
+/** The servers a gateway listens with and the socket files it must remove on close. */
+interface Listeners { servers: Server[]; paths: string[]; mode: number }
+
+/** The state every handler of one gateway shares: its rules in their mode, limits, TLS, broker, DLP, package firewall. */
+function gatewayContext(opts: GatewayOptions): Ctx {
+  const { rules, observe } = modeRules(opts);
+  const timeouts: Timeouts = { ...DEFAULT_TIMEOUTS, ...opts.timeouts };
+  const { packages, packagesObserve } = modePackages(opts);
   const ctx: Ctx = {
-    session: o.session, rules, resolver: o.resolver ?? systemResolver(), limits: new SessionLimits(rules.limits), timeouts,
+    session: opts.session, rules, resolver: opts.resolver ?? systemResolver(), limits: new SessionLimits(rules.limits), timeouts,
     stats: { connections: 0, bytesUp: 0, bytesDown: 0, denied: 0, requests: 0 },
-    sockets: new Set(), transparentPort: new WeakMap(), tunnelTarget: new WeakMap(), wildcardNames: new Map(), httpServer: null, record: o.audit, closing: false,
-    intercept: [...rules.intercept, ...(o.broker?.interceptPatterns() ?? []), ...(packages?.intercept ?? []), ...(o.policy.secrets.dlp.mode !== 'off' ? rules.modelApis : [])],
+    sockets: new Set(), transparentPort: new WeakMap(), tunnelTarget: new WeakMap(), wildcardNames: new Map(), httpServer: null, record: opts.audit, closing: false,
+    intercept: [...rules.intercept, ...(opts.broker?.interceptPatterns() ?? []), ...(packages?.intercept ?? []), ...(opts.policy.secrets.dlp.mode !== 'off' ? rules.modelApis : [])],
     modelApis: rules.modelApis,
-    tls: o.tls ? { ca: o.tls.ca, upstreamCa: o.tls.upstreamCa ?? hostTrustStore() } : null,
-    broker: o.broker ?? null,
+    tls: opts.tls ? { ca: opts.tls.ca, upstreamCa: opts.tls.upstreamCa ?? hostTrustStore() } : null,
+    broker: opts.broker ?? null,
     dlp: {
-      mode: o.policy.secrets.dlp.mode,
-      allowlist: o.policy.secrets.workspace.allowlist,
-      known: [...(o.broker?.credentials.map((c) => ({ label: c.name, value: c.value })) ?? []), ...(o.dlp?.known ?? [])],
-      fingerprints: new Set(o.dlp?.fingerprints ?? []),
-      maxBytes: o.dlp?.maxBytes ?? DEFAULT_DLP_MAX_BYTES,
+      mode: opts.policy.secrets.dlp.mode,
+      allowlist: opts.policy.secrets.workspace.allowlist,
+      known: [...(opts.broker?.credentials.map((c) => ({ label: c.name, value: c.value })) ?? []), ...(opts.dlp?.known ?? [])],
+      fingerprints: new Set(opts.dlp?.fingerprints ?? []),
+      maxBytes: opts.dlp?.maxBytes ?? DEFAULT_DLP_MAX_BYTES,
     },
-    honeytokens: [...(o.honeytokens ?? [])],
+    honeytokens: [...(opts.honeytokens ?? [])],
     interceptServer: null,
-    relay: o.nativeRelay === false ? null : TunnelRelay.create(),
+    relay: opts.nativeRelay === false ? null : TunnelRelay.create(),
     packages,
-    ask: o.ask ?? null,
+    ask: opts.ask ?? null,
     pendingAsks: new Map(),
     observe,
     packagesObserve,
   };
-  if (ctx.tls) ctx.interceptServer = createInterceptServer(ctx, timeouts.handshakeMs);
-  const clientCap = rules.limits.maxConnections * 2 + 32;
+  return ctx;
+}
 
+/** The HTTP parser every plain-HTTP connection is handed to (proxy requests, CONNECT, transparent port 80, plain-HTTP tunnels). */
+function proxyHttpServer(ctx: Ctx): HttpServer {
   const http = createHttpServer({
-    maxHeaderSize: 16 * 1024, headersTimeout: timeouts.handshakeMs, requestTimeout: 0, keepAliveTimeout: 5000,
-    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(timeouts.handshakeMs / 4))),
+    maxHeaderSize: 16 * 1024, headersTimeout: ctx.timeouts.handshakeMs, requestTimeout: 0, keepAliveTimeout: 5000,
+    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(ctx.timeouts.handshakeMs / 4))),
     requireHostHeader: false, joinDuplicateHeaders: false,
   });
   http.maxHeadersCount = MAX_HEADERS + 1;
@@ -182,63 +210,68 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     if (socket.writable) socket.end(refusalText(status, rule, reason));
     setTimeout(() => socket.destroy(), 1000).unref();
   });
+  return http;
+}
 
-  const track = (s: Socket): boolean => {
-    ctx.stats.connections++;
-    ctx.sockets.add(s);
-    s.once('close', () => ctx.sockets.delete(s));
-    s.on('error', () => s.destroy());
-    if (ctx.closing) { s.destroy(); return false; }
-    return true;
-  };
+/** Counts and tracks a client socket; false (and the socket destroyed) once the gateway is closing. */
+function trackSocket(ctx: Ctx, s: Socket): boolean {
+  ctx.stats.connections++;
+  ctx.sockets.add(s);
+  s.once('close', () => ctx.sockets.delete(s));
+  s.on('error', () => s.destroy());
+  if (ctx.closing) { s.destroy(); return false; }
+  return true;
+}
 
-  const main = createNetServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (s) => {
-    if (!track(s)) return;
-    s.setTimeout(timeouts.handshakeMs, () => {
+/** The one listening socket for HTTP proxy, CONNECT and SOCKS5: the first byte tells them apart. */
+function mainServer(ctx: Ctx, http: HttpServer, clientCap: number): Server {
+  return createNetServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (socket) => {
+    if (!trackSocket(ctx, socket)) return;
+    socket.setTimeout(ctx.timeouts.handshakeMs, () => {
       const t = new Tracked(ctx, { protocol: 'unknown' });
       t.deny('builtin.timeout', 'client sent nothing in time');
-      s.destroy();
+      socket.destroy();
     });
-    s.once('data', (first: Buffer) => {
-      s.pause();
-      s.setTimeout(0);
-      s.unshift(first);
+    socket.once('data', (first: Buffer) => {
+      socket.pause();
+      socket.setTimeout(0);
+      socket.unshift(first);
       const b0 = first[0];
       if (ctx.sockets.size > clientCap) {
         const t = new Tracked(ctx, { protocol: b0 === 0x05 ? 'socks5' : 'http' });
         t.deny('egress.limits.maxConnections', `more than ${clientCap} client connections open`);
-        s.end(b0 === 0x05 ? Buffer.from([0x05, 0xff]) : refusalText(503, 'egress.limits.maxConnections', 'too many client connections'));
+        socket.end(b0 === 0x05 ? Buffer.from([0x05, 0xff]) : refusalText(503, 'egress.limits.maxConnections', 'too many client connections'));
         return;
       }
-      if (b0 === 0x05) { onSocks(ctx, s).catch((e) => { s.destroy(); record500(ctx, e); }); return; }
+      if (b0 === 0x05) { onSocks(ctx, socket).catch((e) => { socket.destroy(); record500(ctx, e); }); return; }
       if (b0 === 0x04) {
         const t = new Tracked(ctx, { protocol: 'socks5' });
         t.deny('builtin.bad-request', 'SOCKS4 is not supported; use SOCKS5 (socks5h://)');
-        s.end(Buffer.from([0x00, 0x5b, 0, 0, 0, 0, 0, 0]));
+        socket.end(Buffer.from([0x00, 0x5b, 0, 0, 0, 0, 0, 0]));
         return;
       }
-      http.emit('connection', s);
-      s.resume();
+      http.emit('connection', socket);
+      socket.resume();
     });
-    s.resume();
+    socket.resume();
   });
 
-  const servers: Server[] = [main];
-  const paths: string[] = [];
-  const mode = o.socketMode ?? 0o600;
-  const address = await listenOn(main, o.listen, mode);
-  if ('unixPath' in o.listen) paths.push(o.listen.unixPath);
+}
 
+/**
+ * Transparent mode: 80 and 443, plus every port an allow rule grants: a program that ignores
+ * the proxy reaches a granted port through the gateway too, decided by Host or SNI.
+ */
+async function listenTransparent(ctx: Ctx, opts: GatewayOptions, http: HttpServer, listeners: Listeners): Promise<Record<number, string>> {
+  const rules = ctx.rules;
   const transparentSockets: Record<number, string> = {};
-  const wantTransparent = o.transparent ?? rules.transparent === 'auto';
-  if (wantTransparent && rules.transparent === 'auto' && 'unixPath' in o.listen) {
-    // 80 and 443, plus every port an allow rule grants: a program that ignores the proxy
-    // reaches a granted port through the gateway too, decided by Host or SNI.
+  const wantTransparent = opts.transparent ?? rules.transparent === 'auto';
+  if (wantTransparent && rules.transparent === 'auto' && 'unixPath' in opts.listen) {
     const granted = [...rules.allow, ...rules.allowCidrs].flatMap((r) => (r as { ports?: number[] | null }).ports ?? []);
     for (const port of transparentPortList(granted)) {
-      const path = transparentSocketPath(o.listen.unixPath, port);
+      const path = transparentSocketPath(opts.listen.unixPath, port);
       const srv = createNetServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (s) => {
-        if (!track(s)) return;
+        if (!trackSocket(ctx, s)) return;
         ctx.transparentPort.set(s, port);
         const tls = () => { transparentTls(ctx, s, port).catch((e) => { s.destroy(); record500(ctx, e); }); };
         const plain = () => { http.emit('connection', s); s.resume(); };
@@ -248,76 +281,80 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
         s.once('data', (b: Buffer) => { s.pause(); s.unshift(b); if (b[0] === 0x16) tls(); else plain(); });
         s.resume();
       });
-      await listenOn(srv, { unixPath: path }, mode);
-      servers.push(srv);
-      paths.push(path);
+      await listenOn(srv, { unixPath: path }, listeners.mode);
+      listeners.servers.push(srv);
+      listeners.paths.push(path);
       transparentSockets[port] = path;
     }
   }
+  return transparentSockets;
+}
 
+/** Host-loopback grants: one socket per usable port, for a sandbox listener on 127.0.0.1:port. */
+async function listenHostLoopback(ctx: Ctx, opts: GatewayOptions, loopback: ReturnType<typeof hostLoopbackGrants>, listeners: Listeners): Promise<Record<number, string>> {
   const hostLoopbackSockets: Record<number, string> = {};
-  const loopback = hostLoopbackGrants(rules);
-  if ('unixPath' in o.listen) {
+  if ('unixPath' in opts.listen) {
     for (const g of loopback.filter((x) => x.usable)) {
-      const path = hostLoopbackSocketPath(o.listen.unixPath, g.port);
+      const path = hostLoopbackSocketPath(opts.listen.unixPath, g.port);
       const srv = createNetServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (s) => {
-        if (!track(s)) return;
+        if (!trackSocket(ctx, s)) return;
         onHostLoopback(ctx, s, g.port).catch((e) => { s.destroy(); record500(ctx, e); });
       });
-      await listenOn(srv, { unixPath: path }, mode);
-      servers.push(srv);
-      paths.push(path);
+      await listenOn(srv, { unixPath: path }, listeners.mode);
+      listeners.servers.push(srv);
+      listeners.paths.push(path);
       hostLoopbackSockets[g.port] = path;
     }
   }
+  return hostLoopbackSockets;
+}
 
-  o.audit({
-    type: 'egress.gateway.start', session: o.session, severity: 'info', decision: null, rule: null,
+interface Started { address: string; transparentSockets: Record<number, string>; hostLoopbackSockets: Record<number, string>; loopback: ReturnType<typeof hostLoopbackGrants> }
+
+/** The gateway's start on record, then each grant it opened. */
+function recordGatewayStart(ctx: Ctx, opts: GatewayOptions, started: Started): void {
+  const { address, transparentSockets, hostLoopbackSockets, loopback } = started;
+  opts.audit({
+    type: 'egress.gateway.start', session: opts.session, severity: 'info', decision: null, rule: null,
     data: {
       address, mode: Object.keys(transparentSockets).length ? 'proxy+transparent' : 'proxy', transparentSockets,
-      resolver: ctx.resolver.description, relay: o.nativeRelay === false ? { mode: 'node', why: 'nativeRelay: false' } : relayMode(), presets: o.policy.egress.presets, allowRules: rules.allow.length, cidrRules: rules.allowCidrs.length,
-      limits: rules.limits, grants: rules.grants,
+      resolver: ctx.resolver.description, relay: opts.nativeRelay === false ? { mode: 'node', why: 'nativeRelay: false' } : relayMode(), presets: opts.policy.egress.presets, allowRules: ctx.rules.allow.length, cidrRules: ctx.rules.allowCidrs.length,
+      limits: ctx.rules.limits, grants: ctx.rules.grants,
       interception: {
         available: ctx.tls !== null, caFingerprint: ctx.tls?.ca.fingerprint ?? null,
         hosts: ctx.intercept.map((p) => (p.wildcard ? `*.${p.host}` : p.host)), dlp: ctx.dlp.mode,
         credentials: ctx.broker?.describe() ?? [], knownSecrets: ctx.dlp.known.length + ctx.dlp.fingerprints.size,
       },
-      packages: packages?.describe() ?? { mode: 'off' },
+      packages: ctx.packages?.describe() ?? { mode: 'off' },
     },
   });
   // host-loopback grants are recorded one by one: they open the host's own loopback port
   for (const g of loopback) {
-    o.audit({
-      type: 'egress.grant', session: o.session, severity: 'medium', decision: g.usable ? 'allow' : 'deny', rule: g.rule,
+    opts.audit({
+      type: 'egress.grant', session: opts.session, severity: 'medium', decision: g.usable ? 'allow' : 'deny', rule: g.rule,
       data: { grant: `${HOST_LOOPBACK}:${g.port}`, via: 'host-loopback', scope: 'this session only', sandboxListener: g.usable && hostLoopbackSockets[g.port] ? `${HOST_LOOPBACK}:${g.port}` : null, ...(g.why ? { why: g.why } : {}) },
     });
   }
-  rules.grants.forEach((g, i) => o.audit({
-    type: 'egress.grant', session: o.session, severity: 'low', decision: 'allow', rule: `egress.grant[${i}]`,
+  ctx.rules.grants.forEach((g, i) => opts.audit({
+    type: 'egress.grant', session: opts.session, severity: 'low', decision: 'allow', rule: `egress.grant[${i}]`,
     data: { grant: g, via: '--allow-host', scope: 'this session only' },
   }));
+}
 
-  return {
-    address,
-    transparentSockets,
-    hostLoopbackSockets,
-    stats: () => ({ ...ctx.stats, active: ctx.limits.active }),
-    setHoneytokens(tokens) { ctx.honeytokens = [...tokens]; },
-    async close() {
-      if (ctx.closing) return;
-      ctx.closing = true;
-      const closed = Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
-      http.closeAllConnections();
-      http.close();
-      ctx.interceptServer?.closeAllConnections();
-      ctx.interceptServer?.close();
-      for (const s of ctx.sockets) s.destroy();
-      await closed;
-      ctx.relay?.close();
-      for (const p of paths) { try { unlinkSync(p); } catch { /* already gone */ } }
-      o.audit({ type: 'egress.gateway.stop', session: o.session, severity: 'info', decision: null, rule: null, data: { ...ctx.stats } });
-    },
-  };
+async function closeGateway(ctx: Ctx, opts: GatewayOptions, http: HttpServer, listeners: Listeners): Promise<void> {
+  const { servers, paths } = listeners;
+  if (ctx.closing) return;
+  ctx.closing = true;
+  const closed = Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+  http.closeAllConnections();
+  http.close();
+  ctx.interceptServer?.closeAllConnections();
+  ctx.interceptServer?.close();
+  for (const s of ctx.sockets) s.destroy();
+  await closed;
+  ctx.relay?.close();
+  for (const p of paths) { try { unlinkSync(p); } catch { /* already gone */ } }
+  opts.audit({ type: 'egress.gateway.stop', session: opts.session, severity: 'info', decision: null, rule: null, data: { ...ctx.stats } });
 }
 
 function record500(ctx: Ctx, e: unknown): void {
@@ -327,39 +364,39 @@ function record500(ctx: Ctx, e: unknown): void {
 
 /** Transparent TLS (original port 443, or another granted port): the SNI names the destination. */
 async function transparentTls(ctx: Ctx, client: Socket, port = 443): Promise<void> {
-  const t = new Tracked(ctx, { protocol: 'transparent-tls', port, scheme: 'https' });
+  const tracked = new Tracked(ctx, { protocol: 'transparent-tls', port, scheme: 'https' });
   ctx.stats.requests++;
-  const p = await peekFirst(ctx, client, Buffer.alloc(0));
-  if (p.closed && !p.buf.length) return; // connected and left: nothing to record
-  if (p.bad || p.scheme !== 'https' || !p.sni) {
-    t.deny(p.bad ? 'builtin.bad-tls' : 'builtin.sni-mismatch', p.bad ?? (p.scheme !== 'https' ? `non-TLS traffic to port ${port}` : 'no SNI: the destination is unknown'));
-    refuseInTunnel(client, p.scheme === 'https');
+  const peeked = await peekFirst(ctx, client, Buffer.alloc(0));
+  if (peeked.closed && !peeked.buf.length) return; // connected and left: nothing to record
+  if (peeked.bad || peeked.scheme !== 'https' || !peeked.sni) {
+    tracked.deny(peeked.bad ? 'builtin.bad-tls' : 'builtin.sni-mismatch', peeked.bad ?? (peeked.scheme !== 'https' ? `non-TLS traffic to port ${port}` : 'no SNI: the destination is unknown'));
+    refuseInTunnel(client, peeked.scheme === 'https');
     return;
   }
   let host: string;
-  try { host = normalizeHost(p.sni).host; } catch { t.info.host = p.sni.slice(0, 255); t.deny('builtin.bad-target', `SNI ${JSON.stringify(p.sni.slice(0, 100))} is not a host name`); refuseInTunnel(client, true); return; }
-  t.info.host = host;
+  try { host = normalizeHost(peeked.sni).host; } catch { tracked.info.host = peeked.sni.slice(0, 255); tracked.deny('builtin.bad-target', `SNI ${JSON.stringify(peeked.sni.slice(0, 100))} is not a host name`); refuseInTunnel(client, true); return; }
+  tracked.info.host = host;
   const hit = ctx.limits.admit();
-  if (hit) { t.deny(hit.rule, hit.reason); refuseInTunnel(client, true); return; }
+  if (hit) { tracked.deny(hit.rule, hit.reason); refuseInTunnel(client, true); return; }
   const intercepted = isIntercepted(ctx, host);
-  const d = await decideAndResolve(ctx, t, { host, port, scheme: 'https', intercepted });
-  Object.assign(t.info, { address: d.address, range: d.range });
-  if (d.action !== 'allow' || !d.address) { t.deny(d.rule, d.reason); refuseInTunnel(client, true); return; }
-  try { t.open(d.rule, d.reason); } catch (e) { t.deny('builtin.audit-failed', String(e)); refuseInTunnel(client, true); return; }
+  const d = await decideAndResolve(ctx, tracked, { host, port, scheme: 'https', intercepted });
+  Object.assign(tracked.info, { address: d.address, range: d.range });
+  if (d.action !== 'allow' || !d.address) { tracked.deny(d.rule, d.reason); refuseInTunnel(client, true); return; }
+  try { tracked.open(d.rule, d.reason); } catch (e) { tracked.deny('builtin.audit-failed', String(e)); refuseInTunnel(client, true); return; }
   ctx.limits.active++;
   if (intercepted) {
     let released = false;
-    await interceptTunnel(ctx, ctx.interceptServer!, client, p.buf, t, d, null, () => { if (!released) { released = true; ctx.limits.active--; } });
+    await interceptTunnel(ctx, ctx.interceptServer!, client, peeked.buf, tracked, d, null, () => { if (!released) { released = true; ctx.limits.active--; } });
     return;
   }
   let up: Socket;
   try { up = await connectUpstream(ctx, d.address, port, { relay: true }); } catch (e) {
     ctx.limits.active--;
-    t.finish({ error: (e as NodeJS.ErrnoException).code ?? (e as Error).message });
+    tracked.finish({ error: (e as NodeJS.ErrnoException).code ?? (e as Error).message });
     refuseInTunnel(client, true);
     return;
   }
   up.once('close', () => { ctx.limits.active--; });
-  pipeBoth(ctx, client, up, t, p.buf);
+  pipeBoth(ctx, client, up, tracked, peeked.buf);
 }
 

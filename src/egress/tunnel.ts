@@ -132,153 +132,205 @@ export function refuseInTunnel(client: Socket, tls: boolean): void {
  * Uploads always pass through here: they are counted against the session budget exactly
  * and, in the clear, scanned for placeholders and honeytokens.
  */
-export function pipeBoth(ctx: Ctx, client: Socket, upstream: Socket, t: Tracked, first: Buffer): void {
-  let finished = false;
+export function pipeBoth(ctx: Ctx, client: Socket, upstream: Socket, tracked: Tracked, first: Buffer): void {
+  new TunnelPipe(ctx, client, upstream, tracked).run(first);
+}
+
+/** One tunnel's two byte streams and the checks on them (pipeBoth). */
+class TunnelPipe {
+  finished = false;
   /** Set while the native thread relays the download: stops it and waits for its last byte count. */
-  let stopNative: ((onFinal: () => void) => void) | null = null;
-  const halt = (then: () => void) => {
-    client.destroy();
-    upstream.destroy();
-    if (stopNative) stopNative(then); else then();
-  };
-  const finish = (error?: string) => {
-    if (finished) return;
-    finished = true;
-    halt(() => t.finish(error ? { error } : undefined));
-  };
-  const up = (n: number): boolean => {
-    t.bytesUp += n;
+  stopNative: ((onFinal: () => void) => void) | null = null;
+  /** Bytes in the clear (plain HTTP or raw TCP in a tunnel) are checked for placeholders and honeytokens; TLS bytes are ciphertext and not scanned. */
+  scanner: ReturnType<typeof outboundScanner> | null = null;
+  /** A tunnel granted for https carries TLS records: uploads always; downloads until the server's first application data (then the native relay, if any, takes over). */
+  tlsUp: TlsRecordStream | null = null;
+  tlsDown: TlsRecordStream | null = null;
+  readonly ctx: Ctx;
+  readonly client: Socket;
+  readonly upstream: Socket;
+  readonly tracked: Tracked;
+  readonly reader: Relay | undefined;
+
+  constructor(ctx: Ctx, client: Socket, upstream: Socket, tracked: Tracked) {
+    this.ctx = ctx;
+    this.client = client;
+    this.upstream = upstream;
+    this.tracked = tracked;
+    this.reader = relays.get(upstream);
+  }
+
+  run(first: Buffer): void {
+    const { ctx, client, upstream, tracked } = this;
+    if (client.destroyed) { this.finish('client gone'); return; }
+    const https = tracked.info.scheme === 'https';
+    this.scanner = https ? null : outboundScanner(ctx);
+    this.tlsUp = https ? new TlsRecordStream() : null;
+    this.tlsDown = https ? new TlsRecordStream() : null;
+    if (first.length) {
+      if (!this.clean(first) || !this.up(first.length)) return;
+      upstream.write(first);
+    }
+    client.on('data', (chunk: Buffer) => {
+      if (!this.clean(chunk) || !this.up(chunk.length)) return;
+      if (!upstream.write(chunk)) client.pause();
+    });
+    upstream.on('drain', () => client.resume());
+    // https: the download starts in Node, where its TLS records are checked (see settled)
+    if (this.tlsDown || !this.nativeDown()) this.nodeDown();
+    client.on('end', () => upstream.end());
+    client.on('close', () => this.finish());
+    upstream.on('close', () => this.finish());
+    client.on('error', (e) => this.finish(e.message));
+    upstream.on('error', (e) => this.finish(`upstream: ${e.message}`));
+    client.setTimeout(ctx.timeouts.idleMs, () => this.finish('idle timeout'));
+    client.resume();
+  }
+
+  halt(then: () => void): void {
+    this.client.destroy();
+    this.upstream.destroy();
+    if (this.stopNative) this.stopNative(then); else then();
+  }
+
+  finish(error?: string): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.halt(() => this.tracked.finish(error ? { error } : undefined));
+  }
+
+  /** Counts an upload against the session budget; false (and the tunnel closed) when it is spent. */
+  up(n: number): boolean {
+    const { ctx, tracked } = this;
+    tracked.bytesUp += n;
     ctx.stats.bytesUp += n;
     const hit = ctx.limits.upload(n);
-    if (hit) {
-      t.severity = 'high';
-      t.rule = hit.rule;
-      t.decision = 'deny';
-      t.reason = hit.reason;
-      ctx.stats.denied++;
-      finish('upload limit reached');
-      return false;
-    }
-    return true;
-  };
-  if (client.destroyed) { finish('client gone'); return; }
-  // bytes in the clear (plain HTTP or raw TCP in a tunnel) are checked for placeholders and
-  // honeytokens; TLS bytes are ciphertext and not scanned
-  const scanner = t.info.scheme === 'https' ? null : outboundScanner(ctx);
-  // a tunnel granted for https carries TLS records: uploads always; downloads until the
-  // server's first application data (then the native relay, if any, takes over)
-  const tlsUp = t.info.scheme === 'https' ? new TlsRecordStream() : null;
-  let tlsDown = t.info.scheme === 'https' ? new TlsRecordStream() : null;
-  const notTls = (direction: string, why: string): false => {
-    if (!finished) {
-      finished = true;
-      t.deny('builtin.not-tls', `${direction}: ${why}; a tunnel granted for https carries TLS records only`, 'medium');
-      halt(() => undefined);
-    }
-    return false;
-  };
-  const tlsDownOk = (d: Buffer): boolean => {
-    const bad = tlsDown?.push(d);
-    return bad ? notTls('upstream to client', bad) : true;
-  };
-  /** Download validated far enough to leave the rest to the native relay. */
-  const settled = () => tlsDown !== null && (tlsDown.applicationData || tlsDown.bytes > 64 * 1024);
-  const clean = (d: Buffer): boolean => {
-    const bad = tlsUp?.push(d);
-    if (bad) return notTls('client to upstream', bad);
-    const hit = scanner?.push(d);
     if (!hit) return true;
-    if (!finished) { finished = true; recordHit(ctx, t, hit); halt(() => undefined); }
+    tracked.severity = 'high';
+    tracked.rule = hit.rule;
+    tracked.decision = 'deny';
+    tracked.reason = hit.reason;
+    ctx.stats.denied++;
+    this.finish('upload limit reached');
     return false;
-  };
-  if (first.length) {
-    if (!clean(first) || !up(first.length)) return;
-    upstream.write(first);
   }
-  client.on('data', (d: Buffer) => {
-    if (!clean(d) || !up(d.length)) return;
-    if (!upstream.write(d)) client.pause();
-  });
-  upstream.on('drain', () => client.resume());
-  const down = (n: number) => { t.bytesDown += n; ctx.stats.bytesDown += n; };
-  const reader = relays.get(upstream);
-  const nodeDown = () => {
-    t.extra.relay = 'node';
+
+  down(n: number): void {
+    this.tracked.bytesDown += n;
+    this.ctx.stats.bytesDown += n;
+  }
+
+  notTls(direction: string, why: string): false {
+    if (!this.finished) {
+      this.finished = true;
+      this.tracked.deny('builtin.not-tls', `${direction}: ${why}; a tunnel granted for https carries TLS records only`, 'medium');
+      this.halt(() => undefined);
+    }
+    return false;
+  }
+
+  tlsDownOk(chunk: Buffer): boolean {
+    const bad = this.tlsDown?.push(chunk);
+    return bad ? this.notTls('upstream to client', bad) : true;
+  }
+
+  /** Download validated far enough to leave the rest to the native relay. */
+  settled(): boolean {
+    return this.tlsDown !== null && (this.tlsDown.applicationData || this.tlsDown.bytes > 64 * 1024);
+  }
+
+  /** An upload chunk passes the TLS-record check and the placeholder/honeytoken scan. */
+  clean(chunk: Buffer): boolean {
+    const bad = this.tlsUp?.push(chunk);
+    if (bad) return this.notTls('client to upstream', bad);
+    const hit = this.scanner?.push(chunk);
+    if (!hit) return true;
+    if (!this.finished) { this.finished = true; recordHit(this.ctx, this.tracked, hit); this.halt(() => undefined); }
+    return false;
+  }
+
+  /** The download relayed in Node: through the relay reader's sink when there is one, else by 'data' events. */
+  nodeDown(): void {
+    const { client, upstream, reader } = this;
+    this.tracked.extra.relay = 'node';
     if (reader) {
-      // one write in flight at a time: a chunk is a view of the relay buffer, so the next
-      // read waits until the kernel has taken this one (at once in the common case)
-      let waiting = 0;
-      let seq = 0;
-      reader.sink = (chunk) => {
-        if (!tlsDownOk(chunk)) return false;
-        down(chunk.length);
-        const mine = ++seq;
-        const handOff = ctx.relay !== null && settled();
-        client.write(chunk, () => {
-          if (handOff) { tlsDown = null; if (!finished && !nativeDown()) nodeDown(); return; }
-          if (waiting === mine) { waiting = 0; if (!finished) upstream.resume(); }
-        });
-        if (handOff) { reader.sink = null; return false; } // nothing more is read until the thread takes over
-        if (client.writableLength === 0) return true;
-        waiting = mine;
-        return false;
-      };
-      for (const d of reader.pending) { if (!tlsDownOk(d)) return; down(d.length); client.write(d); }
+      reader.sink = this.relaySink(reader);
+      for (const chunk of reader.pending) { if (!this.tlsDownOk(chunk)) return; this.down(chunk.length); client.write(chunk); }
       reader.pending = [];
     } else {
-      upstream.on('data', (d: Buffer) => {
-        if (!tlsDownOk(d)) return;
-        down(d.length);
-        if (!client.write(d)) upstream.pause();
+      upstream.on('data', (chunk: Buffer) => {
+        if (!this.tlsDownOk(chunk)) return;
+        this.down(chunk.length);
+        if (!client.write(chunk)) upstream.pause();
       });
       client.on('drain', () => upstream.resume());
     }
     upstream.on('end', () => client.end());
     upstream.resume();
-  };
-  const nativeDown = (): boolean => {
+  }
+
+  /**
+   * One write in flight at a time: a chunk is a view of the relay buffer, so the next read
+   * waits until the kernel has taken this one (at once in the common case).
+   */
+  relaySink(reader: Relay): (chunk: Buffer) => boolean {
+    const { ctx, client, upstream } = this;
+    let waiting = 0;
+    let seq = 0;
+    return (chunk) => {
+      if (!this.tlsDownOk(chunk)) return false;
+      this.down(chunk.length);
+      const mine = ++seq;
+      const handOff = ctx.relay !== null && this.settled();
+      client.write(chunk, () => {
+        if (handOff) { this.tlsDown = null; if (!this.finished && !this.nativeDown()) this.nodeDown(); return; }
+        if (waiting === mine) { waiting = 0; if (!this.finished) upstream.resume(); }
+      });
+      if (handOff) { reader.sink = null; return false; } // nothing more is read until the thread takes over
+      if (client.writableLength === 0) return true;
+      waiting = mine;
+      return false;
+    };
+  }
+
+  /** Hands the download to the native relay thread; false when it cannot take it. */
+  nativeDown(): boolean {
+    const { client, upstream, reader } = this;
     const src = socketFd(upstream);
     const dst = socketFd(client);
-    if (!reader || !ctx.relay || src === null || dst === null) return false;
+    if (!reader || !this.ctx.relay || src === null || dst === null) return false;
     upstream.pause(); // an `onread` socket stops reading at once: from here the relay thread reads it
-    const begin = () => {
-      if (finished) return;
-      try {
-        stopNative = ctx.relay!.start(src, dst, {
-          progress: (n) => {
-            down(n);
-            // the client socket sees no download traffic of its own: keep its idle timer fresh
-            // (reports come at most every 200 ms per tunnel)
-            client.setTimeout(ctx.timeouts.idleMs);
-          },
-          end: () => { stopNative = null; if (!finished) client.end(); },
-          error: (message) => { stopNative = null; finish(message); },
-        });
-        t.extra.relay = 'native';
-      } catch (e) {
-        t.extra.relayFallback = (e as Error).message; // e.g. descriptors exhausted: this tunnel relays in Node
-        nodeDown();
-      }
-    };
     // bytes the server sent before the tunnel was piped go first, through the socket
     const early = reader.pending;
     reader.pending = [];
     reader.sink = null;
-    if (!early.length) begin();
+    if (!early.length) this.startNative(src, dst);
     else {
-      const b = Buffer.concat(early);
-      down(b.length);
-      client.write(b, begin);
+      const held = Buffer.concat(early);
+      this.down(held.length);
+      client.write(held, () => this.startNative(src, dst));
     }
     return true;
-  };
-  // https: the download starts in Node, where its TLS records are checked (see settled)
-  if (tlsDown || !nativeDown()) nodeDown();
-  client.on('end', () => upstream.end());
-  client.on('close', () => finish());
-  upstream.on('close', () => finish());
-  client.on('error', (e) => finish(e.message));
-  upstream.on('error', (e) => finish(`upstream: ${e.message}`));
-  client.setTimeout(ctx.timeouts.idleMs, () => finish('idle timeout'));
-  client.resume();
+  }
+
+  startNative(src: number, dst: number): void {
+    const { ctx, client, tracked } = this;
+    if (this.finished) return;
+    try {
+      this.stopNative = ctx.relay!.start(src, dst, {
+        progress: (n) => {
+          this.down(n);
+          // the client socket sees no download traffic of its own: keep its idle timer fresh
+          // (reports come at most every 200 ms per tunnel)
+          client.setTimeout(ctx.timeouts.idleMs);
+        },
+        end: () => { this.stopNative = null; if (!this.finished) client.end(); },
+        error: (message) => { this.stopNative = null; this.finish(message); },
+      });
+      tracked.extra.relay = 'native';
+    } catch (e) {
+      tracked.extra.relayFallback = (e as Error).message; // e.g. descriptors exhausted: this tunnel relays in Node
+      this.nodeDown();
+    }
+  }
 }

@@ -168,37 +168,37 @@ export function inGroup(policy: Proposal['policy'], group: string, who: string):
   return (policy.review.approvals.groups[group] ?? []).some((m) => norm(m) === norm(who));
 }
 
-export function proposalStatus(store: AuditStore, p: Proposal, decisions: ReviewDecision[] = decisionsFor(store, p.id)): ProposalStatus {
-  const pol = p.policy.review;
-  const valid = decisions.filter((d) => d.proposalHash === p.hash); // any change to the proposal voids earlier decisions
+export function proposalStatus(store: AuditStore, proposal: Proposal, decisions: ReviewDecision[] = decisionsFor(store, proposal.id)): ProposalStatus {
+  const pol = proposal.policy.review;
+  const valid = decisions.filter((d) => d.proposalHash === proposal.hash); // any change to the proposal voids earlier decisions
   const approvals = valid.filter((d) => d.kind === 'approve');
   const approvers = [...new Map(approvals.map((d) => [norm(d.by ?? ''), d.by ?? ''])).values()];
   const overrides = approvals.filter((d) => d.override).map((d) => ({ by: d.by ?? '', reason: d.reason ?? '' }));
-  const blocking = p.findings.filter((f) => f.blocking);
-  const escalated = p.findings.some((f) => SEVERITY_RANK[f.severity] >= SEVERITY_RANK[pol.approvals.escalateOn])
-    || (pol.approvals.escalateOnProtectedPaths && p.findings.some((f) => f.rule === 'protectedPaths.protected'));
+  const blocking = proposal.findings.filter((f) => f.blocking);
+  const escalated = proposal.findings.some((f) => SEVERITY_RANK[f.severity] >= SEVERITY_RANK[pol.approvals.escalateOn])
+    || (pol.approvals.escalateOnProtectedPaths && proposal.findings.some((f) => f.rule === 'protectedPaths.protected'));
   let required = pol.approvals.required;
   let group: string | null = null;
   if (escalated) { required = Math.max(required, pol.approvals.escalated.required); group = pol.approvals.escalated.group || null; }
   const missing: string[] = [];
   // anomaly detection can demand one more approver for this session's change
-  const extra = extraApproverRequired(store, p.session);
+  const extra = extraApproverRequired(store, proposal.session);
   if (extra.required) required += 1;
   if (pol.approvals.separationOfDuties) {
-    if (p.startedBy === null) required = Math.max(required, 2);
+    if (proposal.startedBy === null) required = Math.max(required, 2);
     else {
       // the starter may appear as their OS user, git email or git name: all count as them
-      const start = store.query({ session: p.session, type: 'session.start' })[0]?.data as { startedByIdentities?: string[] } | undefined;
-      const starter = new Set([p.startedBy, ...(start?.startedByIdentities ?? [])].filter(Boolean).map((x) => norm(x!)));
-      if (approvers.length > 0 && approvers.every((a) => starter.has(norm(a)))) missing.push(`an approver other than ${p.startedBy}, who started the agent (separation of duties)`);
+      const start = store.query({ session: proposal.session, type: 'session.start' })[0]?.data as { startedByIdentities?: string[] } | undefined;
+      const starter = new Set([proposal.startedBy, ...(start?.startedByIdentities ?? [])].filter(Boolean).map((x) => norm(x!)));
+      if (approvers.length > 0 && approvers.every((a) => starter.has(norm(a)))) missing.push(`an approver other than ${proposal.startedBy}, who started the agent (separation of duties)`);
     }
   }
   if (approvers.length < required) missing.push(`${required - approvers.length} more approval${required - approvers.length === 1 ? '' : 's'} (${required} required${escalated ? ', escalated' : ''}${extra.required ? ', +1 for anomaly findings' : ''})`);
   if (group) {
     if (!pol.approvals.groups[group]) missing.push(`an approver from group "${group}", which the org policy does not define`);
-    else if (!approvers.some((a) => inGroup(p.policy, group!, a))) missing.push(`an approver from group "${group}"`);
+    else if (!approvers.some((a) => inGroup(proposal.policy, group!, a))) missing.push(`an approver from group "${group}"`);
   }
-  if (blocking.length && !approvals.some((d) => d.override && pol.overrideRoles.some((r) => inGroup(p.policy, r, d.by ?? '')))) {
+  if (blocking.length && !approvals.some((d) => d.override && pol.overrideRoles.some((r) => inGroup(proposal.policy, r, d.by ?? '')))) {
     missing.push(`an override of ${blocking.length} blocking finding${blocking.length === 1 ? '' : 's'} by a member of ${pol.overrideRoles.length ? pol.overrideRoles.join(', ') : '(no override role is configured)'}`);
   }
   const rej = valid.find((d) => d.kind === 'reject') ?? decisions.find((d) => d.kind === 'reject');
@@ -207,7 +207,7 @@ export function proposalStatus(store: AuditStore, p: Proposal, decisions: Review
   let state: ProposalState = missing.length ? 'pending' : 'approved';
   if (app) state = 'applied';
   else if (rej) state = 'rejected';
-  else if ((latestProposalId(store, p.session) ?? p.id) > p.id) state = 'superseded';
+  else if ((latestProposalId(store, proposal.session) ?? proposal.id) > proposal.id) state = 'superseded';
   return {
     state, approvers, overrides, required, group, escalated, missing, blocking,
     rejectedBy: rej ? { by: rej.by ?? '', reason: rej.reason ?? '' } : null,

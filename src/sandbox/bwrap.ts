@@ -121,12 +121,12 @@ class BwrapSandbox implements Sandbox {
   }
 
   async init(): Promise<void> {
-    const s = this.spec;
-    for (const l of s.lowerDirs) {
+    const spec = this.spec;
+    for (const l of spec.lowerDirs) {
       if (/[:,\\]/.test(l)) throw new AirlockError('UNAVAILABLE', `path not usable as an overlay layer: ${l}`, 'set AIRLOCK_HOME to a path without ":" "," or "\\"');
     }
-    mkdirSync(join(s.stateDir, 'etc'), { recursive: true, mode: 0o700 });
-    mkdirSync(join(s.stateDir, 'trace'), { recursive: true });
+    mkdirSync(join(spec.stateDir, 'etc'), { recursive: true, mode: 0o700 });
+    mkdirSync(join(spec.stateDir, 'trace'), { recursive: true });
     // with the notify tracer, refused socket families reach it (it records and refuses them, EAFNOSUPPORT)
     writeFileSync(this.seccompFile, buildSeccompProgram({ socketFamiliesRefusedBySupervisor: this.tracer.kind === 'seccomp-notify' }));
     this.writeEtc();
@@ -137,16 +137,16 @@ class BwrapSandbox implements Sandbox {
       'read go || exit 1',
       'set -e',
       `S=${shellQuote(this.mnt)}`,
-      `mount -t tmpfs -o size=${s.limits.diskMB}m,mode=0755,nosuid,nodev tmpfs "$S"`,
+      `mount -t tmpfs -o size=${spec.limits.diskMB}m,mode=0755,nosuid,nodev tmpfs "$S"`,
       'mkdir -p "$S/upper" "$S/work" "$S/merged" "$S/tmp" "$S/vartmp" "$S/shm" "$S/home" "$S/etc"',
-      `cp ${shellQuote(join(s.stateDir, 'etc'))}/* "$S/etc/"`,
-      ...(s.files ?? []).map((f, i) => `cp ${shellQuote(f.source)} "$S/etc/file-${i}"`),
+      `cp ${shellQuote(join(spec.stateDir, 'etc'))}/* "$S/etc/"`,
+      ...(spec.files ?? []).map((f, i) => `cp ${shellQuote(f.source)} "$S/etc/file-${i}"`),
       'chmod 1777 "$S/tmp" "$S/vartmp" "$S/shm"',
       own,
       // userxattr: inside a user namespace, opaque dirs (rm -r of a base dir) need user.* xattrs
-      `mount -t overlay overlay -o ${shellQuote(`lowerdir=${s.lowerDirs.join(':')},upperdir=`)}"$S/upper",workdir="$S/work",userxattr "$S/merged"`,
+      `mount -t overlay overlay -o ${shellQuote(`lowerdir=${spec.lowerDirs.join(':')},upperdir=`)}"$S/upper",workdir="$S/work",userxattr "$S/merged"`,
       'ip link set lo up 2>/dev/null || true',
-      s.networkSetup ?? ':',
+      spec.networkSetup ?? ':',
       'echo ready',
       'set +e',
       'read stop',
@@ -156,7 +156,7 @@ class BwrapSandbox implements Sandbox {
     this.holder = spawn('unshare', [...unshareArgs, '--', 'setpriv', '--pdeathsig', 'KILL', '--', 'sh', '-c', script], {
       // own process group: a Ctrl-C at the terminal reaches the supervisor only, which stops
       // the session in order (capture needs the holder); the death signal still binds it to us
-      stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', AIRLOCK_SESSION: s.session }, cwd: '/', detached: true,
+      stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', AIRLOCK_SESSION: spec.session }, cwd: '/', detached: true,
     });
     const unsharePid = this.holder.pid ?? 0;
     let err = '';
@@ -192,8 +192,8 @@ class BwrapSandbox implements Sandbox {
   }
 
   private buildBwrapArgs(): string[] {
-    const s = this.spec;
-    const a: string[] = [
+    const spec = this.spec;
+    const args: string[] = [
       '--unshare-user', '--uid', String(SANDBOX_UID), '--gid', String(SANDBOX_UID),
       '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try',
       '--hostname', 'airlock', '--die-with-parent', '--new-session', '--cap-drop', 'ALL', '--clearenv',
@@ -201,17 +201,17 @@ class BwrapSandbox implements Sandbox {
     for (const d of ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc', '/opt']) {
       let st;
       try { st = lstatSync(d); } catch { continue; }
-      if (st.isSymbolicLink()) a.push('--symlink', readlinkSync(d), d);
-      else if (st.isDirectory()) a.push('--ro-bind', d, d);
+      if (st.isSymbolicLink()) args.push('--symlink', readlinkSync(d), d);
+      else if (st.isDirectory()) args.push('--ro-bind', d, d);
     }
     const etc = join(this.mnt, 'etc');
-    for (const f of ['passwd', 'group', 'hostname', 'hosts', 'resolv.conf']) a.push('--ro-bind', join(etc, f), `/etc/${f}`);
-    (s.files ?? []).forEach((f, i) => a.push('--ro-bind', join(this.mnt, 'etc', `file-${i}`), f.target));
+    for (const f of ['passwd', 'group', 'hostname', 'hosts', 'resolv.conf']) args.push('--ro-bind', join(etc, f), `/etc/${f}`);
+    (spec.files ?? []).forEach((f, i) => args.push('--ro-bind', join(this.mnt, 'etc', `file-${i}`), f.target));
     // bwrap's /dev is a tmpfs of its own, sized by host RAM: /dev/shm goes to the session tmpfs (the disk cap)
-    a.push('--proc', '/proc', '--dev', '/dev', '--bind', join(this.mnt, 'shm'), '/dev/shm', '--dir', '/run', '--dir', '/var');
-    a.push('--bind', join(this.mnt, 'tmp'), '/tmp', '--bind', join(this.mnt, 'vartmp'), '/var/tmp');
-    a.push('--bind', join(this.mnt, 'home'), SANDBOX_HOME, '--bind', join(this.mnt, 'merged'), SANDBOX_WORKSPACE);
-    const forbidden = s.forbiddenMounts.map((p) => safeReal(p));
+    args.push('--proc', '/proc', '--dev', '/dev', '--bind', join(this.mnt, 'shm'), '/dev/shm', '--dir', '/run', '--dir', '/var');
+    args.push('--bind', join(this.mnt, 'tmp'), '/tmp', '--bind', join(this.mnt, 'vartmp'), '/var/tmp');
+    args.push('--bind', join(this.mnt, 'home'), SANDBOX_HOME, '--bind', join(this.mnt, 'merged'), SANDBOX_WORKSPACE);
+    const forbidden = spec.forbiddenMounts.map((p) => safeReal(p));
     const check = (p: string) => {
       const r = safeReal(p);
       if (!existsSync(r)) throw new AirlockError('POLICY_INVALID', `sandbox.mounts: ${p} does not exist`, 'remove it from sandbox.mounts or create it');
@@ -220,10 +220,10 @@ class BwrapSandbox implements Sandbox {
       }
       return r;
     };
-    for (const p of s.mounts.readOnly) a.push('--ro-bind', check(p), p);
-    for (const p of s.mounts.readWrite) a.push('--bind', check(p), p);
-    a.push('--remount-ro', '/');
-    return a;
+    for (const p of spec.mounts.readOnly) args.push('--ro-bind', check(p), p);
+    for (const p of spec.mounts.readWrite) args.push('--bind', check(p), p);
+    args.push('--remount-ro', '/');
+    return args;
   }
 
   /**

@@ -106,8 +106,8 @@ const off = { nr: 0, arch: 4, argLo: (i: number) => 16 + 8 * i };
  * kernel fails a notifying call with ENOSYS: still refused.
  */
 export function buildSeccompProgram(o: { socketFamiliesRefusedBySupervisor?: boolean } = {}): Buffer {
-  const p: Ins[] = [];
-  const ins = (code: number, k: number, jt: number | string = 0, jf: number | string = 0) => p.push({ code, jt, jf, k });
+  const program: Ins[] = [];
+  const ins = (code: number, k: number, jt: number | string = 0, jf: number | string = 0) => program.push({ code, jt, jf, k });
   ins(LD_W_ABS, off.arch);
   ins(JEQ_K, AUDIT_ARCH_X86_64, 0, 'kill');
   ins(LD_W_ABS, off.nr);
@@ -118,40 +118,40 @@ export function buildSeccompProgram(o: { socketFamiliesRefusedBySupervisor?: boo
   ins(JEQ_K, NR.clone, 'clone', 0);
   ins(JEQ_K, NR.clone3, 'enosys', 0);
   ins(RET_K, RET_ALLOW);
-  p.push({ label: 'socket' });
+  program.push({ label: 'socket' });
   ins(LD_W_ABS, off.argLo(0));
   ins(JEQ_K, ALLOWED_SOCKET_FAMILIES.AF_INET, 'socket_type', 0);
   ins(JEQ_K, ALLOWED_SOCKET_FAMILIES.AF_INET6, 'socket_type', o.socketFamiliesRefusedBySupervisor ? 'allow' : 'eafnosupport');
-  p.push({ label: 'socket_type' });
+  program.push({ label: 'socket_type' });
   ins(LD_W_ABS, off.argLo(1));
   ins(AND_K, 0xf);
   ins(JEQ_K, SOCK_RAW, 'eperm', 0);
   ins(JEQ_K, SOCK_PACKET, 'eperm', 0);
   ins(RET_K, RET_ALLOW);
-  p.push({ label: 'ioctl' });
+  program.push({ label: 'ioctl' });
   ins(LD_W_ABS, off.argLo(1));
   ins(JEQ_K, TIOCSTI, 'eperm', 0);
   ins(JEQ_K, TIOCLINUX, 'eperm', 0);
   ins(RET_K, RET_ALLOW);
-  p.push({ label: 'clone' });
+  program.push({ label: 'clone' });
   ins(LD_W_ABS, off.argLo(0));
   ins(JSET_K, CLONE_NEW_MASK, 'eperm', 0);
   ins(RET_K, RET_ALLOW);
-  p.push({ label: 'allow' });
+  program.push({ label: 'allow' });
   ins(RET_K, RET_ALLOW);
-  p.push({ label: 'eperm' });
+  program.push({ label: 'eperm' });
   ins(RET_K, RET_ERRNO | EPERM);
-  p.push({ label: 'eafnosupport' });
+  program.push({ label: 'eafnosupport' });
   ins(RET_K, RET_ERRNO | EAFNOSUPPORT);
-  p.push({ label: 'enosys' });
+  program.push({ label: 'enosys' });
   ins(RET_K, RET_ERRNO | ENOSYS);
-  p.push({ label: 'kill' });
+  program.push({ label: 'kill' });
   ins(RET_K, RET_KILL_PROCESS);
 
   // resolve labels into relative jump offsets
   const labels = new Map<string, number>();
   const real: Exclude<Ins, { label: string }>[] = [];
-  for (const i of p) {
+  for (const i of program) {
     if ('label' in i) labels.set(i.label, real.length);
     else real.push(i);
   }

@@ -160,14 +160,14 @@ export class TraceParser {
     // adds the pid as strace (and every line prefix) sees it.
     const ret = r ? (r[2] ?? r[1]!) : '?';
     const errno = r?.[3] ?? null;
-    const p = this.proc(pid);
+    const tracee = this.proc(pid);
     switch (name) {
       case 'execve':
       case 'execveat': {
         const { argv, path } = execArgs(name, rest);
         const ok = ret === '0';
-        if (ok) { p.startTs = ts; p.argv0 = argv[0] ?? path ?? null; }
-        const ev: ProcessExec = { kind: 'exec', pid, ppid: p.ppid, argv, path, cwd: p.cwd, ts, ok, ...(ok ? {} : { error: errno ?? 'failed' }) };
+        if (ok) { tracee.startTs = ts; tracee.argv0 = argv[0] ?? path ?? null; }
+        const ev: ProcessExec = { kind: 'exec', pid, ppid: tracee.ppid, argv, path, cwd: tracee.cwd, ts, ok, ...(ok ? {} : { error: errno ?? 'failed' }) };
         if (ev.ppid === null) this.waiting.push(ev); else out.push(ev);
         return;
       }
@@ -175,7 +175,7 @@ export class TraceParser {
         const child = Number(ret);
         if (child > 0) {
           const c = this.proc(child);
-          c.ppid = pid; c.cwd = c.cwd ?? p.cwd; c.argv0 = c.argv0 ?? p.argv0; c.startTs = c.startTs ?? ts;
+          c.ppid = pid; c.cwd = c.cwd ?? tracee.cwd; c.argv0 = c.argv0 ?? tracee.argv0; c.startTs = c.startTs ?? ts;
           this.release(out, false);
         }
         return;
@@ -183,13 +183,13 @@ export class TraceParser {
       case 'chdir': {
         if (ret !== '0') return;
         const d = readStrings(rest, 0, 1).values[0];
-        if (d) p.cwd = d.startsWith('/') ? d : joinPath(p.cwd ?? '/', d);
+        if (d) tracee.cwd = d.startsWith('/') ? d : joinPath(tracee.cwd ?? '/', d);
         return;
       }
       case 'fchdir': {
         if (ret !== '0') return;
         const fd = /^\d+<([^>]*)>/.exec(rest);
-        if (fd) p.cwd = fd[1]!;
+        if (fd) tracee.cwd = fd[1]!;
         return;
       }
       default: {
@@ -202,9 +202,9 @@ export class TraceParser {
         } else {
           const strs = readStrings(rest, rest.indexOf('"'), 1).values;
           target = strs[0] ?? '';
-          if (target && !target.startsWith('/')) target = joinPath(p.cwd ?? '/', target);
+          if (target && !target.startsWith('/')) target = joinPath(tracee.cwd ?? '/', target);
         }
-        out.push({ kind: 'probe', pid, ppid: p.ppid, syscall: name, target, error: errno, ts, argv0: p.argv0 });
+        out.push({ kind: 'probe', pid, ppid: tracee.ppid, syscall: name, target, error: errno, ts, argv0: tracee.argv0 });
       }
     }
   }

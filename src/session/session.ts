@@ -228,17 +228,17 @@ export class Session {
     return s;
   }
 
-  private async start(o: OpenSessionOptions, env: NodeJS.ProcessEnv): Promise<void> {
+  private async start(opts: OpenSessionOptions, env: NodeJS.ProcessEnv): Promise<void> {
     mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
     const identities = hostIdentities();
     this.releaseBallast = holdBallast(join(this.stateDir, 'recording-ballast'));
     this.cleanups.push(() => this.releaseBallast());
-    const p = this.policy.policy;
+    const policy = this.policy.policy;
     const root = process.getuid?.() === 0;
     const hostIds = root ? { uid: HOST_UID_FOR_SANDBOX, gid: HOST_UID_FOR_SANDBOX } : null;
     this.hostIds = hostIds;
-    this.allowHosts = o.allowHosts ?? [];
-    this.egressUpstream = o.egressUpstream ?? {};
+    this.allowHosts = opts.allowHosts ?? [];
+    this.egressUpstream = opts.egressUpstream ?? {};
     const sanitizer = await this.firstOf((l) => l.sanitizer?.(this)) ?? undefined;
     const snap = await prepareSnapshot(this.home.cache, this.repo, this.baseCommit, hostIds, sanitizer);
     this.snapshot = snap;
@@ -252,30 +252,30 @@ export class Session {
       AIRLOCK_SANDBOX: '1', AIRLOCK_SESSION: this.id,
       GIT_AUTHOR_NAME: 'Airlock agent', GIT_AUTHOR_EMAIL: 'agent@airlock.invalid',
       GIT_COMMITTER_NAME: 'Airlock agent', GIT_COMMITTER_EMAIL: 'agent@airlock.invalid',
-      ...(o.sandboxEnv ?? {}),
+      ...(opts.sandboxEnv ?? {}),
     };
     if (!env.LANG) fixed.LANG = 'C.UTF-8';
     // Layers that plug in (egress gateway, credential broker, honeytokens) contribute here.
     const net: NetworkSetup | null = await this.firstOf((l) => l.network?.(this, env));
     if (net) { Object.assign(fixed, net.env); this.cleanups.push(net.close); }
-    const sandboxEnv = buildSandboxEnv({ hostEnv: env, allow: p.sandbox.env.allow, set: p.sandbox.env.set, fixed });
+    const sandboxEnv = buildSandboxEnv({ hostEnv: env, allow: policy.sandbox.env.allow, set: policy.sandbox.env.set, fixed });
 
     // the policy's runtime (the org may require a stronger one); a caller's driver is recorded as what ran
-    const driver = o.driver ?? driverFor(p.sandbox.runtime);
+    const driver = opts.driver ?? driverFor(policy.sandbox.runtime);
     this.sandbox = await driver.start({
       session: this.id,
       stateDir: join(this.stateDir, 'sandbox'),
       lowerDirs: this.snapshot.lowerDirs,
-      limits: p.sandbox.limits,
+      limits: policy.sandbox.limits,
       env: sandboxEnv,
-      mounts: { readOnly: [...p.sandbox.mounts.readOnly, ...(o.readOnlyPaths ?? [])], readWrite: p.sandbox.mounts.readWrite },
+      mounts: { readOnly: [...policy.sandbox.mounts.readOnly, ...(opts.readOnlyPaths ?? [])], readWrite: policy.sandbox.mounts.readWrite },
       forbiddenMounts: [this.home.root],
       networkSetup: net?.setup ?? null,
       redirectedPorts: net?.redirectedPorts ?? [],
       gateway: net?.bridge ?? null,
       files: net?.files ?? [],
-      trace: p.sandbox.traceProcesses,
-      traceFileProbes: p.sandbox.traceProcesses && p.sandbox.traceFileProbes,
+      trace: policy.sandbox.traceProcesses,
+      traceFileProbes: policy.sandbox.traceProcesses && policy.sandbox.traceFileProbes,
       hostIds,
       record: (e) => { this.record(e); },
       recordMany: (es) => { this.recordMany(es); },
@@ -287,14 +287,14 @@ export class Session {
     this.record({
       type: 'session.start',
       data: {
-        repo: this.repo.root, baseRef: o.base ?? 'HEAD', baseCommit: this.baseCommit, agent: this.agent, agentVersion: o.agentVersion ?? null,
-        command: o.command ?? null, policyHash: this.policy.hash,
+        repo: this.repo.root, baseRef: opts.base ?? 'HEAD', baseCommit: this.baseCommit, agent: this.agent, agentVersion: opts.agentVersion ?? null,
+        command: opts.command ?? null, policyHash: this.policy.hash,
         policySources: this.policy.sources.map((s) => ({ kind: s.kind, origin: s.origin })),
-        modes: { egress: p.modes.egress, commands: p.modes.commands, packages: p.modes.packages },
+        modes: { egress: policy.modes.egress, commands: policy.modes.commands, packages: policy.modes.packages },
         candidatePolicy: this.policy.candidate ? { hash: this.policy.candidate.hash, sources: this.policy.candidate.sources.map((s) => ({ kind: s.kind, origin: s.origin })) } : null,
-        runtime: this.runtime, mechanisms: this.sandbox.mechanisms, namespaces: this.sandbox.namespaces(), limits: p.sandbox.limits,
-        envNames: Object.keys(sandboxEnv).sort(), mounts: p.sandbox.mounts,
-        allowHosts: o.allowHosts ?? [], snapshotBuilt: this.snapshot.built,
+        runtime: this.runtime, mechanisms: this.sandbox.mechanisms, namespaces: this.sandbox.namespaces(), limits: policy.sandbox.limits,
+        envNames: Object.keys(sandboxEnv).sort(), mounts: policy.sandbox.mounts,
+        allowHosts: opts.allowHosts ?? [], snapshotBuilt: this.snapshot.built,
         historyHidden: this.syntheticBase !== null, syntheticBase: this.syntheticBase,
         startedBy: safeUser(), startedByIdentities: await identities, supervisorPid: process.pid, workspace: SANDBOX_WORKSPACE,
         layers: Object.fromEntries(LAYER_NAMES.map((n) => [n, this.layers[n] ? 'on' : 'off'])),
@@ -303,10 +303,10 @@ export class Session {
     for (const layer of this.disabledLayers) {
       this.record({ type: 'session.layer_disabled', severity: 'high', rule: 'builtin.session.layers', data: { layer, by: 'caller', reason: 'left out when the session was opened' } });
     }
-    for (const layer of MODE_LAYERS.filter((l) => p.modes[l] !== 'enforce')) {
+    for (const layer of MODE_LAYERS.filter((l) => policy.modes[l] !== 'enforce')) {
       // record mode lifts refusals: the defenders see it as loudly as a disabled layer
-      const mode = p.modes[layer];
-      this.record({ type: 'session.mode', severity: mode === 'record' ? 'medium' : 'info', rule: `modes.${layer}`, data: { layer, mode, allowed: p.modes.allowed, candidateHash: this.policy.candidate?.hash ?? null } });
+      const mode = policy.modes[layer];
+      this.record({ type: 'session.mode', severity: mode === 'record' ? 'medium' : 'info', rule: `modes.${layer}`, data: { layer, mode, allowed: policy.modes.allowed, candidateHash: this.policy.candidate?.hash ?? null } });
     }
     for (const l of this.activeLayers()) await l.afterStart?.(this);
     this.cleanups.push(watchRecordingSpace(this.home.root, (detail) => this.cannotRecordNow(detail)));

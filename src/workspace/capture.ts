@@ -117,7 +117,7 @@ function isRegular(p: string): boolean {
 }
 
 function copyObjects(gitDir: string, toObjects: string, warnings: string[]): number {
-  let n = 0;
+  let copied = 0;
   let entries: string[];
   const fromObjects = insideOnly(gitDir, 'objects', 'dir');
   if (!fromObjects) { if (kindOf(join(gitDir, 'objects')) !== 'missing') warnings.push('.git/objects is not a directory (symlink?); ignored'); return 0; }
@@ -131,7 +131,7 @@ function copyObjects(gitDir: string, toObjects: string, warnings: string[]): num
         if (!/^[0-9a-f]{38}$/.test(f) || !isRegular(src)) { warnings.push(`skipped odd object entry ${d}/${f}`); continue; }
         if (lstatSync(src).size > MAX_OBJECT_BYTES) { warnings.push(`skipped oversized object ${d}${f}`); continue; }
         mkdirSync(join(toObjects, d), { recursive: true });
-        if (!existsSync(join(toObjects, d, f))) { copyFileSync(src, join(toObjects, d, f)); n++; }
+        if (!existsSync(join(toObjects, d, f))) { copyFileSync(src, join(toObjects, d, f)); copied++; }
       }
     } else if (d === 'pack') {
       if (!lstatSync(dir).isDirectory()) continue;
@@ -139,12 +139,12 @@ function copyObjects(gitDir: string, toObjects: string, warnings: string[]): num
         const src = join(dir, f);
         if (!/^pack-[0-9a-f]{40,64}\.(pack|idx)$/.test(f) || !isRegular(src)) continue;
         mkdirSync(join(toObjects, 'pack'), { recursive: true });
-        if (!existsSync(join(toObjects, 'pack', f))) { copyFileSync(src, join(toObjects, 'pack', f)); n++; }
+        if (!existsSync(join(toObjects, 'pack', f))) { copyFileSync(src, join(toObjects, 'pack', f)); copied++; }
       }
     }
     // info/alternates, info/http-alternates and anything else: ignored on purpose.
   }
-  return n;
+  return copied;
 }
 
 function readRef(gitDir: string, ref: string, warnings: string[]): string | null {
@@ -223,14 +223,14 @@ function transplant(env: Record<string, string>, synthetic: string, realBase: st
   let parentOf = synthetic;
   const index = join(env.GIT_DIR!, `transplant-index-${process.pid}`);
   try {
-    for (const c of commits) {
+    for (const commit of commits) {
       // each agent commit is bounded before git expands it (an intermediate tree bomb)
-      const trees = agit(['rev-parse', `${parentOf}^{tree}`, `${c}^{tree}`], { env }).stdout.trim().split('\n');
+      const trees = agit(['rev-parse', `${parentOf}^{tree}`, `${commit}^{tree}`], { env }).stdout.trim().split('\n');
       countTreePaths(env.GIT_DIR!, trees[0]!, trees[1]!, { ...DEFAULT_TREE_LIMITS, maxPaths: CAPTURE_MAX_PATHS });
       const ienv = { ...env, GIT_INDEX_FILE: index };
       agit(['read-tree', prev], { env: ienv });
       // latin1: one char per byte, so a non-UTF-8 name is written back byte for byte
-      const raw = agit(['diff-tree', '-r', '-z', '--no-renames', '--raw', parentOf, c], { env, encoding: 'latin1' }).stdout.split('\0');
+      const raw = agit(['diff-tree', '-r', '-z', '--no-renames', '--raw', parentOf, commit], { env, encoding: 'latin1' }).stdout.split('\0');
       const lines: string[] = [];
       for (let i = 0; i + 1 < raw.length; i += 2) {
         const meta = raw[i]!.replace(/^:/, '').split(' ');
@@ -250,7 +250,7 @@ function transplant(env: Record<string, string>, synthetic: string, realBase: st
       }
       if (lines.length) agit(['update-index', '-z', '--index-info'], { env: ienv, input: Buffer.from(lines.join('\0') + '\0', 'latin1') });
       const tree = agit(['write-tree'], { env: ienv }).stdout.trim();
-      const hdr = agit(['cat-file', 'commit', c], { env }).stdout;
+      const hdr = agit(['cat-file', 'commit', commit], { env }).stdout;
       const who = (k: string) => /^(.*) <(.*)> (\d+ [+-]\d{4})$/.exec(new RegExp(`^${k} (.*)$`, 'm').exec(hdr)?.[1] ?? '');
       const a = who('author'); const cm = who('committer');
       const msg = hdr.slice(hdr.indexOf('\n\n') + 2);
@@ -259,7 +259,7 @@ function transplant(env: Record<string, string>, synthetic: string, realBase: st
           GIT_COMMITTER_NAME: cm?.[1] ?? 'agent', GIT_COMMITTER_EMAIL: cm?.[2] ?? '', GIT_COMMITTER_DATE: cm?.[3] ?? '' },
         input: msg,
       }).stdout.trim();
-      parentOf = c;
+      parentOf = commit;
     }
   } finally { rmSync(index, { force: true }); }
   return prev;
@@ -269,7 +269,7 @@ function transplant(env: Record<string, string>, synthetic: string, realBase: st
  * @param workspace the merged workspace as the host can read it (e.g. /proc/PID/root/…/merged)
  * @param upper the overlay upper dir (only what the agent wrote), for the object copy
  */
-export function captureWorkspace(o: {
+export function captureWorkspace(opts: {
   workspace: string; upperGitDir: string | null; resultRepo: string; mirror: string; baseCommit: string;
   /** Where git should run to see the work tree: the sandbox's mount namespace (its mounts are invisible to the host's getcwd/realpath). */
   workTreeNs?: { prefix: string[]; path: string };
@@ -279,30 +279,30 @@ export function captureWorkspace(o: {
   synthetic?: { commit: string; objects: string; restore?: Restore } | null;
 }): CaptureResult {
   const warnings: string[] = [];
-  initResultRepo(o.resultRepo, o.mirror, o.synthetic ? [o.synthetic.objects] : []);
-  const start = o.synthetic?.commit ?? o.baseCommit;
-  const env = { GIT_DIR: o.resultRepo };
-  const gitDir = join(o.workspace, '.git');
-  const refusals = inspectGitDir([gitDir, ...(o.upperGitDir ? [o.upperGitDir] : [])]);
+  initResultRepo(opts.resultRepo, opts.mirror, opts.synthetic ? [opts.synthetic.objects] : []);
+  const start = opts.synthetic?.commit ?? opts.baseCommit;
+  const env = { GIT_DIR: opts.resultRepo };
+  const gitDir = join(opts.workspace, '.git');
+  const refusals = inspectGitDir([gitDir, ...(opts.upperGitDir ? [opts.upperGitDir] : [])]);
   let head = start;
   if (!refusals.length) {
-    copyObjects(o.upperGitDir ?? gitDir, join(o.resultRepo, 'objects'), warnings);
+    copyObjects(opts.upperGitDir ?? gitDir, join(opts.resultRepo, 'objects'), warnings);
     head = agentHead(env, gitDir, start, warnings, refusals);
   }
 
   // Uncommitted work: hash the work tree into our own index. No filters can run: the
   // only config consulted is ours.
-  const index = join(o.resultRepo, `capture-index-${process.pid}`);
-  const wenv = { GIT_DIR: o.resultRepo, GIT_WORK_TREE: o.workTreeNs?.path ?? o.workspace, GIT_INDEX_FILE: index };
-  const prefix = o.workTreeNs?.prefix;
+  const index = join(opts.resultRepo, `capture-index-${process.pid}`);
+  const wenv = { GIT_DIR: opts.resultRepo, GIT_WORK_TREE: opts.workTreeNs?.path ?? opts.workspace, GIT_INDEX_FILE: index };
+  const prefix = opts.workTreeNs?.prefix;
   let dirty = false;
   try {
     // Only what the overlay's upper layer holds can differ from the base: hash just
     // those paths (plus what the agent's commits changed) instead of the whole tree.
     let specs: string[] | null = null;
-    if (o.layers) {
+    if (opts.layers) {
       try {
-        specs = changedPaths(o.layers.upper, o.layers.lower, o.workspace);
+        specs = changedPaths(opts.layers.upper, opts.layers.lower, opts.workspace);
         if (head !== start) specs.push(...changedBetween(env, start, head));
       } catch (e) {
         if (e instanceof AirlockError && e.kind === 'TOO_LARGE') throw e;
@@ -312,7 +312,7 @@ export function captureWorkspace(o: {
     }
     // nested repositories (sub/.git of any kind): git would read through them, possibly
     // into a host repository; they are left out and named
-    const nested = nestedRepos(o.workspace, specs === null ? null : [...new Set(specs)]);
+    const nested = nestedRepos(opts.workspace, specs === null ? null : [...new Set(specs)]);
     for (const n of nested) refusals.push({ rule: 'nested-repository', path: `${n}/.git`, message: `${n}/.git makes ${n} a nested repository (a gitfile or repository git would read through); ${n} is not captured` });
     const excludes = nested.map((n) => `:(exclude,top,literal)${n}`);
     const untouched = specs !== null && specs.length === 0;
@@ -324,7 +324,7 @@ export function captureWorkspace(o: {
     let add: { status: number; stderr: string } = { status: 0, stderr: '' };
     if (untouched) { /* nothing to hash */ } else if (specs === null) add = agit([...addArgs, ...fromFile], { env: wenv, cwd: '/', allowFail: true, prefix, input: [':(top)', ...excludes].join('\0') });
     else {
-      const exists = (p: string) => { try { lstatSync(join(o.workspace, p)); return true; } catch { return false; } };
+      const exists = (p: string) => { try { lstatSync(join(opts.workspace, p)); return true; } catch { return false; } };
       const present = [...new Set(specs)].filter(exists);
       const gone = [...new Set(specs)].filter((p) => !exists(p));
       if (gone.length) {
@@ -346,16 +346,16 @@ export function captureWorkspace(o: {
   } finally {
     rmSync(index, { force: true });
   }
-  if (o.synthetic && head !== start) {
+  if (opts.synthetic && head !== start) {
     const onSynthetic = agit(['rev-list', '--reverse', '--first-parent', `${start}..${head}`], { env }).stdout.split('\n').filter(Boolean);
-    head = transplant(env, start, o.baseCommit, onSynthetic, o.synthetic.restore ?? {});
-  } else if (o.synthetic) head = o.baseCommit;
-  agit(['update-ref', '--stdin'], { env, input: `update refs/airlock/base ${o.baseCommit}\nupdate refs/airlock/head ${head}\n` });
+    head = transplant(env, start, opts.baseCommit, onSynthetic, opts.synthetic.restore ?? {});
+  } else if (opts.synthetic) head = opts.baseCommit;
+  agit(['update-ref', '--stdin'], { env, input: `update refs/airlock/base ${opts.baseCommit}\nupdate refs/airlock/head ${head}\n` });
   // nothing was committed or left uncommitted: no history or paths to list (most short sessions)
-  const same = head === o.baseCommit;
-  const commits = same ? [] : agit(['rev-list', '--reverse', `${o.baseCommit}..${head}`], { env }).stdout.split('\n').filter(Boolean);
-  const changed = same ? [] : changedBetween(env, o.baseCommit, head);
-  return { resultRepo: o.resultRepo, baseCommit: o.baseCommit, headCommit: head, commits, dirty, filesChanged: changed.length, warnings, refusals };
+  const same = head === opts.baseCommit;
+  const commits = same ? [] : agit(['rev-list', '--reverse', `${opts.baseCommit}..${head}`], { env }).stdout.split('\n').filter(Boolean);
+  const changed = same ? [] : changedBetween(env, opts.baseCommit, head);
+  return { resultRepo: opts.resultRepo, baseCommit: opts.baseCommit, headCommit: head, commits, dirty, filesChanged: changed.length, warnings, refusals };
 }
 
 /** Paths that differ between two commits (no rename detection: every path is named). */

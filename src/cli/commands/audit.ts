@@ -44,6 +44,99 @@ function typeMatch(pattern: string | undefined, t: string): boolean {
   return pattern.endsWith('*') ? t.startsWith(pattern.slice(0, -1)) : t === pattern;
 }
 
+/** `airlock audit verify`: the hash chain, the Merkle tree and every signed checkpoint; exit TAMPERED naming the first bad event. */
+async function verifyAuditLog(opts: { json?: boolean; pubkey?: string; database?: string; hostKeys?: string; local?: boolean }, cmd: Command): Promise<void> {
+  if (!opts.local && (await import('../../store/index.ts')).sharedStoreUrl({ flag: opts.database })) {
+    const { verifyShared } = await import('./shared.ts');
+    await verifyShared(opts, cmd);
+    return;
+  }
+  const path = auditDbPath();
+  if (!existsSync(path)) throw new AirlockError('NOT_FOUND', `no audit log at ${path}`, 'set AIRLOCK_HOME to the data dir that holds audit.db');
+  // what crashed sessions left in their raw traces belongs in the log being verified
+  if (existsSync(homeLayout().sessions)) {
+    const { recoverAndReport } = await import('./session.ts');
+    const store = new AuditStore(path);
+    try { recoverAndReport(store, homeLayout()); } finally { store.close(); }
+  }
+  let pub = null;
+  try { pub = loadPublicKey(opts.pubkey); } catch (e) { if (opts.pubkey) throw e; }
+  const r = await verifyLogAsync(path, { publicKey: pub });
+  if (r.ok && !r.signaturesChecked) {
+    r.ok = false;
+    r.problems = [...(r.problems ?? []), 'checkpoint signatures were not checked: no public key (pass --pubkey FILE)'];
+  }
+  if (opts.json) printJson(r);
+  else if (r.ok) {
+    process.stdout.write(`${ok('intact')}: ${r.events} events, ${r.checkpointsChecked ?? 0} signed checkpoints verified, root ${r.root}\n`);
+  } else {
+    if (r.firstBad) process.stdout.write(`${bad('TAMPERED')}: first bad event seq ${r.firstBad.seq}${r.firstBad.id ? ` (${r.firstBad.id})` : ''}: ${r.firstBad.reason}\n`);
+    for (const p of r.problems ?? []) process.stdout.write(`${bad('TAMPERED')}: ${p}\n`);
+    process.stdout.write(dim(`${r.events} events verified before the first problem\n`));
+  }
+  setExit(cmd, r.ok ? ExitCode.OK : ExitCode.TAMPERED);
+}
+
+/** `airlock audit tail`: polls the log for new events until SIGINT/SIGTERM or --max-events. */
+async function tailEvents(opts: { session?: string; type?: string; severity?: string; json?: boolean; interval: string; maxEvents?: string; fromStart?: boolean }): Promise<void> {
+  const min = parseSeverity(opts.severity);
+  const interval = Number(opts.interval);
+  if (!Number.isInteger(interval) || interval < 50 || interval > 10_000) throw new AirlockError('USAGE', `--interval ${opts.interval} is out of range`, 'use 50..10000 ms');
+  const max = opts.maxEvents === undefined ? Infinity : Number(opts.maxEvents);
+  if (!(max > 0)) throw new AirlockError('USAGE', `--max-events ${opts.maxEvents} is not a positive number`, 'e.g. --max-events 100');
+  const store = openStore(false);
+  let stop = false;
+  const onSig = () => { stop = true; };
+  process.once('SIGINT', onSig);
+  process.once('SIGTERM', onSig);
+  try {
+    let after = opts.fromStart ? 0 : (store.tables.prepare('SELECT MAX(seq) AS m FROM events').get() as { m: number | null }).m ?? 0;
+    let shown = 0;
+    while (!stop && shown < max) {
+      const batch = store.query({ session: opts.session, afterSeq: after, limit: 1000 });
+      for (const e of batch) {
+        after = e.seq;
+        if (!typeMatch(opts.type, e.type)) continue;
+        if (min && SEVERITIES.indexOf(e.severity) < SEVERITIES.indexOf(min)) continue;
+        process.stdout.write(opts.json ? jsonText(e, 0) + '\n' : timelineRow(e).join('  ') + (opts.session ? '' : dim(`  [${sanitizeForTerminal(e.session ?? '-')}]`)) + '\n');
+        if (++shown >= max) break;
+      }
+      if (batch.length < 1000 && shown < max && !stop) await new Promise((r) => setTimeout(r, interval));
+    }
+  } finally {
+    process.off('SIGINT', onSig);
+    process.off('SIGTERM', onSig);
+    store.close();
+  }
+}
+
+/** `airlock audit export`: one event a line in a SIEM format; a reader that goes away ends it quietly. */
+async function exportEvents(opts: { format: string; since?: string; session?: string; out?: string }): Promise<void> {
+  const f = ({ ocsf: 'ocsf', ecs: 'ecs', cef: 'cef', jsonl: 'json', json: 'json' } as Record<string, EventFormat>)[opts.format];
+  if (!f) throw new AirlockError('USAGE', `unknown export format ${JSON.stringify(opts.format)}`, 'use --format ocsf, ecs, cef or jsonl');
+  const since = opts.since ? parseSince(opts.since) : undefined;
+  const store = openStore();
+  const out = opts.out ? createWriteStream(opts.out) : process.stdout;
+  let broken = false; // reader went away (e.g. `| head`): stop quietly
+  out.on('error', () => { broken = true; });
+  try {
+    let n = 0;
+    const source = opts.session ? store.query({ session: opts.session }) : store.iterate(0);
+    for (const e of source) {
+      if (broken) break;
+      if (since && e.ts < since) continue;
+      if (!out.write(formatEvent(e, f) + '\n')) {
+        await new Promise<void>((r) => { (out as NodeJS.WritableStream).once('drain', () => r()); (out as NodeJS.WritableStream).once('error', () => r()); });
+      }
+      n += 1;
+    }
+    if (opts.out) process.stderr.write(dim(`${n} events written to ${opts.out}\n`, process.stderr));
+  } finally {
+    store.close();
+    if (opts.out) await new Promise((r) => (out as ReturnType<typeof createWriteStream>).end(r));
+  }
+}
+
 export const registerAudit = (program: Command): void => {
   const audit = program.command('audit').description('Read, verify, prove and export the tamper-evident audit log.');
 
@@ -64,37 +157,7 @@ export const registerAudit = (program: Command): void => {
     .option('--host-keys <dir>', 'shared store: trust only these host keys, one `<log id>.pem` per host (default: the keys the store holds)')
     .option('--local', 'verify this host\'s audit.db even when a shared store is configured')
     .description(`Check the hash chain, the Merkle tree and every signed checkpoint. Exit ${ExitCode.TAMPERED} when tampered, naming the first bad event.`)
-    .action(async (opts: { json?: boolean; pubkey?: string; database?: string; hostKeys?: string; local?: boolean }, cmd: Command) => {
-      if (!opts.local && (await import('../../store/index.ts')).sharedStoreUrl({ flag: opts.database })) {
-        const { verifyShared } = await import('./shared.ts');
-        await verifyShared(opts, cmd);
-        return;
-      }
-      const path = auditDbPath();
-      if (!existsSync(path)) throw new AirlockError('NOT_FOUND', `no audit log at ${path}`, 'set AIRLOCK_HOME to the data dir that holds audit.db');
-      // what crashed sessions left in their raw traces belongs in the log being verified
-      if (existsSync(homeLayout().sessions)) {
-        const { recoverAndReport } = await import('./session.ts');
-        const store = new AuditStore(path);
-        try { recoverAndReport(store, homeLayout()); } finally { store.close(); }
-      }
-      let pub = null;
-      try { pub = loadPublicKey(opts.pubkey); } catch (e) { if (opts.pubkey) throw e; }
-      const r = await verifyLogAsync(path, { publicKey: pub });
-      if (r.ok && !r.signaturesChecked) {
-        r.ok = false;
-        r.problems = [...(r.problems ?? []), 'checkpoint signatures were not checked: no public key (pass --pubkey FILE)'];
-      }
-      if (opts.json) printJson(r);
-      else if (r.ok) {
-        process.stdout.write(`${ok('intact')}: ${r.events} events, ${r.checkpointsChecked ?? 0} signed checkpoints verified, root ${r.root}\n`);
-      } else {
-        if (r.firstBad) process.stdout.write(`${bad('TAMPERED')}: first bad event seq ${r.firstBad.seq}${r.firstBad.id ? ` (${r.firstBad.id})` : ''}: ${r.firstBad.reason}\n`);
-        for (const p of r.problems ?? []) process.stdout.write(`${bad('TAMPERED')}: ${p}\n`);
-        process.stdout.write(dim(`${r.events} events verified before the first problem\n`));
-      }
-      setExit(cmd, r.ok ? ExitCode.OK : ExitCode.TAMPERED);
-    });
+    .action(verifyAuditLog);
 
   audit.command('checkpoint').option('--reason <text>', 'why', 'manual').option('--json', 'print the checkpoint as JSON')
     .description('Sign a checkpoint over the log now.')
@@ -150,66 +213,12 @@ export const registerAudit = (program: Command): void => {
     .option('--interval <ms>', 'poll interval in ms (50..10000)', '500').option('--max-events <n>', 'exit after this many events')
     .option('--from-start', 'start at the beginning of the log instead of its end')
     .description('Follow live events (polls the database; Ctrl-C to stop).')
-    .action(async (opts: { session?: string; type?: string; severity?: string; json?: boolean; interval: string; maxEvents?: string; fromStart?: boolean }) => {
-      const min = parseSeverity(opts.severity);
-      const interval = Number(opts.interval);
-      if (!Number.isInteger(interval) || interval < 50 || interval > 10_000) throw new AirlockError('USAGE', `--interval ${opts.interval} is out of range`, 'use 50..10000 ms');
-      const max = opts.maxEvents === undefined ? Infinity : Number(opts.maxEvents);
-      if (!(max > 0)) throw new AirlockError('USAGE', `--max-events ${opts.maxEvents} is not a positive number`, 'e.g. --max-events 100');
-      const store = openStore(false);
-      let stop = false;
-      const onSig = () => { stop = true; };
-      process.once('SIGINT', onSig);
-      process.once('SIGTERM', onSig);
-      try {
-        let after = opts.fromStart ? 0 : (store.tables.prepare('SELECT MAX(seq) AS m FROM events').get() as { m: number | null }).m ?? 0;
-        let shown = 0;
-        while (!stop && shown < max) {
-          const batch = store.query({ session: opts.session, afterSeq: after, limit: 1000 });
-          for (const e of batch) {
-            after = e.seq;
-            if (!typeMatch(opts.type, e.type)) continue;
-            if (min && SEVERITIES.indexOf(e.severity) < SEVERITIES.indexOf(min)) continue;
-            process.stdout.write(opts.json ? jsonText(e, 0) + '\n' : timelineRow(e).join('  ') + (opts.session ? '' : dim(`  [${sanitizeForTerminal(e.session ?? '-')}]`)) + '\n');
-            if (++shown >= max) break;
-          }
-          if (batch.length < 1000 && shown < max && !stop) await new Promise((r) => setTimeout(r, interval));
-        }
-      } finally {
-        process.off('SIGINT', onSig);
-        process.off('SIGTERM', onSig);
-        store.close();
-      }
-    });
+    .action(tailEvents);
 
   audit.command('export').requiredOption('--format <format>', 'ocsf | ecs | cef | jsonl').option('--since <time>', 'ISO time or age (30m, 2h, 7d)')
     .option('--session <id>', 'only this session').option('--out <file>', 'write to this file instead of stdout')
     .description('Write events out, one per line, in a SIEM format.')
-    .action(async (opts: { format: string; since?: string; session?: string; out?: string }) => {
-      const f = ({ ocsf: 'ocsf', ecs: 'ecs', cef: 'cef', jsonl: 'json', json: 'json' } as Record<string, EventFormat>)[opts.format];
-      if (!f) throw new AirlockError('USAGE', `unknown export format ${JSON.stringify(opts.format)}`, 'use --format ocsf, ecs, cef or jsonl');
-      const since = opts.since ? parseSince(opts.since) : undefined;
-      const store = openStore();
-      const out = opts.out ? createWriteStream(opts.out) : process.stdout;
-      let broken = false; // reader went away (e.g. `| head`): stop quietly
-      out.on('error', () => { broken = true; });
-      try {
-        let n = 0;
-        const source = opts.session ? store.query({ session: opts.session }) : store.iterate(0);
-        for (const e of source) {
-          if (broken) break;
-          if (since && e.ts < since) continue;
-          if (!out.write(formatEvent(e, f) + '\n')) {
-            await new Promise<void>((r) => { (out as NodeJS.WritableStream).once('drain', () => r()); (out as NodeJS.WritableStream).once('error', () => r()); });
-          }
-          n += 1;
-        }
-        if (opts.out) process.stderr.write(dim(`${n} events written to ${opts.out}\n`, process.stderr));
-      } finally {
-        store.close();
-        if (opts.out) await new Promise((r) => (out as ReturnType<typeof createWriteStream>).end(r));
-      }
-    });
+    .action(exportEvents);
 
   registerSinks(program); // `airlock sinks …` belongs to the same module
   audit.command('ship').option('--database <url>', 'postgres:// URL (default: AIRLOCK_DATABASE_URL, else the org policy\'s telemetry.sharedStore)')

@@ -5,7 +5,7 @@ import { AuditStore } from '../../audit/index.ts';
 // The client entry only: `exec`, `session stop` and friends talk to a running supervisor
 // and must not pay for the session core and the policy engine; `run` loads them itself.
 import { listSessions, recoverSessions, type SessionSummary, request, startDetached } from '../../session/client.ts';
-import type { OpenSessionOptions } from '../../session/index.ts';
+import type { OpenSessionOptions, Session, StopResult } from '../../session/index.ts';
 import { bad, dim, ok, otherHostsNotShown, printJson, table, warn, progress, setExit } from '../output.ts';
 import type { HostSession } from '../../hosts/index.ts';
 import { preferInterpretedSchemas } from '../schemas.ts';
@@ -71,65 +71,78 @@ function hiddenFiles(store: AuditStore, session: string): string[] {
   });
 }
 
+/** `airlock run`: one agent command in a new session, then what it was refused and found. */
+async function runAgent(command: string[], o: Record<string, unknown>, cmd: Command): Promise<void> {
+  progress('preparing workspace snapshot');
+  const [{ Session }, { applyProfile }] = await Promise.all([import('../../session/index.ts'), import('../../agents/index.ts')]);
+  await preferInterpretedSchemas();
+  phase('run.modules');
+  const profile = applyProfile(o.agent as string, command, { session: toOptions(o, command) });
+  phase('run.profile');
+  const session = await Session.open({ ...toOptions(o, command), ...profile.openOptions });
+  process.stderr.write(`${dim('airlock:', process.stderr)} session ${session.id} (base ${session.baseCommit.slice(0, 12)}, runtime: ${session.runtime}, ${session.mechanisms.limits}, network: ${session.mechanisms.network})\n`);
+  const interrupted = stopOnSignals(session);
+  let status: number;
+  try {
+    await profile.prepare(session);
+    const h = await session.exec({ argv: profile.argv, stdio: 'inherit', via: 'run' });
+    const r = await Promise.race([h.done, session.limitHit.then(async () => h.done)]);
+    status = r.status;
+    phase('run.command');
+  } catch (e) {
+    await session.stop('command failed to start');
+    throw e;
+  }
+  const res = await session.stop(interrupted.signal ? `interrupted by ${interrupted.signal}` : 'agent exited');
+  reportRun(session, res);
+  phase('run.report');
+  setExit(cmd, res.recordingFailure ? ExitCode.CANNOT_RECORD : interrupted.signal ? signalExitCode(interrupted.signal) : status);
+}
+
+/** First signal: stop the agent, capture, record; a second one forces the end at once. */
+function stopOnSignals(session: Session): { signal: NodeJS.Signals | null } {
+  const interrupted: { signal: NodeJS.Signals | null } = { signal: null };
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (interrupted.signal) {
+      process.stderr.write(`${bad('airlock:', process.stderr)} ${sig} again: ending session ${session.id} now, without capture\n`);
+      session.abandon(`interrupted by ${interrupted.signal}; forced by a second ${sig}`);
+      process.exit(signalExitCode(sig));
+    }
+    interrupted.signal = sig;
+    process.stderr.write(`${dim('airlock:', process.stderr)} ${sig}: stopping the agent and capturing its work (send it again to force)\n`);
+    void session.stop(`interrupted by ${sig}`);
+  };
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, onSignal);
+  return interrupted;
+}
+
+/** What a reviewer wants to know first: the session's summary, what was blocked by rule, hidden files, findings. */
+function reportRun(session: Session, res: StopResult): void {
+  const store = new AuditStore(session.home.auditDb);
+  const s = listSessions(store, session.id)[0];
+  // what was blocked, by rule: the first thing a reviewer wants to know
+  const denied = store.tables.prepare("SELECT rule, COUNT(*) AS n FROM events WHERE session = ? AND decision = 'deny' GROUP BY rule ORDER BY n DESC").all(session.id) as { rule: string | null; n: number }[];
+  const findings = store.tables.prepare("SELECT COUNT(*) AS n FROM events WHERE session = ? AND type = 'detect.finding'").get(session.id) as { n: number };
+  const hidden = hiddenFiles(store, session.id);
+  store.close();
+  if (s) process.stderr.write(`${dim('airlock:', process.stderr)} session ${session.id} ${summarize(s)}\n`);
+  if (denied.length) process.stderr.write(`${dim('airlock:', process.stderr)} blocked: ${denied.map((d) => `${esc(d.rule ?? 'unnamed')} ×${d.n}`).join(', ')}\n`);
+  for (const line of hidden) process.stderr.write(`${warn('airlock:', process.stderr)} ${line}\n`);
+  if (findings.n) process.stderr.write(`${warn('airlock:', process.stderr)} ${findings.n} detection finding(s) (see airlock audit show ${session.id})\n`);
+  if (res.reason.startsWith('limit')) process.stderr.write(`${bad('airlock:', process.stderr)} ${res.reason}\n`);
+  if (res.recordingFailure) {
+    process.stderr.write(`${bad('airlock:', process.stderr)} Airlock could not record, so it froze and ended the agent: ${res.recordingFailure}\n`);
+    process.stderr.write(`${dim('hint:', process.stderr)} free space where AIRLOCK_HOME lives (df -h "$AIRLOCK_HOME"); what could not be recorded then is recovered by the next airlock run or \`airlock sessions\`\n`);
+  }
+  process.stderr.write(`${dim('airlock:', process.stderr)} timeline: airlock audit show ${session.id}${res.result && res.result.commits.length ? `   change: airlock review list` : ''}\n`);
+}
+
 export function registerSession(program: Command): void {
   sessionOptions(program.command('run'))
     .description('Run an agent command in a new sandboxed session; exits with the agent\'s status. The session id is printed on stderr.')
     .argument('<command...>', 'the agent command (put it after --)')
     .addHelpText('after', '\nExamples:\n  airlock run -- bash\n  airlock run --allow-host registry.npmjs.org -- npm test\n  airlock run --agent codex -- codex exec "fix the failing test"')
-    .action(async (command: string[], o: Record<string, unknown>, cmd: Command) => {
-      progress('preparing workspace snapshot');
-      const [{ Session }, { applyProfile }] = await Promise.all([import('../../session/index.ts'), import('../../agents/index.ts')]);
-      await preferInterpretedSchemas();
-      phase('run.modules');
-      const profile = applyProfile(o.agent as string, command, { session: toOptions(o, command) });
-      phase('run.profile');
-      const session = await Session.open({ ...toOptions(o, command), ...profile.openOptions });
-      process.stderr.write(`${dim('airlock:', process.stderr)} session ${session.id} (base ${session.baseCommit.slice(0, 12)}, runtime: ${session.runtime}, ${session.mechanisms.limits}, network: ${session.mechanisms.network})\n`);
-      // First signal: stop the agent, capture, record; a second one forces the end at once.
-      let interrupted: NodeJS.Signals | null = null;
-      const onSignal = (sig: NodeJS.Signals) => {
-        if (interrupted) {
-          process.stderr.write(`${bad('airlock:', process.stderr)} ${sig} again: ending session ${session.id} now, without capture\n`);
-          session.abandon(`interrupted by ${interrupted}; forced by a second ${sig}`);
-          process.exit(signalExitCode(sig));
-        }
-        interrupted = sig;
-        process.stderr.write(`${dim('airlock:', process.stderr)} ${sig}: stopping the agent and capturing its work (send it again to force)\n`);
-        void session.stop(`interrupted by ${sig}`);
-      };
-      for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, onSignal);
-      let status: number;
-      try {
-        await profile.prepare(session);
-        const h = await session.exec({ argv: profile.argv, stdio: 'inherit', via: 'run' });
-        const r = await Promise.race([h.done, session.limitHit.then(async () => h.done)]);
-        status = r.status;
-        phase('run.command');
-      } catch (e) {
-        await session.stop('command failed to start');
-        throw e;
-      }
-      const res = await session.stop(interrupted ? `interrupted by ${interrupted}` : 'agent exited');
-      const store = new AuditStore(session.home.auditDb);
-      const s = listSessions(store, session.id)[0];
-      // what was blocked, by rule: the first thing a reviewer wants to know
-      const denied = store.tables.prepare("SELECT rule, COUNT(*) AS n FROM events WHERE session = ? AND decision = 'deny' GROUP BY rule ORDER BY n DESC").all(session.id) as { rule: string | null; n: number }[];
-      const findings = store.tables.prepare("SELECT COUNT(*) AS n FROM events WHERE session = ? AND type = 'detect.finding'").get(session.id) as { n: number };
-      const hidden = hiddenFiles(store, session.id);
-      store.close();
-      if (s) process.stderr.write(`${dim('airlock:', process.stderr)} session ${session.id} ${summarize(s)}\n`);
-      if (denied.length) process.stderr.write(`${dim('airlock:', process.stderr)} blocked: ${denied.map((d) => `${esc(d.rule ?? 'unnamed')} ×${d.n}`).join(', ')}\n`);
-      for (const line of hidden) process.stderr.write(`${warn('airlock:', process.stderr)} ${line}\n`);
-      if (findings.n) process.stderr.write(`${warn('airlock:', process.stderr)} ${findings.n} detection finding(s) (see airlock audit show ${session.id})\n`);
-      if (res.reason.startsWith('limit')) process.stderr.write(`${bad('airlock:', process.stderr)} ${res.reason}\n`);
-      if (res.recordingFailure) {
-        process.stderr.write(`${bad('airlock:', process.stderr)} Airlock could not record, so it froze and ended the agent: ${res.recordingFailure}\n`);
-        process.stderr.write(`${dim('hint:', process.stderr)} free space where AIRLOCK_HOME lives (df -h "$AIRLOCK_HOME"); what could not be recorded then is recovered by the next airlock run or \`airlock sessions\`\n`);
-      }
-      process.stderr.write(`${dim('airlock:', process.stderr)} timeline: airlock audit show ${session.id}${res.result && res.result.commits.length ? `   change: airlock review list` : ''}\n`);
-      phase('run.report');
-      setExit(cmd, res.recordingFailure ? ExitCode.CANNOT_RECORD : interrupted ? signalExitCode(interrupted) : status);
-    });
+    .action(runAgent);
 
   const sess = program.command('session').description('Long-running sessions for agent frameworks that call tools one at a time');
   sessionOptions(sess.command('start'))
