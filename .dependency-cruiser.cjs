@@ -5,7 +5,7 @@
 // a session loads SIEM delivery only when it runs sinks, plants honeytokens without
 // loading the detection engine, and the CLI reaches running sessions without the session
 // core and the policy engine (issue 16: start-up).
-const LIGHT_ENTRY_POINTS = ['^src/secrets/sync\\.ts$', '^src/audit/sinks/index\\.ts$', '^src/secrets/honeytokens\\.ts$', '^src/session/client\\.ts$'];
+const LIGHT_ENTRY_POINTS = ['^src/hosts/local\\.ts$', '^src/secrets/sync\\.ts$', '^src/audit/sinks/index\\.ts$', '^src/secrets/honeytokens\\.ts$', '^src/session/client\\.ts$'];
 
 // Dependencies point inward: common is the core; policy (the settings every layer reads)
 // sits on it; nothing imports the CLI, which is the outermost shell, and only the CLI the console.

@@ -7,7 +7,7 @@ export {
 } from './git.ts';
 export { canonicalJson } from './json.ts';
 export type { AuditEventInput, Decision, Severity } from './event.ts';
-export { airlockHome, homeLayout, ensureHome, makePrivateFile, makePrivateTree, type HomeLayout } from './paths.ts';
+export { DEFAULT_ORG_POLICY, airlockHome, homeLayout, ensureHome, makePrivateFile, makePrivateTree, type HomeLayout } from './paths.ts';
 export { POPULAR } from './popular-packages.ts';
 export { escapeForTerminal, hasTerminalControls } from './terminal.ts';
 export { shellQuote } from './shell.ts';

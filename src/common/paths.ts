@@ -5,6 +5,9 @@ import { AirlockError, cannotRecord, isRecordingFailure } from './errors.ts';
 
 // Airlock's data dir holds the audit store, keys and caches. It is never mounted into a
 // sandbox; the sandbox driver also refuses to run when the workspace lies inside it.
+/** Where the organisation's policy is read from when neither --org-policy nor AIRLOCK_ORG_POLICY names one. */
+export const DEFAULT_ORG_POLICY = '/etc/airlock/policy.yaml';
+
 export function airlockHome(env: NodeJS.ProcessEnv = process.env): string {
   if (env.AIRLOCK_HOME) return env.AIRLOCK_HOME;
   const xdg = env.XDG_DATA_HOME || join(homedir(), '.local', 'share');

@@ -4,7 +4,8 @@ import { type AuditStore, logId } from '../audit/index.ts';
 import { AirlockError } from '../common/index.ts';
 import { answerAsk, assertOutsideSandbox, humanIdentity, listAsks, type AnswerScope, type CommandAsk } from '../command-rules/index.ts';
 import { listProposals, proposalStatus, type Proposal, type ProposalStatus } from '../review/index.ts';
-import { SESSION_COLUMNS, listSessions, sessionFromRow, type SessionSummary } from '../session/index.ts';
+import { SESSION_COLUMNS, sessionFromRow, type SessionSummary } from '../session/index.ts';
+import { localSessions } from './local.ts';
 import {
   answerSharedAsk, approveSharedProposal, otherHostsProposals, otherHostsSessionRows, pendingSharedAsks, redactedUrl, requireCurrentSchema, sharedStoreUrl,
   withSharedStore, type SharedAsk, type SharedProposal,
@@ -102,7 +103,7 @@ export function workView(store: AuditStore, o: WorkViewOptions = {}): WorkView {
   return {
     sharedUrl: url,
     sessions: async () => [
-      ...listSessions(store).map((s) => ({ ...s, ...here(), ref: s.id })),
+      ...localSessions(store),
       ...await others(async (c, self) => (await otherHostsSessionRows(c, SESSION_COLUMNS, self)).map((r) => ({
         ...sessionFromRow(r, false), ref: String(r.id), host: String(r.hostname), logId: String(r.logId), thisHost: false,
       }))),

@@ -67,7 +67,7 @@ export function readPolicyFile(path: string, kind: string): PolicySource {
   return { kind, origin: path, raw: parsePolicyText(text, path), text };
 }
 
-export const DEFAULT_ORG_POLICY = '/etc/airlock/policy.yaml';
+export { DEFAULT_ORG_POLICY } from '../common/index.ts';
 
 /** Resolves builtin defaults + org policy + repo policy (+ per-run grants) into the effective policy. */
 export function resolvePolicy(sources: PolicySource[]): LoadedPolicy {

@@ -197,11 +197,18 @@ export function registerSession(program: Command): void {
       let shared: boolean;
       try {
         recoverAndReport(store, layout);
-        // with a shared store (the sessions' own resolution), every other host's sessions too, in one shape
-        const { workView } = await import('../../hosts/index.ts');
-        const view = workView(store, { onUnavailable: otherHostsNotShown });
-        rows = await view.sessions();
-        shared = view.sharedUrl !== undefined;
+        // with a shared store (the sessions' own resolution), every other host's sessions too, in one
+        // shape; without one, this host's alone, without loading the policy engine or PostgreSQL's client
+        const { sharedStorePossible, localSessions } = await import('../../hosts/local.ts');
+        if (sharedStorePossible()) {
+          const { workView } = await import('../../hosts/index.ts');
+          const view = workView(store, { onUnavailable: otherHostsNotShown });
+          rows = await view.sessions();
+          shared = view.sharedUrl !== undefined;
+        } else {
+          rows = localSessions(store);
+          shared = false;
+        }
       } finally { store.close(); }
       if (o.json) return printJson(rows);
       if (!rows.length) { process.stdout.write('no sessions yet: start one with `airlock run -- <command>`\n'); return; }
