@@ -3,6 +3,7 @@ import { existsSync, lstatSync, mkdirSync, rmSync, openSync, readSync, closeSync
 import { join, resolve } from 'node:path';
 import { once } from 'node:events';
 import { StringDecoder } from 'node:string_decoder';
+import { resolveExecCommand } from './exec-command.ts';
 import { AirlockError, shellQuote } from '../common/index.ts';
 import type { ExecHandle, ExecOptions, ExecResult, Mechanisms, Sandbox, SandboxDriver, SandboxSpec } from './driver.ts';
 import { buildSeccompProgram } from './seccomp.ts';
@@ -309,26 +310,10 @@ class BwrapSandbox implements Sandbox {
     return null;
   }
 
-  private resolveCommand(cmd: string, env: Record<string, string>, cwd: string): string | null {
-    const exists = (p: string) => {
-      const h = this.hostView(p);
-      if (!h) return false;
-      try { const st = statSync(h); return st.isFile(); } catch { return false; }
-    };
-    if (cmd.includes('/')) return exists(cmd.startsWith('/') ? cmd : resolve(cwd, cmd)) ? cmd : null;
-    for (const d of (env.PATH ?? '/usr/bin:/bin').split(':')) if (d && exists(join(d, cmd))) return join(d, cmd);
-    return null;
-  }
-
   exec(argv: string[], o: ExecOptions): ExecHandle {
-    if (this.stopped) throw new AirlockError('BAD_STATE', 'the sandbox has stopped', 'start a new session');
-    if (argv.length === 0) throw new AirlockError('USAGE', 'no command given', 'pass the command after --');
     const env = { ...this.spec.env, ...(o.env ?? {}) };
     const cwd = o.cwd ?? SANDBOX_WORKSPACE;
-    if (!this.resolveCommand(argv[0]!, env, cwd)) {
-      throw new AirlockError('COMMAND_NOT_FOUND', `command not found in the sandbox: ${argv[0]}`,
-        'check the name; the sandbox sees the host\'s /usr, /bin, /opt and the workspace (add tool paths with sandbox.mounts.readOnly)');
-    }
+    resolveExecCommand({ stopped: this.stopped, argv, env, cwd, hostView: (p) => this.hostView(p) });
     const id = ++this.execCount;
     const traceFile = this.spec.trace ? join(this.spec.stateDir, 'trace', `${id}.log`) : null;
     const l = this.spec.limits;

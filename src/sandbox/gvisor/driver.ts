@@ -1,9 +1,10 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statfsSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statfsSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { once } from 'node:events';
 import { StringDecoder } from 'node:string_decoder';
 import { AirlockError, shellQuote } from '../../common/index.ts';
+import { resolveExecCommand } from '../exec-command.ts';
 import type { ExecHandle, ExecOptions, ExecResult, Mechanisms, Sandbox, SandboxDriver, SandboxSpec } from '../driver.ts';
 import { createCgroup, type CgroupHandle } from '../limits.ts';
 import { closeInheritedDescriptors, delay, readlinkSafe, which, HOST_UID_FOR_SANDBOX } from '../bwrap.ts';
@@ -298,23 +299,10 @@ class GvisorSandbox implements Sandbox {
     return null;
   }
 
-  private resolveCommand(cmd: string, env: Record<string, string>, cwd: string): string | null {
-    const isFile = (p: string) => { const h = this.hostView(p); try { return !!h && statSync(h).isFile(); } catch { return false; } };
-    if (cmd.includes('/')) { const p = cmd.startsWith('/') ? cmd : resolve(cwd, cmd); return isFile(p) ? p : null; }
-    for (const d of (env.PATH ?? '/usr/bin:/bin').split(':')) if (d && isFile(join(d, cmd))) return join(d, cmd);
-    return null;
-  }
-
   exec(argv: string[], o: ExecOptions): ExecHandle {
-    if (this.stopped) throw new AirlockError('BAD_STATE', 'the sandbox has stopped', 'start a new session');
-    if (argv.length === 0) throw new AirlockError('USAGE', 'no command given', 'pass the command after --');
     const env = { ...this.spec.env, ...(o.env ?? {}) };
     const cwd = o.cwd ?? GVISOR_WORKSPACE;
-    const path = this.resolveCommand(argv[0]!, env, cwd);
-    if (!path) {
-      throw new AirlockError('COMMAND_NOT_FOUND', `command not found in the sandbox: ${argv[0]}`,
-        'check the name; the sandbox sees the host\'s /usr, /bin, /opt and the workspace (add tool paths with sandbox.mounts.readOnly)');
-    }
+    const path = resolveExecCommand({ stopped: this.stopped, argv, env, cwd, hostView: (p) => this.hostView(p) });
     const n = ++this.execCount;
     // in the holder's tmpfs (argv unredacted): runsc reads them there, the host through /proc/<holder>/root
     const procFile = join(this.layout.mnt, 'proc', `${n}.json`);
