@@ -89,11 +89,13 @@ const open = (state: string) => state === 'pending' || state === 'approved';
 /** The work of this host and, with a shared store, of every host. */
 export function workView(store: AuditStore, o: WorkViewOptions = {}): WorkView {
   const url = sharedStoreUrl({ flag: o.database, orgSetting: o.orgSetting, env: o.env });
-  const here = (): HostOf & { logId: string } => ({ ref: '', host: hostname(), logId: logId(store), thisHost: true });
+  // this host's marks, read once per view (not once per listed row)
+  let thisHostMarks: (HostOf & { logId: string }) | undefined;
+  const here = (): HostOf & { logId: string } => (thisHostMarks ??= { ref: '', host: hostname(), logId: logId(store), thisHost: true });
   const others = async <T>(fn: (c: pg.Client, self: string) => Promise<T[]>): Promise<T[]> => {
     if (!url) return [];
     try {
-      return await withSharedStore(url, (c) => fn(c, logId(store)));
+      return await withSharedStore(url, (c) => fn(c, here().logId));
     } catch (e) {
       if (!(e instanceof AirlockError) || e.kind !== 'UNAVAILABLE') throw e;
       o.onUnavailable?.(e.message);
@@ -122,7 +124,7 @@ export function workView(store: AuditStore, o: WorkViewOptions = {}): WorkView {
       if (!url) throw new AirlockError('USAGE', 'no shared store configured', 'set AIRLOCK_DATABASE_URL=postgres://… or telemetry.sharedStore in the org policy');
       const p = await withSharedStore(url, async (c) => {
         await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`);
-        return approveSharedProposal(c, ref, who.identity, logId(store), { reason: a.reason, expectHash: a.expectHash });
+        return approveSharedProposal(c, ref, who.identity, here().logId, { reason: a.reason, expectHash: a.expectHash });
       });
       store.append({ type: 'review.approval_sent', session: null, decision: 'allow', rule: 'review.approvals',
         data: { ref: p.ref, logId: p.logId, host: p.hostname, proposal: p.id, hash: p.hash, by: who.identity, source: who.source } });
