@@ -233,9 +233,13 @@ function telemetryLayer(): SessionLayer {
     afterStart: async (s) => {
       const t = s.policy.policy.telemetry;
       s.layerState.set('checkpointer', startCheckpointer(s.store, { ...t.checkpoint, keyDir: s.home.keys }));
-      const { sharedStoreUrl } = await import('../store/index.ts');
-      const shared = sharedStoreUrl({ orgSetting: t.sharedStore ?? null });
-      if (shared) s.layerState.set('shipper', await startSessionShipper(s, shared));
+      // the shared store's module (and PostgreSQL's client) loads only when a store is named:
+      // its two sources are the environment and the org setting already in the policy
+      if (process.env.AIRLOCK_DATABASE_URL || t.sharedStore) {
+        const { sharedStoreUrl } = await import('../store/index.ts');
+        const shared = sharedStoreUrl({ orgSetting: t.sharedStore ?? null });
+        if (shared) s.layerState.set('shipper', await startSessionShipper(s, shared));
+      }
       if (!t.sinks.length) return;
       const m = await import('../audit/sinks/index.ts');
       const plan = m.planSessionSinks(s.policy);
