@@ -2,7 +2,7 @@ import {
   createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, sign, verify as edVerify,
   type KeyObject,
 } from 'node:crypto';
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { AirlockError, airlockHome, homeLayout } from '../common/index.ts';
 import { MerkleFrontier, eventLeafHash } from './merkle.ts';
@@ -60,19 +60,27 @@ export function loadSigningKey(dir = keyDir(), files: KeyFiles = AUDIT_KEY_FILES
   const file = join(dir, files.key);
   if (!existsSync(file)) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-    try {
-      const fd = openSync(file, 'wx', 0o600);
-      try { writeSync(fd, privateKey.export({ type: 'pkcs8', format: 'pem' }) as string); } finally { closeSync(fd); }
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e; // another process won the race: use its key
-    }
-    try {
-      const fd = openSync(join(dir, files.pub), 'wx', 0o600); // public, but the data dir is private throughout
-      try { writeSync(fd, publicKey.export({ type: 'spki', format: 'pem' }) as string); } finally { closeSync(fd); }
-    } catch { /* written by the race winner */ }
+    const { privateKey } = generateKeyPairSync('ed25519');
+    publishOnce(file, privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
   }
-  return readSigningKey(file, files.what);
+  const key = readSigningKey(file, files.what);
+  // the public half of the key that won, never of a key that lost the race to be written
+  // (public, but the data dir is private throughout)
+  if (!existsSync(join(dir, files.pub))) publishOnce(join(dir, files.pub), key.publicKey.export({ type: 'spki', format: 'pem' }) as string);
+  return key;
+}
+
+/**
+ * Writes `file` whole or not at all, and only if it does not exist: concurrent first sessions
+ * race to create a key; the first complete file wins and a reader never sees a partial one.
+ */
+function publishOnce(file: string, content: string): void {
+  const tmp = `${file}.${process.pid}.${randomUUID()}.tmp`;
+  const fd = openSync(tmp, 'wx', 0o600);
+  try { writeSync(fd, content); fsyncSync(fd); } finally { closeSync(fd); }
+  try { linkSync(tmp, file); } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e; // another process won the race: its file stands
+  } finally { unlinkSync(tmp); }
 }
 
 /** Reads an Ed25519 private key PEM that only its owner can read. */
