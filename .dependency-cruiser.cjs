@@ -5,7 +5,13 @@
 // a session loads SIEM delivery only when it runs sinks, plants honeytokens without
 // loading the detection engine, and the CLI reaches running sessions without the session
 // core and the policy engine (issue 16: start-up).
-const LIGHT_ENTRY_POINTS = ['^src/hosts/local\\.ts$', '^src/secrets/sync\\.ts$', '^src/audit/sinks/index\\.ts$', '^src/secrets/honeytokens\\.ts$', '^src/session/client\\.ts$'];
+const LIGHT_ENTRY_POINTS = [
+  '^src/hosts/local\\.ts$',
+  '^src/secrets/sync\\.ts$',
+  '^src/audit/sinks/index\\.ts$',
+  '^src/secrets/honeytokens\\.ts$',
+  '^src/session/client\\.ts$',
+];
 
 // Dependencies point inward: common is the core; policy (the settings every layer reads)
 // sits on it; nothing imports the CLI, which is the outermost shell, and only the CLI the console.
@@ -20,11 +26,19 @@ const INWARD = [
   },
   // the shared PostgreSQL store sits on the audit log alone: callers hand it what it needs
   // from other modules (the local ask queue's answer function, the session listing's SQL)
-  { name: 'store-depends-only-on-common-policy-and-audit', from: '^src/store/', to: '^src/(?!(common|policy|audit|store)/)[^/]+/' },
+  {
+    name: 'store-depends-only-on-common-policy-and-audit',
+    from: '^src/store/',
+    to: '^src/(?!(common|policy|audit|store)/)[^/]+/',
+  },
   { name: 'nothing-depends-on-cli', from: '^src/(?!cli/)', to: '^src/cli/' },
   // The layers that produce events hand an AuditEventInput (common) to a callback; the
   // session wires that to the store. They never hold the store themselves.
-  { name: 'event-producers-do-not-depend-on-audit', from: '^src/(sandbox|secrets|egress|workspace)/', to: '^src/audit/' },
+  {
+    name: 'event-producers-do-not-depend-on-audit',
+    from: '^src/(sandbox|secrets|egress|workspace)/',
+    to: '^src/audit/',
+  },
   // the console is an outer shell like the CLI: only the CLI starts it
   { name: 'only-cli-depends-on-console', from: '^src/(?!(cli|console)/)', to: '^src/console/' },
 ];

@@ -20,8 +20,25 @@ const root = mkdtempSync(join(tmpdir(), 'airlock-bench-durable-'));
 
 function input(i: number): AuditEventInput {
   return i % 2
-    ? { type: 'egress.request', session: `s${i % 16}`, decision: 'allow', rule: 'egress.allow.registry', data: { host: 'registry.npmjs.org', port: 443, method: 'GET', path: `/pkg/${i}`, bytesUp: 512, bytesDown: 20480 } }
-    : { type: 'process.exec', session: `s${i % 16}`, data: { pid: 1000 + i, ppid: 1, argv: ['npm', 'test', '--', `--shard=${i % 8}`], cwd: '/workspace' } };
+    ? {
+        type: 'egress.request',
+        session: `s${i % 16}`,
+        decision: 'allow',
+        rule: 'egress.allow.registry',
+        data: {
+          host: 'registry.npmjs.org',
+          port: 443,
+          method: 'GET',
+          path: `/pkg/${i}`,
+          bytesUp: 512,
+          bytesDown: 20480,
+        },
+      }
+    : {
+        type: 'process.exec',
+        session: `s${i % 16}`,
+        data: { pid: 1000 + i, ppid: 1, argv: ['npm', 'test', '--', `--shard=${i % 8}`], cwd: '/workspace' },
+      };
 }
 
 function run(sync: AuditSync, n: number, batch: number, tag: string): number {
@@ -38,11 +55,22 @@ function run(sync: AuditSync, n: number, batch: number, tag: string): number {
 }
 
 function compare(n: number, batch: number, tag: string): { full: number[]; normal: number[]; ratio: number[] } {
-  const full: number[] = []; const normal: number[] = []; const ratio: number[] = [];
+  const full: number[] = [];
+  const normal: number[] = [];
+  const ratio: number[] = [];
   for (let r = 0; r < ROUNDS; r++) {
-    let f: number; let o: number;
-    if (r % 2) { o = run('NORMAL', n, batch, tag); f = run('FULL', n, batch, tag); } else { f = run('FULL', n, batch, tag); o = run('NORMAL', n, batch, tag); }
-    full.push(f); normal.push(o); ratio.push(f / o);
+    let f: number;
+    let o: number;
+    if (r % 2) {
+      o = run('NORMAL', n, batch, tag);
+      f = run('FULL', n, batch, tag);
+    } else {
+      f = run('FULL', n, batch, tag);
+      o = run('NORMAL', n, batch, tag);
+    }
+    full.push(f);
+    normal.push(o);
+    ratio.push(f / o);
   }
   return { full, normal, ratio };
 }

@@ -7,7 +7,14 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { execFileSync } from 'node:child_process';
-import { AuditStore, verifyLog, verifyLogAsync, checkpoint, loadPublicKey, type AuditEventInput } from '../src/audit/index.ts';
+import {
+  AuditStore,
+  verifyLog,
+  verifyLogAsync,
+  checkpoint,
+  loadPublicKey,
+  type AuditEventInput,
+} from '../src/audit/index.ts';
 import { GENESIS_HASH, chainHashFast, eventBodyFromParts, newEventId } from '../src/audit/event.ts';
 import { MerkleFrontier, eventLeafHash } from '../src/audit/merkle.ts';
 import { flushSinks } from '../src/audit/sinks/index.ts';
@@ -22,8 +29,26 @@ const root = mkdtempSync(join(tmpdir(), 'airlock-bench-audit-'));
 
 function input(i: number): AuditEventInput {
   return i % 2
-    ? { type: 'egress.request', session: `s${i % 16}`, decision: 'allow', rule: 'egress.allow.registry', data: { host: 'registry.npmjs.org', port: 443, method: 'GET', path: `/pkg/${i}`, bytesUp: 512, bytesDown: 20480, durationMs: 12 } }
-    : { type: 'process.exec', session: `s${i % 16}`, data: { pid: 1000 + i, ppid: 1, argv: ['npm', 'test', '--', `--shard=${i % 8}`], cwd: '/workspace' } };
+    ? {
+        type: 'egress.request',
+        session: `s${i % 16}`,
+        decision: 'allow',
+        rule: 'egress.allow.registry',
+        data: {
+          host: 'registry.npmjs.org',
+          port: 443,
+          method: 'GET',
+          path: `/pkg/${i}`,
+          bytesUp: 512,
+          bytesDown: 20480,
+          durationMs: 12,
+        },
+      }
+    : {
+        type: 'process.exec',
+        session: `s${i % 16}`,
+        data: { pid: 1000 + i, ppid: 1, argv: ['npm', 'test', '--', `--shard=${i % 8}`], cwd: '/workspace' },
+      };
 }
 const inputs = Array.from({ length: N }, (_, i) => input(i));
 
@@ -50,7 +75,19 @@ function plainIngest(path: string): number {
     const ts = new Date().toISOString();
     for (const e of inputs.slice(i, i + BATCH)) {
       seq += 1;
-      ins.run(seq, newEventId(), ts, e.type, e.session ?? null, e.severity ?? 'info', e.decision ?? null, e.rule ?? null, JSON.stringify(e.data ?? {}), '', '');
+      ins.run(
+        seq,
+        newEventId(),
+        ts,
+        e.type,
+        e.session ?? null,
+        e.severity ?? 'info',
+        e.decision ?? null,
+        e.rule ?? null,
+        JSON.stringify(e.data ?? {}),
+        '',
+        '',
+      );
     }
     db.exec('COMMIT');
   }
@@ -65,9 +102,21 @@ let keep = '';
 for (let r = 0; r < ROUNDS; r++) {
   const a = join(root, `h${r}.db`);
   const b = join(root, `p${r}.db`);
-  if (r % 2) { plain.push(plainIngest(b)); hashed.push(hashedIngest(a)); } else { hashed.push(hashedIngest(a)); plain.push(plainIngest(b)); }
-  rmSync(b, { force: true }); rmSync(b + '-wal', { force: true }); rmSync(b + '-shm', { force: true });
-  if (r < ROUNDS - 1) { rmSync(a, { force: true }); rmSync(a + '-wal', { force: true }); rmSync(a + '-shm', { force: true }); } else keep = a;
+  if (r % 2) {
+    plain.push(plainIngest(b));
+    hashed.push(hashedIngest(a));
+  } else {
+    hashed.push(hashedIngest(a));
+    plain.push(plainIngest(b));
+  }
+  rmSync(b, { force: true });
+  rmSync(b + '-wal', { force: true });
+  rmSync(b + '-shm', { force: true });
+  if (r < ROUNDS - 1) {
+    rmSync(a, { force: true });
+    rmSync(a + '-wal', { force: true });
+    rmSync(a + '-shm', { force: true });
+  } else keep = a;
 }
 
 // The verify loop before the fast path (JS-built bodies from all eleven columns, Buffer
@@ -75,16 +124,31 @@ for (let r = 0; r < ROUNDS; r++) {
 // and tree; returns the root, which must equal verifyLog's.
 function verifyBefore(path: string): { events: number; root: string } {
   const db = new DatabaseSync(path, { readOnly: true });
-  const stmt = db.prepare('SELECT seq,id,ts,type,session,severity,decision,rule,data,prev_hash,hash FROM events WHERE seq > ? ORDER BY seq ASC LIMIT 20000');
+  const stmt = db.prepare(
+    'SELECT seq,id,ts,type,session,severity,decision,rule,data,prev_hash,hash FROM events WHERE seq > ? ORDER BY seq ASC LIMIT 20000',
+  );
   stmt.setReturnArrays(true);
   const f = new MerkleFrontier();
   let prev = GENESIS_HASH;
   for (;;) {
-    const rows = stmt.all(f.size) as unknown as [number, string, string, string, string | null, string, string | null, string | null, string, string, string][];
+    const rows = stmt.all(f.size) as unknown as [
+      number,
+      string,
+      string,
+      string,
+      string | null,
+      string,
+      string | null,
+      string | null,
+      string,
+      string,
+      string,
+    ][];
     if (rows.length === 0) break;
     for (const r of rows) {
       if (r[0] !== f.size + 1 || r[9] !== prev) throw new Error(`bench log broken at ${r[0]}`);
-      if (chainHashFast(prev, eventBodyFromParts(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8])) !== r[10]) throw new Error(`bench log altered at ${r[0]}`);
+      if (chainHashFast(prev, eventBodyFromParts(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8])) !== r[10])
+        throw new Error(`bench log altered at ${r[0]}`);
       prev = r[10];
       f.pushLeafHash(eventLeafHash(prev));
     }
@@ -95,7 +159,11 @@ function verifyBefore(path: string): { events: number; root: string } {
 
 // Verify: chain + tree + one signed checkpoint over the kept log.
 const keyDir = join(root, 'keys');
-{ const s = new AuditStore(keep); checkpoint(s, 'bench', { keyDir }); s.close(); }
+{
+  const s = new AuditStore(keep);
+  checkpoint(s, 'bench', { keyDir });
+  s.close();
+}
 const pub = loadPublicKey(undefined, keyDir);
 const vSingle: number[] = [];
 const vPar: number[] = [];
@@ -106,10 +174,10 @@ for (let r = 0; r < 3; r++) {
   vBefore.push(o.events / ((performance.now() - t) / 1000));
   t = performance.now();
   const a = verifyLog(keep, { publicKey: pub });
-  vSingle.push((a.events) / ((performance.now() - t) / 1000));
+  vSingle.push(a.events / ((performance.now() - t) / 1000));
   t = performance.now();
   const b = await verifyLogAsync(keep, { publicKey: pub });
-  vPar.push((b.events) / ((performance.now() - t) / 1000));
+  vPar.push(b.events / ((performance.now() - t) / 1000));
   if (!a.ok || !b.ok || a.root !== b.root || o.root !== a.root) throw new Error('verify failed in the benchmark');
 }
 
@@ -117,7 +185,11 @@ for (let r = 0; r < 3; r++) {
 let delivery = 'skipped (rsyslogd not installed)';
 let haveRsyslog = true;
 const D = Math.min(N, 100_000);
-try { execFileSync('sh', ['-c', 'command -v rsyslogd']); } catch { haveRsyslog = false; }
+try {
+  execFileSync('sh', ['-c', 'command -v rsyslogd']);
+} catch {
+  haveRsyslog = false;
+}
 if (haveRsyslog) {
   const port = await freePort();
   const rs = new Rsyslog(join(root, 'rsyslog'), port);
@@ -126,15 +198,27 @@ if (haveRsyslog) {
   try {
     const s = new AuditStore(keep);
     for (const format of ['json', 'cef'] as const) {
-      const sink = sinkSchema.parse({ type: 'syslog', name: `bench-${format}`, host: '127.0.0.1', port, protocol: 'tcp', format, batchSize: 5000 });
-      s.tables.prepare('INSERT OR REPLACE INTO sink_state (name, type, cursor) VALUES (?, ?, ?)').run(sink.name, 'syslog', N + 1 - D);
+      const sink = sinkSchema.parse({
+        type: 'syslog',
+        name: `bench-${format}`,
+        host: '127.0.0.1',
+        port,
+        protocol: 'tcp',
+        format,
+        batchSize: 5000,
+      });
+      s.tables
+        .prepare('INSERT OR REPLACE INTO sink_state (name, type, cursor) VALUES (?, ?, ?)')
+        .run(sink.name, 'syslog', N + 1 - D);
       const t = performance.now();
       const st = await flushSinks(s, [sink]);
-      rates[format] = (st[0]!.delivered) / ((performance.now() - t) / 1000);
+      rates[format] = st[0]!.delivered / ((performance.now() - t) / 1000);
       if (st[0]!.lag !== 0) throw new Error(`delivery lagged: ${st[0]!.lastError}`);
     }
     s.close();
-  } finally { await rs.stop(); }
+  } finally {
+    await rs.stop();
+  }
   delivery = `JSON ${Math.round(rates.json!).toLocaleString('en')} events/s, CEF ${Math.round(rates.cef!).toLocaleString('en')} events/s (${D.toLocaleString('en')} events, batches of 5,000, protocol: tcp, which has no acknowledgement: sent, not confirmed; RELP is tested, not benchmarked)`;
 }
 

@@ -12,7 +12,10 @@ import { join } from 'node:path';
 import { startBridge, type BridgePlan } from '../src/egress/network.ts';
 import { writeSection, median } from './report.ts';
 
-const arg = (name: string, d: number) => { const i = process.argv.indexOf(name); return i > 0 ? Number(process.argv[i + 1]) : d; };
+const arg = (name: string, d: number) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? Number(process.argv[i + 1]) : d;
+};
 const ROUNDS = arg('--rounds', 11);
 const MB = arg('--mb', 128);
 const dir = mkdtempSync(join(tmpdir(), 'airlock-bench-bridge-'));
@@ -29,8 +32,14 @@ net.createServer((s) => { s.on('error', () => undefined); s.once('data', (d) => 
 const gw = spawn(process.execPath, ['-e', SERVER, sock, String(MB)], { stdio: ['ignore', 'pipe', 'inherit'] });
 await new Promise<void>((r) => gw.stdout!.on('data', () => r()));
 
-const holder = spawn('unshare', ['-rn', 'sh', '-c', 'ip link set lo up; echo ready; read x'], { stdio: ['pipe', 'pipe', 'inherit'] });
-await new Promise<void>((r) => holder.stdout.on('data', (d: Buffer) => { if (d.toString().includes('ready')) r(); }));
+const holder = spawn('unshare', ['-rn', 'sh', '-c', 'ip link set lo up; echo ready; read x'], {
+  stdio: ['pipe', 'pipe', 'inherit'],
+});
+await new Promise<void>((r) =>
+  holder.stdout.on('data', (d: Buffer) => {
+    if (d.toString().includes('ready')) r();
+  }),
+);
 const enter = ['nsenter', '-t', String(holder.pid), '-U', '-n', '--preserve-credentials', '--'];
 
 const CLIENT = `const net = require('node:net'); const mode = process.argv[1];
@@ -41,9 +50,13 @@ else if (mode === 'ping') { const c = net.connect(3128, '127.0.0.1', () => c.wri
 else { const cs = []; for (let i = 0; i < 200; i++) cs.push(net.connect(3128, '127.0.0.1', () => cs[i].write('h'))); setTimeout(() => { console.log('held'); }, 1500); setTimeout(() => process.exit(0), 4000); }`;
 
 function client(mode: string): Promise<string> {
-  const p = spawn(enter[0]!, [...enter.slice(1), process.execPath, '-e', CLIENT, mode], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const p = spawn(enter[0]!, [...enter.slice(1), process.execPath, '-e', CLIENT, mode], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   let out = '';
-  p.stdout!.on('data', (d) => { out += d; });
+  p.stdout!.on('data', (d) => {
+    out += d;
+  });
   return new Promise((r) => p.on('close', () => r(out.trim())));
 }
 
@@ -53,12 +66,27 @@ function socatCount(): number {
 }
 
 async function withSocat<T>(fn: () => Promise<T>): Promise<T> {
-  const p: ChildProcess = spawn(enter[0]!, [...enter.slice(1), 'socat', 'TCP-LISTEN:3128,bind=127.0.0.1,fork,reuseaddr,backlog=512', `UNIX-CONNECT:${sock}`], { stdio: 'ignore' });
+  const p: ChildProcess = spawn(
+    enter[0]!,
+    [...enter.slice(1), 'socat', 'TCP-LISTEN:3128,bind=127.0.0.1,fork,reuseaddr,backlog=512', `UNIX-CONNECT:${sock}`],
+    { stdio: 'ignore' },
+  );
   await new Promise((r) => setTimeout(r, 300));
-  try { return await fn(); } finally {
+  try {
+    return await fn();
+  } finally {
     // the socat started here and the children it forked, by pid
-    const ps = spawnSync('ps', ['-eo', 'pid=,ppid='], { encoding: 'utf8' }).stdout.split('\n').map((l) => l.trim().split(/\s+/).map(Number));
-    for (const [pid, ppid] of ps) if (ppid === p.pid) { try { process.kill(pid!, 'SIGKILL'); } catch { /* gone */ } }
+    const ps = spawnSync('ps', ['-eo', 'pid=,ppid='], { encoding: 'utf8' })
+      .stdout.split('\n')
+      .map((l) => l.trim().split(/\s+/).map(Number));
+    for (const [pid, ppid] of ps)
+      if (ppid === p.pid) {
+        try {
+          process.kill(pid!, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
     p.kill('SIGKILL');
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -67,11 +95,18 @@ async function withSocat<T>(fn: () => Promise<T>): Promise<T> {
 async function withBridge<T>(fn: () => Promise<T>): Promise<T> {
   const plan: BridgePlan = { tcp: [{ port: 3128, target: sock }], dns: false, maxConnections: 10_000 };
   const b = await startBridge(plan, { enter, record: () => undefined });
-  try { return await fn(); } finally { await b.close(); }
+  try {
+    return await fn();
+  } finally {
+    await b.close();
+  }
 }
 
 type Kind = 'socat' | 'bridge';
-const runs: Record<Kind, { mbps: number[]; p50: number[]; procs: number }> = { socat: { mbps: [], p50: [], procs: 0 }, bridge: { mbps: [], p50: [], procs: 0 } };
+const runs: Record<Kind, { mbps: number[]; p50: number[]; procs: number }> = {
+  socat: { mbps: [], p50: [], procs: 0 },
+  bridge: { mbps: [], p50: [], procs: 0 },
+};
 const ratios: number[] = [];
 for (let i = 0; i < ROUNDS; i++) {
   const order: Kind[] = i % 2 ? ['bridge', 'socat'] : ['socat', 'bridge'];
@@ -81,7 +116,8 @@ for (let i = 0; i < ROUNDS; i++) {
     await w(async () => {
       const g = JSON.parse(await client('get')) as { n: number; ms: number };
       const mbps = g.n / 2 ** 20 / (g.ms / 1000);
-      runs[k].mbps.push(mbps); got[k] = mbps;
+      runs[k].mbps.push(mbps);
+      got[k] = mbps;
       const p = JSON.parse(await client('ping')) as { lat: number[] };
       runs[k].p50.push(median(p.lat));
     });

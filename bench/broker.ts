@@ -12,7 +12,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeSection, median, percentile } from './report.ts';
 
-const arg = (name: string, d: number) => { const i = process.argv.indexOf(name); return i > 0 ? Number(process.argv[i + 1]) : d; };
+const arg = (name: string, d: number) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? Number(process.argv[i + 1]) : d;
+};
 
 if (process.argv[2] === '--serve-gateway') {
   const { startGateway, mapResolver, loadOrCreateCa, Broker } = await import('../src/egress/index.ts');
@@ -20,29 +23,64 @@ if (process.argv[2] === '--serve-gateway') {
   const [port, home, upCaFile] = [Number(process.argv[3]), process.argv[4]!, process.argv[5]!];
   const policy = policySchema.parse({
     egress: {
-      allow: [{ host: 'tun.test', ports: [port] }, { host: 'icp.test', ports: [port] }], allowCidrs: [{ cidr: '127.0.0.1/32', ports: [port] }],
-      intercept: ['icp.test'], limits: { maxConnections: 10_000, requestsPerMinute: 1_000_000, maxUploadBytes: 2 ** 40 },
+      allow: [
+        { host: 'tun.test', ports: [port] },
+        { host: 'icp.test', ports: [port] },
+      ],
+      allowCidrs: [{ cidr: '127.0.0.1/32', ports: [port] }],
+      intercept: ['icp.test'],
+      limits: { maxConnections: 10_000, requestsPerMinute: 1_000_000, maxUploadBytes: 2 ** 40 },
     },
-    credentials: { brokered: [{ name: 'TOKEN', source: { env: 'REAL_TOKEN' }, destinations: [{ host: 'icp.test', port }] }] },
+    credentials: {
+      brokered: [{ name: 'TOKEN', source: { env: 'REAL_TOKEN' }, destinations: [{ host: 'icp.test', port }] }],
+    },
   });
-  const broker = new Broker(policy.credentials.brokered, { REAL_TOKEN: 'real-token-value-0123456789' }, { session: 'bench' });
+  const broker = new Broker(
+    policy.credentials.brokered,
+    { REAL_TOKEN: 'real-token-value-0123456789' },
+    { session: 'bench' },
+  );
   const ca = await loadOrCreateCa({ keysDir: join(home, 'keys') });
   const gw = await startGateway({
-    session: 'bench', audit: () => undefined, listen: { host: '127.0.0.1', port: 0 }, resolver: mapResolver({ 'tun.test': '127.0.0.1', 'icp.test': '127.0.0.1' }),
-    policy, broker, tls: { ca, upstreamCa: [readFileSync(upCaFile, 'utf8')] },
+    session: 'bench',
+    audit: () => undefined,
+    listen: { host: '127.0.0.1', port: 0 },
+    resolver: mapResolver({ 'tun.test': '127.0.0.1', 'icp.test': '127.0.0.1' }),
+    policy,
+    broker,
+    tls: { ca, upstreamCa: [readFileSync(upCaFile, 'utf8')] },
   });
-  process.stdout.write(JSON.stringify({ address: gw.address, ca: ca.certPem, placeholder: broker.credentials[0]!.placeholder }) + '\n');
+  process.stdout.write(
+    JSON.stringify({ address: gw.address, ca: ca.certPem, placeholder: broker.credentials[0]!.placeholder }) + '\n',
+  );
   process.stdin.resume();
-  process.stdin.on('end', () => { void gw.close().then(() => process.exit(0)); });
+  process.stdin.on('end', () => {
+    void gw.close().then(() => process.exit(0));
+  });
 } else {
   const N = arg('--n', 300);
   const { testPki, httpsServer } = await import('../test/egress/pki.ts');
   const pki = await testPki('bench upstream CA');
-  const up = await httpsServer(await pki.leaf(['tun.test', 'icp.test']), (_s, res) => { res.writeHead(200, { 'content-length': '2' }); res.end('ok'); });
+  const up = await httpsServer(await pki.leaf(['tun.test', 'icp.test']), (_s, res) => {
+    res.writeHead(200, { 'content-length': '2' });
+    res.end('ok');
+  });
   const dir = mkdtempSync(join(tmpdir(), 'airlock-bench-broker-'));
   writeFileSync(join(dir, 'up-ca.pem'), pki.caPem);
-  const child = spawn(process.execPath, [import.meta.filename, '--serve-gateway', String(up.port), dir, join(dir, 'up-ca.pem')], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const info = JSON.parse(await new Promise<string>((r) => { let b = ''; child.stdout!.on('data', (d) => { b += d; if (b.includes('\n')) r(b); }); })) as { address: string; ca: string; placeholder: string };
+  const child = spawn(
+    process.execPath,
+    [import.meta.filename, '--serve-gateway', String(up.port), dir, join(dir, 'up-ca.pem')],
+    { stdio: ['pipe', 'pipe', 'inherit'] },
+  );
+  const info = JSON.parse(
+    await new Promise<string>((r) => {
+      let b = '';
+      child.stdout!.on('data', (d) => {
+        b += d;
+        if (b.includes('\n')) r(b);
+      });
+    }),
+  ) as { address: string; ca: string; placeholder: string };
   const gwPort = Number(info.address.split(':')[1]);
   const ca = [pki.caPem, info.ca];
 
@@ -50,14 +88,19 @@ if (process.argv[2] === '--serve-gateway') {
   const host = (p: Path) => (p === 'tunnel' ? 'tun.test' : 'icp.test');
   function open(p: Path): Promise<TLSSocket> {
     return new Promise((resolve, reject) => {
-      const s = netConnect({ host: '127.0.0.1', port: gwPort, noDelay: true }, () => s.write(`CONNECT ${host(p)}:${up.port} HTTP/1.1\r\nHost: ${host(p)}:${up.port}\r\n\r\n`));
+      const s = netConnect({ host: '127.0.0.1', port: gwPort, noDelay: true }, () =>
+        s.write(`CONNECT ${host(p)}:${up.port} HTTP/1.1\r\nHost: ${host(p)}:${up.port}\r\n\r\n`),
+      );
       s.on('error', reject);
       let buf = '';
       const onData = (d: Buffer) => {
         buf += d.toString('latin1');
         if (!buf.includes('\r\n\r\n')) return;
         s.off('data', onData);
-        if (!/^HTTP\/1\.1 200/.test(buf)) { reject(new Error(buf.split('\r\n')[0])); return; }
+        if (!/^HTTP\/1\.1 200/.test(buf)) {
+          reject(new Error(buf.split('\r\n')[0]));
+          return;
+        }
         const t = tlsConnect({ socket: s, servername: host(p), ca, ALPNProtocols: ['http/1.1'] }, () => resolve(t));
         t.on('error', reject);
       };
@@ -67,19 +110,33 @@ if (process.argv[2] === '--serve-gateway') {
   function get(t: TLSSocket, p: Path): Promise<void> {
     return new Promise((resolve, reject) => {
       let buf = '';
-      const onData = (d: Buffer) => { buf += d.toString('latin1'); if (buf.includes('\r\n\r\n') && (buf.endsWith('\r\n\r\nok') || buf.endsWith('ok\r\n0\r\n\r\n'))) { t.off('data', onData); resolve(); } };
+      const onData = (d: Buffer) => {
+        buf += d.toString('latin1');
+        if (buf.includes('\r\n\r\n') && (buf.endsWith('\r\n\r\nok') || buf.endsWith('ok\r\n0\r\n\r\n'))) {
+          t.off('data', onData);
+          resolve();
+        }
+      };
       t.on('data', onData);
       if (t.listenerCount('error') < 2) t.once('error', reject);
-      t.write(`GET /x HTTP/1.1\r\nHost: ${host(p)}:${up.port}\r\nAuthorization: Bearer ${info.placeholder}\r\nConnection: keep-alive\r\n\r\n`);
+      t.write(
+        `GET /x HTTP/1.1\r\nHost: ${host(p)}:${up.port}\r\nAuthorization: Bearer ${info.placeholder}\r\nConnection: keep-alive\r\n\r\n`,
+      );
     });
   }
   const fresh: Record<Path, number[]> = { tunnel: [], intercepted: [] };
   const kept: Record<Path, number[]> = { tunnel: [], intercepted: [] };
   const conns: Record<Path, TLSSocket> = { tunnel: await open('tunnel'), intercepted: await open('intercepted') };
   const paths: Path[] = ['tunnel', 'intercepted'];
-  for (let i = 0; i < 30; i++) for (const p of paths) { const t = await open(p); await get(t, p); t.destroy(); await get(conns[p], p); } // warm-up
+  for (let i = 0; i < 30; i++)
+    for (const p of paths) {
+      const t = await open(p);
+      await get(t, p);
+      t.destroy();
+      await get(conns[p], p);
+    } // warm-up
   for (let i = 0; i < N; i++) {
-    for (const p of (i % 2 ? paths : [...paths].reverse())) {
+    for (const p of i % 2 ? paths : [...paths].reverse()) {
       let t0 = process.hrtime.bigint();
       const t = await open(p);
       await get(t, p);

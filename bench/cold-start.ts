@@ -16,7 +16,10 @@ import { writeSection, median } from './report.ts';
 import type { PhaseMark } from '../src/common/index.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const arg = (name: string) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : undefined; };
+const arg = (name: string) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : undefined;
+};
 const ROUNDS = Number(arg('--rounds') ?? 15);
 const BEFORE = arg('--before');
 const work = mkdtempSync(join(tmpdir(), 'airlock-bench-cold-'));
@@ -28,11 +31,18 @@ function makeRepo(dir: string, files: number): void {
     mkdirSync(d, { recursive: true });
     writeFileSync(join(d, `f${i}.txt`), `file ${i}\n`);
   }
-  const g = (...a: string[]) => spawnSync('git', a, { cwd: dir, env: { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null' } });
-  g('init', '-q'); g('add', '-A'); g('-c', 'user.name=b', '-c', 'user.email=b@b', 'commit', '-qm', 'bench');
+  const g = (...a: string[]) =>
+    spawnSync('git', a, { cwd: dir, env: { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null' } });
+  g('init', '-q');
+  g('add', '-A');
+  g('-c', 'user.name=b', '-c', 'user.email=b@b', 'commit', '-qm', 'bench');
 }
 
-interface Timed { ms: number; cpuMs: number; code: number | null }
+interface Timed {
+  ms: number;
+  cpuMs: number;
+  code: number | null;
+}
 
 /** Wall and CPU time (user + system, children included) of one command, via /usr/bin/time. */
 function timed(argv: string[], env: NodeJS.ProcessEnv): Promise<Timed> {
@@ -40,7 +50,9 @@ function timed(argv: string[], env: NodeJS.ProcessEnv): Promise<Timed> {
     const t = performance.now();
     const c = spawn('/usr/bin/time', ['-f', '%U %S', ...argv], { cwd: repo, env, stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
-    c.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    c.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
     c.on('close', (code) => {
       const m = /([\d.]+) ([\d.]+)\s*$/.exec(err.trim());
       res({ ms: performance.now() - t, cpuMs: m ? (Number(m[1]) + Number(m[2])) * 1000 : NaN, code });
@@ -54,23 +66,38 @@ const env = { ...process.env, PATH: `${dirname(node)}:${process.env.PATH}`, NO_C
 const homeOf = (name: string) => join(work, `home-${name}`);
 const srt = join(ROOT, 'node_modules', '.bin', 'srt');
 const commands: Record<string, { argv: string[]; env: NodeJS.ProcessEnv }> = {
-  'airlock run -- true': { argv: [join(ROOT, 'bin', 'airlock'), 'run', '--', 'true'], env: { ...env, AIRLOCK_HOME: homeOf('now') } },
+  'airlock run -- true': {
+    argv: [join(ROOT, 'bin', 'airlock'), 'run', '--', 'true'],
+    env: { ...env, AIRLOCK_HOME: homeOf('now') },
+  },
   'srt true': { argv: [srt, 'true'], env },
-  'airlock --version': { argv: [join(ROOT, 'bin', 'airlock'), '--version'], env: { ...env, AIRLOCK_HOME: homeOf('now') } },
-  'airlock sessions --json': { argv: [join(ROOT, 'bin', 'airlock'), 'sessions', '--json'], env: { ...env, AIRLOCK_HOME: homeOf('now') } },
+  'airlock --version': {
+    argv: [join(ROOT, 'bin', 'airlock'), '--version'],
+    env: { ...env, AIRLOCK_HOME: homeOf('now') },
+  },
+  'airlock sessions --json': {
+    argv: [join(ROOT, 'bin', 'airlock'), 'sessions', '--json'],
+    env: { ...env, AIRLOCK_HOME: homeOf('now') },
+  },
   'node -e 0 (floor)': { argv: [node, '-e', '0'], env },
 };
 if (BEFORE) {
   for (const c of ['run', 'version', 'sessions'] as const) {
     const args = c === 'run' ? ['run', '--', 'true'] : c === 'version' ? ['--version'] : ['sessions', '--json'];
-    commands[`before: airlock ${args.join(' ')}`] = { argv: [join(BEFORE, 'bin', 'airlock'), ...args], env: { ...env, AIRLOCK_HOME: homeOf('before') } };
+    commands[`before: airlock ${args.join(' ')}`] = {
+      argv: [join(BEFORE, 'bin', 'airlock'), ...args],
+      env: { ...env, AIRLOCK_HOME: homeOf('before') },
+    };
   }
 }
 
 // warm-up: snapshot caches, V8 compile caches, page cache
 for (const [name, c] of Object.entries(commands)) {
   const r = await timed(c.argv, c.env);
-  if (r.code !== 0) throw new Error(`${name} failed to run (exit ${r.code}); srt needs bwrap, socat and ripgrep (scripts/setup.sh test deps)`);
+  if (r.code !== 0)
+    throw new Error(
+      `${name} failed to run (exit ${r.code}); srt needs bwrap, socat and ripgrep (scripts/setup.sh test deps)`,
+    );
 }
 
 // where the time goes: phase marks of extra runs with the probe loaded (it costs a few ms),
@@ -83,7 +110,10 @@ async function probedRun(): Promise<void> {
   await timed(c.argv, { ...c.env, NODE_OPTIONS: `--import=${probe}`, AIRLOCK_PHASES_OUT: out });
   const marks = JSON.parse(readFileSync(out, 'utf8')) as PhaseMark[];
   let prev = 0;
-  for (const m of marks) { (phaseSamples[m.name] ??= []).push(m.at - prev); prev = m.at; }
+  for (const m of marks) {
+    (phaseSamples[m.name] ??= []).push(m.at - prev);
+    prev = m.at;
+  }
 }
 
 const names = Object.keys(commands);
@@ -102,17 +132,17 @@ const med = (n: string, k: 'ms' | 'cpuMs') => median(samples[n]!.map((x) => x[k]
 
 const PHASES: [string, string][] = [
   ['node.boot', 'Node start (process start → first module of the CLI)'],
-  ['cli.loaded', 'loading the CLI and the `run` command\'s file'],
+  ['cli.loaded', "loading the CLI and the `run` command's file"],
   ['run.modules', 'loading the session core, the policy engine and the agent profiles'],
   ['run.profile', 'agent profile: repository, base commit, policy files, profile'],
   ['session.policy', 'policy resolved (org ⊕ repo ⊕ grants)'],
   ['session.audit-open', 'audit store opened'],
   ['session.recover', 'looking for crashed sessions to recover'],
   ['session.snapshot', 'workspace snapshot (cached layers of the commit)'],
-  ['session.sandbox', 'sandbox holder: namespaces, tmpfs, overlay (bwrap\'s base)'],
+  ['session.sandbox', "sandbox holder: namespaces, tmpfs, overlay (bwrap's base)"],
   ['session.started', 'session.start recorded, layers started (detector, checkpointer, honeytokens)'],
   ['run.command', 'the command: launch chain (nsenter → strace → bwrap) and `true`'],
-  ['stop.kill', 'stop: end the sandbox\'s processes'],
+  ['stop.kill', "stop: end the sandbox's processes"],
   ['stop.capture', 'stop: capture the result (git, bounded)'],
   ['stop.teardown', 'stop: holder, tmpfs, network gone'],
   ['stop.layers', 'stop: session.stop recorded, signed checkpoint, layers stopped'],
@@ -120,7 +150,9 @@ const PHASES: [string, string][] = [
   ['exit', 'exit'],
 ];
 const fmt = (x: number) => x.toFixed(0);
-const rows = names.map((n) => `| ${n} | ${fmt(med(n, 'ms'))} | ${fmt(med(n, 'cpuMs'))} | ${perRound(n, 'srt true').toFixed(2)}× |`);
+const rows = names.map(
+  (n) => `| ${n} | ${fmt(med(n, 'ms'))} | ${fmt(med(n, 'cpuMs'))} | ${perRound(n, 'srt true').toFixed(2)}× |`,
+);
 const runVsSrt = perRound('airlock run -- true', 'srt true');
 const phaseTotal = PHASES.reduce((a, [k]) => a + (phaseSamples[k] ? median(phaseSamples[k]!) : 0), 0);
 const phaseRows = PHASES.filter(([k]) => phaseSamples[k]).map(([k, what]) => {
@@ -128,17 +160,34 @@ const phaseRows = PHASES.filter(([k]) => phaseSamples[k]).map(([k, what]) => {
   return `| ${what} | ${ms.toFixed(1)} | ${((ms / phaseTotal) * 100).toFixed(0)}% |`;
 });
 const md = [
-  '## Cold start: `airlock run -- true` vs `srt true`', '',
-  `Command: \`node bench/cold-start.ts --rounds ${ROUNDS}${BEFORE ? ' --before DIR' : ''}\`. A repository of 1,000 committed files; each command is a fresh process started from a shell-less spawn in that repository, wrapped in /usr/bin/time for CPU (user + system, children included). The Airlock workspace snapshot of the commit is cached (warm-up run), as for every session after a commit's first; srt (\`@anthropic-ai/sandbox-runtime\` ${srtVersion()}, default settings: bwrap, socat bridges, seccomp, a ripgrep scan for dangerous files) has no cache. Airlock runs with its default policy: process telemetry on (strace), no network, every layer. ${ROUNDS} rounds, each runs every command once in a rotating order; "vs srt" is the median of per-round ratios.${BEFORE ? ' "before" is the tree before issue 16\'s CLI and start/stop changes, same machine, same rounds.' : ''}`, '',
-  '| command | wall ms (median) | CPU ms (median) | vs srt true |', '| --- | ---: | ---: | ---: |', ...rows, '',
-  `Target: \`airlock run -- true\` ≤ 0.5× \`srt true\` → **${runVsSrt.toFixed(2)}×**.`, '',
-  `Where the time of \`airlock run -- true\` goes (median of ${phaseSamples.exit?.length ?? 0} runs with the phase probe loaded, one per round; ms from the end of the previous phase; sum of medians ${fmt(phaseTotal)} ms; the shares move less with the machine's load than the milliseconds):`, '',
-  '| phase | ms | share |', '| --- | ---: | ---: |', ...phaseRows,
+  '## Cold start: `airlock run -- true` vs `srt true`',
+  '',
+  `Command: \`node bench/cold-start.ts --rounds ${ROUNDS}${BEFORE ? ' --before DIR' : ''}\`. A repository of 1,000 committed files; each command is a fresh process started from a shell-less spawn in that repository, wrapped in /usr/bin/time for CPU (user + system, children included). The Airlock workspace snapshot of the commit is cached (warm-up run), as for every session after a commit's first; srt (\`@anthropic-ai/sandbox-runtime\` ${srtVersion()}, default settings: bwrap, socat bridges, seccomp, a ripgrep scan for dangerous files) has no cache. Airlock runs with its default policy: process telemetry on (strace), no network, every layer. ${ROUNDS} rounds, each runs every command once in a rotating order; "vs srt" is the median of per-round ratios.${BEFORE ? ' "before" is the tree before issue 16\'s CLI and start/stop changes, same machine, same rounds.' : ''}`,
+  '',
+  '| command | wall ms (median) | CPU ms (median) | vs srt true |',
+  '| --- | ---: | ---: | ---: |',
+  ...rows,
+  '',
+  `Target: \`airlock run -- true\` ≤ 0.5× \`srt true\` → **${runVsSrt.toFixed(2)}×**.`,
+  '',
+  `Where the time of \`airlock run -- true\` goes (median of ${phaseSamples.exit?.length ?? 0} runs with the phase probe loaded, one per round; ms from the end of the previous phase; sum of medians ${fmt(phaseTotal)} ms; the shares move less with the machine's load than the milliseconds):`,
+  '',
+  '| phase | ms | share |',
+  '| --- | ---: | ---: |',
+  ...phaseRows,
 ].join('\n');
 console.log(md);
 if (!process.argv.includes('--no-write')) writeSection('cold-start', md);
 rmSync(work, { recursive: true, force: true });
 
 function srtVersion(): string {
-  try { return (JSON.parse(readFileSync(join(ROOT, 'node_modules', '@anthropic-ai', 'sandbox-runtime', 'package.json'), 'utf8')) as { version: string }).version; } catch { return '?'; }
+  try {
+    return (
+      JSON.parse(
+        readFileSync(join(ROOT, 'node_modules', '@anthropic-ai', 'sandbox-runtime', 'package.json'), 'utf8'),
+      ) as { version: string }
+    ).version;
+  } catch {
+    return '?';
+  }
 }

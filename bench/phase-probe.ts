@@ -7,7 +7,9 @@ import type { PhaseMark } from '../src/common/index.ts';
 
 const out = process.env.AIRLOCK_PHASES_OUT;
 const marks: PhaseMark[] = [{ name: 'node.boot', at: performance.now() }];
-subscribe('airlock:phase', (m) => { marks.push(m as PhaseMark); });
+subscribe('airlock:phase', (m) => {
+  marks.push(m as PhaseMark);
+});
 process.on('exit', () => {
   marks.push({ name: 'exit', at: performance.now() });
   if (out) writeFileSync(out, JSON.stringify(marks));

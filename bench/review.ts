@@ -17,19 +17,41 @@ const LINES = 50;
 const ROUNDS = 7;
 
 function sh(cwd: string, ...args: string[]): string {
-  const r = spawnSync('git', args, { cwd, encoding: 'utf8', env: { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null', GIT_CONFIG_NOSYSTEM: '1',
-    GIT_AUTHOR_NAME: 'b', GIT_AUTHOR_EMAIL: 'b@x', GIT_COMMITTER_NAME: 'b', GIT_COMMITTER_EMAIL: 'b@x' }, maxBuffer: 1 << 28 });
+  const r = spawnSync('git', args, {
+    cwd,
+    encoding: 'utf8',
+    env: {
+      ...process.env,
+      GIT_CONFIG_GLOBAL: '/dev/null',
+      GIT_CONFIG_NOSYSTEM: '1',
+      GIT_AUTHOR_NAME: 'b',
+      GIT_AUTHOR_EMAIL: 'b@x',
+      GIT_COMMITTER_NAME: 'b',
+      GIT_COMMITTER_EMAIL: 'b@x',
+    },
+    maxBuffer: 1 << 28,
+  });
   if (r.status !== 0) throw new Error(r.stderr);
   return r.stdout.trim();
 }
 
 function js(i: number): string {
-  const out = [`// generated module ${i}`, "const db = require('./db');", "const { execFile } = require('node:child_process');"];
+  const out = [
+    `// generated module ${i}`,
+    "const db = require('./db');",
+    "const { execFile } = require('node:child_process');",
+  ];
   for (let k = 0; out.length < LINES; k++) {
     out.push(`async function handler${k}(req, res) {`);
-    out.push(k % 7 === 0 ? `  const rows = await db.query('SELECT * FROM t${k} WHERE id = ' + req.query.id);` : `  const rows = await db.query('SELECT * FROM t${k} WHERE id = ?', [req.query.id]);`);
+    out.push(
+      k % 7 === 0
+        ? `  const rows = await db.query('SELECT * FROM t${k} WHERE id = ' + req.query.id);`
+        : `  const rows = await db.query('SELECT * FROM t${k} WHERE id = ?', [req.query.id]);`,
+    );
     out.push(`  const total = rows.reduce((n, r) => n + r.amount * ${k + 1}, 0); // sum for report ${k}`);
-    out.push(`  execFile('gzip', ['-k', String(req.query.f)], () => res.json({ total, n: rows.length, label: "item-${i}-${k}" }));`);
+    out.push(
+      `  execFile('gzip', ['-k', String(req.query.f)], () => res.json({ total, n: rows.length, label: "item-${i}-${k}" }));`,
+    );
     out.push('}');
   }
   return out.slice(0, LINES).join('\n') + '\n';
@@ -39,7 +61,11 @@ function py(i: number): string {
   const out = [`# generated module ${i}`, 'import subprocess', ''];
   for (let k = 0; out.length < LINES; k++) {
     out.push(`def handler_${k}(cur, name, path):`);
-    out.push(k % 9 === 0 ? `    cur.execute(f"SELECT * FROM t${k} WHERE name = '{name}'")` : `    cur.execute("SELECT * FROM t${k} WHERE name = %s", (name,))`);
+    out.push(
+      k % 9 === 0
+        ? `    cur.execute(f"SELECT * FROM t${k} WHERE name = '{name}'")`
+        : `    cur.execute("SELECT * FROM t${k} WHERE name = %s", (name,))`,
+    );
     out.push(`    subprocess.run(["ls", "-l", path], check=True)  # listing ${k}`);
     out.push(`    return {"name": name, "k": ${k}, "label": "item-${i}-${k}"}`);
     out.push('');
@@ -48,7 +74,12 @@ function py(i: number): string {
 }
 
 function md(i: number): string {
-  return Array.from({ length: LINES }, (_, k) => `Line ${k} of document ${i}: the quick brown fox jumps over the lazy dog, ${'lorem ipsum '.repeat(3)}`).join('\n') + '\n';
+  return (
+    Array.from(
+      { length: LINES },
+      (_, k) => `Line ${k} of document ${i}: the quick brown fox jumps over the lazy dog, ${'lorem ipsum '.repeat(3)}`,
+    ).join('\n') + '\n'
+  );
 }
 
 async function main(): Promise<void> {
@@ -58,7 +89,8 @@ async function main(): Promise<void> {
     mkdirSync(wt);
     sh(wt, 'init', '-q', '-b', 'main');
     writeFileSync(join(wt, 'README.md'), '# bench\n');
-    sh(wt, 'add', '-A'); sh(wt, 'commit', '-q', '-m', 'base');
+    sh(wt, 'add', '-A');
+    sh(wt, 'commit', '-q', '-m', 'base');
     const base = sh(wt, 'rev-parse', 'HEAD');
     const files: { path: string; content: string }[] = [];
     for (let i = 0; i < FILES; i++) {
@@ -69,7 +101,8 @@ async function main(): Promise<void> {
       mkdirSync(dirname(join(wt, path)), { recursive: true });
       writeFileSync(join(wt, path), content);
     }
-    sh(wt, 'add', '-A'); sh(wt, 'commit', '-q', '-m', 'agent work');
+    sh(wt, 'add', '-A');
+    sh(wt, 'commit', '-q', '-m', 'agent work');
     const head = sh(wt, 'rev-parse', 'HEAD');
     const repo = join(dir, 'result.git');
     sh(dir, 'init', '-q', '--bare', repo);
@@ -79,11 +112,15 @@ async function main(): Promise<void> {
     const bytes = files.reduce((n, f) => n + Buffer.byteLength(f.content), 0);
     const mb = bytes / 1e6;
     const change0 = loadChange(repo, base, head, [head]);
-    if (change0.addedLines !== FILES * LINES) throw new Error(`generated ${change0.addedLines} lines, expected ${FILES * LINES}`);
+    if (change0.addedLines !== FILES * LINES)
+      throw new Error(`generated ${change0.addedLines} lines, expected ${FILES * LINES}`);
     await runChecks(change0, policy); // warm-up: wasm grammars, secretlint rules
 
     const corpus = join(dir, 'corpus');
-    for (const f of files) { mkdirSync(dirname(join(corpus, f.path)), { recursive: true }); writeFileSync(join(corpus, f.path), f.content); }
+    for (const f of files) {
+      mkdirSync(dirname(join(corpus, f.path)), { recursive: true });
+      writeFileSync(join(corpus, f.path), f.content);
+    }
     const rc = join(dir, 'secretlintrc.json');
     writeFileSync(rc, JSON.stringify({ rules: [{ id: '@secretlint/secretlint-rule-preset-recommend' }] }));
     const bin = join(ROOT, 'node_modules', 'secretlint', 'bin', 'secretlint.js');
@@ -105,7 +142,11 @@ async function main(): Promise<void> {
       if (existsSync(bin) && r < 3) {
         t = performance.now();
         // output discarded unread: secretlint's formatters can carry the unmasked source
-        spawnSync(process.execPath, [bin, '--secretlintrc', rc, '--maskSecrets', '--format', 'compact', `${corpus}/**/*`], { cwd: ROOT, stdio: 'ignore', timeout: 300_000 });
+        spawnSync(
+          process.execPath,
+          [bin, '--secretlintrc', rc, '--maskSecrets', '--format', 'compact', `${corpus}/**/*`],
+          { cwd: ROOT, stdio: 'ignore', timeout: 300_000 },
+        );
         cli.push(performance.now() - t);
       }
     }

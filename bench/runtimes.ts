@@ -17,7 +17,10 @@ const RUNTIMES = ['bwrap', 'gvisor'] as const;
 const work = mkdtempSync(join(tmpdir(), 'airlock-bench-rt-'));
 const home = join(work, 'home');
 const repo = join(work, 'repo');
-spawnSync('bash', ['-c', `mkdir -p ${repo} && cd ${repo} && git init -q && echo x > README.md && git add -A && git -c user.name=b -c user.email=b@b commit -qm b`]);
+spawnSync('bash', [
+  '-c',
+  `mkdir -p ${repo} && cd ${repo} && git init -q && echo x > README.md && git add -A && git -c user.name=b -c user.email=b@b commit -qm b`,
+]);
 const bare = ['--unshare-all', '--ro-bind', '/', '/', '--proc', '/proc', '--dev', '/dev', 'true'];
 
 function bareBwrap(): Promise<number> {
@@ -33,7 +36,13 @@ function policyFor(runtime: string): string {
   return p;
 }
 
-const open = (runtime: string) => Session.open({ repo, home, policyFile: policyFor(runtime), layers: { commands: null, review: null, detection: null } });
+const open = (runtime: string) =>
+  Session.open({
+    repo,
+    home,
+    policyFile: policyFor(runtime),
+    layers: { commands: null, review: null, detection: null },
+  });
 
 // 1. cold start, interleaved
 const cold: Record<string, number[]> = { bare: [], bwrap: [], gvisor: [] };
@@ -41,7 +50,9 @@ for (let i = 0; i < STARTS; i++) {
   for (const rt of RUNTIMES) {
     const t = performance.now();
     const s = await open(rt);
-    await (await s.exec({ argv: ['true'] })).done;
+    await (
+      await s.exec({ argv: ['true'] })
+    ).done;
     await s.stop('bench');
     cold[rt]!.push(performance.now() - t);
   }
@@ -55,7 +66,9 @@ for (const rt of RUNTIMES) for (let i = 0; i < 3; i++) await (await sessions[rt]
 for (let i = 0; i < N; i++) {
   for (const rt of RUNTIMES) {
     const t = performance.now();
-    await (await sessions[rt]!.exec({ argv: ['true'] })).done;
+    await (
+      await sessions[rt]!.exec({ argv: ['true'] })
+    ).done;
     per[rt]!.push(performance.now() - t);
   }
   per.bare!.push(await bareBwrap());

@@ -33,8 +33,11 @@ function makeRepo(dir: string, files: number): void {
     if (i < 5000) mkdirSync(d, { recursive: true });
     writeFileSync(join(d, `f${i}.txt`), `file ${i}\n`);
   }
-  const g = (...a: string[]) => spawnSync('git', a, { cwd: dir, env: { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null' } });
-  g('init', '-q'); g('add', '-A'); g('-c', 'user.name=b', '-c', 'user.email=b@b', 'commit', '-qm', 'bench');
+  const g = (...a: string[]) =>
+    spawnSync('git', a, { cwd: dir, env: { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null' } });
+  g('init', '-q');
+  g('add', '-A');
+  g('-c', 'user.name=b', '-c', 'user.email=b@b', 'commit', '-qm', 'bench');
 }
 
 function policy(trace: boolean): string {
@@ -52,11 +55,14 @@ const lines: string[] = [];
 const results: Record<string, { airlock: number; bare: number }> = {};
 for (const trace of [false, true]) {
   const s = await Session.open({ repo: small, home, policyFile: policy(trace) });
-  const a: number[] = []; const b: number[] = [];
+  const a: number[] = [];
+  const b: number[] = [];
   for (let i = 0; i < 3; i++) await (await s.exec({ argv: ['true'] })).done; // warm up
   for (let i = 0; i < N; i++) {
     const t = performance.now();
-    await (await s.exec({ argv: ['true'] })).done;
+    await (
+      await s.exec({ argv: ['true'] })
+    ).done;
     a.push(performance.now() - t);
     b.push((await run('bwrap', bare)).ms);
   }
@@ -71,36 +77,56 @@ makeRepo(big, files);
 const cli = join(ROOT, 'bin', 'airlock');
 const env = { ...process.env, AIRLOCK_HOME: home };
 const first = await run('bash', ['-c', `cd ${big} && ${cli} run -- true 2>/dev/null`], env);
-const starts: number[] = []; const rss: number[] = [];
+const starts: number[] = [];
+const rss: number[] = [];
 for (let i = 0; i < (quick ? 3 : 10); i++) {
-  const r = spawnSync('/usr/bin/time', ['-f', '%e %M', 'bash', '-c', `cd ${big} && ${cli} run -- true 2>/dev/null`], { env, encoding: 'utf8' });
+  const r = spawnSync('/usr/bin/time', ['-f', '%e %M', 'bash', '-c', `cd ${big} && ${cli} run -- true 2>/dev/null`], {
+    env,
+    encoding: 'utf8',
+  });
   const m = /([\d.]+) (\d+)\s*$/.exec(r.stderr.trim());
-  if (m) { starts.push(Number(m[1]) * 1000); rss.push(Number(m[2]) / 1024); }
+  if (m) {
+    starts.push(Number(m[1]) * 1000);
+    rss.push(Number(m[2]) / 1024);
+  }
 }
 
 // 3. telemetry overhead: 1,000 short processes
 const loop = ['bash', '-c', 'for i in $(seq 1000); do /bin/true; done'];
 const tl: Record<string, number[]> = { traced: [], untraced: [] };
-const sessions = { traced: await Session.open({ repo: small, home, policyFile: policy(true) }), untraced: await Session.open({ repo: small, home, policyFile: policy(false) }) };
+const sessions = {
+  traced: await Session.open({ repo: small, home, policyFile: policy(true) }),
+  untraced: await Session.open({ repo: small, home, policyFile: policy(false) }),
+};
 for (let i = 0; i < (quick ? 2 : 5); i++) {
   for (const k of ['untraced', 'traced'] as const) {
     const t = performance.now();
-    await (await sessions[k].exec({ argv: loop })).done;
+    await (
+      await sessions[k].exec({ argv: loop })
+    ).done;
     tl[k]!.push(performance.now() - t);
   }
 }
-await sessions.traced.stop('bench'); await sessions.untraced.stop('bench');
+await sessions.traced.stop('bench');
+await sessions.untraced.stop('bench');
 
-const r1 = results.untraced!; const r2 = results.traced!;
-lines.push('## Sandbox (sessions, per-command overhead, telemetry)', '',
-  `Command: \`node bench/sandbox.ts${quick ? ' --quick' : ''}\` (as root: cgroup limits, unprivileged host uid).`, '',
-  '| measure | Airlock | baseline | ratio | target |', '| --- | ---: | ---: | ---: | --- |',
+const r1 = results.untraced!;
+const r2 = results.traced!;
+lines.push(
+  '## Sandbox (sessions, per-command overhead, telemetry)',
+  '',
+  `Command: \`node bench/sandbox.ts${quick ? ' --quick' : ''}\` (as root: cgroup limits, unprivileged host uid).`,
+  '',
+  '| measure | Airlock | baseline | ratio | target |',
+  '| --- | ---: | ---: | ---: | --- |',
   `| \`true\` in a running session, tracing off (median of ${N}) | ${r1.airlock.toFixed(1)} ms | bare \`bwrap --unshare-all\` ${r1.bare.toFixed(1)} ms | ${(r1.airlock / r1.bare).toFixed(2)}× | ≤ 1.5× |`,
   `| \`true\` in a running session, tracing on (default policy) | ${r2.airlock.toFixed(1)} ms | bare bwrap ${r2.bare.toFixed(1)} ms | ${(r2.airlock / r2.bare).toFixed(2)}× | — |`,
   `| \`airlock run -- true\` on ${files.toLocaleString('en')} files, first session on the commit | ${first.ms.toFixed(0)} ms | — | — | — |`,
   `| \`airlock run -- true\` on ${files.toLocaleString('en')} files, later sessions (median of ${starts.length}) | ${median(starts).toFixed(0)} ms, peak RSS ${median(rss).toFixed(0)} MiB | — | — | ≤ 300 ms |`,
   `| 1,000 short processes, traced vs untraced (median of ${tl.traced!.length}) | ${median(tl.traced!).toFixed(0)} ms | ${median(tl.untraced!).toFixed(0)} ms | ${(median(tl.traced!) / median(tl.untraced!)).toFixed(2)}× | — |`,
-  '', 'The per-command path is dash (cgroup join, rlimits, seccomp fd) → nsenter into the session\'s namespaces (setting the unprivileged uid) → bwrap; tracing adds the process tracer (seccomp-notify as root, strace otherwise; both compared in the "Process telemetry" section, bench/telemetry.ts).');
+  '',
+  'The per-command path is dash (cgroup join, rlimits, seccomp fd) → nsenter into the session\'s namespaces (setting the unprivileged uid) → bwrap; tracing adds the process tracer (seccomp-notify as root, strace otherwise; both compared in the "Process telemetry" section, bench/telemetry.ts).',
+);
 writeSection('sandbox', lines.join('\n'));
 console.log(lines.join('\n'));
 rmSync(work, { recursive: true, force: true });

@@ -16,7 +16,10 @@ const args = process.argv.slice(2);
 const baselineRef = args.includes('--baseline') ? args[args.indexOf('--baseline') + 1]! : '9b98984';
 const rounds = args.includes('--rounds') ? Number(args[args.indexOf('--rounds') + 1]) : 3;
 
-type ScanText = (text: string, opts: { path?: string }) => Promise<{ rule: string; start: number; end: number; fingerprint: string }[]>;
+type ScanText = (
+  text: string,
+  opts: { path?: string },
+) => Promise<{ rule: string; start: number; end: number; fingerprint: string }[]>;
 
 function baselineTree(): string {
   const dir = mkdtempSync(join(tmpdir(), 'airlock-bench-engine-'));
@@ -44,20 +47,36 @@ function corpus(): { path: string; text: string }[] {
   return out.sort((a, b) => (a.path < b.path ? -1 : 1));
 }
 
-const cpuMs = () => { const u = process.resourceUsage(); return (u.userCPUTime + u.systemCPUTime) / 1000; };
+const cpuMs = () => {
+  const u = process.resourceUsage();
+  return (u.userCPUTime + u.systemCPUTime) / 1000;
+};
 
-async function pass(scan: ScanText, files: { path: string; text: string }[]): Promise<{ ms: number; findings: string[] }> {
+async function pass(
+  scan: ScanText,
+  files: { path: string; text: string }[],
+): Promise<{ ms: number; findings: string[] }> {
   const findings: string[] = [];
   const t0 = cpuMs();
-  for (const f of files) for (const x of await scan(f.text, { path: f.path })) findings.push(`${f.path}:${x.start}-${x.end}:${x.rule}:${x.fingerprint}`);
+  for (const f of files)
+    for (const x of await scan(f.text, { path: f.path }))
+      findings.push(`${f.path}:${x.start}-${x.end}:${x.rule}:${x.fingerprint}`);
   return { ms: cpuMs() - t0, findings };
 }
 
 const base = baselineTree();
 try {
   const engines: { name: string; scan: ScanText }[] = [
-    { name: `baseline (${baselineRef})`, scan: ((await import(pathToFileURL(join(base, 'src/secrets/engine.ts')).href)) as { scanText: ScanText }).scanText },
-    { name: 'candidate', scan: ((await import(pathToFileURL(join(ROOT, 'src/secrets/engine.ts')).href)) as { scanText: ScanText }).scanText },
+    {
+      name: `baseline (${baselineRef})`,
+      scan: ((await import(pathToFileURL(join(base, 'src/secrets/engine.ts')).href)) as { scanText: ScanText })
+        .scanText,
+    },
+    {
+      name: 'candidate',
+      scan: ((await import(pathToFileURL(join(ROOT, 'src/secrets/engine.ts')).href)) as { scanText: ScanText })
+        .scanText,
+    },
   ];
   const files = corpus();
   const mb = files.reduce((n, f) => n + f.text.length, 0) / 1e6;

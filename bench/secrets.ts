@@ -17,7 +17,9 @@ import { loadPeer, scorePeer, PEERS, type PeerSample, type Score } from './corpo
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const ROUNDS = Number(process.env.ROUNDS ?? 7);
-const slConfig = { rules: [{ id: '@secretlint/secretlint-rule-preset-recommend', rule: presetCreator }] } as Parameters<typeof secretlintBaseline>[2];
+const slConfig = { rules: [{ id: '@secretlint/secretlint-rule-preset-recommend', rule: presetCreator }] } as Parameters<
+  typeof secretlintBaseline
+>[2];
 
 type Span = { start: number; end: number };
 type Scanner = (f: CorpusFile) => Promise<Span[]>;
@@ -26,23 +28,43 @@ const secretlintAlone: Scanner = (f) => secretlintBaseline(f.content, f.path, sl
 const overlaps = (a: Span, b: Span) => a.start < b.end && a.end > b.start;
 
 async function quality(files: CorpusFile[], scan: Scanner) {
-  let tp = 0, fp = 0, found = 0, total = 0;
+  let tp = 0,
+    fp = 0,
+    found = 0,
+    total = 0;
   const fam = new Map<string, { n: number; hit: number }>();
   const fpByFamily = new Map<string, number>();
   for (const f of files) {
     const hits = await scan(f);
     for (const h of hits) {
       if (f.secrets.some((s) => overlaps(h, s))) tp++;
-      else { fp++; const k = f.lookalikes[0] ?? f.secrets[0]?.family ?? '?'; fpByFamily.set(k, (fpByFamily.get(k) ?? 0) + 1); }
+      else {
+        fp++;
+        const k = f.lookalikes[0] ?? f.secrets[0]?.family ?? '?';
+        fpByFamily.set(k, (fpByFamily.get(k) ?? 0) + 1);
+      }
     }
     for (const s of f.secrets) {
       const e = fam.get(s.family) ?? { n: 0, hit: 0 };
-      e.n++; total++;
-      if (hits.some((h) => overlaps(h, s))) { e.hit++; found++; }
+      e.n++;
+      total++;
+      if (hits.some((h) => overlaps(h, s))) {
+        e.hit++;
+        found++;
+      }
       fam.set(s.family, e);
     }
   }
-  return { precision: tp / Math.max(1, tp + fp), recall: found / Math.max(1, total), tp, fp, found, total, fam, fpByFamily };
+  return {
+    precision: tp / Math.max(1, tp + fp),
+    recall: found / Math.max(1, total),
+    tp,
+    fp,
+    found,
+    total,
+    fam,
+    fpByFamily,
+  };
 }
 
 async function throughput(files: CorpusFile[], scan: Scanner): Promise<number> {
@@ -58,14 +80,23 @@ function cliRun(dir: string): { ms: number; ok: boolean } {
   writeFileSync(rc, JSON.stringify({ rules: [{ id: '@secretlint/secretlint-rule-preset-recommend' }] }));
   const t0 = performance.now();
   // Output discarded unread: secretlint's formatters can carry the unmasked source.
-  const r = spawnSync(process.execPath, [bin, '--secretlintrc', rc, '--maskSecrets', '--format', 'compact', `${dir}/**/*`], { cwd: ROOT, stdio: 'ignore', timeout: 300_000 });
+  const r = spawnSync(
+    process.execPath,
+    [bin, '--secretlintrc', rc, '--maskSecrets', '--format', 'compact', `${dir}/**/*`],
+    { cwd: ROOT, stdio: 'ignore', timeout: 300_000 },
+  );
   return { ms: performance.now() - t0, ok: r.status === 0 || r.status === 1 };
 }
 
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 const r3 = (x: number) => x.toFixed(3);
 
-const asFile = (x: PeerSample): CorpusFile => ({ path: x.path ?? 'sample.txt', content: x.text, secrets: [], lookalikes: [] });
+const asFile = (x: PeerSample): CorpusFile => ({
+  path: x.path ?? 'sample.txt',
+  content: x.text,
+  secrets: [],
+  lookalikes: [],
+});
 
 /** Our engine and secretlint alone on one peer corpus: adjudicated and as labelled. */
 async function peerSection(peer: string): Promise<{ md: string; ours: Score }> {
@@ -73,15 +104,22 @@ async function peerSection(peer: string): Promise<{ md: string; ours: Score }> {
   const none = new Map<string, string>();
   const runOurs = (x: PeerSample) => ours(asFile(x));
   const runSl = (x: PeerSample) => secretlintAlone(asFile(x));
-  const [o, sl, oRaw, slRaw] = [await scorePeer(samples, disputes, runOurs), await scorePeer(samples, disputes, runSl), await scorePeer(samples, none, runOurs), await scorePeer(samples, none, runSl)];
-  const row = (name: string, a: Score, b: Score) => `| ${name} | ${r3(a.recall)} | ${r3(a.precision)} | ${a.tp}/${a.tp + a.fn} | ${a.fp} | ${r3(b.recall)} | ${r3(b.precision)} |`;
+  const [o, sl, oRaw, slRaw] = [
+    await scorePeer(samples, disputes, runOurs),
+    await scorePeer(samples, disputes, runSl),
+    await scorePeer(samples, none, runOurs),
+    await scorePeer(samples, none, runSl),
+  ];
+  const row = (name: string, a: Score, b: Score) =>
+    `| ${name} | ${r3(a.recall)} | ${r3(a.precision)} | ${a.tp}/${a.tp + a.fn} | ${a.fp} | ${r3(b.recall)} | ${r3(b.precision)} |`;
   const fams = [...o.byFamily].sort((a, b) => a[0].localeCompare(b[0]));
   const famRow = ([k, f]: [string, { secret: number; found: number; clean: number; flagged: number }]) => {
     const s2 = sl.byFamily.get(k);
     return `| ${k} | ${f.found}/${f.secret} | ${f.flagged}/${f.clean} | ${s2 ? `${s2.found}/${s2.secret}` : '-'} | ${s2 ? `${s2.flagged}/${s2.clean}` : '-'} |`;
   };
   const weak = fams.filter(([, f]) => f.found < f.secret || f.flagged > 0);
-  const head = '| family | Airlock found | Airlock false alarms | secretlint found | secretlint false alarms |\n| --- | --- | --- | --- | --- |';
+  const head =
+    '| family | Airlock found | Airlock false alarms | secretlint found | secretlint false alarms |\n| --- | --- | --- | --- | --- |';
   const md = `### ${peer}: ${samples.length} samples (${samples.filter((x) => x.label === 'secret').length} secret, ${samples.filter((x) => x.label === 'clean').length} clean), ${new Set(samples.map((x) => x.family)).size} families, ${disputes.size} left out by adjudication
 
 | score | Airlock recall | Airlock precision | found | false alarms | secretlint recall | secretlint precision |
@@ -113,11 +151,19 @@ async function main(): Promise<void> {
   const bytes = corpusBytes + filler.reduce((n, f) => n + Buffer.byteLength(f.content), 0);
   const all = [...corpus, ...filler];
   const mb = bytes / 1e6;
-  await throughput(all, ours); await throughput(all, secretlintAlone); // warm-up
-  const tOurs: number[] = [], tSl: number[] = [];
-  for (let r = 0; r < ROUNDS; r++) { // interleaved, alternating which goes first
-    if (r % 2) { tSl.push(await throughput(all, secretlintAlone)); tOurs.push(await throughput(all, ours)); }
-    else { tOurs.push(await throughput(all, ours)); tSl.push(await throughput(all, secretlintAlone)); }
+  await throughput(all, ours);
+  await throughput(all, secretlintAlone); // warm-up
+  const tOurs: number[] = [],
+    tSl: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    // interleaved, alternating which goes first
+    if (r % 2) {
+      tSl.push(await throughput(all, secretlintAlone));
+      tOurs.push(await throughput(all, ours));
+    } else {
+      tOurs.push(await throughput(all, ours));
+      tSl.push(await throughput(all, secretlintAlone));
+    }
   }
   const mbsOurs = mb / (median(tOurs) / 1000);
   const mbsSl = mb / (median(tSl) / 1000);
@@ -125,11 +171,18 @@ async function main(): Promise<void> {
   // Second workload: every peer sample (dense in secrets and near-misses).
   const peerFiles = PEERS.flatMap((p) => loadPeer(p).samples.map(asFile));
   const peerMb = peerFiles.reduce((n, f) => n + Buffer.byteLength(f.content), 0) / 1e6;
-  await throughput(peerFiles, ours); await throughput(peerFiles, secretlintAlone);
-  const pOurs: number[] = [], pSl: number[] = [];
+  await throughput(peerFiles, ours);
+  await throughput(peerFiles, secretlintAlone);
+  const pOurs: number[] = [],
+    pSl: number[] = [];
   for (let r = 0; r < ROUNDS; r++) {
-    if (r % 2) { pSl.push(await throughput(peerFiles, secretlintAlone)); pOurs.push(await throughput(peerFiles, ours)); }
-    else { pOurs.push(await throughput(peerFiles, ours)); pSl.push(await throughput(peerFiles, secretlintAlone)); }
+    if (r % 2) {
+      pSl.push(await throughput(peerFiles, secretlintAlone));
+      pOurs.push(await throughput(peerFiles, ours));
+    } else {
+      pOurs.push(await throughput(peerFiles, ours));
+      pSl.push(await throughput(peerFiles, secretlintAlone));
+    }
   }
   const peerOurs = peerMb / (median(pOurs) / 1000);
   const peerSl = peerMb / (median(pSl) / 1000);
@@ -145,15 +198,25 @@ async function main(): Promise<void> {
     rmSync(join(dir, 'labels.json'));
     const runs: number[] = [];
     let ok = true;
-    for (let r = 0; r < 3; r++) { const x = cliRun(dir); ok &&= x.ok; runs.push(x.ms); }
-    if (ok) cli = `${(mb / (median(runs) / 1000)).toFixed(1)} MB/s (median of 3 runs of \`secretlint "corpus/**/*"\`, secretlint 13.0.6 CLI, Node start-up and file reads included)`;
-  } finally { rmSync(tmp, { recursive: true, force: true }); }
+    for (let r = 0; r < 3; r++) {
+      const x = cliRun(dir);
+      ok &&= x.ok;
+      runs.push(x.ms);
+    }
+    if (ok)
+      cli = `${(mb / (median(runs) / 1000)).toFixed(1)} MB/s (median of 3 runs of \`secretlint "corpus/**/*"\`, secretlint 13.0.6 CLI, Node start-up and file reads included)`;
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
 
   const famRows = [...q.ours.fam.keys()].map((k) => {
-    const a = q.ours.fam.get(k)!, b = q.sl.fam.get(k)!;
+    const a = q.ours.fam.get(k)!,
+      b = q.sl.fam.get(k)!;
     return `| ${k} | ${a.n} | ${a.hit}/${a.n} | ${b.hit}/${b.n} |`;
   });
-  const fpRows = [...new Set([...q.ours.fpByFamily.keys(), ...q.sl.fpByFamily.keys()])].map((k) => `| ${k} | ${q.ours.fpByFamily.get(k) ?? 0} | ${q.sl.fpByFamily.get(k) ?? 0} |`);
+  const fpRows = [...new Set([...q.ours.fpByFamily.keys(), ...q.sl.fpByFamily.keys()])].map(
+    (k) => `| ${k} | ${q.ours.fpByFamily.get(k) ?? 0} | ${q.sl.fpByFamily.get(k) ?? 0} |`,
+  );
   const md = `## Secrets engine vs secretlint alone
 
 Reproduce: \`node bench/secrets.ts\` (corpus: \`bench/secrets-corpus.ts\`, seed ${DEFAULT_SEED}; ROUNDS=${ROUNDS}).

@@ -14,9 +14,13 @@ parentPort!.postMessage('ready');
 await new Promise((resolve) => parentPort!.once('message', resolve));
 if (w.mode === 'sqlite') {
   for (let i = 0; i < w.n; i += w.batch) {
-    store.appendMany(Array.from({ length: Math.min(w.batch, w.n - i) }, (_, k) => ({
-      type: 'process.exec', session: 'bench', data: { pid: 1000 + k, argv: ['cc', '-O2', '-c', `src/file${i + k}.c`, '-o', `obj/file${i + k}.o`] },
-    })));
+    store.appendMany(
+      Array.from({ length: Math.min(w.batch, w.n - i) }, (_, k) => ({
+        type: 'process.exec',
+        session: 'bench',
+        data: { pid: 1000 + k, argv: ['cc', '-O2', '-c', `src/file${i + k}.c`, '-o', `obj/file${i + k}.o`] },
+      })),
+    );
   }
   parentPort!.postMessage(w.n);
 } else {

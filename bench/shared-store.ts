@@ -25,7 +25,11 @@ const cluster = await PgCluster.create({ durable: true });
 /** Starts writers, waits until each is loaded (and connected), then times only their work. */
 async function timedWriters(data: object[]): Promise<number> {
   const workers = data.map((d) => new Worker(new URL('./shared-store-worker.ts', import.meta.url), { workerData: d }));
-  const message = (w: Worker) => new Promise<unknown>((resolve, reject) => { w.once('message', resolve); w.once('error', reject); });
+  const message = (w: Worker) =>
+    new Promise<unknown>((resolve, reject) => {
+      w.once('message', resolve);
+      w.once('error', reject);
+    });
   await Promise.all(workers.map(message));
   const t = performance.now();
   const done = workers.map(message);
@@ -44,19 +48,32 @@ async function timed(f: () => Promise<unknown>): Promise<number> {
 const hosts = Array.from({ length: WRITERS }, (_, i) => join(root, `host${i}.db`));
 await timedWriters(hosts.map((path) => ({ mode: 'sqlite', path, n: N, batch: 5000 })));
 
-const rates = { sqliteIngest: [] as number[], pgIngest: [] as number[], sqliteVerify: [] as number[], pgVerify: [] as number[] };
+const rates = {
+  sqliteIngest: [] as number[],
+  pgIngest: [] as number[],
+  sqliteVerify: [] as number[],
+  pgVerify: [] as number[],
+};
 try {
   for (let r = 0; r < ROUNDS; r++) {
     const file = join(root, `ingest${r}.db`);
     new AuditStore(file).close();
-    rates.sqliteIngest.push((WRITERS * N) / await timedWriters(Array.from({ length: WRITERS }, () => ({ mode: 'sqlite', path: file, n: N, batch: 500 }))));
+    rates.sqliteIngest.push(
+      (WRITERS * N) /
+        (await timedWriters(Array.from({ length: WRITERS }, () => ({ mode: 'sqlite', path: file, n: N, batch: 500 })))),
+    );
 
     const db = `ingest${r}`;
     await cluster.sql(`CREATE DATABASE ${db}`);
     const admin = new pg.Client({ connectionString: cluster.url('postgres', db) });
     await admin.connect();
     await migratePg(admin, db);
-    rates.pgIngest.push((WRITERS * N) / await timedWriters(hosts.map((path) => ({ mode: 'pg', path, url: cluster.url('postgres', db), n: N, batch: 5000 }))));
+    rates.pgIngest.push(
+      (WRITERS * N) /
+        (await timedWriters(
+          hosts.map((path) => ({ mode: 'pg', path, url: cluster.url('postgres', db), n: N, batch: 5000 })),
+        )),
+    );
 
     let events = 0;
     const sqliteSecs = await timed(async () => {
@@ -67,7 +84,8 @@ try {
     rates.sqliteVerify.push(events / sqliteSecs);
     const pgSecs = await timed(async () => {
       const v = await verifySharedStore(admin);
-      if (!v.ok || v.events < WRITERS * N) throw new Error(`the shared store does not verify: ${JSON.stringify(v).slice(0, 300)}`);
+      if (!v.ok || v.events < WRITERS * N)
+        throw new Error(`the shared store does not verify: ${JSON.stringify(v).slice(0, 300)}`);
     });
     rates.pgVerify.push((WRITERS * N) / pgSecs);
     await admin.end();

@@ -22,8 +22,11 @@ const home = join(work, 'home');
 const repo = join(work, 'repo');
 mkdirSync(repo);
 writeFileSync(join(repo, 'README.md'), '# bench\n');
-const git = (...a: string[]) => spawnSync('git', a, { cwd: repo, env: { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null' } });
-git('init', '-q'); git('add', '-A'); git('-c', 'user.name=b', '-c', 'user.email=b@b', 'commit', '-qm', 'bench');
+const git = (...a: string[]) =>
+  spawnSync('git', a, { cwd: repo, env: { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null' } });
+git('init', '-q');
+git('add', '-A');
+git('-c', 'user.name=b', '-c', 'user.email=b@b', 'commit', '-qm', 'bench');
 
 function policy(name: string, yaml: string): string {
   const p = join(work, `${name}.yaml`);
@@ -47,17 +50,23 @@ function timed(cmd: string, args: string[]): Promise<number> {
 }
 async function timedExec(s: Session, argv: string[]): Promise<number> {
   const t = performance.now();
-  await (await s.exec({ argv })).done;
+  await (
+    await s.exec({ argv })
+  ).done;
   return performance.now() - t;
 }
 
 const sessions = {} as Record<Variant, Session>;
-for (const v of names) sessions[v] = await Session.open({ repo, home, policyFile: policy(v, VARIANTS[v]), layers: { commands: null } });
+for (const v of names)
+  sessions[v] = await Session.open({ repo, home, policyFile: policy(v, VARIANTS[v]), layers: { commands: null } });
 const tracers = Object.fromEntries(names.map((v) => [v, sessions[v].mechanisms.tracing]));
 
 // 1. per command, interleaved with bare bwrap
 const bareArgs = ['--unshare-all', '--ro-bind', '/', '/', '--proc', '/proc', '--dev', '/dev', 'true'];
-const perCmd = Object.fromEntries([...names, 'bare'].map((k) => [k, [] as number[]])) as Record<Variant | 'bare', number[]>;
+const perCmd = Object.fromEntries([...names, 'bare'].map((k) => [k, [] as number[]])) as Record<
+  Variant | 'bare',
+  number[]
+>;
 for (const v of names) for (let i = 0; i < 3; i++) await timedExec(sessions[v], ['true']); // warm up
 for (let i = 0; i < N; i++) {
   perCmd.bare.push(await timed('bwrap', bareArgs));
@@ -89,12 +98,16 @@ const m = (xs: number[]) => median(xs);
 const bare = m(perCmd.bare);
 const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
 const lines = [
-  '## Process telemetry (seccomp-notify tracer vs strace vs off)', '',
+  '## Process telemetry (seccomp-notify tracer vs strace vs off)',
+  '',
   `Command: \`node bench/telemetry.ts${quick ? ' --quick' : ''}\` as root. Every variant runs in its own live session, all`,
   'interleaved in one run (bare bwrap between them), so machine load hits each alike; measured on a shared machine',
-  'under load from other test runs: read the ratios, not the absolute times.', '',
-  `Tracers the sessions got: off → \`${tracers.off}\`, default → \`${tracers.notify}\`, \`traceFileProbes: true\` → \`${tracers.strace}\`.`, '',
-  '| measure | value | baseline | ratio | target |', '| --- | ---: | ---: | ---: | --- |',
+  'under load from other test runs: read the ratios, not the absolute times.',
+  '',
+  `Tracers the sessions got: off → \`${tracers.off}\`, default → \`${tracers.notify}\`, \`traceFileProbes: true\` → \`${tracers.strace}\`.`,
+  '',
+  '| measure | value | baseline | ratio | target |',
+  '| --- | ---: | ---: | ---: | --- |',
   `| \`true\` in a running session, tracing off (median of ${N}) | ${m(perCmd.off).toFixed(1)} ms | bare \`bwrap --unshare-all true\` ${bare.toFixed(1)} ms | ${ratio(m(perCmd.off), bare)} | — |`,
   `| \`true\` in a running session, telemetry on (seccomp-notify, the default) | ${m(perCmd.notify).toFixed(1)} ms | bare bwrap ${bare.toFixed(1)} ms | ${ratio(m(perCmd.notify), bare)} | ≤ 1.5× |`,
   `| \`true\` in a running session, strace (fallback, file probes) | ${m(perCmd.strace).toFixed(1)} ms | bare bwrap ${bare.toFixed(1)} ms | ${ratio(m(perCmd.strace), bare)} | — |`,
@@ -111,10 +124,10 @@ const lines = [
   'session and on the bare host alike (last row): each exec hands the CPU to the tracer and back with a direct',
   'wake-up (seccomp user notification switches synchronously on current kernels), which keeps the traced loop',
   'on-CPU while untraced forks and waits queue behind other load; on a quiet host the two are within noise. The',
-  'per-command cost of telemetry is the tracer\'s own start (a fork, the filter, the connector subscription)',
-  'plus one group commit of the command\'s process events. The traced chain is two execs (airlock-tracer, which',
+  "per-command cost of telemetry is the tracer's own start (a fork, the filter, the connector subscription)",
+  "plus one group commit of the command's process events. The traced chain is two execs (airlock-tracer, which",
   'does rlimits, cgroup, setns, OOM score and uid drop itself, then bwrap); the untraced one is four (dash →',
-  'nsenter → choom → bwrap). What is left above bare bwrap is mostly the session\'s side of a command (the',
+  "nsenter → choom → bwrap). What is left above bare bwrap is mostly the session's side of a command (the",
   'command rules, the fsynced `command.exec` event before the command starts, spawning from Node), which the',
   'tracing-off row pays as well.',
 ];

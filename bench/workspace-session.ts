@@ -8,7 +8,9 @@ import { pathToFileURL } from 'node:url';
 
 const [srcRoot, home, repo, base] = process.argv.slice(2);
 if (!srcRoot || !home || !repo || !base) throw new Error('usage: workspace-session.ts SRC_ROOT HOME REPO BASE');
-const { Session } = await import(pathToFileURL(join(srcRoot, 'src/session/index.ts')).href) as typeof import('../src/session/index.ts');
+const { Session } = (await import(
+  pathToFileURL(join(srcRoot, 'src/session/index.ts')).href
+)) as typeof import('../src/session/index.ts');
 await import(pathToFileURL(join(srcRoot, 'src/session/layers.ts')).href);
 const t0 = performance.now();
 const s = await Session.open({ repo, home, base });

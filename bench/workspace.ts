@@ -28,7 +28,15 @@ const args = process.argv.slice(2);
 const baselineRef = args.includes('--baseline') ? args[args.indexOf('--baseline') + 1]! : 'c474396';
 const withBaseline = !args.includes('--no-baseline');
 
-const GIT_ENV = { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null', GIT_CONFIG_NOSYSTEM: '1', GIT_AUTHOR_NAME: 'b', GIT_AUTHOR_EMAIL: 'b@x', GIT_COMMITTER_NAME: 'b', GIT_COMMITTER_EMAIL: 'b@x' };
+const GIT_ENV = {
+  ...process.env,
+  GIT_CONFIG_GLOBAL: '/dev/null',
+  GIT_CONFIG_NOSYSTEM: '1',
+  GIT_AUTHOR_NAME: 'b',
+  GIT_AUTHOR_EMAIL: 'b@x',
+  GIT_COMMITTER_NAME: 'b',
+  GIT_COMMITTER_EMAIL: 'b@x',
+};
 function git(cwd: string, ...a: string[]): string {
   const r = spawnSync('git', a, { cwd, encoding: 'utf8', env: GIT_ENV, maxBuffer: 1 << 28 });
   if (r.status !== 0) throw new Error(`git ${a.join(' ')}: ${r.stderr}`);
@@ -36,7 +44,9 @@ function git(cwd: string, ...a: string[]): string {
 }
 
 function jsModule(pkg: number, file: number, rev = 0): string {
-  const parts: string[] = [`'use strict';\n// package ${pkg} module ${file} revision ${rev}\nconst util = require('./util-${file % 7}');\n`];
+  const parts: string[] = [
+    `'use strict';\n// package ${pkg} module ${file} revision ${rev}\nconst util = require('./util-${file % 7}');\n`,
+  ];
   for (let k = 0, len = 0; len < 45 * 1024; k++) {
     const fn = `function handler_${pkg}_${file}_${k}(input, options) {
   const value = util.normalize(input, { depth: ${k % 13}, label: 'item-${pkg}-${file}-${k}' });
@@ -57,7 +67,8 @@ function binary(n: number): Buffer {
 /** Builds the repository once (reused across runs while its shape is unchanged). */
 function makeRepo(): string[] {
   const marker = join(REPO, '.bench-shape');
-  if (existsSync(marker) && readFileSync(marker, 'utf8') === SHAPE) return git(REPO, 'rev-list', '--reverse', 'HEAD').split('\n');
+  if (existsSync(marker) && readFileSync(marker, 'utf8') === SHAPE)
+    return git(REPO, 'rev-list', '--reverse', 'HEAD').split('\n');
   rmSync(REPO, { recursive: true, force: true });
   mkdirSync(REPO, { recursive: true });
   git(REPO, 'init', '-q', '-b', 'main');
@@ -74,7 +85,8 @@ function makeRepo(): string[] {
     writeFileSync(join(dir, `addon-${i}.node`), binary(i < BINS ? 1.2 * 2 ** 20 : 12 * 2 ** 20), { mode: 0o755 });
   }
   mkdirSync(join(REPO, 'node_modules', '.bin'), { recursive: true });
-  for (let i = 0; i < LINKS; i++) symlinkSync(`../pkg-${i}/lib/mod-${i}.js`, join(REPO, 'node_modules', '.bin', `tool-${i}`));
+  for (let i = 0; i < LINKS; i++)
+    symlinkSync(`../pkg-${i}/lib/mod-${i}.js`, join(REPO, 'node_modules', '.bin', `tool-${i}`));
   git(REPO, '-c', 'core.compression=1', 'add', '-A');
   git(REPO, 'commit', '-qm', 'vendored node_modules');
   for (let c = 1; c <= NEW_COMMITS; c++) {
@@ -89,10 +101,18 @@ function makeRepo(): string[] {
   return git(REPO, 'rev-list', '--reverse', 'HEAD').split('\n');
 }
 
-interface Run { openMs: number; totalMs: number; hwmKiB: number; /** CPU seconds, supervisor + its children (absent from older session scripts) */ cpuS?: number }
+interface Run {
+  openMs: number;
+  totalMs: number;
+  hwmKiB: number;
+  /** CPU seconds, supervisor + its children (absent from older session scripts) */ cpuS?: number;
+}
 
 function session(src: string, home: string, base: string, repo = REPO): Run {
-  const r = spawnSync(process.execPath, [join(ROOT, 'bench', 'workspace-session.ts'), src, home, repo, base], { encoding: 'utf8', timeout: 900_000 });
+  const r = spawnSync(process.execPath, [join(ROOT, 'bench', 'workspace-session.ts'), src, home, repo, base], {
+    encoding: 'utf8',
+    timeout: 900_000,
+  });
   if (r.status !== 0) throw new Error(`session failed (${src}): ${r.stderr.slice(-2000)}`);
   return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Run;
 }
@@ -114,12 +134,20 @@ const mib = (kib: number) => `${Math.round(kib / 1024)} MiB`;
 const commits = makeRepo();
 const [first, ...later] = commits as [string, ...string[]];
 const size = git(REPO, 'count-objects', '-vH');
-const impls: { name: string; src: string; home: string }[] = [{ name: 'candidate', src: ROOT, home: mkdtempSync(join(tmpdir(), 'airlock-bench-home-')) }];
-if (withBaseline) impls.unshift({ name: `baseline (${baselineRef})`, src: baselineTree(), home: mkdtempSync(join(tmpdir(), 'airlock-bench-home-')) });
+const impls: { name: string; src: string; home: string }[] = [
+  { name: 'candidate', src: ROOT, home: mkdtempSync(join(tmpdir(), 'airlock-bench-home-')) },
+];
+if (withBaseline)
+  impls.unshift({
+    name: `baseline (${baselineRef})`,
+    src: baselineTree(),
+    home: mkdtempSync(join(tmpdir(), 'airlock-bench-home-')),
+  });
 const res = new Map<string, { first: Run; warm: Run[]; next: Run[]; nextWarm: Run[] }>();
 for (const im of impls) res.set(im.name, { first: null as unknown as Run, warm: [], next: [], nextWarm: [] });
 for (const im of impls) res.get(im.name)!.first = session(im.src, im.home, first);
-for (let i = 0; i < WARM_ROUNDS; i++) for (const im of impls) res.get(im.name)!.warm.push(session(im.src, im.home, first));
+for (let i = 0; i < WARM_ROUNDS; i++)
+  for (const im of impls) res.get(im.name)!.warm.push(session(im.src, im.home, first));
 for (const c of later) {
   for (const im of impls) {
     const r = res.get(im.name)!;
@@ -147,11 +175,15 @@ for (const [name, r] of res) {
   const next = median(r.next.map((x) => x.openMs));
   const nextWarm = median(r.nextWarm.map((x) => x.openMs));
   const cpu = (x: Run) => (x.cpuS === undefined ? '?' : `${x.cpuS.toFixed(1)} s`);
-  rows.push(`| ${name} | ${s(r.first.openMs)} | ${cpu(r.first)} | ${mib(Math.max(r.first.hwmKiB, ...r.next.map((x) => x.hwmKiB)))} | ${s(warm)} | ${s(next)} | +${s(next - nextWarm)} | ${s(median(r.warm.map((x) => x.totalMs)))} |`);
+  rows.push(
+    `| ${name} | ${s(r.first.openMs)} | ${cpu(r.first)} | ${mib(Math.max(r.first.hwmKiB, ...r.next.map((x) => x.hwmKiB)))} | ${s(warm)} | ${s(next)} | +${s(next - nextWarm)} | ${s(median(r.warm.map((x) => x.totalMs)))} |`,
+  );
 }
 const cand = res.get('candidate')!;
 const base = withBaseline ? res.get(impls[0]!.name)! : null;
-const ratio = base ? `Baseline / candidate: first session ${(base.first.openMs / cand.first.openMs).toFixed(1)}×, session on a new commit ${(median(base.next.map((x) => x.openMs)) / median(cand.next.map((x) => x.openMs))).toFixed(1)}×.` : '';
+const ratio = base
+  ? `Baseline / candidate: first session ${(base.first.openMs / cand.first.openMs).toFixed(1)}×, session on a new commit ${(median(base.next.map((x) => x.openMs)) / median(cand.next.map((x) => x.openMs))).toFixed(1)}×.`
+  : '';
 const md = `## Workspace preparation on a 1 GB repository
 
 \`node bench/workspace.ts\` — a committed node_modules-like repository (${SHAPE}; ${commits.length} commits, the later ones change ${CHANGED} files each; packed as a clone: ${/size-pack: (.*)/.exec(size)?.[1] ?? '?'}), default policy (files over 10 MiB hidden, so the history is replaced by a sanitized commit), run as ${process.getuid?.() === 0 ? 'root' : 'a user'}. Each number is \`Session.open\` (snapshot ready + sandbox started) in a fresh supervisor process; peak memory is that process's VmHWM (worker threads included, git children not). Goals: first ≤ 15 s, new commit ≤ 1 s more than unchanged, later ≤ 0.3 s, memory ≤ 256 MiB.

@@ -9,8 +9,13 @@ const longLivedNames: Rule.RuleModule = {
   meta: {
     type: 'suggestion',
     docs: { description: 'one-letter names only for short-lived variables' },
-    schema: [{ type: 'object', properties: { maxLines: { type: 'integer', minimum: 1 } }, additionalProperties: false }],
-    messages: { tooLong: "'{{name}}' is used {{span}} lines after its declaration: give it a name that says what it holds (one letter is for up to {{max}} lines)" },
+    schema: [
+      { type: 'object', properties: { maxLines: { type: 'integer', minimum: 1 } }, additionalProperties: false },
+    ],
+    messages: {
+      tooLong:
+        "'{{name}}' is used {{span}} lines after its declaration: give it a name that says what it holds (one letter is for up to {{max}} lines)",
+    },
   },
   create(context) {
     const max = (context.options[0] as { maxLines?: number } | undefined)?.maxLines ?? 20;
@@ -22,11 +27,20 @@ const longLivedNames: Rule.RuleModule = {
         if (!declared?.loc) continue;
         const uses = variable.references.map((ref) => ref.identifier.loc?.end.line ?? 0);
         const span = Math.max(declared.loc.end.line, ...uses) - declared.loc.start.line;
-        if (span > max) context.report({ node: declared, messageId: 'tooLong', data: { name: variable.name, span: String(span), max: String(max) } });
+        if (span > max)
+          context.report({
+            node: declared,
+            messageId: 'tooLong',
+            data: { name: variable.name, span: String(span), max: String(max) },
+          });
       }
       for (const child of scope.childScopes) check(child);
     };
-    return { 'Program:exit'(node) { check(context.sourceCode.getScope(node)); } };
+    return {
+      'Program:exit'(node) {
+        check(context.sourceCode.getScope(node));
+      },
+    };
   },
 };
 

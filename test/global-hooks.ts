@@ -16,9 +16,18 @@ export function globalSetup(): void {
 
 export async function globalTeardown(): Promise<void> {
   let text = '';
-  try { text = readFileSync(process.env.AIRLOCK_TEST_LEDGER!, 'utf8'); } catch { /* no session ran */ }
-  const markers: string[] = []; const namespaces: SessionNs[] = [];
-  for (const l of text.split('\n').filter(Boolean)) { const e = JSON.parse(l) as { markers: string[]; namespaces: SessionNs[] }; markers.push(...e.markers); namespaces.push(...e.namespaces); }
+  try {
+    text = readFileSync(process.env.AIRLOCK_TEST_LEDGER!, 'utf8');
+  } catch {
+    /* no session ran */
+  }
+  const markers: string[] = [];
+  const namespaces: SessionNs[] = [];
+  for (const l of text.split('\n').filter(Boolean)) {
+    const e = JSON.parse(l) as { markers: string[]; namespaces: SessionNs[] };
+    markers.push(...e.markers);
+    namespaces.push(...e.namespaces);
+  }
   rmSync(dir, { recursive: true, force: true });
   if (!markers.length) return;
   const left = await waitGone({ markers, namespaces });

@@ -24,24 +24,37 @@ export function track(dir: string): string {
 // that ended there (or everything that named a directory the test removed) must have left
 // no process, namespace or mount; after the file, every session at all. What was checked
 // goes to the suite's ledger (test/global-hooks.ts checks it once more at the very end).
-interface Tracked { verified: Set<string>; ids: Set<string>; namespaces: Map<string, SessionNs>; gone: boolean }
+interface Tracked {
+  verified: Set<string>;
+  ids: Set<string>;
+  namespaces: Map<string, SessionNs>;
+  gone: boolean;
+}
 const tracked = new Map<string, Tracked>();
 
 async function checkSessions(final: boolean): Promise<void> {
-  const markers: string[] = []; const namespaces: SessionNs[] = []; const pending: (() => void)[] = [];
+  const markers: string[] = [];
+  const namespaces: SessionNs[] = [];
+  const pending: (() => void)[] = [];
   for (const [dir, t] of tracked) {
     if (!existsSync(dir)) {
       if (t.gone) continue;
       markers.push(dir, ...[...t.ids].filter((id) => !t.verified.has(id)));
       namespaces.push(...t.namespaces.values());
-      pending.push(() => { t.gone = true; });
+      pending.push(() => {
+        t.gone = true;
+      });
       continue;
     }
     for (const s of sessionsIn(dir)) {
-      t.ids.add(s.id); for (const n of s.namespaces) t.namespaces.set(n.ns, n);
+      t.ids.add(s.id);
+      for (const n of s.namespaces) t.namespaces.set(n.ns, n);
       if (t.verified.has(s.id) || !(s.ended || final)) continue;
-      markers.push(s.id); namespaces.push(...s.namespaces);
-      pending.push(() => { t.verified.add(s.id); });
+      markers.push(s.id);
+      namespaces.push(...s.namespaces);
+      pending.push(() => {
+        t.verified.add(s.id);
+      });
     }
   }
   if (!markers.length) return;
@@ -54,7 +67,8 @@ async function checkSessions(final: boolean): Promise<void> {
     for (const s of sessionsIn(dir)) if (!s.ended) for (const n of s.namespaces) live.add(n.ns);
   }
   const left = await waitGone({ markers, namespaces: namespaces.filter((n) => !live.has(n.ns)) });
-  if (process.env.AIRLOCK_TEST_LEDGER) appendFileSync(process.env.AIRLOCK_TEST_LEDGER, JSON.stringify({ markers, namespaces }) + '\n');
+  if (process.env.AIRLOCK_TEST_LEDGER)
+    appendFileSync(process.env.AIRLOCK_TEST_LEDGER, JSON.stringify({ markers, namespaces }) + '\n');
   assert.deepEqual(left, [], 'a session left something behind');
   for (const p of pending) p();
 }
@@ -63,10 +77,17 @@ afterEach(() => checkSessions(false));
 after(() => checkSessions(true));
 
 /** A real git repository with one commit of the given files. */
-export function makeRepo(files: Record<string, string> = { 'README.md': '# demo\n' }, dir = tmp('airlock-repo-')): string {
+export function makeRepo(
+  files: Record<string, string> = { 'README.md': '# demo\n' },
+  dir = tmp('airlock-repo-'),
+): string {
   mkdirSync(dir, { recursive: true });
   const g = (...a: string[]) => {
-    const r = spawnSync('git', a, { cwd: dir, encoding: 'utf8', env: { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null', GIT_CONFIG_NOSYSTEM: '1' } });
+    const r = spawnSync('git', a, {
+      cwd: dir,
+      encoding: 'utf8',
+      env: { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null', GIT_CONFIG_NOSYSTEM: '1' },
+    });
     if (r.status !== 0) throw new Error(`git ${a.join(' ')}: ${r.stderr}`);
     return r.stdout;
   };
@@ -80,9 +101,15 @@ export function makeRepo(files: Record<string, string> = { 'README.md': '# demo\
   return dir;
 }
 
-export function airlock(args: string[], o: { cwd?: string; home: string; env?: Record<string, string>; input?: string; timeout?: number }): SpawnSyncReturns<string> {
+export function airlock(
+  args: string[],
+  o: { cwd?: string; home: string; env?: Record<string, string>; input?: string; timeout?: number },
+): SpawnSyncReturns<string> {
   return spawnSync(BIN, args, {
-    cwd: o.cwd ?? ROOT, encoding: 'utf8', input: o.input ?? '', timeout: o.timeout ?? 120_000,
+    cwd: o.cwd ?? ROOT,
+    encoding: 'utf8',
+    input: o.input ?? '',
+    timeout: o.timeout ?? 120_000,
     env: { ...process.env, AIRLOCK_HOME: o.home, NO_COLOR: '1', ...(o.env ?? {}) },
   });
 }

@@ -8,8 +8,16 @@ import { DatabaseSync } from 'node:sqlite';
 // ids, home dirs and namespaces), because other suites may run on the same machine.
 
 /** A namespace of a session, and when the session's record ends: a process that entered it later is not the session's (inode numbers are reused). */
-export interface SessionNs { ns: string; until: number }
-export interface SessionTrace { id: string; home: string; ended: boolean; namespaces: SessionNs[] }
+export interface SessionNs {
+  ns: string;
+  until: number;
+}
+export interface SessionTrace {
+  id: string;
+  home: string;
+  ended: boolean;
+  namespaces: SessionNs[];
+}
 
 /** Sessions recorded in a home's audit log (none when the home is gone). */
 export function sessionsIn(home: string): SessionTrace[] {
@@ -18,19 +26,48 @@ export function sessionsIn(home: string): SessionTrace[] {
   let h: DatabaseSync | null = null;
   try {
     h = new DatabaseSync(db, { readOnly: true });
-    const rows = h.prepare(`SELECT session, MAX(CASE WHEN type = 'session.start' THEN data END) AS start,
+    const rows = h
+      .prepare(
+        `SELECT session, MAX(CASE WHEN type = 'session.start' THEN data END) AS start,
       SUM(CASE WHEN type IN ('session.stop', 'session.failed') THEN 1 ELSE 0 END) AS ended, MAX(ts) AS last
-      FROM events WHERE session IS NOT NULL GROUP BY session`).all() as { session: string; start: string | null; ended: number; last: string }[];
+      FROM events WHERE session IS NOT NULL GROUP BY session`,
+      )
+      .all() as { session: string; start: string | null; ended: number; last: string }[];
     return rows.map((r) => {
-      const ns = r.start ? (JSON.parse(r.start) as { namespaces?: Record<string, string | null> }).namespaces ?? {} : {};
+      const ns = r.start
+        ? ((JSON.parse(r.start) as { namespaces?: Record<string, string | null> }).namespaces ?? {})
+        : {};
       const until = r.ended > 0 ? Date.parse(r.last) : Date.now();
-      return { id: r.session, home, ended: r.ended > 0, namespaces: Object.values(ns).filter((v): v is string => !!v).map((n) => ({ ns: n, until })) };
+      return {
+        id: r.session,
+        home,
+        ended: r.ended > 0,
+        namespaces: Object.values(ns)
+          .filter((v): v is string => !!v)
+          .map((n) => ({ ns: n, until })),
+      };
     });
-  } catch { return []; } finally { h?.close(); }
+  } catch {
+    return [];
+  } finally {
+    h?.close();
+  }
 }
 
-function read(p: string): string { try { return readFileSync(p, 'latin1'); } catch { return ''; } }
-function link(p: string): string { try { return readlinkSync(p); } catch { return ''; } }
+function read(p: string): string {
+  try {
+    return readFileSync(p, 'latin1');
+  } catch {
+    return '';
+  }
+}
+function link(p: string): string {
+  try {
+    return readlinkSync(p);
+  } catch {
+    return '';
+  }
+}
 
 function ownLineage(): Set<number> {
   const out = new Set<number>();
@@ -66,15 +103,24 @@ export function leftovers(o: { markers: string[]; namespaces: SessionNs[] }): st
     const text = `${read(`/proc/${pid}/cmdline`)}\0${read(`/proc/${pid}/environ`)}\0${read(`/proc/${pid}/cgroup`)}`;
     const cmd = read(`/proc/${pid}/cmdline`).replace(/\0/g, ' ').slice(0, 160);
     const m = markers.find((x) => text.includes(x));
-    if (m) { found.push(`process ${pid} (${cmd}) names ${m}`); continue; }
+    if (m) {
+      found.push(`process ${pid} (${cmd}) names ${m}`);
+      continue;
+    }
     for (const n of ['net', 'mnt', 'user', 'pid']) {
       const l = link(`/proc/${pid}/ns/${n}`);
       const until = nsUntil.get(l);
-      if (until !== undefined && startedAt(stat) <= until) { found.push(`process ${pid} (${cmd}) is in the session's ${l}`); break; }
+      if (until !== undefined && startedAt(stat) <= until) {
+        found.push(`process ${pid} (${cmd}) is in the session's ${l}`);
+        break;
+      }
     }
   }
   const mounts = read('/proc/self/mountinfo').split('\n');
-  for (const l of mounts) { const m = markers.find((x) => l.includes(x)); if (m) found.push(`mount names ${m}: ${l.slice(0, 200)}`); }
+  for (const l of mounts) {
+    const m = markers.find((x) => l.includes(x));
+    if (m) found.push(`mount names ${m}: ${l.slice(0, 200)}`);
+  }
   found.push(...runscLeftovers(markers));
   return found;
 }
@@ -88,7 +134,9 @@ function runscLeftovers(markers: string[]): string[] {
   const found: string[] = [];
   const controllers = list('/sys/fs/cgroup');
   for (const m of markers) {
-    for (const c of ['', ...controllers]) if (/^ses-/.test(m) && existsSync(join('/sys/fs/cgroup', c, m, 'cgroup.procs'))) found.push(`cgroup ${join(c, m)} outlived the session`);
+    for (const c of ['', ...controllers])
+      if (/^ses-/.test(m) && existsSync(join('/sys/fs/cgroup', c, m, 'cgroup.procs')))
+        found.push(`cgroup ${join(c, m)} outlived the session`);
     if (!m.startsWith('/')) continue;
     for (const id of list(join(m, 'sessions'))) {
       const state = list(join(m, 'sessions', id, 'sandbox', 'runsc'));
@@ -108,4 +156,10 @@ export async function waitGone(o: { markers: string[]; namespaces: SessionNs[] }
   }
 }
 
-function list(dir: string): string[] { try { return readdirSync(dir); } catch { return []; } }
+function list(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}

@@ -14,7 +14,10 @@ export interface AppliedProfile {
   /** The agent's command line inside the sandbox. */
   argv: string[];
   /** Merge into Session.open options. */
-  openOptions: Pick<OpenSessionOptions, 'agent' | 'agentVersion' | 'origin' | 'sandboxEnv' | 'readOnlyPaths' | 'allowHosts' | 'grants'>;
+  openOptions: Pick<
+    OpenSessionOptions,
+    'agent' | 'agentVersion' | 'origin' | 'sandboxEnv' | 'readOnlyPaths' | 'allowHosts' | 'grants'
+  >;
   agent: ResolvedAgent;
   /** Writes the profile's files into the sandbox home; call after Session.open, before exec. */
   prepare(session: Session): Promise<void>;
@@ -35,15 +38,19 @@ export function applyProfile(name: string, args: string[], o: ApplyOptions = {})
   const agent = resolveAgent(profile, o);
   const argv = agentArgv(agent, args);
   return {
-    argv, agent,
+    argv,
+    agent,
     openOptions: {
-      agent: name, origin,
+      agent: name,
+      origin,
       agentVersion: agent.version,
       sandboxEnv: { ...(so.sandboxEnv ?? {}), ...agent.env },
       readOnlyPaths: [...(so.readOnlyPaths ?? []), ...agent.mounts],
       allowHosts: [...new Set([...(so.allowHosts ?? []), ...agent.allowHosts])],
       // The key as a per-run credentials.brokered grant: the broker swaps the placeholder on the model hosts only.
-      grants: agent.credential ? { ...(so.grants ?? {}), credentials: { brokered: [agent.credential] } } : so.grants ?? null,
+      grants: agent.credential
+        ? { ...(so.grants ?? {}), credentials: { brokered: [agent.credential] } }
+        : (so.grants ?? null),
     },
     prepare: (s) => prepareAgent(s, agent),
   };
@@ -53,13 +60,23 @@ const WRITE_SCRIPT = 'umask 077; f="$HOME/$1"; mkdir -p -- "$(dirname -- "$f")" 
 
 /** Writes a file under the sandbox home with a command run inside the sandbox (never a host write). */
 export async function writeHomeFile(s: Session, path: string, content: string, mode = 0o600): Promise<void> {
-  const h = await s.exec({ argv: ['/bin/sh', '-c', WRITE_SCRIPT, 'airlock-agent-setup', path, mode.toString(8)], via: 'api' });
+  const h = await s.exec({
+    argv: ['/bin/sh', '-c', WRITE_SCRIPT, 'airlock-agent-setup', path, mode.toString(8)],
+    via: 'api',
+  });
   let err = '';
-  h.stderr?.on('data', (d: Buffer) => { err += d.toString(); });
+  h.stderr?.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
   h.stdout?.resume();
   h.stdin?.end(content);
   const r = await h.done;
-  if (r.status !== 0) throw new AirlockError('UNAVAILABLE', `could not write ${SANDBOX_HOME}/${path} in the sandbox (exit ${r.status}): ${err.trim().slice(0, 300)}`, 'check the session\'s audit log; the command rules must allow /bin/sh for agent setup');
+  if (r.status !== 0)
+    throw new AirlockError(
+      'UNAVAILABLE',
+      `could not write ${SANDBOX_HOME}/${path} in the sandbox (exit ${r.status}): ${err.trim().slice(0, 300)}`,
+      "check the session's audit log; the command rules must allow /bin/sh for agent setup",
+    );
 }
 
 export async function prepareAgent(s: Session, a: ResolvedAgent): Promise<void> {
@@ -67,10 +84,23 @@ export async function prepareAgent(s: Session, a: ResolvedAgent): Promise<void> 
   s.record({
     type: 'agent.setup',
     data: {
-      profile: a.profile.name, source: a.profile.source, executable: a.executable, version: a.version, mounts: a.mounts,
-      envNames: Object.keys(a.env).sort(), files: a.files.map((f) => ({ path: `${SANDBOX_HOME}/${f.path}`, sha256: fileDigest(f.content) })),
-      allowHosts: a.allowHosts, baseUrl: a.baseUrl,
-      credential: a.credential ? { name: a.credential.name, destinations: a.credential.destinations, header: a.credential.inject.header, source: a.credential.source } : null,
+      profile: a.profile.name,
+      source: a.profile.source,
+      executable: a.executable,
+      version: a.version,
+      mounts: a.mounts,
+      envNames: Object.keys(a.env).sort(),
+      files: a.files.map((f) => ({ path: `${SANDBOX_HOME}/${f.path}`, sha256: fileDigest(f.content) })),
+      allowHosts: a.allowHosts,
+      baseUrl: a.baseUrl,
+      credential: a.credential
+        ? {
+            name: a.credential.name,
+            destinations: a.credential.destinations,
+            header: a.credential.inject.header,
+            source: a.credential.source,
+          }
+        : null,
     },
   });
 }

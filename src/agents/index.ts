@@ -2,7 +2,11 @@
 // the sandbox, set up from data. See docs/modules/agents.md.
 export { builtinProfiles, allProfiles, getProfile, type AgentProfile } from './profiles.ts';
 export {
-  resolveAgent, agentArgv, refusedMount,
-  type ResolvedAgent, type ResolveOptions, type ProfileCredential,
+  resolveAgent,
+  agentArgv,
+  refusedMount,
+  type ResolvedAgent,
+  type ResolveOptions,
+  type ProfileCredential,
 } from './resolve.ts';
 export { applyProfile, prepareAgent, type AppliedProfile, type ApplyOptions } from './apply.ts';

@@ -23,7 +23,8 @@ export function builtinProfiles(): Record<string, AgentProfileSpec> {
   if (builtinCache) return builtinCache;
   const raw = parseYaml(readFileSync(BUILTIN_PROFILES_FILE, 'utf8')) as unknown;
   const r = z.record(z.string().regex(PROFILE_NAME), agentProfileSchema).safeParse(raw);
-  if (!r.success) throw new AirlockError('INTERNAL', `built-in agent profiles are invalid: ${r.error.message}`, 'reinstall Airlock');
+  if (!r.success)
+    throw new AirlockError('INTERNAL', `built-in agent profiles are invalid: ${r.error.message}`, 'reinstall Airlock');
   builtinCache = r.data;
   return builtinCache;
 }
@@ -50,7 +51,11 @@ export function allProfiles(policy?: Pick<Policy, 'agents'> | null): Record<stri
   const resolve = (name: string): AgentProfile => {
     if (out[name]) return out[name]!;
     if (resolving.has(name) || resolving.size > 8) {
-      throw new AirlockError('POLICY_INVALID', `agents.profiles.${name}: "extends" forms a cycle or is nested too deep`, 'make each profile extend a built-in (codex, claude, generic) or a profile that does');
+      throw new AirlockError(
+        'POLICY_INVALID',
+        `agents.profiles.${name}: "extends" forms a cycle or is nested too deep`,
+        'make each profile extend a built-in (codex, claude, generic) or a profile that does',
+      );
     }
     resolving.add(name);
     try {
@@ -60,7 +65,8 @@ export function allProfiles(policy?: Pick<Policy, 'agents'> | null): Record<stri
       if (!u) {
         const b = builtin[name];
         if (!b) throw unknownProfile(name, [...new Set([...Object.keys(builtin), ...Object.keys(user)])]);
-        spec = { ...b }; source = 'builtin';
+        spec = { ...b };
+        source = 'builtin';
       } else {
         const baseName = u.extends ?? (builtin[name] ? name : undefined);
         let base: Record<string, unknown> = {};
@@ -81,26 +87,44 @@ export function allProfiles(policy?: Pick<Policy, 'agents'> | null): Record<stri
       delete spec.extends;
       const parsed = agentProfileSchema.parse(spec);
       if (parsed.executable?.package && parsed.executable.path) {
-        throw new AirlockError('POLICY_INVALID', `agents.profiles.${name}.executable: give either package or path, not both`, 'remove one of them');
+        throw new AirlockError(
+          'POLICY_INVALID',
+          `agents.profiles.${name}.executable: give either package or path, not both`,
+          'remove one of them',
+        );
       }
       out[name] = { ...parsed, name, source };
       return out[name]!;
-    } finally { resolving.delete(name); }
+    } finally {
+      resolving.delete(name);
+    }
   };
   for (const n of [...Object.keys(builtin), ...Object.keys(user)]) resolve(n);
   return out;
 }
 
 function unknownProfile(name: string, known: string[]): AirlockError {
-  return new AirlockError('USAGE', `unknown agent profile: ${name}`,
-    `use one of ${[...new Set(known)].sort().join(', ')} (\`airlock agents\` lists them), or add it under agents.profiles in airlock.yaml`);
+  return new AirlockError(
+    'USAGE',
+    `unknown agent profile: ${name}`,
+    `use one of ${[...new Set(known)].sort().join(', ')} (\`airlock agents\` lists them), or add it under agents.profiles in airlock.yaml`,
+  );
 }
 
 /** One profile by name; refuses names the policy denies. */
 export function getProfile(name: string, policy?: Pick<Policy, 'agents'> | null): AgentProfile {
-  if (!PROFILE_NAME.test(name)) throw new AirlockError('USAGE', `invalid agent profile name: ${JSON.stringify(name)}`, 'profile names are lower-case letters, digits, _ and -');
+  if (!PROFILE_NAME.test(name))
+    throw new AirlockError(
+      'USAGE',
+      `invalid agent profile name: ${JSON.stringify(name)}`,
+      'profile names are lower-case letters, digits, _ and -',
+    );
   if (policy?.agents.deny.includes(name)) {
-    throw new AirlockError('DENIED', `agent profile ${name} is denied by the policy (agents.deny)`, 'use another profile or ask an admin to change agents.deny');
+    throw new AirlockError(
+      'DENIED',
+      `agent profile ${name} is denied by the policy (agents.deny)`,
+      'use another profile or ask an admin to change agents.deny',
+    );
   }
   const all = allProfiles(policy);
   const p = all[name];

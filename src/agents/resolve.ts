@@ -67,7 +67,11 @@ export interface ResolveOptions {
  * (`/home/dev/.` or a link to ~/.ssh is what it resolves to). */
 export function refusedMount(p: string): string | null {
   let real: string | null = null;
-  try { real = realpathSync(p); } catch { /* absent: the mount itself fails later */ }
+  try {
+    real = realpathSync(p);
+  } catch {
+    /* absent: the mount itself fails later */
+  }
   for (const c of [posix.resolve('/', p), ...(real ? [real] : [])]) {
     const why = refusedPath(c);
     if (why) return why;
@@ -78,10 +82,29 @@ export function refusedMount(p: string): string | null {
 function refusedPath(p: string): string | null {
   const segs = p.split('/').filter(Boolean);
   if (segs.length === 0) return 'the whole host filesystem';
-  if (['proc', 'sys', 'dev', 'run', 'boot'].includes(segs[0]!) || (segs[0] === 'var' && segs[1] === 'run')) return 'host kernel/runtime state';
-  if ((segs[0] === 'home' && segs.length <= 2) || (segs[0] === 'root' && segs.length === 1)) return 'a whole home directory';
+  if (['proc', 'sys', 'dev', 'run', 'boot'].includes(segs[0]!) || (segs[0] === 'var' && segs[1] === 'run'))
+    return 'host kernel/runtime state';
+  if ((segs[0] === 'home' && segs.length <= 2) || (segs[0] === 'root' && segs.length === 1))
+    return 'a whole home directory';
   if (p === '/etc/shadow' || p === '/etc/gshadow' || p.startsWith('/etc/ssh')) return 'host authentication data';
-  const secret = ['.ssh', '.aws', '.gnupg', '.kube', '.docker', '.azure', '.netrc', '.git-credentials', '.npmrc', '.pypirc', '.config/gcloud', '.config/gh', '.codex', '.claude', '.claude.json', '.airlock'];
+  const secret = [
+    '.ssh',
+    '.aws',
+    '.gnupg',
+    '.kube',
+    '.docker',
+    '.azure',
+    '.netrc',
+    '.git-credentials',
+    '.npmrc',
+    '.pypirc',
+    '.config/gcloud',
+    '.config/gh',
+    '.codex',
+    '.claude',
+    '.claude.json',
+    '.airlock',
+  ];
   for (let i = 0; i < segs.length; i++) {
     const rest = segs.slice(i).join('/');
     if (secret.some((s) => rest === s || rest.startsWith(s + '/'))) return `a credential store (${segs[i]})`;
@@ -101,7 +124,13 @@ function findPackageDir(name: string, from: string): string | null {
   return null;
 }
 
-function readPkg(dir: string): { name?: string; version?: string; bin?: string | Record<string, string>; dependencies?: Record<string, string>; optionalDependencies?: Record<string, string> } {
+function readPkg(dir: string): {
+  name?: string;
+  version?: string;
+  bin?: string | Record<string, string>;
+  dependencies?: Record<string, string>;
+  optionalDependencies?: Record<string, string>;
+} {
   return JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as ReturnType<typeof readPkg>;
 }
 
@@ -109,8 +138,11 @@ function readPkg(dir: string): { name?: string; version?: string; bin?: string |
 export function packageClosure(name: string, root: string): { dir: string; dirs: string[] } {
   const dir = findPackageDir(name, root);
   if (!dir) {
-    throw new AirlockError('NOT_FOUND', `agent package ${name} is not installed next to Airlock (${root})`,
-      `install it: npm install --save-exact ${name}  (or give the executable's path in the profile: executable.path)`);
+    throw new AirlockError(
+      'NOT_FOUND',
+      `agent package ${name} is not installed next to Airlock (${root})`,
+      `install it: npm install --save-exact ${name}  (or give the executable's path in the profile: executable.path)`,
+    );
   }
   const seen = new Set<string>([dir]);
   const queue = [dir];
@@ -121,7 +153,12 @@ export function packageClosure(name: string, root: string): { dir: string; dirs:
       const dd = findPackageDir(dep, d);
       if (!dd || seen.has(dd)) continue; // optional deps of other platforms are simply absent
       seen.add(dd);
-      if (seen.size > MAX_PACKAGES) throw new AirlockError('UNAVAILABLE', `agent package ${name} has more than ${MAX_PACKAGES} installed dependencies`, 'install it into its own directory and give executable.path plus mounts');
+      if (seen.size > MAX_PACKAGES)
+        throw new AirlockError(
+          'UNAVAILABLE',
+          `agent package ${name} has more than ${MAX_PACKAGES} installed dependencies`,
+          'install it into its own directory and give executable.path plus mounts',
+        );
       queue.push(dd);
     }
   }
@@ -133,7 +170,12 @@ function binOf(dir: string, pkgName: string, bin?: string): string {
   const bins = typeof pkg.bin === 'string' ? { [basename(pkgName)]: pkg.bin } : (pkg.bin ?? {});
   const key = bin ?? Object.keys(bins)[0];
   const rel = key ? bins[key] : undefined;
-  if (!rel) throw new AirlockError('POLICY_INVALID', `package ${pkgName} has no executable ${bin ?? ''} in its "bin" map`, `use one of: ${Object.keys(bins).join(', ') || '(none)'}`);
+  if (!rel)
+    throw new AirlockError(
+      'POLICY_INVALID',
+      `package ${pkgName} has no executable ${bin ?? ''} in its "bin" map`,
+      `use one of: ${Object.keys(bins).join(', ') || '(none)'}`,
+    );
   return realpathSync(join(dir, rel));
 }
 
@@ -149,7 +191,13 @@ export function nodeRuntime(execPath = process.execPath): { mount: string | null
 function fill(s: string, vars: Record<string, string>, where: string): string {
   return s.replace(/\{\{(\w+)\}\}/g, (m, k: string) => {
     if (k in vars) return vars[k]!;
-    throw new AirlockError('POLICY_INVALID', `${where}: unknown template ${m}`, `use one of ${Object.keys(vars).map((v) => `{{${v}}}`).join(', ')}`);
+    throw new AirlockError(
+      'POLICY_INVALID',
+      `${where}: unknown template ${m}`,
+      `use one of ${Object.keys(vars)
+        .map((v) => `{{${v}}}`)
+        .join(', ')}`,
+    );
   });
 }
 
@@ -180,34 +228,72 @@ export function resolveAgent(profile: AgentProfile, opts: ResolveOptions = {}): 
     mounts.push(...dirs);
   } else if (ex?.path) {
     let real: string;
-    try { real = realpathSync(ex.path); } catch { throw new AirlockError('NOT_FOUND', `${where}: executable ${ex.path} does not exist`, 'install the agent or fix executable.path'); }
-    if (!statSync(real).isFile()) throw new AirlockError('POLICY_INVALID', `${where}: executable ${ex.path} is not a file`, 'point executable.path at the program');
+    try {
+      real = realpathSync(ex.path);
+    } catch {
+      throw new AirlockError(
+        'NOT_FOUND',
+        `${where}: executable ${ex.path} does not exist`,
+        'install the agent or fix executable.path',
+      );
+    }
+    if (!statSync(real).isFile())
+      throw new AirlockError(
+        'POLICY_INVALID',
+        `${where}: executable ${ex.path} is not a file`,
+        'point executable.path at the program',
+      );
     executable = real;
     if (!SYSTEM_PREFIXES.some((p) => real.startsWith(p))) mounts.push(dirname(real));
   }
   for (const m of profile.mounts ?? []) mounts.push(m);
   for (const m of mounts) {
     const why = refusedMount(m);
-    if (why) throw new AirlockError('POLICY_INVALID', `${where}: refusing to mount ${m} into the sandbox: it is ${why}`, 'mount only the agent\'s program and runtime directories');
+    if (why)
+      throw new AirlockError(
+        'POLICY_INVALID',
+        `${where}: refusing to mount ${m} into the sandbox: it is ${why}`,
+        "mount only the agent's program and runtime directories",
+      );
   }
 
   const model = profile.model ?? {};
   const baseUrl = opts.baseUrl ?? model.baseUrl ?? null;
   if (opts.baseUrl) {
-    try { const u = new URL(opts.baseUrl); if (!/^https?:$/.test(u.protocol)) throw new Error('scheme'); } catch {
-      throw new AirlockError('USAGE', `invalid model base URL: ${opts.baseUrl}`, 'give an http(s) URL such as https://llm-gateway.example.com/v1');
+    try {
+      const u = new URL(opts.baseUrl);
+      if (!/^https?:$/.test(u.protocol)) throw new Error('scheme');
+    } catch {
+      throw new AirlockError(
+        'USAGE',
+        `invalid model base URL: ${opts.baseUrl}`,
+        'give an http(s) URL such as https://llm-gateway.example.com/v1',
+      );
     }
   }
   const hostGrants = new Set<string>(model.hosts ?? []);
   const boundHosts = new Set<string>((model.hosts ?? []).map((h) => h.replace(/:\d+$/, '')));
-  if (baseUrl) { const hp = hostPortOf(baseUrl); hostGrants.add(hp.grant); boundHosts.add(hp.host); }
+  if (baseUrl) {
+    const hp = hostPortOf(baseUrl);
+    hostGrants.add(hp.grant);
+    boundHosts.add(hp.host);
+  }
   // A redirected base URL replaces the vendor hosts: the key goes only where the agent is pointed.
-  if (opts.baseUrl) { hostGrants.clear(); boundHosts.clear(); const hp = hostPortOf(opts.baseUrl); hostGrants.add(hp.grant); boundHosts.add(hp.host); }
+  if (opts.baseUrl) {
+    hostGrants.clear();
+    boundHosts.clear();
+    const hp = hostPortOf(opts.baseUrl);
+    hostGrants.add(hp.grant);
+    boundHosts.add(hp.host);
+  }
 
   let credential: ProfileCredential | null = null;
   let placeholder: string | null = null;
   const vars: Record<string, string> = {
-    home: SANDBOX_HOME, baseUrl: baseUrl ?? '', keyEnv: model.keyEnv ?? '', model: model.model ?? '',
+    home: SANDBOX_HOME,
+    baseUrl: baseUrl ?? '',
+    keyEnv: model.keyEnv ?? '',
+    model: model.model ?? '',
   };
   const env: Record<string, string> = {};
   if (profile.node) {
@@ -217,7 +303,11 @@ export function resolveAgent(profile: AgentProfile, opts: ResolveOptions = {}): 
   }
   for (const [k, v] of Object.entries(profile.env ?? {})) {
     if (looksLikeCredential(k)) {
-      throw new AirlockError('POLICY_INVALID', `${where}: env ${k} looks like a credential and is never set inside the sandbox`, 'declare it as model.keyEnv so the gateway brokers it');
+      throw new AirlockError(
+        'POLICY_INVALID',
+        `${where}: env ${k} looks like a credential and is never set inside the sandbox`,
+        'declare it as model.keyEnv so the gateway brokers it',
+      );
     }
     env[k] = fill(v, vars, `${where} env ${k}`);
   }
@@ -229,18 +319,43 @@ export function resolveAgent(profile: AgentProfile, opts: ResolveOptions = {}): 
     const i = header.indexOf(':');
     const ports = new Map<string, number>();
     for (const h of model.hosts ?? []) ports.set(h.replace(/:\d+$/, ''), Number(/:(\d+)$/.exec(h)?.[1] ?? 443));
-    if (baseUrl) { const u = new URL(baseUrl); ports.set(u.hostname, Number(u.port || (u.protocol === 'https:' ? 443 : 80))); }
-    if (opts.baseUrl) { ports.clear(); const u = new URL(opts.baseUrl); ports.set(u.hostname, Number(u.port || (u.protocol === 'https:' ? 443 : 80))); }
+    if (baseUrl) {
+      const u = new URL(baseUrl);
+      ports.set(u.hostname, Number(u.port || (u.protocol === 'https:' ? 443 : 80)));
+    }
+    if (opts.baseUrl) {
+      ports.clear();
+      const u = new URL(opts.baseUrl);
+      ports.set(u.hostname, Number(u.port || (u.protocol === 'https:' ? 443 : 80)));
+    }
     credential = {
       name: model.keyEnv,
       source: model.keySource?.file ? { file: model.keySource.file } : { env: model.keySource?.env ?? model.keyEnv },
-      destinations: [...ports].filter(([h]) => boundHosts.has(h)).map(([host, port]) => ({ host, port })).sort((a, b) => a.host.localeCompare(b.host)),
+      destinations: [...ports]
+        .filter(([h]) => boundHosts.has(h))
+        .map(([host, port]) => ({ host, port }))
+        .sort((a, b) => a.host.localeCompare(b.host)),
       inject: { header: header.slice(0, i).trim(), template: header.slice(i + 1).trim() },
       description: `model API key of agent profile ${profile.name}`,
     };
   }
-  const files = (profile.files ?? []).map((f) => ({ path: f.path, content: fill(f.content, vars, `${where} file ${f.path}`), mode: f.mode ?? 0o600 }));
-  return { profile, executable, version, mounts: [...new Set(mounts)], env, files, allowHosts: [...hostGrants].sort(), credential, placeholder, baseUrl };
+  const files = (profile.files ?? []).map((f) => ({
+    path: f.path,
+    content: fill(f.content, vars, `${where} file ${f.path}`),
+    mode: f.mode ?? 0o600,
+  }));
+  return {
+    profile,
+    executable,
+    version,
+    mounts: [...new Set(mounts)],
+    env,
+    files,
+    allowHosts: [...hostGrants].sort(),
+    credential,
+    placeholder,
+    baseUrl,
+  };
 }
 
 /** The agent's argv from the user's arguments (non-interactive form, executable first). */
@@ -248,7 +363,8 @@ export function agentArgv(a: Pick<ResolvedAgent, 'profile' | 'executable'>, user
   const p = a.profile;
   const args = [...userArgs];
   if (a.executable === null) {
-    if (!args.length) throw new AirlockError('USAGE', 'no command given', 'pass the command after --, e.g. airlock run -- npm test');
+    if (!args.length)
+      throw new AirlockError('USAGE', 'no command given', 'pass the command after --, e.g. airlock run -- npm test');
     return args;
   }
   const strip = p.args?.strip ?? [];

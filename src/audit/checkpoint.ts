@@ -1,8 +1,25 @@
 import {
-  createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, sign, verify as edVerify,
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  randomUUID,
+  sign,
+  verify as edVerify,
   type KeyObject,
 } from 'node:crypto';
-import { closeSync, existsSync, fstatSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  fsyncSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { AirlockError, airlockHome, homeLayout } from '../common/index.ts';
 import { MerkleFrontier, eventLeafHash } from './merkle.ts';
@@ -18,7 +35,6 @@ type Sql = Pick<AuditTables, 'exec' | 'prepare'>;
 
 export const KEY_FILE = 'audit-ed25519.pem';
 export const PUBKEY_FILE = 'audit-ed25519.pub.pem';
-
 
 export interface Checkpoint {
   id: number;
@@ -39,17 +55,28 @@ export function checkpointText(c: Pick<Checkpoint, 'logId' | 'size' | 'root' | '
 }
 
 export function keyId(pub: KeyObject): string {
-  return createHash('sha256').update(pub.export({ type: 'spki', format: 'der' })).digest('hex').slice(0, 16);
+  return createHash('sha256')
+    .update(pub.export({ type: 'spki', format: 'der' }))
+    .digest('hex')
+    .slice(0, 16);
 }
 
 export function keyDir(): string {
   return homeLayout(airlockHome()).keys;
 }
 
-export interface SigningKey { privateKey: KeyObject; publicKey: KeyObject; keyId: string }
+export interface SigningKey {
+  privateKey: KeyObject;
+  publicKey: KeyObject;
+  keyId: string;
+}
 
 /** Which key a directory holds: the audit checkpoint key, or another Ed25519 key kept the same way. */
-export interface KeyFiles { key: string; pub: string; what: string }
+export interface KeyFiles {
+  key: string;
+  pub: string;
+  what: string;
+}
 export const AUDIT_KEY_FILES: KeyFiles = { key: KEY_FILE, pub: PUBKEY_FILE, what: 'audit signing key' };
 
 /**
@@ -66,7 +93,8 @@ export function loadSigningKey(dir = keyDir(), files: KeyFiles = AUDIT_KEY_FILES
   const key = readSigningKey(file, files.what);
   // the public half of the key that won, never of a key that lost the race to be written
   // (public, but the data dir is private throughout)
-  if (!existsSync(join(dir, files.pub))) publishOnce(join(dir, files.pub), key.publicKey.export({ type: 'spki', format: 'pem' }) as string);
+  if (!existsSync(join(dir, files.pub)))
+    publishOnce(join(dir, files.pub), key.publicKey.export({ type: 'spki', format: 'pem' }) as string);
   return key;
 }
 
@@ -77,30 +105,63 @@ export function loadSigningKey(dir = keyDir(), files: KeyFiles = AUDIT_KEY_FILES
 function publishOnce(file: string, content: string): void {
   const tmp = `${file}.${process.pid}.${randomUUID()}.tmp`;
   const fd = openSync(tmp, 'wx', 0o600);
-  try { writeSync(fd, content); fsyncSync(fd); } finally { closeSync(fd); }
-  try { linkSync(tmp, file); } catch (e) {
+  try {
+    writeSync(fd, content);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  try {
+    linkSync(tmp, file);
+  } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e; // another process won the race: its file stands
-  } finally { unlinkSync(tmp); }
+  } finally {
+    unlinkSync(tmp);
+  }
 }
 
 /** Reads an Ed25519 private key PEM that only its owner can read. */
 export function readSigningKey(file: string, what: string): SigningKey {
   let fd: number;
-  try { fd = openSync(file, 'r'); } catch {
-    throw new AirlockError('NOT_FOUND', `${what} ${file} cannot be read`, 'check the path, or unset it to use the key Airlock keeps under AIRLOCK_HOME/keys');
+  try {
+    fd = openSync(file, 'r');
+  } catch {
+    throw new AirlockError(
+      'NOT_FOUND',
+      `${what} ${file} cannot be read`,
+      'check the path, or unset it to use the key Airlock keeps under AIRLOCK_HOME/keys',
+    );
   }
   let pem: string;
   try {
     const st = fstatSync(fd);
     if ((st.mode & 0o077) !== 0) {
-      throw new AirlockError('BAD_STATE', `${what} ${file} is readable by group or others (mode ${(st.mode & 0o777).toString(8)})`,
-        `run: chmod 600 ${file} (and rotate the key if others may have read it)`);
+      throw new AirlockError(
+        'BAD_STATE',
+        `${what} ${file} is readable by group or others (mode ${(st.mode & 0o777).toString(8)})`,
+        `run: chmod 600 ${file} (and rotate the key if others may have read it)`,
+      );
     }
     pem = readFileSync(fd, 'utf8');
-  } finally { closeSync(fd); }
+  } finally {
+    closeSync(fd);
+  }
   let privateKey: KeyObject;
-  try { privateKey = createPrivateKey(pem); } catch { throw new AirlockError('USAGE', `${what} ${file} is not a PEM private key`, 'use an Ed25519 key in PKCS#8 PEM (openssl genpkey -algorithm ed25519)'); }
-  if (privateKey.asymmetricKeyType !== 'ed25519') throw new AirlockError('USAGE', `${what} ${file} is a ${privateKey.asymmetricKeyType} key, not Ed25519`, 'use an Ed25519 key (openssl genpkey -algorithm ed25519)');
+  try {
+    privateKey = createPrivateKey(pem);
+  } catch {
+    throw new AirlockError(
+      'USAGE',
+      `${what} ${file} is not a PEM private key`,
+      'use an Ed25519 key in PKCS#8 PEM (openssl genpkey -algorithm ed25519)',
+    );
+  }
+  if (privateKey.asymmetricKeyType !== 'ed25519')
+    throw new AirlockError(
+      'USAGE',
+      `${what} ${file} is a ${privateKey.asymmetricKeyType} key, not Ed25519`,
+      'use an Ed25519 key (openssl genpkey -algorithm ed25519)',
+    );
   const publicKey = createPublicKey(privateKey);
   return { privateKey, publicKey, keyId: keyId(publicKey) };
 }
@@ -108,19 +169,41 @@ export function readSigningKey(file: string, what: string): SigningKey {
 /** The public key alone: from the key dir (derived from the private key when only it exists) or a PEM file. */
 export function loadPublicKey(pemFile?: string, dir = keyDir()): KeyObject {
   if (pemFile) {
-    if (!existsSync(pemFile)) throw new AirlockError('NOT_FOUND', `public key file not found: ${pemFile}`, 'get it with `airlock audit pubkey > audit.pub.pem` on the host that signed');
-    try { return createPublicKey(readFileSync(pemFile, 'utf8')); } catch {
-      throw new AirlockError('USAGE', `${pemFile} is not a PEM public key`, 'pass the output of `airlock audit pubkey`');
+    if (!existsSync(pemFile))
+      throw new AirlockError(
+        'NOT_FOUND',
+        `public key file not found: ${pemFile}`,
+        'get it with `airlock audit pubkey > audit.pub.pem` on the host that signed',
+      );
+    try {
+      return createPublicKey(readFileSync(pemFile, 'utf8'));
+    } catch {
+      throw new AirlockError(
+        'USAGE',
+        `${pemFile} is not a PEM public key`,
+        'pass the output of `airlock audit pubkey`',
+      );
     }
   }
   const pub = join(dir, PUBKEY_FILE);
   if (existsSync(pub)) return createPublicKey(readFileSync(pub, 'utf8'));
   if (existsSync(join(dir, KEY_FILE))) return loadSigningKey(dir).publicKey;
-  throw new AirlockError('NOT_FOUND', `no audit signing key in ${dir}`, 'a key is created at the first checkpoint; or pass --pubkey FILE');
+  throw new AirlockError(
+    'NOT_FOUND',
+    `no audit signing key in ${dir}`,
+    'a key is created at the first checkpoint; or pass --pubkey FILE',
+  );
 }
 
-export function verifyCheckpointSignature(c: Pick<Checkpoint, 'logId' | 'size' | 'root' | 'ts' | 'signature'>, pub: KeyObject): boolean {
-  try { return edVerify(null, Buffer.from(checkpointText(c)), pub, Buffer.from(c.signature, 'base64')); } catch { return false; }
+export function verifyCheckpointSignature(
+  c: Pick<Checkpoint, 'logId' | 'size' | 'root' | 'ts' | 'signature'>,
+  pub: KeyObject,
+): boolean {
+  try {
+    return edVerify(null, Buffer.from(checkpointText(c)), pub, Buffer.from(c.signature, 'base64'));
+  } catch {
+    return false;
+  }
 }
 
 export function logId(store: AuditStore): string {
@@ -128,19 +211,41 @@ export function logId(store: AuditStore): string {
   return store.getKv('audit.logId') ?? store.setKvOnce('audit.logId', randomUUID());
 }
 
-interface CpRow { id: number; size: number; root: string; ts: string; reason: string; log_id: string; key_id: string; signature: string; frontier: string }
+interface CpRow {
+  id: number;
+  size: number;
+  root: string;
+  ts: string;
+  reason: string;
+  log_id: string;
+  key_id: string;
+  signature: string;
+  frontier: string;
+}
 const toCheckpoint = (r: CpRow): Checkpoint => ({
-  id: r.id, logId: r.log_id, size: r.size, root: r.root, ts: r.ts, reason: r.reason, keyId: r.key_id, signature: r.signature,
+  id: r.id,
+  logId: r.log_id,
+  size: r.size,
+  root: r.root,
+  ts: r.ts,
+  reason: r.reason,
+  keyId: r.key_id,
+  signature: r.signature,
 });
 
 export function listCheckpoints(db: Sql): Checkpoint[] {
   try {
-    return (db.prepare('SELECT * FROM audit_checkpoints ORDER BY id ASC').all() as unknown as CpRow[]).map(toCheckpoint);
-  } catch { return []; }
+    return (db.prepare('SELECT * FROM audit_checkpoints ORDER BY id ASC').all() as unknown as CpRow[]).map(
+      toCheckpoint,
+    );
+  } catch {
+    return [];
+  }
 }
 
 export function latestCheckpoint(db: Sql, minSize = 0): Checkpoint | undefined {
-  const r = db.prepare('SELECT * FROM audit_checkpoints WHERE size >= ? ORDER BY id DESC LIMIT 1').get(minSize) as CpRow | undefined;
+  const r = db.prepare('SELECT * FROM audit_checkpoints WHERE size >= ? ORDER BY id DESC LIMIT 1').get(minSize) as
+    CpRow | undefined;
   return r ? toCheckpoint(r) : undefined;
 }
 
@@ -164,9 +269,11 @@ export function checkpoint(store: AuditStore, reason: string, opts: CheckpointOp
   db.exec('BEGIN IMMEDIATE');
   try {
     const last = db.prepare('SELECT * FROM audit_checkpoints ORDER BY id DESC LIMIT 1').get() as CpRow | undefined;
-    const head = db.prepare('SELECT seq, type FROM events ORDER BY seq DESC LIMIT 1').get() as { seq: number; type: string } | undefined;
+    const head = db.prepare('SELECT seq, type FROM events ORDER BY seq DESC LIMIT 1').get() as
+      { seq: number; type: string } | undefined;
     const headSeq = head?.seq ?? 0;
-    const nothingNew = last && (headSeq === last.size || (headSeq === last.size + 1 && head?.type === 'audit.checkpoint'));
+    const nothingNew =
+      last && (headSeq === last.size || (headSeq === last.size + 1 && head?.type === 'audit.checkpoint'));
     if (nothingNew && !opts.force) {
       db.exec('COMMIT');
       return toCheckpoint(last);
@@ -177,12 +284,23 @@ export function checkpoint(store: AuditStore, reason: string, opts: CheckpointOp
     // earlier key cannot be checked here, so the tree is rebuilt from the events instead.
     if (last && last.key_id === key.keyId) {
       if (last.log_id !== log || !verifyCheckpointSignature(toCheckpoint(last), key.publicKey)) {
-        const why = last.log_id !== log ? `belongs to log ${last.log_id}, not to this log` : 'its signature does not verify with this host\'s key';
-        throw new AirlockError('TAMPERED', `checkpoint #${last.id}: ${why}`, 'run `airlock audit verify` to find the tampered record');
+        const why =
+          last.log_id !== log
+            ? `belongs to log ${last.log_id}, not to this log`
+            : "its signature does not verify with this host's key";
+        throw new AirlockError(
+          'TAMPERED',
+          `checkpoint #${last.id}: ${why}`,
+          'run `airlock audit verify` to find the tampered record',
+        );
       }
       frontier = MerkleFrontier.from(last.size, JSON.parse(last.frontier) as string[]);
       if (frontier.root().toString('hex') !== last.root) {
-        throw new AirlockError('TAMPERED', `checkpoint #${last.id}: stored frontier does not match its signed root`, 'run `airlock audit verify` to find the tampered record');
+        throw new AirlockError(
+          'TAMPERED',
+          `checkpoint #${last.id}: stored frontier does not match its signed root`,
+          'run `airlock audit verify` to find the tampered record',
+        );
       }
     }
     const stmt = db.prepare('SELECT seq, hash FROM events WHERE seq > ? ORDER BY seq ASC LIMIT 20000');
@@ -192,30 +310,66 @@ export function checkpoint(store: AuditStore, reason: string, opts: CheckpointOp
       const rows = stmt.all(after) as unknown as [number, string][];
       if (rows.length === 0) break;
       for (const [seq, h] of rows) {
-        if (seq !== frontier.size + 1) throw new AirlockError('TAMPERED', `event ${frontier.size + 1} is missing from the log`, 'run `airlock audit verify`');
+        if (seq !== frontier.size + 1)
+          throw new AirlockError(
+            'TAMPERED',
+            `event ${frontier.size + 1} is missing from the log`,
+            'run `airlock audit verify`',
+          );
         frontier.pushLeafHash(eventLeafHash(h));
       }
       after = rows[rows.length - 1]![0];
     }
     const ts = new Date().toISOString();
     const root = frontier.root().toString('hex');
-    const signature = sign(null, Buffer.from(checkpointText({ logId: log, size: frontier.size, root, ts })), key.privateKey).toString('base64');
-    const res = db.prepare('INSERT INTO audit_checkpoints (size, root, ts, reason, log_id, key_id, signature, frontier) VALUES (?,?,?,?,?,?,?,?)')
+    const signature = sign(
+      null,
+      Buffer.from(checkpointText({ logId: log, size: frontier.size, root, ts })),
+      key.privateKey,
+    ).toString('base64');
+    const res = db
+      .prepare(
+        'INSERT INTO audit_checkpoints (size, root, ts, reason, log_id, key_id, signature, frontier) VALUES (?,?,?,?,?,?,?,?)',
+      )
       .run(frontier.size, root, ts, reason, log, key.keyId, signature, JSON.stringify(frontier.toHex()));
-    made = { id: Number(res.lastInsertRowid), logId: log, size: frontier.size, root, ts, reason, keyId: key.keyId, signature };
+    made = {
+      id: Number(res.lastInsertRowid),
+      logId: log,
+      size: frontier.size,
+      root,
+      ts,
+      reason,
+      keyId: key.keyId,
+      signature,
+    };
     db.exec('COMMIT');
   } catch (e) {
     if (db.isTransaction) db.exec('ROLLBACK');
     throw e;
   }
   store.append({
-    type: 'audit.checkpoint', severity: 'info', rule: 'telemetry.checkpoint',
-    data: { checkpointId: made.id, logId: made.logId, size: made.size, root: made.root, time: made.ts, reason, keyId: made.keyId, signature: made.signature },
+    type: 'audit.checkpoint',
+    severity: 'info',
+    rule: 'telemetry.checkpoint',
+    data: {
+      checkpointId: made.id,
+      logId: made.logId,
+      size: made.size,
+      root: made.root,
+      time: made.ts,
+      reason,
+      keyId: made.keyId,
+      signature: made.signature,
+    },
   });
   return made;
 }
 
-export interface CheckpointSchedule { everyEvents: number; everySeconds: number; keyDir?: string }
+export interface CheckpointSchedule {
+  everyEvents: number;
+  everySeconds: number;
+  keyDir?: string;
+}
 
 /**
  * Checkpoints every `everyEvents` appended events and every `everySeconds` when the log
@@ -228,22 +382,46 @@ export function startCheckpointer(store: AuditStore, sched: CheckpointSchedule):
   const run = (reason: string) => {
     if (busy) return;
     busy = true;
-    try { checkpoint(store, reason, { keyDir: sched.keyDir }); pending = 0; } catch (e) {
+    try {
+      checkpoint(store, reason, { keyDir: sched.keyDir });
+      pending = 0;
+    } catch (e) {
       try {
-        store.append({ type: 'audit.checkpoint_failed', severity: 'high', rule: 'telemetry.checkpoint', data: { error: e instanceof Error ? e.message : String(e) } });
-      } catch { /* store unavailable: nothing more to do here */ }
-    } finally { busy = false; }
+        store.append({
+          type: 'audit.checkpoint_failed',
+          severity: 'high',
+          rule: 'telemetry.checkpoint',
+          data: { error: e instanceof Error ? e.message : String(e) },
+        });
+      } catch {
+        /* store unavailable: nothing more to do here */
+      }
+    } finally {
+      busy = false;
+    }
   };
   const off = store.onAppend((e) => {
     if (e.type.startsWith('audit.checkpoint')) return;
     pending += 1;
     if (pending >= sched.everyEvents && !scheduled) {
       scheduled = true;
-      setImmediate(() => { scheduled = false; run('every-n-events'); });
+      setImmediate(() => {
+        scheduled = false;
+        run('every-n-events');
+      });
     }
   });
-  const timer = setInterval(() => { if (store.tables.prepare('SELECT 1 FROM events LIMIT 1').get()) run('interval'); }, Math.max(1, sched.everySeconds) * 1000);
+  const timer = setInterval(
+    () => {
+      if (store.tables.prepare('SELECT 1 FROM events LIMIT 1').get()) run('interval');
+    },
+    Math.max(1, sched.everySeconds) * 1000,
+  );
   timer.unref();
-  return { stop() { off(); clearInterval(timer); } };
+  return {
+    stop() {
+      off();
+      clearInterval(timer);
+    },
+  };
 }
-

@@ -23,8 +23,15 @@ export const GENESIS_HASH = '0'.repeat(64);
 /** The hashed body: everything but the hashes themselves (RFC 8785 canonical JSON). */
 export function eventBody(e: Omit<AuditEvent, 'hash' | 'prevHash'>): string {
   return canonicalJson({
-    seq: e.seq, id: e.id, ts: e.ts, type: e.type, session: e.session, severity: e.severity,
-    decision: e.decision, rule: e.rule, data: e.data,
+    seq: e.seq,
+    id: e.id,
+    ts: e.ts,
+    type: e.type,
+    session: e.session,
+    severity: e.severity,
+    decision: e.decision,
+    rule: e.rule,
+    data: e.data,
   });
 }
 
@@ -36,8 +43,15 @@ export function eventBody(e: Omit<AuditEvent, 'hash' | 'prevHash'>): string {
  * data is JSON-escaped, so no other tuple of columns yields the same string.
  */
 export function eventBodyFromParts(
-  seq: number, id: string, ts: string, type: string, session: string | null, severity: string,
-  decision: string | null, rule: string | null, dataText: string,
+  seq: number,
+  id: string,
+  ts: string,
+  type: string,
+  session: string | null,
+  severity: string,
+  decision: string | null,
+  rule: string | null,
+  dataText: string,
 ): string {
   return `{"data":${dataText},"decision":${jsonStr(decision)},"id":${jsonStr(id)},"rule":${jsonStr(rule)},"seq":${seq},"session":${jsonStr(session)},"severity":${jsonStr(severity)},"ts":${jsonStr(ts)},"type":${jsonStr(type)}}`;
 }

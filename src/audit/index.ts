@@ -1,11 +1,30 @@
-export { AuditStore, type RawEventRow, type EventQuery, type AppendListener, type AuditTables, type TableStatement, type AuditSync } from './store.ts';
+export {
+  AuditStore,
+  type RawEventRow,
+  type EventQuery,
+  type AppendListener,
+  type AuditTables,
+  type TableStatement,
+  type AuditSync,
+} from './store.ts';
 export { verifyChain, verifyLog, verifyLogAsync, type VerifyResult, type VerifyOptions } from './verify.ts';
+export { type AuditEvent, type AuditEventInput, type Severity, type Decision, GENESIS_HASH } from './event.ts';
 export {
-  type AuditEvent, type AuditEventInput, type Severity, type Decision, GENESIS_HASH,
-} from './event.ts';
-export {
-  checkpoint, logId, startCheckpointer, loadSigningKey, readSigningKey, keyId, type KeyFiles, type SigningKey, loadPublicKey, listCheckpoints, checkpointText,
-  verifyCheckpointSignature, type Checkpoint, type CheckpointOptions, type CheckpointSchedule,
+  checkpoint,
+  logId,
+  startCheckpointer,
+  loadSigningKey,
+  readSigningKey,
+  keyId,
+  type KeyFiles,
+  type SigningKey,
+  loadPublicKey,
+  listCheckpoints,
+  checkpointText,
+  verifyCheckpointSignature,
+  type Checkpoint,
+  type CheckpointOptions,
+  type CheckpointSchedule,
 } from './checkpoint.ts';
 export { proveEvent, verifyProof, type InclusionProofDoc, type ProofCheck } from './proof.ts';
 export { MerkleFrontier, EventFrontier, leafHash } from './merkle.ts';

@@ -44,7 +44,8 @@ export class MerkleFrontier {
     const f = new MerkleFrontier();
     let bits = 0;
     for (let s = size; s > 0; s = Math.floor(s / 2)) bits += s % 2;
-    if (bits !== nodesHex.length) throw new Error(`frontier of ${nodesHex.length} nodes cannot describe a tree of ${size} leaves`);
+    if (bits !== nodesHex.length)
+      throw new Error(`frontier of ${nodesHex.length} nodes cannot describe a tree of ${size} leaves`);
     f.size = size;
     f.nodes = nodesHex.map((h) => Buffer.from(h, 'hex'));
     return f;
@@ -76,7 +77,8 @@ export class MerkleFrontier {
   /** Appends another frontier's subtrees (largest first), e.g. one computed over the next aligned range. */
   pushFrontier(size: number, nodesHex: string[]): void {
     const sizes: number[] = [];
-    for (let bit = 2 ** Math.floor(Math.log2(Math.max(size, 1))); bit >= 1; bit /= 2) if (Math.floor(size / bit) % 2 === 1) sizes.push(bit);
+    for (let bit = 2 ** Math.floor(Math.log2(Math.max(size, 1))); bit >= 1; bit /= 2)
+      if (Math.floor(size / bit) % 2 === 1) sizes.push(bit);
     if (sizes.length !== nodesHex.length) throw new Error('frontier does not match its size');
     nodesHex.forEach((h, i) => this.pushSubtree(Buffer.from(h, 'hex'), sizes[i]!));
   }
@@ -105,7 +107,9 @@ export class EventFrontier {
   private leafIn = Buffer.alloc(33);
   private nodeIn = Buffer.alloc(65, 1);
 
-  constructor() { this.leafIn[0] = 0; }
+  constructor() {
+    this.leafIn[0] = 0;
+  }
 
   /** Appends the leaf of one event; false (nothing appended) when the hash is not 64 hex digits. */
   pushEventHash(hex: string): boolean {
@@ -152,7 +156,14 @@ export function inclusionProof(leaves: Buffer[], index: number): Buffer[] {
   let m = index;
   while (hi - lo > 1) {
     const k = largestPow2Below(hi - lo);
-    if (m < k) { path.push(subtreeRoot(leaves, lo + k, hi)); hi = lo + k; } else { path.push(subtreeRoot(leaves, lo, lo + k)); lo += k; m -= k; }
+    if (m < k) {
+      path.push(subtreeRoot(leaves, lo + k, hi));
+      hi = lo + k;
+    } else {
+      path.push(subtreeRoot(leaves, lo, lo + k));
+      lo += k;
+      m -= k;
+    }
   }
   return path.reverse(); // leaf-to-root order, as RFC 9162 verifiers expect
 }
@@ -171,7 +182,10 @@ export function rootFromInclusionProof(leaf: Buffer, index: number, size: number
     if (p.length !== 32 || sn === 0) return null;
     if (fn % 2 === 1 || fn === sn) {
       r = nodeHash(p, r);
-      while (fn % 2 === 0 && fn !== 0) { fn /= 2; sn = Math.floor(sn / 2); }
+      while (fn % 2 === 0 && fn !== 0) {
+        fn /= 2;
+        sn = Math.floor(sn / 2);
+      }
     } else {
       r = nodeHash(r, p);
     }

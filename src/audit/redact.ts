@@ -20,7 +20,8 @@ function redactValue(v: unknown, depth: number): unknown {
   return out;
 }
 
-const str = (s: string | null | undefined): string | null | undefined => (typeof s === 'string' ? redactTextSync(s) : s);
+const str = (s: string | null | undefined): string | null | undefined =>
+  typeof s === 'string' ? redactTextSync(s) : s;
 
 /** The event as the store may hold it: every string field and all of data redacted. */
 export function redactEventInput(e: AuditEventInput): AuditEventInput {
@@ -29,7 +30,7 @@ export function redactEventInput(e: AuditEventInput): AuditEventInput {
     type: redactTextSync(e.type),
     session: str(e.session),
     rule: str(e.rule),
-    data: e.data === undefined ? undefined : redactValue(e.data, 0) as Record<string, unknown>,
+    data: e.data === undefined ? undefined : (redactValue(e.data, 0) as Record<string, unknown>),
   };
 }
 
@@ -42,7 +43,9 @@ function redactParam(p: SQLInputValue): SQLInputValue {
       const parsed: unknown = JSON.parse(p);
       const redacted = JSON.stringify(redactValue(parsed, 0));
       return redacted === JSON.stringify(parsed) ? p : redacted;
-    } catch { /* not JSON: redact as text */ }
+    } catch {
+      /* not JSON: redact as text */
+    }
   }
   return redactTextSync(p);
 }

@@ -142,7 +142,11 @@ ALTER TABLE command_answers ADD COLUMN scope TEXT CHECK (scope IS NULL OR scope 
 `;
 
 export const SQLITE_MIGRATIONS: readonly Migration[] = [
-  { version: 1, what: 'the tables of the event chain, checkpoints, sinks, review, command asks and detection', sql: V1 },
+  {
+    version: 1,
+    what: 'the tables of the event chain, checkpoints, sinks, review, command asks and detection',
+    sql: V1,
+  },
   { version: 2, what: 'the scope of an allow answer (once or for the session)', sql: V2 },
 ];
 
@@ -155,20 +159,27 @@ export function latestVersion(migrations: readonly Migration[]): number {
 export function pendingMigrations(migrations: readonly Migration[], current: number, where: string): Migration[] {
   const latest = latestVersion(migrations);
   if (current > latest) {
-    throw new AirlockError('BAD_STATE',
+    throw new AirlockError(
+      'BAD_STATE',
       `${where} has schema version ${current}, newer than this Airlock knows (${latest})`,
-      'a newer Airlock wrote it: upgrade Airlock on this host; never point an older one at it (it would miss what the newer schema records)');
+      'a newer Airlock wrote it: upgrade Airlock on this host; never point an older one at it (it would miss what the newer schema records)',
+    );
   }
   return [...migrations].filter((m) => m.version > current).sort((a, b) => a.version - b.version);
 }
 
-const userVersion = (db: DatabaseSync): number => Number((db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version);
+const userVersion = (db: DatabaseSync): number =>
+  Number((db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version);
 
 /**
  * Brings an SQLite database to the latest version of `migrations` in one IMMEDIATE
  * transaction (concurrent openers wait; the second finds nothing to do). Returns the version.
  */
-export function migrateSqlite(db: DatabaseSync, where: string, migrations: readonly Migration[] = SQLITE_MIGRATIONS): number {
+export function migrateSqlite(
+  db: DatabaseSync,
+  where: string,
+  migrations: readonly Migration[] = SQLITE_MIGRATIONS,
+): number {
   // read outside the transaction first: a newer database is refused without taking the write lock
   if (pendingMigrations(migrations, userVersion(db), where).length === 0) return userVersion(db);
   db.exec('BEGIN IMMEDIATE');
@@ -180,7 +191,13 @@ export function migrateSqlite(db: DatabaseSync, where: string, migrations: reado
     }
     db.exec('COMMIT');
   } catch (e) {
-    if (db.isTransaction) { try { db.exec('ROLLBACK'); } catch { /* already rolled back */ } }
+    if (db.isTransaction) {
+      try {
+        db.exec('ROLLBACK');
+      } catch {
+        /* already rolled back */
+      }
+    }
     throw e;
   }
   return userVersion(db);

@@ -1,11 +1,21 @@
 import {
-  DatabaseSync, constants as sqlite, type SQLInputValue, type SQLOutputValue, type StatementResultingChanges, type StatementSync,
+  DatabaseSync,
+  constants as sqlite,
+  type SQLInputValue,
+  type SQLOutputValue,
+  type StatementResultingChanges,
+  type StatementSync,
 } from 'node:sqlite';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { canonicalJson, cannotRecord, isRecordingFailure, makePrivateFile } from '../common/index.ts';
 import {
-  type AuditEvent, type AuditEventInput, GENESIS_HASH, chainHashFast, eventBodyFromParts, newEventId,
+  type AuditEvent,
+  type AuditEventInput,
+  GENESIS_HASH,
+  chainHashFast,
+  eventBodyFromParts,
+  newEventId,
 } from './event.ts';
 import { redactEventInput, redactSqlParams } from './redact.ts';
 import { migrateSqlite } from './schema.ts';
@@ -31,15 +41,32 @@ export interface EventQuery {
 }
 
 interface Row {
-  seq: number; id: string; ts: string; type: string; session: string | null; severity: string;
-  decision: string | null; rule: string | null; data: string; prev_hash: string; hash: string;
+  seq: number;
+  id: string;
+  ts: string;
+  type: string;
+  session: string | null;
+  severity: string;
+  decision: string | null;
+  rule: string | null;
+  data: string;
+  prev_hash: string;
+  hash: string;
 }
 
 export function rowToEvent(r: Row): AuditEvent {
   return {
-    seq: r.seq, id: r.id, ts: r.ts, type: r.type, session: r.session,
-    severity: r.severity as AuditEvent['severity'], decision: r.decision as AuditEvent['decision'],
-    rule: r.rule, data: JSON.parse(r.data) as Record<string, unknown>, prevHash: r.prev_hash, hash: r.hash,
+    seq: r.seq,
+    id: r.id,
+    ts: r.ts,
+    type: r.type,
+    session: r.session,
+    severity: r.severity as AuditEvent['severity'],
+    decision: r.decision as AuditEvent['decision'],
+    rule: r.rule,
+    data: JSON.parse(r.data) as Record<string, unknown>,
+    prevHash: r.prev_hash,
+    hash: r.hash,
   };
 }
 
@@ -69,8 +96,17 @@ export type AuditSync = 'FULL' | 'NORMAL';
 
 // Tables only the store writes: the chain and its key-value side (log id, namespaces).
 const STORE_TABLES = new Set(['events', 'kv']);
-const WRITES = new Set([sqlite.SQLITE_INSERT, sqlite.SQLITE_UPDATE, sqlite.SQLITE_DELETE, sqlite.SQLITE_DROP_TABLE,
-  sqlite.SQLITE_ALTER_TABLE, sqlite.SQLITE_CREATE_TRIGGER, sqlite.SQLITE_DROP_TRIGGER, sqlite.SQLITE_CREATE_INDEX, sqlite.SQLITE_DROP_INDEX]);
+const WRITES = new Set([
+  sqlite.SQLITE_INSERT,
+  sqlite.SQLITE_UPDATE,
+  sqlite.SQLITE_DELETE,
+  sqlite.SQLITE_DROP_TABLE,
+  sqlite.SQLITE_ALTER_TABLE,
+  sqlite.SQLITE_CREATE_TRIGGER,
+  sqlite.SQLITE_DROP_TRIGGER,
+  sqlite.SQLITE_CREATE_INDEX,
+  sqlite.SQLITE_DROP_INDEX,
+]);
 const NEVER = new Set([sqlite.SQLITE_ATTACH, sqlite.SQLITE_DETACH, sqlite.SQLITE_PRAGMA, sqlite.SQLITE_CREATE_VTABLE]);
 
 /** SQLite authorizer for `tables` statements: reads anywhere, writes only outside the store's own tables. */
@@ -78,8 +114,13 @@ function tablesAuthorizer(action: number, a1: string | null, a2: string | null):
   if (NEVER.has(action)) return sqlite.SQLITE_DENY;
   if (!WRITES.has(action)) return sqlite.SQLITE_OK;
   // the table is a1 for row writes and DROP TABLE, a2 for ALTER TABLE and trigger/index DDL
-  const table = action === sqlite.SQLITE_INSERT || action === sqlite.SQLITE_UPDATE || action === sqlite.SQLITE_DELETE
-    || action === sqlite.SQLITE_DROP_TABLE ? a1 : a2;
+  const table =
+    action === sqlite.SQLITE_INSERT ||
+    action === sqlite.SQLITE_UPDATE ||
+    action === sqlite.SQLITE_DELETE ||
+    action === sqlite.SQLITE_DROP_TABLE
+      ? a1
+      : a2;
   return table !== null && STORE_TABLES.has(table.toLowerCase()) ? sqlite.SQLITE_DENY : sqlite.SQLITE_OK;
 }
 
@@ -106,7 +147,8 @@ export class AuditStore {
       throw isRecordingFailure(e) ? cannotRecord(e, `the audit log ${path}`) : e;
     }
     this.#insert = this.#db.prepare(
-      'INSERT INTO events (seq,id,ts,type,session,severity,decision,rule,data,prev_hash,hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)');
+      'INSERT INTO events (seq,id,ts,type,session,severity,decision,rule,data,prev_hash,hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)',
+    );
     this.#last = this.#db.prepare('SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1');
     this.tables = this.#tablesHandle();
   }
@@ -115,7 +157,11 @@ export class AuditStore {
     const db = this.#db;
     const confined = <T>(compile: () => T): T => {
       db.setAuthorizer(tablesAuthorizer);
-      try { return compile(); } finally { db.setAuthorizer(null); }
+      try {
+        return compile();
+      } finally {
+        db.setAuthorizer(null);
+      }
     };
     return {
       exec: (sql) => confined(() => db.exec(sql)),
@@ -129,7 +175,9 @@ export class AuditStore {
           setReturnArrays: (on) => st.setReturnArrays(on),
         };
       },
-      get isTransaction() { return db.isTransaction; },
+      get isTransaction() {
+        return db.isTransaction;
+      },
     };
   }
 
@@ -151,17 +199,46 @@ export class AuditStore {
       for (const input of clean) {
         seq += 1;
         const base = {
-          seq, id: newEventId(), ts, type: input.type,
-          session: input.session ?? null, severity: input.severity ?? 'info',
-          decision: input.decision ?? null, rule: input.rule ?? null, data: input.data ?? {},
+          seq,
+          id: newEventId(),
+          ts,
+          type: input.type,
+          session: input.session ?? null,
+          severity: input.severity ?? 'info',
+          decision: input.decision ?? null,
+          rule: input.rule ?? null,
+          data: input.data ?? {},
         };
         // data is stored as its canonical JSON, so verify can rebuild the hashed body
         // from the columns without parsing (see eventBodyFromParts).
         const dataText = canonicalJson(base.data);
-        const hash = chainHashFast(prev, eventBodyFromParts(base.seq, base.id, base.ts, base.type,
-          base.session, base.severity, base.decision, base.rule, dataText));
-        this.#insert.run(base.seq, base.id, base.ts, base.type, base.session, base.severity,
-          base.decision, base.rule, dataText, prev, hash);
+        const hash = chainHashFast(
+          prev,
+          eventBodyFromParts(
+            base.seq,
+            base.id,
+            base.ts,
+            base.type,
+            base.session,
+            base.severity,
+            base.decision,
+            base.rule,
+            dataText,
+          ),
+        );
+        this.#insert.run(
+          base.seq,
+          base.id,
+          base.ts,
+          base.type,
+          base.session,
+          base.severity,
+          base.decision,
+          base.rule,
+          dataText,
+          prev,
+          hash,
+        );
         out.push({ ...base, prevHash: prev, hash });
         prev = hash;
       }
@@ -169,12 +246,23 @@ export class AuditStore {
     } catch (e) {
       // SQLite rolls a transaction back by itself on SQLITE_FULL/IOERR; a second ROLLBACK
       // would throw "cannot rollback - no transaction is active" and hide the real error.
-      if (this.#db.isTransaction) { try { this.#db.exec('ROLLBACK'); } catch { /* already rolled back */ } }
+      if (this.#db.isTransaction) {
+        try {
+          this.#db.exec('ROLLBACK');
+        } catch {
+          /* already rolled back */
+        }
+      }
       throw isRecordingFailure(e) ? cannotRecord(e, `the audit log ${this.path}`) : e;
     }
-    for (const e of out) for (const l of this.#listeners) {
-      try { l(e); } catch { /* a listener never breaks the writer */ }
-    }
+    for (const e of out)
+      for (const l of this.#listeners) {
+        try {
+          l(e);
+        } catch {
+          /* a listener never breaks the writer */
+        }
+      }
     return out;
   }
 
@@ -187,14 +275,26 @@ export class AuditStore {
   query(q: EventQuery = {}): AuditEvent[] {
     const where: string[] = [];
     const args: (string | number)[] = [];
-    if (q.session) { where.push('session = ?'); args.push(q.session); }
-    if (q.type) {
-      if (q.type.endsWith('*')) { where.push('type LIKE ?'); args.push(q.type.slice(0, -1) + '%'); }
-      else { where.push('type = ?'); args.push(q.type); }
+    if (q.session) {
+      where.push('session = ?');
+      args.push(q.session);
     }
-    if (q.afterSeq !== undefined) { where.push('seq > ?'); args.push(q.afterSeq); }
-    const sql = `SELECT * FROM events ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq ASC`
-      + (q.limit ? ` LIMIT ${Math.floor(q.limit)}` : '');
+    if (q.type) {
+      if (q.type.endsWith('*')) {
+        where.push('type LIKE ?');
+        args.push(q.type.slice(0, -1) + '%');
+      } else {
+        where.push('type = ?');
+        args.push(q.type);
+      }
+    }
+    if (q.afterSeq !== undefined) {
+      where.push('seq > ?');
+      args.push(q.afterSeq);
+    }
+    const sql =
+      `SELECT * FROM events ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq ASC` +
+      (q.limit ? ` LIMIT ${Math.floor(q.limit)}` : '');
     return (this.#db.prepare(sql).all(...args) as unknown as Row[]).map(rowToEvent);
   }
 
@@ -212,7 +312,9 @@ export class AuditStore {
 
   /** Events after `afterSeq` as stored (data as its canonical JSON text), at most `limit`, in order. */
   rawRows(afterSeq: number, limit: number): RawEventRow[] {
-    const st = this.#db.prepare('SELECT seq,id,ts,type,session,severity,decision,rule,data,prev_hash,hash FROM events WHERE seq > ? ORDER BY seq ASC LIMIT ?');
+    const st = this.#db.prepare(
+      'SELECT seq,id,ts,type,session,severity,decision,rule,data,prev_hash,hash FROM events WHERE seq > ? ORDER BY seq ASC LIMIT ?',
+    );
     st.setReturnArrays(true);
     return st.all(afterSeq, Math.max(1, Math.floor(limit))) as unknown as RawEventRow[];
   }
@@ -223,7 +325,7 @@ export class AuditStore {
 
   /** The highest sequence number in the log (0 when empty). */
   headSeq(): number {
-    return ((this.#last.get() as { seq: number } | undefined)?.seq) ?? 0;
+    return (this.#last.get() as { seq: number } | undefined)?.seq ?? 0;
   }
 
   /** One event by id, as stored (for inclusion proofs). */
@@ -238,7 +340,9 @@ export class AuditStore {
   }
 
   setKv(k: string, v: string): void {
-    this.#db.prepare('INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v').run(...redactSqlParams([k, v]));
+    this.#db
+      .prepare('INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v')
+      .run(...redactSqlParams([k, v]));
   }
 
   /** Sets k unless it is set; returns the value that holds (concurrent first writers agree). */
@@ -247,7 +351,9 @@ export class AuditStore {
     return this.getKv(k)!;
   }
 
-  get isOpen(): boolean { return this.#db.isOpen; }
+  get isOpen(): boolean {
+    return this.#db.isOpen;
+  }
 
   close(): void {
     this.#db.close();

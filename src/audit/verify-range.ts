@@ -7,7 +7,11 @@ import { GENESIS_HASH, chainHash, chainHashFast, eventBody, eventBodyFromParts }
 // of its events. Ranges are independent given the stored hash of event lo-1 (itself
 // checked by the range before), so ranges can run in parallel worker threads.
 
-export interface BadEvent { seq: number; id: string | null; reason: string }
+export interface BadEvent {
+  seq: number;
+  id: string | null;
+  reason: string;
+}
 /**
  * `frontier`: the perfect-subtree roots over the range's verified events (hex, largest
  * first). Ranges start at multiples of a power of two at least as large as the range, so
@@ -15,12 +19,29 @@ export interface BadEvent { seq: number; id: string | null; reason: string }
  * `atSizes`: the same, taken when the global tree had each of the requested sizes.
  */
 export interface RangeResult {
-  lo: number; hi: number; count: number; lastHash: string; firstBad?: BadEvent;
-  frontier: string[]; atSizes: { size: number; frontier: string[] }[];
+  lo: number;
+  hi: number;
+  count: number;
+  lastHash: string;
+  firstBad?: BadEvent;
+  frontier: string[];
+  atSizes: { size: number; frontier: string[] }[];
 }
 
 /** seq, id, ts, type, session, severity, decision, rule, data (canonical JSON text), prev_hash, hash */
-export type RowArr = [number, string, string, string, string | null, string, string | null, string | null, string, string, string];
+export type RowArr = [
+  number,
+  string,
+  string,
+  string,
+  string | null,
+  string,
+  string | null,
+  string | null,
+  string,
+  string,
+  string,
+];
 
 // Fast path: SQLite assembles `prev_hash + "\n" + eventBodyFromParts(columns)` itself, so a
 // row costs one string and one hash. The fast path accepts a row only when that string is
@@ -33,23 +54,42 @@ export type RowArr = [number, string, string, string, string | null, string, str
 // (legacy non-canonical data, an edit, a strange type) is judged by the full check.
 const Q = (col: string) => `CASE typeof(${col}) WHEN 'text' THEN json_quote(${col}) END`;
 const QN = (col: string) => `CASE typeof(${col}) WHEN 'text' THEN json_quote(${col}) WHEN 'null' THEN 'null' END`;
-export const HASHED_TEXT_SQL = `CASE typeof(prev_hash) WHEN 'text' THEN prev_hash END || char(10) || '{"data":' || `
-  + `CASE typeof(data) WHEN 'text' THEN data END || ',"decision":' || ${QN('decision')} || ',"id":' || ${Q('id')} `
-  + `|| ',"rule":' || ${QN('rule')} || ',"seq":' || seq || ',"session":' || ${QN('session')} || ',"severity":' || ${Q('severity')} `
-  + `|| ',"ts":' || ${Q('ts')} || ',"type":' || ${Q('type')} || '}'`;
+export const HASHED_TEXT_SQL =
+  `CASE typeof(prev_hash) WHEN 'text' THEN prev_hash END || char(10) || '{"data":' || ` +
+  `CASE typeof(data) WHEN 'text' THEN data END || ',"decision":' || ${QN('decision')} || ',"id":' || ${Q('id')} ` +
+  `|| ',"rule":' || ${QN('rule')} || ',"seq":' || seq || ',"session":' || ${QN('session')} || ',"severity":' || ${Q('severity')} ` +
+  `|| ',"ts":' || ${Q('ts')} || ',"type":' || ${Q('type')} || '}'`;
 const BATCH = 4096;
 
 /** Full check of one row: link, then the column-built body, then parse + canonicalize
  * (rows written before data was stored canonically). */
 export function checkEventRow(prev: string, r: RowArr): BadEvent | undefined {
   const seq = r[0];
-  if (r[9] !== prev) return { seq, id: r[1], reason: 'previous-hash link broken (event inserted, deleted or reordered before it)' };
-  if (chainHashFast(prev, eventBodyFromParts(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8])) === r[10]) return undefined;
+  if (r[9] !== prev)
+    return { seq, id: r[1], reason: 'previous-hash link broken (event inserted, deleted or reordered before it)' };
+  if (chainHashFast(prev, eventBodyFromParts(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8])) === r[10])
+    return undefined;
   let data: Record<string, unknown>;
-  try { data = JSON.parse(r[8]) as Record<string, unknown>; } catch { return { seq, id: r[1], reason: 'event data is not valid JSON (event altered)' }; }
-  const ok = chainHash(prev, eventBody({
-    seq: r[0], id: r[1], ts: r[2], type: r[3], session: r[4], severity: r[5] as 'info', decision: r[6] as null, rule: r[7], data,
-  })) === r[10];
+  try {
+    data = JSON.parse(r[8]) as Record<string, unknown>;
+  } catch {
+    return { seq, id: r[1], reason: 'event data is not valid JSON (event altered)' };
+  }
+  const ok =
+    chainHash(
+      prev,
+      eventBody({
+        seq: r[0],
+        id: r[1],
+        ts: r[2],
+        type: r[3],
+        session: r[4],
+        severity: r[5] as 'info',
+        decision: r[6] as null,
+        rule: r[7],
+        data,
+      }),
+    ) === r[10];
   return ok ? undefined : { seq, id: r[1], reason: 'content does not match its hash (event altered)' };
 }
 
@@ -57,9 +97,13 @@ const stmts = new WeakMap<DatabaseSync, { fast: StatementSync; full: StatementSy
 function statements(db: DatabaseSync) {
   let s = stmts.get(db);
   if (!s) {
-    const fast = db.prepare(`SELECT seq, hash, prev_hash, ${HASHED_TEXT_SQL} FROM events WHERE seq >= ? AND seq <= ? ORDER BY seq ASC LIMIT ${BATCH}`);
+    const fast = db.prepare(
+      `SELECT seq, hash, prev_hash, ${HASHED_TEXT_SQL} FROM events WHERE seq >= ? AND seq <= ? ORDER BY seq ASC LIMIT ${BATCH}`,
+    );
     fast.setReturnArrays(true);
-    const full = db.prepare('SELECT seq,id,ts,type,session,severity,decision,rule,data,prev_hash,hash FROM events WHERE seq = ?');
+    const full = db.prepare(
+      'SELECT seq,id,ts,type,session,severity,decision,rule,data,prev_hash,hash FROM events WHERE seq = ?',
+    );
     full.setReturnArrays(true);
     s = { fast, full, prev: db.prepare('SELECT hash FROM events WHERE seq = ?') };
     stmts.set(db, s);
@@ -78,7 +122,15 @@ export function verifyRange(db: DatabaseSync, lo: number, hi: number, sizes: num
     prev = r?.hash ?? ''; // a missing predecessor is reported by the range that should hold it
   }
   let expect = lo;
-  const done = (firstBad?: BadEvent): RangeResult => ({ lo, hi, count: expect - lo, lastHash: prev, firstBad, frontier: frontier.toHex(), atSizes });
+  const done = (firstBad?: BadEvent): RangeResult => ({
+    lo,
+    hi,
+    count: expect - lo,
+    lastHash: prev,
+    firstBad,
+    frontier: frontier.toHex(),
+    atSizes,
+  });
   const idOf = (seq: number) => (st.full.get(seq) as unknown as RowArr | undefined)?.[1] ?? null;
   for (;;) {
     const rows = st.fast.all(expect, hi) as unknown as [number, string, unknown, string | null][];
@@ -86,7 +138,11 @@ export function verifyRange(db: DatabaseSync, lo: number, hi: number, sizes: num
     for (const r of rows) {
       const seq = r[0];
       if (seq !== expect) {
-        return done({ seq: expect, id: idOf(seq), reason: seq > expect ? `events ${expect}..${seq - 1} are missing (deleted)` : 'sequence out of order' });
+        return done({
+          seq: expect,
+          id: idOf(seq),
+          reason: seq > expect ? `events ${expect}..${seq - 1} are missing (deleted)` : 'sequence out of order',
+        });
       }
       const text = r[3];
       if (r[2] !== prev || text === null || text.includes('\uFFFD') || hash('sha256', text, 'hex') !== r[1]) {
@@ -94,7 +150,8 @@ export function verifyRange(db: DatabaseSync, lo: number, hi: number, sizes: num
         const bad = full ? checkEventRow(prev, full) : { seq, id: null, reason: 'event vanished while verifying' };
         if (bad) return done(bad);
       }
-      if (!frontier.pushEventHash(r[1])) return done({ seq, id: idOf(seq), reason: 'stored hash is not 32 bytes of hex (event altered)' });
+      if (!frontier.pushEventHash(r[1]))
+        return done({ seq, id: idOf(seq), reason: 'stored hash is not 32 bytes of hex (event altered)' });
       prev = r[1];
       if (want.has(seq)) atSizes.push({ size: seq, frontier: frontier.toHex() });
       expect += 1;

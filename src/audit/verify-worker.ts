@@ -6,8 +6,16 @@ import { verifyRange } from './verify-range.ts';
 let db: DatabaseSync | undefined;
 let dbPath = '';
 parentPort!.on('message', (m: { dbPath: string; lo: number; hi: number; sizes: number[] } | 'close') => {
-  if (m === 'close') { db?.close(); parentPort!.close(); return; }
-  if (!db || dbPath !== m.dbPath) { db?.close(); db = new DatabaseSync(m.dbPath, { readOnly: true }); dbPath = m.dbPath; }
+  if (m === 'close') {
+    db?.close();
+    parentPort!.close();
+    return;
+  }
+  if (!db || dbPath !== m.dbPath) {
+    db?.close();
+    db = new DatabaseSync(m.dbPath, { readOnly: true });
+    dbPath = m.dbPath;
+  }
   try {
     parentPort!.postMessage(verifyRange(db, m.lo, m.hi, m.sizes));
   } catch (e) {

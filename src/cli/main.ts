@@ -17,7 +17,9 @@ function requestedCommand(argv: string[]): string | undefined {
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('airlock')
-    .description('Run untrusted coding agents in a sandbox: isolated execution, governed changes, egress filtering, tamper-evident audit, brokered credentials.')
+    .description(
+      'Run untrusted coding agents in a sandbox: isolated execution, governed changes, egress filtering, tamper-evident audit, brokered credentials.',
+    )
     .version(VERSION)
     .showHelpAfterError('(add --help for usage)')
     .exitOverride();
@@ -38,7 +40,8 @@ export async function main(argv: string[]): Promise<number> {
     return code;
   } catch (e) {
     if (e instanceof CommanderError) {
-      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help')
+        return 0;
       return ExitCode.USAGE;
     }
     return printError(e);

@@ -4,7 +4,11 @@ import { AirlockError, cannotRecord, escapeForTerminal, isRecordingFailure } fro
 
 // Colours only when the stream is a TTY and NO_COLOR is unset (styleText checks both).
 type Style = Parameters<typeof styleText>[0];
-export function paint(style: Style, text: string, stream: NodeJS.WriteStream = process.stdout as NodeJS.WriteStream): string {
+export function paint(
+  style: Style,
+  text: string,
+  stream: NodeJS.WriteStream = process.stdout as NodeJS.WriteStream,
+): string {
   return styleText(style, text, { stream, validateStream: true });
 }
 export const ok = (t: string, s: NodeJS.WriteStream = process.stdout) => paint('green', t, s);
@@ -18,7 +22,10 @@ export const bold = (t: string, s: NodeJS.WriteStream = process.stdout) => paint
 // keeps the JSON identical in meaning and safe to print.
 const JSON_UNSAFE = /[\u007F-\u009F\u00AD\u061C\u180E\u200B-\u200F\u2028-\u202E\u2060-\u2069\uFEFF\uFFF9-\uFFFB]/g;
 export function jsonText(v: unknown, indent = 2): string {
-  return JSON.stringify(v, null, indent).replace(JSON_UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return JSON.stringify(v, null, indent).replace(
+    JSON_UNSAFE,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 export function printJson(v: unknown): void {
@@ -33,8 +40,12 @@ export function progress(msg: string): void {
 export function table(rows: string[][], header?: string[]): string {
   const all = header ? [header, ...rows] : rows;
   const widths: number[] = [];
-  for (const r of all) r.forEach((c, i) => { widths[i] = Math.max(widths[i] ?? 0, visibleLength(c)); });
-  const fmt = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : c + ' '.repeat((widths[i] ?? 0) - visibleLength(c)))).join('  ');
+  for (const r of all)
+    r.forEach((c, i) => {
+      widths[i] = Math.max(widths[i] ?? 0, visibleLength(c));
+    });
+  const fmt = (r: string[]) =>
+    r.map((c, i) => (i === r.length - 1 ? c : c + ' '.repeat((widths[i] ?? 0) - visibleLength(c)))).join('  ');
   const lines = all.map(fmt);
   if (header) lines[0] = bold(lines[0]!);
   return lines.join('\n');
@@ -45,13 +56,13 @@ function visibleLength(s: string): number {
 
 export function printError(e: unknown): number {
   // a full disk anywhere (data dir, audit store) is the user's to fix, not a bug
-  if (!(e instanceof AirlockError) && isRecordingFailure(e)) e = cannotRecord(e, 'Airlock\'s data directory');
+  if (!(e instanceof AirlockError) && isRecordingFailure(e)) e = cannotRecord(e, "Airlock's data directory");
   if (e instanceof AirlockError) {
     process.stderr.write(`${bad('airlock: error:', process.stderr)} ${e.message}\n`);
     if (e.hint) process.stderr.write(`${dim('hint:', process.stderr)} ${e.hint}\n`);
     return e.exitCode;
   }
-  const msg = e instanceof Error ? e.stack ?? e.message : String(e);
+  const msg = e instanceof Error ? (e.stack ?? e.message) : String(e);
   process.stderr.write(`airlock: internal error (please report): ${msg}\n`);
   return 70;
 }

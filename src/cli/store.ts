@@ -11,7 +11,12 @@ export function auditDbPath(): string {
 /** For reading the log: refuses (NOT_FOUND) when there is none yet, unless told not to. */
 export function openStore(mustExist = true): AuditStore {
   const p = auditDbPath();
-  if (mustExist && !existsSync(p)) throw new AirlockError('NOT_FOUND', `no audit log at ${p}`, 'run a session first, or set AIRLOCK_HOME to the data dir that holds audit.db');
+  if (mustExist && !existsSync(p))
+    throw new AirlockError(
+      'NOT_FOUND',
+      `no audit log at ${p}`,
+      'run a session first, or set AIRLOCK_HOME to the data dir that holds audit.db',
+    );
   return new AuditStore(p);
 }
 

@@ -1,4 +1,13 @@
-import { type Policy, type PolicyDecision, type ModalDecision, type Action, deny, failClosed, recordMode, shadowMode } from '../policy/index.ts';
+import {
+  type Policy,
+  type PolicyDecision,
+  type ModalDecision,
+  type Action,
+  deny,
+  failClosed,
+  recordMode,
+  shadowMode,
+} from '../policy/index.ts';
 import { parseArgv, parseShell, basename, type SimpleCommand, type ParsedCommand } from './parse.ts';
 
 // decideCommand: the per-command allow/ask/deny for `airlock exec`. Every simple command
@@ -55,8 +64,14 @@ export function commandFacts(c: SimpleCommand): CommandFacts {
   let unknown = false;
   let endOfFlags = false;
   for (const w of c.argv.slice(1)) {
-    if (w === null) { unknown = true; continue; }
-    if (!endOfFlags && w === '--') { endOfFlags = true; continue; }
+    if (w === null) {
+      unknown = true;
+      continue;
+    }
+    if (!endOfFlags && w === '--') {
+      endOfFlags = true;
+      continue;
+    }
     if (!endOfFlags && w.length > 1 && w.startsWith('-') && !/^-\d+$/.test(w)) {
       for (const f of splitFlag(program, w)) flags.add(f);
       continue;
@@ -79,7 +94,10 @@ function globToRegExp(glob: string): RegExp {
 const reCache = new Map<string, RegExp>();
 function globMatch(glob: string, s: string): boolean {
   let re = reCache.get(glob);
-  if (!re) { re = globToRegExp(glob); if (reCache.size < 10_000) reCache.set(glob, re); }
+  if (!re) {
+    re = globToRegExp(glob);
+    if (reCache.size < 10_000) reCache.set(glob, re);
+  }
   return re.test(s);
 }
 
@@ -105,15 +123,20 @@ function show(c: SimpleCommand): string {
 
 /** Decides over an already parsed command (argv or shell script). */
 export function decideParsed(parsed: ParsedCommand, policy: Policy): PolicyDecision {
-  if (parsed.error) return deny('commands.unparseable', `cannot analyse the command (${parsed.error}); treated as the strictest match`);
-  if (parsed.commands.length === 0) return deny('commands.unparseable', 'no command found; treated as the strictest match');
+  if (parsed.error)
+    return deny('commands.unparseable', `cannot analyse the command (${parsed.error}); treated as the strictest match`);
+  if (parsed.commands.length === 0)
+    return deny('commands.unparseable', 'no command found; treated as the strictest match');
   let best: PolicyDecision | null = null;
   for (const c of parsed.commands) {
     const f = commandFacts(c);
     const where = `"${show(c)}"${c.via.length ? ` (via ${c.via.join(' → ')})` : ''}`;
     let d: PolicyDecision;
     if (f.name === null) {
-      d = deny('commands.unparseable', `program name of ${where} is only known at run time; treated as the strictest match`);
+      d = deny(
+        'commands.unparseable',
+        `program name of ${where} is only known at run time; treated as the strictest match`,
+      );
     } else {
       let hit: Rule | null = null;
       for (const r of policy.commands.rules) {
@@ -121,7 +144,11 @@ export function decideParsed(parsed: ParsedCommand, policy: Policy): PolicyDecis
       }
       d = hit
         ? { action: hit.action, rule: `commands.${hit.id}`, reason: `${hit.reason ?? `rule ${hit.id}`}: ${where}` }
-        : { action: policy.commands.default, rule: 'commands.default', reason: `no rule matches ${where}; default ${policy.commands.default}` };
+        : {
+            action: policy.commands.default,
+            rule: 'commands.default',
+            reason: `no rule matches ${where}; default ${policy.commands.default}`,
+          };
     }
     if (!best || RANK[d.action] < RANK[best.action]) best = d;
     if (best.action === 'deny' && best.rule === 'commands.unparseable') break;
@@ -141,7 +168,14 @@ export function decideShell(line: string, policy: Policy): PolicyDecision {
 
 /** Record mode's policy: the default and every ask become allow; explicit deny rules stay. */
 function liftedPolicy(p: Policy): Policy {
-  return { ...p, commands: { ...p.commands, default: 'allow', rules: p.commands.rules.map((r) => (r.action === 'ask' ? { ...r, action: 'allow' as const } : r)) } };
+  return {
+    ...p,
+    commands: {
+      ...p.commands,
+      default: 'allow',
+      rules: p.commands.rules.map((r) => (r.action === 'ask' ? { ...r, action: 'allow' as const } : r)),
+    },
+  };
 }
 
 /**
@@ -152,8 +186,11 @@ function liftedPolicy(p: Policy): Policy {
 export function decideCommandInMode(argv: string[], policy: Policy, candidate?: Policy): ModalDecision {
   const d = decideCommand(argv, policy);
   switch (policy.modes.commands) {
-    case 'record': return recordMode('commands', d, decideCommand(argv, liftedPolicy(policy)));
-    case 'shadow': return candidate ? shadowMode(d, decideCommand(argv, candidate)) : d;
-    default: return d;
+    case 'record':
+      return recordMode('commands', d, decideCommand(argv, liftedPolicy(policy)));
+    case 'shadow':
+      return candidate ? shadowMode(d, decideCommand(argv, candidate)) : d;
+    default:
+      return d;
   }
 }

@@ -40,10 +40,14 @@ function unescapeUnquoted(s: string): string {
 
 function wordValue(n: Node): string | null {
   switch (n.type) {
-    case 'word': return unescapeUnquoted(n.text);
-    case 'number': return n.text;
-    case 'raw_string': return n.text.slice(1, -1);
-    case 'command_name': return n.namedChildren[0] ? wordValue(n.namedChildren[0]) : null;
+    case 'word':
+      return unescapeUnquoted(n.text);
+    case 'number':
+      return n.text;
+    case 'raw_string':
+      return n.text.slice(1, -1);
+    case 'command_name':
+      return n.namedChildren[0] ? wordValue(n.namedChildren[0]) : null;
     case 'string': {
       let out = '';
       for (const c of n.namedChildren) {
@@ -64,7 +68,8 @@ function wordValue(n: Node): string | null {
       // unnamed children (e.g. bare punctuation) are part of the text: fall back when present
       return n.childCount === n.namedChildCount ? out : null;
     }
-    default: return null; // expansions, substitutions, $'..', brace expressions: run-time values
+    default:
+      return null; // expansions, substitutions, $'..', brace expressions: run-time values
   }
 }
 
@@ -125,7 +130,33 @@ interface WrapperSpec {
 
 const WRAPPERS: Record<string, WrapperSpec> = {
   env: { withValue: ['-u', '--unset', '-C', '--chdir', '-S', '--split-string', '-P'], assignments: true },
-  sudo: { withValue: ['-u', '--user', '-g', '--group', '-C', '--close-from', '-D', '--chdir', '-h', '--host', '-p', '--prompt', '-r', '--role', '-t', '--type', '-U', '--other-user', '-T', '--command-timeout', '-R', '--chroot'], assignments: true },
+  sudo: {
+    withValue: [
+      '-u',
+      '--user',
+      '-g',
+      '--group',
+      '-C',
+      '--close-from',
+      '-D',
+      '--chdir',
+      '-h',
+      '--host',
+      '-p',
+      '--prompt',
+      '-r',
+      '--role',
+      '-t',
+      '--type',
+      '-U',
+      '--other-user',
+      '-T',
+      '--command-timeout',
+      '-R',
+      '--chroot',
+    ],
+    assignments: true,
+  },
   doas: { withValue: ['-u', '-C'] },
   nice: { withValue: ['-n', '--adjustment'] },
   ionice: { withValue: ['-c', '--class', '-n', '--classdata', '-p', '-P', '-u'] },
@@ -142,14 +173,33 @@ const WRAPPERS: Record<string, WrapperSpec> = {
   flock: { withValue: ['-w', '--timeout', '-E', '--conflict-exit-code'], positional: 1 },
   chrt: { withValue: [], positional: 1 },
   taskset: { withValue: ['-c', '--cpu-list'], positional: 0 },
-  xargs: { withValue: ['-I', '-i', '-n', '--max-args', '-P', '--max-procs', '-L', '--max-lines', '-s', '--max-chars', '-d', '--delimiter', '-E', '-e', '-a', '--arg-file'] },
+  xargs: {
+    withValue: [
+      '-I',
+      '-i',
+      '-n',
+      '--max-args',
+      '-P',
+      '--max-procs',
+      '-L',
+      '--max-lines',
+      '-s',
+      '--max-chars',
+      '-d',
+      '--delimiter',
+      '-E',
+      '-e',
+      '-a',
+      '--arg-file',
+    ],
+  },
   watch: { withValue: ['-n', '--interval', '-d'] },
   busybox: { withValue: [] },
   caffeinate: { withValue: [] },
   proxychains: { withValue: ['-f'] },
   torsocks: { withValue: [] },
   firejail: { withValue: [] },
-  'unshare': { withValue: [] },
+  unshare: { withValue: [] },
   'run-parts': { withValue: [] },
 };
 
@@ -179,9 +229,18 @@ function expand(argv: (string | null)[], via: string[], depth: number, out: Simp
         if (hasC) throw new ParseError(`${base} -c script only known at run time`);
         continue;
       }
-      if (a === '--') { i++; break; }
-      if (a === '-o' || a === '+o' || a === '-O' || a === '+O') { i++; continue; }
-      if (/^[-+][A-Za-z]+$/.test(a)) { if (a.startsWith('-') && a.includes('c')) hasC = true; continue; }
+      if (a === '--') {
+        i++;
+        break;
+      }
+      if (a === '-o' || a === '+o' || a === '-O' || a === '+O') {
+        i++;
+        continue;
+      }
+      if (/^[-+][A-Za-z]+$/.test(a)) {
+        if (a.startsWith('-') && a.includes('c')) hasC = true;
+        continue;
+      }
       if (a.startsWith('--')) continue;
       break;
     }
@@ -223,13 +282,25 @@ function expand(argv: (string | null)[], via: string[], depth: number, out: Simp
       // an unknown word where the wrapped program or an option should be: cannot tell
       throw new ParseError(`${base}: argument only known at run time`);
     }
-    if (a === '--') { pos++; break; }
+    if (a === '--') {
+      pos++;
+      break;
+    }
     if (a.startsWith('-') && a.length > 1 && positional === (spec.positional ?? 0)) {
       const o = optName(a);
       if (base === 'env' && (o === '-S' || o === '--split-string')) {
-        const v = a.includes('=') ? a.slice(a.indexOf('=') + 1) : (a.length > 2 && !a.startsWith('--') ? a.slice(2) : args[++pos]);
+        const v = a.includes('=')
+          ? a.slice(a.indexOf('=') + 1)
+          : a.length > 2 && !a.startsWith('--')
+            ? a.slice(2)
+            : args[++pos];
         if (v === null || v === undefined) throw new ParseError('env -S without a static string');
-        shellInto([v, ...args.slice(pos + 1).map((x) => (x === null ? '"$__unknown"' : shellQuote(x)))].join(' '), [...via, 'env -S'], depth + 1, out);
+        shellInto(
+          [v, ...args.slice(pos + 1).map((x) => (x === null ? '"$__unknown"' : shellQuote(x)))].join(' '),
+          [...via, 'env -S'],
+          depth + 1,
+          out,
+        );
         return;
       }
       if (base === 'flock' && (o === '-c' || o === '--command')) {
@@ -243,13 +314,19 @@ function expand(argv: (string | null)[], via: string[], depth: number, out: Simp
       continue;
     }
     if (spec.assignments && /^[A-Za-z_][A-Za-z0-9_]*=/.test(a)) continue;
-    if (positional > 0) { positional--; continue; }
+    if (positional > 0) {
+      positional--;
+      continue;
+    }
     break;
   }
   const rest = args.slice(pos);
   if (rest.length === 0) return;
   // taskset takes a mask first unless -c/-p was given
-  if (base === 'taskset' && rest.length > 1 && /^(0x)?[0-9a-fA-F,-]+$/.test(rest[0] ?? '')) { expand(rest.slice(1), [...via, base], depth + 1, out); return; }
+  if (base === 'taskset' && rest.length > 1 && /^(0x)?[0-9a-fA-F,-]+$/.test(rest[0] ?? '')) {
+    expand(rest.slice(1), [...via, base], depth + 1, out);
+    return;
+  }
   // xargs appends input words to the command: unknown words at the end
   const inner = base === 'xargs' ? [...rest, null] : rest;
   expand(inner, [...via, base], depth + 1, out);

@@ -57,6 +57,9 @@ export function isRecordingFailure(e: unknown): boolean {
 /** The user-facing error for a recording failure, naming what could not be written. */
 export function cannotRecord(e: unknown, what: string): AirlockError {
   const detail = e instanceof Error ? e.message : String(e);
-  return new AirlockError('CANNOT_RECORD', `cannot record: ${what}: ${detail}`,
-    'free space on the file system that holds AIRLOCK_HOME (df -h "$AIRLOCK_HOME"), or point AIRLOCK_HOME at a larger one; Airlock runs no agent it cannot record');
+  return new AirlockError(
+    'CANNOT_RECORD',
+    `cannot record: ${what}: ${detail}`,
+    'free space on the file system that holds AIRLOCK_HOME (df -h "$AIRLOCK_HOME"), or point AIRLOCK_HOME at a larger one; Airlock runs no agent it cannot record',
+  );
 }

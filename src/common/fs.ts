@@ -1,4 +1,14 @@
-import { lchownSync, linkSync, lstatSync, mkdirSync, readdirSync, readlinkSync, symlinkSync, copyFileSync, constants } from 'node:fs';
+import {
+  lchownSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readlinkSync,
+  symlinkSync,
+  copyFileSync,
+  constants,
+} from 'node:fs';
 
 // Host-side tree operations on directories whose content came from a repository or an
 // agent. Names are handled as bytes (a non-UTF-8 name must not turn into a different
@@ -15,13 +25,23 @@ export function joinBytes(dir: PathBytes | string, name: PathBytes | string): Pa
   return d.length && d[d.length - 1] === 0x2f ? Buffer.concat([d, n]) : Buffer.concat([d, SLASH, n]);
 }
 
-export interface TreeEntry { abs: PathBytes; rel: PathBytes; kind: 'file' | 'dir' | 'symlink' | 'other'; depth: number }
+export interface TreeEntry {
+  abs: PathBytes;
+  rel: PathBytes;
+  kind: 'file' | 'dir' | 'symlink' | 'other';
+  depth: number;
+}
 
 /** Depth-first walk that never follows a symlink; `skip(rel)` prunes a directory. Bounded
  * by `maxEntries` (a tree bomb is an error, not a hang). */
-export function* walkBytes(root: string, opts: { skip?: (rel: PathBytes) => boolean; maxEntries?: number } = {}): Generator<TreeEntry> {
+export function* walkBytes(
+  root: string,
+  opts: { skip?: (rel: PathBytes) => boolean; maxEntries?: number } = {},
+): Generator<TreeEntry> {
   const max = opts.maxEntries ?? 2_000_000;
-  const stack: { abs: PathBytes; rel: PathBytes; depth: number }[] = [{ abs: Buffer.from(root), rel: Buffer.alloc(0), depth: 0 }];
+  const stack: { abs: PathBytes; rel: PathBytes; depth: number }[] = [
+    { abs: Buffer.from(root), rel: Buffer.alloc(0), depth: 0 },
+  ];
   let seen = 0;
   while (stack.length) {
     const d = stack.pop()!;
@@ -41,7 +61,11 @@ export function* walkBytes(root: string, opts: { skip?: (rel: PathBytes) => bool
  * host file such as /etc/shadow) is never touched. With `keepShared`, a read-only file with
  * other hard links (a pack shared with the user's own repository) keeps its owner: every
  * user can read it, and its other name is not ours to change. */
-export function chownTreeNoFollow(root: string, ids: { uid: number; gid: number }, opts: { keepShared?: boolean } = {}): void {
+export function chownTreeNoFollow(
+  root: string,
+  ids: { uid: number; gid: number },
+  opts: { keepShared?: boolean } = {},
+): void {
   const fix = (p: PathBytes | string) => {
     const st = lstatSync(p);
     if (opts.keepShared && st.isFile() && st.nlink > 1 && (st.mode & 0o777) === 0o444) return;
@@ -59,9 +83,19 @@ export function linkTree(src: string, dst: string, skip: (rel: PathBytes) => boo
   for (const e of walkBytes(src, { skip })) {
     if (skip(e.rel)) continue;
     const to = joinBytes(dst, e.rel);
-    if (e.kind === 'dir') { mkdirSync(to, { mode: lstatSync(e.abs).mode & 0o7777 }); continue; }
-    if (e.kind === 'symlink') { symlinkSync(readlinkSync(e.abs, { encoding: 'buffer' }), to); continue; }
+    if (e.kind === 'dir') {
+      mkdirSync(to, { mode: lstatSync(e.abs).mode & 0o7777 });
+      continue;
+    }
+    if (e.kind === 'symlink') {
+      symlinkSync(readlinkSync(e.abs, { encoding: 'buffer' }), to);
+      continue;
+    }
     if (e.kind !== 'file') continue;
-    try { linkSync(e.abs, to); } catch { copyFileSync(e.abs, to, constants.COPYFILE_EXCL); }
+    try {
+      linkSync(e.abs, to);
+    } catch {
+      copyFileSync(e.abs, to, constants.COPYFILE_EXCL);
+    }
   }
 }

@@ -8,24 +8,42 @@ import { escapeForTerminal } from './terminal.ts';
 // prompts; config that could run a program is overridden on the command line (highest
 // priority). Callers must point GIT_DIR at a repository whose config Airlock wrote.
 const HARDENING = [
-  '-c', 'core.hooksPath=/dev/null',
-  '-c', 'core.fsmonitor=false',
-  '-c', 'core.untrackedCache=false',
-  '-c', 'core.sshCommand=false',
-  '-c', 'core.pager=cat',
-  '-c', 'core.editor=false',
-  '-c', 'core.askPass=false',
-  '-c', 'credential.helper=',
-  '-c', 'protocol.file.allow=user',
-  '-c', 'protocol.ext.allow=never',
-  '-c', 'safe.directory=*',
-  '-c', 'uploadpack.packObjectsHook=',
-  '-c', 'gc.auto=0',
-  '-c', 'maintenance.auto=false',
-  '-c', 'commit.gpgSign=false',
-  '-c', 'tag.gpgSign=false',
-  '-c', 'submodule.recurse=false',
-  '-c', 'init.templateDir=',
+  '-c',
+  'core.hooksPath=/dev/null',
+  '-c',
+  'core.fsmonitor=false',
+  '-c',
+  'core.untrackedCache=false',
+  '-c',
+  'core.sshCommand=false',
+  '-c',
+  'core.pager=cat',
+  '-c',
+  'core.editor=false',
+  '-c',
+  'core.askPass=false',
+  '-c',
+  'credential.helper=',
+  '-c',
+  'protocol.file.allow=user',
+  '-c',
+  'protocol.ext.allow=never',
+  '-c',
+  'safe.directory=*',
+  '-c',
+  'uploadpack.packObjectsHook=',
+  '-c',
+  'gc.auto=0',
+  '-c',
+  'maintenance.auto=false',
+  '-c',
+  'commit.gpgSign=false',
+  '-c',
+  'tag.gpgSign=false',
+  '-c',
+  'submodule.recurse=false',
+  '-c',
+  'init.templateDir=',
 ];
 
 export function gitEnv(extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
@@ -47,16 +65,37 @@ export function gitEnv(extra: Record<string, string | undefined> = {}): NodeJS.P
   return env;
 }
 
-export interface GitResult { status: number; stdout: string; stderr: string }
+export interface GitResult {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
 
 /** Bounds for git on agent-made data: it runs as root outside the sandbox's cgroup. */
-export interface GitBounds { memoryBytes: number; cpuSeconds: number; timeoutMs: number }
+export interface GitBounds {
+  memoryBytes: number;
+  cpuSeconds: number;
+  timeoutMs: number;
+}
 export const AGENT_DATA_BOUNDS: GitBounds = { memoryBytes: 3 * 1024 ** 3, cpuSeconds: 600, timeoutMs: 900_000 };
 // Keeps git's pack mmaps and caches well inside the address-space limit.
-const BOUNDED_CONFIG = ['-c', 'core.packedGitLimit=512m', '-c', 'core.packedGitWindowSize=32m', '-c', 'core.deltaBaseCacheLimit=64m', '-c', 'pack.threads=1'];
+const BOUNDED_CONFIG = [
+  '-c',
+  'core.packedGitLimit=512m',
+  '-c',
+  'core.packedGitWindowSize=32m',
+  '-c',
+  'core.deltaBaseCacheLimit=64m',
+  '-c',
+  'pack.threads=1',
+];
 
 export interface GitOptions {
-  cwd?: string; env?: Record<string, string | undefined>; input?: string | Buffer; allowFail?: boolean; maxBuffer?: number;
+  cwd?: string;
+  env?: Record<string, string | undefined>;
+  input?: string | Buffer;
+  allowFail?: boolean;
+  maxBuffer?: number;
   /** e.g. nsenter into a sandbox's mount namespace (trusted git, agent data) */ prefix?: string[];
   /** latin1: one character per byte, for binary output split by byte counts */ encoding?: 'utf8' | 'latin1';
   /** rlimits (address space, CPU) and a wall-clock timeout: for git reading what an agent made */ bounds?: GitBounds;
@@ -72,15 +111,32 @@ function spawnGit(args: string[], opts: GitOptions, encoding: BufferEncoding | '
     ...(encoding === 'buffer' ? {} : { encoding }),
     ...(opts.bounds ? { timeout: opts.bounds.timeoutMs, killSignal: 'SIGKILL' as const } : {}),
   };
-  const limits = opts.bounds ? ['prlimit', `--as=${opts.bounds.memoryBytes}`, `--cpu=${opts.bounds.cpuSeconds}`, '--core=0', '--'] : [];
-  const argv = [...limits, ...(opts.prefix ?? []), 'git', ...HARDENING, ...(opts.bounds ? BOUNDED_CONFIG : []), ...args];
+  const limits = opts.bounds
+    ? ['prlimit', `--as=${opts.bounds.memoryBytes}`, `--cpu=${opts.bounds.cpuSeconds}`, '--core=0', '--']
+    : [];
+  const argv = [
+    ...limits,
+    ...(opts.prefix ?? []),
+    'git',
+    ...HARDENING,
+    ...(opts.bounds ? BOUNDED_CONFIG : []),
+    ...args,
+  ];
   const r = spawnSync(argv[0]!, argv.slice(1), o);
   if (r.error) throw spawnError(r.error as NodeJS.ErrnoException, args, opts);
   if (opts.bounds && (r.signal === 'SIGKILL' || r.signal === 'SIGXCPU')) {
-    throw new AirlockError('TOO_LARGE', `git ${args[0]} on agent-made data hit its ${r.signal === 'SIGXCPU' ? 'CPU' : 'time or memory'} limit`, 'the change is too large or too deep to process: split the work into smaller sessions');
+    throw new AirlockError(
+      'TOO_LARGE',
+      `git ${args[0]} on agent-made data hit its ${r.signal === 'SIGXCPU' ? 'CPU' : 'time or memory'} limit`,
+      'the change is too large or too deep to process: split the work into smaller sessions',
+    );
   }
   if (opts.bounds && r.status !== 0 && /out of memory|cannot allocate|mmap failed/i.test(String(r.stderr ?? ''))) {
-    throw new AirlockError('TOO_LARGE', `git ${args[0]} on agent-made data ran out of its ${opts.bounds.memoryBytes}-byte memory limit`, 'the change is too large to process: split the work into smaller sessions');
+    throw new AirlockError(
+      'TOO_LARGE',
+      `git ${args[0]} on agent-made data ran out of its ${opts.bounds.memoryBytes}-byte memory limit`,
+      'the change is too large to process: split the work into smaller sessions',
+    );
   }
   return r;
 }
@@ -91,10 +147,30 @@ function subcommandOf(args: string[]): string {
 
 function spawnError(e: NodeJS.ErrnoException, args: string[], opts: GitOptions): AirlockError {
   const sub = subcommandOf(args);
-  if (e.code === 'ENOBUFS') return new AirlockError('TOO_LARGE', `git ${sub} produced more than ${opts.maxBuffer ?? 512 * 1024 * 1024} bytes of output`, 'the change is too large to process: split the work into smaller sessions');
-  if (e.code === 'E2BIG') return new AirlockError('TOO_LARGE', `git ${sub}: argument list too long`, 'the change is too large to process: split the work into smaller sessions');
-  if (e.code === 'ETIMEDOUT') return new AirlockError('TOO_LARGE', `git ${sub} on agent-made data did not finish within ${Math.round((opts.bounds?.timeoutMs ?? 0) / 1000)} s`, 'the change is too large to process: split the work into smaller sessions');
-  if (e.code === 'ENOENT') return new AirlockError('UNAVAILABLE', `cannot run git: ${e.message}`, `install git${opts.bounds ? ' and util-linux (prlimit)' : ''} (apt-get install git util-linux)`);
+  if (e.code === 'ENOBUFS')
+    return new AirlockError(
+      'TOO_LARGE',
+      `git ${sub} produced more than ${opts.maxBuffer ?? 512 * 1024 * 1024} bytes of output`,
+      'the change is too large to process: split the work into smaller sessions',
+    );
+  if (e.code === 'E2BIG')
+    return new AirlockError(
+      'TOO_LARGE',
+      `git ${sub}: argument list too long`,
+      'the change is too large to process: split the work into smaller sessions',
+    );
+  if (e.code === 'ETIMEDOUT')
+    return new AirlockError(
+      'TOO_LARGE',
+      `git ${sub} on agent-made data did not finish within ${Math.round((opts.bounds?.timeoutMs ?? 0) / 1000)} s`,
+      'the change is too large to process: split the work into smaller sessions',
+    );
+  if (e.code === 'ENOENT')
+    return new AirlockError(
+      'UNAVAILABLE',
+      `cannot run git: ${e.message}`,
+      `install git${opts.bounds ? ' and util-linux (prlimit)' : ''} (apt-get install git util-linux)`,
+    );
   return new AirlockError('INTERNAL', `cannot run git ${sub}: ${e.message}`, 'please report this');
 }
 
@@ -111,8 +187,11 @@ function gitFailure(args: string[], opts: GitOptions, status: number, stderr: st
   const sub = `${subcommandOf(args)}${opts.about ? ` on ${opts.about}` : ''}`;
   const said = stderr.trim().split('\n').slice(-MAX_STDERR_LINES).join('\n').slice(-MAX_STDERR_CHARS);
   if (isRecordingFailure({ message: said })) return cannotRecord(new Error(said), `git ${sub}`);
-  return new AirlockError('GIT_FAILED', `git ${sub} failed (exit ${status}): ${escapeForTerminal(said, { keepNewlines: true }) || 'no message'}`,
-    'git could not read a repository: a missing object, a ref that points at nothing, or a damaged pack. Run `git fsck` in the repository and fix or remove what it names');
+  return new AirlockError(
+    'GIT_FAILED',
+    `git ${sub} failed (exit ${status}): ${escapeForTerminal(said, { keepNewlines: true }) || 'no message'}`,
+    'git could not read a repository: a missing object, a ref that points at nothing, or a damaged pack. Run `git fsck` in the repository and fix or remove what it names',
+  );
 }
 
 export function git(args: string[], opts: GitOptions = {}): GitResult {
@@ -123,9 +202,16 @@ export function git(args: string[], opts: GitOptions = {}): GitResult {
 }
 
 /** git with raw bytes out (names and contents the agent chose need not be UTF-8). */
-export function gitBytes(args: string[], opts: Omit<GitOptions, 'encoding'> = {}): { status: number; stdout: Buffer; stderr: string } {
+export function gitBytes(
+  args: string[],
+  opts: Omit<GitOptions, 'encoding'> = {},
+): { status: number; stdout: Buffer; stderr: string } {
   const r = spawnGit(args, opts, 'buffer');
-  const res = { status: r.status ?? 128, stdout: (r.stdout as Buffer | null) ?? Buffer.alloc(0), stderr: String(r.stderr ?? '') };
+  const res = {
+    status: r.status ?? 128,
+    stdout: (r.stdout as Buffer | null) ?? Buffer.alloc(0),
+    stderr: String(r.stderr ?? ''),
+  };
   if (res.status !== 0 && !opts.allowFail) throw gitFailure(args, opts, res.status, res.stderr);
   return res;
 }

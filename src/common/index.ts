@@ -1,13 +1,33 @@
 // The shared core every module may use; it depends on no other module (.dependency-cruiser.cjs).
 export {
-  ExitCode, AirlockError, isAirlockError, isRecordingFailure, cannotRecord, type ExitCodeValue,
+  ExitCode,
+  AirlockError,
+  isAirlockError,
+  isRecordingFailure,
+  cannotRecord,
+  type ExitCodeValue,
 } from './errors.ts';
 export {
-  git, gitBytes, gitEnv, hardenedArgs, AGENT_DATA_BOUNDS, type GitResult, type GitBounds, type GitOptions,
+  git,
+  gitBytes,
+  gitEnv,
+  hardenedArgs,
+  AGENT_DATA_BOUNDS,
+  type GitResult,
+  type GitBounds,
+  type GitOptions,
 } from './git.ts';
 export { canonicalJson } from './json.ts';
 export type { AuditEventInput, Decision, Severity } from './event.ts';
-export { DEFAULT_ORG_POLICY, airlockHome, homeLayout, ensureHome, makePrivateFile, makePrivateTree, type HomeLayout } from './paths.ts';
+export {
+  DEFAULT_ORG_POLICY,
+  airlockHome,
+  homeLayout,
+  ensureHome,
+  makePrivateFile,
+  makePrivateTree,
+  type HomeLayout,
+} from './paths.ts';
 export { POPULAR } from './popular-packages.ts';
 export { escapeForTerminal, hasTerminalControls } from './terminal.ts';
 export { shellQuote } from './shell.ts';

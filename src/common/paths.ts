@@ -46,8 +46,11 @@ export function ensureHome(root = airlockHome()): HomeLayout {
     } catch (e) {
       if (isRecordingFailure(e)) throw cannotRecord(e, `creating Airlock's data directory ${d}`);
       const code = (e as NodeJS.ErrnoException).code ?? 'error';
-      throw new AirlockError('UNAVAILABLE', `cannot create Airlock's data directory ${d} with mode 0700 (${code})`,
-        'set AIRLOCK_HOME to a directory you own, e.g. export AIRLOCK_HOME=$HOME/.local/share/airlock');
+      throw new AirlockError(
+        'UNAVAILABLE',
+        `cannot create Airlock's data directory ${d} with mode 0700 (${code})`,
+        'set AIRLOCK_HOME to a directory you own, e.g. export AIRLOCK_HOME=$HOME/.local/share/airlock',
+      );
     }
   }
   return l;
@@ -74,7 +77,11 @@ export function makePrivateTree(path: string, maxEntries = 1_000_000, opts: { ke
   for (let n = 0; stack.length && n < maxEntries; n++) {
     const p = stack.pop()!;
     let st;
-    try { st = lstatSync(p); } catch { continue; }
+    try {
+      st = lstatSync(p);
+    } catch {
+      continue;
+    }
     if (st.isSymbolicLink()) continue;
     // a read-only file with other hard links (a pack shared with the user's own repository):
     // its other name is not ours to change; the 0700 directories above keep it private

@@ -5,7 +5,10 @@ import { channel } from 'node:diagnostics_channel';
 // read otherwise and keeps nothing.
 const phases = channel('airlock:phase');
 
-export interface PhaseMark { name: string; at: number }
+export interface PhaseMark {
+  name: string;
+  at: number;
+}
 
 /** Marks that the phase `name` has just ended. */
 export function phase(name: string): void {

@@ -12,8 +12,17 @@ export function normPackageName(eco: Ecosystem, name: string): string {
 
 /** Folds characters that look alike so "1odash", "lodash" and "l0dash" meet. */
 export function foldConfusables(s: string): string {
-  return s.toLowerCase().normalize('NFKC').replace(/rn/g, 'm').replace(/vv/g, 'w').replace(/[0]/g, 'o').replace(/[1|!]/g, 'l')
-    .replace(/3/g, 'e').replace(/5/g, 's').replace(/\$/g, 's').replace(/[-_.]/g, '');
+  return s
+    .toLowerCase()
+    .normalize('NFKC')
+    .replace(/rn/g, 'm')
+    .replace(/vv/g, 'w')
+    .replace(/[0]/g, 'o')
+    .replace(/[1|!]/g, 'l')
+    .replace(/3/g, 'e')
+    .replace(/5/g, 's')
+    .replace(/\$/g, 's')
+    .replace(/[-_.]/g, '');
 }
 
 /** Optimal string alignment (Damerau-Levenshtein with adjacent transpositions), capped. */
@@ -35,7 +44,12 @@ export function editDistance(a: string, b: string, cap = 4): number {
   return d[a.length]![b.length]!;
 }
 
-export function typosquatOf(eco: Ecosystem, name: string, popular: readonly string[], maxDistance: number): { target: string; distance: number } | null {
+export function typosquatOf(
+  eco: Ecosystem,
+  name: string,
+  popular: readonly string[],
+  maxDistance: number,
+): { target: string; distance: number } | null {
   const n = normPackageName(eco, name);
   const pop = popular.map((p) => normPackageName(eco, p));
   if (pop.includes(n)) return null;
@@ -51,4 +65,3 @@ export function typosquatOf(eco: Ecosystem, name: string, popular: readonly stri
   }
   return best;
 }
-

@@ -19,18 +19,31 @@ const GRANTS: Record<Role, readonly Permission[]> = {
   admin: ['read', 'review', 'answer', 'respond'],
 };
 
-export interface ConsoleUser { identity: string; roles: Role[]; via: 'dev-user' | 'oidc' }
+export interface ConsoleUser {
+  identity: string;
+  roles: Role[];
+  via: 'dev-user' | 'oidc';
+}
 
-export interface LoginSession { id: string; user: ConsoleUser; csrf: string; expires: number }
+export interface LoginSession {
+  id: string;
+  user: ConsoleUser;
+  csrf: string;
+  expires: number;
+}
 
 export function can(user: ConsoleUser, what: Permission): boolean {
   return user.roles.some((r) => GRANTS[r].includes(what));
 }
 
 export function parseRoles(text: string): Role[] {
-  const roles = text.split(',').map((r) => r.trim()).filter(Boolean);
+  const roles = text
+    .split(',')
+    .map((r) => r.trim())
+    .filter(Boolean);
   const bad = roles.filter((r) => !(ROLES as readonly string[]).includes(r));
-  if (bad.length || !roles.length) throw new Error(`unknown role ${JSON.stringify(bad[0] ?? text)} (roles: ${ROLES.join(', ')})`);
+  if (bad.length || !roles.length)
+    throw new Error(`unknown role ${JSON.stringify(bad[0] ?? text)} (roles: ${ROLES.join(', ')})`);
   return roles as Role[];
 }
 
@@ -73,11 +86,16 @@ export class Logins {
   get(id: string | undefined): LoginSession | null {
     if (!id) return null;
     const s = this.#byId.get(id);
-    if (!s || s.expires <= Date.now()) { if (s) this.#byId.delete(id); return null; }
+    if (!s || s.expires <= Date.now()) {
+      if (s) this.#byId.delete(id);
+      return null;
+    }
     return s;
   }
 
-  close(id: string): void { this.#byId.delete(id); }
+  close(id: string): void {
+    this.#byId.delete(id);
+  }
 
   #prune(): void {
     const now = Date.now();

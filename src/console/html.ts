@@ -20,10 +20,17 @@ export function agentText(s: string, keepNewlines = false): string {
   return escapeForTerminal(s, { keepNewlines });
 }
 
-export interface PageContext { user: ConsoleUser; csrf: string }
+export interface PageContext {
+  user: ConsoleUser;
+  csrf: string;
+}
 
 const NAV: [href: string, label: string][] = [
-  ['/proposals', 'Proposals'], ['/approvals', 'Approvals'], ['/sessions', 'Sessions'], ['/audit', 'Audit'], ['/policy', 'Policy'],
+  ['/proposals', 'Proposals'],
+  ['/approvals', 'Approvals'],
+  ['/sessions', 'Sessions'],
+  ['/audit', 'Audit'],
+  ['/policy', 'Policy'],
 ];
 
 export function layout(ctx: PageContext, title: string, body: Html): Html {

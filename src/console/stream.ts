@@ -27,9 +27,19 @@ export function registerStream(app: Hono<ConsoleEnv>, deps: ConsoleDeps): void {
       for (let i = 0; Date.now() < until && !gone.aborted && i < STREAM_LIFETIME_MS / POLL_MS + 1; i++) {
         for (const e of deps.store.query({ session, type, afterSeq: after, limit: BATCH })) {
           after = e.seq;
-          await stream.writeSSE({ id: String(e.seq), event: 'audit', data: JSON.stringify({
-            seq: e.seq, ts: e.ts, type: e.type, severity: e.severity, decision: e.decision ?? '', rule: agentText(e.rule ?? ''), what: summarize(e, 300, agentText),
-          }) });
+          await stream.writeSSE({
+            id: String(e.seq),
+            event: 'audit',
+            data: JSON.stringify({
+              seq: e.seq,
+              ts: e.ts,
+              type: e.type,
+              severity: e.severity,
+              decision: e.decision ?? '',
+              rule: agentText(e.rule ?? ''),
+              what: summarize(e, 300, agentText),
+            }),
+          });
         }
         await sleep(POLL_MS, undefined, { signal: gone }).catch(() => undefined);
       }

@@ -3,8 +3,16 @@ import { type AuditEvent, type AuditStore, eventPaths } from '../audit/index.ts'
 import type { Severity } from '../common/index.ts';
 import type { Policy, DetectionRule } from '../policy/index.ts';
 import {
-  MEASURE_LABEL, SessionProfile, deviation, globMatch, knownSets, pastProfiles, programName, saveProfile,
-  type Measure, type StoredProfile,
+  MEASURE_LABEL,
+  SessionProfile,
+  deviation,
+  globMatch,
+  knownSets,
+  pastProfiles,
+  programName,
+  saveProfile,
+  type Measure,
+  type StoredProfile,
 } from './profile.ts';
 
 export { deviation, type Measure, type Deviation } from './profile.ts';
@@ -56,15 +64,20 @@ export function ruleMatches(r: DetectionRule, e: AuditEvent): boolean {
   if (m.decision && e.decision !== m.decision) return false;
   if (m.paths && !(e.type !== 'egress.request' && eventPaths(d).some((p) => globMatch(p, m.paths!)))) return false;
   if (m.hosts && !(typeof d.host === 'string' && m.hosts.some((g) => matchesGlob(d.host as string, g)))) return false;
-  if (m.processNames) { const p = programName(d); if (!p || !m.processNames.includes(p)) return false; }
+  if (m.processNames) {
+    const p = programName(d);
+    if (!p || !m.processNames.includes(p)) return false;
+  }
   if (m.minBytesUp !== undefined && !(typeof d.bytesUp === 'number' && d.bytesUp >= m.minBytesUp)) return false;
   return true;
 }
 
 /** Whether review must require one more approver for this session's proposal (a `require-approver` response was recorded). */
 export function extraApproverRequired(store: AuditStore, session: string): { required: boolean; findings: string[] } {
-  const findings = store.query({ session, type: 'detect.response' })
-    .filter((e) => e.data.action === 'require-approver').map((e) => String(e.data.findingId));
+  const findings = store
+    .query({ session, type: 'detect.response' })
+    .filter((e) => e.data.action === 'require-approver')
+    .map((e) => String(e.data.findingId));
   return { required: findings.length > 0, findings };
 }
 
@@ -75,9 +88,14 @@ export function startDetector(opts: DetectorOptions): Detector {
   const off = store.onAppend((e) => {
     if (e.session !== session || scheduled || detector.stopped) return;
     scheduled = true;
-    setImmediate(() => { scheduled = false; if (!detector.stopped) detector.drain(); });
+    setImmediate(() => {
+      scheduled = false;
+      if (!detector.stopped) detector.drain();
+    });
   });
-  const timer = setInterval(() => { if (!detector.stopped) detector.drain(); }, opts.pollMs ?? 200);
+  const timer = setInterval(() => {
+    if (!detector.stopped) detector.drain();
+  }, opts.pollMs ?? 200);
   timer.unref();
   detector.drain();
 
@@ -130,8 +148,16 @@ class SessionDetector {
   }
 
   private loadPast(maxSessions: number): StoredProfile[] {
-    try { return pastProfiles(this.store, this.agent, this.session, maxSessions); } catch (e) {
-      this.store.append({ type: 'detect.error', session: this.session, severity: 'medium', rule: 'detect.baselines', data: { error: e instanceof Error ? e.message : String(e) } });
+    try {
+      return pastProfiles(this.store, this.agent, this.session, maxSessions);
+    } catch (e) {
+      this.store.append({
+        type: 'detect.error',
+        session: this.session,
+        severity: 'medium',
+        rule: 'detect.baselines',
+        data: { error: e instanceof Error ? e.message : String(e) },
+      });
       return [];
     }
   }
@@ -142,25 +168,51 @@ class SessionDetector {
 
   private respond(finding: AuditEvent): void {
     const action = this.telemetry.responses[finding.severity];
-    this.chain = this.chain.then(async () => {
-      const base = { findingId: finding.id, findingRule: finding.rule, severity: finding.severity, agent: this.agent };
-      if (this.killed) { this.record({ type: 'detect.response', severity: finding.severity, rule: `telemetry.responses.${finding.severity}`, data: { ...base, action, result: 'session already killed' } }); return; }
-      const { taken, result } = await this.carryOut(action, finding);
-      this.record({
-        type: 'detect.response', severity: finding.severity, rule: `telemetry.responses.${finding.severity}`,
-        decision: action === 'record' ? null : 'deny', data: { ...base, action: taken, result },
+    this.chain = this.chain
+      .then(async () => {
+        const base = {
+          findingId: finding.id,
+          findingRule: finding.rule,
+          severity: finding.severity,
+          agent: this.agent,
+        };
+        if (this.killed) {
+          this.record({
+            type: 'detect.response',
+            severity: finding.severity,
+            rule: `telemetry.responses.${finding.severity}`,
+            data: { ...base, action, result: 'session already killed' },
+          });
+          return;
+        }
+        const { taken, result } = await this.carryOut(action, finding);
+        this.record({
+          type: 'detect.response',
+          severity: finding.severity,
+          rule: `telemetry.responses.${finding.severity}`,
+          decision: action === 'record' ? null : 'deny',
+          data: { ...base, action: taken, result },
+        });
+      })
+      .catch(() => {
+        /* recorded above; the chain continues */
       });
-    }).catch(() => { /* recorded above; the chain continues */ });
   }
 
   /** Pauses or kills as the response says; fails closed: a session that cannot be paused is killed. */
-  private async carryOut(action: Telemetry['responses'][Severity], finding: AuditEvent): Promise<{ taken: typeof action; result: string }> {
+  private async carryOut(
+    action: Telemetry['responses'][Severity],
+    finding: AuditEvent,
+  ): Promise<{ taken: typeof action; result: string }> {
     let result = 'done';
     let taken = action;
     try {
       if (action === 'pause') {
         if (this.isPaused) result = 'already paused';
-        else { await this.control.pause(); this.isPaused = true; }
+        else {
+          await this.control.pause();
+          this.isPaused = true;
+        }
       } else if (action === 'kill') {
         await this.control.kill(`detection: ${String(finding.data.title ?? finding.rule)}`);
         this.killed = true;
@@ -168,7 +220,12 @@ class SessionDetector {
     } catch (e) {
       result = `${action} failed: ${e instanceof Error ? e.message : String(e)}`;
       if (action === 'pause') {
-        try { await this.control.kill(`pause failed after finding ${finding.id}`); this.killed = true; taken = 'kill'; result += '; killed instead'; } catch (e2) {
+        try {
+          await this.control.kill(`pause failed after finding ${finding.id}`);
+          this.killed = true;
+          taken = 'kill';
+          result += '; killed instead';
+        } catch (e2) {
           result += `; kill failed too: ${e2 instanceof Error ? e2.message : String(e2)}`;
         }
       }
@@ -176,7 +233,14 @@ class SessionDetector {
     return { taken, result };
   }
 
-  private finding(rule: string, severity: Severity, title: string, explanation: string, evidence: string[], extra: Record<string, unknown> = {}): void {
+  private finding(
+    rule: string,
+    severity: Severity,
+    title: string,
+    explanation: string,
+    evidence: string[],
+    extra: Record<string, unknown> = {},
+  ): void {
     const count = (this.fired.get(rule) ?? 0) + 1;
     this.fired.set(rule, count);
     // The cap limits log volume, never enforcement: a finding whose response would pause
@@ -184,8 +248,19 @@ class SessionDetector {
     const action = this.telemetry.responses[severity];
     if (count > MAX_FINDINGS_PER_RULE && action !== 'pause' && action !== 'kill') return;
     const recorded = this.record({
-      type: 'detect.finding', severity, rule,
-      data: { title, explanation, agent: this.agent, evidence: evidence.slice(-MAX_EVIDENCE), ...(count === MAX_FINDINGS_PER_RULE ? { note: 'further findings of this rule in this session are not recorded' } : {}), ...extra },
+      type: 'detect.finding',
+      severity,
+      rule,
+      data: {
+        title,
+        explanation,
+        agent: this.agent,
+        evidence: evidence.slice(-MAX_EVIDENCE),
+        ...(count === MAX_FINDINGS_PER_RULE
+          ? { note: 'further findings of this rule in this session are not recorded' }
+          : {}),
+        ...extra,
+      },
     });
     this.respond(recorded);
   }
@@ -196,32 +271,82 @@ class SessionDetector {
     const profile = this.profile;
     for (const m of changed) {
       if (this.firedMeasures.has(m)) continue;
-      const dev = deviation(m, profile.value(m), this.past.map((p) => p.metrics[m] ?? 0));
+      const dev = deviation(
+        m,
+        profile.value(m),
+        this.past.map((p) => p.metrics[m] ?? 0),
+      );
       if (dev.z <= bl.threshold) continue;
       this.firedMeasures.add(m);
-      const items = m === 'newHosts' ? profile.newHosts : m === 'newAreas' ? profile.newAreas : m === 'newCommands' ? profile.newPrograms : undefined;
+      const items =
+        m === 'newHosts'
+          ? profile.newHosts
+          : m === 'newAreas'
+            ? profile.newAreas
+            : m === 'newCommands'
+              ? profile.newPrograms
+              : undefined;
       const names = items ? [...items.keys()] : [];
       const explanation = `${MEASURE_LABEL[m]} = ${dev.value}${names.length ? ` (${names.slice(0, 10).join(', ')})` : ''}; usual range ${dev.min}–${dev.max} over ${dev.n} past sessions of ${this.agent} (median ${dev.median}, MAD ${dev.mad}); robust z ${dev.z.toFixed(1)} > ${bl.threshold}`;
-      this.finding(`detect.baseline.${m}`, bl.severity, `Session outside its baseline: ${MEASURE_LABEL[m]}`, explanation,
-        items ? [...items.values()] : [e.id], { kind: 'baseline', measure: m, value: dev.value, median: dev.median, mad: dev.mad, z: dev.z, usualMin: dev.min, usualMax: dev.max, sessions: dev.n, ...(names.length ? { items: names.slice(0, 50) } : {}) });
+      this.finding(
+        `detect.baseline.${m}`,
+        bl.severity,
+        `Session outside its baseline: ${MEASURE_LABEL[m]}`,
+        explanation,
+        items ? [...items.values()] : [e.id],
+        {
+          kind: 'baseline',
+          measure: m,
+          value: dev.value,
+          median: dev.median,
+          mad: dev.mad,
+          z: dev.z,
+          usualMin: dev.min,
+          usualMax: dev.max,
+          sessions: dev.n,
+          ...(names.length ? { items: names.slice(0, 50) } : {}),
+        },
+      );
     }
   }
 
   private checkRules(event: AuditEvent): void {
     for (const r of this.telemetry.detection.rules) {
       let hit: boolean;
-      try { hit = ruleMatches(r, event); } catch (err) {
-        this.record({ type: 'detect.error', severity: 'medium', rule: `detect.${r.id}`, data: { error: String(err), event: event.id } });
+      try {
+        hit = ruleMatches(r, event);
+      } catch (err) {
+        this.record({
+          type: 'detect.error',
+          severity: 'medium',
+          rule: `detect.${r.id}`,
+          data: { error: String(err), event: event.id },
+        });
         continue;
       }
       if (!hit) continue;
-      if (!r.threshold) { this.finding(`detect.${r.id}`, r.severity, r.description || r.id, `event ${event.seq} (${event.type}) matched rule ${r.id}`, [event.id]); continue; }
+      if (!r.threshold) {
+        this.finding(
+          `detect.${r.id}`,
+          r.severity,
+          r.description || r.id,
+          `event ${event.seq} (${event.type}) matched rule ${r.id}`,
+          [event.id],
+        );
+        continue;
+      }
       const now = Date.parse(event.ts);
       const w = (this.windows.get(r.id) ?? []).filter((x) => x.t > now - r.threshold!.windowSeconds * 1000);
       w.push({ t: now, id: event.id });
       if (w.length > r.threshold.moreThan) {
-        this.finding(`detect.${r.id}`, r.severity, r.description || r.id,
-          `${w.length} matching events within ${r.threshold.windowSeconds}s (more than ${r.threshold.moreThan})`, w.map((x) => x.id), { count: w.length, windowSeconds: r.threshold.windowSeconds });
+        this.finding(
+          `detect.${r.id}`,
+          r.severity,
+          r.description || r.id,
+          `${w.length} matching events within ${r.threshold.windowSeconds}s (more than ${r.threshold.moreThan})`,
+          w.map((x) => x.id),
+          { count: w.length, windowSeconds: r.threshold.windowSeconds },
+        );
         this.windows.set(r.id, []);
       } else this.windows.set(r.id, w);
     }
@@ -231,11 +356,26 @@ class SessionDetector {
     const honey = this.telemetry.detection.honeytokens;
     if (!honey.length || event.type === 'egress.request') return;
     let hit: string | undefined;
-    try { hit = eventPaths(event.data ?? {}).find((p) => globMatch(p, honey)); } catch (err) {
+    try {
+      hit = eventPaths(event.data ?? {}).find((p) => globMatch(p, honey));
+    } catch (err) {
       // e.g. a glob too long to compile: recorded, and the baseline still runs
-      this.record({ type: 'detect.error', severity: 'medium', rule: 'detect.honeytoken', data: { error: String(err), event: event.id } });
+      this.record({
+        type: 'detect.error',
+        severity: 'medium',
+        rule: 'detect.honeytoken',
+        data: { error: String(err), event: event.id },
+      });
     }
-    if (hit) this.finding('detect.honeytoken', 'critical', 'Honeytoken touched', `event ${event.seq} (${event.type}) names honeytoken path ${hit}`, [event.id], { path: hit });
+    if (hit)
+      this.finding(
+        'detect.honeytoken',
+        'critical',
+        'Honeytoken touched',
+        `event ${event.seq} (${event.type}) names honeytoken path ${hit}`,
+        [event.id],
+        { path: hit },
+      );
   }
 
   private onEvent(event: AuditEvent): void {
@@ -246,14 +386,22 @@ class SessionDetector {
   }
 
   drain(): void {
-    for (let i = 0; i < 100; i++) { // bounded per tick; the timer continues
+    for (let i = 0; i < 100; i++) {
+      // bounded per tick; the timer continues
       const batch = this.store.query({ session: this.session, afterSeq: this.lastSeq, limit: 1000 });
       if (batch.length === 0) return;
       for (const e of batch) {
         this.lastSeq = e.seq;
         // An exception here would leave the event unjudged with no trace (and escape the timer).
-        try { this.onEvent(e); } catch (err) {
-          this.record({ type: 'detect.error', severity: 'high', rule: 'detect', data: { error: err instanceof Error ? err.message : String(err), event: e.id } });
+        try {
+          this.onEvent(e);
+        } catch (err) {
+          this.record({
+            type: 'detect.error',
+            severity: 'high',
+            rule: 'detect',
+            data: { error: err instanceof Error ? err.message : String(err), event: e.id },
+          });
         }
       }
     }
@@ -264,10 +412,19 @@ class SessionDetector {
     if (!this.isPaused) return;
     await this.control.resume();
     this.isPaused = false;
-    this.record({ type: 'detect.resumed', severity: 'info', rule: 'telemetry.responses', data: { by, agent: this.agent } });
+    this.record({
+      type: 'detect.resumed',
+      severity: 'info',
+      rule: 'telemetry.responses',
+      data: { by, agent: this.agent },
+    });
   }
 
   saveBaselineProfile(): void {
-    try { if (this.profile.firstTs !== undefined) saveProfile(this.store, this.agent, this.profile); } catch { /* best effort */ }
+    try {
+      if (this.profile.firstTs !== undefined) saveProfile(this.store, this.agent, this.profile);
+    } catch {
+      /* best effort */
+    }
   }
 }

@@ -4,12 +4,30 @@ import { type AuditTables, type AuditEvent, type AuditStore, eventPaths, argvOf 
 // A session's behaviour profile, built from its events: what it contacted, touched,
 // changed and ran. Baselines compare a session's profile with the same agent's past ones.
 
-export const MEASURES = ['hosts', 'newHosts', 'paths', 'newAreas', 'filesChanged', 'linesChanged', 'commands', 'newCommands', 'durationSeconds', 'denials'] as const;
+export const MEASURES = [
+  'hosts',
+  'newHosts',
+  'paths',
+  'newAreas',
+  'filesChanged',
+  'linesChanged',
+  'commands',
+  'newCommands',
+  'durationSeconds',
+  'denials',
+] as const;
 export type Measure = (typeof MEASURES)[number];
 export const MEASURE_LABEL: Record<Measure, string> = {
-  hosts: 'hosts contacted', newHosts: 'hosts never contacted before', paths: 'paths touched', newAreas: 'directories never touched before',
-  filesChanged: 'files changed', linesChanged: 'lines changed', commands: 'commands run', newCommands: 'programs never run before',
-  durationSeconds: 'duration (s)', denials: 'denied operations',
+  hosts: 'hosts contacted',
+  newHosts: 'hosts never contacted before',
+  paths: 'paths touched',
+  newAreas: 'directories never touched before',
+  filesChanged: 'files changed',
+  linesChanged: 'lines changed',
+  commands: 'commands run',
+  newCommands: 'programs never run before',
+  durationSeconds: 'duration (s)',
+  denials: 'denied operations',
 };
 
 const SET_CAP = 2000;
@@ -34,9 +52,14 @@ export function programName(data: Record<string, unknown>): string | undefined {
   return a0 ? basename(a0) : undefined;
 }
 
-const PATH_TYPES = (t: string) => t.startsWith('file.') || t.startsWith('sandbox.') || t.startsWith('review.') || t === 'secrets.redacted';
+const PATH_TYPES = (t: string) =>
+  t.startsWith('file.') || t.startsWith('sandbox.') || t.startsWith('review.') || t === 'secrets.redacted';
 
-export interface ProfileSets { hosts: Set<string>; areas: Set<string>; programs: Set<string> }
+export interface ProfileSets {
+  hosts: Set<string>;
+  areas: Set<string>;
+  programs: Set<string>;
+}
 
 /** Incremental profile of one session; `add` returns the measures it changed. */
 export class SessionProfile {
@@ -65,39 +88,60 @@ export class SessionProfile {
   add(event: AuditEvent): Set<Measure> {
     const changed = new Set<Measure>();
     const t = Date.parse(event.ts);
-    if (this.firstTs === undefined) { this.firstTs = t; this.started = event.ts; }
-    if (this.lastTs === undefined || t > this.lastTs) { this.lastTs = t; changed.add('durationSeconds'); }
+    if (this.firstTs === undefined) {
+      this.firstTs = t;
+      this.started = event.ts;
+    }
+    if (this.lastTs === undefined || t > this.lastTs) {
+      this.lastTs = t;
+      changed.add('durationSeconds');
+    }
     const data = event.data ?? {};
-    if (event.decision === 'deny') { this.denials += 1; changed.add('denials'); }
+    if (event.decision === 'deny') {
+      this.denials += 1;
+      changed.add('denials');
+    }
     if (event.type === 'egress.request' && typeof data.host === 'string') {
       const h = data.host.toLowerCase();
       if (!this.hosts.has(h) && this.hosts.size < SET_CAP) {
-        this.hosts.add(h); changed.add('hosts');
-        if (!this.known.hosts.has(h)) { this.newHosts.set(h, event.id); changed.add('newHosts'); }
+        this.hosts.add(h);
+        changed.add('hosts');
+        if (!this.known.hosts.has(h)) {
+          this.newHosts.set(h, event.id);
+          changed.add('newHosts');
+        }
       }
     }
     if (event.type === 'process.exec') {
-      this.commands += 1; changed.add('commands');
+      this.commands += 1;
+      changed.add('commands');
       const p = programName(data);
       if (p && !this.programs.has(p) && this.programs.size < SET_CAP) {
         this.programs.add(p);
-        if (!this.known.programs.has(p)) { this.newPrograms.set(p, event.id); changed.add('newCommands'); }
+        if (!this.known.programs.has(p)) {
+          this.newPrograms.set(p, event.id);
+          changed.add('newCommands');
+        }
       }
     }
     if (PATH_TYPES(event.type)) {
       for (const p of eventPaths(data)) {
         const rp = relPath(p);
         if (this.paths.has(rp) || this.paths.size >= SET_CAP) continue;
-        this.paths.add(rp); changed.add('paths');
+        this.paths.add(rp);
+        changed.add('paths');
         const a = areaOf(rp);
         if (!this.areas.has(a)) {
           this.areas.add(a);
-          if (!this.known.areas.has(a)) { this.newAreas.set(a, event.id); changed.add('newAreas'); }
+          if (!this.known.areas.has(a)) {
+            this.newAreas.set(a, event.id);
+            changed.add('newAreas');
+          }
         }
       }
     }
     if (event.type === 'review.proposal' || event.type === 'review.captured') {
-      const files = Array.isArray(data.files) ? data.files as unknown[] : [];
+      const files = Array.isArray(data.files) ? (data.files as unknown[]) : [];
       let lines = 0;
       for (const f of files) {
         if (f && typeof f === 'object') {
@@ -105,27 +149,42 @@ export class SessionProfile {
           lines += (Number(o.additions) || 0) + (Number(o.deletions) || 0);
         }
       }
-      if (typeof data.additions === 'number' || typeof data.deletions === 'number') lines = (Number(data.additions) || 0) + (Number(data.deletions) || 0);
+      if (typeof data.additions === 'number' || typeof data.deletions === 'number')
+        lines = (Number(data.additions) || 0) + (Number(data.deletions) || 0);
       if (typeof data.linesChanged === 'number') lines = data.linesChanged;
-      this.filesChanged = Math.max(this.filesChanged, typeof data.filesChanged === 'number' ? data.filesChanged : files.length);
+      this.filesChanged = Math.max(
+        this.filesChanged,
+        typeof data.filesChanged === 'number' ? data.filesChanged : files.length,
+      );
       this.linesChanged = Math.max(this.linesChanged, lines);
-      changed.add('filesChanged'); changed.add('linesChanged');
+      changed.add('filesChanged');
+      changed.add('linesChanged');
     }
     return changed;
   }
 
   value(m: Measure): number {
     switch (m) {
-      case 'hosts': return this.hosts.size;
-      case 'newHosts': return this.newHosts.size;
-      case 'paths': return this.paths.size;
-      case 'newAreas': return this.newAreas.size;
-      case 'filesChanged': return this.filesChanged;
-      case 'linesChanged': return this.linesChanged;
-      case 'commands': return this.commands;
-      case 'newCommands': return this.newPrograms.size;
-      case 'durationSeconds': return this.firstTs === undefined ? 0 : Math.round(((this.lastTs ?? this.firstTs) - this.firstTs) / 1000);
-      case 'denials': return this.denials;
+      case 'hosts':
+        return this.hosts.size;
+      case 'newHosts':
+        return this.newHosts.size;
+      case 'paths':
+        return this.paths.size;
+      case 'newAreas':
+        return this.newAreas.size;
+      case 'filesChanged':
+        return this.filesChanged;
+      case 'linesChanged':
+        return this.linesChanged;
+      case 'commands':
+        return this.commands;
+      case 'newCommands':
+        return this.newPrograms.size;
+      case 'durationSeconds':
+        return this.firstTs === undefined ? 0 : Math.round(((this.lastTs ?? this.firstTs) - this.firstTs) / 1000);
+      case 'denials':
+        return this.denials;
     }
   }
 
@@ -136,20 +195,36 @@ export class SessionProfile {
 
 // Profiles of finished sessions are kept in their own table (src/audit/schema.ts), so baselines do not rescan the log.
 
-export interface StoredProfile { session: string; agent: string; started: string; metrics: Record<Measure, number>; sets: { hosts: string[]; areas: string[]; programs: string[] } }
+export interface StoredProfile {
+  session: string;
+  agent: string;
+  started: string;
+  metrics: Record<Measure, number>;
+  sets: { hosts: string[]; areas: string[]; programs: string[] };
+}
 
 export function saveProfile(store: AuditStore, agent: string, p: SessionProfile): void {
-  store.tables.prepare('INSERT OR REPLACE INTO detect_profiles (session, agent, started, metrics, sets) VALUES (?,?,?,?,?)').run(
-    p.session, agent, p.started ?? new Date().toISOString(), JSON.stringify(p.metrics()),
-    JSON.stringify({ hosts: [...p.hosts], areas: [...p.areas], programs: [...p.programs] }));
+  store.tables
+    .prepare('INSERT OR REPLACE INTO detect_profiles (session, agent, started, metrics, sets) VALUES (?,?,?,?,?)')
+    .run(
+      p.session,
+      agent,
+      p.started ?? new Date().toISOString(),
+      JSON.stringify(p.metrics()),
+      JSON.stringify({ hosts: [...p.hosts], areas: [...p.areas], programs: [...p.programs] }),
+    );
 }
 
 /** Profiles of the agent's past sessions, oldest first; sessions in the log without a profile are profiled now. */
 export function pastProfiles(store: AuditStore, agent: string, exclude: string, max: number): StoredProfile[] {
   const db = store.tables;
-  const missing = db.prepare(`SELECT DISTINCT e.session AS s, MIN(e.ts) AS t FROM events e
+  const missing = db
+    .prepare(
+      `SELECT DISTINCT e.session AS s, MIN(e.ts) AS t FROM events e
     WHERE e.type = 'session.start' AND json_extract(e.data, '$.agent') = ? AND e.session IS NOT NULL AND e.session != ?
-      AND NOT EXISTS (SELECT 1 FROM detect_profiles p WHERE p.session = e.session) GROUP BY e.session ORDER BY t`).all(agent, exclude) as { s: string }[];
+      AND NOT EXISTS (SELECT 1 FROM detect_profiles p WHERE p.session = e.session) GROUP BY e.session ORDER BY t`,
+    )
+    .all(agent, exclude) as { s: string }[];
   // Oldest first, each judged against what came before it, so "new" means new at that time.
   for (const { s } of missing.slice(-max * 2)) {
     const known = knownSets(loadProfiles(db, agent, s, max));
@@ -161,9 +236,16 @@ export function pastProfiles(store: AuditStore, agent: string, exclude: string, 
 }
 
 function loadProfiles(db: AuditTables, agent: string, exclude: string, max: number): StoredProfile[] {
-  const rows = db.prepare('SELECT * FROM detect_profiles WHERE agent = ? AND session != ? ORDER BY started DESC LIMIT ?').all(agent, exclude, max) as
-    { session: string; agent: string; started: string; metrics: string; sets: string }[];
-  return rows.reverse().map((r) => ({ session: r.session, agent: r.agent, started: r.started, metrics: JSON.parse(r.metrics), sets: JSON.parse(r.sets) }));
+  const rows = db
+    .prepare('SELECT * FROM detect_profiles WHERE agent = ? AND session != ? ORDER BY started DESC LIMIT ?')
+    .all(agent, exclude, max) as { session: string; agent: string; started: string; metrics: string; sets: string }[];
+  return rows.reverse().map((r) => ({
+    session: r.session,
+    agent: r.agent,
+    started: r.started,
+    metrics: JSON.parse(r.metrics),
+    sets: JSON.parse(r.sets),
+  }));
 }
 
 export function knownSets(profiles: StoredProfile[]): ProfileSets {
@@ -184,10 +266,28 @@ export function median(xs: number[]): number {
   const m = s.length >> 1;
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
-export interface Deviation { measure: Measure; value: number; median: number; mad: number; z: number; min: number; max: number; n: number }
+export interface Deviation {
+  measure: Measure;
+  value: number;
+  median: number;
+  mad: number;
+  z: number;
+  min: number;
+  max: number;
+  n: number;
+}
 export function deviation(measure: Measure, value: number, past: number[]): Deviation {
   const med = median(past);
   const mad = median(past.map((v) => Math.abs(v - med)));
   const scale = Math.max(mad, 0.15, 0.1 * Math.abs(med));
-  return { measure, value, median: med, mad, z: (0.6745 * (value - med)) / scale, min: Math.min(...past), max: Math.max(...past), n: past.length };
+  return {
+    measure,
+    value,
+    median: med,
+    mad,
+    z: (0.6745 * (value - med)) / scale,
+    min: Math.min(...past),
+    max: Math.max(...past),
+    n: past.length,
+  };
 }

@@ -21,7 +21,12 @@ import { writeCaBundle, caEnv, SANDBOX_CA_BUNDLE } from './tls/bundle.ts';
 const B62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 const MAX_VALUE_BYTES = 64 * 1024;
 
-export interface Destination { pattern: HostPattern; port: number; paths: string[] | null; methods: string[] | null }
+export interface Destination {
+  pattern: HostPattern;
+  port: number;
+  paths: string[] | null;
+  methods: string[] | null;
+}
 
 export interface Credential {
   name: string;
@@ -38,7 +43,9 @@ export interface Credential {
 export type Misuse = { credential: Credential; where: string };
 
 /** A thing the gateway must never let out: a placeholder (wrong place) or a honeytoken (anywhere). */
-export type Hit = { kind: 'placeholder'; credential: Credential; where: string } | { kind: 'honeytoken'; token: Honeytoken; where: string };
+export type Hit =
+  | { kind: 'placeholder'; credential: Credential; where: string }
+  | { kind: 'honeytoken'; token: Honeytoken; where: string };
 
 function placeholderFor(name: string): string {
   let r = '';
@@ -53,19 +60,46 @@ function expandHome(p: string, env: NodeJS.ProcessEnv): string {
 
 function readValueFile(path: string, where: string): string {
   let fd: number;
-  try { fd = openSync(path, constants.O_RDONLY); } catch (e) {
-    throw new AirlockError('NOT_FOUND', `${where}: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`, 'create the file or fix credentials.brokered[].source.file');
+  try {
+    fd = openSync(path, constants.O_RDONLY);
+  } catch (e) {
+    throw new AirlockError(
+      'NOT_FOUND',
+      `${where}: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
+      'create the file or fix credentials.brokered[].source.file',
+    );
   }
   try {
     const st = fstatSync(fd);
-    if (!st.isFile()) throw new AirlockError('POLICY_INVALID', `${where}: ${path} is not a regular file`, 'point source.file at the file holding the value');
-    if ((st.mode & 0o022) !== 0) throw new AirlockError('BAD_STATE', `${where}: ${path} is writable by group or others (mode ${(st.mode & 0o777).toString(8)})`, `run: chmod go-w ${path}`);
-    if (st.size > MAX_VALUE_BYTES) throw new AirlockError('POLICY_INVALID', `${where}: ${path} is larger than ${MAX_VALUE_BYTES} bytes`, 'point source.file at a file holding only the value');
+    if (!st.isFile())
+      throw new AirlockError(
+        'POLICY_INVALID',
+        `${where}: ${path} is not a regular file`,
+        'point source.file at the file holding the value',
+      );
+    if ((st.mode & 0o022) !== 0)
+      throw new AirlockError(
+        'BAD_STATE',
+        `${where}: ${path} is writable by group or others (mode ${(st.mode & 0o777).toString(8)})`,
+        `run: chmod go-w ${path}`,
+      );
+    if (st.size > MAX_VALUE_BYTES)
+      throw new AirlockError(
+        'POLICY_INVALID',
+        `${where}: ${path} is larger than ${MAX_VALUE_BYTES} bytes`,
+        'point source.file at a file holding only the value',
+      );
     const buf = Buffer.alloc(st.size);
     let n = 0;
-    while (n < st.size) { const k = readSync(fd, buf, n, st.size - n, null); if (k <= 0) break; n += k; }
+    while (n < st.size) {
+      const k = readSync(fd, buf, n, st.size - n, null);
+      if (k <= 0) break;
+      n += k;
+    }
     return buf.subarray(0, n).toString('utf8');
-  } finally { closeSync(fd); }
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Reads one credential's real value on the host. Throws AirlockError naming the credential. */
@@ -74,27 +108,66 @@ export function readCredentialValue(c: BrokeredCredential, hostEnv: NodeJS.Proce
   const s = c.source;
   if ('env' in s) {
     const v = hostEnv[s.env];
-    if (v === undefined || v === '') throw new AirlockError('NOT_FOUND', `${where}: host environment variable ${s.env} is not set`, `export ${s.env} before starting Airlock, or remove the credential from the policy`);
+    if (v === undefined || v === '')
+      throw new AirlockError(
+        'NOT_FOUND',
+        `${where}: host environment variable ${s.env} is not set`,
+        `export ${s.env} before starting Airlock, or remove the credential from the policy`,
+      );
     raw = v;
   } else if ('file' in s) {
     const p = expandHome(s.file, hostEnv);
-    if (!isAbsolute(p)) throw new AirlockError('POLICY_INVALID', `${where}: source.file ${s.file} is not an absolute path`, 'use an absolute path or ~/...');
+    if (!isAbsolute(p))
+      throw new AirlockError(
+        'POLICY_INVALID',
+        `${where}: source.file ${s.file} is not an absolute path`,
+        'use an absolute path or ~/...',
+      );
     raw = readValueFile(p, where);
   } else {
     try {
       raw = execFileSync(s.command[0]!, s.command.slice(1), {
-        encoding: 'utf8', timeout: 10_000, maxBuffer: MAX_VALUE_BYTES, stdio: ['ignore', 'pipe', 'pipe'], env: hostEnv as NodeJS.ProcessEnv, shell: false,
+        encoding: 'utf8',
+        timeout: 10_000,
+        maxBuffer: MAX_VALUE_BYTES,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: hostEnv as NodeJS.ProcessEnv,
+        shell: false,
       });
     } catch (e) {
       const err = e as NodeJS.ErrnoException & { status?: number; signal?: string };
-      const why = err.code === 'ENOENT' ? 'command not found' : err.signal ? `killed by ${err.signal} (timeout 10 s?)` : `exit status ${err.status ?? '?'}`;
-      throw new AirlockError('UNAVAILABLE', `${where}: source.command ${s.command[0]} failed: ${why}`, 'run the command yourself to check it prints the value, or fix credentials.brokered[].source.command');
+      const why =
+        err.code === 'ENOENT'
+          ? 'command not found'
+          : err.signal
+            ? `killed by ${err.signal} (timeout 10 s?)`
+            : `exit status ${err.status ?? '?'}`;
+      throw new AirlockError(
+        'UNAVAILABLE',
+        `${where}: source.command ${s.command[0]} failed: ${why}`,
+        'run the command yourself to check it prints the value, or fix credentials.brokered[].source.command',
+      );
     }
   }
   const v = raw.trim();
-  if (!v) throw new AirlockError('NOT_FOUND', `${where}: the source gave an empty value`, 'check the source holds the credential');
-  if (/[\x00-\x1f\x7f]/.test(v)) throw new AirlockError('POLICY_INVALID', `${where}: the value contains control characters or several lines`, 'a brokered credential is one line (a token or key)');
-  if (v.length < 8) throw new AirlockError('POLICY_INVALID', `${where}: the value is shorter than 8 characters`, 'a brokered credential must be long enough to be told apart from ordinary text');
+  if (!v)
+    throw new AirlockError(
+      'NOT_FOUND',
+      `${where}: the source gave an empty value`,
+      'check the source holds the credential',
+    );
+  if (/[\x00-\x1f\x7f]/.test(v))
+    throw new AirlockError(
+      'POLICY_INVALID',
+      `${where}: the value contains control characters or several lines`,
+      'a brokered credential is one line (a token or key)',
+    );
+  if (v.length < 8)
+    throw new AirlockError(
+      'POLICY_INVALID',
+      `${where}: the value is shorter than 8 characters`,
+      'a brokered credential must be long enough to be told apart from ordinary text',
+    );
   return v;
 }
 
@@ -117,7 +190,9 @@ export class NeedleScanner<T> {
     this.needles = needles.map((n) => ({ bytes: Buffer.from(n.text, 'utf8'), tag: n.tag }));
     this.keep = Math.max(0, ...this.needles.map((n) => n.bytes.length - 1));
   }
-  get empty(): boolean { return this.needles.length === 0; }
+  get empty(): boolean {
+    return this.needles.length === 0;
+  }
   /** The first needle found in tail+chunk, or null. */
   push(chunk: Buffer): T | null {
     if (!this.needles.length) return null;
@@ -163,7 +238,12 @@ export class Broker {
       const where = `credentials.brokered[${i}] (${c.name})`;
       const value = readCredentialValue(c, hostEnv, where);
       return {
-        name: c.name, index: i, value, fingerprint: fingerprint(value), placeholder: placeholderFor(c.name), inject: c.inject,
+        name: c.name,
+        index: i,
+        value,
+        fingerprint: fingerprint(value),
+        placeholder: placeholderFor(c.name),
+        inject: c.inject,
         destinations: c.destinations.map((d, j) => ({
           pattern: hostPatternOf(d.host, `${where}.destinations[${j}]`, { allowIp: true }),
           port: d.port,
@@ -187,22 +267,37 @@ export class Broker {
   /** Audit-safe description (names, fingerprints, destinations; never values or placeholders). */
   describe(): Record<string, unknown>[] {
     return this.credentials.map((c) => ({
-      name: c.name, fingerprint: c.fingerprint, placeholderFingerprint: fingerprint(c.placeholder),
-      inject: 'header' in c.inject ? `header ${c.inject.header}` : 'basic' in c.inject ? 'basic' : `query ${c.inject.query}`,
-      destinations: c.destinations.map((d) => `${d.pattern.wildcard ? '*.' : ''}${d.pattern.host}:${d.port}${d.paths ? ` ${d.paths.join(',')}` : ''}${d.methods ? ` ${d.methods.join(',')}` : ''}`),
+      name: c.name,
+      fingerprint: c.fingerprint,
+      placeholderFingerprint: fingerprint(c.placeholder),
+      inject:
+        'header' in c.inject ? `header ${c.inject.header}` : 'basic' in c.inject ? 'basic' : `query ${c.inject.query}`,
+      destinations: c.destinations.map(
+        (d) =>
+          `${d.pattern.wildcard ? '*.' : ''}${d.pattern.host}:${d.port}${d.paths ? ` ${d.paths.join(',')}` : ''}${d.methods ? ` ${d.methods.join(',')}` : ''}`,
+      ),
     }));
   }
 
   bound(c: Credential, r: { host: string; port: number; method: string; path: string }): boolean {
-    return c.destinations.some((d) => hostMatches(d.pattern, r.host) && d.port === r.port
-      && (!d.methods || d.methods.includes(r.method)) && (!d.paths || pathMatches(d.paths, r.path)));
+    return c.destinations.some(
+      (d) =>
+        hostMatches(d.pattern, r.host) &&
+        d.port === r.port &&
+        (!d.methods || d.methods.includes(r.method)) &&
+        (!d.paths || pathMatches(d.paths, r.path)),
+    );
   }
 
   /** Needles for scanning bytes that leave: every placeholder (all forms) and every honeytoken. */
   needles(tokens: readonly Honeytoken[] = []): { text: string; tag: Hit }[] {
     const out: { text: string; tag: Hit }[] = [];
-    for (const c of this.credentials) for (const n of needlesOf(c.placeholder)) out.push({ text: n, tag: { kind: 'placeholder', credential: c, where: 'body' } });
-    for (const t of tokens) for (const n of honeyNeedles(t.value)) out.push({ text: n, tag: { kind: 'honeytoken', token: t, where: 'body' } });
+    for (const c of this.credentials)
+      for (const n of needlesOf(c.placeholder))
+        out.push({ text: n, tag: { kind: 'placeholder', credential: c, where: 'body' } });
+    for (const t of tokens)
+      for (const n of honeyNeedles(t.value))
+        out.push({ text: n, tag: { kind: 'honeytoken', token: t, where: 'body' } });
     return out;
   }
 
@@ -220,7 +315,8 @@ export class Broker {
    */
   rewrite(request: RequestView): Rewritten | { misuse: Misuse } {
     const headers: [string, string][] = [];
-    for (let i = 0; i + 1 < request.rawHeaders.length; i += 2) headers.push([request.rawHeaders[i]!, request.rawHeaders[i + 1]!]);
+    for (let i = 0; i + 1 < request.rawHeaders.length; i += 2)
+      headers.push([request.rawHeaders[i]!, request.rawHeaders[i + 1]!]);
     let url = request.url;
     const used = new Set<Credential>();
     for (const c of this.credentials) {
@@ -230,13 +326,19 @@ export class Broker {
       const urlViews = textViews(url);
       if (forms.some((n) => urlViews.some((v) => v.includes(n)))) {
         if (!isBound) return { misuse: { credential: c, where: 'url' } };
-        if (!url.includes(c.placeholder) && !url.includes(encodeURIComponent(c.placeholder))) return { misuse: { credential: c, where: 'url (encoded)' } };
-        url = url.split(c.placeholder).join(encodeURIComponent(c.value)).split(encodeURIComponent(c.placeholder)).join(encodeURIComponent(c.value));
+        if (!url.includes(c.placeholder) && !url.includes(encodeURIComponent(c.placeholder)))
+          return { misuse: { credential: c, where: 'url (encoded)' } };
+        url = url
+          .split(c.placeholder)
+          .join(encodeURIComponent(c.value))
+          .split(encodeURIComponent(c.placeholder))
+          .join(encodeURIComponent(c.value));
         used.add(c);
       }
       for (const h of headers) {
         // a header name is never rewritten: a placeholder there only carries it somewhere
-        if (forms.some((n) => textViews(h[0]).some((v) => v.includes(n)))) return { misuse: { credential: c, where: 'header name' } };
+        if (forms.some((n) => textViews(h[0]).some((v) => v.includes(n))))
+          return { misuse: { credential: c, where: 'header name' } };
         const hv = textViews(h[1]);
         const basic = /^basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(h[1]);
         const decoded = basic ? Buffer.from(basic[1]!, 'base64').toString('utf8') : '';
@@ -262,20 +364,28 @@ export class Broker {
       } else {
         const name = 'header' in inj ? inj.header : 'Authorization';
         if (headers.some((h) => h[0].toLowerCase() === name.toLowerCase())) continue;
-        headers.push([name, 'header' in inj ? inj.template.split('{value}').join(c.value) : `Basic ${Buffer.from(`${inj.basic.username}:${c.value}`).toString('base64')}`]);
+        headers.push([
+          name,
+          'header' in inj
+            ? inj.template.split('{value}').join(c.value)
+            : `Basic ${Buffer.from(`${inj.basic.username}:${c.value}`).toString('base64')}`,
+        ]);
       }
       used.add(c);
     }
     return { headers, url, injected: [...used] };
   }
 
-  toString(): string { return `Broker(${this.session}, ${this.credentials.length} credentials)`; }
+  toString(): string {
+    return `Broker(${this.session}, ${this.credentials.length} credentials)`;
+  }
 }
 
 /** Honeytoken needles (same forms as the secrets module's matcher, PEM body lines included). */
 function honeyNeedles(value: string): string[] {
   const out = new Set(needlesOf(value));
-  if (value.includes('\n')) for (const line of value.split('\n')) if (line.length >= 60 && !line.startsWith('-----')) out.add(line);
+  if (value.includes('\n'))
+    for (const line of value.split('\n')) if (line.length >= 60 && !line.startsWith('-----')) out.add(line);
   return [...out];
 }
 
@@ -297,7 +407,10 @@ export class StreamReplacer {
       this.onReplace(b.toString());
       const parts: Buffer[] = [];
       let pos = 0;
-      for (let i = out.indexOf(a); i >= 0; i = out.indexOf(a, pos)) { parts.push(out.subarray(pos, i), b); pos = i + a.length; }
+      for (let i = out.indexOf(a); i >= 0; i = out.indexOf(a, pos)) {
+        parts.push(out.subarray(pos, i), b);
+        pos = i + a.length;
+      }
       parts.push(out.subarray(pos));
       out = Buffer.concat(parts);
     }
@@ -310,7 +423,11 @@ export class StreamReplacer {
     this.tail = Buffer.from(all.subarray(cut));
     return all.subarray(0, cut);
   }
-  end(): Buffer { const t = this.tail; this.tail = Buffer.alloc(0); return t; }
+  end(): Buffer {
+    const t = this.tail;
+    this.tail = Buffer.alloc(0);
+    return t;
+  }
 }
 
 export interface PreparedCredentials {
@@ -332,7 +449,12 @@ export interface PreparedCredentials {
  * values on the host and makes the per-session placeholders. Throws AirlockError when a
  * credential cannot be read (the session must not start).
  */
-export async function prepareCredentials(policy: Policy, hostEnv: NodeJS.ProcessEnv, sessionId: string, home: string): Promise<PreparedCredentials> {
+export async function prepareCredentials(
+  policy: Policy,
+  hostEnv: NodeJS.ProcessEnv,
+  sessionId: string,
+  home: string,
+): Promise<PreparedCredentials> {
   const layout = homeLayout(home);
   const ca = await loadOrCreateCa({ keysDir: layout.keys });
   const caBundlePath = writeCaBundle(ca, join(layout.root, 'tls'));

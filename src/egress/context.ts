@@ -28,7 +28,13 @@ export interface Timeouts {
 
 export const DEFAULT_TIMEOUTS: Timeouts = { handshakeMs: 10_000, peekMs: 10_000, connectMs: 10_000, idleMs: 300_000 };
 
-export interface Stats { connections: number; bytesUp: number; bytesDown: number; denied: number; requests: number }
+export interface Stats {
+  connections: number;
+  bytesUp: number;
+  bytesDown: number;
+  denied: number;
+  requests: number;
+}
 
 export interface Ctx {
   session: string;
@@ -79,15 +85,37 @@ export interface ObservedRules {
   rules: EgressRules;
 }
 
-export interface EgressAskRequest { host: string; port: number; rule: string; reason: string }
+export interface EgressAskRequest {
+  host: string;
+  port: number;
+  rule: string;
+  reason: string;
+}
 /** An allow is for this one connection unless its scope is 'session' (absent: once, the narrower). */
-export interface EgressAnswer { decision: 'allow' | 'deny'; by: string | null; reason: string; scope?: 'once' | 'session' }
+export interface EgressAnswer {
+  decision: 'allow' | 'deny';
+  by: string | null;
+  reason: string;
+  scope?: 'once' | 'session';
+}
 /** One question that concurrent connections wait on; a 'once' allow goes to the first that takes it. */
-export interface PendingAsk { answer: Promise<EgressAnswer>; onceTaken: boolean }
+export interface PendingAsk {
+  answer: Promise<EgressAnswer>;
+  onceTaken: boolean;
+}
 /** Resolves with the human's answer (a timeout is a deny); held connections wait on it. */
 export type EgressAsker = (r: EgressAskRequest) => Promise<EgressAnswer>;
 
-export type Protocol = 'http' | 'connect' | 'socks5' | 'transparent-http' | 'transparent-tls' | 'tunnel-http' | 'host-loopback' | 'intercepted' | 'unknown';
+export type Protocol =
+  | 'http'
+  | 'connect'
+  | 'socks5'
+  | 'transparent-http'
+  | 'transparent-tls'
+  | 'tunnel-http'
+  | 'host-loopback'
+  | 'intercepted'
+  | 'unknown';
 
 export interface RequestInfo {
   protocol: Protocol;
@@ -125,16 +153,32 @@ export class Tracked {
   onceGrant: HostRule | undefined;
   private done = false;
 
-  constructor(ctx: Ctx, info: RequestInfo) { this.ctx = ctx; this.info = info; }
+  constructor(ctx: Ctx, info: RequestInfo) {
+    this.ctx = ctx;
+    this.info = info;
+  }
 
   private data(): Record<string, unknown> {
     const i = this.info;
     const d: Record<string, unknown> = {
       protocol: i.protocol,
-      destination: i.host !== undefined && i.port !== undefined ? (i.host.includes(':') ? `[${i.host}]:${i.port}` : `${i.host}:${i.port}`) : null,
-      host: i.host ?? null, port: i.port ?? null, scheme: i.scheme ?? null,
-      method: i.method ?? null, path: i.path ?? null, address: i.address ?? null, range: i.range ?? null,
-      reason: this.reason, bytesUp: this.bytesUp, bytesDown: this.bytesDown, durationMs: Date.now() - this.start,
+      destination:
+        i.host !== undefined && i.port !== undefined
+          ? i.host.includes(':')
+            ? `[${i.host}]:${i.port}`
+            : `${i.host}:${i.port}`
+          : null,
+      host: i.host ?? null,
+      port: i.port ?? null,
+      scheme: i.scheme ?? null,
+      method: i.method ?? null,
+      path: i.path ?? null,
+      address: i.address ?? null,
+      range: i.range ?? null,
+      reason: this.reason,
+      bytesUp: this.bytesUp,
+      bytesDown: this.bytesDown,
+      durationMs: Date.now() - this.start,
     };
     if (this.status !== undefined) d.status = this.status;
     if (this.error) d.error = this.error;
@@ -147,7 +191,15 @@ export class Tracked {
     const o = this.ctx.observe;
     if (!o) return {};
     const w = decideTarget(o.rules, { ...q, addresses: this.info.address ? [this.info.address] : undefined });
-    return { mode: o.mode, wouldBe: { action: w.action, rule: w.rule, reason: w.reason, policy: o.mode === 'record' ? 'effective' : 'candidate' } };
+    return {
+      mode: o.mode,
+      wouldBe: {
+        action: w.action,
+        rule: w.rule,
+        reason: w.reason,
+        policy: o.mode === 'record' ? 'effective' : 'candidate',
+      },
+    };
   }
 
   /** Allowed: records `egress.open`. Throws when the audit sink fails (caller refuses). */
@@ -155,7 +207,14 @@ export class Tracked {
     this.decision = 'allow';
     this.rule = rule;
     this.reason = reason;
-    this.ctx.record({ type: 'egress.open', session: this.ctx.session, severity: 'info', decision: 'allow', rule, data: this.data() });
+    this.ctx.record({
+      type: 'egress.open',
+      session: this.ctx.session,
+      severity: 'info',
+      decision: 'allow',
+      rule,
+      data: this.data(),
+    });
   }
 
   /** Denied: recorded now. */
@@ -175,15 +234,25 @@ export class Tracked {
     if (extra?.error) this.error = extra.error;
     if (extra?.status !== undefined) this.status = extra.status;
     try {
-      this.ctx.record({ type: 'egress.request', session: this.ctx.session, severity: this.severity, decision: this.decision, rule: this.rule, data: this.data() });
-    } catch { /* the sink already failed loudly; the connection is over either way */ }
+      this.ctx.record({
+        type: 'egress.request',
+        session: this.ctx.session,
+        severity: this.severity,
+        decision: this.decision,
+        rule: this.rule,
+        data: this.data(),
+      });
+    } catch {
+      /* the sink already failed loudly; the connection is over either way */
+    }
   }
 }
 
 export function severityFor(rule: string, range?: string): Severity {
   if (rule === 'egress.limits.maxUploadBytes') return 'high';
   if (range === 'metadata') return 'high';
-  if (rule === 'builtin.private-address' || rule === 'builtin.sni-mismatch' || rule === 'builtin.host-mismatch') return 'medium';
+  if (rule === 'builtin.private-address' || rule === 'builtin.sni-mismatch' || rule === 'builtin.host-mismatch')
+    return 'medium';
   return 'low';
 }
 

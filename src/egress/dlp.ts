@@ -1,5 +1,12 @@
 import { brotliDecompressSync, gunzipSync, inflateSync, zstdDecompressSync } from 'node:zlib';
-import { scanText, fingerprint, matchHoneytokens, type Honeytoken, type AllowEntry, type SecretFinding } from '../secrets/index.ts';
+import {
+  scanText,
+  fingerprint,
+  matchHoneytokens,
+  type Honeytoken,
+  type AllowEntry,
+  type SecretFinding,
+} from '../secrets/index.ts';
 import { needlesOf } from './broker.ts';
 
 // Outbound DLP on intercepted model-API hosts: a request body is decoded
@@ -13,7 +20,10 @@ import { needlesOf } from './broker.ts';
 
 export type DlpMode = 'redact' | 'block' | 'off';
 
-export interface KnownSecret { label: string; value: string }
+export interface KnownSecret {
+  label: string;
+  value: string;
+}
 
 export interface DlpConfig {
   mode: DlpMode;
@@ -27,7 +37,12 @@ export interface DlpConfig {
   maxBytes: number;
 }
 
-export interface DlpFinding { rule: string; fingerprint: string; severity: string; source: 'engine' | 'known-secret' | 'known-fingerprint' | 'honeytoken' }
+export interface DlpFinding {
+  rule: string;
+  fingerprint: string;
+  severity: string;
+  source: 'engine' | 'known-secret' | 'known-fingerprint' | 'honeytoken';
+}
 
 export interface DlpResult {
   action: 'pass' | 'redacted' | 'blocked';
@@ -44,7 +59,11 @@ export const DEFAULT_DLP_MAX_BYTES = 16 * 1024 * 1024;
 
 /** Undoes Content-Encoding (gzip, deflate, br, zstd; stacked), output capped at max + 1 bytes. Throws on anything else. */
 export function decodeBody(body: Buffer, encoding: string | undefined, max: number): Buffer {
-  const encs = (encoding ?? '').toLowerCase().split(',').map((s) => s.trim()).filter((s) => s && s !== 'identity');
+  const encs = (encoding ?? '')
+    .toLowerCase()
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s && s !== 'identity');
   let out = body;
   for (const e of encs.reverse()) {
     const o = { maxOutputLength: max + 1 };
@@ -57,20 +76,30 @@ export function decodeBody(body: Buffer, encoding: string | undefined, max: numb
   return out;
 }
 
-interface Span { start: number; end: number; rule: string; fingerprint: string }
+interface Span {
+  start: number;
+  end: number;
+  rule: string;
+  fingerprint: string;
+}
 
 /** Strings of a JSON value in walk order: object keys as well as values (a secret used as a key is still a secret). */
 function collectStrings(v: unknown, out: string[]): void {
   if (typeof v === 'string') out.push(v);
   else if (Array.isArray(v)) for (const x of v) collectStrings(x, out);
-  else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) { out.push(k); collectStrings(x, out); }
+  else if (v && typeof v === 'object')
+    for (const [k, x] of Object.entries(v)) {
+      out.push(k);
+      collectStrings(x, out);
+    }
 }
 
 /** Rebuilds a JSON value with each string (keys included, same walk order) replaced by next(). */
 function replaceStrings(v: unknown, next: () => string): unknown {
   if (typeof v === 'string') return next();
   if (Array.isArray(v)) return v.map((x) => replaceStrings(x, next));
-  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([, x]) => [next(), replaceStrings(x, next)]));
+  if (v && typeof v === 'object')
+    return Object.fromEntries(Object.entries(v).map(([, x]) => [next(), replaceStrings(x, next)]));
   return v;
 }
 
@@ -85,7 +114,10 @@ function cut(text: string, spans: Span[]): string {
     const first = sorted[i]!;
     let end = first.end;
     let j = i + 1;
-    while (j < sorted.length && sorted[j]!.start < end) { end = Math.max(end, sorted[j]!.end); j++; }
+    while (j < sorted.length && sorted[j]!.start < end) {
+      end = Math.max(end, sorted[j]!.end);
+      j++;
+    }
     out += text.slice(pos, Math.max(pos, first.start)) + marker(first);
     pos = Math.max(pos, end);
     i = j;
@@ -97,48 +129,91 @@ const TOKEN = /[A-Za-z0-9+/=_\-.~:@!$*]{12,512}/g;
 
 /** Inspects request text that cannot be redacted in place (URL, headers): findings only, as if the mode were block. */
 export function inspectText(text: string, cfg: DlpConfig, honeytokens: readonly Honeytoken[] = []): Promise<DlpResult> {
-  return inspectBody(Buffer.from(text, 'utf8'), 'text/plain', undefined, { ...cfg, mode: 'block', maxBytes: Math.max(cfg.maxBytes, text.length * 4) }, honeytokens);
+  return inspectBody(
+    Buffer.from(text, 'utf8'),
+    'text/plain',
+    undefined,
+    { ...cfg, mode: 'block', maxBytes: Math.max(cfg.maxBytes, text.length * 4) },
+    honeytokens,
+  );
 }
 
 /** Inspects one request body. Never throws: an inspection failure is a refusal (unless mode is off). */
-export async function inspectBody(body: Buffer, contentType: string | undefined, contentEncoding: string | undefined, cfg: DlpConfig, honeytokens: readonly Honeytoken[] = []): Promise<DlpResult> {
-  const refuse = (reason: string, findings: DlpFinding[] = [], honeytoken: Honeytoken | null = null): DlpResult =>
-    ({ action: cfg.mode === 'off' && !honeytoken ? 'pass' : 'blocked', body, decoded: false, findings, reason, honeytoken });
-  if (body.length === 0) return { action: 'pass', body, decoded: false, findings: [], reason: 'empty body', honeytoken: null };
+export async function inspectBody(
+  body: Buffer,
+  contentType: string | undefined,
+  contentEncoding: string | undefined,
+  cfg: DlpConfig,
+  honeytokens: readonly Honeytoken[] = [],
+): Promise<DlpResult> {
+  const refuse = (reason: string, findings: DlpFinding[] = [], honeytoken: Honeytoken | null = null): DlpResult => ({
+    action: cfg.mode === 'off' && !honeytoken ? 'pass' : 'blocked',
+    body,
+    decoded: false,
+    findings,
+    reason,
+    honeytoken,
+  });
+  if (body.length === 0)
+    return { action: 'pass', body, decoded: false, findings: [], reason: 'empty body', honeytoken: null };
   let plain: Buffer;
-  try { plain = decodeBody(body, contentEncoding, cfg.maxBytes); } catch (e) { return refuse(`body cannot be decoded for inspection (${e instanceof Error ? e.message : e})`); }
+  try {
+    plain = decodeBody(body, contentEncoding, cfg.maxBytes);
+  } catch (e) {
+    return refuse(`body cannot be decoded for inspection (${e instanceof Error ? e.message : e})`);
+  }
   if (plain.length > cfg.maxBytes) return refuse(`body larger than ${cfg.maxBytes} bytes cannot be inspected`);
   const text = plain.toString('utf8');
   const hits = honeytokens.length ? matchHoneytokens(text, honeytokens) : [];
   if (hits.length) {
     const h = hits[0]!;
-    return refuse(`honeytoken (${h.kind}) in the request body`, [{ rule: `honeytoken/${h.kind}`, fingerprint: h.fingerprint, severity: 'critical', source: 'honeytoken' }], h);
+    return refuse(
+      `honeytoken (${h.kind}) in the request body`,
+      [{ rule: `honeytoken/${h.kind}`, fingerprint: h.fingerprint, severity: 'critical', source: 'honeytoken' }],
+      h,
+    );
   }
 
   // the strings to scan: decoded JSON string values, or the whole text
   let json: unknown;
   let isJson = false;
   if (/json/i.test(contentType ?? '') || /^\s*[[{]/.test(text.slice(0, 64))) {
-    try { json = JSON.parse(text); isJson = true; } catch { /* scanned as text */ }
+    try {
+      json = JSON.parse(text);
+      isJson = true;
+    } catch {
+      /* scanned as text */
+    }
   }
   const strings: string[] = [];
-  if (isJson) collectStrings(json, strings); else strings.push(text);
+  if (isJson) collectStrings(json, strings);
+  else strings.push(text);
   const SEP = '\n\n';
   const joined = strings.join(SEP);
   const starts: number[] = [];
   let off = 0;
-  for (const s of strings) { starts.push(off); off += s.length + SEP.length; }
+  for (const s of strings) {
+    starts.push(off);
+    off += s.length + SEP.length;
+  }
 
   const spans: Span[] = [];
   const findings: DlpFinding[] = [];
   let unredactable = '';
   let engine: SecretFinding[];
-  try { engine = await scanText(joined, { allowlist: cfg.allowlist }); } catch (e) {
+  try {
+    engine = await scanText(joined, { allowlist: cfg.allowlist });
+  } catch (e) {
     return refuse(`secret scan failed (${e instanceof Error ? e.name : 'error'}); cannot tell`);
   }
   for (const f of engine) {
     const known = cfg.fingerprints.has(f.fingerprint) || cfg.known.some((k) => fingerprint(k.value) === f.fingerprint);
-    findings.push({ rule: f.rule, fingerprint: f.fingerprint, severity: known ? 'critical' : f.severity, source: known ? 'known-secret' : 'engine' });
+    findings.push({
+      rule: f.rule,
+      fingerprint: f.fingerprint,
+      severity: known ? 'critical' : f.severity,
+      source: known ? 'known-secret' : 'engine',
+    });
     spans.push({ start: f.start, end: f.end, rule: f.rule, fingerprint: f.fingerprint });
   }
   for (const k of cfg.known) {
@@ -147,35 +222,78 @@ export async function inspectBody(body: Buffer, contentType: string | undefined,
     let seen = false;
     for (const [n, form] of forms.map((x, i) => [x, i] as const)) {
       // raw and URL-encoded forms are cut out; base64 forms cannot be cut cleanly: refuse
-      for (let i = joined.indexOf(n), guard = 0; i >= 0 && guard < 10_000; i = joined.indexOf(n, i + n.length), guard++) {
+      for (
+        let i = joined.indexOf(n), guard = 0;
+        i >= 0 && guard < 10_000;
+        i = joined.indexOf(n, i + n.length), guard++
+      ) {
         seen = true;
         if (form <= 1) spans.push({ start: i, end: i + n.length, rule: `known-secret/${k.label}`, fingerprint: fp });
         else unredactable = `host secret ${k.label} (base64-encoded)`;
       }
     }
-    if (seen) findings.push({ rule: `known-secret/${k.label}`, fingerprint: fp, severity: 'critical', source: 'known-secret' });
+    if (seen)
+      findings.push({ rule: `known-secret/${k.label}`, fingerprint: fp, severity: 'critical', source: 'known-secret' });
   }
   if (cfg.fingerprints.size) {
     const reported = new Set(findings.map((f) => f.fingerprint));
     TOKEN.lastIndex = 0;
     for (let m = TOKEN.exec(joined), guard = 0; m && guard < 200_000; m = TOKEN.exec(joined), guard++) {
       // a token and its stripped forms (trailing punctuation, key=value)
-      const cands = new Set([m[0], m[0].replace(/[=.:!@$*]+$/, ''), m[0].slice(m[0].lastIndexOf('=') + 1), m[0].slice(m[0].lastIndexOf(':') + 1)]);
+      const cands = new Set([
+        m[0],
+        m[0].replace(/[=.:!@$*]+$/, ''),
+        m[0].slice(m[0].lastIndexOf('=') + 1),
+        m[0].slice(m[0].lastIndexOf(':') + 1),
+      ]);
       for (const c of cands) {
         if (c.length < 8) continue;
         const fp = fingerprint(c);
         if (!cfg.fingerprints.has(fp)) continue;
         const at = m.index + m[0].indexOf(c);
         spans.push({ start: at, end: at + c.length, rule: 'known-fingerprint', fingerprint: fp });
-        if (!reported.has(fp)) { reported.add(fp); findings.push({ rule: 'known-fingerprint', fingerprint: fp, severity: 'critical', source: 'known-fingerprint' }); }
+        if (!reported.has(fp)) {
+          reported.add(fp);
+          findings.push({
+            rule: 'known-fingerprint',
+            fingerprint: fp,
+            severity: 'critical',
+            source: 'known-fingerprint',
+          });
+        }
       }
     }
   }
-  if (!findings.length) return { action: 'pass', body, decoded: false, findings, reason: 'no secrets found', honeytoken: null };
+  if (!findings.length)
+    return { action: 'pass', body, decoded: false, findings, reason: 'no secrets found', honeytoken: null };
   const summary = `${findings.length} secret${findings.length > 1 ? 's' : ''} (${[...new Set(findings.map((f) => f.rule))].slice(0, 5).join(', ')})`;
-  if (cfg.mode === 'off') return { action: 'pass', body, decoded: false, findings, reason: `${summary} recorded only (secrets.dlp.mode off)`, honeytoken: null };
-  if (cfg.mode === 'block') return { action: 'blocked', body, decoded: false, findings, reason: `${summary} in a request to a model API`, honeytoken: null };
-  if (unredactable) return { action: 'blocked', body, decoded: false, findings, reason: `${unredactable} cannot be redacted in flight`, honeytoken: null };
+  if (cfg.mode === 'off')
+    return {
+      action: 'pass',
+      body,
+      decoded: false,
+      findings,
+      reason: `${summary} recorded only (secrets.dlp.mode off)`,
+      honeytoken: null,
+    };
+  if (cfg.mode === 'block')
+    return {
+      action: 'blocked',
+      body,
+      decoded: false,
+      findings,
+      reason: `${summary} in a request to a model API`,
+      honeytoken: null,
+    };
+  if (unredactable)
+    return {
+      action: 'blocked',
+      body,
+      decoded: false,
+      findings,
+      reason: `${unredactable} cannot be redacted in flight`,
+      honeytoken: null,
+    };
 
   // redact: spans per string (a span never crosses the separator: secrets hold no blank line; clip anyway)
   const per: Span[][] = strings.map(() => []);
@@ -194,6 +312,21 @@ export async function inspectBody(body: Buffer, contentType: string | undefined,
     out = JSON.stringify(replaceStrings(json, () => redacted[k++]!));
   } else out = redacted[0]!;
   // the redacted body must be clean of every known value (fail closed otherwise)
-  if (cfg.known.some((k) => out.includes(k.value))) return { action: 'blocked', body, decoded: false, findings, reason: 'redaction left a host secret in place', honeytoken: null };
-  return { action: 'redacted', body: Buffer.from(out, 'utf8'), decoded: true, findings, reason: `${summary} redacted in flight`, honeytoken: null };
+  if (cfg.known.some((k) => out.includes(k.value)))
+    return {
+      action: 'blocked',
+      body,
+      decoded: false,
+      findings,
+      reason: 'redaction left a host secret in place',
+      honeytoken: null,
+    };
+  return {
+    action: 'redacted',
+    body: Buffer.from(out, 'utf8'),
+    decoded: true,
+    findings,
+    reason: `${summary} redacted in flight`,
+    honeytoken: null,
+  };
 }

@@ -10,13 +10,20 @@ import { textViews } from './views.ts';
 // high for a placeholder, critical for a honeytoken. Never the value.
 
 /** Streaming scanner over outgoing bytes; null when there is nothing to look for. */
-export function outboundScanner(ctx: Ctx, dest?: { host: string; port: number; method: string; path: string }): NeedleScanner<Hit> | null {
+export function outboundScanner(
+  ctx: Ctx,
+  dest?: { host: string; port: number; method: string; path: string },
+): NeedleScanner<Hit> | null {
   // A placeholder in a body sent to a destination its credential is bound to is harmless
   // (it is worthless, and bodies are never rewritten): e.g. an agent quoting its own
   // environment to its model. Anywhere else it is misuse.
-  const needles = (ctx.broker?.needles(ctx.honeytokens) ?? []).filter((n) =>
-    !(dest && n.tag.kind === 'placeholder' && ctx.broker!.bound(n.tag.credential, dest)));
-  if (!ctx.broker) for (const t of ctx.honeytokens) for (const n of needlesOf(t.value)) needles.push({ text: n, tag: { kind: 'honeytoken', token: t, where: 'body' } });
+  const needles = (ctx.broker?.needles(ctx.honeytokens) ?? []).filter(
+    (n) => !(dest && n.tag.kind === 'placeholder' && ctx.broker!.bound(n.tag.credential, dest)),
+  );
+  if (!ctx.broker)
+    for (const t of ctx.honeytokens)
+      for (const n of needlesOf(t.value))
+        needles.push({ text: n, tag: { kind: 'honeytoken', token: t, where: 'body' } });
   return needles.length ? new NeedleScanner(needles) : null;
 }
 
@@ -51,7 +58,9 @@ export function nameHit(ctx: Ctx, host: string): Hit | null {
     const core = v.length > 40 ? v.slice(0, 40) : v;
     return (core.length >= 12 && name.includes(core)) || (hex.length >= 24 && name.includes(hex.slice(0, 48)));
   };
-  for (const c of ctx.broker?.credentials ?? []) if (carries(c.placeholder.slice(c.placeholder.lastIndexOf('-') + 1)) || carries(c.placeholder)) return { kind: 'placeholder', credential: c, where: 'host name' };
+  for (const c of ctx.broker?.credentials ?? [])
+    if (carries(c.placeholder.slice(c.placeholder.lastIndexOf('-') + 1)) || carries(c.placeholder))
+      return { kind: 'placeholder', credential: c, where: 'host name' };
   for (const t of ctx.honeytokens) {
     const firstLine = t.value.split('\n').find((l) => l.length >= 12 && !l.startsWith('-----')) ?? t.value;
     if (carries(firstLine)) return { kind: 'honeytoken', token: t, where: 'host name' };
@@ -60,14 +69,34 @@ export function nameHit(ctx: Ctx, host: string): Hit | null {
 }
 
 /** Records a `detect.finding` (never throws: the request is decided either way). */
-export function recordFinding(ctx: Ctx, t: Tracked, severity: 'medium' | 'high' | 'critical', rule: string, finding: Record<string, unknown>): void {
+export function recordFinding(
+  ctx: Ctx,
+  t: Tracked,
+  severity: 'medium' | 'high' | 'critical',
+  rule: string,
+  finding: Record<string, unknown>,
+): void {
   const i = t.info;
   try {
     ctx.record({
-      type: 'detect.finding', session: ctx.session, severity, decision: t.decision, rule,
-      data: { ...finding, host: i.host ?? null, port: i.port ?? null, method: i.method ?? null, path: i.path ?? null, protocol: i.protocol, evidence: [] },
+      type: 'detect.finding',
+      session: ctx.session,
+      severity,
+      decision: t.decision,
+      rule,
+      data: {
+        ...finding,
+        host: i.host ?? null,
+        port: i.port ?? null,
+        method: i.method ?? null,
+        path: i.path ?? null,
+        protocol: i.protocol,
+        evidence: [],
+      },
     });
-  } catch { /* the request is refused either way */ }
+  } catch {
+    /* the request is refused either way */
+  }
 }
 
 /** Refuses (records the request as denied) and records the finding. */
@@ -83,16 +112,33 @@ export function recordHit(ctx: Ctx, t: Tracked, hit: Hit): { rule: string; reaso
     reason = `the placeholder of brokered credential ${c.name} was sent in the ${hit.where} of a request to ${dest}, where the credential is not bound`;
     finding = {
       title: `Brokered credential ${c.name} sent to an unbound destination`,
-      explanation: reason, kind: 'credential-misuse', credential: c.name, placeholderFingerprint: fingerprint(c.placeholder), where: hit.where,
+      explanation: reason,
+      kind: 'credential-misuse',
+      credential: c.name,
+      placeholderFingerprint: fingerprint(c.placeholder),
+      where: hit.where,
     };
     t.extra.credential = c.name;
     t.deny(rule, reason, 'high');
   } else {
     rule = 'secrets.honeytokens';
     reason = `honeytoken ${hit.token.kind} (planted at ${hit.token.path}) was sent in the ${hit.where} of a request to ${dest}`;
-    finding = { title: 'Honeytoken sent out', explanation: reason, kind: 'honeytoken', honeytoken: hit.token.kind, fingerprint: hit.token.fingerprint, where: hit.where };
+    finding = {
+      title: 'Honeytoken sent out',
+      explanation: reason,
+      kind: 'honeytoken',
+      honeytoken: hit.token.kind,
+      fingerprint: hit.token.fingerprint,
+      where: hit.where,
+    };
     t.deny(rule, reason, 'critical');
   }
-  recordFinding(ctx, t, hit.kind === 'placeholder' ? 'high' : 'critical', hit.kind === 'placeholder' ? 'detect.credential-misuse' : 'detect.honeytoken', finding);
+  recordFinding(
+    ctx,
+    t,
+    hit.kind === 'placeholder' ? 'high' : 'critical',
+    hit.kind === 'placeholder' ? 'detect.credential-misuse' : 'detect.honeytoken',
+    finding,
+  );
   return { rule, reason };
 }

@@ -19,7 +19,11 @@ export function normalizeHost(raw: string): NormalHost {
   if (typeof raw !== 'string' || raw.length === 0 || raw.length > 1024) throw new HostError('empty or oversized host');
   let h = raw;
   if (/%[0-9a-f]{2}/i.test(h)) {
-    try { h = decodeURIComponent(h); } catch { throw new HostError('bad percent-encoding in host'); }
+    try {
+      h = decodeURIComponent(h);
+    } catch {
+      throw new HostError('bad percent-encoding in host');
+    }
   }
   if (h.startsWith('[') && h.endsWith(']')) h = h.slice(1, -1);
   // userinfo, paths, ports, whitespace and control characters have no place in a host
@@ -27,7 +31,11 @@ export function normalizeHost(raw: string): NormalHost {
   if (h.includes(':')) {
     if (h.includes('%')) throw new HostError('IPv6 zone identifiers are not allowed');
     let a;
-    try { a = parseIp(h); } catch { throw new HostError(`not an IPv6 address: ${raw}`); }
+    try {
+      a = parseIp(h);
+    } catch {
+      throw new HostError(`not an IPv6 address: ${raw}`);
+    }
     if (a.kind() !== 'ipv6') throw new HostError(`not an IPv6 address: ${raw}`);
     return { kind: 'ip', host: a.toString(), family: 6 };
   }
@@ -41,7 +49,8 @@ export function normalizeHost(raw: string): NormalHost {
   const labels = name.split('.');
   if (labels.some((l) => !LABEL.test(l))) throw new HostError(`not a valid host name: ${JSON.stringify(raw)}`);
   // an all-numeric last label is an IPv4 form the parser refused (09.1.1.1): never a name
-  if (/^(0x[0-9a-f]*|\d+)$/.test(labels[labels.length - 1]!)) throw new HostError(`malformed numeric address: ${JSON.stringify(raw)}`);
+  if (/^(0x[0-9a-f]*|\d+)$/.test(labels[labels.length - 1]!))
+    throw new HostError(`malformed numeric address: ${JSON.stringify(raw)}`);
   return { kind: 'name', host: name };
 }
 

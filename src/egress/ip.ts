@@ -70,16 +70,25 @@ function v4Range(a: ipaddr.IPv4): string {
   return 'public';
 }
 
-function v4FromBytes(b: number[]): ipaddr.IPv4 { return new ipaddr.IPv4(b.slice(0, 4)); }
+function v4FromBytes(b: number[]): ipaddr.IPv4 {
+  return new ipaddr.IPv4(b.slice(0, 4));
+}
 
 /** The IPv4 address inside an IPv6 embedding form, if any. */
 export function embeddedIpv4(a: ipaddr.IPv6, range: string): ipaddr.IPv4 | undefined {
   const b = a.toByteArray();
   switch (range) {
-    case 'ipv4-mapped': case 'ipv4-compatible': case 'ipv4-translated': case 'nat64': return v4FromBytes(b.slice(12));
-    case '6to4': return v4FromBytes(b.slice(2, 6));
-    case 'teredo': return v4FromBytes(b.slice(12).map((x) => x ^ 0xff));
-    default: return undefined;
+    case 'ipv4-mapped':
+    case 'ipv4-compatible':
+    case 'ipv4-translated':
+    case 'nat64':
+      return v4FromBytes(b.slice(12));
+    case '6to4':
+      return v4FromBytes(b.slice(2, 6));
+    case 'teredo':
+      return v4FromBytes(b.slice(12).map((x) => x ^ 0xff));
+    default:
+      return undefined;
   }
 }
 
@@ -105,7 +114,11 @@ export function classifyAddress(ip: string | Addr): AddressClass {
   }
   const v6 = a as ipaddr.IPv6;
   let range = 'public';
-  for (const [[net, bits], name] of parsed6) if (v6.match(net, bits)) { range = name; break; }
+  for (const [[net, bits], name] of parsed6)
+    if (v6.match(net, bits)) {
+      range = name;
+      break;
+    }
   const emb = embeddedIpv4(v6, range);
   if (emb) return { range, special: true, embedded: { kind: range, ipv4: emb.toString(), range: v4Range(emb) } };
   return { range, special: range !== 'public' };

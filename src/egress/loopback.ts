@@ -18,7 +18,12 @@ export const HOST_LOOPBACK = '127.0.0.1';
 const SANDBOX_RESERVED = (p: number) => p === 53 || p === 3128 || p === 3180 || p === 3443 || (p >= 41000 && p < 41064);
 const MAX_PORTS = 16;
 
-export interface LoopbackGrant { port: number; rule: string; usable: boolean; why?: string }
+export interface LoopbackGrant {
+  port: number;
+  rule: string;
+  usable: boolean;
+  why?: string;
+}
 
 /** Ports granted on the host loopback by a rule that names them (default ports never count). */
 export function hostLoopbackGrants(rules: EgressRules): LoopbackGrant[] {
@@ -27,7 +32,11 @@ export function hostLoopbackGrants(rules: EgressRules): LoopbackGrant[] {
     if (!r.explicitPorts || !inCidr(HOST_LOOPBACK, r.cidr)) continue;
     for (const port of r.ports ?? []) {
       if (out.has(port)) continue;
-      const why = SANDBOX_RESERVED(port) ? `port ${port} is used inside the sandbox by Airlock itself` : out.size >= MAX_PORTS ? `more than ${MAX_PORTS} host-loopback ports` : undefined;
+      const why = SANDBOX_RESERVED(port)
+        ? `port ${port} is used inside the sandbox by Airlock itself`
+        : out.size >= MAX_PORTS
+          ? `more than ${MAX_PORTS} host-loopback ports`
+          : undefined;
       out.set(port, { port, rule: r.id, usable: !why, ...(why ? { why } : {}) });
     }
   }
@@ -42,7 +51,10 @@ export function hostLoopbackSocketPath(unixPath: string, port: number): string {
 export async function onHostLoopback(ctx: Ctx, client: Socket, port: number): Promise<void> {
   const t = new Tracked(ctx, { protocol: 'host-loopback', host: HOST_LOOPBACK, port });
   ctx.stats.requests++;
-  const close = (rule: string, reason: string) => { t.deny(rule, reason); client.destroy(); };
+  const close = (rule: string, reason: string) => {
+    t.deny(rule, reason);
+    client.destroy();
+  };
   const hit = ctx.limits.admit();
   if (hit) return close(hit.rule, hit.reason);
   t.decided = { host: HOST_LOOPBACK, port, tunnel: true };
@@ -51,7 +63,9 @@ export async function onHostLoopback(ctx: Ctx, client: Socket, port: number): Pr
   if (d.action !== 'allow' || !d.address) return close(d.rule, d.reason);
   await runTunnel(ctx, client, Buffer.alloc(0), t, d, {
     ready: () => undefined,
-    failed: () => { client.destroy(); },
+    failed: () => {
+      client.destroy();
+    },
     auditFailed: (why) => close('builtin.audit-failed', why),
   });
 }

@@ -28,7 +28,10 @@ export const BRIDGE_PORT: Record<number, number> = { 80: 3180, 443: 3443 };
 export const SYNTHETIC_ADDRESS = '198.18.0.1';
 /** Transparent ports: 80 and 443 always, plus ports the policy grants (at most 64). */
 export function transparentPortList(extra: readonly number[] = []): number[] {
-  return [...new Set([...TRANSPARENT_PORTS, ...extra])].filter((p) => Number.isInteger(p) && p > 0 && p < 65536).sort((a, b) => a - b).slice(0, 64);
+  return [...new Set([...TRANSPARENT_PORTS, ...extra])]
+    .filter((p) => Number.isInteger(p) && p > 0 && p < 65536)
+    .sort((a, b) => a - b)
+    .slice(0, 64);
 }
 
 /** Where inside the sandbox the bridge for an original destination port listens. */
@@ -50,9 +53,25 @@ export interface BridgePlan {
   maxConnections: number;
 }
 
-export interface SandboxNetwork { setup: string; env: Record<string, string>; bridge: BridgePlan; /** TCP ports whose connects to any address the namespace redirects to the gateway (transparent mode) */ redirectedPorts: number[] }
+export interface SandboxNetwork {
+  setup: string;
+  env: Record<string, string>;
+  bridge: BridgePlan;
+  /** TCP ports whose connects to any address the namespace redirects to the gateway (transparent mode) */ redirectedPorts: number[];
+}
 
-export function sandboxNetwork(gatewayUnixPath: string, opts: { transparent: boolean; /** the gateway's transparent ports (default 80, 443) */ ports?: number[]; /** egress.limits.maxConnections */ maxConnections?: number; /** host-loopback grants: the sandbox's 127.0.0.1:port leads to this gateway socket (Gateway.hostLoopbackSockets) */ hostLoopback?: Record<number, string> }): SandboxNetwork {
+export function sandboxNetwork(
+  gatewayUnixPath: string,
+  opts: {
+    transparent: boolean;
+    /** the gateway's transparent ports (default 80, 443) */ ports?: number[];
+    /** egress.limits.maxConnections */ maxConnections?: number;
+    /** host-loopback grants: the sandbox's 127.0.0.1:port leads to this gateway socket (Gateway.hostLoopbackSockets) */ hostLoopback?: Record<
+      number,
+      string
+    >;
+  },
+): SandboxNetwork {
   const tports = transparentPortList(opts.ports ?? []);
   const lines = ['set -eu', 'ip link set lo up'];
   const tcp = [{ port: PROXY_PORT, target: gatewayUnixPath }];
@@ -84,12 +103,18 @@ ${tports.map((p) => `    meta nfproto ipv4 tcp dport ${p} redirect to :${bridgeP
 }
 NFT`,
     );
-    for (const p of tports) tcp.push({ port: bridgePortFor(p, tports), target: transparentSocketPath(gatewayUnixPath, p) });
+    for (const p of tports)
+      tcp.push({ port: bridgePortFor(p, tports), target: transparentSocketPath(gatewayUnixPath, p) });
   }
   for (const [port, target] of Object.entries(opts.hostLoopback ?? {})) tcp.push({ port: Number(port), target });
   // the gateway admits up to maxConnections*2+32 clients per socket before refusing them itself
   const maxConnections = (opts.maxConnections ?? 128) * 2 + 64;
-  return { setup: lines.join('\n') + '\n', env: proxyEnv(opts.transparent), bridge: { tcp, dns: opts.transparent, maxConnections }, redirectedPorts: opts.transparent ? tports : [] };
+  return {
+    setup: lines.join('\n') + '\n',
+    env: proxyEnv(opts.transparent),
+    bridge: { tcp, dns: opts.transparent, maxConnections },
+    redirectedPorts: opts.transparent ? tports : [],
+  };
 }
 
 function proxyEnv(transparent: boolean): Record<string, string> {
@@ -97,15 +122,27 @@ function proxyEnv(transparent: boolean): Record<string, string> {
   const socks = `socks5h://127.0.0.1:${PROXY_PORT}`;
   const noProxy = 'localhost,127.0.0.1,::1';
   const env: Record<string, string> = {
-    HTTP_PROXY: proxy, HTTPS_PROXY: proxy, ALL_PROXY: socks, NO_PROXY: noProxy,
-    http_proxy: proxy, https_proxy: proxy, all_proxy: socks, no_proxy: noProxy,
+    HTTP_PROXY: proxy,
+    HTTPS_PROXY: proxy,
+    ALL_PROXY: socks,
+    NO_PROXY: noProxy,
+    http_proxy: proxy,
+    https_proxy: proxy,
+    all_proxy: socks,
+    no_proxy: noProxy,
     NODE_USE_ENV_PROXY: '1', // Node 24: fetch/http honour HTTP(S)_PROXY
-    npm_config_proxy: proxy, npm_config_https_proxy: proxy, npm_config_noproxy: noProxy,
-    YARN_HTTP_PROXY: proxy, YARN_HTTPS_PROXY: proxy,
+    npm_config_proxy: proxy,
+    npm_config_https_proxy: proxy,
+    npm_config_noproxy: noProxy,
+    YARN_HTTP_PROXY: proxy,
+    YARN_HTTPS_PROXY: proxy,
     PIP_PROXY: proxy,
     CARGO_HTTP_PROXY: proxy,
-    GIT_CONFIG_COUNT: '2', GIT_CONFIG_KEY_0: 'http.proxy', GIT_CONFIG_VALUE_0: proxy,
-    GIT_CONFIG_KEY_1: 'https.proxy', GIT_CONFIG_VALUE_1: proxy,
+    GIT_CONFIG_COUNT: '2',
+    GIT_CONFIG_KEY_0: 'http.proxy',
+    GIT_CONFIG_VALUE_0: proxy,
+    GIT_CONFIG_KEY_1: 'https.proxy',
+    GIT_CONFIG_VALUE_1: proxy,
     JAVA_TOOL_OPTIONS: `-Dhttp.proxyHost=127.0.0.1 -Dhttp.proxyPort=${PROXY_PORT} -Dhttps.proxyHost=127.0.0.1 -Dhttps.proxyPort=${PROXY_PORT} -Dhttp.nonProxyHosts=localhost|127.0.0.1`,
     AIRLOCK_EGRESS_PROXY: proxy,
     AIRLOCK_EGRESS_MODE: transparent ? 'proxy+transparent' : 'proxy',
@@ -140,35 +177,71 @@ export interface Bridge {
  * Opens the plan's listeners inside a network namespace (`enter`: argv prefix that runs a
  * program as that namespace's root) and serves them from this process until close().
  */
-export async function startBridge(plan: BridgePlan, o: { enter: string[]; record: (e: AuditEventInput) => void; /** names the helper process (its environment) */ session?: string; timeoutMs?: number }): Promise<Bridge> {
+export async function startBridge(
+  plan: BridgePlan,
+  o: {
+    enter: string[];
+    record: (e: AuditEventInput) => void;
+    /** names the helper process (its environment) */ session?: string;
+    timeoutMs?: number;
+  },
+): Promise<Bridge> {
   const child = spawn(o.enter[0]!, [...o.enter.slice(1), process.execPath, '-e', BRIDGE_HELPER], {
-    stdio: ['ignore', 'ignore', 'pipe', 'ipc'], cwd: '/',
-    env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', AIRLOCK_SESSION: o.session ?? '', AIRLOCK_BRIDGE_TCP: plan.tcp.map((t) => t.port).join(','), AIRLOCK_BRIDGE_DNS: plan.dns ? '1' : '0' },
+    stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+    cwd: '/',
+    env: {
+      PATH: '/usr/sbin:/usr/bin:/sbin:/bin',
+      AIRLOCK_SESSION: o.session ?? '',
+      AIRLOCK_BRIDGE_TCP: plan.tcp.map((t) => t.port).join(','),
+      AIRLOCK_BRIDGE_DNS: plan.dns ? '1' : '0',
+    },
   });
   let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => { if (stderr.length < 4096) stderr += d.toString(); });
+  child.stderr!.on('data', (d: Buffer) => {
+    if (stderr.length < 4096) stderr += d.toString();
+  });
   let received = 0;
   const want = plan.tcp.length + (plan.dns ? 1 : 0);
   const bridge = new LiveBridge(plan, o.record);
   try {
     await new Promise<void>((res, rej) => {
       const timer = setTimeout(() => rej(new Error('timed out')), o.timeoutMs ?? 15_000);
-      const got = () => { if (++received === want) { clearTimeout(timer); res(); } };
+      const got = () => {
+        if (++received === want) {
+          clearTimeout(timer);
+          res();
+        }
+      };
       child.on('message', (m: { t: string; port?: number; error?: string }, handle: unknown) => {
         const target = plan.tcp.find((t) => t.port === m.port)?.target;
         if (m.t === 'tcp' && handle && target) bridge.serve(handle as Server, target);
         else if (m.t === 'udp' && handle) bridge.answerDns(handle as UdpSocket);
-        else { clearTimeout(timer); rej(new Error(m.error ?? `unexpected message ${String(m.t)}`)); return; }
+        else {
+          clearTimeout(timer);
+          rej(new Error(m.error ?? `unexpected message ${String(m.t)}`));
+          return;
+        }
         got();
       });
-      child.once('exit', (code) => { if (received < want) { clearTimeout(timer); rej(new Error(`helper exited (${code})`)); } });
-      child.once('error', (e) => { clearTimeout(timer); rej(e); });
+      child.once('exit', (code) => {
+        if (received < want) {
+          clearTimeout(timer);
+          rej(new Error(`helper exited (${code})`));
+        }
+      });
+      child.once('error', (e) => {
+        clearTimeout(timer);
+        rej(e);
+      });
     });
   } catch (e) {
     child.kill('SIGKILL');
     await bridge.close();
-    throw new AirlockError('UNAVAILABLE', `the egress bridge into the sandbox did not start: ${e instanceof Error ? e.message : String(e)}${stderr ? ` (${stderr.trim()})` : ''}`,
-      'check that nsenter (util-linux) is installed and network namespaces work here');
+    throw new AirlockError(
+      'UNAVAILABLE',
+      `the egress bridge into the sandbox did not start: ${e instanceof Error ? e.message : String(e)}${stderr ? ` (${stderr.trim()})` : ''}`,
+      'check that nsenter (util-linux) is installed and network namespaces work here',
+    );
   }
   if (child.connected) child.disconnect();
   return bridge;
@@ -182,43 +255,65 @@ class LiveBridge implements Bridge {
   private sockets = new Set<Socket>();
   private plan: BridgePlan;
   private record: (e: AuditEventInput) => void;
-  constructor(plan: BridgePlan, record: (e: AuditEventInput) => void) { this.plan = plan; this.record = record; }
+  constructor(plan: BridgePlan, record: (e: AuditEventInput) => void) {
+    this.plan = plan;
+    this.record = record;
+  }
 
   serve(server: Server, target: string): void {
     this.servers.push(server);
     // half-close passes through (a client may shut down its side and still read the answer)
     (server as Server & { allowHalfOpen: boolean }).allowHalfOpen = true;
     server.on('connection', (down: Socket) => this.relay(down, target));
-    server.on('error', () => { /* accept errors (EMFILE) refuse that one connection only */ });
+    server.on('error', () => {
+      /* accept errors (EMFILE) refuse that one connection only */
+    });
   }
 
   private relay(down: Socket, target: string): void {
     if (this.active >= this.plan.maxConnections) {
       if (this.refused++ === 0) {
-        this.record({ type: 'sandbox.limit', severity: 'high', decision: 'deny', rule: 'egress.limits.maxConnections',
-          data: { limit: 'connections', detail: `${this.active} bridged connections open; the limit is ${this.plan.maxConnections}; further ones refused` } });
+        this.record({
+          type: 'sandbox.limit',
+          severity: 'high',
+          decision: 'deny',
+          rule: 'egress.limits.maxConnections',
+          data: {
+            limit: 'connections',
+            detail: `${this.active} bridged connections open; the limit is ${this.plan.maxConnections}; further ones refused`,
+          },
+        });
       }
       down.destroy();
       return;
     }
     this.active++;
     const up = connect({ path: target, allowHalfOpen: true });
-    this.sockets.add(down); this.sockets.add(up);
+    this.sockets.add(down);
+    this.sockets.add(up);
     let done = false;
     const end = () => {
       if (done) return;
       done = true;
       this.active--;
-      this.sockets.delete(down); this.sockets.delete(up);
-      down.destroy(); up.destroy();
+      this.sockets.delete(down);
+      this.sockets.delete(up);
+      down.destroy();
+      up.destroy();
     };
-    for (const s of [down, up]) { s.on('error', end); s.on('close', end); }
-    down.pipe(up); up.pipe(down);
+    for (const s of [down, up]) {
+      s.on('error', end);
+      s.on('close', end);
+    }
+    down.pipe(up);
+    up.pipe(down);
   }
 
   answerDns(udp: UdpSocket): void {
     this.udp = udp;
-    udp.on('error', () => { /* a bad peer address: nothing to answer */ });
+    udp.on('error', () => {
+      /* a bad peer address: nothing to answer */
+    });
     udp.on('message', (msg, peer) => {
       const answer = synthesizeAnswer(msg);
       if (answer) udp.send(answer, peer.port, peer.address);
@@ -229,10 +324,23 @@ class LiveBridge implements Bridge {
     for (const s of this.servers) s.close();
     for (const s of this.sockets) s.destroy();
     this.sockets.clear();
-    try { this.udp?.close(); } catch { /* already closed */ }
+    try {
+      this.udp?.close();
+    } catch {
+      /* already closed */
+    }
     if (this.refused > 1) {
-      this.record({ type: 'sandbox.limit', severity: 'high', decision: 'deny', rule: 'egress.limits.maxConnections',
-        data: { limit: 'connections', detail: `${this.refused} bridged connections refused in all`, refused: this.refused } });
+      this.record({
+        type: 'sandbox.limit',
+        severity: 'high',
+        decision: 'deny',
+        rule: 'egress.limits.maxConnections',
+        data: {
+          limit: 'connections',
+          detail: `${this.refused} bridged connections refused in all`,
+          refused: this.refused,
+        },
+      });
     }
   }
 }
@@ -241,12 +349,23 @@ class LiveBridge implements Bridge {
 export function synthesizeAnswer(query: Buffer): Buffer | null {
   if (query.length < 12 || query.length > 4096) return null;
   let q: dnsPacket.Packet;
-  try { q = dnsPacket.decode(query); } catch { return null; }
+  try {
+    q = dnsPacket.decode(query);
+  } catch {
+    return null;
+  }
   if (q.type !== 'query' || !q.questions?.length || q.questions.length > 4) return null;
   try {
     return dnsPacket.encode({
-      id: q.id, type: 'response', flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE, questions: q.questions,
-      answers: q.questions.filter((x) => x.type === 'A' && x.class === 'IN').map((x) => ({ type: 'A' as const, class: 'IN' as const, name: x.name, ttl: 1, data: SYNTHETIC_ADDRESS })),
+      id: q.id,
+      type: 'response',
+      flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE,
+      questions: q.questions,
+      answers: q.questions
+        .filter((x) => x.type === 'A' && x.class === 'IN')
+        .map((x) => ({ type: 'A' as const, class: 'IN' as const, name: x.name, ttl: 1, data: SYNTHETIC_ADDRESS })),
     });
-  } catch { return null; }
+  } catch {
+    return null;
+  }
 }

@@ -25,7 +25,8 @@ const UNRESERVED = /[A-Za-z0-9\-._~]/;
 /** Decodes escapes of unreserved characters, upper-cases the others; throws on a bad escape. */
 function normaliseEscapes(s: string): string {
   return s.replace(/%(..)?/g, (m, hex: string | undefined) => {
-    if (!hex || !/^[0-9A-Fa-f]{2}$/.test(hex)) throw new AmbiguousPath(`bad percent-escape ${JSON.stringify(m.slice(0, 3))}`);
+    if (!hex || !/^[0-9A-Fa-f]{2}$/.test(hex))
+      throw new AmbiguousPath(`bad percent-escape ${JSON.stringify(m.slice(0, 3))}`);
     const c = String.fromCharCode(parseInt(hex, 16));
     return UNRESERVED.test(c) ? c : `%${hex.toUpperCase()}`;
   });
@@ -34,9 +35,18 @@ function normaliseEscapes(s: string): string {
 function decodeExceptSeparators(s: string): string {
   const bytes: number[] = [];
   const out: string[] = [];
-  const flush = () => { if (bytes.length) { out.push(Buffer.from(bytes).toString('utf8')); bytes.length = 0; } };
+  const flush = () => {
+    if (bytes.length) {
+      out.push(Buffer.from(bytes).toString('utf8'));
+      bytes.length = 0;
+    }
+  };
   for (let i = 0; i < s.length; i++) {
-    if (s[i] === '%' && !/^%(2F|5C)/.test(s.slice(i, i + 3))) { bytes.push(parseInt(s.slice(i + 1, i + 3), 16)); i += 2; continue; }
+    if (s[i] === '%' && !/^%(2F|5C)/.test(s.slice(i, i + 3))) {
+      bytes.push(parseInt(s.slice(i + 1, i + 3), 16));
+      i += 2;
+      continue;
+    }
     flush();
     out.push(s[i]!);
   }
@@ -60,10 +70,14 @@ export function requestPath(target: string): RequestPath {
   const raw = path.split('/').slice(1);
   raw.forEach((seg, i) => {
     const bare = seg.split(';')[0]!;
-    if ((bare === '.' || bare === '..') && bare !== seg) throw new AmbiguousPath(`dot segment with parameters ${JSON.stringify(seg.slice(0, 40))}`);
+    if ((bare === '.' || bare === '..') && bare !== seg)
+      throw new AmbiguousPath(`dot segment with parameters ${JSON.stringify(seg.slice(0, 40))}`);
     if (seg === '' && i < raw.length - 1) return; // duplicate slash
     if (bare === '.') return;
-    if (bare === '..') { segs.pop(); return; }
+    if (bare === '..') {
+      segs.pop();
+      return;
+    }
     segs.push(seg);
   });
   const last = raw[raw.length - 1];

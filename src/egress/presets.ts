@@ -7,7 +7,14 @@ import type { EGRESS_PRESETS } from '../policy/index.ts';
 export const PRESETS: Record<(typeof EGRESS_PRESETS)[number], string[]> = {
   npm: ['registry.npmjs.org', 'registry.yarnpkg.com'],
   pypi: ['pypi.org', 'files.pythonhosted.org'],
-  github: ['github.com', 'api.github.com', 'codeload.github.com', 'raw.githubusercontent.com', 'objects.githubusercontent.com', 'release-assets.githubusercontent.com'],
+  github: [
+    'github.com',
+    'api.github.com',
+    'codeload.github.com',
+    'raw.githubusercontent.com',
+    'objects.githubusercontent.com',
+    'release-assets.githubusercontent.com',
+  ],
   goproxy: ['proxy.golang.org', 'sum.golang.org', 'storage.googleapis.com'],
   crates: ['crates.io', 'index.crates.io', 'static.crates.io'],
   openai: ['api.openai.com'],

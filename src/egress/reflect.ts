@@ -15,7 +15,9 @@ function percentAll(v: string, lower: boolean): string {
 function jsonEscapedForms(v: string): string[] {
   const std = JSON.stringify(v).slice(1, -1);
   const slash = std.split('/').join('\\/');
-  const unicode = [...v].map((c) => (/[A-Za-z0-9]/.test(c) ? c : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)).join('');
+  const unicode = [...v]
+    .map((c) => (/[A-Za-z0-9]/.test(c) ? c : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`))
+    .join('');
   const unicodeAll = [...v].map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`).join('');
   return [std, slash, unicode, unicodeAll, unicodeAll.toUpperCase().split('\\U').join('\\u')];
 }
@@ -35,9 +37,15 @@ function base64Forms(v: string): string[] {
 export function reflectionForms(value: string): string[] {
   const hex = Buffer.from(value, 'utf8').toString('hex');
   const forms = new Set<string>([
-    value, encodeURIComponent(value), encodeURIComponent(value).replace(/%[0-9A-F]{2}/g, (m) => m.toLowerCase()),
-    percentAll(value, false), percentAll(value, true),
-    ...jsonEscapedForms(value), ...base64Forms(value), hex, hex.toUpperCase(),
+    value,
+    encodeURIComponent(value),
+    encodeURIComponent(value).replace(/%[0-9A-F]{2}/g, (m) => m.toLowerCase()),
+    percentAll(value, false),
+    percentAll(value, true),
+    ...jsonEscapedForms(value),
+    ...base64Forms(value),
+    hex,
+    hex.toUpperCase(),
   ]);
   // longest first, so a form that contains another is replaced whole
   return [...forms].filter((f) => f.length >= 8).sort((a, b) => b.length - a.length);
@@ -61,11 +69,21 @@ export class ReflectionScrubber {
   }
   text(v: string): string {
     let out = v;
-    for (const [a, b] of this.pairs) if (out.includes(a)) { out = out.split(a).join(b); this.note(b); }
+    for (const [a, b] of this.pairs)
+      if (out.includes(a)) {
+        out = out.split(a).join(b);
+        this.note(b);
+      }
     return out;
   }
-  push(chunk: Buffer): Buffer { return this.body.push(chunk); }
-  end(): Buffer { return this.body.end(); }
+  push(chunk: Buffer): Buffer {
+    return this.body.push(chunk);
+  }
+  end(): Buffer {
+    return this.body.end();
+  }
   /** Whole body at once (decoded responses). */
-  all(b: Buffer): Buffer { return Buffer.concat([this.body.push(b), this.body.end()]); }
+  all(b: Buffer): Buffer {
+    return Buffer.concat([this.body.push(b), this.body.end()]);
+  }
 }

@@ -20,8 +20,12 @@ function v4First(xs: string[]): string[] {
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let t: NodeJS.Timeout | undefined;
-  return Promise.race([p, new Promise<T>((_, rej) => { t = setTimeout(() => rej(Object.assign(new Error(`${what} timed out`), { code: 'ETIMEOUT' })), ms); })])
-    .finally(() => clearTimeout(t));
+  return Promise.race([
+    p,
+    new Promise<T>((_, rej) => {
+      t = setTimeout(() => rej(Object.assign(new Error(`${what} timed out`), { code: 'ETIMEOUT' })), ms);
+    }),
+  ]).finally(() => clearTimeout(t));
 }
 
 /** getaddrinfo (the host's resolver, /etc/hosts included). */
@@ -68,7 +72,10 @@ export function dnsServerResolver(server: string, timeoutMs = 3000): Resolver {
     async resolve(host) {
       const [a, aaaa] = await Promise.allSettled([r.resolve4(host), r.resolve6(host)]);
       const out = [...(a.status === 'fulfilled' ? a.value : []), ...(aaaa.status === 'fulfilled' ? aaaa.value : [])];
-      if (!out.length) throw (a.status === 'rejected' ? a.reason : Object.assign(new Error(`${host} has no addresses`), { code: 'ENODATA' }));
+      if (!out.length)
+        throw a.status === 'rejected'
+          ? a.reason
+          : Object.assign(new Error(`${host} has no addresses`), { code: 'ENODATA' });
       return v4First(out.map((x) => parseIp(x).toString()));
     },
   };

@@ -1,6 +1,9 @@
 import { AirlockError } from '../common/index.ts';
 import {
-  isPublicSuffixWildcard, type EgressPolicy, type EgressHostRule, type EgressCidrRule,
+  isPublicSuffixWildcard,
+  type EgressPolicy,
+  type EgressHostRule,
+  type EgressCidrRule,
 } from '../policy/index.ts';
 import { normalizeHost, splitAuthority, HostError } from './host.ts';
 import { parseCidr, type Cidr } from './ip.ts';
@@ -32,7 +35,14 @@ export interface HostRule {
   any?: boolean;
 }
 
-export interface CidrRule { id: string; cidr: Cidr; text: string; ports: number[] | null; /** ports listed by the rule itself */ explicitPorts: boolean; reason: string }
+export interface CidrRule {
+  id: string;
+  cidr: Cidr;
+  text: string;
+  ports: number[] | null;
+  /** ports listed by the rule itself */ explicitPorts: boolean;
+  reason: string;
+}
 
 export interface EgressRules {
   allow: HostRule[];
@@ -50,7 +60,10 @@ export interface EgressRules {
   modelApis: HostPattern[];
 }
 
-export interface HostPattern { host: string; wildcard: boolean }
+export interface HostPattern {
+  host: string;
+  wildcard: boolean;
+}
 
 /** A policy host pattern (name or *.name), normalised; AirlockError naming `where` when invalid. */
 export function hostPatternOf(raw: string, where: string, o: { allowIp?: boolean } = {}): HostPattern {
@@ -67,8 +80,11 @@ function hostPattern(raw: string, where: string, allowIp = false): HostPattern {
     if (wildcard && !n.host.includes('.')) throw new HostError('a wildcard over a top-level domain');
     return { host: n.host, wildcard };
   } catch (e) {
-    throw new AirlockError('POLICY_INVALID', `${where}: host ${JSON.stringify(raw)} is ${e instanceof HostError ? e.message : 'invalid'}`,
-      'use a host name (example.com) or *.example.com; put IP addresses in egress.allowCidrs as 1.2.3.4/32');
+    throw new AirlockError(
+      'POLICY_INVALID',
+      `${where}: host ${JSON.stringify(raw)} is ${e instanceof HostError ? e.message : 'invalid'}`,
+      'use a host name (example.com) or *.example.com; put IP addresses in egress.allowCidrs as 1.2.3.4/32',
+    );
   }
 }
 
@@ -79,7 +95,8 @@ function ruleId(section: string, i: number, id: string | undefined): string {
 function hostRule(r: EgressHostRule, id: string, isDeny: boolean): HostRule {
   const p = hostPattern(r.host, id);
   return {
-    id, ...p,
+    id,
+    ...p,
     ports: r.ports ?? (isDeny ? null : DEFAULT_PORTS),
     schemes: r.schemes ?? (isDeny ? null : DEFAULT_SCHEMES),
     methods: r.methods ?? null,
@@ -92,10 +109,23 @@ function hostRule(r: EgressHostRule, id: string, isDeny: boolean): HostRule {
 
 function cidrRule(r: EgressCidrRule, id: string, isDeny: boolean): CidrRule {
   let cidr: Cidr;
-  try { cidr = parseCidr(r.cidr); } catch {
-    throw new AirlockError('POLICY_INVALID', `${id}: ${JSON.stringify(r.cidr)} is not a CIDR`, 'write an address range such as 10.0.0.0/8, 127.0.0.1/32 or fd00::/8');
+  try {
+    cidr = parseCidr(r.cidr);
+  } catch {
+    throw new AirlockError(
+      'POLICY_INVALID',
+      `${id}: ${JSON.stringify(r.cidr)} is not a CIDR`,
+      'write an address range such as 10.0.0.0/8, 127.0.0.1/32 or fd00::/8',
+    );
   }
-  return { id, cidr, text: r.cidr, ports: r.ports ?? (isDeny ? null : DEFAULT_PORTS), explicitPorts: r.ports !== undefined, reason: r.reason ?? '' };
+  return {
+    id,
+    cidr,
+    text: r.cidr,
+    ports: r.ports ?? (isDeny ? null : DEFAULT_PORTS),
+    explicitPorts: r.ports !== undefined,
+    reason: r.reason ?? '',
+  };
 }
 
 /** Compiles the effective egress policy plus per-run `--allow-host HOST[:PORT]` grants. */
@@ -104,7 +134,18 @@ export function compileEgress(egress: EgressPolicy, grants: string[] = []): Egre
   const allowCidrs: CidrRule[] = [];
   for (const name of egress.presets) {
     for (const host of PRESETS[name]) {
-      allow.push({ id: `egress.preset.${name}`, host, wildcard: false, ports: [443], schemes: ['https'], methods: null, paths: null, pathFold: false, explicitPorts: false, reason: `preset ${name}` });
+      allow.push({
+        id: `egress.preset.${name}`,
+        host,
+        wildcard: false,
+        ports: [443],
+        schemes: ['https'],
+        methods: null,
+        paths: null,
+        pathFold: false,
+        explicitPorts: false,
+        reason: `preset ${name}`,
+      });
     }
   }
   egress.allow.forEach((r, i) => allow.push(hostRule(r, ruleId('allow', i, r.id), false)));
@@ -118,20 +159,51 @@ export function compileEgress(egress: EgressPolicy, grants: string[] = []): Egre
       const s = splitAuthority(bare, 443);
       a = { host: (g.startsWith('*.') ? '*.' : '') + s.host, port: hasPort ? s.port : undefined };
     } catch (e) {
-      throw new AirlockError('USAGE', `--allow-host ${JSON.stringify(g)}: ${e instanceof Error ? e.message : e}`, 'use --allow-host HOST or HOST:PORT, e.g. --allow-host api.example.com:8443');
+      throw new AirlockError(
+        'USAGE',
+        `--allow-host ${JSON.stringify(g)}: ${e instanceof Error ? e.message : e}`,
+        'use --allow-host HOST or HOST:PORT, e.g. --allow-host api.example.com:8443',
+      );
     }
     if (isPublicSuffixWildcard(a.host)) {
-      throw new AirlockError('USAGE', `--allow-host ${JSON.stringify(g)}: a wildcard over a public suffix grants hosts anyone can register`, 'name the domain (--allow-host \'*.example.com\') or the exact host');
+      throw new AirlockError(
+        'USAGE',
+        `--allow-host ${JSON.stringify(g)}: a wildcard over a public suffix grants hosts anyone can register`,
+        "name the domain (--allow-host '*.example.com') or the exact host",
+      );
     }
     const ports = a.port ? [a.port] : DEFAULT_PORTS;
     let n;
-    try { n = a.host.startsWith('*.') ? null : normalizeHost(a.host); } catch (e) {
-      throw new AirlockError('USAGE', `--allow-host ${JSON.stringify(g)}: ${e instanceof Error ? e.message : e}`, 'use --allow-host HOST or HOST:PORT');
+    try {
+      n = a.host.startsWith('*.') ? null : normalizeHost(a.host);
+    } catch (e) {
+      throw new AirlockError(
+        'USAGE',
+        `--allow-host ${JSON.stringify(g)}: ${e instanceof Error ? e.message : e}`,
+        'use --allow-host HOST or HOST:PORT',
+      );
     }
     if (n?.kind === 'ip') {
-      allowCidrs.push({ id, cidr: parseCidr(`${n.host}/${n.family === 4 ? 32 : 128}`), text: n.host, ports, explicitPorts: a.port !== undefined, reason: `--allow-host ${g}` });
+      allowCidrs.push({
+        id,
+        cidr: parseCidr(`${n.host}/${n.family === 4 ? 32 : 128}`),
+        text: n.host,
+        ports,
+        explicitPorts: a.port !== undefined,
+        reason: `--allow-host ${g}`,
+      });
     } else {
-      allow.push({ ...hostPattern(a.host, id), id, ports, schemes: ['http', 'https'], methods: null, paths: null, pathFold: false, explicitPorts: false, reason: `--allow-host ${g}` });
+      allow.push({
+        ...hostPattern(a.host, id),
+        id,
+        ports,
+        schemes: ['http', 'https'],
+        methods: null,
+        paths: null,
+        pathFold: false,
+        explicitPorts: false,
+        reason: `--allow-host ${g}`,
+      });
     }
   });
   return {
@@ -161,8 +233,17 @@ export function hostMatches(r: HostPattern & { any?: boolean }, host: string): b
  */
 export function recordModeRules(rules: EgressRules): EgressRules {
   const catchAll: HostRule = {
-    id: 'modes.egress', host: '', wildcard: true, any: true, ports: [...DEFAULT_PORTS], schemes: ['http', 'https', 'tcp'],
-    methods: null, paths: null, pathFold: false, explicitPorts: true, reason: 'record mode: what the policy would refuse is let through and recorded',
+    id: 'modes.egress',
+    host: '',
+    wildcard: true,
+    any: true,
+    ports: [...DEFAULT_PORTS],
+    schemes: ['http', 'https', 'tcp'],
+    methods: null,
+    paths: null,
+    pathFold: false,
+    explicitPorts: true,
+    reason: 'record mode: what the policy would refuse is let through and recorded',
   };
   return { ...rules, allow: [...rules.allow, catchAll] };
 }
@@ -171,5 +252,8 @@ export function recordModeRules(rules: EgressRules): EgressRules {
 export function pathMatches(prefixes: string[], path: string, fold = false): boolean {
   if (/%2f|%5c|\\/i.test(path)) return false; // encoded separators: what the server sees is unknowable
   const p0 = fold ? path.toLowerCase() : path;
-  return prefixes.some((p1) => { const p = fold ? p1.toLowerCase() : p1; return p === '/' || p0 === p || p0.startsWith(p + '/'); });
+  return prefixes.some((p1) => {
+    const p = fold ? p1.toLowerCase() : p1;
+    return p === '/' || p0 === p || p0.startsWith(p + '/');
+  });
 }

@@ -65,7 +65,14 @@ export interface Gateway {
   /** Host-loopback grants: gateway socket per port, for a sandbox listener on 127.0.0.1:port (sandboxNetwork's hostLoopback). */
   hostLoopbackSockets: Record<number, string>;
   close(): Promise<void>;
-  stats(): { connections: number; bytesUp: number; bytesDown: number; denied: number; active: number; requests: number };
+  stats(): {
+    connections: number;
+    bytesUp: number;
+    bytesDown: number;
+    denied: number;
+    active: number;
+    requests: number;
+  };
   /** Honeytokens planted after the gateway started (the gateway refuses to let them out). */
   setHoneytokens(tokens: readonly Honeytoken[]): void;
 }
@@ -74,16 +81,35 @@ const MAX_HEADERS = 200;
 
 function listenOn(server: Server, l: GatewayOptions['listen'], mode: number): Promise<string> {
   return new Promise((resolve, reject) => {
-    server.once('error', (e) => reject(new AirlockError('UNAVAILABLE', `egress gateway cannot listen on ${'unixPath' in l ? l.unixPath : `${l.host}:${l.port}`}: ${(e as Error).message}`, 'pick a free port or a writable directory for the socket')));
+    server.once('error', (e) =>
+      reject(
+        new AirlockError(
+          'UNAVAILABLE',
+          `egress gateway cannot listen on ${'unixPath' in l ? l.unixPath : `${l.host}:${l.port}`}: ${(e as Error).message}`,
+          'pick a free port or a writable directory for the socket',
+        ),
+      ),
+    );
     if ('unixPath' in l) {
       try {
         if (lstatSync(l.unixPath, { throwIfNoEntry: false })?.isSocket()) unlinkSync(l.unixPath);
-      } catch { /* listen reports it */ }
-      server.listen({ path: l.unixPath }, () => { chmodSync(l.unixPath, mode); resolve(l.unixPath); });
+      } catch {
+        /* listen reports it */
+      }
+      server.listen({ path: l.unixPath }, () => {
+        chmodSync(l.unixPath, mode);
+        resolve(l.unixPath);
+      });
     } else {
       server.listen({ host: l.host, port: l.port }, () => {
         const a = server.address();
-        resolve(typeof a === 'object' && a ? (a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`) : String(a));
+        resolve(
+          typeof a === 'object' && a
+            ? a.family === 'IPv6'
+              ? `[${a.address}]:${a.port}`
+              : `${a.address}:${a.port}`
+            : String(a),
+        );
       });
     }
   });
@@ -93,20 +119,36 @@ function listenOn(server: Server, l: GatewayOptions['listen'], mode: number): Pr
 function modeRules(o: GatewayOptions): { rules: EgressRules; observe: ObservedRules | null } {
   const own = compileEgress(o.policy.egress, o.grants ?? []);
   switch (o.policy.modes.egress) {
-    case 'record': return { rules: recordModeRules(own), observe: { mode: 'record', rules: own } };
-    case 'shadow': return { rules: own, observe: o.candidate ? { mode: 'shadow', rules: compileEgress(o.candidate.egress, o.grants ?? []) } : null };
-    default: return { rules: own, observe: null };
+    case 'record':
+      return { rules: recordModeRules(own), observe: { mode: 'record', rules: own } };
+    case 'shadow':
+      return {
+        rules: own,
+        observe: o.candidate ? { mode: 'shadow', rules: compileEgress(o.candidate.egress, o.grants ?? []) } : null,
+      };
+    default:
+      return { rules: own, observe: null };
   }
 }
 
 /** The package firewall that enforces and, in shadow or record mode (modes.packages), the one whose verdicts are recorded beside it. */
-function modePackages(o: GatewayOptions): { packages: PackageFirewall | null; packagesObserve: Ctx['packagesObserve'] } {
+function modePackages(o: GatewayOptions): {
+  packages: PackageFirewall | null;
+  packagesObserve: Ctx['packagesObserve'];
+} {
   const own = o.policy.egress.packages;
   const create = (p: typeof own) => PackageFirewall.create(p, o.audit, o.session);
   switch (o.policy.modes.packages) {
-    case 'record': { const f = create(own); return { packages: create(recordModePackages(own)), packagesObserve: f && { mode: 'record', firewall: f } }; }
-    case 'shadow': { const f = o.candidate ? create(o.candidate.egress.packages) : null; return { packages: create(own), packagesObserve: f && { mode: 'shadow', firewall: f } }; }
-    default: return { packages: create(own), packagesObserve: null };
+    case 'record': {
+      const f = create(own);
+      return { packages: create(recordModePackages(own)), packagesObserve: f && { mode: 'record', firewall: f } };
+    }
+    case 'shadow': {
+      const f = o.candidate ? create(o.candidate.egress.packages) : null;
+      return { packages: create(own), packagesObserve: f && { mode: 'shadow', firewall: f } };
+    }
+    default:
+      return { packages: create(own), packagesObserve: null };
   }
 }
 
@@ -127,13 +169,21 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     transparentSockets,
     hostLoopbackSockets,
     stats: () => ({ ...ctx.stats, active: ctx.limits.active }),
-    setHoneytokens(tokens) { ctx.honeytokens = [...tokens]; },
-    async close() { await closeGateway(ctx, opts, http, listeners); },
+    setHoneytokens(tokens) {
+      ctx.honeytokens = [...tokens];
+    },
+    async close() {
+      await closeGateway(ctx, opts, http, listeners);
+    },
   };
 }
 
 /** The servers a gateway listens with and the socket files it must remove on close. */
-interface Listeners { servers: Server[]; paths: string[]; mode: number }
+interface Listeners {
+  servers: Server[];
+  paths: string[];
+  mode: number;
+}
 
 /** The state every handler of one gateway shares: its rules in their mode, limits, TLS, broker, DLP, package firewall. */
 function gatewayContext(opts: GatewayOptions): Ctx {
@@ -141,17 +191,35 @@ function gatewayContext(opts: GatewayOptions): Ctx {
   const timeouts: Timeouts = { ...DEFAULT_TIMEOUTS, ...opts.timeouts };
   const { packages, packagesObserve } = modePackages(opts);
   const ctx: Ctx = {
-    session: opts.session, rules, resolver: opts.resolver ?? systemResolver(), limits: new SessionLimits(rules.limits), timeouts,
+    session: opts.session,
+    rules,
+    resolver: opts.resolver ?? systemResolver(),
+    limits: new SessionLimits(rules.limits),
+    timeouts,
     stats: { connections: 0, bytesUp: 0, bytesDown: 0, denied: 0, requests: 0 },
-    sockets: new Set(), transparentPort: new WeakMap(), tunnelTarget: new WeakMap(), wildcardNames: new Map(), httpServer: null, record: opts.audit, closing: false,
-    intercept: [...rules.intercept, ...(opts.broker?.interceptPatterns() ?? []), ...(packages?.intercept ?? []), ...(opts.policy.secrets.dlp.mode !== 'off' ? rules.modelApis : [])],
+    sockets: new Set(),
+    transparentPort: new WeakMap(),
+    tunnelTarget: new WeakMap(),
+    wildcardNames: new Map(),
+    httpServer: null,
+    record: opts.audit,
+    closing: false,
+    intercept: [
+      ...rules.intercept,
+      ...(opts.broker?.interceptPatterns() ?? []),
+      ...(packages?.intercept ?? []),
+      ...(opts.policy.secrets.dlp.mode !== 'off' ? rules.modelApis : []),
+    ],
     modelApis: rules.modelApis,
     tls: opts.tls ? { ca: opts.tls.ca, upstreamCa: opts.tls.upstreamCa ?? hostTrustStore() } : null,
     broker: opts.broker ?? null,
     dlp: {
       mode: opts.policy.secrets.dlp.mode,
       allowlist: opts.policy.secrets.workspace.allowlist,
-      known: [...(opts.broker?.credentials.map((c) => ({ label: c.name, value: c.value })) ?? []), ...(opts.dlp?.known ?? [])],
+      known: [
+        ...(opts.broker?.credentials.map((c) => ({ label: c.name, value: c.value })) ?? []),
+        ...(opts.dlp?.known ?? []),
+      ],
       fingerprints: new Set(opts.dlp?.fingerprints ?? []),
       maxBytes: opts.dlp?.maxBytes ?? DEFAULT_DLP_MAX_BYTES,
     },
@@ -170,9 +238,13 @@ function gatewayContext(opts: GatewayOptions): Ctx {
 /** The HTTP parser every plain-HTTP connection is handed to (proxy requests, CONNECT, transparent port 80, plain-HTTP tunnels). */
 function proxyHttpServer(ctx: Ctx): HttpServer {
   const http = createHttpServer({
-    maxHeaderSize: 16 * 1024, headersTimeout: ctx.timeouts.handshakeMs, requestTimeout: 0, keepAliveTimeout: 5000,
+    maxHeaderSize: 16 * 1024,
+    headersTimeout: ctx.timeouts.handshakeMs,
+    requestTimeout: 0,
+    keepAliveTimeout: 5000,
     connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(ctx.timeouts.handshakeMs / 4))),
-    requireHostHeader: false, joinDuplicateHeaders: false,
+    requireHostHeader: false,
+    joinDuplicateHeaders: false,
   });
   http.maxHeadersCount = MAX_HEADERS + 1;
   ctx.httpServer = http;
@@ -187,11 +259,22 @@ function proxyHttpServer(ctx: Ctx): HttpServer {
       res.socket?.end(refusalText(431, 'builtin.bad-request', `more than ${MAX_HEADERS} headers`));
       return;
     }
-    onRequest(ctx, req, res).catch((e) => { res.destroy(); record500(ctx, e); });
+    onRequest(ctx, req, res).catch((e) => {
+      res.destroy();
+      record500(ctx, e);
+    });
   });
   http.on('connect', (req, socket, head) => {
-    if (ctx.transparentPort.has(socket as Socket) || ctx.tunnelTarget.has(socket)) { (socket as Socket).end(refusalText(400, 'builtin.bad-request', 'CONNECT on a transparent port or inside a tunnel')); return; }
-    onConnect(ctx, req, socket as Socket, head).catch((e) => { socket.destroy(); record500(ctx, e); });
+    if (ctx.transparentPort.has(socket as Socket) || ctx.tunnelTarget.has(socket)) {
+      (socket as Socket).end(
+        refusalText(400, 'builtin.bad-request', 'CONNECT on a transparent port or inside a tunnel'),
+      );
+      return;
+    }
+    onConnect(ctx, req, socket as Socket, head).catch((e) => {
+      socket.destroy();
+      record500(ctx, e);
+    });
   });
   http.on('upgrade', (req, socket) => {
     const t = new Tracked(ctx, { protocol: 'http', method: req.method, path: undefined });
@@ -200,11 +283,30 @@ function proxyHttpServer(ctx: Ctx): HttpServer {
     socket.end(refusalText(400, 'builtin.bad-request', 'protocol upgrades are not proxied over plain http; use https'));
   });
   http.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-    if (err.code === 'ECONNRESET' || socket.destroyed) { socket.destroy(); return; }
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'ERR_HTTP_HEADERS_TIMEOUT' ? 408 : 400;
+    if (err.code === 'ECONNRESET' || socket.destroyed) {
+      socket.destroy();
+      return;
+    }
+    const status =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? 431
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'ERR_HTTP_HEADERS_TIMEOUT'
+          ? 408
+          : 400;
     const rule = status === 408 ? 'builtin.timeout' : 'builtin.bad-request';
-    const reason = status === 408 ? 'request headers not received in time' : status === 431 ? 'request headers too large' : `malformed HTTP (${err.code ?? err.message})`;
-    const t = new Tracked(ctx, { protocol: ctx.transparentPort.has(socket) ? 'transparent-http' : ctx.tunnelTarget.has(socket) ? 'tunnel-http' : 'http' });
+    const reason =
+      status === 408
+        ? 'request headers not received in time'
+        : status === 431
+          ? 'request headers too large'
+          : `malformed HTTP (${err.code ?? err.message})`;
+    const t = new Tracked(ctx, {
+      protocol: ctx.transparentPort.has(socket)
+        ? 'transparent-http'
+        : ctx.tunnelTarget.has(socket)
+          ? 'tunnel-http'
+          : 'http',
+    });
     t.status = status;
     t.deny(rule, reason);
     if (socket.writable) socket.end(refusalText(status, rule, reason));
@@ -219,7 +321,10 @@ function trackSocket(ctx: Ctx, s: Socket): boolean {
   ctx.sockets.add(s);
   s.once('close', () => ctx.sockets.delete(s));
   s.on('error', () => s.destroy());
-  if (ctx.closing) { s.destroy(); return false; }
+  if (ctx.closing) {
+    s.destroy();
+    return false;
+  }
   return true;
 }
 
@@ -240,10 +345,20 @@ function mainServer(ctx: Ctx, http: HttpServer, clientCap: number): Server {
       if (ctx.sockets.size > clientCap) {
         const t = new Tracked(ctx, { protocol: b0 === 0x05 ? 'socks5' : 'http' });
         t.deny('egress.limits.maxConnections', `more than ${clientCap} client connections open`);
-        socket.end(b0 === 0x05 ? Buffer.from([0x05, 0xff]) : refusalText(503, 'egress.limits.maxConnections', 'too many client connections'));
+        socket.end(
+          b0 === 0x05
+            ? Buffer.from([0x05, 0xff])
+            : refusalText(503, 'egress.limits.maxConnections', 'too many client connections'),
+        );
         return;
       }
-      if (b0 === 0x05) { onSocks(ctx, socket).catch((e) => { socket.destroy(); record500(ctx, e); }); return; }
+      if (b0 === 0x05) {
+        onSocks(ctx, socket).catch((e) => {
+          socket.destroy();
+          record500(ctx, e);
+        });
+        return;
+      }
       if (b0 === 0x04) {
         const t = new Tracked(ctx, { protocol: 'socks5' });
         t.deny('builtin.bad-request', 'SOCKS4 is not supported; use SOCKS5 (socks5h://)');
@@ -255,30 +370,49 @@ function mainServer(ctx: Ctx, http: HttpServer, clientCap: number): Server {
     });
     socket.resume();
   });
-
 }
 
 /**
  * Transparent mode: 80 and 443, plus every port an allow rule grants: a program that ignores
  * the proxy reaches a granted port through the gateway too, decided by Host or SNI.
  */
-async function listenTransparent(ctx: Ctx, opts: GatewayOptions, http: HttpServer, listeners: Listeners): Promise<Record<number, string>> {
+async function listenTransparent(
+  ctx: Ctx,
+  opts: GatewayOptions,
+  http: HttpServer,
+  listeners: Listeners,
+): Promise<Record<number, string>> {
   const rules = ctx.rules;
   const transparentSockets: Record<number, string> = {};
   const wantTransparent = opts.transparent ?? rules.transparent === 'auto';
   if (wantTransparent && rules.transparent === 'auto' && 'unixPath' in opts.listen) {
-    const granted = [...rules.allow, ...rules.allowCidrs].flatMap((r) => (r as { ports?: number[] | null }).ports ?? []);
+    const granted = [...rules.allow, ...rules.allowCidrs].flatMap(
+      (r) => (r as { ports?: number[] | null }).ports ?? [],
+    );
     for (const port of transparentPortList(granted)) {
       const path = transparentSocketPath(opts.listen.unixPath, port);
       const srv = createNetServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (s) => {
         if (!trackSocket(ctx, s)) return;
         ctx.transparentPort.set(s, port);
-        const tls = () => { transparentTls(ctx, s, port).catch((e) => { s.destroy(); record500(ctx, e); }); };
-        const plain = () => { http.emit('connection', s); s.resume(); };
+        const tls = () => {
+          transparentTls(ctx, s, port).catch((e) => {
+            s.destroy();
+            record500(ctx, e);
+          });
+        };
+        const plain = () => {
+          http.emit('connection', s);
+          s.resume();
+        };
         if (port === 443) return tls();
         if (port === 80) return plain();
         // other ports: the first byte tells TLS (a handshake record) from HTTP
-        s.once('data', (b: Buffer) => { s.pause(); s.unshift(b); if (b[0] === 0x16) tls(); else plain(); });
+        s.once('data', (b: Buffer) => {
+          s.pause();
+          s.unshift(b);
+          if (b[0] === 0x16) tls();
+          else plain();
+        });
         s.resume();
       });
       await listenOn(srv, { unixPath: path }, listeners.mode);
@@ -291,14 +425,22 @@ async function listenTransparent(ctx: Ctx, opts: GatewayOptions, http: HttpServe
 }
 
 /** Host-loopback grants: one socket per usable port, for a sandbox listener on 127.0.0.1:port. */
-async function listenHostLoopback(ctx: Ctx, opts: GatewayOptions, loopback: ReturnType<typeof hostLoopbackGrants>, listeners: Listeners): Promise<Record<number, string>> {
+async function listenHostLoopback(
+  ctx: Ctx,
+  opts: GatewayOptions,
+  loopback: ReturnType<typeof hostLoopbackGrants>,
+  listeners: Listeners,
+): Promise<Record<number, string>> {
   const hostLoopbackSockets: Record<number, string> = {};
   if ('unixPath' in opts.listen) {
     for (const g of loopback.filter((x) => x.usable)) {
       const path = hostLoopbackSocketPath(opts.listen.unixPath, g.port);
       const srv = createNetServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (s) => {
         if (!trackSocket(ctx, s)) return;
-        onHostLoopback(ctx, s, g.port).catch((e) => { s.destroy(); record500(ctx, e); });
+        onHostLoopback(ctx, s, g.port).catch((e) => {
+          s.destroy();
+          record500(ctx, e);
+        });
       });
       await listenOn(srv, { unixPath: path }, listeners.mode);
       listeners.servers.push(srv);
@@ -309,21 +451,40 @@ async function listenHostLoopback(ctx: Ctx, opts: GatewayOptions, loopback: Retu
   return hostLoopbackSockets;
 }
 
-interface Started { address: string; transparentSockets: Record<number, string>; hostLoopbackSockets: Record<number, string>; loopback: ReturnType<typeof hostLoopbackGrants> }
+interface Started {
+  address: string;
+  transparentSockets: Record<number, string>;
+  hostLoopbackSockets: Record<number, string>;
+  loopback: ReturnType<typeof hostLoopbackGrants>;
+}
 
 /** The gateway's start on record, then each grant it opened. */
 function recordGatewayStart(ctx: Ctx, opts: GatewayOptions, started: Started): void {
   const { address, transparentSockets, hostLoopbackSockets, loopback } = started;
   opts.audit({
-    type: 'egress.gateway.start', session: opts.session, severity: 'info', decision: null, rule: null,
+    type: 'egress.gateway.start',
+    session: opts.session,
+    severity: 'info',
+    decision: null,
+    rule: null,
     data: {
-      address, mode: Object.keys(transparentSockets).length ? 'proxy+transparent' : 'proxy', transparentSockets,
-      resolver: ctx.resolver.description, relay: opts.nativeRelay === false ? { mode: 'node', why: 'nativeRelay: false' } : relayMode(), presets: opts.policy.egress.presets, allowRules: ctx.rules.allow.length, cidrRules: ctx.rules.allowCidrs.length,
-      limits: ctx.rules.limits, grants: ctx.rules.grants,
+      address,
+      mode: Object.keys(transparentSockets).length ? 'proxy+transparent' : 'proxy',
+      transparentSockets,
+      resolver: ctx.resolver.description,
+      relay: opts.nativeRelay === false ? { mode: 'node', why: 'nativeRelay: false' } : relayMode(),
+      presets: opts.policy.egress.presets,
+      allowRules: ctx.rules.allow.length,
+      cidrRules: ctx.rules.allowCidrs.length,
+      limits: ctx.rules.limits,
+      grants: ctx.rules.grants,
       interception: {
-        available: ctx.tls !== null, caFingerprint: ctx.tls?.ca.fingerprint ?? null,
-        hosts: ctx.intercept.map((p) => (p.wildcard ? `*.${p.host}` : p.host)), dlp: ctx.dlp.mode,
-        credentials: ctx.broker?.describe() ?? [], knownSecrets: ctx.dlp.known.length + ctx.dlp.fingerprints.size,
+        available: ctx.tls !== null,
+        caFingerprint: ctx.tls?.ca.fingerprint ?? null,
+        hosts: ctx.intercept.map((p) => (p.wildcard ? `*.${p.host}` : p.host)),
+        dlp: ctx.dlp.mode,
+        credentials: ctx.broker?.describe() ?? [],
+        knownSecrets: ctx.dlp.known.length + ctx.dlp.fingerprints.size,
       },
       packages: ctx.packages?.describe() ?? { mode: 'off' },
     },
@@ -331,14 +492,30 @@ function recordGatewayStart(ctx: Ctx, opts: GatewayOptions, started: Started): v
   // host-loopback grants are recorded one by one: they open the host's own loopback port
   for (const g of loopback) {
     opts.audit({
-      type: 'egress.grant', session: opts.session, severity: 'medium', decision: g.usable ? 'allow' : 'deny', rule: g.rule,
-      data: { grant: `${HOST_LOOPBACK}:${g.port}`, via: 'host-loopback', scope: 'this session only', sandboxListener: g.usable && hostLoopbackSockets[g.port] ? `${HOST_LOOPBACK}:${g.port}` : null, ...(g.why ? { why: g.why } : {}) },
+      type: 'egress.grant',
+      session: opts.session,
+      severity: 'medium',
+      decision: g.usable ? 'allow' : 'deny',
+      rule: g.rule,
+      data: {
+        grant: `${HOST_LOOPBACK}:${g.port}`,
+        via: 'host-loopback',
+        scope: 'this session only',
+        sandboxListener: g.usable && hostLoopbackSockets[g.port] ? `${HOST_LOOPBACK}:${g.port}` : null,
+        ...(g.why ? { why: g.why } : {}),
+      },
     });
   }
-  ctx.rules.grants.forEach((g, i) => opts.audit({
-    type: 'egress.grant', session: opts.session, severity: 'low', decision: 'allow', rule: `egress.grant[${i}]`,
-    data: { grant: g, via: '--allow-host', scope: 'this session only' },
-  }));
+  ctx.rules.grants.forEach((g, i) =>
+    opts.audit({
+      type: 'egress.grant',
+      session: opts.session,
+      severity: 'low',
+      decision: 'allow',
+      rule: `egress.grant[${i}]`,
+      data: { grant: g, via: '--allow-host', scope: 'this session only' },
+    }),
+  );
 }
 
 async function closeGateway(ctx: Ctx, opts: GatewayOptions, http: HttpServer, listeners: Listeners): Promise<void> {
@@ -353,8 +530,21 @@ async function closeGateway(ctx: Ctx, opts: GatewayOptions, http: HttpServer, li
   for (const s of ctx.sockets) s.destroy();
   await closed;
   ctx.relay?.close();
-  for (const p of paths) { try { unlinkSync(p); } catch { /* already gone */ } }
-  opts.audit({ type: 'egress.gateway.stop', session: opts.session, severity: 'info', decision: null, rule: null, data: { ...ctx.stats } });
+  for (const p of paths) {
+    try {
+      unlinkSync(p);
+    } catch {
+      /* already gone */
+    }
+  }
+  opts.audit({
+    type: 'egress.gateway.stop',
+    session: opts.session,
+    severity: 'info',
+    decision: null,
+    rule: null,
+    data: { ...ctx.stats },
+  });
 }
 
 function record500(ctx: Ctx, e: unknown): void {
@@ -369,34 +559,67 @@ async function transparentTls(ctx: Ctx, client: Socket, port = 443): Promise<voi
   const peeked = await peekFirst(ctx, client, Buffer.alloc(0));
   if (peeked.closed && !peeked.buf.length) return; // connected and left: nothing to record
   if (peeked.bad || peeked.scheme !== 'https' || !peeked.sni) {
-    tracked.deny(peeked.bad ? 'builtin.bad-tls' : 'builtin.sni-mismatch', peeked.bad ?? (peeked.scheme !== 'https' ? `non-TLS traffic to port ${port}` : 'no SNI: the destination is unknown'));
+    tracked.deny(
+      peeked.bad ? 'builtin.bad-tls' : 'builtin.sni-mismatch',
+      peeked.bad ??
+        (peeked.scheme !== 'https' ? `non-TLS traffic to port ${port}` : 'no SNI: the destination is unknown'),
+    );
     refuseInTunnel(client, peeked.scheme === 'https');
     return;
   }
   let host: string;
-  try { host = normalizeHost(peeked.sni).host; } catch { tracked.info.host = peeked.sni.slice(0, 255); tracked.deny('builtin.bad-target', `SNI ${JSON.stringify(peeked.sni.slice(0, 100))} is not a host name`); refuseInTunnel(client, true); return; }
+  try {
+    host = normalizeHost(peeked.sni).host;
+  } catch {
+    tracked.info.host = peeked.sni.slice(0, 255);
+    tracked.deny('builtin.bad-target', `SNI ${JSON.stringify(peeked.sni.slice(0, 100))} is not a host name`);
+    refuseInTunnel(client, true);
+    return;
+  }
   tracked.info.host = host;
   const hit = ctx.limits.admit();
-  if (hit) { tracked.deny(hit.rule, hit.reason); refuseInTunnel(client, true); return; }
+  if (hit) {
+    tracked.deny(hit.rule, hit.reason);
+    refuseInTunnel(client, true);
+    return;
+  }
   const intercepted = isIntercepted(ctx, host);
   const d = await decideAndResolve(ctx, tracked, { host, port, scheme: 'https', intercepted });
   Object.assign(tracked.info, { address: d.address, range: d.range });
-  if (d.action !== 'allow' || !d.address) { tracked.deny(d.rule, d.reason); refuseInTunnel(client, true); return; }
-  try { tracked.open(d.rule, d.reason); } catch (e) { tracked.deny('builtin.audit-failed', String(e)); refuseInTunnel(client, true); return; }
+  if (d.action !== 'allow' || !d.address) {
+    tracked.deny(d.rule, d.reason);
+    refuseInTunnel(client, true);
+    return;
+  }
+  try {
+    tracked.open(d.rule, d.reason);
+  } catch (e) {
+    tracked.deny('builtin.audit-failed', String(e));
+    refuseInTunnel(client, true);
+    return;
+  }
   ctx.limits.active++;
   if (intercepted) {
     let released = false;
-    await interceptTunnel(ctx, ctx.interceptServer!, client, peeked.buf, tracked, d, null, () => { if (!released) { released = true; ctx.limits.active--; } });
+    await interceptTunnel(ctx, ctx.interceptServer!, client, peeked.buf, tracked, d, null, () => {
+      if (!released) {
+        released = true;
+        ctx.limits.active--;
+      }
+    });
     return;
   }
   let up: Socket;
-  try { up = await connectUpstream(ctx, d.address, port, { relay: true }); } catch (e) {
+  try {
+    up = await connectUpstream(ctx, d.address, port, { relay: true });
+  } catch (e) {
     ctx.limits.active--;
     tracked.finish({ error: (e as NodeJS.ErrnoException).code ?? (e as Error).message });
     refuseInTunnel(client, true);
     return;
   }
-  up.once('close', () => { ctx.limits.active--; });
+  up.once('close', () => {
+    ctx.limits.active--;
+  });
   pipeBoth(ctx, client, up, tracked, peeked.buf);
 }
-

@@ -2,10 +2,7 @@
 // tunnel, across TLS records and TCP segments, without decrypting anything.
 
 export type HelloResult =
-  | { status: 'more' }
-  | { status: 'not-tls' }
-  | { status: 'bad'; why: string }
-  | { status: 'ok'; sni: string | null };
+  { status: 'more' } | { status: 'not-tls' } | { status: 'bad'; why: string } | { status: 'ok'; sni: string | null };
 
 export const MAX_HELLO_BYTES = 64 * 1024;
 
@@ -18,12 +15,14 @@ export function parseClientHello(buf: Buffer): HelloResult {
   let have = 0;
   let need = -1;
   while (true) {
-    if (buf.length < off + 5) return buf.length >= MAX_HELLO_BYTES ? { status: 'bad', why: 'ClientHello too large' } : { status: 'more' };
+    if (buf.length < off + 5)
+      return buf.length >= MAX_HELLO_BYTES ? { status: 'bad', why: 'ClientHello too large' } : { status: 'more' };
     if (buf[off] !== 0x16) return { status: 'bad', why: 'non-handshake record before the ClientHello ended' };
     if (buf[off + 1] !== 0x03) return { status: 'bad', why: 'unknown TLS record version' };
     const len = buf.readUInt16BE(off + 3);
     if (len === 0 || len > 16384 + 2048) return { status: 'bad', why: 'bad TLS record length' };
-    if (buf.length < off + 5 + len) return off + 5 + len > MAX_HELLO_BYTES ? { status: 'bad', why: 'ClientHello too large' } : { status: 'more' };
+    if (buf.length < off + 5 + len)
+      return off + 5 + len > MAX_HELLO_BYTES ? { status: 'bad', why: 'ClientHello too large' } : { status: 'more' };
     parts.push(buf.subarray(off + 5, off + 5 + len));
     have += len;
     off += 5 + len;
@@ -45,11 +44,17 @@ export function parseClientHello(buf: Buffer): HelloResult {
 
 function readSni(h: Buffer): string | null {
   let pos = 0;
-  const need = (n: number) => { if (pos + n > h.length) throw new Error('truncated ClientHello'); };
-  need(2 + 32); pos += 2 + 32; // client_version, random
-  need(1); pos += 1 + h[pos]!; // session id
-  need(2); pos += 2 + h.readUInt16BE(pos); // cipher suites
-  need(1); pos += 1 + h[pos]!; // compression methods
+  const need = (n: number) => {
+    if (pos + n > h.length) throw new Error('truncated ClientHello');
+  };
+  need(2 + 32);
+  pos += 2 + 32; // client_version, random
+  need(1);
+  pos += 1 + h[pos]!; // session id
+  need(2);
+  pos += 2 + h.readUInt16BE(pos); // cipher suites
+  need(1);
+  pos += 1 + h[pos]!; // compression methods
   if (pos === h.length) return null; // no extensions
   need(2);
   const end = pos + 2 + h.readUInt16BE(pos);

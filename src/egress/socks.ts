@@ -10,8 +10,15 @@ import { isIntercepted } from './intercept.ts';
 // Refusals use the matching reply code and are recorded.
 
 export const SOCKS_REPLY = {
-  succeeded: 0x00, generalFailure: 0x01, notAllowed: 0x02, networkUnreachable: 0x03, hostUnreachable: 0x04,
-  connectionRefused: 0x05, ttlExpired: 0x06, commandNotSupported: 0x07, addressTypeNotSupported: 0x08,
+  succeeded: 0x00,
+  generalFailure: 0x01,
+  notAllowed: 0x02,
+  networkUnreachable: 0x03,
+  hostUnreachable: 0x04,
+  connectionRefused: 0x05,
+  ttlExpired: 0x06,
+  commandNotSupported: 0x07,
+  addressTypeNotSupported: 0x08,
 } as const;
 
 function reply(code: number): Buffer {
@@ -23,8 +30,15 @@ class Reader {
   private waiter: (() => void) | null = null;
   private ended = false;
   private readonly socket: Socket;
-  private readonly onData = (d: Buffer) => { this.buf = Buffer.concat([this.buf, d]); if (this.buf.length > 1024) this.socket.pause(); this.waiter?.(); };
-  private readonly onEnd = () => { this.ended = true; this.waiter?.(); };
+  private readonly onData = (d: Buffer) => {
+    this.buf = Buffer.concat([this.buf, d]);
+    if (this.buf.length > 1024) this.socket.pause();
+    this.waiter?.();
+  };
+  private readonly onEnd = () => {
+    this.ended = true;
+    this.waiter?.();
+  };
   constructor(socket: Socket) {
     this.socket = socket;
     socket.on('data', this.onData);
@@ -37,7 +51,13 @@ class Reader {
       const left = deadline - Date.now();
       if (left <= 0) throw new Error('handshake timed out');
       this.socket.resume();
-      await new Promise<void>((res) => { const t = setTimeout(res, left); this.waiter = () => { clearTimeout(t); res(); }; });
+      await new Promise<void>((res) => {
+        const t = setTimeout(res, left);
+        this.waiter = () => {
+          clearTimeout(t);
+          res();
+        };
+      });
       this.waiter = null;
     }
     const out = this.buf.subarray(0, n);
@@ -55,10 +75,15 @@ class Reader {
 
 function errnoToReply(code: string | undefined): number {
   switch (code) {
-    case 'ECONNREFUSED': return SOCKS_REPLY.connectionRefused;
-    case 'ENETUNREACH': return SOCKS_REPLY.networkUnreachable;
-    case 'EHOSTUNREACH': case 'ETIMEDOUT': return SOCKS_REPLY.hostUnreachable;
-    default: return SOCKS_REPLY.generalFailure;
+    case 'ECONNREFUSED':
+      return SOCKS_REPLY.connectionRefused;
+    case 'ENETUNREACH':
+      return SOCKS_REPLY.networkUnreachable;
+    case 'EHOSTUNREACH':
+    case 'ETIMEDOUT':
+      return SOCKS_REPLY.hostUnreachable;
+    default:
+      return SOCKS_REPLY.generalFailure;
   }
 }
 
@@ -102,28 +127,56 @@ export async function onSocks(ctx: Ctx, client: Socket): Promise<void> {
       host = (await reader.take(len, deadline)).toString('latin1');
     } else {
       await reader.take(2, deadline).catch(() => undefined);
-      return refuse(SOCKS_REPLY.addressTypeNotSupported, 'builtin.bad-target', `SOCKS5 address type ${atyp} not supported`);
+      return refuse(
+        SOCKS_REPLY.addressTypeNotSupported,
+        'builtin.bad-target',
+        `SOCKS5 address type ${atyp} not supported`,
+      );
     }
     const port = (await reader.take(2, deadline)).readUInt16BE(0);
     let normal: string;
-    try { normal = normalizeHost(host).host; } catch (e) {
+    try {
+      normal = normalizeHost(host).host;
+    } catch (e) {
       tracked.info.host = host.slice(0, 255);
       return refuse(SOCKS_REPLY.notAllowed, 'builtin.bad-target', e instanceof HostError ? e.message : 'bad host');
     }
-    Object.assign(tracked.info, { host: normal, port, method: cmd === 1 ? 'CONNECT' : cmd === 2 ? 'BIND' : cmd === 3 ? 'UDP ASSOCIATE' : `cmd-${cmd}` });
-    if (cmd !== 0x01) return refuse(SOCKS_REPLY.commandNotSupported, 'builtin.socks-command', `SOCKS5 ${tracked.info.method} is not supported (CONNECT only; no UDP leaves the sandbox)`);
+    Object.assign(tracked.info, {
+      host: normal,
+      port,
+      method: cmd === 1 ? 'CONNECT' : cmd === 2 ? 'BIND' : cmd === 3 ? 'UDP ASSOCIATE' : `cmd-${cmd}`,
+    });
+    if (cmd !== 0x01)
+      return refuse(
+        SOCKS_REPLY.commandNotSupported,
+        'builtin.socks-command',
+        `SOCKS5 ${tracked.info.method} is not supported (CONNECT only; no UDP leaves the sandbox)`,
+      );
     if (port === 0) return refuse(SOCKS_REPLY.notAllowed, 'builtin.bad-target', 'port 0');
     const hit = ctx.limits.admit();
     if (hit) return refuse(SOCKS_REPLY.notAllowed, hit.rule, hit.reason);
-    const d = await decideAndResolve(ctx, tracked, { host: normal, port, intercepted: isIntercepted(ctx, normal), tunnel: true });
+    const d = await decideAndResolve(ctx, tracked, {
+      host: normal,
+      port,
+      intercepted: isIntercepted(ctx, normal),
+      tunnel: true,
+    });
     Object.assign(tracked.info, { address: d.address, range: d.range });
     if (d.action !== 'allow' || !d.address) {
-      return refuse(d.rule === 'builtin.resolve-failed' ? SOCKS_REPLY.hostUnreachable : SOCKS_REPLY.notAllowed, d.rule, d.reason);
+      return refuse(
+        d.rule === 'builtin.resolve-failed' ? SOCKS_REPLY.hostUnreachable : SOCKS_REPLY.notAllowed,
+        d.rule,
+        d.reason,
+      );
     }
     const head = reader.detach();
     await runTunnel(ctx, client, head, tracked, d, {
       ready: () => client.write(reply(SOCKS_REPLY.succeeded)),
-      failed: (why, code) => { tracked.status = `socks-${errnoToReply(code)}`; client.end(reply(errnoToReply(code))); void why; },
+      failed: (why, code) => {
+        tracked.status = `socks-${errnoToReply(code)}`;
+        client.end(reply(errnoToReply(code)));
+        void why;
+      },
       auditFailed: (why) => refuse(SOCKS_REPLY.generalFailure, 'builtin.audit-failed', why),
     });
   } catch (e) {
@@ -131,7 +184,8 @@ export async function onSocks(ctx: Ctx, client: Socket): Promise<void> {
     reader.detach();
     tracked.status = stage === 'greeting' ? 'socks-bad-greeting' : `socks-${SOCKS_REPLY.generalFailure}`;
     tracked.deny(why.includes('timed out') ? 'builtin.timeout' : 'builtin.bad-request', `SOCKS5 ${stage}: ${why}`);
-    if (!client.destroyed) client.end(stage === 'greeting' ? Buffer.from([0x05, 0xff]) : reply(SOCKS_REPLY.generalFailure));
+    if (!client.destroyed)
+      client.end(stage === 'greeting' ? Buffer.from([0x05, 0xff]) : reply(SOCKS_REPLY.generalFailure));
     setTimeout(() => client.destroy(), 1000).unref();
   }
 }

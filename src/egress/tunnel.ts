@@ -23,33 +23,70 @@ import { TlsRecordStream } from './tlsrecords.ts';
 export const RELAY_BUFFER = 256 * 1024;
 /** With the native relay, Node reads an upstream only until the tunnel is piped (a banner at most): a small buffer spares a 256 KiB allocation and GC work per connection. */
 const EARLY_BUFFER = 16 * 1024;
-interface Relay { sink: ((chunk: Buffer) => boolean) | null; pending: Buffer[] }
+interface Relay {
+  sink: ((chunk: Buffer) => boolean) | null;
+  pending: Buffer[];
+}
 const relays = new WeakMap<Socket, Relay>();
 
 /** Upload side: bytes queued towards the upstream before the client is paused (fewer pause/resume cycles than the 16 KiB default). */
 const UPSTREAM_WRITE_HWM = 256 * 1024;
 
-export function connectUpstream(ctx: Ctx, address: string, port: number, opts: { relay?: boolean } = {}): Promise<Socket> {
+export function connectUpstream(
+  ctx: Ctx,
+  address: string,
+  port: number,
+  opts: { relay?: boolean } = {},
+): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const r: Relay = { sink: null, pending: [] };
     const onread = opts.relay
-      ? { buffer: Buffer.allocUnsafe(ctx.relay ? EARLY_BUFFER : RELAY_BUFFER), callback: (n: number, b: Uint8Array): boolean => {
-        const chunk = Buffer.from(b.buffer, b.byteOffset, n);
-        if (r.sink) return r.sink(chunk);
-        r.pending.push(Buffer.from(chunk)); // a copy: the read buffer is reused
-        return false;
-      } }
+      ? {
+          buffer: Buffer.allocUnsafe(ctx.relay ? EARLY_BUFFER : RELAY_BUFFER),
+          callback: (n: number, b: Uint8Array): boolean => {
+            const chunk = Buffer.from(b.buffer, b.byteOffset, n);
+            if (r.sink) return r.sink(chunk);
+            r.pending.push(Buffer.from(chunk)); // a copy: the read buffer is reused
+            return false;
+          },
+        }
       : undefined;
     // writableHighWaterMark is a stream.Duplex option net.Socket passes through (not in @types/node's NetConnectOpts)
-    const s = connect({ host: address, port, noDelay: true, allowHalfOpen: true, ...(onread ? { onread } : {}), ...({ writableHighWaterMark: UPSTREAM_WRITE_HWM } as object) });
+    const s = connect({
+      host: address,
+      port,
+      noDelay: true,
+      allowHalfOpen: true,
+      ...(onread ? { onread } : {}),
+      ...({ writableHighWaterMark: UPSTREAM_WRITE_HWM } as object),
+    });
     if (onread) relays.set(s, r);
-    const t = setTimeout(() => { s.destroy(); reject(Object.assign(new Error('upstream connect timed out'), { code: 'ETIMEDOUT' })); }, ctx.timeouts.connectMs);
-    s.once('connect', () => { clearTimeout(t); s.removeAllListeners('error'); ctx.sockets.add(s); s.once('close', () => ctx.sockets.delete(s)); resolve(s); });
-    s.once('error', (e) => { clearTimeout(t); s.destroy(); reject(e); });
+    const t = setTimeout(() => {
+      s.destroy();
+      reject(Object.assign(new Error('upstream connect timed out'), { code: 'ETIMEDOUT' }));
+    }, ctx.timeouts.connectMs);
+    s.once('connect', () => {
+      clearTimeout(t);
+      s.removeAllListeners('error');
+      ctx.sockets.add(s);
+      s.once('close', () => ctx.sockets.delete(s));
+      resolve(s);
+    });
+    s.once('error', (e) => {
+      clearTimeout(t);
+      s.destroy();
+      reject(e);
+    });
   });
 }
 
-export interface Peeked { buf: Buffer; scheme: Scheme; sni: string | null; bad?: string; closed?: boolean }
+export interface Peeked {
+  buf: Buffer;
+  scheme: Scheme;
+  sni: string | null;
+  bad?: string;
+  closed?: boolean;
+}
 
 /** Reads the client's first bytes until a ClientHello is complete, non-TLS data is seen, or peekMs passes. */
 export function peekFirst(ctx: Ctx, client: Socket, head: Buffer): Promise<Peeked> {
@@ -76,14 +113,31 @@ export function peekFirst(ctx: Ctx, client: Socket, head: Buffer): Promise<Peeke
         if (nl < 0 && buf.length < 8192 && /^[A-Z]/.test(String.fromCharCode(buf[0]!))) return;
         const line = buf.subarray(0, nl < 0 ? 0 : nl).toString('latin1');
         done({ buf, scheme: /^[A-Z][A-Z0-9_-]* \S+ HTTP\/1\.[01]\r?$/.test(line) ? 'http' : 'tcp', sni: null });
-      }
-      else if (h.status === 'bad') done({ buf, scheme: 'https', sni: null, bad: h.why });
+      } else if (h.status === 'bad') done({ buf, scheme: 'https', sni: null, bad: h.why });
       else if (buf.length > MAX_HELLO_BYTES) done({ buf, scheme: 'https', sni: null, bad: 'ClientHello too large' });
     };
-    const onData = (d: Buffer) => { buf = buf.length ? Buffer.concat([buf, d]) : d; check(); };
-    const onEnd = () => done({ buf, scheme: buf.length ? 'https' : 'tcp', sni: null, bad: buf.length ? 'client closed inside its ClientHello' : undefined, closed: true });
+    const onData = (d: Buffer) => {
+      buf = buf.length ? Buffer.concat([buf, d]) : d;
+      check();
+    };
+    const onEnd = () =>
+      done({
+        buf,
+        scheme: buf.length ? 'https' : 'tcp',
+        sni: null,
+        bad: buf.length ? 'client closed inside its ClientHello' : undefined,
+        closed: true,
+      });
     // a server-speaks-first protocol sends nothing: after peekMs it is raw tcp
-    const timer = setTimeout(() => done(buf.length ? { buf, scheme: 'https', sni: null, bad: 'ClientHello incomplete (timeout)' } : { buf, scheme: 'tcp', sni: null }), ctx.timeouts.peekMs);
+    const timer = setTimeout(
+      () =>
+        done(
+          buf.length
+            ? { buf, scheme: 'https', sni: null, bad: 'ClientHello incomplete (timeout)' }
+            : { buf, scheme: 'tcp', sni: null },
+        ),
+      ctx.timeouts.peekMs,
+    );
     client.on('data', onData);
     client.once('end', onEnd);
     client.once('close', onEnd);
@@ -93,25 +147,54 @@ export function peekFirst(ctx: Ctx, client: Socket, head: Buffer): Promise<Peeke
 }
 
 /** Second decision once the first bytes are known: scheme rules and SNI == target host. */
-export function decideTunnel(ctx: Ctx, first: TargetDecision, p: Peeked, t?: Tracked): { action: 'allow' | 'deny'; rule: string; reason: string } {
+export function decideTunnel(
+  ctx: Ctx,
+  first: TargetDecision,
+  p: Peeked,
+  t?: Tracked,
+): { action: 'allow' | 'deny'; rule: string; reason: string } {
   if (p.bad) return { action: 'deny', rule: 'builtin.bad-tls', reason: `malformed TLS: ${p.bad}` };
   if (p.scheme === 'https') {
     if (first.kind === 'ip') {
-      if (p.sni !== null) return { action: 'deny', rule: 'builtin.sni-mismatch', reason: `SNI ${JSON.stringify(p.sni)} sent to the IP literal ${first.host}` };
+      if (p.sni !== null)
+        return {
+          action: 'deny',
+          rule: 'builtin.sni-mismatch',
+          reason: `SNI ${JSON.stringify(p.sni)} sent to the IP literal ${first.host}`,
+        };
     } else {
-      if (p.sni === null) return { action: 'deny', rule: 'builtin.sni-mismatch', reason: `no SNI in the ClientHello for ${first.host}` };
+      if (p.sni === null)
+        return { action: 'deny', rule: 'builtin.sni-mismatch', reason: `no SNI in the ClientHello for ${first.host}` };
       let sni: string;
-      try { sni = normalizeHost(p.sni).host; } catch { return { action: 'deny', rule: 'builtin.sni-mismatch', reason: `SNI ${JSON.stringify(p.sni)} is not a host name` }; }
-      if (sni !== first.host) return { action: 'deny', rule: 'builtin.sni-mismatch', reason: `SNI ${sni} differs from the tunnel target ${first.host}` };
+      try {
+        sni = normalizeHost(p.sni).host;
+      } catch {
+        return {
+          action: 'deny',
+          rule: 'builtin.sni-mismatch',
+          reason: `SNI ${JSON.stringify(p.sni)} is not a host name`,
+        };
+      }
+      if (sni !== first.host)
+        return {
+          action: 'deny',
+          rule: 'builtin.sni-mismatch',
+          reason: `SNI ${sni} differs from the tunnel target ${first.host}`,
+        };
     }
   }
   // outbound DLP inspects model-API requests inside intercepted TLS only: plain HTTP or raw
   // TCP in a tunnel to a model API would pass uninspected, so it is refused (unless DLP is off)
   if (p.scheme !== 'https' && ctx.dlp.mode !== 'off' && ctx.modelApis.some((x) => hostMatches(x, first.host))) {
-    return { action: 'deny', rule: 'secrets.dlp.mode', reason: `${first.host} is a model API under outbound DLP: ${p.scheme} traffic cannot be inspected; use https` };
+    return {
+      action: 'deny',
+      rule: 'secrets.dlp.mode',
+      reason: `${first.host} is a model API under outbound DLP: ${p.scheme} traffic cannot be inspected; use https`,
+    };
   }
   // plain HTTP in a tunnel is parsed and decided per request (http.ts), like an intercepted host
-  const intercepted = p.scheme === 'http' || (p.scheme === 'https' && ctx.intercept.some((x) => hostMatches(x, first.host)));
+  const intercepted =
+    p.scheme === 'http' || (p.scheme === 'https' && ctx.intercept.some((x) => hostMatches(x, first.host)));
   const q = { host: first.host, port: first.port, scheme: p.scheme, intercepted, tunnel: true };
   if (t) t.decided = q;
   const d = decideTarget(connectionRules(ctx, t), q);
@@ -162,7 +245,10 @@ class TunnelPipe {
 
   run(first: Buffer): void {
     const { ctx, client, upstream, tracked } = this;
-    if (client.destroyed) { this.finish('client gone'); return; }
+    if (client.destroyed) {
+      this.finish('client gone');
+      return;
+    }
     const https = tracked.info.scheme === 'https';
     this.scanner = https ? null : outboundScanner(ctx);
     this.tlsUp = https ? new TlsRecordStream() : null;
@@ -190,7 +276,8 @@ class TunnelPipe {
   halt(then: () => void): void {
     this.client.destroy();
     this.upstream.destroy();
-    if (this.stopNative) this.stopNative(then); else then();
+    if (this.stopNative) this.stopNative(then);
+    else then();
   }
 
   finish(error?: string): void {
@@ -223,7 +310,11 @@ class TunnelPipe {
   notTls(direction: string, why: string): false {
     if (!this.finished) {
       this.finished = true;
-      this.tracked.deny('builtin.not-tls', `${direction}: ${why}; a tunnel granted for https carries TLS records only`, 'medium');
+      this.tracked.deny(
+        'builtin.not-tls',
+        `${direction}: ${why}; a tunnel granted for https carries TLS records only`,
+        'medium',
+      );
       this.halt(() => undefined);
     }
     return false;
@@ -245,7 +336,11 @@ class TunnelPipe {
     if (bad) return this.notTls('client to upstream', bad);
     const hit = this.scanner?.push(chunk);
     if (!hit) return true;
-    if (!this.finished) { this.finished = true; recordHit(this.ctx, this.tracked, hit); this.halt(() => undefined); }
+    if (!this.finished) {
+      this.finished = true;
+      recordHit(this.ctx, this.tracked, hit);
+      this.halt(() => undefined);
+    }
     return false;
   }
 
@@ -255,7 +350,11 @@ class TunnelPipe {
     this.tracked.extra.relay = 'node';
     if (reader) {
       reader.sink = this.relaySink(reader);
-      for (const chunk of reader.pending) { if (!this.tlsDownOk(chunk)) return; this.down(chunk.length); client.write(chunk); }
+      for (const chunk of reader.pending) {
+        if (!this.tlsDownOk(chunk)) return;
+        this.down(chunk.length);
+        client.write(chunk);
+      }
       reader.pending = [];
     } else {
       upstream.on('data', (chunk: Buffer) => {
@@ -283,10 +382,20 @@ class TunnelPipe {
       const mine = ++seq;
       const handOff = ctx.relay !== null && this.settled();
       client.write(chunk, () => {
-        if (handOff) { this.tlsDown = null; if (!this.finished && !this.nativeDown()) this.nodeDown(); return; }
-        if (waiting === mine) { waiting = 0; if (!this.finished) upstream.resume(); }
+        if (handOff) {
+          this.tlsDown = null;
+          if (!this.finished && !this.nativeDown()) this.nodeDown();
+          return;
+        }
+        if (waiting === mine) {
+          waiting = 0;
+          if (!this.finished) upstream.resume();
+        }
       });
-      if (handOff) { reader.sink = null; return false; } // nothing more is read until the thread takes over
+      if (handOff) {
+        reader.sink = null;
+        return false;
+      } // nothing more is read until the thread takes over
       if (client.writableLength === 0) return true;
       waiting = mine;
       return false;
@@ -324,8 +433,14 @@ class TunnelPipe {
           // (reports come at most every 200 ms per tunnel)
           client.setTimeout(ctx.timeouts.idleMs);
         },
-        end: () => { this.stopNative = null; if (!this.finished) client.end(); },
-        error: (message) => { this.stopNative = null; this.finish(message); },
+        end: () => {
+          this.stopNative = null;
+          if (!this.finished) client.end();
+        },
+        error: (message) => {
+          this.stopNative = null;
+          this.finish(message);
+        },
       });
       tracked.extra.relay = 'native';
     } catch (e) {

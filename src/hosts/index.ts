@@ -1,2 +1,10 @@
 // Every host's work through one interface: what the CLI, the SDK and the console list and act on.
-export { workView, type WorkView, type WorkViewOptions, type HostOf, type HostSession, type HostProposal, type HostAsk } from './view.ts';
+export {
+  workView,
+  type WorkView,
+  type WorkViewOptions,
+  type HostOf,
+  type HostSession,
+  type HostProposal,
+  type HostAsk,
+} from './view.ts';

@@ -2,13 +2,29 @@ import { hostname } from 'node:os';
 import type pg from 'pg';
 import { type AuditStore, logId } from '../audit/index.ts';
 import { AirlockError } from '../common/index.ts';
-import { answerAsk, assertOutsideSandbox, humanIdentity, listAsks, type AnswerScope, type CommandAsk } from '../command-rules/index.ts';
+import {
+  answerAsk,
+  assertOutsideSandbox,
+  humanIdentity,
+  listAsks,
+  type AnswerScope,
+  type CommandAsk,
+} from '../command-rules/index.ts';
 import { listProposals, proposalStatus, type Proposal, type ProposalStatus } from '../review/index.ts';
 import { SESSION_COLUMNS, sessionFromRow, type SessionSummary } from '../session/index.ts';
 import { localSessions } from './local.ts';
 import {
-  answerSharedAsk, approveSharedProposal, otherHostsProposals, otherHostsSessionRows, pendingSharedAsks, redactedUrl, requireCurrentSchema, sharedStoreUrl,
-  withSharedStore, type SharedAsk, type SharedProposal,
+  answerSharedAsk,
+  approveSharedProposal,
+  otherHostsProposals,
+  otherHostsSessionRows,
+  pendingSharedAsks,
+  redactedUrl,
+  requireCurrentSchema,
+  sharedStoreUrl,
+  withSharedStore,
+  type SharedAsk,
+  type SharedProposal,
 } from '../store/index.ts';
 
 // One store interface for every entry point (CLI, SDK, console): sessions, proposals and asks
@@ -72,16 +88,27 @@ export interface WorkView {
   /** the shared store's URL, or undefined when this host's SQLite is the whole store */
   readonly sharedUrl: string | undefined;
   sessions(): Promise<HostSession[]>;
-  proposals(o?: { all?: boolean }): Promise<(HostProposal & { local?: { proposal: Proposal; status: ProposalStatus } })[]>;
+  proposals(o?: {
+    all?: boolean;
+  }): Promise<(HostProposal & { local?: { proposal: Proposal; status: ProposalStatus } })[]>;
   asks(o?: { all?: boolean }): Promise<HostAsk[]>;
   /** `scope`: an allowed destination ask holds for this one connection (once) or the rest of the session; another host's ask is allowed once only. */
-  answerAsk(ref: string, decision: 'allow' | 'deny', by: string, reason?: string, scope?: AnswerScope): Promise<HostAsk>;
+  answerAsk(
+    ref: string,
+    decision: 'allow' | 'deny',
+    by: string,
+    reason?: string,
+    scope?: AnswerScope,
+  ): Promise<HostAsk>;
   /**
    * Approves another host's proposal (`N@HOST`), bound to the content hash the shared store
    * holds; its host applies it under its own review rules when its shipper next runs.
    * Refused from inside a sandbox; recorded here as review.approval_sent.
    */
-  approveRemote(ref: string, o?: { as?: string; reason?: string; env?: NodeJS.ProcessEnv; expectHash?: string }): Promise<HostProposal & { by: string }>;
+  approveRemote(
+    ref: string,
+    o?: { as?: string; reason?: string; env?: NodeJS.ProcessEnv; expectHash?: string },
+  ): Promise<HostProposal & { by: string }>;
 }
 
 const open = (state: string) => state === 'pending' || state === 'approved';
@@ -91,7 +118,8 @@ export function workView(store: AuditStore, o: WorkViewOptions = {}): WorkView {
   const url = sharedStoreUrl({ flag: o.database, orgSetting: o.orgSetting, env: o.env });
   // this host's marks, read once per view (not once per listed row)
   let thisHostMarks: (HostOf & { logId: string }) | undefined;
-  const here = (): HostOf & { logId: string } => (thisHostMarks ??= { ref: '', host: hostname(), logId: logId(store), thisHost: true });
+  const here = (): HostOf & { logId: string } =>
+    (thisHostMarks ??= { ref: '', host: hostname(), logId: logId(store), thisHost: true });
   const others = async <T>(fn: (c: pg.Client, self: string) => Promise<T[]>): Promise<T[]> => {
     if (!url) return [];
     try {
@@ -106,13 +134,23 @@ export function workView(store: AuditStore, o: WorkViewOptions = {}): WorkView {
     sharedUrl: url,
     sessions: async () => [
       ...localSessions(store),
-      ...await others(async (c, self) => (await otherHostsSessionRows(c, SESSION_COLUMNS, self)).map((r) => ({
-        ...sessionFromRow(r, false), ref: String(r.id), host: String(r.hostname), logId: String(r.logId), thisHost: false,
-      }))),
+      ...(await others(async (c, self) =>
+        (await otherHostsSessionRows(c, SESSION_COLUMNS, self)).map((r) => ({
+          ...sessionFromRow(r, false),
+          ref: String(r.id),
+          host: String(r.hostname),
+          logId: String(r.logId),
+          thisHost: false,
+        })),
+      )),
     ],
     proposals: async (q = {}) => [
-      ...listProposals(store).map((p) => localProposal(p, proposalStatus(store, p), here())).filter((p) => q.all || open(p.state)),
-      ...(await others((c, self) => otherHostsProposals(c, self))).map(remoteProposal).filter((p) => q.all || open(p.state)),
+      ...listProposals(store)
+        .map((p) => localProposal(p, proposalStatus(store, p), here()))
+        .filter((p) => q.all || open(p.state)),
+      ...(await others((c, self) => otherHostsProposals(c, self)))
+        .map(remoteProposal)
+        .filter((p) => q.all || open(p.state)),
     ],
     asks: async (q = {}) => [
       ...listAsks(store, { all: q.all }).map((a) => ({ ...a, ...here(), ref: String(a.id) })),
@@ -121,49 +159,126 @@ export function workView(store: AuditStore, o: WorkViewOptions = {}): WorkView {
     approveRemote: async (ref, a = {}) => {
       assertOutsideSandbox(store, a.env);
       const who = humanIdentity(a.as);
-      if (!url) throw new AirlockError('USAGE', 'no shared store configured', 'set AIRLOCK_DATABASE_URL=postgres://… or telemetry.sharedStore in the org policy');
+      if (!url)
+        throw new AirlockError(
+          'USAGE',
+          'no shared store configured',
+          'set AIRLOCK_DATABASE_URL=postgres://… or telemetry.sharedStore in the org policy',
+        );
       const p = await withSharedStore(url, async (c) => {
         await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`);
-        return approveSharedProposal(c, ref, who.identity, here().logId, { reason: a.reason, expectHash: a.expectHash });
+        return approveSharedProposal(c, ref, who.identity, here().logId, {
+          reason: a.reason,
+          expectHash: a.expectHash,
+        });
       });
-      store.append({ type: 'review.approval_sent', session: null, decision: 'allow', rule: 'review.approvals',
-        data: { ref: p.ref, logId: p.logId, host: p.hostname, proposal: p.id, hash: p.hash, by: who.identity, source: who.source } });
+      store.append({
+        type: 'review.approval_sent',
+        session: null,
+        decision: 'allow',
+        rule: 'review.approvals',
+        data: {
+          ref: p.ref,
+          logId: p.logId,
+          host: p.hostname,
+          proposal: p.id,
+          hash: p.hash,
+          by: who.identity,
+          source: who.source,
+        },
+      });
       return { ...remoteProposal(p), by: who.identity };
     },
     answerAsk: async (ref, decision, by, reason, scope = 'once') => {
       if (!ref.includes('@')) {
         const n = Number(ref);
-        if (!/^\d{1,15}$/.test(ref)) throw new AirlockError('USAGE', `approval id must be a number or N@HOST, not ${JSON.stringify(ref)}`, 'use the id shown by `airlock approvals`');
+        if (!/^\d{1,15}$/.test(ref))
+          throw new AirlockError(
+            'USAGE',
+            `approval id must be a number or N@HOST, not ${JSON.stringify(ref)}`,
+            'use the id shown by `airlock approvals`',
+          );
         return { ...answerAsk(store, n, decision, by, reason, 'human', scope), ...here(), ref };
       }
-      if (scope === 'session') throw new AirlockError('USAGE', 'an ask on another host is allowed once only', 'leave out --session, or answer it on its own host');
-      if (!url) throw new AirlockError('USAGE', 'no shared store configured', 'set AIRLOCK_DATABASE_URL=postgres://… or telemetry.sharedStore in the org policy');
-      return remoteAsk(await withSharedStore(url, async (c) => {
-        await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`);
-        return answerSharedAsk(c, ref, decision, by, reason);
-      }));
+      if (scope === 'session')
+        throw new AirlockError(
+          'USAGE',
+          'an ask on another host is allowed once only',
+          'leave out --session, or answer it on its own host',
+        );
+      if (!url)
+        throw new AirlockError(
+          'USAGE',
+          'no shared store configured',
+          'set AIRLOCK_DATABASE_URL=postgres://… or telemetry.sharedStore in the org policy',
+        );
+      return remoteAsk(
+        await withSharedStore(url, async (c) => {
+          await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`);
+          return answerSharedAsk(c, ref, decision, by, reason);
+        }),
+      );
     },
   };
 }
 
-function localProposal(p: Proposal, st: ProposalStatus, host: HostOf): HostProposal & { local: { proposal: Proposal; status: ProposalStatus } } {
+function localProposal(
+  p: Proposal,
+  st: ProposalStatus,
+  host: HostOf,
+): HostProposal & { local: { proposal: Proposal; status: ProposalStatus } } {
   return {
-    ...host, ref: String(p.id), id: p.id, session: p.session, created: p.created, state: st.state, hash: p.hash, approvers: st.approvers,
-    required: st.required, stats: p.stats, findingCount: p.findings.length, blockingCount: p.findings.filter((f) => f.blocking).length,
+    ...host,
+    ref: String(p.id),
+    id: p.id,
+    session: p.session,
+    created: p.created,
+    state: st.state,
+    hash: p.hash,
+    approvers: st.approvers,
+    required: st.required,
+    stats: p.stats,
+    findingCount: p.findings.length,
+    blockingCount: p.findings.filter((f) => f.blocking).length,
     local: { proposal: p, status: st },
   };
 }
 
 function remoteProposal(p: SharedProposal): HostProposal {
   return {
-    ref: p.ref, host: p.hostname, logId: p.logId, thisHost: false, id: p.id, session: p.session, created: p.created, state: p.state, hash: p.hash,
-    approvers: p.approvals, required: null, stats: p.stats, findingCount: p.findings, blockingCount: p.blocking,
+    ref: p.ref,
+    host: p.hostname,
+    logId: p.logId,
+    thisHost: false,
+    id: p.id,
+    session: p.session,
+    created: p.created,
+    state: p.state,
+    hash: p.hash,
+    approvers: p.approvals,
+    required: null,
+    stats: p.stats,
+    findingCount: p.findings,
+    blockingCount: p.blocking,
   };
 }
 
 function remoteAsk(a: SharedAsk): HostAsk {
   return {
-    ref: a.ref, host: a.hostname, logId: a.logId, thisHost: false, id: a.askId, session: a.session, command: a.command, rule: a.rule, reason: null,
-    created: a.ts, expires: a.expires, status: 'pending', answeredBy: null, answerReason: null, scope: null,
+    ref: a.ref,
+    host: a.hostname,
+    logId: a.logId,
+    thisHost: false,
+    id: a.askId,
+    session: a.session,
+    command: a.command,
+    rule: a.rule,
+    reason: null,
+    created: a.ts,
+    expires: a.expires,
+    status: 'pending',
+    answeredBy: null,
+    answerReason: null,
+    scope: null,
   };
 }

@@ -24,7 +24,8 @@ export class PathDenied extends AirlockError {
 
 /** Lexical check on the host: the absolute in-sandbox path for a user-supplied one. */
 export function workspacePath(p: unknown, o: { write?: boolean } = {}): string {
-  if (typeof p !== 'string' || p.length === 0 || p.length > 4096 || p.includes('\0')) throw new PathDenied('mcp.paths.invalid', `invalid path: ${JSON.stringify(p)}`);
+  if (typeof p !== 'string' || p.length === 0 || p.length > 4096 || p.includes('\0'))
+    throw new PathDenied('mcp.paths.invalid', `invalid path: ${JSON.stringify(p)}`);
   let rel = p;
   if (p.startsWith('/')) {
     if (p === SANDBOX_WORKSPACE) rel = '.';
@@ -33,8 +34,13 @@ export function workspacePath(p: unknown, o: { write?: boolean } = {}): string {
   }
   const segs = rel.split('/').filter((s) => s !== '' && s !== '.');
   if (segs.includes('..')) throw new PathDenied('mcp.paths.dotdot', `${p}: ".." is not allowed in workspace paths`);
-  if (o.write && segs[0] === '.git') throw new PathDenied('mcp.paths.git-dir', `${p}: the repository's .git directory is not writable through tools (commits are captured at stop)`);
-  if (o.write && segs.length === 0) throw new PathDenied('mcp.paths.invalid', `${p}: is the workspace itself, not a file`);
+  if (o.write && segs[0] === '.git')
+    throw new PathDenied(
+      'mcp.paths.git-dir',
+      `${p}: the repository's .git directory is not writable through tools (commits are captured at stop)`,
+    );
+  if (o.write && segs.length === 0)
+    throw new PathDenied('mcp.paths.invalid', `${p}: is the workspace itself, not a file`);
   return segs.length ? `${SANDBOX_WORKSPACE}/${segs.join('/')}` : SANDBOX_WORKSPACE;
 }
 
@@ -48,70 +54,154 @@ const DELETE_SCRIPT = `rp=$(realpath -m -- "$1") || exit 65; ${CONFINE}; ${NOT_G
 const LIST_SCRIPT = `rp=$(realpath -e -- "$1" 2>/dev/null) || { echo "no such directory" >&2; exit 66; }; ${CONFINE}; [ -d "$rp" ] || { echo "not a directory" >&2; exit 65; }; cd "$rp" && exec find . -mindepth 1 -maxdepth "$2" -name .git -prune -o -printf '%y %s %P\\n'`;
 // (no "| head": a writer killed by SIGPIPE inside the sandbox currently stalls the next exec; output is bounded host-side)
 
-export interface CapturedRun { status: number; stdout: string; stderr: string; truncated: boolean; timedOut: boolean }
+export interface CapturedRun {
+  status: number;
+  stdout: string;
+  stderr: string;
+  truncated: boolean;
+  timedOut: boolean;
+}
 
 /** Runs argv in the session (policy applies), collecting bounded output. */
-export async function runCaptured(s: Session, argv: string[], o: { stdin?: string | Buffer; cwd?: string; via?: ExecRequest['via']; timeoutMs?: number; maxBytes?: number } = {}): Promise<CapturedRun> {
+export async function runCaptured(
+  s: Session,
+  argv: string[],
+  o: { stdin?: string | Buffer; cwd?: string; via?: ExecRequest['via']; timeoutMs?: number; maxBytes?: number } = {},
+): Promise<CapturedRun> {
   const h = await s.exec({ argv, cwd: o.cwd, via: o.via ?? 'api', stdio: 'pipe' });
   const max = o.maxBytes ?? MAX_OUTPUT_BYTES;
-  const out: Buffer[] = []; const err: Buffer[] = [];
-  let outN = 0; let errN = 0; let truncated = false; let timedOut = false;
-  h.stdout?.on('data', (d: Buffer) => { if (outN < max) out.push(d.subarray(0, max - outN)); else truncated = true; outN += d.length; if (outN > max) truncated = true; });
-  h.stderr?.on('data', (d: Buffer) => { if (errN < max) err.push(d.subarray(0, max - errN)); else truncated = true; errN += d.length; });
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  let outN = 0;
+  let errN = 0;
+  let truncated = false;
+  let timedOut = false;
+  h.stdout?.on('data', (d: Buffer) => {
+    if (outN < max) out.push(d.subarray(0, max - outN));
+    else truncated = true;
+    outN += d.length;
+    if (outN > max) truncated = true;
+  });
+  h.stderr?.on('data', (d: Buffer) => {
+    if (errN < max) err.push(d.subarray(0, max - errN));
+    else truncated = true;
+    errN += d.length;
+  });
   h.stdin?.on('error', () => undefined);
   h.stdin?.end(o.stdin ?? '');
-  const timer = setTimeout(() => { timedOut = true; h.kill('SIGKILL'); }, o.timeoutMs ?? 600_000);
+  const timer = setTimeout(() => {
+    timedOut = true;
+    h.kill('SIGKILL');
+  }, o.timeoutMs ?? 600_000);
   const r = await h.done.finally(() => clearTimeout(timer));
-  return { status: r.status, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), truncated, timedOut };
+  return {
+    status: r.status,
+    stdout: Buffer.concat(out).toString('utf8'),
+    stderr: Buffer.concat(err).toString('utf8'),
+    truncated,
+    timedOut,
+  };
 }
 
 function failure(path: string, r: CapturedRun, what: string): never {
-  if (r.status === 77) throw new PathDenied('mcp.paths.symlink-outside', `${path} resolves outside /workspace (symlink)`);
+  if (r.status === 77)
+    throw new PathDenied('mcp.paths.symlink-outside', `${path} resolves outside /workspace (symlink)`);
   if (r.status === 78) throw new PathDenied('mcp.paths.git-dir', `${path} resolves into .git`);
-  if (r.status === 66) throw new AirlockError('NOT_FOUND', `${what}: ${path}: ${r.stderr.trim() || 'not found'}`, 'list files with list_files');
-  throw new AirlockError('FAILURE', `${what} ${path} failed (exit ${r.status}): ${r.stderr.trim().slice(0, 300)}`, 'see the session\'s audit log');
+  if (r.status === 66)
+    throw new AirlockError(
+      'NOT_FOUND',
+      `${what}: ${path}: ${r.stderr.trim() || 'not found'}`,
+      'list files with list_files',
+    );
+  throw new AirlockError(
+    'FAILURE',
+    `${what} ${path} failed (exit ${r.status}): ${r.stderr.trim().slice(0, 300)}`,
+    "see the session's audit log",
+  );
 }
 
 /** Reads a workspace file (at most maxBytes; `truncated` tells). */
-export async function readWorkspaceFile(s: Session, path: string, o: { maxBytes?: number; via?: ExecRequest['via'] } = {}): Promise<{ path: string; content: string; truncated: boolean }> {
+export async function readWorkspaceFile(
+  s: Session,
+  path: string,
+  o: { maxBytes?: number; via?: ExecRequest['via'] } = {},
+): Promise<{ path: string; content: string; truncated: boolean }> {
   const p = workspacePath(path);
   const max = Math.min(o.maxBytes ?? MAX_READ_BYTES, MAX_READ_BYTES);
-  const r = await runCaptured(s, ['/bin/sh', '-c', READ_SCRIPT, 'airlock-read', p, String(max + 1)], { via: o.via, maxBytes: max + 1, timeoutMs: 60_000 });
+  const r = await runCaptured(s, ['/bin/sh', '-c', READ_SCRIPT, 'airlock-read', p, String(max + 1)], {
+    via: o.via,
+    maxBytes: max + 1,
+    timeoutMs: 60_000,
+  });
   if (r.status !== 0) failure(path, r, 'read');
   const truncated = Buffer.byteLength(r.stdout) > max || r.truncated;
-  return { path: p, content: truncated ? Buffer.from(r.stdout).subarray(0, max).toString('utf8') : r.stdout, truncated };
+  return {
+    path: p,
+    content: truncated ? Buffer.from(r.stdout).subarray(0, max).toString('utf8') : r.stdout,
+    truncated,
+  };
 }
 
 /** Writes (creates or replaces) a workspace file, creating parent directories. */
-export async function writeWorkspaceFile(s: Session, path: string, content: string | Buffer, o: { via?: ExecRequest['via'] } = {}): Promise<{ path: string; bytes: number }> {
+export async function writeWorkspaceFile(
+  s: Session,
+  path: string,
+  content: string | Buffer,
+  o: { via?: ExecRequest['via'] } = {},
+): Promise<{ path: string; bytes: number }> {
   const p = workspacePath(path, { write: true });
-  const r = await runCaptured(s, ['/bin/sh', '-c', WRITE_SCRIPT, 'airlock-write', p], { stdin: content, via: o.via, timeoutMs: 60_000 });
+  const r = await runCaptured(s, ['/bin/sh', '-c', WRITE_SCRIPT, 'airlock-write', p], {
+    stdin: content,
+    via: o.via,
+    timeoutMs: 60_000,
+  });
   if (r.status !== 0) failure(path, r, 'write');
   return { path: p, bytes: Buffer.byteLength(content) };
 }
 
-export async function deleteWorkspaceFile(s: Session, path: string, o: { via?: ExecRequest['via'] } = {}): Promise<{ path: string }> {
+export async function deleteWorkspaceFile(
+  s: Session,
+  path: string,
+  o: { via?: ExecRequest['via'] } = {},
+): Promise<{ path: string }> {
   const p = workspacePath(path, { write: true });
-  const r = await runCaptured(s, ['/bin/sh', '-c', DELETE_SCRIPT, 'airlock-delete', p], { via: o.via, timeoutMs: 60_000 });
+  const r = await runCaptured(s, ['/bin/sh', '-c', DELETE_SCRIPT, 'airlock-delete', p], {
+    via: o.via,
+    timeoutMs: 60_000,
+  });
   if (r.status !== 0) failure(path, r, 'delete');
   return { path: p };
 }
 
-export interface ListEntry { type: 'file' | 'dir' | 'symlink' | 'other'; size: number; path: string }
+export interface ListEntry {
+  type: 'file' | 'dir' | 'symlink' | 'other';
+  size: number;
+  path: string;
+}
 
 /** Lists a workspace directory (depth-limited, .git skipped). */
-export async function listWorkspace(s: Session, path = '.', o: { depth?: number; max?: number; via?: ExecRequest['via'] } = {}): Promise<{ path: string; entries: ListEntry[]; truncated: boolean }> {
+export async function listWorkspace(
+  s: Session,
+  path = '.',
+  o: { depth?: number; max?: number; via?: ExecRequest['via'] } = {},
+): Promise<{ path: string; entries: ListEntry[]; truncated: boolean }> {
   const p = workspacePath(path);
   const depth = Math.max(1, Math.min(o.depth ?? 3, 32));
   const max = Math.max(1, Math.min(o.max ?? 2000, 20_000));
-  const r = await runCaptured(s, ['/bin/sh', '-c', LIST_SCRIPT, 'airlock-list', p, String(depth)], { via: o.via, timeoutMs: 60_000, maxBytes: 4 * 1024 * 1024 });
+  const r = await runCaptured(s, ['/bin/sh', '-c', LIST_SCRIPT, 'airlock-list', p, String(depth)], {
+    via: o.via,
+    timeoutMs: 60_000,
+    maxBytes: 4 * 1024 * 1024,
+  });
   if (r.status !== 0) failure(path, r, 'list');
   const kinds: Record<string, ListEntry['type']> = { f: 'file', d: 'dir', l: 'symlink' };
   const lines = r.stdout.split('\n').filter(Boolean);
   if (r.truncated) lines.pop(); // a cut last line
   const entries = lines.map((l) => {
     const m = /^(\S) (\d+) (.*)$/.exec(l);
-    return m ? { type: kinds[m[1]!] ?? 'other', size: Number(m[2]), path: m[3]! } : { type: 'other' as const, size: 0, path: l };
+    return m
+      ? { type: kinds[m[1]!] ?? 'other', size: Number(m[2]), path: m[3]! }
+      : { type: 'other' as const, size: 0, path: l };
   });
   return { path: p, entries: entries.slice(0, max), truncated: entries.length > max || r.truncated };
 }

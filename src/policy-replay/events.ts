@@ -33,7 +33,12 @@ const UNIT_MS: Record<string, number> = { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3
 /** `30d`, `12h`, `2w` → the ISO time that long ago. */
 export function sinceTime(text: string, now = Date.now()): string {
   const m = DURATION.exec(text.trim());
-  if (!m) throw new AirlockError('USAGE', `--since ${JSON.stringify(text)}: not a duration`, 'use a number and a unit: 30d, 12h, 90m, 2w');
+  if (!m)
+    throw new AirlockError(
+      'USAGE',
+      `--since ${JSON.stringify(text)}: not a duration`,
+      'use a number and a unit: 30d, 12h, 90m, 2w',
+    );
   return new Date(now - Number(m[1]) * UNIT_MS[m[2]!]!).toISOString();
 }
 
@@ -43,7 +48,9 @@ function asDecision(x: unknown): Pick<PolicyDecision, 'action' | 'rule'> | null 
   return { action: d.action as PolicyDecision['action'], rule: d.rule };
 }
 
-function policyOutcome(e: AuditEvent): { before: Pick<PolicyDecision, 'action' | 'rule'>; enforced: Pick<PolicyDecision, 'action' | 'rule'> } | null {
+function policyOutcome(
+  e: AuditEvent,
+): { before: Pick<PolicyDecision, 'action' | 'rule'>; enforced: Pick<PolicyDecision, 'action' | 'rule'> } | null {
   const enforced = asDecision({ action: e.decision, rule: e.rule });
   if (!enforced) return null;
   const wouldBe = e.data.mode === 'record' ? asDecision(e.data.wouldBe) : null;
@@ -54,19 +61,32 @@ function policyOutcome(e: AuditEvent): { before: Pick<PolicyDecision, 'action' |
 
 /** A package the firewall decided (a file, or the whole package by name): its verdict before, as recorded. */
 function packageDecision(e: AuditEvent, ref: RecordedDecision['event']): RecordedDecision | null {
-  const p = e.data.package as { ecosystem?: unknown; name?: unknown; version?: unknown; rule?: unknown; mode?: unknown; wouldBe?: unknown } | undefined;
+  const p = e.data.package as
+    | { ecosystem?: unknown; name?: unknown; version?: unknown; rule?: unknown; mode?: unknown; wouldBe?: unknown }
+    | undefined;
   if (!p || (p.ecosystem !== 'npm' && p.ecosystem !== 'pypi') || typeof p.name !== 'string') return null;
-  const enforced = e.decision === 'deny' && e.rule?.startsWith('egress.packages.') ? { action: 'deny' as const, rule: e.rule }
-    : e.decision === 'allow' && typeof p.rule === 'string' ? { action: 'allow' as const, rule: p.rule } : null;
+  const enforced =
+    e.decision === 'deny' && e.rule?.startsWith('egress.packages.')
+      ? { action: 'deny' as const, rule: e.rule }
+      : e.decision === 'allow' && typeof p.rule === 'string'
+        ? { action: 'allow' as const, rule: p.rule }
+        : null;
   if (!enforced) return null;
   const wouldBe = p.mode === 'record' ? asDecision(p.wouldBe) : null;
-  return { event: ref, layer: 'packages', before: wouldBe ?? enforced, enforced, package: { ecosystem: p.ecosystem, name: p.name, ...(typeof p.version === 'string' ? { version: p.version } : {}) } };
+  return {
+    event: ref,
+    layer: 'packages',
+    before: wouldBe ?? enforced,
+    enforced,
+    package: { ecosystem: p.ecosystem, name: p.name, ...(typeof p.version === 'string' ? { version: p.version } : {}) },
+  };
 }
 
 /** The recorded decisions of one event (an intercepted package fetch is two: its request and its package). */
 export function recordedDecisionsOf(e: AuditEvent, grants: string[] = []): RecordedDecision[] {
   const d = recordedDecision(e, grants);
-  const pkg = e.type === 'egress.request' ? packageDecision(e, { seq: e.seq, id: e.id, ts: e.ts, session: e.session }) : null;
+  const pkg =
+    e.type === 'egress.request' ? packageDecision(e, { seq: e.seq, id: e.id, ts: e.ts, session: e.session }) : null;
   return [...(d ? [d] : []), ...(pkg ? [pkg] : [])];
 }
 
@@ -103,7 +123,8 @@ export function recordedDecisions(store: AuditStore, scope: ReplayScope): Record
   if (scope.sessions?.length) {
     for (const s of scope.sessions) {
       const evs = store.query({ session: s });
-      if (!evs.length) throw new AirlockError('NOT_FOUND', `unknown session: ${s}`, 'list sessions with `airlock sessions`');
+      if (!evs.length)
+        throw new AirlockError('NOT_FOUND', `unknown session: ${s}`, 'list sessions with `airlock sessions`');
       evs.forEach(take);
     }
   } else {

@@ -22,7 +22,11 @@ export interface ReplayChange {
   after: PolicyDecision;
 }
 
-export interface ReplayGroup { layer: ReplayLayer; target: string; count: number }
+export interface ReplayGroup {
+  layer: ReplayLayer;
+  target: string;
+  count: number;
+}
 
 export interface ReplayReport {
   /** Recorded decisions in scope. */
@@ -40,7 +44,8 @@ export interface ReplayReport {
 }
 
 /** Rules decideTarget itself produces: only those decisions depend on the egress policy. */
-const TARGET_RULE = /^(egress\.(allow|preset|grant|allowCidrs|deny|denyCidrs)[.[]|egress\.default-deny$|modes\.egress$|builtin\.(private-address|ip-literal|public-address|bad-target|resolve-failed)$)/;
+const TARGET_RULE =
+  /^(egress\.(allow|preset|grant|allowCidrs|deny|denyCidrs)[.[]|egress\.default-deny$|modes\.egress$|builtin\.(private-address|ip-literal|public-address|bad-target|resolve-failed)$)/;
 
 function describe(d: RecordedDecision): { target: string; what: string } {
   if (d.egress) {
@@ -48,7 +53,11 @@ function describe(d: RecordedDecision): { target: string; what: string } {
     const hp = q.host.includes(':') ? `[${q.host}]:${q.port}` : `${q.host}:${q.port}`;
     return { target: q.host, what: [q.scheme, q.method, `${hp}${q.path ?? ''}`].filter(Boolean).join(' ') };
   }
-  if (d.package) return { target: d.package.name, what: `${d.package.ecosystem} ${d.package.name}${d.package.version ? `@${d.package.version}` : ''}` };
+  if (d.package)
+    return {
+      target: d.package.name,
+      what: `${d.package.ecosystem} ${d.package.name}${d.package.version ? `@${d.package.version}` : ''}`,
+    };
   const argv = d.command ?? [];
   return { target: (argv[0] ?? '').split('/').pop() ?? '', what: argv.join(' ') };
 }
@@ -70,16 +79,22 @@ export function decider(policy: Policy): (d: RecordedDecision) => PolicyDecision
   const rulesFor = (grants: string[]) => {
     const k = grants.join('\n');
     let r = compiled.get(k);
-    if (!r) { r = compileEgress(policy.egress, grants); compiled.set(k, r); }
+    if (!r) {
+      r = compileEgress(policy.egress, grants);
+      compiled.set(k, r);
+    }
     return r;
   };
   let judge: ReturnType<typeof packageJudge> | undefined;
   return (d) => {
     if (d.package) {
       judge ??= packageJudge(policy.egress.packages);
-      return judge ? judge(d.package) : { action: 'allow', rule: 'egress.packages.mode', reason: 'the package firewall is off' };
+      return judge
+        ? judge(d.package)
+        : { action: 'allow', rule: 'egress.packages.mode', reason: 'the package firewall is off' };
     }
-    if (d.egress) return TARGET_RULE.test(d.before.rule) ? decideTarget(rulesFor(d.egress.grants), d.egress.query) : null;
+    if (d.egress)
+      return TARGET_RULE.test(d.before.rule) ? decideTarget(rulesFor(d.egress.grants), d.egress.query) : null;
     if (d.command) return decideCommand(d.command, policy);
     return null;
   };
@@ -87,13 +102,31 @@ export function decider(policy: Policy): (d: RecordedDecision) => PolicyDecision
 
 export function replayDecisions(decisions: RecordedDecision[], policy: Policy): ReplayReport {
   const decide = decider(policy);
-  const r: ReplayReport = { decisions: decisions.length, replayed: 0, unchanged: 0, newlyAllowed: [], newlyDenied: [], otherChanges: [], allowedBy: [], deniedBy: [] };
+  const r: ReplayReport = {
+    decisions: decisions.length,
+    replayed: 0,
+    unchanged: 0,
+    newlyAllowed: [],
+    newlyDenied: [],
+    otherChanges: [],
+    allowedBy: [],
+    deniedBy: [],
+  };
   for (const d of decisions) {
     const after = decide(d);
     if (!after) continue;
     r.replayed++;
-    if (after.action === d.before.action) { r.unchanged++; continue; }
-    const change: ReplayChange = { ...d.event, layer: d.layer, ...describe(d), before: d.before, after: { action: after.action, rule: after.rule, reason: after.reason } };
+    if (after.action === d.before.action) {
+      r.unchanged++;
+      continue;
+    }
+    const change: ReplayChange = {
+      ...d.event,
+      layer: d.layer,
+      ...describe(d),
+      before: d.before,
+      after: { action: after.action, rule: after.rule, reason: after.reason },
+    };
     if (after.action === 'allow') r.newlyAllowed.push(change);
     else if (d.before.action === 'allow') r.newlyDenied.push(change);
     else r.otherChanges.push(change);
@@ -107,8 +140,12 @@ const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? o
 
 /** One line per destination or program: "would have allowed 12 requests to gist.github.com". */
 export function replaySentences(r: ReplayReport, period: string): string[] {
-  const noun = (g: ReplayGroup) => (g.layer === 'egress' ? `${plural(g.count, 'request')} to ${g.target}`
-    : g.layer === 'packages' ? `${plural(g.count, 'fetch', 'fetches')} of the package ${g.target}` : `${plural(g.count, 'command')} running ${g.target}`);
+  const noun = (g: ReplayGroup) =>
+    g.layer === 'egress'
+      ? `${plural(g.count, 'request')} to ${g.target}`
+      : g.layer === 'packages'
+        ? `${plural(g.count, 'fetch', 'fetches')} of the package ${g.target}`
+        : `${plural(g.count, 'command')} running ${g.target}`;
   return [
     ...r.allowedBy.map((g) => `this change would have allowed ${noun(g)} ${period}`),
     ...r.deniedBy.map((g) => `this change would have denied ${noun(g)} ${period}`),

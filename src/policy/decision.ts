@@ -15,7 +15,9 @@ export const ask = (rule: string, reason: string): PolicyDecision => ({ action: 
 
 /** Fail closed: a rule that throws becomes a denial naming that rule. */
 export function failClosed(rule: string, fn: () => PolicyDecision): PolicyDecision {
-  try { return fn(); } catch (e) {
+  try {
+    return fn();
+  } catch (e) {
     return deny(rule, `rule failed (${e instanceof Error ? e.message : String(e)}); denied`);
   }
 }
@@ -41,12 +43,30 @@ export interface ModalDecision extends PolicyDecision {
  * either way the decision the policy would have made is kept beside it.
  */
 export function recordMode(layer: string, wouldBe: PolicyDecision, lifted: PolicyDecision): ModalDecision {
-  const modeNote: ModeNote = { mode: 'record', wouldBe: { action: wouldBe.action, rule: wouldBe.rule, reason: wouldBe.reason }, policy: 'effective' };
-  if (wouldBe.action === 'allow' || lifted.action !== 'allow') return { ...(wouldBe.action === 'allow' ? wouldBe : lifted), modeNote };
-  return { ...allow(`modes.${layer}`, `record mode: let through; the policy would ${wouldBe.action === 'ask' ? 'ask' : 'deny'} (${wouldBe.rule}: ${wouldBe.reason})`), modeNote };
+  const modeNote: ModeNote = {
+    mode: 'record',
+    wouldBe: { action: wouldBe.action, rule: wouldBe.rule, reason: wouldBe.reason },
+    policy: 'effective',
+  };
+  if (wouldBe.action === 'allow' || lifted.action !== 'allow')
+    return { ...(wouldBe.action === 'allow' ? wouldBe : lifted), modeNote };
+  return {
+    ...allow(
+      `modes.${layer}`,
+      `record mode: let through; the policy would ${wouldBe.action === 'ask' ? 'ask' : 'deny'} (${wouldBe.rule}: ${wouldBe.reason})`,
+    ),
+    modeNote,
+  };
 }
 
 /** Shadow mode: the enforced decision, with the candidate's beside it. */
 export function shadowMode(enforced: PolicyDecision, candidate: PolicyDecision): ModalDecision {
-  return { ...enforced, modeNote: { mode: 'shadow', wouldBe: { action: candidate.action, rule: candidate.rule, reason: candidate.reason }, policy: 'candidate' } };
+  return {
+    ...enforced,
+    modeNote: {
+      mode: 'shadow',
+      wouldBe: { action: candidate.action, rule: candidate.rule, reason: candidate.reason },
+      policy: 'candidate',
+    },
+  };
 }

@@ -10,7 +10,6 @@ import { checkModes } from './modes.ts';
 
 export { formatIssues };
 
-
 export interface LoadedPolicy {
   policy: Policy;
   sources: PolicySource[];
@@ -23,9 +22,12 @@ export interface LoadedPolicy {
 
 function allowedHere(issue: z.core.$ZodIssue): string {
   switch (issue.code) {
-    case 'unrecognized_keys': return ` (unknown key${issue.keys.length > 1 ? 's' : ''}: ${issue.keys.join(', ')}; see \`airlock policy schema\` for the allowed keys)`;
-    case 'invalid_value': return ` (allowed: ${issue.values.map((v) => JSON.stringify(v)).join(', ')})`;
-    default: return '';
+    case 'unrecognized_keys':
+      return ` (unknown key${issue.keys.length > 1 ? 's' : ''}: ${issue.keys.join(', ')}; see \`airlock policy schema\` for the allowed keys)`;
+    case 'invalid_value':
+      return ` (allowed: ${issue.values.map((v) => JSON.stringify(v)).join(', ')})`;
+    default:
+      return '';
   }
 }
 
@@ -36,13 +38,27 @@ export function parsePolicyText(text: string, origin: string): Record<string, un
   if (doc.errors.length) {
     const issues = doc.errors.map((e) => {
       const p = e.linePos?.[0];
-      return { origin, line: p?.line ?? null, column: p?.col ?? null, key: '', message: `YAML syntax: ${e.message.split('\n')[0]}` };
+      return {
+        origin,
+        line: p?.line ?? null,
+        column: p?.col ?? null,
+        key: '',
+        message: `YAML syntax: ${e.message.split('\n')[0]}`,
+      };
     });
-    throw new AirlockError('POLICY_INVALID', `invalid policy\n${formatIssues(issues)}`, 'fix the YAML syntax at the line shown');
+    throw new AirlockError(
+      'POLICY_INVALID',
+      `invalid policy\n${formatIssues(issues)}`,
+      'fix the YAML syntax at the line shown',
+    );
   }
   const raw = doc.toJS() ?? {};
   if (typeof raw !== 'object' || Array.isArray(raw)) {
-    throw new AirlockError('POLICY_INVALID', `${origin}: the policy must be a YAML mapping (key: value)`, 'start from `airlock init`');
+    throw new AirlockError(
+      'POLICY_INVALID',
+      `${origin}: the policy must be a YAML mapping (key: value)`,
+      'start from `airlock init`',
+    );
   }
   const res = policySchema.safeParse(raw);
   if (!res.success) {
@@ -56,13 +72,22 @@ export function parsePolicyText(text: string, origin: string): Record<string, un
       const loc = locate(doc, lc, path);
       return { origin, ...loc, key, message: iss.message + allowedHere(iss) };
     });
-    throw new AirlockError('POLICY_INVALID', `invalid policy\n${formatIssues(issues)}`, 'see `airlock policy schema` or the policy reference in README.md');
+    throw new AirlockError(
+      'POLICY_INVALID',
+      `invalid policy\n${formatIssues(issues)}`,
+      'see `airlock policy schema` or the policy reference in README.md',
+    );
   }
   return raw as Record<string, unknown>;
 }
 
 export function readPolicyFile(path: string, kind: string): PolicySource {
-  if (!existsSync(path)) throw new AirlockError('NOT_FOUND', `policy file not found: ${path}`, 'check the path, or run `airlock init` to write one');
+  if (!existsSync(path))
+    throw new AirlockError(
+      'NOT_FOUND',
+      `policy file not found: ${path}`,
+      'check the path, or run `airlock init` to write one',
+    );
   const text = readFileSync(path, 'utf8');
   return { kind, origin: path, raw: parsePolicyText(text, path), text };
 }

@@ -18,7 +18,10 @@ export interface PolicySource {
 // CLI (add to lists, still bounded by the org). Rules live on the schema (meta.merge).
 
 type Z = z.ZodType;
-interface Leaf { path: string[]; rule: MergeRule }
+interface Leaf {
+  path: string[];
+  rule: MergeRule;
+}
 
 function metaRule(s: Z): MergeRule | undefined {
   const m = z.globalRegistry.get(s) as { merge?: MergeRule } | undefined;
@@ -29,7 +32,8 @@ function collectLeaves(s: Z, path: string[], inherited: MergeRule | undefined, o
   let cur: Z = s;
   let rule = metaRule(cur) ?? inherited;
   for (;;) {
-    const def = (cur as unknown as { _zod: { def: { type: string; innerType?: Z; shape?: Record<string, Z> } } })._zod.def;
+    const def = (cur as unknown as { _zod: { def: { type: string; innerType?: Z; shape?: Record<string, Z> } } })._zod
+      .def;
     if (['default', 'prefault', 'optional', 'nullable', 'readonly', 'catch'].includes(def.type) && def.innerType) {
       cur = def.innerType;
       rule = metaRule(cur) ?? rule;
@@ -46,7 +50,10 @@ function collectLeaves(s: Z, path: string[], inherited: MergeRule | undefined, o
 
 let leavesCache: Leaf[] | undefined;
 export function policyLeaves(): Leaf[] {
-  if (!leavesCache) { leavesCache = []; collectLeaves(policySchema, [], undefined, leavesCache); }
+  if (!leavesCache) {
+    leavesCache = [];
+    collectLeaves(policySchema, [], undefined, leavesCache);
+  }
   return leavesCache;
 }
 
@@ -85,17 +92,26 @@ function combine(rule: MergeRule, org: unknown, repo: unknown): { value: unknown
     return r >= 0 && (o < 0 || r <= o) ? { value: repo } : { value: org, note: 'repo value looser than org; org kept' };
   }
   switch (rule) {
-    case 'min': return { value: Math.min(org as number, repo as number) };
-    case 'max': return { value: Math.max(org as number, repo as number) };
-    case 'union': return { value: union(org as unknown[], repo as unknown[]) };
+    case 'min':
+      return { value: Math.min(org as number, repo as number) };
+    case 'max':
+      return { value: Math.max(org as number, repo as number) };
+    case 'union':
+      return { value: union(org as unknown[], repo as unknown[]) };
     case 'intersect': {
       const v = intersect(repo as unknown[], org as unknown[]);
-      return { value: v, note: v.length < (repo as unknown[]).length ? 'repo entries outside the org policy dropped' : undefined };
+      return {
+        value: v,
+        note: v.length < (repo as unknown[]).length ? 'repo entries outside the org policy dropped' : undefined,
+      };
     }
-    case 'and': return { value: Boolean(org) && Boolean(repo) };
-    case 'or': return { value: Boolean(org) || Boolean(repo) };
+    case 'and':
+      return { value: Boolean(org) && Boolean(repo) };
+    case 'or':
+      return { value: Boolean(org) || Boolean(repo) };
     case 'org':
-    case 'orgOnly': return { value: org, note: 'only the org policy may set this; repo value ignored' };
+    case 'orgOnly':
+      return { value: org, note: 'only the org policy may set this; repo value ignored' };
   }
 }
 
@@ -110,20 +126,34 @@ export function mergePolicies(sources: PolicySource[]): { policy: Policy; proven
     for (const src of sources) {
       const v = getIn(src.raw, leaf.path);
       if (v === undefined) continue;
-      if (src.kind === 'org') { value = orgValue = v; from = src.origin; continue; }
-      if (leaf.rule === 'orgOnly' && src.kind !== 'builtin') { from = `${from} (${src.origin}'s value ignored: org policy only)`; continue; }
+      if (src.kind === 'org') {
+        value = orgValue = v;
+        from = src.origin;
+        continue;
+      }
+      if (leaf.rule === 'orgOnly' && src.kind !== 'builtin') {
+        from = `${from} (${src.origin}'s value ignored: org policy only)`;
+        continue;
+      }
       if (src.kind === 'grant') {
         // per-run grants add to lists; a scalar grant only applies when org has not set it
         if (Array.isArray(v)) {
           let add = v;
           if (orgValue !== undefined && leaf.rule === 'intersect') add = intersect(v, orgValue as unknown[]);
-          const base = Array.isArray(value) ? value : (getIn(policySchema.parse({}), leaf.path) as unknown[] ?? []);
+          const base = Array.isArray(value) ? value : ((getIn(policySchema.parse({}), leaf.path) as unknown[]) ?? []);
           value = union(base, add);
           from = `${from} + ${src.origin}`;
-        } else if (orgValue === undefined) { value = v; from = src.origin; }
+        } else if (orgValue === undefined) {
+          value = v;
+          from = src.origin;
+        }
         continue;
       }
-      if (orgValue === undefined) { value = v; from = src.origin; continue; }
+      if (orgValue === undefined) {
+        value = v;
+        from = src.origin;
+        continue;
+      }
       const c = combine(leaf.rule, orgValue, v);
       value = c.value;
       from = c.note ? `${from} (${c.note})` : `${src.origin} within ${from}`;

@@ -31,7 +31,10 @@ function issue(src: PolicySource, path: string[], message: string): PolicyIssue 
 }
 
 /** Keys a repo file must not set even without an org file: what it may do, and a host key file. */
-const ORG_ONLY = [['modes', 'allowed'], ['provenance', 'key']];
+const ORG_ONLY = [
+  ['modes', 'allowed'],
+  ['provenance', 'key'],
+];
 
 /** Refuses a policy that uses a mode its org does not allow, or a repo that sets an org-only key. */
 export function checkModes(sources: PolicySource[], policy: Policy): void {
@@ -39,18 +42,30 @@ export function checkModes(sources: PolicySource[], policy: Policy): void {
   const problems: PolicyIssue[] = [];
   for (const s of sources) {
     for (const path of ORG_ONLY) {
-      if (s.kind !== 'org' && raw(s, path) !== undefined) problems.push(issue(s, path, `only the organisation policy may set ${path.join('.')}; remove it from this file`));
+      if (s.kind !== 'org' && raw(s, path) !== undefined)
+        problems.push(
+          issue(s, path, `only the organisation policy may set ${path.join('.')}; remove it from this file`),
+        );
     }
     for (const layer of MODE_LAYERS) {
       const m = raw(s, ['modes', layer]);
       if (typeof m === 'string' && !allowed.includes(m as PolicyMode)) {
-        problems.push(issue(s, ['modes', layer], `mode ${JSON.stringify(m)} is not allowed by the organisation policy (modes.allowed: ${allowed.join(', ')})`));
+        problems.push(
+          issue(
+            s,
+            ['modes', layer],
+            `mode ${JSON.stringify(m)} is not allowed by the organisation policy (modes.allowed: ${allowed.join(', ')})`,
+          ),
+        );
       }
     }
   }
   if (problems.length) {
-    throw new AirlockError('POLICY_INVALID', `policy refused\n${formatIssues(problems)}`,
-      'use mode enforce (or shadow), or ask the owners of the organisation policy to add the mode to modes.allowed');
+    throw new AirlockError(
+      'POLICY_INVALID',
+      `policy refused\n${formatIssues(problems)}`,
+      'use mode enforce (or shadow), or ask the owners of the organisation policy to add the mode to modes.allowed',
+    );
   }
   // the effective list says what the org allows, whatever a repo file wrote
   policy.modes.allowed = [...allowed];

@@ -8,8 +8,15 @@ import { keyId, type SigningKey } from '../audit/index.ts';
 
 export const IN_TOTO_PAYLOAD_TYPE = 'application/vnd.in-toto+json';
 
-export interface DsseSignature { keyid: string; sig: string }
-export interface DsseEnvelope { payloadType: string; payload: string; signatures: DsseSignature[] }
+export interface DsseSignature {
+  keyid: string;
+  sig: string;
+}
+export interface DsseEnvelope {
+  payloadType: string;
+  payload: string;
+  signatures: DsseSignature[];
+}
 
 /** Pre-Authentication Encoding: "DSSEv1" SP LEN(type) SP type SP LEN(body) SP body (lengths in bytes, ASCII decimal). */
 export function pae(payloadType: string, body: Buffer): Buffer {
@@ -21,7 +28,10 @@ export function signEnvelope(payload: Buffer, payloadType: string, key: SigningK
   return { payloadType, payload: payload.toString('base64'), signatures: [{ keyid: key.keyId, sig }] };
 }
 
-export interface EnvelopeCheck { ok: boolean; reason: string }
+export interface EnvelopeCheck {
+  ok: boolean;
+  reason: string;
+}
 
 /** Verifies a DSSE envelope with one public key; the keyid is only a hint, every signature is tried. */
 export function verifyEnvelope(env: DsseEnvelope, pub: KeyObject): EnvelopeCheck {
@@ -30,10 +40,22 @@ export function verifyEnvelope(env: DsseEnvelope, pub: KeyObject): EnvelopeCheck
   const signed = pae(env.payloadType, body);
   const sigs = Array.isArray(env.signatures) ? env.signatures : [];
   for (const s of sigs) {
-    try { if (typeof s?.sig === 'string' && verify(null, signed, pub, Buffer.from(s.sig, 'base64'))) return { ok: true, reason: `DSSE signature by key ${want} verifies` }; } catch { /* malformed: next */ }
+    try {
+      if (typeof s?.sig === 'string' && verify(null, signed, pub, Buffer.from(s.sig, 'base64')))
+        return { ok: true, reason: `DSSE signature by key ${want} verifies` };
+    } catch {
+      /* malformed: next */
+    }
   }
   if (!sigs.length) return { ok: false, reason: 'the envelope carries no signature' };
   const ids = sigs.map((s) => String(s?.keyid ?? '?').slice(0, 64));
-  if (!ids.includes(want)) return { ok: false, reason: `wrong key: the envelope is signed by key ${ids.join(', ')}, not by the given key ${want}` };
-  return { ok: false, reason: `envelope edited: the signature of key ${want} does not verify over the payload (its payload, payload type or signature was altered)` };
+  if (!ids.includes(want))
+    return {
+      ok: false,
+      reason: `wrong key: the envelope is signed by key ${ids.join(', ')}, not by the given key ${want}`,
+    };
+  return {
+    ok: false,
+    reason: `envelope edited: the signature of key ${want} does not verify over the payload (its payload, payload type or signature was altered)`,
+  };
 }

@@ -9,23 +9,38 @@ import { loadSigningKey, readSigningKey, type KeyFiles, type SigningKey } from '
 // AIRLOCK_HOME/keys (0600, like the audit key).
 // Neither is ever mounted into a sandbox, and apply refuses to run inside one.
 
-export const PROVENANCE_KEY_FILES: KeyFiles = { key: 'provenance-ed25519.pem', pub: 'provenance-ed25519.pub.pem', what: 'provenance signing key' };
+export const PROVENANCE_KEY_FILES: KeyFiles = {
+  key: 'provenance-ed25519.pem',
+  pub: 'provenance-ed25519.pub.pem',
+  what: 'provenance signing key',
+};
 
 /** The signing key: the one the org policy names (provenance.key), else AIRLOCK_PROVENANCE_KEY, else Airlock's own. */
 export function loadProvenanceKey(keyDir: string, env: NodeJS.ProcessEnv = process.env, orgKey?: string): SigningKey {
   if (orgKey) return readSigningKey(orgKey, 'provenance signing key (org policy provenance.key)');
   const file = env.AIRLOCK_PROVENANCE_KEY;
-  return file ? readSigningKey(file, `provenance signing key (AIRLOCK_PROVENANCE_KEY)`) : loadSigningKey(keyDir, PROVENANCE_KEY_FILES);
+  return file
+    ? readSigningKey(file, `provenance signing key (AIRLOCK_PROVENANCE_KEY)`)
+    : loadSigningKey(keyDir, PROVENANCE_KEY_FILES);
 }
 
 /** The public key a verifier uses: a PEM file, else the one Airlock keeps next to its private key. */
 export function loadProvenancePublicKey(file: string | undefined, keyDir: string): KeyObject {
   const path = file ?? join(keyDir, PROVENANCE_KEY_FILES.pub);
   if (!existsSync(path)) {
-    throw new AirlockError('USAGE', file ? `public key file not found: ${file}` : `no provenance public key in ${keyDir}`,
-      'pass --key FILE with the output of `airlock provenance pubkey` from the host that applied the change');
+    throw new AirlockError(
+      'USAGE',
+      file ? `public key file not found: ${file}` : `no provenance public key in ${keyDir}`,
+      'pass --key FILE with the output of `airlock provenance pubkey` from the host that applied the change',
+    );
   }
-  try { return createPublicKey(readFileSync(path, 'utf8')); } catch {
-    throw new AirlockError('USAGE', `${path} is not a PEM public key`, 'pass the output of `airlock provenance pubkey`');
+  try {
+    return createPublicKey(readFileSync(path, 'utf8'));
+  } catch {
+    throw new AirlockError(
+      'USAGE',
+      `${path} is not a PEM public key`,
+      'pass the output of `airlock provenance pubkey`',
+    );
   }
 }

@@ -23,8 +23,20 @@ export interface ReviewRequirement {
   overrideMembers: string[];
 }
 
-export interface ProvenanceApproval { by: string; time: string; proposalHash: string; override: boolean; eventId: string }
-export interface ProvenanceFinding { rule: string; severity: Severity; file: string; line: number; blocking: boolean }
+export interface ProvenanceApproval {
+  by: string;
+  time: string;
+  proposalHash: string;
+  override: boolean;
+  eventId: string;
+}
+export interface ProvenanceFinding {
+  rule: string;
+  severity: Severity;
+  file: string;
+  line: number;
+  blocking: boolean;
+}
 
 export interface ProvenancePredicate {
   session: string;

@@ -21,32 +21,65 @@ import { dirname, join } from 'node:path';
 // proposal approved and unapplied; nothing is lost and apply can be retried.
 
 export interface ApplyOptions {
-  as?: string; env?: NodeJS.ProcessEnv; fetch?: typeof fetch;
+  as?: string;
+  env?: NodeJS.ProcessEnv;
+  fetch?: typeof fetch;
   /** where the audit and provenance keys live; default: keys/ next to the audit log */
   keyDir?: string;
 }
-export interface ApplyResult { proposal: number; branch: string; commit: string; remote: string; url: string | null; alreadyPushed: boolean }
+export interface ApplyResult {
+  proposal: number;
+  branch: string;
+  commit: string;
+  remote: string;
+  url: string | null;
+  alreadyPushed: boolean;
+}
 
 export function redactUrl(u: string): string {
-  try { const x = new URL(u); x.username = ''; x.password = ''; return x.toString(); } catch { return u.replace(/\/\/[^@/]*@/, '//'); }
+  try {
+    const x = new URL(u);
+    x.username = '';
+    x.password = '';
+    return x.toString();
+  } catch {
+    return u.replace(/\/\/[^@/]*@/, '//');
+  }
 }
 
 export function branchName(template: string, p: Proposal): string {
-  return template.replaceAll('<session>', p.session).replaceAll('<proposal>', String(p.id)).replaceAll('<hash>', p.hash.slice(0, 12));
+  return template
+    .replaceAll('<session>', p.session)
+    .replaceAll('<proposal>', String(p.id))
+    .replaceAll('<hash>', p.hash.slice(0, 12));
 }
 
 function remoteUrl(p: Proposal): string {
   const r = p.policy.review.apply.remote;
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(r) || r.startsWith('/') || /^[^@/]+@[^:/]+:/.test(r)) return r;
-  if (!p.repo) throw new AirlockError('BAD_STATE', `remote "${r}" is a name but the session recorded no host repository`, 'set review.apply.remote to a URL');
+  if (!p.repo)
+    throw new AirlockError(
+      'BAD_STATE',
+      `remote "${r}" is a name but the session recorded no host repository`,
+      'set review.apply.remote to a URL',
+    );
   const res = git(['config', '--get', `remote.${r}.url`], { cwd: p.repo, allowFail: true });
   const url = res.stdout.trim();
-  if (res.status !== 0 || !url) throw new AirlockError('NOT_FOUND', `remote "${r}" is not configured in ${p.repo}`, `add it (git remote add ${r} URL) or set review.apply.remote to a URL`);
+  if (res.status !== 0 || !url)
+    throw new AirlockError(
+      'NOT_FOUND',
+      `remote "${r}" is not configured in ${p.repo}`,
+      `add it (git remote add ${r} URL) or set review.apply.remote to a URL`,
+    );
   return url;
 }
 
 export function trailers(p: Proposal, approvers: string[]): string {
-  return [`Airlock-Session: ${p.session}`, `Airlock-Proposal: ${p.id} sha256:${p.hash}`, ...approvers.map((a) => `Approved-by: ${escapeForTerminal(a)}`)].join('\n');
+  return [
+    `Airlock-Session: ${p.session}`,
+    `Airlock-Proposal: ${p.id} sha256:${p.hash}`,
+    ...approvers.map((a) => `Approved-by: ${escapeForTerminal(a)}`),
+  ].join('\n');
 }
 
 const AIRLOCK = { name: 'Airlock', email: 'airlock@localhost' };
@@ -59,7 +92,8 @@ export function quotedCommits(commits: AgentCommit[], prefix: string): string[] 
     out.push(`${prefix}commit ${c.sha} by ${escapeForTerminal(`${c.author.name} <${c.author.email}>`)}`);
     const lines = c.message.replace(/\s+$/, '').split('\n');
     for (const l of lines.slice(0, QUOTED_LINES)) out.push(`${prefix}    ${escapeForTerminal(l)}`.trimEnd());
-    if (lines.length > QUOTED_LINES || c.truncated) out.push(`${prefix}    … (cut; the whole message is in \`airlock review show\`)`);
+    if (lines.length > QUOTED_LINES || c.truncated)
+      out.push(`${prefix}    … (cut; the whole message is in \`airlock review show\`)`);
   }
   return out;
 }
@@ -74,21 +108,37 @@ export function buildApplyCommit(p: Proposal, approvers: string[]): string {
   const tree = rgit(p.resultRepo, ['rev-parse', `${p.head}^{tree}`]).trim();
   const agent = readAgentCommits(p.resultRepo, p.commits);
   const msg = [
-    `Airlock: agent change from session ${p.session} (proposal ${p.id})`, '',
+    `Airlock: agent change from session ${p.session} (proposal ${p.id})`,
+    '',
     `The reviewed tree of proposal ${p.id}, built by Airlock. The agent's own ${agent.length} commit(s) are not pushed;`,
-    'their messages follow, quoted and escaped:', '',
-    ...quotedCommits(agent, '> '), '',
-    trailers(p, approvers), '',
+    'their messages follow, quoted and escaped:',
+    '',
+    ...quotedCommits(agent, '> '),
+    '',
+    trailers(p, approvers),
+    '',
   ].join('\n');
   const date = new Date(p.created).toISOString();
   const commit = git(['commit-tree', tree, '-p', p.base, '-F', '-'], {
-    env: { GIT_DIR: p.resultRepo, GIT_AUTHOR_NAME: AIRLOCK.name, GIT_AUTHOR_EMAIL: AIRLOCK.email, GIT_AUTHOR_DATE: date,
-      GIT_COMMITTER_NAME: AIRLOCK.name, GIT_COMMITTER_EMAIL: AIRLOCK.email, GIT_COMMITTER_DATE: date },
+    env: {
+      GIT_DIR: p.resultRepo,
+      GIT_AUTHOR_NAME: AIRLOCK.name,
+      GIT_AUTHOR_EMAIL: AIRLOCK.email,
+      GIT_AUTHOR_DATE: date,
+      GIT_COMMITTER_NAME: AIRLOCK.name,
+      GIT_COMMITTER_EMAIL: AIRLOCK.email,
+      GIT_COMMITTER_DATE: date,
+    },
     input: msg,
   }).stdout.trim();
   // what leaves is what was reviewed: the reviewed tree, on the base, nothing else
   const [t, parents] = rgit(p.resultRepo, ['show', '-s', '--format=%T%n%P', commit]).split('\n');
-  if (t !== tree || parents !== p.base) throw new AirlockError('INTERNAL', `the commit built for proposal ${p.id} is not the reviewed tree on its base`, 'please report this');
+  if (t !== tree || parents !== p.base)
+    throw new AirlockError(
+      'INTERNAL',
+      `the commit built for proposal ${p.id} is not the reviewed tree on its base`,
+      'please report this',
+    );
   return commit;
 }
 
@@ -103,7 +153,18 @@ function pushEnv(p: Proposal, url: string, token: string | null): Record<string,
   return env;
 }
 
-const NET = ['-c', 'http.followRedirects=false', '-c', 'http.lowSpeedLimit=1000', '-c', 'http.lowSpeedTime=30', '-c', 'push.default=nothing', '-c', 'push.gpgSign=false'];
+const NET = [
+  '-c',
+  'http.followRedirects=false',
+  '-c',
+  'http.lowSpeedLimit=1000',
+  '-c',
+  'http.lowSpeedTime=30',
+  '-c',
+  'push.default=nothing',
+  '-c',
+  'push.gpgSign=false',
+];
 
 function scrub(s: string, token: string | null): string {
   let out = s.replace(/\/\/[^@/\s]*@/g, '//');
@@ -114,20 +175,42 @@ function scrub(s: string, token: string | null): string {
 export function summaryMarkdown(p: Proposal, st: ProposalStatus): string {
   const by: Record<string, number> = {};
   for (const f of p.findings) by[f.severity] = (by[f.severity] ?? 0) + 1;
-  const counts = ['critical', 'high', 'medium', 'low', 'info'].filter((s) => by[s]).map((s) => `${by[s]} ${s}`).join(', ') || 'none';
+  const counts =
+    ['critical', 'high', 'medium', 'low', 'info']
+      .filter((s) => by[s])
+      .map((s) => `${by[s]} ${s}`)
+      .join(', ') || 'none';
   const cell = (t: string) => escapeForTerminal(t).replace(/[|`<>*_[\]\\]/g, (c) => `&#${c.charCodeAt(0)};`);
-  const row = (f: Finding) => `| ${f.severity} | \`${f.rule}\` | ${cell(f.file || '(change)')}${f.line ? `:${f.line}` : ''} | ${cell(f.message)} |`;
+  const row = (f: Finding) =>
+    `| ${f.severity} | \`${f.rule}\` | ${cell(f.file || '(change)')}${f.line ? `:${f.line}` : ''} | ${cell(f.message)} |`;
   const agent = readAgentCommits(p.resultRepo, p.commits);
   return [
     `Proposed by an agent in Airlock session \`${p.session}\` (proposal ${p.id}, sha256 \`${p.hash}\`).`,
     '',
     `**Checks:** ${counts}. ${p.stats.files} files, +${p.stats.added}/-${p.stats.deleted} lines, ${p.stats.commits} commits.`,
     `**Approved by:** ${st.approvers.join(', ')}`,
-    ...(st.overrides.length ? ['', '**Blocking findings overridden:**', ...st.overrides.map((o) => `- ${o.by}: ${o.reason}`)] : []),
-    ...(p.findings.length ? ['', '| severity | rule | where | finding |', '| --- | --- | --- | --- |', ...p.findings.slice(0, 100).map(row),
-      ...(p.findings.length > 100 ? [`| … | | | ${p.findings.length - 100} more (airlock review show ${p.id}) |`] : [])] : []),
-    ...(agent.length ? ['', `**The agent's commits** (not pushed; this branch has one commit built by Airlock from the reviewed tree), quoted and escaped:`, '',
-      ...quotedCommits(agent, '    ')] : []),
+    ...(st.overrides.length
+      ? ['', '**Blocking findings overridden:**', ...st.overrides.map((o) => `- ${o.by}: ${o.reason}`)]
+      : []),
+    ...(p.findings.length
+      ? [
+          '',
+          '| severity | rule | where | finding |',
+          '| --- | --- | --- | --- |',
+          ...p.findings.slice(0, 100).map(row),
+          ...(p.findings.length > 100
+            ? [`| … | | | ${p.findings.length - 100} more (airlock review show ${p.id}) |`]
+            : []),
+        ]
+      : []),
+    ...(agent.length
+      ? [
+          '',
+          `**The agent's commits** (not pushed; this branch has one commit built by Airlock from the reviewed tree), quoted and escaped:`,
+          '',
+          ...quotedCommits(agent, '    '),
+        ]
+      : []),
   ].join('\n');
 }
 
@@ -139,26 +222,68 @@ export async function applyProposal(store: AuditStore, id: number, opts: ApplyOp
   assertOutsideSandbox(store, opts.env);
   const proposal = requireProposal(store, id);
   const st = proposalStatus(store, proposal);
-  if (st.state === 'applied') throw new AirlockError('BAD_STATE', `proposal ${proposal.id} was already applied to ${st.applied?.branch}${st.applied?.url ? ` (${st.applied.url})` : ''}`, 'nothing to do');
-  if (st.state === 'rejected') throw new AirlockError('BAD_STATE', `proposal ${proposal.id} was rejected by ${st.rejectedBy?.by}: ${st.rejectedBy?.reason}`, 'a rejected proposal is never applied');
-  if (st.state === 'superseded') throw new AirlockError('BAD_STATE', `proposal ${proposal.id} was superseded by a newer proposal for session ${proposal.session}`, 'apply the newest one');
-  if (st.state !== 'approved') throw new AirlockError('DENIED', `proposal ${proposal.id} is not approved yet: needs ${st.missing.join('; ')}`, `approve it with \`airlock review approve ${proposal.id}\``);
+  if (st.state === 'applied')
+    throw new AirlockError(
+      'BAD_STATE',
+      `proposal ${proposal.id} was already applied to ${st.applied?.branch}${st.applied?.url ? ` (${st.applied.url})` : ''}`,
+      'nothing to do',
+    );
+  if (st.state === 'rejected')
+    throw new AirlockError(
+      'BAD_STATE',
+      `proposal ${proposal.id} was rejected by ${st.rejectedBy?.by}: ${st.rejectedBy?.reason}`,
+      'a rejected proposal is never applied',
+    );
+  if (st.state === 'superseded')
+    throw new AirlockError(
+      'BAD_STATE',
+      `proposal ${proposal.id} was superseded by a newer proposal for session ${proposal.session}`,
+      'apply the newest one',
+    );
+  if (st.state !== 'approved')
+    throw new AirlockError(
+      'DENIED',
+      `proposal ${proposal.id} is not approved yet: needs ${st.missing.join('; ')}`,
+      `approve it with \`airlock review approve ${proposal.id}\``,
+    );
   verifyProposal(store, proposal); // any change since the approvals voids them
   const who = humanIdentity(opts.as);
   const cfg = proposal.policy.review.apply;
   const env = opts.env ?? process.env;
 
   const fail = (stage: string, message: string, extra: Record<string, unknown> = {}): never => {
-    insertDecision(store, { proposalId: proposal.id, kind: 'apply_failed', by: who.identity, bySource: who.source, proposalHash: proposal.hash, reason: `${stage}: ${message}`, override: false, data: { stage, ...extra } });
-    store.append({ type: 'review.apply_failed', session: proposal.session, severity: 'medium', decision: 'deny', rule: `review.apply.${stage}`, data: { proposal: proposal.id, hash: proposal.hash, stage, error: message, ...extra } });
-    throw new AirlockError(stage === 'protected' ? 'DENIED' : stage === 'exists' ? 'BAD_STATE' : 'UNAVAILABLE', `apply of proposal ${proposal.id} failed at ${stage}: ${message}`,
-      stage === 'exists' ? 'choose another branch template (review.apply.branchTemplate) or delete the stale branch'
-        : stage === 'protected' ? 'change review.apply.branchTemplate; Airlock never pushes to the default or a protected branch'
-          : 'the proposal stays approved and unapplied; fix the cause and run `airlock review apply` again');
+    insertDecision(store, {
+      proposalId: proposal.id,
+      kind: 'apply_failed',
+      by: who.identity,
+      bySource: who.source,
+      proposalHash: proposal.hash,
+      reason: `${stage}: ${message}`,
+      override: false,
+      data: { stage, ...extra },
+    });
+    store.append({
+      type: 'review.apply_failed',
+      session: proposal.session,
+      severity: 'medium',
+      decision: 'deny',
+      rule: `review.apply.${stage}`,
+      data: { proposal: proposal.id, hash: proposal.hash, stage, error: message, ...extra },
+    });
+    throw new AirlockError(
+      stage === 'protected' ? 'DENIED' : stage === 'exists' ? 'BAD_STATE' : 'UNAVAILABLE',
+      `apply of proposal ${proposal.id} failed at ${stage}: ${message}`,
+      stage === 'exists'
+        ? 'choose another branch template (review.apply.branchTemplate) or delete the stale branch'
+        : stage === 'protected'
+          ? 'change review.apply.branchTemplate; Airlock never pushes to the default or a protected branch'
+          : 'the proposal stays approved and unapplied; fix the cause and run `airlock review apply` again',
+    );
   };
 
   const branch = branchName(cfg.branchTemplate, proposal);
-  if (git(['check-ref-format', '--branch', branch], { allowFail: true }).status !== 0 || branch.startsWith('-')) fail('protected', `"${branch}" is not a valid branch name`);
+  if (git(['check-ref-format', '--branch', branch], { allowFail: true }).status !== 0 || branch.startsWith('-'))
+    fail('protected', `"${branch}" is not a valid branch name`);
   const prot = cfg.protectedBranches.find((g) => matchPath(branch, g));
   if (prot) fail('protected', `branch ${branch} matches protected branch "${prot}"`);
   const url = remoteUrl(proposal);
@@ -166,58 +291,159 @@ export async function applyProposal(store: AuditStore, id: number, opts: ApplyOp
   let token: string | null = null;
   if (cfg.provider !== 'none') {
     token = providerToken(cfg, env);
-    if (!token) fail('token', `no ${cfg.provider} token: set ${cfg.tokenEnv ? `the host environment variable ${cfg.tokenEnv}` : ''}${cfg.tokenEnv && cfg.tokenFile ? ' or ' : ''}${cfg.tokenFile ? `the file ${cfg.tokenFile}` : ''}${!cfg.tokenEnv && !cfg.tokenFile ? 'review.apply.tokenEnv or tokenFile in the policy' : ''}`);
+    if (!token)
+      fail(
+        'token',
+        `no ${cfg.provider} token: set ${cfg.tokenEnv ? `the host environment variable ${cfg.tokenEnv}` : ''}${cfg.tokenEnv && cfg.tokenFile ? ' or ' : ''}${cfg.tokenFile ? `the file ${cfg.tokenFile}` : ''}${!cfg.tokenEnv && !cfg.tokenFile ? 'review.apply.tokenEnv or tokenFile in the policy' : ''}`,
+      );
   }
   const penv = pushEnv(proposal, url, token);
 
   // What is on the remote now: its default branch and our branch, if any.
-  const ls = git([...NET, 'ls-remote', '--symref', url, 'HEAD', `refs/heads/${branch}`, NOTES_REF], { env: penv, allowFail: true });
-  if (ls.status !== 0) fail('remote', `cannot reach ${shown}: ${scrub(ls.stderr, token) || `git exit ${ls.status}`}`, { remote: shown });
+  const ls = git([...NET, 'ls-remote', '--symref', url, 'HEAD', `refs/heads/${branch}`, NOTES_REF], {
+    env: penv,
+    allowFail: true,
+  });
+  if (ls.status !== 0)
+    fail('remote', `cannot reach ${shown}: ${scrub(ls.stderr, token) || `git exit ${ls.status}`}`, { remote: shown });
   const defaultBranch = /^ref: refs\/heads\/(\S+)\tHEAD$/m.exec(ls.stdout)?.[1] ?? null;
   if (defaultBranch === branch) fail('protected', `branch ${branch} is the remote's default branch`);
-  const existing = new RegExp(`^([0-9a-f]{40})\\trefs/heads/${branch.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm').exec(ls.stdout)?.[1] ?? null;
+  const existing =
+    new RegExp(`^([0-9a-f]{40})\\trefs/heads/${branch.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm').exec(
+      ls.stdout,
+    )?.[1] ?? null;
 
   const commit = buildApplyCommit(proposal, st.approvers);
   git(['update-ref', `refs/airlock/apply/${proposal.id}`, commit], { env: { GIT_DIR: proposal.resultRepo } });
-  if (existing && existing !== commit) fail('exists', `branch ${branch} already exists on ${shown} with other content (${existing.slice(0, 12)})`, { remote: shown, branch });
+  if (existing && existing !== commit)
+    fail('exists', `branch ${branch} already exists on ${shown} with other content (${existing.slice(0, 12)})`, {
+      remote: shown,
+      branch,
+    });
   const alreadyPushed = existing === commit;
 
   // Signed provenance travels with the commit as a git note; no signature, no push (fail closed).
   let envelope: ReturnType<typeof signProvenance>['envelope'];
   try {
-    envelope = signProvenance({ store, p: proposal, st, commit, appliedBy: who.identity, keyDir: opts.keyDir ?? join(dirname(store.path), 'keys'), env }).envelope;
-  } catch (e) { return fail('provenance', e instanceof Error ? e.message : String(e)); }
+    envelope = signProvenance({
+      store,
+      p: proposal,
+      st,
+      commit,
+      appliedBy: who.identity,
+      keyDir: opts.keyDir ?? join(dirname(store.path), 'keys'),
+      env,
+    }).envelope;
+  } catch (e) {
+    return fail('provenance', e instanceof Error ? e.message : String(e));
+  }
   const remoteNotes = new RegExp(`^([0-9a-f]{40})\t${NOTES_REF}$`, 'm').exec(ls.stdout)?.[1] ?? null;
   if (remoteNotes) {
-    const f = git([...NET, 'fetch', '--no-tags', '--no-write-fetch-head', url, `+${NOTES_REF}:refs/airlock/remote-notes`], { env: penv, allowFail: true });
-    if (f.status !== 0) fail('push', `cannot fetch ${NOTES_REF} from ${shown}: ${scrub(f.stderr, token)}`, { remote: shown, branch });
+    const f = git(
+      [...NET, 'fetch', '--no-tags', '--no-write-fetch-head', url, `+${NOTES_REF}:refs/airlock/remote-notes`],
+      { env: penv, allowFail: true },
+    );
+    if (f.status !== 0)
+      fail('push', `cannot fetch ${NOTES_REF} from ${shown}: ${scrub(f.stderr, token)}`, { remote: shown, branch });
   }
-  try { writeNote(proposal.resultRepo, commit, envelope, remoteNotes); } catch (e) { fail('provenance', `cannot write the provenance note: ${e instanceof Error ? e.message : String(e)}`); }
+  try {
+    writeNote(proposal.resultRepo, commit, envelope, remoteNotes);
+  } catch (e) {
+    fail('provenance', `cannot write the provenance note: ${e instanceof Error ? e.message : String(e)}`);
+  }
   // one atomic push: the branch must not exist (unless already pushed), the notes ref must be as we read it
   const refspecs = [...(alreadyPushed ? [] : [`${commit}:refs/heads/${branch}`]), `${NOTES_REF}:${NOTES_REF}`];
-  const leases = [...(alreadyPushed ? [] : [`--force-with-lease=refs/heads/${branch}:`]), `--force-with-lease=${NOTES_REF}:${remoteNotes ?? ''}`];
-  const push = git([...NET, 'push', '--porcelain', '--no-verify', '--atomic', ...leases, url, ...refspecs], { env: penv, allowFail: true });
+  const leases = [
+    ...(alreadyPushed ? [] : [`--force-with-lease=refs/heads/${branch}:`]),
+    `--force-with-lease=${NOTES_REF}:${remoteNotes ?? ''}`,
+  ];
+  const push = git([...NET, 'push', '--porcelain', '--no-verify', '--atomic', ...leases, url, ...refspecs], {
+    env: penv,
+    allowFail: true,
+  });
   if (push.status !== 0) {
     const why = scrub(`${push.stderr}\n${push.stdout}`, token);
-    fail('push', /stale info|already exists|fetch first/.test(why) ? `branch ${branch} or ${NOTES_REF} changed on ${shown} meanwhile` : `push to ${shown} was rejected: ${why}`, { remote: shown, branch });
+    fail(
+      'push',
+      /stale info|already exists|fetch first/.test(why)
+        ? `branch ${branch} or ${NOTES_REF} changed on ${shown} meanwhile`
+        : `push to ${shown} was rejected: ${why}`,
+      { remote: shown, branch },
+    );
   }
-  store.append({ type: 'review.pushed', session: proposal.session, severity: 'info', decision: 'allow', rule: 'review.apply',
-    data: { proposal: proposal.id, hash: proposal.hash, remote: shown, branch, commit, alreadyPushed, provenance: { notesRef: NOTES_REF, keyId: envelope.signatures[0]!.keyid } } });
+  store.append({
+    type: 'review.pushed',
+    session: proposal.session,
+    severity: 'info',
+    decision: 'allow',
+    rule: 'review.apply',
+    data: {
+      proposal: proposal.id,
+      hash: proposal.hash,
+      remote: shown,
+      branch,
+      commit,
+      alreadyPushed,
+      provenance: { notesRef: NOTES_REF, keyId: envelope.signatures[0]!.keyid },
+    },
+  });
 
   let prUrl: string | null = null;
   if (cfg.provider !== 'none') {
-    const base = cfg.baseBranch || (proposal.baseRef && proposal.baseRef !== 'HEAD' && !/^[0-9a-f]{7,40}$/.test(proposal.baseRef) ? proposal.baseRef.replace(/^refs\/heads\//, '') : null) || defaultBranch || 'main';
+    const base =
+      cfg.baseBranch ||
+      (proposal.baseRef && proposal.baseRef !== 'HEAD' && !/^[0-9a-f]{7,40}$/.test(proposal.baseRef)
+        ? proposal.baseRef.replace(/^refs\/heads\//, '')
+        : null) ||
+      defaultBranch ||
+      'main';
     try {
-      const pr = await openPullRequest({ provider: cfg.provider, apiUrl: cfg.apiUrl, repository: cfg.repository || repositoryFromUrl(url), token: token!,
-        head: branch, base, title: prTitle(proposal), body: summaryMarkdown(proposal, st) + '\n' + provenanceMarkdown(commit, envelope), draft: cfg.draft }, opts.fetch);
+      const pr = await openPullRequest(
+        {
+          provider: cfg.provider,
+          apiUrl: cfg.apiUrl,
+          repository: cfg.repository || repositoryFromUrl(url),
+          token: token!,
+          head: branch,
+          base,
+          title: prTitle(proposal),
+          body: summaryMarkdown(proposal, st) + '\n' + provenanceMarkdown(commit, envelope),
+          draft: cfg.draft,
+        },
+        opts.fetch,
+      );
       prUrl = pr.url || null;
     } catch (e) {
       fail('pull-request', scrub(e instanceof Error ? e.message : String(e), token), { remote: shown, branch, commit });
     }
   }
-  insertDecision(store, { proposalId: proposal.id, kind: 'apply', by: who.identity, bySource: who.source, proposalHash: proposal.hash, reason: null, override: false,
-    data: { branch, commit, remote: shown, url: prUrl, provider: cfg.provider } });
-  store.append({ type: 'review.applied', session: proposal.session, severity: 'info', decision: 'allow', rule: 'review.apply',
-    data: { proposal: proposal.id, hash: proposal.hash, by: who.identity, remote: shown, branch, commit, url: prUrl, provider: cfg.provider, approvers: st.approvers } });
+  insertDecision(store, {
+    proposalId: proposal.id,
+    kind: 'apply',
+    by: who.identity,
+    bySource: who.source,
+    proposalHash: proposal.hash,
+    reason: null,
+    override: false,
+    data: { branch, commit, remote: shown, url: prUrl, provider: cfg.provider },
+  });
+  store.append({
+    type: 'review.applied',
+    session: proposal.session,
+    severity: 'info',
+    decision: 'allow',
+    rule: 'review.apply',
+    data: {
+      proposal: proposal.id,
+      hash: proposal.hash,
+      by: who.identity,
+      remote: shown,
+      branch,
+      commit,
+      url: prUrl,
+      provider: cfg.provider,
+      approvers: st.approvers,
+    },
+  });
   return { proposal: proposal.id, branch, commit, remote: shown, url: prUrl, alreadyPushed };
 }

@@ -25,18 +25,33 @@ export interface ProposeAskOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-export interface AskProposal { ask: CommandAsk; proposal: Proposal; host: string; port: number }
+export interface AskProposal {
+  ask: CommandAsk;
+  proposal: Proposal;
+  host: string;
+  port: number;
+}
 
 /** host:port as the gateway wrote it for the ask; anything else is refused (the row is only data). */
 function destinationOf(ask: CommandAsk): { host: string; port: number } {
   const m = /^([a-z0-9_](?:[a-z0-9_.-]{0,252})):([1-9][0-9]{0,4})$/.exec(isDestinationAsk(ask) ? ask.command[1]! : '');
-  if (!m || Number(m[2]) > 65535) throw new AirlockError('USAGE', `approval #${ask.id} is not a destination by host name`, 'only an egress.ask on a host name can become an egress.allow rule; answer it with allow or deny');
+  if (!m || Number(m[2]) > 65535)
+    throw new AirlockError(
+      'USAGE',
+      `approval #${ask.id} is not a destination by host name`,
+      'only an egress.ask on a host name can become an egress.allow rule; answer it with allow or deny',
+    );
   return { host: m[1]!, port: Number(m[2]) };
 }
 
 function repoOf(store: AuditStore, ask: CommandAsk): string {
   const start = store.query({ session: ask.session, type: 'session.start' })[0];
-  if (typeof start?.data.repo !== 'string') throw new AirlockError('NOT_FOUND', `session ${ask.session} of approval #${ask.id} names no repository`, 'change airlock.yaml by hand and propose it through review');
+  if (typeof start?.data.repo !== 'string')
+    throw new AirlockError(
+      'NOT_FOUND',
+      `session ${ask.session} of approval #${ask.id} names no repository`,
+      'change airlock.yaml by hand and propose it through review',
+    );
   return start.data.repo;
 }
 
@@ -55,7 +70,12 @@ function addAllowRule(doc: Document, host: string, port: number, why: string): s
 
 function proposedPolicy(current: string | null, host: string, port: number, why: string): { text: string; id: string } {
   const doc = parseDocument(current ?? 'version: 1\n');
-  if (doc.errors.length) throw new AirlockError('POLICY_INVALID', `${POLICY_FILE}: ${doc.errors[0]!.message}`, `fix ${POLICY_FILE} first; the proposal edits it`);
+  if (doc.errors.length)
+    throw new AirlockError(
+      'POLICY_INVALID',
+      `${POLICY_FILE}: ${doc.errors[0]!.message}`,
+      `fix ${POLICY_FILE} first; the proposal edits it`,
+    );
   const id = addAllowRule(doc, host, port, why);
   return { text: doc.toString(), id };
 }
@@ -66,7 +86,12 @@ function proposedPolicy(current: string | null, host: string, port: number, why:
  * airlock.yaml leaves the ask waiting; the proposal is made after it, so the agent is not
  * held while the checks run.
  */
-export async function proposeAskedDestination(store: AuditStore, id: number, by: string, o: ProposeAskOptions): Promise<AskProposal> {
+export async function proposeAskedDestination(
+  store: AuditStore,
+  id: number,
+  by: string,
+  o: ProposeAskOptions,
+): Promise<AskProposal> {
   const ask = getAsk(store, id);
   if (!ask) throw new AirlockError('NOT_FOUND', `no pending approval #${id}`, 'list them with `airlock approvals`');
   const { host, port } = destinationOf(ask);
@@ -74,13 +99,44 @@ export async function proposeAskedDestination(store: AuditStore, id: number, by:
   const base = resolveCommit(repo, 'HEAD');
   const why = `asked at run time by session ${ask.session} (approval #${id}); proposed by ${by}`;
   const change = proposedPolicy(readAtCommit(repo, base, POLICY_FILE), host, port, why);
-  const answered = answerAsk(store, id, o.once ? 'allow' : 'deny', by, o.reason?.trim() || `proposed as a change to ${POLICY_FILE} by ${by}`);
-  const proposal = await proposeAuthoredChange(store, {
-    session: o.session, repo, baseCommit: base, baseRef: 'HEAD', path: POLICY_FILE, content: change.text,
-    message: `${POLICY_FILE}: allow ${host}:${port} (egress.allow.${change.id})\n\nAsked at run time by session ${ask.session} (approval #${id}); proposed by ${by}.\n`,
-    tool: 'airlock-approvals-propose', command: ['airlock', 'approvals', 'propose', String(id)], data: { fromAsk: id, askSession: ask.session, proposedBy: by },
-  }, { orgPolicy: orgPolicyFile(undefined, o.env) ?? undefined, home: o.home });
-  store.append({ type: 'egress.ask_proposed', session: ask.session, severity: 'medium', decision: answered.status === 'allow' ? 'allow' : 'deny', rule: ask.rule,
-    data: { askId: id, host, port, by, proposal: proposal.id, rule: `egress.allow.${change.id}`, connection: answered.status === 'allow' ? 'allowed once' : 'denied' } });
+  const answered = answerAsk(
+    store,
+    id,
+    o.once ? 'allow' : 'deny',
+    by,
+    o.reason?.trim() || `proposed as a change to ${POLICY_FILE} by ${by}`,
+  );
+  const proposal = await proposeAuthoredChange(
+    store,
+    {
+      session: o.session,
+      repo,
+      baseCommit: base,
+      baseRef: 'HEAD',
+      path: POLICY_FILE,
+      content: change.text,
+      message: `${POLICY_FILE}: allow ${host}:${port} (egress.allow.${change.id})\n\nAsked at run time by session ${ask.session} (approval #${id}); proposed by ${by}.\n`,
+      tool: 'airlock-approvals-propose',
+      command: ['airlock', 'approvals', 'propose', String(id)],
+      data: { fromAsk: id, askSession: ask.session, proposedBy: by },
+    },
+    { orgPolicy: orgPolicyFile(undefined, o.env) ?? undefined, home: o.home },
+  );
+  store.append({
+    type: 'egress.ask_proposed',
+    session: ask.session,
+    severity: 'medium',
+    decision: answered.status === 'allow' ? 'allow' : 'deny',
+    rule: ask.rule,
+    data: {
+      askId: id,
+      host,
+      port,
+      by,
+      proposal: proposal.id,
+      rule: `egress.allow.${change.id}`,
+      connection: answered.status === 'allow' ? 'allowed once' : 'denied',
+    },
+  });
   return { ask: answered, proposal, host, port };
 }

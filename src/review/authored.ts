@@ -26,21 +26,36 @@ export interface AuthoredChange {
   data?: Record<string, unknown>;
 }
 
-const AIRLOCK_IDENTITY = { GIT_AUTHOR_NAME: 'Airlock', GIT_AUTHOR_EMAIL: 'airlock@localhost', GIT_COMMITTER_NAME: 'Airlock', GIT_COMMITTER_EMAIL: 'airlock@localhost' };
+const AIRLOCK_IDENTITY = {
+  GIT_AUTHOR_NAME: 'Airlock',
+  GIT_AUTHOR_EMAIL: 'airlock@localhost',
+  GIT_COMMITTER_NAME: 'Airlock',
+  GIT_COMMITTER_EMAIL: 'airlock@localhost',
+};
 
 function commitFile(resultRepo: string, c: AuthoredChange): string {
-  const env = { GIT_DIR: resultRepo, GIT_INDEX_FILE: join(resultRepo, `authored-index-${process.pid}`), ...AIRLOCK_IDENTITY };
+  const env = {
+    GIT_DIR: resultRepo,
+    GIT_INDEX_FILE: join(resultRepo, `authored-index-${process.pid}`),
+    ...AIRLOCK_IDENTITY,
+  };
   try {
     git(['read-tree', c.baseCommit], { env });
     const blob = git(['hash-object', '-w', '--stdin'], { env, input: c.content }).stdout.trim();
     git(['update-index', '--add', '--cacheinfo', `100644,${blob},${c.path}`], { env });
     const tree = git(['write-tree'], { env }).stdout.trim();
     return git(['commit-tree', tree, '-p', c.baseCommit, '-F', '-'], { env, input: c.message }).stdout.trim();
-  } finally { rmSync(env.GIT_INDEX_FILE, { force: true }); }
+  } finally {
+    rmSync(env.GIT_INDEX_FILE, { force: true });
+  }
 }
 
 /** Records the pseudo-session, builds its result repo and creates the proposal. */
-export async function proposeAuthoredChange(store: AuditStore, c: AuthoredChange, o: { orgPolicy?: string; home?: string } = {}): Promise<Proposal> {
+export async function proposeAuthoredChange(
+  store: AuditStore,
+  c: AuthoredChange,
+  o: { orgPolicy?: string; home?: string } = {},
+): Promise<Proposal> {
   const home = o.home ?? airlockHome();
   const dir = join(homeLayout(home).sessions, c.session);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -51,9 +66,32 @@ export async function proposeAuthoredChange(store: AuditStore, c: AuthoredChange
   const head = commitFile(resultRepo, c);
   git(['update-ref', 'refs/airlock/base', c.baseCommit], { env: { GIT_DIR: resultRepo } });
   git(['update-ref', 'refs/airlock/head', head], { env: { GIT_DIR: resultRepo } });
-  const startedBy = (() => { try { return userInfo().username; } catch { return String(process.getuid?.() ?? 'unknown'); } })();
-  store.append({ type: 'session.start', session: c.session, data: { repo: c.repo.root, baseRef: c.baseRef, baseCommit: c.baseCommit, agent: c.tool, command: c.command, startedBy, sandbox: null, ...c.data } });
-  store.append({ type: 'session.result', session: c.session, data: { resultRepo, baseCommit: c.baseCommit, headCommit: head, commits: [head], dirty: false } });
+  const startedBy = (() => {
+    try {
+      return userInfo().username;
+    } catch {
+      return String(process.getuid?.() ?? 'unknown');
+    }
+  })();
+  store.append({
+    type: 'session.start',
+    session: c.session,
+    data: {
+      repo: c.repo.root,
+      baseRef: c.baseRef,
+      baseCommit: c.baseCommit,
+      agent: c.tool,
+      command: c.command,
+      startedBy,
+      sandbox: null,
+      ...c.data,
+    },
+  });
+  store.append({
+    type: 'session.result',
+    session: c.session,
+    data: { resultRepo, baseCommit: c.baseCommit, headCommit: head, commits: [head], dirty: false },
+  });
   store.append({ type: 'session.stop', session: c.session, data: { reason: 'done', status: 0 } });
   return (await createProposal(store, c.session, { orgPolicy: o.orgPolicy, home })).proposal;
 }

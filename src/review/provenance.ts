@@ -1,8 +1,15 @@
 import { git } from '../common/index.ts';
 import { checkpoint, loadSigningKey, proveEvent, type AuditStore } from '../audit/index.ts';
 import {
-  signEnvelope, loadProvenanceKey, IN_TOTO_PAYLOAD_TYPE, NOTES_REF, PREDICATE_TYPE, STATEMENT_TYPE,
-  type DsseEnvelope, type ProvenanceStatement, type ReviewRequirement,
+  signEnvelope,
+  loadProvenanceKey,
+  IN_TOTO_PAYLOAD_TYPE,
+  NOTES_REF,
+  PREDICATE_TYPE,
+  STATEMENT_TYPE,
+  type DsseEnvelope,
+  type ProvenanceStatement,
+  type ReviewRequirement,
 } from '../provenance/index.ts';
 import type { ProposalStatus } from './proposal.ts';
 import type { Proposal } from './store.ts';
@@ -11,11 +18,20 @@ import type { Proposal } from './store.ts';
 // with the organisation's provenance key, proven against a signed audit checkpoint, and
 // written as a git note on the pushed commit (pushed with the branch, atomically).
 
-export interface ProvenanceInput { store: AuditStore; p: Proposal; st: ProposalStatus; commit: string; appliedBy: string; keyDir: string; env: NodeJS.ProcessEnv }
+export interface ProvenanceInput {
+  store: AuditStore;
+  p: Proposal;
+  st: ProposalStatus;
+  commit: string;
+  appliedBy: string;
+  keyDir: string;
+  env: NodeJS.ProcessEnv;
+}
 
 function requirement(store: AuditStore, p: Proposal, st: ProposalStatus): ReviewRequirement {
   const pol = p.policy.review;
-  const start = store.query({ session: p.session, type: 'session.start' })[0]?.data as { startedByIdentities?: unknown } | undefined;
+  const start = store.query({ session: p.session, type: 'session.start' })[0]?.data as
+    { startedByIdentities?: unknown } | undefined;
   const members = (group: string) => pol.approvals.groups[group] ?? [];
   return {
     required: st.required,
@@ -31,7 +47,8 @@ function requirement(store: AuditStore, p: Proposal, st: ProposalStatus): Review
 
 /** The approval events of this proposal (bound to its hash), in log order. */
 function approvalEvents(store: AuditStore, p: Proposal) {
-  return store.query({ session: p.session, type: 'review.approved' })
+  return store
+    .query({ session: p.session, type: 'review.approved' })
     .filter((e) => e.data.hash === p.hash && e.data.proposal === p.id && typeof e.data.by === 'string');
 }
 
@@ -41,22 +58,45 @@ export function buildStatement(i: ProvenanceInput): ProvenanceStatement {
   const cp = checkpoint(store, 'provenance', { keyDir: i.keyDir }); // covers every approval event above
   const auditPub = loadSigningKey(i.keyDir).publicKey.export({ type: 'spki', format: 'pem' }) as string;
   const tree = git(['rev-parse', `${i.commit}^{tree}`], { env: { GIT_DIR: p.resultRepo } }).stdout.trim();
-  const start = store.query({ session: p.session, type: 'session.start' })[0]?.data as { agent?: unknown; agentVersion?: unknown } | undefined;
+  const start = store.query({ session: p.session, type: 'session.start' })[0]?.data as
+    { agent?: unknown; agentVersion?: unknown } | undefined;
   return {
     _type: STATEMENT_TYPE,
-    subject: [{ name: 'commit', digest: { gitCommit: i.commit } }, { name: 'tree', digest: { gitTree: tree } }],
+    subject: [
+      { name: 'commit', digest: { gitCommit: i.commit } },
+      { name: 'tree', digest: { gitTree: tree } },
+    ],
     predicateType: PREDICATE_TYPE,
     predicate: {
       session: p.session,
-      agent: { name: typeof start?.agent === 'string' ? start.agent : null, version: typeof start?.agentVersion === 'string' ? start.agentVersion : null },
+      agent: {
+        name: typeof start?.agent === 'string' ? start.agent : null,
+        version: typeof start?.agentVersion === 'string' ? start.agentVersion : null,
+      },
       proposal: { id: p.id, hash: p.hash, base: p.base, head: p.head, tree },
       baseCommit: p.base,
       policy: { hash: p.policyHash, review: requirement(store, p, st) },
       // rule, severity and place only: a message may quote what the check saw
-      findings: p.findings.map((f) => ({ rule: f.rule, severity: f.severity, file: f.file, line: f.line, blocking: !!f.blocking })),
-      approvals: events.map((e) => ({ by: e.data.by as string, time: e.ts, proposalHash: p.hash, override: !!e.data.override, eventId: e.id })),
+      findings: p.findings.map((f) => ({
+        rule: f.rule,
+        severity: f.severity,
+        file: f.file,
+        line: f.line,
+        blocking: !!f.blocking,
+      })),
+      approvals: events.map((e) => ({
+        by: e.data.by as string,
+        time: e.ts,
+        proposalHash: p.hash,
+        override: !!e.data.override,
+        eventId: e.id,
+      })),
       appliedBy: i.appliedBy,
-      audit: { checkpoint: cp, publicKey: auditPub, approvalProofs: events.map((e) => proveEvent(store, e.id, { under: cp })) },
+      audit: {
+        checkpoint: cp,
+        publicKey: auditPub,
+        approvalProofs: events.map((e) => proveEvent(store, e.id, { under: cp })),
+      },
     },
   };
 }
@@ -69,13 +109,23 @@ export function signProvenance(i: ProvenanceInput): { envelope: DsseEnvelope; st
   return { envelope: signEnvelope(Buffer.from(JSON.stringify(statement)), IN_TOTO_PAYLOAD_TYPE, key), statement };
 }
 
-const AIRLOCK_IDENT = { GIT_AUTHOR_NAME: 'Airlock', GIT_AUTHOR_EMAIL: 'airlock@localhost', GIT_COMMITTER_NAME: 'Airlock', GIT_COMMITTER_EMAIL: 'airlock@localhost' };
+const AIRLOCK_IDENT = {
+  GIT_AUTHOR_NAME: 'Airlock',
+  GIT_AUTHOR_EMAIL: 'airlock@localhost',
+  GIT_COMMITTER_NAME: 'Airlock',
+  GIT_COMMITTER_EMAIL: 'airlock@localhost',
+};
 
 /**
  * Writes the envelope as the note of `commit` on top of `remoteNotes` (the remote's notes
  * commit, already fetched into the result repo, or null), so the push is a fast-forward.
  */
-export function writeNote(resultRepo: string, commit: string, envelope: DsseEnvelope, remoteNotes: string | null): void {
+export function writeNote(
+  resultRepo: string,
+  commit: string,
+  envelope: DsseEnvelope,
+  remoteNotes: string | null,
+): void {
   const env = { GIT_DIR: resultRepo, ...AIRLOCK_IDENT };
   if (remoteNotes) git(['update-ref', NOTES_REF, remoteNotes], { env });
   else git(['update-ref', '-d', NOTES_REF], { env, allowFail: true });
@@ -86,10 +136,18 @@ export function writeNote(resultRepo: string, commit: string, envelope: DsseEnve
 export function provenanceMarkdown(commit: string, envelope: DsseEnvelope): string {
   const json = JSON.stringify(envelope);
   return [
-    '', '**Provenance:** a signed in-toto statement (DSSE, Ed25519 key `' + envelope.signatures[0]!.keyid + '`) is the git note',
-    `\`${NOTES_REF}\` on ${commit}. Verify it in CI:`, '',
-    '```sh', `git fetch origin ${NOTES_REF}:${NOTES_REF}`, `airlock verify-change ${commit} --key provenance.pub.pem`, '```',
-    ...(json.length <= 48_000 ? ['', '<details><summary>DSSE envelope</summary>', '', '```json', json, '```', '', '</details>'] : []),
+    '',
+    '**Provenance:** a signed in-toto statement (DSSE, Ed25519 key `' +
+      envelope.signatures[0]!.keyid +
+      '`) is the git note',
+    `\`${NOTES_REF}\` on ${commit}. Verify it in CI:`,
+    '',
+    '```sh',
+    `git fetch origin ${NOTES_REF}:${NOTES_REF}`,
+    `airlock verify-change ${commit} --key provenance.pub.pem`,
+    '```',
+    ...(json.length <= 48_000
+      ? ['', '<details><summary>DSSE envelope</summary>', '', '```json', json, '```', '', '</details>']
+      : []),
   ].join('\n');
 }
-

@@ -21,7 +21,10 @@ export interface Finding {
   blocking?: boolean;
 }
 
-export interface AddedLine { line: number; text: string }
+export interface AddedLine {
+  line: number;
+  text: string;
+}
 
 export interface ChangedFile {
   /** the name as git stored it, decoded as UTF-8 (invalid bytes as U+FFFD; then pathHex holds the bytes) */

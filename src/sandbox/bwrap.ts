@@ -1,5 +1,20 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, rmSync, openSync, readSync, closeSync, readlinkSync, readFileSync, readdirSync, statfsSync, writeFileSync, realpathSync, statSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  rmSync,
+  openSync,
+  readSync,
+  closeSync,
+  readlinkSync,
+  readFileSync,
+  readdirSync,
+  statfsSync,
+  writeFileSync,
+  realpathSync,
+  statSync,
+} from 'node:fs';
 import { join, resolve } from 'node:path';
 import { once } from 'node:events';
 import { StringDecoder } from 'node:string_decoder';
@@ -36,7 +51,13 @@ export const SANDBOX_WORKSPACE = '/workspace';
 export const HOST_UID_FOR_SANDBOX = 100000;
 const SANDBOX_MNT = '/mnt';
 /** Which policy key each enforced limit comes from (named in the limit's audit event). */
-const LIMIT_KEY = { wall: 'wallSeconds', disk: 'diskMB', memory: 'memoryMB', pids: 'pids', fileSize: 'fileSizeMB' } as const;
+const LIMIT_KEY = {
+  wall: 'wallSeconds',
+  disk: 'diskMB',
+  memory: 'memoryMB',
+  pids: 'pids',
+  fileSize: 'fileSizeMB',
+} as const;
 /**
  * Signals strace reports: every one that can end a process, so "+++ killed by SIGXFSZ/SIGKILL +++"
  * reaches the record (strace prints a kill only for signals in this set); not the chatty harmless ones.
@@ -51,7 +72,11 @@ const SUPERVISOR_OOM_SCORE_ADJ = -500;
 export function which(cmd: string): string | null {
   for (const d of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
     const p = join(d, cmd);
-    try { if (statSync(p).isFile()) return p; } catch { /* next */ }
+    try {
+      if (statSync(p).isFile()) return p;
+    } catch {
+      /* next */
+    }
   }
   return null;
 }
@@ -60,11 +85,18 @@ export class BwrapDriver implements SandboxDriver {
   readonly name = 'bubblewrap';
 
   check(): { ok: true } | { ok: false; reason: string; fix: string } {
-    if (process.platform !== 'linux') return { ok: false, reason: 'the bubblewrap driver needs Linux', fix: 'run Airlock on Linux' };
+    if (process.platform !== 'linux')
+      return { ok: false, reason: 'the bubblewrap driver needs Linux', fix: 'run Airlock on Linux' };
     for (const c of ['bwrap', 'unshare', 'nsenter', 'setpriv', 'prlimit', 'strace', 'choom']) {
-      if (!which(c)) return { ok: false, reason: `${c} is not installed`, fix: 'run scripts/setup.sh (apt-get install bubblewrap strace util-linux)' };
+      if (!which(c))
+        return {
+          ok: false,
+          reason: `${c} is not installed`,
+          fix: 'run scripts/setup.sh (apt-get install bubblewrap strace util-linux)',
+        };
     }
-    if (process.arch !== 'x64') return { ok: false, reason: `no seccomp filter for ${process.arch} yet`, fix: 'run on x86_64' };
+    if (process.arch !== 'x64')
+      return { ok: false, reason: `no seccomp filter for ${process.arch} yet`, fix: 'run on x86_64' };
     return { ok: true };
   }
 
@@ -72,14 +104,28 @@ export class BwrapDriver implements SandboxDriver {
     const c = this.check();
     if (!c.ok) throw new AirlockError('UNAVAILABLE', c.reason, c.fix);
     // inherited by the holder and the tracer; the agent's side raises its own to 1000
-    if (process.getuid?.() === 0) { try { writeFileSync('/proc/self/oom_score_adj', String(SUPERVISOR_OOM_SCORE_ADJ)); } catch { /* not permitted here */ } }
+    if (process.getuid?.() === 0) {
+      try {
+        writeFileSync('/proc/self/oom_score_adj', String(SUPERVISOR_OOM_SCORE_ADJ));
+      } catch {
+        /* not permitted here */
+      }
+    }
     const sb = new BwrapSandbox(spec);
     await sb.init();
     return sb;
   }
 }
 
-interface LiveExec { child: ChildProcess; traceFile: string | null; parser: TraceParser | null; offset: number; fd: number | null; decoder: StringDecoder; incomplete: boolean }
+interface LiveExec {
+  child: ChildProcess;
+  traceFile: string | null;
+  parser: TraceParser | null;
+  offset: number;
+  fd: number | null;
+  decoder: StringDecoder;
+  incomplete: boolean;
+}
 
 class BwrapSandbox implements Sandbox {
   readonly mechanisms: Mechanisms;
@@ -118,18 +164,28 @@ class BwrapSandbox implements Sandbox {
       network: spec.networkSetup ? 'gateway' : 'none',
       seccomp: 'bpf-x86_64',
     };
-    this.limitHit = new Promise((r) => { this.resolveLimit = r; });
+    this.limitHit = new Promise((r) => {
+      this.resolveLimit = r;
+    });
   }
 
   async init(): Promise<void> {
     const spec = this.spec;
     for (const l of spec.lowerDirs) {
-      if (/[:,\\]/.test(l)) throw new AirlockError('UNAVAILABLE', `path not usable as an overlay layer: ${l}`, 'set AIRLOCK_HOME to a path without ":" "," or "\\"');
+      if (/[:,\\]/.test(l))
+        throw new AirlockError(
+          'UNAVAILABLE',
+          `path not usable as an overlay layer: ${l}`,
+          'set AIRLOCK_HOME to a path without ":" "," or "\\"',
+        );
     }
     mkdirSync(join(spec.stateDir, 'etc'), { recursive: true, mode: 0o700 });
     mkdirSync(join(spec.stateDir, 'trace'), { recursive: true });
     // with the notify tracer, refused socket families reach it (it records and refuses them, EAFNOSUPPORT)
-    writeFileSync(this.seccompFile, buildSeccompProgram({ socketFamiliesRefusedBySupervisor: this.tracer.kind === 'seccomp-notify' }));
+    writeFileSync(
+      this.seccompFile,
+      buildSeccompProgram({ socketFamiliesRefusedBySupervisor: this.tracer.kind === 'seccomp-notify' }),
+    );
     this.writeEtc();
     this.baseArgs = this.buildBwrapArgs();
 
@@ -157,16 +213,31 @@ class BwrapSandbox implements Sandbox {
     this.holder = spawn('unshare', [...unshareArgs, '--', 'setpriv', '--pdeathsig', 'KILL', '--', 'sh', '-c', script], {
       // own process group: a Ctrl-C at the terminal reaches the supervisor only, which stops
       // the session in order (capture needs the holder); the death signal still binds it to us
-      stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', AIRLOCK_SESSION: spec.session }, cwd: '/', detached: true,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', AIRLOCK_SESSION: spec.session },
+      cwd: '/',
+      detached: true,
     });
     const unsharePid = this.holder.pid ?? 0;
     let err = '';
-    this.holder.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+    this.holder.stderr!.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
     const ready = new Promise<void>((res, rej) => {
       let out = '';
-      this.holder.stdout!.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('ready\n')) res(); });
-      this.holder.once('exit', (code) => rej(new AirlockError('UNAVAILABLE', `sandbox setup failed (exit ${code}): ${err.trim() || 'no output'}`,
-        'check that user namespaces are enabled (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces>0) and overlayfs is available')));
+      this.holder.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('ready\n')) res();
+      });
+      this.holder.once('exit', (code) =>
+        rej(
+          new AirlockError(
+            'UNAVAILABLE',
+            `sandbox setup failed (exit ${code}): ${err.trim() || 'no output'}`,
+            'check that user namespaces are enabled (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces>0) and overlayfs is available',
+          ),
+        ),
+      );
       this.holder.once('error', rej);
     });
     if (this.rootMode) {
@@ -184,40 +255,85 @@ class BwrapSandbox implements Sandbox {
 
   private writeEtc(): void {
     const etc = join(this.spec.stateDir, 'etc');
-    writeFileSync(join(etc, 'passwd'), `root:x:0:0:root:/root:/usr/sbin/nologin\nagent:x:${SANDBOX_UID}:${SANDBOX_UID}:Airlock agent:${SANDBOX_HOME}:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n`);
+    writeFileSync(
+      join(etc, 'passwd'),
+      `root:x:0:0:root:/root:/usr/sbin/nologin\nagent:x:${SANDBOX_UID}:${SANDBOX_UID}:Airlock agent:${SANDBOX_HOME}:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n`,
+    );
     writeFileSync(join(etc, 'group'), `root:x:0:\nagent:x:${SANDBOX_UID}:\nnogroup:x:65534:\n`);
     writeFileSync(join(etc, 'hostname'), 'airlock\n');
     writeFileSync(join(etc, 'hosts'), '127.0.0.1 localhost airlock\n::1 localhost ip6-localhost\n');
     // No resolver inside: names are resolved by the gateway only.
-    writeFileSync(join(etc, 'resolv.conf'), '# Airlock: no DNS inside the sandbox; use the HTTP/SOCKS proxy (names resolve at the gateway)\nnameserver 127.0.0.1\noptions attempts:1 timeout:1\n');
+    writeFileSync(
+      join(etc, 'resolv.conf'),
+      '# Airlock: no DNS inside the sandbox; use the HTTP/SOCKS proxy (names resolve at the gateway)\nnameserver 127.0.0.1\noptions attempts:1 timeout:1\n',
+    );
   }
 
   private buildBwrapArgs(): string[] {
     const spec = this.spec;
     const args: string[] = [
-      '--unshare-user', '--uid', String(SANDBOX_UID), '--gid', String(SANDBOX_UID),
-      '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try',
-      '--hostname', 'airlock', '--die-with-parent', '--new-session', '--cap-drop', 'ALL', '--clearenv',
+      '--unshare-user',
+      '--uid',
+      String(SANDBOX_UID),
+      '--gid',
+      String(SANDBOX_UID),
+      '--unshare-pid',
+      '--unshare-ipc',
+      '--unshare-uts',
+      '--unshare-cgroup-try',
+      '--hostname',
+      'airlock',
+      '--die-with-parent',
+      '--new-session',
+      '--cap-drop',
+      'ALL',
+      '--clearenv',
     ];
     for (const d of ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc', '/opt']) {
       let st;
-      try { st = lstatSync(d); } catch { continue; }
+      try {
+        st = lstatSync(d);
+      } catch {
+        continue;
+      }
       if (st.isSymbolicLink()) args.push('--symlink', readlinkSync(d), d);
       else if (st.isDirectory()) args.push('--ro-bind', d, d);
     }
     const etc = join(this.mnt, 'etc');
-    for (const f of ['passwd', 'group', 'hostname', 'hosts', 'resolv.conf']) args.push('--ro-bind', join(etc, f), `/etc/${f}`);
+    for (const f of ['passwd', 'group', 'hostname', 'hosts', 'resolv.conf'])
+      args.push('--ro-bind', join(etc, f), `/etc/${f}`);
     (spec.files ?? []).forEach((f, i) => args.push('--ro-bind', join(this.mnt, 'etc', `file-${i}`), f.target));
     // bwrap's /dev is a tmpfs of its own, sized by host RAM: /dev/shm goes to the session tmpfs (the disk cap)
-    args.push('--proc', '/proc', '--dev', '/dev', '--bind', join(this.mnt, 'shm'), '/dev/shm', '--dir', '/run', '--dir', '/var');
+    args.push(
+      '--proc',
+      '/proc',
+      '--dev',
+      '/dev',
+      '--bind',
+      join(this.mnt, 'shm'),
+      '/dev/shm',
+      '--dir',
+      '/run',
+      '--dir',
+      '/var',
+    );
     args.push('--bind', join(this.mnt, 'tmp'), '/tmp', '--bind', join(this.mnt, 'vartmp'), '/var/tmp');
     args.push('--bind', join(this.mnt, 'home'), SANDBOX_HOME, '--bind', join(this.mnt, 'merged'), SANDBOX_WORKSPACE);
     const forbidden = spec.forbiddenMounts.map((p) => safeReal(p));
     const check = (p: string) => {
       const r = safeReal(p);
-      if (!existsSync(r)) throw new AirlockError('POLICY_INVALID', `sandbox.mounts: ${p} does not exist`, 'remove it from sandbox.mounts or create it');
+      if (!existsSync(r))
+        throw new AirlockError(
+          'POLICY_INVALID',
+          `sandbox.mounts: ${p} does not exist`,
+          'remove it from sandbox.mounts or create it',
+        );
       if (r === '/' || forbidden.some((f) => r === f || r.startsWith(f + '/') || f.startsWith(r + '/'))) {
-        throw new AirlockError('POLICY_INVALID', `sandbox.mounts: ${p} would expose Airlock's own data (store, keys) or the whole host`, 'grant a narrower path');
+        throw new AirlockError(
+          'POLICY_INVALID',
+          `sandbox.mounts: ${p} would expose Airlock's own data (store, keys) or the whole host`,
+          'grant a narrower path',
+        );
       }
       return r;
     };
@@ -236,13 +352,20 @@ class BwrapSandbox implements Sandbox {
     if (this.stopped) return;
     if (this.cgroup) {
       const c = this.cgroup.counters();
-      if (c.oomKills > 0) return this.hit('memory', `memory limit ${this.spec.limits.memoryMB} MiB reached (OOM kill of ${c.oomKills} process(es))`);
+      if (c.oomKills > 0)
+        return this.hit(
+          'memory',
+          `memory limit ${this.spec.limits.memoryMB} MiB reached (OOM kill of ${c.oomKills} process(es))`,
+        );
       if (c.pidsRefused > 0) return this.hit('pids', `process limit ${this.spec.limits.pids} reached`);
     }
     try {
       const st = statfsSync(`/proc/${this.holderPid}/root${this.mnt}`);
-      if (st.bfree === 0 || st.bavail * st.bsize < 64 * 1024) return this.hit('disk', `workspace disk cap ${this.spec.limits.diskMB} MiB reached`);
-    } catch { /* holder gone */ }
+      if (st.bfree === 0 || st.bavail * st.bsize < 64 * 1024)
+        return this.hit('disk', `workspace disk cap ${this.spec.limits.diskMB} MiB reached`);
+    } catch {
+      /* holder gone */
+    }
   }
 
   private startMonitor(): void {
@@ -252,7 +375,10 @@ class BwrapSandbox implements Sandbox {
     };
     this.monitor = setInterval(tick, 200);
     this.monitor.unref();
-    this.wallTimer = setTimeout(() => this.hit('wall', `wall-clock limit ${this.spec.limits.wallSeconds}s reached`), this.spec.limits.wallSeconds * 1000);
+    this.wallTimer = setTimeout(
+      () => this.hit('wall', `wall-clock limit ${this.spec.limits.wallSeconds}s reached`),
+      this.spec.limits.wallSeconds * 1000,
+    );
     this.wallTimer.unref();
   }
 
@@ -268,7 +394,14 @@ class BwrapSandbox implements Sandbox {
 
   private limitNotes = 0;
   private recordLimit(limit: keyof typeof LIMIT_KEY, detail: string, data: Record<string, unknown> = {}): void {
-    this.spec.record({ type: 'sandbox.limit', session: this.spec.session, severity: 'high', decision: 'deny', rule: `sandbox.limits.${LIMIT_KEY[limit]}`, data: { limit, detail, mechanism: this.mechanisms.limits, ...data } });
+    this.spec.record({
+      type: 'sandbox.limit',
+      session: this.spec.session,
+      severity: 'high',
+      decision: 'deny',
+      rule: `sandbox.limits.${LIMIT_KEY[limit]}`,
+      data: { limit, detail, mechanism: this.mechanisms.limits, ...data },
+    });
   }
 
   /** A limit that stopped one process (the session goes on); bounded so a loop cannot flood the log. */
@@ -282,7 +415,18 @@ class BwrapSandbox implements Sandbox {
   }
 
   trustedNs(): { prefix: string[]; path: string } {
-    return { prefix: ['nsenter', '-t', String(this.holderPid), '-U', '-m', ...(this.rootMode ? [] : ['--preserve-credentials']), '--'], path: join(this.mnt, 'merged') };
+    return {
+      prefix: [
+        'nsenter',
+        '-t',
+        String(this.holderPid),
+        '-U',
+        '-m',
+        ...(this.rootMode ? [] : ['--preserve-credentials']),
+        '--',
+      ],
+      path: join(this.mnt, 'merged'),
+    };
   }
 
   namespaces(): Record<string, string | null> {
@@ -290,7 +434,19 @@ class BwrapSandbox implements Sandbox {
   }
 
   networkNs(): string[] {
-    return ['nsenter', '-t', String(this.holderPid), '-U', '-n', ...(this.rootMode ? [] : ['--preserve-credentials']), '--', 'setpriv', '--pdeathsig', 'KILL', '--'];
+    return [
+      'nsenter',
+      '-t',
+      String(this.holderPid),
+      '-U',
+      '-n',
+      ...(this.rootMode ? [] : ['--preserve-credentials']),
+      '--',
+      'setpriv',
+      '--pdeathsig',
+      'KILL',
+      '--',
+    ];
   }
 
   upperGitDir(): string {
@@ -301,11 +457,15 @@ class BwrapSandbox implements Sandbox {
   private hostView(p: string): string | null {
     const root = `/proc/${this.holderPid}/root`;
     // explicit mounts first: they sit on top of /tmp, HOME and the rest
-    for (const m of [...this.spec.mounts.readOnly, ...this.spec.mounts.readWrite]) if (p === m || p.startsWith(m + '/')) return p;
-    if (p === SANDBOX_WORKSPACE || p.startsWith(SANDBOX_WORKSPACE + '/')) return root + this.mnt + '/merged' + p.slice(SANDBOX_WORKSPACE.length);
-    if (p === SANDBOX_HOME || p.startsWith(SANDBOX_HOME + '/')) return root + this.mnt + '/home' + p.slice(SANDBOX_HOME.length);
+    for (const m of [...this.spec.mounts.readOnly, ...this.spec.mounts.readWrite])
+      if (p === m || p.startsWith(m + '/')) return p;
+    if (p === SANDBOX_WORKSPACE || p.startsWith(SANDBOX_WORKSPACE + '/'))
+      return root + this.mnt + '/merged' + p.slice(SANDBOX_WORKSPACE.length);
+    if (p === SANDBOX_HOME || p.startsWith(SANDBOX_HOME + '/'))
+      return root + this.mnt + '/home' + p.slice(SANDBOX_HOME.length);
     if (p.startsWith('/tmp/')) return root + this.mnt + '/tmp' + p.slice(4);
-    for (const m of [...this.spec.mounts.readOnly, ...this.spec.mounts.readWrite]) if (p === m || p.startsWith(m + '/')) return p;
+    for (const m of [...this.spec.mounts.readOnly, ...this.spec.mounts.readWrite])
+      if (p === m || p.startsWith(m + '/')) return p;
     if (/^\/(usr|bin|sbin|lib|lib64|opt|etc)(\/|$)/.test(p)) return p;
     return null;
   }
@@ -320,12 +480,26 @@ class BwrapSandbox implements Sandbox {
     const bw = [...this.baseArgs, '--chdir', cwd, '--seccomp', '9'];
     for (const [k, v] of Object.entries(env)) bw.push('--setenv', k, v);
     // unprivileged: the user namespace denies setgroups, so keep our (already mapped) ids
-    const ns = ['nsenter', '-t', String(this.holderPid), '-U', '-m', '-n', ...(this.rootMode ? [] : ['--preserve-credentials']), '--'];
+    const ns = [
+      'nsenter',
+      '-t',
+      String(this.holderPid),
+      '-U',
+      '-m',
+      '-n',
+      ...(this.rootMode ? [] : ['--preserve-credentials']),
+      '--',
+    ];
     const dropUid = [`--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_UID}`, '--clear-groups'];
-    const spawnEnv = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/nonexistent', AIRLOCK_SESSION: this.spec.session };
-    const launch = traceFile && this.tracer.kind === 'seccomp-notify'
-      ? this.notifyLaunch(traceFile, [...bw, '--', ...argv])
-      : this.shellLaunch(traceFile, ns, dropUid, [...bw, '--', ...argv]);
+    const spawnEnv = {
+      PATH: '/usr/sbin:/usr/bin:/sbin:/bin',
+      HOME: '/nonexistent',
+      AIRLOCK_SESSION: this.spec.session,
+    };
+    const launch =
+      traceFile && this.tracer.kind === 'seccomp-notify'
+        ? this.notifyLaunch(traceFile, [...bw, '--', ...argv])
+        : this.shellLaunch(traceFile, ns, dropUid, [...bw, '--', ...argv]);
     closeInheritedDescriptors();
     const child = spawn(launch.file, launch.args, {
       stdio: o.stdio === 'inherit' ? 'inherit' : ['pipe', 'pipe', 'pipe'],
@@ -333,13 +507,22 @@ class BwrapSandbox implements Sandbox {
       detached: true, // as the holder: terminal signals go to the supervisor, which ends the chain itself
       env: { ...spawnEnv, ...launch.env },
     });
-    const live: LiveExec = { child, traceFile, parser: traceFile ? new TraceParser(cwd) : null, offset: 0, fd: null, decoder: new StringDecoder('utf8'), incomplete: false };
+    const live: LiveExec = {
+      child,
+      traceFile,
+      parser: traceFile ? new TraceParser(cwd) : null,
+      offset: 0,
+      fd: null,
+      decoder: new StringDecoder('utf8'),
+      incomplete: false,
+    };
     this.live.add(live);
     const done = new Promise<ExecResult>((res) => {
       child.once('error', () => res({ exitCode: null, signal: null, status: 126 }));
       child.once('close', (code, signal) => {
         this.drainTrace(live, true);
-        if (signal === 'SIGXFSZ') this.noteLimit('fileSize', `file size limit ${l.fileSizeMB} MiB exceeded (SIGXFSZ)`, { argv0: argv[0] });
+        if (signal === 'SIGXFSZ')
+          this.noteLimit('fileSize', `file size limit ${l.fileSizeMB} MiB exceeded (SIGXFSZ)`, { argv0: argv[0] });
         this.checkLimits();
         this.live.delete(live);
         res({ exitCode: code, signal, status: code ?? 128 + (signal ? signalNumber(signal) : 0) });
@@ -347,21 +530,55 @@ class BwrapSandbox implements Sandbox {
     });
     return {
       pid: child.pid ?? 0,
-      stdin: child.stdin, stdout: child.stdout, stderr: child.stderr,
+      stdin: child.stdin,
+      stdout: child.stdout,
+      stderr: child.stderr,
       done,
       // the whole chain: killing only the launcher would orphan strace and bwrap
       kill: (sig: NodeJS.Signals = 'SIGTERM') => {
-        for (const pid of descendants(child.pid ?? 0).reverse()) { try { process.kill(pid, sig); } catch { /* gone */ } }
+        for (const pid of descendants(child.pid ?? 0).reverse()) {
+          try {
+            process.kill(pid, sig);
+          } catch {
+            /* gone */
+          }
+        }
       },
     };
   }
 
-
   /** Untraced, or traced by strace: a dash script does limits, cgroup and fd 9, then the exec chain. */
-  private shellLaunch(traceFile: string | null, ns: string[], dropUid: string[], bwrapArgs: string[]): { file: string; args: string[]; env: Record<string, string> } {
+  private shellLaunch(
+    traceFile: string | null,
+    ns: string[],
+    dropUid: string[],
+    bwrapArgs: string[],
+  ): { file: string; args: string[]; env: Record<string, string> } {
     const chain: string[] = [];
     if (traceFile) {
-      chain.push(...ns, 'setpriv', '--pdeathsig', 'KILL', '--', 'strace', '-f', '--seccomp-bpf', '-q', '-ttt', '-s', '4096', '--decode-pids=pidns', '-e', `trace=${TRACED_SYSCALLS.join(',')}`, '-e', TRACED_SIGNALS, '-A', '-o', traceFile, '--');
+      chain.push(
+        ...ns,
+        'setpriv',
+        '--pdeathsig',
+        'KILL',
+        '--',
+        'strace',
+        '-f',
+        '--seccomp-bpf',
+        '-q',
+        '-ttt',
+        '-s',
+        '4096',
+        '--decode-pids=pidns',
+        '-e',
+        `trace=${TRACED_SYSCALLS.join(',')}`,
+        '-e',
+        TRACED_SIGNALS,
+        '-A',
+        '-o',
+        traceFile,
+        '--',
+      );
       // below strace: the OOM killer takes the agent, never the tracer (or the supervisor)
       chain.push(...AGENT_OOM);
       if (this.rootMode) chain.push('setpriv', ...dropUid, '--');
@@ -369,7 +586,12 @@ class BwrapSandbox implements Sandbox {
       // bwrap --die-with-parent sets the death signal on bwrap itself (its parent is the
       // supervisor: every link before it is an exec in the same process)
       ns.pop();
-      chain.push(...ns, ...(this.rootMode ? ['-S', String(SANDBOX_UID), '-G', String(SANDBOX_UID)] : []), '--', ...AGENT_OOM);
+      chain.push(
+        ...ns,
+        ...(this.rootMode ? ['-S', String(SANDBOX_UID), '-G', String(SANDBOX_UID)] : []),
+        '--',
+        ...AGENT_OOM,
+      );
     }
     chain.push('bwrap', ...bwrapArgs);
     // dash: the cheapest shell that can join the cgroup, set rlimits and open the seccomp
@@ -377,20 +599,39 @@ class BwrapSandbox implements Sandbox {
     // 512-byte blocks, -v KiB (rlimits() is in bytes)
     const flag: Record<string, string> = { cpu: '-t', fsize: '-f', core: '-c', nofile: '-n', nproc: '-p', as: '-v' };
     const unit: Record<string, number> = { fsize: 512, as: 1024 };
-    const ulimits = this.rlimits().map(([k, v]) => `ulimit ${flag[k]} ${v / (unit[k] ?? 1)} || exit 125; `).join('');
+    const ulimits = this.rlimits()
+      .map(([k, v]) => `ulimit ${flag[k]} ${v / (unit[k] ?? 1)} || exit 125; `)
+      .join('');
     // The trace file gets 4 MiB allocated up front (fallocate --keep-size; strace appends into
     // it): when AIRLOCK_HOME fills, strace still has room while the session is frozen and
     // ended (src/session/recording.ts), instead of losing the agent's last execs.
-    const prealloc = '[ -z "$AIRLOCK_TRACE" ] || { : >> "$AIRLOCK_TRACE" && fallocate -n -l 4MiB "$AIRLOCK_TRACE" 2>/dev/null; } || true; ';
-    const script = prealloc + ulimits + 'IFS=:; for f in $AIRLOCK_CG; do [ -n "$f" ] && { echo $$ > "$f" || exit 125; }; done; '
-      + 'exec 9<"$AIRLOCK_SECCOMP"; unset AIRLOCK_CG AIRLOCK_SECCOMP AIRLOCK_TRACE; exec "$@"';
-        return { file: '/bin/sh', args: ['-c', script, 'airlock-exec', ...chain], env: { AIRLOCK_CG: this.cgroup?.procsFiles.join(':') ?? '', AIRLOCK_SECCOMP: this.seccompFile, AIRLOCK_TRACE: traceFile ?? '' } };
+    const prealloc =
+      '[ -z "$AIRLOCK_TRACE" ] || { : >> "$AIRLOCK_TRACE" && fallocate -n -l 4MiB "$AIRLOCK_TRACE" 2>/dev/null; } || true; ';
+    const script =
+      prealloc +
+      ulimits +
+      'IFS=:; for f in $AIRLOCK_CG; do [ -n "$f" ] && { echo $$ > "$f" || exit 125; }; done; ' +
+      'exec 9<"$AIRLOCK_SECCOMP"; unset AIRLOCK_CG AIRLOCK_SECCOMP AIRLOCK_TRACE; exec "$@"';
+    return {
+      file: '/bin/sh',
+      args: ['-c', script, 'airlock-exec', ...chain],
+      env: {
+        AIRLOCK_CG: this.cgroup?.procsFiles.join(':') ?? '',
+        AIRLOCK_SECCOMP: this.seccompFile,
+        AIRLOCK_TRACE: traceFile ?? '',
+      },
+    };
   }
 
   /** Process limits in the kernel's units (cgroup present: memory and pids are the cgroup's). */
   private rlimits(): [string, number][] {
     const l = this.spec.limits;
-    const r: [string, number][] = [['cpu', l.cpuSeconds], ['fsize', Math.floor(l.fileSizeMB * 1024 * 1024)], ['core', 0], ['nofile', 4096]];
+    const r: [string, number][] = [
+      ['cpu', l.cpuSeconds],
+      ['fsize', Math.floor(l.fileSizeMB * 1024 * 1024)],
+      ['core', 0],
+      ['nofile', 4096],
+    ];
     if (!this.cgroup) r.push(['nproc', l.pids + userProcessCount()], ['as', Math.floor(l.memoryMB * 1024 * 1024)]);
     return r;
   }
@@ -400,12 +641,23 @@ class BwrapSandbox implements Sandbox {
    * setns into the holder, OOM score, uid drop, death signal) and execs bwrap: two execs per
    * command instead of six (dash → tracer → nsenter → setpriv → choom → setpriv → bwrap).
    */
-  private notifyLaunch(traceFile: string, bwrapArgs: string[]): { file: string; args: string[]; env: Record<string, string> } {
+  private notifyLaunch(
+    traceFile: string,
+    bwrapArgs: string[],
+  ): { file: string; args: string[]; env: Record<string, string> } {
     const opts = [
       ...this.rlimits().flatMap(([k, v]) => ['--rlimit', `${k}=${v}`]),
       ...(this.cgroup?.procsFiles ?? []).flatMap((f) => ['--cgroup', f]),
-      '--fd9', this.seccompFile, '--join-ns', String(this.holderPid), '--oom-score-adj', String(AGENT_OOM_SCORE_ADJ),
-      '--gid', String(SANDBOX_UID), '--uid', String(SANDBOX_UID),
+      '--fd9',
+      this.seccompFile,
+      '--join-ns',
+      String(this.holderPid),
+      '--oom-score-adj',
+      String(AGENT_OOM_SCORE_ADJ),
+      '--gid',
+      String(SANDBOX_UID),
+      '--uid',
+      String(SANDBOX_UID),
     ];
     const [file, ...args] = notifyTracerChain(this.tracer.binary, traceFile, this.spec.redirectedPorts, opts);
     return { file: file!, args: [...args, 'bwrap', ...bwrapArgs], env: {} };
@@ -420,7 +672,10 @@ class BwrapSandbox implements Sandbox {
   private drainTrace(l: LiveExec, final: boolean): void {
     if (!l.traceFile || !l.parser) return;
     try {
-      if (l.fd === null) { if (!existsSync(l.traceFile)) return; l.fd = openSync(l.traceFile, 'r'); }
+      if (l.fd === null) {
+        if (!existsSync(l.traceFile)) return;
+        l.fd = openSync(l.traceFile, 'r');
+      }
       for (;;) {
         const n = readSync(l.fd, this.readBuf, 0, this.readBuf.length, l.offset);
         if (n <= 0) break;
@@ -429,19 +684,42 @@ class BwrapSandbox implements Sandbox {
       }
       if (final) {
         this.emitTrace([...l.parser.push(l.decoder.end()), ...l.parser.flush()], l.parser.rootPid);
-        closeSync(l.fd); l.fd = null;
+        closeSync(l.fd);
+        l.fd = null;
         // everything in it is now in the (redacted) audit log; the raw trace holds argv unredacted.
         // A trace some of whose events could not be recorded stays for recovery (src/session/recover.ts).
         if (!l.incomplete) rmSync(l.traceFile, { force: true });
       }
     } catch (e) {
       l.incomplete = true;
-      if (final && l.fd !== null) { try { closeSync(l.fd); } catch { /* */ } l.fd = null; }
+      if (final && l.fd !== null) {
+        try {
+          closeSync(l.fd);
+        } catch {
+          /* */
+        }
+        l.fd = null;
+      }
       // Fail closed: a command whose processes can no longer be recorded does not go on.
-      for (const pid of descendants(l.child.pid ?? 0).reverse()) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+      for (const pid of descendants(l.child.pid ?? 0).reverse()) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
       try {
-        this.spec.record({ type: 'sandbox.trace_error', session: this.spec.session, severity: 'high', decision: 'deny', rule: 'builtin.telemetry-required', data: { error: String(e) } });
-      } catch { /* the store itself failed: the session handles that (it freezes and ends) */ }
+        this.spec.record({
+          type: 'sandbox.trace_error',
+          session: this.spec.session,
+          severity: 'high',
+          decision: 'deny',
+          rule: 'builtin.telemetry-required',
+          data: { error: String(e) },
+        });
+      } catch {
+        /* the store itself failed: the session handles that (it freezes and ends) */
+      }
     }
   }
 
@@ -456,7 +734,10 @@ class BwrapSandbox implements Sandbox {
     for (const ev of batch) {
       const d = ev.data as { signal?: string; pid?: number; argv0?: string } | undefined;
       if (ev.type === 'process.exit' && d?.signal === 'SIGXFSZ') {
-        this.noteLimit('fileSize', `file size limit ${this.spec.limits.fileSizeMB} MiB exceeded (SIGXFSZ)`, { pid: d.pid, argv0: d.argv0 });
+        this.noteLimit('fileSize', `file size limit ${this.spec.limits.fileSizeMB} MiB exceeded (SIGXFSZ)`, {
+          pid: d.pid,
+          argv0: d.argv0,
+        });
       }
     }
   }
@@ -464,14 +745,30 @@ class BwrapSandbox implements Sandbox {
   pause(): boolean {
     if (this.cgroup?.freeze()) return true;
     let any = false;
-    for (const l of this.live) for (const pid of descendants(l.child.pid ?? 0)) { try { process.kill(pid, 'SIGSTOP'); any = true; } catch { /* */ } }
+    for (const l of this.live)
+      for (const pid of descendants(l.child.pid ?? 0)) {
+        try {
+          process.kill(pid, 'SIGSTOP');
+          any = true;
+        } catch {
+          /* */
+        }
+      }
     return any;
   }
 
   resume(): boolean {
     if (this.cgroup?.thaw()) return true;
     let any = false;
-    for (const l of this.live) for (const pid of descendants(l.child.pid ?? 0)) { try { process.kill(pid, 'SIGCONT'); any = true; } catch { /* */ } }
+    for (const l of this.live)
+      for (const pid of descendants(l.child.pid ?? 0)) {
+        try {
+          process.kill(pid, 'SIGCONT');
+          any = true;
+        } catch {
+          /* */
+        }
+      }
     return any;
   }
 
@@ -480,10 +777,23 @@ class BwrapSandbox implements Sandbox {
     // instruction (thawing first let it go on, unrecorded, while the kills were being sent)
     const waits: Promise<unknown>[] = [];
     for (const l of this.live) {
-      for (const pid of descendants(l.child.pid ?? 0).reverse()) { try { process.kill(pid, 'SIGKILL'); } catch { /* */ } }
+      for (const pid of descendants(l.child.pid ?? 0).reverse()) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* */
+        }
+      }
       if (l.child.exitCode === null && l.child.signalCode === null) waits.push(once(l.child, 'close'));
     }
-    if (this.cgroup) for (const pid of this.cgroup.pids()) { try { process.kill(pid, 'SIGKILL'); } catch { /* */ } }
+    if (this.cgroup)
+      for (const pid of this.cgroup.pids()) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* */
+        }
+      }
     this.cgroup?.thaw(); // (a SIGSTOPped process needs no SIGCONT: SIGKILL ends it as it is)
     await Promise.race([Promise.all(waits), delay(5000)]);
   }
@@ -499,7 +809,10 @@ class BwrapSandbox implements Sandbox {
       const exited = once(this.holder, 'exit');
       this.holder.stdin!.end('stop\n');
       await Promise.race([exited, delay(3000)]);
-      if (this.holder.exitCode === null) { this.holder.kill('SIGKILL'); await exited; }
+      if (this.holder.exitCode === null) {
+        this.holder.kill('SIGKILL');
+        await exited;
+      }
     }
     this.cgroup?.remove();
   }
@@ -530,8 +843,28 @@ function userProcessCount(): number {
   return (r.stdout ?? '').split('\n').filter(Boolean).length;
 }
 
-const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGILL: 4, SIGTRAP: 5, SIGABRT: 6, SIGBUS: 7, SIGFPE: 8, SIGKILL: 9, SIGUSR1: 10, SIGSEGV: 11, SIGUSR2: 12, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15, SIGXCPU: 24, SIGXFSZ: 25 };
-export function signalNumber(s: string): number { return SIGNALS[s] ?? 0; }
+const SIGNALS: Record<string, number> = {
+  SIGHUP: 1,
+  SIGINT: 2,
+  SIGQUIT: 3,
+  SIGILL: 4,
+  SIGTRAP: 5,
+  SIGABRT: 6,
+  SIGBUS: 7,
+  SIGFPE: 8,
+  SIGKILL: 9,
+  SIGUSR1: 10,
+  SIGSEGV: 11,
+  SIGUSR2: 12,
+  SIGPIPE: 13,
+  SIGALRM: 14,
+  SIGTERM: 15,
+  SIGXCPU: 24,
+  SIGXFSZ: 25,
+};
+export function signalNumber(s: string): number {
+  return SIGNALS[s] ?? 0;
+}
 
 let inheritedClosed = false;
 /**
@@ -543,7 +876,11 @@ export function closeInheritedDescriptors(): void {
   if (inheritedClosed) return;
   inheritedClosed = true;
   let fds: string[];
-  try { fds = readdirSync('/proc/self/fd'); } catch { return; }
+  try {
+    fds = readdirSync('/proc/self/fd');
+  } catch {
+    return;
+  }
   for (const f of fds) {
     const fd = Number(f);
     if (!(fd > 2)) continue;
@@ -551,22 +888,43 @@ export function closeInheritedDescriptors(): void {
       const info = readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
       const flags = parseInt(/^flags:\s+([0-7]+)/m.exec(info)?.[1] ?? '0', 8);
       if ((flags & 0o2000000) === 0) closeSync(fd);
-    } catch { /* already gone */ }
+    } catch {
+      /* already gone */
+    }
   }
 }
 
 /** A timer that never keeps the process alive on its own. */
 export function delay(ms: number): Promise<void> {
-  return new Promise((r) => { setTimeout(r, ms).unref(); });
+  return new Promise((r) => {
+    setTimeout(r, ms).unref();
+  });
 }
 
-export function readlinkSafe(p: string): string | null { try { return readlinkSync(p); } catch { return null; } }
-function safeReal(p: string): string { try { return realpathSync(p); } catch { return resolve(p); } }
+export function readlinkSafe(p: string): string | null {
+  try {
+    return readlinkSync(p);
+  } catch {
+    return null;
+  }
+}
+function safeReal(p: string): string {
+  try {
+    return realpathSync(p);
+  } catch {
+    return resolve(p);
+  }
+}
 
 async function waitFor(cond: () => boolean, ms: number): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
-    if (Date.now() > end) throw new AirlockError('UNAVAILABLE', 'sandbox namespace did not come up in time', 'check that user namespaces are enabled');
+    if (Date.now() > end)
+      throw new AirlockError(
+        'UNAVAILABLE',
+        'sandbox namespace did not come up in time',
+        'check that user namespaces are enabled',
+      );
     await new Promise((r) => setTimeout(r, 2));
   }
 }

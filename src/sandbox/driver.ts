@@ -41,7 +41,11 @@ export interface ExecOptions {
   env?: Record<string, string>;
 }
 
-export interface ExecResult { exitCode: number | null; signal: NodeJS.Signals | null; status: number }
+export interface ExecResult {
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  status: number;
+}
 
 export interface ExecHandle {
   pid: number;

@@ -21,15 +21,28 @@ export function resolveExecCommand(q: ExecCommandQuery): string {
   if (q.argv.length === 0) throw new AirlockError('USAGE', 'no command given', 'pass the command after --');
   const path = findCommand(q.argv[0]!, q);
   if (!path) {
-    throw new AirlockError('COMMAND_NOT_FOUND', `command not found in the sandbox: ${q.argv[0]}`,
-      'check the name; the sandbox sees the host\'s /usr, /bin, /opt and the workspace (add tool paths with sandbox.mounts.readOnly)');
+    throw new AirlockError(
+      'COMMAND_NOT_FOUND',
+      `command not found in the sandbox: ${q.argv[0]}`,
+      "check the name; the sandbox sees the host's /usr, /bin, /opt and the workspace (add tool paths with sandbox.mounts.readOnly)",
+    );
   }
   return path;
 }
 
 function findCommand(cmd: string, q: ExecCommandQuery): string | null {
-  const isFile = (p: string) => { const h = q.hostView(p); try { return !!h && statSync(h).isFile(); } catch { return false; } };
-  if (cmd.includes('/')) { const p = cmd.startsWith('/') ? cmd : resolve(q.cwd, cmd); return isFile(p) ? p : null; }
+  const isFile = (p: string) => {
+    const h = q.hostView(p);
+    try {
+      return !!h && statSync(h).isFile();
+    } catch {
+      return false;
+    }
+  };
+  if (cmd.includes('/')) {
+    const p = cmd.startsWith('/') ? cmd : resolve(q.cwd, cmd);
+    return isFile(p) ? p : null;
+  }
   for (const d of (q.env.PATH ?? '/usr/bin:/bin').split(':')) if (d && isFile(join(d, cmd))) return join(d, cmd);
   return null;
 }

@@ -10,11 +10,18 @@ export const SANDBOX_RUNTIME_DRIVERS = { bwrap: () => new BwrapDriver(), gvisor:
 export function driverFor(runtime: string): SandboxDriver {
   const make = (SANDBOX_RUNTIME_DRIVERS as Record<string, (() => SandboxDriver) | undefined>)[runtime];
   if (!make) {
-    throw new AirlockError('UNAVAILABLE', `sandbox.runtime: ${runtime} cannot run a session on this host`,
-      runtime === 'kubernetes' ? 'kubernetes sessions are created by the cluster driver (docs/deploy/kubernetes.md); set sandbox.runtime: gvisor or bwrap to run here' : 'set sandbox.runtime to bwrap or gvisor');
+    throw new AirlockError(
+      'UNAVAILABLE',
+      `sandbox.runtime: ${runtime} cannot run a session on this host`,
+      runtime === 'kubernetes'
+        ? 'kubernetes sessions are created by the cluster driver (docs/deploy/kubernetes.md); set sandbox.runtime: gvisor or bwrap to run here'
+        : 'set sandbox.runtime to bwrap or gvisor',
+    );
   }
   return make();
 }
 
 /** The policy's name (sandbox.runtime) of the driver a session ran under. */
-export function runtimeOfDriver(driver: string): string { return driver === 'bubblewrap' ? 'bwrap' : driver; }
+export function runtimeOfDriver(driver: string): string {
+  return driver === 'bubblewrap' ? 'bwrap' : driver;
+}

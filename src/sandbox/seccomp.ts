@@ -6,11 +6,11 @@
 
 /** Syscalls that fail with EPERM, and why. Documented in docs/ARCHITECTURE.md. */
 export const BLOCKED_SYSCALLS: Record<string, { nr: number; why: string }> = {
-  ptrace: { nr: 101, why: 'inspect/modify other processes (also the supervisor\'s strace)' },
-  process_vm_readv: { nr: 310, why: 'read another process\'s memory' },
-  process_vm_writev: { nr: 311, why: 'write another process\'s memory' },
+  ptrace: { nr: 101, why: "inspect/modify other processes (also the supervisor's strace)" },
+  process_vm_readv: { nr: 310, why: "read another process's memory" },
+  process_vm_writev: { nr: 311, why: "write another process's memory" },
   pidfd_getfd: { nr: 438, why: 'steal file descriptors from another process' },
-  kcmp: { nr: 312, why: 'probe other processes\' kernel objects' },
+  kcmp: { nr: 312, why: "probe other processes' kernel objects" },
   mount: { nr: 165, why: 'change the filesystem view' },
   umount2: { nr: 166, why: 'uncover what the sandbox mounted over' },
   pivot_root: { nr: 155, why: 'change the root' },
@@ -67,7 +67,8 @@ const SOCK_PACKET = 10;
 const TIOCSTI = 0x5412;
 const TIOCLINUX = 0x541c;
 // CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET|NEWTIME
-const CLONE_NEW_MASK = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000 | 0x00000080;
+const CLONE_NEW_MASK =
+  0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000 | 0x00000080;
 
 // Filtered on their arguments (not in BLOCKED_SYSCALLS):
 // - socket(family other than AF_INET | AF_INET6): EAFNOSUPPORT (an allowlist: no host daemons over AF_UNIX, no netlink, packet, vsock or kernel crypto sockets)
@@ -107,7 +108,8 @@ const off = { nr: 0, arch: 4, argLo: (i: number) => 16 + 8 * i };
  */
 export function buildSeccompProgram(o: { socketFamiliesRefusedBySupervisor?: boolean } = {}): Buffer {
   const program: Ins[] = [];
-  const ins = (code: number, k: number, jt: number | string = 0, jf: number | string = 0) => program.push({ code, jt, jf, k });
+  const ins = (code: number, k: number, jt: number | string = 0, jf: number | string = 0) =>
+    program.push({ code, jt, jf, k });
   ins(LD_W_ABS, off.arch);
   ins(JEQ_K, AUDIT_ARCH_X86_64, 0, 'kill');
   ins(LD_W_ABS, off.nr);
@@ -121,7 +123,12 @@ export function buildSeccompProgram(o: { socketFamiliesRefusedBySupervisor?: boo
   program.push({ label: 'socket' });
   ins(LD_W_ABS, off.argLo(0));
   ins(JEQ_K, ALLOWED_SOCKET_FAMILIES.AF_INET, 'socket_type', 0);
-  ins(JEQ_K, ALLOWED_SOCKET_FAMILIES.AF_INET6, 'socket_type', o.socketFamiliesRefusedBySupervisor ? 'allow' : 'eafnosupport');
+  ins(
+    JEQ_K,
+    ALLOWED_SOCKET_FAMILIES.AF_INET6,
+    'socket_type',
+    o.socketFamiliesRefusedBySupervisor ? 'allow' : 'eafnosupport',
+  );
   program.push({ label: 'socket_type' });
   ins(LD_W_ABS, off.argLo(1));
   ins(AND_K, 0xf);

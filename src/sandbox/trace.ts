@@ -10,34 +10,107 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
 import type { AuditEventInput } from '../common/index.ts';
 
-export interface ProcessExec { kind: 'exec'; pid: number; ppid: number | null; argv: string[]; path: string; cwd: string | null; ts: number; ok: boolean; error?: string; /** the trace ended inside the call (strace killed): outcome unknown */ unfinished?: boolean }
-export interface ProcessExit { kind: 'exit'; pid: number; ppid: number | null; exitCode: number | null; signal: string | null; ts: number; startTs: number | null; argv0: string | null }
-export interface Probe { kind: 'probe'; pid: number; ppid: number | null; syscall: string; target: string; error: string; ts: number; argv0: string | null }
+export interface ProcessExec {
+  kind: 'exec';
+  pid: number;
+  ppid: number | null;
+  argv: string[];
+  path: string;
+  cwd: string | null;
+  ts: number;
+  ok: boolean;
+  error?: string;
+  /** the trace ended inside the call (strace killed): outcome unknown */ unfinished?: boolean;
+}
+export interface ProcessExit {
+  kind: 'exit';
+  pid: number;
+  ppid: number | null;
+  exitCode: number | null;
+  signal: string | null;
+  ts: number;
+  startTs: number | null;
+  argv0: string | null;
+}
+export interface Probe {
+  kind: 'probe';
+  pid: number;
+  ppid: number | null;
+  syscall: string;
+  target: string;
+  error: string;
+  ts: number;
+  argv0: string | null;
+}
 export type TraceEvent = ProcessExec | ProcessExit | Probe;
 
-export const TRACED_SYSCALLS = ['execve', 'execveat', 'clone', 'clone3', 'fork', 'vfork', 'chdir', 'fchdir', 'connect', 'sendto', 'sendmsg', 'sendmmsg', 'openat', 'open', 'unlinkat', 'mkdirat', 'symlinkat', 'linkat', 'renameat2'];
+export const TRACED_SYSCALLS = [
+  'execve',
+  'execveat',
+  'clone',
+  'clone3',
+  'fork',
+  'vfork',
+  'chdir',
+  'fchdir',
+  'connect',
+  'sendto',
+  'sendmsg',
+  'sendmmsg',
+  'openat',
+  'open',
+  'unlinkat',
+  'mkdirat',
+  'symlinkat',
+  'linkat',
+  'renameat2',
+];
 
 /** Decodes one C-style string literal body as strace prints it. */
 export function unescapeC(s: string): string {
   let out = '';
   for (let i = 0; i < s.length; i++) {
     const c = s[i]!;
-    if (c !== '\\') { out += c; continue; }
+    if (c !== '\\') {
+      out += c;
+      continue;
+    }
     const n = s[++i];
     switch (n) {
-      case 'n': out += '\n'; break;
-      case 't': out += '\t'; break;
-      case 'r': out += '\r'; break;
-      case 'v': out += '\v'; break;
-      case 'f': out += '\f'; break;
-      case '"': out += '"'; break;
-      case '\\': out += '\\'; break;
-      case 'x': { const h = s.slice(i + 1, i + 3); out += String.fromCharCode(parseInt(h, 16)); i += 2; break; }
+      case 'n':
+        out += '\n';
+        break;
+      case 't':
+        out += '\t';
+        break;
+      case 'r':
+        out += '\r';
+        break;
+      case 'v':
+        out += '\v';
+        break;
+      case 'f':
+        out += '\f';
+        break;
+      case '"':
+        out += '"';
+        break;
+      case '\\':
+        out += '\\';
+        break;
+      case 'x': {
+        const h = s.slice(i + 1, i + 3);
+        out += String.fromCharCode(parseInt(h, 16));
+        i += 2;
+        break;
+      }
       default: {
         if (n !== undefined && /[0-7]/.test(n)) {
-          let j = i; let oct = '';
+          let j = i;
+          let oct = '';
           while (j < s.length && oct.length < 3 && /[0-7]/.test(s[j]!)) oct += s[j++];
-          out += String.fromCharCode(parseInt(oct, 8)); i = j - 1;
+          out += String.fromCharCode(parseInt(oct, 8));
+          i = j - 1;
         } else if (n !== undefined) out += n;
       }
     }
@@ -52,10 +125,16 @@ function readStrings(s: string, i: number, max: number): { values: string[]; end
     while (s[i] === ' ' || s[i] === ',') i++;
     if (s[i] !== '"') break;
     let j = i + 1;
-    while (j < s.length && s[j] !== '"') { if (s[j] === '\\') j++; j++; }
+    while (j < s.length && s[j] !== '"') {
+      if (s[j] === '\\') j++;
+      j++;
+    }
     let v = unescapeC(s.slice(i + 1, j));
     i = j + 1;
-    if (s.startsWith('...', i)) { v += '…'; i += 3; }
+    if (s.startsWith('...', i)) {
+      v += '…';
+      i += 3;
+    }
     values.push(v);
   }
   return { values, end: i };
@@ -65,7 +144,12 @@ const LINE = /^(\d+)\s+(\d+\.\d+)\s+(.*)$/;
 const EXIT = /^\+\+\+ (?:exited with (\d+)|killed by (SIG\w+)(?: \(core dumped\))?) \+\+\+$/;
 const RESULT = /\)\s+=\s+(-?\d+|\?)(?:\s+\/\* (\d+) in strace's PID NS \*\/)?(?:\s+(E\w+)(?:\s+\(([^)]*)\))?)?\s*$/;
 
-interface ProcState { ppid: number | null; cwd: string | null; startTs: number | null; argv0: string | null }
+interface ProcState {
+  ppid: number | null;
+  cwd: string | null;
+  startTs: number | null;
+  argv0: string | null;
+}
 
 export class TraceParser {
   private pending = new Map<number, { head: string; ts: number }>();
@@ -85,12 +169,17 @@ export class TraceParser {
     }
     this.waiting = keep.length > 64 ? (out.push(...keep.splice(0, keep.length - 64)), keep) : keep;
   }
-  constructor(initialCwd: string | null = null) { this.initialCwd = initialCwd; }
+  constructor(initialCwd: string | null = null) {
+    this.initialCwd = initialCwd;
+  }
   private initialCwd: string | null;
 
   private proc(pid: number): ProcState {
     let p = this.procs.get(pid);
-    if (!p) { p = { ppid: null, cwd: this.initialCwd, startTs: null, argv0: null }; this.procs.set(pid, p); }
+    if (!p) {
+      p = { ppid: null, cwd: this.initialCwd, startTs: null, argv0: null };
+      this.procs.set(pid, p);
+    }
     return p;
   }
 
@@ -139,11 +228,23 @@ export class TraceParser {
     if (ex) {
       this.release(out, true);
       const p = this.proc(pid);
-      out.push({ kind: 'exit', pid, ppid: p.ppid, exitCode: ex[1] !== undefined ? Number(ex[1]) : null, signal: ex[2] ?? null, ts, startTs: p.startTs, argv0: p.argv0 });
+      out.push({
+        kind: 'exit',
+        pid,
+        ppid: p.ppid,
+        exitCode: ex[1] !== undefined ? Number(ex[1]) : null,
+        signal: ex[2] ?? null,
+        ts,
+        startTs: p.startTs,
+        argv0: p.argv0,
+      });
       this.procs.delete(pid);
       return;
     }
-    if (body.endsWith('<unfinished ...>')) { this.pending.set(pid, { head: body.slice(0, -'<unfinished ...>'.length), ts }); return; }
+    if (body.endsWith('<unfinished ...>')) {
+      this.pending.set(pid, { head: body.slice(0, -'<unfinished ...>'.length), ts });
+      return;
+    }
     const resumed = /^<\.\.\. (\w+) resumed>(.*)$/.exec(body);
     if (resumed) {
       const head = this.pending.get(pid)?.head;
@@ -166,16 +267,36 @@ export class TraceParser {
       case 'execveat': {
         const { argv, path } = execArgs(name, rest);
         const ok = ret === '0';
-        if (ok) { tracee.startTs = ts; tracee.argv0 = argv[0] ?? path ?? null; }
-        const ev: ProcessExec = { kind: 'exec', pid, ppid: tracee.ppid, argv, path, cwd: tracee.cwd, ts, ok, ...(ok ? {} : { error: errno ?? 'failed' }) };
-        if (ev.ppid === null) this.waiting.push(ev); else out.push(ev);
+        if (ok) {
+          tracee.startTs = ts;
+          tracee.argv0 = argv[0] ?? path ?? null;
+        }
+        const ev: ProcessExec = {
+          kind: 'exec',
+          pid,
+          ppid: tracee.ppid,
+          argv,
+          path,
+          cwd: tracee.cwd,
+          ts,
+          ok,
+          ...(ok ? {} : { error: errno ?? 'failed' }),
+        };
+        if (ev.ppid === null) this.waiting.push(ev);
+        else out.push(ev);
         return;
       }
-      case 'clone': case 'clone3': case 'fork': case 'vfork': {
+      case 'clone':
+      case 'clone3':
+      case 'fork':
+      case 'vfork': {
         const child = Number(ret);
         if (child > 0) {
           const c = this.proc(child);
-          c.ppid = pid; c.cwd = c.cwd ?? tracee.cwd; c.argv0 = c.argv0 ?? tracee.argv0; c.startTs = c.startTs ?? ts;
+          c.ppid = pid;
+          c.cwd = c.cwd ?? tracee.cwd;
+          c.argv0 = c.argv0 ?? tracee.argv0;
+          c.startTs = c.startTs ?? ts;
           this.release(out, false);
         }
         return;
@@ -204,7 +325,16 @@ export class TraceParser {
           target = strs[0] ?? '';
           if (target && !target.startsWith('/')) target = joinPath(tracee.cwd ?? '/', target);
         }
-        out.push({ kind: 'probe', pid, ppid: tracee.ppid, syscall: name, target, error: errno, ts, argv0: tracee.argv0 });
+        out.push({
+          kind: 'probe',
+          pid,
+          ppid: tracee.ppid,
+          syscall: name,
+          target,
+          error: errno,
+          ts,
+          argv0: tracee.argv0,
+        });
       }
     }
   }
@@ -229,7 +359,8 @@ const NETWORK_SYSCALLS = new Set(['connect', 'sendto', 'sendmsg', 'sendmmsg']);
 export function socketTarget(args: string): string {
   // keep only literals that strace itself wrote as addresses; every other literal (payload) becomes ""
   const a = args.replace(/"(?:[^"\\]|\\.)*"(?:\.\.\.)?/g, (lit, at: number) =>
-    (/(?:inet_addr\(|inet_pton\(AF_INET6?, |sun_path=)$/.test(args.slice(Math.max(0, at - 24), at)) ? lit : '""'));
+    /(?:inet_addr\(|inet_pton\(AF_INET6?, |sun_path=)$/.test(args.slice(Math.max(0, at - 24), at)) ? lit : '""',
+  );
   const un = /sun_path="([^"]*)"/.exec(a);
   if (un) return `unix:${un[1]}`;
   const port = /sin6?_port=htons\((\d+)\)/.exec(a)?.[1] ?? '?';
@@ -245,7 +376,8 @@ export function joinPath(base: string, rel: string): string {
   const out: string[] = [];
   for (const s of parts) {
     if (!s || s === '.') continue;
-    if (s === '..') out.pop(); else out.push(s);
+    if (s === '..') out.pop();
+    else out.push(s);
   }
   return '/' + out.join('/');
 }
@@ -254,25 +386,47 @@ const WORKSPACE = '/workspace';
 
 /** Lines the notify tracer writes about its own record: kernel events dropped (netlink buffer full), refusals no longer recorded one by one. */
 const TRACER_NOTES: Record<string, string> = {
-  airlock_tracer_lost_events: 'the kernel dropped process events (proc connector buffer full): some forks, execs or exits may be missing',
-  airlock_tracer_suppressed: 'more than 1,000 refused socket() calls in one command: later ones were refused but not recorded one by one',
+  airlock_tracer_lost_events:
+    'the kernel dropped process events (proc connector buffer full): some forks, execs or exits may be missing',
+  airlock_tracer_suppressed:
+    'more than 1,000 refused socket() calls in one command: later ones were refused but not recorded one by one',
 };
 
 export function classifyProbe(e: Probe): { rule: string; reason: string; severity: 'medium' | 'high' } | null {
   const t = e.target;
-  if (e.syscall === 'socket') return { rule: 'builtin.socket-families', reason: `socket family ${t} refused (only AF_INET and AF_INET6 are allowed)`, severity: 'high' };
+  if (e.syscall === 'socket')
+    return {
+      rule: 'builtin.socket-families',
+      reason: `socket family ${t} refused (only AF_INET and AF_INET6 are allowed)`,
+      severity: 'high',
+    };
   if (NETWORK_SYSCALLS.has(e.syscall)) {
-    if (t.startsWith('unix:')) return { rule: 'builtin.no-host-sockets', reason: 'unix socket connection refused', severity: 'high' };
+    if (t.startsWith('unix:'))
+      return { rule: 'builtin.no-host-sockets', reason: 'unix socket connection refused', severity: 'high' };
     if (/^(127\.0\.0\.1|\[::1\]):3128$/.test(t)) return null;
     const what = e.syscall === 'connect' ? 'direct network connection' : 'datagram (UDP) sent';
     return { rule: 'builtin.network-isolation', reason: `${what} to ${t} (${e.error})`, severity: 'high' };
   }
-  if (e.error === 'EROFS') return { rule: 'builtin.read-only-system', reason: `write to read-only path ${t}`, severity: 'medium' };
-  if (e.error === 'EACCES' || e.error === 'EPERM') return { rule: 'builtin.permission', reason: `${e.syscall} ${t}: ${e.error}`, severity: 'medium' };
-  if (e.error === 'ENOENT' && /^\/(root|home\/(?!agent)[^/]+|proc\/(?!self|thread-self)\d+\/|run\/|var\/run\/|etc\/(shadow|sudoers|ssh\/))/.test(t)) {
-    return { rule: 'builtin.host-invisible', reason: `probe of host path ${t} (not visible in the sandbox)`, severity: 'high' };
+  if (e.error === 'EROFS')
+    return { rule: 'builtin.read-only-system', reason: `write to read-only path ${t}`, severity: 'medium' };
+  if (e.error === 'EACCES' || e.error === 'EPERM')
+    return { rule: 'builtin.permission', reason: `${e.syscall} ${t}: ${e.error}`, severity: 'medium' };
+  if (
+    e.error === 'ENOENT' &&
+    /^\/(root|home\/(?!agent)[^/]+|proc\/(?!self|thread-self)\d+\/|run\/|var\/run\/|etc\/(shadow|sudoers|ssh\/))/.test(
+      t,
+    )
+  ) {
+    return {
+      rule: 'builtin.host-invisible',
+      reason: `probe of host path ${t} (not visible in the sandbox)`,
+      severity: 'high',
+    };
   }
-  if (/\/\.ssh\/|\/\.aws\/|\/\.config\/gcloud|\/\.kube\/|\/\.docker\/|\/\.netrc$/.test(t) && !t.startsWith(WORKSPACE + '/')) {
+  if (
+    /\/\.ssh\/|\/\.aws\/|\/\.config\/gcloud|\/\.kube\/|\/\.docker\/|\/\.netrc$/.test(t) &&
+    !t.startsWith(WORKSPACE + '/')
+  ) {
     return { rule: 'builtin.credential-probe', reason: `probe of credential path ${t}`, severity: 'high' };
   }
   return null;
@@ -287,11 +441,16 @@ export function classifyProbe(e: Probe): { rule: string; reason: string; severit
 export class TraceAuditor {
   private session: string;
   private agentPids = new Set<number>();
-  constructor(session: string) { this.session = session; }
+  constructor(session: string) {
+    this.session = session;
+  }
 
   private isAgent(pid: number, ppid: number | null): boolean {
     if (this.agentPids.has(pid)) return true;
-    if (ppid !== null && this.agentPids.has(ppid)) { this.agentPids.add(pid); return true; }
+    if (ppid !== null && this.agentPids.has(ppid)) {
+      this.agentPids.add(pid);
+      return true;
+    }
     return false;
   }
 
@@ -303,17 +462,63 @@ export class TraceAuditor {
         if (e.pid === rootPid) continue;
         if (e.ok) this.agentPids.add(e.pid);
         else if (!this.isAgent(e.pid, e.ppid)) continue; // bwrap's own PATH lookups before the agent starts
-        out.push({ type: e.ok ? 'process.exec' : 'process.exec_failed', session, data: { pid: e.pid, ppid: e.ppid, argv: e.argv, path: e.path, cwd: e.cwd, ts: e.ts, ...(e.error ? { error: e.error } : {}), ...(e.unfinished ? { unfinished: true } : {}) } });
+        out.push({
+          type: e.ok ? 'process.exec' : 'process.exec_failed',
+          session,
+          data: {
+            pid: e.pid,
+            ppid: e.ppid,
+            argv: e.argv,
+            path: e.path,
+            cwd: e.cwd,
+            ts: e.ts,
+            ...(e.error ? { error: e.error } : {}),
+            ...(e.unfinished ? { unfinished: true } : {}),
+          },
+        });
       } else if (e.kind === 'exit') {
         if (!this.isAgent(e.pid, e.ppid)) continue;
         this.agentPids.delete(e.pid);
-        out.push({ type: 'process.exit', session, data: { pid: e.pid, ppid: e.ppid, argv0: e.argv0, exitCode: e.exitCode, signal: e.signal, start: e.startTs, end: e.ts } });
+        out.push({
+          type: 'process.exit',
+          session,
+          data: {
+            pid: e.pid,
+            ppid: e.ppid,
+            argv0: e.argv0,
+            exitCode: e.exitCode,
+            signal: e.signal,
+            start: e.startTs,
+            end: e.ts,
+          },
+        });
       } else if (Object.hasOwn(TRACER_NOTES, e.syscall)) {
-        out.push({ type: 'sandbox.trace_error', session, severity: 'high', rule: 'builtin.telemetry-required', data: { error: TRACER_NOTES[e.syscall] } });
+        out.push({
+          type: 'sandbox.trace_error',
+          session,
+          severity: 'high',
+          rule: 'builtin.telemetry-required',
+          data: { error: TRACER_NOTES[e.syscall] },
+        });
       } else {
         if (!this.isAgent(e.pid, e.ppid)) continue;
         const p = classifyProbe(e);
-        if (p) out.push({ type: 'sandbox.denied', session, severity: p.severity, decision: 'deny', rule: p.rule, data: { pid: e.pid, argv0: e.argv0, syscall: e.syscall, target: e.target, error: e.error, reason: p.reason } });
+        if (p)
+          out.push({
+            type: 'sandbox.denied',
+            session,
+            severity: p.severity,
+            decision: 'deny',
+            rule: p.rule,
+            data: {
+              pid: e.pid,
+              argv0: e.argv0,
+              syscall: e.syscall,
+              target: e.target,
+              error: e.error,
+              reason: p.reason,
+            },
+          });
       }
     }
     return out;
@@ -339,7 +544,9 @@ export function recoverTrace(file: string, session: string): { events: AuditEven
       offset += n;
       events.push(...auditor.convert(parser.push(decoder.write(buf.subarray(0, n))), parser.rootPid));
     }
-  } finally { closeSync(fd); }
+  } finally {
+    closeSync(fd);
+  }
   events.push(...auditor.convert([...parser.push(decoder.end()), ...parser.flush()], parser.rootPid));
   return { events, truncated: offset >= MAX_RECOVERED_TRACE_BYTES };
 }
@@ -351,9 +558,14 @@ export function recoverTrace(file: string, session: string): { events: AuditEven
 export function traceEventKey(e: { type: string; data?: Record<string, unknown> | null }): string | null {
   const d = e.data ?? {};
   switch (e.type) {
-    case 'process.exec': case 'process.exec_failed': return `${e.type}|${String(d.pid)}|${String(d.ts)}`;
-    case 'process.exit': return `${e.type}|${String(d.pid)}|${String(d.end)}`;
-    case 'sandbox.denied': return `${e.type}|${String(d.pid)}|${String(d.syscall)}|${String(d.target)}|${String(d.error)}`;
-    default: return null;
+    case 'process.exec':
+    case 'process.exec_failed':
+      return `${e.type}|${String(d.pid)}|${String(d.ts)}`;
+    case 'process.exit':
+      return `${e.type}|${String(d.pid)}|${String(d.end)}`;
+    case 'sandbox.denied':
+      return `${e.type}|${String(d.pid)}|${String(d.syscall)}|${String(d.target)}|${String(d.error)}`;
+    default:
+      return null;
   }
 }

@@ -15,34 +15,61 @@ import { AirlockError } from '../common/index.ts';
 // that cannot have it fail to start (CI as root: the fast tracer must not silently go).
 
 export type TracerKind = 'seccomp-notify' | 'strace-seccomp-bpf' | 'off';
-export interface TracerChoice { kind: TracerKind; binary: string; /** why the notify tracer was not used, when tracing is on */ fallbackReason: string | null }
+export interface TracerChoice {
+  kind: TracerKind;
+  binary: string;
+  /** why the notify tracer was not used, when tracing is on */ fallbackReason: string | null;
+}
 
 export const TRACER_BINARY = fileURLToPath(new URL('../../build/airlock-tracer', import.meta.url));
 
 /** Why the notify tracer cannot run here, or null when it can. */
 function notifyUnavailable(root: boolean, binary: string): string | null {
-  if (!root) return 'the seccomp-notify tracer needs root (the proc connector reports forks and exits to CAP_NET_ADMIN only)';
+  if (!root)
+    return 'the seccomp-notify tracer needs root (the proc connector reports forks and exits to CAP_NET_ADMIN only)';
   if (!existsSync(binary)) return 'build/airlock-tracer is not built (bash scripts/build-native.sh needs a C compiler)';
   const r = spawnSync(binary, ['--check'], { encoding: 'utf8', timeout: 5000 });
-  if (r.status !== 0) return `airlock-tracer --check failed: ${(r.stderr || String(r.error ?? r.signal)).trim().slice(0, 300)}`;
+  if (r.status !== 0)
+    return `airlock-tracer --check failed: ${(r.stderr || String(r.error ?? r.signal)).trim().slice(0, 300)}`;
   return null;
 }
 
-export function chooseTracer(o: { wanted: boolean; fileProbes?: boolean; root: boolean; env?: NodeJS.ProcessEnv; binary?: string }): TracerChoice {
+export function chooseTracer(o: {
+  wanted: boolean;
+  fileProbes?: boolean;
+  root: boolean;
+  env?: NodeJS.ProcessEnv;
+  binary?: string;
+}): TracerChoice {
   const binary = o.binary ?? TRACER_BINARY;
   if (!o.wanted) return { kind: 'off', binary, fallbackReason: null };
   const forced = (o.env ?? process.env).AIRLOCK_TRACER;
   if (forced === 'strace') return { kind: 'strace-seccomp-bpf', binary, fallbackReason: 'AIRLOCK_TRACER=strace' };
   // a failed open's outcome is seen only by ptrace: the notify tracer sees calls, not results
-  if (o.fileProbes) return { kind: 'strace-seccomp-bpf', binary, fallbackReason: 'sandbox.traceFileProbes: true (failed opens are seen by strace only)' };
+  if (o.fileProbes)
+    return {
+      kind: 'strace-seccomp-bpf',
+      binary,
+      fallbackReason: 'sandbox.traceFileProbes: true (failed opens are seen by strace only)',
+    };
   const why = notifyUnavailable(o.root, binary);
   if (why === null) return { kind: 'seccomp-notify', binary, fallbackReason: null };
-  if (forced === 'seccomp-notify') throw new AirlockError('UNAVAILABLE', `AIRLOCK_TRACER=seccomp-notify, but ${why}`, 'run as root after bash scripts/setup.sh, or unset AIRLOCK_TRACER to fall back to strace');
+  if (forced === 'seccomp-notify')
+    throw new AirlockError(
+      'UNAVAILABLE',
+      `AIRLOCK_TRACER=seccomp-notify, but ${why}`,
+      'run as root after bash scripts/setup.sh, or unset AIRLOCK_TRACER to fall back to strace',
+    );
   return { kind: 'strace-seccomp-bpf', binary, fallbackReason: why };
 }
 
 /** The launch-chain links that run the rest of the chain under the notify tracer (bound to the supervisor by a death signal). */
-export function notifyTracerChain(binary: string, traceFile: string, redirectedPorts: readonly number[] = [], launchOptions: readonly string[] = []): string[] {
+export function notifyTracerChain(
+  binary: string,
+  traceFile: string,
+  redirectedPorts: readonly number[] = [],
+  launchOptions: readonly string[] = [],
+): string[] {
   const ports = redirectedPorts.length ? ['--redirected-ports', redirectedPorts.join(',')] : [];
   return [binary, '--die-with-parent', '-o', traceFile, ...ports, ...launchOptions, '--'];
 }

@@ -51,10 +51,14 @@ export function allowedReason(value: string, allowlist: readonly AllowEntry[] | 
   for (const e of allowlist) {
     if ('fingerprint' in e) {
       const want = e.fingerprint.toLowerCase();
-      if (fp.startsWith(want.slice(0, fp.length)) && want.length >= 16) return `allowlisted by fingerprint ${want.slice(0, 16)}… (${e.reason})`;
+      if (fp.startsWith(want.slice(0, fp.length)) && want.length >= 16)
+        return `allowlisted by fingerprint ${want.slice(0, 16)}… (${e.reason})`;
     } else {
       let r = compiled.get(e);
-      if (!r) { r = new RegExp(`^(?:${e.pattern})$`, 'u'); compiled.set(e, r); }
+      if (!r) {
+        r = new RegExp(`^(?:${e.pattern})$`, 'u');
+        compiled.set(e, r);
+      }
       if (r.test(value)) return `allowlisted by pattern (${e.reason})`;
     }
   }

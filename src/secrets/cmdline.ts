@@ -27,24 +27,136 @@ interface CliRule {
 }
 
 const CLI_RULES: CliRule[] = [
-  { id: 'cli-curl-user', tool: 'curl', commands: ['curl'], value: 'userpass',
-    flags: [{ flag: '-u', sep: 'any' }, { flag: '--user', sep: 'space' }, { flag: '-U', sep: 'any' }, { flag: '--proxy-user', sep: 'space' }] },
-  { id: 'cli-httpie-auth', tool: 'httpie', commands: ['http', 'https', 'httpie', 'xh', 'xhs'], value: 'userpass',
-    flags: [{ flag: '-a', sep: 'any' }, { flag: '--auth', sep: 'both' }] },
-  { id: 'cli-registry-login', tool: 'docker login', commands: ['docker', 'podman', 'nerdctl', 'buildah', 'finch', 'helm', 'oras', 'skopeo', 'crane'], subcommand: /\slogin\s/, value: 'password',
-    flags: [{ flag: '-p', sep: 'any' }, { flag: '--password', sep: 'both' }] },
-  { id: 'cli-mysql-password', tool: 'mysql', commands: ['mysql', 'mysqldump', 'mysqladmin', 'mysqlimport', 'mysqlshow', 'mysqlcheck', 'mysqlsh', 'mysqlpump', 'mariadb', 'mariadb-dump', 'mariadb-admin'], value: 'password',
-    flags: [{ flag: '-p', sep: 'attached' }, { flag: '--password', sep: 'eq' }] },
+  {
+    id: 'cli-curl-user',
+    tool: 'curl',
+    commands: ['curl'],
+    value: 'userpass',
+    flags: [
+      { flag: '-u', sep: 'any' },
+      { flag: '--user', sep: 'space' },
+      { flag: '-U', sep: 'any' },
+      { flag: '--proxy-user', sep: 'space' },
+    ],
+  },
+  {
+    id: 'cli-httpie-auth',
+    tool: 'httpie',
+    commands: ['http', 'https', 'httpie', 'xh', 'xhs'],
+    value: 'userpass',
+    flags: [
+      { flag: '-a', sep: 'any' },
+      { flag: '--auth', sep: 'both' },
+    ],
+  },
+  {
+    id: 'cli-registry-login',
+    tool: 'docker login',
+    commands: ['docker', 'podman', 'nerdctl', 'buildah', 'finch', 'helm', 'oras', 'skopeo', 'crane'],
+    subcommand: /\slogin\s/,
+    value: 'password',
+    flags: [
+      { flag: '-p', sep: 'any' },
+      { flag: '--password', sep: 'both' },
+    ],
+  },
+  {
+    id: 'cli-mysql-password',
+    tool: 'mysql',
+    commands: [
+      'mysql',
+      'mysqldump',
+      'mysqladmin',
+      'mysqlimport',
+      'mysqlshow',
+      'mysqlcheck',
+      'mysqlsh',
+      'mysqlpump',
+      'mariadb',
+      'mariadb-dump',
+      'mariadb-admin',
+    ],
+    value: 'password',
+    flags: [
+      { flag: '-p', sep: 'attached' },
+      { flag: '--password', sep: 'eq' },
+    ],
+  },
   { id: 'cli-sshpass', tool: 'sshpass', commands: ['sshpass'], value: 'password', flags: [{ flag: '-p', sep: 'any' }] },
-  { id: 'cli-redis-password', tool: 'redis-cli', commands: ['redis-cli'], value: 'password', flags: [{ flag: '-a', sep: 'space' }, { flag: '--pass', sep: 'space' }] },
-  { id: 'cli-sqlcmd-password', tool: 'sqlcmd', commands: ['sqlcmd', 'bcp', 'osql', 'isql'], value: 'password', flags: [{ flag: '-P', sep: 'any' }] },
-  { id: 'cli-ldap-password', tool: 'ldap tools', commands: ['ldapsearch', 'ldapadd', 'ldapmodify', 'ldapdelete', 'ldappasswd', 'ldapwhoami', 'ldapcompare', 'ldapmodrdn'], value: 'password', flags: [{ flag: '-w', sep: 'space' }] },
-  { id: 'cli-smbclient-user', tool: 'smbclient', commands: ['smbclient', 'rpcclient', 'smbmap'], value: 'user%pass', flags: [{ flag: '-U', sep: 'any' }, { flag: '--user', sep: 'both' }] },
-  { id: 'cli-openssl-pass', tool: 'openssl', commands: ['openssl'], value: 'openssl', flags: [{ flag: '-passin', sep: 'space' }, { flag: '-passout', sep: 'space' }, { flag: '-pass', sep: 'space' }] },
-  { id: 'cli-password-flag', tool: 'a program', commands: [], value: 'password',
-    flags: [{ flag: '--password', sep: 'both' }, { flag: '--passwd', sep: 'both' }, { flag: '--http-password', sep: 'both' }, { flag: '--ftp-password', sep: 'both' },
-      { flag: '--proxy-password', sep: 'both' }, { flag: '--db-password', sep: 'both' }, { flag: '--admin-password', sep: 'both' }, { flag: '--root-password', sep: 'both' },
-      { flag: '-storepass', sep: 'space' }, { flag: '-keypass', sep: 'space' }, { flag: '-srcstorepass', sep: 'space' }, { flag: '-deststorepass', sep: 'space' }] },
+  {
+    id: 'cli-redis-password',
+    tool: 'redis-cli',
+    commands: ['redis-cli'],
+    value: 'password',
+    flags: [
+      { flag: '-a', sep: 'space' },
+      { flag: '--pass', sep: 'space' },
+    ],
+  },
+  {
+    id: 'cli-sqlcmd-password',
+    tool: 'sqlcmd',
+    commands: ['sqlcmd', 'bcp', 'osql', 'isql'],
+    value: 'password',
+    flags: [{ flag: '-P', sep: 'any' }],
+  },
+  {
+    id: 'cli-ldap-password',
+    tool: 'ldap tools',
+    commands: [
+      'ldapsearch',
+      'ldapadd',
+      'ldapmodify',
+      'ldapdelete',
+      'ldappasswd',
+      'ldapwhoami',
+      'ldapcompare',
+      'ldapmodrdn',
+    ],
+    value: 'password',
+    flags: [{ flag: '-w', sep: 'space' }],
+  },
+  {
+    id: 'cli-smbclient-user',
+    tool: 'smbclient',
+    commands: ['smbclient', 'rpcclient', 'smbmap'],
+    value: 'user%pass',
+    flags: [
+      { flag: '-U', sep: 'any' },
+      { flag: '--user', sep: 'both' },
+    ],
+  },
+  {
+    id: 'cli-openssl-pass',
+    tool: 'openssl',
+    commands: ['openssl'],
+    value: 'openssl',
+    flags: [
+      { flag: '-passin', sep: 'space' },
+      { flag: '-passout', sep: 'space' },
+      { flag: '-pass', sep: 'space' },
+    ],
+  },
+  {
+    id: 'cli-password-flag',
+    tool: 'a program',
+    commands: [],
+    value: 'password',
+    flags: [
+      { flag: '--password', sep: 'both' },
+      { flag: '--passwd', sep: 'both' },
+      { flag: '--http-password', sep: 'both' },
+      { flag: '--ftp-password', sep: 'both' },
+      { flag: '--proxy-password', sep: 'both' },
+      { flag: '--db-password', sep: 'both' },
+      { flag: '--admin-password', sep: 'both' },
+      { flag: '--root-password', sep: 'both' },
+      { flag: '-storepass', sep: 'space' },
+      { flag: '-keypass', sep: 'space' },
+      { flag: '-srcstorepass', sep: 'space' },
+      { flag: '-deststorepass', sep: 'space' },
+    ],
+  },
 ];
 
 // `mysql --password <db>` (a space, no value) prompts: the next word is not a password.
@@ -77,11 +189,16 @@ function isCommandWord(text: string, at: number, name: string): boolean {
 function anyIn(sorted: number[], lo: number, hi: number): boolean {
   let a = 0;
   let b = sorted.length;
-  while (a < b) { const m = (a + b) >> 1; if (sorted[m]! < lo) a = m + 1; else b = m; }
+  while (a < b) {
+    const m = (a + b) >> 1;
+    if (sorted[m]! < lo) a = m + 1;
+    else b = m;
+  }
   return a < sorted.length && sorted[a]! < hi;
 }
 
-const sortedHits = (r: RuleRun, words: readonly string[]) => words.flatMap((w) => r.anchors.at.get(w) ?? []).sort((a, b) => a - b);
+const sortedHits = (r: RuleRun, words: readonly string[]) =>
+  words.flatMap((w) => r.anchors.at.get(w) ?? []).sort((a, b) => a - b);
 
 /** Reads one shell word at `i`: quotes removed, its raw end returned. */
 function shellWord(text: string, i: number): { value: string; end: number } {
@@ -89,16 +206,36 @@ function shellWord(text: string, i: number): { value: string; end: number } {
   let j = i;
   while (j < text.length && j - i < 1024) {
     const c = text[j]!;
-    if (c === "'") { const k = text.indexOf("'", j + 1); if (k < 0 || text.slice(j, k).includes('\n')) break; value += text.slice(j + 1, k); j = k + 1; continue; }
+    if (c === "'") {
+      const k = text.indexOf("'", j + 1);
+      if (k < 0 || text.slice(j, k).includes('\n')) break;
+      value += text.slice(j + 1, k);
+      j = k + 1;
+      continue;
+    }
     if (c === '"') {
       let k = j + 1;
-      while (k < text.length && text[k] !== '"' && text[k] !== '\n') { if (text[k] === '\\') { value += text[k + 1] ?? ''; k += 2; } else { value += text[k]; k++; } }
+      while (k < text.length && text[k] !== '"' && text[k] !== '\n') {
+        if (text[k] === '\\') {
+          value += text[k + 1] ?? '';
+          k += 2;
+        } else {
+          value += text[k];
+          k++;
+        }
+      }
       if (text[k] !== '"') break;
-      j = k + 1; continue;
+      j = k + 1;
+      continue;
     }
-    if (c === '\\' && text[j + 1] !== '\n' && text[j + 1] !== '\r') { value += text[j + 1] ?? ''; j += 2; continue; }
+    if (c === '\\' && text[j + 1] !== '\n' && text[j + 1] !== '\r') {
+      value += text[j + 1] ?? '';
+      j += 2;
+      continue;
+    }
     if (/[\s;|&<>)]/.test(c)) break;
-    value += c; j++;
+    value += c;
+    j++;
   }
   return { value, end: j };
 }
@@ -120,7 +257,8 @@ function judge(rule: CliRule, word: string): { secret?: string; reason?: string 
     }
     if (secret === word.slice(0, i)) return { reason: 'password equals the user name' };
   } else if (rule.value === 'openssl') {
-    if (!word.startsWith('pass:')) return { reason: 'openssl password source is not a literal (env:, file:, fd:, stdin)' };
+    if (!word.startsWith('pass:'))
+      return { reason: 'openssl password source is not a literal (env:, file:, fd:, stdin)' };
     secret = word.slice(5);
   }
   if (!secret || secret.startsWith('-')) return { reason: 'no value' };
@@ -134,8 +272,20 @@ function valueStart(text: string, at: number, f: CliFlag): number | undefined {
   const next = text[at] ?? '';
   const spaced = /[ \t]/.test(next);
   if (next === '=' && (f.sep === 'eq' || f.sep === 'both' || f.sep === 'any')) return at + 1;
-  if (spaced && (f.sep === 'space' || f.sep === 'both' || f.sep === 'any')) { let k = at; while (text[k] === ' ' || text[k] === '\t') k++; return k; }
-  if (next && !spaced && next !== '=' && !/[\s;|&]/.test(next) && (f.sep === 'attached' || f.sep === 'any') && f.flag.length === 2) return at;
+  if (spaced && (f.sep === 'space' || f.sep === 'both' || f.sep === 'any')) {
+    let k = at;
+    while (text[k] === ' ' || text[k] === '\t') k++;
+    return k;
+  }
+  if (
+    next &&
+    !spaced &&
+    next !== '=' &&
+    !/[\s;|&]/.test(next) &&
+    (f.sep === 'attached' || f.sep === 'any') &&
+    f.flag.length === 2
+  )
+    return at;
   return undefined;
 }
 
@@ -147,18 +297,28 @@ function judgeFlag(r: RuleRun, rule: CliRule, f: CliFlag, p: number): void {
   const w = shellWord(text, vs);
   if (!w.value) return;
   const j = judge(rule, w.value);
-  if (!j.secret) { suppress(r, rule.id, vs, w.end, j.reason ?? 'not a password'); return; }
+  if (!j.secret) {
+    suppress(r, rule.id, vs, w.end, j.reason ?? 'not a password');
+    return;
+  }
   const raw = text.slice(vs, w.end);
   const off = raw.lastIndexOf(j.secret);
   const start = off >= 0 ? vs + off : vs;
   const end = off >= 0 ? start + j.secret.length : w.end;
   const where = rule.commands.length ? `a ${rule.tool} command line` : 'a command line';
-  r.out.push({ rule: rule.id, severity: 'high', message: `password passed on the command line (${rule.tool === 'a program' ? f.flag : `${rule.tool} ${f.flag}`})`, start, end, priority: 2,
-    why: `value of ${f.flag} in ${where}` });
+  r.out.push({
+    rule: rule.id,
+    severity: 'high',
+    message: `password passed on the command line (${rule.tool === 'a program' ? f.flag : `${rule.tool} ${f.flag}`})`,
+    start,
+    end,
+    priority: 2,
+    why: `value of ${f.flag} in ${where}`,
+  });
 }
 
 function flagPositions(r: RuleRun, f: CliFlag): number[] {
-  return r.anchors.complete ? r.anchors.at.get(f.flag.toLowerCase()) ?? [] : allIndexes(r.text, f.flag);
+  return r.anchors.complete ? (r.anchors.at.get(f.flag.toLowerCase()) ?? []) : allIndexes(r.text, f.flag);
 }
 
 /** Each program occurrence owns the flags up to the end of its logical line (or the next
@@ -178,7 +338,9 @@ function runCliRule(run: RuleRun, rule: CliRule): void {
     }
     return;
   }
-  const starts = rule.commands.flatMap((c) => (run.anchors.at.get(c) ?? []).filter((at) => isCommandWord(text, at, c)).map((at) => ({ at, c }))).sort((a, b) => a.at - b.at);
+  const starts = rule.commands
+    .flatMap((c) => (run.anchors.at.get(c) ?? []).filter((at) => isCommandWord(text, at, c)).map((at) => ({ at, c })))
+    .sort((a, b) => a.at - b.at);
   if (!starts.length) return;
   const flags = rule.flags.flatMap((f) => flagPositions(run, f).map((p) => ({ p, f }))).sort((a, b) => a.p - b.p);
   let fi = 0;
@@ -189,7 +351,8 @@ function runCliRule(run: RuleRun, rule: CliRule): void {
     const sub = rule.subcommand ? rule.subcommand.exec(text.slice(at + c.length - 1, end)) : null;
     const from = rule.subcommand ? (sub ? at + c.length - 1 + sub.index : end) : at;
     while (fi < flags.length && flags[fi]!.p < at) fi++;
-    for (; fi < flags.length && flags[fi]!.p < end; fi++) if (flags[fi]!.p > from) judgeFlag(run, rule, flags[fi]!.f, flags[fi]!.p);
+    for (; fi < flags.length && flags[fi]!.p < end; fi++)
+      if (flags[fi]!.p > from) judgeFlag(run, rule, flags[fi]!.f, flags[fi]!.p);
   }
 }
 

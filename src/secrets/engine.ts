@@ -4,7 +4,15 @@ import { allowedReason } from './allowlist.ts';
 import { compilePrefilter } from './prefilter.ts';
 import { entropy, printable } from './values.ts';
 import type { RawHit, Suppressed } from './hits.ts';
-import { fingerprint, type AllowEntry, type ScanOptions, type ScanResult, type SecretFinding, type SecretSeverity, type SecretSuppression } from './types.ts';
+import {
+  fingerprint,
+  type AllowEntry,
+  type ScanOptions,
+  type ScanResult,
+  type SecretFinding,
+  type SecretSeverity,
+  type SecretSuppression,
+} from './types.ts';
 
 // The one detection engine: secretlint's recommended preset plus our rules, known example
 // values allowlisted, overlapping detections merged into one finding whose span covers
@@ -25,7 +33,8 @@ function locator(text: string): (offset: number) => { line: number; column: numb
     let hi = starts.length - 1;
     while (lo < hi) {
       const mid = (lo + hi + 1) >> 1;
-      if (starts[mid]! <= off) lo = mid; else hi = mid - 1;
+      if (starts[mid]! <= off) lo = mid;
+      else hi = mid - 1;
     }
     return { line: lo + 1, column: off - starts[lo]! + 1 };
   };
@@ -41,16 +50,23 @@ function better(a: RawHit, b: RawHit): RawHit {
 
 /** Merges raw hits: drop allowlisted values (and wider hits containing one), then one
  * finding per cluster of overlapping spans. Dropped hits go to `suppressed` when given. */
-export function mergeHits(text: string, raw: RawHit[], allowlist: readonly AllowEntry[] | undefined, path?: string, suppressed?: Suppressed[]): SecretFinding[] {
+export function mergeHits(
+  text: string,
+  raw: RawHit[],
+  allowlist: readonly AllowEntry[] | undefined,
+  path?: string,
+  suppressed?: Suppressed[],
+): SecretFinding[] {
   const allowed: RawHit[] = [];
   const kept: RawHit[] = [];
   for (const h of raw) {
     const why = allowedReason(text.slice(h.start, h.end), allowlist);
-    if (why) { allowed.push(h); suppressed?.push({ rule: h.rule, start: h.start, end: h.end, reason: why }); } else kept.push(h);
+    if (why) {
+      allowed.push(h);
+      suppressed?.push({ rule: h.rule, start: h.start, end: h.end, reason: why });
+    } else kept.push(h);
   }
-  const live = allowed.length
-    ? kept.filter((h) => !allowed.some((a) => a.start >= h.start && a.end <= h.end))
-    : kept;
+  const live = allowed.length ? kept.filter((h) => !allowed.some((a) => a.start >= h.start && a.end <= h.end)) : kept;
   if (!live.length) return [];
   live.sort((a, b) => a.start - b.start || b.end - a.end);
   const at = locator(text);
@@ -79,11 +95,15 @@ export function mergeHits(text: string, raw: RawHit[], allowlist: readonly Allow
     out.push({
       rule: primary.rule,
       ...(path !== undefined ? { file: path } : {}),
-      line: s.line, column: s.column, endLine: e.line, endColumn: e.column,
+      line: s.line,
+      column: s.column,
+      endLine: e.line,
+      endColumn: e.column,
       fingerprint: fingerprint(value),
       message: primary.message,
       severity: sev,
-      start, end,
+      start,
+      end,
       why: printable(primary.why),
       entropy: Math.round(entropy(value) * 100) / 100,
       ...(rules.size ? { alsoMatched: [...rules] } : {}),
@@ -96,7 +116,8 @@ export function mergeHits(text: string, raw: RawHit[], allowlist: readonly Allow
 async function scan(text: string, opts: ScanOptions, suppressed?: Suppressed[]): Promise<SecretFinding[]> {
   const anchors = PREFILTER.scan(text);
   const raw = ownRules(text, { anchors, ...(suppressed ? { suppressed } : {}) });
-  if (anchors.at.size || opts.path?.endsWith('.p12')) raw.push(...await secretlintHits(text, opts.path, { anchors, ...(suppressed ? { suppressed } : {}) }));
+  if (anchors.at.size || opts.path?.endsWith('.p12'))
+    raw.push(...(await secretlintHits(text, opts.path, { anchors, ...(suppressed ? { suppressed } : {}) })));
   if (!raw.length) return [];
   return mergeHits(text, raw, opts.allowlist, opts.path, suppressed);
 }
@@ -122,7 +143,14 @@ export async function scanTextExplained(text: string, opts: ScanOptions = {}): P
     if (seen.has(key)) continue;
     seen.add(key);
     const p = at(x.start);
-    suppressed.push({ rule: x.rule, ...(opts.path !== undefined ? { file: opts.path } : {}), line: p.line, column: p.column, fingerprint: fingerprint(text.slice(x.start, x.end)), reason: printable(x.reason) });
+    suppressed.push({
+      rule: x.rule,
+      ...(opts.path !== undefined ? { file: opts.path } : {}),
+      line: p.line,
+      column: p.column,
+      fingerprint: fingerprint(text.slice(x.start, x.end)),
+      reason: printable(x.reason),
+    });
   }
   return { findings, suppressed };
 }
@@ -133,7 +161,11 @@ export function defaultMarker(f: SecretFinding): string {
 
 /** Replaces every finding's span with a marker. Line breaks inside a span (a PEM block) are
  * kept after the marker, so every other line keeps its number. */
-export function applyRedactions(text: string, findings: readonly SecretFinding[], marker: (f: SecretFinding) => string = defaultMarker): string {
+export function applyRedactions(
+  text: string,
+  findings: readonly SecretFinding[],
+  marker: (f: SecretFinding) => string = defaultMarker,
+): string {
   const sorted = [...findings].sort((a, b) => a.start - b.start);
   let out = '';
   let pos = 0;

@@ -17,15 +17,20 @@ export type ReadResult =
   | { kind: 'skip'; reason: 'symlink' | 'not-a-regular-file' | 'too-large' | 'unreadable'; size?: number };
 
 export type ReadBytesResult =
-  | { kind: 'bytes'; data: Buffer; binary: boolean; size: number; mode: number }
-  | Extract<ReadResult, { kind: 'skip' }>;
+  { kind: 'bytes'; data: Buffer; binary: boolean; size: number; mode: number } | Extract<ReadResult, { kind: 'skip' }>;
 
 /** Reads a regular file without following a symlink at its last component. Binary files
  * (a NUL in the first 8 KiB) are decoded as latin1 so every byte maps to one char. */
 export function readNoFollow(path: string | Buffer, maxBytes: number): ReadResult {
   const r = readNoFollowBytes(path, maxBytes);
   if (r.kind === 'skip') return r;
-  return { kind: 'text', text: r.data.toString(r.binary ? 'latin1' : 'utf8'), binary: r.binary, size: r.size, mode: r.mode };
+  return {
+    kind: 'text',
+    text: r.data.toString(r.binary ? 'latin1' : 'utf8'),
+    binary: r.binary,
+    size: r.size,
+    mode: r.mode,
+  };
 }
 
 /** The same, as bytes (a binary need not become a string to be judged). */
@@ -43,7 +48,10 @@ export function readNoFollowBytes(path: string | Buffer, maxBytes: number): Read
     if (st.size > maxBytes) return { kind: 'skip', reason: 'too-large', size: st.size };
     const buf = Buffer.alloc(st.size);
     let off = 0;
-    for (let n = 1; off < st.size && n > 0;) { n = readSync(fd, buf, off, st.size - off, off); off += n; }
+    for (let n = 1; off < st.size && n > 0;) {
+      n = readSync(fd, buf, off, st.size - off, off);
+      off += n;
+    }
     const data = buf.subarray(0, off);
     return { kind: 'bytes', data, binary: data.subarray(0, 8192).includes(0), size: off, mode: st.mode & 0o7777 };
   } finally {
@@ -51,7 +59,11 @@ export function readNoFollowBytes(path: string | Buffer, maxBytes: number): Read
   }
 }
 
-export interface WalkEntry { abs: string; rel: string; type: 'file' | 'dir' | 'symlink' | 'other' }
+export interface WalkEntry {
+  abs: string;
+  rel: string;
+  type: 'file' | 'dir' | 'symlink' | 'other';
+}
 
 /** Depth-first walk that never follows symlinks. `skipDir(rel, name)` prunes directories. */
 export function* walk(root: string, skipDir: (rel: string, name: string) => boolean): Generator<WalkEntry> {
@@ -60,13 +72,25 @@ export function* walk(root: string, skipDir: (rel: string, name: string) => bool
   while (stack.length) {
     const d = stack.pop()!;
     let ents;
-    try { ents = readdirSync(d.abs, { withFileTypes: true }); } catch { continue; }
+    try {
+      ents = readdirSync(d.abs, { withFileTypes: true });
+    } catch {
+      continue;
+    }
     ents.sort((a, b) => (a.name < b.name ? 1 : -1));
     for (const ent of ents) {
-      if (++seen > MAX_ENTRIES) throw new AirlockError('FAILURE', `more than ${MAX_ENTRIES} entries under ${root}`, 'Scan a smaller directory.');
+      if (++seen > MAX_ENTRIES)
+        throw new AirlockError(
+          'FAILURE',
+          `more than ${MAX_ENTRIES} entries under ${root}`,
+          'Scan a smaller directory.',
+        );
       const abs = join(d.abs, ent.name);
       const rel = d.rel ? `${d.rel}/${ent.name}` : ent.name;
-      if (ent.isSymbolicLink()) { yield { abs, rel, type: 'symlink' }; continue; }
+      if (ent.isSymbolicLink()) {
+        yield { abs, rel, type: 'symlink' };
+        continue;
+      }
       if (ent.isDirectory()) {
         if (skipDir(rel, ent.name) || d.depth >= MAX_DEPTH) continue;
         yield { abs, rel, type: 'dir' };
@@ -101,27 +125,54 @@ export interface ScanPathsResult {
 export async function scanPathsDetailed(paths: string[], opts: ScanPathsOptions = {}): Promise<ScanPathsResult> {
   const max = opts.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
   const res: ScanPathsResult = { findings: [], suppressed: [], skipped: [], files: 0, bytes: 0 };
-  const skip = (file: string, reason: string) => { res.skipped.push({ file, reason }); opts.onSkip?.(file, reason); };
+  const skip = (file: string, reason: string) => {
+    res.skipped.push({ file, reason });
+    opts.onSkip?.(file, reason);
+  };
   const scanFile = async (file: string) => {
     const r = readNoFollow(file, max);
-    if (r.kind === 'skip') { skip(file, r.reason); return; }
-    if (r.binary) { skip(file, 'binary'); return; }
+    if (r.kind === 'skip') {
+      skip(file, r.reason);
+      return;
+    }
+    if (r.binary) {
+      skip(file, 'binary');
+      return;
+    }
     res.files++;
     res.bytes += r.size;
     const scanOpts = { path: file, allowlist: opts.allowlist };
-    if (!opts.explain) { res.findings.push(...await scanText(r.text, scanOpts)); return; }
+    if (!opts.explain) {
+      res.findings.push(...(await scanText(r.text, scanOpts)));
+      return;
+    }
     const scanned = await scanTextExplained(r.text, scanOpts);
     res.findings.push(...scanned.findings);
     res.suppressed.push(...scanned.suppressed);
   };
   for (const p of paths) {
     let st;
-    try { st = lstatSync(p); } catch {
-      throw new AirlockError('NOT_FOUND', `no such file or directory: ${p}`, 'Check the path; `airlock secrets scan` takes files and directories.');
+    try {
+      st = lstatSync(p);
+    } catch {
+      throw new AirlockError(
+        'NOT_FOUND',
+        `no such file or directory: ${p}`,
+        'Check the path; `airlock secrets scan` takes files and directories.',
+      );
     }
-    if (st.isSymbolicLink()) { skip(p, 'symlink'); continue; }
-    if (st.isFile()) { await scanFile(p); continue; }
-    if (!st.isDirectory()) { skip(p, 'not-a-regular-file'); continue; }
+    if (st.isSymbolicLink()) {
+      skip(p, 'symlink');
+      continue;
+    }
+    if (st.isFile()) {
+      await scanFile(p);
+      continue;
+    }
+    if (!st.isDirectory()) {
+      skip(p, 'not-a-regular-file');
+      continue;
+    }
     for (const e of walk(p, (_rel, name) => name === '.git')) {
       if (e.type === 'file') await scanFile(e.abs);
       else if (e.type === 'symlink') skip(e.abs, 'symlink');

@@ -10,16 +10,25 @@ import { fingerprint } from './types.ts';
 // key), worthless anywhere. Any use of one, or any attempt to send one out, is a critical
 // finding: the caller keeps the list and hands it to the gateway and the detector.
 
-export interface Honeytoken { kind: string; path: string; fingerprint: string; value: string }
+export interface Honeytoken {
+  kind: string;
+  path: string;
+  fingerprint: string;
+  value: string;
+}
 
 const B62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
 const B32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-const rand = (alphabet: string, n: number) => Array.from({ length: n }, () => alphabet[randomInt(alphabet.length)]).join('');
+const rand = (alphabet: string, n: number) =>
+  Array.from({ length: n }, () => alphabet[randomInt(alphabet.length)]).join('');
 
 function base62(n: number, width: number): string {
   let s = '';
-  for (let i = 0; i < width; i++) { s = B62[n % 62] + s; n = Math.floor(n / 62); }
+  for (let i = 0; i < width; i++) {
+    s = B62[n % 62] + s;
+    n = Math.floor(n / 62);
+  }
   return s;
 }
 
@@ -48,14 +57,32 @@ export function opensshEd25519(comment: string): { privateKey: string; publicKey
   const priv = Buffer.from(jwk.d!, 'base64url');
   const pubBlob = Buffer.concat([sshString('ssh-ed25519'), sshString(pub)]);
   const check = randomBytes(4);
-  let sec = Buffer.concat([check, check, sshString('ssh-ed25519'), sshString(pub), sshString(Buffer.concat([priv, pub])), sshString(comment)]);
+  let sec = Buffer.concat([
+    check,
+    check,
+    sshString('ssh-ed25519'),
+    sshString(pub),
+    sshString(Buffer.concat([priv, pub])),
+    sshString(comment),
+  ]);
   const pad: number[] = [];
   for (let i = 1; (sec.length + pad.length) % 8 !== 0; i++) pad.push(i);
   sec = Buffer.concat([sec, Buffer.from(pad)]);
   const one = Buffer.alloc(4);
   one.writeUInt32BE(1);
-  const blob = Buffer.concat([Buffer.from('openssh-key-v1\0'), sshString('none'), sshString('none'), sshString(''), one, sshString(pubBlob), sshString(sec)]);
-  const b64 = blob.toString('base64').match(/.{1,70}/g)!.join('\n');
+  const blob = Buffer.concat([
+    Buffer.from('openssh-key-v1\0'),
+    sshString('none'),
+    sshString('none'),
+    sshString(''),
+    one,
+    sshString(pubBlob),
+    sshString(sec),
+  ]);
+  const b64 = blob
+    .toString('base64')
+    .match(/.{1,70}/g)!
+    .join('\n');
   return {
     privateKey: `-----BEGIN OPENSSH PRIVATE KEY-----\n${b64}\n-----END OPENSSH PRIVATE KEY-----\n`,
     publicKey: `ssh-ed25519 ${pubBlob.toString('base64')} ${comment}\n`,
@@ -82,21 +109,38 @@ function writeNew(path: string, text: string): boolean {
   let fd: number;
   try {
     fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-  } catch { return false; }
-  try { writeSync(fd, text); } finally { closeSync(fd); }
+  } catch {
+    return false;
+  }
+  try {
+    writeSync(fd, text);
+  } finally {
+    closeSync(fd);
+  }
   return true;
 }
 
-export function plantHoneytokens(homeDir: string, workspaceDir: string | null, policy: SecretsPolicy): { tokens: Honeytoken[] } {
+export function plantHoneytokens(
+  homeDir: string,
+  workspaceDir: string | null,
+  policy: SecretsPolicy,
+): { tokens: Honeytoken[] } {
   const tokens: Honeytoken[] = [];
   if (!policy.honeytokens.enabled) return { tokens };
-  const add = (kind: string, path: string, value: string) => tokens.push({ kind, path, value, fingerprint: fingerprint(value) });
+  const add = (kind: string, path: string, value: string) =>
+    tokens.push({ kind, path, value, fingerprint: fingerprint(value) });
   const kinds = new Set(policy.honeytokens.kinds);
   if (kinds.has('aws')) {
     const dir = ensureDir(homeDir, '.aws');
     const k = awsKeyPair();
     const path = dir && join(dir, 'credentials');
-    if (path && writeNew(path, `[default]\naws_access_key_id = ${k.id}\naws_secret_access_key = ${k.secret}\nregion = us-east-1\n`)) {
+    if (
+      path &&
+      writeNew(
+        path,
+        `[default]\naws_access_key_id = ${k.id}\naws_secret_access_key = ${k.secret}\nregion = us-east-1\n`,
+      )
+    ) {
       add('aws-access-key-id', path, k.id);
       add('aws-secret-access-key', path, k.secret);
     }
@@ -113,7 +157,12 @@ export function plantHoneytokens(homeDir: string, workspaceDir: string | null, p
     if (writeNew(cred, `https://${user}:${t}@github.com\n`)) add('github-token', cred, t);
     const dir = ensureDir(homeDir, '.config', 'gh');
     const hosts = dir && join(dir, 'hosts.yml');
-    if (hosts && writeNew(hosts, `github.com:\n    oauth_token: ${t}\n    user: ${user}\n    git_protocol: https\n`) && !tokens.some((x) => x.value === t)) add('github-token', hosts, t);
+    if (
+      hosts &&
+      writeNew(hosts, `github.com:\n    oauth_token: ${t}\n    user: ${user}\n    git_protocol: https\n`) &&
+      !tokens.some((x) => x.value === t)
+    )
+      add('github-token', hosts, t);
   }
   if (kinds.has('ssh')) {
     const dir = ensureDir(homeDir, '.ssh');
@@ -153,7 +202,8 @@ function needles(value: string): string[] {
       out.add(b.slice(k ? 4 : 0, -4));
     }
   }
-  if (value.includes('\n')) for (const line of value.split('\n')) if (line.length >= 60 && !line.startsWith('-----')) out.add(line);
+  if (value.includes('\n'))
+    for (const line of value.split('\n')) if (line.length >= 60 && !line.startsWith('-----')) out.add(line);
   return [...out].filter((n) => n.length >= 12);
 }
 
@@ -164,5 +214,10 @@ export function matchHoneytokens(text: string, tokens: readonly Honeytoken[]): H
 
 /** Whether a value, or a fingerprint as reported by the engine, is one of the decoys. */
 export function isHoneytoken(valueOrFingerprint: string, tokens: readonly Honeytoken[]): boolean {
-  return tokens.some((t) => t.value === valueOrFingerprint || t.fingerprint === valueOrFingerprint || fingerprint(valueOrFingerprint) === t.fingerprint);
+  return tokens.some(
+    (t) =>
+      t.value === valueOrFingerprint ||
+      t.fingerprint === valueOrFingerprint ||
+      fingerprint(valueOrFingerprint) === t.fingerprint,
+  );
 }

@@ -10,7 +10,18 @@ import type { AllowEntry, SecretFinding } from './types.ts';
 // the engine sees it: a secret is printable text, and content with no run cannot hold one.
 
 /** Package-manager configs hidden only when they hold a credential. */
-export const CREDENTIAL_CONFIGS = new Set(['.npmrc', '.yarnrc', '.yarnrc.yml', '.pypirc', '.gemrc', 'pip.conf', '.condarc', 'settings.xml', '.cargo-credentials', 'credentials.toml']);
+export const CREDENTIAL_CONFIGS = new Set([
+  '.npmrc',
+  '.yarnrc',
+  '.yarnrc.yml',
+  '.pypirc',
+  '.gemrc',
+  'pip.conf',
+  '.condarc',
+  'settings.xml',
+  '.cargo-credentials',
+  'credentials.toml',
+]);
 const CREDENTIAL_HINT = /_auth|authtoken|password|passwd|token\s*[=:]|npmauthtoken/i;
 /** Printable ASCII runs of 8+ characters, as review reads binaries. */
 export const PRINTABLE_RUN = /[\x20-\x7e\t\r\n]{8,}/g;
@@ -41,7 +52,8 @@ export type Verdict =
   /** not a regular file any more (replaced since listing): leave it */
   | { v: 'skip' };
 
-const summary = (fs: SecretFinding[]): FindingSummary[] => fs.map((f) => ({ line: f.line, rule: f.rule, fingerprint: f.fingerprint }));
+const summary = (fs: SecretFinding[]): FindingSummary[] =>
+  fs.map((f) => ({ line: f.line, rule: f.rule, fingerprint: f.fingerprint }));
 
 /** Length of the printable text at the end of `s`, at most `max`. */
 function printableTail(s: string, max: number): number {
@@ -69,10 +81,16 @@ export function printableRunsOf(buf: Buffer): string {
   const len = buf.length;
   let i = 0;
   while (i + MIN_RUN <= len) {
-    if (p[buf[i + MIN_RUN - 1]!] === 0) { i += MIN_RUN; continue; }
+    if (p[buf[i + MIN_RUN - 1]!] === 0) {
+      i += MIN_RUN;
+      continue;
+    }
     let j = i + MIN_RUN - 2;
     while (j >= i && p[buf[j]!] === 1) j--;
-    if (j >= i) { i = j + 1; continue; } // not printable at j: a run can start only after it
+    if (j >= i) {
+      i = j + 1;
+      continue;
+    } // not printable at j: a run can start only after it
     let e = i + MIN_RUN;
     while (e < len && p[buf[e]!] === 1) e++;
     runs.push(buf.toString('latin1', i, e));
@@ -92,7 +110,12 @@ export async function judgeFile(job: JudgeJob): Promise<Verdict> {
   if (r.kind === 'skip') {
     if (r.reason === 'symlink' || r.reason === 'not-a-regular-file') return { v: 'skip' };
     if (r.reason === 'too-large' && job.streamLarge) return judgeStream(abs, job);
-    return { v: 'hide', reason: r.reason, rule: r.reason === 'too-large' ? 'secrets.workspace.maxFileKB' : 'secrets.workspace.mode', extra: r.size ? { size: r.size } : {} };
+    return {
+      v: 'hide',
+      reason: r.reason,
+      rule: r.reason === 'too-large' ? 'secrets.workspace.maxFileKB' : 'secrets.workspace.mode',
+      extra: r.size ? { size: r.size } : {},
+    };
   }
   const text = r.binary ? printableRunsOf(r.data) : r.data.toString('utf8');
   if (r.binary && !text) return { v: 'clean', scanned: 0, binary: true }; // nothing printable: cannot hold a secret
@@ -100,10 +123,20 @@ export async function judgeFile(job: JudgeJob): Promise<Verdict> {
   try {
     findings = await scanText(text, { path: job.rel, allowlist: job.allowlist });
   } catch (err) {
-    return { v: 'hide', reason: 'scan-error', rule: 'secrets.workspace.mode', extra: { error: err instanceof Error ? err.name : 'error' } };
+    return {
+      v: 'hide',
+      reason: 'scan-error',
+      rule: 'secrets.workspace.mode',
+      extra: { error: err instanceof Error ? err.name : 'error' },
+    };
   }
   if (CREDENTIAL_CONFIGS.has(basename(job.rel).toLowerCase()) && (findings.length || CREDENTIAL_HINT.test(text))) {
-    return { v: 'hide', reason: 'credential-config', rule: 'secrets.workspace.hide', extra: { findings: summary(findings) } };
+    return {
+      v: 'hide',
+      reason: 'credential-config',
+      rule: 'secrets.workspace.hide',
+      extra: { findings: summary(findings) },
+    };
   }
   if (!findings.length) return { v: 'clean', scanned: text.length, binary: r.binary };
   const keyOnly = findings.some((f) => f.rule === 'private-key') && text.trim().startsWith('-----BEGIN');
@@ -118,7 +151,9 @@ export async function judgeFile(job: JudgeJob): Promise<Verdict> {
  * chunks (bounded memory whatever its size); any secret hides it, since it cannot be rewritten. */
 async function judgeStream(abs: Buffer, job: JudgeJob): Promise<Verdict> {
   let fd: number;
-  try { fd = openSync(abs, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK); } catch {
+  try {
+    fd = openSync(abs, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch {
     return { v: 'hide', reason: 'unreadable', rule: 'secrets.workspace.mode', extra: {} };
   }
   const buf = Buffer.alloc(CHUNK);
@@ -131,8 +166,9 @@ async function judgeStream(abs: Buffer, job: JudgeJob): Promise<Verdict> {
     if (!batchLen) return;
     const text = batch.join('\n');
     scanned += text.length;
-    batch = []; batchLen = 0;
-    found.push(...await scanText(text, { path: job.rel, allowlist: job.allowlist }));
+    batch = [];
+    batchLen = 0;
+    found.push(...(await scanText(text, { path: job.rel, allowlist: job.allowlist })));
   };
   try {
     if (!fstatSync(fd).isFile()) return { v: 'skip' };
@@ -145,14 +181,30 @@ async function judgeStream(abs: Buffer, job: JudgeJob): Promise<Verdict> {
       // printable text touching the chunk's end may continue (even when still shorter
       // than a run): keep its tail for the next round
       carry = s.slice(s.length - printableTail(s, OVERLAP));
-      for (const run of runs) { batch.push(run); batchLen += run.length; }
+      for (const run of runs) {
+        batch.push(run);
+        batchLen += run.length;
+      }
       if (batchLen >= BATCH) await flush();
       if (found.length) break;
     }
     await flush();
   } catch (err) {
-    return { v: 'hide', reason: 'scan-error', rule: 'secrets.workspace.mode', extra: { error: err instanceof Error ? err.name : 'error' } };
-  } finally { closeSync(fd); }
-  if (found.length) return { v: 'hide', reason: 'binary-with-secret', rule: 'secrets.workspace.mode', extra: { findings: summary(found) } };
+    return {
+      v: 'hide',
+      reason: 'scan-error',
+      rule: 'secrets.workspace.mode',
+      extra: { error: err instanceof Error ? err.name : 'error' },
+    };
+  } finally {
+    closeSync(fd);
+  }
+  if (found.length)
+    return {
+      v: 'hide',
+      reason: 'binary-with-secret',
+      rule: 'secrets.workspace.mode',
+      extra: { findings: summary(found) },
+    };
   return { v: 'clean', scanned, binary: true };
 }

@@ -18,13 +18,22 @@ const IN_FLIGHT_PER_WORKER = 1;
  * a worker that still runs out dies, and its files fail closed. */
 const WORKER_HEAP = { maxYoungGenerationSizeMb: 8, maxOldGenerationSizeMb: 96 };
 
-const failed = (why: string): Verdict => ({ v: 'hide', reason: 'scan-error', rule: 'secrets.workspace.mode', extra: { error: why } });
+const failed = (why: string): Verdict => ({
+  v: 'hide',
+  reason: 'scan-error',
+  rule: 'secrets.workspace.mode',
+  extra: { error: why },
+});
 
 export function inlinePool(): JudgePool {
   return { judge: judgeFile, close: async () => {} };
 }
 
-interface Slot { worker: Worker; pending: Map<number, (v: Verdict) => void>; dead: boolean }
+interface Slot {
+  worker: Worker;
+  pending: Map<number, (v: Verdict) => void>;
+  dead: boolean;
+}
 
 export function workerPool(size: number): JudgePool {
   let next = 0;
@@ -56,11 +65,17 @@ export function workerPool(size: number): JudgePool {
       pump();
     });
     worker.on('error', (e) => kill(slot, e.name || 'worker-error'));
-    worker.on('exit', () => { if (!slot.dead) kill(slot, 'worker-exited'); });
+    worker.on('exit', () => {
+      if (!slot.dead) kill(slot, 'worker-exited');
+    });
     slots.push(slot);
   }
   return {
-    judge: (job) => new Promise<Verdict>((done) => { queue.push({ id: next++, job, done }); pump(); }),
+    judge: (job) =>
+      new Promise<Verdict>((done) => {
+        queue.push({ id: next++, job, done });
+        pump();
+      }),
     close: async () => {
       for (const s of slots) s.dead = true;
       await Promise.all(slots.map((s) => s.worker.terminate()));

@@ -21,7 +21,9 @@ export interface AnchorHits {
   any(anchors: readonly string[]): boolean;
 }
 
-export interface Prefilter { scan(text: string): AnchorHits }
+export interface Prefilter {
+  scan(text: string): AnchorHits;
+}
 
 const ALPHABET = 128;
 /** Places where anchors end, at most: past that, offsets are not kept (`complete: false`). */
@@ -62,7 +64,12 @@ function buildAutomaton(words: string[]): Automaton {
       const c = ch.charCodeAt(0);
       if (c >= ALPHABET) throw new Error(`anchor "${w}" is not ASCII`);
       let t = gotoRows[s]!.get(c);
-      if (t === undefined) { t = gotoRows.length; gotoRows.push(new Map()); ends.push([]); gotoRows[s]!.set(c, t); }
+      if (t === undefined) {
+        t = gotoRows.length;
+        gotoRows.push(new Map());
+        ends.push([]);
+        gotoRows[s]!.set(c, t);
+      }
       s = t;
     }
     ends[s]!.push(wi);
@@ -76,14 +83,20 @@ function buildAutomaton(words: string[]): Automaton {
   const queue: number[] = [];
   for (let c = 0; c < ALPHABET; c++) {
     const t = gotoRows[0]!.get(c);
-    if (t !== undefined) { full[c] = t; queue.push(t); }
+    if (t !== undefined) {
+      full[c] = t;
+      queue.push(t);
+    }
   }
   for (let qi = 0; qi < queue.length; qi++) {
     const s = queue[qi]!;
     out[s]!.push(...out[fail[s]!]!.filter((x) => !out[s]!.includes(x)));
     for (let c = 0; c < ALPHABET; c++) {
       const t = gotoRows[s]!.get(c);
-      if (t === undefined) { full[s * ALPHABET + c] = full[fail[s]! * ALPHABET + c]!; continue; }
+      if (t === undefined) {
+        full[s * ALPHABET + c] = full[fail[s]! * ALPHABET + c]!;
+        continue;
+      }
       full[s * ALPHABET + c] = t;
       fail[t] = full[fail[s]! * ALPHABET + c]!;
       queue.push(t);
@@ -125,7 +138,9 @@ function runDfa(text: string, delta: Int32Array, classes: Uint8Array, pairs: Int
 /** `out` as flat typed arrays: the anchors of state s are flat[start[s]] … flat[start[s + 1] - 1]. */
 function flatten(out: number[][]): { start: Int32Array; flat: Int32Array } {
   const start = new Int32Array(out.length + 1);
-  out.forEach((o, s) => { start[s + 1] = start[s]! + o.length; });
+  out.forEach((o, s) => {
+    start[s + 1] = start[s]! + o.length;
+  });
   return { start, flat: Int32Array.from(out.flat()) };
 }
 

@@ -30,9 +30,19 @@ const CONCURRENCY = { inline: 1, workers: 2 };
 
 /** path.matchesGlob's own minimatch options (Node 24, POSIX), so a compiled glob decides
  * exactly as it did; compiled once per run instead of once per file and glob. */
-const GLOB_OPTIONS: MinimatchOptions = { windowsPathsNoEscape: true, nonegate: true, nocomment: true, optimizationLevel: 2, platform: 'linux', nocaseMagicOnly: true };
+const GLOB_OPTIONS: MinimatchOptions = {
+  windowsPathsNoEscape: true,
+  nonegate: true,
+  nocomment: true,
+  optimizationLevel: 2,
+  platform: 'linux',
+  nocaseMagicOnly: true,
+};
 
-export interface PathGlob { glob: string; test(rel: string): boolean }
+export interface PathGlob {
+  glob: string;
+  test(rel: string): boolean;
+}
 
 /** A policy glob, case-insensitive: with a `/` against the relative path (anywhere in the
  * tree), otherwise against the basename (a dotfile also without its dot). */
@@ -41,10 +51,22 @@ export function compileGlob(glob: string): PathGlob {
   if (g.includes('/')) {
     const here = new Minimatch(g, GLOB_OPTIONS);
     const anywhere = new Minimatch(`**/${g}`, GLOB_OPTIONS);
-    return { glob, test: (rel) => { const r = rel.toLowerCase(); return here.match(r) || anywhere.match(r); } };
+    return {
+      glob,
+      test: (rel) => {
+        const r = rel.toLowerCase();
+        return here.match(r) || anywhere.match(r);
+      },
+    };
   }
   const m = new Minimatch(g, GLOB_OPTIONS);
-  return { glob, test: (rel) => { const name = basename(rel).toLowerCase(); return m.match(name) || (name.startsWith('.') && m.match(name.slice(1))); } };
+  return {
+    glob,
+    test: (rel) => {
+      const name = basename(rel).toLowerCase();
+      return m.match(name) || (name.startsWith('.') && m.match(name.slice(1)));
+    },
+  };
 }
 
 export function hideGlobFor(rel: string, globs: readonly PathGlob[]): string | undefined {
@@ -61,24 +83,48 @@ function parentOf(path: Buffer): Buffer {
  * so even a symlink planted at the path is replaced, never written through. */
 function atomicWrite(path: Buffer, text: string, mode: number): void {
   const tmp = joinBytes(parentOf(path), `.airlock-redact-${randomBytes(6).toString('hex')}`);
-  const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode & 0o777);
+  const fd = openSync(
+    tmp,
+    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+    mode & 0o777,
+  );
   try {
     const buf = Buffer.from(text, 'utf8');
     for (let off = 0; off < buf.length;) off += writeSync(fd, buf, off, buf.length - off);
     fsyncSync(fd);
-  } finally { closeSync(fd); }
+  } finally {
+    closeSync(fd);
+  }
   renameSync(tmp, path);
 }
 
 type RecordFn = (e: AuditEventInput) => void;
 
 /** One entry to look at: a regular file or a symlink, with its blob id when it came from git. */
-export interface SanitizeEntry { abs: Buffer; rel: string; kind: 'file' | 'symlink'; blob?: string; key?: string; /** blob size, when known before reading */ size?: number }
+export interface SanitizeEntry {
+  abs: Buffer;
+  rel: string;
+  kind: 'file' | 'symlink';
+  blob?: string;
+  key?: string;
+  /** blob size, when known before reading */ size?: number;
+}
 
 /** A file removed from the agent's view, and the rule that removed it. */
-export interface HiddenFile { file: string; reason: string; rule: string; size?: number; /** exact path bytes (latin1) */ key?: string }
+export interface HiddenFile {
+  file: string;
+  reason: string;
+  rule: string;
+  size?: number;
+  /** exact path bytes (latin1) */ key?: string;
+}
 
-export interface SanitizeResult { hidden: HiddenFile[]; redacted: SecretFinding[]; scanned: number; cached: number }
+export interface SanitizeResult {
+  hidden: HiddenFile[];
+  redacted: SecretFinding[];
+  scanned: number;
+  cached: number;
+}
 
 export interface SanitizeOptions {
   /** verdict cache directory (blob ids must be given on the entries) */
@@ -102,17 +148,30 @@ function batches(entries: SanitizeEntry[]): SanitizeEntry[][] {
   for (const e of entries) {
     cur.push(e);
     bytes += e.size ?? 0;
-    if (cur.length >= BATCH.files || bytes >= BATCH.bytes) { out.push(cur); cur = []; bytes = 0; }
+    if (cur.length >= BATCH.files || bytes >= BATCH.bytes) {
+      out.push(cur);
+      cur = [];
+      bytes = 0;
+    }
   }
   if (cur.length) out.push(cur);
   return out;
 }
 
 /** Writes batch k + 1 while batch k is judged; `rest` (links, cached clean files) last. */
-async function judgeAsWritten(toJudge: SanitizeEntry[], rest: SanitizeEntry[], materialize: (b: SanitizeEntry[]) => Promise<void>, judge: (b: SanitizeEntry[]) => Promise<void>): Promise<void> {
+async function judgeAsWritten(
+  toJudge: SanitizeEntry[],
+  rest: SanitizeEntry[],
+  materialize: (b: SanitizeEntry[]) => Promise<void>,
+  judge: (b: SanitizeEntry[]) => Promise<void>,
+): Promise<void> {
   const groups = batches(toJudge).map((b) => ({ b, judge: true }));
   if (rest.length) groups.push({ b: rest, judge: false });
-  const start = (b: SanitizeEntry[]) => { const w = materialize(b); w.catch(() => undefined); return w; }; // awaited below
+  const start = (b: SanitizeEntry[]) => {
+    const w = materialize(b);
+    w.catch(() => undefined);
+    return w;
+  }; // awaited below
   let writing = groups.length ? start(groups[0]!.b) : Promise.resolve();
   try {
     for (let k = 0; k < groups.length; k++) {
@@ -127,20 +186,29 @@ async function judgeAsWritten(toJudge: SanitizeEntry[], rest: SanitizeEntry[], m
 
 async function mapLimited<T>(items: T[], limit: number, fn: (t: T) => Promise<void>): Promise<void> {
   let i = 0;
-  const lane = async () => { while (i < items.length) await fn(items[i++]!); };
+  const lane = async () => {
+    while (i < items.length) await fn(items[i++]!);
+  };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
 }
 
 function sizeOf(e: SanitizeEntry): number {
   if (e.size !== undefined) return e.size;
-  try { return lstatSync(e.abs).size; } catch { return 0; } // gone: judged as such
+  try {
+    return lstatSync(e.abs).size;
+  } catch {
+    return 0;
+  } // gone: judged as such
 }
 
 function choosePool(entries: SanitizeEntry[], opts: SanitizeOptions): { pool: JudgePool; lanes: number } {
   let use = opts.workers;
   if (use === undefined) {
     let bytes = 0;
-    for (const e of entries) { bytes += sizeOf(e); if (bytes > WORKER_THRESHOLD_BYTES) break; }
+    for (const e of entries) {
+      bytes += sizeOf(e);
+      if (bytes > WORKER_THRESHOLD_BYTES) break;
+    }
     use = bytes > WORKER_THRESHOLD_BYTES;
   }
   if (!use) return { pool: inlinePool(), lanes: CONCURRENCY.inline };
@@ -149,7 +217,12 @@ function choosePool(entries: SanitizeEntry[], opts: SanitizeOptions): { pool: Ju
 }
 
 /** Sanitizes the given entries of `dir` in place. Records one event per action and returns what it did. */
-export async function sanitizeEntries(entries: SanitizeEntry[], policy: SecretsPolicy, record: (e: AuditEventInput, entry: SanitizeEntry) => void, opts: SanitizeOptions = {}): Promise<SanitizeResult> {
+export async function sanitizeEntries(
+  entries: SanitizeEntry[],
+  policy: SecretsPolicy,
+  record: (e: AuditEventInput, entry: SanitizeEntry) => void,
+  opts: SanitizeOptions = {},
+): Promise<SanitizeResult> {
   const ws = policy.workspace;
   const res: SanitizeResult = { hidden: [], redacted: [], scanned: 0, cached: 0 };
   const actions = new Map<SanitizeEntry, Verdict | { v: 'glob'; glob: string }>();
@@ -163,12 +236,29 @@ export async function sanitizeEntries(entries: SanitizeEntry[], policy: SecretsP
   const streamLarge = (e: SanitizeEntry) => binaryPaths.some((g) => g.test(e.rel));
   for (const e of entries) {
     const glob = hideGlobFor(e.rel, hide);
-    if (glob) { actions.set(e, { v: 'glob', glob }); continue; }
-    if (e.kind === 'symlink') { keep.push(e); continue; }
+    if (glob) {
+      actions.set(e, { v: 'glob', glob });
+      continue;
+    }
+    if (e.kind === 'symlink') {
+      keep.push(e);
+      continue;
+    }
     const hit = e.blob ? cache?.get(e.blob, e.rel) : undefined;
-    if (hit) { actions.set(e, hit); res.cached++; if (hit.v === 'clean') keep.push(e); continue; }
-    if (e.size !== undefined && e.size > maxBytes && !streamLarge(e)) { // hidden whatever it holds: never read (nor written)
-      const v: Verdict = { v: 'hide', reason: 'too-large', rule: 'secrets.workspace.maxFileKB', extra: { size: e.size } };
+    if (hit) {
+      actions.set(e, hit);
+      res.cached++;
+      if (hit.v === 'clean') keep.push(e);
+      continue;
+    }
+    if (e.size !== undefined && e.size > maxBytes && !streamLarge(e)) {
+      // hidden whatever it holds: never read (nor written)
+      const v: Verdict = {
+        v: 'hide',
+        reason: 'too-large',
+        rule: 'secrets.workspace.maxFileKB',
+        extra: { size: e.size },
+      };
       actions.set(e, v);
       if (e.blob) cache?.put(e.blob, e.rel, v);
       continue;
@@ -176,13 +266,21 @@ export async function sanitizeEntries(entries: SanitizeEntry[], policy: SecretsP
     toJudge.push(e);
   }
   const { pool, lanes } = choosePool(toJudge, opts);
-  const judge = (list: SanitizeEntry[]) => mapLimited(list, lanes, async (e) => {
-    const job: JudgeJob = { abs: e.abs, rel: e.rel, mode: ws.mode === 'hide' ? 'hide' : 'redact', maxBytes, streamLarge: streamLarge(e), allowlist: ws.allowlist };
-    const v = await pool.judge(job);
-    if (v.v === 'clean' || v.v === 'redact') res.scanned++;
-    if (e.blob) cache?.put(e.blob, e.rel, v);
-    actions.set(e, v);
-  });
+  const judge = (list: SanitizeEntry[]) =>
+    mapLimited(list, lanes, async (e) => {
+      const job: JudgeJob = {
+        abs: e.abs,
+        rel: e.rel,
+        mode: ws.mode === 'hide' ? 'hide' : 'redact',
+        maxBytes,
+        streamLarge: streamLarge(e),
+        allowlist: ws.allowlist,
+      };
+      const v = await pool.judge(job);
+      if (v.v === 'clean' || v.v === 'redact') res.scanned++;
+      if (e.blob) cache?.put(e.blob, e.rel, v);
+      actions.set(e, v);
+    });
   try {
     if (opts.materialize) await judgeAsWritten(toJudge, keep, opts.materialize, judge);
     else await judge(toJudge);
@@ -197,13 +295,35 @@ export async function sanitizeEntries(entries: SanitizeEntry[], policy: SecretsP
   return res;
 }
 
-function apply(e: SanitizeEntry, a: Verdict | { v: 'glob'; glob: string }, record: RecordFn, res: SanitizeResult): void {
+function apply(
+  e: SanitizeEntry,
+  a: Verdict | { v: 'glob'; glob: string },
+  record: RecordFn,
+  res: SanitizeResult,
+): void {
   const hide = (reason: string, rule: string, extra: Record<string, unknown>) => {
-    try { unlinkSync(e.abs); } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err; } // the entry itself, never a link's target
-    res.hidden.push({ file: e.rel, reason, rule, ...(typeof extra.size === 'number' ? { size: extra.size } : {}), ...(e.key !== undefined ? { key: e.key } : {}) });
-    record({ type: 'secrets.hidden', severity: reason === 'glob' ? 'info' : 'medium', decision: 'deny', rule, data: { file: e.rel, reason, ...extra } });
+    try {
+      unlinkSync(e.abs);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    } // the entry itself, never a link's target
+    res.hidden.push({
+      file: e.rel,
+      reason,
+      rule,
+      ...(typeof extra.size === 'number' ? { size: extra.size } : {}),
+      ...(e.key !== undefined ? { key: e.key } : {}),
+    });
+    record({
+      type: 'secrets.hidden',
+      severity: reason === 'glob' ? 'info' : 'medium',
+      decision: 'deny',
+      rule,
+      data: { file: e.rel, reason, ...extra },
+    });
   };
-  if (a.v === 'glob') return hide('glob', 'secrets.workspace.hide', { glob: a.glob, ...(e.kind === 'symlink' ? { symlink: true } : {}) });
+  if (a.v === 'glob')
+    return hide('glob', 'secrets.workspace.hide', { glob: a.glob, ...(e.kind === 'symlink' ? { symlink: true } : {}) });
   if (a.v === 'hide') return hide(a.reason, a.rule, a.extra);
   if (a.v !== 'redact') return;
   const r = readNoFollow(e.abs, Number.MAX_SAFE_INTEGER);
@@ -212,7 +332,10 @@ function apply(e: SanitizeEntry, a: Verdict | { v: 'glob'; glob: string }, recor
   for (const f of a.findings) {
     res.redacted.push({ ...f, file: e.rel });
     record({
-      type: 'secrets.redacted', severity: f.severity === 'medium' ? 'low' : 'medium', decision: null, rule: 'secrets.workspace.mode',
+      type: 'secrets.redacted',
+      severity: f.severity === 'medium' ? 'low' : 'medium',
+      decision: null,
+      rule: 'secrets.workspace.mode',
       data: { file: e.rel, line: f.line, column: f.column, rule: f.rule, fingerprint: f.fingerprint },
     });
   }
@@ -221,7 +344,10 @@ function apply(e: SanitizeEntry, a: Verdict | { v: 'glob'; glob: string }, recor
 /** The part of the secrets policy a verdict depends on (cache namespace). */
 export function scanVariant(policy: SecretsPolicy): string {
   const ws = policy.workspace;
-  return createHash('sha256').update(JSON.stringify([ws.mode, ws.maxFileKB, [...ws.binaryPaths].sort(), ws.allowlist])).digest('hex').slice(0, 16);
+  return createHash('sha256')
+    .update(JSON.stringify([ws.mode, ws.maxFileKB, [...ws.binaryPaths].sort(), ws.allowlist]))
+    .digest('hex')
+    .slice(0, 16);
 }
 
 /** Sanitizes a plain directory (all of it; `.git` only for its config's remote URLs). */
@@ -233,14 +359,24 @@ export async function sanitizeTree(
 ): Promise<{ hidden: string[]; redacted: SecretFinding[] }> {
   const ws = policy.workspace;
   if (ws.mode === 'off') {
-    record({ type: 'secrets.sanitize', severity: 'low', rule: 'secrets.workspace.mode', data: { mode: 'off', files: 0, hidden: 0, redacted: 0 } });
+    record({
+      type: 'secrets.sanitize',
+      severity: 'low',
+      rule: 'secrets.workspace.mode',
+      data: { mode: 'off', files: 0, hidden: 0, redacted: 0 },
+    });
     return { hidden: [], redacted: [] };
   }
   const entries: SanitizeEntry[] = [];
   const gitConfig = joinBytes(dir, '.git/config');
-  try { if (lstatSync(gitConfig).isFile()) entries.push({ abs: gitConfig, rel: '.git/config', kind: 'file' }); } catch { /* no .git/config */ }
+  try {
+    if (lstatSync(gitConfig).isFile()) entries.push({ abs: gitConfig, rel: '.git/config', kind: 'file' });
+  } catch {
+    /* no .git/config */
+  }
   for (const e of walkBytes(dir, { skip: (rel) => rel.toString('latin1') === '.git' })) {
-    if (e.kind === 'file' || e.kind === 'symlink') entries.push({ abs: e.abs, rel: e.rel.toString('utf8'), kind: e.kind });
+    if (e.kind === 'file' || e.kind === 'symlink')
+      entries.push({ abs: e.abs, rel: e.rel.toString('utf8'), kind: e.kind });
   }
   const r = await sanitizeEntries(entries, policy, (ev) => record(ev), opts);
   recordSummary(record, ws.mode, r.scanned, r.hidden, r.redacted.length);
@@ -248,14 +384,29 @@ export async function sanitizeTree(
 }
 
 /** The closing summary: counts, and the hidden files by reason with how to let them in. */
-export function recordSummary(record: RecordFn, mode: string, files: number, hidden: readonly HiddenFile[], redacted: number): void {
+export function recordSummary(
+  record: RecordFn,
+  mode: string,
+  files: number,
+  hidden: readonly HiddenFile[],
+  redacted: number,
+): void {
   const tooLarge = hidden.filter((h) => h.reason === 'too-large').map((h) => h.file);
   record({
-    type: 'secrets.sanitize', severity: hidden.length ? 'low' : 'info', rule: 'secrets.workspace.mode',
+    type: 'secrets.sanitize',
+    severity: hidden.length ? 'low' : 'info',
+    rule: 'secrets.workspace.mode',
     data: {
-      mode, files, hidden: hidden.length, redacted,
+      mode,
+      files,
+      hidden: hidden.length,
+      redacted,
       hiddenFiles: hidden.slice(0, 200).map((h) => ({ file: h.file, reason: h.reason, rule: h.rule })),
-      ...(tooLarge.length ? { hint: 'files over secrets.workspace.maxFileKB are hidden; raise it, or name them in secrets.workspace.binaryPaths to check their printable text instead' } : {}),
+      ...(tooLarge.length
+        ? {
+            hint: 'files over secrets.workspace.maxFileKB are hidden; raise it, or name them in secrets.workspace.binaryPaths to check their printable text instead',
+          }
+        : {}),
     },
   });
 }
@@ -273,7 +424,14 @@ export interface SnapshotReport {
   cached: number;
 }
 
-interface SnapshotFile { abs: Buffer; rel: string; key: string; mode: string; blob: string; size?: number }
+interface SnapshotFile {
+  abs: Buffer;
+  rel: string;
+  key: string;
+  mode: string;
+  blob: string;
+  size?: number;
+}
 
 /** Sanitizes a snapshot layer: the given files, plus what the previous layer's report says
  * about the paths that did not change (their sanitized files were carried over as they are). */
@@ -287,7 +445,15 @@ export async function sanitizeSnapshot(
   policy: SecretsPolicy,
   opts: SanitizeOptions = {},
 ): Promise<{ changed: boolean; report: SnapshotReport; touched: string[] }> {
-  const report: SnapshotReport = { events: [], eventKeys: [], hidden: [], redacted: 0, touched: [], scanned: 0, cached: 0 };
+  const report: SnapshotReport = {
+    events: [],
+    eventKeys: [],
+    hidden: [],
+    redacted: 0,
+    touched: [],
+    scanned: 0,
+    cached: 0,
+  };
   const prev = input.previous?.report as SnapshotReport | undefined;
   const touched = new Set<string>();
   if (prev && input.previous) {
@@ -295,22 +461,47 @@ export async function sanitizeSnapshot(
     prev.events.forEach((ev, i) => {
       const key = prev.eventKeys[i] ?? '';
       if (!key || changed.has(key)) return;
-      report.events.push(ev); report.eventKeys.push(key);
+      report.events.push(ev);
+      report.eventKeys.push(key);
     });
     report.hidden.push(...prev.hidden.filter((h) => !changed.has(h.key ?? '')));
     for (const k of prev.touched) if (!changed.has(k)) touched.add(k);
   }
-  const entries: SanitizeEntry[] = input.files.filter((f) => f.mode !== '160000')
-    .map((f) => ({ abs: f.abs, rel: f.rel, key: f.key, blob: f.blob, kind: f.mode === '120000' ? 'symlink' : 'file', ...(f.size !== undefined ? { size: f.size } : {}) }));
+  const entries: SanitizeEntry[] = input.files
+    .filter((f) => f.mode !== '160000')
+    .map((f) => ({
+      abs: f.abs,
+      rel: f.rel,
+      key: f.key,
+      blob: f.blob,
+      kind: f.mode === '120000' ? 'symlink' : 'file',
+      ...(f.size !== undefined ? { size: f.size } : {}),
+    }));
   const write = input.write;
-  const r = await sanitizeEntries(entries, policy, (ev, e) => {
-    report.events.push(ev); report.eventKeys.push(e.key ?? '');
-    if (ev.type === 'secrets.hidden' || ev.type === 'secrets.redacted') touched.add(e.key ?? '');
-  }, write ? { ...opts, materialize: (batch) => write(batch.map((e) => e.key!)) } : opts);
+  const r = await sanitizeEntries(
+    entries,
+    policy,
+    (ev, e) => {
+      report.events.push(ev);
+      report.eventKeys.push(e.key ?? '');
+      if (ev.type === 'secrets.hidden' || ev.type === 'secrets.redacted') touched.add(e.key ?? '');
+    },
+    write ? { ...opts, materialize: (batch) => write(batch.map((e) => e.key!)) } : opts,
+  );
   for (const h of r.hidden) report.hidden.push(h);
   report.touched = [...touched].filter(Boolean).sort();
   report.redacted = report.events.filter((e) => e.type === 'secrets.redacted').length;
-  report.scanned = r.scanned; report.cached = r.cached;
-  recordSummary((ev) => { report.events.push(ev); report.eventKeys.push(''); }, policy.workspace.mode, r.scanned, report.hidden, report.redacted);
+  report.scanned = r.scanned;
+  report.cached = r.cached;
+  recordSummary(
+    (ev) => {
+      report.events.push(ev);
+      report.eventKeys.push('');
+    },
+    policy.workspace.mode,
+    r.scanned,
+    report.hidden,
+    report.redacted,
+  );
   return { changed: report.touched.length > 0, report, touched: report.touched };
 }

@@ -30,7 +30,12 @@ export interface ScanCache {
  * alike, and a list that missed one would reuse "clean" after that file learned a secret. */
 export function engineTag(dir = dirname(fileURLToPath(import.meta.url))): string {
   const h = createHash('sha256');
-  for (const f of readdirSync(dir).filter((n) => n.endsWith('.ts')).sort()) h.update(f).update('\0').update(readFileSync(join(dir, f)));
+  for (const f of readdirSync(dir)
+    .filter((n) => n.endsWith('.ts'))
+    .sort())
+    h.update(f)
+      .update('\0')
+      .update(readFileSync(join(dir, f)));
   const req = createRequire(import.meta.url);
   for (const pkg of ['@secretlint/core/package.json', '@secretlint/secretlint-rule-preset-recommend/package.json']) {
     h.update((JSON.parse(readFileSync(req.resolve(pkg), 'utf8')) as { version: string }).version);
@@ -45,10 +50,16 @@ export function openScanCache(dir: string, variant: string): ScanCache {
   const file = join(dir, `${variant}-${engineTag()}.jsonl`);
   const map = new Map<string, Cached>();
   if (existsSync(file)) {
-    if (statSync(file).size > MAX_CACHE_BYTES) unlinkSync(file); // start over rather than grow without bound
+    if (statSync(file).size > MAX_CACHE_BYTES)
+      unlinkSync(file); // start over rather than grow without bound
     else {
       for (const line of readFileSync(file, 'utf8').split('\n')) {
-        try { const e = JSON.parse(line) as { k: string; v: Cached }; map.set(e.k, e.v); } catch { /* torn line: rescan */ }
+        try {
+          const e = JSON.parse(line) as { k: string; v: Cached };
+          map.set(e.k, e.v);
+        } catch {
+          /* torn line: rescan */
+        }
       }
     }
   }

@@ -5,6 +5,15 @@ import { judgeFile, type JudgeJob } from './judge.ts';
 parentPort?.on('message', (msg: { id: number; job: JudgeJob }) => {
   judgeFile(msg.job).then(
     (verdict) => parentPort!.postMessage({ id: msg.id, verdict }),
-    (err: unknown) => parentPort!.postMessage({ id: msg.id, verdict: { v: 'hide', reason: 'scan-error', rule: 'secrets.workspace.mode', extra: { error: err instanceof Error ? err.name : 'error' } } }),
+    (err: unknown) =>
+      parentPort!.postMessage({
+        id: msg.id,
+        verdict: {
+          v: 'hide',
+          reason: 'scan-error',
+          rule: 'secrets.workspace.mode',
+          extra: { error: err instanceof Error ? err.name : 'error' },
+        },
+      }),
   );
 });

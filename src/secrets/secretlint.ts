@@ -19,9 +19,13 @@ const FILTER_COMMENTS = '@secretlint/secretlint-rule-filter-comments';
 const AWS = '@secretlint/secretlint-rule-aws';
 
 export const engineConfig: SecretLintCoreConfig = {
-  rules: presetRules.filter((r) => r.meta.id !== FILTER_COMMENTS).map((rule) => ({
-    id: rule.meta.id, rule, options: rule.meta.id === AWS ? { enableIDScanRule: true } : {},
-  })),
+  rules: presetRules
+    .filter((r) => r.meta.id !== FILTER_COMMENTS)
+    .map((rule) => ({
+      id: rule.meta.id,
+      rule,
+      options: rule.meta.id === AWS ? { enableIDScanRule: true } : {},
+    })),
 };
 
 type Confirm = (text: string, anchors: AnchorHits) => boolean;
@@ -30,7 +34,14 @@ type Confirm = (text: string, anchors: AnchorHits) => boolean;
  * matches at an offset of one of `anchors`; always when offsets were not all kept. */
 function stickyAt(anchors: readonly string[], re: RegExp): Confirm {
   const y = new RegExp(re.source, re.flags.replace('g', '') + 'y');
-  return (text, hits) => !hits.complete || anchors.some((a) => (hits.at.get(a) ?? []).some((at) => { y.lastIndex = at; return y.test(text); }));
+  return (text, hits) =>
+    !hits.complete ||
+    anchors.some((a) =>
+      (hits.at.get(a) ?? []).some((at) => {
+        y.lastIndex = at;
+        return y.test(text);
+      }),
+    );
 }
 
 const AWS_ID_ANCHORS = ['a3t', 'akia', 'agpa', 'aida', 'aroa', 'aipa', 'anpa', 'anva', 'asia'];
@@ -45,7 +56,10 @@ const awsAccountAt = stickyAt(['account'], AWS_ACCOUNT);
  * Only the rules whose gate passes are handed to secretlint, so most text never reaches
  * it. Kept honest by a test comparing gated and ungated runs on every corpus. */
 export const SECRETLINT_GATES: Record<string, { anchors: readonly string[]; confirm?: Confirm }> = {
-  aws: { anchors: [...AWS_ID_ANCHORS, 'secretaccess', 'secret_access', 'account'], confirm: (t, a) => a.any(AWS_ID_ANCHORS) || a.any(['secretaccess', 'secret_access']) || awsAccountAt(t, a) },
+  aws: {
+    anchors: [...AWS_ID_ANCHORS, 'secretaccess', 'secret_access', 'account'],
+    confirm: (t, a) => a.any(AWS_ID_ANCHORS) || a.any(['secretaccess', 'secret_access']) || awsAccountAt(t, a),
+  },
   gcp: { anchors: ['private_key_id'] },
   npm: { anchors: ['_authtoken', 'npm_', 'x-oauth-basic'] },
   slack: { anchors: ['xoxb-', 'xoxp-', 'xapp-', 'xoxa-', 'xoxo-', 'xoxr-', 'hooks.slack.com'] },
@@ -100,14 +114,18 @@ function valueSpan(text: string, ruleShort: string, messageId: string, s: number
   if (ruleShort === 'gcp') return [s, e]; // whole-file report for service account JSON
   let prefix: RegExpExecArray | null = null;
   const span = text.slice(s, e);
-  if (ruleShort === 'aws' && messageId === 'AWSSecretAccessKey') prefix = /^["']?[A-Za-z_]*["']?\s*(?::|=>|=)\s*["']?/.exec(span);
+  if (ruleShort === 'aws' && messageId === 'AWSSecretAccessKey')
+    prefix = /^["']?[A-Za-z_]*["']?\s*(?::|=>|=)\s*["']?/.exec(span);
   else if (messageId === 'Npmrc_authToken') prefix = /^_authToken=/.exec(span);
   else if (messageId === 'PackageJSON_xOauthToken') prefix = /^https?:\/\//.exec(span);
   if (prefix && prefix[0].length < span.length) s += prefix[0].length;
   if (ruleShort === 'basicauth' || ruleShort === 'database-connection-string') {
     // The rule reports the whole URL; the secret is its password.
     const u = /^(?:jdbc:)?[a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:([^@/\s]+)@/i.exec(text.slice(s, e));
-    if (u) { const ps = s + u[0].length - 1 - u[1]!.length; return [ps, ps + u[1]!.length]; }
+    if (u) {
+      const ps = s + u[0].length - 1 - u[1]!.length;
+      return [ps, ps + u[1]!.length];
+    }
   }
   return [s, e];
 }
@@ -122,12 +140,22 @@ function slackShapeReason(v: string): string | undefined {
   return (parts.at(-1) ?? '').length < 10 ? 'Slack token without a random tail of 10+ characters' : undefined;
 }
 
-export async function secretlintHits(text: string, path: string | undefined, opts: { gate?: boolean; anchors?: AnchorHits; suppressed?: Suppressed[] } = {}): Promise<RawHit[]> {
+export async function secretlintHits(
+  text: string,
+  path: string | undefined,
+  opts: { gate?: boolean; anchors?: AnchorHits; suppressed?: Suppressed[] } = {},
+): Promise<RawHit[]> {
   const ext = path ? extname(path) : '';
-  const rules = opts.gate === false ? engineConfig.rules : gatedRules(text, ext, opts.anchors ?? GATE_PREFILTER.scan(text));
+  const rules =
+    opts.gate === false ? engineConfig.rules : gatedRules(text, ext, opts.anchors ?? GATE_PREFILTER.scan(text));
   if (!rules.length) return [];
   const result = await lintSource({
-    source: { content: text, filePath: path ?? 'input.txt', ext: ext || '.txt', contentType: ext === '.p12' ? 'binary' : 'text' },
+    source: {
+      content: text,
+      filePath: path ?? 'input.txt',
+      ext: ext || '.txt',
+      contentType: ext === '.p12' ? 'binary' : 'text',
+    },
     options: { config: { rules }, maskSecrets: true, noPhysicFilePath: !path },
   });
   const out: RawHit[] = [];
@@ -139,22 +167,45 @@ export async function secretlintHits(text: string, path: string | undefined, opt
     const rule = `secretlint/${short}/${m.messageId}`;
     if (OUR_MARKER.test(value)) continue; // a password already replaced by our marker
     // ghp_xxxxxxxx…, sk_live_AAAA…: the part after the vendor prefix is a placeholder
-    const body = short === 'privatekey' || short === 'gcp' ? '' : value.slice(/^[A-Za-z0-9]{1,12}[_.-](?:[a-z]{1,8}[_.-])?/.exec(value)?.[0].length ?? 0);
-    const not = (body ? notSecretReason(value, { body }) : undefined) ?? (short === 'slack' && m.messageId !== 'IncomingWebhook' ? slackShapeReason(value) : undefined);
-    if (not) { if (opts.suppressed && opts.suppressed.length < MAX_SUPPRESSED) opts.suppressed.push({ rule, start, end, reason: not }); continue; }
+    const body =
+      short === 'privatekey' || short === 'gcp'
+        ? ''
+        : value.slice(/^[A-Za-z0-9]{1,12}[_.-](?:[a-z]{1,8}[_.-])?/.exec(value)?.[0].length ?? 0);
+    const not =
+      (body ? notSecretReason(value, { body }) : undefined) ??
+      (short === 'slack' && m.messageId !== 'IncomingWebhook' ? slackShapeReason(value) : undefined);
+    if (not) {
+      if (opts.suppressed && opts.suppressed.length < MAX_SUPPRESSED)
+        opts.suppressed.push({ rule, start, end, reason: not });
+      continue;
+    }
     const severity: SecretSeverity = CRITICAL.has(short) ? 'critical' : 'high';
-    out.push({ rule, severity, message: `secretlint ${short}: ${m.messageId}`, start, end, priority: 1.5, why: `secretlint preset rule ${short} (${m.messageId})` });
+    out.push({
+      rule,
+      severity,
+      message: `secretlint ${short}: ${m.messageId}`,
+      start,
+      end,
+      priority: 1.5,
+      why: `secretlint preset rule ${short} (${m.messageId})`,
+    });
   }
   return out;
 }
 
 /** secretlint alone, as its users run it (recommended preset, default options): the
  * baseline the benchmark compares against. Returns ranges only, never messages. */
-export async function secretlintBaseline(text: string, path: string, config: SecretLintCoreConfig): Promise<{ rule: string; start: number; end: number }[]> {
+export async function secretlintBaseline(
+  text: string,
+  path: string,
+  config: SecretLintCoreConfig,
+): Promise<{ rule: string; start: number; end: number }[]> {
   const ext = extname(path);
   const result = await lintSource({
     source: { content: text, filePath: path, ext: ext || '.txt', contentType: 'text' },
     options: { config, maskSecrets: true },
   });
-  return result.messages.filter((m) => m.type === 'message').map((m) => ({ rule: m.ruleId, start: m.range[0], end: m.range[1] }));
+  return result.messages
+    .filter((m) => m.type === 'message')
+    .map((m) => ({ rule: m.ruleId, start: m.range[0], end: m.range[1] }));
 }

@@ -10,29 +10,116 @@ export function entropy(s: string): number {
   for (const ch of s) counts.set(ch, (counts.get(ch) ?? 0) + 1);
   let h = 0;
   const n = [...s].length;
-  for (const c of counts.values()) { const p = c / n; h -= p * Math.log2(p); }
+  for (const c of counts.values()) {
+    const p = c / n;
+    h -= p * Math.log2(p);
+  }
   return h;
 }
 
 export function charClasses(s: string): number {
-  return (/[a-z]/.test(s) ? 1 : 0) + (/[A-Z]/.test(s) ? 1 : 0) + (/[0-9]/.test(s) ? 1 : 0) + (/[^A-Za-z0-9]/.test(s) ? 1 : 0);
+  return (
+    (/[a-z]/.test(s) ? 1 : 0) + (/[A-Z]/.test(s) ? 1 : 0) + (/[0-9]/.test(s) ? 1 : 0) + (/[^A-Za-z0-9]/.test(s) ? 1 : 0)
+  );
 }
 
-const PLACEHOLDER_WORDS = /example|placeholder|changeme|change_me|change-me|your[_-]?(?:api|key|token|secret|pass|own|access|client|auth|app|private)|redacted|dummy|sample|fake|xxxx|\*\*\*|\.\.\.|todo|fixme|insert[_-]?|replace[_-]?me|secret[_-]?here|token[_-]?here|key[_-]?here|password[_-]?here|[_-]here$|notasecret|not[_-]a[_-]secret|not[_-]?real|lorem|ipsum/i;
+const PLACEHOLDER_WORDS =
+  /example|placeholder|changeme|change_me|change-me|your[_-]?(?:api|key|token|secret|pass|own|access|client|auth|app|private)|redacted|dummy|sample|fake|xxxx|\*\*\*|\.\.\.|todo|fixme|insert[_-]?|replace[_-]?me|secret[_-]?here|token[_-]?here|key[_-]?here|password[_-]?here|[_-]here$|notasecret|not[_-]a[_-]secret|not[_-]?real|lorem|ipsum/i;
 
 /** Passwords that test fixtures, tutorials and container defaults use: never live secrets
  * worth blocking a change for, and a reviewer who sees them flagged learns to ignore us. */
 const DUMMY_PASSWORDS = new Set([
-  'password', 'passw0rd', 'p@ssw0rd', 'p@ssword', 'pa$$word', 'pa55word', 'password1', 'password12', 'password123', 'password1234', 'mypassword',
-  'yourpassword', 'newpassword', 'oldpassword', 'testpassword', 'testpass', 'testpass123', 'test123', 'test1234', 'testing', 'testing123',
-  'secret', 'secret1', 'secret123', 's3cr3t', 's3cret', 'mysecret', 'topsecret', 'supersecret', 'changeit', 'changeme', 'hunter2',
-  'letmein', 'qwerty', 'qwerty123', 'admin', 'admin1', 'admin123', 'administrator', 'root', 'toor', 'guest', 'demo', 'demo123',
-  'foobar', 'foo', 'bar', 'baz', 'pass', 'pass123', 'pass1234', 'pwd', 'passwd', 'default', 'user', 'username', 'token', 'apikey',
-  '123456', '1234567', '12345678', '123456789', '1234567890', 'abc123', 'abcdef', 'abcd1234', 'iloveyou', 'welcome', 'welcome1',
-  'postgres', 'mysql', 'redis', 'rabbitmq', 'guest', 'sa', 'oracle', 'tiger', 'scott', 'minioadmin', 'elastic', 'kibana',
+  'password',
+  'passw0rd',
+  'p@ssw0rd',
+  'p@ssword',
+  'pa$$word',
+  'pa55word',
+  'password1',
+  'password12',
+  'password123',
+  'password1234',
+  'mypassword',
+  'yourpassword',
+  'newpassword',
+  'oldpassword',
+  'testpassword',
+  'testpass',
+  'testpass123',
+  'test123',
+  'test1234',
+  'testing',
+  'testing123',
+  'secret',
+  'secret1',
+  'secret123',
+  's3cr3t',
+  's3cret',
+  'mysecret',
+  'topsecret',
+  'supersecret',
+  'changeit',
+  'changeme',
+  'hunter2',
+  'letmein',
+  'qwerty',
+  'qwerty123',
+  'admin',
+  'admin1',
+  'admin123',
+  'administrator',
+  'root',
+  'toor',
+  'guest',
+  'demo',
+  'demo123',
+  'foobar',
+  'foo',
+  'bar',
+  'baz',
+  'pass',
+  'pass123',
+  'pass1234',
+  'pwd',
+  'passwd',
+  'default',
+  'user',
+  'username',
+  'token',
+  'apikey',
+  '123456',
+  '1234567',
+  '12345678',
+  '123456789',
+  '1234567890',
+  'abc123',
+  'abcdef',
+  'abcd1234',
+  'iloveyou',
+  'welcome',
+  'welcome1',
+  'postgres',
+  'mysql',
+  'redis',
+  'rabbitmq',
+  'guest',
+  'sa',
+  'oracle',
+  'tiger',
+  'scott',
+  'minioadmin',
+  'elastic',
+  'kibana',
 ]);
 
-const SEQUENCES = ['abcdefghijklmnopqrstuvwxyz', '0123456789', 'zyxwvutsrqponmlkjihgfedcba', '9876543210', 'qwertyuiop', 'asdfghjkl'];
+const SEQUENCES = [
+  'abcdefghijklmnopqrstuvwxyz',
+  '0123456789',
+  'zyxwvutsrqponmlkjihgfedcba',
+  '9876543210',
+  'qwertyuiop',
+  'asdfghjkl',
+];
 
 /** Longest run of consecutive characters from a known sequence (abcdef…, 012345…, qwerty…). */
 function longestSequence(v: string): number {
@@ -67,7 +154,8 @@ export function placeholderReason(full: string, whole = full): string | undefine
   // a megabyte of decoys costs the same per candidate as a short one.
   const v = full.length > 128 ? full.slice(0, 128) : full;
   const body = whole.length > 128 ? whole.slice(0, 128) : whole;
-  if (/^<[^<>]*>$|^\[[A-Za-z _-]*\]$|^\{[A-Za-z _-]*\}$|^%[A-Za-z_]+%$|^__[A-Z0-9_]+__$/.test(v)) return 'placeholder: a bracketed name, not a value';
+  if (/^<[^<>]*>$|^\[[A-Za-z _-]*\]$|^\{[A-Za-z _-]*\}$|^%[A-Za-z_]+%$|^__[A-Z0-9_]+__$/.test(v))
+    return 'placeholder: a bracketed name, not a value';
   if (/<[A-Za-z][\w .:-]*>/.test(v)) return 'placeholder: contains an angle-bracketed name';
   const word = PLACEHOLDER_WORDS.exec(v);
   if (word) return `placeholder: contains "${word[0]}"`;
@@ -80,7 +168,8 @@ export function placeholderReason(full: string, whole = full): string | undefine
   const distinct = new Set(body).size;
   if (body.length >= 16 && distinct <= 4) return `placeholder: only ${distinct} distinct characters`;
   const seq = longestSequence(body);
-  if (seq >= 8 || (body.length >= 6 && seq * 2 >= body.length)) return 'placeholder: sequential characters (abcdef…, 123456…)';
+  if (seq >= 8 || (body.length >= 6 && seq * 2 >= body.length))
+    return 'placeholder: sequential characters (abcdef…, 123456…)';
   return undefined;
 }
 
@@ -92,7 +181,10 @@ const REFERENCES: [RegExp, string][] = [
   [/^vault:|^vault\/|^\{\{\s*vault|^!vault|^secret\/data\//i, 'reference: a HashiCorp Vault path'],
   [/^arn:aws[a-z-]*:(?:secretsmanager|ssm|kms):/, 'reference: an AWS Secrets Manager / SSM / KMS ARN'],
   [/^\{\{resolve:(?:secretsmanager|ssm|ssm-secure):/, 'reference: a CloudFormation dynamic reference'],
-  [/^(?:op|sm|gcpsm|azkv|awssm|ssm|keyvault|secretsmanager|gsm|bws|doppler|infisical|sops|env|file):\/\//i, 'reference: a secret manager URI'],
+  [
+    /^(?:op|sm|gcpsm|azkv|awssm|ssm|keyvault|secretsmanager|gsm|bws|doppler|infisical|sops|env|file):\/\//i,
+    'reference: a secret manager URI',
+  ],
   [/^projects\/[^/\s]+\/secrets\/[^/\s]+/, 'reference: a Google Secret Manager resource name'],
   [/^https:\/\/[a-z0-9-]+\.vault\.azure\.net\/secrets\//i, 'reference: an Azure Key Vault secret URI'],
   [/^ENC\[|^AQICAH|^vault:v\d+:/, 'encrypted value (SOPS, KMS or Vault transit), not a plaintext secret'],
@@ -110,7 +202,12 @@ export function referenceReason(full: string): string | undefined {
 export function dummyReason(v: string): string | undefined {
   const low = v.toLowerCase();
   if (DUMMY_PASSWORDS.has(low)) return 'test dummy: a well-known default or example password';
-  if (/^(?:test|dummy|fake|mock|sample|example|demo|local|dev)[_-]?(?:pass(?:word)?|pwd|secret|token|key)?[_-]?\d{0,4}$/i.test(v)) return 'test dummy: names itself a test value';
+  if (
+    /^(?:test|dummy|fake|mock|sample|example|demo|local|dev)[_-]?(?:pass(?:word)?|pwd|secret|token|key)?[_-]?\d{0,4}$/i.test(
+      v,
+    )
+  )
+    return 'test dummy: names itself a test value';
   return undefined;
 }
 

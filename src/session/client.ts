@@ -19,12 +19,19 @@ export { recoverSessions, type RecoveredSession } from './recover.ts';
 
 export type Frame =
   | { t: 'exec'; argv: string[]; cwd?: string; env?: Record<string, string> }
-  | { t: 'in'; d: string } | { t: 'eof' }
-  | { t: 'out'; d: string } | { t: 'err'; d: string }
+  | { t: 'in'; d: string }
+  | { t: 'eof' }
+  | { t: 'out'; d: string }
+  | { t: 'err'; d: string }
   | { t: 'exit'; status: number }
-  | { t: 'stop'; reason?: string } | { t: 'stopped'; result: unknown }
-  | { t: 'pause' } | { t: 'resume'; by?: string } | { t: 'kill'; reason?: string } | { t: 'status' }
-  | { t: 'ok'; data?: unknown } | { t: 'error'; kind: string; message: string; hint?: string };
+  | { t: 'stop'; reason?: string }
+  | { t: 'stopped'; result: unknown }
+  | { t: 'pause' }
+  | { t: 'resume'; by?: string }
+  | { t: 'kill'; reason?: string }
+  | { t: 'status' }
+  | { t: 'ok'; data?: unknown }
+  | { t: 'error'; kind: string; message: string; hint?: string };
 
 export function socketPath(home: string, id: string): string {
   return join(home, 'run', `${id}.sock`);
@@ -41,9 +48,14 @@ export function frames(sock: Socket, on: (f: Frame) => void): void {
     buf += decoder.write(d);
     let i;
     while ((i = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, i); buf = buf.slice(i + 1);
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
       if (!line) continue;
-      try { on(JSON.parse(line) as Frame); } catch { send(sock, { t: 'error', kind: 'USAGE', message: 'malformed frame' }); }
+      try {
+        on(JSON.parse(line) as Frame);
+      } catch {
+        send(sock, { t: 'error', kind: 'USAGE', message: 'malformed frame' });
+      }
     }
   });
 }
@@ -56,13 +68,26 @@ export async function startDetached(opts: OpenSessionOptions): Promise<string> {
   const { openSync } = await import('node:fs');
   const log = openSync(logPath, 'a', 0o600);
   const child = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', entry, '__supervise'], {
-    detached: true, stdio: ['ignore', log, log, 'ipc'], env: process.env, cwd: process.cwd(),
+    detached: true,
+    stdio: ['ignore', log, log, 'ipc'],
+    env: process.env,
+    cwd: process.cwd(),
   });
   child.send(opts);
-  const msg = await new Promise<{ id: string | null; error?: { kind: string; message: string; hint?: string } }>((res) => {
-    child.once('message', (m) => res(m as { id: string | null }));
-    child.once('exit', (code) => res({ id: null, error: { kind: 'INTERNAL', message: `session supervisor exited (${code}); log: ${logPath}\n${safeRead(logPath)}` } }));
-  });
+  const msg = await new Promise<{ id: string | null; error?: { kind: string; message: string; hint?: string } }>(
+    (res) => {
+      child.once('message', (m) => res(m as { id: string | null }));
+      child.once('exit', (code) =>
+        res({
+          id: null,
+          error: {
+            kind: 'INTERNAL',
+            message: `session supervisor exited (${code}); log: ${logPath}\n${safeRead(logPath)}`,
+          },
+        }),
+      );
+    },
+  );
   child.disconnect?.();
   child.unref();
   if (!msg.id) {
@@ -72,16 +97,40 @@ export async function startDetached(opts: OpenSessionOptions): Promise<string> {
   return msg.id;
 }
 
-function safeRead(p: string): string { try { return readFileSync(p, 'utf8').slice(-2000); } catch { return ''; } }
+function safeRead(p: string): string {
+  try {
+    return readFileSync(p, 'utf8').slice(-2000);
+  } catch {
+    return '';
+  }
+}
 
 /** Client: one request/response exchange with a running session. */
-export async function request(home: string, id: string, f: Frame, io?: { stdout?: NodeJS.WritableStream; stderr?: NodeJS.WritableStream; stdin?: NodeJS.ReadableStream }): Promise<Frame> {
+export async function request(
+  home: string,
+  id: string,
+  f: Frame,
+  io?: { stdout?: NodeJS.WritableStream; stderr?: NodeJS.WritableStream; stdin?: NodeJS.ReadableStream },
+): Promise<Frame> {
   const path = socketPath(home, id);
-  if (!existsSync(path)) throw new AirlockError('BAD_STATE', `session ${id} is not running`, 'list sessions with `airlock sessions`; start one with `airlock session start`');
+  if (!existsSync(path))
+    throw new AirlockError(
+      'BAD_STATE',
+      `session ${id} is not running`,
+      'list sessions with `airlock sessions`; start one with `airlock session start`',
+    );
   return new Promise((res, rej) => {
     const sock = createConnection(path);
     let last: Frame | null = null;
-    sock.once('error', (e) => rej(new AirlockError('BAD_STATE', `session ${id} is not reachable (${(e as NodeJS.ErrnoException).code}); its supervisor may have died`, 'see `airlock sessions`')));
+    sock.once('error', (e) =>
+      rej(
+        new AirlockError(
+          'BAD_STATE',
+          `session ${id} is not reachable (${(e as NodeJS.ErrnoException).code}); its supervisor may have died`,
+          'see `airlock sessions`',
+        ),
+      ),
+    );
     sock.on('connect', () => {
       send(sock, f);
       if (f.t === 'exec' && io?.stdin) {

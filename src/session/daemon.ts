@@ -19,20 +19,37 @@ function redactedStream(stream: NodeJS.ReadableStream | null, emit: (b: Buffer) 
     chain = chain.then(async () => {
       const { redactText } = await import('../secrets/index.ts');
       let out: string;
-      try { out = (await redactText(text)).text; } catch { out = '[airlock: output withheld: the secret scanner failed]\n'; }
+      try {
+        out = (await redactText(text)).text;
+      } catch {
+        out = '[airlock: output withheld: the secret scanner failed]\n';
+      }
       emit(Buffer.from(out));
     });
   };
   stream.on('data', (d: Buffer) => {
     pending += decoder.write(d);
     const cut = pending.length > 65536 ? pending.length : pending.lastIndexOf('\n') + 1;
-    if (cut > 0) { flush(pending.slice(0, cut)); pending = pending.slice(cut); }
+    if (cut > 0) {
+      flush(pending.slice(0, cut));
+      pending = pending.slice(cut);
+    }
   });
-  return new Promise((res) => stream.on('end', () => { pending += decoder.end(); if (pending) flush(pending); pending = ''; void chain.then(res); }));
+  return new Promise((res) =>
+    stream.on('end', () => {
+      pending += decoder.end();
+      if (pending) flush(pending);
+      pending = '';
+      void chain.then(res);
+    }),
+  );
 }
 
 /** Runs inside the detached supervisor process. */
-export async function superviseSession(opts: OpenSessionOptions, ready: (id: string | null, err?: AirlockError) => void): Promise<void> {
+export async function superviseSession(
+  opts: OpenSessionOptions,
+  ready: (id: string | null, err?: AirlockError) => void,
+): Promise<void> {
   let session: Session;
   try {
     session = await Session.open(opts);
@@ -48,7 +65,11 @@ export async function superviseSession(opts: OpenSessionOptions, ready: (id: str
     const input: { queue: Frame[]; sink: ((f: Frame) => void) | null } = { queue: [], sink: null };
     inputs.set(sock, input);
     frames(sock, (f) => {
-      if (f.t === 'in' || f.t === 'eof') { if (input.sink) input.sink(f); else input.queue.push(f); return; }
+      if (f.t === 'in' || f.t === 'eof') {
+        if (input.sink) input.sink(f);
+        else input.queue.push(f);
+        return;
+      }
       void handle(sock, f);
     });
   });
@@ -66,7 +87,13 @@ export async function superviseSession(opts: OpenSessionOptions, ready: (id: str
       switch (frame.t) {
         case 'exec': {
           running++;
-          const h = await session.exec({ argv: frame.argv, cwd: frame.cwd, env: frame.env, stdio: 'pipe', via: 'exec' });
+          const h = await session.exec({
+            argv: frame.argv,
+            cwd: frame.cwd,
+            env: frame.env,
+            stdio: 'pipe',
+            via: 'exec',
+          });
           // Output leaves the sandbox redacted, a line at a time (secrets never span a
           // line in practice; a long line is cut at 64 KiB).
           const outDone = redactedStream(h.stdout, (b) => send(sock, { t: 'out', d: b.toString('base64') }));
@@ -85,19 +112,32 @@ export async function superviseSession(opts: OpenSessionOptions, ready: (id: str
           sock.end();
           return;
         }
-        case 'stop': return await stopAndExit(frame.reason ?? 'stopped by user', sock);
-        case 'kill': return await stopAndExit(`killed: ${frame.reason ?? 'by user'}`, sock);
-        case 'pause': send(sock, { t: 'ok', data: { paused: session.pause('requested by user') } }); sock.end(); return;
+        case 'stop':
+          return await stopAndExit(frame.reason ?? 'stopped by user', sock);
+        case 'kill':
+          return await stopAndExit(`killed: ${frame.reason ?? 'by user'}`, sock);
+        case 'pause':
+          send(sock, { t: 'ok', data: { paused: session.pause('requested by user') } });
+          sock.end();
+          return;
         case 'resume': {
           // through the detector when it paused the session, so its state and record agree
-          const d = session.layerState.get('detector') as { paused(): boolean; resume(by: string): Promise<void> } | undefined;
+          const d = session.layerState.get('detector') as
+            { paused(): boolean; resume(by: string): Promise<void> } | undefined;
           const by = frame.by ?? process.env.USER ?? 'unknown';
-          if (d?.paused()) { await d.resume(by); send(sock, { t: 'ok', data: { resumed: true } }); } else send(sock, { t: 'ok', data: { resumed: session.resume(by) } });
+          if (d?.paused()) {
+            await d.resume(by);
+            send(sock, { t: 'ok', data: { resumed: true } });
+          } else send(sock, { t: 'ok', data: { resumed: session.resume(by) } });
           sock.end();
           return;
         }
-        case 'status': send(sock, { t: 'ok', data: { id: session.id, state: session.state, running } }); sock.end(); return;
-        default: return;
+        case 'status':
+          send(sock, { t: 'ok', data: { id: session.id, state: session.state, running } });
+          sock.end();
+          return;
+        default:
+          return;
       }
     } catch (e) {
       const ae = e instanceof AirlockError ? e : new AirlockError('INTERNAL', String(e));
@@ -108,6 +148,7 @@ export async function superviseSession(opts: OpenSessionOptions, ready: (id: str
   await new Promise<void>((res) => server.listen(path, res));
   chmodSync(path, 0o600);
   void session.limitHit.then(() => stopAndExit('limit reached'));
-  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => void stopAndExit(`interrupted by ${sig} (to the session supervisor)`));
+  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const)
+    process.on(sig, () => void stopAndExit(`interrupted by ${sig} (to the session supervisor)`));
   ready(session.id);
 }

@@ -6,7 +6,10 @@ const ALPHABET = '0123456789abcdefghjkmnpqrstvwxyz';
 export function newSessionId(now = Date.now()): string {
   let t = '';
   let n = Math.floor(now / 1000);
-  for (let i = 0; i < 7; i++) { t = ALPHABET[n % 32] + t; n = Math.floor(n / 32); }
+  for (let i = 0; i < 7; i++) {
+    t = ALPHABET[n % 32] + t;
+    n = Math.floor(n / 32);
+  }
   const r = randomBytes(5);
   let s = '';
   for (const b of r) s += ALPHABET[b % 32];

@@ -48,7 +48,7 @@ export interface SessionLayer {
 
 /** In the order they start and stop (telemetry last: its checkpoint covers the others' events). */
 export const LAYER_NAMES = ['egress', 'commands', 'secrets', 'detection', 'review', 'telemetry'] as const;
-export type LayerName = typeof LAYER_NAMES[number];
+export type LayerName = (typeof LAYER_NAMES)[number];
 
 /** Every layer by name; `null` is a layer left out (recorded as `session.layer_disabled`). */
 export type SessionLayers = { readonly [K in LayerName]: SessionLayer | null };
@@ -56,8 +56,12 @@ export type SessionLayers = { readonly [K in LayerName]: SessionLayer | null };
 /** All layers, freshly built. */
 export function defaultLayers(): SessionLayers {
   return {
-    egress: egressLayer(), commands: commandsLayer(), secrets: secretsLayer(),
-    detection: detectionLayer(), review: reviewLayer(), telemetry: telemetryLayer(),
+    egress: egressLayer(),
+    commands: commandsLayer(),
+    secrets: secretsLayer(),
+    detection: detectionLayer(),
+    review: reviewLayer(),
+    telemetry: telemetryLayer(),
   };
 }
 
@@ -66,20 +70,30 @@ export function defaultLayers(): SessionLayers {
  * default, `null` leaves it out. Unknown names are refused (a typo must not silently
  * leave a layer on its default while the caller believes it replaced it).
  */
-export function resolveLayers(given: Partial<Record<LayerName, SessionLayer | null>> = {}): { layers: SessionLayers; disabled: LayerName[] } {
+export function resolveLayers(given: Partial<Record<LayerName, SessionLayer | null>> = {}): {
+  layers: SessionLayers;
+  disabled: LayerName[];
+} {
   const unknown = Object.keys(given).filter((k) => !(LAYER_NAMES as readonly string[]).includes(k));
-  if (unknown.length) throw new TypeError(`unknown session layer(s): ${unknown.join(', ')} (known: ${LAYER_NAMES.join(', ')})`);
+  if (unknown.length)
+    throw new TypeError(`unknown session layer(s): ${unknown.join(', ')} (known: ${LAYER_NAMES.join(', ')})`);
   const defaults = defaultLayers();
   // only null leaves a layer out; undefined (e.g. an options object spread from elsewhere) keeps the default
-  const layers = Object.fromEntries(LAYER_NAMES.map((n) => [n, given[n] === undefined ? defaults[n] : given[n]])) as Record<LayerName, SessionLayer | null>;
+  const layers = Object.fromEntries(
+    LAYER_NAMES.map((n) => [n, given[n] === undefined ? defaults[n] : given[n]]),
+  ) as Record<LayerName, SessionLayer | null>;
   return { layers: Object.freeze(layers), disabled: LAYER_NAMES.filter((n) => layers[n] === null) };
 }
 
 function egressWanted(s: Session): boolean {
   const e = s.policy.policy.egress as unknown as Record<string, unknown[] | undefined>;
   // record and shadow mode want to see what the agent tries, so the gateway runs even without a grant
-  return s.allowHosts.length > 0 || s.policy.policy.credentials.brokered.length > 0 || s.policy.policy.modes.egress !== 'enforce'
-    || ['presets', 'allow', 'allowCidrs', 'ask'].some((k) => (e[k]?.length ?? 0) > 0);
+  return (
+    s.allowHosts.length > 0 ||
+    s.policy.policy.credentials.brokered.length > 0 ||
+    s.policy.policy.modes.egress !== 'enforce' ||
+    ['presets', 'allow', 'allowCidrs', 'ask'].some((k) => (e[k]?.length ?? 0) > 0)
+  );
 }
 
 // Network: only when the policy grants a destination or brokers a credential. Otherwise
@@ -96,27 +110,52 @@ function egressLayer(): SessionLayer {
       const unixPath = join(session.home.run, `${session.id}.egress.sock`);
       const gw = await startGateway({
         ...prep.gateway,
-        session: session.id, policy: session.policy.policy, candidate: session.policy.candidate?.policy, grants: session.allowHosts, listen: { unixPath },
-        resolver: session.egressUpstream.resolver, tls: { ca: prep.gateway.tls.ca, upstreamCa: session.egressUpstream.upstreamCa },
-        audit: (e: AuditEventInput) => { session.record(e); },
+        session: session.id,
+        policy: session.policy.policy,
+        candidate: session.policy.candidate?.policy,
+        grants: session.allowHosts,
+        listen: { unixPath },
+        resolver: session.egressUpstream.resolver,
+        tls: { ca: prep.gateway.tls.ca, upstreamCa: session.egressUpstream.upstreamCa },
+        audit: (e: AuditEventInput) => {
+          session.record(e);
+        },
         // an egress.ask destination waits in the same queue as command asks (`airlock approvals`, the console)
         ask: async (r) => {
           const { requestApproval } = await import('../command-rules/index.ts');
           return requestApproval(session.store, {
-            session: session.id, command: ['egress', `${r.host}:${r.port}`], rule: r.rule, reason: r.reason,
-            timeoutSeconds: session.policy.policy.egress.askTimeoutSeconds, sessionEnded: session.endedSignal,
+            session: session.id,
+            command: ['egress', `${r.host}:${r.port}`],
+            rule: r.rule,
+            reason: r.reason,
+            timeoutSeconds: session.policy.policy.egress.askTimeoutSeconds,
+            sessionEnded: session.endedSignal,
           });
         },
       });
       session.layerState.set('gateway', gw);
       const transparent = Object.keys(gw.transparentSockets).length > 0;
       const net = sandboxNetwork(gw.address, {
-        transparent, ports: Object.keys(gw.transparentSockets).map(Number), hostLoopback: gw.hostLoopbackSockets,
+        transparent,
+        ports: Object.keys(gw.transparentSockets).map(Number),
+        hostLoopback: gw.hostLoopbackSockets,
         maxConnections: session.policy.policy.egress.limits.maxConnections,
       });
       return {
-        setup: net.setup, env: { ...net.env, ...prep.sandboxEnv }, close: () => gw.close(), bridge: { tcp: net.bridge.tcp, dns: net.bridge.dns },
-        attach: async (enter) => { const b = await startBridge(net.bridge, { enter, session: session.id, record: (e) => { session.record(e); } }); return () => b.close(); },
+        setup: net.setup,
+        env: { ...net.env, ...prep.sandboxEnv },
+        close: () => gw.close(),
+        bridge: { tcp: net.bridge.tcp, dns: net.bridge.dns },
+        attach: async (enter) => {
+          const b = await startBridge(net.bridge, {
+            enter,
+            session: session.id,
+            record: (e) => {
+              session.record(e);
+            },
+          });
+          return () => b.close();
+        },
         files: [{ source: prep.caBundlePath, target: prep.caBundleSandboxPath }],
         redirectedPorts: net.redirectedPorts,
       };
@@ -134,10 +173,20 @@ function commandsLayer(): SessionLayer {
       const d = decideCommandInMode(req.argv, s.policy.policy, s.policy.candidate?.policy);
       if (d.action !== 'ask') return d;
       const a = await requestApproval(s.store, {
-        session: s.id, command: req.argv, rule: d.rule, reason: d.reason,
-        timeoutSeconds: s.policy.policy.commands.askTimeoutSeconds, sessionEnded: s.endedSignal,
+        session: s.id,
+        command: req.argv,
+        rule: d.rule,
+        reason: d.reason,
+        timeoutSeconds: s.policy.policy.commands.askTimeoutSeconds,
+        sessionEnded: s.endedSignal,
       });
-      return { action: a.decision, rule: d.rule, reason: a.decision === 'allow' ? `approved by ${a.by ?? 'a human'}` : a.reason, modeNote: d.modeNote, asked: true };
+      return {
+        action: a.decision,
+        rule: d.rule,
+        reason: a.decision === 'allow' ? `approved by ${a.by ?? 'a human'}` : a.reason,
+        modeNote: d.modeNote,
+        asked: true,
+      };
     },
   };
 }
@@ -170,7 +219,9 @@ function secretsLayer(): SessionLayer {
 
 async function restoreRedacted(s: Session): Promise<Record<string, [string, string][]>> {
   const report = s.snapshotReport as { events?: AuditEventInput[] } | null;
-  const files = new Set((report?.events ?? []).filter((e) => e.type === 'secrets.redacted').map((e) => String(e.data?.file)));
+  const files = new Set(
+    (report?.events ?? []).filter((e) => e.type === 'secrets.redacted').map((e) => String(e.data?.file)),
+  );
   if (!files.size) return {};
   const { scanText, defaultMarker } = await import('../secrets/index.ts');
   const { git } = await import('../common/index.ts');
@@ -186,14 +237,21 @@ async function restoreRedacted(s: Session): Promise<Record<string, [string, stri
 
 async function plantHoneytokens(s: Session): Promise<void> {
   // the light entry: planting needs no detection engine (secretlint, the prefilter)
-  const planted: Honeytoken[] = (await import('../secrets/honeytokens.ts')).plantHoneytokens(s.homeView(), null, s.policy.policy.secrets).tokens;
+  const planted: Honeytoken[] = (await import('../secrets/honeytokens.ts')).plantHoneytokens(
+    s.homeView(),
+    null,
+    s.policy.policy.secrets,
+  ).tokens;
   // name them as the agent sees them
   const tokens = planted.map((t) => ({ ...t, path: t.path.replace(s.homeView(), '/home/agent') }));
   if (!tokens.length) return;
   if (s.hostIds) chownTreeNoFollow(s.homeView(), s.hostIds);
   s.layerState.set('honeytokens', tokens);
   (s.layerState.get('gateway') as { setHoneytokens?: (t: Honeytoken[]) => void } | undefined)?.setHoneytokens?.(tokens);
-  s.record({ type: 'secrets.honeytokens', data: { planted: tokens.map((t) => ({ kind: t.kind, path: t.path, fingerprint: t.fingerprint })) } });
+  s.record({
+    type: 'secrets.honeytokens',
+    data: { planted: tokens.map((t) => ({ kind: t.kind, path: t.path, fingerprint: t.fingerprint })) },
+  });
 }
 
 function detectionLayer(): SessionLayer {
@@ -201,16 +259,27 @@ function detectionLayer(): SessionLayer {
     afterStart: async (s) => {
       const { startDetector } = await import('../detect/index.ts');
       const detector: Detector = startDetector({
-        store: s.store, policy: s.policy.policy, session: s.id, agent: s.agent,
+        store: s.store,
+        policy: s.policy.policy,
+        session: s.id,
+        agent: s.agent,
         control: {
-          pause: async () => { if (!s.pause('detection response')) throw new Error('pause failed'); },
-          resume: async () => { s.resume('detection'); },
-          kill: async (reason: string) => { void s.stop(`killed by detection: ${reason}`); },
+          pause: async () => {
+            if (!s.pause('detection response')) throw new Error('pause failed');
+          },
+          resume: async () => {
+            s.resume('detection');
+          },
+          kill: async (reason: string) => {
+            void s.stop(`killed by detection: ${reason}`);
+          },
         },
       });
       s.layerState.set('detector', detector);
     },
-    afterStop: async (s) => { (s.layerState.get('detector') as Detector | undefined)?.stop(); },
+    afterStop: async (s) => {
+      (s.layerState.get('detector') as Detector | undefined)?.stop();
+    },
   };
 }
 
@@ -243,7 +312,14 @@ function telemetryLayer(): SessionLayer {
       if (!t.sinks.length) return;
       const m = await import('../audit/sinks/index.ts');
       const plan = m.planSessionSinks(s.policy);
-      for (const r of plan.refused) s.record({ type: 'telemetry.sink_refused', severity: 'medium', decision: 'deny', rule: 'telemetry.allowRepoSinks', data: { ...r } });
+      for (const r of plan.refused)
+        s.record({
+          type: 'telemetry.sink_refused',
+          severity: 'medium',
+          decision: 'deny',
+          rule: 'telemetry.allowRepoSinks',
+          data: { ...r },
+        });
       if (plan.run.length) s.layerState.set('delivery', m.startDelivery(s.store, plan.run));
     },
     afterStop: async (s) => {

@@ -29,7 +29,9 @@ function alive(pid: number): boolean {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
     return state !== 'Z' && state !== 'X';
-  } catch { return false; }
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -47,26 +49,45 @@ export const SESSION_COLUMNS = `MIN(ts) AS "start",
 
 /** Sessions as the audit log tells them (the log is the only source of truth). */
 export function listSessions(store: AuditStore, only?: string): SessionSummary[] {
-  const rows = store.tables.prepare(`
+  const rows = store.tables
+    .prepare(
+      `
     SELECT session AS id, ${SESSION_COLUMNS}
     FROM events WHERE session IS NOT NULL ${only ? 'AND session = ?' : ''}
-    GROUP BY session ORDER BY MIN(seq) ASC`).all(...(only ? [only] : [])) as Record<string, unknown>[];
+    GROUP BY session ORDER BY MIN(seq) ASC`,
+    )
+    .all(...(only ? [only] : [])) as Record<string, unknown>[];
   return rows.map((r) => sessionFromRow(r, true));
 }
 
 /** One row of SESSION_COLUMNS as a summary; `local`: its supervisor would run on this host (so a dead one means aborted). */
 export function sessionFromRow(r: Record<string, unknown>, local: boolean): SessionSummary {
-  const sd = r.startData ? JSON.parse(String(r.startData)) as Record<string, unknown> : {};
-  const st = r.stopData ? JSON.parse(String(r.stopData)) as Record<string, unknown> : null;
-  const rd = r.resultData ? JSON.parse(String(r.resultData)) as Record<string, unknown> : null;
-  let state: SessionSummary['state'] = st ? (String(st.reason ?? '').startsWith('interrupted') ? 'interrupted' : 'stopped') : r.failData ? 'failed' : 'running';
-  if (local && state === 'running' && typeof sd.supervisorPid === 'number' && !alive(sd.supervisorPid)) state = 'aborted';
+  const sd = r.startData ? (JSON.parse(String(r.startData)) as Record<string, unknown>) : {};
+  const st = r.stopData ? (JSON.parse(String(r.stopData)) as Record<string, unknown>) : null;
+  const rd = r.resultData ? (JSON.parse(String(r.resultData)) as Record<string, unknown>) : null;
+  let state: SessionSummary['state'] = st
+    ? String(st.reason ?? '').startsWith('interrupted')
+      ? 'interrupted'
+      : 'stopped'
+    : r.failData
+      ? 'failed'
+      : 'running';
+  if (local && state === 'running' && typeof sd.supervisorPid === 'number' && !alive(sd.supervisorPid))
+    state = 'aborted';
   return {
-    id: String(r.id), command: (sd.command as string[] | null) ?? null, agent: (sd.agent as string) ?? null,
-    repo: (sd.repo as string) ?? null, baseCommit: (sd.baseCommit as string) ?? null,
-    start: String(r.start), end: (r.end as string | null) ?? null, status: (st?.status as number | null) ?? null, state,
-    events: Number(r.events), denials: Number(r.denials ?? 0),
-    commits: rd ? (rd.commits as unknown[]).length : null, dirty: rd ? Boolean(rd.dirty) : null,
+    id: String(r.id),
+    command: (sd.command as string[] | null) ?? null,
+    agent: (sd.agent as string) ?? null,
+    repo: (sd.repo as string) ?? null,
+    baseCommit: (sd.baseCommit as string) ?? null,
+    start: String(r.start),
+    end: (r.end as string | null) ?? null,
+    status: (st?.status as number | null) ?? null,
+    state,
+    events: Number(r.events),
+    denials: Number(r.denials ?? 0),
+    commits: rd ? (rd.commits as unknown[]).length : null,
+    dirty: rd ? Boolean(rd.dirty) : null,
     supervisorPid: typeof sd.supervisorPid === 'number' ? sd.supervisorPid : null,
     runtime: runtimeOf(sd),
   };

@@ -1,7 +1,15 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { AirlockError } from '../common/index.ts';
-import { parsePolicyText, readPolicyFile, resolvePolicy, DEFAULT_ORG_POLICY, MODE_LAYERS, type LoadedPolicy, type PolicySource } from '../policy/index.ts';
+import {
+  parsePolicyText,
+  readPolicyFile,
+  resolvePolicy,
+  DEFAULT_ORG_POLICY,
+  MODE_LAYERS,
+  type LoadedPolicy,
+  type PolicySource,
+} from '../policy/index.ts';
 import { openHostRepoAt, readAtCommit, type HostRepo } from '../workspace/index.ts';
 
 export const REPO_POLICY_FILE = 'airlock.yaml';
@@ -28,16 +36,29 @@ export function orgPolicyPath(c: PolicyChoice, env: NodeJS.ProcessEnv = process.
  * policy files (org, then the base commit's airlock.yaml or --policy). `airlock run` reads
  * it for the agent profile and hands it to Session.open, which then reads nothing twice.
  */
-export interface SessionOrigin { repo: HostRepo; base: string; sources: PolicySource[] }
+export interface SessionOrigin {
+  repo: HostRepo;
+  base: string;
+  sources: PolicySource[];
+}
 
-export function readSessionOrigin(o: PolicyChoice & { repo?: string; base?: string }, env: NodeJS.ProcessEnv = process.env): SessionOrigin {
+export function readSessionOrigin(
+  o: PolicyChoice & { repo?: string; base?: string },
+  env: NodeJS.ProcessEnv = process.env,
+): SessionOrigin {
   const { repo, commit: base } = openHostRepoAt(resolve(o.repo ?? process.cwd()), o.base ?? 'HEAD');
   return { repo, base, sources: policySources(repo, base, o, env) };
 }
 
 /** The policy of a session that starts at `origin`, with the caller's grants on top (and shadow mode's candidate). */
-export function policyAt(origin: Pick<SessionOrigin, 'sources'>, grants: PolicyChoice['grants'], shadowPolicy?: string): LoadedPolicy {
-  const loaded = resolvePolicy(grants ? [...origin.sources, { kind: 'grant', origin: 'command line', raw: grants }] : origin.sources);
+export function policyAt(
+  origin: Pick<SessionOrigin, 'sources'>,
+  grants: PolicyChoice['grants'],
+  shadowPolicy?: string,
+): LoadedPolicy {
+  const loaded = resolvePolicy(
+    grants ? [...origin.sources, { kind: 'grant', origin: 'command line', raw: grants }] : origin.sources,
+  );
   return withCandidate(loaded, shadowPolicy);
 }
 
@@ -45,12 +66,26 @@ export function policyAt(origin: Pick<SessionOrigin, 'sources'>, grants: PolicyC
 function withCandidate(loaded: LoadedPolicy, file: string | undefined): LoadedPolicy {
   const shadowed = MODE_LAYERS.filter((l) => loaded.policy.modes[l] === 'shadow');
   if (!file) {
-    if (shadowed.length) throw new AirlockError('USAGE', `modes.${shadowed[0]} is shadow but no candidate policy was given`, 'pass --shadow-policy FILE (the policy to compare with), or set the mode to enforce');
+    if (shadowed.length)
+      throw new AirlockError(
+        'USAGE',
+        `modes.${shadowed[0]} is shadow but no candidate policy was given`,
+        'pass --shadow-policy FILE (the policy to compare with), or set the mode to enforce',
+      );
     return loaded;
   }
-  if (!shadowed.length) throw new AirlockError('USAGE', `--shadow-policy ${file}: no layer is in shadow mode`, 'set modes.egress (or commands, packages) to shadow in airlock.yaml, or leave out --shadow-policy');
+  if (!shadowed.length)
+    throw new AirlockError(
+      'USAGE',
+      `--shadow-policy ${file}: no layer is in shadow mode`,
+      'set modes.egress (or commands, packages) to shadow in airlock.yaml, or leave out --shadow-policy',
+    );
   const base = loaded.sources.filter((s) => s.kind !== 'repo');
-  const candidate = resolvePolicy([...base.filter((s) => s.kind === 'org'), readPolicyFile(file, 'repo'), ...base.filter((s) => s.kind === 'grant')]);
+  const candidate = resolvePolicy([
+    ...base.filter((s) => s.kind === 'org'),
+    readPolicyFile(file, 'repo'),
+    ...base.filter((s) => s.kind === 'grant'),
+  ]);
   return { ...loaded, candidate };
 }
 
@@ -59,15 +94,30 @@ function withCandidate(loaded: LoadedPolicy, file: string | undefined): LoadedPo
  * commit's airlock.yaml (or a file the user names), never from the workspace the agent
  * can edit. Without any file, the built-in defaults (the strictest settings) apply.
  */
-export function sessionPolicy(repo: HostRepo | null, baseCommit: string | null, c: PolicyChoice, env: NodeJS.ProcessEnv = process.env): LoadedPolicy {
+export function sessionPolicy(
+  repo: HostRepo | null,
+  baseCommit: string | null,
+  c: PolicyChoice,
+  env: NodeJS.ProcessEnv = process.env,
+): LoadedPolicy {
   return policyAt({ sources: policySources(repo, baseCommit, c, env) }, c.grants, c.shadowPolicy);
 }
 
-function policySources(repo: HostRepo | null, baseCommit: string | null, c: PolicyChoice, env: NodeJS.ProcessEnv): PolicySource[] {
+function policySources(
+  repo: HostRepo | null,
+  baseCommit: string | null,
+  c: PolicyChoice,
+  env: NodeJS.ProcessEnv,
+): PolicySource[] {
   const sources: PolicySource[] = [];
   const org = orgPolicyPath(c, env);
   if (org) {
-    if (!existsSync(org)) throw new AirlockError('NOT_FOUND', `org policy not found: ${org}`, 'fix AIRLOCK_ORG_POLICY / --org-policy, or remove it');
+    if (!existsSync(org))
+      throw new AirlockError(
+        'NOT_FOUND',
+        `org policy not found: ${org}`,
+        'fix AIRLOCK_ORG_POLICY / --org-policy, or remove it',
+      );
     sources.push(readPolicyFile(org, 'org'));
   }
   if (c.policyFile) sources.push(readPolicyFile(c.policyFile, 'repo'));

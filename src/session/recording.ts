@@ -14,7 +14,11 @@ export function recordingReserve(totalBytes: number): number {
 /** Why `dir`'s file system has too little room to record, or null when it has enough (or cannot be asked). */
 export function lackOfRoom(dir: string): string | null {
   let st;
-  try { st = statfsSync(dir); } catch { return null; }
+  try {
+    st = statfsSync(dir);
+  } catch {
+    return null;
+  }
   const free = st.bavail * st.bsize;
   const reserve = recordingReserve(st.blocks * st.bsize);
   if (free >= reserve) return null;
@@ -48,6 +52,10 @@ export const BALLAST_BYTES = 2 * 1024 * 1024;
  * full), deleting it gives SQLite room to record the reason and the events it refused.
  */
 export function holdBallast(path: string): () => void {
-  try { writeFileSync(path, Buffer.alloc(BALLAST_BYTES), { mode: 0o600 }); } catch { rmSync(path, { force: true }); }
+  try {
+    writeFileSync(path, Buffer.alloc(BALLAST_BYTES), { mode: 0o600 });
+  } catch {
+    rmSync(path, { force: true });
+  }
   return () => rmSync(path, { force: true });
 }

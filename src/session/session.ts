@@ -5,17 +5,43 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { AuditStore, type AuditEvent, type AuditEventInput } from '../audit/index.ts';
 import {
-  AirlockError, cannotRecord, isRecordingFailure, ensureHome, makePrivateTree, phase, type HomeLayout,
+  AirlockError,
+  cannotRecord,
+  isRecordingFailure,
+  ensureHome,
+  makePrivateTree,
+  phase,
+  type HomeLayout,
 } from '../common/index.ts';
 import { MODE_LAYERS, type LoadedPolicy, type ModalDecision } from '../policy/index.ts';
 import {
-  driverFor, runtimeOfDriver, buildSandboxEnv, HOST_UID_FOR_SANDBOX, SANDBOX_HOME, SANDBOX_WORKSPACE,
-  type ExecHandle, type Sandbox, type SandboxDriver,
+  driverFor,
+  runtimeOfDriver,
+  buildSandboxEnv,
+  HOST_UID_FOR_SANDBOX,
+  SANDBOX_HOME,
+  SANDBOX_WORKSPACE,
+  type ExecHandle,
+  type Sandbox,
+  type SandboxDriver,
 } from '../sandbox/index.ts';
-import { captureWorkspace, prepareSnapshot, type CaptureResult, type HostRepo, type Snapshot } from '../workspace/index.ts';
+import {
+  captureWorkspace,
+  prepareSnapshot,
+  type CaptureResult,
+  type HostRepo,
+  type Snapshot,
+} from '../workspace/index.ts';
 import { policyAt, readSessionOrigin, type PolicyChoice, type SessionOrigin } from './policy.ts';
 import { newSessionId } from './id.ts';
-import { resolveLayers, LAYER_NAMES, type LayerName, type NetworkSetup, type SessionLayer, type SessionLayers } from './layers.ts';
+import {
+  resolveLayers,
+  LAYER_NAMES,
+  type LayerName,
+  type NetworkSetup,
+  type SessionLayer,
+  type SessionLayers,
+} from './layers.ts';
 import { recoverSessions } from './recover.ts';
 import { assertRoomToRecord, holdBallast, watchRecordingSpace } from './recording.ts';
 
@@ -124,12 +150,34 @@ export class Session {
   private releaseBallast: () => void = () => {};
   private endedController = new AbortController();
   /** Aborted when the session starts to end: whatever waits for it (an "ask") gives up. */
-  get endedSignal(): AbortSignal { return this.endedController.signal; }
+  get endedSignal(): AbortSignal {
+    return this.endedController.signal;
+  }
 
-  private constructor(a: { id: string; repo: HostRepo; base: string; policy: LoadedPolicy; home: HomeLayout; store: AuditStore; ownsStore: boolean; agent: string; layers: SessionLayers; disabledLayers: LayerName[]; onEvent?: (e: AuditEvent) => void }) {
-    this.id = a.id; this.repo = a.repo; this.baseCommit = a.base; this.policy = a.policy; this.home = a.home;
-    this.layers = a.layers; this.disabledLayers = a.disabledLayers;
-    this.store = a.store; this.ownsStore = a.ownsStore; this.agent = a.agent; this.onEvent = a.onEvent;
+  private constructor(a: {
+    id: string;
+    repo: HostRepo;
+    base: string;
+    policy: LoadedPolicy;
+    home: HomeLayout;
+    store: AuditStore;
+    ownsStore: boolean;
+    agent: string;
+    layers: SessionLayers;
+    disabledLayers: LayerName[];
+    onEvent?: (e: AuditEvent) => void;
+  }) {
+    this.id = a.id;
+    this.repo = a.repo;
+    this.baseCommit = a.base;
+    this.policy = a.policy;
+    this.home = a.home;
+    this.layers = a.layers;
+    this.disabledLayers = a.disabledLayers;
+    this.store = a.store;
+    this.ownsStore = a.ownsStore;
+    this.agent = a.agent;
+    this.onEvent = a.onEvent;
     this.stateDir = join(this.home.sessions, this.id);
   }
 
@@ -150,7 +198,10 @@ export class Session {
     const inputs = es.map((e) => ({ ...e, session: e.session ?? this.id }));
     if (this.unrecorded.length && !this.retryUnrecorded()) {
       for (const i of inputs) this.keep(i);
-      throw cannotRecord(new Error(this.recordingFailure ?? 'the store refused earlier events'), `the audit log ${this.store.path}`);
+      throw cannotRecord(
+        new Error(this.recordingFailure ?? 'the store refused earlier events'),
+        `the audit log ${this.store.path}`,
+      );
     }
     try {
       const evs = this.store.appendMany(inputs);
@@ -166,7 +217,11 @@ export class Session {
 
   /** Records if it can; a failure is already handled by record() (freeze, end, keep the event). */
   private note(e: AuditEventInput): void {
-    try { this.record(e); } catch { /* kept in `unrecorded`, retried */ }
+    try {
+      this.record(e);
+    } catch {
+      /* kept in `unrecorded`, retried */
+    }
   }
 
   private keep(e: AuditEventInput): void {
@@ -179,7 +234,9 @@ export class Session {
       for (const ev of this.store.appendMany(this.unrecorded)) this.onEvent?.(ev);
       this.unrecorded = [];
       return true;
-    } catch { return false; }
+    } catch {
+      return false;
+    }
   }
 
   /**
@@ -189,11 +246,19 @@ export class Session {
   cannotRecordNow(detail: string): void {
     if (this.recordingFailure) return;
     this.recordingFailure = detail;
-    try { this.sandbox?.pause(); } catch { /* ending it below either way */ }
+    try {
+      this.sandbox?.pause();
+    } catch {
+      /* ending it below either way */
+    }
     this.stopReason = `cannot record: ${detail}`;
     this.releaseBallast();
     this.unrecorded.unshift({
-      type: 'telemetry.recording_failed', session: this.id, severity: 'critical', decision: 'deny', rule: 'builtin.telemetry-required',
+      type: 'telemetry.recording_failed',
+      session: this.id,
+      severity: 'critical',
+      decision: 'deny',
+      rule: 'builtin.telemetry-required',
       data: { detail, action: 'froze the agent and ended the session' },
     });
     this.retryUnrecorded();
@@ -214,9 +279,25 @@ export class Session {
     const st = store ?? new AuditStore(home.auditDb);
     phase('session.audit-open');
     // what a killed or starved session left behind (raw trace, cgroups) goes into the log first
-    try { recoverSessions(st, home); } catch { /* left in place for the next attempt */ }
+    try {
+      recoverSessions(st, home);
+    } catch {
+      /* left in place for the next attempt */
+    }
     phase('session.recover');
-    const s = new Session({ id: newSessionId(), repo, base, policy, home, store: st, ownsStore, agent: o.agent ?? 'generic', layers, disabledLayers: disabled, onEvent: o.onEvent });
+    const s = new Session({
+      id: newSessionId(),
+      repo,
+      base,
+      policy,
+      home,
+      store: st,
+      ownsStore,
+      agent: o.agent ?? 'generic',
+      layers,
+      disabledLayers: disabled,
+      onEvent: o.onEvent,
+    });
     try {
       await s.start(o, env);
     } catch (e) {
@@ -239,7 +320,7 @@ export class Session {
     this.hostIds = hostIds;
     this.allowHosts = opts.allowHosts ?? [];
     this.egressUpstream = opts.egressUpstream ?? {};
-    const sanitizer = await this.firstOf((l) => l.sanitizer?.(this)) ?? undefined;
+    const sanitizer = (await this.firstOf((l) => l.sanitizer?.(this))) ?? undefined;
     const snap = await prepareSnapshot(this.home.cache, this.repo, this.baseCommit, hostIds, sanitizer);
     this.snapshot = snap;
     this.snapshotReport = snap.report;
@@ -248,17 +329,32 @@ export class Session {
 
     const fixed: Record<string, string> = {
       PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-      HOME: SANDBOX_HOME, USER: 'agent', LOGNAME: 'agent', SHELL: '/bin/bash', TMPDIR: '/tmp',
-      AIRLOCK_SANDBOX: '1', AIRLOCK_SESSION: this.id,
-      GIT_AUTHOR_NAME: 'Airlock agent', GIT_AUTHOR_EMAIL: 'agent@airlock.invalid',
-      GIT_COMMITTER_NAME: 'Airlock agent', GIT_COMMITTER_EMAIL: 'agent@airlock.invalid',
+      HOME: SANDBOX_HOME,
+      USER: 'agent',
+      LOGNAME: 'agent',
+      SHELL: '/bin/bash',
+      TMPDIR: '/tmp',
+      AIRLOCK_SANDBOX: '1',
+      AIRLOCK_SESSION: this.id,
+      GIT_AUTHOR_NAME: 'Airlock agent',
+      GIT_AUTHOR_EMAIL: 'agent@airlock.invalid',
+      GIT_COMMITTER_NAME: 'Airlock agent',
+      GIT_COMMITTER_EMAIL: 'agent@airlock.invalid',
       ...(opts.sandboxEnv ?? {}),
     };
     if (!env.LANG) fixed.LANG = 'C.UTF-8';
     // Layers that plug in (egress gateway, credential broker, honeytokens) contribute here.
     const net: NetworkSetup | null = await this.firstOf((l) => l.network?.(this, env));
-    if (net) { Object.assign(fixed, net.env); this.cleanups.push(net.close); }
-    const sandboxEnv = buildSandboxEnv({ hostEnv: env, allow: policy.sandbox.env.allow, set: policy.sandbox.env.set, fixed });
+    if (net) {
+      Object.assign(fixed, net.env);
+      this.cleanups.push(net.close);
+    }
+    const sandboxEnv = buildSandboxEnv({
+      hostEnv: env,
+      allow: policy.sandbox.env.allow,
+      set: policy.sandbox.env.set,
+      fixed,
+    });
 
     // the policy's runtime (the org may require a stronger one); a caller's driver is recorded as what ran
     const driver = opts.driver ?? driverFor(policy.sandbox.runtime);
@@ -268,7 +364,10 @@ export class Session {
       lowerDirs: this.snapshot.lowerDirs,
       limits: policy.sandbox.limits,
       env: sandboxEnv,
-      mounts: { readOnly: [...policy.sandbox.mounts.readOnly, ...(opts.readOnlyPaths ?? [])], readWrite: policy.sandbox.mounts.readWrite },
+      mounts: {
+        readOnly: [...policy.sandbox.mounts.readOnly, ...(opts.readOnlyPaths ?? [])],
+        readWrite: policy.sandbox.mounts.readWrite,
+      },
       forbiddenMounts: [this.home.root],
       networkSetup: net?.setup ?? null,
       redirectedPorts: net?.redirectedPorts ?? [],
@@ -277,8 +376,12 @@ export class Session {
       trace: policy.sandbox.traceProcesses,
       traceFileProbes: policy.sandbox.traceProcesses && policy.sandbox.traceFileProbes,
       hostIds,
-      record: (e) => { this.record(e); },
-      recordMany: (es) => { this.recordMany(es); },
+      record: (e) => {
+        this.record(e);
+      },
+      recordMany: (es) => {
+        this.recordMany(es);
+      },
     });
     this.cleanups.push(() => this.sandbox.stop());
     phase('session.sandbox');
@@ -287,26 +390,55 @@ export class Session {
     this.record({
       type: 'session.start',
       data: {
-        repo: this.repo.root, baseRef: opts.base ?? 'HEAD', baseCommit: this.baseCommit, agent: this.agent, agentVersion: opts.agentVersion ?? null,
-        command: opts.command ?? null, policyHash: this.policy.hash,
+        repo: this.repo.root,
+        baseRef: opts.base ?? 'HEAD',
+        baseCommit: this.baseCommit,
+        agent: this.agent,
+        agentVersion: opts.agentVersion ?? null,
+        command: opts.command ?? null,
+        policyHash: this.policy.hash,
         policySources: this.policy.sources.map((s) => ({ kind: s.kind, origin: s.origin })),
         modes: { egress: policy.modes.egress, commands: policy.modes.commands, packages: policy.modes.packages },
-        candidatePolicy: this.policy.candidate ? { hash: this.policy.candidate.hash, sources: this.policy.candidate.sources.map((s) => ({ kind: s.kind, origin: s.origin })) } : null,
-        runtime: this.runtime, mechanisms: this.sandbox.mechanisms, namespaces: this.sandbox.namespaces(), limits: policy.sandbox.limits,
-        envNames: Object.keys(sandboxEnv).sort(), mounts: policy.sandbox.mounts,
-        allowHosts: opts.allowHosts ?? [], snapshotBuilt: this.snapshot.built,
-        historyHidden: this.syntheticBase !== null, syntheticBase: this.syntheticBase,
-        startedBy: safeUser(), startedByIdentities: await identities, supervisorPid: process.pid, workspace: SANDBOX_WORKSPACE,
+        candidatePolicy: this.policy.candidate
+          ? {
+              hash: this.policy.candidate.hash,
+              sources: this.policy.candidate.sources.map((s) => ({ kind: s.kind, origin: s.origin })),
+            }
+          : null,
+        runtime: this.runtime,
+        mechanisms: this.sandbox.mechanisms,
+        namespaces: this.sandbox.namespaces(),
+        limits: policy.sandbox.limits,
+        envNames: Object.keys(sandboxEnv).sort(),
+        mounts: policy.sandbox.mounts,
+        allowHosts: opts.allowHosts ?? [],
+        snapshotBuilt: this.snapshot.built,
+        historyHidden: this.syntheticBase !== null,
+        syntheticBase: this.syntheticBase,
+        startedBy: safeUser(),
+        startedByIdentities: await identities,
+        supervisorPid: process.pid,
+        workspace: SANDBOX_WORKSPACE,
         layers: Object.fromEntries(LAYER_NAMES.map((n) => [n, this.layers[n] ? 'on' : 'off'])),
       },
     });
     for (const layer of this.disabledLayers) {
-      this.record({ type: 'session.layer_disabled', severity: 'high', rule: 'builtin.session.layers', data: { layer, by: 'caller', reason: 'left out when the session was opened' } });
+      this.record({
+        type: 'session.layer_disabled',
+        severity: 'high',
+        rule: 'builtin.session.layers',
+        data: { layer, by: 'caller', reason: 'left out when the session was opened' },
+      });
     }
     for (const layer of MODE_LAYERS.filter((l) => policy.modes[l] !== 'enforce')) {
       // record mode lifts refusals: the defenders see it as loudly as a disabled layer
       const mode = policy.modes[layer];
-      this.record({ type: 'session.mode', severity: mode === 'record' ? 'medium' : 'info', rule: `modes.${layer}`, data: { layer, mode, allowed: policy.modes.allowed, candidateHash: this.policy.candidate?.hash ?? null } });
+      this.record({
+        type: 'session.mode',
+        severity: mode === 'record' ? 'medium' : 'info',
+        rule: `modes.${layer}`,
+        data: { layer, mode, allowed: policy.modes.allowed, candidateHash: this.policy.candidate?.hash ?? null },
+      });
     }
     for (const l of this.activeLayers()) await l.afterStart?.(this);
     this.cleanups.push(watchRecordingSpace(this.home.root, (detail) => this.cannotRecordNow(detail)));
@@ -316,48 +448,89 @@ export class Session {
     phase('session.started');
   }
 
-  get mechanisms() { return this.sandbox.mechanisms; }
+  get mechanisms() {
+    return this.sandbox.mechanisms;
+  }
 
   /** The sandbox runtime this session runs under, by its policy name (sandbox.runtime). */
-  get runtime(): string { return runtimeOfDriver(this.sandbox.mechanisms.driver); }
+  get runtime(): string {
+    return runtimeOfDriver(this.sandbox.mechanisms.driver);
+  }
 
   /** The mirror repository with the real base history (host-side, trusted). */
-  get mirror(): string { return this.snapshot.mirror; }
+  get mirror(): string {
+    return this.snapshot.mirror;
+  }
 
   /** Where the agent's workspace can be read on the host while the session runs. */
-  workspaceView(): string { return this.sandbox.workspaceView(); }
+  workspaceView(): string {
+    return this.sandbox.workspaceView();
+  }
 
   /** The sandbox HOME as the host can write it while the session runs. */
-  homeView(): string { return this.sandbox.workspaceView().replace(/merged$/, 'home'); }
+  homeView(): string {
+    return this.sandbox.workspaceView().replace(/merged$/, 'home');
+  }
 
   /** Runs a command in the session's sandbox. Policy on the command applies (allow/ask/deny). */
   async exec(req: ExecRequest): Promise<ExecHandle> {
-    if (this.state === 'stopping' || this.state === 'stopped') throw new AirlockError('BAD_STATE', `session ${this.id} has stopped`, 'start a new session');
+    if (this.state === 'stopping' || this.state === 'stopped')
+      throw new AirlockError('BAD_STATE', `session ${this.id} has stopped`, 'start a new session');
     const decision = await this.decideCommand(req);
     if (this.endedSignal.aborted) {
-      throw new AirlockError('BAD_STATE', `session ${this.id} ended while the command waited for a decision`, 'start a new session');
+      throw new AirlockError(
+        'BAD_STATE',
+        `session ${this.id} ended while the command waited for a decision`,
+        'start a new session',
+      );
     }
     if (decision && decision.action !== 'allow') {
-      this.record({ type: 'command.denied', severity: 'medium', decision: 'deny', rule: decision.rule, data: { argv: req.argv, reason: decision.reason, via: req.via ?? 'api', ...modeData(decision) } });
-      throw new AirlockError('DENIED', `command denied by ${decision.rule}: ${decision.reason}`, 'change the command or ask an admin to change the policy rule');
+      this.record({
+        type: 'command.denied',
+        severity: 'medium',
+        decision: 'deny',
+        rule: decision.rule,
+        data: { argv: req.argv, reason: decision.reason, via: req.via ?? 'api', ...modeData(decision) },
+      });
+      throw new AirlockError(
+        'DENIED',
+        `command denied by ${decision.rule}: ${decision.reason}`,
+        'change the command or ask an admin to change the policy rule',
+      );
     }
     // `airlock run`'s command is the human's own choice; everything else met the command rules
-    this.record({ type: 'command.exec', decision: 'allow', rule: decision?.rule ?? (req.via === 'run' ? 'builtin.human-command' : 'commands.default'), data: { argv: req.argv, cwd: req.cwd ?? SANDBOX_WORKSPACE, via: req.via ?? 'api', ...modeData(decision) } });
+    this.record({
+      type: 'command.exec',
+      decision: 'allow',
+      rule: decision?.rule ?? (req.via === 'run' ? 'builtin.human-command' : 'commands.default'),
+      data: { argv: req.argv, cwd: req.cwd ?? SANDBOX_WORKSPACE, via: req.via ?? 'api', ...modeData(decision) },
+    });
     const h = this.sandbox.exec(req.argv, { stdio: req.stdio ?? 'pipe', cwd: req.cwd, env: req.env });
     void h.done.then((r) => {
       this.lastStatus = r.status;
-      this.note({ type: 'command.exit', data: { argv0: req.argv[0], status: r.status, signal: r.signal, via: req.via ?? 'api' } });
+      this.note({
+        type: 'command.exit',
+        data: { argv0: req.argv[0], status: r.status, signal: r.signal, via: req.via ?? 'api' },
+      });
     });
     return h;
   }
 
   /** Convenience: run to completion, collecting output. */
-  async run(argv: string[], o: Omit<ExecRequest, 'argv' | 'stdio'> = {}): Promise<{ status: number; stdout: string; stderr: string }> {
+  async run(
+    argv: string[],
+    o: Omit<ExecRequest, 'argv' | 'stdio'> = {},
+  ): Promise<{ status: number; stdout: string; stderr: string }> {
     const h = await this.exec({ ...o, argv, stdio: 'pipe' });
     h.stdin?.end();
-    let stdout = ''; let stderr = '';
-    h.stdout?.on('data', (d: Buffer) => { stdout += d.toString(); });
-    h.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
+    let stdout = '';
+    let stderr = '';
+    h.stdout?.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    h.stderr?.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
     const r = await h.done;
     return { status: r.status, stdout, stderr };
   }
@@ -365,19 +538,27 @@ export class Session {
   pause(reason = 'requested'): boolean {
     if (this.state !== 'running') return false;
     const ok = this.sandbox.pause();
-    if (ok) { this.state = 'paused'; this.record({ type: 'session.paused', severity: 'medium', data: { reason } }); }
+    if (ok) {
+      this.state = 'paused';
+      this.record({ type: 'session.paused', severity: 'medium', data: { reason } });
+    }
     return ok;
   }
 
   resume(by = safeUser()): boolean {
     if (this.state !== 'paused') return false;
     const ok = this.sandbox.resume();
-    if (ok) { this.state = 'running'; this.record({ type: 'session.resumed', data: { by } }); }
+    if (ok) {
+      this.state = 'running';
+      this.record({ type: 'session.resumed', data: { by } });
+    }
     return ok;
   }
 
   /** Resolves when a resource limit ends the session. */
-  get limitHit() { return this.sandbox.limitHit; }
+  get limitHit() {
+    return this.sandbox.limitHit;
+  }
 
   /** Ends the session: stops processes, captures the result, tears the sandbox down. Idempotent. */
   stop(reason = 'completed'): Promise<StopResult> {
@@ -395,7 +576,11 @@ export class Session {
     this.state = 'stopped';
     this.endedController.abort();
     void this.sandbox.killAll();
-    this.record({ type: 'session.stop', severity: 'medium', data: { reason, status: this.lastStatus, forced: true, commits: 0, dirty: false } });
+    this.record({
+      type: 'session.stop',
+      severity: 'medium',
+      data: { reason, status: this.lastStatus, forced: true, commits: 0, dirty: false },
+    });
   }
 
   private async doStop(reason: string): Promise<StopResult> {
@@ -403,8 +588,14 @@ export class Session {
     this.state = 'stopping';
     this.endedController.abort();
     // children's handles can all be gone while capture still runs: keep the process up until the end is recorded
-    const keepAlive = setInterval(() => { /* nothing */ }, 60_000);
-    try { return await this.stopAndCapture(why); } finally { clearInterval(keepAlive); }
+    const keepAlive = setInterval(() => {
+      /* nothing */
+    }, 60_000);
+    try {
+      return await this.stopAndCapture(why);
+    } finally {
+      clearInterval(keepAlive);
+    }
   }
 
   private async stopAndCapture(why: string): Promise<StopResult> {
@@ -415,46 +606,92 @@ export class Session {
       let restore: Record<string, [string, string][]> = {};
       if (this.syntheticBase) {
         // convenience, not safety: without it the markers simply stay in the proposal
-        try { restore = await this.restoreSecrets(); } catch (e) {
-          this.note({ type: 'session.capture_warning', severity: 'low', data: { warning: `redacted values not restored: ${e instanceof Error ? e.message : String(e)}` } });
+        try {
+          restore = await this.restoreSecrets();
+        } catch (e) {
+          this.note({
+            type: 'session.capture_warning',
+            severity: 'low',
+            data: { warning: `redacted values not restored: ${e instanceof Error ? e.message : String(e)}` },
+          });
         }
       }
       result = captureWorkspace({
-        workspace: this.sandbox.workspaceView(), upperGitDir: this.sandbox.upperGitDir(),
-        resultRepo: join(this.stateDir, 'result.git'), mirror: this.snapshot.mirror, baseCommit: this.baseCommit,
+        workspace: this.sandbox.workspaceView(),
+        upperGitDir: this.sandbox.upperGitDir(),
+        resultRepo: join(this.stateDir, 'result.git'),
+        mirror: this.snapshot.mirror,
+        baseCommit: this.baseCommit,
         workTreeNs: this.sandbox.trustedNs(),
         layers: { upper: this.sandbox.workspaceView().replace(/merged$/, 'upper'), lower: this.snapshot.lowerDirs[0]! },
-        synthetic: this.syntheticBase ? { commit: this.syntheticBase, objects: join(this.snapshot.lowerDirs[0]!, '.git', 'objects'), restore } : null,
+        synthetic: this.syntheticBase
+          ? { commit: this.syntheticBase, objects: join(this.snapshot.lowerDirs[0]!, '.git', 'objects'), restore }
+          : null,
       });
       this.note({ type: 'session.result', data: { ...result } });
     } catch (e) {
-      this.note({ type: 'session.capture_failed', severity: 'high', data: { error: e instanceof Error ? e.message : String(e) } });
+      this.note({
+        type: 'session.capture_failed',
+        severity: 'high',
+        data: { error: e instanceof Error ? e.message : String(e) },
+      });
     }
     phase('stop.capture');
     await this.teardown();
     phase('stop.teardown');
     // result.git, traces: git and strace create them with the umask's modes
-    try { makePrivateTree(this.stateDir); } catch (e) {
-      this.record({ type: 'session.capture_warning', severity: 'medium', data: { warning: `session files not made private: ${e instanceof Error ? e.message : String(e)}` } });
+    try {
+      makePrivateTree(this.stateDir);
+    } catch (e) {
+      this.record({
+        type: 'session.capture_warning',
+        severity: 'medium',
+        data: { warning: `session files not made private: ${e instanceof Error ? e.message : String(e)}` },
+      });
     }
     this.state = 'stopped';
-    this.note({ type: 'session.stop', data: { reason: why, status: this.lastStatus, commits: result?.commits.length ?? 0, dirty: result?.dirty ?? false } });
+    this.note({
+      type: 'session.stop',
+      data: {
+        reason: why,
+        status: this.lastStatus,
+        commits: result?.commits.length ?? 0,
+        dirty: result?.dirty ?? false,
+      },
+    });
     for (const [name, l] of this.namedLayers()) {
-      try { await l.afterStop?.(this, result); } catch (e) {
-        this.note({ type: 'session.hook_failed', severity: 'high', data: { hook: 'afterStop', layer: name, error: String(e) } });
+      try {
+        await l.afterStop?.(this, result);
+      } catch (e) {
+        this.note({
+          type: 'session.hook_failed',
+          severity: 'high',
+          data: { hook: 'afterStop', layer: name, error: String(e) },
+        });
       }
     }
     this.retryUnrecorded();
     if (this.ownsStore) this.store.close();
     phase('stop.layers');
-    return { session: this.id, result, status: this.lastStatus, reason: this.stopReason ?? why, recordingFailure: this.recordingFailure };
+    return {
+      session: this.id,
+      result,
+      status: this.lastStatus,
+      reason: this.stopReason ?? why,
+      recordingFailure: this.recordingFailure,
+    };
   }
 
   private namedLayers(): [LayerName, SessionLayer][] {
-    return LAYER_NAMES.flatMap((n) => { const l = this.layers[n]; return l ? [[n, l] as [LayerName, SessionLayer]] : []; });
+    return LAYER_NAMES.flatMap((n) => {
+      const l = this.layers[n];
+      return l ? [[n, l] as [LayerName, SessionLayer]] : [];
+    });
   }
 
-  private activeLayers(): SessionLayer[] { return this.namedLayers().map(([, l]) => l); }
+  private activeLayers(): SessionLayer[] {
+    return this.namedLayers().map(([, l]) => l);
+  }
 
   /** The first non-null contribution of a layer, in layer order. */
   private async firstOf<T>(pick: (l: SessionLayer) => Promise<T | null> | undefined): Promise<T | null> {
@@ -469,7 +706,7 @@ export class Session {
   private async decideCommand(req: ExecRequest): Promise<ModalDecision | null> {
     let allow: ModalDecision | null = null;
     for (const l of this.activeLayers()) {
-      const d = await l.decideCommand?.(this, req) ?? null;
+      const d = (await l.decideCommand?.(this, req)) ?? null;
       if (d && d.action !== 'allow') return d;
       allow = d ?? allow;
     }
@@ -478,12 +715,18 @@ export class Session {
 
   private async restoreSecrets(): Promise<Record<string, [string, string][]>> {
     const out: Record<string, [string, string][]> = {};
-    for (const l of this.activeLayers()) Object.assign(out, await l.restoreSecrets?.(this) ?? {});
+    for (const l of this.activeLayers()) Object.assign(out, (await l.restoreSecrets?.(this)) ?? {});
     return out;
   }
 
   private async teardown(): Promise<void> {
-    for (const c of this.cleanups.reverse()) { try { await c(); } catch { /* best effort; recorded by the owner */ } }
+    for (const c of this.cleanups.reverse()) {
+      try {
+        await c();
+      } catch {
+        /* best effort; recorded by the owner */
+      }
+    }
     this.cleanups = [];
     // Sandbox plumbing (traces stay: they are evidence); mountpoints are empty dirs.
   }
@@ -492,7 +735,9 @@ export class Session {
 /** A decision made in shadow or record mode says so in its event: the mode and the would-be decision. */
 function modeData(d: ModalDecision | null): Record<string, unknown> {
   const asked = d?.asked ? { asked: true } : {};
-  return d?.modeNote ? { ...asked, mode: d.modeNote.mode, wouldBe: { ...d.modeNote.wouldBe, policy: d.modeNote.policy } } : asked;
+  return d?.modeNote
+    ? { ...asked, mode: d.modeNote.mode, wouldBe: { ...d.modeNote.wouldBe, policy: d.modeNote.policy } }
+    : asked;
 }
 
 /**
@@ -500,13 +745,19 @@ function modeData(d: ModalDecision | null): Record<string, unknown> {
  * duties. Asked while the sandbox starts (both at once), not before it.
  */
 async function hostIdentities(): Promise<string[]> {
-  const ask = (key: string) => execFileAsync('git', ['config', '--global', '--get', key], { encoding: 'utf8', timeout: 2000 })
-    .then((r) => r.stdout.trim(), () => '');
+  const ask = (key: string) =>
+    execFileAsync('git', ['config', '--global', '--get', key], { encoding: 'utf8', timeout: 2000 }).then(
+      (r) => r.stdout.trim(),
+      () => '',
+    );
   const names = await Promise.all(['user.email', 'user.name'].map(ask));
   return [safeUser(), ...names.filter(Boolean)];
 }
 
 function safeUser(): string {
-  try { return userInfo().username; } catch { return String(process.getuid?.() ?? 'unknown'); }
+  try {
+    return userInfo().username;
+  } catch {
+    return String(process.getuid?.() ?? 'unknown');
+  }
 }
-

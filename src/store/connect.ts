@@ -10,8 +10,11 @@ export function databaseUrl(flag?: string, env: NodeJS.ProcessEnv = process.env)
   const url = flag ?? env.AIRLOCK_DATABASE_URL;
   if (url === undefined || url === '') return undefined;
   if (!/^postgres(ql)?:\/\//.test(url)) {
-    throw new AirlockError('USAGE', 'the shared store URL must start with postgres:// or postgresql://',
-      'set AIRLOCK_DATABASE_URL=postgres://USER@HOST/DB (or ?host=/socket/dir), or pass --database');
+    throw new AirlockError(
+      'USAGE',
+      'the shared store URL must start with postgres:// or postgresql://',
+      'set AIRLOCK_DATABASE_URL=postgres://USER@HOST/DB (or ?host=/socket/dir), or pass --database',
+    );
   }
   return url;
 }
@@ -23,7 +26,9 @@ export function databaseUrl(flag?: string, env: NodeJS.ProcessEnv = process.env)
  * policy file (AIRLOCK_ORG_POLICY, else /etc/airlock/policy.yaml) is read for it. Only the org
  * policy is read: a repo, the agent included, must not choose where the audit stream goes.
  */
-export function sharedStoreUrl(o: { flag?: string; orgSetting?: string | null; env?: NodeJS.ProcessEnv } = {}): string | undefined {
+export function sharedStoreUrl(
+  o: { flag?: string; orgSetting?: string | null; env?: NodeJS.ProcessEnv } = {},
+): string | undefined {
   const env = o.env ?? process.env;
   const direct = databaseUrl(o.flag, env);
   if (direct) return direct;
@@ -39,18 +44,29 @@ function orgSharedStore(env: NodeJS.ProcessEnv): string | undefined {
 
 /** The URL without its password, for messages. */
 export function redactedUrl(url: string): string {
-  try { const u = new URL(url); if (u.password) u.password = '***'; return u.toString(); } catch { return 'postgres://…'; }
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'postgres://…';
+  }
 }
 
 /** A connected client; UNAVAILABLE (exit 69) with the reason when PostgreSQL cannot be reached. */
 export async function connectShared(url: string): Promise<pg.Client> {
   const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
-  c.on('error', () => { /* a dropped connection fails the next query, which reports it */ });
+  c.on('error', () => {
+    /* a dropped connection fails the next query, which reports it */
+  });
   try {
     await c.connect();
   } catch (e) {
-    throw new AirlockError('UNAVAILABLE', `cannot reach the shared store ${redactedUrl(url)}: ${e instanceof Error ? e.message : String(e)}`,
-      'check that PostgreSQL runs and AIRLOCK_DATABASE_URL is right; events stay spooled in the local audit.db meanwhile');
+    throw new AirlockError(
+      'UNAVAILABLE',
+      `cannot reach the shared store ${redactedUrl(url)}: ${e instanceof Error ? e.message : String(e)}`,
+      'check that PostgreSQL runs and AIRLOCK_DATABASE_URL is right; events stay spooled in the local audit.db meanwhile',
+    );
   }
   return c;
 }
@@ -60,14 +76,23 @@ export function sharedStoreError(e: unknown, url: string): unknown {
   if (e instanceof AirlockError || !(e instanceof Error)) return e;
   const code = (e as { code?: unknown }).code;
   if (typeof code !== 'string' && !/connect|terminat|Connection/i.test(e.message)) return e;
-  const hint = code === '42501'
-    ? 'the role in AIRLOCK_DATABASE_URL lacks a grant: hosts log in as a member of airlock_writer, `airlock db migrate` runs as the owner'
-    : 'check that PostgreSQL runs and AIRLOCK_DATABASE_URL is right; events stay spooled in the local audit.db meanwhile';
+  const hint =
+    code === '42501'
+      ? 'the role in AIRLOCK_DATABASE_URL lacks a grant: hosts log in as a member of airlock_writer, `airlock db migrate` runs as the owner'
+      : 'check that PostgreSQL runs and AIRLOCK_DATABASE_URL is right; events stay spooled in the local audit.db meanwhile';
   return new AirlockError('UNAVAILABLE', `the shared store ${redactedUrl(url)}: ${e.message}`, hint);
 }
 
 /** Connects, runs `fn`, always closes; PostgreSQL errors become AirlockErrors. */
 export async function withSharedStore<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
   const c = await connectShared(url);
-  try { return await fn(c); } catch (e) { throw sharedStoreError(e, url); } finally { await c.end().catch(() => { /* already closed */ }); }
+  try {
+    return await fn(c);
+  } catch (e) {
+    throw sharedStoreError(e, url);
+  } finally {
+    await c.end().catch(() => {
+      /* already closed */
+    });
+  }
 }

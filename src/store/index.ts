@@ -1,8 +1,28 @@
 // The shared PostgreSQL store (issue 18): versioned schema, the shipper that copies each
 // host's local log into it, and verification of every host's chain from it alone.
 export { PG_MIGRATIONS, PG_SCHEMA_VERSION, migratePg, requireCurrentSchema } from './pg-schema.ts';
-export { shipOnce, startShipper, type ShipOptions, type ShipResult, type Shipper, type ShipperOptions } from './ship.ts';
-export { verifySharedStore, type SharedVerifyResult, type SharedVerifyOptions, type HostVerdict, type BadSharedEvent } from './verify.ts';
+export {
+  shipOnce,
+  startShipper,
+  type ShipOptions,
+  type ShipResult,
+  type Shipper,
+  type ShipperOptions,
+} from './ship.ts';
+export {
+  verifySharedStore,
+  type SharedVerifyResult,
+  type SharedVerifyOptions,
+  type HostVerdict,
+  type BadSharedEvent,
+} from './verify.ts';
 export { databaseUrl, sharedStoreUrl, redactedUrl, withSharedStore } from './connect.ts';
-export { otherHostsProposals, type SharedProposal, otherHostsSessionRows, pendingSharedAsks, answerSharedAsk, type SharedAsk } from './queue.ts';
+export {
+  otherHostsProposals,
+  type SharedProposal,
+  otherHostsSessionRows,
+  pendingSharedAsks,
+  answerSharedAsk,
+  type SharedAsk,
+} from './queue.ts';
 export { approveSharedProposal, relayApprovals, type RelayedApproval } from './review-queue.ts';

@@ -90,9 +90,17 @@ ${grants(['review_approvals'])}
 `;
 
 export const PG_MIGRATIONS: readonly Migration[] = [
-  { version: 1, what: 'hosts, their keys, events, checkpoints and the global log; append-only; writer and reader roles', sql: V1 },
+  {
+    version: 1,
+    what: 'hosts, their keys, events, checkpoints and the global log; append-only; writer and reader roles',
+    sql: V1,
+  },
   { version: 2, what: 'answers to asks across hosts (first answer wins; NOTIFY wakes the asking host)', sql: V2 },
-  { version: 3, what: 'review approvals across hosts (bound to the proposal hash; NOTIFY wakes the proposal\'s host)', sql: V3 },
+  {
+    version: 3,
+    what: "review approvals across hosts (bound to the proposal hash; NOTIFY wakes the proposal's host)",
+    sql: V3,
+  },
 ];
 
 export const PG_SCHEMA_VERSION = latestVersion(PG_MIGRATIONS);
@@ -109,7 +117,11 @@ async function currentVersion(c: pg.ClientBase): Promise<number> {
  * refuses a database newer than this Airlock knows. Concurrent migrators serialize on an
  * advisory lock; the second finds nothing to do.
  */
-export async function migratePg(c: pg.ClientBase, where: string, migrations: readonly Migration[] = PG_MIGRATIONS): Promise<number> {
+export async function migratePg(
+  c: pg.ClientBase,
+  where: string,
+  migrations: readonly Migration[] = PG_MIGRATIONS,
+): Promise<number> {
   if (pendingMigrations(migrations, await currentVersion(c), where).length === 0) return currentVersion(c);
   await c.query('BEGIN');
   try {
@@ -122,7 +134,9 @@ export async function migratePg(c: pg.ClientBase, where: string, migrations: rea
     }
     await c.query('COMMIT');
   } catch (e) {
-    await c.query('ROLLBACK').catch(() => { /* the connection is gone: the server rolled back */ });
+    await c.query('ROLLBACK').catch(() => {
+      /* the connection is gone: the server rolled back */
+    });
     throw e;
   }
   return currentVersion(c);
@@ -133,7 +147,10 @@ export async function requireCurrentSchema(c: pg.ClientBase, where: string): Pro
   const v = await currentVersion(c);
   pendingMigrations(PG_MIGRATIONS, v, where); // throws when newer
   if (v < PG_SCHEMA_VERSION) {
-    throw new AirlockError('BAD_STATE', `${where} has schema version ${v}; this Airlock needs ${PG_SCHEMA_VERSION}`,
-      'run `airlock db migrate` once as the database owner (the hosts\' writer role may only insert)');
+    throw new AirlockError(
+      'BAD_STATE',
+      `${where} has schema version ${v}; this Airlock needs ${PG_SCHEMA_VERSION}`,
+      "run `airlock db migrate` once as the database owner (the hosts' writer role may only insert)",
+    );
   }
 }

@@ -35,26 +35,51 @@ const PENDING = `SELECT e.log_id, h.hostname, e.session, e.rule, e.data, e.ts FR
   ORDER BY e.ts LIMIT 1000`;
 
 const PREFIX = 8;
-const isStats = (v: unknown): v is SharedProposal['stats'] => v !== null && typeof v === 'object'
-  && ['files', 'added', 'deleted', 'commits'].every((k) => typeof (v as Record<string, unknown>)[k] === 'number');
+const isStats = (v: unknown): v is SharedProposal['stats'] =>
+  v !== null &&
+  typeof v === 'object' &&
+  ['files', 'added', 'deleted', 'commits'].every((k) => typeof (v as Record<string, unknown>)[k] === 'number');
 
 /** A host's event data; {} when it is not a JSON object (verify reports such a row, listings skip it). */
 function parseData(text: string): Record<string, unknown> {
   try {
     const v: unknown = JSON.parse(text);
-    return v !== null && typeof v === 'object' && !Array.isArray(v) ? v as Record<string, unknown> : {};
-  } catch { return {}; }
+    return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
 }
 const refOf = (askId: number, log: string) => `${askId}@${log.slice(0, PREFIX)}`;
 
 /** Asks still waiting on any host (not answered there, not answered here, not expired). */
 export async function pendingSharedAsks(c: pg.ClientBase, now = new Date()): Promise<SharedAsk[]> {
-  const rows = (await c.query<{ log_id: string; hostname: string; session: string | null; rule: string | null; data: string; ts: string }>(PENDING)).rows;
+  const rows = (
+    await c.query<{
+      log_id: string;
+      hostname: string;
+      session: string | null;
+      rule: string | null;
+      data: string;
+      ts: string;
+    }>(PENDING)
+  ).rows;
   return rows.flatMap((r) => {
     const d = parseData(r.data) as { askId?: unknown; command?: unknown; expires?: unknown };
     if (typeof d.askId !== 'number' || typeof d.expires !== 'string' || d.expires <= now.toISOString()) return [];
     const command = Array.isArray(d.command) ? d.command.map(String) : [];
-    return [{ ref: refOf(d.askId, r.log_id), logId: r.log_id, hostname: r.hostname, askId: d.askId, session: r.session, command, rule: r.rule, expires: d.expires, ts: r.ts }];
+    return [
+      {
+        ref: refOf(d.askId, r.log_id),
+        logId: r.log_id,
+        hostname: r.hostname,
+        askId: d.askId,
+        session: r.session,
+        command,
+        rule: r.rule,
+        expires: d.expires,
+        ts: r.ts,
+      },
+    ];
   });
 }
 
@@ -65,16 +90,39 @@ export function parseSharedRef(ref: string): { askId: number; host: string } | n
 }
 
 /** Answers an ask waiting on another host; the first answer wins. */
-export async function answerSharedAsk(c: pg.ClientBase, ref: string, decision: 'allow' | 'deny', by: string, reason?: string): Promise<SharedAsk> {
+export async function answerSharedAsk(
+  c: pg.ClientBase,
+  ref: string,
+  decision: 'allow' | 'deny',
+  by: string,
+  reason?: string,
+): Promise<SharedAsk> {
   const parsed = parseSharedRef(ref);
-  if (!parsed) throw new AirlockError('USAGE', `${JSON.stringify(ref)} is not an ask on another host`, 'use the id shown by `airlock approvals`, such as 3@1a2b3c4d');
+  if (!parsed)
+    throw new AirlockError(
+      'USAGE',
+      `${JSON.stringify(ref)} is not an ask on another host`,
+      'use the id shown by `airlock approvals`, such as 3@1a2b3c4d',
+    );
   const pending = await pendingSharedAsks(c);
   const ask = pending.find((a) => a.askId === parsed.askId && a.logId.startsWith(parsed.host));
-  if (!ask) throw new AirlockError('NOT_FOUND', `no pending approval ${ref}`, 'it may have been answered or timed out; list them with `airlock approvals`');
+  if (!ask)
+    throw new AirlockError(
+      'NOT_FOUND',
+      `no pending approval ${ref}`,
+      'it may have been answered or timed out; list them with `airlock approvals`',
+    );
   const text = reason?.trim() || `${decision} by ${by}`;
-  const r = await c.query('INSERT INTO airlock.answers (log_id, ask_id, decision, by, reason) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING',
-    [ask.logId, ask.askId, decision, by, text]);
-  if (r.rowCount !== 1) throw new AirlockError('BAD_STATE', `approval ${ref} was already answered`, 'nothing to do; see `airlock approvals`');
+  const r = await c.query(
+    'INSERT INTO airlock.answers (log_id, ask_id, decision, by, reason) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING',
+    [ask.logId, ask.askId, decision, by, text],
+  );
+  if (r.rowCount !== 1)
+    throw new AirlockError(
+      'BAD_STATE',
+      `approval ${ref} was already answered`,
+      'nothing to do; see `airlock approvals`',
+    );
   return ask;
 }
 
@@ -83,22 +131,40 @@ export async function answerSharedAsk(c: pg.ClientBase, ref: string, decision: '
  * `answerLocally` is the local queue's answer function (command-rules' answerAsk).
  */
 export async function relayAnswers(
-  local: AuditStore, c: pg.ClientBase, pendingLocal: number[],
+  local: AuditStore,
+  c: pg.ClientBase,
+  pendingLocal: number[],
   answerLocally: (id: number, decision: 'allow' | 'deny', by: string, reason: string) => void,
 ): Promise<number> {
   if (pendingLocal.length === 0) return 0;
   const log = logId(local);
-  const rows = (await c.query<{ ask_id: string; decision: 'allow' | 'deny'; by: string; reason: string }>(
-    'SELECT ask_id, decision, by, reason FROM airlock.answers WHERE log_id = $1 AND ask_id = ANY($2::bigint[]) ORDER BY ts', [log, pendingLocal])).rows;
+  const rows = (
+    await c.query<{ ask_id: string; decision: 'allow' | 'deny'; by: string; reason: string }>(
+      'SELECT ask_id, decision, by, reason FROM airlock.answers WHERE log_id = $1 AND ask_id = ANY($2::bigint[]) ORDER BY ts',
+      [log, pendingLocal],
+    )
+  ).rows;
   let applied = 0;
   for (const a of rows) {
     await c.query('BEGIN');
     try {
-      const claimed = (await c.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock(hashtext($1), $2::int) AS ok', [log, Number(a.ask_id) % 2 ** 31])).rows[0]?.ok;
+      const claimed = (
+        await c.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock(hashtext($1), $2::int) AS ok', [
+          log,
+          Number(a.ask_id) % 2 ** 31,
+        ])
+      ).rows[0]?.ok;
       if (claimed) {
-        try { answerLocally(Number(a.ask_id), a.decision, a.by, a.reason); applied += 1; } catch { /* answered here first, or timed out: the local queue decided */ }
+        try {
+          answerLocally(Number(a.ask_id), a.decision, a.by, a.reason);
+          applied += 1;
+        } catch {
+          /* answered here first, or timed out: the local queue decided */
+        }
       }
-    } finally { await c.query('COMMIT'); }
+    } finally {
+      await c.query('COMMIT');
+    }
   }
   return applied;
 }
@@ -107,10 +173,20 @@ export async function relayAnswers(
  * Per-session rows of every other host's log, with `columns` (the session module's
  * aggregate SQL, the same one its SQLite listing runs) plus the host's name and log id.
  */
-export async function otherHostsSessionRows(c: pg.ClientBase, columns: string, exceptLogId: string, limit = 5000): Promise<Record<string, unknown>[]> {
-  return (await c.query(`SELECT e.session AS id, e.log_id AS "logId", h.hostname, ${columns}
+export async function otherHostsSessionRows(
+  c: pg.ClientBase,
+  columns: string,
+  exceptLogId: string,
+  limit = 5000,
+): Promise<Record<string, unknown>[]> {
+  return (
+    await c.query(
+      `SELECT e.session AS id, e.log_id AS "logId", h.hostname, ${columns}
     FROM airlock.events e JOIN airlock.hosts h USING (log_id) WHERE e.session IS NOT NULL AND e.log_id <> $1
-    GROUP BY e.log_id, h.hostname, e.session ORDER BY MIN(e.ts) LIMIT $2`, [exceptLogId, limit])).rows;
+    GROUP BY e.log_id, h.hostname, e.session ORDER BY MIN(e.ts) LIMIT $2`,
+      [exceptLogId, limit],
+    )
+  ).rows;
 }
 
 /** A proposal made on another host, as its shipped review events tell it. */
@@ -138,20 +214,61 @@ const PROPOSALS = `SELECT e.log_id, h.hostname, e.session, e.ts, e.data,
   FROM airlock.events e JOIN airlock.hosts h USING (log_id) WHERE e.type = 'review.proposed' AND e.log_id <> $1 ORDER BY e.ts LIMIT $2`;
 
 /** Proposals of every other host, their state from the review events (a later proposal of the same session supersedes an open one). */
-export async function otherHostsProposals(c: pg.ClientBase, exceptLogId: string, limit = 2000): Promise<SharedProposal[]> {
-  const rows = (await c.query<{ log_id: string; hostname: string; session: string | null; ts: string; data: string; decisions: [string, string | null][] }>(PROPOSALS, [exceptLogId, limit])).rows;
+export async function otherHostsProposals(
+  c: pg.ClientBase,
+  exceptLogId: string,
+  limit = 2000,
+): Promise<SharedProposal[]> {
+  const rows = (
+    await c.query<{
+      log_id: string;
+      hostname: string;
+      session: string | null;
+      ts: string;
+      data: string;
+      decisions: [string, string | null][];
+    }>(PROPOSALS, [exceptLogId, limit])
+  ).rows;
   const latest = new Map<string, number>();
   const out = rows.flatMap<SharedProposal>((r) => {
-    const d = parseData(r.data) as { proposal?: unknown; hash?: unknown; stats?: SharedProposal['stats']; findings?: unknown; blocking?: unknown };
+    const d = parseData(r.data) as {
+      proposal?: unknown;
+      hash?: unknown;
+      stats?: SharedProposal['stats'];
+      findings?: unknown;
+      blocking?: unknown;
+    };
     if (typeof d.proposal !== 'number') return [];
     const key = `${r.log_id}\n${r.session}`;
     latest.set(key, Math.max(latest.get(key) ?? 0, d.proposal));
     const kinds = r.decisions.map((x) => x[0]);
     const approvals = r.decisions.filter((x) => x[0] === 'review.approved').map((x) => String(x[1] ?? ''));
-    const state: SharedProposal['state'] = kinds.includes('review.applied') ? 'applied' : kinds.includes('review.rejected') ? 'rejected' : approvals.length ? 'approved' : 'pending';
-    return [{ ref: refOf(d.proposal, r.log_id), logId: r.log_id, hostname: r.hostname, id: d.proposal, session: r.session, created: r.ts, hash: typeof d.hash === 'string' ? d.hash : null, state, approvals,
-      stats: isStats(d.stats) ? d.stats : null, findings: Number(d.findings ?? 0), blocking: Number(d.blocking ?? 0) }];
+    const state: SharedProposal['state'] = kinds.includes('review.applied')
+      ? 'applied'
+      : kinds.includes('review.rejected')
+        ? 'rejected'
+        : approvals.length
+          ? 'approved'
+          : 'pending';
+    return [
+      {
+        ref: refOf(d.proposal, r.log_id),
+        logId: r.log_id,
+        hostname: r.hostname,
+        id: d.proposal,
+        session: r.session,
+        created: r.ts,
+        hash: typeof d.hash === 'string' ? d.hash : null,
+        state,
+        approvals,
+        stats: isStats(d.stats) ? d.stats : null,
+        findings: Number(d.findings ?? 0),
+        blocking: Number(d.blocking ?? 0),
+      },
+    ];
   });
-  for (const p of out) if ((p.state === 'pending' || p.state === 'approved') && (latest.get(`${p.logId}\n${p.session}`) ?? 0) > p.id) p.state = 'superseded';
+  for (const p of out)
+    if ((p.state === 'pending' || p.state === 'approved') && (latest.get(`${p.logId}\n${p.session}`) ?? 0) > p.id)
+      p.state = 'superseded';
   return out;
 }

@@ -9,23 +9,68 @@ import { otherHostsProposals, parseSharedRef, type SharedProposal } from './queu
 // review.relay_refused naming why) is an event of A's chain: once shipped, the row is done.
 
 /** Queues an approval of another host's proposal, bound to the hash it has in the shared store. */
-export async function approveSharedProposal(c: pg.ClientBase, ref: string, by: string, fromLogId: string, o: { reason?: string; expectHash?: string } = {}): Promise<SharedProposal> {
+export async function approveSharedProposal(
+  c: pg.ClientBase,
+  ref: string,
+  by: string,
+  fromLogId: string,
+  o: { reason?: string; expectHash?: string } = {},
+): Promise<SharedProposal> {
   const parsed = parseSharedRef(ref);
-  if (!parsed) throw new AirlockError('USAGE', `${JSON.stringify(ref)} is not a proposal on another host`, 'use the id shown by `airlock review list`, such as 3@1a2b3c4d');
-  const p = (await otherHostsProposals(c, fromLogId)).find((x) => x.id === parsed.askId && x.logId.startsWith(parsed.host));
-  if (!p) throw new AirlockError('NOT_FOUND', `no proposal ${ref} in the shared store`, 'list them with `airlock review list`');
-  if (p.state !== 'pending' && p.state !== 'approved') throw new AirlockError('BAD_STATE', `proposal ${ref} is ${p.state}; it cannot be approved`, 'review the newest one (`airlock review list`)');
-  if (!p.hash) throw new AirlockError('BAD_STATE', `proposal ${ref} has no content hash in the shared store`, 'approve it on its own host');
+  if (!parsed)
+    throw new AirlockError(
+      'USAGE',
+      `${JSON.stringify(ref)} is not a proposal on another host`,
+      'use the id shown by `airlock review list`, such as 3@1a2b3c4d',
+    );
+  const p = (await otherHostsProposals(c, fromLogId)).find(
+    (x) => x.id === parsed.askId && x.logId.startsWith(parsed.host),
+  );
+  if (!p)
+    throw new AirlockError(
+      'NOT_FOUND',
+      `no proposal ${ref} in the shared store`,
+      'list them with `airlock review list`',
+    );
+  if (p.state !== 'pending' && p.state !== 'approved')
+    throw new AirlockError(
+      'BAD_STATE',
+      `proposal ${ref} is ${p.state}; it cannot be approved`,
+      'review the newest one (`airlock review list`)',
+    );
+  if (!p.hash)
+    throw new AirlockError(
+      'BAD_STATE',
+      `proposal ${ref} has no content hash in the shared store`,
+      'approve it on its own host',
+    );
   if (o.expectHash !== undefined && o.expectHash !== p.hash) {
-    throw new AirlockError('BAD_STATE', `proposal ${ref} is not the change the reviewer saw (hash sha256:${p.hash.slice(0, 12)})`, 'reload the proposal and review it again');
+    throw new AirlockError(
+      'BAD_STATE',
+      `proposal ${ref} is not the change the reviewer saw (hash sha256:${p.hash.slice(0, 12)})`,
+      'reload the proposal and review it again',
+    );
   }
-  const r = await c.query('INSERT INTO airlock.review_approvals (log_id, proposal_id, hash, by, from_log_id, reason) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING',
-    [p.logId, p.id, p.hash, by, fromLogId, o.reason?.trim() || null]);
-  if (r.rowCount !== 1) throw new AirlockError('BAD_STATE', `${by} already approved proposal ${ref}`, 'a second approval must come from another reviewer');
+  const r = await c.query(
+    'INSERT INTO airlock.review_approvals (log_id, proposal_id, hash, by, from_log_id, reason) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING',
+    [p.logId, p.id, p.hash, by, fromLogId, o.reason?.trim() || null],
+  );
+  if (r.rowCount !== 1)
+    throw new AirlockError(
+      'BAD_STATE',
+      `${by} already approved proposal ${ref}`,
+      'a second approval must come from another reviewer',
+    );
   return p;
 }
 
-export interface RelayedApproval { proposal: number; hash: string; by: string; fromLogId: string; reason: string | null }
+export interface RelayedApproval {
+  proposal: number;
+  hash: string;
+  by: string;
+  fromLogId: string;
+  reason: string | null;
+}
 
 // rows of this host not yet settled by one of its shipped review events for that (proposal, hash, by)
 const UNSETTLED = `SELECT a.proposal_id, a.hash, a.by, a.from_log_id, a.reason FROM airlock.review_approvals a WHERE a.log_id = $1
@@ -39,8 +84,18 @@ const UNSETTLED = `SELECT a.proposal_id, a.hash, a.by, a.from_log_id, a.reason F
  * `apply` is the review module's relay (it records the outcome either way); `seen` keeps one
  * process from applying a row twice before its outcome is shipped.
  */
-export async function relayApprovals(local: AuditStore, c: pg.ClientBase, apply: (a: RelayedApproval) => void, seen: Set<string>): Promise<number> {
-  const rows = (await c.query<{ proposal_id: string; hash: string; by: string; from_log_id: string; reason: string | null }>(UNSETTLED, [logId(local)])).rows;
+export async function relayApprovals(
+  local: AuditStore,
+  c: pg.ClientBase,
+  apply: (a: RelayedApproval) => void,
+  seen: Set<string>,
+): Promise<number> {
+  const rows = (
+    await c.query<{ proposal_id: string; hash: string; by: string; from_log_id: string; reason: string | null }>(
+      UNSETTLED,
+      [logId(local)],
+    )
+  ).rows;
   let applied = 0;
   for (const r of rows) {
     const key = `${r.proposal_id}\n${r.hash}\n${r.by.toLowerCase()}`;

@@ -2,7 +2,13 @@ import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import {
-  type AuditStore, type Checkpoint, type RawEventRow, keyId, listCheckpoints, loadPublicKey, logId,
+  type AuditStore,
+  type Checkpoint,
+  type RawEventRow,
+  keyId,
+  listCheckpoints,
+  loadPublicKey,
+  logId,
 } from '../audit/index.ts';
 import { checkpointLeaf } from './global-log.ts';
 import { ANSWERS_CHANNEL, relayAnswers } from './queue.ts';
@@ -22,7 +28,13 @@ export interface ShipOptions {
   keyDir?: string;
 }
 
-export interface ShipResult { logId: string; events: number; checkpoints: number; shippedSeq: number; localSeq: number }
+export interface ShipResult {
+  logId: string;
+  events: number;
+  checkpoints: number;
+  shippedSeq: number;
+  localSeq: number;
+}
 
 const INSERT_EVENTS = `INSERT INTO airlock.events (log_id, seq, id, ts, type, session, severity, decision, rule, data, prev_hash, hash)
   SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
@@ -31,20 +43,30 @@ const INSERT_EVENTS = `INSERT INTO airlock.events (log_id, seq, id, ts, type, se
 /** The columns of a batch as arrays, for one unnest() INSERT. */
 function columns(rows: RawEventRow[]): unknown[][] {
   const cols: unknown[][] = Array.from({ length: 11 }, () => new Array<unknown>(rows.length));
-  rows.forEach((r, i) => { for (let c = 0; c < 11; c++) cols[c]![i] = r[c]; });
+  rows.forEach((r, i) => {
+    for (let c = 0; c < 11; c++) cols[c]![i] = r[c];
+  });
   return cols;
 }
 
 async function registerHost(c: pg.ClientBase, log: string, keyDir: string | undefined): Promise<void> {
-  await c.query('INSERT INTO airlock.hosts (log_id, hostname) VALUES ($1, $2) ON CONFLICT DO NOTHING', [log, hostname()]);
+  await c.query('INSERT INTO airlock.hosts (log_id, hostname) VALUES ($1, $2) ON CONFLICT DO NOTHING', [
+    log,
+    hostname(),
+  ]);
   let pem: string;
   let id: string;
   try {
     const pub = loadPublicKey(undefined, keyDir);
     pem = pub.export({ type: 'spki', format: 'pem' }).toString();
     id = keyId(pub);
-  } catch { return; } // no key yet: no checkpoint to verify either
-  await c.query('INSERT INTO airlock.host_keys (log_id, key_id, public_key) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING', [log, id, pem]);
+  } catch {
+    return;
+  } // no key yet: no checkpoint to verify either
+  await c.query(
+    'INSERT INTO airlock.host_keys (log_id, key_id, public_key) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING',
+    [log, id, pem],
+  );
 }
 
 async function shippedSeq(c: pg.ClientBase, log: string): Promise<number> {
@@ -57,16 +79,24 @@ async function shipCheckpoint(c: pg.ClientBase, cp: Checkpoint): Promise<boolean
   await c.query('BEGIN');
   try {
     await c.query("SELECT pg_advisory_xact_lock(hashtext('airlock.global_log'))");
-    const ins = await c.query(`INSERT INTO airlock.checkpoints (log_id, id, size, root, ts, reason, key_id, signature)
-      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`, [cp.logId, cp.id, cp.size, cp.root, cp.ts, cp.reason, cp.keyId, cp.signature]);
+    const ins = await c.query(
+      `INSERT INTO airlock.checkpoints (log_id, id, size, root, ts, reason, key_id, signature)
+      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
+      [cp.logId, cp.id, cp.size, cp.root, cp.ts, cp.reason, cp.keyId, cp.signature],
+    );
     if (ins.rowCount === 1) {
-      await c.query(`INSERT INTO airlock.global_log (gseq, log_id, checkpoint_id, leaf)
-        SELECT coalesce(max(gseq), 0) + 1, $1, $2, $3 FROM airlock.global_log`, [cp.logId, cp.id, checkpointLeaf(cp).toString('hex')]);
+      await c.query(
+        `INSERT INTO airlock.global_log (gseq, log_id, checkpoint_id, leaf)
+        SELECT coalesce(max(gseq), 0) + 1, $1, $2, $3 FROM airlock.global_log`,
+        [cp.logId, cp.id, checkpointLeaf(cp).toString('hex')],
+      );
     }
     await c.query('COMMIT');
     return ins.rowCount === 1;
   } catch (e) {
-    await c.query('ROLLBACK').catch(() => { /* connection lost: the server rolled back */ });
+    await c.query('ROLLBACK').catch(() => {
+      /* connection lost: the server rolled back */
+    });
     throw e;
   }
 }
@@ -104,7 +134,10 @@ export interface ShipperOptions extends ShipOptions {
   /** run on every new connection before shipping (e.g. the schema version check) */
   onConnect?: (c: pg.Client) => Promise<void>;
   /** answers given on other hosts are applied to this host's waiting asks through these */
-  relay?: { pendingLocal: () => number[]; answer: (id: number, decision: 'allow' | 'deny', by: string, reason: string) => void };
+  relay?: {
+    pendingLocal: () => number[];
+    answer: (id: number, decision: 'allow' | 'deny', by: string, reason: string) => void;
+  };
   /** approvals of this host's proposals given on other hosts are applied through this (the review module's relay) */
   approvals?: (a: RelayedApproval) => void;
   /** called after each failed attempt (the shipper retries; nothing is dropped) */
@@ -127,21 +160,36 @@ export function startShipper(local: AuditStore, connectionString: string, opts: 
   let wake = new AbortController();
   const seenApprovals = new Set<string>();
   const off = local.onAppend(() => wake.abort());
-  const drop = () => { const c = client; client = undefined; c?.end().catch(() => { /* already closed */ }); };
+  const drop = () => {
+    const c = client;
+    client = undefined;
+    c?.end().catch(() => {
+      /* already closed */
+    });
+  };
 
   const attempt = async (): Promise<void> => {
     if (!client) {
       const c = new pg.Client({ connectionString, connectionTimeoutMillis: 5000 });
-      c.on('error', () => { if (client === c) drop(); }); // a server restart: reconnect on the next attempt
+      c.on('error', () => {
+        if (client === c) drop();
+      }); // a server restart: reconnect on the next attempt
       try {
         await c.connect();
         await opts.onConnect?.(c);
         if (opts.relay || opts.approvals) {
           const log = logId(local);
-          c.on('notification', (n) => { if (n.payload === log) wake.abort(); });
+          c.on('notification', (n) => {
+            if (n.payload === log) wake.abort();
+          });
           await c.query(`LISTEN ${ANSWERS_CHANNEL}`);
         }
-      } catch (e) { await c.end().catch(() => { /* not connected */ }); throw e; }
+      } catch (e) {
+        await c.end().catch(() => {
+          /* not connected */
+        });
+        throw e;
+      }
       client = c;
     }
     last = await shipOnce(local, client, opts);
@@ -163,7 +211,9 @@ export function startShipper(local: AuditStore, connectionString: string, opts: 
         backoff = Math.min(backoff * 2, opts.maxBackoffMs ?? 5000);
       }
       const waitMs = lastError ? backoff : (opts.pollMs ?? 500);
-      await sleep(waitMs, undefined, { signal: AbortSignal.any([stopping.signal, wake.signal]) }).catch(() => { /* woken */ });
+      await sleep(waitMs, undefined, { signal: AbortSignal.any([stopping.signal, wake.signal]) }).catch(() => {
+        /* woken */
+      });
       if (wake.signal.aborted) wake = new AbortController();
     }
   })();
@@ -175,7 +225,10 @@ export function startShipper(local: AuditStore, connectionString: string, opts: 
       await loop;
       const deadline = Date.now() + flushMs;
       for (let i = 0; i < 50 && Date.now() < deadline; i++) {
-        try { await attempt(); break; } catch (e) {
+        try {
+          await attempt();
+          break;
+        } catch (e) {
           drop();
           lastError = e instanceof Error ? e.message : String(e);
           await sleep(Math.min(200, Math.max(0, deadline - Date.now())));
@@ -184,7 +237,11 @@ export function startShipper(local: AuditStore, connectionString: string, opts: 
       drop();
       return last;
     },
-    get lastError() { return lastError; },
-    get last() { return last; },
+    get lastError() {
+      return lastError;
+    },
+    get last() {
+      return last;
+    },
   };
 }

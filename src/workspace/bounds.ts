@@ -18,7 +18,10 @@ export interface TreeLimits {
 
 export const DEFAULT_TREE_LIMITS: TreeLimits = { maxPaths: 1_000_000, maxTreeBytes: 256 * 1024 * 1024, maxDepth: 200 };
 
-interface Entry { mode: string; oid: string }
+interface Entry {
+  mode: string;
+  oid: string;
+}
 type Tree = Map<string, Entry>; // key: the name's bytes as latin1 (one character per byte)
 
 const isTree = (mode: string) => mode === '40000';
@@ -29,28 +32,54 @@ function parseTree(buf: Buffer): Tree {
   while (i < buf.length) {
     const sp = buf.indexOf(0x20, i);
     const nul = buf.indexOf(0, sp + 1);
-    if (sp < 0 || nul < 0 || nul + 21 > buf.length) throw new AirlockError('BAD_STATE', 'a tree object made by the agent is malformed', 'the captured result is damaged; it cannot be reviewed');
-    out.set(buf.toString('latin1', sp + 1, nul), { mode: buf.toString('latin1', i, sp), oid: buf.toString('hex', nul + 1, nul + 21) });
+    if (sp < 0 || nul < 0 || nul + 21 > buf.length)
+      throw new AirlockError(
+        'BAD_STATE',
+        'a tree object made by the agent is malformed',
+        'the captured result is damaged; it cannot be reviewed',
+      );
+    out.set(buf.toString('latin1', sp + 1, nul), {
+      mode: buf.toString('latin1', i, sp),
+      oid: buf.toString('hex', nul + 1, nul + 21),
+    });
     i = nul + 21;
   }
   return out;
 }
 
 /** Reads trees in one `cat-file --batch`, after checking their sizes against the budget. */
-function readTrees(repo: string, oids: string[], cache: Map<string, Tree>, budget: { bytes: number }, limits: TreeLimits): void {
+function readTrees(
+  repo: string,
+  oids: string[],
+  cache: Map<string, Tree>,
+  budget: { bytes: number },
+  limits: TreeLimits,
+): void {
   const need = oids.filter((o) => !cache.has(o));
   if (!need.length) return;
   const input = need.join('\n') + '\n';
-  const check = gitBytes(['cat-file', '--batch-check'], { env: { GIT_DIR: repo }, input, bounds: AGENT_DATA_BOUNDS }).stdout.toString('latin1').split('\n');
+  const check = gitBytes(['cat-file', '--batch-check'], { env: { GIT_DIR: repo }, input, bounds: AGENT_DATA_BOUNDS })
+    .stdout.toString('latin1')
+    .split('\n');
   let bytes = 0;
   for (const line of check.slice(0, need.length)) {
     const [, type, size] = line.split(' ');
-    if (type !== 'tree') throw new AirlockError('BAD_STATE', `tree object missing or of the wrong type (${line.slice(0, 80)})`, 'the captured result is damaged; it cannot be reviewed');
+    if (type !== 'tree')
+      throw new AirlockError(
+        'BAD_STATE',
+        `tree object missing or of the wrong type (${line.slice(0, 80)})`,
+        'the captured result is damaged; it cannot be reviewed',
+      );
     bytes += Number(size);
   }
   budget.bytes += bytes;
   if (budget.bytes > limits.maxTreeBytes) tooLarge(`its trees hold more than ${limits.maxTreeBytes} bytes`);
-  const out = gitBytes(['cat-file', '--batch'], { env: { GIT_DIR: repo }, input, bounds: AGENT_DATA_BOUNDS, maxBuffer: bytes + need.length * 128 + 1024 }).stdout;
+  const out = gitBytes(['cat-file', '--batch'], {
+    env: { GIT_DIR: repo },
+    input,
+    bounds: AGENT_DATA_BOUNDS,
+    maxBuffer: bytes + need.length * 128 + 1024,
+  }).stdout;
   let at = 0;
   for (const oid of need) {
     const nl = out.indexOf(0x0a, at);
@@ -61,14 +90,23 @@ function readTrees(repo: string, oids: string[], cache: Map<string, Tree>, budge
 }
 
 function tooLarge(why: string): never {
-  throw new AirlockError('TOO_LARGE', `the agent's change is too large to process: ${why}`, 'split the work into smaller sessions; Airlock refuses rather than truncating');
+  throw new AirlockError(
+    'TOO_LARGE',
+    `the agent's change is too large to process: ${why}`,
+    'split the work into smaller sessions; Airlock refuses rather than truncating',
+  );
 }
 
 /**
  * Number of paths `git diff-tree -r a b` would list (a = null: every path of b, what
  * `read-tree b` would load). Throws TOO_LARGE past the limits, having read only trees.
  */
-export function countTreePaths(repo: string, a: string | null, b: string | null, limits: TreeLimits = DEFAULT_TREE_LIMITS): number {
+export function countTreePaths(
+  repo: string,
+  a: string | null,
+  b: string | null,
+  limits: TreeLimits = DEFAULT_TREE_LIMITS,
+): number {
   const cache = new Map<string, Tree>();
   const budget = { bytes: 0 };
   const EMPTY: Tree = new Map();
@@ -77,7 +115,13 @@ export function countTreePaths(repo: string, a: string | null, b: string | null,
   let walked = 0;
   for (let depth = 0; level.size; depth++) {
     if (depth > limits.maxDepth) tooLarge(`its trees nest deeper than ${limits.maxDepth} levels`);
-    readTrees(repo, [...level.values()].flatMap((p) => [p.a, p.b]).filter((x): x is string => !!x), cache, budget, limits);
+    readTrees(
+      repo,
+      [...level.values()].flatMap((p) => [p.a, p.b]).filter((x): x is string => !!x),
+      cache,
+      budget,
+      limits,
+    );
     const next = new Map<string, { a: string | null; b: string | null; mult: number }>();
     for (const p of level.values()) {
       const ta = p.a ? cache.get(p.a)! : EMPTY;
@@ -93,10 +137,12 @@ export function countTreePaths(repo: string, a: string | null, b: string | null,
           walked += p.mult; // directories cost a traversal even when they hold nothing
           const k = `${sa}:${sb}`;
           const n = next.get(k);
-          if (n) n.mult += p.mult; else next.set(k, { a: sa, b: sb, mult: p.mult });
+          if (n) n.mult += p.mult;
+          else next.set(k, { a: sa, b: sb, mult: p.mult });
         }
       }
-      if (total > limits.maxPaths || walked > limits.maxPaths) tooLarge(`it expands to more than ${limits.maxPaths} ${total > limits.maxPaths ? 'paths' : 'directories'}`);
+      if (total > limits.maxPaths || walked > limits.maxPaths)
+        tooLarge(`it expands to more than ${limits.maxPaths} ${total > limits.maxPaths ? 'paths' : 'directories'}`);
     }
     level = next;
   }

@@ -1,4 +1,13 @@
-import { copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+  rmSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { AirlockError, AGENT_DATA_BOUNDS, git, type GitOptions } from '../common/index.ts';
 import { countTreePaths, DEFAULT_TREE_LIMITS } from './bounds.ts';
@@ -23,7 +32,19 @@ export interface CaptureResult {
 }
 
 /** Something in the workspace capture would not follow: named, and a finding on the proposal. */
-export interface Refusal { rule: 'git-symlink' | 'gitfile' | 'git-not-directory' | 'git-link-inside' | 'alternates' | 'commondir' | 'nested-repository' | 'too-large'; path: string; message: string }
+export interface Refusal {
+  rule:
+    | 'git-symlink'
+    | 'gitfile'
+    | 'git-not-directory'
+    | 'git-link-inside'
+    | 'alternates'
+    | 'commondir'
+    | 'nested-repository'
+    | 'too-large';
+  path: string;
+  message: string;
+}
 
 /** Most paths capture materialises in an index (the agent's HEAD tree, expanded). */
 export const CAPTURE_MAX_PATHS = 2_000_000;
@@ -45,7 +66,11 @@ export function insideOnly(root: string, rel: string, want: 'file' | 'dir'): str
   for (const [i, part] of parts.entries()) {
     p = join(p, part);
     let st;
-    try { st = lstatSync(p); } catch { return null; }
+    try {
+      st = lstatSync(p);
+    } catch {
+      return null;
+    }
     const last = i === parts.length - 1;
     if (st.isSymbolicLink()) return null;
     if (!last && !st.isDirectory()) return null;
@@ -58,7 +83,9 @@ function kindOf(p: string): 'missing' | 'symlink' | 'file' | 'dir' | 'other' {
   try {
     const st = lstatSync(p);
     return st.isSymbolicLink() ? 'symlink' : st.isFile() ? 'file' : st.isDirectory() ? 'dir' : 'other';
-  } catch { return 'missing'; }
+  } catch {
+    return 'missing';
+  }
 }
 
 /**
@@ -72,16 +99,54 @@ function inspectGitDir(gitDirs: string[]): Refusal[] {
   for (const dir of [...new Set(gitDirs)]) {
     const k = kindOf(dir);
     if (k === 'missing') continue;
-    if (k === 'symlink') { out.push({ rule: 'git-symlink', path: '.git', message: '.git is a symbolic link: it would lead capture into another repository (e.g. the host\'s); the agent\'s commits are not captured' }); continue; }
-    if (k === 'file') { out.push({ rule: 'gitfile', path: '.git', message: '.git is a gitfile pointing elsewhere; the agent\'s commits are not captured' }); continue; }
-    if (k !== 'dir') { out.push({ rule: 'git-not-directory', path: '.git', message: '.git is not a directory; the agent\'s commits are not captured' }); continue; }
+    if (k === 'symlink') {
+      out.push({
+        rule: 'git-symlink',
+        path: '.git',
+        message:
+          ".git is a symbolic link: it would lead capture into another repository (e.g. the host's); the agent's commits are not captured",
+      });
+      continue;
+    }
+    if (k === 'file') {
+      out.push({
+        rule: 'gitfile',
+        path: '.git',
+        message: ".git is a gitfile pointing elsewhere; the agent's commits are not captured",
+      });
+      continue;
+    }
+    if (k !== 'dir') {
+      out.push({
+        rule: 'git-not-directory',
+        path: '.git',
+        message: ".git is not a directory; the agent's commits are not captured",
+      });
+      continue;
+    }
     for (const rel of ['HEAD', 'packed-refs', 'refs', 'objects', 'objects/pack', 'objects/info']) {
-      if (kindOf(join(dir, rel)) === 'symlink') out.push({ rule: 'git-link-inside', path: `.git/${rel}`, message: `.git/${rel} is a symbolic link out of the repository; not followed, the agent's commits are not captured` });
+      if (kindOf(join(dir, rel)) === 'symlink')
+        out.push({
+          rule: 'git-link-inside',
+          path: `.git/${rel}`,
+          message: `.git/${rel} is a symbolic link out of the repository; not followed, the agent's commits are not captured`,
+        });
     }
     for (const rel of ['objects/info/alternates', 'objects/info/http-alternates']) {
-      if (kindOf(join(dir, rel)) !== 'missing') out.push({ rule: 'alternates', path: `.git/${rel}`, message: `.git/${rel} would borrow objects from another repository; ignored, the agent's commits are not captured` });
+      if (kindOf(join(dir, rel)) !== 'missing')
+        out.push({
+          rule: 'alternates',
+          path: `.git/${rel}`,
+          message: `.git/${rel} would borrow objects from another repository; ignored, the agent's commits are not captured`,
+        });
     }
-    if (kindOf(join(dir, 'commondir')) !== 'missing') out.push({ rule: 'commondir', path: '.git/commondir', message: '.git/commondir would share refs and objects with another repository; the agent\'s commits are not captured' });
+    if (kindOf(join(dir, 'commondir')) !== 'missing')
+      out.push({
+        rule: 'commondir',
+        path: '.git/commondir',
+        message:
+          ".git/commondir would share refs and objects with another repository; the agent's commits are not captured",
+      });
   }
   return out.filter((r, i, a) => a.findIndex((x) => x.rule === r.rule && x.path === r.path) === i);
 }
@@ -91,21 +156,35 @@ function nestedRepos(root: string, under: string[] | null): string[] {
   const found: string[] = [];
   let seen = 0;
   const walk = (rel: string, depth: number) => {
-    if (depth > 256 || ++seen > 2_000_000) throw new AirlockError('TOO_LARGE', 'the workspace has too many entries to capture', 'split the work into smaller sessions');
+    if (depth > 256 || ++seen > 2_000_000)
+      throw new AirlockError(
+        'TOO_LARGE',
+        'the workspace has too many entries to capture',
+        'split the work into smaller sessions',
+      );
     const abs = rel ? join(root, rel) : root;
     let names: string[];
-    try { if (!lstatSync(abs).isDirectory()) return; names = readdirSync(abs); } catch { return; }
+    try {
+      if (!lstatSync(abs).isDirectory()) return;
+      names = readdirSync(abs);
+    } catch {
+      return;
+    }
     for (const n of names) {
       const p = rel ? `${rel}/${n}` : n;
-      if (n === '.git') { if (rel) found.push(rel); continue; }
+      if (n === '.git') {
+        if (rel) found.push(rel);
+        continue;
+      }
       walk(p, depth + 1);
     }
   };
   if (under === null) walk('', 0);
-  else for (const p of under) {
-    if (p.split('/').includes('.git')) found.push(p.slice(0, p.lastIndexOf('.git')).replace(/\/$/, ''));
-    else if (insideOnly(root, p, 'dir')) walk(p, p.split('/').length);
-  }
+  else
+    for (const p of under) {
+      if (p.split('/').includes('.git')) found.push(p.slice(0, p.lastIndexOf('.git')).replace(/\/$/, ''));
+      else if (insideOnly(root, p, 'dir')) walk(p, p.split('/').length);
+    }
   return [...new Set(found.filter(Boolean))];
 }
 
@@ -113,25 +192,46 @@ const SHA = /^[0-9a-f]{40}$/;
 const MAX_OBJECT_BYTES = 512 * 1024 * 1024;
 
 function isRegular(p: string): boolean {
-  try { return lstatSync(p).isFile(); } catch { return false; }
+  try {
+    return lstatSync(p).isFile();
+  } catch {
+    return false;
+  }
 }
 
 function copyObjects(gitDir: string, toObjects: string, warnings: string[]): number {
   let copied = 0;
   let entries: string[];
   const fromObjects = insideOnly(gitDir, 'objects', 'dir');
-  if (!fromObjects) { if (kindOf(join(gitDir, 'objects')) !== 'missing') warnings.push('.git/objects is not a directory (symlink?); ignored'); return 0; }
-  try { entries = readdirSync(fromObjects); } catch { return 0; }
+  if (!fromObjects) {
+    if (kindOf(join(gitDir, 'objects')) !== 'missing')
+      warnings.push('.git/objects is not a directory (symlink?); ignored');
+    return 0;
+  }
+  try {
+    entries = readdirSync(fromObjects);
+  } catch {
+    return 0;
+  }
   for (const d of entries) {
     const dir = join(fromObjects, d);
     if (/^[0-9a-f]{2}$/.test(d)) {
       if (!lstatSync(dir).isDirectory()) continue;
       for (const f of readdirSync(dir)) {
         const src = join(dir, f);
-        if (!/^[0-9a-f]{38}$/.test(f) || !isRegular(src)) { warnings.push(`skipped odd object entry ${d}/${f}`); continue; }
-        if (lstatSync(src).size > MAX_OBJECT_BYTES) { warnings.push(`skipped oversized object ${d}${f}`); continue; }
+        if (!/^[0-9a-f]{38}$/.test(f) || !isRegular(src)) {
+          warnings.push(`skipped odd object entry ${d}/${f}`);
+          continue;
+        }
+        if (lstatSync(src).size > MAX_OBJECT_BYTES) {
+          warnings.push(`skipped oversized object ${d}${f}`);
+          continue;
+        }
         mkdirSync(join(toObjects, d), { recursive: true });
-        if (!existsSync(join(toObjects, d, f))) { copyFileSync(src, join(toObjects, d, f)); copied++; }
+        if (!existsSync(join(toObjects, d, f))) {
+          copyFileSync(src, join(toObjects, d, f));
+          copied++;
+        }
       }
     } else if (d === 'pack') {
       if (!lstatSync(dir).isDirectory()) continue;
@@ -139,7 +239,10 @@ function copyObjects(gitDir: string, toObjects: string, warnings: string[]): num
         const src = join(dir, f);
         if (!/^pack-[0-9a-f]{40,64}\.(pack|idx)$/.test(f) || !isRegular(src)) continue;
         mkdirSync(join(toObjects, 'pack'), { recursive: true });
-        if (!existsSync(join(toObjects, 'pack', f))) { copyFileSync(src, join(toObjects, 'pack', f)); copied++; }
+        if (!existsSync(join(toObjects, 'pack', f))) {
+          copyFileSync(src, join(toObjects, 'pack', f));
+          copied++;
+        }
       }
     }
     // info/alternates, info/http-alternates and anything else: ignored on purpose.
@@ -148,7 +251,10 @@ function copyObjects(gitDir: string, toObjects: string, warnings: string[]): num
 }
 
 function readRef(gitDir: string, ref: string, warnings: string[]): string | null {
-  if (!/^refs\/[A-Za-z0-9._/-]+$/.test(ref) || ref.includes('..')) { warnings.push(`HEAD points at an invalid ref name`); return null; }
+  if (!/^refs\/[A-Za-z0-9._/-]+$/.test(ref) || ref.includes('..')) {
+    warnings.push(`HEAD points at an invalid ref name`);
+    return null;
+  }
   const loose = insideOnly(gitDir, ref, 'file');
   if (loose) {
     const v = readFileSync(loose, 'utf8').slice(0, 4096).trim();
@@ -166,11 +272,17 @@ function readRef(gitDir: string, ref: string, warnings: string[]): string | null
 
 function readHead(gitDir: string, warnings: string[]): string | null {
   const head = insideOnly(gitDir, 'HEAD', 'file');
-  if (!head) { warnings.push('.git/HEAD missing or not a regular file'); return null; }
+  if (!head) {
+    warnings.push('.git/HEAD missing or not a regular file');
+    return null;
+  }
   const v = readFileSync(head, 'utf8').slice(0, 4096).trim();
   if (SHA.test(v)) return v;
   const m = /^ref: (\S+)$/.exec(v);
-  if (!m) { warnings.push('.git/HEAD unreadable'); return null; }
+  if (!m) {
+    warnings.push('.git/HEAD unreadable');
+    return null;
+  }
   return readRef(gitDir, m[1]!, warnings);
 }
 
@@ -183,15 +295,29 @@ export function changedPaths(upper: string, lower: string, merged: string): stri
       if (rel === '' && name === '.git') continue;
       const p = rel ? `${rel}/${name}` : name;
       const st = lstatSync(join(upper, p));
-      if (st.isCharacterDevice() && st.rdev === 0) { out.push(p); continue; } // whiteout: deleted
-      if (!st.isDirectory()) { out.push(p); continue; }
+      if (st.isCharacterDevice() && st.rdev === 0) {
+        out.push(p);
+        continue;
+      } // whiteout: deleted
+      if (!st.isDirectory()) {
+        out.push(p);
+        continue;
+      }
       let lowerIsDir = false;
-      try { lowerIsDir = lstatSync(join(lower, p)).isDirectory(); } catch { /* new */ }
-      if (!lowerIsDir) { out.push(p); continue; }
+      try {
+        lowerIsDir = lstatSync(join(lower, p)).isDirectory();
+      } catch {
+        /* new */
+      }
+      if (!lowerIsDir) {
+        out.push(p);
+        continue;
+      }
       // An opaque dir hides the lower entries without whiteouts: rescan it whole.
       const mergedNames = new Set(readdirSync(join(merged, p)));
       const opaque = readdirSync(join(lower, p)).some((n) => !mergedNames.has(n) && !isWhiteout(join(upper, p, n)));
-      if (opaque) out.push(p); else walk(p, depth + 1);
+      if (opaque) out.push(p);
+      else walk(p, depth + 1);
     }
   };
   walk('', 0);
@@ -199,7 +325,12 @@ export function changedPaths(upper: string, lower: string, merged: string): stri
 }
 
 function isWhiteout(p: string): boolean {
-  try { const st = lstatSync(p); return st.isCharacterDevice() && st.rdev === 0; } catch { return false; }
+  try {
+    const st = lstatSync(p);
+    return st.isCharacterDevice() && st.rdev === 0;
+  } catch {
+    return false;
+  }
 }
 
 export function initResultRepo(path: string, mirror: string, extraObjects: string[] = []): void {
@@ -207,7 +338,10 @@ export function initResultRepo(path: string, mirror: string, extraObjects: strin
   git(['init', '--bare', '--quiet', '--template=', path]);
   mkdirSync(join(path, 'objects', 'info'), { recursive: true });
   // The base history comes from Airlock's own mirror (trusted), not from the agent.
-  writeFileSync(join(path, 'objects', 'info', 'alternates'), [join(mirror, 'objects'), ...extraObjects].join('\n') + '\n');
+  writeFileSync(
+    join(path, 'objects', 'info', 'alternates'),
+    [join(mirror, 'objects'), ...extraObjects].join('\n') + '\n',
+  );
 }
 
 /** Per path: [marker, original value] pairs to put back (values kept in memory only). */
@@ -218,25 +352,39 @@ export type Restore = Record<string, [string, string][]>;
  * commit keeps its message and author and carries exactly the paths it changed; paths
  * the agent never touched keep the real base's content (secrets included, as before).
  */
-function transplant(env: Record<string, string>, synthetic: string, realBase: string, commits: string[], restore: Restore): string {
+function transplant(
+  env: Record<string, string>,
+  synthetic: string,
+  realBase: string,
+  commits: string[],
+  restore: Restore,
+): string {
   let prev = realBase;
   let parentOf = synthetic;
   const index = join(env.GIT_DIR!, `transplant-index-${process.pid}`);
   try {
     for (const commit of commits) {
       // each agent commit is bounded before git expands it (an intermediate tree bomb)
-      const trees = agit(['rev-parse', `${parentOf}^{tree}`, `${commit}^{tree}`], { env }).stdout.trim().split('\n');
+      const trees = agit(['rev-parse', `${parentOf}^{tree}`, `${commit}^{tree}`], { env })
+        .stdout.trim()
+        .split('\n');
       countTreePaths(env.GIT_DIR!, trees[0]!, trees[1]!, { ...DEFAULT_TREE_LIMITS, maxPaths: CAPTURE_MAX_PATHS });
       const ienv = { ...env, GIT_INDEX_FILE: index };
       agit(['read-tree', prev], { env: ienv });
       // latin1: one char per byte, so a non-UTF-8 name is written back byte for byte
-      const raw = agit(['diff-tree', '-r', '-z', '--no-renames', '--raw', parentOf, commit], { env, encoding: 'latin1' }).stdout.split('\0');
+      const raw = agit(['diff-tree', '-r', '-z', '--no-renames', '--raw', parentOf, commit], {
+        env,
+        encoding: 'latin1',
+      }).stdout.split('\0');
       const lines: string[] = [];
       for (let i = 0; i + 1 < raw.length; i += 2) {
         const meta = raw[i]!.replace(/^:/, '').split(' ');
         const path = raw[i + 1]!;
         const [, newMode, , newSha, status] = meta;
-        if (status === 'D') { lines.push(`0 ${'0'.repeat(40)}\t${path}`); continue; }
+        if (status === 'D') {
+          lines.push(`0 ${'0'.repeat(40)}\t${path}`);
+          continue;
+        }
         let sha = newSha!;
         const pairs = restore[Buffer.from(path, 'latin1').toString('utf8')];
         if (pairs?.length && newMode !== '120000') {
@@ -248,20 +396,35 @@ function transplant(env: Record<string, string>, synthetic: string, realBase: st
         }
         lines.push(`${newMode} ${sha}\t${path}`);
       }
-      if (lines.length) agit(['update-index', '-z', '--index-info'], { env: ienv, input: Buffer.from(lines.join('\0') + '\0', 'latin1') });
+      if (lines.length)
+        agit(['update-index', '-z', '--index-info'], {
+          env: ienv,
+          input: Buffer.from(lines.join('\0') + '\0', 'latin1'),
+        });
       const tree = agit(['write-tree'], { env: ienv }).stdout.trim();
       const hdr = agit(['cat-file', 'commit', commit], { env }).stdout;
-      const who = (k: string) => /^(.*) <(.*)> (\d+ [+-]\d{4})$/.exec(new RegExp(`^${k} (.*)$`, 'm').exec(hdr)?.[1] ?? '');
-      const a = who('author'); const cm = who('committer');
+      const who = (k: string) =>
+        /^(.*) <(.*)> (\d+ [+-]\d{4})$/.exec(new RegExp(`^${k} (.*)$`, 'm').exec(hdr)?.[1] ?? '');
+      const a = who('author');
+      const cm = who('committer');
       const msg = hdr.slice(hdr.indexOf('\n\n') + 2);
       prev = agit(['commit-tree', tree, '-p', prev, '-F', '-'], {
-        env: { ...env, GIT_AUTHOR_NAME: a?.[1] ?? 'agent', GIT_AUTHOR_EMAIL: a?.[2] ?? '', GIT_AUTHOR_DATE: a?.[3] ?? '',
-          GIT_COMMITTER_NAME: cm?.[1] ?? 'agent', GIT_COMMITTER_EMAIL: cm?.[2] ?? '', GIT_COMMITTER_DATE: cm?.[3] ?? '' },
+        env: {
+          ...env,
+          GIT_AUTHOR_NAME: a?.[1] ?? 'agent',
+          GIT_AUTHOR_EMAIL: a?.[2] ?? '',
+          GIT_AUTHOR_DATE: a?.[3] ?? '',
+          GIT_COMMITTER_NAME: cm?.[1] ?? 'agent',
+          GIT_COMMITTER_EMAIL: cm?.[2] ?? '',
+          GIT_COMMITTER_DATE: cm?.[3] ?? '',
+        },
         input: msg,
       }).stdout.trim();
       parentOf = commit;
     }
-  } finally { rmSync(index, { force: true }); }
+  } finally {
+    rmSync(index, { force: true });
+  }
   return prev;
 }
 
@@ -270,7 +433,11 @@ function transplant(env: Record<string, string>, synthetic: string, realBase: st
  * @param upper the overlay upper dir (only what the agent wrote), for the object copy
  */
 export function captureWorkspace(opts: {
-  workspace: string; upperGitDir: string | null; resultRepo: string; mirror: string; baseCommit: string;
+  workspace: string;
+  upperGitDir: string | null;
+  resultRepo: string;
+  mirror: string;
+  baseCommit: string;
   /** Where git should run to see the work tree: the sandbox's mount namespace (its mounts are invisible to the host's getcwd/realpath). */
   workTreeNs?: { prefix: string[]; path: string };
   /** Overlay layers as the host can read them: only paths in `upper` can differ from `lower`. */
@@ -293,7 +460,11 @@ export function captureWorkspace(opts: {
   // Uncommitted work: hash the work tree into our own index. No filters can run: the
   // only config consulted is ours.
   const index = join(opts.resultRepo, `capture-index-${process.pid}`);
-  const wenv = { GIT_DIR: opts.resultRepo, GIT_WORK_TREE: opts.workTreeNs?.path ?? opts.workspace, GIT_INDEX_FILE: index };
+  const wenv = {
+    GIT_DIR: opts.resultRepo,
+    GIT_WORK_TREE: opts.workTreeNs?.path ?? opts.workspace,
+    GIT_INDEX_FILE: index,
+  };
   const prefix = opts.workTreeNs?.prefix;
   let dirty = false;
   try {
@@ -313,7 +484,12 @@ export function captureWorkspace(opts: {
     // nested repositories (sub/.git of any kind): git would read through them, possibly
     // into a host repository; they are left out and named
     const nested = nestedRepos(opts.workspace, specs === null ? null : [...new Set(specs)]);
-    for (const n of nested) refusals.push({ rule: 'nested-repository', path: `${n}/.git`, message: `${n}/.git makes ${n} a nested repository (a gitfile or repository git would read through); ${n} is not captured` });
+    for (const n of nested)
+      refusals.push({
+        rule: 'nested-repository',
+        path: `${n}/.git`,
+        message: `${n}/.git makes ${n} a nested repository (a gitfile or repository git would read through); ${n} is not captured`,
+      });
     const excludes = nested.map((n) => `:(exclude,top,literal)${n}`);
     const untouched = specs !== null && specs.length === 0;
     // nothing in the upper layer: no index to build (a 50k-file read-tree is most of a short session's stop)
@@ -322,16 +498,39 @@ export function captureWorkspace(opts: {
     const fromFile = ['--pathspec-from-file=-', '--pathspec-file-nul'];
     const list = (ps: string[]) => [...ps.map((p) => `:(top,literal)${p}`), ...excludes].join('\0');
     let add: { status: number; stderr: string } = { status: 0, stderr: '' };
-    if (untouched) { /* nothing to hash */ } else if (specs === null) add = agit([...addArgs, ...fromFile], { env: wenv, cwd: '/', allowFail: true, prefix, input: [':(top)', ...excludes].join('\0') });
+    if (untouched) {
+      /* nothing to hash */
+    } else if (specs === null)
+      add = agit([...addArgs, ...fromFile], {
+        env: wenv,
+        cwd: '/',
+        allowFail: true,
+        prefix,
+        input: [':(top)', ...excludes].join('\0'),
+      });
     else {
-      const exists = (p: string) => { try { lstatSync(join(opts.workspace, p)); return true; } catch { return false; } };
+      const exists = (p: string) => {
+        try {
+          lstatSync(join(opts.workspace, p));
+          return true;
+        } catch {
+          return false;
+        }
+      };
       const present = [...new Set(specs)].filter(exists);
       const gone = [...new Set(specs)].filter((p) => !exists(p));
       if (gone.length) {
-        const rm = agit(['-c', 'core.bare=false', 'rm', '--cached', '-r', '-q', '--ignore-unmatch', ...fromFile], { env: wenv, cwd: '/', allowFail: true, prefix, input: list(gone) });
+        const rm = agit(['-c', 'core.bare=false', 'rm', '--cached', '-r', '-q', '--ignore-unmatch', ...fromFile], {
+          env: wenv,
+          cwd: '/',
+          allowFail: true,
+          prefix,
+          input: list(gone),
+        });
         if (rm.status !== 0) add = rm;
       }
-      if (present.length && add.status === 0) add = agit([...addArgs, ...fromFile], { env: wenv, cwd: '/', allowFail: true, prefix, input: list(present) });
+      if (present.length && add.status === 0)
+        add = agit([...addArgs, ...fromFile], { env: wenv, cwd: '/', allowFail: true, prefix, input: list(present) });
     }
     if (add.status !== 0) warnings.push(`some files could not be captured: ${add.stderr.trim().slice(0, 500)}`);
     // untouched: the work tree is the head's tree, nothing to compare
@@ -340,34 +539,66 @@ export function captureWorkspace(opts: {
     if (tree !== headTree) {
       dirty = true;
       head = agit(['commit-tree', tree!, '-p', head, '-m', 'airlock: uncommitted work'], {
-        env: { ...env, GIT_AUTHOR_NAME: 'Airlock', GIT_AUTHOR_EMAIL: 'airlock@localhost', GIT_COMMITTER_NAME: 'Airlock', GIT_COMMITTER_EMAIL: 'airlock@localhost' },
+        env: {
+          ...env,
+          GIT_AUTHOR_NAME: 'Airlock',
+          GIT_AUTHOR_EMAIL: 'airlock@localhost',
+          GIT_COMMITTER_NAME: 'Airlock',
+          GIT_COMMITTER_EMAIL: 'airlock@localhost',
+        },
       }).stdout.trim();
     }
   } finally {
     rmSync(index, { force: true });
   }
   if (opts.synthetic && head !== start) {
-    const onSynthetic = agit(['rev-list', '--reverse', '--first-parent', `${start}..${head}`], { env }).stdout.split('\n').filter(Boolean);
+    const onSynthetic = agit(['rev-list', '--reverse', '--first-parent', `${start}..${head}`], { env })
+      .stdout.split('\n')
+      .filter(Boolean);
     head = transplant(env, start, opts.baseCommit, onSynthetic, opts.synthetic.restore ?? {});
   } else if (opts.synthetic) head = opts.baseCommit;
-  agit(['update-ref', '--stdin'], { env, input: `update refs/airlock/base ${opts.baseCommit}\nupdate refs/airlock/head ${head}\n` });
+  agit(['update-ref', '--stdin'], {
+    env,
+    input: `update refs/airlock/base ${opts.baseCommit}\nupdate refs/airlock/head ${head}\n`,
+  });
   // nothing was committed or left uncommitted: no history or paths to list (most short sessions)
   const same = head === opts.baseCommit;
-  const commits = same ? [] : agit(['rev-list', '--reverse', `${opts.baseCommit}..${head}`], { env }).stdout.split('\n').filter(Boolean);
+  const commits = same
+    ? []
+    : agit(['rev-list', '--reverse', `${opts.baseCommit}..${head}`], { env })
+        .stdout.split('\n')
+        .filter(Boolean);
   const changed = same ? [] : changedBetween(env, opts.baseCommit, head);
-  return { resultRepo: opts.resultRepo, baseCommit: opts.baseCommit, headCommit: head, commits, dirty, filesChanged: changed.length, warnings, refusals };
+  return {
+    resultRepo: opts.resultRepo,
+    baseCommit: opts.baseCommit,
+    headCommit: head,
+    commits,
+    dirty,
+    filesChanged: changed.length,
+    warnings,
+    refusals,
+  };
 }
 
 /** Paths that differ between two commits (no rename detection: every path is named). */
 function changedBetween(env: Record<string, string>, from: string, to: string): string[] {
-  return agit(['diff-tree', '-r', '-z', '--no-renames', '--name-only', from, to], { env }).stdout.split('\0').filter(Boolean);
+  return agit(['diff-tree', '-r', '-z', '--no-renames', '--name-only', from, to], { env })
+    .stdout.split('\0')
+    .filter(Boolean);
 }
 
 /**
  * The agent's HEAD, if it is a commit descending from the start with a bounded history
  * and a tree that expands to a bounded number of paths; else the start (and why).
  */
-function agentHead(env: Record<string, string>, gitDir: string, start: string, warnings: string[], refusals: Refusal[]): string {
+function agentHead(
+  env: Record<string, string>,
+  gitDir: string,
+  start: string,
+  warnings: string[],
+  refusals: Refusal[],
+): string {
   const head = readHead(gitDir, warnings) ?? start;
   if (head === start) return start;
   if (agit(['cat-file', '-e', `${head}^{commit}`], { env, allowFail: true }).status !== 0) {
@@ -381,13 +612,20 @@ function agentHead(env: Record<string, string>, gitDir: string, start: string, w
   }
   try {
     const n = Number(agit(['rev-list', '--count', `${start}..${head}`], { env }).stdout.trim());
-    if (n > CAPTURE_MAX_COMMITS) throw new AirlockError('TOO_LARGE', `${n} commits, over the limit of ${CAPTURE_MAX_COMMITS}`, '');
-    countTreePaths(env.GIT_DIR!, null, agit(['rev-parse', `${head}^{tree}`], { env }).stdout.trim(), { ...DEFAULT_TREE_LIMITS, maxPaths: CAPTURE_MAX_PATHS });
+    if (n > CAPTURE_MAX_COMMITS)
+      throw new AirlockError('TOO_LARGE', `${n} commits, over the limit of ${CAPTURE_MAX_COMMITS}`, '');
+    countTreePaths(env.GIT_DIR!, null, agit(['rev-parse', `${head}^{tree}`], { env }).stdout.trim(), {
+      ...DEFAULT_TREE_LIMITS,
+      maxPaths: CAPTURE_MAX_PATHS,
+    });
   } catch (e) {
     if (!(e instanceof AirlockError && e.kind === 'TOO_LARGE')) throw e;
-    refusals.push({ rule: 'too-large', path: head, message: `the agent's HEAD ${head.slice(0, 12)} is too large to capture (${e.message}); its commits are not captured` });
+    refusals.push({
+      rule: 'too-large',
+      path: head,
+      message: `the agent's HEAD ${head.slice(0, 12)} is too large to capture (${e.message}); its commits are not captured`,
+    });
     return start;
   }
   return head;
 }
-

@@ -1,4 +1,18 @@
-import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync, readFileSync, unlinkSync, rmdirSync, readdirSync, linkSync, lstatSync, lchownSync, chmodSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+  readFileSync,
+  unlinkSync,
+  rmdirSync,
+  readdirSync,
+  linkSync,
+  lstatSync,
+  lchownSync,
+  chmodSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { spawn, spawnSync } from 'node:child_process';
@@ -78,8 +92,12 @@ export interface SnapshotSanitizer {
 type Owner = { uid: number; gid: number } | null;
 
 const SYNTHETIC_ENV = {
-  GIT_AUTHOR_NAME: 'Airlock', GIT_AUTHOR_EMAIL: 'airlock@localhost', GIT_AUTHOR_DATE: '1970-01-01T00:00:00Z',
-  GIT_COMMITTER_NAME: 'Airlock', GIT_COMMITTER_EMAIL: 'airlock@localhost', GIT_COMMITTER_DATE: '1970-01-01T00:00:00Z',
+  GIT_AUTHOR_NAME: 'Airlock',
+  GIT_AUTHOR_EMAIL: 'airlock@localhost',
+  GIT_AUTHOR_DATE: '1970-01-01T00:00:00Z',
+  GIT_COMMITTER_NAME: 'Airlock',
+  GIT_COMMITTER_EMAIL: 'airlock@localhost',
+  GIT_COMMITTER_DATE: '1970-01-01T00:00:00Z',
 };
 /** Stat checks that survive hard links and chown (the content check is by size and mtime). */
 const STAT_CONFIG = ['-c', 'core.trustctime=false', '-c', 'core.checkStat=minimal'];
@@ -94,16 +112,32 @@ function ensureMirror(cacheRoot: string, repo: HostRepo, commit: string, owner: 
     mkdirSync(join(tmp, '.git', 'refs', 'heads'), { recursive: true });
     mkdirSync(join(tmp, '.git', 'refs', 'tags'), { recursive: true });
     mkdirSync(base, { recursive: true, mode: 0o700 });
-    try { renameSync(join(tmp, '.git'), mirror); } catch { /* another process won the race */ }
+    try {
+      renameSync(join(tmp, '.git'), mirror);
+    } catch {
+      /* another process won the race */
+    }
     rmSync(tmp, { recursive: true, force: true });
   }
   if (git(['cat-file', '-e', `${commit}^{commit}`], { env: { GIT_DIR: mirror }, allowFail: true }).status !== 0) {
     linkHostPacks(repo, mirror);
     // Objects only: a fetch runs no hooks of ours or the host's (hardened git). Fast zlib:
     // the mirror is a cache, and compressing a gigabyte at the default level costs more than it saves.
-    const fetch = ['-c', 'pack.compression=1', '-c', 'core.compression=1', 'fetch', '--quiet', '--no-write-fetch-head', repo.root];
+    const fetch = [
+      '-c',
+      'pack.compression=1',
+      '-c',
+      'core.compression=1',
+      'fetch',
+      '--quiet',
+      '--no-write-fetch-head',
+      repo.root,
+    ];
     const about = `the repository ${repo.root}`;
-    git([...fetch, '--no-tags', '+refs/heads/*:refs/heads/*', '+refs/tags/*:refs/tags/*'], { env: { GIT_DIR: mirror }, about });
+    git([...fetch, '--no-tags', '+refs/heads/*:refs/heads/*', '+refs/tags/*:refs/tags/*'], {
+      env: { GIT_DIR: mirror },
+      about,
+    });
     if (git(['cat-file', '-e', `${commit}^{commit}`], { env: { GIT_DIR: mirror }, allowFail: true }).status !== 0) {
       git([...fetch, commit], { env: { GIT_DIR: mirror }, about });
     }
@@ -125,13 +159,26 @@ function linkHostPacks(repo: HostRepo, mirror: string): void {
   if (common.status !== 0) return;
   const packDir = join(common.stdout.trim(), 'objects', 'pack');
   let idxs: string[];
-  try { idxs = readdirSync(packDir).filter((f) => /^pack-[0-9a-f]+\.idx$/.test(f) && !existsSync(join(packDir, f.replace(/\.idx$/, '.promisor')))); } catch { return; }
+  try {
+    idxs = readdirSync(packDir).filter(
+      (f) => /^pack-[0-9a-f]+\.idx$/.test(f) && !existsSync(join(packDir, f.replace(/\.idx$/, '.promisor'))),
+    );
+  } catch {
+    return;
+  }
   const target = join(mirror, 'objects', 'pack');
   idxs = idxs.filter((f) => !existsSync(join(target, f)));
   if (!idxs.length) return;
-  const reachable = new Set(git(['rev-list', '--objects', '--branches', '--tags'], { cwd: repo.root, encoding: 'latin1' }).stdout.split('\n').map((l) => l.split(' ', 1)[0]!));
+  const reachable = new Set(
+    git(['rev-list', '--objects', '--branches', '--tags'], { cwd: repo.root, encoding: 'latin1' })
+      .stdout.split('\n')
+      .map((l) => l.split(' ', 1)[0]!),
+  );
   for (const idx of idxs) {
-    const ids = git(['show-index'], { input: readFileSync(join(packDir, idx)) }).stdout.split('\n').filter(Boolean).map((l) => l.split(' ')[1]!);
+    const ids = git(['show-index'], { input: readFileSync(join(packDir, idx)) })
+      .stdout.split('\n')
+      .filter(Boolean)
+      .map((l) => l.split(' ')[1]!);
     if (!ids.every((id) => reachable.has(id))) continue;
     const pack = idx.replace(/\.idx$/, '.pack');
     mkdirSync(target, { recursive: true });
@@ -163,13 +210,22 @@ function listIndex(dir: string, env: Record<string, string>): TreeFile[] {
 
 /** Paths (keys) that differ between two commits, and which of them still exist in the new one. */
 function changedPaths(mirror: string, from: string, to: string): Set<string> {
-  const out = git(['diff-tree', '-r', '-z', '--no-renames', '--name-only', '--no-commit-id', from, to], { env: { GIT_DIR: mirror }, encoding: 'latin1' }).stdout;
+  const out = git(['diff-tree', '-r', '-z', '--no-renames', '--name-only', '--no-commit-id', from, to], {
+    env: { GIT_DIR: mirror },
+    encoding: 'latin1',
+  }).stdout;
   return new Set(out.split('\0').filter(Boolean));
 }
 
-interface PreviousLayer { commit: string; dir: string; report: unknown; syntheticBase: string | null }
+interface PreviousLayer {
+  commit: string;
+  dir: string;
+  report: unknown;
+  syntheticBase: string | null;
+}
 
-const latestFile = (cacheRoot: string, repo: HostRepo, variant: string) => join(cacheRoot, 'trees', repo.key, `.latest-${variant}`);
+const latestFile = (cacheRoot: string, repo: HostRepo, variant: string) =>
+  join(cacheRoot, 'trees', repo.key, `.latest-${variant}`);
 
 function previousLayer(cacheRoot: string, repo: HostRepo, variant: string, commit: string): PreviousLayer | null {
   try {
@@ -177,9 +233,14 @@ function previousLayer(cacheRoot: string, repo: HostRepo, variant: string, commi
     if (!/^[0-9a-f]{40,64}$/.test(prev) || prev === commit) return null;
     const dir = join(cacheRoot, 'trees', repo.key, layerName(prev, variant));
     if (!existsSync(join(dir, '.git', 'HEAD'))) return null;
-    const saved = JSON.parse(readFileSync(`${dir}.report.json`, 'utf8')) as { report: unknown; syntheticBase: string | null };
+    const saved = JSON.parse(readFileSync(`${dir}.report.json`, 'utf8')) as {
+      report: unknown;
+      syntheticBase: string | null;
+    };
     return { commit: prev, dir, ...saved };
-  } catch { return null; }
+  } catch {
+    return null;
+  }
 }
 
 const layerName = (commit: string, variant: string) => (variant ? `${commit}-${variant}` : commit);
@@ -188,7 +249,11 @@ const layerName = (commit: string, variant: string) => (variant ? `${commit}-${v
 function realDirs(root: Buffer, key: string): boolean {
   const parts = key.split('/');
   for (let n = 1; n < parts.length; n++) {
-    try { if (!lstatSync(joinBytes(root, Buffer.from(parts.slice(0, n).join('/'), 'latin1'))).isDirectory()) return false; } catch { return false; }
+    try {
+      if (!lstatSync(joinBytes(root, Buffer.from(parts.slice(0, n).join('/'), 'latin1'))).isDirectory()) return false;
+    } catch {
+      return false;
+    }
   }
   return true;
 }
@@ -198,7 +263,12 @@ function pruneEmptyParents(dir: Buffer, key: string): void {
   const parts = key.split('/');
   for (let n = parts.length - 1; n > 0; n--) {
     const p = joinBytes(dir, Buffer.from(parts.slice(0, n).join('/'), 'latin1'));
-    try { if (readdirSync(p).length) return; rmdirSync(p); } catch { return; }
+    try {
+      if (readdirSync(p).length) return;
+      rmdirSync(p);
+    } catch {
+      return;
+    }
   }
 }
 
@@ -206,7 +276,10 @@ function pruneEmptyParents(dir: Buffer, key: string): void {
 function withSizes(files: TreeFile[], mirror: string): TreeFile[] {
   const regular = files.filter((f) => f.mode === '100644' || f.mode === '100755');
   if (!regular.length) return files;
-  const out = git(['cat-file', '--batch-check=%(objectname) %(objectsize)'], { env: { GIT_DIR: mirror }, input: regular.map((f) => f.blob).join('\n') + '\n' }).stdout;
+  const out = git(['cat-file', '--batch-check=%(objectname) %(objectsize)'], {
+    env: { GIT_DIR: mirror },
+    input: regular.map((f) => f.blob).join('\n') + '\n',
+  }).stdout;
   const size = new Map<string, number>();
   for (const line of out.split('\n')) {
     const [id, n] = line.split(' ');
@@ -221,11 +294,19 @@ function withSizes(files: TreeFile[], mirror: string): TreeFile[] {
 function writeFiles(tmp: string, env: Record<string, string>, keys: string[]): Promise<void> {
   if (!keys.length) return Promise.resolve();
   return new Promise((resolve, reject) => {
-    const child = spawn('git', hardenedArgs(['checkout-index', '--force', '-z', '--stdin']), { cwd: tmp, env: gitEnv(env), stdio: ['pipe', 'ignore', 'pipe'] });
+    const child = spawn('git', hardenedArgs(['checkout-index', '--force', '-z', '--stdin']), {
+      cwd: tmp,
+      env: gitEnv(env),
+      stdio: ['pipe', 'ignore', 'pipe'],
+    });
     let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (d: string) => { if (stderr.length < 4096) stderr += d; });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      if (stderr.length < 4096) stderr += d;
+    });
     child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`git checkout-index failed (${code}): ${stderr.trim()}`))));
+    child.on('close', (code) =>
+      code === 0 ? resolve() : reject(new Error(`git checkout-index failed (${code}): ${stderr.trim()}`)),
+    );
     child.stdin.on('error', () => undefined); // a git that died early reports through close
     child.stdin.end(Buffer.from(keys.join('\0') + '\0', 'latin1'));
   });
@@ -233,7 +314,14 @@ function writeFiles(tmp: string, env: Record<string, string>, keys: string[]): P
 
 /** Fills `tmp` with the commit's files: from the previous layer plus the changes, or whole.
  * With `defer`, the files to add are listed (with their sizes) but not written yet. */
-function checkout(tmp: string, env: Record<string, string>, prev: PreviousLayer | null, mirror: string, commit: string, defer: boolean): { files: TreeFile[]; changed: Set<string> | null } {
+function checkout(
+  tmp: string,
+  env: Record<string, string>,
+  prev: PreviousLayer | null,
+  mirror: string,
+  commit: string,
+  defer: boolean,
+): { files: TreeFile[]; changed: Set<string> | null } {
   git(['read-tree', commit], { env });
   const all = listIndex(tmp, env);
   if (!prev) {
@@ -248,12 +336,21 @@ function checkout(tmp: string, env: Record<string, string>, prev: PreviousLayer 
     if (!realDirs(root, key)) continue; // under a link or a file: that entry was removed already, or never here
     // the entry itself (a link is never followed), or a directory that is now a file
     const p = joinBytes(root, Buffer.from(key, 'latin1'));
-    try { unlinkSync(p); } catch { rmSync(p, { recursive: true, force: true }); }
+    try {
+      unlinkSync(p);
+    } catch {
+      rmSync(p, { recursive: true, force: true });
+    }
     pruneEmptyParents(root, key);
   }
   const files = all.filter((f) => changed.has(f.key));
   if (defer) return { files: withSizes(files, mirror), changed };
-  if (files.length) git(['checkout-index', '--force', '-z', '--stdin'], { env, cwd: tmp, input: Buffer.from(files.map((f) => f.key).join('\0') + '\0', 'latin1') });
+  if (files.length)
+    git(['checkout-index', '--force', '-z', '--stdin'], {
+      env,
+      cwd: tmp,
+      input: Buffer.from(files.map((f) => f.key).join('\0') + '\0', 'latin1'),
+    });
   return { files, changed };
 }
 
@@ -264,7 +361,13 @@ function checkout(tmp: string, env: Record<string, string>, prev: PreviousLayer 
  * is rehashed but what sanitization touched). When the previous layer was sanitized too,
  * its packs are linked in and only the objects it lacks are packed.
  */
-function syntheticCommit(tmp: string, mirror: string, commit: string, touched: string[], prev: PreviousLayer | null): string {
+function syntheticCommit(
+  tmp: string,
+  mirror: string,
+  commit: string,
+  touched: string[],
+  prev: PreviousLayer | null,
+): string {
   const gd = join(tmp, '.git');
   const packDir = join(gd, 'objects', 'pack');
   mkdirSync(join(gd, 'objects', 'info'), { recursive: true });
@@ -273,20 +376,31 @@ function syntheticCommit(tmp: string, mirror: string, commit: string, touched: s
   writeFileSync(alternates, `${join(mirror, 'objects')}\n`); // build time only: removed below
   const env = { GIT_DIR: gd, GIT_WORK_TREE: tmp, GIT_INDEX_FILE: join(gd, 'index'), ...SYNTHETIC_ENV };
   if (touched.length) {
-    git([...STAT_CONFIG, 'update-index', '--add', '--remove', '-z', '--stdin'], { env, cwd: tmp, input: Buffer.from(touched.join('\0') + '\0', 'latin1') });
+    git([...STAT_CONFIG, 'update-index', '--add', '--remove', '-z', '--stdin'], {
+      env,
+      cwd: tmp,
+      input: Buffer.from(touched.join('\0') + '\0', 'latin1'),
+    });
   }
   const tree = git(['write-tree'], { env }).stdout.trim();
-  const synthetic = git(['commit-tree', tree, '-m', `Airlock: base ${commit} with secrets redacted (history not shown)`], { env }).stdout.trim();
+  const synthetic = git(
+    ['commit-tree', tree, '-m', `Airlock: base ${commit} with secrets redacted (history not shown)`],
+    { env },
+  ).stdout.trim();
   // every object of the sanitized commit, minus those the previous layer's packs hold
   // (the commits are unrelated roots, so `^previous` would not exclude its blobs)
-  let objects = git(['rev-list', '--objects', synthetic], { env, encoding: 'latin1' }).stdout.split('\n').filter(Boolean).map((l) => l.split(' ', 1)[0]!);
+  let objects = git(['rev-list', '--objects', synthetic], { env, encoding: 'latin1' })
+    .stdout.split('\n')
+    .filter(Boolean)
+    .map((l) => l.split(' ', 1)[0]!);
   if (prev?.syntheticBase) {
     const have = new Set<string>();
     const prevPacks = join(prev.dir, '.git', 'objects', 'pack');
     for (const f of readdirSync(prevPacks)) {
       if (!/^pack-[0-9a-f]+\.idx$/.test(f)) continue;
       for (const name of [f, f.replace(/\.idx$/, '.pack')]) linkSync(join(prevPacks, name), join(packDir, name));
-      for (const line of git(['show-index'], { env, input: readFileSync(join(prevPacks, f)) }).stdout.split('\n')) have.add(line.split(' ')[1] ?? '');
+      for (const line of git(['show-index'], { env, input: readFileSync(join(prevPacks, f)) }).stdout.split('\n'))
+        have.add(line.split(' ')[1] ?? '');
     }
     objects = objects.filter((o) => !have.has(o));
   }
@@ -294,22 +408,32 @@ function syntheticCommit(tmp: string, mirror: string, commit: string, touched: s
   // searching 600 MB of them for deltas cost ~10% of the pack's CPU for a few bytes saved.
   git(['pack-objects', '--quiet', '--window=0', join(packDir, 'pack')], { env, input: objects.join('\n') + '\n' });
   unlinkSync(alternates);
-  for (const d of readdirSync(join(gd, 'objects'))) if (/^[0-9a-f]{2}$/.test(d)) rmSync(join(gd, 'objects', d), { recursive: true, force: true });
+  for (const d of readdirSync(join(gd, 'objects')))
+    if (/^[0-9a-f]{2}$/.test(d)) rmSync(join(gd, 'objects', d), { recursive: true, force: true });
   return synthetic;
 }
 
 function writeThinGit(tmp: string, head: string): void {
   writeFileSync(join(tmp, '.git', 'HEAD'), `ref: refs/heads/${WORK_BRANCH}\n`);
   writeFileSync(join(tmp, '.git', 'refs', 'heads', 'airlock', 'work'), `${head}\n`);
-  writeFileSync(join(tmp, '.git', 'config'), '[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = true\n\ttrustctime = false\n\tcheckStat = minimal\n');
+  writeFileSync(
+    join(tmp, '.git', 'config'),
+    '[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = true\n\ttrustctime = false\n\tcheckStat = minimal\n',
+  );
   writeFileSync(join(tmp, '.git', 'description'), 'Airlock session workspace\n');
 }
 
 /** The previous layer's files as hard links (owners and modes kept): `cp -al` in C, or the
  * same in JS where cp refuses (another filesystem, a link count limit). */
 function linkPrevious(prev: string, tmp: string): void {
-  const cp = spawnSync('cp', ['-a', '--link', '--no-target-directory', '--', prev, tmp], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 600_000 });
-  if (cp.status === 0) { rmSync(join(tmp, '.git'), { recursive: true, force: true }); return; }
+  const cp = spawnSync('cp', ['-a', '--link', '--no-target-directory', '--', prev, tmp], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    timeout: 600_000,
+  });
+  if (cp.status === 0) {
+    rmSync(join(tmp, '.git'), { recursive: true, force: true });
+    return;
+  }
   rmSync(tmp, { recursive: true, force: true });
   linkTree(prev, tmp, (rel) => rel.length === 4 && rel.toString('latin1') === '.git');
 }
@@ -339,7 +463,9 @@ function privateLayer(tmp: string, changed: ReadonlySet<string> | null): void {
     try {
       const st = lstatSync(path);
       if (!st.isSymbolicLink() && (st.mode & 0o077) !== 0) chmodSync(path, st.mode & 0o7700);
-    } catch { /* removed or hidden */ }
+    } catch {
+      /* removed or hidden */
+    }
   }
   makePrivateTree(tmp, 1);
 }
@@ -350,12 +476,22 @@ function chownLayer(tmp: string, owner: { uid: number; gid: number }, changed: R
   if (!changed) return chownTreeNoFollow(tmp, owner);
   chownTreeNoFollow(join(tmp, '.git'), owner);
   for (const path of changedEntries(tmp, changed)) {
-    try { lchownSync(path, owner.uid, owner.gid); } catch { /* removed or hidden */ }
+    try {
+      lchownSync(path, owner.uid, owner.gid);
+    } catch {
+      /* removed or hidden */
+    }
   }
   lchownSync(tmp, owner.uid, owner.gid);
 }
 
-async function buildLayer(tmp: string, mirror: string, commit: string, sanitizer: SnapshotSanitizer | undefined, prev: PreviousLayer | null): Promise<{ report: unknown; syntheticBase: string | null; changed: ReadonlySet<string> | null }> {
+async function buildLayer(
+  tmp: string,
+  mirror: string,
+  commit: string,
+  sanitizer: SnapshotSanitizer | undefined,
+  prev: PreviousLayer | null,
+): Promise<{ report: unknown; syntheticBase: string | null; changed: ReadonlySet<string> | null }> {
   if (prev) linkPrevious(prev.dir, tmp);
   mkdirSync(join(tmp, '.git', 'refs', 'heads', 'airlock'), { recursive: true });
   const env = { GIT_DIR: mirror, GIT_WORK_TREE: tmp, GIT_INDEX_FILE: join(tmp, '.git', 'index') };
@@ -363,10 +499,22 @@ async function buildLayer(tmp: string, mirror: string, commit: string, sanitizer
   writeThinGit(tmp, commit);
   if (!sanitizer) return { report: null, syntheticBase: null, changed };
   const written = new Set<string>();
-  const write = (keys: string[]) => { for (const k of keys) written.add(k); return writeFiles(tmp, env, keys); };
-  const r = await sanitizer.run({ dir: tmp, files, previous: prev && changed ? { report: prev.report, changed } : null, write });
+  const write = (keys: string[]) => {
+    for (const k of keys) written.add(k);
+    return writeFiles(tmp, env, keys);
+  };
+  const r = await sanitizer.run({
+    dir: tmp,
+    files,
+    previous: prev && changed ? { report: prev.report, changed } : null,
+    write,
+  });
   const touched = new Set(r.touched);
-  await writeFiles(tmp, env, files.filter((f) => !written.has(f.key) && !touched.has(f.key)).map((f) => f.key));
+  await writeFiles(
+    tmp,
+    env,
+    files.filter((f) => !written.has(f.key) && !touched.has(f.key)).map((f) => f.key),
+  );
   const syntheticBase = r.changed ? syntheticCommit(tmp, mirror, commit, r.touched, prev) : null;
   if (syntheticBase) writeFileSync(join(tmp, '.git', 'refs', 'heads', 'airlock', 'work'), `${syntheticBase}\n`);
   return { report: r.report, syntheticBase, changed };
@@ -382,7 +530,13 @@ async function buildLayer(tmp: string, mirror: string, commit: string, sanitizer
  * sanitized tree (`syntheticBase`) and no mirror layer. Capture transplants the agent's
  * commits from that root back onto the real base.
  */
-export async function prepareSnapshot(cacheRoot: string, repo: HostRepo, commit: string, owner: Owner, sanitizer?: SnapshotSanitizer): Promise<Snapshot & { report: unknown; syntheticBase: string | null }> {
+export async function prepareSnapshot(
+  cacheRoot: string,
+  repo: HostRepo,
+  commit: string,
+  owner: Owner,
+  sanitizer?: SnapshotSanitizer,
+): Promise<Snapshot & { report: unknown; syntheticBase: string | null }> {
   const mirror = ensureMirror(cacheRoot, repo, commit, owner);
   const variant = sanitizer?.variant ?? '';
   const layers = join(cacheRoot, 'trees', repo.key);
@@ -413,5 +567,13 @@ export async function prepareSnapshot(cacheRoot: string, repo: HostRepo, commit:
   // Fail closed: an unreadable report could hide that the history must stay out.
   const saved = JSON.parse(readFileSync(reportFile, 'utf8')) as { report: unknown; syntheticBase: string | null };
   const lowerDirs = saved.syntheticBase ? [treeDir] : [treeDir, join(cacheRoot, 'shared', repo.key)];
-  return { commit, lowerDirs, mirror, built: build !== 'cached', build, report: saved.report, syntheticBase: saved.syntheticBase };
+  return {
+    commit,
+    lowerDirs,
+    mirror,
+    built: build !== 'cached',
+    build,
+    report: saved.report,
+    syntheticBase: saved.syntheticBase,
+  };
 }

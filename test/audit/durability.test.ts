@@ -27,7 +27,10 @@ test('kill -9 during an append burst: every acknowledged event is in the log, an
         const timer = setTimeout(resolve, 60_000);
         child.stdout.on('data', (d: string) => {
           text += d;
-          if (text.length > 300 * 37) { clearTimeout(timer); resolve(); }
+          if (text.length > 300 * 37) {
+            clearTimeout(timer);
+            resolve();
+          }
         });
       });
       child.kill('SIGKILL');
@@ -39,11 +42,15 @@ test('kill -9 during an append burst: every acknowledged event is in the log, an
         const stored = new Set(store.query({ session: 'burst' }).map((e) => e.id));
         const lost = acked.filter((id) => !stored.has(id));
         assert.deepEqual(lost, [], `round ${round}: acknowledged but not in the log`);
-      } finally { store.close(); }
+      } finally {
+        store.close();
+      }
       const v = verifyLog(db, { checkpoints: false });
       assert.equal(v.ok, true, JSON.stringify(v));
     }
-  } finally { rmSync(home, { recursive: true, force: true }); }
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
 });
 
 test('every acknowledged append was preceded by an fsync of the WAL (synchronous=FULL, seen with strace)', () => {
@@ -51,8 +58,25 @@ test('every acknowledged append was preceded by an fsync of the WAL (synchronous
   const db = join(home, 'audit.db');
   const trace = join(home, 'trace');
   try {
-    const r = spawnSync('strace', ['-f', '-qq', '-y', '-e', 'trace=fsync,fdatasync,write', '-e', 'signal=none', '-o', trace,
-      process.execPath, CHILD, db, '60'], { encoding: 'utf8', timeout: 120_000 });
+    const r = spawnSync(
+      'strace',
+      [
+        '-f',
+        '-qq',
+        '-y',
+        '-e',
+        'trace=fsync,fdatasync,write',
+        '-e',
+        'signal=none',
+        '-o',
+        trace,
+        process.execPath,
+        CHILD,
+        db,
+        '60',
+      ],
+      { encoding: 'utf8', timeout: 120_000 },
+    );
     assert.equal(r.status, 0, r.stderr);
     const acks = r.stdout.trim().split('\n');
     assert.equal(new Set(acks).size, 60);
@@ -69,5 +93,7 @@ test('every acknowledged append was preceded by an fsync of the WAL (synchronous
     }
     assert.ok(acknowledged >= 2, `acknowledgements seen in the trace: ${acknowledged}`);
     assert.deepEqual(unsynced, [], 'acknowledged with no fsync of the WAL since the previous acknowledgement');
-  } finally { rmSync(home, { recursive: true, force: true }); }
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
 });

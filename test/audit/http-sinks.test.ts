@@ -15,44 +15,109 @@ import { sinkSchema } from '../../src/policy/schema/telemetry.ts';
 // the protocol as the real server would (path, method, headers, auth, body shape) and
 // answers like it; the client side is the real sink code (and the real OTel exporter).
 
-interface Req { method: string; url: string; headers: IncomingMessage['headers']; body: string }
-async function receiver(handle: (r: Req, res: ServerResponse) => void): Promise<{ url: string; reqs: Req[]; close(): Promise<void> }> {
+interface Req {
+  method: string;
+  url: string;
+  headers: IncomingMessage['headers'];
+  body: string;
+}
+async function receiver(
+  handle: (r: Req, res: ServerResponse) => void,
+): Promise<{ url: string; reqs: Req[]; close(): Promise<void> }> {
   const reqs: Req[] = [];
   const srv = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (b: Buffer) => chunks.push(b));
-    req.on('end', () => { const r = { method: req.method!, url: req.url!, headers: req.headers, body: Buffer.concat(chunks).toString('utf8') }; reqs.push(r); handle(r, res); });
+    req.on('end', () => {
+      const r = {
+        method: req.method!,
+        url: req.url!,
+        headers: req.headers,
+        body: Buffer.concat(chunks).toString('utf8'),
+      };
+      reqs.push(r);
+      handle(r, res);
+    });
   });
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
   const port = (srv.address() as { port: number }).port;
-  return { url: `http://127.0.0.1:${port}`, reqs, close: () => new Promise((r) => { srv.closeAllConnections(); srv.close(() => r()); }) };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    reqs,
+    close: () =>
+      new Promise((r) => {
+        srv.closeAllConnections();
+        srv.close(() => r());
+      }),
+  };
 }
-const json = (res: ServerResponse, status: number, body: unknown) => { res.writeHead(status, { 'content-type': 'application/json' }); res.end(JSON.stringify(body)); };
+const json = (res: ServerResponse, status: number, body: unknown) => {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
+};
 
 function seed(n: number): { store: AuditStore; events: AuditEvent[]; dir: string } {
   const dir = mkdtempSync(join(tmpdir(), 'airlock-http-'));
   const store = new AuditStore(join(dir, 'audit.db'));
   const events: AuditEvent[] = [];
   for (let i = 0; i < n; i++) {
-    events.push(store.append(i % 2
-      ? { type: 'egress.request', session: 's1', decision: 'deny', rule: 'egress.default', severity: 'medium', data: { host: 'x.example', port: 443, method: 'PUT', path: '/u', bytesUp: 100 + i, bytesDown: 5, durationMs: 3 } }
-      : { type: 'process.exec', session: 's1', data: { pid: 100 + i, ppid: 1, argv: ['git', 'status'], cwd: '/workspace' } }));
+    events.push(
+      store.append(
+        i % 2
+          ? {
+              type: 'egress.request',
+              session: 's1',
+              decision: 'deny',
+              rule: 'egress.default',
+              severity: 'medium',
+              data: {
+                host: 'x.example',
+                port: 443,
+                method: 'PUT',
+                path: '/u',
+                bytesUp: 100 + i,
+                bytesDown: 5,
+                durationMs: 3,
+              },
+            }
+          : {
+              type: 'process.exec',
+              session: 's1',
+              data: { pid: 100 + i, ppid: 1, argv: ['git', 'status'], cwd: '/workspace' },
+            },
+      ),
+    );
   }
   return { store, events, dir };
 }
-const env = { AIRLOCK_SINK_TOKEN: 'hec-token-1', AIRLOCK_SINK_KEY: 'api-key-1', AIRLOCK_SINK_HOOK: 'hook-secret', AIRLOCK_SINK_OTLP: 'Bearer otlp-1' };
+const env = {
+  AIRLOCK_SINK_TOKEN: 'hec-token-1',
+  AIRLOCK_SINK_KEY: 'api-key-1',
+  AIRLOCK_SINK_HOOK: 'hook-secret',
+  AIRLOCK_SINK_OTLP: 'Bearer otlp-1',
+};
 
 test('Splunk HEC: token auth, channel header, one JSON event object per event; a 503 is retried later without moving the cursor', async () => {
   let fail = true;
   const rx = await receiver((r, res) => {
-    if (r.method !== 'POST' || r.url !== '/services/collector/event') return json(res, 404, { text: 'not found', code: 404 });
+    if (r.method !== 'POST' || r.url !== '/services/collector/event')
+      return json(res, 404, { text: 'not found', code: 404 });
     if (r.headers.authorization !== 'Splunk hec-token-1') return json(res, 401, { text: 'Invalid token', code: 4 });
     if (!r.headers['x-splunk-request-channel']) return json(res, 400, { text: 'Data channel is missing', code: 10 });
-    if (fail) { fail = false; return json(res, 503, { text: 'Server is busy', code: 9 }); }
+    if (fail) {
+      fail = false;
+      return json(res, 503, { text: 'Server is busy', code: 9 });
+    }
     json(res, 200, { text: 'Success', code: 0 });
   });
   const { store, events } = seed(5);
-  const sink = sinkSchema.parse({ type: 'splunk-hec', name: 'splunk', url: rx.url, tokenEnv: 'AIRLOCK_SINK_TOKEN', index: 'sec' });
+  const sink = sinkSchema.parse({
+    type: 'splunk-hec',
+    name: 'splunk',
+    url: rx.url,
+    tokenEnv: 'AIRLOCK_SINK_TOKEN',
+    index: 'sec',
+  });
   try {
     let st = await flushSinks(store, [sink], { env });
     assert.equal(st[0]!.cursor, 0);
@@ -80,7 +145,10 @@ test('Splunk HEC: token auth, channel header, one JSON event object per event; a
     const bad = await flushSinks(store, [sink], { env: { AIRLOCK_SINK_TOKEN: 'wrong' } });
     assert.equal(bad[0]!.lag, 1);
     assert.match(String(bad[0]!.lastError), /401 .*Invalid token/);
-  } finally { await rx.close(); store.close(); }
+  } finally {
+    await rx.close();
+    store.close();
+  }
 });
 
 test('Elastic _bulk: ApiKey auth, NDJSON create actions with the event id as _id, ECS documents; a re-sent batch answered 409 is accepted', async () => {
@@ -94,7 +162,11 @@ test('Elastic _bulk: ApiKey auth, NDJSON create actions with the event id as _id
     for (let i = 0; i < lines.length; i += 2) {
       const action = JSON.parse(lines[i]!).create;
       JSON.parse(lines[i + 1]!);
-      items.push({ create: seen.has(action._id) ? { _id: action._id, status: 409, error: { type: 'version_conflict_engine_exception' } } : { _id: action._id, status: 201 } });
+      items.push({
+        create: seen.has(action._id)
+          ? { _id: action._id, status: 409, error: { type: 'version_conflict_engine_exception' } }
+          : { _id: action._id, status: 201 },
+      });
       seen.add(action._id);
     }
     json(res, 200, { took: 1, errors: items.some((x) => x.create.status >= 300), items });
@@ -122,7 +194,10 @@ test('Elastic _bulk: ApiKey auth, NDJSON create actions with the event id as _id
     const again = await flushSinks(store, [sink], { env });
     assert.equal(again[0]!.lag, 0, String(again[0]!.lastError));
     assert.equal(seen.size, 4);
-  } finally { await rx.close(); store.close(); }
+  } finally {
+    await rx.close();
+    store.close();
+  }
 });
 
 test('webhook: HMAC-SHA256 over "<timestamp>.<body>" verifies with the shared secret; a refused request is not acknowledged', async () => {
@@ -131,7 +206,10 @@ test('webhook: HMAC-SHA256 over "<timestamp>.<body>" verifies with the shared se
     const ts = String(r.headers['x-airlock-timestamp']);
     const expect = 'sha256=' + createHmac('sha256', 'hook-secret').update(`${ts}.${r.body}`).digest('hex');
     if (r.headers['x-airlock-signature'] !== expect) return json(res, 401, { error: 'bad signature' });
-    if (refuse) { refuse = false; return json(res, 500, {}); }
+    if (refuse) {
+      refuse = false;
+      return json(res, 500, {});
+    }
     json(res, 204, {});
   });
   const { store, events } = seed(3);
@@ -140,11 +218,19 @@ test('webhook: HMAC-SHA256 over "<timestamp>.<body>" verifies with the shared se
     assert.equal((await flushSinks(store, [sink], { env }))[0]!.cursor, 0);
     assert.equal((await flushSinks(store, [sink], { env }))[0]!.cursor, 3);
     const body = JSON.parse(rx.reqs.at(-1)!.body);
-    assert.deepEqual(body.events.map((e: AuditEvent) => e.id), events.map((e) => e.id));
+    assert.deepEqual(
+      body.events.map((e: AuditEvent) => e.id),
+      events.map((e) => e.id),
+    );
     assert.equal(rx.reqs.at(-1)!.headers['idempotency-key'], `${events[0]!.id}..${events[2]!.id}`);
-    const wrong = await flushSinks(store, [{ ...sink, name: 'hook2' }], { env: { AIRLOCK_SINK_HOOK: 'not-the-secret' } });
+    const wrong = await flushSinks(store, [{ ...sink, name: 'hook2' }], {
+      env: { AIRLOCK_SINK_HOOK: 'not-the-secret' },
+    });
     assert.match(String(wrong[0]!.lastError), /401/);
-  } finally { await rx.close(); store.close(); }
+  } finally {
+    await rx.close();
+    store.close();
+  }
 });
 
 test('OTLP/HTTP logs with the OpenTelemetry exporter: JSON resourceLogs with one record per event, severity and ids as attributes', async () => {
@@ -155,22 +241,44 @@ test('OTLP/HTTP logs with the OpenTelemetry exporter: JSON resourceLogs with one
     json(res, 200, { partialSuccess: {} });
   });
   const { store, events } = seed(6);
-  const sink = sinkSchema.parse({ type: 'otlp', name: 'otel', url: rx.url + '/v1/logs', headersEnv: { authorization: 'AIRLOCK_SINK_OTLP' } });
+  const sink = sinkSchema.parse({
+    type: 'otlp',
+    name: 'otel',
+    url: rx.url + '/v1/logs',
+    headersEnv: { authorization: 'AIRLOCK_SINK_OTLP' },
+  });
   try {
     const st = await flushSinks(store, [sink], { env });
     assert.equal(st[0]!.lag, 0, String(st[0]!.lastError));
     const body = JSON.parse(rx.reqs[0]!.body);
     const rl = body.resourceLogs[0];
-    assert.ok(rl.resource.attributes.some((a: { key: string; value: { stringValue?: string } }) => a.key === 'service.name' && a.value.stringValue === 'airlock'));
-    const recs = rl.scopeLogs.flatMap((s: { logRecords: unknown[] }) => s.logRecords) as { attributes: { key: string; value: { stringValue?: string } }[]; severityNumber: number; timeUnixNano: string; body: { stringValue: string } }[];
+    assert.ok(
+      rl.resource.attributes.some(
+        (a: { key: string; value: { stringValue?: string } }) =>
+          a.key === 'service.name' && a.value.stringValue === 'airlock',
+      ),
+    );
+    const recs = rl.scopeLogs.flatMap((s: { logRecords: unknown[] }) => s.logRecords) as {
+      attributes: { key: string; value: { stringValue?: string } }[];
+      severityNumber: number;
+      timeUnixNano: string;
+      body: { stringValue: string };
+    }[];
     assert.equal(recs.length, 6);
     const attr = (r: (typeof recs)[0], k: string) => r.attributes.find((a) => a.key === k)?.value;
-    assert.equal(attr(recs[1]!, 'event.id')!.stringValue, events[1]!.id, 'de-duplication field (docs/modules/audit.md)');
+    assert.equal(
+      attr(recs[1]!, 'event.id')!.stringValue,
+      events[1]!.id,
+      'de-duplication field (docs/modules/audit.md)',
+    );
     assert.equal(Number((attr(recs[1]!, 'airlock.seq') as { intValue?: string | number })!.intValue), events[1]!.seq);
     assert.equal(recs[1]!.severityNumber, 13, 'medium -> WARN');
     assert.equal(BigInt(recs[0]!.timeUnixNano) / 1_000_000n, BigInt(Date.parse(events[0]!.ts)));
     assert.deepEqual(JSON.parse(recs[0]!.body.stringValue), events[0]!.data);
-  } finally { await rx.close(); store.close(); }
+  } finally {
+    await rx.close();
+    store.close();
+  }
 });
 
 test('JSONL file sink rotates by size and keeps every event once, in order, across the files', async () => {
@@ -183,9 +291,19 @@ test('JSONL file sink rotates by size and keeps every event once, in order, acro
     for (let i = 50; i >= 1; i--) if (existsSync(`${path}.${i}`)) files.push(`${path}.${i}`);
     files.push(path);
     assert.ok(files.length > 2, 'rotated');
-    const all = files.flatMap((f) => readFileSync(f, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l).id));
-    assert.deepEqual(all, events.map((e) => e.id));
-  } finally { store.close(); }
+    const all = files.flatMap((f) =>
+      readFileSync(f, 'utf8')
+        .trimEnd()
+        .split('\n')
+        .map((l) => JSON.parse(l).id),
+    );
+    assert.deepEqual(
+      all,
+      events.map((e) => e.id),
+    );
+  } finally {
+    store.close();
+  }
 });
 
 test('a delivery process killed with SIGKILL mid-delivery resumes from its cursor after restart', async () => {
@@ -197,11 +315,22 @@ test('a delivery process killed with SIGKILL mid-delivery resumes from its curso
   const rx = await receiver((r, res) => {
     const ids = (JSON.parse(r.body).events as AuditEvent[]).map((e) => e.id);
     batches.push(ids);
-    if (batches.length === 4 && !held) { held = true; hold = () => json(res, 200, {}); return; } // 4th batch: never answered before the kill
+    if (batches.length === 4 && !held) {
+      held = true;
+      hold = () => json(res, 200, {});
+      return;
+    } // 4th batch: never answered before the kill
     json(res, 200, {});
   });
-  const child = (n: string) => spawn(process.execPath, [join(import.meta.dirname, 'fixtures', 'deliver-child.ts')], { env: { ...process.env, DB: db, URL: rx.url, AIRLOCK_SINK_HOOK: 'k', N: n }, stdio: 'ignore' });
-  const waitFor = async (cond: () => boolean) => { for (let i = 0; i < 600 && !cond(); i++) await new Promise((r) => setTimeout(r, 50)); return cond(); };
+  const child = (n: string) =>
+    spawn(process.execPath, [join(import.meta.dirname, 'fixtures', 'deliver-child.ts')], {
+      env: { ...process.env, DB: db, URL: rx.url, AIRLOCK_SINK_HOOK: 'k', N: n },
+      stdio: 'ignore',
+    });
+  const waitFor = async (cond: () => boolean) => {
+    for (let i = 0; i < 600 && !cond(); i++) await new Promise((r) => setTimeout(r, 50));
+    return cond();
+  };
   try {
     const first = child('1');
     assert.ok(await waitFor(() => held), 'fourth batch in flight');
@@ -212,10 +341,24 @@ test('a delivery process killed with SIGKILL mid-delivery resumes from its curso
     const second = child('2');
     try {
       assert.ok(await waitFor(() => sinkStatus(store)[0]!.cursor === 1000), 'second process finished');
-    } finally { second.kill('SIGTERM'); await new Promise((r) => second.once('exit', r)); }
-    assert.deepEqual(batches[4]![0], events[300]!.id, 'the restarted process starts at the cursor, not at the beginning');
+    } finally {
+      second.kill('SIGTERM');
+      await new Promise((r) => second.once('exit', r));
+    }
+    assert.deepEqual(
+      batches[4]![0],
+      events[300]!.id,
+      'the restarted process starts at the cursor, not at the beginning',
+    );
     const flat = batches.flat();
     assert.equal(flat.length, 1100, 'exactly the one unacknowledged batch was sent twice');
-    assert.deepEqual([...new Set(flat)], events.map((e) => e.id), 'all events, in order');
-  } finally { await rx.close(); store.close(); }
+    assert.deepEqual(
+      [...new Set(flat)],
+      events.map((e) => e.id),
+      'all events, in order',
+    );
+  } finally {
+    await rx.close();
+    store.close();
+  }
 });

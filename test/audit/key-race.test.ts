@@ -17,9 +17,13 @@ const k = loadSigningKey(process.argv[1]); process.stdout.write(k.keyId);`;
 
 function load(dir: string, start: number): Promise<string> {
   return new Promise((res, rej) => {
-    const p = spawn(process.execPath, ['--input-type=module', '-e', LOADER, dir, String(start)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const p = spawn(process.execPath, ['--input-type=module', '-e', LOADER, dir, String(start)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let out = '';
-    p.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    p.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
     p.on('error', rej);
     p.on('exit', (code) => (code === 0 ? res(out) : rej(new Error(`loader exited ${code}`))));
   });
@@ -34,8 +38,14 @@ test('processes racing to create the signing key all sign with the key whose pub
       assert.equal(new Set(ids).size, 1, `every process signs with one key: ${ids.join(', ')}`);
       const priv = createPrivateKey(readFileSync(join(dir, 'audit-ed25519.pem'), 'utf8'));
       const onDisk = createPublicKey(readFileSync(join(dir, 'audit-ed25519.pub.pem'), 'utf8'));
-      assert.ok(createPublicKey(priv).equals(onDisk), 'the public key file is the private key\'s public half');
-      assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.tmp')), [], 'no temporary file left');
-    } finally { rmSync(dir, { recursive: true, force: true }); }
+      assert.ok(createPublicKey(priv).equals(onDisk), "the public key file is the private key's public half");
+      assert.deepEqual(
+        readdirSync(dir).filter((f) => f.endsWith('.tmp')),
+        [],
+        'no temporary file left',
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   }
 });

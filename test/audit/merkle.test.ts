@@ -1,6 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { leafHash, rootOf, inclusionProof, verifyInclusion, MerkleFrontier, EventFrontier } from '../../src/audit/merkle.ts';
+import {
+  leafHash,
+  rootOf,
+  inclusionProof,
+  verifyInclusion,
+  MerkleFrontier,
+  EventFrontier,
+} from '../../src/audit/merkle.ts';
 import { createHash } from 'node:crypto';
 
 // Test vectors of the Certificate Transparency reference implementation (RFC 6962):
@@ -29,11 +36,14 @@ test('roots match the RFC 6962 reference vectors, batch and incremental', () => 
 });
 
 test('audit path of leaf 0 in the 8-leaf tree matches the reference', () => {
-  assert.deepEqual(inclusionProof(leaves, 0).map((b) => b.toString('hex')), [
-    '96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7',
-    '5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e',
-    '6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4',
-  ]);
+  assert.deepEqual(
+    inclusionProof(leaves, 0).map((b) => b.toString('hex')),
+    [
+      '96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7',
+      '5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e',
+      '6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4',
+    ],
+  );
 });
 
 test('every leaf of every tree up to 70 proves; a wrong leaf, index, size or path does not', () => {
@@ -72,7 +82,11 @@ test('EventFrontier (string hashes, used by verify) builds the same tree as Merk
     m.pushLeafHash(leafHash(Buffer.from(h, 'hex')));
     assert.deepEqual(e.toHex(), m.toHex(), `size ${m.size}`);
   }
-  assert.equal(MerkleFrontier.from(e.size, e.toHex()).root().toString('hex'), rootOf(hexes.map((h) => leafHash(Buffer.from(h, 'hex')))).toString('hex'));
-  for (const bad of ['', 'zz'.repeat(32), hexes[0]!.slice(1), hexes[0]! + '00']) assert.equal(e.pushEventHash(bad), false, JSON.stringify(bad));
+  assert.equal(
+    MerkleFrontier.from(e.size, e.toHex()).root().toString('hex'),
+    rootOf(hexes.map((h) => leafHash(Buffer.from(h, 'hex')))).toString('hex'),
+  );
+  for (const bad of ['', 'zz'.repeat(32), hexes[0]!.slice(1), hexes[0]! + '00'])
+    assert.equal(e.pushEventHash(bad), false, JSON.stringify(bad));
   assert.equal(e.size, 300, 'a refused hash appends nothing');
 });

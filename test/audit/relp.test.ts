@@ -20,7 +20,13 @@ const relpSink = (port: number, extra: Record<string, unknown> = {}): SinkConfig
 
 function seed(dir: string, n: number): { store: AuditStore; events: AuditEvent[] } {
   const store = new AuditStore(join(dir, 'audit.db'));
-  const events = store.appendMany(Array.from({ length: n }, (_, i) => ({ type: 'process.exec', session: 's', data: { pid: i, argv: ['x', String(i)] } })));
+  const events = store.appendMany(
+    Array.from({ length: n }, (_, i) => ({
+      type: 'process.exec',
+      session: 's',
+      data: { pid: i, argv: ['x', String(i)] },
+    })),
+  );
   return { store, events };
 }
 
@@ -50,9 +56,19 @@ test('syslog sinks default to RELP: rsyslog imrelp acknowledges every message an
     assert.equal(st[0]!.lag, 0, String(st[0]!.lastError));
     assert.equal(st[0]!.ack, 'relp');
     const got = received(rs);
-    assert.deepEqual(got.map((g) => g.seq), events.map((e) => e.seq), 'every event once, in order');
-    assert.deepEqual(got.map((g) => g.id), events.map((e) => e.id));
-  } finally { await rs.stop(); store.close(); }
+    assert.deepEqual(
+      got.map((g) => g.seq),
+      events.map((e) => e.seq),
+      'every event once, in order',
+    );
+    assert.deepEqual(
+      got.map((g) => g.id),
+      events.map((e) => e.id),
+    );
+  } finally {
+    await rs.stop();
+    store.close();
+  }
 });
 
 test('RELP over mutual TLS: the receiver certificate is verified, ours is presented, and delivery is acknowledged', async () => {
@@ -62,20 +78,31 @@ test('RELP over mutual TLS: the receiver certificate is verified, ours is presen
   const { store } = seed(dir, 20);
   try {
     const other = makeTestCa(join(dir, 'other'));
-    const wrong = await flushSinks(store, [relpSink(rs.port, { tls: { ca: other.ca, servername: 'localhost', cert: ca.clientCert, key: ca.clientKey } })]);
+    const wrong = await flushSinks(store, [
+      relpSink(rs.port, { tls: { ca: other.ca, servername: 'localhost', cert: ca.clientCert, key: ca.clientKey } }),
+    ]);
     assert.equal(wrong[0]!.lag, 20, 'a receiver whose certificate is not from the configured CA gets nothing');
     assert.match(String(wrong[0]!.lastError), /certificate|self.signed|verify/i);
-    const st = await flushSinks(store, [relpSink(rs.port, { tls: { ca: ca.ca, servername: 'localhost', cert: ca.clientCert, key: ca.clientKey } })]);
+    const st = await flushSinks(store, [
+      relpSink(rs.port, { tls: { ca: ca.ca, servername: 'localhost', cert: ca.clientCert, key: ca.clientKey } }),
+    ]);
     assert.equal(st[0]!.lag, 0, String(st[0]!.lastError));
     assert.equal(received(rs).length, 20);
-  } finally { await rs.stop(); store.close(); }
+  } finally {
+    await rs.stop();
+    store.close();
+  }
 });
 
 test('a relay that closes cleanly mid-batch (FIN early) acknowledges nothing it did not pass on: the cursor stops, the rest is re-sent, every event arrives', async () => {
   const dir = tmp();
   const rs = await rsyslog(dir);
   // each connection passes ~40 messages' worth of bytes (after the RELP open), then closes cleanly
-  const relay = await startRelay(rs.port, [{ limit: 9000, then: 'close' }, { limit: 6000, then: 'swallow' }, { limit: 12000, then: 'close' }]);
+  const relay = await startRelay(rs.port, [
+    { limit: 9000, then: 'close' },
+    { limit: 6000, then: 'swallow' },
+    { limit: 12000, then: 'close' },
+  ]);
   const { store, events } = seed(dir, 300);
   const sink = relpSink(relay.port, { batchSize: 300 });
   const flush = () => flushSinks(store, [sink], { timeoutMs: 2000 }); // the swallowing connection stalls until this
@@ -83,7 +110,10 @@ test('a relay that closes cleanly mid-batch (FIN early) acknowledges nothing it 
     const first = (await flush())[0]!;
     assert.ok(first.cursor < 300, 'a clean close is not an acknowledgement');
     assert.match(String(first.lastError), /closed/);
-    assert.ok(first.cursor <= received(rs).length, `cursor ${first.cursor} never ahead of what the receiver has (${received(rs).length})`);
+    assert.ok(
+      first.cursor <= received(rs).length,
+      `cursor ${first.cursor} never ahead of what the receiver has (${received(rs).length})`,
+    );
     let st = first;
     for (let i = 0; i < 10 && st.lag > 0; i++) {
       st = (await flush())[0]!;
@@ -91,17 +121,31 @@ test('a relay that closes cleanly mid-batch (FIN early) acknowledges nothing it 
     }
     assert.equal(st.lag, 0, String(st.lastError));
     const got = received(rs);
-    assert.deepEqual([...new Set(got.map((g) => g.id))].sort(), events.map((e) => e.id).sort(), 'every event delivered');
+    assert.deepEqual(
+      [...new Set(got.map((g) => g.id))].sort(),
+      events.map((e) => e.id).sort(),
+      'every event delivered',
+    );
     // duplicates (if any) carry the same id and seq, so the SIEM drops them
     const bySeq = new Map<number, string>();
-    for (const g of got) { assert.equal(bySeq.get(g.seq) ?? g.id, g.id); bySeq.set(g.seq, g.id); }
-  } finally { await relay.close(); await rs.stop(); store.close(); }
+    for (const g of got) {
+      assert.equal(bySeq.get(g.seq) ?? g.id, g.id);
+      bySeq.set(g.seq, g.id);
+    }
+  } finally {
+    await relay.close();
+    await rs.stop();
+    store.close();
+  }
 });
 
 test('a receiver path that resets connections mid-batch: re-sent events carry the same id and seq, none is lost', async () => {
   const dir = tmp();
   const rs = await rsyslog(dir);
-  const relay = await startRelay(rs.port, Array.from({ length: 5 }, (_, i) => ({ limit: 5000 + i * 3000, then: 'reset' as const })));
+  const relay = await startRelay(
+    rs.port,
+    Array.from({ length: 5 }, (_, i) => ({ limit: 5000 + i * 3000, then: 'reset' as const })),
+  );
   const { store, events } = seed(dir, 400);
   const sink = relpSink(relay.port, { batchSize: 200 });
   try {
@@ -110,10 +154,17 @@ test('a receiver path that resets connections mid-batch: re-sent events carry th
     assert.equal(st.lag, 0, String(st.lastError));
     assert.ok(relay.connections >= 5, 'the resets happened');
     const got = received(rs);
-    assert.deepEqual([...new Set(got.map((g) => g.seq))].sort((a, b) => a - b), events.map((e) => e.seq));
+    assert.deepEqual(
+      [...new Set(got.map((g) => g.seq))].sort((a, b) => a - b),
+      events.map((e) => e.seq),
+    );
     const ids = new Map(events.map((e) => [e.seq, e.id]));
     for (const g of got) assert.equal(g.id, ids.get(g.seq), 'a duplicate is the same event: same id for the same seq');
-  } finally { await relay.close(); await rs.stop(); store.close(); }
+  } finally {
+    await relay.close();
+    await rs.stop();
+    store.close();
+  }
 });
 
 test('plain TCP syslog has no acknowledgement: a relay that swallows the batch and closes cleanly is reported as "sent, unacknowledged", never as delivered', async () => {
@@ -129,5 +180,9 @@ test('plain TCP syslog has no acknowledgement: a relay that swallows the batch a
     assert.equal(st.ack, 'none', 'the status says this sink has no acknowledgement');
     assert.ok(rs.lines().length < 50, 'the relay lost events, which no TCP client can see');
     assert.equal(sinkStatus(store, [sink])[0]!.ack, 'none');
-  } finally { await relay.close(); await rs.stop(); store.close(); }
+  } finally {
+    await relay.close();
+    await rs.stop();
+    store.close();
+  }
 });

@@ -13,11 +13,15 @@ import { Rsyslog, freePort, makeTestCa } from './rsyslog.ts';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'airlock-syslog-'));
 // plain RFC 6587/5425 syslog (imtcp): no acknowledgement; RELP is tested in relp.test.ts
-const syslogSink = (port: number, extra: Record<string, unknown> = {}): SinkConfig => sinkSchema.parse({ type: 'syslog', name: 'soc', host: '127.0.0.1', port, protocol: 'tcp', ...extra });
+const syslogSink = (port: number, extra: Record<string, unknown> = {}): SinkConfig =>
+  sinkSchema.parse({ type: 'syslog', name: 'soc', host: '127.0.0.1', port, protocol: 'tcp', ...extra });
 
 async function until(cond: () => boolean, ms = 60_000): Promise<boolean> {
   const end = Date.now() + ms;
-  while (Date.now() < end) { if (cond()) return true; await new Promise((r) => setTimeout(r, 50)); }
+  while (Date.now() < end) {
+    if (cond()) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
   return cond();
 }
 
@@ -27,16 +31,30 @@ function parseCef(s: string): { header: string[]; ext: Record<string, string> } 
   let cur = '';
   let i = 0;
   for (; i < s.length && header.length < 6; i++) {
-    if (s[i] === '\\' && (s[i + 1] === '|' || s[i + 1] === '\\')) { cur += s[i + 1]; i++; } else if (s[i] === '|') { header.push(cur); cur = ''; } else cur += s[i];
+    if (s[i] === '\\' && (s[i + 1] === '|' || s[i + 1] === '\\')) {
+      cur += s[i + 1];
+      i++;
+    } else if (s[i] === '|') {
+      header.push(cur);
+      cur = '';
+    } else cur += s[i];
   }
   const rest = s.slice(i);
   const ext: Record<string, string> = {};
   const re = /(?:^|\s)([A-Za-z0-9_]+)=((?:\\.|[^\\=])*?)(?=\s[A-Za-z0-9_]+=|$)/g;
-  for (const m of rest.matchAll(re)) ext[m[1]!] = m[2]!.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c === 'r' ? '\r' : c));
+  for (const m of rest.matchAll(re))
+    ext[m[1]!] = m[2]!.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c === 'r' ? '\r' : c));
   return { header, ext };
 }
 
-const tricky = { host: 'evil|host.example', port: 443, method: 'POST', path: '/a=b\\c|d\nline2', bytesUp: 12, bytesDown: 3 };
+const tricky = {
+  host: 'evil|host.example',
+  port: 443,
+  method: 'POST',
+  path: '/a=b\\c|d\nline2',
+  bytesUp: 12,
+  bytesDown: 3,
+};
 
 for (const mode of ['tcp', 'tls'] as const) {
   test(`rsyslog over ${mode.toUpperCase()}: RFC 5424 + octet counting, CEF escaping and JSON payloads arrive intact`, async () => {
@@ -47,8 +65,19 @@ for (const mode of ['tcp', 'tls'] as const) {
     await rs.start();
     try {
       const store = new AuditStore(join(dir, 'audit.db'));
-      const ev = store.append({ type: 'egress.request', session: 'sess"1]', decision: 'deny', rule: 'egress.default', severity: 'high', data: tricky });
-      const ev2 = store.append({ type: 'process.exec', session: 'sess"1]', data: { pid: 7, ppid: 1, argv: ['nc', '-l', 'x=y'] } });
+      const ev = store.append({
+        type: 'egress.request',
+        session: 'sess"1]',
+        decision: 'deny',
+        rule: 'egress.default',
+        severity: 'high',
+        data: tricky,
+      });
+      const ev2 = store.append({
+        type: 'process.exec',
+        session: 'sess"1]',
+        data: { pid: 7, ppid: 1, argv: ['nc', '-l', 'x=y'] },
+      });
       const tls = ca ? { ca: ca.ca, servername: 'localhost' } : undefined;
       let st = await flushSinks(store, [syslogSink(port, { tls, format: 'cef' })]);
       assert.equal(st[0]!.lag, 0, String(st[0]!.lastError));
@@ -60,7 +89,12 @@ for (const mode of ['tcp', 'tls'] as const) {
       const parsed = rs.lines('parsed').map((l) => l.split('\t'));
 
       // RFC 5424 header: <PRI>1 TIMESTAMP HOST APP PROCID MSGID [SD] MSG; PRI 13*8+3 for high.
-      assert.match(raw[0]!, new RegExp(`^<107>1 ${ev.ts.replace(/\./g, '\\.')} \\S+ airlock \\d+ egress\\.request \\[airlock@32473 id="${ev.id}" seq="1" type="egress\\.request" session="sess\\\\"1\\\\]" rule="egress\\.default"\\] CEF:0\\|`));
+      assert.match(
+        raw[0]!,
+        new RegExp(
+          `^<107>1 ${ev.ts.replace(/\./g, '\\.')} \\S+ airlock \\d+ egress\\.request \\[airlock@32473 id="${ev.id}" seq="1" type="egress\\.request" session="sess\\\\"1\\\\]" rule="egress\\.default"\\] CEF:0\\|`,
+        ),
+      );
       assert.equal(parsed[0]![0], 'egress.request');
       assert.equal(parsed[0]![1], 'airlock');
       assert.equal(parsed[0]![2], '3');
@@ -84,7 +118,9 @@ for (const mode of ['tcp', 'tls'] as const) {
       assert.deepEqual(j.data, tricky);
       assert.equal(JSON.parse(parsed[3]![4]!).id, ev2.id);
       store.close();
-    } finally { await rs.stop(); }
+    } finally {
+      await rs.stop();
+    }
   });
 }
 
@@ -103,7 +139,9 @@ test('TLS: a receiver whose certificate is not from the configured CA gets nothi
     assert.match(String(st[0]!.lastError), /certificate|self.signed|verify/i);
     assert.equal(rs.lines().length, 0);
     store.close();
-  } finally { await rs.stop(); }
+  } finally {
+    await rs.stop();
+  }
 });
 
 test('outage: receiver stopped mid-stream, 10,000 events produced, restarted: all delivered in order, none lost or duplicated', async () => {
@@ -112,12 +150,22 @@ test('outage: receiver stopped mid-stream, 10,000 events produced, restarted: al
   const rs = new Rsyslog(join(dir, 'rsyslog'), port);
   await rs.start();
   const store = new AuditStore(join(dir, 'audit.db'));
-  const d = startDelivery(store, [syslogSink(port, { format: 'json', batchSize: 1000 })], { pollMs: 50, maxBackoffMs: 300 });
+  const d = startDelivery(store, [syslogSink(port, { format: 'json', batchSize: 1000 })], {
+    pollMs: 50,
+    maxBackoffMs: 300,
+  });
   try {
     for (let i = 0; i < 100; i++) store.append({ type: 'process.exec', session: 'before', data: { i } });
     assert.ok(await until(() => d.status()[0]!.cursor === 100), 'first 100 delivered');
     await rs.stop();
-    for (let b = 0; b < 10; b++) store.appendMany(Array.from({ length: 1000 }, (_, i) => ({ type: 'egress.request', session: 'during', data: { i: b * 1000 + i, host: 'h' } })));
+    for (let b = 0; b < 10; b++)
+      store.appendMany(
+        Array.from({ length: 1000 }, (_, i) => ({
+          type: 'egress.request',
+          session: 'during',
+          data: { i: b * 1000 + i, host: 'h' },
+        })),
+      );
     assert.ok(await until(() => d.status()[0]!.failures > 0), 'delivery fails while the receiver is down');
     const down = d.status()[0]!;
     assert.equal(down.cursor, 100, 'nothing is acknowledged while the receiver is down');
@@ -128,10 +176,18 @@ test('outage: receiver stopped mid-stream, 10,000 events produced, restarted: al
     const lines = await rs.waitFor(10_100);
     const seqs = lines.map((l) => Number(/ seq="(\d+)"/.exec(l)![1]));
     assert.equal(seqs.length, 10_100);
-    assert.deepEqual(seqs, Array.from({ length: 10_100 }, (_, i) => i + 1), 'every seq once, in order');
+    assert.deepEqual(
+      seqs,
+      Array.from({ length: 10_100 }, (_, i) => i + 1),
+      'every seq once, in order',
+    );
     const ids = new Set(lines.map((l) => /\[airlock@32473 id="([^"]+)"/.exec(l)![1]));
     assert.equal(ids.size, 10_100);
-  } finally { await d.stop(); await rs.stop(); store.close(); }
+  } finally {
+    await d.stop();
+    await rs.stop();
+    store.close();
+  }
 });
 
 test('sink status shows lag and the last error of a sink nobody listens to', async () => {

@@ -6,7 +6,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import {
-  AuditStore, checkpoint, listCheckpoints, loadPublicKey, loadSigningKey, proveEvent, startCheckpointer, verifyLog, verifyLogAsync, verifyProof, type VerifyResult,
+  AuditStore,
+  checkpoint,
+  listCheckpoints,
+  loadPublicKey,
+  loadSigningKey,
+  proveEvent,
+  startCheckpointer,
+  verifyLog,
+  verifyLogAsync,
+  verifyProof,
+  type VerifyResult,
 } from '../../src/audit/index.ts';
 import { chainHash, eventBody, GENESIS_HASH } from '../../src/audit/event.ts';
 import { generateKeyPairSync } from 'node:crypto';
@@ -22,7 +32,15 @@ function fixture(n = 60, cpAt = 30): { home: string; db: string; ids: string[] }
   const s = new AuditStore(db);
   const ids: string[] = [];
   for (let i = 1; i <= n; i++) {
-    ids.push(s.append({ type: i % 3 ? 'process.exec' : 'egress.request', session: `s${i % 4}`, decision: i % 5 ? 'allow' : 'deny', rule: 'r', data: { i, argv: ['echo', String(i)] } }).id);
+    ids.push(
+      s.append({
+        type: i % 3 ? 'process.exec' : 'egress.request',
+        session: `s${i % 4}`,
+        decision: i % 5 ? 'allow' : 'deny',
+        rule: 'r',
+        data: { i, argv: ['echo', String(i)] },
+      }).id,
+    );
     if (i === cpAt) checkpoint(s, 'test', { keyDir: join(home, 'keys') }); // adds one audit.checkpoint event
   }
   s.close();
@@ -31,9 +49,29 @@ function fixture(n = 60, cpAt = 30): { home: string; db: string; ids: string[] }
 /** What an attacker with write access does after editing rows: recompute every link of the chain. */
 function recomputeChain(db: DatabaseSync): void {
   let prev = GENESIS_HASH;
-  type Row = { seq: number; id: string; ts: string; type: string; session: string | null; severity: 'info'; decision: 'allow' | null; rule: string | null; data: string };
+  type Row = {
+    seq: number;
+    id: string;
+    ts: string;
+    type: string;
+    session: string | null;
+    severity: 'info';
+    decision: 'allow' | null;
+    rule: string | null;
+    data: string;
+  };
   for (const r of db.prepare('SELECT * FROM events ORDER BY seq').all() as unknown as Row[]) {
-    const e = { seq: r.seq, id: r.id, ts: r.ts, type: r.type, session: r.session, severity: r.severity, decision: r.decision, rule: r.rule, data: JSON.parse(r.data) as Record<string, unknown> };
+    const e = {
+      seq: r.seq,
+      id: r.id,
+      ts: r.ts,
+      type: r.type,
+      session: r.session,
+      severity: r.severity,
+      decision: r.decision,
+      rule: r.rule,
+      data: JSON.parse(r.data) as Record<string, unknown>,
+    };
     const h = chainHash(prev, eventBody(e));
     db.prepare('UPDATE events SET prev_hash = ?, hash = ? WHERE seq = ?').run(prev, h, e.seq);
     prev = h;
@@ -49,9 +87,18 @@ function rewriteWithChainRecomputed(path: string): DatabaseSync {
   return db;
 }
 
-const sql = (db: string, script: string) => execFileSync('sqlite3', [db, `DROP TRIGGER IF EXISTS events_no_update; DROP TRIGGER IF EXISTS events_no_delete; DROP TRIGGER IF EXISTS audit_checkpoints_no_update; ${script}`]);
-const verify = (f: { home: string; db: string }): VerifyResult => verifyLog(f.db, { publicKey: loadPublicKey(undefined, join(f.home, 'keys')) });
-const cli = (home: string, args: string[]) => spawnSync(process.execPath, [CLI, ...args], { env: { ...process.env, AIRLOCK_HOME: home, NO_COLOR: '1' }, encoding: 'utf8' });
+const sql = (db: string, script: string) =>
+  execFileSync('sqlite3', [
+    db,
+    `DROP TRIGGER IF EXISTS events_no_update; DROP TRIGGER IF EXISTS events_no_delete; DROP TRIGGER IF EXISTS audit_checkpoints_no_update; ${script}`,
+  ]);
+const verify = (f: { home: string; db: string }): VerifyResult =>
+  verifyLog(f.db, { publicKey: loadPublicKey(undefined, join(f.home, 'keys')) });
+const cli = (home: string, args: string[]) =>
+  spawnSync(process.execPath, [CLI, ...args], {
+    env: { ...process.env, AIRLOCK_HOME: home, NO_COLOR: '1' },
+    encoding: 'utf8',
+  });
 
 test('an untouched log verifies, in this thread and with workers, and the CLI exits 0', async () => {
   const f = fixture();
@@ -68,17 +115,50 @@ test('an untouched log verifies, in this thread and with workers, and the CLI ex
 
 test('the store refuses UPDATE and DELETE while the triggers are in place', () => {
   const f = fixture(5, 5);
-  assert.throws(() => execFileSync('sqlite3', [f.db, 'UPDATE events SET data = \'{}\' WHERE seq = 2'], { stdio: 'pipe' }), /append-only/);
-  assert.throws(() => execFileSync('sqlite3', [f.db, 'DELETE FROM events WHERE seq = 2'], { stdio: 'pipe' }), /append-only/);
+  assert.throws(
+    () => execFileSync('sqlite3', [f.db, "UPDATE events SET data = '{}' WHERE seq = 2"], { stdio: 'pipe' }),
+    /append-only/,
+  );
+  assert.throws(
+    () => execFileSync('sqlite3', [f.db, 'DELETE FROM events WHERE seq = 2'], { stdio: 'pipe' }),
+    /append-only/,
+  );
 });
 
 const cases: { name: string; script: (f: { ids: string[] }) => string; seq: number; reason: RegExp }[] = [
-  { name: 'edit', script: () => `UPDATE events SET data = '{"argv":["rm","-rf","/"],"i":10}' WHERE seq = 10;`, seq: 10, reason: /altered/ },
-  { name: 'edit decision', script: () => `UPDATE events SET decision = 'allow' WHERE seq = 15;`, seq: 15, reason: /altered/ },
+  {
+    name: 'edit',
+    script: () => `UPDATE events SET data = '{"argv":["rm","-rf","/"],"i":10}' WHERE seq = 10;`,
+    seq: 10,
+    reason: /altered/,
+  },
+  {
+    name: 'edit decision',
+    script: () => `UPDATE events SET decision = 'allow' WHERE seq = 15;`,
+    seq: 15,
+    reason: /altered/,
+  },
   { name: 'delete', script: () => 'DELETE FROM events WHERE seq = 12;', seq: 12, reason: /missing/ },
-  { name: 'reorder', script: () => 'UPDATE events SET seq = -1 WHERE seq = 20; UPDATE events SET seq = 20 WHERE seq = 21; UPDATE events SET seq = 21 WHERE seq = -1;', seq: 20, reason: /link broken/ },
-  { name: 'truncate below a checkpoint', script: () => 'DELETE FROM events WHERE seq > 25;', seq: 26, reason: /truncated: checkpoint #1 signed 30 events, only 25/ },
-  { name: 'stray row outside the chain', script: () => `INSERT INTO events (seq,id,ts,type,session,severity,decision,rule,data,prev_hash,hash) VALUES (0,'x','2026-01-01T00:00:00Z','session.start','s1','info',NULL,NULL,'{}','${GENESIS_HASH}','${GENESIS_HASH}');`, seq: 0, reason: /outside the chain/ },
+  {
+    name: 'reorder',
+    script: () =>
+      'UPDATE events SET seq = -1 WHERE seq = 20; UPDATE events SET seq = 20 WHERE seq = 21; UPDATE events SET seq = 21 WHERE seq = -1;',
+    seq: 20,
+    reason: /link broken/,
+  },
+  {
+    name: 'truncate below a checkpoint',
+    script: () => 'DELETE FROM events WHERE seq > 25;',
+    seq: 26,
+    reason: /truncated: checkpoint #1 signed 30 events, only 25/,
+  },
+  {
+    name: 'stray row outside the chain',
+    script: () =>
+      `INSERT INTO events (seq,id,ts,type,session,severity,decision,rule,data,prev_hash,hash) VALUES (0,'x','2026-01-01T00:00:00Z','session.start','s1','info',NULL,NULL,'{}','${GENESIS_HASH}','${GENESIS_HASH}');`,
+    seq: 0,
+    reason: /outside the chain/,
+  },
 ];
 for (const c of cases) {
   test(`tamper (${c.name}): verify names the first bad event and the CLI exits 78`, () => {
@@ -94,14 +174,36 @@ for (const c of cases) {
   });
 }
 
-test('tamper (insert with a correctly hashed forged event): the next event\'s link names the insertion', () => {
+test("tamper (insert with a correctly hashed forged event): the next event's link names the insertion", () => {
   const f = fixture();
   const db = new DatabaseSync(f.db);
   db.exec('DROP TRIGGER events_no_update');
   const prev = (db.prepare('SELECT hash FROM events WHERE seq = 9').get() as { hash: string }).hash;
   db.exec('UPDATE events SET seq = -seq WHERE seq >= 10; UPDATE events SET seq = -seq + 1 WHERE seq < 0;');
-  const forged = { seq: 10, id: 'forged', ts: '2026-01-01T00:00:00.000Z', type: 'approval.granted', session: 's1', severity: 'info' as const, decision: 'allow' as const, rule: 'r', data: {} };
-  db.prepare('INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?)').run(forged.seq, forged.id, forged.ts, forged.type, forged.session, forged.severity, forged.decision, forged.rule, '{}', prev, chainHash(prev, eventBody(forged)));
+  const forged = {
+    seq: 10,
+    id: 'forged',
+    ts: '2026-01-01T00:00:00.000Z',
+    type: 'approval.granted',
+    session: 's1',
+    severity: 'info' as const,
+    decision: 'allow' as const,
+    rule: 'r',
+    data: {},
+  };
+  db.prepare('INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?)').run(
+    forged.seq,
+    forged.id,
+    forged.ts,
+    forged.type,
+    forged.session,
+    forged.severity,
+    forged.decision,
+    forged.rule,
+    '{}',
+    prev,
+    chainHash(prev, eventBody(forged)),
+  );
   db.close();
   const r = verify(f);
   assert.equal(r.firstBad?.seq, 11);
@@ -121,7 +223,7 @@ test('tamper with the chain recomputed after the edit: the signed checkpoint sti
 
 test('a checkpoint edited in the table fails its signature; another key fails too', () => {
   const f = fixture();
-  sql(f.db, "UPDATE audit_checkpoints SET size = 29 WHERE id = 1;");
+  sql(f.db, 'UPDATE audit_checkpoints SET size = 29 WHERE id = 1;');
   const r = verify(f);
   assert.equal(r.ok, false);
   assert.match(r.problems!.join('\n'), /checkpoint #1 \(size 29\): signature does not verify/);
@@ -174,7 +276,10 @@ test('inclusion proofs: valid with the public key alone; altered event, path or 
   // Once the event is altered in the database, prove refuses it.
   sql(f.db, `UPDATE events SET data = '{"i":15}' WHERE seq = 15;`);
   const s2 = new AuditStore(f.db);
-  assert.throws(() => proveEvent(s2, f.ids[14]!, { keyDir: keys }), (e: Error & { exitCode?: number }) => e.exitCode === 78 && /altered/.test(e.message));
+  assert.throws(
+    () => proveEvent(s2, f.ids[14]!, { keyDir: keys }),
+    (e: Error & { exitCode?: number }) => e.exitCode === 78 && /altered/.test(e.message),
+  );
   s2.close();
 });
 
@@ -202,11 +307,17 @@ test('startCheckpointer signs every N events; the signed checkpoints verify and 
   const home = mkdtempSync(join(tmpdir(), 'airlock-cp-'));
   const s = new AuditStore(join(home, 'audit.db'));
   const cp = startCheckpointer(s, { everyEvents: 10, everySeconds: 3600, keyDir: join(home, 'keys') });
-  for (let i = 0; i < 25; i++) { s.append({ type: 'process.exec', session: 's', data: { i } }); await new Promise((r) => setImmediate(r)); }
+  for (let i = 0; i < 25; i++) {
+    s.append({ type: 'process.exec', session: 's', data: { i } });
+    await new Promise((r) => setImmediate(r));
+  }
   cp.stop();
   const cps = listCheckpoints(s.tables);
   assert.equal(cps.length, 2);
-  assert.deepEqual(s.query({ type: 'audit.checkpoint' }).map((e) => e.data.size), cps.map((c) => c.size));
+  assert.deepEqual(
+    s.query({ type: 'audit.checkpoint' }).map((e) => e.data.size),
+    cps.map((c) => c.size),
+  );
   s.close();
   const r = verifyLog(join(home, 'audit.db'), { publicKey: loadPublicKey(undefined, join(home, 'keys')) });
   assert.equal(r.ok, true);
@@ -235,9 +346,14 @@ test('a new checkpoint is never built on a stored checkpoint whose signature fai
   const s = new AuditStore(f.db);
   try {
     s.append({ type: 'process.exec', session: 's1', decision: 'allow', rule: 'r', data: { i: 41 } });
-    assert.throws(() => checkpoint(s, 'after tamper', { keyDir: join(f.home, 'keys') }), (e: Error & { kind?: string }) => /signature does not verify/.test(e.message));
+    assert.throws(
+      () => checkpoint(s, 'after tamper', { keyDir: join(f.home, 'keys') }),
+      (e: Error & { kind?: string }) => /signature does not verify/.test(e.message),
+    );
     assert.equal(listCheckpoints(s.tables).length, 1, 'no checkpoint signed over the tampered one');
-  } finally { s.close(); }
+  } finally {
+    s.close();
+  }
 });
 
 test('after a key rotation the next checkpoint is rebuilt from the events and verifies with the new key', () => {
@@ -253,8 +369,13 @@ test('after a key rotation the next checkpoint is rebuilt from the events and ve
     assert.equal(r.checkpointsChecked, 2);
     // checkpoint #2 (rebuilt) matches the tree of the events; with only the new public key,
     // the checkpoint of the old key is the one reported
-    assert.deepEqual((r.problems ?? []).map((x) => /checkpoint #(\d+)/.exec(x)?.[1]), ['1']);
-  } finally { s.close(); }
+    assert.deepEqual(
+      (r.problems ?? []).map((x) => /checkpoint #(\d+)/.exec(x)?.[1]),
+      ['1'],
+    );
+  } finally {
+    s.close();
+  }
 });
 
 test('the checkpoint table dropped after a rewrite with the chain recomputed: the checkpoint events in the chain still catch it', () => {
@@ -264,7 +385,12 @@ test('the checkpoint table dropped after a rewrite with the chain recomputed: th
   db.close();
   const r = verify(f);
   assert.equal(r.ok, false, 'a dropped checkpoint table must not read as "no checkpoints"');
-  assert.ok(r.problems?.some((p) => /checkpoint #1 recorded in the chain \(event 31\) is missing from the checkpoint table/.test(p)), JSON.stringify(r.problems));
+  assert.ok(
+    r.problems?.some((p) =>
+      /checkpoint #1 recorded in the chain \(event 31\) is missing from the checkpoint table/.test(p),
+    ),
+    JSON.stringify(r.problems),
+  );
   assert.match(r.firstBad?.reason ?? '', /do not match signed checkpoint #1/);
 });
 

@@ -34,15 +34,38 @@ test('approvals (list and the allow echo), sessions and audit show/tail print ag
   mkdirSync(home, { recursive: true });
   const store = new AuditStore(join(home, 'audit.db'));
   try {
-    store.append({ type: 'session.start', session: 's-esc', data: { command: ['sh', '-c', HOSTILE], baseCommit: 'a'.repeat(40) } });
-    const answer = requestApproval(store, { session: 's-esc', command: ['sh', '-c', HOSTILE], rule: 'commands.ask', timeoutSeconds: 60, pollMs: 50 });
+    store.append({
+      type: 'session.start',
+      session: 's-esc',
+      data: { command: ['sh', '-c', HOSTILE], baseCommit: 'a'.repeat(40) },
+    });
+    const answer = requestApproval(store, {
+      session: 's-esc',
+      command: ['sh', '-c', HOSTILE],
+      rule: 'commands.ask',
+      timeoutSeconds: 60,
+      pollMs: 50,
+    });
     const run = (...a: string[]) => airlock(a, { home, env: { AIRLOCK_SANDBOX: '' } });
-    for (const args of [['approvals'], ['approvals', '--all'], ['approvals', 'allow', '1', '--as', 'alice@example.com'], ['sessions'], ['audit', 'show', 's-esc'], ['audit', 'tail', '--from-start', '--max-events', '2'], ['audit', 'tail', '--from-start', '--max-events', '2', '--json'], ['approvals', '--json']]) {
+    for (const args of [
+      ['approvals'],
+      ['approvals', '--all'],
+      ['approvals', 'allow', '1', '--as', 'alice@example.com'],
+      ['sessions'],
+      ['audit', 'show', 's-esc'],
+      ['audit', 'tail', '--from-start', '--max-events', '2'],
+      ['audit', 'tail', '--from-start', '--max-events', '2', '--json'],
+      ['approvals', '--json'],
+    ]) {
       const r = run(...args);
       assert.equal(r.status, 0, `${args.join(' ')}: ${r.stderr}`);
       assert.doesNotMatch(r.stdout, RAW, `${args.join(' ')} prints no raw control`);
-      if (args[0] === 'approvals' && args[1] !== '--json') assert.match(r.stdout, /<U\+001B>\[2K<U\+001B>\[1A<U\+001B>\]52/, args.join(' '));
+      if (args[0] === 'approvals' && args[1] !== '--json')
+        assert.match(r.stdout, /<U\+001B>\[2K<U\+001B>\[1A<U\+001B>\]52/, args.join(' '));
     }
     assert.equal((await answer).decision, 'allow');
-  } finally { store.close(); cleanup(home); }
+  } finally {
+    store.close();
+    cleanup(home);
+  }
 });

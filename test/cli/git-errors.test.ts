@@ -61,14 +61,17 @@ test('git failures are AirlockErrors whose message escapes what git quotes (name
   const repo = makeRepo();
   try {
     const hostile = 'x\u001b[2K\u001b]52;c;cm0=\u0007\u202e.txt';
-    assert.throws(() => git(['cat-file', '-p', `HEAD:${hostile}`], { cwd: repo }), (e: unknown) => {
-      assert.ok(e instanceof AirlockError, `an AirlockError, not ${String(e)}`);
-      assert.equal(e.kind, 'GIT_FAILED');
-      assert.match(e.message, /^git cat-file failed \(exit 128\): /);
-      assert.doesNotMatch(e.message, /[\u001b\u0007\u202e]/, 'no raw control or bidi character');
-      assert.match(e.message, /<U\+202E>\.txt/, 'the bidi override git passes through is shown as a tag');
-      return true;
-    });
+    assert.throws(
+      () => git(['cat-file', '-p', `HEAD:${hostile}`], { cwd: repo }),
+      (e: unknown) => {
+        assert.ok(e instanceof AirlockError, `an AirlockError, not ${String(e)}`);
+        assert.equal(e.kind, 'GIT_FAILED');
+        assert.match(e.message, /^git cat-file failed \(exit 128\): /);
+        assert.doesNotMatch(e.message, /[\u001b\u0007\u202e]/, 'no raw control or bidi character');
+        assert.match(e.message, /<U\+202E>\.txt/, 'the bidi override git passes through is shown as a tag');
+        return true;
+      },
+    );
   } finally {
     cleanup(repo);
   }

@@ -20,21 +20,35 @@ process.on('exit', () => writeFileSync(process.env.AIRLOCK_TEST_LOADED, loaded.j
 `;
 
 /** The project files (relative to the repo root: src/…, node_modules/…) that `airlock ARGS` loaded, and its result. */
-function loadedBy(args: string[], cwd?: string, home?: string): { files: string[]; status: number | null; stdout: string; stderr: string } {
+function loadedBy(
+  args: string[],
+  cwd?: string,
+  home?: string,
+): { files: string[]; status: number | null; stdout: string; stderr: string } {
   const dir = tmp('airlock-lazy-');
   const hook = join(dir, 'hook.mjs');
   const out = join(dir, 'loaded.txt');
   writeFileSync(hook, HOOK);
   try {
-    const r = airlock(args, { cwd, home: home ?? join(dir, 'home'), env: { NODE_OPTIONS: `--import=${hook}`, AIRLOCK_TEST_LOADED: out } });
-    const files = readFileSync(out, 'utf8').split('\n').filter((u) => u.startsWith('file:'))
-      .map((u) => relative(ROOT, fileURLToPath(u))).filter((p) => !p.startsWith('..'));
+    const r = airlock(args, {
+      cwd,
+      home: home ?? join(dir, 'home'),
+      env: { NODE_OPTIONS: `--import=${hook}`, AIRLOCK_TEST_LOADED: out },
+    });
+    const files = readFileSync(out, 'utf8')
+      .split('\n')
+      .filter((u) => u.startsWith('file:'))
+      .map((u) => relative(ROOT, fileURLToPath(u)))
+      .filter((p) => !p.startsWith('..'));
     return { files, status: r.status, stdout: r.stdout, stderr: r.stderr };
-  } finally { cleanup(dir); }
+  } finally {
+    cleanup(dir);
+  }
 }
 
 const sources = (files: string[]) => files.filter((f) => f.startsWith('src/'));
-const commandModules = (files: string[]) => files.filter((f) => f.startsWith('src/cli/commands/') && f !== 'src/cli/commands/index.ts');
+const commandModules = (files: string[]) =>
+  files.filter((f) => f.startsWith('src/cli/commands/') && f !== 'src/cli/commands/index.ts');
 const outsideCliAndCommon = (files: string[]) => sources(files).filter((f) => !/^src\/(cli|common)\//.test(f));
 
 test('--version, -V, --help, help, no command and an unknown command load no command module and no other layer', () => {
@@ -52,7 +66,9 @@ test('--version, -V, --help, help, no command and an unknown command load no com
 test('--help still lists every command, a typo still gets a suggestion and the usage exit code', () => {
   const h = loadedBy(['--help']);
   assert.equal(h.status, 0);
-  for (const r of registrations) for (const term of Object.keys(r.commands)) assert.match(h.stdout, new RegExp(`^  ${term.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} `, 'm'));
+  for (const r of registrations)
+    for (const term of Object.keys(r.commands))
+      assert.match(h.stdout, new RegExp(`^  ${term.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} `, 'm'));
   const typo = loadedBy(['rnu']);
   assert.equal(typo.status, 64);
   assert.match(typo.stderr, /unknown command 'rnu'/);
@@ -63,11 +79,16 @@ test('a command loads only the file that defines it (and what that file imports)
   const run = loadedBy(['run', '--help']);
   assert.equal(run.status, 0, run.stderr);
   assert.deepEqual(commandModules(run.files), ['src/cli/commands/session.ts']);
-  for (const [args, file] of [[['help', 'review'], 'review.ts'], [['policy', '--help'], 'policy.ts'], [['agents', '--help'], 'agents.ts']] as const) {
+  for (const [args, file] of [
+    [['help', 'review'], 'review.ts'],
+    [['policy', '--help'], 'policy.ts'],
+    [['agents', '--help'], 'agents.ts'],
+  ] as const) {
     const r = loadedBy([...args]);
     assert.equal(r.status, 0, r.stderr);
     assert.ok(commandModules(r.files).includes(`src/cli/commands/${file}`), `airlock ${args.join(' ')}`);
-    for (const other of ['session.ts', 'mcp.ts', 'egress.ts', 'secrets.ts']) assert.ok(!r.files.includes(`src/cli/commands/${other}`), `airlock ${args.join(' ')} loaded ${other}`);
+    for (const other of ['session.ts', 'mcp.ts', 'egress.ts', 'secrets.ts'])
+      assert.ok(!r.files.includes(`src/cli/commands/${other}`), `airlock ${args.join(' ')} loaded ${other}`);
   }
 });
 
@@ -75,10 +96,15 @@ test('the lazy table names exactly the top-level commands (with their arguments)
   for (const r of registrations) {
     const program = new Command('airlock');
     (await r.load())(program);
-    const defined = program.commands.map((c) => [c.name(), ...c.registeredArguments.map((a) => {
-      const n = a.name() + (a.variadic ? '...' : '');
-      return a.required ? `<${n}>` : `[${n}]`;
-    })].join(' '));
+    const defined = program.commands.map((c) =>
+      [
+        c.name(),
+        ...c.registeredArguments.map((a) => {
+          const n = a.name() + (a.variadic ? '...' : '');
+          return a.required ? `<${n}>` : `[${n}]`;
+        }),
+      ].join(' '),
+    );
     assert.deepEqual(defined.sort(), Object.keys(r.commands).sort());
   }
 });
@@ -92,15 +118,36 @@ test('a later airlock run -- true on a commit loads neither secretlint nor the f
     const r = loadedBy(['run', '--', 'true'], repo, home);
     assert.equal(r.status, 0, r.stderr);
     assert.ok(r.files.includes('src/session/session.ts'), 'the hook saw the session');
-    assert.deepEqual(r.files.filter((f) => f.includes('@secretlint/') || f === 'src/secrets/index.ts' || f === 'src/secrets/engine.ts'), []);
-  } finally { cleanup(repo, home); }
+    assert.deepEqual(
+      r.files.filter(
+        (f) => f.includes('@secretlint/') || f === 'src/secrets/index.ts' || f === 'src/secrets/engine.ts',
+      ),
+      [],
+    );
+  } finally {
+    cleanup(repo, home);
+  }
 });
 
 test('the commands that reach a running session or read the record load neither the session core nor the policy engine', () => {
-  for (const args of [['sessions', '--json'], ['exec', 'ses-none', '--', 'true'], ['session', 'stop', 'ses-none']]) {
+  for (const args of [
+    ['sessions', '--json'],
+    ['exec', 'ses-none', '--', 'true'],
+    ['session', 'stop', 'ses-none'],
+  ]) {
     const r = loadedBy(args);
     assert.ok(r.files.includes('src/session/client.ts'), `airlock ${args.join(' ')} went through the client entry`);
-    assert.deepEqual(r.files.filter((f) => f.startsWith('node_modules/zod/') || f.startsWith('node_modules/yaml/') || f.startsWith('src/policy/') || f === 'src/session/session.ts'), [], `airlock ${args.join(' ')}`);
+    assert.deepEqual(
+      r.files.filter(
+        (f) =>
+          f.startsWith('node_modules/zod/') ||
+          f.startsWith('node_modules/yaml/') ||
+          f.startsWith('src/policy/') ||
+          f === 'src/session/session.ts',
+      ),
+      [],
+      `airlock ${args.join(' ')}`,
+    );
   }
   assert.match(loadedBy(['exec', 'ses-none', '--', 'true']).stderr, /no such session: ses-none/);
 });

@@ -6,20 +6,24 @@ import { resolvePolicy, defaultPolicy } from '../../src/policy/index.ts';
 // Table tests: the same rule must meet every spelling of the same command. These are the
 // bypasses that slip past literal-prefix rules in other agent sandboxes.
 
-const policy = resolvePolicy([{
-  kind: 'repo', origin: 'test', raw: {
-    commands: {
-      default: 'allow',
-      rules: [
-        { id: 'no-rm-rf', match: { command: 'rm', flags: ['-r', '-f'] }, action: 'deny' },
-        { id: 'ask-curl-upload', match: { command: 'curl', flags: ['-T|-d|-F'] }, action: 'ask' },
-        { id: 'git-push', match: { command: 'git', args: ['push'] }, action: 'deny' },
-        { id: 'allow-git-status', match: { command: 'git', args: ['status'] }, action: 'allow' },
-        { id: 'ask-chmod-r', match: { command: 'chmod', flags: ['-R'] }, action: 'ask' },
-      ],
+const policy = resolvePolicy([
+  {
+    kind: 'repo',
+    origin: 'test',
+    raw: {
+      commands: {
+        default: 'allow',
+        rules: [
+          { id: 'no-rm-rf', match: { command: 'rm', flags: ['-r', '-f'] }, action: 'deny' },
+          { id: 'ask-curl-upload', match: { command: 'curl', flags: ['-T|-d|-F'] }, action: 'ask' },
+          { id: 'git-push', match: { command: 'git', args: ['push'] }, action: 'deny' },
+          { id: 'allow-git-status', match: { command: 'git', args: ['status'] }, action: 'allow' },
+          { id: 'ask-chmod-r', match: { command: 'chmod', flags: ['-R'] }, action: 'ask' },
+        ],
+      },
     },
   },
-}]).policy;
+]).policy;
 
 const RM_FORMS: string[][] = [
   ['rm', '-rf', 'x'],
@@ -137,7 +141,18 @@ test('a run-time word may satisfy a deny rule but never an allow rule', () => {
   // `git $SUB` could be `git push`: the deny rule applies
   assert.equal(decideShell('git $SUB origin', policy).rule, 'commands.git-push');
   // and it cannot borrow the allow rule for `git status`
-  const p2 = resolvePolicy([{ kind: 'repo', origin: 't', raw: { commands: { default: 'deny', rules: [{ id: 'st', match: { command: 'git', args: ['status'] }, action: 'allow' }] } } }]).policy;
+  const p2 = resolvePolicy([
+    {
+      kind: 'repo',
+      origin: 't',
+      raw: {
+        commands: {
+          default: 'deny',
+          rules: [{ id: 'st', match: { command: 'git', args: ['status'] }, action: 'allow' }],
+        },
+      },
+    },
+  ]).policy;
   assert.equal(decideShell('git $SUB', p2).action, 'deny');
   assert.equal(decideShell('git status', p2).action, 'allow');
 });
@@ -150,7 +165,10 @@ test('default policy asks before rm -rf and denies git push in every form', () =
 });
 
 test('a broken rule engine fails closed', () => {
-  const broken = { ...defaultPolicy(), commands: { rules: null, default: 'allow', askTimeoutSeconds: 1 } } as unknown as ReturnType<typeof defaultPolicy>;
+  const broken = {
+    ...defaultPolicy(),
+    commands: { rules: null, default: 'allow', askTimeoutSeconds: 1 },
+  } as unknown as ReturnType<typeof defaultPolicy>;
   const d = decideCommand(['ls'], broken);
   assert.equal(d.action, 'deny');
   assert.equal(d.rule, 'commands.engine');

@@ -9,17 +9,22 @@ import { parseArgv, parseShell } from '../../src/command-rules/index.ts';
 // from words). A word that read back differently would let a rule see another command
 // than the one that runs.
 
-const POOL = [..."ab '\"\\$`!*?[]{}~#&|;<>()=%^,:@\t\n-+é€😀\u0001\u007f\u202e"];
+const POOL = [...'ab \'"\\$`!*?[]{}~#&|;<>()=%^,:@\t\n-+é€😀\u0001\u007f\u202e'];
 
 function words(count: number, seed: number): string[] {
   let state = seed;
-  const next = (n: number) => { state = (state * 1103515245 + 12345) & 0x7fffffff; return state % n; };
+  const next = (n: number) => {
+    state = (state * 1103515245 + 12345) & 0x7fffffff;
+    return state % n;
+  };
   return Array.from({ length: count }, () => Array.from({ length: next(9) }, () => POOL[next(POOL.length)]).join(''));
 }
 
 test('shellQuote: dash reads every quoted word back unchanged', () => {
   const sample = ['', "'", "''", "it's", '$(id)', '`id`', '-n', ...words(2000, 7)];
-  const r = spawnSync('dash', ['-c', sample.map((w) => `printf '%s\\0' ${shellQuote(w)}`).join('\n')], { encoding: 'utf8' });
+  const r = spawnSync('dash', ['-c', sample.map((w) => `printf '%s\\0' ${shellQuote(w)}`).join('\n')], {
+    encoding: 'utf8',
+  });
   assert.equal(r.status, 0, r.stderr);
   const got = r.stdout.split('\0').slice(0, -1);
   assert.deepEqual(got, sample);

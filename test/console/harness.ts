@@ -28,31 +28,61 @@ export function dropScreenshots(dir: string): void {
   if (dir.startsWith(tmpdir())) rmSync(dir, { recursive: true, force: true });
 }
 
-export interface RunningConsole { url: string; loginUrl: string; child: ChildProcess; stderr: () => string; stop: () => Promise<void> }
+export interface RunningConsole {
+  url: string;
+  loginUrl: string;
+  child: ChildProcess;
+  stderr: () => string;
+  stop: () => Promise<void>;
+}
 
-export async function startConsoleProcess(home: string, args: string[] = [], env: Record<string, string> = {}): Promise<RunningConsole> {
-  const child = spawn(process.execPath, [join(ROOT, 'src/cli/run.ts'), 'console', '--listen', '127.0.0.1:0', '--json', ...args],
-    { env: { ...process.env, AIRLOCK_HOME: home, NO_COLOR: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export async function startConsoleProcess(
+  home: string,
+  args: string[] = [],
+  env: Record<string, string> = {},
+): Promise<RunningConsole> {
+  const child = spawn(
+    process.execPath,
+    [join(ROOT, 'src/cli/run.ts'), 'console', '--listen', '127.0.0.1:0', '--json', ...args],
+    { env: { ...process.env, AIRLOCK_HOME: home, NO_COLOR: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let err = '';
-  child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+  child.stderr!.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
   const first = await new Promise<{ url: string; loginUrl: string }>((resolve, reject) => {
     let out = '';
     const t = setTimeout(() => reject(new Error(`console did not start: ${err}`)), 30_000);
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
       const nl = out.indexOf('\n');
-      if (nl >= 0) { clearTimeout(t); resolve(JSON.parse(out.slice(0, nl)) as { url: string; loginUrl: string }); }
+      if (nl >= 0) {
+        clearTimeout(t);
+        resolve(JSON.parse(out.slice(0, nl)) as { url: string; loginUrl: string });
+      }
     });
-    child.once('exit', (code) => { clearTimeout(t); reject(new Error(`console exited ${code}: ${err}`)); });
+    child.once('exit', (code) => {
+      clearTimeout(t);
+      reject(new Error(`console exited ${code}: ${err}`));
+    });
   });
   return {
-    ...first, child, stderr: () => err,
-    stop: () => new Promise<void>((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) { resolve(); return; }
-      const hard = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      child.once('exit', () => { clearTimeout(hard); resolve(); });
-      child.kill('SIGTERM');
-    }),
+    ...first,
+    child,
+    stderr: () => err,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) {
+          resolve();
+          return;
+        }
+        const hard = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        child.once('exit', () => {
+          clearTimeout(hard);
+          resolve();
+        });
+        child.kill('SIGTERM');
+      }),
   };
 }
 
@@ -66,8 +96,13 @@ export async function loggedInPage(browser: Browser, c: RunningConsole): Promise
   const page = await context.newPage();
   const problems: string[] = [];
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.on('dialog', (d) => { problems.push(`dialog: ${d.message()}`); void d.dismiss(); });
-  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
+  page.on('dialog', (d) => {
+    problems.push(`dialog: ${d.message()}`);
+    void d.dismiss();
+  });
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push(`console: ${m.text()}`);
+  });
   const r = await page.goto(c.loginUrl);
   if (!r?.ok()) throw new Error(`login failed: ${r?.status()}`);
   return { page, problems };

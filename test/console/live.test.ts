@@ -10,30 +10,49 @@ import { writeFileSync } from 'node:fs';
 import type { Browser } from 'playwright-core';
 import { AuditStore } from '../../src/audit/index.ts';
 import { airlock, BIN, makeRepo, tmp, cleanup } from '../helpers.ts';
-import { startConsoleProcess, launchBrowser, loggedInPage, screenshotDir, dropScreenshots, type RunningConsole } from './harness.ts';
+import {
+  startConsoleProcess,
+  launchBrowser,
+  loggedInPage,
+  screenshotDir,
+  dropScreenshots,
+  type RunningConsole,
+} from './harness.ts';
 
 const SHOTS = screenshotDir();
 
-let home: string; let repo: string; let id: string;
+let home: string;
+let repo: string;
+let id: string;
 let browser: Browser;
 let analyst: RunningConsole;
 
 function execInSession(argv: string[]): { done: Promise<{ code: number | null; out: string; err: string }> } {
   const child = spawn(BIN, ['exec', id, '--', ...argv], { env: { ...process.env, AIRLOCK_HOME: home, NO_COLOR: '1' } });
-  let out = ''; let err = '';
-  child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-  child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
   return { done: new Promise((r) => child.on('close', (code) => r({ code, out, err }))) };
 }
 
 function events(type: string): { by: unknown; decision: string | null; data: Record<string, unknown> }[] {
   const st = new AuditStore(join(home, 'audit.db'));
-  try { return st.query({ session: id, type }).map((e) => ({ by: e.data.by, decision: e.decision, data: e.data })); } finally { st.close(); }
+  try {
+    return st.query({ session: id, type }).map((e) => ({ by: e.data.by, decision: e.decision, data: e.data }));
+  } finally {
+    st.close();
+  }
 }
 
 describe('console: live approvals and sessions', () => {
   before(async () => {
-    home = tmp('airlock-home-'); repo = makeRepo({ 'keep/a.txt': 'a\n' });
+    home = tmp('airlock-home-');
+    repo = makeRepo({ 'keep/a.txt': 'a\n' });
     const pf = join(home, 'p.yaml');
     writeFileSync(pf, 'commands:\n  askTimeoutSeconds: 120\n');
     const r = airlock(['session', 'start', '--json', '--repo', repo, '--policy', pf], { home });
@@ -56,8 +75,12 @@ describe('console: live approvals and sessions', () => {
     const waiting = execInSession(['sh', '-c', 'rm -fr keep && echo removed']);
     const row = page.locator('tr[data-ask] .countdown');
     await row.first().waitFor({ timeout: 60_000 }); // the page reloads itself when the ask arrives (SSE)
-    assert.match(await page.locator('tr[data-ask] code.command').first().textContent() ?? '', /rm -fr keep/);
-    await page.waitForFunction(() => /\d+s left/.test(document.querySelector('.countdown')?.textContent ?? ''), undefined, { timeout: 10_000 });
+    assert.match((await page.locator('tr[data-ask] code.command').first().textContent()) ?? '', /rm -fr keep/);
+    await page.waitForFunction(
+      () => /\d+s left/.test(document.querySelector('.countdown')?.textContent ?? ''),
+      undefined,
+      { timeout: 10_000 },
+    );
     await page.screenshot({ path: join(SHOTS, 'approvals.png') });
     await page.click('button.allow');
     const r = await waiting.done;
@@ -86,7 +109,7 @@ describe('console: live approvals and sessions', () => {
     await Promise.all([page.waitForURL(new RegExp(`/sessions/${id}$`)), page.click('button.resume')]);
     assert.equal(events('session.resumed').at(-1)?.by, 'sam@example.com');
     await Promise.all([page.waitForURL(new RegExp(`/sessions/${id}$`)), page.click('button.stop')]);
-    assert.match(await page.locator('#session-state').textContent() ?? '', /stopped/);
+    assert.match((await page.locator('#session-state').textContent()) ?? '', /stopped/);
     assert.equal(events('session.stop').length, 1);
     assert.deepEqual(problems, []);
   });

@@ -10,15 +10,21 @@ import { createServer, type Server } from 'node:http';
 import type { EgressAskRequest, EgressAnswer } from '../../src/egress/index.ts';
 import { gateway, curl, waitFor } from './helpers.ts';
 
-let upstream: Server; let port = 0;
+let upstream: Server;
+let port = 0;
 const hits: string[] = [];
 
 before(async () => {
-  upstream = createServer((req, res) => { hits.push(req.url ?? ''); res.end('upstream\n'); });
+  upstream = createServer((req, res) => {
+    hits.push(req.url ?? '');
+    res.end('upstream\n');
+  });
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
   port = (upstream.address() as { port: number }).port;
 });
-after(() => { upstream.close(); });
+after(() => {
+  upstream.close();
+});
 
 const policy = () => ({
   ask: [{ id: 'dev', host: 'dev.example', ports: [port], schemes: ['http' as const] }],
@@ -27,14 +33,21 @@ const policy = () => ({
 const through = (g: { url: string }, path: string) => curl(['-x', g.url, `http://dev.example:${port}${path}`]);
 
 test('without an approval queue, or when the queue fails, an ask is a deny naming the ask rule (fail closed)', async () => {
-  for (const ask of [undefined, async (): Promise<EgressAnswer> => { throw new Error('queue down'); }]) {
+  for (const ask of [
+    undefined,
+    async (): Promise<EgressAnswer> => {
+      throw new Error('queue down');
+    },
+  ]) {
     const g = await gateway(policy(), { map: { 'dev.example': '127.0.0.1' }, ask });
     try {
       const r = await through(g, '/x');
       assert.equal(r.status, 403);
       assert.equal(r.headers['x-airlock-rule'], 'egress.ask.dev');
       assert.match(r.headers['x-airlock-reason'] ?? '', ask ? /approval queue failed/ : /nobody can answer/);
-    } finally { await g.gw.close(); }
+    } finally {
+      await g.gw.close();
+    }
   }
   assert.deepEqual(hits, []);
 });
@@ -44,7 +57,12 @@ test('an allow for the session is asked once for concurrent connections, granted
   let answer!: (a: EgressAnswer) => void;
   const g = await gateway(policy(), {
     map: { 'dev.example': '127.0.0.1' },
-    ask: (r) => { asked.push(r); return new Promise((res) => { answer = res; }); },
+    ask: (r) => {
+      asked.push(r);
+      return new Promise((res) => {
+        answer = res;
+      });
+    },
   });
   try {
     const both = Promise.all([through(g, '/a'), through(g, '/b')]);
@@ -52,28 +70,46 @@ test('an allow for the session is asked once for concurrent connections, granted
     assert.equal(hits.length, 0, 'held, not forwarded');
     answer({ decision: 'allow', by: 'rita@example.com', reason: 'ok', scope: 'session' });
     const rs = await both;
-    assert.deepEqual(rs.map((r) => r.status), [200, 200]);
+    assert.deepEqual(
+      rs.map((r) => r.status),
+      [200, 200],
+    );
     assert.equal(asked.length, 1, 'one question for both connections');
     assert.equal((await through(g, '/c')).status, 200);
     assert.equal(asked.length, 1, 'granted for the session');
     assert.ok(g.events.some((e) => e.type === 'egress.ask_answered' && e.data?.by === 'rita@example.com'));
     assert.ok(g.events.some((e) => e.type === 'egress.request' && e.rule === 'egress.ask.dev.answered'));
-  } finally { await g.gw.close(); }
+  } finally {
+    await g.gw.close();
+  }
 
-  const g2 = await gateway(policy(), { map: { 'dev.example': '127.0.0.1' }, ask: async () => ({ decision: 'deny', by: 'sec@example.com', reason: 'no' }) });
+  const g2 = await gateway(policy(), {
+    map: { 'dev.example': '127.0.0.1' },
+    ask: async () => ({ decision: 'deny', by: 'sec@example.com', reason: 'no' }),
+  });
   try {
     const before = hits.length;
     const r = await through(g2, '/denied');
     assert.equal(r.status, 403);
     assert.match(r.headers['x-airlock-reason'] ?? '', /denied by sec@example\.com/);
     assert.equal(hits.length, before);
-  } finally { await g2.gw.close(); }
+  } finally {
+    await g2.gw.close();
+  }
 });
 
 test('an allow once lets exactly one connection through: the next connection asks again, and so does a second waiter', async () => {
   const asked: EgressAskRequest[] = [];
   const answers: ((a: EgressAnswer) => void)[] = [];
-  const g = await gateway(policy(), { map: { 'dev.example': '127.0.0.1' }, ask: (r) => { asked.push(r); return new Promise((res) => { answers.push(res); }); } });
+  const g = await gateway(policy(), {
+    map: { 'dev.example': '127.0.0.1' },
+    ask: (r) => {
+      asked.push(r);
+      return new Promise((res) => {
+        answers.push(res);
+      });
+    },
+  });
   const once: EgressAnswer = { decision: 'allow', by: 'rita@example.com', reason: 'just this one', scope: 'once' };
   try {
     const before = hits.length;
@@ -99,12 +135,20 @@ test('an allow once lets exactly one connection through: the next connection ask
     assert.equal(granted.length, 2);
     assert.ok(granted.every((e) => e.data?.scope === 'once' && e.data?.by === 'rita@example.com'));
     assert.equal(g.events.filter((e) => e.type === 'egress.request' && e.rule === 'egress.ask.dev.once').length, 2);
-  } finally { await g.gw.close(); }
+  } finally {
+    await g.gw.close();
+  }
 });
 
 test('a tunnel allowed once is decided twice (CONNECT, then what it carries) on the one grant; a second tunnel asks again', async () => {
   const asked: EgressAskRequest[] = [];
-  const g = await gateway(policy(), { map: { 'dev.example': '127.0.0.1' }, ask: async (r) => { asked.push(r); return { decision: 'allow', by: 'rita@example.com', reason: 'ok', scope: 'once' }; } });
+  const g = await gateway(policy(), {
+    map: { 'dev.example': '127.0.0.1' },
+    ask: async (r) => {
+      asked.push(r);
+      return { decision: 'allow', by: 'rita@example.com', reason: 'ok', scope: 'once' };
+    },
+  });
   try {
     const tunnelled = (path: string) => curl(['-p', '-x', g.url, `http://dev.example:${port}${path}`]);
     const r = await tunnelled('/t-1');
@@ -112,5 +156,7 @@ test('a tunnel allowed once is decided twice (CONNECT, then what it carries) on 
     assert.equal(asked.length, 1, 'one question for the tunnel and the request inside it');
     assert.equal((await tunnelled('/t-2')).status, 200);
     assert.equal(asked.length, 2, 'the second tunnel asked again');
-  } finally { await g.gw.close(); }
+  } finally {
+    await g.gw.close();
+  }
 });

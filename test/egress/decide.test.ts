@@ -10,25 +10,65 @@ const rules = (egress: unknown, grants: string[] = []) => compileEgress(policySc
 
 test('every spelling of a host normalises to one canonical form', () => {
   const cases: [string, string][] = [
-    ['GitHub.COM.', 'github.com'], ['git%68ub.com', 'github.com'], ['github．com', 'github.com'],
-    ['bücher.example', 'xn--bcher-kva.example'], ['0x7f.1', '127.0.0.1'], ['2130706433', '127.0.0.1'],
-    ['0177.0.0.1', '127.0.0.1'], ['127.1', '127.0.0.1'], ['0x7f000001', '127.0.0.1'], ['0xA9.0xFE.0xA9.0xFE', '169.254.169.254'],
-    ['[::1]', '::1'], ['[0:0:0:0:0:ffff:7f00:1]', '::ffff:7f00:1'], ['%31%32%37.0.0.1', '127.0.0.1'],
+    ['GitHub.COM.', 'github.com'],
+    ['git%68ub.com', 'github.com'],
+    ['github．com', 'github.com'],
+    ['bücher.example', 'xn--bcher-kva.example'],
+    ['0x7f.1', '127.0.0.1'],
+    ['2130706433', '127.0.0.1'],
+    ['0177.0.0.1', '127.0.0.1'],
+    ['127.1', '127.0.0.1'],
+    ['0x7f000001', '127.0.0.1'],
+    ['0xA9.0xFE.0xA9.0xFE', '169.254.169.254'],
+    ['[::1]', '::1'],
+    ['[0:0:0:0:0:ffff:7f00:1]', '::ffff:7f00:1'],
+    ['%31%32%37.0.0.1', '127.0.0.1'],
   ];
   for (const [input, want] of cases) assert.equal(normalizeHost(input).host, want, input);
-  for (const bad of ['allowed.com@evil.com', 'a b.com', 'evil.com/x', 'x..y', '09.1.1.1', '1.2.3.4.5', '[fe80::1%eth0]', 'a%00b.com', '', 'evil.com\\@a', '%zz.com']) {
+  for (const bad of [
+    'allowed.com@evil.com',
+    'a b.com',
+    'evil.com/x',
+    'x..y',
+    '09.1.1.1',
+    '1.2.3.4.5',
+    '[fe80::1%eth0]',
+    'a%00b.com',
+    '',
+    'evil.com\\@a',
+    '%zz.com',
+  ]) {
     assert.throws(() => normalizeHost(bad), Error, bad);
   }
 });
 
 test('special-purpose addresses and every IPv6 embedding are classified', () => {
   const cases: [string, string][] = [
-    ['127.0.0.1', 'loopback'], ['10.0.0.1', 'private'], ['172.16.5.4', 'private'], ['192.168.1.1', 'private'],
-    ['169.254.169.254', 'metadata'], ['169.254.1.1', 'link-local'], ['100.64.0.1', 'cgnat'], ['224.0.0.1', 'multicast'],
-    ['255.255.255.255', 'broadcast'], ['0.0.0.0', 'unspecified'], ['198.18.0.1', 'benchmarking'], ['192.0.2.1', 'documentation'],
-    ['203.0.113.9', 'documentation'], ['::1', 'loopback'], ['::', 'unspecified'], ['fd00:ec2::254', 'metadata'], ['fc00::1', 'unique-local'],
-    ['fe80::1', 'link-local'], ['ff02::1', 'multicast'], ['2001:db8::1', 'documentation'], ['::ffff:127.0.0.1', 'ipv4-mapped'],
-    ['::127.0.0.1', 'ipv4-compatible'], ['2002:7f00:1::', '6to4'], ['64:ff9b::a9fe:a9fe', 'nat64'], ['2001:0:4136:e378:8000:63bf:80ff:fffe', 'teredo'],
+    ['127.0.0.1', 'loopback'],
+    ['10.0.0.1', 'private'],
+    ['172.16.5.4', 'private'],
+    ['192.168.1.1', 'private'],
+    ['169.254.169.254', 'metadata'],
+    ['169.254.1.1', 'link-local'],
+    ['100.64.0.1', 'cgnat'],
+    ['224.0.0.1', 'multicast'],
+    ['255.255.255.255', 'broadcast'],
+    ['0.0.0.0', 'unspecified'],
+    ['198.18.0.1', 'benchmarking'],
+    ['192.0.2.1', 'documentation'],
+    ['203.0.113.9', 'documentation'],
+    ['::1', 'loopback'],
+    ['::', 'unspecified'],
+    ['fd00:ec2::254', 'metadata'],
+    ['fc00::1', 'unique-local'],
+    ['fe80::1', 'link-local'],
+    ['ff02::1', 'multicast'],
+    ['2001:db8::1', 'documentation'],
+    ['::ffff:127.0.0.1', 'ipv4-mapped'],
+    ['::127.0.0.1', 'ipv4-compatible'],
+    ['2002:7f00:1::', '6to4'],
+    ['64:ff9b::a9fe:a9fe', 'nat64'],
+    ['2001:0:4136:e378:8000:63bf:80ff:fffe', 'teredo'],
   ];
   for (const [ip, range] of cases) {
     const c = classifyAddress(ip);
@@ -44,8 +84,11 @@ test('special-purpose addresses and every IPv6 embedding are classified', () => 
 
 test('lookalikes, ports, schemes, methods and paths never widen a rule', () => {
   const r = rules({
-    allow: [{ host: 'github.com' }, { id: 'sub', host: '*.example.com', ports: [443], schemes: ['https'] },
-      { id: 'ro', host: 'plain.test', schemes: ['http'], methods: ['GET'], paths: ['/pub'] }],
+    allow: [
+      { host: 'github.com' },
+      { id: 'sub', host: '*.example.com', ports: [443], schemes: ['https'] },
+      { id: 'ro', host: 'plain.test', schemes: ['http'], methods: ['GET'], paths: ['/pub'] },
+    ],
     deny: [{ id: 'nope', host: 'bad.example.com' }],
   });
   const d = (host: string, port: number, extra: object = {}) => decideTarget(r, { host, port, ...extra });
@@ -65,11 +108,18 @@ test('lookalikes, ports, schemes, methods and paths never widen a rule', () => {
   assert.equal(d('plain.test', 80, { scheme: 'http', method: 'POST', path: '/pub/x' }).action, 'deny');
   assert.equal(d('plain.test', 80, { scheme: 'http', method: 'GET', path: '/pubx' }).action, 'deny');
   assert.equal(d('plain.test', 80, { scheme: 'http', method: 'GET', path: '/pub%2f..%2fsecret' }).action, 'deny');
-  assert.equal(d('plain.test', 80, { scheme: 'https' }).action, 'deny', 'path rules never match where the path is invisible');
+  assert.equal(
+    d('plain.test', 80, { scheme: 'https' }).action,
+    'deny',
+    'path rules never match where the path is invisible',
+  );
 });
 
 test('IP literals need a CIDR grant; special ranges need one even behind a name', () => {
-  const r = rules({ allow: [{ host: 'app.test', ports: [8080] }], allowCidrs: [{ id: 'dev', cidr: '127.0.0.1/32', ports: [8080] }] });
+  const r = rules({
+    allow: [{ host: 'app.test', ports: [8080] }],
+    allowCidrs: [{ id: 'dev', cidr: '127.0.0.1/32', ports: [8080] }],
+  });
   assert.equal(decideTarget(r, { host: '93.184.216.34', port: 443 }).rule, 'builtin.ip-literal');
   assert.equal(decideTarget(r, { host: '127.0.0.1', port: 8080 }).rule, 'egress.allowCidrs.dev');
   assert.equal(decideTarget(r, { host: '[::ffff:127.0.0.1]', port: 8080 }).rule, 'egress.allowCidrs.dev');
@@ -86,7 +136,10 @@ test('no policy allows nothing; presets are https on 443 only; grants are named'
   assert.equal(decideTarget(none, { host: 'registry.npmjs.org', port: 443 }).rule, 'egress.default-deny');
   const p = rules({ presets: ['npm'] }, ['api.example.com:8443', '10.9.8.7']);
   assert.equal(decideTarget(p, { host: 'registry.npmjs.org', port: 443 }).rule, 'egress.preset.npm');
-  assert.equal(decideTarget(p, { host: 'registry.npmjs.org', port: 80, scheme: 'http', method: 'GET', path: '/' }).action, 'deny');
+  assert.equal(
+    decideTarget(p, { host: 'registry.npmjs.org', port: 80, scheme: 'http', method: 'GET', path: '/' }).action,
+    'deny',
+  );
   assert.equal(decideTarget(p, { host: 'api.example.com', port: 8443 }).rule, 'egress.grant[0]');
   assert.equal(decideTarget(p, { host: 'api.example.com', port: 443 }).action, 'deny');
   assert.equal(decideTarget(p, { host: '10.9.8.7', port: 443 }).rule, 'egress.grant[1]');
@@ -95,7 +148,17 @@ test('no policy allows nothing; presets are https on 443 only; grants are named'
 test('CONNECT targets: userinfo, paths and missing ports are refused', () => {
   assert.deepEqual(splitAuthority('example.com:443'), { host: 'example.com', port: 443 });
   assert.deepEqual(splitAuthority('[::1]:8080'), { host: '[::1]', port: 8080 });
-  for (const bad of ['example.com', 'a@b.com:443', 'example.com:0', 'example.com:99999', 'example.com:443/x', '::1:443', 'example.com: 443', ':443', 'example.com:+443']) {
+  for (const bad of [
+    'example.com',
+    'a@b.com:443',
+    'example.com:0',
+    'example.com:99999',
+    'example.com:443/x',
+    '::1:443',
+    'example.com: 443',
+    ':443',
+    'example.com:+443',
+  ]) {
     assert.throws(() => splitAuthority(bad), Error, bad);
   }
 });
@@ -104,9 +167,19 @@ test('ClientHello parser finds the SNI, across split records, and refuses junk',
   const { connect: tlsConnect } = await import('node:tls');
   const { createServer } = await import('node:net');
   const hello = await new Promise<Buffer>((resolve) => {
-    const srv = createServer((s) => s.once('data', (d) => { resolve(d); s.destroy(); srv.close(); }));
+    const srv = createServer((s) =>
+      s.once('data', (d) => {
+        resolve(d);
+        s.destroy();
+        srv.close();
+      }),
+    );
     srv.listen(0, '127.0.0.1', () => {
-      const c = tlsConnect({ host: '127.0.0.1', port: (srv.address() as { port: number }).port, servername: 'Registry.npmjs.org' });
+      const c = tlsConnect({
+        host: '127.0.0.1',
+        port: (srv.address() as { port: number }).port,
+        servername: 'Registry.npmjs.org',
+      });
       c.on('error', () => undefined);
     });
   });
@@ -117,20 +190,33 @@ test('ClientHello parser finds the SNI, across split records, and refuses junk',
   // the same hello split into two TLS records
   const body = hello.subarray(5);
   const rec = (b: Buffer) => Buffer.concat([Buffer.from([0x16, 0x03, 0x01, b.length >> 8, b.length & 0xff]), b]);
-  assert.deepEqual(parseClientHello(Buffer.concat([rec(body.subarray(0, 30)), rec(body.subarray(30))])), { status: 'ok', sni: 'Registry.npmjs.org' });
+  assert.deepEqual(parseClientHello(Buffer.concat([rec(body.subarray(0, 30)), rec(body.subarray(30))])), {
+    status: 'ok',
+    sni: 'Registry.npmjs.org',
+  });
 });
 
 test('request paths: one normal form; a trailing slash is kept (it names another resource)', async () => {
   const { requestPath } = await import('../../src/egress/path.ts');
   const cases: [string, string][] = [
-    ['/simple/pkg/', '/simple/pkg/'], ['/simple/pkg', '/simple/pkg'], ['/', '/'], ['//', '/'],
-    ['/a/./', '/a/'], ['/a/b/..', '/a/'], ['/a//b/', '/a/b/'], ['/%61/b?x=1', '/a/b?x=1'],
+    ['/simple/pkg/', '/simple/pkg/'],
+    ['/simple/pkg', '/simple/pkg'],
+    ['/', '/'],
+    ['//', '/'],
+    ['/a/./', '/a/'],
+    ['/a/b/..', '/a/'],
+    ['/a//b/', '/a/b/'],
+    ['/%61/b?x=1', '/a/b?x=1'],
   ];
   for (const [raw, forward] of cases) assert.equal(requestPath(raw).forward, forward, raw);
 });
 
 test('egress.ask: a matching destination no rule allows is an ask naming its rule; a deny or an allow rule still decides first; other ports and schemes stay denied', () => {
-  const r = rules({ ask: [{ id: 'docs', host: '*.docs.example', ports: [443] }], allow: [{ host: 'api.docs.example' }], deny: [{ host: 'evil.docs.example' }] });
+  const r = rules({
+    ask: [{ id: 'docs', host: '*.docs.example', ports: [443] }],
+    allow: [{ host: 'api.docs.example' }],
+    deny: [{ host: 'evil.docs.example' }],
+  });
   const d = (host: string, port = 443, scheme?: 'https' | 'http') => decideTarget(r, { host, port, scheme });
   assert.deepEqual([d('www.docs.example').action, d('www.docs.example').rule], ['ask', 'egress.ask.docs']);
   assert.equal(d('api.docs.example').action, 'allow', 'an allow rule needs nobody');

@@ -29,11 +29,17 @@ const egress = () => ({
   allowCidrs: [{ id: 'local', cidr: '127.0.0.1/32', ports: [port] }],
   deny: [{ id: 'no-gist', host: 'gist.test' }],
 });
-const map = { 'api.test': '127.0.0.1', 'new.test': '127.0.0.1', 'gist.test': '127.0.0.1', 'meta.test': '169.254.169.254' };
+const map = {
+  'api.test': '127.0.0.1',
+  'new.test': '127.0.0.1',
+  'gist.test': '127.0.0.1',
+  'meta.test': '169.254.169.254',
+};
 
 async function start(modes: Record<string, string>, candidate?: unknown): Promise<TestGateway> {
   const g = await gateway(undefined, {
-    map, policy: policySchema.parse({ egress: egress(), modes }),
+    map,
+    policy: policySchema.parse({ egress: egress(), modes }),
     candidate: candidate ? policySchema.parse(candidate) : undefined,
   });
   gateways.push(g);
@@ -53,10 +59,26 @@ test('record mode: a destination no rule grants goes through, recorded with the 
   assert.equal(r.status, 200, r.stderr);
   assert.equal(r.body, 'upstream says hi');
   assert.deepEqual([e.decision, e.rule, data.mode], ['allow', 'modes.egress', 'record']);
-  assert.deepEqual(data.wouldBe, { action: 'deny', rule: 'egress.default-deny', reason: (data.wouldBe as { reason: string }).reason, policy: 'effective' });
-  assert.deepEqual(data.query, { host: 'new.test', port, scheme: 'http', method: 'GET', path: '/v1/items', intercepted: false, tunnel: false });
+  assert.deepEqual(data.wouldBe, {
+    action: 'deny',
+    rule: 'egress.default-deny',
+    reason: (data.wouldBe as { reason: string }).reason,
+    policy: 'effective',
+  });
+  assert.deepEqual(data.query, {
+    host: 'new.test',
+    port,
+    scheme: 'http',
+    method: 'GET',
+    path: '/v1/items',
+    intercepted: false,
+    tunnel: false,
+  });
   const granted = await fetchVia(g, `http://api.test:${port}/`);
-  assert.deepEqual([granted.e.rule, (granted.data.wouldBe as { action: string }).action], ['egress.allow.api', 'allow']);
+  assert.deepEqual(
+    [granted.e.rule, (granted.data.wouldBe as { action: string }).action],
+    ['egress.allow.api', 'allow'],
+  );
 });
 
 test('record mode is not enforcement-free: explicit deny rules, metadata addresses and IP literals stay refused', async () => {
@@ -73,11 +95,21 @@ test('record mode is not enforcement-free: explicit deny rules, metadata address
 });
 
 test('shadow mode enforces the policy and records what the candidate would decide', async () => {
-  const g = await start({ egress: 'shadow' }, { egress: { ...egress(), allow: [{ id: 'next', host: 'new.test', ports: [port] }] } });
+  const g = await start(
+    { egress: 'shadow' },
+    { egress: { ...egress(), allow: [{ id: 'next', host: 'new.test', ports: [port] }] } },
+  );
   const denied = await fetchVia(g, `http://new.test:${port}/`);
   assert.equal(denied.r.status, 403, 'the current policy is enforced');
   assert.deepEqual([denied.e.decision, denied.e.rule, denied.data.mode], ['deny', 'egress.default-deny', 'shadow']);
-  assert.deepEqual([(denied.data.wouldBe as { action: string; rule: string; policy: string }).action, (denied.data.wouldBe as { rule: string }).rule, (denied.data.wouldBe as { policy: string }).policy], ['allow', 'egress.allow.next', 'candidate']);
+  assert.deepEqual(
+    [
+      (denied.data.wouldBe as { action: string; rule: string; policy: string }).action,
+      (denied.data.wouldBe as { rule: string }).rule,
+      (denied.data.wouldBe as { policy: string }).policy,
+    ],
+    ['allow', 'egress.allow.next', 'candidate'],
+  );
   const api = await fetchVia(g, `http://api.test:${port}/`);
   assert.deepEqual([api.e.decision, (api.data.wouldBe as { action: string }).action], ['allow', 'deny']);
 });
@@ -85,6 +117,9 @@ test('shadow mode enforces the policy and records what the candidate would decid
 test('enforce mode records the query but no mode or would-be decision', async () => {
   const g = await start({});
   const { e, data } = await fetchVia(g, `http://new.test:${port}/`);
-  assert.deepEqual([e.decision, e.rule, data.mode, data.wouldBe], ['deny', 'egress.default-deny', undefined, undefined]);
+  assert.deepEqual(
+    [e.decision, e.rule, data.mode, data.wouldBe],
+    ['deny', 'egress.default-deny', undefined, undefined],
+  );
   assert.equal((data.query as { host: string }).host, 'new.test');
 });

@@ -22,14 +22,28 @@ test('inside a fresh network namespace: proxy and transparent paths reach only w
   const dir = mkdtempSync(join(tmpdir(), 'airlock-egress-ns-'));
   const events: AuditEventInput[] = [];
   const gw = await startGateway({
-    session: 'ns', audit: (e) => events.push(e), listen: { unixPath: join(dir, 'gw.sock') }, resolver: mapResolver({ 'site.test': '127.0.0.1' }),
-    policy: policySchema.parse({ egress: { allow: [{ host: 'site.test', ports: [80, port] }], allowCidrs: [{ cidr: '127.0.0.1/32', ports: [80, port] }] } }),
+    session: 'ns',
+    audit: (e) => events.push(e),
+    listen: { unixPath: join(dir, 'gw.sock') },
+    resolver: mapResolver({ 'site.test': '127.0.0.1' }),
+    policy: policySchema.parse({
+      egress: {
+        allow: [{ host: 'site.test', ports: [80, port] }],
+        allowCidrs: [{ cidr: '127.0.0.1/32', ports: [80, port] }],
+      },
+    }),
   });
   // transparent mode redirects port 80 only; point it at the test server through a name-based rule on port 80
   const up80 = createServer((q, s) => s.end(`via ${q.headers.host}`));
-  const have80 = await new Promise<boolean>((r) => { up80.once('error', () => r(false)); up80.listen(80, '127.0.0.1', () => r(true)); });
+  const have80 = await new Promise<boolean>((r) => {
+    up80.once('error', () => r(false));
+    up80.listen(80, '127.0.0.1', () => r(true));
+  });
   try {
-    const net = sandboxNetwork(gw.address, { transparent: true, ports: Object.keys(gw.transparentSockets).map(Number) });
+    const net = sandboxNetwork(gw.address, {
+      transparent: true,
+      ports: Object.keys(gw.transparentSockets).map(Number),
+    });
     const script = `set +e
 curl -sS --max-time 5 http://site.test:${port}/; echo " rc=$?"
 curl -sS --max-time 5 -o /dev/null -w '%{http_code}' http://other.test/; echo " rc=$?"
@@ -46,12 +60,33 @@ env -u HTTP_PROXY -u http_proxy curl -sS --max-time 5 --noproxy '*' -H 'Host: si
     assert.match(lines[2]!, /via site\.test rc=0/, 'a client ignoring the proxy is redirected and decided by Host');
     assert.match(lines[3]!, /^403 rc=0/, 'and denied when Host is not granted');
     assert.match(lines[4]!, /rc=7/, 'raw TCP to another port is refused at once');
-    assert.match(lines[5]!, new RegExp(`via site\\.test:${port} rc=0`), 'a granted port other than 80/443 is relayed transparently too');
+    assert.match(
+      lines[5]!,
+      new RegExp(`via site\\.test:${port} rc=0`),
+      'a granted port other than 80/443 is relayed transparently too',
+    );
     assert.ok(Object.keys(gw.transparentSockets).includes(String(port)));
-    assert.ok(events.some((e) => e.type === 'egress.request' && e.decision === 'deny' && (e.data as { host: string }).host === 'other.test'));
-    if (have80) assert.ok(events.some((e) => (e.data as { protocol?: string })?.protocol === 'transparent-http' && e.decision === 'allow'));
-    assert.equal((events.find((e) => e.type === 'egress.gateway.start')!.data as { mode: string }).mode, 'proxy+transparent');
-  } finally { await gw.close(); up.close(); up80.close(); }
+    assert.ok(
+      events.some(
+        (e) =>
+          e.type === 'egress.request' && e.decision === 'deny' && (e.data as { host: string }).host === 'other.test',
+      ),
+    );
+    if (have80)
+      assert.ok(
+        events.some(
+          (e) => (e.data as { protocol?: string })?.protocol === 'transparent-http' && e.decision === 'allow',
+        ),
+      );
+    assert.equal(
+      (events.find((e) => e.type === 'egress.gateway.start')!.data as { mode: string }).mode,
+      'proxy+transparent',
+    );
+  } finally {
+    await gw.close();
+    up.close();
+    up80.close();
+  }
 });
 
 // Name resolution inside a transparent-mode namespace, with the sandbox's own resolv.conf
@@ -62,15 +97,32 @@ env -u HTTP_PROXY -u http_proxy curl -sS --max-time 5 --noproxy '*' -H 'Host: si
 test('transparent mode: names resolve inside to the synthetic address; the gateway decides; outside DNS is refused locally', async (t) => {
   if (!(await unshareOrSkip(t, '-rnm'))) return;
   const missing = ['nft'].filter((b) => !['/usr/sbin/', '/usr/bin/', '/sbin/'].some((d) => existsSync(d + b)));
-  if (missing.length) assert.fail(`not installed: ${missing.join(', ')} (scripts/setup.sh installs them with AIRLOCK_TEST_DEPS=1)`);
+  if (missing.length)
+    assert.fail(`not installed: ${missing.join(', ')} (scripts/setup.sh installs them with AIRLOCK_TEST_DEPS=1)`);
   const up80 = createServer((q, s) => s.end(`via ${q.headers.host}`));
-  const have80 = await new Promise<boolean>((r) => { up80.once('error', () => r(false)); up80.listen(80, '127.0.0.1', () => r(true)); });
-  if (!have80) { const why = privilegedSkip('cannot listen on 127.0.0.1:80 (the gateway connects to the granted name on port 80)'); if (why) t.skip(why); return; }
+  const have80 = await new Promise<boolean>((r) => {
+    up80.once('error', () => r(false));
+    up80.listen(80, '127.0.0.1', () => r(true));
+  });
+  if (!have80) {
+    const why = privilegedSkip('cannot listen on 127.0.0.1:80 (the gateway connects to the granted name on port 80)');
+    if (why) t.skip(why);
+    return;
+  }
   const dir = mkdtempSync(join(tmpdir(), 'airlock-egress-dns-'));
   const events: AuditEventInput[] = [];
   const gw = await startGateway({
-    session: 'ns-dns', audit: (e) => events.push(e), listen: { unixPath: join(dir, 'gw.sock') }, resolver: mapResolver({ 'allowed.example': '127.0.0.1' }),
-    policy: policySchema.parse({ egress: { transparent: 'auto', allow: [{ host: 'allowed.example', ports: [80] }], allowCidrs: [{ cidr: '127.0.0.1/32', ports: [80] }] } }),
+    session: 'ns-dns',
+    audit: (e) => events.push(e),
+    listen: { unixPath: join(dir, 'gw.sock') },
+    resolver: mapResolver({ 'allowed.example': '127.0.0.1' }),
+    policy: policySchema.parse({
+      egress: {
+        transparent: 'auto',
+        allow: [{ host: 'allowed.example', ports: [80] }],
+        allowCidrs: [{ cidr: '127.0.0.1/32', ports: [80] }],
+      },
+    }),
   });
   try {
     const net = sandboxNetwork(gw.address, { transparent: true });
@@ -93,19 +145,61 @@ ${noProxy} http://allowed.example/; echo " rc=$?"
 ${noProxy} -o /dev/null -w '%{http_code} %header{x-airlock-rule}' http://other.example/; echo " rc=$?"
 ${JSON.stringify(process.execPath)} ${join(dir, 'udp.cjs')}
 `;
-    const { out } = await inSandboxNetns(net, script, { env: { ...process.env, ...net.env }, mountNs: true, before: `mount --bind ${join(dir, 'resolv.conf')} /etc/resolv.conf` });
+    const { out } = await inSandboxNetns(net, script, {
+      env: { ...process.env, ...net.env },
+      mountNs: true,
+      before: `mount --bind ${join(dir, 'resolv.conf')} /etc/resolv.conf`,
+    });
     const lines = out.split('\n').filter((l) => / rc=\d+$/.test(l));
     assert.equal(lines.length, 5, out);
-    assert.match(lines[0]!, /^198\.18\.0\.1\s+STREAM allowed\.example rc=0/, 'a granted name resolves to the synthetic address');
-    assert.match(lines[1]!, /^198\.18\.0\.1\s+exfil-c2VjcmV0\.attacker\.example rc=0/, 'so does any other name: answered inside, never forwarded');
-    assert.match(lines[2]!, /^via allowed\.example rc=0/, 'a proxy-ignoring client reaches the granted name through the gateway');
-    assert.match(lines[3]!, /^403 egress\.default-deny rc=0/, 'an ungranted name is refused by the gateway with the rule');
-    assert.match(lines[4]!, /^udp (ECONNREFUSED|EHOSTUNREACH|EACCES|EPERM|ENETUNREACH) rc=0/, 'DNS to an outside resolver fails locally');
+    assert.match(
+      lines[0]!,
+      /^198\.18\.0\.1\s+STREAM allowed\.example rc=0/,
+      'a granted name resolves to the synthetic address',
+    );
+    assert.match(
+      lines[1]!,
+      /^198\.18\.0\.1\s+exfil-c2VjcmV0\.attacker\.example rc=0/,
+      'so does any other name: answered inside, never forwarded',
+    );
+    assert.match(
+      lines[2]!,
+      /^via allowed\.example rc=0/,
+      'a proxy-ignoring client reaches the granted name through the gateway',
+    );
+    assert.match(
+      lines[3]!,
+      /^403 egress\.default-deny rc=0/,
+      'an ungranted name is refused by the gateway with the rule',
+    );
+    assert.match(
+      lines[4]!,
+      /^udp (ECONNREFUSED|EHOSTUNREACH|EACCES|EPERM|ENETUNREACH) rc=0/,
+      'DNS to an outside resolver fails locally',
+    );
     const reqs = events.filter((e) => e.type === 'egress.request');
-    assert.ok(reqs.some((e) => e.decision === 'allow' && (e.data as { protocol: string; host: string }).protocol === 'transparent-http' && (e.data as { host: string }).host === 'allowed.example'));
-    assert.ok(reqs.some((e) => e.decision === 'deny' && e.rule === 'egress.default-deny' && (e.data as { host: string }).host === 'other.example'));
-    assert.ok(!reqs.some((e) => String((e.data as { host?: string }).host).includes('attacker')), 'a bare lookup reaches no one, not even the gateway');
+    assert.ok(
+      reqs.some(
+        (e) =>
+          e.decision === 'allow' &&
+          (e.data as { protocol: string; host: string }).protocol === 'transparent-http' &&
+          (e.data as { host: string }).host === 'allowed.example',
+      ),
+    );
+    assert.ok(
+      reqs.some(
+        (e) =>
+          e.decision === 'deny' &&
+          e.rule === 'egress.default-deny' &&
+          (e.data as { host: string }).host === 'other.example',
+      ),
+    );
+    assert.ok(
+      !reqs.some((e) => String((e.data as { host?: string }).host).includes('attacker')),
+      'a bare lookup reaches no one, not even the gateway',
+    );
   } finally {
-    await gw.close(); up80.close();
+    await gw.close();
+    up80.close();
   }
 });

@@ -25,23 +25,55 @@ const app = await runServer({
 app.listen(0, '127.0.0.1', () => { process.stdout.write('PORT ' + app.address().port + '\\n'); });
 `;
 
-export interface Verdaccio { port: number; storage: string; close(): Promise<void> }
+export interface Verdaccio {
+  port: number;
+  storage: string;
+  close(): Promise<void>;
+}
 
 export async function startVerdaccio(tls: { cert: string; key: string }): Promise<Verdaccio> {
   const dir = mkdtempSync(join(tmpdir(), 'airlock-verdaccio-'));
   writeFileSync(join(dir, 'key.pem'), tls.key);
   writeFileSync(join(dir, 'cert.pem'), tls.cert);
-  const child: ChildProcess = spawn(process.execPath, ['--input-type=module', '-e', RUNNER], { env: { ...process.env, VERDACCIO, VDIR: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(process.execPath, ['--input-type=module', '-e', RUNNER], {
+    env: { ...process.env, VERDACCIO, VDIR: dir },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   const port = await new Promise<number>((resolve, reject) => {
-    const t = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`verdaccio did not start: ${out}`)); }, 60_000);
-    child.stdout!.on('data', (d) => { out += d; const m = /PORT (\d+)/.exec(out); if (m) { clearTimeout(t); resolve(Number(m[1])); } });
-    child.stderr!.on('data', (d) => { out += d; });
-    child.on('exit', (c) => { clearTimeout(t); reject(new Error(`verdaccio exited ${c}: ${out}`)); });
+    const t = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`verdaccio did not start: ${out}`));
+    }, 60_000);
+    child.stdout!.on('data', (d) => {
+      out += d;
+      const m = /PORT (\d+)/.exec(out);
+      if (m) {
+        clearTimeout(t);
+        resolve(Number(m[1]));
+      }
+    });
+    child.stderr!.on('data', (d) => {
+      out += d;
+    });
+    child.on('exit', (c) => {
+      clearTimeout(t);
+      reject(new Error(`verdaccio exited ${c}: ${out}`));
+    });
   });
   return {
-    port, storage: join(dir, 'storage'),
-    close: () => new Promise<void>((r) => { if (child.exitCode !== null) { r(); return; } child.once('exit', () => r()); child.kill('SIGTERM'); setTimeout(() => child.kill('SIGKILL'), 5000).unref(); }),
+    port,
+    storage: join(dir, 'storage'),
+    close: () =>
+      new Promise<void>((r) => {
+        if (child.exitCode !== null) {
+          r();
+          return;
+        }
+        child.once('exit', () => r());
+        child.kill('SIGTERM');
+        setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+      }),
   };
 }
 
@@ -50,20 +82,49 @@ export function npmTarball(pkg: Record<string, unknown>): Buffer {
   const d = mkdtempSync(join(tmpdir(), 'airlock-npm-pkg-'));
   mkdirSync(join(d, 'package'));
   writeFileSync(join(d, 'package', 'package.json'), JSON.stringify(pkg, null, 2));
-  writeFileSync(join(d, 'package', 'index.js'), `module.exports = ${JSON.stringify(`${String(pkg.name)}@${String(pkg.version)}`)};\n`);
+  writeFileSync(
+    join(d, 'package', 'index.js'),
+    `module.exports = ${JSON.stringify(`${String(pkg.name)}@${String(pkg.version)}`)};\n`,
+  );
   execFileSync('tar', ['czf', join(d, 'p.tgz'), '-C', d, 'package']);
   return readFileSync(join(d, 'p.tgz'));
 }
 
 /** Publishes one version through verdaccio's publish API (what `npm publish` sends), then sets its publish time. */
-export async function publishNpm(v: Verdaccio, caPem: string, name: string, version: string, o: { publishedAt?: Date; deps?: Record<string, string> } = {}): Promise<void> {
-  const pkg = { name, version, description: `test package ${name}`, main: 'index.js', ...(o.deps ? { dependencies: o.deps } : {}) };
+export async function publishNpm(
+  v: Verdaccio,
+  caPem: string,
+  name: string,
+  version: string,
+  o: { publishedAt?: Date; deps?: Record<string, string> } = {},
+): Promise<void> {
+  const pkg = {
+    name,
+    version,
+    description: `test package ${name}`,
+    main: 'index.js',
+    ...(o.deps ? { dependencies: o.deps } : {}),
+  };
   const tgz = npmTarball(pkg);
   const file = `${name.slice(name.indexOf('/') + 1)}-${version}.tgz`;
   const doc = {
-    _id: name, name, 'dist-tags': { latest: version },
-    versions: { [version]: { ...pkg, _id: `${name}@${version}`, dist: { shasum: createHash('sha1').update(tgz).digest('hex'), integrity: `sha512-${createHash('sha512').update(tgz).digest('base64')}`, tarball: `https://registry.invalid/${name}/-/${file}` } } },
-    _attachments: { [file]: { content_type: 'application/octet-stream', data: tgz.toString('base64'), length: tgz.length } },
+    _id: name,
+    name,
+    'dist-tags': { latest: version },
+    versions: {
+      [version]: {
+        ...pkg,
+        _id: `${name}@${version}`,
+        dist: {
+          shasum: createHash('sha1').update(tgz).digest('hex'),
+          integrity: `sha512-${createHash('sha512').update(tgz).digest('base64')}`,
+          tarball: `https://registry.invalid/${name}/-/${file}`,
+        },
+      },
+    },
+    _attachments: {
+      [file]: { content_type: 'application/octet-stream', data: tgz.toString('base64'), length: tgz.length },
+    },
   };
   const status = await httpsPut(v.port, caPem, `/${name.replace('/', '%2f')}`, JSON.stringify(doc));
   if (status !== 201) throw new Error(`publishing ${name}@${version} answered ${status}`);
@@ -78,7 +139,21 @@ export async function publishNpm(v: Verdaccio, caPem: string, name: string, vers
 
 function httpsPut(port: number, ca: string, path: string, body: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = httpsRequest({ host: '127.0.0.1', port, method: 'PUT', path, ca, servername: 'registry.npmjs.org', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode ?? 0)); });
+    const req = httpsRequest(
+      {
+        host: '127.0.0.1',
+        port,
+        method: 'PUT',
+        path,
+        ca,
+        servername: 'registry.npmjs.org',
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -102,7 +177,14 @@ with zipfile.ZipFile(out, "w") as z:
     z.writestr(f"{dist}/RECORD", "\\n".join(record) + "\\n")
 `;
 
-export interface WheelFile { project: string; version: string; filename: string; path: string; sha256: string; uploaded: Date }
+export interface WheelFile {
+  project: string;
+  version: string;
+  filename: string;
+  path: string;
+  sha256: string;
+  uploaded: Date;
+}
 
 /** A pure-Python wheel built with the system Python's zipfile. */
 export function buildWheel(dir: string, project: string, version: string, uploaded: Date): WheelFile {
@@ -110,16 +192,31 @@ export function buildWheel(dir: string, project: string, version: string, upload
   const filename = `${mod}-${version}-py3-none-any.whl`;
   const path = join(dir, filename);
   execFileSync('python3', ['-c', WHEEL_PY, path, mod, version, `${mod}-${version}.dist-info`]);
-  return { project, version, filename, path, sha256: createHash('sha256').update(readFileSync(path)).digest('hex'), uploaded };
+  return {
+    project,
+    version,
+    filename,
+    path,
+    sha256: createHash('sha256').update(readFileSync(path)).digest('hex'),
+    uploaded,
+  };
 }
 
-export interface SimpleIndex { port: number; seen: string[]; close(): Promise<void> }
+export interface SimpleIndex {
+  port: number;
+  seen: string[];
+  close(): Promise<void>;
+}
 
 /**
  * /simple/<project>/ in PEP 691 JSON (upload-time included) or PEP 503 HTML by Accept, and
  * /packages/<file>. `fileBase` is the absolute URL prefix files are linked under.
  */
-export async function simpleIndex(tls: { cert: string; key: string }, wheels: WheelFile[], fileBase: () => string): Promise<SimpleIndex> {
+export async function simpleIndex(
+  tls: { cert: string; key: string },
+  wheels: WheelFile[],
+  fileBase: () => string,
+): Promise<SimpleIndex> {
   const seen: string[] = [];
   const norm = (n: string) => n.toLowerCase().replace(/[-_.]+/g, '-');
   const server = createServer({ ...tls }, (req, res) => {
@@ -128,24 +225,53 @@ export async function simpleIndex(tls: { cert: string; key: string }, wheels: Wh
     const m = /^\/simple\/([^/]+)\/$/.exec(url.pathname);
     if (m) {
       const files = wheels.filter((w) => norm(w.project) === norm(m[1]!));
-      if (!files.length) { res.writeHead(404); res.end('not found'); return; }
+      if (!files.length) {
+        res.writeHead(404);
+        res.end('not found');
+        return;
+      }
       if (String(req.headers.accept ?? '').includes('application/vnd.pypi.simple.v1+json')) {
         res.writeHead(200, { 'content-type': 'application/vnd.pypi.simple.v1+json' });
-        res.end(JSON.stringify({
-          meta: { 'api-version': '1.1' }, name: norm(m[1]!), versions: [...new Set(files.map((f) => f.version))],
-          files: files.map((f) => ({ filename: f.filename, url: `${fileBase()}/packages/${f.filename}`, hashes: { sha256: f.sha256 }, 'upload-time': f.uploaded.toISOString(), size: readFileSync(f.path).length })),
-        }));
+        res.end(
+          JSON.stringify({
+            meta: { 'api-version': '1.1' },
+            name: norm(m[1]!),
+            versions: [...new Set(files.map((f) => f.version))],
+            files: files.map((f) => ({
+              filename: f.filename,
+              url: `${fileBase()}/packages/${f.filename}`,
+              hashes: { sha256: f.sha256 },
+              'upload-time': f.uploaded.toISOString(),
+              size: readFileSync(f.path).length,
+            })),
+          }),
+        );
         return;
       }
       res.writeHead(200, { 'content-type': 'text/html' });
-      res.end(`<!DOCTYPE html><html><body>${files.map((f) => `<a href="${fileBase()}/packages/${f.filename}#sha256=${f.sha256}">${f.filename}</a><br/>`).join('')}</body></html>`);
+      res.end(
+        `<!DOCTYPE html><html><body>${files.map((f) => `<a href="${fileBase()}/packages/${f.filename}#sha256=${f.sha256}">${f.filename}</a><br/>`).join('')}</body></html>`,
+      );
       return;
     }
     const f = /^\/packages\/([^/]+)$/.exec(url.pathname);
     const w = f && wheels.find((x) => x.filename === f[1]);
-    if (w) { res.writeHead(200, { 'content-type': 'application/octet-stream' }); res.end(readFileSync(w.path)); return; }
-    res.writeHead(404); res.end('not found');
+    if (w) {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      res.end(readFileSync(w.path));
+      return;
+    }
+    res.writeHead(404);
+    res.end('not found');
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { port: (server.address() as { port: number }).port, seen, close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }) };
+  return {
+    port: (server.address() as { port: number }).port,
+    seen,
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
 }

@@ -8,7 +8,9 @@ import local from '../../scripts/lint-long-lived-names.ts';
 
 function lint(code: string): string[] {
   const linter = new Linter({ configType: 'flat' });
-  const messages = linter.verify(code, [{ plugins: { local }, rules: { 'local/long-lived-names': ['error', { maxLines: 5 }] } }]);
+  const messages = linter.verify(code, [
+    { plugins: { local }, rules: { 'local/long-lived-names': ['error', { maxLines: 5 }] } },
+  ]);
   return messages.map((m) => `${m.line}:${m.message}`);
 }
 
@@ -22,9 +24,17 @@ test('a one-letter local read beyond the limit is flagged, with its name and how
 });
 
 test('callbacks, loop counters and imports keep their one-letter names', () => {
-  assert.deepEqual(lint(`import { z } from 'zod';\nexport const list = [1, 2].map((e) => e + 1);\nfor (let i = 0; i < 3; i++) work(i);\n${filler(8)}\nwork(z);`), []);
+  assert.deepEqual(
+    lint(
+      `import { z } from 'zod';\nexport const list = [1, 2].map((e) => e + 1);\nfor (let i = 0; i < 3; i++) work(i);\n${filler(8)}\nwork(z);`,
+    ),
+    [],
+  );
 });
 
 test('a long-lived name is fine once it says what it holds', () => {
-  assert.deepEqual(lint(`function run(options) {\n  const result = load();\n${filler(8)}\n  return result + options;\n}`), []);
+  assert.deepEqual(
+    lint(`function run(options) {\n  const result = load();\n${filler(8)}\n  return result + options;\n}`),
+    [],
+  );
 });

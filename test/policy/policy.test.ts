@@ -5,13 +5,23 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parsePolicyText, resolvePolicy, policyJsonSchema, defaultPolicy, type PolicySource } from '../../src/policy/index.ts';
+import {
+  parsePolicyText,
+  resolvePolicy,
+  policyJsonSchema,
+  defaultPolicy,
+  type PolicySource,
+} from '../../src/policy/index.ts';
 import { INIT_TEMPLATE } from '../../src/policy/template.ts';
 import { renderPolicyReference } from '../../scripts/gen-policy-docs.ts';
 import { AirlockError } from '../../src/common/errors.ts';
 import { airlock, makeRepo, tmp, cleanup, ROOT } from '../helpers.ts';
 
-const src = (kind: string, text: string): PolicySource => ({ kind, origin: `${kind}.yaml`, raw: parsePolicyText(text, `${kind}.yaml`) });
+const src = (kind: string, text: string): PolicySource => ({
+  kind,
+  origin: `${kind}.yaml`,
+  raw: parsePolicyText(text, `${kind}.yaml`),
+});
 
 describe('policy', () => {
   it('defaults are the strictest sensible settings: no network, bounded resources, tracing on', () => {
@@ -23,20 +33,39 @@ describe('policy', () => {
     assert.deepEqual(p.credentials.brokered, []);
   });
 
-  it('the shared store is the org\'s to choose: a repo\'s is ignored, and no policy may hold its password', () => {
+  it("the shared store is the org's to choose: a repo's is ignored, and no policy may hold its password", () => {
     const org = src('org', 'telemetry:\n  sharedStore: postgres://airlock@db.example.com/audit\n');
     const repo = src('repo', 'telemetry:\n  sharedStore: postgres://evil@203.0.113.9/steal\n');
     assert.equal(resolvePolicy([org, repo]).policy.telemetry.sharedStore, 'postgres://airlock@db.example.com/audit');
     assert.equal(resolvePolicy([src('org', 'telemetry: {}\n'), repo]).policy.telemetry.sharedStore, undefined);
-    assert.throws(() => resolvePolicy([src('org', 'telemetry:\n  sharedStore: postgres://airlock:hunter2@db.example.com/audit\n')]), /no password in a policy file/);
-    assert.throws(() => resolvePolicy([src('org', 'telemetry:\n  sharedStore: postgres://db.example.com/audit?user=a&password=hunter2\n')]), /no password/);
+    assert.throws(
+      () => resolvePolicy([src('org', 'telemetry:\n  sharedStore: postgres://airlock:hunter2@db.example.com/audit\n')]),
+      /no password in a policy file/,
+    );
+    assert.throws(
+      () =>
+        resolvePolicy([
+          src('org', 'telemetry:\n  sharedStore: postgres://db.example.com/audit?user=a&password=hunter2\n'),
+        ]),
+      /no password/,
+    );
     assert.throws(() => resolvePolicy([src('org', 'telemetry:\n  sharedStore: mysql://db/audit\n')]), /postgres:\/\//);
-    assert.equal(resolvePolicy([src('org', 'telemetry:\n  sharedStore: postgres://airlock@/audit?host=/run/postgresql\n')]).policy.telemetry.sharedStore, 'postgres://airlock@/audit?host=/run/postgresql');
+    assert.equal(
+      resolvePolicy([src('org', 'telemetry:\n  sharedStore: postgres://airlock@/audit?host=/run/postgresql\n')]).policy
+        .telemetry.sharedStore,
+      'postgres://airlock@/audit?host=/run/postgresql',
+    );
   });
 
   it('a repo policy can only tighten the org policy', () => {
-    const org = src('org', 'sandbox:\n  limits:\n    memoryMB: 1024\n  env:\n    allow: [LANG_X, FOO]\negress:\n  presets: [npm, pypi]\n  transparent: "off"\n');
-    const repo = src('repo', 'sandbox:\n  limits:\n    memoryMB: 8192\n    pids: 64\n  env:\n    allow: [FOO, BAR]\negress:\n  presets: [npm, github]\n  transparent: auto\n');
+    const org = src(
+      'org',
+      'sandbox:\n  limits:\n    memoryMB: 1024\n  env:\n    allow: [LANG_X, FOO]\negress:\n  presets: [npm, pypi]\n  transparent: "off"\n',
+    );
+    const repo = src(
+      'repo',
+      'sandbox:\n  limits:\n    memoryMB: 8192\n    pids: 64\n  env:\n    allow: [FOO, BAR]\negress:\n  presets: [npm, github]\n  transparent: auto\n',
+    );
     const r = resolvePolicy([org, repo]);
     assert.equal(r.policy.sandbox.limits.memoryMB, 1024, 'repo cannot raise memory');
     assert.equal(r.policy.sandbox.limits.pids, 64, 'repo may lower pids');
@@ -51,33 +80,75 @@ describe('policy', () => {
   });
 
   it('sandbox.runtime: the org may require a stronger runtime; a repo may only choose a stronger one', () => {
-    const rt = (org: string | null, repo: string) => resolvePolicy([...(org ? [src('org', `sandbox:\n  runtime: ${org}\n`)] : []), src('repo', `sandbox:\n  runtime: ${repo}\n`)]).policy.sandbox.runtime;
+    const rt = (org: string | null, repo: string) =>
+      resolvePolicy([
+        ...(org ? [src('org', `sandbox:\n  runtime: ${org}\n`)] : []),
+        src('repo', `sandbox:\n  runtime: ${repo}\n`),
+      ]).policy.sandbox.runtime;
     assert.equal(rt('gvisor', 'bwrap'), 'gvisor', 'a repo cannot step back to bwrap');
     assert.equal(rt('bwrap', 'gvisor'), 'gvisor', 'a repo may ask for gVisor');
     assert.equal(rt('gvisor', 'kubernetes'), 'kubernetes');
     assert.equal(rt('kubernetes', 'gvisor'), 'kubernetes');
     assert.equal(rt(null, 'bwrap'), 'bwrap');
     assert.equal(defaultPolicy().sandbox.runtime, 'bwrap');
-    assert.throws(() => parsePolicyText('sandbox:\n  runtime: docker\n', 'airlock.yaml'), /airlock\.yaml:2:\d+: sandbox\.runtime/);
+    assert.throws(
+      () => parsePolicyText('sandbox:\n  runtime: docker\n', 'airlock.yaml'),
+      /airlock\.yaml:2:\d+: sandbox\.runtime/,
+    );
   });
 
   it('errors name file, line, column, key and what is allowed', () => {
-    const bad = (text: string): string => { try { parsePolicyText(text, 'airlock.yaml'); } catch (e) { assert.ok(e instanceof AirlockError); assert.equal(e.exitCode, 65); return e.message; } throw new Error('no error'); };
-    assert.match(bad('sandbox:\n  limits:\n    memoryMB: many\n'), /airlock\.yaml:3:5: sandbox\.limits\.memoryMB: .*expected number/);
+    const bad = (text: string): string => {
+      try {
+        parsePolicyText(text, 'airlock.yaml');
+      } catch (e) {
+        assert.ok(e instanceof AirlockError);
+        assert.equal(e.exitCode, 65);
+        return e.message;
+      }
+      throw new Error('no error');
+    };
+    assert.match(
+      bad('sandbox:\n  limits:\n    memoryMB: many\n'),
+      /airlock\.yaml:3:5: sandbox\.limits\.memoryMB: .*expected number/,
+    );
     assert.match(bad('sandbox:\n  limitz: {}\n'), /airlock\.yaml:2:3: sandbox\.limitz: .*unknown key: limitz/);
-    assert.match(bad('egress:\n  transparent: sometimes\n'), /airlock\.yaml:2:\d+: egress\.transparent: .*allowed: "auto", "off"/);
+    assert.match(
+      bad('egress:\n  transparent: sometimes\n'),
+      /airlock\.yaml:2:\d+: egress\.transparent: .*allowed: "auto", "off"/,
+    );
     assert.match(bad('sandbox: [\n'), /airlock\.yaml:\d+:\d+: .*YAML syntax/);
     assert.match(bad('- a\n- b\n'), /must be a YAML mapping/);
     assert.match(bad('sandbox:\n  limits: {}\nsandbox: {}\n'), /YAML syntax.*(unique|duplicate)/i);
   });
 
   it('a grant over a public suffix (*.com, *.co.uk, *.github.io) is refused; a domain wildcard, a deny rule and an unlisted TLD are not', () => {
-    const bad = (text: string): string => { try { parsePolicyText(text, 'airlock.yaml'); } catch (e) { assert.ok(e instanceof AirlockError); assert.equal(e.exitCode, 65); return e.message; } throw new Error(`no error for ${text}`); };
-    assert.match(bad('egress:\n  allow:\n    - host: "*.com"\n'), /airlock\.yaml:3:\d+: egress\.allow\.0\.host: .*public suffix/);
+    const bad = (text: string): string => {
+      try {
+        parsePolicyText(text, 'airlock.yaml');
+      } catch (e) {
+        assert.ok(e instanceof AirlockError);
+        assert.equal(e.exitCode, 65);
+        return e.message;
+      }
+      throw new Error(`no error for ${text}`);
+    };
+    assert.match(
+      bad('egress:\n  allow:\n    - host: "*.com"\n'),
+      /airlock\.yaml:3:\d+: egress\.allow\.0\.host: .*public suffix/,
+    );
     assert.match(bad('egress:\n  allow:\n    - host: "*.co.uk"\n'), /public suffix/);
     assert.match(bad('egress:\n  intercept: ["*.github.io"]\n'), /egress\.intercept\.0: .*public suffix/);
-    assert.match(bad('credentials:\n  brokered:\n    - name: T\n      source: { env: T }\n      destinations: [{ host: "*.s3.amazonaws.com" }]\n'), /public suffix/);
-    parsePolicyText('egress:\n  allow:\n    - host: "*.example.com"\n    - host: "*.internal.test"\n    - host: "*.corp"\n  deny:\n    - host: "*.ru"\n', 'airlock.yaml');
+    assert.match(
+      bad(
+        'credentials:\n  brokered:\n    - name: T\n      source: { env: T }\n      destinations: [{ host: "*.s3.amazonaws.com" }]\n',
+      ),
+      /public suffix/,
+    );
+    parsePolicyText(
+      'egress:\n  allow:\n    - host: "*.example.com"\n    - host: "*.internal.test"\n    - host: "*.corp"\n  deny:\n    - host: "*.ru"\n',
+      'airlock.yaml',
+    );
   });
 
   it('exports a JSON Schema with descriptions and defaults', () => {
@@ -92,17 +163,24 @@ describe('policy', () => {
     const example = /A typical repo policy:\n\n```yaml\n([\s\S]*?)```/.exec(readme)?.[1];
     assert.ok(example, 'README has the policy example');
     resolvePolicy([{ kind: 'repo', origin: 'README.md', raw: parsePolicyText(example!, 'README.md') }]);
-    assert.equal(readFileSync(join(ROOT, 'docs', 'policy-reference.md'), 'utf8'), renderPolicyReference(), 'run: node scripts/gen-policy-docs.ts');
+    assert.equal(
+      readFileSync(join(ROOT, 'docs', 'policy-reference.md'), 'utf8'),
+      renderPolicyReference(),
+      'run: node scripts/gen-policy-docs.ts',
+    );
   });
 
   it('CLI: init, check, explain, schema; a credential-looking env name is refused with a pointer to brokering', () => {
-    const home = tmp('airlock-home-'); const repo = makeRepo();
+    const home = tmp('airlock-home-');
+    const repo = makeRepo();
     assert.equal(airlock(['init'], { cwd: repo, home }).status, 0);
     assert.equal(airlock(['init'], { cwd: repo, home }).status, 75, 'no silent overwrite');
     const chk = airlock(['policy', 'check'], { cwd: repo, home });
     assert.equal(chk.status, 0, chk.stderr);
     assert.match(chk.stdout, /airlock\.yaml \(repo\) is valid/);
-    const ex = JSON.parse(airlock(['policy', 'explain', '--json'], { cwd: repo, home }).stdout) as { provenance: Record<string, string> };
+    const ex = JSON.parse(airlock(['policy', 'explain', '--json'], { cwd: repo, home }).stdout) as {
+      provenance: Record<string, string>;
+    };
     assert.match(ex.provenance['sandbox.limits.memoryMB']!, /airlock\.yaml/);
     assert.equal(JSON.parse(airlock(['policy', 'schema'], { home }).stdout).title, 'Airlock policy');
     const pf = join(home, 'p.yaml');

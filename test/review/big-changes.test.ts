@@ -17,22 +17,31 @@ test('a secret deep inside a binary too large to load whole is found by the stre
     const blob = Buffer.concat([filler, Buffer.from(`\0token=${token}\0`), Buffer.alloc(1024, 0)]);
     agentHistory(env, 's-bigbin', [{ message: 'add asset', files: [['assets/model.bin', blob]] }]);
     const p = (await createProposal(env.store, 's-bigbin', { orgPolicy: env.orgPolicy, home: env.home })).proposal;
-    const hit = p.findings.find((f) => f.check === 'secrets' && f.file === 'assets/model.bin' && f.rule !== 'secrets.unscanned-binary');
+    const hit = p.findings.find(
+      (f) => f.check === 'secrets' && f.file === 'assets/model.bin' && f.rule !== 'secrets.unscanned-binary',
+    );
     assert.ok(hit, p.findings.map((f) => `${f.rule}:${f.severity}`).join(', '));
     assert.equal(hit.blocking, true);
     assert.ok(!JSON.stringify(p.findings).includes(token));
-  } finally { env.done(); }
+  } finally {
+    env.done();
+  }
 });
 
 test('100k changed files: a clear refusal with its own exit code (79), recorded; never "install git"', async () => {
   const env = setup('');
   try {
-    const files = Array.from({ length: 100_000 }, (_, i) => [`vendor/pkg/generated-file-${String(i).padStart(6, '0')}.txt`, 'x\n'] as [string, string]);
+    const files = Array.from(
+      { length: 100_000 },
+      (_, i) => [`vendor/pkg/generated-file-${String(i).padStart(6, '0')}.txt`, 'x\n'] as [string, string],
+    );
     agentHistory(env, 's-huge', [{ message: 'vendor everything', files }]);
     const r = await runCli(['propose', 's-huge'], { AIRLOCK_HOME: env.home, AIRLOCK_ORG_POLICY: env.orgPolicy });
     assert.equal(r.code, 79, r.stderr);
     assert.match(r.stderr, /too large/);
     assert.doesNotMatch(r.stderr, /install git|\n\s+at /);
     assert.equal(env.store.query({ session: 's-huge', type: 'review.refused' }).length, 1);
-  } finally { env.done(); }
+  } finally {
+    env.done();
+  }
 });

@@ -8,20 +8,35 @@ import { createServer } from 'node:http';
 const root = process.argv[2]!;
 const server = createServer((req, res) => {
   const u = new URL(req.url ?? '/', 'http://127.0.0.1');
-  process.stdout.write(JSON.stringify({ method: req.method, path: u.pathname, auth: req.headers.authorization ?? null }) + '\n');
+  process.stdout.write(
+    JSON.stringify({ method: req.method, path: u.pathname, auth: req.headers.authorization ?? null }) + '\n',
+  );
   const cgi = spawn('git', ['http-backend'], {
     env: {
-      PATH: process.env.PATH, GIT_PROJECT_ROOT: root, GIT_HTTP_EXPORT_ALL: '1', PATH_INFO: u.pathname, QUERY_STRING: u.search.slice(1),
-      REQUEST_METHOD: req.method, CONTENT_TYPE: req.headers['content-type'] ?? '', REMOTE_USER: 'tester', REMOTE_ADDR: '127.0.0.1',
-      HTTP_CONTENT_ENCODING: req.headers['content-encoding'] ?? '', GIT_PROTOCOL: String(req.headers['git-protocol'] ?? ''),
-      GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null', HOME: root,
+      PATH: process.env.PATH,
+      GIT_PROJECT_ROOT: root,
+      GIT_HTTP_EXPORT_ALL: '1',
+      PATH_INFO: u.pathname,
+      QUERY_STRING: u.search.slice(1),
+      REQUEST_METHOD: req.method,
+      CONTENT_TYPE: req.headers['content-type'] ?? '',
+      REMOTE_USER: 'tester',
+      REMOTE_ADDR: '127.0.0.1',
+      HTTP_CONTENT_ENCODING: req.headers['content-encoding'] ?? '',
+      GIT_PROTOCOL: String(req.headers['git-protocol'] ?? ''),
+      GIT_CONFIG_NOSYSTEM: '1',
+      GIT_CONFIG_GLOBAL: '/dev/null',
+      HOME: root,
     },
   });
   req.pipe(cgi.stdin);
   let head = Buffer.alloc(0);
   let sent = false;
   cgi.stdout.on('data', (d: Buffer) => {
-    if (sent) { res.write(d); return; }
+    if (sent) {
+      res.write(d);
+      return;
+    }
     head = Buffer.concat([head, d]);
     const i = head.indexOf('\r\n\r\n');
     if (i < 0) return;
@@ -38,7 +53,10 @@ const server = createServer((req, res) => {
     res.write(head.subarray(i + 4));
   });
   cgi.on('close', () => res.end());
-  cgi.on('error', () => { res.statusCode = 500; res.end(); });
+  cgi.on('error', () => {
+    res.statusCode = 500;
+    res.end();
+  });
 });
 server.listen(0, '127.0.0.1', () => {
   process.stdout.write(JSON.stringify({ port: (server.address() as { port: number }).port }) + '\n');

@@ -13,7 +13,13 @@ import { join } from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
 import { Ajv } from 'ajv';
 import * as k8s from '@kubernetes/client-node';
-import { sandboxTemplate, sandboxClaim, sandboxWarmPool, SandboxClaims, AGENT_SANDBOX_GROUP } from '../../src/sandbox/kubernetes/index.ts';
+import {
+  sandboxTemplate,
+  sandboxClaim,
+  sandboxWarmPool,
+  SandboxClaims,
+  AGENT_SANDBOX_GROUP,
+} from '../../src/sandbox/kubernetes/index.ts';
 import { kubernetesBase } from '../../src/sandbox/kubernetes/base.ts';
 import { driverFor } from '../../src/sandbox/index.ts';
 import { stringify } from 'yaml';
@@ -25,15 +31,20 @@ const DEPLOY = join(ROOT, 'deploy', 'kubernetes', 'base');
 /** kind → validator of the CRD's served v1beta1 schema. */
 function crdValidators(): Map<string, (o: unknown) => string[]> {
   const ajv = new Ajv({ strict: false, allErrors: true });
-  ajv.addFormat('int32', true); ajv.addFormat('int64', true);
+  ajv.addFormat('int32', true);
+  ajv.addFormat('int64', true);
   ajv.addFormat('date-time', /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$/);
   const out = new Map<string, (o: unknown) => string[]>();
   for (const f of readdirSync(CRDS).filter((n) => n.endsWith('.yaml'))) {
-    const crd = parse(readFileSync(join(CRDS, f), 'utf8')) as { spec: { names: { kind: string }; versions: { name: string; schema: { openAPIV3Schema: object } }[] } };
+    const crd = parse(readFileSync(join(CRDS, f), 'utf8')) as {
+      spec: { names: { kind: string }; versions: { name: string; schema: { openAPIV3Schema: object } }[] };
+    };
     const v = crd.spec.versions.find((x) => x.name === 'v1beta1');
     if (!v) continue;
     const validate = ajv.compile(v.schema.openAPIV3Schema);
-    out.set(crd.spec.names.kind, (o) => (validate(o) ? [] : (validate.errors ?? []).map((e) => `${e.instancePath} ${e.message}`)));
+    out.set(crd.spec.names.kind, (o) =>
+      validate(o) ? [] : (validate.errors ?? []).map((e) => `${e.instancePath} ${e.message}`),
+    );
   }
   return out;
 }
@@ -42,15 +53,25 @@ type Model = { getAttributeTypeMap(): { name: string; baseName: string; type: st
 /** Every key of `obj` must be a field of the Kubernetes API model `type` (recursively): no misspelt or invented field slips by. */
 function unknownFields(obj: unknown, type: string, path = ''): string[] {
   const arr = /^Array<(.+)>$/.exec(type);
-  if (arr) return Array.isArray(obj) ? obj.flatMap((x, i) => unknownFields(x, arr[1]!, `${path}[${i}]`)) : [`${path}: not a list`];
+  if (arr)
+    return Array.isArray(obj)
+      ? obj.flatMap((x, i) => unknownFields(x, arr[1]!, `${path}[${i}]`))
+      : [`${path}: not a list`];
   const model = (k8s as unknown as Record<string, Model | undefined>)[type];
   if (!model?.getAttributeTypeMap || typeof obj !== 'object' || obj === null) return [];
   const fields = new Map(model.getAttributeTypeMap().map((a) => [a.baseName, a.type]));
-  return Object.entries(obj).flatMap(([k, v]) => (fields.has(k) ? unknownFields(v, fields.get(k)!, `${path}.${k}`) : [`${path}.${k} is not a field of ${type}`]));
+  return Object.entries(obj).flatMap(([k, v]) =>
+    fields.has(k) ? unknownFields(v, fields.get(k)!, `${path}.${k}`) : [`${path}.${k} is not a field of ${type}`],
+  );
 }
 
 const options = {
-  name: 't', namespace: 'ns', runtimeClassName: 'kata' as const, agentImage: 'a', airlockImage: 'b', gatewaySecret: 's',
+  name: 't',
+  namespace: 'ns',
+  runtimeClassName: 'kata' as const,
+  agentImage: 'a',
+  airlockImage: 'b',
+  gatewaySecret: 's',
   egressPoint: { namespace: 'airlock-system', labels: { app: 'egress' }, port: 3128 },
   auditCollector: { namespace: 'airlock-system', labels: { app: 'audit' }, port: 8443 },
   limits: { cpu: '1', memory: '1Gi', ephemeralStorage: '1Gi' },
@@ -62,7 +83,11 @@ describe('Kubernetes manifests (agent-sandbox CRDs, Kubernetes API models)', () 
   it('every manifest under deploy/kubernetes is generated from the code (in sync) and valid', () => {
     for (const [file, docs] of Object.entries(kubernetesBase())) {
       const want = docs.map((d) => (typeof d === 'string' ? d : stringify(d))).join('---\n');
-      assert.equal(readFileSync(join(DEPLOY, file), 'utf8'), want, `deploy/kubernetes/base/${file} is stale: run node scripts/gen-kubernetes.ts`);
+      assert.equal(
+        readFileSync(join(DEPLOY, file), 'utf8'),
+        want,
+        `deploy/kubernetes/base/${file} is stale: run node scripts/gen-kubernetes.ts`,
+      );
     }
     let crs = 0;
     for (const f of readdirSync(DEPLOY)) {
@@ -77,33 +102,64 @@ describe('Kubernetes manifests (agent-sandbox CRDs, Kubernetes API models)', () 
   });
 
   it('the template: gvisor or kata only, no service-account token, restricted containers, egress to the gateway, collector and DNS only', () => {
-    const t = sandboxTemplate(options) as { spec: { podTemplate: { spec: Record<string, unknown> }; networkPolicy: Record<string, unknown> } };
+    const t = sandboxTemplate(options) as {
+      spec: { podTemplate: { spec: Record<string, unknown> }; networkPolicy: Record<string, unknown> };
+    };
     assert.deepEqual(crd.get('SandboxTemplate')!(t), []);
     const pod = t.spec.podTemplate.spec;
     assert.deepEqual(unknownFields(pod, 'V1PodSpec'), []);
     assert.equal(pod.runtimeClassName, 'kata');
     assert.equal(pod.automountServiceAccountToken, false);
-    for (const c of pod.containers as { securityContext: { allowPrivilegeEscalation: boolean; capabilities: { drop: string[] } } }[]) {
+    for (const c of pod.containers as {
+      securityContext: { allowPrivilegeEscalation: boolean; capabilities: { drop: string[] } };
+    }[]) {
       assert.equal(c.securityContext.allowPrivilegeEscalation, false);
       assert.deepEqual(c.securityContext.capabilities.drop, ['ALL']);
     }
     // only the sidecar mounts the credentials
-    const mounts = (pod.containers as { name: string; volumeMounts: { name: string }[] }[]).map((c) => [c.name, c.volumeMounts.map((m) => m.name)]);
-    assert.ok(mounts.every(([name, m]) => (name === 'gateway') === (m as string[]).includes('gateway-credentials')), JSON.stringify(mounts));
+    const mounts = (pod.containers as { name: string; volumeMounts: { name: string }[] }[]).map((c) => [
+      c.name,
+      c.volumeMounts.map((m) => m.name),
+    ]);
+    assert.ok(
+      mounts.every(([name, m]) => (name === 'gateway') === (m as string[]).includes('gateway-credentials')),
+      JSON.stringify(mounts),
+    );
     // the network policy as a Kubernetes NetworkPolicySpec: no ipBlock anywhere, so 169.254.169.254 (metadata) and the internet are unreachable
-    assert.deepEqual(unknownFields({ ...t.spec.networkPolicy, policyTypes: ['Ingress', 'Egress'] }, 'V1NetworkPolicySpec'), []);
+    assert.deepEqual(
+      unknownFields({ ...t.spec.networkPolicy, policyTypes: ['Ingress', 'Egress'] }, 'V1NetworkPolicySpec'),
+      [],
+    );
     assert.ok(!JSON.stringify(t.spec.networkPolicy).includes('ipBlock'));
-    assert.throws(() => sandboxTemplate({ ...options, runtimeClassName: 'runc' as never }), /runtimeClassName must be one of gvisor, kata/);
+    assert.throws(
+      () => sandboxTemplate({ ...options, runtimeClassName: 'runc' as never }),
+      /runtimeClassName must be one of gvisor, kata/,
+    );
   });
 
   it('the claim names a warm pool, ends itself, and refuses a name that is no DNS label', () => {
-    const c = sandboxClaim({ session: 'ses-1nh2abcdefgh', namespace: 'ns', warmPool: 'airlock-session', ttlSeconds: 3600 });
+    const c = sandboxClaim({
+      session: 'ses-1nh2abcdefgh',
+      namespace: 'ns',
+      warmPool: 'airlock-session',
+      ttlSeconds: 3600,
+    });
     assert.deepEqual(crd.get('SandboxClaim')!(c), []);
-    assert.deepEqual(crd.get('SandboxWarmPool')!(sandboxWarmPool({ name: 'p', namespace: 'ns', template: 't', replicas: 1 })), []);
-    for (const bad of ['../x', 'UPPER', 'a'.repeat(64), 'x\n', '']) assert.throws(() => sandboxClaim({ session: bad, namespace: 'ns', warmPool: 'p', ttlSeconds: 1 }), /not a valid object name/);
+    assert.deepEqual(
+      crd.get('SandboxWarmPool')!(sandboxWarmPool({ name: 'p', namespace: 'ns', template: 't', replicas: 1 })),
+      [],
+    );
+    for (const bad of ['../x', 'UPPER', 'a'.repeat(64), 'x\n', ''])
+      assert.throws(
+        () => sandboxClaim({ session: bad, namespace: 'ns', warmPool: 'p', ttlSeconds: 1 }),
+        /not a valid object name/,
+      );
     // the validator is not a rubber stamp: a claim without warmPoolRef, or with a bad shutdown policy, fails
     assert.notDeepEqual(crd.get('SandboxClaim')!({ ...c, spec: {} }), []);
-    assert.notDeepEqual(crd.get('SandboxClaim')!({ ...c, spec: { warmPoolRef: { name: 'p' }, lifecycle: { shutdownPolicy: 'Never' } } }), []);
+    assert.notDeepEqual(
+      crd.get('SandboxClaim')!({ ...c, spec: { warmPoolRef: { name: 'p' }, lifecycle: { shutdownPolicy: 'Never' } } }),
+      [],
+    );
   });
 });
 
@@ -115,30 +171,69 @@ class FakeKubeApiServer {
   forbid = false;
   server: Server = createServer((req, res) => {
     let text = '';
-    req.on('data', (d: Buffer) => { text += d.toString(); });
+    req.on('data', (d: Buffer) => {
+      text += d.toString();
+    });
     req.on('end', () => {
-      const body = text ? JSON.parse(text) as Record<string, unknown> : null;
+      const body = text ? (JSON.parse(text) as Record<string, unknown>) : null;
       this.requests.push({ method: req.method ?? '', url: req.url ?? '', body, auth: req.headers.authorization });
       res.setHeader('content-type', 'application/json');
-      if (this.forbid) { res.statusCode = 403; res.end(JSON.stringify({ kind: 'Status', status: 'Failure', reason: 'Forbidden', code: 403 })); return; }
-      if (req.method === 'POST') { this.claim = body; res.statusCode = 201; res.end(JSON.stringify(body)); return; }
+      if (this.forbid) {
+        res.statusCode = 403;
+        res.end(JSON.stringify({ kind: 'Status', status: 'Failure', reason: 'Forbidden', code: 403 }));
+        return;
+      }
+      if (req.method === 'POST') {
+        this.claim = body;
+        res.statusCode = 201;
+        res.end(JSON.stringify(body));
+        return;
+      }
       if (req.method === 'GET' && this.claim) {
         this.reads++;
         const ready = this.reads >= 3;
-        res.end(JSON.stringify({ ...this.claim, status: { conditions: [{ type: 'Ready', status: ready ? 'True' : 'False', reason: ready ? 'SandboxReady' : 'Pending', message: '', lastTransitionTime: new Date().toISOString() }], sandbox: ready ? { name: 'sbx-1', podIPs: ['10.0.0.9'] } : {} } }));
+        res.end(
+          JSON.stringify({
+            ...this.claim,
+            status: {
+              conditions: [
+                {
+                  type: 'Ready',
+                  status: ready ? 'True' : 'False',
+                  reason: ready ? 'SandboxReady' : 'Pending',
+                  message: '',
+                  lastTransitionTime: new Date().toISOString(),
+                },
+              ],
+              sandbox: ready ? { name: 'sbx-1', podIPs: ['10.0.0.9'] } : {},
+            },
+          }),
+        );
         return;
       }
-      if (req.method === 'DELETE' && this.claim) { this.claim = null; res.end(JSON.stringify({ kind: 'Status', status: 'Success' })); return; }
-      res.statusCode = 404; res.end(JSON.stringify({ kind: 'Status', status: 'Failure', reason: 'NotFound', code: 404 }));
+      if (req.method === 'DELETE' && this.claim) {
+        this.claim = null;
+        res.end(JSON.stringify({ kind: 'Status', status: 'Success' }));
+        return;
+      }
+      res.statusCode = 404;
+      res.end(JSON.stringify({ kind: 'Status', status: 'Failure', reason: 'NotFound', code: 404 }));
     });
   });
   url = '';
-  async start(): Promise<void> { await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r)); this.url = `http://127.0.0.1:${(this.server.address() as { port: number }).port}`; }
+  async start(): Promise<void> {
+    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
+    this.url = `http://127.0.0.1:${(this.server.address() as { port: number }).port}`;
+  }
 }
 
 describe('sandbox.runtime: kubernetes on this host', () => {
   it('refuses to start a session (exit 69, says why) instead of running it elsewhere', () => {
-    assert.throws(() => driverFor('kubernetes'), (e: Error & { exitCode?: number; hint?: string }) => e.exitCode === 69 && /cannot run a session on this host/.test(e.message) && /kubernetes\.md/.test(e.hint ?? ''));
+    assert.throws(
+      () => driverFor('kubernetes'),
+      (e: Error & { exitCode?: number; hint?: string }) =>
+        e.exitCode === 69 && /cannot run a session on this host/.test(e.message) && /kubernetes\.md/.test(e.hint ?? ''),
+    );
   });
 });
 
@@ -147,18 +242,24 @@ describe('SandboxClaims against FakeKubeApiServer (a fake, not a cluster)', () =
   let claims: SandboxClaims;
   before(async () => {
     await fake.start();
-    const kc = SandboxClaims.kubeConfig(stringify({
-      apiVersion: 'v1', kind: 'Config', 'current-context': 'fake',
-      // plain HTTP on loopback: the client allows it only with TLS verification off (the fake has no certificate)
-      clusters: [{ name: 'fake', cluster: { server: fake.url, 'insecure-skip-tls-verify': true } }],
-      users: [{ name: 'u', user: { token: 'fake-token' } }],
-      contexts: [{ name: 'fake', context: { cluster: 'fake', user: 'u' } }],
-    }));
+    const kc = SandboxClaims.kubeConfig(
+      stringify({
+        apiVersion: 'v1',
+        kind: 'Config',
+        'current-context': 'fake',
+        // plain HTTP on loopback: the client allows it only with TLS verification off (the fake has no certificate)
+        clusters: [{ name: 'fake', cluster: { server: fake.url, 'insecure-skip-tls-verify': true } }],
+        users: [{ name: 'u', user: { token: 'fake-token' } }],
+        contexts: [{ name: 'fake', context: { cluster: 'fake', user: 'u' } }],
+      }),
+    );
     claims = new SandboxClaims(kc, { namespace: 'airlock-sessions', warmPool: 'airlock-session', ttlSeconds: 600 });
   });
-  after(() => { fake.server.close(); });
+  after(() => {
+    fake.server.close();
+  });
 
-  it('creates a valid claim, waits for Ready, deletes it; every call at the agent-sandbox path with the kubeconfig\'s token', async () => {
+  it("creates a valid claim, waits for Ready, deletes it; every call at the agent-sandbox path with the kubeconfig's token", async () => {
     const crd = crdValidators();
     await claims.create('ses-1nh2abcdefgh');
     const post = fake.requests[0]!;
@@ -170,14 +271,23 @@ describe('SandboxClaims against FakeKubeApiServer (a fake, not a cluster)', () =
     assert.deepEqual(s, { ready: true, reason: 'SandboxReady', sandbox: 'sbx-1', podIPs: ['10.0.0.9'] });
     await claims.delete('ses-1nh2abcdefgh');
     assert.equal(fake.requests.at(-1)!.method, 'DELETE');
-    assert.equal(fake.requests.at(-1)!.url, '/apis/extensions.agents.x-k8s.io/v1beta1/namespaces/airlock-sessions/sandboxclaims/ses-1nh2abcdefgh?propagationPolicy=Foreground');
+    assert.equal(
+      fake.requests.at(-1)!.url,
+      '/apis/extensions.agents.x-k8s.io/v1beta1/namespaces/airlock-sessions/sandboxclaims/ses-1nh2abcdefgh?propagationPolicy=Foreground',
+    );
     await claims.delete('ses-1nh2abcdefgh'); // already gone (404): fine
   });
 
   it('a refusal by the cluster is a clear error naming the permission, never a stack', async () => {
     fake.forbid = true;
     try {
-      await assert.rejects(claims.create('ses-1nh2abcdefgj'), (e: Error & { kind?: string; hint?: string }) => e.kind === 'UNAVAILABLE' && /HTTP 403/.test(e.message) && /sandboxclaims/.test(e.hint ?? ''));
-    } finally { fake.forbid = false; }
+      await assert.rejects(
+        claims.create('ses-1nh2abcdefgj'),
+        (e: Error & { kind?: string; hint?: string }) =>
+          e.kind === 'UNAVAILABLE' && /HTTP 403/.test(e.message) && /sandboxclaims/.test(e.hint ?? ''),
+      );
+    } finally {
+      fake.forbid = false;
+    }
   });
 });

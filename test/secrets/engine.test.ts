@@ -6,8 +6,11 @@ import { scanText, redactText, fingerprint } from '../../src/secrets/index.ts';
 import { secretlintBaseline, secretlintHits } from '../../src/secrets/secretlint.ts';
 
 const corpus = generateCorpus();
-const overlaps = (a: { start: number; end: number }, b: { start: number; end: number }) => a.start < b.end && a.end > b.start;
-const baselineConfig = { rules: [{ id: '@secretlint/secretlint-rule-preset-recommend', rule: presetCreator }] } as Parameters<typeof secretlintBaseline>[2];
+const overlaps = (a: { start: number; end: number }, b: { start: number; end: number }) =>
+  a.start < b.end && a.end > b.start;
+const baselineConfig = {
+  rules: [{ id: '@secretlint/secretlint-rule-preset-recommend', rule: presetCreator }],
+} as Parameters<typeof secretlintBaseline>[2];
 
 test('every rule family in the corpus is detected in every context', async () => {
   const missed: string[] = [];
@@ -22,7 +25,24 @@ test('every rule family in the corpus is detected in every context', async () =>
   }
   assert.deepEqual(missed, []);
   // the corpus covers what the engine promises
-  for (const fam of ['aws-access-key-id', 'gcp-api-key', 'azure-storage-key', 'github-token', 'gitlab-token', 'slack-token', 'stripe-secret-key', 'npm-token', 'openai-api-key', 'anthropic-api-key', 'private-key-ec', 'private-key-rsa', 'private-key-openssh', 'database-url-password', 'jwt', 'generic-assignment']) {
+  for (const fam of [
+    'aws-access-key-id',
+    'gcp-api-key',
+    'azure-storage-key',
+    'github-token',
+    'gitlab-token',
+    'slack-token',
+    'stripe-secret-key',
+    'npm-token',
+    'openai-api-key',
+    'anthropic-api-key',
+    'private-key-ec',
+    'private-key-rsa',
+    'private-key-openssh',
+    'database-url-password',
+    'jwt',
+    'generic-assignment',
+  ]) {
     assert.ok(families.has(fam), fam);
   }
   assert.ok(FAMILIES.length >= 25);
@@ -77,7 +97,8 @@ test('redaction removes every value, keeps line structure, and is stable on re-s
     const r = await redactText(f.content, { path: f.path });
     assert.ok(!r.text.includes(value), `${f.path}: value survived`);
     // no 12-char piece of the value survives either (no partial redaction)
-    for (let i = 0; i + 12 <= value.length; i += 6) assert.ok(!r.text.includes(value.slice(i, i + 12)), `${f.path}: part of value survived`);
+    for (let i = 0; i + 12 <= value.length; i += 6)
+      assert.ok(!r.text.includes(value.slice(i, i + 12)), `${f.path}: part of value survived`);
     assert.equal(r.text.split('\n').length, f.content.split('\n').length, `${f.path}: line count changed`);
     assert.match(r.text, /«REDACTED:[^:»]+(?::[^:»]+)*:[0-9a-f]{8}»/);
     assert.deepEqual(await scanText(r.text, { path: f.path }), [], `${f.path}: redacted text still has findings`);
@@ -88,7 +109,10 @@ test('AWS secret key is redacted whole although secretlint reports a shifted ran
   const secret = 'aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5bC7d';
   const text = `[default]\naws_secret_access_key = "${secret}"\nregion = x\n`;
   const r = await redactText(text);
-  assert.equal(r.text, `[default]\naws_secret_access_key = "«REDACTED:aws-secret-access-key:${fingerprint(secret).slice(0, 8)}»"\nregion = x\n`);
+  assert.equal(
+    r.text,
+    `[default]\naws_secret_access_key = "«REDACTED:aws-secret-access-key:${fingerprint(secret).slice(0, 8)}»"\nregion = x\n`,
+  );
 });
 
 test('custom marker and multi-line private key keep the remaining lines in place', async () => {
@@ -106,7 +130,10 @@ test('allowlist by fingerprint or pattern suppresses exactly that value', async 
   const b = 'api_key = "Zq81mWc0Lr52Hk7Tn4Vb9Xs3Dp6Fy2Jg"\n';
   const [fa] = await scanText(a);
   assert.ok(fa);
-  assert.deepEqual(await scanText(a, { allowlist: [{ fingerprint: fa.fingerprint.slice(0, 16), reason: 'fixture' }] }), []);
+  assert.deepEqual(
+    await scanText(a, { allowlist: [{ fingerprint: fa.fingerprint.slice(0, 16), reason: 'fixture' }] }),
+    [],
+  );
   assert.equal((await scanText(b, { allowlist: [{ fingerprint: fa.fingerprint, reason: 'fixture' }] })).length, 1);
   assert.deepEqual(await scanText(a, { allowlist: [{ pattern: 'a8f3[a-z0-9]+', reason: 'fixture' }] }), []);
   assert.equal((await scanText(b, { allowlist: [{ pattern: 'a8f3[a-z0-9]+', reason: 'fixture' }] })).length, 1);

@@ -20,7 +20,8 @@ import { mulberry32 } from '../../bench/secrets-corpus.ts';
 const B62 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 // Seeded, so a run can never draw a value that happens to spell a placeholder word.
 const next = mulberry32(0x15f00d);
-const rand = (n: number, alphabet = B62) => Array.from({ length: n }, () => alphabet[Math.floor(next() * alphabet.length)]).join('');
+const rand = (n: number, alphabet = B62) =>
+  Array.from({ length: n }, () => alphabet[Math.floor(next() * alphabet.length)]).join('');
 const password = () => rand(6) + '7' + rand(7) + 'x';
 const valueOf = (text: string, f: { start: number; end: number }) => text.slice(f.start, f.end);
 
@@ -34,9 +35,16 @@ async function assertFound(text: string, secret: string, rule?: string | RegExp)
 }
 
 test('a private key inside a service-account JSON string is found whatever the JSON escaping', async () => {
-  const pem = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  const pem = generateKeyPairSync('rsa', { modulusLength: 2048 })
+    .privateKey.export({ type: 'pkcs8', format: 'pem' })
+    .toString();
   const body = pem.split('\n')[5]!; // one base64 line from the middle of the key
-  const once = JSON.stringify({ type: 'service_account', private_key_id: rand(40, '0123456789abcdef'), private_key: pem, client_email: 'ci@p.iam.gserviceaccount.com' });
+  const once = JSON.stringify({
+    type: 'service_account',
+    private_key_id: rand(40, '0123456789abcdef'),
+    private_key: pem,
+    client_email: 'ci@p.iam.gserviceaccount.com',
+  });
   const forms = {
     'escaped newlines': once,
     'escaped slashes (PHP, Jackson)': once.replace(/\//g, '\\/'),
@@ -50,14 +58,21 @@ test('a private key inside a service-account JSON string is found whatever the J
     assert.equal(key.severity, 'critical');
     assert.match(key.why ?? '', /JSON-escaped/, name);
     const red = await redactText(text, { path: 'sa.json' });
-    assert.ok(!red.text.includes(body.slice(0, 40).replace(/\//g, name.includes('slash') ? '\\/' : '/')), `${name}: key body survived`);
+    assert.ok(
+      !red.text.includes(body.slice(0, 40).replace(/\//g, name.includes('slash') ? '\\/' : '/')),
+      `${name}: key body survived`,
+    );
   }
 });
 
 test('an EC private key (body "MH…") is found although secretlint alone misses it', async () => {
-  const pem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'sec1', format: 'pem' }).toString();
+  const pem = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+    .privateKey.export({ type: 'sec1', format: 'pem' })
+    .toString();
   assert.match(pem, /BEGIN EC PRIVATE KEY-----\nMH/);
-  const base = await secretlintBaseline(pem, 'key.pem', { rules: [{ id: '@secretlint/secretlint-rule-preset-recommend', rule: presetCreator }] } as Parameters<typeof secretlintBaseline>[2]);
+  const base = await secretlintBaseline(pem, 'key.pem', {
+    rules: [{ id: '@secretlint/secretlint-rule-preset-recommend', rule: presetCreator }],
+  } as Parameters<typeof secretlintBaseline>[2]);
   assert.equal(base.length, 0, 'secretlint alone should miss it (if this fails, secretlint fixed it)');
   await assertFound(pem, pem.split('\n')[1]!, 'private-key');
 });
@@ -76,14 +91,20 @@ test('docker config.json auths.*.auth and a base64 Kubernetes dockerconfigjson a
   const ph = JSON.stringify({ auths: { r: { auth: Buffer.from('user:<password>').toString('base64') } } });
   const r = await scanTextExplained(ph);
   assert.deepEqual(r.findings, []);
-  assert.ok(r.suppressed.some((s) => s.rule === 'docker-config-auth' && /placeholder/.test(s.reason)), JSON.stringify(r.suppressed));
+  assert.ok(
+    r.suppressed.some((s) => s.rule === 'docker-config-auth' && /placeholder/.test(s.reason)),
+    JSON.stringify(r.suppressed),
+  );
 });
 
 test('passwords on command lines are found; flags that are not passwords are not', async () => {
   const pw = password();
   const lines: [string, string][] = [
     [`curl -u admin:${pw} https://api.internal/v1`, 'cli-curl-user'],
-    [`curl -sS -X POST \\\n  -H 'Accept: application/json' \\\n  --user "deploy:${pw}" https://api.internal`, 'cli-curl-user'],
+    [
+      `curl -sS -X POST \\\n  -H 'Accept: application/json' \\\n  --user "deploy:${pw}" https://api.internal`,
+      'cli-curl-user',
+    ],
     [`curl -u '${'sk_test_' + rand(24)}:' https://api.stripe.com/v1/charges`, '.*'],
     [`docker login -u ci -p ${pw} registry.example.com`, 'cli-registry-login'],
     [`echo ok && podman login --password=${pw} -u ci quay.io`, 'cli-(?:registry-login|password-flag)'],
@@ -99,9 +120,16 @@ test('passwords on command lines are found; flags that are not passwords are not
     await assertFound(`#!/bin/sh\nset -eu\n${line}\n`, secret, new RegExp(`^(?:${rule})$`));
   }
   const benign = [
-    'docker run -p 8080:80 -u 1000 nginx', 'ssh -p 2222 deploy@host', 'mysql -u root -p app', 'curl -u admin https://x',
-    'curl -u "$API_USER:$API_PASSWORD" https://x', 'sshpass -p "$SSH_PASS" ssh host', 'docker login -u ci --password-stdin r.io',
-    'wget --password="${WGET_PASSWORD}" https://x', 'curl -u user:password https://x', 'curl -u <user:password> https://x',
+    'docker run -p 8080:80 -u 1000 nginx',
+    'ssh -p 2222 deploy@host',
+    'mysql -u root -p app',
+    'curl -u admin https://x',
+    'curl -u "$API_USER:$API_PASSWORD" https://x',
+    'sshpass -p "$SSH_PASS" ssh host',
+    'docker login -u ci --password-stdin r.io',
+    'wget --password="${WGET_PASSWORD}" https://x',
+    'curl -u user:password https://x',
+    'curl -u <user:password> https://x',
   ];
   for (const line of benign) assert.deepEqual(await scanText(`${line}\n`), [], line);
 });
@@ -131,15 +159,25 @@ test('placeholders, references and test dummies are not flagged, and each reject
     ['password: ${{ secrets.DB_PASSWORD }}\n', /GitHub Actions/],
     ['api_key: vault:secret/data/billing#api_key\n', /Vault/],
     ['token: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/billing-token-AbCdEf"\n', /Secrets Manager/],
-    ["withCredentials([usernamePassword(credentialsId: '29f63271-dc2f-4734-8221-5b31b5169bac')]) {}\n", /credentialsId|metadata|not a string literal/],
+    [
+      "withCredentials([usernamePassword(credentialsId: '29f63271-dc2f-4734-8221-5b31b5169bac')]) {}\n",
+      /credentialsId|metadata|not a string literal/,
+    ],
     ['secret_id = "7d9c0b8e-3f4a-4b2c-8d1e-5f6a7b8c9d0e"\n', /names metadata|UUID naming/],
     ['  password: "password123"\n', /test dummy/],
     ['db_password = "testpass"\n', /test dummy/],
   ];
   for (const [text, why] of cases) {
     const r = await scanTextExplained(text, { path: 'test/fixtures/config.yml' });
-    assert.deepEqual(r.findings.map((f) => f.rule), [], text);
-    assert.ok(r.suppressed.some((s) => why.test(s.reason)), `${text.trim()}: ${JSON.stringify(r.suppressed.map((s) => s.reason))}`);
+    assert.deepEqual(
+      r.findings.map((f) => f.rule),
+      [],
+      text,
+    );
+    assert.ok(
+      r.suppressed.some((s) => why.test(s.reason)),
+      `${text.trim()}: ${JSON.stringify(r.suppressed.map((s) => s.reason))}`,
+    );
     for (const s of r.suppressed) assert.match(s.fingerprint, /^[0-9a-f]{32}$/);
   }
 });
@@ -153,7 +191,10 @@ test('every finding says why (rule, context, entropy) and never carries the valu
   for (const f of findings) {
     assert.ok(f.why && f.why.length > 5, f.rule);
     assert.ok(typeof f.entropy === 'number' && f.entropy > 2, f.rule);
-    assert.ok(!JSON.stringify(f).includes(pw) && !JSON.stringify(f).includes(tok.slice(4)), 'value leaked into the finding');
+    assert.ok(
+      !JSON.stringify(f).includes(pw) && !JSON.stringify(f).includes(tok.slice(4)),
+      'value leaked into the finding',
+    );
   }
   assert.match(findings[0]!.why!, /DB_PASSWORD/);
   assert.match(findings[1]!.why!, /-p in a mysql command line/);
@@ -169,7 +210,8 @@ test('the prefilter: anchored runs equal unanchored runs, and a flood of anchors
   for (const s of samples.filter((_, i) => i % 7 === 0)) {
     const anchors = pf.scan(s.text);
     const all = { ...anchors, complete: false, has: () => true, any: () => true };
-    const key = (hs: { rule: string; start: number; end: number }[]) => hs.map((h) => `${h.rule}@${h.start}-${h.end}`).sort();
+    const key = (hs: { rule: string; start: number; end: number }[]) =>
+      hs.map((h) => `${h.rule}@${h.start}-${h.end}`).sort();
     assert.deepEqual(key(ownRules(s.text, { anchors })), key(ownRules(s.text, { anchors: all })), s.id);
   }
 });
@@ -178,7 +220,11 @@ test('the per-rule secretlint gates never change what secretlint reports, on eve
   for (const peer of PEERS) {
     const { samples } = loadPeer(peer);
     for (const s of samples.filter((_, i) => peer !== 'gitleaks' || i % 5 === 0)) {
-      assert.deepEqual(await secretlintHits(s.text, s.path), await secretlintHits(s.text, s.path, { gate: false }), s.id);
+      assert.deepEqual(
+        await secretlintHits(s.text, s.path),
+        await secretlintHits(s.text, s.path, { gate: false }),
+        s.id,
+      );
     }
   }
 });
@@ -187,8 +233,14 @@ test('on every peer corpus (data we did not write): recall >= 0.98 and precision
   for (const peer of PEERS) {
     const { samples, disputes } = loadPeer(peer);
     const sc = await scorePeer(samples, disputes, (s) => scanText(s.text, { path: s.path }));
-    assert.ok(sc.recall >= 0.98, `${peer} recall ${sc.recall.toFixed(3)}; missed e.g. ${sc.missed.slice(0, 5).join(', ')}`);
-    assert.ok(sc.precision >= 0.95, `${peer} precision ${sc.precision.toFixed(3)}; false alarms e.g. ${sc.falseAlarms.slice(0, 5).join(', ')}`);
+    assert.ok(
+      sc.recall >= 0.98,
+      `${peer} recall ${sc.recall.toFixed(3)}; missed e.g. ${sc.missed.slice(0, 5).join(', ')}`,
+    );
+    assert.ok(
+      sc.precision >= 0.95,
+      `${peer} precision ${sc.precision.toFixed(3)}; false alarms e.g. ${sc.falseAlarms.slice(0, 5).join(', ')}`,
+    );
   }
 });
 
@@ -201,11 +253,22 @@ test('airlock secrets scan --json --explain: every finding says why, every suppr
     writeFileSync(join(dir, 'deploy.sh'), `#!/bin/sh\nmysql -u root -p${pw} app\ncurl -u "$USER:$PASS" https://x\n`);
     writeFileSync(join(dir, 'values.yaml'), `password: \${{ secrets.DB_PASSWORD }}\napi_key: <your-api-key>\n`);
     writeFileSync(join(dir, 'app.config'), `<add key="${escape}Password" value="changeme" />\n`);
-    const run = (args: string[]) => spawnSync(process.execPath, [join(ROOT, 'src', 'cli', 'run.ts'), 'secrets', 'scan', ...args, dir], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, NO_COLOR: '1' } });
+    const run = (args: string[]) =>
+      spawnSync(process.execPath, [join(ROOT, 'src', 'cli', 'run.ts'), 'secrets', 'scan', ...args, dir], {
+        encoding: 'utf8',
+        timeout: 60_000,
+        env: { ...process.env, NO_COLOR: '1' },
+      });
     const js = run(['--json', '--explain']);
     assert.equal(js.status, 1, js.stderr);
-    const out = JSON.parse(js.stdout) as { findings: { rule: string; why: string; entropy: number }[]; suppressed: { file: string; line: number; rule: string; reason: string; fingerprint: string }[] };
-    assert.deepEqual(out.findings.map((f) => f.rule), ['cli-mysql-password']);
+    const out = JSON.parse(js.stdout) as {
+      findings: { rule: string; why: string; entropy: number }[];
+      suppressed: { file: string; line: number; rule: string; reason: string; fingerprint: string }[];
+    };
+    assert.deepEqual(
+      out.findings.map((f) => f.rule),
+      ['cli-mysql-password'],
+    );
     assert.match(out.findings[0]!.why, /-p in a mysql command line/);
     assert.ok(out.findings[0]!.entropy > 2);
     const reasons = out.suppressed.map((s) => s.reason).join('\n');
@@ -221,5 +284,7 @@ test('airlock secrets scan --json --explain: every finding says why, every suppr
     assert.match(human.stdout, /not a secret/);
     assert.match(human.stdout, /-p in a mysql command line/);
     assert.ok(!human.stdout.includes(pw) && !human.stdout.includes('\x1b'));
-  } finally { rmSync(dir, { recursive: true, force: true }); }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

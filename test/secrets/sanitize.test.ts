@@ -1,6 +1,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AuditStore } from '../../src/audit/index.ts';
@@ -12,7 +24,8 @@ const GH = 'gh' + 'p_' + 'Ab3De5Gh7Jk9Lm1Np3Qr5St7Uv9Wx1Yz3Ab5C';
 const AWS_ID = 'AK' + 'IA' + 'Q3EGRKZ7XHP5WN2B';
 const DB_PW = 'Xq7Lr92Kd0Pz5Tw4';
 const NPM = 'np' + 'm_' + 'aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5';
-const EC_KEY = '-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBkg4LVWM9nuwNSk3yByxZpYRTBnVJk5oQ0JgWqPbNnloAoGCCqGSM49\nAwEHoUQDQgAEQYs6yQ6vXjG8ZRbWhZpJ0Lg0kxIxkJlG1KFKvJeFJx+Pw2vXq3xQ\nrM4nYJGkV7hG1JvH0c8nG3hGqQ==\n-----END EC PRIVATE KEY-----\n';
+const EC_KEY =
+  '-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBkg4LVWM9nuwNSk3yByxZpYRTBnVJk5oQ0JgWqPbNnloAoGCCqGSM49\nAwEHoUQDQgAEQYs6yQ6vXjG8ZRbWhZpJ0Lg0kxIxkJlG1KFKvJeFJx+Pw2vXq3xQ\nrM4nYJGkV7hG1JvH0c8nG3hGqQ==\n-----END EC PRIVATE KEY-----\n';
 
 function policy(over: Partial<SecretsPolicy['workspace']> = {}): SecretsPolicy {
   const p = defaultPolicy().secrets;
@@ -30,13 +43,20 @@ function tree(): { root: string; ws: string; outside: string } {
   writeFileSync(join(ws, '.env'), `GITHUB_TOKEN=${GH}\n`);
   writeFileSync(join(ws, '.env.example'), `GITHUB_TOKEN=your_token_here\nAWS_ACCESS_KEY_ID=${AWS_ID}\n`);
   writeFileSync(join(ws, 'id_rsa'), 'not even a key\n');
-  writeFileSync(join(ws, 'config', 'app.yaml'), `name: billing\ndatabase: postgres://app:${DB_PW}@db.internal:5432/app\nreplicas: 3\naws_key: ${AWS_ID}\n`, { mode: 0o640 });
+  writeFileSync(
+    join(ws, 'config', 'app.yaml'),
+    `name: billing\ndatabase: postgres://app:${DB_PW}@db.internal:5432/app\nreplicas: 3\naws_key: ${AWS_ID}\n`,
+    { mode: 0o640 },
+  );
   writeFileSync(join(ws, 'src', 'index.ts'), 'export const x = 1;\n');
   writeFileSync(join(ws, 'src', 'signing.txt'), EC_KEY);
   writeFileSync(join(ws, '.npmrc'), `//registry.npmjs.org/:_authToken=${NPM}\n`);
   mkdirSync(join(ws, 'pkg'));
   writeFileSync(join(ws, 'pkg', '.npmrc'), 'save-exact=true\n');
-  writeFileSync(join(ws, '.git', 'config'), `[remote "origin"]\n\turl = https://x-access-token:${GH}@github.com/acme/app.git\n`);
+  writeFileSync(
+    join(ws, '.git', 'config'),
+    `[remote "origin"]\n\turl = https://x-access-token:${GH}@github.com/acme/app.git\n`,
+  );
   writeFileSync(join(ws, 'blob.bin'), Buffer.concat([Buffer.from([0, 1, 2, 0]), Buffer.from(`key=${AWS_ID}`)]));
   // symlink tricks: a link to /etc/passwd, a link to a secret outside, a link named like a key file
   writeFileSync(join(outside, 'secret.txt'), `token: ${GH}\n`);
@@ -91,22 +111,35 @@ test('sanitizeTree hides key files, redacts secrets in place, and records withou
     const yamlEvents = red.filter((e) => e.data.file === 'config/app.yaml');
     assert.deepEqual(yamlEvents.map((e) => e.data.line).sort(), [2, 4]);
     assert.ok(yamlEvents.some((e) => e.data.fingerprint === fingerprint(AWS_ID)));
-    for (const e of red) assert.deepEqual(Object.keys(e.data).sort(), ['column', 'file', 'fingerprint', 'line', 'rule']);
-    assert.ok(events.some((e) => e.type === 'secrets.hidden' && e.data.file === '.env' && e.rule === 'secrets.workspace.hide'));
+    for (const e of red)
+      assert.deepEqual(Object.keys(e.data).sort(), ['column', 'file', 'fingerprint', 'line', 'rule']);
+    assert.ok(
+      events.some((e) => e.type === 'secrets.hidden' && e.data.file === '.env' && e.rule === 'secrets.workspace.hide'),
+    );
     assert.ok(events.some((e) => e.type === 'secrets.sanitize'));
     store.close();
-    const bytes = Buffer.concat(['', '-wal', '-shm'].filter((s) => existsSync(dbPath + s)).map((s) => readFileSync(dbPath + s)));
+    const bytes = Buffer.concat(
+      ['', '-wal', '-shm'].filter((s) => existsSync(dbPath + s)).map((s) => readFileSync(dbPath + s)),
+    );
     for (const v of [GH, AWS_ID, DB_PW, NPM, 'MHcCAQEEIBkg4LVWM9nuwNSk3yByxZpYRTBnVJk5']) {
       assert.equal(bytes.indexOf(Buffer.from(v)), -1, `value ${v.slice(0, 4)}… found in the audit db`);
     }
   } finally {
-    try { store.close(); } catch { /* closed */ }
+    try {
+      store.close();
+    } catch {
+      /* closed */
+    }
     rmSync(root, { recursive: true, force: true });
   }
 });
 
 function isLink(p: string): boolean {
-  try { return lstatSync(p).isSymbolicLink(); } catch { return false; }
+  try {
+    return lstatSync(p).isSymbolicLink();
+  } catch {
+    return false;
+  }
 }
 
 test('hide mode removes every file with a secret; off mode changes nothing', async () => {
@@ -118,14 +151,18 @@ test('hide mode removes every file with a secret; off mode changes nothing', asy
     assert.ok(!existsSync(join(a.ws, 'config', 'app.yaml')));
     assert.equal(res.redacted.length, 0);
     assert.ok(!JSON.stringify(events).includes(DB_PW));
-  } finally { rmSync(a.root, { recursive: true, force: true }); }
+  } finally {
+    rmSync(a.root, { recursive: true, force: true });
+  }
   const b = tree();
   try {
     const res = await sanitizeTree(b.ws, policy({ mode: 'off' }), () => {});
     assert.deepEqual(res, { hidden: [], redacted: [] });
     assert.ok(readFileSync(join(b.ws, 'config', 'app.yaml'), 'utf8').includes(DB_PW));
     assert.ok(existsSync(join(b.ws, '.env')));
-  } finally { rmSync(b.root, { recursive: true, force: true }); }
+  } finally {
+    rmSync(b.root, { recursive: true, force: true });
+  }
 });
 
 test('a file too large to scan is hidden (fail closed) and recorded', async () => {
@@ -137,8 +174,15 @@ test('a file too large to scan is hidden (fail closed) and recorded', async () =
     const res = await sanitizeTree(root, policy({ maxFileKB: 2 }), (e) => events.push(e));
     assert.deepEqual(res.hidden, ['dump.sql']);
     assert.ok(existsSync(join(root, 'small.txt')));
-    assert.ok(events.some((e) => e.type === 'secrets.hidden' && e.rule === 'secrets.workspace.maxFileKB' && e.data?.reason === 'too-large'));
-  } finally { rmSync(root, { recursive: true, force: true }); }
+    assert.ok(
+      events.some(
+        (e) =>
+          e.type === 'secrets.hidden' && e.rule === 'secrets.workspace.maxFileKB' && e.data?.reason === 'too-large',
+      ),
+    );
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });
 
 test('repo policy hide globs add to the defaults', async () => {
@@ -148,23 +192,63 @@ test('repo policy hide globs add to the defaults', async () => {
     writeFileSync(join(root, 'vault', 'notes.txt'), 'nothing secret\n');
     writeFileSync(join(root, 'keep.txt'), 'nothing secret\n');
     const p = policy();
-    const res = await sanitizeTree(root, { ...p, workspace: { ...p.workspace, hide: [...p.workspace.hide, 'vault/*'] } }, () => {});
+    const res = await sanitizeTree(
+      root,
+      { ...p, workspace: { ...p.workspace, hide: [...p.workspace.hide, 'vault/*'] } },
+      () => {},
+    );
     assert.deepEqual(res.hidden, ['vault/notes.txt']);
-  } finally { rmSync(root, { recursive: true, force: true }); }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });
 
 test('hide and binaryPaths globs, compiled once per run, decide exactly as path.matchesGlob did', async () => {
   const { compileGlob } = await import('../../src/secrets/sanitize.ts');
   const { matchesGlob, basename } = await import('node:path');
-  const before = (rel: string, glob: string) => { // the per-file check this replaced
+  const before = (rel: string, glob: string) => {
+    // the per-file check this replaced
     const g = glob.toLowerCase();
     if (g.includes('/')) return matchesGlob(rel.toLowerCase(), g) || matchesGlob(rel.toLowerCase(), `**/${g}`);
     const name = basename(rel).toLowerCase();
     return matchesGlob(name, g) || (name.startsWith('.') && matchesGlob(name.slice(1), g));
   };
-  const globs = [...policy().workspace.hide, 'vendor/**/*.node', 'build/Release/*', '*.{pem,key}', '[!a]*.bin', 'a?c.txt', '**/secrets/**', '#x', '!neg'];
-  const paths = ['.env', '.ENV', 'config/.env.local', 'id_rsa', 'deep/dir/id_ed25519', 'server.PEM', 'a/b/c.key', 'vendor/x/y/addon.node', 'build/Release/a.node',
-    'x/build/Release/b.node', 'z.bin', 'a.bin', 'abc.txt', 'a/b/secrets/c', 'secrets', '#x', '!neg', 'neg', '.npmrc', 'credentials.json', 'src/main.ts', 'é/ü.pem', '.ssh/id_rsa'];
+  const globs = [
+    ...policy().workspace.hide,
+    'vendor/**/*.node',
+    'build/Release/*',
+    '*.{pem,key}',
+    '[!a]*.bin',
+    'a?c.txt',
+    '**/secrets/**',
+    '#x',
+    '!neg',
+  ];
+  const paths = [
+    '.env',
+    '.ENV',
+    'config/.env.local',
+    'id_rsa',
+    'deep/dir/id_ed25519',
+    'server.PEM',
+    'a/b/c.key',
+    'vendor/x/y/addon.node',
+    'build/Release/a.node',
+    'x/build/Release/b.node',
+    'z.bin',
+    'a.bin',
+    'abc.txt',
+    'a/b/secrets/c',
+    'secrets',
+    '#x',
+    '!neg',
+    'neg',
+    '.npmrc',
+    'credentials.json',
+    'src/main.ts',
+    'é/ü.pem',
+    '.ssh/id_rsa',
+  ];
   for (const g of globs) {
     const c = compileGlob(g);
     for (const p of paths) assert.equal(c.test(p), before(p, g), `${g} vs ${p}`);
@@ -186,7 +270,9 @@ test('scan verdicts cached by blob id are dropped when any engine source changes
       assert.notEqual(engineTag(copy), before, `a change to ${f} must start a new verdict cache`);
       writeFileSync(join(copy, f), text);
     }
-  } finally { rmSync(copy, { recursive: true, force: true }); }
+  } finally {
+    rmSync(copy, { recursive: true, force: true });
+  }
 });
 
 test('printable runs of a binary, found by looking ahead, are exactly the runs the regex finds', async () => {
@@ -198,7 +284,12 @@ test('printable runs of a binary, found by looking ahead, are exactly the runs t
     const n = Math.floor(next() * 300);
     const printable = next(); // from mostly binary to mostly text
     const b = Buffer.alloc(n);
-    for (let i = 0; i < n; i++) b[i] = next() < printable ? 0x21 + Math.floor(next() * 94) : bytes[Math.floor(next() * bytes.length)]!;
-    assert.equal(printableRunsOf(b), printableRuns(b.toString('latin1')), `buffer ${k}: ${b.toString('hex').slice(0, 80)}`);
+    for (let i = 0; i < n; i++)
+      b[i] = next() < printable ? 0x21 + Math.floor(next() * 94) : bytes[Math.floor(next() * bytes.length)]!;
+    assert.equal(
+      printableRunsOf(b),
+      printableRuns(b.toString('latin1')),
+      `buffer ${k}: ${b.toString('hex').slice(0, 80)}`,
+    );
   }
 });

@@ -10,19 +10,30 @@ import { spawnSync } from 'node:child_process';
 import { AuditStore, verifyChain } from '../../src/audit/index.ts';
 import { airlock, makeRepo, tmp, cleanup } from '../helpers.ts';
 
-let home: string; let repo: string;
+let home: string;
+let repo: string;
 
 function eventCount(): number {
   const s = new AuditStore(join(home, 'audit.db'));
-  try { return s.count(); } finally { s.close(); }
+  try {
+    return s.count();
+  } finally {
+    s.close();
+  }
 }
 
 describe('airlock CLI', () => {
-  before(() => { home = tmp('airlock-home-'); repo = makeRepo({ 'a.txt': 'a\n' }); });
+  before(() => {
+    home = tmp('airlock-home-');
+    repo = makeRepo({ 'a.txt': 'a\n' });
+  });
   after(() => cleanup(home, repo));
 
   it('run passes output and exit status through and prints the session id on stderr', () => {
-    const r = airlock(['run', '--', 'sh', '-c', 'echo out; echo err >&2; echo more >> a.txt; exit 7'], { cwd: repo, home });
+    const r = airlock(['run', '--', 'sh', '-c', 'echo out; echo err >&2; echo more >> a.txt; exit 7'], {
+      cwd: repo,
+      home,
+    });
     assert.equal(r.status, 7, r.stderr);
     assert.equal(r.stdout, 'out\n');
     assert.match(r.stderr, /err\n/);
@@ -34,7 +45,14 @@ describe('airlock CLI', () => {
   it('lists sessions with counts, as a table and as JSON', () => {
     const j = airlock(['sessions', '--json'], { home });
     assert.equal(j.status, 0, j.stderr);
-    const rows = JSON.parse(j.stdout) as { id: string; status: number; events: number; commits: number; dirty: boolean; baseCommit: string }[];
+    const rows = JSON.parse(j.stdout) as {
+      id: string;
+      status: number;
+      events: number;
+      commits: number;
+      dirty: boolean;
+      baseCommit: string;
+    }[];
     assert.ok(rows.length >= 2);
     assert.equal(rows[0]!.status, 7);
     assert.ok(rows[0]!.events > 3);
@@ -49,7 +67,10 @@ describe('airlock CLI', () => {
     const st = airlock(['session', 'start', '--json', '--repo', repo], { home });
     assert.equal(st.status, 0, st.stderr);
     const id = JSON.parse(st.stdout).id as string;
-    const e1 = airlock(['exec', id, '--', 'sh', '-c', 'cat > note.txt; wc -c < note.txt; exit 3'], { home, input: 'hello\n' });
+    const e1 = airlock(['exec', id, '--', 'sh', '-c', 'cat > note.txt; wc -c < note.txt; exit 3'], {
+      home,
+      input: 'hello\n',
+    });
     assert.equal(e1.status, 3, e1.stderr);
     assert.equal(e1.stdout.trim(), '6');
     const e2 = airlock(['exec', id, '--', 'cat', 'note.txt'], { home });
@@ -77,12 +98,27 @@ describe('airlock CLI', () => {
     const notGit = tmp('airlock-notgit-');
     mkdirSync(join(notGit, 'x'));
     const cases: { args: string[]; cwd?: string; code: number; msg: RegExp }[] = [
-      { args: ['run', '--policy', badPolicy, '--', 'true'], cwd: repo, code: 65, msg: /bad\.yaml:3:5: sandbox\.limits\.memoryMB: .*expected number/ },
-      { args: ['run', '--policy', unknown, '--', 'true'], cwd: repo, code: 65, msg: /unknown\.yaml:2:3: sandbox\.limitz: .*unknown key/ },
+      {
+        args: ['run', '--policy', badPolicy, '--', 'true'],
+        cwd: repo,
+        code: 65,
+        msg: /bad\.yaml:3:5: sandbox\.limits\.memoryMB: .*expected number/,
+      },
+      {
+        args: ['run', '--policy', unknown, '--', 'true'],
+        cwd: repo,
+        code: 65,
+        msg: /unknown\.yaml:2:3: sandbox\.limitz: .*unknown key/,
+      },
       { args: ['policy', 'check', broken], code: 65, msg: /broken\.yaml:\d+:\d+: .*YAML syntax/ },
       { args: ['run', '--repo', join(home, 'missing'), '--', 'true'], code: 66, msg: /repository not found/ },
       { args: ['run', '--repo', notGit, '--', 'true'], code: 67, msg: /not a git repository/ },
-      { args: ['run', '--base', 'no-such-branch', '--', 'true'], cwd: repo, code: 68, msg: /base ref does not exist: no-such-branch/ },
+      {
+        args: ['run', '--base', 'no-such-branch', '--', 'true'],
+        cwd: repo,
+        code: 68,
+        msg: /base ref does not exist: no-such-branch/,
+      },
       { args: ['run', '--', 'definitely-not-an-agent'], cwd: repo, code: 127, msg: /command not found in the sandbox/ },
       { args: ['session', 'stop', 'ses-000000000000'], code: 66, msg: /no such session/ },
       { args: ['run'], cwd: repo, code: 64, msg: /missing required argument/ },
@@ -103,7 +139,14 @@ describe('airlock CLI', () => {
     const id = JSON.parse(st.stdout).id as string;
     const marker = `sleep-${id}`;
     // a long-running agent command, started through the supervisor
-    const bg = spawnSync('bash', ['-c', `AIRLOCK_HOME=${home} NO_COLOR=1 timeout 5 ${join(process.cwd(), 'bin', 'airlock')} exec ${id} -- bash -c 'exec -a ${marker} sleep 300' & sleep 1.5; pgrep -f ${marker} | head -1`], { encoding: 'utf8' });
+    const bg = spawnSync(
+      'bash',
+      [
+        '-c',
+        `AIRLOCK_HOME=${home} NO_COLOR=1 timeout 5 ${join(process.cwd(), 'bin', 'airlock')} exec ${id} -- bash -c 'exec -a ${marker} sleep 300' & sleep 1.5; pgrep -f ${marker} | head -1`,
+      ],
+      { encoding: 'utf8' },
+    );
     assert.match(bg.stdout, /\d+/, 'agent process was running');
     const sessions = JSON.parse(airlock(['sessions', '--json'], { home }).stdout) as { id: string }[];
     assert.ok(sessions.some((s) => s.id === id));

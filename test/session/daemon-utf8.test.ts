@@ -7,7 +7,8 @@ import { airlock, makeRepo, tmp, cleanup } from '../helpers.ts';
 
 describe('session daemon framing', () => {
   it('keeps multi-byte characters whole across reads, in output and in the command line', () => {
-    const home = tmp('airlock-home-'); const repo = makeRepo();
+    const home = tmp('airlock-home-');
+    const repo = makeRepo();
     try {
       const id = JSON.parse(airlock(['session', 'start', '--json', '--repo', repo], { home }).stdout).id as string;
       // 100,000 lines of "é\n" (3 bytes each): pipe reads of 64 KiB split an é in two
@@ -18,6 +19,8 @@ describe('session daemon framing', () => {
       assert.equal(lines.filter((l) => l === 'é').length, 100_000);
       assert.ok(r.stdout.includes('ünïcødé ✓'));
       airlock(['session', 'stop', id], { home });
-    } finally { cleanup(home, repo); }
+    } finally {
+      cleanup(home, repo);
+    }
   });
 });

@@ -12,7 +12,8 @@ import { spawnSync } from 'node:child_process';
 import { AuditStore, verifyChain } from '../../src/audit/index.ts';
 import { BIN, makeRepo, tmp, cleanup } from '../helpers.ts';
 
-let out: string; let repo: string;
+let out: string;
+let repo: string;
 const ITERATIONS = 20000;
 
 /** Runs a shell script in a new mount namespace whose $H is a fresh tmpfs of `sizeMb`. */
@@ -21,21 +22,45 @@ function inMountNamespace(sizeMb: number, script: string): { status: number | nu
   mkdirSync(h, { recursive: true });
   const full = `set -u\nmount -t tmpfs -o size=${sizeMb}m,mode=0700 tmpfs "$H" || exit 90\n${script}\numount -l "$H"\n`;
   const r = spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c', full], {
-    env: { ...process.env, H: h, OUT: out, REPO: repo, AIRLOCK: BIN, NODE: process.execPath, AIRLOCK_HOME: h, NO_COLOR: '1' },
-    encoding: 'utf8', timeout: 300_000,
+    env: {
+      ...process.env,
+      H: h,
+      OUT: out,
+      REPO: repo,
+      AIRLOCK: BIN,
+      NODE: process.execPath,
+      AIRLOCK_HOME: h,
+      NO_COLOR: '1',
+    },
+    encoding: 'utf8',
+    timeout: 300_000,
   });
   return { status: r.status, stderr: r.stderr };
 }
 const read = (f: string) => readFileSync(join(out, f), 'utf8');
 
 describe('a full disk under AIRLOCK_HOME', () => {
-  before(() => { out = tmp('airlock-fulldisk-'); repo = makeRepo({ 'a.txt': 'a\n' }); });
-  after(() => { if (!process.env.AIRLOCK_KEEP_TEST_DIRS) cleanup(out, repo); });
+  before(() => {
+    out = tmp('airlock-fulldisk-');
+    repo = makeRepo({ 'a.txt': 'a\n' });
+  });
+  after(() => {
+    if (!process.env.AIRLOCK_KEEP_TEST_DIRS) cleanup(out, repo);
+  });
 
   it('SQLite out of space: append reports the real error (exit 74), not "cannot rollback", and keeps what was recorded', () => {
-    const r = inMountNamespace(4, `"$NODE" ${join(import.meta.dirname, 'fixtures', 'store-full.ts')} "$H" > "$OUT/store.json" 2> "$OUT/store.err"`);
+    const r = inMountNamespace(
+      4,
+      `"$NODE" ${join(import.meta.dirname, 'fixtures', 'store-full.ts')} "$H" > "$OUT/store.json" 2> "$OUT/store.err"`,
+    );
     assert.equal(r.status, 0, r.stderr + read('store.err'));
-    const res = JSON.parse(read('store.json')) as { threw: boolean; kind: string; exitCode: number; message: string; count: number };
+    const res = JSON.parse(read('store.json')) as {
+      threw: boolean;
+      kind: string;
+      exitCode: number;
+      message: string;
+      count: number;
+    };
     assert.equal(res.threw, true);
     assert.doesNotMatch(res.message, /cannot rollback/);
     assert.equal(res.kind, 'CANNOT_RECORD');
@@ -94,10 +119,16 @@ mkdir -p "$OUT/db" && cp "$H"/audit.db* "$OUT/db/"
       assert.equal(failed.rule, 'builtin.telemetry-required');
       const stop = events.find((e) => e.type === 'session.stop' || e.type === 'session.aborted');
       assert.ok(stop && stop.seq > failed.seq, 'recorded before the session ended');
-      const execs = new Set(events.filter((e) => e.type === 'process.exec' && (e.data.argv as string[])[0] === '/bin/true').map((e) => (e.data.argv as string[])[1]));
+      const execs = new Set(
+        events
+          .filter((e) => e.type === 'process.exec' && (e.data.argv as string[])[0] === '/bin/true')
+          .map((e) => (e.data.argv as string[])[1]),
+      );
       // every iteration the agent completed (it printed its number after /bin/true ran) is recorded
       for (let i = 0; i < lines; i++) assert.ok(execs.has(`n${i}`), `exec n${i} of ${lines} recorded`);
-    } finally { store.close(); }
+    } finally {
+      store.close();
+    }
     assert.equal(verifyChain(join(out, 'db', 'audit.db')).ok, true);
   });
 });

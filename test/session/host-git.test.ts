@@ -60,7 +60,10 @@ cd /workspace && echo dirty > dirty.txt
     assert.deepEqual(readdirSync(markers), [], 'agent-planted code ran on the host');
     // The host checkout is untouched: no hooks, no config change, no new files.
     assert.equal(existsSync(join(repo, '.git', 'hooks', 'post-commit')), false);
-    assert.doesNotMatch(spawnSync('git', ['config', '--list', '--local'], { cwd: repo, encoding: 'utf8' }).stdout, /evil|fsmonitor|hooksPath/);
+    assert.doesNotMatch(
+      spawnSync('git', ['config', '--list', '--local'], { cwd: repo, encoding: 'utf8' }).stdout,
+      /evil|fsmonitor|hooksPath/,
+    );
     assert.equal(spawnSync('git', ['status', '--porcelain'], { cwd: repo, encoding: 'utf8' }).stdout, '');
     cleanup(home, repo, markers);
   });

@@ -17,11 +17,16 @@ const TOKEN = 'ghp_' + 'Zq8Wx2Ec4Rv6Tb8Yn0Um2Ik4Ol6Pa8Sd0Fg1';
 const SECRET_CHECK = 'if grep -q Zq8Wx2Ec4Rv6 config.js; then echo SECRET-PRESENT; else echo SECRET-ABSENT; fi';
 const FIXTURE = join(import.meta.dirname, 'fixtures', 'open-via.ts');
 
-let home: string; let repo: string;
+let home: string;
+let repo: string;
 
 function events(session: string): AuditEvent[] {
   const st = new AuditStore(join(home, 'audit.db'));
-  try { return st.query({ session }); } finally { st.close(); }
+  try {
+    return st.query({ session });
+  } finally {
+    st.close();
+  }
 }
 
 /** Every layer ran: recorded on at start, none left out, detection fired, a checkpoint closed it. */
@@ -35,11 +40,20 @@ function assertLayersMet(session: string, o: { commandDenied: boolean }): void {
   assert.ok(types.has('secrets.redacted'), `secrets layer: ${[...types].join(',')}`);
   const findings = ev.filter((e) => e.type === 'detect.finding').map((e) => e.rule);
   assert.ok(findings.includes('detect.netcat-like'), `detection layer fired: ${findings.join(',') || 'no finding'}`);
-  if (o.commandDenied) assert.ok(ev.some((e) => e.type === 'command.denied' && e.rule === 'commands.git-push'), 'commands layer denied git push');
+  if (o.commandDenied)
+    assert.ok(
+      ev.some((e) => e.type === 'command.denied' && e.rule === 'commands.git-push'),
+      'commands layer denied git push',
+    );
   const st = new AuditStore(join(home, 'audit.db'));
   try {
-    assert.ok(st.query({ type: 'audit.checkpoint' }).some((e) => String(e.data.reason) === `session ${session} end`), 'telemetry layer signed the end checkpoint');
-  } finally { st.close(); }
+    assert.ok(
+      st.query({ type: 'audit.checkpoint' }).some((e) => String(e.data.reason) === `session ${session} end`),
+      'telemetry layer signed the end checkpoint',
+    );
+  } finally {
+    st.close();
+  }
 }
 
 describe('every entry point meets every layer', () => {
@@ -68,15 +82,25 @@ describe('every entry point meets every layer', () => {
       assert.match(push.stderr, /denied by commands\.git-push/);
       assert.match(airlock(['exec', id, '--', 'sh', '-c', SECRET_CHECK], { home }).stdout, /SECRET-ABSENT/);
       assert.equal(airlock(['exec', id, '--', 'socat', '-V'], { home }).status, 0);
-    } finally { airlock(['session', 'stop', id], { home }); }
+    } finally {
+      airlock(['session', 'stop', id], { home });
+    }
     assertLayersMet(id, { commandDenied: true });
   });
 
   for (const via of ['sdk', 'session', 'mcp']) {
     it(`${via === 'sdk' ? 'SDK openSession (src/index.ts)' : via === 'session' ? 'Session.open imported from src/session/index.ts alone' : 'MCP server (createAirlockMcpServer)'}`, () => {
-      const r = spawnSync(process.execPath, [FIXTURE, via, repo], { encoding: 'utf8', timeout: 180_000, env: { ...process.env, AIRLOCK_HOME: home } });
+      const r = spawnSync(process.execPath, [FIXTURE, via, repo], {
+        encoding: 'utf8',
+        timeout: 180_000,
+        env: { ...process.env, AIRLOCK_HOME: home },
+      });
       assert.equal(r.status, 0, r.stderr);
-      const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { session: string; denied: string; secret: string };
+      const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as {
+        session: string;
+        denied: string;
+        secret: string;
+      };
       assert.match(out.denied, /denied by commands\.git-push/);
       assert.match(out.secret, /SECRET-ABSENT/);
       assertLayersMet(out.session, { commandDenied: true });
@@ -84,18 +108,30 @@ describe('every entry point meets every layer', () => {
   }
 
   it('leaving a layer out takes an explicit null and is recorded; an unknown layer name is refused', async () => {
-    await assert.rejects(Session.open({ repo, home, layers: { comands: null } as never }), /unknown session layer\(s\): comands/);
+    await assert.rejects(
+      Session.open({ repo, home, layers: { comands: null } as never }),
+      /unknown session layer\(s\): comands/,
+    );
     const s = await Session.open({ repo, home, layers: { commands: null } });
     let out: { status: number; stdout: string };
     try {
       out = await s.run(['sh', '-c', 'echo not-checked; git push origin main 2>/dev/null; true']);
       await assert.doesNotReject(s.run(['git', 'push', 'origin', 'main']).then(() => undefined));
-    } finally { await s.stop('test done'); }
+    } finally {
+      await s.stop('test done');
+    }
     assert.match(out.stdout, /not-checked/);
     const ev = events(s.id);
     const off = ev.filter((e) => e.type === 'session.layer_disabled');
-    assert.deepEqual(off.map((e) => [e.data.layer, e.severity, e.rule]), [['commands', 'high', 'builtin.session.layers']]);
-    assert.equal(ev.find((e) => e.type === 'session.start')!.data.layers && (ev.find((e) => e.type === 'session.start')!.data.layers as Record<string, string>).commands, 'off');
+    assert.deepEqual(
+      off.map((e) => [e.data.layer, e.severity, e.rule]),
+      [['commands', 'high', 'builtin.session.layers']],
+    );
+    assert.equal(
+      ev.find((e) => e.type === 'session.start')!.data.layers &&
+        (ev.find((e) => e.type === 'session.start')!.data.layers as Record<string, string>).commands,
+      'off',
+    );
     assert.ok(!ev.some((e) => e.type === 'command.denied'));
   });
 });

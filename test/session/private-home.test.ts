@@ -24,19 +24,27 @@ function notPrivate(root: string): string[] {
 
 test('a session leaves AIRLOCK_HOME private even when it existed 0755 with a 0644 audit.db', () => {
   const home = tmp('airlock-home-');
-  const repo = makeRepo({ 'README.md': '# demo\n', '.env': 'GITHUB_TOKEN=ghp_' + 'Ab3De5Gh7Jk9Lm1Np3Qr5St7Uv9Wx1Yz3Ab5C\n' });
+  const repo = makeRepo({
+    'README.md': '# demo\n',
+    '.env': 'GITHUB_TOKEN=ghp_' + 'Ab3De5Gh7Jk9Lm1Np3Qr5St7Uv9Wx1Yz3Ab5C\n',
+  });
   try {
     chmodSync(home, 0o755);
     for (const d of ['keys', 'cache', 'sessions']) mkdirSync(join(home, d), { mode: 0o755 });
     chmodSync(join(home, 'keys'), 0o755);
     writeFileSync(join(home, 'audit.db'), '', { mode: 0o644 }); // an empty file is a valid new SQLite database
     chmodSync(join(home, 'audit.db'), 0o644);
-    const r = airlock(['run', '--', 'sh', '-c', 'echo change > new.txt && git add new.txt && git commit -qm change'], { home, cwd: repo });
+    const r = airlock(['run', '--', 'sh', '-c', 'echo change > new.txt && git add new.txt && git commit -qm change'], {
+      home,
+      cwd: repo,
+    });
     assert.equal(r.status, 0, r.stderr);
     const v = airlock(['audit', 'verify'], { home });
     assert.equal(v.status, 0, v.stdout + v.stderr);
     const seen = readdirSync(home);
     for (const f of ['audit.db', 'keys', 'cache', 'sessions']) assert.ok(seen.includes(f), `${f} in ${seen.join(',')}`);
     assert.deepEqual(notPrivate(home), []);
-  } finally { cleanup(home, repo); }
+  } finally {
+    cleanup(home, repo);
+  }
 });

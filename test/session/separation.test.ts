@@ -8,7 +8,8 @@ import { airlock, makeRepo, tmp, cleanup } from '../helpers.ts';
 
 describe('separation of duties', () => {
   it('the starter approving under their git email does not satisfy review; another person does', () => {
-    const home = tmp('airlock-home-'); const repo = makeRepo({ 'a.txt': 'a\n' });
+    const home = tmp('airlock-home-');
+    const repo = makeRepo({ 'a.txt': 'a\n' });
     const gitconfig = join(home, 'gitconfig');
     writeFileSync(gitconfig, '[user]\n\temail = alice@example.com\n\tname = Alice\n');
     const env = { GIT_CONFIG_GLOBAL: gitconfig };
@@ -17,7 +18,10 @@ describe('separation of duties', () => {
     const list = JSON.parse(airlock(['review', 'list', '--json'], { home, env }).stdout) as { id: number }[];
     const id = String(list[0]!.id);
     assert.equal(airlock(['review', 'approve', id, '--as', 'alice@example.com'], { home, env }).status, 0);
-    const show = JSON.parse(airlock(['review', 'show', id, '--json'], { home, env }).stdout) as { state: string; missing: string[] };
+    const show = JSON.parse(airlock(['review', 'show', id, '--json'], { home, env }).stdout) as {
+      state: string;
+      missing: string[];
+    };
     assert.equal(show.state, 'pending');
     assert.match(show.missing.join('\n'), /separation of duties/);
     assert.equal(airlock(['review', 'approve', id, '--as', 'bob@example.com'], { home, env }).status, 0);

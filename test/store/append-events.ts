@@ -10,7 +10,9 @@ const count = Number(countText);
 const store = new AuditStore(join(process.env.AIRLOCK_HOME!, 'audit.db'));
 for (let i = 0, group = 0; i < count; group++) {
   const n = Math.min(1 + (group % 7), count - i);
-  store.appendMany(Array.from({ length: n }, (_, k) => ({ type: 'process.exec', session, data: { argv: ['make', `step-${i + k}`] } })));
+  store.appendMany(
+    Array.from({ length: n }, (_, k) => ({ type: 'process.exec', session, data: { argv: ['make', `step-${i + k}`] } })),
+  );
   i += n;
   if (group % 100 === 99) checkpoint(store, 'test');
   await sleep(group % 10 === 0 ? 5 : 0);

@@ -18,7 +18,10 @@ before(async () => {
   cluster = await sharedStoreCluster();
   hosts = await twoHosts(cluster);
   ({ a, b, remote } = hosts);
-  for (const [h, s] of [[a, 's-a1'], [b, 's-b1']] as const) {
+  for (const [h, s] of [
+    [a, 's-a1'],
+    [b, 's-b1'],
+  ] as const) {
     agentSession(h, s, { [`src/${s}.js`]: 'module.exports = 1;\n' });
     const p = await runCli(['propose', s, '--json'], envOf(h));
     assert.equal(p.code, 0, p.stderr);
@@ -26,7 +29,10 @@ before(async () => {
   const ship = airlock(a, ['audit', 'ship']);
   assert.equal(ship.status, 0, `host A ships with only the org policy naming the store: ${ship.stderr}`);
 });
-after(async () => { await hosts?.done(); await cluster?.stop(); });
+after(async () => {
+  await hosts?.done();
+  await cluster?.stop();
+});
 
 function listJson<T>(h: Env, args: string[]): T[] {
   const r = airlock(h, [...args, '--json']);
@@ -36,9 +42,18 @@ function listJson<T>(h: Env, args: string[]): T[] {
 
 const keys = (o: object) => Object.keys(o).sort();
 
-interface Listed { ref: string; host: string; logId: string; thisHost: boolean; session: string; state: string; hash: string | null; id: string | number }
+interface Listed {
+  ref: string;
+  host: string;
+  logId: string;
+  thisHost: boolean;
+  session: string;
+  state: string;
+  hash: string | null;
+  id: string | number;
+}
 
-test('`review list --json` on host B, configured only by the org policy, lists host A\'s proposal in the same shape as its own', () => {
+test("`review list --json` on host B, configured only by the org policy, lists host A's proposal in the same shape as its own", () => {
   const rows = listJson<Listed>(b, ['review', 'list']);
   const mine = rows.find((p) => p.session === 's-b1');
   const theirs = rows.find((p) => p.session === 's-a1');
@@ -48,11 +63,15 @@ test('`review list --json` on host B, configured only by the org policy, lists h
   assert.equal(theirs.thisHost, false);
   assert.match(theirs.ref, /^1@[0-9a-f]{8}$/);
   assert.equal(theirs.state, 'pending');
-  assert.equal(theirs.hash, (a.store.tables.prepare('SELECT hash FROM review_proposals WHERE session = ?').get('s-a1') as { hash: string }).hash);
+  assert.equal(
+    theirs.hash,
+    (a.store.tables.prepare('SELECT hash FROM review_proposals WHERE session = ?').get('s-a1') as { hash: string })
+      .hash,
+  );
   assert.deepEqual(keys(theirs), keys(mine), 'one shape for local and remote entries');
 });
 
-test('`sessions --json` on host B lists host A\'s sessions in the same shape as its own', () => {
+test("`sessions --json` on host B lists host A's sessions in the same shape as its own", () => {
   const rows = listJson<Listed & { id: string }>(b, ['sessions']);
   const mine = rows.find((s) => s.id === 's-b1');
   const theirs = rows.find((s) => s.id === 's-a1');
@@ -63,22 +82,31 @@ test('`sessions --json` on host B lists host A\'s sessions in the same shape as 
   assert.deepEqual(keys(theirs), keys(mine));
 });
 
-test('the SDK\'s workView lists other hosts\' sessions and proposals', async () => {
+test("the SDK's workView lists other hosts' sessions and proposals", async () => {
   const store = new AuditStore(`${b.home}/audit.db`);
   try {
     const view = workView(store, { database: cluster.url('host_writer') });
     assert.ok((await view.sessions()).some((s) => s.id === 's-a1' && !s.thisHost));
     assert.ok((await view.proposals()).some((p) => p.session === 's-a1' && p.ref.startsWith('1@')));
     const alone = workView(store, { orgSetting: null, database: undefined });
-    if (!process.env.AIRLOCK_DATABASE_URL) assert.ok(!(await alone.sessions()).some((s) => s.id === 's-a1'), 'without a shared store: this host alone');
-  } finally { store.close(); }
+    if (!process.env.AIRLOCK_DATABASE_URL)
+      assert.ok(!(await alone.sessions()).some((s) => s.id === 's-a1'), 'without a shared store: this host alone');
+  } finally {
+    store.close();
+  }
 });
 
-interface Event { type: string; data: Record<string, unknown> }
+interface Event {
+  type: string;
+  data: Record<string, unknown>;
+}
 const events = (h: Env, type: string) => h.store.query({ type }) as unknown as Event[];
-const stateOnA = () => listJson<Listed & { approvers: string[] }>(a, ['review', 'list', '--all']).find((p) => p.session === 's-a1' && p.thisHost)!;
+const stateOnA = () =>
+  listJson<Listed & { approvers: string[] }>(a, ['review', 'list', '--all']).find(
+    (p) => p.session === 's-a1' && p.thisHost,
+  )!;
 
-test('a review approval given on host B reaches host A\'s proposal, bound to its hash and under A\'s separation of duties; A then applies it', async () => {
+test("a review approval given on host B reaches host A's proposal, bound to its hash and under A's separation of duties; A then applies it", async () => {
   const ref = listJson<Listed>(b, ['review', 'list']).find((p) => p.session === 's-a1')!.ref;
   const hash = stateOnA().hash!;
 
@@ -86,20 +114,29 @@ test('a review approval given on host B reaches host A\'s proposal, bound to its
   let r = airlock(b, ['review', 'approve', ref, '--as', 'bob@example.com']);
   assert.equal(r.status, 0, r.stderr);
   // a row forged straight into the shared store for content A does not have is refused by A
-  await cluster.sql('INSERT INTO airlock.review_approvals (log_id, proposal_id, hash, by, from_log_id) SELECT log_id, 1, $1, $2, $3 FROM airlock.hosts WHERE log_id LIKE $4',
-    ['0'.repeat(64), 'mallory@example.com', 'forged', `${ref.split('@')[1]}%`], 'host_writer');
+  await cluster.sql(
+    'INSERT INTO airlock.review_approvals (log_id, proposal_id, hash, by, from_log_id) SELECT log_id, 1, $1, $2, $3 FROM airlock.hosts WHERE log_id LIKE $4',
+    ['0'.repeat(64), 'mallory@example.com', 'forged', `${ref.split('@')[1]}%`],
+    'host_writer',
+  );
   assert.equal(airlock(a, ['audit', 'ship']).status, 0);
   let st = stateOnA();
   assert.equal(st.state, 'pending', 'the starter alone does not approve (separation of duties)');
   assert.deepEqual(st.approvers, ['bob@example.com']);
   const refused = events(a, 'review.relay_refused');
-  assert.ok(refused.some((e) => e.data.by === 'mallory@example.com' && /is not the proposal/.test(String(e.data.reason))), JSON.stringify(refused));
+  assert.ok(
+    refused.some((e) => e.data.by === 'mallory@example.com' && /is not the proposal/.test(String(e.data.reason))),
+    JSON.stringify(refused),
+  );
   assert.ok(!st.approvers.includes('mallory@example.com'));
 
   r = airlock(b, ['review', 'approve', ref, '--as', 'carol@example.com']);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /approved proposal 1@[0-9a-f]{8}/);
-  assert.ok(events(b, 'review.approval_sent').some((e) => e.data.by === 'carol@example.com' && e.data.hash === hash), 'audited on the approving host');
+  assert.ok(
+    events(b, 'review.approval_sent').some((e) => e.data.by === 'carol@example.com' && e.data.hash === hash),
+    'audited on the approving host',
+  );
   r = airlock(b, ['review', 'approve', ref, '--as', 'carol@example.com']);
   assert.equal(r.status, 75, 'the same reviewer twice is refused');
 

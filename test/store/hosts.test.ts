@@ -14,19 +14,34 @@ import { type PgCluster, Procs, sharedStoreCluster } from './pg-cluster.ts';
 let cluster: PgCluster;
 const procs = new Procs();
 
-before(async () => { cluster = await sharedStoreCluster(); });
-after(async () => { procs.killAll(); await cluster?.stop(); });
+before(async () => {
+  cluster = await sharedStoreCluster();
+});
+after(async () => {
+  procs.killAll();
+  await cluster?.stop();
+});
 
-const hostEnv = (home: string) => ({ ...process.env, AIRLOCK_HOME: home, AIRLOCK_DATABASE_URL: cluster.url('host_writer') });
+const hostEnv = (home: string) => ({
+  ...process.env,
+  AIRLOCK_HOME: home,
+  AIRLOCK_DATABASE_URL: cluster.url('host_writer'),
+});
 
 async function remoteCount(logId?: string): Promise<number> {
-  const rows = await cluster.sql<{ n: string }>(logId ? 'SELECT count(*) AS n FROM airlock.events WHERE log_id = $1' : 'SELECT count(*) AS n FROM airlock.events', logId ? [logId] : []);
+  const rows = await cluster.sql<{ n: string }>(
+    logId ? 'SELECT count(*) AS n FROM airlock.events WHERE log_id = $1' : 'SELECT count(*) AS n FROM airlock.events',
+    logId ? [logId] : [],
+  );
   return Number(rows[0]!.n);
 }
 
 async function waitFor(what: string, cond: () => Promise<boolean>, ms = 120_000): Promise<void> {
   const end = Date.now() + ms;
-  for (let i = 0; Date.now() < end && i < 10_000; i++) { if (await cond()) return; await sleep(100); }
+  for (let i = 0; Date.now() < end && i < 10_000; i++) {
+    if (await cond()) return;
+    await sleep(100);
+  }
   throw new Error(`timed out waiting for ${what}`);
 }
 
@@ -36,17 +51,28 @@ async function assertShippedExactly(home: string): Promise<void> {
   try {
     const log = store.getKv('audit.logId')!;
     const local = store.rawRows(0, 1_000_000).map((r) => `${r[0]} ${r[1]} ${r[10]}`);
-    const remote = (await cluster.sql<{ r: string }>("SELECT seq || ' ' || id || ' ' || hash AS r FROM airlock.events WHERE log_id = $1 ORDER BY seq", [log])).map((x) => x.r);
+    const remote = (
+      await cluster.sql<{ r: string }>(
+        "SELECT seq || ' ' || id || ' ' || hash AS r FROM airlock.events WHERE log_id = $1 ORDER BY seq",
+        [log],
+      )
+    ).map((x) => x.r);
     assert.equal(remote.length, local.length, `host ${home}: ${remote.length} shipped of ${local.length}`);
     assert.deepEqual(remote, local);
-  } finally { store.close(); }
+  } finally {
+    store.close();
+  }
 }
 
 test('4 hosts × 2 concurrent sessions ship to one PostgreSQL that is stopped and restarted mid-run: nothing lost, nothing twice, all verify', async () => {
   const homes = Array.from({ length: 4 }, () => tmp('airlock-host-'));
   const shippers = homes.map((h) => procs.start(BIN, ['audit', 'ship', '--follow', '--batch', '50'], hostEnv(h)));
   await sleep(300);
-  const sessions = homes.flatMap((h, i) => [0, 1].map((k) => procs.start(process.execPath, [join(ROOT, 'test/store/append-events.ts'), `h${i}-s${k}`, '1500'], hostEnv(h))));
+  const sessions = homes.flatMap((h, i) =>
+    [0, 1].map((k) =>
+      procs.start(process.execPath, [join(ROOT, 'test/store/append-events.ts'), `h${i}-s${k}`, '1500'], hostEnv(h)),
+    ),
+  );
   await waitFor('the first shipped events', async () => (await remoteCount()) > 200);
   await cluster.stopServer();
   await sleep(1500); // the sessions go on appending into their local spools meanwhile
@@ -54,19 +80,40 @@ test('4 hosts × 2 concurrent sessions ship to one PostgreSQL that is stopped an
   for (const s of sessions) assert.equal(await s.done, 0, s.out());
   for (const s of shippers) s.p.kill('SIGTERM');
   for (const s of shippers) assert.equal(await s.done, 0, s.out());
-  assert.ok(shippers.some((s) => /shared store unreachable, events stay spooled/.test(s.out())), 'a shipper saw the outage');
+  assert.ok(
+    shippers.some((s) => /shared store unreachable, events stay spooled/.test(s.out())),
+    'a shipper saw the outage',
+  );
   for (const h of homes) await assertShippedExactly(h);
-  const v = spawnSync(BIN, ['audit', 'verify', '--json'], { env: hostEnv(homes[0]!), encoding: 'utf8', timeout: 120_000 });
+  const v = spawnSync(BIN, ['audit', 'verify', '--json'], {
+    env: hostEnv(homes[0]!),
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
   assert.equal(v.status, 0, v.stdout + v.stderr);
-  const r = JSON.parse(v.stdout) as { ok: boolean; hosts: { events: number; checkpointsChecked: number }[]; global: { size: number } };
+  const r = JSON.parse(v.stdout) as {
+    ok: boolean;
+    hosts: { events: number; checkpointsChecked: number }[];
+    global: { size: number };
+  };
   assert.equal(r.hosts.length, 4);
-  assert.ok(r.hosts.every((h) => h.events >= 3000 && h.checkpointsChecked >= 2), v.stdout);
+  assert.ok(
+    r.hosts.every((h) => h.events >= 3000 && h.checkpointsChecked >= 2),
+    v.stdout,
+  );
 });
 
 test('a shipper killed with SIGKILL mid-batch: the next one resumes where PostgreSQL stands and duplicates nothing', async () => {
   const home = tmp('airlock-host-');
   const store = new AuditStore(join(home, 'audit.db'));
-  for (let i = 0; i < 40; i++) store.appendMany(Array.from({ length: 1000 }, (_, k) => ({ type: 'process.exec', session: 'big', data: { argv: ['x', String(i * 1000 + k)] } })));
+  for (let i = 0; i < 40; i++)
+    store.appendMany(
+      Array.from({ length: 1000 }, (_, k) => ({
+        type: 'process.exec',
+        session: 'big',
+        data: { argv: ['x', String(i * 1000 + k)] },
+      })),
+    );
   checkpoint(store, 'test', { keyDir: join(home, 'keys') });
   const log = store.getKv('audit.logId')!;
   store.close();

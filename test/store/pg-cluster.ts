@@ -12,9 +12,10 @@ const BIN = '/usr/lib/postgresql/15/bin';
 
 function asOwner(cmd: string, args: string[]): string {
   const quoted = [join(BIN, cmd), ...args].map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(' ');
-  const r = process.getuid?.() === 0
-    ? spawnSync('su', ['postgres', '-s', '/bin/sh', '-c', quoted], { encoding: 'utf8', timeout: 60_000 })
-    : spawnSync(join(BIN, cmd), args, { encoding: 'utf8', timeout: 60_000 });
+  const r =
+    process.getuid?.() === 0
+      ? spawnSync('su', ['postgres', '-s', '/bin/sh', '-c', quoted], { encoding: 'utf8', timeout: 60_000 })
+      : spawnSync(join(BIN, cmd), args, { encoding: 'utf8', timeout: 60_000 });
   if (r.status !== 0) throw new Error(`${cmd} failed (${r.status}): ${r.stderr || r.stdout}`);
   return r.stdout;
 }
@@ -51,8 +52,18 @@ export class PgCluster {
   }
 
   async start(): Promise<void> {
-    asOwner('pg_ctl', ['-D', this.data, '-l', join(this.dir, 'log'), '-w', '-t', '60', '-o',
-      `-c listen_addresses= -c unix_socket_directories=${this.dir} -p ${this.port} -c fsync=${this.durable ? 'on' : 'off'} -c max_connections=60`, 'start']);
+    asOwner('pg_ctl', [
+      '-D',
+      this.data,
+      '-l',
+      join(this.dir, 'log'),
+      '-w',
+      '-t',
+      '60',
+      '-o',
+      `-c listen_addresses= -c unix_socket_directories=${this.dir} -p ${this.port} -c fsync=${this.durable ? 'on' : 'off'} -c max_connections=60`,
+      'start',
+    ]);
   }
 
   /** Stops the server (fast: open connections are terminated, as in a real outage). */
@@ -60,21 +71,32 @@ export class PgCluster {
     asOwner('pg_ctl', ['-D', this.data, '-w', '-t', '60', '-m', 'fast', 'stop']);
   }
 
-  async sql<T extends pg.QueryResultRow = pg.QueryResultRow>(text: string, params: unknown[] = [], user = 'postgres'): Promise<T[]> {
+  async sql<T extends pg.QueryResultRow = pg.QueryResultRow>(
+    text: string,
+    params: unknown[] = [],
+    user = 'postgres',
+  ): Promise<T[]> {
     const c = new pg.Client({ connectionString: this.url(user) });
     await c.connect();
-    try { return (await c.query<T>(text, params)).rows; } finally { await c.end(); }
+    try {
+      return (await c.query<T>(text, params)).rows;
+    } finally {
+      await c.end();
+    }
   }
 
   /** Stops the server if it runs and removes the cluster. */
   async stop(): Promise<void> {
     if (existsSync(join(this.data, 'postmaster.pid'))) {
-      try { asOwner('pg_ctl', ['-D', this.data, '-w', '-t', '60', '-m', 'immediate', 'stop']); } catch { /* already stopped */ }
+      try {
+        asOwner('pg_ctl', ['-D', this.data, '-w', '-t', '60', '-m', 'immediate', 'stop']);
+      } catch {
+        /* already stopped */
+      }
     }
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
-
 
 /** A cluster at the latest schema with a login role `host_writer` in airlock_writer, for a test file. */
 export async function sharedStoreCluster(): Promise<PgCluster> {
@@ -82,11 +104,20 @@ export async function sharedStoreCluster(): Promise<PgCluster> {
   const cluster = await PgCluster.create();
   const c = new pg.Client({ connectionString: cluster.url() });
   await c.connect();
-  try { await migratePg(c, 'test'); await c.query('CREATE ROLE host_writer LOGIN IN ROLE airlock_writer'); } finally { await c.end(); }
+  try {
+    await migratePg(c, 'test');
+    await c.query('CREATE ROLE host_writer LOGIN IN ROLE airlock_writer');
+  } finally {
+    await c.end();
+  }
   return cluster;
 }
 
-export interface Proc { p: ChildProcess; out: () => string; done: Promise<number | null> }
+export interface Proc {
+  p: ChildProcess;
+  out: () => string;
+  done: Promise<number | null>;
+}
 
 /** The processes a test file starts (hosts' shippers and sessions); killAll() in its after-hook. */
 export class Procs {
@@ -96,9 +127,18 @@ export class Procs {
     const p = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.live.add(p);
     let out = '';
-    p.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-    p.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
-    const done = new Promise<number | null>((resolve) => p.on('exit', (code) => { this.live.delete(p); resolve(code); }));
+    p.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    p.stderr!.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    const done = new Promise<number | null>((resolve) =>
+      p.on('exit', (code) => {
+        this.live.delete(p);
+        resolve(code);
+      }),
+    );
     return { p, out: () => out, done };
   }
 

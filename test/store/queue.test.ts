@@ -14,10 +14,19 @@ import { type PgCluster, Procs, sharedStoreCluster } from './pg-cluster.ts';
 let cluster: PgCluster;
 const procs = new Procs();
 
-before(async () => { cluster = await sharedStoreCluster(); });
-after(async () => { procs.killAll(); await cluster?.stop(); });
+before(async () => {
+  cluster = await sharedStoreCluster();
+});
+after(async () => {
+  procs.killAll();
+  await cluster?.stop();
+});
 
-const env = (home: string) => ({ ...process.env, AIRLOCK_HOME: home, AIRLOCK_DATABASE_URL: cluster.url('host_writer') });
+const env = (home: string) => ({
+  ...process.env,
+  AIRLOCK_HOME: home,
+  AIRLOCK_DATABASE_URL: cluster.url('host_writer'),
+});
 const start = (args: string[], home: string, cmd = BIN) => procs.start(cmd, args, env(home));
 
 test('an approval given on host B releases the session waiting on host A; a later answer from host C is refused', async () => {
@@ -34,11 +43,23 @@ test('an approval given on host B releases the session waiting on host A; a late
     if (!ref) await sleep(100);
   }
   assert.match(ref, /^1@[0-9a-f]{8}$/);
-  const allow = spawnSync(BIN, ['approvals', 'allow', ref, '--as', 'bob@example.com', '--reason', 'cleaning the build dir is fine'], { env: env(b), encoding: 'utf8', timeout: 60_000 });
+  const allow = spawnSync(
+    BIN,
+    ['approvals', 'allow', ref, '--as', 'bob@example.com', '--reason', 'cleaning the build dir is fine'],
+    { env: env(b), encoding: 'utf8', timeout: 60_000 },
+  );
   assert.equal(allow.status, 0, allow.stdout + allow.stderr);
   assert.equal(await waiting.done, 0, waiting.out());
-  assert.deepEqual(JSON.parse(waiting.out()), { decision: 'allow', by: 'bob@example.com', reason: 'cleaning the build dir is fine', scope: 'once' }, 'an answer from another host is for one run or connection');
-  const late = spawnSync(BIN, ['approvals', 'deny', ref, '--as', 'carol@example.com'], { env: env(c), encoding: 'utf8', timeout: 60_000 });
+  assert.deepEqual(
+    JSON.parse(waiting.out()),
+    { decision: 'allow', by: 'bob@example.com', reason: 'cleaning the build dir is fine', scope: 'once' },
+    'an answer from another host is for one run or connection',
+  );
+  const late = spawnSync(BIN, ['approvals', 'deny', ref, '--as', 'carol@example.com'], {
+    env: env(c),
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
   assert.notEqual(late.status, 0);
   assert.match(late.stderr, /no pending approval|already answered/);
   shipA.p.kill('SIGTERM');
@@ -54,7 +75,9 @@ test('an approval given on host B releases the session waiting on host A; a late
   // `airlock sessions` on host B lists host A's session, named by its host
   const sessions = spawnSync(BIN, ['sessions', '--json'], { env: env(b), encoding: 'utf8', timeout: 60_000 });
   assert.equal(sessions.status, 0, sessions.stderr);
-  const onA = (JSON.parse(sessions.stdout) as { id: string; host?: string; events: number }[]).find((x) => x.id === 'session-on-a');
+  const onA = (JSON.parse(sessions.stdout) as { id: string; host?: string; events: number }[]).find(
+    (x) => x.id === 'session-on-a',
+  );
   assert.ok(onA?.host, sessions.stdout);
   assert.equal(onA.events, 2, 'its ask and the answer');
   const plain = spawnSync(BIN, ['sessions'], { env: env(b), encoding: 'utf8', timeout: 60_000 });
@@ -63,10 +86,14 @@ test('an approval given on host B releases the session waiting on host A; a late
   assert.equal(v.status, 0, v.stdout + v.stderr);
 });
 
-test('with the shared store unreachable, the listings show this host\'s work and say other hosts are missing', () => {
+test("with the shared store unreachable, the listings show this host's work and say other hosts are missing", () => {
   const home = tmp('airlock-host-');
   for (const args of [['sessions'], ['approvals'], ['review', 'list']]) {
-    const r = spawnSync(BIN, args, { env: { ...process.env, AIRLOCK_HOME: home, AIRLOCK_DATABASE_URL: `postgres://nobody@/x?host=${home}/nowhere` }, encoding: 'utf8', timeout: 60_000 });
+    const r = spawnSync(BIN, args, {
+      env: { ...process.env, AIRLOCK_HOME: home, AIRLOCK_DATABASE_URL: `postgres://nobody@/x?host=${home}/nowhere` },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
     assert.equal(r.status, 0, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, /other hosts not shown: cannot reach the shared store/);
   }

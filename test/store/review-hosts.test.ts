@@ -9,10 +9,21 @@ import { agentSession, runCli, setup } from '../review/fixture.ts';
 import { type PgCluster, sharedStoreCluster } from './pg-cluster.ts';
 
 let cluster: PgCluster;
-before(async () => { cluster = await sharedStoreCluster(); });
-after(async () => { await cluster?.stop(); });
+before(async () => {
+  cluster = await sharedStoreCluster();
+});
+after(async () => {
+  await cluster?.stop();
+});
 
-interface Listed { ref?: string; host?: string; session: string; state: string; approvers?: string[]; findingCount?: number }
+interface Listed {
+  ref?: string;
+  host?: string;
+  session: string;
+  state: string;
+  approvers?: string[];
+  findingCount?: number;
+}
 
 test('a proposal made on host A is listed by `airlock review list` on host B, and its approval follows', async () => {
   const a = setup('review:\n  approvals:\n    required: 1\n');
@@ -23,10 +34,15 @@ test('a proposal made on host A is listed by `airlock review list` on host B, an
     const envA = { AIRLOCK_HOME: a.home, AIRLOCK_ORG_POLICY: a.orgPolicy, AIRLOCK_DATABASE_URL: url };
     const proposed = await runCli(['propose', 's-a1', '--json'], envA);
     assert.equal(proposed.code, 0, proposed.stderr);
-    const ship = () => spawnSync(BIN, ['audit', 'ship'], { env: { ...process.env, ...envA }, encoding: 'utf8', timeout: 60_000 });
+    const ship = () =>
+      spawnSync(BIN, ['audit', 'ship'], { env: { ...process.env, ...envA }, encoding: 'utf8', timeout: 60_000 });
     assert.equal(ship().status, 0);
     const listOnB = () => {
-      const r = spawnSync(BIN, ['review', 'list', '--json'], { env: { ...process.env, AIRLOCK_HOME: b, AIRLOCK_DATABASE_URL: url }, encoding: 'utf8', timeout: 60_000 });
+      const r = spawnSync(BIN, ['review', 'list', '--json'], {
+        env: { ...process.env, AIRLOCK_HOME: b, AIRLOCK_DATABASE_URL: url },
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
       assert.equal(r.status, 0, r.stderr);
       return (JSON.parse(r.stdout) as Listed[]).find((p) => p.session === 's-a1');
     };
@@ -39,7 +55,13 @@ test('a proposal made on host A is listed by `airlock review list` on host B, an
     const after = listOnB();
     assert.equal(after?.state, 'approved');
     assert.deepEqual(after?.approvers, ['alice@example.com']);
-    const plain = spawnSync(BIN, ['review', 'list'], { env: { ...process.env, AIRLOCK_HOME: b, AIRLOCK_DATABASE_URL: url }, encoding: 'utf8', timeout: 60_000 });
+    const plain = spawnSync(BIN, ['review', 'list'], {
+      env: { ...process.env, AIRLOCK_HOME: b, AIRLOCK_DATABASE_URL: url },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
     assert.match(plain.stdout, /host\s+id\s+session[\s\S]*1@[0-9a-f]{8}\s+s-a1\s+approved/);
-  } finally { a.done(); }
+  } finally {
+    a.done();
+  }
 });

@@ -15,14 +15,19 @@ import { type PgCluster, sharedStoreCluster } from './pg-cluster.ts';
 
 let cluster: PgCluster;
 const saved = process.env.AIRLOCK_DATABASE_URL;
-before(async () => { cluster = await sharedStoreCluster(); });
+before(async () => {
+  cluster = await sharedStoreCluster();
+});
 after(async () => {
-  if (saved === undefined) delete process.env.AIRLOCK_DATABASE_URL; else process.env.AIRLOCK_DATABASE_URL = saved;
+  if (saved === undefined) delete process.env.AIRLOCK_DATABASE_URL;
+  else process.env.AIRLOCK_DATABASE_URL = saved;
   await cluster?.stop();
 });
 
 async function sessionTypes(session: string): Promise<string[]> {
-  return (await cluster.sql<{ type: string }>('SELECT type FROM airlock.events WHERE session = $1 ORDER BY seq', [session])).map((r) => r.type);
+  return (
+    await cluster.sql<{ type: string }>('SELECT type FROM airlock.events WHERE session = $1 ORDER BY seq', [session])
+  ).map((r) => r.type);
 }
 
 test('a session ships its events and its end checkpoint to the shared store by itself', async () => {
@@ -41,8 +46,13 @@ test('a session ships its events and its end checkpoint to the shared store by i
       const v = await verifySharedStore(c);
       assert.equal(v.ok, true, JSON.stringify(v).slice(0, 500));
       assert.ok(v.hosts[0]!.checkpointsChecked >= 1);
-    } finally { await c.end(); }
-  } finally { delete process.env.AIRLOCK_DATABASE_URL; cleanup(home, repo); }
+    } finally {
+      await c.end();
+    }
+  } finally {
+    delete process.env.AIRLOCK_DATABASE_URL;
+    cleanup(home, repo);
+  }
 });
 
 test('with PostgreSQL down the session runs and ends; its events ship later from the spool', async () => {
@@ -66,11 +76,18 @@ test('with PostgreSQL down the session runs and ends; its events ship later from
   await c.connect();
   try {
     await shipOnce(store, c, { keyDir: join(home, 'keys') });
-    assert.deepEqual(await sessionTypes(id), store.query({ session: id }).map((e) => e.type));
-  } finally { await c.end(); store.close(); cleanup(home, repo); }
+    assert.deepEqual(
+      await sessionTypes(id),
+      store.query({ session: id }).map((e) => e.type),
+    );
+  } finally {
+    await c.end();
+    store.close();
+    cleanup(home, repo);
+  }
 });
 
-test('the org policy\'s telemetry.sharedStore makes sessions ship without AIRLOCK_DATABASE_URL', async () => {
+test("the org policy's telemetry.sharedStore makes sessions ship without AIRLOCK_DATABASE_URL", async () => {
   const home = tmp('airlock-home-');
   const repo = makeRepo();
   const org = join(home, 'org.yaml');
@@ -80,5 +97,7 @@ test('the org policy\'s telemetry.sharedStore makes sessions ship without AIRLOC
     const s = await Session.open({ repo, home, orgPolicy: org, layers: { commands: null } });
     await s.stop('test');
     assert.ok((await sessionTypes(s.id)).includes('session.start'));
-  } finally { cleanup(home, repo); }
+  } finally {
+    cleanup(home, repo);
+  }
 });

@@ -9,7 +9,14 @@ import pg from 'pg';
 import { AuditStore, checkpoint } from '../../src/audit/index.ts';
 import { AirlockError } from '../../src/common/index.ts';
 import {
-  PG_MIGRATIONS, PG_SCHEMA_VERSION, migratePg, otherHostsProposals, pendingSharedAsks, shipOnce, verifySharedStore, type SharedVerifyResult,
+  PG_MIGRATIONS,
+  PG_SCHEMA_VERSION,
+  migratePg,
+  otherHostsProposals,
+  pendingSharedAsks,
+  shipOnce,
+  verifySharedStore,
+  type SharedVerifyResult,
 } from '../../src/store/index.ts';
 import { tmp } from '../helpers.ts';
 import { PgCluster } from './pg-cluster.ts';
@@ -21,7 +28,9 @@ before(async () => {
   cluster = await PgCluster.create();
   await cluster.sql('CREATE ROLE host_writer LOGIN');
 });
-after(async () => { await cluster?.stop(); });
+after(async () => {
+  await cluster?.stop();
+});
 
 async function client(db: string, user = 'postgres'): Promise<pg.Client> {
   const c = new pg.Client({ connectionString: cluster.url(user, db) });
@@ -34,7 +43,11 @@ async function freshDb(): Promise<string> {
   const name = `t${++dbs}`;
   await cluster.sql(`CREATE DATABASE ${name}`);
   const c = await client(name);
-  try { await migratePg(c, name); } finally { await c.end(); }
+  try {
+    await migratePg(c, name);
+  } finally {
+    await c.end();
+  }
   await cluster.sql('GRANT airlock_writer TO host_writer');
   return name;
 }
@@ -56,26 +69,43 @@ function host(): { store: AuditStore; keyDir: string } {
 async function withShipped(fn: (db: string, h: ReturnType<typeof host>) => Promise<void>): Promise<void> {
   const db = await freshDb();
   const h = host();
-  try { await shipAs(db, h); await fn(db, h); } finally { h.store.close(); }
+  try {
+    await shipAs(db, h);
+    await fn(db, h);
+  } finally {
+    h.store.close();
+  }
 }
 
 async function shipAs(db: string, h: { store: AuditStore; keyDir: string }, batch = 7) {
   const c = await client(db, 'host_writer');
-  try { return await shipOnce(h.store, c, { batch, keyDir: h.keyDir }); } finally { await c.end(); }
+  try {
+    return await shipOnce(h.store, c, { batch, keyDir: h.keyDir });
+  } finally {
+    await c.end();
+  }
 }
 
 async function verify(db: string): Promise<SharedVerifyResult> {
   const c = await client(db);
-  try { return await verifySharedStore(c); } finally { await c.end(); }
+  try {
+    return await verifySharedStore(c);
+  } finally {
+    await c.end();
+  }
 }
 
 /** Runs SQL as the superuser with every trigger of airlock.events and airlock.checkpoints disabled. */
 async function tamper(db: string, sql: string): Promise<void> {
   const c = await client(db);
   try {
-    await c.query('ALTER TABLE airlock.events DISABLE TRIGGER ALL; ALTER TABLE airlock.checkpoints DISABLE TRIGGER ALL');
+    await c.query(
+      'ALTER TABLE airlock.events DISABLE TRIGGER ALL; ALTER TABLE airlock.checkpoints DISABLE TRIGGER ALL',
+    );
     await c.query(sql);
-  } finally { await c.end(); }
+  } finally {
+    await c.end();
+  }
 }
 
 test('migrations: a fresh database reaches the latest version, a second run does nothing, a newer one is refused', async () => {
@@ -83,12 +113,24 @@ test('migrations: a fresh database reaches the latest version, a second run does
   const c = await client(db);
   try {
     assert.equal(await migratePg(c, db), PG_SCHEMA_VERSION);
-    const rows = (await c.query('SELECT version FROM airlock.schema_migrations ORDER BY version')).rows.map((r) => r.version);
-    assert.deepEqual(rows, Array.from({ length: PG_SCHEMA_VERSION }, (_, i) => i + 1));
+    const rows = (await c.query('SELECT version FROM airlock.schema_migrations ORDER BY version')).rows.map(
+      (r) => r.version,
+    );
+    assert.deepEqual(
+      rows,
+      Array.from({ length: PG_SCHEMA_VERSION }, (_, i) => i + 1),
+    );
     await c.query("INSERT INTO airlock.schema_migrations (version, what) VALUES (99, 'from the future')");
-    await assert.rejects(migratePg(c, 'the shared store'), (e: unknown) => e instanceof AirlockError && e.kind === 'BAD_STATE'
-      && e.message.includes('schema version 99, newer than this Airlock knows'));
-  } finally { await c.end(); }
+    await assert.rejects(
+      migratePg(c, 'the shared store'),
+      (e: unknown) =>
+        e instanceof AirlockError &&
+        e.kind === 'BAD_STATE' &&
+        e.message.includes('schema version 99, newer than this Airlock knows'),
+    );
+  } finally {
+    await c.end();
+  }
 });
 
 test('migrations: a store at an older version is brought forward in place, keeping what it holds', async () => {
@@ -105,11 +147,15 @@ test('migrations: a store at an older version is brought forward in place, keepi
       assert.equal(Number((await su.query('SELECT count(*) AS n FROM airlock.events')).rows[0].n), shipped.events);
       assert.equal((await su.query("SELECT to_regclass('airlock.answers')::text AS t")).rows[0].t, 'airlock.answers');
       assert.equal((await verify(name)).ok, true);
-    } finally { h.store.close(); }
-  } finally { await su.end(); }
+    } finally {
+      h.store.close();
+    }
+  } finally {
+    await su.end();
+  }
 });
 
-test('shipping copies a host\'s log byte for byte; shipping again adds nothing; the store verifies', async () => {
+test("shipping copies a host's log byte for byte; shipping again adds nothing; the store verifies", async () => {
   const db = await freshDb();
   const h = host();
   try {
@@ -120,46 +166,100 @@ test('shipping copies a host\'s log byte for byte; shipping again adds nothing; 
     assert.deepEqual([again.events, again.checkpoints], [0, 0]);
     const local = h.store.rawRows(0, 1000).map((r) => r.join('\u0001'));
     const c = await client(db);
-    const remote = (await c.query({ text: 'SELECT seq::float8, id, ts, type, session, severity, decision, rule, data, prev_hash, hash FROM airlock.events ORDER BY seq', rowMode: 'array' })).rows
-      .map((r: unknown[]) => r.join('\u0001'));
+    const remote = (
+      await c.query({
+        text: 'SELECT seq::float8, id, ts, type, session, severity, decision, rule, data, prev_hash, hash FROM airlock.events ORDER BY seq',
+        rowMode: 'array',
+      })
+    ).rows.map((r: unknown[]) => r.join('\u0001'));
     await c.end();
     assert.deepEqual(remote, local);
     const v = await verify(db);
     assert.equal(v.ok, true, JSON.stringify(v));
     assert.equal(v.hosts[0]!.checkpointsChecked, 2);
     assert.equal(v.global.size, 2);
-  } finally { h.store.close(); }
+  } finally {
+    h.store.close();
+  }
 });
 
 test('the writer role may only insert; triggers refuse UPDATE, DELETE and TRUNCATE even to a superuser in replica mode', async () => {
   await withShipped(async (db) => {
     const w = await client(db, 'host_writer');
     try {
-      for (const sql of ["UPDATE airlock.events SET data = '{}' WHERE seq = 3", 'DELETE FROM airlock.events WHERE seq = 3', 'TRUNCATE airlock.events',
-        "UPDATE airlock.checkpoints SET root = 'x'", "DELETE FROM airlock.global_log"]) {
+      for (const sql of [
+        "UPDATE airlock.events SET data = '{}' WHERE seq = 3",
+        'DELETE FROM airlock.events WHERE seq = 3',
+        'TRUNCATE airlock.events',
+        "UPDATE airlock.checkpoints SET root = 'x'",
+        'DELETE FROM airlock.global_log',
+      ]) {
         await assert.rejects(w.query(sql), /permission denied/, sql);
       }
-    } finally { await w.end(); }
+    } finally {
+      await w.end();
+    }
     const su = await client(db);
     try {
       await su.query('SET session_replication_role = replica');
-      for (const sql of ["UPDATE airlock.events SET data = '{}' WHERE seq = 3", 'DELETE FROM airlock.events WHERE seq = 3', 'TRUNCATE airlock.events CASCADE',
-        "UPDATE airlock.host_keys SET public_key = 'x'", 'DELETE FROM airlock.checkpoints', 'TRUNCATE airlock.global_log']) {
+      for (const sql of [
+        "UPDATE airlock.events SET data = '{}' WHERE seq = 3",
+        'DELETE FROM airlock.events WHERE seq = 3',
+        'TRUNCATE airlock.events CASCADE',
+        "UPDATE airlock.host_keys SET public_key = 'x'",
+        'DELETE FROM airlock.checkpoints',
+        'TRUNCATE airlock.global_log',
+      ]) {
         await assert.rejects(su.query(sql), /append-only: (UPDATE|DELETE|TRUNCATE) refused/, sql);
       }
-    } finally { await su.end(); }
+    } finally {
+      await su.end();
+    }
     assert.equal((await verify(db)).ok, true);
   });
 });
 
 // LOG stands for the tampered host's log id (a second host's rows stay untouched)
 const TAMPERING: { what: string; sql: string; seq: number; reason: RegExp; sameId?: number }[] = [
-  { what: 'an edited event', sql: `UPDATE airlock.events SET data = '{"argv":["true"]}' WHERE log_id = LOG AND seq = 12`, seq: 12, reason: /does not match its hash/, sameId: 12 },
-  { what: 'a deleted event', sql: 'DELETE FROM airlock.events WHERE log_id = LOG AND seq = 12', seq: 12, reason: /events 12\.\.12 are missing/ },
-  { what: 'two events swapped', sql: 'UPDATE airlock.events SET seq = -12 WHERE log_id = LOG AND seq = 12; UPDATE airlock.events SET seq = 12 WHERE log_id = LOG AND seq = 13; UPDATE airlock.events SET seq = 13 WHERE log_id = LOG AND seq = -12', seq: 12, reason: /previous-hash link broken/, sameId: 13 },
-  { what: 'a deleted event with the rest renumbered', sql: 'DELETE FROM airlock.events WHERE log_id = LOG AND seq = 12; UPDATE airlock.events SET seq = seq - 1 WHERE log_id = LOG AND seq > 12', seq: 12, reason: /link broken/, sameId: 13 },
-  { what: 'a truncated table', sql: 'TRUNCATE airlock.events', seq: 1, reason: /events 1\.\.\d+ are missing \(deleted or truncated\)/ },
-  { what: 'the tail cut off', sql: 'DELETE FROM airlock.events WHERE log_id = LOG AND seq > 30', seq: 31, reason: /events 31\.\.\d+ are missing/ },
+  {
+    what: 'an edited event',
+    sql: `UPDATE airlock.events SET data = '{"argv":["true"]}' WHERE log_id = LOG AND seq = 12`,
+    seq: 12,
+    reason: /does not match its hash/,
+    sameId: 12,
+  },
+  {
+    what: 'a deleted event',
+    sql: 'DELETE FROM airlock.events WHERE log_id = LOG AND seq = 12',
+    seq: 12,
+    reason: /events 12\.\.12 are missing/,
+  },
+  {
+    what: 'two events swapped',
+    sql: 'UPDATE airlock.events SET seq = -12 WHERE log_id = LOG AND seq = 12; UPDATE airlock.events SET seq = 12 WHERE log_id = LOG AND seq = 13; UPDATE airlock.events SET seq = 13 WHERE log_id = LOG AND seq = -12',
+    seq: 12,
+    reason: /previous-hash link broken/,
+    sameId: 13,
+  },
+  {
+    what: 'a deleted event with the rest renumbered',
+    sql: 'DELETE FROM airlock.events WHERE log_id = LOG AND seq = 12; UPDATE airlock.events SET seq = seq - 1 WHERE log_id = LOG AND seq > 12',
+    seq: 12,
+    reason: /link broken/,
+    sameId: 13,
+  },
+  {
+    what: 'a truncated table',
+    sql: 'TRUNCATE airlock.events',
+    seq: 1,
+    reason: /events 1\.\.\d+ are missing \(deleted or truncated\)/,
+  },
+  {
+    what: 'the tail cut off',
+    sql: 'DELETE FROM airlock.events WHERE log_id = LOG AND seq > 30',
+    seq: 31,
+    reason: /events 31\.\.\d+ are missing/,
+  },
 ];
 
 for (const t of TAMPERING) {
@@ -184,16 +284,25 @@ for (const t of TAMPERING) {
         const good = v.hosts.find((x) => x.logId === other.store.getKv('audit.logId'))!;
         assert.deepEqual([good.firstBad, good.checkpointsChecked, good.events], [undefined, 2, other.store.count()]);
       }
-    } finally { h.store.close(); other.store.close(); }
+    } finally {
+      h.store.close();
+      other.store.close();
+    }
   });
 }
 
 test('a truncated shared store (events, checkpoints and all) does not pass as intact against its global log', async () => {
   await withShipped(async (db) => {
-    await tamper(db, 'ALTER TABLE airlock.global_log DISABLE TRIGGER ALL; DELETE FROM airlock.events; DELETE FROM airlock.checkpoints');
+    await tamper(
+      db,
+      'ALTER TABLE airlock.global_log DISABLE TRIGGER ALL; DELETE FROM airlock.events; DELETE FROM airlock.checkpoints',
+    );
     const v = await verify(db);
     assert.equal(v.ok, false);
-    assert.ok(v.global.problems.some((p) => /checkpoint #1 of host log .* is missing/.test(p)), JSON.stringify(v.global));
+    assert.ok(
+      v.global.problems.some((p) => /checkpoint #1 of host log .* is missing/.test(p)),
+      JSON.stringify(v.global),
+    );
   });
 });
 
@@ -202,24 +311,40 @@ test('an edited checkpoint fails its signature and no longer matches the global 
     await tamper(db, `UPDATE airlock.checkpoints SET root = repeat('a', 64) WHERE id = 1`);
     const v = await verify(db);
     assert.equal(v.ok, false);
-    assert.ok(v.hosts[0]!.problems.some((p) => /checkpoint #1: signature does not verify/.test(p)), JSON.stringify(v.hosts[0]));
+    assert.ok(
+      v.hosts[0]!.problems.some((p) => /checkpoint #1: signature does not verify/.test(p)),
+      JSON.stringify(v.hosts[0]),
+    );
     assert.ok(v.global.problems.some((p) => /global log entry 1: does not match checkpoint #1/.test(p)));
   });
 });
 
-test('a hostile host\'s rows that are not JSON do not break the other hosts\' listings; verify names the row', async () => {
+test("a hostile host's rows that are not JSON do not break the other hosts' listings; verify names the row", async () => {
   await withShipped(async (db) => {
     const w = await client(db, 'host_writer');
     try {
       await w.query("INSERT INTO airlock.hosts (log_id, hostname) VALUES ('evil', 'evil\u001b[2Jhost')");
-      for (const [seq, type, data] of [[1, 'command.ask', 'not json'], [2, 'review.proposed', '[1,2'], [3, 'command.answer', '{"askId":'], [4, 'review.proposed', '{"proposal":1,"stats":"x"}']] as const) {
-        await w.query(`INSERT INTO airlock.events (log_id, seq, id, ts, type, session, severity, data, prev_hash, hash)
-          VALUES ('evil', $1, $2, '2026-01-01T00:00:00Z', $3, 's', 'info', $4, 'x', 'y')`, [seq, `evil-${seq}`, type, data]);
+      for (const [seq, type, data] of [
+        [1, 'command.ask', 'not json'],
+        [2, 'review.proposed', '[1,2'],
+        [3, 'command.answer', '{"askId":'],
+        [4, 'review.proposed', '{"proposal":1,"stats":"x"}'],
+      ] as const) {
+        await w.query(
+          `INSERT INTO airlock.events (log_id, seq, id, ts, type, session, severity, data, prev_hash, hash)
+          VALUES ('evil', $1, $2, '2026-01-01T00:00:00Z', $3, 's', 'info', $4, 'x', 'y')`,
+          [seq, `evil-${seq}`, type, data],
+        );
       }
       assert.deepEqual(await pendingSharedAsks(w), []);
       const proposals = await otherHostsProposals(w, 'none');
-      assert.deepEqual(proposals.map((p) => [p.ref, p.stats]), [['1@evil', null]]);
-    } finally { await w.end(); }
+      assert.deepEqual(
+        proposals.map((p) => [p.ref, p.stats]),
+        [['1@evil', null]],
+      );
+    } finally {
+      await w.end();
+    }
     const v = await verify(db);
     const evil = v.hosts.find((x) => x.logId === 'evil')!;
     assert.equal(evil.firstBad?.seq, 1);

@@ -7,7 +7,13 @@ import type { PgCluster } from './pg-cluster.ts';
 // git remote for apply), and the CLI run as each with NO AIRLOCK_DATABASE_URL: the org policy
 // alone must lead every entry point to the shared store.
 
-export interface TwoHosts { a: Env; b: Env; srv: GitHttp; remote: string; done: () => Promise<void> }
+export interface TwoHosts {
+  a: Env;
+  b: Env;
+  srv: GitHttp;
+  remote: string;
+  done: () => Promise<void>;
+}
 
 export async function twoHosts(cluster: PgCluster): Promise<TwoHosts> {
   const root = tmp('airlock-remote-');
@@ -15,7 +21,17 @@ export async function twoHosts(cluster: PgCluster): Promise<TwoHosts> {
   const org = `review:\n  approvals:\n    required: 1\n  apply:\n    remote: ${srv.url}/remote.git\ntelemetry:\n  sharedStore: ${JSON.stringify(cluster.url('host_writer'))}\n`;
   const a = setup(org);
   const b = setup(org);
-  return { a, b, srv, remote: makeRemote(a, root), done: async () => { a.done(); b.done(); await srv.close(); } };
+  return {
+    a,
+    b,
+    srv,
+    remote: makeRemote(a, root),
+    done: async () => {
+      a.done();
+      b.done();
+      await srv.close();
+    },
+  };
 }
 
 /** A host's environment: its home and its org policy. */

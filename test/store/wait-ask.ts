@@ -5,6 +5,12 @@ import { AuditStore } from '../../src/audit/index.ts';
 import { requestApproval } from '../../src/command-rules/index.ts';
 
 const store = new AuditStore(join(process.env.AIRLOCK_HOME!, 'audit.db'));
-const answer = await requestApproval(store, { session: process.argv[2] ?? 's', command: ['rm', '-rf', 'build'], rule: 'commands.rm', timeoutSeconds: 120, pollMs: 50 });
+const answer = await requestApproval(store, {
+  session: process.argv[2] ?? 's',
+  command: ['rm', '-rf', 'build'],
+  rule: 'commands.rm',
+  timeoutSeconds: 120,
+  pollMs: 50,
+});
 process.stdout.write(JSON.stringify(answer) + '\n');
 store.close();

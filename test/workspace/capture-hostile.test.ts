@@ -11,8 +11,22 @@ import { makeRepo, tmp, cleanup } from '../helpers.ts';
 // for the sandbox's workspace (the sandbox itself is not needed to plant these files).
 
 function g(cwd: string | null, args: string[], o: { input?: string | Buffer; gitDir?: string } = {}): string {
-  const r = spawnSync('git', args, { cwd: cwd ?? '/', input: o.input, encoding: 'utf8', maxBuffer: 1 << 28,
-    env: { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null', GIT_CONFIG_NOSYSTEM: '1', GIT_AUTHOR_NAME: 'U', GIT_AUTHOR_EMAIL: 'u@example.com', GIT_COMMITTER_NAME: 'U', GIT_COMMITTER_EMAIL: 'u@example.com', ...(o.gitDir ? { GIT_DIR: o.gitDir } : {}) } });
+  const r = spawnSync('git', args, {
+    cwd: cwd ?? '/',
+    input: o.input,
+    encoding: 'utf8',
+    maxBuffer: 1 << 28,
+    env: {
+      ...process.env,
+      GIT_CONFIG_GLOBAL: '/dev/null',
+      GIT_CONFIG_NOSYSTEM: '1',
+      GIT_AUTHOR_NAME: 'U',
+      GIT_AUTHOR_EMAIL: 'u@example.com',
+      GIT_COMMITTER_NAME: 'U',
+      GIT_COMMITTER_EMAIL: 'u@example.com',
+      ...(o.gitDir ? { GIT_DIR: o.gitDir } : {}),
+    },
+  });
   if (r.status !== 0) throw new Error(`git ${args.join(' ')}: ${r.stderr}`);
   return r.stdout.trim();
 }
@@ -31,8 +45,17 @@ function world() {
   g(host, ['push', '-q', mirror, `${base}:refs/heads/main`]);
   const ws = join(dir, 'ws');
   g(dir, ['clone', '-q', mirror, ws]);
-  const capture = () => captureWorkspace({ workspace: ws, upperGitDir: null, resultRepo: join(dir, 'result.git'), mirror, baseCommit: base });
-  const has = (obj: string) => spawnSync('git', ['cat-file', '-e', obj], { env: { ...process.env, GIT_DIR: join(dir, 'result.git') } }).status === 0;
+  const capture = () =>
+    captureWorkspace({
+      workspace: ws,
+      upperGitDir: null,
+      resultRepo: join(dir, 'result.git'),
+      mirror,
+      baseCommit: base,
+    });
+  const has = (obj: string) =>
+    spawnSync('git', ['cat-file', '-e', obj], { env: { ...process.env, GIT_DIR: join(dir, 'result.git') } }).status ===
+    0;
   return { dir, host, base, priv, mirror, ws, capture, has };
 }
 
@@ -47,9 +70,14 @@ test('a .git symlink or gitfile into a host repository is refused and named; not
       assert.equal(r.headCommit, w.base, `${kind}: the host's private commit is not the result`);
       assert.deepEqual(r.commits, []);
       assert.ok(!w.has(w.priv), `${kind}: the private commit's object was not copied`);
-      assert.deepEqual(r.refusals.map((x) => x.rule), [kind === 'symlink' ? 'git-symlink' : 'gitfile']);
+      assert.deepEqual(
+        r.refusals.map((x) => x.rule),
+        [kind === 'symlink' ? 'git-symlink' : 'gitfile'],
+      );
       assert.match(r.refusals[0]!.message, /not captured/);
-    } finally { cleanup(w.dir); }
+    } finally {
+      cleanup(w.dir);
+    }
   }
 });
 
@@ -65,8 +93,13 @@ test('a nested gitfile pointing at a host repository is left out and named (no g
     assert.ok(!tree.includes(w.priv), 'the host HEAD is not in the tree');
     assert.doesNotMatch(tree, /\tsub/, 'the nested repository is not captured');
     assert.match(tree, /\tok\.txt$/m, 'the rest of the work is');
-    assert.deepEqual(r.refusals.map((x) => `${x.rule}:${x.path}`), ['nested-repository:sub/.git']);
-  } finally { cleanup(w.dir); }
+    assert.deepEqual(
+      r.refusals.map((x) => `${x.rule}:${x.path}`),
+      ['nested-repository:sub/.git'],
+    );
+  } finally {
+    cleanup(w.dir);
+  }
 });
 
 test('alternates and links inside .git are refused and named', () => {
@@ -80,7 +113,9 @@ test('alternates and links inside .git are refused and named', () => {
     const r = w.capture();
     assert.equal(r.headCommit, w.base);
     assert.deepEqual(r.refusals.map((x) => x.path).sort(), ['.git/objects/info/alternates', '.git/packed-refs']);
-  } finally { cleanup(w.dir); }
+  } finally {
+    cleanup(w.dir);
+  }
 });
 
 test('a tree bomb (100 KB expanding to 10⁹ paths) is refused from its trees alone: no host git expands it', () => {
@@ -101,7 +136,12 @@ test('a tree bomb (100 KB expanding to 10⁹ paths) is refused from its trees al
     g(w.ws, ['update-ref', 'refs/heads/main', bomb]);
     const r = w.capture();
     assert.equal(r.headCommit, w.base, 'the bomb is not the result');
-    assert.deepEqual(r.refusals.map((x) => x.rule), ['too-large']);
+    assert.deepEqual(
+      r.refusals.map((x) => x.rule),
+      ['too-large'],
+    );
     assert.match(r.refusals[0]!.message, /more than \d+ paths/);
-  } finally { cleanup(w.dir); }
+  } finally {
+    cleanup(w.dir);
+  }
 });

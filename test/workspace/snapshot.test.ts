@@ -4,7 +4,16 @@
 // under the same policy.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { prepareSnapshot, openHostRepo, type SnapshotSanitizer } from '../../src/workspace/index.ts';
@@ -32,13 +41,22 @@ function listing(dir: string): string[] {
   const out: string[] = [];
   for (const e of walkBytes(dir, { skip: (rel) => rel.toString('latin1') === '.git' })) {
     const st = lstatSync(e.abs);
-    const what = e.kind === 'symlink' ? `-> ${readlinkSync(e.abs, 'latin1')}` : e.kind === 'file' ? readFileSync(e.abs).toString('latin1') : '';
+    const what =
+      e.kind === 'symlink'
+        ? `-> ${readlinkSync(e.abs, 'latin1')}`
+        : e.kind === 'file'
+          ? readFileSync(e.abs).toString('latin1')
+          : '';
     out.push(`${e.rel.toString('latin1')} ${e.kind} ${(st.mode & 0o777).toString(8)} ${what}`);
   }
   return out.sort();
 }
 
-function write(repo: string, files: Record<string, string | Buffer | null>, links: Record<string, string> = {}): string {
+function write(
+  repo: string,
+  files: Record<string, string | Buffer | null>,
+  links: Record<string, string> = {},
+): string {
   for (const [p, c] of Object.entries(files)) {
     rmSync(join(repo, p), { recursive: true, force: true });
     if (c === null) continue;
@@ -65,14 +83,35 @@ describe('snapshot layers', () => {
     mkdirSync(repo);
     repoGit(repo, ['init', '-q', '-b', 'main']);
     const big = binaryBytes(20 * 1024, 'big');
-    const c1 = write(repo, {
-      'README.md': '# one\n', 'src/a.js': 'a\n', 'src/b.js': 'b\n', 'keep/same.txt': 'same\n', 'big.bin': big,
-      'config.py': `AWS_ACCESS_KEY_ID = "${AWS_ID}"\n`, 'becomes-dir': 'file\n', 'data/one.txt': '1\n',
-    }, { lib: outside + '/lib', 'link-to-big': 'big.bin', dangling: 'nowhere' });
-    const c2 = write(repo, {
-      'README.md': '# two\n', 'src/b.js': null, 'src/c.js': 'c\n', 'becomes-dir': null, 'becomes-dir/inner.txt': 'inner\n',
-      lib: null, 'lib/x': 'now a real dir\n', 'secret.txt': `aws_secret_access_key = "${AWS_SECRET}"\n`, 'data/one.txt': null,
-    }, { 'src/link': '../README.md' });
+    const c1 = write(
+      repo,
+      {
+        'README.md': '# one\n',
+        'src/a.js': 'a\n',
+        'src/b.js': 'b\n',
+        'keep/same.txt': 'same\n',
+        'big.bin': big,
+        'config.py': `AWS_ACCESS_KEY_ID = "${AWS_ID}"\n`,
+        'becomes-dir': 'file\n',
+        'data/one.txt': '1\n',
+      },
+      { lib: outside + '/lib', 'link-to-big': 'big.bin', dangling: 'nowhere' },
+    );
+    const c2 = write(
+      repo,
+      {
+        'README.md': '# two\n',
+        'src/b.js': null,
+        'src/c.js': 'c\n',
+        'becomes-dir': null,
+        'becomes-dir/inner.txt': 'inner\n',
+        lib: null,
+        'lib/x': 'now a real dir\n',
+        'secret.txt': `aws_secret_access_key = "${AWS_SECRET}"\n`,
+        'data/one.txt': null,
+      },
+      { 'src/link': '../README.md' },
+    );
     const p = policy();
     const hostRepo = openHostRepo(repo);
     const incr = join(root, 'cache-incr');
@@ -82,14 +121,20 @@ describe('snapshot layers', () => {
     const second = await prepareSnapshot(incr, hostRepo, c2, owner, sanitizer(p, join(incr, 'scan')));
     assert.equal(second.build, 'incremental');
     if (owner) {
-      const foreign = [...walkBytes(second.lowerDirs[0]!)].filter((e) => lstatSync(e.abs).uid !== owner.uid).map((e) => e.rel.toString());
+      const foreign = [...walkBytes(second.lowerDirs[0]!)]
+        .filter((e) => lstatSync(e.abs).uid !== owner.uid)
+        .map((e) => e.rel.toString());
       assert.deepEqual(foreign, [], 'every entry of the new layer belongs to the sandbox user');
     }
     const full = join(root, 'cache-full');
     const whole = await prepareSnapshot(full, hostRepo, c2, null, sanitizer(p, join(full, 'scan')));
     assert.equal(whole.build, 'full');
 
-    assert.equal(readFileSync(join(outside, 'lib', 'x'), 'utf8'), 'host file\n', 'a path under a replaced link was written on the host');
+    assert.equal(
+      readFileSync(join(outside, 'lib', 'x'), 'utf8'),
+      'host file\n',
+      'a path under a replaced link was written on the host',
+    );
     assert.deepEqual(listing(second.lowerDirs[0]!), listing(whole.lowerDirs[0]!));
     const l = listing(second.lowerDirs[0]!).join('\n');
     assert.match(l, /^lib\/x file 600 now a real dir$/m); // layers are private to their owner (AIRLOCK_HOME)
@@ -102,15 +147,27 @@ describe('snapshot layers', () => {
     assert.equal(existsSync(join(gd, 'objects', 'info', 'alternates')), false);
     repoGit(root, ['--git-dir', gd, 'rev-list', '--objects', '--missing=error', second.syntheticBase!]);
     assert.equal(repoGit(root, ['--git-dir', gd, 'rev-list', '--count', second.syntheticBase!]).trim(), '1');
-    const originals = repoGit(repo, ['rev-parse', `${c1}:config.py`, `${c2}:secret.txt`, `${c1}:big.bin`]).trim().split('\n');
+    const originals = repoGit(repo, ['rev-parse', `${c1}:config.py`, `${c2}:secret.txt`, `${c1}:big.bin`])
+      .trim()
+      .split('\n');
     for (const o of originals) {
-      assert.notEqual(spawnSync('git', ['--git-dir', gd, 'cat-file', '-e', o]).status, 0, `original ${o} is in the layer`);
+      assert.notEqual(
+        spawnSync('git', ['--git-dir', gd, 'cat-file', '-e', o]).status,
+        0,
+        `original ${o} is in the layer`,
+      );
     }
     const r2 = second.report as SnapshotReport;
     const rw = whole.report as SnapshotReport;
     assert.deepEqual(r2.hidden.map((h) => h.file).sort(), rw.hidden.map((h) => h.file).sort());
     assert.deepEqual(r2.touched, rw.touched);
-    assert.deepEqual(r2.events.filter((e) => e.type === 'secrets.redacted').map((e) => e.data?.file).sort(), ['config.py', 'secret.txt']);
+    assert.deepEqual(
+      r2.events
+        .filter((e) => e.type === 'secrets.redacted')
+        .map((e) => e.data?.file)
+        .sort(),
+      ['config.py', 'secret.txt'],
+    );
     cleanup(root);
   });
 
@@ -127,9 +184,18 @@ describe('snapshot layers', () => {
     // another data dir layout (no previous layer) on the same cache: nothing rescanned, same verdicts
     const two = await prepareSnapshot(join(root, 'c2'), hostRepo, c1, null, sanitizer(policy(), cache));
     assert.deepEqual([(two.report as SnapshotReport).scanned, (two.report as SnapshotReport).cached], [0, 3]);
-    assert.deepEqual((two.report as SnapshotReport).hidden.map((h) => `${h.file}:${h.reason}`), ['b.bin:too-large']);
+    assert.deepEqual(
+      (two.report as SnapshotReport).hidden.map((h) => `${h.file}:${h.reason}`),
+      ['b.bin:too-large'],
+    );
     // a larger limit is another policy: the binary is read (its verdict differs), not taken from the cache
-    const three = await prepareSnapshot(join(root, 'c3'), hostRepo, c1, null, sanitizer(policy({ maxFileKB: 64 }), cache, 'w'));
+    const three = await prepareSnapshot(
+      join(root, 'c3'),
+      hostRepo,
+      c1,
+      null,
+      sanitizer(policy({ maxFileKB: 64 }), cache, 'w'),
+    );
     assert.deepEqual((three.report as SnapshotReport).hidden, []);
     assert.equal((three.report as SnapshotReport).cached, 0);
     cleanup(root);
@@ -143,7 +209,12 @@ describe('snapshot layers', () => {
     const c1 = write(repo, { 'a.txt': 'alpha\n' });
     const hostRepo = openHostRepo(repo);
     const cache = join(root, 'cache');
-    const failing: SnapshotSanitizer = { variant: 'v', run: async () => { throw new Error('scanner down'); } };
+    const failing: SnapshotSanitizer = {
+      variant: 'v',
+      run: async () => {
+        throw new Error('scanner down');
+      },
+    };
     await assert.rejects(prepareSnapshot(cache, hostRepo, c1, null, failing), /scanner down/);
     const layers = join(cache, 'trees', hostRepo.key);
     assert.deepEqual(existsSync(layers) ? readdirNames(layers) : [], [], 'no .build-* left');
@@ -166,17 +237,23 @@ describe('the mirror of a packed repository', () => {
     const before = lstatSync(hostPack);
     const owner = isRoot ? { uid: 100000, gid: 100000 } : null;
     const clean = await prepareSnapshot(join(root, 'c1'), openHostRepo(repo), c1, owner);
-    const linked = [...walkBytes(join(clean.mirror, 'objects', 'pack'))].filter((e) => e.rel.toString().endsWith('.pack'));
+    const linked = [...walkBytes(join(clean.mirror, 'objects', 'pack'))].filter((e) =>
+      e.rel.toString().endsWith('.pack'),
+    );
     assert.equal(linked.length, 1);
     assert.equal(lstatSync(linked[0]!.abs).ino, before.ino, 'the packed repository is linked, not re-indexed');
-    assert.equal(lstatSync(hostPack).uid, before.uid, 'the user\'s pack kept its owner');
+    assert.equal(lstatSync(hostPack).uid, before.uid, "the user's pack kept its owner");
     // a stash (not a branch or tag) holding a secret: that pack must not be linked
     writeFileSync(join(repo, 'a.txt'), `key = ${AWS_ID}\n`);
     repoGit(repo, ['stash', '-q']);
     const stashBlob = repoGit(repo, ['rev-parse', 'stash@{0}:a.txt']).trim();
     repoGit(repo, ['repack', '-adq']);
     const stashed = await prepareSnapshot(join(root, 'c2'), openHostRepo(repo), c1, owner);
-    assert.notEqual(spawnSync('git', ['--git-dir', stashed.mirror, 'cat-file', '-e', stashBlob]).status, 0, 'the stash reached the mirror');
+    assert.notEqual(
+      spawnSync('git', ['--git-dir', stashed.mirror, 'cat-file', '-e', stashBlob]).status,
+      0,
+      'the stash reached the mirror',
+    );
     assert.equal(spawnSync('git', ['--git-dir', stashed.mirror, 'cat-file', '-e', `${c1}:a.txt`]).status, 0);
     cleanup(root);
   });
@@ -185,7 +262,11 @@ describe('the mirror of a packed repository', () => {
 describe('binary content', () => {
   it('is checked by its printable runs: a secret hides it, none keeps it, a large one named in binaryPaths is streamed', async () => {
     const root = tmp('airlock-bin-');
-    const withSecret = Buffer.concat([binaryBytes(4096, 's'), Buffer.from(`\0key=${AWS_ID}\0`), binaryBytes(4096, 't')]);
+    const withSecret = Buffer.concat([
+      binaryBytes(4096, 's'),
+      Buffer.from(`\0key=${AWS_ID}\0`),
+      binaryBytes(4096, 't'),
+    ]);
     // a secret that straddles the 1 MiB read boundary of the stream
     const edge = Buffer.concat([binaryBytes((1 << 20) - 5, 'e'), Buffer.from(`\0${AWS_ID}\0`), binaryBytes(4096, 'f')]);
     writeFileSync(join(root, 'small-secret.bin'), withSecret);
@@ -212,12 +293,24 @@ describe('binary content', () => {
 
 describe('secrets.workspace.binaryPaths', () => {
   it('loosens maxFileKB, so a repo policy cannot name a path the org policy did not', () => {
-    const src = (kind: string, text: string): PolicySource => ({ kind, origin: `${kind}.yaml`, raw: parsePolicyText(text, `${kind}.yaml`) });
+    const src = (kind: string, text: string): PolicySource => ({
+      kind,
+      origin: `${kind}.yaml`,
+      raw: parsePolicyText(text, `${kind}.yaml`),
+    });
     const org = src('org', 'secrets:\n  workspace:\n    binaryPaths: ["**/*.node"]\n');
     const repo = src('repo', 'secrets:\n  workspace:\n    binaryPaths: ["**/*.node", "**/*"]\n');
     assert.deepEqual(resolvePolicy([org, repo]).policy.secrets.workspace.binaryPaths, ['**/*.node']);
-    assert.deepEqual(resolvePolicy([repo]).policy.secrets.workspace.binaryPaths, ['**/*.node', '**/*'], 'without an org policy the repo names its own');
-    assert.deepEqual(defaultPolicy().secrets.workspace.binaryPaths, [], 'by default every file over the limit is hidden');
+    assert.deepEqual(
+      resolvePolicy([repo]).policy.secrets.workspace.binaryPaths,
+      ['**/*.node', '**/*'],
+      'without an org policy the repo names its own',
+    );
+    assert.deepEqual(
+      defaultPolicy().secrets.workspace.binaryPaths,
+      [],
+      'by default every file over the limit is hidden',
+    );
   });
 });
 

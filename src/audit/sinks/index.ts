@@ -19,7 +19,6 @@ export * from './formats.ts';
 // One process at a time delivers a sink: a lease in the same row keeps a supervisor and
 // `airlock sinks flush` from sending the same batch twice.
 
-
 export interface SinkStatus {
   name: string;
   type: string;
@@ -39,7 +38,18 @@ export interface SinkStatus {
   configured: boolean;
 }
 
-interface StateRow { name: string; type: string; cursor: number; delivered: number; last_ok_at: string | null; last_error: string | null; last_error_at: string | null; failures: number; owner: string | null; lease_until: number }
+interface StateRow {
+  name: string;
+  type: string;
+  cursor: number;
+  delivered: number;
+  last_ok_at: string | null;
+  last_error: string | null;
+  last_error_at: string | null;
+  failures: number;
+  owner: string | null;
+  lease_until: number;
+}
 
 function headSeq(db: AuditTables): number {
   return (db.prepare('SELECT MAX(seq) AS m FROM events').get() as { m: number | null }).m ?? 0;
@@ -60,14 +70,24 @@ function ownerAlive(owner: string | null): boolean {
     const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
     return state !== 'Z' && state !== 'X';
   } catch {
-    try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch (e) {
+      return (e as NodeJS.ErrnoException).code === 'EPERM';
+    }
   }
 }
 
 /** Lag, cursor and last error of every sink that is configured or has state in this database. */
 export function sinkStatus(store: AuditStore, sinks: SinkConfig[] = []): SinkStatus[] {
   const head = headSeq(store.tables);
-  const rows = new Map((store.tables.prepare('SELECT * FROM sink_state ORDER BY name').all() as unknown as StateRow[]).map((r) => [r.name, r]));
+  const rows = new Map(
+    (store.tables.prepare('SELECT * FROM sink_state ORDER BY name').all() as unknown as StateRow[]).map((r) => [
+      r.name,
+      r,
+    ]),
+  );
   const names = [...new Set([...sinks.map((s) => s.name), ...rows.keys()])];
   const now = Date.now();
   return names.map((name) => {
@@ -75,9 +95,19 @@ export function sinkStatus(store: AuditStore, sinks: SinkConfig[] = []): SinkSta
     const cfg = sinks.find((s) => s.name === name);
     const cursor = r?.cursor ?? 0;
     return {
-      name, type: cfg?.type ?? r?.type ?? '?', ack: cfg ? acknowledgementOf(cfg) : null, cursor, head, lag: Math.max(0, head - cursor), delivered: r?.delivered ?? 0,
-      lastOkAt: r?.last_ok_at ?? null, lastError: r?.last_error ?? null, lastErrorAt: r?.last_error_at ?? null, failures: r?.failures ?? 0,
-      owner: r && r.lease_until > now && ownerAlive(r.owner) ? r.owner : null, configured: Boolean(cfg),
+      name,
+      type: cfg?.type ?? r?.type ?? '?',
+      ack: cfg ? acknowledgementOf(cfg) : null,
+      cursor,
+      head,
+      lag: Math.max(0, head - cursor),
+      delivered: r?.delivered ?? 0,
+      lastOkAt: r?.last_ok_at ?? null,
+      lastError: r?.last_error ?? null,
+      lastErrorAt: r?.last_error_at ?? null,
+      failures: r?.failures ?? 0,
+      owner: r && r.lease_until > now && ownerAlive(r.owner) ? r.owner : null,
+      configured: Boolean(cfg),
     };
   });
 }
@@ -136,7 +166,12 @@ class SinkWorker {
     this.done = this.loop();
   }
 
-  wake(): void { this.woken = true; const w = this.wakeUp; this.wakeUp = undefined; w?.(); }
+  wake(): void {
+    this.woken = true;
+    const w = this.wakeUp;
+    this.wakeUp = undefined;
+    w?.();
+  }
 
   /** Delivers up to `head` for at most flushMs, then aborts whatever is in flight. */
   stop(head: number, flushMs: number): void {
@@ -147,9 +182,18 @@ class SinkWorker {
   }
 
   private sleep(ms: number): Promise<void> {
-    if (this.woken || this.abort.signal.aborted) { this.woken = false; return Promise.resolve(); }
+    if (this.woken || this.abort.signal.aborted) {
+      this.woken = false;
+      return Promise.resolve();
+    }
     return new Promise((resolve) => {
-      const done = () => { clearTimeout(t); this.abort.signal.removeEventListener('abort', done); this.wakeUp = undefined; this.woken = false; resolve(); };
+      const done = () => {
+        clearTimeout(t);
+        this.abort.signal.removeEventListener('abort', done);
+        this.wakeUp = undefined;
+        this.woken = false;
+        resolve();
+      };
       const t = setTimeout(done, ms);
       this.wakeUp = done;
       this.abort.signal.addEventListener('abort', done, { once: true });
@@ -160,32 +204,49 @@ class SinkWorker {
   private lease(): boolean {
     const db = this.store.tables;
     const now = Date.now();
-    const r = db.prepare('SELECT owner, lease_until FROM sink_state WHERE name = ?').get(this.cfg.name) as { owner: string | null; lease_until: number };
+    const r = db.prepare('SELECT owner, lease_until FROM sink_state WHERE name = ?').get(this.cfg.name) as {
+      owner: string | null;
+      lease_until: number;
+    };
     if (r.owner && r.owner !== ME && r.lease_until > now && ownerAlive(r.owner)) return false;
-    const res = db.prepare('UPDATE sink_state SET owner = ?, lease_until = ? WHERE name = ? AND owner IS ? AND lease_until = ?')
+    const res = db
+      .prepare('UPDATE sink_state SET owner = ?, lease_until = ? WHERE name = ? AND owner IS ? AND lease_until = ?')
       .run(ME, now + this.opts.leaseMs, this.cfg.name, r.owner, r.lease_until);
     return res.changes === 1;
   }
 
   private release(): void {
-    try { this.store.tables.prepare('UPDATE sink_state SET lease_until = 0 WHERE name = ? AND owner = ?').run(this.cfg.name, ME); } catch { /* closing */ }
+    try {
+      this.store.tables
+        .prepare('UPDATE sink_state SET lease_until = 0 WHERE name = ? AND owner = ?')
+        .run(this.cfg.name, ME);
+    } catch {
+      /* closing */
+    }
   }
 
   private cursor(): number {
-    return (this.store.tables.prepare('SELECT cursor FROM sink_state WHERE name = ?').get(this.cfg.name) as { cursor: number }).cursor;
+    return (
+      this.store.tables.prepare('SELECT cursor FROM sink_state WHERE name = ?').get(this.cfg.name) as { cursor: number }
+    ).cursor;
   }
 
   /** Moves the cursor from `from` to `to` (never backwards, never from a cursor someone else moved). */
   private advance(from: number, to: number, count: number): void {
     if (to <= from) return;
-    this.store.tables.prepare(`UPDATE sink_state SET cursor = ?, delivered = delivered + ?, last_ok_at = ?, failures = 0
-      WHERE name = ? AND cursor = ?`).run(to, count, new Date().toISOString(), this.cfg.name, from);
+    this.store.tables
+      .prepare(
+        `UPDATE sink_state SET cursor = ?, delivered = delivered + ?, last_ok_at = ?, failures = 0
+      WHERE name = ? AND cursor = ?`,
+      )
+      .run(to, count, new Date().toISOString(), this.cfg.name, from);
   }
 
   private fail(e: unknown): void {
     const msg = e instanceof Error ? e.message : String(e);
     this.lastError = msg;
-    this.store.tables.prepare('UPDATE sink_state SET last_error = ?, last_error_at = ?, failures = failures + 1 WHERE name = ?')
+    this.store.tables
+      .prepare('UPDATE sink_state SET last_error = ?, last_error_at = ?, failures = failures + 1 WHERE name = ?')
       .run(msg.slice(0, 1000), new Date().toISOString(), this.cfg.name);
   }
 
@@ -233,7 +294,10 @@ class SinkWorker {
         try {
           const idle = await this.deliverOnce(cursor);
           backoff = 250;
-          if (idle) { if (this.stopAt !== null) return; await this.sleep(this.opts.pollMs); }
+          if (idle) {
+            if (this.stopAt !== null) return;
+            await this.sleep(this.opts.pollMs);
+          }
         } catch (e) {
           if (this.abort.signal.aborted) return; // aborted at stop: not a receiver failure
           this.fail(e);
@@ -261,7 +325,8 @@ function sinkList(cfg: SinkConfig[] | { sinks: SinkConfig[] }): SinkConfig[] {
   const list = Array.isArray(cfg) ? cfg : cfg.sinks;
   const seen = new Set<string>();
   for (const s of list) {
-    if (seen.has(s.name)) throw new Error(`two sinks are named ${s.name}: names must be unique (each has its own cursor)`);
+    if (seen.has(s.name))
+      throw new Error(`two sinks are named ${s.name}: names must be unique (each has its own cursor)`);
     seen.add(s.name);
   }
   return list;
@@ -271,10 +336,16 @@ function sinkList(cfg: SinkConfig[] | { sinks: SinkConfig[] }): SinkConfig[] {
  * Starts delivering to every sink until stop(). Run it inside a long-running process (the
  * session supervisor, `airlock sinks serve`). Pass the policy's `telemetry` section or the sinks list.
  */
-export function startDelivery(store: AuditStore, sinksConfig: SinkConfig[] | { sinks: SinkConfig[] }, opts: DeliveryOptions = {}): Delivery {
+export function startDelivery(
+  store: AuditStore,
+  sinksConfig: SinkConfig[] | { sinks: SinkConfig[] },
+  opts: DeliveryOptions = {},
+): Delivery {
   const list = sinkList(sinksConfig);
   const workers = list.map((c) => new SinkWorker(store, c, { ...opts, until: undefined }));
-  const off = store.onAppend(() => { for (const w of workers) w.wake(); });
+  const off = store.onAppend(() => {
+    for (const w of workers) w.wake();
+  });
   return {
     async stop(o: StopOptions = {}) {
       off();
@@ -287,12 +358,19 @@ export function startDelivery(store: AuditStore, sinksConfig: SinkConfig[] | { s
 }
 
 /** Delivers everything pending now (up to the current head), once per sink; returns the status after. */
-export async function flushSinks(store: AuditStore, sinksConfig: SinkConfig[] | { sinks: SinkConfig[] }, opts: DeliveryOptions = {}): Promise<SinkStatus[]> {
+export async function flushSinks(
+  store: AuditStore,
+  sinksConfig: SinkConfig[] | { sinks: SinkConfig[] },
+  opts: DeliveryOptions = {},
+): Promise<SinkStatus[]> {
   const list = sinkList(sinksConfig);
   const until = headSeq(store.tables);
   const workers = list.map((c) => new SinkWorker(store, c, { ...opts, until }));
   await Promise.all(workers.map((w) => w.done));
-  return sinkStatus(store, list).map((s) => ({ ...s, lastError: workers.find((w) => w.cfg.name === s.name)?.lastError ?? s.lastError }));
+  return sinkStatus(store, list).map((s) => ({
+    ...s,
+    lastError: workers.find((w) => w.cfg.name === s.name)?.lastError ?? s.lastError,
+  }));
 }
 
 export { sessionSinks, planSessionSinks, type SessionSinkPlan, type RefusedSink } from './select.ts';

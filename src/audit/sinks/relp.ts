@@ -12,9 +12,18 @@ const MAX_TXNR = 999_999_999;
 const WINDOW = 128; // unanswered messages in flight, as librelp's client uses
 const MAX_FRAME = 1 << 20;
 
-export interface RelpTarget { host: string; port: number; tls?: ConnectionOptions; timeoutMs: number }
+export interface RelpTarget {
+  host: string;
+  port: number;
+  tls?: ConnectionOptions;
+  timeoutMs: number;
+}
 
-interface Frame { txnr: number; command: string; data: Buffer }
+interface Frame {
+  txnr: number;
+  command: string;
+  data: Buffer;
+}
 
 /** Incremental parser for RELP frames read from the receiver. */
 class FrameReader {
@@ -32,7 +41,10 @@ class FrameReader {
     const b = this.buf;
     const s1 = b.indexOf(0x20);
     const s2 = s1 < 0 ? -1 : b.indexOf(0x20, s1 + 1);
-    if (s2 < 0) { if (b.length > 64) throw new Error('RELP: unreadable frame header from the receiver'); return null; }
+    if (s2 < 0) {
+      if (b.length > 64) throw new Error('RELP: unreadable frame header from the receiver');
+      return null;
+    }
     // DATALEN ends at SP (data follows) or LF (no data)
     let end = s2 + 1;
     while (end < b.length && b[end]! >= 0x30 && b[end]! <= 0x39) end++;
@@ -40,7 +52,8 @@ class FrameReader {
     const txnr = Number(b.subarray(0, s1).toString('latin1'));
     const command = b.subarray(s1 + 1, s2).toString('latin1');
     const len = Number(b.subarray(s2 + 1, end).toString('latin1'));
-    if (!Number.isInteger(txnr) || !/^[a-z]{1,32}$/.test(command) || !Number.isInteger(len) || len > MAX_FRAME) throw new Error('RELP: malformed frame from the receiver');
+    if (!Number.isInteger(txnr) || !/^[a-z]{1,32}$/.test(command) || !Number.isInteger(len) || len > MAX_FRAME)
+      throw new Error('RELP: malformed frame from the receiver');
     const dataStart = len > 0 ? end + 1 : end;
     if (b.length < dataStart + len + 1) return null;
     if (b[dataStart + len] !== 0x0a) throw new Error('RELP: frame without trailer from the receiver');
@@ -52,13 +65,20 @@ class FrameReader {
 
 function frame(txnr: number, command: string, data: string): Buffer {
   const body = Buffer.from(data, 'utf8');
-  return Buffer.concat([Buffer.from(`${txnr} ${command} ${body.length}${body.length ? ' ' : ''}`, 'latin1'), body, Buffer.from('\n')]);
+  return Buffer.concat([
+    Buffer.from(`${txnr} ${command} ${body.length}${body.length ? ' ' : ''}`, 'latin1'),
+    body,
+    Buffer.from('\n'),
+  ]);
 }
 
 /** Error carrying how many leading messages the receiver did acknowledge before it failed. */
 export class PartialDelivery extends Error {
   readonly acked: number;
-  constructor(message: string, acked: number) { super(message); this.acked = acked; }
+  constructor(message: string, acked: number) {
+    super(message);
+    this.acked = acked;
+  }
 }
 
 /**
@@ -75,9 +95,14 @@ export class RelpClient {
   private waiters = new Map<number, (f: Frame) => void>();
   private failure: ((e: Error) => void) | null = null;
 
-  constructor(target: RelpTarget) { this.target = target; }
+  constructor(target: RelpTarget) {
+    this.target = target;
+  }
 
-  private nextTxnr(): number { this.txnr = this.txnr >= MAX_TXNR ? 1 : this.txnr + 1; return this.txnr; }
+  private nextTxnr(): number {
+    this.txnr = this.txnr >= MAX_TXNR ? 1 : this.txnr + 1;
+    return this.txnr;
+  }
 
   private async open(signal: AbortSignal): Promise<Socket> {
     if (this.sock && !this.sock.destroyed) return this.sock;
@@ -85,33 +110,68 @@ export class RelpClient {
     this.txnr = 0;
     const target = this.target;
     const sock = await new Promise<Socket>((resolve, reject) => {
-      const onAbort = () => { s.destroy(); reject(new Error('aborted')); };
-      const done = () => { signal.removeEventListener('abort', onAbort); s.off('error', onError); resolve(s); };
-      const onError = (e: Error) => { signal.removeEventListener('abort', onAbort); reject(e); };
-      const s: Socket = target.tls ? tlsConnect({ host: target.host, port: target.port, ...target.tls }, done) : netConnect({ host: target.host, port: target.port }, done);
+      const onAbort = () => {
+        s.destroy();
+        reject(new Error('aborted'));
+      };
+      const done = () => {
+        signal.removeEventListener('abort', onAbort);
+        s.off('error', onError);
+        resolve(s);
+      };
+      const onError = (e: Error) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      };
+      const s: Socket = target.tls
+        ? tlsConnect({ host: target.host, port: target.port, ...target.tls }, done)
+        : netConnect({ host: target.host, port: target.port }, done);
       s.once('error', onError);
-      s.setTimeout(target.timeoutMs, () => s.destroy(new Error(`RELP ${target.host}:${target.port}: connect timed out`)));
+      s.setTimeout(target.timeoutMs, () =>
+        s.destroy(new Error(`RELP ${target.host}:${target.port}: connect timed out`)),
+      );
       signal.addEventListener('abort', onAbort, { once: true });
     });
     this.sock = sock;
     sock.setNoDelay(true);
-    sock.setTimeout(target.timeoutMs, () => this.fail(new Error(`RELP ${target.host}:${target.port}: no answer for ${target.timeoutMs} ms`)));
+    sock.setTimeout(target.timeoutMs, () =>
+      this.fail(new Error(`RELP ${target.host}:${target.port}: no answer for ${target.timeoutMs} ms`)),
+    );
     sock.on('data', (b: Buffer) => {
       let frames: Frame[];
-      try { frames = this.reader.push(b); } catch (e) { this.fail(e as Error); return; }
+      try {
+        frames = this.reader.push(b);
+      } catch (e) {
+        this.fail(e as Error);
+        return;
+      }
       for (const f of frames) {
-        if (f.command === 'serverclose') { this.fail(new Error(`RELP ${target.host}:${target.port}: the receiver closed the session`)); return; }
+        if (f.command === 'serverclose') {
+          this.fail(new Error(`RELP ${target.host}:${target.port}: the receiver closed the session`));
+          return;
+        }
         const w = this.waiters.get(f.txnr);
-        if (w) { this.waiters.delete(f.txnr); w(f); }
+        if (w) {
+          this.waiters.delete(f.txnr);
+          w(f);
+        }
       }
     });
     sock.on('error', (e) => this.fail(e));
-    sock.on('end', () => this.fail(new Error(`RELP ${target.host}:${target.port}: the receiver closed the connection (a close is not an acknowledgement)`)));
+    sock.on('end', () =>
+      this.fail(
+        new Error(
+          `RELP ${target.host}:${target.port}: the receiver closed the connection (a close is not an acknowledgement)`,
+        ),
+      ),
+    );
     sock.on('close', () => this.fail(new Error(`RELP ${target.host}:${target.port}: connection closed`)));
     const rsp = await this.request('open', 'relp_version=0\nrelp_software=airlock\ncommands=syslog', signal);
     const text = rsp.data.toString('utf8');
-    if (!text.startsWith('200')) throw new Error(`RELP ${target.host}:${target.port}: session refused: ${text.slice(0, 200)}`);
-    if (!/^commands=.*\bsyslog\b/m.test(text)) throw new Error(`RELP ${target.host}:${target.port}: the receiver does not offer the syslog command`);
+    if (!text.startsWith('200'))
+      throw new Error(`RELP ${target.host}:${target.port}: session refused: ${text.slice(0, 200)}`);
+    if (!/^commands=.*\bsyslog\b/m.test(text))
+      throw new Error(`RELP ${target.host}:${target.port}: the receiver does not offer the syslog command`);
     return sock;
   }
 
@@ -130,8 +190,15 @@ export class RelpClient {
     return new Promise<Frame>((resolve, reject) => {
       const onAbort = () => this.fail(new Error('aborted'));
       signal.addEventListener('abort', onAbort, { once: true });
-      this.failure = (e) => { signal.removeEventListener('abort', onAbort); reject(e); };
-      this.waiters.set(txnr, (f) => { this.failure = null; signal.removeEventListener('abort', onAbort); resolve(f); });
+      this.failure = (e) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      };
+      this.waiters.set(txnr, (f) => {
+        this.failure = null;
+        signal.removeEventListener('abort', onAbort);
+        resolve(f);
+      });
       this.sock!.write(frame(txnr, command, data));
     });
   }
@@ -148,7 +215,10 @@ export class RelpClient {
         let inFlight = 0;
         const onAbort = () => this.fail(new Error('aborted'));
         signal.addEventListener('abort', onAbort, { once: true });
-        this.failure = (e) => { signal.removeEventListener('abort', onAbort); reject(e); };
+        this.failure = (e) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(e);
+        };
         const pump = () => {
           while (next < messages.length && inFlight < WINDOW) {
             const i = next++;
@@ -157,10 +227,17 @@ export class RelpClient {
             this.waiters.set(txnr, (f) => {
               inFlight--;
               const status = f.data.toString('utf8');
-              if (!status.startsWith('200')) { this.fail(new Error(`RELP: message refused: ${status.slice(0, 200)}`)); return; }
+              if (!status.startsWith('200')) {
+                this.fail(new Error(`RELP: message refused: ${status.slice(0, 200)}`));
+                return;
+              }
               results[i] = true;
               while (acked < results.length && results[acked]) acked++;
-              if (acked === messages.length) { this.failure = null; signal.removeEventListener('abort', onAbort); resolve(); } else pump();
+              if (acked === messages.length) {
+                this.failure = null;
+                signal.removeEventListener('abort', onAbort);
+                resolve();
+              } else pump();
             });
             sock.write(frame(txnr, 'syslog', messages[i]!));
           }
@@ -178,7 +255,13 @@ export class RelpClient {
     if (!s || s.destroyed) return;
     const ac = new AbortController();
     const t = setTimeout(() => ac.abort(), 1000);
-    try { await this.request('close', '', ac.signal); } catch { /* closing anyway */ } finally { clearTimeout(t); }
+    try {
+      await this.request('close', '', ac.signal);
+    } catch {
+      /* closing anyway */
+    } finally {
+      clearTimeout(t);
+    }
     this.fail(new Error('closed'));
   }
 }

@@ -13,12 +13,20 @@ import { canonicalJson } from '../../common/index.ts';
 // sink under a name already taken: two sinks under one name share one cursor, so one
 // receiver's acknowledgements would skip events for the other.
 
-export interface RefusedSink { name: string; type: string; origin: string; reason: string }
-export interface SessionSinkPlan { run: SinkConfig[]; refused: RefusedSink[] }
+export interface RefusedSink {
+  name: string;
+  type: string;
+  origin: string;
+  reason: string;
+}
+export interface SessionSinkPlan {
+  run: SinkConfig[];
+  refused: RefusedSink[];
+}
 
 function telemetryOf(raw: Record<string, unknown>): Record<string, unknown> | undefined {
   const t = raw.telemetry;
-  return t !== null && typeof t === 'object' && !Array.isArray(t) ? t as Record<string, unknown> : undefined;
+  return t !== null && typeof t === 'object' && !Array.isArray(t) ? (t as Record<string, unknown>) : undefined;
 }
 
 function describe(entry: unknown): { name: string; type: string } {
@@ -44,10 +52,19 @@ export function planSessionSinks(loaded: Pick<LoadedPolicy, 'sources'>): Session
   if (orgSinks) {
     const parsed = sinkSchema.array().safeParse(orgSinks.list);
     if (!parsed.success) {
-      throw new AirlockError('POLICY_INVALID', `${orgSinks.origin}: telemetry.sinks is not a valid list of sinks`, 'run `airlock policy check` on the org policy and fix telemetry.sinks');
+      throw new AirlockError(
+        'POLICY_INVALID',
+        `${orgSinks.origin}: telemetry.sinks is not a valid list of sinks`,
+        'run `airlock policy check` on the org policy and fix telemetry.sinks',
+      );
     }
     for (const c of parsed.data) {
-      if (names.has(c.name)) throw new AirlockError('POLICY_INVALID', `${orgSinks.origin}: two sinks are named ${c.name}`, 'give every sink its own name (each keeps its own delivery cursor)');
+      if (names.has(c.name))
+        throw new AirlockError(
+          'POLICY_INVALID',
+          `${orgSinks.origin}: two sinks are named ${c.name}`,
+          'give every sink its own name (each keeps its own delivery cursor)',
+        );
       names.add(c.name);
       keys.add(canonicalJson(c));
       run.push(c);
@@ -61,12 +78,24 @@ export function planSessionSinks(loaded: Pick<LoadedPolicy, 'sources'>): Session
       const parsed = sinkSchema.safeParse(entry);
       const { name, type } = parsed.success ? parsed.data : describe(entry);
       const refuse = (reason: string) => refused.push({ name, type, origin: s.origin, reason });
-      if (!parsed.success) { refuse('not a valid sink'); continue; }
+      if (!parsed.success) {
+        refuse('not a valid sink');
+        continue;
+      }
       const c = parsed.data;
       if (keys.has(canonicalJson(c))) continue; // the same sink the org already runs
-      if (!allowRepo) { refuse('sinks from a repo policy or grant run only when the org policy sets telemetry.allowRepoSinks: true'); continue; }
-      if (c.type === 'file') { refuse('a file sink writes and renames host files; only the org policy may configure one'); continue; }
-      if (names.has(c.name)) { refuse(`the name ${c.name} is already used by another sink (one name, one cursor)`); continue; }
+      if (!allowRepo) {
+        refuse('sinks from a repo policy or grant run only when the org policy sets telemetry.allowRepoSinks: true');
+        continue;
+      }
+      if (c.type === 'file') {
+        refuse('a file sink writes and renames host files; only the org policy may configure one');
+        continue;
+      }
+      if (names.has(c.name)) {
+        refuse(`the name ${c.name} is already used by another sink (one name, one cursor)`);
+        continue;
+      }
       names.add(c.name);
       keys.add(canonicalJson(c));
       run.push(c);

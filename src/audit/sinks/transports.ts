@@ -3,7 +3,17 @@ import { connect as tlsConnect } from 'node:tls';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { createHash, createHmac } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
 import { dirname } from 'node:path';
 import { hostname } from 'node:os';
 import { SeverityNumber } from '@opentelemetry/api';
@@ -46,7 +56,8 @@ type Tls = { ca?: string; servername?: string; cert?: string; key?: string } | u
 function tlsFiles(t: Tls): { ca?: Buffer; cert?: Buffer; key?: Buffer } {
   const read = (p?: string) => {
     if (!p) return undefined;
-    if (!existsSync(p)) throw new AirlockError('NOT_FOUND', `TLS file not found: ${p}`, 'fix the path in telemetry.sinks[].tls');
+    if (!existsSync(p))
+      throw new AirlockError('NOT_FOUND', `TLS file not found: ${p}`, 'fix the path in telemetry.sinks[].tls');
     return readFileSync(p);
   };
   return { ca: read(t?.ca), cert: read(t?.cert), key: read(t?.key) };
@@ -54,7 +65,12 @@ function tlsFiles(t: Tls): { ca?: Buffer; cert?: Buffer; key?: Buffer } {
 
 function secret(env: NodeJS.ProcessEnv, name: string, sink: string): string {
   const v = env[name];
-  if (!v) throw new AirlockError('BAD_STATE', `sink ${sink}: environment variable ${name} is not set`, `export ${name}=... in the environment of the process that delivers (supervisor or \`airlock sinks flush\`)`);
+  if (!v)
+    throw new AirlockError(
+      'BAD_STATE',
+      `sink ${sink}: environment variable ${name} is not set`,
+      `export ${name}=... in the environment of the process that delivers (supervisor or \`airlock sinks flush\`)`,
+    );
   return v;
 }
 
@@ -65,7 +81,11 @@ function secret(env: NodeJS.ProcessEnv, name: string, sink: string): string {
  * read the bytes, not that the SIEM kept them, so this sink is marked `ack: none` and its
  * status says "sent, unacknowledged". Use protocol: relp for acknowledged delivery.
  */
-function syslogTcpSink(c: Extract<SinkConfig, { type: 'syslog' }>, payloadOf: (events: AuditEvent[]) => string[], timeoutMs: number): Sink {
+function syslogTcpSink(
+  c: Extract<SinkConfig, { type: 'syslog' }>,
+  payloadOf: (events: AuditEvent[]) => string[],
+  timeoutMs: number,
+): Sink {
   const files = c.tls ? tlsFiles(c.tls) : {};
   return {
     ack: 'none',
@@ -75,35 +95,80 @@ function syslogTcpSink(c: Extract<SinkConfig, { type: 'syslog' }>, payloadOf: (e
         let sock: Socket;
         let peerEnded = false;
         let failed: Error | undefined;
-        const onConnect = () => { sock.end(payload); };
+        const onConnect = () => {
+          sock.end(payload);
+        };
         if (c.tls) {
-          sock = tlsConnect({ host: c.host, port: c.port, servername: c.tls.servername ?? c.host, ca: files.ca, cert: files.cert, key: files.key, rejectUnauthorized: true }, onConnect);
+          sock = tlsConnect(
+            {
+              host: c.host,
+              port: c.port,
+              servername: c.tls.servername ?? c.host,
+              ca: files.ca,
+              cert: files.cert,
+              key: files.key,
+              rejectUnauthorized: true,
+            },
+            onConnect,
+          );
         } else {
           sock = netConnect({ host: c.host, port: c.port, allowHalfOpen: true }, onConnect);
         }
-        const onAbort = () => { failed = new Error('aborted'); sock.destroy(); };
+        const onAbort = () => {
+          failed = new Error('aborted');
+          sock.destroy();
+        };
         signal.addEventListener('abort', onAbort, { once: true });
-        sock.setTimeout(timeoutMs, () => { failed = new Error(`syslog ${c.host}:${c.port}: timed out`); sock.destroy(); });
-        sock.on('data', () => { /* receivers send nothing; ignore */ });
-        sock.on('end', () => { peerEnded = true; sock.end(); });
-        sock.on('error', (e) => { failed = e; });
+        sock.setTimeout(timeoutMs, () => {
+          failed = new Error(`syslog ${c.host}:${c.port}: timed out`);
+          sock.destroy();
+        });
+        sock.on('data', () => {
+          /* receivers send nothing; ignore */
+        });
+        sock.on('end', () => {
+          peerEnded = true;
+          sock.end();
+        });
+        sock.on('error', (e) => {
+          failed = e;
+        });
         sock.on('close', () => {
           signal.removeEventListener('abort', onAbort);
           if (!failed && peerEnded) resolve();
-          else reject(failed ?? new Error(`syslog ${c.host}:${c.port}: connection closed before the receiver read the batch`));
+          else
+            reject(
+              failed ?? new Error(`syslog ${c.host}:${c.port}: connection closed before the receiver read the batch`),
+            );
         });
       });
     },
-    async close() { /* one connection per batch: nothing held */ },
+    async close() {
+      /* one connection per batch: nothing held */
+    },
   };
 }
 
 /** Syslog over RELP (rsyslog imrelp): each message is acknowledged by the receiver. */
-function syslogRelpSink(c: Extract<SinkConfig, { type: 'syslog' }>, payloadOf: (events: AuditEvent[]) => string[], timeoutMs: number): Sink {
+function syslogRelpSink(
+  c: Extract<SinkConfig, { type: 'syslog' }>,
+  payloadOf: (events: AuditEvent[]) => string[],
+  timeoutMs: number,
+): Sink {
   const files = c.tls ? tlsFiles(c.tls) : {};
   const client = new RelpClient({
-    host: c.host, port: c.port, timeoutMs,
-    tls: c.tls ? { servername: c.tls.servername ?? c.host, ca: files.ca, cert: files.cert, key: files.key, rejectUnauthorized: true } : undefined,
+    host: c.host,
+    port: c.port,
+    timeoutMs,
+    tls: c.tls
+      ? {
+          servername: c.tls.servername ?? c.host,
+          ca: files.ca,
+          cert: files.cert,
+          key: files.key,
+          rejectUnauthorized: true,
+        }
+      : undefined,
   });
   return {
     ack: 'relp',
@@ -113,28 +178,53 @@ function syslogRelpSink(c: Extract<SinkConfig, { type: 'syslog' }>, payloadOf: (
 }
 
 function syslogSink(c: Extract<SinkConfig, { type: 'syslog' }>, timeoutMs: number): Sink {
-  const payloadOf = (events: AuditEvent[]) => events.map((e) => syslogMessage(e, formatEvent(e, c.format === 'json' ? 'json' : c.format), c.facility, c.appName));
+  const payloadOf = (events: AuditEvent[]) =>
+    events.map((e) => syslogMessage(e, formatEvent(e, c.format === 'json' ? 'json' : c.format), c.facility, c.appName));
   return c.protocol === 'relp' ? syslogRelpSink(c, payloadOf, timeoutMs) : syslogTcpSink(c, payloadOf, timeoutMs);
 }
 
-interface HttpResult { status: number; body: string }
-interface PostOptions { tls: Tls; signal: AbortSignal; timeoutMs: number }
-function post(url: string, headers: Record<string, string>, body: string | Uint8Array, o: PostOptions): Promise<HttpResult> {
+interface HttpResult {
+  status: number;
+  body: string;
+}
+interface PostOptions {
+  tls: Tls;
+  signal: AbortSignal;
+  timeoutMs: number;
+}
+function post(
+  url: string,
+  headers: Record<string, string>,
+  body: string | Uint8Array,
+  o: PostOptions,
+): Promise<HttpResult> {
   const { tls, signal, timeoutMs } = o;
   const u = new URL(url);
   const files = tlsFiles(tls);
   const req = u.protocol === 'https:' ? httpsRequest : httpRequest;
   return new Promise((resolve, reject) => {
-    const r = req(u, {
-      method: 'POST', headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, timeout: timeoutMs, signal,
-      ...(u.protocol === 'https:' ? { ca: files.ca, cert: files.cert, key: files.key, servername: tls?.servername, rejectUnauthorized: true } : {}),
-    }, (res) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on('data', (b: Buffer) => { size += b.length; if (size <= 1 << 20) chunks.push(b); });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', reject);
-    });
+    const r = req(
+      u,
+      {
+        method: 'POST',
+        headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) },
+        timeout: timeoutMs,
+        signal,
+        ...(u.protocol === 'https:'
+          ? { ca: files.ca, cert: files.cert, key: files.key, servername: tls?.servername, rejectUnauthorized: true }
+          : {}),
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (b: Buffer) => {
+          size += b.length;
+          if (size <= 1 << 20) chunks.push(b);
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      },
+    );
     r.on('timeout', () => r.destroy(new Error(`${u.host}: request timed out`)));
     r.on('error', reject);
     r.end(body);
@@ -145,20 +235,43 @@ const httpFail = (what: string, r: HttpResult) => new Error(`${what}: HTTP ${r.s
 function hecSink(c: Extract<SinkConfig, { type: 'splunk-hec' }>, env: NodeJS.ProcessEnv, timeoutMs: number): Sink {
   const token = secret(env, c.tokenEnv, c.name);
   // A stable channel per sink, as HEC with indexer acknowledgement requires.
-  const channel = createHash('sha256').update(`airlock-hec:${c.name}`).digest('hex').replace(/^(.{8})(.{4})(.{4})(.{4})(.{12}).*$/, '$1-$2-$3-$4-$5');
+  const channel = createHash('sha256')
+    .update(`airlock-hec:${c.name}`)
+    .digest('hex')
+    .replace(/^(.{8})(.{4})(.{4})(.{4})(.{12}).*$/, '$1-$2-$3-$4-$5');
   const host = hostname();
   return {
     ack: 'http',
     async send(events, signal) {
-      const body = events.map((e) => JSON.stringify({
-        time: Date.parse(e.ts) / 1000, host, source: 'airlock', sourcetype: c.sourcetype, ...(c.index ? { index: c.index } : {}),
-        event: formatObject(e, c.format), fields: { airlock_id: e.id, airlock_seq: e.seq, airlock_session: e.session ?? '' },
-      })).join('\n');
-      const r = await post(`${c.url.replace(/\/$/, '')}/services/collector/event`, {
-        authorization: `Splunk ${token}`, 'content-type': 'application/json', 'x-splunk-request-channel': channel,
-      }, body, { tls: c.tls, signal, timeoutMs });
+      const body = events
+        .map((e) =>
+          JSON.stringify({
+            time: Date.parse(e.ts) / 1000,
+            host,
+            source: 'airlock',
+            sourcetype: c.sourcetype,
+            ...(c.index ? { index: c.index } : {}),
+            event: formatObject(e, c.format),
+            fields: { airlock_id: e.id, airlock_seq: e.seq, airlock_session: e.session ?? '' },
+          }),
+        )
+        .join('\n');
+      const r = await post(
+        `${c.url.replace(/\/$/, '')}/services/collector/event`,
+        {
+          authorization: `Splunk ${token}`,
+          'content-type': 'application/json',
+          'x-splunk-request-channel': channel,
+        },
+        body,
+        { tls: c.tls, signal, timeoutMs },
+      );
       let code: unknown;
-      try { code = (JSON.parse(r.body) as { code?: unknown }).code; } catch { /* judged by status below */ }
+      try {
+        code = (JSON.parse(r.body) as { code?: unknown }).code;
+      } catch {
+        /* judged by status below */
+      }
       if (r.status !== 200 || (code !== undefined && code !== 0)) throw httpFail('splunk-hec', r);
     },
     async close() {},
@@ -171,16 +284,41 @@ function elasticSink(c: Extract<SinkConfig, { type: 'elastic' }>, env: NodeJS.Pr
     ack: 'http',
     async send(events, signal) {
       // `create` with the event id as _id: a batch sent twice creates each document once.
-      const body = events.map((e) => `${JSON.stringify({ create: { _index: c.index, _id: e.id } })}\n${JSON.stringify(formatObject(e, c.format))}\n`).join('');
-      const r = await post(`${c.url.replace(/\/$/, '')}/_bulk`, {
-        'content-type': 'application/x-ndjson', ...(apiKey ? { authorization: `ApiKey ${apiKey}` } : {}),
-      }, body, { tls: c.tls, signal, timeoutMs });
+      const body = events
+        .map(
+          (e) =>
+            `${JSON.stringify({ create: { _index: c.index, _id: e.id } })}\n${JSON.stringify(formatObject(e, c.format))}\n`,
+        )
+        .join('');
+      const r = await post(
+        `${c.url.replace(/\/$/, '')}/_bulk`,
+        {
+          'content-type': 'application/x-ndjson',
+          ...(apiKey ? { authorization: `ApiKey ${apiKey}` } : {}),
+        },
+        body,
+        { tls: c.tls, signal, timeoutMs },
+      );
       if (r.status !== 200) throw httpFail('elastic', r);
-      let res: { errors?: boolean; items?: { create?: { status?: number; error?: { type?: string; reason?: string } } }[] };
-      try { res = JSON.parse(r.body); } catch { throw httpFail('elastic (unreadable response)', r); }
-      if (!Array.isArray(res.items) || res.items.length !== events.length) throw new Error(`elastic: expected ${events.length} results, got ${res.items?.length ?? 'none'}`);
-      const bad = res.items.find((it) => { const s = it.create?.status ?? 0; return !(s >= 200 && s < 300) && s !== 409; });
-      if (bad) throw new Error(`elastic: document rejected: ${bad.create?.status} ${bad.create?.error?.type ?? ''} ${bad.create?.error?.reason ?? ''}`);
+      let res: {
+        errors?: boolean;
+        items?: { create?: { status?: number; error?: { type?: string; reason?: string } } }[];
+      };
+      try {
+        res = JSON.parse(r.body);
+      } catch {
+        throw httpFail('elastic (unreadable response)', r);
+      }
+      if (!Array.isArray(res.items) || res.items.length !== events.length)
+        throw new Error(`elastic: expected ${events.length} results, got ${res.items?.length ?? 'none'}`);
+      const bad = res.items.find((it) => {
+        const s = it.create?.status ?? 0;
+        return !(s >= 200 && s < 300) && s !== 409;
+      });
+      if (bad)
+        throw new Error(
+          `elastic: document rejected: ${bad.create?.status} ${bad.create?.error?.type ?? ''} ${bad.create?.error?.reason ?? ''}`,
+        );
     },
     async close() {},
   };
@@ -197,12 +335,23 @@ function webhookSink(c: Extract<SinkConfig, { type: 'webhook' }>, env: NodeJS.Pr
   return {
     ack: 'http',
     async send(events, signal) {
-      const body = JSON.stringify({ sink: c.name, product: PRODUCT, events: events.map((e) => formatObject(e, c.format)) });
+      const body = JSON.stringify({
+        sink: c.name,
+        product: PRODUCT,
+        events: events.map((e) => formatObject(e, c.format)),
+      });
       const ts = String(Math.floor(Date.now() / 1000));
-      const r = await post(c.url, {
-        'content-type': 'application/json', [WEBHOOK_TIMESTAMP_HEADER]: ts, [WEBHOOK_SIGNATURE_HEADER]: webhookSignature(key, ts, body),
-        'idempotency-key': `${events[0]!.id}..${events[events.length - 1]!.id}`,
-      }, body, { tls: c.tls, signal, timeoutMs });
+      const r = await post(
+        c.url,
+        {
+          'content-type': 'application/json',
+          [WEBHOOK_TIMESTAMP_HEADER]: ts,
+          [WEBHOOK_SIGNATURE_HEADER]: webhookSignature(key, ts, body),
+          'idempotency-key': `${events[0]!.id}..${events[events.length - 1]!.id}`,
+        },
+        body,
+        { tls: c.tls, signal, timeoutMs },
+      );
       if (r.status < 200 || r.status >= 300) throw httpFail('webhook', r);
     },
     async close() {},
@@ -210,7 +359,11 @@ function webhookSink(c: Extract<SinkConfig, { type: 'webhook' }>, env: NodeJS.Pr
 }
 
 const OTEL_SEVERITY: Record<Severity, SeverityNumber> = {
-  info: SeverityNumber.INFO, low: SeverityNumber.INFO2, medium: SeverityNumber.WARN, high: SeverityNumber.ERROR, critical: SeverityNumber.FATAL,
+  info: SeverityNumber.INFO,
+  low: SeverityNumber.INFO2,
+  medium: SeverityNumber.WARN,
+  high: SeverityNumber.ERROR,
+  critical: SeverityNumber.FATAL,
 };
 
 /**
@@ -223,7 +376,11 @@ function otlpSink(config: Extract<SinkConfig, { type: 'otlp' }>, env: NodeJS.Pro
   for (const [h, v] of Object.entries(config.headersEnv)) headers[h] = secret(env, v, config.name);
   const memory = new InMemoryLogRecordExporter();
   const provider = new LoggerProvider({
-    resource: resourceFromAttributes({ 'service.name': 'airlock', 'service.version': PRODUCT.version, 'host.name': hostname() }),
+    resource: resourceFromAttributes({
+      'service.name': 'airlock',
+      'service.version': PRODUCT.version,
+      'host.name': hostname(),
+    }),
     processors: [new SimpleLogRecordProcessor({ exporter: memory })],
   });
   const logger = provider.getLogger('airlock.audit', PRODUCT.version);
@@ -233,26 +390,50 @@ function otlpSink(config: Extract<SinkConfig, { type: 'otlp' }>, env: NodeJS.Pro
       memory.reset();
       for (const e of events) {
         logger.emit({
-          timestamp: new Date(e.ts), observedTimestamp: new Date(e.ts), severityNumber: OTEL_SEVERITY[e.severity], severityText: e.severity,
-          eventName: e.type, body: JSON.stringify(e.data),
+          timestamp: new Date(e.ts),
+          observedTimestamp: new Date(e.ts),
+          severityNumber: OTEL_SEVERITY[e.severity],
+          severityText: e.severity,
+          eventName: e.type,
+          body: JSON.stringify(e.data),
           attributes: {
-            'event.id': e.id, 'event.name': e.type, 'airlock.seq': e.seq, 'airlock.session': e.session ?? '', 'airlock.rule': e.rule ?? '',
-            'airlock.decision': e.decision ?? '', 'airlock.hash': e.hash, 'airlock.prev_hash': e.prevHash,
+            'event.id': e.id,
+            'event.name': e.type,
+            'airlock.seq': e.seq,
+            'airlock.session': e.session ?? '',
+            'airlock.rule': e.rule ?? '',
+            'airlock.decision': e.decision ?? '',
+            'airlock.hash': e.hash,
+            'airlock.prev_hash': e.prevHash,
           },
         });
       }
       const records = memory.getFinishedLogRecords();
       memory.reset();
-      if (records.length !== events.length) throw new Error(`otlp: ${records.length} of ${events.length} records built`);
+      if (records.length !== events.length)
+        throw new Error(`otlp: ${records.length} of ${events.length} records built`);
       const body = JsonLogsSerializer.serializeRequest([...records]);
       if (!body) throw new Error('otlp: records could not be serialized');
-      const r = await post(config.url, { ...headers, 'content-type': 'application/json' }, body, { tls: undefined, signal, timeoutMs });
+      const r = await post(config.url, { ...headers, 'content-type': 'application/json' }, body, {
+        tls: undefined,
+        signal,
+        timeoutMs,
+      });
       if (r.status < 200 || r.status >= 300) throw httpFail('otlp', r);
       let rejected = 0;
-      try { rejected = Number((JSON.parse(r.body || '{}') as { partialSuccess?: { rejectedLogRecords?: unknown } }).partialSuccess?.rejectedLogRecords ?? 0); } catch { /* a 2xx without a body is success */ }
+      try {
+        rejected = Number(
+          (JSON.parse(r.body || '{}') as { partialSuccess?: { rejectedLogRecords?: unknown } }).partialSuccess
+            ?.rejectedLogRecords ?? 0,
+        );
+      } catch {
+        /* a 2xx without a body is success */
+      }
       if (rejected > 0) throw httpFail(`otlp: ${rejected} records rejected`, r);
     },
-    async close() { await provider.shutdown().catch(() => {}); },
+    async close() {
+      await provider.shutdown().catch(() => {});
+    },
   };
 }
 
@@ -260,7 +441,8 @@ function otlpSink(config: Extract<SinkConfig, { type: 'otlp' }>, env: NodeJS.Pro
 function fileSink(c: Extract<SinkConfig, { type: 'file' }>): Sink {
   mkdirSync(dirname(c.path), { recursive: true, mode: 0o700 });
   const rotate = () => {
-    for (let i = c.keep - 1; i >= 1; i--) if (existsSync(`${c.path}.${i}`)) renameSync(`${c.path}.${i}`, `${c.path}.${i + 1}`);
+    for (let i = c.keep - 1; i >= 1; i--)
+      if (existsSync(`${c.path}.${i}`)) renameSync(`${c.path}.${i}`, `${c.path}.${i + 1}`);
     if (existsSync(c.path)) renameSync(c.path, `${c.path}.1`);
   };
   return {
@@ -271,13 +453,22 @@ function fileSink(c: Extract<SinkConfig, { type: 'file' }>): Sink {
       const flush = () => {
         if (!buf) return;
         const fd = openSync(c.path, 'a', 0o600);
-        try { writeSync(fd, buf); fsyncSync(fd); } finally { closeSync(fd); }
+        try {
+          writeSync(fd, buf);
+          fsyncSync(fd);
+        } finally {
+          closeSync(fd);
+        }
         buf = '';
       };
       for (const e of events) {
         const line = formatEvent(e, c.format) + '\n';
         const n = Buffer.byteLength(line);
-        if (size > 0 && size + n > c.maxBytes) { flush(); rotate(); size = 0; }
+        if (size > 0 && size + n > c.maxBytes) {
+          flush();
+          rotate();
+          size = 0;
+        }
         buf += line;
         size += n;
       }
@@ -289,11 +480,17 @@ function fileSink(c: Extract<SinkConfig, { type: 'file' }>): Sink {
 
 export function createSink(c: SinkConfig, env: NodeJS.ProcessEnv = process.env, timeoutMs = DEFAULT_TIMEOUT_MS): Sink {
   switch (c.type) {
-    case 'syslog': return syslogSink(c, timeoutMs);
-    case 'splunk-hec': return hecSink(c, env, timeoutMs);
-    case 'elastic': return elasticSink(c, env, timeoutMs);
-    case 'webhook': return webhookSink(c, env, timeoutMs);
-    case 'otlp': return otlpSink(c, env, timeoutMs);
-    case 'file': return fileSink(c);
+    case 'syslog':
+      return syslogSink(c, timeoutMs);
+    case 'splunk-hec':
+      return hecSink(c, env, timeoutMs);
+    case 'elastic':
+      return elasticSink(c, env, timeoutMs);
+    case 'webhook':
+      return webhookSink(c, env, timeoutMs);
+    case 'otlp':
+      return otlpSink(c, env, timeoutMs);
+    case 'file':
+      return fileSink(c);
   }
 }

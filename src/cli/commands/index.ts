@@ -9,7 +9,10 @@ import type { Command } from 'commander';
 // test/cli/lazy.test.ts checks that this table and the files agree.
 export type Register = (program: Command) => void;
 
-export interface Registration { commands: Record<string, string>; load: () => Promise<Register> }
+export interface Registration {
+  commands: Record<string, string>;
+  load: () => Promise<Register>;
+}
 
 export const registrations: Registration[] = [
   {
@@ -21,19 +24,26 @@ export const registrations: Registration[] = [
   },
   {
     commands: {
-      'run <command...>': 'Run an agent command in a new sandboxed session; exits with the agent\'s status',
+      'run <command...>': "Run an agent command in a new sandboxed session; exits with the agent's status",
       session: 'Long-running sessions for agent frameworks that call tools one at a time',
-      'exec <session> <command...>': 'Run a command in a running session\'s sandbox; output and exit status pass through',
+      'exec <session> <command...>':
+        "Run a command in a running session's sandbox; output and exit status pass through",
       sessions: 'List sessions with their exit status and counts of events and denials',
     },
     load: async () => (await import('./session.ts')).registerSession,
   },
-  { commands: { secrets: 'Find secrets with the engine Airlock uses for sanitization, review and DLP' }, load: async () => (await import('./secrets.ts')).registerSecrets },
-  { commands: { approvals: 'Commands a session is waiting to run ("ask" rules): list, allow, deny' }, load: async () => (await import('./approvals.ts')).registerApprovals },
+  {
+    commands: { secrets: 'Find secrets with the engine Airlock uses for sanitization, review and DLP' },
+    load: async () => (await import('./secrets.ts')).registerSecrets,
+  },
+  {
+    commands: { approvals: 'Commands a session is waiting to run ("ask" rules): list, allow, deny' },
+    load: async () => (await import('./approvals.ts')).registerApprovals,
+  },
   { commands: { egress: 'Egress gateway tools' }, load: async () => (await import('./egress.ts')).registerEgress },
   {
     commands: {
-      'propose <session>': 'Turn a finished session\'s captured result into a proposal (runs the checks)',
+      'propose <session>': "Turn a finished session's captured result into a proposal (runs the checks)",
       review: 'Review proposals: list, show (diff with findings), approve, reject, apply',
     },
     load: async () => (await import('./review.ts')).registerReview,
@@ -45,7 +55,10 @@ export const registrations: Registration[] = [
     },
     load: async () => (await import('./audit.ts')).registerAudit,
   },
-  { commands: { agents: 'List agent profiles usable with `airlock run --agent NAME`' }, load: async () => (await import('./agents.ts')).registerAgents },
+  {
+    commands: { agents: 'List agent profiles usable with `airlock run --agent NAME`' },
+    load: async () => (await import('./agents.ts')).registerAgents,
+  },
   {
     commands: {
       'verify-change <commit>': 'Verify the signed provenance of a commit Airlock applied',
@@ -53,9 +66,18 @@ export const registrations: Registration[] = [
     },
     load: async () => (await import('./provenance.ts')).registerProvenance,
   },
-  { commands: { db: 'The shared PostgreSQL store (AIRLOCK_DATABASE_URL): schema versions.' }, load: async () => (await import('./shared.ts')).registerDb },
-  { commands: { console: 'Serve the review and security console (web UI): proposals, approvals, sessions, audit.' }, load: async () => (await import('./console.ts')).registerConsole },
-  { commands: { mcp: 'Serve a sandboxed session\'s tools over the Model Context Protocol on stdio' }, load: async () => (await import('./mcp.ts')).registerMcp },
+  {
+    commands: { db: 'The shared PostgreSQL store (AIRLOCK_DATABASE_URL): schema versions.' },
+    load: async () => (await import('./shared.ts')).registerDb,
+  },
+  {
+    commands: { console: 'Serve the review and security console (web UI): proposals, approvals, sessions, audit.' },
+    load: async () => (await import('./console.ts')).registerConsole,
+  },
+  {
+    commands: { mcp: "Serve a sandboxed session's tools over the Model Context Protocol on stdio" },
+    load: async () => (await import('./mcp.ts')).registerMcp,
+  },
 ];
 
 /** The name of a command as the table writes it ("run <command...>" → "run"). */

@@ -19,53 +19,93 @@ function sessionRepo(store: AuditStore, sessions: string[]): string {
     if (!start) throw new AirlockError('NOT_FOUND', `unknown session: ${s}`, 'list sessions with `airlock sessions`');
     if (typeof start.data.repo === 'string') repos.add(start.data.repo);
   }
-  if (repos.size !== 1) throw new AirlockError('USAGE', `the sessions ran on ${repos.size} repositories`, 'learn from sessions of one repository, or pass --repo');
+  if (repos.size !== 1)
+    throw new AirlockError(
+      'USAGE',
+      `the sessions ran on ${repos.size} repositories`,
+      'learn from sessions of one repository, or pass --repo',
+    );
   return [...repos][0]!;
 }
 
 function message(r: LearnResult, sessions: string[]): string {
   return [
-    `airlock.yaml: policy learned from ${sessions.join(', ')}`, '',
-    `Hosts: ${r.hosts.join(', ') || 'none'}`, `Programs: ${r.programs.join(', ') || 'none'}`, `Packages: ${r.packages.join(', ') || 'none'}`,
+    `airlock.yaml: policy learned from ${sessions.join(', ')}`,
+    '',
+    `Hosts: ${r.hosts.join(', ') || 'none'}`,
+    `Programs: ${r.programs.join(', ') || 'none'}`,
+    `Packages: ${r.packages.join(', ') || 'none'}`,
     `Covered: ${r.covered} of ${r.total} recorded decisions.`,
-    ...(r.leftOut.length ? ['Left out:', ...r.leftOut.slice(0, 50).map((x) => `- ${x.what}: ${x.why}`)] : []), '',
+    ...(r.leftOut.length ? ['Left out:', ...r.leftOut.slice(0, 50).map((x) => `- ${x.what}: ${x.why}`)] : []),
+    '',
   ].join('\n');
 }
 
 function printLearned(r: LearnResult, proposal: number | null): void {
-  process.stdout.write(`${ok('learned')} ${r.hosts.length} host(s), ${r.programs.length} program(s), ${r.packages.length} package(s); ${r.covered} of ${r.total} recorded decisions covered\n`);
+  process.stdout.write(
+    `${ok('learned')} ${r.hosts.length} host(s), ${r.programs.length} program(s), ${r.packages.length} package(s); ${r.covered} of ${r.total} recorded decisions covered\n`,
+  );
   for (const x of r.leftOut) process.stdout.write(`${warn('left out')} ${esc(x.what)}: ${esc(x.why)}\n`);
-  if (proposal !== null) process.stdout.write(`${ok('proposed')} as proposal ${proposal} ${dim(`(airlock review show ${proposal}; approve it like any change)`)}\n`);
+  if (proposal !== null)
+    process.stdout.write(
+      `${ok('proposed')} as proposal ${proposal} ${dim(`(airlock review show ${proposal}; approve it like any change)`)}\n`,
+    );
   else process.stdout.write(esc(r.text, { keepNewlines: true }));
 }
 
 export function registerPolicyLearn(pol: Command): void {
-  pol.command('learn')
-    .description('Propose the narrowest airlock.yaml that would have allowed what the sessions did (within the org policy), as a change for review')
+  pol
+    .command('learn')
+    .description(
+      'Propose the narrowest airlock.yaml that would have allowed what the sessions did (within the org policy), as a change for review',
+    )
     .argument('<sessions...>', 'sessions to learn from (record-mode sessions show everything the agent tried)')
-    .option('--repo <path>', 'repository whose airlock.yaml to change (default: the sessions\' repository)')
+    .option('--repo <path>', "repository whose airlock.yaml to change (default: the sessions' repository)")
     .option('--base <ref>', 'commit the proposal starts from', 'HEAD')
     .option('--org-policy <file>', 'organisation policy (default: $AIRLOCK_ORG_POLICY or /etc/airlock/policy.yaml)')
     .option('--dry-run', 'print the learned policy; propose nothing')
     .option('--json', 'machine-readable output')
-    .action(async (sessions: string[], o: { repo?: string; base: string; orgPolicy?: string; dryRun?: boolean; json?: boolean }) => {
-      const store = openStore();
-      try {
-        const repo = openHostRepo(o.repo ?? sessionRepo(store, sessions));
-        const base = resolveCommit(repo, o.base);
-        const orgPath = orgPolicyPath({ orgPolicy: o.orgPolicy });
-        const org = orgPath ? [readPolicyFile(orgPath, 'org')] : [];
-        const r = learnPolicy(recordedDecisions(store, { sessions }), { org, current: readAtCommit(repo, base, REPO_POLICY_FILE), sessions });
-        let proposal: number | null = null;
-        if (!o.dryRun) {
-          const p = await proposeAuthoredChange(store, {
-            session: newSessionId(), repo, baseCommit: base, baseRef: o.base, path: REPO_POLICY_FILE, content: r.text, message: message(r, sessions),
-            tool: 'airlock-policy-learn', command: ['airlock', 'policy', 'learn', ...sessions], data: { learnedFrom: sessions },
-          }, { orgPolicy: orgPath ?? undefined });
-          proposal = p.id;
+    .action(
+      async (
+        sessions: string[],
+        o: { repo?: string; base: string; orgPolicy?: string; dryRun?: boolean; json?: boolean },
+      ) => {
+        const store = openStore();
+        try {
+          const repo = openHostRepo(o.repo ?? sessionRepo(store, sessions));
+          const base = resolveCommit(repo, o.base);
+          const orgPath = orgPolicyPath({ orgPolicy: o.orgPolicy });
+          const org = orgPath ? [readPolicyFile(orgPath, 'org')] : [];
+          const r = learnPolicy(recordedDecisions(store, { sessions }), {
+            org,
+            current: readAtCommit(repo, base, REPO_POLICY_FILE),
+            sessions,
+          });
+          let proposal: number | null = null;
+          if (!o.dryRun) {
+            const p = await proposeAuthoredChange(
+              store,
+              {
+                session: newSessionId(),
+                repo,
+                baseCommit: base,
+                baseRef: o.base,
+                path: REPO_POLICY_FILE,
+                content: r.text,
+                message: message(r, sessions),
+                tool: 'airlock-policy-learn',
+                command: ['airlock', 'policy', 'learn', ...sessions],
+                data: { learnedFrom: sessions },
+              },
+              { orgPolicy: orgPath ?? undefined },
+            );
+            proposal = p.id;
+          }
+          if (o.json) return printJson({ proposal, ...r });
+          printLearned(r, proposal);
+        } finally {
+          store.close();
         }
-        if (o.json) return printJson({ proposal, ...r });
-        printLearned(r, proposal);
-      } finally { store.close(); }
-    });
+      },
+    );
 }

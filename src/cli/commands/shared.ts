@@ -4,8 +4,17 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { AirlockError, ExitCode, escapeForTerminal } from '../../common/index.ts';
 import {
-  PG_SCHEMA_VERSION, sharedStoreUrl, withSharedStore, migratePg, redactedUrl, requireCurrentSchema, shipOnce, startShipper,
-  verifySharedStore, type SharedVerifyResult, relayApprovals,
+  PG_SCHEMA_VERSION,
+  sharedStoreUrl,
+  withSharedStore,
+  migratePg,
+  redactedUrl,
+  requireCurrentSchema,
+  shipOnce,
+  startShipper,
+  verifySharedStore,
+  type SharedVerifyResult,
+  relayApprovals,
 } from '../../store/index.ts';
 import { openStore } from '../store.ts';
 import { bad, dim, ok, printJson, setExit, warn } from '../output.ts';
@@ -15,55 +24,102 @@ import { bad, dim, ok, printJson, setExit, warn } from '../output.ts';
 
 function requireUrl(flag: string | undefined): string {
   const url = sharedStoreUrl({ flag });
-  if (!url) throw new AirlockError('USAGE', 'no shared store configured', 'set AIRLOCK_DATABASE_URL=postgres://…, telemetry.sharedStore in the org policy, or pass --database URL');
+  if (!url)
+    throw new AirlockError(
+      'USAGE',
+      'no shared store configured',
+      'set AIRLOCK_DATABASE_URL=postgres://…, telemetry.sharedStore in the org policy, or pass --database URL',
+    );
   return url;
 }
 
 export const registerDb = (program: Command): void => {
   const db = program.command('db').description('The shared PostgreSQL store (AIRLOCK_DATABASE_URL): schema versions.');
-  db.command('migrate').option('--database <url>', 'postgres:// URL (default: AIRLOCK_DATABASE_URL, else the org policy\'s telemetry.sharedStore)').option('--json', 'print the result as JSON')
-    .description('Bring the shared store\'s schema to this Airlock\'s version (run once, as the database owner).')
+  db.command('migrate')
+    .option(
+      '--database <url>',
+      "postgres:// URL (default: AIRLOCK_DATABASE_URL, else the org policy's telemetry.sharedStore)",
+    )
+    .option('--json', 'print the result as JSON')
+    .description("Bring the shared store's schema to this Airlock's version (run once, as the database owner).")
     .action(async (opts: { database?: string; json?: boolean }) => {
       const url = requireUrl(opts.database);
       const version = await withSharedStore(url, (c) => migratePg(c, `the shared store ${redactedUrl(url)}`));
-      if (opts.json) printJson({ version }); else process.stdout.write(`${ok('schema')} at version ${version}\n`);
+      if (opts.json) printJson({ version });
+      else process.stdout.write(`${ok('schema')} at version ${version}\n`);
     });
-  db.command('status').option('--database <url>', 'postgres:// URL (default: AIRLOCK_DATABASE_URL, else the org policy\'s telemetry.sharedStore)').option('--json', 'print the result as JSON')
+  db.command('status')
+    .option(
+      '--database <url>',
+      "postgres:// URL (default: AIRLOCK_DATABASE_URL, else the org policy's telemetry.sharedStore)",
+    )
+    .option('--json', 'print the result as JSON')
     .description('Schema version and, per host, how many events the shared store holds.')
     .action(async (opts: { database?: string; json?: boolean }) => {
       const url = requireUrl(opts.database);
       await withSharedStore(url, async (c) => {
         await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`);
-        const hosts = (await c.query<{ log_id: string; hostname: string; events: string; head: string | null }>(`SELECT h.log_id, h.hostname,
+        const hosts = (
+          await c.query<{
+            log_id: string;
+            hostname: string;
+            events: string;
+            head: string | null;
+          }>(`SELECT h.log_id, h.hostname,
           (SELECT count(*) FROM airlock.events e WHERE e.log_id = h.log_id) AS events,
-          (SELECT max(seq) FROM airlock.events e WHERE e.log_id = h.log_id) AS head FROM airlock.hosts h ORDER BY h.hostname, h.log_id`)).rows
-          .map((h) => ({ logId: h.log_id, hostname: h.hostname, events: Number(h.events), head: Number(h.head ?? 0) }));
-        if (opts.json) { printJson({ version: PG_SCHEMA_VERSION, hosts }); return; }
+          (SELECT max(seq) FROM airlock.events e WHERE e.log_id = h.log_id) AS head FROM airlock.hosts h ORDER BY h.hostname, h.log_id`)
+        ).rows.map((h) => ({
+          logId: h.log_id,
+          hostname: h.hostname,
+          events: Number(h.events),
+          head: Number(h.head ?? 0),
+        }));
+        if (opts.json) {
+          printJson({ version: PG_SCHEMA_VERSION, hosts });
+          return;
+        }
         process.stdout.write(`schema version ${PG_SCHEMA_VERSION}, ${hosts.length} host(s)\n`);
-        for (const h of hosts) process.stdout.write(`  ${escapeForTerminal(h.hostname)} ${dim(escapeForTerminal(h.logId))}: ${h.events} events, head ${h.head}\n`);
+        for (const h of hosts)
+          process.stdout.write(
+            `  ${escapeForTerminal(h.hostname)} ${dim(escapeForTerminal(h.logId))}: ${h.events} events, head ${h.head}\n`,
+          );
       });
     });
 };
 
 /** `airlock audit ship`: copies this host's local log to the shared store (once, or until a signal with --follow). */
-export async function ship(opts: { database?: string; follow?: boolean; json?: boolean; batch: string }): Promise<void> {
+export async function ship(opts: {
+  database?: string;
+  follow?: boolean;
+  json?: boolean;
+  batch: string;
+}): Promise<void> {
   const url = requireUrl(opts.database);
   const batch = Number(opts.batch);
-  if (!Number.isInteger(batch) || batch < 1 || batch > 100_000) throw new AirlockError('USAGE', '--batch must be an integer 1..100000', 'the default, 5000, suits most hosts');
+  if (!Number.isInteger(batch) || batch < 1 || batch > 100_000)
+    throw new AirlockError('USAGE', '--batch must be an integer 1..100000', 'the default, 5000, suits most hosts');
   const store = openStore(false);
   try {
     // --follow starts even while PostgreSQL is down: the local log spools until it is back
-    const r = opts.follow ? await follow(store, url, batch) : await withSharedStore(url, async (c) => {
-      await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`);
-      const r = await shipOnce(store, c, { batch });
-      // approvals given on other hosts for this host's proposals: applied here, the outcome shipped
-      const { localApprovalRelay } = await import('../../review/index.ts');
-      if (await relayApprovals(store, c, localApprovalRelay(store), new Set()) > 0) return shipOnce(store, c, { batch });
-      return r;
-    });
+    const r = opts.follow
+      ? await follow(store, url, batch)
+      : await withSharedStore(url, async (c) => {
+          await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`);
+          const r = await shipOnce(store, c, { batch });
+          // approvals given on other hosts for this host's proposals: applied here, the outcome shipped
+          const { localApprovalRelay } = await import('../../review/index.ts');
+          if ((await relayApprovals(store, c, localApprovalRelay(store), new Set())) > 0)
+            return shipOnce(store, c, { batch });
+          return r;
+        });
     if (opts.json) printJson(r ?? null);
-    else if (r) process.stdout.write(`${ok('shipped')} ${r.events} events, ${r.checkpoints} checkpoints; the shared store holds this host's log up to ${r.shippedSeq} of ${r.localSeq}\n`);
-  } finally { store.close(); }
+    else if (r)
+      process.stdout.write(
+        `${ok('shipped')} ${r.events} events, ${r.checkpoints} checkpoints; the shared store holds this host's log up to ${r.shippedSeq} of ${r.localSeq}\n`,
+      );
+  } finally {
+    store.close();
+  }
 }
 
 async function follow(store: ReturnType<typeof openStore>, url: string, batch: number) {
@@ -76,7 +132,10 @@ async function follow(store: ReturnType<typeof openStore>, url: string, batch: n
     onConnect: (c) => requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`),
     onError: (e) => {
       const m = e instanceof Error ? e.message : String(e);
-      if (m !== said) process.stderr.write(`${warn('airlock: shared store unreachable, events stay spooled:', process.stderr)} ${escapeForTerminal(m)}\n`);
+      if (m !== said)
+        process.stderr.write(
+          `${warn('airlock: shared store unreachable, events stay spooled:', process.stderr)} ${escapeForTerminal(m)}\n`,
+        );
       said = m;
     },
   });
@@ -91,7 +150,8 @@ async function follow(store: ReturnType<typeof openStore>, url: string, batch: n
 function trustedKeys(dir: string | undefined): Map<string, KeyObject> | undefined {
   if (!dir) return undefined;
   const m = new Map<string, KeyObject>();
-  for (const f of readdirSync(dir).filter((n) => n.endsWith('.pem'))) m.set(f.slice(0, -4), createPublicKey(readFileSync(join(dir, f), 'utf8')));
+  for (const f of readdirSync(dir).filter((n) => n.endsWith('.pem')))
+    m.set(f.slice(0, -4), createPublicKey(readFileSync(join(dir, f), 'utf8')));
   return m;
 }
 
@@ -99,10 +159,15 @@ function printShared(r: SharedVerifyResult): void {
   for (const h of r.hosts) {
     const name = `${escapeForTerminal(h.hostname ?? '?')} ${dim(escapeForTerminal(h.logId))}`;
     if (!h.firstBad && h.problems.length === 0) {
-      process.stdout.write(`${ok('intact')}: ${name}: ${h.events} events, ${h.checkpointsChecked} signed checkpoints verified\n`);
+      process.stdout.write(
+        `${ok('intact')}: ${name}: ${h.events} events, ${h.checkpointsChecked} signed checkpoints verified\n`,
+      );
       continue;
     }
-    if (h.firstBad) process.stdout.write(`${bad('TAMPERED')}: ${name}: first bad event seq ${h.firstBad.seq}${h.firstBad.id ? ` (${escapeForTerminal(h.firstBad.id)})` : ''}: ${h.firstBad.reason}\n`);
+    if (h.firstBad)
+      process.stdout.write(
+        `${bad('TAMPERED')}: ${name}: first bad event seq ${h.firstBad.seq}${h.firstBad.id ? ` (${escapeForTerminal(h.firstBad.id)})` : ''}: ${h.firstBad.reason}\n`,
+      );
     for (const p of h.problems) process.stdout.write(`${bad('TAMPERED')}: ${name}: ${escapeForTerminal(p)}\n`);
   }
   for (const p of r.global.problems) process.stdout.write(`${bad('TAMPERED')}: ${escapeForTerminal(p)}\n`);
@@ -110,12 +175,16 @@ function printShared(r: SharedVerifyResult): void {
 }
 
 /** `airlock audit verify` when a shared store is configured. */
-export async function verifyShared(opts: { database?: string; json?: boolean; hostKeys?: string }, cmd: Command): Promise<void> {
+export async function verifyShared(
+  opts: { database?: string; json?: boolean; hostKeys?: string },
+  cmd: Command,
+): Promise<void> {
   const url = requireUrl(opts.database);
   const r = await withSharedStore(url, async (c) => {
     await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`);
     return verifySharedStore(c, { trustedKeys: trustedKeys(opts.hostKeys) });
   });
-  if (opts.json) printJson(r); else printShared(r);
+  if (opts.json) printJson(r);
+  else printShared(r);
   setExit(cmd, r.ok ? ExitCode.OK : ExitCode.TAMPERED);
 }

@@ -1,5 +1,12 @@
 import type { Hono } from 'hono';
-import { listAsks, answerAsk, assertOutsideSandbox, isDestinationAsk as isDestination, type AnswerScope, type CommandAsk } from '../../command-rules/index.ts';
+import {
+  listAsks,
+  answerAsk,
+  assertOutsideSandbox,
+  isDestinationAsk as isDestination,
+  type AnswerScope,
+  type CommandAsk,
+} from '../../command-rules/index.ts';
 import { proposeAskedDestination } from '../../review/index.ts';
 import { newSessionId } from '../../session/index.ts';
 import { markup, layout, agentText, csrfField, type Html, type PageContext } from '../html.ts';
@@ -16,7 +23,8 @@ const button = (ctx: PageContext, a: CommandAsk, action: string, cls: string, la
   markup`<form method="post" action="/approvals/${a.id}/${action}" class="inline">${csrfField(ctx)}<button class="${cls}">${label}</button></form>`;
 
 function answerButtons(ctx: PageContext, a: CommandAsk): Html {
-  if (!isDestination(a)) return markup`${button(ctx, a, 'allow', 'allow', 'Allow')}${button(ctx, a, 'deny', 'deny', 'Deny')}`;
+  if (!isDestination(a))
+    return markup`${button(ctx, a, 'allow', 'allow', 'Allow')}${button(ctx, a, 'deny', 'deny', 'Deny')}`;
   return markup`${button(ctx, a, 'allow', 'allow', 'Allow once')}${button(ctx, a, 'allow-session', 'allow-session', 'Allow for the session')}${button(ctx, a, 'deny', 'deny', 'Deny')}${button(ctx, a, 'propose', 'propose', 'Propose policy change')}`;
 }
 
@@ -26,10 +34,11 @@ function answerText(a: CommandAsk): Html {
 }
 
 function askRow(ctx: PageContext, a: CommandAsk): Html {
-  const answer = a.status === 'pending'
-    ? markup`<span class="countdown" data-expires="${a.expires}">until ${a.expires}</span>
+  const answer =
+    a.status === 'pending'
+      ? markup`<span class="countdown" data-expires="${a.expires}">until ${a.expires}</span>
 ${answerButtons(ctx, a)}`
-    : answerText(a);
+      : answerText(a);
   return markup`<tr data-ask="${a.id}"><td>${a.id}</td><td><a href="/sessions/${encodeURIComponent(a.session)}">${agentText(a.session)}</a></td>
 <td>${isDestination(a) ? markup`<span class="badge">destination</span> <code class="command">${agentText(a.command[1]!)}</code>` : markup`<code class="command">${agentText(a.command.join(' '))}</code>`}</td><td><code>${agentText(a.rule)}</code></td><td>${agentText(a.reason)}</td><td>${answer}</td></tr>`;
 }
@@ -44,27 +53,57 @@ export function registerApprovalPages(app: Hono<ConsoleEnv>, deps: ConsoleDeps):
   app.get('/approvals', (c) => {
     const ctx = c.get('page');
     const pending = listAsks(deps.store);
-    const answered = listAsks(deps.store, { all: true, limit: 50 }).filter((a) => a.status !== 'pending').reverse();
-    return c.html(layout(ctx, 'Approvals', markup`<div data-reload-on="command.*" data-after="${deps.store.headSeq()}">
+    const answered = listAsks(deps.store, { all: true, limit: 50 })
+      .filter((a) => a.status !== 'pending')
+      .reverse();
+    return c.html(
+      layout(
+        ctx,
+        'Approvals',
+        markup`<div data-reload-on="command.*" data-after="${deps.store.headSeq()}">
 <h2>Waiting</h2>${asksTable(ctx, pending, 'Nothing is waiting for a human.')}
-<h2>Answered recently</h2>${asksTable(ctx, answered, 'No answers yet.')}</div>`));
+<h2>Answered recently</h2>${asksTable(ctx, answered, 'No answers yet.')}</div>`,
+      ),
+    );
   });
-  const answers: [string, 'allow' | 'deny', AnswerScope][] = [['allow', 'allow', 'once'], ['allow-session', 'allow', 'session'], ['deny', 'deny', 'once']];
+  const answers: [string, 'allow' | 'deny', AnswerScope][] = [
+    ['allow', 'allow', 'once'],
+    ['allow-session', 'allow', 'session'],
+    ['deny', 'deny', 'once'],
+  ];
   for (const [action, decision, scope] of answers) {
     app.post(`/approvals/:id/${action}`, async (c) => {
       deps.need(c, 'answer');
       assertOutsideSandbox(deps.store, deps.env);
-      const a = answerAsk(deps.store, idParam(c.req.param('id'), 'approval id'), decision, c.get('login').user.identity, (await formText(c, 'reason')) || undefined, 'human', scope);
-      deps.record(c, decision === 'allow' ? 'ask_allowed' : 'ask_denied', { session: a.session, target: { ask: a.id, rule: a.rule, ...(decision === 'allow' ? { scope } : {}) } });
+      const a = answerAsk(
+        deps.store,
+        idParam(c.req.param('id'), 'approval id'),
+        decision,
+        c.get('login').user.identity,
+        (await formText(c, 'reason')) || undefined,
+        'human',
+        scope,
+      );
+      deps.record(c, decision === 'allow' ? 'ask_allowed' : 'ask_denied', {
+        session: a.session,
+        target: { ask: a.id, rule: a.rule, ...(decision === 'allow' ? { scope } : {}) },
+      });
       return c.redirect('/approvals', 303);
     });
   }
   app.post('/approvals/:id/propose', async (c) => {
     deps.need(c, 'answer');
     assertOutsideSandbox(deps.store, deps.env);
-    const r = await proposeAskedDestination(deps.store, idParam(c.req.param('id'), 'approval id'), c.get('login').user.identity,
-      { session: newSessionId(), reason: (await formText(c, 'reason')) || undefined, home: deps.home, env: deps.env });
-    deps.record(c, 'ask_proposed', { session: r.ask.session, target: { ask: r.ask.id, rule: r.ask.rule, proposal: r.proposal.id } });
+    const r = await proposeAskedDestination(
+      deps.store,
+      idParam(c.req.param('id'), 'approval id'),
+      c.get('login').user.identity,
+      { session: newSessionId(), reason: (await formText(c, 'reason')) || undefined, home: deps.home, env: deps.env },
+    );
+    deps.record(c, 'ask_proposed', {
+      session: r.ask.session,
+      target: { ask: r.ask.id, rule: r.ask.rule, proposal: r.proposal.id },
+    });
     return c.redirect(`/proposals/${r.proposal.id}`, 303);
   });
 }

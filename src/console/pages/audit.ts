@@ -15,28 +15,60 @@ const SEVERITIES: Severity[] = ['info', 'low', 'medium', 'high', 'critical'];
 const WINDOW = 20_000;
 const SHOWN = 500;
 
-export interface AuditFilter { session?: string; type?: string; severity?: Severity; rule?: string; decision?: string; since?: string; until?: string; before?: number }
+export interface AuditFilter {
+  session?: string;
+  type?: string;
+  severity?: Severity;
+  rule?: string;
+  decision?: string;
+  since?: string;
+  until?: string;
+  before?: number;
+}
 
 function isoOrUndefined(v: string | undefined, what: string): string | undefined {
   if (!v) return undefined;
   const t = Date.parse(v);
-  if (Number.isNaN(t)) throw new AirlockError('USAGE', `${what} is not a time: ${JSON.stringify(v.slice(0, 40))}`, 'use an ISO time such as 2026-12-01T12:00:00Z');
+  if (Number.isNaN(t))
+    throw new AirlockError(
+      'USAGE',
+      `${what} is not a time: ${JSON.stringify(v.slice(0, 40))}`,
+      'use an ISO time such as 2026-12-01T12:00:00Z',
+    );
   return new Date(t).toISOString();
 }
 
 export function parseFilter(q: (k: string) => string | undefined): AuditFilter {
   const pick = (k: string) => q(k)?.trim() || undefined;
   const type = pick('type');
-  if (type && !/^[a-z_]{1,40}(\.[a-z_]{1,40})*(\.?\*)?$/.test(type)) throw new AirlockError('USAGE', 'type must be an event type such as egress.request, or a prefix ending in * (egress.*)', 'see the types in the table');
+  if (type && !/^[a-z_]{1,40}(\.[a-z_]{1,40})*(\.?\*)?$/.test(type))
+    throw new AirlockError(
+      'USAGE',
+      'type must be an event type such as egress.request, or a prefix ending in * (egress.*)',
+      'see the types in the table',
+    );
   const severity = pick('severity');
-  if (severity && !SEVERITIES.includes(severity as Severity)) throw new AirlockError('USAGE', `unknown severity ${JSON.stringify(severity)}`, `use one of ${SEVERITIES.join(', ')}`);
+  if (severity && !SEVERITIES.includes(severity as Severity))
+    throw new AirlockError(
+      'USAGE',
+      `unknown severity ${JSON.stringify(severity)}`,
+      `use one of ${SEVERITIES.join(', ')}`,
+    );
   const decision = pick('decision');
-  if (decision && !['allow', 'deny', 'ask'].includes(decision)) throw new AirlockError('USAGE', 'decision must be allow, deny or ask', 'pick one from the list');
+  if (decision && !['allow', 'deny', 'ask'].includes(decision))
+    throw new AirlockError('USAGE', 'decision must be allow, deny or ask', 'pick one from the list');
   const before = pick('before');
-  if (before && !/^[1-9][0-9]{0,15}$/.test(before)) throw new AirlockError('USAGE', 'before must be an event sequence number', 'use the "older" link');
+  if (before && !/^[1-9][0-9]{0,15}$/.test(before))
+    throw new AirlockError('USAGE', 'before must be an event sequence number', 'use the "older" link');
   return {
-    session: pick('session') ? sessionParam(pick('session')) : undefined, type, severity: severity as Severity | undefined, rule: pick('rule')?.slice(0, 200),
-    decision, since: isoOrUndefined(pick('since'), 'since'), until: isoOrUndefined(pick('until'), 'until'), before: before ? Number(before) : undefined,
+    session: pick('session') ? sessionParam(pick('session')) : undefined,
+    type,
+    severity: severity as Severity | undefined,
+    rule: pick('rule')?.slice(0, 200),
+    decision,
+    since: isoOrUndefined(pick('since'), 'since'),
+    until: isoOrUndefined(pick('until'), 'until'),
+    before: before ? Number(before) : undefined,
   };
 }
 
@@ -53,13 +85,17 @@ function matches(f: AuditFilter, e: AuditEvent): boolean {
 export function searchEvents(deps: ConsoleDeps, f: AuditFilter): { events: AuditEvent[]; from: number; to: number } {
   const to = Math.min(f.before ? f.before - 1 : Infinity, deps.store.headSeq());
   const from = Math.max(0, to - WINDOW);
-  const hits = deps.store.query({ session: f.session, type: f.type, afterSeq: from, limit: to - from }).filter((e) => e.seq <= to && matches(f, e));
+  const hits = deps.store
+    .query({ session: f.session, type: f.type, afterSeq: from, limit: to - from })
+    .filter((e) => e.seq <= to && matches(f, e));
   return { events: hits.slice(-SHOWN).reverse(), from, to };
 }
 
 function filterForm(f: AuditFilter): Html {
-  const input = (name: string, value: string | undefined, hint: string) => markup`<label>${name} <input name="${name}" value="${value ?? ''}" placeholder="${hint}"></label> `;
-  const select = (name: string, options: string[], value: string | undefined) => markup`<label>${name} <select name="${name}"><option value="">any</option>${options.map((o) => markup`<option${o === value ? markup` selected` : ''}>${o}</option>`)}</select></label> `;
+  const input = (name: string, value: string | undefined, hint: string) =>
+    markup`<label>${name} <input name="${name}" value="${value ?? ''}" placeholder="${hint}"></label> `;
+  const select = (name: string, options: string[], value: string | undefined) =>
+    markup`<label>${name} <select name="${name}"><option value="">any</option>${options.map((o) => markup`<option${o === value ? markup` selected` : ''}>${o}</option>`)}</select></label> `;
   return markup`<form method="get" action="/audit" class="filters">${input('session', f.session, 'ses-…')}${input('type', f.type, 'egress.*')}${select('severity', SEVERITIES, f.severity)}
 ${input('rule', f.rule, 'egress.')}${select('decision', ['allow', 'deny', 'ask'], f.decision)}${input('since', f.since, '2026-12-01T00:00:00Z')}${input('until', f.until, '')}<button>Search</button></form>`;
 }
@@ -67,47 +103,90 @@ ${input('rule', f.rule, 'egress.')}${select('decision', ['allow', 'deny', 'ask']
 function sinksTable(rows: SinkStatus[]): Html {
   if (!rows.length) return markup`<p class="muted">No SIEM sinks configured or recorded.</p>`;
   return markup`<table class="list sinks"><thead><tr><th>sink</th><th>type</th><th>acknowledged by</th><th>lag (events)</th><th>delivered</th><th>last ok</th><th>failures</th><th>last error</th></tr></thead>
-<tbody>${rows.map((s) => markup`<tr><td>${agentText(s.name)}</td><td>${s.type}</td><td>${s.ack ?? '?'}</td><td class="${s.lag ? 'sev-medium' : ''}">${s.lag}</td><td>${s.delivered}</td>
-<td>${s.lastOkAt ?? 'never'}</td><td class="${s.failures ? 'sev-high' : ''}">${s.failures}</td><td>${agentText(s.lastError ?? '')}</td></tr>`)}</tbody></table>`;
+<tbody>${rows.map(
+    (
+      s,
+    ) => markup`<tr><td>${agentText(s.name)}</td><td>${s.type}</td><td>${s.ack ?? '?'}</td><td class="${s.lag ? 'sev-medium' : ''}">${s.lag}</td><td>${s.delivered}</td>
+<td>${s.lastOkAt ?? 'never'}</td><td class="${s.failures ? 'sev-high' : ''}">${s.failures}</td><td>${agentText(s.lastError ?? '')}</td></tr>`,
+  )}</tbody></table>`;
 }
 
 function auditPage(deps: ConsoleDeps, ctx: PageContext, f: AuditFilter, query: string): Html {
   const { events, from, to } = searchEvents(deps, f);
-  const older = from > 0 ? new URLSearchParams({ ...Object.fromEntries(new URLSearchParams(query)), before: String(from + 1) }).toString() : null;
-  return layout(ctx, 'Audit', markup`${filterForm(f)}
+  const older =
+    from > 0
+      ? new URLSearchParams({ ...Object.fromEntries(new URLSearchParams(query)), before: String(from + 1) }).toString()
+      : null;
+  return layout(
+    ctx,
+    'Audit',
+    markup`${filterForm(f)}
 <p class="muted">${events.length} matching events among seq ${from + 1}–${to} (newest first; at most ${SHOWN} shown)${older ? markup` · <a href="/audit?${older}">older</a>` : ''}
 · <a href="/audit/verify">verify the chain</a> · <a href="/audit/export?${query}" download>export JSONL</a></p>
 ${eventTable(events, { id: 'events', proofs: true })}
-<h2>SIEM sinks</h2>${sinksTable(sinkStatus(deps.store, sessionSinks(orgPolicy(deps.env))))}`);
+<h2>SIEM sinks</h2>${sinksTable(sinkStatus(deps.store, sessionSinks(orgPolicy(deps.env))))}`,
+  );
 }
 
 async function verifyPage(c: Context<ConsoleEnv>, deps: ConsoleDeps): Promise<Html> {
   let key = null;
-  try { key = loadPublicKey(); } catch { /* no key yet: signatures are reported as not checked */ }
+  try {
+    key = loadPublicKey();
+  } catch {
+    /* no key yet: signatures are reported as not checked */
+  }
   const r = await verifyLogAsync(homeLayout(deps.home).auditDb, { publicKey: key });
   const ok = r.ok && r.signaturesChecked !== false;
-  deps.record(c, 'audit_verified', { outcome: ok ? 'verified' : 'failed', severity: ok ? 'info' : 'critical', decision: ok ? 'allow' : 'deny' });
-  return layout(c.get('page'), 'Audit verify', markup`<p class="${ok ? 'state state-approved' : 'error'}" id="verify-status">${ok ? 'verified' : 'NOT verified'}</p>
+  deps.record(c, 'audit_verified', {
+    outcome: ok ? 'verified' : 'failed',
+    severity: ok ? 'info' : 'critical',
+    decision: ok ? 'allow' : 'deny',
+  });
+  return layout(
+    c.get('page'),
+    'Audit verify',
+    markup`<p class="${ok ? 'state state-approved' : 'error'}" id="verify-status">${ok ? 'verified' : 'NOT verified'}</p>
 <dl class="context"><dt>events</dt><dd>${r.events}</dd><dt>head hash</dt><dd><code>${r.headHash}</code></dd><dt>tree root</dt><dd><code>${r.root ?? '—'}</code></dd>
 <dt>checkpoints</dt><dd>${r.checkpointsChecked ?? 0} checked${r.signaturesChecked === false ? ' (signatures not checked: no public key)' : ''}</dd></dl>
 ${r.firstBad ? markup`<p class="error">first bad event: seq ${r.firstBad.seq}: ${agentText(r.firstBad.reason)}</p>` : ''}
-${(r.problems ?? []).map((p) => markup`<p class="error">${agentText(p)}</p>`)}`);
+${(r.problems ?? []).map((p) => markup`<p class="error">${agentText(p)}</p>`)}`,
+  );
 }
 
 export function registerAuditPages(app: Hono<ConsoleEnv>, deps: ConsoleDeps): void {
-  app.get('/audit', (c) => c.html(auditPage(deps, c.get('page'), parseFilter((k) => c.req.query(k)), new URL(c.req.url).search.slice(1))));
+  app.get('/audit', (c) =>
+    c.html(
+      auditPage(
+        deps,
+        c.get('page'),
+        parseFilter((k) => c.req.query(k)),
+        new URL(c.req.url).search.slice(1),
+      ),
+    ),
+  );
   app.get('/audit/verify', async (c) => c.html(await verifyPage(c, deps)));
   app.get('/audit/events/:id/proof', (c) => {
     const id = c.req.param('id');
-    if (!/^[A-Za-z0-9-]{1,64}$/.test(id)) throw new AirlockError('USAGE', 'invalid event id', 'use the proof link of an event');
+    if (!/^[A-Za-z0-9-]{1,64}$/.test(id))
+      throw new AirlockError('USAGE', 'invalid event id', 'use the proof link of an event');
     const proof = proveEvent(deps.store, id);
     deps.record(c, 'proof_downloaded', { target: { event: id } });
-    return c.body(JSON.stringify(proof, null, 2) + '\n', 200, { 'content-type': 'application/json', 'content-disposition': `attachment; filename="airlock-proof-${id}.json"` });
+    return c.body(JSON.stringify(proof, null, 2) + '\n', 200, {
+      'content-type': 'application/json',
+      'content-disposition': `attachment; filename="airlock-proof-${id}.json"`,
+    });
   });
   app.get('/audit/export', (c) => {
     const f = parseFilter((k) => c.req.query(k));
     const { events } = searchEvents(deps, f);
     deps.record(c, 'audit_exported', { target: { filter: f, events: events.length } });
-    return c.body(events.reverse().map((e) => JSON.stringify(e)).join('\n') + '\n', 200, { 'content-type': 'application/x-ndjson', 'content-disposition': 'attachment; filename="airlock-events.jsonl"' });
+    return c.body(
+      events
+        .reverse()
+        .map((e) => JSON.stringify(e))
+        .join('\n') + '\n',
+      200,
+      { 'content-type': 'application/x-ndjson', 'content-disposition': 'attachment; filename="airlock-events.jsonl"' },
+    );
   });
 }

@@ -15,29 +15,45 @@ export async function formText(c: Context<ConsoleEnv>, name: string): Promise<st
 }
 
 export function idParam(s: string | undefined, what: string): number {
-  if (!s || !/^[1-9][0-9]{0,15}$/.test(s)) throw new AirlockError('USAGE', `${what} must be a positive number`, 'follow a link from the list');
+  if (!s || !/^[1-9][0-9]{0,15}$/.test(s))
+    throw new AirlockError('USAGE', `${what} must be a positive number`, 'follow a link from the list');
   return Number(s);
 }
 
 export function sessionParam(s: string | undefined): string {
-  if (!s || !/^[A-Za-z0-9._-]{1,128}$/.test(s)) throw new AirlockError('USAGE', 'invalid session id', 'follow a link from the Sessions page');
+  if (!s || !/^[A-Za-z0-9._-]{1,128}$/.test(s))
+    throw new AirlockError('USAGE', 'invalid session id', 'follow a link from the Sessions page');
   return s;
 }
 
 /** An http(s) link, or nothing: a forge's answer must not become a javascript: URL. */
 export function safeHref(u: string | null | undefined): string | null {
   if (!u) return null;
-  try { const x = new URL(u); return x.protocol === 'https:' || x.protocol === 'http:' ? x.toString() : null; } catch { return null; }
+  try {
+    const x = new URL(u);
+    return x.protocol === 'https:' || x.protocol === 'http:' ? x.toString() : null;
+  } catch {
+    return null;
+  }
 }
 
 const CONTEXT_LIMIT = 200;
 
 /** What the agent was, what it was told, and what it did: from the session's audit events. */
-export function sessionContext(store: AuditStore, session: string, startedBy: string | null, policyHash: string | null, policyLink?: string): Html {
+export function sessionContext(
+  store: AuditStore,
+  session: string,
+  startedBy: string | null,
+  policyHash: string | null,
+  policyLink?: string,
+): Html {
   const start = store.query({ session, type: 'session.start', limit: 1 })[0]?.data ?? {};
   const execs = store.query({ session, type: 'process.exec', limit: CONTEXT_LIMIT });
   const requests = store.query({ session, type: 'egress.*', limit: CONTEXT_LIMIT });
-  const denials = store.query({ session, limit: 5000 }).filter((e) => e.decision === 'deny').slice(0, CONTEXT_LIMIT);
+  const denials = store
+    .query({ session, limit: 5000 })
+    .filter((e) => e.decision === 'deny')
+    .slice(0, CONTEXT_LIMIT);
   const argv = Array.isArray(start.command) ? (start.command as unknown[]).map(String).join(' ') : '';
   return markup`<dl class="context"><dt>agent</dt><dd>${agentText(String(start.agent ?? '—'))}</dd>
 <dt>command</dt><dd><code>${agentText(argv || '—')}</code></dd><dt>task</dt><dd>${agentText(String(start.task ?? '—'))}</dd>
@@ -47,7 +63,10 @@ export function sessionContext(store: AuditStore, session: string, startedBy: st
 <details ${denials.length ? 'open' : ''}><summary>${denials.length} denials</summary>${eventTable(denials)}</details>`;
 }
 
-export interface EventTableOptions { id?: string; proofs?: boolean }
+export interface EventTableOptions {
+  id?: string;
+  proofs?: boolean;
+}
 
 export function eventRow(e: AuditEvent, o: EventTableOptions = {}): Html {
   return markup`<tr data-seq="${e.seq}" class="${severityClass(e.severity)}"><td>${e.seq}</td><td>${e.ts}</td><td>${agentText(e.type)}</td><td>${e.severity}</td>

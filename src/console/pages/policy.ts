@@ -20,10 +20,26 @@ ${explainPolicy(loaded).map((v) => markup`<tr><td><code>${v.key}</code></td><td>
 export function registerPolicyPage(app: Hono<ConsoleEnv>, deps: ConsoleDeps): void {
   app.get('/policy', (c) => {
     const proposal = c.req.query('proposal');
-    if (!proposal) return c.html(layout(c.get('page'), 'Policy', explained(markup`The organisation's policy over the built-in defaults. For a repository's effective policy open <code>/policy?proposal=N</code>.`, orgPolicy(deps.env))));
+    if (!proposal)
+      return c.html(
+        layout(
+          c.get('page'),
+          'Policy',
+          explained(
+            markup`The organisation's policy over the built-in defaults. For a repository's effective policy open <code>/policy?proposal=N</code>.`,
+            orgPolicy(deps.env),
+          ),
+        ),
+      );
     const p = requireProposal(deps.store, idParam(proposal, 'proposal id'));
     const { loaded, problems } = reviewPolicy(p.resultRepo, p.base);
-    return c.html(layout(c.get('page'), `Policy of proposal ${p.id}`, markup`${problems.map((f) => markup`<p class="error">${agentText(f.message)}</p>`)}
-${explained(markup`Org policy + <code>airlock.yaml</code> at base <code>${p.base.slice(0, 12)}</code> (the agent's edits never count)`, loaded)}`));
+    return c.html(
+      layout(
+        c.get('page'),
+        `Policy of proposal ${p.id}`,
+        markup`${problems.map((f) => markup`<p class="error">${agentText(f.message)}</p>`)}
+${explained(markup`Org policy + <code>airlock.yaml</code> at base <code>${p.base.slice(0, 12)}</code> (the agent's edits never count)`, loaded)}`,
+      ),
+    );
   });
 }

@@ -13,25 +13,40 @@ const TIMELINE_LIMIT = 500;
 
 function sessionRows(rows: SessionSummary[]): Html {
   return markup`<table class="list sessions"><thead><tr><th>session</th><th>state</th><th>agent / command</th><th>started</th><th>ended</th><th>events</th><th>denials</th></tr></thead>
-<tbody>${rows.map((s) => markup`<tr><td><a href="/sessions/${encodeURIComponent(s.id)}">${agentText(s.id)}</a></td><td><span class="state state-${s.state}">${s.state}</span></td>
+<tbody>${rows.map(
+    (
+      s,
+    ) => markup`<tr><td><a href="/sessions/${encodeURIComponent(s.id)}">${agentText(s.id)}</a></td><td><span class="state state-${s.state}">${s.state}</span></td>
 <td><code>${agentText(s.agent ?? (s.command ?? []).join(' ').slice(0, 120))}</code></td><td>${s.start}</td><td>${s.end ?? ''}</td><td>${s.events}</td>
-<td class="${s.denials ? 'sev-high' : ''}">${s.denials}</td></tr>`)}</tbody></table>`;
+<td class="${s.denials ? 'sev-high' : ''}">${s.denials}</td></tr>`,
+  )}</tbody></table>`;
 }
 
 function controls(ctx: PageContext, s: SessionSummary): Html {
   if (s.state !== 'running') return markup``;
-  const button = (verb: string) => markup`<form method="post" action="/sessions/${encodeURIComponent(s.id)}/${verb}" class="inline">${csrfField(ctx)}<button class="${verb}">${verb[0]!.toUpperCase() + verb.slice(1)}</button></form>`;
+  const button = (verb: string) =>
+    markup`<form method="post" action="/sessions/${encodeURIComponent(s.id)}/${verb}" class="inline">${csrfField(ctx)}<button class="${verb}">${verb[0]!.toUpperCase() + verb.slice(1)}</button></form>`;
   return markup`<div class="actions">${button('pause')}${button('resume')}${button('stop')}</div>`;
 }
 
-const FRAMES: Record<string, Frame> = { pause: { t: 'pause' }, resume: { t: 'resume' }, stop: { t: 'stop', reason: 'stopped from the console' } };
+const FRAMES: Record<string, Frame> = {
+  pause: { t: 'pause' },
+  resume: { t: 'resume' },
+  stop: { t: 'stop', reason: 'stopped from the console' },
+};
 
 export function registerSessionPages(app: Hono<ConsoleEnv>, deps: ConsoleDeps): void {
   app.get('/sessions', (c) => {
     const all = listSessions(deps.store).reverse();
     const live = all.filter((s) => s.state === 'running');
-    return c.html(layout(c.get('page'), 'Sessions', markup`<h2>Live</h2>${live.length ? sessionRows(live) : markup`<p class="muted">No live sessions.</p>`}
-<h2>Finished</h2>${sessionRows(all.filter((s) => s.state !== 'running').slice(0, 200))}`));
+    return c.html(
+      layout(
+        c.get('page'),
+        'Sessions',
+        markup`<h2>Live</h2>${live.length ? sessionRows(live) : markup`<p class="muted">No live sessions.</p>`}
+<h2>Finished</h2>${sessionRows(all.filter((s) => s.state !== 'running').slice(0, 200))}`,
+      ),
+    );
   });
   app.get('/sessions/:id', (c) => {
     const id = sessionParam(c.req.param('id'));
@@ -39,21 +54,42 @@ export function registerSessionPages(app: Hono<ConsoleEnv>, deps: ConsoleDeps): 
     if (!s) throw new AirlockError('NOT_FOUND', `no such session: ${id}`, 'pick one from the Sessions page');
     const events = deps.store.query({ session: id, limit: TIMELINE_LIMIT });
     const last = events.at(-1)?.seq ?? 0;
-    return c.html(layout(c.get('page'), `Session ${agentText(id)}`, markup`<p><span class="state state-${s.state}" id="session-state">${s.state}</span>
+    return c.html(
+      layout(
+        c.get('page'),
+        `Session ${agentText(id)}`,
+        markup`<p><span class="state state-${s.state}" id="session-state">${s.state}</span>
 · ${s.events} events · ${s.denials} denials · started ${s.start}${s.end ? ` · ended ${s.end}` : ''}</p>${controls(c.get('page'), s)}
-<h2>Timeline</h2><div data-stream="/stream?session=${encodeURIComponent(id)}&amp;after=${last}" data-target="timeline">${eventTable(events, { id: 'timeline' })}</div>`));
+<h2>Timeline</h2><div data-stream="/stream?session=${encodeURIComponent(id)}&amp;after=${last}" data-target="timeline">${eventTable(events, { id: 'timeline' })}</div>`,
+      ),
+    );
   });
   for (const verb of Object.keys(FRAMES)) {
     app.post(`/sessions/:id/${verb}`, async (c) => {
       deps.need(c, 'respond');
       const id = sessionParam(c.req.param('id'));
       const s = listSessions(deps.store, id)[0];
-      if (!s || s.state !== 'running') throw new AirlockError('BAD_STATE', `session ${id} is not running`, 'only a live session can be paused, resumed or stopped');
+      if (!s || s.state !== 'running')
+        throw new AirlockError(
+          'BAD_STATE',
+          `session ${id} is not running`,
+          'only a live session can be paused, resumed or stopped',
+        );
       const frame: Frame = verb === 'resume' ? { t: 'resume', by: c.get('login').user.identity } : FRAMES[verb]!;
       const r = await request(deps.home, id, frame);
       const failed = r.t === 'error';
-      deps.record(c, `session_${verb}`, { session: id, outcome: failed ? `refused: ${r.message}` : 'done', decision: failed ? 'deny' : 'allow', severity: 'medium' });
-      if (failed) throw new AirlockError('BAD_STATE', `the session refused ${verb}: ${r.message}`, r.hint ?? 'see the session timeline');
+      deps.record(c, `session_${verb}`, {
+        session: id,
+        outcome: failed ? `refused: ${r.message}` : 'done',
+        decision: failed ? 'deny' : 'allow',
+        severity: 'medium',
+      });
+      if (failed)
+        throw new AirlockError(
+          'BAD_STATE',
+          `the session refused ${verb}: ${r.message}`,
+          r.hint ?? 'see the session timeline',
+        );
       return c.redirect(`/sessions/${encodeURIComponent(id)}`, 303);
     });
   }

@@ -27,7 +27,8 @@ function appendEvent(table, e) {
   body.appendChild(row);
   if (e.type === 'session.paused' || e.type === 'session.resumed' || e.type === 'session.stop') {
     const state = document.getElementById('session-state');
-    if (state) state.textContent = e.type === 'session.paused' ? 'paused' : e.type === 'session.resumed' ? 'running' : 'stopped';
+    if (state)
+      state.textContent = e.type === 'session.paused' ? 'paused' : e.type === 'session.resumed' ? 'running' : 'stopped';
   }
 }
 
@@ -40,10 +41,15 @@ function follow() {
   }
   const reload = document.querySelector('[data-reload-on]');
   if (reload) {
-    const source = new EventSource(`/stream?type=${encodeURIComponent(reload.dataset.reloadOn)}&after=${Number(reload.dataset.after) || 0}`);
+    const source = new EventSource(
+      `/stream?type=${encodeURIComponent(reload.dataset.reloadOn)}&after=${Number(reload.dataset.after) || 0}`,
+    );
     // a form being submitted navigates anyway: a reload now would drop its answer (a proposal's page)
     document.addEventListener('submit', () => source.close());
-    source.addEventListener('audit', () => { source.close(); location.reload(); });
+    source.addEventListener('audit', () => {
+      source.close();
+      location.reload();
+    });
   }
 }
 

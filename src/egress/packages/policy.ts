@@ -8,7 +8,11 @@ import { maliciousMatch, type MaliciousEntry } from './osv.ts';
 // refused) so metadata for a banned name is refused outright. Order: deny rules, the
 // malicious list, typosquats, the allowlist (unlisted: deny), the minimum release age.
 
-export interface Verdict { action: 'allow' | 'deny'; rule: string; reason: string }
+export interface Verdict {
+  action: 'allow' | 'deny';
+  rule: string;
+  reason: string;
+}
 
 const RULE = 'egress.packages';
 const HOUR = 3_600_000;
@@ -27,14 +31,18 @@ export class PackageRules {
   private readonly now: () => number;
 
   constructor(p: PackagesPolicy, malicious: MaliciousEntry[], now: () => number = Date.now) {
-    this.p = p; this.malicious = malicious; this.now = now;
+    this.p = p;
+    this.malicious = malicious;
+    this.now = now;
   }
 
   private nameMatches(eco: Ecosystem, r: PackageRule, name: string): boolean {
     if (r.ecosystem !== eco) return false;
     const pattern = normPackageName(eco, r.name);
     const n = normPackageName(eco, name);
-    return /[*?]/.test(pattern) ? minimatch(n, pattern, { nocase: true, dot: true, nonegate: true, nocomment: true, noext: true, nobrace: true }) : n === pattern;
+    return /[*?]/.test(pattern)
+      ? minimatch(n, pattern, { nocase: true, dot: true, nonegate: true, nocomment: true, noext: true, nobrace: true })
+      : n === pattern;
   }
 
   /** Deny rules match unparseable versions (fail closed); allow rules do not. */
@@ -45,10 +53,16 @@ export class PackageRules {
     return hit === null ? kind === 'deny' : hit;
   }
 
-  private firstRule(kind: 'allow' | 'deny', eco: Ecosystem, name: string, version: string | null): { rule: PackageRule; id: string } | null {
+  private firstRule(
+    kind: 'allow' | 'deny',
+    eco: Ecosystem,
+    name: string,
+    version: string | null,
+  ): { rule: PackageRule; id: string } | null {
     const list = kind === 'allow' ? this.p.allow : this.p.deny;
     for (const [i, r] of list.entries()) {
-      if (this.nameMatches(eco, r, name) && this.versionMatches(eco, r, version, kind)) return { rule: r, id: ruleId(kind, r, i) };
+      if (this.nameMatches(eco, r, name) && this.versionMatches(eco, r, version, kind))
+        return { rule: r, id: ruleId(kind, r, i) };
     }
     return null;
   }
@@ -58,13 +72,27 @@ export class PackageRules {
     const d = this.firstRule('deny', eco, name, null);
     if (d) return deny(d.id, `${label(eco, name)} is denied${d.rule.reason ? `: ${d.rule.reason}` : ''}`);
     const m = maliciousMatch(this.malicious, eco, name, null);
-    if (m) return deny(`${RULE}.malicious`, `${label(eco, name)} is on the known-malicious list (${m.id}${m.summary ? `: ${m.summary}` : ''})`);
-    if (this.p.typosquat.mode === 'deny' && !this.p.typosquat.ignore.some((x) => normPackageName(eco, x) === normPackageName(eco, name))) {
+    if (m)
+      return deny(
+        `${RULE}.malicious`,
+        `${label(eco, name)} is on the known-malicious list (${m.id}${m.summary ? `: ${m.summary}` : ''})`,
+      );
+    if (
+      this.p.typosquat.mode === 'deny' &&
+      !this.p.typosquat.ignore.some((x) => normPackageName(eco, x) === normPackageName(eco, name))
+    ) {
       const t = typosquatOf(eco, name, [...POPULAR[eco], ...this.p.typosquat.popular], 2);
-      if (t) return deny(`${RULE}.typosquat`, `${label(eco, name)} looks like the popular package ${JSON.stringify(t.target)} (${t.distance === 0 ? 'confusable characters' : `edit distance ${t.distance}`}): likely typosquat`);
+      if (t)
+        return deny(
+          `${RULE}.typosquat`,
+          `${label(eco, name)} looks like the popular package ${JSON.stringify(t.target)} (${t.distance === 0 ? 'confusable characters' : `edit distance ${t.distance}`}): likely typosquat`,
+        );
     }
     if (this.p.unlisted === 'deny' && !this.p.allow.some((r) => this.nameMatches(eco, r, name))) {
-      return deny(`${RULE}.unlisted`, `${label(eco, name)} is not on the approved list (egress.packages.allow) and unlisted packages are denied`);
+      return deny(
+        `${RULE}.unlisted`,
+        `${label(eco, name)} is not on the approved list (egress.packages.allow) and unlisted packages are denied`,
+      );
     }
     return null;
   }
@@ -75,21 +103,47 @@ export class PackageRules {
     if (whole) return whole;
     const what = label(eco, name, version);
     const d = this.firstRule('deny', eco, name, version);
-    if (d) return deny(d.id, `${what} is denied (${d.rule.versions ?? 'every version'})${d.rule.reason ? `: ${d.rule.reason}` : ''}`);
+    if (d)
+      return deny(
+        d.id,
+        `${what} is denied (${d.rule.versions ?? 'every version'})${d.rule.reason ? `: ${d.rule.reason}` : ''}`,
+      );
     const m = maliciousMatch(this.malicious, eco, name, version);
-    if (m) return deny(`${RULE}.malicious`, `${what} is on the known-malicious list (${m.id}${m.summary ? `: ${m.summary}` : ''})`);
+    if (m)
+      return deny(
+        `${RULE}.malicious`,
+        `${what} is on the known-malicious list (${m.id}${m.summary ? `: ${m.summary}` : ''})`,
+      );
     const a = this.firstRule('allow', eco, name, version);
-    if (!a && this.p.unlisted === 'deny') return deny(`${RULE}.unlisted`, `${what} is outside every approved range (egress.packages.allow) and unlisted versions are denied`);
+    if (!a && this.p.unlisted === 'deny')
+      return deny(
+        `${RULE}.unlisted`,
+        `${what} is outside every approved range (egress.packages.allow) and unlisted versions are denied`,
+      );
     const minAge = this.p.minimumReleaseAgeHours;
     if (minAge > 0 && published !== undefined) {
-      if (published === null || !Number.isFinite(published)) return deny(`${RULE}.minimumReleaseAgeHours`, `${what}: its publish time is unknown (the registry's metadata gives none), so its age (minimum ${minAge} h) cannot be checked`);
+      if (published === null || !Number.isFinite(published))
+        return deny(
+          `${RULE}.minimumReleaseAgeHours`,
+          `${what}: its publish time is unknown (the registry's metadata gives none), so its age (minimum ${minAge} h) cannot be checked`,
+        );
       const ageH = (this.now() - published) / HOUR;
-      if (ageH < minAge) return deny(`${RULE}.minimumReleaseAgeHours`, `${what} was published ${new Date(published).toISOString()} (${ageH.toFixed(1)} h ago), less than the minimum release age of ${minAge} h`);
+      if (ageH < minAge)
+        return deny(
+          `${RULE}.minimumReleaseAgeHours`,
+          `${what} was published ${new Date(published).toISOString()} (${ageH.toFixed(1)} h ago), less than the minimum release age of ${minAge} h`,
+        );
     }
-    return a ? { action: 'allow', rule: a.id, reason: `${what} is approved` } : { action: 'allow', rule: `${RULE}.default`, reason: `${what} passed the package checks` };
+    return a
+      ? { action: 'allow', rule: a.id, reason: `${what} is approved` }
+      : { action: 'allow', rule: `${RULE}.default`, reason: `${what} passed the package checks` };
   }
 
-  get minimumAgeHours(): number { return this.p.minimumReleaseAgeHours; }
+  get minimumAgeHours(): number {
+    return this.p.minimumReleaseAgeHours;
+  }
 }
 
-function deny(rule: string, reason: string): Verdict { return { action: 'deny', rule, reason }; }
+function deny(rule: string, reason: string): Verdict {
+  return { action: 'deny', rule, reason };
+}

@@ -23,8 +23,13 @@ export function classifyIndex(pathname: string): PypiRequest {
   const m = /^\/simple\/([^/]+)\/?$/.exec(pathname);
   if (!m) return { kind: 'api' }; // /simple/ itself (the project list), /pypi/... and the rest are not package files
   let name: string;
-  try { name = decodeURIComponent(m[1]!); } catch { return { kind: 'bad', reason: 'unrecognised index path' }; }
-  if (!PROJECT.test(name)) return { kind: 'bad', reason: `${JSON.stringify(name.slice(0, 100))} is not a PyPI project name` };
+  try {
+    name = decodeURIComponent(m[1]!);
+  } catch {
+    return { kind: 'bad', reason: 'unrecognised index path' };
+  }
+  if (!PROJECT.test(name))
+    return { kind: 'bad', reason: `${JSON.stringify(name.slice(0, 100))} is not a PyPI project name` };
   return { kind: 'index', name };
 }
 
@@ -47,17 +52,28 @@ export function distOfFilename(filename: string): { name: string; version: strin
   return null;
 }
 
-export interface IndexFile { filename: string; url: string; attrs: Record<string, string>; json?: Record<string, unknown> }
-export interface ParsedIndex { format: 'json' | 'html'; json?: Record<string, unknown>; files: IndexFile[] }
+export interface IndexFile {
+  filename: string;
+  url: string;
+  attrs: Record<string, string>;
+  json?: Record<string, unknown>;
+}
+export interface ParsedIndex {
+  format: 'json' | 'html';
+  json?: Record<string, unknown>;
+  files: IndexFile[];
+}
 
 export function parseIndex(body: Buffer, contentType: string): ParsedIndex {
   const ct = contentType.split(';')[0]!.trim().toLowerCase();
   if (ct === PYPI_JSON || ct === 'application/json') {
     const doc = JSON.parse(body.toString('utf8')) as unknown;
-    if (!doc || typeof doc !== 'object' || !Array.isArray((doc as { files?: unknown }).files)) throw new Error('PEP 691 response without a "files" list');
-    const files = ((doc as { files: unknown[] }).files).map((f, i) => {
+    if (!doc || typeof doc !== 'object' || !Array.isArray((doc as { files?: unknown }).files))
+      throw new Error('PEP 691 response without a "files" list');
+    const files = (doc as { files: unknown[] }).files.map((f, i) => {
       const o = f as Record<string, unknown>;
-      if (!o || typeof o.filename !== 'string' || typeof o.url !== 'string') throw new Error(`file ${i} has no filename or url`);
+      if (!o || typeof o.filename !== 'string' || typeof o.url !== 'string')
+        throw new Error(`file ${i} has no filename or url`);
       return { filename: o.filename, url: o.url, attrs: {}, json: o };
     });
     return { format: 'json', json: doc as Record<string, unknown>, files };
@@ -69,11 +85,24 @@ export function parseIndex(body: Buffer, contentType: string): ParsedIndex {
 function anchors(html: string): IndexFile[] {
   const out: IndexFile[] = [];
   let cur: IndexFile | null = null;
-  const p = new Parser({
-    onopentag(tag, attrs) { if (tag === 'a') cur = { filename: '', url: attrs.href ?? '', attrs }; },
-    ontext(t) { if (cur) cur.filename += t; },
-    onclosetag(tag) { if (tag === 'a' && cur) { cur.filename = cur.filename.trim(); out.push(cur); cur = null; } },
-  }, { decodeEntities: true, lowerCaseAttributeNames: true });
+  const p = new Parser(
+    {
+      onopentag(tag, attrs) {
+        if (tag === 'a') cur = { filename: '', url: attrs.href ?? '', attrs };
+      },
+      ontext(t) {
+        if (cur) cur.filename += t;
+      },
+      onclosetag(tag) {
+        if (tag === 'a' && cur) {
+          cur.filename = cur.filename.trim();
+          out.push(cur);
+          cur = null;
+        }
+      },
+    },
+    { decodeEntities: true, lowerCaseAttributeNames: true },
+  );
   p.write(html);
   p.end();
   return out;
@@ -85,7 +114,9 @@ const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replac
 export function renderHtml(project: string, files: IndexFile[]): string {
   const lines = files.map((f) => {
     const attrs: Record<string, string> = f.json ? jsonToAttrs(f) : { ...f.attrs, href: f.url };
-    const a = Object.entries(attrs).map(([k, v]) => (v === '' && k !== 'href' ? ` ${esc(k)}` : ` ${esc(k)}="${esc(v)}"`)).join('');
+    const a = Object.entries(attrs)
+      .map(([k, v]) => (v === '' && k !== 'href' ? ` ${esc(k)}` : ` ${esc(k)}="${esc(v)}"`))
+      .join('');
     return `    <a${a}>${esc(f.filename)}</a><br/>`;
   });
   return `<!DOCTYPE html>\n<html>\n  <head><meta name="pypi:repository-version" content="1.1"><title>Links for ${esc(project)}</title></head>\n  <body>\n    <h1>Links for ${esc(project)}</h1>\n${lines.join('\n')}\n  </body>\n</html>\n`;
@@ -99,12 +130,18 @@ function jsonToAttrs(f: IndexFile): Record<string, string> {
   if (typeof j['requires-python'] === 'string') out['data-requires-python'] = j['requires-python'];
   if (j.yanked) out['data-yanked'] = typeof j.yanked === 'string' ? j.yanked : '';
   const meta = j['core-metadata'] ?? j['dist-info-metadata'];
-  if (meta && typeof meta === 'object') { const [k, v] = Object.entries(meta as Record<string, string>)[0] ?? []; if (k) out['data-core-metadata'] = `${k}=${v}`; }
-  else if (meta === true) out['data-core-metadata'] = 'true';
+  if (meta && typeof meta === 'object') {
+    const [k, v] = Object.entries(meta as Record<string, string>)[0] ?? [];
+    if (k) out['data-core-metadata'] = `${k}=${v}`;
+  } else if (meta === true) out['data-core-metadata'] = 'true';
   return out;
 }
 
-export interface Upload { name: string; version: string; uploaded: number | null }
+export interface Upload {
+  name: string;
+  version: string;
+  uploaded: number | null;
+}
 
 /** Every file of the project on an index page with its version and upload time (PEP 700; null when absent). */
 export function uploadsOf(parsed: ParsedIndex, project: string): Map<string, Upload> {
@@ -118,13 +155,24 @@ export function uploadsOf(parsed: ParsedIndex, project: string): Map<string, Upl
   return out;
 }
 
-export interface PypiFiltered { body: string; contentType: string; denied: DeniedVersion[]; kept: number; uploads: Map<string, Upload> }
+export interface PypiFiltered {
+  body: string;
+  contentType: string;
+  denied: DeniedVersion[];
+  kept: number;
+  uploads: Map<string, Upload>;
+}
 
 /**
  * Removes the files of denied versions from an index page and answers in the format the
  * client prefers. A file whose name does not parse is removed (its version is unknown).
  */
-export function filterIndex(parsed: ParsedIndex, project: string, rules: PackageRules, wantJson: boolean): PypiFiltered {
+export function filterIndex(
+  parsed: ParsedIndex,
+  project: string,
+  rules: PackageRules,
+  wantJson: boolean,
+): PypiFiltered {
   const denied = new Map<string, DeniedVersion>();
   const kept: IndexFile[] = [];
   const all = uploadsOf(parsed, project);
@@ -133,11 +181,18 @@ export function filterIndex(parsed: ParsedIndex, project: string, rules: Package
   for (const f of parsed.files) {
     const u = all.get(f.filename);
     if (!u) {
-      denied.set(f.filename, { version: f.filename, rule: 'egress.packages.unrecognized', reason: `file ${JSON.stringify(f.filename.slice(0, 100))} does not name a version of ${project}` });
+      denied.set(f.filename, {
+        version: f.filename,
+        rule: 'egress.packages.unrecognized',
+        reason: `file ${JSON.stringify(f.filename.slice(0, 100))} does not name a version of ${project}`,
+      });
       continue;
     }
     const d = rules.decideVersion('pypi', project, u.version, ageMatters ? u.uploaded : undefined);
-    if (d.action === 'deny') { if (!denied.has(u.version)) denied.set(u.version, { version: u.version, rule: d.rule, reason: d.reason }); continue; }
+    if (d.action === 'deny') {
+      if (!denied.has(u.version)) denied.set(u.version, { version: u.version, rule: d.rule, reason: d.reason });
+      continue;
+    }
     kept.push(f);
     uploads.set(f.filename, u);
   }
@@ -146,18 +201,28 @@ export function filterIndex(parsed: ParsedIndex, project: string, rules: Package
     const base = parsed.json ?? { meta: { 'api-version': '1.0' }, name: normPackageName('pypi', project) };
     const keptVersions = new Set([...uploads.values()].map((u) => u.version));
     const doc: Record<string, unknown> = { ...base, files: kept.map((f) => f.json ?? htmlToJson(f)) };
-    if (Array.isArray(base.versions)) doc.versions = (base.versions as unknown[]).filter((v) => typeof v === 'string' && keptVersions.has(v));
+    if (Array.isArray(base.versions))
+      doc.versions = (base.versions as unknown[]).filter((v) => typeof v === 'string' && keptVersions.has(v));
     body = JSON.stringify(doc);
   } else {
     body = renderHtml(project, kept);
   }
-  return { body, contentType: wantJson ? PYPI_JSON : `${PYPI_HTML}; charset=utf-8`, denied: [...denied.values()], kept: kept.length, uploads };
+  return {
+    body,
+    contentType: wantJson ? PYPI_JSON : `${PYPI_HTML}; charset=utf-8`,
+    denied: [...denied.values()],
+    kept: kept.length,
+    uploads,
+  };
 }
 
 function htmlToJson(f: IndexFile): Record<string, unknown> {
   const [url, frag] = f.url.split('#', 2) as [string, string | undefined];
   const hashes: Record<string, string> = {};
-  if (frag && /^[a-z0-9]+=[0-9a-f]+$/i.test(frag)) { const [k, v] = frag.split('='); hashes[k!] = v!; }
+  if (frag && /^[a-z0-9]+=[0-9a-f]+$/i.test(frag)) {
+    const [k, v] = frag.split('=');
+    hashes[k!] = v!;
+  }
   const out: Record<string, unknown> = { filename: f.filename, url, hashes };
   if (f.attrs['data-requires-python'] !== undefined) out['requires-python'] = f.attrs['data-requires-python'];
   if (f.attrs['data-yanked'] !== undefined) out.yanked = f.attrs['data-yanked'] || true;
@@ -169,7 +234,10 @@ export function prefersJson(accept: string | undefined): boolean {
   if (!accept) return false;
   let best: { type: string; q: number } | null = null;
   for (const part of accept.split(',')) {
-    const [type, ...params] = part.trim().split(';').map((s) => s.trim());
+    const [type, ...params] = part
+      .trim()
+      .split(';')
+      .map((s) => s.trim());
     const q = Number(params.find((x) => x.startsWith('q='))?.slice(2) ?? '1');
     if (!type || !Number.isFinite(q)) continue;
     const known = type === PYPI_JSON || type === PYPI_HTML || type === 'text/html';

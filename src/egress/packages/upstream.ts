@@ -9,7 +9,11 @@ import type { Ctx } from '../context.ts';
 // firewall's own look-ups (a packument's publish times for a tarball fetched straight from
 // a lockfile) over the intercepted connection's upstream agent.
 
-export interface Fetched { status: number; headers: IncomingMessage['headers']; body: Buffer }
+export interface Fetched {
+  status: number;
+  headers: IncomingMessage['headers'];
+  body: Buffer;
+}
 
 export class TooLarge extends Error {}
 
@@ -20,7 +24,11 @@ export function readBody(res: IncomingMessage, max: number): Promise<Buffer> {
     let n = 0;
     res.on('data', (b: Buffer) => {
       n += b.length;
-      if (n > max) { reject(new TooLarge(`larger than ${max} bytes`)); res.destroy(); return; } // reject first: destroy emits 'aborted' at once
+      if (n > max) {
+        reject(new TooLarge(`larger than ${max} bytes`));
+        res.destroy();
+        return;
+      } // reject first: destroy emits 'aborted' at once
       chunks.push(b);
     });
     res.on('end', () => {
@@ -28,14 +36,18 @@ export function readBody(res: IncomingMessage, max: number): Promise<Buffer> {
         const body = decodeBody(Buffer.concat(chunks), res.headers['content-encoding'], max);
         if (body.length > max) throw new TooLarge(`larger than ${max} bytes once decoded`);
         resolve(body);
-      } catch (e) { reject(e); }
+      } catch (e) {
+        reject(e);
+      }
     });
     res.on('error', reject);
     res.on('aborted', () => reject(new Error('upstream aborted the response')));
   });
 }
 
-export interface Upstream { get(path: string, accept: string, max: number): Promise<Fetched> }
+export interface Upstream {
+  get(path: string, accept: string, max: number): Promise<Fetched>;
+}
 
 function getWith(send: typeof request, o: RequestOptions, max: number): Promise<Fetched> {
   return new Promise((resolve, reject) => {
@@ -48,12 +60,22 @@ function getWith(send: typeof request, o: RequestOptions, max: number): Promise<
   });
 }
 
-const lookupHeaders = (host: string, accept: string) => ({ host, accept, 'accept-encoding': 'gzip', 'user-agent': 'airlock-package-firewall' });
+const lookupHeaders = (host: string, accept: string) => ({
+  host,
+  accept,
+  'accept-encoding': 'gzip',
+  'user-agent': 'airlock-package-firewall',
+});
 
 /** GETs on the same upstream (address already checked, TLS verified by the agent). */
 export function upstreamVia(agent: Agent, hostHeader: string, timeoutMs: number): Upstream {
   return {
-    get: (path, accept, max) => getWith(request, { agent, method: 'GET', path, setHost: false, timeout: timeoutMs, headers: lookupHeaders(hostHeader, accept) }, max),
+    get: (path, accept, max) =>
+      getWith(
+        request,
+        { agent, method: 'GET', path, setHost: false, timeout: timeoutMs, headers: lookupHeaders(hostHeader, accept) },
+        max,
+      ),
   };
 }
 
@@ -65,12 +87,30 @@ export function upstreamVia(agent: Agent, hostHeader: string, timeoutMs: number)
 export function upstreamAt(ctx: Ctx, host: string, port: number): Upstream {
   return {
     async get(path, accept, max) {
-      const d = await resolveAndDecide(ctx.rules, { host, port, scheme: 'https', method: 'GET', path, intercepted: true }, ctx.resolver);
-      if (d.action !== 'allow' || !d.address || !ctx.tls) throw new Error(`look-up on ${hostPort(host, port)} not allowed (${d.rule})`);
-      return getWith(httpsRequest as typeof request, {
-        host: d.address, port, servername: host, ca: ctx.tls.upstreamCa, rejectUnauthorized: true, agent: false, method: 'GET', path, setHost: false,
-        timeout: ctx.timeouts.connectMs, headers: lookupHeaders(port === 443 ? host : hostPort(host, port), accept),
-      } as RequestOptions, max);
+      const d = await resolveAndDecide(
+        ctx.rules,
+        { host, port, scheme: 'https', method: 'GET', path, intercepted: true },
+        ctx.resolver,
+      );
+      if (d.action !== 'allow' || !d.address || !ctx.tls)
+        throw new Error(`look-up on ${hostPort(host, port)} not allowed (${d.rule})`);
+      return getWith(
+        httpsRequest as typeof request,
+        {
+          host: d.address,
+          port,
+          servername: host,
+          ca: ctx.tls.upstreamCa,
+          rejectUnauthorized: true,
+          agent: false,
+          method: 'GET',
+          path,
+          setHost: false,
+          timeout: ctx.timeouts.connectMs,
+          headers: lookupHeaders(port === 443 ? host : hostPort(host, port), accept),
+        } as RequestOptions,
+        max,
+      );
     },
   };
 }

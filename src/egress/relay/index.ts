@@ -20,8 +20,14 @@ export interface RelayHandlers {
   stopped?(): void;
 }
 
-interface NativeRelay { add(src: number, dst: number): number; stop(id: number): void; close(): void }
-type NativeCtor = new (onReport: (id: number, kind: number, bytes: number, error: string | null) => void) => NativeRelay;
+interface NativeRelay {
+  add(src: number, dst: number): number;
+  stop(id: number): void;
+  close(): void;
+}
+type NativeCtor = new (
+  onReport: (id: number, kind: number, bytes: number, error: string | null) => void,
+) => NativeRelay;
 
 const ADDON = fileURLToPath(new URL('../../../build/relay.node', import.meta.url));
 let loaded: { ctor: NativeCtor } | { why: string } | null = null;
@@ -29,10 +35,16 @@ let loaded: { ctor: NativeCtor } | { why: string } | null = null;
 function load(): { ctor: NativeCtor } | { why: string } {
   if (loaded) return loaded;
   if (process.env.AIRLOCK_RELAY === 'node') loaded = { why: 'AIRLOCK_RELAY=node' };
-  else if (process.platform !== 'linux') loaded = { why: `the native relay is built for Linux (this is ${process.platform})` };
-  else if (!existsSync(ADDON)) loaded = { why: 'build/relay.node not built (bash scripts/build-native.sh needs a C compiler)' };
+  else if (process.platform !== 'linux')
+    loaded = { why: `the native relay is built for Linux (this is ${process.platform})` };
+  else if (!existsSync(ADDON))
+    loaded = { why: 'build/relay.node not built (bash scripts/build-native.sh needs a C compiler)' };
   else {
-    try { loaded = { ctor: (createRequire(import.meta.url)(ADDON) as { Relay: NativeCtor }).Relay }; } catch (e) { loaded = { why: `build/relay.node failed to load: ${(e as Error).message}` }; }
+    try {
+      loaded = { ctor: (createRequire(import.meta.url)(ADDON) as { Relay: NativeCtor }).Relay };
+    } catch (e) {
+      loaded = { why: `build/relay.node failed to load: ${(e as Error).message}` };
+    }
   }
   return loaded;
 }
@@ -49,7 +61,9 @@ export function socketFd(s: Socket): number | null {
   return typeof fd === 'number' && fd >= 0 ? fd : null;
 }
 
-const R_PROGRESS = 0, R_END = 1, R_ERROR = 2;
+const R_PROGRESS = 0,
+  R_END = 1,
+  R_ERROR = 2;
 
 export class TunnelRelay {
   private native: NativeRelay | null = null;
@@ -92,7 +106,11 @@ export class TunnelRelay {
     return (onFinal) => {
       if (stopped) return;
       stopped = true;
-      if (!this.handlers.has(id)) { this.native?.stop(id); onFinal(); return; }
+      if (!this.handlers.has(id)) {
+        this.native?.stop(id);
+        onFinal();
+        return;
+      }
       // the final report (END, ERROR or STOPPED) is still to come: count it, then onFinal
       this.handlers.set(id, { progress: h.progress, end: onFinal, error: onFinal, stopped: onFinal });
       this.native?.stop(id);

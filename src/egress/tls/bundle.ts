@@ -20,13 +20,17 @@ export function systemRoots(path = SYSTEM_CA_BUNDLE): string {
   try {
     const t = readFileSync(path, 'utf8');
     if (t.includes('-----BEGIN CERTIFICATE-----')) return t.endsWith('\n') ? t : t + '\n';
-  } catch { /* no system bundle */ }
+  } catch {
+    /* no system bundle */
+  }
   return rootCertificates.join('\n') + '\n';
 }
 
 /** Upstream trust for the gateway: the host's system roots as a list of PEM certificates. */
 export function hostTrustStore(path = SYSTEM_CA_BUNDLE): string[] {
-  return systemRoots(path).match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [...rootCertificates];
+  return (
+    systemRoots(path).match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [...rootCertificates]
+  );
 }
 
 /** Writes `<dir>/airlock-ca-bundle.pem` (0644, atomically) and returns its host path. */
@@ -36,7 +40,11 @@ export function writeCaBundle(ca: GatewayCa, dir: string, systemBundle = SYSTEM_
   const text = `${systemRoots(systemBundle)}\n# Airlock gateway CA (sha256 ${ca.fingerprint})\n${ca.certPem}`;
   const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
-  try { writeSync(fd, text); } finally { closeSync(fd); }
+  try {
+    writeSync(fd, text);
+  } finally {
+    closeSync(fd);
+  }
   renameSync(tmp, path);
   return path;
 }

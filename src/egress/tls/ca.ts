@@ -1,6 +1,18 @@
 import 'reflect-metadata'; // @peculiar/x509 (through tsyringe) needs the Reflect metadata API
 import * as x509 from '@peculiar/x509';
-import { constants, closeSync, fstatSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  constants,
+  closeSync,
+  fstatSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { createPrivateKey, randomBytes, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
 import { createSecureContext, type SecureContext } from 'node:tls';
@@ -24,7 +36,13 @@ const LEAF_DAYS = 30;
 /** A cached leaf with less than this left is re-minted. */
 const LEAF_RENEW_MS = 3 * 86_400_000;
 
-export interface Leaf { host: string; certPem: string; keyPem: string; notAfter: Date; context: SecureContext }
+export interface Leaf {
+  host: string;
+  certPem: string;
+  keyPem: string;
+  notAfter: Date;
+  context: SecureContext;
+}
 
 export interface GatewayCa {
   /** PEM of the CA certificate (public). */
@@ -38,61 +56,107 @@ export interface GatewayCa {
 }
 
 function pem(label: string, der: ArrayBuffer | Buffer): string {
-  const b64 = Buffer.from(der as ArrayBuffer).toString('base64').match(/.{1,64}/g)!.join('\n');
+  const b64 = Buffer.from(der as ArrayBuffer)
+    .toString('base64')
+    .match(/.{1,64}/g)!
+    .join('\n');
   return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
 }
 
 function serial(): string {
   const b = randomBytes(16);
-  b[0] = b[0]! & 0x7f | 0x10; // positive, no leading zero byte
+  b[0] = (b[0]! & 0x7f) | 0x10; // positive, no leading zero byte
   return b.toString('hex');
 }
 
-function assertPrivate(path: string, st: { mode: number; uid: number; isFile(): boolean; isSymbolicLink?(): boolean }, what: string): void {
+function assertPrivate(
+  path: string,
+  st: { mode: number; uid: number; isFile(): boolean; isSymbolicLink?(): boolean },
+  what: string,
+): void {
   if (st.isSymbolicLink?.() || !st.isFile()) {
-    throw new AirlockError('BAD_STATE', `${what} ${path} is not a regular file`, `remove it (${path}); Airlock creates a new one`);
+    throw new AirlockError(
+      'BAD_STATE',
+      `${what} ${path} is not a regular file`,
+      `remove it (${path}); Airlock creates a new one`,
+    );
   }
   const uid = process.getuid?.();
   if (uid !== undefined && st.uid !== uid) {
-    throw new AirlockError('BAD_STATE', `${what} ${path} belongs to uid ${st.uid}, not to this user (${uid})`, `remove it or run Airlock as its owner`);
+    throw new AirlockError(
+      'BAD_STATE',
+      `${what} ${path} belongs to uid ${st.uid}, not to this user (${uid})`,
+      `remove it or run Airlock as its owner`,
+    );
   }
   if ((st.mode & 0o077) !== 0) {
-    throw new AirlockError('BAD_STATE', `${what} ${path} is readable by group or others (mode ${(st.mode & 0o777).toString(8)}); refusing to use it`,
-      `run: chmod 600 ${path} (and delete it so a new CA is made if others may have read it)`);
+    throw new AirlockError(
+      'BAD_STATE',
+      `${what} ${path} is readable by group or others (mode ${(st.mode & 0o777).toString(8)}); refusing to use it`,
+      `run: chmod 600 ${path} (and delete it so a new CA is made if others may have read it)`,
+    );
   }
 }
 
 /** Reads a private file with O_NOFOLLOW and checks owner and mode on the open descriptor. */
 function readPrivate(path: string, what: string): string | null {
   let fd: number;
-  try { fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW); } catch (e) {
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return null;
-    if (code === 'ELOOP') throw new AirlockError('BAD_STATE', `${what} ${path} is a symlink`, `remove it (${path}); Airlock creates a new one`);
+    if (code === 'ELOOP')
+      throw new AirlockError(
+        'BAD_STATE',
+        `${what} ${path} is a symlink`,
+        `remove it (${path}); Airlock creates a new one`,
+      );
     throw e;
   }
   try {
     assertPrivate(path, fstatSync(fd), what);
     return readFileSync(fd, 'utf8');
-  } finally { closeSync(fd); }
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Writes a new private file atomically: temp file (0600, O_EXCL) then link(); false when one exists already. */
 function publishPrivate(path: string, text: string): boolean {
   const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-  try { writeSync(fd, text); } finally { closeSync(fd); }
-  try { linkSync(tmp, path); return true; } catch (e) {
+  try {
+    writeSync(fd, text);
+  } finally {
+    closeSync(fd);
+  }
+  try {
+    linkSync(tmp, path);
+    return true;
+  } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw e;
-  } finally { try { unlinkSync(tmp); } catch { /* gone */ } }
+  } finally {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* gone */
+    }
+  }
 }
 
 function ensurePrivateDir(dir: string): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const st = lstatSync(dir);
-  if (!st.isDirectory()) throw new AirlockError('BAD_STATE', `${dir} is not a directory`, `remove it; Airlock recreates it`);
-  if ((st.mode & 0o022) !== 0) throw new AirlockError('BAD_STATE', `${dir} is writable by group or others (mode ${(st.mode & 0o777).toString(8)})`, `run: chmod 700 ${dir}`);
+  if (!st.isDirectory())
+    throw new AirlockError('BAD_STATE', `${dir} is not a directory`, `remove it; Airlock recreates it`);
+  if ((st.mode & 0o022) !== 0)
+    throw new AirlockError(
+      'BAD_STATE',
+      `${dir} is writable by group or others (mode ${(st.mode & 0o777).toString(8)})`,
+      `run: chmod 700 ${dir}`,
+    );
 }
 
 async function importKey(keyPem: string): Promise<CryptoKey> {
@@ -103,12 +167,17 @@ async function importKey(keyPem: string): Promise<CryptoKey> {
 function splitPem(text: string, path: string): { keyPem: string; certPem: string } {
   const key = /-----BEGIN PRIVATE KEY-----[\s\S]+?-----END PRIVATE KEY-----\n?/.exec(text)?.[0];
   const cert = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/.exec(text)?.[0];
-  if (!key || !cert) throw new AirlockError('BAD_STATE', `${path} does not hold a private key and a certificate`, `remove it; Airlock creates a new CA (sandboxes pick it up at their next start)`);
+  if (!key || !cert)
+    throw new AirlockError(
+      'BAD_STATE',
+      `${path} does not hold a private key and a certificate`,
+      `remove it; Airlock creates a new CA (sandboxes pick it up at their next start)`,
+    );
   return { keyPem: key.endsWith('\n') ? key : key + '\n', certPem: cert.endsWith('\n') ? cert : cert + '\n' };
 }
 
 async function createCaText(): Promise<string> {
-  const keys = await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']) as CryptoKeyPair;
+  const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
   const now = Date.now();
   const host = (process.env.HOSTNAME ?? '').replace(/[^A-Za-z0-9.-]/g, '').slice(0, 40);
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
@@ -141,7 +210,8 @@ export async function loadOrCreateCa(o: CaOptions): Promise<GatewayCa> {
   if (text === null) {
     publishPrivate(keyPath, await createCaText()); // false: another process won the race; use its CA
     text = readPrivate(keyPath, 'gateway CA key');
-    if (text === null) throw new AirlockError('INTERNAL', `gateway CA key ${keyPath} vanished while being created`, 'retry');
+    if (text === null)
+      throw new AirlockError('INTERNAL', `gateway CA key ${keyPath} vanished while being created`, 'retry');
   }
   const { keyPem, certPem } = splitPem(text, keyPath);
   let caKey: CryptoKey;
@@ -150,10 +220,18 @@ export async function loadOrCreateCa(o: CaOptions): Promise<GatewayCa> {
     caKey = await importKey(keyPem);
     caCert = new x509.X509Certificate(certPem);
   } catch {
-    throw new AirlockError('BAD_STATE', `${keyPath} does not hold a usable ECDSA P-256 key and certificate`, `remove it; Airlock creates a new CA`);
+    throw new AirlockError(
+      'BAD_STATE',
+      `${keyPath} does not hold a usable ECDSA P-256 key and certificate`,
+      `remove it; Airlock creates a new CA`,
+    );
   }
   if (caCert.notAfter.getTime() < Date.now() + 86_400_000) {
-    throw new AirlockError('BAD_STATE', `the gateway CA in ${keyPath} expires ${caCert.notAfter.toISOString()}`, `remove ${keyPath} (and ${join(o.keysDir, LEAF_DIR)}); Airlock creates a new CA`);
+    throw new AirlockError(
+      'BAD_STATE',
+      `the gateway CA in ${keyPath} expires ${caCert.notAfter.toISOString()}`,
+      `remove ${keyPath} (and ${join(o.keysDir, LEAF_DIR)}); Airlock creates a new CA`,
+    );
   }
   const fingerprint = Buffer.from(await caCert.getThumbprint('SHA-256')).toString('hex');
   const leafDir = join(o.keysDir, LEAF_DIR);
@@ -167,12 +245,23 @@ export async function loadOrCreateCa(o: CaOptions): Promise<GatewayCa> {
       try {
         const p = splitPem(cached, file);
         const c = new x509.X509Certificate(p.certPem);
-        if (c.notAfter.getTime() - Date.now() > LEAF_RENEW_MS && c.issuer === caCert.subject && await c.verify({ publicKey: caCert.publicKey, signatureOnly: true })) {
-          return { host, ...p, notAfter: c.notAfter, context: createSecureContext({ key: p.keyPem, cert: p.certPem + certPem }) };
+        if (
+          c.notAfter.getTime() - Date.now() > LEAF_RENEW_MS &&
+          c.issuer === caCert.subject &&
+          (await c.verify({ publicKey: caCert.publicKey, signatureOnly: true }))
+        ) {
+          return {
+            host,
+            ...p,
+            notAfter: c.notAfter,
+            context: createSecureContext({ key: p.keyPem, cert: p.certPem + certPem }),
+          };
         }
-      } catch { /* unusable: mint a new one */ }
+      } catch {
+        /* unusable: mint a new one */
+      }
     }
-    const keys = await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']) as CryptoKeyPair;
+    const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
     const now = Date.now();
     const notAfter = new Date(Math.min(now + LEAF_DAYS * 86_400_000, caCert.notAfter.getTime()));
     const ip = isIP(host) !== 0;
@@ -200,10 +289,26 @@ export async function loadOrCreateCa(o: CaOptions): Promise<GatewayCa> {
     const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
     try {
       const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-      try { writeSync(fd, keyPem + leafPem); } finally { closeSync(fd); }
+      try {
+        writeSync(fd, keyPem + leafPem);
+      } finally {
+        closeSync(fd);
+      }
       renameSync(tmp, file);
-    } catch { try { unlinkSync(tmp); } catch { /* not there */ } }
-    return { host, keyPem, certPem: leafPem, notAfter, context: createSecureContext({ key: keyPem, cert: leafPem + certPem }) };
+    } catch {
+      try {
+        unlinkSync(tmp);
+      } catch {
+        /* not there */
+      }
+    }
+    return {
+      host,
+      keyPem,
+      certPem: leafPem,
+      notAfter,
+      context: createSecureContext({ key: keyPem, cert: leafPem + certPem }),
+    };
   };
 
   const leaf = (host: string): Promise<Leaf> => {

@@ -13,20 +13,22 @@ import { provenanceSchema } from './provenance.ts';
 
 // The one source of truth for airlock.yaml: shape, defaults (the strictest sensible
 // settings), documentation (describe) and org/repo merge rules (meta.merge).
-export const policySchema = z.strictObject({
-  version: z.literal(1).default(1).describe('Policy format version. Always 1.'),
-  sandbox: sandboxSchema.prefault({}),
-  egress: egressSchema.prefault({}),
-  commands: commandsSchema.prefault({}),
-  review: reviewSchema.prefault({}),
-  secrets: secretsSchema.prefault({}),
-  credentials: credentialsSchema.prefault({}),
-  telemetry: telemetrySchema.prefault({}),
-  agents: agentsSchema.prefault({}),
-  console: consoleSchema.prefault({}),
-  modes: modesSchema.prefault({}),
-  provenance: provenanceSchema.prefault({}),
-}).describe('Airlock policy (airlock.yaml).');
+export const policySchema = z
+  .strictObject({
+    version: z.literal(1).default(1).describe('Policy format version. Always 1.'),
+    sandbox: sandboxSchema.prefault({}),
+    egress: egressSchema.prefault({}),
+    commands: commandsSchema.prefault({}),
+    review: reviewSchema.prefault({}),
+    secrets: secretsSchema.prefault({}),
+    credentials: credentialsSchema.prefault({}),
+    telemetry: telemetrySchema.prefault({}),
+    agents: agentsSchema.prefault({}),
+    console: consoleSchema.prefault({}),
+    modes: modesSchema.prefault({}),
+    provenance: provenanceSchema.prefault({}),
+  })
+  .describe('Airlock policy (airlock.yaml).');
 
 export type Policy = z.output<typeof policySchema>;
 export type PolicyInput = z.input<typeof policySchema>;

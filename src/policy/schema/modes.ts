@@ -17,16 +17,32 @@ export const DEFAULT_ALLOWED_MODES: PolicyMode[] = ['enforce', 'shadow'];
 export const MODE_LAYERS = ['egress', 'commands', 'packages'] as const;
 export type ModeLayer = (typeof MODE_LAYERS)[number];
 
-const layerMode = (what: string) => merge(z.enum(POLICY_MODES).default('enforce')
-  .describe(`How ${what} decisions apply: enforce, shadow (enforce, and record what the candidate policy would decide) or record (let through what the policy would refuse, except explicit deny rules and builtin protections, and record the would-be decision). Must be one of modes.allowed. The stricter of org and repo wins (enforce, shadow, record).`),
-{ stricter: POLICY_MODES });
+const layerMode = (what: string) =>
+  merge(
+    z
+      .enum(POLICY_MODES)
+      .default('enforce')
+      .describe(
+        `How ${what} decisions apply: enforce, shadow (enforce, and record what the candidate policy would decide) or record (let through what the policy would refuse, except explicit deny rules and builtin protections, and record the would-be decision). Must be one of modes.allowed. The stricter of org and repo wins (enforce, shadow, record).`,
+      ),
+    { stricter: POLICY_MODES },
+  );
 
-export const modesSchema = z.strictObject({
-  egress: layerMode('egress (gateway)'),
-  commands: layerMode('command-rule (airlock exec, MCP)'),
-  packages: layerMode('package-firewall'),
-  allowed: merge(z.array(z.enum(POLICY_MODES)).default(DEFAULT_ALLOWED_MODES)
-    .describe('Modes a policy may put a layer in. Only the org policy file sets it (a repo value is an error); without an org file, enforce and shadow. A repo policy asking for a mode not listed here is refused, naming the file, line and key.'), 'org'),
-}).describe('Policy modes per decision layer: enforce, shadow or record (issue 20).');
+export const modesSchema = z
+  .strictObject({
+    egress: layerMode('egress (gateway)'),
+    commands: layerMode('command-rule (airlock exec, MCP)'),
+    packages: layerMode('package-firewall'),
+    allowed: merge(
+      z
+        .array(z.enum(POLICY_MODES))
+        .default(DEFAULT_ALLOWED_MODES)
+        .describe(
+          'Modes a policy may put a layer in. Only the org policy file sets it (a repo value is an error); without an org file, enforce and shadow. A repo policy asking for a mode not listed here is refused, naming the file, line and key.',
+        ),
+      'org',
+    ),
+  })
+  .describe('Policy modes per decision layer: enforce, shadow or record (issue 20).');
 
 export type ModesPolicy = z.output<typeof modesSchema>;

@@ -13,8 +13,20 @@ import { type Ecosystem, POPULAR, typosquatOf, normPackageName as normName } fro
 
 type Eco = Ecosystem;
 type Kind = 'registry' | 'git' | 'url' | 'file' | 'alias';
-interface Dep { name: string; spec: string; kind: Kind; section: string; alias?: string }
-interface Manifest { eco: Eco; deps: Map<string, Dep>; scripts: Map<string, string>; registries: string[]; lock: boolean }
+interface Dep {
+  name: string;
+  spec: string;
+  kind: Kind;
+  section: string;
+  alias?: string;
+}
+interface Manifest {
+  eco: Eco;
+  deps: Map<string, Dep>;
+  scripts: Map<string, string>;
+  registries: string[];
+  lock: boolean;
+}
 
 const key = (d: { section: string; name: string }) => `${d.section}\u0000${d.name}`;
 
@@ -27,22 +39,37 @@ const key = (d: { section: string; name: string }) => `${d.section}\u0000${d.nam
 function npmKind(name: string, spec: string): { kind: Kind; alias?: string } {
   const s = spec.trim();
   let parsed: npa.Result;
-  try { parsed = npa.resolve(name, s, '/nonexistent'); } catch {
+  try {
+    parsed = npa.resolve(name, s, '/nonexistent');
+  } catch {
     return /^(link|portal|workspace|patch):/.test(s) ? { kind: 'file' } : { kind: 'url' };
   }
   switch (parsed.type) {
-    case 'alias': return { kind: 'alias', alias: (parsed as npa.AliasResult).subSpec.name ?? s.slice(4) };
-    case 'git': return { kind: 'git' };
-    case 'remote': return { kind: 'url' };
-    case 'file': case 'directory': return { kind: 'file' };
-    default: return { kind: 'registry' }; // version, range, tag
+    case 'alias':
+      return { kind: 'alias', alias: (parsed as npa.AliasResult).subSpec.name ?? s.slice(4) };
+    case 'git':
+      return { kind: 'git' };
+    case 'remote':
+      return { kind: 'url' };
+    case 'file':
+    case 'directory':
+      return { kind: 'file' };
+    default:
+      return { kind: 'registry' }; // version, range, tag
   }
 }
 
 function parseNpm(text: string): Manifest {
   const j = JSON.parse(text) as Record<string, unknown>;
   const deps = new Map<string, Dep>();
-  for (const section of ['dependencies', 'devDependencies', 'optionalDependencies', 'peerDependencies', 'overrides', 'resolutions']) {
+  for (const section of [
+    'dependencies',
+    'devDependencies',
+    'optionalDependencies',
+    'peerDependencies',
+    'overrides',
+    'resolutions',
+  ]) {
     const o = j[section];
     if (!o || typeof o !== 'object' || Array.isArray(o)) continue;
     for (const [name, spec] of Object.entries(o as Record<string, unknown>)) {
@@ -54,7 +81,18 @@ function parseNpm(text: string): Manifest {
   const scripts = new Map<string, string>();
   const s = j.scripts;
   if (s && typeof s === 'object') {
-    for (const k of ['preinstall', 'install', 'postinstall', 'prepare', 'preprepare', 'postprepare', 'prepublish', 'prepack', 'postpack', 'dependencies']) {
+    for (const k of [
+      'preinstall',
+      'install',
+      'postinstall',
+      'prepare',
+      'preprepare',
+      'postprepare',
+      'prepublish',
+      'prepack',
+      'postpack',
+      'dependencies',
+    ]) {
       const v = (s as Record<string, unknown>)[k];
       if (typeof v === 'string') scripts.set(k, v);
     }
@@ -66,10 +104,15 @@ function parseNpm(text: string): Manifest {
 }
 
 function parseNpmLock(text: string): Manifest {
-  const j = JSON.parse(text) as { packages?: Record<string, { version?: string; resolved?: string }>; dependencies?: Record<string, { version?: string; resolved?: string }> };
+  const j = JSON.parse(text) as {
+    packages?: Record<string, { version?: string; resolved?: string }>;
+    dependencies?: Record<string, { version?: string; resolved?: string }>;
+  };
   const deps = new Map<string, Dep>();
   const registries: string[] = [];
-  const entries = j.packages ? Object.entries(j.packages) : Object.entries(j.dependencies ?? {}).map(([k, v]) => [`node_modules/${k}`, v] as const);
+  const entries = j.packages
+    ? Object.entries(j.packages)
+    : Object.entries(j.dependencies ?? {}).map(([k, v]) => [`node_modules/${k}`, v] as const);
   for (const [path, v] of entries) {
     if (!path) continue;
     const i = path.lastIndexOf('node_modules/');
@@ -104,13 +147,21 @@ function parseRequirements(text: string): Manifest {
     const line = raw.replace(/(^|\s)#.*$/, '').trim();
     if (!line) continue;
     const opt = /^(-i|--index-url|--extra-index-url|-f|--find-links|--trusted-host)[\s=]+(\S+)/.exec(line);
-    if (opt) { registries.push(opt[2]!); continue; }
+    if (opt) {
+      registries.push(opt[2]!);
+      continue;
+    }
     if (/^(-r|-c|--requirement|--constraint)\b/.test(line)) continue;
     const editable = /^(-e|--editable)\s+(\S+)/.exec(line);
     if (editable || /^(git\+|https?:|file:|\.{0,2}\/)/.test(line)) {
       const spec = editable ? editable[2]! : line;
       const egg = /#egg=([A-Za-z0-9._-]+)/.exec(spec);
-      const d: Dep = { name: egg?.[1] ?? spec, spec, section: 'requirements', kind: /git\+/.test(spec) ? 'git' : /^https?:/.test(spec) ? 'url' : 'file' };
+      const d: Dep = {
+        name: egg?.[1] ?? spec,
+        spec,
+        section: 'requirements',
+        kind: /git\+/.test(spec) ? 'git' : /^https?:/.test(spec) ? 'url' : 'file',
+      };
       deps.set(key(d), d);
       continue;
     }
@@ -121,12 +172,16 @@ function parseRequirements(text: string): Manifest {
 }
 
 function tomlTable(v: unknown): Record<string, unknown> {
-  return v && typeof v === 'object' && !Array.isArray(v) ? v as Record<string, unknown> : {};
+  return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
 }
 
 function tableDeps(t: Record<string, unknown>, section: string, deps: Map<string, Dep>, registries: string[]): void {
   for (const [name, v] of Object.entries(t)) {
-    if (typeof v === 'string') { const d: Dep = { name, spec: v, section, kind: 'registry' }; deps.set(key(d), d); continue; }
+    if (typeof v === 'string') {
+      const d: Dep = { name, spec: v, section, kind: 'registry' };
+      deps.set(key(d), d);
+      continue;
+    }
     const o = tomlTable(v);
     const real = typeof o.package === 'string' ? o.package : name;
     let d: Dep;
@@ -148,26 +203,40 @@ function parsePyproject(text: string): Manifest {
   const project = tomlTable(t.project);
   const add = (list: unknown, section: string) => {
     if (!Array.isArray(list)) return;
-    for (const s of list) if (typeof s === 'string') { const d = pep508(s, section); if (d) deps.set(key(d), d); }
+    for (const s of list)
+      if (typeof s === 'string') {
+        const d = pep508(s, section);
+        if (d) deps.set(key(d), d);
+      }
   };
   add(project.dependencies, 'project.dependencies');
-  for (const [g, l] of Object.entries(tomlTable(project['optional-dependencies']))) add(l, `project.optional-dependencies.${g}`);
+  for (const [g, l] of Object.entries(tomlTable(project['optional-dependencies'])))
+    add(l, `project.optional-dependencies.${g}`);
   add(tomlTable(t['build-system']).requires, 'build-system.requires');
   const tool = tomlTable(t.tool);
   const poetry = tomlTable(tool.poetry);
   const pd = { ...tomlTable(poetry.dependencies) };
   delete pd.python;
   tableDeps(pd, 'tool.poetry.dependencies', deps, registries);
-  for (const [g, grp] of Object.entries(tomlTable(poetry.group))) tableDeps(tomlTable(tomlTable(grp).dependencies), `tool.poetry.group.${g}`, deps, registries);
+  for (const [g, grp] of Object.entries(tomlTable(poetry.group)))
+    tableDeps(tomlTable(tomlTable(grp).dependencies), `tool.poetry.group.${g}`, deps, registries);
   const sources = poetry.source;
-  if (Array.isArray(sources)) for (const s of sources) if (typeof tomlTable(s).url === 'string') registries.push(tomlTable(s).url as string);
+  if (Array.isArray(sources))
+    for (const s of sources) if (typeof tomlTable(s).url === 'string') registries.push(tomlTable(s).url as string);
   const uv = tomlTable(tool.uv);
-  for (const k of ['index-url', 'extra-index-url']) { const v = uv[k]; if (typeof v === 'string') registries.push(v); }
-  if (Array.isArray(uv.index)) for (const s of uv.index) if (typeof tomlTable(s).url === 'string') registries.push(tomlTable(s).url as string);
+  for (const k of ['index-url', 'extra-index-url']) {
+    const v = uv[k];
+    if (typeof v === 'string') registries.push(v);
+  }
+  if (Array.isArray(uv.index))
+    for (const s of uv.index) if (typeof tomlTable(s).url === 'string') registries.push(tomlTable(s).url as string);
   for (const [name, v] of Object.entries(tomlTable(uv.sources))) {
     const o = tomlTable(v);
     const spec = String(o.git ?? o.url ?? o.path ?? '');
-    if (spec) { const d: Dep = { name, spec, section: 'tool.uv.sources', kind: o.git ? 'git' : o.url ? 'url' : 'file' }; deps.set(key(d), d); }
+    if (spec) {
+      const d: Dep = { name, spec, section: 'tool.uv.sources', kind: o.git ? 'git' : o.url ? 'url' : 'file' };
+      deps.set(key(d), d);
+    }
   }
   return { eco: 'pypi', deps, scripts: new Map(), registries, lock: false };
 }
@@ -176,11 +245,14 @@ function parseCargo(text: string): Manifest {
   const t = parseToml(text) as Record<string, unknown>;
   const deps = new Map<string, Dep>();
   const registries: string[] = [];
-  for (const s of ['dependencies', 'dev-dependencies', 'build-dependencies']) tableDeps(tomlTable(t[s]), s, deps, registries);
+  for (const s of ['dependencies', 'dev-dependencies', 'build-dependencies'])
+    tableDeps(tomlTable(t[s]), s, deps, registries);
   for (const [target, tt] of Object.entries(tomlTable(t.target))) {
-    for (const s of ['dependencies', 'dev-dependencies', 'build-dependencies']) tableDeps(tomlTable(tomlTable(tt)[s]), `target.${target}.${s}`, deps, registries);
+    for (const s of ['dependencies', 'dev-dependencies', 'build-dependencies'])
+      tableDeps(tomlTable(tomlTable(tt)[s]), `target.${target}.${s}`, deps, registries);
   }
-  for (const [src, pt] of Object.entries(tomlTable(t.patch))) tableDeps(tomlTable(pt), `patch.${src}`, deps, registries);
+  for (const [src, pt] of Object.entries(tomlTable(t.patch)))
+    tableDeps(tomlTable(pt), `patch.${src}`, deps, registries);
   const scripts = new Map<string, string>();
   const pkg = tomlTable(t.package);
   if (typeof pkg.build === 'string' || pkg.build === true) scripts.set('build', String(pkg.build));
@@ -193,16 +265,29 @@ function parseGoMod(text: string): Manifest {
   for (const raw of text.split('\n')) {
     const line = raw.replace(/\/\/.*$/, '').trim();
     if (!line) continue;
-    if (block) { if (line === ')') { block = null; continue; } handle(block, line); continue; }
+    if (block) {
+      if (line === ')') {
+        block = null;
+        continue;
+      }
+      handle(block, line);
+      continue;
+    }
     const m = /^(require|replace|exclude|retract|tool|ignore)\s*(\(?)\s*(.*)$/.exec(line);
     if (!m) continue;
-    if (m[2] === '(') { block = m[1]!; continue; }
+    if (m[2] === '(') {
+      block = m[1]!;
+      continue;
+    }
     handle(m[1]!, m[3]!);
   }
   function handle(kind: string, line: string): void {
     if (kind === 'require') {
       const [name, version] = line.split(/\s+/);
-      if (name) { const d: Dep = { name, spec: version ?? '', section: 'require', kind: 'registry' }; deps.set(key(d), d); }
+      if (name) {
+        const d: Dep = { name, spec: version ?? '', section: 'require', kind: 'registry' };
+        deps.set(key(d), d);
+      }
     } else if (kind === 'replace') {
       const [from, to] = line.split('=>').map((x) => x.trim());
       if (from && to) {
@@ -276,7 +361,11 @@ function cargoLooseness(s: string): number {
 }
 
 function hostOf(u: string): string {
-  try { return new URL(u).hostname.toLowerCase(); } catch { return u; }
+  try {
+    return new URL(u).hostname.toLowerCase();
+  } catch {
+    return u;
+  }
 }
 
 function lineOf(text: string | null, needle: string): number {
@@ -299,16 +388,32 @@ export function dependenciesCheck(files: ChangedFile[], policy: Policy): Finding
       out.push({ check: 'dependencies', rule: `dependencies.${rule}`, severity, file: file.path, line, message });
     if (file.newText === null) {
       // binary, or either version over the text cap: not loaded, so not checked (fail closed)
-      push('unparseable', 'high', 0, `this manifest could not be read for review (${file.binary ? 'binary' : 'too large'}); its dependencies could not be checked`);
+      push(
+        'unparseable',
+        'high',
+        0,
+        `this manifest could not be read for review (${file.binary ? 'binary' : 'too large'}); its dependencies could not be checked`,
+      );
       continue;
     }
     let now: Manifest;
     let before: Manifest | null = null;
     try {
       now = parse(file.newText);
-      if (file.oldText !== null) { try { before = parse(file.oldText); } catch { before = null; } }
+      if (file.oldText !== null) {
+        try {
+          before = parse(file.oldText);
+        } catch {
+          before = null;
+        }
+      }
     } catch (e) {
-      push('unparseable', 'high', 0, `cannot parse this manifest (${e instanceof Error ? e.message.split('\n')[0] : String(e)}); its dependencies could not be checked`);
+      push(
+        'unparseable',
+        'high',
+        0,
+        `cannot parse this manifest (${e instanceof Error ? e.message.split('\n')[0] : String(e)}); its dependencies could not be checked`,
+      );
       continue;
     }
     const popular = [...POPULAR[now.eco], ...cfg.popular];
@@ -324,33 +429,77 @@ export function dependenciesCheck(files: ChangedFile[], policy: Policy): Finding
       }
       const names = [d.name, ...(d.alias ? [d.alias] : [])];
       for (const n of names) {
-        const hit = deny.find((x) => normName(now.eco, x.name) === normName(now.eco, n) && (x.version === null || x.version === d.spec.replace(/^[=v^~]+/, '')));
-        if (hit) push('denylisted', 'critical', line, `${label} is on the denylist (review.dependencies.denylist: ${hit.name}${hit.version ? `@${hit.version}` : ''})`);
+        const hit = deny.find(
+          (x) =>
+            normName(now.eco, x.name) === normName(now.eco, n) &&
+            (x.version === null || x.version === d.spec.replace(/^[=v^~]+/, '')),
+        );
+        if (hit)
+          push(
+            'denylisted',
+            'critical',
+            line,
+            `${label} is on the denylist (review.dependencies.denylist: ${hit.name}${hit.version ? `@${hit.version}` : ''})`,
+          );
         if (!old && cfg.typosquatDistance > 0) {
           const t = typosquatOf(now.eco, n, popular, cfg.typosquatDistance);
-          if (t) push('typosquat', 'high', line, `"${n}" looks like the popular package "${t.target}" (${t.distance === 0 ? 'confusable characters' : `edit distance ${t.distance}`}): likely typosquat`);
+          if (t)
+            push(
+              'typosquat',
+              'high',
+              line,
+              `"${n}" looks like the popular package "${t.target}" (${t.distance === 0 ? 'confusable characters' : `edit distance ${t.distance}`}): likely typosquat`,
+            );
         }
       }
       if (d.kind === 'git' || d.kind === 'url' || d.kind === 'file') {
-        if (!(now.lock && d.kind === 'url')) push('source', 'high', line, `${label} comes from a ${d.kind === 'file' ? 'local path' : d.kind === 'git' ? 'git repository' : 'URL'} (${d.spec.slice(0, 200)}), not the registry: unpinned and unreviewed code`);
+        if (!(now.lock && d.kind === 'url'))
+          push(
+            'source',
+            'high',
+            line,
+            `${label} comes from a ${d.kind === 'file' ? 'local path' : d.kind === 'git' ? 'git repository' : 'URL'} (${d.spec.slice(0, 200)}), not the registry: unpinned and unreviewed code`,
+          );
       }
-      if (old && old.kind === 'registry' && d.kind === 'registry' && looseness(now.eco, d.spec) > looseness(now.eco, old.spec)) {
+      if (
+        old &&
+        old.kind === 'registry' &&
+        d.kind === 'registry' &&
+        looseness(now.eco, d.spec) > looseness(now.eco, old.spec)
+      ) {
         push('loosened', 'medium', line, `version range of "${d.name}" loosened from "${old.spec}" to "${d.spec}"`);
       }
     }
-    if (addedNames.length) push('added', 'info', 0, `lockfile adds ${addedNames.length} package${addedNames.length === 1 ? '' : 's'}: ${addedNames.slice(0, 500).join(', ')}${addedNames.length > 500 ? ', …' : ''}`);
+    if (addedNames.length)
+      push(
+        'added',
+        'info',
+        0,
+        `lockfile adds ${addedNames.length} package${addedNames.length === 1 ? '' : 's'}: ${addedNames.slice(0, 500).join(', ')}${addedNames.length > 500 ? ', …' : ''}`,
+      );
     for (const [name, cmd] of now.scripts) {
       const old = before?.scripts.get(name);
       if (old === cmd) continue;
-      push('install-script', 'high', lineOf(file.newText, now.eco === 'npm' ? `"${name}"` : 'build'),
-        `${old === undefined ? 'adds' : 'changes'} ${now.eco === 'cargo' ? 'build script' : `install-time script "${name}"`} (${cmd.slice(0, 120)}): runs on every install`);
+      push(
+        'install-script',
+        'high',
+        lineOf(file.newText, now.eco === 'npm' ? `"${name}"` : 'build'),
+        `${old === undefined ? 'adds' : 'changes'} ${now.eco === 'cargo' ? 'build script' : `install-time script "${name}"`} (${cmd.slice(0, 120)}): runs on every install`,
+      );
     }
     const seen = new Set(before?.registries ?? []);
     for (const r of now.registries) {
       const h = hostOf(r);
       if (seen.has(r)) continue;
-      if (!cfg.allowedRegistries.includes(h)) push('registry', 'high', lineOf(file.newText, r), `resolves packages from ${h} (${r.slice(0, 200)}), which is not an allowed registry (review.dependencies.allowedRegistries)`);
-      else if (!seen.has(r) && !now.lock) push('registry', 'medium', lineOf(file.newText, r), `changes the package registry to ${h}`);
+      if (!cfg.allowedRegistries.includes(h))
+        push(
+          'registry',
+          'high',
+          lineOf(file.newText, r),
+          `resolves packages from ${h} (${r.slice(0, 200)}), which is not an allowed registry (review.dependencies.allowedRegistries)`,
+        );
+      else if (!seen.has(r) && !now.lock)
+        push('registry', 'medium', lineOf(file.newText, r), `changes the package registry to ${h}`);
     }
   }
   return out;

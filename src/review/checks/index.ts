@@ -10,7 +10,10 @@ import { dependenciesCheck } from './deps.ts';
 // naming it (fail closed), never a silent pass.
 
 type CheckName = keyof Policy['review']['checks'];
-const CHECKS: Record<CheckName, (change: ChangeSet, files: ChangedFile[], policy: Policy) => Finding[] | Promise<Finding[]>> = {
+const CHECKS: Record<
+  CheckName,
+  (change: ChangeSet, files: ChangedFile[], policy: Policy) => Finding[] | Promise<Finding[]>
+> = {
   secrets: (c, files) => secretsCheck(files, c.repo),
   injection: (_c, files) => injectionCheck(files),
   dependencies: (_c, files, p) => dependenciesCheck(files, p),
@@ -36,8 +39,16 @@ export async function runChecks(change: ChangeSet, policy: Policy): Promise<Find
     try {
       found = await CHECKS[name](change, selected(change.files, cfg), policy);
     } catch (e) {
-      found = [{ check: name as CheckId, rule: `${name}.failed`, severity: 'critical', file: '', line: 0,
-        message: `the ${name} check failed (${e instanceof Error ? e.message.split('\n')[0] : String(e)}); the change counts as unchecked` }];
+      found = [
+        {
+          check: name as CheckId,
+          rule: `${name}.failed`,
+          severity: 'critical',
+          file: '',
+          line: 0,
+          message: `the ${name} check failed (${e instanceof Error ? e.message.split('\n')[0] : String(e)}); the change counts as unchecked`,
+        },
+      ];
     }
     for (const f of found) {
       if (cfg.severity && !f.rule.endsWith('.failed')) f.severity = cfg.severity;

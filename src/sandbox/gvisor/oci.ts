@@ -15,7 +15,12 @@ export const GVISOR_BRIDGE_BIN = `${GVISOR_PRIVATE_DIR}/egress-bridge`;
 /** System directories the agent sees read-only (symlinks, as on merged-/usr systems, are recreated in the root). */
 export const SYSTEM_DIRS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc', '/opt'] as const;
 
-export interface OciMount { destination: string; type: string; source: string; options?: string[] }
+export interface OciMount {
+  destination: string;
+  type: string;
+  source: string;
+  options?: string[];
+}
 
 export interface BundleLayout {
   /** the empty, read-only root directory (mount points only) */
@@ -34,10 +39,15 @@ export interface BundleLayout {
 
 /** Symlinked system dirs (/bin → usr/bin) become symlinks in the root, real ones read-only binds. */
 export function systemEntries(dirs: readonly string[] = SYSTEM_DIRS): { links: [string, string][]; binds: string[] } {
-  const links: [string, string][] = []; const binds: string[] = [];
+  const links: [string, string][] = [];
+  const binds: string[] = [];
   for (const d of dirs) {
     let st;
-    try { st = lstatSync(d); } catch { continue; }
+    try {
+      st = lstatSync(d);
+    } catch {
+      continue;
+    }
     if (st.isSymbolicLink()) links.push([d, readlinkSync(d)]);
     else if (st.isDirectory()) binds.push(d);
   }
@@ -72,33 +82,56 @@ export function ociMounts(spec: SandboxSpec, b: BundleLayout, systemBinds: strin
 export function ociRlimits(spec: SandboxSpec): { type: string; hard: number; soft: number }[] {
   const l = spec.limits;
   const r = (type: string, v: number) => ({ type, hard: v, soft: v });
-  return [r('RLIMIT_CPU', l.cpuSeconds), r('RLIMIT_FSIZE', l.fileSizeMB * 1024 * 1024), r('RLIMIT_CORE', 0), r('RLIMIT_NOFILE', 4096), r('RLIMIT_NPROC', l.pids)];
+  return [
+    r('RLIMIT_CPU', l.cpuSeconds),
+    r('RLIMIT_FSIZE', l.fileSizeMB * 1024 * 1024),
+    r('RLIMIT_CORE', 0),
+    r('RLIMIT_NOFILE', 4096),
+    r('RLIMIT_NPROC', l.pids),
+  ];
 }
 
 const NO_CAPS = { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] };
 
 /** The process.json of one agent command (`runsc exec --process`): argv and env never on a host command line. */
-export function ociProcess(spec: SandboxSpec, b: BundleLayout, argv: string[], env: Record<string, string>, cwd: string): Record<string, unknown> {
+export function ociProcess(
+  spec: SandboxSpec,
+  b: BundleLayout,
+  argv: string[],
+  env: Record<string, string>,
+  cwd: string,
+): Record<string, unknown> {
   return {
-    terminal: false, user: { uid: b.agentIds.uid, gid: b.agentIds.gid, additionalGids: [] }, args: argv,
-    env: Object.entries(env).map(([k, v]) => `${k}=${v}`), cwd,
-    capabilities: NO_CAPS, noNewPrivileges: true, rlimits: ociRlimits(spec),
+    terminal: false,
+    user: { uid: b.agentIds.uid, gid: b.agentIds.gid, additionalGids: [] },
+    args: argv,
+    env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
+    cwd,
+    capabilities: NO_CAPS,
+    noNewPrivileges: true,
+    rlimits: ociRlimits(spec),
   };
 }
 
 /** The container's config.json. Its init is the egress bridge (root, no capabilities) or an idle sleep. */
 export function ociConfig(spec: SandboxSpec, b: BundleLayout, bridgeScript: string): Record<string, unknown> {
   const sys = systemEntries();
-  const init = b.gatewaySockets.length
-    ? [GVISOR_BRIDGE_BIN, '-e', bridgeScript]
-    : ['/bin/sleep', 'infinity'];
+  const init = b.gatewaySockets.length ? [GVISOR_BRIDGE_BIN, '-e', bridgeScript] : ['/bin/sleep', 'infinity'];
   const l = spec.limits;
   return {
     ociVersion: '1.0.2',
     process: {
-      terminal: false, user: { uid: 0, gid: 0 }, args: init, cwd: '/',
-      env: ['PATH=/usr/sbin:/usr/bin:/sbin:/bin', `AIRLOCK_BRIDGE=${b.gatewaySockets.map((g) => `${g.port}=${GVISOR_PRIVATE_DIR}/gateway-${g.port}.sock`).join(',')}`],
-      capabilities: NO_CAPS, noNewPrivileges: true, rlimits: [{ type: 'RLIMIT_NOFILE', hard: 4096, soft: 4096 }],
+      terminal: false,
+      user: { uid: 0, gid: 0 },
+      args: init,
+      cwd: '/',
+      env: [
+        'PATH=/usr/sbin:/usr/bin:/sbin:/bin',
+        `AIRLOCK_BRIDGE=${b.gatewaySockets.map((g) => `${g.port}=${GVISOR_PRIVATE_DIR}/gateway-${g.port}.sock`).join(',')}`,
+      ],
+      capabilities: NO_CAPS,
+      noNewPrivileges: true,
+      rlimits: [{ type: 'RLIMIT_NOFILE', hard: 4096, soft: 4096 }],
     },
     root: { path: b.rootfs, readonly: true },
     hostname: 'airlock',
@@ -106,7 +139,11 @@ export function ociConfig(spec: SandboxSpec, b: BundleLayout, bridgeScript: stri
     linux: {
       namespaces: ['pid', 'ipc', 'uts', 'mount', 'network'].map((type) => ({ type })),
       // what the sentry itself enforces and reports inside; the host cgroup around runsc binds it from outside
-      resources: { memory: { limit: l.memoryMB * 1024 * 1024 }, pids: { limit: l.pids }, cpu: { quota: l.cpuPercent * 1000, period: 100000 } },
+      resources: {
+        memory: { limit: l.memoryMB * 1024 * 1024 },
+        pids: { limit: l.pids },
+        cpu: { quota: l.cpuPercent * 1000, period: 100000 },
+      },
       maskedPaths: ['/proc/kcore', '/proc/keys', '/proc/timer_list', '/proc/sched_debug'],
       readonlyPaths: ['/proc/sys', '/proc/sysrq-trigger', '/proc/irq', '/proc/bus'],
     },

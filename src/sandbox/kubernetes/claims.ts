@@ -9,7 +9,12 @@ import { AGENT_SANDBOX_GROUP, AGENT_SANDBOX_VERSION, sandboxClaim } from './mani
 
 const PLURAL = 'sandboxclaims';
 
-export interface ClaimStatus { ready: boolean; reason: string | null; sandbox: string | null; podIPs: string[] }
+export interface ClaimStatus {
+  ready: boolean;
+  reason: string | null;
+  sandbox: string | null;
+  podIPs: string[];
+}
 
 export interface ClaimTarget {
   namespace: string;
@@ -30,24 +35,51 @@ export class SandboxClaims {
   /** A kubeconfig from the usual places (KUBECONFIG, ~/.kube/config, in-cluster), or from its text. */
   static kubeConfig(text?: string): KubeConfig {
     const kc = new KubeConfig();
-    if (text) kc.loadFromString(text); else kc.loadFromDefault();
+    if (text) kc.loadFromString(text);
+    else kc.loadFromDefault();
     return kc;
   }
 
   async create(session: string): Promise<void> {
     const body = sandboxClaim({ session, ...this.target });
     try {
-      await this.api.createNamespacedCustomObject({ group: AGENT_SANDBOX_GROUP, version: AGENT_SANDBOX_VERSION, namespace: this.target.namespace, plural: PLURAL, body });
-    } catch (e) { throw clusterError('create the SandboxClaim', e); }
+      await this.api.createNamespacedCustomObject({
+        group: AGENT_SANDBOX_GROUP,
+        version: AGENT_SANDBOX_VERSION,
+        namespace: this.target.namespace,
+        plural: PLURAL,
+        body,
+      });
+    } catch (e) {
+      throw clusterError('create the SandboxClaim', e);
+    }
   }
 
   async status(session: string): Promise<ClaimStatus> {
-    let obj: { status?: { conditions?: { type?: string; status?: string; reason?: string }[]; sandbox?: { name?: string; podIPs?: string[] } } };
+    let obj: {
+      status?: {
+        conditions?: { type?: string; status?: string; reason?: string }[];
+        sandbox?: { name?: string; podIPs?: string[] };
+      };
+    };
     try {
-      obj = await this.api.getNamespacedCustomObject({ group: AGENT_SANDBOX_GROUP, version: AGENT_SANDBOX_VERSION, namespace: this.target.namespace, plural: PLURAL, name: session }) as typeof obj;
-    } catch (e) { throw clusterError('read the SandboxClaim', e); }
+      obj = (await this.api.getNamespacedCustomObject({
+        group: AGENT_SANDBOX_GROUP,
+        version: AGENT_SANDBOX_VERSION,
+        namespace: this.target.namespace,
+        plural: PLURAL,
+        name: session,
+      })) as typeof obj;
+    } catch (e) {
+      throw clusterError('read the SandboxClaim', e);
+    }
     const ready = obj.status?.conditions?.find((c) => c.type === 'Ready');
-    return { ready: ready?.status === 'True', reason: ready?.reason ?? null, sandbox: obj.status?.sandbox?.name ?? null, podIPs: (obj.status?.sandbox?.podIPs ?? []).slice(0, 8) };
+    return {
+      ready: ready?.status === 'True',
+      reason: ready?.reason ?? null,
+      sandbox: obj.status?.sandbox?.name ?? null,
+      podIPs: (obj.status?.sandbox?.podIPs ?? []).slice(0, 8),
+    };
   }
 
   /** Polls until Ready (bounded); fails closed with the cluster's reason. */
@@ -57,8 +89,11 @@ export class SandboxClaims {
       const s = await this.status(session);
       if (s.ready && s.sandbox) return s;
       if (Date.now() > end) {
-        throw new AirlockError('UNAVAILABLE', `the SandboxClaim ${session} did not become ready (${s.reason ?? 'no reason given'})`,
-          `check the warm pool ${this.target.warmPool} in namespace ${this.target.namespace} (kubectl get sandboxwarmpool,sandboxclaim -n ${this.target.namespace})`);
+        throw new AirlockError(
+          'UNAVAILABLE',
+          `the SandboxClaim ${session} did not become ready (${s.reason ?? 'no reason given'})`,
+          `check the warm pool ${this.target.warmPool} in namespace ${this.target.namespace} (kubectl get sandboxwarmpool,sandboxclaim -n ${this.target.namespace})`,
+        );
       }
       await new Promise((r) => setTimeout(r, intervalMs));
     }
@@ -67,7 +102,14 @@ export class SandboxClaims {
   /** Deletes the claim (and with it the sandbox and its pod); a claim already gone is fine. */
   async delete(session: string): Promise<void> {
     try {
-      await this.api.deleteNamespacedCustomObject({ group: AGENT_SANDBOX_GROUP, version: AGENT_SANDBOX_VERSION, namespace: this.target.namespace, plural: PLURAL, name: session, propagationPolicy: 'Foreground' });
+      await this.api.deleteNamespacedCustomObject({
+        group: AGENT_SANDBOX_GROUP,
+        version: AGENT_SANDBOX_VERSION,
+        namespace: this.target.namespace,
+        plural: PLURAL,
+        name: session,
+        propagationPolicy: 'Foreground',
+      });
     } catch (e) {
       if ((e as { code?: number }).code === 404) return;
       throw clusterError('delete the SandboxClaim', e);
@@ -78,7 +120,11 @@ export class SandboxClaims {
 function clusterError(what: string, e: unknown): AirlockError {
   const code = (e as { code?: number }).code;
   const detail = code ? `HTTP ${code}` : e instanceof Error ? e.message.slice(0, 200) : String(e).slice(0, 200);
-  return new AirlockError('UNAVAILABLE', `could not ${what}: ${detail}`,
-    code === 403 ? 'the kubeconfig\'s identity needs create/get/delete on sandboxclaims.extensions.agents.x-k8s.io in that namespace (deploy/kubernetes/rbac.yaml)'
-      : 'check the kubeconfig (KUBECONFIG) and that agent-sandbox is installed in the cluster');
+  return new AirlockError(
+    'UNAVAILABLE',
+    `could not ${what}: ${detail}`,
+    code === 403
+      ? "the kubeconfig's identity needs create/get/delete on sandboxclaims.extensions.agents.x-k8s.io in that namespace (deploy/kubernetes/rbac.yaml)"
+      : 'check the kubeconfig (KUBECONFIG) and that agent-sandbox is installed in the cluster',
+  );
 }

@@ -1,2 +1,9 @@
-export { sandboxTemplate, sandboxWarmPool, sandboxClaim, AGENT_SANDBOX_GROUP, type TemplateOptions, type KubernetesRuntimeClass } from './manifests.ts';
+export {
+  sandboxTemplate,
+  sandboxWarmPool,
+  sandboxClaim,
+  AGENT_SANDBOX_GROUP,
+  type TemplateOptions,
+  type KubernetesRuntimeClass,
+} from './manifests.ts';
 export { SandboxClaims, type ClaimStatus, type ClaimTarget } from './claims.ts';

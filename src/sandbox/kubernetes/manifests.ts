@@ -17,7 +17,7 @@
 export const AGENT_SANDBOX_GROUP = 'extensions.agents.x-k8s.io';
 export const AGENT_SANDBOX_VERSION = 'v1beta1';
 export const KUBERNETES_RUNTIME_CLASSES = ['gvisor', 'kata'] as const;
-export type KubernetesRuntimeClass = typeof KUBERNETES_RUNTIME_CLASSES[number];
+export type KubernetesRuntimeClass = (typeof KUBERNETES_RUNTIME_CLASSES)[number];
 
 export interface TemplateOptions {
   name: string;
@@ -36,21 +36,36 @@ export interface TemplateOptions {
 }
 
 const RESTRICTED = {
-  allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, runAsNonRoot: true,
-  capabilities: { drop: ['ALL'] }, seccompProfile: { type: 'RuntimeDefault' },
+  allowPrivilegeEscalation: false,
+  readOnlyRootFilesystem: true,
+  runAsNonRoot: true,
+  capabilities: { drop: ['ALL'] },
+  seccompProfile: { type: 'RuntimeDefault' },
 };
 
 function peer(p: { namespace: string; labels: Record<string, string>; port: number }, protocol = 'TCP') {
   return {
-    to: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': p.namespace } }, podSelector: { matchLabels: p.labels } }],
+    to: [
+      {
+        namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': p.namespace } },
+        podSelector: { matchLabels: p.labels },
+      },
+    ],
     ports: [{ protocol, port: p.port }],
   };
 }
 
 /** The admin-owned SandboxTemplate every Airlock session pod is made from. */
 export function sandboxTemplate(options: TemplateOptions): Record<string, unknown> {
-  if (!(KUBERNETES_RUNTIME_CLASSES as readonly string[]).includes(options.runtimeClassName)) throw new TypeError(`runtimeClassName must be one of ${KUBERNETES_RUNTIME_CLASSES.join(', ')}`);
-  const resources = { limits: { cpu: options.limits.cpu, memory: options.limits.memory, 'ephemeral-storage': options.limits.ephemeralStorage } };
+  if (!(KUBERNETES_RUNTIME_CLASSES as readonly string[]).includes(options.runtimeClassName))
+    throw new TypeError(`runtimeClassName must be one of ${KUBERNETES_RUNTIME_CLASSES.join(', ')}`);
+  const resources = {
+    limits: {
+      cpu: options.limits.cpu,
+      memory: options.limits.memory,
+      'ephemeral-storage': options.limits.ephemeralStorage,
+    },
+  };
   return {
     apiVersion: `${AGENT_SANDBOX_GROUP}/${AGENT_SANDBOX_VERSION}`,
     kind: 'SandboxTemplate',
@@ -62,8 +77,20 @@ export function sandboxTemplate(options: TemplateOptions): Record<string, unknow
       networkPolicy: {
         ingress: [],
         egress: [
-          peer(options.egressPoint), peer(options.auditCollector),
-          { to: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } }, podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } } }], ports: [{ protocol: 'UDP', port: 53 }, { protocol: 'TCP', port: 53 }] },
+          peer(options.egressPoint),
+          peer(options.auditCollector),
+          {
+            to: [
+              {
+                namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } },
+                podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } },
+              },
+            ],
+            ports: [
+              { protocol: 'UDP', port: 53 },
+              { protocol: 'TCP', port: 53 },
+            ],
+          },
         ],
       },
       podTemplate: {
@@ -72,21 +99,43 @@ export function sandboxTemplate(options: TemplateOptions): Record<string, unknow
           runtimeClassName: options.runtimeClassName,
           automountServiceAccountToken: false,
           enableServiceLinks: false,
-          hostNetwork: false, hostPID: false, hostIPC: false,
+          hostNetwork: false,
+          hostPID: false,
+          hostIPC: false,
           restartPolicy: 'Never',
-          securityContext: { runAsNonRoot: true, runAsUser: 100000, runAsGroup: 100000, fsGroup: 100000, seccompProfile: { type: 'RuntimeDefault' } },
+          securityContext: {
+            runAsNonRoot: true,
+            runAsUser: 100000,
+            runAsGroup: 100000,
+            fsGroup: 100000,
+            seccompProfile: { type: 'RuntimeDefault' },
+          },
           containers: [
             {
               // the pod entrypoint: Airlock's supervisor runs the agent's commands here, records them
-              name: 'agent', image: options.agentImage, command: ['/opt/airlock/bin/airlock', 'pod', 'supervise'],
-              env: [{ name: 'HTTP_PROXY', value: 'http://127.0.0.1:3128' }, { name: 'HTTPS_PROXY', value: 'http://127.0.0.1:3128' }, { name: 'NO_PROXY', value: 'localhost,127.0.0.1,::1' }],
-              securityContext: RESTRICTED, resources,
-              volumeMounts: [{ name: 'workspace', mountPath: '/workspace' }, { name: 'tmp', mountPath: '/tmp' }, { name: 'home', mountPath: '/home/agent' }],
+              name: 'agent',
+              image: options.agentImage,
+              command: ['/opt/airlock/bin/airlock', 'pod', 'supervise'],
+              env: [
+                { name: 'HTTP_PROXY', value: 'http://127.0.0.1:3128' },
+                { name: 'HTTPS_PROXY', value: 'http://127.0.0.1:3128' },
+                { name: 'NO_PROXY', value: 'localhost,127.0.0.1,::1' },
+              ],
+              securityContext: RESTRICTED,
+              resources,
+              volumeMounts: [
+                { name: 'workspace', mountPath: '/workspace' },
+                { name: 'tmp', mountPath: '/tmp' },
+                { name: 'home', mountPath: '/home/agent' },
+              ],
             },
             {
               // the gateway: the only holder of brokered credentials and of the egress point's token
-              name: 'gateway', image: options.airlockImage, command: ['/opt/airlock/bin/airlock', 'pod', 'gateway', '--listen', '127.0.0.1:3128'],
-              securityContext: RESTRICTED, resources: { limits: { cpu: '500m', memory: '256Mi' } },
+              name: 'gateway',
+              image: options.airlockImage,
+              command: ['/opt/airlock/bin/airlock', 'pod', 'gateway', '--listen', '127.0.0.1:3128'],
+              securityContext: RESTRICTED,
+              resources: { limits: { cpu: '500m', memory: '256Mi' } },
               volumeMounts: [{ name: 'gateway-credentials', mountPath: '/run/airlock/credentials', readOnly: true }],
             },
           ],
@@ -103,7 +152,12 @@ export function sandboxTemplate(options: TemplateOptions): Record<string, unknow
 }
 
 /** The admin-owned warm pool claims are served from (v1beta1 claims name a pool, not a template). */
-export function sandboxWarmPool(o: { name: string; namespace: string; template: string; replicas: number }): Record<string, unknown> {
+export function sandboxWarmPool(o: {
+  name: string;
+  namespace: string;
+  template: string;
+  replicas: number;
+}): Record<string, unknown> {
   return {
     apiVersion: `${AGENT_SANDBOX_GROUP}/${AGENT_SANDBOX_VERSION}`,
     kind: 'SandboxWarmPool',
@@ -116,12 +170,21 @@ export function sandboxWarmPool(o: { name: string; namespace: string; template: 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 /** The claim one Airlock session makes: its name is the session id; it is deleted when the session ends. */
-export function sandboxClaim(o: { session: string; namespace: string; warmPool: string; ttlSeconds: number }): Record<string, unknown> {
+export function sandboxClaim(o: {
+  session: string;
+  namespace: string;
+  warmPool: string;
+  ttlSeconds: number;
+}): Record<string, unknown> {
   if (!DNS_LABEL.test(o.session)) throw new TypeError(`not a valid object name: ${JSON.stringify(o.session)}`);
   return {
     apiVersion: `${AGENT_SANDBOX_GROUP}/${AGENT_SANDBOX_VERSION}`,
     kind: 'SandboxClaim',
-    metadata: { name: o.session, namespace: o.namespace, labels: { 'app.kubernetes.io/part-of': 'airlock', 'airlock.dev/session': o.session } },
+    metadata: {
+      name: o.session,
+      namespace: o.namespace,
+      labels: { 'app.kubernetes.io/part-of': 'airlock', 'airlock.dev/session': o.session },
+    },
     spec: {
       warmPoolRef: { name: o.warmPool },
       // the cluster ends a sandbox whose supervisor never came back to delete it
