@@ -117,25 +117,26 @@ export function verifyProof(doc: unknown, pub: KeyObject): ProofCheck {
   if (!d || typeof d !== 'object' || d.format !== PROOF_FORMAT || !d.event || !d.rfc6962 || !d.checkpoint) {
     return fail(`not an ${PROOF_FORMAT} document`);
   }
-  const e = d.event;
+  const event = d.event;
   const p = d.rfc6962;
   const cp = d.checkpoint;
   let recomputed: string;
   try {
-    recomputed = chainHash(e.prevHash, eventBody(e));
+    recomputed = chainHash(event.prevHash, eventBody(event));
   } catch {
     return fail('event is malformed');
   }
-  if (recomputed !== e.hash) return fail(`event ${e.seq} (${e.id}) does not match its hash: its content was altered`);
-  if (p.leafInput !== e.hash) return fail('proof leaf is not this event');
-  if (p.leafIndex !== e.seq - 1) return fail(`leaf index ${p.leafIndex} is not event ${e.seq}`);
+  if (recomputed !== event.hash)
+    return fail(`event ${event.seq} (${event.id}) does not match its hash: its content was altered`);
+  if (p.leafInput !== event.hash) return fail('proof leaf is not this event');
+  if (p.leafIndex !== event.seq - 1) return fail(`leaf index ${p.leafIndex} is not event ${event.seq}`);
   if (p.treeSize !== cp.size || p.rootHash !== cp.root) return fail('proof does not refer to the enclosed checkpoint');
   if (!verifyCheckpointSignature(cp, pub))
     return fail(`checkpoint #${cp.id} signature does not verify with this public key`);
   if (!Array.isArray(p.auditPath) || !p.auditPath.every((h) => typeof h === 'string' && /^[0-9a-f]{64}$/.test(h)))
     return fail('audit path is malformed');
   const ok = verifyInclusion(
-    eventLeafHash(e.hash),
+    eventLeafHash(event.hash),
     p.leafIndex,
     p.treeSize,
     p.auditPath.map((h) => Buffer.from(h, 'hex')),
@@ -144,7 +145,7 @@ export function verifyProof(doc: unknown, pub: KeyObject): ProofCheck {
   return ok
     ? {
         ok: true,
-        reason: `event ${e.seq} (${e.id}) is included in the log of ${cp.size} events signed by key ${cp.keyId} at ${cp.ts}`,
+        reason: `event ${event.seq} (${event.id}) is included in the log of ${cp.size} events signed by key ${cp.keyId} at ${cp.ts}`,
       }
     : fail('audit path does not lead to the signed root: the event is not in the signed log');
 }

@@ -21,45 +21,45 @@ export function summarize(
   max = 160,
   clean: (s: string) => string = sanitizeForTerminal,
 ): string {
-  const d = e.data ?? {};
-  let s: string;
+  const data = e.data ?? {};
+  let summary: string;
   switch (true) {
     case e.type === 'process.exec':
-      s = `exec ${argvOf(d).join(' ')}${d.pid !== undefined ? ` (pid ${str(d.pid)})` : ''}`;
+      summary = `exec ${argvOf(data).join(' ')}${data.pid !== undefined ? ` (pid ${str(data.pid)})` : ''}`;
       break;
     case e.type === 'process.exit':
-      s = `exit pid ${str(d.pid)} ${d.signal ? `signal ${str(d.signal)}` : `code ${str(d.exitCode)}`}`;
+      summary = `exit pid ${str(data.pid)} ${data.signal ? `signal ${str(data.signal)}` : `code ${str(data.exitCode)}`}`;
       break;
     case e.type === 'egress.request': {
-      const where = `${str(d.host) || str(d.address)}${d.port !== undefined ? ':' + str(d.port) : ''}${str(d.path)}`;
-      s = `${d.method ? str(d.method) + ' ' : ''}${where}${d.bytesUp !== undefined ? ` ↑${str(d.bytesUp)}B ↓${str(d.bytesDown ?? 0)}B` : ''}`;
+      const where = `${str(data.host) || str(data.address)}${data.port !== undefined ? ':' + str(data.port) : ''}${str(data.path)}`;
+      summary = `${data.method ? str(data.method) + ' ' : ''}${where}${data.bytesUp !== undefined ? ` ↑${str(data.bytesUp)}B ↓${str(data.bytesDown ?? 0)}B` : ''}`;
       break;
     }
     case e.type === 'detect.finding':
-      s = `${str(d.title)}${d.explanation ? ': ' + str(d.explanation) : ''}`;
+      summary = `${str(data.title)}${data.explanation ? ': ' + str(data.explanation) : ''}`;
       break;
     case e.type === 'detect.response':
-      s = `${str(d.action)} for finding ${str(d.findingId)}${d.result ? ` (${str(d.result)})` : ''}`;
+      summary = `${str(data.action)} for finding ${str(data.findingId)}${data.result ? ` (${str(data.result)})` : ''}`;
       break;
     case e.type === 'audit.checkpoint':
-      s = `checkpoint #${str(d.checkpointId)} size ${str(d.size)} root ${str(d.root).slice(0, 16)}…`;
+      summary = `checkpoint #${str(data.checkpointId)} size ${str(data.size)} root ${str(data.root).slice(0, 16)}…`;
       break;
-    case typeof d.path === 'string':
-      s = `${str(d.path)}${d.reason ? ` (${str(d.reason)})` : ''}`;
+    case typeof data.path === 'string':
+      summary = `${str(data.path)}${data.reason ? ` (${str(data.reason)})` : ''}`;
       break;
-    case typeof d.summary === 'string':
-      s = str(d.summary);
+    case typeof data.summary === 'string':
+      summary = str(data.summary);
       break;
-    case typeof d.message === 'string':
-      s = str(d.message);
+    case typeof data.message === 'string':
+      summary = str(data.message);
       break;
-    case typeof d.reason === 'string':
-      s = str(d.reason);
+    case typeof data.reason === 'string':
+      summary = str(data.reason);
       break;
     default:
-      s = Object.keys(d).length ? JSON.stringify(d) : '';
+      summary = Object.keys(data).length ? JSON.stringify(data) : '';
   }
-  return truncate(clean(s), max);
+  return truncate(clean(summary), max);
 }
 
 /** Agent-controlled text never reaches a terminal with control, C1 or bidi characters (no escape-sequence spoofing). */

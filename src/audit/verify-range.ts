@@ -63,34 +63,37 @@ const BATCH = 4096;
 
 /** Full check of one row: link, then the column-built body, then parse + canonicalize
  * (rows written before data was stored canonically). */
-export function checkEventRow(prev: string, r: RowArr): BadEvent | undefined {
-  const seq = r[0];
-  if (r[9] !== prev)
-    return { seq, id: r[1], reason: 'previous-hash link broken (event inserted, deleted or reordered before it)' };
-  if (chainHashFast(prev, eventBodyFromParts(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8])) === r[10])
+export function checkEventRow(prev: string, row: RowArr): BadEvent | undefined {
+  const seq = row[0];
+  if (row[9] !== prev)
+    return { seq, id: row[1], reason: 'previous-hash link broken (event inserted, deleted or reordered before it)' };
+  if (
+    chainHashFast(prev, eventBodyFromParts(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8])) ===
+    row[10]
+  )
     return undefined;
   let data: Record<string, unknown>;
   try {
-    data = JSON.parse(r[8]) as Record<string, unknown>;
+    data = JSON.parse(row[8]) as Record<string, unknown>;
   } catch {
-    return { seq, id: r[1], reason: 'event data is not valid JSON (event altered)' };
+    return { seq, id: row[1], reason: 'event data is not valid JSON (event altered)' };
   }
   const ok =
     chainHash(
       prev,
       eventBody({
-        seq: r[0],
-        id: r[1],
-        ts: r[2],
-        type: r[3],
-        session: r[4],
-        severity: r[5] as 'info',
-        decision: r[6] as null,
-        rule: r[7],
+        seq: row[0],
+        id: row[1],
+        ts: row[2],
+        type: row[3],
+        session: row[4],
+        severity: row[5] as 'info',
+        decision: row[6] as null,
+        rule: row[7],
         data,
       }),
-    ) === r[10];
-  return ok ? undefined : { seq, id: r[1], reason: 'content does not match its hash (event altered)' };
+    ) === row[10];
+  return ok ? undefined : { seq, id: row[1], reason: 'content does not match its hash (event altered)' };
 }
 
 const stmts = new WeakMap<DatabaseSync, { fast: StatementSync; full: StatementSync; prev: StatementSync }>();

@@ -291,51 +291,52 @@ export const cefValue = (v: string): string =>
     .replace(/\r/g, '\\r');
 const CEF_SEVERITY: Record<Severity, number> = { info: 1, low: 3, medium: 5, high: 8, critical: 10 };
 
-export function toCef(e: AuditEvent): string {
-  const d = e.data;
+export function toCef(event: AuditEvent): string {
+  const data = event.data;
   const ext: [string, string | number | undefined][] = [
-    ['rt', Date.parse(e.ts)],
-    ['externalId', e.id],
+    ['rt', Date.parse(event.ts)],
+    ['externalId', event.id],
     ['cn1Label', 'seq'],
-    ['cn1', e.seq],
+    ['cn1', event.seq],
     ['cs1Label', 'session'],
-    ['cs1', e.session ?? undefined],
+    ['cs1', event.session ?? undefined],
     ['cs2Label', 'rule'],
-    ['cs2', e.rule ?? undefined],
-    ['act', e.decision ?? undefined],
+    ['cs2', event.rule ?? undefined],
+    ['act', event.decision ?? undefined],
     ['cs3Label', 'hash'],
-    ['cs3', e.hash],
-    ['cat', e.type],
+    ['cs3', event.hash],
+    ['cat', event.type],
   ];
-  if (e.type === 'egress.request') {
+  if (event.type === 'egress.request') {
     ext.push(
-      ['dhost', asString(d.host)],
-      ['dst', asString(d.address)],
-      ['dpt', num(d.port)],
-      ['requestMethod', asString(d.method)],
-      ['out', num(d.bytesUp)],
-      ['in', num(d.bytesDown)],
+      ['dhost', asString(data.host)],
+      ['dst', asString(data.address)],
+      ['dpt', num(data.port)],
+      ['requestMethod', asString(data.method)],
+      ['out', num(data.bytesUp)],
+      ['in', num(data.bytesDown)],
     );
-    if (asString(d.host) && asString(d.path)) ext.push(['request', `${asString(d.host)}${asString(d.path)}`]);
+    if (asString(data.host) && asString(data.path))
+      ext.push(['request', `${asString(data.host)}${asString(data.path)}`]);
   }
-  if (e.type.startsWith('process.')) {
-    const argv = argvOf(d);
+  if (event.type.startsWith('process.')) {
+    const argv = argvOf(data);
     ext.push(
-      ['dpid', num(d.pid)],
-      ['spid', num(d.ppid)],
+      ['dpid', num(data.pid)],
+      ['spid', num(data.ppid)],
       ['dproc', argv[0]],
       ['cs4Label', 'argv'],
       ['cs4', argv.length ? JSON.stringify(argv) : undefined],
     );
   }
-  const paths = e.type === 'egress.request' ? [] : eventPaths(d);
+  const paths = event.type === 'egress.request' ? [] : eventPaths(data);
   if (paths.length) ext.push(['filePath', paths[0]]);
-  ext.push(['msg', JSON.stringify(d)]);
+  ext.push(['msg', JSON.stringify(data)]);
   const extension = ext
     .filter(([, v]) => v !== undefined && v !== '')
     .map(([k, v]) => `${k}=${cefValue(String(v))}`)
     .join(' ');
-  return `CEF:0|${cefHeader(PRODUCT.vendor_name)}|${cefHeader(PRODUCT.name)}|${cefHeader(PRODUCT.version)}|${cefHeader(e.type)}|${cefHeader(summarize(e, 512) || e.type)}|${CEF_SEVERITY[e.severity]}|${extension}`;
+  return `CEF:0|${cefHeader(PRODUCT.vendor_name)}|${cefHeader(PRODUCT.name)}|${cefHeader(PRODUCT.version)}|${cefHeader(event.type)}|${cefHeader(summarize(event, 512) || event.type)}|${CEF_SEVERITY[event.severity]}|${extension}`;
 }
 
 export function formatEvent(e: AuditEvent, f: EventFormat): string {

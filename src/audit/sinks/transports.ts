@@ -82,11 +82,11 @@ function secret(env: NodeJS.ProcessEnv, name: string, sink: string): string {
  * status says "sent, unacknowledged". Use protocol: relp for acknowledged delivery.
  */
 function syslogTcpSink(
-  c: Extract<SinkConfig, { type: 'syslog' }>,
+  config: Extract<SinkConfig, { type: 'syslog' }>,
   payloadOf: (events: AuditEvent[]) => string[],
   timeoutMs: number,
 ): Sink {
-  const files = c.tls ? tlsFiles(c.tls) : {};
+  const files = config.tls ? tlsFiles(config.tls) : {};
   return {
     ack: 'none',
     async send(events, signal) {
@@ -98,12 +98,12 @@ function syslogTcpSink(
         const onConnect = () => {
           sock.end(payload);
         };
-        if (c.tls) {
+        if (config.tls) {
           sock = tlsConnect(
             {
-              host: c.host,
-              port: c.port,
-              servername: c.tls.servername ?? c.host,
+              host: config.host,
+              port: config.port,
+              servername: config.tls.servername ?? config.host,
               ca: files.ca,
               cert: files.cert,
               key: files.key,
@@ -112,7 +112,7 @@ function syslogTcpSink(
             onConnect,
           );
         } else {
-          sock = netConnect({ host: c.host, port: c.port, allowHalfOpen: true }, onConnect);
+          sock = netConnect({ host: config.host, port: config.port, allowHalfOpen: true }, onConnect);
         }
         const onAbort = () => {
           failed = new Error('aborted');
@@ -120,7 +120,7 @@ function syslogTcpSink(
         };
         signal.addEventListener('abort', onAbort, { once: true });
         sock.setTimeout(timeoutMs, () => {
-          failed = new Error(`syslog ${c.host}:${c.port}: timed out`);
+          failed = new Error(`syslog ${config.host}:${config.port}: timed out`);
           sock.destroy();
         });
         sock.on('data', () => {
@@ -138,7 +138,8 @@ function syslogTcpSink(
           if (!failed && peerEnded) resolve();
           else
             reject(
-              failed ?? new Error(`syslog ${c.host}:${c.port}: connection closed before the receiver read the batch`),
+              failed ??
+                new Error(`syslog ${config.host}:${config.port}: connection closed before the receiver read the batch`),
             );
         });
       });
@@ -199,18 +200,18 @@ function post(
   o: PostOptions,
 ): Promise<HttpResult> {
   const { tls, signal, timeoutMs } = o;
-  const u = new URL(url);
+  const parsedUrl = new URL(url);
   const files = tlsFiles(tls);
-  const req = u.protocol === 'https:' ? httpsRequest : httpRequest;
+  const req = parsedUrl.protocol === 'https:' ? httpsRequest : httpRequest;
   return new Promise((resolve, reject) => {
     const r = req(
-      u,
+      parsedUrl,
       {
         method: 'POST',
         headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) },
         timeout: timeoutMs,
         signal,
-        ...(u.protocol === 'https:'
+        ...(parsedUrl.protocol === 'https:'
           ? { ca: files.ca, cert: files.cert, key: files.key, servername: tls?.servername, rejectUnauthorized: true }
           : {}),
       },
@@ -225,18 +226,18 @@ function post(
         res.on('error', reject);
       },
     );
-    r.on('timeout', () => r.destroy(new Error(`${u.host}: request timed out`)));
+    r.on('timeout', () => r.destroy(new Error(`${parsedUrl.host}: request timed out`)));
     r.on('error', reject);
     r.end(body);
   });
 }
 const httpFail = (what: string, r: HttpResult) => new Error(`${what}: HTTP ${r.status} ${r.body.slice(0, 300)}`);
 
-function hecSink(c: Extract<SinkConfig, { type: 'splunk-hec' }>, env: NodeJS.ProcessEnv, timeoutMs: number): Sink {
-  const token = secret(env, c.tokenEnv, c.name);
+function hecSink(config: Extract<SinkConfig, { type: 'splunk-hec' }>, env: NodeJS.ProcessEnv, timeoutMs: number): Sink {
+  const token = secret(env, config.tokenEnv, config.name);
   // A stable channel per sink, as HEC with indexer acknowledgement requires.
   const channel = createHash('sha256')
-    .update(`airlock-hec:${c.name}`)
+    .update(`airlock-hec:${config.name}`)
     .digest('hex')
     .replace(/^(.{8})(.{4})(.{4})(.{4})(.{12}).*$/, '$1-$2-$3-$4-$5');
   const host = hostname();
@@ -249,22 +250,22 @@ function hecSink(c: Extract<SinkConfig, { type: 'splunk-hec' }>, env: NodeJS.Pro
             time: Date.parse(e.ts) / 1000,
             host,
             source: 'airlock',
-            sourcetype: c.sourcetype,
-            ...(c.index ? { index: c.index } : {}),
-            event: formatObject(e, c.format),
+            sourcetype: config.sourcetype,
+            ...(config.index ? { index: config.index } : {}),
+            event: formatObject(e, config.format),
             fields: { airlock_id: e.id, airlock_seq: e.seq, airlock_session: e.session ?? '' },
           }),
         )
         .join('\n');
       const r = await post(
-        `${c.url.replace(/\/$/, '')}/services/collector/event`,
+        `${config.url.replace(/\/$/, '')}/services/collector/event`,
         {
           authorization: `Splunk ${token}`,
           'content-type': 'application/json',
           'x-splunk-request-channel': channel,
         },
         body,
-        { tls: c.tls, signal, timeoutMs },
+        { tls: config.tls, signal, timeoutMs },
       );
       let code: unknown;
       try {
@@ -438,21 +439,21 @@ function otlpSink(config: Extract<SinkConfig, { type: 'otlp' }>, env: NodeJS.Pro
 }
 
 /** Appends one line per event, rotating by size; fsyncs before reporting success. */
-function fileSink(c: Extract<SinkConfig, { type: 'file' }>): Sink {
-  mkdirSync(dirname(c.path), { recursive: true, mode: 0o700 });
+function fileSink(config: Extract<SinkConfig, { type: 'file' }>): Sink {
+  mkdirSync(dirname(config.path), { recursive: true, mode: 0o700 });
   const rotate = () => {
-    for (let i = c.keep - 1; i >= 1; i--)
-      if (existsSync(`${c.path}.${i}`)) renameSync(`${c.path}.${i}`, `${c.path}.${i + 1}`);
-    if (existsSync(c.path)) renameSync(c.path, `${c.path}.1`);
+    for (let i = config.keep - 1; i >= 1; i--)
+      if (existsSync(`${config.path}.${i}`)) renameSync(`${config.path}.${i}`, `${config.path}.${i + 1}`);
+    if (existsSync(config.path)) renameSync(config.path, `${config.path}.1`);
   };
   return {
     ack: 'fsync',
     async send(events) {
-      let size = existsSync(c.path) ? statSync(c.path).size : 0;
+      let size = existsSync(config.path) ? statSync(config.path).size : 0;
       let buf = '';
       const flush = () => {
         if (!buf) return;
-        const fd = openSync(c.path, 'a', 0o600);
+        const fd = openSync(config.path, 'a', 0o600);
         try {
           writeSync(fd, buf);
           fsyncSync(fd);
@@ -462,9 +463,9 @@ function fileSink(c: Extract<SinkConfig, { type: 'file' }>): Sink {
         buf = '';
       };
       for (const e of events) {
-        const line = formatEvent(e, c.format) + '\n';
+        const line = formatEvent(e, config.format) + '\n';
         const n = Buffer.byteLength(line);
-        if (size > 0 && size + n > c.maxBytes) {
+        if (size > 0 && size + n > config.maxBytes) {
           flush();
           rotate();
           size = 0;
