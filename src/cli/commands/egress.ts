@@ -45,15 +45,16 @@ function refusedTarget(raw: string, rule: string, reason: string): Parsed {
 function parseTarget(raw: string): Parsed {
   const m = /^([a-z][a-z0-9+.-]*):\/\//i.exec(raw);
   if (m) {
-    let u: URL;
+    let target: URL;
     try {
-      u = new URL(raw);
+      target = new URL(raw);
     } catch {
       return refusedTarget(raw, 'builtin.bad-target', `unparseable URL ${raw.slice(0, 200)}`);
     }
     const scheme = m[1]!.toLowerCase();
-    const note = u.username || u.password ? 'userinfo is sent as credentials, not to another host' : undefined;
-    const host = u.hostname;
+    const note =
+      target.username || target.password ? 'userinfo is sent as credentials, not to another host' : undefined;
+    const host = target.hostname;
     if (scheme === 'http') {
       const rest = raw.slice(m[0].length);
       const cut = rest.search(/[/?#]/);
@@ -71,7 +72,15 @@ function parseTarget(raw: string): Parsed {
           host,
         };
       }
-      return { target: raw, host, port: u.port ? Number(u.port) : 80, scheme: 'http', method: 'GET', path, note };
+      return {
+        target: raw,
+        host,
+        port: target.port ? Number(target.port) : 80,
+        scheme: 'http',
+        method: 'GET',
+        path,
+        note,
+      };
     }
     const tun = TUNNEL_SCHEMES[scheme];
     if (!tun)
@@ -80,7 +89,14 @@ function parseTarget(raw: string): Parsed {
         'builtin.bad-target',
         `the gateway carries http:// requests and CONNECT/SOCKS tunnels (https, ssh, git…), not ${scheme}://`,
       );
-    return { target: raw, host, port: u.port ? Number(u.port) : tun.port, scheme: tun.scheme, tunnel: true, note };
+    return {
+      target: raw,
+      host,
+      port: target.port ? Number(target.port) : tun.port,
+      scheme: tun.scheme,
+      tunnel: true,
+      note,
+    };
   }
   try {
     const a = splitAuthority(raw);
@@ -144,19 +160,19 @@ export function registerEgress(program: Command): void {
     .action(
       async (
         targets: string[],
-        o: { policy?: string; orgPolicy?: string; allowHost: string[]; resolve: string[]; json?: boolean },
+        options: { policy?: string; orgPolicy?: string; allowHost: string[]; resolve: string[]; json?: boolean },
         cmd: Command,
       ) => {
         const sources: PolicySource[] = [];
-        const org = orgPolicyPath({ orgPolicy: o.orgPolicy });
+        const org = orgPolicyPath({ orgPolicy: options.orgPolicy });
         if (org) sources.push(readPolicyFile(org, 'org'));
         const repo =
-          o.policy ??
+          options.policy ??
           (existsSync(join(process.cwd(), REPO_POLICY_FILE)) ? join(process.cwd(), REPO_POLICY_FILE) : undefined);
         if (repo) sources.push(readPolicyFile(repo, 'repo'));
         const { policy } = resolvePolicy(sources);
-        const rules = compileEgress(policy.egress, o.allowHost);
-        const resolver = buildResolver(o.resolve);
+        const rules = compileEgress(policy.egress, options.allowHost);
+        const resolver = buildResolver(options.resolve);
         const queries = targets.map(parseTarget);
         const results = [];
         for (const q of queries) {
@@ -184,7 +200,7 @@ export function registerEgress(program: Command): void {
           });
         }
         const denied = results.some((r) => r.decision !== 'allow');
-        if (o.json) printJson({ policy: sources.map((s) => s.origin), allowed: !denied, results });
+        if (options.json) printJson({ policy: sources.map((s) => s.origin), allowed: !denied, results });
         else {
           process.stdout.write(
             table(

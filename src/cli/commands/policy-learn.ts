@@ -68,31 +68,31 @@ export function registerPolicyLearn(pol: Command): void {
     .action(
       async (
         sessions: string[],
-        o: { repo?: string; base: string; orgPolicy?: string; dryRun?: boolean; json?: boolean },
+        options: { repo?: string; base: string; orgPolicy?: string; dryRun?: boolean; json?: boolean },
       ) => {
         const store = openStore();
         try {
-          const repo = openHostRepo(o.repo ?? sessionRepo(store, sessions));
-          const base = resolveCommit(repo, o.base);
-          const orgPath = orgPolicyPath({ orgPolicy: o.orgPolicy });
+          const repo = openHostRepo(options.repo ?? sessionRepo(store, sessions));
+          const base = resolveCommit(repo, options.base);
+          const orgPath = orgPolicyPath({ orgPolicy: options.orgPolicy });
           const org = orgPath ? [readPolicyFile(orgPath, 'org')] : [];
-          const r = learnPolicy(recordedDecisions(store, { sessions }), {
+          const learned = learnPolicy(recordedDecisions(store, { sessions }), {
             org,
             current: readAtCommit(repo, base, REPO_POLICY_FILE),
             sessions,
           });
           let proposal: number | null = null;
-          if (!o.dryRun) {
+          if (!options.dryRun) {
             const p = await proposeAuthoredChange(
               store,
               {
                 session: newSessionId(),
                 repo,
                 baseCommit: base,
-                baseRef: o.base,
+                baseRef: options.base,
                 path: REPO_POLICY_FILE,
-                content: r.text,
-                message: message(r, sessions),
+                content: learned.text,
+                message: message(learned, sessions),
                 tool: 'airlock-policy-learn',
                 command: ['airlock', 'policy', 'learn', ...sessions],
                 data: { learnedFrom: sessions },
@@ -101,8 +101,8 @@ export function registerPolicyLearn(pol: Command): void {
             );
             proposal = p.id;
           }
-          if (o.json) return printJson({ proposal, ...r });
-          printLearned(r, proposal);
+          if (options.json) return printJson({ proposal, ...learned });
+          printLearned(learned, proposal);
         } finally {
           store.close();
         }
