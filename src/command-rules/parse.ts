@@ -38,19 +38,19 @@ function unescapeUnquoted(s: string): string {
   return s.replace(/\\(\n|.)/g, (_m, c: string) => (c === '\n' ? '' : c));
 }
 
-function wordValue(n: Node): string | null {
-  switch (n.type) {
+function wordValue(node: Node): string | null {
+  switch (node.type) {
     case 'word':
-      return unescapeUnquoted(n.text);
+      return unescapeUnquoted(node.text);
     case 'number':
-      return n.text;
+      return node.text;
     case 'raw_string':
-      return n.text.slice(1, -1);
+      return node.text.slice(1, -1);
     case 'command_name':
-      return n.namedChildren[0] ? wordValue(n.namedChildren[0]) : null;
+      return node.namedChildren[0] ? wordValue(node.namedChildren[0]) : null;
     case 'string': {
       let out = '';
-      for (const c of n.namedChildren) {
+      for (const c of node.namedChildren) {
         if (!c) continue;
         if (c.type !== 'string_content') return null;
         out += c.text.replace(/\\([$`"\\\n])/g, (_m, ch: string) => (ch === '\n' ? '' : ch));
@@ -59,14 +59,14 @@ function wordValue(n: Node): string | null {
     }
     case 'concatenation': {
       let out = '';
-      for (const c of n.namedChildren) {
+      for (const c of node.namedChildren) {
         if (!c) continue;
         const v = wordValue(c);
         if (v === null) return null;
         out += v;
       }
       // unnamed children (e.g. bare punctuation) are part of the text: fall back when present
-      return n.childCount === n.namedChildCount ? out : null;
+      return node.childCount === node.namedChildCount ? out : null;
     }
     default:
       return null; // expansions, substitutions, $'..', brace expressions: run-time values
@@ -276,23 +276,23 @@ function expand(argv: (string | null)[], via: string[], depth: number, out: Simp
   let pos = 0;
   let positional = spec.positional ?? 0;
   for (; pos < args.length; pos++) {
-    const a = args[pos];
-    if (a === undefined) break;
-    if (a === null) {
+    const arg = args[pos];
+    if (arg === undefined) break;
+    if (arg === null) {
       // an unknown word where the wrapped program or an option should be: cannot tell
       throw new ParseError(`${base}: argument only known at run time`);
     }
-    if (a === '--') {
+    if (arg === '--') {
       pos++;
       break;
     }
-    if (a.startsWith('-') && a.length > 1 && positional === (spec.positional ?? 0)) {
-      const o = optName(a);
+    if (arg.startsWith('-') && arg.length > 1 && positional === (spec.positional ?? 0)) {
+      const o = optName(arg);
       if (base === 'env' && (o === '-S' || o === '--split-string')) {
-        const v = a.includes('=')
-          ? a.slice(a.indexOf('=') + 1)
-          : a.length > 2 && !a.startsWith('--')
-            ? a.slice(2)
+        const v = arg.includes('=')
+          ? arg.slice(arg.indexOf('=') + 1)
+          : arg.length > 2 && !arg.startsWith('--')
+            ? arg.slice(2)
             : args[++pos];
         if (v === null || v === undefined) throw new ParseError('env -S without a static string');
         shellInto(
@@ -309,11 +309,11 @@ function expand(argv: (string | null)[], via: string[], depth: number, out: Simp
         shellInto(v, [...via, 'flock -c'], depth + 1, out);
         return;
       }
-      if (spec.withValue.includes(o) && !a.includes('=')) pos++;
+      if (spec.withValue.includes(o) && !arg.includes('=')) pos++;
       // short option clusters with a value glued on (-n10, -uroot) need nothing more
       continue;
     }
-    if (spec.assignments && /^[A-Za-z_][A-Za-z0-9_]*=/.test(a)) continue;
+    if (spec.assignments && /^[A-Za-z_][A-Za-z0-9_]*=/.test(arg)) continue;
     if (positional > 0) {
       positional--;
       continue;
