@@ -145,33 +145,33 @@ function subcommandOf(args: string[]): string {
   return args.find((a) => !a.startsWith('-') && !a.includes('=')) ?? 'git';
 }
 
-function spawnError(e: NodeJS.ErrnoException, args: string[], opts: GitOptions): AirlockError {
+function spawnError(error: NodeJS.ErrnoException, args: string[], opts: GitOptions): AirlockError {
   const sub = subcommandOf(args);
-  if (e.code === 'ENOBUFS')
+  if (error.code === 'ENOBUFS')
     return new AirlockError(
       'TOO_LARGE',
       `git ${sub} produced more than ${opts.maxBuffer ?? 512 * 1024 * 1024} bytes of output`,
       'the change is too large to process: split the work into smaller sessions',
     );
-  if (e.code === 'E2BIG')
+  if (error.code === 'E2BIG')
     return new AirlockError(
       'TOO_LARGE',
       `git ${sub}: argument list too long`,
       'the change is too large to process: split the work into smaller sessions',
     );
-  if (e.code === 'ETIMEDOUT')
+  if (error.code === 'ETIMEDOUT')
     return new AirlockError(
       'TOO_LARGE',
       `git ${sub} on agent-made data did not finish within ${Math.round((opts.bounds?.timeoutMs ?? 0) / 1000)} s`,
       'the change is too large to process: split the work into smaller sessions',
     );
-  if (e.code === 'ENOENT')
+  if (error.code === 'ENOENT')
     return new AirlockError(
       'UNAVAILABLE',
-      `cannot run git: ${e.message}`,
+      `cannot run git: ${error.message}`,
       `install git${opts.bounds ? ' and util-linux (prlimit)' : ''} (apt-get install git util-linux)`,
     );
-  return new AirlockError('INTERNAL', `cannot run git ${sub}: ${e.message}`, 'please report this');
+  return new AirlockError('INTERNAL', `cannot run git ${sub}: ${error.message}`, 'please report this');
 }
 
 // git's last words name what is wrong; earlier lines are progress. Bounded: stderr can be long.
