@@ -99,7 +99,7 @@ export function registerOidcLogin(app: Hono<ConsoleEnv>, deps: ConsoleDeps, setu
   // known once the server listens (its port may be chosen by the system)
   const redirectUri = () => new URL('/auth/callback', setup.publicUrl).toString();
 
-  app.get('/login', async (c) => {
+  app.get('/login', async (ctx) => {
     const cfg = await configured();
     const now = Date.now();
     for (const [k, p] of pending) if (p.expires <= now || pending.size >= MAX_PENDING) pending.delete(k);
@@ -111,7 +111,7 @@ export function registerOidcLogin(app: Hono<ConsoleEnv>, deps: ConsoleDeps, setu
     };
     pending.set(state, p);
     // Lax, not Strict: the IdP's redirect back is a cross-site navigation
-    setCookie(c, STATE_COOKIE, state, {
+    setCookie(ctx, STATE_COOKIE, state, {
       httpOnly: true,
       sameSite: 'Lax',
       path: '/auth',
@@ -126,7 +126,7 @@ export function registerOidcLogin(app: Hono<ConsoleEnv>, deps: ConsoleDeps, setu
       code_challenge: await oidc.calculatePKCECodeChallenge(p.verifier),
       code_challenge_method: 'S256',
     });
-    return c.redirect(url.toString(), 302);
+    return ctx.redirect(url.toString(), 302);
   });
 
   app.get('/auth/callback', async (ctx) => {

@@ -114,19 +114,19 @@ function staticFile(name: string, type: string): { body: string; type: string } 
   return { body: readFileSync(new URL(name, STATIC_DIR), 'utf8'), type };
 }
 
-export async function startConsole(o: ConsoleOptions = {}): Promise<ConsoleServer> {
-  const { host, port } = parseListen(o.listen ?? '127.0.0.1:7010');
+export async function startConsole(options: ConsoleOptions = {}): Promise<ConsoleServer> {
+  const { host, port } = parseListen(options.listen ?? '127.0.0.1:7010');
   const loopback = isLoopbackHost(host);
-  const env = o.env ?? process.env;
-  if (o.publicUrl !== undefined && !/^https?:\/\/[^/?#\s]+\/?$/.test(o.publicUrl)) {
+  const env = options.env ?? process.env;
+  if (options.publicUrl !== undefined && !/^https?:\/\/[^/?#\s]+\/?$/.test(options.publicUrl)) {
     throw new AirlockError(
       'USAGE',
-      `--public-url must be an http(s) origin such as https://airlock.example.com, got ${JSON.stringify(o.publicUrl)}`,
+      `--public-url must be an http(s) origin such as https://airlock.example.com, got ${JSON.stringify(options.publicUrl)}`,
       'give the scheme and host (and port) browsers use, without a path',
     );
   }
-  const login = loginMethod(o, loopback, env);
-  const home = o.home ?? airlockHome(env);
+  const login = loginMethod(options, loopback, env);
+  const home = options.home ?? airlockHome(env);
   const store = new AuditStore(ensureHome(home).auditDb);
   const closing = new AbortController();
   const { app, deps } = buildApp({
@@ -136,7 +136,7 @@ export async function startConsole(o: ConsoleOptions = {}): Promise<ConsoleServe
     closing: closing.signal,
     logins: new Logins(),
     login,
-    secure: !loopback || o.publicUrl?.startsWith('https:') === true,
+    secure: !loopback || options.publicUrl?.startsWith('https:') === true,
   });
   const server = await listen(app, host, port).catch((e: unknown) => {
     store.close();
@@ -146,8 +146,8 @@ export async function startConsole(o: ConsoleOptions = {}): Promise<ConsoleServe
   const hostPort = `${host.includes(':') ? `[${host}]` : host}:${addr.port}`;
   const origin = `http://${hostPort}`;
   deps.allowedHosts.add(hostPort).add(`localhost:${addr.port}`);
-  if (o.publicUrl) deps.allowedHosts.add(new URL(o.publicUrl).host);
-  if (login.kind === 'oidc') login.setup.publicUrl = o.publicUrl ?? origin;
+  if (options.publicUrl) deps.allowedHosts.add(new URL(options.publicUrl).host);
+  if (login.kind === 'oidc') login.setup.publicUrl = options.publicUrl ?? origin;
   store.append({
     type: 'console.start',
     severity: 'info',
@@ -162,7 +162,8 @@ export async function startConsole(o: ConsoleOptions = {}): Promise<ConsoleServe
   });
   return {
     url: origin,
-    loginUrl: login.kind === 'dev-user' ? `${origin}/login?token=${login.token}` : `${o.publicUrl ?? origin}/login`,
+    loginUrl:
+      login.kind === 'dev-user' ? `${origin}/login?token=${login.token}` : `${options.publicUrl ?? origin}/login`,
     close: async () => {
       closing.abort();
       await new Promise<void>((res) => {
