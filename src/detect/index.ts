@@ -265,38 +265,38 @@ class SessionDetector {
     this.respond(recorded);
   }
 
-  private checkBaseline(changed: Set<Measure>, e: AuditEvent): void {
+  private checkBaseline(changed: Set<Measure>, event: AuditEvent): void {
     if (!this.judging) return;
     const bl = this.telemetry.baselines;
     const profile = this.profile;
-    for (const m of changed) {
-      if (this.firedMeasures.has(m)) continue;
+    for (const measure of changed) {
+      if (this.firedMeasures.has(measure)) continue;
       const dev = deviation(
-        m,
-        profile.value(m),
-        this.past.map((p) => p.metrics[m] ?? 0),
+        measure,
+        profile.value(measure),
+        this.past.map((p) => p.metrics[measure] ?? 0),
       );
       if (dev.z <= bl.threshold) continue;
-      this.firedMeasures.add(m);
+      this.firedMeasures.add(measure);
       const items =
-        m === 'newHosts'
+        measure === 'newHosts'
           ? profile.newHosts
-          : m === 'newAreas'
+          : measure === 'newAreas'
             ? profile.newAreas
-            : m === 'newCommands'
+            : measure === 'newCommands'
               ? profile.newPrograms
               : undefined;
       const names = items ? [...items.keys()] : [];
-      const explanation = `${MEASURE_LABEL[m]} = ${dev.value}${names.length ? ` (${names.slice(0, 10).join(', ')})` : ''}; usual range ${dev.min}–${dev.max} over ${dev.n} past sessions of ${this.agent} (median ${dev.median}, MAD ${dev.mad}); robust z ${dev.z.toFixed(1)} > ${bl.threshold}`;
+      const explanation = `${MEASURE_LABEL[measure]} = ${dev.value}${names.length ? ` (${names.slice(0, 10).join(', ')})` : ''}; usual range ${dev.min}–${dev.max} over ${dev.n} past sessions of ${this.agent} (median ${dev.median}, MAD ${dev.mad}); robust z ${dev.z.toFixed(1)} > ${bl.threshold}`;
       this.finding(
-        `detect.baseline.${m}`,
+        `detect.baseline.${measure}`,
         bl.severity,
-        `Session outside its baseline: ${MEASURE_LABEL[m]}`,
+        `Session outside its baseline: ${MEASURE_LABEL[measure]}`,
         explanation,
-        items ? [...items.values()] : [e.id],
+        items ? [...items.values()] : [event.id],
         {
           kind: 'baseline',
-          measure: m,
+          measure: measure,
           value: dev.value,
           median: dev.median,
           mad: dev.mad,
@@ -311,44 +311,44 @@ class SessionDetector {
   }
 
   private checkRules(event: AuditEvent): void {
-    for (const r of this.telemetry.detection.rules) {
+    for (const rule of this.telemetry.detection.rules) {
       let hit: boolean;
       try {
-        hit = ruleMatches(r, event);
+        hit = ruleMatches(rule, event);
       } catch (err) {
         this.record({
           type: 'detect.error',
           severity: 'medium',
-          rule: `detect.${r.id}`,
+          rule: `detect.${rule.id}`,
           data: { error: String(err), event: event.id },
         });
         continue;
       }
       if (!hit) continue;
-      if (!r.threshold) {
+      if (!rule.threshold) {
         this.finding(
-          `detect.${r.id}`,
-          r.severity,
-          r.description || r.id,
-          `event ${event.seq} (${event.type}) matched rule ${r.id}`,
+          `detect.${rule.id}`,
+          rule.severity,
+          rule.description || rule.id,
+          `event ${event.seq} (${event.type}) matched rule ${rule.id}`,
           [event.id],
         );
         continue;
       }
       const now = Date.parse(event.ts);
-      const w = (this.windows.get(r.id) ?? []).filter((x) => x.t > now - r.threshold!.windowSeconds * 1000);
+      const w = (this.windows.get(rule.id) ?? []).filter((x) => x.t > now - rule.threshold!.windowSeconds * 1000);
       w.push({ t: now, id: event.id });
-      if (w.length > r.threshold.moreThan) {
+      if (w.length > rule.threshold.moreThan) {
         this.finding(
-          `detect.${r.id}`,
-          r.severity,
-          r.description || r.id,
-          `${w.length} matching events within ${r.threshold.windowSeconds}s (more than ${r.threshold.moreThan})`,
+          `detect.${rule.id}`,
+          rule.severity,
+          rule.description || rule.id,
+          `${w.length} matching events within ${rule.threshold.windowSeconds}s (more than ${rule.threshold.moreThan})`,
           w.map((x) => x.id),
-          { count: w.length, windowSeconds: r.threshold.windowSeconds },
+          { count: w.length, windowSeconds: rule.threshold.windowSeconds },
         );
-        this.windows.set(r.id, []);
-      } else this.windows.set(r.id, w);
+        this.windows.set(rule.id, []);
+      } else this.windows.set(rule.id, w);
     }
   }
 
