@@ -105,28 +105,28 @@ function readValueFile(path: string, where: string): string {
 /** Reads one credential's real value on the host. Throws AirlockError naming the credential. */
 export function readCredentialValue(c: BrokeredCredential, hostEnv: NodeJS.ProcessEnv, where: string): string {
   let raw: string;
-  const s = c.source;
-  if ('env' in s) {
-    const v = hostEnv[s.env];
+  const source = c.source;
+  if ('env' in source) {
+    const v = hostEnv[source.env];
     if (v === undefined || v === '')
       throw new AirlockError(
         'NOT_FOUND',
-        `${where}: host environment variable ${s.env} is not set`,
-        `export ${s.env} before starting Airlock, or remove the credential from the policy`,
+        `${where}: host environment variable ${source.env} is not set`,
+        `export ${source.env} before starting Airlock, or remove the credential from the policy`,
       );
     raw = v;
-  } else if ('file' in s) {
-    const p = expandHome(s.file, hostEnv);
+  } else if ('file' in source) {
+    const p = expandHome(source.file, hostEnv);
     if (!isAbsolute(p))
       throw new AirlockError(
         'POLICY_INVALID',
-        `${where}: source.file ${s.file} is not an absolute path`,
+        `${where}: source.file ${source.file} is not an absolute path`,
         'use an absolute path or ~/...',
       );
     raw = readValueFile(p, where);
   } else {
     try {
-      raw = execFileSync(s.command[0]!, s.command.slice(1), {
+      raw = execFileSync(source.command[0]!, source.command.slice(1), {
         encoding: 'utf8',
         timeout: 10_000,
         maxBuffer: MAX_VALUE_BYTES,
@@ -144,7 +144,7 @@ export function readCredentialValue(c: BrokeredCredential, hostEnv: NodeJS.Proce
             : `exit status ${err.status ?? '?'}`;
       throw new AirlockError(
         'UNAVAILABLE',
-        `${where}: source.command ${s.command[0]} failed: ${why}`,
+        `${where}: source.command ${source.command[0]} failed: ${why}`,
         'run the command yourself to check it prints the value, or fix credentials.brokered[].source.command',
       );
     }
@@ -319,37 +319,39 @@ export class Broker {
       headers.push([request.rawHeaders[i]!, request.rawHeaders[i + 1]!]);
     let url = request.url;
     const used = new Set<Credential>();
-    for (const c of this.credentials) {
-      const isBound = this.bound(c, request);
-      const forms = needlesOf(c.placeholder);
+    for (const credential of this.credentials) {
+      const isBound = this.bound(credential, request);
+      const forms = needlesOf(credential.placeholder);
       // URL (raw and every percent-decoded reading)
       const urlViews = textViews(url);
       if (forms.some((n) => urlViews.some((v) => v.includes(n)))) {
-        if (!isBound) return { misuse: { credential: c, where: 'url' } };
-        if (!url.includes(c.placeholder) && !url.includes(encodeURIComponent(c.placeholder)))
-          return { misuse: { credential: c, where: 'url (encoded)' } };
+        if (!isBound) return { misuse: { credential: credential, where: 'url' } };
+        if (!url.includes(credential.placeholder) && !url.includes(encodeURIComponent(credential.placeholder)))
+          return { misuse: { credential: credential, where: 'url (encoded)' } };
         url = url
-          .split(c.placeholder)
-          .join(encodeURIComponent(c.value))
-          .split(encodeURIComponent(c.placeholder))
-          .join(encodeURIComponent(c.value));
-        used.add(c);
+          .split(credential.placeholder)
+          .join(encodeURIComponent(credential.value))
+          .split(encodeURIComponent(credential.placeholder))
+          .join(encodeURIComponent(credential.value));
+        used.add(credential);
       }
       for (const h of headers) {
         // a header name is never rewritten: a placeholder there only carries it somewhere
         if (forms.some((n) => textViews(h[0]).some((v) => v.includes(n))))
-          return { misuse: { credential: c, where: 'header name' } };
+          return { misuse: { credential: credential, where: 'header name' } };
         const hv = textViews(h[1]);
         const basic = /^basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(h[1]);
         const decoded = basic ? Buffer.from(basic[1]!, 'base64').toString('utf8') : '';
         const inPlain = forms.some((n) => hv.some((v) => v.includes(n)));
-        const inBasic = decoded.includes(c.placeholder);
+        const inBasic = decoded.includes(credential.placeholder);
         if (!inPlain && !inBasic) continue;
-        if (!isBound) return { misuse: { credential: c, where: `header ${h[0].toLowerCase()}` } };
-        if (inBasic) h[1] = `Basic ${Buffer.from(decoded.split(c.placeholder).join(c.value)).toString('base64')}`;
-        else if (h[1].includes(c.placeholder)) h[1] = h[1].split(c.placeholder).join(c.value);
-        else return { misuse: { credential: c, where: `header ${h[0].toLowerCase()} (encoded)` } };
-        used.add(c);
+        if (!isBound) return { misuse: { credential: credential, where: `header ${h[0].toLowerCase()}` } };
+        if (inBasic)
+          h[1] = `Basic ${Buffer.from(decoded.split(credential.placeholder).join(credential.value)).toString('base64')}`;
+        else if (h[1].includes(credential.placeholder))
+          h[1] = h[1].split(credential.placeholder).join(credential.value);
+        else return { misuse: { credential: credential, where: `header ${h[0].toLowerCase()} (encoded)` } };
+        used.add(credential);
       }
     }
     // inject bound credentials the request does not carry

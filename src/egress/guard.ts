@@ -100,8 +100,8 @@ export function recordFinding(
 }
 
 /** Refuses (records the request as denied) and records the finding. */
-export function recordHit(ctx: Ctx, t: Tracked, hit: Hit): { rule: string; reason: string } {
-  const i = t.info;
+export function recordHit(ctx: Ctx, tracked: Tracked, hit: Hit): { rule: string; reason: string } {
+  const i = tracked.info;
   const dest = `${i.method && i.method !== 'CONNECT' ? `${i.method} ` : ''}${i.host ?? '?'}:${i.port ?? '?'}${i.path ?? ''}`;
   let rule: string;
   let reason: string;
@@ -118,8 +118,8 @@ export function recordHit(ctx: Ctx, t: Tracked, hit: Hit): { rule: string; reaso
       placeholderFingerprint: fingerprint(c.placeholder),
       where: hit.where,
     };
-    t.extra.credential = c.name;
-    t.deny(rule, reason, 'high');
+    tracked.extra.credential = c.name;
+    tracked.deny(rule, reason, 'high');
   } else {
     rule = 'secrets.honeytokens';
     reason = `honeytoken ${hit.token.kind} (planted at ${hit.token.path}) was sent in the ${hit.where} of a request to ${dest}`;
@@ -131,11 +131,11 @@ export function recordHit(ctx: Ctx, t: Tracked, hit: Hit): { rule: string; reaso
       fingerprint: hit.token.fingerprint,
       where: hit.where,
     };
-    t.deny(rule, reason, 'critical');
+    tracked.deny(rule, reason, 'critical');
   }
   recordFinding(
     ctx,
-    t,
+    tracked,
     hit.kind === 'placeholder' ? 'high' : 'critical',
     hit.kind === 'placeholder' ? 'detect.credential-misuse' : 'detect.honeytoken',
     finding,

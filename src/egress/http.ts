@@ -341,12 +341,12 @@ async function readEncodedBody(
   scanner: NonNullable<ReturnType<typeof outboundScanner>>,
   count: (n: number) => boolean,
 ): Promise<Buffer | null> {
-  const r = await readWhole(req, ctx.dlp.maxBytes, count);
-  if (!r.ok) {
+  const body = await readWhole(req, ctx.dlp.maxBytes, count);
+  if (!body.ok) {
     if (!res.headersSent) refuse(res, tracked, 400, 'builtin.bad-request', 'client aborted the request body');
     return null;
   }
-  if (r.over) {
+  if (body.over) {
     refuse(
       res,
       tracked,
@@ -357,7 +357,13 @@ async function readEncodedBody(
     );
     return null;
   }
-  const v = scanWholeBody(r.body, req.headers['content-encoding'], scanner, ctx.dlp.maxBytes, 'builtin.encoded-body');
+  const v = scanWholeBody(
+    body.body,
+    req.headers['content-encoding'],
+    scanner,
+    ctx.dlp.maxBytes,
+    'builtin.encoded-body',
+  );
   if (!v.ok) {
     if (v.hit) {
       const h = recordHit(ctx, tracked, v.hit);
@@ -367,7 +373,7 @@ async function readEncodedBody(
     refuse(res, tracked, v.status, v.rule, v.reason, v.severity);
     return null;
   }
-  return r.body;
+  return body.body;
 }
 
 interface Forward {
@@ -475,11 +481,11 @@ function writeRefusal(socket: Socket, status: number, rule: string, reason: stri
 
 /** CONNECT host:port. */
 export async function onConnect(ctx: Ctx, req: IncomingMessage, client: Socket, head: Buffer): Promise<void> {
-  const t = new Tracked(ctx, { protocol: 'connect', method: 'CONNECT' });
+  const tracked = new Tracked(ctx, { protocol: 'connect', method: 'CONNECT' });
   ctx.stats.requests++;
   const deny = (status: number, rule: string, reason: string) => {
-    t.status = status;
-    t.deny(rule, reason);
+    tracked.status = status;
+    tracked.deny(rule, reason);
     writeRefusal(client, status, rule, reason);
   };
   let target: { host: string; port: number };
@@ -494,7 +500,7 @@ export async function onConnect(ctx: Ctx, req: IncomingMessage, client: Socket, 
   } catch (e) {
     return deny(400, 'builtin.bad-target', `bad CONNECT target: ${e instanceof Error ? e.message : e}`);
   }
-  Object.assign(t.info, { host, port: target.port });
+  Object.assign(tracked.info, { host, port: target.port });
   const dup = duplicatedHeader(req.rawHeaders, SINGLE);
   if (dup) return deny(400, 'builtin.bad-request', `duplicated ${dup} header`);
   if (req.headers.host !== undefined) {
@@ -512,21 +518,21 @@ export async function onConnect(ctx: Ctx, req: IncomingMessage, client: Socket, 
   }
   const hit = ctx.limits.admit();
   if (hit) {
-    if (hit.rule === 'egress.limits.maxUploadBytes') t.severity = 'high';
+    if (hit.rule === 'egress.limits.maxUploadBytes') tracked.severity = 'high';
     return deny(hit.rule === 'egress.limits.requestsPerMinute' ? 429 : 403, hit.rule, hit.reason);
   }
-  const d = await decideAndResolve(ctx, t, {
+  const d = await decideAndResolve(ctx, tracked, {
     host,
     port: target.port,
     intercepted: isIntercepted(ctx, host),
     tunnel: true,
   });
-  Object.assign(t.info, { address: d.address, range: d.range });
+  Object.assign(tracked.info, { address: d.address, range: d.range });
   if (d.action !== 'allow' || !d.address) return deny(403, d.rule, d.reason);
-  await runTunnel(ctx, client, head, t, d, {
+  await runTunnel(ctx, client, head, tracked, d, {
     ready: () => client.write('HTTP/1.1 200 Connection established\r\n\r\n'),
     failed: (why) => {
-      t.status = 502;
+      tracked.status = 502;
       writeRefusal(client, 502, d.rule, `upstream ${hostPort(host, target.port)}: ${why}`);
     },
     auditFailed: (why) => deny(503, 'builtin.audit-failed', why),

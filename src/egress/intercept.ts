@@ -732,7 +732,7 @@ function observePackage<T extends PackageRef>(
 
 async function admitPackage(
   ctx: Ctx,
-  c: Conn,
+  conn: Conn,
   method: string,
   rawUrl: string,
   forward: string,
@@ -744,7 +744,7 @@ async function admitPackage(
     // decided and what the upstream gets are one path (no dot segments, no re-encoding)
     const pathname = new URL(forward, 'https://registry.invalid').pathname;
     const sent = rawUrl.replace(/%[0-9a-f]{2}/gi, (m) => m.toUpperCase()); // %2f and %2F are one spelling (RFC 3986 §6.2.2.1)
-    if (ctx.packages.covers(c.host) && (sent !== forward || forward.split('?')[0] !== pathname)) {
+    if (ctx.packages.covers(conn.host) && (sent !== forward || forward.split('?')[0] !== pathname)) {
       return {
         kind: 'deny',
         verdict: {
@@ -755,12 +755,16 @@ async function admitPackage(
       };
     }
     return await ctx.packages.admit({
-      host: c.host,
+      host: conn.host,
       method,
       pathname,
       accept,
-      upstream: upstreamVia(c.agent, c.port === 443 ? c.host : hostPort(c.host, c.port), ctx.timeouts.idleMs),
-      upstreamAt: (host) => upstreamAt(ctx, host, c.port),
+      upstream: upstreamVia(
+        conn.agent,
+        conn.port === 443 ? conn.host : hostPort(conn.host, conn.port),
+        ctx.timeouts.idleMs,
+      ),
+      upstreamAt: (host) => upstreamAt(ctx, host, conn.port),
     });
   } catch (e) {
     return {
@@ -781,21 +785,26 @@ function answerStream(a: Extract<Answer, { kind: 'replace' }>): UpstreamAnswer {
 /** Records an `egress.dlp` event for findings; false (and refused) when the audit sink fails. */
 function recordDlp(
   ctx: Ctx,
-  t: Tracked,
+  tracked: Tracked,
   res: ServerResponse,
   c: Conn,
   method: string,
   path: string,
-  r: DlpResult,
+  dlpResult: DlpResult,
 ): boolean {
-  if (!r.findings.length && r.action === 'pass') return true;
-  const sev = r.action === 'blocked' ? 'high' : r.findings.some((f) => f.severity === 'critical') ? 'high' : 'medium';
+  if (!dlpResult.findings.length && dlpResult.action === 'pass') return true;
+  const sev =
+    dlpResult.action === 'blocked'
+      ? 'high'
+      : dlpResult.findings.some((f) => f.severity === 'critical')
+        ? 'high'
+        : 'medium';
   try {
     ctx.record({
       type: 'egress.dlp',
       session: ctx.session,
       severity: sev,
-      decision: r.action === 'blocked' ? 'deny' : 'allow',
+      decision: dlpResult.action === 'blocked' ? 'deny' : 'allow',
       rule: 'secrets.dlp.mode',
       data: {
         host: c.host,
@@ -803,16 +812,22 @@ function recordDlp(
         method,
         path,
         mode: ctx.dlp.mode,
-        action: r.action,
-        reason: r.reason,
-        findings: r.findings,
+        action: dlpResult.action,
+        reason: dlpResult.reason,
+        findings: dlpResult.findings,
       },
     });
   } catch (e) {
-    refuse(res, t, 503, 'builtin.audit-failed', `audit sink failed (${e instanceof Error ? e.message : e}); refused`);
+    refuse(
+      res,
+      tracked,
+      503,
+      'builtin.audit-failed',
+      `audit sink failed (${e instanceof Error ? e.message : e}); refused`,
+    );
     return false;
   }
-  t.extra.dlp = { action: r.action, findings: r.findings.length };
+  tracked.extra.dlp = { action: dlpResult.action, findings: dlpResult.findings.length };
   return true;
 }
 

@@ -179,19 +179,19 @@ export interface Bridge {
  */
 export async function startBridge(
   plan: BridgePlan,
-  o: {
+  options: {
     enter: string[];
     record: (e: AuditEventInput) => void;
     /** names the helper process (its environment) */ session?: string;
     timeoutMs?: number;
   },
 ): Promise<Bridge> {
-  const child = spawn(o.enter[0]!, [...o.enter.slice(1), process.execPath, '-e', BRIDGE_HELPER], {
+  const child = spawn(options.enter[0]!, [...options.enter.slice(1), process.execPath, '-e', BRIDGE_HELPER], {
     stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
     cwd: '/',
     env: {
       PATH: '/usr/sbin:/usr/bin:/sbin:/bin',
-      AIRLOCK_SESSION: o.session ?? '',
+      AIRLOCK_SESSION: options.session ?? '',
       AIRLOCK_BRIDGE_TCP: plan.tcp.map((t) => t.port).join(','),
       AIRLOCK_BRIDGE_DNS: plan.dns ? '1' : '0',
     },
@@ -202,10 +202,10 @@ export async function startBridge(
   });
   let received = 0;
   const want = plan.tcp.length + (plan.dns ? 1 : 0);
-  const bridge = new LiveBridge(plan, o.record);
+  const bridge = new LiveBridge(plan, options.record);
   try {
     await new Promise<void>((res, rej) => {
-      const timer = setTimeout(() => rej(new Error('timed out')), o.timeoutMs ?? 15_000);
+      const timer = setTimeout(() => rej(new Error('timed out')), options.timeoutMs ?? 15_000);
       const got = () => {
         if (++received === want) {
           clearTimeout(timer);

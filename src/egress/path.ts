@@ -58,9 +58,9 @@ function decodeExceptSeparators(s: string): string {
 export function requestPath(target: string): RequestPath {
   const hash = target.indexOf('#');
   const noFrag = hash >= 0 ? target.slice(0, hash) : target;
-  const q = noFrag.indexOf('?');
-  const rawPath = q >= 0 ? noFrag.slice(0, q) : noFrag;
-  const query = q >= 0 ? noFrag.slice(q + 1) : '';
+  const queryAt = noFrag.indexOf('?');
+  const rawPath = queryAt >= 0 ? noFrag.slice(0, queryAt) : noFrag;
+  const query = queryAt >= 0 ? noFrag.slice(queryAt + 1) : '';
   if (!rawPath.startsWith('/')) throw new AmbiguousPath('the path does not start with /');
   const path = normaliseEscapes(rawPath);
   // a %25 that still reads as an escape is a second encoding layer: decoded once more by
@@ -86,5 +86,5 @@ export function requestPath(target: string): RequestPath {
   const trailing = (last === '' || last === '.' || last === '..') && named.length > 0;
   const forwardPath = '/' + named.join('/') + (trailing ? '/' : '');
   const match = '/' + named.map((s) => decodeExceptSeparators(s.split(';')[0]!)).join('/') + (trailing ? '/' : '');
-  return { forward: forwardPath + (q >= 0 ? `?${query}` : ''), match, query };
+  return { forward: forwardPath + (queryAt >= 0 ? `?${query}` : ''), match, query };
 }

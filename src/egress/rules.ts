@@ -150,36 +150,36 @@ export function compileEgress(egress: EgressPolicy, grants: string[] = []): Egre
   }
   egress.allow.forEach((r, i) => allow.push(hostRule(r, ruleId('allow', i, r.id), false)));
   egress.allowCidrs.forEach((r, i) => allowCidrs.push(cidrRule(r, ruleId('allowCidrs', i, r.id), false)));
-  grants.forEach((g, i) => {
+  grants.forEach((grant, i) => {
     const id = `egress.grant[${i}]`;
-    let a: { host: string; port: number | undefined };
+    let target: { host: string; port: number | undefined };
     try {
-      const bare = g.startsWith('*.') ? g.slice(2) : g;
+      const bare = grant.startsWith('*.') ? grant.slice(2) : grant;
       const hasPort = /^[^:]*:\d*$|\]:\d*$/.test(bare);
       const s = splitAuthority(bare, 443);
-      a = { host: (g.startsWith('*.') ? '*.' : '') + s.host, port: hasPort ? s.port : undefined };
+      target = { host: (grant.startsWith('*.') ? '*.' : '') + s.host, port: hasPort ? s.port : undefined };
     } catch (e) {
       throw new AirlockError(
         'USAGE',
-        `--allow-host ${JSON.stringify(g)}: ${e instanceof Error ? e.message : e}`,
+        `--allow-host ${JSON.stringify(grant)}: ${e instanceof Error ? e.message : e}`,
         'use --allow-host HOST or HOST:PORT, e.g. --allow-host api.example.com:8443',
       );
     }
-    if (isPublicSuffixWildcard(a.host)) {
+    if (isPublicSuffixWildcard(target.host)) {
       throw new AirlockError(
         'USAGE',
-        `--allow-host ${JSON.stringify(g)}: a wildcard over a public suffix grants hosts anyone can register`,
+        `--allow-host ${JSON.stringify(grant)}: a wildcard over a public suffix grants hosts anyone can register`,
         "name the domain (--allow-host '*.example.com') or the exact host",
       );
     }
-    const ports = a.port ? [a.port] : DEFAULT_PORTS;
+    const ports = target.port ? [target.port] : DEFAULT_PORTS;
     let n;
     try {
-      n = a.host.startsWith('*.') ? null : normalizeHost(a.host);
+      n = target.host.startsWith('*.') ? null : normalizeHost(target.host);
     } catch (e) {
       throw new AirlockError(
         'USAGE',
-        `--allow-host ${JSON.stringify(g)}: ${e instanceof Error ? e.message : e}`,
+        `--allow-host ${JSON.stringify(grant)}: ${e instanceof Error ? e.message : e}`,
         'use --allow-host HOST or HOST:PORT',
       );
     }
@@ -189,12 +189,12 @@ export function compileEgress(egress: EgressPolicy, grants: string[] = []): Egre
         cidr: parseCidr(`${n.host}/${n.family === 4 ? 32 : 128}`),
         text: n.host,
         ports,
-        explicitPorts: a.port !== undefined,
-        reason: `--allow-host ${g}`,
+        explicitPorts: target.port !== undefined,
+        reason: `--allow-host ${grant}`,
       });
     } else {
       allow.push({
-        ...hostPattern(a.host, id),
+        ...hostPattern(target.host, id),
         id,
         ports,
         schemes: ['http', 'https'],
@@ -202,7 +202,7 @@ export function compileEgress(egress: EgressPolicy, grants: string[] = []): Egre
         paths: null,
         pathFold: false,
         explicitPorts: false,
-        reason: `--allow-host ${g}`,
+        reason: `--allow-host ${grant}`,
       });
     }
   });

@@ -584,15 +584,15 @@ async function transparentTls(ctx: Ctx, client: Socket, port = 443): Promise<voi
     return;
   }
   const intercepted = isIntercepted(ctx, host);
-  const d = await decideAndResolve(ctx, tracked, { host, port, scheme: 'https', intercepted });
-  Object.assign(tracked.info, { address: d.address, range: d.range });
-  if (d.action !== 'allow' || !d.address) {
-    tracked.deny(d.rule, d.reason);
+  const decision = await decideAndResolve(ctx, tracked, { host, port, scheme: 'https', intercepted });
+  Object.assign(tracked.info, { address: decision.address, range: decision.range });
+  if (decision.action !== 'allow' || !decision.address) {
+    tracked.deny(decision.rule, decision.reason);
     refuseInTunnel(client, true);
     return;
   }
   try {
-    tracked.open(d.rule, d.reason);
+    tracked.open(decision.rule, decision.reason);
   } catch (e) {
     tracked.deny('builtin.audit-failed', String(e));
     refuseInTunnel(client, true);
@@ -601,7 +601,7 @@ async function transparentTls(ctx: Ctx, client: Socket, port = 443): Promise<voi
   ctx.limits.active++;
   if (intercepted) {
     let released = false;
-    await interceptTunnel(ctx, ctx.interceptServer!, client, peeked.buf, tracked, d, null, () => {
+    await interceptTunnel(ctx, ctx.interceptServer!, client, peeked.buf, tracked, decision, null, () => {
       if (!released) {
         released = true;
         ctx.limits.active--;
@@ -611,7 +611,7 @@ async function transparentTls(ctx: Ctx, client: Socket, port = 443): Promise<voi
   }
   let up: Socket;
   try {
-    up = await connectUpstream(ctx, d.address, port, { relay: true });
+    up = await connectUpstream(ctx, decision.address, port, { relay: true });
   } catch (e) {
     ctx.limits.active--;
     tracked.finish({ error: (e as NodeJS.ErrnoException).code ?? (e as Error).message });

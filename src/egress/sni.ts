@@ -42,36 +42,36 @@ export function parseClientHello(buf: Buffer): HelloResult {
   }
 }
 
-function readSni(h: Buffer): string | null {
+function readSni(hello: Buffer): string | null {
   let pos = 0;
   const need = (n: number) => {
-    if (pos + n > h.length) throw new Error('truncated ClientHello');
+    if (pos + n > hello.length) throw new Error('truncated ClientHello');
   };
   need(2 + 32);
   pos += 2 + 32; // client_version, random
   need(1);
-  pos += 1 + h[pos]!; // session id
+  pos += 1 + hello[pos]!; // session id
   need(2);
-  pos += 2 + h.readUInt16BE(pos); // cipher suites
+  pos += 2 + hello.readUInt16BE(pos); // cipher suites
   need(1);
-  pos += 1 + h[pos]!; // compression methods
-  if (pos === h.length) return null; // no extensions
+  pos += 1 + hello[pos]!; // compression methods
+  if (pos === hello.length) return null; // no extensions
   need(2);
-  const end = pos + 2 + h.readUInt16BE(pos);
+  const end = pos + 2 + hello.readUInt16BE(pos);
   pos += 2;
-  if (end > h.length) throw new Error('truncated extensions');
+  if (end > hello.length) throw new Error('truncated extensions');
   let sni: string | null = null;
   let seen = false;
   while (pos < end) {
     need(4);
-    const type = h.readUInt16BE(pos);
-    const len = h.readUInt16BE(pos + 2);
+    const type = hello.readUInt16BE(pos);
+    const len = hello.readUInt16BE(pos + 2);
     pos += 4;
     need(len);
     if (type === 0) {
       if (seen) throw new Error('duplicate server_name extension');
       seen = true;
-      const ext = h.subarray(pos, pos + len);
+      const ext = hello.subarray(pos, pos + len);
       if (ext.length < 2) throw new Error('bad server_name');
       const listEnd = 2 + ext.readUInt16BE(0);
       if (listEnd > ext.length) throw new Error('bad server_name list');

@@ -150,29 +150,29 @@ export function peekFirst(ctx: Ctx, client: Socket, head: Buffer): Promise<Peeke
 export function decideTunnel(
   ctx: Ctx,
   first: TargetDecision,
-  p: Peeked,
-  t?: Tracked,
+  peeked: Peeked,
+  tracked?: Tracked,
 ): { action: 'allow' | 'deny'; rule: string; reason: string } {
-  if (p.bad) return { action: 'deny', rule: 'builtin.bad-tls', reason: `malformed TLS: ${p.bad}` };
-  if (p.scheme === 'https') {
+  if (peeked.bad) return { action: 'deny', rule: 'builtin.bad-tls', reason: `malformed TLS: ${peeked.bad}` };
+  if (peeked.scheme === 'https') {
     if (first.kind === 'ip') {
-      if (p.sni !== null)
+      if (peeked.sni !== null)
         return {
           action: 'deny',
           rule: 'builtin.sni-mismatch',
-          reason: `SNI ${JSON.stringify(p.sni)} sent to the IP literal ${first.host}`,
+          reason: `SNI ${JSON.stringify(peeked.sni)} sent to the IP literal ${first.host}`,
         };
     } else {
-      if (p.sni === null)
+      if (peeked.sni === null)
         return { action: 'deny', rule: 'builtin.sni-mismatch', reason: `no SNI in the ClientHello for ${first.host}` };
       let sni: string;
       try {
-        sni = normalizeHost(p.sni).host;
+        sni = normalizeHost(peeked.sni).host;
       } catch {
         return {
           action: 'deny',
           rule: 'builtin.sni-mismatch',
-          reason: `SNI ${JSON.stringify(p.sni)} is not a host name`,
+          reason: `SNI ${JSON.stringify(peeked.sni)} is not a host name`,
         };
       }
       if (sni !== first.host)
@@ -185,19 +185,19 @@ export function decideTunnel(
   }
   // outbound DLP inspects model-API requests inside intercepted TLS only: plain HTTP or raw
   // TCP in a tunnel to a model API would pass uninspected, so it is refused (unless DLP is off)
-  if (p.scheme !== 'https' && ctx.dlp.mode !== 'off' && ctx.modelApis.some((x) => hostMatches(x, first.host))) {
+  if (peeked.scheme !== 'https' && ctx.dlp.mode !== 'off' && ctx.modelApis.some((x) => hostMatches(x, first.host))) {
     return {
       action: 'deny',
       rule: 'secrets.dlp.mode',
-      reason: `${first.host} is a model API under outbound DLP: ${p.scheme} traffic cannot be inspected; use https`,
+      reason: `${first.host} is a model API under outbound DLP: ${peeked.scheme} traffic cannot be inspected; use https`,
     };
   }
   // plain HTTP in a tunnel is parsed and decided per request (http.ts), like an intercepted host
   const intercepted =
-    p.scheme === 'http' || (p.scheme === 'https' && ctx.intercept.some((x) => hostMatches(x, first.host)));
-  const q = { host: first.host, port: first.port, scheme: p.scheme, intercepted, tunnel: true };
-  if (t) t.decided = q;
-  const d = decideTarget(connectionRules(ctx, t), q);
+    peeked.scheme === 'http' || (peeked.scheme === 'https' && ctx.intercept.some((x) => hostMatches(x, first.host)));
+  const q = { host: first.host, port: first.port, scheme: peeked.scheme, intercepted, tunnel: true };
+  if (tracked) tracked.decided = q;
+  const d = decideTarget(connectionRules(ctx, tracked), q);
   return { action: d.action === 'allow' ? 'allow' : 'deny', rule: d.rule, reason: d.reason };
 }
 

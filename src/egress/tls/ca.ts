@@ -203,9 +203,9 @@ export interface CaOptions {
 }
 
 /** Loads the gateway CA from keysDir, creating it on first use. */
-export async function loadOrCreateCa(o: CaOptions): Promise<GatewayCa> {
-  ensurePrivateDir(o.keysDir);
-  const keyPath = join(o.keysDir, CA_KEY_FILE);
+export async function loadOrCreateCa(options: CaOptions): Promise<GatewayCa> {
+  ensurePrivateDir(options.keysDir);
+  const keyPath = join(options.keysDir, CA_KEY_FILE);
   let text = readPrivate(keyPath, 'gateway CA key');
   if (text === null) {
     publishPrivate(keyPath, await createCaText()); // false: another process won the race; use its CA
@@ -230,11 +230,11 @@ export async function loadOrCreateCa(o: CaOptions): Promise<GatewayCa> {
     throw new AirlockError(
       'BAD_STATE',
       `the gateway CA in ${keyPath} expires ${caCert.notAfter.toISOString()}`,
-      `remove ${keyPath} (and ${join(o.keysDir, LEAF_DIR)}); Airlock creates a new CA`,
+      `remove ${keyPath} (and ${join(options.keysDir, LEAF_DIR)}); Airlock creates a new CA`,
     );
   }
   const fingerprint = Buffer.from(await caCert.getThumbprint('SHA-256')).toString('hex');
-  const leafDir = join(o.keysDir, LEAF_DIR);
+  const leafDir = join(options.keysDir, LEAF_DIR);
   ensurePrivateDir(leafDir);
   const cache = new Map<string, Promise<Leaf>>();
 
