@@ -148,7 +148,7 @@ function recordCall(
 async function callTool(
   state: McpState,
   tool: McpToolName,
-  a: ToolArgs,
+  toolArgs: ToolArgs,
   summarize: (a: ToolArgs) => Promise<ToolArgs>,
   fn: ToolBody,
 ): Promise<ToolResult> {
@@ -166,7 +166,7 @@ async function callTool(
       ],
     };
   }
-  const args = await summarize(a);
+  const args = await summarize(toolArgs);
   if (state.stopped || session.state === 'stopped' || session.state === 'stopping') {
     return {
       isError: true,
@@ -180,7 +180,7 @@ async function callTool(
   }
   state.lastCommandRule = null;
   try {
-    const outcome = await fn(session, a);
+    const outcome = await fn(session, toolArgs);
     try {
       recordCall(session, tool, args, outcome.isError ? 'error' : 'allow', outcome.rule, outcome.extra);
     } catch {
@@ -416,9 +416,9 @@ function registerProposeTool(server: McpServer, handle: Handle, state: McpState)
     handle(
       'propose_change',
       async (a) => ({ summary: clip(String(a.summary ?? ''), 500) }),
-      async (s, a) => {
-        s.record({ type: 'mcp.propose', data: { summary: clip(String(a.summary ?? ''), 4000) } });
-        state.stopped = await s.stop('propose_change');
+      async (session, args) => {
+        session.record({ type: 'mcp.propose', data: { summary: clip(String(args.summary ?? ''), 4000) } });
+        state.stopped = await session.stop('propose_change');
         const cap = state.stopped.result;
         if (!cap)
           return {
@@ -428,21 +428,21 @@ function registerProposeTool(server: McpServer, handle: Handle, state: McpState)
           };
         if (!cap.commits.length)
           return {
-            text: `session ${s.id} ended with no changes; nothing to propose`,
+            text: `session ${session.id} ended with no changes; nothing to propose`,
             rule: 'review.capture',
             extra: { commits: 0 },
           };
         if (typeof review.createProposal !== 'function') {
           return {
-            text: JSON.stringify({ session: s.id, result: cap }, null, 2),
+            text: JSON.stringify({ session: session.id, result: cap }, null, 2),
             rule: 'review.capture',
             extra: { commits: cap.commits.length },
           };
         }
-        const { proposal } = await review.createProposal(s.store, s.id, { home: s.home.root });
+        const { proposal } = await review.createProposal(session.store, session.id, { home: session.home.root });
         const blocking = proposal.findings.filter((f) => f.blocking).length;
         const text = [
-          `proposal ${proposal.id} for session ${s.id}: ${proposal.stats.files} file(s), +${proposal.stats.added} -${proposal.stats.deleted}, ${proposal.commits.length} commit(s)`,
+          `proposal ${proposal.id} for session ${session.id}: ${proposal.stats.files} file(s), +${proposal.stats.added} -${proposal.stats.deleted}, ${proposal.commits.length} commit(s)`,
           `findings: ${proposal.findings.length} (${blocking} blocking)`,
           ...proposal.findings.slice(0, 50).map((f) => `  [${f.severity}] ${f.rule} ${f.file}:${f.line} ${f.message}`),
           `a human reviews it with: airlock review show ${proposal.id}`,

@@ -66,10 +66,16 @@ export interface CapturedRun {
 export async function runCaptured(
   s: Session,
   argv: string[],
-  o: { stdin?: string | Buffer; cwd?: string; via?: ExecRequest['via']; timeoutMs?: number; maxBytes?: number } = {},
+  options: {
+    stdin?: string | Buffer;
+    cwd?: string;
+    via?: ExecRequest['via'];
+    timeoutMs?: number;
+    maxBytes?: number;
+  } = {},
 ): Promise<CapturedRun> {
-  const h = await s.exec({ argv, cwd: o.cwd, via: o.via ?? 'api', stdio: 'pipe' });
-  const max = o.maxBytes ?? MAX_OUTPUT_BYTES;
+  const h = await s.exec({ argv, cwd: options.cwd, via: options.via ?? 'api', stdio: 'pipe' });
+  const max = options.maxBytes ?? MAX_OUTPUT_BYTES;
   const out: Buffer[] = [];
   const err: Buffer[] = [];
   let outN = 0;
@@ -88,11 +94,11 @@ export async function runCaptured(
     errN += d.length;
   });
   h.stdin?.on('error', () => undefined);
-  h.stdin?.end(o.stdin ?? '');
+  h.stdin?.end(options.stdin ?? '');
   const timer = setTimeout(() => {
     timedOut = true;
     h.kill('SIGKILL');
-  }, o.timeoutMs ?? 600_000);
+  }, options.timeoutMs ?? 600_000);
   const r = await h.done.finally(() => clearTimeout(timer));
   return {
     status: r.status,
