@@ -124,10 +124,10 @@ export function mergePolicies(sources: PolicySource[]): { policy: Policy; proven
     let orgValue: unknown;
     let from = 'default';
     for (const src of sources) {
-      const v = getIn(src.raw, leaf.path);
-      if (v === undefined) continue;
+      const sourceValue = getIn(src.raw, leaf.path);
+      if (sourceValue === undefined) continue;
       if (src.kind === 'org') {
-        value = orgValue = v;
+        value = orgValue = sourceValue;
         from = src.origin;
         continue;
       }
@@ -137,24 +137,24 @@ export function mergePolicies(sources: PolicySource[]): { policy: Policy; proven
       }
       if (src.kind === 'grant') {
         // per-run grants add to lists; a scalar grant only applies when org has not set it
-        if (Array.isArray(v)) {
-          let add = v;
-          if (orgValue !== undefined && leaf.rule === 'intersect') add = intersect(v, orgValue as unknown[]);
+        if (Array.isArray(sourceValue)) {
+          let add = sourceValue;
+          if (orgValue !== undefined && leaf.rule === 'intersect') add = intersect(sourceValue, orgValue as unknown[]);
           const base = Array.isArray(value) ? value : ((getIn(policySchema.parse({}), leaf.path) as unknown[]) ?? []);
           value = union(base, add);
           from = `${from} + ${src.origin}`;
         } else if (orgValue === undefined) {
-          value = v;
+          value = sourceValue;
           from = src.origin;
         }
         continue;
       }
       if (orgValue === undefined) {
-        value = v;
+        value = sourceValue;
         from = src.origin;
         continue;
       }
-      const c = combine(leaf.rule, orgValue, v);
+      const c = combine(leaf.rule, orgValue, sourceValue);
       value = c.value;
       from = c.note ? `${from} (${c.note})` : `${src.origin} within ${from}`;
     }
