@@ -270,33 +270,33 @@ function learnCommand(d: RecordedDecision, l: Learned): void {
   l.used.push(d);
 }
 
-function proposedText(current: string | null, l: Learned, currentPolicy: Policy, sessions: string[]): string {
+function proposedText(current: string | null, found: Learned, currentPolicy: Policy, sessions: string[]): string {
   const doc = parseDocument(current ?? 'version: 1\n');
   doc.commentBefore = ` Learned by \`airlock policy learn\` from ${sessions.join(', ')}: the narrowest grants that\n would have allowed what those sessions did. Review it like any change.${doc.commentBefore ? `\n${doc.commentBefore}` : ''}`;
   if (doc.hasIn(['egress', 'presets'])) doc.deleteIn(['egress', 'presets']);
   doc.setIn(
     ['egress', 'allow'],
     [
-      ...l.orgAllow.values(),
-      ...[...l.hosts.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([h, u]) => hostRule(h, u)),
+      ...found.orgAllow.values(),
+      ...[...found.hosts.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([h, u]) => hostRule(h, u)),
     ],
   );
   doc.setIn(
     ['egress', 'allowCidrs'],
     [
-      ...l.orgCidrs.values(),
-      ...[...l.cidrs.entries()]
+      ...found.orgCidrs.values(),
+      ...[...found.cidrs.entries()]
         .sort(([a], [b]) => a.localeCompare(b))
         .map(([cidr, ports], i) => ({ id: `learned-cidr-${i + 1}`, cidr, ports: [...ports].sort((a, b) => a - b) })),
     ],
   );
-  if (l.packages.size) {
+  if (found.packages.size) {
     doc.setIn(['egress', 'packages', 'unlisted'], 'deny');
-    doc.setIn(['egress', 'packages', 'allow'], packageRules(l));
+    doc.setIn(['egress', 'packages', 'allow'], packageRules(found));
   }
-  if (l.programs.size) {
+  if (found.programs.size) {
     const kept = currentPolicy.commands.rules.filter((r) => r.action !== 'allow');
-    const learned = [...l.programs].sort().map((p) => ({
+    const learned = [...found.programs].sort().map((p) => ({
       id: `learned-${p.replace(/[^A-Za-z0-9_.-]/g, '-')}`,
       match: { command: p },
       action: 'allow',
@@ -315,16 +315,23 @@ function proposedText(current: string | null, l: Learned, currentPolicy: Policy,
 /** The narrowest repo policy that would have allowed the given recorded decisions, within the org policy. */
 export function learnPolicy(
   decisions: RecordedDecision[],
-  o: { org: PolicySource[]; current: string | null; sessions: string[] },
+  options: { org: PolicySource[]; current: string | null; sessions: string[] },
 ): LearnResult {
-  const org = o.org.length ? resolvePolicy(o.org).policy : defaultPolicy();
+  const org = options.org.length ? resolvePolicy(options.org).policy : defaultPolicy();
   const currentPolicy = resolvePolicy([
-    ...o.org,
-    ...(o.current
-      ? [{ kind: 'repo', origin: 'airlock.yaml', raw: parsePolicyText(o.current, 'airlock.yaml'), text: o.current }]
+    ...options.org,
+    ...(options.current
+      ? [
+          {
+            kind: 'repo',
+            origin: 'airlock.yaml',
+            raw: parsePolicyText(options.current, 'airlock.yaml'),
+            text: options.current,
+          },
+        ]
       : []),
   ]).policy;
-  const l: Learned = {
+  const learned: Learned = {
     hosts: new Map(),
     cidrs: new Map(),
     programs: new Set(),
@@ -336,34 +343,37 @@ export function learnPolicy(
   };
   for (const d of decisions) {
     if (d.enforced.action !== 'allow') continue;
-    if (d.egress) learnEgress(d, org, l);
-    else if (d.command) learnCommand(d, l);
-    else if (d.package) learnPackage(d, org, l);
+    if (d.egress) learnEgress(d, org, learned);
+    else if (d.command) learnCommand(d, learned);
+    else if (d.package) learnPackage(d, org, learned);
   }
-  const text = proposedText(o.current, l, currentPolicy, o.sessions);
+  const text = proposedText(options.current, learned, currentPolicy, options.sessions);
   const proposed = resolvePolicy([
-    ...o.org,
+    ...options.org,
     { kind: 'repo', origin: 'learned airlock.yaml', raw: parsePolicyText(text, 'learned airlock.yaml'), text },
   ]).policy;
   const decide = decider(proposed);
   let covered = 0;
-  for (const d of l.used) {
+  for (const d of learned.used) {
     const after = decide(d);
     if (!after || after.action === 'allow') {
       covered++;
       continue;
     }
     const what = d.egress ? `${d.egress.query.host}:${d.egress.query.port}` : (d.command ?? []).join(' ').slice(0, 120);
-    l.leftOut.push({ what, why: `still ${after.action} under the org policy and the learned one (${after.rule})` });
+    learned.leftOut.push({
+      what,
+      why: `still ${after.action} under the org policy and the learned one (${after.rule})`,
+    });
   }
   return {
     text,
-    hosts: [...l.hosts.keys()].sort(),
-    programs: [...l.programs].sort(),
-    packages: [...l.packages.values()].map((p) => `${p.ecosystem} ${p.name}`).sort(),
-    leftOut: dedupe(l.leftOut),
+    hosts: [...learned.hosts.keys()].sort(),
+    programs: [...learned.programs].sort(),
+    packages: [...learned.packages.values()].map((p) => `${p.ecosystem} ${p.name}`).sort(),
+    leftOut: dedupe(learned.leftOut),
     covered,
-    total: l.used.length,
+    total: learned.used.length,
   };
 }
 

@@ -102,7 +102,7 @@ export function decider(policy: Policy): (d: RecordedDecision) => PolicyDecision
 
 export function replayDecisions(decisions: RecordedDecision[], policy: Policy): ReplayReport {
   const decide = decider(policy);
-  const r: ReplayReport = {
+  const report: ReplayReport = {
     decisions: decisions.length,
     replayed: 0,
     unchanged: 0,
@@ -115,9 +115,9 @@ export function replayDecisions(decisions: RecordedDecision[], policy: Policy): 
   for (const d of decisions) {
     const after = decide(d);
     if (!after) continue;
-    r.replayed++;
+    report.replayed++;
     if (after.action === d.before.action) {
-      r.unchanged++;
+      report.unchanged++;
       continue;
     }
     const change: ReplayChange = {
@@ -127,13 +127,13 @@ export function replayDecisions(decisions: RecordedDecision[], policy: Policy): 
       before: d.before,
       after: { action: after.action, rule: after.rule, reason: after.reason },
     };
-    if (after.action === 'allow') r.newlyAllowed.push(change);
-    else if (d.before.action === 'allow') r.newlyDenied.push(change);
-    else r.otherChanges.push(change);
+    if (after.action === 'allow') report.newlyAllowed.push(change);
+    else if (d.before.action === 'allow') report.newlyDenied.push(change);
+    else report.otherChanges.push(change);
   }
-  r.allowedBy = groups(r.newlyAllowed);
-  r.deniedBy = groups(r.newlyDenied);
-  return r;
+  report.allowedBy = groups(report.newlyAllowed);
+  report.deniedBy = groups(report.newlyDenied);
+  return report;
 }
 
 const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
