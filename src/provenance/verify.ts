@@ -98,11 +98,11 @@ function parseStatement(env: DsseEnvelope): ProvenanceStatement | null {
 
 /** Verifies the provenance of one commit of `repo` with the organisation's public key alone. */
 export function verifyChange(repo: string, commit: string, pub: KeyObject): VerifyChangeResult {
-  const c = readProvenanceNote(repo, commit);
-  const env = parseEnvelope(c.note);
+  const note = readProvenanceNote(repo, commit);
+  const env = parseEnvelope(note.note);
   if (!env)
     return {
-      commit: c.sha,
+      commit: note.sha,
       verified: false,
       statement: null,
       checks: [{ check: 'statement', ok: false, message: 'the provenance note is not a DSSE envelope' }],
@@ -117,10 +117,10 @@ export function verifyChange(repo: string, commit: string, pub: KeyObject): Veri
       ok: false,
       message: `the envelope does not hold an in-toto ${STATEMENT_TYPE} statement of type ${PREDICATE_TYPE}`,
     });
-    return { commit: c.sha, verified: false, statement: null, checks };
+    return { commit: note.sha, verified: false, statement: null, checks };
   }
   try {
-    checks.push(...checkStatement(st, c));
+    checks.push(...checkStatement(st, note));
   } catch (e) {
     // unsigned content is read before the signature is known to hold: a malformed field is a refusal, never a crash
     checks.push({
@@ -129,46 +129,46 @@ export function verifyChange(repo: string, commit: string, pub: KeyObject): Veri
       message: `the statement is malformed (${e instanceof Error ? e.message.slice(0, 200) : 'unreadable'})`,
     });
   }
-  return { commit: c.sha, verified: checks.every((x) => x.ok), checks, statement: st };
+  return { commit: note.sha, verified: checks.every((x) => x.ok), checks, statement: st };
 }
 
 /** The checks on a statement's content against the commit (everything but the envelope signature). */
 export function checkStatement(
   st: ProvenanceStatement,
-  c: { sha: string; tree: string; parents: string[] },
+  commitInfo: { sha: string; tree: string; parents: string[] },
 ): ProvenanceCheck[] {
-  const p = st.predicate;
+  const predicate = st.predicate;
   const digest = (k: 'gitCommit' | 'gitTree') =>
     st.subject.map((s) => s?.digest?.[k]).filter((x): x is string => typeof x === 'string');
   const out: ProvenanceCheck[] = [];
   const commits = digest('gitCommit');
   out.push(
-    commits.includes(c.sha)
-      ? { check: 'subject', ok: true, message: `the statement's subject is commit ${c.sha}` }
+    commits.includes(commitInfo.sha)
+      ? { check: 'subject', ok: true, message: `the statement's subject is commit ${commitInfo.sha}` }
       : {
           check: 'subject',
           ok: false,
-          message: `commit ${c.sha} is not the commit the statement covers (${commits.join(', ') || 'none'}): it was amended or replaced`,
+          message: `commit ${commitInfo.sha} is not the commit the statement covers (${commits.join(', ') || 'none'}): it was amended or replaced`,
         },
   );
   const trees = digest('gitTree');
-  const treeOk = trees.includes(c.tree) && p.proposal.tree === c.tree;
+  const treeOk = trees.includes(commitInfo.tree) && predicate.proposal.tree === commitInfo.tree;
   out.push(
-    treeOk && c.parents[0] === p.proposal.base
+    treeOk && commitInfo.parents[0] === predicate.proposal.base
       ? {
           check: 'tree',
           ok: true,
-          message: `the commit's tree ${c.tree} is the approved tree, on base ${p.proposal.base}`,
+          message: `the commit's tree ${commitInfo.tree} is the approved tree, on base ${predicate.proposal.base}`,
         }
       : {
           check: 'tree',
           ok: false,
           message: treeOk
-            ? `the commit's parent ${c.parents[0] ?? '(none)'} is not the approved base ${p.proposal.base}`
-            : `the commit's tree ${c.tree} differs from the approved tree ${p.proposal.tree}`,
+            ? `the commit's parent ${commitInfo.parents[0] ?? '(none)'} is not the approved base ${predicate.proposal.base}`
+            : `the commit's tree ${commitInfo.tree} differs from the approved tree ${predicate.proposal.tree}`,
         },
   );
-  out.push(...checkAudit(p));
+  out.push(...checkAudit(predicate));
   return out;
 }
 
@@ -181,9 +181,9 @@ function auditKey(pem: unknown): KeyObject | null {
 }
 
 /** Checkpoint signature, each approval's inclusion proof, and the approvals against the recorded policy. */
-function checkAudit(p: ProvenancePredicate): ProvenanceCheck[] {
-  const cp = p.audit.checkpoint;
-  const key = auditKey(p.audit.publicKey);
+function checkAudit(predicate: ProvenancePredicate): ProvenanceCheck[] {
+  const cp = predicate.audit.checkpoint;
+  const key = auditKey(predicate.audit.publicKey);
   const cpOk = !!key && keyId(key) === cp.keyId && verifyCheckpointSignature(cp, key);
   const out: ProvenanceCheck[] = [
     cpOk
@@ -200,17 +200,22 @@ function checkAudit(p: ProvenancePredicate): ProvenanceCheck[] {
   ];
   const proven = new Map<string, InclusionProofDoc>();
   const bad: string[] = [];
-  for (const [i, doc] of p.audit.approvalProofs.entries()) {
-    const why = key ? proofProblem(doc, p, key) : 'no usable audit key';
+  for (const [i, doc] of predicate.audit.approvalProofs.entries()) {
+    const why = key ? proofProblem(doc, predicate, key) : 'no usable audit key';
     if (why) bad.push(`proof ${i + 1}: ${why}`);
     else proven.set(doc.event.id, doc);
   }
-  const listed = new Set(p.approvals.map((a) => a.eventId));
-  for (const a of p.approvals) {
+  const listed = new Set(predicate.approvals.map((a) => a.eventId));
+  for (const a of predicate.approvals) {
     const e = proven.get(a.eventId)?.event;
     const d = (e?.data ?? {}) as { by?: unknown; override?: unknown };
     if (!e) bad.push(`approval by ${a.by} has no valid inclusion proof`);
-    else if (d.by !== a.by || e.ts !== a.time || a.proposalHash !== p.proposal.hash || !!d.override !== a.override)
+    else if (
+      d.by !== a.by ||
+      e.ts !== a.time ||
+      a.proposalHash !== predicate.proposal.hash ||
+      !!d.override !== a.override
+    )
       bad.push(`approval by ${a.by} does not match its recorded event ${e.id}`);
   }
   for (const [id, doc] of proven)
@@ -225,7 +230,7 @@ function checkAudit(p: ProvenancePredicate): ProvenanceCheck[] {
   );
   out.push(
     policyCheck(
-      p,
+      predicate,
       [...proven.values()].filter((d) => listed.has(d.event.id)),
     ),
   );
