@@ -104,24 +104,24 @@ export function quotedCommits(commits: AgentCommit[], prefix: string): string[] 
  * the agent's messages quoted and escaped, trailers naming the session, the proposal
  * hash and the approvers. Everything in it is covered by the approved hash.
  */
-export function buildApplyCommit(p: Proposal, approvers: string[]): string {
-  const tree = rgit(p.resultRepo, ['rev-parse', `${p.head}^{tree}`]).trim();
-  const agent = readAgentCommits(p.resultRepo, p.commits);
+export function buildApplyCommit(proposal: Proposal, approvers: string[]): string {
+  const tree = rgit(proposal.resultRepo, ['rev-parse', `${proposal.head}^{tree}`]).trim();
+  const agent = readAgentCommits(proposal.resultRepo, proposal.commits);
   const msg = [
-    `Airlock: agent change from session ${p.session} (proposal ${p.id})`,
+    `Airlock: agent change from session ${proposal.session} (proposal ${proposal.id})`,
     '',
-    `The reviewed tree of proposal ${p.id}, built by Airlock. The agent's own ${agent.length} commit(s) are not pushed;`,
+    `The reviewed tree of proposal ${proposal.id}, built by Airlock. The agent's own ${agent.length} commit(s) are not pushed;`,
     'their messages follow, quoted and escaped:',
     '',
     ...quotedCommits(agent, '> '),
     '',
-    trailers(p, approvers),
+    trailers(proposal, approvers),
     '',
   ].join('\n');
-  const date = new Date(p.created).toISOString();
-  const commit = git(['commit-tree', tree, '-p', p.base, '-F', '-'], {
+  const date = new Date(proposal.created).toISOString();
+  const commit = git(['commit-tree', tree, '-p', proposal.base, '-F', '-'], {
     env: {
-      GIT_DIR: p.resultRepo,
+      GIT_DIR: proposal.resultRepo,
       GIT_AUTHOR_NAME: AIRLOCK.name,
       GIT_AUTHOR_EMAIL: AIRLOCK.email,
       GIT_AUTHOR_DATE: date,
@@ -132,11 +132,11 @@ export function buildApplyCommit(p: Proposal, approvers: string[]): string {
     input: msg,
   }).stdout.trim();
   // what leaves is what was reviewed: the reviewed tree, on the base, nothing else
-  const [t, parents] = rgit(p.resultRepo, ['show', '-s', '--format=%T%n%P', commit]).split('\n');
-  if (t !== tree || parents !== p.base)
+  const [t, parents] = rgit(proposal.resultRepo, ['show', '-s', '--format=%T%n%P', commit]).split('\n');
+  if (t !== tree || parents !== proposal.base)
     throw new AirlockError(
       'INTERNAL',
-      `the commit built for proposal ${p.id} is not the reviewed tree on its base`,
+      `the commit built for proposal ${proposal.id} is not the reviewed tree on its base`,
       'please report this',
     );
   return commit;
@@ -172,9 +172,9 @@ function scrub(s: string, token: string | null): string {
   return out.trim().slice(0, 1000);
 }
 
-export function summaryMarkdown(p: Proposal, st: ProposalStatus): string {
+export function summaryMarkdown(proposal: Proposal, st: ProposalStatus): string {
   const by: Record<string, number> = {};
-  for (const f of p.findings) by[f.severity] = (by[f.severity] ?? 0) + 1;
+  for (const f of proposal.findings) by[f.severity] = (by[f.severity] ?? 0) + 1;
   const counts =
     ['critical', 'high', 'medium', 'low', 'info']
       .filter((s) => by[s])
@@ -183,23 +183,23 @@ export function summaryMarkdown(p: Proposal, st: ProposalStatus): string {
   const cell = (t: string) => escapeForTerminal(t).replace(/[|`<>*_[\]\\]/g, (c) => `&#${c.charCodeAt(0)};`);
   const row = (f: Finding) =>
     `| ${f.severity} | \`${f.rule}\` | ${cell(f.file || '(change)')}${f.line ? `:${f.line}` : ''} | ${cell(f.message)} |`;
-  const agent = readAgentCommits(p.resultRepo, p.commits);
+  const agent = readAgentCommits(proposal.resultRepo, proposal.commits);
   return [
-    `Proposed by an agent in Airlock session \`${p.session}\` (proposal ${p.id}, sha256 \`${p.hash}\`).`,
+    `Proposed by an agent in Airlock session \`${proposal.session}\` (proposal ${proposal.id}, sha256 \`${proposal.hash}\`).`,
     '',
-    `**Checks:** ${counts}. ${p.stats.files} files, +${p.stats.added}/-${p.stats.deleted} lines, ${p.stats.commits} commits.`,
+    `**Checks:** ${counts}. ${proposal.stats.files} files, +${proposal.stats.added}/-${proposal.stats.deleted} lines, ${proposal.stats.commits} commits.`,
     `**Approved by:** ${st.approvers.join(', ')}`,
     ...(st.overrides.length
       ? ['', '**Blocking findings overridden:**', ...st.overrides.map((o) => `- ${o.by}: ${o.reason}`)]
       : []),
-    ...(p.findings.length
+    ...(proposal.findings.length
       ? [
           '',
           '| severity | rule | where | finding |',
           '| --- | --- | --- | --- |',
-          ...p.findings.slice(0, 100).map(row),
-          ...(p.findings.length > 100
-            ? [`| … | | | ${p.findings.length - 100} more (airlock review show ${p.id}) |`]
+          ...proposal.findings.slice(0, 100).map(row),
+          ...(proposal.findings.length > 100
+            ? [`| … | | | ${proposal.findings.length - 100} more (airlock review show ${proposal.id}) |`]
             : []),
         ]
       : []),

@@ -90,7 +90,7 @@ export async function proposeAskedDestination(
   store: AuditStore,
   id: number,
   by: string,
-  o: ProposeAskOptions,
+  options: ProposeAskOptions,
 ): Promise<AskProposal> {
   const ask = getAsk(store, id);
   if (!ask) throw new AirlockError('NOT_FOUND', `no pending approval #${id}`, 'list them with `airlock approvals`');
@@ -102,14 +102,14 @@ export async function proposeAskedDestination(
   const answered = answerAsk(
     store,
     id,
-    o.once ? 'allow' : 'deny',
+    options.once ? 'allow' : 'deny',
     by,
-    o.reason?.trim() || `proposed as a change to ${POLICY_FILE} by ${by}`,
+    options.reason?.trim() || `proposed as a change to ${POLICY_FILE} by ${by}`,
   );
   const proposal = await proposeAuthoredChange(
     store,
     {
-      session: o.session,
+      session: options.session,
       repo,
       baseCommit: base,
       baseRef: 'HEAD',
@@ -120,7 +120,7 @@ export async function proposeAskedDestination(
       command: ['airlock', 'approvals', 'propose', String(id)],
       data: { fromAsk: id, askSession: ask.session, proposedBy: by },
     },
-    { orgPolicy: orgPolicyFile(undefined, o.env) ?? undefined, home: o.home },
+    { orgPolicy: orgPolicyFile(undefined, options.env) ?? undefined, home: options.home },
   );
   store.append({
     type: 'egress.ask_proposed',

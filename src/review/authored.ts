@@ -53,18 +53,20 @@ function commitFile(resultRepo: string, c: AuthoredChange): string {
 /** Records the pseudo-session, builds its result repo and creates the proposal. */
 export async function proposeAuthoredChange(
   store: AuditStore,
-  c: AuthoredChange,
-  o: { orgPolicy?: string; home?: string } = {},
+  change: AuthoredChange,
+  options: { orgPolicy?: string; home?: string } = {},
 ): Promise<Proposal> {
-  const home = o.home ?? airlockHome();
-  const dir = join(homeLayout(home).sessions, c.session);
+  const home = options.home ?? airlockHome();
+  const dir = join(homeLayout(home).sessions, change.session);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const resultRepo = join(dir, 'result.git');
   // the base history comes from the host repository itself (the human's, trusted)
-  const gitDir = git(['rev-parse', '--path-format=absolute', '--git-common-dir'], { cwd: c.repo.root }).stdout.trim();
+  const gitDir = git(['rev-parse', '--path-format=absolute', '--git-common-dir'], {
+    cwd: change.repo.root,
+  }).stdout.trim();
   initResultRepo(resultRepo, gitDir);
-  const head = commitFile(resultRepo, c);
-  git(['update-ref', 'refs/airlock/base', c.baseCommit], { env: { GIT_DIR: resultRepo } });
+  const head = commitFile(resultRepo, change);
+  git(['update-ref', 'refs/airlock/base', change.baseCommit], { env: { GIT_DIR: resultRepo } });
   git(['update-ref', 'refs/airlock/head', head], { env: { GIT_DIR: resultRepo } });
   const startedBy = (() => {
     try {
@@ -75,23 +77,23 @@ export async function proposeAuthoredChange(
   })();
   store.append({
     type: 'session.start',
-    session: c.session,
+    session: change.session,
     data: {
-      repo: c.repo.root,
-      baseRef: c.baseRef,
-      baseCommit: c.baseCommit,
-      agent: c.tool,
-      command: c.command,
+      repo: change.repo.root,
+      baseRef: change.baseRef,
+      baseCommit: change.baseCommit,
+      agent: change.tool,
+      command: change.command,
       startedBy,
       sandbox: null,
-      ...c.data,
+      ...change.data,
     },
   });
   store.append({
     type: 'session.result',
-    session: c.session,
-    data: { resultRepo, baseCommit: c.baseCommit, headCommit: head, commits: [head], dirty: false },
+    session: change.session,
+    data: { resultRepo, baseCommit: change.baseCommit, headCommit: head, commits: [head], dirty: false },
   });
-  store.append({ type: 'session.stop', session: c.session, data: { reason: 'done', status: 0 } });
-  return (await createProposal(store, c.session, { orgPolicy: o.orgPolicy, home })).proposal;
+  store.append({ type: 'session.stop', session: change.session, data: { reason: 'done', status: 0 } });
+  return (await createProposal(store, change.session, { orgPolicy: options.orgPolicy, home })).proposal;
 }

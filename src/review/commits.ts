@@ -102,11 +102,11 @@ export function commitFindings(commits: AgentCommit[], policy: Policy, startedBy
   const known = humans(policy, startedBy);
   const add = (severity: Finding['severity'], rule: string, message: string) =>
     out.push({ check: 'review', rule, severity, file: '', line: 0, message });
-  for (const c of commits) {
-    const id = c.sha.slice(0, 12);
+  for (const commit of commits) {
+    const id = commit.sha.slice(0, 12);
     for (const [role, p] of [
-      ['author', c.author],
-      ['committer', c.committer],
+      ['author', commit.author],
+      ['committer', commit.committer],
     ] as const) {
       if (AGENT_IDENTITIES.includes(norm(p.email))) continue;
       const claimsReviewer = known.has(norm(p.email)) || known.has(norm(p.name));
@@ -116,22 +116,22 @@ export function commitFindings(commits: AgentCommit[], policy: Policy, startedBy
         `agent commit ${id} names ${role} ${JSON.stringify(escapeForTerminal(`${p.name} <${p.email}>`))}${claimsReviewer ? ', a reviewer or the person who started the agent' : ''}: the agent made it; Airlock pushes its own commit instead`,
       );
     }
-    const trailer = APPROVAL_TRAILER.exec(c.message);
+    const trailer = APPROVAL_TRAILER.exec(commit.message);
     if (trailer)
       add(
         'high',
         'commits.trailer',
         `agent commit ${id} carries an approval-like line "${escapeForTerminal(trailer[1]!)}:": approvals are recorded by Airlock, never taken from a message`,
       );
-    else if (SIGNOFF_TRAILER.test(c.message))
+    else if (SIGNOFF_TRAILER.test(commit.message))
       add(
         'medium',
         'commits.trailer',
         `agent commit ${id} carries a Signed-off-by line: a sign-off certifies a person's work`,
       );
     if (
-      hasTerminalControls(c.message) ||
-      hasTerminalControls(c.author.name + c.author.email + c.committer.name + c.committer.email)
+      hasTerminalControls(commit.message) ||
+      hasTerminalControls(commit.author.name + commit.author.email + commit.committer.name + commit.committer.email)
     ) {
       add(
         'high',
@@ -139,7 +139,7 @@ export function commitFindings(commits: AgentCommit[], policy: Policy, startedBy
         `agent commit ${id} has control, escape or bidi characters in its message or identity (e.g. terminal escapes such as OSC 52 clipboard writes)`,
       );
     }
-    if (c.parents.length > 1)
+    if (commit.parents.length > 1)
       add('low', 'commits.merge', `agent commit ${id} is a merge; only the final tree is pushed`);
   }
   return out;

@@ -66,7 +66,7 @@ export function sessionResult(store: AuditStore, session: string, home = airlock
         : 'list sessions with `airlock sessions`',
     );
   }
-  const r = results[results.length - 1]!.data as {
+  const last = results[results.length - 1]!.data as {
     resultRepo?: string;
     baseCommit?: string;
     headCommit?: string;
@@ -76,10 +76,10 @@ export function sessionResult(store: AuditStore, session: string, home = airlock
   const start = store.query({ session, type: 'session.start' })[0]?.data as
     { repo?: string; baseRef?: string; startedBy?: string; policyHash?: string } | undefined;
   if (
-    typeof r.resultRepo !== 'string' ||
-    !SHA.test(r.baseCommit ?? '') ||
-    !SHA.test(r.headCommit ?? '') ||
-    !Array.isArray(r.commits)
+    typeof last.resultRepo !== 'string' ||
+    !SHA.test(last.baseCommit ?? '') ||
+    !SHA.test(last.headCommit ?? '') ||
+    !Array.isArray(last.commits)
   ) {
     throw new AirlockError(
       'BAD_STATE',
@@ -91,11 +91,11 @@ export function sessionResult(store: AuditStore, session: string, home = airlock
   const expected = join(homeLayout(home).sessions, session, 'result.git');
   let real: string;
   try {
-    real = realpathSync(r.resultRepo);
+    real = realpathSync(last.resultRepo);
   } catch {
     throw new AirlockError(
       'NOT_FOUND',
-      `result repo of session ${session} is gone: ${r.resultRepo}`,
+      `result repo of session ${session} is gone: ${last.resultRepo}`,
       'the session directory was removed; nothing to review',
     );
   }
@@ -103,21 +103,21 @@ export function sessionResult(store: AuditStore, session: string, home = airlock
   if (real !== expReal && !real.startsWith(realpathSync(homeLayout(home).sessions) + sep)) {
     throw new AirlockError(
       'TAMPERED',
-      `result repo ${r.resultRepo} is not inside Airlock's sessions directory`,
+      `result repo ${last.resultRepo} is not inside Airlock's sessions directory`,
       'refusing to review content from outside AIRLOCK_HOME',
     );
   }
   return {
     session,
     resultRepo: real,
-    baseCommit: r.baseCommit!,
-    headCommit: r.headCommit!,
-    commits: r.commits.map(String),
+    baseCommit: last.baseCommit!,
+    headCommit: last.headCommit!,
+    commits: last.commits.map(String),
     repo: start?.repo ?? null,
     baseRef: start?.baseRef ?? null,
     startedBy: start?.startedBy ?? null,
     policyHash: start?.policyHash ?? null,
-    refusals: (Array.isArray(r.refusals) ? r.refusals : []).map((x) => ({
+    refusals: (Array.isArray(last.refusals) ? last.refusals : []).map((x) => ({
       check: 'review' as const,
       rule: `capture.${String(x.rule ?? 'refused').replace(/^capture\./, '')}`,
       severity: 'high' as const,
@@ -278,7 +278,7 @@ export async function createProposal(
     },
   });
   if (out.created) {
-    const p = out.proposal;
+    const proposal = out.proposal;
     const bySeverity: Record<string, number> = {};
     for (const f of findings) bySeverity[f.severity] = (bySeverity[f.severity] ?? 0) + 1;
     store.appendMany([
@@ -288,12 +288,12 @@ export async function createProposal(
         severity: findings.some((f) => f.blocking) ? 'high' : 'info',
         rule: 'review.checks',
         data: {
-          proposal: p.id,
+          proposal: proposal.id,
           hash,
-          base: p.base,
-          head: p.head,
-          commits: p.commits,
-          stats: p.stats,
+          base: proposal.base,
+          head: proposal.head,
+          commits: proposal.commits,
+          stats: proposal.stats,
           policyHash: loaded.hash,
           sessionPolicyHash: res.policyHash,
           findings: findings.length,
@@ -307,7 +307,7 @@ export async function createProposal(
         severity: f.severity,
         rule: f.rule,
         data: {
-          proposal: p.id,
+          proposal: proposal.id,
           hash,
           check: f.check,
           file: f.file,
@@ -432,31 +432,31 @@ export function proposalStatus(
 }
 
 /** Refuses a proposal whose stored record or result repo changed since it was made. */
-export function verifyProposal(store: AuditStore, p: Proposal): void {
+export function verifyProposal(store: AuditStore, proposal: Proposal): void {
   const fail = (why: string) => {
     store.append({
       type: 'review.tampered',
-      session: p.session,
+      session: proposal.session,
       severity: 'critical',
       decision: 'deny',
       rule: 'builtin.review.integrity',
-      data: { proposal: p.id, hash: p.hash, why },
+      data: { proposal: proposal.id, hash: proposal.hash, why },
     });
     throw new AirlockError(
       'TAMPERED',
-      `proposal ${p.id} changed after it was made (${why}); earlier approvals do not apply`,
-      `run \`airlock propose ${p.session}\` to make a new proposal and review it again`,
+      `proposal ${proposal.id} changed after it was made (${why}); earlier approvals do not apply`,
+      `run \`airlock propose ${proposal.session}\` to make a new proposal and review it again`,
     );
   };
-  if (proposalHash(p) !== p.hash) fail('stored record does not match its hash');
+  if (proposalHash(proposal) !== proposal.hash) fail('stored record does not match its hash');
   let cur: { base: string; head: string; commits: string[] };
   try {
-    cur = currentContent(p.resultRepo);
+    cur = currentContent(proposal.resultRepo);
   } catch {
     return fail('result repo unreadable');
   }
-  if (cur.base !== p.base || cur.head !== p.head || cur.commits.join() !== p.commits.join())
+  if (cur.base !== proposal.base || cur.head !== proposal.head || cur.commits.join() !== proposal.commits.join())
     fail(`result repo now at ${cur.head.slice(0, 12)}`);
-  const diff = loadChange(p.resultRepo, p.base, p.head, p.commits);
-  if (diff.diffSha256 !== p.diffSha256) fail('diff differs');
+  const diff = loadChange(proposal.resultRepo, proposal.base, proposal.head, proposal.commits);
+  if (diff.diffSha256 !== proposal.diffSha256) fail('diff differs');
 }

@@ -52,32 +52,32 @@ function approvalEvents(store: AuditStore, p: Proposal) {
     .filter((e) => e.data.hash === p.hash && e.data.proposal === p.id && typeof e.data.by === 'string');
 }
 
-export function buildStatement(i: ProvenanceInput): ProvenanceStatement {
-  const { store, p, st } = i;
-  const events = approvalEvents(store, p);
-  const cp = checkpoint(store, 'provenance', { keyDir: i.keyDir }); // covers every approval event above
-  const auditPub = loadSigningKey(i.keyDir).publicKey.export({ type: 'spki', format: 'pem' }) as string;
-  const tree = git(['rev-parse', `${i.commit}^{tree}`], { env: { GIT_DIR: p.resultRepo } }).stdout.trim();
-  const start = store.query({ session: p.session, type: 'session.start' })[0]?.data as
+export function buildStatement(input: ProvenanceInput): ProvenanceStatement {
+  const { store, p: proposal, st } = input;
+  const events = approvalEvents(store, proposal);
+  const cp = checkpoint(store, 'provenance', { keyDir: input.keyDir }); // covers every approval event above
+  const auditPub = loadSigningKey(input.keyDir).publicKey.export({ type: 'spki', format: 'pem' }) as string;
+  const tree = git(['rev-parse', `${input.commit}^{tree}`], { env: { GIT_DIR: proposal.resultRepo } }).stdout.trim();
+  const start = store.query({ session: proposal.session, type: 'session.start' })[0]?.data as
     { agent?: unknown; agentVersion?: unknown } | undefined;
   return {
     _type: STATEMENT_TYPE,
     subject: [
-      { name: 'commit', digest: { gitCommit: i.commit } },
+      { name: 'commit', digest: { gitCommit: input.commit } },
       { name: 'tree', digest: { gitTree: tree } },
     ],
     predicateType: PREDICATE_TYPE,
     predicate: {
-      session: p.session,
+      session: proposal.session,
       agent: {
         name: typeof start?.agent === 'string' ? start.agent : null,
         version: typeof start?.agentVersion === 'string' ? start.agentVersion : null,
       },
-      proposal: { id: p.id, hash: p.hash, base: p.base, head: p.head, tree },
-      baseCommit: p.base,
-      policy: { hash: p.policyHash, review: requirement(store, p, st) },
+      proposal: { id: proposal.id, hash: proposal.hash, base: proposal.base, head: proposal.head, tree },
+      baseCommit: proposal.base,
+      policy: { hash: proposal.policyHash, review: requirement(store, proposal, st) },
       // rule, severity and place only: a message may quote what the check saw
-      findings: p.findings.map((f) => ({
+      findings: proposal.findings.map((f) => ({
         rule: f.rule,
         severity: f.severity,
         file: f.file,
@@ -87,11 +87,11 @@ export function buildStatement(i: ProvenanceInput): ProvenanceStatement {
       approvals: events.map((e) => ({
         by: e.data.by as string,
         time: e.ts,
-        proposalHash: p.hash,
+        proposalHash: proposal.hash,
         override: !!e.data.override,
         eventId: e.id,
       })),
-      appliedBy: i.appliedBy,
+      appliedBy: input.appliedBy,
       audit: {
         checkpoint: cp,
         publicKey: auditPub,

@@ -194,25 +194,25 @@ export function localApprovalRelay(
 export function rejectProposal(
   store: AuditStore,
   id: number,
-  o: { as?: string; reason: string; env?: NodeJS.ProcessEnv },
+  options: { as?: string; reason: string; env?: NodeJS.ProcessEnv },
 ): { proposal: Proposal; by: string } {
-  if (!o.reason?.trim())
+  if (!options.reason?.trim())
     throw new AirlockError(
       'USAGE',
       'a rejection needs --reason TEXT',
       'say what is wrong so the next session can fix it',
     );
-  assertOutsideSandbox(store, o.env);
+  assertOutsideSandbox(store, options.env);
   const p = requireProposal(store, id);
   refuseFinal(p, proposalStatus(store, p), 'rejected');
-  const who = humanIdentity(o.as);
+  const who = humanIdentity(options.as);
   insertDecision(store, {
     proposalId: p.id,
     kind: 'reject',
     by: who.identity,
     bySource: who.source,
     proposalHash: p.hash,
-    reason: o.reason.trim(),
+    reason: options.reason.trim(),
     override: false,
     data: {},
   });
@@ -222,7 +222,7 @@ export function rejectProposal(
     severity: 'info',
     decision: 'deny',
     rule: 'review.human',
-    data: { proposal: p.id, hash: p.hash, by: who.identity, source: who.source, reason: o.reason.trim() },
+    data: { proposal: p.id, hash: p.hash, by: who.identity, source: who.source, reason: options.reason.trim() },
   });
   return { proposal: p, by: who.identity };
 }

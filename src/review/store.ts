@@ -105,11 +105,11 @@ function toProposal(r: PRow): Proposal {
 
 export function insertProposal(
   store: AuditStore,
-  p: Omit<Proposal, 'id' | 'created'>,
+  proposal: Omit<Proposal, 'id' | 'created'>,
 ): { proposal: Proposal; created: boolean } {
   const existing = store.tables
     .prepare('SELECT * FROM review_proposals WHERE session = ? AND hash = ?')
-    .get(p.session, p.hash) as PRow | undefined;
+    .get(proposal.session, proposal.hash) as PRow | undefined;
   if (existing) return { proposal: toProposal(existing), created: false };
   const r = store.tables
     .prepare(
@@ -117,21 +117,21 @@ export function insertProposal(
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     )
     .run(
-      p.session,
-      p.hash,
+      proposal.session,
+      proposal.hash,
       new Date().toISOString(),
-      p.resultRepo,
-      p.base,
-      p.head,
-      JSON.stringify(p.commits),
-      p.diffSha256,
-      p.repo,
-      p.baseRef,
-      p.startedBy,
-      p.policyHash,
-      JSON.stringify(p.policy),
-      JSON.stringify(p.findings),
-      JSON.stringify(p.stats),
+      proposal.resultRepo,
+      proposal.base,
+      proposal.head,
+      JSON.stringify(proposal.commits),
+      proposal.diffSha256,
+      proposal.repo,
+      proposal.baseRef,
+      proposal.startedBy,
+      proposal.policyHash,
+      JSON.stringify(proposal.policy),
+      JSON.stringify(proposal.findings),
+      JSON.stringify(proposal.stats),
     );
   return { proposal: getProposal(store, Number(r.lastInsertRowid))!, created: true };
 }

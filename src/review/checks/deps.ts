@@ -60,7 +60,7 @@ function npmKind(name: string, spec: string): { kind: Kind; alias?: string } {
 }
 
 function parseNpm(text: string): Manifest {
-  const j = JSON.parse(text) as Record<string, unknown>;
+  const manifest = JSON.parse(text) as Record<string, unknown>;
   const deps = new Map<string, Dep>();
   for (const section of [
     'dependencies',
@@ -70,7 +70,7 @@ function parseNpm(text: string): Manifest {
     'overrides',
     'resolutions',
   ]) {
-    const o = j[section];
+    const o = manifest[section];
     if (!o || typeof o !== 'object' || Array.isArray(o)) continue;
     for (const [name, spec] of Object.entries(o as Record<string, unknown>)) {
       if (typeof spec !== 'string') continue;
@@ -79,7 +79,7 @@ function parseNpm(text: string): Manifest {
     }
   }
   const scripts = new Map<string, string>();
-  const s = j.scripts;
+  const s = manifest.scripts;
   if (s && typeof s === 'object') {
     for (const k of [
       'preinstall',
@@ -98,7 +98,7 @@ function parseNpm(text: string): Manifest {
     }
   }
   const registries: string[] = [];
-  const pc = j.publishConfig as Record<string, unknown> | undefined;
+  const pc = manifest.publishConfig as Record<string, unknown> | undefined;
   if (pc && typeof pc.registry === 'string') registries.push(pc.registry);
   return { eco: 'npm', deps, scripts, registries, lock: false };
 }
@@ -418,21 +418,21 @@ export function dependenciesCheck(files: ChangedFile[], policy: Policy): Finding
     }
     const popular = [...POPULAR[now.eco], ...cfg.popular];
     const addedNames: string[] = [];
-    for (const [k, d] of now.deps) {
+    for (const [k, dep] of now.deps) {
       const old = before?.deps.get(k);
-      if (old && old.spec === d.spec && old.kind === d.kind) continue;
-      const line = lineOf(file.newText, now.eco === 'npm' ? `"${d.name}"` : d.name);
-      const label = `${now.eco} package "${d.name}"${d.spec && d.kind === 'registry' ? `@${d.spec}` : ''}`;
+      if (old && old.spec === dep.spec && old.kind === dep.kind) continue;
+      const line = lineOf(file.newText, now.eco === 'npm' ? `"${dep.name}"` : dep.name);
+      const label = `${now.eco} package "${dep.name}"${dep.spec && dep.kind === 'registry' ? `@${dep.spec}` : ''}`;
       if (!old) {
-        if (now.lock) addedNames.push(`${d.name}@${d.spec}`);
-        else push('added', 'info', line, `adds ${label} (${d.section})`);
+        if (now.lock) addedNames.push(`${dep.name}@${dep.spec}`);
+        else push('added', 'info', line, `adds ${label} (${dep.section})`);
       }
-      const names = [d.name, ...(d.alias ? [d.alias] : [])];
+      const names = [dep.name, ...(dep.alias ? [dep.alias] : [])];
       for (const n of names) {
         const hit = deny.find(
           (x) =>
             normName(now.eco, x.name) === normName(now.eco, n) &&
-            (x.version === null || x.version === d.spec.replace(/^[=v^~]+/, '')),
+            (x.version === null || x.version === dep.spec.replace(/^[=v^~]+/, '')),
         );
         if (hit)
           push(
@@ -452,22 +452,22 @@ export function dependenciesCheck(files: ChangedFile[], policy: Policy): Finding
             );
         }
       }
-      if (d.kind === 'git' || d.kind === 'url' || d.kind === 'file') {
-        if (!(now.lock && d.kind === 'url'))
+      if (dep.kind === 'git' || dep.kind === 'url' || dep.kind === 'file') {
+        if (!(now.lock && dep.kind === 'url'))
           push(
             'source',
             'high',
             line,
-            `${label} comes from a ${d.kind === 'file' ? 'local path' : d.kind === 'git' ? 'git repository' : 'URL'} (${d.spec.slice(0, 200)}), not the registry: unpinned and unreviewed code`,
+            `${label} comes from a ${dep.kind === 'file' ? 'local path' : dep.kind === 'git' ? 'git repository' : 'URL'} (${dep.spec.slice(0, 200)}), not the registry: unpinned and unreviewed code`,
           );
       }
       if (
         old &&
         old.kind === 'registry' &&
-        d.kind === 'registry' &&
-        looseness(now.eco, d.spec) > looseness(now.eco, old.spec)
+        dep.kind === 'registry' &&
+        looseness(now.eco, dep.spec) > looseness(now.eco, old.spec)
       ) {
-        push('loosened', 'medium', line, `version range of "${d.name}" loosened from "${old.spec}" to "${d.spec}"`);
+        push('loosened', 'medium', line, `version range of "${dep.name}" loosened from "${old.spec}" to "${dep.spec}"`);
       }
     }
     if (addedNames.length)

@@ -117,31 +117,31 @@ function isLiteral(n: Node, L: Lang): boolean {
 }
 
 /** Built from run-time values: interpolation, concatenation or formatting with a non-literal. */
-function isDynamic(n: Node | null, L: Lang, depth = 0): boolean {
-  if (!n || depth > 4) return false;
-  switch (n.type) {
+function isDynamic(node: Node | null, lang: Lang, depth = 0): boolean {
+  if (!node || depth > 4) return false;
+  switch (node.type) {
     case 'parenthesized_expression':
-      return isDynamic(n.namedChildren[0] ?? null, L, depth + 1);
+      return isDynamic(node.namedChildren[0] ?? null, lang, depth + 1);
     case 'template_string':
-      return n.namedChildren.some((c) => c?.type === 'template_substitution');
+      return node.namedChildren.some((c) => c?.type === 'template_substitution');
     case 'string':
-      return L.py && n.namedChildren.some((c) => c?.type === 'interpolation');
+      return lang.py && node.namedChildren.some((c) => c?.type === 'interpolation');
     case 'concatenated_string':
-      return n.namedChildren.some((c) => isDynamic(c, L, depth + 1));
+      return node.namedChildren.some((c) => isDynamic(c, lang, depth + 1));
     case 'augmented_assignment_expression':
     case 'augmented_assignment':
       return true;
     case 'binary_expression':
     case 'binary_operator': {
-      const op = field(n, 'operator')?.text;
-      if (op !== '+' && !(L.py && op === '%')) return false;
-      const l = field(n, 'left');
-      const r = field(n, 'right');
-      return [l, r].some((x) => x && (!isLiteral(x, L) || isDynamic(x, L, depth + 1)));
+      const op = field(node, 'operator')?.text;
+      if (op !== '+' && !(lang.py && op === '%')) return false;
+      const l = field(node, 'left');
+      const r = field(node, 'right');
+      return [l, r].some((x) => x && (!isLiteral(x, lang) || isDynamic(x, lang, depth + 1)));
     }
     case 'call':
     case 'call_expression': {
-      const fn = field(n, 'function');
+      const fn = field(node, 'function');
       const name =
         fn?.type === 'attribute'
           ? field(fn, 'attribute')?.text
@@ -151,7 +151,7 @@ function isDynamic(n: Node | null, L: Lang, depth = 0): boolean {
       return name === 'format' || name === 'concat' || name === 'join' || name === 'replace';
     }
     case 'identifier':
-      return (L.assigns.get(n.text) ?? []).some((v) => v !== n && isDynamic(v, L, depth + 1));
+      return (lang.assigns.get(node.text) ?? []).some((v) => v !== node && isDynamic(v, lang, depth + 1));
     default:
       return false;
   }

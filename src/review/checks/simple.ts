@@ -28,13 +28,13 @@ export function globAny(globs: readonly string[], path: string): string | null {
 
 export async function secretsCheck(files: ChangedFile[], repo?: string): Promise<Finding[]> {
   const out: Finding[] = [];
-  for (const f of files) {
-    if (f.binary) {
+  for (const file of files) {
+    if (file.binary) {
       const found =
-        f.binaryStrings !== null
-          ? await scanText(f.binaryStrings, { path: f.path })
-          : f.large && repo
-            ? await scanLarge(repo, f)
+        file.binaryStrings !== null
+          ? await scanText(file.binaryStrings, { path: file.path })
+          : file.large && repo
+            ? await scanLarge(repo, file)
             : null;
       if (found) {
         for (const s of found) {
@@ -42,35 +42,35 @@ export async function secretsCheck(files: ChangedFile[], repo?: string): Promise
             check: 'secrets',
             rule: `secrets.${s.rule}`,
             severity: s.severity,
-            file: f.path,
+            file: file.path,
             line: 0,
             column: 0,
             message: `${s.message} inside a binary file (fingerprint ${s.fingerprint}); remove it and rotate the credential`,
             fingerprint: s.fingerprint,
           });
         }
-      } else if (f.status !== 'deleted' && f.newMode !== '160000' && f.newSize > 0) {
+      } else if (file.status !== 'deleted' && file.newMode !== '160000' && file.newSize > 0) {
         // not scanned is not clean: the binary heuristic is no way around the secrets check
         out.push({
           check: 'secrets',
           rule: 'secrets.unscanned-binary',
           severity: 'high',
-          file: f.path,
+          file: file.path,
           line: 0,
-          message: `file of ${f.newSize} bytes could not be scanned for secrets; review it by hand`,
+          message: `file of ${file.newSize} bytes could not be scanned for secrets; review it by hand`,
         });
       }
       continue;
     }
-    if (f.added.length === 0) continue;
-    const text = f.added.map((a) => a.text).join('\n');
-    for (const s of await scanText(text, { path: f.path })) {
-      const at = f.added[s.line - 1];
+    if (file.added.length === 0) continue;
+    const text = file.added.map((a) => a.text).join('\n');
+    for (const s of await scanText(text, { path: file.path })) {
+      const at = file.added[s.line - 1];
       out.push({
         check: 'secrets',
         rule: `secrets.${s.rule}`,
         severity: s.severity,
-        file: f.path,
+        file: file.path,
         line: at?.line ?? 0,
         column: s.column,
         message: `${s.message} (fingerprint ${s.fingerprint}); remove it and rotate the credential`,
@@ -159,45 +159,45 @@ export function unicodeCheck(files: ChangedFile[]): Finding[] {
     const named = pathFinding(file);
     if (named) out.push(named);
     if (file.binary) continue;
-    for (const a of file.added) {
-      let t = a.text;
-      if (a.line === 1 && t.startsWith('\uFEFF')) t = ' ' + t.slice(1); // a BOM at the start of a file is fine
-      if (t.endsWith('\r')) t = t.slice(0, -1);
-      let m = BIDI.exec(t);
-      if (m)
+    for (const added of file.added) {
+      let text = added.text;
+      if (added.line === 1 && text.startsWith('\uFEFF')) text = ' ' + text.slice(1); // a BOM at the start of a file is fine
+      if (text.endsWith('\r')) text = text.slice(0, -1);
+      let match = BIDI.exec(text);
+      if (match)
         out.push({
           check: 'unicode',
           rule: 'unicode.bidi',
           severity: 'critical',
           file: file.path,
-          line: a.line,
-          column: m.index + 1,
-          message: `bidirectional control ${cp(m[0])}: the code shown to a reviewer differs from what the compiler reads (Trojan Source, CVE-2021-42574)`,
+          line: added.line,
+          column: match.index + 1,
+          message: `bidirectional control ${cp(match[0])}: the code shown to a reviewer differs from what the compiler reads (Trojan Source, CVE-2021-42574)`,
         });
-      m = INVISIBLE.exec(t);
-      if (m)
+      match = INVISIBLE.exec(text);
+      if (match)
         out.push({
           check: 'unicode',
           rule: 'unicode.invisible',
           severity: 'high',
           file: file.path,
-          line: a.line,
-          column: m.index + 1,
-          message: `invisible character ${cp(m[0])}: can hide or split identifiers and strings`,
+          line: added.line,
+          column: match.index + 1,
+          message: `invisible character ${cp(match[0])}: can hide or split identifiers and strings`,
         });
-      m = CONTROL.exec(t);
-      if (m)
+      match = CONTROL.exec(text);
+      if (match)
         out.push({
           check: 'unicode',
           rule: 'unicode.control',
           severity: 'medium',
           file: file.path,
-          line: a.line,
-          column: m.index + 1,
-          message: `control character ${cp(m[0])} in source text`,
+          line: added.line,
+          column: match.index + 1,
+          message: `control character ${cp(match[0])} in source text`,
         });
-      if (/[^\x00-\x7f]/.test(t)) {
-        for (const w of t.matchAll(WORD)) {
+      if (/[^\x00-\x7f]/.test(text)) {
+        for (const w of text.matchAll(WORD)) {
           const word = w[0];
           if (LATIN.test(word) && NON_LATIN_LOOKALIKE.test(word)) {
             const bad = [...word].find((c) => NON_LATIN_LOOKALIKE.test(c))!;
@@ -206,21 +206,21 @@ export function unicodeCheck(files: ChangedFile[]): Finding[] {
               rule: 'unicode.confusable',
               severity: 'high',
               file: file.path,
-              line: a.line,
+              line: added.line,
               column: (w.index ?? 0) + 1,
               message: `identifier mixes Latin with lookalike ${cp(bad)}: "${word.replace(/[^\x20-\x7e]/g, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`)}" is not the name it appears to be`,
             });
             break;
           }
         }
-        const fw = FULLWIDTH.exec(t);
+        const fw = FULLWIDTH.exec(text);
         if (fw)
           out.push({
             check: 'unicode',
             rule: 'unicode.confusable',
             severity: 'medium',
             file: file.path,
-            line: a.line,
+            line: added.line,
             column: fw.index + 1,
             message: `fullwidth character ${cp(fw[0])} looks like ASCII punctuation or letters`,
           });
@@ -232,46 +232,46 @@ export function unicodeCheck(files: ChangedFile[]): Finding[] {
 
 export function protectedPathsCheck(files: ChangedFile[], policy: Policy): Finding[] {
   const out: Finding[] = [];
-  for (const f of files) {
-    const g = globAny(policy.review.protectedPaths, f.path);
+  for (const file of files) {
+    const g = globAny(policy.review.protectedPaths, file.path);
     if (g)
       out.push({
         check: 'protectedPaths',
         rule: 'protectedPaths.protected',
         severity: 'medium',
-        file: f.path,
+        file: file.path,
         line: 0,
-        message: `${f.status} protected path (matches "${g}"): CI, hooks, build scripts and policy can run code or change the rules; escalated approval applies`,
+        message: `${file.status} protected path (matches "${g}"): CI, hooks, build scripts and policy can run code or change the rules; escalated approval applies`,
       });
-    if (f.newMode === '160000')
+    if (file.newMode === '160000')
       out.push({
         check: 'protectedPaths',
         rule: 'protectedPaths.submodule',
         severity: 'high',
-        file: f.path,
+        file: file.path,
         line: 0,
         message: 'adds or moves a submodule (gitlink): its content is fetched from elsewhere and is not in this diff',
       });
-    if (f.newMode === '120000') {
-      const target = (f.newText ?? '').trim();
-      const escapes = target.startsWith('/') || escapesRepo(f.path, target);
+    if (file.newMode === '120000') {
+      const target = (file.newText ?? '').trim();
+      const escapes = target.startsWith('/') || escapesRepo(file.path, target);
       out.push({
         check: 'protectedPaths',
         rule: 'protectedPaths.symlink',
         severity: escapes ? 'high' : 'low',
-        file: f.path,
+        file: file.path,
         line: 0,
         message: escapes
           ? `symlink points outside the repository (${JSON.stringify(target.slice(0, 200))})`
           : `symlink to ${JSON.stringify(target.slice(0, 200))}`,
       });
     }
-    if (f.newMode === '100755' && f.oldMode !== '100755' && f.status !== 'deleted')
+    if (file.newMode === '100755' && file.oldMode !== '100755' && file.status !== 'deleted')
       out.push({
         check: 'protectedPaths',
         rule: 'protectedPaths.executable',
         severity: 'low',
-        file: f.path,
+        file: file.path,
         line: 0,
         message: 'file becomes executable',
       });
