@@ -470,13 +470,13 @@ class BwrapSandbox implements Sandbox {
     return null;
   }
 
-  exec(argv: string[], o: ExecOptions): ExecHandle {
-    const env = { ...this.spec.env, ...(o.env ?? {}) };
-    const cwd = o.cwd ?? SANDBOX_WORKSPACE;
+  exec(argv: string[], options: ExecOptions): ExecHandle {
+    const env = { ...this.spec.env, ...(options.env ?? {}) };
+    const cwd = options.cwd ?? SANDBOX_WORKSPACE;
     resolveExecCommand({ stopped: this.stopped, argv, env, cwd, hostView: (p) => this.hostView(p) });
     const id = ++this.execCount;
     const traceFile = this.spec.trace ? join(this.spec.stateDir, 'trace', `${id}.log`) : null;
-    const l = this.spec.limits;
+    const limits = this.spec.limits;
     const bw = [...this.baseArgs, '--chdir', cwd, '--seccomp', '9'];
     for (const [k, v] of Object.entries(env)) bw.push('--setenv', k, v);
     // unprivileged: the user namespace denies setgroups, so keep our (already mapped) ids
@@ -502,7 +502,7 @@ class BwrapSandbox implements Sandbox {
         : this.shellLaunch(traceFile, ns, dropUid, [...bw, '--', ...argv]);
     closeInheritedDescriptors();
     const child = spawn(launch.file, launch.args, {
-      stdio: o.stdio === 'inherit' ? 'inherit' : ['pipe', 'pipe', 'pipe'],
+      stdio: options.stdio === 'inherit' ? 'inherit' : ['pipe', 'pipe', 'pipe'],
       cwd: '/',
       detached: true, // as the holder: terminal signals go to the supervisor, which ends the chain itself
       env: { ...spawnEnv, ...launch.env },
@@ -522,7 +522,7 @@ class BwrapSandbox implements Sandbox {
       child.once('close', (code, signal) => {
         this.drainTrace(live, true);
         if (signal === 'SIGXFSZ')
-          this.noteLimit('fileSize', `file size limit ${l.fileSizeMB} MiB exceeded (SIGXFSZ)`, { argv0: argv[0] });
+          this.noteLimit('fileSize', `file size limit ${limits.fileSizeMB} MiB exceeded (SIGXFSZ)`, { argv0: argv[0] });
         this.checkLimits();
         this.live.delete(live);
         res({ exitCode: code, signal, status: code ?? 128 + (signal ? signalNumber(signal) : 0) });
@@ -669,39 +669,39 @@ class BwrapSandbox implements Sandbox {
 
   private readBuf = Buffer.allocUnsafe(1 << 20); // one read buffer for every trace drain
 
-  private drainTrace(l: LiveExec, final: boolean): void {
-    if (!l.traceFile || !l.parser) return;
+  private drainTrace(live: LiveExec, final: boolean): void {
+    if (!live.traceFile || !live.parser) return;
     try {
-      if (l.fd === null) {
-        if (!existsSync(l.traceFile)) return;
-        l.fd = openSync(l.traceFile, 'r');
+      if (live.fd === null) {
+        if (!existsSync(live.traceFile)) return;
+        live.fd = openSync(live.traceFile, 'r');
       }
       for (;;) {
-        const n = readSync(l.fd, this.readBuf, 0, this.readBuf.length, l.offset);
+        const n = readSync(live.fd, this.readBuf, 0, this.readBuf.length, live.offset);
         if (n <= 0) break;
-        l.offset += n;
-        this.emitTrace(l.parser.push(l.decoder.write(this.readBuf.subarray(0, n))), l.parser.rootPid);
+        live.offset += n;
+        this.emitTrace(live.parser.push(live.decoder.write(this.readBuf.subarray(0, n))), live.parser.rootPid);
       }
       if (final) {
-        this.emitTrace([...l.parser.push(l.decoder.end()), ...l.parser.flush()], l.parser.rootPid);
-        closeSync(l.fd);
-        l.fd = null;
+        this.emitTrace([...live.parser.push(live.decoder.end()), ...live.parser.flush()], live.parser.rootPid);
+        closeSync(live.fd);
+        live.fd = null;
         // everything in it is now in the (redacted) audit log; the raw trace holds argv unredacted.
         // A trace some of whose events could not be recorded stays for recovery (src/session/recover.ts).
-        if (!l.incomplete) rmSync(l.traceFile, { force: true });
+        if (!live.incomplete) rmSync(live.traceFile, { force: true });
       }
     } catch (e) {
-      l.incomplete = true;
-      if (final && l.fd !== null) {
+      live.incomplete = true;
+      if (final && live.fd !== null) {
         try {
-          closeSync(l.fd);
+          closeSync(live.fd);
         } catch {
           /* */
         }
-        l.fd = null;
+        live.fd = null;
       }
       // Fail closed: a command whose processes can no longer be recorded does not go on.
-      for (const pid of descendants(l.child.pid ?? 0).reverse()) {
+      for (const pid of descendants(live.child.pid ?? 0).reverse()) {
         try {
           process.kill(pid, 'SIGKILL');
         } catch {

@@ -67,16 +67,16 @@ export const TRACED_SYSCALLS = [
 ];
 
 /** Decodes one C-style string literal body as strace prints it. */
-export function unescapeC(s: string): string {
+export function unescapeC(text: string): string {
   let out = '';
-  for (let i = 0; i < s.length; i++) {
-    const c = s[i]!;
+  for (let index = 0; index < text.length; index++) {
+    const c = text[index]!;
     if (c !== '\\') {
       out += c;
       continue;
     }
-    const n = s[++i];
-    switch (n) {
+    const escaped = text[++index];
+    switch (escaped) {
       case 'n':
         out += '\n';
         break;
@@ -99,19 +99,19 @@ export function unescapeC(s: string): string {
         out += '\\';
         break;
       case 'x': {
-        const h = s.slice(i + 1, i + 3);
+        const h = text.slice(index + 1, index + 3);
         out += String.fromCharCode(parseInt(h, 16));
-        i += 2;
+        index += 2;
         break;
       }
       default: {
-        if (n !== undefined && /[0-7]/.test(n)) {
-          let j = i;
+        if (escaped !== undefined && /[0-7]/.test(escaped)) {
+          let j = index;
           let oct = '';
-          while (j < s.length && oct.length < 3 && /[0-7]/.test(s[j]!)) oct += s[j++];
+          while (j < text.length && oct.length < 3 && /[0-7]/.test(text[j]!)) oct += text[j++];
           out += String.fromCharCode(parseInt(oct, 8));
-          i = j - 1;
-        } else if (n !== undefined) out += n;
+          index = j - 1;
+        } else if (escaped !== undefined) out += escaped;
       }
     }
   }
@@ -393,41 +393,41 @@ const TRACER_NOTES: Record<string, string> = {
 };
 
 export function classifyProbe(e: Probe): { rule: string; reason: string; severity: 'medium' | 'high' } | null {
-  const t = e.target;
+  const target = e.target;
   if (e.syscall === 'socket')
     return {
       rule: 'builtin.socket-families',
-      reason: `socket family ${t} refused (only AF_INET and AF_INET6 are allowed)`,
+      reason: `socket family ${target} refused (only AF_INET and AF_INET6 are allowed)`,
       severity: 'high',
     };
   if (NETWORK_SYSCALLS.has(e.syscall)) {
-    if (t.startsWith('unix:'))
+    if (target.startsWith('unix:'))
       return { rule: 'builtin.no-host-sockets', reason: 'unix socket connection refused', severity: 'high' };
-    if (/^(127\.0\.0\.1|\[::1\]):3128$/.test(t)) return null;
+    if (/^(127\.0\.0\.1|\[::1\]):3128$/.test(target)) return null;
     const what = e.syscall === 'connect' ? 'direct network connection' : 'datagram (UDP) sent';
-    return { rule: 'builtin.network-isolation', reason: `${what} to ${t} (${e.error})`, severity: 'high' };
+    return { rule: 'builtin.network-isolation', reason: `${what} to ${target} (${e.error})`, severity: 'high' };
   }
   if (e.error === 'EROFS')
-    return { rule: 'builtin.read-only-system', reason: `write to read-only path ${t}`, severity: 'medium' };
+    return { rule: 'builtin.read-only-system', reason: `write to read-only path ${target}`, severity: 'medium' };
   if (e.error === 'EACCES' || e.error === 'EPERM')
-    return { rule: 'builtin.permission', reason: `${e.syscall} ${t}: ${e.error}`, severity: 'medium' };
+    return { rule: 'builtin.permission', reason: `${e.syscall} ${target}: ${e.error}`, severity: 'medium' };
   if (
     e.error === 'ENOENT' &&
     /^\/(root|home\/(?!agent)[^/]+|proc\/(?!self|thread-self)\d+\/|run\/|var\/run\/|etc\/(shadow|sudoers|ssh\/))/.test(
-      t,
+      target,
     )
   ) {
     return {
       rule: 'builtin.host-invisible',
-      reason: `probe of host path ${t} (not visible in the sandbox)`,
+      reason: `probe of host path ${target} (not visible in the sandbox)`,
       severity: 'high',
     };
   }
   if (
-    /\/\.ssh\/|\/\.aws\/|\/\.config\/gcloud|\/\.kube\/|\/\.docker\/|\/\.netrc$/.test(t) &&
-    !t.startsWith(WORKSPACE + '/')
+    /\/\.ssh\/|\/\.aws\/|\/\.config\/gcloud|\/\.kube\/|\/\.docker\/|\/\.netrc$/.test(target) &&
+    !target.startsWith(WORKSPACE + '/')
   ) {
-    return { rule: 'builtin.credential-probe', reason: `probe of credential path ${t}`, severity: 'high' };
+    return { rule: 'builtin.credential-probe', reason: `probe of credential path ${target}`, severity: 'high' };
   }
   return null;
 }
@@ -457,52 +457,52 @@ export class TraceAuditor {
   convert(events: TraceEvent[], rootPid: number | null): AuditEventInput[] {
     const out: AuditEventInput[] = [];
     const session = this.session;
-    for (const e of events) {
-      if (e.kind === 'exec') {
-        if (e.pid === rootPid) continue;
-        if (e.ok) this.agentPids.add(e.pid);
-        else if (!this.isAgent(e.pid, e.ppid)) continue; // bwrap's own PATH lookups before the agent starts
+    for (const event of events) {
+      if (event.kind === 'exec') {
+        if (event.pid === rootPid) continue;
+        if (event.ok) this.agentPids.add(event.pid);
+        else if (!this.isAgent(event.pid, event.ppid)) continue; // bwrap's own PATH lookups before the agent starts
         out.push({
-          type: e.ok ? 'process.exec' : 'process.exec_failed',
+          type: event.ok ? 'process.exec' : 'process.exec_failed',
           session,
           data: {
-            pid: e.pid,
-            ppid: e.ppid,
-            argv: e.argv,
-            path: e.path,
-            cwd: e.cwd,
-            ts: e.ts,
-            ...(e.error ? { error: e.error } : {}),
-            ...(e.unfinished ? { unfinished: true } : {}),
+            pid: event.pid,
+            ppid: event.ppid,
+            argv: event.argv,
+            path: event.path,
+            cwd: event.cwd,
+            ts: event.ts,
+            ...(event.error ? { error: event.error } : {}),
+            ...(event.unfinished ? { unfinished: true } : {}),
           },
         });
-      } else if (e.kind === 'exit') {
-        if (!this.isAgent(e.pid, e.ppid)) continue;
-        this.agentPids.delete(e.pid);
+      } else if (event.kind === 'exit') {
+        if (!this.isAgent(event.pid, event.ppid)) continue;
+        this.agentPids.delete(event.pid);
         out.push({
           type: 'process.exit',
           session,
           data: {
-            pid: e.pid,
-            ppid: e.ppid,
-            argv0: e.argv0,
-            exitCode: e.exitCode,
-            signal: e.signal,
-            start: e.startTs,
-            end: e.ts,
+            pid: event.pid,
+            ppid: event.ppid,
+            argv0: event.argv0,
+            exitCode: event.exitCode,
+            signal: event.signal,
+            start: event.startTs,
+            end: event.ts,
           },
         });
-      } else if (Object.hasOwn(TRACER_NOTES, e.syscall)) {
+      } else if (Object.hasOwn(TRACER_NOTES, event.syscall)) {
         out.push({
           type: 'sandbox.trace_error',
           session,
           severity: 'high',
           rule: 'builtin.telemetry-required',
-          data: { error: TRACER_NOTES[e.syscall] },
+          data: { error: TRACER_NOTES[event.syscall] },
         });
       } else {
-        if (!this.isAgent(e.pid, e.ppid)) continue;
-        const p = classifyProbe(e);
+        if (!this.isAgent(event.pid, event.ppid)) continue;
+        const p = classifyProbe(event);
         if (p)
           out.push({
             type: 'sandbox.denied',
@@ -511,11 +511,11 @@ export class TraceAuditor {
             decision: 'deny',
             rule: p.rule,
             data: {
-              pid: e.pid,
-              argv0: e.argv0,
-              syscall: e.syscall,
-              target: e.target,
-              error: e.error,
+              pid: event.pid,
+              argv0: event.argv0,
+              syscall: event.syscall,
+              target: event.target,
+              error: event.error,
               reason: p.reason,
             },
           });

@@ -264,20 +264,20 @@ class GvisorSandbox implements Sandbox {
   }
 
   private async startHolder(): Promise<void> {
-    const s = this.spec;
+    const spec = this.spec;
     const { uid, gid } = this.layout.agentIds;
     const script = [
       'set -e',
       // runsc re-executes /proc/self/exe: /proc must be this pid namespace's
       'mount -t proc -o nosuid,nodev,noexec proc /proc',
       `S=${shellQuote(this.layout.mnt)}`,
-      `mount -t tmpfs -o size=${s.limits.diskMB}m,mode=0755,nosuid,nodev tmpfs "$S"`,
+      `mount -t tmpfs -o size=${spec.limits.diskMB}m,mode=0755,nosuid,nodev tmpfs "$S"`,
       'mkdir -p "$S/upper" "$S/work" "$S/merged" "$S/tmp" "$S/vartmp" "$S/shm" "$S/home" "$S/runsc" "$S/log" "$S/proc"',
       // runsc's state and the sentry's log (argv and paths unredacted) live and die with the holder
       'chmod 0700 "$S/runsc" "$S/log" "$S/proc"',
       'chmod 1777 "$S/tmp" "$S/vartmp" "$S/shm"',
       `chown ${uid}:${gid} "$S/upper" "$S/tmp" "$S/vartmp" "$S/home"`,
-      `mount -t overlay overlay -o ${shellQuote(`lowerdir=${s.lowerDirs.join(':')},upperdir=`)}"$S/upper",workdir="$S/work" "$S/merged"`,
+      `mount -t overlay overlay -o ${shellQuote(`lowerdir=${spec.lowerDirs.join(':')},upperdir=`)}"$S/upper",workdir="$S/work" "$S/merged"`,
       'echo ready',
       'set +e',
       'read stop',
@@ -302,7 +302,7 @@ class GvisorSandbox implements Sandbox {
       ],
       {
         stdio: ['pipe', 'pipe', 'pipe'],
-        env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', AIRLOCK_SESSION: s.session },
+        env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', AIRLOCK_SESSION: spec.session },
         cwd: '/',
         detached: true,
       },
@@ -554,9 +554,9 @@ class GvisorSandbox implements Sandbox {
     return null;
   }
 
-  exec(argv: string[], o: ExecOptions): ExecHandle {
-    const env = { ...this.spec.env, ...(o.env ?? {}) };
-    const cwd = o.cwd ?? GVISOR_WORKSPACE;
+  exec(argv: string[], options: ExecOptions): ExecHandle {
+    const env = { ...this.spec.env, ...(options.env ?? {}) };
+    const cwd = options.cwd ?? GVISOR_WORKSPACE;
     const path = resolveExecCommand({ stopped: this.stopped, argv, env, cwd, hostView: (p) => this.hostView(p) });
     const n = ++this.execCount;
     // in the holder's tmpfs (argv unredacted): runsc reads them there, the host through /proc/<holder>/root
@@ -567,7 +567,7 @@ class GvisorSandbox implements Sandbox {
       mode: 0o600,
     });
     closeInheritedDescriptors();
-    const stdio = o.stdio === 'inherit' ? ownedStdio() : (['pipe', 'pipe', 'pipe'] as const);
+    const stdio = options.stdio === 'inherit' ? ownedStdio() : (['pipe', 'pipe', 'pipe'] as const);
     let child: ChildProcess;
     try {
       child = spawn(
@@ -592,7 +592,7 @@ class GvisorSandbox implements Sandbox {
     } finally {
       for (const fd of stdio) if (typeof fd === 'number') closeSync(fd);
     }
-    if (o.stdio === 'inherit') relayStdio(child);
+    if (options.stdio === 'inherit') relayStdio(child);
     const live: LiveExec = { child, pidFile: hostView(pidFile), internalPid: null, argv, path, cwd, announced: false };
     this.live.add(live);
     const done = new Promise<ExecResult>((res) => {
