@@ -203,18 +203,18 @@ const sortedHits = (r: RuleRun, words: readonly string[]) =>
 /** Reads one shell word at `i`: quotes removed, its raw end returned. */
 function shellWord(text: string, i: number): { value: string; end: number } {
   let value = '';
-  let j = i;
-  while (j < text.length && j - i < 1024) {
-    const c = text[j]!;
-    if (c === "'") {
-      const k = text.indexOf("'", j + 1);
-      if (k < 0 || text.slice(j, k).includes('\n')) break;
-      value += text.slice(j + 1, k);
-      j = k + 1;
+  let end = i;
+  while (end < text.length && end - i < 1024) {
+    const char = text[end]!;
+    if (char === "'") {
+      const k = text.indexOf("'", end + 1);
+      if (k < 0 || text.slice(end, k).includes('\n')) break;
+      value += text.slice(end + 1, k);
+      end = k + 1;
       continue;
     }
-    if (c === '"') {
-      let k = j + 1;
+    if (char === '"') {
+      let k = end + 1;
       while (k < text.length && text[k] !== '"' && text[k] !== '\n') {
         if (text[k] === '\\') {
           value += text[k + 1] ?? '';
@@ -225,19 +225,19 @@ function shellWord(text: string, i: number): { value: string; end: number } {
         }
       }
       if (text[k] !== '"') break;
-      j = k + 1;
+      end = k + 1;
       continue;
     }
-    if (c === '\\' && text[j + 1] !== '\n' && text[j + 1] !== '\r') {
-      value += text[j + 1] ?? '';
-      j += 2;
+    if (char === '\\' && text[end + 1] !== '\n' && text[end + 1] !== '\r') {
+      value += text[end + 1] ?? '';
+      end += 2;
       continue;
     }
-    if (/[\s;|&<>)]/.test(c)) break;
-    value += c;
-    j++;
+    if (/[\s;|&<>)]/.test(char)) break;
+    value += char;
+    end++;
   }
-  return { value, end: j };
+  return { value, end: end };
 }
 
 /** The secret in a flag value and why it is (or is not) one. */

@@ -106,19 +106,19 @@ export function printableRuns(latin1: string): string {
 
 export async function judgeFile(job: JudgeJob): Promise<Verdict> {
   const abs = Buffer.from(job.abs.buffer, job.abs.byteOffset, job.abs.byteLength);
-  const r = readNoFollowBytes(abs, job.maxBytes);
-  if (r.kind === 'skip') {
-    if (r.reason === 'symlink' || r.reason === 'not-a-regular-file') return { v: 'skip' };
-    if (r.reason === 'too-large' && job.streamLarge) return judgeStream(abs, job);
+  const read = readNoFollowBytes(abs, job.maxBytes);
+  if (read.kind === 'skip') {
+    if (read.reason === 'symlink' || read.reason === 'not-a-regular-file') return { v: 'skip' };
+    if (read.reason === 'too-large' && job.streamLarge) return judgeStream(abs, job);
     return {
       v: 'hide',
-      reason: r.reason,
-      rule: r.reason === 'too-large' ? 'secrets.workspace.maxFileKB' : 'secrets.workspace.mode',
-      extra: r.size ? { size: r.size } : {},
+      reason: read.reason,
+      rule: read.reason === 'too-large' ? 'secrets.workspace.maxFileKB' : 'secrets.workspace.mode',
+      extra: read.size ? { size: read.size } : {},
     };
   }
-  const text = r.binary ? printableRunsOf(r.data) : r.data.toString('utf8');
-  if (r.binary && !text) return { v: 'clean', scanned: 0, binary: true }; // nothing printable: cannot hold a secret
+  const text = read.binary ? printableRunsOf(read.data) : read.data.toString('utf8');
+  if (read.binary && !text) return { v: 'clean', scanned: 0, binary: true }; // nothing printable: cannot hold a secret
   let findings: SecretFinding[];
   try {
     findings = await scanText(text, { path: job.rel, allowlist: job.allowlist });
@@ -138,10 +138,10 @@ export async function judgeFile(job: JudgeJob): Promise<Verdict> {
       extra: { findings: summary(findings) },
     };
   }
-  if (!findings.length) return { v: 'clean', scanned: text.length, binary: r.binary };
+  if (!findings.length) return { v: 'clean', scanned: text.length, binary: read.binary };
   const keyOnly = findings.some((f) => f.rule === 'private-key') && text.trim().startsWith('-----BEGIN');
-  if (job.mode === 'hide' || r.binary || keyOnly) {
-    const reason = job.mode === 'hide' ? 'secret' : r.binary ? 'binary-with-secret' : 'private-key-file';
+  if (job.mode === 'hide' || read.binary || keyOnly) {
+    const reason = job.mode === 'hide' ? 'secret' : read.binary ? 'binary-with-secret' : 'private-key-file';
     return { v: 'hide', reason, rule: 'secrets.workspace.mode', extra: { findings: summary(findings) } };
   }
   return { v: 'redact', findings };

@@ -74,11 +74,11 @@ function buildAutomaton(words: string[]): Automaton {
     }
     ends[s]!.push(wi);
   });
-  const n = gotoRows.length;
+  const rowCount = gotoRows.length;
   const { classes, count } = alphabetClasses(words);
   // the classic complete DFA over ASCII (failure links folded in), then compressed to classes
-  const full = new Int32Array(n * ALPHABET);
-  const fail = new Int32Array(n);
+  const full = new Int32Array(rowCount * ALPHABET);
+  const fail = new Int32Array(rowCount);
   const out: number[][] = ends.map((e) => [...e]);
   const queue: number[] = [];
   for (let c = 0; c < ALPHABET; c++) {
@@ -103,8 +103,8 @@ function buildAutomaton(words: string[]): Automaton {
     }
   }
   // Class 0 (a character no anchor uses) leads every state back to the root, as in `full`.
-  const delta = new Int32Array(n * count);
-  for (let s = 0; s < n; s++) {
+  const delta = new Int32Array(rowCount * count);
+  for (let s = 0; s < rowCount; s++) {
     for (let c = 0; c < ALPHABET; c++) {
       const cls = classes[c]!;
       if (cls === 0 || (c >= 65 && c <= 90)) continue; // upper case moves like its lower case

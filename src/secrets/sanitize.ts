@@ -234,36 +234,36 @@ export async function sanitizeEntries(
   const binaryPaths = ws.binaryPaths.map(compileGlob);
   const maxBytes = ws.maxFileKB * 1024;
   const streamLarge = (e: SanitizeEntry) => binaryPaths.some((g) => g.test(e.rel));
-  for (const e of entries) {
-    const glob = hideGlobFor(e.rel, hide);
+  for (const entry of entries) {
+    const glob = hideGlobFor(entry.rel, hide);
     if (glob) {
-      actions.set(e, { v: 'glob', glob });
+      actions.set(entry, { v: 'glob', glob });
       continue;
     }
-    if (e.kind === 'symlink') {
-      keep.push(e);
+    if (entry.kind === 'symlink') {
+      keep.push(entry);
       continue;
     }
-    const hit = e.blob ? cache?.get(e.blob, e.rel) : undefined;
+    const hit = entry.blob ? cache?.get(entry.blob, entry.rel) : undefined;
     if (hit) {
-      actions.set(e, hit);
+      actions.set(entry, hit);
       res.cached++;
-      if (hit.v === 'clean') keep.push(e);
+      if (hit.v === 'clean') keep.push(entry);
       continue;
     }
-    if (e.size !== undefined && e.size > maxBytes && !streamLarge(e)) {
+    if (entry.size !== undefined && entry.size > maxBytes && !streamLarge(entry)) {
       // hidden whatever it holds: never read (nor written)
       const v: Verdict = {
         v: 'hide',
         reason: 'too-large',
         rule: 'secrets.workspace.maxFileKB',
-        extra: { size: e.size },
+        extra: { size: entry.size },
       };
-      actions.set(e, v);
-      if (e.blob) cache?.put(e.blob, e.rel, v);
+      actions.set(entry, v);
+      if (entry.blob) cache?.put(entry.blob, entry.rel, v);
       continue;
     }
-    toJudge.push(e);
+    toJudge.push(entry);
   }
   const { pool, lanes } = choosePool(toJudge, opts);
   const judge = (list: SanitizeEntry[]) =>
@@ -296,47 +296,50 @@ export async function sanitizeEntries(
 }
 
 function apply(
-  e: SanitizeEntry,
-  a: Verdict | { v: 'glob'; glob: string },
+  entry: SanitizeEntry,
+  verdict: Verdict | { v: 'glob'; glob: string },
   record: RecordFn,
   res: SanitizeResult,
 ): void {
   const hide = (reason: string, rule: string, extra: Record<string, unknown>) => {
     try {
-      unlinkSync(e.abs);
+      unlinkSync(entry.abs);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     } // the entry itself, never a link's target
     res.hidden.push({
-      file: e.rel,
+      file: entry.rel,
       reason,
       rule,
       ...(typeof extra.size === 'number' ? { size: extra.size } : {}),
-      ...(e.key !== undefined ? { key: e.key } : {}),
+      ...(entry.key !== undefined ? { key: entry.key } : {}),
     });
     record({
       type: 'secrets.hidden',
       severity: reason === 'glob' ? 'info' : 'medium',
       decision: 'deny',
       rule,
-      data: { file: e.rel, reason, ...extra },
+      data: { file: entry.rel, reason, ...extra },
     });
   };
-  if (a.v === 'glob')
-    return hide('glob', 'secrets.workspace.hide', { glob: a.glob, ...(e.kind === 'symlink' ? { symlink: true } : {}) });
-  if (a.v === 'hide') return hide(a.reason, a.rule, a.extra);
-  if (a.v !== 'redact') return;
-  const r = readNoFollow(e.abs, Number.MAX_SAFE_INTEGER);
+  if (verdict.v === 'glob')
+    return hide('glob', 'secrets.workspace.hide', {
+      glob: verdict.glob,
+      ...(entry.kind === 'symlink' ? { symlink: true } : {}),
+    });
+  if (verdict.v === 'hide') return hide(verdict.reason, verdict.rule, verdict.extra);
+  if (verdict.v !== 'redact') return;
+  const r = readNoFollow(entry.abs, Number.MAX_SAFE_INTEGER);
   if (r.kind !== 'text') return hide('unreadable', 'secrets.workspace.mode', {});
-  atomicWrite(e.abs, applyRedactions(r.text, a.findings), r.mode);
-  for (const f of a.findings) {
-    res.redacted.push({ ...f, file: e.rel });
+  atomicWrite(entry.abs, applyRedactions(r.text, verdict.findings), r.mode);
+  for (const f of verdict.findings) {
+    res.redacted.push({ ...f, file: entry.rel });
     record({
       type: 'secrets.redacted',
       severity: f.severity === 'medium' ? 'low' : 'medium',
       decision: null,
       rule: 'secrets.workspace.mode',
-      data: { file: e.rel, line: f.line, column: f.column, rule: f.rule, fingerprint: f.fingerprint },
+      data: { file: entry.rel, line: f.line, column: f.column, rule: f.rule, fingerprint: f.fingerprint },
     });
   }
 }

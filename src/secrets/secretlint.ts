@@ -159,12 +159,12 @@ export async function secretlintHits(
     options: { config: { rules }, maskSecrets: true, noPhysicFilePath: !path },
   });
   const out: RawHit[] = [];
-  for (const m of result.messages) {
-    if (m.type !== 'message') continue;
-    const short = m.ruleId.replace(/^@secretlint\/secretlint-rule-/, '');
-    const [start, end] = valueSpan(text, short, m.messageId, m.range[0], m.range[1]);
+  for (const message of result.messages) {
+    if (message.type !== 'message') continue;
+    const short = message.ruleId.replace(/^@secretlint\/secretlint-rule-/, '');
+    const [start, end] = valueSpan(text, short, message.messageId, message.range[0], message.range[1]);
     const value = text.slice(start, end);
-    const rule = `secretlint/${short}/${m.messageId}`;
+    const rule = `secretlint/${short}/${message.messageId}`;
     if (OUR_MARKER.test(value)) continue; // a password already replaced by our marker
     // ghp_xxxxxxxx…, sk_live_AAAA…: the part after the vendor prefix is a placeholder
     const body =
@@ -173,7 +173,7 @@ export async function secretlintHits(
         : value.slice(/^[A-Za-z0-9]{1,12}[_.-](?:[a-z]{1,8}[_.-])?/.exec(value)?.[0].length ?? 0);
     const not =
       (body ? notSecretReason(value, { body }) : undefined) ??
-      (short === 'slack' && m.messageId !== 'IncomingWebhook' ? slackShapeReason(value) : undefined);
+      (short === 'slack' && message.messageId !== 'IncomingWebhook' ? slackShapeReason(value) : undefined);
     if (not) {
       if (opts.suppressed && opts.suppressed.length < MAX_SUPPRESSED)
         opts.suppressed.push({ rule, start, end, reason: not });
@@ -183,11 +183,11 @@ export async function secretlintHits(
     out.push({
       rule,
       severity,
-      message: `secretlint ${short}: ${m.messageId}`,
+      message: `secretlint ${short}: ${message.messageId}`,
       start,
       end,
       priority: 1.5,
-      why: `secretlint preset rule ${short} (${m.messageId})`,
+      why: `secretlint preset rule ${short} (${message.messageId})`,
     });
   }
   return out;

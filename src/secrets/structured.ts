@@ -49,8 +49,8 @@ function pemBody(text: string, bodyStart: number, ends: { at: number; len: numbe
 export const privateKeyRule: FunctionRule = {
   id: 'private-key',
   anchors: ['private key'],
-  run(r: RuleRun): void {
-    const { text } = r;
+  run(ruleRun: RuleRun): void {
+    const { text } = ruleRun;
     const ends = pemEnds(text);
     PEM_BEGIN.lastIndex = 0;
     for (let m = PEM_BEGIN.exec(text); m; m = PEM_BEGIN.exec(text)) {
@@ -76,11 +76,11 @@ export const privateKeyRule: FunctionRule = {
                   ? `key body entropy ${entropy(b64).toFixed(2)} < 4 bits/char`
                   : undefined;
       if (reject) {
-        suppress(r, 'private-key', start, end, reject);
+        suppress(ruleRun, 'private-key', start, end, reject);
         PEM_BEGIN.lastIndex = Math.max(PEM_BEGIN.lastIndex, bodyStart);
         continue;
       }
-      r.out.push({
+      ruleRun.out.push({
         rule: 'private-key',
         severity: 'critical',
         message: `${kind} private key block`,
@@ -199,8 +199,8 @@ const K8S_SECRET_KIND = /^[ \t]*kind:[ \t]*["']?secret["']?[ \t]*$/im;
 export const k8sSecretDataRule: FunctionRule = {
   id: 'k8s-secret-data',
   anchors: ['kind: secret', 'kind: "secret"', "kind: 'secret'", 'kind:secret'],
-  run(r: RuleRun): void {
-    for (const doc of yamlDocuments(r.text)) {
+  run(ruleRun: RuleRun): void {
+    for (const doc of yamlDocuments(ruleRun.text)) {
       if (!K8S_SECRET_KIND.test(doc.text)) continue;
       const data = /^([ \t]*)data:[ \t]*\r?$/m.exec(doc.text);
       if (!data) continue;
@@ -225,10 +225,10 @@ export const k8sSecretDataRule: FunctionRule = {
               ? notSecretReason(plain, { password: true })
               : undefined;
         if (why) {
-          suppress(r, 'k8s-secret-data', start, start + v.length, `decoded value: ${why}`);
+          suppress(ruleRun, 'k8s-secret-data', start, start + v.length, `decoded value: ${why}`);
           continue;
         }
-        r.out.push({
+        ruleRun.out.push({
           rule: 'k8s-secret-data',
           severity: 'high',
           message: `Kubernetes Secret data value (${kv[1]}, base64)`,
