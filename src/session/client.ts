@@ -109,7 +109,7 @@ function safeRead(p: string): string {
 export async function request(
   home: string,
   id: string,
-  f: Frame,
+  frame: Frame,
   io?: { stdout?: NodeJS.WritableStream; stderr?: NodeJS.WritableStream; stdin?: NodeJS.ReadableStream },
 ): Promise<Frame> {
   const path = socketPath(home, id);
@@ -132,11 +132,11 @@ export async function request(
       ),
     );
     sock.on('connect', () => {
-      send(sock, f);
-      if (f.t === 'exec' && io?.stdin) {
+      send(sock, frame);
+      if (frame.t === 'exec' && io?.stdin) {
         io.stdin.on('data', (d: Buffer) => send(sock, { t: 'in', d: Buffer.from(d).toString('base64') }));
         io.stdin.on('end', () => send(sock, { t: 'eof' }));
-      } else if (f.t === 'exec') send(sock, { t: 'eof' });
+      } else if (frame.t === 'exec') send(sock, { t: 'eof' });
     });
     frames(sock, (g) => {
       if (g.t === 'out') io?.stdout?.write(Buffer.from(g.d, 'base64'));

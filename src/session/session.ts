@@ -265,15 +265,15 @@ export class Session {
     if (this.state === 'running' || this.state === 'paused') void this.stop(this.stopReason);
   }
 
-  static async open(o: OpenSessionOptions = {}, store?: AuditStore): Promise<Session> {
-    const env = o.env ?? process.env;
-    const home = ensureHome(o.home ?? env.AIRLOCK_HOME ?? undefined);
+  static async open(options: OpenSessionOptions = {}, store?: AuditStore): Promise<Session> {
+    const env = options.env ?? process.env;
+    const home = ensureHome(options.home ?? env.AIRLOCK_HOME ?? undefined);
     // Base first from the flag or HEAD, then read the policy as of that commit.
-    const { repo, base, sources } = o.origin ?? readSessionOrigin(o, env);
+    const { repo, base, sources } = options.origin ?? readSessionOrigin(options, env);
     // Caller grants (agent profiles: credentials.brokered); --allow-host values go to the gateway as grants.
-    const policy = policyAt({ sources }, o.grants, o.shadowPolicy);
+    const policy = policyAt({ sources }, options.grants, options.shadowPolicy);
     phase('session.policy');
-    const { layers, disabled } = resolveLayers(o.layers);
+    const { layers, disabled } = resolveLayers(options.layers);
     assertRoomToRecord(home.root);
     const ownsStore = !store;
     const st = store ?? new AuditStore(home.auditDb);
@@ -293,13 +293,13 @@ export class Session {
       home,
       store: st,
       ownsStore,
-      agent: o.agent ?? 'generic',
+      agent: options.agent ?? 'generic',
       layers,
       disabledLayers: disabled,
-      onEvent: o.onEvent,
+      onEvent: options.onEvent,
     });
     try {
-      await s.start(o, env);
+      await s.start(options, env);
     } catch (e) {
       s.note({ type: 'session.failed', severity: 'high', data: { error: e instanceof Error ? e.message : String(e) } });
       await s.teardown();
