@@ -132,24 +132,24 @@ export async function answerSharedAsk(
  */
 export async function relayAnswers(
   local: AuditStore,
-  c: pg.ClientBase,
+  client: pg.ClientBase,
   pendingLocal: number[],
   answerLocally: (id: number, decision: 'allow' | 'deny', by: string, reason: string) => void,
 ): Promise<number> {
   if (pendingLocal.length === 0) return 0;
   const log = logId(local);
   const rows = (
-    await c.query<{ ask_id: string; decision: 'allow' | 'deny'; by: string; reason: string }>(
+    await client.query<{ ask_id: string; decision: 'allow' | 'deny'; by: string; reason: string }>(
       'SELECT ask_id, decision, by, reason FROM airlock.answers WHERE log_id = $1 AND ask_id = ANY($2::bigint[]) ORDER BY ts',
       [log, pendingLocal],
     )
   ).rows;
   let applied = 0;
   for (const a of rows) {
-    await c.query('BEGIN');
+    await client.query('BEGIN');
     try {
       const claimed = (
-        await c.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock(hashtext($1), $2::int) AS ok', [
+        await client.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock(hashtext($1), $2::int) AS ok', [
           log,
           Number(a.ask_id) % 2 ** 31,
         ])
@@ -163,7 +163,7 @@ export async function relayAnswers(
         }
       }
     } finally {
-      await c.query('COMMIT');
+      await client.query('COMMIT');
     }
   }
   return applied;
@@ -230,19 +230,19 @@ export async function otherHostsProposals(
     }>(PROPOSALS, [exceptLogId, limit])
   ).rows;
   const latest = new Map<string, number>();
-  const out = rows.flatMap<SharedProposal>((r) => {
-    const d = parseData(r.data) as {
+  const out = rows.flatMap<SharedProposal>((row) => {
+    const data = parseData(row.data) as {
       proposal?: unknown;
       hash?: unknown;
       stats?: SharedProposal['stats'];
       findings?: unknown;
       blocking?: unknown;
     };
-    if (typeof d.proposal !== 'number') return [];
-    const key = `${r.log_id}\n${r.session}`;
-    latest.set(key, Math.max(latest.get(key) ?? 0, d.proposal));
-    const kinds = r.decisions.map((x) => x[0]);
-    const approvals = r.decisions.filter((x) => x[0] === 'review.approved').map((x) => String(x[1] ?? ''));
+    if (typeof data.proposal !== 'number') return [];
+    const key = `${row.log_id}\n${row.session}`;
+    latest.set(key, Math.max(latest.get(key) ?? 0, data.proposal));
+    const kinds = row.decisions.map((x) => x[0]);
+    const approvals = row.decisions.filter((x) => x[0] === 'review.approved').map((x) => String(x[1] ?? ''));
     const state: SharedProposal['state'] = kinds.includes('review.applied')
       ? 'applied'
       : kinds.includes('review.rejected')
@@ -252,18 +252,18 @@ export async function otherHostsProposals(
           : 'pending';
     return [
       {
-        ref: refOf(d.proposal, r.log_id),
-        logId: r.log_id,
-        hostname: r.hostname,
-        id: d.proposal,
-        session: r.session,
-        created: r.ts,
-        hash: typeof d.hash === 'string' ? d.hash : null,
+        ref: refOf(data.proposal, row.log_id),
+        logId: row.log_id,
+        hostname: row.hostname,
+        id: data.proposal,
+        session: row.session,
+        created: row.ts,
+        hash: typeof data.hash === 'string' ? data.hash : null,
         state,
         approvals,
-        stats: isStats(d.stats) ? d.stats : null,
-        findings: Number(d.findings ?? 0),
-        blocking: Number(d.blocking ?? 0),
+        stats: isStats(data.stats) ? data.stats : null,
+        findings: Number(data.findings ?? 0),
+        blocking: Number(data.blocking ?? 0),
       },
     ];
   });

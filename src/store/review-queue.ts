@@ -10,11 +10,11 @@ import { otherHostsProposals, parseSharedRef, type SharedProposal } from './queu
 
 /** Queues an approval of another host's proposal, bound to the hash it has in the shared store. */
 export async function approveSharedProposal(
-  c: pg.ClientBase,
+  client: pg.ClientBase,
   ref: string,
   by: string,
   fromLogId: string,
-  o: { reason?: string; expectHash?: string } = {},
+  options: { reason?: string; expectHash?: string } = {},
 ): Promise<SharedProposal> {
   const parsed = parseSharedRef(ref);
   if (!parsed)
@@ -23,37 +23,37 @@ export async function approveSharedProposal(
       `${JSON.stringify(ref)} is not a proposal on another host`,
       'use the id shown by `airlock review list`, such as 3@1a2b3c4d',
     );
-  const p = (await otherHostsProposals(c, fromLogId)).find(
+  const proposal = (await otherHostsProposals(client, fromLogId)).find(
     (x) => x.id === parsed.askId && x.logId.startsWith(parsed.host),
   );
-  if (!p)
+  if (!proposal)
     throw new AirlockError(
       'NOT_FOUND',
       `no proposal ${ref} in the shared store`,
       'list them with `airlock review list`',
     );
-  if (p.state !== 'pending' && p.state !== 'approved')
+  if (proposal.state !== 'pending' && proposal.state !== 'approved')
     throw new AirlockError(
       'BAD_STATE',
-      `proposal ${ref} is ${p.state}; it cannot be approved`,
+      `proposal ${ref} is ${proposal.state}; it cannot be approved`,
       'review the newest one (`airlock review list`)',
     );
-  if (!p.hash)
+  if (!proposal.hash)
     throw new AirlockError(
       'BAD_STATE',
       `proposal ${ref} has no content hash in the shared store`,
       'approve it on its own host',
     );
-  if (o.expectHash !== undefined && o.expectHash !== p.hash) {
+  if (options.expectHash !== undefined && options.expectHash !== proposal.hash) {
     throw new AirlockError(
       'BAD_STATE',
-      `proposal ${ref} is not the change the reviewer saw (hash sha256:${p.hash.slice(0, 12)})`,
+      `proposal ${ref} is not the change the reviewer saw (hash sha256:${proposal.hash.slice(0, 12)})`,
       'reload the proposal and review it again',
     );
   }
-  const r = await c.query(
+  const r = await client.query(
     'INSERT INTO airlock.review_approvals (log_id, proposal_id, hash, by, from_log_id, reason) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING',
-    [p.logId, p.id, p.hash, by, fromLogId, o.reason?.trim() || null],
+    [proposal.logId, proposal.id, proposal.hash, by, fromLogId, options.reason?.trim() || null],
   );
   if (r.rowCount !== 1)
     throw new AirlockError(
@@ -61,7 +61,7 @@ export async function approveSharedProposal(
       `${by} already approved proposal ${ref}`,
       'a second approval must come from another reviewer',
     );
-  return p;
+  return proposal;
 }
 
 export interface RelayedApproval {
