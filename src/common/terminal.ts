@@ -7,13 +7,13 @@
 // C0 (but TAB and LF, handled by `keepNewlines`), DEL, C1, soft hyphen, Arabic letter
 // mark, Mongolian vowel separator, zero-width and directional marks, line/paragraph
 // separators, bidi embeddings/overrides/isolates, word joiner and invisible operators,
-// BOM, variation selectors, Hangul fillers, tag characters and lone surrogates.
-// eslint-disable-next-line no-misleading-character-class
+// BOM, variation selectors, Hangul fillers, tag characters and lone surrogates. The variation
+// selectors (combining marks) come first in the class so no-misleading-character-class does
+// not read them as combined with the character before.
 const UNSAFE =
-  /[\u0000-\u0008\u000A-\u001F\u007F-\u009F\u00AD\u061C\u115F\u1160\u180E\u200B-\u200F\u2028-\u202E\u2060-\u2069\uFEFF\uFE00-\uFE0F\u3164\uFFA0\uFFF9-\uFFFB\u{E0000}-\u{E01EF}]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/gu;
-// eslint-disable-next-line no-misleading-character-class
+  /[\uFE00-\uFE0F\u0000-\u0008\u000A-\u001F\u007F-\u009F\u00AD\u061C\u115F\u1160\u180E\u200B-\u200F\u2028-\u202E\u2060-\u2069\uFEFF\u3164\uFFA0\uFFF9-\uFFFB\u{E0000}-\u{E01EF}]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/gu;
 const UNSAFE_KEEP_NL =
-  /[\u0000-\u0008\u000B-\u001F\u007F-\u009F\u00AD\u061C\u115F\u1160\u180E\u200B-\u200F\u2028-\u202E\u2060-\u2069\uFEFF\uFE00-\uFE0F\u3164\uFFA0\uFFF9-\uFFFB\u{E0000}-\u{E01EF}]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/gu;
+  /[\uFE00-\uFE0F\u0000-\u0008\u000B-\u001F\u007F-\u009F\u00AD\u061C\u115F\u1160\u180E\u200B-\u200F\u2028-\u202E\u2060-\u2069\uFEFF\u3164\uFFA0\uFFF9-\uFFFB\u{E0000}-\u{E01EF}]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/gu;
 
 function tag(c: string): string {
   return `<U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}>`;

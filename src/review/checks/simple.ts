@@ -82,9 +82,10 @@ export async function secretsCheck(files: ChangedFile[], repo?: string): Promise
 }
 
 const BIDI = /[\u202A-\u202E\u2066-\u2069\u200E\u200F\u061C]/u;
-// eslint-disable-next-line no-misleading-character-class
+// Combining marks (U+034F, the variation selectors) first: no-misleading-character-class would
+// otherwise read each as combined with the character before it in the class.
 const INVISIBLE =
-  /[\u200B-\u200D\u2060-\u2064\u00AD\u180E\u3164\u115F\u1160\uFFA0\u034F\uFEFF\u2028\u2029\u{E0000}-\u{E007F}\u{E0100}-\u{E01EF}\uFE00-\uFE0E]/u;
+  /[\u034F\u{E0100}-\u{E01EF}\uFE00-\uFE0E\u200B-\u200D\u2060-\u2064\u00AD\u180E\u3164\u115F\u1160\uFFA0\uFEFF\u2028\u2029\u{E0000}-\u{E007F}]/u;
 const CONTROL = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]/u;
 const WORD = /[\p{L}\p{M}\p{N}_$]+/gu;
 const NON_LATIN_LOOKALIKE =
