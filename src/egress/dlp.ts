@@ -164,9 +164,9 @@ export async function inspectBody(
   }
   if (plain.length > cfg.maxBytes) return refuse(`body larger than ${cfg.maxBytes} bytes cannot be inspected`);
   const text = plain.toString('utf8');
-  const hits = honeytokens.length ? matchHoneytokens(text, honeytokens) : [];
-  if (hits.length) {
-    const h = hits[0]!;
+  const honeyHits = honeytokens.length ? matchHoneytokens(text, honeytokens) : [];
+  if (honeyHits.length) {
+    const h = honeyHits[0]!;
     return refuse(
       `honeytoken (${h.kind}) in the request body`,
       [{ rule: `honeytoken/${h.kind}`, fingerprint: h.fingerprint, severity: 'critical', source: 'honeytoken' }],
@@ -174,7 +174,39 @@ export async function inspectBody(
     );
   }
 
-  // the strings to scan: decoded JSON string values, or the whole text
+  const input = scanInput(text, contentType);
+  const hits: Hits = { spans: [], findings: [], unredactable: '' };
+  let engine: SecretFinding[];
+  try {
+    engine = await scanText(input.joined, { allowlist: cfg.allowlist });
+  } catch (e) {
+    return refuse(`secret scan failed (${e instanceof Error ? e.name : 'error'}); cannot tell`);
+  }
+  addEngineFindings(engine, cfg, hits);
+  addKnownSecrets(input.joined, cfg, hits);
+  if (cfg.fingerprints.size) addKnownFingerprints(input.joined, cfg, hits);
+  return verdict(body, cfg, input, hits);
+}
+
+/** What a body's scan works on: decoded JSON string values (or the whole text), joined, with each one's offset. */
+interface ScanInput {
+  json: unknown;
+  isJson: boolean;
+  strings: string[];
+  joined: string;
+  starts: number[];
+}
+
+/** Where secrets were found (spans in the joined text), what they were, and why the body cannot be redacted. */
+interface Hits {
+  spans: Span[];
+  findings: DlpFinding[];
+  unredactable: string;
+}
+
+const SEP = '\n\n';
+
+function scanInput(text: string, contentType: string | undefined): ScanInput {
   let json: unknown;
   let isJson = false;
   if (/json/i.test(contentType ?? '') || /^\s*[[{]/.test(text.slice(0, 64))) {
@@ -188,34 +220,29 @@ export async function inspectBody(
   const strings: string[] = [];
   if (isJson) collectStrings(json, strings);
   else strings.push(text);
-  const SEP = '\n\n';
-  const joined = strings.join(SEP);
   const starts: number[] = [];
   let off = 0;
   for (const s of strings) {
     starts.push(off);
     off += s.length + SEP.length;
   }
+  return { json, isJson, strings, joined: strings.join(SEP), starts };
+}
 
-  const spans: Span[] = [];
-  const findings: DlpFinding[] = [];
-  let unredactable = '';
-  let engine: SecretFinding[];
-  try {
-    engine = await scanText(joined, { allowlist: cfg.allowlist });
-  } catch (e) {
-    return refuse(`secret scan failed (${e instanceof Error ? e.name : 'error'}); cannot tell`);
-  }
+function addEngineFindings(engine: SecretFinding[], cfg: DlpConfig, hits: Hits): void {
   for (const f of engine) {
     const known = cfg.fingerprints.has(f.fingerprint) || cfg.known.some((k) => fingerprint(k.value) === f.fingerprint);
-    findings.push({
+    hits.findings.push({
       rule: f.rule,
       fingerprint: f.fingerprint,
       severity: known ? 'critical' : f.severity,
       source: known ? 'known-secret' : 'engine',
     });
-    spans.push({ start: f.start, end: f.end, rule: f.rule, fingerprint: f.fingerprint });
+    hits.spans.push({ start: f.start, end: f.end, rule: f.rule, fingerprint: f.fingerprint });
   }
+}
+
+function addKnownSecrets(joined: string, cfg: DlpConfig, hits: Hits): void {
   for (const k of cfg.known) {
     const fp = fingerprint(k.value);
     const forms = needlesOf(k.value);
@@ -228,74 +255,85 @@ export async function inspectBody(
         i = joined.indexOf(n, i + n.length), guard++
       ) {
         seen = true;
-        if (form <= 1) spans.push({ start: i, end: i + n.length, rule: `known-secret/${k.label}`, fingerprint: fp });
-        else unredactable = `host secret ${k.label} (base64-encoded)`;
+        if (form <= 1)
+          hits.spans.push({ start: i, end: i + n.length, rule: `known-secret/${k.label}`, fingerprint: fp });
+        else hits.unredactable = `host secret ${k.label} (base64-encoded)`;
       }
     }
     if (seen)
-      findings.push({ rule: `known-secret/${k.label}`, fingerprint: fp, severity: 'critical', source: 'known-secret' });
+      hits.findings.push({
+        rule: `known-secret/${k.label}`,
+        fingerprint: fp,
+        severity: 'critical',
+        source: 'known-secret',
+      });
   }
-  if (cfg.fingerprints.size) {
-    const reported = new Set(findings.map((f) => f.fingerprint));
-    TOKEN.lastIndex = 0;
-    for (let m = TOKEN.exec(joined), guard = 0; m && guard < 200_000; m = TOKEN.exec(joined), guard++) {
-      // a token and its stripped forms (trailing punctuation, key=value)
-      const cands = new Set([
-        m[0],
-        m[0].replace(/[=.:!@$*]+$/, ''),
-        m[0].slice(m[0].lastIndexOf('=') + 1),
-        m[0].slice(m[0].lastIndexOf(':') + 1),
-      ]);
-      for (const c of cands) {
-        if (c.length < 8) continue;
-        const fp = fingerprint(c);
-        if (!cfg.fingerprints.has(fp)) continue;
-        const at = m.index + m[0].indexOf(c);
-        spans.push({ start: at, end: at + c.length, rule: 'known-fingerprint', fingerprint: fp });
-        if (!reported.has(fp)) {
-          reported.add(fp);
-          findings.push({
-            rule: 'known-fingerprint',
-            fingerprint: fp,
-            severity: 'critical',
-            source: 'known-fingerprint',
-          });
-        }
+}
+
+function addKnownFingerprints(joined: string, cfg: DlpConfig, hits: Hits): void {
+  const reported = new Set(hits.findings.map((f) => f.fingerprint));
+  TOKEN.lastIndex = 0;
+  for (let m = TOKEN.exec(joined), guard = 0; m && guard < 200_000; m = TOKEN.exec(joined), guard++) {
+    // a token and its stripped forms (trailing punctuation, key=value)
+    const cands = new Set([
+      m[0],
+      m[0].replace(/[=.:!@$*]+$/, ''),
+      m[0].slice(m[0].lastIndexOf('=') + 1),
+      m[0].slice(m[0].lastIndexOf(':') + 1),
+    ]);
+    for (const c of cands) {
+      if (c.length < 8) continue;
+      const fp = fingerprint(c);
+      if (!cfg.fingerprints.has(fp)) continue;
+      const at = m.index + m[0].indexOf(c);
+      hits.spans.push({ start: at, end: at + c.length, rule: 'known-fingerprint', fingerprint: fp });
+      if (!reported.has(fp)) {
+        reported.add(fp);
+        hits.findings.push({
+          rule: 'known-fingerprint',
+          fingerprint: fp,
+          severity: 'critical',
+          source: 'known-fingerprint',
+        });
       }
     }
   }
-  if (!findings.length)
-    return { action: 'pass', body, decoded: false, findings, reason: 'no secrets found', honeytoken: null };
-  const summary = `${findings.length} secret${findings.length > 1 ? 's' : ''} (${[...new Set(findings.map((f) => f.rule))].slice(0, 5).join(', ')})`;
-  if (cfg.mode === 'off')
-    return {
-      action: 'pass',
-      body,
-      decoded: false,
-      findings,
-      reason: `${summary} recorded only (secrets.dlp.mode off)`,
-      honeytoken: null,
-    };
-  if (cfg.mode === 'block')
-    return {
-      action: 'blocked',
-      body,
-      decoded: false,
-      findings,
-      reason: `${summary} in a request to a model API`,
-      honeytoken: null,
-    };
-  if (unredactable)
-    return {
-      action: 'blocked',
-      body,
-      decoded: false,
-      findings,
-      reason: `${unredactable} cannot be redacted in flight`,
-      honeytoken: null,
-    };
+}
 
-  // redact: spans per string (a span never crosses the separator: secrets hold no blank line; clip anyway)
+/** The body once every secret is found: passed, blocked, or redacted (as the mode says). */
+function verdict(body: Buffer, cfg: DlpConfig, input: ScanInput, hits: Hits): DlpResult {
+  const { findings } = hits;
+  const unchanged = (action: 'pass' | 'blocked', reason: string): DlpResult => ({
+    action,
+    body,
+    decoded: false,
+    findings,
+    reason,
+    honeytoken: null,
+  });
+  if (!findings.length) return unchanged('pass', 'no secrets found');
+  const summary = `${findings.length} secret${findings.length > 1 ? 's' : ''} (${[...new Set(findings.map((f) => f.rule))].slice(0, 5).join(', ')})`;
+  if (cfg.mode === 'off') return unchanged('pass', `${summary} recorded only (secrets.dlp.mode off)`);
+  if (cfg.mode === 'block') return unchanged('blocked', `${summary} in a request to a model API`);
+  if (hits.unredactable) return unchanged('blocked', `${hits.unredactable} cannot be redacted in flight`);
+  const out = redactedText(input, hits.spans);
+  // the redacted body must be clean of every known value (fail closed otherwise)
+  if (cfg.known.some((k) => out.includes(k.value)))
+    return unchanged('blocked', 'redaction left a host secret in place');
+  return {
+    action: 'redacted',
+    body: Buffer.from(out, 'utf8'),
+    decoded: true,
+    findings,
+    reason: `${summary} redacted in flight`,
+    honeytoken: null,
+  };
+}
+
+/** The scanned text with every span cut out, as JSON again when it was JSON. */
+function redactedText(input: ScanInput, spans: Span[]): string {
+  const { strings, starts } = input;
+  // spans per string (a span never crosses the separator: secrets hold no blank line; clip anyway)
   const per: Span[][] = strings.map(() => []);
   for (const s of spans) {
     for (let i = 0; i < strings.length; i++) {
@@ -306,27 +344,7 @@ export async function inspectBody(
     }
   }
   const redacted = strings.map((s, i) => (per[i]!.length ? cut(s, per[i]!) : s));
-  let out: string;
-  if (isJson) {
-    let k = 0;
-    out = JSON.stringify(replaceStrings(json, () => redacted[k++]!));
-  } else out = redacted[0]!;
-  // the redacted body must be clean of every known value (fail closed otherwise)
-  if (cfg.known.some((k) => out.includes(k.value)))
-    return {
-      action: 'blocked',
-      body,
-      decoded: false,
-      findings,
-      reason: 'redaction left a host secret in place',
-      honeytoken: null,
-    };
-  return {
-    action: 'redacted',
-    body: Buffer.from(out, 'utf8'),
-    decoded: true,
-    findings,
-    reason: `${summary} redacted in flight`,
-    honeytoken: null,
-  };
+  if (!input.isJson) return redacted[0]!;
+  let k = 0;
+  return JSON.stringify(replaceStrings(input.json, () => redacted[k++]!));
 }
