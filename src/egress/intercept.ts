@@ -2,6 +2,7 @@ import {
   Agent,
   createServer as createHttpServer,
   request as httpRequest,
+  type ClientRequest,
   type IncomingMessage,
   type ServerResponse,
   type Server,
@@ -192,36 +193,65 @@ export async function interceptTunnel(
 ): Promise<void> {
   const host = decision.host;
   const port = decision.port;
-  if (!ctx.tls) {
+  const refuse = (rule: string, reason: string) => {
     pre?.destroy();
     release();
-    tracked.deny(
+    tracked.deny(rule, reason, 'medium');
+    refuseInTunnel(client, true);
+  };
+  if (!ctx.tls)
+    return refuse(
       'builtin.intercept-unavailable',
       `${host} must be intercepted (egress.intercept, a brokered credential or a model API under DLP) but this gateway has no CA; refused`,
-      'medium',
     );
-    refuseInTunnel(client, true);
-    return;
-  }
   let leaf;
   try {
     leaf = await ctx.tls.ca.leaf(host);
   } catch (e) {
-    pre?.destroy();
-    release();
-    tracked.deny(
+    return refuse(
       'builtin.internal-error',
       `cannot mint a certificate for ${host}: ${e instanceof Error ? e.message : e}`,
-      'medium',
     );
-    refuseInTunnel(client, true);
-    return;
   }
   tracked.info.scheme = 'https';
   tracked.extra.intercepted = true;
-  const upstreamCa = ctx.tls.upstreamCa;
-  // A duplex over the client socket that first replays the bytes already read (a TLSSocket
-  // over a net.Socket would read its handle directly and miss them).
+  const duplex = replayingDuplex(client, first, ctx.timeouts.idleMs);
+  const pending = { socket: pre };
+  const agent = upstreamAgent(ctx, decision, ctx.tls.upstreamCa, pending);
+  const tls = new TLSSocket(duplex, { isServer: true, secureContext: leaf.context, ALPNProtocols: ['http/1.1'] });
+  const c: Conn = {
+    host,
+    port,
+    address: decision.address!,
+    range: decision.range,
+    agent,
+    tunnel: tracked,
+    requests: 0,
+  };
+  conns.set(tls, c);
+  let closed = false;
+  const done = () => {
+    if (closed) return;
+    closed = true;
+    agent.destroy();
+    pending.socket?.destroy();
+    release();
+    tracked.extra.requests = c.requests;
+    tracked.finish();
+  };
+  tls.once('close', done);
+  client.once('close', () => {
+    tls.destroy();
+    done();
+  });
+  server.emit('connection', tls);
+}
+
+/**
+ * A duplex over the client socket that first replays the bytes already read (a TLSSocket
+ * over a net.Socket would read its handle directly and miss them).
+ */
+function replayingDuplex(client: Socket, first: Buffer, idleMs: number): Duplex {
   const duplex = new Duplex({
     read() {
       client.resume();
@@ -246,14 +276,25 @@ export async function interceptTunnel(
   client.on('end', () => duplex.push(null));
   client.on('close', () => duplex.destroy());
   client.on('error', () => duplex.destroy());
-  client.setTimeout(ctx.timeouts.idleMs, () => client.destroy());
+  client.setTimeout(idleMs, () => client.destroy());
   client.setNoDelay(true); // small TLS records both ways: Nagle + delayed ACK would add ~40 ms per exchange
+  return duplex;
+}
 
-  let preSock = pre;
+/**
+ * The agent for a tunnel's upstream requests: TLS to the decided address (never re-resolved),
+ * the first connection taken from `pending` (the one already open), verified against `upstreamCa`.
+ */
+function upstreamAgent(
+  ctx: Ctx,
+  decision: TargetDecision,
+  upstreamCa: string[],
+  pending: { socket: Socket | null },
+): Agent {
   const agent = new Agent({ keepAlive: true, maxSockets: 8, maxFreeSockets: 2, timeout: ctx.timeouts.idleMs });
   (agent as unknown as { createConnection: (o: unknown) => Duplex }).createConnection = () => {
-    const raw = preSock ?? connect({ host: decision.address!, port, noDelay: true });
-    preSock = null;
+    const raw = pending.socket ?? connect({ host: decision.address!, port: decision.port, noDelay: true });
+    pending.socket = null;
     ctx.sockets.add(raw);
     raw.once('close', () => ctx.sockets.delete(raw));
     if (raw.connecting) {
@@ -266,40 +307,14 @@ export async function interceptTunnel(
     }
     return tlsConnect({
       socket: raw,
-      servername: host,
+      servername: decision.host,
       ca: upstreamCa,
       ALPNProtocols: ['http/1.1'],
       minVersion: 'TLSv1.2',
       rejectUnauthorized: true,
     });
   };
-  const tls = new TLSSocket(duplex, { isServer: true, secureContext: leaf.context, ALPNProtocols: ['http/1.1'] });
-  const c: Conn = {
-    host,
-    port,
-    address: decision.address!,
-    range: decision.range,
-    agent,
-    tunnel: tracked,
-    requests: 0,
-  };
-  conns.set(tls, c);
-  let closed = false;
-  const done = () => {
-    if (closed) return;
-    closed = true;
-    agent.destroy();
-    preSock?.destroy();
-    release();
-    tracked.extra.requests = c.requests;
-    tracked.finish();
-  };
-  tls.once('close', done);
-  client.once('close', () => {
-    tls.destroy();
-    done();
-  });
-  server.emit('connection', tls);
+  return agent;
 }
 
 async function onIntercepted(ctx: Ctx, conn: Conn, req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -593,7 +608,7 @@ function forwardIntercepted(
   tracked: Tracked,
   fwd: InterceptedForward,
 ): void {
-  const { decision, target, headers, injected, pkg, hasBody, buffered, scanner, count } = fwd;
+  const { decision, target, headers, injected, pkg } = fwd;
   const method = req.method ?? 'GET';
   const up = httpRequest({
     agent: conn.agent,
@@ -603,10 +618,10 @@ function forwardIntercepted(
     setHost: false,
     timeout: ctx.timeouts.idleMs,
   });
-  let finished = false;
+  const state = { finished: false };
   const fail = (e: NodeJS.ErrnoException | null, why: string, status = 502) => {
-    if (finished) return;
-    finished = true;
+    if (state.finished) return;
+    state.finished = true;
     up.destroy();
     if (e && isTlsFailure(e)) {
       tracked.decision = 'deny';
@@ -633,26 +648,50 @@ function forwardIntercepted(
   up.on('error', (e) => fail(e as NodeJS.ErrnoException, (e as NodeJS.ErrnoException).code ?? e.message));
   up.on('timeout', () => fail(null, 'upstream timed out', 504));
   res.once('close', () => {
-    if (!finished) {
-      finished = true;
+    if (!state.finished) {
+      state.finished = true;
       up.destroy();
       tracked.finish({ error: 'client closed' });
     }
   });
+  sendInterceptedBody(ctx, req, res, tracked, up, fwd, state);
+  const relay = (ur: UpstreamAnswer) =>
+    relayResponse(ctx, tracked, method, ur, res, injected, {
+      end: (status) => {
+        if (!state.finished) {
+          state.finished = true;
+          tracked.finish({ status });
+        }
+      },
+      error: (e) => fail(e, e.message),
+    });
+  up.on('response', (ur) => answerThroughPackageFirewall(pkg, ur, res, tracked, state, relay));
+}
 
+/** The request body upstream: the buffered copy, or streamed through the size cap and the outbound scanner. */
+function sendInterceptedBody(
+  ctx: Ctx,
+  req: IncomingMessage,
+  res: ServerResponse,
+  tracked: Tracked,
+  up: ClientRequest,
+  fwd: InterceptedForward,
+  state: { finished: boolean },
+): void {
+  const { hasBody, buffered, scanner, count } = fwd;
   if (buffered) {
     up.end(buffered);
   } else if (hasBody) {
     req.on('data', (b: Buffer) => {
-      if (finished) return;
+      if (state.finished) return;
       if (!count(b.length)) {
-        finished = true;
+        state.finished = true;
         up.destroy();
         return;
       }
       const ph = scanner?.push(b) ?? null;
       if (ph) {
-        finished = true;
+        state.finished = true;
         up.destroy();
         const h = recordHit(ctx, tracked, ph);
         refuse(res, tracked, 403, h.rule, h.reason, undefined, true);
@@ -667,43 +706,41 @@ function forwardIntercepted(
     req.resume();
     up.end();
   }
+}
 
-  up.on('response', (ur) => {
-    if (pkg.kind !== 'filter') {
-      relay(ur);
-      return;
-    }
-    pkg.respond(ur).then(
-      (a) => {
-        if (finished) return;
-        if (a.kind === 'pass') relay(ur);
-        else if (a.kind === 'replace') relay(answerStream(a));
-        else {
-          finished = true;
-          refusePackage(res, tracked, a.verdict);
-        }
-      },
-      (e) => {
-        if (finished) return;
-        finished = true;
-        refusePackage(res, tracked, {
-          action: 'deny',
-          rule: 'egress.packages.unparseable',
-          reason: `registry answer cannot be checked (${e instanceof Error ? e.message : e}); refused`,
-        });
-      },
-    );
-  });
-  const relay = (ur: UpstreamAnswer) =>
-    relayResponse(ctx, tracked, method, ur, res, injected, {
-      end: (status) => {
-        if (!finished) {
-          finished = true;
-          tracked.finish({ status });
-        }
-      },
-      error: (e) => fail(e, e.message),
-    });
+/** The upstream answer to the client, through the package firewall when it filters this request. */
+function answerThroughPackageFirewall(
+  pkg: Admission,
+  ur: IncomingMessage,
+  res: ServerResponse,
+  tracked: Tracked,
+  state: { finished: boolean },
+  relay: (answer: UpstreamAnswer) => void,
+): void {
+  if (pkg.kind !== 'filter') {
+    relay(ur);
+    return;
+  }
+  pkg.respond(ur).then(
+    (a) => {
+      if (state.finished) return;
+      if (a.kind === 'pass') relay(ur);
+      else if (a.kind === 'replace') relay(answerStream(a));
+      else {
+        state.finished = true;
+        refusePackage(res, tracked, a.verdict);
+      }
+    },
+    (e) => {
+      if (state.finished) return;
+      state.finished = true;
+      refusePackage(res, tracked, {
+        action: 'deny',
+        rule: 'egress.packages.unparseable',
+        reason: `registry answer cannot be checked (${e instanceof Error ? e.message : e}); refused`,
+      });
+    },
+  );
 }
 
 function refusePackage(res: ServerResponse, t: Tracked, v: Verdict): void {
