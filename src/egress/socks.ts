@@ -87,6 +87,22 @@ function errnoToReply(code: string | undefined): number {
   }
 }
 
+/** The request's destination address (IPv4, IPv6 or a domain name); null for an unknown address type (its port drained). */
+async function readSocksAddress(reader: Reader, atyp: number, deadline: number): Promise<string | null> {
+  if (atyp === 0x01) return [...(await reader.take(4, deadline))].join('.');
+  if (atyp === 0x04) {
+    const b = await reader.take(16, deadline);
+    return Array.from({ length: 8 }, (_, i) => b.readUInt16BE(i * 2).toString(16)).join(':');
+  }
+  if (atyp === 0x03) {
+    const [len] = await reader.take(1, deadline);
+    if (!len) throw new Error('empty domain name');
+    return (await reader.take(len, deadline)).toString('latin1');
+  }
+  await reader.take(2, deadline).catch(() => undefined);
+  return null;
+}
+
 export async function onSocks(ctx: Ctx, client: Socket): Promise<void> {
   const tracked = new Tracked(ctx, { protocol: 'socks5' });
   ctx.stats.requests++;
@@ -116,23 +132,13 @@ export async function onSocks(ctx: Ctx, client: Socket): Promise<void> {
     stage = 'request';
     const [v2, cmd, rsv, atyp] = await reader.take(4, deadline);
     if (v2 !== 0x05 || rsv !== 0x00) throw new Error('bad SOCKS5 request header');
-    let host: string;
-    if (atyp === 0x01) host = [...(await reader.take(4, deadline))].join('.');
-    else if (atyp === 0x04) {
-      const b = await reader.take(16, deadline);
-      host = Array.from({ length: 8 }, (_, i) => b.readUInt16BE(i * 2).toString(16)).join(':');
-    } else if (atyp === 0x03) {
-      const [len] = await reader.take(1, deadline);
-      if (!len) throw new Error('empty domain name');
-      host = (await reader.take(len, deadline)).toString('latin1');
-    } else {
-      await reader.take(2, deadline).catch(() => undefined);
+    const host = await readSocksAddress(reader, atyp!, deadline);
+    if (host === null)
       return refuse(
         SOCKS_REPLY.addressTypeNotSupported,
         'builtin.bad-target',
         `SOCKS5 address type ${atyp} not supported`,
       );
-    }
     const port = (await reader.take(2, deadline)).readUInt16BE(0);
     let normal: string;
     try {
