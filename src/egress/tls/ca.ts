@@ -202,6 +202,100 @@ export interface CaOptions {
   keysDir: string;
 }
 
+/** The CA that signs leaves, and where their cache files go. */
+interface Issuer {
+  key: CryptoKey;
+  cert: x509.X509Certificate;
+  certPem: string;
+  fingerprint: string;
+  leafDir: string;
+}
+
+/** A host's leaf: from its cache file when that is still valid and signed by this CA, else a new one (cached). */
+async function mintLeaf(issuer: Issuer, host: string): Promise<Leaf> {
+  const file = join(issuer.leafDir, `${issuer.fingerprint.slice(0, 16)}-${host.replace(/[^a-z0-9.-]/g, '_')}.pem`);
+  const cached = await cachedLeaf(issuer, host, file);
+  if (cached) return cached;
+  const caCert = issuer.cert;
+  const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
+  const now = Date.now();
+  const notAfter = new Date(Math.min(now + LEAF_DAYS * 86_400_000, caCert.notAfter.getTime()));
+  const ip = isIP(host) !== 0;
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: serial(),
+    subject: `CN=${ip ? host : host.slice(0, 64)}`,
+    issuer: caCert.subject,
+    notBefore: new Date(Math.min(now - 3_600_000, notAfter.getTime() - 3_600_000)),
+    notAfter,
+    signingAlgorithm: ALG,
+    publicKey: keys.publicKey,
+    signingKey: issuer.key,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+      new x509.SubjectAlternativeNameExtension([{ type: ip ? 'ip' : 'dns', value: host }]),
+      await x509.AuthorityKeyIdentifierExtension.create(caCert),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  const keyPem = pem('PRIVATE KEY', await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
+  const leafPem = cert.toString('pem') + '\n';
+  writeLeafCache(file, keyPem + leafPem);
+  return {
+    host,
+    keyPem,
+    certPem: leafPem,
+    notAfter,
+    context: createSecureContext({ key: keyPem, cert: leafPem + issuer.certPem }),
+  };
+}
+
+/** The cached leaf in `file` if it is far from expiry and signed by this CA; null otherwise. */
+async function cachedLeaf(issuer: Issuer, host: string, file: string): Promise<Leaf | null> {
+  const cached = readPrivate(file, 'gateway leaf key');
+  if (cached === null) return null;
+  try {
+    const p = splitPem(cached, file);
+    const c = new x509.X509Certificate(p.certPem);
+    if (
+      c.notAfter.getTime() - Date.now() > LEAF_RENEW_MS &&
+      c.issuer === issuer.cert.subject &&
+      (await c.verify({ publicKey: issuer.cert.publicKey, signatureOnly: true }))
+    ) {
+      return {
+        host,
+        ...p,
+        notAfter: c.notAfter,
+        context: createSecureContext({ key: p.keyPem, cert: p.certPem + issuer.certPem }),
+      };
+    }
+  } catch {
+    /* unusable: mint a new one */
+  }
+  return null;
+}
+
+/** Replaces the cache file atomically (rename over an old one; never write through a link); best effort. */
+function writeLeafCache(file: string, text: string): void {
+  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  try {
+    const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    try {
+      writeSync(fd, text);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, file);
+  } catch {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* not there */
+    }
+  }
+}
+
 /** Loads the gateway CA from keysDir, creating it on first use. */
 export async function loadOrCreateCa(options: CaOptions): Promise<GatewayCa> {
   ensurePrivateDir(options.keysDir);
@@ -238,78 +332,8 @@ export async function loadOrCreateCa(options: CaOptions): Promise<GatewayCa> {
   ensurePrivateDir(leafDir);
   const cache = new Map<string, Promise<Leaf>>();
 
-  const mint = async (host: string): Promise<Leaf> => {
-    const file = join(leafDir, `${fingerprint.slice(0, 16)}-${host.replace(/[^a-z0-9.-]/g, '_')}.pem`);
-    const cached = readPrivate(file, 'gateway leaf key');
-    if (cached !== null) {
-      try {
-        const p = splitPem(cached, file);
-        const c = new x509.X509Certificate(p.certPem);
-        if (
-          c.notAfter.getTime() - Date.now() > LEAF_RENEW_MS &&
-          c.issuer === caCert.subject &&
-          (await c.verify({ publicKey: caCert.publicKey, signatureOnly: true }))
-        ) {
-          return {
-            host,
-            ...p,
-            notAfter: c.notAfter,
-            context: createSecureContext({ key: p.keyPem, cert: p.certPem + certPem }),
-          };
-        }
-      } catch {
-        /* unusable: mint a new one */
-      }
-    }
-    const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
-    const now = Date.now();
-    const notAfter = new Date(Math.min(now + LEAF_DAYS * 86_400_000, caCert.notAfter.getTime()));
-    const ip = isIP(host) !== 0;
-    const cert = await x509.X509CertificateGenerator.create({
-      serialNumber: serial(),
-      subject: `CN=${ip ? host : host.slice(0, 64)}`,
-      issuer: caCert.subject,
-      notBefore: new Date(Math.min(now - 3_600_000, notAfter.getTime() - 3_600_000)),
-      notAfter,
-      signingAlgorithm: ALG,
-      publicKey: keys.publicKey,
-      signingKey: caKey,
-      extensions: [
-        new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-        new x509.SubjectAlternativeNameExtension([{ type: ip ? 'ip' : 'dns', value: host }]),
-        await x509.AuthorityKeyIdentifierExtension.create(caCert),
-        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
-      ],
-    });
-    const keyPem = pem('PRIVATE KEY', await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
-    const leafPem = cert.toString('pem') + '\n';
-    // replace the cache file atomically (rename over an old one; never write through a link)
-    const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-    try {
-      const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-      try {
-        writeSync(fd, keyPem + leafPem);
-      } finally {
-        closeSync(fd);
-      }
-      renameSync(tmp, file);
-    } catch {
-      try {
-        unlinkSync(tmp);
-      } catch {
-        /* not there */
-      }
-    }
-    return {
-      host,
-      keyPem,
-      certPem: leafPem,
-      notAfter,
-      context: createSecureContext({ key: keyPem, cert: leafPem + certPem }),
-    };
-  };
+  const issuer: Issuer = { key: caKey, cert: caCert, certPem, fingerprint, leafDir };
+  const mint = (host: string): Promise<Leaf> => mintLeaf(issuer, host);
 
   const leaf = (host: string): Promise<Leaf> => {
     const hit = cache.get(host);
