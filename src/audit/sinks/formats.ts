@@ -72,88 +72,106 @@ const HTTP_ACTIVITY: Record<string, number> = {
   TRACE: 8,
 };
 
+/** An OCSF event's class, activity and the class-specific fields. */
+interface OcsfClass {
+  category_uid: number;
+  class_uid: number;
+  activity_id: number;
+  extra: Record<string, unknown>;
+}
+
+function ocsfProcess(event: AuditEvent): OcsfClass {
+  const data = event.data;
+  const argv = argvOf(data);
+  const extra: Record<string, unknown> = {};
+  extra.process = clean({
+    pid: num(data.pid),
+    name: argv[0]?.split('/').pop(),
+    cmd_line: argv.join(' ') || undefined,
+    file: argv[0] ? { path: argv[0], name: argv[0].split('/').pop() } : undefined,
+    parent_process: num(data.ppid) !== undefined ? { pid: num(data.ppid) } : undefined,
+    created_time: asString(data.start) ? Date.parse(asString(data.start)!) : undefined,
+    terminated_time: asString(data.end) ? Date.parse(asString(data.end)!) : undefined,
+  });
+  if (num(data.exitCode) !== undefined) extra.exit_code = num(data.exitCode);
+  extra.actor = { app_name: 'airlock-sandbox', session: event.session ? { uid: event.session } : undefined };
+  return { category_uid: 1, class_uid: 1007, activity_id: event.type === 'process.exit' ? 2 : 1, extra };
+}
+
+function ocsfEgress(event: AuditEvent): OcsfClass {
+  const data = event.data;
+  const method = asString(data.method)?.toUpperCase();
+  const extra: Record<string, unknown> = {};
+  extra.dst_endpoint = clean({ hostname: asString(data.host), ip: asString(data.address), port: num(data.port) });
+  extra.traffic = clean({ bytes_out: num(data.bytesUp), bytes_in: num(data.bytesDown) });
+  if (num(data.durationMs) !== undefined) extra.duration = num(data.durationMs);
+  if (!method) return { category_uid: 4, class_uid: 4001, activity_id: event.decision === 'deny' ? 5 : 1, extra }; // Refuse / Open
+  extra.http_request = clean({
+    http_method: method,
+    url: clean({
+      hostname: asString(data.host),
+      path: asString(data.path),
+      port: num(data.port),
+      scheme: asString(data.scheme),
+    }),
+  });
+  return { category_uid: 4, class_uid: 4002, activity_id: HTTP_ACTIVITY[method] ?? 99, extra };
+}
+
+function ocsfFinding(event: AuditEvent): OcsfClass {
+  const data = event.data;
+  const extra: Record<string, unknown> = {};
+  extra.finding_info = clean({
+    uid: event.id,
+    title: asString(data.title) ?? event.rule ?? 'finding',
+    desc: asString(data.explanation),
+    types: [asString(data.kind) ?? 'rule'],
+    analytic: {
+      uid: event.rule ?? undefined,
+      name: event.rule ?? undefined,
+      type_id: data.kind === 'baseline' ? 2 : 1,
+      type: data.kind === 'baseline' ? 'Behavioral' : 'Rule',
+    },
+    related_events: Array.isArray(data.evidence)
+      ? (data.evidence as unknown[]).map((uid) => ({ uid: String(uid) }))
+      : undefined,
+  });
+  extra.is_alert = true;
+  extra.risk_level_id = SEVERITY_ID[event.severity] - 1;
+  return { category_uid: 2, class_uid: 2004, activity_id: 1, extra };
+}
+
+function ocsfFile(event: AuditEvent): OcsfClass {
+  const data = event.data;
+  const op = asString(data.op) ?? asString(data.operation) ?? event.type.split('.')[1];
+  const activity_id =
+    ({ create: 1, read: 2, write: 3, update: 3, delete: 4, rename: 5 } as Record<string, number>)[op ?? ''] ?? 99;
+  const p = eventPaths(data)[0]!;
+  const extra = { file: { path: p, name: p.split('/').pop(), type_id: 1 }, actor: { app_name: 'airlock-sandbox' } };
+  return { category_uid: 1, class_uid: 1001, activity_id, extra };
+}
+
+function ocsfClass(event: AuditEvent): OcsfClass {
+  const type = event.type;
+  if (type === 'process.exec' || type === 'process.exit' || type === 'command.decision') return ocsfProcess(event);
+  if (type === 'egress.request') return ocsfEgress(event);
+  if (type === 'detect.finding') return ocsfFinding(event);
+  if (eventPaths(event.data).length > 0 && (type.startsWith('file.') || type.startsWith('sandbox.')))
+    return ocsfFile(event);
+  if (type.startsWith('session.'))
+    return {
+      category_uid: 6,
+      class_uid: 6002,
+      activity_id: type === 'session.start' ? 3 : type === 'session.stop' ? 4 : 99,
+      extra: { app: { name: 'airlock-session', uid: event.session ?? undefined } },
+    };
+  return { category_uid: 0, class_uid: 0, activity_id: 99, extra: {} };
+}
+
 /** OCSF 1.3 event (class chosen by event type; everything Airlock-specific under `unmapped`). */
 export function toOcsf(event: AuditEvent): Record<string, unknown> {
-  const data = event.data;
   const denied = event.decision === 'deny';
-  let category_uid = 0;
-  let class_uid = 0;
-  let activity_id = 99;
-  const extra: Record<string, unknown> = {};
-  if (event.type === 'process.exec' || event.type === 'process.exit' || event.type === 'command.decision') {
-    category_uid = 1;
-    class_uid = 1007;
-    activity_id = event.type === 'process.exit' ? 2 : 1;
-    const argv = argvOf(data);
-    extra.process = clean({
-      pid: num(data.pid),
-      name: argv[0]?.split('/').pop(),
-      cmd_line: argv.join(' ') || undefined,
-      file: argv[0] ? { path: argv[0], name: argv[0].split('/').pop() } : undefined,
-      parent_process: num(data.ppid) !== undefined ? { pid: num(data.ppid) } : undefined,
-      created_time: asString(data.start) ? Date.parse(asString(data.start)!) : undefined,
-      terminated_time: asString(data.end) ? Date.parse(asString(data.end)!) : undefined,
-    });
-    if (num(data.exitCode) !== undefined) extra.exit_code = num(data.exitCode);
-    extra.actor = { app_name: 'airlock-sandbox', session: event.session ? { uid: event.session } : undefined };
-  } else if (event.type === 'egress.request') {
-    const method = asString(data.method)?.toUpperCase();
-    category_uid = 4;
-    extra.dst_endpoint = clean({ hostname: asString(data.host), ip: asString(data.address), port: num(data.port) });
-    extra.traffic = clean({ bytes_out: num(data.bytesUp), bytes_in: num(data.bytesDown) });
-    if (num(data.durationMs) !== undefined) extra.duration = num(data.durationMs);
-    if (method) {
-      class_uid = 4002;
-      activity_id = HTTP_ACTIVITY[method] ?? 99;
-      extra.http_request = clean({
-        http_method: method,
-        url: clean({
-          hostname: asString(data.host),
-          path: asString(data.path),
-          port: num(data.port),
-          scheme: asString(data.scheme),
-        }),
-      });
-    } else {
-      class_uid = 4001;
-      activity_id = denied ? 5 : 1; // Refuse / Open
-    }
-  } else if (event.type === 'detect.finding') {
-    category_uid = 2;
-    class_uid = 2004;
-    activity_id = 1;
-    extra.finding_info = clean({
-      uid: event.id,
-      title: asString(data.title) ?? event.rule ?? 'finding',
-      desc: asString(data.explanation),
-      types: [asString(data.kind) ?? 'rule'],
-      analytic: {
-        uid: event.rule ?? undefined,
-        name: event.rule ?? undefined,
-        type_id: data.kind === 'baseline' ? 2 : 1,
-        type: data.kind === 'baseline' ? 'Behavioral' : 'Rule',
-      },
-      related_events: Array.isArray(data.evidence)
-        ? (data.evidence as unknown[]).map((uid) => ({ uid: String(uid) }))
-        : undefined,
-    });
-    extra.is_alert = true;
-    extra.risk_level_id = SEVERITY_ID[event.severity] - 1;
-  } else if (eventPaths(data).length > 0 && (event.type.startsWith('file.') || event.type.startsWith('sandbox.'))) {
-    category_uid = 1;
-    class_uid = 1001;
-    const op = asString(data.op) ?? asString(data.operation) ?? event.type.split('.')[1];
-    activity_id =
-      ({ create: 1, read: 2, write: 3, update: 3, delete: 4, rename: 5 } as Record<string, number>)[op ?? ''] ?? 99;
-    const p = eventPaths(data)[0]!;
-    extra.file = { path: p, name: p.split('/').pop(), type_id: 1 };
-    extra.actor = { app_name: 'airlock-sandbox' };
-  } else if (event.type.startsWith('session.')) {
-    category_uid = 6;
-    class_uid = 6002;
-    activity_id = event.type === 'session.start' ? 3 : event.type === 'session.stop' ? 4 : 99;
-    extra.app = { name: 'airlock-session', uid: event.session ?? undefined };
-  }
+  const { category_uid, class_uid, activity_id, extra } = ocsfClass(event);
   return clean({
     category_uid,
     class_uid,
