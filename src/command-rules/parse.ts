@@ -208,6 +208,53 @@ function optName(w: string): string {
   return w.startsWith('--') && eq > 0 ? w.slice(0, eq) : w;
 }
 
+/** sh -c 'script' (also -lc, -ec, -o opt -c ...): the script's commands. */
+function expandShell(base: string, args: (string | null)[], via: string[], depth: number, out: SimpleCommand[]): void {
+  let hasC = false;
+  let i = 0;
+  for (; i < args.length; i++) {
+    const a = args[i];
+    if (a === undefined) break;
+    if (a === null) {
+      if (hasC) throw new ParseError(`${base} -c script only known at run time`);
+      continue;
+    }
+    if (a === '--') {
+      i++;
+      break;
+    }
+    if (a === '-o' || a === '+o' || a === '-O' || a === '+O') {
+      i++;
+      continue;
+    }
+    if (/^[-+][A-Za-z]+$/.test(a)) {
+      if (a.startsWith('-') && a.includes('c')) hasC = true;
+      continue;
+    }
+    if (a.startsWith('--')) continue;
+    break;
+  }
+  if (hasC) {
+    const script = args[i];
+    if (script === undefined) throw new ParseError(`${base} -c without a script`);
+    if (script === null) throw new ParseError(`${base} -c script only known at run time`);
+    shellInto(script, [...via, `${base} -c`], depth + 1, out);
+  }
+}
+
+/** find -exec/-execdir/-ok/-okdir: each command it runs. */
+function expandFind(args: (string | null)[], via: string[], depth: number, out: SimpleCommand[]): void {
+  for (let i = 0; i < args.length; i++) {
+    if (['-exec', '-execdir', '-ok', '-okdir'].includes(args[i] ?? '')) {
+      let j = i + 1;
+      while (j < args.length && args[j] !== ';' && args[j] !== '+') j++;
+      const inner = args.slice(i + 1, j);
+      if (inner.length) expand(inner, [...via, `find ${args[i]}`], depth + 1, out);
+      i = j;
+    }
+  }
+}
+
 function expand(argv: (string | null)[], via: string[], depth: number, out: SimpleCommand[]): void {
   if (depth > MAX_DEPTH) throw new ParseError('commands nested too deeply');
   if (out.length >= MAX_COMMANDS) throw new ParseError('too many commands');
@@ -218,59 +265,27 @@ function expand(argv: (string | null)[], via: string[], depth: number, out: Simp
   const base = basename(name);
   const args = argv.slice(1);
 
-  // sh -c 'script' (also -lc, -ec, -o opt -c ...)
-  if (SHELLS.has(base)) {
-    let hasC = false;
-    let i = 0;
-    for (; i < args.length; i++) {
-      const a = args[i];
-      if (a === undefined) break;
-      if (a === null) {
-        if (hasC) throw new ParseError(`${base} -c script only known at run time`);
-        continue;
-      }
-      if (a === '--') {
-        i++;
-        break;
-      }
-      if (a === '-o' || a === '+o' || a === '-O' || a === '+O') {
-        i++;
-        continue;
-      }
-      if (/^[-+][A-Za-z]+$/.test(a)) {
-        if (a.startsWith('-') && a.includes('c')) hasC = true;
-        continue;
-      }
-      if (a.startsWith('--')) continue;
-      break;
-    }
-    if (hasC) {
-      const script = args[i];
-      if (script === undefined) throw new ParseError(`${base} -c without a script`);
-      if (script === null) throw new ParseError(`${base} -c script only known at run time`);
-      shellInto(script, [...via, `${base} -c`], depth + 1, out);
-    }
-    return;
-  }
+  if (SHELLS.has(base)) return expandShell(base, args, via, depth, out);
   if (base === 'eval') {
     if (args.some((a) => a === null)) throw new ParseError('eval of a value only known at run time');
     shellInto(args.join(' '), [...via, 'eval'], depth + 1, out);
     return;
   }
-  if (base === 'find') {
-    for (let i = 0; i < args.length; i++) {
-      if (['-exec', '-execdir', '-ok', '-okdir'].includes(args[i] ?? '')) {
-        let j = i + 1;
-        while (j < args.length && args[j] !== ';' && args[j] !== '+') j++;
-        const inner = args.slice(i + 1, j);
-        if (inner.length) expand(inner, [...via, `find ${args[i]}`], depth + 1, out);
-        i = j;
-      }
-    }
-    return;
-  }
+  if (base === 'find') return expandFind(args, via, depth, out);
   const spec = WRAPPERS[base];
   if (!spec) return;
+  expandWrapper(base, spec, args, via, depth, out);
+}
+
+/** A wrapper's wrapped command (`env X=1 cmd`, `timeout 5 cmd`, `flock -c script`, ...). */
+function expandWrapper(
+  base: string,
+  spec: WrapperSpec,
+  args: (string | null)[],
+  via: string[],
+  depth: number,
+  out: SimpleCommand[],
+): void {
   // `command -v x` / `command -V x` only look a name up
   if (base === 'command' && args.some((a) => a === '-v' || a === '-V')) return;
   let pos = 0;
