@@ -212,52 +212,49 @@ export function newPlaceholder(profile: string): string {
   return `airlock-placeholder-${profile}-${randomBytes(16).toString('hex')}`;
 }
 
-/** Turns a profile into mounts, env, files, grants and the brokered credential. */
-export function resolveAgent(profile: AgentProfile, opts: ResolveOptions = {}): ResolvedAgent {
-  const where = `agent profile ${profile.name}`;
-  const root = opts.root ?? AIRLOCK_ROOT;
-  const mounts: string[] = [];
-  let executable: string | null = null;
-  let version: string | null = null;
+type ModelSpec = NonNullable<AgentProfile['model']>;
+
+/** The agent's program (from its npm package or a path) and the directories to mount for it. */
+function agentExecutable(
+  profile: AgentProfile,
+  root: string,
+  where: string,
+  mounts: string[],
+): { executable: string | null; version: string | null } {
   const ex = profile.executable;
   if (ex?.package) {
     const { dir, dirs } = packageClosure(ex.package, root);
-    executable = binOf(dir, ex.package, ex.bin);
+    const executable = binOf(dir, ex.package, ex.bin);
     const v = readPkg(dir).version;
-    version = typeof v === 'string' && /^[0-9A-Za-z.+-]{1,64}$/.test(v) ? v : null;
     mounts.push(...dirs);
-  } else if (ex?.path) {
-    let real: string;
-    try {
-      real = realpathSync(ex.path);
-    } catch {
-      throw new AirlockError(
-        'NOT_FOUND',
-        `${where}: executable ${ex.path} does not exist`,
-        'install the agent or fix executable.path',
-      );
-    }
-    if (!statSync(real).isFile())
-      throw new AirlockError(
-        'POLICY_INVALID',
-        `${where}: executable ${ex.path} is not a file`,
-        'point executable.path at the program',
-      );
-    executable = real;
-    if (!SYSTEM_PREFIXES.some((p) => real.startsWith(p))) mounts.push(dirname(real));
+    return { executable, version: typeof v === 'string' && /^[0-9A-Za-z.+-]{1,64}$/.test(v) ? v : null };
   }
-  for (const m of profile.mounts ?? []) mounts.push(m);
-  for (const m of mounts) {
-    const why = refusedMount(m);
-    if (why)
-      throw new AirlockError(
-        'POLICY_INVALID',
-        `${where}: refusing to mount ${m} into the sandbox: it is ${why}`,
-        "mount only the agent's program and runtime directories",
-      );
+  if (!ex?.path) return { executable: null, version: null };
+  let real: string;
+  try {
+    real = realpathSync(ex.path);
+  } catch {
+    throw new AirlockError(
+      'NOT_FOUND',
+      `${where}: executable ${ex.path} does not exist`,
+      'install the agent or fix executable.path',
+    );
   }
+  if (!statSync(real).isFile())
+    throw new AirlockError(
+      'POLICY_INVALID',
+      `${where}: executable ${ex.path} is not a file`,
+      'point executable.path at the program',
+    );
+  if (!SYSTEM_PREFIXES.some((p) => real.startsWith(p))) mounts.push(dirname(real));
+  return { executable: real, version: null };
+}
 
-  const model = profile.model ?? {};
+/** The model API's base URL and the hosts the agent may reach (grants) and send its key to (bound). */
+function modelHosts(
+  model: ModelSpec,
+  opts: ResolveOptions,
+): { baseUrl: string | null; hostGrants: Set<string>; boundHosts: Set<string> } {
   const baseUrl = opts.baseUrl ?? model.baseUrl ?? null;
   if (opts.baseUrl) {
     try {
@@ -286,7 +283,60 @@ export function resolveAgent(profile: AgentProfile, opts: ResolveOptions = {}): 
     hostGrants.add(hp.grant);
     boundHosts.add(hp.host);
   }
+  return { baseUrl, hostGrants, boundHosts };
+}
 
+/** The model API key the gateway brokers: where it comes from, how it is injected, and to which host:port only. */
+function modelCredential(
+  profile: AgentProfile,
+  model: ModelSpec & { keyEnv: string },
+  baseUrl: string | null,
+  boundHosts: Set<string>,
+  opts: ResolveOptions,
+): ProfileCredential {
+  const header = model.keyHeader ?? 'Authorization: Bearer {value}';
+  const i = header.indexOf(':');
+  const ports = new Map<string, number>();
+  for (const h of model.hosts ?? []) ports.set(h.replace(/:\d+$/, ''), Number(/:(\d+)$/.exec(h)?.[1] ?? 443));
+  if (baseUrl) {
+    const u = new URL(baseUrl);
+    ports.set(u.hostname, Number(u.port || (u.protocol === 'https:' ? 443 : 80)));
+  }
+  if (opts.baseUrl) {
+    ports.clear();
+    const u = new URL(opts.baseUrl);
+    ports.set(u.hostname, Number(u.port || (u.protocol === 'https:' ? 443 : 80)));
+  }
+  return {
+    name: model.keyEnv,
+    source: model.keySource?.file ? { file: model.keySource.file } : { env: model.keySource?.env ?? model.keyEnv },
+    destinations: [...ports]
+      .filter(([h]) => boundHosts.has(h))
+      .map(([host, port]) => ({ host, port }))
+      .sort((a, b) => a.host.localeCompare(b.host)),
+    inject: { header: header.slice(0, i).trim(), template: header.slice(i + 1).trim() },
+    description: `model API key of agent profile ${profile.name}`,
+  };
+}
+
+/** Turns a profile into mounts, env, files, grants and the brokered credential. */
+export function resolveAgent(profile: AgentProfile, opts: ResolveOptions = {}): ResolvedAgent {
+  const where = `agent profile ${profile.name}`;
+  const mounts: string[] = [];
+  const { executable, version } = agentExecutable(profile, opts.root ?? AIRLOCK_ROOT, where, mounts);
+  for (const m of profile.mounts ?? []) mounts.push(m);
+  for (const m of mounts) {
+    const why = refusedMount(m);
+    if (why)
+      throw new AirlockError(
+        'POLICY_INVALID',
+        `${where}: refusing to mount ${m} into the sandbox: it is ${why}`,
+        "mount only the agent's program and runtime directories",
+      );
+  }
+
+  const model = profile.model ?? {};
+  const { baseUrl, hostGrants, boundHosts } = modelHosts(model, opts);
   let credential: ProfileCredential | null = null;
   let placeholder: string | null = null;
   const vars: Record<string, string> = {
@@ -315,29 +365,7 @@ export function resolveAgent(profile: AgentProfile, opts: ResolveOptions = {}): 
   if (model.keyEnv) {
     placeholder = newPlaceholder(profile.name);
     env[model.keyEnv] = placeholder;
-    const header = model.keyHeader ?? 'Authorization: Bearer {value}';
-    const i = header.indexOf(':');
-    const ports = new Map<string, number>();
-    for (const h of model.hosts ?? []) ports.set(h.replace(/:\d+$/, ''), Number(/:(\d+)$/.exec(h)?.[1] ?? 443));
-    if (baseUrl) {
-      const u = new URL(baseUrl);
-      ports.set(u.hostname, Number(u.port || (u.protocol === 'https:' ? 443 : 80)));
-    }
-    if (opts.baseUrl) {
-      ports.clear();
-      const u = new URL(opts.baseUrl);
-      ports.set(u.hostname, Number(u.port || (u.protocol === 'https:' ? 443 : 80)));
-    }
-    credential = {
-      name: model.keyEnv,
-      source: model.keySource?.file ? { file: model.keySource.file } : { env: model.keySource?.env ?? model.keyEnv },
-      destinations: [...ports]
-        .filter(([h]) => boundHosts.has(h))
-        .map(([host, port]) => ({ host, port }))
-        .sort((a, b) => a.host.localeCompare(b.host)),
-      inject: { header: header.slice(0, i).trim(), template: header.slice(i + 1).trim() },
-      description: `model API key of agent profile ${profile.name}`,
-    };
+    credential = modelCredential(profile, { ...model, keyEnv: model.keyEnv }, baseUrl, boundHosts, opts);
   }
   const files = (profile.files ?? []).map((f) => ({
     path: f.path,
