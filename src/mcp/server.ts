@@ -248,6 +248,12 @@ const pathArg = async (a: ToolArgs) => ({ path: clip(String(a.path ?? '')) });
 
 /** The tools that work on the workspace: run_command, read_file, write_file, apply_patch, list_files. */
 function registerWorkspaceTools(server: McpServer, handle: Handle, state: McpState): void {
+  registerRunCommand(server, handle, state);
+  registerFileTools(server, handle);
+  registerTreeTools(server, handle);
+}
+
+function registerRunCommand(server: McpServer, handle: Handle, state: McpState): void {
   server.registerTool(
     'run_command',
     {
@@ -298,7 +304,10 @@ function registerWorkspaceTools(server: McpServer, handle: Handle, state: McpSta
       },
     ),
   );
+}
 
+/** read_file and write_file: one workspace file each. */
+function registerFileTools(server: McpServer, handle: Handle): void {
   server.registerTool(
     'read_file',
     {
@@ -340,7 +349,10 @@ function registerWorkspaceTools(server: McpServer, handle: Handle, state: McpSta
       },
     ),
   );
+}
 
+/** apply_patch and list_files: changes and listings over the workspace tree. */
+function registerTreeTools(server: McpServer, handle: Handle): void {
   server.registerTool(
     'apply_patch',
     {
