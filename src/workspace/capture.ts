@@ -428,11 +428,8 @@ function transplant(
   return prev;
 }
 
-/**
- * @param workspace the merged workspace as the host can read it (e.g. /proc/PID/root/…/merged)
- * @param upper the overlay upper dir (only what the agent wrote), for the object copy
- */
-export function captureWorkspace(opts: {
+/** What a capture reads: the workspace and git state the session left, and where the result goes. */
+interface CaptureOptions {
   workspace: string;
   upperGitDir: string | null;
   resultRepo: string;
@@ -444,43 +441,31 @@ export function captureWorkspace(opts: {
   layers?: { upper: string; lower: string };
   /** The workspace started from a sanitized synthetic root commit (objects in `syntheticObjects`), not from baseCommit. */
   synthetic?: { commit: string; objects: string; restore?: Restore } | null;
-}): CaptureResult {
-  const warnings: string[] = [];
-  initResultRepo(opts.resultRepo, opts.mirror, opts.synthetic ? [opts.synthetic.objects] : []);
-  const start = opts.synthetic?.commit ?? opts.baseCommit;
-  const env = { GIT_DIR: opts.resultRepo };
-  const gitDir = join(opts.workspace, '.git');
-  const refusals = inspectGitDir([gitDir, ...(opts.upperGitDir ? [opts.upperGitDir] : [])]);
-  let head = start;
-  if (!refusals.length) {
-    copyObjects(opts.upperGitDir ?? gitDir, join(opts.resultRepo, 'objects'), warnings);
-    head = agentHead(env, gitDir, start, warnings, refusals);
-  }
+}
 
-  // Uncommitted work: hash the work tree into our own index. No filters can run: the
-  // only config consulted is ours.
+type GitEnv = Record<string, string>;
+
+/**
+ * Uncommitted work: hashes the work tree into our own index and commits it on top of `head`.
+ * No filters can run: the only config consulted is ours.
+ */
+function commitWorkTree(
+  opts: CaptureOptions,
+  start: string,
+  agentHeadCommit: string,
+  warnings: string[],
+  refusals: CaptureResult['refusals'],
+): { head: string; dirty: boolean } {
+  const env = { GIT_DIR: opts.resultRepo };
   const index = join(opts.resultRepo, `capture-index-${process.pid}`);
   const wenv = {
     GIT_DIR: opts.resultRepo,
     GIT_WORK_TREE: opts.workTreeNs?.path ?? opts.workspace,
     GIT_INDEX_FILE: index,
   };
-  const prefix = opts.workTreeNs?.prefix;
-  let dirty = false;
+  let head = agentHeadCommit;
   try {
-    // Only what the overlay's upper layer holds can differ from the base: hash just
-    // those paths (plus what the agent's commits changed) instead of the whole tree.
-    let specs: string[] | null = null;
-    if (opts.layers) {
-      try {
-        specs = changedPaths(opts.layers.upper, opts.layers.lower, opts.workspace);
-        if (head !== start) specs.push(...changedBetween(env, start, head));
-      } catch (e) {
-        if (e instanceof AirlockError && e.kind === 'TOO_LARGE') throw e;
-        warnings.push(`overlay walk failed (${String(e)}); hashing the whole tree`);
-        specs = null;
-      }
-    }
+    const specs = overlaySpecs(opts, env, start, head, warnings);
     // nested repositories (sub/.git of any kind): git would read through them, possibly
     // into a host repository; they are left out and named
     const nested = nestedRepos(opts.workspace, specs === null ? null : [...new Set(specs)]);
@@ -493,64 +478,116 @@ export function captureWorkspace(opts: {
     const excludes = nested.map((n) => `:(exclude,top,literal)${n}`);
     const untouched = specs !== null && specs.length === 0;
     // nothing in the upper layer: no index to build (a 50k-file read-tree is most of a short session's stop)
-    if (!untouched) agit(['read-tree', head], { env: wenv });
-    const addArgs = ['-c', 'core.bare=false', 'add', '--all', '--ignore-errors'];
-    const fromFile = ['--pathspec-from-file=-', '--pathspec-file-nul'];
-    const list = (ps: string[]) => [...ps.map((p) => `:(top,literal)${p}`), ...excludes].join('\0');
-    let add: { status: number; stderr: string } = { status: 0, stderr: '' };
-    if (untouched) {
-      /* nothing to hash */
-    } else if (specs === null)
-      add = agit([...addArgs, ...fromFile], {
-        env: wenv,
-        cwd: '/',
-        allowFail: true,
-        prefix,
-        input: [':(top)', ...excludes].join('\0'),
-      });
-    else {
-      const exists = (p: string) => {
-        try {
-          lstatSync(join(opts.workspace, p));
-          return true;
-        } catch {
-          return false;
-        }
-      };
-      const present = [...new Set(specs)].filter(exists);
-      const gone = [...new Set(specs)].filter((p) => !exists(p));
-      if (gone.length) {
-        const rm = agit(['-c', 'core.bare=false', 'rm', '--cached', '-r', '-q', '--ignore-unmatch', ...fromFile], {
-          env: wenv,
-          cwd: '/',
-          allowFail: true,
-          prefix,
-          input: list(gone),
-        });
-        if (rm.status !== 0) add = rm;
-      }
-      if (present.length && add.status === 0)
-        add = agit([...addArgs, ...fromFile], { env: wenv, cwd: '/', allowFail: true, prefix, input: list(present) });
-    }
+    if (untouched) return { head, dirty: false }; // the work tree is the head's tree, nothing to compare
+    agit(['read-tree', head], { env: wenv });
+    const add = stageWorkTree(opts, wenv, specs, excludes);
     if (add.status !== 0) warnings.push(`some files could not be captured: ${add.stderr.trim().slice(0, 500)}`);
-    // untouched: the work tree is the head's tree, nothing to compare
-    const headTree = untouched ? null : agit(['rev-parse', `${head}^{tree}`], { env }).stdout.trim();
-    const tree = untouched ? null : agit(['write-tree'], { env: wenv }).stdout.trim();
-    if (tree !== headTree) {
-      dirty = true;
-      head = agit(['commit-tree', tree!, '-p', head, '-m', 'airlock: uncommitted work'], {
-        env: {
-          ...env,
-          GIT_AUTHOR_NAME: 'Airlock',
-          GIT_AUTHOR_EMAIL: 'airlock@localhost',
-          GIT_COMMITTER_NAME: 'Airlock',
-          GIT_COMMITTER_EMAIL: 'airlock@localhost',
-        },
-      }).stdout.trim();
-    }
+    const headTree = agit(['rev-parse', `${head}^{tree}`], { env }).stdout.trim();
+    const tree = agit(['write-tree'], { env: wenv }).stdout.trim();
+    if (tree === headTree) return { head, dirty: false };
+    head = agit(['commit-tree', tree, '-p', head, '-m', 'airlock: uncommitted work'], {
+      env: {
+        ...env,
+        GIT_AUTHOR_NAME: 'Airlock',
+        GIT_AUTHOR_EMAIL: 'airlock@localhost',
+        GIT_COMMITTER_NAME: 'Airlock',
+        GIT_COMMITTER_EMAIL: 'airlock@localhost',
+      },
+    }).stdout.trim();
+    return { head, dirty: true };
   } finally {
     rmSync(index, { force: true });
   }
+}
+
+/**
+ * Only what the overlay's upper layer holds can differ from the base: just those paths (plus
+ * what the agent's commits changed); null when every path must be hashed.
+ */
+function overlaySpecs(
+  opts: CaptureOptions,
+  env: GitEnv,
+  start: string,
+  head: string,
+  warnings: string[],
+): string[] | null {
+  if (!opts.layers) return null;
+  try {
+    const specs = changedPaths(opts.layers.upper, opts.layers.lower, opts.workspace);
+    if (head !== start) specs.push(...changedBetween(env, start, head));
+    return specs;
+  } catch (e) {
+    if (e instanceof AirlockError && e.kind === 'TOO_LARGE') throw e;
+    warnings.push(`overlay walk failed (${String(e)}); hashing the whole tree`);
+    return null;
+  }
+}
+
+/** Stages the work tree's paths (all of them, or `specs`: removed ones unstaged, present ones added) into our index. */
+function stageWorkTree(
+  opts: CaptureOptions,
+  wenv: GitEnv,
+  specs: string[] | null,
+  excludes: string[],
+): { status: number; stderr: string } {
+  const prefix = opts.workTreeNs?.prefix;
+  const addArgs = ['-c', 'core.bare=false', 'add', '--all', '--ignore-errors'];
+  const fromFile = ['--pathspec-from-file=-', '--pathspec-file-nul'];
+  const list = (ps: string[]) => [...ps.map((p) => `:(top,literal)${p}`), ...excludes].join('\0');
+  if (specs === null)
+    return agit([...addArgs, ...fromFile], {
+      env: wenv,
+      cwd: '/',
+      allowFail: true,
+      prefix,
+      input: [':(top)', ...excludes].join('\0'),
+    });
+  let add: { status: number; stderr: string } = { status: 0, stderr: '' };
+  const exists = (p: string) => {
+    try {
+      lstatSync(join(opts.workspace, p));
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const present = [...new Set(specs)].filter(exists);
+  const gone = [...new Set(specs)].filter((p) => !exists(p));
+  if (gone.length) {
+    const rm = agit(['-c', 'core.bare=false', 'rm', '--cached', '-r', '-q', '--ignore-unmatch', ...fromFile], {
+      env: wenv,
+      cwd: '/',
+      allowFail: true,
+      prefix,
+      input: list(gone),
+    });
+    if (rm.status !== 0) add = rm;
+  }
+  if (present.length && add.status === 0)
+    add = agit([...addArgs, ...fromFile], { env: wenv, cwd: '/', allowFail: true, prefix, input: list(present) });
+  return add;
+}
+
+/**
+ * @param workspace the merged workspace as the host can read it (e.g. /proc/PID/root/…/merged)
+ * @param upper the overlay upper dir (only what the agent wrote), for the object copy
+ */
+export function captureWorkspace(opts: CaptureOptions): CaptureResult {
+  const warnings: string[] = [];
+  initResultRepo(opts.resultRepo, opts.mirror, opts.synthetic ? [opts.synthetic.objects] : []);
+  const start = opts.synthetic?.commit ?? opts.baseCommit;
+  const env = { GIT_DIR: opts.resultRepo };
+  const gitDir = join(opts.workspace, '.git');
+  const refusals = inspectGitDir([gitDir, ...(opts.upperGitDir ? [opts.upperGitDir] : [])]);
+  let head = start;
+  if (!refusals.length) {
+    copyObjects(opts.upperGitDir ?? gitDir, join(opts.resultRepo, 'objects'), warnings);
+    head = agentHead(env, gitDir, start, warnings, refusals);
+  }
+
+  const work = commitWorkTree(opts, start, head, warnings, refusals);
+  head = work.head;
+  const dirty = work.dirty;
   if (opts.synthetic && head !== start) {
     const onSynthetic = agit(['rev-list', '--reverse', '--first-parent', `${start}..${head}`], { env })
       .stdout.split('\n')
