@@ -217,6 +217,52 @@ export class TraceParser {
     return out;
   }
 
+  /** A process ended (exited or killed): its exit event, and it is forgotten. */
+  private exited(pid: number, ts: number, ex: RegExpExecArray, out: TraceEvent[]): void {
+    this.release(out, true);
+    const p = this.proc(pid);
+    out.push({
+      kind: 'exit',
+      pid,
+      ppid: p.ppid,
+      exitCode: ex[1] !== undefined ? Number(ex[1]) : null,
+      signal: ex[2] ?? null,
+      ts,
+      startTs: p.startTs,
+      argv0: p.argv0,
+    });
+    this.procs.delete(pid);
+  }
+
+  /** An execve/execveat returned: the exec event (held back until the process's parent is known). */
+  private execed(
+    pid: number,
+    ts: number,
+    call: { name: string; rest: string; ret: string; errno: string | null },
+    out: TraceEvent[],
+  ): void {
+    const tracee = this.proc(pid);
+    const { argv, path } = execArgs(call.name, call.rest);
+    const ok = call.ret === '0';
+    if (ok) {
+      tracee.startTs = ts;
+      tracee.argv0 = argv[0] ?? path ?? null;
+    }
+    const ev: ProcessExec = {
+      kind: 'exec',
+      pid,
+      ppid: tracee.ppid,
+      argv,
+      path,
+      cwd: tracee.cwd,
+      ts,
+      ok,
+      ...(ok ? {} : { error: call.errno ?? 'failed' }),
+    };
+    if (ev.ppid === null) this.waiting.push(ev);
+    else out.push(ev);
+  }
+
   private line(raw: string, out: TraceEvent[]): void {
     const m = LINE.exec(raw);
     if (!m) return;
@@ -225,22 +271,7 @@ export class TraceParser {
     const ts = Number(m[2]);
     let body = m[3]!;
     const ex = EXIT.exec(body);
-    if (ex) {
-      this.release(out, true);
-      const p = this.proc(pid);
-      out.push({
-        kind: 'exit',
-        pid,
-        ppid: p.ppid,
-        exitCode: ex[1] !== undefined ? Number(ex[1]) : null,
-        signal: ex[2] ?? null,
-        ts,
-        startTs: p.startTs,
-        argv0: p.argv0,
-      });
-      this.procs.delete(pid);
-      return;
-    }
+    if (ex) return this.exited(pid, ts, ex, out);
     if (body.endsWith('<unfinished ...>')) {
       this.pending.set(pid, { head: body.slice(0, -'<unfinished ...>'.length), ts });
       return;
@@ -264,28 +295,8 @@ export class TraceParser {
     const tracee = this.proc(pid);
     switch (name) {
       case 'execve':
-      case 'execveat': {
-        const { argv, path } = execArgs(name, rest);
-        const ok = ret === '0';
-        if (ok) {
-          tracee.startTs = ts;
-          tracee.argv0 = argv[0] ?? path ?? null;
-        }
-        const ev: ProcessExec = {
-          kind: 'exec',
-          pid,
-          ppid: tracee.ppid,
-          argv,
-          path,
-          cwd: tracee.cwd,
-          ts,
-          ok,
-          ...(ok ? {} : { error: errno ?? 'failed' }),
-        };
-        if (ev.ppid === null) this.waiting.push(ev);
-        else out.push(ev);
-        return;
-      }
+      case 'execveat':
+        return this.execed(pid, ts, { name, rest, ret, errno }, out);
       case 'clone':
       case 'clone3':
       case 'fork':
@@ -315,16 +326,7 @@ export class TraceParser {
       }
       default: {
         if (ret !== '-1' || !errno) return;
-        let target: string;
-        if (name === 'socket') {
-          target = /^\s*(\w+)/.exec(rest)?.[1] ?? 'unknown';
-        } else if (NETWORK_SYSCALLS.has(name)) {
-          target = socketTarget(rest);
-        } else {
-          const strs = readStrings(rest, rest.indexOf('"'), 1).values;
-          target = strs[0] ?? '';
-          if (target && !target.startsWith('/')) target = joinPath(tracee.cwd ?? '/', target);
-        }
+        const target = probeTarget(name, rest, tracee.cwd);
         out.push({
           kind: 'probe',
           pid,
@@ -338,6 +340,14 @@ export class TraceParser {
       }
     }
   }
+}
+
+/** What a failed call was probing: the socket family, the peer address, or the path (made absolute). */
+function probeTarget(name: string, rest: string, cwd: string | null): string {
+  if (name === 'socket') return /^\s*(\w+)/.exec(rest)?.[1] ?? 'unknown';
+  if (NETWORK_SYSCALLS.has(name)) return socketTarget(rest);
+  const target = readStrings(rest, rest.indexOf('"'), 1).values[0] ?? '';
+  return target && !target.startsWith('/') ? joinPath(cwd ?? '/', target) : target;
 }
 
 /** Program path and argv of an execve/execveat call's arguments text. */
