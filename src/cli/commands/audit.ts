@@ -221,7 +221,12 @@ async function exportEvents(opts: { format: string; since?: string; session?: st
 
 export const registerAudit = (program: Command): void => {
   const audit = program.command('audit').description('Read, verify, prove and export the tamper-evident audit log.');
+  registerAuditIntegrity(audit);
+  registerAuditOutputs(program, audit);
+};
 
+/** show, verify, checkpoint, prove, verify-proof: reading the log and proving it whole. */
+function registerAuditIntegrity(audit: Command): void {
   audit
     .command('show')
     .argument('<session>', 'session id')
@@ -322,7 +327,10 @@ export const registerAudit = (program: Command): void => {
       else process.stdout.write(`${r.ok ? ok('valid') : bad('INVALID')}: ${r.reason}\n`);
       setExit(cmd, r.ok ? ExitCode.OK : ExitCode.TAMPERED);
     });
+}
 
+/** pubkey, checkpoints, tail, export, ship (and `airlock sinks`): what leaves the log for others. */
+function registerAuditOutputs(program: Command, audit: Command): void {
   audit
     .command('pubkey')
     .description('Print the checkpoint signing public key (PEM).')
@@ -387,4 +395,4 @@ export const registerAudit = (program: Command): void => {
     .action(async (opts: { database?: string; follow?: boolean; json?: boolean; batch: string }) =>
       (await import('./shared.ts')).ship(opts),
     );
-};
+}
