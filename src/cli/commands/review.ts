@@ -181,6 +181,95 @@ function page(text: string): void {
   process.stdout.write(text + '\n');
 }
 
+/** `propose`: a finished session's result checked and recorded as a proposal. */
+async function proposeCommand(
+  store: AuditStore,
+  session: string,
+  opts: { json?: boolean; orgPolicy?: string },
+  cmd: Command,
+): Promise<void> {
+  progress(`checking session ${session}`);
+  const { proposal: p, created } = await createProposal(store, session, { orgPolicy: opts.orgPolicy });
+  const st = proposalStatus(store, p);
+  if (opts.json) {
+    printJson({ ...jsonOf(p, st), created });
+    return;
+  }
+  process.stdout.write(
+    `${created ? 'proposal' : 'unchanged: proposal'} ${bold(String(p.id))} for session ${p.session}: ${p.stats.files} files, ${p.stats.commits} commits; checks: ${summary(p)}\n`,
+  );
+  process.stdout.write(dim(`review it with: airlock review show ${p.id}`) + '\n');
+  if (p.findings.some((f) => f.blocking)) setExit(cmd, ExitCode.FAILURE);
+}
+
+/** `review list`: this host's proposals (and, with a shared store, every other host's) as a table or JSON. */
+async function listProposals(store: AuditStore, opts: { json?: boolean; all?: boolean }): Promise<void> {
+  // with a shared store (the sessions' resolution), every other host's proposals too, in one shape
+  const { workView } = await import('../../hosts/index.ts');
+  const view = workView(store, { onUnavailable: otherHostsNotShown });
+  const rows = await view.proposals({ all: opts.all });
+  if (opts.json) {
+    printJson(rows.map(({ local: _, ...p }) => p));
+    return;
+  }
+  if (!rows.length) {
+    process.stdout.write(dim(opts.all ? 'no proposals' : 'no proposals waiting for review') + '\n');
+    return;
+  }
+  const shared = view.sharedUrl !== undefined;
+  const lines = rows.map((p) => [
+    ...(shared ? [p.thisHost ? dim('this host') : visible(p.host)] : []),
+    visible(p.ref),
+    visible(p.session ?? ''),
+    p.local ? stateText(p.local.status) : p.state,
+    p.stats ? `${p.stats.files} files +${p.stats.added}/-${p.stats.deleted}` : '-',
+    p.local
+      ? summary(p.local.proposal)
+      : p.findingCount
+        ? `${p.findingCount} findings${p.blockingCount ? `, ${p.blockingCount} blocking` : ''}`
+        : 'clean',
+    `${p.approvers.length}${p.required === null ? '' : `/${p.required}`}`,
+  ]);
+  process.stdout.write(
+    table(lines, [...(shared ? ['host'] : []), 'id', 'session', 'state', 'size', 'checks', 'approvals']) + '\n',
+  );
+}
+
+/** `review approve`: a local proposal (applied at once when the policy says so) or another host's, queued in the shared store. */
+async function approveCommand(
+  store: AuditStore,
+  id: string,
+  opts: { as?: string; overrideReason?: string },
+): Promise<void> {
+  if (id.includes('@')) {
+    // another host's proposal: queued in the shared store, applied by its host under its own rules
+    if (opts.overrideReason !== undefined)
+      throw new AirlockError(
+        'USAGE',
+        "an override of blocking findings is given on the proposal's own host",
+        `run \`airlock review approve ${id.split('@')[0]} --override-reason …\` there`,
+      );
+    const { workView } = await import('../../hosts/index.ts');
+    const p = await workView(store).approveRemote(id, { as: opts.as });
+    process.stdout.write(
+      `approved proposal ${visible(p.ref)} on ${visible(p.host)} as ${visible(p.by)} (content ${p.hash?.slice(0, 12)}); its host applies it when it next ships\n`,
+    );
+    return;
+  }
+  const r = approveProposal(store, parseId(id, 'proposal id'), {
+    as: opts.as,
+    overrideReason: opts.overrideReason,
+  });
+  process.stdout.write(`approved proposal ${r.proposal.id} as ${r.by}: ${stateText(r.status)}\n`);
+  for (const m of r.status.missing) process.stdout.write(warn(`  still needs ${m}`) + '\n');
+  if (r.status.state === 'approved' && r.proposal.policy.review.apply.onApproval) {
+    const a = await applyProposal(store, r.proposal.id, { as: opts.as });
+    process.stdout.write(`pushed ${a.branch} to ${a.remote}${a.url ? `; pull request: ${a.url}` : ''}\n`);
+  } else if (r.status.state === 'approved') {
+    process.stdout.write(dim(`apply it with: airlock review apply ${r.proposal.id}`) + '\n');
+  }
+}
+
 export function registerReview(program: Command): void {
   program
     .command('propose')
@@ -189,20 +278,7 @@ export function registerReview(program: Command): void {
     .option('--org-policy <file>', 'org policy file (default: AIRLOCK_ORG_POLICY or /etc/airlock/policy.yaml)')
     .option('--json', 'machine-readable output')
     .action((session: string, opts: { json?: boolean; orgPolicy?: string }, cmd: Command) =>
-      withStore(async (store) => {
-        progress(`checking session ${session}`);
-        const { proposal: p, created } = await createProposal(store, session, { orgPolicy: opts.orgPolicy });
-        const st = proposalStatus(store, p);
-        if (opts.json) {
-          printJson({ ...jsonOf(p, st), created });
-          return;
-        }
-        process.stdout.write(
-          `${created ? 'proposal' : 'unchanged: proposal'} ${bold(String(p.id))} for session ${p.session}: ${p.stats.files} files, ${p.stats.commits} commits; checks: ${summary(p)}\n`,
-        );
-        process.stdout.write(dim(`review it with: airlock review show ${p.id}`) + '\n');
-        if (p.findings.some((f) => f.blocking)) setExit(cmd, ExitCode.FAILURE);
-      }),
+      withStore((store) => proposeCommand(store, session, opts, cmd)),
     );
 
   const review = program
@@ -214,39 +290,7 @@ export function registerReview(program: Command): void {
     .description('Proposals waiting for review (with --all: every proposal).')
     .option('--json', 'machine-readable output')
     .option('--all', 'include applied, rejected and superseded proposals')
-    .action((opts: { json?: boolean; all?: boolean }) =>
-      withStore(async (store) => {
-        // with a shared store (the sessions' resolution), every other host's proposals too, in one shape
-        const { workView } = await import('../../hosts/index.ts');
-        const view = workView(store, { onUnavailable: otherHostsNotShown });
-        const rows = await view.proposals({ all: opts.all });
-        if (opts.json) {
-          printJson(rows.map(({ local: _, ...p }) => p));
-          return;
-        }
-        if (!rows.length) {
-          process.stdout.write(dim(opts.all ? 'no proposals' : 'no proposals waiting for review') + '\n');
-          return;
-        }
-        const shared = view.sharedUrl !== undefined;
-        const lines = rows.map((p) => [
-          ...(shared ? [p.thisHost ? dim('this host') : visible(p.host)] : []),
-          visible(p.ref),
-          visible(p.session ?? ''),
-          p.local ? stateText(p.local.status) : p.state,
-          p.stats ? `${p.stats.files} files +${p.stats.added}/-${p.stats.deleted}` : '-',
-          p.local
-            ? summary(p.local.proposal)
-            : p.findingCount
-              ? `${p.findingCount} findings${p.blockingCount ? `, ${p.blockingCount} blocking` : ''}`
-              : 'clean',
-          `${p.approvers.length}${p.required === null ? '' : `/${p.required}`}`,
-        ]);
-        process.stdout.write(
-          table(lines, [...(shared ? ['host'] : []), 'id', 'session', 'state', 'size', 'checks', 'approvals']) + '\n',
-        );
-      }),
-    );
+    .action((opts: { json?: boolean; all?: boolean }) => withStore((store) => listProposals(store, opts)));
 
   review
     .command('show')
@@ -286,35 +330,7 @@ export function registerReview(program: Command): void {
       'approve despite blocking findings (only members of review.overrideRoles); recorded',
     )
     .action((id: string, opts: { as?: string; overrideReason?: string }) =>
-      withStore(async (store) => {
-        if (id.includes('@')) {
-          // another host's proposal: queued in the shared store, applied by its host under its own rules
-          if (opts.overrideReason !== undefined)
-            throw new AirlockError(
-              'USAGE',
-              "an override of blocking findings is given on the proposal's own host",
-              `run \`airlock review approve ${id.split('@')[0]} --override-reason …\` there`,
-            );
-          const { workView } = await import('../../hosts/index.ts');
-          const p = await workView(store).approveRemote(id, { as: opts.as });
-          process.stdout.write(
-            `approved proposal ${visible(p.ref)} on ${visible(p.host)} as ${visible(p.by)} (content ${p.hash?.slice(0, 12)}); its host applies it when it next ships\n`,
-          );
-          return;
-        }
-        const r = approveProposal(store, parseId(id, 'proposal id'), {
-          as: opts.as,
-          overrideReason: opts.overrideReason,
-        });
-        process.stdout.write(`approved proposal ${r.proposal.id} as ${r.by}: ${stateText(r.status)}\n`);
-        for (const m of r.status.missing) process.stdout.write(warn(`  still needs ${m}`) + '\n');
-        if (r.status.state === 'approved' && r.proposal.policy.review.apply.onApproval) {
-          const a = await applyProposal(store, r.proposal.id, { as: opts.as });
-          process.stdout.write(`pushed ${a.branch} to ${a.remote}${a.url ? `; pull request: ${a.url}` : ''}\n`);
-        } else if (r.status.state === 'approved') {
-          process.stdout.write(dim(`apply it with: airlock review apply ${r.proposal.id}`) + '\n');
-        }
-      }),
+      withStore((store) => approveCommand(store, id, opts)),
     );
 
   review
