@@ -308,62 +308,65 @@ export function registerSession(program: Command): void {
     .command('sessions')
     .description('List sessions: id, command, base commit, start/end, exit status, counts of events and denials')
     .option('--json', 'machine-readable output')
-    .action(async (o: { json?: boolean }) => {
-      const layout = ensureHome();
-      const store = new AuditStore(layout.auditDb);
-      let rows: HostSession[];
-      let shared: boolean;
-      try {
-        recoverAndReport(store, layout);
-        // with a shared store (the sessions' own resolution), every other host's sessions too, in one
-        // shape; without one, this host's alone, without loading the policy engine or PostgreSQL's client
-        const { sharedStorePossible, localSessions } = await import('../../hosts/local.ts');
-        if (sharedStorePossible()) {
-          const { workView } = await import('../../hosts/index.ts');
-          const view = workView(store, { onUnavailable: otherHostsNotShown });
-          rows = await view.sessions();
-          shared = view.sharedUrl !== undefined;
-        } else {
-          rows = localSessions(store);
-          shared = false;
-        }
-      } finally {
-        store.close();
-      }
-      if (o.json) return printJson(rows);
-      if (!rows.length) {
-        process.stdout.write('no sessions yet: start one with `airlock run -- <command>`\n');
-        return;
-      }
-      process.stdout.write(
-        table(
-          rows.map((s) => [
-            ...(shared ? [s.thisHost ? 'this host' : esc(s.host)] : []),
-            esc(s.id),
-            s.state === 'stopped' ? String(s.status ?? '-') : s.state,
-            esc((s.command ?? []).join(' ').slice(0, 40)),
-            esc((s.baseCommit ?? '').slice(0, 10)),
-            s.runtime ?? '-',
-            s.start.replace('T', ' ').slice(0, 19),
-            s.end ? s.end.replace('T', ' ').slice(11, 19) : '-',
-            String(s.events),
-            s.denials ? bad(String(s.denials)) : '0',
-          ]),
-          [
-            ...(shared ? ['HOST'] : []),
-            'SESSION',
-            'EXIT',
-            'COMMAND',
-            'BASE',
-            'RUNTIME',
-            'START',
-            'END',
-            'EVENTS',
-            'DENIED',
-          ],
-        ) + '\n',
-      );
-    });
+    .action(printSessions);
+}
+
+/** `airlock sessions`: this host's sessions (and, with a shared store, every other host's) as a table or JSON. */
+async function printSessions(o: { json?: boolean }): Promise<void> {
+  const layout = ensureHome();
+  const store = new AuditStore(layout.auditDb);
+  let rows: HostSession[];
+  let shared: boolean;
+  try {
+    recoverAndReport(store, layout);
+    // with a shared store (the sessions' own resolution), every other host's sessions too, in one
+    // shape; without one, this host's alone, without loading the policy engine or PostgreSQL's client
+    const { sharedStorePossible, localSessions } = await import('../../hosts/local.ts');
+    if (sharedStorePossible()) {
+      const { workView } = await import('../../hosts/index.ts');
+      const view = workView(store, { onUnavailable: otherHostsNotShown });
+      rows = await view.sessions();
+      shared = view.sharedUrl !== undefined;
+    } else {
+      rows = localSessions(store);
+      shared = false;
+    }
+  } finally {
+    store.close();
+  }
+  if (o.json) return printJson(rows);
+  if (!rows.length) {
+    process.stdout.write('no sessions yet: start one with `airlock run -- <command>`\n');
+    return;
+  }
+  process.stdout.write(
+    table(
+      rows.map((s) => [
+        ...(shared ? [s.thisHost ? 'this host' : esc(s.host)] : []),
+        esc(s.id),
+        s.state === 'stopped' ? String(s.status ?? '-') : s.state,
+        esc((s.command ?? []).join(' ').slice(0, 40)),
+        esc((s.baseCommit ?? '').slice(0, 10)),
+        s.runtime ?? '-',
+        s.start.replace('T', ' ').slice(0, 19),
+        s.end ? s.end.replace('T', ' ').slice(11, 19) : '-',
+        String(s.events),
+        s.denials ? bad(String(s.denials)) : '0',
+      ]),
+      [
+        ...(shared ? ['HOST'] : []),
+        'SESSION',
+        'EXIT',
+        'COMMAND',
+        'BASE',
+        'RUNTIME',
+        'START',
+        'END',
+        'EVENTS',
+        'DENIED',
+      ],
+    ) + '\n',
+  );
 }
 
 /** The shell convention: 128 + the signal's number (130 for SIGINT, 143 for SIGTERM). */
