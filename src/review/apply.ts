@@ -218,10 +218,8 @@ function prTitle(p: Proposal): string {
   return `Airlock: agent change from session ${p.session} (proposal ${p.id})`;
 }
 
-export async function applyProposal(store: AuditStore, id: number, opts: ApplyOptions = {}): Promise<ApplyResult> {
-  assertOutsideSandbox(store, opts.env);
-  const proposal = requireProposal(store, id);
-  const st = proposalStatus(store, proposal);
+/** Refuses a proposal that is applied, rejected, superseded or not yet approved. */
+function assertApplicable(proposal: Proposal, st: ProposalStatus): void {
   if (st.state === 'applied')
     throw new AirlockError(
       'BAD_STATE',
@@ -246,12 +244,14 @@ export async function applyProposal(store: AuditStore, id: number, opts: ApplyOp
       `proposal ${proposal.id} is not approved yet: needs ${st.missing.join('; ')}`,
       `approve it with \`airlock review approve ${proposal.id}\``,
     );
-  verifyProposal(store, proposal); // any change since the approvals voids them
-  const who = humanIdentity(opts.as);
-  const cfg = proposal.policy.review.apply;
-  const env = opts.env ?? process.env;
+}
 
-  const fail = (stage: string, message: string, extra: Record<string, unknown> = {}): never => {
+type Identity = ReturnType<typeof humanIdentity>;
+type ApplyFail = (stage: string, message: string, extra?: Record<string, unknown>) => never;
+
+/** A failed stage of an apply: recorded as a decision and an audit event, then thrown as a user error. */
+function applyFailure(store: AuditStore, proposal: Proposal, who: Identity): ApplyFail {
+  return (stage, message, extra = {}) => {
     insertDecision(store, {
       proposalId: proposal.id,
       kind: 'apply_failed',
@@ -280,50 +280,39 @@ export async function applyProposal(store: AuditStore, id: number, opts: ApplyOp
           : 'the proposal stays approved and unapplied; fix the cause and run `airlock review apply` again',
     );
   };
+}
 
-  const branch = branchName(cfg.branchTemplate, proposal);
-  if (git(['check-ref-format', '--branch', branch], { allowFail: true }).status !== 0 || branch.startsWith('-'))
-    fail('protected', `"${branch}" is not a valid branch name`);
-  const prot = cfg.protectedBranches.find((g) => matchPath(branch, g));
-  if (prot) fail('protected', `branch ${branch} matches protected branch "${prot}"`);
-  const url = remoteUrl(proposal);
-  const shown = redactUrl(url);
-  let token: string | null = null;
-  if (cfg.provider !== 'none') {
-    token = providerToken(cfg, env);
-    if (!token)
-      fail(
-        'token',
-        `no ${cfg.provider} token: set ${cfg.tokenEnv ? `the host environment variable ${cfg.tokenEnv}` : ''}${cfg.tokenEnv && cfg.tokenFile ? ' or ' : ''}${cfg.tokenFile ? `the file ${cfg.tokenFile}` : ''}${!cfg.tokenEnv && !cfg.tokenFile ? 'review.apply.tokenEnv or tokenFile in the policy' : ''}`,
-      );
-  }
-  const penv = pushEnv(proposal, url, token);
+/** One apply in progress: what every stage after the remote was read needs. */
+interface ApplyRun {
+  store: AuditStore;
+  proposal: Proposal;
+  st: ProposalStatus;
+  who: Identity;
+  cfg: Proposal['policy']['review']['apply'];
+  env: NodeJS.ProcessEnv;
+  fail: ApplyFail;
+  url: string;
+  shown: string;
+  token: string | null;
+  penv: Record<string, string>;
+  branch: string;
+}
 
-  // What is on the remote now: its default branch and our branch, if any.
-  const ls = git([...NET, 'ls-remote', '--symref', url, 'HEAD', `refs/heads/${branch}`, NOTES_REF], {
-    env: penv,
-    allowFail: true,
-  });
-  if (ls.status !== 0)
-    fail('remote', `cannot reach ${shown}: ${scrub(ls.stderr, token) || `git exit ${ls.status}`}`, { remote: shown });
-  const defaultBranch = /^ref: refs\/heads\/(\S+)\tHEAD$/m.exec(ls.stdout)?.[1] ?? null;
-  if (defaultBranch === branch) fail('protected', `branch ${branch} is the remote's default branch`);
-  const existing =
-    new RegExp(`^([0-9a-f]{40})\\trefs/heads/${branch.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm').exec(
-      ls.stdout,
-    )?.[1] ?? null;
+type Envelope = ReturnType<typeof signProvenance>['envelope'];
 
-  const commit = buildApplyCommit(proposal, st.approvers);
-  git(['update-ref', `refs/airlock/apply/${proposal.id}`, commit], { env: { GIT_DIR: proposal.resultRepo } });
-  if (existing && existing !== commit)
-    fail('exists', `branch ${branch} already exists on ${shown} with other content (${existing.slice(0, 12)})`, {
-      remote: shown,
-      branch,
-    });
-  const alreadyPushed = existing === commit;
-
-  // Signed provenance travels with the commit as a git note; no signature, no push (fail closed).
-  let envelope: ReturnType<typeof signProvenance>['envelope'];
+/**
+ * Signs the provenance, adds it as a git note and pushes branch and notes in one atomic push.
+ * Signed provenance travels with the commit; no signature, no push (fail closed).
+ */
+function pushWithProvenance(
+  run: ApplyRun,
+  commit: string,
+  lsRemote: string,
+  alreadyPushed: boolean,
+  keyDir: string,
+): Envelope {
+  const { store, proposal, st, who, fail, url, shown, token, penv, branch } = run;
+  let envelope: Envelope;
   try {
     envelope = signProvenance({
       store,
@@ -331,13 +320,13 @@ export async function applyProposal(store: AuditStore, id: number, opts: ApplyOp
       st,
       commit,
       appliedBy: who.identity,
-      keyDir: opts.keyDir ?? join(dirname(store.path), 'keys'),
-      env,
+      keyDir,
+      env: run.env,
     }).envelope;
   } catch (e) {
     return fail('provenance', e instanceof Error ? e.message : String(e));
   }
-  const remoteNotes = new RegExp(`^([0-9a-f]{40})\t${NOTES_REF}$`, 'm').exec(ls.stdout)?.[1] ?? null;
+  const remoteNotes = new RegExp(`^([0-9a-f]{40})\t${NOTES_REF}$`, 'm').exec(lsRemote)?.[1] ?? null;
   if (remoteNotes) {
     const f = git(
       [...NET, 'fetch', '--no-tags', '--no-write-fetch-head', url, `+${NOTES_REF}:refs/airlock/remote-notes`],
@@ -371,6 +360,114 @@ export async function applyProposal(store: AuditStore, id: number, opts: ApplyOp
       { remote: shown, branch },
     );
   }
+  return envelope;
+}
+
+/** Opens the pull request for the pushed branch (when a provider is configured); its URL or null. */
+async function openApplyPullRequest(
+  run: ApplyRun,
+  commit: string,
+  envelope: Envelope,
+  defaultBranch: string | null,
+  fetchImpl: ApplyOptions['fetch'],
+): Promise<string | null> {
+  const { proposal, cfg, fail, url, shown, token, branch } = run;
+  if (cfg.provider === 'none') return null;
+  const base =
+    cfg.baseBranch ||
+    (proposal.baseRef && proposal.baseRef !== 'HEAD' && !/^[0-9a-f]{7,40}$/.test(proposal.baseRef)
+      ? proposal.baseRef.replace(/^refs\/heads\//, '')
+      : null) ||
+    defaultBranch ||
+    'main';
+  try {
+    const pr = await openPullRequest(
+      {
+        provider: cfg.provider,
+        apiUrl: cfg.apiUrl,
+        repository: cfg.repository || repositoryFromUrl(url),
+        token: token!,
+        head: branch,
+        base,
+        title: prTitle(proposal),
+        body: summaryMarkdown(proposal, run.st) + '\n' + provenanceMarkdown(commit, envelope),
+        draft: cfg.draft,
+      },
+      fetchImpl,
+    );
+    return pr.url || null;
+  } catch (e) {
+    return fail('pull-request', scrub(e instanceof Error ? e.message : String(e), token), {
+      remote: shown,
+      branch,
+      commit,
+    });
+  }
+}
+
+/** The branch name the policy's template gives, refused when invalid or protected. */
+function applyBranch(proposal: Proposal, cfg: ApplyRun['cfg'], fail: ApplyFail): string {
+  const branch = branchName(cfg.branchTemplate, proposal);
+  if (git(['check-ref-format', '--branch', branch], { allowFail: true }).status !== 0 || branch.startsWith('-'))
+    fail('protected', `"${branch}" is not a valid branch name`);
+  const prot = cfg.protectedBranches.find((g) => matchPath(branch, g));
+  if (prot) fail('protected', `branch ${branch} matches protected branch "${prot}"`);
+  return branch;
+}
+
+/** The host token for the provider's API and pushes (null without a provider); none configured fails the apply. */
+function applyToken(cfg: ApplyRun['cfg'], env: NodeJS.ProcessEnv, fail: ApplyFail): string | null {
+  if (cfg.provider === 'none') return null;
+  const token = providerToken(cfg, env);
+  if (!token)
+    fail(
+      'token',
+      `no ${cfg.provider} token: set ${cfg.tokenEnv ? `the host environment variable ${cfg.tokenEnv}` : ''}${cfg.tokenEnv && cfg.tokenFile ? ' or ' : ''}${cfg.tokenFile ? `the file ${cfg.tokenFile}` : ''}${!cfg.tokenEnv && !cfg.tokenFile ? 'review.apply.tokenEnv or tokenFile in the policy' : ''}`,
+    );
+  return token;
+}
+
+export async function applyProposal(store: AuditStore, id: number, opts: ApplyOptions = {}): Promise<ApplyResult> {
+  assertOutsideSandbox(store, opts.env);
+  const proposal = requireProposal(store, id);
+  const st = proposalStatus(store, proposal);
+  assertApplicable(proposal, st);
+  verifyProposal(store, proposal); // any change since the approvals voids them
+  const who = humanIdentity(opts.as);
+  const cfg = proposal.policy.review.apply;
+  const env = opts.env ?? process.env;
+  const fail = applyFailure(store, proposal, who);
+  const branch = applyBranch(proposal, cfg, fail);
+  const url = remoteUrl(proposal);
+  const shown = redactUrl(url);
+  const token = applyToken(cfg, env, fail);
+  const penv = pushEnv(proposal, url, token);
+  const run: ApplyRun = { store, proposal, st, who, cfg, env, fail, url, shown, token, penv, branch };
+
+  // What is on the remote now: its default branch and our branch, if any.
+  const ls = git([...NET, 'ls-remote', '--symref', url, 'HEAD', `refs/heads/${branch}`, NOTES_REF], {
+    env: penv,
+    allowFail: true,
+  });
+  if (ls.status !== 0)
+    fail('remote', `cannot reach ${shown}: ${scrub(ls.stderr, token) || `git exit ${ls.status}`}`, { remote: shown });
+  const defaultBranch = /^ref: refs\/heads\/(\S+)\tHEAD$/m.exec(ls.stdout)?.[1] ?? null;
+  if (defaultBranch === branch) fail('protected', `branch ${branch} is the remote's default branch`);
+  const existing =
+    new RegExp(`^([0-9a-f]{40})\\trefs/heads/${branch.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm').exec(
+      ls.stdout,
+    )?.[1] ?? null;
+
+  const commit = buildApplyCommit(proposal, st.approvers);
+  git(['update-ref', `refs/airlock/apply/${proposal.id}`, commit], { env: { GIT_DIR: proposal.resultRepo } });
+  if (existing && existing !== commit)
+    fail('exists', `branch ${branch} already exists on ${shown} with other content (${existing.slice(0, 12)})`, {
+      remote: shown,
+      branch,
+    });
+  const alreadyPushed = existing === commit;
+  const keyDir = opts.keyDir ?? join(dirname(store.path), 'keys');
+  const envelope = pushWithProvenance(run, commit, ls.stdout, alreadyPushed, keyDir);
   store.append({
     type: 'review.pushed',
     session: proposal.session,
@@ -387,36 +484,14 @@ export async function applyProposal(store: AuditStore, id: number, opts: ApplyOp
       provenance: { notesRef: NOTES_REF, keyId: envelope.signatures[0]!.keyid },
     },
   });
+  const prUrl = await openApplyPullRequest(run, commit, envelope, defaultBranch, opts.fetch);
+  recordApplied(run, commit, prUrl);
+  return { proposal: proposal.id, branch, commit, remote: shown, url: prUrl, alreadyPushed };
+}
 
-  let prUrl: string | null = null;
-  if (cfg.provider !== 'none') {
-    const base =
-      cfg.baseBranch ||
-      (proposal.baseRef && proposal.baseRef !== 'HEAD' && !/^[0-9a-f]{7,40}$/.test(proposal.baseRef)
-        ? proposal.baseRef.replace(/^refs\/heads\//, '')
-        : null) ||
-      defaultBranch ||
-      'main';
-    try {
-      const pr = await openPullRequest(
-        {
-          provider: cfg.provider,
-          apiUrl: cfg.apiUrl,
-          repository: cfg.repository || repositoryFromUrl(url),
-          token: token!,
-          head: branch,
-          base,
-          title: prTitle(proposal),
-          body: summaryMarkdown(proposal, st) + '\n' + provenanceMarkdown(commit, envelope),
-          draft: cfg.draft,
-        },
-        opts.fetch,
-      );
-      prUrl = pr.url || null;
-    } catch (e) {
-      fail('pull-request', scrub(e instanceof Error ? e.message : String(e), token), { remote: shown, branch, commit });
-    }
-  }
+/** The apply's decision and its audit event. */
+function recordApplied(run: ApplyRun, commit: string, prUrl: string | null): void {
+  const { store, proposal, who, cfg, shown, branch } = run;
   insertDecision(store, {
     proposalId: proposal.id,
     kind: 'apply',
@@ -442,8 +517,7 @@ export async function applyProposal(store: AuditStore, id: number, opts: ApplyOp
       commit,
       url: prUrl,
       provider: cfg.provider,
-      approvers: st.approvers,
+      approvers: run.st.approvers,
     },
   });
-  return { proposal: proposal.id, branch, commit, remote: shown, url: prUrl, alreadyPushed };
 }
