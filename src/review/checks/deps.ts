@@ -374,6 +374,105 @@ function lineOf(text: string | null, needle: string): number {
   return i < 0 ? 0 : text.slice(0, i).split('\n').length;
 }
 
+type PushFinding = (rule: string, severity: Severity, line: number, message: string) => void;
+
+/** What every dependency of one manifest is checked against. */
+interface DependencyContext {
+  cfg: Policy['review']['dependencies'];
+  deny: { name: string; version: string | null }[];
+  popular: string[];
+  now: Manifest;
+  newText: string;
+  push: PushFinding;
+}
+
+/** One added or changed dependency: denylist, typosquat, non-registry source, loosened range. */
+function checkDependency(ctx: DependencyContext, dep: Dep, old: Dep | undefined, addedNames: string[]): void {
+  const { cfg, deny, popular, now, push } = ctx;
+  const line = lineOf(ctx.newText, now.eco === 'npm' ? `"${dep.name}"` : dep.name);
+  const label = `${now.eco} package "${dep.name}"${dep.spec && dep.kind === 'registry' ? `@${dep.spec}` : ''}`;
+  if (!old) {
+    if (now.lock) addedNames.push(`${dep.name}@${dep.spec}`);
+    else push('added', 'info', line, `adds ${label} (${dep.section})`);
+  }
+  const names = [dep.name, ...(dep.alias ? [dep.alias] : [])];
+  for (const n of names) {
+    const hit = deny.find(
+      (x) =>
+        normName(now.eco, x.name) === normName(now.eco, n) &&
+        (x.version === null || x.version === dep.spec.replace(/^[=v^~]+/, '')),
+    );
+    if (hit)
+      push(
+        'denylisted',
+        'critical',
+        line,
+        `${label} is on the denylist (review.dependencies.denylist: ${hit.name}${hit.version ? `@${hit.version}` : ''})`,
+      );
+    if (!old && cfg.typosquatDistance > 0) {
+      const t = typosquatOf(now.eco, n, popular, cfg.typosquatDistance);
+      if (t)
+        push(
+          'typosquat',
+          'high',
+          line,
+          `"${n}" looks like the popular package "${t.target}" (${t.distance === 0 ? 'confusable characters' : `edit distance ${t.distance}`}): likely typosquat`,
+        );
+    }
+  }
+  if (dep.kind === 'git' || dep.kind === 'url' || dep.kind === 'file') {
+    if (!(now.lock && dep.kind === 'url'))
+      push(
+        'source',
+        'high',
+        line,
+        `${label} comes from a ${dep.kind === 'file' ? 'local path' : dep.kind === 'git' ? 'git repository' : 'URL'} (${dep.spec.slice(0, 200)}), not the registry: unpinned and unreviewed code`,
+      );
+  }
+  if (
+    old &&
+    old.kind === 'registry' &&
+    dep.kind === 'registry' &&
+    looseness(now.eco, dep.spec) > looseness(now.eco, old.spec)
+  ) {
+    push('loosened', 'medium', line, `version range of "${dep.name}" loosened from "${old.spec}" to "${dep.spec}"`);
+  }
+}
+
+/** Install-time scripts added or changed, and package registries that are new or not allowed. */
+function checkScriptsAndRegistries(
+  cfg: Policy['review']['dependencies'],
+  now: Manifest,
+  before: Manifest | null,
+  newText: string,
+  push: PushFinding,
+): void {
+  for (const [name, cmd] of now.scripts) {
+    const old = before?.scripts.get(name);
+    if (old === cmd) continue;
+    push(
+      'install-script',
+      'high',
+      lineOf(newText, now.eco === 'npm' ? `"${name}"` : 'build'),
+      `${old === undefined ? 'adds' : 'changes'} ${now.eco === 'cargo' ? 'build script' : `install-time script "${name}"`} (${cmd.slice(0, 120)}): runs on every install`,
+    );
+  }
+  const seen = new Set(before?.registries ?? []);
+  for (const r of now.registries) {
+    const h = hostOf(r);
+    if (seen.has(r)) continue;
+    if (!cfg.allowedRegistries.includes(h))
+      push(
+        'registry',
+        'high',
+        lineOf(newText, r),
+        `resolves packages from ${h} (${r.slice(0, 200)}), which is not an allowed registry (review.dependencies.allowedRegistries)`,
+      );
+    else if (!seen.has(r) && !now.lock)
+      push('registry', 'medium', lineOf(newText, r), `changes the package registry to ${h}`);
+  }
+}
+
 export function dependenciesCheck(files: ChangedFile[], policy: Policy): Finding[] {
   const cfg = policy.review.dependencies;
   const out: Finding[] = [];
@@ -421,54 +520,7 @@ export function dependenciesCheck(files: ChangedFile[], policy: Policy): Finding
     for (const [k, dep] of now.deps) {
       const old = before?.deps.get(k);
       if (old && old.spec === dep.spec && old.kind === dep.kind) continue;
-      const line = lineOf(file.newText, now.eco === 'npm' ? `"${dep.name}"` : dep.name);
-      const label = `${now.eco} package "${dep.name}"${dep.spec && dep.kind === 'registry' ? `@${dep.spec}` : ''}`;
-      if (!old) {
-        if (now.lock) addedNames.push(`${dep.name}@${dep.spec}`);
-        else push('added', 'info', line, `adds ${label} (${dep.section})`);
-      }
-      const names = [dep.name, ...(dep.alias ? [dep.alias] : [])];
-      for (const n of names) {
-        const hit = deny.find(
-          (x) =>
-            normName(now.eco, x.name) === normName(now.eco, n) &&
-            (x.version === null || x.version === dep.spec.replace(/^[=v^~]+/, '')),
-        );
-        if (hit)
-          push(
-            'denylisted',
-            'critical',
-            line,
-            `${label} is on the denylist (review.dependencies.denylist: ${hit.name}${hit.version ? `@${hit.version}` : ''})`,
-          );
-        if (!old && cfg.typosquatDistance > 0) {
-          const t = typosquatOf(now.eco, n, popular, cfg.typosquatDistance);
-          if (t)
-            push(
-              'typosquat',
-              'high',
-              line,
-              `"${n}" looks like the popular package "${t.target}" (${t.distance === 0 ? 'confusable characters' : `edit distance ${t.distance}`}): likely typosquat`,
-            );
-        }
-      }
-      if (dep.kind === 'git' || dep.kind === 'url' || dep.kind === 'file') {
-        if (!(now.lock && dep.kind === 'url'))
-          push(
-            'source',
-            'high',
-            line,
-            `${label} comes from a ${dep.kind === 'file' ? 'local path' : dep.kind === 'git' ? 'git repository' : 'URL'} (${dep.spec.slice(0, 200)}), not the registry: unpinned and unreviewed code`,
-          );
-      }
-      if (
-        old &&
-        old.kind === 'registry' &&
-        dep.kind === 'registry' &&
-        looseness(now.eco, dep.spec) > looseness(now.eco, old.spec)
-      ) {
-        push('loosened', 'medium', line, `version range of "${dep.name}" loosened from "${old.spec}" to "${dep.spec}"`);
-      }
+      checkDependency({ cfg, deny, popular, now, newText: file.newText, push }, dep, old, addedNames);
     }
     if (addedNames.length)
       push(
@@ -477,30 +529,7 @@ export function dependenciesCheck(files: ChangedFile[], policy: Policy): Finding
         0,
         `lockfile adds ${addedNames.length} package${addedNames.length === 1 ? '' : 's'}: ${addedNames.slice(0, 500).join(', ')}${addedNames.length > 500 ? ', …' : ''}`,
       );
-    for (const [name, cmd] of now.scripts) {
-      const old = before?.scripts.get(name);
-      if (old === cmd) continue;
-      push(
-        'install-script',
-        'high',
-        lineOf(file.newText, now.eco === 'npm' ? `"${name}"` : 'build'),
-        `${old === undefined ? 'adds' : 'changes'} ${now.eco === 'cargo' ? 'build script' : `install-time script "${name}"`} (${cmd.slice(0, 120)}): runs on every install`,
-      );
-    }
-    const seen = new Set(before?.registries ?? []);
-    for (const r of now.registries) {
-      const h = hostOf(r);
-      if (seen.has(r)) continue;
-      if (!cfg.allowedRegistries.includes(h))
-        push(
-          'registry',
-          'high',
-          lineOf(file.newText, r),
-          `resolves packages from ${h} (${r.slice(0, 200)}), which is not an allowed registry (review.dependencies.allowedRegistries)`,
-        );
-      else if (!seen.has(r) && !now.lock)
-        push('registry', 'medium', lineOf(file.newText, r), `changes the package registry to ${h}`);
-    }
+    checkScriptsAndRegistries(cfg, now, before, file.newText, push);
   }
   return out;
 }
