@@ -186,12 +186,10 @@ export interface ProposeOptions {
   home?: string;
 }
 
-export async function createProposal(
-  store: AuditStore,
-  session: string,
-  opts: ProposeOptions = {},
-): Promise<{ proposal: Proposal; created: boolean }> {
-  const res = sessionResult(store, session, opts.home);
+type Content = { base: string; head: string; commits: string[] };
+
+/** The result repo's content, refused (and recorded) when it no longer matches what was captured. */
+function verifiedContent(store: AuditStore, session: string, res: SessionResult): Content {
   let cur: { base: string; head: string; commits: string[] };
   try {
     cur = currentContent(res.resultRepo);
@@ -220,6 +218,16 @@ export async function createProposal(
       'do not review it; investigate with `airlock audit verify`',
     );
   }
+  return cur;
+}
+
+/** The change and the agent's commits, a capture too large to review recorded as refused. */
+function loadReviewedChange(
+  store: AuditStore,
+  session: string,
+  res: SessionResult,
+  cur: Content,
+): { change: ChangeSet; agentCommits: AgentCommit[] } {
   let change: ChangeSet;
   let agentCommits: AgentCommit[];
   try {
@@ -238,6 +246,68 @@ export async function createProposal(
     }
     throw e;
   }
+  return { change, agentCommits };
+}
+
+/** The new proposal and each of its findings, as audit events. */
+function recordProposed(
+  store: AuditStore,
+  session: string,
+  proposal: Proposal,
+  findings: Finding[],
+  policyHashes: { review: string; session: SessionResult['policyHash'] },
+): void {
+  const hash = proposal.hash;
+  const bySeverity: Record<string, number> = {};
+  for (const f of findings) bySeverity[f.severity] = (bySeverity[f.severity] ?? 0) + 1;
+  store.appendMany([
+    {
+      type: 'review.proposed',
+      session,
+      severity: findings.some((f) => f.blocking) ? 'high' : 'info',
+      rule: 'review.checks',
+      data: {
+        proposal: proposal.id,
+        hash,
+        base: proposal.base,
+        head: proposal.head,
+        commits: proposal.commits,
+        stats: proposal.stats,
+        policyHash: policyHashes.review,
+        sessionPolicyHash: policyHashes.session,
+        findings: findings.length,
+        bySeverity,
+        blocking: findings.filter((f) => f.blocking).length,
+      },
+    },
+    ...findings.map((f) => ({
+      type: 'review.finding',
+      session,
+      severity: f.severity,
+      rule: f.rule,
+      data: {
+        proposal: proposal.id,
+        hash,
+        check: f.check,
+        file: f.file,
+        line: f.line,
+        column: f.column ?? null,
+        message: f.message,
+        fingerprint: f.fingerprint ?? null,
+        blocking: !!f.blocking,
+      },
+    })),
+  ]);
+}
+
+export async function createProposal(
+  store: AuditStore,
+  session: string,
+  opts: ProposeOptions = {},
+): Promise<{ proposal: Proposal; created: boolean }> {
+  const res = sessionResult(store, session, opts.home);
+  const cur = verifiedContent(store, session, res);
+  const { change, agentCommits } = loadReviewedChange(store, session, res, cur);
   const { loaded, problems } = reviewPolicy(res.resultRepo, cur.base, opts.orgPolicy);
   problems.push(...res.refusals, ...commitFindings(agentCommits, loaded.policy, res.startedBy));
   problems.push(
@@ -277,49 +347,8 @@ export async function createProposal(
       commits: cur.commits.length,
     },
   });
-  if (out.created) {
-    const proposal = out.proposal;
-    const bySeverity: Record<string, number> = {};
-    for (const f of findings) bySeverity[f.severity] = (bySeverity[f.severity] ?? 0) + 1;
-    store.appendMany([
-      {
-        type: 'review.proposed',
-        session,
-        severity: findings.some((f) => f.blocking) ? 'high' : 'info',
-        rule: 'review.checks',
-        data: {
-          proposal: proposal.id,
-          hash,
-          base: proposal.base,
-          head: proposal.head,
-          commits: proposal.commits,
-          stats: proposal.stats,
-          policyHash: loaded.hash,
-          sessionPolicyHash: res.policyHash,
-          findings: findings.length,
-          bySeverity,
-          blocking: findings.filter((f) => f.blocking).length,
-        },
-      },
-      ...findings.map((f) => ({
-        type: 'review.finding',
-        session,
-        severity: f.severity,
-        rule: f.rule,
-        data: {
-          proposal: proposal.id,
-          hash,
-          check: f.check,
-          file: f.file,
-          line: f.line,
-          column: f.column ?? null,
-          message: f.message,
-          fingerprint: f.fingerprint ?? null,
-          blocking: !!f.blocking,
-        },
-      })),
-    ]);
-  }
+  if (out.created)
+    recordProposed(store, session, out.proposal, findings, { review: loaded.hash, session: res.policyHash });
   return out;
 }
 
