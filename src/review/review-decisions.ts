@@ -44,6 +44,62 @@ export interface ApproveOptions {
   via?: string;
 }
 
+/** An override of blocking findings: refused (and recorded) without a reason or for someone outside review.overrideRoles. */
+function assertMayOverride(store: AuditStore, proposal: Proposal, identity: string, reason: string): void {
+  if (!reason)
+    throw new AirlockError('USAGE', '--override-reason needs a reason', 'say why the blocking findings are acceptable');
+  const roles = proposal.policy.review.overrideRoles;
+  if (roles.some((r) => inGroup(proposal.policy, r, identity))) return;
+  store.append({
+    type: 'review.override_denied',
+    session: proposal.session,
+    severity: 'high',
+    decision: 'deny',
+    rule: 'review.overrideRoles',
+    data: { proposal: proposal.id, hash: proposal.hash, by: identity },
+  });
+  throw new AirlockError(
+    'DENIED',
+    `${identity} may not override blocking findings (review.overrideRoles: ${roles.length ? roles.join(', ') : 'none configured'})`,
+    'ask a member of an override role, or fix the findings in a new session',
+  );
+}
+
+/** A plain approval of a proposal with blocking findings: refused (and recorded) unless an override role already approved this content. */
+function refuseUnlessBlockingOverridden(store: AuditStore, proposal: Proposal, identity: string): void {
+  const blocking = proposal.findings.filter((f) => f.blocking);
+  if (
+    !blocking.length ||
+    decisionsFor(store, proposal.id).some(
+      (d) =>
+        d.kind === 'approve' &&
+        d.override &&
+        d.proposalHash === proposal.hash &&
+        proposal.policy.review.overrideRoles.some((r) => inGroup(proposal.policy, r, d.by ?? '')),
+    )
+  )
+    return;
+  store.append({
+    type: 'review.approval_refused',
+    session: proposal.session,
+    severity: 'medium',
+    decision: 'deny',
+    rule: 'review.blockAt',
+    data: { proposal: proposal.id, hash: proposal.hash, by: identity, blocking: blocking.length },
+  });
+  const list = blocking
+    .slice(0, 10)
+    .map((f) => `  ${f.file || '(change)'}${f.line ? `:${f.line}` : ''} ${f.rule} [${f.severity}]`)
+    .join('\n');
+  throw new AirlockError(
+    'DENIED',
+    `proposal ${proposal.id} has ${blocking.length} blocking finding${blocking.length === 1 ? '' : 's'}:\n${list}`,
+    proposal.policy.review.overrideRoles.length
+      ? `a member of ${proposal.policy.review.overrideRoles.join(', ')} may approve with --override-reason TEXT`
+      : 'reject it, or fix the findings in a new session (no override role is configured)',
+  );
+}
+
 export function approveProposal(
   store: AuditStore,
   id: number,
@@ -64,63 +120,12 @@ export function approveProposal(
       `${who.identity} already approved proposal ${proposal.id}`,
       'a second approval must come from another reviewer',
     );
-  const blocking = proposal.findings.filter((f) => f.blocking);
   const reason = opts.overrideReason?.trim() ?? '';
   let override = false;
   if (opts.overrideReason !== undefined) {
-    if (!reason)
-      throw new AirlockError(
-        'USAGE',
-        '--override-reason needs a reason',
-        'say why the blocking findings are acceptable',
-      );
-    const roles = proposal.policy.review.overrideRoles;
-    if (!roles.some((r) => inGroup(proposal.policy, r, who.identity))) {
-      store.append({
-        type: 'review.override_denied',
-        session: proposal.session,
-        severity: 'high',
-        decision: 'deny',
-        rule: 'review.overrideRoles',
-        data: { proposal: proposal.id, hash: proposal.hash, by: who.identity },
-      });
-      throw new AirlockError(
-        'DENIED',
-        `${who.identity} may not override blocking findings (review.overrideRoles: ${roles.length ? roles.join(', ') : 'none configured'})`,
-        'ask a member of an override role, or fix the findings in a new session',
-      );
-    }
+    assertMayOverride(store, proposal, who.identity, reason);
     override = true;
-  } else if (
-    blocking.length &&
-    !decisionsFor(store, proposal.id).some(
-      (d) =>
-        d.kind === 'approve' &&
-        d.override &&
-        d.proposalHash === proposal.hash &&
-        proposal.policy.review.overrideRoles.some((r) => inGroup(proposal.policy, r, d.by ?? '')),
-    )
-  ) {
-    store.append({
-      type: 'review.approval_refused',
-      session: proposal.session,
-      severity: 'medium',
-      decision: 'deny',
-      rule: 'review.blockAt',
-      data: { proposal: proposal.id, hash: proposal.hash, by: who.identity, blocking: blocking.length },
-    });
-    const list = blocking
-      .slice(0, 10)
-      .map((f) => `  ${f.file || '(change)'}${f.line ? `:${f.line}` : ''} ${f.rule} [${f.severity}]`)
-      .join('\n');
-    throw new AirlockError(
-      'DENIED',
-      `proposal ${proposal.id} has ${blocking.length} blocking finding${blocking.length === 1 ? '' : 's'}:\n${list}`,
-      proposal.policy.review.overrideRoles.length
-        ? `a member of ${proposal.policy.review.overrideRoles.join(', ')} may approve with --override-reason TEXT`
-        : 'reject it, or fix the findings in a new session (no override role is configured)',
-    );
-  }
+  } else refuseUnlessBlockingOverridden(store, proposal, who.identity);
   insertDecision(store, {
     proposalId: proposal.id,
     kind: 'approve',
