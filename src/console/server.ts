@@ -232,9 +232,12 @@ interface AppInput {
   secure: boolean;
 }
 
-function buildApp(input: AppInput): { app: Hono<ConsoleEnv>; deps: ConsoleDeps & { allowedHosts: Set<string> } } {
-  const app = new Hono<ConsoleEnv>();
-  const allowedHosts = new Set<string>();
+/** How the console records what a user did (`record`) and refuses what their roles do not allow (`need`, recorded). */
+function consoleRecorders(input: AppInput): {
+  record: ConsoleDeps['record'];
+  need: ConsoleDeps['need'];
+  alreadyRecorded: WeakSet<Error>;
+} {
   const alreadyRecorded = new WeakSet<Error>();
   const recorded = (e: AirlockError) => {
     alreadyRecorded.add(e);
@@ -270,16 +273,17 @@ function buildApp(input: AppInput): { app: Hono<ConsoleEnv>; deps: ConsoleDeps &
       ),
     );
   };
-  const deps = {
-    store: input.store,
-    home: input.home,
-    env: input.env,
-    closing: input.closing,
-    record,
-    need,
-    allowedHosts,
-  };
+  return { record, need, alreadyRecorded };
+}
 
+/** Security headers, the Host check, the body limit, and errors as pages (a refused POST recorded). */
+function useSafetyLayers(
+  app: Hono<ConsoleEnv>,
+  input: AppInput,
+  allowedHosts: Set<string>,
+  record: ConsoleDeps['record'],
+  alreadyRecorded: WeakSet<Error>,
+): void {
   app.use(
     '*',
     secureHeaders({
@@ -325,6 +329,23 @@ function buildApp(input: AppInput): { app: Hono<ConsoleEnv>; deps: ConsoleDeps &
     );
   });
   app.notFound((c) => c.html(errorPage('Not found', `no page at ${c.req.path}`), 404));
+}
+
+function buildApp(input: AppInput): { app: Hono<ConsoleEnv>; deps: ConsoleDeps & { allowedHosts: Set<string> } } {
+  const app = new Hono<ConsoleEnv>();
+  const allowedHosts = new Set<string>();
+  const { record, need, alreadyRecorded } = consoleRecorders(input);
+  const deps = {
+    store: input.store,
+    home: input.home,
+    env: input.env,
+    closing: input.closing,
+    record,
+    need,
+    allowedHosts,
+  };
+
+  useSafetyLayers(app, input, allowedHosts, record, alreadyRecorded);
 
   const js = staticFile('console.js', 'text/javascript; charset=utf-8');
   const css = staticFile('console.css', 'text/css; charset=utf-8');
