@@ -114,6 +114,47 @@ export interface WorkView {
 const open = (state: string) => state === 'pending' || state === 'approved';
 
 /** The work of this host and, with a shared store, of every host. */
+/** Approves another host's proposal in the shared store (its host applies it); recorded here as sent. */
+async function approveRemoteProposal(
+  store: AuditStore,
+  url: string | undefined,
+  thisHost: () => { logId: string },
+  ref: string,
+  a: Parameters<WorkView['approveRemote']>[1] = {},
+): ReturnType<WorkView['approveRemote']> {
+  assertOutsideSandbox(store, a.env);
+  const who = humanIdentity(a.as);
+  if (!url)
+    throw new AirlockError(
+      'USAGE',
+      'no shared store configured',
+      'set AIRLOCK_DATABASE_URL=postgres://… or telemetry.sharedStore in the org policy',
+    );
+  const p = await withSharedStore(url, async (c) => {
+    await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`);
+    return approveSharedProposal(c, ref, who.identity, thisHost().logId, {
+      reason: a.reason,
+      expectHash: a.expectHash,
+    });
+  });
+  store.append({
+    type: 'review.approval_sent',
+    session: null,
+    decision: 'allow',
+    rule: 'review.approvals',
+    data: {
+      ref: p.ref,
+      logId: p.logId,
+      host: p.hostname,
+      proposal: p.id,
+      hash: p.hash,
+      by: who.identity,
+      source: who.source,
+    },
+  });
+  return { ...remoteProposal(p), by: who.identity };
+}
+
 export function workView(store: AuditStore, o: WorkViewOptions = {}): WorkView {
   const url = sharedStoreUrl({ flag: o.database, orgSetting: o.orgSetting, env: o.env });
   // this host's marks, read once per view (not once per listed row)
@@ -156,39 +197,7 @@ export function workView(store: AuditStore, o: WorkViewOptions = {}): WorkView {
       ...listAsks(store, { all: q.all }).map((a) => ({ ...a, ...here(), ref: String(a.id) })),
       ...(await others(async (c, self) => (await pendingSharedAsks(c)).filter((a) => a.logId !== self))).map(remoteAsk),
     ],
-    approveRemote: async (ref, a = {}) => {
-      assertOutsideSandbox(store, a.env);
-      const who = humanIdentity(a.as);
-      if (!url)
-        throw new AirlockError(
-          'USAGE',
-          'no shared store configured',
-          'set AIRLOCK_DATABASE_URL=postgres://… or telemetry.sharedStore in the org policy',
-        );
-      const p = await withSharedStore(url, async (c) => {
-        await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`);
-        return approveSharedProposal(c, ref, who.identity, here().logId, {
-          reason: a.reason,
-          expectHash: a.expectHash,
-        });
-      });
-      store.append({
-        type: 'review.approval_sent',
-        session: null,
-        decision: 'allow',
-        rule: 'review.approvals',
-        data: {
-          ref: p.ref,
-          logId: p.logId,
-          host: p.hostname,
-          proposal: p.id,
-          hash: p.hash,
-          by: who.identity,
-          source: who.source,
-        },
-      });
-      return { ...remoteProposal(p), by: who.identity };
-    },
+    approveRemote: async (ref, a = {}) => approveRemoteProposal(store, url, here, ref, a),
     answerAsk: async (ref, decision, by, reason, scope = 'once') => {
       if (!ref.includes('@')) {
         const n = Number(ref);
