@@ -45,6 +45,44 @@ function redactedStream(stream: NodeJS.ReadableStream | null, emit: (b: Buffer) 
   );
 }
 
+/** A client's stdin frames: queued until the command's exec handle exists, then fed to it. */
+interface ClientInput {
+  queue: Frame[];
+  sink: ((f: Frame) => void) | null;
+}
+
+/** Runs one `exec` frame: stdin from the client, redacted output and the exit status back to it. */
+async function execForClient(
+  session: Session,
+  sock: Socket,
+  frame: Extract<Frame, { t: 'exec' }>,
+  input: ClientInput,
+  finished: () => void,
+): Promise<void> {
+  const h = await session.exec({
+    argv: frame.argv,
+    cwd: frame.cwd,
+    env: frame.env,
+    stdio: 'pipe',
+    via: 'exec',
+  });
+  // Output leaves the sandbox redacted, a line at a time (secrets never span a
+  // line in practice; a long line is cut at 64 KiB).
+  const outDone = redactedStream(h.stdout, (b) => send(sock, { t: 'out', d: b.toString('base64') }));
+  const errDone = redactedStream(h.stderr, (b) => send(sock, { t: 'err', d: b.toString('base64') }));
+  input.sink = (g) => {
+    if (g.t === 'in') h.stdin?.write(Buffer.from(g.d, 'base64'));
+    else if (g.t === 'eof') h.stdin?.end();
+  };
+  for (const g of input.queue.splice(0)) input.sink(g);
+  sock.on('close', () => h.kill('SIGKILL'));
+  const r = await h.done;
+  await Promise.all([outDone, errDone]);
+  finished();
+  send(sock, { t: 'exit', status: r.status });
+  sock.end();
+}
+
 /** Runs inside the detached supervisor process. */
 export async function superviseSession(
   opts: OpenSessionOptions,
@@ -62,7 +100,7 @@ export async function superviseSession(
   const server = createServer((sock) => {
     // stdin frames can arrive before the command has started (policy checks and asks are
     // async): queue them per connection until the exec handle exists.
-    const input: { queue: Frame[]; sink: ((f: Frame) => void) | null } = { queue: [], sink: null };
+    const input: ClientInput = { queue: [], sink: null };
     inputs.set(sock, input);
     frames(sock, (f) => {
       if (f.t === 'in' || f.t === 'eof') {
@@ -73,7 +111,7 @@ export async function superviseSession(
       void handle(sock, f);
     });
   });
-  const inputs = new WeakMap<Socket, { queue: Frame[]; sink: ((f: Frame) => void) | null }>();
+  const inputs = new WeakMap<Socket, ClientInput>();
   let running = 0;
   const stopAndExit = async (reason: string, sock?: Socket) => {
     const r = await session.stop(reason);
@@ -85,33 +123,9 @@ export async function superviseSession(
   const handle = async (sock: Socket, frame: Frame) => {
     try {
       switch (frame.t) {
-        case 'exec': {
+        case 'exec':
           running++;
-          const h = await session.exec({
-            argv: frame.argv,
-            cwd: frame.cwd,
-            env: frame.env,
-            stdio: 'pipe',
-            via: 'exec',
-          });
-          // Output leaves the sandbox redacted, a line at a time (secrets never span a
-          // line in practice; a long line is cut at 64 KiB).
-          const outDone = redactedStream(h.stdout, (b) => send(sock, { t: 'out', d: b.toString('base64') }));
-          const errDone = redactedStream(h.stderr, (b) => send(sock, { t: 'err', d: b.toString('base64') }));
-          const input = inputs.get(sock)!;
-          input.sink = (g) => {
-            if (g.t === 'in') h.stdin?.write(Buffer.from(g.d, 'base64'));
-            else if (g.t === 'eof') h.stdin?.end();
-          };
-          for (const g of input.queue.splice(0)) input.sink(g);
-          sock.on('close', () => h.kill('SIGKILL'));
-          const r = await h.done;
-          await Promise.all([outDone, errDone]);
-          running--;
-          send(sock, { t: 'exit', status: r.status });
-          sock.end();
-          return;
-        }
+          return await execForClient(session, sock, frame, inputs.get(sock)!, () => running--);
         case 'stop':
           return await stopAndExit(frame.reason ?? 'stopped by user', sock);
         case 'kill':
