@@ -387,6 +387,22 @@ export class Session {
     phase('session.sandbox');
     // the bridges live in this process: no agent connection becomes a host process
     if (net?.attach && !this.sandbox.bridgesGateway) this.cleanups.push(await net.attach(this.sandbox.networkNs()));
+    await this.recordStart(opts, sandboxEnv, identities);
+    for (const l of this.activeLayers()) await l.afterStart?.(this);
+    this.cleanups.push(watchRecordingSpace(this.home.root, (detail) => this.cannotRecordNow(detail)));
+    void this.sandbox.limitHit.then((h) => {
+      if (this.state === 'running' || this.state === 'paused') this.stopReason = `limit: ${h.detail}`;
+    });
+    phase('session.started');
+  }
+
+  /** session.start (what runs, under which policy and mechanisms), then each disabled layer and lifted mode, loudly. */
+  private async recordStart(
+    opts: OpenSessionOptions,
+    sandboxEnv: Record<string, string>,
+    identities: ReturnType<typeof hostIdentities>,
+  ): Promise<void> {
+    const policy = this.policy.policy;
     this.record({
       type: 'session.start',
       data: {
@@ -440,12 +456,6 @@ export class Session {
         data: { layer, mode, allowed: policy.modes.allowed, candidateHash: this.policy.candidate?.hash ?? null },
       });
     }
-    for (const l of this.activeLayers()) await l.afterStart?.(this);
-    this.cleanups.push(watchRecordingSpace(this.home.root, (detail) => this.cannotRecordNow(detail)));
-    void this.sandbox.limitHit.then((h) => {
-      if (this.state === 'running' || this.state === 'paused') this.stopReason = `limit: ${h.detail}`;
-    });
-    phase('session.started');
   }
 
   get mechanisms() {
