@@ -182,7 +182,7 @@ export async function verifyShared(
   const url = requireUrl(opts.database);
   const r = await withSharedStore(url, async (c) => {
     await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`);
-    return verifySharedStore(c, { trustedKeys: trustedKeys(opts.hostKeys) });
+    return verifySharedStore(c, { trustedKeys: trustedKeys(opts.hostKeys), url });
   });
   if (opts.json) printJson(r);
   else printShared(r);
