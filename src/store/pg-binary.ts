@@ -79,6 +79,8 @@ export interface CopyRow {
   buf: Buffer;
   start: Int32Array;
   end: Int32Array;
+  /** the row's size in the stream (its fields with their length words) */
+  bytes: number;
 }
 
 export class CopyFormatError extends Error {}
@@ -95,7 +97,7 @@ export class CopyRowReader {
   private need = 0;
   private headerDone = false;
   private ended = false;
-  private row: CopyRow = { buf: Buffer.alloc(0), start: new Int32Array(FIELDS), end: new Int32Array(FIELDS) };
+  private row: CopyRow = { buf: Buffer.alloc(0), start: new Int32Array(FIELDS), end: new Int32Array(FIELDS), bytes: 0 };
 
   *rows(chunk: Buffer): Generator<CopyRow> {
     if (this.ended) throw new CopyFormatError('bytes after the end of the COPY stream');
@@ -163,6 +165,7 @@ export class CopyRowReader {
       at += len;
     }
     this.row.buf = buf;
+    this.row.bytes = at - pos;
     return at;
   }
 }
