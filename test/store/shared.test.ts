@@ -4,6 +4,7 @@
 // triggers and edited, deleted, reordered or truncated rows, naming the first bad event.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import pg from 'pg';
 import { AuditStore, checkpoint, keyId, loadPublicKey } from '../../src/audit/index.ts';
@@ -453,4 +454,19 @@ test('three shippers of one host at once (COPY races on the same rows): every ev
   } finally {
     store.close();
   }
+});
+
+test('an event rewritten with its own hash recomputed (a superuser who knows the format) is caught where the chain no longer links', async () => {
+  await withShipped(async (db, h) => {
+    const [seq, id, ts, type, session, severity, decision, rule, , prev] = h.store.rawRows(11, 1)[0]!;
+    const data = '{"argv":["true"]}';
+    const q = (s: string | null) => (s === null ? 'null' : JSON.stringify(s));
+    const body = `{"data":${data},"decision":${q(decision)},"id":${q(id)},"rule":${q(rule)},"seq":${seq},"session":${q(session)},"severity":${q(severity)},"ts":${q(ts)},"type":${q(type)}}`;
+    const forged = createHash('sha256').update(`${prev}\n${body}`).digest('hex');
+    await tamper(db, `UPDATE airlock.events SET data = '${data}', hash = '${forged}' WHERE seq = 12`);
+    const v = await verify(db);
+    assert.equal(v.ok, false);
+    assert.equal(v.hosts[0]!.firstBad?.seq, 13, JSON.stringify(v.hosts[0]));
+    assert.match(v.hosts[0]!.firstBad!.reason, /previous-hash link broken/);
+  });
 });
