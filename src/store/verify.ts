@@ -1,16 +1,13 @@
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
 import type pg from 'pg';
-import {
-  type Checkpoint,
-  type RawEventRow,
-  EventFrontier,
-  GENESIS_HASH,
-  MerkleFrontier,
-  checkEventRow,
-  keyId,
-  verifyCheckpointSignature,
-} from '../audit/index.ts';
+import { type Checkpoint, MerkleFrontier } from '../audit/index.ts';
 import { checkpointLeaf } from './global-log.ts';
+import type { HostVerdict } from './host-check.ts';
+import { type HostJob, verifyHost } from './verify-host.ts';
+
+export type { BadSharedEvent, HostVerdict } from './host-check.ts';
 
 // `airlock audit verify` against the shared store: every host's chain is recomputed from the
 // rows PostgreSQL holds (the verifier hashes; the server is not trusted to), its RFC 6962
@@ -19,22 +16,10 @@ import { checkpointLeaf } from './global-log.ts';
 // reordered or truncated rows is caught at the first event that no longer fits: a gap in
 // seq, a broken previous-hash link, content that does not match its hash, or fewer events
 // than a signed checkpoint covers.
-
-export interface BadSharedEvent {
-  seq: number;
-  id: string | null;
-  reason: string;
-}
-
-export interface HostVerdict {
-  logId: string;
-  hostname: string | null;
-  events: number;
-  checkpoints: number;
-  checkpointsChecked: number;
-  firstBad?: BadSharedEvent;
-  problems: string[];
-}
+//
+// Hosts' chains are independent: with the store's URL and enough events, they are verified in
+// worker threads (one connection each, all in the snapshot this connection exported), the
+// largest first.
 
 export interface SharedVerifyResult {
   ok: boolean;
@@ -47,8 +32,12 @@ export interface SharedVerifyResult {
 export interface SharedVerifyOptions {
   /** Keys to trust per host log id, instead of those the store holds (a superuser can replace those). */
   trustedKeys?: Map<string, KeyObject>;
-  /** rows per query (default 20000) */
-  batch?: number;
+  /** the store's connection string: lets hosts be verified in worker threads, each over its own connection */
+  url?: string;
+  /** at most this many threads, this one included (default: the cores, at most one per host) */
+  workers?: number;
+  /** below this many events in all, one thread verifies everything (default 20,000: a worker costs a start) */
+  parallelFrom?: number;
 }
 
 interface CpRow {
@@ -71,130 +60,6 @@ const toCheckpoint = (r: CpRow): Checkpoint => ({
   keyId: r.key_id,
   signature: r.signature,
 });
-
-const EVENTS = `SELECT seq::float8, id, ts, type, session, severity, decision, rule, data, prev_hash, hash
-  FROM airlock.events WHERE log_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`;
-
-class HostCheck {
-  readonly v: HostVerdict;
-  private frontier = new EventFrontier();
-  private prev = GENESIS_HASH;
-  private bySize = new Map<number, Checkpoint[]>();
-  private keys: Map<string, KeyObject>;
-
-  constructor(logId: string, hostname: string | null, cps: Checkpoint[], keys: Map<string, KeyObject>) {
-    this.v = { logId, hostname, events: 0, checkpoints: cps.length, checkpointsChecked: 0, problems: [] };
-    this.keys = keys;
-    for (const c of cps) this.bySize.set(c.size, [...(this.bySize.get(c.size) ?? []), c]);
-    for (const c of this.bySize.get(0) ?? []) this.checkCheckpoint(c);
-  }
-
-  /** false once the chain broke: later rows cannot be judged */
-  push(r: RawEventRow): boolean {
-    const expect = this.v.events + 1;
-    if (r[0] !== expect) {
-      this.v.firstBad =
-        r[0] > expect
-          ? { seq: expect, id: null, reason: `events ${expect}..${r[0] - 1} are missing (deleted)` }
-          : { seq: r[0], id: r[1], reason: 'sequence out of order' };
-      return false;
-    }
-    const bad = checkEventRow(this.prev, r);
-    if (bad) {
-      this.v.firstBad = bad;
-      return false;
-    }
-    if (!this.frontier.pushEventHash(r[10])) {
-      this.v.firstBad = { seq: r[0], id: r[1], reason: 'stored hash is not 32 bytes of hex (event altered)' };
-      return false;
-    }
-    this.prev = r[10];
-    this.v.events = expect;
-    for (const c of this.bySize.get(expect) ?? []) this.checkCheckpoint(c);
-    return true;
-  }
-
-  private checkCheckpoint(c: Checkpoint): void {
-    const key = this.keys.get(c.keyId);
-    if (!key) {
-      this.v.problems.push(`checkpoint #${c.id}: signed by key ${c.keyId}, which is not known for this host`);
-      return;
-    }
-    if (!verifyCheckpointSignature(c, key)) {
-      this.v.problems.push(`checkpoint #${c.id}: signature does not verify (checkpoint altered)`);
-      return;
-    }
-    const root = MerkleFrontier.from(this.frontier.size, this.frontier.toHex()).root().toString('hex');
-    if (root !== c.root) {
-      this.v.problems.push(`checkpoint #${c.id}: the events 1..${c.size} do not hash to its signed root`);
-      return;
-    }
-    this.v.checkpointsChecked += 1;
-  }
-
-  /** After the last row: signed checkpoints beyond what the store holds mean events were removed. */
-  finish(): void {
-    if (this.v.firstBad) return;
-    const beyond = [...this.bySize.keys()].filter((s) => s > this.v.events).sort((a, b) => b - a)[0];
-    if (beyond !== undefined) {
-      this.v.firstBad = {
-        seq: this.v.events + 1,
-        id: null,
-        reason: `events ${this.v.events + 1}..${beyond} are missing (deleted or truncated): a signed checkpoint covers ${beyond}`,
-      };
-    }
-  }
-}
-
-async function hostKeys(
-  c: pg.ClientBase,
-  logId: string,
-  trusted: KeyObject | undefined,
-): Promise<Map<string, KeyObject>> {
-  if (trusted) return new Map([[keyId(trusted), trusted]]);
-  const r = await c.query<{ key_id: string; public_key: string }>(
-    'SELECT key_id, public_key FROM airlock.host_keys WHERE log_id = $1',
-    [logId],
-  );
-  const m = new Map<string, KeyObject>();
-  for (const row of r.rows) {
-    try {
-      const k = createPublicKey(row.public_key);
-      if (keyId(k) === row.key_id) m.set(row.key_id, k); // a row whose id is not its key's is ignored
-    } catch {
-      /* not a key: its checkpoints will not verify */
-    }
-  }
-  return m;
-}
-
-async function verifyHost(
-  c: pg.ClientBase,
-  logId: string,
-  hostname: string | null,
-  cps: Checkpoint[],
-  opts: SharedVerifyOptions,
-): Promise<HostVerdict> {
-  const check = new HostCheck(logId, hostname, cps, await hostKeys(c, logId, opts.trustedKeys?.get(logId)));
-  const batch = opts.batch ?? 20_000;
-  const fetch = (after: number) =>
-    c.query<RawEventRow>({ text: EVENTS, values: [logId, after, batch], rowMode: 'array' });
-  // the next batch is read while this one is hashed: the server's work overlaps ours
-  let next = fetch(0);
-  for (let i = 0; i < 1e7; i++) {
-    const rows = (await next).rows;
-    const more = rows.length === batch;
-    if (more) next = fetch(rows[rows.length - 1]![0]);
-    let going = true;
-    for (const row of rows) if (!(going = check.push(row))) break;
-    if (!going || !more) {
-      if (more) await next;
-      break;
-    }
-  }
-  check.finish();
-  return check.v;
-}
 
 async function verifyGlobalLog(c: pg.ClientBase, cps: Checkpoint[]): Promise<SharedVerifyResult['global']> {
   const problems: string[] = [];
@@ -232,28 +97,101 @@ async function verifyGlobalLog(c: pg.ClientBase, cps: Checkpoint[]): Promise<Sha
   return { size: f.size, root: f.root().toString('hex'), problems };
 }
 
+interface HostRow {
+  log_id: string;
+  hostname: string | null;
+  head: string | null;
+}
+
+// every log id the store mentions (a superuser may have deleted a host's row but not its events);
+// the events' log ids by a skip scan of the primary key (one index probe per host, not a table scan)
+const HOSTS = `WITH RECURSIVE ev(log_id) AS (
+    SELECT min(log_id) FROM airlock.events
+    UNION ALL SELECT (SELECT min(e.log_id) FROM airlock.events e WHERE e.log_id > ev.log_id) FROM ev WHERE ev.log_id IS NOT NULL)
+  SELECT l.log_id, h.hostname, (SELECT max(seq) FROM airlock.events e WHERE e.log_id = l.log_id) AS head FROM
+    (SELECT log_id FROM airlock.hosts UNION SELECT log_id FROM airlock.checkpoints UNION SELECT log_id FROM ev WHERE log_id IS NOT NULL) l
+  LEFT JOIN airlock.hosts h USING (log_id) ORDER BY l.log_id`;
+
+/** The next message of a worker, or its failure. */
+function answerOf(w: Worker): Promise<{ verdict?: HostVerdict; error?: string }> {
+  return new Promise((resolve, reject) => {
+    const onError = (e: Error) => {
+      w.off('message', resolve);
+      reject(e);
+    };
+    w.once('error', onError);
+    w.once('message', (m: { verdict?: HostVerdict; error?: string }) => {
+      w.off('error', onError);
+      resolve(m);
+    });
+  });
+}
+
+/**
+ * Hosts verified by this thread (on `c`, which exported `snapshot`) and `count` workers at once,
+ * largest first: this thread starts at once, a worker when it has loaded. Verdicts in the jobs' order.
+ */
+async function verifyInParallel(c: pg.ClientBase, url: string, jobs: HostJob[], sizes: number[], count: number) {
+  const snapshot = (await c.query<{ s: string }>('SELECT pg_export_snapshot() AS s')).rows[0]!.s;
+  const order = jobs.map((_, i) => i).sort((a, b) => sizes[b]! - sizes[a]!);
+  const verdicts: HostVerdict[] = new Array<HostVerdict>(jobs.length);
+  const workers = Array.from(
+    { length: count },
+    () => new Worker(new URL('./verify-worker.ts', import.meta.url), { workerData: { url, snapshot } }),
+  );
+  const inWorker = (w: Worker) => async (job: HostJob) => {
+    const answer = answerOf(w);
+    w.postMessage(job);
+    const { verdict, error } = await answer;
+    if (!verdict) throw new Error(`verify worker: ${error ?? 'no verdict'}`);
+    return verdict;
+  };
+  const consume = async (verify: (job: HostJob) => Promise<HostVerdict>) => {
+    for (let i = order.shift(); i !== undefined; i = order.shift()) verdicts[i] = await verify(jobs[i]!);
+  };
+  try {
+    await Promise.all([consume((job) => verifyHost(c, job)), ...workers.map((w) => consume(inWorker(w)))]);
+  } finally {
+    await Promise.all(workers.map((w) => closeWorker(w)));
+  }
+  return verdicts;
+}
+
+/** Lets a worker end its connection cleanly; stops it after 5 s. */
+async function closeWorker(w: Worker): Promise<void> {
+  const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));
+  w.postMessage('close');
+  const timer = setTimeout(() => void w.terminate(), 5000);
+  await exited;
+  clearTimeout(timer);
+}
+
+async function verifyHosts(c: pg.ClientBase, rows: HostRow[], cps: Checkpoint[], opts: SharedVerifyOptions) {
+  const jobs: HostJob[] = rows.map((h) => ({
+    logId: h.log_id,
+    hostname: h.hostname,
+    cps: cps.filter((cp) => cp.logId === h.log_id),
+    trusted: opts.trustedKeys?.get(h.log_id),
+  }));
+  // the heads only schedule the work (a wrong one costs time, never a verdict)
+  const sizes = rows.map((h) => Math.max(0, Number(h.head ?? 0)) || 0);
+  const total = sizes.reduce((n, s) => n + s, 0);
+  const threads = Math.min(opts.workers ?? availableParallelism(), jobs.length);
+  if (opts.url && threads >= 2 && total >= (opts.parallelFrom ?? 20_000))
+    return verifyInParallel(c, opts.url, jobs, sizes, threads - 1);
+  const verdicts: HostVerdict[] = [];
+  for (const job of jobs) verdicts.push(await verifyHost(c, job));
+  return verdicts;
+}
+
 /** Verifies every host's chain, checkpoints and the global log from the shared store alone. */
 export async function verifySharedStore(c: pg.ClientBase, opts: SharedVerifyOptions = {}): Promise<SharedVerifyResult> {
   // one snapshot for the whole run: rows shipped meanwhile do not make a consistent store look broken
   await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {
     const cps = (await c.query<CpRow>('SELECT * FROM airlock.checkpoints ORDER BY log_id, id')).rows.map(toCheckpoint);
-    const hostRows = (
-      await c.query<{ log_id: string; hostname: string | null }>(`SELECT l.log_id, h.hostname FROM
-      (SELECT log_id FROM airlock.hosts UNION SELECT DISTINCT log_id FROM airlock.checkpoints UNION SELECT DISTINCT log_id FROM airlock.events) l
-      LEFT JOIN airlock.hosts h USING (log_id) ORDER BY l.log_id`)
-    ).rows;
-    const hosts: HostVerdict[] = [];
-    for (const h of hostRows)
-      hosts.push(
-        await verifyHost(
-          c,
-          h.log_id,
-          h.hostname,
-          cps.filter((cp) => cp.logId === h.log_id),
-          opts,
-        ),
-      );
+    const hostRows = (await c.query<HostRow>(HOSTS)).rows;
+    const hosts = await verifyHosts(c, hostRows, cps, opts);
     const global = await verifyGlobalLog(c, cps);
     const ok = global.problems.length === 0 && hosts.every((h) => !h.firstBad && h.problems.length === 0);
     return { ok, hosts, events: hosts.reduce((n, h) => n + h.events, 0), global };

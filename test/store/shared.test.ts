@@ -4,9 +4,10 @@
 // triggers and edited, deleted, reordered or truncated rows, naming the first bad event.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import pg from 'pg';
-import { AuditStore, checkpoint } from '../../src/audit/index.ts';
+import { AuditStore, checkpoint, keyId, loadPublicKey } from '../../src/audit/index.ts';
 import { AirlockError } from '../../src/common/index.ts';
 import {
   PG_MIGRATIONS,
@@ -16,6 +17,7 @@ import {
   pendingSharedAsks,
   shipOnce,
   verifySharedStore,
+  type SharedVerifyOptions,
   type SharedVerifyResult,
 } from '../../src/store/index.ts';
 import { tmp } from '../helpers.ts';
@@ -86,10 +88,17 @@ async function shipAs(db: string, h: { store: AuditStore; keyDir: string }, batc
   }
 }
 
-async function verify(db: string): Promise<SharedVerifyResult> {
+/**
+ * Verifies in this thread and again with every host in parallel (this thread and a worker, each
+ * over its own connection in one exported snapshot): both must give the same verdict.
+ */
+async function verify(db: string, opts: SharedVerifyOptions = {}): Promise<SharedVerifyResult> {
   const c = await client(db);
   try {
-    return await verifySharedStore(c);
+    const alone = await verifySharedStore(c, opts);
+    const parallel = await verifySharedStore(c, { ...opts, url: cluster.url('postgres', db), parallelFrom: 0 });
+    assert.deepEqual(parallel, alone, 'the parallel verdict differs from the single-thread one');
+    return alone;
   } finally {
     await c.end();
   }
@@ -178,6 +187,20 @@ test("shipping copies a host's log byte for byte; shipping again adds nothing; t
     assert.equal(v.ok, true, JSON.stringify(v));
     assert.equal(v.hosts[0]!.checkpointsChecked, 2);
     assert.equal(v.global.size, 2);
+    // the auditor's own copy of the host key reaches the workers too
+    const pub = loadPublicKey(undefined, h.keyDir);
+    const trusted = await verify(db, { trustedKeys: new Map([[h.store.getKv('audit.logId')!, pub]]) });
+    assert.deepEqual([trusted.ok, trusted.hosts[0]!.checkpointsChecked], [true, 2]);
+    const stranger = host();
+    try {
+      const wrong = loadPublicKey(undefined, stranger.keyDir);
+      const refused = await verify(db, { trustedKeys: new Map([[h.store.getKv('audit.logId')!, wrong]]) });
+      assert.equal(refused.ok, false);
+      assert.match(refused.hosts[0]!.problems[0]!, new RegExp(`not known for this host`));
+      assert.notEqual(keyId(wrong), keyId(pub));
+    } finally {
+      stranger.store.close();
+    }
   } finally {
     h.store.close();
   }
@@ -349,5 +372,101 @@ test("a hostile host's rows that are not JSON do not break the other hosts' list
     const evil = v.hosts.find((x) => x.logId === 'evil')!;
     assert.equal(evil.firstBad?.seq, 1);
     assert.equal(v.hosts.find((x) => x.logId !== 'evil')!.firstBad, undefined);
+  });
+});
+
+// Every column a host (or the agent through it) controls, with what JSON escapes, what it does not
+// (non-ASCII, U+2028, astral), and plain text: the verifier's byte path must take the plain rows
+// and hand the others to the full check, with the same verdict.
+const AWKWARD = [
+  'plain',
+  'quote " here',
+  'back\\slash',
+  'tab\tnl\ncr\r',
+  'bell\u0007nul-ish\u0001',
+  'é ü 中文',
+  'line\u2028sep',
+  '😀 astral',
+  '',
+];
+
+test('rows with quotes, backslashes, control and non-ASCII characters in every column ship byte for byte and verify; an edit to one is caught', async () => {
+  const db = await freshDb();
+  const home = tmp();
+  const store = new AuditStore(join(home, 'audit.db'));
+  const keyDir = join(home, 'keys');
+  try {
+    for (const [i, text] of AWKWARD.entries()) {
+      store.append({ type: `t.${text}`, session: text, rule: text, decision: 'allow', data: { text, i } });
+      store.append({ type: 'plain.event', session: 's', data: { i } });
+    }
+    checkpoint(store, 'test', { keyDir });
+    const h = { store, keyDir };
+    assert.equal((await shipAs(db, h)).events, store.count());
+    const c = await client(db);
+    const remote = (
+      await c.query({
+        text: 'SELECT seq::float8, id, ts, type, session, severity, decision, rule, data, prev_hash, hash FROM airlock.events ORDER BY seq',
+        rowMode: 'array',
+      })
+    ).rows;
+    await c.end();
+    assert.deepEqual(remote, store.rawRows(0, 1000));
+    const v = await verify(db);
+    assert.deepEqual([v.ok, v.events, v.hosts[0]!.checkpointsChecked], [true, store.count(), 1]);
+    // a superuser turns one character of a row the byte path cannot take alone
+    await tamper(db, `UPDATE airlock.events SET session = 'quote '' here' WHERE seq = 3`);
+    const bad = await verify(db);
+    assert.equal(bad.ok, false);
+    assert.equal(bad.hosts[0]!.firstBad?.seq, 3);
+    assert.match(bad.hosts[0]!.firstBad!.reason, /does not match its hash/);
+  } finally {
+    store.close();
+  }
+});
+
+test('a plain row edited to hold a character JSON escapes is caught at that row', async () => {
+  await withShipped(async (db) => {
+    await tamper(db, `UPDATE airlock.events SET session = E's0\\\\' WHERE seq = 5`);
+    const v = await verify(db);
+    assert.deepEqual([v.ok, v.hosts[0]!.firstBad?.seq], [false, 5]);
+    assert.match(v.hosts[0]!.firstBad!.reason, /does not match its hash/);
+  });
+});
+
+test('three shippers of one host at once (COPY races on the same rows): every event lands once, counted once', async () => {
+  const db = await freshDb();
+  const home = tmp();
+  const store = new AuditStore(join(home, 'audit.db'));
+  try {
+    store.appendMany(Array.from({ length: 3000 }, (_, i) => ({ type: 'process.exec', session: 's', data: { i } })));
+    const h = { store, keyDir: join(home, 'keys') };
+    const results = await Promise.all([shipAs(db, h, 200), shipAs(db, h, 300), shipAs(db, h, 500)]);
+    assert.equal(
+      results.reduce((n, r) => n + r.events, 0),
+      3000,
+    );
+    const c = await client(db);
+    const n = (await c.query('SELECT count(*)::int AS n, count(DISTINCT id)::int AS ids FROM airlock.events')).rows[0];
+    await c.end();
+    assert.deepEqual(n, { n: 3000, ids: 3000 });
+    assert.equal((await verify(db)).ok, true);
+  } finally {
+    store.close();
+  }
+});
+
+test('an event rewritten with its own hash recomputed (a superuser who knows the format) is caught where the chain no longer links', async () => {
+  await withShipped(async (db, h) => {
+    const [seq, id, ts, type, session, severity, decision, rule, , prev] = h.store.rawRows(11, 1)[0]!;
+    const data = '{"argv":["true"]}';
+    const q = (s: string | null) => (s === null ? 'null' : JSON.stringify(s));
+    const body = `{"data":${data},"decision":${q(decision)},"id":${q(id)},"rule":${q(rule)},"seq":${seq},"session":${q(session)},"severity":${q(severity)},"ts":${q(ts)},"type":${q(type)}}`;
+    const forged = createHash('sha256').update(`${prev}\n${body}`).digest('hex');
+    await tamper(db, `UPDATE airlock.events SET data = '${data}', hash = '${forged}' WHERE seq = 12`);
+    const v = await verify(db);
+    assert.equal(v.ok, false);
+    assert.equal(v.hosts[0]!.firstBad?.seq, 13, JSON.stringify(v.hosts[0]));
+    assert.match(v.hosts[0]!.firstBad!.reason, /previous-hash link broken/);
   });
 });

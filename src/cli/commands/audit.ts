@@ -390,7 +390,7 @@ function registerAuditOutputs(program: Command, audit: Command): void {
     )
     .option('--follow', 'keep shipping until SIGINT/SIGTERM (retries while PostgreSQL is down)')
     .option('--json', 'print the result as JSON')
-    .option('--batch <n>', 'events per insert', '5000')
+    .option('--batch <n>', 'events per COPY (one statement, one commit)', '10000')
     .description("Ship this host's audit events and checkpoints to the shared store, idempotent by event id.")
     .action(async (opts: { database?: string; follow?: boolean; json?: boolean; batch: string }) =>
       (await import('./shared.ts')).ship(opts),

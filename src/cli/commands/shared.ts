@@ -97,7 +97,7 @@ export async function ship(opts: {
   const url = requireUrl(opts.database);
   const batch = Number(opts.batch);
   if (!Number.isInteger(batch) || batch < 1 || batch > 100_000)
-    throw new AirlockError('USAGE', '--batch must be an integer 1..100000', 'the default, 5000, suits most hosts');
+    throw new AirlockError('USAGE', '--batch must be an integer 1..100000', 'the default, 10000, suits most hosts');
   const store = openStore(false);
   try {
     // --follow starts even while PostgreSQL is down: the local log spools until it is back
@@ -182,7 +182,7 @@ export async function verifyShared(
   const url = requireUrl(opts.database);
   const r = await withSharedStore(url, async (c) => {
     await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`);
-    return verifySharedStore(c, { trustedKeys: trustedKeys(opts.hostKeys) });
+    return verifySharedStore(c, { trustedKeys: trustedKeys(opts.hostKeys), url });
   });
   if (opts.json) printJson(r);
   else printShared(r);

@@ -1,0 +1,204 @@
+import { hash } from 'node:crypto';
+import { isUtf8 } from 'node:buffer';
+import type { KeyObject } from 'node:crypto';
+import {
+  type Checkpoint,
+  type RawEventRow,
+  EventFrontier,
+  GENESIS_HASH,
+  MerkleFrontier,
+  checkEventRow,
+  verifyCheckpointSignature,
+} from '../audit/index.ts';
+import type { CopyRow } from './pg-binary.ts';
+
+// One host's chain as the shared store holds it, checked row by row in seq order: the link to
+// the previous hash, the row's content against its own hash (the verifier hashes; the server
+// is never asked to), its RFC 6962 tree against every signed checkpoint of the host.
+//
+// Rows arrive as binary COPY bytes. The fast path hashes the bytes the host hashed without
+// decoding them: `prev_hash "\n" {"data":…,"decision":…,…}` is assembled from the fields as they
+// came, which is exactly eventBodyFromParts' text when no quoted field holds a byte JSON would
+// escape (quote, backslash, control) and the whole is valid UTF-8 (then the UTF-8 of the decoded
+// strings is these bytes). A row the fast path does not accept at once (any such byte, a broken
+// link, a hash that does not match, a seq out of turn) is decoded and judged by the full check
+// (checkEventRow, shared with the SQLite verifier), which names what is wrong. So the fast path
+// never accepts a row the full check refuses.
+
+export interface BadSharedEvent {
+  seq: number;
+  id: string | null;
+  reason: string;
+}
+
+export interface HostVerdict {
+  logId: string;
+  hostname: string | null;
+  events: number;
+  checkpoints: number;
+  checkpointsChecked: number;
+  firstBad?: BadSharedEvent;
+  problems: string[];
+}
+
+// field positions in a row (pg-binary.ts EVENT_COLUMNS)
+const SEQ = 0;
+const ID = 1;
+const PREV = 9;
+const HASH = 10;
+const latin1 = (s: string) => Buffer.from(s, 'latin1');
+/** The body's keys in canonical order: [field, the text before it, may it be null]. */
+const BODY: [number, Buffer, boolean][] = [
+  [8, latin1('\n{"data":'), false],
+  [6, latin1(',"decision":'), true],
+  [1, latin1(',"id":'), false],
+  [7, latin1(',"rule":'), true],
+  [SEQ, latin1(',"seq":'), false],
+  [4, latin1(',"session":'), true],
+  [5, latin1(',"severity":'), false],
+  [2, latin1(',"ts":'), false],
+  [3, latin1(',"type":'), false],
+];
+const NULL = latin1('null');
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+
+/** A field JSON.stringify would quote as `"` + its bytes + `"` (no quote, backslash or control byte). */
+function plainField(buf: Buffer, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) {
+    const b = buf[i]!;
+    if (b < 0x20 || b === QUOTE || b === BACKSLASH) return false;
+  }
+  return true;
+}
+
+/** The row as strings, for the full check (NULL stays null; a seq that is not 8 bytes is NaN). */
+function decodeRow(row: CopyRow): RawEventRow {
+  const { buf, start, end } = row;
+  const text = (f: number) => (start[f]! < 0 ? null : buf.toString('utf8', start[f], end[f]));
+  const seq = end[SEQ]! - start[SEQ]! === 8 ? Number(buf.readBigInt64BE(start[SEQ])) : Number.NaN;
+  return [seq, ...Array.from({ length: 10 }, (_, i) => text(i + 1))] as RawEventRow;
+}
+
+export class HostCheck {
+  readonly v: HostVerdict;
+  private frontier = new EventFrontier();
+  private prev = GENESIS_HASH;
+  private bySize = new Map<number, Checkpoint[]>();
+  private keys: Map<string, KeyObject>;
+  private scratch = Buffer.allocUnsafe(4096);
+
+  constructor(logId: string, hostname: string | null, cps: Checkpoint[], keys: Map<string, KeyObject>) {
+    this.v = { logId, hostname, events: 0, checkpoints: cps.length, checkpointsChecked: 0, problems: [] };
+    this.keys = keys;
+    for (const c of cps) this.bySize.set(c.size, [...(this.bySize.get(c.size) ?? []), c]);
+    for (const c of this.bySize.get(0) ?? []) this.checkCheckpoint(c);
+  }
+
+  /** One row as COPY sent it; false once the chain broke (later rows cannot be judged). */
+  pushCopyRow(row: CopyRow): boolean {
+    const { buf, start, end } = row;
+    const expect = this.v.events + 1;
+    const fast =
+      end[SEQ]! - start[SEQ]! === 8 &&
+      buf.readUInt32BE(start[SEQ]!) * 0x1_0000_0000 + buf.readUInt32BE(start[SEQ]! + 4) === expect &&
+      end[HASH]! - start[HASH]! === 64 &&
+      buf.toString('latin1', start[PREV], end[PREV]) === this.prev &&
+      this.hashedText(row, expect);
+    if (!fast) return this.push(decodeRow(row));
+    const own = hash('sha256', this.scratch.subarray(0, fast), 'hex');
+    if (own !== buf.toString('latin1', start[HASH], end[HASH])) return this.push(decodeRow(row));
+    this.frontier.pushEventHash(own);
+    this.advance(own);
+    return true;
+  }
+
+  /** Assembles the hashed text into scratch; its length, or 0 when the fast path cannot judge the row. */
+  private hashedText(row: CopyRow, seq: number): number {
+    const { buf, start, end } = row;
+    // the fields' bytes, 2 quotes or "null" each, the keys (79 bytes), the previous hash, the seq
+    const size = row.bytes + 256;
+    if (this.scratch.length < size) this.scratch = Buffer.allocUnsafe(size * 2);
+    const out = this.scratch;
+    let at = buf.copy(out, 0, start[PREV], end[PREV]); // equal to this.prev (checked by the caller)
+    for (const [field, before, nullable] of BODY) {
+      at += before.copy(out, at);
+      if (field === SEQ) {
+        at += out.write(String(seq), at, 'latin1');
+      } else if (start[field]! < 0) {
+        if (!nullable) return 0;
+        at += NULL.copy(out, at);
+      } else if (field === 8) {
+        at += buf.copy(out, at, start[field], end[field]); // data: the canonical JSON text, as it is
+      } else {
+        if (!plainField(buf, start[field]!, end[field]!)) return 0;
+        out[at++] = QUOTE;
+        at += buf.copy(out, at, start[field], end[field]);
+        out[at++] = QUOTE;
+      }
+    }
+    out[at++] = 0x7d; // }
+    return isUtf8(out.subarray(0, at)) ? at : 0;
+  }
+
+  /** The full check of one decoded row; false once the chain broke. */
+  push(r: RawEventRow): boolean {
+    const expect = this.v.events + 1;
+    if (r[0] !== expect) {
+      this.v.firstBad =
+        r[0] > expect
+          ? { seq: expect, id: null, reason: `events ${expect}..${r[0] - 1} are missing (deleted)` }
+          : { seq: Number.isNaN(r[0]) ? expect : r[0], id: r[ID], reason: 'sequence out of order' };
+      return false;
+    }
+    const bad = checkEventRow(this.prev, r);
+    if (bad) {
+      this.v.firstBad = bad;
+      return false;
+    }
+    if (!this.frontier.pushEventHash(r[HASH])) {
+      this.v.firstBad = { seq: r[0], id: r[ID], reason: 'stored hash is not 32 bytes of hex (event altered)' };
+      return false;
+    }
+    this.advance(r[HASH]);
+    return true;
+  }
+
+  /** After the row's hash joined the tree. */
+  private advance(hashHex: string): void {
+    this.prev = hashHex;
+    this.v.events += 1;
+    for (const c of this.bySize.get(this.v.events) ?? []) this.checkCheckpoint(c);
+  }
+
+  private checkCheckpoint(c: Checkpoint): void {
+    const key = this.keys.get(c.keyId);
+    if (!key) {
+      this.v.problems.push(`checkpoint #${c.id}: signed by key ${c.keyId}, which is not known for this host`);
+      return;
+    }
+    if (!verifyCheckpointSignature(c, key)) {
+      this.v.problems.push(`checkpoint #${c.id}: signature does not verify (checkpoint altered)`);
+      return;
+    }
+    const root = MerkleFrontier.from(this.frontier.size, this.frontier.toHex()).root().toString('hex');
+    if (root !== c.root) {
+      this.v.problems.push(`checkpoint #${c.id}: the events 1..${c.size} do not hash to its signed root`);
+      return;
+    }
+    this.v.checkpointsChecked += 1;
+  }
+
+  /** After the last row: signed checkpoints beyond what the store holds mean events were removed. */
+  finish(): void {
+    if (this.v.firstBad) return;
+    const beyond = [...this.bySize.keys()].filter((s) => s > this.v.events).sort((a, b) => b - a)[0];
+    if (beyond !== undefined) {
+      this.v.firstBad = {
+        seq: this.v.events + 1,
+        id: null,
+        reason: `events ${this.v.events + 1}..${beyond} are missing (deleted or truncated): a signed checkpoint covers ${beyond}`,
+      };
+    }
+  }
+}

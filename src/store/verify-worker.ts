@@ -1,0 +1,42 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import pg from 'pg';
+import { type HostJob, verifyHost } from './verify-host.ts';
+
+// A verify worker (verifySharedStore with several hosts): one connection of its own, inside the
+// snapshot the caller exported, so every host is judged on the same state of the store; it
+// verifies the hosts it is handed one by one and answers each with its verdict.
+
+const { url, snapshot } = workerData as { url: string; snapshot: string };
+const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
+client.on('error', () => {
+  /* a dropped connection fails the next query, which is reported */
+});
+
+async function open(): Promise<void> {
+  await client.connect();
+  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  await client.query(`SET TRANSACTION SNAPSHOT ${pg.escapeLiteral(snapshot)}`);
+}
+const opened = open();
+opened.catch(() => {
+  /* answered to the first job */
+});
+
+const reply = (m: object) => parentPort!.postMessage(m);
+parentPort!.on('message', (job: HostJob | 'close') => {
+  if (job === 'close') {
+    void client
+      .end()
+      .catch(() => {
+        /* already closed */
+      })
+      .finally(() => parentPort!.close());
+    return;
+  }
+  opened
+    .then(() => verifyHost(client, job))
+    .then(
+      (verdict) => reply({ verdict }),
+      (e: unknown) => reply({ error: e instanceof Error ? e.message : String(e) }),
+    );
+});
