@@ -89,6 +89,13 @@ ${appendOnly('review_approvals')}
 ${grants(['review_approvals'])}
 `;
 
+// Decisions across hosts carry the signed statement they were given as (src/store/decisions.ts):
+// the waiting host applies a row only when the signature verifies against a key its org policy
+// trusts. Rows from before v4 have none and are refused.
+const signed = (t: string) =>
+  `ALTER TABLE airlock.${t} ADD COLUMN statement text, ADD COLUMN key_id text, ADD COLUMN signature text;`;
+const V4 = [signed('answers'), signed('review_approvals')].join('\n');
+
 export const PG_MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -100,6 +107,11 @@ export const PG_MIGRATIONS: readonly Migration[] = [
     version: 3,
     what: "review approvals across hosts (bound to the proposal hash; NOTIFY wakes the proposal's host)",
     sql: V3,
+  },
+  {
+    version: 4,
+    what: "signed decisions: answers and review approvals carry the approving host's signed statement",
+    sql: V4,
   },
 ];
 

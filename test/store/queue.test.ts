@@ -1,14 +1,17 @@
 // Work queues across hosts: a session waiting on host A for a human is listed by
 // `airlock approvals` on host B, and an approval given there releases it on host A; a
-// second answer from a third host is refused. Each host is its own AIRLOCK_HOME and its own
+// second answer from a third host is refused. Answers travel signed: one written straight into
+// the store, or signed by a host the org policy does not trust, releases nothing and is recorded. Each host is its own AIRLOCK_HOME and its own
 // processes; they share only PostgreSQL.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AuditStore } from '../../src/audit/index.ts';
 import { BIN, ROOT, tmp } from '../helpers.ts';
+import { approverKeysYaml } from './approvers.ts';
 import { type PgCluster, Procs, sharedStoreCluster } from './pg-cluster.ts';
 
 let cluster: PgCluster;
@@ -22,27 +25,81 @@ after(async () => {
   await cluster?.stop();
 });
 
+let orgPolicy = '';
 const env = (home: string) => ({
   ...process.env,
   AIRLOCK_HOME: home,
   AIRLOCK_DATABASE_URL: cluster.url('host_writer'),
+  AIRLOCK_ORG_POLICY: orgPolicy,
 });
 const start = (args: string[], home: string, cmd = BIN) => procs.start(cmd, args, env(home));
 
-test('an approval given on host B releases the session waiting on host A; a later answer from host C is refused', async () => {
-  const [a, b, c] = [tmp('airlock-host-a-'), tmp('airlock-host-b-'), tmp('airlock-host-c-')];
-  const shipA = start(['audit', 'ship', '--follow'], a);
-  const waiting = start([join(ROOT, 'test/store/wait-ask.ts'), 'session-on-a'], a, process.execPath);
-  // host B sees host A's ask once it is shipped
-  let ref = '';
-  for (let i = 0; i < 300 && !ref; i++) {
-    const r = spawnSync(BIN, ['approvals', '--json'], { env: env(b), encoding: 'utf8', timeout: 60_000 });
+/** The ref (`N@HOST`) of the ask `session` waits on, as host `home` lists it. */
+async function askRef(home: string, session: string): Promise<string> {
+  for (let i = 0; i < 300; i++) {
+    const r = spawnSync(BIN, ['approvals', '--json'], { env: env(home), encoding: 'utf8', timeout: 60_000 });
     assert.equal(r.status, 0, r.stderr);
     const asks = JSON.parse(r.stdout) as { ref?: string; session: string; command: string[] }[];
-    ref = asks.find((x) => x.ref && x.session === 'session-on-a' && x.command.join(' ') === 'rm -rf build')?.ref ?? '';
-    if (!ref) await sleep(100);
+    const ref = asks.find((x) => x.ref && x.session === session && x.command.join(' ') === 'rm -rf build')?.ref;
+    if (ref) return ref;
+    await sleep(100);
   }
-  assert.match(ref, /^1@[0-9a-f]{8}$/);
+  throw new Error(`no ask of ${session} listed`);
+}
+
+/** Waits (bounded) until host A's log holds `n` refusals of remote answers. */
+async function refusalsOnA(home: string, n: number) {
+  for (let i = 0; i < 300; i++) {
+    const store = new AuditStore(join(home, 'audit.db'));
+    const got = store.query({ type: 'command.answer_refused' });
+    store.close();
+    if (got.length >= n) return got;
+    await sleep(100);
+  }
+  throw new Error(`host A recorded fewer than ${n} refused answers`);
+}
+
+test('an approval given on host B releases the session waiting on host A; forged, untrusted and late answers are refused', async () => {
+  const [a, b, c] = [tmp('airlock-host-a-'), tmp('airlock-host-b-'), tmp('airlock-host-c-')];
+  // the org trusts decisions recorded on host B (its audit key); host C signs with a key it does not list
+  orgPolicy = join(tmp('airlock-org-'), 'org.yaml');
+  writeFileSync(orgPolicy, `telemetry:\n${approverKeysYaml([{ name: 'host-b', home: b }])}`);
+  const shipA = start(['audit', 'ship', '--follow'], a);
+  const waiter = (session: string) => start([join(ROOT, 'test/store/wait-ask.ts'), session], a, process.execPath);
+  const waiting = waiter('session-on-a');
+  const forgedOn = waiter('forged-on-a');
+  const untrustedOn = waiter('untrusted-on-a');
+  // host B sees host A's asks once they are shipped
+  const ref = await askRef(b, 'session-on-a');
+  assert.match(ref, /^\d@[0-9a-f]{8}$/);
+  // an answer row written with the writer role every host holds, unsigned: A refuses it
+  const forged = (await askRef(b, 'forged-on-a')).split('@');
+  await cluster.sql(
+    "INSERT INTO airlock.answers (log_id, ask_id, decision, by, reason) SELECT log_id, $1, 'allow', 'bob@example.com', 'forged' FROM airlock.hosts WHERE log_id LIKE $2",
+    [Number(forged[0]), `${forged[1]}%`],
+    'host_writer',
+  );
+  // an answer given on host C, signed with C's key, which the org policy does not list: refused
+  const fromC = spawnSync(BIN, ['approvals', 'allow', await askRef(c, 'untrusted-on-a'), '--as', 'carol@example.com'], {
+    env: env(c),
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  assert.equal(fromC.status, 0, fromC.stderr);
+  const refusals = await refusalsOnA(a, 2);
+  assert.deepEqual(
+    refusals.map((e) => [e.rule, e.data.by, /not signed|does not trust/.test(String(e.data.reason))]).sort(),
+    [
+      ['telemetry.approverKeys', 'bob@example.com', true],
+      ['telemetry.approverKeys', 'carol@example.com', true],
+    ],
+    JSON.stringify(refusals),
+  );
+  assert.equal(forgedOn.p.exitCode, null, `the session keeps waiting: ${forgedOn.out()}`);
+  assert.equal(untrustedOn.p.exitCode, null, `the session keeps waiting: ${untrustedOn.out()}`);
+  forgedOn.p.kill('SIGTERM');
+  untrustedOn.p.kill('SIGTERM');
+
   const allow = spawnSync(
     BIN,
     ['approvals', 'allow', ref, '--as', 'bob@example.com', '--reason', 'cleaning the build dir is fine'],
