@@ -86,6 +86,8 @@ export {
   type HostSession,
   type HostProposal,
   type HostAsk,
+  type HostEvent,
+  type HostEventFilter,
 } from './hosts/index.ts';
 
 // Secrets: detection and redaction (the engine used for tool output and audit data).

@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { waitGone, type SessionNs } from './leftovers.ts';
+import { leftoverNetns, waitGone, type SessionNs } from './leftovers.ts';
 
 // --test-global-setup: every test file appends what its sessions were to a ledger; at the
 // very end of the suite nothing of any of them may remain (a process that outlived its
@@ -23,14 +23,16 @@ export async function globalTeardown(): Promise<void> {
   }
   const markers: string[] = [];
   const namespaces: SessionNs[] = [];
+  const netns: string[] = [];
   for (const l of text.split('\n').filter(Boolean)) {
-    const e = JSON.parse(l) as { markers: string[]; namespaces: SessionNs[] };
+    const e = JSON.parse(l) as { markers: string[]; namespaces: SessionNs[]; netns?: string[] };
     markers.push(...e.markers);
     namespaces.push(...e.namespaces);
+    netns.push(...(e.netns ?? []));
   }
   rmSync(dir, { recursive: true, force: true });
-  if (!markers.length) return;
-  const left = await waitGone({ markers, namespaces });
+  // network namespaces a multi-host test made for its hosts (test/store/netns.ts)
+  const left = [...leftoverNetns(netns), ...(markers.length ? await waitGone({ markers, namespaces }) : [])];
   if (left.length) {
     process.stderr.write(`airlock test suite: sessions left things behind:\n${left.join('\n')}\n`);
     process.exitCode = 1;

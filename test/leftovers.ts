@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -162,4 +163,12 @@ function list(dir: string): string[] {
   } catch {
     return [];
   }
+}
+
+/** Namespaces named in the ledger that still exist (for the global hook). */
+export function leftoverNetns(names: string[]): string[] {
+  if (!names.length) return [];
+  const list = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout;
+  const live = new Set(list.split('\n').map((l) => l.split(' ')[0]));
+  return names.filter((n) => live.has(n)).map((n) => `network namespace ${n} still exists`);
 }

@@ -7,4 +7,6 @@ export {
   type HostSession,
   type HostProposal,
   type HostAsk,
+  type HostEvent,
+  type HostEventFilter,
 } from './view.ts';

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import type pg from 'pg';
-import { type AuditStore, logId } from '../audit/index.ts';
+import { type AuditEvent, type AuditStore, type Severity, loadSigningKey, logId } from '../audit/index.ts';
 import { AirlockError } from '../common/index.ts';
 import {
   answerAsk,
@@ -22,9 +22,15 @@ import {
   redactedUrl,
   requireCurrentSchema,
   sharedStoreUrl,
+  signDecision,
   withSharedStore,
+  type DecisionSigner,
   type SharedAsk,
   type SharedProposal,
+  otherHostsEvents,
+  MAX_PAGE,
+  type SharedEvent,
+  type SharedEventFilter,
 } from '../store/index.ts';
 
 // One store interface for every entry point (CLI, SDK, console): sessions, proposals and asks
@@ -73,6 +79,12 @@ export interface HostAsk extends HostOf {
   scope: AnswerScope | null;
 }
 
+/** An audit event on any host, in one shape (no hash-chain fields: verify reads those). */
+export type HostEvent = Omit<AuditEvent, 'prevHash' | 'hash'> & HostOf;
+
+/** The audit search over every host (session, type or prefix*, severity and above, rule prefix, decision, time range, host). */
+export type HostEventFilter = SharedEventFilter;
+
 export interface WorkViewOptions {
   /** --database */
   database?: string;
@@ -82,6 +94,8 @@ export interface WorkViewOptions {
   env?: NodeJS.ProcessEnv;
   /** told when the shared store cannot be reached: the listing then holds this host's part alone */
   onUnavailable?: (message: string) => void;
+  /** where this host's audit key is (default AIRLOCK_HOME/keys): it signs decisions given on other hosts' work */
+  keyDir?: string;
 }
 
 export interface WorkView {
@@ -92,6 +106,8 @@ export interface WorkView {
     all?: boolean;
   }): Promise<(HostProposal & { local?: { proposal: Proposal; status: ProposalStatus } })[]>;
   asks(o?: { all?: boolean }): Promise<HostAsk[]>;
+  /** Audit events of this host and (with a shared store) every other, newest first, one bounded page (≤ 500). */
+  events(filter?: HostEventFilter): Promise<HostEvent[]>;
   /** `scope`: an allowed destination ask holds for this one connection (once) or the rest of the session; another host's ask is allowed once only. */
   answerAsk(
     ref: string,
@@ -113,50 +129,45 @@ export interface WorkView {
 
 const open = (state: string) => state === 'pending' || state === 'approved';
 
-/** The work of this host and, with a shared store, of every host. */
-/** Approves another host's proposal in the shared store (its host applies it); recorded here as sent. */
+/** Approves another host's proposal in the shared store (its host applies it, once the signature verifies); recorded here as sent. */
 async function approveRemoteProposal(
   store: AuditStore,
   url: string | undefined,
   thisHost: () => { logId: string },
+  keyDir: string | undefined,
   ref: string,
-  a: Parameters<WorkView['approveRemote']>[1] = {},
+  approval: Parameters<WorkView['approveRemote']>[1] = {},
 ): ReturnType<WorkView['approveRemote']> {
-  assertOutsideSandbox(store, a.env);
-  const who = humanIdentity(a.as);
-  if (!url)
-    throw new AirlockError(
-      'USAGE',
-      'no shared store configured',
-      'set AIRLOCK_DATABASE_URL=postgres://… or telemetry.sharedStore in the org policy',
-    );
-  const p = await withSharedStore(url, async (c) => {
-    await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`);
-    return approveSharedProposal(c, ref, who.identity, thisHost().logId, {
-      reason: a.reason,
-      expectHash: a.expectHash,
-    });
-  });
+  assertOutsideSandbox(store, approval.env);
+  const who = humanIdentity(approval.as);
+  const proposal = await inSharedStore(url, (client) =>
+    approveSharedProposal(client, ref, who.identity, thisHost().logId, {
+      reason: approval.reason,
+      expectHash: approval.expectHash,
+      sign: signer(keyDir),
+    }),
+  );
   store.append({
     type: 'review.approval_sent',
     session: null,
     decision: 'allow',
     rule: 'review.approvals',
     data: {
-      ref: p.ref,
-      logId: p.logId,
-      host: p.hostname,
-      proposal: p.id,
-      hash: p.hash,
+      ref: proposal.ref,
+      logId: proposal.logId,
+      host: proposal.hostname,
+      proposal: proposal.id,
+      hash: proposal.hash,
       by: who.identity,
       source: who.source,
     },
   });
-  return { ...remoteProposal(p), by: who.identity };
+  return { ...remoteProposal(proposal), by: who.identity };
 }
 
-export function workView(store: AuditStore, o: WorkViewOptions = {}): WorkView {
-  const url = sharedStoreUrl({ flag: o.database, orgSetting: o.orgSetting, env: o.env });
+/** The work of this host and, with a shared store, of every host. */
+export function workView(store: AuditStore, opts: WorkViewOptions = {}): WorkView {
+  const url = sharedStoreUrl({ flag: opts.database, orgSetting: opts.orgSetting, env: opts.env });
   // this host's marks, read once per view (not once per listed row)
   let thisHostMarks: (HostOf & { logId: string }) | undefined;
   const here = (): HostOf & { logId: string } =>
@@ -167,7 +178,7 @@ export function workView(store: AuditStore, o: WorkViewOptions = {}): WorkView {
       return await withSharedStore(url, (c) => fn(c, here().logId));
     } catch (e) {
       if (!(e instanceof AirlockError) || e.kind !== 'UNAVAILABLE') throw e;
-      o.onUnavailable?.(e.message);
+      opts.onUnavailable?.(e.message);
       return [];
     }
   };
@@ -197,7 +208,15 @@ export function workView(store: AuditStore, o: WorkViewOptions = {}): WorkView {
       ...listAsks(store, { all: q.all }).map((a) => ({ ...a, ...here(), ref: String(a.id) })),
       ...(await others(async (c, self) => (await pendingSharedAsks(c)).filter((a) => a.logId !== self))).map(remoteAsk),
     ],
-    approveRemote: async (ref, a = {}) => approveRemoteProposal(store, url, here, ref, a),
+    events: async (f = {}) => {
+      const limit = Math.max(1, Math.min(f.limit ?? MAX_PAGE, MAX_PAGE));
+      const local = hostMatches(here(), f.host)
+        ? localEvents(store, f, limit).map((e) => ({ ...e, ...here(), ref: String(e.seq) }))
+        : [];
+      const remote = (await others((c, self) => otherHostsEvents(c, { ...f, limit }, self))).map(remoteEvent);
+      return [...local, ...remote].sort((x, y) => (x.ts < y.ts ? 1 : x.ts > y.ts ? -1 : 0)).slice(0, limit);
+    },
+    approveRemote: async (ref, a = {}) => approveRemoteProposal(store, url, here, opts.keyDir, ref, a),
     answerAsk: async (ref, decision, by, reason, scope = 'once') => {
       if (!ref.includes('@')) {
         const n = Number(ref);
@@ -215,20 +234,60 @@ export function workView(store: AuditStore, o: WorkViewOptions = {}): WorkView {
           'an ask on another host is allowed once only',
           'leave out --session, or answer it on its own host',
         );
-      if (!url)
-        throw new AirlockError(
-          'USAGE',
-          'no shared store configured',
-          'set AIRLOCK_DATABASE_URL=postgres://… or telemetry.sharedStore in the org policy',
-        );
-      return remoteAsk(
-        await withSharedStore(url, async (c) => {
-          await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`);
-          return answerSharedAsk(c, ref, decision, by, reason);
-        }),
-      );
+      const answer = { decision, by, reason, fromLogId: here().logId, sign: signer(opts.keyDir) };
+      return remoteAsk(await inSharedStore(url, (c) => answerSharedAsk(c, ref, answer)));
     },
   };
+}
+
+/** This host's audit key signing a decision on another host's work (the waiting host verifies it against its org policy). */
+const signer =
+  (dir?: string): DecisionSigner =>
+  (statement) =>
+    signDecision(statement, loadSigningKey(dir));
+
+/** Runs `fn` on the shared store at the current schema; USAGE when none is configured. */
+async function inSharedStore<T>(url: string | undefined, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  if (!url)
+    throw new AirlockError(
+      'USAGE',
+      'no shared store configured',
+      'set AIRLOCK_DATABASE_URL=postgres://… or telemetry.sharedStore in the org policy',
+    );
+  return withSharedStore(url, async (c) => {
+    await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`);
+    return fn(c);
+  });
+}
+
+const SEVERITY_ORDER: Severity[] = ['info', 'low', 'medium', 'high', 'critical'];
+/** this host's events searched per query: a bounded window, newest first */
+const LOCAL_WINDOW = 20_000;
+
+const hostMatches = (h: HostOf, host: string | undefined) =>
+  !host || h.host === host || h.logId.startsWith(host.toLowerCase());
+
+/** This host's newest events matching `f` (the same filters the shared store's query applies). */
+function localEvents(store: AuditStore, f: HostEventFilter, limit: number): Omit<AuditEvent, 'prevHash' | 'hash'>[] {
+  const from = Math.max(0, store.headSeq() - LOCAL_WINDOW);
+  const floor = f.severity ? SEVERITY_ORDER.indexOf(f.severity) : 0;
+  return store
+    .query({ session: f.session, type: f.type, afterSeq: from, limit: LOCAL_WINDOW })
+    .filter(
+      (e) =>
+        SEVERITY_ORDER.indexOf(e.severity) >= floor &&
+        (!f.rule || (e.rule ?? '').startsWith(f.rule)) &&
+        (!f.decision || e.decision === f.decision) &&
+        (!f.since || e.ts >= f.since) &&
+        (!f.until || e.ts <= f.until),
+    )
+    .slice(-limit)
+    .reverse()
+    .map(({ prevHash: _p, hash: _h, ...e }) => e);
+}
+
+function remoteEvent({ logId, hostname, ...e }: SharedEvent): HostEvent {
+  return { ...e, ref: `${e.seq}@${logId.slice(0, 8)}`, host: hostname, logId, thisHost: false };
 }
 
 function localProposal(

@@ -350,5 +350,7 @@ async function startSessionShipper(s: Session, url: string) {
     onConnect: (c) => store.requireCurrentSchema(c, where),
     relay: localAskRelay(s.store),
     approvals: (await import('../review/index.ts')).localApprovalRelay(s.store),
+    // decisions from other hosts count only when signed by a key the ORG policy trusts
+    trust: store.approverTrust({ orgSetting: s.policy.policy.telemetry.approverKeys }),
   });
 }

@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
 import pg from 'pg';
 import { AirlockError } from '../common/index.ts';
-import { DEFAULT_ORG_POLICY, readPolicyFile, resolvePolicy } from '../policy/index.ts';
+import { DEFAULT_ORG_POLICY, type Policy, readPolicyFile, resolvePolicy } from '../policy/index.ts';
+import { type TrustedApprover, trustedApprovers } from './decisions.ts';
 
 // Where the shared store is: --database, else AIRLOCK_DATABASE_URL. Without either, SQLite
 // (AIRLOCK_HOME/audit.db) is the whole store, as before.
@@ -37,9 +38,25 @@ export function sharedStoreUrl(
 }
 
 function orgSharedStore(env: NodeJS.ProcessEnv): string | undefined {
+  return orgTelemetry(env)?.sharedStore;
+}
+
+/** The org policy's telemetry section (AIRLOCK_ORG_POLICY, else /etc/airlock/policy.yaml when it exists). */
+function orgTelemetry(env: NodeJS.ProcessEnv): Policy['telemetry'] | undefined {
   const path = env.AIRLOCK_ORG_POLICY || DEFAULT_ORG_POLICY;
   if (!env.AIRLOCK_ORG_POLICY && !existsSync(path)) return undefined;
-  return resolvePolicy([readPolicyFile(path, 'org')]).policy.telemetry.sharedStore;
+  return resolvePolicy([readPolicyFile(path, 'org')]).policy.telemetry;
+}
+
+/**
+ * The keys trusted to sign decisions given on other hosts: the org policy's
+ * telemetry.approverKeys (`orgSetting` when the caller holds the resolved policy). Only the org
+ * policy, never the repo's and never keys found in the shared store.
+ */
+export function approverTrust(
+  o: { orgSetting?: Policy['telemetry']['approverKeys']; env?: NodeJS.ProcessEnv } = {},
+): TrustedApprover[] {
+  return trustedApprovers(o.orgSetting ?? orgTelemetry(o.env ?? process.env)?.approverKeys ?? []);
 }
 
 /** The URL without its password, for messages. */

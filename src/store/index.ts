@@ -16,7 +16,14 @@ export {
   type HostVerdict,
   type BadSharedEvent,
 } from './verify.ts';
-export { databaseUrl, sharedStoreUrl, redactedUrl, withSharedStore } from './connect.ts';
+export { databaseUrl, sharedStoreUrl, approverTrust, redactedUrl, withSharedStore } from './connect.ts';
+export {
+  signDecision,
+  APPROVER_KEYS_RULE,
+  type DecisionStatement,
+  type SignedDecision,
+  type TrustedApprover,
+} from './decisions.ts';
 export {
   otherHostsProposals,
   type SharedProposal,
@@ -24,5 +31,7 @@ export {
   pendingSharedAsks,
   answerSharedAsk,
   type SharedAsk,
+  type DecisionSigner,
 } from './queue.ts';
 export { approveSharedProposal, relayApprovals, type RelayedApproval } from './review-queue.ts';
+export { otherHostsEvents, MAX_PAGE, type SharedEvent, type SharedEventFilter } from './events-query.ts';

@@ -109,6 +109,12 @@ DROP INDEX airlock.events_session;
 DROP INDEX airlock.events_type;
 CREATE INDEX events_work ON airlock.events (type, log_id, session) WHERE type IN (${WORK_TYPES.map((t) => `'${t}'`).join(', ')});
 `;
+// Decisions across hosts carry the signed statement they were given as (src/store/decisions.ts):
+// the waiting host applies a row only when the signature verifies against a key its org policy
+// trusts. Rows from before v5 have none and are refused.
+const signed = (t: string) =>
+  `ALTER TABLE airlock.${t} ADD COLUMN statement text, ADD COLUMN key_id text, ADD COLUMN signature text;`;
+const V5 = [signed('answers'), signed('review_approvals')].join('\n');
 
 export const PG_MIGRATIONS: readonly Migration[] = [
   {
@@ -126,6 +132,11 @@ export const PG_MIGRATIONS: readonly Migration[] = [
     version: 4,
     what: "events: one partial index for the work queues' event types instead of two full ones (ingest speed)",
     sql: V4,
+  },
+  {
+    version: 5,
+    what: "signed decisions: answers and review approvals carry the approving host's signed statement",
+    sql: V5,
   },
 ];
 

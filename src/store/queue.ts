@@ -1,6 +1,13 @@
 import type pg from 'pg';
 import { type AuditStore, logId } from '../audit/index.ts';
 import { AirlockError } from '../common/index.ts';
+import {
+  APPROVER_KEYS_RULE,
+  checkDecision,
+  type DecisionStatement,
+  type SignedDecision,
+  type TrustedApprover,
+} from './decisions.ts';
 
 // Work queues across hosts. An ask is an event of the asking host's chain (`command.ask`),
 // so every host sees it once shipped; an answer given elsewhere is a row of airlock.answers
@@ -41,7 +48,7 @@ const isStats = (v: unknown): v is SharedProposal['stats'] =>
   ['files', 'added', 'deleted', 'commits'].every((k) => typeof (v as Record<string, unknown>)[k] === 'number');
 
 /** A host's event data; {} when it is not a JSON object (verify reports such a row, listings skip it). */
-function parseData(text: string): Record<string, unknown> {
+export function parseData(text: string): Record<string, unknown> {
   try {
     const v: unknown = JSON.parse(text);
     return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
@@ -89,13 +96,14 @@ export function parseSharedRef(ref: string): { askId: number; host: string } | n
   return m ? { askId: Number(m[1]), host: m[2]!.toLowerCase() } : null;
 }
 
-/** Answers an ask waiting on another host; the first answer wins. */
+/** Signs a decision statement as this host (its audit key); see decisions.ts. */
+export type DecisionSigner = (s: Omit<DecisionStatement, 'v'>) => SignedDecision;
+
+/** Answers an ask waiting on another host, signed by this host; the first answer wins. */
 export async function answerSharedAsk(
-  c: pg.ClientBase,
+  client: pg.ClientBase,
   ref: string,
-  decision: 'allow' | 'deny',
-  by: string,
-  reason?: string,
+  answer: { decision: 'allow' | 'deny'; by: string; reason?: string; fromLogId: string; sign: DecisionSigner },
 ): Promise<SharedAsk> {
   const parsed = parseSharedRef(ref);
   if (!parsed)
@@ -104,18 +112,30 @@ export async function answerSharedAsk(
       `${JSON.stringify(ref)} is not an ask on another host`,
       'use the id shown by `airlock approvals`, such as 3@1a2b3c4d',
     );
-  const pending = await pendingSharedAsks(c);
-  const ask = pending.find((a) => a.askId === parsed.askId && a.logId.startsWith(parsed.host));
+  const pending = await pendingSharedAsks(client);
+  const ask = pending.find((x) => x.askId === parsed.askId && x.logId.startsWith(parsed.host));
   if (!ask)
     throw new AirlockError(
       'NOT_FOUND',
       `no pending approval ${ref}`,
       'it may have been answered or timed out; list them with `airlock approvals`',
     );
-  const text = reason?.trim() || `${decision} by ${by}`;
-  const r = await c.query(
-    'INSERT INTO airlock.answers (log_id, ask_id, decision, by, reason) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING',
-    [ask.logId, ask.askId, decision, by, text],
+  const text = answer.reason?.trim() || `${answer.decision} by ${answer.by}`;
+  const signed = answer.sign({
+    kind: 'ask-answer',
+    logId: ask.logId,
+    item: ask.askId,
+    hash: null,
+    decision: answer.decision,
+    by: answer.by,
+    reason: text,
+    ts: new Date().toISOString(),
+    from: answer.fromLogId,
+  });
+  const r = await client.query(
+    `INSERT INTO airlock.answers (log_id, ask_id, decision, by, reason, statement, key_id, signature)
+      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
+    [ask.logId, ask.askId, answer.decision, answer.by, text, signed.statement, signed.keyId, signed.signature],
   );
   if (r.rowCount !== 1)
     throw new AirlockError(
@@ -126,47 +146,113 @@ export async function answerSharedAsk(
   return ask;
 }
 
+interface AnswerRow {
+  ask_id: string;
+  decision: 'allow' | 'deny';
+  by: string;
+  reason: string;
+  statement: string | null;
+  key_id: string | null;
+  signature: string | null;
+}
+
+/** What the shipper hands the relays: the keys the org trusts, and the rows it already judged. */
+export interface RelayContext {
+  trust: readonly TrustedApprover[];
+  /** rows refused or applied by this process (a refusal is recorded once, not at every poll) */
+  seen: Set<string>;
+}
+
+/** Records a remote decision this host refused (fail closed: what it would have released stays waiting). */
+export function recordRefusedDecision(
+  local: AuditStore,
+  type: string,
+  why: string,
+  data: Record<string, unknown>,
+): void {
+  local.append({
+    type,
+    session: null,
+    severity: 'high',
+    decision: 'deny',
+    rule: APPROVER_KEYS_RULE,
+    data: { ...data, reason: why },
+  });
+}
+
 /**
- * Applies answers given elsewhere to this host's waiting asks (run by the host's shipper).
- * `answerLocally` is the local queue's answer function (command-rules' answerAsk).
+ * Applies answers given elsewhere to this host's waiting asks (run by the host's shipper), each
+ * only when signed by a key the org trusts (checkDecision); a refused one is recorded and the
+ * ask keeps waiting. `answerLocally` is the local queue's answer function (command-rules' answerAsk).
  */
 export async function relayAnswers(
   local: AuditStore,
   client: pg.ClientBase,
   pendingLocal: number[],
   answerLocally: (id: number, decision: 'allow' | 'deny', by: string, reason: string) => void,
+  ctx: RelayContext,
 ): Promise<number> {
   if (pendingLocal.length === 0) return 0;
   const log = logId(local);
   const rows = (
-    await client.query<{ ask_id: string; decision: 'allow' | 'deny'; by: string; reason: string }>(
-      'SELECT ask_id, decision, by, reason FROM airlock.answers WHERE log_id = $1 AND ask_id = ANY($2::bigint[]) ORDER BY ts',
+    await client.query<AnswerRow>(
+      'SELECT ask_id, decision, by, reason, statement, key_id, signature FROM airlock.answers WHERE log_id = $1 AND ask_id = ANY($2::bigint[]) ORDER BY ts',
       [log, pendingLocal],
     )
   ).rows;
   let applied = 0;
   for (const a of rows) {
-    await client.query('BEGIN');
-    try {
-      const claimed = (
-        await client.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock(hashtext($1), $2::int) AS ok', [
-          log,
-          Number(a.ask_id) % 2 ** 31,
-        ])
-      ).rows[0]?.ok;
-      if (claimed) {
-        try {
-          answerLocally(Number(a.ask_id), a.decision, a.by, a.reason);
-          applied += 1;
-        } catch {
-          /* answered here first, or timed out: the local queue decided */
-        }
-      }
-    } finally {
-      await client.query('COMMIT');
+    const key = `answer\n${a.ask_id}`;
+    if (ctx.seen.has(key)) continue;
+    const check = checkDecision({ statement: a.statement, keyId: a.key_id, signature: a.signature }, ctx.trust, {
+      kind: 'ask-answer',
+      logId: log,
+      item: Number(a.ask_id),
+      hash: null,
+      by: a.by,
+      decision: a.decision,
+    });
+    if (!check.ok) {
+      ctx.seen.add(key);
+      recordRefusedDecision(local, 'command.answer_refused', check.why, {
+        askId: Number(a.ask_id),
+        decision: a.decision,
+        by: a.by,
+        keyId: check.keyId,
+      });
+      continue;
     }
+    if (await claimAndAnswer(client, log, a, check.statement, answerLocally)) applied += 1;
   }
   return applied;
+}
+
+/** Applies one verified answer under an advisory lock (two relays of one host never apply it at once). */
+async function claimAndAnswer(
+  c: pg.ClientBase,
+  log: string,
+  a: AnswerRow,
+  s: DecisionStatement,
+  answerLocally: (id: number, decision: 'allow' | 'deny', by: string, reason: string) => void,
+): Promise<boolean> {
+  await c.query('BEGIN');
+  try {
+    const claimed = (
+      await c.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock(hashtext($1), $2::int) AS ok', [
+        log,
+        Number(a.ask_id) % 2 ** 31,
+      ])
+    ).rows[0]?.ok;
+    if (!claimed) return false;
+    try {
+      answerLocally(Number(a.ask_id), s.decision === 'allow' ? 'allow' : 'deny', s.by, s.reason ?? a.reason);
+      return true;
+    } catch {
+      return false; // answered here first, or timed out: the local queue decided
+    }
+  } finally {
+    await c.query('COMMIT');
+  }
 }
 
 /**

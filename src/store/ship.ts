@@ -14,7 +14,8 @@ import {
 } from '../audit/index.ts';
 import { checkpointLeaf } from './global-log.ts';
 import { EVENT_COLUMNS, encodeEventRows } from './pg-binary.ts';
-import { ANSWERS_CHANNEL, relayAnswers } from './queue.ts';
+import type { TrustedApprover } from './decisions.ts';
+import { ANSWERS_CHANNEL, type RelayContext, relayAnswers } from './queue.ts';
 import { type RelayedApproval, relayApprovals } from './review-queue.ts';
 
 // The shipper: a host's local SQLite log is the durable spool; this copies it to the shared
@@ -167,6 +168,8 @@ export interface ShipperOptions extends ShipOptions {
   };
   /** approvals of this host's proposals given on other hosts are applied through this (the review module's relay) */
   approvals?: (a: RelayedApproval) => void;
+  /** keys the org policy trusts to sign those answers and approvals (approverTrust()); none: every one is refused */
+  trust?: readonly TrustedApprover[];
   /** called after each failed attempt (the shipper retries; nothing is dropped) */
   onError?: (e: unknown) => void;
 }
@@ -185,7 +188,7 @@ export function startShipper(local: AuditStore, connectionString: string, opts: 
   let lastError: string | null = null;
   let last: ShipResult | undefined;
   let wake = new AbortController();
-  const seenApprovals = new Set<string>();
+  const relayed: RelayContext = { trust: opts.trust ?? [], seen: new Set<string>() };
   const off = local.onAppend(() => wake.abort());
   const drop = () => {
     const c = client;
@@ -220,8 +223,8 @@ export function startShipper(local: AuditStore, connectionString: string, opts: 
       client = c;
     }
     last = await shipOnce(local, client, opts);
-    if (opts.relay) await relayAnswers(local, client, opts.relay.pendingLocal(), opts.relay.answer);
-    if (opts.approvals) await relayApprovals(local, client, opts.approvals, seenApprovals);
+    if (opts.relay) await relayAnswers(local, client, opts.relay.pendingLocal(), opts.relay.answer, relayed);
+    if (opts.approvals) await relayApprovals(local, client, opts.approvals, relayed);
     lastError = null;
   };
 

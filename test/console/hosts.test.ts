@@ -1,11 +1,18 @@
 // The console on host B shows host A's proposal (shared PostgreSQL store named only by the org
 // policy) and a reviewer approves it there, bound to the hash the page showed; host A applies the
 // approval under its own review rules when it ships, and then applies the change to a real remote.
+// Its sessions, approvals and audit pages (and their JSON API) list host A's rows with their host,
+// and an ask waiting on A is answered there.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Browser } from 'playwright-core';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Browser, Page } from 'playwright-core';
+import { BIN, ROOT } from '../helpers.ts';
+import { logId } from '../../src/audit/index.ts';
 import { agentSession, runCli, sh, type Env } from '../review/fixture.ts';
-import { type PgCluster, sharedStoreCluster } from '../store/pg-cluster.ts';
+import { type PgCluster, Procs, sharedStoreCluster } from '../store/pg-cluster.ts';
 import { type TwoHosts, airlockAs as airlock, envOf, twoHosts } from '../store/two-hosts.ts';
 import { launchBrowser, loggedInPage, startConsoleProcess, type RunningConsole } from './harness.ts';
 
@@ -16,6 +23,7 @@ let b: Env;
 let remote: string;
 let browser: Browser;
 let consoleB: RunningConsole;
+const procs = new Procs();
 
 before(async () => {
   cluster = await sharedStoreCluster();
@@ -31,6 +39,7 @@ before(async () => {
   browser = await launchBrowser();
 });
 after(async () => {
+  procs.killAll();
   await browser?.close();
   await consoleB?.stop();
   await hosts?.done();
@@ -87,4 +96,66 @@ test("an approval posted for a hash that is not the proposal's is refused", asyn
     '0'.repeat(64),
   ]);
   assert.equal(Number(rows[0]!.n), 0);
+});
+
+/** Loads `path` on B's console until `selector` shows `text` (shipping is asynchronous), bounded. */
+async function untilShown(page: Page, path: string, selector: string, text: string) {
+  for (let i = 0; i < 100; i++) {
+    await page.goto(`${consoleB.url}${path}`);
+    const row = page.locator(selector, { hasText: text });
+    if ((await row.count()) > 0) return row.first();
+    await sleep(200);
+  }
+  throw new Error(`${path}: no ${selector} with ${text}`);
+}
+
+test("the console on host B lists host A's sessions, asks and audit events with their host; Allow there releases the session waiting on A", async () => {
+  const hostA = { AIRLOCK_HOME: a.home, AIRLOCK_ORG_POLICY: a.orgPolicy };
+  const env: NodeJS.ProcessEnv = { ...process.env, ...hostA };
+  delete env.AIRLOCK_DATABASE_URL;
+  const shipA = procs.start(BIN, ['audit', 'ship', '--follow'], env);
+  const waiting = procs.start(process.execPath, [join(ROOT, 'test/store/wait-ask.ts'), 'waiting-on-a'], env);
+  const logA = logId(a.store);
+  const { page, problems } = await loggedInPage(browser, consoleB);
+
+  const session = await untilShown(page, '/sessions', 'table.remote tr', 's-a1');
+  assert.match((await session.textContent()) ?? '', new RegExp(hostname()), 'the host column names A');
+  const api = (await (await page.request.get(`${consoleB.url}/api/sessions`)).json()) as {
+    id: string;
+    logId: string;
+    thisHost: boolean;
+  }[];
+  assert.ok(
+    api.some((s) => s.id === 's-a1' && !s.thisHost && s.logId === logA),
+    JSON.stringify(api),
+  );
+
+  const ask = await untilShown(page, '/approvals', 'table.remote tr', 'waiting-on-a');
+  assert.match((await ask.textContent()) ?? '', /rm -rf build/);
+  await Promise.all([page.waitForURL(/\/approvals$/), ask.locator('button.allow').click()]);
+  assert.equal(await waiting.done, 0, waiting.out());
+  assert.equal((JSON.parse(waiting.out()) as { by: string }).by, 'carol@example.com', 'released by the console user');
+  assert.ok(
+    b.store.query({ type: 'console.ask_allowed' }).some((e) => (e.data.target as { logId?: string }).logId === logA),
+  );
+
+  const audit = await untilShown(
+    page,
+    `/audit?host=${logA.slice(0, 12)}&type=command.*`,
+    '#remote-events tr',
+    'command.answer',
+  );
+  assert.match((await audit.textContent()) ?? '', /carol@example\.com/);
+  assert.equal(await page.locator('#events tbody tr').count(), 0, "a host filter naming A leaves B's own events out");
+  const events = (await (
+    await page.request.get(`${consoleB.url}/api/audit?host=${logA.slice(0, 12)}&type=command.ask`)
+  ).json()) as {
+    type: string;
+    session: string;
+    thisHost: boolean;
+  }[];
+  assert.ok(events.some((e) => e.type === 'command.ask' && e.session === 'waiting-on-a' && !e.thisHost));
+  assert.deepEqual(problems, []);
+  shipA.p.kill('SIGTERM');
+  assert.equal(await shipA.done, 0, shipA.out());
 });

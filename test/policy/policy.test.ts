@@ -3,6 +3,7 @@
 // template that must validate.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -15,6 +16,7 @@ import {
 import { INIT_TEMPLATE } from '../../src/policy/template.ts';
 import { renderPolicyReference } from '../../scripts/gen-policy-docs.ts';
 import { AirlockError } from '../../src/common/errors.ts';
+import { approverTrust } from '../../src/store/index.ts';
 import { airlock, makeRepo, tmp, cleanup, ROOT } from '../helpers.ts';
 
 const src = (kind: string, text: string): PolicySource => ({
@@ -54,6 +56,31 @@ describe('policy', () => {
       resolvePolicy([src('org', 'telemetry:\n  sharedStore: postgres://airlock@/audit?host=/run/postgresql\n')]).policy
         .telemetry.sharedStore,
       'postgres://airlock@/audit?host=/run/postgresql',
+    );
+  });
+
+  it("keys trusted for decisions across hosts are the org's alone: an agent's repo policy cannot add its own", () => {
+    const pem = (k: KeyObject) => k.export({ type: 'spki', format: 'pem' }).toString();
+    const entry = (name: string, key: KeyObject) =>
+      `telemetry:\n  approverKeys:\n    - name: ${name}\n      publicKey: |\n${pem(key)
+        .trim()
+        .split('\n')
+        .map((l) => `        ${l}`)
+        .join('\n')}\n`;
+    const consoleKey = generateKeyPairSync('ed25519').publicKey;
+    const agentKey = generateKeyPairSync('ed25519').publicKey;
+    const merged = resolvePolicy([src('org', entry('console', consoleKey)), src('repo', entry('agent', agentKey))]);
+    assert.deepEqual(
+      merged.policy.telemetry.approverKeys.map((k) => k.name),
+      ['console'],
+    );
+    assert.deepEqual(resolvePolicy([src('repo', entry('agent', agentKey))]).policy.telemetry.approverKeys, []);
+    const trust = approverTrust({ orgSetting: merged.policy.telemetry.approverKeys });
+    assert.equal(trust[0]!.name, 'console');
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey;
+    assert.throws(
+      () => approverTrust({ orgSetting: [{ name: 'old', publicKey: pem(rsa) }] }),
+      (e: unknown) => e instanceof AirlockError && e.kind === 'USAGE' && /not an Ed25519 public key/.test(e.message),
     );
   });
 

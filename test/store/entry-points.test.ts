@@ -7,7 +7,10 @@ import assert from 'node:assert/strict';
 import { runCli, agentSession, sh, type Env } from '../review/fixture.ts';
 import { type PgCluster, sharedStoreCluster } from './pg-cluster.ts';
 import { type TwoHosts, airlockAs as airlock, envOf, twoHosts } from './two-hosts.ts';
+import { generateKeyPairSync } from 'node:crypto';
 import { AuditStore, workView } from '../../src/index.ts';
+import { keyId } from '../../src/audit/index.ts';
+import { signDecision } from '../../src/store/index.ts';
 
 let cluster: PgCluster;
 let hosts: TwoHosts;
@@ -21,6 +24,7 @@ before(async () => {
   for (const [h, s] of [
     [a, 's-a1'],
     [b, 's-b1'],
+    [a, 's-a2'],
   ] as const) {
     agentSession(h, s, { [`src/${s}.js`]: 'module.exports = 1;\n' });
     const p = await runCli(['propose', s, '--json'], envOf(h));
@@ -101,10 +105,29 @@ interface Event {
   data: Record<string, unknown>;
 }
 const events = (h: Env, type: string) => h.store.query({ type }) as unknown as Event[];
-const stateOnA = () =>
+const stateOf = (session: string) =>
   listJson<Listed & { approvers: string[] }>(a, ['review', 'list', '--all']).find(
-    (p) => p.session === 's-a1' && p.thisHost,
+    (p) => p.session === session && p.thisHost,
   )!;
+const stateOnA = () => stateOf('s-a1');
+
+/** A row written straight into the shared store with the writer role (what any host, or anyone holding its credentials, can do). */
+async function insertApproval(r: {
+  logId: string;
+  proposal: number;
+  hash: string;
+  by: string;
+  from: string;
+  statement?: string;
+  keyId?: string;
+  signature?: string;
+}) {
+  await cluster.sql(
+    'INSERT INTO airlock.review_approvals (log_id, proposal_id, hash, by, from_log_id, statement, key_id, signature) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)',
+    [r.logId, r.proposal, r.hash, r.by, r.from, r.statement ?? null, r.keyId ?? null, r.signature ?? null],
+    'host_writer',
+  );
+}
 
 test("a review approval given on host B reaches host A's proposal, bound to its hash and under A's separation of duties; A then applies it", async () => {
   const ref = listJson<Listed>(b, ['review', 'list']).find((p) => p.session === 's-a1')!.ref;
@@ -113,22 +136,42 @@ test("a review approval given on host B reaches host A's proposal, bound to its 
   // the agent's starter (bob) approving from another host is still the starter: not enough
   let r = airlock(b, ['review', 'approve', ref, '--as', 'bob@example.com']);
   assert.equal(r.status, 0, r.stderr);
-  // a row forged straight into the shared store for content A does not have is refused by A
-  await cluster.sql(
-    'INSERT INTO airlock.review_approvals (log_id, proposal_id, hash, by, from_log_id) SELECT log_id, 1, $1, $2, $3 FROM airlock.hosts WHERE log_id LIKE $4',
-    ['0'.repeat(64), 'mallory@example.com', 'forged', `${ref.split('@')[1]}%`],
-    'host_writer',
-  );
+  // rows written straight into the shared store with the writer role every host holds, for the
+  // content A really has: unsigned (in mallory's name), and signed by a key the org does not trust
+  const logA = (
+    await cluster.sql<{ log_id: string }>('SELECT log_id FROM airlock.hosts WHERE log_id LIKE $1', [
+      `${ref.split('@')[1]}%`,
+    ])
+  )[0]!.log_id;
+  await insertApproval({ logId: logA, proposal: 1, hash, by: 'mallory@example.com', from: 'forged' });
+  const rogue = { ...generateKeyPairSync('ed25519'), keyId: 'rogue' };
+  const eve = {
+    kind: 'review-approval',
+    logId: logA,
+    item: 1,
+    hash,
+    decision: 'approve',
+    by: 'eve@example.com',
+    reason: null,
+    ts: new Date().toISOString(),
+    from: 'rogue',
+  } as const;
+  const rogueSigned = signDecision(eve, { ...rogue, keyId: keyId(rogue.publicKey) });
+  await insertApproval({ logId: logA, proposal: 1, hash, by: 'eve@example.com', from: 'rogue', ...rogueSigned });
   assert.equal(airlock(a, ['audit', 'ship']).status, 0);
   let st = stateOnA();
-  assert.equal(st.state, 'pending', 'the starter alone does not approve (separation of duties)');
+  assert.equal(st.state, 'pending', 'the starter alone does not approve (separation of duties), forged rows nothing');
   assert.deepEqual(st.approvers, ['bob@example.com']);
   const refused = events(a, 'review.relay_refused');
-  assert.ok(
-    refused.some((e) => e.data.by === 'mallory@example.com' && /is not the proposal/.test(String(e.data.reason))),
-    JSON.stringify(refused),
-  );
-  assert.ok(!st.approvers.includes('mallory@example.com'));
+  const refusal = (by: string) => refused.find((e) => e.data.by === by);
+  assert.match(String(refusal('mallory@example.com')?.data.reason), /not signed/, JSON.stringify(refused));
+  assert.match(String(refusal('eve@example.com')?.data.reason), /does not trust/, JSON.stringify(refused));
+  for (const by of ['mallory@example.com', 'eve@example.com'])
+    assert.equal(
+      a.store.query({ type: 'review.relay_refused' }).find((e) => e.data.by === by)?.rule,
+      'telemetry.approverKeys',
+      'the refusal names the org rule',
+    );
 
   r = airlock(b, ['review', 'approve', ref, '--as', 'carol@example.com']);
   assert.equal(r.status, 0, r.stderr);
@@ -147,6 +190,29 @@ test("a review approval given on host B reaches host A's proposal, bound to its 
   const approved = events(a, 'review.approved').find((e) => e.data.by === 'carol@example.com');
   assert.equal(approved?.data.hash, hash);
   assert.equal(typeof approved?.data.via, 'string', 'A records which host the approval came from');
+
+  // carol's valid signed approval replayed for A's other proposal (other content): refused
+  const [sent] = await cluster.sql<{ statement: string; key_id: string; signature: string; from_log_id: string }>(
+    'SELECT statement, key_id, signature, from_log_id FROM airlock.review_approvals WHERE log_id = $1 AND proposal_id = 1 AND by = $2',
+    [logA, 'carol@example.com'],
+  );
+  const other = stateOf('s-a2');
+  await insertApproval({
+    logId: logA,
+    proposal: other.id as number,
+    hash: other.hash!,
+    by: 'carol@example.com',
+    from: sent!.from_log_id,
+    statement: sent!.statement,
+    keyId: sent!.key_id,
+    signature: sent!.signature,
+  });
+  assert.equal(airlock(a, ['audit', 'ship']).status, 0);
+  assert.equal(stateOf('s-a2').state, 'pending', 'a signature for proposal 1 approves nothing else');
+  assert.match(
+    String(events(a, 'review.relay_refused').find((e) => e.data.proposal === other.id)?.data.reason),
+    /signature is for review-approval 1/,
+  );
 
   const apply = await runCli(['review', 'apply', '1', '--as', 'carol@example.com'], envOf(a));
   assert.equal(apply.code, 0, apply.stdout + apply.stderr);

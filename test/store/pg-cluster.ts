@@ -1,9 +1,10 @@
 // A real PostgreSQL 15 cluster for a test file: initdb in a temp dir, started on a unix
-// socket in that dir only (no TCP), stopped and removed by stop(). As root, initdb and pg_ctl
+// socket in that dir (and over TCP only on the addresses a test gives: its hosts' links), stopped and removed by stop(). As root, initdb and pg_ctl
 // must run as `postgres` on a directory it owns. Local connections are trusted (a test
 // cluster); what the roles may do is enforced by grants and triggers, which the tests check.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -23,16 +24,24 @@ function asOwner(cmd: string, args: string[]): string {
 export class PgCluster {
   readonly dir: string;
   readonly data: string;
-  readonly port = 5432; // only names the socket file: the cluster listens on no TCP port
+  /** names the socket file; with `tcp`, also the TCP port on those addresses */
+  port = 5432;
   durable = false;
+  /** addresses it also listens on over TCP (hosts in network namespaces reach it there); none by default */
+  tcp: string[] = [];
 
   private constructor(dir: string) {
     this.dir = dir;
     this.data = join(dir, 'data');
   }
 
-  /** `durable`: fsync on (what a benchmark must measure); tests run with fsync off. */
-  static async create(opts: { durable?: boolean } = {}): Promise<PgCluster> {
+  /**
+   * `durable`: fsync on (what a benchmark must measure); tests run with fsync off. `tcp`: also
+   * listen on these addresses (on a free port), trusting clients of `clients` (a CIDR).
+   */
+  static async create(
+    opts: { durable?: boolean; tcp?: { addresses: string[]; clients: string } } = {},
+  ): Promise<PgCluster> {
     const dir = mkdtempSync(join(tmpdir(), 'airlock-pg-'));
     if (process.getuid?.() === 0) {
       const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
@@ -42,8 +51,18 @@ export class PgCluster {
     const c = new PgCluster(dir);
     c.durable = opts.durable ?? false;
     asOwner('initdb', ['-D', c.data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync']);
+    if (opts.tcp) {
+      c.tcp = opts.tcp.addresses;
+      c.port = await freePort();
+      appendFileSync(join(c.data, 'pg_hba.conf'), `host all all ${opts.tcp.clients} trust\n`);
+    }
     await c.start();
     return c;
+  }
+
+  /** Connection string for `user` over TCP to `address` (one of `tcp`). */
+  tcpUrl(address: string, user = 'postgres', db = 'postgres'): string {
+    return `postgres://${encodeURIComponent(user)}@${address}:${this.port}/${db}`;
   }
 
   /** Connection string for `user` over the unix socket. */
@@ -61,7 +80,7 @@ export class PgCluster {
       '-t',
       '60',
       '-o',
-      `-c listen_addresses= -c unix_socket_directories=${this.dir} -p ${this.port} -c fsync=${this.durable ? 'on' : 'off'} -c max_connections=60`,
+      `-c listen_addresses=${this.tcp.join(',')} -c unix_socket_directories=${this.dir} -p ${this.port} -c fsync=${this.durable ? 'on' : 'off'} -c max_connections=60`,
       'start',
     ]);
   }
@@ -98,10 +117,22 @@ export class PgCluster {
   }
 }
 
+/** A port nothing listens on now (PostgreSQL binds it on the addresses it is given). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
 /** A cluster at the latest schema with a login role `host_writer` in airlock_writer, for a test file. */
-export async function sharedStoreCluster(): Promise<PgCluster> {
+export async function sharedStoreCluster(opts: Parameters<typeof PgCluster.create>[0] = {}): Promise<PgCluster> {
   const { migratePg } = await import('../../src/store/index.ts');
-  const cluster = await PgCluster.create();
+  const cluster = await PgCluster.create(opts);
   const c = new pg.Client({ connectionString: cluster.url() });
   await c.connect();
   try {

@@ -1,10 +1,12 @@
 import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { approverKeysYaml } from './approvers.ts';
 import { BIN, tmp } from '../helpers.ts';
 import { gitHttpServer, makeRemote, setup, type Env, type GitHttp } from '../review/fixture.ts';
 import type { PgCluster } from './pg-cluster.ts';
 
-// Two hosts of one org (two AIRLOCK_HOMEs, one org policy naming the shared store and a real
-// git remote for apply), and the CLI run as each with NO AIRLOCK_DATABASE_URL: the org policy
+// Two hosts of one org (two AIRLOCK_HOMEs, one org policy naming the shared store, trusting both
+// hosts' keys for decisions across hosts, and a real git remote for apply), and the CLI run as each with NO AIRLOCK_DATABASE_URL: the org policy
 // alone must lead every entry point to the shared store.
 
 export interface TwoHosts {
@@ -21,6 +23,14 @@ export async function twoHosts(cluster: PgCluster): Promise<TwoHosts> {
   const org = `review:\n  approvals:\n    required: 1\n  apply:\n    remote: ${srv.url}/remote.git\ntelemetry:\n  sharedStore: ${JSON.stringify(cluster.url('host_writer'))}\n`;
   const a = setup(org);
   const b = setup(org);
+  // decisions either host records are signed with its audit key; the org trusts both keys
+  const trusted =
+    org +
+    approverKeysYaml([
+      { name: 'host-a', home: a.home },
+      { name: 'host-b', home: b.home },
+    ]);
+  for (const h of [a, b]) writeFileSync(h.orgPolicy, trusted);
   return {
     a,
     b,

@@ -11,6 +11,10 @@ import { bad, dim, ok, otherHostsNotShown, printJson, table, warn } from '../out
 // airlock.yaml change (the connection is denied, or let through `--once`). Answers are
 // refused from inside a sandbox.
 
+/** What a reviewer must know about an answer sent to another host. */
+export const SIGNED_NOTE =
+  "signed with this host's audit key: its host applies it only if its org policy lists that key in telemetry.approverKeys (`airlock audit pubkey` prints it)";
+
 export function parseId(s: string, what: string): number {
   if (!/^[1-9][0-9]{0,15}$/.test(s))
     throw new AirlockError(
@@ -106,8 +110,9 @@ export function registerApprovals(program: Command): void {
           : decision === 'allow'
             ? ok(`allowed by ${esc(who.identity)}`)
             : bad(`denied by ${esc(who.identity)}`);
+        const signedNote = a.thisHost ? '' : `\n${dim(SIGNED_NOTE)}`;
         process.stdout
-          .write(`${a.thisHost ? '#' : ''}${esc(a.ref)} ${esc(a.command.join(' '))}${a.thisHost ? '' : ` on ${esc(a.host)}`}: ${answered}
+          .write(`${a.thisHost ? '#' : ''}${esc(a.ref)} ${esc(a.command.join(' '))}${a.thisHost ? '' : ` on ${esc(a.host)}`}: ${answered}${signedNote}
 `);
       } finally {
         store.close();

@@ -20,7 +20,7 @@ import {
   type ProposalStatus,
 } from '../../review/index.ts';
 import { bad, bold, dim, ok, otherHostsNotShown, paint, printJson, progress, table, warn, setExit } from '../output.ts';
-import { parseId } from './approvals.ts';
+import { SIGNED_NOTE, parseId } from './approvals.ts';
 import { openOrCreateStore } from '../store.ts';
 
 // airlock propose SESSION; airlock review list|show|approve|reject|apply. Output shows
@@ -252,7 +252,7 @@ async function approveCommand(
     const { workView } = await import('../../hosts/index.ts');
     const p = await workView(store).approveRemote(id, { as: opts.as });
     process.stdout.write(
-      `approved proposal ${visible(p.ref)} on ${visible(p.host)} as ${visible(p.by)} (content ${p.hash?.slice(0, 12)}); its host applies it when it next ships\n`,
+      `approved proposal ${visible(p.ref)} on ${visible(p.host)} as ${visible(p.by)} (content ${p.hash?.slice(0, 12)}); its host applies it when it next ships\n${dim(SIGNED_NOTE)}\n`,
     );
     return;
   }

@@ -6,6 +6,7 @@ import { AirlockError, ExitCode, escapeForTerminal } from '../../common/index.ts
 import {
   PG_SCHEMA_VERSION,
   sharedStoreUrl,
+  approverTrust,
   withSharedStore,
   migratePg,
   redactedUrl,
@@ -108,7 +109,8 @@ export async function ship(opts: {
           const r = await shipOnce(store, c, { batch });
           // approvals given on other hosts for this host's proposals: applied here, the outcome shipped
           const { localApprovalRelay } = await import('../../review/index.ts');
-          if ((await relayApprovals(store, c, localApprovalRelay(store), new Set())) > 0)
+          const relayed = { trust: approverTrust(), seen: new Set<string>() };
+          if ((await relayApprovals(store, c, localApprovalRelay(store), relayed)) > 0)
             return shipOnce(store, c, { batch });
           return r;
         });
@@ -129,6 +131,7 @@ async function follow(store: ReturnType<typeof openStore>, url: string, batch: n
     batch,
     relay: localAskRelay(store),
     approvals: (await import('../../review/index.ts')).localApprovalRelay(store),
+    trust: approverTrust(),
     onConnect: (c) => requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`),
     onError: (e) => {
       const m = e instanceof Error ? e.message : String(e);

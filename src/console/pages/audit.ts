@@ -1,14 +1,27 @@
 import type { Context, Hono } from 'hono';
 import { AirlockError, homeLayout } from '../../common/index.ts';
-import { proveEvent, verifyLogAsync, loadPublicKey, type AuditEvent, type Severity } from '../../audit/index.ts';
+import { hostname } from 'node:os';
+import {
+  proveEvent,
+  verifyLogAsync,
+  loadPublicKey,
+  logId,
+  summarize,
+  type AuditEvent,
+  type Severity,
+} from '../../audit/index.ts';
+import type { HostEvent } from '../../hosts/index.ts';
 import { sinkStatus, sessionSinks, type SinkStatus } from '../../audit/sinks/index.ts';
-import { markup, layout, agentText, type Html, type PageContext } from '../html.ts';
+import { markup, layout, agentText, severityClass, type Html, type PageContext } from '../html.ts';
 import type { ConsoleDeps, ConsoleEnv } from '../server.ts';
-import { eventTable, orgPolicy, sessionParam } from './common.ts';
+import { eventTable, hostsView, orgPolicy, sessionParam } from './common.ts';
 
 // Audit: the event search a SOC analyst expects (session, type, severity and above, rule,
 // decision, time), the chain's verify status, an RFC 6962 inclusion proof to download
 // for any event, and each SIEM sink's lag and failures. All through the audit module.
+// With a shared store, the same search runs over every other host's shipped events (the work
+// view's audit query, newest first, one bounded page) with a host filter; /api/audit gives
+// every host's matching events in the work view's JSON shape.
 
 const SEVERITIES: Severity[] = ['info', 'low', 'medium', 'high', 'critical'];
 /** events searched per page, newest first: a bounded window, said on the page */
@@ -24,6 +37,8 @@ export interface AuditFilter {
   since?: string;
   until?: string;
   before?: number;
+  /** a host's log id prefix or hostname (with a shared store) */
+  host?: string;
 }
 
 function isoOrUndefined(v: string | undefined, what: string): string | undefined {
@@ -57,6 +72,9 @@ export function parseFilter(q: (k: string) => string | undefined): AuditFilter {
   const decision = pick('decision');
   if (decision && !['allow', 'deny', 'ask'].includes(decision))
     throw new AirlockError('USAGE', 'decision must be allow, deny or ask', 'pick one from the list');
+  const host = pick('host');
+  if (host && !/^[A-Za-z0-9._-]{1,253}$/.test(host))
+    throw new AirlockError('USAGE', 'host must be a host name or the start of its log id', 'use a host from the table');
   const before = pick('before');
   if (before && !/^[1-9][0-9]{0,15}$/.test(before))
     throw new AirlockError('USAGE', 'before must be an event sequence number', 'use the "older" link');
@@ -69,6 +87,7 @@ export function parseFilter(q: (k: string) => string | undefined): AuditFilter {
     since: isoOrUndefined(pick('since'), 'since'),
     until: isoOrUndefined(pick('until'), 'until'),
     before: before ? Number(before) : undefined,
+    host,
   };
 }
 
@@ -97,7 +116,7 @@ function filterForm(f: AuditFilter): Html {
   const select = (name: string, options: string[], value: string | undefined) =>
     markup`<label>${name} <select name="${name}"><option value="">any</option>${options.map((o) => markup`<option${o === value ? markup` selected` : ''}>${o}</option>`)}</select></label> `;
   return markup`<form method="get" action="/audit" class="filters">${input('session', f.session, 'ses-…')}${input('type', f.type, 'egress.*')}${select('severity', SEVERITIES, f.severity)}
-${input('rule', f.rule, 'egress.')}${select('decision', ['allow', 'deny', 'ask'], f.decision)}${input('since', f.since, '2026-12-01T00:00:00Z')}${input('until', f.until, '')}<button>Search</button></form>`;
+${input('rule', f.rule, 'egress.')}${select('decision', ['allow', 'deny', 'ask'], f.decision)}${input('since', f.since, '2026-12-01T00:00:00Z')}${input('until', f.until, '')}${input('host', f.host, 'any')}<button>Search</button></form>`;
 }
 
 function sinksTable(rows: SinkStatus[]): Html {
@@ -111,8 +130,32 @@ function sinksTable(rows: SinkStatus[]): Html {
   )}</tbody></table>`;
 }
 
-function auditPage(deps: ConsoleDeps, ctx: PageContext, f: AuditFilter, query: string): Html {
-  const { events, from, to } = searchEvents(deps, f);
+/** Other hosts' matching events from the shared store, with their host; each links to its session there. */
+function otherHostsEvents(events: HostEvent[]): Html {
+  if (!events.length) return markup``;
+  const sessionLink = (e: HostEvent) =>
+    e.session
+      ? markup`<a href="/audit?${new URLSearchParams({ session: e.session, host: e.logId.slice(0, 16) }).toString()}">${agentText(e.session)}</a> `
+      : '';
+  return markup`<h2>Other hosts</h2><table class="list events remote" id="remote-events"><thead><tr><th>host</th><th>seq</th><th>time</th><th>type</th><th>severity</th><th>decision</th><th>rule</th><th>what</th></tr></thead>
+<tbody>${events.map(
+    (
+      e,
+    ) => markup`<tr class="${severityClass(e.severity)}"><td>${agentText(e.host)}</td><td>${e.seq}</td><td>${agentText(e.ts)}</td><td>${agentText(e.type)}</td><td>${e.severity}</td>
+<td>${agentText(e.decision ?? '')}</td><td><code>${agentText(e.rule ?? '')}</code></td><td class="what">${sessionLink(e)}${summarize(e, 300, agentText)}</td></tr>`,
+  )}</tbody></table>`;
+}
+
+/** The audit search as the work view runs it: every host's events (this host's from its SQLite), one bounded page. */
+function hostSearch(deps: ConsoleDeps, f: AuditFilter): Promise<HostEvent[]> {
+  const { before: _before, ...filter } = f;
+  return hostsView(deps).events({ ...filter, limit: SHOWN });
+}
+
+async function auditPage(deps: ConsoleDeps, ctx: PageContext, f: AuditFilter, query: string): Promise<Html> {
+  const here = !f.host || isThisHost(deps, f.host);
+  const { events, from, to } = here ? searchEvents(deps, f) : { events: [], from: 0, to: 0 };
+  const remote = hostsView(deps).sharedUrl ? (await hostSearch(deps, f)).filter((e) => !e.thisHost) : [];
   const older =
     from > 0
       ? new URLSearchParams({ ...Object.fromEntries(new URLSearchParams(query)), before: String(from + 1) }).toString()
@@ -124,6 +167,7 @@ function auditPage(deps: ConsoleDeps, ctx: PageContext, f: AuditFilter, query: s
 <p class="muted">${events.length} matching events among seq ${from + 1}–${to} (newest first; at most ${SHOWN} shown)${older ? markup` · <a href="/audit?${older}">older</a>` : ''}
 · <a href="/audit/verify">verify the chain</a> · <a href="/audit/export?${query}" download>export JSONL</a></p>
 ${eventTable(events, { id: 'events', proofs: true })}
+${otherHostsEvents(remote)}
 <h2>SIEM sinks</h2>${sinksTable(sinkStatus(deps.store, sessionSinks(orgPolicy(deps.env))))}`,
   );
 }
@@ -153,10 +197,23 @@ ${(r.problems ?? []).map((p) => markup`<p class="error">${agentText(p)}</p>`)}`,
   );
 }
 
+/** Whether a host filter names this host (its hostname or the start of its log id). */
+function isThisHost(deps: ConsoleDeps, host: string): boolean {
+  return host === hostname() || logId(deps.store).startsWith(host.toLowerCase());
+}
+
 export function registerAuditPages(app: Hono<ConsoleEnv>, deps: ConsoleDeps): void {
-  app.get('/audit', (c) =>
+  app.get('/api/audit', async (c) =>
+    c.json(
+      await hostSearch(
+        deps,
+        parseFilter((k) => c.req.query(k)),
+      ),
+    ),
+  );
+  app.get('/audit', async (c) =>
     c.html(
-      auditPage(
+      await auditPage(
         deps,
         c.get('page'),
         parseFilter((k) => c.req.query(k)),

@@ -4,7 +4,8 @@ import { summarize, type AuditStore, type AuditEvent } from '../../audit/index.t
 import { readPolicyFile, resolvePolicy, type LoadedPolicy } from '../../policy/index.ts';
 import { orgPolicyFile } from '../../review/index.ts';
 import { markup, agentText, severityClass, type Html } from '../html.ts';
-import type { ConsoleEnv } from '../server.ts';
+import type { ConsoleDeps, ConsoleEnv } from '../server.ts';
+import { workView, type WorkView } from '../../hosts/index.ts';
 
 // Small pieces the pages share: form fields, ids from the URL, a session's context and
 // timeline rows. Every agent-written string goes through agentText.
@@ -83,4 +84,14 @@ export function eventTable(events: AuditEvent[], o: EventTableOptions = {}): Htm
 export function orgPolicy(env: NodeJS.ProcessEnv): LoadedPolicy {
   const file = orgPolicyFile(undefined, env);
   return resolvePolicy(file ? [readPolicyFile(file, 'org')] : []);
+}
+
+/** Every host's work, the shared store found the way sessions find it (the console's environment and org policy). */
+export function hostsView(deps: Pick<ConsoleDeps, 'store' | 'env'>): WorkView {
+  return workView(deps.store, {
+    env: deps.env,
+    onUnavailable: () => {
+      /* the pages show this host's work alone */
+    },
+  });
 }

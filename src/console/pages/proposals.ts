@@ -17,8 +17,8 @@ import {
 } from '../../review/index.ts';
 import { markup, layout, agentText, csrfField, severityClass, type Html, type PageContext } from '../html.ts';
 import type { ConsoleDeps, ConsoleEnv } from '../server.ts';
-import { workView, type HostProposal } from '../../hosts/index.ts';
-import { formText, idParam, safeHref, sessionContext } from './common.ts';
+import type { HostProposal } from '../../hosts/index.ts';
+import { formText, hostsView, idParam, safeHref, sessionContext } from './common.ts';
 
 // Proposals: the queue, and one proposal with its diff, findings inline, the agent's
 // commits and the session's context; approve / reject (bound to the hash the page showed)
@@ -203,7 +203,7 @@ async function boundProposal(c: Context<ConsoleEnv>, deps: ConsoleDeps): Promise
 
 export function registerProposalPages(app: Hono<ConsoleEnv>, deps: ConsoleDeps): void {
   app.get('/proposals', async (c) => {
-    const remote = (await view(deps).proposals()).filter((p) => !p.thisHost);
+    const remote = (await hostsView(deps).proposals()).filter((p) => !p.thisHost);
     return c.html(
       queue(
         c.get('page'),
@@ -218,7 +218,7 @@ export function registerProposalPages(app: Hono<ConsoleEnv>, deps: ConsoleDeps):
     deps.need(c, 'review');
     const ref = c.req.param('ref');
     const hash = await formText(c, 'hash');
-    const r = await view(deps).approveRemote(ref, {
+    const r = await hostsView(deps).approveRemote(ref, {
       as: c.get('login').user.identity,
       env: deps.env,
       expectHash: hash,
@@ -264,16 +264,6 @@ export function registerProposalPages(app: Hono<ConsoleEnv>, deps: ConsoleDeps):
     const p = await boundProposal(c, deps);
     await apply(c, deps, p);
     return c.redirect(`/proposals/${p.id}`, 303);
-  });
-}
-
-/** Every host's proposals, the store found the way sessions find it (the console's environment and org policy). */
-function view(deps: ConsoleDeps) {
-  return workView(deps.store, {
-    env: deps.env,
-    onUnavailable: () => {
-      /* the page shows this host's queue alone */
-    },
   });
 }
 

@@ -3,11 +3,14 @@ import { AirlockError } from '../../common/index.ts';
 import { listSessions, request, type SessionSummary, type Frame } from '../../session/index.ts';
 import { markup, layout, agentText, csrfField, type Html, type PageContext } from '../html.ts';
 import type { ConsoleDeps, ConsoleEnv } from '../server.ts';
-import { eventTable, sessionParam } from './common.ts';
+import type { HostSession } from '../../hosts/index.ts';
+import { eventTable, hostsView, sessionParam } from './common.ts';
 
 // Sessions: live ones first, each with its timeline streaming (SSE); pause / resume /
 // stop go to the session's own supervisor over its socket, exactly as
-// `airlock session pause|resume|stop` does.
+// `airlock session pause|resume|stop` does. With a shared store, other hosts' sessions are
+// listed with their host (their timeline: the audit search filtered to that host); /api/sessions
+// gives every host's in the work view's JSON shape.
 
 const TIMELINE_LIMIT = 500;
 
@@ -19,6 +22,19 @@ function sessionRows(rows: SessionSummary[]): Html {
     ) => markup`<tr><td><a href="/sessions/${encodeURIComponent(s.id)}">${agentText(s.id)}</a></td><td><span class="state state-${s.state}">${s.state}</span></td>
 <td><code>${agentText(s.agent ?? (s.command ?? []).join(' ').slice(0, 120))}</code></td><td>${s.start}</td><td>${s.end ?? ''}</td><td>${s.events}</td>
 <td class="${s.denials ? 'sev-high' : ''}">${s.denials}</td></tr>`,
+  )}</tbody></table>`;
+}
+
+/** Other hosts' sessions (with a shared store): their timeline is the audit search over the shared store. */
+function otherHostsSessions(rows: HostSession[]): Html {
+  if (!rows.length) return markup``;
+  return markup`<h2>Other hosts</h2><table class="list sessions remote"><thead><tr><th>host</th><th>session</th><th>state</th><th>agent / command</th><th>started</th><th>ended</th><th>events</th><th>denials</th></tr></thead>
+<tbody>${rows.map(
+    (
+      s,
+    ) => markup`<tr><td>${agentText(s.host)}</td><td><a href="/audit?${new URLSearchParams({ session: s.id, host: s.logId.slice(0, 16) }).toString()}">${agentText(s.id)}</a></td>
+<td><span class="state state-${s.state}">${s.state}</span></td><td><code>${agentText(s.agent ?? (s.command ?? []).join(' ').slice(0, 120))}</code></td>
+<td>${s.start}</td><td>${s.end ?? ''}</td><td>${s.events}</td><td class="${s.denials ? 'sev-high' : ''}">${s.denials}</td></tr>`,
   )}</tbody></table>`;
 }
 
@@ -36,15 +52,18 @@ const FRAMES: Record<string, Frame> = {
 };
 
 export function registerSessionPages(app: Hono<ConsoleEnv>, deps: ConsoleDeps): void {
-  app.get('/sessions', (c) => {
+  app.get('/api/sessions', async (c) => c.json(await hostsView(deps).sessions()));
+  app.get('/sessions', async (c) => {
     const all = listSessions(deps.store).reverse();
+    const remote = (await hostsView(deps).sessions()).filter((s) => !s.thisHost).reverse();
     const live = all.filter((s) => s.state === 'running');
     return c.html(
       layout(
         c.get('page'),
         'Sessions',
         markup`<h2>Live</h2>${live.length ? sessionRows(live) : markup`<p class="muted">No live sessions.</p>`}
-<h2>Finished</h2>${sessionRows(all.filter((s) => s.state !== 'running').slice(0, 200))}`,
+<h2>Finished</h2>${sessionRows(all.filter((s) => s.state !== 'running').slice(0, 200))}
+${otherHostsSessions(remote.slice(0, 200))}`,
       ),
     );
   });

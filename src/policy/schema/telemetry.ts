@@ -302,6 +302,29 @@ export const telemetrySchema = z
         ),
       'orgOnly',
     ),
+    approverKeys: merge(
+      z
+        .array(
+          z.strictObject({
+            name: z
+              .string()
+              .min(1)
+              .max(200)
+              .describe('Who holds the key, as audit events name it (e.g. "console" or a reviewer host).'),
+            publicKey: z
+              .string()
+              .max(2000)
+              .regex(/-----BEGIN PUBLIC KEY-----[\s\S]+-----END PUBLIC KEY-----/, 'a PEM public key')
+              .describe('The Ed25519 public key in PEM: `airlock audit pubkey` on that host.'),
+          }),
+        )
+        .max(100)
+        .default([])
+        .describe(
+          "Keys trusted to sign decisions given on another host through the shared store (answers to asks, review approvals): the audit keys of the hosts where humans decide (the console's, reviewers'). A host applies a remote decision only when its signature verifies against one of these; an unsigned, badly signed or otherwise signed row is refused and recorded. Read from the org policy only: never from a repo, and never from keys published in the shared store (every host's writer role could publish one). Empty: no remote decision is applied.",
+        ),
+      'orgOnly',
+    ),
     allowRepoSinks: merge(
       z
         .boolean()
