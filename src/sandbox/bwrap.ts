@@ -1,4 +1,4 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess, type StdioOptions } from 'node:child_process';
 import {
   existsSync,
   lstatSync,
@@ -18,8 +18,9 @@ import {
 import { join, resolve } from 'node:path';
 import { once } from 'node:events';
 import { StringDecoder } from 'node:string_decoder';
+import type { Writable } from 'node:stream';
 import { resolveExecCommand } from './exec-command.ts';
-import { AirlockError, shellQuote } from '../common/index.ts';
+import { AirlockError, phase, shellQuote, type AuditEventInput } from '../common/index.ts';
 import type { ExecHandle, ExecOptions, ExecResult, Mechanisms, Sandbox, SandboxDriver, SandboxSpec } from './driver.ts';
 import { buildSeccompProgram } from './seccomp.ts';
 import { chooseTracer, notifyTracerChain, type TracerChoice } from './tracers.ts';
@@ -117,6 +118,9 @@ export class BwrapDriver implements SandboxDriver {
   }
 }
 
+const INHERITED = ['inherit', 'inherit', 'inherit'] as const;
+const PIPED = ['pipe', 'pipe', 'pipe'] as const;
+
 interface LiveExec {
   child: ChildProcess;
   traceFile: string | null;
@@ -125,6 +129,8 @@ interface LiveExec {
   fd: number | null;
   decoder: StringDecoder;
   incomplete: boolean;
+  /** false while a held chain waits for its go (and for good when it never got one) */
+  started: boolean;
 }
 
 class BwrapSandbox implements Sandbox {
@@ -470,15 +476,65 @@ class BwrapSandbox implements Sandbox {
     return null;
   }
 
-  exec(argv: string[], o: ExecOptions): ExecHandle {
-    const env = { ...this.spec.env, ...(o.env ?? {}) };
-    const cwd = o.cwd ?? SANDBOX_WORKSPACE;
+  exec(argv: string[], opts: ExecOptions): ExecHandle {
+    const env = { ...this.spec.env, ...(opts.env ?? {}) };
+    const cwd = opts.cwd ?? SANDBOX_WORKSPACE;
     resolveExecCommand({ stopped: this.stopped, argv, env, cwd, hostView: (p) => this.hostView(p) });
     const id = ++this.execCount;
     const traceFile = this.spec.trace ? join(this.spec.stateDir, 'trace', `${id}.log`) : null;
-    const l = this.spec.limits;
+    const held = opts.beforeStart !== undefined;
+    const launch = this.launchOf(traceFile, cwd, env, [...argv], held);
+    closeInheritedDescriptors();
+    const stdio: StdioOptions = [...(opts.stdio === 'inherit' ? INHERITED : PIPED), ...(held ? ['pipe' as const] : [])];
+    const child: ChildProcess = spawn(launch.file, launch.args, {
+      // fd 3, when held: the go pipe the chain waits on (close-on-exec in the chain, never the agent's)
+      stdio,
+      cwd: '/',
+      detached: true, // as the holder: terminal signals go to the supervisor, which ends the chain itself
+      env: {
+        PATH: '/usr/sbin:/usr/bin:/sbin:/bin',
+        HOME: '/nonexistent',
+        AIRLOCK_SESSION: this.spec.session,
+        ...launch.env,
+      },
+    });
+    phase('exec.spawned');
+    const live: LiveExec = {
+      child,
+      traceFile,
+      parser: traceFile ? new TraceParser(cwd) : null,
+      offset: 0,
+      fd: null,
+      decoder: new StringDecoder('utf8'),
+      incomplete: false,
+      started: !held,
+    };
+    this.live.add(live);
+    const done = this.settle(live, argv, opts.exitEvents);
+    if (opts.beforeStart) this.release(live, opts.beforeStart);
+    return {
+      pid: child.pid ?? 0,
+      stdin: child.stdin,
+      stdout: child.stdout,
+      stderr: child.stderr,
+      done,
+      // the whole chain: killing only the launcher would orphan strace and bwrap
+      kill: (sig: NodeJS.Signals = 'SIGTERM') => signalChain(child, sig),
+    };
+  }
+
+  /** The launch chain of one command: the notify tracer's two execs, or the dash chain. */
+  private launchOf(
+    traceFile: string | null,
+    cwd: string,
+    env: Record<string, string>,
+    argv: string[],
+    held: boolean,
+  ): { file: string; args: string[]; env: Record<string, string> } {
     const bw = [...this.baseArgs, '--chdir', cwd, '--seccomp', '9'];
     for (const [k, v] of Object.entries(env)) bw.push('--setenv', k, v);
+    bw.push('--', ...argv);
+    if (traceFile && this.tracer.kind === 'seccomp-notify') return this.notifyLaunch(traceFile, bw, held);
     // unprivileged: the user namespace denies setgroups, so keep our (already mapped) ids
     const ns = [
       'nsenter',
@@ -491,60 +547,62 @@ class BwrapSandbox implements Sandbox {
       '--',
     ];
     const dropUid = [`--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_UID}`, '--clear-groups'];
-    const spawnEnv = {
-      PATH: '/usr/sbin:/usr/bin:/sbin:/bin',
-      HOME: '/nonexistent',
-      AIRLOCK_SESSION: this.spec.session,
-    };
-    const launch =
-      traceFile && this.tracer.kind === 'seccomp-notify'
-        ? this.notifyLaunch(traceFile, [...bw, '--', ...argv])
-        : this.shellLaunch(traceFile, ns, dropUid, [...bw, '--', ...argv]);
-    closeInheritedDescriptors();
-    const child = spawn(launch.file, launch.args, {
-      stdio: o.stdio === 'inherit' ? 'inherit' : ['pipe', 'pipe', 'pipe'],
-      cwd: '/',
-      detached: true, // as the holder: terminal signals go to the supervisor, which ends the chain itself
-      env: { ...spawnEnv, ...launch.env },
+    return this.shellLaunch(traceFile, ns, dropUid, bw, held);
+  }
+
+  /**
+   * Lets a held chain start once `beforeStart` has run (the command's event is durable by
+   * then). When it throws, the chain ends without a go: nothing of the command ran.
+   */
+  private release(live: LiveExec, beforeStart: () => void): void {
+    const go = live.child.stdio[3] as Writable;
+    go.on('error', () => {
+      /* the chain ended before its go (it failed to start): its exit status says so */
     });
-    const live: LiveExec = {
-      child,
-      traceFile,
-      parser: traceFile ? new TraceParser(cwd) : null,
-      offset: 0,
-      fd: null,
-      decoder: new StringDecoder('utf8'),
-      incomplete: false,
-    };
-    this.live.add(live);
-    const done = new Promise<ExecResult>((res) => {
+    try {
+      beforeStart();
+    } catch (e) {
+      go.destroy();
+      signalChain(live.child, 'SIGKILL');
+      throw e;
+    }
+    live.started = true;
+    go.end('g\n');
+    phase('exec.released');
+  }
+
+  /** Resolves when the chain has ended and its last process events (with `exitEvents`) are committed. */
+  private settle(live: LiveExec, argv: string[], exitEvents: ExecOptions['exitEvents']): Promise<ExecResult> {
+    const child = live.child;
+    return new Promise<ExecResult>((res) => {
       child.once('error', () => res({ exitCode: null, signal: null, status: 126 }));
       child.once('close', (code, signal) => {
-        this.drainTrace(live, true);
+        phase('exec.chain-ended');
+        const result = { exitCode: code, signal, status: code ?? 128 + (signal ? signalNumber(signal) : 0) };
+        // a chain that never got its go ran nothing: no end to record
+        const tail = live.started && exitEvents ? exitEvents(result) : [];
+        this.drainTrace(live, true, tail);
+        if (tail.length) this.recordQuietly(tail);
+        phase('exec.recorded-end');
         if (signal === 'SIGXFSZ')
-          this.noteLimit('fileSize', `file size limit ${l.fileSizeMB} MiB exceeded (SIGXFSZ)`, { argv0: argv[0] });
+          this.noteLimit('fileSize', `file size limit ${this.spec.limits.fileSizeMB} MiB exceeded (SIGXFSZ)`, {
+            argv0: argv[0],
+          });
         this.checkLimits();
         this.live.delete(live);
-        res({ exitCode: code, signal, status: code ?? 128 + (signal ? signalNumber(signal) : 0) });
+        res(result);
       });
     });
-    return {
-      pid: child.pid ?? 0,
-      stdin: child.stdin,
-      stdout: child.stdout,
-      stderr: child.stderr,
-      done,
-      // the whole chain: killing only the launcher would orphan strace and bwrap
-      kill: (sig: NodeJS.Signals = 'SIGTERM') => {
-        for (const pid of descendants(child.pid ?? 0).reverse()) {
-          try {
-            process.kill(pid, sig);
-          } catch {
-            /* gone */
-          }
-        }
-      },
-    };
+  }
+
+  /** Records what the trace drain could not take along; a store failure is the session's to handle. */
+  private recordQuietly(events: AuditEventInput[]): void {
+    try {
+      if (this.spec.recordMany) this.spec.recordMany(events);
+      else for (const ev of events) this.spec.record(ev);
+    } catch {
+      /* the store failed: the session keeps the events, freezes and ends */
+    }
   }
 
   /** Untraced, or traced by strace: a dash script does limits, cgroup and fd 9, then the exec chain. */
@@ -553,6 +611,7 @@ class BwrapSandbox implements Sandbox {
     ns: string[],
     dropUid: string[],
     bwrapArgs: string[],
+    held: boolean,
   ): { file: string; args: string[]; env: Record<string, string> } {
     const chain: string[] = [];
     if (traceFile) {
@@ -607,10 +666,13 @@ class BwrapSandbox implements Sandbox {
     // ended (src/session/recording.ts), instead of losing the agent's last execs.
     const prealloc =
       '[ -z "$AIRLOCK_TRACE" ] || { : >> "$AIRLOCK_TRACE" && fallocate -n -l 4MiB "$AIRLOCK_TRACE" 2>/dev/null; } || true; ';
+    // held: wait for the supervisor's go on fd 3 (end of file or anything else: nothing runs), then close it
+    const go = held ? 'read -r go <&3 && [ "$go" = g ] || exit 125; exec 3<&-; ' : '';
     const script =
       prealloc +
       ulimits +
       'IFS=:; for f in $AIRLOCK_CG; do [ -n "$f" ] && { echo $$ > "$f" || exit 125; }; done; ' +
+      go +
       'exec 9<"$AIRLOCK_SECCOMP"; unset AIRLOCK_CG AIRLOCK_SECCOMP AIRLOCK_TRACE; exec "$@"';
     return {
       file: '/bin/sh',
@@ -644,8 +706,10 @@ class BwrapSandbox implements Sandbox {
   private notifyLaunch(
     traceFile: string,
     bwrapArgs: string[],
+    held: boolean,
   ): { file: string; args: string[]; env: Record<string, string> } {
     const opts = [
+      ...(held ? ['--go-fd', '3'] : []),
       ...this.rlimits().flatMap(([k, v]) => ['--rlimit', `${k}=${v}`]),
       ...(this.cgroup?.procsFiles ?? []).flatMap((f) => ['--cgroup', f]),
       '--fd9',
@@ -669,39 +733,46 @@ class BwrapSandbox implements Sandbox {
 
   private readBuf = Buffer.allocUnsafe(1 << 20); // one read buffer for every trace drain
 
-  private drainTrace(l: LiveExec, final: boolean): void {
-    if (!l.traceFile || !l.parser) return;
+  /** `tail`: events committed with the final drain's batch (taken out of the array once committed). */
+  private drainTrace(live: LiveExec, final: boolean, tail: AuditEventInput[] = []): void {
+    if (!live.traceFile || !live.parser) return;
     try {
-      if (l.fd === null) {
-        if (!existsSync(l.traceFile)) return;
-        l.fd = openSync(l.traceFile, 'r');
+      if (live.fd === null) {
+        if (!existsSync(live.traceFile)) return;
+        live.fd = openSync(live.traceFile, 'r');
       }
+      // one group commit per chunk read; the last chunk waits for the end of a final drain, so a
+      // short command's processes and its end (tail) are one commit
+      let last: ReturnType<TraceParser['push']> = [];
       for (;;) {
-        const n = readSync(l.fd, this.readBuf, 0, this.readBuf.length, l.offset);
+        const n = readSync(live.fd, this.readBuf, 0, this.readBuf.length, live.offset);
         if (n <= 0) break;
-        l.offset += n;
-        this.emitTrace(l.parser.push(l.decoder.write(this.readBuf.subarray(0, n))), l.parser.rootPid);
+        live.offset += n;
+        this.emitTrace(last, live.parser.rootPid);
+        last = live.parser.push(live.decoder.write(this.readBuf.subarray(0, n)));
       }
-      if (final) {
-        this.emitTrace([...l.parser.push(l.decoder.end()), ...l.parser.flush()], l.parser.rootPid);
-        closeSync(l.fd);
-        l.fd = null;
+      if (!final) this.emitTrace(last, live.parser.rootPid);
+      else {
+        const rest = [...last, ...live.parser.push(live.decoder.end()), ...live.parser.flush()];
+        this.emitTrace(rest, live.parser.rootPid, tail);
+        closeSync(live.fd);
+        live.fd = null;
         // everything in it is now in the (redacted) audit log; the raw trace holds argv unredacted.
         // A trace some of whose events could not be recorded stays for recovery (src/session/recover.ts).
-        if (!l.incomplete) rmSync(l.traceFile, { force: true });
+        if (!live.incomplete) rmSync(live.traceFile, { force: true });
       }
     } catch (e) {
-      l.incomplete = true;
-      if (final && l.fd !== null) {
+      live.incomplete = true;
+      if (final && live.fd !== null) {
         try {
-          closeSync(l.fd);
+          closeSync(live.fd);
         } catch {
           /* */
         }
-        l.fd = null;
+        live.fd = null;
       }
       // Fail closed: a command whose processes can no longer be recorded does not go on.
-      for (const pid of descendants(l.child.pid ?? 0).reverse()) {
+      for (const pid of descendants(live.child.pid ?? 0).reverse()) {
         try {
           process.kill(pid, 'SIGKILL');
         } catch {
@@ -724,14 +795,20 @@ class BwrapSandbox implements Sandbox {
   }
 
   private auditor: TraceAuditor | null = null;
-  private emitTrace(events: Parameters<TraceAuditor['convert']>[0], rootPid: number | null): void {
+  private emitTrace(
+    events: Parameters<TraceAuditor['convert']>[0],
+    rootPid: number | null,
+    tail: AuditEventInput[] = [],
+  ): void {
     this.auditor ??= new TraceAuditor(this.spec.session);
-    const batch = this.auditor.convert(events, rootPid);
+    const converted = this.auditor.convert(events, rootPid);
+    // the command's end rides in the same group commit as its last processes (one fsync)
+    const batch = [...converted, ...tail.splice(0)];
     if (batch.length === 0) return;
     // one group commit per drain: a loop of short processes is thousands of events
     if (this.spec.recordMany) this.spec.recordMany(batch);
     else for (const ev of batch) this.spec.record(ev);
-    for (const ev of batch) {
+    for (const ev of converted) {
       const d = ev.data as { signal?: string; pid?: number; argv0?: string } | undefined;
       if (ev.type === 'process.exit' && d?.signal === 'SIGXFSZ') {
         this.noteLimit('fileSize', `file size limit ${this.spec.limits.fileSizeMB} MiB exceeded (SIGXFSZ)`, {
@@ -815,6 +892,17 @@ class BwrapSandbox implements Sandbox {
       }
     }
     this.cgroup?.remove();
+  }
+}
+
+/** Signals a launch chain and everything below it, deepest first. */
+function signalChain(child: ChildProcess, sig: NodeJS.Signals): void {
+  for (const pid of descendants(child.pid ?? 0).reverse()) {
+    try {
+      process.kill(pid, sig);
+    } catch {
+      /* gone */
+    }
   }
 }
 

@@ -14,6 +14,10 @@
 //     --gid N --uid N    drop to these ids, supplementary groups cleared
 //   then PR_SET_PDEATHSIG (after the last credential change, which clears it) and exec PROGRAM.
 // Any step that fails ends the tracer with 125 before PROGRAM runs (fail closed).
+//   --go-fd FD   hold PROGRAM until one byte 'g' arrives on FD (the supervisor makes the
+//                command's audit event durable meanwhile: the start overlaps the fsync).
+//                End of file or anything else: the launcher is killed, 125, nothing ran.
+//                FD is close-on-exec from the start: no process below ever holds it.
 //
 // The tracer forks. The child installs a seccomp filter (SECCOMP_FILTER_FLAG_NEW_LISTENER)
 // that turns execve/execveat, socket() of a family outside the sandbox's allowlist, and
@@ -529,6 +533,7 @@ static int recv_fd(int sock) {
 struct launch {
   const char *fd9, *cgroups[MAX_CGROUPS];
   int ncgroups, join_pid, oom_adj, has_oom, uid, gid; /* uid/gid -1: keep */
+  int go_fd;                                           /* -1: start at once */
   struct { int res; rlim_t v; } rl[MAX_RLIMITS];
   int nrl;
 };
@@ -635,9 +640,20 @@ static void launcher(int sock, char **argv, const struct launch *l, pid_t tracer
 
 /* ---------- supervisor side ---------- */
 
+/* The supervisor's go (--go-fd): exactly 'g' (end of file is not waited for). 0: do not start. */
+static int supervisor_go(int fd) {
+  if (fd < 0) return 1;
+  char b = 0;
+  ssize_t n;
+  do n = read(fd, &b, 1); while (n < 0 && errno == EINTR);
+  close(fd);
+  return n == 1 && b == 'g';
+}
+
 static int usage(void) {
   dprintf(2, "usage: airlock-tracer [--die-with-parent] -o TRACE_FILE [--redirected-ports P,P...]\n"
              "         [--rlimit RES=N]... [--cgroup FILE]... [--fd9 FILE] [--join-ns PID] [--oom-score-adj N] [--gid N] [--uid N]\n"
+             "         [--go-fd FD]\n"
              "         -- PROGRAM [ARGS...]\n"
              "       airlock-tracer --check   (exit 0 when this kernel and these privileges support it)\n");
   return 2;
@@ -702,6 +718,11 @@ static int parse_launch_option(struct launch *l, const char *name, const char *v
   if (strcmp(name, "--rlimit") == 0) return parse_rlimit(l, value);
   if (strcmp(name, "--cgroup") == 0) { if (l->ncgroups >= MAX_CGROUPS) return -1; l->cgroups[l->ncgroups++] = value; return 0; }
   if (strcmp(name, "--fd9") == 0) { l->fd9 = value; return 0; }
+  if (strcmp(name, "--go-fd") == 0) {
+    /* 3 and up: never the command's stdio; close-on-exec at once, so no exec'd link inherits it */
+    if (parse_uint(value, 1023, &v) < 0 || v < 3 || fcntl((int)v, F_SETFD, FD_CLOEXEC) < 0) return -1;
+    l->go_fd = (int)v; return 0;
+  }
   if (strcmp(name, "--join-ns") == 0) { if (parse_uint(value, 0x7fffffff, &v) < 0 || v == 0) return -1; l->join_pid = (int)v; return 0; }
   if (strcmp(name, "--uid") == 0) { if (parse_uint(value, 0x7fffffff, &v) < 0) return -1; l->uid = (int)v; return 0; }
   if (strcmp(name, "--gid") == 0) { if (parse_uint(value, 0x7fffffff, &v) < 0) return -1; l->gid = (int)v; return 0; }
@@ -716,7 +737,7 @@ static int parse_launch_option(struct launch *l, const char *name, const char *v
 
 int main(int argc, char **argv) {
   const char *out = NULL;
-  struct launch l = { .uid = -1, .gid = -1 };
+  struct launch l = { .uid = -1, .gid = -1, .go_fd = -1 };
   int i = 1;
   if (argc == 2 && strcmp(argv[1], "--check") == 0) {
     int c = connector_open();
@@ -762,7 +783,7 @@ int main(int argc, char **argv) {
   line_start(child);
   puts_("execve(\"airlock-tracer-launcher\", [], 0x0) = 0");
   line_end();
-  if (write(sv[0], "g", 1) != 1) { kill(child, SIGKILL); waitpid(child, NULL, 0); return 125; }
+  if (!supervisor_go(l.go_fd) || write(sv[0], "g", 1) != 1) { kill(child, SIGKILL); waitpid(child, NULL, 0); return 125; }
   close(sv[0]);
   int status = serve(listener, conn, child_pidfd, child);
   if (status < 0) { kill(child, SIGKILL); waitpid(child, NULL, 0); return 125; }
