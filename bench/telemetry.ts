@@ -4,13 +4,17 @@
 //  2. a shell loop of 1,000 short processes in a session: notify and strace against tracing off
 //  3. the tracer alone, outside any session: bare bwrap and the 1,000-process loop, with and
 //     without build/airlock-tracer around them (no session chain, no audit log)
+//  4. where one `true` goes in the default (notify) session: the exec path's phase marks
+//     (src/common/phase.ts), medians of the gaps between them
 // Run as root: node bench/telemetry.ts [--quick]
 import { spawn, spawnSync } from 'node:child_process';
+import { subscribe } from 'node:diagnostics_channel';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Session } from '../src/session/index.ts';
 import { TRACER_BINARY } from '../src/sandbox/tracers.ts';
+import type { PhaseMark } from '../src/common/index.ts';
 import { median, writeSection } from './report.ts';
 
 const quick = process.argv.includes('--quick');
@@ -48,12 +52,25 @@ function timed(cmd: string, args: string[]): Promise<number> {
     spawn(cmd, args, { stdio: 'ignore' }).on('close', () => res(performance.now() - t));
   });
 }
-async function timedExec(s: Session, argv: string[]): Promise<number> {
-  const t = performance.now();
+// the exec path's phase marks of the command being timed (commands run one at a time)
+let marks: PhaseMark[] = [];
+subscribe('airlock:phase', (m) => {
+  marks.push(m as PhaseMark);
+});
+const phaseGaps: Record<string, number[]> = {};
+async function timedExec(s: Session, argv: string[], probe = false): Promise<number> {
+  marks = [{ name: 'exec.called', at: performance.now() }];
+  const t = marks[0]!.at;
   await (
     await s.exec({ argv })
   ).done;
-  return performance.now() - t;
+  const end = performance.now();
+  if (probe) {
+    marks.push({ name: 'exec.returned', at: end });
+    for (let i = 1; i < marks.length; i++)
+      (phaseGaps[`${marks[i - 1]!.name} → ${marks[i]!.name}`] ??= []).push(marks[i]!.at - marks[i - 1]!.at);
+  }
+  return end - t;
 }
 
 const sessions = {} as Record<Variant, Session>;
@@ -70,7 +87,7 @@ const perCmd = Object.fromEntries([...names, 'bare'].map((k) => [k, [] as number
 for (const v of names) for (let i = 0; i < 3; i++) await timedExec(sessions[v], ['true']); // warm up
 for (let i = 0; i < N; i++) {
   perCmd.bare.push(await timed('bwrap', bareArgs));
-  for (const v of names) perCmd[v].push(await timedExec(sessions[v], ['true']));
+  for (const v of names) perCmd[v].push(await timedExec(sessions[v], ['true'], v === 'notify'));
 }
 
 // 2. 1,000 short processes, interleaved
@@ -95,6 +112,17 @@ for (let r = 0; r < ROUNDS; r++) {
 }
 
 const m = (xs: number[]) => median(xs);
+const PHASE_MEANING: Record<string, string> = {
+  'exec.called → exec.decided': 'command rules (the policy decision)',
+  'exec.decided → exec.spawned': "launch arguments, Node's spawn() of the chain (synchronous)",
+  'exec.spawned → exec.released': '`command.exec` made durable (fsync) while the chain starts, then its go',
+  'exec.released → exec.chain-ended': 'the chain runs: tracer, setns, bwrap, `true`, exits reaped',
+  'exec.chain-ended → exec.recorded-end': 'last process events + `command.exit`, one group commit (fsync)',
+  'exec.recorded-end → exec.returned': 'the result reaches the caller',
+};
+const phaseRows = Object.entries(phaseGaps).map(
+  ([k, xs]) => `| ${k} | ${PHASE_MEANING[k] ?? ''} | ${m(xs).toFixed(2)} ms |`,
+);
 const bare = m(perCmd.bare);
 const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
 const lines = [
@@ -115,6 +143,13 @@ const lines = [
   `| 1,000 short processes, strace vs off | ${m(loops.strace).toFixed(0)} ms | ${m(loops.off).toFixed(0)} ms | ${ratio(m(loops.strace), m(loops.off))} | — |`,
   `| the tracer alone: \`airlock-tracer -- bwrap --unshare-all true\` (median of ${N}) | ${m(alone.bwrapTraced).toFixed(1)} ms | bare bwrap ${m(alone.bwrap).toFixed(1)} ms | ${ratio(m(alone.bwrapTraced), m(alone.bwrap))} | — |`,
   `| the tracer alone: 1,000 short processes on the host (median of ${ROUNDS}) | ${m(alone.loopTraced).toFixed(0)} ms | ${m(alone.loop).toFixed(0)} ms | ${ratio(m(alone.loopTraced), m(alone.loop))} | — |`,
+  '',
+  `Where one \`true\` goes in the default (notify) session: phase marks of the exec path (src/common/phase.ts), median of ${N}`,
+  'per gap (medians do not add up to the median total):',
+  '',
+  '| from → to | what runs | median |',
+  '| --- | --- | ---: |',
+  ...phaseRows,
   '',
   'The notify tracer stops a process only at execve/execveat, connect, sendto with an address and refused socket()',
   'families (one round trip to the tracer each); forks and exits are read from the proc connector without stopping',

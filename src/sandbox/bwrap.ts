@@ -1,4 +1,4 @@
-import { spawn, spawnSync, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import {
   existsSync,
   lstatSync,
@@ -17,6 +17,7 @@ import {
 } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { once } from 'node:events';
+import { endianness } from 'node:os';
 import { StringDecoder } from 'node:string_decoder';
 import type { Writable } from 'node:stream';
 import { resolveExecCommand } from './exec-command.ts';
@@ -133,6 +134,45 @@ interface LiveExec {
   started: boolean;
 }
 
+/** A notify tracer started ahead of the next command, waiting for it on fd 3. */
+interface Spare {
+  child: ChildProcess;
+  traceFile: string;
+  /** ends it while no command has taken it */
+  drop: () => void;
+}
+
+/** The go of a tracer started ahead (--await-program): 'g', a 32-bit length in host order, the NUL-terminated strings. */
+function programMessage(program: string[]): Buffer {
+  const strings = Buffer.from(program.map((a) => a + '\0').join(''), 'utf8');
+  const head = Buffer.alloc(5);
+  head.write('g');
+  if (endianness() === 'LE') head.writeUInt32LE(strings.length, 1);
+  else head.writeUInt32BE(strings.length, 1);
+  return Buffer.concat([head, strings]);
+}
+
+/** The process runs (not yet reaped is not enough: a killed one is a zombie until Node's loop reaps it). */
+function waiting(child: ChildProcess): boolean {
+  if (child.exitCode !== null || child.signalCode !== null || !child.pid) return false;
+  try {
+    const stat = readFileSync(`/proc/${child.pid}/stat`, 'latin1');
+    return !/^[ZXx]/.test(stat.slice(stat.lastIndexOf(')') + 2));
+  } catch {
+    return false;
+  }
+}
+
+/** A NUL byte would split a string into two arguments of the chain (Node's spawn refuses it too). */
+function refuseNul(strings: string[]): void {
+  if (strings.some((x) => x.includes('\0')))
+    throw new AirlockError(
+      'USAGE',
+      'a command argument, the working directory or an environment variable contains a NUL byte',
+      'remove the NUL byte (no program can receive one)',
+    );
+}
+
 class BwrapSandbox implements Sandbox {
   readonly mechanisms: Mechanisms;
   readonly limitHit: Promise<{ limit: string; detail: string }>;
@@ -146,6 +186,9 @@ class BwrapSandbox implements Sandbox {
   private rootMode: boolean;
   private live = new Set<LiveExec>();
   private execCount = 0;
+  private spare: Spare | null = null;
+  /** killAll ran: the session is ending */
+  private ending = false;
   private stopped = false;
   private monitor: NodeJS.Timeout | null = null;
   private wallTimer: NodeJS.Timeout | null = null;
@@ -480,25 +523,14 @@ class BwrapSandbox implements Sandbox {
     const env = { ...this.spec.env, ...(opts.env ?? {}) };
     const cwd = opts.cwd ?? SANDBOX_WORKSPACE;
     resolveExecCommand({ stopped: this.stopped, argv, env, cwd, hostView: (p) => this.hostView(p) });
-    const id = ++this.execCount;
-    const traceFile = this.spec.trace ? join(this.spec.stateDir, 'trace', `${id}.log`) : null;
+    refuseNul([...argv, cwd, ...Object.entries(env).flat()]);
     const held = opts.beforeStart !== undefined;
-    const launch = this.launchOf(traceFile, cwd, env, [...argv], held);
-    closeInheritedDescriptors();
-    const stdio: StdioOptions = [...(opts.stdio === 'inherit' ? INHERITED : PIPED), ...(held ? ['pipe' as const] : [])];
-    const child: ChildProcess = spawn(launch.file, launch.args, {
-      // fd 3, when held: the go pipe the chain waits on (close-on-exec in the chain, never the agent's)
-      stdio,
-      cwd: '/',
-      detached: true, // as the holder: terminal signals go to the supervisor, which ends the chain itself
-      env: {
-        PATH: '/usr/sbin:/usr/bin:/sbin:/bin',
-        HOME: '/nonexistent',
-        AIRLOCK_SESSION: this.spec.session,
-        ...launch.env,
-      },
-    });
-    phase('exec.spawned');
+    const bw = [...this.baseArgs, '--chdir', cwd, '--seccomp', '9'];
+    for (const [k, v] of Object.entries(env)) bw.push('--setenv', k, v);
+    bw.push('--', ...argv);
+    // a tracer started ahead takes a held, piped command: it gets the program with its go
+    const spare = held && opts.stdio === 'pipe' ? this.takeSpare() : null;
+    const { child, traceFile } = spare ?? this.spawnChain(bw, opts.stdio, held);
     const live: LiveExec = {
       child,
       traceFile,
@@ -511,7 +543,9 @@ class BwrapSandbox implements Sandbox {
     };
     this.live.add(live);
     const done = this.settle(live, argv, opts.exitEvents);
-    if (opts.beforeStart) this.release(live, opts.beforeStart);
+    if (opts.beforeStart) this.release(live, opts.beforeStart, spare ? ['bwrap', ...bw] : null);
+    // the next command's tracer starts while this one runs (Node's fork is off the next command's path)
+    setImmediate(() => this.prepareSpare());
     return {
       pid: child.pid ?? 0,
       stdin: child.stdin,
@@ -523,17 +557,86 @@ class BwrapSandbox implements Sandbox {
     };
   }
 
+  /** Spawns a command's launch chain (held on fd 3 when asked). */
+  private spawnChain(
+    bwrapArgs: string[],
+    stdio: ExecOptions['stdio'],
+    held: boolean,
+  ): { child: ChildProcess; traceFile: string | null } {
+    const id = ++this.execCount;
+    const traceFile = this.spec.trace ? join(this.spec.stateDir, 'trace', `${id}.log`) : null;
+    const launch = this.launchOf(traceFile, bwrapArgs, held);
+    closeInheritedDescriptors();
+    const child = spawn(launch.file, launch.args, {
+      // fd 3, when held: the go pipe the chain waits on (close-on-exec in the chain, never the agent's)
+      stdio: [...(stdio === 'inherit' ? INHERITED : PIPED), ...(held ? ['pipe' as const] : [])],
+      cwd: '/',
+      detached: true, // as the holder: terminal signals go to the supervisor, which ends the chain itself
+      env: { ...this.chainEnv(), ...launch.env },
+    });
+    phase('exec.spawned');
+    return { child, traceFile };
+  }
+
+  private chainEnv(): Record<string, string> {
+    return { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/nonexistent', AIRLOCK_SESSION: this.spec.session };
+  }
+
+  /**
+   * Starts the notify tracer of the next command ahead of it: its spawn (a fork of this whole
+   * process), the tracer's cgroup joins, fork and filter happen while nothing waits, and it
+   * holds on fd 3 until a command comes with its go (--await-program). It runs nothing of the
+   * agent's before that; it dies with the supervisor (death signal) and is ended with the
+   * sandbox's processes (killAll). A spare that died unused is replaced by a direct start.
+   */
+  private prepareSpare(): void {
+    if (this.spare || this.ending || this.stopped || this.tracer.kind !== 'seccomp-notify' || !this.spec.trace) return;
+    const traceFile = join(this.spec.stateDir, 'trace', `${++this.execCount}.log`);
+    const opts = ['--go-fd', '3', '--await-program', ...this.notifyOptions()];
+    const [file, ...args] = notifyTracerChain(this.tracer.binary, traceFile, this.spec.redirectedPorts, opts);
+    closeInheritedDescriptors();
+    const child = spawn(file!, args, { stdio: [...PIPED, 'pipe'], cwd: '/', detached: true, env: this.chainEnv() });
+    const spare: Spare = { child, traceFile, drop: () => this.dropSpare(spare) };
+    child.once('error', spare.drop);
+    child.once('exit', spare.drop);
+    this.spare = spare;
+  }
+
+  /** The tracer started ahead, when it is still waiting for a command. */
+  private takeSpare(): Spare | null {
+    const spare = this.spare;
+    this.spare = null;
+    if (!spare) return null;
+    if (!waiting(spare.child)) {
+      spare.drop();
+      return null;
+    }
+    // the command's now: its end is settled like any command's, its trace drained and deleted
+    spare.child.off('error', spare.drop);
+    spare.child.off('exit', spare.drop);
+    phase('exec.spawned');
+    return spare;
+  }
+
+  /** Ends a spare that no command took (its trace holds nothing but the launcher). */
+  private dropSpare(spare: Spare | null = this.spare): void {
+    if (!spare) return;
+    if (this.spare === spare) this.spare = null;
+    (spare.child.stdio[3] as Writable | null)?.destroy(); // end of file: the tracer kills its launcher, 125
+    try {
+      spare.child.kill('SIGKILL');
+    } catch {
+      /* gone */
+    }
+    rmSync(spare.traceFile, { force: true });
+  }
+
   /** The launch chain of one command: the notify tracer's two execs, or the dash chain. */
   private launchOf(
     traceFile: string | null,
-    cwd: string,
-    env: Record<string, string>,
-    argv: string[],
+    bw: string[],
     held: boolean,
   ): { file: string; args: string[]; env: Record<string, string> } {
-    const bw = [...this.baseArgs, '--chdir', cwd, '--seccomp', '9'];
-    for (const [k, v] of Object.entries(env)) bw.push('--setenv', k, v);
-    bw.push('--', ...argv);
     if (traceFile && this.tracer.kind === 'seccomp-notify') return this.notifyLaunch(traceFile, bw, held);
     // unprivileged: the user namespace denies setgroups, so keep our (already mapped) ids
     const ns = [
@@ -554,7 +657,7 @@ class BwrapSandbox implements Sandbox {
    * Lets a held chain start once `beforeStart` has run (the command's event is durable by
    * then). When it throws, the chain ends without a go: nothing of the command ran.
    */
-  private release(live: LiveExec, beforeStart: () => void): void {
+  private release(live: LiveExec, beforeStart: () => void, program: string[] | null): void {
     const go = live.child.stdio[3] as Writable;
     go.on('error', () => {
       /* the chain ended before its go (it failed to start): its exit status says so */
@@ -567,7 +670,7 @@ class BwrapSandbox implements Sandbox {
       throw e;
     }
     live.started = true;
-    go.end('g\n');
+    go.end(program ? programMessage(program) : 'g\n');
     phase('exec.released');
   }
 
@@ -708,8 +811,14 @@ class BwrapSandbox implements Sandbox {
     bwrapArgs: string[],
     held: boolean,
   ): { file: string; args: string[]; env: Record<string, string> } {
-    const opts = [
-      ...(held ? ['--go-fd', '3'] : []),
+    const opts = [...(held ? ['--go-fd', '3'] : []), ...this.notifyOptions()];
+    const [file, ...args] = notifyTracerChain(this.tracer.binary, traceFile, this.spec.redirectedPorts, opts);
+    return { file: file!, args: [...args, 'bwrap', ...bwrapArgs], env: {} };
+  }
+
+  /** The notify tracer's launch options: the chain's limits, cgroups, namespaces and ids. */
+  private notifyOptions(): string[] {
+    return [
       ...this.rlimits().flatMap(([k, v]) => ['--rlimit', `${k}=${v}`]),
       ...(this.cgroup?.procsFiles ?? []).flatMap((f) => ['--cgroup', f]),
       '--fd9',
@@ -723,8 +832,6 @@ class BwrapSandbox implements Sandbox {
       '--uid',
       String(SANDBOX_UID),
     ];
-    const [file, ...args] = notifyTracerChain(this.tracer.binary, traceFile, this.spec.redirectedPorts, opts);
-    return { file: file!, args: [...args, 'bwrap', ...bwrapArgs], env: {} };
   }
 
   private drainTraces(): void {
@@ -850,6 +957,9 @@ class BwrapSandbox implements Sandbox {
   }
 
   async killAll(): Promise<void> {
+    // every caller ends the session: no tracer is started ahead any more
+    this.ending = true;
+    this.dropSpare();
     // SIGKILL first, thaw after: a frozen agent wakes only to die, it never runs another
     // instruction (thawing first let it go on, unrecorded, while the kills were being sent)
     const waits: Promise<unknown>[] = [];

@@ -6,13 +6,38 @@
 // (the notify tracer as root, the dash chain with tracing off) are held the same way.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { Session } from '../../src/session/index.ts';
-import { AuditStore } from '../../src/audit/index.ts';
+import { AuditStore, type AuditEvent } from '../../src/audit/index.ts';
 import { AirlockError, cannotRecord } from '../../src/common/index.ts';
 import { airlock, makeRepo, tmp, cleanup, BIN, isRoot } from '../helpers.ts';
+
+function eventsOf(home: string, session: string): AuditEvent[] {
+  const st = new AuditStore(join(home, 'audit.db'));
+  try {
+    return st.query({ session });
+  } finally {
+    st.close();
+  }
+}
+
+/** Processes of the tracer started ahead for this session's next command (root sessions only). */
+function aheadTracers(sessionId: string): number[] {
+  const pids: number[] = [];
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${p}/cmdline`, 'latin1').split('\0');
+      if (cmd.includes('--await-program') && cmd.some((a) => a.includes(`/sessions/${sessionId}/`)))
+        pids.push(Number(p));
+    } catch {
+      /* ended meanwhile */
+    }
+  }
+  return pids;
+}
 
 const CHAINS = [
   { name: 'traced (the notify tracer as root)', yaml: 'sandbox:\n  traceProcesses: true\n' },
@@ -78,6 +103,36 @@ for (const chain of CHAINS) {
       }
     });
 
+    it('refuses a NUL byte in an argument or the environment before recording or starting anything', async () => {
+      const before = eventsOf(home, session.id).length;
+      for (const req of [
+        { argv: ['sh', '-c', `touch ${out}/nul`], env: { X: 'a\0--bind\0/\0/host' } },
+        { argv: ['sh', '-c', `touch ${out}/nul`, 'a\0b'] },
+      ]) {
+        await assert.rejects(
+          session.exec(req),
+          (e: unknown) => e instanceof AirlockError && e.kind === 'USAGE' && /NUL byte/.test(e.message),
+        );
+      }
+      assert.ok(!existsSync(join(out, 'nul')));
+      assert.equal(eventsOf(home, session.id).length, before, 'no command.exec for a command that never ran');
+    });
+
+    it('goes on recording after the agent signals everything it can (kill -9 -1)', async () => {
+      await session.run(['sh', '-c', 'kill -9 -1; sleep 1']);
+      const r = await session.run(['sh', '-c', `/bin/echo after-kill; touch ${out}/after`]);
+      assert.equal(r.stdout, 'after-kill\n');
+      const ev = eventsOf(home, session.id);
+      if (session.mechanisms.tracing !== 'off') {
+        const echo = ev.filter((e) => e.type === 'process.exec' && (e.data.argv as string[])[1] === 'after-kill');
+        assert.equal(echo.length, 1, 'the next command is traced');
+      }
+      assert.deepEqual(
+        ev.filter((e) => e.type === 'sandbox.trace_error'),
+        [],
+      );
+    });
+
     it('holds no descriptor of the hold: the command sees only its stdin, stdout and stderr', async () => {
       const r = await session.run(['sh', '-c', 'ls /proc/$$/fd']);
       assert.equal(r.status, 0, r.stderr);
@@ -105,6 +160,50 @@ for (const chain of CHAINS) {
     });
   });
 }
+
+describe(
+  'the tracer started ahead of the next command',
+  { skip: isRoot ? false : 'the notify tracer needs root' },
+  () => {
+    let home: string;
+    let repo: string;
+    before(() => {
+      home = tmp('airlock-home-');
+      repo = makeRepo({ 'README.md': '# x\n' });
+    });
+    after(() => cleanup(home, repo));
+
+    it('killed from the host while it waits: the next command starts its own and is traced', async () => {
+      const session = await Session.open({ repo, home, layers: { commands: null } });
+      try {
+        assert.equal(session.mechanisms.tracing, 'seccomp-notify');
+        await session.run(['true']);
+        let ahead: number[] = [];
+        for (let i = 0; i < 100 && ahead.length === 0; i++) {
+          await new Promise((r) => setTimeout(r, 20));
+          ahead = aheadTracers(session.id);
+        }
+        // the tracer is this process's child; its launcher, forked from it, waits too
+        const ppid = (p: number) => Number(readFileSync(`/proc/${p}/stat`, 'latin1').split(') ')[1]!.split(' ')[1]);
+        const tracer = ahead.filter((p) => ppid(p) === process.pid);
+        assert.equal(tracer.length, 1, 'one tracer waits for the next command');
+        process.kill(tracer[0]!, 'SIGKILL');
+        const r = await session.run(['sh', '-c', '/bin/echo next']);
+        assert.equal(r.status, 0, r.stderr);
+        assert.equal(r.stdout, 'next\n');
+        const ev = eventsOf(home, session.id);
+        assert.equal(ev.filter((e) => e.type === 'process.exec' && (e.data.argv as string[])[1] === 'next').length, 1);
+        assert.deepEqual(
+          ev.filter((e) => e.type === 'sandbox.trace_error'),
+          [],
+        );
+      } finally {
+        await session.stop('test');
+      }
+      assert.deepEqual(aheadTracers(session.id), [], 'no tracer waits after the session stopped');
+    });
+  },
+);
 
 describe('a supervisor killed -9 the moment its command runs', () => {
   let home: string;

@@ -18,6 +18,12 @@
 //                command's audit event durable meanwhile: the start overlaps the fsync).
 //                End of file or anything else: the launcher is killed, 125, nothing ran.
 //                FD is close-on-exec from the start: no process below ever holds it.
+//   --await-program  (with --go-fd; no PROGRAM on the command line) the go carries the
+//                program: 'g', a 32-bit length in host order, then that many bytes of
+//                NUL-terminated strings (PROGRAM ARGS...; at most MAX_PROGRAM_BYTES and
+//                MAX_PROGRAM_ARGS). The supervisor starts the tracer ahead of the command
+//                (its fork, filter and cgroup joins off the command's path) and sends the
+//                command when it has one. Anything malformed: 125, nothing ran.
 //
 // The tracer forks. The child installs a seccomp filter (SECCOMP_FILTER_FLAG_NEW_LISTENER)
 // that turns execve/execveat, socket() of a family outside the sandbox's allowlist, and
@@ -74,6 +80,8 @@
 #define MAX_REFUSALS 1000      /* refused socket() calls recorded per command (a loop must not flood the log) */
 #define PREALLOC_BYTES (4 << 20) /* trace file space reserved up front */
 #define DRAIN_MS 300           /* after the chain ends: how long exit events may still arrive */
+#define MAX_PROGRAM_BYTES (8 << 20) /* --await-program: the program's strings, NULs included */
+#define MAX_PROGRAM_ARGS 65536
 
 /* ---------- output ---------- */
 
@@ -534,6 +542,7 @@ struct launch {
   const char *fd9, *cgroups[MAX_CGROUPS];
   int ncgroups, join_pid, oom_adj, has_oom, uid, gid; /* uid/gid -1: keep */
   int go_fd;                                           /* -1: start at once */
+  int await_program;                                   /* the go carries PROGRAM ARGS... */
   struct { int res; rlim_t v; } rl[MAX_RLIMITS];
   int nrl;
 };
@@ -623,6 +632,8 @@ static void launch_steps(const struct launch *l, pid_t tracer) {
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != tracer) _exit(125);
 }
 
+static char **read_program(int fd);
+
 static void launcher(int sock, char **argv, const struct launch *l, pid_t tracer) {
   int listener = install_filter();
   if (listener < 0) { dprintf(2, "airlock-tracer: seccomp user notification unavailable: %s\n", strerror(errno)); _exit(125); }
@@ -631,6 +642,8 @@ static void launcher(int sock, char **argv, const struct launch *l, pid_t tracer
   char go;
   /* the parent answers once it listens on both sources: no event of ours precedes it */
   if (read(sock, &go, 1) != 1) _exit(125);
+  /* the program, checked by the parent, follows its go */
+  if (l->await_program && !(argv = read_program(sock))) _exit(125);
   close(sock);
   launch_steps(l, tracer);
   execvp(argv[0], argv);
@@ -640,21 +653,70 @@ static void launcher(int sock, char **argv, const struct launch *l, pid_t tracer
 
 /* ---------- supervisor side ---------- */
 
-/* The supervisor's go (--go-fd): exactly 'g' (end of file is not waited for). 0: do not start. */
-static int supervisor_go(int fd) {
-  if (fd < 0) return 1;
+/* Reads exactly n bytes (0: end of file or an error first). */
+static int read_full(int fd, void *buf, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = read(fd, (char *)buf + got, n - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return 0;
+    got += (size_t)r;
+  }
+  return 1;
+}
+
+/* A program message (32-bit length, then NUL-terminated strings) as an argv; NULL when malformed. */
+static char **read_program(int fd) {
+  uint32_t len;
+  if (!read_full(fd, &len, sizeof len) || len < 2 || len > MAX_PROGRAM_BYTES) return NULL;
+  char *buf = malloc(len);
+  if (!buf || !read_full(fd, buf, len) || buf[len - 1] != 0 || buf[0] == 0) return NULL;
+  size_t count = 0;
+  for (uint32_t k = 0; k < len; k++) if (buf[k] == 0) count++;
+  if (count > MAX_PROGRAM_ARGS) return NULL;
+  char **args = calloc(count + 1, sizeof *args);
+  if (!args) return NULL;
+  size_t n = 0;
+  for (uint32_t k = 0; k < len; k += (uint32_t)strlen(buf + k) + 1) args[n++] = buf + k;
+  return args;
+}
+
+/* The same message to the launcher: 'g', the length, the strings. */
+static int pass_program(int sock, char **args) {
+  uint32_t len = 0;
+  for (char **a = args; *a; a++) len += (uint32_t)strlen(*a) + 1;
+  /* MSG_NOSIGNAL: a launcher gone meanwhile is an error here, not a SIGPIPE (whose SIG_IGN the agent would inherit) */
+  if (send(sock, "g", 1, MSG_NOSIGNAL) != 1 || send(sock, &len, sizeof len, MSG_NOSIGNAL) != (ssize_t)sizeof len) return 0;
+  for (char **a = args; *a; a++) {
+    size_t n = strlen(*a) + 1, off = 0;
+    while (off < n) {
+      ssize_t w = send(sock, *a + off, n - off, MSG_NOSIGNAL);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return 0;
+      off += (size_t)w;
+    }
+  }
+  return 1;
+}
+
+/*
+ * The supervisor's go (--go-fd): exactly 'g' (end of file is not waited for), with the
+ * program when it is awaited (*program set). 0: do not start.
+ */
+static int supervisor_go(const struct launch *l, char ***program) {
+  if (l->go_fd < 0) return 1;
   char b = 0;
-  ssize_t n;
-  do n = read(fd, &b, 1); while (n < 0 && errno == EINTR);
-  close(fd);
-  return n == 1 && b == 'g';
+  int ok = read_full(l->go_fd, &b, 1) && b == 'g';
+  if (ok && l->await_program) ok = (*program = read_program(l->go_fd)) != NULL;
+  close(l->go_fd);
+  return ok;
 }
 
 static int usage(void) {
   dprintf(2, "usage: airlock-tracer [--die-with-parent] -o TRACE_FILE [--redirected-ports P,P...]\n"
              "         [--rlimit RES=N]... [--cgroup FILE]... [--fd9 FILE] [--join-ns PID] [--oom-score-adj N] [--gid N] [--uid N]\n"
-             "         [--go-fd FD]\n"
-             "         -- PROGRAM [ARGS...]\n"
+             "         [--go-fd FD [--await-program]]\n"
+             "         -- PROGRAM [ARGS...]   (none with --await-program)\n"
              "       airlock-tracer --check   (exit 0 when this kernel and these privileges support it)\n");
   return 2;
 }
@@ -752,11 +814,13 @@ int main(int argc, char **argv) {
       if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) return 125;
     }
     else if (strcmp(argv[i], "--redirected-ports") == 0 && i + 1 < argc) { if (parse_ports(argv[++i]) < 0) return usage(); }
+    else if (strcmp(argv[i], "--await-program") == 0) l.await_program = 1;
     else if (i + 1 < argc && parse_launch_option(&l, argv[i], argv[i + 1]) == 0) i++;
     else if (strcmp(argv[i], "--") == 0) { i++; break; }
     else return usage();
   }
-  if (!out || i >= argc) return usage();
+  /* a program comes on the command line, or with the go: never both, never neither */
+  if (!out || (l.await_program ? (i < argc || l.go_fd < 0) : i >= argc)) return usage();
   if (apply_process_limits(&l) < 0) return 125;
   line = malloc(MAX_LINE);
   if (!line) return 125;
@@ -765,15 +829,13 @@ int main(int argc, char **argv) {
   /* room kept for the trace: when AIRLOCK_HOME fills, the session is frozen and ended while
      this file can still take the agent's last execs (src/session/recording.ts) */
   (void)fallocate(out_fd, FALLOC_FL_KEEP_SIZE, 0, PREALLOC_BYTES);
-  int conn = connector_open();
-  if (conn < 0) { dprintf(2, "airlock-tracer: proc connector unavailable (needs root): %s\n", strerror(errno)); return 125; }
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return 125;
   /* the launcher's pid is the trace's first: Airlock's own chain, never the agent */
   pid_t self = getpid();
   pid_t child = fork();
   if (child < 0) return 125;
-  if (child == 0) { close(sv[0]); close(conn); launcher(sv[1], argv + i, &l, self); }
+  if (child == 0) { close(sv[0]); launcher(sv[1], argv + i, &l, self); }
   close(sv[1]);
   root_pid = child;
   add(child, getpid());
@@ -783,7 +845,16 @@ int main(int argc, char **argv) {
   line_start(child);
   puts_("execve(\"airlock-tracer-launcher\", [], 0x0) = 0");
   line_end();
-  if (!supervisor_go(l.go_fd) || write(sv[0], "g", 1) != 1) { kill(child, SIGKILL); waitpid(child, NULL, 0); return 125; }
+  char **program = NULL;
+  if (!supervisor_go(&l, &program)) { kill(child, SIGKILL); waitpid(child, NULL, 0); return 125; }
+  /* subscribed once the command is known (a tracer started ahead queues no host-wide events meanwhile),
+     before the launcher's go: no event of the command precedes it */
+  int conn = connector_open();
+  if (conn < 0) {
+    dprintf(2, "airlock-tracer: proc connector unavailable (needs root): %s\n", strerror(errno));
+    kill(child, SIGKILL); waitpid(child, NULL, 0); return 125;
+  }
+  if (!(program ? pass_program(sv[0], program) : send(sv[0], "g", 1, MSG_NOSIGNAL) == 1)) { kill(child, SIGKILL); waitpid(child, NULL, 0); return 125; }
   close(sv[0]);
   int status = serve(listener, conn, child_pidfd, child);
   if (status < 0) { kill(child, SIGKILL); waitpid(child, NULL, 0); return 125; }
