@@ -142,7 +142,7 @@ interface Spare {
   drop: () => void;
 }
 
-/** The go of a tracer started ahead (--await-program): 'g', a 32-bit length in host order, the NUL-terminated strings. */
+/** The program for a tracer started ahead (--await-program): 'g', a 32-bit length in host order, the NUL-terminated strings ('r' later lets its exec run). */
 function programMessage(program: string[]): Buffer {
   const strings = Buffer.from(program.map((a) => a + '\0').join(''), 'utf8');
   const head = Buffer.alloc(5);
@@ -655,13 +655,18 @@ class BwrapSandbox implements Sandbox {
 
   /**
    * Lets a held chain start once `beforeStart` has run (the command's event is durable by
-   * then). When it throws, the chain ends without a go: nothing of the command ran.
+   * then). When it throws, the chain ends without a go: nothing of the command ran. A tracer
+   * started ahead is let further: it sets up the sandbox during `beforeStart`, and only the
+   * command's own exec waits (held at its seccomp notification; end of file refuses it).
    */
   private release(live: LiveExec, beforeStart: () => void, program: string[] | null): void {
     const go = live.child.stdio[3] as Writable;
     go.on('error', () => {
       /* the chain ended before its go (it failed to start): its exit status says so */
     });
+    // a tracer started ahead gets the program now and sets up the sandbox meanwhile; it holds
+    // the command's own exec until the 'r' below
+    if (program) go.write(programMessage(program));
     try {
       beforeStart();
     } catch (e) {
@@ -670,7 +675,7 @@ class BwrapSandbox implements Sandbox {
       throw e;
     }
     live.started = true;
-    go.end(program ? programMessage(program) : 'g\n');
+    go.end(program ? 'r' : 'g\n');
     phase('exec.released');
   }
 

@@ -425,7 +425,9 @@ describe('airlock-tracer as the launcher: a step that fails ends it before the p
         ],
         { input: message, encoding: 'utf8', timeout: 20_000 },
       );
-    const ok = ahead(go(strings('/bin/sh', '-c', 'echo RAN "$0"', 'zero')));
+    // the program's first exec by anything but the launcher waits for one more byte, 'r'
+    const run = (program: Buffer) => Buffer.concat([program, Buffer.from('r')]);
+    const ok = ahead(run(go(strings('/bin/sh', '-c', '/bin/echo RAN "$0"', 'zero'))));
     assert.equal(ok.status, 0, ok.stderr);
     assert.equal(ok.stdout, 'RAN zero\n');
     const malformed: [string, Buffer][] = [
@@ -436,6 +438,9 @@ describe('airlock-tracer as the launcher: a step that fails ends it before the p
       ['a last string without its NUL', go(Buffer.from('/bin/sh\0-c\0echo RAN'))],
       ['an empty program name', go(Buffer.concat([Buffer.from([0]), strings('/bin/sh', '-c', 'echo RAN')]))],
       ['a length past the bound (8 MiB)', go(strings('/bin/sh'), 64 << 20)],
+      // the launcher runs sh (its own exec), but sh's exec of echo is held and refused without the 'r'
+      ['a program whose run never comes', go(strings('/bin/sh', '-c', '/bin/echo RAN'))],
+      ['another byte than the run', Buffer.concat([go(strings('/bin/sh', '-c', '/bin/echo RAN')), Buffer.from('x')])],
     ];
     for (const [what, message] of malformed) {
       const r = ahead(message);
@@ -443,7 +448,7 @@ describe('airlock-tracer as the launcher: a step that fails ends it before the p
       assert.doesNotMatch(r.stdout, /RAN/, `${what}: nothing ran`);
     }
     // a program on the command line as well as with the go: usage, nothing runs
-    const both = ahead(go(strings('/bin/sh', '-c', 'echo RAN')), ['--', '/bin/sh', '-c', 'echo RAN']);
+    const both = ahead(run(go(strings('/bin/sh', '-c', 'echo RAN'))), ['--', '/bin/sh', '-c', 'echo RAN']);
     assert.equal(both.status, 2, both.stderr);
     assert.doesNotMatch(both.stdout, /RAN/);
   });

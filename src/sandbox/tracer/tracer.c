@@ -24,6 +24,11 @@
 //                MAX_PROGRAM_ARGS). The supervisor starts the tracer ahead of the command
 //                (its fork, filter and cgroup joins off the command's path) and sends the
 //                command when it has one. Anything malformed: 125, nothing ran.
+//                The chain then starts (setns, ids, bwrap's namespaces and mounts) while the
+//                supervisor makes the command's event durable: the first exec of anything but
+//                the launcher (bwrap's exec of the command) is held at its notification until
+//                one more byte 'r' arrives on FD. End of file or anything else: that exec is
+//                refused, the chain killed, 125: the command never ran.
 //
 // The tracer forks. The child installs a seccomp filter (SECCOMP_FILTER_FLAG_NEW_LISTENER)
 // that turns execve/execveat, socket() of a family outside the sandbox's allowlist, and
@@ -305,6 +310,23 @@ static int put_sockaddr(int mem, uint64_t addr, uint64_t len, int is_connect) {
 }
 
 static int root_pid;
+/* --await-program: the go fd, until the command's first exec is let run (-1: nothing held) */
+static int hold_fd = -1;
+
+static int read_full(int fd, void *buf, size_t n);
+
+/* The supervisor's 'r' for the held exec; without it the command never runs. */
+static void release_held_exec(int listener, uint64_t id, int pid) {
+  char b = 0;
+  int ok = read_full(hold_fd, &b, 1) && b == 'r';
+  close(hold_fd);
+  hold_fd = -1;
+  if (ok) return;
+  reply(listener, id, EPERM);
+  kill(pid, SIGKILL);
+  kill(root_pid, SIGKILL);
+  _exit(125);
+}
 
 static void handle_notification(int listener, struct seccomp_notif *n) {
   int pid = (int)n->pid;
@@ -333,6 +355,7 @@ static void handle_notification(int listener, struct seccomp_notif *n) {
   /* the launch chain's own execs (nsenter → setpriv → choom → bwrap) are Airlock's, never recorded */
   if (pid == root_pid) { reply(listener, n->id, 0); return; }
   int is_exec = n->data.nr == __NR_execve || n->data.nr == __NR_execveat;
+  if (is_exec && hold_fd >= 0) release_held_exec(listener, n->id, pid);
   int mem = mem_open(pid);
   if (mem < 0 && !is_exec) { reply(listener, n->id, 0); return; }
   if (is_exec) put_chdir_line(pid);
@@ -708,7 +731,9 @@ static int supervisor_go(const struct launch *l, char ***program) {
   char b = 0;
   int ok = read_full(l->go_fd, &b, 1) && b == 'g';
   if (ok && l->await_program) ok = (*program = read_program(l->go_fd)) != NULL;
-  close(l->go_fd);
+  /* awaited: the fd stays open for the 'r' that lets the command's first exec run */
+  if (ok && l->await_program) hold_fd = l->go_fd;
+  else close(l->go_fd);
   return ok;
 }
 
