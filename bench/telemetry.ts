@@ -114,9 +114,9 @@ for (let r = 0; r < ROUNDS; r++) {
 const m = (xs: number[]) => median(xs);
 const PHASE_MEANING: Record<string, string> = {
   'exec.called → exec.decided': 'command rules (the policy decision)',
-  'exec.decided → exec.spawned': "launch arguments, Node's spawn() of the chain (synchronous)",
-  'exec.spawned → exec.released': '`command.exec` made durable (fsync) while the chain starts, then its go',
-  'exec.released → exec.chain-ended': 'the chain runs: tracer, setns, bwrap, `true`, exits reaped',
+  'exec.decided → exec.spawned': 'launch arguments; the tracer started ahead taken (else: spawn() of the chain)',
+  'exec.spawned → exec.released': '`command.exec` fsynced while the tracer sets up the sandbox, then the go',
+  'exec.released → exec.chain-ended': "the command's exec let go, `true` runs, bwrap and the tracer end",
   'exec.chain-ended → exec.recorded-end': 'last process events + `command.exit`, one group commit (fsync)',
   'exec.recorded-end → exec.returned': 'the result reaches the caller',
 };
@@ -156,15 +156,16 @@ const lines = [
   'anyone. strace stops at every traced call and attaches to every new process.',
   '',
   'Reading the numbers. On a loaded host the 1,000-process loop can run *faster* traced than untraced, in a',
-  'session and on the bare host alike (last row): each exec hands the CPU to the tracer and back with a direct',
+  'session and on the bare host alike (last rows): each exec hands the CPU to the tracer and back with a direct',
   'wake-up (seccomp user notification switches synchronously on current kernels), which keeps the traced loop',
-  'on-CPU while untraced forks and waits queue behind other load; on a quiet host the two are within noise. The',
-  "per-command cost of telemetry is the tracer's own start (a fork, the filter, the connector subscription)",
-  "plus one group commit of the command's process events. The traced chain is two execs (airlock-tracer, which",
-  'does rlimits, cgroup, setns, OOM score and uid drop itself, then bwrap); the untraced one is four (dash →',
-  "nsenter → choom → bwrap). What is left above bare bwrap is mostly the session's side of a command (the",
-  'command rules, the fsynced `command.exec` event before the command starts, spawning from Node), which the',
-  'tracing-off row pays as well.',
+  'on-CPU while untraced forks and waits queue behind other load; on a quiet host the two are within noise.',
+  "A command in the default session: its notify tracer was started ahead, while the previous command ran (Node's",
+  "spawn() forks the whole supervisor, so its cost grows with the supervisor's memory), and got the program with",
+  "its go; the sandbox is set up while `command.exec` is fsynced, and only the command's own exec waits for that",
+  "(held at its seccomp notification); the command's end is one group commit with its last process events. What",
+  "is left above bare bwrap is those two fsyncs and the session's bwrap (more mounts than the bare one). The",
+  'tracing-off row still spawns its dash chain per command (nothing started ahead) and pays the fork of the',
+  'supervisor: telemetry on is now cheaper than off.',
 ];
 writeSection('telemetry', lines.join('\n'));
 console.log(lines.join('\n'));
