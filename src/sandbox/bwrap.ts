@@ -17,9 +17,11 @@ import {
 } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { once } from 'node:events';
+import { endianness } from 'node:os';
 import { StringDecoder } from 'node:string_decoder';
+import type { Writable } from 'node:stream';
 import { resolveExecCommand } from './exec-command.ts';
-import { AirlockError, shellQuote } from '../common/index.ts';
+import { AirlockError, phase, shellQuote, type AuditEventInput } from '../common/index.ts';
 import type { ExecHandle, ExecOptions, ExecResult, Mechanisms, Sandbox, SandboxDriver, SandboxSpec } from './driver.ts';
 import { buildSeccompProgram } from './seccomp.ts';
 import { chooseTracer, notifyTracerChain, type TracerChoice } from './tracers.ts';
@@ -117,6 +119,9 @@ export class BwrapDriver implements SandboxDriver {
   }
 }
 
+const INHERITED = ['inherit', 'inherit', 'inherit'] as const;
+const PIPED = ['pipe', 'pipe', 'pipe'] as const;
+
 interface LiveExec {
   child: ChildProcess;
   traceFile: string | null;
@@ -125,6 +130,47 @@ interface LiveExec {
   fd: number | null;
   decoder: StringDecoder;
   incomplete: boolean;
+  /** false while a held chain waits for its go (and for good when it never got one) */
+  started: boolean;
+}
+
+/** A notify tracer started ahead of the next command, waiting for it on fd 3. */
+interface Spare {
+  child: ChildProcess;
+  traceFile: string;
+  /** ends it while no command has taken it */
+  drop: () => void;
+}
+
+/** The program for a tracer started ahead (--await-program): 'g', a 32-bit length in host order, the NUL-terminated strings ('r' later lets its exec run). */
+function programMessage(program: string[]): Buffer {
+  const strings = Buffer.from(program.map((a) => a + '\0').join(''), 'utf8');
+  const head = Buffer.alloc(5);
+  head.write('g');
+  if (endianness() === 'LE') head.writeUInt32LE(strings.length, 1);
+  else head.writeUInt32BE(strings.length, 1);
+  return Buffer.concat([head, strings]);
+}
+
+/** The process runs (not yet reaped is not enough: a killed one is a zombie until Node's loop reaps it). */
+function waiting(child: ChildProcess): boolean {
+  if (child.exitCode !== null || child.signalCode !== null || !child.pid) return false;
+  try {
+    const stat = readFileSync(`/proc/${child.pid}/stat`, 'latin1');
+    return !/^[ZXx]/.test(stat.slice(stat.lastIndexOf(')') + 2));
+  } catch {
+    return false;
+  }
+}
+
+/** A NUL byte would split a string into two arguments of the chain (Node's spawn refuses it too). */
+function refuseNul(strings: string[]): void {
+  if (strings.some((x) => x.includes('\0')))
+    throw new AirlockError(
+      'USAGE',
+      'a command argument, the working directory or an environment variable contains a NUL byte',
+      'remove the NUL byte (no program can receive one)',
+    );
 }
 
 class BwrapSandbox implements Sandbox {
@@ -140,6 +186,9 @@ class BwrapSandbox implements Sandbox {
   private rootMode: boolean;
   private live = new Set<LiveExec>();
   private execCount = 0;
+  private spare: Spare | null = null;
+  /** killAll ran: the session is ending */
+  private ending = false;
   private stopped = false;
   private monitor: NodeJS.Timeout | null = null;
   private wallTimer: NodeJS.Timeout | null = null;
@@ -470,15 +519,125 @@ class BwrapSandbox implements Sandbox {
     return null;
   }
 
-  exec(argv: string[], options: ExecOptions): ExecHandle {
-    const env = { ...this.spec.env, ...(options.env ?? {}) };
-    const cwd = options.cwd ?? SANDBOX_WORKSPACE;
+  exec(argv: string[], opts: ExecOptions): ExecHandle {
+    const env = { ...this.spec.env, ...(opts.env ?? {}) };
+    const cwd = opts.cwd ?? SANDBOX_WORKSPACE;
     resolveExecCommand({ stopped: this.stopped, argv, env, cwd, hostView: (p) => this.hostView(p) });
-    const id = ++this.execCount;
-    const traceFile = this.spec.trace ? join(this.spec.stateDir, 'trace', `${id}.log`) : null;
-    const limits = this.spec.limits;
+    refuseNul([...argv, cwd, ...Object.entries(env).flat()]);
+    const held = opts.beforeStart !== undefined;
     const bw = [...this.baseArgs, '--chdir', cwd, '--seccomp', '9'];
     for (const [k, v] of Object.entries(env)) bw.push('--setenv', k, v);
+    bw.push('--', ...argv);
+    // a tracer started ahead takes a held, piped command: it gets the program with its go
+    const spare = held && opts.stdio === 'pipe' ? this.takeSpare() : null;
+    const { child, traceFile } = spare ?? this.spawnChain(bw, opts.stdio, held);
+    const live: LiveExec = {
+      child,
+      traceFile,
+      parser: traceFile ? new TraceParser(cwd) : null,
+      offset: 0,
+      fd: null,
+      decoder: new StringDecoder('utf8'),
+      incomplete: false,
+      started: !held,
+    };
+    this.live.add(live);
+    const done = this.settle(live, argv, opts.exitEvents);
+    if (opts.beforeStart) this.release(live, opts.beforeStart, spare ? ['bwrap', ...bw] : null);
+    // the next command's tracer starts while this one runs (Node's fork is off the next command's path)
+    setImmediate(() => this.prepareSpare());
+    return {
+      pid: child.pid ?? 0,
+      stdin: child.stdin,
+      stdout: child.stdout,
+      stderr: child.stderr,
+      done,
+      // the whole chain: killing only the launcher would orphan strace and bwrap
+      kill: (sig: NodeJS.Signals = 'SIGTERM') => signalChain(child, sig),
+    };
+  }
+
+  /** Spawns a command's launch chain (held on fd 3 when asked). */
+  private spawnChain(
+    bwrapArgs: string[],
+    stdio: ExecOptions['stdio'],
+    held: boolean,
+  ): { child: ChildProcess; traceFile: string | null } {
+    const id = ++this.execCount;
+    const traceFile = this.spec.trace ? join(this.spec.stateDir, 'trace', `${id}.log`) : null;
+    const launch = this.launchOf(traceFile, bwrapArgs, held);
+    closeInheritedDescriptors();
+    const child = spawn(launch.file, launch.args, {
+      // fd 3, when held: the go pipe the chain waits on (close-on-exec in the chain, never the agent's)
+      stdio: [...(stdio === 'inherit' ? INHERITED : PIPED), ...(held ? ['pipe' as const] : [])],
+      cwd: '/',
+      detached: true, // as the holder: terminal signals go to the supervisor, which ends the chain itself
+      env: { ...this.chainEnv(), ...launch.env },
+    });
+    phase('exec.spawned');
+    return { child, traceFile };
+  }
+
+  private chainEnv(): Record<string, string> {
+    return { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/nonexistent', AIRLOCK_SESSION: this.spec.session };
+  }
+
+  /**
+   * Starts the notify tracer of the next command ahead of it: its spawn (a fork of this whole
+   * process), the tracer's cgroup joins, fork and filter happen while nothing waits, and it
+   * holds on fd 3 until a command comes with its go (--await-program). It runs nothing of the
+   * agent's before that; it dies with the supervisor (death signal) and is ended with the
+   * sandbox's processes (killAll). A spare that died unused is replaced by a direct start.
+   */
+  private prepareSpare(): void {
+    if (this.spare || this.ending || this.stopped || this.tracer.kind !== 'seccomp-notify' || !this.spec.trace) return;
+    const traceFile = join(this.spec.stateDir, 'trace', `${++this.execCount}.log`);
+    const opts = ['--go-fd', '3', '--await-program', ...this.notifyOptions()];
+    const [file, ...args] = notifyTracerChain(this.tracer.binary, traceFile, this.spec.redirectedPorts, opts);
+    closeInheritedDescriptors();
+    const child = spawn(file!, args, { stdio: [...PIPED, 'pipe'], cwd: '/', detached: true, env: this.chainEnv() });
+    const spare: Spare = { child, traceFile, drop: () => this.dropSpare(spare) };
+    child.once('error', spare.drop);
+    child.once('exit', spare.drop);
+    this.spare = spare;
+  }
+
+  /** The tracer started ahead, when it is still waiting for a command. */
+  private takeSpare(): Spare | null {
+    const spare = this.spare;
+    this.spare = null;
+    if (!spare) return null;
+    if (!waiting(spare.child)) {
+      spare.drop();
+      return null;
+    }
+    // the command's now: its end is settled like any command's, its trace drained and deleted
+    spare.child.off('error', spare.drop);
+    spare.child.off('exit', spare.drop);
+    phase('exec.spawned');
+    return spare;
+  }
+
+  /** Ends a spare that no command took (its trace holds nothing but the launcher). */
+  private dropSpare(spare: Spare | null = this.spare): void {
+    if (!spare) return;
+    if (this.spare === spare) this.spare = null;
+    (spare.child.stdio[3] as Writable | null)?.destroy(); // end of file: the tracer kills its launcher, 125
+    try {
+      spare.child.kill('SIGKILL');
+    } catch {
+      /* gone */
+    }
+    rmSync(spare.traceFile, { force: true });
+  }
+
+  /** The launch chain of one command: the notify tracer's two execs, or the dash chain. */
+  private launchOf(
+    traceFile: string | null,
+    bw: string[],
+    held: boolean,
+  ): { file: string; args: string[]; env: Record<string, string> } {
+    if (traceFile && this.tracer.kind === 'seccomp-notify') return this.notifyLaunch(traceFile, bw, held);
     // unprivileged: the user namespace denies setgroups, so keep our (already mapped) ids
     const ns = [
       'nsenter',
@@ -491,60 +650,67 @@ class BwrapSandbox implements Sandbox {
       '--',
     ];
     const dropUid = [`--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_UID}`, '--clear-groups'];
-    const spawnEnv = {
-      PATH: '/usr/sbin:/usr/bin:/sbin:/bin',
-      HOME: '/nonexistent',
-      AIRLOCK_SESSION: this.spec.session,
-    };
-    const launch =
-      traceFile && this.tracer.kind === 'seccomp-notify'
-        ? this.notifyLaunch(traceFile, [...bw, '--', ...argv])
-        : this.shellLaunch(traceFile, ns, dropUid, [...bw, '--', ...argv]);
-    closeInheritedDescriptors();
-    const child = spawn(launch.file, launch.args, {
-      stdio: options.stdio === 'inherit' ? 'inherit' : ['pipe', 'pipe', 'pipe'],
-      cwd: '/',
-      detached: true, // as the holder: terminal signals go to the supervisor, which ends the chain itself
-      env: { ...spawnEnv, ...launch.env },
+    return this.shellLaunch(traceFile, ns, dropUid, bw, held);
+  }
+
+  /**
+   * Lets a held chain start once `beforeStart` has run (the command's event is durable by
+   * then). When it throws, the chain ends without a go: nothing of the command ran. A tracer
+   * started ahead is let further: it sets up the sandbox during `beforeStart`, and only the
+   * command's own exec waits (held at its seccomp notification; end of file refuses it).
+   */
+  private release(live: LiveExec, beforeStart: () => void, program: string[] | null): void {
+    const go = live.child.stdio[3] as Writable;
+    go.on('error', () => {
+      /* the chain ended before its go (it failed to start): its exit status says so */
     });
-    const live: LiveExec = {
-      child,
-      traceFile,
-      parser: traceFile ? new TraceParser(cwd) : null,
-      offset: 0,
-      fd: null,
-      decoder: new StringDecoder('utf8'),
-      incomplete: false,
-    };
-    this.live.add(live);
-    const done = new Promise<ExecResult>((res) => {
+    // a tracer started ahead gets the program now and sets up the sandbox meanwhile; it holds
+    // the command's own exec until the 'r' below
+    if (program) go.write(programMessage(program));
+    try {
+      beforeStart();
+    } catch (e) {
+      go.destroy();
+      signalChain(live.child, 'SIGKILL');
+      throw e;
+    }
+    live.started = true;
+    go.end(program ? 'r' : 'g\n');
+    phase('exec.released');
+  }
+
+  /** Resolves when the chain has ended and its last process events (with `exitEvents`) are committed. */
+  private settle(live: LiveExec, argv: string[], exitEvents: ExecOptions['exitEvents']): Promise<ExecResult> {
+    const child = live.child;
+    return new Promise<ExecResult>((res) => {
       child.once('error', () => res({ exitCode: null, signal: null, status: 126 }));
       child.once('close', (code, signal) => {
-        this.drainTrace(live, true);
+        phase('exec.chain-ended');
+        const result = { exitCode: code, signal, status: code ?? 128 + (signal ? signalNumber(signal) : 0) };
+        // a chain that never got its go ran nothing: no end to record
+        const tail = live.started && exitEvents ? exitEvents(result) : [];
+        this.drainTrace(live, true, tail);
+        if (tail.length) this.recordQuietly(tail);
+        phase('exec.recorded-end');
         if (signal === 'SIGXFSZ')
-          this.noteLimit('fileSize', `file size limit ${limits.fileSizeMB} MiB exceeded (SIGXFSZ)`, { argv0: argv[0] });
+          this.noteLimit('fileSize', `file size limit ${this.spec.limits.fileSizeMB} MiB exceeded (SIGXFSZ)`, {
+            argv0: argv[0],
+          });
         this.checkLimits();
         this.live.delete(live);
-        res({ exitCode: code, signal, status: code ?? 128 + (signal ? signalNumber(signal) : 0) });
+        res(result);
       });
     });
-    return {
-      pid: child.pid ?? 0,
-      stdin: child.stdin,
-      stdout: child.stdout,
-      stderr: child.stderr,
-      done,
-      // the whole chain: killing only the launcher would orphan strace and bwrap
-      kill: (sig: NodeJS.Signals = 'SIGTERM') => {
-        for (const pid of descendants(child.pid ?? 0).reverse()) {
-          try {
-            process.kill(pid, sig);
-          } catch {
-            /* gone */
-          }
-        }
-      },
-    };
+  }
+
+  /** Records what the trace drain could not take along; a store failure is the session's to handle. */
+  private recordQuietly(events: AuditEventInput[]): void {
+    try {
+      if (this.spec.recordMany) this.spec.recordMany(events);
+      else for (const ev of events) this.spec.record(ev);
+    } catch {
+      /* the store failed: the session keeps the events, freezes and ends */
+    }
   }
 
   /** Untraced, or traced by strace: a dash script does limits, cgroup and fd 9, then the exec chain. */
@@ -553,6 +719,7 @@ class BwrapSandbox implements Sandbox {
     ns: string[],
     dropUid: string[],
     bwrapArgs: string[],
+    held: boolean,
   ): { file: string; args: string[]; env: Record<string, string> } {
     const chain: string[] = [];
     if (traceFile) {
@@ -607,10 +774,13 @@ class BwrapSandbox implements Sandbox {
     // ended (src/session/recording.ts), instead of losing the agent's last execs.
     const prealloc =
       '[ -z "$AIRLOCK_TRACE" ] || { : >> "$AIRLOCK_TRACE" && fallocate -n -l 4MiB "$AIRLOCK_TRACE" 2>/dev/null; } || true; ';
+    // held: wait for the supervisor's go on fd 3 (end of file or anything else: nothing runs), then close it
+    const go = held ? 'read -r go <&3 && [ "$go" = g ] || exit 125; exec 3<&-; ' : '';
     const script =
       prealloc +
       ulimits +
       'IFS=:; for f in $AIRLOCK_CG; do [ -n "$f" ] && { echo $$ > "$f" || exit 125; }; done; ' +
+      go +
       'exec 9<"$AIRLOCK_SECCOMP"; unset AIRLOCK_CG AIRLOCK_SECCOMP AIRLOCK_TRACE; exec "$@"';
     return {
       file: '/bin/sh',
@@ -644,8 +814,16 @@ class BwrapSandbox implements Sandbox {
   private notifyLaunch(
     traceFile: string,
     bwrapArgs: string[],
+    held: boolean,
   ): { file: string; args: string[]; env: Record<string, string> } {
-    const opts = [
+    const opts = [...(held ? ['--go-fd', '3'] : []), ...this.notifyOptions()];
+    const [file, ...args] = notifyTracerChain(this.tracer.binary, traceFile, this.spec.redirectedPorts, opts);
+    return { file: file!, args: [...args, 'bwrap', ...bwrapArgs], env: {} };
+  }
+
+  /** The notify tracer's launch options: the chain's limits, cgroups, namespaces and ids. */
+  private notifyOptions(): string[] {
+    return [
       ...this.rlimits().flatMap(([k, v]) => ['--rlimit', `${k}=${v}`]),
       ...(this.cgroup?.procsFiles ?? []).flatMap((f) => ['--cgroup', f]),
       '--fd9',
@@ -659,8 +837,6 @@ class BwrapSandbox implements Sandbox {
       '--uid',
       String(SANDBOX_UID),
     ];
-    const [file, ...args] = notifyTracerChain(this.tracer.binary, traceFile, this.spec.redirectedPorts, opts);
-    return { file: file!, args: [...args, 'bwrap', ...bwrapArgs], env: {} };
   }
 
   private drainTraces(): void {
@@ -669,21 +845,28 @@ class BwrapSandbox implements Sandbox {
 
   private readBuf = Buffer.allocUnsafe(1 << 20); // one read buffer for every trace drain
 
-  private drainTrace(live: LiveExec, final: boolean): void {
+  /** `tail`: events committed with the final drain's batch (taken out of the array once committed). */
+  private drainTrace(live: LiveExec, final: boolean, tail: AuditEventInput[] = []): void {
     if (!live.traceFile || !live.parser) return;
     try {
       if (live.fd === null) {
         if (!existsSync(live.traceFile)) return;
         live.fd = openSync(live.traceFile, 'r');
       }
+      // one group commit per chunk read; the last chunk waits for the end of a final drain, so a
+      // short command's processes and its end (tail) are one commit
+      let last: ReturnType<TraceParser['push']> = [];
       for (;;) {
         const n = readSync(live.fd, this.readBuf, 0, this.readBuf.length, live.offset);
         if (n <= 0) break;
         live.offset += n;
-        this.emitTrace(live.parser.push(live.decoder.write(this.readBuf.subarray(0, n))), live.parser.rootPid);
+        this.emitTrace(last, live.parser.rootPid);
+        last = live.parser.push(live.decoder.write(this.readBuf.subarray(0, n)));
       }
-      if (final) {
-        this.emitTrace([...live.parser.push(live.decoder.end()), ...live.parser.flush()], live.parser.rootPid);
+      if (!final) this.emitTrace(last, live.parser.rootPid);
+      else {
+        const rest = [...last, ...live.parser.push(live.decoder.end()), ...live.parser.flush()];
+        this.emitTrace(rest, live.parser.rootPid, tail);
         closeSync(live.fd);
         live.fd = null;
         // everything in it is now in the (redacted) audit log; the raw trace holds argv unredacted.
@@ -724,14 +907,20 @@ class BwrapSandbox implements Sandbox {
   }
 
   private auditor: TraceAuditor | null = null;
-  private emitTrace(events: Parameters<TraceAuditor['convert']>[0], rootPid: number | null): void {
+  private emitTrace(
+    events: Parameters<TraceAuditor['convert']>[0],
+    rootPid: number | null,
+    tail: AuditEventInput[] = [],
+  ): void {
     this.auditor ??= new TraceAuditor(this.spec.session);
-    const batch = this.auditor.convert(events, rootPid);
+    const converted = this.auditor.convert(events, rootPid);
+    // the command's end rides in the same group commit as its last processes (one fsync)
+    const batch = [...converted, ...tail.splice(0)];
     if (batch.length === 0) return;
     // one group commit per drain: a loop of short processes is thousands of events
     if (this.spec.recordMany) this.spec.recordMany(batch);
     else for (const ev of batch) this.spec.record(ev);
-    for (const ev of batch) {
+    for (const ev of converted) {
       const d = ev.data as { signal?: string; pid?: number; argv0?: string } | undefined;
       if (ev.type === 'process.exit' && d?.signal === 'SIGXFSZ') {
         this.noteLimit('fileSize', `file size limit ${this.spec.limits.fileSizeMB} MiB exceeded (SIGXFSZ)`, {
@@ -773,6 +962,9 @@ class BwrapSandbox implements Sandbox {
   }
 
   async killAll(): Promise<void> {
+    // every caller ends the session: no tracer is started ahead any more
+    this.ending = true;
+    this.dropSpare();
     // SIGKILL first, thaw after: a frozen agent wakes only to die, it never runs another
     // instruction (thawing first let it go on, unrecorded, while the kills were being sent)
     const waits: Promise<unknown>[] = [];
@@ -815,6 +1007,17 @@ class BwrapSandbox implements Sandbox {
       }
     }
     this.cgroup?.remove();
+  }
+}
+
+/** Signals a launch chain and everything below it, deepest first. */
+function signalChain(child: ChildProcess, sig: NodeJS.Signals): void {
+  for (const pid of descendants(child.pid ?? 0).reverse()) {
+    try {
+      process.kill(pid, sig);
+    } catch {
+      /* gone */
+    }
   }
 }
 

@@ -39,6 +39,14 @@ export interface ExecOptions {
   stdio: 'inherit' | 'pipe';
   cwd?: string;
   env?: Record<string, string>;
+  /**
+   * Runs once the launch chain is spawned and before the command may start (the chain waits
+   * for it): the session makes the command's audit event durable here while the chain starts.
+   * If it throws, the chain ends before anything of the command runs, and exec rethrows.
+   */
+  beforeStart?: () => void;
+  /** Events that describe the command's end, committed with its last process events (one group commit) before `done` resolves. */
+  exitEvents?: (r: ExecResult) => AuditEventInput[];
 }
 
 export interface ExecResult {

@@ -508,22 +508,29 @@ export class Session {
         'change the command or ask an admin to change the policy rule',
       );
     }
-    // `airlock run`'s command is the human's own choice; everything else met the command rules
-    this.record({
-      type: 'command.exec',
-      decision: 'allow',
-      rule: decision?.rule ?? (req.via === 'run' ? 'builtin.human-command' : 'commands.default'),
-      data: { argv: req.argv, cwd: req.cwd ?? SANDBOX_WORKSPACE, via: req.via ?? 'api', ...modeData(decision) },
+    phase('exec.decided');
+    const via = req.via ?? 'api';
+    return this.sandbox.exec(req.argv, {
+      stdio: req.stdio ?? 'pipe',
+      cwd: req.cwd,
+      env: req.env,
+      // Durable before the command starts: the chain is spawned and waits for this fsync (their
+      // costs overlap); if it fails, the chain ends without starting anything.
+      beforeStart: () => {
+        // `airlock run`'s command is the human's own choice; everything else met the command rules
+        this.record({
+          type: 'command.exec',
+          decision: 'allow',
+          rule: decision?.rule ?? (req.via === 'run' ? 'builtin.human-command' : 'commands.default'),
+          data: { argv: req.argv, cwd: req.cwd ?? SANDBOX_WORKSPACE, via, ...modeData(decision) },
+        });
+      },
+      // one group commit with the command's last process events, durable before its result is returned
+      exitEvents: (r) => {
+        this.lastStatus = r.status;
+        return [{ type: 'command.exit', data: { argv0: req.argv[0], status: r.status, signal: r.signal, via } }];
+      },
     });
-    const h = this.sandbox.exec(req.argv, { stdio: req.stdio ?? 'pipe', cwd: req.cwd, env: req.env });
-    void h.done.then((r) => {
-      this.lastStatus = r.status;
-      this.note({
-        type: 'command.exit',
-        data: { argv0: req.argv[0], status: r.status, signal: r.signal, via: req.via ?? 'api' },
-      });
-    });
-    return h;
   }
 
   /** Convenience: run to completion, collecting output. */

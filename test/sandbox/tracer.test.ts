@@ -211,11 +211,16 @@ print("refused", n)`,
     try {
       const sleepers = await waitForSleepers(h.pid);
       const proc = (pid: number, f: string) => readFileSync(`/proc/${pid}/${f}`, 'utf8');
-      // the command's own process is the tracer (no shell left in it); what it runs is bwrap itself
+      // the command's own process is the tracer (no shell left in it); what its launcher runs is
+      // bwrap itself (the program comes with the go when the tracer was started ahead)
       assert.equal(proc(h.pid, 'comm').trim(), 'airlock-tracer');
       const args = proc(h.pid, 'cmdline').split('\0');
-      const program = args.slice(args.indexOf('--') + 1);
-      assert.equal(program[0], 'bwrap', `the launcher execs: ${program.slice(0, 8).join(' ')}`);
+      const launchers = proc(h.pid, `task/${h.pid}/children`).trim().split(/\s+/).map(Number);
+      assert.deepEqual(
+        launchers.map((pid) => proc(pid, 'comm').trim()),
+        ['bwrap'],
+        'the launcher execs bwrap',
+      );
       for (const link of ['nsenter', 'setpriv', 'choom', 'sh', '/bin/sh'])
         assert.ok(!args.includes(link), `${link} in the chain: ${args.join(' ')}`);
       for (const pid of sleepers) {
@@ -392,6 +397,60 @@ describe('airlock-tracer as the launcher: a step that fails ends it before the p
       assert.equal(r.status, 2, `${bad.join(' ')}: ${r.stderr}`);
       assert.doesNotMatch(r.stdout, /RAN/);
     }
+  });
+
+  it('started ahead (--await-program), runs only a well-formed program sent with its go', () => {
+    // the go message on fd 3: 'g', a 32-bit length (host order), NUL-terminated strings
+    const strings = (...a: string[]) => Buffer.from(a.map((x) => x + '\0').join(''));
+    const go = (body: Buffer, length = body.length) => {
+      const head = Buffer.alloc(5);
+      head.write('g');
+      head.writeUInt32LE(length, 1);
+      return Buffer.concat([head, body]);
+    };
+    const ahead = (message: Buffer, extra: string[] = []) =>
+      spawnSync(
+        '/bin/sh',
+        [
+          '-c',
+          'exec "$@" 3<&0 0</dev/null',
+          'sh',
+          TRACER_BINARY,
+          '-o',
+          join(dir, 'a.log'),
+          '--go-fd',
+          '3',
+          '--await-program',
+          ...extra,
+        ],
+        { input: message, encoding: 'utf8', timeout: 20_000 },
+      );
+    // the program's first exec by anything but the launcher waits for one more byte, 'r'
+    const run = (program: Buffer) => Buffer.concat([program, Buffer.from('r')]);
+    const ok = ahead(run(go(strings('/bin/sh', '-c', '/bin/echo RAN "$0"', 'zero'))));
+    assert.equal(ok.status, 0, ok.stderr);
+    assert.equal(ok.stdout, 'RAN zero\n');
+    const malformed: [string, Buffer][] = [
+      ['end of file before the go', Buffer.alloc(0)],
+      ['another byte than the go', Buffer.from('x')],
+      ['a go without its program', Buffer.from('g')],
+      ['a length longer than what follows', go(strings('/bin/sh', '-c', 'echo RAN'), 4096)],
+      ['a last string without its NUL', go(Buffer.from('/bin/sh\0-c\0echo RAN'))],
+      ['an empty program name', go(Buffer.concat([Buffer.from([0]), strings('/bin/sh', '-c', 'echo RAN')]))],
+      ['a length past the bound (8 MiB)', go(strings('/bin/sh'), 64 << 20)],
+      // the launcher runs sh (its own exec), but sh's exec of echo is held and refused without the 'r'
+      ['a program whose run never comes', go(strings('/bin/sh', '-c', '/bin/echo RAN'))],
+      ['another byte than the run', Buffer.concat([go(strings('/bin/sh', '-c', '/bin/echo RAN')), Buffer.from('x')])],
+    ];
+    for (const [what, message] of malformed) {
+      const r = ahead(message);
+      assert.equal(r.status, 125, `${what}: ${r.stderr}`);
+      assert.doesNotMatch(r.stdout, /RAN/, `${what}: nothing ran`);
+    }
+    // a program on the command line as well as with the go: usage, nothing runs
+    const both = ahead(run(go(strings('/bin/sh', '-c', 'echo RAN'))), ['--', '/bin/sh', '-c', 'echo RAN']);
+    assert.equal(both.status, 2, both.stderr);
+    assert.doesNotMatch(both.stdout, /RAN/);
   });
 });
 

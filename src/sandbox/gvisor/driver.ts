@@ -14,7 +14,7 @@ import {
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { StringDecoder } from 'node:string_decoder';
-import { AirlockError, shellQuote } from '../../common/index.ts';
+import { AirlockError, shellQuote, type AuditEventInput } from '../../common/index.ts';
 import { resolveExecCommand } from '../exec-command.ts';
 import type {
   ExecHandle,
@@ -458,6 +458,15 @@ class GvisorSandbox implements Sandbox {
     void this.killAll();
   }
 
+  /** The events that describe a command's end (command.exit); a store failure is the session's to handle. */
+  private recordEnd(events: AuditEventInput[]): void {
+    try {
+      for (const ev of events) this.spec.record(ev);
+    } catch {
+      /* the session keeps the events, freezes and ends */
+    }
+  }
+
   /** Reads what the sentry's strace appended to the sandbox's log since the last call. */
   private drain(): void {
     if (!this.spec.trace) return;
@@ -554,10 +563,12 @@ class GvisorSandbox implements Sandbox {
     return null;
   }
 
-  exec(argv: string[], options: ExecOptions): ExecHandle {
-    const env = { ...this.spec.env, ...(options.env ?? {}) };
-    const cwd = options.cwd ?? GVISOR_WORKSPACE;
+  exec(argv: string[], opts: ExecOptions): ExecHandle {
+    const env = { ...this.spec.env, ...(opts.env ?? {}) };
+    const cwd = opts.cwd ?? GVISOR_WORKSPACE;
     const path = resolveExecCommand({ stopped: this.stopped, argv, env, cwd, hostView: (p) => this.hostView(p) });
+    // runsc exec cannot be held at its start: the command's event is made durable before anything of it
+    opts.beforeStart?.();
     const n = ++this.execCount;
     // in the holder's tmpfs (argv unredacted): runsc reads them there, the host through /proc/<holder>/root
     const procFile = join(this.layout.mnt, 'proc', `${n}.json`);
@@ -567,7 +578,7 @@ class GvisorSandbox implements Sandbox {
       mode: 0o600,
     });
     closeInheritedDescriptors();
-    const stdio = options.stdio === 'inherit' ? ownedStdio() : (['pipe', 'pipe', 'pipe'] as const);
+    const stdio = opts.stdio === 'inherit' ? ownedStdio() : (['pipe', 'pipe', 'pipe'] as const);
     let child: ChildProcess;
     try {
       child = spawn(
@@ -592,7 +603,7 @@ class GvisorSandbox implements Sandbox {
     } finally {
       for (const fd of stdio) if (typeof fd === 'number') closeSync(fd);
     }
-    if (options.stdio === 'inherit') relayStdio(child);
+    if (opts.stdio === 'inherit') relayStdio(child);
     const live: LiveExec = { child, pidFile: hostView(pidFile), internalPid: null, argv, path, cwd, announced: false };
     this.live.add(live);
     const done = new Promise<ExecResult>((res) => {
@@ -620,8 +631,10 @@ class GvisorSandbox implements Sandbox {
         }
         rmSync(hostView(procFile), { force: true });
         rmSync(hostView(pidFile), { force: true });
+        const result = { exitCode: code, signal, status: code ?? 128 };
+        this.recordEnd(opts.exitEvents?.(result) ?? []);
         this.checkLimits();
-        res({ exitCode: code, signal, status: code ?? 128 });
+        res(result);
       });
     });
     return {

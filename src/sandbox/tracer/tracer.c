@@ -14,6 +14,21 @@
 //     --gid N --uid N    drop to these ids, supplementary groups cleared
 //   then PR_SET_PDEATHSIG (after the last credential change, which clears it) and exec PROGRAM.
 // Any step that fails ends the tracer with 125 before PROGRAM runs (fail closed).
+//   --go-fd FD   hold PROGRAM until one byte 'g' arrives on FD (the supervisor makes the
+//                command's audit event durable meanwhile: the start overlaps the fsync).
+//                End of file or anything else: the launcher is killed, 125, nothing ran.
+//                FD is close-on-exec from the start: no process below ever holds it.
+//   --await-program  (with --go-fd; no PROGRAM on the command line) the go carries the
+//                program: 'g', a 32-bit length in host order, then that many bytes of
+//                NUL-terminated strings (PROGRAM ARGS...; at most MAX_PROGRAM_BYTES and
+//                MAX_PROGRAM_ARGS). The supervisor starts the tracer ahead of the command
+//                (its fork, filter and cgroup joins off the command's path) and sends the
+//                command when it has one. Anything malformed: 125, nothing ran.
+//                The chain then starts (setns, ids, bwrap's namespaces and mounts) while the
+//                supervisor makes the command's event durable: the first exec of anything but
+//                the launcher (bwrap's exec of the command) is held at its notification until
+//                one more byte 'r' arrives on FD. End of file or anything else: that exec is
+//                refused, the chain killed, 125: the command never ran.
 //
 // The tracer forks. The child installs a seccomp filter (SECCOMP_FILTER_FLAG_NEW_LISTENER)
 // that turns execve/execveat, socket() of a family outside the sandbox's allowlist, and
@@ -70,6 +85,8 @@
 #define MAX_REFUSALS 1000      /* refused socket() calls recorded per command (a loop must not flood the log) */
 #define PREALLOC_BYTES (4 << 20) /* trace file space reserved up front */
 #define DRAIN_MS 300           /* after the chain ends: how long exit events may still arrive */
+#define MAX_PROGRAM_BYTES (8 << 20) /* --await-program: the program's strings, NULs included */
+#define MAX_PROGRAM_ARGS 65536
 
 /* ---------- output ---------- */
 
@@ -293,6 +310,23 @@ static int put_sockaddr(int mem, uint64_t addr, uint64_t len, int is_connect) {
 }
 
 static int root_pid;
+/* --await-program: the go fd, until the command's first exec is let run (-1: nothing held) */
+static int hold_fd = -1;
+
+static int read_full(int fd, void *buf, size_t n);
+
+/* The supervisor's 'r' for the held exec; without it the command never runs. */
+static void release_held_exec(int listener, uint64_t id, int pid) {
+  char b = 0;
+  int ok = read_full(hold_fd, &b, 1) && b == 'r';
+  close(hold_fd);
+  hold_fd = -1;
+  if (ok) return;
+  reply(listener, id, EPERM);
+  kill(pid, SIGKILL);
+  kill(root_pid, SIGKILL);
+  _exit(125);
+}
 
 static void handle_notification(int listener, struct seccomp_notif *n) {
   int pid = (int)n->pid;
@@ -321,6 +355,7 @@ static void handle_notification(int listener, struct seccomp_notif *n) {
   /* the launch chain's own execs (nsenter → setpriv → choom → bwrap) are Airlock's, never recorded */
   if (pid == root_pid) { reply(listener, n->id, 0); return; }
   int is_exec = n->data.nr == __NR_execve || n->data.nr == __NR_execveat;
+  if (is_exec && hold_fd >= 0) release_held_exec(listener, n->id, pid);
   int mem = mem_open(pid);
   if (mem < 0 && !is_exec) { reply(listener, n->id, 0); return; }
   if (is_exec) put_chdir_line(pid);
@@ -529,6 +564,8 @@ static int recv_fd(int sock) {
 struct launch {
   const char *fd9, *cgroups[MAX_CGROUPS];
   int ncgroups, join_pid, oom_adj, has_oom, uid, gid; /* uid/gid -1: keep */
+  int go_fd;                                           /* -1: start at once */
+  int await_program;                                   /* the go carries PROGRAM ARGS... */
   struct { int res; rlim_t v; } rl[MAX_RLIMITS];
   int nrl;
 };
@@ -618,6 +655,8 @@ static void launch_steps(const struct launch *l, pid_t tracer) {
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != tracer) _exit(125);
 }
 
+static char **read_program(int fd);
+
 static void launcher(int sock, char **argv, const struct launch *l, pid_t tracer) {
   int listener = install_filter();
   if (listener < 0) { dprintf(2, "airlock-tracer: seccomp user notification unavailable: %s\n", strerror(errno)); _exit(125); }
@@ -626,6 +665,8 @@ static void launcher(int sock, char **argv, const struct launch *l, pid_t tracer
   char go;
   /* the parent answers once it listens on both sources: no event of ours precedes it */
   if (read(sock, &go, 1) != 1) _exit(125);
+  /* the program, checked by the parent, follows its go */
+  if (l->await_program && !(argv = read_program(sock))) _exit(125);
   close(sock);
   launch_steps(l, tracer);
   execvp(argv[0], argv);
@@ -635,10 +676,72 @@ static void launcher(int sock, char **argv, const struct launch *l, pid_t tracer
 
 /* ---------- supervisor side ---------- */
 
+/* Reads exactly n bytes (0: end of file or an error first). */
+static int read_full(int fd, void *buf, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = read(fd, (char *)buf + got, n - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return 0;
+    got += (size_t)r;
+  }
+  return 1;
+}
+
+/* A program message (32-bit length, then NUL-terminated strings) as an argv; NULL when malformed. */
+static char **read_program(int fd) {
+  uint32_t len;
+  if (!read_full(fd, &len, sizeof len) || len < 2 || len > MAX_PROGRAM_BYTES) return NULL;
+  char *buf = malloc(len);
+  if (!buf || !read_full(fd, buf, len) || buf[len - 1] != 0 || buf[0] == 0) return NULL;
+  size_t count = 0;
+  for (uint32_t k = 0; k < len; k++) if (buf[k] == 0) count++;
+  if (count > MAX_PROGRAM_ARGS) return NULL;
+  char **args = calloc(count + 1, sizeof *args);
+  if (!args) return NULL;
+  size_t n = 0;
+  for (uint32_t k = 0; k < len; k += (uint32_t)strlen(buf + k) + 1) args[n++] = buf + k;
+  return args;
+}
+
+/* The same message to the launcher: 'g', the length, the strings. */
+static int pass_program(int sock, char **args) {
+  uint32_t len = 0;
+  for (char **a = args; *a; a++) len += (uint32_t)strlen(*a) + 1;
+  /* MSG_NOSIGNAL: a launcher gone meanwhile is an error here, not a SIGPIPE (whose SIG_IGN the agent would inherit) */
+  if (send(sock, "g", 1, MSG_NOSIGNAL) != 1 || send(sock, &len, sizeof len, MSG_NOSIGNAL) != (ssize_t)sizeof len) return 0;
+  for (char **a = args; *a; a++) {
+    size_t n = strlen(*a) + 1, off = 0;
+    while (off < n) {
+      ssize_t w = send(sock, *a + off, n - off, MSG_NOSIGNAL);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return 0;
+      off += (size_t)w;
+    }
+  }
+  return 1;
+}
+
+/*
+ * The supervisor's go (--go-fd): exactly 'g' (end of file is not waited for), with the
+ * program when it is awaited (*program set). 0: do not start.
+ */
+static int supervisor_go(const struct launch *l, char ***program) {
+  if (l->go_fd < 0) return 1;
+  char b = 0;
+  int ok = read_full(l->go_fd, &b, 1) && b == 'g';
+  if (ok && l->await_program) ok = (*program = read_program(l->go_fd)) != NULL;
+  /* awaited: the fd stays open for the 'r' that lets the command's first exec run */
+  if (ok && l->await_program) hold_fd = l->go_fd;
+  else close(l->go_fd);
+  return ok;
+}
+
 static int usage(void) {
   dprintf(2, "usage: airlock-tracer [--die-with-parent] -o TRACE_FILE [--redirected-ports P,P...]\n"
              "         [--rlimit RES=N]... [--cgroup FILE]... [--fd9 FILE] [--join-ns PID] [--oom-score-adj N] [--gid N] [--uid N]\n"
-             "         -- PROGRAM [ARGS...]\n"
+             "         [--go-fd FD [--await-program]]\n"
+             "         -- PROGRAM [ARGS...]   (none with --await-program)\n"
              "       airlock-tracer --check   (exit 0 when this kernel and these privileges support it)\n");
   return 2;
 }
@@ -702,6 +805,11 @@ static int parse_launch_option(struct launch *l, const char *name, const char *v
   if (strcmp(name, "--rlimit") == 0) return parse_rlimit(l, value);
   if (strcmp(name, "--cgroup") == 0) { if (l->ncgroups >= MAX_CGROUPS) return -1; l->cgroups[l->ncgroups++] = value; return 0; }
   if (strcmp(name, "--fd9") == 0) { l->fd9 = value; return 0; }
+  if (strcmp(name, "--go-fd") == 0) {
+    /* 3 and up: never the command's stdio; close-on-exec at once, so no exec'd link inherits it */
+    if (parse_uint(value, 1023, &v) < 0 || v < 3 || fcntl((int)v, F_SETFD, FD_CLOEXEC) < 0) return -1;
+    l->go_fd = (int)v; return 0;
+  }
   if (strcmp(name, "--join-ns") == 0) { if (parse_uint(value, 0x7fffffff, &v) < 0 || v == 0) return -1; l->join_pid = (int)v; return 0; }
   if (strcmp(name, "--uid") == 0) { if (parse_uint(value, 0x7fffffff, &v) < 0) return -1; l->uid = (int)v; return 0; }
   if (strcmp(name, "--gid") == 0) { if (parse_uint(value, 0x7fffffff, &v) < 0) return -1; l->gid = (int)v; return 0; }
@@ -716,7 +824,7 @@ static int parse_launch_option(struct launch *l, const char *name, const char *v
 
 int main(int argc, char **argv) {
   const char *out = NULL;
-  struct launch l = { .uid = -1, .gid = -1 };
+  struct launch l = { .uid = -1, .gid = -1, .go_fd = -1 };
   int i = 1;
   if (argc == 2 && strcmp(argv[1], "--check") == 0) {
     int c = connector_open();
@@ -731,11 +839,13 @@ int main(int argc, char **argv) {
       if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) return 125;
     }
     else if (strcmp(argv[i], "--redirected-ports") == 0 && i + 1 < argc) { if (parse_ports(argv[++i]) < 0) return usage(); }
+    else if (strcmp(argv[i], "--await-program") == 0) l.await_program = 1;
     else if (i + 1 < argc && parse_launch_option(&l, argv[i], argv[i + 1]) == 0) i++;
     else if (strcmp(argv[i], "--") == 0) { i++; break; }
     else return usage();
   }
-  if (!out || i >= argc) return usage();
+  /* a program comes on the command line, or with the go: never both, never neither */
+  if (!out || (l.await_program ? (i < argc || l.go_fd < 0) : i >= argc)) return usage();
   if (apply_process_limits(&l) < 0) return 125;
   line = malloc(MAX_LINE);
   if (!line) return 125;
@@ -744,15 +854,13 @@ int main(int argc, char **argv) {
   /* room kept for the trace: when AIRLOCK_HOME fills, the session is frozen and ended while
      this file can still take the agent's last execs (src/session/recording.ts) */
   (void)fallocate(out_fd, FALLOC_FL_KEEP_SIZE, 0, PREALLOC_BYTES);
-  int conn = connector_open();
-  if (conn < 0) { dprintf(2, "airlock-tracer: proc connector unavailable (needs root): %s\n", strerror(errno)); return 125; }
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return 125;
   /* the launcher's pid is the trace's first: Airlock's own chain, never the agent */
   pid_t self = getpid();
   pid_t child = fork();
   if (child < 0) return 125;
-  if (child == 0) { close(sv[0]); close(conn); launcher(sv[1], argv + i, &l, self); }
+  if (child == 0) { close(sv[0]); launcher(sv[1], argv + i, &l, self); }
   close(sv[1]);
   root_pid = child;
   add(child, getpid());
@@ -762,7 +870,16 @@ int main(int argc, char **argv) {
   line_start(child);
   puts_("execve(\"airlock-tracer-launcher\", [], 0x0) = 0");
   line_end();
-  if (write(sv[0], "g", 1) != 1) { kill(child, SIGKILL); waitpid(child, NULL, 0); return 125; }
+  char **program = NULL;
+  if (!supervisor_go(&l, &program)) { kill(child, SIGKILL); waitpid(child, NULL, 0); return 125; }
+  /* subscribed once the command is known (a tracer started ahead queues no host-wide events meanwhile),
+     before the launcher's go: no event of the command precedes it */
+  int conn = connector_open();
+  if (conn < 0) {
+    dprintf(2, "airlock-tracer: proc connector unavailable (needs root): %s\n", strerror(errno));
+    kill(child, SIGKILL); waitpid(child, NULL, 0); return 125;
+  }
+  if (!(program ? pass_program(sv[0], program) : send(sv[0], "g", 1, MSG_NOSIGNAL) == 1)) { kill(child, SIGKILL); waitpid(child, NULL, 0); return 125; }
   close(sv[0]);
   int status = serve(listener, conn, child_pidfd, child);
   if (status < 0) { kill(child, SIGKILL); waitpid(child, NULL, 0); return 125; }
