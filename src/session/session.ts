@@ -13,7 +13,8 @@ import {
   phase,
   type HomeLayout,
 } from '../common/index.ts';
-import { MODE_LAYERS, type LoadedPolicy, type ModalDecision } from '../policy/index.ts';
+import type { LoadedPolicy, ModalDecision } from '../policy/index.ts';
+import { MODE_LAYERS } from '../policy/source.ts';
 import {
   driverFor,
   runtimeOfDriver,
@@ -81,6 +82,8 @@ export interface OpenSessionOptions extends PolicyChoice {
   layers?: Partial<Record<LayerName, SessionLayer | null>>;
   /** Called with each audit event this session records. */
   onEvent?: (e: AuditEvent) => void;
+  /** Called before the policy engine loads to parse policy files (the resolved policy was not cached). */
+  beforePolicyParse?: () => Promise<void>;
 }
 
 export interface EgressUpstream {
@@ -271,7 +274,7 @@ export class Session {
     // Base first from the flag or HEAD, then read the policy as of that commit.
     const { repo, base, sources } = o.origin ?? readSessionOrigin(o, env);
     // Caller grants (agent profiles: credentials.brokered); --allow-host values go to the gateway as grants.
-    const policy = policyAt({ sources }, o.grants, o.shadowPolicy);
+    const policy = await policyAt({ sources }, o.grants, o.shadowPolicy, { home, beforeParse: o.beforePolicyParse });
     phase('session.policy');
     const { layers, disabled } = resolveLayers(o.layers);
     assertRoomToRecord(home.root);
