@@ -44,7 +44,7 @@ interface Automaton {
 
 /** Characters used by the anchors, case-folded, numbered from 1: a small table that stays
  * in cache (about 50 columns instead of 128). */
-function alphabetClasses(words: string[]): { classes: Uint8Array; count: number } {
+function alphabetClasses(words: string[]): { classes: Uint8Array; count: number; used: number[] } {
   const used = [...new Set(words.flatMap((w) => [...w].map((ch) => ch.charCodeAt(0))))].sort((a, b) => a - b);
   if (used.length > 254) throw new Error('too many distinct anchor characters');
   const classes = new Uint8Array(65536);
@@ -52,7 +52,7 @@ function alphabetClasses(words: string[]): { classes: Uint8Array; count: number 
     classes[c] = i + 1;
     if (c >= 97 && c <= 122) classes[c - 32] = i + 1;
   });
-  return { classes, count: used.length + 1 };
+  return { classes, count: used.length + 1, used };
 }
 
 function buildAutomaton(words: string[]): Automaton {
@@ -74,14 +74,16 @@ function buildAutomaton(words: string[]): Automaton {
     }
     ends[s]!.push(wi);
   });
-  const n = gotoRows.length;
-  const { classes, count } = alphabetClasses(words);
-  // the classic complete DFA over ASCII (failure links folded in), then compressed to classes
-  const full = new Int32Array(n * ALPHABET);
-  const fail = new Int32Array(n);
+  const states = gotoRows.length;
+  const { classes, count, used } = alphabetClasses(words);
+  // the classic complete DFA (failure links folded in), then compressed to classes; only the
+  // anchors' own characters can leave the root, every other one leads back to it (0), so
+  // only their columns are filled (a CLI start builds this: issue 16)
+  const full = new Int32Array(states * ALPHABET);
+  const fail = new Int32Array(states);
   const out: number[][] = ends.map((e) => [...e]);
   const queue: number[] = [];
-  for (let c = 0; c < ALPHABET; c++) {
+  for (const c of used) {
     const t = gotoRows[0]!.get(c);
     if (t !== undefined) {
       full[c] = t;
@@ -91,7 +93,7 @@ function buildAutomaton(words: string[]): Automaton {
   for (let qi = 0; qi < queue.length; qi++) {
     const s = queue[qi]!;
     out[s]!.push(...out[fail[s]!]!.filter((x) => !out[s]!.includes(x)));
-    for (let c = 0; c < ALPHABET; c++) {
+    for (const c of used) {
       const t = gotoRows[s]!.get(c);
       if (t === undefined) {
         full[s * ALPHABET + c] = full[fail[s]! * ALPHABET + c]!;
@@ -103,11 +105,10 @@ function buildAutomaton(words: string[]): Automaton {
     }
   }
   // Class 0 (a character no anchor uses) leads every state back to the root, as in `full`.
-  const delta = new Int32Array(n * count);
-  for (let s = 0; s < n; s++) {
-    for (let c = 0; c < ALPHABET; c++) {
-      const cls = classes[c]!;
-      if (cls === 0 || (c >= 65 && c <= 90)) continue; // upper case moves like its lower case
+  const delta = new Int32Array(states * count);
+  for (let s = 0; s < states; s++) {
+    for (const c of used) {
+      const cls = classes[c]!; // anchors are lower case: upper case shares these classes
       const t = full[s * ALPHABET + c]!;
       delta[s * count + cls] = out[t]!.length ? -(t * count) - 1 : t * count;
     }
