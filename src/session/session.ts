@@ -748,12 +748,24 @@ function modeData(d: ModalDecision | null): Record<string, unknown> {
  * duties. Asked while the sandbox starts (both at once), not before it.
  */
 async function hostIdentities(): Promise<string[]> {
-  const ask = (key: string) =>
-    execFileAsync('git', ['config', '--global', '--get', key], { encoding: 'utf8', timeout: 2000 }).then(
-      (r) => r.stdout.trim(),
-      () => '',
-    );
-  const names = await Promise.all(['user.email', 'user.name'].map(ask));
+  // one git for both keys (NUL-separated: a value cannot break the parse); the last value of a key wins, as with --get
+  const listed = await execFileAsync('git', ['config', '--global', '--null', '--get-regexp', '^user\\.(email|name)$'], {
+    encoding: 'utf8',
+    timeout: 2000,
+  }).then(
+    (r) => r.stdout,
+    () => '',
+  );
+  const values = new Map(
+    listed
+      .split('\0')
+      .filter(Boolean)
+      .map((entry): [string, string] => {
+        const nl = entry.indexOf('\n');
+        return nl < 0 ? [entry, ''] : [entry.slice(0, nl), entry.slice(nl + 1).trim()];
+      }),
+  );
+  const names = ['user.email', 'user.name'].map((k) => values.get(k) ?? '');
   return [safeUser(), ...names.filter(Boolean)];
 }
 
