@@ -268,15 +268,18 @@ export class Session {
     if (this.state === 'running' || this.state === 'paused') void this.stop(this.stopReason);
   }
 
-  static async open(o: OpenSessionOptions = {}, store?: AuditStore): Promise<Session> {
-    const env = o.env ?? process.env;
-    const home = ensureHome(o.home ?? env.AIRLOCK_HOME ?? undefined);
+  static async open(opts: OpenSessionOptions = {}, store?: AuditStore): Promise<Session> {
+    const env = opts.env ?? process.env;
+    const home = ensureHome(opts.home ?? env.AIRLOCK_HOME ?? undefined);
     // Base first from the flag or HEAD, then read the policy as of that commit.
-    const { repo, base, sources } = o.origin ?? readSessionOrigin(o, env);
+    const { repo, base, sources } = opts.origin ?? readSessionOrigin(opts, env);
     // Caller grants (agent profiles: credentials.brokered); --allow-host values go to the gateway as grants.
-    const policy = await policyAt({ sources }, o.grants, o.shadowPolicy, { home, beforeParse: o.beforePolicyParse });
+    const policy = await policyAt({ sources }, opts.grants, opts.shadowPolicy, {
+      home,
+      beforeParse: opts.beforePolicyParse,
+    });
     phase('session.policy');
-    const { layers, disabled } = resolveLayers(o.layers);
+    const { layers, disabled } = resolveLayers(opts.layers);
     assertRoomToRecord(home.root);
     const ownsStore = !store;
     const st = store ?? new AuditStore(home.auditDb);
@@ -296,13 +299,13 @@ export class Session {
       home,
       store: st,
       ownsStore,
-      agent: o.agent ?? 'generic',
+      agent: opts.agent ?? 'generic',
       layers,
       disabledLayers: disabled,
-      onEvent: o.onEvent,
+      onEvent: opts.onEvent,
     });
     try {
-      await s.start(o, env);
+      await s.start(opts, env);
     } catch (e) {
       s.note({ type: 'session.failed', severity: 'high', data: { error: e instanceof Error ? e.message : String(e) } });
       await s.teardown();
