@@ -3,10 +3,13 @@ import {
   closeSync,
   constants,
   fstatSync,
+  lstatSync,
   mkdirSync,
   openSync,
+  readdirSync,
   readSync,
   renameSync,
+  rmSync,
   unlinkSync,
   writeFileSync,
 } from 'node:fs';
@@ -22,6 +25,8 @@ import { canonicalJson } from './json.ts';
 // the result is computed again and the entry rewritten. A failure to write is no failure.
 
 const MAX_ENTRY_BYTES = 4 * 1024 * 1024;
+/** Entries kept; a miss that writes past it removes the least recently written (a new commit's airlock.yaml is a new entry). */
+const MAX_ENTRIES = 256;
 
 export interface ResultCache {
   /** Directory of the entries (created 0700). */
@@ -71,6 +76,7 @@ function writeEntry(dir: string, id: string, valueJson: string): void {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     writeFileSync(tmp, `{"key":${JSON.stringify(id)},"value":${valueJson}}`, { mode: 0o600, flag: 'wx' });
     renameSync(tmp, join(dir, id));
+    pruneOldest(dir);
   } catch {
     try {
       unlinkSync(tmp);
@@ -78,4 +84,13 @@ function writeEntry(dir: string, id: string, valueJson: string): void {
       /* never written */
     }
   }
+}
+
+function pruneOldest(dir: string): void {
+  const names = readdirSync(dir);
+  if (names.length <= MAX_ENTRIES) return;
+  const byAge = names
+    .map((name) => ({ name, at: lstatSync(join(dir, name), { throwIfNoEntry: false })?.mtimeMs ?? 0 }))
+    .sort((a, b) => a.at - b.at);
+  for (const { name } of byAge.slice(0, names.length - MAX_ENTRIES)) rmSync(join(dir, name), { force: true });
 }

@@ -109,3 +109,20 @@ test('a cache that cannot be written still answers (computed), and an error is n
     cleanup(dir);
   }
 });
+
+test('the cache stays bounded: past 256 entries a write removes the oldest', async () => {
+  const dir = tmp('airlock-result-cache-');
+  try {
+    for (let i = 0; i < 300; i++) await cachedResult({ dir }, { ...KEY, i }, () => i);
+    assert.equal(readdirSync(dir).length, 256);
+    let computed = false;
+    const latest = await cachedResult({ dir }, { ...KEY, i: 299 }, () => {
+      computed = true;
+      return -1;
+    });
+    assert.equal(latest, 299);
+    assert.equal(computed, false, 'the newest entry was kept');
+  } finally {
+    cleanup(dir);
+  }
+});
