@@ -1,4 +1,3 @@
-import { createHash, randomBytes } from 'node:crypto';
 import {
   closeSync,
   constants,
@@ -39,11 +38,13 @@ export async function cachedResult<T>(
   key: unknown,
   compute: () => Promise<T> | T,
 ): Promise<T> {
+  // loaded here, not with common: `airlock --version` and `--help` load common but no crypto
+  const { createHash, randomBytes } = await import('node:crypto');
   const id = createHash('sha256').update(canonicalJson(key)).digest('hex');
   const hit = cache ? readEntry(cache.dir, id) : undefined;
   if (hit !== undefined) return hit as T;
   const text = JSON.stringify(await compute());
-  if (cache) writeEntry(cache.dir, id, text);
+  if (cache) writeEntry(cache.dir, id, text, randomBytes(6).toString('hex'));
   // a miss answers with the round-tripped value, exactly what a later hit will answer
   return JSON.parse(text) as T;
 }
@@ -70,8 +71,8 @@ function readEntry(dir: string, id: string): unknown {
   }
 }
 
-function writeEntry(dir: string, id: string, valueJson: string): void {
-  const tmp = join(dir, `.${id}.${randomBytes(6).toString('hex')}`);
+function writeEntry(dir: string, id: string, valueJson: string, nonce: string): void {
+  const tmp = join(dir, `.${id}.${nonce}`);
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     writeFileSync(tmp, `{"key":${JSON.stringify(id)},"value":${valueJson}}`, { mode: 0o600, flag: 'wx' });
