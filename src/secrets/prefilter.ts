@@ -76,31 +76,25 @@ function buildAutomaton(words: string[]): Automaton {
   });
   const states = gotoRows.length;
   const { classes, count, used } = alphabetClasses(words);
-  // the classic complete DFA (failure links folded in), then compressed to classes; only the
-  // anchors' own characters can leave the root, every other one leads back to it (0), so
-  // only their columns are filled (a CLI start builds this: issue 16)
+  // the classic complete DFA (failure links folded in), then compressed to classes. In
+  // breadth-first order a state's row is its failure state's row (complete already: it is
+  // shallower) with its own children written over it: one block copy per state instead of
+  // a lookup per state and character (a CLI start builds this: issue 16)
   const full = new Int32Array(states * ALPHABET);
   const fail = new Int32Array(states);
   const out: number[][] = ends.map((e) => [...e]);
   const queue: number[] = [];
-  for (const c of used) {
-    const t = gotoRows[0]!.get(c);
-    if (t !== undefined) {
-      full[c] = t;
-      queue.push(t);
-    }
+  for (const [c, t] of gotoRows[0]!) {
+    full[c] = t;
+    queue.push(t);
   }
   for (let qi = 0; qi < queue.length; qi++) {
     const s = queue[qi]!;
     out[s]!.push(...out[fail[s]!]!.filter((x) => !out[s]!.includes(x)));
-    for (const c of used) {
-      const t = gotoRows[s]!.get(c);
-      if (t === undefined) {
-        full[s * ALPHABET + c] = full[fail[s]! * ALPHABET + c]!;
-        continue;
-      }
-      full[s * ALPHABET + c] = t;
+    full.copyWithin(s * ALPHABET, fail[s]! * ALPHABET, (fail[s]! + 1) * ALPHABET);
+    for (const [c, t] of gotoRows[s]!) {
       fail[t] = full[fail[s]! * ALPHABET + c]!;
+      full[s * ALPHABET + c] = t;
       queue.push(t);
     }
   }
