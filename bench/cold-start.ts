@@ -178,7 +178,7 @@ const md = [
   '| --- | ---: | ---: | ---: |',
   ...rows,
   '',
-  `Target: \`airlock run -- true\` ≤ 0.5× \`srt true\` → **${runVsSrt.toFixed(2)}×**.`,
+  `Target: \`airlock run -- true\` ≤ 0.5× \`srt true\` → **${runVsSrt.toFixed(2)}×**. Measured on a shared machine while other test runs used it (load average below): wall times move with that load, read the per-round ratios.`,
   '',
   `Where the time of \`airlock run -- true\` goes (median of ${phaseSamples.exit?.length ?? 0} runs with the phase probe loaded, one per round; ms from the end of the previous phase; sum of medians ${fmt(phaseTotal)} ms; the shares move less with the machine's load than the milliseconds):`,
   '',
