@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { privateCompileCacheDir } from '../../src/cli/compile-cache.ts';
 import { BIN, tmp, cleanup } from '../helpers.ts';
 
 // Node's compile cache holds compiled code that Node then runs: whoever can write it runs
@@ -45,6 +46,29 @@ test('the compile cache is used in a cache directory of this user only', () => {
     mkdirSync(join(sharedHome, '.cache', 'airlock', 'node-compile-cache'), { recursive: true });
     chownSync(join(sharedHome, '.cache'), 1000, 1000);
     assert.equal(cacheUsedBy({ HOME: sharedHome }), '');
+  } finally {
+    cleanup(dir);
+  }
+});
+
+test('a start without the launcher (the session supervisor runs src/cli/run.ts) makes the same check', () => {
+  const dir = tmp('airlock-compile-cache-');
+  try {
+    const own = join(dir, 'own');
+    mkdirSync(own, { mode: 0o700 });
+    assert.equal(privateCompileCacheDir({ XDG_CACHE_HOME: own }), join(own, 'airlock', 'node-compile-cache'));
+    assert.equal(privateCompileCacheDir({}), null);
+    assert.equal(privateCompileCacheDir({ HOME: 'relative' }), null);
+    const theirs = join(dir, 'theirs');
+    mkdirSync(theirs);
+    chownSync(theirs, 1000, 1000);
+    assert.equal(privateCompileCacheDir({ XDG_CACHE_HOME: theirs }), null);
+    const open = join(dir, 'open');
+    mkdirSync(open);
+    chmodSync(open, 0o777);
+    assert.equal(privateCompileCacheDir({ XDG_CACHE_HOME: open }), null);
+    // already chosen by whoever set NODE_COMPILE_CACHE (the launcher): Node has enabled it
+    assert.equal(privateCompileCacheDir({ XDG_CACHE_HOME: own, NODE_COMPILE_CACHE: own }), null);
   } finally {
     cleanup(dir);
   }
