@@ -22,24 +22,30 @@ function cacheUsedBy(env: Record<string, string>): string {
   return /\[compile cache\] resolved path (\S+)/.exec(r.stderr)?.[1] ?? '';
 }
 
+/** Cache bases under `dir`: this user's and private, another user's (uid 1000), this user's but writable by anyone. */
+function cacheBases(dir: string): { own: string; theirs: string; open: string } {
+  const own = join(dir, 'own');
+  mkdirSync(own, { mode: 0o700 });
+  const theirs = join(dir, 'theirs');
+  mkdirSync(theirs, { mode: 0o755 });
+  chownSync(theirs, 1000, 1000);
+  const open = join(dir, 'open');
+  mkdirSync(open);
+  chmodSync(open, 0o777);
+  return { own, theirs, open };
+}
+
 test('the compile cache is used in a cache directory of this user only', () => {
   const dir = tmp('airlock-compile-cache-');
   try {
+    const { own, theirs, open } = cacheBases(dir);
     // the user's own, private: used (so the assertions below can fail)
-    const own = join(dir, 'own');
-    mkdirSync(own, { mode: 0o700 });
     assert.equal(cacheUsedBy({ XDG_CACHE_HOME: own }), join(own, 'airlock', 'node-compile-cache'));
     // no HOME and no XDG_CACHE_HOME: no shared fallback such as /tmp/.cache
     assert.equal(cacheUsedBy({}), '');
     // a cache base another user owns (they could plant compiled code): not used
-    const theirs = join(dir, 'theirs');
-    mkdirSync(theirs, { mode: 0o755 });
-    chownSync(theirs, 1000, 1000);
     assert.equal(cacheUsedBy({ XDG_CACHE_HOME: theirs }), '');
     // this user's, but writable by anyone: not used
-    const open = join(dir, 'open');
-    mkdirSync(open);
-    chmodSync(open, 0o777);
     assert.equal(cacheUsedBy({ XDG_CACHE_HOME: open }), '');
     // HOME that is a shared directory another user prepared: its .cache is theirs
     const sharedHome = join(dir, 'shared-home');
@@ -54,18 +60,11 @@ test('the compile cache is used in a cache directory of this user only', () => {
 test('a start without the launcher (the session supervisor runs src/cli/run.ts) makes the same check', () => {
   const dir = tmp('airlock-compile-cache-');
   try {
-    const own = join(dir, 'own');
-    mkdirSync(own, { mode: 0o700 });
+    const { own, theirs, open } = cacheBases(dir);
     assert.equal(privateCompileCacheDir({ XDG_CACHE_HOME: own }), join(own, 'airlock', 'node-compile-cache'));
     assert.equal(privateCompileCacheDir({}), null);
     assert.equal(privateCompileCacheDir({ HOME: 'relative' }), null);
-    const theirs = join(dir, 'theirs');
-    mkdirSync(theirs);
-    chownSync(theirs, 1000, 1000);
     assert.equal(privateCompileCacheDir({ XDG_CACHE_HOME: theirs }), null);
-    const open = join(dir, 'open');
-    mkdirSync(open);
-    chmodSync(open, 0o777);
     assert.equal(privateCompileCacheDir({ XDG_CACHE_HOME: open }), null);
     // already chosen by whoever set NODE_COMPILE_CACHE (the launcher): Node has enabled it
     assert.equal(privateCompileCacheDir({ XDG_CACHE_HOME: own, NODE_COMPILE_CACHE: own }), null);
