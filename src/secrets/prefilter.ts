@@ -74,14 +74,14 @@ function buildAutomaton(words: string[]): Automaton {
     }
     ends[s]!.push(wi);
   });
-  const states = gotoRows.length;
+  const rowCount = gotoRows.length;
   const { classes, count, used } = alphabetClasses(words);
   // the classic complete DFA (failure links folded in), then compressed to classes. In
   // breadth-first order a state's row is its failure state's row (complete already: it is
   // shallower) with its own children written over it: one block copy per state instead of
   // a lookup per state and character (a CLI start builds this: issue 16)
-  const full = new Int32Array(states * ALPHABET);
-  const fail = new Int32Array(states);
+  const full = new Int32Array(rowCount * ALPHABET);
+  const fail = new Int32Array(rowCount);
   const out: number[][] = ends.map((e) => [...e]);
   const queue: number[] = [];
   for (const [c, t] of gotoRows[0]!) {
@@ -99,8 +99,8 @@ function buildAutomaton(words: string[]): Automaton {
     }
   }
   // Class 0 (a character no anchor uses) leads every state back to the root, as in `full`.
-  const delta = new Int32Array(states * count);
-  for (let s = 0; s < states; s++) {
+  const delta = new Int32Array(rowCount * count);
+  for (let s = 0; s < rowCount; s++) {
     for (const c of used) {
       const cls = classes[c]!; // anchors are lower case: upper case shares these classes
       const t = full[s * ALPHABET + c]!;

@@ -268,18 +268,18 @@ export class Session {
     if (this.state === 'running' || this.state === 'paused') void this.stop(this.stopReason);
   }
 
-  static async open(opts: OpenSessionOptions = {}, store?: AuditStore): Promise<Session> {
-    const env = opts.env ?? process.env;
-    const home = ensureHome(opts.home ?? env.AIRLOCK_HOME ?? undefined);
+  static async open(options: OpenSessionOptions = {}, store?: AuditStore): Promise<Session> {
+    const env = options.env ?? process.env;
+    const home = ensureHome(options.home ?? env.AIRLOCK_HOME ?? undefined);
     // Base first from the flag or HEAD, then read the policy as of that commit.
-    const { repo, base, sources } = opts.origin ?? readSessionOrigin(opts, env);
+    const { repo, base, sources } = options.origin ?? readSessionOrigin(options, env);
     // Caller grants (agent profiles: credentials.brokered); --allow-host values go to the gateway as grants.
-    const policy = await policyAt({ sources }, opts.grants, opts.shadowPolicy, {
+    const policy = await policyAt({ sources }, options.grants, options.shadowPolicy, {
       home,
-      beforeParse: opts.beforePolicyParse,
+      beforeParse: options.beforePolicyParse,
     });
     phase('session.policy');
-    const { layers, disabled } = resolveLayers(opts.layers);
+    const { layers, disabled } = resolveLayers(options.layers);
     assertRoomToRecord(home.root);
     const ownsStore = !store;
     const st = store ?? new AuditStore(home.auditDb);
@@ -299,13 +299,13 @@ export class Session {
       home,
       store: st,
       ownsStore,
-      agent: opts.agent ?? 'generic',
+      agent: options.agent ?? 'generic',
       layers,
       disabledLayers: disabled,
-      onEvent: opts.onEvent,
+      onEvent: options.onEvent,
     });
     try {
-      await s.start(opts, env);
+      await s.start(options, env);
     } catch (e) {
       s.note({ type: 'session.failed', severity: 'high', data: { error: e instanceof Error ? e.message : String(e) } });
       await s.teardown();
