@@ -4,13 +4,16 @@
 // cheap: the audit store redacts every event with the synchronous rules only (no secretlint),
 // a session loads SIEM delivery only when it runs sinks, plants honeytokens without
 // loading the detection engine, and the CLI reaches running sessions without the session
-// core and the policy engine (issue 16: start-up).
+// core and the policy engine, and `airlock run` resolves its policy and agent profile from
+// the cache without zod and yaml (issue 16: start-up).
 const LIGHT_ENTRY_POINTS = [
   '^src/hosts/local\\.ts$',
   '^src/secrets/sync\\.ts$',
   '^src/audit/sinks/index\\.ts$',
   '^src/secrets/honeytokens\\.ts$',
   '^src/session/client\\.ts$',
+  '^src/policy/source\\.ts$',
+  '^src/agents/apply\\.ts$',
 ];
 
 // Dependencies point inward: common is the core; policy (the settings every layer reads)

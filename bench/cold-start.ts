@@ -12,6 +12,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DatabaseSync } from 'node:sqlite';
 import { writeSection, median } from './report.ts';
 import type { PhaseMark } from '../src/common/index.ts';
 
@@ -65,10 +66,16 @@ const node = process.execPath;
 const env = { ...process.env, PATH: `${dirname(node)}:${process.env.PATH}`, NO_COLOR: '1' };
 const homeOf = (name: string) => join(work, `home-${name}`);
 const srt = join(ROOT, 'node_modules', '.bin', 'srt');
-const commands: Record<string, { argv: string[]; env: NodeJS.ProcessEnv }> = {
+const commands: Record<string, { argv: string[]; env: NodeJS.ProcessEnv; before?: () => void }> = {
   'airlock run -- true': {
     argv: [join(ROOT, 'bin', 'airlock'), 'run', '--', 'true'],
     env: { ...env, AIRLOCK_HOME: homeOf('now') },
+  },
+  // the first run after a policy file, a profile or Airlock itself changed: the policy engine parses again
+  'airlock run -- true, policy not cached': {
+    argv: [join(ROOT, 'bin', 'airlock'), 'run', '--', 'true'],
+    env: { ...env, AIRLOCK_HOME: homeOf('uncached') },
+    before: () => rmSync(join(homeOf('uncached'), 'cache', 'results'), { recursive: true, force: true }),
   },
   'srt true': { argv: [srt, 'true'], env },
   'airlock --version': {
@@ -84,7 +91,7 @@ const commands: Record<string, { argv: string[]; env: NodeJS.ProcessEnv }> = {
 if (BEFORE) {
   for (const c of ['run', 'version', 'sessions'] as const) {
     const args = c === 'run' ? ['run', '--', 'true'] : c === 'version' ? ['--version'] : ['sessions', '--json'];
-    commands[`before: airlock ${args.join(' ')}`] = {
+    commands[`before (${beforeCommit()}): airlock ${args.join(' ')}`] = {
       argv: [join(BEFORE, 'bin', 'airlock'), ...args],
       env: { ...env, AIRLOCK_HOME: homeOf('before') },
     };
@@ -124,7 +131,10 @@ for (let round = 0; round < ROUNDS; round++) {
   for (let k = 0; k < order.length; k++) {
     const name = order[(round + k) % order.length]!;
     if (name === PROBED) await probedRun();
-    else samples[name]!.push(await timed(commands[name]!.argv, commands[name]!.env));
+    else {
+      commands[name]!.before?.();
+      samples[name]!.push(await timed(commands[name]!.argv, commands[name]!.env));
+    }
   }
 }
 const perRound = (a: string, b: string) => median(samples[a]!.map((x, i) => x.ms / samples[b]![i]!.ms));
@@ -133,15 +143,15 @@ const med = (n: string, k: 'ms' | 'cpuMs') => median(samples[n]!.map((x) => x[k]
 const PHASES: [string, string][] = [
   ['node.boot', 'Node start (process start → first module of the CLI)'],
   ['cli.loaded', "loading the CLI and the `run` command's file"],
-  ['run.modules', 'loading the session core, the policy engine and the agent profiles'],
-  ['run.profile', 'agent profile: repository, base commit, policy files, profile'],
+  ['run.modules', 'loading the session core and the agent profile entry'],
+  ['run.profile', 'agent profile: repository, base commit, policy files, cached policy and profile'],
   ['session.policy', 'policy resolved (org ⊕ repo ⊕ grants)'],
   ['session.audit-open', 'audit store opened'],
   ['session.recover', 'looking for crashed sessions to recover'],
   ['session.snapshot', 'workspace snapshot (cached layers of the commit)'],
   ['session.sandbox', "sandbox holder: namespaces, tmpfs, overlay (bwrap's base)"],
   ['session.started', 'session.start recorded, layers started (detector, checkpointer, honeytokens)'],
-  ['run.command', 'the command: launch chain (nsenter → strace → bwrap) and `true`'],
+  ['run.command', 'the command: agent setup recorded, launch chain (tracer → bwrap) and `true`'],
   ['stop.kill', "stop: end the sandbox's processes"],
   ['stop.capture', 'stop: capture the result (git, bounded)'],
   ['stop.teardown', 'stop: holder, tmpfs, network gone'],
@@ -162,13 +172,13 @@ const phaseRows = PHASES.filter(([k]) => phaseSamples[k]).map(([k, what]) => {
 const md = [
   '## Cold start: `airlock run -- true` vs `srt true`',
   '',
-  `Command: \`node bench/cold-start.ts --rounds ${ROUNDS}${BEFORE ? ' --before DIR' : ''}\`. A repository of 1,000 committed files; each command is a fresh process started from a shell-less spawn in that repository, wrapped in /usr/bin/time for CPU (user + system, children included). The Airlock workspace snapshot of the commit is cached (warm-up run), as for every session after a commit's first; srt (\`@anthropic-ai/sandbox-runtime\` ${srtVersion()}, default settings: bwrap, socat bridges, seccomp, a ripgrep scan for dangerous files) has no cache. Airlock runs with its default policy: process telemetry on (strace), no network, every layer. ${ROUNDS} rounds, each runs every command once in a rotating order; "vs srt" is the median of per-round ratios.${BEFORE ? ' "before" is the tree before issue 16\'s CLI and start/stop changes, same machine, same rounds.' : ''}`,
+  `Command: \`node bench/cold-start.ts --rounds ${ROUNDS}${BEFORE ? ' --before DIR' : ''}\`. A repository of 1,000 committed files; each command is a fresh process started from a shell-less spawn in that repository, wrapped in /usr/bin/time for CPU (user + system, children included). The Airlock workspace snapshot of the commit is cached (warm-up run), as for every session after a commit's first; srt (\`@anthropic-ai/sandbox-runtime\` ${srtVersion()}, default settings: bwrap, socat bridges, seccomp, a ripgrep scan for dangerous files) has no cache. Airlock runs with its default policy: process telemetry on (${tracer()}), no network, every layer; its resolved policy and agent profile come from the cache in AIRLOCK_HOME (as for every run whose policy files did not change since the last). ${ROUNDS} rounds, each runs every command once in a rotating order; "vs srt" is the median of per-round ratios.${BEFORE ? ` "before" is another checkout of Airlock (--before: commit ${beforeCommit()}) with its own AIRLOCK_HOME, same machine, same rounds.` : ''}`,
   '',
   '| command | wall ms (median) | CPU ms (median) | vs srt true |',
   '| --- | ---: | ---: | ---: |',
   ...rows,
   '',
-  `Target: \`airlock run -- true\` ≤ 0.5× \`srt true\` → **${runVsSrt.toFixed(2)}×**.`,
+  `Target: \`airlock run -- true\` ≤ 0.5× \`srt true\` → **${runVsSrt.toFixed(2)}×**. Measured on a shared machine while other test runs used it (load average below): wall times move with that load, read the per-round ratios.`,
   '',
   `Where the time of \`airlock run -- true\` goes (median of ${phaseSamples.exit?.length ?? 0} runs with the phase probe loaded, one per round; ms from the end of the previous phase; sum of medians ${fmt(phaseTotal)} ms; the shares move less with the machine's load than the milliseconds):`,
   '',
@@ -179,6 +189,23 @@ const md = [
 console.log(md);
 if (!process.argv.includes('--no-write')) writeSection('cold-start', md);
 rmSync(work, { recursive: true, force: true });
+
+function beforeCommit(): string {
+  return spawnSync('git', ['-C', BEFORE!, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout.trim() || '?';
+}
+
+/** The process tracer the measured sessions used (session.start records it). */
+function tracer(): string {
+  try {
+    const db = new DatabaseSync(join(homeOf('now'), 'audit.db'), { readOnly: true });
+    const row = db.prepare("SELECT data FROM events WHERE type = 'session.start' ORDER BY seq DESC LIMIT 1").get() as
+      { data: string } | undefined;
+    db.close();
+    return (JSON.parse(row?.data ?? '{}') as { mechanisms?: { tracing?: string } }).mechanisms?.tracing ?? '?';
+  } catch {
+    return '?';
+  }
+}
 
 function srtVersion(): string {
   try {

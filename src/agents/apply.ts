@@ -1,8 +1,11 @@
-import { AirlockError } from '../common/index.ts';
+import { fileURLToPath } from 'node:url';
+import { AirlockError, cachedResult, ensureHome } from '../common/index.ts';
+import type { Policy } from '../policy/index.ts';
+import { policyCodeFingerprint } from '../policy/source.ts';
 import { SANDBOX_HOME } from '../sandbox/index.ts';
 import type { OpenSessionOptions, Session } from '../session/index.ts';
-import { policyAt, readSessionOrigin } from '../session/index.ts';
-import { getProfile } from './profiles.ts';
+import { policyAt, readSessionOrigin, resultCache } from '../session/index.ts';
+import type { AgentProfile } from './profiles.ts';
 import { agentArgv, fileDigest, resolveAgent, type ResolvedAgent, type ResolveOptions } from './resolve.ts';
 
 // `airlock run --agent NAME -- ARGS`: the profile becomes Session.open options (mounts,
@@ -29,12 +32,15 @@ export interface ApplyOptions extends ResolveOptions {
 }
 
 /** Resolves profile `name` for the user's arguments `args`. */
-export function applyProfile(name: string, args: string[], o: ApplyOptions = {}): AppliedProfile {
+export async function applyProfile(name: string, args: string[], o: ApplyOptions = {}): Promise<AppliedProfile> {
   const so = o.session ?? {};
+  const env = so.env ?? process.env;
   // The policy (org + base commit's airlock.yaml, or --policy) may add or override profiles.
-  const origin = so.origin ?? readSessionOrigin(so, so.env ?? process.env);
-  const policy = policyAt(origin, so.grants).policy;
-  const profile = getProfile(name, policy);
+  const origin = so.origin ?? readSessionOrigin(so, env);
+  const home = ensureHome(so.home ?? env.AIRLOCK_HOME ?? undefined);
+  const how = { home, beforeParse: so.beforePolicyParse };
+  const policy = (await policyAt(origin, so.grants, so.shadowPolicy, how)).policy;
+  const profile = await profileUnder(name, policy, how);
   const agent = resolveAgent(profile, o);
   const argv = agentArgv(agent, args);
   return {
@@ -54,6 +60,24 @@ export function applyProfile(name: string, args: string[], o: ApplyOptions = {})
     },
     prepare: (s) => prepareAgent(s, agent),
   };
+}
+
+const PROFILE_CODE = ['./profiles.ts', './profiles.yaml'].map((f) => fileURLToPath(new URL(f, import.meta.url)));
+
+/**
+ * Profile `name` as the policy's agents section resolves it, cached like the policy (by
+ * that section, the built-in profiles and the code): a hit loads neither zod nor yaml.
+ */
+async function profileUnder(
+  name: string,
+  policy: Pick<Policy, 'agents'>,
+  how: { home: ReturnType<typeof ensureHome>; beforeParse?: () => Promise<void> },
+): Promise<AgentProfile> {
+  const key = { what: 'agent profile', code: policyCodeFingerprint(PROFILE_CODE), name, agents: policy.agents };
+  return cachedResult(resultCache(how.home), key, async () => {
+    await how.beforeParse?.();
+    return (await import('./profiles.ts')).getProfile(name, policy);
+  });
 }
 
 const WRITE_SCRIPT = 'umask 077; f="$HOME/$1"; mkdir -p -- "$(dirname -- "$f")" && cat > "$f" && chmod "$2" -- "$f"';

@@ -1,4 +1,10 @@
-import { main } from './main.ts';
+import { enableCompileCache } from 'node:module';
+import { privateCompileCacheDir } from './compile-cache.ts';
+
+// Before anything else loads: the modules imported below are compiled from the cache.
+const compileCache = privateCompileCacheDir(process.env);
+if (compileCache) enableCompileCache(compileCache);
+const { main } = await import('./main.ts');
 
 if (process.argv[2] === '__supervise') {
   // Detached session supervisor (started by `airlock session start`).

@@ -18,6 +18,7 @@ export {
   type GitOptions,
 } from './git.ts';
 export { canonicalJson } from './json.ts';
+export { cachedResult, type ResultCache } from './result-cache.ts';
 export type { AuditEventInput, Decision, Severity } from './event.ts';
 export {
   DEFAULT_ORG_POLICY,

@@ -2,6 +2,7 @@ export { policySchema, policyJsonSchema, type Policy, type PolicyInput } from '.
 export {
   parsePolicyText,
   readPolicyFile,
+  parsedSource,
   resolvePolicy,
   defaultPolicy,
   formatIssues,

@@ -1,4 +1,3 @@
-import { readFileSync, existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
@@ -7,6 +6,7 @@ import { policySchema, type Policy } from './schema/index.ts';
 import { mergePolicies, type PolicySource } from './merge.ts';
 import { locate, formatIssues, type PolicyIssue } from './locate.ts';
 import { checkModes } from './modes.ts';
+import { readPolicyText, type PolicyText } from './source.ts';
 
 export { formatIssues };
 
@@ -82,14 +82,12 @@ export function parsePolicyText(text: string, origin: string): Record<string, un
 }
 
 export function readPolicyFile(path: string, kind: string): PolicySource {
-  if (!existsSync(path))
-    throw new AirlockError(
-      'NOT_FOUND',
-      `policy file not found: ${path}`,
-      'check the path, or run `airlock init` to write one',
-    );
-  const text = readFileSync(path, 'utf8');
-  return { kind, origin: path, raw: parsePolicyText(text, path), text };
+  return parsedSource(readPolicyText(path, kind));
+}
+
+/** A policy file's text parsed and validated (POLICY_INVALID with file:line:key). */
+export function parsedSource(t: PolicyText): PolicySource {
+  return { ...t, raw: parsePolicyText(t.text, t.origin) };
 }
 
 export { DEFAULT_ORG_POLICY } from '../common/index.ts';

@@ -44,7 +44,7 @@ interface Automaton {
 
 /** Characters used by the anchors, case-folded, numbered from 1: a small table that stays
  * in cache (about 50 columns instead of 128). */
-function alphabetClasses(words: string[]): { classes: Uint8Array; count: number } {
+function alphabetClasses(words: string[]): { classes: Uint8Array; count: number; used: number[] } {
   const used = [...new Set(words.flatMap((w) => [...w].map((ch) => ch.charCodeAt(0))))].sort((a, b) => a - b);
   if (used.length > 254) throw new Error('too many distinct anchor characters');
   const classes = new Uint8Array(65536);
@@ -52,7 +52,7 @@ function alphabetClasses(words: string[]): { classes: Uint8Array; count: number 
     classes[c] = i + 1;
     if (c >= 97 && c <= 122) classes[c - 32] = i + 1;
   });
-  return { classes, count: used.length + 1 };
+  return { classes, count: used.length + 1, used };
 }
 
 function buildAutomaton(words: string[]): Automaton {
@@ -75,39 +75,34 @@ function buildAutomaton(words: string[]): Automaton {
     ends[s]!.push(wi);
   });
   const rowCount = gotoRows.length;
-  const { classes, count } = alphabetClasses(words);
-  // the classic complete DFA over ASCII (failure links folded in), then compressed to classes
+  const { classes, count, used } = alphabetClasses(words);
+  // the classic complete DFA (failure links folded in), then compressed to classes. In
+  // breadth-first order a state's row is its failure state's row (complete already: it is
+  // shallower) with its own children written over it: one block copy per state instead of
+  // a lookup per state and character (a CLI start builds this: issue 16)
   const full = new Int32Array(rowCount * ALPHABET);
   const fail = new Int32Array(rowCount);
   const out: number[][] = ends.map((e) => [...e]);
   const queue: number[] = [];
-  for (let c = 0; c < ALPHABET; c++) {
-    const t = gotoRows[0]!.get(c);
-    if (t !== undefined) {
-      full[c] = t;
-      queue.push(t);
-    }
+  for (const [c, t] of gotoRows[0]!) {
+    full[c] = t;
+    queue.push(t);
   }
   for (let qi = 0; qi < queue.length; qi++) {
     const s = queue[qi]!;
     out[s]!.push(...out[fail[s]!]!.filter((x) => !out[s]!.includes(x)));
-    for (let c = 0; c < ALPHABET; c++) {
-      const t = gotoRows[s]!.get(c);
-      if (t === undefined) {
-        full[s * ALPHABET + c] = full[fail[s]! * ALPHABET + c]!;
-        continue;
-      }
-      full[s * ALPHABET + c] = t;
+    full.copyWithin(s * ALPHABET, fail[s]! * ALPHABET, (fail[s]! + 1) * ALPHABET);
+    for (const [c, t] of gotoRows[s]!) {
       fail[t] = full[fail[s]! * ALPHABET + c]!;
+      full[s * ALPHABET + c] = t;
       queue.push(t);
     }
   }
   // Class 0 (a character no anchor uses) leads every state back to the root, as in `full`.
   const delta = new Int32Array(rowCount * count);
   for (let s = 0; s < rowCount; s++) {
-    for (let c = 0; c < ALPHABET; c++) {
-      const cls = classes[c]!;
-      if (cls === 0 || (c >= 65 && c <= 90)) continue; // upper case moves like its lower case
+    for (const c of used) {
+      const cls = classes[c]!; // anchors are lower case: upper case shares these classes
       const t = full[s * ALPHABET + c]!;
       delta[s * count + cls] = out[t]!.length ? -(t * count) - 1 : t * count;
     }

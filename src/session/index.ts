@@ -4,9 +4,11 @@ export {
   orgPolicyPath,
   readSessionOrigin,
   policyAt,
+  resultCache,
   REPO_POLICY_FILE,
   type PolicyChoice,
   type SessionOrigin,
+  type PolicyResolution,
 } from './policy.ts';
 export { newSessionId, SESSION_ID } from './id.ts';
 export {

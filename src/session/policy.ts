@@ -1,16 +1,12 @@
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { AirlockError } from '../common/index.ts';
-import {
-  parsePolicyText,
-  readPolicyFile,
-  resolvePolicy,
-  DEFAULT_ORG_POLICY,
-  MODE_LAYERS,
-  type LoadedPolicy,
-  type PolicySource,
-} from '../policy/index.ts';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { AirlockError, DEFAULT_ORG_POLICY, cachedResult, type HomeLayout } from '../common/index.ts';
+import { MODE_LAYERS, policyCodeFingerprint, readPolicyText, type PolicyText } from '../policy/source.ts';
+import type { LoadedPolicy } from '../policy/index.ts';
 import { openHostRepoAt, readAtCommit, type HostRepo } from '../workspace/index.ts';
+
+type PolicyEngine = typeof import('../policy/index.ts');
 
 export const REPO_POLICY_FILE = 'airlock.yaml';
 
@@ -39,7 +35,20 @@ export function orgPolicyPath(c: PolicyChoice, env: NodeJS.ProcessEnv = process.
 export interface SessionOrigin {
   repo: HostRepo;
   base: string;
-  sources: PolicySource[];
+  /** The policy files as read (parsed only when the resolved policy is not cached). */
+  sources: PolicyText[];
+}
+
+/** Where resolved policies are cached (AIRLOCK_HOME, never seen by a sandbox), and what to do before the engine parses. */
+export interface PolicyResolution {
+  home?: HomeLayout | null;
+  /** Called before the policy engine loads and parses (a cache miss): the CLI turns zod's JIT off there. */
+  beforeParse?: () => Promise<void>;
+}
+
+/** The cache of results computed from policy files, under AIRLOCK_HOME/cache. */
+export function resultCache(home: HomeLayout | null | undefined): { dir: string } | null {
+  return home ? { dir: join(home.cache, 'results') } : null;
 }
 
 export function readSessionOrigin(
@@ -50,20 +59,38 @@ export function readSessionOrigin(
   return { repo, base, sources: policySources(repo, base, o, env) };
 }
 
-/** The policy of a session that starts at `origin`, with the caller's grants on top (and shadow mode's candidate). */
-export function policyAt(
+/**
+ * The policy of a session that starts at `origin`, with the caller's grants on top (and
+ * shadow mode's candidate). Cached by the files' text and the engine's code (issue 16): a
+ * hit loads neither zod nor yaml; errors are never cached, so a bad file always fails.
+ */
+export async function policyAt(
   origin: Pick<SessionOrigin, 'sources'>,
   grants: PolicyChoice['grants'],
   shadowPolicy?: string,
-): LoadedPolicy {
-  const loaded = resolvePolicy(
-    grants ? [...origin.sources, { kind: 'grant', origin: 'command line', raw: grants }] : origin.sources,
-  );
-  return withCandidate(loaded, shadowPolicy);
+  how: PolicyResolution = {},
+): Promise<LoadedPolicy> {
+  const shadow = shadowPolicy ? readPolicyText(shadowPolicy, 'repo') : null;
+  const key = {
+    what: 'resolved policy',
+    code: policyCodeFingerprint([fileURLToPath(import.meta.url)]),
+    sources: origin.sources,
+    grants: grants ?? null,
+    shadow,
+  };
+  return cachedResult(resultCache(how.home), key, async () => {
+    await how.beforeParse?.();
+    const engine = await import('../policy/index.ts');
+    const sources = origin.sources.map(engine.parsedSource);
+    const loaded = engine.resolvePolicy(
+      grants ? [...sources, { kind: 'grant', origin: 'command line', raw: grants }] : sources,
+    );
+    return withCandidate(engine, loaded, shadow);
+  });
 }
 
 /** Shadow mode needs a candidate, and a candidate needs a layer in shadow mode: either alone is a mistake. */
-function withCandidate(loaded: LoadedPolicy, file: string | undefined): LoadedPolicy {
+function withCandidate(engine: PolicyEngine, loaded: LoadedPolicy, file: PolicyText | null): LoadedPolicy {
   const shadowed = MODE_LAYERS.filter((l) => loaded.policy.modes[l] === 'shadow');
   if (!file) {
     if (shadowed.length)
@@ -77,13 +104,13 @@ function withCandidate(loaded: LoadedPolicy, file: string | undefined): LoadedPo
   if (!shadowed.length)
     throw new AirlockError(
       'USAGE',
-      `--shadow-policy ${file}: no layer is in shadow mode`,
+      `--shadow-policy ${file.origin}: no layer is in shadow mode`,
       'set modes.egress (or commands, packages) to shadow in airlock.yaml, or leave out --shadow-policy',
     );
   const base = loaded.sources.filter((s) => s.kind !== 'repo');
-  const candidate = resolvePolicy([
+  const candidate = engine.resolvePolicy([
     ...base.filter((s) => s.kind === 'org'),
-    readPolicyFile(file, 'repo'),
+    engine.parsedSource(file),
     ...base.filter((s) => s.kind === 'grant'),
   ]);
   return { ...loaded, candidate };
@@ -99,7 +126,7 @@ export function sessionPolicy(
   baseCommit: string | null,
   c: PolicyChoice,
   env: NodeJS.ProcessEnv = process.env,
-): LoadedPolicy {
+): Promise<LoadedPolicy> {
   return policyAt({ sources: policySources(repo, baseCommit, c, env) }, c.grants, c.shadowPolicy);
 }
 
@@ -108,8 +135,8 @@ function policySources(
   baseCommit: string | null,
   c: PolicyChoice,
   env: NodeJS.ProcessEnv,
-): PolicySource[] {
-  const sources: PolicySource[] = [];
+): PolicyText[] {
+  const sources: PolicyText[] = [];
   const org = orgPolicyPath(c, env);
   if (org) {
     if (!existsSync(org))
@@ -118,13 +145,13 @@ function policySources(
         `org policy not found: ${org}`,
         'fix AIRLOCK_ORG_POLICY / --org-policy, or remove it',
       );
-    sources.push(readPolicyFile(org, 'org'));
+    sources.push(readPolicyText(org, 'org'));
   }
-  if (c.policyFile) sources.push(readPolicyFile(c.policyFile, 'repo'));
+  if (c.policyFile) sources.push(readPolicyText(c.policyFile, 'repo'));
   else if (repo && baseCommit) {
     const text = readAtCommit(repo, baseCommit, REPO_POLICY_FILE);
     const origin = `${REPO_POLICY_FILE}@${baseCommit.slice(0, 12)}`;
-    if (text !== null) sources.push({ kind: 'repo', origin, raw: parsePolicyText(text, origin), text });
+    if (text !== null) sources.push({ kind: 'repo', origin, text });
   }
   return sources;
 }

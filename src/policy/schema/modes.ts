@@ -14,8 +14,7 @@ export const POLICY_MODES = ['enforce', 'shadow', 'record'] as const;
 export type PolicyMode = (typeof POLICY_MODES)[number];
 /** Modes a repo may use when the org policy does not say: record needs the org's consent. */
 export const DEFAULT_ALLOWED_MODES: PolicyMode[] = ['enforce', 'shadow'];
-export const MODE_LAYERS = ['egress', 'commands', 'packages'] as const;
-export type ModeLayer = (typeof MODE_LAYERS)[number];
+export { MODE_LAYERS, type ModeLayer } from './mode-layers.ts';
 
 const layerMode = (what: string) =>
   merge(
