@@ -25,10 +25,15 @@ export function podSupervise(): Promise<number> {
   });
 }
 
+/** The container's own proxy settings (the template's, pointing at the gateway sidecar): they win over the request's. */
+const PROXY_VARS = ['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy'];
+
 /** `airlock pod exec REQUEST`: the command, its stdio passed through; its status is ours. */
 export async function podExec(encoded: string): Promise<number> {
   const req = decodeExecRequest(encoded);
-  const child = spawn(req.argv[0]!, req.argv.slice(1), { cwd: req.cwd, env: req.env, stdio: 'inherit' });
+  const proxy = Object.fromEntries(PROXY_VARS.flatMap((k) => (process.env[k] ? [[k, process.env[k]]] : [])));
+  const env = { ...req.env, ...proxy };
+  const child = spawn(req.argv[0]!, req.argv.slice(1), { cwd: req.cwd, env, stdio: 'inherit' });
   return new Promise((resolve) => {
     child.once('error', (e) => {
       process.stderr.write(`airlock pod exec: ${(e as NodeJS.ErrnoException).code ?? 'error'}: ${req.argv[0]}\n`);

@@ -26,6 +26,7 @@ export const AGENT_UID = 100000;
 export const GATEWAY_UID = 100001;
 const NODE_DIR = dirname(process.execPath);
 const PATH = '/opt/node/bin:/usr/bin:/bin';
+const PROXY_ENV = ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy'].map((k) => `${k}=http://127.0.0.1:3128`);
 
 export interface RunscPod {
   name: string;
@@ -158,13 +159,12 @@ export async function startRunscPod(o: {
   const root = join(o.home, 'sessions', o.name, 'sandbox', 'runsc');
   mkdirSync(root, { recursive: true, mode: 0o700 });
   const pod = { 'io.kubernetes.cri.sandbox-id': 'agent' };
-  const proxy = ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy'].map((k) => `${k}=http://127.0.0.1:3128`);
   const agent = containerConfig({
     rootfs: dirs.rootfs,
     args: ['/opt/airlock/bin/airlock', 'pod', 'supervise'],
     uid: AGENT_UID,
     home: '/home/agent',
-    env: proxy,
+    env: PROXY_ENV,
     mounts: [bind(dirs.workspace, '/workspace', true), bind(dirs.home, '/home/agent', true)],
     annotations: { ...pod, 'io.kubernetes.cri.container-type': 'sandbox' },
   });
@@ -230,6 +230,8 @@ export async function startRunscPod(o: {
           `PATH=${PATH}`,
           '--env',
           `HOME=${container === 'agent' ? '/home/agent' : '/run/airlock/gateway'}`,
+          // Kubernetes exec runs with the container's env: the template's proxy variables
+          ...(container === 'agent' ? PROXY_ENV.flatMap((e) => ['--env', e]) : []),
           container,
           ...argv,
         ],
