@@ -72,6 +72,7 @@ const options = {
   agentImage: 'a',
   airlockImage: 'b',
   gatewaySecret: 's',
+  policyConfigMap: 'p',
   egressPoint: { namespace: 'airlock-system', labels: { app: 'egress' }, port: 3128 },
   auditCollector: { namespace: 'airlock-system', labels: { app: 'audit' }, port: 8443 },
   limits: { cpu: '1', memory: '1Gi', ephemeralStorage: '1Gi' },
@@ -116,13 +117,15 @@ describe('Kubernetes manifests (agent-sandbox CRDs, Kubernetes API models)', () 
       assert.equal(c.securityContext.allowPrivilegeEscalation, false);
       assert.deepEqual(c.securityContext.capabilities.drop, ['ALL']);
     }
-    // only the sidecar mounts the credentials
+    // only the sidecar mounts the credentials, the policy and its own data (CA, audit store)
     const mounts = (pod.containers as { name: string; volumeMounts: { name: string }[] }[]).map((c) => [
       c.name,
       c.volumeMounts.map((m) => m.name),
     ]);
     assert.ok(
-      mounts.every(([name, m]) => (name === 'gateway') === (m as string[]).includes('gateway-credentials')),
+      ['gateway-credentials', 'policy', 'gateway-data'].every((v) =>
+        mounts.every(([name, m]) => (name === 'gateway') === (m as string[]).includes(v)),
+      ),
       JSON.stringify(mounts),
     );
     // the network policy as a Kubernetes NetworkPolicySpec: no ipBlock anywhere, so 169.254.169.254 (metadata) and the internet are unreachable

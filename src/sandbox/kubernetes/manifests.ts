@@ -1,3 +1,5 @@
+import { dirname } from 'node:path';
+import { POD_CREDENTIALS_DIR, POD_GATEWAY_PORT, POD_POLICY_FILE } from '../../pod/index.ts';
 // Manifests for running Airlock sessions on Kubernetes with kubernetes-sigs/agent-sandbox
 // (CRDs in extensions.agents.x-k8s.io/v1beta1: SandboxTemplate, SandboxWarmPool,
 // SandboxClaim). The admin owns the template and the warm pool (deploy/kubernetes/); a
@@ -29,11 +31,16 @@ export interface TemplateOptions {
   airlockImage: string;
   /** Secret with the brokered credentials and the egress token: mounted into the sidecar only */
   gatewaySecret: string;
+  /** ConfigMap with the sessions' effective policy (key airlock.yaml): mounted into the sidecar only */
+  policyConfigMap: string;
   /** labels of the org's egress point and of the audit collector (pods in the airlock-system namespace) */
   egressPoint: { namespace: string; labels: Record<string, string>; port: number };
   auditCollector: { namespace: string; labels: Record<string, string>; port: number };
   limits: { cpu: string; memory: string; ephemeralStorage: string };
 }
+
+/** The gateway container's own data: an emptyDir only it mounts. */
+const GATEWAY_HOME = '/run/airlock/gateway';
 
 const RESTRICTED = {
   allowPrivilegeEscalation: false,
@@ -116,11 +123,10 @@ export function sandboxTemplate(options: TemplateOptions): Record<string, unknow
               name: 'agent',
               image: options.agentImage,
               command: ['/opt/airlock/bin/airlock', 'pod', 'supervise'],
-              env: [
-                { name: 'HTTP_PROXY', value: 'http://127.0.0.1:3128' },
-                { name: 'HTTPS_PROXY', value: 'http://127.0.0.1:3128' },
-                { name: 'NO_PROXY', value: 'localhost,127.0.0.1,::1' },
-              ],
+              // both spellings: curl and others read only the lower-case http_proxy
+              env: ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy']
+                .map((name) => ({ name, value: `http://127.0.0.1:${POD_GATEWAY_PORT}` }))
+                .concat(['NO_PROXY', 'no_proxy'].map((name) => ({ name, value: 'localhost,127.0.0.1,::1' }))),
               securityContext: RESTRICTED,
               resources,
               volumeMounts: [
@@ -133,10 +139,27 @@ export function sandboxTemplate(options: TemplateOptions): Record<string, unknow
               // the gateway: the only holder of brokered credentials and of the egress point's token
               name: 'gateway',
               image: options.airlockImage,
-              command: ['/opt/airlock/bin/airlock', 'pod', 'gateway', '--listen', '127.0.0.1:3128'],
+              command: [
+                '/opt/airlock/bin/airlock',
+                'pod',
+                'gateway',
+                '--listen',
+                `127.0.0.1:${POD_GATEWAY_PORT}`,
+                '--policy',
+                POD_POLICY_FILE,
+                '--credentials',
+                POD_CREDENTIALS_DIR,
+                '--home',
+                GATEWAY_HOME,
+              ],
               securityContext: RESTRICTED,
               resources: { limits: { cpu: '500m', memory: '256Mi' } },
-              volumeMounts: [{ name: 'gateway-credentials', mountPath: '/run/airlock/credentials', readOnly: true }],
+              volumeMounts: [
+                { name: 'gateway-credentials', mountPath: POD_CREDENTIALS_DIR, readOnly: true },
+                { name: 'policy', mountPath: dirname(POD_POLICY_FILE), readOnly: true },
+                // its CA and its own hash-chained audit store (shipped when a shared store is set)
+                { name: 'gateway-data', mountPath: GATEWAY_HOME },
+              ],
             },
           ],
           volumes: [
@@ -144,6 +167,8 @@ export function sandboxTemplate(options: TemplateOptions): Record<string, unknow
             { name: 'tmp', emptyDir: { medium: 'Memory', sizeLimit: '256Mi' } },
             { name: 'home', emptyDir: { sizeLimit: '512Mi' } },
             { name: 'gateway-credentials', secret: { secretName: options.gatewaySecret, defaultMode: 0o400 } },
+            { name: 'policy', configMap: { name: options.policyConfigMap } },
+            { name: 'gateway-data', emptyDir: { sizeLimit: '256Mi' } },
           ],
         },
       },
