@@ -2,8 +2,6 @@
 // protocol and the gateway sidecar. The host side is the kubernetes sandbox driver.
 export {
   podCommand,
-  decodeExecRequest,
-  exitStatus,
   POD_AIRLOCK,
   POD_WORKSPACE,
   POD_HOME,
@@ -15,7 +13,7 @@ export {
   type PodVerb,
   type PodExecRequest,
 } from './protocol.ts';
-export { extractBounded, packDirectory, printableName, type TarBounds, type ExtractResult } from './tar.ts';
+export { extractBounded, packDirectory, type TarBounds, type ExtractResult } from './tar.ts';
 export { podSupervise, podExec, podRestore, podCapture, podKill } from './supervise.ts';
 
 /** The gateway sidecar (loads the egress gateway and the audit store only when it runs). */

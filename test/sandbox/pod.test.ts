@@ -6,11 +6,12 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { pack } from 'tar-stream';
 import { KubernetesDriver, SandboxClaims } from '../../src/sandbox/kubernetes/index.ts';
+import { packDirectory } from '../../src/pod/index.ts';
 import type { Sandbox, SandboxSpec } from '../../src/sandbox/index.ts';
 import { defaultPolicy } from '../../src/policy/index.ts';
 import { Session } from '../../src/session/index.ts';
@@ -183,6 +184,53 @@ function hostileTar(): Promise<Buffer> {
   });
 }
 
+function git(cwd: string, args: string[], input?: string): string {
+  const r = spawnSync('git', args, {
+    cwd,
+    input,
+    encoding: 'utf8',
+    env: {
+      ...process.env,
+      GIT_CONFIG_GLOBAL: '/dev/null',
+      GIT_CONFIG_NOSYSTEM: '1',
+      GIT_AUTHOR_NAME: 'A',
+      GIT_AUTHOR_EMAIL: 'a@example.com',
+      GIT_COMMITTER_NAME: 'A',
+      GIT_COMMITTER_EMAIL: 'a@example.com',
+    },
+  });
+  if (r.status !== 0) throw new Error(`git ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+/**
+ * What an agent could leave in the pod's workspace: a clone at the base with a commit whose
+ * tree is a bomb (1000³ paths from a few KB of trees), or a .git that links to the host's repository.
+ */
+function plantHostileWorkspace(repo: string, ws: string, shape: 'tree-bomb' | 'git-symlink'): void {
+  if (shape === 'git-symlink') {
+    mkdirSync(ws);
+    writeFileSync(join(ws, 'README.md'), '# app\n');
+    symlinkSync(join(repo, '.git'), join(ws, '.git'));
+    return;
+  }
+  git(dirname(ws), ['clone', '-q', repo, ws]);
+  let t = git(ws, ['hash-object', '-w', '--stdin'], '');
+  let mode = '100644 blob';
+  for (let level = 0; level < 3; level++) {
+    t = git(ws, ['mktree'], Array.from({ length: 1000 }, (_, i) => `${mode} ${t}\tf${i}`).join('\n') + '\n');
+    mode = '040000 tree';
+  }
+  const root = git(ws, ['mktree'], `${git(ws, ['ls-tree', 'HEAD'])}\n040000 tree ${t}\tbomb\n`);
+  git(ws, ['update-ref', 'HEAD', git(ws, ['commit-tree', root, '-p', 'HEAD', '-m', 'bomb'])]);
+}
+
+async function tarOf(dir: string): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const d of packDirectory(dir)) parts.push(d as Buffer);
+  return Buffer.concat(parts);
+}
+
 describe('a hostile pod (FakeKubeApiServer answers for it: a fake)', () => {
   const fake = new FakeKubeApiServer();
   let home: string;
@@ -220,7 +268,8 @@ describe('a hostile pod (FakeKubeApiServer answers for it: a fake)', () => {
     assert.deepEqual(readdirSync(view).sort(), ['link', 'name-\x1b[31m-red', 'ok.txt', 'suid']);
     assert.ok(lstatSync(join(view, 'link')).isSymbolicLink(), 'the link is stored as a link');
     assert.ok(!existsSync('/etc/passwd-through-link'), 'nothing was written through the link');
-    assert.ok(!existsSync(join(home, 'sessions', 'ses-hostile00001', 'escaped.txt')));
+    assert.ok(!existsSync(join(view, '..', 'escaped.txt')), 'nothing written outside the capture directory');
+    assert.ok(!existsSync('/tmp/absolute.txt'));
     assert.equal(lstatSync(join(view, 'suid')).mode & 0o7000, 0, 'no setuid bit from the archive');
     const fetched = events.find((e) => e.type === 'sandbox.workspace_fetched')!;
     const skipped = (fetched.data as { skipped: string[] }).skipped;
@@ -246,6 +295,28 @@ describe('a hostile pod (FakeKubeApiServer answers for it: a fake)', () => {
     await sb.stop();
     assert.throws(() => sb.workspaceView(), /was not captured: .*larger than/);
     assert.ok(events.some((e) => e.type === 'sandbox.workspace_refused' && e.severity === 'high'));
+  });
+
+  it('a session whose pod sends back a tree bomb, or a .git linked to a host repository: the same capture bounds refuse them', async () => {
+    const repo = makeRepo({ 'README.md': '# app\n' });
+    try {
+      for (const shape of ['tree-bomb', 'git-symlink'] as const) {
+        const ws = join(home, `pod-ws-${shape}`);
+        plantHostileWorkspace(repo, ws, shape);
+        capture = await tarOf(ws);
+        const s = await Session.open({ repo, home, layers: { commands: null }, driver: driverFor(fake) });
+        const stop = await s.stop('test');
+        assert.ok(stop.result, shape);
+        assert.equal(stop.result.headCommit, stop.result.baseCommit, `${shape}: the hostile history is not the result`);
+        assert.deepEqual(
+          stop.result.refusals.map((r) => r.rule),
+          [shape === 'tree-bomb' ? 'too-large' : 'git-symlink'],
+        );
+        assert.equal(fake.claim, null);
+      }
+    } finally {
+      cleanup(repo);
+    }
   });
 
   it('the claim is deleted when the session fails mid-way (the pod refuses the snapshot)', async () => {
@@ -288,6 +359,11 @@ describe('a session end to end on the runsc pod (Session.open with the kubernete
       const stop = await s.stop('test');
       assert.ok(stop.result, 'captured');
       assert.equal(stop.result.filesChanged, 2, 'the edit and the deletion (a root-level deletion is seen too)');
+      assert.deepEqual(
+        stop.result.warnings,
+        [],
+        'a plain copy is hashed whole, not walked as an overlay that is not there',
+      );
       const store = new AuditStore(join(home, 'audit.db'));
       try {
         const { proposal } = await createProposal(store, s.id, { home });

@@ -100,7 +100,7 @@ export class KubernetesDriver implements SandboxDriver {
 }
 
 /** The exit status Kubernetes reports for an exec (its Status on the error channel). */
-export function statusOfExec(s: V1Status): number {
+function statusOfExec(s: V1Status): number {
   if (s.status === 'Success') return 0;
   const cause = s.details?.causes?.find((c) => c.reason === 'ExitCode');
   const n = Number(cause?.message);

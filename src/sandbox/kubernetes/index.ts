@@ -7,4 +7,4 @@ export {
   type KubernetesRuntimeClass,
 } from './manifests.ts';
 export { SandboxClaims, type ClaimStatus, type ClaimTarget } from './claims.ts';
-export { KubernetesDriver, statusOfExec, type KubernetesDriverOptions } from './driver.ts';
+export { KubernetesDriver, type KubernetesDriverOptions } from './driver.ts';
