@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { extract, pack, type Headers } from 'tar-stream';
-import { AirlockError } from '../common/index.ts';
+import { AirlockError, escapeForTerminal } from '../common/index.ts';
 
 // The workspace crosses between the host and the pod as a tar stream (tar-stream, no
 // hand-written tar parser). Packing never follows a link. Extracting treats the stream as
@@ -29,9 +29,9 @@ export interface ExtractResult {
 
 const MAX_SKIPPED_LISTED = 50;
 
-/** A name safe to print: control characters (terminal escapes) and non-ASCII shown as \xNN / \u{…}. */
+/** A name safe to print: terminal controls escaped (the one escaping function), length bounded. */
 export function printableName(name: string): string {
-  return JSON.stringify(name.slice(0, 300)).slice(1, -1);
+  return escapeForTerminal(name.slice(0, 300));
 }
 
 /** Relative path components of an archive name, or null when it is absolute, empty, has `..` or NUL. */
@@ -118,7 +118,11 @@ export async function extractBounded(input: Readable, root: string, bounds: TarB
       if (++result.entries > bounds.maxEntries) throw tooLarge(`has more than ${bounds.maxEntries} entries`, bounds);
       const depth = entry.header.name.split('/').length;
       const why = depth > bounds.maxDepth ? 'too deep' : await writeEntry(root, entry.header, entry, budget);
-      entry.resume();
+      // what was not written still crossed: its bytes count against the same bound
+      for await (const chunk of entry as AsyncIterable<Buffer>) {
+        budget.left -= chunk.length;
+        if (budget.left < 0) throw new Error('bytes');
+      }
       if (why && result.skipped.length < MAX_SKIPPED_LISTED)
         result.skipped.push(`${printableName(entry.header.name)}: ${why}`);
     }

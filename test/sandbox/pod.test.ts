@@ -280,21 +280,24 @@ describe('a hostile pod (FakeKubeApiServer answers for it: a fake)', () => {
     );
   });
 
-  it('a capture larger than the disk limit is refused whole: capture fails closed (no empty tree read as "all deleted")', async () => {
-    const p = pack();
-    p.entry({ name: 'big' }, Buffer.alloc(9 * 1024 * 1024));
-    p.finalize();
-    const parts: Buffer[] = [];
-    for await (const d of p) parts.push(d as Buffer);
-    capture = Buffer.concat(parts);
-    const events: AuditEventInput[] = [];
-    const lower = join(home, 'l2');
-    mkdirSync(lower);
-    const sb = await driverFor(fake).start(specFor(home, 'ses-hostile00002', lower, events));
-    await sb.killAll();
-    await sb.stop();
-    assert.throws(() => sb.workspaceView(), /was not captured: .*larger than/);
-    assert.ok(events.some((e) => e.type === 'sandbox.workspace_refused' && e.severity === 'high'));
+  it('a capture larger than the disk limit is refused whole, skipped entries counted too: capture fails closed (no empty tree read as "all deleted")', async () => {
+    // a file written, and one never written (unsafe name) whose bytes still cross
+    for (const [i, name] of ['big', '../big'].entries()) {
+      const p = pack();
+      p.entry({ name }, Buffer.alloc(9 * 1024 * 1024));
+      p.finalize();
+      const parts: Buffer[] = [];
+      for await (const d of p) parts.push(d as Buffer);
+      capture = Buffer.concat(parts);
+      const events: AuditEventInput[] = [];
+      const lower = join(home, `l2-${i}`);
+      mkdirSync(lower);
+      const sb = await driverFor(fake).start(specFor(home, `ses-hostile0000${i + 5}`, lower, events));
+      await sb.killAll();
+      await sb.stop();
+      assert.throws(() => sb.workspaceView(), /was not captured: .*larger than/, name);
+      assert.ok(events.some((e) => e.type === 'sandbox.workspace_refused' && e.severity === 'high'));
+    }
   });
 
   it('a session whose pod sends back a tree bomb, or a .git linked to a host repository: the same capture bounds refuse them', async () => {

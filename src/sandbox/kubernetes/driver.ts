@@ -2,7 +2,7 @@ import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { join } from 'node:path';
 import { mkdirSync, rmSync } from 'node:fs';
 import { Exec, type KubeConfig, type V1Status } from '@kubernetes/client-node';
-import { AirlockError } from '../../common/index.ts';
+import { AirlockError, escapeForTerminal } from '../../common/index.ts';
 import {
   extractBounded,
   podCommand,
@@ -36,6 +36,18 @@ export interface KubernetesDriverOptions {
   target: ClaimTarget;
   readyTimeoutMs?: number;
   readyPollMs?: number;
+}
+
+/** Longest wait for one protocol step but a command (kill, capture): the pod is hostile and may never answer. */
+const STEP_TIMEOUT_MS = 600_000;
+
+/** The promise's value, or null when it takes longer than `ms`. */
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | null> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<null>((resolve) => {
+    timer = setTimeout(() => resolve(null), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
 /** Capture bounds on the pod's tar: the disk limit in bytes, and entries / depth that capture itself could still walk. */
@@ -232,11 +244,14 @@ class PodSandbox implements Sandbox {
     err.on('data', (d: Buffer) => {
       if (text.length < 2000) text += d.toString();
     });
-    const r = await this.step('restore', { stdin: packDirectory(...this.spec.lowerDirs), stderr: err }).done;
-    if (r.status !== 0)
+    const r = await withTimeout(
+      this.step('restore', { stdin: packDirectory(...this.spec.lowerDirs), stderr: err }).done,
+      STEP_TIMEOUT_MS,
+    );
+    if (r?.status !== 0)
       throw new AirlockError(
         'UNAVAILABLE',
-        `the pod ${this.ref.pod} could not take the workspace (status ${r.status})`,
+        `the pod ${this.ref.pod} could not take the workspace (${r ? `status ${r.status}` : 'no answer'}): ${escapeForTerminal(text.trim().slice(0, 300))}`,
         'check the pod (kubectl logs) and its workspace volume size',
       );
   }
@@ -296,13 +311,30 @@ class PodSandbox implements Sandbox {
   }
 
   private async killAndFetch(): Promise<void> {
-    await this.step('kill', {}).done;
+    const killed = await withTimeout(this.step('kill', {}).done, STEP_TIMEOUT_MS);
+    if (killed?.status !== 0)
+      throw new AirlockError(
+        'UNAVAILABLE',
+        `the pod did not kill its processes (${killed ? `status ${killed.status}` : 'no answer'})`,
+      );
     rmSync(this.view, { recursive: true, force: true });
     const tar = new PassThrough();
     const { done } = this.step('capture', { stdout: tar });
-    const r = await extractBounded(tar, this.view, captureBounds(this.spec)).finally(() => tar.destroy());
-    const { status } = await done;
-    if (status !== 0) throw new AirlockError('UNAVAILABLE', `the pod's capture ended with status ${status}`);
+    // a pod that trickles its capture forever does not hold the session's stop
+    const timer = setTimeout(
+      () => tar.destroy(new Error(`no capture within ${STEP_TIMEOUT_MS / 1000}s`)),
+      STEP_TIMEOUT_MS,
+    );
+    const r = await extractBounded(tar, this.view, captureBounds(this.spec)).finally(() => {
+      clearTimeout(timer);
+      tar.destroy();
+    });
+    const ended = await withTimeout(done, STEP_TIMEOUT_MS);
+    if (ended?.status !== 0)
+      throw new AirlockError(
+        'UNAVAILABLE',
+        `the pod's capture ended ${ended ? `with status ${ended.status}` : 'without a status'}`,
+      );
     this.spec.record({
       type: 'sandbox.workspace_fetched',
       session: this.spec.session,
