@@ -1,3 +1,5 @@
+import { AirlockError } from '../common/index.ts';
+
 // The protocol between the session's supervisor (on the host) and a session pod.
 //
 // The channel is the one Kubernetes gives a client with `pods/exec` on the pod: each step
@@ -51,10 +53,23 @@ function isStringArray(v: unknown): v is string[] {
   return Array.isArray(v) && v.every((x) => typeof x === 'string' && !x.includes('\0'));
 }
 
-/** Decodes and checks an exec request (throws a TypeError naming what is wrong). */
+/** Decodes and checks an exec request (throws a USAGE error naming what is wrong: the host built it). */
 export function decodeExecRequest(encoded: string): PodExecRequest {
+  try {
+    return checkedRequest(encoded);
+  } catch (e) {
+    throw new AirlockError(
+      'USAGE',
+      `not an exec request: ${e instanceof Error ? e.message : String(e)}`,
+      'the kubernetes driver builds it (src/pod/protocol.ts); a person does not run `airlock pod exec`',
+    );
+  }
+}
+
+function checkedRequest(encoded: string): PodExecRequest {
   if (encoded.length > MAX_REQUEST_CHARS) throw new TypeError('request too large');
   const r = JSON.parse(Buffer.from(encoded, 'base64url').toString('utf8')) as Partial<PodExecRequest>;
+  if (typeof r !== 'object' || r === null) throw new TypeError('not a JSON object');
   if (!isStringArray(r.argv) || r.argv.length === 0) throw new TypeError('argv must be a non-empty list of strings');
   if (typeof r.cwd !== 'string' || !r.cwd.startsWith('/') || r.cwd.includes('\0'))
     throw new TypeError('cwd must be an absolute path');

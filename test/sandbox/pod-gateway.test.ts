@@ -8,7 +8,7 @@ import { request } from 'node:http';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startPodGateway } from '../../src/pod/index.ts';
-import { cleanup, tmp } from '../helpers.ts';
+import { airlock, cleanup, tmp } from '../helpers.ts';
 import { sharedStoreCluster, type PgCluster } from '../store/pg-cluster.ts';
 
 /** One proxied GET through the gateway at `address` (host:port); the status it answers. */
@@ -71,5 +71,25 @@ describe('airlock pod gateway with a shared store (real PostgreSQL)', () => {
       }),
       (e: Error & { kind?: string }) => e.kind === 'POLICY_INVALID',
     );
+  });
+});
+
+describe('airlock pod exec with a malformed request', () => {
+  it('is a usage error (exit 64) naming the problem, never a stack', () => {
+    const home = tmp('airlock-pod-exec-');
+    try {
+      for (const bad of [
+        '!!!',
+        Buffer.from('{"argv":[],"cwd":"/"}').toString('base64url'),
+        Buffer.from('null').toString('base64url'),
+      ]) {
+        const r = airlock(['pod', 'exec', bad], { home });
+        assert.equal(r.status, 64, r.stderr);
+        assert.match(r.stderr, /not an exec request/);
+        assert.doesNotMatch(r.stderr, /at .*\.ts:\d+/);
+      }
+    } finally {
+      cleanup(home);
+    }
   });
 });
