@@ -57,6 +57,11 @@ export async function podCapture(): Promise<number> {
 
 /** `airlock pod kill`: every process of the container but its init and this one (kill(-1) semantics). */
 export function podKill(): number {
-  process.kill(-1, 'SIGKILL');
+  try {
+    process.kill(-1, 'SIGKILL');
+  } catch (e) {
+    // ESRCH: no process left to kill, which is the goal
+    if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
+  }
   return 0;
 }

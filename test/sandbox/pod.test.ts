@@ -125,7 +125,19 @@ describe('the session pod under runsc, driven through FakeKubeApiServer (a fake 
       assert.equal(recorded[0]!.decision, 'deny');
       assert.equal(recorded[0]!.rule, 'egress.default-deny');
 
+      // an agent process left running in the background: the kill step ends it
+      await run(sb, ['sh', '-c', 'sleep 300 >/dev/null 2>&1 </dev/null &']);
+      const sleeping = () => {
+        const r = pod.exec('agent', ['sh', '-c', 'cat /proc/[0-9]*/cmdline | tr "\\0" " "']);
+        return new Promise<string>((resolve) => {
+          let out = '';
+          r.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+          r.on('close', () => resolve(out));
+        });
+      };
+      assert.match(await sleeping(), /sleep 300/);
       await sb.killAll();
+      assert.doesNotMatch(await sleeping(), /sleep 300/, 'no agent process outlives the kill');
       assert.equal(readFileSync(join(sb.workspaceView(), 'new.txt'), 'utf8'), 'new\n', 'the capture reached the host');
       assert.ok(events.some((e) => e.type === 'sandbox.workspace_fetched'));
       assert.ok(events.some((e) => e.type === 'process.exec'));
