@@ -66,18 +66,22 @@ export interface ExecHandle {
 
 export interface Mechanisms {
   driver: string;
-  limits: 'cgroup-v1' | 'cgroup-v2' | 'rlimit';
+  /** pod-resources: the pod's limits, enforced by the node (kubernetes) */
+  limits: 'cgroup-v1' | 'cgroup-v2' | 'rlimit' | 'pod-resources';
   uidMapping: 'unprivileged-host-uid' | 'invoking-user';
   /** the process tracer this session got (src/sandbox/tracers.ts) */
   tracing: 'seccomp-notify' | 'strace-seccomp-bpf' | 'gvisor-strace' | 'off';
   /** tracing on, but not with seccomp-notify: why */
   tracingFallback?: string;
   network: 'none' | 'gateway';
-  seccomp: 'bpf-x86_64' | 'gvisor-sentry' | 'unavailable';
+  /** runtime-class: whatever the pod's RuntimeClass (gVisor, Kata) enforces, on a node Airlock does not run */
+  seccomp: 'bpf-x86_64' | 'gvisor-sentry' | 'runtime-class' | 'unavailable';
 }
 
 export interface Sandbox {
   readonly mechanisms: Mechanisms;
+  /** False when workspaceView() is a plain copy with no overlay upper layer beside it (capture then hashes the whole tree). */
+  readonly overlay?: boolean;
   /** True when the driver serves spec.gateway inside the sandbox itself (then networkNs() is not used). */
   readonly bridgesGateway?: boolean;
   exec(argv: string[], o: ExecOptions): ExecHandle;

@@ -3,7 +3,7 @@ import type { SandboxDriver } from './driver.ts';
 import { BwrapDriver } from './bwrap.ts';
 import { GvisorDriver } from './gvisor/driver.ts';
 
-/** The policy's sandbox.runtime values this host can run; kubernetes runs elsewhere (src/sandbox/kubernetes). */
+/** The policy's sandbox.runtime values this host can run; kubernetes needs a cluster the policy cannot name yet (src/sandbox/kubernetes: KubernetesDriver, passed to Session.open). */
 export const SANDBOX_RUNTIME_DRIVERS = { bwrap: () => new BwrapDriver(), gvisor: () => new GvisorDriver() } as const;
 
 /** The driver for a policy's sandbox.runtime (fail closed: a runtime this host cannot run is an error, never a fallback). */
@@ -14,7 +14,7 @@ export function driverFor(runtime: string): SandboxDriver {
       'UNAVAILABLE',
       `sandbox.runtime: ${runtime} cannot run a session on this host`,
       runtime === 'kubernetes'
-        ? 'kubernetes sessions are created by the cluster driver (docs/deploy/kubernetes.md); set sandbox.runtime: gvisor or bwrap to run here'
+        ? 'the policy names no cluster yet: a program passes the kubernetes driver to Session.open (docs/deploy/kubernetes.md); set sandbox.runtime: gvisor or bwrap to run here'
         : 'set sandbox.runtime to bwrap or gvisor',
     );
   }

@@ -646,7 +646,10 @@ export class Session {
         mirror: this.snapshot.mirror,
         baseCommit: this.baseCommit,
         workTreeNs: this.sandbox.trustedNs(),
-        layers: { upper: this.sandbox.workspaceView().replace(/merged$/, 'upper'), lower: this.snapshot.lowerDirs[0]! },
+        layers:
+          this.sandbox.overlay === false
+            ? undefined
+            : { upper: this.sandbox.workspaceView().replace(/merged$/, 'upper'), lower: this.snapshot.lowerDirs[0]! },
         synthetic: this.syntheticBase
           ? { commit: this.syntheticBase, objects: join(this.snapshot.lowerDirs[0]!, '.git', 'objects'), restore }
           : null,

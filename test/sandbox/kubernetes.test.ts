@@ -7,7 +7,6 @@
 // local HTTP server that only pretends to be a kube-apiserver (it is NOT one).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
@@ -24,6 +23,7 @@ import { kubernetesBase } from '../../src/sandbox/kubernetes/base.ts';
 import { driverFor } from '../../src/sandbox/index.ts';
 import { stringify } from 'yaml';
 import { ROOT } from '../helpers.ts';
+import { FakeKubeApiServer } from './fake-kube-api.ts';
 
 const CRDS = join(ROOT, 'test', 'fixtures', 'kubernetes', 'agent-sandbox');
 const DEPLOY = join(ROOT, 'deploy', 'kubernetes', 'base');
@@ -72,6 +72,7 @@ const options = {
   agentImage: 'a',
   airlockImage: 'b',
   gatewaySecret: 's',
+  policyConfigMap: 'p',
   egressPoint: { namespace: 'airlock-system', labels: { app: 'egress' }, port: 3128 },
   auditCollector: { namespace: 'airlock-system', labels: { app: 'audit' }, port: 8443 },
   limits: { cpu: '1', memory: '1Gi', ephemeralStorage: '1Gi' },
@@ -116,13 +117,15 @@ describe('Kubernetes manifests (agent-sandbox CRDs, Kubernetes API models)', () 
       assert.equal(c.securityContext.allowPrivilegeEscalation, false);
       assert.deepEqual(c.securityContext.capabilities.drop, ['ALL']);
     }
-    // only the sidecar mounts the credentials
+    // only the sidecar mounts the credentials, the policy and its own data (CA, audit store)
     const mounts = (pod.containers as { name: string; volumeMounts: { name: string }[] }[]).map((c) => [
       c.name,
       c.volumeMounts.map((m) => m.name),
     ]);
     assert.ok(
-      mounts.every(([name, m]) => (name === 'gateway') === (m as string[]).includes('gateway-credentials')),
+      ['gateway-credentials', 'policy', 'gateway-data'].every((v) =>
+        mounts.every(([name, m]) => (name === 'gateway') === (m as string[]).includes(v)),
+      ),
       JSON.stringify(mounts),
     );
     // the network policy as a Kubernetes NetworkPolicySpec: no ipBlock anywhere, so 169.254.169.254 (metadata) and the internet are unreachable
@@ -163,70 +166,6 @@ describe('Kubernetes manifests (agent-sandbox CRDs, Kubernetes API models)', () 
   });
 });
 
-/** FakeKubeApiServer: NOT a kube-apiserver. It answers the three SandboxClaim calls the driver makes, records them, and reports Ready on the third read. */
-class FakeKubeApiServer {
-  readonly requests: { method: string; url: string; body: unknown; auth: string | undefined }[] = [];
-  claim: Record<string, unknown> | null = null;
-  reads = 0;
-  forbid = false;
-  server: Server = createServer((req, res) => {
-    let text = '';
-    req.on('data', (d: Buffer) => {
-      text += d.toString();
-    });
-    req.on('end', () => {
-      const body = text ? (JSON.parse(text) as Record<string, unknown>) : null;
-      this.requests.push({ method: req.method ?? '', url: req.url ?? '', body, auth: req.headers.authorization });
-      res.setHeader('content-type', 'application/json');
-      if (this.forbid) {
-        res.statusCode = 403;
-        res.end(JSON.stringify({ kind: 'Status', status: 'Failure', reason: 'Forbidden', code: 403 }));
-        return;
-      }
-      if (req.method === 'POST') {
-        this.claim = body;
-        res.statusCode = 201;
-        res.end(JSON.stringify(body));
-        return;
-      }
-      if (req.method === 'GET' && this.claim) {
-        this.reads++;
-        const ready = this.reads >= 3;
-        res.end(
-          JSON.stringify({
-            ...this.claim,
-            status: {
-              conditions: [
-                {
-                  type: 'Ready',
-                  status: ready ? 'True' : 'False',
-                  reason: ready ? 'SandboxReady' : 'Pending',
-                  message: '',
-                  lastTransitionTime: new Date().toISOString(),
-                },
-              ],
-              sandbox: ready ? { name: 'sbx-1', podIPs: ['10.0.0.9'] } : {},
-            },
-          }),
-        );
-        return;
-      }
-      if (req.method === 'DELETE' && this.claim) {
-        this.claim = null;
-        res.end(JSON.stringify({ kind: 'Status', status: 'Success' }));
-        return;
-      }
-      res.statusCode = 404;
-      res.end(JSON.stringify({ kind: 'Status', status: 'Failure', reason: 'NotFound', code: 404 }));
-    });
-  });
-  url = '';
-  async start(): Promise<void> {
-    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
-    this.url = `http://127.0.0.1:${(this.server.address() as { port: number }).port}`;
-  }
-}
-
 describe('sandbox.runtime: kubernetes on this host', () => {
   it('refuses to start a session (exit 69, says why) instead of running it elsewhere', () => {
     assert.throws(
@@ -242,21 +181,11 @@ describe('SandboxClaims against FakeKubeApiServer (a fake, not a cluster)', () =
   let claims: SandboxClaims;
   before(async () => {
     await fake.start();
-    const kc = SandboxClaims.kubeConfig(
-      stringify({
-        apiVersion: 'v1',
-        kind: 'Config',
-        'current-context': 'fake',
-        // plain HTTP on loopback: the client allows it only with TLS verification off (the fake has no certificate)
-        clusters: [{ name: 'fake', cluster: { server: fake.url, 'insecure-skip-tls-verify': true } }],
-        users: [{ name: 'u', user: { token: 'fake-token' } }],
-        contexts: [{ name: 'fake', context: { cluster: 'fake', user: 'u' } }],
-      }),
-    );
+    const kc = SandboxClaims.kubeConfig(fake.kubeconfigText());
     claims = new SandboxClaims(kc, { namespace: 'airlock-sessions', warmPool: 'airlock-session', ttlSeconds: 600 });
   });
   after(() => {
-    fake.server.close();
+    fake.close();
   });
 
   it("creates a valid claim, waits for Ready, deletes it; every call at the agent-sandbox path with the kubeconfig's token", async () => {

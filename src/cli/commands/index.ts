@@ -78,6 +78,10 @@ export const registrations: Registration[] = [
     commands: { mcp: "Serve a sandboxed session's tools over the Model Context Protocol on stdio" },
     load: async () => (await import('./mcp.ts')).registerMcp,
   },
+  {
+    commands: { pod: 'The processes of a session pod on Kubernetes (the cluster and the kubernetes driver run them)' },
+    load: async () => (await import('./pod.ts')).registerPod,
+  },
 ];
 
 /** The name of a command as the table writes it ("run <command...>" → "run"). */

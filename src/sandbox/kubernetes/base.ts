@@ -14,6 +14,7 @@ export function kubernetesBase(): Record<string, (Record<string, unknown> | stri
     agentImage: 'registry.example.invalid/airlock/agent:REPLACE',
     airlockImage: 'registry.example.invalid/airlock/airlock:REPLACE',
     gatewaySecret: 'airlock-gateway-credentials',
+    policyConfigMap: 'airlock-session-policy',
     egressPoint: { namespace: 'airlock-system', labels: { 'app.kubernetes.io/name': 'airlock-egress' }, port: 3128 },
     auditCollector: {
       namespace: 'airlock-system',
@@ -46,7 +47,7 @@ export function kubernetesBase(): Record<string, (Record<string, unknown> | stri
     'warmpool.yaml': [
       sandboxWarmPool({ name: 'airlock-session', namespace: BASE_NAMESPACE, template: 'airlock-session', replicas: 2 }),
     ],
-    // what Airlock's supervisor may do: claims only; templates, pools and pods stay the admin's
+    // what Airlock's supervisor may do: claims, and exec into the pods; templates, pools and pod specs stay the admin's
     'rbac.yaml': [
       {
         apiVersion: 'v1',
@@ -58,7 +59,11 @@ export function kubernetesBase(): Record<string, (Record<string, unknown> | stri
         apiVersion: 'rbac.authorization.k8s.io/v1',
         kind: 'Role',
         metadata: { name: 'airlock-claims', namespace: BASE_NAMESPACE },
-        rules: [{ apiGroups: [AGENT_SANDBOX_GROUP], resources: ['sandboxclaims'], verbs: ['create', 'get', 'delete'] }],
+        rules: [
+          { apiGroups: [AGENT_SANDBOX_GROUP], resources: ['sandboxclaims'], verbs: ['create', 'get', 'delete'] },
+          // the driver's channel to the pod (src/pod/protocol.ts): exec (a WebSocket GET, authorized as create since Kubernetes 1.30)
+          { apiGroups: [''], resources: ['pods/exec'], verbs: ['create', 'get'] },
+        ],
       },
       {
         apiVersion: 'rbac.authorization.k8s.io/v1',

@@ -7,3 +7,4 @@ export {
   type KubernetesRuntimeClass,
 } from './manifests.ts';
 export { SandboxClaims, type ClaimStatus, type ClaimTarget } from './claims.ts';
+export { KubernetesDriver, type KubernetesDriverOptions } from './driver.ts';

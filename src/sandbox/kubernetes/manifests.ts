@@ -1,3 +1,14 @@
+import { dirname } from 'node:path';
+import {
+  POD_AGENT_CONTAINER,
+  POD_AIRLOCK,
+  POD_CREDENTIALS_DIR,
+  POD_GATEWAY_CONTAINER,
+  POD_GATEWAY_PORT,
+  POD_HOME,
+  POD_POLICY_FILE,
+  POD_WORKSPACE,
+} from '../../pod/index.ts';
 // Manifests for running Airlock sessions on Kubernetes with kubernetes-sigs/agent-sandbox
 // (CRDs in extensions.agents.x-k8s.io/v1beta1: SandboxTemplate, SandboxWarmPool,
 // SandboxClaim). The admin owns the template and the warm pool (deploy/kubernetes/); a
@@ -29,11 +40,16 @@ export interface TemplateOptions {
   airlockImage: string;
   /** Secret with the brokered credentials and the egress token: mounted into the sidecar only */
   gatewaySecret: string;
+  /** ConfigMap with the sessions' effective policy (key airlock.yaml): mounted into the sidecar only */
+  policyConfigMap: string;
   /** labels of the org's egress point and of the audit collector (pods in the airlock-system namespace) */
   egressPoint: { namespace: string; labels: Record<string, string>; port: number };
   auditCollector: { namespace: string; labels: Record<string, string>; port: number };
   limits: { cpu: string; memory: string; ephemeralStorage: string };
 }
+
+/** The gateway container's own data: an emptyDir only it mounts. */
+const GATEWAY_HOME = '/run/airlock/gateway';
 
 const RESTRICTED = {
   allowPrivilegeEscalation: false,
@@ -55,10 +71,8 @@ function peer(p: { namespace: string; labels: Record<string, string>; port: numb
   };
 }
 
-/** The admin-owned SandboxTemplate every Airlock session pod is made from. */
-export function sandboxTemplate(options: TemplateOptions): Record<string, unknown> {
-  if (!(KUBERNETES_RUNTIME_CLASSES as readonly string[]).includes(options.runtimeClassName))
-    throw new TypeError(`runtimeClassName must be one of ${KUBERNETES_RUNTIME_CLASSES.join(', ')}`);
+/** The pod's two containers: the agent (the pod entrypoint runs its commands) and the gateway sidecar. */
+function podContainers(options: TemplateOptions): Record<string, unknown>[] {
   const resources = {
     limits: {
       cpu: options.limits.cpu,
@@ -66,6 +80,57 @@ export function sandboxTemplate(options: TemplateOptions): Record<string, unknow
       'ephemeral-storage': options.limits.ephemeralStorage,
     },
   };
+  return [
+    {
+      // the pod entrypoint: Airlock's supervisor runs the agent's commands here, records them
+      name: POD_AGENT_CONTAINER,
+      image: options.agentImage,
+      command: [POD_AIRLOCK, 'pod', 'supervise'],
+      // both spellings: curl and others read only the lower-case http_proxy
+      env: ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy']
+        .map((name) => ({ name, value: `http://127.0.0.1:${POD_GATEWAY_PORT}` }))
+        .concat(['NO_PROXY', 'no_proxy'].map((name) => ({ name, value: 'localhost,127.0.0.1,::1' }))),
+      securityContext: RESTRICTED,
+      resources,
+      volumeMounts: [
+        { name: 'workspace', mountPath: POD_WORKSPACE },
+        { name: 'tmp', mountPath: '/tmp' },
+        { name: 'home', mountPath: POD_HOME },
+      ],
+    },
+    {
+      // the gateway: the only holder of brokered credentials and of the egress point's token
+      name: POD_GATEWAY_CONTAINER,
+      image: options.airlockImage,
+      command: [
+        '/opt/airlock/bin/airlock',
+        'pod',
+        'gateway',
+        '--listen',
+        `127.0.0.1:${POD_GATEWAY_PORT}`,
+        '--policy',
+        POD_POLICY_FILE,
+        '--credentials',
+        POD_CREDENTIALS_DIR,
+        '--home',
+        GATEWAY_HOME,
+      ],
+      securityContext: RESTRICTED,
+      resources: { limits: { cpu: '500m', memory: '256Mi' } },
+      volumeMounts: [
+        { name: 'gateway-credentials', mountPath: POD_CREDENTIALS_DIR, readOnly: true },
+        { name: 'policy', mountPath: dirname(POD_POLICY_FILE), readOnly: true },
+        // its CA and its own hash-chained audit store (shipped when a shared store is set)
+        { name: 'gateway-data', mountPath: GATEWAY_HOME },
+      ],
+    },
+  ];
+}
+
+/** The admin-owned SandboxTemplate every Airlock session pod is made from. */
+export function sandboxTemplate(options: TemplateOptions): Record<string, unknown> {
+  if (!(KUBERNETES_RUNTIME_CLASSES as readonly string[]).includes(options.runtimeClassName))
+    throw new TypeError(`runtimeClassName must be one of ${KUBERNETES_RUNTIME_CLASSES.join(', ')}`);
   return {
     apiVersion: `${AGENT_SANDBOX_GROUP}/${AGENT_SANDBOX_VERSION}`,
     kind: 'SandboxTemplate',
@@ -110,40 +175,14 @@ export function sandboxTemplate(options: TemplateOptions): Record<string, unknow
             fsGroup: 100000,
             seccompProfile: { type: 'RuntimeDefault' },
           },
-          containers: [
-            {
-              // the pod entrypoint: Airlock's supervisor runs the agent's commands here, records them
-              name: 'agent',
-              image: options.agentImage,
-              command: ['/opt/airlock/bin/airlock', 'pod', 'supervise'],
-              env: [
-                { name: 'HTTP_PROXY', value: 'http://127.0.0.1:3128' },
-                { name: 'HTTPS_PROXY', value: 'http://127.0.0.1:3128' },
-                { name: 'NO_PROXY', value: 'localhost,127.0.0.1,::1' },
-              ],
-              securityContext: RESTRICTED,
-              resources,
-              volumeMounts: [
-                { name: 'workspace', mountPath: '/workspace' },
-                { name: 'tmp', mountPath: '/tmp' },
-                { name: 'home', mountPath: '/home/agent' },
-              ],
-            },
-            {
-              // the gateway: the only holder of brokered credentials and of the egress point's token
-              name: 'gateway',
-              image: options.airlockImage,
-              command: ['/opt/airlock/bin/airlock', 'pod', 'gateway', '--listen', '127.0.0.1:3128'],
-              securityContext: RESTRICTED,
-              resources: { limits: { cpu: '500m', memory: '256Mi' } },
-              volumeMounts: [{ name: 'gateway-credentials', mountPath: '/run/airlock/credentials', readOnly: true }],
-            },
-          ],
+          containers: podContainers(options),
           volumes: [
             { name: 'workspace', emptyDir: { sizeLimit: options.limits.ephemeralStorage } },
             { name: 'tmp', emptyDir: { medium: 'Memory', sizeLimit: '256Mi' } },
             { name: 'home', emptyDir: { sizeLimit: '512Mi' } },
             { name: 'gateway-credentials', secret: { secretName: options.gatewaySecret, defaultMode: 0o400 } },
+            { name: 'policy', configMap: { name: options.policyConfigMap } },
+            { name: 'gateway-data', emptyDir: { sizeLimit: '256Mi' } },
           ],
         },
       },

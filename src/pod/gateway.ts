@@ -1,0 +1,87 @@
+import { lstatSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { AirlockError, type AuditEventInput } from '../common/index.ts';
+import { AuditStore } from '../audit/index.ts';
+import { readPolicyFile, resolvePolicy } from '../policy/index.ts';
+import { prepareCredentials, startGateway, type Gateway } from '../egress/index.ts';
+
+// `airlock pod gateway`: the gateway sidecar of a session pod. The same egress gateway as a
+// local session (src/egress), listening on the pod's loopback (the agent container shares
+// it, and reaches nothing else), with the session's policy and the brokered credentials
+// read from files mounted into this container only. Every event goes to a hash-chained
+// audit store on this container's own volume; with a shared store configured
+// (AIRLOCK_DATABASE_URL), a shipper copies it there as each host's log is copied.
+
+export interface PodGatewayOptions {
+  session: string;
+  listen: { host: string; port: number };
+  policyFile: string;
+  credentialsDir: string;
+  /** the gateway's own data (CA, audit store): a volume of this container only */
+  home: string;
+  databaseUrl?: string;
+}
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const MAX_CREDENTIAL_BYTES = 64 * 1024;
+
+/** Brokered credentials from the mounted Secret: one regular file per variable (Kubernetes' `..data` links resolved by name). */
+export function readCredentialFiles(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return out;
+  }
+  for (const name of names.filter((n) => ENV_NAME.test(n))) {
+    const path = join(dir, name);
+    // a Secret volume's files are links into its ..data directory: read them, but only small regular files
+    const size = lstatSync(path).isSymbolicLink() ? null : lstatSync(path).size;
+    const text = readFileSync(path);
+    if ((size ?? text.length) > MAX_CREDENTIAL_BYTES) continue;
+    out[name] = text.toString('utf8').replace(/\r?\n$/, '');
+  }
+  return out;
+}
+
+export interface RunningPodGateway {
+  gateway: Gateway;
+  store: AuditStore;
+  close(): Promise<void>;
+}
+
+/** Starts the sidecar's gateway; fails closed (throws) when the policy or a credential cannot be read. */
+export async function startPodGateway(o: PodGatewayOptions): Promise<RunningPodGateway> {
+  const policy = resolvePolicy([readPolicyFile(o.policyFile, 'org')]).policy;
+  const store = new AuditStore(join(o.home, 'audit.db'));
+  const audit = (e: AuditEventInput) => {
+    store.append({ ...e, session: e.session ?? o.session });
+  };
+  let shipper: { stop(): Promise<unknown> } | null = null;
+  try {
+    const prep = await prepareCredentials(policy, readCredentialFiles(o.credentialsDir), o.session, o.home);
+    const gateway = await startGateway({ ...prep.gateway, session: o.session, policy, listen: o.listen, audit });
+    if (o.databaseUrl) {
+      const { startShipper } = await import('../store/index.ts');
+      shipper = startShipper(store, o.databaseUrl, { keyDir: join(o.home, 'keys') });
+    }
+    return {
+      gateway,
+      store,
+      async close() {
+        await gateway.close();
+        await shipper?.stop();
+        store.close();
+      },
+    };
+  } catch (e) {
+    store.close();
+    if (e instanceof AirlockError) throw e;
+    throw new AirlockError(
+      'UNAVAILABLE',
+      `the pod gateway could not start: ${String(e)}`,
+      'check the mounted policy and credentials',
+    );
+  }
+}
