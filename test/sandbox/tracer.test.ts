@@ -296,7 +296,9 @@ for port in (443, 25):
 describe('seccomp-notify tracer under a fork bomb', { skip }, () => {
   it('keeps recording while the pids limit stops the bomb, and the session ends clean', async () => {
     const ev = await withSession('sandbox:\n  limits:\n    pids: 64\n    wallSeconds: 60\n', (s) =>
-      s.run(['bash', '-c', "timeout 5 bash -c 'b() { b | b & }; b' 2>/dev/null; /bin/echo after-bomb"]),
+      // the bomb's first bash returns at once, its children go on: the command waits (bounded) so
+      // the session is still running when they reach the limit (the monitor looks every 200 ms)
+      s.run(['bash', '-c', "timeout 5 bash -c 'b() { b | b & }; b' 2>/dev/null; sleep 3; /bin/echo after-bomb"]),
     );
     assert.ok(
       ofType(ev, 'sandbox.limit').some((e) => e.rule === 'sandbox.limits.pids'),
