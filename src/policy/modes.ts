@@ -30,10 +30,11 @@ function issue(src: PolicySource, path: string[], message: string): PolicyIssue 
   return { origin: src.origin, ...locateKey(src.text, path), key: path.join('.'), message };
 }
 
-/** Keys a repo file must not set even without an org file: what it may do, and a host key file. */
+/** Keys a repo file must not set even without an org file: what it may do, a host key file, and the cluster (a host kubeconfig). */
 const ORG_ONLY = [
   ['modes', 'allowed'],
   ['provenance', 'key'],
+  ['sandbox', 'kubernetes'],
 ];
 
 /** Refuses a policy that uses a mode its org does not allow, or a repo that sets an org-only key. */
