@@ -62,10 +62,13 @@ export function checkModes(sources: PolicySource[], policy: Policy): void {
     }
   }
   if (problems.length) {
+    const modeProblem = problems.some((p) => p.key.startsWith('modes.') && p.key !== 'modes.allowed');
     throw new AirlockError(
       'POLICY_INVALID',
       `policy refused\n${formatIssues(problems)}`,
-      'use mode enforce (or shadow), or ask the owners of the organisation policy to add the mode to modes.allowed',
+      modeProblem
+        ? 'use mode enforce (or shadow), or ask the owners of the organisation policy to add the mode to modes.allowed'
+        : 'remove the key from this file: only the organisation policy (AIRLOCK_ORG_POLICY, /etc/airlock/policy.yaml) sets it',
     );
   }
   // the effective list says what the org allows, whatever a repo file wrote
