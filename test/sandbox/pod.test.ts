@@ -78,16 +78,27 @@ function gatewayEvents(pod: RunscPod, type: string): { decision: string | null; 
   }
 }
 
+/** The runsc pod, with the fake API server in front of it (its exec endpoint forwards into the pod). */
+async function podBehindFake(home: string, name: string, fake: FakeKubeApiServer): Promise<RunscPod> {
+  const pod = await startRunscPod({ home, name, policyYaml: POLICY });
+  fake.sandboxName = pod.name;
+  fake.forward = (e: FakeExec) => pod.exec(e.container as 'agent', e.command);
+  try {
+    await fake.start();
+  } catch (e) {
+    pod.stop();
+    throw e;
+  }
+  return pod;
+}
+
 describe('the session pod under runsc, driven through FakeKubeApiServer (a fake API server)', () => {
   const fake = new FakeKubeApiServer();
   let home: string;
   let pod: RunscPod;
   before(async () => {
     home = tmp('airlock-pod-');
-    pod = await startRunscPod({ home, name: 'sbx-pod1', policyYaml: POLICY });
-    fake.sandboxName = pod.name;
-    fake.forward = (e: FakeExec) => pod.exec(e.container as 'agent', e.command);
-    await fake.start();
+    pod = await podBehindFake(home, 'sbx-pod1', fake);
   });
   after(() => {
     fake.close();
@@ -359,11 +370,7 @@ describe('a session end to end on the runsc pod (Session.open with the kubernete
     const fake = new FakeKubeApiServer();
     let pod: RunscPod | null = null;
     try {
-      pod = await startRunscPod({ home, name: 'sbx-e2e', policyYaml: POLICY });
-      const running = pod;
-      fake.sandboxName = pod.name;
-      fake.forward = (e: FakeExec) => running.exec(e.container as 'agent', e.command);
-      await fake.start();
+      pod = await podBehindFake(home, 'sbx-e2e', fake);
       const s = await Session.open({ repo, home, layers: { commands: null }, driver: driverFor(fake) });
       const r = await s.run([
         'sh',
@@ -449,11 +456,7 @@ describe('sandbox.runtime: kubernetes chosen by the ORG policy (airlock run; Fak
     const fake = new FakeKubeApiServer();
     let pod: RunscPod | null = null;
     try {
-      pod = await startRunscPod({ home, name: 'sbx-cli', policyYaml: POLICY });
-      const running = pod;
-      fake.sandboxName = pod.name;
-      fake.forward = (e: FakeExec) => running.exec(e.container as 'agent', e.command);
-      await fake.start();
+      pod = await podBehindFake(home, 'sbx-cli', fake);
       const org = orgPolicyFor(fake, home);
       const r = await airlockAsync(['run', '--repo', repo, '--', 'sh', '-c', 'id -u; echo changed >> README.md'], {
         home,
