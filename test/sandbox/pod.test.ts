@@ -500,7 +500,7 @@ describe('sandbox.runtime: kubernetes chosen by the ORG policy (airlock run; Fak
     }
   });
 
-  it("a repo policy pointing sandbox.kubernetes at an attacker's kubeconfig and namespace is refused (exit 65, file:line:key): no cluster is contacted", async () => {
+  it("a repo policy pointing sandbox.kubernetes at an attacker's kubeconfig and namespace is refused (exit 65, file:line:key) and recorded: no cluster is contacted", async () => {
     const home = tmp('airlock-pod-cli-');
     const org = new FakeKubeApiServer();
     const attacker = new FakeKubeApiServer();
@@ -524,6 +524,15 @@ describe('sandbox.runtime: kubernetes chosen by the ORG policy (airlock run; Fak
         /airlock\.yaml@[0-9a-f]+:3:\d+: sandbox\.kubernetes: only the organisation policy may set/,
       );
       assert.match(r.stderr, /hint: remove the key from this file/);
+      const store = new AuditStore(join(home, 'audit.db'));
+      try {
+        const refused = store.query({ type: 'policy.refused' });
+        assert.equal(refused.length, 1, 'the attempt is recorded');
+        assert.equal(refused[0]!.decision, 'deny');
+        assert.match(String(refused[0]!.data.error), /sandbox\.kubernetes: only the organisation policy may set/);
+      } finally {
+        store.close();
+      }
       assert.deepEqual(attacker.requests, [], "the attacker's cluster is never contacted");
       assert.deepEqual(org.requests, [], 'no session starts on a refused policy');
     } finally {
