@@ -79,8 +79,13 @@ function gatewayEvents(pod: RunscPod, type: string): { decision: string | null; 
 }
 
 /** The runsc pod, with the fake API server in front of it (its exec endpoint forwards into the pod). */
-async function podBehindFake(home: string, name: string, fake: FakeKubeApiServer): Promise<RunscPod> {
-  const pod = await startRunscPod({ home, name, policyYaml: POLICY });
+async function podBehindFake(
+  home: string,
+  name: string,
+  fake: FakeKubeApiServer,
+  o: { policyYaml?: string; credentials?: Record<string, string> } = {},
+): Promise<RunscPod> {
+  const pod = await startRunscPod({ home, name, policyYaml: o.policyYaml ?? POLICY, credentials: o.credentials });
   fake.sandboxName = pod.name;
   fake.forward = (e: FakeExec) => pod.exec(e.container as 'agent', e.command);
   try {
@@ -359,6 +364,46 @@ describe('a hostile pod (FakeKubeApiServer answers for it: a fake)', () => {
       assert.equal(fake.deleted.length, before + 1);
     } finally {
       restoreStatus = 0;
+    }
+  });
+});
+
+describe("brokered placeholders reach the pod's agent container (runsc pod; FakeKubeApiServer: a fake)", () => {
+  it("a command in the pod holds the pod gateway's placeholder, never the real value; the agent cannot rewrite what the gateway published", async () => {
+    const home = tmp('airlock-pod-ph-');
+    const fake = new FakeKubeApiServer();
+    const real = 'real-secret-value-0123456789abcdef';
+    let pod: RunscPod | null = null;
+    try {
+      const policy = `${POLICY}    - host: api.example\ncredentials:\n  brokered:\n    - name: API_TOKEN\n      source: { env: API_TOKEN }\n      destinations: [{ host: api.example }]\n`;
+      pod = await podBehindFake(home, 'sbx-ph', fake, { policyYaml: policy, credentials: { API_TOKEN: real } });
+      const lower = join(home, 'lower');
+      mkdirSync(lower);
+      const sb = await driverFor(fake).start(specFor(home, 'ses-podph000001', lower, []));
+      try {
+        const published = JSON.parse(readFileSync(join(pod.dirs.shared, 'env.json'), 'utf8')) as Record<string, string>;
+        const placeholder = published.API_TOKEN!;
+        assert.ok(placeholder && placeholder !== real, 'the gateway published a placeholder, not the real value');
+        const r = await run(sb, ['sh', '-c', 'echo "$API_TOKEN"; echo "$SSL_CERT_FILE"; head -c 27 "$SSL_CERT_FILE"']);
+        assert.equal(r.status, 0, r.stderr);
+        assert.equal(
+          r.stdout,
+          `${placeholder}\n/run/airlock/shared/ca.pem\n-----BEGIN CERTIFICATE-----`,
+          "the pod gateway's placeholder and CA bundle",
+        );
+        const env = await run(sb, ['sh', '-c', 'cat /proc/self/environ']);
+        assert.ok(!env.stdout.includes(real), 'the real value is nowhere in the agent container');
+        const write = await run(sb, ['sh', '-c', 'echo \'{"API_TOKEN":"mine"}\' > /run/airlock/shared/env.json']);
+        assert.notEqual(write.status, 0, 'the shared volume is read-only for the agent');
+        assert.equal((await run(sb, ['sh', '-c', 'echo "$API_TOKEN"'])).stdout, `${placeholder}\n`);
+      } finally {
+        await sb.killAll();
+        await sb.stop();
+      }
+    } finally {
+      fake.close();
+      pod?.stop();
+      cleanup(home);
     }
   });
 });
