@@ -69,7 +69,7 @@ async function kubernetesDriver(sandbox: RuntimeSettings): Promise<SandboxDriver
       throw new AirlockError(
         'POLICY_INVALID',
         `sandbox.kubernetes.context: the kubeconfig ${cluster.kubeconfig} has no context ${JSON.stringify(cluster.context)}`,
-        `set sandbox.kubernetes.context to one of: ${kubeConfig.contexts.map((c) => c.name).join(', ') || '(none)'}`,
+        `set sandbox.kubernetes.context to one of: ${kubeConfig.contexts.map((c) => escapeForTerminal(c.name)).join(', ') || '(none)'}`,
       );
     kubeConfig.setCurrentContext(cluster.context);
   }
