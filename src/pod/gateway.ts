@@ -1,9 +1,10 @@
-import { lstatSync, readdirSync, readFileSync } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AirlockError, type AuditEventInput } from '../common/index.ts';
 import { AuditStore } from '../audit/index.ts';
 import { readPolicyFile, resolvePolicy } from '../policy/index.ts';
-import { prepareCredentials, startGateway, type Gateway } from '../egress/index.ts';
+import { prepareCredentials, startGateway, type Gateway, type PreparedCredentials } from '../egress/index.ts';
+import { POD_SHARED_CA, POD_SHARED_ENV } from './protocol.ts';
 
 // `airlock pod gateway`: the gateway sidecar of a session pod. The same egress gateway as a
 // local session (src/egress), listening on the pod's loopback (the agent container shares
@@ -20,6 +21,8 @@ export interface PodGatewayOptions {
   /** the gateway's own data (CA, audit store): a volume of this container only */
   home: string;
   databaseUrl?: string;
+  /** mounted read-only into the agent container: where the placeholders and the CA bundle are published */
+  sharedDir?: string;
 }
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -45,6 +48,25 @@ export function readCredentialFiles(dir: string): Record<string, string> {
   return out;
 }
 
+/** Written whole or not at all: the agent container reads it at every command. */
+function writeAtomic(path: string, data: string | Buffer): void {
+  writeFileSync(`${path}.tmp`, data, { mode: 0o644 });
+  renameSync(`${path}.tmp`, path);
+}
+
+/**
+ * Publishes what the agent's commands need of this gateway (before it listens): its brokered
+ * placeholders and its CA bundle, public values; the real credentials stay in this container.
+ */
+function publishForAgent(dir: string, prep: PreparedCredentials): void {
+  const bundle = join(dir, POD_SHARED_CA);
+  writeAtomic(bundle, readFileSync(prep.caBundlePath));
+  const env = Object.fromEntries(
+    Object.entries(prep.sandboxEnv).map(([k, v]) => [k, v === prep.caBundleSandboxPath ? bundle : v]),
+  );
+  writeAtomic(join(dir, POD_SHARED_ENV), JSON.stringify(env));
+}
+
 export interface RunningPodGateway {
   gateway: Gateway;
   store: AuditStore;
@@ -61,6 +83,7 @@ export async function startPodGateway(o: PodGatewayOptions): Promise<RunningPodG
   let shipper: { stop(): Promise<unknown> } | null = null;
   try {
     const prep = await prepareCredentials(policy, readCredentialFiles(o.credentialsDir), o.session, o.home);
+    if (o.sharedDir) publishForAgent(o.sharedDir, prep);
     const gateway = await startGateway({ ...prep.gateway, session: o.session, policy, listen: o.listen, audit });
     if (o.databaseUrl) {
       const { startShipper } = await import('../store/index.ts');

@@ -10,6 +10,7 @@ export {
   POD_GATEWAY_PORT,
   POD_CREDENTIALS_DIR,
   POD_POLICY_FILE,
+  POD_SHARED_DIR,
   type PodVerb,
   type PodExecRequest,
 } from './protocol.ts';

@@ -28,6 +28,15 @@ export const POD_GATEWAY_CONTAINER = 'gateway';
 export const POD_GATEWAY_PORT = 3128;
 /** Mounted into the gateway container only (the Secret): one file per brokered credential, named as its env variable. */
 export const POD_CREDENTIALS_DIR = '/run/airlock/credentials';
+/**
+ * Written by the gateway container, mounted read-only into the agent container: what the agent's
+ * commands need of the pod's gateway (its brokered placeholders, its CA bundle); public values.
+ */
+export const POD_SHARED_DIR = '/run/airlock/shared';
+/** In POD_SHARED_DIR: the variables `airlock pod exec` sets for every command (JSON object). */
+export const POD_SHARED_ENV = 'env.json';
+/** In POD_SHARED_DIR: the gateway's CA bundle (system roots + its CA), for TLS interception. */
+export const POD_SHARED_CA = 'ca.pem';
 /** The session's effective policy (a ConfigMap), mounted into the gateway container. */
 export const POD_POLICY_FILE = '/run/airlock/policy/airlock.yaml';
 
@@ -41,6 +50,16 @@ export interface PodExecRequest {
 
 const MAX_REQUEST_CHARS = 256 * 1024;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** Checks a JSON environment (names, no NUL): the exec request's and the gateway's shared one. */
+export function checkedEnv(env: unknown): Record<string, string> {
+  if (typeof env !== 'object' || env === null || Array.isArray(env)) throw new TypeError('env must be an object');
+  for (const [k, v] of Object.entries(env)) {
+    if (!ENV_NAME.test(k) || typeof v !== 'string' || v.includes('\0'))
+      throw new TypeError(`bad environment entry ${JSON.stringify(k.slice(0, 80))}`);
+  }
+  return env as Record<string, string>;
+}
 
 /** The argv of one exec into the agent container. */
 export function podCommand(verb: PodVerb, request?: PodExecRequest): string[] {
@@ -73,13 +92,7 @@ function checkedRequest(encoded: string): PodExecRequest {
   if (!isStringArray(r.argv) || r.argv.length === 0) throw new TypeError('argv must be a non-empty list of strings');
   if (typeof r.cwd !== 'string' || !r.cwd.startsWith('/') || r.cwd.includes('\0'))
     throw new TypeError('cwd must be an absolute path');
-  const env = r.env ?? {};
-  if (typeof env !== 'object' || Array.isArray(env)) throw new TypeError('env must be an object');
-  for (const [k, v] of Object.entries(env)) {
-    if (!ENV_NAME.test(k) || typeof v !== 'string' || v.includes('\0'))
-      throw new TypeError(`bad environment entry ${JSON.stringify(k.slice(0, 80))}`);
-  }
-  return { argv: r.argv, cwd: r.cwd, env };
+  return { argv: r.argv, cwd: r.cwd, env: checkedEnv(r.env ?? {}) };
 }
 
 /** Exit status of a process as a shell reports it (128+N for signal N). */

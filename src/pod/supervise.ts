@@ -1,7 +1,16 @@
 import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
 import { pipeline } from 'node:stream/promises';
-import { decodeExecRequest, exitStatus, POD_WORKSPACE } from './protocol.ts';
+import { closeSync, constants as fsConstants, fstatSync, openSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  checkedEnv,
+  decodeExecRequest,
+  exitStatus,
+  POD_SHARED_DIR,
+  POD_SHARED_ENV,
+  POD_WORKSPACE,
+} from './protocol.ts';
 import { extractBounded, packDirectory } from './tar.ts';
 
 // The agent container's side of the protocol (src/pod/protocol.ts). `supervise` is the
@@ -28,11 +37,36 @@ export function podSupervise(): Promise<number> {
 /** The container's own proxy settings (the template's, pointing at the gateway sidecar): they win over the request's. */
 const PROXY_VARS = ['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy'];
 
+const MAX_SHARED_ENV_BYTES = 256 * 1024;
+
+/**
+ * The variables the pod's gateway published for the agent's commands (its placeholders, its CA
+ * bundle): {} when it has not (an older template, or no gateway yet). Only a small regular file.
+ */
+export function gatewayEnv(dir: string): Record<string, string> {
+  let fd: number;
+  try {
+    fd = openSync(join(dir, POD_SHARED_ENV), fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
+  } catch {
+    return {};
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile() || st.size > MAX_SHARED_ENV_BYTES) return {};
+    return checkedEnv(JSON.parse(readFileSync(fd, 'utf8')));
+  } catch {
+    return {};
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** `airlock pod exec REQUEST`: the command, its stdio passed through; its status is ours. */
 export async function podExec(encoded: string): Promise<number> {
   const req = decodeExecRequest(encoded);
   const proxy = Object.fromEntries(PROXY_VARS.flatMap((k) => (process.env[k] ? [[k, process.env[k]]] : [])));
-  const env = { ...req.env, ...proxy };
+  // the pod gateway's placeholders win over the host's (which that gateway does not know)
+  const env = { ...req.env, ...gatewayEnv(POD_SHARED_DIR), ...proxy };
   const child = spawn(req.argv[0]!, req.argv.slice(1), { cwd: req.cwd, env, stdio: 'inherit' });
   return new Promise((resolve) => {
     child.once('error', (e) => {

@@ -30,10 +30,11 @@ function issue(src: PolicySource, path: string[], message: string): PolicyIssue 
   return { origin: src.origin, ...locateKey(src.text, path), key: path.join('.'), message };
 }
 
-/** Keys a repo file must not set even without an org file: what it may do, and a host key file. */
+/** Keys a repo file must not set even without an org file: what it may do, a host key file, and the cluster (a host kubeconfig). */
 const ORG_ONLY = [
   ['modes', 'allowed'],
   ['provenance', 'key'],
+  ['sandbox', 'kubernetes'],
 ];
 
 /** Refuses a policy that uses a mode its org does not allow, or a repo that sets an org-only key. */
@@ -61,10 +62,13 @@ export function checkModes(sources: PolicySource[], policy: Policy): void {
     }
   }
   if (problems.length) {
+    const modeProblem = problems.some((p) => p.key.startsWith('modes.') && p.key !== 'modes.allowed');
     throw new AirlockError(
       'POLICY_INVALID',
       `policy refused\n${formatIssues(problems)}`,
-      'use mode enforce (or shadow), or ask the owners of the organisation policy to add the mode to modes.allowed',
+      modeProblem
+        ? 'use mode enforce (or shadow), or ask the owners of the organisation policy to add the mode to modes.allowed'
+        : 'remove the key from this file: only the organisation policy (AIRLOCK_ORG_POLICY, /etc/airlock/policy.yaml) sets it',
     );
   }
   // the effective list says what the org allows, whatever a repo file wrote

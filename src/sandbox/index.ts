@@ -3,4 +3,4 @@ export { SANDBOX_HOME, SANDBOX_WORKSPACE, HOST_UID_FOR_SANDBOX } from './bwrap.t
 export { buildSandboxEnv, looksLikeCredential } from './env.ts';
 export { type Limits, removeSessionCgroups } from './limits.ts';
 export { recoverTrace, traceEventKey } from './trace.ts';
-export { driverFor, runtimeOfDriver } from './runtime.ts';
+export { driverFor, runtimeOfDriver, type KubernetesSettings, type RuntimeSettings } from './runtime.ts';

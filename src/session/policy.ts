@@ -81,12 +81,44 @@ export async function policyAt(
   return cachedResult(resultCache(how.home), key, async () => {
     await how.beforeParse?.();
     const engine = await import('../policy/index.ts');
-    const sources = origin.sources.map(engine.parsedSource);
-    const loaded = engine.resolvePolicy(
-      grants ? [...sources, { kind: 'grant', origin: 'command line', raw: grants }] : sources,
-    );
-    return withCandidate(engine, loaded, shadow);
+    try {
+      const sources = origin.sources.map(engine.parsedSource);
+      const loaded = engine.resolvePolicy(
+        grants ? [...sources, { kind: 'grant', origin: 'command line', raw: grants }] : sources,
+      );
+      return withCandidate(engine, loaded, shadow);
+    } catch (e) {
+      if (how.home) await recordRefusedPolicy(how.home.auditDb, e);
+      throw e;
+    }
   });
+}
+
+/**
+ * A policy refused when a session would start (invalid, or a repo setting an org-only key such
+ * as the cluster) is recorded before the error reaches the user: the attempt is evidence. Best
+ * effort: the refusal itself is what stops the session.
+ */
+async function recordRefusedPolicy(auditDb: string, e: unknown): Promise<void> {
+  if (!(e instanceof AirlockError) || e.kind !== 'POLICY_INVALID') return;
+  try {
+    // loaded only on this path: resolving a policy stays light
+    const { AuditStore } = await import('../audit/index.ts');
+    const store = new AuditStore(auditDb);
+    try {
+      store.append({
+        type: 'policy.refused',
+        severity: 'high',
+        decision: 'deny',
+        rule: 'policy.load',
+        data: { error: e.message.slice(0, 4000) },
+      });
+    } finally {
+      store.close();
+    }
+  } catch {
+    /* nothing to add: the session does not start either way */
+  }
 }
 
 /** Shadow mode needs a candidate, and a candidate needs a layer in shadow mode: either alone is a mistake. */

@@ -363,7 +363,7 @@ export class Session {
     });
 
     // the policy's runtime (the org may require a stronger one); a caller's driver is recorded as what ran
-    const driver = opts.driver ?? driverFor(policy.sandbox.runtime);
+    const driver = opts.driver ?? (await driverFor(policy.sandbox));
     this.sandbox = await driver.start({
       session: this.id,
       stateDir: join(this.stateDir, 'sandbox'),

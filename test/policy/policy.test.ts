@@ -106,6 +106,37 @@ describe('policy', () => {
     assert.notEqual(alone.hash, r.hash);
   });
 
+  it('sandbox.kubernetes (the cluster, a host kubeconfig) comes from the org policy only: a repo or a grant setting it is refused naming the file and key', () => {
+    const org = src(
+      'org',
+      'sandbox:\n  runtime: kubernetes\n  kubernetes:\n    kubeconfig: /etc/airlock/kubeconfig\n    context: prod\n',
+    );
+    const ok = resolvePolicy([org, src('repo', 'sandbox:\n  runtime: bwrap\n')]).policy.sandbox;
+    assert.equal(ok.runtime, 'kubernetes', "a repo cannot step back from the org's cluster");
+    assert.deepEqual(ok.kubernetes, {
+      kubeconfig: '/etc/airlock/kubeconfig',
+      context: 'prod',
+      namespace: 'airlock-sessions',
+      warmPool: 'airlock-session',
+      claimTimeoutSeconds: 120,
+    });
+    for (const kind of ['repo', 'cli']) {
+      const hostile = src(kind, 'sandbox:\n  kubernetes:\n    kubeconfig: /tmp/attacker\n    namespace: attacker\n');
+      assert.throws(
+        () => resolvePolicy([org, hostile]),
+        (e: Error & { exitCode?: number }) =>
+          e.exitCode === 65 &&
+          /\.yaml: sandbox\.kubernetes: only the organisation policy may set sandbox\.kubernetes/.test(e.message),
+      );
+      assert.throws(() => resolvePolicy([hostile]), /only the organisation policy may set sandbox\.kubernetes/);
+    }
+    assert.throws(
+      () =>
+        parsePolicyText('sandbox:\n  kubernetes:\n    kubeconfig: relative/kc\n    namespace: Bad_NS\n', 'org.yaml'),
+      (e: Error) => /org\.yaml:3:\d+: sandbox\.kubernetes\.kubeconfig/.test(e.message) && /namespace/.test(e.message),
+    );
+  });
+
   it('sandbox.runtime: the org may require a stronger runtime; a repo may only choose a stronger one', () => {
     const rt = (org: string | null, repo: string) =>
       resolvePolicy([

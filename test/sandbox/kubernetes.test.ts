@@ -7,7 +7,7 @@
 // local HTTP server that only pretends to be a kube-apiserver (it is NOT one).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync } from 'node:fs';
+import { chmodSync, chownSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
 import { Ajv } from 'ajv';
@@ -22,7 +22,7 @@ import {
 import { kubernetesBase } from '../../src/sandbox/kubernetes/base.ts';
 import { driverFor } from '../../src/sandbox/index.ts';
 import { stringify } from 'yaml';
-import { ROOT } from '../helpers.ts';
+import { ROOT, airlock, cleanup, makeRepo, tmp } from '../helpers.ts';
 import { FakeKubeApiServer } from './fake-kube-api.ts';
 
 const CRDS = join(ROOT, 'test', 'fixtures', 'kubernetes', 'agent-sandbox');
@@ -166,13 +166,81 @@ describe('Kubernetes manifests (agent-sandbox CRDs, Kubernetes API models)', () 
   });
 });
 
-describe('sandbox.runtime: kubernetes on this host', () => {
-  it('refuses to start a session (exit 69, says why) instead of running it elsewhere', () => {
-    assert.throws(
-      () => driverFor('kubernetes'),
-      (e: Error & { exitCode?: number; hint?: string }) =>
-        e.exitCode === 69 && /cannot run a session on this host/.test(e.message) && /kubernetes\.md/.test(e.hint ?? ''),
-    );
+describe('sandbox.runtime: kubernetes from a policy: the settings it needs, and the kubeconfig it trusts', () => {
+  const limits = { wallSeconds: 600 };
+  const settings = (kubeconfig: string, more: Record<string, unknown> = {}) => ({
+    runtime: 'kubernetes',
+    limits,
+    kubernetes: {
+      kubeconfig,
+      namespace: 'airlock-sessions',
+      warmPool: 'airlock-session',
+      claimTimeoutSeconds: 30,
+      ...more,
+    },
+  });
+  const refused = (pattern: RegExp) => (e: Error & { exitCode?: number }) =>
+    e.exitCode === 65 && pattern.test(e.message);
+
+  it('an org policy selecting kubernetes without a cluster: airlock run exits 65 naming sandbox.kubernetes and the fix, not 69', () => {
+    const home = tmp('airlock-k8s-missing-');
+    const repo = makeRepo({ 'README.md': '# app\n' });
+    try {
+      const org = join(home, 'org.yaml');
+      writeFileSync(org, 'sandbox:\n  runtime: kubernetes\n');
+      const r = airlock(['run', '--repo', repo, '--', 'true'], { home, env: { AIRLOCK_ORG_POLICY: org } });
+      assert.equal(r.status, 65, r.stderr);
+      assert.match(r.stderr, /sandbox\.kubernetes is not set/);
+      assert.match(r.stderr, /sandbox\.kubernetes\.kubeconfig/, 'the fix names the key to set');
+      assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+    } finally {
+      cleanup(home, repo);
+    }
+  });
+
+  it('builds the kubernetes driver from the settings (the context chosen by the policy); a context the kubeconfig lacks is refused', async () => {
+    const dir = tmp('airlock-k8s-kc-');
+    const fake = new FakeKubeApiServer();
+    try {
+      await fake.start();
+      const kc = join(dir, 'kubeconfig');
+      writeFileSync(kc, fake.kubeconfigText(), { mode: 0o600 });
+      const driver = await driverFor(settings(kc, { context: 'fake' }));
+      assert.equal(driver.name, 'kubernetes');
+      assert.deepEqual(driver.check(), { ok: true });
+      await assert.rejects(driverFor(settings(kc, { context: 'prod' })), refused(/has no context "prod"/));
+    } finally {
+      fake.close();
+      cleanup(dir);
+    }
+  });
+
+  it('refuses a kubeconfig someone else could have written (its exec plugins run on the host): link, writable by others, foreign owner, not a file', async () => {
+    const dir = tmp('airlock-k8s-kc-');
+    try {
+      const kc = join(dir, 'kubeconfig');
+      writeFileSync(kc, 'apiVersion: v1\nkind: Config\n', { mode: 0o600 });
+      const link = join(dir, 'link');
+      symlinkSync(kc, link);
+      await assert.rejects(driverFor(settings(link)), refused(/is a symbolic link/));
+      const open = join(dir, 'open');
+      writeFileSync(open, 'apiVersion: v1\nkind: Config\n');
+      chmodSync(open, 0o666);
+      await assert.rejects(driverFor(settings(open)), refused(/writable by others/));
+      const foreign = join(dir, 'foreign');
+      writeFileSync(foreign, 'apiVersion: v1\nkind: Config\n', { mode: 0o600 });
+      chownSync(foreign, 12345, 12345);
+      await assert.rejects(driverFor(settings(foreign)), refused(/owned by uid 12345/));
+      await assert.rejects(driverFor(settings(dir)), refused(/not a regular file/));
+      await assert.rejects(driverFor(settings(join(dir, 'absent'))), refused(/cannot be read \(ENOENT\)/));
+      await assert.rejects(
+        driverFor({ runtime: 'kubernetes', limits }),
+        refused(/names no cluster/),
+        'no settings at all: refused, never a fallback to another runtime',
+      );
+    } finally {
+      cleanup(dir);
+    }
   });
 });
 

@@ -18,7 +18,7 @@ import { Session } from '../../src/session/index.ts';
 import { createProposal } from '../../src/review/index.ts';
 import { AuditStore } from '../../src/audit/index.ts';
 import type { AuditEventInput } from '../../src/common/index.ts';
-import { cleanup, makeRepo, tmp } from '../helpers.ts';
+import { BIN, ROOT, airlock, cleanup, makeRepo, tmp } from '../helpers.ts';
 import { FakeKubeApiServer, type FakeExec } from './fake-kube-api.ts';
 import { startRunscPod, type RunscPod } from './runsc-pod.ts';
 
@@ -78,16 +78,32 @@ function gatewayEvents(pod: RunscPod, type: string): { decision: string | null; 
   }
 }
 
+/** The runsc pod, with the fake API server in front of it (its exec endpoint forwards into the pod). */
+async function podBehindFake(
+  home: string,
+  name: string,
+  fake: FakeKubeApiServer,
+  o: { policyYaml?: string; credentials?: Record<string, string> } = {},
+): Promise<RunscPod> {
+  const pod = await startRunscPod({ home, name, policyYaml: o.policyYaml ?? POLICY, credentials: o.credentials });
+  fake.sandboxName = pod.name;
+  fake.forward = (e: FakeExec) => pod.exec(e.container as 'agent', e.command);
+  try {
+    await fake.start();
+  } catch (e) {
+    pod.stop();
+    throw e;
+  }
+  return pod;
+}
+
 describe('the session pod under runsc, driven through FakeKubeApiServer (a fake API server)', () => {
   const fake = new FakeKubeApiServer();
   let home: string;
   let pod: RunscPod;
   before(async () => {
     home = tmp('airlock-pod-');
-    pod = await startRunscPod({ home, name: 'sbx-pod1', policyYaml: POLICY });
-    fake.sandboxName = pod.name;
-    fake.forward = (e: FakeExec) => pod.exec(e.container as 'agent', e.command);
-    await fake.start();
+    pod = await podBehindFake(home, 'sbx-pod1', fake);
   });
   after(() => {
     fake.close();
@@ -352,6 +368,46 @@ describe('a hostile pod (FakeKubeApiServer answers for it: a fake)', () => {
   });
 });
 
+describe("brokered placeholders reach the pod's agent container (runsc pod; FakeKubeApiServer: a fake)", () => {
+  it("a command in the pod holds the pod gateway's placeholder, never the real value; the agent cannot rewrite what the gateway published", async () => {
+    const home = tmp('airlock-pod-ph-');
+    const fake = new FakeKubeApiServer();
+    const real = 'real-secret-value-0123456789abcdef';
+    let pod: RunscPod | null = null;
+    try {
+      const policy = `${POLICY}    - host: api.example\ncredentials:\n  brokered:\n    - name: API_TOKEN\n      source: { env: API_TOKEN }\n      destinations: [{ host: api.example }]\n`;
+      pod = await podBehindFake(home, 'sbx-ph', fake, { policyYaml: policy, credentials: { API_TOKEN: real } });
+      const lower = join(home, 'lower');
+      mkdirSync(lower);
+      const sb = await driverFor(fake).start(specFor(home, 'ses-podph000001', lower, []));
+      try {
+        const published = JSON.parse(readFileSync(join(pod.dirs.shared, 'env.json'), 'utf8')) as Record<string, string>;
+        const placeholder = published.API_TOKEN!;
+        assert.ok(placeholder && placeholder !== real, 'the gateway published a placeholder, not the real value');
+        const r = await run(sb, ['sh', '-c', 'echo "$API_TOKEN"; echo "$SSL_CERT_FILE"; head -c 27 "$SSL_CERT_FILE"']);
+        assert.equal(r.status, 0, r.stderr);
+        assert.equal(
+          r.stdout,
+          `${placeholder}\n/run/airlock/shared/ca.pem\n-----BEGIN CERTIFICATE-----`,
+          "the pod gateway's placeholder and CA bundle",
+        );
+        const env = await run(sb, ['sh', '-c', 'cat /proc/self/environ']);
+        assert.ok(!env.stdout.includes(real), 'the real value is nowhere in the agent container');
+        const write = await run(sb, ['sh', '-c', 'echo \'{"API_TOKEN":"mine"}\' > /run/airlock/shared/env.json']);
+        assert.notEqual(write.status, 0, 'the shared volume is read-only for the agent');
+        assert.equal((await run(sb, ['sh', '-c', 'echo "$API_TOKEN"'])).stdout, `${placeholder}\n`);
+      } finally {
+        await sb.killAll();
+        await sb.stop();
+      }
+    } finally {
+      fake.close();
+      pod?.stop();
+      cleanup(home);
+    }
+  });
+});
+
 describe('a session end to end on the runsc pod (Session.open with the kubernetes driver, FakeKubeApiServer: a fake)', () => {
   it('runs a command in the pod, the pod gateway refuses a disallowed host, the capture becomes a proposal; the claim is gone', async () => {
     const home = tmp('airlock-pod-e2e-');
@@ -359,11 +415,7 @@ describe('a session end to end on the runsc pod (Session.open with the kubernete
     const fake = new FakeKubeApiServer();
     let pod: RunscPod | null = null;
     try {
-      pod = await startRunscPod({ home, name: 'sbx-e2e', policyYaml: POLICY });
-      const running = pod;
-      fake.sandboxName = pod.name;
-      fake.forward = (e: FakeExec) => running.exec(e.container as 'agent', e.command);
-      await fake.start();
+      pod = await podBehindFake(home, 'sbx-e2e', fake);
       const s = await Session.open({ repo, home, layers: { commands: null }, driver: driverFor(fake) });
       const r = await s.run([
         'sh',
@@ -401,6 +453,136 @@ describe('a session end to end on the runsc pod (Session.open with the kubernete
     } finally {
       fake.close();
       pod?.stop();
+      cleanup(home, repo);
+    }
+  });
+});
+
+/** `airlock …` without blocking this process: the fake API server answering it lives here. */
+function airlockAsync(
+  args: string[],
+  o: { home: string; env: Record<string, string> },
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  const child = spawn(BIN, args, {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, AIRLOCK_HOME: o.home, NO_COLOR: '1', ...o.env },
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 300_000);
+  return new Promise((resolve) =>
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr });
+    }),
+  );
+}
+
+/** An org policy that runs sessions on the fake's cluster; its kubeconfig as an admin would keep it (root, 0600). */
+function orgPolicyFor(fake: FakeKubeApiServer, dir: string): string {
+  const kubeconfig = join(dir, 'kubeconfig');
+  writeFileSync(kubeconfig, fake.kubeconfigText(), { mode: 0o600 });
+  const org = join(dir, 'org.yaml');
+  writeFileSync(
+    org,
+    `${POLICY}sandbox:\n  runtime: kubernetes\n  kubernetes:\n    kubeconfig: ${kubeconfig}\n    namespace: airlock-sessions\n    warmPool: airlock-session\n    claimTimeoutSeconds: 60\n`,
+  );
+  return org;
+}
+
+describe('sandbox.runtime: kubernetes chosen by the ORG policy (airlock run; FakeKubeApiServer: a fake)', () => {
+  it("airlock run claims a sandbox on the org's cluster, runs the command in the pod, says and records the runtime; the capture becomes a proposal", async () => {
+    const home = tmp('airlock-pod-cli-');
+    // the repo asks for bwrap: a repo cannot step back from the org's runtime
+    const repo = makeRepo({ 'README.md': '# app\n', 'airlock.yaml': 'sandbox:\n  runtime: bwrap\n' });
+    const fake = new FakeKubeApiServer();
+    let pod: RunscPod | null = null;
+    try {
+      pod = await podBehindFake(home, 'sbx-cli', fake);
+      const org = orgPolicyFor(fake, home);
+      const r = await airlockAsync(['run', '--repo', repo, '--', 'sh', '-c', 'id -u; echo changed >> README.md'], {
+        home,
+        env: { AIRLOCK_ORG_POLICY: org },
+      });
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout, '100000\n', "the command ran as the pod's agent user");
+      assert.match(r.stderr, /runtime: kubernetes/);
+      const claims = fake.requests.filter((q) => q.method === 'POST' && q.url.includes('/sandboxclaims'));
+      assert.equal(claims.length, 1);
+      assert.match(claims[0]!.url, /\/namespaces\/airlock-sessions\/sandboxclaims/, "the org policy's namespace");
+      assert.equal(
+        (claims[0]!.body as { spec: { warmPoolRef: { name: string } } }).spec.warmPoolRef.name,
+        'airlock-session',
+      );
+      assert.ok(fake.execs.length > 0 && fake.execs.every((e) => e.auth === 'Bearer fake-token'));
+      assert.equal(fake.claim, null, 'the claim is deleted when the session ends');
+
+      const j = airlock(['sessions', '--json'], { home });
+      assert.equal(j.status, 0, j.stderr);
+      const row = (JSON.parse(j.stdout) as { id: string; runtime: string }[]).at(-1)!;
+      assert.equal(row.runtime, 'kubernetes');
+      const store = new AuditStore(join(home, 'audit.db'));
+      try {
+        const start = store.query({ session: row.id, type: 'session.start' })[0]!;
+        assert.equal((start.data as { runtime: string }).runtime, 'kubernetes');
+        assert.equal(store.query({ session: row.id, type: 'sandbox.claimed' }).length, 1);
+        const { proposal } = await createProposal(store, row.id, { home });
+        const diff = spawnSync('git', ['diff', '--name-status', proposal.base, proposal.head], {
+          env: { ...process.env, GIT_DIR: join(home, 'sessions', row.id, 'result.git') },
+          encoding: 'utf8',
+        });
+        assert.equal(diff.stdout, 'M\tREADME.md\n', diff.stderr);
+      } finally {
+        store.close();
+      }
+    } finally {
+      fake.close();
+      pod?.stop();
+      cleanup(home, repo);
+    }
+  });
+
+  it("a repo policy pointing sandbox.kubernetes at an attacker's kubeconfig and namespace is refused (exit 65, file:line:key) and recorded: no cluster is contacted", async () => {
+    const home = tmp('airlock-pod-cli-');
+    const org = new FakeKubeApiServer();
+    const attacker = new FakeKubeApiServer();
+    let repo = '';
+    try {
+      await org.start();
+      await attacker.start();
+      const orgPolicy = orgPolicyFor(org, home);
+      const evil = join(home, 'attacker-kubeconfig');
+      writeFileSync(evil, attacker.kubeconfigText(), { mode: 0o600 });
+      repo = makeRepo({
+        'airlock.yaml': `sandbox:\n  runtime: kubernetes\n  kubernetes:\n    kubeconfig: ${evil}\n    namespace: attacker\n`,
+      });
+      const r = await airlockAsync(['run', '--repo', repo, '--', 'true'], {
+        home,
+        env: { AIRLOCK_ORG_POLICY: orgPolicy },
+      });
+      assert.equal(r.status, 65, r.stderr);
+      assert.match(
+        r.stderr,
+        /airlock\.yaml@[0-9a-f]+:3:\d+: sandbox\.kubernetes: only the organisation policy may set/,
+      );
+      assert.match(r.stderr, /hint: remove the key from this file/);
+      const store = new AuditStore(join(home, 'audit.db'));
+      try {
+        const refused = store.query({ type: 'policy.refused' });
+        assert.equal(refused.length, 1, 'the attempt is recorded');
+        assert.equal(refused[0]!.decision, 'deny');
+        assert.match(String(refused[0]!.data.error), /sandbox\.kubernetes: only the organisation policy may set/);
+      } finally {
+        store.close();
+      }
+      assert.deepEqual(attacker.requests, [], "the attacker's cluster is never contacted");
+      assert.deepEqual(org.requests, [], 'no session starts on a refused policy');
+    } finally {
+      org.close();
+      attacker.close();
       cleanup(home, repo);
     }
   });

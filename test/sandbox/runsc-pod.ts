@@ -30,7 +30,7 @@ const PROXY_ENV = ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy'].map
 
 export interface RunscPod {
   name: string;
-  dirs: { workspace: string; home: string; gatewayHome: string; credentials: string; policy: string };
+  dirs: { workspace: string; home: string; gatewayHome: string; credentials: string; policy: string; shared: string };
   /** `runsc exec` into one of the pod's containers, as its user. */
   exec(container: 'agent' | 'gateway', argv: string[]): ChildProcess;
   stop(): void;
@@ -80,6 +80,7 @@ function makeDirs(base: string, credentials: Record<string, string>, policyYaml:
     workspace: join(base, 'workspace'),
     home: join(base, 'agent-home'),
     gatewayHome: join(base, 'gateway-home'),
+    shared: join(base, 'shared'),
     credentials: join(base, 'credentials'),
     policy: join(base, 'policy'),
     rootfs: join(base, 'rootfs'),
@@ -101,7 +102,8 @@ function makeDirs(base: string, credentials: Record<string, string>, policyYaml:
   for (const [k, v] of Object.entries(credentials)) writeFileSync(join(dirs.credentials, k), v, { mode: 0o400 });
   writeFileSync(join(dirs.policy, 'airlock.yaml'), policyYaml);
   for (const d of [dirs.workspace, dirs.home]) chownSync(d, AGENT_UID, AGENT_UID);
-  for (const d of [dirs.gatewayHome, dirs.credentials, dirs.policy]) chownSync(d, GATEWAY_UID, GATEWAY_UID);
+  for (const d of [dirs.gatewayHome, dirs.credentials, dirs.policy, dirs.shared])
+    chownSync(d, GATEWAY_UID, GATEWAY_UID);
   for (const [k] of Object.entries(credentials)) chownSync(join(dirs.credentials, k), GATEWAY_UID, GATEWAY_UID);
   chmodSync(dirs.credentials, 0o500);
   return dirs;
@@ -165,7 +167,12 @@ export async function startRunscPod(o: {
     uid: AGENT_UID,
     home: '/home/agent',
     env: PROXY_ENV,
-    mounts: [bind(dirs.workspace, '/workspace', true), bind(dirs.home, '/home/agent', true)],
+    mounts: [
+      bind(dirs.workspace, '/workspace', true),
+      bind(dirs.home, '/home/agent', true),
+      // the template's gateway-shared volume: read-only in the agent container
+      bind(dirs.shared, '/run/airlock/shared'),
+    ],
     annotations: { ...pod, 'io.kubernetes.cri.container-type': 'sandbox' },
   });
   const gateway = containerConfig({
@@ -188,6 +195,7 @@ export async function startRunscPod(o: {
       bind(dirs.credentials, '/run/airlock/credentials'),
       bind(dirs.policy, '/run/airlock/policy'),
       bind(dirs.gatewayHome, '/run/airlock/gateway', true),
+      bind(dirs.shared, '/run/airlock/shared', true),
     ],
     annotations: { ...pod, 'io.kubernetes.cri.container-type': 'container' },
   });

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { AirlockError } from '../../common/index.ts';
 import { setExit } from '../output.ts';
@@ -12,6 +13,7 @@ import {
   POD_CREDENTIALS_DIR,
   POD_GATEWAY_PORT,
   POD_POLICY_FILE,
+  POD_SHARED_DIR,
 } from '../../pod/index.ts';
 
 // `airlock pod …`: the processes of a session pod on Kubernetes (the SandboxTemplate names
@@ -36,6 +38,7 @@ interface GatewayFlags {
   home: string;
   session?: string;
   database?: string;
+  shared: string;
 }
 
 async function runGateway(o: GatewayFlags): Promise<void> {
@@ -46,6 +49,8 @@ async function runGateway(o: GatewayFlags): Promise<void> {
     credentialsDir: o.credentials,
     home: o.home,
     databaseUrl: o.database ?? process.env.AIRLOCK_DATABASE_URL,
+    // a template without the shared volume: the agent's commands get the host's placeholders (not swapped)
+    sharedDir: existsSync(o.shared) ? o.shared : undefined,
   });
   process.stdout.write(`airlock pod gateway: listening on ${gw.gateway.address}\n`);
   await new Promise<void>((resolve) => {
@@ -74,6 +79,7 @@ export function registerPod(program: Command): void {
     .option('--home <dir>', "the gateway's data (CA, audit store)", '/run/airlock/gateway')
     .option('--session <id>', 'session id recorded with events (default: the pod name)')
     .option('--database <url>', 'shared store to ship events to (default: AIRLOCK_DATABASE_URL)')
+    .option('--shared <dir>', "where the agent container reads the gateway's placeholders and CA", POD_SHARED_DIR)
     .action((o: GatewayFlags) => runGateway(o));
   pod
     .command('exec <request>')

@@ -104,6 +104,48 @@ export const mountsSchema = z
   })
   .describe('Extra host paths; nothing of the host beyond the system directories is visible otherwise.');
 
+/** A Kubernetes object name (RFC 1123 label): what namespaces and the manifests' names are. */
+const k8sName = z
+  .string()
+  .max(63)
+  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'a Kubernetes name: lower-case letters, digits and "-", at most 63');
+
+export const kubernetesSchema = merge(
+  z
+    .strictObject({
+      kubeconfig: z
+        .string()
+        .max(4096)
+        .startsWith('/', 'an absolute path on the host')
+        .describe(
+          "The kubeconfig Airlock's supervisor uses to claim sandboxes (a path on the host). It must be a regular file owned by root or the user running Airlock and writable by no one else: a kubeconfig can run programs on the host (exec credential plugins).",
+        ),
+      context: z
+        .string()
+        .min(1)
+        .max(253)
+        .optional()
+        .describe("The kubeconfig context to use (absent: the kubeconfig's current-context)."),
+      namespace: k8sName
+        .default('airlock-sessions')
+        .describe('The namespace where the kustomize base (deploy/kubernetes/base) was applied.'),
+      warmPool: k8sName
+        .default('airlock-session')
+        .describe("The SandboxWarmPool a session's SandboxClaim names (the pool names the admin's SandboxTemplate)."),
+      claimTimeoutSeconds: z
+        .number()
+        .int()
+        .min(1)
+        .max(3600)
+        .default(120)
+        .describe('How long a session waits for its claim to be Ready before it fails (and deletes the claim).'),
+    })
+    .describe(
+      'The cluster that runs sessions when sandbox.runtime is kubernetes. Only the organisation policy may set it: a repository policy (which the agent can propose) that sets it is refused.',
+    ),
+  'orgOnly',
+);
+
 /** Sandbox runtimes, strongest first (the merge order: a repo policy may only move up this list). */
 export const SANDBOX_RUNTIMES = ['kubernetes', 'gvisor', 'bwrap'] as const;
 
@@ -118,6 +160,7 @@ export const sandboxSchema = z
         ),
       { stricter: SANDBOX_RUNTIMES },
     ),
+    kubernetes: kubernetesSchema.optional(),
     limits: limitsSchema.prefault({}),
     env: envSchema.prefault({}),
     mounts: mountsSchema.prefault({}),

@@ -7,6 +7,7 @@ import {
   POD_GATEWAY_PORT,
   POD_HOME,
   POD_POLICY_FILE,
+  POD_SHARED_DIR,
   POD_WORKSPACE,
 } from '../../pod/index.ts';
 // Manifests for running Airlock sessions on Kubernetes with kubernetes-sigs/agent-sandbox
@@ -96,6 +97,8 @@ function podContainers(options: TemplateOptions): Record<string, unknown>[] {
         { name: 'workspace', mountPath: POD_WORKSPACE },
         { name: 'tmp', mountPath: '/tmp' },
         { name: 'home', mountPath: POD_HOME },
+        // what the gateway publishes for the agent's commands (placeholders, CA bundle): read-only here
+        { name: 'gateway-shared', mountPath: POD_SHARED_DIR, readOnly: true },
       ],
     },
     {
@@ -114,6 +117,8 @@ function podContainers(options: TemplateOptions): Record<string, unknown>[] {
         POD_CREDENTIALS_DIR,
         '--home',
         GATEWAY_HOME,
+        '--shared',
+        POD_SHARED_DIR,
       ],
       securityContext: RESTRICTED,
       resources: { limits: { cpu: '500m', memory: '256Mi' } },
@@ -122,6 +127,7 @@ function podContainers(options: TemplateOptions): Record<string, unknown>[] {
         { name: 'policy', mountPath: dirname(POD_POLICY_FILE), readOnly: true },
         // its CA and its own hash-chained audit store (shipped when a shared store is set)
         { name: 'gateway-data', mountPath: GATEWAY_HOME },
+        { name: 'gateway-shared', mountPath: POD_SHARED_DIR },
       ],
     },
   ];
@@ -183,6 +189,7 @@ export function sandboxTemplate(options: TemplateOptions): Record<string, unknow
             { name: 'gateway-credentials', secret: { secretName: options.gatewaySecret, defaultMode: 0o400 } },
             { name: 'policy', configMap: { name: options.policyConfigMap } },
             { name: 'gateway-data', emptyDir: { sizeLimit: '256Mi' } },
+            { name: 'gateway-shared', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } },
           ],
         },
       },
