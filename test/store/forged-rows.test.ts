@@ -31,6 +31,15 @@ after(async () => {
   procs.killAll();
   await cluster?.stop();
 });
+/** A test whose host processes end with it, also when it fails (nothing left for the leftovers check). */
+const hostTest = (name: string, body: () => Promise<void>) =>
+  test(name, async () => {
+    try {
+      await body();
+    } finally {
+      await procs.stopAll();
+    }
+  });
 
 const env = (home: string) => ({
   ...process.env,
@@ -83,51 +92,57 @@ async function forge(ask: { logId: string; askId: number }, n: number, o: { deci
   );
 }
 
-test('forged answers inserted first (unsigned allow, a deny claiming the trusted key) hold no slot: the real allow is applied', async () => {
-  const shipA = procs.start(BIN, ['audit', 'ship', '--follow'], env(a));
-  const waiting = waiter('forged-first');
-  const ask = await askOf('forged-first');
-  await forge(ask, 1, { decision: 'allow' });
-  await forge(ask, 1, { decision: 'deny', claimB: true });
-  const refused = await eventsOnA('command.answer_refused', ask.askId, 2);
-  assert.deepEqual(refused.map((e) => e.rule).sort(), ['telemetry.approverKeys', 'telemetry.approverKeys']);
-  assert.match(refused.map((e) => String(e.data.reason)).join('\n'), /not signed/);
-  assert.match(refused.map((e) => String(e.data.reason)).join('\n'), /signature does not verify/);
-  assert.equal(waiting.p.exitCode, null, `a forged deny decides nothing: ${waiting.out()}`);
+void hostTest(
+  'forged answers inserted first (unsigned allow, a deny claiming the trusted key) hold no slot: the real allow is applied',
+  async () => {
+    const shipA = procs.start(BIN, ['audit', 'ship', '--follow'], env(a));
+    const waiting = waiter('forged-first');
+    const ask = await askOf('forged-first');
+    await forge(ask, 1, { decision: 'allow' });
+    await forge(ask, 1, { decision: 'deny', claimB: true });
+    const refused = await eventsOnA('command.answer_refused', ask.askId, 2);
+    assert.deepEqual(refused.map((e) => e.rule).sort(), ['telemetry.approverKeys', 'telemetry.approverKeys']);
+    assert.match(refused.map((e) => String(e.data.reason)).join('\n'), /not signed/);
+    assert.match(refused.map((e) => String(e.data.reason)).join('\n'), /signature does not verify/);
+    assert.equal(waiting.p.exitCode, null, `a forged deny decides nothing: ${waiting.out()}`);
 
-  const allow = run(b, ['approvals', 'allow', ask.ref, '--as', 'bob@example.com', '--reason', 'real']);
-  assert.equal(allow.status, 0, `the reviewer can still answer: ${allow.stdout}${allow.stderr}`);
-  assert.equal(await waiting.done, 0, waiting.out());
-  assert.deepEqual(JSON.parse(waiting.out()), {
-    decision: 'allow',
-    by: 'bob@example.com',
-    reason: 'real',
-    scope: 'once',
-  });
-  const again = run(b, ['approvals', 'deny', ask.ref, '--as', 'bob@example.com']);
-  assert.notEqual(again.status, 0, 'a second valid answer is refused: the first valid one won');
-  assert.match(again.stderr, /already answered|no pending approval/);
-  shipA.p.kill('SIGTERM');
-  assert.equal(await shipA.done, 0, shipA.out());
-});
+    const allow = run(b, ['approvals', 'allow', ask.ref, '--as', 'bob@example.com', '--reason', 'real']);
+    assert.equal(allow.status, 0, `the reviewer can still answer: ${allow.stdout}${allow.stderr}`);
+    assert.equal(await waiting.done, 0, waiting.out());
+    assert.deepEqual(JSON.parse(waiting.out()), {
+      decision: 'allow',
+      by: 'bob@example.com',
+      reason: 'real',
+      scope: 'once',
+    });
+    const again = run(b, ['approvals', 'deny', ask.ref, '--as', 'bob@example.com']);
+    assert.notEqual(again.status, 0, 'a second valid answer is refused: the first valid one won');
+    assert.match(again.stderr, /already answered|no pending approval/);
+    shipA.p.kill('SIGTERM');
+    assert.equal(await shipA.done, 0, shipA.out());
+  },
+);
 
-test('a flood of forged answers is read in bounded batches, recorded once, and the real answer after it is still applied', async () => {
-  const shipA = procs.start(BIN, ['audit', 'ship', '--follow'], env(a));
-  const waiting = waiter('flooded');
-  const ask = await askOf('flooded');
-  // 200,000 unsigned rows (never read but by the bounded refusal scan) and 2.5 polls' worth of
-  // rows claiming the trusted key (each one's signature checked, ROWS_PER_POLL per poll)
-  await forge(ask, 200_000, { decision: 'allow' });
-  await forge(ask, Math.floor(ROWS_PER_POLL * 2.5), { decision: 'deny', claimB: true });
-  const allow = run(b, ['approvals', 'allow', ask.ref, '--as', 'bob@example.com', '--reason', 'after the flood']);
-  assert.equal(allow.status, 0, allow.stdout + allow.stderr);
-  assert.equal(await waiting.done, 0, waiting.out());
-  assert.equal((JSON.parse(waiting.out()) as { reason: string }).reason, 'after the flood');
-  const floods = await eventsOnA('command.answer_flood', ask.askId, 1);
-  assert.equal(floods.length, 1, 'the flood is recorded once');
-  assert.equal(floods[0]!.severity, 'high');
-  const refusals = await eventsOnA('command.answer_refused', ask.askId, 1);
-  assert.ok(refusals.length <= 10, `refusals are recorded bounded, not once per forged row: ${refusals.length}`);
-  shipA.p.kill('SIGTERM');
-  assert.equal(await shipA.done, 0, shipA.out());
-});
+void hostTest(
+  'a flood of forged answers is read in bounded batches, recorded once, and the real answer after it is still applied',
+  async () => {
+    const shipA = procs.start(BIN, ['audit', 'ship', '--follow'], env(a));
+    const waiting = waiter('flooded');
+    const ask = await askOf('flooded');
+    // 200,000 unsigned rows (never read but by the bounded refusal scan) and 2.5 polls' worth of
+    // rows claiming the trusted key (each one's signature checked, ROWS_PER_POLL per poll)
+    await forge(ask, 200_000, { decision: 'allow' });
+    await forge(ask, Math.floor(ROWS_PER_POLL * 2.5), { decision: 'deny', claimB: true });
+    const allow = run(b, ['approvals', 'allow', ask.ref, '--as', 'bob@example.com', '--reason', 'after the flood']);
+    assert.equal(allow.status, 0, allow.stdout + allow.stderr);
+    assert.equal(await waiting.done, 0, waiting.out());
+    assert.equal((JSON.parse(waiting.out()) as { reason: string }).reason, 'after the flood');
+    const floods = await eventsOnA('command.answer_flood', ask.askId, 1);
+    assert.equal(floods.length, 1, 'the flood is recorded once');
+    assert.equal(floods[0]!.severity, 'high');
+    const refusals = await eventsOnA('command.answer_refused', ask.askId, 1);
+    assert.ok(refusals.length <= 10, `refusals are recorded bounded, not once per forged row: ${refusals.length}`);
+    shipA.p.kill('SIGTERM');
+    assert.equal(await shipA.done, 0, shipA.out());
+  },
+);
