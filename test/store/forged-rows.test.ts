@@ -129,9 +129,9 @@ void hostTest(
     const shipA = procs.start(BIN, ['audit', 'ship', '--follow'], env(a));
     const waiting = waiter('flooded');
     const ask = await askOf('flooded');
-    // 200,000 unsigned rows (never read but by the bounded refusal scan) and 2.5 polls' worth of
+    // 10^6 unsigned rows (never read but by the bounded refusal scan) and 2.5 polls' worth of
     // rows claiming the trusted key (each one's signature checked, ROWS_PER_POLL per poll)
-    await forge(ask, 200_000, { decision: 'allow' });
+    await forge(ask, 1_000_000, { decision: 'allow' });
     await forge(ask, Math.floor(ROWS_PER_POLL * 2.5), { decision: 'deny', claimB: true });
     const allow = run(b, ['approvals', 'allow', ask.ref, '--as', 'bob@example.com', '--reason', 'after the flood']);
     assert.equal(allow.status, 0, allow.stdout + allow.stderr);
