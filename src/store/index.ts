@@ -34,4 +34,5 @@ export {
   type DecisionSigner,
 } from './queue.ts';
 export { approveSharedProposal, relayApprovals, type RelayedApproval } from './review-queue.ts';
+export { relayContext, type RelayContext, ROWS_PER_POLL } from './relay-rows.ts';
 export { otherHostsEvents, MAX_PAGE, type SharedEvent, type SharedEventFilter } from './events-query.ts';

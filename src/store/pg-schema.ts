@@ -116,6 +116,24 @@ const signed = (t: string) =>
   `ALTER TABLE airlock.${t} ADD COLUMN statement text, ADD COLUMN key_id text, ADD COLUMN signature text;`;
 const V5 = [signed('answers'), signed('review_approvals')].join('\n');
 
+// A forged row must not hold a decision's slot (issue 18): any writer could insert one first
+// into a primary key of (ask) or (proposal, hash, reviewer), and the signed decision after it
+// was refused as a duplicate. v6 keys both tables by an identity id (insertion order) and lets
+// any number of rows name one ask or approval; the waiting host takes the first that verifies
+// (src/store/relay-rows.ts). The writer may not choose the id (column grants leave it out), and
+// the indexes let it read rows claiming a trusted key apart from the rest, each in id order.
+const multiRow = (t: string, slot: string, columns: string[]) => `
+ALTER TABLE airlock.${t} DROP CONSTRAINT ${t}_pkey;
+ALTER TABLE airlock.${t} ADD COLUMN id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY;
+CREATE INDEX ${t}_by_key ON airlock.${t} (log_id, ${slot}key_id, id);
+CREATE INDEX ${t}_in_order ON airlock.${t} (log_id, ${slot}id);
+REVOKE INSERT ON airlock.${t} FROM airlock_writer;
+GRANT INSERT (${columns.join(', ')}) ON airlock.${t} TO airlock_writer;`;
+const SIGNED_COLUMNS = ['statement', 'key_id', 'signature', 'ts'];
+const V6 =
+  multiRow('answers', 'ask_id, ', ['log_id', 'ask_id', 'decision', 'by', 'reason', ...SIGNED_COLUMNS]) +
+  multiRow('review_approvals', '', ['log_id', 'proposal_id', 'hash', 'by', 'from_log_id', 'reason', ...SIGNED_COLUMNS]);
+
 export const PG_MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -137,6 +155,11 @@ export const PG_MIGRATIONS: readonly Migration[] = [
     version: 5,
     what: "signed decisions: answers and review approvals carry the approving host's signed statement",
     sql: V5,
+  },
+  {
+    version: 6,
+    what: 'answers and review approvals: many rows per ask or approval (a forged row holds no slot), keyed by an identity id',
+    sql: V6,
   },
 ];
 

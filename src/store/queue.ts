@@ -1,13 +1,19 @@
 import type pg from 'pg';
 import { type AuditStore, logId } from '../audit/index.ts';
 import { AirlockError } from '../common/index.ts';
+import { checkDecision, type DecisionStatement, type SignedDecision, type TrustedApprover } from './decisions.ts';
 import {
-  APPROVER_KEYS_RULE,
-  checkDecision,
-  type DecisionStatement,
-  type SignedDecision,
-  type TrustedApprover,
-} from './decisions.ts';
+  claimsTrustedKey,
+  insertUnlessDecided,
+  judged,
+  recordFlood,
+  recordRefusal,
+  type RelayContext,
+  relayContext,
+  rowsInOrder,
+  trustedRows,
+} from './relay-rows.ts';
+import { approverTrust } from './connect.ts';
 
 // Work queues across hosts. An ask is an event of the asking host's chain (`command.ask`),
 // so every host sees it once shipped; an answer given elsewhere is a row of airlock.answers
@@ -38,7 +44,6 @@ const PENDING = `SELECT e.log_id, h.hostname, e.session, e.rule, e.data, e.ts FR
   WHERE e.type = 'command.ask'
     AND NOT EXISTS (SELECT 1 FROM airlock.events b WHERE b.log_id = e.log_id AND b.type IN ('command.answer', 'command.timeout')
       AND b.session IS NOT DISTINCT FROM e.session AND (airlock.try_jsonb(b.data) ->> 'askId') = (airlock.try_jsonb(e.data) ->> 'askId'))
-    AND NOT EXISTS (SELECT 1 FROM airlock.answers x WHERE x.log_id = e.log_id AND x.ask_id::text = (airlock.try_jsonb(e.data) ->> 'askId'))
   ORDER BY e.ts LIMIT 1000`;
 
 const PREFIX = 8;
@@ -99,11 +104,28 @@ export function parseSharedRef(ref: string): { askId: number; host: string } | n
 /** Signs a decision statement as this host (its audit key); see decisions.ts. */
 export type DecisionSigner = (s: Omit<DecisionStatement, 'v'>) => SignedDecision;
 
-/** Answers an ask waiting on another host, signed by this host; the first answer wins. */
+/** Whether the ask already holds an answer signed by a trusted key (read bounded, oldest first per key). */
+async function validAnswerExists(c: pg.ClientBase, ask: SharedAsk, trust: readonly TrustedApprover[]) {
+  const { rows } = await trustedRows<AnswerRow>(c, relayContext(trust), '', TRUSTED_ANSWERS, [ask.logId, ask.askId]);
+  return rows.some((a) => checkAnswer(a, ask.logId, trust).ok);
+}
+
+/**
+ * Answers an ask waiting on another host, signed by this host. Rows that do not verify (forged,
+ * unsigned, untrusted keys) hold no slot: the first VALID answer wins, here and on the asking host.
+ */
 export async function answerSharedAsk(
   client: pg.ClientBase,
   ref: string,
-  answer: { decision: 'allow' | 'deny'; by: string; reason?: string; fromLogId: string; sign: DecisionSigner },
+  answer: {
+    decision: 'allow' | 'deny';
+    by: string;
+    reason?: string;
+    fromLogId: string;
+    sign: DecisionSigner;
+    /** keys whose answers count (default: the org policy's approverKeys); a row signed by none holds no slot */
+    trust?: readonly TrustedApprover[];
+  },
 ): Promise<SharedAsk> {
   const parsed = parseSharedRef(ref);
   if (!parsed)
@@ -132,21 +154,35 @@ export async function answerSharedAsk(
     ts: new Date().toISOString(),
     from: answer.fromLogId,
   });
-  const r = await client.query(
-    `INSERT INTO airlock.answers (log_id, ask_id, decision, by, reason, statement, key_id, signature)
-      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
-    [ask.logId, ask.askId, answer.decision, answer.by, text, signed.statement, signed.keyId, signed.signature],
-  );
-  if (r.rowCount !== 1)
-    throw new AirlockError(
+  const row = [
+    ask.logId,
+    ask.askId,
+    answer.decision,
+    answer.by,
+    text,
+    signed.statement,
+    signed.keyId,
+    signed.signature,
+  ];
+  const trust = answer.trust ?? approverTrust();
+  // answerers serialize per ask; one that finds a valid answer already there is refused (first valid wins)
+  await insertUnlessDecided(client, {
+    lock: ['airlock.answer', ask.logId, ask.askId],
+    decided: () => validAnswerExists(client, ask, trust),
+    refusal: new AirlockError(
       'BAD_STATE',
       `approval ${ref} was already answered`,
       'nothing to do; see `airlock approvals`',
-    );
+    ),
+    insert: `INSERT INTO airlock.answers (log_id, ask_id, decision, by, reason, statement, key_id, signature)
+      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+    params: row,
+  });
   return ask;
 }
 
 interface AnswerRow {
+  id: string;
   ask_id: string;
   decision: 'allow' | 'deny';
   by: string;
@@ -156,75 +192,94 @@ interface AnswerRow {
   signature: string | null;
 }
 
-/** What the shipper hands the relays: the keys the org trusts, and the rows it already judged. */
-export interface RelayContext {
-  trust: readonly TrustedApprover[];
-  /** rows refused or applied by this process (a refusal is recorded once, not at every poll) */
-  seen: Set<string>;
-}
+export { type RelayContext, relayContext };
 
-/** Records a remote decision this host refused (fail closed: what it would have released stays waiting). */
-export function recordRefusedDecision(
-  local: AuditStore,
-  type: string,
-  why: string,
-  data: Record<string, unknown>,
-): void {
-  local.append({
-    type,
-    session: null,
-    severity: 'high',
-    decision: 'deny',
-    rule: APPROVER_KEYS_RULE,
-    data: { ...data, reason: why },
-  });
-}
+const ANSWER_COLUMNS = 'id, ask_id, decision, by, reason, statement, key_id, signature';
+// one ask's rows claiming one trusted key, after a cursor, oldest first (index answers_by_key)
+const TRUSTED_ANSWERS = `SELECT ${ANSWER_COLUMNS} FROM airlock.answers
+  WHERE log_id = $1 AND ask_id = $2 AND key_id = $3 AND id > $4 ORDER BY id LIMIT $5`;
+// one ask's rows, whatever key they claim, after a cursor, oldest first (index answers_in_order)
+const ANSWERS_IN_ORDER = `SELECT ${ANSWER_COLUMNS} FROM airlock.answers
+  WHERE log_id = $1 AND ask_id = $2 AND id > $3 ORDER BY id LIMIT $4`;
+
+type AnswerLocally = (id: number, decision: 'allow' | 'deny', by: string, reason: string) => void;
 
 /**
- * Applies answers given elsewhere to this host's waiting asks (run by the host's shipper), each
- * only when signed by a key the org trusts (checkDecision); a refused one is recorded and the
- * ask keeps waiting. `answerLocally` is the local queue's answer function (command-rules' answerAsk).
+ * Applies answers given elsewhere to this host's waiting asks (run by the host's shipper): per
+ * ask, the first row (in insertion order) signed by a key the org trusts over exactly this ask
+ * (checkDecision). Refused rows are recorded and skipped, never counted; the ask keeps waiting
+ * for a valid one. Bounded per poll (relay-rows.ts). `answerLocally` is the local queue's answer
+ * function (command-rules' answerAsk).
  */
 export async function relayAnswers(
   local: AuditStore,
   client: pg.ClientBase,
   pendingLocal: number[],
-  answerLocally: (id: number, decision: 'allow' | 'deny', by: string, reason: string) => void,
+  answerLocally: AnswerLocally,
   ctx: RelayContext,
 ): Promise<number> {
-  if (pendingLocal.length === 0) return 0;
   const log = logId(local);
-  const rows = (
-    await client.query<AnswerRow>(
-      'SELECT ask_id, decision, by, reason, statement, key_id, signature FROM airlock.answers WHERE log_id = $1 AND ask_id = ANY($2::bigint[]) ORDER BY ts',
-      [log, pendingLocal],
-    )
-  ).rows;
   let applied = 0;
-  for (const a of rows) {
-    const key = `answer\n${a.ask_id}`;
-    if (ctx.seen.has(key)) continue;
-    const check = checkDecision({ statement: a.statement, keyId: a.key_id, signature: a.signature }, ctx.trust, {
-      kind: 'ask-answer',
-      logId: log,
-      item: Number(a.ask_id),
-      hash: null,
-      by: a.by,
-      decision: a.decision,
-    });
-    if (!check.ok) {
-      ctx.seen.add(key);
-      recordRefusedDecision(local, 'command.answer_refused', check.why, {
-        askId: Number(a.ask_id),
-        decision: a.decision,
-        by: a.by,
-        keyId: check.keyId,
-      });
-      continue;
-    }
-    if (await claimAndAnswer(client, log, a, check.statement, answerLocally)) applied += 1;
-  }
+  for (const askId of pendingLocal) if (await relayAnswer(local, client, log, askId, answerLocally, ctx)) applied += 1;
   return applied;
+}
+
+const checkAnswer = (a: AnswerRow, log: string, trust: readonly TrustedApprover[]) =>
+  checkDecision({ statement: a.statement, keyId: a.key_id, signature: a.signature }, trust, {
+    kind: 'ask-answer',
+    logId: log,
+    item: Number(a.ask_id),
+    hash: null,
+    by: a.by,
+    decision: a.decision,
+  });
+
+const refusedAnswer = (a: AnswerRow, keyId: string | null) => ({
+  askId: Number(a.ask_id),
+  decision: a.decision,
+  by: a.by,
+  keyId,
+  row: Number(a.id),
+});
+
+async function relayAnswer(
+  local: AuditStore,
+  c: pg.ClientBase,
+  log: string,
+  askId: number,
+  answerLocally: AnswerLocally,
+  ctx: RelayContext,
+): Promise<boolean> {
+  const slot = `answer\n${askId}`;
+  await refuseUntrustedAnswers(local, c, log, askId, ctx);
+  const { rows, full } = await trustedRows<AnswerRow>(c, ctx, slot, TRUSTED_ANSWERS, [log, askId]);
+  if (full) recordFlood(local, ctx, slot, 'command.answer_flood', { askId });
+  for (const a of rows) {
+    const check = checkAnswer(a, log, ctx.trust);
+    if (check.ok) return claimAndAnswer(c, log, a, check.statement, answerLocally);
+    judged(ctx, slot, a);
+    recordRefusal(local, ctx, slot, 'command.answer_refused', check.why, refusedAnswer(a, check.keyId));
+  }
+  return false;
+}
+
+/** Records (bounded) the refusal of rows claiming no trusted key: unsigned, or signed by a key the org does not list. */
+async function refuseUntrustedAnswers(
+  local: AuditStore,
+  c: pg.ClientBase,
+  log: string,
+  askId: number,
+  ctx: RelayContext,
+): Promise<void> {
+  const slot = `answer\n${askId}`;
+  const { rows, full } = await rowsInOrder<AnswerRow>(c, ctx, slot, ANSWERS_IN_ORDER, [log, askId]);
+  if (full) recordFlood(local, ctx, slot, 'command.answer_flood', { askId });
+  for (const a of rows) {
+    judged(ctx, slot, a, '*');
+    if (claimsTrustedKey(ctx, a)) continue; // judged, signature and all, by the trusted scan
+    const check = checkAnswer(a, log, ctx.trust);
+    if (!check.ok) recordRefusal(local, ctx, slot, 'command.answer_refused', check.why, refusedAnswer(a, check.keyId));
+  }
 }
 
 /** Applies one verified answer under an advisory lock (two relays of one host never apply it at once). */
@@ -233,7 +288,7 @@ async function claimAndAnswer(
   log: string,
   a: AnswerRow,
   s: DecisionStatement,
-  answerLocally: (id: number, decision: 'allow' | 'deny', by: string, reason: string) => void,
+  answerLocally: AnswerLocally,
 ): Promise<boolean> {
   await c.query('BEGIN');
   try {

@@ -1,15 +1,20 @@
 import type pg from 'pg';
 import { type AuditStore, logId } from '../audit/index.ts';
 import { AirlockError } from '../common/index.ts';
-import { checkDecision } from './decisions.ts';
+import { APPROVER_KEYS_RULE, checkDecision } from './decisions.ts';
+import { approverTrust } from './connect.ts';
+import { type DecisionSigner, otherHostsProposals, parseSharedRef, type SharedProposal } from './queue.ts';
 import {
-  type DecisionSigner,
-  otherHostsProposals,
-  parseSharedRef,
-  recordRefusedDecision,
+  claimsTrustedKey,
+  insertUnlessDecided,
+  judged,
+  recordFlood,
+  recordRefusal,
   type RelayContext,
-  type SharedProposal,
-} from './queue.ts';
+  relayContext,
+  rowsInOrder,
+  trustedRows,
+} from './relay-rows.ts';
 
 // Review approvals across hosts. A reviewer on host B approves host A's proposal as it was
 // shipped (its content hash); the row waits in airlock.review_approvals until A's shipper
@@ -22,7 +27,13 @@ export async function approveSharedProposal(
   ref: string,
   by: string,
   fromLogId: string,
-  opts: { reason?: string; expectHash?: string; sign: DecisionSigner },
+  opts: {
+    reason?: string;
+    expectHash?: string;
+    sign: DecisionSigner;
+    /** keys whose approvals count (default: the org policy's approverKeys) */
+    trust?: RelayContext['trust'];
+  },
 ): Promise<SharedProposal> {
   const parsed = parseSharedRef(ref);
   if (!parsed)
@@ -71,31 +82,26 @@ export async function approveSharedProposal(
     ts: new Date().toISOString(),
     from: fromLogId,
   });
-  const r = await client.query(
-    `INSERT INTO airlock.review_approvals (log_id, proposal_id, hash, by, from_log_id, reason, statement, key_id, signature)
-      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING`,
-    [
-      proposal.logId,
-      proposal.id,
-      proposal.hash,
-      by,
-      fromLogId,
-      reason,
-      signed.statement,
-      signed.keyId,
-      signed.signature,
-    ],
-  );
-  if (r.rowCount !== 1)
-    throw new AirlockError(
+  const row = [proposal.logId, proposal.id, proposal.hash, by, fromLogId, reason];
+  const trust = opts.trust ?? approverTrust();
+  // approvers serialize per proposal; a reviewer who already holds a valid approval is refused
+  await insertUnlessDecided(client, {
+    lock: ['airlock.approval', proposal.logId, proposal.id],
+    decided: () => validApprovalExists(client, proposal, by, trust),
+    refusal: new AirlockError(
       'BAD_STATE',
       `${by} already approved proposal ${ref}`,
       'a second approval must come from another reviewer',
-    );
+    ),
+    insert: `INSERT INTO airlock.review_approvals (log_id, proposal_id, hash, by, from_log_id, reason, statement, key_id, signature)
+      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+    params: [...row, signed.statement, signed.keyId, signed.signature],
+  });
   return proposal;
 }
 
 interface ApprovalRow {
+  id: string;
   proposal_id: string;
   hash: string;
   by: string;
@@ -114,17 +120,54 @@ export interface RelayedApproval {
   reason: string | null;
 }
 
-// rows of this host not yet settled by one of its shipped review events for that (proposal, hash, by)
-const UNSETTLED = `SELECT a.proposal_id, a.hash, a.by, a.from_log_id, a.reason, a.statement, a.key_id, a.signature FROM airlock.review_approvals a WHERE a.log_id = $1
-  AND NOT EXISTS (SELECT 1 FROM airlock.events e WHERE e.log_id = a.log_id AND e.type IN ('review.approved', 'review.relay_refused')
+const APPROVAL_COLUMNS =
+  'a.id, a.proposal_id, a.hash, a.by, a.from_log_id, a.reason, a.statement, a.key_id, a.signature';
+// a row is settled by this host's shipped verdict on its (proposal, hash, approver) — review.approved,
+// or review.relay_refused by the review rules — or by a refusal of this very row (its signature):
+// a forged row's refusal never settles the real approval of the same reviewer
+const UNSETTLED = `NOT EXISTS (SELECT 1 FROM airlock.events e WHERE e.log_id = a.log_id AND e.type IN ('review.approved', 'review.relay_refused')
     AND (airlock.try_jsonb(e.data) ->> 'proposal') = a.proposal_id::text AND (airlock.try_jsonb(e.data) ->> 'hash') = a.hash
-    AND lower(airlock.try_jsonb(e.data) ->> 'by') = lower(a.by))
-  ORDER BY a.ts LIMIT 200`;
+    AND lower(airlock.try_jsonb(e.data) ->> 'by') = lower(a.by)
+    AND (e.rule IS DISTINCT FROM '${APPROVER_KEYS_RULE}' OR (airlock.try_jsonb(e.data) ->> 'row') = a.id::text))`;
+// this host's unsettled rows claiming one trusted key, after a cursor, oldest first (index review_approvals_by_key)
+const TRUSTED_APPROVALS = `SELECT ${APPROVAL_COLUMNS} FROM airlock.review_approvals a
+  WHERE a.log_id = $1 AND ${UNSETTLED} AND a.key_id = $2 AND a.id > $3 ORDER BY a.id LIMIT $4`;
+// this host's unsettled rows, whatever key they claim, after a cursor, oldest first (index review_approvals_in_order)
+const APPROVALS_IN_ORDER = `SELECT ${APPROVAL_COLUMNS} FROM airlock.review_approvals a
+  WHERE a.log_id = $1 AND ${UNSETTLED} AND a.id > $2 ORDER BY a.id LIMIT $3`;
+// one reviewer's rows for one proposal and hash claiming one trusted key (is there a valid one already?)
+const REVIEWER_APPROVALS = `SELECT ${APPROVAL_COLUMNS} FROM airlock.review_approvals a
+  WHERE a.log_id = $1 AND a.proposal_id = $2 AND a.hash = $3 AND lower(a.by) = lower($4) AND a.key_id = $5 AND a.id > $6 ORDER BY a.id LIMIT $7`;
+
+const checkApproval = (r: ApprovalRow, log: string, trust: RelayContext['trust']) =>
+  checkDecision({ statement: r.statement, keyId: r.key_id, signature: r.signature }, trust, {
+    kind: 'review-approval',
+    logId: log,
+    item: Number(r.proposal_id),
+    hash: r.hash,
+    by: r.by,
+    decision: 'approve',
+  });
+
+const SLOT = 'approvals';
+const reviewerSlot = (r: ApprovalRow) => `${r.proposal_id}\n${r.hash}\n${r.by.toLowerCase()}`;
+
+function refuseApproval(local: AuditStore, ctx: RelayContext, r: ApprovalRow, why: string, keyId: string | null) {
+  recordRefusal(local, ctx, `approval\n${r.proposal_id}`, 'review.relay_refused', why, {
+    proposal: Number(r.proposal_id),
+    hash: r.hash,
+    by: r.by,
+    via: r.from_log_id,
+    keyId,
+    row: Number(r.id),
+  });
+}
 
 /**
- * Applies approvals given on other hosts to this host's proposals (run by its shipper), each
- * only when signed by a key the org trusts over exactly this proposal and content hash; a
- * refused row is recorded as review.relay_refused (which settles it) and approves nothing.
+ * Applies approvals given on other hosts to this host's proposals (run by its shipper): per
+ * reviewer, proposal and hash, the first row signed by a key the org trusts over exactly this
+ * proposal and content hash. A refused row is recorded as review.relay_refused naming the row
+ * (which settles that row only) and approves nothing; bounded per poll (relay-rows.ts).
  * `apply` is the review module's relay (it records the outcome either way).
  */
 export async function relayApprovals(
@@ -134,30 +177,20 @@ export async function relayApprovals(
   ctx: RelayContext,
 ): Promise<number> {
   const log = logId(local);
-  const rows = (await c.query<ApprovalRow>(UNSETTLED, [log])).rows;
+  await refuseUntrustedApprovals(local, c, log, ctx);
+  const { rows, full } = await trustedRows<ApprovalRow>(c, ctx, SLOT, TRUSTED_APPROVALS, [log]);
+  if (full) recordFlood(local, ctx, SLOT, 'review.approval_flood', {});
+  const done = new Set<string>();
   let applied = 0;
   for (const r of rows) {
-    const key = `approval\n${r.proposal_id}\n${r.hash}\n${r.by.toLowerCase()}`;
-    if (ctx.seen.has(key)) continue;
-    ctx.seen.add(key);
-    const check = checkDecision({ statement: r.statement, keyId: r.key_id, signature: r.signature }, ctx.trust, {
-      kind: 'review-approval',
-      logId: log,
-      item: Number(r.proposal_id),
-      hash: r.hash,
-      by: r.by,
-      decision: 'approve',
-    });
+    judged(ctx, SLOT, r);
+    if (done.has(reviewerSlot(r))) continue; // this reviewer's first valid row was applied this poll
+    const check = checkApproval(r, log, ctx.trust);
     if (!check.ok) {
-      recordRefusedDecision(local, 'review.relay_refused', check.why, {
-        proposal: Number(r.proposal_id),
-        hash: r.hash,
-        by: r.by,
-        via: r.from_log_id,
-        keyId: check.keyId,
-      });
+      refuseApproval(local, ctx, r, check.why, check.keyId);
       continue;
     }
+    done.add(reviewerSlot(r));
     apply({
       proposal: check.statement.item,
       hash: r.hash,
@@ -168,4 +201,27 @@ export async function relayApprovals(
     applied += 1;
   }
   return applied;
+}
+
+/** Records (bounded) the refusal of rows claiming no trusted key: unsigned, or signed by a key the org does not list. */
+async function refuseUntrustedApprovals(local: AuditStore, c: pg.ClientBase, log: string, ctx: RelayContext) {
+  const { rows, full } = await rowsInOrder<ApprovalRow>(c, ctx, SLOT, APPROVALS_IN_ORDER, [log]);
+  if (full) recordFlood(local, ctx, SLOT, 'review.approval_flood', {});
+  for (const r of rows) {
+    judged(ctx, SLOT, r, '*');
+    if (claimsTrustedKey(ctx, r)) continue; // judged, signature and all, by the trusted scan
+    const check = checkApproval(r, log, ctx.trust);
+    if (!check.ok) refuseApproval(local, ctx, r, check.why, check.keyId);
+  }
+}
+
+/** Whether `by` already holds a valid (trusted, verifying) approval of this proposal and hash. */
+async function validApprovalExists(c: pg.ClientBase, p: SharedProposal, by: string, trust: RelayContext['trust']) {
+  const { rows } = await trustedRows<ApprovalRow>(c, relayContext(trust), '', REVIEWER_APPROVALS, [
+    p.logId,
+    p.id,
+    p.hash,
+    by,
+  ]);
+  return rows.some((r) => checkApproval(r, p.logId, trust).ok);
 }

@@ -15,7 +15,7 @@ import {
 import { checkpointLeaf } from './global-log.ts';
 import { EVENT_COLUMNS, encodeEventRows } from './pg-binary.ts';
 import type { TrustedApprover } from './decisions.ts';
-import { ANSWERS_CHANNEL, type RelayContext, relayAnswers } from './queue.ts';
+import { ANSWERS_CHANNEL, relayAnswers, relayContext } from './queue.ts';
 import { type RelayedApproval, relayApprovals } from './review-queue.ts';
 
 // The shipper: a host's local SQLite log is the durable spool; this copies it to the shared
@@ -188,7 +188,7 @@ export function startShipper(local: AuditStore, connectionString: string, opts: 
   let lastError: string | null = null;
   let last: ShipResult | undefined;
   let wake = new AbortController();
-  const relayed: RelayContext = { trust: opts.trust ?? [], seen: new Set<string>() };
+  const relayed = relayContext(opts.trust ?? []);
   const off = local.onAppend(() => wake.abort());
   const drop = () => {
     const c = client;

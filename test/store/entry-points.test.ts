@@ -9,7 +9,7 @@ import { type PgCluster, sharedStoreCluster } from './pg-cluster.ts';
 import { type TwoHosts, airlockAs as airlock, envOf, twoHosts } from './two-hosts.ts';
 import { generateKeyPairSync } from 'node:crypto';
 import { AuditStore, workView } from '../../src/index.ts';
-import { keyId } from '../../src/audit/index.ts';
+import { keyId, loadSigningKey } from '../../src/audit/index.ts';
 import { signDecision } from '../../src/store/index.ts';
 
 let cluster: PgCluster;
@@ -173,6 +173,24 @@ test("a review approval given on host B reaches host A's proposal, bound to its 
       'the refusal names the org rule',
     );
 
+  // rows in carol's name inserted before her real approval (unsigned, and claiming host B's trusted
+  // key with a bad signature): they hold no slot, so her own approval still goes through
+  await insertApproval({ logId: logA, proposal: 1, hash, by: 'carol@example.com', from: 'forged' });
+  const kidB = keyId(loadSigningKey(`${b.home}/keys`).publicKey);
+  await insertApproval({
+    ...{ logId: logA, proposal: 1, hash, by: 'carol@example.com', from: 'forged', statement: '{}' },
+    ...{ keyId: kidB, signature: Buffer.alloc(64, 7).toString('base64') },
+  });
+  assert.equal(airlock(a, ['audit', 'ship']).status, 0);
+  assert.deepEqual(
+    events(a, 'review.relay_refused')
+      .filter((e) => e.data.by === 'carol@example.com')
+      .map((e) => /not signed|does not verify/.test(String(e.data.reason))),
+    [true, true],
+    'both forged rows are refused, each once',
+  );
+  assert.deepEqual(stateOnA().approvers, ['bob@example.com']);
+
   r = airlock(b, ['review', 'approve', ref, '--as', 'carol@example.com']);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /approved proposal 1@[0-9a-f]{8}/);
@@ -193,7 +211,7 @@ test("a review approval given on host B reaches host A's proposal, bound to its 
 
   // carol's valid signed approval replayed for A's other proposal (other content): refused
   const [sent] = await cluster.sql<{ statement: string; key_id: string; signature: string; from_log_id: string }>(
-    'SELECT statement, key_id, signature, from_log_id FROM airlock.review_approvals WHERE log_id = $1 AND proposal_id = 1 AND by = $2',
+    "SELECT statement, key_id, signature, from_log_id FROM airlock.review_approvals WHERE log_id = $1 AND proposal_id = 1 AND by = $2 AND from_log_id <> 'forged'",
     [logA, 'carol@example.com'],
   );
   const other = stateOf('s-a2');

@@ -176,4 +176,11 @@ export class Procs {
   killAll(): void {
     for (const p of this.live) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
   }
+
+  /** Kills every live process and waits (bounded) until each has exited. */
+  async stopAll(): Promise<void> {
+    const exits = [...this.live].map((p) => new Promise((resolve) => p.once('exit', resolve)));
+    this.killAll();
+    await Promise.race([Promise.all(exits), new Promise((resolve) => setTimeout(resolve, 10_000).unref())]);
+  }
 }

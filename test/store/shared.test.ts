@@ -216,6 +216,10 @@ test('the writer role may only insert; triggers refuse UPDATE, DELETE and TRUNCA
         'TRUNCATE airlock.events',
         "UPDATE airlock.checkpoints SET root = 'x'",
         'DELETE FROM airlock.global_log',
+        "UPDATE airlock.answers SET decision = 'deny'",
+        'DELETE FROM airlock.review_approvals',
+        // v6: the writer cannot pick a row's place in insertion order (the first valid row wins)
+        "INSERT INTO airlock.answers (id, log_id, ask_id, decision, by, reason) OVERRIDING SYSTEM VALUE VALUES (0, 'x', 1, 'allow', 'a', 'b')",
       ]) {
         await assert.rejects(w.query(sql), /permission denied/, sql);
       }
@@ -232,6 +236,8 @@ test('the writer role may only insert; triggers refuse UPDATE, DELETE and TRUNCA
         "UPDATE airlock.host_keys SET public_key = 'x'",
         'DELETE FROM airlock.checkpoints',
         'TRUNCATE airlock.global_log',
+        'TRUNCATE airlock.answers',
+        'TRUNCATE airlock.review_approvals',
       ]) {
         await assert.rejects(su.query(sql), /append-only: (UPDATE|DELETE|TRUNCATE) refused/, sql);
       }

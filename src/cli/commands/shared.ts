@@ -16,6 +16,7 @@ import {
   verifySharedStore,
   type SharedVerifyResult,
   relayApprovals,
+  relayContext,
 } from '../../store/index.ts';
 import { openStore } from '../store.ts';
 import { bad, dim, ok, printJson, setExit, warn } from '../output.ts';
@@ -109,7 +110,7 @@ export async function ship(opts: {
           const r = await shipOnce(store, c, { batch });
           // approvals given on other hosts for this host's proposals: applied here, the outcome shipped
           const { localApprovalRelay } = await import('../../review/index.ts');
-          const relayed = { trust: approverTrust(), seen: new Set<string>() };
+          const relayed = relayContext(approverTrust());
           if ((await relayApprovals(store, c, localApprovalRelay(store), relayed)) > 0)
             return shipOnce(store, c, { batch });
           return r;
