@@ -273,6 +273,27 @@ const TAMPERING: { what: string; sql: string; seq: number; reason: RegExp; sameI
     sameId: 13,
   },
   {
+    what: 'a stored hash edited alone',
+    sql: `UPDATE airlock.events SET hash = repeat('0', 64) WHERE log_id = LOG AND seq = 12`,
+    seq: 12,
+    reason: /does not match its hash/,
+    sameId: 12,
+  },
+  {
+    what: 'a previous hash edited alone',
+    sql: 'UPDATE airlock.events SET prev_hash = upper(prev_hash) WHERE log_id = LOG AND seq = 12',
+    seq: 12,
+    reason: /previous-hash link broken/,
+    sameId: 12,
+  },
+  {
+    what: 'a previous hash with a byte appended',
+    sql: "UPDATE airlock.events SET prev_hash = prev_hash || '0' WHERE log_id = LOG AND seq = 12",
+    seq: 12,
+    reason: /previous-hash link broken/,
+    sameId: 12,
+  },
+  {
     what: 'a truncated table',
     sql: 'TRUNCATE airlock.events',
     seq: 1,
