@@ -9,7 +9,7 @@ import {
   MerkleFrontier,
   checkEventRow,
   verifyCheckpointSignature,
-} from '../audit/index.ts';
+} from '../audit/hashing.ts';
 import type { CopyRow } from './pg-binary.ts';
 
 // One host's chain as the shared store holds it, checked row by row in seq order: the link to

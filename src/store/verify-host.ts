@@ -2,7 +2,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import { finished } from 'node:stream/promises';
 import pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
-import { type Checkpoint, keyId } from '../audit/index.ts';
+import { type Checkpoint, keyId } from '../audit/hashing.ts';
 import { HostCheck, type HostVerdict } from './host-check.ts';
 import { CopyRowReader, EVENT_COLUMNS } from './pg-binary.ts';
 
