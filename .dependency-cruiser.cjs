@@ -5,7 +5,8 @@
 // a session loads SIEM delivery only when it runs sinks, plants honeytokens without
 // loading the detection engine, and the CLI reaches running sessions without the session
 // core and the policy engine, and `airlock run` resolves its policy and agent profile from
-// the cache without zod and yaml (issue 16: start-up).
+// the cache without zod and yaml (issue 16: start-up); the shared store's verify workers load
+// the chain hashing without the audit store and sinks (issue 18: verify).
 const LIGHT_ENTRY_POINTS = [
   '^src/hosts/local\\.ts$',
   '^src/secrets/sync\\.ts$',
@@ -14,6 +15,7 @@ const LIGHT_ENTRY_POINTS = [
   '^src/session/client\\.ts$',
   '^src/policy/source\\.ts$',
   '^src/agents/apply\\.ts$',
+  '^src/audit/hashing\\.ts$',
 ];
 
 // Dependencies point inward: common is the core; policy (the settings every layer reads)
@@ -72,6 +74,14 @@ module.exports = {
       from: { path: r.from },
       to: { path: r.to, ...(r.toNot ? { pathNot: r.toNot } : {}) },
     })),
+    {
+      name: 'store-verify-worker-stays-light',
+      severity: 'error',
+      comment:
+        "A verify worker is started on every parallel `airlock audit verify`: it loads the chain hashing (src/audit/hashing.ts), never the audit module's index (store, sinks, summaries: ~40% of its start).",
+      from: { path: '^src/store/verify-worker\\.ts$' },
+      to: { path: '^src/audit/index\\.ts$', reachable: true },
+    },
     {
       name: 'no-test-code-in-src',
       severity: 'error',

@@ -9,7 +9,7 @@ import {
   MerkleFrontier,
   checkEventRow,
   verifyCheckpointSignature,
-} from '../audit/index.ts';
+} from '../audit/hashing.ts';
 import type { CopyRow } from './pg-binary.ts';
 
 // One host's chain as the shared store holds it, checked row by row in seq order: the link to
@@ -45,11 +45,14 @@ export interface HostVerdict {
 const SEQ = 0;
 const ID = 1;
 const PREV = 9;
+const DATA = 8;
 const HASH = 10;
+/** a SHA-256 in hex: the stored hash and prev_hash, and the first bytes of the hashed text */
+const HEX_HASH = 64;
 const latin1 = (s: string) => Buffer.from(s, 'latin1');
 /** The body's keys in canonical order: [field, the text before it, may it be null]. */
 const BODY: [number, Buffer, boolean][] = [
-  [8, latin1('\n{"data":'), false],
+  [DATA, latin1('\n{"data":'), false],
   [6, latin1(',"decision":'), true],
   [1, latin1(',"id":'), false],
   [7, latin1(',"rule":'), true],
@@ -63,12 +66,42 @@ const NULL = latin1('null');
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 
-/** A field JSON.stringify would quote as `"` + its bytes + `"` (no quote, backslash or control byte). */
-function plainField(buf: Buffer, from: number, to: number): boolean {
+/** Below this many bytes a loop copies faster than a Buffer.copy call (most fields are a few bytes). */
+const SHORT = 64;
+
+/** Copies src[from, to) into out at `at`; the position after it. */
+function put(src: Buffer, from: number, to: number, out: Buffer, at: number): number {
+  if (to - from >= SHORT) return at + src.copy(out, at, from, to);
+  for (let i = from; i < to; i++) out[at++] = src[i]!;
+  return at;
+}
+
+/**
+ * Copies a field JSON.stringify would quote as `"` + its bytes + `"` (no quote, backslash or
+ * control byte), with its quotes; the position after it, or -1 when it holds such a byte.
+ */
+function putQuoted(buf: Buffer, from: number, to: number, out: Buffer, at: number): number {
+  out[at++] = QUOTE;
   for (let i = from; i < to; i++) {
     const b = buf[i]!;
-    if (b < 0x20 || b === QUOTE || b === BACKSLASH) return false;
+    if (b < 0x20 || b === QUOTE || b === BACKSLASH) return -1;
+    out[at++] = b;
   }
+  out[at++] = QUOTE;
+  return at;
+}
+
+/** Writes a positive integer's decimal digits (String(n) without the string); the position after them. */
+function putDecimal(n: number, out: Buffer, at: number): number {
+  let digits = 1;
+  for (let p = 10; p <= n; p *= 10) digits += 1;
+  for (let i = at + digits - 1; i >= at; i--, n = Math.floor(n / 10)) out[i] = 0x30 + (n % 10);
+  return at + digits;
+}
+
+/** a[aFrom, aFrom + n) equals b[bFrom, bFrom + n) (a hash is 64 bytes: a loop, not a call) */
+function sameBytes(a: Buffer, aFrom: number, b: Buffer, bFrom: number, n: number): boolean {
+  for (let i = 0; i < n; i++) if (a[aFrom + i] !== b[bFrom + i]) return false;
   return true;
 }
 
@@ -86,11 +119,13 @@ export class HostCheck {
   private prev = GENESIS_HASH;
   private bySize = new Map<number, Checkpoint[]>();
   private keys: Map<string, KeyObject>;
+  /** the hashed text of the row at hand; its first 64 bytes are always `prev` (the next row's prefix) */
   private scratch = Buffer.allocUnsafe(4096);
 
   constructor(logId: string, hostname: string | null, cps: Checkpoint[], keys: Map<string, KeyObject>) {
     this.v = { logId, hostname, events: 0, checkpoints: cps.length, checkpointsChecked: 0, problems: [] };
     this.keys = keys;
+    this.scratch.write(this.prev, 0, 'latin1');
     for (const c of cps) this.bySize.set(c.size, [...(this.bySize.get(c.size) ?? []), c]);
     for (const c of this.bySize.get(0) ?? []) this.checkCheckpoint(c);
   }
@@ -99,46 +134,51 @@ export class HostCheck {
   pushCopyRow(row: CopyRow): boolean {
     const { buf, start, end } = row;
     const expect = this.v.events + 1;
-    const fast =
+    const length =
       end[SEQ]! - start[SEQ]! === 8 &&
       buf.readUInt32BE(start[SEQ]!) * 0x1_0000_0000 + buf.readUInt32BE(start[SEQ]! + 4) === expect &&
-      end[HASH]! - start[HASH]! === 64 &&
-      buf.toString('latin1', start[PREV], end[PREV]) === this.prev &&
-      this.hashedText(row, expect);
-    if (!fast) return this.push(decodeRow(row));
-    const own = hash('sha256', this.scratch.subarray(0, fast), 'hex');
-    if (own !== buf.toString('latin1', start[HASH], end[HASH])) return this.push(decodeRow(row));
+      end[HASH]! - start[HASH]! === HEX_HASH &&
+      end[PREV]! - start[PREV]! === HEX_HASH &&
+      sameBytes(buf, start[PREV]!, this.scratch, 0, HEX_HASH) // the link: prev_hash is the running hash
+        ? this.hashedText(row, expect)
+        : 0;
+    if (!length) return this.push(decodeRow(row));
+    const own = hash('sha256', this.scratch.subarray(0, length), 'hex');
+    // the hashed text is done with: its prefix becomes this row's hash, compared with the stored one
+    this.scratch.write(own, 0, 'latin1');
+    if (!sameBytes(buf, start[HASH]!, this.scratch, 0, HEX_HASH)) return this.push(decodeRow(row));
     this.frontier.pushEventHash(own);
     this.advance(own);
     return true;
   }
 
-  /** Assembles the hashed text into scratch; its length, or 0 when the fast path cannot judge the row. */
+  /**
+   * Assembles the hashed text into scratch after the previous hash already there; its length, or 0
+   * when the fast path cannot judge the row.
+   */
   private hashedText(row: CopyRow, seq: number): number {
     const { buf, start, end } = row;
-    // the fields' bytes, 2 quotes or "null" each, the keys (79 bytes), the previous hash, the seq
+    // the previous hash, the fields' bytes, 2 quotes or "null" each, the keys (79 bytes), the seq
     const size = row.bytes + 256;
-    if (this.scratch.length < size) this.scratch = Buffer.allocUnsafe(size * 2);
+    if (this.scratch.length < size) {
+      const grown = Buffer.allocUnsafe(size * 2);
+      this.scratch.copy(grown, 0, 0, HEX_HASH);
+      this.scratch = grown;
+    }
     const out = this.scratch;
-    let at = buf.copy(out, 0, start[PREV], end[PREV]); // equal to this.prev (checked by the caller)
+    let at = HEX_HASH;
     for (const [field, before, nullable] of BODY) {
-      at += before.copy(out, at);
-      if (field === SEQ) {
-        at += out.write(String(seq), at, 'latin1');
-      } else if (start[field]! < 0) {
+      at = put(before, 0, before.length, out, at);
+      if (field === SEQ) at = putDecimal(seq, out, at);
+      else if (start[field]! < 0) {
         if (!nullable) return 0;
-        at += NULL.copy(out, at);
-      } else if (field === 8) {
-        at += buf.copy(out, at, start[field], end[field]); // data: the canonical JSON text, as it is
-      } else {
-        if (!plainField(buf, start[field]!, end[field]!)) return 0;
-        out[at++] = QUOTE;
-        at += buf.copy(out, at, start[field], end[field]);
-        out[at++] = QUOTE;
-      }
+        at = put(NULL, 0, NULL.length, out, at);
+      } else if (field === DATA)
+        at = put(buf, start[field]!, end[field]!, out, at); // canonical JSON, as it is
+      else if ((at = putQuoted(buf, start[field]!, end[field]!, out, at)) < 0) return 0;
     }
     out[at++] = 0x7d; // }
-    return isUtf8(out.subarray(0, at)) ? at : 0;
+    return isUtf8(out.subarray(HEX_HASH, at)) ? at : 0;
   }
 
   /** The full check of one decoded row; false once the chain broke. */
@@ -161,6 +201,7 @@ export class HostCheck {
       return false;
     }
     this.advance(r[HASH]);
+    this.scratch.write(r[HASH], 0, 'latin1'); // 64 hex digits (pushEventHash checked)
     return true;
   }
 

@@ -1,4 +1,4 @@
-import type { RawEventRow } from '../audit/index.ts';
+import type { RawEventRow } from '../audit/hashing.ts';
 
 // PostgreSQL's binary COPY format (https://www.postgresql.org/docs/15/sql-copy.html, "Binary
 // Format") for the events table, both ways. Binary, not text: a text column's bytes go as they

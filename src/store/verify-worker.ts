@@ -1,6 +1,6 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import pg from 'pg';
-import { type HostJob, verifyHost } from './verify-host.ts';
+import { type HostJob, READ_BY_PRIMARY_KEY, verifyHost } from './verify-host.ts';
 
 // A verify worker (verifySharedStore with several hosts): one connection of its own, inside the
 // snapshot the caller exported, so every host is judged on the same state of the store; it
@@ -16,6 +16,7 @@ async function open(): Promise<void> {
   await client.connect();
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   await client.query(`SET TRANSACTION SNAPSHOT ${pg.escapeLiteral(snapshot)}`);
+  await client.query(READ_BY_PRIMARY_KEY);
 }
 const opened = open();
 opened.catch(() => {

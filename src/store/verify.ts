@@ -5,7 +5,7 @@ import type pg from 'pg';
 import { type Checkpoint, MerkleFrontier } from '../audit/index.ts';
 import { checkpointLeaf } from './global-log.ts';
 import type { HostVerdict } from './host-check.ts';
-import { type HostJob, verifyHost } from './verify-host.ts';
+import { type HostJob, READ_BY_PRIMARY_KEY, verifyHost } from './verify-host.ts';
 
 export type { BadSharedEvent, HostVerdict } from './host-check.ts';
 
@@ -189,6 +189,7 @@ export async function verifySharedStore(c: pg.ClientBase, opts: SharedVerifyOpti
   // one snapshot for the whole run: rows shipped meanwhile do not make a consistent store look broken
   await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {
+    await c.query(READ_BY_PRIMARY_KEY);
     const cps = (await c.query<CpRow>('SELECT * FROM airlock.checkpoints ORDER BY log_id, id')).rows.map(toCheckpoint);
     const hostRows = (await c.query<HostRow>(HOSTS)).rows;
     const hosts = await verifyHosts(c, hostRows, cps, opts);

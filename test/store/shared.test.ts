@@ -5,6 +5,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { openSync, readSync, closeSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { AuditStore, checkpoint, keyId, loadPublicKey } from '../../src/audit/index.ts';
@@ -278,6 +279,27 @@ const TAMPERING: { what: string; sql: string; seq: number; reason: RegExp; sameI
     sameId: 13,
   },
   {
+    what: 'a stored hash edited alone',
+    sql: `UPDATE airlock.events SET hash = repeat('0', 64) WHERE log_id = LOG AND seq = 12`,
+    seq: 12,
+    reason: /does not match its hash/,
+    sameId: 12,
+  },
+  {
+    what: 'a previous hash edited alone',
+    sql: 'UPDATE airlock.events SET prev_hash = upper(prev_hash) WHERE log_id = LOG AND seq = 12',
+    seq: 12,
+    reason: /previous-hash link broken/,
+    sameId: 12,
+  },
+  {
+    what: 'a previous hash with a byte appended',
+    sql: "UPDATE airlock.events SET prev_hash = prev_hash || '0' WHERE log_id = LOG AND seq = 12",
+    seq: 12,
+    reason: /previous-hash link broken/,
+    sameId: 12,
+  },
+  {
     what: 'a truncated table',
     sql: 'TRUNCATE airlock.events',
     seq: 1,
@@ -475,4 +497,47 @@ test('an event rewritten with its own hash recomputed (a superuser who knows the
     assert.equal(v.hosts[0]!.firstBad?.seq, 13, JSON.stringify(v.hosts[0]));
     assert.match(v.hosts[0]!.firstBad!.reason, /previous-hash link broken/);
   });
+});
+
+/** What the cluster's log gained since `from` (its size then). */
+function logSince(from: number): string {
+  const fd = openSync(join(cluster.dir, 'log'), 'r');
+  try {
+    const buf = Buffer.alloc(statSync(join(cluster.dir, 'log')).size - from);
+    readSync(fd, buf, 0, buf.length, from);
+    return buf.toString('utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+test("verify reads each host's rows along the primary key, never a scan of every host's rows and a sort (the server shares the verifier's cores)", async () => {
+  const db = await freshDb();
+  const homes = [tmp(), tmp()];
+  const stores = homes.map((home) => new AuditStore(join(home, 'audit.db')));
+  try {
+    for (const [i, store] of stores.entries()) {
+      store.appendMany(Array.from({ length: 3000 }, (_, k) => ({ type: 'process.exec', session: 's', data: { k } })));
+      await shipAs(db, { store, keyDir: join(homes[i]!, 'keys') }, 1000);
+    }
+    // as autovacuum leaves a store: with statistics, half the table matching a host looks cheaper to scan
+    const c = await client(db);
+    await c.query('ANALYZE airlock.events');
+    await c.end();
+    // every connection to this database (this thread's and the workers') logs the plan of each statement
+    await cluster.sql(`ALTER DATABASE ${db} SET session_preload_libraries = 'auto_explain'`);
+    await cluster.sql(`ALTER DATABASE ${db} SET auto_explain.log_min_duration = 0`);
+    const from = statSync(join(cluster.dir, 'log')).size;
+    assert.equal((await verify(db)).ok, true);
+    const plans = logSince(from)
+      .split(/\n(?=\S[^\n]*LOG: {2})/)
+      .filter((entry) => entry.includes('Query Text: COPY (SELECT seq'));
+    assert.equal(plans.length, 4, 'one COPY per host, alone and in parallel'); // 2 hosts × (alone, parallel)
+    for (const plan of plans) {
+      assert.match(plan, /Index Scan using events_pkey on events/, plan);
+      assert.doesNotMatch(plan, /Seq Scan|Sort|Gather/, plan);
+    }
+  } finally {
+    for (const store of stores) store.close();
+  }
 });
