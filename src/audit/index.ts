@@ -8,7 +8,7 @@ export {
   type AuditSync,
 } from './store.ts';
 export { verifyChain, verifyLog, verifyLogAsync, type VerifyResult, type VerifyOptions } from './verify.ts';
-export { type AuditEvent, type AuditEventInput, type Severity, type Decision, GENESIS_HASH } from './event.ts';
+export { type AuditEvent, type AuditEventInput, type Severity, type Decision } from './event.ts';
 export {
   checkpoint,
   logId,
@@ -27,9 +27,8 @@ export {
   type CheckpointSchedule,
 } from './checkpoint.ts';
 export { proveEvent, verifyProof, type InclusionProofDoc, type ProofCheck } from './proof.ts';
-export { MerkleFrontier, EventFrontier, leafHash } from './merkle.ts';
+export { MerkleFrontier, leafHash } from './merkle.ts';
 export { argvOf, summarize } from './summary.ts';
 // The formats only: the delivery side (src/audit/sinks/index.ts) is loaded on demand by whoever runs sinks.
 export { eventPaths, formatEvent, type EventFormat } from './sinks/formats.ts';
 export { type Migration, latestVersion, pendingMigrations } from './schema.ts';
-export { checkEventRow } from './verify-range.ts';
