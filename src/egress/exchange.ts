@@ -4,7 +4,7 @@ import type { Tracked, Ctx } from './context.ts';
 import type { Credential, Hit, NeedleScanner } from './broker.ts';
 import { decodeBody } from './dlp.ts';
 import { ReflectionScrubber } from './reflect.ts';
-import { recordFinding } from './guard.ts';
+import { recordFinding, recordHit } from './guard.ts';
 
 // What the plain-HTTP proxy (http.ts) and intercepted TLS (intercept.ts) do alike with one
 // HTTP exchange: refusals, header hygiene, reading an encoded body whole to scan it, and
@@ -146,6 +146,20 @@ export function readWhole(
 export type BodyVerdict =
   | { ok: true; plain: Buffer }
   | { ok: false; status: number; rule: string; reason: string; severity?: 'medium'; hit?: Hit };
+
+/** Refuses a request that carries a placeholder or honeytoken where it must not go, and records the finding. */
+export function refuseHit(ctx: Ctx, res: ServerResponse, tracked: Tracked, hit: Hit): void {
+  const found = recordHit(ctx, tracked, hit);
+  refuse(res, tracked, 403, found.rule, found.reason, undefined, true);
+}
+
+/** Refuses the request unless the body's verdict is clean (the same refusal on every HTTP path); true when it may go on. */
+export function refuseUnlessClean(ctx: Ctx, res: ServerResponse, tracked: Tracked, verdict: BodyVerdict): boolean {
+  if (verdict.ok) return true;
+  if (verdict.hit) refuseHit(ctx, res, tracked, verdict.hit);
+  else refuse(res, tracked, verdict.status, verdict.rule, verdict.reason, verdict.severity);
+  return false;
+}
 
 /** Scans a whole (possibly encoded) body for placeholders and honeytokens, decoded. */
 export function scanWholeBody(

@@ -5,7 +5,7 @@ import { normalizeHost, splitAuthority, HostError, hostPort } from './host.ts';
 import { Tracked, type Ctx } from './context.ts';
 import { connectUpstream, peekFirst, decideTunnel, refuseInTunnel, pipeBoth } from './tunnel.ts';
 import { interceptTunnel, isIntercepted, isModelApi } from './intercept.ts';
-import { outboundScanner, recordHit, requestText, textHit } from './guard.ts';
+import { outboundScanner, requestText, textHit } from './guard.ts';
 import { decideAndResolve } from './names.ts';
 import { requestPath, type RequestPath } from './path.ts';
 import type { Credential } from './broker.ts';
@@ -19,6 +19,8 @@ import {
   refuse,
   relayResponse,
   scanWholeBody,
+  refuseHit,
+  refuseUnlessClean,
 } from './exchange.ts';
 
 // HTTP side of the gateway: absolute-URI requests (plain HTTP proxy), origin-form
@@ -175,8 +177,7 @@ export async function onRequest(ctx: Ctx, req: IncomingMessage, res: ServerRespo
     'url or headers',
   );
   if (leak) {
-    const h = recordHit(ctx, tracked, leak);
-    return refuse(res, tracked, 403, h.rule, h.reason, undefined, true);
+    return refuseHit(ctx, res, tracked, leak);
   }
   const scanner = outboundScanner(ctx, { host, port, method: req.method ?? 'GET', path: rp.match });
   try {
@@ -318,8 +319,7 @@ function brokered(
     url: target.rp.forward,
   });
   if ('misuse' in r) {
-    const h = recordHit(ctx, tracked, { kind: 'placeholder', credential: r.misuse.credential, where: r.misuse.where });
-    refuse(res, tracked, 403, h.rule, h.reason, undefined, true);
+    refuseHit(ctx, res, tracked, { kind: 'placeholder', credential: r.misuse.credential, where: r.misuse.where });
     return null;
   }
   if (r.injected.length) {
@@ -364,15 +364,7 @@ async function readEncodedBody(
     ctx.dlp.maxBytes,
     'builtin.encoded-body',
   );
-  if (!v.ok) {
-    if (v.hit) {
-      const h = recordHit(ctx, tracked, v.hit);
-      refuse(res, tracked, 403, h.rule, h.reason, undefined, true);
-      return null;
-    }
-    refuse(res, tracked, v.status, v.rule, v.reason, v.severity);
-    return null;
-  }
+  if (!refuseUnlessClean(ctx, res, tracked, v)) return null;
   return body.body;
 }
 
@@ -440,8 +432,7 @@ function forwardRequest(ctx: Ctx, req: IncomingMessage, res: ServerResponse, tra
       if (bad) {
         finished = true;
         up.destroy();
-        const h = recordHit(ctx, tracked, bad);
-        refuse(res, tracked, 403, h.rule, h.reason, undefined, true);
+        refuseHit(ctx, res, tracked, bad);
         req.socket.destroy();
         return;
       }

@@ -17,7 +17,7 @@ import { Tracked, connectionRules, type Ctx } from './context.ts';
 import { refuseInTunnel } from './tunnel.ts';
 import { inspectBody, inspectText, type DlpResult } from './dlp.ts';
 import type { Credential } from './broker.ts';
-import { outboundScanner, recordHit, requestText, textHit } from './guard.ts';
+import { outboundScanner, requestText, textHit } from './guard.ts';
 import { requestPath, type RequestPath } from './path.ts';
 import { textViews } from './views.ts';
 import {
@@ -30,6 +30,8 @@ import {
   relayResponse,
   scanWholeBody,
   type UpstreamAnswer,
+  refuseHit,
+  refuseUnlessClean,
 } from './exchange.ts';
 import {
   upstreamVia,
@@ -343,8 +345,7 @@ async function onIntercepted(ctx: Ctx, conn: Conn, req: IncomingMessage, res: Se
   const head = requestText(rawUrl, raw);
   const honey = textHit({ ...ctx, broker: null }, head, 'url or headers');
   if (honey) {
-    const h = recordHit(ctx, tracked, honey);
-    return refuse(res, tracked, 403, h.rule, h.reason, undefined, true);
+    return refuseHit(ctx, res, tracked, honey);
   }
   const { injected } = outbound;
   if (injected.length) tracked.extra.credentials = injected.map((x) => ({ name: x.name, fingerprint: x.fingerprint }));
@@ -498,8 +499,7 @@ function brokeredIntercept(
     url: rp.forward,
   });
   if ('misuse' in r) {
-    const h = recordHit(ctx, tracked, { kind: 'placeholder', credential: r.misuse.credential, where: r.misuse.where });
-    refuse(res, tracked, 403, h.rule, h.reason, undefined, true);
+    refuseHit(ctx, res, tracked, { kind: 'placeholder', credential: r.misuse.credential, where: r.misuse.where });
     return null;
   }
   return { pairs: r.headers, target: r.url, injected: r.injected };
@@ -550,15 +550,7 @@ async function readInspectedBody(
   }
   let buffered = r.body;
   const v = scanWholeBody(buffered, scanDecoded ? encoding : undefined, scanner, ctx.dlp.maxBytes, uninspectable);
-  if (!v.ok) {
-    if (v.hit) {
-      const h = recordHit(ctx, tracked, v.hit);
-      refuse(res, tracked, 403, h.rule, h.reason, undefined, true);
-      return false;
-    }
-    refuse(res, tracked, v.status, v.rule, v.reason, v.severity);
-    return false;
-  }
+  if (!refuseUnlessClean(ctx, res, tracked, v)) return false;
   if (dlpHere) {
     const r2 = await inspectBody(
       buffered,
@@ -568,8 +560,7 @@ async function readInspectedBody(
       ctx.honeytokens,
     );
     if (r2.honeytoken) {
-      const h = recordHit(ctx, tracked, { kind: 'honeytoken', token: r2.honeytoken, where: 'body' });
-      refuse(res, tracked, 403, h.rule, h.reason, undefined, true);
+      refuseHit(ctx, res, tracked, { kind: 'honeytoken', token: r2.honeytoken, where: 'body' });
       return false;
     }
     if (!recordDlp(ctx, tracked, res, conn, req.method ?? 'GET', body.path, r2)) return false;
@@ -693,8 +684,7 @@ function sendInterceptedBody(
       if (ph) {
         state.finished = true;
         up.destroy();
-        const h = recordHit(ctx, tracked, ph);
-        refuse(res, tracked, 403, h.rule, h.reason, undefined, true);
+        refuseHit(ctx, res, tracked, ph);
         closeAfterRefusal(req, res);
         return;
       }
@@ -895,8 +885,7 @@ async function headOk(
   for (const cr of ctx.broker?.credentials ?? []) text = text.split(cr.placeholder).join('');
   const r = await inspectText(text, ctx.dlp);
   if (r.honeytoken) {
-    const h = recordHit(ctx, t, { kind: 'honeytoken', token: r.honeytoken, where: 'url or headers' });
-    refuse(res, t, 403, h.rule, h.reason, undefined, true);
+    refuseHit(ctx, res, t, { kind: 'honeytoken', token: r.honeytoken, where: 'url or headers' });
     return false;
   }
   if (!r.findings.length) return true;
