@@ -27,6 +27,7 @@ import { buildSeccompProgram } from './seccomp.ts';
 import { chooseTracer, notifyTracerChain, type TracerChoice } from './tracers.ts';
 import { createCgroup, type CgroupHandle } from './limits.ts';
 import { TraceAuditor, TraceParser, TRACED_SYSCALLS } from './trace.ts';
+import { recordTraceFailure } from './trace-failure.ts';
 
 // Linux driver: bubblewrap inside a "holder" user+mount+network namespace.
 //
@@ -891,18 +892,7 @@ class BwrapSandbox implements Sandbox {
           /* gone */
         }
       }
-      try {
-        this.spec.record({
-          type: 'sandbox.trace_error',
-          session: this.spec.session,
-          severity: 'high',
-          decision: 'deny',
-          rule: 'builtin.telemetry-required',
-          data: { error: String(e) },
-        });
-      } catch {
-        /* the store itself failed: the session handles that (it freezes and ends) */
-      }
+      recordTraceFailure(this.spec, e);
     }
   }
 

@@ -38,6 +38,7 @@ import {
   type BundleLayout,
 } from './oci.ts';
 import { GvisorTraceReader, GVISOR_TRACED_SYSCALLS } from './strace.ts';
+import { recordTraceFailure } from '../trace-failure.ts';
 
 // gVisor driver: the agent runs under runsc, a user-space kernel (the sentry) between it
 // and the host kernel, so a kernel bug reachable from the agent is a bug in gVisor first.
@@ -493,18 +494,7 @@ class GvisorSandbox implements Sandbox {
     } catch (e) {
       // fail closed: what cannot be recorded does not run on
       void this.killAll();
-      try {
-        this.spec.record({
-          type: 'sandbox.trace_error',
-          session: this.spec.session,
-          severity: 'high',
-          decision: 'deny',
-          rule: 'builtin.telemetry-required',
-          data: { error: String(e) },
-        });
-      } catch {
-        /* the session handles a store failure */
-      }
+      recordTraceFailure(this.spec, e);
     }
   }
 
