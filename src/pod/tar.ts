@@ -134,7 +134,7 @@ export async function extractBounded(input: Readable, root: string, bounds: TarB
     throw new AirlockError(
       'UNAVAILABLE',
       `the workspace archive is unreadable: ${printableName(String((e as Error)?.message ?? e))}`,
-      'the pod sent a malformed archive; the session is captured as unchanged',
+      'the pod sent a malformed archive: the capture fails rather than read it as an empty workspace',
     );
   }
   result.bytes = bounds.maxBytes - budget.left;
