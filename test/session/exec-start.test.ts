@@ -158,10 +158,12 @@ for (const chain of CHAINS) {
         assert.equal(last.type, 'command.exit', 'the end is in the log when run() returns');
         assert.equal(last.data.status, 7);
         if (chain.yaml.includes('true')) {
-          // one group commit (one fsync): an append stamps all its events with one time
-          const exit = ev.findLast((e) => e.type === 'process.exit')!;
-          assert.equal(exit.data.exitCode, 7);
-          assert.equal(exit.ts, last.ts, "the command's end and its last process's exit are one commit");
+          // The last process's exit is in the log before the command's end. Usually both ride in
+          // one group commit, but a periodic trace drain may commit the exit a moment earlier:
+          // one commit is a saving, not a promise, so only the order is asserted.
+          const exitAt = ev.findLastIndex((e) => e.type === 'process.exit');
+          assert.ok(exitAt >= 0 && exitAt < ev.length - 1, 'the last process exit is recorded before the end');
+          assert.equal(ev[exitAt]!.data.exitCode, 7);
         }
       } finally {
         st.close();
