@@ -76,6 +76,18 @@ test("B's /approvals reloads by itself when A's ask appears and when A answers i
   await page.close();
 });
 
+/** Waits (bounded) until A's shipper put `n` events of `session` into the shared store. */
+async function shipped(session: string, n: number): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    const rows = await cluster.sql<{ n: string }>('SELECT count(*) AS n FROM airlock.events WHERE session = $1', [
+      session,
+    ]);
+    if (Number(rows[0]!.n) >= n) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`${session}: not shipped`);
+}
+
 /** The id of the ask the session `session` waits on in A's local queue (bounded wait). */
 async function waitForLocalAsk(h: Env, session: string): Promise<number> {
   for (let i = 0; i < 300; i++) {
@@ -103,9 +115,9 @@ test("B shows A's session timeline from the shared store: hostile text inert, re
   const hostile = '<img src=x onerror="document.title=\'pwned\'"><script>document.title="pwned"</script>';
   startSession('live-a2', ['sh', '-c', hostile]);
   a.store.append({ type: 'process.exec', session: 'live-a2', data: { argv: ['sh', '-c', hostile], pid: 7 } });
+  await shipped('live-a2', 2);
   const { page, problems } = await openOnB('/sessions');
   const link = page.locator('table.remote tr', { hasText: 'live-a2' }).locator('a');
-  await link.waitFor(LIVE);
   await Promise.all([page.waitForURL(/\/sessions\/live-a2@[0-9a-f-]{36}$/), link.click()]);
   assert.ok(page.url().endsWith(`live-a2@${logId(a.store)}`), page.url());
   assert.match((await page.locator('#remote-host').textContent()) ?? '', /Read-only here: pause, resume and stop/);
