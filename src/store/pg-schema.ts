@@ -179,13 +179,16 @@ BEGIN
         start_data = greatest(s.start_data, excluded.start_data), stop_data = greatest(s.stop_data, excluded.stop_data),
         stop_ts = greatest(s.stop_ts, excluded.stop_ts), result_data = greatest(s.result_data, excluded.result_data),
         fail_data = greatest(s.fail_data, excluded.fail_data)
-      RETURNING s.log_id, (s.xmax = 0) AS created)
-    SELECT log_id, 'sessions' AS kind FROM up WHERE created
-    UNION SELECT log_id, 'sessions' FROM new_rows WHERE type IN ('session.start', 'session.stop', 'session.result', 'session.failed')
-    UNION SELECT log_id, 'asks' FROM new_rows WHERE type IN ('command.ask', 'command.answer', 'command.timeout')
-    UNION SELECT log_id, 'events' FROM new_rows
+      RETURNING s.log_id, (s.xmax = 0) AS created),
+    fresh AS (SELECT log_id, bool_or(created) AS created FROM up GROUP BY log_id),
+    kinds AS (SELECT log_id, bool_or(type IN ('session.start', 'session.stop', 'session.result', 'session.failed')) AS sessions,
+        bool_or(type IN ('command.ask', 'command.answer', 'command.timeout')) AS asks
+      FROM new_rows GROUP BY log_id)
+    SELECT k.log_id, k.sessions OR coalesce(c.created, false) AS sessions, k.asks FROM kinds k LEFT JOIN fresh c USING (log_id)
   LOOP
-    PERFORM pg_notify('${EVENTS_CHANNEL}', left(n.log_id, 64) || ' ' || n.kind);
+    PERFORM pg_notify('${EVENTS_CHANNEL}', left(n.log_id, 64) || ' events');
+    IF n.sessions THEN PERFORM pg_notify('${EVENTS_CHANNEL}', left(n.log_id, 64) || ' sessions'); END IF;
+    IF n.asks THEN PERFORM pg_notify('${EVENTS_CHANNEL}', left(n.log_id, 64) || ' asks'); END IF;
   END LOOP;
   RETURN NULL;
 END $$;
