@@ -156,3 +156,34 @@ test("`airlock sessions` lists every host's sessions from the summary: its query
     cleanup(viewer);
   }
 });
+
+test("another host's malformed session rows (data not JSON, fields of the wrong type) do not break the listing", async () => {
+  // a compromised host inserts what it likes as the writer role: events that are not its chain's
+  const evil = [
+    ['1', 'evil-1', 'session.start', 'not json at all'],
+    ['2', 'evil-2', 'session.start', '{"command":"rm -rf /","agent":7,"repo":["x"]}'],
+    ['3', 'evil-2', 'session.result', '{"commits":5,"dirty":"yes"}'],
+    ['4', 'evil-2', 'session.stop', '{"status":"zero","reason":{"x":1}}'],
+  ];
+  await cluster.sql("INSERT INTO airlock.hosts (log_id, hostname) VALUES ('0bad0bad-evil', 'evil')", [], 'host_writer');
+  for (const [seq, session, type, data] of evil)
+    await cluster.sql(
+      `INSERT INTO airlock.events (log_id, seq, id, ts, type, session, severity, data, prev_hash, hash)
+       VALUES ('0bad0bad-evil', $1, $2, $3, $4, $5, 'info', $6, 'x', 'x')`,
+      [seq, `evil-event-${seq}`, `2026-12-03T00:00:0${seq}Z`, type, session, data],
+      'host_writer',
+    );
+  const viewer = tmp('airlock-host-');
+  try {
+    const r = procs.start(BIN, ['sessions', '--json'], hostEnv(viewer));
+    assert.equal(await r.done, 0, r.out());
+    const listed = JSON.parse(r.out()) as { id: string; command: unknown; agent: unknown; state: string }[];
+    const one = listed.find((s) => s.id === 'evil-1');
+    const two = listed.find((s) => s.id === 'evil-2');
+    assert.deepEqual([one?.command, one?.agent], [null, null]);
+    assert.deepEqual([two?.command, two?.agent, two?.state], [null, null, 'stopped']);
+    assert.equal(listed.filter((s) => !s.id.startsWith('evil-')).length, 8, "the other hosts' sessions are all there");
+  } finally {
+    cleanup(viewer);
+  }
+});
