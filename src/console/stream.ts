@@ -16,7 +16,7 @@ import { isSharedKind, type SharedKind } from './shared-live.ts';
 // Other hosts (with a shared store): `shared=KIND&sharedAfter=N` adds one `shared` event once
 // the console's LISTEN saw a change of that kind after the page read the store (the page then
 // re-reads it); `host=LOGID&session=ID` streams that host's session from the shared store,
-// re-read whenever the LISTEN hears of new events (never from a notification's payload).
+// read on opening and again whenever the LISTEN hears of new events (never from a notification's payload).
 
 const POLL_MS = 300;
 const STREAM_LIFETIME_MS = 5 * 60_000;
@@ -87,7 +87,8 @@ async function newEvents(deps: ConsoleDeps, q: StreamQuery, seen: { shared: numb
 
 async function follow(deps: ConsoleDeps, q: StreamQuery, stream: SSEStreamingApi, gone: AbortSignal): Promise<void> {
   const until = Date.now() + STREAM_LIFETIME_MS;
-  const seen = { shared: q.sharedAfter };
+  // another host's session: read once on opening (what came after the page, or after its first 500), then on each change
+  const seen = { shared: q.host ? -1 : q.sharedAfter };
   for (let i = 0; Date.now() < until && !gone.aborted && i < STREAM_LIFETIME_MS / POLL_MS + 1; i++) {
     for (const e of await newEvents(deps, q, seen)) {
       q.after = e.seq;

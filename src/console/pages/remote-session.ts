@@ -73,7 +73,6 @@ export async function remoteSessionPage(
       'this console has no shared store: it knows only its own host',
       'set AIRLOCK_DATABASE_URL or telemetry.sharedStore in the org policy where the console runs',
     );
-  const seen = deps.shared.version('events'); // before the read: events shipped after it stream in
   const { s, events } = await withSharedStore(url, async (c) => {
     const found = oneSession(await sharedSessions(c, ref.session, ref.logId), ref);
     return {
@@ -83,7 +82,7 @@ export async function remoteSessionPage(
   });
   const summary = sessionFromRow(inertSessionRow(s.row), false);
   const last = events.at(-1)?.seq ?? s.firstSeq - 1;
-  const stream = `/stream?${new URLSearchParams({ session: s.session, host: s.logId, after: String(last), sharedAfter: String(seen) }).toString()}`;
+  const stream = `/stream?${new URLSearchParams({ session: s.session, host: s.logId, after: String(last) }).toString()}`;
   return layout(
     ctx,
     `Session ${agentText(s.session)}`,
