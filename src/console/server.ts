@@ -27,6 +27,8 @@ import { registerAuditPages } from './pages/audit.ts';
 import { registerPolicyPage } from './pages/policy.ts';
 import { orgPolicy } from './pages/common.ts';
 import { registerOidcLogin, checkOidcPolicy, type OidcSetup } from './oidc.ts';
+import { sharedChanges, type SharedChanges } from './shared-live.ts';
+import { sharedStoreUrl } from '../store/index.ts';
 
 // `airlock console`: server-rendered pages over the same module functions the CLI calls
 // (review, command-rules, session, audit); no decision is made here twice. Hono, because
@@ -59,6 +61,8 @@ export interface ConsoleDeps {
   env: NodeJS.ProcessEnv;
   /** aborted when the server closes: live streams end with it */
   closing: AbortSignal;
+  /** changes other hosts shipped to the shared store (its one LISTEN connection) */
+  shared: SharedChanges;
   record(
     c: Context<ConsoleEnv>,
     action: string,
@@ -129,16 +133,19 @@ export async function startConsole(options: ConsoleOptions = {}): Promise<Consol
   const home = options.home ?? airlockHome(env);
   const store = new AuditStore(ensureHome(home).auditDb);
   const closing = new AbortController();
+  const shared = sharedChanges(sharedStoreUrl({ env }));
   const { app, deps } = buildApp({
     store,
     home,
     env,
     closing: closing.signal,
+    shared,
     logins: new Logins(),
     login,
     secure: !loopback || options.publicUrl?.startsWith('https:') === true,
   });
-  const server = await listen(app, host, port).catch((e: unknown) => {
+  const server = await listen(app, host, port).catch(async (e: unknown) => {
+    await shared.close();
     store.close();
     throw e;
   });
@@ -170,6 +177,7 @@ export async function startConsole(options: ConsoleOptions = {}): Promise<Consol
         server.close(() => res());
         (server as { closeAllConnections?: () => void }).closeAllConnections?.();
       });
+      await shared.close();
       store.append({ type: 'console.stop', severity: 'info', rule: `console.${login.kind}`, data: { listen: origin } });
       store.close();
     },
@@ -227,6 +235,7 @@ interface AppInput {
   home: string;
   env: NodeJS.ProcessEnv;
   closing: AbortSignal;
+  shared: SharedChanges;
   logins: Logins;
   login: LoginMethod;
   secure: boolean;
@@ -340,6 +349,7 @@ function buildApp(input: AppInput): { app: Hono<ConsoleEnv>; deps: ConsoleDeps &
     home: input.home,
     env: input.env,
     closing: input.closing,
+    shared: input.shared,
     record,
     need,
     allowedHosts,

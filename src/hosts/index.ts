@@ -1,6 +1,7 @@
 // Every host's work through one interface: what the CLI, the SDK and the console list and act on.
 export {
   workView,
+  inertSessionRow,
   type WorkView,
   type WorkViewOptions,
   type HostOf,

@@ -11,7 +11,7 @@ import {
   type CommandAsk,
 } from '../command-rules/index.ts';
 import { listProposals, proposalStatus, type Proposal, type ProposalStatus } from '../review/index.ts';
-import { SESSION_COLUMNS, sessionFromRow, type SessionSummary } from '../session/index.ts';
+import { sessionFromRow, type SessionSummary } from '../session/index.ts';
 import { localSessions } from './local.ts';
 import {
   answerSharedAsk,
@@ -28,6 +28,7 @@ import {
   type SharedAsk,
   type SharedProposal,
   otherHostsEvents,
+  parseData,
   MAX_PAGE,
   type SharedEvent,
   type SharedEventFilter,
@@ -187,8 +188,8 @@ export function workView(store: AuditStore, opts: WorkViewOptions = {}): WorkVie
     sessions: async () => [
       ...localSessions(store),
       ...(await others(async (c, self) =>
-        (await otherHostsSessionRows(c, SESSION_COLUMNS, self)).map((r) => ({
-          ...sessionFromRow(r, false),
+        (await otherHostsSessionRows(c, self)).map((r) => ({
+          ...sessionFromRow(inertSessionRow(r), false),
           ref: String(r.id),
           host: String(r.hostname),
           logId: String(r.logId),
@@ -237,6 +238,34 @@ export function workView(store: AuditStore, opts: WorkViewOptions = {}): WorkVie
       const answer = { decision, by, reason, fromLogId: here().logId, sign: signer(opts.keyDir) };
       return remoteAsk(await inSharedStore(url, (c) => answerSharedAsk(c, ref, answer)));
     },
+  };
+}
+
+/**
+ * Another host's summary row with its data columns made safe for sessionFromRow: each is a JSON
+ * object (else {}), and the fields the summary reads have the types it expects. That host wrote
+ * them: one malformed row must not break every host's listing.
+ */
+export function inertSessionRow(r: Record<string, unknown>): Record<string, unknown> {
+  const obj = (v: unknown) => (typeof v === 'string' ? parseData(v) : null);
+  const start = obj(r.startData);
+  const result = obj(r.resultData);
+  const stop = obj(r.stopData);
+  return {
+    ...r,
+    startData:
+      start &&
+      JSON.stringify({
+        ...start,
+        command: Array.isArray(start.command) ? start.command.map(String) : null,
+        agent: typeof start.agent === 'string' ? start.agent : null,
+        repo: typeof start.repo === 'string' ? start.repo : null,
+        baseCommit: typeof start.baseCommit === 'string' ? start.baseCommit : null,
+      }),
+    stopData: stop && JSON.stringify({ ...stop, status: typeof stop.status === 'number' ? stop.status : null }),
+    resultData: result && JSON.stringify({ ...result, commits: Array.isArray(result.commits) ? result.commits : [] }),
+    end: typeof r.end === 'string' ? r.end : null,
+    start: String(r.start),
   };
 }
 

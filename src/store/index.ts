@@ -1,6 +1,6 @@
 // The shared PostgreSQL store (issue 18): versioned schema, the shipper that copies each
 // host's local log into it, and verification of every host's chain from it alone.
-export { PG_MIGRATIONS, PG_SCHEMA_VERSION, migratePg, requireCurrentSchema } from './pg-schema.ts';
+export { PG_MIGRATIONS, PG_SCHEMA_VERSION, EVENTS_CHANNEL, migratePg, requireCurrentSchema } from './pg-schema.ts';
 export {
   shipOnce,
   startShipper,
@@ -29,10 +29,20 @@ export {
   type SharedProposal,
   otherHostsSessionRows,
   pendingSharedAsks,
+  parseData,
   answerSharedAsk,
   type SharedAsk,
   type DecisionSigner,
 } from './queue.ts';
 export { approveSharedProposal, relayApprovals, type RelayedApproval } from './review-queue.ts';
 export { relayContext, type RelayContext, ROWS_PER_POLL } from './relay-rows.ts';
-export { otherHostsEvents, MAX_PAGE, type SharedEvent, type SharedEventFilter } from './events-query.ts';
+export {
+  otherHostsEvents,
+  sharedSessions,
+  sharedSessionEvents,
+  MAX_PAGE,
+  type SharedEvent,
+  type SharedEventFilter,
+  type SharedSessionRow,
+} from './events-query.ts';
+export { listenShared, type SharedListener, type SharedListenerOptions } from './listen.ts';

@@ -134,6 +134,72 @@ const V6 =
   multiRow('answers', 'ask_id, ', ['log_id', 'ask_id', 'decision', 'by', 'reason', ...SIGNED_COLUMNS]) +
   multiRow('review_approvals', '', ['log_id', 'proposal_id', 'hash', 'by', 'from_log_id', 'reason', ...SIGNED_COLUMNS]);
 
+// The sessions listing over every host read every event (GROUP BY over airlock.events). v8 keeps
+// one row per (host, session) in airlock.session_summary, maintained by the server from the rows
+// it inserts into the append-only events table: a statement-level trigger (one aggregate per COPY
+// batch, not a row trigger per event) upserts it as the table's owner (SECURITY DEFINER). The
+// writer role may only SELECT it, so a host cannot write a summary its events do not back; a
+// direct UPDATE (a superuser's) is refused unless it comes from that trigger, DELETE and TRUNCATE
+// always. The same trigger NOTIFYs airlock_events with '<log id> <kind>' (kind: events, sessions,
+// asks) in the inserting transaction, whichever path inserted (COPY or the INSERT fallback):
+// the console's live views listen to it, and re-read the store rather than trust the payload.
+// It does not depend on v7 (forged rows); numbered after it.
+export const EVENTS_CHANNEL = 'airlock_events';
+const SUMMARY_AGGREGATE = (from: string) => `SELECT log_id, session, min(seq), max(seq), min(ts), count(*),
+    sum(CASE WHEN decision = 'deny' THEN 1 ELSE 0 END),
+    max(CASE WHEN type = 'session.start' THEN data END), max(CASE WHEN type = 'session.stop' THEN data END),
+    max(CASE WHEN type = 'session.stop' THEN ts END), max(CASE WHEN type = 'session.result' THEN data END),
+    max(CASE WHEN type = 'session.failed' THEN data END)
+  FROM ${from} WHERE session IS NOT NULL GROUP BY log_id, session`;
+const V8 = `
+CREATE TABLE airlock.session_summary (
+  log_id text NOT NULL, session text NOT NULL, first_seq bigint NOT NULL, last_seq bigint NOT NULL,
+  start text NOT NULL, events bigint NOT NULL, denials bigint NOT NULL,
+  start_data text, stop_data text, stop_ts text, result_data text, fail_data text,
+  PRIMARY KEY (log_id, session));
+CREATE INDEX session_summary_start ON airlock.session_summary (start);
+CREATE FUNCTION airlock.summary_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'UPDATE' AND pg_trigger_depth() > 1 THEN RETURN NEW; END IF;
+  RAISE EXCEPTION 'airlock.session_summary is kept by the server from airlock.events: % refused', TG_OP USING ERRCODE = 'insufficient_privilege';
+END $$;
+CREATE TRIGGER session_summary_guard BEFORE UPDATE OR DELETE ON airlock.session_summary FOR EACH ROW EXECUTE FUNCTION airlock.summary_guard();
+CREATE TRIGGER session_summary_no_truncate BEFORE TRUNCATE ON airlock.session_summary FOR EACH STATEMENT EXECUTE FUNCTION airlock.refuse_change();
+ALTER TABLE airlock.session_summary ENABLE ALWAYS TRIGGER session_summary_guard;
+ALTER TABLE airlock.session_summary ENABLE ALWAYS TRIGGER session_summary_no_truncate;
+CREATE FUNCTION airlock.summarize_events() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE n record;
+BEGIN
+  FOR n IN
+    WITH up AS (
+      INSERT INTO airlock.session_summary AS s ${SUMMARY_AGGREGATE('new_rows')}
+      ON CONFLICT (log_id, session) DO UPDATE SET first_seq = least(s.first_seq, excluded.first_seq),
+        last_seq = greatest(s.last_seq, excluded.last_seq), start = least(s.start, excluded.start),
+        events = s.events + excluded.events, denials = s.denials + excluded.denials,
+        start_data = greatest(s.start_data, excluded.start_data), stop_data = greatest(s.stop_data, excluded.stop_data),
+        stop_ts = greatest(s.stop_ts, excluded.stop_ts), result_data = greatest(s.result_data, excluded.result_data),
+        fail_data = greatest(s.fail_data, excluded.fail_data)
+      RETURNING s.log_id, (s.xmax = 0) AS created),
+    fresh AS (SELECT log_id, bool_or(created) AS created FROM up GROUP BY log_id),
+    kinds AS (SELECT log_id, bool_or(type IN ('session.start', 'session.stop', 'session.result', 'session.failed')) AS sessions,
+        bool_or(type IN ('command.ask', 'command.answer', 'command.timeout')) AS asks
+      FROM new_rows GROUP BY log_id)
+    SELECT k.log_id, k.sessions OR coalesce(c.created, false) AS sessions, k.asks FROM kinds k LEFT JOIN fresh c USING (log_id)
+  LOOP
+    PERFORM pg_notify('${EVENTS_CHANNEL}', left(n.log_id, 64) || ' events');
+    IF n.sessions THEN PERFORM pg_notify('${EVENTS_CHANNEL}', left(n.log_id, 64) || ' sessions'); END IF;
+    IF n.asks THEN PERFORM pg_notify('${EVENTS_CHANNEL}', left(n.log_id, 64) || ' asks'); END IF;
+  END LOOP;
+  RETURN NULL;
+END $$;
+-- the trigger first: it waits for inserts in flight and holds new ones off until this commits, so the backfill misses none
+CREATE TRIGGER events_summarize AFTER INSERT ON airlock.events REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION airlock.summarize_events();
+ALTER TABLE airlock.events ENABLE ALWAYS TRIGGER events_summarize;
+INSERT INTO airlock.session_summary ${SUMMARY_AGGREGATE('airlock.events')};
+REVOKE ALL ON airlock.session_summary FROM PUBLIC;
+GRANT SELECT ON airlock.session_summary TO airlock_writer, airlock_reader;
+`;
+
 export const PG_MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -160,6 +226,11 @@ export const PG_MIGRATIONS: readonly Migration[] = [
     version: 6,
     what: 'answers and review approvals: many rows per ask or approval (a forged row holds no slot), keyed by an identity id',
     sql: V6,
+  },
+  {
+    version: 8,
+    what: "session_summary: one row per host's session, kept by a trigger on events (no writer grant); NOTIFY airlock_events",
+    sql: V8,
   },
 ];
 

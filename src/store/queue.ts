@@ -311,23 +311,26 @@ async function claimAndAnswer(
 }
 
 /**
- * Per-session rows of every other host's log, with `columns` (the session module's
- * aggregate SQL, the same one its SQLite listing runs) plus the host's name and log id.
+ * Per-session rows of every other host's log, newest sessions first (at most `limit`), from
+ * airlock.session_summary (schema v8: kept by the server from the events it inserts, never
+ * written by a host), with the columns the session module's SESSION_COLUMNS name, plus the
+ * host's name and log id. Reads one summary row per session, not every event.
  */
 export async function otherHostsSessionRows(
   c: pg.ClientBase,
-  columns: string,
   exceptLogId: string,
   limit = 5000,
 ): Promise<Record<string, unknown>[]> {
   return (
     await c.query(
-      `SELECT e.session AS id, e.log_id AS "logId", h.hostname, ${columns}
-    FROM airlock.events e JOIN airlock.hosts h USING (log_id) WHERE e.session IS NOT NULL AND e.log_id <> $1
-    GROUP BY e.log_id, h.hostname, e.session ORDER BY MIN(e.ts) LIMIT $2`,
+      `SELECT s.session AS id, s.log_id AS "logId", h.hostname, s.start AS "start", s.events AS "events",
+        s.denials AS "denials", s.start_data AS "startData", s.stop_data AS "stopData", s.stop_ts AS "end",
+        s.result_data AS "resultData", s.fail_data AS "failData", s.first_seq AS "firstSeq", s.last_seq AS "lastSeq"
+      FROM airlock.session_summary s JOIN airlock.hosts h USING (log_id) WHERE s.log_id <> $1
+      ORDER BY s.start DESC LIMIT $2`,
       [exceptLogId, limit],
     )
-  ).rows;
+  ).rows.reverse();
 }
 
 /** A proposal made on another host, as its shipped review events tell it. */

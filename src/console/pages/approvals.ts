@@ -12,7 +12,7 @@ import { newSessionId } from '../../session/index.ts';
 import { markup, layout, agentText, csrfField, type Html, type PageContext } from '../html.ts';
 import type { ConsoleDeps, ConsoleEnv } from '../server.ts';
 import type { HostAsk } from '../../hosts/index.ts';
-import { formText, hostsView, idParam } from './common.ts';
+import { formText, hostsView, idParam, reloadOn, sharedNotice } from './common.ts';
 
 // Approvals: commands waiting on an "ask" rule, with the time left; allow / deny. The
 // queue and the answer are command-rules' own (the same as `airlock approvals`): the
@@ -95,7 +95,9 @@ export function registerApprovalPages(app: Hono<ConsoleEnv>, deps: ConsoleDeps):
   app.get('/api/approvals', async (c) => c.json(await hostsView(deps).asks({ all: c.req.query('all') === '1' })));
   app.get('/approvals', async (c) => {
     const ctx = c.get('page');
-    const remote = (await hostsView(deps).asks()).filter((a) => !a.thisHost);
+    const live = reloadOn(deps, 'command.*', 'asks'); // before the store is read: a change after it reloads
+    const notes: string[] = [];
+    const remote = (await hostsView(deps, notes).asks()).filter((a) => !a.thisHost);
     const pending = listAsks(deps.store);
     const answered = listAsks(deps.store, { all: true, limit: 50 })
       .filter((a) => a.status !== 'pending')
@@ -104,7 +106,7 @@ export function registerApprovalPages(app: Hono<ConsoleEnv>, deps: ConsoleDeps):
       layout(
         ctx,
         'Approvals',
-        markup`<div data-reload-on="command.*" data-after="${deps.store.headSeq()}">
+        markup`<div ${live}>${sharedNotice(deps, notes)}
 <h2>Waiting</h2>${asksTable(ctx, pending, 'Nothing is waiting for a human.')}
 ${otherHostsAsks(ctx, remote)}
 <h2>Answered recently</h2>${asksTable(ctx, answered, 'No answers yet.')}</div>`,

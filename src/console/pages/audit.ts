@@ -14,7 +14,8 @@ import type { HostEvent } from '../../hosts/index.ts';
 import { sinkStatus, sessionSinks, type SinkStatus } from '../../audit/sinks/index.ts';
 import { markup, layout, agentText, severityClass, type Html, type PageContext } from '../html.ts';
 import type { ConsoleDeps, ConsoleEnv } from '../server.ts';
-import { eventTable, hostsView, orgPolicy, sessionParam } from './common.ts';
+import { eventTable, hostsView, orgPolicy, sessionParam, sharedNotice } from './common.ts';
+import { remoteSessionRef } from './remote-session.ts';
 
 // Audit: the event search a SOC analyst expects (session, type, severity and above, rule,
 // decision, time), the chain's verify status, an RFC 6962 inclusion proof to download
@@ -130,13 +131,14 @@ function sinksTable(rows: SinkStatus[]): Html {
   )}</tbody></table>`;
 }
 
-/** Other hosts' matching events from the shared store, with their host; each links to its session there. */
+/** Other hosts' matching events from the shared store, with their host; each links to its session's timeline. */
 function otherHostsEvents(events: HostEvent[]): Html {
   if (!events.length) return markup``;
-  const sessionLink = (e: HostEvent) =>
-    e.session
-      ? markup`<a href="/audit?${new URLSearchParams({ session: e.session, host: e.logId.slice(0, 16) }).toString()}">${agentText(e.session)}</a> `
-      : '';
+  const sessionLink = (e: HostEvent) => {
+    const ref = e.session ? remoteSessionRef(e.session, e.logId) : null;
+    if (!e.session) return '';
+    return ref ? markup`<a href="/sessions/${ref}">${agentText(e.session)}</a> ` : markup`${agentText(e.session)} `;
+  };
   return markup`<h2>Other hosts</h2><table class="list events remote" id="remote-events"><thead><tr><th>host</th><th>seq</th><th>time</th><th>type</th><th>severity</th><th>decision</th><th>rule</th><th>what</th></tr></thead>
 <tbody>${events.map(
     (
@@ -147,15 +149,16 @@ function otherHostsEvents(events: HostEvent[]): Html {
 }
 
 /** The audit search as the work view runs it: every host's events (this host's from its SQLite), one bounded page. */
-function hostSearch(deps: ConsoleDeps, f: AuditFilter): Promise<HostEvent[]> {
+function hostSearch(deps: ConsoleDeps, f: AuditFilter, notes?: string[]): Promise<HostEvent[]> {
   const { before: _before, ...filter } = f;
-  return hostsView(deps).events({ ...filter, limit: SHOWN });
+  return hostsView(deps, notes).events({ ...filter, limit: SHOWN });
 }
 
 async function auditPage(deps: ConsoleDeps, ctx: PageContext, f: AuditFilter, query: string): Promise<Html> {
   const here = !f.host || isThisHost(deps, f.host);
   const { events, from, to } = here ? searchEvents(deps, f) : { events: [], from: 0, to: 0 };
-  const remote = hostsView(deps).sharedUrl ? (await hostSearch(deps, f)).filter((e) => !e.thisHost) : [];
+  const notes: string[] = [];
+  const remote = hostsView(deps).sharedUrl ? (await hostSearch(deps, f, notes)).filter((e) => !e.thisHost) : [];
   const older =
     from > 0
       ? new URLSearchParams({ ...Object.fromEntries(new URLSearchParams(query)), before: String(from + 1) }).toString()
@@ -167,7 +170,7 @@ async function auditPage(deps: ConsoleDeps, ctx: PageContext, f: AuditFilter, qu
 <p class="muted">${events.length} matching events among seq ${from + 1}–${to} (newest first; at most ${SHOWN} shown)${older ? markup` · <a href="/audit?${older}">older</a>` : ''}
 · <a href="/audit/verify">verify the chain</a> · <a href="/audit/export?${query}" download>export JSONL</a></p>
 ${eventTable(events, { id: 'events', proofs: true })}
-${otherHostsEvents(remote)}
+${sharedNotice(deps, notes)}${otherHostsEvents(remote)}
 <h2>SIEM sinks</h2>${sinksTable(sinkStatus(deps.store, sessionSinks(orgPolicy(deps.env))))}`,
   );
 }

@@ -6,6 +6,7 @@ import { orgPolicyFile } from '../../review/index.ts';
 import { markup, agentText, severityClass, type Html } from '../html.ts';
 import type { ConsoleDeps, ConsoleEnv } from '../server.ts';
 import { workView, type WorkView } from '../../hosts/index.ts';
+import type { SharedKind } from '../shared-live.ts';
 
 // Small pieces the pages share: form fields, ids from the URL, a session's context and
 // timeline rows. Every agent-written string goes through agentText.
@@ -67,15 +68,25 @@ export function sessionContext(
 export interface EventTableOptions {
   id?: string;
   proofs?: boolean;
+  /** another host's events: no link to a session of this host */
+  remote?: boolean;
 }
 
-export function eventRow(e: AuditEvent, o: EventTableOptions = {}): Html {
-  return markup`<tr data-seq="${e.seq}" class="${severityClass(e.severity)}"><td>${e.seq}</td><td>${e.ts}</td><td>${agentText(e.type)}</td><td>${e.severity}</td>
-<td>${e.decision ?? ''}</td><td><code>${agentText(e.rule ?? '')}</code></td><td class="what">${e.session ? markup`<a href="/sessions/${encodeURIComponent(e.session)}">${agentText(e.session)}</a> ` : ''}${summarize(e, 300, agentText)}</td>
+/** An event as a row; every string may be another host's or the agent's writing (agentText). */
+export function eventRow(e: ShownEvent, o: EventTableOptions = {}): Html {
+  const session =
+    e.session && !o.remote
+      ? markup`<a href="/sessions/${encodeURIComponent(e.session)}">${agentText(e.session)}</a> `
+      : '';
+  return markup`<tr data-seq="${e.seq}" class="${severityClass(e.severity)}"><td>${e.seq}</td><td>${agentText(e.ts)}</td><td>${agentText(e.type)}</td><td>${agentText(e.severity)}</td>
+<td>${agentText(e.decision ?? '')}</td><td><code>${agentText(e.rule ?? '')}</code></td><td class="what">${session}${summarize(e, 300, agentText)}</td>
 ${o.proofs ? markup`<td><a class="proof" href="/audit/events/${encodeURIComponent(e.id)}/proof" download>proof</a></td>` : ''}</tr>`;
 }
 
-export function eventTable(events: AuditEvent[], o: EventTableOptions = {}): Html {
+/** What a timeline shows of an event, of this host or another (no hash-chain fields). */
+export type ShownEvent = Omit<AuditEvent, 'prevHash' | 'hash'>;
+
+export function eventTable(events: ShownEvent[], o: EventTableOptions = {}): Html {
   return markup`<table class="list events"${o.id ? markup` id="${o.id}"` : ''}><thead><tr><th>seq</th><th>time</th><th>type</th><th>severity</th><th>decision</th><th>rule</th><th>what</th>${o.proofs ? markup`<th></th>` : ''}</tr></thead>
 <tbody>${events.map((e) => eventRow(e, o))}</tbody></table>`;
 }
@@ -86,12 +97,23 @@ export function orgPolicy(env: NodeJS.ProcessEnv): LoadedPolicy {
   return resolvePolicy(file ? [readPolicyFile(file, 'org')] : []);
 }
 
-/** Every host's work, the shared store found the way sessions find it (the console's environment and org policy). */
-export function hostsView(deps: Pick<ConsoleDeps, 'store' | 'env'>): WorkView {
-  return workView(deps.store, {
-    env: deps.env,
-    onUnavailable: () => {
-      /* the pages show this host's work alone */
-    },
-  });
+/**
+ * Every host's work, the shared store found the way sessions find it (the console's environment
+ * and org policy). When the store cannot be reached the view gives this host's rows alone, and
+ * why goes into `notes` (the page says so: sharedNotice).
+ */
+export function hostsView(deps: Pick<ConsoleDeps, 'store' | 'env'>, notes?: string[]): WorkView {
+  return workView(deps.store, { env: deps.env, onUnavailable: (message) => notes?.push(message) });
+}
+
+/** A page's warning that other hosts' rows are missing: the store was unreachable while it was read, or the live updates are down. */
+export function sharedNotice(deps: Pick<ConsoleDeps, 'shared'>, notes: string[]): Html {
+  const why = notes[0] ?? deps.shared.trouble();
+  if (!why) return markup``;
+  return markup`<p class="error" id="shared-unavailable">The shared store cannot be reached: this page shows this host's rows only. (${agentText(why)})</p>`;
+}
+
+/** The live-reload attributes of a page over this host's events of `type` and other hosts' changes of `kind` (read before the page read the store). */
+export function reloadOn(deps: Pick<ConsoleDeps, 'store' | 'shared'>, type: string, kind: SharedKind): Html {
+  return markup`data-reload-on="${type}" data-after="${deps.store.headSeq()}" data-shared="${kind}" data-shared-after="${deps.shared.version(kind)}"`;
 }

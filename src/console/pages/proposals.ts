@@ -18,7 +18,7 @@ import {
 import { markup, layout, agentText, csrfField, severityClass, type Html, type PageContext } from '../html.ts';
 import type { ConsoleDeps, ConsoleEnv } from '../server.ts';
 import type { HostProposal } from '../../hosts/index.ts';
-import { formText, hostsView, idParam, safeHref, sessionContext } from './common.ts';
+import { formText, hostsView, idParam, safeHref, sessionContext, sharedNotice } from './common.ts';
 
 // Proposals: the queue, and one proposal with its diff, findings inline, the agent's
 // commits and the session's context; approve / reject (bound to the hash the page showed)
@@ -43,9 +43,14 @@ function stateBadge(st: ProposalStatus): Html {
   return markup`<span class="state state-${st.state}">${agentText(text)}</span>`;
 }
 
-function queue(ctx: PageContext, rows: { p: Proposal; st: ProposalStatus }[], remote: HostProposal[]): Html {
+function queue(
+  ctx: PageContext,
+  rows: { p: Proposal; st: ProposalStatus }[],
+  remote: HostProposal[],
+  notice: Html,
+): Html {
   if (!rows.length)
-    return layout(ctx, 'Proposals', markup`<p class="muted">No proposals yet.</p>${otherHosts(ctx, remote)}`);
+    return layout(ctx, 'Proposals', markup`<p class="muted">No proposals yet.</p>${notice}${otherHosts(ctx, remote)}`);
   return layout(
     ctx,
     'Proposals',
@@ -59,7 +64,7 @@ ${rows.map(
 <td>${p.stats.files} files <span class="add">+${p.stats.added}</span>/<span class="del">-${p.stats.deleted}</span></td>
 <td>${findingCounts(p)}</td><td>${st.approvers.length}/${st.required}</td><td>${st.state === 'pending' ? st.missing.map((m) => agentText(m)).join('; ') : ''}</td></tr>`,
 )}
-</tbody></table>${otherHosts(ctx, remote)}`,
+</tbody></table>${notice}${otherHosts(ctx, remote)}`,
   );
 }
 
@@ -203,7 +208,8 @@ async function boundProposal(c: Context<ConsoleEnv>, deps: ConsoleDeps): Promise
 
 export function registerProposalPages(app: Hono<ConsoleEnv>, deps: ConsoleDeps): void {
   app.get('/proposals', async (c) => {
-    const remote = (await hostsView(deps).proposals()).filter((p) => !p.thisHost);
+    const notes: string[] = [];
+    const remote = (await hostsView(deps, notes).proposals()).filter((p) => !p.thisHost);
     return c.html(
       queue(
         c.get('page'),
@@ -211,6 +217,7 @@ export function registerProposalPages(app: Hono<ConsoleEnv>, deps: ConsoleDeps):
           .reverse()
           .map((p) => ({ p, st: proposalStatus(deps.store, p) })),
         remote,
+        sharedNotice(deps, notes),
       ),
     );
   });

@@ -4,13 +4,15 @@ import { listSessions, request, type SessionSummary, type Frame } from '../../se
 import { markup, layout, agentText, csrfField, type Html, type PageContext } from '../html.ts';
 import type { ConsoleDeps, ConsoleEnv } from '../server.ts';
 import type { HostSession } from '../../hosts/index.ts';
-import { eventTable, hostsView, sessionParam } from './common.ts';
+import { eventTable, hostsView, reloadOn, sessionParam, sharedNotice } from './common.ts';
+import { parseRemoteSessionRef, remoteSessionPage, remoteSessionRef } from './remote-session.ts';
 
 // Sessions: live ones first, each with its timeline streaming (SSE); pause / resume /
 // stop go to the session's own supervisor over its socket, exactly as
 // `airlock session pause|resume|stop` does. With a shared store, other hosts' sessions are
-// listed with their host (their timeline: the audit search filtered to that host); /api/sessions
-// gives every host's in the work view's JSON shape.
+// listed with their host and link to their timeline read from the shared store
+// (/sessions/ID@LOGID, remote-session.ts); the listing reloads when a session starts or stops
+// here or on another host. /api/sessions gives every host's in the work view's JSON shape.
 
 const TIMELINE_LIMIT = 500;
 
@@ -25,16 +27,18 @@ function sessionRows(rows: SessionSummary[]): Html {
   )}</tbody></table>`;
 }
 
-/** Other hosts' sessions (with a shared store): their timeline is the audit search over the shared store. */
+/** Other hosts' sessions (with a shared store), each linking to its timeline read from the shared store. */
 function otherHostsSessions(rows: HostSession[]): Html {
   if (!rows.length) return markup``;
+  const name = (s: HostSession) => {
+    const ref = remoteSessionRef(s.id, s.logId);
+    return ref ? markup`<a href="/sessions/${ref}">${agentText(s.id)}</a>` : agentText(s.id);
+  };
   return markup`<h2>Other hosts</h2><table class="list sessions remote"><thead><tr><th>host</th><th>session</th><th>state</th><th>agent / command</th><th>started</th><th>ended</th><th>events</th><th>denials</th></tr></thead>
 <tbody>${rows.map(
-    (
-      s,
-    ) => markup`<tr><td>${agentText(s.host)}</td><td><a href="/audit?${new URLSearchParams({ session: s.id, host: s.logId.slice(0, 16) }).toString()}">${agentText(s.id)}</a></td>
+    (s) => markup`<tr><td>${agentText(s.host)}</td><td>${name(s)}</td>
 <td><span class="state state-${s.state}">${s.state}</span></td><td><code>${agentText(s.agent ?? (s.command ?? []).join(' ').slice(0, 120))}</code></td>
-<td>${s.start}</td><td>${s.end ?? ''}</td><td>${s.events}</td><td class="${s.denials ? 'sev-high' : ''}">${s.denials}</td></tr>`,
+<td>${agentText(s.start)}</td><td>${agentText(s.end ?? '')}</td><td>${s.events}</td><td class="${s.denials ? 'sev-high' : ''}">${s.denials}</td></tr>`,
   )}</tbody></table>`;
 }
 
@@ -54,20 +58,26 @@ const FRAMES: Record<string, Frame> = {
 export function registerSessionPages(app: Hono<ConsoleEnv>, deps: ConsoleDeps): void {
   app.get('/api/sessions', async (c) => c.json(await hostsView(deps).sessions()));
   app.get('/sessions', async (c) => {
+    const reload = reloadOn(deps, 'session.*', 'sessions'); // before the store is read: a change after it reloads
     const all = listSessions(deps.store).reverse();
-    const remote = (await hostsView(deps).sessions()).filter((s) => !s.thisHost).reverse();
+    const notes: string[] = [];
+    const remote = (await hostsView(deps, notes).sessions()).filter((s) => !s.thisHost).reverse();
     const live = all.filter((s) => s.state === 'running');
     return c.html(
       layout(
         c.get('page'),
         'Sessions',
-        markup`<h2>Live</h2>${live.length ? sessionRows(live) : markup`<p class="muted">No live sessions.</p>`}
+        markup`<div ${reload}>${sharedNotice(deps, notes)}<h2>Live</h2>${live.length ? sessionRows(live) : markup`<p class="muted">No live sessions.</p>`}
 <h2>Finished</h2>${sessionRows(all.filter((s) => s.state !== 'running').slice(0, 200))}
-${otherHostsSessions(remote.slice(0, 200))}`,
+${otherHostsSessions(remote.slice(0, 200))}</div>`,
       ),
     );
   });
-  app.get('/sessions/:id', (c) => {
+  app.get('/sessions/:id', async (c) => {
+    const remote = parseRemoteSessionRef(c.req.param('id'));
+    const page = remote && (await remoteSessionPage(deps, c.get('page'), remote));
+    if (page) return c.html(page);
+    if (remote) return c.redirect(`/sessions/${encodeURIComponent(remote.session)}`, 303); // this host's own
     const id = sessionParam(c.req.param('id'));
     const s = listSessions(deps.store, id)[0];
     if (!s) throw new AirlockError('NOT_FOUND', `no such session: ${id}`, 'pick one from the Sessions page');

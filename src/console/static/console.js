@@ -1,6 +1,7 @@
 // The console's only script (served from /static; the CSP allows no inline script).
 // It counts down "ask" deadlines and follows live views over Server-Sent Events.
 // Everything it writes into the page is set as text, never as markup.
+/* global URLSearchParams, setTimeout, performance */
 'use strict';
 
 function countdowns() {
@@ -41,15 +42,29 @@ function follow() {
   }
   const reload = document.querySelector('[data-reload-on]');
   if (reload) {
-    const source = new EventSource(
-      `/stream?type=${encodeURIComponent(reload.dataset.reloadOn)}&after=${Number(reload.dataset.after) || 0}`,
-    );
-    // a form being submitted navigates anyway: a reload now would drop its answer (a proposal's page)
-    document.addEventListener('submit', () => source.close());
-    source.addEventListener('audit', () => {
-      source.close();
-      location.reload();
+    const query = new URLSearchParams({
+      type: reload.dataset.reloadOn,
+      after: String(Number(reload.dataset.after) || 0),
     });
+    if (reload.dataset.shared) {
+      query.set('shared', reload.dataset.shared);
+      query.set('sharedAfter', String(Number(reload.dataset.sharedAfter) || 0));
+    }
+    const source = new EventSource(`/stream?${query}`);
+    // a form being submitted navigates anyway: a reload now would drop its answer (a proposal's page)
+    let submitting = false;
+    document.addEventListener('submit', () => {
+      submitting = true;
+      source.close();
+    });
+    // this host's events, or another host's change heard on the shared store: read the page again,
+    // at most every 2 s (any host may notify at will)
+    const again = () => {
+      source.close();
+      setTimeout(() => submitting || location.reload(), Math.max(0, 2000 - performance.now()));
+    };
+    source.addEventListener('audit', again);
+    source.addEventListener('shared', again);
   }
 }
 
