@@ -176,10 +176,14 @@ export function workView(store: AuditStore, opts: WorkViewOptions = {}): WorkVie
   const others = async <T>(fn: (c: pg.Client, self: string) => Promise<T[]>): Promise<T[]> => {
     if (!url) return [];
     try {
-      return await withSharedStore(url, (c) => fn(c, here().logId));
+      return await withSharedStore(url, async (c) => {
+        await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`);
+        return fn(c, here().logId);
+      });
     } catch (e) {
-      if (!(e instanceof AirlockError) || e.kind !== 'UNAVAILABLE') throw e;
-      opts.onUnavailable?.(e.message);
+      // a store that is down or at another schema version hides other hosts' rows, never this host's
+      if (!(e instanceof AirlockError) || (e.kind !== 'UNAVAILABLE' && e.kind !== 'BAD_STATE')) throw e;
+      opts.onUnavailable?.(e.kind === 'BAD_STATE' && e.hint ? `${e.message}: ${e.hint}` : e.message);
       return [];
     }
   };

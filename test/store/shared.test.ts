@@ -23,6 +23,7 @@ import {
 } from '../../src/store/index.ts';
 import { tmp } from '../helpers.ts';
 import { PgCluster } from './pg-cluster.ts';
+import { workView } from '../../src/hosts/index.ts';
 
 let cluster: PgCluster;
 let dbs = 0;
@@ -161,6 +162,25 @@ test('migrations: a store at an older version is brought forward in place, keepi
       h.store.close();
     }
   } finally {
+    await su.end();
+  }
+});
+
+test('a store one schema version behind hides other hosts with a note naming `airlock db migrate`; this host is still listed', async () => {
+  const name = `t${++dbs}`;
+  await cluster.sql(`CREATE DATABASE ${name}`);
+  const su = await client(name);
+  const h = host();
+  try {
+    await migratePg(su, name, PG_MIGRATIONS.slice(0, -1));
+    const notes: string[] = [];
+    const view = workView(h.store, { database: cluster.url('postgres', name), onUnavailable: (m) => notes.push(m) });
+    const sessions = await view.sessions();
+    assert.ok(sessions.length > 0 && sessions.every((x) => x.thisHost), 'this host keeps its listing');
+    assert.equal(notes.length, 1);
+    assert.match(notes[0]!, /schema version \d+; this Airlock needs \d+: run `airlock db migrate`/);
+  } finally {
+    h.store.close();
     await su.end();
   }
 });
