@@ -134,6 +134,20 @@ const V6 =
   multiRow('answers', 'ask_id, ', ['log_id', 'ask_id', 'decision', 'by', 'reason', ...SIGNED_COLUMNS]) +
   multiRow('review_approvals', '', ['log_id', 'proposal_id', 'hash', 'by', 'from_log_id', 'reason', ...SIGNED_COLUMNS]);
 
+// v6 left one denial of service open: copying a trusted key id is free, so a writer's flood of
+// rows claiming it (bad signatures) was read 100 per poll ahead of the real answer. v7 lets the
+// SERVER say who wrote each row: written_by defaults to session_user (the login role; SET ROLE
+// changes current_user, never session_user) and the writer's column grant leaves it out, so a
+// writer cannot set it. The waiting host reads each writer role's rows apart (relay-rows.ts):
+// one role's flood delays only what that role writes itself. Rows from before v7 share one
+// writer name that no role can log in as. The by-writer indexes replace v6's by-key ones.
+const byWriter = (t: string, slot: string) => `
+ALTER TABLE airlock.${t} ADD COLUMN written_by name NOT NULL DEFAULT '(before v7)';
+ALTER TABLE airlock.${t} ALTER COLUMN written_by SET DEFAULT session_user;
+DROP INDEX airlock.${t}_by_key;
+CREATE INDEX ${t}_by_writer ON airlock.${t} (log_id, ${slot}written_by, key_id, id);`;
+const V7 = byWriter('answers', 'ask_id, ') + byWriter('review_approvals', '');
+
 export const PG_MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -160,6 +174,11 @@ export const PG_MIGRATIONS: readonly Migration[] = [
     version: 6,
     what: 'answers and review approvals: many rows per ask or approval (a forged row holds no slot), keyed by an identity id',
     sql: V6,
+  },
+  {
+    version: 7,
+    what: 'answers and review approvals: the server stamps the writing login role (written_by), which the waiting host reads apart',
+    sql: V7,
   },
 ];
 
