@@ -233,3 +233,32 @@ export async function requireCurrentSchema(c: pg.ClientBase, where: string): Pro
     );
   }
 }
+
+const ROLE_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/**
+ * Creates the login role one host (or the console) writes under, a member of airlock_writer and
+ * nothing else (run by the owner: `airlock db add-host`). The server stamps each decision row with
+ * it (v7), so one host's flood never delays another's answers. No password is set here: the
+ * owner gives it with `\password NAME` in psql (or uses certificate or peer authentication).
+ */
+export async function createHostRole(c: pg.ClientBase, name: string): Promise<void> {
+  if (!ROLE_NAME.test(name) || name.startsWith('pg_') || name.startsWith('airlock_writer'))
+    throw new AirlockError(
+      'USAGE',
+      `${JSON.stringify(name)} is not a host role name`,
+      'use lower-case letters, digits and _ (at most 63), such as airlock_host_web1',
+    );
+  const exists = await c.query<{ member: boolean }>(
+    "SELECT pg_has_role(oid, 'airlock_writer', 'MEMBER') AS member FROM pg_roles WHERE rolname = $1",
+    [name],
+  );
+  if (exists.rows.length)
+    throw new AirlockError(
+      'BAD_STATE',
+      `role ${name} already exists${exists.rows[0]!.member ? ' (a member of airlock_writer)' : ''}`,
+      'give each host a role of its own: pick another name',
+    );
+  // an identifier cannot be a bound parameter; the name matched ROLE_NAME, so quoting it is exact
+  await c.query(`CREATE ROLE "${name}" LOGIN IN ROLE airlock_writer`);
+}

@@ -92,3 +92,36 @@ test('precedence: --database over AIRLOCK_DATABASE_URL over the org policy; a ba
   assert.equal(badFlag.status, 64, badFlag.stderr);
   assert.match(badFlag.stderr, /--database: the shared store URL must start with postgres:\/\//);
 });
+
+test('`db add-host` gives a host its own login role: a writer whose rows the server stamps with it, and nothing more', async () => {
+  const owner = cluster.url('postgres');
+  const made = cli(['db', 'add-host', 'airlock_host_web1', '--database', owner], {});
+  assert.equal(made.status, 0, made.stderr);
+  assert.match(made.stdout, /created.*airlock_host_web1/);
+  await cluster.sql(
+    'INSERT INTO airlock.hosts (log_id, hostname) VALUES ($1, $2)',
+    ['log-web1', 'web1'],
+    'airlock_host_web1',
+  );
+  const [row] = await cluster.sql<{ written_by: string }>(
+    "INSERT INTO airlock.answers (log_id, ask_id, decision, by, reason) VALUES ('log-web1', 1, 'allow', 'x', 'x') RETURNING written_by",
+    [],
+    'airlock_host_web1',
+  );
+  assert.equal(row!.written_by, 'airlock_host_web1');
+  await assert.rejects(
+    cluster.sql("UPDATE airlock.answers SET decision = 'deny'", [], 'airlock_host_web1'),
+    /permission denied/,
+  );
+  const again = cli(['db', 'add-host', 'airlock_host_web1', '--database', owner], {});
+  assert.equal(again.status, 75, again.stderr);
+  assert.match(again.stderr, /already exists/);
+  const hostile = cli(['db', 'add-host', 'web1"; DROP SCHEMA airlock CASCADE; --', '--database', owner], {});
+  assert.equal(hostile.status, 64, hostile.stderr);
+  assert.match(hostile.stderr, /is not a host role name/);
+  noStack(hostile.stderr);
+  const asWriter = cli(['db', 'add-host', 'airlock_host_web2', '--database', cluster.url('host_writer')], {});
+  assert.equal(asWriter.status, 69, 'a host cannot mint roles: only the owner can');
+  assert.match(asWriter.stderr, /permission denied/);
+  noStack(asWriter.stderr);
+});
