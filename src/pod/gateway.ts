@@ -10,8 +10,9 @@ import { POD_SHARED_CA, POD_SHARED_ENV } from './protocol.ts';
 // local session (src/egress), listening on the pod's loopback (the agent container shares
 // it, and reaches nothing else), with the session's policy and the brokered credentials
 // read from files mounted into this container only. Every event goes to a hash-chained
-// audit store on this container's own volume; with a shared store configured
-// (AIRLOCK_DATABASE_URL), a shipper copies it there as each host's log is copied.
+// audit store on this container's own volume; with a shared store configured (--database,
+// AIRLOCK_DATABASE_URL, or the policy's telemetry.sharedStore), a shipper copies it there as
+// each host's log is copied.
 
 export interface PodGatewayOptions {
   session: string;
@@ -20,6 +21,7 @@ export interface PodGatewayOptions {
   credentialsDir: string;
   /** the gateway's own data (CA, audit store): a volume of this container only */
   home: string;
+  /** the shared store (`--database`); AIRLOCK_DATABASE_URL, then the policy's telemetry.sharedStore, when absent */
   databaseUrl?: string;
   /** mounted read-only into the agent container: where the placeholders and the CA bundle are published */
   sharedDir?: string;
@@ -85,9 +87,14 @@ export async function startPodGateway(o: PodGatewayOptions): Promise<RunningPodG
     const prep = await prepareCredentials(policy, readCredentialFiles(o.credentialsDir), o.session, o.home);
     if (o.sharedDir) publishForAgent(o.sharedDir, prep);
     const gateway = await startGateway({ ...prep.gateway, session: o.session, policy, listen: o.listen, audit });
-    if (o.databaseUrl) {
-      const { startShipper } = await import('../store/index.ts');
-      shipper = startShipper(store, o.databaseUrl, { keyDir: join(o.home, 'keys') });
+    // the shared store found as every entry point finds it (--database, AIRLOCK_DATABASE_URL, the
+    // policy's telemetry.sharedStore: the session's policy, whose value only the org may set);
+    // its module and PostgreSQL's client load only when one of them names a store
+    const orgSetting = policy.telemetry.sharedStore ?? null;
+    if (o.databaseUrl || process.env.AIRLOCK_DATABASE_URL || orgSetting) {
+      const { sharedStoreUrl, startShipper } = await import('../store/index.ts');
+      const url = sharedStoreUrl({ flag: o.databaseUrl, orgSetting });
+      if (url) shipper = startShipper(store, url, { keyDir: join(o.home, 'keys') });
     }
     return {
       gateway,

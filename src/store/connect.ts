@@ -4,20 +4,25 @@ import { AirlockError } from '../common/index.ts';
 import { DEFAULT_ORG_POLICY, type Policy, readPolicyFile, resolvePolicy } from '../policy/index.ts';
 import { type TrustedApprover, trustedApprovers } from './decisions.ts';
 
-// Where the shared store is: --database, else AIRLOCK_DATABASE_URL. Without either, SQLite
-// (AIRLOCK_HOME/audit.db) is the whole store, as before.
+// Where the shared store is: --database, else AIRLOCK_DATABASE_URL, else the org policy's
+// telemetry.sharedStore (sharedStoreUrl). Without any, SQLite (AIRLOCK_HOME/audit.db) is the
+// whole store, as before.
 
-export function databaseUrl(flag?: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
-  const url = flag ?? env.AIRLOCK_DATABASE_URL;
-  if (url === undefined || url === '') return undefined;
-  if (!/^postgres(ql)?:\/\//.test(url)) {
+/** `url` when it is a postgres:// URL; otherwise a usage error naming where it came from. */
+function checkedUrl(url: string, source: string): string {
+  if (!/^postgres(ql)?:\/\//.test(url))
     throw new AirlockError(
       'USAGE',
-      'the shared store URL must start with postgres:// or postgresql://',
-      'set AIRLOCK_DATABASE_URL=postgres://USER@HOST/DB (or ?host=/socket/dir), or pass --database',
+      `${source}: the shared store URL must start with postgres:// or postgresql://`,
+      `fix ${source}: postgres://USER@HOST/DB (or ?host=/socket/dir); no password in it (PGPASSWORD or ~/.pgpass)`,
     );
-  }
   return url;
+}
+
+/** --database, else AIRLOCK_DATABASE_URL (checked); undefined when neither names a store. */
+export function databaseUrl(flag?: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (flag) return checkedUrl(flag, '--database');
+  return env.AIRLOCK_DATABASE_URL ? checkedUrl(env.AIRLOCK_DATABASE_URL, 'AIRLOCK_DATABASE_URL') : undefined;
 }
 
 /**
@@ -33,12 +38,8 @@ export function sharedStoreUrl(
   const env = o.env ?? process.env;
   const direct = databaseUrl(o.flag, env);
   if (direct) return direct;
-  const org = o.orgSetting !== undefined ? o.orgSetting : orgSharedStore(env);
-  return org ? databaseUrl(org, {}) : undefined;
-}
-
-function orgSharedStore(env: NodeJS.ProcessEnv): string | undefined {
-  return orgTelemetry(env)?.sharedStore;
+  const org = o.orgSetting !== undefined ? o.orgSetting : orgTelemetry(env)?.sharedStore;
+  return org ? checkedUrl(org, "the org policy's telemetry.sharedStore") : undefined;
 }
 
 /** The org policy's telemetry section (AIRLOCK_ORG_POLICY, else /etc/airlock/policy.yaml when it exists). */

@@ -1,6 +1,13 @@
 // The shared PostgreSQL store (issue 18): versioned schema, the shipper that copies each
 // host's local log into it, and verification of every host's chain from it alone.
-export { PG_MIGRATIONS, PG_SCHEMA_VERSION, EVENTS_CHANNEL, migratePg, requireCurrentSchema } from './pg-schema.ts';
+export {
+  PG_MIGRATIONS,
+  PG_SCHEMA_VERSION,
+  EVENTS_CHANNEL,
+  migratePg,
+  requireCurrentSchema,
+  createHostRole,
+} from './pg-schema.ts';
 export {
   shipOnce,
   startShipper,

@@ -134,6 +134,20 @@ const V6 =
   multiRow('answers', 'ask_id, ', ['log_id', 'ask_id', 'decision', 'by', 'reason', ...SIGNED_COLUMNS]) +
   multiRow('review_approvals', '', ['log_id', 'proposal_id', 'hash', 'by', 'from_log_id', 'reason', ...SIGNED_COLUMNS]);
 
+// v6 left one denial of service open: copying a trusted key id is free, so a writer's flood of
+// rows claiming it (bad signatures) was read 100 per poll ahead of the real answer. v7 lets the
+// SERVER say who wrote each row: written_by defaults to session_user (the login role; SET ROLE
+// changes current_user, never session_user) and the writer's column grant leaves it out, so a
+// writer cannot set it. The waiting host reads each writer role's rows apart (relay-rows.ts):
+// one role's flood delays only what that role writes itself. Rows from before v7 share one
+// writer name that no role can log in as. The by-writer indexes replace v6's by-key ones.
+const byWriter = (t: string, slot: string) => `
+ALTER TABLE airlock.${t} ADD COLUMN written_by name NOT NULL DEFAULT '(before v7)';
+ALTER TABLE airlock.${t} ALTER COLUMN written_by SET DEFAULT session_user;
+DROP INDEX airlock.${t}_by_key;
+CREATE INDEX ${t}_by_writer ON airlock.${t} (log_id, ${slot}written_by, key_id, id);`;
+const V7 = byWriter('answers', 'ask_id, ') + byWriter('review_approvals', '');
+
 // The sessions listing over every host read every event (GROUP BY over airlock.events). v8 keeps
 // one row per (host, session) in airlock.session_summary, maintained by the server from the rows
 // it inserts into the append-only events table: a statement-level trigger (one aggregate per COPY
@@ -143,7 +157,7 @@ const V6 =
 // always. The same trigger NOTIFYs airlock_events with '<log id> <kind>' (kind: events, sessions,
 // asks) in the inserting transaction, whichever path inserted (COPY or the INSERT fallback):
 // the console's live views listen to it, and re-read the store rather than trust the payload.
-// It does not depend on v7 (forged rows); numbered after it.
+// It does not depend on v7 (forged rows).
 export const EVENTS_CHANNEL = 'airlock_events';
 const SUMMARY_AGGREGATE = (from: string) => `SELECT log_id, session, min(seq), max(seq), min(ts), count(*),
     sum(CASE WHEN decision = 'deny' THEN 1 ELSE 0 END),
@@ -228,6 +242,11 @@ export const PG_MIGRATIONS: readonly Migration[] = [
     sql: V6,
   },
   {
+    version: 7,
+    what: 'answers and review approvals: the server stamps the writing login role (written_by), which the waiting host reads apart',
+    sql: V7,
+  },
+  {
     version: 8,
     what: "session_summary: one row per host's session, kept by a trigger on events (no writer grant); NOTIFY airlock_events",
     sql: V8,
@@ -284,4 +303,33 @@ export async function requireCurrentSchema(c: pg.ClientBase, where: string): Pro
       "run `airlock db migrate` once as the database owner (the hosts' writer role may only insert)",
     );
   }
+}
+
+const ROLE_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/**
+ * Creates the login role one host (or the console) writes under, a member of airlock_writer and
+ * nothing else (run by the owner: `airlock db add-host`). The server stamps each decision row with
+ * it (v7), so one host's flood never delays another's answers. No password is set here: the
+ * owner gives it with `\password NAME` in psql (or uses certificate or peer authentication).
+ */
+export async function createHostRole(c: pg.ClientBase, name: string): Promise<void> {
+  if (!ROLE_NAME.test(name) || name.startsWith('pg_') || name.startsWith('airlock_writer'))
+    throw new AirlockError(
+      'USAGE',
+      `${JSON.stringify(name)} is not a host role name`,
+      'use lower-case letters, digits and _ (at most 63), such as airlock_host_web1',
+    );
+  const exists = await c.query<{ member: boolean }>(
+    "SELECT pg_has_role(oid, 'airlock_writer', 'MEMBER') AS member FROM pg_roles WHERE rolname = $1",
+    [name],
+  );
+  if (exists.rows.length)
+    throw new AirlockError(
+      'BAD_STATE',
+      `role ${name} already exists${exists.rows[0]!.member ? ' (a member of airlock_writer)' : ''}`,
+      'give each host a role of its own: pick another name',
+    );
+  // an identifier cannot be a bound parameter; the name matched ROLE_NAME, so quoting it is exact
+  await c.query(`CREATE ROLE "${name}" LOGIN IN ROLE airlock_writer`);
 }

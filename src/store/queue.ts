@@ -11,6 +11,7 @@ import {
   type RelayContext,
   relayContext,
   rowsInOrder,
+  type SlotRows,
   trustedRows,
 } from './relay-rows.ts';
 import { approverTrust } from './connect.ts';
@@ -106,7 +107,7 @@ export type DecisionSigner = (s: Omit<DecisionStatement, 'v'>) => SignedDecision
 
 /** Whether the ask already holds an answer signed by a trusted key (read bounded, oldest first per key). */
 async function validAnswerExists(c: pg.ClientBase, ask: SharedAsk, trust: readonly TrustedApprover[]) {
-  const { rows } = await trustedRows<AnswerRow>(c, relayContext(trust), '', TRUSTED_ANSWERS, [ask.logId, ask.askId]);
+  const { rows } = await trustedRows<AnswerRow>(c, relayContext(trust), '', answersOf(ask.logId, ask.askId));
   return rows.some((a) => checkAnswer(a, ask.logId, trust).ok);
 }
 
@@ -183,6 +184,7 @@ export async function answerSharedAsk(
 
 interface AnswerRow {
   id: string;
+  written_by: string;
   ask_id: string;
   decision: 'allow' | 'deny';
   by: string;
@@ -194,13 +196,13 @@ interface AnswerRow {
 
 export { type RelayContext, relayContext };
 
-const ANSWER_COLUMNS = 'id, ask_id, decision, by, reason, statement, key_id, signature';
-// one ask's rows claiming one trusted key, after a cursor, oldest first (index answers_by_key)
-const TRUSTED_ANSWERS = `SELECT ${ANSWER_COLUMNS} FROM airlock.answers
-  WHERE log_id = $1 AND ask_id = $2 AND key_id = $3 AND id > $4 ORDER BY id LIMIT $5`;
-// one ask's rows, whatever key they claim, after a cursor, oldest first (index answers_in_order)
-const ANSWERS_IN_ORDER = `SELECT ${ANSWER_COLUMNS} FROM airlock.answers
-  WHERE log_id = $1 AND ask_id = $2 AND id > $3 ORDER BY id LIMIT $4`;
+// one ask's rows, along the index answers_by_writer (trusted scan) or answers_in_order (refusal scan)
+const answersOf = (log: string, askId: number): SlotRows => ({
+  table: 'answers',
+  columns: 'a.id, a.written_by, a.ask_id, a.decision, a.by, a.reason, a.statement, a.key_id, a.signature',
+  where: 'a.log_id = $1 AND a.ask_id = $2',
+  params: [log, askId],
+});
 
 type AnswerLocally = (id: number, decision: 'allow' | 'deny', by: string, reason: string) => void;
 
@@ -252,8 +254,8 @@ async function relayAnswer(
 ): Promise<boolean> {
   const slot = `answer\n${askId}`;
   await refuseUntrustedAnswers(local, c, log, askId, ctx);
-  const { rows, full } = await trustedRows<AnswerRow>(c, ctx, slot, TRUSTED_ANSWERS, [log, askId]);
-  if (full) recordFlood(local, ctx, slot, 'command.answer_flood', { askId });
+  const { rows, flooding } = await trustedRows<AnswerRow>(c, ctx, slot, answersOf(log, askId));
+  await recordFlood(local, c, ctx, slot, { type: 'command.answer_flood', flooding, data: { askId } });
   for (const a of rows) {
     const check = checkAnswer(a, log, ctx.trust);
     if (check.ok) return claimAndAnswer(c, log, a, check.statement, answerLocally);
@@ -272,8 +274,8 @@ async function refuseUntrustedAnswers(
   ctx: RelayContext,
 ): Promise<void> {
   const slot = `answer\n${askId}`;
-  const { rows, full } = await rowsInOrder<AnswerRow>(c, ctx, slot, ANSWERS_IN_ORDER, [log, askId]);
-  if (full) recordFlood(local, ctx, slot, 'command.answer_flood', { askId });
+  const { rows, flooding } = await rowsInOrder<AnswerRow>(c, ctx, slot, answersOf(log, askId));
+  await recordFlood(local, c, ctx, slot, { type: 'command.answer_flood', flooding, data: { askId } });
   for (const a of rows) {
     judged(ctx, slot, a, '*');
     if (claimsTrustedKey(ctx, a)) continue; // judged, signature and all, by the trusted scan

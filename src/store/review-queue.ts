@@ -13,6 +13,7 @@ import {
   type RelayContext,
   relayContext,
   rowsInOrder,
+  type SlotRows,
   trustedRows,
 } from './relay-rows.ts';
 
@@ -102,6 +103,7 @@ export async function approveSharedProposal(
 
 interface ApprovalRow {
   id: string;
+  written_by: string;
   proposal_id: string;
   hash: string;
   by: string;
@@ -121,7 +123,7 @@ export interface RelayedApproval {
 }
 
 const APPROVAL_COLUMNS =
-  'a.id, a.proposal_id, a.hash, a.by, a.from_log_id, a.reason, a.statement, a.key_id, a.signature';
+  'a.id, a.written_by, a.proposal_id, a.hash, a.by, a.from_log_id, a.reason, a.statement, a.key_id, a.signature';
 // a row is settled by this host's shipped verdict on its (proposal, hash, approver) — review.approved,
 // or review.relay_refused by the review rules — or by a refusal of this very row (its signature):
 // a forged row's refusal never settles the real approval of the same reviewer
@@ -129,15 +131,26 @@ const UNSETTLED = `NOT EXISTS (SELECT 1 FROM airlock.events e WHERE e.log_id = a
     AND (airlock.try_jsonb(e.data) ->> 'proposal') = a.proposal_id::text AND (airlock.try_jsonb(e.data) ->> 'hash') = a.hash
     AND lower(airlock.try_jsonb(e.data) ->> 'by') = lower(a.by)
     AND (e.rule IS DISTINCT FROM '${APPROVER_KEYS_RULE}' OR (airlock.try_jsonb(e.data) ->> 'row') = a.id::text))`;
-// this host's unsettled rows claiming one trusted key, after a cursor, oldest first (index review_approvals_by_key)
-const TRUSTED_APPROVALS = `SELECT ${APPROVAL_COLUMNS} FROM airlock.review_approvals a
-  WHERE a.log_id = $1 AND ${UNSETTLED} AND a.key_id = $2 AND a.id > $3 ORDER BY a.id LIMIT $4`;
-// this host's unsettled rows, whatever key they claim, after a cursor, oldest first (index review_approvals_in_order)
-const APPROVALS_IN_ORDER = `SELECT ${APPROVAL_COLUMNS} FROM airlock.review_approvals a
-  WHERE a.log_id = $1 AND ${UNSETTLED} AND a.id > $2 ORDER BY a.id LIMIT $3`;
-// one reviewer's rows for one proposal and hash claiming one trusted key (is there a valid one already?)
-const REVIEWER_APPROVALS = `SELECT ${APPROVAL_COLUMNS} FROM airlock.review_approvals a
-  WHERE a.log_id = $1 AND a.proposal_id = $2 AND a.hash = $3 AND lower(a.by) = lower($4) AND a.key_id = $5 AND a.id > $6 ORDER BY a.id LIMIT $7`;
+// this host's unsettled rows, along the index review_approvals_by_writer (trusted scan) or
+// review_approvals_in_order (refusal scan)
+const approvalsOf = (log: string): SlotRows => ({
+  table: 'review_approvals',
+  columns: APPROVAL_COLUMNS,
+  where: 'a.log_id = $1',
+  params: [log],
+  filter: { sql: () => UNSETTLED, params: [] },
+});
+// one reviewer's rows for one proposal and hash (is there a valid one already?)
+const reviewerApprovals = (p: SharedProposal, by: string): SlotRows => ({
+  table: 'review_approvals',
+  columns: APPROVAL_COLUMNS,
+  where: 'a.log_id = $1',
+  params: [p.logId],
+  filter: {
+    sql: (i) => `a.proposal_id = $${i} AND a.hash = $${i + 1} AND lower(a.by) = lower($${i + 2})`,
+    params: [p.id, p.hash, by],
+  },
+});
 
 const checkApproval = (r: ApprovalRow, log: string, trust: RelayContext['trust']) =>
   checkDecision({ statement: r.statement, keyId: r.key_id, signature: r.signature }, trust, {
@@ -178,8 +191,8 @@ export async function relayApprovals(
 ): Promise<number> {
   const log = logId(local);
   await refuseUntrustedApprovals(local, c, log, ctx);
-  const { rows, full } = await trustedRows<ApprovalRow>(c, ctx, SLOT, TRUSTED_APPROVALS, [log]);
-  if (full) recordFlood(local, ctx, SLOT, 'review.approval_flood', {});
+  const { rows, flooding } = await trustedRows<ApprovalRow>(c, ctx, SLOT, approvalsOf(log));
+  await recordFlood(local, c, ctx, SLOT, { type: 'review.approval_flood', flooding, data: {} });
   const done = new Set<string>();
   let applied = 0;
   for (const r of rows) {
@@ -205,8 +218,8 @@ export async function relayApprovals(
 
 /** Records (bounded) the refusal of rows claiming no trusted key: unsigned, or signed by a key the org does not list. */
 async function refuseUntrustedApprovals(local: AuditStore, c: pg.ClientBase, log: string, ctx: RelayContext) {
-  const { rows, full } = await rowsInOrder<ApprovalRow>(c, ctx, SLOT, APPROVALS_IN_ORDER, [log]);
-  if (full) recordFlood(local, ctx, SLOT, 'review.approval_flood', {});
+  const { rows, flooding } = await rowsInOrder<ApprovalRow>(c, ctx, SLOT, approvalsOf(log));
+  await recordFlood(local, c, ctx, SLOT, { type: 'review.approval_flood', flooding, data: {} });
   for (const r of rows) {
     judged(ctx, SLOT, r, '*');
     if (claimsTrustedKey(ctx, r)) continue; // judged, signature and all, by the trusted scan
@@ -217,11 +230,6 @@ async function refuseUntrustedApprovals(local: AuditStore, c: pg.ClientBase, log
 
 /** Whether `by` already holds a valid (trusted, verifying) approval of this proposal and hash. */
 async function validApprovalExists(c: pg.ClientBase, p: SharedProposal, by: string, trust: RelayContext['trust']) {
-  const { rows } = await trustedRows<ApprovalRow>(c, relayContext(trust), '', REVIEWER_APPROVALS, [
-    p.logId,
-    p.id,
-    p.hash,
-    by,
-  ]);
+  const { rows } = await trustedRows<ApprovalRow>(c, relayContext(trust), '', reviewerApprovals(p, by));
   return rows.some((r) => checkApproval(r, p.logId, trust).ok);
 }

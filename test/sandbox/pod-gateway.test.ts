@@ -30,7 +30,18 @@ describe('airlock pod gateway with a shared store (real PostgreSQL)', () => {
   before(async () => {
     cluster = await sharedStoreCluster();
     home = tmp('airlock-pod-gateway-');
+    mkdirSync(join(home, 'credentials'));
   });
+  /** The sidecar of session sbx-`name` with the policy file `policy` (its own data dir; no credentials). */
+  const gateway = (name: string, policy: string, databaseUrl?: string) =>
+    startPodGateway({
+      session: `sbx-${name}`,
+      listen: { host: '127.0.0.1', port: 0 },
+      policyFile: policy,
+      credentialsDir: join(home, 'credentials'),
+      home: join(home, `gateway-${name}`),
+      databaseUrl,
+    });
   after(async () => {
     await cluster?.stop();
     cleanup(home);
@@ -39,15 +50,7 @@ describe('airlock pod gateway with a shared store (real PostgreSQL)', () => {
   it('records a refusal in its own store and ships it to the shared store; a bad policy file stops it before it listens', async () => {
     const policy = join(home, 'airlock.yaml');
     writeFileSync(policy, 'egress:\n  allow:\n    - host: allowed.example\n');
-    mkdirSync(join(home, 'credentials'));
-    const gw = await startPodGateway({
-      session: 'sbx-ship',
-      listen: { host: '127.0.0.1', port: 0 },
-      policyFile: policy,
-      credentialsDir: join(home, 'credentials'),
-      home: join(home, 'gateway'),
-      databaseUrl: cluster.url('host_writer'),
-    });
+    const gw = await gateway('ship', policy, cluster.url('host_writer'));
     let closed = false;
     try {
       assert.equal(await proxiedGet(gw.gateway.address, 'http://denied.example/'), 403);
@@ -61,16 +64,22 @@ describe('airlock pod gateway with a shared store (real PostgreSQL)', () => {
       if (!closed) await gw.close();
     }
     writeFileSync(policy, 'egress:\n  allow: 7\n');
-    await assert.rejects(
-      startPodGateway({
-        session: 'sbx-bad',
-        listen: { host: '127.0.0.1', port: 0 },
-        policyFile: policy,
-        credentialsDir: join(home, 'credentials'),
-        home: join(home, 'gateway-bad'),
-      }),
-      (e: Error & { kind?: string }) => e.kind === 'POLICY_INVALID',
+    await assert.rejects(gateway('bad', policy), (e: Error & { kind?: string }) => e.kind === 'POLICY_INVALID');
+  });
+
+  it('with no --database, ships to the store its policy names (telemetry.sharedStore), as every entry point finds it', async () => {
+    const policy = join(home, 'with-store.yaml');
+    writeFileSync(policy, `telemetry:\n  sharedStore: ${cluster.url('host_writer')}\negress:\n  allow: []\n`);
+    const gw = await gateway('org-store', policy);
+    try {
+      assert.equal(await proxiedGet(gw.gateway.address, 'http://denied.example/'), 403);
+    } finally {
+      await gw.close();
+    }
+    const rows = await cluster.sql<{ decision: string }>(
+      "SELECT decision FROM airlock.events WHERE session = 'sbx-org-store' AND type = 'egress.request'",
     );
+    assert.deepEqual(rows, [{ decision: 'deny' }]);
   });
 });
 

@@ -78,9 +78,13 @@ async function verifyAuditLog(
   opts: { json?: boolean; pubkey?: string; database?: string; hostKeys?: string; local?: boolean },
   cmd: Command,
 ): Promise<void> {
-  if (!opts.local && (await import('../../store/index.ts')).sharedStoreUrl({ flag: opts.database })) {
+  // the shared store found as every entry point finds it (--database, AIRLOCK_DATABASE_URL, the org policy)
+  const shared = opts.local
+    ? undefined
+    : (await import('../../store/index.ts')).sharedStoreUrl({ flag: opts.database });
+  if (shared) {
     const { verifyShared } = await import('./shared.ts');
-    await verifyShared(opts, cmd);
+    await verifyShared({ ...opts, database: shared }, cmd);
     return;
   }
   const path = auditDbPath();

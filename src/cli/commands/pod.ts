@@ -48,7 +48,7 @@ async function runGateway(o: GatewayFlags): Promise<void> {
     policyFile: o.policy,
     credentialsDir: o.credentials,
     home: o.home,
-    databaseUrl: o.database ?? process.env.AIRLOCK_DATABASE_URL,
+    databaseUrl: o.database,
     // a template without the shared volume: the agent's commands get the host's placeholders (not swapped)
     sharedDir: existsSync(o.shared) ? o.shared : undefined,
   });
@@ -78,7 +78,10 @@ export function registerPod(program: Command): void {
     .option('--credentials <dir>', 'brokered credentials, one file per variable (mounted Secret)', POD_CREDENTIALS_DIR)
     .option('--home <dir>', "the gateway's data (CA, audit store)", '/run/airlock/gateway')
     .option('--session <id>', 'session id recorded with events (default: the pod name)')
-    .option('--database <url>', 'shared store to ship events to (default: AIRLOCK_DATABASE_URL)')
+    .option(
+      '--database <url>',
+      "shared store to ship events to (default: AIRLOCK_DATABASE_URL, else the policy's telemetry.sharedStore)",
+    )
     .option('--shared <dir>', "where the agent container reads the gateway's placeholders and CA", POD_SHARED_DIR)
     .action((o: GatewayFlags) => runGateway(o));
   pod

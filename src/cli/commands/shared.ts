@@ -9,6 +9,7 @@ import {
   approverTrust,
   withSharedStore,
   migratePg,
+  createHostRole,
   redactedUrl,
   requireCurrentSchema,
   shipOnce,
@@ -49,6 +50,29 @@ export const registerDb = (program: Command): void => {
       const version = await withSharedStore(url, (c) => migratePg(c, `the shared store ${redactedUrl(url)}`));
       if (opts.json) printJson({ version });
       else process.stdout.write(`${ok('schema')} at version ${version}\n`);
+    });
+  db.command('add-host')
+    .argument('<role>', 'the login role to create, such as airlock_host_web1')
+    .option(
+      '--database <url>',
+      "postgres:// URL (default: AIRLOCK_DATABASE_URL, else the org policy's telemetry.sharedStore)",
+    )
+    .option('--json', 'print the result as JSON')
+    .description(
+      "Create a host's own login role, a member of airlock_writer (run as the database owner): one role per host, so one host's flood of forged rows never delays another's answers.",
+    )
+    .action(async (role: string, opts: { database?: string; json?: boolean }) => {
+      const url = requireUrl(opts.database);
+      await withSharedStore(url, async (c) => {
+        await requireCurrentSchema(c, `the shared store ${redactedUrl(url)}`);
+        await createHostRole(c, role);
+      });
+      if (opts.json) printJson({ role, member: 'airlock_writer' });
+      else
+        process.stdout.write(
+          `${ok('created')} role ${role} (member of airlock_writer); give it a password with \\password ${role} in psql, then that host logs in as ${role}
+`,
+        );
     });
   db.command('status')
     .option(
