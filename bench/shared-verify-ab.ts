@@ -16,7 +16,7 @@ import { Worker } from 'node:worker_threads';
 import pg from 'pg';
 import { migratePg } from '../src/store/index.ts';
 import { PgCluster } from '../test/store/pg-cluster.ts';
-import { median } from './report.ts';
+import { median, writeSection } from './report.ts';
 
 type Verify = typeof import('../src/store/index.ts').verifySharedStore;
 
@@ -92,6 +92,26 @@ async function timedVerify(verify: Verify, c: pg.Client, url: string): Promise<R
   return { wall, client: (used.user + used.system) / 1e6, server: serverCpu(cluster.data) - server };
 }
 
+type Side = { rate: number; wall: number; clientCpu: number; serverCpu: number };
+
+function report(base: Side, cand: Side, r: { ratio: number | null; load: string }): string {
+  const row = (name: string, x: Side) =>
+    `| ${name} | ${x.rate.toLocaleString('en')} ev/s | ${x.wall.toFixed(3)} s | ${x.clientCpu.toFixed(2)} s | ${x.serverCpu.toFixed(2)} s |`;
+  return `## Shared store verify, base against candidate (bench/shared-verify-ab.ts)
+
+\`node bench/shared-verify-ab.ts ${N} ${BASE} ${ROUNDS}\` — ${HOSTS} hosts × ${N.toLocaleString('en')} events in one
+PostgreSQL 15 (fsync on), verified by the verifier of \`${BASE}\` and of this tree, ${ROUNDS} rounds interleaved
+(order flipped each round), medians. CPU: this process's (every thread) and the cluster's (/proc), per verify.
+Load during the run: ${r.load}: both sides share it; the ratio is the finding.
+
+| verifier | verify | wall | client CPU | server CPU |
+| --- | --- | --- | --- | --- |
+${row(`base (${BASE})`, base)}
+${row('candidate', cand)}
+
+Speed-up, base wall / candidate wall (medians): **${r.ratio}×**.`;
+}
+
 const root = mkdtempSync(join(tmpdir(), 'airlock-bench-verify-'));
 const baseDir = mkdtempSync(join(here, '.ab-base-'));
 mkdirSync(baseDir, { recursive: true });
@@ -126,24 +146,24 @@ try {
           serverCpu: +med(runs, 'server').toFixed(3),
         }
       : null;
-  console.log(
-    JSON.stringify({
-      events: HOSTS * N,
-      baseRef: BASE,
-      firstRead: first,
-      base: side(times.base),
-      candidate: side(times.candidate),
-      ratio:
-        times.base.length && times.candidate.length
-          ? +(med(times.base, 'wall') / med(times.candidate, 'wall')).toFixed(2)
-          : null,
-      walls: {
-        base: times.base.map((r) => +r.wall.toFixed(3)),
-        candidate: times.candidate.map((r) => +r.wall.toFixed(3)),
-      },
-      load: `${loadBefore.toFixed(1)} before, ${loadavg()[0]!.toFixed(1)} after (${availableParallelism()} cores)`,
-    }),
-  );
+  const result = {
+    events: HOSTS * N,
+    baseRef: BASE,
+    firstRead: first,
+    base: side(times.base),
+    candidate: side(times.candidate),
+    ratio:
+      times.base.length && times.candidate.length
+        ? +(med(times.base, 'wall') / med(times.candidate, 'wall')).toFixed(2)
+        : null,
+    walls: {
+      base: times.base.map((r) => +r.wall.toFixed(3)),
+      candidate: times.candidate.map((r) => +r.wall.toFixed(3)),
+    },
+    load: `${loadBefore.toFixed(1)} before, ${loadavg()[0]!.toFixed(1)} after (1-minute load average, ${availableParallelism()} cores)`,
+  };
+  console.log(JSON.stringify(result));
+  if (result.base && result.candidate) writeSection('shared-verify-ab', report(result.base, result.candidate, result));
 } finally {
   await cluster.stop();
   rmSync(root, { recursive: true, force: true });
