@@ -94,7 +94,11 @@ async function timedVerify(verify: Verify, c: pg.Client, url: string): Promise<R
 
 type Side = { rate: number; wall: number; clientCpu: number; serverCpu: number };
 
-function report(base: Side, cand: Side, r: { ratio: number | null; load: string }): string {
+function report(
+  base: Side,
+  cand: Side,
+  r: { ratio: number | null; load: string; walls: { base: number[]; candidate: number[] } },
+): string {
   const row = (name: string, x: Side) =>
     `| ${name} | ${x.rate.toLocaleString('en')} ev/s | ${x.wall.toFixed(3)} s | ${x.clientCpu.toFixed(2)} s | ${x.serverCpu.toFixed(2)} s |`;
   return `## Shared store verify, base against candidate (bench/shared-verify-ab.ts)
@@ -109,7 +113,8 @@ Load during the run: ${r.load}: both sides share it; the ratio is the finding.
 ${row(`base (${BASE})`, base)}
 ${row('candidate', cand)}
 
-Speed-up, base wall / candidate wall (medians): **${r.ratio}×**.`;
+Speed-up, base wall / candidate wall (medians): **${r.ratio}×**.
+Walls per round (s), base: ${r.walls.base.join(', ')}; candidate: ${r.walls.candidate.join(', ')}.`;
 }
 
 const root = mkdtempSync(join(tmpdir(), 'airlock-bench-verify-'));
