@@ -31,6 +31,33 @@ export interface BadSharedEvent {
   reason: string;
 }
 
+/**
+ * A seq range of one host verified on its own (issue 18: a host's chain split across threads):
+ * leaf positions [lo - 1, lo - 1 + C) for a power of two C that divides lo - 1, so its tree is a
+ * run of perfect subtrees of the host's tree. `want`: the checkpoint sizes inside it.
+ */
+export interface RangePlan {
+  lo: number;
+  want: number[];
+}
+
+/**
+ * What a range's rows gave, to be joined after the rows before it (HostCheck.joinRange). `clean`:
+ * its first row is seq lo with a 64-byte prev_hash (`startPrev`, checked at the join against the
+ * hash the range before recomputed: the seam), and every row after it passed the checks a
+ * one-pass verify makes. Anything else is not judged here: the host is then verified in one pass.
+ */
+export interface RangeSummary {
+  lo: number;
+  clean: boolean;
+  count: number;
+  startPrev: string;
+  lastHash: string;
+  /** perfect-subtree roots over the range's leaves (hex, largest first), at its end and at each wanted size */
+  frontier: string[];
+  atSizes: { size: number; frontier: string[] }[];
+}
+
 export interface HostVerdict {
   logId: string;
   hostname: string | null;
@@ -121,19 +148,36 @@ export class HostCheck {
   private keys: Map<string, KeyObject>;
   /** the hashed text of the row at hand; its first 64 bytes are always `prev` (the next row's prefix) */
   private scratch = Buffer.allocUnsafe(4096);
+  /** events before the rows this check sees (a range's lo - 1; 0 for a whole host) */
+  private offset = 0;
+  private range?: { want: Set<number>; atSizes: RangeSummary['atSizes']; startPrev: string | null };
+  /** the host's tree once ranges verified elsewhere are joined (the rows' own frontier stays empty) */
+  private joined?: MerkleFrontier;
 
-  constructor(logId: string, hostname: string | null, cps: Checkpoint[], keys: Map<string, KeyObject>) {
+  /** A whole host's check (its checkpoints judged here), or with `range` the check of one of its ranges. */
+  constructor(
+    logId: string,
+    hostname: string | null,
+    cps: Checkpoint[],
+    keys: Map<string, KeyObject>,
+    range?: RangePlan,
+  ) {
     this.v = { logId, hostname, events: 0, checkpoints: cps.length, checkpointsChecked: 0, problems: [] };
     this.keys = keys;
     this.scratch.write(this.prev, 0, 'latin1');
+    if (range) {
+      this.offset = range.lo - 1;
+      this.range = { want: new Set(range.want), atSizes: [], startPrev: null };
+    }
     for (const c of cps) this.bySize.set(c.size, [...(this.bySize.get(c.size) ?? []), c]);
-    for (const c of this.bySize.get(0) ?? []) this.checkCheckpoint(c);
+    this.checkpointsAt(0, () => MerkleFrontier.from(0, []).root().toString('hex'));
   }
 
   /** One row as COPY sent it; false once the chain broke (later rows cannot be judged). */
   pushCopyRow(row: CopyRow): boolean {
     const { buf, start, end } = row;
-    const expect = this.v.events + 1;
+    const expect = this.offset + this.v.events + 1;
+    if (this.range?.startPrev === null && !this.startRange(row, expect)) return false;
     const length =
       end[SEQ]! - start[SEQ]! === 8 &&
       buf.readUInt32BE(start[SEQ]!) * 0x1_0000_0000 + buf.readUInt32BE(start[SEQ]! + 4) === expect &&
@@ -181,9 +225,27 @@ export class HostCheck {
     return isUtf8(out.subarray(HEX_HASH, at)) ? at : 0;
   }
 
+  /**
+   * A range's first row: it must be seq lo with a prev_hash of 64 bytes, taken as the link to
+   * check it against (the seam is checked when the range is joined); false (not clean) otherwise.
+   */
+  private startRange(row: CopyRow, lo: number): boolean {
+    const { buf, start, end } = row;
+    const prevLength = end[PREV]! - start[PREV]!;
+    const seq = end[SEQ]! - start[SEQ]! === 8 ? Number(buf.readBigInt64BE(start[SEQ])) : Number.NaN;
+    if (seq !== lo || prevLength !== HEX_HASH) {
+      this.v.firstBad = { seq: lo, id: null, reason: 'the range does not start where planned' };
+      return false;
+    }
+    this.prev = buf.toString('latin1', start[PREV], end[PREV]);
+    this.range!.startPrev = this.prev;
+    buf.copy(this.scratch, 0, start[PREV]!, end[PREV]!);
+    return true;
+  }
+
   /** The full check of one decoded row; false once the chain broke. */
   push(r: RawEventRow): boolean {
-    const expect = this.v.events + 1;
+    const expect = this.offset + this.v.events + 1;
     if (r[0] !== expect) {
       this.v.firstBad =
         r[0] > expect
@@ -209,10 +271,60 @@ export class HostCheck {
   private advance(hashHex: string): void {
     this.prev = hashHex;
     this.v.events += 1;
-    for (const c of this.bySize.get(this.v.events) ?? []) this.checkCheckpoint(c);
+    const size = this.offset + this.v.events;
+    if (this.range?.want.has(size)) this.range.atSizes.push({ size, frontier: this.frontier.toHex() });
+    if (this.bySize.has(size))
+      this.checkpointsAt(size, () =>
+        MerkleFrontier.from(this.frontier.size, this.frontier.toHex()).root().toString('hex'),
+      );
   }
 
-  private checkCheckpoint(c: Checkpoint): void {
+  /** What a range check saw (see RangeSummary). */
+  summary(): RangeSummary {
+    const r = this.range!;
+    return {
+      lo: this.offset + 1,
+      clean: !this.v.firstBad && r.startPrev !== null,
+      count: this.v.events,
+      startPrev: r.startPrev ?? '',
+      lastHash: this.prev,
+      frontier: this.frontier.toHex(),
+      atSizes: r.atSizes,
+    };
+  }
+
+  /**
+   * Joins a range verified elsewhere after the events so far (of a whole-host check fed no rows):
+   * its checkpoints are judged on the host's tree, exactly as a one-pass verify judges them. False
+   * when the range does not continue the chain cleanly — not clean, not starting at the next seq,
+   * a seam whose stored prev_hash is not the hash recomputed before it, or longer than planned
+   * (its tree no longer aligned) —; the caller then verifies the host in one pass, which names
+   * what is wrong.
+   */
+  joinRange(r: RangeSummary): boolean {
+    if (!r.clean || this.v.firstBad || r.lo !== this.v.events + 1 || r.startPrev !== this.prev) return false;
+    const tree = (this.joined ??= new MerkleFrontier());
+    try {
+      for (const at of r.atSizes) {
+        const then = MerkleFrontier.from(tree.size, tree.toHex());
+        then.pushFrontier(at.size - tree.size, at.frontier);
+        this.checkpointsAt(at.size, () => then.root().toString('hex'));
+      }
+      tree.pushFrontier(r.count, r.frontier);
+    } catch {
+      return false; // a subtree not aligned: more rows than the range was planned for
+    }
+    this.v.events += r.count;
+    this.prev = r.lastHash;
+    return true;
+  }
+
+  /** Judges every checkpoint of this size; `root` gives the tree's root then (hex). */
+  private checkpointsAt(size: number, root: () => string): void {
+    for (const c of this.bySize.get(size) ?? []) this.checkCheckpoint(c, root);
+  }
+
+  private checkCheckpoint(c: Checkpoint, treeRoot: () => string): void {
     const key = this.keys.get(c.keyId);
     if (!key) {
       this.v.problems.push(`checkpoint #${c.id}: signed by key ${c.keyId}, which is not known for this host`);
@@ -222,8 +334,7 @@ export class HostCheck {
       this.v.problems.push(`checkpoint #${c.id}: signature does not verify (checkpoint altered)`);
       return;
     }
-    const root = MerkleFrontier.from(this.frontier.size, this.frontier.toHex()).root().toString('hex');
-    if (root !== c.root) {
+    if (treeRoot() !== c.root) {
       this.v.problems.push(`checkpoint #${c.id}: the events 1..${c.size} do not hash to its signed root`);
       return;
     }

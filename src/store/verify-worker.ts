@@ -1,10 +1,11 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import pg from 'pg';
-import { type HostJob, READ_BY_PRIMARY_KEY, verifyHost } from './verify-host.ts';
+import { READ_BY_PRIMARY_KEY, type VerifyUnit, verifyUnit } from './verify-host.ts';
 
-// A verify worker (verifySharedStore with several hosts): one connection of its own, inside the
-// snapshot the caller exported, so every host is judged on the same state of the store; it
-// verifies the hosts it is handed one by one and answers each with its verdict.
+// A verify worker (verifySharedStore with several hosts or a large one): one connection of its
+// own, inside the snapshot the caller exported, so every host is judged on the same state of the
+// store; it verifies the hosts and host ranges it is handed one by one and answers each with its
+// verdict or range summary.
 
 const { url, snapshot } = workerData as { url: string; snapshot: string };
 const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
@@ -24,8 +25,8 @@ opened.catch(() => {
 });
 
 const reply = (m: object) => parentPort!.postMessage(m);
-parentPort!.on('message', (job: HostJob | 'close') => {
-  if (job === 'close') {
+parentPort!.on('message', (unit: VerifyUnit | 'close') => {
+  if (unit === 'close') {
     void client
       .end()
       .catch(() => {
@@ -35,9 +36,9 @@ parentPort!.on('message', (job: HostJob | 'close') => {
     return;
   }
   opened
-    .then(() => verifyHost(client, job))
+    .then(() => verifyUnit(client, unit))
     .then(
-      (verdict) => reply({ verdict }),
+      (answer) => reply({ answer }),
       (e: unknown) => reply({ error: e instanceof Error ? e.message : String(e) }),
     );
 });

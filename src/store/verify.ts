@@ -1,11 +1,10 @@
 import type { KeyObject } from 'node:crypto';
-import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
 import type pg from 'pg';
 import { type Checkpoint, MerkleFrontier } from '../audit/index.ts';
 import { checkpointLeaf } from './global-log.ts';
 import type { HostVerdict } from './host-check.ts';
-import { type HostJob, READ_BY_PRIMARY_KEY, verifyHost } from './verify-host.ts';
+import { READ_BY_PRIMARY_KEY } from './verify-host.ts';
+import { verifyHosts, type HostRow } from './verify-parallel.ts';
 
 export type { BadSharedEvent, HostVerdict } from './host-check.ts';
 
@@ -17,9 +16,10 @@ export type { BadSharedEvent, HostVerdict } from './host-check.ts';
 // seq, a broken previous-hash link, content that does not match its hash, or fewer events
 // than a signed checkpoint covers.
 //
-// Hosts' chains are independent: with the store's URL and enough events, they are verified in
-// worker threads (one connection each, all in the snapshot this connection exported), the
-// largest first.
+// Hosts' chains are independent, and a large host's chain is cut into seq ranges whose seams are
+// checked when they are joined: with the store's URL and enough events, hosts and ranges are
+// verified by this thread and worker threads (one connection each, all in the snapshot this
+// connection exported), the largest first (verify-parallel.ts).
 
 export interface SharedVerifyResult {
   ok: boolean;
@@ -38,6 +38,11 @@ export interface SharedVerifyOptions {
   workers?: number;
   /** below this many events in all, one thread verifies everything (default 20,000: a worker costs a start) */
   parallelFrom?: number;
+  /**
+   * Threads verify a host of more events in seq ranges of this many (a power of two; default from
+   * the events and threads, at least 4,096), so they stay busy to the end however unequal the hosts.
+   */
+  rangeSize?: number;
 }
 
 interface CpRow {
@@ -97,12 +102,6 @@ async function verifyGlobalLog(c: pg.ClientBase, cps: Checkpoint[]): Promise<Sha
   return { size: f.size, root: f.root().toString('hex'), problems };
 }
 
-interface HostRow {
-  log_id: string;
-  hostname: string | null;
-  head: string | null;
-}
-
 // every log id the store mentions (a superuser may have deleted a host's row but not its events);
 // the events' log ids by a skip scan of the primary key (one index probe per host, not a table scan)
 const HOSTS = `WITH RECURSIVE ev(log_id) AS (
@@ -111,78 +110,6 @@ const HOSTS = `WITH RECURSIVE ev(log_id) AS (
   SELECT l.log_id, h.hostname, (SELECT max(seq) FROM airlock.events e WHERE e.log_id = l.log_id) AS head FROM
     (SELECT log_id FROM airlock.hosts UNION SELECT log_id FROM airlock.checkpoints UNION SELECT log_id FROM ev WHERE log_id IS NOT NULL) l
   LEFT JOIN airlock.hosts h USING (log_id) ORDER BY l.log_id`;
-
-/** The next message of a worker, or its failure. */
-function answerOf(w: Worker): Promise<{ verdict?: HostVerdict; error?: string }> {
-  return new Promise((resolve, reject) => {
-    const onError = (e: Error) => {
-      w.off('message', resolve);
-      reject(e);
-    };
-    w.once('error', onError);
-    w.once('message', (m: { verdict?: HostVerdict; error?: string }) => {
-      w.off('error', onError);
-      resolve(m);
-    });
-  });
-}
-
-/**
- * Hosts verified by this thread (on `c`, which exported `snapshot`) and `count` workers at once,
- * largest first: this thread starts at once, a worker when it has loaded. Verdicts in the jobs' order.
- */
-async function verifyInParallel(c: pg.ClientBase, url: string, jobs: HostJob[], sizes: number[], count: number) {
-  const snapshot = (await c.query<{ s: string }>('SELECT pg_export_snapshot() AS s')).rows[0]!.s;
-  const order = jobs.map((_, i) => i).sort((a, b) => sizes[b]! - sizes[a]!);
-  const verdicts: HostVerdict[] = new Array<HostVerdict>(jobs.length);
-  const workers = Array.from(
-    { length: count },
-    () => new Worker(new URL('./verify-worker.ts', import.meta.url), { workerData: { url, snapshot } }),
-  );
-  const inWorker = (w: Worker) => async (job: HostJob) => {
-    const answer = answerOf(w);
-    w.postMessage(job);
-    const { verdict, error } = await answer;
-    if (!verdict) throw new Error(`verify worker: ${error ?? 'no verdict'}`);
-    return verdict;
-  };
-  const consume = async (verify: (job: HostJob) => Promise<HostVerdict>) => {
-    for (let i = order.shift(); i !== undefined; i = order.shift()) verdicts[i] = await verify(jobs[i]!);
-  };
-  try {
-    await Promise.all([consume((job) => verifyHost(c, job)), ...workers.map((w) => consume(inWorker(w)))]);
-  } finally {
-    await Promise.all(workers.map((w) => closeWorker(w)));
-  }
-  return verdicts;
-}
-
-/** Lets a worker end its connection cleanly; stops it after 5 s. */
-async function closeWorker(w: Worker): Promise<void> {
-  const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));
-  w.postMessage('close');
-  const timer = setTimeout(() => void w.terminate(), 5000);
-  await exited;
-  clearTimeout(timer);
-}
-
-async function verifyHosts(c: pg.ClientBase, rows: HostRow[], cps: Checkpoint[], opts: SharedVerifyOptions) {
-  const jobs: HostJob[] = rows.map((h) => ({
-    logId: h.log_id,
-    hostname: h.hostname,
-    cps: cps.filter((cp) => cp.logId === h.log_id),
-    trusted: opts.trustedKeys?.get(h.log_id),
-  }));
-  // the heads only schedule the work (a wrong one costs time, never a verdict)
-  const sizes = rows.map((h) => Math.max(0, Number(h.head ?? 0)) || 0);
-  const total = sizes.reduce((n, s) => n + s, 0);
-  const threads = Math.min(opts.workers ?? availableParallelism(), jobs.length);
-  if (opts.url && threads >= 2 && total >= (opts.parallelFrom ?? 20_000))
-    return verifyInParallel(c, opts.url, jobs, sizes, threads - 1);
-  const verdicts: HostVerdict[] = [];
-  for (const job of jobs) verdicts.push(await verifyHost(c, job));
-  return verdicts;
-}
 
 /** Verifies every host's chain, checkpoints and the global log from the shared store alone. */
 export async function verifySharedStore(c: pg.ClientBase, opts: SharedVerifyOptions = {}): Promise<SharedVerifyResult> {

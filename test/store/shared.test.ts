@@ -90,9 +90,13 @@ async function shipAs(db: string, h: { store: AuditStore; keyDir: string }, batc
   }
 }
 
+/** Seq ranges of 8 events: a test host's 40 events are cut at 8|9, 16|17, 24|25 and 32|33. */
+const RANGE = 8;
+
 /**
- * Verifies in this thread and again with every host in parallel (this thread and a worker, each
- * over its own connection in one exported snapshot): both must give the same verdict.
+ * Verifies in this thread, again with every host in parallel (this thread and a worker, each over
+ * its own connection in one exported snapshot), and again with each host cut into seq ranges of
+ * RANGE events verified in parallel and joined: all three must give the same verdict.
  */
 async function verify(db: string, opts: SharedVerifyOptions = {}): Promise<SharedVerifyResult> {
   const c = await client(db);
@@ -100,6 +104,13 @@ async function verify(db: string, opts: SharedVerifyOptions = {}): Promise<Share
     const alone = await verifySharedStore(c, opts);
     const parallel = await verifySharedStore(c, { ...opts, url: cluster.url('postgres', db), parallelFrom: 0 });
     assert.deepEqual(parallel, alone, 'the parallel verdict differs from the single-thread one');
+    const ranges = await verifySharedStore(c, {
+      ...opts,
+      url: cluster.url('postgres', db),
+      parallelFrom: 0,
+      rangeSize: RANGE,
+    });
+    assert.deepEqual(ranges, alone, 'the verdict over seq ranges differs from the single-thread one');
     return alone;
   } finally {
     await c.end();
@@ -319,6 +330,80 @@ const TAMPERING: { what: string; sql: string; seq: number; reason: RegExp; sameI
     reason: /previous-hash link broken/,
     sameId: 12,
   },
+  // at the seams between seq ranges (RANGE = 8: ranges end at 8, 16, 24, 32)
+  {
+    what: "an edited event, a range's first row",
+    sql: `UPDATE airlock.events SET data = '{"argv":["true"]}' WHERE log_id = LOG AND seq = 9`,
+    seq: 9,
+    reason: /does not match its hash/,
+    sameId: 9,
+  },
+  {
+    what: "an edited event, a range's last row",
+    sql: `UPDATE airlock.events SET data = '{"argv":["true"]}' WHERE log_id = LOG AND seq = 16`,
+    seq: 16,
+    reason: /does not match its hash/,
+    sameId: 16,
+  },
+  {
+    what: "a deleted event, a range's first row",
+    sql: 'DELETE FROM airlock.events WHERE log_id = LOG AND seq = 9',
+    seq: 9,
+    reason: /events 9\.\.9 are missing/,
+  },
+  {
+    what: 'two events deleted across a seam',
+    sql: 'DELETE FROM airlock.events WHERE log_id = LOG AND seq IN (8, 9)',
+    seq: 8,
+    reason: /events 8\.\.9 are missing/,
+  },
+  {
+    what: 'a whole range deleted',
+    sql: 'DELETE FROM airlock.events WHERE log_id = LOG AND seq BETWEEN 9 AND 16',
+    seq: 9,
+    reason: /events 9\.\.16 are missing/,
+  },
+  {
+    what: 'two events swapped across a seam',
+    sql: 'UPDATE airlock.events SET seq = -8 WHERE log_id = LOG AND seq = 8; UPDATE airlock.events SET seq = 8 WHERE log_id = LOG AND seq = 9; UPDATE airlock.events SET seq = 9 WHERE log_id = LOG AND seq = -8',
+    seq: 8,
+    reason: /previous-hash link broken/,
+    sameId: 9,
+  },
+  {
+    what: "a previous hash edited alone, a range's first row",
+    sql: 'UPDATE airlock.events SET prev_hash = upper(prev_hash) WHERE log_id = LOG AND seq = 17',
+    seq: 17,
+    reason: /previous-hash link broken/,
+    sameId: 17,
+  },
+  {
+    what: "a previous hash with a byte appended, a range's first row",
+    sql: "UPDATE airlock.events SET prev_hash = prev_hash || '0' WHERE log_id = LOG AND seq = 17",
+    seq: 17,
+    reason: /previous-hash link broken/,
+    sameId: 17,
+  },
+  {
+    what: 'the rows after a seam renumbered down over a deleted one',
+    sql: 'DELETE FROM airlock.events WHERE log_id = LOG AND seq = 16; UPDATE airlock.events SET seq = seq - 1 WHERE log_id = LOG AND seq > 16',
+    seq: 16,
+    reason: /link broken/,
+    sameId: 17,
+  },
+  {
+    what: 'an event with seq 0 before the first',
+    sql: `INSERT INTO airlock.events (log_id, seq, id, ts, type, session, severity, decision, rule, data, prev_hash, hash)
+      SELECT log_id, 0, id || '-0', ts, type, session, severity, decision, rule, data, prev_hash, hash FROM airlock.events WHERE log_id = LOG AND seq = 1`,
+    seq: 0,
+    reason: /sequence out of order/,
+  },
+  {
+    what: 'the tail cut off at a seam',
+    sql: 'DELETE FROM airlock.events WHERE log_id = LOG AND seq > 32',
+    seq: 33,
+    reason: /events 33\.\.\d+ are missing \(deleted or truncated\): a signed checkpoint covers/,
+  },
   {
     what: 'a truncated table',
     sql: 'TRUNCATE airlock.events',
@@ -504,20 +589,28 @@ test('three shippers of one host at once (COPY races on the same rows): every ev
   }
 });
 
-test('an event rewritten with its own hash recomputed (a superuser who knows the format) is caught where the chain no longer links', async () => {
-  await withShipped(async (db, h) => {
-    const [seq, id, ts, type, session, severity, decision, rule, , prev] = h.store.rawRows(11, 1)[0]!;
-    const data = '{"argv":["true"]}';
-    const q = (s: string | null) => (s === null ? 'null' : JSON.stringify(s));
-    const body = `{"data":${data},"decision":${q(decision)},"id":${q(id)},"rule":${q(rule)},"seq":${seq},"session":${q(session)},"severity":${q(severity)},"ts":${q(ts)},"type":${q(type)}}`;
-    const forged = createHash('sha256').update(`${prev}\n${body}`).digest('hex');
-    await tamper(db, `UPDATE airlock.events SET data = '${data}', hash = '${forged}' WHERE seq = 12`);
-    const v = await verify(db);
-    assert.equal(v.ok, false);
-    assert.equal(v.hosts[0]!.firstBad?.seq, 13, JSON.stringify(v.hosts[0]));
-    assert.match(v.hosts[0]!.firstBad!.reason, /previous-hash link broken/);
+// 12: inside a range; 8 and 16: a range's last row, so the break is at the next range's first row
+// (only the seam between them shows it: each range alone is consistent)
+for (const at of [12, 8, 16])
+  test(`an event rewritten with its own hash recomputed (a superuser who knows the format) is caught where the chain no longer links: seq ${at}`, async () => {
+    await withShipped(async (db, h) => {
+      await rewriteWithOwnHash(db, h.store, at);
+      const v = await verify(db);
+      assert.equal(v.ok, false);
+      assert.equal(v.hosts[0]!.firstBad?.seq, at + 1, JSON.stringify(v.hosts[0]));
+      assert.match(v.hosts[0]!.firstBad!.reason, /previous-hash link broken/);
+    });
   });
-});
+
+/** Rewrites event `at`'s data and stores the hash recomputed for it, as a superuser who knows the format. */
+async function rewriteWithOwnHash(db: string, store: AuditStore, at: number): Promise<void> {
+  const [seq, id, ts, type, session, severity, decision, rule, , prev] = store.rawRows(at - 1, 1)[0]!;
+  const data = '{"argv":["true"]}';
+  const q = (s: string | null) => (s === null ? 'null' : JSON.stringify(s));
+  const body = `{"data":${data},"decision":${q(decision)},"id":${q(id)},"rule":${q(rule)},"seq":${seq},"session":${q(session)},"severity":${q(severity)},"ts":${q(ts)},"type":${q(type)}}`;
+  const forged = createHash('sha256').update(`${prev}\n${body}`).digest('hex');
+  await tamper(db, `UPDATE airlock.events SET data = '${data}', hash = '${forged}' WHERE seq = ${at}`);
+}
 
 /** What the cluster's log gained since `from` (its size then). */
 function logSince(from: number): string {
@@ -552,7 +645,12 @@ test("verify reads each host's rows along the primary key, never a scan of every
     const plans = logSince(from)
       .split(/\n(?=\S[^\n]*LOG: {2})/)
       .filter((entry) => entry.includes('Query Text: COPY (SELECT seq'));
-    assert.equal(plans.length, 4, 'one COPY per host, alone and in parallel'); // 2 hosts × (alone, parallel)
+    const whole = plans.filter((plan) => !/AND seq/.test(plan));
+    // 2 hosts × (alone, parallel); none again after the ranges: a clean store's ranges all join
+    assert.equal(whole.length, 4, 'one COPY per host, alone and in parallel, none to verify a host again');
+    const ranges = plans.filter((plan) => /AND seq/.test(plan));
+    assert.equal(ranges.length, 2 * (3000 / RANGE), 'one COPY per range of each host');
+    assert.ok(ranges.some((plan) => /AND seq >= 9 AND seq <= 16 ORDER BY seq/.test(plan)));
     for (const plan of plans) {
       assert.match(plan, /Index Scan using events_pkey on events/, plan);
       assert.doesNotMatch(plan, /Seq Scan|Sort|Gather/, plan);
