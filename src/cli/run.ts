@@ -17,6 +17,16 @@ if (process.argv[2] === '__supervise') {
       if (err) process.exitCode = err.exitCode;
     });
   });
+} else if (process.argv[2] === '__spare') {
+  // A warm spare (`airlock warm on`): waits for one invocation from build/airlock-attach and
+  // runs it through the same main as below (src/cli/warm/spare.ts).
+  const { registrationOf } = await import('./commands/index.ts');
+  await (
+    await import('./warm/index.ts')
+  ).serveAsSpare(process.argv.slice(3), {
+    main,
+    preload: async () => void (await registrationOf('run')!.load()),
+  });
 } else {
   process.exitCode = await main(process.argv.slice(2));
 }
