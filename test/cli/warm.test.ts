@@ -158,6 +158,23 @@ describe('airlock through a warm spare', () => {
     assert.equal(withoutIds(cold.stderr), withoutIds(warm.stderr));
   });
 
+  it('`session start` through a spare starts its detached supervisor (__supervise); exec and stop reach it', async () => {
+    const before = await readySpare(home);
+    const st = airlock(['session', 'start', '--json'], { home, cwd: repo });
+    assert.equal(st.status, 0, st.stderr);
+    const id = (JSON.parse(st.stdout) as { id: string }).id;
+    await readySpare(home);
+    const ex = airlock(['exec', id, '--', 'sh', '-c', 'echo in-session; exit 5'], { home, cwd: repo });
+    assert.equal(ex.status, 5, ex.stderr);
+    assert.equal(ex.stdout, 'in-session\n');
+    await readySpare(home);
+    const stop = airlock(['session', 'stop', id], { home, cwd: repo });
+    assert.equal(stop.status, 0, stop.stderr);
+    assert.equal((await readySpare(home)).served, before.served + 3, 'all three went through spares');
+    assert.equal(sessionOf(home, id).state, 'stopped');
+    assert.deepEqual(await waitGone(markersOf(home, id)), []);
+  });
+
   it('keeps a terminal a terminal: the sandbox sees a tty on 0 and 1, and the CLI colours its output', async () => {
     const before = await readySpare(home);
     const cmd = `${BIN} run -- sh -c 'test -t 0 && echo IN-TTY; test -t 1 && echo OUT-TTY'; echo "status=$?"`;
