@@ -230,6 +230,19 @@ describe('airlock through a warm spare', () => {
     assert.deepEqual(await waitGone(markersOf(home, id)), []);
   });
 
+  it('a malformed request is dropped without running anything, and a successor still waits', async () => {
+    const before = await readySpare(home);
+    const junk = `const c = require('net').connect(${JSON.stringify(join(home, 'run', 'warm', 'spare.sock'))});
+c.on('connect', () => c.end('GET / HTTP/1.1\\r\\n\\r\\n')); c.on('data', (d) => console.log('ANSWER', d)); c.on('error', () => {}); c.on('close', () => console.log('CLOSED'));`;
+    const r = spawnSync(NODE, ['-e', junk], { encoding: 'utf8', timeout: 30_000 });
+    assert.match(r.stdout, /^CLOSED$/m, r.stdout + r.stderr);
+    assert.doesNotMatch(r.stdout, /ANSWER/, 'no answer to garbage');
+    const after = await readySpare(home);
+    assert.notEqual(after.spare!.pid, before.spare!.pid);
+    assert.equal(after.served, before.served, 'nothing was served');
+    assert.match(readFileSync(join(home, 'run', 'warm', 'spare.log'), 'utf8'), /dropped a client .*malformed/);
+  });
+
   it('a spare whose code changed on disk is refused as stale; the run still succeeds, in-process', async () => {
     const stalePid = (await readySpare(home)).spare!.pid;
     const file = join(ROOT, 'src', 'cli', 'warm', 'protocol.ts');

@@ -60,34 +60,15 @@ export async function serveAsSpare(args: string[], entry: Entry): Promise<void> 
   const opts = parseSpareArgs(args);
   const ownEnv = { ...process.env };
   const paths = warmPaths(ownEnv);
-  const problem = privateDirProblem(paths.dir);
-  if (problem) return void logLine(paths, `not started: ${problem}`);
-  const native = createRequire(import.meta.url)(ADDON) as Native;
-  // what makes a spare worth having: these are parsed and linked before any request
-  await entry.preload();
-  const fingerprint = codeFingerprint();
-  const listening = listenAt(native, paths);
-  if (!existsSync(paths.enabled)) return endWaiting(native, paths, listening, 'warm start is off');
-  writeState(paths, { pid: process.pid, served: opts.served, idleMs: opts.idleMs, loadCpuMs: cpuMs() });
-  const conn = waitForClient(native, paths, listening, opts.idleMs);
-  if (typeof conn === 'string') return endWaiting(native, paths, listening, conn);
-  native.close(listening.fd);
-  removeIfOurs(paths.socket, listening.ino);
-  let req: Request;
-  let fds: number[] = [];
+  let taken: Taken | null;
   try {
-    const got = native.receive(conn.fd, MAX_REQUEST);
-    fds = got.fds;
-    req = parseRequest(got.data);
+    taken = await takeRequest(paths, opts, entry);
   } catch (e) {
-    for (const fd of fds) native.close(fd);
-    return void logLine(paths, `dropped a client (pid ${conn.pid}): ${(e as Error).message}`);
+    // its stdio is /dev/null: the log is where `warm on` and `warm status` find why
+    return void logLine(paths, `failed: ${(e as Error).message}`);
   }
-  if (req.kind === 'off') {
-    rmSync(paths.enabled, { force: true });
-    answer(conn.fd, ANSWER.accepted);
-    return void logLine(paths, `turned off by pid ${conn.pid}`);
-  }
+  if (!taken) return;
+  const { native, conn, req, fds, fingerprint } = taken;
   const refusal = refusalOf(req, fds, fingerprint);
   const served = opts.served + (refusal ? 0 : 1);
   if (existsSync(paths.enabled)) startSpare(ownEnv, { served, idleMs: opts.idleMs });
@@ -101,6 +82,47 @@ export async function serveAsSpare(args: string[], entry: Entry): Promise<void> 
   answer(conn.fd, ANSWER.accepted);
   relayClient(native, conn.fd, paths);
   process.exitCode = await entry.main(req.argv);
+}
+
+interface Taken {
+  native: Native;
+  conn: { fd: number; uid: number; pid: number };
+  req: Request & { kind: 'run' };
+  fds: number[];
+  fingerprint: string;
+}
+
+/** Loads, listens and waits; the run request this spare is to serve, or null (ended, off, or a bad client). */
+async function takeRequest(paths: WarmPaths, opts: SpareOptions, entry: Entry): Promise<Taken | null> {
+  const problem = privateDirProblem(paths.dir);
+  if (problem) throw new Error(`not started: ${problem}`);
+  const native = createRequire(import.meta.url)(ADDON) as Native;
+  // what makes a spare worth having: these are parsed and linked before any request
+  await entry.preload();
+  const fingerprint = codeFingerprint();
+  const listening = listenAt(native, paths);
+  if (!existsSync(paths.enabled)) return endWaiting(native, paths, listening, 'warm start is off');
+  writeState(paths, { pid: process.pid, served: opts.served, idleMs: opts.idleMs, loadCpuMs: cpuMs() });
+  const conn = waitForClient(native, paths, listening, opts.idleMs);
+  if (typeof conn === 'string') return endWaiting(native, paths, listening, conn);
+  native.close(listening.fd);
+  removeIfOurs(paths.socket, listening.ino);
+  let fds: number[] = [];
+  try {
+    const got = native.receive(conn.fd, MAX_REQUEST);
+    fds = got.fds;
+    const req = parseRequest(got.data);
+    if (req.kind === 'run') return { native, conn, req, fds, fingerprint };
+    rmSync(paths.enabled, { force: true });
+    answer(conn.fd, ANSWER.accepted);
+    logLine(paths, `turned off by pid ${conn.pid}`);
+  } catch (e) {
+    for (const fd of fds) native.close(fd);
+    logLine(paths, `dropped a client (pid ${conn.pid}): ${(e as Error).message}`);
+    // a garbage request does not end the chain
+    if (existsSync(paths.enabled)) startSpare({ ...process.env }, opts);
+  }
+  return null;
 }
 
 function parseSpareArgs(args: string[]): SpareOptions {
@@ -163,13 +185,14 @@ function waitForClient(
   return 'idle';
 }
 
-function endWaiting(native: Native, paths: WarmPaths, listening: Listening, why: string): void {
+function endWaiting(native: Native, paths: WarmPaths, listening: Listening, why: string): null {
   native.close(listening.fd);
   const ours = removeIfOurs(paths.socket, listening.ino);
   // idle ends the chain: no spare waits, and warm start is off until `airlock warm on`
   if (why === 'idle' && ours) rmSync(paths.enabled, { force: true });
   if (ours) rmSync(paths.state, { force: true });
   logLine(paths, `ended without a request: ${why}`);
+  return null;
 }
 
 /** Why this request is not served here (the client then runs it in-process), or null. */
