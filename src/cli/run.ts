@@ -20,13 +20,20 @@ if (process.argv[2] === '__supervise') {
 } else if (process.argv[2] === '__spare') {
   // A warm spare (`airlock warm on`): waits for one invocation from build/airlock-attach and
   // runs it through the same main as below (src/cli/warm/spare.ts).
-  const { registrationOf } = await import('./commands/index.ts');
-  await (
-    await import('./warm/index.ts')
-  ).serveAsSpare(process.argv.slice(3), {
-    main,
-    preload: async () => void (await registrationOf('run')!.load()),
-  });
+  const { serveAsSpare } = await import('./warm/index.ts');
+  await serveAsSpare(process.argv.slice(3), { main, preload: preloadRun });
 } else {
   process.exitCode = await main(process.argv.slice(2));
+}
+
+/** What a spare loads before any request: the run command and what its action and default layers import. */
+async function preloadRun(): Promise<void> {
+  const { registrationOf } = await import('./commands/index.ts');
+  await registrationOf('run')!.load();
+  await Promise.all([
+    import('../session/index.ts'),
+    import('../agents/apply.ts'),
+    import('../detect/index.ts'),
+    import('../secrets/honeytokens.ts'),
+  ]);
 }

@@ -328,6 +328,27 @@ describe('nothing outlives warm start', () => {
     }
   });
 
+  it('a spare whose socket a newer spare took over exits; the newer one serves', async () => {
+    const home = tmp('airlock-warm-replaced-');
+    try {
+      assert.equal(airlock(['warm', 'on'], { home }).status, 0);
+      const first = (await readySpare(home)).spare!.pid;
+      const second = spawn(NODE, ['--disable-warning=ExperimentalWarning', RUN_TS, '__spare', '--idle-ms', '600000'], {
+        env: { ...process.env, AIRLOCK_HOME: home },
+        stdio: 'ignore',
+        detached: true,
+        cwd: '/',
+      });
+      second.unref();
+      await until('the newer spare', () => status(home).spare?.pid === second.pid || null);
+      await until('the older spare to exit', () => !isAlive(first) || null, 10_000);
+      assert.deepEqual(sparesOf(home), [second.pid]);
+      await warmOffClean(home);
+    } finally {
+      cleanup(home);
+    }
+  });
+
   it('the idle timeout ends the chain: no spare, warm start off, and the next airlock runs in-process', async () => {
     const home = tmp('airlock-warm-idle-');
     try {
