@@ -74,6 +74,23 @@ function inProcess(args: string[], o: { cwd: string; home: string; input?: strin
   });
 }
 
+/** Output of a shell command on a pseudo-terminal (script) whose input stays open; bounded. */
+async function onTerminal(cmd: string, home: string, cwd: string): Promise<string> {
+  const child = spawn('script', ['-qec', cmd, '/dev/null'], {
+    cwd,
+    env: { ...process.env, AIRLOCK_HOME: home },
+    stdio: ['pipe', 'pipe', 'pipe'],
+    detached: true,
+  });
+  let out = '';
+  child.stdout!.on('data', (d) => (out += d));
+  const timer = setTimeout(() => process.kill(-child.pid!, 'SIGKILL'), 30_000);
+  await new Promise((r) => child.once('close', r));
+  clearTimeout(timer);
+  child.stdin!.destroy();
+  return out;
+}
+
 const withoutIds = (s: string) => s.replace(/ses-\w+/g, 'SES');
 
 interface Running {
@@ -163,14 +180,28 @@ describe('airlock through a warm spare', () => {
     const st = airlock(['session', 'start', '--json'], { home, cwd: repo });
     assert.equal(st.status, 0, st.stderr);
     const id = (JSON.parse(st.stdout) as { id: string }).id;
-    await readySpare(home);
-    const ex = airlock(['exec', id, '--', 'sh', '-c', 'echo in-session; exit 5'], { home, cwd: repo });
-    assert.equal(ex.status, 5, ex.stderr);
-    assert.equal(ex.stdout, 'in-session\n');
-    await readySpare(home);
-    const stop = airlock(['session', 'stop', id], { home, cwd: repo });
-    assert.equal(stop.status, 0, stop.stderr);
-    assert.equal((await readySpare(home)).served, before.served + 3, 'all three went through spares');
+    try {
+      await readySpare(home);
+      const ex = airlock(['exec', id, '--', 'sh', '-c', 'echo in-session; exit 5'], { home, cwd: repo });
+      assert.equal(ex.status, 5, ex.stderr);
+      assert.equal(ex.stdout, 'in-session\n');
+      await readySpare(home);
+      // exec hands a piped stdin to the command through process.stdin: the spare's new stream for fd 0
+      const piped = airlock(['exec', id, '--', 'cat'], { home, cwd: repo, input: 'through process.stdin\n' });
+      assert.equal(piped.status, 0, piped.stderr);
+      assert.equal(piped.stdout, 'through process.stdin\n');
+      await readySpare(home);
+      // on a terminal, exec leaves stdin to the terminal (process.stdin.isTTY) and does not read it:
+      // with the terminal kept open (script's input never ends), `cat` must still end at once
+      const onTty = await onTerminal(`${BIN} exec ${id} -- cat; echo EXEC-DONE`, home, repo);
+      assert.match(onTty, /EXEC-DONE/, onTty);
+      await readySpare(home);
+      const stop = airlock(['session', 'stop', id], { home, cwd: repo });
+      assert.equal(stop.status, 0, stop.stderr);
+      assert.equal((await readySpare(home)).served, before.served + 5, 'all five went through spares');
+    } finally {
+      airlock(['session', 'stop', id], { home, cwd: repo }); // a failed step leaves no session behind
+    }
     assert.equal(sessionOf(home, id).state, 'stopped');
     assert.deepEqual(await waitGone(markersOf(home, id)), []);
   });
