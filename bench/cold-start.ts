@@ -220,13 +220,16 @@ function startWarm(): void {
   );
 }
 
-/** Waits (bounded) until a spare of `home` listens: its state names a live pid and the socket exists. */
+/** Waits (bounded) until a spare of `home` is ready: loaded, its pid alive, its socket there. */
 function waitForSpare(home: string): void {
   const dir = join(home, 'run', 'warm');
   for (let i = 0; i < 400; i++) {
     try {
-      const { pid } = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as { pid: number };
-      if (existsSync(join(dir, 'spare.sock')) && existsSync(`/proc/${pid}`)) return;
+      const { pid, loaded } = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as {
+        pid: number;
+        loaded: boolean;
+      };
+      if (loaded && existsSync(join(dir, 'spare.sock')) && existsSync(`/proc/${pid}`)) return;
     } catch {
       // not written yet
     }

@@ -32,22 +32,23 @@ interface Native {
   close(fd: number): void;
 }
 
-export interface Entry {
-  /** the CLI's main, as src/cli/run.ts calls it */
-  main: (argv: string[]) => Promise<number>;
-  /** loads what a request should find loaded (the run command and the session core) */
-  preload: () => Promise<void>;
-}
+/** Loads what a request should find loaded (the CLI, the run command, the session core); returns the CLI's main. */
+export type Load = () => Promise<(argv: string[]) => Promise<number>>;
 
 export interface SpareOptions {
   /** requests this chain of spares has served before this one */
   served: number;
   /** how long a spare waits for a request before the chain ends */
   idleMs: number;
+  /** the spare that started this one: its command runs now, so this one loads after it (or on a request) */
+  after?: number;
 }
 
 /** How often a waiting spare looks whether warm start was turned off or its socket taken over. */
 const CHECK_MS = 1000;
+/** A successor loads at the latest this long after it started, however long its predecessor's command runs. */
+const DEFER_MAX_MS = 10_000;
+const DEFER_POLL_MS = 25;
 const LOG_MAX = 1 << 20;
 
 interface Listening {
@@ -56,22 +57,22 @@ interface Listening {
 }
 
 /** The spare's whole life: listen, wait for one request, serve it (or end idle/off/replaced). */
-export async function serveAsSpare(args: string[], entry: Entry): Promise<void> {
+export async function serveAsSpare(args: string[], load: Load): Promise<void> {
   const opts = parseSpareArgs(args);
   const ownEnv = { ...process.env };
   const paths = warmPaths(ownEnv);
   let taken: Taken | null;
   try {
-    taken = await takeRequest(paths, opts, entry);
+    taken = await takeRequest(paths, opts, load);
   } catch (e) {
     // its stdio is /dev/null: the log is where `warm on` and `warm status` find why
     return void logLine(paths, `failed: ${(e as Error).message}`);
   }
   if (!taken) return;
-  const { native, conn, req, fds, fingerprint } = taken;
+  const { native, conn, req, fds, fingerprint, main } = taken;
   const refusal = refusalOf(req, fds, fingerprint);
   const served = opts.served + (refusal ? 0 : 1);
-  if (existsSync(paths.enabled)) startSpare(ownEnv, { served, idleMs: opts.idleMs });
+  if (existsSync(paths.enabled)) startSpare(ownEnv, { served, idleMs: opts.idleMs, after: process.pid });
   if (refusal) {
     for (const fd of fds) native.close(fd);
     answer(conn.fd, refusal.answer);
@@ -81,7 +82,7 @@ export async function serveAsSpare(args: string[], entry: Entry): Promise<void> 
   logLine(paths, `serving pid ${conn.pid} (request ${served})`);
   answer(conn.fd, ANSWER.accepted);
   relayClient(native, conn.fd, paths);
-  process.exitCode = await entry.main(req.argv);
+  process.exitCode = await main(req.argv);
 }
 
 interface Taken {
@@ -90,20 +91,27 @@ interface Taken {
   req: Request & { kind: 'run' };
   fds: number[];
   fingerprint: string;
+  main: (argv: string[]) => Promise<number>;
 }
 
-/** Loads, listens and waits; the run request this spare is to serve, or null (ended, off, or a bad client). */
-async function takeRequest(paths: WarmPaths, opts: SpareOptions, entry: Entry): Promise<Taken | null> {
+/**
+ * Listens, loads and waits; the run request this spare is to serve, or null (ended, off, or a bad
+ * client). It listens before it loads, and a successor loads only once the command of the spare
+ * that started it has ended (or a request comes first, or after DEFER_MAX_MS): its loading would
+ * otherwise compete for the CPU with that command.
+ */
+async function takeRequest(paths: WarmPaths, opts: SpareOptions, load: Load): Promise<Taken | null> {
   const problem = privateDirProblem(paths.dir);
   if (problem) throw new Error(`not started: ${problem}`);
   const native = createRequire(import.meta.url)(ADDON) as Native;
-  // what makes a spare worth having: these are parsed and linked before any request
-  await entry.preload();
   const fingerprint = codeFingerprint();
   const listening = listenAt(native, paths);
   if (!existsSync(paths.enabled)) return endWaiting(native, paths, listening, 'warm start is off');
-  writeState(paths, { pid: process.pid, served: opts.served, idleMs: opts.idleMs, loadCpuMs: cpuMs() });
-  const conn = waitForClient(native, paths, listening, opts.idleMs);
+  writeState(paths, { pid: process.pid, served: opts.served, idleMs: opts.idleMs, loaded: false, loadCpuMs: 0 });
+  const early = opts.after ? deferLoading(native, paths, listening, opts.after) : null;
+  const main = await load();
+  writeState(paths, { pid: process.pid, served: opts.served, idleMs: opts.idleMs, loaded: true, loadCpuMs: cpuMs() });
+  const conn = early ?? waitForClient(native, paths, listening, opts.idleMs);
   if (typeof conn === 'string') return endWaiting(native, paths, listening, conn);
   native.close(listening.fd);
   removeIfOurs(paths.socket, listening.ino);
@@ -112,7 +120,7 @@ async function takeRequest(paths: WarmPaths, opts: SpareOptions, entry: Entry): 
     const got = native.receive(conn.fd, MAX_REQUEST);
     fds = got.fds;
     const req = parseRequest(got.data);
-    if (req.kind === 'run') return { native, conn, req, fds, fingerprint };
+    if (req.kind === 'run') return { native, conn, req, fds, fingerprint, main };
     rmSync(paths.enabled, { force: true });
     answer(conn.fd, ANSWER.accepted);
     logLine(paths, `turned off by pid ${conn.pid}`);
@@ -131,7 +139,7 @@ function parseSpareArgs(args: string[]): SpareOptions {
     const n = i >= 0 ? Number(args[i + 1]) : NaN;
     return Number.isSafeInteger(n) && n >= 0 ? n : fallback;
   };
-  return { served: num('--served', 0), idleMs: num('--idle-ms', 30 * 60_000) };
+  return { served: num('--served', 0), idleMs: num('--idle-ms', 30 * 60_000), after: num('--after', 0) || undefined };
 }
 
 /** Starts a spare (detached, stdio /dev/null, cwd /) with the environment a spare was started with. */
@@ -146,6 +154,7 @@ export function startSpare(env: NodeJS.ProcessEnv, o: SpareOptions): number | un
       String(o.served),
       '--idle-ms',
       String(o.idleMs),
+      ...(o.after ? ['--after', String(o.after)] : []),
     ],
     { detached: true, stdio: 'ignore', env, cwd: '/' },
   );
@@ -163,22 +172,42 @@ function listenAt(native: Native, paths: WarmPaths): Listening {
   return { fd, ino: lstatSync(paths.socket).ino };
 }
 
-/** The first client of this user; null never: a string says why waiting ended (idle, off, replaced). */
-function waitForClient(
-  native: Native,
-  paths: WarmPaths,
-  listening: Listening,
-  idleMs: number,
-): { fd: number; uid: number; pid: number } | string {
+type Conn = { fd: number; uid: number; pid: number };
+
+/** A client of this user within timeoutMs, or null; another uid's connection is closed and logged. */
+function acceptOwn(native: Native, paths: WarmPaths, listening: Listening, timeoutMs: number): Conn | null {
+  const conn = native.accept(listening.fd, timeoutMs);
+  if (!conn || conn.uid === process.geteuid?.()) return conn;
+  native.close(conn.fd);
+  logLine(paths, `refused a client of uid ${conn.uid} (pid ${conn.pid}): not this user`);
+  return null;
+}
+
+/** Waits while the predecessor's command runs (bounded); a request that comes meanwhile is returned. */
+function deferLoading(native: Native, paths: WarmPaths, listening: Listening, predecessor: number): Conn | null {
+  const deadline = Date.now() + DEFER_MAX_MS;
+  while (Date.now() < deadline && isRunning(predecessor)) {
+    const conn = acceptOwn(native, paths, listening, DEFER_POLL_MS);
+    if (conn) return conn;
+  }
+  return null;
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The first client of this user, or why waiting ended (idle, off, replaced). */
+function waitForClient(native: Native, paths: WarmPaths, listening: Listening, idleMs: number): Conn | string {
   const deadline = Date.now() + idleMs;
   for (let left = idleMs; left > 0; left = deadline - Date.now()) {
-    const conn = native.accept(listening.fd, Math.min(CHECK_MS, left));
-    if (conn && conn.uid === process.geteuid?.()) return conn;
-    if (conn) {
-      native.close(conn.fd);
-      logLine(paths, `refused a client of uid ${conn.uid} (pid ${conn.pid}): not this user`);
-      continue;
-    }
+    const conn = acceptOwn(native, paths, listening, Math.min(CHECK_MS, left));
+    if (conn) return conn;
     if (!isOurs(paths.socket, listening.ino)) return 'replaced by a newer spare';
     if (!existsSync(paths.enabled)) return 'warm start is off';
   }
@@ -293,6 +322,8 @@ export interface SpareState {
   pid: number;
   served: number;
   idleMs: number;
+  /** whether it has loaded the CLI (it listens before: a request that comes first waits for the load) */
+  loaded: boolean;
   /** CPU the spare spent loading (what every warm run pays in the background) */
   loadCpuMs: number;
 }
