@@ -82,6 +82,12 @@ export const registrations: Registration[] = [
     commands: { pod: 'The processes of a session pod on Kubernetes (the cluster and the kubernetes driver run them)' },
     load: async () => (await import('./pod.ts')).registerPod,
   },
+  {
+    commands: {
+      warm: 'Warm start: keep a pre-loaded spare process ready for the next airlock command (on, off, status)',
+    },
+    load: async () => (await import('./warm.ts')).registerWarm,
+  },
 ];
 
 /** The name of a command as the table writes it ("run <command...>" → "run"). */
