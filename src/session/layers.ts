@@ -38,6 +38,11 @@ export interface SessionLayer {
   network?: (s: Session, env: NodeJS.ProcessEnv) => Promise<NetworkSetup | null>;
   /** Rewrites the base tree before it becomes the workspace (secret redaction); cached per variant. */
   sanitizer?: (s: Session) => Promise<SnapshotSanitizer | null>;
+  /**
+   * Runs while the snapshot and the sandbox start (no sandbox yet): loads what afterStart
+   * will need, so that the supervisor's idle wait for the holder does the work (issue 16).
+   */
+  prepare?: (s: Session) => Promise<void>;
   afterStart?: (s: Session) => Promise<void>;
   /** Marker → original value per redacted file, to restore what the agent did not change (values never stored). */
   restoreSecrets?: (s: Session) => Promise<Record<string, [string, string][]>>;
@@ -209,9 +214,12 @@ function secretsLayer(): SessionLayer {
       };
     },
     restoreSecrets: restoreRedacted,
+    prepare: async (s) => {
+      if (s.policy.policy.secrets.honeytokens.enabled) await import('../secrets/honeytokens.ts');
+    },
     afterStart: async (s) => {
       const report = s.snapshotReport as { events?: AuditEventInput[] } | null;
-      for (const e of report?.events ?? []) s.record({ ...e, session: s.id });
+      for (const e of report?.events ?? []) s.recordAtStart({ ...e, session: s.id });
       if (s.policy.policy.secrets.honeytokens.enabled) await plantHoneytokens(s);
     },
   };
@@ -248,7 +256,7 @@ async function plantHoneytokens(s: Session): Promise<void> {
   if (s.hostIds) chownTreeNoFollow(s.homeView(), s.hostIds);
   s.layerState.set('honeytokens', tokens);
   (s.layerState.get('gateway') as { setHoneytokens?: (t: Honeytoken[]) => void } | undefined)?.setHoneytokens?.(tokens);
-  s.record({
+  s.recordAtStart({
     type: 'secrets.honeytokens',
     data: { planted: tokens.map((t) => ({ kind: t.kind, path: t.path, fingerprint: t.fingerprint })) },
   });
@@ -256,6 +264,9 @@ async function plantHoneytokens(s: Session): Promise<void> {
 
 function detectionLayer(): SessionLayer {
   return {
+    prepare: async () => {
+      await import('../detect/index.ts');
+    },
     afterStart: async (s) => {
       const { startDetector } = await import('../detect/index.ts');
       const detector: Detector = startDetector({
@@ -313,7 +324,7 @@ function telemetryLayer(): SessionLayer {
       const m = await import('../audit/sinks/index.ts');
       const plan = m.planSessionSinks(s.policy);
       for (const r of plan.refused)
-        s.record({
+        s.recordAtStart({
           type: 'telemetry.sink_refused',
           severity: 'medium',
           decision: 'deny',

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { userInfo } from 'node:os';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { AuditStore, type AuditEvent, type AuditEventInput } from '../audit/index.ts';
+import { AuditStore, prepareRedaction, type AuditEvent, type AuditEventInput } from '../audit/index.ts';
 import {
   AirlockError,
   cannotRecord,
@@ -149,6 +149,8 @@ export class Session {
   recordingFailure: string | null = null;
   /** Events the store refused (disk full), retried in order as soon as it takes them again. */
   private unrecorded: AuditEventInput[] = [];
+  /** Events of the start not yet committed (recordAtStart), while the session starts; null once it has. */
+  private starting: AuditEventInput[] | null = [];
   /** Frees the session's ballast in AIRLOCK_HOME (room to record why it stops). */
   private releaseBallast: () => void = () => {};
   private endedController = new AbortController();
@@ -198,7 +200,9 @@ export class Session {
    */
   recordMany(es: AuditEventInput[]): AuditEvent[] {
     // The store redacts argv, paths, reasons… whoever appends (see src/audit/redact.ts).
-    const inputs = es.map((e) => ({ ...e, session: e.session ?? this.id }));
+    // The start's events still waiting go first, in the same commit: the log keeps their order.
+    const waiting = this.starting?.splice(0) ?? [];
+    const inputs = [...waiting, ...es.map((e) => ({ ...e, session: e.session ?? this.id }))];
     if (this.unrecorded.length && !this.retryUnrecorded()) {
       for (const i of inputs) this.keep(i);
       throw cannotRecord(
@@ -209,13 +213,31 @@ export class Session {
     try {
       const evs = this.store.appendMany(inputs);
       for (const ev of evs) this.onEvent?.(ev);
-      return evs;
+      return evs.slice(waiting.length);
     } catch (err) {
       if (!isRecordingFailure(err) && !(err instanceof AirlockError && err.kind === 'CANNOT_RECORD')) throw err;
       for (const i of inputs) this.keep(i);
       this.cannotRecordNow(err instanceof Error ? err.message : String(err));
       throw err;
     }
+  }
+
+  /**
+   * Records an event of the session's start (session.start, what the layers set up): all of
+   * them share one commit, made before open() returns and so before the agent's first
+   * command, or earlier with any other event (in order). Nothing they describe has been
+   * acknowledged before that commit: no agent process runs yet (issue 16: one fsync, not five).
+   */
+  recordAtStart(e: AuditEventInput): void {
+    if (this.starting) this.starting.push({ ...e, session: e.session ?? this.id });
+    else this.record(e);
+  }
+
+  /** Commits the start's events; from here on every event is its own commit again. */
+  private commitStart(): void {
+    const waiting = this.starting ?? [];
+    this.starting = null;
+    if (waiting.length) this.recordMany(waiting);
   }
 
   /** Records if it can; a failure is already handled by record() (freeze, end, keep the event). */
@@ -308,6 +330,8 @@ export class Session {
       await s.start(options, env);
     } catch (e) {
       s.note({ type: 'session.failed', severity: 'high', data: { error: e instanceof Error ? e.message : String(e) } });
+      // layers that started before the failure (the detector, the checkpointer) stop with it
+      await s.stopLayers(null);
       await s.teardown();
       if (ownsStore) st.close();
       throw isRecordingFailure(e) ? cannotRecord(e, 'starting the session') : e;
@@ -318,6 +342,7 @@ export class Session {
   private async start(opts: OpenSessionOptions, env: NodeJS.ProcessEnv): Promise<void> {
     mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
     const identities = hostIdentities();
+    const prepared = this.prepareLayers();
     this.releaseBallast = holdBallast(join(this.stateDir, 'recording-ballast'));
     this.cleanups.push(() => this.releaseBallast());
     const policy = this.policy.policy;
@@ -364,7 +389,7 @@ export class Session {
 
     // the policy's runtime (the org may require a stronger one); a caller's driver is recorded as what ran
     const driver = opts.driver ?? (await driverFor(policy.sandbox));
-    this.sandbox = await driver.start({
+    const starting = driver.start({
       session: this.id,
       stateDir: join(this.stateDir, 'sandbox'),
       lowerDirs: this.snapshot.lowerDirs,
@@ -389,17 +414,34 @@ export class Session {
         this.recordMany(es);
       },
     });
+    // the driver has spawned the holder: its processes run on another core meanwhile
+    prepareRedaction();
+    this.sandbox = await starting;
     this.cleanups.push(() => this.sandbox.stop());
     phase('session.sandbox');
     // the bridges live in this process: no agent connection becomes a host process
     if (net?.attach && !this.sandbox.bridgesGateway) this.cleanups.push(await net.attach(this.sandbox.networkNs()));
+    await prepared;
     await this.recordStart(opts, sandboxEnv, identities);
     for (const l of this.activeLayers()) await l.afterStart?.(this);
     this.cleanups.push(watchRecordingSpace(this.home.root, (detail) => this.cannotRecordNow(detail)));
     void this.sandbox.limitHit.then((h) => {
       if (this.state === 'running' || this.state === 'paused') this.stopReason = `limit: ${h.detail}`;
     });
+    this.commitStart();
     phase('session.started');
+  }
+
+  /**
+   * Whatever the layers' afterStart needs and no sandbox for (their modules) is loaded while
+   * the snapshot and the sandbox's holder start: the supervisor
+   * would otherwise wait idle for the holder's processes (issue 16). Awaited before the
+   * start records anything; a failure here fails the start there.
+   */
+  private prepareLayers(): Promise<void> {
+    const all = Promise.all(this.activeLayers().map((l) => l.prepare?.(this))).then(() => undefined);
+    all.catch(() => {}); // awaited by start(); an early failure must not be an unhandled rejection
+    return all;
   }
 
   /** session.start (what runs, under which policy and mechanisms), then each disabled layer and lifted mode, loudly. */
@@ -409,7 +451,7 @@ export class Session {
     identities: ReturnType<typeof hostIdentities>,
   ): Promise<void> {
     const policy = this.policy.policy;
-    this.record({
+    this.recordAtStart({
       type: 'session.start',
       data: {
         repo: this.repo.root,
@@ -445,7 +487,7 @@ export class Session {
       },
     });
     for (const layer of this.disabledLayers) {
-      this.record({
+      this.recordAtStart({
         type: 'session.layer_disabled',
         severity: 'high',
         rule: 'builtin.session.layers',
@@ -455,7 +497,7 @@ export class Session {
     for (const layer of MODE_LAYERS.filter((l) => policy.modes[l] !== 'enforce')) {
       // record mode lifts refusals: the defenders see it as loudly as a disabled layer
       const mode = policy.modes[layer];
-      this.record({
+      this.recordAtStart({
         type: 'session.mode',
         severity: mode === 'record' ? 'medium' : 'info',
         rule: `modes.${layer}`,
@@ -685,6 +727,21 @@ export class Session {
         dirty: result?.dirty ?? false,
       },
     });
+    await this.stopLayers(result);
+    this.retryUnrecorded();
+    if (this.ownsStore) this.store.close();
+    phase('stop.layers');
+    return {
+      session: this.id,
+      result,
+      status: this.lastStatus,
+      reason: this.stopReason ?? why,
+      recordingFailure: this.recordingFailure,
+    };
+  }
+
+  /** Each layer's afterStop (a failure is recorded, the others still stop). */
+  private async stopLayers(result: CaptureResult | null): Promise<void> {
     for (const [name, l] of this.namedLayers()) {
       try {
         await l.afterStop?.(this, result);
@@ -696,16 +753,6 @@ export class Session {
         });
       }
     }
-    this.retryUnrecorded();
-    if (this.ownsStore) this.store.close();
-    phase('stop.layers');
-    return {
-      session: this.id,
-      result,
-      status: this.lastStatus,
-      reason: this.stopReason ?? why,
-      recordingFailure: this.recordingFailure,
-    };
   }
 
   private namedLayers(): [LayerName, SessionLayer][] {
