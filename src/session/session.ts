@@ -28,6 +28,7 @@ import {
 } from '../sandbox/index.ts';
 import {
   captureWorkspace,
+  prepareResultRepo,
   prepareSnapshot,
   type CaptureResult,
   type HostRepo,
@@ -149,6 +150,8 @@ export class Session {
   recordingFailure: string | null = null;
   /** Events the store refused (disk full), retried in order as soon as it takes them again. */
   private unrecorded: AuditEventInput[] = [];
+  /** result.git was made while the sandbox started, refs at the base (prepareResultRepo). */
+  private resultRepoAtBase = false;
   /** Events of the start not yet committed (recordAtStart), while the session starts; null once it has. */
   private starting: AuditEventInput[] | null = [];
   /** Frees the session's ballast in AIRLOCK_HOME (room to record why it stops). */
@@ -416,6 +419,7 @@ export class Session {
     });
     // the driver has spawned the holder: its processes run on another core meanwhile
     prepareRedaction();
+    this.prepareResult();
     this.sandbox = await starting;
     this.cleanups.push(() => this.sandbox.stop());
     phase('session.sandbox');
@@ -442,6 +446,25 @@ export class Session {
     const all = Promise.all(this.activeLayers().map((l) => l.prepare?.(this))).then(() => undefined);
     all.catch(() => {}); // awaited by start(); an early failure must not be an unhandled rejection
     return all;
+  }
+
+  /** The capture's result repository, made now (capture makes it itself when this failed). */
+  private prepareResult(): void {
+    try {
+      prepareResultRepo(this.resultRepo, this.snapshot.mirror, this.baseCommit, this.syntheticObjects());
+      this.resultRepoAtBase = true;
+    } catch {
+      /* capture makes it */
+    }
+  }
+
+  private get resultRepo(): string {
+    return join(this.stateDir, 'result.git');
+  }
+
+  /** Where the synthetic base's objects are (the sanitized layer's own .git), when the workspace starts from one. */
+  private syntheticObjects(): string[] {
+    return this.syntheticBase ? [join(this.snapshot.lowerDirs[0]!, '.git', 'objects')] : [];
   }
 
   /** session.start (what runs, under which policy and mechanisms), then each disabled layer and lifted mode, loudly. */
@@ -684,7 +707,8 @@ export class Session {
       result = captureWorkspace({
         workspace: this.sandbox.workspaceView(),
         upperGitDir: this.sandbox.upperGitDir(),
-        resultRepo: join(this.stateDir, 'result.git'),
+        resultRepo: this.resultRepo,
+        refsAtBase: this.resultRepoAtBase,
         mirror: this.snapshot.mirror,
         baseCommit: this.baseCommit,
         workTreeNs: this.sandbox.trustedNs(),
@@ -693,7 +717,7 @@ export class Session {
             ? undefined
             : { upper: this.sandbox.workspaceView().replace(/merged$/, 'upper'), lower: this.snapshot.lowerDirs[0]! },
         synthetic: this.syntheticBase
-          ? { commit: this.syntheticBase, objects: join(this.snapshot.lowerDirs[0]!, '.git', 'objects'), restore }
+          ? { commit: this.syntheticBase, objects: this.syntheticObjects()[0]!, restore }
           : null,
       });
       this.note({ type: 'session.result', data: { ...result } });

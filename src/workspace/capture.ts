@@ -344,6 +344,22 @@ export function initResultRepo(path: string, mirror: string, extraObjects: strin
   );
 }
 
+/** The refs a capture leaves: what it started from and what it proposes. */
+function resultRefs(base: string, head: string): string {
+  return `update refs/airlock/base ${base}\nupdate refs/airlock/head ${head}\n`;
+}
+
+/**
+ * The session's result repository, made while its sandbox starts (issue 16): as capture
+ * makes it, with both refs at the base, which is exactly what capture leaves when the agent
+ * changed nothing, so that capture then runs no git at all (`refsAtBase`). Host-side only:
+ * no sandbox sees the session's state directory.
+ */
+export function prepareResultRepo(path: string, mirror: string, baseCommit: string, extraObjects: string[] = []): void {
+  initResultRepo(path, mirror, extraObjects);
+  git(['update-ref', '--stdin'], { env: { GIT_DIR: path }, input: resultRefs(baseCommit, baseCommit) });
+}
+
 /** Per path: [marker, original value] pairs to put back (values kept in memory only). */
 export type Restore = Record<string, [string, string][]>;
 
@@ -441,6 +457,8 @@ interface CaptureOptions {
   layers?: { upper: string; lower: string };
   /** The workspace started from a sanitized synthetic root commit (objects in `syntheticObjects`), not from baseCommit. */
   synthetic?: { commit: string; objects: string; restore?: Restore } | null;
+  /** `resultRepo` was made by prepareResultRepo for this base: its refs already say "nothing changed". */
+  refsAtBase?: boolean;
 }
 
 type GitEnv = Record<string, string>;
@@ -594,12 +612,9 @@ export function captureWorkspace(opts: CaptureOptions): CaptureResult {
       .filter(Boolean);
     head = transplant(env, start, opts.baseCommit, onSynthetic, opts.synthetic.restore ?? {});
   } else if (opts.synthetic) head = opts.baseCommit;
-  agit(['update-ref', '--stdin'], {
-    env,
-    input: `update refs/airlock/base ${opts.baseCommit}\nupdate refs/airlock/head ${head}\n`,
-  });
   // nothing was committed or left uncommitted: no history or paths to list (most short sessions)
   const same = head === opts.baseCommit;
+  if (!(same && opts.refsAtBase)) agit(['update-ref', '--stdin'], { env, input: resultRefs(opts.baseCommit, head) });
   const commits = same
     ? []
     : agit(['rev-list', '--reverse', `${opts.baseCommit}..${head}`], { env })
