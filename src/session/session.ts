@@ -345,7 +345,6 @@ export class Session {
   private async start(opts: OpenSessionOptions, env: NodeJS.ProcessEnv): Promise<void> {
     mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
     const identities = hostIdentities();
-    const prepared = this.prepareLayers();
     this.releaseBallast = holdBallast(join(this.stateDir, 'recording-ballast'));
     this.cleanups.push(() => this.releaseBallast());
     const policy = this.policy.policy;
@@ -418,9 +417,15 @@ export class Session {
       },
     });
     // the driver has spawned the holder: its processes run on another core meanwhile
+    const prepared = Promise.all([this.prepareLayers(), this.prepareResult()]);
+    prepared.catch(() => {}); // awaited below; a failure while the sandbox starts must not be an unhandled rejection
     prepareRedaction();
-    this.prepareResult();
-    this.sandbox = await starting;
+    try {
+      this.sandbox = await starting;
+    } catch (e) {
+      await prepared.catch(() => {}); // none of its processes outlives the failed start
+      throw e;
+    }
     this.cleanups.push(() => this.sandbox.stop());
     phase('session.sandbox');
     // the bridges live in this process: no agent connection becomes a host process
@@ -438,23 +443,20 @@ export class Session {
 
   /**
    * Whatever the layers' afterStart needs and no sandbox for (their modules) is loaded while
-   * the snapshot and the sandbox's holder start: the supervisor
-   * would otherwise wait idle for the holder's processes (issue 16). Awaited before the
-   * start records anything; a failure here fails the start there.
+   * the sandbox's holder starts: the supervisor would otherwise wait idle for the holder's
+   * processes (issue 16). Awaited before the start records anything; a failure fails the start.
    */
   private prepareLayers(): Promise<void> {
-    const all = Promise.all(this.activeLayers().map((l) => l.prepare?.(this))).then(() => undefined);
-    all.catch(() => {}); // awaited by start(); an early failure must not be an unhandled rejection
-    return all;
+    return Promise.all(this.activeLayers().map((l) => l.prepare?.(this))).then(() => undefined);
   }
 
   /** The capture's result repository, made now (capture makes it itself when this failed). */
-  private prepareResult(): void {
+  private async prepareResult(): Promise<void> {
     try {
-      prepareResultRepo(this.resultRepo, this.snapshot.mirror, this.baseCommit, this.syntheticObjects());
+      await prepareResultRepo(this.resultRepo, this.snapshot.mirror, this.baseCommit, this.syntheticObjects());
       this.resultRepoAtBase = true;
     } catch {
-      /* capture makes it */
+      /* capture makes it (a half-made one: its refs are written then) */
     }
   }
 

@@ -9,7 +9,8 @@ import {
   rmSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { AirlockError, AGENT_DATA_BOUNDS, git, type GitOptions } from '../common/index.ts';
+import { execFile } from 'node:child_process';
+import { AirlockError, AGENT_DATA_BOUNDS, git, gitEnv, hardenedArgs, type GitOptions } from '../common/index.ts';
 import { countTreePaths, DEFAULT_TREE_LIMITS } from './bounds.ts';
 
 // Turns what the agent left in its workspace into commits in a repository that Airlock
@@ -336,8 +337,12 @@ function isWhiteout(p: string): boolean {
 export function initResultRepo(path: string, mirror: string, extraObjects: string[] = []): void {
   if (existsSync(join(path, 'HEAD'))) return;
   git(['init', '--bare', '--quiet', '--template=', path]);
+  writeAlternates(path, mirror, extraObjects);
+}
+
+/** The base history comes from Airlock's own mirror (trusted), not from the agent. */
+function writeAlternates(path: string, mirror: string, extraObjects: string[]): void {
   mkdirSync(join(path, 'objects', 'info'), { recursive: true });
-  // The base history comes from Airlock's own mirror (trusted), not from the agent.
   writeFileSync(
     join(path, 'objects', 'info', 'alternates'),
     [join(mirror, 'objects'), ...extraObjects].join('\n') + '\n',
@@ -355,9 +360,26 @@ function resultRefs(base: string, head: string): string {
  * changed nothing, so that capture then runs no git at all (`refsAtBase`). Host-side only:
  * no sandbox sees the session's state directory.
  */
-export function prepareResultRepo(path: string, mirror: string, baseCommit: string, extraObjects: string[] = []): void {
-  initResultRepo(path, mirror, extraObjects);
-  git(['update-ref', '--stdin'], { env: { GIT_DIR: path }, input: resultRefs(baseCommit, baseCommit) });
+export async function prepareResultRepo(
+  path: string,
+  mirror: string,
+  baseCommit: string,
+  extraObjects: string[] = [],
+): Promise<void> {
+  // asynchronous: its two gits run beside the holder's processes while the supervisor works on
+  await gitAsync(['init', '--bare', '--quiet', '--template=', path], {});
+  writeAlternates(path, mirror, extraObjects);
+  await gitAsync(['update-ref', '--stdin'], { GIT_DIR: path }, resultRefs(baseCommit, baseCommit));
+}
+
+/** Hardened git on Airlock's own repository, without blocking the event loop; rejects on a failure. */
+function gitAsync(args: string[], env: Record<string, string>, input?: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = execFile('git', hardenedArgs(args), { env: gitEnv(env), timeout: 60_000 }, (err) =>
+      err ? reject(err) : resolve(),
+    );
+    child.stdin?.end(input ?? '');
+  });
 }
 
 /** Per path: [marker, original value] pairs to put back (values kept in memory only). */
