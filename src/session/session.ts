@@ -391,7 +391,11 @@ export class Session {
 
     // the policy's runtime (the org may require a stronger one); a caller's driver is recorded as what ran
     const driver = opts.driver ?? (await driverFor(policy.sandbox));
+    // what needs no sandbox, done while the driver starts it (it calls this when it suits it)
+    const side: { run?: Promise<void> } = {};
+    const meanwhile = () => (side.run ??= this.prepareMeanwhile());
     const starting = driver.start({
+      meanwhile,
       session: this.id,
       stateDir: join(this.stateDir, 'sandbox'),
       lowerDirs: this.snapshot.lowerDirs,
@@ -416,21 +420,17 @@ export class Session {
         this.recordMany(es);
       },
     });
-    // the driver has spawned the holder: its processes run on another core meanwhile
-    const prepared = Promise.all([this.prepareLayers(), this.prepareResult()]);
-    prepared.catch(() => {}); // awaited below; a failure while the sandbox starts must not be an unhandled rejection
-    prepareRedaction();
     try {
       this.sandbox = await starting;
     } catch (e) {
-      await prepared.catch(() => {}); // none of its processes outlives the failed start
+      await side.run?.catch(() => {}); // none of its processes outlives the failed start
       throw e;
     }
     this.cleanups.push(() => this.sandbox.stop());
     phase('session.sandbox');
     // the bridges live in this process: no agent connection becomes a host process
     if (net?.attach && !this.sandbox.bridgesGateway) this.cleanups.push(await net.attach(this.sandbox.networkNs()));
-    await prepared;
+    await meanwhile(); // (run now if the driver did not)
     await this.recordStart(opts, sandboxEnv, identities);
     for (const l of this.activeLayers()) await l.afterStart?.(this);
     this.cleanups.push(watchRecordingSpace(this.home.root, (detail) => this.cannotRecordNow(detail)));
@@ -442,12 +442,16 @@ export class Session {
   }
 
   /**
-   * Whatever the layers' afterStart needs and no sandbox for (their modules) is loaded while
-   * the sandbox's holder starts: the supervisor would otherwise wait idle for the holder's
-   * processes (issue 16). Awaited before the start records anything; a failure fails the start.
+   * What the rest of the start needs and no sandbox, done while the sandbox starts (the
+   * supervisor would otherwise wait idle for the holder's processes; issue 16): result.git
+   * (two gits, started first), the layers' modules (`SessionLayer.prepare`), the redactor's
+   * tables. Awaited before the start records anything; a failure fails the start.
    */
-  private prepareLayers(): Promise<void> {
-    return Promise.all(this.activeLayers().map((l) => l.prepare?.(this))).then(() => undefined);
+  private async prepareMeanwhile(): Promise<void> {
+    const result = this.prepareResult();
+    const layers = Promise.all(this.activeLayers().map((l) => l.prepare?.(this)));
+    prepareRedaction();
+    await Promise.all([result, layers]);
   }
 
   /** The capture's result repository, made now (capture makes it itself when this failed). */

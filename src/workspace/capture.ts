@@ -378,6 +378,8 @@ function gitAsync(args: string[], env: Record<string, string>, input?: string): 
     const child = execFile('git', hardenedArgs(args), { env: gitEnv(env), timeout: 60_000 }, (err) =>
       err ? reject(err) : resolve(),
     );
+    // git may exit before it reads its input (git init reads none): its exit status tells
+    child.stdin?.on('error', () => {});
     child.stdin?.end(input ?? '');
   });
 }
