@@ -7,7 +7,6 @@ export {
   type TableStatement,
   type AuditSync,
 } from './store.ts';
-export { prepareRedaction } from './redact.ts';
 export { verifyChain, verifyLog, verifyLogAsync, type VerifyResult, type VerifyOptions } from './verify.ts';
 export { type AuditEvent, type AuditEventInput, type Severity, type Decision } from './event.ts';
 export {

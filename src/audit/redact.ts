@@ -53,11 +53,3 @@ function redactParam(p: SQLInputValue): SQLInputValue {
 export function redactSqlParams(params: SQLInputValue[]): SQLInputValue[] {
   return params.map(redactParam);
 }
-
-/**
- * Builds what the redactor builds on its first use (the rules' prefilter), now: a session
- * calls it while its sandbox starts, so its first event does not pay for it (issue 16).
- */
-export function prepareRedaction(): void {
-  redactTextSync('prepare the redaction rules');
-}

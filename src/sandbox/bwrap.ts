@@ -293,8 +293,8 @@ class BwrapSandbox implements Sandbox {
 
   /**
    * What needs no holder runs while its processes start on another core (issue 16): the
-   * tracer's check (a process of its own), the cgroup, the seccomp program, the caller's
-   * `meanwhile`. The holder gets its "go" (after its uid map, as root) before any of it runs.
+   * tracer's check (a process of its own), the cgroup, the seccomp program. The holder gets
+   * its "go" (after its uid map, as root) before any of it runs.
    */
   private async whileTheHolderStarts(): Promise<void> {
     const spec = this.spec;
@@ -309,9 +309,6 @@ class BwrapSandbox implements Sandbox {
       writeFileSync(`/proc/${pid}/gid_map`, `0 0 1\n${SANDBOX_UID} ${ids.gid} 1\n`);
     }
     this.holder.stdin!.write('go\n');
-    // the caller's own work, now that nothing of the holder waits for this process
-    const meanwhile = spec.meanwhile?.();
-    meanwhile?.catch(() => {}); // awaited below, after the holder's own steps
     this.cgroup = this.rootMode ? createCgroup(spec.session, spec.limits) : null;
     this.tracer = await tracer;
     // with the notify tracer, refused socket families reach it (it records and refuses them, EAFNOSUPPORT)
@@ -328,7 +325,6 @@ class BwrapSandbox implements Sandbox {
       network: spec.networkSetup ? 'gateway' : 'none',
       seccomp: 'bpf-x86_64',
     };
-    await meanwhile;
   }
 
   /** A start that failed after the holder was spawned: it and the cgroup go at once. */

@@ -33,12 +33,6 @@ export interface SandboxSpec {
   record: (e: AuditEventInput) => void;
   /** Several events in one group commit (a drained process trace); record() one by one when absent. */
   recordMany?: (es: AuditEventInput[]) => void;
-  /**
-   * The caller's work that needs no sandbox: a driver may start it (once) while the sandbox
-   * starts, at the moment it costs the sandbox nothing (bwrap: once the holder has its go),
-   * and start() then waits for it too. The caller runs it itself when the driver did not.
-   */
-  meanwhile?: () => Promise<void>;
 }
 
 export interface ExecOptions {

@@ -38,11 +38,6 @@ export interface SessionLayer {
   network?: (s: Session, env: NodeJS.ProcessEnv) => Promise<NetworkSetup | null>;
   /** Rewrites the base tree before it becomes the workspace (secret redaction); cached per variant. */
   sanitizer?: (s: Session) => Promise<SnapshotSanitizer | null>;
-  /**
-   * Runs while the snapshot and the sandbox start (no sandbox yet): loads what afterStart
-   * will need, so that the supervisor's idle wait for the holder does the work (issue 16).
-   */
-  prepare?: (s: Session) => Promise<void>;
   afterStart?: (s: Session) => Promise<void>;
   /** Marker → original value per redacted file, to restore what the agent did not change (values never stored). */
   restoreSecrets?: (s: Session) => Promise<Record<string, [string, string][]>>;
@@ -214,9 +209,6 @@ function secretsLayer(): SessionLayer {
       };
     },
     restoreSecrets: restoreRedacted,
-    prepare: async (s) => {
-      if (s.policy.policy.secrets.honeytokens.enabled) await import('../secrets/honeytokens.ts');
-    },
     afterStart: async (s) => {
       const report = s.snapshotReport as { events?: AuditEventInput[] } | null;
       for (const e of report?.events ?? []) s.recordAtStart({ ...e, session: s.id });
@@ -264,9 +256,6 @@ async function plantHoneytokens(s: Session): Promise<void> {
 
 function detectionLayer(): SessionLayer {
   return {
-    prepare: async () => {
-      await import('../detect/index.ts');
-    },
     afterStart: async (s) => {
       const { startDetector } = await import('../detect/index.ts');
       const detector: Detector = startDetector({

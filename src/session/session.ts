@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { userInfo } from 'node:os';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { AuditStore, prepareRedaction, type AuditEvent, type AuditEventInput } from '../audit/index.ts';
+import { AuditStore, type AuditEvent, type AuditEventInput } from '../audit/index.ts';
 import {
   AirlockError,
   cannotRecord,
@@ -150,8 +150,10 @@ export class Session {
   recordingFailure: string | null = null;
   /** Events the store refused (disk full), retried in order as soon as it takes them again. */
   private unrecorded: AuditEventInput[] = [];
-  /** result.git was made while the sandbox started, refs at the base (prepareResultRepo). */
+  /** result.git was made while the session ran, refs at the base (prepareResultRepo). */
   private resultRepoAtBase = false;
+  /** Making result.git in the background (never rejects); capture and teardown wait for it. */
+  private resultRepoMade: Promise<void> = Promise.resolve();
   /** Events of the start not yet committed (recordAtStart), while the session starts; null once it has. */
   private starting: AuditEventInput[] | null = [];
   /** Frees the session's ballast in AIRLOCK_HOME (room to record why it stops). */
@@ -391,11 +393,7 @@ export class Session {
 
     // the policy's runtime (the org may require a stronger one); a caller's driver is recorded as what ran
     const driver = opts.driver ?? (await driverFor(policy.sandbox));
-    // what needs no sandbox, done while the driver starts it (it calls this when it suits it)
-    const side: { run?: Promise<void> } = {};
-    const meanwhile = () => (side.run ??= this.prepareMeanwhile());
-    const starting = driver.start({
-      meanwhile,
+    this.sandbox = await driver.start({
       session: this.id,
       stateDir: join(this.stateDir, 'sandbox'),
       lowerDirs: this.snapshot.lowerDirs,
@@ -420,17 +418,10 @@ export class Session {
         this.recordMany(es);
       },
     });
-    try {
-      this.sandbox = await starting;
-    } catch (e) {
-      await side.run?.catch(() => {}); // none of its processes outlives the failed start
-      throw e;
-    }
     this.cleanups.push(() => this.sandbox.stop());
     phase('session.sandbox');
     // the bridges live in this process: no agent connection becomes a host process
     if (net?.attach && !this.sandbox.bridgesGateway) this.cleanups.push(await net.attach(this.sandbox.networkNs()));
-    await meanwhile(); // (run now if the driver did not)
     await this.recordStart(opts, sandboxEnv, identities);
     for (const l of this.activeLayers()) await l.afterStart?.(this);
     this.cleanups.push(watchRecordingSpace(this.home.root, (detail) => this.cannotRecordNow(detail)));
@@ -438,23 +429,13 @@ export class Session {
       if (this.state === 'running' || this.state === 'paused') this.stopReason = `limit: ${h.detail}`;
     });
     this.commitStart();
+    // result.git is made while the agent runs (capture waits for it), not on the start's path:
+    // measured here, the supervisor's work beside the holder slowed the start more than it saved
+    this.resultRepoMade = this.prepareResult();
     phase('session.started');
   }
 
-  /**
-   * What the rest of the start needs and no sandbox, done while the sandbox starts (the
-   * supervisor would otherwise wait idle for the holder's processes; issue 16): result.git
-   * (two gits, started first), the layers' modules (`SessionLayer.prepare`), the redactor's
-   * tables. Awaited before the start records anything; a failure fails the start.
-   */
-  private async prepareMeanwhile(): Promise<void> {
-    const result = this.prepareResult();
-    const layers = Promise.all(this.activeLayers().map((l) => l.prepare?.(this)));
-    prepareRedaction();
-    await Promise.all([result, layers]);
-  }
-
-  /** The capture's result repository, made now (capture makes it itself when this failed). */
+  /** The capture's result repository, made in the background (capture makes it itself when this failed). */
   private async prepareResult(): Promise<void> {
     try {
       await prepareResultRepo(this.resultRepo, this.snapshot.mirror, this.baseCommit, this.syntheticObjects());
@@ -710,6 +691,7 @@ export class Session {
           });
         }
       }
+      await this.resultRepoMade;
       result = captureWorkspace({
         workspace: this.sandbox.workspaceView(),
         upperGitDir: this.sandbox.upperGitDir(),
@@ -823,6 +805,7 @@ export class Session {
   }
 
   private async teardown(): Promise<void> {
+    await this.resultRepoMade; // no git of this session outlives it
     for (const c of this.cleanups.reverse()) {
       try {
         await c();
