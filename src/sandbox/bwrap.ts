@@ -330,7 +330,8 @@ class BwrapSandbox implements Sandbox {
   /** A start that failed after the holder was spawned: it and the cgroup go at once. */
   private async abortStart(): Promise<void> {
     this.stopped = true;
-    if (this.holder.exitCode === null && this.holder.signalCode === null) {
+    // no pid: it never started (spawn failed), there is nothing to end or wait for
+    if (this.holderPid && this.holder.exitCode === null && this.holder.signalCode === null) {
       const exited = once(this.holder, 'exit');
       this.holder.kill('SIGKILL');
       await exited;
