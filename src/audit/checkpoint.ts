@@ -266,8 +266,8 @@ export function checkpoint(store: AuditStore, reason: string, opts: CheckpointOp
   const db = store.tables;
   const log = logId(store);
   let made: Checkpoint | undefined;
-  db.exec('BEGIN IMMEDIATE');
-  try {
+  // the signed row and its audit.checkpoint event: one transaction, one commit (issue 16)
+  store.appendWithin(() => {
     const last = db.prepare('SELECT * FROM audit_checkpoints ORDER BY id DESC LIMIT 1').get() as CpRow | undefined;
     const head = db.prepare('SELECT seq, type FROM events ORDER BY seq DESC LIMIT 1').get() as
       { seq: number; type: string } | undefined;
@@ -275,94 +275,101 @@ export function checkpoint(store: AuditStore, reason: string, opts: CheckpointOp
     const nothingNew =
       last && (headSeq === last.size || (headSeq === last.size + 1 && head?.type === 'audit.checkpoint'));
     if (nothingNew && !opts.force) {
-      db.exec('COMMIT');
-      return toCheckpoint(last);
+      made = toCheckpoint(last);
+      return [];
     }
-    let frontier = new MerkleFrontier();
-    // Build on the last checkpoint only when it is provably ours: signed by this key over
-    // this root, and its stored frontier hashes to that root. A checkpoint signed by an
-    // earlier key cannot be checked here, so the tree is rebuilt from the events instead.
-    if (last && last.key_id === key.keyId) {
-      if (last.log_id !== log || !verifyCheckpointSignature(toCheckpoint(last), key.publicKey)) {
-        const why =
-          last.log_id !== log
-            ? `belongs to log ${last.log_id}, not to this log`
-            : "its signature does not verify with this host's key";
-        throw new AirlockError(
-          'TAMPERED',
-          `checkpoint #${last.id}: ${why}`,
-          'run `airlock audit verify` to find the tampered record',
-        );
-      }
-      frontier = MerkleFrontier.from(last.size, JSON.parse(last.frontier) as string[]);
-      if (frontier.root().toString('hex') !== last.root) {
-        throw new AirlockError(
-          'TAMPERED',
-          `checkpoint #${last.id}: stored frontier does not match its signed root`,
-          'run `airlock audit verify` to find the tampered record',
-        );
-      }
-    }
-    const stmt = db.prepare('SELECT seq, hash FROM events WHERE seq > ? ORDER BY seq ASC LIMIT 20000');
-    stmt.setReturnArrays(true);
-    let after = frontier.size;
-    for (;;) {
-      const rows = stmt.all(after) as unknown as [number, string][];
-      if (rows.length === 0) break;
-      for (const [seq, h] of rows) {
-        if (seq !== frontier.size + 1)
-          throw new AirlockError(
-            'TAMPERED',
-            `event ${frontier.size + 1} is missing from the log`,
-            'run `airlock audit verify`',
-          );
-        frontier.pushLeafHash(eventLeafHash(h));
-      }
-      after = rows[rows.length - 1]![0];
-    }
-    const ts = new Date().toISOString();
-    const root = frontier.root().toString('hex');
-    const signature = sign(
-      null,
-      Buffer.from(checkpointText({ logId: log, size: frontier.size, root, ts })),
-      key.privateKey,
-    ).toString('base64');
-    const res = db
-      .prepare(
-        'INSERT INTO audit_checkpoints (size, root, ts, reason, log_id, key_id, signature, frontier) VALUES (?,?,?,?,?,?,?,?)',
-      )
-      .run(frontier.size, root, ts, reason, log, key.keyId, signature, JSON.stringify(frontier.toHex()));
-    made = {
-      id: Number(res.lastInsertRowid),
-      logId: log,
-      size: frontier.size,
-      root,
-      ts,
-      reason,
-      keyId: key.keyId,
-      signature,
-    };
-    db.exec('COMMIT');
-  } catch (e) {
-    if (db.isTransaction) db.exec('ROLLBACK');
-    throw e;
-  }
-  store.append({
-    type: 'audit.checkpoint',
-    severity: 'info',
-    rule: 'telemetry.checkpoint',
-    data: {
-      checkpointId: made.id,
-      logId: made.logId,
-      size: made.size,
-      root: made.root,
-      time: made.ts,
-      reason,
-      keyId: made.keyId,
-      signature: made.signature,
-    },
+    made = signNewCheckpoint(db, { last, key, log, reason });
+    return [
+      {
+        type: 'audit.checkpoint',
+        severity: 'info',
+        rule: 'telemetry.checkpoint',
+        data: {
+          checkpointId: made.id,
+          logId: made.logId,
+          size: made.size,
+          root: made.root,
+          time: made.ts,
+          reason,
+          keyId: made.keyId,
+          signature: made.signature,
+        },
+      },
+    ];
   });
-  return made;
+  return made!;
+}
+
+/** Extends the last checkpoint's tree (when provably ours) over the events since, signs it and stores the row. */
+function signNewCheckpoint(
+  db: AuditStore['tables'],
+  c: { last: CpRow | undefined; key: SigningKey; log: string; reason: string },
+): Checkpoint {
+  const { last, key, log, reason } = c;
+  let frontier = new MerkleFrontier();
+  // Build on the last checkpoint only when it is provably ours: signed by this key over
+  // this root, and its stored frontier hashes to that root. A checkpoint signed by an
+  // earlier key cannot be checked here, so the tree is rebuilt from the events instead.
+  if (last && last.key_id === key.keyId) {
+    if (last.log_id !== log || !verifyCheckpointSignature(toCheckpoint(last), key.publicKey)) {
+      const why =
+        last.log_id !== log
+          ? `belongs to log ${last.log_id}, not to this log`
+          : "its signature does not verify with this host's key";
+      throw new AirlockError(
+        'TAMPERED',
+        `checkpoint #${last.id}: ${why}`,
+        'run `airlock audit verify` to find the tampered record',
+      );
+    }
+    frontier = MerkleFrontier.from(last.size, JSON.parse(last.frontier) as string[]);
+    if (frontier.root().toString('hex') !== last.root) {
+      throw new AirlockError(
+        'TAMPERED',
+        `checkpoint #${last.id}: stored frontier does not match its signed root`,
+        'run `airlock audit verify` to find the tampered record',
+      );
+    }
+  }
+  const stmt = db.prepare('SELECT seq, hash FROM events WHERE seq > ? ORDER BY seq ASC LIMIT 20000');
+  stmt.setReturnArrays(true);
+  let after = frontier.size;
+  for (;;) {
+    const rows = stmt.all(after) as unknown as [number, string][];
+    if (rows.length === 0) break;
+    for (const [seq, h] of rows) {
+      if (seq !== frontier.size + 1)
+        throw new AirlockError(
+          'TAMPERED',
+          `event ${frontier.size + 1} is missing from the log`,
+          'run `airlock audit verify`',
+        );
+      frontier.pushLeafHash(eventLeafHash(h));
+    }
+    after = rows[rows.length - 1]![0];
+  }
+  const ts = new Date().toISOString();
+  const root = frontier.root().toString('hex');
+  const signature = sign(
+    null,
+    Buffer.from(checkpointText({ logId: log, size: frontier.size, root, ts })),
+    key.privateKey,
+  ).toString('base64');
+  const res = db
+    .prepare(
+      'INSERT INTO audit_checkpoints (size, root, ts, reason, log_id, key_id, signature, frontier) VALUES (?,?,?,?,?,?,?,?)',
+    )
+    .run(frontier.size, root, ts, reason, log, key.keyId, signature, JSON.stringify(frontier.toHex()));
+  return {
+    id: Number(res.lastInsertRowid),
+    logId: log,
+    size: frontier.size,
+    root,
+    ts,
+    reason,
+    keyId: key.keyId,
+    signature,
+  };
 }
 
 export interface CheckpointSchedule {

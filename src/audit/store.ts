@@ -188,10 +188,25 @@ export class AuditStore {
 
   /** Group commit: one transaction, one chain extension. */
   appendMany(inputs: AuditEventInput[]): AuditEvent[] {
-    const out: AuditEvent[] = [];
     const clean = inputs.map(redactEventInput); // before the transaction: redaction can be slow on big data
+    return this.#commitEvents(() => clean);
+  }
+
+  /**
+   * One transaction for a module's own write and the events that describe it: `build` runs
+   * inside it (on `tables`, this connection) and returns the events, appended in the same
+   * commit (one fsync: a signed checkpoint and its `audit.checkpoint` event). A throw rolls
+   * back both.
+   */
+  appendWithin(build: () => AuditEventInput[]): AuditEvent[] {
+    return this.#commitEvents(() => build().map(redactEventInput));
+  }
+
+  #commitEvents(build: () => AuditEventInput[]): AuditEvent[] {
+    const out: AuditEvent[] = [];
     this.#db.exec('BEGIN IMMEDIATE');
     try {
+      const clean = build();
       const last = this.#last.get() as { seq: number; hash: string } | undefined;
       let seq = last?.seq ?? 0;
       let prev = last?.hash ?? GENESIS_HASH;

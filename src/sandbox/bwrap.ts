@@ -175,15 +175,16 @@ function refuseNul(strings: string[]): void {
 }
 
 class BwrapSandbox implements Sandbox {
-  readonly mechanisms: Mechanisms;
+  /** set by init(), before the sandbox is handed out */
+  mechanisms!: Mechanisms;
   readonly limitHit: Promise<{ limit: string; detail: string }>;
   private spec: SandboxSpec;
   private holder!: ChildProcess;
   private holderPid = 0;
   private mnt: string;
   private seccompFile: string;
-  private tracer: TracerChoice;
-  private cgroup: CgroupHandle | null;
+  private tracer!: TracerChoice;
+  private cgroup: CgroupHandle | null = null;
   private rootMode: boolean;
   private live = new Set<LiveExec>();
   private execCount = 0;
@@ -203,17 +204,6 @@ class BwrapSandbox implements Sandbox {
     // a path every sandbox uid can traverse (Airlock's data dir is 0700), invisible to the host.
     this.mnt = SANDBOX_MNT;
     this.seccompFile = join(spec.stateDir, 'seccomp.bpf');
-    this.cgroup = this.rootMode ? createCgroup(spec.session, spec.limits) : null;
-    this.tracer = chooseTracer({ wanted: spec.trace, fileProbes: spec.traceFileProbes ?? false, root: this.rootMode });
-    this.mechanisms = {
-      driver: 'bubblewrap',
-      limits: this.cgroup ? (this.cgroup.version === 1 ? 'cgroup-v1' : 'cgroup-v2') : 'rlimit',
-      uidMapping: this.rootMode ? 'unprivileged-host-uid' : 'invoking-user',
-      tracing: this.tracer.kind,
-      ...(this.tracer.fallbackReason ? { tracingFallback: this.tracer.fallbackReason } : {}),
-      network: spec.networkSetup ? 'gateway' : 'none',
-      seccomp: 'bpf-x86_64',
-    };
     this.limitHit = new Promise((r) => {
       this.resolveLimit = r;
     });
@@ -231,11 +221,6 @@ class BwrapSandbox implements Sandbox {
     }
     mkdirSync(join(spec.stateDir, 'etc'), { recursive: true, mode: 0o700 });
     mkdirSync(join(spec.stateDir, 'trace'), { recursive: true });
-    // with the notify tracer, refused socket families reach it (it records and refuses them, EAFNOSUPPORT)
-    writeFileSync(
-      this.seccompFile,
-      buildSeccompProgram({ socketFamiliesRefusedBySupervisor: this.tracer.kind === 'seccomp-notify' }),
-    );
     this.writeEtc();
     this.baseArgs = this.buildBwrapArgs();
 
@@ -258,22 +243,36 @@ class BwrapSandbox implements Sandbox {
       'set +e',
       'read stop',
     ].join('\n');
+    const ready = this.spawnHolder(script);
+    ready.catch(() => {}); // handled now (an early end must not be an unhandled rejection), awaited below
+    try {
+      await this.whileTheHolderStarts();
+      await ready;
+    } catch (e) {
+      await this.abortStart();
+      throw e;
+    }
+    this.startMonitor();
+  }
+
+  /** Spawns the holder (it waits for "go"); resolves when its namespaces, tmpfs and overlay are ready. */
+  private spawnHolder(script: string): Promise<void> {
     const unshareArgs = ['--user', '--mount', '--net', '--propagation', 'private'];
     if (!this.rootMode) unshareArgs.push('--map-root-user');
     this.holder = spawn('unshare', [...unshareArgs, '--', 'setpriv', '--pdeathsig', 'KILL', '--', 'sh', '-c', script], {
       // own process group: a Ctrl-C at the terminal reaches the supervisor only, which stops
       // the session in order (capture needs the holder); the death signal still binds it to us
       stdio: ['pipe', 'pipe', 'pipe'],
-      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', AIRLOCK_SESSION: spec.session },
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', AIRLOCK_SESSION: this.spec.session },
       cwd: '/',
       detached: true,
     });
-    const unsharePid = this.holder.pid ?? 0;
+    this.holderPid = this.holder.pid ?? 0;
     let err = '';
     this.holder.stderr!.on('data', (d: Buffer) => {
       err += d.toString();
     });
-    const ready = new Promise<void>((res, rej) => {
+    return new Promise<void>((res, rej) => {
       let out = '';
       this.holder.stdout!.on('data', (d: Buffer) => {
         out += d.toString();
@@ -290,17 +289,54 @@ class BwrapSandbox implements Sandbox {
       );
       this.holder.once('error', rej);
     });
+  }
+
+  /**
+   * What needs no holder runs while its processes start on another core (issue 16): the
+   * tracer's check (a process of its own), the cgroup, the seccomp program. The holder gets
+   * its "go" (after its uid map, as root) before any of it runs.
+   */
+  private async whileTheHolderStarts(): Promise<void> {
+    const spec = this.spec;
+    const tracer = chooseTracer({ wanted: spec.trace, fileProbes: spec.traceFileProbes ?? false, root: this.rootMode });
+    tracer.catch(() => {}); // awaited below; a refusal must not surface as unhandled before
     if (this.rootMode) {
       // One write each, as the kernel requires: ns root stays ours, uid 1000 is an unprivileged host uid.
-      const ids = this.spec.hostIds!;
-      await waitFor(() => readlinkSafe(`/proc/${unsharePid}/ns/user`) !== readlinkSafe('/proc/self/ns/user'), 2000);
-      writeFileSync(`/proc/${unsharePid}/uid_map`, `0 0 1\n${SANDBOX_UID} ${ids.uid} 1\n`);
-      writeFileSync(`/proc/${unsharePid}/gid_map`, `0 0 1\n${SANDBOX_UID} ${ids.gid} 1\n`);
+      const ids = spec.hostIds!;
+      const pid = this.holderPid;
+      await waitFor(() => readlinkSafe(`/proc/${pid}/ns/user`) !== readlinkSafe('/proc/self/ns/user'), 2000);
+      writeFileSync(`/proc/${pid}/uid_map`, `0 0 1\n${SANDBOX_UID} ${ids.uid} 1\n`);
+      writeFileSync(`/proc/${pid}/gid_map`, `0 0 1\n${SANDBOX_UID} ${ids.gid} 1\n`);
     }
-    this.holderPid = unsharePid;
     this.holder.stdin!.write('go\n');
-    await ready;
-    this.startMonitor();
+    this.cgroup = this.rootMode ? createCgroup(spec.session, spec.limits) : null;
+    this.tracer = await tracer;
+    // with the notify tracer, refused socket families reach it (it records and refuses them, EAFNOSUPPORT)
+    writeFileSync(
+      this.seccompFile,
+      buildSeccompProgram({ socketFamiliesRefusedBySupervisor: this.tracer.kind === 'seccomp-notify' }),
+    );
+    this.mechanisms = {
+      driver: 'bubblewrap',
+      limits: this.cgroup ? (this.cgroup.version === 1 ? 'cgroup-v1' : 'cgroup-v2') : 'rlimit',
+      uidMapping: this.rootMode ? 'unprivileged-host-uid' : 'invoking-user',
+      tracing: this.tracer.kind,
+      ...(this.tracer.fallbackReason ? { tracingFallback: this.tracer.fallbackReason } : {}),
+      network: spec.networkSetup ? 'gateway' : 'none',
+      seccomp: 'bpf-x86_64',
+    };
+  }
+
+  /** A start that failed after the holder was spawned: it and the cgroup go at once. */
+  private async abortStart(): Promise<void> {
+    this.stopped = true;
+    // no pid: it never started (spawn failed), there is nothing to end or wait for
+    if (this.holderPid && this.holder.exitCode === null && this.holder.signalCode === null) {
+      const exited = once(this.holder, 'exit');
+      this.holder.kill('SIGKILL');
+      await exited;
+    }
+    this.cgroup?.remove();
   }
 
   private writeEtc(): void {

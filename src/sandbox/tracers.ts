@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { AirlockError } from '../common/index.ts';
@@ -23,24 +23,30 @@ export interface TracerChoice {
 
 export const TRACER_BINARY = fileURLToPath(new URL('../../build/airlock-tracer', import.meta.url));
 
-/** Why the notify tracer cannot run here, or null when it can. */
-function notifyUnavailable(root: boolean, binary: string): string | null {
+/**
+ * Why the notify tracer cannot run here, or null when it can. Asynchronous: the sandbox
+ * asks while its holder starts (issue 16: the check is a process of its own).
+ */
+async function notifyUnavailable(root: boolean, binary: string): Promise<string | null> {
   if (!root)
     return 'the seccomp-notify tracer needs root (the proc connector reports forks and exits to CAP_NET_ADMIN only)';
   if (!existsSync(binary)) return 'build/airlock-tracer is not built (bash scripts/build-native.sh needs a C compiler)';
-  const r = spawnSync(binary, ['--check'], { encoding: 'utf8', timeout: 5000 });
-  if (r.status !== 0)
-    return `airlock-tracer --check failed: ${(r.stderr || String(r.error ?? r.signal)).trim().slice(0, 300)}`;
-  return null;
+  return new Promise((resolve) => {
+    execFile(binary, ['--check'], { encoding: 'utf8', timeout: 5000 }, (err, _stdout, stderr) => {
+      if (!err) return resolve(null);
+      const why = stderr || (err.signal ? String(err.signal) : err.message);
+      resolve(`airlock-tracer --check failed: ${why.trim().slice(0, 300)}`);
+    });
+  });
 }
 
-export function chooseTracer(o: {
+export async function chooseTracer(o: {
   wanted: boolean;
   fileProbes?: boolean;
   root: boolean;
   env?: NodeJS.ProcessEnv;
   binary?: string;
-}): TracerChoice {
+}): Promise<TracerChoice> {
   const binary = o.binary ?? TRACER_BINARY;
   if (!o.wanted) return { kind: 'off', binary, fallbackReason: null };
   const forced = (o.env ?? process.env).AIRLOCK_TRACER;
@@ -52,7 +58,7 @@ export function chooseTracer(o: {
       binary,
       fallbackReason: 'sandbox.traceFileProbes: true (failed opens are seen by strace only)',
     };
-  const why = notifyUnavailable(o.root, binary);
+  const why = await notifyUnavailable(o.root, binary);
   if (why === null) return { kind: 'seccomp-notify', binary, fallbackReason: null };
   if (forced === 'seccomp-notify')
     throw new AirlockError(

@@ -44,7 +44,7 @@ interface Automaton {
 
 /** Characters used by the anchors, case-folded, numbered from 1: a small table that stays
  * in cache (about 50 columns instead of 128). */
-function alphabetClasses(words: string[]): { classes: Uint8Array; count: number; used: number[] } {
+function alphabetClasses(words: string[]): { classes: Uint8Array; count: number } {
   const used = [...new Set(words.flatMap((w) => [...w].map((ch) => ch.charCodeAt(0))))].sort((a, b) => a - b);
   if (used.length > 254) throw new Error('too many distinct anchor characters');
   const classes = new Uint8Array(65536);
@@ -52,62 +52,93 @@ function alphabetClasses(words: string[]): { classes: Uint8Array; count: number;
     classes[c] = i + 1;
     if (c >= 97 && c <= 122) classes[c - 32] = i + 1;
   });
-  return { classes, count: used.length + 1, used };
+  return { classes, count: used.length + 1 };
+}
+
+/**
+ * The trie of the anchors over character classes, as a dense table: trie[s * count + cls] is
+ * the child of state s (0: none; the root is never a child). States are numbered in
+ * insertion order, at most one per anchor character.
+ */
+function buildTrie(
+  words: string[],
+  classes: Uint8Array,
+  count: number,
+): { trie: Int32Array; ends: Int32Array; states: number } {
+  const capacity = words.reduce((n, w) => n + w.length, 1);
+  const trie = new Int32Array(capacity * count);
+  /** the anchor (index + 1) ending in each state, 0 for none: anchors are distinct */
+  const ends = new Int32Array(capacity);
+  let states = 1;
+  for (let wi = 0; wi < words.length; wi++) {
+    const w = words[wi]!;
+    let s = 0;
+    for (let k = 0; k < w.length; k++) {
+      const c = w.charCodeAt(k);
+      if (c >= ALPHABET) throw new Error(`anchor "${w}" is not ASCII`);
+      const at = s * count + classes[c]!;
+      if (trie[at] === 0) trie[at] = states++;
+      s = trie[at]!;
+    }
+    ends[s] = wi + 1;
+  }
+  return { trie, ends, states };
 }
 
 function buildAutomaton(words: string[]): Automaton {
-  const gotoRows: Map<number, number>[] = [new Map()];
-  const ends: number[][] = [[]];
-  words.forEach((w, wi) => {
-    let s = 0;
-    for (const ch of w) {
-      const c = ch.charCodeAt(0);
-      if (c >= ALPHABET) throw new Error(`anchor "${w}" is not ASCII`);
-      let t = gotoRows[s]!.get(c);
-      if (t === undefined) {
-        t = gotoRows.length;
-        gotoRows.push(new Map());
-        ends.push([]);
-        gotoRows[s]!.set(c, t);
+  const { classes, count } = alphabetClasses(words);
+  const { trie, ends, states } = buildTrie(words, classes, count);
+  // The classic complete DFA (failure links folded in), built in place over the trie, one
+  // row per state in breadth-first order: a state's missing moves are its failure state's
+  // (final already: it is shallower), its own children stay. Class 0 (a character no anchor
+  // uses) leads every state back to the root. Entries are written final (premultiplied by
+  // the class count, negative when the next state emits anchors) as each row is done. Built
+  // over the ~50 classes, not 128 characters, with no Map or array per state: a CLI start
+  // that redacts builds it (issue 16).
+  const delta = trie.subarray(0, states * count);
+  const fail = new Int32Array(states);
+  const emits = new Uint8Array(states);
+  const encode = (t: number) => (emits[t] ? -(t * count) - 1 : t * count);
+  const queue = new Int32Array(states);
+  let tail = 0;
+  for (let cls = 1; cls < count; cls++) {
+    const t = delta[cls]!;
+    if (!t) continue;
+    emits[t] = ends[t] ? 1 : 0;
+    delta[cls] = encode(t);
+    queue[tail++] = t;
+  }
+  for (let head = 0; head < tail; head++) {
+    const row = queue[head]! * count;
+    const failRow = fail[queue[head]!]! * count;
+    for (let cls = 1; cls < count; cls++) {
+      const t = delta[row + cls]!;
+      const viaFail = delta[failRow + cls]!;
+      if (t === 0) {
+        delta[row + cls] = viaFail;
+        continue;
       }
-      s = t;
-    }
-    ends[s]!.push(wi);
-  });
-  const rowCount = gotoRows.length;
-  const { classes, count, used } = alphabetClasses(words);
-  // the classic complete DFA (failure links folded in), then compressed to classes. In
-  // breadth-first order a state's row is its failure state's row (complete already: it is
-  // shallower) with its own children written over it: one block copy per state instead of
-  // a lookup per state and character (a CLI start builds this: issue 16)
-  const full = new Int32Array(rowCount * ALPHABET);
-  const fail = new Int32Array(rowCount);
-  const out: number[][] = ends.map((e) => [...e]);
-  const queue: number[] = [];
-  for (const [c, t] of gotoRows[0]!) {
-    full[c] = t;
-    queue.push(t);
-  }
-  for (let qi = 0; qi < queue.length; qi++) {
-    const s = queue[qi]!;
-    out[s]!.push(...out[fail[s]!]!.filter((x) => !out[s]!.includes(x)));
-    full.copyWithin(s * ALPHABET, fail[s]! * ALPHABET, (fail[s]! + 1) * ALPHABET);
-    for (const [c, t] of gotoRows[s]!) {
-      fail[t] = full[fail[s]! * ALPHABET + c]!;
-      full[s * ALPHABET + c] = t;
-      queue.push(t);
+      const f = (viaFail < 0 ? -viaFail - 1 : viaFail) / count;
+      fail[t] = f;
+      emits[t] = ends[t] || emits[f] ? 1 : 0;
+      delta[row + cls] = encode(t);
+      queue[tail++] = t;
     }
   }
-  // Class 0 (a character no anchor uses) leads every state back to the root, as in `full`.
-  const delta = new Int32Array(rowCount * count);
-  for (let s = 0; s < rowCount; s++) {
-    for (const c of used) {
-      const cls = classes[c]!; // anchors are lower case: upper case shares these classes
-      const t = full[s * ALPHABET + c]!;
-      delta[s * count + cls] = out[t]!.length ? -(t * count) - 1 : t * count;
-    }
+  return { delta, classes, out: outputs(queue, tail, ends, fail, emits), classCount: count, words };
+}
+
+/** Anchors ending in each state: its own (the longest) and its failure state's (shorter suffixes). */
+function outputs(queue: Int32Array, n: number, ends: Int32Array, fail: Int32Array, emits: Uint8Array): number[][] {
+  const none: number[] = [];
+  const out = new Array<number[]>(fail.length).fill(none);
+  for (let k = 0; k < n; k++) {
+    const s = queue[k]!;
+    if (!emits[s]) continue;
+    const inherited = out[fail[s]!]!;
+    out[s] = ends[s] ? [ends[s]! - 1, ...inherited] : inherited;
   }
-  return { delta, classes, out, classCount: count, words };
+  return out;
 }
 
 /** The hot loop, kept apart and minimal (V8 keeps it tight only without growth or
@@ -139,37 +170,46 @@ function flatten(out: number[][]): { start: Int32Array; flat: Int32Array } {
   return { start, flat: Int32Array.from(out.flat()) };
 }
 
+/**
+ * The prefilter of these anchors. Checked now, built on the first scan: a module that
+ * defines one at import (the redactor's rules) costs nothing to a process that never scans.
+ */
 export function compilePrefilter(anchors: Iterable<string>): Prefilter {
   const words = [...new Set([...anchors].map((a) => a.toLowerCase()))];
   if (words.some((a) => !a)) throw new Error('empty anchor');
+  const wide = words.find((w) => /[^\x00-\x7f]/.test(w));
+  if (wide !== undefined) throw new Error(`anchor "${wide}" is not ASCII`);
+  let scanner: Prefilter['scan'] | null = null;
+  return { scan: (text) => (scanner ??= buildScanner(words))(text) };
+}
+
+function buildScanner(words: string[]): Prefilter['scan'] {
   const { delta, classes, out, classCount } = buildAutomaton(words);
   const { start, flat } = flatten(out);
   const lengths = Int32Array.from(words, (w) => w.length);
   // reused by every scan (synchronous, one thread); grown (and the text rescanned) only for
   // texts with many anchors, so an engine in every worker does not hold 1.6 MB per automaton
   let pairs = new Int32Array(8192);
-  return {
-    scan(text: string): AnchorHits {
-      let n = runDfa(text, delta, classes, pairs);
-      while (n < 0 && pairs.length < 2 * MAX_HITS) {
-        pairs = new Int32Array(Math.min(2 * MAX_HITS, pairs.length * 4));
-        n = runDfa(text, delta, classes, pairs);
+  return (text: string): AnchorHits => {
+    let n = runDfa(text, delta, classes, pairs);
+    while (n < 0 && pairs.length < 2 * MAX_HITS) {
+      pairs = new Int32Array(Math.min(2 * MAX_HITS, pairs.length * 4));
+      n = runDfa(text, delta, classes, pairs);
+    }
+    const complete = n >= 0;
+    const byWord: (number[] | undefined)[] = new Array<number[] | undefined>(words.length);
+    const end = complete ? n : pairs.length;
+    for (let k = 0; k < end; k += 2) {
+      const s = (pairs[k]! / classCount) | 0;
+      const i = pairs[k + 1]! + 1;
+      for (let j = start[s]!; j < start[s + 1]!; j++) {
+        const wi = flat[j]!;
+        (byWord[wi] ??= []).push(i - lengths[wi]!);
       }
-      const complete = n >= 0;
-      const byWord: (number[] | undefined)[] = new Array<number[] | undefined>(words.length);
-      const end = complete ? n : pairs.length;
-      for (let k = 0; k < end; k += 2) {
-        const s = (pairs[k]! / classCount) | 0;
-        const i = pairs[k + 1]! + 1;
-        for (let j = start[s]!; j < start[s + 1]!; j++) {
-          const wi = flat[j]!;
-          (byWord[wi] ??= []).push(i - lengths[wi]!);
-        }
-      }
-      const at = new Map<string, number[]>();
-      // every anchor counts as present when offsets were not all kept: rules then run unanchored
-      for (let wi = 0; wi < words.length; wi++) if (byWord[wi] || !complete) at.set(words[wi]!, byWord[wi] ?? []);
-      return { at, complete, has: (a) => at.has(a), any: (as) => as.some((a) => at.has(a)) };
-    },
+    }
+    const at = new Map<string, number[]>();
+    // every anchor counts as present when offsets were not all kept: rules then run unanchored
+    for (let wi = 0; wi < words.length; wi++) if (byWord[wi] || !complete) at.set(words[wi]!, byWord[wi] ?? []);
+    return { at, complete, has: (a) => at.has(a), any: (as) => as.some((a) => at.has(a)) };
   };
 }

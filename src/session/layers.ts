@@ -211,7 +211,7 @@ function secretsLayer(): SessionLayer {
     restoreSecrets: restoreRedacted,
     afterStart: async (s) => {
       const report = s.snapshotReport as { events?: AuditEventInput[] } | null;
-      for (const e of report?.events ?? []) s.record({ ...e, session: s.id });
+      for (const e of report?.events ?? []) s.recordAtStart({ ...e, session: s.id });
       if (s.policy.policy.secrets.honeytokens.enabled) await plantHoneytokens(s);
     },
   };
@@ -248,7 +248,7 @@ async function plantHoneytokens(s: Session): Promise<void> {
   if (s.hostIds) chownTreeNoFollow(s.homeView(), s.hostIds);
   s.layerState.set('honeytokens', tokens);
   (s.layerState.get('gateway') as { setHoneytokens?: (t: Honeytoken[]) => void } | undefined)?.setHoneytokens?.(tokens);
-  s.record({
+  s.recordAtStart({
     type: 'secrets.honeytokens',
     data: { planted: tokens.map((t) => ({ kind: t.kind, path: t.path, fingerprint: t.fingerprint })) },
   });
@@ -313,7 +313,7 @@ function telemetryLayer(): SessionLayer {
       const m = await import('../audit/sinks/index.ts');
       const plan = m.planSessionSinks(s.policy);
       for (const r of plan.refused)
-        s.record({
+        s.recordAtStart({
           type: 'telemetry.sink_refused',
           severity: 'medium',
           decision: 'deny',

@@ -28,6 +28,7 @@ import {
 } from '../sandbox/index.ts';
 import {
   captureWorkspace,
+  prepareResultRepo,
   prepareSnapshot,
   type CaptureResult,
   type HostRepo,
@@ -149,6 +150,12 @@ export class Session {
   recordingFailure: string | null = null;
   /** Events the store refused (disk full), retried in order as soon as it takes them again. */
   private unrecorded: AuditEventInput[] = [];
+  /** result.git was made while the session ran, refs at the base (prepareResultRepo). */
+  private resultRepoAtBase = false;
+  /** Making result.git in the background (never rejects); capture and teardown wait for it. */
+  private resultRepoMade: Promise<void> = Promise.resolve();
+  /** Events of the start not yet committed (recordAtStart), while the session starts; null once it has. */
+  private starting: AuditEventInput[] | null = [];
   /** Frees the session's ballast in AIRLOCK_HOME (room to record why it stops). */
   private releaseBallast: () => void = () => {};
   private endedController = new AbortController();
@@ -198,7 +205,9 @@ export class Session {
    */
   recordMany(es: AuditEventInput[]): AuditEvent[] {
     // The store redacts argv, paths, reasons… whoever appends (see src/audit/redact.ts).
-    const inputs = es.map((e) => ({ ...e, session: e.session ?? this.id }));
+    // The start's events still waiting go first, in the same commit: the log keeps their order.
+    const waiting = this.starting?.splice(0) ?? [];
+    const inputs = [...waiting, ...es.map((e) => ({ ...e, session: e.session ?? this.id }))];
     if (this.unrecorded.length && !this.retryUnrecorded()) {
       for (const i of inputs) this.keep(i);
       throw cannotRecord(
@@ -209,13 +218,31 @@ export class Session {
     try {
       const evs = this.store.appendMany(inputs);
       for (const ev of evs) this.onEvent?.(ev);
-      return evs;
+      return evs.slice(waiting.length);
     } catch (err) {
       if (!isRecordingFailure(err) && !(err instanceof AirlockError && err.kind === 'CANNOT_RECORD')) throw err;
       for (const i of inputs) this.keep(i);
       this.cannotRecordNow(err instanceof Error ? err.message : String(err));
       throw err;
     }
+  }
+
+  /**
+   * Records an event of the session's start (session.start, what the layers set up): all of
+   * them share one commit, made before open() returns and so before the agent's first
+   * command, or earlier with any other event (in order). Nothing they describe has been
+   * acknowledged before that commit: no agent process runs yet (issue 16: one fsync, not five).
+   */
+  recordAtStart(e: AuditEventInput): void {
+    if (this.starting) this.starting.push({ ...e, session: e.session ?? this.id });
+    else this.record(e);
+  }
+
+  /** Commits the start's events; from here on every event is its own commit again. */
+  private commitStart(): void {
+    const waiting = this.starting ?? [];
+    this.starting = null;
+    if (waiting.length) this.recordMany(waiting);
   }
 
   /** Records if it can; a failure is already handled by record() (freeze, end, keep the event). */
@@ -308,6 +335,8 @@ export class Session {
       await s.start(options, env);
     } catch (e) {
       s.note({ type: 'session.failed', severity: 'high', data: { error: e instanceof Error ? e.message : String(e) } });
+      // layers that started before the failure (the detector, the checkpointer) stop with it
+      await s.stopLayers(null);
       await s.teardown();
       if (ownsStore) st.close();
       throw isRecordingFailure(e) ? cannotRecord(e, 'starting the session') : e;
@@ -399,7 +428,30 @@ export class Session {
     void this.sandbox.limitHit.then((h) => {
       if (this.state === 'running' || this.state === 'paused') this.stopReason = `limit: ${h.detail}`;
     });
+    this.commitStart();
+    // result.git is made while the agent runs (capture waits for it), not on the start's path:
+    // measured here, the supervisor's work beside the holder slowed the start more than it saved
+    this.resultRepoMade = this.prepareResult();
     phase('session.started');
+  }
+
+  /** The capture's result repository, made in the background (capture makes it itself when this failed). */
+  private async prepareResult(): Promise<void> {
+    try {
+      await prepareResultRepo(this.resultRepo, this.snapshot.mirror, this.baseCommit, this.syntheticObjects());
+      this.resultRepoAtBase = true;
+    } catch {
+      /* capture makes it (a half-made one: its refs are written then) */
+    }
+  }
+
+  private get resultRepo(): string {
+    return join(this.stateDir, 'result.git');
+  }
+
+  /** Where the synthetic base's objects are (the sanitized layer's own .git), when the workspace starts from one. */
+  private syntheticObjects(): string[] {
+    return this.syntheticBase ? [join(this.snapshot.lowerDirs[0]!, '.git', 'objects')] : [];
   }
 
   /** session.start (what runs, under which policy and mechanisms), then each disabled layer and lifted mode, loudly. */
@@ -409,7 +461,7 @@ export class Session {
     identities: ReturnType<typeof hostIdentities>,
   ): Promise<void> {
     const policy = this.policy.policy;
-    this.record({
+    this.recordAtStart({
       type: 'session.start',
       data: {
         repo: this.repo.root,
@@ -445,7 +497,7 @@ export class Session {
       },
     });
     for (const layer of this.disabledLayers) {
-      this.record({
+      this.recordAtStart({
         type: 'session.layer_disabled',
         severity: 'high',
         rule: 'builtin.session.layers',
@@ -455,7 +507,7 @@ export class Session {
     for (const layer of MODE_LAYERS.filter((l) => policy.modes[l] !== 'enforce')) {
       // record mode lifts refusals: the defenders see it as loudly as a disabled layer
       const mode = policy.modes[layer];
-      this.record({
+      this.recordAtStart({
         type: 'session.mode',
         severity: mode === 'record' ? 'medium' : 'info',
         rule: `modes.${layer}`,
@@ -639,10 +691,12 @@ export class Session {
           });
         }
       }
+      await this.resultRepoMade;
       result = captureWorkspace({
         workspace: this.sandbox.workspaceView(),
         upperGitDir: this.sandbox.upperGitDir(),
-        resultRepo: join(this.stateDir, 'result.git'),
+        resultRepo: this.resultRepo,
+        refsAtBase: this.resultRepoAtBase,
         mirror: this.snapshot.mirror,
         baseCommit: this.baseCommit,
         workTreeNs: this.sandbox.trustedNs(),
@@ -651,7 +705,7 @@ export class Session {
             ? undefined
             : { upper: this.sandbox.workspaceView().replace(/merged$/, 'upper'), lower: this.snapshot.lowerDirs[0]! },
         synthetic: this.syntheticBase
-          ? { commit: this.syntheticBase, objects: join(this.snapshot.lowerDirs[0]!, '.git', 'objects'), restore }
+          ? { commit: this.syntheticBase, objects: this.syntheticObjects()[0]!, restore }
           : null,
       });
       this.note({ type: 'session.result', data: { ...result } });
@@ -685,6 +739,21 @@ export class Session {
         dirty: result?.dirty ?? false,
       },
     });
+    await this.stopLayers(result);
+    this.retryUnrecorded();
+    if (this.ownsStore) this.store.close();
+    phase('stop.layers');
+    return {
+      session: this.id,
+      result,
+      status: this.lastStatus,
+      reason: this.stopReason ?? why,
+      recordingFailure: this.recordingFailure,
+    };
+  }
+
+  /** Each layer's afterStop (a failure is recorded, the others still stop). */
+  private async stopLayers(result: CaptureResult | null): Promise<void> {
     for (const [name, l] of this.namedLayers()) {
       try {
         await l.afterStop?.(this, result);
@@ -696,16 +765,6 @@ export class Session {
         });
       }
     }
-    this.retryUnrecorded();
-    if (this.ownsStore) this.store.close();
-    phase('stop.layers');
-    return {
-      session: this.id,
-      result,
-      status: this.lastStatus,
-      reason: this.stopReason ?? why,
-      recordingFailure: this.recordingFailure,
-    };
   }
 
   private namedLayers(): [LayerName, SessionLayer][] {
@@ -746,6 +805,7 @@ export class Session {
   }
 
   private async teardown(): Promise<void> {
+    await this.resultRepoMade; // no git of this session outlives it
     for (const c of this.cleanups.reverse()) {
       try {
         await c();

@@ -9,7 +9,8 @@ import {
   rmSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { AirlockError, AGENT_DATA_BOUNDS, git, type GitOptions } from '../common/index.ts';
+import { execFile } from 'node:child_process';
+import { AirlockError, AGENT_DATA_BOUNDS, git, gitEnv, hardenedArgs, type GitOptions } from '../common/index.ts';
 import { countTreePaths, DEFAULT_TREE_LIMITS } from './bounds.ts';
 
 // Turns what the agent left in its workspace into commits in a repository that Airlock
@@ -336,12 +337,51 @@ function isWhiteout(p: string): boolean {
 export function initResultRepo(path: string, mirror: string, extraObjects: string[] = []): void {
   if (existsSync(join(path, 'HEAD'))) return;
   git(['init', '--bare', '--quiet', '--template=', path]);
+  writeAlternates(path, mirror, extraObjects);
+}
+
+/** The base history comes from Airlock's own mirror (trusted), not from the agent. */
+function writeAlternates(path: string, mirror: string, extraObjects: string[]): void {
   mkdirSync(join(path, 'objects', 'info'), { recursive: true });
-  // The base history comes from Airlock's own mirror (trusted), not from the agent.
   writeFileSync(
     join(path, 'objects', 'info', 'alternates'),
     [join(mirror, 'objects'), ...extraObjects].join('\n') + '\n',
   );
+}
+
+/** The refs a capture leaves: what it started from and what it proposes. */
+function resultRefs(base: string, head: string): string {
+  return `update refs/airlock/base ${base}\nupdate refs/airlock/head ${head}\n`;
+}
+
+/**
+ * The session's result repository, made while its sandbox starts (issue 16): as capture
+ * makes it, with both refs at the base, which is exactly what capture leaves when the agent
+ * changed nothing, so that capture then runs no git at all (`refsAtBase`). Host-side only:
+ * no sandbox sees the session's state directory.
+ */
+export async function prepareResultRepo(
+  path: string,
+  mirror: string,
+  baseCommit: string,
+  extraObjects: string[] = [],
+): Promise<void> {
+  // asynchronous: its two gits run beside the holder's processes while the supervisor works on
+  await gitAsync(['init', '--bare', '--quiet', '--template=', path], {});
+  writeAlternates(path, mirror, extraObjects);
+  await gitAsync(['update-ref', '--stdin'], { GIT_DIR: path }, resultRefs(baseCommit, baseCommit));
+}
+
+/** Hardened git on Airlock's own repository, without blocking the event loop; rejects on a failure. */
+function gitAsync(args: string[], env: Record<string, string>, input?: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = execFile('git', hardenedArgs(args), { env: gitEnv(env), timeout: 60_000 }, (err) =>
+      err ? reject(err) : resolve(),
+    );
+    // git may exit before it reads its input (git init reads none): its exit status tells
+    child.stdin?.on('error', () => {});
+    child.stdin?.end(input ?? '');
+  });
 }
 
 /** Per path: [marker, original value] pairs to put back (values kept in memory only). */
@@ -441,6 +481,8 @@ interface CaptureOptions {
   layers?: { upper: string; lower: string };
   /** The workspace started from a sanitized synthetic root commit (objects in `syntheticObjects`), not from baseCommit. */
   synthetic?: { commit: string; objects: string; restore?: Restore } | null;
+  /** `resultRepo` was made by prepareResultRepo for this base: its refs already say "nothing changed". */
+  refsAtBase?: boolean;
 }
 
 type GitEnv = Record<string, string>;
@@ -594,12 +636,9 @@ export function captureWorkspace(opts: CaptureOptions): CaptureResult {
       .filter(Boolean);
     head = transplant(env, start, opts.baseCommit, onSynthetic, opts.synthetic.restore ?? {});
   } else if (opts.synthetic) head = opts.baseCommit;
-  agit(['update-ref', '--stdin'], {
-    env,
-    input: `update refs/airlock/base ${opts.baseCommit}\nupdate refs/airlock/head ${head}\n`,
-  });
   // nothing was committed or left uncommitted: no history or paths to list (most short sessions)
   const same = head === opts.baseCommit;
+  if (!(same && opts.refsAtBase)) agit(['update-ref', '--stdin'], { env, input: resultRefs(opts.baseCommit, head) });
   const commits = same
     ? []
     : agit(['rev-list', '--reverse', `${opts.baseCommit}..${head}`], { env })

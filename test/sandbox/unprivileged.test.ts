@@ -62,5 +62,43 @@ describe(
       assert.match(r.stderr, /1 commit\(s\) incl\. uncommitted work/);
       cleanup(dir);
     });
+
+    // The tracer is chosen while the holder starts (issue 16): a refusal then must end the
+    // holder at once, not leave it to the supervisor's death (an SDK process lives on).
+    it('AIRLOCK_TRACER=seccomp-notify without root refuses the session and leaves no holder behind', () => {
+      const dir = mkdtempSync(join(tmpdir(), 'airlock-unpriv-'));
+      chmodSync(dir, 0o755);
+      chownSync(dir, NOBODY, NOBODY);
+      const env = {
+        HOME: dir,
+        AIRLOCK_HOME: track(join(dir, 'home')),
+        AIRLOCK_TRACER: 'seccomp-notify',
+        GIT_CONFIG_GLOBAL: '/dev/null',
+      };
+      const repo = join(dir, 'repo');
+      assert.equal(asNobody(['git', 'init', '-q', repo], env, dir).status, 0);
+      const commit = ['-c', 'user.name=n', '-c', 'user.email=n@n', 'commit', '-q', '--allow-empty', '-m', 'init'];
+      assert.equal(asNobody(['git', '-C', repo, ...commit], env, dir).status, 0);
+      // in the same process after open() failed: its children that belong to a session
+      const script = `
+        import { readdirSync, readFileSync } from 'node:fs';
+        import { Session } from ${JSON.stringify(join(ROOT, 'src', 'session', 'index.ts'))};
+        let error = '';
+        try { await Session.open({ repo: process.argv[1] }); } catch (e) { error = e.message; }
+        const holders = readdirSync('/proc').filter((p) => {
+          try {
+            const stat = readFileSync('/proc/' + p + '/stat', 'latin1');
+            const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+            return ppid === process.pid && readFileSync('/proc/' + p + '/environ', 'latin1').includes('AIRLOCK_SESSION=');
+          } catch { return false; }
+        });
+        console.log(JSON.stringify({ error, holders }));`;
+      const r = asNobody([process.execPath, '--input-type=module', '-e', script, repo], env, repo);
+      assert.equal(r.status, 0, r.stderr);
+      const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { error: string; holders: string[] };
+      assert.match(out.error, /AIRLOCK_TRACER=seccomp-notify, but the seccomp-notify tracer needs root/);
+      assert.deepEqual(out.holders, []);
+      cleanup(dir);
+    });
   },
 );

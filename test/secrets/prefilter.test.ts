@@ -40,3 +40,16 @@ test('the prefilter finds exactly the occurrences a plain search finds, overlaps
     }
   }
 });
+
+test('a bad anchor is refused when the prefilter is defined, not at its first scan (it is built lazily)', () => {
+  assert.throws(() => compilePrefilter(['ok', '']), /empty anchor/);
+  assert.throws(() => compilePrefilter(['ok', 'caf\u00e9']), /not ASCII/);
+  const pf = compilePrefilter(['she', 'he']);
+  assert.deepEqual(
+    [...pf.scan('USHERS').at],
+    [
+      ['she', [1]],
+      ['he', [2]],
+    ],
+  );
+});
