@@ -210,7 +210,10 @@ describe('airlock through a warm spare', () => {
     const before = await readySpare(home);
     const cmd = `${BIN} run -- sh -c 'test -t 0 && echo IN-TTY; test -t 1 && echo OUT-TTY'; echo "status=$?"`;
     const env: NodeJS.ProcessEnv = { ...process.env, AIRLOCK_HOME: home };
+    // colours on a terminal as a user's shell has it: Node's colour depth is 1 bit under CI=true or TERM=dumb
     delete env.NO_COLOR;
+    delete env.CI;
+    env.TERM = 'xterm-256color';
     const r = spawnSync('script', ['-qec', cmd, '/dev/null'], { cwd: repo, encoding: 'utf8', env, timeout: 120_000 });
     assert.match(r.stdout, /IN-TTY/);
     assert.match(r.stdout, /OUT-TTY/);
