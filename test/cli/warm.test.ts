@@ -24,6 +24,11 @@ interface Status {
   refused: number;
 }
 
+interface SpareState {
+  pid?: number;
+  loaded?: boolean;
+}
+
 const status = (home: string): Status => JSON.parse(airlock(['warm', 'status', '--json'], { home }).stdout) as Status;
 
 async function until<T>(what: string, f: () => T | null | undefined | false, ms = 30_000): Promise<T> {
@@ -379,6 +384,44 @@ describe('nothing outlives warm start', () => {
       assert.deepEqual(sparesOf(home), [second.pid]);
       await warmOffClean(home);
     } finally {
+      cleanup(home);
+    }
+  });
+
+  it('a successor loads once the spare before it has ended, even while that one is a zombie not yet reaped', async () => {
+    const home = tmp('airlock-warm-zombie-');
+    // `sleep 0` exits at once and its parent (exec'd into `sleep 60`) never reaps it: a zombie,
+    // as an ended spare is until init reaps it (Node's own children are reaped by Node)
+    const holder = spawn('sh', ['-c', 'sleep 0 & exec sleep 60'], { stdio: 'ignore' });
+    try {
+      assert.equal(airlock(['warm', 'on'], { home }).status, 0);
+      await readySpare(home);
+      const zombie = await until('the zombie', () =>
+        readdirSync('/proc')
+          .filter((p) => /^\d+$/.test(p))
+          .map(Number)
+          .find((p) => safeRead(`/proc/${p}/stat`).includes(`) Z ${holder.pid} `)),
+      );
+      assert.equal(airlock(['warm', 'off'], { home }).status, 0);
+      await until('no spare', () => sparesOf(home).length === 0 || null);
+      assert.equal(airlock(['warm', 'on'], { home }).status, 0);
+      const first = (await readySpare(home)).spare!.pid;
+      const successor = spawn(
+        NODE,
+        ['--disable-warning=ExperimentalWarning', RUN_TS, '__spare', '--idle-ms', '600000', '--after', String(zombie)],
+        { env: { ...process.env, AIRLOCK_HOME: home }, stdio: 'ignore', detached: true, cwd: '/' },
+      );
+      successor.unref();
+      const state = () => JSON.parse(safeRead(join(home, 'run', 'warm', 'state.json')) || '{}') as SpareState;
+      await until('the successor loaded', () => (state().pid === successor.pid && state().loaded) || null);
+      await until('the older spare to exit', () => !isAlive(first) || null, 10_000);
+      assert.match(
+        readFileSync(join(home, 'run', 'warm', 'spare.log'), 'utf8'),
+        new RegExp(`loading: the spare before \\(pid ${zombie}\\) has ended`),
+      );
+      await warmOffClean(home);
+    } finally {
+      holder.kill('SIGKILL');
       cleanup(home);
     }
   });

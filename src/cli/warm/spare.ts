@@ -109,6 +109,7 @@ async function takeRequest(paths: WarmPaths, opts: SpareOptions, load: Load): Pr
   if (!existsSync(paths.enabled)) return endWaiting(native, paths, listening, 'warm start is off');
   writeState(paths, { pid: process.pid, served: opts.served, idleMs: opts.idleMs, loaded: false, loadCpuMs: 0 });
   const early = opts.after ? deferLoading(native, paths, listening, opts.after) : null;
+  if (opts.after) logLine(paths, `loading: ${early ? 'a request came first' : loadingReason(opts.after)}`);
   const main = await load();
   writeState(paths, { pid: process.pid, served: opts.served, idleMs: opts.idleMs, loaded: true, loadCpuMs: cpuMs() });
   const conn = early ?? waitForClient(native, paths, listening, opts.idleMs);
@@ -193,10 +194,16 @@ function deferLoading(native: Native, paths: WarmPaths, listening: Listening, pr
   return null;
 }
 
+const loadingReason = (predecessor: number) =>
+  isRunning(predecessor)
+    ? `the spare before (pid ${predecessor}) still runs after ${DEFER_MAX_MS} ms`
+    : `the spare before (pid ${predecessor}) has ended`;
+
+/** Alive and not a zombie: an ended spare whose parent is gone stays a zombie until init reaps it (here up to ~1 s). */
 function isRunning(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
   } catch {
     return false;
   }
