@@ -36,5 +36,7 @@ async function loadForRun(): Promise<(argv: string[]) => Promise<number>> {
     import('../detect/index.ts'),
     import('../secrets/honeytokens.ts'),
   ]);
+  // built on first use, which every session's first recorded event is: here, off the served command's path
+  await (await import('../secrets/index.ts')).buildScanners();
   return main;
 }

@@ -4,6 +4,7 @@ import { allowedReason } from './allowlist.ts';
 import { compilePrefilter } from './prefilter.ts';
 import { entropy, printable } from './values.ts';
 import type { RawHit, Suppressed } from './hits.ts';
+import { redactTextSync } from './sync.ts';
 import {
   fingerprint,
   type AllowEntry,
@@ -185,4 +186,14 @@ export async function redactText(
 ): Promise<{ text: string; findings: SecretFinding[] }> {
   const findings = await scanText(text, opts);
   return { text: findings.length ? applyRedactions(text, findings, opts.marker) : text, findings };
+}
+
+/**
+ * Builds the detection automata now rather than on the first scan (the audit redactor's,
+ * ~7 ms, and the engine's, ~4 ms): for a process that has time before its work, a warm spare.
+ */
+export async function buildScanners(): Promise<void> {
+  const sample = 'a sample text long enough to be scanned';
+  redactTextSync(sample);
+  await scanText(sample);
 }

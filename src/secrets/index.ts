@@ -9,7 +9,7 @@ export {
   type ScanResult,
   fingerprint,
 } from './types.ts';
-export { scanText, scanTextExplained, redactText, defaultMarker } from './engine.ts';
+export { scanText, scanTextExplained, redactText, defaultMarker, buildScanners } from './engine.ts';
 export { scanPathsDetailed, type ScanPathsOptions, type ScanPathsResult } from './files.ts';
 export {
   sanitizeTree,
