@@ -42,8 +42,14 @@ function recordedKeys(store: AuditStore, session: string): Map<string, number> {
 
 /** Raw traces left in a session's trace dir, also those a recovery that died had claimed. */
 function traceFiles(dir: string): string[] {
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir)
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  }
+  return names
     .filter((f) => /^\d{1,9}\.log(\.recovering-\d+)?$/.test(f) && !claimedByLiveProcess(f))
     .sort((a, b) => parseInt(a, 10) - parseInt(b, 10))
     .map((f) => join(dir, f))
@@ -156,14 +162,26 @@ function recoverOne(
 /** Sessions that left something to recover: a raw trace, or cgroup directories. Cheap (no log scan). */
 function candidates(home: HomeLayout): string[] {
   if (!existsSync(home.sessions)) return [];
+  // the cgroups left are read once: a check per session made every start slower as the home grew
+  const leftCgroups = cgroupsLeft();
   return readdirSync(home.sessions).filter(
     (id) =>
-      SESSION_ID.test(id) && (traceFiles(join(home.sessions, id, 'sandbox', 'trace')).length > 0 || cgroupLeft(id)),
+      SESSION_ID.test(id) &&
+      (leftCgroups.has(id) || traceFiles(join(home.sessions, id, 'sandbox', 'trace')).length > 0),
   );
 }
 
-function cgroupLeft(id: string): boolean {
-  return ['', 'memory', 'pids'].some((c) => existsSync(join('/sys/fs/cgroup', c, 'airlock', id)));
+/** Session ids with a cgroup directory left under any of Airlock's hierarchies. */
+function cgroupsLeft(): Set<string> {
+  const ids = new Set<string>();
+  for (const c of ['', 'memory', 'pids']) {
+    try {
+      for (const id of readdirSync(join('/sys/fs/cgroup', c, 'airlock'))) ids.add(id);
+    } catch {
+      /* no such hierarchy, or none of ours */
+    }
+  }
+  return ids;
 }
 
 /**
