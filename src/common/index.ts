@@ -33,5 +33,6 @@ export { POPULAR } from './popular-packages.ts';
 export { escapeForTerminal, hasTerminalControls } from './terminal.ts';
 export { shellQuote } from './shell.ts';
 export { phase, type PhaseMark } from './phase.ts';
+export { processRuns, processState } from './process.ts';
 export { typosquatOf, normPackageName, type Ecosystem } from './typosquat.ts';
 export { chownTreeNoFollow, joinBytes, linkTree, walkBytes, type PathBytes } from './fs.ts';

@@ -21,7 +21,7 @@ import { endianness } from 'node:os';
 import { StringDecoder } from 'node:string_decoder';
 import type { Writable } from 'node:stream';
 import { resolveExecCommand } from './exec-command.ts';
-import { AirlockError, phase, shellQuote, type AuditEventInput } from '../common/index.ts';
+import { AirlockError, phase, processRuns, shellQuote, type AuditEventInput } from '../common/index.ts';
 import type { ExecHandle, ExecOptions, ExecResult, Mechanisms, Sandbox, SandboxDriver, SandboxSpec } from './driver.ts';
 import { buildSeccompProgram } from './seccomp.ts';
 import { chooseTracer, notifyTracerChain, type TracerChoice } from './tracers.ts';
@@ -156,12 +156,7 @@ function programMessage(program: string[]): Buffer {
 /** The process runs (not yet reaped is not enough: a killed one is a zombie until Node's loop reaps it). */
 function waiting(child: ChildProcess): boolean {
   if (child.exitCode !== null || child.signalCode !== null || !child.pid) return false;
-  try {
-    const stat = readFileSync(`/proc/${child.pid}/stat`, 'latin1');
-    return !/^[ZXx]/.test(stat.slice(stat.lastIndexOf(')') + 2));
-  } catch {
-    return false;
-  }
+  return processRuns(child.pid);
 }
 
 /** A NUL byte would split a string into two arguments of the chain (Node's spawn refuses it too). */

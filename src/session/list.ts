@@ -1,6 +1,6 @@
-import { readFileSync } from 'node:fs';
 import type { AuditStore } from '../audit/index.ts';
 import { runtimeOfDriver } from '../sandbox/index.ts';
+import { processRuns } from '../common/index.ts';
 
 export interface SessionSummary {
   id: string;
@@ -21,17 +21,6 @@ export interface SessionSummary {
   supervisorPid: number | null;
   /** the sandbox runtime it ran under (sandbox.runtime: bwrap, gvisor), from session.start */
   runtime: string | null;
-}
-
-function alive(pid: number): boolean {
-  try {
-    // a zombie (killed, not yet reaped) is not a supervisor
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
 }
 
 /**
@@ -72,7 +61,7 @@ export function sessionFromRow(r: Record<string, unknown>, local: boolean): Sess
     : r.failData
       ? 'failed'
       : 'running';
-  if (local && state === 'running' && typeof sd.supervisorPid === 'number' && !alive(sd.supervisorPid))
+  if (local && state === 'running' && typeof sd.supervisorPid === 'number' && !processRuns(sd.supervisorPid))
     state = 'aborted';
   return {
     id: String(r.id),

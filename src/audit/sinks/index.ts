@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { AuditTables } from '../store.ts';
 import type { SinkConfig } from '../../policy/index.ts';
@@ -6,6 +5,7 @@ import type { AuditEvent, Severity } from '../event.ts';
 import type { AuditStore } from '../store.ts';
 import { acknowledgementOf, createSink, DEFAULT_TIMEOUT_MS, type Acknowledgement, type Sink } from './transports.ts';
 import { PartialDelivery } from './relp.ts';
+import { processRuns, processState } from '../../common/index.ts';
 
 export { type Sink, type Acknowledgement } from './transports.ts';
 export * from './formats.ts';
@@ -65,17 +65,12 @@ function ownerAlive(owner: string | null): boolean {
   if (host !== hostname()) return true;
   if (!Number.isInteger(pid) || pid <= 0) return false;
   if (pid === process.pid) return true;
+  if (processState(pid) !== null) return processRuns(pid);
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch (e) {
-      return (e as NodeJS.ErrnoException).code === 'EPERM';
-    }
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

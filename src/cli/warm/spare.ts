@@ -17,6 +17,7 @@ import {
 import { ADDON, RUN_TS, codeFingerprint, privateDirProblem, warmPaths, type WarmPaths } from './paths.ts';
 import { rebindStdio } from './stdio.ts';
 import { ANSWER, FORWARDED_SIGNALS, MAX_REQUEST, parseRequest, type Request } from './protocol.ts';
+import { processRuns } from '../../common/index.ts';
 
 // A spare (issue 16): an `airlock` process that has started Node and loaded the CLI, the run
 // command and the session core, then serves exactly ONE invocation handed over by
@@ -184,10 +185,13 @@ function acceptOwn(native: Native, paths: WarmPaths, listening: Listening, timeo
   return null;
 }
 
-/** Waits while the predecessor's command runs (bounded); a request that comes meanwhile is returned. */
+/**
+ * Waits while the predecessor's command runs (bounded); a request that comes meanwhile is returned.
+ * An ended predecessor whose parent is gone is a zombie until init reaps it (here up to ~1 s): ended.
+ */
 function deferLoading(native: Native, paths: WarmPaths, listening: Listening, predecessor: number): Conn | null {
   const deadline = Date.now() + DEFER_MAX_MS;
-  while (Date.now() < deadline && isRunning(predecessor)) {
+  while (Date.now() < deadline && processRuns(predecessor)) {
     const conn = acceptOwn(native, paths, listening, DEFER_POLL_MS);
     if (conn) return conn;
   }
@@ -195,19 +199,9 @@ function deferLoading(native: Native, paths: WarmPaths, listening: Listening, pr
 }
 
 const loadingReason = (predecessor: number) =>
-  isRunning(predecessor)
+  processRuns(predecessor)
     ? `the spare before (pid ${predecessor}) still runs after ${DEFER_MAX_MS} ms`
     : `the spare before (pid ${predecessor}) has ended`;
-
-/** Alive and not a zombie: an ended spare whose parent is gone stays a zombie until init reaps it (here up to ~1 s). */
-function isRunning(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
 
 /** The first client of this user, or why waiting ended (idle, off, replaced). */
 function waitForClient(native: Native, paths: WarmPaths, listening: Listening, idleMs: number): Conn | string {
